@@ -1,0 +1,1 @@
+"""healer: a self-healing agent for Kubernetes."""

@@ -1,0 +1,156 @@
+"""Settings: one object, built once at start-up from a YAML file and ``HEALER_*`` variables.
+
+Sections group what belongs together; each field is documented beneath it. Environment
+variables use ``__`` between section and field, e.g. ``HEALER_GUARDS__COOLDOWN_S=600``.
+Precedence, highest first: explicit arguments, environment, the YAML file, defaults.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from healer.errors import ConfigError
+from healer.types import Mode
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DetectorSettings(_Section):
+    baseline_half_life_s: float = 1800.0
+    """How fast the learned baseline follows the series. Half an hour follows the daily
+    cycle (a change of a few percent per half hour) yet stands still under a fault that
+    develops in minutes."""
+    spread_half_life_s: float = 7200.0
+    """How fast the learned spread (typical deviation from baseline) adapts."""
+    warmup_s: float = 900.0
+    """No finding until a series has been watched this long."""
+    score_threshold: float = 0.95
+    """Calibrated score at or above which a sample counts as anomalous. The score is a
+    probability-like value shared by every signal and workload, not a per-metric limit."""
+    persistence_s: float = 60.0
+    """A workload must stay anomalous this long before it becomes a finding, which
+    ignores one-scrape bursts."""
+
+
+class GuardSettings(_Section):
+    mode: Mode = Mode.DRY_RUN
+    """Global mode. The most cautious of this, the playbook's and the workload's mode wins
+    (dry_run over approval over auto). dry_run by default: nothing changes in the cluster
+    until an operator opts in."""
+    cooldown_s: float = 900.0
+    """No second action on the same workload within this time."""
+    rate_limit_window_s: float = 3600.0
+    max_actions_per_window: int = 10
+    """Cluster-wide cap on actions within ``rate_limit_window_s``."""
+    max_in_flight: int = 3
+    """Actions whose outcome is not yet verified, at most."""
+    anomaly_brake_share: float = 0.5
+    """When more than this share of workloads is anomalous at once, the cause is upstream
+    or in monitoring: hold all actions and escalate."""
+    anomaly_brake_min_workloads: int = 4
+    """The brake only applies when at least this many workloads are watched."""
+    allowed_namespaces: tuple[str, ...] = ()
+    """When not empty, act only in these namespaces."""
+    denied_namespaces: tuple[str, ...] = ("kube-system",)
+    """Never act in these namespaces."""
+    min_replicas: int = 1
+    max_replicas: int = 50
+    """Scale never goes outside these bounds."""
+
+
+class DaemonSettings(_Section):
+    interval_s: float = 30.0
+    """Time between cycles."""
+    window_s: float = 3600.0
+    """How much history each cycle reads."""
+    verify_stable_s: float = 120.0
+    """A workload counts as healed once its rollout is complete and it has stayed below
+    the anomaly threshold this long."""
+
+
+class ClusterSettings(_Section):
+    kubeconfig: Path | None = None
+    """Path of a kubeconfig; none means in-cluster configuration, then ``~/.kube/config``."""
+    context: str | None = None
+
+
+class StoreSettings(_Section):
+    url: str = "sqlite:///healer.db"
+    """SQLAlchemy URL of the audit store."""
+
+
+class ApiSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, le=65535)
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="HEALER_", env_nested_delimiter="__", extra="forbid", frozen=True
+    )
+
+    detector: DetectorSettings = DetectorSettings()
+    guards: GuardSettings = GuardSettings()
+    daemon: DaemonSettings = DaemonSettings()
+    cluster: ClusterSettings = ClusterSettings()
+    store: StoreSettings = StoreSettings()
+    api: ApiSettings = ApiSettings()
+    playbooks_dir: Path = Path("playbooks")
+    """Directory of playbook YAML files, validated at start-up."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings)
+
+
+def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
+    """Read the YAML file at ``path`` (if any), then the environment, then ``overrides``.
+
+    Raises ConfigError naming the file and the field at fault.
+    """
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text()) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot read settings: {exc}") from exc
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"{path}: settings must be a mapping at the top level")
+        data = loaded
+    try:
+        from_env = Settings().model_dump(exclude_unset=True)
+        merged = _deep_merge(_deep_merge(data, from_env), overrides)
+        return Settings.model_validate(merged)
+    except ValidationError as exc:
+        where = f"{path}: " if path else ""
+        first = exc.errors()[0]
+        field_path = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{where}setting {field_path}: {first['msg']}") from exc
+
+
+def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out

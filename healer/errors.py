@@ -1,0 +1,76 @@
+"""healer's exceptions, in one hierarchy.
+
+::
+
+    HealerError
+    ├── ConfigError                 fatal at start-up: bad settings or an unknown scenario
+    ├── PlaybookError               fatal at start-up: a playbook file that does not validate
+    ├── CollectError                a cycle's metrics could not be read
+    │   ├── PrometheusUnavailable
+    │   └── QueryError
+    ├── DetectError
+    │   ├── ModelNotFitted
+    │   └── ModelMismatch
+    ├── ActionError                 a request to the Kubernetes API failed
+    │   ├── TransientActionError    retry later (conflict, timeout, 5xx)
+    │   └── PermanentActionError    escalate (forbidden, not found, refused by a precondition)
+    └── StoreError                  the audit store cannot be read or written
+
+The cycle catches ``HealerError`` per workload and carries on; any other exception is a
+bug and stops the daemon. Third-party exceptions are wrapped at the edge that called the
+library (``raise ActionError(...) from exc``), so that callers never see them.
+"""
+
+from __future__ import annotations
+
+
+class HealerError(Exception):
+    """Base of every error healer raises on purpose."""
+
+
+class ConfigError(HealerError):
+    pass
+
+
+class PlaybookError(HealerError):
+    """A playbook that does not load; the message names file, line and field."""
+
+
+class CollectError(HealerError):
+    pass
+
+
+class PrometheusUnavailable(CollectError):
+    pass
+
+
+class QueryError(CollectError):
+    pass
+
+
+class DetectError(HealerError):
+    pass
+
+
+class ModelNotFitted(DetectError):
+    pass
+
+
+class ModelMismatch(DetectError):
+    pass
+
+
+class ActionError(HealerError):
+    pass
+
+
+class TransientActionError(ActionError):
+    pass
+
+
+class PermanentActionError(ActionError):
+    pass
+
+
+class StoreError(HealerError):
+    pass

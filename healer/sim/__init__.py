@@ -1,0 +1,1 @@
+"""The simulated cluster: Kubernetes API subset, workloads, faults and a virtual clock."""

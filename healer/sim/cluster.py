@@ -1,0 +1,706 @@
+"""The simulated cluster: Kubernetes objects, their controllers, and the workloads' behaviour.
+
+What it models, and why each piece is there:
+
+* The Deployment and ReplicaSet controllers, as Kubernetes runs them: a pod template
+  change makes a new ReplicaSet with the next ``deployment.kubernetes.io/revision`` (a
+  return to an earlier template reuses that ReplicaSet with a new number); rolling
+  updates progress one scrape step at a time within ``maxSurge`` and ``maxUnavailable``;
+  ``status.observedGeneration`` catches up on the next controller pass, not at once.
+* Pods that start, become ready after a delay, and are OOM-killed when their memory
+  reaches the limit (``restartCount`` and ``lastState.terminated.reason``).
+* Traffic with a daily peak, noise and short bursts; CPU that follows traffic; latency
+  that climbs with utilisation and explodes past saturation, where requests are shed as
+  5xx errors. Behaviour comes from the pod's image, so a bad release is a property of
+  the pod template, and rolling back the template fixes it, as in a real cluster.
+* Faults with ground truth: a memory leak in the running containers, a traffic surge,
+  a release to another image.
+
+Everything moves only when ``advance`` is called; all state is guarded by ``lock``,
+because the API server thread reads and writes while the driver advances time.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import math
+import threading
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import numpy as np
+
+from healer.sim.clock import VirtualClock
+from healer.sim.objects import (
+    ApiError,
+    ObjectStore,
+    apply_patch,
+    check_resource_version,
+    field_selector_matches,
+    label_selector_matches,
+    owned_by,
+    rfc3339,
+    template_hash,
+)
+from healer.sim.scenario import Event, Scenario, WorkloadSpec
+from healer.types import Signal, WorkloadRef
+
+# Kubernetes objects are plain JSON documents here; their shape is checked where they
+# enter (the API server), so the controllers index them freely.
+K8s = dict[str, Any]
+
+SIGNALS = tuple(Signal)
+REVISION = "deployment.kubernetes.io/revision"
+# A container takes this long from start to passing its readiness probe.
+READINESS_DELAY_S = 10.0
+# Per-request latency is log-normal with this shape; p99 = median * exp(2.326 * sigma).
+LATENCY_SIGMA = 0.45
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# Past saturation, requests wait until the client's timeout.
+TIMEOUT_S = 5.0
+
+
+@dataclass
+class Container:
+    """The runtime state of a pod's single container, which the API objects don't hold."""
+
+    started_s: float
+    leak_from_s: float | None = None
+    leak_bytes_per_s: float = 0.0
+    memory_bytes: float = 0.0
+    cpu_seconds: float = 0.0
+    requests_ok: float = 0.0
+    requests_err: float = 0.0
+    latency_buckets: list[float] = field(default_factory=lambda: [0.0] * len(LATENCY_BUCKETS_S))
+    latency_sum_s: float = 0.0
+    last_p99_s: float | None = None
+    marks: dict[str, float] = field(default_factory=dict)
+    """Counter values at the last sample, to difference the next one against."""
+
+    def counters(self, pod: K8s) -> dict[str, float]:
+        restarts = pod["status"]["containerStatuses"][0].get("restartCount", 0)
+        return {"cpu": self.cpu_seconds, "ok": self.requests_ok, "err": self.requests_err,
+                "restarts": float(restarts)}
+
+
+@dataclass
+class Overload:
+    start_s: float
+    factor: float
+    ramp_s: float
+
+    def multiplier(self, t_s: float) -> float:
+        if t_s < self.start_s:
+            return 1.0
+        progress = min(1.0, (t_s - self.start_s) / self.ramp_s) if self.ramp_s > 0 else 1.0
+        return 1.0 + (self.factor - 1.0) * progress
+
+
+class Cluster:
+    """A simulated Kubernetes cluster running a scenario."""
+
+    def __init__(self, scenario: Scenario, clock: VirtualClock | None = None) -> None:
+        self.scenario = scenario
+        self.clock = clock or VirtualClock(scenario.start)
+        self.lock = threading.RLock()
+        self._rng = np.random.default_rng(scenario.seed)
+        self.store = ObjectStore(uid=self._new_uid)
+        self._specs = {f"{w.namespace}/{w.name}": w for w in scenario.workloads}
+        self._containers: dict[str, Container] = {}  # by pod uid
+        self._overloads: dict[str, Overload] = {}
+        self._pending = sorted(scenario.events, key=lambda e: e.at_s)
+        self.timestamps: list[float] = []
+        self.samples: list[np.ndarray[Any, np.dtype[np.float64]]] = []  # (W, S) per step
+        self.workloads = tuple(
+            WorkloadRef(w.namespace, "Deployment", w.name) for w in scenario.workloads)
+        self.applied_events: list[tuple[float, Event]] = []
+        with self.lock:
+            for spec in scenario.workloads:
+                self.create_deployment(spec.namespace, _deployment_manifest(spec))
+            # The cluster was running before the scenario starts: its pods are up and ready.
+            for _ in range(3):
+                self._reconcile()
+                self._age_pods(3600.0)
+
+    # ---- time --------------------------------------------------------------------------
+
+    def advance(self, seconds: float) -> None:
+        """Move simulated time forward by whole scrape steps, sampling metrics each step."""
+        steps = max(1, round(seconds / self.scenario.step_s))
+        for _ in range(steps):
+            with self.lock:
+                self.clock.advance(self.scenario.step_s)
+                self._apply_due_events()
+                self._reconcile()
+                self._run_workloads(self.scenario.step_s)
+                self._record_sample()
+
+    @property
+    def elapsed_s(self) -> float:
+        return self.clock.elapsed_s
+
+    # ---- API-level operations (used by the API server) ---------------------------------
+
+    def list_objects(self, resource: str, namespace: str | None, label_selector: str | None = None,
+                     field_selector: str | None = None) -> list[K8s]:
+        with self.lock:
+            return [copy.deepcopy(o) for o in self.store.list(resource, namespace)
+                    if label_selector_matches(label_selector, o["metadata"].get("labels") or {})
+                    and field_selector_matches(field_selector, o)]
+
+    def get_object(self, resource: str, namespace: str, name: str) -> K8s:
+        with self.lock:
+            return copy.deepcopy(self.store.get(resource, namespace, name))
+
+    def create_deployment(self, namespace: str, body: K8s, *, dry_run: bool = False) -> K8s:
+        with self.lock:
+            obj = copy.deepcopy(body)
+            obj.setdefault("apiVersion", "apps/v1")
+            obj.setdefault("kind", "Deployment")
+            obj.setdefault("metadata", {})["namespace"] = namespace
+            _default_deployment(obj)
+            _validate_deployment(obj)
+            obj["status"] = {"observedGeneration": 0}
+            if dry_run:
+                return obj
+            return copy.deepcopy(self.store.create("deployments", obj, now=self.clock.now()))
+
+    def replace_deployment(self, namespace: str, name: str, body: K8s, *,
+                           dry_run: bool = False) -> K8s:
+        with self.lock:
+            current = self.store.get("deployments", namespace, name)
+            check_resource_version(current, body)
+            return self._write_deployment(current, copy.deepcopy(body), dry_run=dry_run)
+
+    def patch_deployment(self, namespace: str, name: str, patch: Any, content_type: str, *,
+                         dry_run: bool = False) -> K8s:
+        with self.lock:
+            current = self.store.get("deployments", namespace, name)
+            patched = apply_patch(copy.deepcopy(current), patch, content_type)
+            check_resource_version(current, patched)
+            return self._write_deployment(current, patched, dry_run=dry_run)
+
+    def delete_object(self, resource: str, namespace: str, name: str) -> K8s:
+        with self.lock:
+            obj = self.store.delete(resource, namespace, name)
+            if resource == "pods":
+                self._containers.pop(obj["metadata"]["uid"], None)
+            return copy.deepcopy(obj)
+
+    def get_scale(self, namespace: str, name: str) -> K8s:
+        with self.lock:
+            return _scale_of(self.store.get("deployments", namespace, name))
+
+    def patch_scale(self, namespace: str, name: str, patch: Any, content_type: str, *,
+                    dry_run: bool = False) -> K8s:
+        with self.lock:
+            current = self.store.get("deployments", namespace, name)
+            scale = apply_patch(_scale_of(current), patch, content_type)
+            return self._apply_scale(current, scale, dry_run=dry_run)
+
+    def replace_scale(self, namespace: str, name: str, body: K8s, *, dry_run: bool = False) -> K8s:
+        with self.lock:
+            current = self.store.get("deployments", namespace, name)
+            return self._apply_scale(current, body, dry_run=dry_run)
+
+    def create_event(self, namespace: str, body: K8s) -> K8s:
+        with self.lock:
+            obj = copy.deepcopy(body)
+            obj.setdefault("apiVersion", "v1")
+            obj.setdefault("kind", "Event")
+            meta = obj.setdefault("metadata", {})
+            meta["namespace"] = namespace
+            if not meta.get("name"):
+                if not meta.get("generateName"):
+                    raise ApiError(422, "Invalid", "Event: metadata.name: Required value")
+                meta["name"] = meta["generateName"] + self._suffix()
+            if not isinstance(obj.get("involvedObject"), dict):
+                raise ApiError(422, "Invalid", "Event: involvedObject: Required value")
+            return copy.deepcopy(self.store.create("events", obj, now=self.clock.now()))
+
+    def pods_of(self, namespace: str, name: str) -> list[K8s]:
+        with self.lock:
+            dep = self.store.get("deployments", namespace, name)
+            return [copy.deepcopy(p) for rs in self._owned("replicasets", dep)
+                    for p in self._owned("pods", rs)]
+
+    def container(self, pod: K8s) -> Container:
+        return self._containers[pod["metadata"]["uid"]]
+
+    # ---- writes ------------------------------------------------------------------------
+
+    def _write_deployment(self, current: K8s, new: K8s, *, dry_run: bool) -> K8s:
+        meta = new.setdefault("metadata", {})
+        for key in ("name", "namespace", "uid", "creationTimestamp", "generation"):
+            meta[key] = current["metadata"][key]
+        new["status"] = copy.deepcopy(current.get("status", {}))
+        _default_deployment(new)
+        _validate_deployment(new)
+        if new["spec"]["selector"] != current["spec"]["selector"]:
+            raise ApiError(422, "Invalid", f'Deployment.apps "{meta["name"]}" is invalid: '
+                           "spec.selector: Invalid value: field is immutable")
+        spec_changed = new["spec"] != current["spec"]
+        if dry_run:
+            if spec_changed:
+                meta["generation"] = current["metadata"]["generation"] + 1
+            return new
+        return copy.deepcopy(self.store.update("deployments", new, spec_changed=spec_changed))
+
+    def _apply_scale(self, current: K8s, scale: K8s, *, dry_run: bool) -> K8s:
+        check_resource_version(current, scale)
+        replicas = (scale.get("spec") or {}).get("replicas")
+        if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+            raise ApiError(422, "Invalid", f'Scale.autoscaling "{current["metadata"]["name"]}" '
+                           f"is invalid: spec.replicas: Invalid value: {replicas!r}: must be "
+                           "greater than or equal to 0")
+        new = copy.deepcopy(current)
+        new["spec"]["replicas"] = replicas
+        written = self._write_deployment(current, new, dry_run=dry_run)
+        return _scale_of(written)
+
+    # ---- controllers -------------------------------------------------------------------
+
+    def _reconcile(self) -> None:
+        for dep in self.store.list("deployments"):
+            self._reconcile_deployment(dep)
+        for rs in self.store.list("replicasets"):
+            self._reconcile_replicaset(rs)
+        for dep in self.store.list("deployments"):
+            self._update_deployment_status(dep)
+
+    def _owned(self, resource: str, owner: K8s) -> list[K8s]:
+        ns = owner["metadata"]["namespace"]
+        return [o for o in self.store.list(resource, ns) if owned_by(o, owner["metadata"]["uid"])]
+
+    def _reconcile_deployment(self, dep: K8s) -> None:
+        sets = self._owned("replicasets", dep)
+        new_rs = self._current_replicaset(dep, sets)
+        if dep["spec"].get("paused"):
+            return
+        old = [rs for rs in sets if rs is not new_rs]
+        replicas = dep["spec"]["replicas"]
+        if not any(rs["spec"]["replicas"] for rs in old):
+            self._set_rs_replicas(new_rs, replicas)
+        else:
+            self._roll(dep, new_rs, old, replicas)
+        limit = dep["spec"].get("revisionHistoryLimit", 10)
+        idle = sorted((rs for rs in old if rs["spec"]["replicas"] == 0
+                       and not self._owned("pods", rs)), key=_revision)
+        for rs in idle[: max(0, len(idle) - limit)]:
+            self.store.delete("replicasets", rs["metadata"]["namespace"], rs["metadata"]["name"])
+
+    def _current_replicaset(self, dep: K8s, sets: list[K8s]) -> K8s:
+        """The ReplicaSet of the current template, created or renumbered if need be."""
+        pod_hash = template_hash(dep["spec"]["template"])
+        top = max((_revision(rs) for rs in sets), default=0)
+        match = next((rs for rs in sets if rs["metadata"]["labels"].get("pod-template-hash")
+                      == pod_hash), None)
+        if match is None:
+            return self._create_replicaset(dep, pod_hash, top + 1)
+        if _revision(match) != top:
+            match["metadata"]["annotations"][REVISION] = str(top + 1)
+            self.store.update("replicasets", match, spec_changed=False)
+        return match
+
+    def _create_replicaset(self, dep: K8s, pod_hash: str, revision: int) -> K8s:
+        meta = dep["metadata"]
+        template = copy.deepcopy(dep["spec"]["template"])
+        template["metadata"].setdefault("labels", {})["pod-template-hash"] = pod_hash
+        selector = copy.deepcopy(dep["spec"]["selector"])
+        selector.setdefault("matchLabels", {})["pod-template-hash"] = pod_hash
+        rs = {
+            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {
+                "name": f"{meta['name']}-{pod_hash}", "namespace": meta["namespace"],
+                "labels": dict(template["metadata"]["labels"]),
+                "annotations": {REVISION: str(revision),
+                                "deployment.kubernetes.io/desired-replicas":
+                                    str(dep["spec"]["replicas"])},
+                "ownerReferences": [_owner_ref(dep)],
+            },
+            "spec": {"replicas": 0, "selector": selector, "template": template},
+            "status": {"replicas": 0, "readyReplicas": 0, "availableReplicas": 0},
+        }
+        return self.store.create("replicasets", rs, now=self.clock.now())
+
+    def _roll(self, dep: K8s, new_rs: K8s, old: list[K8s], replicas: int) -> None:
+        """One pass of the rolling update, within maxSurge and maxUnavailable."""
+        strategy = dep["spec"]["strategy"].get("rollingUpdate", {})
+        surge = _resolve(strategy.get("maxSurge", "25%"), replicas, round_up=True)
+        unavailable = _resolve(strategy.get("maxUnavailable", "25%"), replicas, round_up=False)
+        if surge == 0 and unavailable == 0:
+            unavailable = 1  # the API server rejects both zero; behave as if one were one
+        everything = [new_rs, *old]
+        total = sum(rs["spec"]["replicas"] for rs in everything)
+        room = replicas + surge - total
+        if new_rs["spec"]["replicas"] < replicas and room > 0:
+            self._set_rs_replicas(new_rs, min(replicas, new_rs["spec"]["replicas"] + room))
+        ready = sum(self._ready_pods(rs) for rs in everything)
+        removable = ready - (replicas - unavailable)
+        for rs in sorted(old, key=_revision):
+            unready = rs["spec"]["replicas"] - self._ready_pods(rs)
+            cut = min(rs["spec"]["replicas"], max(0, removable) + max(0, unready))
+            if cut:
+                self._set_rs_replicas(rs, rs["spec"]["replicas"] - cut)
+                removable -= max(0, cut - max(0, unready))
+
+    def _set_rs_replicas(self, rs: K8s, replicas: int) -> None:
+        if rs["spec"]["replicas"] != replicas:
+            rs["spec"]["replicas"] = replicas
+            self.store.update("replicasets", rs, spec_changed=True)
+
+    def _ready_pods(self, rs: K8s) -> int:
+        return sum(1 for p in self._owned("pods", rs) if _pod_ready(p))
+
+    def _reconcile_replicaset(self, rs: K8s) -> None:
+        pods = self._owned("pods", rs)
+        want = rs["spec"]["replicas"]
+        for _ in range(want - len(pods)):
+            self._create_pod(rs)
+        if len(pods) > want:
+            # Like the ReplicaSet controller: unready pods go first, then the youngest.
+            doomed = sorted(pods, key=lambda p: (_pod_ready(p),
+                                                 -self._containers[p["metadata"]["uid"]]
+                                                 .started_s))
+            for pod in doomed[: len(pods) - want]:
+                self.delete_object("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
+        pods = self._owned("pods", rs)
+        ready = sum(1 for p in pods if _pod_ready(p))
+        status = {"replicas": len(pods), "readyReplicas": ready, "availableReplicas": ready,
+                  "observedGeneration": rs["metadata"]["generation"]}
+        if rs.get("status") != status:
+            rs["status"] = status
+            self.store.update("replicasets", rs, spec_changed=False)
+
+    def _create_pod(self, rs: K8s) -> None:
+        template = copy.deepcopy(rs["spec"]["template"])
+        pod = {
+            "apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": f"{rs['metadata']['name']}-{self._suffix()}",
+                         "namespace": rs["metadata"]["namespace"],
+                         "labels": dict(template["metadata"].get("labels", {})),
+                         "annotations": dict(template["metadata"].get("annotations", {})),
+                         "ownerReferences": [_owner_ref(rs)]},
+            "spec": template["spec"],
+            "status": {"phase": "Pending", "conditions": [], "containerStatuses": []},
+        }
+        created = self.store.create("pods", pod, now=self.clock.now())
+        self._containers[created["metadata"]["uid"]] = Container(started_s=self.clock.now_s())
+        self._refresh_pod_status(created)
+
+    def _update_deployment_status(self, dep: K8s) -> None:
+        sets = self._owned("replicasets", dep)
+        pod_hash = template_hash(dep["spec"]["template"])
+        pods = [p for rs in sets for p in self._owned("pods", rs)]
+        updated = [p for p in pods if p["metadata"]["labels"].get("pod-template-hash") == pod_hash]
+        ready = sum(1 for p in pods if _pod_ready(p))
+        replicas = dep["spec"]["replicas"]
+        complete = len(updated) == replicas == len(pods) and ready >= replicas
+        max_unavailable = _resolve(
+            dep["spec"]["strategy"].get("rollingUpdate", {}).get("maxUnavailable", "25%"),
+            replicas, round_up=False)
+        now = rfc3339(self.clock.now())
+        status = {
+            "observedGeneration": dep["metadata"]["generation"],
+            "replicas": len(pods), "updatedReplicas": len(updated), "readyReplicas": ready,
+            "availableReplicas": ready, "unavailableReplicas": max(0, replicas - ready),
+            "conditions": [
+                _condition(dep, "Available", ready >= replicas - max_unavailable,
+                           "MinimumReplicasAvailable", now),
+                _condition(dep, "Progressing", True,
+                           "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated", now),
+            ],
+        }
+        if dep.get("status") != status:
+            dep["status"] = status
+            self.store.update("deployments", dep, spec_changed=False)
+
+    # ---- pods and workload behaviour ---------------------------------------------------
+
+    def _age_pods(self, seconds: float) -> None:
+        for c in self._containers.values():
+            c.started_s -= seconds
+        for pod in self.store.list("pods"):
+            self._refresh_pod_status(pod)
+
+    def _refresh_pod_status(self, pod: K8s) -> None:
+        c = self._containers[pod["metadata"]["uid"]]
+        ready = self.clock.now_s() - c.started_s >= READINESS_DELAY_S
+        status = pod["status"]
+        old = copy.deepcopy(status)
+        status["phase"] = "Running"
+        status["startTime"] = status.get("startTime") or rfc3339(self.clock.now())
+        status["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
+        cs = status["containerStatuses"] or [{"name": pod["spec"]["containers"][0]["name"],
+                                              "restartCount": 0}]
+        image = pod["spec"]["containers"][0]["image"]
+        digest = hashlib.sha256(image.encode()).hexdigest()
+        cs[0].update({"ready": ready, "image": image, "imageID": f"{image}@sha256:{digest}",
+                      "started": True,
+                      "state": {"running": {"startedAt": rfc3339(_at(c.started_s))}}})
+        status["containerStatuses"] = cs
+        if status != old:
+            self.store.update("pods", pod, spec_changed=False)
+
+    def _apply_due_events(self) -> None:
+        while self._pending and self._pending[0].at_s <= self.clock.elapsed_s:
+            event = self._pending.pop(0)
+            self._apply_event(event)
+            self.applied_events.append((self.clock.now_s(), event))
+
+    def _apply_event(self, event: Event) -> None:
+        ns, name = event.workload.split("/", 1)
+        now_s = self.clock.now_s()
+        if event.kind == "memory_leak":
+            dep = self.store.get("deployments", ns, name)
+            for pod in (p for rs in self._owned("replicasets", dep)
+                        for p in self._owned("pods", rs)):
+                c = self._containers[pod["metadata"]["uid"]]
+                c.leak_from_s, c.leak_bytes_per_s = now_s, event.bytes_per_s or 0.0
+        elif event.kind == "overload":
+            self._overloads[event.workload] = Overload(now_s, event.factor or 2.0, event.ramp_s)
+        elif event.kind == "release":
+            # A deploy pipeline changing the image, as `kubectl set image` would.
+            patch = {"spec": {"template": {"spec": {"containers": [
+                {"name": name, "image": event.image}]}}}}
+            self.patch_deployment(ns, name, patch, "application/strategic-merge-patch+json")
+
+    def _run_workloads(self, dt_s: float) -> None:
+        for spec in self.scenario.workloads:
+            self._run_workload(spec, dt_s)
+
+    def _demand_rps(self, spec: WorkloadSpec) -> float:
+        t = spec.traffic
+        now = self.clock.now()
+        hour = now.hour + now.minute / 60 + now.second / 3600
+        distance = min(abs(hour - t.peak_hour_utc), 24 - abs(hour - t.peak_hour_utc))
+        daily = 1.0 + (t.peak_factor - 1.0) * math.exp(-0.5 * (distance / t.peak_width_h) ** 2)
+        noise = float(np.exp(self._rng.normal(0.0, t.noise)))
+        burst_p = t.bursts_per_h * self.scenario.step_s / 3600.0
+        burst = 1.3 if self._rng.random() < burst_p else 1.0
+        overload = self._overloads.get(f"{spec.namespace}/{spec.name}")
+        surge = overload.multiplier(self.clock.now_s()) if overload else 1.0
+        return t.base_rps * daily * noise * burst * surge
+
+    def _run_workload(self, spec: WorkloadSpec, dt_s: float) -> None:
+        dep = self.store.get("deployments", spec.namespace, spec.name)
+        pods = [p for rs in self._owned("replicasets", dep) for p in self._owned("pods", rs)]
+        now_s = self.clock.now_s()
+        for pod in pods:
+            self._refresh_pod_status(pod)
+        serving = [p for p in pods if _pod_ready(p)]
+        demand = self._demand_rps(spec)
+        res = spec.resources
+        for pod in pods:
+            c = self._containers[pod["metadata"]["uid"]]
+            behaviour = self.scenario.behaviour(pod["spec"]["containers"][0]["image"])
+            rps = demand / len(serving) if pod in serving else 0.0
+            cpu_demand = rps * res.cpu_seconds_per_request * behaviour.cpu_factor
+            rho = cpu_demand / res.cpu_limit_cores
+            c.cpu_seconds += min(cpu_demand, res.cpu_limit_cores) * dt_s
+            leak = (now_s - c.leak_from_s) * c.leak_bytes_per_s if c.leak_from_s else 0.0
+            c.memory_bytes = (res.memory_base_bytes * (1.0 + 0.08 * min(rho, 1.0))
+                              * float(np.exp(self._rng.normal(0.0, 0.004))) + leak)
+            if c.memory_bytes >= res.memory_limit_bytes:
+                self._oom_kill(pod, c)
+                continue
+            if rps > 0:
+                self._serve(c, rps * dt_s, rho, behaviour.error_ratio, behaviour.latency_s)
+
+    def _serve(self, c: Container, n: float, rho: float, base_error: float,
+               base_latency_s: float) -> None:
+        """Account ``n`` requests at utilisation ``rho`` in the container's counters."""
+        shed = max(0.0, 1.0 - 1.0 / rho) if rho > 1.0 else 0.0
+        error_p = min(1.0, base_error + (1 - base_error) * shed)
+        errors = float(self._rng.binomial(max(1, round(n)), error_p))
+        c.requests_err += errors
+        c.requests_ok += max(0.0, n - errors)
+        busy = min(rho, 0.97)
+        p99 = base_latency_s * (1.0 + 0.6 * busy / (1.0 - busy))
+        p99 = min(TIMEOUT_S, p99 if rho <= 1.0 else p99 * rho**4)
+        p99 *= float(np.exp(self._rng.normal(0.0, 0.03)))
+        median = p99 / math.exp(2.326 * LATENCY_SIGMA)
+        for i, le in enumerate(LATENCY_BUCKETS_S):
+            z = (math.log(le) - math.log(median)) / LATENCY_SIGMA
+            c.latency_buckets[i] += n * 0.5 * math.erfc(-z / math.sqrt(2))
+        c.latency_sum_s += n * median * math.exp(LATENCY_SIGMA**2 / 2)
+        c.last_p99_s = p99
+
+    def _oom_kill(self, pod: K8s, c: Container) -> None:
+        cs = pod["status"]["containerStatuses"][0]
+        cs["restartCount"] = cs.get("restartCount", 0) + 1
+        cs["lastState"] = {"terminated": {"reason": "OOMKilled", "exitCode": 137,
+                                          "finishedAt": rfc3339(self.clock.now())}}
+        c.started_s = self.clock.now_s()
+        c.leak_from_s, c.memory_bytes = None, 0.0
+        self._refresh_pod_status(pod)
+
+    # ---- metrics -----------------------------------------------------------------------
+
+    def _record_sample(self) -> None:
+        row = np.full((len(self.workloads), len(SIGNALS)), np.nan)
+        for w, ref in enumerate(self.workloads):
+            row[w] = self._workload_signals(ref)
+        self.timestamps.append(self.clock.now_s())
+        self.samples.append(row)
+
+    def _workload_signals(self, ref: WorkloadRef) -> list[float]:
+        """The signals of one workload over the last step, as PromQL's rate() would see them.
+
+        Counters are differenced per container, so pods that come and go during a
+        rollout neither lose nor invent requests (Prometheus handles this per series).
+        """
+        spec = self._specs[f"{ref.namespace}/{ref.name}"]
+        dep = self.store.get("deployments", ref.namespace, ref.name)
+        pods = [p for rs in self._owned("replicasets", dep) for p in self._owned("pods", rs)]
+        res = spec.resources
+        dt = self.scenario.step_s
+        delta = {"cpu": 0.0, "ok": 0.0, "err": 0.0, "restarts": 0.0}
+        for pod in pods:
+            c = self._containers[pod["metadata"]["uid"]]
+            now = c.counters(pod)
+            for key, value in now.items():
+                delta[key] += max(0.0, value - c.marks.get(key, 0.0))
+            c.marks = now
+        requests = delta["ok"] + delta["err"]
+        running = [self._containers[p["metadata"]["uid"]] for p in pods]
+        p99s = [self._containers[p["metadata"]["uid"]].last_p99_s for p in pods if _pod_ready(p)]
+        served = [v for v in p99s if v is not None]
+        replicas = dep["spec"]["replicas"]
+        return [
+            delta["cpu"] / dt / (res.cpu_request_cores * max(1, len(pods))),
+            float(np.mean([c.memory_bytes for c in running])) / res.memory_limit_bytes
+            if running else np.nan,
+            delta["restarts"] * 60.0 / dt,
+            requests / dt,
+            delta["err"] / requests if requests > 0 else np.nan,
+            float(np.mean(served)) if served else np.nan,
+            min(1.0, dep["status"].get("availableReplicas", 0) / replicas) if replicas else 1.0,
+        ]
+
+    # ---- helpers -----------------------------------------------------------------------
+
+    def _new_uid(self) -> str:
+        high, low = (int(v) for v in self._rng.integers(0, 2**63, size=2))
+        return str(uuid.UUID(int=(high << 64) | low, version=4))
+
+    def _suffix(self) -> str:
+        alphabet = "bcdfghjklmnpqrstvwxz2456789"  # the one Kubernetes uses for generated names
+        return "".join(alphabet[int(i)] for i in self._rng.integers(0, len(alphabet), 5))
+
+
+def _at(unix_s: float) -> datetime:
+    return datetime.fromtimestamp(unix_s, UTC)
+
+
+def _revision(rs: K8s) -> int:
+    return int(rs["metadata"].get("annotations", {}).get(REVISION, "0"))
+
+
+def _pod_ready(pod: K8s) -> bool:
+    return any(c["type"] == "Ready" and c["status"] == "True"
+               for c in pod["status"].get("conditions", []))
+
+
+def _resolve(value: int | str, replicas: int, *, round_up: bool) -> int:
+    if isinstance(value, int):
+        return value
+    share = float(value.rstrip("%")) / 100.0 * replicas
+    return math.ceil(share) if round_up else math.floor(share)
+
+
+def _owner_ref(owner: K8s) -> K8s:
+    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"],
+            "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
+            "controller": True, "blockOwnerDeletion": True}
+
+
+def _condition(dep: K8s, kind: str, ok: bool, reason: str, now: str) -> K8s:
+    previous = next((c for c in dep.get("status", {}).get("conditions", [])
+                     if c["type"] == kind), None)
+    status = "True" if ok else "False"
+    changed = previous is None or previous["status"] != status
+    return {"type": kind, "status": status, "reason": reason, "lastUpdateTime": now,
+            "lastTransitionTime": now if changed else previous["lastTransitionTime"]}
+
+
+def _scale_of(dep: K8s) -> K8s:
+    meta = dep["metadata"]
+    selector = ",".join(f"{k}={v}" for k, v in
+                        sorted(dep["spec"]["selector"].get("matchLabels", {}).items()))
+    return {"apiVersion": "autoscaling/v1", "kind": "Scale",
+            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
+                         "resourceVersion": meta.get("resourceVersion"),
+                         "creationTimestamp": meta["creationTimestamp"]},
+            "spec": {"replicas": dep["spec"]["replicas"]},
+            "status": {"replicas": dep.get("status", {}).get("replicas", 0),
+                       "selector": selector}}
+
+
+def _deployment_manifest(spec: WorkloadSpec) -> K8s:
+    labels = {"app": spec.name, **spec.labels}
+    res = spec.resources
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels,
+                     "annotations": dict(spec.annotations)},
+        "spec": {
+            "replicas": spec.replicas,
+            "selector": {"matchLabels": {"app": spec.name}},
+            "strategy": {"type": "RollingUpdate",
+                         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{
+                    "name": spec.name, "image": spec.image,
+                    "ports": [{"containerPort": 8080, "name": "http"}],
+                    "resources": {
+                        "requests": {"cpu": f"{round(res.cpu_request_cores * 1000)}m",
+                                     "memory": str(res.memory_limit_bytes)},
+                        "limits": {"cpu": f"{round(res.cpu_limit_cores * 1000)}m",
+                                   "memory": str(res.memory_limit_bytes)},
+                    },
+                }]},
+            },
+        },
+    }
+
+
+def _default_deployment(obj: K8s) -> None:
+    spec = obj.setdefault("spec", {})
+    spec.setdefault("replicas", 1)
+    spec.setdefault("revisionHistoryLimit", 10)
+    spec.setdefault("progressDeadlineSeconds", 600)
+    strategy = spec.setdefault("strategy", {"type": "RollingUpdate"})
+    if strategy.get("type", "RollingUpdate") == "RollingUpdate":
+        strategy.setdefault("rollingUpdate", {"maxSurge": "25%", "maxUnavailable": "25%"})
+    meta = obj.setdefault("metadata", {})
+    meta.setdefault("labels", {})
+    meta.setdefault("annotations", {})
+
+
+def _validate_deployment(obj: K8s) -> None:
+    name = obj["metadata"].get("name")
+    where = f'Deployment.apps "{name}" is invalid'
+    if not isinstance(name, str) or not name:
+        raise ApiError(422, "Invalid", f"{where}: metadata.name: Required value")
+    spec = obj["spec"]
+    replicas = spec.get("replicas")
+    if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
+        raise ApiError(422, "Invalid", f"{where}: spec.replicas: Invalid value: {replicas!r}")
+    selector = (spec.get("selector") or {}).get("matchLabels")
+    template = spec.get("template") or {}
+    labels = (template.get("metadata") or {}).get("labels") or {}
+    if not selector or any(labels.get(k) != v for k, v in selector.items()):
+        raise ApiError(422, "Invalid", f"{where}: spec.template.metadata.labels: Invalid value: "
+                       "`selector` does not match template `labels`")
+    containers = (template.get("spec") or {}).get("containers")
+    if not isinstance(containers, list) or not containers:
+        raise ApiError(422, "Invalid", f"{where}: spec.template.spec.containers: Required value")
+    for i, c in enumerate(containers):
+        if not isinstance(c, dict) or not c.get("name") or not c.get("image"):
+            raise ApiError(422, "Invalid", f"{where}: spec.template.spec.containers[{i}]: "
+                           "name and image are required")

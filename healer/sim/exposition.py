@@ -1,0 +1,97 @@
+"""The simulated cluster's metrics in the Prometheus text format.
+
+Metric names and labels are those of cAdvisor, kube-state-metrics and an instrumented
+HTTP service, so that the PromQL healer runs against a real cluster runs unchanged
+against a Prometheus server scraping the simulator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from healer.sim.objects import owned_by
+
+if TYPE_CHECKING:
+    from healer.sim.cluster import Cluster
+
+
+def _labels(**labels: str) -> str:
+    inner = ",".join(f'{k}="{v}"' for k, v in labels.items())
+    return "{" + inner + "}"
+
+
+def _cores(quantity: str) -> float:
+    return float(quantity[:-1]) / 1000.0 if quantity.endswith("m") else float(quantity)
+
+
+def render_metrics(cluster: Cluster) -> str:
+    """Every series the simulator exposes, at the cluster's current time."""
+    lines: list[str] = []
+    for name, kind, rows in _families(cluster):
+        lines.append(f"# TYPE {name} {kind}")
+        lines.extend(f"{name}{labels} {value:.6g}" for labels, value in rows)
+    return "\n".join(lines) + "\n"
+
+
+def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, float]]]]:
+    from healer.sim.cluster import LATENCY_BUCKETS_S
+
+    deployments = cluster.store.list("deployments")
+    yield "kube_deployment_spec_replicas", "gauge", [
+        (_labels(namespace=d["metadata"]["namespace"], deployment=d["metadata"]["name"]),
+         d["spec"]["replicas"]) for d in deployments]
+    for field, metric in (("availableReplicas", "kube_deployment_status_replicas_available"),
+                          ("observedGeneration", "kube_deployment_status_observed_generation")):
+        yield metric, "gauge", [
+            (_labels(namespace=d["metadata"]["namespace"], deployment=d["metadata"]["name"]),
+             d.get("status", {}).get(field, 0)) for d in deployments]
+    yield "kube_deployment_metadata_generation", "gauge", [
+        (_labels(namespace=d["metadata"]["namespace"], deployment=d["metadata"]["name"]),
+         d["metadata"]["generation"]) for d in deployments]
+    sets = cluster.store.list("replicasets")
+    yield "kube_replicaset_owner", "gauge", [
+        (_labels(namespace=rs["metadata"]["namespace"], replicaset=rs["metadata"]["name"],
+                 owner_kind="Deployment", owner_name=d["metadata"]["name"]), 1.0)
+        for rs in sets for d in deployments if owned_by(rs, d["metadata"]["uid"])]
+    pods = cluster.store.list("pods")
+    owner_rows: list[tuple[str, float]] = []
+    cpu, memory, restarts, requests, limits = (list[tuple[str, float]]() for _ in range(5))
+    http: list[tuple[str, float]] = []
+    buckets: list[tuple[str, float]] = []
+    for pod in pods:
+        meta = pod["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        owner = meta["ownerReferences"][0]["name"]
+        owner_rows.append((_labels(namespace=ns, pod=name, owner_kind="ReplicaSet",
+                                   owner_name=owner), 1.0))
+        c = cluster.container(pod)
+        spec = pod["spec"]["containers"][0]
+        container = spec["name"]
+        base = {"namespace": ns, "pod": name, "container": container}
+        cpu.append((_labels(**base), c.cpu_seconds))
+        memory.append((_labels(**base), c.memory_bytes))
+        restarts.append((_labels(**base),
+                         pod["status"]["containerStatuses"][0].get("restartCount", 0)))
+        res = spec.get("resources", {})
+        requests.append((_labels(**base, resource="cpu", unit="core"),
+                         _cores(res.get("requests", {}).get("cpu", "0"))))
+        limits.append((_labels(**base, resource="memory", unit="byte"),
+                       float(res.get("limits", {}).get("memory", "0"))))
+        http.append((_labels(namespace=ns, pod=name, code="200"), c.requests_ok))
+        http.append((_labels(namespace=ns, pod=name, code="500"), c.requests_err))
+        total = c.requests_ok + c.requests_err
+        for le, count in zip(LATENCY_BUCKETS_S, c.latency_buckets, strict=True):
+            buckets.append(("_bucket" + _labels(namespace=ns, pod=name, le=f"{le:g}"), count))
+        buckets.append(("_bucket" + _labels(namespace=ns, pod=name, le="+Inf"), total))
+        buckets.append(("_sum" + _labels(namespace=ns, pod=name), c.latency_sum_s))
+        buckets.append(("_count" + _labels(namespace=ns, pod=name), total))
+    yield "kube_pod_owner", "gauge", owner_rows
+    yield "container_cpu_usage_seconds_total", "counter", cpu
+    yield "container_memory_working_set_bytes", "gauge", memory
+    yield "kube_pod_container_status_restarts_total", "counter", restarts
+    yield "kube_pod_container_resource_requests", "gauge", requests
+    yield "kube_pod_container_resource_limits", "gauge", limits
+    yield "http_requests_total", "counter", http
+    # A histogram family: its rows carry the _bucket, _sum and _count suffixes.
+    yield "http_request_duration_seconds", "histogram", buckets

@@ -1,0 +1,296 @@
+"""The value types that flow through the loop, and nothing else.
+
+Every step of the cycle (collect, detect, diagnose, decide, act, audit) takes and returns
+these frozen dataclasses, so that a step can be read and tested alone with literal values.
+Kubernetes client objects and Prometheus JSON never travel beyond the module that read
+them: they are turned into these types at the edge.
+
+Times are timezone-aware UTC ``datetime`` values; inside a ``Frame`` they are float UNIX
+seconds, because detection works on whole numpy arrays.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TypeAlias
+
+import numpy as np
+from numpy.typing import NDArray
+
+JsonValue: TypeAlias = (
+    None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
+)
+JsonObject: TypeAlias = dict[str, JsonValue]
+
+
+class Signal(enum.StrEnum):
+    """The per-workload signals healer watches. Units are in the docstring of each."""
+
+    CPU = "cpu"
+    """CPU used over CPU requested, summed over the workload's pods (1.0 = at requests)."""
+    MEMORY = "memory"
+    """Mean working-set memory of the workload's pods over their memory limit (0..1)."""
+    RESTARTS = "restarts"
+    """Container restarts per minute, summed over the workload's pods."""
+    REQUEST_RATE = "request_rate"
+    """HTTP requests per second served by the workload."""
+    ERROR_RATIO = "error_ratio"
+    """Share of HTTP responses with a 5xx code (0..1)."""
+    LATENCY_P99 = "latency_p99"
+    """99th percentile of HTTP request duration, seconds."""
+    READY_RATIO = "ready_ratio"
+    """Available replicas over desired replicas (1.0 = all available)."""
+
+
+class Direction(enum.StrEnum):
+    UP = "up"
+    DOWN = "down"
+
+
+@dataclass(frozen=True, order=True)
+class WorkloadRef:
+    namespace: str
+    kind: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One aligned window of metrics for many workloads.
+
+    ``values[w, s, t]`` is signal ``signals[s]`` of workload ``workloads[w]`` at
+    ``timestamps[t]`` (UNIX seconds, ascending, one scrape step apart); NaN marks a gap.
+    """
+
+    timestamps: NDArray[np.float64]
+    workloads: tuple[WorkloadRef, ...]
+    signals: tuple[Signal, ...]
+    values: NDArray[np.float64]
+
+    def __post_init__(self) -> None:
+        expected = (len(self.workloads), len(self.signals), len(self.timestamps))
+        if self.values.shape != expected:
+            raise ValueError(f"Frame values have shape {self.values.shape}, expected {expected}")
+
+    def series(self, workload: WorkloadRef, signal: Signal) -> NDArray[np.float64]:
+        """The time series of one workload and signal (a view, not a copy)."""
+        return self.values[self.workloads.index(workload), self.signals.index(signal)]
+
+
+@dataclass(frozen=True)
+class SignalDeviation:
+    """How far one signal of a workload stands from its learned baseline."""
+
+    signal: Signal
+    value: float
+    baseline: float
+    deviation: float
+    """Signed distance from the baseline in units of the baseline's spread."""
+    direction: Direction
+
+
+@dataclass(frozen=True)
+class Finding:
+    """The detector's verdict that a workload is anomalous at ``at``."""
+
+    workload: WorkloadRef
+    at: datetime
+    score: float
+    """Calibrated anomaly score in [0, 1]."""
+    signals: tuple[SignalDeviation, ...]
+    """The signals that deviate, largest deviation first."""
+    onset: datetime
+    """When the anomaly began: the first sample of the current anomalous run."""
+    model_version: str
+
+    def deviation(self, signal: Signal) -> SignalDeviation | None:
+        return next((d for d in self.signals if d.signal == signal), None)
+
+
+class Cause(enum.StrEnum):
+    MEMORY_LEAK = "memory_leak"
+    OVERLOAD = "overload"
+    BAD_RELEASE = "bad_release"
+    CRASH_LOOP = "crash_loop"
+    UNKNOWN = "unknown"
+
+
+@dataclass(frozen=True)
+class Revision:
+    """One ReplicaSet revision of a Deployment."""
+
+    number: int
+    replicaset: str
+    created: datetime
+    images: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class HpaState:
+    name: str
+    min_replicas: int
+    max_replicas: int
+
+
+@dataclass(frozen=True)
+class WorkloadState:
+    """What the cluster says about a workload, read through the Kubernetes API."""
+
+    workload: WorkloadRef
+    replicas: int
+    ready_replicas: int
+    updated_replicas: int
+    available_replicas: int
+    generation: int
+    observed_generation: int
+    paused: bool
+    revisions: tuple[Revision, ...]
+    """Every revision the cluster still holds, newest (current) first."""
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    hpa: HpaState | None = None
+
+    @property
+    def current_revision(self) -> Revision | None:
+        return self.revisions[0] if self.revisions else None
+
+    @property
+    def previous_revision(self) -> Revision | None:
+        return self.revisions[1] if len(self.revisions) > 1 else None
+
+    @property
+    def rollout_complete(self) -> bool:
+        """The same test ``kubectl rollout status`` applies."""
+        return (
+            self.observed_generation >= self.generation
+            and self.updated_replicas == self.replicas
+            and self.available_replicas >= self.replicas
+            and self.ready_replicas >= self.replicas
+        )
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    workload: WorkloadRef
+    cause: Cause
+    confidence: float
+    """0..1: how sure the diagnoser is of ``cause``."""
+    explanation: str
+    """One or two sentences an operator can read: what was seen and why it means ``cause``."""
+
+
+class Mode(enum.StrEnum):
+    AUTO = "auto"
+    APPROVAL = "approval"
+    DRY_RUN = "dry_run"
+
+
+class ActionKind(enum.StrEnum):
+    RESTART = "restart"
+    SCALE = "scale"
+    ROLLBACK = "rollback"
+    DELETE_POD = "delete_pod"
+
+
+@dataclass(frozen=True)
+class GuardResult:
+    guard: str
+    passed: bool
+    detail: str
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to do about one diagnosis, and which guards allowed or blocked it."""
+
+    workload: WorkloadRef
+    playbook: str
+    action: ActionKind
+    params: Mapping[str, JsonValue]
+    mode: Mode
+    guard_results: tuple[GuardResult, ...]
+    reason: str
+    verify_within_s: float
+    """How long the verifier waits for the workload to return to baseline."""
+
+    @property
+    def allowed(self) -> bool:
+        return all(g.passed for g in self.guard_results)
+
+    @property
+    def blocked_by(self) -> tuple[str, ...]:
+        return tuple(g.guard for g in self.guard_results if not g.passed)
+
+
+class ActionStatus(enum.StrEnum):
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    DRY_RUN = "dry_run"
+    PENDING_APPROVAL = "pending_approval"
+    BLOCKED = "blocked"
+
+
+@dataclass(frozen=True)
+class ActionRecord:
+    kind: ActionKind
+    target: WorkloadRef
+    request: JsonObject
+    """The Kubernetes request made (or that would be made): verb, path, content type, body."""
+    status: ActionStatus
+    started: datetime
+    finished: datetime
+    error: str | None = None
+
+
+class OutcomeKind(enum.StrEnum):
+    HEALED = "healed"
+    NOT_HEALED = "not_healed"
+    ESCALATED = "escalated"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    kind: OutcomeKind
+    evidence: str
+    at: datetime
+
+
+@dataclass(frozen=True)
+class ActionHistory:
+    """What the guards need to know about past actions; read from the audit store."""
+
+    last_action_at: Mapping[WorkloadRef, datetime]
+    recent_action_times: tuple[datetime, ...]
+    """Start times of actions taken cluster-wide, for the global rate limit."""
+    in_flight: int
+    """Actions taken whose outcome is not yet known."""
+
+
+class IncidentStatus(enum.StrEnum):
+    OPEN = "open"
+    """Detected; diagnosis, plan or action under way."""
+    VERIFYING = "verifying"
+    """An action was taken; waiting for the workload to return to baseline."""
+    PENDING_APPROVAL = "pending_approval"
+    RESOLVED = "resolved"
+    """Closed with an outcome."""
+
+
+@dataclass(frozen=True)
+class Incident:
+    """Everything about one anomalous episode of one workload."""
+
+    id: int
+    workload: WorkloadRef
+    status: IncidentStatus
+    opened: datetime
+    finding: Finding
+    diagnosis: Diagnosis | None = None
+    plan: Plan | None = None
+    action: ActionRecord | None = None
+    outcome: Outcome | None = None
