@@ -1,1 +1,1 @@
-"""healer."""
+"""Acting on the cluster: the only code that calls the Kubernetes API, and the verifier."""

@@ -1,1 +1,1 @@
-"""healer."""
+"""Collecting metrics into Frames: the MetricsSource seam and its Prometheus adapter."""

@@ -1,1 +1,1 @@
-"""healer."""
+"""Detection: streaming baselines that turn Frames into calibrated anomaly scores and Findings."""

@@ -1,0 +1,215 @@
+"""The Kubernetes actuator: kubectl's own requests, through the official client.
+
+* rollout restart: a strategic merge patch of the pod template's
+  ``kubectl.kubernetes.io/restartedAt`` annotation;
+* scale: a merge patch of the Deployment's ``scale`` subresource;
+* rollout undo: the ReplicaSets the Deployment controls (selected by label, filtered by
+  controller owner), the one with the wanted revision, its pod template without the
+  ``pod-template-hash`` label, written back with a JSON patch of ``spec.template`` and
+  the annotations, as kubectl does.
+
+Every patch names its content type: the client would otherwise send a JSON patch, which
+a real API server rejects for an object body. Every action posts an Event on the
+Deployment. Dry-run asks the API server to validate without persisting (``dryRun=All``).
+Client exceptions are turned into healer's errors here and go no further; nor do client
+objects: callers get WorkloadState and ActionRecord values.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from healer.errors import ConfigError, PermanentActionError, TransientActionError
+from healer.types import (
+    ActionKind,
+    ActionRecord,
+    ActionStatus,
+    JsonObject,
+    Mode,
+    Plan,
+    Revision,
+    WorkloadRef,
+    WorkloadState,
+)
+
+REVISION = "deployment.kubernetes.io/revision"
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+STRATEGIC = "application/strategic-merge-patch+json"
+MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+# Annotations kubectl leaves on the Deployment when it copies a ReplicaSet's on undo.
+_SKIPPED_ANNOTATIONS = frozenset({
+    "kubectl.kubernetes.io/last-applied-configuration", REVISION,
+    "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
+    "deployment.kubernetes.io/max-replicas", "deprecated.deployment.rollback.to"})
+# Conflicts, throttling and server-side failures are worth retrying; other 4xx are not.
+_TRANSIENT_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
+
+
+def api_client(kubeconfig: Path | None = None, context: str | None = None) -> Any:
+    """A client for the configured cluster: a kubeconfig, else in-cluster, else ~/.kube."""
+    try:
+        if kubeconfig is not None:
+            return config.new_client_from_config(config_file=str(kubeconfig), context=context)
+        try:
+            config.load_incluster_config()
+            return client.ApiClient()
+        except config.ConfigException:
+            return config.new_client_from_config(context=context)
+    except (config.ConfigException, OSError) as exc:
+        raise ConfigError(f"kubeconfig {kubeconfig or '~/.kube/config'}: {exc}") from exc
+
+
+def _parse_time(value: Any) -> datetime:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+class KubeActuator:
+    """Reads workload state and applies plans through the Kubernetes API."""
+
+    def __init__(self, api: Any, *, component: str = "healer") -> None:
+        self._apps = client.AppsV1Api(api)
+        self._core = client.CoreV1Api(api)
+        self._component = component
+
+    # ---- reading -----------------------------------------------------------------------
+
+    def read_state(self, workload: WorkloadRef) -> WorkloadState:
+        dep = self._call(self._apps.read_namespaced_deployment, workload.name, workload.namespace)
+        return WorkloadState(
+            workload=workload,
+            replicas=dep.spec.replicas or 0,
+            ready_replicas=dep.status.ready_replicas or 0,
+            updated_replicas=dep.status.updated_replicas or 0,
+            available_replicas=dep.status.available_replicas or 0,
+            generation=dep.metadata.generation or 0,
+            observed_generation=dep.status.observed_generation or 0,
+            paused=bool(dep.spec.paused),
+            revisions=tuple(self._revisions(dep)),
+            annotations=dict(dep.metadata.annotations or {}),
+        )
+
+    def _controlled_replicasets(self, dep: Any) -> list[Any]:
+        selector = ",".join(f"{k}={v}" for k, v in sorted(dep.spec.selector.match_labels.items()))
+        sets = self._call(self._apps.list_namespaced_replica_set, dep.metadata.namespace,
+                          label_selector=selector).items
+        return [rs for rs in sets if any(ref.controller and ref.uid == dep.metadata.uid
+                                         for ref in rs.metadata.owner_references or [])]
+
+    def _revisions(self, dep: Any) -> list[Revision]:
+        revisions = [
+            Revision(number=int((rs.metadata.annotations or {}).get(REVISION, "0")),
+                     replicaset=rs.metadata.name,
+                     created=_parse_time(rs.metadata.creation_timestamp),
+                     images=tuple(c.image for c in rs.spec.template.spec.containers))
+            for rs in self._controlled_replicasets(dep)]
+        return sorted(revisions, key=lambda r: r.number, reverse=True)
+
+    # ---- acting ------------------------------------------------------------------------
+
+    def apply(self, plan: Plan, *, now: datetime) -> ActionRecord:
+        """Carry out an allowed plan in its mode; never raises for API errors.
+
+        Idempotent where Kubernetes is: scaling to N twice is a no-op, and rolling back
+        to a revision that is already current changes nothing. The returned record says
+        what was asked of the API server and how it answered.
+        """
+        request = self._request(plan, now)
+        if plan.mode == Mode.APPROVAL:
+            return self._record(plan, request, ActionStatus.PENDING_APPROVAL, now)
+        dry_run = plan.mode == Mode.DRY_RUN
+        try:
+            self._send(request, dry_run=dry_run)
+        except (TransientActionError, PermanentActionError) as exc:
+            return self._record(plan, request, ActionStatus.FAILED, now, error=str(exc))
+        if not dry_run:
+            self._post_event(plan, now)
+        return self._record(plan, request,
+                            ActionStatus.DRY_RUN if dry_run else ActionStatus.SUCCEEDED, now)
+
+    def _request(self, plan: Plan, now: datetime) -> JsonObject:
+        w = plan.workload
+        path = f"/apis/apps/v1/namespaces/{w.namespace}/deployments/{w.name}"
+        if plan.action == ActionKind.RESTART:
+            stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            body: Any = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
+            return {"verb": "PATCH", "path": path, "content_type": STRATEGIC, "body": body}
+        if plan.action == ActionKind.SCALE:
+            body = {"spec": {"replicas": plan.params["replicas"]}}
+            return {"verb": "PATCH", "path": f"{path}/scale", "content_type": MERGE, "body": body}
+        if plan.action == ActionKind.ROLLBACK:
+            return {"verb": "PATCH", "path": path, "content_type": JSON_PATCH,
+                    "body": self._undo_patch(w, int(str(plan.params["to_revision"])))}
+        raise PermanentActionError(f"{plan.action} is not supported on {w}")
+
+    def _undo_patch(self, workload: WorkloadRef, to_revision: int) -> list[JsonObject]:
+        """The JSON patch `kubectl rollout undo --to-revision` sends."""
+        dep = self._call(self._apps.read_namespaced_deployment, workload.name, workload.namespace)
+        if dep.spec.paused:
+            raise PermanentActionError(f"{workload} is paused; resume it before rolling back")
+        target = next((rs for rs in self._controlled_replicasets(dep)
+                       if (rs.metadata.annotations or {}).get(REVISION) == str(to_revision)), None)
+        if target is None:
+            raise PermanentActionError(f"{workload} has no revision {to_revision} to roll back to")
+        template = self._apps.api_client.sanitize_for_serialization(target.spec.template)
+        template = copy.deepcopy(template)
+        template.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
+        annotations = {k: v for k, v in (dep.metadata.annotations or {}).items()
+                       if k in _SKIPPED_ANNOTATIONS}
+        annotations.update({k: v for k, v in (target.metadata.annotations or {}).items()
+                            if k not in _SKIPPED_ANNOTATIONS})
+        return [{"op": "replace", "path": "/spec/template", "value": template},
+                {"op": "replace", "path": "/metadata/annotations", "value": annotations}]
+
+    def _send(self, request: JsonObject, *, dry_run: bool) -> None:
+        path = str(request["path"]).split("/")
+        namespace, name = path[5], path[7]
+        kwargs: dict[str, Any] = {"_content_type": request["content_type"]}
+        if dry_run:
+            kwargs["dry_run"] = "All"
+        method = (self._apps.patch_namespaced_deployment_scale if path[-1] == "scale"
+                  else self._apps.patch_namespaced_deployment)
+        self._call(method, name, namespace, request["body"], **kwargs)
+
+    def _post_event(self, plan: Plan, now: datetime) -> None:
+        w = plan.workload
+        event = client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name=f"{w.name}.", namespace=w.namespace),
+            involved_object=client.V1ObjectReference(
+                api_version="apps/v1", kind=w.kind, name=w.name, namespace=w.namespace),
+            reason=f"Healer{plan.action.value.capitalize()}",
+            message=f"healer {plan.action.value}: {plan.reason}"[:1024],
+            type="Normal", count=1, first_timestamp=now, last_timestamp=now,
+            source=client.V1EventSource(component=self._component),
+            reporting_component=self._component)
+        try:
+            self._call(self._core.create_namespaced_event, w.namespace, event)
+        except (TransientActionError, PermanentActionError):
+            pass  # the action happened; a missing Event must not turn it into a failure
+
+    def _record(self, plan: Plan, request: JsonObject, status: ActionStatus, started: datetime,
+                error: str | None = None) -> ActionRecord:
+        return ActionRecord(kind=plan.action, target=plan.workload, request=request,
+                            status=status, started=started, finished=started, error=error)
+
+    @staticmethod
+    def _call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(*args, **kwargs)
+        except ApiException as exc:
+            message = f"{exc.status} {exc.reason}: {(exc.body or '')[:300]}"
+            if exc.status in _TRANSIENT_STATUSES:
+                raise TransientActionError(message) from exc
+            raise PermanentActionError(message) from exc
+        except (HTTPError, OSError) as exc:
+            raise TransientActionError(f"Kubernetes API unreachable: {exc}") from exc

@@ -1,0 +1,156 @@
+"""The `healer` command line.
+
+Bad input (an unknown scenario, a playbook that does not validate, a port in use, a
+setting out of range) ends the command with a one-line error naming what is wrong and
+exit code 2, never a traceback; an unexpected exception is a bug and shows one.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import tempfile
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from healer.errors import HealerError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="healer: a self-healing agent for Kubernetes.")
+sim_app = typer.Typer(no_args_is_help=True, help="The simulated Kubernetes cluster.")
+playbooks_app = typer.Typer(no_args_is_help=True, help="Playbook files.")
+app.add_typer(sim_app, name="sim")
+app.add_typer(playbooks_app, name="playbooks")
+
+ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings YAML file.")]
+
+
+def _stop_on_signals(stop: threading.Event) -> None:
+    def handler(signum: int, frame: object) -> None:
+        stop.set()
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+@app.command()
+def demo(
+    port: Annotated[int, typer.Option(help="Port of the API and review page.")] = 8080,
+    host: Annotated[str, typer.Option(help="Address of the API.")] = "127.0.0.1",
+    speed: Annotated[float, typer.Option(min=0.1, help="Simulated seconds per real second.")
+                     ] = 30.0,
+    duration: Annotated[float | None, typer.Option(
+        min=0, help="Simulated seconds to run; default until Ctrl-C.")] = None,
+    scenario: Annotated[str, typer.Option(help="Built-in scenario name or YAML file.")
+                        ] = "default",
+    db: Annotated[Path | None, typer.Option(help="SQLite file of the audit store; default a "
+                                            "new temporary file.")] = None,
+    playbooks: Annotated[Path, typer.Option(help="Playbook directory.")] = Path("playbooks"),
+    config: ConfigOpt = None,
+) -> None:
+    """Run healer, the simulated cluster and the API in one process."""
+    from healer.api.app import create_app
+    from healer.audit.store import AuditStore
+    from healer.config import load_settings
+    from healer.harness import SimHarness
+    from healer.sim.apiserver import ServerThread, bind
+    from healer.sim.scenario import load_scenario
+
+    chosen = load_scenario(scenario)
+    workdir = Path(tempfile.mkdtemp(prefix="healer-demo-"))
+    url = f"sqlite:///{db or workdir / 'audit.db'}"
+    settings = load_settings(config, guards={"mode": "auto"}, playbooks_dir=str(playbooks),
+                             store={"url": url}, api={"host": host, "port": port})
+    sock = bind(settings.api.host, settings.api.port)
+    store = AuditStore(settings.store.url)
+    try:
+        harness = SimHarness.start(chosen, settings=settings, store=store, report=_print_step,
+                                   workdir=workdir)
+    except BaseException:
+        sock.close()
+        raise
+    api = ServerThread(create_app(store=store, status=harness.healer.status), sock).start()
+    typer.echo(f"healer demo: scenario {chosen.name!r} at {speed:g}x "
+               f"(simulated time starts {chosen.start:%Y-%m-%d %H:%M} UTC)")
+    typer.echo(f"  API and review page  {api.url}/   incidents: {api.url}/api/v1/incidents")
+    typer.echo(f"  simulated cluster    {harness.server.url}   kubeconfig: {harness.kubeconfig}")
+    typer.echo(f"  audit store          {settings.store.url}")
+    typer.echo("  Ctrl-C stops.")
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        harness.run_realtime(speed=speed, duration_s=duration, stop=stop)
+    finally:
+        api.stop()
+        harness.close()
+        store.close()
+    typer.echo("healer demo: stopped")
+
+
+def _print_step(step: object) -> None:
+    from healer.daemon import Step
+
+    assert isinstance(step, Step)
+    label = {"finding": "FINDING", "diagnosis": "DIAGNOSIS", "plan": "PLAN", "action": "ACTION",
+             "outcome": "OUTCOME"}.get(step.kind, step.kind.upper())
+    typer.echo(f"[{step.at:%H:%M:%S}] #{step.incident_id:<3} {str(step.workload):<16} "
+               f"{label:<9} {step.text}")
+
+
+@sim_app.command("serve")
+def sim_serve(
+    port: Annotated[int, typer.Option(help="Port of the Kubernetes API and /metrics.")] = 6443,
+    kubeconfig_out: Annotated[Path, typer.Option("--kubeconfig-out",
+                                                 help="Where to write the kubeconfig.")
+                              ] = Path("sim-kubeconfig.yaml"),
+    scenario: Annotated[str, typer.Option(help="Built-in scenario name or YAML file.")
+                        ] = "default",
+    speed: Annotated[float, typer.Option(min=0.1, help="Simulated seconds per real second.")
+                     ] = 1.0,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+) -> None:
+    """Serve the simulated cluster alone: its Kubernetes API and its /metrics."""
+    from healer.sim.apiserver import ServerThread, bind, create_api, write_kubeconfig
+    from healer.sim.cluster import Cluster
+    from healer.sim.scenario import load_scenario
+
+    chosen = load_scenario(scenario)
+    sock = bind(host, port)
+    cluster = Cluster(chosen)
+    server = ServerThread(create_api(cluster), sock).start()
+    write_kubeconfig(kubeconfig_out, server.url)
+    typer.echo(f"simulated cluster {chosen.name!r}: API {server.url}, metrics "
+               f"{server.url}/metrics, kubeconfig {kubeconfig_out}")
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    step_wall_s = chosen.step_s / speed
+    try:
+        while not stop.wait(step_wall_s):
+            cluster.advance(chosen.step_s)
+    finally:
+        server.stop()
+
+
+@playbooks_app.command("validate")
+def playbooks_validate(
+    directory: Annotated[Path, typer.Argument(help="Directory of playbook YAML files.")],
+) -> None:
+    """Load and validate every playbook; print one line per playbook."""
+    from healer.decide import load_playbooks
+
+    for book in load_playbooks(directory):
+        typer.echo(f"ok  {book.name}")
+
+
+def main() -> None:
+    try:
+        app()
+    except HealerError as exc:
+        typer.echo(f"healer: error: {exc}", err=True)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

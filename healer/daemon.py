@@ -1,0 +1,222 @@
+"""The cycle: metrics -> findings -> diagnoses -> plans -> actions -> outcomes, audited.
+
+``Healer.cycle(now)`` is the whole loop once. It reads a Frame, updates the detector,
+moves every open incident forward (verifying actions taken earlier) and opens
+incidents for new findings. Each step is written to the audit store before the next one
+starts. Time comes in as ``now``; the daemon never reads a clock, so the same code runs
+in virtual time (tests, benchmarks) and in real time (the demo, a cluster).
+
+An incident is one anomalous episode of one workload. While it is open, further
+findings for that workload join it instead of opening new ones, so a workload that stays
+anomalous is acted on once, not once per cycle. After its outcome, an incident is still
+watched until the workload has been quiet for ``verify_stable_s``; only then can a new
+incident open for that workload.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Protocol
+
+import structlog
+
+from healer import decide
+from healer.act.verify import verify
+from healer.audit.store import AuditStore
+from healer.collect.source import MetricsSource
+from healer.config import Settings
+from healer.decide import Playbook
+from healer.detect.streaming import Detection, StreamingDetector
+from healer.diagnose.rules import explain
+from healer.errors import CollectError, HealerError
+from healer.types import (
+    ActionRecord,
+    ActionStatus,
+    Diagnosis,
+    Finding,
+    Outcome,
+    OutcomeKind,
+    Plan,
+    WorkloadRef,
+    WorkloadState,
+)
+
+log = structlog.get_logger("healer.daemon")
+
+
+class Actuator(Protocol):
+    def read_state(self, workload: WorkloadRef) -> WorkloadState: ...
+
+    def apply(self, plan: Plan, *, now: datetime) -> ActionRecord: ...
+
+
+class Stage(enum.Enum):
+    VERIFYING = "verifying"
+    """An action was taken; waiting for its outcome."""
+    WATCHING = "watching"
+    """Settled (or waiting for a person); waiting for the workload to be quiet again."""
+
+
+@dataclass
+class Tracked:
+    incident_id: int
+    workload: WorkloadRef
+    stage: Stage
+    plan: Plan | None = None
+    acted_at: datetime | None = None
+    quiet_since: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One line of the incident story, for people watching the daemon."""
+
+    kind: str
+    incident_id: int
+    workload: WorkloadRef
+    at: datetime
+    text: str
+
+
+Reporter = Callable[[Step], None]
+
+
+@dataclass
+class Healer:
+    """The loop and the incidents it is tracking."""
+
+    source: MetricsSource
+    detector: StreamingDetector
+    actuator: Actuator
+    store: AuditStore
+    playbooks: Sequence[Playbook]
+    settings: Settings
+    report: Reporter = lambda step: None
+    tracked: dict[WorkloadRef, Tracked] = field(default_factory=dict)
+    last_cycle: datetime | None = None
+    cycles: int = 0
+
+    def cycle(self, now: datetime) -> Detection | None:
+        """Run the loop once at simulated or real time ``now``."""
+        try:
+            frame = self.source.fetch(until=now, window_s=self.settings.daemon.window_s)
+        except CollectError as exc:
+            log.warning("no_metrics", error=str(exc))  # never act on missing data
+            return None
+        detection = self.detector.update(frame)
+        self.cycles += 1
+        self.last_cycle = now
+        findings = {f.workload: f for f in detection.findings}
+        for tracked in list(self.tracked.values()):
+            self._guarded(tracked.workload, self._progress, tracked, detection, frame_now=now)
+        for workload, finding in findings.items():
+            if workload in self.tracked:
+                self.store.record_finding(self.tracked[workload].incident_id, finding)
+            else:
+                self._guarded(workload, self._open, finding, detection, frame, now)
+        return detection
+
+    def _guarded(self, workload: WorkloadRef, fn: Callable[..., None], *args: object,
+                 **kwargs: object) -> None:
+        """One workload's trouble (an API error, a bad value) never stops the cycle."""
+        try:
+            fn(*args, **kwargs)
+        except HealerError as exc:
+            log.error("workload_step_failed", workload=str(workload), error=str(exc))
+
+    # ---- a new incident ------------------------------------------------------------------
+
+    def _open(self, finding: Finding, detection: Detection, frame: object, now: datetime) -> None:
+        incident = self.store.open_incident(finding)
+        track = Tracked(incident, finding.workload, Stage.WATCHING)
+        self.tracked[finding.workload] = track
+        top = ", ".join(f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ"
+                        for d in finding.signals[:3])
+        self._say("finding", track, now, f"score {finding.score:.2f}: {top}")
+        state = self.actuator.read_state(finding.workload)
+        diagnosis = explain(finding, frame, state)  # type: ignore[arg-type]  # frame is a Frame
+        self.store.record_diagnosis(incident, diagnosis, at=now)
+        self._say("diagnosis", track, now,
+                  f"{diagnosis.cause} ({diagnosis.confidence:.0%}): {diagnosis.explanation}")
+        self._plan_and_act(track, diagnosis, finding, state, detection, now)
+
+    def _plan_and_act(self, track: Tracked, diagnosis: Diagnosis, finding: Finding,
+                      state: WorkloadState, detection: Detection, now: datetime) -> None:
+        history = self.store.action_history(now=now,
+                                            window_s=self.settings.guards.rate_limit_window_s)
+        plan = decide.plan(diagnosis, finding, state, playbooks=self.playbooks,
+                           guards=self.settings.guards, history=history,
+                           anomalous_workloads=detection.anomalous_count,
+                           watched_workloads=len(detection.workloads), now=now)
+        if plan is None:
+            self._close(track, Outcome(OutcomeKind.ESCALATED,
+                                       f"no playbook handles {diagnosis.cause} at "
+                                       f"{diagnosis.confidence:.0%} confidence; a person "
+                                       "must look", now))
+            return
+        self.store.record_plan(track.incident_id, plan, at=now)
+        if not plan.allowed:
+            details = "; ".join(g.detail for g in plan.guard_results if not g.passed)
+            self._say("plan", track, now, f"{plan.playbook}: {plan.action} blocked: {details}")
+            self._close(track, Outcome(OutcomeKind.ESCALATED,
+                                       f"{plan.action} blocked by {', '.join(plan.blocked_by)}: "
+                                       f"{details}", now))
+            return
+        self._say("plan", track, now, f"{plan.playbook}: {plan.action} {dict(plan.params)} "
+                                      f"({plan.mode})")
+        self._act(track, plan, now)
+
+    def _act(self, track: Tracked, plan: Plan, now: datetime) -> None:
+        record = self.actuator.apply(plan, now=now)
+        self.store.record_action(track.incident_id, record)
+        self._say("action", track, now, f"{record.kind} {record.status}"
+                  + (f": {record.error}" if record.error else ""))
+        if record.status == ActionStatus.SUCCEEDED:
+            track.stage, track.plan, track.acted_at = Stage.VERIFYING, plan, now
+        elif record.status == ActionStatus.DRY_RUN:
+            self._close(track, Outcome(OutcomeKind.ESCALATED,
+                                       f"dry run: {plan.action} validated by the API server "
+                                       "but not applied; a person must act", now))
+        elif record.status == ActionStatus.FAILED:
+            self._close(track, Outcome(OutcomeKind.ESCALATED,
+                                       f"{plan.action} failed: {record.error}", now))
+
+    # ---- open incidents --------------------------------------------------------------------
+
+    def _progress(self, track: Tracked, detection: Detection, frame_now: datetime) -> None:
+        now = frame_now
+        quiet = (track.workload not in {f.workload for f in detection.findings}
+                 and track.workload in detection.workloads
+                 and detection.score_of(track.workload) < self.settings.detector.score_threshold)
+        track.quiet_since = (track.quiet_since or now) if quiet else None
+        if track.stage == Stage.WATCHING:
+            stable = timedelta(seconds=self.settings.daemon.verify_stable_s)
+            if track.quiet_since and now - track.quiet_since >= stable:
+                del self.tracked[track.workload]
+            return
+        assert track.plan is not None and track.acted_at is not None
+        state = self.actuator.read_state(track.workload)
+        outcome = verify(state=state, acted_at=track.acted_at, quiet_since=track.quiet_since,
+                         stable_s=self.settings.daemon.verify_stable_s,
+                         within_s=track.plan.verify_within_s, now=now)
+        if outcome is not None:
+            self._close(track, outcome)
+
+    def _close(self, track: Tracked, outcome: Outcome) -> None:
+        self.store.record_outcome(track.incident_id, outcome)
+        self._say("outcome", track, outcome.at, f"{outcome.kind}: {outcome.evidence}")
+        track.stage = Stage.WATCHING
+
+    def _say(self, kind: str, track: Tracked, at: datetime, text: str) -> None:
+        log.info(f"incident_{kind}", incident_id=track.incident_id, workload=str(track.workload),
+                 detail=text)
+        self.report(Step(kind, track.incident_id, track.workload, at, text))
+
+    def status(self) -> dict[str, object]:
+        return {"cycles": self.cycles,
+                "last_cycle": self.last_cycle.isoformat() if self.last_cycle else None,
+                "mode": str(self.settings.guards.mode),
+                "tracked_incidents": len(self.tracked)}

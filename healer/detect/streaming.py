@@ -1,0 +1,204 @@
+"""The streaming detector: a learned baseline per workload and signal, one score per workload.
+
+For every (workload, signal) it learns, online, a level (an exponentially weighted mean
+with a half-life of tens of minutes, which follows the daily cycle but not a fault that
+develops in minutes) and a spread (the weighted mean absolute deviation from that
+level). A new sample's deviation is its distance from the level in units of the spread.
+
+Scores are calibrated probabilities, not thresholds per metric: the deviation in the
+harmful direction is read against a Student-t distribution with 3 degrees of freedom
+(heavy tails, because operational noise is not Gaussian), and the per-signal tail
+probabilities are combined with the Šidák correction for the number of scored signals.
+A score of 0.95 therefore means "a sample this far out happens by chance in fewer than
+1 in 20 workload-samples", whichever signal it is and whatever its units.
+
+While a sample is anomalous its signal's baseline holds still (it learns at 5% of the
+usual rate), so a fault is not learned as the new normal within minutes, while a
+lasting change is absorbed within hours. A workload becomes a Finding only when it
+stays anomalous for ``persistence_s``, which ignores one-scrape bursts.
+
+Everything is computed on whole (workload x signal) arrays; the only Python loop is over
+the few new timestamps of each cycle. A score at time t uses data up to t only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy.special import stdtr
+
+from healer.config import DetectorSettings
+from healer.detect.signals import RELATIVE_FLOOR, absolute_floor, polarity
+from healer.types import Direction, Finding, Frame, Signal, SignalDeviation, WorkloadRef
+
+# Degrees of freedom of the Student-t the deviations are read against.
+T_DOF = 3.0
+# While anomalous, the baseline learns at this fraction of its usual rate.
+HOLD_FACTOR = 0.05
+# Mean absolute deviation times this estimates a Gaussian standard deviation.
+MAD_TO_SD = 1.25
+# A signal is named in a finding's explanation when it deviates by this many spreads.
+ATTRIBUTION_MIN_DEVIATION = 3.0
+# Residuals are clipped to this many spreads before they update the spread, so one
+# outlier cannot inflate it.
+SPREAD_CLIP = 4.0
+
+F64 = NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class Detection:
+    """The detector's view after a cycle: the latest score and deviations per workload."""
+
+    at: datetime
+    workloads: tuple[WorkloadRef, ...]
+    signals: tuple[Signal, ...]
+    scores: F64
+    """(W,) calibrated score in [0, 1] at ``at``."""
+    deviations: F64
+    """(W, S) signed deviation of each signal from its baseline, in spreads."""
+    levels: F64
+    values: F64
+    findings: tuple[Finding, ...]
+
+    def score_of(self, workload: WorkloadRef) -> float:
+        return float(self.scores[self.workloads.index(workload)])
+
+    @property
+    def anomalous_count(self) -> int:
+        return len(self.findings)
+
+
+class StreamingDetector:
+    """Online per-signal baselines with calibrated, combined scores (scikit-learn style)."""
+
+    model_version = "streaming-baseline/1"
+
+    def __init__(self, settings: DetectorSettings | None = None) -> None:
+        self.settings = settings or DetectorSettings()
+
+    def _reset(self, workloads: tuple[WorkloadRef, ...], signals: tuple[Signal, ...]) -> None:
+        shape = (len(workloads), len(signals))
+        self.workloads_ = workloads
+        self.signals_ = signals
+        self.level_ = np.full(shape, np.nan)
+        self.spread_ = np.zeros(shape)
+        self.seen_s_ = np.zeros(shape)
+        self.count_ = np.zeros(shape)
+        self.onset_ = np.full(len(workloads), np.nan)
+        self.last_t_ = -np.inf
+        self.polarity_ = polarity(signals)
+        self.floor_ = absolute_floor(signals)
+
+    def _align(self, frame: Frame) -> None:
+        """Keep learned state when workloads come and go between frames."""
+        if not hasattr(self, "workloads_"):
+            self._reset(frame.workloads, frame.signals)
+            return
+        if frame.workloads == self.workloads_ and frame.signals == self.signals_:
+            return
+        if frame.signals != self.signals_:
+            raise ValueError("the frame's signals changed; the detector needs a new model")
+        old = {w: i for i, w in enumerate(self.workloads_)}
+        keep = [old.get(w, -1) for w in frame.workloads]
+        arrays = (self.level_, self.spread_, self.seen_s_, self.count_)
+        last_t = self.last_t_
+        fresh = [a.copy() for a in arrays]
+        onset = self.onset_.copy()
+        self._reset(frame.workloads, frame.signals)
+        for dst, src in zip((self.level_, self.spread_, self.seen_s_, self.count_), fresh,
+                            strict=True):
+            for new_i, old_i in enumerate(keep):
+                if old_i >= 0:
+                    dst[new_i] = src[old_i]
+        for new_i, old_i in enumerate(keep):
+            if old_i >= 0:
+                self.onset_[new_i] = onset[old_i]
+        self.last_t_ = last_t
+
+    def update(self, frame: Frame) -> Detection:
+        """Learn from the frame's samples newer than the last call; score the newest."""
+        self._align(frame)
+        new = np.flatnonzero(frame.timestamps > self.last_t_)
+        shape = (len(frame.workloads), len(frame.signals))
+        z, scores = np.zeros(shape), np.zeros(shape[0])
+        levels, values = self.level_.copy(), np.full(shape, np.nan)
+        for t in new:
+            values = frame.values[:, :, t]
+            levels = self.level_.copy()
+            z, scores = self._step(float(frame.timestamps[t]), values)
+        at = datetime.fromtimestamp(float(self.last_t_) if np.isfinite(self.last_t_) else 0.0, UTC)
+        findings = self._findings(at, scores, z, levels, values)
+        return Detection(at=at, workloads=frame.workloads, signals=frame.signals, scores=scores,
+                         deviations=z, levels=levels, values=values, findings=findings)
+
+    def _step(self, t: float, x: F64) -> tuple[F64, F64]:
+        s = self.settings
+        dt = t - self.last_t_ if np.isfinite(self.last_t_) else 0.0
+        self.last_t_ = t
+        valid = np.isfinite(x)
+        fresh = valid & np.isnan(self.level_)
+        self.level_[fresh] = x[fresh]
+        resid = np.where(valid, x - self.level_, 0.0)
+        scale = np.maximum(np.maximum(self.spread_ * MAD_TO_SD, self.floor_[None, :]),
+                           RELATIVE_FLOOR * np.abs(np.nan_to_num(self.level_)))
+        z = resid / scale
+        warm = self.seen_s_ >= s.warmup_s
+        tail = self._tail(z * self.polarity_[None, :])
+        tail = np.where(warm & (self.polarity_[None, :] != 0), tail, 1.0)
+        n_scored = max(1, int(np.count_nonzero(self.polarity_)))
+        scores = (1.0 - tail.min(axis=1)) ** n_scored
+        self._learn(dt, valid, resid, scale, tail)
+        self._track_onset(t, scores)
+        return np.where(valid, z, 0.0), scores
+
+    @staticmethod
+    def _tail(harm: F64) -> F64:
+        """One-sided tail probability of a harmful deviation under the Student-t."""
+        return 1.0 - stdtr(T_DOF, np.maximum(harm, 0.0))
+
+    def _learn(self, dt: float, valid: NDArray[np.bool_], resid: F64, scale: F64,
+               tail: F64) -> None:
+        s = self.settings
+        self.count_ += valid
+        self.seen_s_ += np.where(valid, dt, 0.0)
+        # Early on, a plain running mean; later, exponential forgetting with the half-life.
+        warmup = 1.0 / np.maximum(self.count_, 1.0)
+        alpha_level = np.maximum(1.0 - 0.5 ** (dt / s.baseline_half_life_s), warmup)
+        alpha_spread = np.maximum(1.0 - 0.5 ** (dt / s.spread_half_life_s), warmup)
+        n_scored = max(1, int(np.count_nonzero(self.polarity_)))
+        anomalous = (1.0 - tail) ** n_scored >= s.score_threshold
+        alpha_level = np.where(anomalous, alpha_level * HOLD_FACTOR, alpha_level)
+        alpha_spread = np.where(anomalous, 0.0, alpha_spread)
+        clipped = np.minimum(np.abs(resid), SPREAD_CLIP * scale)
+        self.level_ = np.where(valid, self.level_ + alpha_level * resid, self.level_)
+        self.spread_ = np.where(valid, self.spread_ + alpha_spread * (clipped - self.spread_),
+                                self.spread_)
+
+    def _track_onset(self, t: float, scores: F64) -> None:
+        hot = scores >= self.settings.score_threshold
+        self.onset_ = np.where(hot, np.where(np.isnan(self.onset_), t, self.onset_), np.nan)
+
+    def _findings(self, at: datetime, scores: F64, z: F64, levels: F64,
+                  values: F64) -> tuple[Finding, ...]:
+        step_slack = 1.0  # onset is stamped at the first anomalous sample
+        lasting = (at.timestamp() - self.onset_ + step_slack) >= self.settings.persistence_s
+        out = []
+        for w in np.flatnonzero(lasting & (scores >= self.settings.score_threshold)):
+            out.append(Finding(
+                workload=self.workloads_[w], at=at, score=float(scores[w]),
+                signals=self._attribution(z[w], levels[w], values[w]),
+                onset=datetime.fromtimestamp(float(self.onset_[w]), UTC),
+                model_version=self.model_version))
+        return tuple(out)
+
+    def _attribution(self, z: F64, levels: F64, values: F64) -> tuple[SignalDeviation, ...]:
+        order = np.argsort(-np.abs(z))
+        return tuple(
+            SignalDeviation(signal=self.signals_[i], value=float(values[i]),
+                            baseline=float(levels[i]), deviation=float(z[i]),
+                            direction=Direction.UP if z[i] > 0 else Direction.DOWN)
+            for i in order if abs(z[i]) >= ATTRIBUTION_MIN_DEVIATION)

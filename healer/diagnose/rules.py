@@ -1,0 +1,132 @@
+"""Rule-based diagnosis: what a finding most likely means, and how sure we are.
+
+Each cause is recognised by the evidence an SRE would look for first:
+
+* bad_release: error ratio or latency up, and the workload's current revision was
+  rolled out shortly before the anomaly began, with an older revision to return to;
+* memory_leak: memory up and still climbing while traffic and CPU are not, with the
+  projected time until the container limit;
+* overload: CPU and latency (or errors) up together with incoming traffic;
+* crash_loop: containers restarting.
+
+Anything else is ``unknown``, which the planner escalates instead of guessing.
+Confidence grows with how many pieces of evidence agree and how strong they are.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import numpy as np
+
+from healer.types import (
+    Cause,
+    Diagnosis,
+    Direction,
+    Finding,
+    Frame,
+    Signal,
+    SignalDeviation,
+    WorkloadState,
+)
+
+# A rollout counts as the likely cause when the anomaly began within this long after it.
+RELEASE_WINDOW = timedelta(minutes=20)
+# Deviation, in learned spreads, that counts as a clear signal in a diagnosis.
+CLEAR = 5.0
+# Memory slope is measured over this much recent history.
+TREND_WINDOW_S = 600.0
+
+
+def _up(finding: Finding, signal: Signal, at_least: float = CLEAR) -> SignalDeviation | None:
+    d = finding.deviation(signal)
+    return d if d and d.direction == Direction.UP and d.deviation >= at_least else None
+
+
+def _strength(*deviations: SignalDeviation | None) -> float:
+    """0..1 from how far the strongest supporting signal stands out."""
+    best = max((d.deviation for d in deviations if d), default=0.0)
+    return float(min(1.0, best / (4 * CLEAR)))
+
+
+def explain(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis:
+    """Diagnose one finding; pure, deterministic, cheap."""
+    for rule in (_bad_release, _crash_loop, _memory_leak, _overload):
+        diagnosis = rule(finding, frame, state)
+        if diagnosis is not None:
+            return diagnosis
+    named = ", ".join(f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ"
+                      for d in finding.signals[:3]) or "no single signal"
+    return Diagnosis(finding.workload, Cause.UNKNOWN, 0.3,
+                     f"Anomalous ({named}) but the pattern matches no known cause.")
+
+
+def _bad_release(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis | None:
+    current, previous = state.current_revision, state.previous_revision
+    errors, latency = _up(finding, Signal.ERROR_RATIO), _up(finding, Signal.LATENCY_P99)
+    if current is None or previous is None or not (errors or latency):
+        return None
+    lag = finding.onset - current.created
+    if not timedelta(0) - timedelta(minutes=1) <= lag <= RELEASE_WINDOW:
+        return None
+    load = _up(finding, Signal.REQUEST_RATE, at_least=3.0)
+    confidence = 0.6 + 0.25 * _strength(errors, latency) + (0.1 if errors and latency else 0.0)
+    confidence -= 0.2 if load else 0.0
+    seen = " and ".join(f"{d.signal} rose to {d.value:.3g} from {d.baseline:.3g}"
+                        for d in (errors, latency) if d)
+    images = ", ".join(current.images)
+    return Diagnosis(finding.workload, Cause.BAD_RELEASE, round(min(confidence, 0.95), 2),
+                     f"{seen} {int(lag.total_seconds() // 60)} min after revision "
+                     f"{current.number} ({images}) rolled out; revision {previous.number} "
+                     "ran without these symptoms.")
+
+
+def _crash_loop(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis | None:
+    restarts = _up(finding, Signal.RESTARTS, at_least=3.0)
+    if restarts is None or _up(finding, Signal.MEMORY, at_least=3.0):
+        return None
+    return Diagnosis(finding.workload, Cause.CRASH_LOOP, 0.6,
+                     f"Containers are restarting ({restarts.value:.1f}/min) without a memory "
+                     "build-up: the process is crashing.")
+
+
+def _memory_leak(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis | None:
+    memory = _up(finding, Signal.MEMORY)
+    if memory is None or _up(finding, Signal.REQUEST_RATE, at_least=3.0):
+        return None
+    slope = _slope_per_s(frame, finding, Signal.MEMORY)
+    if slope <= 0:
+        return None
+    to_limit_min = max(0.0, (1.0 - memory.value) / slope / 60.0)
+    cpu = _up(finding, Signal.CPU)
+    confidence = 0.65 + 0.25 * _strength(memory) - (0.15 if cpu else 0.0)
+    return Diagnosis(finding.workload, Cause.MEMORY_LEAK, round(min(confidence, 0.95), 2),
+                     f"Memory climbs steadily ({slope * 6000:.2f}% of the limit per minute) to "
+                     f"{memory.value:.0%} of the limit with steady traffic; at this rate the "
+                     f"containers are OOM-killed in about {to_limit_min:.0f} min.")
+
+
+def _overload(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis | None:
+    cpu = _up(finding, Signal.CPU)
+    pain = _up(finding, Signal.LATENCY_P99) or _up(finding, Signal.ERROR_RATIO)
+    if cpu is None or pain is None:
+        return None
+    load = _up(finding, Signal.REQUEST_RATE, at_least=3.0)
+    confidence = 0.55 + 0.25 * _strength(cpu, pain) + (0.15 if load else -0.15)
+    traffic = (f"traffic is {load.value / max(load.baseline, 1e-9):.1f}x its baseline"
+               if load else "traffic is not unusual")
+    return Diagnosis(finding.workload, Cause.OVERLOAD, round(min(confidence, 0.95), 2),
+                     f"CPU at {cpu.value:.0%} of requests (baseline {cpu.baseline:.0%}) and "
+                     f"{pain.signal} up {pain.deviation:.0f}σ on {state.replicas} replicas; "
+                     f"{traffic}.")
+
+
+def _slope_per_s(frame: Frame, finding: Finding, signal: Signal) -> float:
+    """Least-squares slope of the signal over the recent window, per second."""
+    series = frame.series(finding.workload, signal)
+    recent = frame.timestamps >= frame.timestamps[-1] - TREND_WINDOW_S if series.size else []
+    t, y = frame.timestamps[recent], series[recent]
+    ok = np.isfinite(y)
+    if ok.sum() < 3:
+        return 0.0
+    return float(np.polyfit(t[ok] - t[ok][0], y[ok], 1)[0])

@@ -1,0 +1,91 @@
+"""healer wired to the simulated cluster: what `healer demo`, the tests and the benchmarks run.
+
+The simulated cluster serves its Kubernetes API on a loopback port, and healer's
+actuator reaches it through the official client and a kubeconfig, exactly as it would
+reach a real cluster; only the metrics are read in-process (``SimSource``). Time is
+virtual: ``run_for`` advances it as fast as the CPU allows, ``run_realtime`` in step with
+the wall clock times ``speed``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from healer.act.kube import KubeActuator, api_client
+from healer.audit.store import AuditStore
+from healer.config import Settings
+from healer.daemon import Healer, Reporter
+from healer.decide import load_playbooks
+from healer.detect.streaming import StreamingDetector
+from healer.sim.apiserver import ServerThread, serve_in_thread, write_kubeconfig
+from healer.sim.cluster import Cluster
+from healer.sim.scenario import Scenario
+from healer.sim.source import SimSource
+
+
+@dataclass
+class SimHarness:
+    cluster: Cluster
+    server: ServerThread
+    kubeconfig: Path
+    healer: Healer
+    store: AuditStore
+
+    @classmethod
+    def start(cls, scenario: Scenario, *, settings: Settings, store: AuditStore,
+              report: Reporter | None = None, workdir: Path | None = None,
+              api_port: int = 0) -> SimHarness:
+        """Start the simulated cluster's API server and build the loop against it.
+
+        Playbooks are validated first, so a bad one stops start-up before anything runs.
+        """
+        playbooks = load_playbooks(settings.playbooks_dir)
+        cluster = Cluster(scenario)
+        server = serve_in_thread(cluster, port=api_port)
+        folder = workdir or Path(tempfile.mkdtemp(prefix="healer-sim-"))
+        kubeconfig = write_kubeconfig(folder / "kubeconfig", server.url)
+        actuator = KubeActuator(api_client(kubeconfig))
+        healer = Healer(source=SimSource(cluster), detector=StreamingDetector(settings.detector),
+                        actuator=actuator, store=store, playbooks=playbooks, settings=settings,
+                        report=report or (lambda step: None))
+        return cls(cluster, server, kubeconfig, healer, store)
+
+    def _tick(self, since_cycle_s: float) -> float:
+        step_s = self.cluster.scenario.step_s
+        self.cluster.advance(step_s)
+        since_cycle_s += step_s
+        if since_cycle_s >= self.healer.settings.daemon.interval_s:
+            self.healer.cycle(self.cluster.clock.now())
+            since_cycle_s = 0.0
+        return since_cycle_s
+
+    def run_for(self, duration_s: float) -> None:
+        """Advance simulated time by ``duration_s`` as fast as possible, cycling on schedule."""
+        since = 0.0
+        end = self.cluster.elapsed_s + duration_s
+        while self.cluster.elapsed_s < end:
+            since = self._tick(since)
+
+    def run_realtime(self, *, speed: float, duration_s: float | None = None,
+                     stop: threading.Event | None = None,
+                     until: Callable[[], bool] | None = None) -> None:
+        """Advance simulated time at ``speed`` simulated seconds per wall-clock second."""
+        stop = stop or threading.Event()
+        step_wall_s = self.cluster.scenario.step_s / speed
+        since, started = 0.0, time.monotonic()
+        end = None if duration_s is None else self.cluster.elapsed_s + duration_s
+        ticks = 0
+        while not stop.is_set() and (end is None or self.cluster.elapsed_s < end):
+            since = self._tick(since)
+            ticks += 1
+            if until is not None and until():
+                return
+            stop.wait(max(0.0, started + ticks * step_wall_s - time.monotonic()))
+
+    def close(self) -> None:
+        self.server.stop()
