@@ -58,6 +58,9 @@ def demo(
     from healer.sim.apiserver import ServerThread, bind
     from healer.sim.scenario import load_scenario
 
+    from healer.logs import configure
+
+    configure(level="warning")  # the demo prints its own line per step
     chosen = load_scenario(scenario)
     workdir = Path(tempfile.mkdtemp(prefix="healer-demo-"))
     url = f"sqlite:///{db or workdir / 'audit.db'}"

@@ -140,7 +140,9 @@ def create_api(cluster: Cluster) -> Starlette:
 
     async def version(request: Request) -> Any:
         return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-healer-sim",
-                "platform": "linux/amd64"}
+                "gitCommit": "0" * 40, "gitTreeState": "clean",
+                "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.22.0",
+                "compiler": "gc", "platform": "linux/amd64"}
 
     async def core_groups(request: Request) -> Any:
         return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}

@@ -278,6 +278,11 @@ class Cluster:
     def _reconcile_deployment(self, dep: K8s) -> None:
         sets = self._owned("replicasets", dep)
         new_rs = self._current_replicaset(dep, sets)
+        revision = str(_revision(new_rs))
+        annotations = dep["metadata"].setdefault("annotations", {})
+        if annotations.get(REVISION) != revision:
+            annotations[REVISION] = revision  # the controller stamps the Deployment too
+            self.store.update("deployments", dep, spec_changed=False)
         if dep["spec"].get("paused"):
             return
         old = [rs for rs in sets if rs is not new_rs]

@@ -111,6 +111,10 @@ def apply_patch(obj: JsonObject, body: JsonValue, content_type: str) -> JsonObje
     elif kind == STRATEGIC_MERGE_PATCH:
         result = strategic_merge_patch(obj, body)
     elif kind == JSON_PATCH:
+        if not isinstance(body, list) or not all(isinstance(op, dict) for op in body):
+            # What a real API server answers when a client sends an object as a JSON patch.
+            raise ApiError(400, "BadRequest", "json: cannot unmarshal object into Go value of "
+                           "type []handlers.jsonPatchOp")
         try:
             result = jsonpatch.apply_patch(obj, body)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as exc:
