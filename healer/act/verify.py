@@ -21,8 +21,8 @@ def verify(*, state: WorkloadState, acted_at: datetime, quiet_since: datetime | 
         took = (now - acted_at).total_seconds() - stable_s
         return Outcome(OutcomeKind.HEALED,
                        f"rollout complete ({state.ready_replicas}/{state.replicas} ready) and "
-                       f"signals at baseline for {quiet_for:.0f}s; healed "
-                       f"{max(0.0, took):.0f}s after the action", now)
+                       f"signals at baseline for {quiet_for:.0f}s (back "
+                       f"{max(0.0, took):.0f}s after the action)", now)
     if now - acted_at > timedelta(seconds=within_s):
         rollout = "complete" if state.rollout_complete else (
             f"stuck at {state.updated_replicas}/{state.replicas} updated")

@@ -36,6 +36,8 @@ RELEASE_WINDOW = timedelta(minutes=20)
 CLEAR = 5.0
 # Memory slope is measured over this much recent history.
 TREND_WINDOW_S = 600.0
+# ... starting this long before the anomaly's onset, so that a young anomaly has samples.
+ONSET_MARGIN_S = 60.0
 
 
 def _up(finding: Finding, signal: Signal, at_least: float = CLEAR) -> SignalDeviation | None:
@@ -124,7 +126,13 @@ def _overload(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis
 def _slope_per_s(frame: Frame, finding: Finding, signal: Signal) -> float:
     """Least-squares slope of the signal over the recent window, per second."""
     series = frame.series(finding.workload, signal)
-    recent = frame.timestamps >= frame.timestamps[-1] - TREND_WINDOW_S if series.size else []
+    if not series.size:
+        return 0.0
+    # From just before the anomaly began (the trend before it is not the fault's), at most
+    # TREND_WINDOW_S back.
+    since = max(finding.onset.timestamp() - ONSET_MARGIN_S,
+                frame.timestamps[-1] - TREND_WINDOW_S)
+    recent = frame.timestamps >= since
     t, y = frame.timestamps[recent], series[recent]
     ok = np.isfinite(y)
     if ok.sum() < 3:

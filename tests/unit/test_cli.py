@@ -1,0 +1,80 @@
+"""The command line's answers to bad input: one line naming the fault, exit code 2."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def healer(*args: str, cwd: Path = REPO, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "healer.cli", *args], cwd=cwd,
+                          capture_output=True, text=True, timeout=timeout, check=False)
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0]
+
+
+def test_unknown_scenario() -> None:
+    result = healer("demo", "--scenario", "nope", "--port", "0")
+    assert_one_line_error(result, "unknown scenario 'nope'", "default")
+
+
+def test_malformed_playbook(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text(
+        "name: bad\nmatch:\n  causes: [memory_leak]\naction:\n  kind: reboot\n")
+    result = healer("demo", "--playbooks", str(tmp_path), "--port", "0", "--duration", "0")
+    assert_one_line_error(result, "bad.yaml:5", "action.kind")
+
+
+def test_malformed_playbook_through_validate(tmp_path: Path) -> None:
+    (tmp_path / "bad.yaml").write_text("name: bad\nmatch: [\n")
+    assert_one_line_error(healer("playbooks", "validate", str(tmp_path)), "bad.yaml")
+
+
+def test_port_in_use() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = healer("demo", "--port", str(port), "--duration", "0")
+    assert_one_line_error(result, f"127.0.0.1:{port}")
+
+
+def test_sim_serve_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        result = healer("sim", "serve", "--port", str(port), "--kubeconfig-out",
+                        str(tmp_path / "kc"))
+    assert_one_line_error(result, f"127.0.0.1:{port}")
+
+
+def test_valid_playbooks_are_listed() -> None:
+    result = healer("playbooks", "validate", str(REPO / "playbooks"))
+    assert result.returncode == 0, result.stderr
+    assert "ok  restart-on-memory-leak" in result.stdout
+
+
+@pytest.mark.integration
+def test_demo_runs_heals_and_stops(tmp_path: Path) -> None:
+    """A short demo at high speed: the three faults healed, then a clean exit."""
+    result = healer("demo", "--port", "0", "--speed", "100000", "--duration", "5400",
+                    "--db", str(tmp_path / "audit.db"), timeout=120)
+    assert result.returncode == 0, result.stderr
+    outcomes = [line for line in result.stdout.splitlines() if "OUTCOME" in line]
+    assert len(outcomes) == 3
+    assert all("healed" in line for line in outcomes)
+    assert "healer demo: stopped" in result.stdout
