@@ -78,7 +78,7 @@ def _bad_release(finding: Finding, frame: Frame, state: WorkloadState) -> Diagno
                         for d in (errors, latency) if d)
     images = ", ".join(current.images)
     return Diagnosis(finding.workload, Cause.BAD_RELEASE, round(min(confidence, 0.95), 2),
-                     f"{seen} {int(lag.total_seconds() // 60)} min after revision "
+                     f"{seen} {max(0, int(lag.total_seconds() // 60))} min after revision "
                      f"{current.number} ({images}) rolled out; revision {previous.number} "
                      "ran without these symptoms.")
 

@@ -136,6 +136,9 @@ class Cluster:
                 self._apply_due_events()
                 self._reconcile()
                 self._run_workloads(self.scenario.step_s)
+                # Pods changed readiness while serving: the controller's status catches up.
+                for dep in self.store.list("deployments"):
+                    self._update_deployment_status(dep)
                 self._record_sample()
 
     @property
@@ -277,14 +280,15 @@ class Cluster:
 
     def _reconcile_deployment(self, dep: K8s) -> None:
         sets = self._owned("replicasets", dep)
+        if dep["spec"].get("paused") and sets:
+            self._scale_paused(dep, sets)
+            return
         new_rs = self._current_replicaset(dep, sets)
         revision = str(_revision(new_rs))
         annotations = dep["metadata"].setdefault("annotations", {})
         if annotations.get(REVISION) != revision:
             annotations[REVISION] = revision  # the controller stamps the Deployment too
             self.store.update("deployments", dep, spec_changed=False)
-        if dep["spec"].get("paused"):
-            return
         old = [rs for rs in sets if rs is not new_rs]
         replicas = dep["spec"]["replicas"]
         if not any(rs["spec"]["replicas"] for rs in old):
@@ -296,6 +300,19 @@ class Cluster:
                        and not self._owned("pods", rs)), key=_revision)
         for rs in idle[: max(0, len(idle) - limit)]:
             self.store.delete("replicasets", rs["metadata"]["namespace"], rs["metadata"]["name"])
+
+    def _scale_paused(self, dep: K8s, sets: list[K8s]) -> None:
+        """A paused Deployment makes no new ReplicaSet and rolls nothing, but still scales.
+
+        As the controller does, the new replica count is given to the ReplicaSets that
+        run pods, the newest absorbing the difference.
+        """
+        active = sorted((rs for rs in sets if rs["spec"]["replicas"] > 0), key=_revision)
+        if not active:
+            active = [max(sets, key=_revision)]
+        extra = dep["spec"]["replicas"] - sum(rs["spec"]["replicas"] for rs in active)
+        newest = active[-1]
+        self._set_rs_replicas(newest, max(0, newest["spec"]["replicas"] + extra))
 
     def _current_replicaset(self, dep: K8s, sets: list[K8s]) -> K8s:
         """The ReplicaSet of the current template, created or renumbered if need be."""

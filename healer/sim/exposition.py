@@ -30,7 +30,8 @@ def render_metrics(cluster: Cluster) -> str:
     lines: list[str] = []
     for name, kind, rows in _families(cluster):
         lines.append(f"# TYPE {name} {kind}")
-        lines.extend(f"{name}{labels} {value:.6g}" for labels, value in rows)
+        # repr keeps every digit: counters of long runs must not lose resolution.
+        lines.extend(f"{name}{labels} {float(value)!r}" for labels, value in rows)
     return "\n".join(lines) + "\n"
 
 

@@ -25,6 +25,7 @@ from healer.types import (
     GuardResult,
     Incident,
     IncidentStatus,
+    JsonObject,
     Mode,
     Outcome,
     OutcomeKind,
@@ -64,7 +65,7 @@ def plan(wl: WorkloadRef = CART) -> Plan:
 def action(
     wl: WorkloadRef = CART, *, t: float = 60.0, status: ActionStatus = ActionStatus.SUCCEEDED
 ) -> ActionRecord:
-    request = {"verb": "PATCH", "path": f"/apis/apps/v1/namespaces/{wl.namespace}"}
+    request: JsonObject = {"verb": "PATCH", "path": f"/apis/apps/v1/namespaces/{wl.namespace}"}
     return ActionRecord(ActionKind.RESTART, wl, request, status, at(t), at(t + 1.5))
 
 
