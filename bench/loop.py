@@ -30,8 +30,7 @@ REPO = Path(__file__).resolve().parent.parent
 def run_once(scenario_name: str, seed: int, hours: float) -> dict[str, object]:
     scenario = load_scenario(scenario_name).model_copy(update={"seed": seed})
     folder = Path(tempfile.mkdtemp(prefix="healer-bench-"))
-    settings = load_settings(None, guards={"mode": "auto"},
-                             playbooks_dir=str(REPO / "playbooks"))
+    settings = load_settings(None, guards={"mode": "auto"}, playbooks_dir=str(REPO / "playbooks"))
     store = AuditStore(f"sqlite:///{folder / 'audit.db'}")
     harness = SimHarness.start(scenario, settings=settings, store=store, workdir=folder)
     cycle_s: list[float] = []
@@ -56,18 +55,29 @@ def run_once(scenario_name: str, seed: int, hours: float) -> dict[str, object]:
             continue
         detail = store.get_incident(found.id) if found else None
         healed = found is not None and found.outcome is not None and found.outcome == "healed"
-        faults.append({
-            "workload": event.workload, "kind": event.kind, "expect": event.expect,
-            "action": str(found.action) if found and found.action else None,
-            "detect_s": (detail.timeline[0].at - start).total_seconds() if detail else None,
-            "heal_s": (found.closed - start).total_seconds() if healed and found.closed else None,
-        })
+        faults.append(
+            {
+                "workload": event.workload,
+                "kind": event.kind,
+                "expect": event.expect,
+                "action": str(found.action) if found and found.action else None,
+                "detect_s": (detail.timeline[0].at - start).total_seconds() if detail else None,
+                "heal_s": (found.closed - start).total_seconds()
+                if healed and found.closed
+                else None,
+            }
+        )
     faulty = {e.workload for e in scenario.events if e.expect != "none"}
     wrong = sum(1 for w, s in incidents.items() if w not in faulty and s.action is not None)
     harness.close()
     store.close()
-    return {"faults": faults, "wrong_actions": wrong, "wall_s": wall,
-            "cycle_ms_median": statistics.median(cycle_s) * 1000, "cycles": len(cycle_s)}
+    return {
+        "faults": faults,
+        "wrong_actions": wrong,
+        "wall_s": wall,
+        "cycle_ms_median": statistics.median(cycle_s) * 1000,
+        "cycles": len(cycle_s),
+    }
 
 
 def main() -> None:
@@ -86,13 +96,17 @@ def main() -> None:
         right = sum(1 for r in rows if r["action"] == expect)
         detect = [r["detect_s"] for r in rows if r["detect_s"] is not None]
         heal = [r["heal_s"] for r in rows if r["heal_s"] is not None]
-        print(f"{workload + ' ' + kind:<28}{expect:<10}{right:>7}/{len(rows):<5}"
-              f"{statistics.median(detect) if detect else float('nan'):>10.0f}"
-              f"{statistics.median(heal) if heal else float('nan'):>9.0f}")
+        print(
+            f"{workload + ' ' + kind:<28}{expect:<10}{right:>7}/{len(rows):<5}"
+            f"{statistics.median(detect) if detect else float('nan'):>10.0f}"
+            f"{statistics.median(heal) if heal else float('nan'):>9.0f}"
+        )
     wrong = sum(int(str(r["wrong_actions"])) for r in runs)
     print(f"actions where there was no fault: {wrong}")
-    print(f"median wall time per run: {statistics.median(r['wall_s'] for r in runs):.1f} s; "  # type: ignore[misc]
-          f"median cycle: {statistics.median(r['cycle_ms_median'] for r in runs):.2f} ms")  # type: ignore[misc]
+    print(
+        f"median wall time per run: {statistics.median(r['wall_s'] for r in runs):.1f} s; "  # type: ignore[misc]
+        f"median cycle: {statistics.median(r['cycle_ms_median'] for r in runs):.2f} ms"
+    )  # type: ignore[misc]
 
 
 if __name__ == "__main__":

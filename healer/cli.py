@@ -18,8 +18,12 @@ import typer
 
 from healer.errors import HealerError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="healer: a self-healing agent for Kubernetes.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="healer: a self-healing agent for Kubernetes.",
+)
 sim_app = typer.Typer(no_args_is_help=True, help="The simulated Kubernetes cluster.")
 playbooks_app = typer.Typer(no_args_is_help=True, help="Playbook files.")
 app.add_typer(sim_app, name="sim")
@@ -31,6 +35,7 @@ ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings YAML 
 def _stop_on_signals(stop: threading.Event) -> None:
     def handler(signum: int, frame: object) -> None:
         stop.set()
+
     signal.signal(signal.SIGINT, handler)
     signal.signal(signal.SIGTERM, handler)
 
@@ -39,14 +44,17 @@ def _stop_on_signals(stop: threading.Event) -> None:
 def demo(
     port: Annotated[int, typer.Option(help="Port of the API and review page.")] = 8080,
     host: Annotated[str, typer.Option(help="Address of the API.")] = "127.0.0.1",
-    speed: Annotated[float, typer.Option(min=0.1, help="Simulated seconds per real second.")
-                     ] = 30.0,
-    duration: Annotated[float | None, typer.Option(
-        min=0, help="Simulated seconds to run; default until Ctrl-C.")] = None,
-    scenario: Annotated[str, typer.Option(help="Built-in scenario name or YAML file.")
-                        ] = "default",
-    db: Annotated[Path | None, typer.Option(help="SQLite file of the audit store; default a "
-                                            "new temporary file.")] = None,
+    speed: Annotated[
+        float, typer.Option(min=0.1, help="Simulated seconds per real second.")
+    ] = 30.0,
+    duration: Annotated[
+        float | None, typer.Option(min=0, help="Simulated seconds to run; default until Ctrl-C.")
+    ] = None,
+    scenario: Annotated[str, typer.Option(help="Built-in scenario name or YAML file.")] = "default",
+    db: Annotated[
+        Path | None,
+        typer.Option(help="SQLite file of the audit store; default a new temporary file."),
+    ] = None,
     playbooks: Annotated[Path, typer.Option(help="Playbook directory.")] = Path("playbooks"),
     config: ConfigOpt = None,
 ) -> None:
@@ -55,28 +63,35 @@ def demo(
     from healer.audit.store import AuditStore
     from healer.config import load_settings
     from healer.harness import SimHarness
+    from healer.logs import configure
     from healer.sim.apiserver import ServerThread, bind
     from healer.sim.scenario import load_scenario
-
-    from healer.logs import configure
 
     configure(level="warning")  # the demo prints its own line per step
     chosen = load_scenario(scenario)
     workdir = Path(tempfile.mkdtemp(prefix="healer-demo-"))
     url = f"sqlite:///{db or workdir / 'audit.db'}"
-    settings = load_settings(config, guards={"mode": "auto"}, playbooks_dir=str(playbooks),
-                             store={"url": url}, api={"host": host, "port": port})
+    settings = load_settings(
+        config,
+        guards={"mode": "auto"},
+        playbooks_dir=str(playbooks),
+        store={"url": url},
+        api={"host": host, "port": port},
+    )
     sock = bind(settings.api.host, settings.api.port)
     store = AuditStore(settings.store.url)
     try:
-        harness = SimHarness.start(chosen, settings=settings, store=store, report=_print_step,
-                                   workdir=workdir)
+        harness = SimHarness.start(
+            chosen, settings=settings, store=store, report=_print_step, workdir=workdir
+        )
     except BaseException:
         sock.close()
         raise
     api = ServerThread(create_app(store=store, status=harness.healer.status), sock).start()
-    typer.echo(f"healer demo: scenario {chosen.name!r} at {speed:g}x "
-               f"(simulated time starts {chosen.start:%Y-%m-%d %H:%M} UTC)")
+    typer.echo(
+        f"healer demo: scenario {chosen.name!r} at {speed:g}x "
+        f"(simulated time starts {chosen.start:%Y-%m-%d %H:%M} UTC)"
+    )
     typer.echo(f"  API and review page  {api.url}/   incidents: {api.url}/api/v1/incidents")
     typer.echo(f"  simulated cluster    {harness.server.url}   kubeconfig: {harness.kubeconfig}")
     typer.echo(f"  audit store          {settings.store.url}")
@@ -96,22 +111,26 @@ def _print_step(step: object) -> None:
     from healer.daemon import Step
 
     assert isinstance(step, Step)
-    label = {"finding": "FINDING", "diagnosis": "DIAGNOSIS", "plan": "PLAN", "action": "ACTION",
-             "outcome": "OUTCOME"}.get(step.kind, step.kind.upper())
-    typer.echo(f"[{step.at:%H:%M:%S}] #{step.incident_id:<3} {str(step.workload):<16} "
-               f"{label:<9} {step.text}")
+    label = {
+        "finding": "FINDING",
+        "diagnosis": "DIAGNOSIS",
+        "plan": "PLAN",
+        "action": "ACTION",
+        "outcome": "OUTCOME",
+    }.get(step.kind, step.kind.upper())
+    typer.echo(
+        f"[{step.at:%H:%M:%S}] #{step.incident_id:<3} {step.workload!s:<16} {label:<9} {step.text}"
+    )
 
 
 @sim_app.command("serve")
 def sim_serve(
     port: Annotated[int, typer.Option(help="Port of the Kubernetes API and /metrics.")] = 6443,
-    kubeconfig_out: Annotated[Path, typer.Option("--kubeconfig-out",
-                                                 help="Where to write the kubeconfig.")
-                              ] = Path("sim-kubeconfig.yaml"),
-    scenario: Annotated[str, typer.Option(help="Built-in scenario name or YAML file.")
-                        ] = "default",
-    speed: Annotated[float, typer.Option(min=0.1, help="Simulated seconds per real second.")
-                     ] = 1.0,
+    kubeconfig_out: Annotated[
+        Path, typer.Option("--kubeconfig-out", help="Where to write the kubeconfig.")
+    ] = Path("sim-kubeconfig.yaml"),
+    scenario: Annotated[str, typer.Option(help="Built-in scenario name or YAML file.")] = "default",
+    speed: Annotated[float, typer.Option(min=0.1, help="Simulated seconds per real second.")] = 1.0,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Serve the simulated cluster alone: its Kubernetes API and its /metrics."""
@@ -124,8 +143,10 @@ def sim_serve(
     cluster = Cluster(chosen)
     server = ServerThread(create_api(cluster), sock).start()
     write_kubeconfig(kubeconfig_out, server.url)
-    typer.echo(f"simulated cluster {chosen.name!r}: API {server.url}, metrics "
-               f"{server.url}/metrics, kubeconfig {kubeconfig_out}")
+    typer.echo(
+        f"simulated cluster {chosen.name!r}: API {server.url}, metrics "
+        f"{server.url}/metrics, kubeconfig {kubeconfig_out}"
+    )
     stop = threading.Event()
     _stop_on_signals(stop)
     step_wall_s = chosen.step_s / speed

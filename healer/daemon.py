@@ -37,6 +37,7 @@ from healer.types import (
     ActionStatus,
     Diagnosis,
     Finding,
+    JsonObject,
     Outcome,
     OutcomeKind,
     Plan,
@@ -119,8 +120,9 @@ class Healer:
                 self._guarded(workload, self._open, finding, detection, frame, now)
         return detection
 
-    def _guarded(self, workload: WorkloadRef, fn: Callable[..., None], *args: object,
-                 **kwargs: object) -> None:
+    def _guarded(
+        self, workload: WorkloadRef, fn: Callable[..., None], *args: object, **kwargs: object
+    ) -> None:
         """One workload's trouble (an API error, a bad value) never stops the cycle."""
         try:
             fn(*args, **kwargs)
@@ -133,64 +135,109 @@ class Healer:
         incident = self.store.open_incident(finding)
         track = Tracked(incident, finding.workload, Stage.WATCHING)
         self.tracked[finding.workload] = track
-        top = ", ".join(f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ"
-                        for d in finding.signals[:3])
+        top = ", ".join(
+            f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ" for d in finding.signals[:3]
+        )
         self._say("finding", track, now, f"score {finding.score:.2f}: {top}")
         state = self.actuator.read_state(finding.workload)
         diagnosis = explain(finding, frame, state)  # type: ignore[arg-type]  # frame is a Frame
         self.store.record_diagnosis(incident, diagnosis, at=now)
-        self._say("diagnosis", track, now,
-                  f"{diagnosis.cause} ({diagnosis.confidence:.0%}): {diagnosis.explanation}")
+        self._say(
+            "diagnosis",
+            track,
+            now,
+            f"{diagnosis.cause} ({diagnosis.confidence:.0%}): {diagnosis.explanation}",
+        )
         self._plan_and_act(track, diagnosis, finding, state, detection, now)
 
-    def _plan_and_act(self, track: Tracked, diagnosis: Diagnosis, finding: Finding,
-                      state: WorkloadState, detection: Detection, now: datetime) -> None:
-        history = self.store.action_history(now=now,
-                                            window_s=self.settings.guards.rate_limit_window_s)
-        plan = decide.plan(diagnosis, finding, state, playbooks=self.playbooks,
-                           guards=self.settings.guards, history=history,
-                           anomalous_workloads=detection.anomalous_count,
-                           watched_workloads=len(detection.workloads), now=now)
+    def _plan_and_act(
+        self,
+        track: Tracked,
+        diagnosis: Diagnosis,
+        finding: Finding,
+        state: WorkloadState,
+        detection: Detection,
+        now: datetime,
+    ) -> None:
+        history = self.store.action_history(
+            now=now, window_s=self.settings.guards.rate_limit_window_s
+        )
+        plan = decide.plan(
+            diagnosis,
+            finding,
+            state,
+            playbooks=self.playbooks,
+            guards=self.settings.guards,
+            history=history,
+            anomalous_workloads=detection.anomalous_count,
+            watched_workloads=len(detection.workloads),
+            now=now,
+        )
         if plan is None:
-            self._close(track, Outcome(OutcomeKind.ESCALATED,
-                                       f"no playbook handles {diagnosis.cause} at "
-                                       f"{diagnosis.confidence:.0%} confidence; a person "
-                                       "must look", now))
+            self._close(
+                track,
+                Outcome(
+                    OutcomeKind.ESCALATED,
+                    f"no playbook handles {diagnosis.cause} at "
+                    f"{diagnosis.confidence:.0%} confidence; a person "
+                    "must look",
+                    now,
+                ),
+            )
             return
         self.store.record_plan(track.incident_id, plan, at=now)
         if not plan.allowed:
             details = "; ".join(g.detail for g in plan.guard_results if not g.passed)
             self._say("plan", track, now, f"{plan.playbook}: {plan.action} blocked: {details}")
-            self._close(track, Outcome(OutcomeKind.ESCALATED,
-                                       f"{plan.action} blocked by {', '.join(plan.blocked_by)}: "
-                                       f"{details}", now))
+            self._close(
+                track,
+                Outcome(
+                    OutcomeKind.ESCALATED,
+                    f"{plan.action} blocked by {', '.join(plan.blocked_by)}: {details}",
+                    now,
+                ),
+            )
             return
-        self._say("plan", track, now, f"{plan.playbook}: {plan.action} {dict(plan.params)} "
-                                      f"({plan.mode})")
+        self._say(
+            "plan", track, now, f"{plan.playbook}: {plan.action} {dict(plan.params)} ({plan.mode})"
+        )
         self._act(track, plan, now)
 
     def _act(self, track: Tracked, plan: Plan, now: datetime) -> None:
         record = self.actuator.apply(plan, now=now)
         self.store.record_action(track.incident_id, record)
-        self._say("action", track, now, f"{record.kind} {record.status}"
-                  + (f": {record.error}" if record.error else ""))
+        self._say(
+            "action",
+            track,
+            now,
+            f"{record.kind} {record.status}" + (f": {record.error}" if record.error else ""),
+        )
         if record.status == ActionStatus.SUCCEEDED:
             track.stage, track.plan, track.acted_at = Stage.VERIFYING, plan, now
         elif record.status == ActionStatus.DRY_RUN:
-            self._close(track, Outcome(OutcomeKind.ESCALATED,
-                                       f"dry run: {plan.action} validated by the API server "
-                                       "but not applied; a person must act", now))
+            self._close(
+                track,
+                Outcome(
+                    OutcomeKind.ESCALATED,
+                    f"dry run: {plan.action} validated by the API server "
+                    "but not applied; a person must act",
+                    now,
+                ),
+            )
         elif record.status == ActionStatus.FAILED:
-            self._close(track, Outcome(OutcomeKind.ESCALATED,
-                                       f"{plan.action} failed: {record.error}", now))
+            self._close(
+                track, Outcome(OutcomeKind.ESCALATED, f"{plan.action} failed: {record.error}", now)
+            )
 
     # ---- open incidents --------------------------------------------------------------------
 
     def _progress(self, track: Tracked, detection: Detection, frame_now: datetime) -> None:
         now = frame_now
-        quiet = (track.workload not in {f.workload for f in detection.findings}
-                 and track.workload in detection.workloads
-                 and detection.score_of(track.workload) < self.settings.detector.score_threshold)
+        quiet = (
+            track.workload not in {f.workload for f in detection.findings}
+            and track.workload in detection.workloads
+            and detection.score_of(track.workload) < self.settings.detector.score_threshold
+        )
         track.quiet_since = (track.quiet_since or now) if quiet else None
         if track.stage == Stage.WATCHING:
             stable = timedelta(seconds=self.settings.daemon.verify_stable_s)
@@ -199,9 +246,14 @@ class Healer:
             return
         assert track.plan is not None and track.acted_at is not None
         state = self.actuator.read_state(track.workload)
-        outcome = verify(state=state, acted_at=track.acted_at, quiet_since=track.quiet_since,
-                         stable_s=self.settings.daemon.verify_stable_s,
-                         within_s=track.plan.verify_within_s, now=now)
+        outcome = verify(
+            state=state,
+            acted_at=track.acted_at,
+            quiet_since=track.quiet_since,
+            stable_s=self.settings.daemon.verify_stable_s,
+            within_s=track.plan.verify_within_s,
+            now=now,
+        )
         if outcome is not None:
             self._close(track, outcome)
 
@@ -211,12 +263,18 @@ class Healer:
         track.stage = Stage.WATCHING
 
     def _say(self, kind: str, track: Tracked, at: datetime, text: str) -> None:
-        log.info(f"incident_{kind}", incident_id=track.incident_id, workload=str(track.workload),
-                 detail=text)
+        log.info(
+            f"incident_{kind}",
+            incident_id=track.incident_id,
+            workload=str(track.workload),
+            detail=text,
+        )
         self.report(Step(kind, track.incident_id, track.workload, at, text))
 
-    def status(self) -> dict[str, object]:
-        return {"cycles": self.cycles,
-                "last_cycle": self.last_cycle.isoformat() if self.last_cycle else None,
-                "mode": str(self.settings.guards.mode),
-                "tracked_incidents": len(self.tracked)}
+    def status(self) -> JsonObject:
+        return {
+            "cycles": self.cycles,
+            "last_cycle": self.last_cycle.isoformat() if self.last_cycle else None,
+            "mode": str(self.settings.guards.mode),
+            "tracked_incidents": len(self.tracked),
+        }

@@ -37,9 +37,16 @@ class SimHarness:
     store: AuditStore
 
     @classmethod
-    def start(cls, scenario: Scenario, *, settings: Settings, store: AuditStore,
-              report: Reporter | None = None, workdir: Path | None = None,
-              api_port: int = 0) -> SimHarness:
+    def start(
+        cls,
+        scenario: Scenario,
+        *,
+        settings: Settings,
+        store: AuditStore,
+        report: Reporter | None = None,
+        workdir: Path | None = None,
+        api_port: int = 0,
+    ) -> SimHarness:
         """Start the simulated cluster's API server and build the loop against it.
 
         Playbooks are validated first, so a bad one stops start-up before anything runs.
@@ -50,9 +57,15 @@ class SimHarness:
         folder = workdir or Path(tempfile.mkdtemp(prefix="healer-sim-"))
         kubeconfig = write_kubeconfig(folder / "kubeconfig", server.url)
         actuator = KubeActuator(api_client(kubeconfig))
-        healer = Healer(source=SimSource(cluster), detector=StreamingDetector(settings.detector),
-                        actuator=actuator, store=store, playbooks=playbooks, settings=settings,
-                        report=report or (lambda step: None))
+        healer = Healer(
+            source=SimSource(cluster),
+            detector=StreamingDetector(settings.detector),
+            actuator=actuator,
+            store=store,
+            playbooks=playbooks,
+            settings=settings,
+            report=report or (lambda step: None),
+        )
         return cls(cluster, server, kubeconfig, healer, store)
 
     def _tick(self, since_cycle_s: float) -> float:
@@ -71,9 +84,14 @@ class SimHarness:
         while self.cluster.elapsed_s < end:
             since = self._tick(since)
 
-    def run_realtime(self, *, speed: float, duration_s: float | None = None,
-                     stop: threading.Event | None = None,
-                     until: Callable[[], bool] | None = None) -> None:
+    def run_realtime(
+        self,
+        *,
+        speed: float,
+        duration_s: float | None = None,
+        stop: threading.Event | None = None,
+        until: Callable[[], bool] | None = None,
+    ) -> None:
         """Advance simulated time at ``speed`` simulated seconds per wall-clock second."""
         stop = stop or threading.Event()
         step_wall_s = self.cluster.scenario.step_s / speed

@@ -20,9 +20,7 @@ from typing import TypeAlias
 import numpy as np
 from numpy.typing import NDArray
 
-JsonValue: TypeAlias = (
-    None | bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"]
-)
+JsonValue: TypeAlias = bool | int | float | str | list["JsonValue"] | dict[str, "JsonValue"] | None
 JsonObject: TypeAlias = dict[str, JsonValue]
 
 
@@ -80,7 +78,10 @@ class Frame:
 
     def series(self, workload: WorkloadRef, signal: Signal) -> NDArray[np.float64]:
         """The time series of one workload and signal (a view, not a copy)."""
-        return self.values[self.workloads.index(workload), self.signals.index(signal)]
+        row: NDArray[np.float64] = self.values[
+            self.workloads.index(workload), self.signals.index(signal)
+        ]
+        return row
 
 
 @dataclass(frozen=True)

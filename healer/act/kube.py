@@ -17,6 +17,7 @@ objects: callers get WorkloadState and ActionRecord values.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -33,6 +34,7 @@ from healer.types import (
     ActionRecord,
     ActionStatus,
     JsonObject,
+    JsonValue,
     Mode,
     Plan,
     Revision,
@@ -46,10 +48,16 @@ STRATEGIC = "application/strategic-merge-patch+json"
 MERGE = "application/merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 # Annotations kubectl leaves on the Deployment when it copies a ReplicaSet's on undo.
-_SKIPPED_ANNOTATIONS = frozenset({
-    "kubectl.kubernetes.io/last-applied-configuration", REVISION,
-    "deployment.kubernetes.io/revision-history", "deployment.kubernetes.io/desired-replicas",
-    "deployment.kubernetes.io/max-replicas", "deprecated.deployment.rollback.to"})
+_SKIPPED_ANNOTATIONS = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        REVISION,
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
 # Conflicts, throttling and server-side failures are worth retrying; other 4xx are not.
 _TRANSIENT_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 
@@ -101,18 +109,28 @@ class KubeActuator:
 
     def _controlled_replicasets(self, dep: Any) -> list[Any]:
         selector = ",".join(f"{k}={v}" for k, v in sorted(dep.spec.selector.match_labels.items()))
-        sets = self._call(self._apps.list_namespaced_replica_set, dep.metadata.namespace,
-                          label_selector=selector).items
-        return [rs for rs in sets if any(ref.controller and ref.uid == dep.metadata.uid
-                                         for ref in rs.metadata.owner_references or [])]
+        sets = self._call(
+            self._apps.list_namespaced_replica_set, dep.metadata.namespace, label_selector=selector
+        ).items
+        return [
+            rs
+            for rs in sets
+            if any(
+                ref.controller and ref.uid == dep.metadata.uid
+                for ref in rs.metadata.owner_references or []
+            )
+        ]
 
     def _revisions(self, dep: Any) -> list[Revision]:
         revisions = [
-            Revision(number=int((rs.metadata.annotations or {}).get(REVISION, "0")),
-                     replicaset=rs.metadata.name,
-                     created=_parse_time(rs.metadata.creation_timestamp),
-                     images=tuple(c.image for c in rs.spec.template.spec.containers))
-            for rs in self._controlled_replicasets(dep)]
+            Revision(
+                number=int((rs.metadata.annotations or {}).get(REVISION, "0")),
+                replicaset=rs.metadata.name,
+                created=_parse_time(rs.metadata.creation_timestamp),
+                images=tuple(c.image for c in rs.spec.template.spec.containers),
+            )
+            for rs in self._controlled_replicasets(dep)
+        ]
         return sorted(revisions, key=lambda r: r.number, reverse=True)
 
     # ---- acting ------------------------------------------------------------------------
@@ -134,8 +152,9 @@ class KubeActuator:
             return self._record(plan, request, ActionStatus.FAILED, now, error=str(exc))
         if not dry_run:
             self._post_event(plan, now)
-        return self._record(plan, request,
-                            ActionStatus.DRY_RUN if dry_run else ActionStatus.SUCCEEDED, now)
+        return self._record(
+            plan, request, ActionStatus.DRY_RUN if dry_run else ActionStatus.SUCCEEDED, now
+        )
 
     def _request(self, plan: Plan, now: datetime) -> JsonObject:
         w = plan.workload
@@ -148,28 +167,46 @@ class KubeActuator:
             body = {"spec": {"replicas": plan.params["replicas"]}}
             return {"verb": "PATCH", "path": f"{path}/scale", "content_type": MERGE, "body": body}
         if plan.action == ActionKind.ROLLBACK:
-            return {"verb": "PATCH", "path": path, "content_type": JSON_PATCH,
-                    "body": self._undo_patch(w, int(str(plan.params["to_revision"])))}
+            return {
+                "verb": "PATCH",
+                "path": path,
+                "content_type": JSON_PATCH,
+                "body": self._undo_patch(w, int(str(plan.params["to_revision"]))),
+            }
         raise PermanentActionError(f"{plan.action} is not supported on {w}")
 
-    def _undo_patch(self, workload: WorkloadRef, to_revision: int) -> list[JsonObject]:
+    def _undo_patch(self, workload: WorkloadRef, to_revision: int) -> list[JsonValue]:
         """The JSON patch `kubectl rollout undo --to-revision` sends."""
         dep = self._call(self._apps.read_namespaced_deployment, workload.name, workload.namespace)
         if dep.spec.paused:
             raise PermanentActionError(f"{workload} is paused; resume it before rolling back")
-        target = next((rs for rs in self._controlled_replicasets(dep)
-                       if (rs.metadata.annotations or {}).get(REVISION) == str(to_revision)), None)
+        target = next(
+            (
+                rs
+                for rs in self._controlled_replicasets(dep)
+                if (rs.metadata.annotations or {}).get(REVISION) == str(to_revision)
+            ),
+            None,
+        )
         if target is None:
             raise PermanentActionError(f"{workload} has no revision {to_revision} to roll back to")
         template = self._apps.api_client.sanitize_for_serialization(target.spec.template)
         template = copy.deepcopy(template)
         template.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
-        annotations = {k: v for k, v in (dep.metadata.annotations or {}).items()
-                       if k in _SKIPPED_ANNOTATIONS}
-        annotations.update({k: v for k, v in (target.metadata.annotations or {}).items()
-                            if k not in _SKIPPED_ANNOTATIONS})
-        return [{"op": "replace", "path": "/spec/template", "value": template},
-                {"op": "replace", "path": "/metadata/annotations", "value": annotations}]
+        annotations = {
+            k: v for k, v in (dep.metadata.annotations or {}).items() if k in _SKIPPED_ANNOTATIONS
+        }
+        annotations.update(
+            {
+                k: v
+                for k, v in (target.metadata.annotations or {}).items()
+                if k not in _SKIPPED_ANNOTATIONS
+            }
+        )
+        return [
+            {"op": "replace", "path": "/spec/template", "value": template},
+            {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+        ]
 
     def _send(self, request: JsonObject, *, dry_run: bool) -> None:
         path = str(request["path"]).split("/")
@@ -177,8 +214,11 @@ class KubeActuator:
         kwargs: dict[str, Any] = {"_content_type": request["content_type"]}
         if dry_run:
             kwargs["dry_run"] = "All"
-        method = (self._apps.patch_namespaced_deployment_scale if path[-1] == "scale"
-                  else self._apps.patch_namespaced_deployment)
+        method = (
+            self._apps.patch_namespaced_deployment_scale
+            if path[-1] == "scale"
+            else self._apps.patch_namespaced_deployment
+        )
         self._call(method, name, namespace, request["body"], **kwargs)
 
     def _post_event(self, plan: Plan, now: datetime) -> None:
@@ -186,21 +226,38 @@ class KubeActuator:
         event = client.CoreV1Event(
             metadata=client.V1ObjectMeta(generate_name=f"{w.name}.", namespace=w.namespace),
             involved_object=client.V1ObjectReference(
-                api_version="apps/v1", kind=w.kind, name=w.name, namespace=w.namespace),
+                api_version="apps/v1", kind=w.kind, name=w.name, namespace=w.namespace
+            ),
             reason=f"Healer{plan.action.value.capitalize()}",
             message=f"healer {plan.action.value}: {plan.reason}"[:1024],
-            type="Normal", count=1, first_timestamp=now, last_timestamp=now,
+            type="Normal",
+            count=1,
+            first_timestamp=now,
+            last_timestamp=now,
             source=client.V1EventSource(component=self._component),
-            reporting_component=self._component)
-        try:
+            reporting_component=self._component,
+        )
+        # The action happened; a missing Event must not turn it into a failure.
+        with contextlib.suppress(TransientActionError, PermanentActionError):
             self._call(self._core.create_namespaced_event, w.namespace, event)
-        except (TransientActionError, PermanentActionError):
-            pass  # the action happened; a missing Event must not turn it into a failure
 
-    def _record(self, plan: Plan, request: JsonObject, status: ActionStatus, started: datetime,
-                error: str | None = None) -> ActionRecord:
-        return ActionRecord(kind=plan.action, target=plan.workload, request=request,
-                            status=status, started=started, finished=started, error=error)
+    def _record(
+        self,
+        plan: Plan,
+        request: JsonObject,
+        status: ActionStatus,
+        started: datetime,
+        error: str | None = None,
+    ) -> ActionRecord:
+        return ActionRecord(
+            kind=plan.action,
+            target=plan.workload,
+            request=request,
+            status=status,
+            started=started,
+            finished=started,
+            error=error,
+        )
 
     @staticmethod
     def _call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:

@@ -13,20 +13,35 @@ from datetime import datetime, timedelta
 from healer.types import Outcome, OutcomeKind, WorkloadState
 
 
-def verify(*, state: WorkloadState, acted_at: datetime, quiet_since: datetime | None,
-           stable_s: float, within_s: float, now: datetime) -> Outcome | None:
+def verify(
+    *,
+    state: WorkloadState,
+    acted_at: datetime,
+    quiet_since: datetime | None,
+    stable_s: float,
+    within_s: float,
+    now: datetime,
+) -> Outcome | None:
     """An Outcome once the question is settled, else None (check again next cycle)."""
     quiet_for = (now - quiet_since).total_seconds() if quiet_since else 0.0
     if state.rollout_complete and quiet_for >= stable_s:
         took = (now - acted_at).total_seconds() - stable_s
-        return Outcome(OutcomeKind.HEALED,
-                       f"rollout complete ({state.ready_replicas}/{state.replicas} ready) and "
-                       f"signals at baseline for {quiet_for:.0f}s (back "
-                       f"{max(0.0, took):.0f}s after the action)", now)
+        return Outcome(
+            OutcomeKind.HEALED,
+            f"rollout complete ({state.ready_replicas}/{state.replicas} ready) and "
+            f"signals at baseline for {quiet_for:.0f}s (back "
+            f"{max(0.0, took):.0f}s after the action)",
+            now,
+        )
     if now - acted_at > timedelta(seconds=within_s):
-        rollout = "complete" if state.rollout_complete else (
-            f"stuck at {state.updated_replicas}/{state.replicas} updated")
-        return Outcome(OutcomeKind.NOT_HEALED,
-                       f"still anomalous {within_s:.0f}s after the action (rollout {rollout})",
-                       now)
+        rollout = (
+            "complete"
+            if state.rollout_complete
+            else (f"stuck at {state.updated_replicas}/{state.replicas} updated")
+        )
+        return Outcome(
+            OutcomeKind.NOT_HEALED,
+            f"still anomalous {within_s:.0f}s after the action (rollout {rollout})",
+            now,
+        )
     return None

@@ -11,38 +11,21 @@ pool, which the store supports (one session per call).
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import JsonValue
 
+from healer.api.deps import StatusDep, StatusFn, StoreDep
+from healer.api.pages import router as pages
 from healer.api.schemas import Health, IncidentDetailOut, IncidentItem, IncidentPage
 from healer.audit import AuditStore
 from healer.errors import StoreError
-from healer.types import Cause, IncidentStatus, JsonObject
+from healer.types import Cause, IncidentStatus
 
 MAX_PAGE = 500
 """Largest page of incidents: a few hundred rows keep a response under ~1 MB."""
-
-StatusFn = Callable[[], JsonObject]
-
-
-def get_store(request: Request) -> AuditStore:
-    store = request.app.state.store
-    if not isinstance(store, AuditStore):  # app.state is untyped: check once here
-        raise RuntimeError("app.state.store is not an AuditStore")
-    return store
-
-
-def get_status(request: Request) -> StatusFn | None:
-    status: StatusFn | None = request.app.state.status  # untyped app.state, set by create_app
-    return status
-
-
-StoreDep = Annotated[AuditStore, Depends(get_store)]
-StatusDep = Annotated[StatusFn | None, Depends(get_status)]
 
 
 def create_app(*, store: AuditStore, status: StatusFn | None = None) -> FastAPI:
@@ -55,6 +38,7 @@ def create_app(*, store: AuditStore, status: StatusFn | None = None) -> FastAPI:
     app.add_api_route("/api/v1/incidents", list_incidents, methods=["GET"])
     app.add_api_route("/api/v1/incidents/{incident_id}", get_incident, methods=["GET"])
     app.add_api_route("/api/v1/status", get_daemon_status, methods=["GET"])
+    app.include_router(pages)
     return app
 
 

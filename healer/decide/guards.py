@@ -1,92 +1,217 @@
 """Guardrails: every check an action must pass, each with a verdict people can read.
 
-All guards are evaluated every time (not just until the first failure), so the audit
-trail shows the full picture of why an action was or was not taken. Pure functions of
-the plan's inputs and the action history: no clock, no I/O.
+A guard is a pure function of the plan's inputs (settings, workload state, action history,
+how many workloads are anomalous, the time passed in) returning a ``GuardResult``. Their
+names (``namespace``, ``opt_out``, ``cooldown``, ``rate_limit``, ``in_flight``,
+``anomaly_brake``, ``paused``, ``scale_bounds``, ``rollback_target``) are API: the audit
+store, the review page and alerts key on them.
+
+Decisions:
+
+- Every applicable guard is evaluated, never stopping at the first failure, so the audit
+  trail shows the whole picture. Guards that cannot apply to an action (``paused`` for a
+  scale, which Kubernetes performs on a paused Deployment; ``scale_bounds`` for a
+  restart) are left out rather than recorded as a vacuous pass.
+- The namespace deny list wins over the allow list.
+- The mode is resolved here too, since it is a guardrail: the most cautious of the global,
+  the playbook's and the workload's ``healer.io/mode`` wins. An annotation value that is
+  not a mode counts as ``dry_run``: whoever wrote it wanted caution, not the default.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from healer.config import GuardSettings
-from healer.types import ActionHistory, ActionKind, GuardResult, WorkloadState
+from healer.types import (
+    ActionHistory,
+    ActionKind,
+    GuardResult,
+    HpaState,
+    Mode,
+    WorkloadState,
+)
 
 ENABLED_ANNOTATION = "healer.io/enabled"
+"""``"false"`` on a workload opts it out of every action."""
+MODE_ANNOTATION = "healer.io/mode"
+"""auto, approval, dry-run or dry_run: a workload may ask for more caution, never less."""
+
+_CAUTION = {Mode.AUTO: 0, Mode.APPROVAL: 1, Mode.DRY_RUN: 2}
 
 
-def _minutes(seconds: float) -> str:
-    return f"{seconds / 60:.0f}m"
+@dataclass(frozen=True)
+class Check:
+    """The inputs every guard may read; built once per plan."""
+
+    action: ActionKind
+    state: WorkloadState
+    settings: GuardSettings
+    history: ActionHistory
+    anomalous_workloads: int
+    watched_workloads: int
+    now: datetime
 
 
-def namespace(state: WorkloadState, g: GuardSettings) -> GuardResult:
-    ns = state.workload.namespace
+@dataclass(frozen=True)
+class ScaleTarget:
+    """A scale decision: ``current`` replicas now, ``target`` wanted, within bounds."""
+
+    current: int
+    """The Deployment's replicas now."""
+    target: int
+    """The replicas (or HPA minReplicas) to set, already clamped to the bounds."""
+    floor: int
+    ceiling: int
+    """The lower of ``max_replicas`` and the HPA's maxReplicas."""
+    hpa: HpaState | None = None
+
+
+def check_all(check: Check, scale: ScaleTarget | None = None) -> tuple[GuardResult, ...]:
+    """Every guard that applies to ``check.action``, in a fixed order, all evaluated."""
+    results = [
+        namespace(check),
+        opt_out(check),
+        cooldown(check),
+        rate_limit(check),
+        in_flight(check),
+        anomaly_brake(check),
+    ]
+    if check.action in (ActionKind.RESTART, ActionKind.ROLLBACK):
+        results.append(paused(check))
+    if check.action is ActionKind.ROLLBACK:
+        results.append(rollback_target(check))
+    if check.action is ActionKind.SCALE:
+        if scale is None:
+            raise ValueError("a scale check needs its ScaleTarget")
+        results.append(scale_bounds(check, scale))
+    return tuple(results)
+
+
+def namespace(check: Check) -> GuardResult:
+    ns, g = check.state.workload.namespace, check.settings
     if ns in g.denied_namespaces:
         return GuardResult("namespace", False, f"namespace {ns} is denied")
     if g.allowed_namespaces and ns not in g.allowed_namespaces:
-        return GuardResult("namespace", False, f"namespace {ns} is not in the allowed list")
-    return GuardResult("namespace", True, f"namespace {ns} allowed")
+        allowed = ", ".join(g.allowed_namespaces)
+        return GuardResult("namespace", False, f"namespace {ns} is not allowed (only {allowed})")
+    return GuardResult("namespace", True, f"namespace {ns} is allowed")
 
 
-def opt_out(state: WorkloadState) -> GuardResult:
-    if state.annotations.get(ENABLED_ANNOTATION, "true").lower() == "false":
-        return GuardResult("opt_out", False, f"{state.workload} has {ENABLED_ANNOTATION}=false")
-    return GuardResult("opt_out", True, "workload not opted out")
+def opt_out(check: Check) -> GuardResult:
+    value = check.state.annotations.get(ENABLED_ANNOTATION)
+    if value is not None and value.strip().lower() == "false":
+        detail = f'{check.state.workload} has {ENABLED_ANNOTATION}: "{value}"'
+        return GuardResult("opt_out", False, detail)
+    return GuardResult("opt_out", True, f"{check.state.workload} has not opted out")
 
 
-def cooldown(state: WorkloadState, g: GuardSettings, history: ActionHistory,
-             now: datetime) -> GuardResult:
-    last = history.last_action_at.get(state.workload)
-    if last is not None and now - last < timedelta(seconds=g.cooldown_s):
-        ago = (now - last).total_seconds()
-        return GuardResult("cooldown", False, f"last action on {state.workload} "
-                           f"{_minutes(ago)} ago, cooldown {_minutes(g.cooldown_s)}")
-    return GuardResult("cooldown", True, "no recent action on this workload")
+def cooldown(check: Check) -> GuardResult:
+    workload, limit_s = check.state.workload, check.settings.cooldown_s
+    last = check.history.last_action_at.get(workload)
+    if last is None:
+        return GuardResult("cooldown", True, f"no earlier action on {workload}")
+    ago_s = max(0.0, (check.now - last).total_seconds())
+    detail = f"last action on {workload} {duration(ago_s)} ago, cooldown {duration(limit_s)}"
+    return GuardResult("cooldown", ago_s >= limit_s, detail)
 
 
-def rate_limit(g: GuardSettings, history: ActionHistory, now: datetime) -> GuardResult:
-    since = now - timedelta(seconds=g.rate_limit_window_s)
-    recent = sum(1 for t in history.recent_action_times if t > since)
-    ok = recent < g.max_actions_per_window
-    return GuardResult("rate_limit", ok, f"{recent} actions in the last "
-                       f"{_minutes(g.rate_limit_window_s)}, limit {g.max_actions_per_window}")
+def rate_limit(check: Check) -> GuardResult:
+    g = check.settings
+    window_s = g.rate_limit_window_s
+    # An action stamped after ``now`` (clock skew between replicas) still counts.
+    since = check.now - timedelta(seconds=window_s)
+    recent = sum(1 for t in check.history.recent_action_times if t > since)
+    detail = f"{recent} actions in the last {duration(window_s)}, limit {g.max_actions_per_window}"
+    return GuardResult("rate_limit", recent < g.max_actions_per_window, detail)
 
 
-def in_flight(g: GuardSettings, history: ActionHistory) -> GuardResult:
-    ok = history.in_flight < g.max_in_flight
-    return GuardResult("in_flight", ok, f"{history.in_flight} actions being verified, "
-                       f"limit {g.max_in_flight}")
+def in_flight(check: Check) -> GuardResult:
+    count, limit = check.history.in_flight, check.settings.max_in_flight
+    detail = f"{count} actions awaiting verification, limit {limit}"
+    return GuardResult("in_flight", count < limit, detail)
 
 
-def anomaly_brake(g: GuardSettings, anomalous: int, watched: int) -> GuardResult:
+def anomaly_brake(check: Check) -> GuardResult:
+    g = check.settings
+    anomalous, watched = check.anomalous_workloads, check.watched_workloads
     share = anomalous / watched if watched else 0.0
-    engaged = watched >= g.anomaly_brake_min_workloads and share > g.anomaly_brake_share
-    detail = (f"{anomalous}/{watched} workloads anomalous at once"
-              + (": the cause is upstream or in monitoring" if engaged else ""))
-    return GuardResult("anomaly_brake", not engaged, detail)
+    seen = f"{anomalous} of {watched} watched workloads anomalous ({share:.0%})"
+    if watched < g.anomaly_brake_min_workloads:
+        detail = f"{seen}; the brake needs at least {g.anomaly_brake_min_workloads} watched"
+        return GuardResult("anomaly_brake", True, detail)
+    if share > g.anomaly_brake_share:
+        detail = f"{seen}, brake at {g.anomaly_brake_share:.0%}: upstream or monitoring fault"
+        return GuardResult("anomaly_brake", False, detail)
+    return GuardResult("anomaly_brake", True, f"{seen}, brake at {g.anomaly_brake_share:.0%}")
 
 
-def paused(state: WorkloadState, action: ActionKind) -> GuardResult:
-    if state.paused and action in (ActionKind.RESTART, ActionKind.ROLLBACK):
-        return GuardResult("paused", False, f"{state.workload} rollout is paused")
-    return GuardResult("paused", True, "rollout not paused")
+def paused(check: Check) -> GuardResult:
+    workload = check.state.workload
+    if check.state.paused:
+        detail = f"{workload} is paused: a {check.action} would not roll out until resumed"
+        return GuardResult("paused", False, detail)
+    return GuardResult("paused", True, f"{workload} is not paused")
 
 
-def scale_bounds(state: WorkloadState, g: GuardSettings, target: int, current: int) -> GuardResult:
-    ceiling = min(g.max_replicas, state.hpa.max_replicas) if state.hpa else g.max_replicas
-    if target <= current:
-        return GuardResult("scale_bounds", False,
-                           f"already at {current} replicas, the ceiling is {ceiling}")
-    if not g.min_replicas <= target <= ceiling:
-        return GuardResult("scale_bounds", False,
-                           f"{target} replicas is outside [{g.min_replicas}, {ceiling}]")
-    return GuardResult("scale_bounds", True, f"{current} -> {target} replicas within "
-                       f"[{g.min_replicas}, {ceiling}]")
+def scale_bounds(check: Check, scale: ScaleTarget) -> GuardResult:
+    bounds = f"[{scale.floor}, {scale.ceiling}]"
+    if scale.hpa is not None:
+        bounds += f" (HPA {scale.hpa.name} maxReplicas {scale.hpa.max_replicas})"
+    if scale.current >= scale.ceiling:
+        detail = f"{check.state.workload} already has {scale.current} replicas, bounds {bounds}"
+        return GuardResult("scale_bounds", False, detail)
+    if not scale.floor <= scale.target <= scale.ceiling:
+        return GuardResult("scale_bounds", False, f"{scale.target} replicas is outside {bounds}")
+    return _scale_up_result(scale, bounds)
 
 
-def rollback_target(state: WorkloadState) -> GuardResult:
-    previous = state.previous_revision
-    if previous is None:
+def _scale_up_result(scale: ScaleTarget, bounds: str) -> GuardResult:
+    if scale.hpa is None:
+        ok = scale.target > scale.current
+        detail = f"{scale.current} -> {scale.target} replicas within {bounds}"
+        return GuardResult("scale_bounds", ok, detail)
+    # Raising minReplicas to or below its value, or below the replicas the HPA already
+    # runs, changes nothing: that is not a scale-up.
+    ok = scale.target > max(scale.current, scale.hpa.min_replicas)
+    detail = (
+        f"HPA {scale.hpa.name} minReplicas {scale.hpa.min_replicas} -> {scale.target} "
+        f"({scale.current} replicas now) within {bounds}"
+    )
+    return GuardResult("scale_bounds", ok, detail)
+
+
+def rollback_target(check: Check) -> GuardResult:
+    previous, current = check.state.previous_revision, check.state.current_revision
+    if previous is None or current is None:
         return GuardResult("rollback_target", False, "no earlier revision to roll back to")
-    return GuardResult("rollback_target", True,
-                       f"revision {previous.number} ({', '.join(previous.images)}) exists")
+    images = ", ".join(previous.images) or "no images"
+    detail = f"revision {current.number} -> {previous.number} ({images})"
+    return GuardResult("rollback_target", True, detail)
+
+
+def resolve_mode(settings_mode: Mode, playbook_mode: Mode, state: WorkloadState) -> Mode:
+    """The most cautious of the global, playbook and workload modes (dry_run > approval >
+    auto)."""
+    modes = [settings_mode, playbook_mode]
+    wanted = state.annotations.get(MODE_ANNOTATION)
+    if wanted is not None:
+        normal = wanted.strip().lower().replace("-", "_")
+        modes.append(Mode(normal) if normal in _MODE_VALUES else Mode.DRY_RUN)
+    return max(modes, key=_CAUTION.__getitem__)
+
+
+_MODE_VALUES = frozenset(m.value for m in Mode)
+
+
+def duration(seconds: float) -> str:
+    """``45s``, ``4m``, ``4m30s``, ``1h``, ``1h30m``: short enough for a one-line detail."""
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    if hours:
+        return f"{hours}h{minutes}m" if minutes else f"{hours}h"
+    if minutes:
+        return f"{minutes}m{secs}s" if secs else f"{minutes}m"
+    return f"{secs}s"

@@ -1,9 +1,20 @@
 """From a diagnosis to a plan: the matching playbook, concrete parameters, guard verdicts.
 
-The first playbook (in file order) whose match accepts the diagnosis wins. Parameters
-are made concrete here (how many replicas, which revision), so that the plan recorded
-in the audit store says exactly what will be asked of the cluster. The mode is the most
-cautious of the global mode, the playbook's and the workload's annotation.
+``plan`` is a pure function: it reads no clock (``now`` is passed) and does no I/O, so
+every rule is testable with literal values.
+
+Decisions:
+
+- The first playbook, in file order, whose match accepts the diagnosis wins; none
+  matching returns None and the caller escalates.
+- Parameters are made concrete here (how many replicas, which revision), so that the
+  plan in the audit store says exactly what will be asked of the cluster, and guards
+  judge that exact request.
+- Scale sizes from the CPU deviation: replicas x (cpu / baseline) x headroom, rounded up,
+  at least one more than now, at most ``max_step_factor`` times now, then clamped to the
+  global bounds and the HPA's maxReplicas. Without a usable CPU deviation it doubles,
+  bounded the same way. With an HPA the target is its minReplicas: the autoscaler keeps
+  control and will not undo the change.
 """
 
 from __future__ import annotations
@@ -13,26 +24,64 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from healer.config import GuardSettings
-from healer.decide import guards
-from healer.decide.playbooks import Playbook
+from healer.decide.guards import Check, ScaleTarget, check_all, resolve_mode
+from healer.decide.playbooks import ActionParams, Playbook
 from healer.types import (
     ActionHistory,
     ActionKind,
     Diagnosis,
     Finding,
-    GuardResult,
     JsonValue,
-    Mode,
     Plan,
     Signal,
     WorkloadState,
 )
 
-MODE_ANNOTATION = "healer.io/mode"
-_CAUTION = {Mode.AUTO: 0, Mode.APPROVAL: 1, Mode.DRY_RUN: 2}
+_EPSILON = 1e-9
+"""Float noise allowance before rounding: 2 x 1.5 x 1.0 must ceil to 3, not 4."""
+_FALLBACK_FACTOR = 2
+"""Without a CPU deviation to size from, double: a step any overload plausibly needs."""
+
+
+def plan(
+    diagnosis: Diagnosis,
+    finding: Finding,
+    state: WorkloadState,
+    *,
+    playbooks: Sequence[Playbook],
+    guards: GuardSettings,
+    history: ActionHistory,
+    anomalous_workloads: int,
+    watched_workloads: int,
+    now: datetime,
+) -> Plan | None:
+    """The plan for ``diagnosis`` on ``state.workload``, or None when no playbook matches.
+
+    A plan is returned even when guards block it: ``plan.allowed`` and ``plan.blocked_by``
+    say so, and the caller records and escalates it.
+    """
+    _check_same_workload(diagnosis, finding, state)
+    book = next((b for b in playbooks if _matches(b, diagnosis, finding)), None)
+    if book is None:
+        return None
+    check = Check(
+        book.action.kind, state, guards, history, anomalous_workloads, watched_workloads, now
+    )
+    params, scale, sizing = _concrete(book, finding, state, guards)
+    return Plan(
+        workload=state.workload,
+        playbook=book.name,
+        action=book.action.kind,
+        params=params,
+        mode=resolve_mode(guards.mode, book.mode, state),
+        guard_results=check_all(check, scale),
+        reason=_reason(book, diagnosis, finding) + sizing,
+        verify_within_s=book.verify.within_s,
+    )
 
 
 def _matches(book: Playbook, diagnosis: Diagnosis, finding: Finding) -> bool:
+    """Cause, confidence, namespace and (if the playbook names any) a deviating signal."""
     m = book.match
     if diagnosis.cause not in m.causes or diagnosis.confidence < m.min_confidence:
         return False
@@ -41,67 +90,78 @@ def _matches(book: Playbook, diagnosis: Diagnosis, finding: Finding) -> bool:
     return not m.signals or any(d.signal in m.signals for d in finding.signals)
 
 
-def effective_mode(global_mode: Mode, book: Playbook, state: WorkloadState) -> Mode:
-    modes = [global_mode, book.mode]
-    wanted = state.annotations.get(MODE_ANNOTATION, "").replace("-", "_")
-    if wanted in Mode._value2member_map_:
-        modes.append(Mode(wanted))
-    return max(modes, key=lambda m: _CAUTION[m])
+def _scale_target(
+    state: WorkloadState, finding: Finding, params: ActionParams, settings: GuardSettings
+) -> tuple[ScaleTarget, str]:
+    """The replicas a scale should ask for, and a clause saying how they were sized."""
+    current = state.replicas
+    wanted, why = _wanted_replicas(current, finding, params.headroom)
+    step_cap = max(current + 1, math.floor(current * params.max_step_factor + _EPSILON))
+    wanted = min(max(wanted, current + 1), step_cap)
+    ceiling = settings.max_replicas
+    if state.hpa is not None:
+        ceiling = min(ceiling, state.hpa.max_replicas)
+    target = min(max(wanted, settings.min_replicas), ceiling)
+    return ScaleTarget(current, target, settings.min_replicas, ceiling, state.hpa), why
 
 
-def _scale_target(book: Playbook, finding: Finding, current: int) -> int:
-    headroom = float(book.action.params.get("headroom", 1.25))
-    max_step = float(book.action.params.get("max_step_factor", 3.0))
+def _wanted_replicas(current: int, finding: Finding, headroom: float) -> tuple[int, str]:
     cpu = finding.deviation(Signal.CPU)
-    if cpu is not None and cpu.baseline > 0 and cpu.value > 0:
-        wanted = math.ceil(current * cpu.value / cpu.baseline * headroom)
-    else:
-        wanted = current * 2
-    return max(current + 1, min(wanted, math.floor(current * max_step)))
+    if cpu is None or not (math.isfinite(cpu.value) and math.isfinite(cpu.baseline)):
+        return current * _FALLBACK_FACTOR, "no CPU deviation to size from, so doubling"
+    if cpu.baseline <= 0:
+        return current * _FALLBACK_FACTOR, "no CPU baseline to size from, so doubling"
+    growth = cpu.value / cpu.baseline
+    wanted = math.ceil(current * growth * headroom - _EPSILON)
+    return wanted, f"CPU at {growth:.2f}x its baseline with {headroom:g}x headroom"
 
 
-def _params(book: Playbook, finding: Finding, state: WorkloadState,
-            g: GuardSettings) -> tuple[dict[str, JsonValue], list[GuardResult]]:
+def _concrete(
+    book: Playbook, finding: Finding, state: WorkloadState, settings: GuardSettings
+) -> tuple[dict[str, JsonValue], ScaleTarget | None, str]:
+    """Params for the actuator, the scale decision if any, and a sizing clause for the
+    reason."""
     kind = book.action.kind
-    if kind == ActionKind.SCALE:
-        current = state.hpa.min_replicas if state.hpa else state.replicas
-        ceiling = min(g.max_replicas, state.hpa.max_replicas) if state.hpa else g.max_replicas
-        target = min(_scale_target(book, finding, max(current, 1)), ceiling)
-        params: dict[str, JsonValue] = {"replicas": target, "from_replicas": current}
-        if state.hpa:
-            params["hpa"] = state.hpa.name
-        return params, [guards.scale_bounds(state, g, target, current)]
-    if kind == ActionKind.ROLLBACK:
-        check = guards.rollback_target(state)
-        prev, cur = state.previous_revision, state.current_revision
-        params = {"to_revision": prev.number, "from_revision": cur.number} if prev and cur else {}
-        return params, [check]
-    return {}, []
+    if kind is ActionKind.SCALE:
+        scale, why = _scale_target(state, finding, book.action.params, settings)
+        return _scale_params(scale), scale, f"; {why}: {scale.current} -> {scale.target}"
+    if kind is ActionKind.ROLLBACK:
+        return _rollback_params(state), None, ""
+    return {}, None, ""
 
 
-def plan(diagnosis: Diagnosis, finding: Finding, state: WorkloadState, *,
-         playbooks: Sequence[Playbook], guards: GuardSettings, history: ActionHistory,
-         anomalous_workloads: int, watched_workloads: int, now: datetime) -> Plan | None:
-    """The plan for ``diagnosis``, or None when no playbook matches (escalate)."""
-    book = next((b for b in playbooks if _matches(b, diagnosis, finding)), None)
-    if book is None:
-        return None
-    return _plan_for(book, diagnosis, finding, state, g=guards, history=history,
-                     anomalous=anomalous_workloads, watched=watched_workloads, now=now)
+def _scale_params(scale: ScaleTarget) -> dict[str, JsonValue]:
+    if scale.hpa is None:
+        return {"replicas": scale.target, "from_replicas": scale.current}
+    return {
+        "replicas": scale.target,
+        "from_replicas": scale.hpa.min_replicas,
+        "hpa": scale.hpa.name,
+    }
 
 
-def _plan_for(book: Playbook, diagnosis: Diagnosis, finding: Finding, state: WorkloadState, *,
-              g: GuardSettings, history: ActionHistory, anomalous: int, watched: int,
-              now: datetime) -> Plan:
-    params, specific = _params(book, finding, state, g)
-    results = [guards.namespace(state, g), guards.opt_out(state),
-               guards.cooldown(state, g, history, now), guards.rate_limit(g, history, now),
-               guards.in_flight(g, history), guards.anomaly_brake(g, anomalous, watched),
-               guards.paused(state, book.action.kind), *specific]
-    signals = ", ".join(str(d.signal) for d in finding.signals[:3])
-    return Plan(workload=state.workload, playbook=book.name, action=book.action.kind,
-                params=params, mode=effective_mode(g.mode, book, state),
-                guard_results=tuple(results),
-                reason=f"{diagnosis.cause} at {diagnosis.confidence:.0%} confidence "
-                       f"({signals}) matches playbook {book.name}",
-                verify_within_s=book.verify.within_s)
+def _rollback_params(state: WorkloadState) -> dict[str, JsonValue]:
+    params: dict[str, JsonValue] = {}
+    if state.previous_revision is not None:
+        params["to_revision"] = state.previous_revision.number
+    if state.current_revision is not None:
+        params["from_revision"] = state.current_revision.number
+    return params
+
+
+def _reason(book: Playbook, diagnosis: Diagnosis, finding: Finding) -> str:
+    wanted = book.match.signals
+    seen = [str(d.signal) for d in finding.signals if not wanted or d.signal in wanted]
+    deviating = f"{', '.join(seen)} deviating" if seen else "no signal named"
+    return (
+        f"{diagnosis.cause} diagnosed at {diagnosis.confidence:.0%} confidence "
+        f"(playbook {book.name} needs {book.match.min_confidence:.0%}) with {deviating}"
+    )
+
+
+def _check_same_workload(diagnosis: Diagnosis, finding: Finding, state: WorkloadState) -> None:
+    if not diagnosis.workload == finding.workload == state.workload:
+        raise ValueError(
+            f"plan() got diagnosis of {diagnosis.workload}, finding of {finding.workload} "
+            f"and state of {state.workload}"
+        )

@@ -109,8 +109,9 @@ class StreamingDetector:
         fresh = [a.copy() for a in arrays]
         onset = self.onset_.copy()
         self._reset(frame.workloads, frame.signals)
-        for dst, src in zip((self.level_, self.spread_, self.seen_s_, self.count_), fresh,
-                            strict=True):
+        for dst, src in zip(
+            (self.level_, self.spread_, self.seen_s_, self.count_), fresh, strict=True
+        ):
             for new_i, old_i in enumerate(keep):
                 if old_i >= 0:
                     dst[new_i] = src[old_i]
@@ -132,8 +133,16 @@ class StreamingDetector:
             z, scores = self._step(float(frame.timestamps[t]), values)
         at = datetime.fromtimestamp(float(self.last_t_) if np.isfinite(self.last_t_) else 0.0, UTC)
         findings = self._findings(at, scores, z, levels, values)
-        return Detection(at=at, workloads=frame.workloads, signals=frame.signals, scores=scores,
-                         deviations=z, levels=levels, values=values, findings=findings)
+        return Detection(
+            at=at,
+            workloads=frame.workloads,
+            signals=frame.signals,
+            scores=scores,
+            deviations=z,
+            levels=levels,
+            values=values,
+            findings=findings,
+        )
 
     def _step(self, t: float, x: F64) -> tuple[F64, F64]:
         s = self.settings
@@ -143,8 +152,10 @@ class StreamingDetector:
         fresh = valid & np.isnan(self.level_)
         self.level_[fresh] = x[fresh]
         resid = np.where(valid, x - self.level_, 0.0)
-        scale = np.maximum(np.maximum(self.spread_ * MAD_TO_SD, self.floor_[None, :]),
-                           RELATIVE_FLOOR * np.abs(np.nan_to_num(self.level_)))
+        scale = np.maximum(
+            np.maximum(self.spread_ * MAD_TO_SD, self.floor_[None, :]),
+            RELATIVE_FLOOR * np.abs(np.nan_to_num(self.level_)),
+        )
         z = resid / scale
         warm = self.seen_s_ >= s.warmup_s
         tail = self._tail(z * self.polarity_[None, :])
@@ -158,10 +169,12 @@ class StreamingDetector:
     @staticmethod
     def _tail(harm: F64) -> F64:
         """One-sided tail probability of a harmful deviation under the Student-t."""
-        return 1.0 - stdtr(T_DOF, np.maximum(harm, 0.0))
+        cdf: F64 = stdtr(T_DOF, np.maximum(harm, 0.0))
+        return 1.0 - cdf
 
-    def _learn(self, dt: float, valid: NDArray[np.bool_], resid: F64, scale: F64,
-               tail: F64) -> None:
+    def _learn(
+        self, dt: float, valid: NDArray[np.bool_], resid: F64, scale: F64, tail: F64
+    ) -> None:
         s = self.settings
         self.count_ += valid
         self.seen_s_ += np.where(valid, dt, 0.0)
@@ -175,30 +188,43 @@ class StreamingDetector:
         alpha_spread = np.where(anomalous, 0.0, alpha_spread)
         clipped = np.minimum(np.abs(resid), SPREAD_CLIP * scale)
         self.level_ = np.where(valid, self.level_ + alpha_level * resid, self.level_)
-        self.spread_ = np.where(valid, self.spread_ + alpha_spread * (clipped - self.spread_),
-                                self.spread_)
+        self.spread_ = np.where(
+            valid, self.spread_ + alpha_spread * (clipped - self.spread_), self.spread_
+        )
 
     def _track_onset(self, t: float, scores: F64) -> None:
         hot = scores >= self.settings.score_threshold
         self.onset_ = np.where(hot, np.where(np.isnan(self.onset_), t, self.onset_), np.nan)
 
-    def _findings(self, at: datetime, scores: F64, z: F64, levels: F64,
-                  values: F64) -> tuple[Finding, ...]:
+    def _findings(
+        self, at: datetime, scores: F64, z: F64, levels: F64, values: F64
+    ) -> tuple[Finding, ...]:
         step_slack = 1.0  # onset is stamped at the first anomalous sample
         lasting = (at.timestamp() - self.onset_ + step_slack) >= self.settings.persistence_s
         out = []
         for w in np.flatnonzero(lasting & (scores >= self.settings.score_threshold)):
-            out.append(Finding(
-                workload=self.workloads_[w], at=at, score=float(scores[w]),
-                signals=self._attribution(z[w], levels[w], values[w]),
-                onset=datetime.fromtimestamp(float(self.onset_[w]), UTC),
-                model_version=self.model_version))
+            out.append(
+                Finding(
+                    workload=self.workloads_[w],
+                    at=at,
+                    score=float(scores[w]),
+                    signals=self._attribution(z[w], levels[w], values[w]),
+                    onset=datetime.fromtimestamp(float(self.onset_[w]), UTC),
+                    model_version=self.model_version,
+                )
+            )
         return tuple(out)
 
     def _attribution(self, z: F64, levels: F64, values: F64) -> tuple[SignalDeviation, ...]:
         order = np.argsort(-np.abs(z))
         return tuple(
-            SignalDeviation(signal=self.signals_[i], value=float(values[i]),
-                            baseline=float(levels[i]), deviation=float(z[i]),
-                            direction=Direction.UP if z[i] > 0 else Direction.DOWN)
-            for i in order if abs(z[i]) >= ATTRIBUTION_MIN_DEVIATION)
+            SignalDeviation(
+                signal=self.signals_[i],
+                value=float(values[i]),
+                baseline=float(levels[i]),
+                deviation=float(z[i]),
+                direction=Direction.UP if z[i] > 0 else Direction.DOWN,
+            )
+            for i in order
+            if abs(z[i]) >= ATTRIBUTION_MIN_DEVIATION
+        )

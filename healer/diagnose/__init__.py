@@ -1,1 +1,1 @@
-"""Diagnosis: from a finding and the workload's context to a cause, a confidence and an explanation."""
+"""Diagnosis: from a finding and the workload's context to a cause and an explanation."""

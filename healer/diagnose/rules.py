@@ -15,7 +15,7 @@ Confidence grows with how many pieces of evidence agree and how strong they are.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 import numpy as np
 
@@ -57,10 +57,16 @@ def explain(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis:
         diagnosis = rule(finding, frame, state)
         if diagnosis is not None:
             return diagnosis
-    named = ", ".join(f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ"
-                      for d in finding.signals[:3]) or "no single signal"
-    return Diagnosis(finding.workload, Cause.UNKNOWN, 0.3,
-                     f"Anomalous ({named}) but the pattern matches no known cause.")
+    named = (
+        ", ".join(f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ" for d in finding.signals[:3])
+        or "no single signal"
+    )
+    return Diagnosis(
+        finding.workload,
+        Cause.UNKNOWN,
+        0.3,
+        f"Anomalous ({named}) but the pattern matches no known cause.",
+    )
 
 
 def _bad_release(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis | None:
@@ -74,22 +80,31 @@ def _bad_release(finding: Finding, frame: Frame, state: WorkloadState) -> Diagno
     load = _up(finding, Signal.REQUEST_RATE, at_least=3.0)
     confidence = 0.6 + 0.25 * _strength(errors, latency) + (0.1 if errors and latency else 0.0)
     confidence -= 0.2 if load else 0.0
-    seen = " and ".join(f"{d.signal} rose to {d.value:.3g} from {d.baseline:.3g}"
-                        for d in (errors, latency) if d)
+    seen = " and ".join(
+        f"{d.signal} rose to {d.value:.3g} from {d.baseline:.3g}" for d in (errors, latency) if d
+    )
     images = ", ".join(current.images)
-    return Diagnosis(finding.workload, Cause.BAD_RELEASE, round(min(confidence, 0.95), 2),
-                     f"{seen} {max(0, int(lag.total_seconds() // 60))} min after revision "
-                     f"{current.number} ({images}) rolled out; revision {previous.number} "
-                     "ran without these symptoms.")
+    return Diagnosis(
+        finding.workload,
+        Cause.BAD_RELEASE,
+        round(min(confidence, 0.95), 2),
+        f"{seen} {max(0, int(lag.total_seconds() // 60))} min after revision "
+        f"{current.number} ({images}) rolled out; revision {previous.number} "
+        "ran without these symptoms.",
+    )
 
 
 def _crash_loop(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis | None:
     restarts = _up(finding, Signal.RESTARTS, at_least=3.0)
     if restarts is None or _up(finding, Signal.MEMORY, at_least=3.0):
         return None
-    return Diagnosis(finding.workload, Cause.CRASH_LOOP, 0.6,
-                     f"Containers are restarting ({restarts.value:.1f}/min) without a memory "
-                     "build-up: the process is crashing.")
+    return Diagnosis(
+        finding.workload,
+        Cause.CRASH_LOOP,
+        0.6,
+        f"Containers are restarting ({restarts.value:.1f}/min) without a memory "
+        "build-up: the process is crashing.",
+    )
 
 
 def _memory_leak(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis | None:
@@ -102,10 +117,14 @@ def _memory_leak(finding: Finding, frame: Frame, state: WorkloadState) -> Diagno
     to_limit_min = max(0.0, (1.0 - memory.value) / slope / 60.0)
     cpu = _up(finding, Signal.CPU)
     confidence = 0.65 + 0.25 * _strength(memory) - (0.15 if cpu else 0.0)
-    return Diagnosis(finding.workload, Cause.MEMORY_LEAK, round(min(confidence, 0.95), 2),
-                     f"Memory climbs steadily ({slope * 6000:.2f}% of the limit per minute) to "
-                     f"{memory.value:.0%} of the limit with steady traffic; at this rate the "
-                     f"containers are OOM-killed in about {to_limit_min:.0f} min.")
+    return Diagnosis(
+        finding.workload,
+        Cause.MEMORY_LEAK,
+        round(min(confidence, 0.95), 2),
+        f"Memory climbs steadily ({slope * 6000:.2f}% of the limit per minute) to "
+        f"{memory.value:.0%} of the limit with steady traffic; at this rate the "
+        f"containers are OOM-killed in about {to_limit_min:.0f} min.",
+    )
 
 
 def _overload(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis | None:
@@ -115,12 +134,19 @@ def _overload(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis
         return None
     load = _up(finding, Signal.REQUEST_RATE, at_least=3.0)
     confidence = 0.55 + 0.25 * _strength(cpu, pain) + (0.15 if load else -0.15)
-    traffic = (f"traffic is {load.value / max(load.baseline, 1e-9):.1f}x its baseline"
-               if load else "traffic is not unusual")
-    return Diagnosis(finding.workload, Cause.OVERLOAD, round(min(confidence, 0.95), 2),
-                     f"CPU at {cpu.value:.0%} of requests (baseline {cpu.baseline:.0%}) and "
-                     f"{pain.signal} up {pain.deviation:.0f}σ on {state.replicas} replicas; "
-                     f"{traffic}.")
+    traffic = (
+        f"traffic is {load.value / max(load.baseline, 1e-9):.1f}x its baseline"
+        if load
+        else "traffic is not unusual"
+    )
+    return Diagnosis(
+        finding.workload,
+        Cause.OVERLOAD,
+        round(min(confidence, 0.95), 2),
+        f"CPU at {cpu.value:.0%} of requests (baseline {cpu.baseline:.0%}) and "
+        f"{pain.signal} up {pain.deviation:.0f}σ on {state.replicas} replicas; "
+        f"{traffic}.",
+    )
 
 
 def _slope_per_s(frame: Frame, finding: Finding, signal: Signal) -> float:
@@ -130,8 +156,7 @@ def _slope_per_s(frame: Frame, finding: Finding, signal: Signal) -> float:
         return 0.0
     # From just before the anomaly began (the trend before it is not the fault's), at most
     # TREND_WINDOW_S back.
-    since = max(finding.onset.timestamp() - ONSET_MARGIN_S,
-                frame.timestamps[-1] - TREND_WINDOW_S)
+    since = max(finding.onset.timestamp() - ONSET_MARGIN_S, frame.timestamps[-1] - TREND_WINDOW_S)
     recent = frame.timestamps >= since
     t, y = frame.timestamps[recent], series[recent]
     ok = np.isfinite(y)

@@ -31,17 +31,23 @@ from healer.sim.objects import ApiError
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-_LIST_KINDS = {"deployments": ("apps/v1", "DeploymentList"),
-               "replicasets": ("apps/v1", "ReplicaSetList"),
-               "pods": ("v1", "PodList"), "events": ("v1", "EventList")}
+_LIST_KINDS = {
+    "deployments": ("apps/v1", "DeploymentList"),
+    "replicasets": ("apps/v1", "ReplicaSetList"),
+    "pods": ("v1", "PodList"),
+    "events": ("v1", "EventList"),
+}
 
 _RESOURCES = {
-    "v1": [("pods", "Pod", True, ["get", "list", "delete"]),
-           ("events", "Event", True, ["create", "get", "list"])],
-    "apps/v1": [("deployments", "Deployment", True,
-                 ["create", "delete", "get", "list", "patch", "update"]),
-                ("deployments/scale", "Scale", True, ["get", "patch", "update"]),
-                ("replicasets", "ReplicaSet", True, ["get", "list"])],
+    "v1": [
+        ("pods", "Pod", True, ["get", "list", "delete"]),
+        ("events", "Event", True, ["create", "get", "list"]),
+    ],
+    "apps/v1": [
+        ("deployments", "Deployment", True, ["create", "delete", "get", "list", "patch", "update"]),
+        ("deployments/scale", "Scale", True, ["get", "patch", "update"]),
+        ("replicasets", "ReplicaSet", True, ["get", "list"]),
+    ],
 }
 
 
@@ -57,6 +63,7 @@ def create_api(cluster: Cluster) -> Starlette:
             if isinstance(result, Response):
                 return result
             return JSONResponse(result, status_code=201 if request.method == "POST" else 200)
+
         return handler
 
     async def body(request: Request) -> Any:
@@ -83,18 +90,26 @@ def create_api(cluster: Cluster) -> Starlette:
         resource = resource or request.path_params["resource"]
         if resource not in _LIST_KINDS:
             raise ApiError(404, "NotFound", f"the server could not find resource {resource}")
-        items = cluster.list_objects(resource, request.path_params.get("ns"),
-                                     request.query_params.get("labelSelector"),
-                                     request.query_params.get("fieldSelector"))
+        items = cluster.list_objects(
+            resource,
+            request.path_params.get("ns"),
+            request.query_params.get("labelSelector"),
+            request.query_params.get("fieldSelector"),
+        )
         api_version, kind = _LIST_KINDS[resource]
-        return {"apiVersion": api_version, "kind": kind, "items": items,
-                "metadata": {"resourceVersion": cluster.store.resource_version}}
+        return {
+            "apiVersion": api_version,
+            "kind": kind,
+            "items": items,
+            "metadata": {"resourceVersion": cluster.store.resource_version},
+        }
 
     async def deployments(request: Request) -> Any:
         ns = request.path_params["ns"]
         if request.method == "POST":
-            return cluster.create_deployment(ns, object_body(await body(request)),
-                                             dry_run=dry(request))
+            return cluster.create_deployment(
+                ns, object_body(await body(request)), dry_run=dry(request)
+            )
         return await listing(request, "deployments")
 
     async def deployment(request: Request) -> Any:
@@ -102,25 +117,37 @@ def create_api(cluster: Cluster) -> Starlette:
         if request.method == "GET":
             return cluster.get_object("deployments", ns, name)
         if request.method == "PATCH":
-            return cluster.patch_deployment(ns, name, await body(request), content_type(request),
-                                            dry_run=dry(request))
+            return cluster.patch_deployment(
+                ns, name, await body(request), content_type(request), dry_run=dry(request)
+            )
         if request.method == "PUT":
-            return cluster.replace_deployment(ns, name, object_body(await body(request)),
-                                              dry_run=dry(request))
+            return cluster.replace_deployment(
+                ns, name, object_body(await body(request)), dry_run=dry(request)
+            )
         gone = cluster.delete_object("deployments", ns, name)
-        return {"kind": "Status", "apiVersion": "v1", "status": "Success",
-                "details": {"name": name, "group": "apps", "kind": "deployments",
-                            "uid": gone["metadata"]["uid"]}}
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "status": "Success",
+            "details": {
+                "name": name,
+                "group": "apps",
+                "kind": "deployments",
+                "uid": gone["metadata"]["uid"],
+            },
+        }
 
     async def scale(request: Request) -> Any:
         ns, name = request.path_params["ns"], request.path_params["name"]
         if request.method == "GET":
             return cluster.get_scale(ns, name)
         if request.method == "PATCH":
-            return cluster.patch_scale(ns, name, await body(request), content_type(request),
-                                       dry_run=dry(request))
-        return cluster.replace_scale(ns, name, object_body(await body(request)),
-                                     dry_run=dry(request))
+            return cluster.patch_scale(
+                ns, name, await body(request), content_type(request), dry_run=dry(request)
+            )
+        return cluster.replace_scale(
+            ns, name, object_body(await body(request)), dry_run=dry(request)
+        )
 
     async def named(request: Request) -> Any:
         resource = request.path_params["resource"]
@@ -139,24 +166,46 @@ def create_api(cluster: Cluster) -> Starlette:
         return await listing(request, "events")
 
     async def version(request: Request) -> Any:
-        return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-healer-sim",
-                "gitCommit": "0" * 40, "gitTreeState": "clean",
-                "buildDate": "2026-01-01T00:00:00Z", "goVersion": "go1.22.0",
-                "compiler": "gc", "platform": "linux/amd64"}
+        return {
+            "major": "1",
+            "minor": "31",
+            "gitVersion": "v1.31.0-healer-sim",
+            "gitCommit": "0" * 40,
+            "gitTreeState": "clean",
+            "buildDate": "2026-01-01T00:00:00Z",
+            "goVersion": "go1.22.0",
+            "compiler": "gc",
+            "platform": "linux/amd64",
+        }
 
     async def core_groups(request: Request) -> Any:
         return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
 
     async def groups(request: Request) -> Any:
-        return {"kind": "APIGroupList", "apiVersion": "v1", "groups": [
-            {"name": "apps", "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-             "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"}}]}
+        return {
+            "kind": "APIGroupList",
+            "apiVersion": "v1",
+            "groups": [
+                {
+                    "name": "apps",
+                    "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
+                    "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"},
+                }
+            ],
+        }
 
     def resource_list(group_version: str) -> Handler:
         async def handler(request: Request) -> Any:
-            return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": group_version,
-                    "resources": [{"name": n, "singularName": "", "namespaced": ns, "kind": k,
-                                   "verbs": verbs} for n, k, ns, verbs in _RESOURCES[group_version]]}
+            return {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": group_version,
+                "resources": [
+                    {"name": n, "singularName": "", "namespaced": ns, "kind": k, "verbs": verbs}
+                    for n, k, ns, verbs in _RESOURCES[group_version]
+                ],
+            }
+
         return handler
 
     async def metrics(request: Request) -> Response:
@@ -175,22 +224,35 @@ def create_api(cluster: Cluster) -> Starlette:
         Route("/api/v1", guarded(resource_list("v1"))),
         Route("/apis/apps/v1", guarded(resource_list("apps/v1"))),
         Route("/metrics", metrics),
-        Route("/apis/apps/v1/namespaces/{ns}/deployments", guarded(deployments),
-              methods=["GET", "POST"]),
-        Route("/apis/apps/v1/namespaces/{ns}/deployments/{name}", guarded(deployment),
-              methods=["GET", "PUT", "PATCH", "DELETE"]),
-        Route("/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale", guarded(scale),
-              methods=["GET", "PUT", "PATCH"]),
+        Route(
+            "/apis/apps/v1/namespaces/{ns}/deployments",
+            guarded(deployments),
+            methods=["GET", "POST"],
+        ),
+        Route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
+            guarded(deployment),
+            methods=["GET", "PUT", "PATCH", "DELETE"],
+        ),
+        Route(
+            "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
+            guarded(scale),
+            methods=["GET", "PUT", "PATCH"],
+        ),
         Route("/apis/apps/v1/namespaces/{ns}/events", guarded(missing), methods=rw),
         Route("/api/v1/namespaces/{ns}/events", guarded(events), methods=["GET", "POST"]),
         Route("/apis/apps/v1/namespaces/{ns}/{resource}", guarded(listing)),
         Route("/apis/apps/v1/{resource}", guarded(listing)),
         Route("/api/v1/namespaces/{ns}/{resource}", guarded(listing)),
         Route("/api/v1/{resource}", guarded(listing)),
-        Route("/apis/apps/v1/namespaces/{ns}/{resource}/{name}", guarded(named),
-              methods=["GET", "DELETE"]),
-        Route("/api/v1/namespaces/{ns}/{resource}/{name}", guarded(named),
-              methods=["GET", "DELETE"]),
+        Route(
+            "/apis/apps/v1/namespaces/{ns}/{resource}/{name}",
+            guarded(named),
+            methods=["GET", "DELETE"],
+        ),
+        Route(
+            "/api/v1/namespaces/{ns}/{resource}/{name}", guarded(named), methods=["GET", "DELETE"]
+        ),
     ]
     return Starlette(routes=routes)
 
@@ -240,11 +302,17 @@ def serve_in_thread(cluster: Cluster, *, host: str = "127.0.0.1", port: int = 0)
 def write_kubeconfig(path: Path, server_url: str, *, context: str = "healer-sim") -> Path:
     """Write a kubeconfig that points a Kubernetes client at the simulated API server."""
     config = {
-        "apiVersion": "v1", "kind": "Config", "current-context": context,
+        "apiVersion": "v1",
+        "kind": "Config",
+        "current-context": context,
         "clusters": [{"name": context, "cluster": {"server": server_url}}],
         "users": [{"name": context, "user": {"token": "healer-sim-token"}}],
-        "contexts": [{"name": context, "context": {"cluster": context, "user": context,
-                                                   "namespace": "default"}}],
+        "contexts": [
+            {
+                "name": context,
+                "context": {"cluster": context, "user": context, "namespace": "default"},
+            }
+        ],
     }
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(yaml.safe_dump(config, sort_keys=False))

@@ -36,6 +36,7 @@ import numpy as np
 from healer.sim.clock import VirtualClock
 from healer.sim.objects import (
     ApiError,
+    K8s,
     ObjectStore,
     apply_patch,
     check_resource_version,
@@ -47,10 +48,6 @@ from healer.sim.objects import (
 )
 from healer.sim.scenario import Event, Scenario, WorkloadSpec
 from healer.types import Signal, WorkloadRef
-
-# Kubernetes objects are plain JSON documents here; their shape is checked where they
-# enter (the API server), so the controllers index them freely.
-K8s = dict[str, Any]
 
 SIGNALS = tuple(Signal)
 REVISION = "deployment.kubernetes.io/revision"
@@ -82,8 +79,12 @@ class Container:
 
     def counters(self, pod: K8s) -> dict[str, float]:
         restarts = pod["status"]["containerStatuses"][0].get("restartCount", 0)
-        return {"cpu": self.cpu_seconds, "ok": self.requests_ok, "err": self.requests_err,
-                "restarts": float(restarts)}
+        return {
+            "cpu": self.cpu_seconds,
+            "ok": self.requests_ok,
+            "err": self.requests_err,
+            "restarts": float(restarts),
+        }
 
 
 @dataclass
@@ -115,7 +116,8 @@ class Cluster:
         self.timestamps: list[float] = []
         self.samples: list[np.ndarray[Any, np.dtype[np.float64]]] = []  # (W, S) per step
         self.workloads = tuple(
-            WorkloadRef(w.namespace, "Deployment", w.name) for w in scenario.workloads)
+            WorkloadRef(w.namespace, "Deployment", w.name) for w in scenario.workloads
+        )
         self.applied_events: list[tuple[float, Event]] = []
         with self.lock:
             for spec in scenario.workloads:
@@ -147,12 +149,20 @@ class Cluster:
 
     # ---- API-level operations (used by the API server) ---------------------------------
 
-    def list_objects(self, resource: str, namespace: str | None, label_selector: str | None = None,
-                     field_selector: str | None = None) -> list[K8s]:
+    def list_objects(
+        self,
+        resource: str,
+        namespace: str | None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+    ) -> list[K8s]:
         with self.lock:
-            return [copy.deepcopy(o) for o in self.store.list(resource, namespace)
-                    if label_selector_matches(label_selector, o["metadata"].get("labels") or {})
-                    and field_selector_matches(field_selector, o)]
+            return [
+                copy.deepcopy(o)
+                for o in self.store.list(resource, namespace)
+                if label_selector_matches(label_selector, o["metadata"].get("labels") or {})
+                and field_selector_matches(field_selector, o)
+            ]
 
     def get_object(self, resource: str, namespace: str, name: str) -> K8s:
         with self.lock:
@@ -171,15 +181,17 @@ class Cluster:
                 return obj
             return copy.deepcopy(self.store.create("deployments", obj, now=self.clock.now()))
 
-    def replace_deployment(self, namespace: str, name: str, body: K8s, *,
-                           dry_run: bool = False) -> K8s:
+    def replace_deployment(
+        self, namespace: str, name: str, body: K8s, *, dry_run: bool = False
+    ) -> K8s:
         with self.lock:
             current = self.store.get("deployments", namespace, name)
             check_resource_version(current, body)
             return self._write_deployment(current, copy.deepcopy(body), dry_run=dry_run)
 
-    def patch_deployment(self, namespace: str, name: str, patch: Any, content_type: str, *,
-                         dry_run: bool = False) -> K8s:
+    def patch_deployment(
+        self, namespace: str, name: str, patch: Any, content_type: str, *, dry_run: bool = False
+    ) -> K8s:
         with self.lock:
             current = self.store.get("deployments", namespace, name)
             patched = apply_patch(copy.deepcopy(current), patch, content_type)
@@ -197,8 +209,9 @@ class Cluster:
         with self.lock:
             return _scale_of(self.store.get("deployments", namespace, name))
 
-    def patch_scale(self, namespace: str, name: str, patch: Any, content_type: str, *,
-                    dry_run: bool = False) -> K8s:
+    def patch_scale(
+        self, namespace: str, name: str, patch: Any, content_type: str, *, dry_run: bool = False
+    ) -> K8s:
         with self.lock:
             current = self.store.get("deployments", namespace, name)
             scale = apply_patch(_scale_of(current), patch, content_type)
@@ -227,8 +240,11 @@ class Cluster:
     def pods_of(self, namespace: str, name: str) -> list[K8s]:
         with self.lock:
             dep = self.store.get("deployments", namespace, name)
-            return [copy.deepcopy(p) for rs in self._owned("replicasets", dep)
-                    for p in self._owned("pods", rs)]
+            return [
+                copy.deepcopy(p)
+                for rs in self._owned("replicasets", dep)
+                for p in self._owned("pods", rs)
+            ]
 
     def container(self, pod: K8s) -> Container:
         return self._containers[pod["metadata"]["uid"]]
@@ -243,8 +259,12 @@ class Cluster:
         _default_deployment(new)
         _validate_deployment(new)
         if new["spec"]["selector"] != current["spec"]["selector"]:
-            raise ApiError(422, "Invalid", f'Deployment.apps "{meta["name"]}" is invalid: '
-                           "spec.selector: Invalid value: field is immutable")
+            raise ApiError(
+                422,
+                "Invalid",
+                f'Deployment.apps "{meta["name"]}" is invalid: '
+                "spec.selector: Invalid value: field is immutable",
+            )
         spec_changed = new["spec"] != current["spec"]
         if dry_run:
             if spec_changed:
@@ -256,9 +276,13 @@ class Cluster:
         check_resource_version(current, scale)
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
-            raise ApiError(422, "Invalid", f'Scale.autoscaling "{current["metadata"]["name"]}" '
-                           f"is invalid: spec.replicas: Invalid value: {replicas!r}: must be "
-                           "greater than or equal to 0")
+            raise ApiError(
+                422,
+                "Invalid",
+                f'Scale.autoscaling "{current["metadata"]["name"]}" '
+                f"is invalid: spec.replicas: Invalid value: {replicas!r}: must be "
+                "greater than or equal to 0",
+            )
         new = copy.deepcopy(current)
         new["spec"]["replicas"] = replicas
         written = self._write_deployment(current, new, dry_run=dry_run)
@@ -296,8 +320,10 @@ class Cluster:
         else:
             self._roll(dep, new_rs, old, replicas)
         limit = dep["spec"].get("revisionHistoryLimit", 10)
-        idle = sorted((rs for rs in old if rs["spec"]["replicas"] == 0
-                       and not self._owned("pods", rs)), key=_revision)
+        idle = sorted(
+            (rs for rs in old if rs["spec"]["replicas"] == 0 and not self._owned("pods", rs)),
+            key=_revision,
+        )
         for rs in idle[: max(0, len(idle) - limit)]:
             self.store.delete("replicasets", rs["metadata"]["namespace"], rs["metadata"]["name"])
 
@@ -318,8 +344,10 @@ class Cluster:
         """The ReplicaSet of the current template, created or renumbered if need be."""
         pod_hash = template_hash(dep["spec"]["template"])
         top = max((_revision(rs) for rs in sets), default=0)
-        match = next((rs for rs in sets if rs["metadata"]["labels"].get("pod-template-hash")
-                      == pod_hash), None)
+        match = next(
+            (rs for rs in sets if rs["metadata"]["labels"].get("pod-template-hash") == pod_hash),
+            None,
+        )
         if match is None:
             return self._create_replicaset(dep, pod_hash, top + 1)
         if _revision(match) != top:
@@ -334,13 +362,16 @@ class Cluster:
         selector = copy.deepcopy(dep["spec"]["selector"])
         selector.setdefault("matchLabels", {})["pod-template-hash"] = pod_hash
         rs = {
-            "apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
             "metadata": {
-                "name": f"{meta['name']}-{pod_hash}", "namespace": meta["namespace"],
+                "name": f"{meta['name']}-{pod_hash}",
+                "namespace": meta["namespace"],
                 "labels": dict(template["metadata"]["labels"]),
-                "annotations": {REVISION: str(revision),
-                                "deployment.kubernetes.io/desired-replicas":
-                                    str(dep["spec"]["replicas"])},
+                "annotations": {
+                    REVISION: str(revision),
+                    "deployment.kubernetes.io/desired-replicas": str(dep["spec"]["replicas"]),
+                },
                 "ownerReferences": [_owner_ref(dep)],
             },
             "spec": {"replicas": 0, "selector": selector, "template": template},
@@ -384,15 +415,20 @@ class Cluster:
             self._create_pod(rs)
         if len(pods) > want:
             # Like the ReplicaSet controller: unready pods go first, then the youngest.
-            doomed = sorted(pods, key=lambda p: (_pod_ready(p),
-                                                 -self._containers[p["metadata"]["uid"]]
-                                                 .started_s))
+            doomed = sorted(
+                pods,
+                key=lambda p: (_pod_ready(p), -self._containers[p["metadata"]["uid"]].started_s),
+            )
             for pod in doomed[: len(pods) - want]:
                 self.delete_object("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
         pods = self._owned("pods", rs)
         ready = sum(1 for p in pods if _pod_ready(p))
-        status = {"replicas": len(pods), "readyReplicas": ready, "availableReplicas": ready,
-                  "observedGeneration": rs["metadata"]["generation"]}
+        status = {
+            "replicas": len(pods),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "observedGeneration": rs["metadata"]["generation"],
+        }
         if rs.get("status") != status:
             rs["status"] = status
             self.store.update("replicasets", rs, spec_changed=False)
@@ -400,12 +436,15 @@ class Cluster:
     def _create_pod(self, rs: K8s) -> None:
         template = copy.deepcopy(rs["spec"]["template"])
         pod = {
-            "apiVersion": "v1", "kind": "Pod",
-            "metadata": {"name": f"{rs['metadata']['name']}-{self._suffix()}",
-                         "namespace": rs["metadata"]["namespace"],
-                         "labels": dict(template["metadata"].get("labels", {})),
-                         "annotations": dict(template["metadata"].get("annotations", {})),
-                         "ownerReferences": [_owner_ref(rs)]},
+            "apiVersion": "v1",
+            "kind": "Pod",
+            "metadata": {
+                "name": f"{rs['metadata']['name']}-{self._suffix()}",
+                "namespace": rs["metadata"]["namespace"],
+                "labels": dict(template["metadata"].get("labels", {})),
+                "annotations": dict(template["metadata"].get("annotations", {})),
+                "ownerReferences": [_owner_ref(rs)],
+            },
             "spec": template["spec"],
             "status": {"phase": "Pending", "conditions": [], "containerStatuses": []},
         }
@@ -423,17 +462,32 @@ class Cluster:
         complete = len(updated) == replicas == len(pods) and ready >= replicas
         max_unavailable = _resolve(
             dep["spec"]["strategy"].get("rollingUpdate", {}).get("maxUnavailable", "25%"),
-            replicas, round_up=False)
+            replicas,
+            round_up=False,
+        )
         now = rfc3339(self.clock.now())
         status = {
             "observedGeneration": dep["metadata"]["generation"],
-            "replicas": len(pods), "updatedReplicas": len(updated), "readyReplicas": ready,
-            "availableReplicas": ready, "unavailableReplicas": max(0, replicas - ready),
+            "replicas": len(pods),
+            "updatedReplicas": len(updated),
+            "readyReplicas": ready,
+            "availableReplicas": ready,
+            "unavailableReplicas": max(0, replicas - ready),
             "conditions": [
-                _condition(dep, "Available", ready >= replicas - max_unavailable,
-                           "MinimumReplicasAvailable", now),
-                _condition(dep, "Progressing", True,
-                           "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated", now),
+                _condition(
+                    dep,
+                    "Available",
+                    ready >= replicas - max_unavailable,
+                    "MinimumReplicasAvailable",
+                    now,
+                ),
+                _condition(
+                    dep,
+                    "Progressing",
+                    True,
+                    "NewReplicaSetAvailable" if complete else "ReplicaSetUpdated",
+                    now,
+                ),
             ],
         }
         if dep.get("status") != status:
@@ -456,13 +510,20 @@ class Cluster:
         status["phase"] = "Running"
         status["startTime"] = status.get("startTime") or rfc3339(self.clock.now())
         status["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
-        cs = status["containerStatuses"] or [{"name": pod["spec"]["containers"][0]["name"],
-                                              "restartCount": 0}]
+        cs = status["containerStatuses"] or [
+            {"name": pod["spec"]["containers"][0]["name"], "restartCount": 0}
+        ]
         image = pod["spec"]["containers"][0]["image"]
         digest = hashlib.sha256(image.encode()).hexdigest()
-        cs[0].update({"ready": ready, "image": image, "imageID": f"{image}@sha256:{digest}",
-                      "started": True,
-                      "state": {"running": {"startedAt": rfc3339(_at(c.started_s))}}})
+        cs[0].update(
+            {
+                "ready": ready,
+                "image": image,
+                "imageID": f"{image}@sha256:{digest}",
+                "started": True,
+                "state": {"running": {"startedAt": rfc3339(_at(c.started_s))}},
+            }
+        )
         status["containerStatuses"] = cs
         if status != old:
             self.store.update("pods", pod, spec_changed=False)
@@ -478,16 +539,20 @@ class Cluster:
         now_s = self.clock.now_s()
         if event.kind == "memory_leak":
             dep = self.store.get("deployments", ns, name)
-            for pod in (p for rs in self._owned("replicasets", dep)
-                        for p in self._owned("pods", rs)):
+            for pod in (
+                p for rs in self._owned("replicasets", dep) for p in self._owned("pods", rs)
+            ):
                 c = self._containers[pod["metadata"]["uid"]]
                 c.leak_from_s, c.leak_bytes_per_s = now_s, event.bytes_per_s or 0.0
         elif event.kind == "overload":
             self._overloads[event.workload] = Overload(now_s, event.factor or 2.0, event.ramp_s)
         elif event.kind == "release":
             # A deploy pipeline changing the image, as `kubectl set image` would.
-            patch = {"spec": {"template": {"spec": {"containers": [
-                {"name": name, "image": event.image}]}}}}
+            patch = {
+                "spec": {
+                    "template": {"spec": {"containers": [{"name": name, "image": event.image}]}}
+                }
+            }
             self.patch_deployment(ns, name, patch, "application/strategic-merge-patch+json")
 
     def _run_workloads(self, dt_s: float) -> None:
@@ -524,16 +589,21 @@ class Cluster:
             rho = cpu_demand / res.cpu_limit_cores
             c.cpu_seconds += min(cpu_demand, res.cpu_limit_cores) * dt_s
             leak = (now_s - c.leak_from_s) * c.leak_bytes_per_s if c.leak_from_s else 0.0
-            c.memory_bytes = (res.memory_base_bytes * (1.0 + 0.08 * min(rho, 1.0))
-                              * float(np.exp(self._rng.normal(0.0, 0.004))) + leak)
+            c.memory_bytes = (
+                res.memory_base_bytes
+                * (1.0 + 0.08 * min(rho, 1.0))
+                * float(np.exp(self._rng.normal(0.0, 0.004)))
+                + leak
+            )
             if c.memory_bytes >= res.memory_limit_bytes:
                 self._oom_kill(pod, c)
                 continue
             if rps > 0:
                 self._serve(c, rps * dt_s, rho, behaviour.error_ratio, behaviour.latency_s)
 
-    def _serve(self, c: Container, n: float, rho: float, base_error: float,
-               base_latency_s: float) -> None:
+    def _serve(
+        self, c: Container, n: float, rho: float, base_error: float, base_latency_s: float
+    ) -> None:
         """Account ``n`` requests at utilisation ``rho`` in the container's counters."""
         shed = max(0.0, 1.0 - 1.0 / rho) if rho > 1.0 else 0.0
         error_p = min(1.0, base_error + (1 - base_error) * shed)
@@ -554,8 +624,13 @@ class Cluster:
     def _oom_kill(self, pod: K8s, c: Container) -> None:
         cs = pod["status"]["containerStatuses"][0]
         cs["restartCount"] = cs.get("restartCount", 0) + 1
-        cs["lastState"] = {"terminated": {"reason": "OOMKilled", "exitCode": 137,
-                                          "finishedAt": rfc3339(self.clock.now())}}
+        cs["lastState"] = {
+            "terminated": {
+                "reason": "OOMKilled",
+                "exitCode": 137,
+                "finishedAt": rfc3339(self.clock.now()),
+            }
+        }
         c.started_s = self.clock.now_s()
         c.leak_from_s, c.memory_bytes = None, 0.0
         self._refresh_pod_status(pod)
@@ -595,7 +670,8 @@ class Cluster:
         return [
             delta["cpu"] / dt / (res.cpu_request_cores * max(1, len(pods))),
             float(np.mean([c.memory_bytes for c in running])) / res.memory_limit_bytes
-            if running else np.nan,
+            if running
+            else np.nan,
             delta["restarts"] * 60.0 / dt,
             requests / dt,
             delta["err"] / requests if requests > 0 else np.nan,
@@ -623,8 +699,9 @@ def _revision(rs: K8s) -> int:
 
 
 def _pod_ready(pod: K8s) -> bool:
-    return any(c["type"] == "Ready" and c["status"] == "True"
-               for c in pod["status"].get("conditions", []))
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])
+    )
 
 
 def _resolve(value: int | str, replicas: int, *, round_up: bool) -> int:
@@ -635,57 +712,93 @@ def _resolve(value: int | str, replicas: int, *, round_up: bool) -> int:
 
 
 def _owner_ref(owner: K8s) -> K8s:
-    return {"apiVersion": owner["apiVersion"], "kind": owner["kind"],
-            "name": owner["metadata"]["name"], "uid": owner["metadata"]["uid"],
-            "controller": True, "blockOwnerDeletion": True}
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
 
 
 def _condition(dep: K8s, kind: str, ok: bool, reason: str, now: str) -> K8s:
-    previous = next((c for c in dep.get("status", {}).get("conditions", [])
-                     if c["type"] == kind), None)
+    previous = next(
+        (c for c in dep.get("status", {}).get("conditions", []) if c["type"] == kind), None
+    )
     status = "True" if ok else "False"
     changed = previous is None or previous["status"] != status
-    return {"type": kind, "status": status, "reason": reason, "lastUpdateTime": now,
-            "lastTransitionTime": now if changed else previous["lastTransitionTime"]}
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "lastUpdateTime": now,
+        "lastTransitionTime": now
+        if changed or previous is None
+        else previous["lastTransitionTime"],
+    }
 
 
 def _scale_of(dep: K8s) -> K8s:
     meta = dep["metadata"]
-    selector = ",".join(f"{k}={v}" for k, v in
-                        sorted(dep["spec"]["selector"].get("matchLabels", {}).items()))
-    return {"apiVersion": "autoscaling/v1", "kind": "Scale",
-            "metadata": {"name": meta["name"], "namespace": meta["namespace"], "uid": meta["uid"],
-                         "resourceVersion": meta.get("resourceVersion"),
-                         "creationTimestamp": meta["creationTimestamp"]},
-            "spec": {"replicas": dep["spec"]["replicas"]},
-            "status": {"replicas": dep.get("status", {}).get("replicas", 0),
-                       "selector": selector}}
+    selector = ",".join(
+        f"{k}={v}" for k, v in sorted(dep["spec"]["selector"].get("matchLabels", {}).items())
+    )
+    return {
+        "apiVersion": "autoscaling/v1",
+        "kind": "Scale",
+        "metadata": {
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta.get("resourceVersion"),
+            "creationTimestamp": meta["creationTimestamp"],
+        },
+        "spec": {"replicas": dep["spec"]["replicas"]},
+        "status": {"replicas": dep.get("status", {}).get("replicas", 0), "selector": selector},
+    }
 
 
 def _deployment_manifest(spec: WorkloadSpec) -> K8s:
     labels = {"app": spec.name, **spec.labels}
     res = spec.resources
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": spec.name, "namespace": spec.namespace, "labels": labels,
-                     "annotations": dict(spec.annotations)},
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": spec.name,
+            "namespace": spec.namespace,
+            "labels": labels,
+            "annotations": dict(spec.annotations),
+        },
         "spec": {
             "replicas": spec.replicas,
             "selector": {"matchLabels": {"app": spec.name}},
-            "strategy": {"type": "RollingUpdate",
-                         "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0},
+            },
             "template": {
                 "metadata": {"labels": labels},
-                "spec": {"containers": [{
-                    "name": spec.name, "image": spec.image,
-                    "ports": [{"containerPort": 8080, "name": "http"}],
-                    "resources": {
-                        "requests": {"cpu": f"{round(res.cpu_request_cores * 1000)}m",
-                                     "memory": str(res.memory_limit_bytes)},
-                        "limits": {"cpu": f"{round(res.cpu_limit_cores * 1000)}m",
-                                   "memory": str(res.memory_limit_bytes)},
-                    },
-                }]},
+                "spec": {
+                    "containers": [
+                        {
+                            "name": spec.name,
+                            "image": spec.image,
+                            "ports": [{"containerPort": 8080, "name": "http"}],
+                            "resources": {
+                                "requests": {
+                                    "cpu": f"{round(res.cpu_request_cores * 1000)}m",
+                                    "memory": str(res.memory_limit_bytes),
+                                },
+                                "limits": {
+                                    "cpu": f"{round(res.cpu_limit_cores * 1000)}m",
+                                    "memory": str(res.memory_limit_bytes),
+                                },
+                            },
+                        }
+                    ]
+                },
             },
         },
     }
@@ -717,12 +830,19 @@ def _validate_deployment(obj: K8s) -> None:
     template = spec.get("template") or {}
     labels = (template.get("metadata") or {}).get("labels") or {}
     if not selector or any(labels.get(k) != v for k, v in selector.items()):
-        raise ApiError(422, "Invalid", f"{where}: spec.template.metadata.labels: Invalid value: "
-                       "`selector` does not match template `labels`")
+        raise ApiError(
+            422,
+            "Invalid",
+            f"{where}: spec.template.metadata.labels: Invalid value: "
+            "`selector` does not match template `labels`",
+        )
     containers = (template.get("spec") or {}).get("containers")
     if not isinstance(containers, list) or not containers:
         raise ApiError(422, "Invalid", f"{where}: spec.template.spec.containers: Required value")
     for i, c in enumerate(containers):
         if not isinstance(c, dict) or not c.get("name") or not c.get("image"):
-            raise ApiError(422, "Invalid", f"{where}: spec.template.spec.containers[{i}]: "
-                           "name and image are required")
+            raise ApiError(
+                422,
+                "Invalid",
+                f"{where}: spec.template.spec.containers[{i}]: name and image are required",
+            )

@@ -39,22 +39,62 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
     from healer.sim.cluster import LATENCY_BUCKETS_S
 
     deployments = cluster.store.list("deployments")
-    yield "kube_deployment_spec_replicas", "gauge", [
-        (_labels(namespace=d["metadata"]["namespace"], deployment=d["metadata"]["name"]),
-         d["spec"]["replicas"]) for d in deployments]
-    for field, metric in (("availableReplicas", "kube_deployment_status_replicas_available"),
-                          ("observedGeneration", "kube_deployment_status_observed_generation")):
-        yield metric, "gauge", [
-            (_labels(namespace=d["metadata"]["namespace"], deployment=d["metadata"]["name"]),
-             d.get("status", {}).get(field, 0)) for d in deployments]
-    yield "kube_deployment_metadata_generation", "gauge", [
-        (_labels(namespace=d["metadata"]["namespace"], deployment=d["metadata"]["name"]),
-         d["metadata"]["generation"]) for d in deployments]
+    yield (
+        "kube_deployment_spec_replicas",
+        "gauge",
+        [
+            (
+                _labels(namespace=d["metadata"]["namespace"], deployment=d["metadata"]["name"]),
+                d["spec"]["replicas"],
+            )
+            for d in deployments
+        ],
+    )
+    for field, metric in (
+        ("availableReplicas", "kube_deployment_status_replicas_available"),
+        ("observedGeneration", "kube_deployment_status_observed_generation"),
+    ):
+        yield (
+            metric,
+            "gauge",
+            [
+                (
+                    _labels(namespace=d["metadata"]["namespace"], deployment=d["metadata"]["name"]),
+                    d.get("status", {}).get(field, 0),
+                )
+                for d in deployments
+            ],
+        )
+    yield (
+        "kube_deployment_metadata_generation",
+        "gauge",
+        [
+            (
+                _labels(namespace=d["metadata"]["namespace"], deployment=d["metadata"]["name"]),
+                d["metadata"]["generation"],
+            )
+            for d in deployments
+        ],
+    )
     sets = cluster.store.list("replicasets")
-    yield "kube_replicaset_owner", "gauge", [
-        (_labels(namespace=rs["metadata"]["namespace"], replicaset=rs["metadata"]["name"],
-                 owner_kind="Deployment", owner_name=d["metadata"]["name"]), 1.0)
-        for rs in sets for d in deployments if owned_by(rs, d["metadata"]["uid"])]
+    yield (
+        "kube_replicaset_owner",
+        "gauge",
+        [
+            (
+                _labels(
+                    namespace=rs["metadata"]["namespace"],
+                    replicaset=rs["metadata"]["name"],
+                    owner_kind="Deployment",
+                    owner_name=d["metadata"]["name"],
+                ),
+                1.0,
+            )
+            for rs in sets
+            for d in deployments
+            if owned_by(rs, d["metadata"]["uid"])
+        ],
+    )
     pods = cluster.store.list("pods")
     owner_rows: list[tuple[str, float]] = []
     cpu, memory, restarts, requests, limits = (list[tuple[str, float]]() for _ in range(5))
@@ -64,21 +104,31 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
         meta = pod["metadata"]
         ns, name = meta["namespace"], meta["name"]
         owner = meta["ownerReferences"][0]["name"]
-        owner_rows.append((_labels(namespace=ns, pod=name, owner_kind="ReplicaSet",
-                                   owner_name=owner), 1.0))
+        owner_rows.append(
+            (_labels(namespace=ns, pod=name, owner_kind="ReplicaSet", owner_name=owner), 1.0)
+        )
         c = cluster.container(pod)
         spec = pod["spec"]["containers"][0]
         container = spec["name"]
         base = {"namespace": ns, "pod": name, "container": container}
         cpu.append((_labels(**base), c.cpu_seconds))
         memory.append((_labels(**base), c.memory_bytes))
-        restarts.append((_labels(**base),
-                         pod["status"]["containerStatuses"][0].get("restartCount", 0)))
+        restarts.append(
+            (_labels(**base), pod["status"]["containerStatuses"][0].get("restartCount", 0))
+        )
         res = spec.get("resources", {})
-        requests.append((_labels(**base, resource="cpu", unit="core"),
-                         _cores(res.get("requests", {}).get("cpu", "0"))))
-        limits.append((_labels(**base, resource="memory", unit="byte"),
-                       float(res.get("limits", {}).get("memory", "0"))))
+        requests.append(
+            (
+                _labels(**base, resource="cpu", unit="core"),
+                _cores(res.get("requests", {}).get("cpu", "0")),
+            )
+        )
+        limits.append(
+            (
+                _labels(**base, resource="memory", unit="byte"),
+                float(res.get("limits", {}).get("memory", "0")),
+            )
+        )
         http.append((_labels(namespace=ns, pod=name, code="200"), c.requests_ok))
         http.append((_labels(namespace=ns, pod=name, code="500"), c.requests_err))
         total = c.requests_ok + c.requests_err

@@ -16,10 +16,15 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import jsonpatch
 
-from healer.types import JsonObject, JsonValue
+from healer.types import JsonValue
+
+# Kubernetes objects are plain JSON documents here, indexed freely by the controllers;
+# their shape is checked where they enter (validation in the cluster, 422 otherwise).
+K8s = dict[str, Any]
 
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -28,9 +33,16 @@ PATCH_TYPES = (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH)
 
 # Lists that strategic merge patch merges element-wise, keyed by this field (the
 # patchMergeKey of the Kubernetes API types); every other list is replaced whole.
-_MERGE_KEYS = {"containers": "name", "initContainers": "name", "env": "name",
-               "ports": "containerPort", "volumes": "name", "volumeMounts": "mountPath",
-               "conditions": "type", "ownerReferences": "uid"}
+_MERGE_KEYS = {
+    "containers": "name",
+    "initContainers": "name",
+    "env": "name",
+    "ports": "containerPort",
+    "volumes": "name",
+    "volumeMounts": "mountPath",
+    "conditions": "type",
+    "ownerReferences": "uid",
+}
 
 
 @dataclass
@@ -41,9 +53,16 @@ class ApiError(Exception):
     reason: str
     message: str
 
-    def status(self) -> JsonObject:
-        return {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-                "message": self.message, "reason": self.reason, "code": self.code}
+    def status(self) -> K8s:
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
 
 
 def not_found(resource: str, name: str) -> ApiError:
@@ -94,8 +113,14 @@ def _merge_list(target: list[JsonValue], patch: list[JsonValue], merge_key: str)
     for item in patch:
         if not isinstance(item, dict):
             return copy.deepcopy(patch)
-        index = next((i for i, old in enumerate(out)
-                      if isinstance(old, dict) and old.get(merge_key) == item.get(merge_key)), None)
+        index = next(
+            (
+                i
+                for i, old in enumerate(out)
+                if isinstance(old, dict) and old.get(merge_key) == item.get(merge_key)
+            ),
+            None,
+        )
         if index is None:
             out.append(copy.deepcopy(item))
         else:
@@ -103,7 +128,7 @@ def _merge_list(target: list[JsonValue], patch: list[JsonValue], merge_key: str)
     return out
 
 
-def apply_patch(obj: JsonObject, body: JsonValue, content_type: str) -> JsonObject:
+def apply_patch(obj: K8s, body: JsonValue, content_type: str) -> K8s:
     """Apply a PATCH body; raises ApiError 415 for other content types, 422 when invalid."""
     kind = content_type.split(";")[0].strip()
     if kind == MERGE_PATCH:
@@ -113,28 +138,34 @@ def apply_patch(obj: JsonObject, body: JsonValue, content_type: str) -> JsonObje
     elif kind == JSON_PATCH:
         if not isinstance(body, list) or not all(isinstance(op, dict) for op in body):
             # What a real API server answers when a client sends an object as a JSON patch.
-            raise ApiError(400, "BadRequest", "json: cannot unmarshal object into Go value of "
-                           "type []handlers.jsonPatchOp")
+            raise ApiError(
+                400,
+                "BadRequest",
+                "json: cannot unmarshal object into Go value of type []handlers.jsonPatchOp",
+            )
         try:
-            result = jsonpatch.apply_patch(obj, body)
+            ops: list[K8s] = [op for op in body if isinstance(op, dict)]
+            result = jsonpatch.apply_patch(obj, ops)
         except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as exc:
             raise ApiError(422, "Invalid", f"the JSON patch could not be applied: {exc}") from exc
     else:
-        raise ApiError(415, "UnsupportedMediaType",
-                       f"the body of the request was in an unknown format - accepted media "
-                       f"types include: {', '.join(PATCH_TYPES)}")
+        raise ApiError(
+            415,
+            "UnsupportedMediaType",
+            f"the body of the request was in an unknown format - accepted media "
+            f"types include: {', '.join(PATCH_TYPES)}",
+        )
     if not isinstance(result, dict):
         raise ApiError(422, "Invalid", "the patched object is not an object")
     return result
 
 
-def template_hash(template: JsonValue) -> str:
+def template_hash(template: K8s) -> str:
     """A stable short hash of a pod template, as the pod-template-hash label."""
     clean = copy.deepcopy(template)
-    if isinstance(clean, dict):
-        labels = clean.get("metadata", {})
-        if isinstance(labels, dict) and isinstance(labels.get("labels"), dict):
-            labels["labels"].pop("pod-template-hash", None)  # type: ignore[union-attr]  # checked just above
+    labels = (clean.get("metadata") or {}).get("labels")
+    if isinstance(labels, dict):
+        labels.pop("pod-template-hash", None)
     digest = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()
     # Kubernetes' hashes are short strings of "safe" characters; 10 hex digits are enough
     # to tell a handful of revisions apart.
@@ -163,7 +194,7 @@ def label_selector_matches(selector: str | None, labels: dict[str, str]) -> bool
     return True
 
 
-def field_selector_matches(selector: str | None, obj: JsonObject) -> bool:
+def field_selector_matches(selector: str | None, obj: K8s) -> bool:
     """Field selectors on ``metadata.name`` and ``metadata.namespace``."""
     if not selector:
         return True
@@ -184,7 +215,7 @@ class ObjectStore:
     """Objects by resource, namespace and name; every write gets a new resourceVersion."""
 
     def __init__(self, uid: Callable[[], str]) -> None:
-        self._objects: dict[str, dict[tuple[str, str], JsonObject]] = {}
+        self._objects: dict[str, dict[tuple[str, str], K8s]] = {}
         self._version = 1000
         self._uid = uid
 
@@ -192,20 +223,20 @@ class ObjectStore:
     def resource_version(self) -> str:
         return str(self._version)
 
-    def get(self, resource: str, namespace: str, name: str) -> JsonObject:
+    def get(self, resource: str, namespace: str, name: str) -> K8s:
         found = self._objects.get(resource, {}).get((namespace, name))
         if found is None:
             raise not_found(resource, name)
         return found
 
-    def find(self, resource: str, namespace: str, name: str) -> JsonObject | None:
+    def find(self, resource: str, namespace: str, name: str) -> K8s | None:
         return self._objects.get(resource, {}).get((namespace, name))
 
-    def list(self, resource: str, namespace: str | None = None) -> list[JsonObject]:
+    def list(self, resource: str, namespace: str | None = None) -> list[K8s]:
         items = self._objects.get(resource, {})
         return [obj for (ns, _), obj in sorted(items.items()) if namespace in (None, ns)]
 
-    def create(self, resource: str, obj: JsonObject, *, now: datetime) -> JsonObject:
+    def create(self, resource: str, obj: K8s, *, now: datetime) -> K8s:
         meta = obj["metadata"]
         assert isinstance(meta, dict)
         key = (str(meta["namespace"]), str(meta["name"]))
@@ -216,20 +247,20 @@ class ObjectStore:
         meta["generation"] = 1
         return self._write(resource, key, obj)
 
-    def update(self, resource: str, obj: JsonObject, *, spec_changed: bool) -> JsonObject:
+    def update(self, resource: str, obj: K8s, *, spec_changed: bool) -> K8s:
         meta = obj["metadata"]
         assert isinstance(meta, dict)
         if spec_changed:
             meta["generation"] = int(str(meta.get("generation", 1))) + 1
         return self._write(resource, (str(meta["namespace"]), str(meta["name"])), obj)
 
-    def delete(self, resource: str, namespace: str, name: str) -> JsonObject:
+    def delete(self, resource: str, namespace: str, name: str) -> K8s:
         obj = self.get(resource, namespace, name)
         del self._objects[resource][(namespace, name)]
         self._version += 1
         return obj
 
-    def _write(self, resource: str, key: tuple[str, str], obj: JsonObject) -> JsonObject:
+    def _write(self, resource: str, key: tuple[str, str], obj: K8s) -> K8s:
         self._version += 1
         meta = obj["metadata"]
         assert isinstance(meta, dict)
@@ -238,24 +269,28 @@ class ObjectStore:
         return obj
 
 
-def check_resource_version(current: JsonObject, incoming: JsonObject) -> None:
+def check_resource_version(current: K8s, incoming: K8s) -> None:
     """A write naming a resourceVersion other than the stored one is a 409 Conflict."""
     meta_in = incoming.get("metadata")
     wanted = meta_in.get("resourceVersion") if isinstance(meta_in, dict) else None
     meta = current["metadata"]
     assert isinstance(meta, dict)
     if wanted and wanted != meta["resourceVersion"]:
-        raise ApiError(409, "Conflict",
-                       f'Operation cannot be fulfilled on {meta.get("name")}: the object has been '
-                       "modified; please apply your changes to the latest version and try again")
+        raise ApiError(
+            409,
+            "Conflict",
+            f"Operation cannot be fulfilled on {meta.get('name')}: the object has been "
+            "modified; please apply your changes to the latest version and try again",
+        )
 
 
-def owned_by(obj: JsonObject, owner_uid: JsonValue) -> bool:
+def owned_by(obj: K8s, owner_uid: JsonValue) -> bool:
     meta = obj.get("metadata")
     refs = meta.get("ownerReferences", []) if isinstance(meta, dict) else []
     return isinstance(refs, list) and any(
-        isinstance(r, dict) and r.get("uid") == owner_uid and r.get("controller") for r in refs)
+        isinstance(r, dict) and r.get("uid") == owner_uid and r.get("controller") for r in refs
+    )
 
 
-def names(objs: Iterable[JsonObject]) -> list[str]:
-    return [str(o["metadata"]["name"]) for o in objs]  # type: ignore[index]  # metadata is always a dict here
+def names(objs: Iterable[K8s]) -> list[str]:
+    return [str(o["metadata"]["name"]) for o in objs]

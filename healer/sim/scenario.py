@@ -103,7 +103,9 @@ class Scenario(_Model):
 
 def builtin_names() -> list[str]:
     folder = resources.files("healer.sim") / "scenarios"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 def load_scenario(name_or_path: str) -> Scenario:

@@ -28,5 +28,9 @@ class SimSource:
                 values = np.stack([self._cluster.samples[i] for i in keep], axis=-1)
             else:
                 values = np.empty((len(self._cluster.workloads), len(SIGNALS), 0))
-            return Frame(timestamps=times[keep], workloads=self._cluster.workloads,
-                         signals=SIGNALS, values=values)
+            return Frame(
+                timestamps=times[keep],
+                workloads=self._cluster.workloads,
+                signals=SIGNALS,
+                values=values,
+            )

@@ -27,12 +27,16 @@ THREE_HOURS_S = 3 * 3600
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SimHarness, list[Step]]]:
     folder = tmp_path_factory.mktemp("loop")
-    settings = load_settings(None, guards={"mode": "auto"},
-                             playbooks_dir=str(REPO / "playbooks"))
+    settings = load_settings(None, guards={"mode": "auto"}, playbooks_dir=str(REPO / "playbooks"))
     store = AuditStore(f"sqlite:///{folder / 'audit.db'}")
     steps: list[Step] = []
-    harness = SimHarness.start(load_scenario("default"), settings=settings, store=store,
-                               report=steps.append, workdir=folder)
+    harness = SimHarness.start(
+        load_scenario("default"),
+        settings=settings,
+        store=store,
+        report=steps.append,
+        workdir=folder,
+    )
     harness.run_for(THREE_HOURS_S)
     yield harness, steps
     harness.close()
@@ -68,10 +72,10 @@ def test_memory_leak_is_healed_by_a_restart(run: tuple[SimHarness, list[Step]]) 
     assert incident.summary.outcome == OutcomeKind.HEALED
     assert incident.summary.closed - fault_time(harness, "shop/checkout") < timedelta(minutes=20)
     pods = harness.cluster.pods_of("shop", "checkout")
-    assert all("kubectl.kubernetes.io/restartedAt" in p["metadata"]["annotations"]
-               for p in pods)
-    assert all(p["status"]["containerStatuses"][0]["restartCount"] == 0 for p in pods), \
+    assert all("kubectl.kubernetes.io/restartedAt" in p["metadata"]["annotations"] for p in pods)
+    assert all(p["status"]["containerStatuses"][0]["restartCount"] == 0 for p in pods), (
         "healed before any container was OOM-killed"
+    )
 
 
 def test_overload_is_healed_by_scaling_up(run: tuple[SimHarness, list[Step]]) -> None:
@@ -86,7 +90,8 @@ def test_overload_is_healed_by_scaling_up(run: tuple[SimHarness, list[Step]]) ->
 
 
 def test_bad_release_is_rolled_back_to_the_previous_revision(
-        run: tuple[SimHarness, list[Step]]) -> None:
+    run: tuple[SimHarness, list[Step]],
+) -> None:
     harness, _ = run
     incident = only_incident(harness, "shop/cart")
     assert incident.summary.cause == Cause.BAD_RELEASE
@@ -121,8 +126,12 @@ def test_every_incident_has_the_whole_story(run: tuple[SimHarness, list[Step]]) 
         assert kinds[0] == "finding"
         for kind in ("diagnosis", "plan", "action", "outcome"):
             assert kind in kinds, f"incident {summary.id} lacks a {kind}"
-        assert kinds.index("diagnosis") < kinds.index("plan") < kinds.index("action") \
+        assert (
+            kinds.index("diagnosis")
+            < kinds.index("plan")
+            < kinds.index("action")
             < kinds.index("outcome")
+        )
     assert [s.kind for s in steps].count("outcome") == 3
 
 
@@ -130,5 +139,8 @@ def test_each_action_posted_a_kubernetes_event(run: tuple[SimHarness, list[Step]
     harness, _ = run
     events = harness.cluster.list_objects("events", "shop")
     reasons = sorted((e["involvedObject"]["name"], e["reason"]) for e in events)
-    assert reasons == [("cart", "HealerRollback"), ("checkout", "HealerRestart"),
-                       ("search", "HealerScale")]
+    assert reasons == [
+        ("cart", "HealerRollback"),
+        ("checkout", "HealerRestart"),
+        ("search", "HealerScale"),
+    ]

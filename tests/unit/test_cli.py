@@ -13,8 +13,14 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def healer(*args: str, cwd: Path = REPO, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "healer.cli", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "healer.cli", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
 
 
 def assert_one_line_error(result: subprocess.CompletedProcess[str], *needles: str) -> None:
@@ -33,7 +39,8 @@ def test_unknown_scenario() -> None:
 
 def test_malformed_playbook(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(
-        "name: bad\nmatch:\n  causes: [memory_leak]\naction:\n  kind: reboot\n")
+        "name: bad\nmatch:\n  causes: [memory_leak]\naction:\n  kind: reboot\n"
+    )
     result = healer("demo", "--playbooks", str(tmp_path), "--port", "0", "--duration", "0")
     assert_one_line_error(result, "bad.yaml:5", "action.kind")
 
@@ -57,8 +64,9 @@ def test_sim_serve_port_in_use(tmp_path: Path) -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen(1)
         port = taken.getsockname()[1]
-        result = healer("sim", "serve", "--port", str(port), "--kubeconfig-out",
-                        str(tmp_path / "kc"))
+        result = healer(
+            "sim", "serve", "--port", str(port), "--kubeconfig-out", str(tmp_path / "kc")
+        )
     assert_one_line_error(result, f"127.0.0.1:{port}")
 
 
@@ -71,8 +79,18 @@ def test_valid_playbooks_are_listed() -> None:
 @pytest.mark.integration
 def test_demo_runs_heals_and_stops(tmp_path: Path) -> None:
     """A short demo at high speed: the three faults healed, then a clean exit."""
-    result = healer("demo", "--port", "0", "--speed", "100000", "--duration", "5400",
-                    "--db", str(tmp_path / "audit.db"), timeout=120)
+    result = healer(
+        "demo",
+        "--port",
+        "0",
+        "--speed",
+        "100000",
+        "--duration",
+        "5400",
+        "--db",
+        str(tmp_path / "audit.db"),
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     outcomes = [line for line in result.stdout.splitlines() if "OUTCOME" in line]
     assert len(outcomes) == 3

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,11 +27,7 @@ from healer.types import (
     WorkloadRef,
 )
 
-with warnings.catch_warnings():
-    # Starlette 1.x warns at import when its test client falls back to httpx instead of
-    # httpx2. Not our code, and harmless here; the lasting fix is httpx2 in dev deps.
-    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
-    from fastapi.testclient import TestClient
+from fastapi.testclient import TestClient
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CART = WorkloadRef("shop", "Deployment", "cart")

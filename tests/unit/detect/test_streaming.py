@@ -22,11 +22,24 @@ C = WorkloadRef("web", "Deployment", "storefront")
 SETTINGS = DetectorSettings()
 
 # Typical level and relative noise of each signal.
-LEVEL = {Signal.CPU: 0.5, Signal.MEMORY: 0.4, Signal.RESTARTS: 0.0, Signal.REQUEST_RATE: 100.0,
-         Signal.ERROR_RATIO: 0.002, Signal.LATENCY_P99: 0.08, Signal.READY_RATIO: 1.0}
-NOISE = {Signal.CPU: 0.04, Signal.MEMORY: 0.005, Signal.RESTARTS: 0.0,
-         Signal.REQUEST_RATE: 0.04, Signal.ERROR_RATIO: 0.3, Signal.LATENCY_P99: 0.04,
-         Signal.READY_RATIO: 0.0}
+LEVEL = {
+    Signal.CPU: 0.5,
+    Signal.MEMORY: 0.4,
+    Signal.RESTARTS: 0.0,
+    Signal.REQUEST_RATE: 100.0,
+    Signal.ERROR_RATIO: 0.002,
+    Signal.LATENCY_P99: 0.08,
+    Signal.READY_RATIO: 1.0,
+}
+NOISE = {
+    Signal.CPU: 0.04,
+    Signal.MEMORY: 0.005,
+    Signal.RESTARTS: 0.0,
+    Signal.REQUEST_RATE: 0.04,
+    Signal.ERROR_RATIO: 0.3,
+    Signal.LATENCY_P99: 0.04,
+    Signal.READY_RATIO: 0.0,
+}
 
 F64 = NDArray[np.float64]
 
@@ -45,8 +58,13 @@ def frame(values: F64, workloads: tuple[WorkloadRef, ...] = (A, B), start: int =
     return Frame(timestamps, workloads[: values.shape[0]], SIGNALS, values)
 
 
-def feed(detector: StreamingDetector, values: F64, workloads: tuple[WorkloadRef, ...] = (A, B),
-         every: int = 2, window: int | None = None) -> list[Detection]:
+def feed(
+    detector: StreamingDetector,
+    values: F64,
+    workloads: tuple[WorkloadRef, ...] = (A, B),
+    every: int = 2,
+    window: int | None = None,
+) -> list[Detection]:
     """Feed like the daemon: a frame ending ``every`` samples later each cycle.
 
     The frame grows from the first sample, or slides with ``window`` samples.
@@ -76,9 +94,11 @@ def col(signal: Signal) -> int:
 
 # ---- quiet ------------------------------------------------------------------------------
 
+
 def test_pure_noise_for_hours_gives_no_findings() -> None:
-    detections = feed(StreamingDetector(), noise(6 * PER_HOUR, workloads=3, seed=1),
-                      workloads=(A, B, C))
+    detections = feed(
+        StreamingDetector(), noise(6 * PER_HOUR, workloads=3, seed=1), workloads=(A, B, C)
+    )
     assert findings(detections) == []
 
 
@@ -86,8 +106,8 @@ def test_slow_daily_ramp_in_cpu_and_latency_gives_no_findings() -> None:
     values = noise(6 * PER_HOUR, seed=2)
     ramp = np.ones(values.shape[2])
     start, length = 2 * PER_HOUR, 2 * PER_HOUR
-    ramp[start:start + length] = 1.0 + 0.5 * np.arange(length) / length
-    ramp[start + length:] = 1.5
+    ramp[start : start + length] = 1.0 + 0.5 * np.arange(length) / length
+    ramp[start + length :] = 1.5
     values[:, col(Signal.CPU)] *= ramp
     values[:, col(Signal.LATENCY_P99)] *= ramp
     assert findings(feed(StreamingDetector(), values)) == []
@@ -106,26 +126,27 @@ def test_single_sample_spike_gives_no_finding() -> None:
 def test_findings_need_the_anomaly_to_last_persistence_s(burst: int, found: bool) -> None:
     values = noise(3 * PER_HOUR, seed=4)
     k = 2 * PER_HOUR
-    values[0, col(Signal.ERROR_RATIO), k:k + burst] = 0.3
+    values[0, col(Signal.ERROR_RATIO), k : k + burst] = 0.3
     assert bool(findings(feed(StreamingDetector(), values, every=1))) is found
 
 
 def test_step_down_in_memory_gives_no_finding() -> None:
     values = noise(4 * PER_HOUR, seed=5)
-    values[0, col(Signal.MEMORY), 2 * PER_HOUR:] *= 0.5
+    values[0, col(Signal.MEMORY), 2 * PER_HOUR :] *= 0.5
     assert findings(feed(StreamingDetector(), values)) == []
 
 
 def test_request_rate_alone_never_gives_a_finding() -> None:
     values = noise(4 * PER_HOUR, seed=6)
-    values[0, col(Signal.REQUEST_RATE), 2 * PER_HOUR:] *= 5.0
-    values[1, col(Signal.REQUEST_RATE), 2 * PER_HOUR:] *= 0.1
+    values[0, col(Signal.REQUEST_RATE), 2 * PER_HOUR :] *= 5.0
+    values[1, col(Signal.REQUEST_RATE), 2 * PER_HOUR :] *= 0.1
     detections = feed(StreamingDetector(), values, every=1)
     assert findings(detections) == []
     assert max(float(d.scores.max()) for d in detections) < SETTINGS.score_threshold
 
 
 # ---- faults ---------------------------------------------------------------------------
+
 
 def test_error_ratio_step_is_found_quickly_and_attributed() -> None:
     values = noise(3 * PER_HOUR, seed=7)
@@ -150,7 +171,7 @@ def test_error_ratio_step_is_found_quickly_and_attributed() -> None:
 
 def test_ready_ratio_drop_is_found_with_direction_down() -> None:
     values = noise(3 * PER_HOUR, seed=8)
-    values[1, col(Signal.READY_RATIO), 2 * PER_HOUR:] = 0.5
+    values[1, col(Signal.READY_RATIO), 2 * PER_HOUR :] = 0.5
     detections = feed(StreamingDetector(), values)
     found = [f for d in detections for f in d.findings]
     assert found and {f.workload for f in found} == {B}
@@ -168,10 +189,11 @@ def test_no_findings_during_warmup() -> None:
 
 # ---- online, incremental, shapes --------------------------------------------------------
 
+
 def test_scores_at_t_do_not_depend_on_later_samples() -> None:
     full = noise(3 * PER_HOUR, seed=10)
     cut = 2 * PER_HOUR
-    full[0, col(Signal.ERROR_RATIO), cut + 5:] = 0.4  # a fault after the cut
+    full[0, col(Signal.ERROR_RATIO), cut + 5 :] = 0.4  # a fault after the cut
     prefix = full[:, :, :cut].copy()
     with_future = feed(StreamingDetector(), full, every=1)
     without = feed(StreamingDetector(), prefix, every=1)
@@ -185,7 +207,7 @@ def test_scores_at_t_do_not_depend_on_later_samples() -> None:
 @pytest.mark.parametrize(("every", "window"), [(1, None), (2, None), (2, PER_HOUR), (7, 40)])
 def test_incremental_feeding_matches_all_at_once(every: int, window: int | None) -> None:
     values = noise(3 * PER_HOUR, seed=11)
-    values[1, col(Signal.LATENCY_P99), 3 * PER_HOUR - 30:] *= 4.0
+    values[1, col(Signal.LATENCY_P99), 3 * PER_HOUR - 30 :] *= 4.0
     at_once = StreamingDetector().update(frame(values))
     last = feed(StreamingDetector(), values, every=every, window=window)[-1]
     assert last.at == at_once.at == datetime.fromtimestamp(t(values.shape[2] - 1), UTC)
@@ -209,7 +231,7 @@ def test_a_frame_without_new_samples_learns_nothing() -> None:
 def test_added_workload_keeps_the_learned_state_of_the_others() -> None:
     values = noise(3 * PER_HOUR, workloads=3, seed=13)
     half = PER_HOUR + PER_HOUR // 2
-    values[0, col(Signal.ERROR_RATIO), 2 * PER_HOUR:] = 0.2  # A fails after C appears
+    values[0, col(Signal.ERROR_RATIO), 2 * PER_HOUR :] = 0.2  # A fails after C appears
     old = values[:2]  # A, B
     reference = feed(StreamingDetector(), old, every=2)
 
@@ -217,10 +239,12 @@ def test_added_workload_keeps_the_learned_state_of_the_others() -> None:
     before = feed(detector, old[:, :, :half], every=2)
     # C appears, listed first, so that every index moves.
     grown = np.concatenate([values[2:3], values[:2]])
-    after = [detector.update(frame(grown[:, :, :end], (C, A, B)))
-             for end in range(half + 2, values.shape[2] + 1, 2)]
+    after = [
+        detector.update(frame(grown[:, :, :end], (C, A, B)))
+        for end in range(half + 2, values.shape[2] + 1, 2)
+    ]
     assert len(before) + len(after) == len(reference)
-    for mine, ref in zip(after, reference[len(before):], strict=True):
+    for mine, ref in zip(after, reference[len(before) :], strict=True):
         assert mine.workloads == (C, A, B)
         np.testing.assert_array_equal(mine.scores[1:], ref.scores)
         np.testing.assert_array_equal(mine.deviations[1:], ref.deviations)
@@ -235,8 +259,10 @@ def test_removed_workload_keeps_the_learned_state_of_the_others() -> None:
     detector = StreamingDetector()
     half = PER_HOUR
     feed(detector, values[:, :, :half], every=2)
-    after = [detector.update(frame(values[1:2, :, :end], (B,)))
-             for end in range(half + 2, values.shape[2] + 1, 2)]
+    after = [
+        detector.update(frame(values[1:2, :, :end], (B,)))
+        for end in range(half + 2, values.shape[2] + 1, 2)
+    ]
     # B's baseline was learned identically with or without A alongside it.
     np.testing.assert_array_equal(after[-1].levels, reference[-1].levels)
     np.testing.assert_array_equal(after[-1].scores, reference[-1].scores)
@@ -245,8 +271,7 @@ def test_removed_workload_keeps_the_learned_state_of_the_others() -> None:
 def test_changed_signals_are_refused() -> None:
     detector = StreamingDetector()
     detector.update(frame(noise(10)))
-    fewer = Frame(T0 + STEP_S * np.arange(10, 20), (A, B), SIGNALS[:-1],
-                  noise(10)[:, :-1, :])
+    fewer = Frame(T0 + STEP_S * np.arange(10, 20), (A, B), SIGNALS[:-1], noise(10)[:, :-1, :])
     with pytest.raises(ValueError, match="signals"):
         detector.update(fewer)
 
@@ -256,7 +281,7 @@ def test_nan_gaps_do_not_raise_or_give_findings() -> None:
     rng = np.random.default_rng(16)
     values[rng.random(values.shape) < 0.1] = np.nan  # scattered lost scrapes
     values[0, col(Signal.ERROR_RATIO), :PER_HOUR] = np.nan  # no traffic for an hour
-    values[1, :, 2 * PER_HOUR:2 * PER_HOUR + 80] = np.nan  # a workload gone for 20 min
+    values[1, :, 2 * PER_HOUR : 2 * PER_HOUR + 80] = np.nan  # a workload gone for 20 min
     values[2, :, :30] = np.nan  # a workload that appears late
     values[2, col(Signal.LATENCY_P99), -40:] = np.inf  # a broken query
     detections = feed(StreamingDetector(), values, workloads=(A, B, C))
@@ -268,9 +293,9 @@ def test_nan_gaps_do_not_raise_or_give_findings() -> None:
 
 def test_scores_are_probabilities_even_for_extreme_values() -> None:
     values = noise(3 * PER_HOUR, workloads=3, seed=17)
-    values[0, col(Signal.ERROR_RATIO), 2 * PER_HOUR:] = 1.0
-    values[1, col(Signal.CPU), 2 * PER_HOUR::7] = 1e12
-    values[2, col(Signal.MEMORY), 2 * PER_HOUR:] = -5.0
+    values[0, col(Signal.ERROR_RATIO), 2 * PER_HOUR :] = 1.0
+    values[1, col(Signal.CPU), 2 * PER_HOUR :: 7] = 1e12
+    values[2, col(Signal.MEMORY), 2 * PER_HOUR :] = -5.0
     values[2, col(Signal.RESTARTS), -20:] = 1e6
     detections = feed(StreamingDetector(), values, workloads=(A, B, C), every=1)
     scores = np.array([d.scores for d in detections])

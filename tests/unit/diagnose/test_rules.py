@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-import pytest
 
 from healer.diagnose.rules import explain
 from healer.types import (
@@ -31,9 +30,15 @@ ONSET = NOW - timedelta(minutes=5)
 def flat_frame(**series: np.ndarray | float) -> Frame:
     """Ten minutes of one workload, every signal flat unless given."""
     timestamps = NOW.timestamp() - STEP_S * np.arange(SAMPLES)[::-1]
-    base = {Signal.CPU: 0.5, Signal.MEMORY: 0.4, Signal.RESTARTS: 0.0,
-            Signal.REQUEST_RATE: 100.0, Signal.ERROR_RATIO: 0.002, Signal.LATENCY_P99: 0.08,
-            Signal.READY_RATIO: 1.0}
+    base = {
+        Signal.CPU: 0.5,
+        Signal.MEMORY: 0.4,
+        Signal.RESTARTS: 0.0,
+        Signal.REQUEST_RATE: 100.0,
+        Signal.ERROR_RATIO: 0.002,
+        Signal.LATENCY_P99: 0.08,
+        Signal.READY_RATIO: 1.0,
+    }
     values = np.empty((1, len(SIGNALS), SAMPLES))
     for s, sig in enumerate(SIGNALS):
         values[0, s] = series.get(sig.value, base[sig])
@@ -54,9 +59,17 @@ def revision(number: int, created: datetime, image: str) -> Revision:
 
 
 def state(*revisions: Revision) -> WorkloadState:
-    return WorkloadState(workload=CART, replicas=3, ready_replicas=3, updated_replicas=3,
-                         available_replicas=3, generation=4, observed_generation=4,
-                         paused=False, revisions=revisions)
+    return WorkloadState(
+        workload=CART,
+        replicas=3,
+        ready_replicas=3,
+        updated_replicas=3,
+        available_replicas=3,
+        generation=4,
+        observed_generation=4,
+        paused=False,
+        revisions=revisions,
+    )
 
 
 OLD = revision(3, NOW - timedelta(days=3), "registry.local/shop/cart:2.4.0")
@@ -64,6 +77,7 @@ LONG_RUNNING = state(OLD, revision(2, NOW - timedelta(days=9), "registry.local/s
 
 
 # ---- memory_leak -----------------------------------------------------------------------
+
 
 def test_climbing_memory_with_steady_traffic_is_a_memory_leak() -> None:
     # 0.40 -> 0.70 of the limit in 10 minutes: 3% per minute, 10 minutes left.
@@ -80,8 +94,11 @@ def test_climbing_memory_with_steady_traffic_is_a_memory_leak() -> None:
 
 def test_memory_up_with_a_traffic_surge_is_not_a_memory_leak() -> None:
     frame = flat_frame(memory=np.linspace(0.40, 0.70, SAMPLES))
-    result = explain(finding(up(Signal.MEMORY, 0.70, 0.40, 30.0),
-                             up(Signal.REQUEST_RATE, 300.0, 100.0, 12.0)), frame, LONG_RUNNING)
+    result = explain(
+        finding(up(Signal.MEMORY, 0.70, 0.40, 30.0), up(Signal.REQUEST_RATE, 300.0, 100.0, 12.0)),
+        frame,
+        LONG_RUNNING,
+    )
     assert result.cause != Cause.MEMORY_LEAK
 
 
@@ -93,13 +110,22 @@ def test_memory_up_but_falling_is_not_a_memory_leak() -> None:
 
 # ---- overload --------------------------------------------------------------------------
 
+
 def test_cpu_latency_and_traffic_up_is_overload() -> None:
-    frame = flat_frame(cpu=np.linspace(0.5, 1.6, SAMPLES),
-                       latency_p99=np.linspace(0.08, 0.9, SAMPLES),
-                       request_rate=np.linspace(100.0, 300.0, SAMPLES))
-    result = explain(finding(up(Signal.CPU, 1.6, 0.5, 14.0),
-                             up(Signal.LATENCY_P99, 0.9, 0.08, 40.0),
-                             up(Signal.REQUEST_RATE, 300.0, 100.0, 12.0)), frame, LONG_RUNNING)
+    frame = flat_frame(
+        cpu=np.linspace(0.5, 1.6, SAMPLES),
+        latency_p99=np.linspace(0.08, 0.9, SAMPLES),
+        request_rate=np.linspace(100.0, 300.0, SAMPLES),
+    )
+    result = explain(
+        finding(
+            up(Signal.CPU, 1.6, 0.5, 14.0),
+            up(Signal.LATENCY_P99, 0.9, 0.08, 40.0),
+            up(Signal.REQUEST_RATE, 300.0, 100.0, 12.0),
+        ),
+        frame,
+        LONG_RUNNING,
+    )
     assert result.cause == Cause.OVERLOAD
     assert result.confidence >= 0.7
     assert "3.0x its baseline" in result.explanation
@@ -108,8 +134,11 @@ def test_cpu_latency_and_traffic_up_is_overload() -> None:
 
 def test_cpu_and_latency_up_without_traffic_is_a_less_sure_overload() -> None:
     deviations = (up(Signal.CPU, 1.6, 0.5, 14.0), up(Signal.LATENCY_P99, 0.9, 0.08, 40.0))
-    with_traffic = explain(finding(*deviations, up(Signal.REQUEST_RATE, 300.0, 100.0, 12.0)),
-                           flat_frame(), LONG_RUNNING)
+    with_traffic = explain(
+        finding(*deviations, up(Signal.REQUEST_RATE, 300.0, 100.0, 12.0)),
+        flat_frame(),
+        LONG_RUNNING,
+    )
     without = explain(finding(*deviations), flat_frame(), LONG_RUNNING)
     assert without.cause == Cause.OVERLOAD
     assert without.confidence < with_traffic.confidence
@@ -118,11 +147,13 @@ def test_cpu_and_latency_up_without_traffic_is_a_less_sure_overload() -> None:
 
 # ---- bad_release -----------------------------------------------------------------------
 
+
 def test_errors_up_shortly_after_a_rollout_is_a_bad_release() -> None:
     current = revision(5, ONSET - timedelta(minutes=4), "registry.local/shop/cart:2.5.0")
     previous = revision(4, NOW - timedelta(days=2), "registry.local/shop/cart:2.4.1")
-    result = explain(finding(up(Signal.ERROR_RATIO, 0.18, 0.002, 35.0)), flat_frame(),
-                     state(current, previous))
+    result = explain(
+        finding(up(Signal.ERROR_RATIO, 0.18, 0.002, 35.0)), flat_frame(), state(current, previous)
+    )
     assert result.cause == Cause.BAD_RELEASE
     assert result.confidence >= 0.6
     assert "revision 5" in result.explanation
@@ -144,28 +175,28 @@ def test_errors_and_latency_after_a_rollout_raise_confidence() -> None:
 
 def test_errors_after_the_first_revision_are_not_a_bad_release() -> None:
     only = revision(1, ONSET - timedelta(minutes=4), "registry.local/shop/cart:2.5.0")
-    result = explain(finding(up(Signal.ERROR_RATIO, 0.18, 0.002, 35.0)), flat_frame(),
-                     state(only))
+    result = explain(finding(up(Signal.ERROR_RATIO, 0.18, 0.002, 35.0)), flat_frame(), state(only))
     assert result.cause != Cause.BAD_RELEASE
     assert result.cause == Cause.UNKNOWN
 
 
 def test_errors_long_after_the_rollout_are_not_a_bad_release() -> None:
-    result = explain(finding(up(Signal.ERROR_RATIO, 0.18, 0.002, 35.0)), flat_frame(),
-                     LONG_RUNNING)
+    result = explain(finding(up(Signal.ERROR_RATIO, 0.18, 0.002, 35.0)), flat_frame(), LONG_RUNNING)
     assert result.cause != Cause.BAD_RELEASE
 
 
 def test_onset_just_before_the_rollout_does_not_read_as_a_negative_delay() -> None:
     current = revision(5, ONSET + timedelta(seconds=30), "cart:2.5.0")
     previous = revision(4, NOW - timedelta(days=2), "cart:2.4.1")
-    result = explain(finding(up(Signal.ERROR_RATIO, 0.18, 0.002, 35.0)), flat_frame(),
-                     state(current, previous))
+    result = explain(
+        finding(up(Signal.ERROR_RATIO, 0.18, 0.002, 35.0)), flat_frame(), state(current, previous)
+    )
     assert result.cause == Cause.BAD_RELEASE
     assert "-1 min" not in result.explanation
 
 
 # ---- crash_loop ------------------------------------------------------------------------
+
 
 def test_restarts_without_memory_is_a_crash_loop() -> None:
     frame = flat_frame(restarts=np.where(np.arange(SAMPLES) > 20, 4.0, 0.0))
@@ -176,12 +207,16 @@ def test_restarts_without_memory_is_a_crash_loop() -> None:
 
 def test_restarts_with_climbing_memory_is_a_memory_leak_not_a_crash_loop() -> None:
     frame = flat_frame(memory=np.linspace(0.40, 0.70, SAMPLES))
-    result = explain(finding(up(Signal.MEMORY, 0.70, 0.40, 30.0),
-                             up(Signal.RESTARTS, 4.0, 0.0, 8.0)), frame, LONG_RUNNING)
+    result = explain(
+        finding(up(Signal.MEMORY, 0.70, 0.40, 30.0), up(Signal.RESTARTS, 4.0, 0.0, 8.0)),
+        frame,
+        LONG_RUNNING,
+    )
     assert result.cause == Cause.MEMORY_LEAK
 
 
 # ---- unknown ---------------------------------------------------------------------------
+
 
 def test_an_unrelated_deviation_is_unknown_and_unsure() -> None:
     down = SignalDeviation(Signal.READY_RATIO, 0.5, 1.0, -10.0, Direction.DOWN)
@@ -192,8 +227,11 @@ def test_an_unrelated_deviation_is_unknown_and_unsure() -> None:
 
 
 def test_weak_deviations_are_unknown() -> None:
-    result = explain(finding(up(Signal.CPU, 0.6, 0.5, 3.5), up(Signal.LATENCY_P99, 0.1, 0.08, 3.2)),
-                     flat_frame(), LONG_RUNNING)
+    result = explain(
+        finding(up(Signal.CPU, 0.6, 0.5, 3.5), up(Signal.LATENCY_P99, 0.1, 0.08, 3.2)),
+        flat_frame(),
+        LONG_RUNNING,
+    )
     assert result.cause == Cause.UNKNOWN
     assert result.confidence < 0.5
 

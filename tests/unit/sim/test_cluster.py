@@ -34,14 +34,30 @@ STEP_S = 15.0
 MAX_SURGE, MAX_UNAVAILABLE = 1, 0
 
 
-def scenario(*events: Event, replicas: int = 4, images: dict[str, Behaviour] | None = None,
-             base_rps: float = 40.0) -> Scenario:
+def scenario(
+    *events: Event,
+    replicas: int = 4,
+    images: dict[str, Behaviour] | None = None,
+    base_rps: float = 40.0,
+) -> Scenario:
     return Scenario(
-        name="unit", description="one workload", start=datetime(2026, 3, 2, 11, 0, tzinfo=UTC),
-        step_s=STEP_S, seed=3, images=images or {},
-        workloads=[WorkloadSpec(name=NAME, namespace=NS, replicas=replicas, image=IMAGE_V1,
-                                traffic=Traffic(base_rps=base_rps, bursts_per_h=0))],
-        events=list(events))
+        name="unit",
+        description="one workload",
+        start=datetime(2026, 3, 2, 11, 0, tzinfo=UTC),
+        step_s=STEP_S,
+        seed=3,
+        images=images or {},
+        workloads=[
+            WorkloadSpec(
+                name=NAME,
+                namespace=NS,
+                replicas=replicas,
+                image=IMAGE_V1,
+                traffic=Traffic(base_rps=base_rps, bursts_per_h=0),
+            )
+        ],
+        events=list(events),
+    )
 
 
 @pytest.fixture
@@ -63,16 +79,20 @@ def ready(pod: dict[str, Any]) -> bool:
 
 def revisions(cluster: Cluster) -> dict[str, str]:
     """ReplicaSet name -> revision annotation."""
-    return {rs["metadata"]["name"]: rs["metadata"]["annotations"][REVISION]
-            for rs in cluster.list_objects("replicasets", NS)}
+    return {
+        rs["metadata"]["name"]: rs["metadata"]["annotations"][REVISION]
+        for rs in cluster.list_objects("replicasets", NS)
+    }
 
 
 def rollout_complete(dep: dict[str, Any]) -> bool:
     status, replicas = dep["status"], dep["spec"]["replicas"]
-    return (status.get("observedGeneration") == dep["metadata"]["generation"]
-            and status.get("updatedReplicas") == replicas
-            and status.get("availableReplicas") == replicas
-            and status.get("replicas") == replicas)
+    return (
+        status.get("observedGeneration") == dep["metadata"]["generation"]
+        and status.get("updatedReplicas") == replicas
+        and status.get("availableReplicas") == replicas
+        and status.get("replicas") == replicas
+    )
 
 
 def roll_to(cluster: Cluster, image: str, max_steps: int = 60) -> list[tuple[int, int]]:
@@ -95,6 +115,7 @@ def signal(cluster: Cluster, name: Signal) -> np.ndarray[Any, np.dtype[np.float6
 
 # ---- start-up --------------------------------------------------------------------------
 
+
 def test_default_scenario_starts_with_every_pod_ready(cluster: Cluster) -> None:
     for spec in cluster.scenario.workloads:
         pods = cluster.pods_of(spec.namespace, spec.name)
@@ -111,6 +132,7 @@ def test_small_scenario_starts_with_one_replicaset_at_revision_1(small: Cluster)
 
 
 # ---- rolling updates -------------------------------------------------------------------
+
 
 def test_image_change_creates_a_replicaset_at_revision_2(small: Cluster) -> None:
     small.patch_deployment(NS, NAME, image_patch(IMAGE_V2), STRATEGIC_MERGE_PATCH)
@@ -136,20 +158,35 @@ def test_rollout_completes_within_surge_and_unavailability_bounds(small: Cluster
     assert {p["spec"]["containers"][0]["image"] for p in pods} == {IMAGE_V2}
 
 
-@pytest.mark.parametrize(("replicas", "surge", "unavailable", "bound_surge", "bound_unavailable"), [
-    (4, "25%", "25%", 1, 1),
-    (10, "25%", "25%", 3, 2),
-    (4, 0, 1, 0, 1),
-    (3, 2, 1, 2, 1),
-    (5, "50%", "0%", 3, 0),
-    (1, 1, 0, 1, 0),
-])
+@pytest.mark.parametrize(
+    ("replicas", "surge", "unavailable", "bound_surge", "bound_unavailable"),
+    [
+        (4, "25%", "25%", 1, 1),
+        (10, "25%", "25%", 3, 2),
+        (4, 0, 1, 0, 1),
+        (3, 2, 1, 2, 1),
+        (5, "50%", "0%", 3, 0),
+        (1, 1, 0, 1, 0),
+    ],
+)
 def test_rollout_respects_the_strategy_in_the_spec(
-        replicas: int, surge: int | str, unavailable: int | str, bound_surge: int,
-        bound_unavailable: int) -> None:
+    replicas: int,
+    surge: int | str,
+    unavailable: int | str,
+    bound_surge: int,
+    bound_unavailable: int,
+) -> None:
     cluster = Cluster(scenario(replicas=replicas))
-    cluster.patch_deployment(NS, NAME, {"spec": {"strategy": {"rollingUpdate": {
-        "maxSurge": surge, "maxUnavailable": unavailable}}}}, STRATEGIC_MERGE_PATCH)
+    cluster.patch_deployment(
+        NS,
+        NAME,
+        {
+            "spec": {
+                "strategy": {"rollingUpdate": {"maxSurge": surge, "maxUnavailable": unavailable}}
+            }
+        },
+        STRATEGIC_MERGE_PATCH,
+    )
     for pods, ready_pods in roll_to(cluster, IMAGE_V2):
         assert pods <= replicas + bound_surge
         assert ready_pods >= replicas - bound_unavailable
@@ -158,8 +195,10 @@ def test_rollout_respects_the_strategy_in_the_spec(
 
 def test_rollout_scales_the_old_replicaset_to_zero_and_keeps_it(small: Cluster) -> None:
     roll_to(small, IMAGE_V2)
-    by_revision = {rs["metadata"]["annotations"][REVISION]: rs["spec"]["replicas"]
-                   for rs in small.list_objects("replicasets", NS)}
+    by_revision = {
+        rs["metadata"]["annotations"][REVISION]: rs["spec"]["replicas"]
+        for rs in small.list_objects("replicasets", NS)
+    }
     assert by_revision == {"1": 0, "2": deployment(small)["spec"]["replicas"]}
 
 
@@ -172,7 +211,8 @@ def test_reverting_the_image_reuses_revision_1_renumbered_to_3(small: Cluster) -
     assert after[original] == "3"
     assert sorted(after.values()) == ["2", "3"]
     assert {p["metadata"]["labels"]["pod-template-hash"] for p in small.pods_of(NS, NAME)} == {
-        small.get_object("replicasets", NS, original)["metadata"]["labels"]["pod-template-hash"]}
+        small.get_object("replicasets", NS, original)["metadata"]["labels"]["pod-template-hash"]
+    }
 
 
 def test_observed_generation_lags_until_the_next_advance(small: Cluster) -> None:
@@ -186,8 +226,9 @@ def test_observed_generation_lags_until_the_next_advance(small: Cluster) -> None
 
 def test_metadata_only_change_does_not_bump_generation(small: Cluster) -> None:
     before = deployment(small)
-    patched = small.patch_deployment(NS, NAME, {"metadata": {"annotations": {"note": "x"}}},
-                                     MERGE_PATCH)
+    patched = small.patch_deployment(
+        NS, NAME, {"metadata": {"annotations": {"note": "x"}}}, MERGE_PATCH
+    )
     assert patched["metadata"]["generation"] == before["metadata"]["generation"]
     assert int(patched["metadata"]["resourceVersion"]) > int(before["metadata"]["resourceVersion"])
 
@@ -226,6 +267,7 @@ def test_resumed_deployment_rolls_out_the_template_changed_while_paused(small: C
 
 # ---- scale -----------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("replicas", [6, 1, 0])
 def test_patch_scale_changes_the_number_of_pods(small: Cluster, replicas: int) -> None:
     scale = small.patch_scale(NS, NAME, {"spec": {"replicas": replicas}}, MERGE_PATCH)
@@ -249,11 +291,13 @@ def test_scale_bumps_generation_but_makes_no_new_revision(small: Cluster) -> Non
 
 # ---- dry run, conflicts, validation ----------------------------------------------------
 
+
 def test_dry_run_patch_answers_as_if_applied_and_changes_nothing(small: Cluster) -> None:
     before = deployment(small)
     store_version = small.store.resource_version
-    answer = small.patch_deployment(NS, NAME, image_patch(IMAGE_V2), STRATEGIC_MERGE_PATCH,
-                                    dry_run=True)
+    answer = small.patch_deployment(
+        NS, NAME, image_patch(IMAGE_V2), STRATEGIC_MERGE_PATCH, dry_run=True
+    )
     assert answer["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE_V2
     assert answer["metadata"]["generation"] == 2
     assert deployment(small) == before
@@ -303,8 +347,12 @@ def test_patch_naming_a_stale_resource_version_is_409(small: Cluster) -> None:
     stale_version = deployment(small)["metadata"]["resourceVersion"]
     small.patch_scale(NS, NAME, {"spec": {"replicas": 5}}, MERGE_PATCH)
     with pytest.raises(ApiError) as caught:
-        small.patch_deployment(NS, NAME, {"metadata": {"resourceVersion": stale_version},
-                                          "spec": {"replicas": 1}}, MERGE_PATCH)
+        small.patch_deployment(
+            NS,
+            NAME,
+            {"metadata": {"resourceVersion": stale_version}, "spec": {"replicas": 1}},
+            MERGE_PATCH,
+        )
     assert caught.value.code == 409
 
 
@@ -321,8 +369,9 @@ def test_patch_scale_with_invalid_replicas_is_422(small: Cluster, replicas: Any)
 def test_deployment_with_invalid_replicas_is_422(small: Cluster, replicas: Any) -> None:
     before = deployment(small)
     with pytest.raises(ApiError) as caught:
-        small.patch_deployment(NS, NAME, [{"op": "replace", "path": "/spec/replicas",
-                                           "value": replicas}], JSON_PATCH)
+        small.patch_deployment(
+            NS, NAME, [{"op": "replace", "path": "/spec/replicas", "value": replicas}], JSON_PATCH
+        )
     assert caught.value.code == 422
     assert "spec.replicas" in caught.value.message
     body = deployment(small)
@@ -335,20 +384,28 @@ def test_deployment_with_invalid_replicas_is_422(small: Cluster, replicas: Any) 
 
 def test_changing_the_selector_is_422(small: Cluster) -> None:
     with pytest.raises(ApiError) as caught:
-        small.patch_deployment(NS, NAME, {"spec": {"selector": {"matchLabels": {"app": "x"}}}},
-                               MERGE_PATCH)
+        small.patch_deployment(
+            NS, NAME, {"spec": {"selector": {"matchLabels": {"app": "x"}}}}, MERGE_PATCH
+        )
     assert caught.value.code == 422
 
 
 # ---- faults ----------------------------------------------------------------------------
 
+
 def test_memory_leak_left_alone_ends_in_oom_kill_and_restart() -> None:
-    leak = Event(at_s=30, kind="memory_leak", workload=f"{NS}/{NAME}",
-                 bytes_per_s=4 * 2**20, expect="restart")
+    leak = Event(
+        at_s=30,
+        kind="memory_leak",
+        workload=f"{NS}/{NAME}",
+        bytes_per_s=4 * 2**20,
+        expect="restart",
+    )
     cluster = Cluster(scenario(leak))
     cluster.advance(30)
-    assert all(p["status"]["containerStatuses"][0]["restartCount"] == 0
-               for p in cluster.pods_of(NS, NAME))
+    assert all(
+        p["status"]["containerStatuses"][0]["restartCount"] == 0 for p in cluster.pods_of(NS, NAME)
+    )
     cluster.advance(240)  # 312 MiB of headroom at 4 MiB/s: OOM-killed after ~80 s
     statuses = [p["status"]["containerStatuses"][0] for p in cluster.pods_of(NS, NAME)]
     assert all(s["restartCount"] >= 1 for s in statuses), statuses
@@ -360,26 +417,26 @@ def test_memory_leak_left_alone_ends_in_oom_kill_and_restart() -> None:
 def test_no_restarts_without_a_fault(small: Cluster) -> None:
     small.advance(600)
     assert np.nanmax(signal(small, Signal.RESTARTS)) == 0
-    assert all(p["status"]["containerStatuses"][0]["restartCount"] == 0
-               for p in small.pods_of(NS, NAME))
+    assert all(
+        p["status"]["containerStatuses"][0]["restartCount"] == 0 for p in small.pods_of(NS, NAME)
+    )
 
 
 def test_overload_raises_cpu_and_latency() -> None:
-    surge = Event(at_s=300, kind="overload", workload=f"{NS}/{NAME}", factor=4.0, ramp_s=60,
-                  expect="scale")
+    surge = Event(
+        at_s=300, kind="overload", workload=f"{NS}/{NAME}", factor=4.0, ramp_s=60, expect="scale"
+    )
     cluster = Cluster(scenario(surge))
     cluster.advance(900)
     before, after = slice(0, 19), slice(30, None)  # the surge starts at sample 19, full by 23
-    for name, factor in ((Signal.REQUEST_RATE, 3.0), (Signal.CPU, 3.0),
-                         (Signal.LATENCY_P99, 1.2)):
+    for name, factor in ((Signal.REQUEST_RATE, 3.0), (Signal.CPU, 3.0), (Signal.LATENCY_P99, 1.2)):
         series = signal(cluster, name)
         assert np.nanmean(series[after]) > factor * np.nanmean(series[before]), name
 
 
 def test_bad_release_raises_error_ratio_after_the_rollout() -> None:
     bad = "registry.local/shop/web:1.1-bad"
-    release = Event(at_s=300, kind="release", workload=f"{NS}/{NAME}", image=bad,
-                    expect="rollback")
+    release = Event(at_s=300, kind="release", workload=f"{NS}/{NAME}", image=bad, expect="rollback")
     cluster = Cluster(scenario(release, images={bad: Behaviour(error_ratio=0.2)}))
     cluster.advance(300)  # the release is applied on the last of these steps
     errors_before = signal(cluster, Signal.ERROR_RATIO)
@@ -407,11 +464,16 @@ def test_samples_have_one_row_per_step_in_signal_order(small: Cluster) -> None:
 
 # ---- metrics exposition ----------------------------------------------------------------
 
+
 def test_metrics_contain_the_families_healer_queries(cluster: Cluster) -> None:
     cluster.advance(60)
     text = render_metrics(cluster)
-    for family in ("kube_deployment_spec_replicas", "container_memory_working_set_bytes",
-                   "kube_pod_owner", "http_requests_total"):
+    for family in (
+        "kube_deployment_spec_replicas",
+        "container_memory_working_set_bytes",
+        "kube_pod_owner",
+        "http_requests_total",
+    ):
         assert f"# TYPE {family} " in text, family
         assert any(line.startswith(family + "{") for line in text.splitlines()), family
     assert "# TYPE http_request_duration_seconds histogram" in text
@@ -442,6 +504,7 @@ def test_latency_histogram_buckets_are_cumulative_and_inf_equals_count(small: Cl
 
 # ---- scenarios -------------------------------------------------------------------------
 
+
 def test_load_unknown_scenario_names_the_known_ones() -> None:
     with pytest.raises(ConfigError, match=r"'nope'.*default"):
         load_scenario("nope")
@@ -451,7 +514,8 @@ def test_load_scenario_file_with_an_unknown_field_names_file_and_field(tmp_path:
     path = tmp_path / "mine.yaml"
     path.write_text(
         "name: mine\ndescription: d\nstart: 2026-03-02T11:00:00Z\n"
-        "workloads:\n  - {name: web, image: 'web:1', replicaz: 3, traffic: {base_rps: 5}}\n")
+        "workloads:\n  - {name: web, image: 'web:1', replicaz: 3, traffic: {base_rps: 5}}\n"
+    )
     with pytest.raises(ConfigError) as caught:
         load_scenario(str(path))
     message = str(caught.value)
@@ -461,16 +525,20 @@ def test_load_scenario_file_with_an_unknown_field_names_file_and_field(tmp_path:
 
 def test_load_scenario_file_with_an_unknown_top_level_field(tmp_path: Path) -> None:
     path = tmp_path / "mine.yml"
-    path.write_text("name: mine\ndescription: d\nstart: 2026-03-02T11:00:00Z\ncolour: red\n"
-                    "workloads: [{name: web, image: 'web:1', traffic: {base_rps: 5}}]\n")
+    path.write_text(
+        "name: mine\ndescription: d\nstart: 2026-03-02T11:00:00Z\ncolour: red\n"
+        "workloads: [{name: web, image: 'web:1', traffic: {base_rps: 5}}]\n"
+    )
     with pytest.raises(ConfigError, match=r"mine\.yml.*colour"):
         load_scenario(str(path))
 
 
 def test_load_scenario_file_round_trips(tmp_path: Path) -> None:
     path = tmp_path / "ok.yaml"
-    path.write_text("name: ok\ndescription: d\nstart: 2026-03-02T11:00:00Z\n"
-                    "workloads: [{name: web, image: 'web:1', traffic: {base_rps: 5}}]\n")
+    path.write_text(
+        "name: ok\ndescription: d\nstart: 2026-03-02T11:00:00Z\n"
+        "workloads: [{name: web, image: 'web:1', traffic: {base_rps: 5}}]\n"
+    )
     loaded = load_scenario(str(path))
     assert loaded.name == "ok"
     assert loaded.workloads[0].replicas == 3

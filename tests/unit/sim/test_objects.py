@@ -28,15 +28,27 @@ NOW = datetime(2026, 3, 2, 11, 0, tzinfo=UTC)
 
 def deployment(name: str = "web", namespace: str = "shop") -> dict[str, Any]:
     return {
-        "apiVersion": "apps/v1", "kind": "Deployment",
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
         "metadata": {"name": name, "namespace": namespace, "labels": {"app": name}},
         "spec": {
             "replicas": 3,
-            "template": {"spec": {"containers": [
-                {"name": "web", "image": "web:1", "args": ["--a", "--b"],
-                 "env": [{"name": "MODE", "value": "prod"}, {"name": "DEBUG", "value": "0"}]},
-                {"name": "sidecar", "image": "proxy:1"},
-            ]}},
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "image": "web:1",
+                            "args": ["--a", "--b"],
+                            "env": [
+                                {"name": "MODE", "value": "prod"},
+                                {"name": "DEBUG", "value": "0"},
+                            ],
+                        },
+                        {"name": "sidecar", "image": "proxy:1"},
+                    ]
+                }
+            },
         },
     }
 
@@ -77,7 +89,8 @@ def test_merge_patch_null_deletes_nested_key_and_keeps_siblings() -> None:
     target = {"metadata": {"annotations": {"a": "1", "b": "2"}, "labels": {"x": "y"}}}
     patch = {"metadata": {"annotations": {"a": None}}}
     assert merge_patch(target, patch) == {
-        "metadata": {"annotations": {"b": "2"}, "labels": {"x": "y"}}}
+        "metadata": {"annotations": {"b": "2"}, "labels": {"x": "y"}}
+    }
 
 
 def test_merge_patch_does_not_modify_its_inputs() -> None:
@@ -90,13 +103,15 @@ def test_merge_patch_does_not_modify_its_inputs() -> None:
 
 
 def test_merge_patch_replaces_containers_list_whole() -> None:
-    patched = merge_patch(deployment(), {"spec": {"template": {"spec": {"containers": [
-        {"name": "web", "image": "web:2"}]}}}})
-    assert patched["spec"]["template"]["spec"]["containers"] == [
-        {"name": "web", "image": "web:2"}]
+    patched = merge_patch(
+        deployment(),
+        {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}}}},
+    )
+    assert patched["spec"]["template"]["spec"]["containers"] == [{"name": "web", "image": "web:2"}]
 
 
 # ---- strategic_merge_patch -------------------------------------------------------------
+
 
 def containers(obj: Any) -> list[dict[str, Any]]:
     return obj["spec"]["template"]["spec"]["containers"]
@@ -119,12 +134,26 @@ def test_strategic_merge_patch_appends_a_container_with_a_new_name() -> None:
 
 
 def test_strategic_merge_patch_merges_env_by_name_inside_a_container() -> None:
-    patch = {"spec": {"template": {"spec": {"containers": [
-        {"name": "web", "env": [{"name": "DEBUG", "value": "1"}, {"name": "NEW", "value": "x"}]},
-    ]}}}}
+    patch = {
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "name": "web",
+                            "env": [{"name": "DEBUG", "value": "1"}, {"name": "NEW", "value": "x"}],
+                        },
+                    ]
+                }
+            }
+        }
+    }
     web = containers(strategic_merge_patch(deployment(), patch))[0]
-    assert web["env"] == [{"name": "MODE", "value": "prod"}, {"name": "DEBUG", "value": "1"},
-                          {"name": "NEW", "value": "x"}]
+    assert web["env"] == [
+        {"name": "MODE", "value": "prod"},
+        {"name": "DEBUG", "value": "1"},
+        {"name": "NEW", "value": "x"},
+    ]
 
 
 def test_strategic_merge_patch_replaces_other_lists_whole() -> None:
@@ -134,10 +163,16 @@ def test_strategic_merge_patch_replaces_other_lists_whole() -> None:
 
 
 def test_strategic_merge_patch_ignores_dollar_directives() -> None:
-    patch = {"$retainKeys": ["spec"], "spec": {"$patch": "replace", "replicas": 4,
-                                                "template": {"spec": {"containers": [
-                                                    {"name": "web", "$patch": "merge",
-                                                     "image": "web:3"}]}}}}
+    patch = {
+        "$retainKeys": ["spec"],
+        "spec": {
+            "$patch": "replace",
+            "replicas": 4,
+            "template": {
+                "spec": {"containers": [{"name": "web", "$patch": "merge", "image": "web:3"}]}
+            },
+        },
+    }
     patched = strategic_merge_patch(deployment(), patch)
     expected = deployment()
     expected["spec"]["replicas"] = 4
@@ -153,12 +188,29 @@ def test_strategic_merge_patch_null_deletes() -> None:
 def test_strategic_merge_patch_does_not_modify_the_target() -> None:
     target = deployment()
     before = copy.deepcopy(target)
-    strategic_merge_patch(target, {"spec": {"template": {"spec": {"containers": [
-        {"name": "web", "image": "web:2", "env": [{"name": "MODE", "value": "dev"}]}]}}}})
+    strategic_merge_patch(
+        target,
+        {
+            "spec": {
+                "template": {
+                    "spec": {
+                        "containers": [
+                            {
+                                "name": "web",
+                                "image": "web:2",
+                                "env": [{"name": "MODE", "value": "dev"}],
+                            }
+                        ]
+                    }
+                }
+            }
+        },
+    )
     assert target == before
 
 
 # ---- apply_patch -----------------------------------------------------------------------
+
 
 def test_apply_patch_merge_patch_replaces_containers_list() -> None:
     body = {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}}}}
@@ -170,13 +222,17 @@ def test_apply_patch_strategic_merge_patch_keeps_other_containers() -> None:
     body = {"spec": {"template": {"spec": {"containers": [{"name": "web", "image": "web:2"}]}}}}
     patched = apply_patch(deployment(), body, STRATEGIC_MERGE_PATCH)
     assert [(c["name"], c["image"]) for c in containers(patched)] == [
-        ("web", "web:2"), ("sidecar", "proxy:1")]
+        ("web", "web:2"),
+        ("sidecar", "proxy:1"),
+    ]
 
 
 def test_apply_patch_json_patch_applies_operations() -> None:
-    body = [{"op": "replace", "path": "/spec/replicas", "value": 7},
-            {"op": "add", "path": "/metadata/labels/tier", "value": "backend"},
-            {"op": "remove", "path": "/spec/template/spec/containers/1"}]
+    body = [
+        {"op": "replace", "path": "/spec/replicas", "value": 7},
+        {"op": "add", "path": "/metadata/labels/tier", "value": "backend"},
+        {"op": "remove", "path": "/spec/template/spec/containers/1"},
+    ]
     patched = apply_patch(deployment(), body, JSON_PATCH)
     assert patched["spec"]["replicas"] == 7
     assert patched["metadata"]["labels"] == {"app": "web", "tier": "backend"}
@@ -184,13 +240,13 @@ def test_apply_patch_json_patch_applies_operations() -> None:
 
 
 def test_apply_patch_accepts_a_charset_parameter_in_the_content_type() -> None:
-    patched = apply_patch(deployment(), {"spec": {"replicas": 1}},
-                          f"{MERGE_PATCH}; charset=utf-8")
+    patched = apply_patch(deployment(), {"spec": {"replicas": 1}}, f"{MERGE_PATCH}; charset=utf-8")
     assert patched["spec"]["replicas"] == 1
 
 
-@pytest.mark.parametrize("content_type", [
-    "application/json", "application/apply-patch+yaml", "text/plain", ""])
+@pytest.mark.parametrize(
+    "content_type", ["application/json", "application/apply-patch+yaml", "text/plain", ""]
+)
 def test_apply_patch_other_content_types_are_415(content_type: str) -> None:
     with pytest.raises(ApiError) as caught:
         apply_patch(deployment(), {"spec": {"replicas": 1}}, content_type)
@@ -199,13 +255,17 @@ def test_apply_patch_other_content_types_are_415(content_type: str) -> None:
     assert MERGE_PATCH in caught.value.message
 
 
-@pytest.mark.parametrize("body", [
-    [{"op": "test", "path": "/spec/replicas", "value": 99}],
-    [{"op": "remove", "path": "/spec/missing"}],
-    [{"op": "replace", "path": "/nothing/here", "value": 1}],
-    [{"op": "frobnicate", "path": "/spec/replicas"}],
-    [{"op": "add", "path": "no-leading-slash", "value": 1}],
-], ids=["failed-test", "remove-missing", "replace-missing", "unknown-op", "bad-pointer"])
+@pytest.mark.parametrize(
+    "body",
+    [
+        [{"op": "test", "path": "/spec/replicas", "value": 99}],
+        [{"op": "remove", "path": "/spec/missing"}],
+        [{"op": "replace", "path": "/nothing/here", "value": 1}],
+        [{"op": "frobnicate", "path": "/spec/replicas"}],
+        [{"op": "add", "path": "no-leading-slash", "value": 1}],
+    ],
+    ids=["failed-test", "remove-missing", "replace-missing", "unknown-op", "bad-pointer"],
+)
 def test_apply_patch_failing_json_patch_is_422(body: list[dict[str, Any]]) -> None:
     with pytest.raises(ApiError) as caught:
         apply_patch(deployment(), body, JSON_PATCH)
@@ -216,8 +276,10 @@ def test_apply_patch_failing_json_patch_is_422(body: list[dict[str, Any]]) -> No
 def test_apply_patch_failing_json_patch_leaves_the_object_unchanged() -> None:
     obj = deployment()
     before = copy.deepcopy(obj)
-    body = [{"op": "replace", "path": "/spec/replicas", "value": 9},
-            {"op": "test", "path": "/spec/replicas", "value": 3}]
+    body = [
+        {"op": "replace", "path": "/spec/replicas", "value": 9},
+        {"op": "test", "path": "/spec/replicas", "value": 3},
+    ]
     with pytest.raises(ApiError):
         apply_patch(obj, body, JSON_PATCH)
     assert obj == before
@@ -240,25 +302,28 @@ def test_apply_patch_result_that_is_not_an_object_is_422() -> None:
 LABELS = {"app": "web", "tier": "backend", "track": "stable"}
 
 
-@pytest.mark.parametrize(("selector", "matches"), [
-    (None, True),
-    ("", True),
-    ("app=web", True),
-    ("app=db", False),
-    ("app==web", True),
-    ("app==db", False),
-    ("app!=db", True),
-    ("app!=web", False),
-    ("canary!=true", True),
-    ("tier", True),
-    ("canary", False),
-    ("!canary", True),
-    ("!tier", False),
-    ("app=web,tier=backend", True),
-    ("app=web,tier=frontend", False),
-    ("app = web , !canary , track", True),
-    ("app=web,!track", False),
-])
+@pytest.mark.parametrize(
+    ("selector", "matches"),
+    [
+        (None, True),
+        ("", True),
+        ("app=web", True),
+        ("app=db", False),
+        ("app==web", True),
+        ("app==db", False),
+        ("app!=db", True),
+        ("app!=web", False),
+        ("canary!=true", True),
+        ("tier", True),
+        ("canary", False),
+        ("!canary", True),
+        ("!tier", False),
+        ("app=web,tier=backend", True),
+        ("app=web,tier=frontend", False),
+        ("app = web , !canary , track", True),
+        ("app=web,!track", False),
+    ],
+)
 def test_label_selector_matches(selector: str | None, matches: bool) -> None:
     assert label_selector_matches(selector, LABELS) is matches
 
@@ -266,25 +331,29 @@ def test_label_selector_matches(selector: str | None, matches: bool) -> None:
 POD = {"metadata": {"name": "web-abc", "namespace": "shop"}}
 
 
-@pytest.mark.parametrize(("selector", "matches"), [
-    (None, True),
-    ("", True),
-    ("metadata.name=web-abc", True),
-    ("metadata.name==web-abc", True),
-    ("metadata.name=other", False),
-    ("metadata.name!=other", True),
-    ("metadata.name!=web-abc", False),
-    ("metadata.namespace=shop", True),
-    ("metadata.namespace=web", False),
-    ("metadata.namespace=shop,metadata.name=web-abc", True),
-    ("metadata.namespace=shop,metadata.name=other", False),
-])
+@pytest.mark.parametrize(
+    ("selector", "matches"),
+    [
+        (None, True),
+        ("", True),
+        ("metadata.name=web-abc", True),
+        ("metadata.name==web-abc", True),
+        ("metadata.name=other", False),
+        ("metadata.name!=other", True),
+        ("metadata.name!=web-abc", False),
+        ("metadata.namespace=shop", True),
+        ("metadata.namespace=web", False),
+        ("metadata.namespace=shop,metadata.name=web-abc", True),
+        ("metadata.namespace=shop,metadata.name=other", False),
+    ],
+)
 def test_field_selector_matches(selector: str | None, matches: bool) -> None:
     assert field_selector_matches(selector, POD) is matches
 
 
-@pytest.mark.parametrize("selector", ["spec.nodeName=node-1", "status.phase=Running",
-                                      "metadata.uid=x"])
+@pytest.mark.parametrize(
+    "selector", ["spec.nodeName=node-1", "status.phase=Running", "metadata.uid=x"]
+)
 def test_field_selector_on_other_fields_is_400(selector: str) -> None:
     with pytest.raises(ApiError) as caught:
         field_selector_matches(selector, POD)
@@ -294,6 +363,7 @@ def test_field_selector_on_other_fields_is_400(selector: str) -> None:
 
 
 # ---- ObjectStore -----------------------------------------------------------------------
+
 
 def test_store_create_sets_metadata() -> None:
     store = new_store()
@@ -378,13 +448,17 @@ def test_store_list_filters_by_namespace_and_sorts() -> None:
     store = new_store()
     for ns, name in (("b", "z"), ("a", "y"), ("b", "a")):
         store.create("pods", deployment(name, ns), now=NOW)
-    assert [(o["metadata"]["namespace"], o["metadata"]["name"])
-            for o in store.list("pods")] == [("a", "y"), ("b", "a"), ("b", "z")]
+    assert [(o["metadata"]["namespace"], o["metadata"]["name"]) for o in store.list("pods")] == [
+        ("a", "y"),
+        ("b", "a"),
+        ("b", "z"),
+    ]
     assert [o["metadata"]["name"] for o in store.list("pods", "b")] == ["a", "z"]
     assert store.list("services") == []
 
 
 # ---- check_resource_version and Status ------------------------------------------------
+
 
 def test_check_resource_version_stale_is_409_conflict() -> None:
     store = new_store()
@@ -408,5 +482,11 @@ def test_check_resource_version_current_or_absent_passes() -> None:
 def test_api_error_status_is_a_kubernetes_status_body() -> None:
     error = ApiError(404, "NotFound", 'deployments "ghost" not found')
     assert error.status() == {
-        "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
-        "message": 'deployments "ghost" not found', "reason": "NotFound", "code": 404}
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Failure",
+        "message": 'deployments "ghost" not found',
+        "reason": "NotFound",
+        "code": 404,
+    }

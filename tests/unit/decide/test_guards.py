@@ -1,0 +1,371 @@
+"""Each guard passing and blocking, with the detail an operator reads; mode resolution."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from healer.config import GuardSettings
+from healer.decide import guards
+from healer.decide.guards import Check, ScaleTarget
+from healer.types import (
+    ActionHistory,
+    ActionKind,
+    GuardResult,
+    HpaState,
+    Mode,
+    Revision,
+    WorkloadRef,
+    WorkloadState,
+)
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+CART = WorkloadRef("shop", "Deployment", "cart")
+NO_HISTORY = ActionHistory(last_action_at={}, recent_action_times=(), in_flight=0)
+
+
+def revision(number: int) -> Revision:
+    return Revision(number, f"cart-{number}", NOW - timedelta(days=number), (f"cart:{number}",))
+
+
+def state(**changes: object) -> WorkloadState:
+    base = WorkloadState(
+        workload=CART,
+        replicas=3,
+        ready_replicas=3,
+        updated_replicas=3,
+        available_replicas=3,
+        generation=4,
+        observed_generation=4,
+        paused=False,
+        revisions=(revision(4), revision(3)),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]  # test helper, fields vary
+
+
+def check(
+    action: ActionKind = ActionKind.RESTART,
+    *,
+    workload_state: WorkloadState | None = None,
+    settings: GuardSettings | None = None,
+    history: ActionHistory = NO_HISTORY,
+    anomalous: int = 1,
+    watched: int = 10,
+) -> Check:
+    return Check(
+        action,
+        workload_state or state(),
+        settings or GuardSettings(),
+        history,
+        anomalous,
+        watched,
+        NOW,
+    )
+
+
+# ---- namespace --------------------------------------------------------------------------
+
+
+def test_namespace_allowed_by_default() -> None:
+    assert guards.namespace(check()) == GuardResult("namespace", True, "namespace shop is allowed")
+
+
+def test_namespace_denied() -> None:
+    kube = state(workload=WorkloadRef("kube-system", "Deployment", "coredns"))
+
+    result = guards.namespace(check(workload_state=kube))
+
+    assert result == GuardResult("namespace", False, "namespace kube-system is denied")
+
+
+def test_namespace_not_in_allow_list() -> None:
+    settings = GuardSettings(allowed_namespaces=("payments", "search"))
+
+    result = guards.namespace(check(settings=settings))
+
+    assert result == GuardResult(
+        "namespace", False, "namespace shop is not allowed (only payments, search)"
+    )
+
+
+def test_deny_list_wins_over_allow_list() -> None:
+    settings = GuardSettings(allowed_namespaces=("shop",), denied_namespaces=("shop",))
+
+    assert not guards.namespace(check(settings=settings)).passed
+
+
+# ---- opt_out ----------------------------------------------------------------------------
+
+
+def test_opt_out_annotation_blocks() -> None:
+    opted_out = state(annotations={"healer.io/enabled": "false"})
+
+    result = guards.opt_out(check(workload_state=opted_out))
+
+    assert result == GuardResult("opt_out", False, 'shop/cart has healer.io/enabled: "false"')
+
+
+@pytest.mark.parametrize("annotations", [{}, {"healer.io/enabled": "true"}])
+def test_no_opt_out_passes(annotations: dict[str, str]) -> None:
+    result = guards.opt_out(check(workload_state=state(annotations=annotations)))
+
+    assert result == GuardResult("opt_out", True, "shop/cart has not opted out")
+
+
+# ---- cooldown ---------------------------------------------------------------------------
+
+
+def test_cooldown_blocks_a_recent_action() -> None:
+    history = replace(NO_HISTORY, last_action_at={CART: NOW - timedelta(minutes=4)})
+
+    result = guards.cooldown(check(history=history))
+
+    assert result == GuardResult("cooldown", False, "last action on shop/cart 4m ago, cooldown 15m")
+
+
+def test_cooldown_passes_once_elapsed() -> None:
+    history = replace(NO_HISTORY, last_action_at={CART: NOW - timedelta(minutes=15)})
+
+    result = guards.cooldown(check(history=history))
+
+    assert result == GuardResult("cooldown", True, "last action on shop/cart 15m ago, cooldown 15m")
+
+
+def test_cooldown_ignores_other_workloads() -> None:
+    other = WorkloadRef("shop", "Deployment", "search")
+    history = replace(NO_HISTORY, last_action_at={other: NOW})
+
+    result = guards.cooldown(check(history=history))
+
+    assert result == GuardResult("cooldown", True, "no earlier action on shop/cart")
+
+
+# ---- rate_limit -------------------------------------------------------------------------
+
+
+def test_rate_limit_blocks_at_the_cap() -> None:
+    times = tuple(NOW - timedelta(minutes=m) for m in (1, 10, 59))
+    history = replace(NO_HISTORY, recent_action_times=times)
+
+    result = guards.rate_limit(check(settings=GuardSettings(max_actions_per_window=3), history=history))
+
+    assert result == GuardResult("rate_limit", False, "3 actions in the last 1h, limit 3")
+
+
+def test_rate_limit_counts_only_the_window() -> None:
+    times = (NOW - timedelta(minutes=5), NOW - timedelta(minutes=61), NOW - timedelta(hours=3))
+    history = replace(NO_HISTORY, recent_action_times=times)
+
+    result = guards.rate_limit(check(settings=GuardSettings(max_actions_per_window=2), history=history))
+
+    assert result == GuardResult("rate_limit", True, "1 actions in the last 1h, limit 2")
+
+
+# ---- in_flight --------------------------------------------------------------------------
+
+
+def test_in_flight_blocks_at_the_cap() -> None:
+    result = guards.in_flight(check(history=replace(NO_HISTORY, in_flight=3)))
+
+    assert result == GuardResult("in_flight", False, "3 actions awaiting verification, limit 3")
+
+
+def test_in_flight_passes_below_the_cap() -> None:
+    result = guards.in_flight(check(history=replace(NO_HISTORY, in_flight=2)))
+
+    assert result.passed
+
+
+# ---- anomaly_brake ----------------------------------------------------------------------
+
+
+def test_anomaly_brake_engages_when_most_workloads_are_anomalous() -> None:
+    result = guards.anomaly_brake(check(anomalous=6, watched=8))
+
+    assert result == GuardResult(
+        "anomaly_brake",
+        False,
+        "6 of 8 watched workloads anomalous (75%), brake at 50%: upstream or monitoring fault",
+    )
+
+
+def test_anomaly_brake_holds_off_at_exactly_the_share() -> None:
+    result = guards.anomaly_brake(check(anomalous=4, watched=8))
+
+    assert result == GuardResult(
+        "anomaly_brake", True, "4 of 8 watched workloads anomalous (50%), brake at 50%"
+    )
+
+
+def test_anomaly_brake_needs_enough_watched_workloads() -> None:
+    result = guards.anomaly_brake(check(anomalous=3, watched=3))
+
+    assert result == GuardResult(
+        "anomaly_brake",
+        True,
+        "3 of 3 watched workloads anomalous (100%); the brake needs at least 4 watched",
+    )
+
+
+def test_anomaly_brake_with_nothing_watched() -> None:
+    assert guards.anomaly_brake(check(anomalous=0, watched=0)).passed
+
+
+# ---- paused -----------------------------------------------------------------------------
+
+
+def test_paused_blocks_a_restart() -> None:
+    result = guards.paused(check(workload_state=state(paused=True)))
+
+    assert result == GuardResult(
+        "paused", False, "shop/cart is paused: a restart would not roll out until resumed"
+    )
+
+
+def test_not_paused_passes() -> None:
+    assert guards.paused(check()) == GuardResult("paused", True, "shop/cart is not paused")
+
+
+# ---- rollback_target --------------------------------------------------------------------
+
+
+def test_rollback_target_exists() -> None:
+    result = guards.rollback_target(check(ActionKind.ROLLBACK))
+
+    assert result == GuardResult("rollback_target", True, "revision 4 -> 3 (cart:3)")
+
+
+def test_rollback_without_previous_revision_is_blocked() -> None:
+    only_one = state(revisions=(revision(1),))
+
+    result = guards.rollback_target(check(ActionKind.ROLLBACK, workload_state=only_one))
+
+    assert result == GuardResult("rollback_target", False, "no earlier revision to roll back to")
+
+
+# ---- scale_bounds -----------------------------------------------------------------------
+
+
+def test_scale_within_bounds_passes() -> None:
+    result = guards.scale_bounds(check(ActionKind.SCALE), ScaleTarget(3, 8, 1, 50))
+
+    assert result == GuardResult("scale_bounds", True, "3 -> 8 replicas within [1, 50]")
+
+
+def test_scale_at_the_ceiling_is_blocked() -> None:
+    result = guards.scale_bounds(check(ActionKind.SCALE), ScaleTarget(50, 50, 1, 50))
+
+    assert result == GuardResult(
+        "scale_bounds", False, "shop/cart already has 50 replicas, bounds [1, 50]"
+    )
+
+
+def test_scale_below_the_floor_is_blocked() -> None:
+    # A misconfiguration: min_replicas above the HPA's maxReplicas leaves no valid target.
+    hpa = HpaState("cart", min_replicas=1, max_replicas=2)
+
+    result = guards.scale_bounds(check(ActionKind.SCALE), ScaleTarget(1, 2, 3, 2, hpa))
+
+    assert not result.passed
+    assert result.detail == "2 replicas is outside [3, 2] (HPA cart maxReplicas 2)"
+
+
+def test_scale_through_the_hpa() -> None:
+    hpa = HpaState("cart", min_replicas=2, max_replicas=10)
+
+    result = guards.scale_bounds(check(ActionKind.SCALE), ScaleTarget(3, 6, 1, 10, hpa))
+
+    assert result == GuardResult(
+        "scale_bounds",
+        True,
+        "HPA cart minReplicas 2 -> 6 (3 replicas now) within [1, 10] (HPA cart maxReplicas 10)",
+    )
+
+
+def test_raising_hpa_min_to_its_current_value_is_blocked() -> None:
+    hpa = HpaState("cart", min_replicas=4, max_replicas=10)
+
+    result = guards.scale_bounds(check(ActionKind.SCALE), ScaleTarget(2, 4, 1, 10, hpa))
+
+    assert not result.passed
+
+
+# ---- all guards -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("action", "specific"),
+    [
+        (ActionKind.RESTART, ("paused",)),
+        (ActionKind.ROLLBACK, ("paused", "rollback_target")),
+        (ActionKind.SCALE, ("scale_bounds",)),
+        (ActionKind.DELETE_POD, ()),
+    ],
+)
+def test_check_all_evaluates_every_applicable_guard(
+    action: ActionKind, specific: tuple[str, ...]
+) -> None:
+    results = guards.check_all(check(action), ScaleTarget(3, 6, 1, 50))
+
+    common = ("namespace", "opt_out", "cooldown", "rate_limit", "in_flight", "anomaly_brake")
+    assert tuple(r.guard for r in results) == common + specific
+    assert all(r.passed for r in results)
+
+
+def test_check_all_does_not_stop_at_the_first_block() -> None:
+    blocked = state(
+        workload=WorkloadRef("kube-system", "Deployment", "cart"),
+        paused=True,
+        annotations={"healer.io/enabled": "false"},
+    )
+
+    results = guards.check_all(check(workload_state=blocked, anomalous=9, watched=10))
+
+    assert [r.guard for r in results if not r.passed] == [
+        "namespace",
+        "opt_out",
+        "anomaly_brake",
+        "paused",
+    ]
+
+
+def test_scale_needs_its_target() -> None:
+    with pytest.raises(ValueError, match="ScaleTarget"):
+        guards.check_all(check(ActionKind.SCALE))
+
+
+# ---- mode -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("settings_mode", "playbook_mode", "annotation", "expected"),
+    [
+        (Mode.AUTO, Mode.AUTO, None, Mode.AUTO),
+        (Mode.AUTO, Mode.APPROVAL, None, Mode.APPROVAL),
+        (Mode.DRY_RUN, Mode.AUTO, None, Mode.DRY_RUN),
+        (Mode.AUTO, Mode.AUTO, "approval", Mode.APPROVAL),
+        (Mode.AUTO, Mode.APPROVAL, "dry-run", Mode.DRY_RUN),
+        (Mode.AUTO, Mode.AUTO, "dry_run", Mode.DRY_RUN),
+        (Mode.APPROVAL, Mode.AUTO, "auto", Mode.APPROVAL),
+        (Mode.AUTO, Mode.AUTO, "Approval ", Mode.APPROVAL),
+        (Mode.AUTO, Mode.AUTO, "yolo", Mode.DRY_RUN),
+    ],
+)
+def test_most_cautious_mode_wins(
+    settings_mode: Mode, playbook_mode: Mode, annotation: str | None, expected: Mode
+) -> None:
+    annotations = {} if annotation is None else {"healer.io/mode": annotation}
+
+    mode = guards.resolve_mode(settings_mode, playbook_mode, state(annotations=annotations))
+
+    assert mode is expected
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [(0, "0s"), (45, "45s"), (240, "4m"), (270, "4m30s"), (3600, "1h"), (5400, "1h30m")],
+)
+def test_duration(seconds: float, text: str) -> None:
+    assert guards.duration(seconds) == text

@@ -1,0 +1,283 @@
+"""Playbook loading: the shipped files validate; a bad file names file, line and field."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from healer.decide import Playbook, find_playbook, load_playbooks
+from healer.errors import PlaybookError
+from healer.types import ActionKind, Cause, Mode, Signal
+
+REPO_PLAYBOOKS = Path(__file__).resolve().parents[3] / "playbooks"
+
+GOOD = """\
+name: {name}
+description: Restart leaking pods.
+match:
+  causes: [memory_leak]
+  min_confidence: 0.6
+action:
+  kind: restart
+verify:
+  within_s: 600
+  signals: [memory]
+on_failure: {on_failure}
+"""
+
+
+def write(directory: Path, filename: str, text: str) -> Path:
+    path = directory / filename
+    path.write_text(text)
+    return path
+
+
+def good(name: str = "restart", on_failure: str = "escalate") -> str:
+    return GOOD.format(name=name, on_failure=on_failure)
+
+
+def load_error(directory: Path) -> str:
+    with pytest.raises(PlaybookError) as caught:
+        load_playbooks(directory)
+    message = str(caught.value)
+    assert "\n" not in message
+    return message
+
+
+# ---- the shipped playbooks --------------------------------------------------------------
+
+
+def test_every_shipped_playbook_loads_and_validates() -> None:
+    books = load_playbooks(REPO_PLAYBOOKS)
+
+    files = sorted(p.name for p in REPO_PLAYBOOKS.iterdir() if p.suffix in (".yaml", ".yml"))
+    assert len(books) == len(files) == 3
+    assert all(book.description.strip() for book in books)
+    assert all(book.verify.signals for book in books)
+
+
+def test_shipped_playbooks_cover_the_three_remediable_causes() -> None:
+    books = load_playbooks(REPO_PLAYBOOKS)
+
+    by_kind = {book.action.kind: book for book in books}
+    assert by_kind[ActionKind.RESTART].match.causes == (Cause.MEMORY_LEAK,)
+    assert by_kind[ActionKind.SCALE].match.causes == (Cause.OVERLOAD,)
+    assert by_kind[ActionKind.ROLLBACK].match.causes == (Cause.BAD_RELEASE,)
+    scale = by_kind[ActionKind.SCALE]
+    assert (scale.action.params.headroom, scale.action.params.max_step_factor) == (1.25, 3.0)
+    assert scale.verify.signals == (Signal.CPU, Signal.LATENCY_P99, Signal.ERROR_RATIO)
+    rollback = by_kind[ActionKind.ROLLBACK]
+    assert rollback.verify.signals == (Signal.ERROR_RATIO, Signal.LATENCY_P99)
+
+
+# ---- a good directory -------------------------------------------------------------------
+
+
+def test_files_load_in_name_order_yaml_and_yml(tmp_path: Path) -> None:
+    write(tmp_path, "b.yml", good("second"))
+    write(tmp_path, "a.yaml", good("first"))
+    write(tmp_path, "notes.txt", "not a playbook")
+
+    assert [book.name for book in load_playbooks(tmp_path)] == ["first", "second"]
+
+
+def test_defaults_and_dry_run_spelling(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", good() + "mode: dry-run\n".replace("on_failure", ""))
+
+    (book,) = load_playbooks(tmp_path)
+
+    assert book.mode is Mode.DRY_RUN
+    assert book.match.signals == ()
+    assert book.match.namespaces == ()
+    assert book.action.params.model_fields_set == set()
+
+
+def test_mode_defaults_to_approval(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", good())
+
+    assert load_playbooks(tmp_path)[0].mode is Mode.APPROVAL
+
+
+def test_on_failure_may_name_another_playbook(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", good("first", on_failure="second"))
+    write(tmp_path, "b.yaml", good("second"))
+
+    books = load_playbooks(tmp_path)
+
+    assert find_playbook(books, "first").on_failure == "second"
+
+
+def test_find_playbook_by_name() -> None:
+    books = load_playbooks(REPO_PLAYBOOKS)
+
+    found = find_playbook(books, "restart-on-memory-leak")
+
+    assert isinstance(found, Playbook)
+    assert found.action.kind is ActionKind.RESTART
+    with pytest.raises(KeyError, match="no-such"):
+        find_playbook(books, "no-such")
+
+
+def test_playbooks_are_frozen() -> None:
+    book = load_playbooks(REPO_PLAYBOOKS)[0]
+
+    with pytest.raises(ValueError, match="frozen"):
+        book.name = "other"  # type: ignore[misc]  # assigning is what is being tested
+
+
+# ---- bad files: file, line, field -------------------------------------------------------
+
+
+def test_unknown_field(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", good().replace("  kind: restart\n", "  kind: restart\n  force: true\n"))
+
+    message = load_error(tmp_path)
+
+    assert message == f"{tmp_path}/bad.yaml:8: action.force: Extra inputs are not permitted"
+
+
+def test_wrong_enum(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", good().replace("kind: restart", "kind: reboot"))
+
+    message = load_error(tmp_path)
+
+    assert message == (
+        f"{tmp_path}/bad.yaml:7: action.kind: "
+        "Input should be 'restart', 'scale', 'rollback' or 'delete_pod'"
+    )
+
+
+def test_wrong_item_in_a_list_names_its_index(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", good().replace("signals: [memory]", "signals:\n    - memory\n    - disk"))
+
+    message = load_error(tmp_path)
+
+    assert message.startswith(f"{tmp_path}/bad.yaml:12: verify.signals[1]: Input should be")
+
+
+def test_out_of_range_value(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", good().replace("min_confidence: 0.6", "min_confidence: 1.5"))
+
+    message = load_error(tmp_path)
+
+    assert message == (
+        f"{tmp_path}/bad.yaml:5: match.min_confidence: Input should be less than or equal to 1"
+    )
+
+
+def test_a_wrong_value_is_reported_before_missing_fields(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", "name: bad\nmatch:\n  causes: [memory_leak]\naction:\n  kind: reboot\n")
+
+    message = load_error(tmp_path)
+
+    assert message.startswith(f"{tmp_path}/bad.yaml:5: action.kind: Input should be")
+    assert message.endswith("(and 3 more)")
+
+
+def test_missing_field_points_at_its_mapping(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", good().replace("  min_confidence: 0.6\n", ""))
+
+    message = load_error(tmp_path)
+
+    assert message == f"{tmp_path}/bad.yaml:3: match.min_confidence: Field required"
+
+
+def test_scale_params_on_another_action(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", good().replace("kind: restart", "kind: restart\n  params:\n    headroom: 2"))
+
+    message = load_error(tmp_path)
+
+    assert message == f"{tmp_path}/bad.yaml:8: action.params: headroom apply to scale only, not to restart"
+
+
+def test_unknown_cause_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", good().replace("[memory_leak]", "[memory_leak, unknown]"))
+
+    message = load_error(tmp_path)
+
+    assert message.startswith(f"{tmp_path}/bad.yaml:4: match.causes: cause 'unknown' cannot")
+
+
+def test_escalate_is_not_a_playbook_name(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", good("escalate"))
+
+    assert load_error(tmp_path).startswith(f"{tmp_path}/bad.yaml:1: name: 'escalate' is reserved")
+
+
+def test_yaml_syntax_error(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", "name: bad\nmatch:\n  causes: [memory_leak\naction: {}\n")
+
+    message = load_error(tmp_path)
+
+    assert message.startswith(f"{tmp_path}/bad.yaml:4: YAML syntax error: ")
+
+
+def test_indentation_error(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", "name: bad\n  description: x\n")
+
+    message = load_error(tmp_path)
+
+    assert message == f"{tmp_path}/bad.yaml:2: YAML syntax error: mapping values are not allowed here"
+
+
+def test_duplicate_key(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", good() + "on_failure: escalate\n")
+
+    assert load_error(tmp_path) == f"{tmp_path}/bad.yaml:12: on_failure: duplicate key"
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", "# nothing yet\n")
+
+    assert load_error(tmp_path) == f"{tmp_path}/bad.yaml:1: empty playbook file"
+
+
+def test_not_a_mapping(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", "- restart\n")
+
+    message = load_error(tmp_path)
+
+    assert message == f"{tmp_path}/bad.yaml:1: a playbook must be a mapping (name, match, ...)"
+
+
+def test_duplicate_name_across_files(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", good("same"))
+    write(tmp_path, "b.yaml", good("same"))
+
+    message = load_error(tmp_path)
+
+    assert message == (
+        f"{tmp_path}/b.yaml:1: name: playbook 'same' is already defined in {tmp_path}/a.yaml:1"
+    )
+
+
+def test_unknown_on_failure(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", good("first", on_failure="nope"))
+
+    message = load_error(tmp_path)
+
+    assert message == (
+        f"{tmp_path}/a.yaml:11: on_failure: unknown playbook 'nope'; "
+        "expected 'escalate' or one of: first"
+    )
+
+
+def test_on_failure_loop(tmp_path: Path) -> None:
+    write(tmp_path, "a.yaml", good("first", on_failure="second"))
+    write(tmp_path, "b.yaml", good("second", on_failure="first"))
+
+    message = load_error(tmp_path)
+
+    assert message == (
+        f"{tmp_path}/a.yaml:11: on_failure: chain first -> second -> first never ends; "
+        "end it with 'escalate'"
+    )
+
+
+def test_missing_directory(tmp_path: Path) -> None:
+    assert load_error(tmp_path / "nope") == f"{tmp_path}/nope: no such playbook directory"
+
+
+def test_empty_directory(tmp_path: Path) -> None:
+    assert load_error(tmp_path) == f"{tmp_path}: no playbook files (*.yaml, *.yml)"
