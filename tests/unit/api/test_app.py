@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from fastapi.testclient import TestClient
 
 from healer.api import create_app
 from healer.audit import AuditStore
@@ -26,8 +27,6 @@ from healer.types import (
     SignalDeviation,
     WorkloadRef,
 )
-
-from fastapi.testclient import TestClient
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CART = WorkloadRef("shop", "Deployment", "cart")

@@ -49,23 +49,45 @@ def client(store: AuditStore) -> Iterator[TestClient]:
 def rolled_back(store: AuditStore) -> int:
     errors = SignalDeviation(Signal.ERROR_RATIO, 0.12, 0.002, 21.0, Direction.UP)
     iid = store.open_incident(Finding(CART, T0, 0.99, (errors,), T0, "streaming-baseline/1"))
-    store.record_diagnosis(iid, Diagnosis(CART, Cause.BAD_RELEASE, 0.95, "Errors rose after rev 2."))
-    guards = (GuardResult("cooldown", True, "no recent action on this workload"),
-              GuardResult("anomaly_brake", True, "1/5 workloads anomalous at once"))
-    store.record_plan(iid, Plan(CART, "rollback-bad-release", ActionKind.ROLLBACK,
-                                {"to_revision": 1, "from_revision": 2}, Mode.AUTO, guards,
-                                "bad_release at 95% confidence", 600.0), at=T0)
-    request = {"verb": "PATCH", "path": "/apis/apps/v1/namespaces/shop/deployments/cart",
-               "content_type": "application/json-patch+json", "body": []}
-    store.record_action(iid, ActionRecord(ActionKind.ROLLBACK, CART, request,
-                                          ActionStatus.SUCCEEDED, T0, T0))
-    store.record_outcome(iid, Outcome(OutcomeKind.HEALED, "errors at baseline",
-                                      T0 + timedelta(minutes=4)))
+    store.record_diagnosis(
+        iid, Diagnosis(CART, Cause.BAD_RELEASE, 0.95, "Errors rose after rev 2.")
+    )
+    guards = (
+        GuardResult("cooldown", True, "no recent action on this workload"),
+        GuardResult("anomaly_brake", True, "1/5 workloads anomalous at once"),
+    )
+    store.record_plan(
+        iid,
+        Plan(
+            CART,
+            "rollback-bad-release",
+            ActionKind.ROLLBACK,
+            {"to_revision": 1, "from_revision": 2},
+            Mode.AUTO,
+            guards,
+            "bad_release at 95% confidence",
+            600.0,
+        ),
+        at=T0,
+    )
+    request = {
+        "verb": "PATCH",
+        "path": "/apis/apps/v1/namespaces/shop/deployments/cart",
+        "content_type": "application/json-patch+json",
+        "body": [],
+    }
+    store.record_action(
+        iid, ActionRecord(ActionKind.ROLLBACK, CART, request, ActionStatus.SUCCEEDED, T0, T0)
+    )
+    store.record_outcome(
+        iid, Outcome(OutcomeKind.HEALED, "errors at baseline", T0 + timedelta(minutes=4))
+    )
     return iid
 
 
 def test_the_list_shows_each_incident_with_cause_action_and_outcome(
-        client: TestClient, store: AuditStore) -> None:
+    client: TestClient, store: AuditStore
+) -> None:
     iid = rolled_back(store)
     page = client.get("/")
     assert page.status_code == 200
@@ -87,8 +109,14 @@ def test_an_incident_page_tells_the_whole_story(client: TestClient, store: Audit
     text = page.text
     order = [text.index(kind) for kind in ("finding", "diagnosis", "plan", "action", "outcome")]
     assert order == sorted(order)
-    for fact in ("error_ratio", "+21.0σ", "Errors rose after rev 2.", "anomaly_brake",
-                 "application/json-patch+json", "errors at baseline"):
+    for fact in (
+        "error_ratio",
+        "+21.0σ",
+        "Errors rose after rev 2.",
+        "anomaly_brake",
+        "application/json-patch+json",
+        "errors at baseline",
+    ):
         assert fact in text
 
 

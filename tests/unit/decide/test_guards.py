@@ -149,7 +149,9 @@ def test_rate_limit_blocks_at_the_cap() -> None:
     times = tuple(NOW - timedelta(minutes=m) for m in (1, 10, 59))
     history = replace(NO_HISTORY, recent_action_times=times)
 
-    result = guards.rate_limit(check(settings=GuardSettings(max_actions_per_window=3), history=history))
+    result = guards.rate_limit(
+        check(settings=GuardSettings(max_actions_per_window=3), history=history)
+    )
 
     assert result == GuardResult("rate_limit", False, "3 actions in the last 1h, limit 3")
 
@@ -158,7 +160,9 @@ def test_rate_limit_counts_only_the_window() -> None:
     times = (NOW - timedelta(minutes=5), NOW - timedelta(minutes=61), NOW - timedelta(hours=3))
     history = replace(NO_HISTORY, recent_action_times=times)
 
-    result = guards.rate_limit(check(settings=GuardSettings(max_actions_per_window=2), history=history))
+    result = guards.rate_limit(
+        check(settings=GuardSettings(max_actions_per_window=2), history=history)
+    )
 
     assert result == GuardResult("rate_limit", True, "1 actions in the last 1h, limit 2")
 

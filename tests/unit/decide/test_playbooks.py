@@ -83,7 +83,7 @@ def test_files_load_in_name_order_yaml_and_yml(tmp_path: Path) -> None:
 
 
 def test_defaults_and_dry_run_spelling(tmp_path: Path) -> None:
-    write(tmp_path, "a.yaml", good() + "mode: dry-run\n".replace("on_failure", ""))
+    write(tmp_path, "a.yaml", good() + "mode: dry-run\n")
 
     (book,) = load_playbooks(tmp_path)
 
@@ -123,14 +123,18 @@ def test_playbooks_are_frozen() -> None:
     book = load_playbooks(REPO_PLAYBOOKS)[0]
 
     with pytest.raises(ValueError, match="frozen"):
-        book.name = "other"  # type: ignore[misc]  # assigning is what is being tested
+        book.name = "other"
 
 
 # ---- bad files: file, line, field -------------------------------------------------------
 
 
 def test_unknown_field(tmp_path: Path) -> None:
-    write(tmp_path, "bad.yaml", good().replace("  kind: restart\n", "  kind: restart\n  force: true\n"))
+    write(
+        tmp_path,
+        "bad.yaml",
+        good().replace("  kind: restart\n", "  kind: restart\n  force: true\n"),
+    )
 
     message = load_error(tmp_path)
 
@@ -149,7 +153,11 @@ def test_wrong_enum(tmp_path: Path) -> None:
 
 
 def test_wrong_item_in_a_list_names_its_index(tmp_path: Path) -> None:
-    write(tmp_path, "bad.yaml", good().replace("signals: [memory]", "signals:\n    - memory\n    - disk"))
+    write(
+        tmp_path,
+        "bad.yaml",
+        good().replace("signals: [memory]", "signals:\n    - memory\n    - disk"),
+    )
 
     message = load_error(tmp_path)
 
@@ -167,7 +175,11 @@ def test_out_of_range_value(tmp_path: Path) -> None:
 
 
 def test_a_wrong_value_is_reported_before_missing_fields(tmp_path: Path) -> None:
-    write(tmp_path, "bad.yaml", "name: bad\nmatch:\n  causes: [memory_leak]\naction:\n  kind: reboot\n")
+    write(
+        tmp_path,
+        "bad.yaml",
+        "name: bad\nmatch:\n  causes: [memory_leak]\naction:\n  kind: reboot\n",
+    )
 
     message = load_error(tmp_path)
 
@@ -184,11 +196,18 @@ def test_missing_field_points_at_its_mapping(tmp_path: Path) -> None:
 
 
 def test_scale_params_on_another_action(tmp_path: Path) -> None:
-    write(tmp_path, "bad.yaml", good().replace("kind: restart", "kind: restart\n  params:\n    headroom: 2"))
+    write(
+        tmp_path,
+        "bad.yaml",
+        good().replace("kind: restart", "kind: restart\n  params:\n    headroom: 2"),
+    )
 
     message = load_error(tmp_path)
 
-    assert message == f"{tmp_path}/bad.yaml:8: action.params: headroom apply to scale only, not to restart"
+    assert (
+        message
+        == f"{tmp_path}/bad.yaml:8: action.params: headroom apply to scale only, not to restart"
+    )
 
 
 def test_unknown_cause_is_refused(tmp_path: Path) -> None:
@@ -218,7 +237,9 @@ def test_indentation_error(tmp_path: Path) -> None:
 
     message = load_error(tmp_path)
 
-    assert message == f"{tmp_path}/bad.yaml:2: YAML syntax error: mapping values are not allowed here"
+    assert (
+        message == f"{tmp_path}/bad.yaml:2: YAML syntax error: mapping values are not allowed here"
+    )
 
 
 def test_duplicate_key(tmp_path: Path) -> None:

@@ -1,0 +1,329 @@
+"""plan(): which playbook, which concrete parameters, which mode, with literal inputs."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from healer.config import GuardSettings
+from healer.decide import Playbook, load_playbooks, plan
+from healer.types import (
+    ActionHistory,
+    ActionKind,
+    Cause,
+    Diagnosis,
+    Direction,
+    Finding,
+    HpaState,
+    Mode,
+    Plan,
+    Revision,
+    Signal,
+    SignalDeviation,
+    WorkloadRef,
+    WorkloadState,
+)
+
+PLAYBOOKS = load_playbooks(Path(__file__).resolve().parents[3] / "playbooks")
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+CART = WorkloadRef("shop", "Deployment", "cart")
+NO_HISTORY = ActionHistory(last_action_at={}, recent_action_times=(), in_flight=0)
+AUTO = GuardSettings(mode=Mode.AUTO)
+
+
+def up(signal: Signal, value: float, baseline: float) -> SignalDeviation:
+    return SignalDeviation(signal, value, baseline, deviation=6.0, direction=Direction.UP)
+
+
+def finding(*deviations: SignalDeviation, workload: WorkloadRef = CART) -> Finding:
+    return Finding(workload, NOW, 0.99, deviations, NOW - timedelta(minutes=5), "test-1")
+
+
+def diagnosis(cause: Cause, confidence: float = 0.8, workload: WorkloadRef = CART) -> Diagnosis:
+    return Diagnosis(workload, cause, confidence, "seen in the test")
+
+
+def revision(number: int) -> Revision:
+    return Revision(number, f"cart-{number}", NOW - timedelta(days=number), (f"cart:{number}",))
+
+
+def state(**changes: object) -> WorkloadState:
+    base = WorkloadState(
+        workload=CART,
+        replicas=3,
+        ready_replicas=3,
+        updated_replicas=3,
+        available_replicas=3,
+        generation=4,
+        observed_generation=4,
+        paused=False,
+        revisions=(revision(4), revision(3)),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]  # test helper, fields vary
+
+
+def plan_for(
+    cause: Cause,
+    *deviations: SignalDeviation,
+    confidence: float = 0.8,
+    workload_state: WorkloadState | None = None,
+    guards: GuardSettings = AUTO,
+    playbooks: tuple[Playbook, ...] = PLAYBOOKS,
+    anomalous: int = 1,
+) -> Plan | None:
+    return plan(
+        diagnosis(cause, confidence),
+        finding(*deviations),
+        workload_state or state(),
+        playbooks=playbooks,
+        guards=guards,
+        history=NO_HISTORY,
+        anomalous_workloads=anomalous,
+        watched_workloads=10,
+        now=NOW,
+    )
+
+
+def must_plan(cause: Cause, *deviations: SignalDeviation, **kwargs: object) -> Plan:
+    result = plan_for(cause, *deviations, **kwargs)  # type: ignore[arg-type]  # passthrough
+    assert result is not None
+    return result
+
+
+MEMORY = up(Signal.MEMORY, 0.92, 0.55)
+ERRORS = up(Signal.ERROR_RATIO, 0.18, 0.002)
+
+
+# ---- matching ---------------------------------------------------------------------------
+
+
+def test_memory_leak_plans_a_restart() -> None:
+    result = must_plan(Cause.MEMORY_LEAK, MEMORY)
+
+    assert result.playbook == "restart-on-memory-leak"
+    assert result.action is ActionKind.RESTART
+    assert result.params == {}
+    assert result.mode is Mode.AUTO
+    assert result.allowed
+    assert result.verify_within_s == 600.0
+    assert result.workload == CART
+    assert result.reason == (
+        "memory_leak diagnosed at 80% confidence "
+        "(playbook restart-on-memory-leak needs 60%) with memory deviating"
+    )
+
+
+def test_unknown_cause_has_no_plan() -> None:
+    assert plan_for(Cause.UNKNOWN, MEMORY) is None
+
+
+def test_crash_loop_has_no_shipped_playbook() -> None:
+    assert plan_for(Cause.CRASH_LOOP, up(Signal.RESTARTS, 4.0, 0.0)) is None
+
+
+def test_low_confidence_has_no_plan() -> None:
+    assert plan_for(Cause.MEMORY_LEAK, MEMORY, confidence=0.59) is None
+
+
+def test_confidence_at_the_minimum_matches() -> None:
+    assert plan_for(Cause.MEMORY_LEAK, MEMORY, confidence=0.6) is not None
+
+
+def test_no_matching_signal_has_no_plan() -> None:
+    assert plan_for(Cause.MEMORY_LEAK, ERRORS) is None
+
+
+def test_namespace_selector() -> None:
+    (restart,) = (b for b in PLAYBOOKS if b.action.kind is ActionKind.RESTART)
+    payments_only = restart.model_copy(
+        update={"match": restart.match.model_copy(update={"namespaces": ("payments",)})}
+    )
+
+    assert plan_for(Cause.MEMORY_LEAK, MEMORY, playbooks=(payments_only,)) is None
+
+
+def test_first_matching_playbook_in_order_wins() -> None:
+    (restart,) = (b for b in PLAYBOOKS if b.action.kind is ActionKind.RESTART)
+    careful = restart.model_copy(update={"name": "careful-restart", "mode": Mode.APPROVAL})
+
+    result = must_plan(Cause.MEMORY_LEAK, MEMORY, playbooks=(careful, restart))
+
+    assert (result.playbook, result.mode) == ("careful-restart", Mode.APPROVAL)
+
+
+def test_mismatched_workloads_are_a_bug() -> None:
+    other = WorkloadRef("shop", "Deployment", "search")
+
+    with pytest.raises(ValueError, match="shop/search"):
+        plan(
+            diagnosis(Cause.MEMORY_LEAK),
+            finding(MEMORY, workload=other),
+            state(),
+            playbooks=PLAYBOOKS,
+            guards=AUTO,
+            history=NO_HISTORY,
+            anomalous_workloads=1,
+            watched_workloads=10,
+            now=NOW,
+        )
+
+
+# ---- guards and mode in the plan --------------------------------------------------------
+
+
+def test_blocked_plan_is_still_returned_with_every_verdict() -> None:
+    result = must_plan(Cause.MEMORY_LEAK, MEMORY, workload_state=state(paused=True), anomalous=9)
+
+    assert not result.allowed
+    assert result.blocked_by == ("anomaly_brake", "paused")
+    assert [g.guard for g in result.guard_results] == [
+        "namespace",
+        "opt_out",
+        "cooldown",
+        "rate_limit",
+        "in_flight",
+        "anomaly_brake",
+        "paused",
+    ]
+
+
+def test_default_settings_keep_everything_dry_run() -> None:
+    assert must_plan(Cause.MEMORY_LEAK, MEMORY, guards=GuardSettings()).mode is Mode.DRY_RUN
+
+
+def test_workload_annotation_asks_for_approval() -> None:
+    annotated = state(annotations={"healer.io/mode": "approval"})
+
+    assert must_plan(Cause.MEMORY_LEAK, MEMORY, workload_state=annotated).mode is Mode.APPROVAL
+
+
+# ---- rollback ---------------------------------------------------------------------------
+
+
+def test_bad_release_plans_a_rollback_to_the_previous_revision() -> None:
+    result = must_plan(Cause.BAD_RELEASE, ERRORS)
+
+    assert result.playbook == "rollback-bad-release"
+    assert result.params == {"to_revision": 3, "from_revision": 4}
+    assert result.allowed
+    assert result.guard_results[-1].guard == "rollback_target"
+
+
+def test_rollback_with_no_previous_revision_is_blocked() -> None:
+    result = must_plan(Cause.BAD_RELEASE, ERRORS, workload_state=state(revisions=(revision(1),)))
+
+    assert result.params == {"from_revision": 1}
+    assert result.blocked_by == ("rollback_target",)
+
+
+# ---- scale ------------------------------------------------------------------------------
+
+
+def scale(*deviations: SignalDeviation, guards: GuardSettings = AUTO, **changes: object) -> Plan:
+    return must_plan(
+        Cause.OVERLOAD,
+        up(Signal.LATENCY_P99, 0.8, 0.2),
+        *deviations,
+        guards=guards,
+        workload_state=state(**changes),
+    )
+
+
+def test_scale_target_from_cpu_growth_with_headroom() -> None:
+    # 3 replicas x (1.6 / 0.8) x 1.25 headroom = 7.5 -> 8
+    result = scale(up(Signal.CPU, 1.6, 0.8))
+
+    assert result.params == {"replicas": 8, "from_replicas": 3}
+    assert result.allowed
+    assert result.reason.endswith("; CPU at 2.00x its baseline with 1.25x headroom: 3 -> 8")
+
+
+def test_scale_target_is_exact_without_float_noise() -> None:
+    # 4 x (0.9 / 0.6) x 1.25 = 7.5 -> 8; 2 x (0.6 / 0.5) x 1.25 = 3.0 exactly -> 3, not 4
+    assert scale(up(Signal.CPU, 0.9, 0.6), replicas=4).params["replicas"] == 8
+    assert scale(up(Signal.CPU, 0.6, 0.5), replicas=2).params["replicas"] == 3
+
+
+def test_scale_adds_at_least_one_replica() -> None:
+    # 3 x (0.5 / 0.5) x 1.25 = 3.75 -> 4; CPU below baseline still asks for one more
+    assert scale(up(Signal.CPU, 0.5, 0.5)).params["replicas"] == 4
+    assert scale(up(Signal.CPU, 0.2, 0.5)).params["replicas"] == 4
+
+
+def test_scale_step_is_capped_by_max_step_factor() -> None:
+    # 3 x 10 x 1.25 = 37.5 wanted; at most 3 x 3.0 = 9 in one step
+    assert scale(up(Signal.CPU, 5.0, 0.5)).params["replicas"] == 9
+
+
+def test_scale_without_cpu_deviation_doubles() -> None:
+    result = scale()
+
+    assert result.params == {"replicas": 6, "from_replicas": 3}
+    assert "no CPU deviation to size from, so doubling: 3 -> 6" in result.reason
+
+
+def test_scale_with_zero_cpu_baseline_doubles() -> None:
+    assert scale(up(Signal.CPU, 0.9, 0.0)).params["replicas"] == 6
+
+
+def test_scale_is_clamped_to_max_replicas_and_still_passes() -> None:
+    bounded = GuardSettings(mode=Mode.AUTO, max_replicas=5)
+
+    result = scale(up(Signal.CPU, 1.6, 0.8), guards=bounded)
+
+    assert result.params == {"replicas": 5, "from_replicas": 3}
+    assert result.allowed
+
+
+def test_scale_at_max_replicas_is_blocked() -> None:
+    result = scale(up(Signal.CPU, 1.6, 0.8), guards=GuardSettings(mode=Mode.AUTO, max_replicas=3))
+
+    assert result.params == {"replicas": 3, "from_replicas": 3}
+    assert result.blocked_by == ("scale_bounds",)
+
+
+def test_scale_is_raised_to_min_replicas() -> None:
+    # 1 replica x (0.6 / 0.5) x 1.25 = 1.5 -> 2, but the floor is 4
+    result = scale(
+        up(Signal.CPU, 0.6, 0.5), guards=GuardSettings(mode=Mode.AUTO, min_replicas=4), replicas=1
+    )
+
+    assert result.params["replicas"] == 4
+    assert result.allowed
+
+
+def test_scale_with_an_hpa_raises_its_min_replicas() -> None:
+    hpa = HpaState("cart", min_replicas=2, max_replicas=20)
+
+    result = scale(up(Signal.CPU, 1.6, 0.8), hpa=hpa)
+
+    assert result.params == {"replicas": 8, "from_replicas": 2, "hpa": "cart"}
+    assert result.allowed
+
+
+def test_scale_with_an_hpa_is_clamped_to_its_max_replicas() -> None:
+    hpa = HpaState("cart", min_replicas=2, max_replicas=6)
+
+    result = scale(up(Signal.CPU, 1.6, 0.8), hpa=hpa)
+
+    assert result.params == {"replicas": 6, "from_replicas": 2, "hpa": "cart"}
+    assert result.allowed
+
+
+def test_scale_with_an_hpa_at_its_max_is_blocked() -> None:
+    hpa = HpaState("cart", min_replicas=2, max_replicas=3)
+
+    result = scale(up(Signal.CPU, 1.6, 0.8), hpa=hpa)
+
+    assert result.blocked_by == ("scale_bounds",)
+    assert "HPA cart maxReplicas 3" in result.guard_results[-1].detail
+
+
+def test_scale_ignores_paused() -> None:
+    result = scale(up(Signal.CPU, 1.6, 0.8), paused=True)
+
+    assert result.allowed
+    assert "paused" not in [g.guard for g in result.guard_results]
