@@ -29,7 +29,7 @@ from healer.audit.store import AuditStore
 from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook
-from healer.detect.streaming import Detection, StreamingDetector
+from healer.detect.streaming import Detection
 from healer.diagnose.rules import explain
 from healer.errors import CollectError, HealerError
 from healer.types import (
@@ -37,6 +37,7 @@ from healer.types import (
     ActionStatus,
     Diagnosis,
     Finding,
+    Frame,
     JsonObject,
     Outcome,
     OutcomeKind,
@@ -48,6 +49,10 @@ from healer.types import (
 log = structlog.get_logger("healer.daemon")
 
 
+class Detector(Protocol):
+    def update(self, frame: Frame) -> Detection: ...
+
+
 class Actuator(Protocol):
     def read_state(self, workload: WorkloadRef) -> WorkloadState: ...
 
@@ -55,6 +60,8 @@ class Actuator(Protocol):
 
 
 class Stage(enum.Enum):
+    DIAGNOSING = "diagnosing"
+    """Found; the cluster could not be read yet to diagnose it (retried every cycle)."""
     VERIFYING = "verifying"
     """An action was taken; waiting for its outcome."""
     WATCHING = "watching"
@@ -69,6 +76,7 @@ class Tracked:
     plan: Plan | None = None
     acted_at: datetime | None = None
     quiet_since: datetime | None = None
+    error: str | None = None
 
 
 @dataclass(frozen=True)
@@ -90,7 +98,7 @@ class Healer:
     """The loop and the incidents it is tracking."""
 
     source: MetricsSource
-    detector: StreamingDetector
+    detector: Detector
     actuator: Actuator
     store: AuditStore
     playbooks: Sequence[Playbook]
@@ -114,8 +122,11 @@ class Healer:
         for tracked in list(self.tracked.values()):
             self._guarded(tracked.workload, self._progress, tracked, detection, frame_now=now)
         for workload, finding in findings.items():
-            if workload in self.tracked:
-                self.store.record_finding(self.tracked[workload].incident_id, finding)
+            track = self.tracked.get(workload)
+            if track is not None:
+                self.store.record_finding(track.incident_id, finding)
+                if track.stage == Stage.DIAGNOSING:
+                    self._guarded(workload, self._diagnose, track, finding, detection, frame, now)
             else:
                 self._guarded(workload, self._open, finding, detection, frame, now)
         return detection
@@ -131,17 +142,28 @@ class Healer:
 
     # ---- a new incident ------------------------------------------------------------------
 
-    def _open(self, finding: Finding, detection: Detection, frame: object, now: datetime) -> None:
+    def _open(self, finding: Finding, detection: Detection, frame: Frame, now: datetime) -> None:
         incident = self.store.open_incident(finding)
-        track = Tracked(incident, finding.workload, Stage.WATCHING)
+        track = Tracked(incident, finding.workload, Stage.DIAGNOSING)
         self.tracked[finding.workload] = track
         top = ", ".join(
             f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ" for d in finding.signals[:3]
         )
         self._say("finding", track, now, f"score {finding.score:.2f}: {top}")
-        state = self.actuator.read_state(finding.workload)
-        diagnosis = explain(finding, frame, state)  # type: ignore[arg-type]  # frame is a Frame
-        self.store.record_diagnosis(incident, diagnosis, at=now)
+        self._diagnose(track, finding, detection, frame, now)
+
+    def _diagnose(
+        self, track: Tracked, finding: Finding, detection: Detection, frame: Frame, now: datetime
+    ) -> None:
+        """Diagnose and act; if the cluster cannot be read, the next cycle tries again."""
+        try:
+            state = self.actuator.read_state(finding.workload)
+        except HealerError as exc:
+            track.error = str(exc)
+            raise
+        diagnosis = explain(finding, frame, state)
+        track.stage = Stage.WATCHING
+        self.store.record_diagnosis(track.incident_id, diagnosis, at=now)
         self._say(
             "diagnosis",
             track,
@@ -239,10 +261,22 @@ class Healer:
             and detection.score_of(track.workload) < self.settings.detector.score_threshold
         )
         track.quiet_since = (track.quiet_since or now) if quiet else None
+        stable = timedelta(seconds=self.settings.daemon.verify_stable_s)
+        settled = track.quiet_since is not None and now - track.quiet_since >= stable
+        if track.stage == Stage.DIAGNOSING and settled:
+            self._close(
+                track,
+                Outcome(
+                    OutcomeKind.ESCALATED,
+                    f"the anomaly passed before it could be diagnosed: {track.error}",
+                    now,
+                ),
+            )
         if track.stage == Stage.WATCHING:
-            stable = timedelta(seconds=self.settings.daemon.verify_stable_s)
-            if track.quiet_since and now - track.quiet_since >= stable:
+            if settled:
                 del self.tracked[track.workload]
+            return
+        if track.stage == Stage.DIAGNOSING:
             return
         assert track.plan is not None and track.acted_at is not None
         state = self.actuator.read_state(track.workload)

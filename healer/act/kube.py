@@ -28,7 +28,12 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from urllib3.exceptions import HTTPError
 
-from healer.errors import ConfigError, PermanentActionError, TransientActionError
+from healer.errors import (
+    ActionError,
+    ConfigError,
+    PermanentActionError,
+    TransientActionError,
+)
 from healer.types import (
     ActionKind,
     ActionRecord,
@@ -142,7 +147,11 @@ class KubeActuator:
         to a revision that is already current changes nothing. The returned record says
         what was asked of the API server and how it answered.
         """
-        request = self._request(plan, now)
+        try:
+            request = self._request(plan, now)
+        except ActionError as exc:  # undo reads the ReplicaSets first; that can fail too
+            intent: JsonObject = {"action": plan.action.value, "params": dict(plan.params)}
+            return self._record(plan, intent, ActionStatus.FAILED, now, error=str(exc))
         if plan.mode == Mode.APPROVAL:
             return self._record(plan, request, ActionStatus.PENDING_APPROVAL, now)
         dry_run = plan.mode == Mode.DRY_RUN

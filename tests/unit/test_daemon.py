@@ -1,0 +1,277 @@
+"""The cycle's incident handling, with fakes at both I/O ends and a real audit store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from healer.audit.store import AuditStore
+from healer.config import Settings, load_settings
+from healer.daemon import Healer, Step
+from healer.decide import load_playbooks
+from healer.detect.streaming import Detection
+from healer.errors import PrometheusUnavailable, TransientActionError
+from healer.types import (
+    ActionKind,
+    ActionRecord,
+    ActionStatus,
+    Cause,
+    Direction,
+    Finding,
+    Frame,
+    Mode,
+    OutcomeKind,
+    Plan,
+    Revision,
+    Signal,
+    SignalDeviation,
+    WorkloadRef,
+    WorkloadState,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+SEARCH = WorkloadRef("shop", "Deployment", "search")
+OTHERS = tuple(WorkloadRef("shop", "Deployment", f"w{i}") for i in range(4))
+SIGNALS = tuple(Signal)
+
+OVERLOAD = (
+    SignalDeviation(Signal.LATENCY_P99, 0.4, 0.1, 40.0, Direction.UP),
+    SignalDeviation(Signal.CPU, 1.5, 0.6, 30.0, Direction.UP),
+    SignalDeviation(Signal.REQUEST_RATE, 400.0, 150.0, 25.0, Direction.UP),
+)
+STRANGE = (SignalDeviation(Signal.READY_RATIO, 0.5, 1.0, -10.0, Direction.DOWN),)
+
+
+class FakeSource:
+    def __init__(self) -> None:
+        self.down = False
+
+    def fetch(self, *, until: datetime, window_s: float) -> Frame:
+        if self.down:
+            raise PrometheusUnavailable("connection refused")
+        workloads = (SEARCH, *OTHERS)
+        return Frame(
+            np.array([until.timestamp()]),
+            workloads,
+            SIGNALS,
+            np.zeros((len(workloads), len(SIGNALS), 1)),
+        )
+
+
+class ScriptedDetector:
+    """Says which workloads are anomalous, cycle by cycle."""
+
+    def __init__(self) -> None:
+        self.anomalous: dict[WorkloadRef, tuple[SignalDeviation, ...]] = {}
+
+    def update(self, frame: Frame) -> Detection:
+        at = datetime.fromtimestamp(float(frame.timestamps[-1]), UTC)
+        findings = tuple(
+            Finding(w, at, 0.99, s, at - timedelta(minutes=1), "scripted")
+            for w, s in self.anomalous.items()
+        )
+        scores = np.array([0.99 if w in self.anomalous else 0.1 for w in frame.workloads])
+        shape = (len(frame.workloads), len(frame.signals))
+        return Detection(
+            at,
+            frame.workloads,
+            frame.signals,
+            scores,
+            np.zeros(shape),
+            np.zeros(shape),
+            np.zeros(shape),
+            findings,
+        )
+
+
+@dataclass
+class FakeActuator:
+    applied: list[Plan] = field(default_factory=list)
+    status: ActionStatus = ActionStatus.SUCCEEDED
+    unreachable: bool = False
+
+    def read_state(self, workload: WorkloadRef) -> WorkloadState:
+        if self.unreachable:
+            raise TransientActionError("Kubernetes API unreachable")
+        rev = Revision(1, f"{workload.name}-abc", T0 - timedelta(days=3), ("img:1",))
+        return WorkloadState(workload, 3, 3, 3, 3, 1, 1, False, (rev,))
+
+    def apply(self, plan: Plan, *, now: datetime) -> ActionRecord:
+        self.applied.append(plan)
+        status = ActionStatus.PENDING_APPROVAL if plan.mode == Mode.APPROVAL else self.status
+        if plan.mode == Mode.DRY_RUN:
+            status = ActionStatus.DRY_RUN
+        return ActionRecord(plan.action, plan.workload, {"verb": "PATCH"}, status, now, now)
+
+
+@dataclass
+class Loop:
+    healer: Healer
+    source: FakeSource
+    detector: ScriptedDetector
+    actuator: FakeActuator
+    store: AuditStore
+    steps: list[Step]
+    now: datetime = T0
+
+    def run(self, cycles: int = 1) -> None:
+        for _ in range(cycles):
+            self.now += timedelta(seconds=30)
+            self.healer.cycle(self.now)
+
+    def outcomes(self) -> list[OutcomeKind | None]:
+        return [s.outcome for s in self.store.list_incidents()]
+
+
+def make_loop(tmp_path: Path, settings: Settings) -> Iterator[Loop]:
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    source, detector, actuator, steps = FakeSource(), ScriptedDetector(), FakeActuator(), []
+    healer = Healer(
+        source=source,
+        detector=detector,
+        actuator=actuator,
+        store=store,
+        playbooks=load_playbooks(REPO / "playbooks"),
+        settings=settings,
+        report=steps.append,
+    )
+    yield Loop(healer, source, detector, actuator, store, steps)
+    store.close()
+
+
+@pytest.fixture
+def loop(tmp_path: Path) -> Iterator[Loop]:
+    yield from make_loop(tmp_path, load_settings(None, guards={"mode": "auto"}))
+
+
+def test_an_anomaly_is_acted_on_once_while_it_lasts(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run(cycles=5)
+    assert [p.action for p in loop.actuator.applied] == [ActionKind.SCALE]
+    assert len(loop.store.list_incidents()) == 1
+    assert loop.actuator.applied[0].params["replicas"] > 3
+
+
+def test_healed_once_quiet_for_the_stable_time(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run()
+    loop.detector.anomalous = {}
+    loop.run(cycles=4)  # quiet since the first of these, 90 s later: not yet stable
+    assert loop.outcomes() == [None]
+    loop.run()
+    assert loop.outcomes() == [OutcomeKind.HEALED]
+
+
+def test_not_healed_when_the_verification_window_passes(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run(cycles=25)  # 750 s, past the playbook's 600 s window
+    assert loop.outcomes() == [OutcomeKind.NOT_HEALED]
+    loop.run(cycles=20)
+    assert len(loop.actuator.applied) == 1, "no second action while the episode lasts"
+
+
+def test_a_new_incident_opens_only_after_the_workload_was_quiet(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: STRANGE}
+    loop.run(cycles=3)
+    loop.detector.anomalous = {}
+    loop.run(cycles=6)
+    loop.detector.anomalous = {SEARCH: STRANGE}
+    loop.run()
+    assert len(loop.store.list_incidents()) == 2
+
+
+def test_an_unknown_cause_is_escalated_without_action(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: STRANGE}
+    loop.run(cycles=3)
+    assert loop.actuator.applied == []
+    [incident] = loop.store.list_incidents()
+    assert incident.cause == Cause.UNKNOWN
+    assert incident.outcome == OutcomeKind.ESCALATED
+
+
+def test_no_metrics_means_no_action(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.source.down = True
+    loop.run(cycles=3)
+    assert loop.actuator.applied == []
+    assert loop.store.list_incidents() == []
+    assert loop.healer.cycles == 0
+
+
+def test_a_guard_block_is_recorded_and_escalated(tmp_path: Path) -> None:
+    settings = load_settings(None, guards={"mode": "auto", "denied_namespaces": ["shop"]})
+    for loop in make_loop(tmp_path, settings):
+        loop.detector.anomalous = {SEARCH: OVERLOAD}
+        loop.run()
+        assert loop.actuator.applied == []
+        [incident] = loop.store.list_incidents()
+        assert incident.outcome == OutcomeKind.ESCALATED
+        detail = loop.store.get_incident(incident.id)
+        assert detail is not None
+        plan = next(s.data for s in detail.timeline if s.kind == "plan")
+        blocked = [g["guard"] for g in plan["guard_results"] if not g["passed"]]  # type: ignore[index, union-attr, call-overload]
+        assert blocked == ["namespace"]
+
+
+def test_the_anomaly_brake_holds_when_many_workloads_are_anomalous(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD, **{w: OVERLOAD for w in OTHERS[:3]}}
+    loop.run()
+    assert loop.actuator.applied == []
+    assert set(loop.outcomes()) == {OutcomeKind.ESCALATED}
+
+
+def test_dry_run_mode_changes_nothing_and_escalates(tmp_path: Path) -> None:
+    for loop in make_loop(tmp_path, load_settings(None)):  # the default mode is dry_run
+        loop.detector.anomalous = {SEARCH: OVERLOAD}
+        loop.run()
+        [plan] = loop.actuator.applied
+        assert plan.mode == Mode.DRY_RUN
+        assert loop.outcomes() == [OutcomeKind.ESCALATED]
+
+
+def test_a_failed_action_is_escalated(loop: Loop) -> None:
+    loop.actuator.status = ActionStatus.FAILED
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run()
+    assert loop.outcomes() == [OutcomeKind.ESCALATED]
+
+
+def test_an_unreachable_cluster_is_retried_then_acted_on(loop: Loop) -> None:
+    loop.actuator.unreachable = True
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run(cycles=2)
+    assert loop.actuator.applied == []
+    loop.actuator.unreachable = False
+    loop.run()
+    assert [p.action for p in loop.actuator.applied] == [ActionKind.SCALE]
+    assert len(loop.store.list_incidents()) == 1
+
+
+def test_an_anomaly_that_passes_while_the_cluster_is_unreachable_is_escalated(
+    loop: Loop,
+) -> None:
+    loop.actuator.unreachable = True
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run()
+    loop.detector.anomalous = {}
+    loop.run(cycles=6)
+    [incident] = loop.store.list_incidents()
+    assert incident.outcome == OutcomeKind.ESCALATED
+    detail = loop.store.get_incident(incident.id)
+    assert detail is not None
+    assert "unreachable" in str(detail.timeline[-1].data["evidence"])
+
+
+def test_every_step_is_reported_in_order(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run()
+    loop.detector.anomalous = {}
+    loop.run(cycles=6)
+    assert [s.kind for s in loop.steps] == ["finding", "diagnosis", "plan", "action", "outcome"]
+    assert {s.workload for s in loop.steps} == {SEARCH}
