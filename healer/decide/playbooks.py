@@ -23,10 +23,10 @@ Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import yaml
 from pydantic import (
@@ -34,13 +34,13 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
 )
 
 from healer.errors import PlaybookError
 from healer.types import ActionKind, Cause, Mode, Signal
+from healer.yamlfile import line_of, load_model, read_text
 
 ESCALATE = "escalate"
 """The ``on_failure`` value that hands the incident to a person; no playbook may use it."""
@@ -153,7 +153,7 @@ class _Loaded:
     playbook: Playbook
 
     def line(self, *loc: int | str) -> int:
-        return _line_of(self.root, loc)
+        return line_of(self.root, loc)
 
 
 def _playbook_files(directory: Path) -> list[Path]:
@@ -166,102 +166,11 @@ def _playbook_files(directory: Path) -> list[Path]:
 
 
 def _load_file(path: Path) -> _Loaded:
-    root, data = _parse(path)
-    _check_duplicate_keys(path, root, ())
-    try:
-        playbook = Playbook.model_validate(data)
-    except ValidationError as exc:
-        raise PlaybookError(_validation_message(path, root, exc)) from exc
+    text = read_text(path, PlaybookError)
+    playbook, root = load_model(
+        text, Playbook, where=str(path), error=PlaybookError, what="playbook"
+    )
     return _Loaded(path, root, playbook)
-
-
-def _parse(path: Path) -> tuple[yaml.MappingNode, Any]:
-    """The node tree (for line numbers) and the plain data (for pydantic), in one parse."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlaybookError(f"{path}: cannot read: {exc}") from exc
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.YAMLError as exc:
-        raise PlaybookError(_yaml_message(path, exc)) from exc
-    finally:
-        loader.dispose()
-    if root is None:
-        raise PlaybookError(f"{path}:1: empty playbook file")
-    if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
-        line = root.start_mark.line + 1
-        raise PlaybookError(f"{path}:{line}: a playbook must be a mapping (name, match, ...)")
-    return root, data
-
-
-def _yaml_message(path: Path, exc: yaml.YAMLError) -> str:
-    if isinstance(exc, yaml.MarkedYAMLError) and exc.problem_mark is not None:
-        problem = exc.problem or exc.context or "invalid YAML"
-        return f"{path}:{exc.problem_mark.line + 1}: YAML syntax error: {problem}"
-    return f"{path}: YAML syntax error: {' '.join(str(exc).split())}"
-
-
-def _validation_message(path: Path, root: yaml.MappingNode, exc: ValidationError) -> str:
-    # What the author wrote wrong says more than what they left out: report it first.
-    errors = sorted(exc.errors(), key=lambda error: error["type"] == "missing")
-    first = errors[0]
-    loc = tuple(first["loc"])
-    message = first["msg"].removeprefix("Value error, ")
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    field = _field_name(loc) or "playbook"
-    return f"{path}:{_line_of(root, loc)}: {field}: {message}{more}"
-
-
-def _field_name(loc: Iterable[int | str]) -> str:
-    name = ""
-    for part in loc:
-        name += f"[{part}]" if isinstance(part, int) else f".{part}" if name else str(part)
-    return name
-
-
-def _line_of(root: yaml.Node, loc: Iterable[int | str]) -> int:
-    """1-based line of the deepest node of ``loc`` present in the file.
-
-    A mapping entry is located by its key, so an unknown field points at its own line and
-    a missing field at the mapping that lacks it.
-    """
-    node, line = root, root.start_mark.line
-    for part in loc:
-        child = _child(node, part)
-        if child is None:
-            break
-        line, node = child
-    return line + 1
-
-
-def _child(node: yaml.Node, part: int | str) -> tuple[int, yaml.Node] | None:
-    if isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            if isinstance(key, yaml.ScalarNode) and key.value == str(part):
-                return key.start_mark.line, value
-    if isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
-        item: yaml.Node = node.value[part]
-        return item.start_mark.line, item
-    return None
-
-
-def _check_duplicate_keys(path: Path, node: yaml.Node, loc: tuple[int | str, ...]) -> None:
-    if isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _check_duplicate_keys(path, item, (*loc, index))
-    if not isinstance(node, yaml.MappingNode):
-        return
-    seen: set[str] = set()
-    for key, value in node.value:
-        name = str(key.value)
-        if name in seen:
-            field = _field_name((*loc, name))
-            raise PlaybookError(f"{path}:{key.start_mark.line + 1}: {field}: duplicate key")
-        seen.add(name)
-        _check_duplicate_keys(path, value, (*loc, name))
 
 
 def _check_unique_names(loaded: Sequence[_Loaded]) -> None:

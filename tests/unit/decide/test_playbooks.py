@@ -259,7 +259,7 @@ def test_not_a_mapping(tmp_path: Path) -> None:
 
     message = load_error(tmp_path)
 
-    assert message == f"{tmp_path}/bad.yaml:1: a playbook must be a mapping (name, match, ...)"
+    assert message == f"{tmp_path}/bad.yaml:1: a playbook must be a mapping"
 
 
 def test_duplicate_name_across_files(tmp_path: Path) -> None:
