@@ -157,6 +157,17 @@ def sim_serve(
         server.stop()
 
 
+@sim_app.command("scenarios")
+def sim_scenarios() -> None:
+    """List the built-in scenarios, one line each."""
+    from healer.sim.scenario import summaries
+
+    rows = summaries()
+    width = max(len(name) for name, _ in rows)
+    for name, summary in rows:
+        typer.echo(f"{name:<{width}}  {summary}")
+
+
 @playbooks_app.command("validate")
 def playbooks_validate(
     directory: Annotated[Path, typer.Argument(help="Directory of playbook YAML files.")],

@@ -210,6 +210,8 @@ def create_api(cluster: Cluster) -> Starlette:
 
     async def metrics(request: Request) -> Response:
         with cluster.lock:
+            if not cluster.metrics_available():  # a scrape gap in the scenario
+                return PlainTextResponse("scrape gap\n", status_code=503)
             text = render_metrics(cluster)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 

@@ -46,7 +46,7 @@ from healer.sim.objects import (
     rfc3339,
     template_hash,
 )
-from healer.sim.scenario import Event, Scenario, WorkloadSpec
+from healer.sim.scenario import Event, Resources, Scenario, WorkloadSpec
 from healer.types import Signal, WorkloadRef
 
 SIGNALS = tuple(Signal)
@@ -56,6 +56,8 @@ READINESS_DELAY_S = 10.0
 # Per-request latency is log-normal with this shape; p99 = median * exp(2.326 * sigma).
 LATENCY_SIGMA = 0.45
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# A crashing container exits this long after it starts.
+CRASH_AFTER_S = 5.0
 # Past saturation, requests wait until the client's timeout.
 TIMEOUT_S = 5.0
 
@@ -74,6 +76,10 @@ class Container:
     latency_buckets: list[float] = field(default_factory=lambda: [0.0] * len(LATENCY_BUCKETS_S))
     latency_sum_s: float = 0.0
     last_p99_s: float | None = None
+    burn_cores: float = 0.0
+    """CPU burnt besides serving requests (a runaway thread), until the container restarts."""
+    crashes: int = 0
+    """Consecutive crashes, for the CrashLoopBackOff delay."""
     marks: dict[str, float] = field(default_factory=dict)
     """Counter values at the last sample, to difference the next one against."""
 
@@ -109,18 +115,18 @@ class Cluster:
         self.lock = threading.RLock()
         self._rng = np.random.default_rng(scenario.seed)
         self.store = ObjectStore(uid=self._new_uid)
-        self._specs = {f"{w.namespace}/{w.name}": w for w in scenario.workloads}
+        specs = scenario.expanded()
+        self._specs = {f"{w.namespace}/{w.name}": w for w in specs}
         self._containers: dict[str, Container] = {}  # by pod uid
         self._overloads: dict[str, Overload] = {}
+        self._leaks: dict[str, Event] = {}  # recurring leaks, by workload
         self._pending = sorted(scenario.events, key=lambda e: e.at_s)
         self.timestamps: list[float] = []
         self.samples: list[np.ndarray[Any, np.dtype[np.float64]]] = []  # (W, S) per step
-        self.workloads = tuple(
-            WorkloadRef(w.namespace, "Deployment", w.name) for w in scenario.workloads
-        )
+        self.workloads = tuple(WorkloadRef(w.namespace, "Deployment", w.name) for w in specs)
         self.applied_events: list[tuple[float, Event]] = []
         with self.lock:
-            for spec in scenario.workloads:
+            for spec in specs:
                 self.create_deployment(spec.namespace, _deployment_manifest(spec))
             # The cluster was running before the scenario starts: its pods are up and ready.
             for _ in range(3):
@@ -449,7 +455,10 @@ class Cluster:
             "status": {"phase": "Pending", "conditions": [], "containerStatuses": []},
         }
         created = self.store.create("pods", pod, now=self.clock.now())
-        self._containers[created["metadata"]["uid"]] = Container(started_s=self.clock.now_s())
+        container = Container(started_s=self.clock.now_s())
+        self._containers[created["metadata"]["uid"]] = container
+        owner = f"{rs['metadata']['namespace']}/{_owner_name(rs)}"
+        self._start_container(owner, container)
         self._refresh_pod_status(created)
 
     def _update_deployment_status(self, dep: K8s) -> None:
@@ -504,7 +513,8 @@ class Cluster:
 
     def _refresh_pod_status(self, pod: K8s) -> None:
         c = self._containers[pod["metadata"]["uid"]]
-        ready = self.clock.now_s() - c.started_s >= READINESS_DELAY_S
+        up_s = self.clock.now_s() - c.started_s
+        ready = up_s >= READINESS_DELAY_S
         status = pod["status"]
         old = copy.deepcopy(status)
         status["phase"] = "Running"
@@ -520,8 +530,10 @@ class Cluster:
                 "ready": ready,
                 "image": image,
                 "imageID": f"{image}@sha256:{digest}",
-                "started": True,
-                "state": {"running": {"startedAt": rfc3339(_at(c.started_s))}},
+                "started": up_s >= 0,
+                "state": {"running": {"startedAt": rfc3339(_at(c.started_s))}}
+                if up_s >= 0
+                else {"waiting": {"reason": "CrashLoopBackOff"}},
             }
         )
         status["containerStatuses"] = cs
@@ -535,28 +547,57 @@ class Cluster:
             self.applied_events.append((self.clock.now_s(), event))
 
     def _apply_event(self, event: Event) -> None:
+        """Start a fault; windows (scrape gaps, slow-downs) are read from the scenario."""
+        if event.workload == "*":
+            return
         ns, name = event.workload.split("/", 1)
         now_s = self.clock.now_s()
-        if event.kind == "memory_leak":
-            dep = self.store.get("deployments", ns, name)
-            for pod in (
-                p for rs in self._owned("replicasets", dep) for p in self._owned("pods", rs)
-            ):
+        if event.kind in ("memory_leak", "cpu_hog"):
+            for pod in self._pods_of(self.store.get("deployments", ns, name)):
                 c = self._containers[pod["metadata"]["uid"]]
-                c.leak_from_s, c.leak_bytes_per_s = now_s, event.bytes_per_s or 0.0
+                if event.kind == "cpu_hog":
+                    c.burn_cores = event.cores or 0.0
+                else:
+                    c.leak_from_s, c.leak_bytes_per_s = now_s, event.bytes_per_s or 0.0
+            if event.kind == "memory_leak" and event.recur_after_s:
+                self._leaks[event.workload] = event
         elif event.kind == "overload":
             self._overloads[event.workload] = Overload(now_s, event.factor or 2.0, event.ramp_s)
-        elif event.kind == "release":
+        elif event.kind in ("release", "crash_loop"):
             # A deploy pipeline changing the image, as `kubectl set image` would.
-            patch = {
-                "spec": {
-                    "template": {"spec": {"containers": [{"name": name, "image": event.image}]}}
-                }
-            }
+            container = {"name": name, "image": event.image}
+            patch = {"spec": {"template": {"spec": {"containers": [container]}}}}
             self.patch_deployment(ns, name, patch, "application/strategic-merge-patch+json")
 
+    def _pods_of(self, dep: K8s) -> list[K8s]:
+        return [p for rs in self._owned("replicasets", dep) for p in self._owned("pods", rs)]
+
+    def _start_container(self, workload: str, c: Container) -> None:
+        """A container (re)starts clean, unless its workload's leak comes back."""
+        c.burn_cores, c.leak_from_s, c.memory_bytes = 0.0, None, 0.0
+        leak = self._leaks.get(workload)
+        if leak is not None and leak.recur_after_s:
+            c.leak_from_s = c.started_s + leak.recur_after_s
+            c.leak_bytes_per_s = leak.bytes_per_s or 0.0
+
+    def _active(self, kind: str, workload: str) -> Event | None:
+        """The window event of ``kind`` covering now for ``workload``, if any."""
+        elapsed = self.clock.elapsed_s
+        for event in self.scenario.events:
+            if (
+                event.kind == kind
+                and event.at_s <= elapsed < event.end_s
+                and event.workload in ("*", workload)
+            ):
+                return event
+        return None
+
+    def metrics_available(self) -> bool:
+        """False during a cluster-wide scrape gap: /metrics answers 503 then."""
+        return self._active("scrape_gap", "*") is None
+
     def _run_workloads(self, dt_s: float) -> None:
-        for spec in self.scenario.workloads:
+        for spec in self._specs.values():
             self._run_workload(spec, dt_s)
 
     def _demand_rps(self, spec: WorkloadSpec) -> float:
@@ -565,6 +606,7 @@ class Cluster:
         hour = now.hour + now.minute / 60 + now.second / 3600
         distance = min(abs(hour - t.peak_hour_utc), 24 - abs(hour - t.peak_hour_utc))
         daily = 1.0 + (t.peak_factor - 1.0) * math.exp(-0.5 * (distance / t.peak_width_h) ** 2)
+        daily *= 1.0 + (t.weekend_factor - 1.0) * _weekend_weight(now)
         noise = float(np.exp(self._rng.normal(0.0, t.noise)))
         burst_p = t.bursts_per_h * self.scenario.step_s / 3600.0
         burst = 1.3 if self._rng.random() < burst_p else 1.0
@@ -573,33 +615,51 @@ class Cluster:
         return t.base_rps * daily * noise * burst * surge
 
     def _run_workload(self, spec: WorkloadSpec, dt_s: float) -> None:
-        dep = self.store.get("deployments", spec.namespace, spec.name)
-        pods = [p for rs in self._owned("replicasets", dep) for p in self._owned("pods", rs)]
-        now_s = self.clock.now_s()
+        key = f"{spec.namespace}/{spec.name}"
+        pods = self._pods_of(self.store.get("deployments", spec.namespace, spec.name))
         for pod in pods:
+            self._crash_if_due(pod)
             self._refresh_pod_status(pod)
         serving = [p for p in pods if _pod_ready(p)]
         demand = self._demand_rps(spec)
+        # A downstream limit fails the excess whatever the replica count.
+        beyond = 1.0 - spec.capacity_rps / demand if spec.capacity_rps and demand else 0.0
+        slowdown = self._active("slowdown", key)
         res = spec.resources
         for pod in pods:
             c = self._containers[pod["metadata"]["uid"]]
             behaviour = self.scenario.behaviour(pod["spec"]["containers"][0]["image"])
             rps = demand / len(serving) if pod in serving else 0.0
-            cpu_demand = rps * res.cpu_seconds_per_request * behaviour.cpu_factor
+            cpu_demand = rps * res.cpu_seconds_per_request * behaviour.cpu_factor + c.burn_cores
             rho = cpu_demand / res.cpu_limit_cores
             c.cpu_seconds += min(cpu_demand, res.cpu_limit_cores) * dt_s
-            leak = (now_s - c.leak_from_s) * c.leak_bytes_per_s if c.leak_from_s else 0.0
-            c.memory_bytes = (
-                res.memory_base_bytes
-                * (1.0 + 0.08 * min(rho, 1.0))
-                * float(np.exp(self._rng.normal(0.0, 0.004)))
-                + leak
-            )
+            self._grow_memory(c, res, rho)
             if c.memory_bytes >= res.memory_limit_bytes:
-                self._oom_kill(pod, c)
+                self._kill(pod, c, "OOMKilled", 137)
                 continue
             if rps > 0:
-                self._serve(c, rps * dt_s, rho, behaviour.error_ratio, behaviour.latency_s)
+                error = max(behaviour.error_ratio, beyond)
+                latency = behaviour.latency_s * (slowdown.factor or 1.0 if slowdown else 1.0)
+                self._serve(c, rps * dt_s, rho, error, latency)
+
+    def _grow_memory(self, c: Container, res: Resources, rho: float) -> None:
+        now_s = self.clock.now_s()
+        leaking = c.leak_from_s is not None and now_s > c.leak_from_s
+        leak = (now_s - c.leak_from_s) * c.leak_bytes_per_s if leaking and c.leak_from_s else 0.0
+        noise = float(np.exp(self._rng.normal(0.0, 0.004)))
+        c.memory_bytes = res.memory_base_bytes * (1.0 + 0.08 * min(rho, 1.0)) * noise + leak
+
+    def _crash_if_due(self, pod: K8s) -> None:
+        """Containers of a crashing image exit soon after each start, and back off."""
+        c = self._containers[pod["metadata"]["uid"]]
+        if not self.scenario.behaviour(pod["spec"]["containers"][0]["image"]).crash_on_start:
+            return
+        now_s = self.clock.now_s()
+        if now_s - c.started_s >= CRASH_AFTER_S:
+            self._kill(pod, c, "Error", 1)
+            # Kubernetes' back-off: 10 s doubling to 5 min, reset after 10 min of running.
+            c.started_s = now_s + min(300.0, 10.0 * 2.0**c.crashes)
+            c.crashes += 1
 
     def _serve(
         self, c: Container, n: float, rho: float, base_error: float, base_latency_s: float
@@ -621,18 +681,19 @@ class Cluster:
         c.latency_sum_s += n * median * math.exp(LATENCY_SIGMA**2 / 2)
         c.last_p99_s = p99
 
-    def _oom_kill(self, pod: K8s, c: Container) -> None:
+    def _kill(self, pod: K8s, c: Container, reason: str, exit_code: int) -> None:
+        """The container died (OOM, crash); the kubelet restarts it in the same pod."""
         cs = pod["status"]["containerStatuses"][0]
         cs["restartCount"] = cs.get("restartCount", 0) + 1
         cs["lastState"] = {
             "terminated": {
-                "reason": "OOMKilled",
-                "exitCode": 137,
+                "reason": reason,
+                "exitCode": exit_code,
                 "finishedAt": rfc3339(self.clock.now()),
             }
         }
         c.started_s = self.clock.now_s()
-        c.leak_from_s, c.memory_bytes = None, 0.0
+        self._start_container(f"{pod['metadata']['namespace']}/{_deployment_of(pod)}", c)
         self._refresh_pod_status(pod)
 
     # ---- metrics -----------------------------------------------------------------------
@@ -640,7 +701,9 @@ class Cluster:
     def _record_sample(self) -> None:
         row = np.full((len(self.workloads), len(SIGNALS)), np.nan)
         for w, ref in enumerate(self.workloads):
-            row[w] = self._workload_signals(ref)
+            values = self._workload_signals(ref)  # always: counters must move on
+            if self._active("scrape_gap", f"{ref.namespace}/{ref.name}") is None:
+                row[w] = values
         self.timestamps.append(self.clock.now_s())
         self.samples.append(row)
 
@@ -692,6 +755,26 @@ class Cluster:
 
 def _at(unix_s: float) -> datetime:
     return datetime.fromtimestamp(unix_s, UTC)
+
+
+def _weekend_weight(now: datetime) -> float:
+    """1 on Saturdays and Sundays, 0 on weekdays, ramping over 6 hours around midnight."""
+    hours = now.weekday() * 24 + now.hour + now.minute / 60  # Monday 00:00 is 0
+    ramp_h = 6.0
+    start, end = 5 * 24.0, 7 * 24.0  # Saturday 00:00 .. Monday 00:00
+    rising = (hours - (start - ramp_h / 2)) / ramp_h
+    falling = ((end + ramp_h / 2) - hours) / ramp_h
+    falling_early = (ramp_h / 2 - hours) / ramp_h  # Monday's first hours
+    return float(max(0.0, min(1.0, rising, falling)) + max(0.0, min(1.0, falling_early)))
+
+
+def _owner_name(obj: K8s) -> str:
+    return str(obj["metadata"]["ownerReferences"][0]["name"])
+
+
+def _deployment_of(pod: K8s) -> str:
+    """The Deployment a pod belongs to: its ReplicaSet's name less the template hash."""
+    return _owner_name(pod).rsplit("-", 1)[0]
 
 
 def _revision(rs: K8s) -> int:

@@ -1,8 +1,33 @@
-"""Scenarios: a simulated cluster's workloads and the faults injected into it, as YAML.
+"""Scenarios: a simulated cluster's workloads and what happens to them, as YAML.
 
-A scenario names every fault with the remediation that fixes it (``expect``), so that
-tests and benchmarks can score healer against ground truth. Scenario files are untrusted
-input: they are validated with pydantic, and errors name the file and the field.
+A scenario lists workloads (Deployments with a traffic shape and resources), the
+behaviour of the images they run, and timed events: faults, each with the remediation
+that fixes it (``expect``), and benign events that must not trigger any action
+(``expect: none``). Tests and benchmarks score healer against that ground truth.
+
+Event kinds and their parameters:
+
+==============  ==============================================  =========================
+kind            what happens                                    fixed by
+==============  ==============================================  =========================
+memory_leak     running containers leak ``bytes_per_s``; with   restart (for a while, if
+                ``recur_after_s`` new containers start leaking   it recurs)
+                again that long after they start
+overload        traffic rises to ``factor`` times over          scale (up to the
+                ``ramp_s``                                        workload's capacity_rps)
+release         the Deployment rolls out ``image``; bad or good rollback when bad; none
+                by that image's behaviour                         when good
+crash_loop      rolls out ``image``, whose containers crash     rollback
+                on start (CrashLoopBackOff)
+cpu_hog         running containers burn ``cores`` of CPU on     restart
+                top of their work (a runaway thread)
+scrape_gap      no metrics for ``duration_s`` (``*`` = all)     none (benign)
+slowdown        every workload's latency times ``factor`` for   none (benign: a shared
+                ``duration_s`` (workload ``*``)                   network or monitoring
+                                                                   problem)
+==============  ==============================================  =========================
+
+Files are untrusted input: validated with pydantic, errors name the file, line and field.
 """
 
 from __future__ import annotations
@@ -12,10 +37,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from healer.errors import ConfigError
+from healer.yamlfile import load_model, read_text
 
 
 class _Model(BaseModel):
@@ -24,12 +49,14 @@ class _Model(BaseModel):
 
 class Traffic(_Model):
     base_rps: float = Field(gt=0)
-    """Requests per second at the daily minimum."""
+    """Requests per second at the daily minimum on a weekday."""
     peak_factor: float = Field(default=1.0, ge=1.0)
     """Traffic at the daily peak over traffic at the minimum."""
     peak_hour_utc: float = Field(default=13.0, ge=0, lt=24)
     peak_width_h: float = Field(default=2.0, gt=0)
     """Standard deviation of the bell-shaped daily peak, hours."""
+    weekend_factor: float = Field(default=0.7, gt=0)
+    """Traffic on Saturdays and Sundays over weekday traffic (ramps over 6 hours)."""
     noise: float = Field(default=0.03, ge=0, lt=1)
     """Relative standard deviation of scrape-to-scrape noise."""
     bursts_per_h: float = Field(default=1.0, ge=0)
@@ -51,38 +78,69 @@ class Behaviour(_Model):
     latency_s: float = Field(default=0.08, gt=0)
     """p99 latency when idle, seconds."""
     cpu_factor: float = Field(default=1.0, gt=0)
+    crash_on_start: bool = False
+    """Containers exit a few seconds after they start, every time (CrashLoopBackOff)."""
 
 
 class WorkloadSpec(_Model):
-    name: str
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=50)
     namespace: str = "default"
     replicas: int = Field(default=3, ge=0)
+    copies: int = Field(default=1, ge=1, le=20000)
+    """More than one: this many identical Deployments named ``name-0000``, ``name-0001``..."""
     image: str
     labels: dict[str, str] = {}
     annotations: dict[str, str] = {}
     traffic: Traffic
     resources: Resources = Resources()
+    capacity_rps: float | None = Field(default=None, gt=0)
+    """A downstream limit (a database, a rate-limited API): requests beyond it fail however
+    many replicas serve them, so scaling absorbs an overload only up to this point."""
 
 
-FaultKind = Literal["memory_leak", "overload", "release"]
+EventKind = Literal[
+    "memory_leak", "overload", "release", "crash_loop", "cpu_hog", "scrape_gap", "slowdown"
+]
 Remedy = Literal["restart", "scale", "rollback", "none"]
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "memory_leak": ("bytes_per_s",),
+    "overload": ("factor",),
+    "release": ("image",),
+    "crash_loop": ("image",),
+    "cpu_hog": ("cores",),
+    "scrape_gap": ("duration_s",),
+    "slowdown": ("factor", "duration_s"),
+}
 
 
 class Event(_Model):
     at_s: float = Field(ge=0)
     """Seconds after the scenario start."""
-    kind: FaultKind
-    workload: str
-    """namespace/name of the Deployment."""
+    kind: EventKind
+    workload: str = Field(pattern=r"^(\*|[a-z0-9-]+/[a-z0-9-]+)$")
+    """namespace/name of the Deployment, or ``*`` for every workload."""
     expect: Remedy
     """The remediation that fixes it; ``none`` marks a benign event."""
-    bytes_per_s: float | None = None
-    """memory_leak: growth of each affected container's working set."""
-    factor: float | None = None
-    """overload: traffic multiplier reached at the end of ``ramp_s``."""
-    ramp_s: float = 60.0
+    bytes_per_s: float | None = Field(default=None, gt=0)
+    recur_after_s: float | None = Field(default=None, gt=0)
+    factor: float | None = Field(default=None, gt=0)
+    ramp_s: float = Field(default=60.0, ge=0)
     image: str | None = None
-    """release: the new image."""
+    cores: float | None = Field(default=None, gt=0)
+    duration_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _parameters(self) -> Event:
+        missing = [name for name in _NEEDS[self.kind] if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"a {self.kind} event needs {', '.join(missing)}")
+        if self.workload == "*" and self.kind not in ("scrape_gap", "slowdown"):
+            raise ValueError(f"a {self.kind} event needs one workload, not *")
+        return self
+
+    @property
+    def end_s(self) -> float:
+        return self.at_s + (self.duration_s or 0.0)
 
 
 class Scenario(_Model):
@@ -97,43 +155,58 @@ class Scenario(_Model):
     workloads: list[WorkloadSpec] = Field(min_length=1)
     events: list[Event] = []
 
+    @model_validator(mode="after")
+    def _events_name_workloads(self) -> Scenario:
+        known = {f"{w.namespace}/{n}" for w in self.workloads for n in _names(w)}
+        for i, event in enumerate(self.events):
+            if event.workload != "*" and event.workload not in known:
+                raise ValueError(f"events[{i}]: no workload {event.workload!r} in this scenario")
+        return self
+
     def behaviour(self, image: str) -> Behaviour:
         return self.images.get(image, Behaviour())
 
+    def expanded(self) -> list[WorkloadSpec]:
+        """Every Deployment, with ``copies`` unrolled."""
+        return [
+            w.model_copy(update={"name": name, "copies": 1})
+            for w in self.workloads
+            for name in _names(w)
+        ]
+
+
+def _names(w: WorkloadSpec) -> list[str]:
+    return [w.name] if w.copies == 1 else [f"{w.name}-{i:04d}" for i in range(w.copies)]
+
+
+def _folder() -> Path:
+    return Path(str(resources.files("healer.sim") / "scenarios"))
+
 
 def builtin_names() -> list[str]:
-    folder = resources.files("healer.sim") / "scenarios"
-    return sorted(
-        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
-    )
+    return sorted(p.stem for p in _folder().glob("*.yaml"))
 
 
 def load_scenario(name_or_path: str) -> Scenario:
     """Load a built-in scenario by name, or a scenario file by path.
 
-    Raises ConfigError naming the scenario (and field) at fault.
+    Raises ConfigError naming the scenario file, line and field at fault.
     """
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml"):
-        try:
-            text = path.read_text()
-        except OSError as exc:
-            raise ConfigError(f"scenario file {path}: {exc.strerror}") from exc
-        return _parse(text, str(path))
-    if name_or_path not in builtin_names():
-        known = ", ".join(builtin_names())
-        raise ConfigError(f"unknown scenario {name_or_path!r} (known: {known})")
-    text = (resources.files("healer.sim") / "scenarios" / f"{name_or_path}.yaml").read_text()
-    return _parse(text, f"scenario {name_or_path}")
+    if path.suffix not in (".yaml", ".yml"):
+        if name_or_path not in builtin_names():
+            known = ", ".join(builtin_names())
+            raise ConfigError(f"unknown scenario {name_or_path!r} (known: {known})")
+        path = _folder() / f"{name_or_path}.yaml"
+    text = read_text(path, ConfigError)
+    scenario, _ = load_model(text, Scenario, where=str(path), error=ConfigError, what="scenario")
+    return scenario
 
 
-def _parse(text: str, where: str) -> Scenario:
-    try:
-        data = yaml.safe_load(text)
-        return Scenario.model_validate(data)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: invalid YAML: {exc}") from exc
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{where}: {field}: {first['msg']}") from exc
+def summaries() -> list[tuple[str, str]]:
+    """(name, first sentence of the description) of every built-in scenario."""
+    out = []
+    for name in builtin_names():
+        description = " ".join(load_scenario(name).description.split())
+        out.append((name, description.split(". ")[0].rstrip(".") + "."))
+    return out

@@ -520,7 +520,7 @@ def test_load_scenario_file_with_an_unknown_field_names_file_and_field(tmp_path:
         load_scenario(str(path))
     message = str(caught.value)
     assert str(path) in message
-    assert "workloads.0.replicaz" in message
+    assert f"{path}:5: workloads[0].replicaz: Extra inputs are not permitted" == message
 
 
 def test_load_scenario_file_with_an_unknown_top_level_field(tmp_path: Path) -> None:
