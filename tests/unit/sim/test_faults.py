@@ -75,7 +75,7 @@ def baseline(name: str, workload: str, which: Signal) -> float:
     return signal(cluster, workload, which, last_s=600)
 
 
-# ---- memory leak --------------------------------------------------------------------------
+# ---- memory leak ------------------------------------------------
 
 
 def test_a_leak_shows_in_memory_and_a_restart_clears_it_for_a_while() -> None:
@@ -102,7 +102,7 @@ def test_scaling_does_not_save_leaking_pods_from_the_oom_killer() -> None:
     assert reasons.count("OOMKilled") == 3
 
 
-# ---- overload -------------------------------------------------------------------------------
+# ---- overload ------------------------------------------------
 
 
 def test_an_overload_shows_in_traffic_cpu_and_latency_and_scaling_absorbs_it() -> None:
@@ -139,7 +139,7 @@ def test_scaling_absorbs_an_overload_only_up_to_the_downstream_capacity() -> Non
     assert signal(cluster, "shop/search", Signal.ERROR_RATIO) == pytest.approx(expected, abs=0.03)
 
 
-# ---- bad release ------------------------------------------------------------------------------
+# ---- bad release ------------------------------------------------
 
 
 def test_a_bad_release_shows_in_errors_and_latency_and_a_rollback_ends_it() -> None:
@@ -158,7 +158,7 @@ def test_a_restart_does_not_fix_a_bad_release() -> None:
     assert signal(cluster, "shop/cart", Signal.ERROR_RATIO) > 0.15
 
 
-# ---- crash loop ------------------------------------------------------------------------------------
+# ---- crash loop ------------------------------------------------
 
 
 def test_a_crash_loop_shows_in_restarts_and_stalls_the_rollout() -> None:
@@ -189,7 +189,7 @@ def test_a_rollback_ends_a_crash_loop_and_a_restart_does_not() -> None:
     assert signal(restarted, "shop/profile", Signal.RESTARTS, last_s=600) > 0
 
 
-# ---- CPU hog ---------------------------------------------------------------------------------------
+# ---- CPU hog ------------------------------------------------
 
 
 def test_a_cpu_hog_shows_in_cpu_and_latency_with_steady_traffic_and_a_restart_clears_it() -> None:
@@ -215,7 +215,7 @@ def test_scaling_leaves_the_hogged_pods_burning() -> None:
     assert signal(cluster, "shop/recommend", Signal.CPU) > cpu + 0.3
 
 
-# ---- benign events -----------------------------------------------------------------------------------
+# ---- benign events ------------------------------------------------
 
 
 def test_a_scrape_gap_leaves_no_samples_and_metrics_unavailable() -> None:
