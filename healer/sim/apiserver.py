@@ -2,9 +2,12 @@
 
 It answers the requests the official ``kubernetes`` client and kubectl make, with the
 same paths, content types, status codes and ``Status`` error bodies as a real API
-server, so that healer's actuator cannot tell it from a cluster. ``serve_in_thread``
-runs it on a loopback port (uvicorn in a daemon thread) and ``write_kubeconfig`` writes
-the kubeconfig a client uses to reach it.
+server, so that healer's actuator cannot tell it from a cluster. Requests are routed
+from the resource table in ``healer.sim.kinds``: a path the table does not name is a
+404 ``Status``, a verb a resource does not support a 405. Discovery comes in both the
+aggregated and the legacy form, and lists come as ``meta.k8s.io/v1`` Tables when the
+client asks (kubectl does). ``serve_in_thread`` runs it on a loopback port (uvicorn in
+a daemon thread) and ``write_kubeconfig`` writes the kubeconfig a client uses to reach it.
 """
 
 from __future__ import annotations
@@ -25,188 +28,36 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from healer.errors import ConfigError
+from healer.sim import discovery
 from healer.sim.cluster import Cluster
 from healer.sim.exposition import render_metrics
-from healer.sim.objects import ApiError
+from healer.sim.kinds import PLAIN, Kind, lookup
+from healer.sim.objects import ApiError, K8s
+from healer.sim.tables import table
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-_LIST_KINDS = {
-    "deployments": ("apps/v1", "DeploymentList"),
-    "replicasets": ("apps/v1", "ReplicaSetList"),
-    "pods": ("v1", "PodList"),
-    "events": ("v1", "EventList"),
-}
-
-_RESOURCES = {
-    "v1": [
-        ("pods", "Pod", True, ["get", "list", "delete"]),
-        ("events", "Event", True, ["create", "get", "list"]),
-    ],
-    "apps/v1": [
-        ("deployments", "Deployment", True, ["create", "delete", "get", "list", "patch", "update"]),
-        ("deployments/scale", "Scale", True, ["get", "patch", "update"]),
-        ("replicasets", "ReplicaSet", True, ["get", "list"]),
-    ],
-}
+_TABLE_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io"
+# Exceptions raised while reading a body of the wrong shape (a string where an object
+# belongs, ...). A real API server fails to decode such a body into its Go types and
+# answers 400, so these become a 400 Status rather than a 500.
+_SHAPE_ERRORS = (AttributeError, KeyError, TypeError, ValueError, IndexError)
 
 
 def create_api(cluster: Cluster) -> Starlette:
-    """The Starlette app serving ``cluster``'s API; every handler holds the cluster lock."""
+    """The Starlette app serving ``cluster``'s API; every call holds the cluster lock."""
 
-    def guarded(fn: Callable[[Request], Awaitable[Any]]) -> Handler:
-        async def handler(request: Request) -> Response:
-            try:
-                result = await fn(request)
-            except ApiError as exc:
-                return JSONResponse(exc.status(), status_code=exc.code)
-            if isinstance(result, Response):
-                return result
-            return JSONResponse(result, status_code=201 if request.method == "POST" else 200)
-
-        return handler
-
-    async def body(request: Request) -> Any:
+    async def api(request: Request) -> Response:
         try:
-            return json.loads(await request.body() or b"null")
-        except json.JSONDecodeError as exc:
-            raise ApiError(400, "BadRequest", f"the request body is not valid JSON: {exc}") from exc
-
-    def dry(request: Request) -> bool:
-        value = request.query_params.get("dryRun")
-        if value not in (None, "All"):
-            raise ApiError(400, "BadRequest", f"invalid dry run value {value!r}: only All")
-        return value == "All"
-
-    def object_body(value: Any) -> dict[str, Any]:
-        if not isinstance(value, dict):
-            raise ApiError(400, "BadRequest", "the request body must be a JSON object")
-        return value
-
-    def content_type(request: Request) -> str:
-        return request.headers.get("content-type", "")
-
-    async def listing(request: Request, resource: str | None = None) -> Any:
-        resource = resource or request.path_params["resource"]
-        if resource not in _LIST_KINDS:
-            raise ApiError(404, "NotFound", f"the server could not find resource {resource}")
-        items = cluster.list_objects(
-            resource,
-            request.path_params.get("ns"),
-            request.query_params.get("labelSelector"),
-            request.query_params.get("fieldSelector"),
-        )
-        api_version, kind = _LIST_KINDS[resource]
-        return {
-            "apiVersion": api_version,
-            "kind": kind,
-            "items": items,
-            "metadata": {"resourceVersion": cluster.store.resource_version},
-        }
-
-    async def deployments(request: Request) -> Any:
-        ns = request.path_params["ns"]
-        if request.method == "POST":
-            return cluster.create_deployment(
-                ns, object_body(await body(request)), dry_run=dry(request)
-            )
-        return await listing(request, "deployments")
-
-    async def deployment(request: Request) -> Any:
-        ns, name = request.path_params["ns"], request.path_params["name"]
-        if request.method == "GET":
-            return cluster.get_object("deployments", ns, name)
-        if request.method == "PATCH":
-            return cluster.patch_deployment(
-                ns, name, await body(request), content_type(request), dry_run=dry(request)
-            )
-        if request.method == "PUT":
-            return cluster.replace_deployment(
-                ns, name, object_body(await body(request)), dry_run=dry(request)
-            )
-        gone = cluster.delete_object("deployments", ns, name)
-        return {
-            "kind": "Status",
-            "apiVersion": "v1",
-            "status": "Success",
-            "details": {
-                "name": name,
-                "group": "apps",
-                "kind": "deployments",
-                "uid": gone["metadata"]["uid"],
-            },
-        }
-
-    async def scale(request: Request) -> Any:
-        ns, name = request.path_params["ns"], request.path_params["name"]
-        if request.method == "GET":
-            return cluster.get_scale(ns, name)
-        if request.method == "PATCH":
-            return cluster.patch_scale(
-                ns, name, await body(request), content_type(request), dry_run=dry(request)
-            )
-        return cluster.replace_scale(
-            ns, name, object_body(await body(request)), dry_run=dry(request)
-        )
-
-    async def named(request: Request) -> Any:
-        resource = request.path_params["resource"]
-        ns, name = request.path_params["ns"], request.path_params["name"]
-        if resource not in _LIST_KINDS:
-            raise ApiError(404, "NotFound", f"the server could not find resource {resource}")
-        if request.method == "DELETE" and resource == "pods":
-            return cluster.delete_object(resource, ns, name)
-        if request.method == "DELETE":
-            raise ApiError(405, "MethodNotAllowed", f"delete is not supported on {resource}")
-        return cluster.get_object(resource, ns, name)
-
-    async def events(request: Request) -> Any:
-        if request.method == "POST":
-            return cluster.create_event(request.path_params["ns"], object_body(await body(request)))
-        return await listing(request, "events")
-
-    async def version(request: Request) -> Any:
-        return {
-            "major": "1",
-            "minor": "31",
-            "gitVersion": "v1.31.0-healer-sim",
-            "gitCommit": "0" * 40,
-            "gitTreeState": "clean",
-            "buildDate": "2026-01-01T00:00:00Z",
-            "goVersion": "go1.22.0",
-            "compiler": "gc",
-            "platform": "linux/amd64",
-        }
-
-    async def core_groups(request: Request) -> Any:
-        return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
-
-    async def groups(request: Request) -> Any:
-        return {
-            "kind": "APIGroupList",
-            "apiVersion": "v1",
-            "groups": [
-                {
-                    "name": "apps",
-                    "versions": [{"groupVersion": "apps/v1", "version": "v1"}],
-                    "preferredVersion": {"groupVersion": "apps/v1", "version": "v1"},
-                }
-            ],
-        }
-
-    def resource_list(group_version: str) -> Handler:
-        async def handler(request: Request) -> Any:
-            return {
-                "kind": "APIResourceList",
-                "apiVersion": "v1",
-                "groupVersion": group_version,
-                "resources": [
-                    {"name": n, "singularName": "", "namespaced": ns, "kind": k, "verbs": verbs}
-                    for n, k, ns, verbs in _RESOURCES[group_version]
-                ],
-            }
-
-        return handler
+            return await _dispatch(cluster, request)
+        except ApiError as exc:
+            return JSONResponse(exc.status(), status_code=exc.code)
+        except _SHAPE_ERRORS as exc:
+            if request.method in ("GET", "DELETE"):
+                error = ApiError(500, "InternalError", f"an error on the server: {exc!r}")
+            else:
+                error = ApiError(400, "BadRequest", f"the request body could not be decoded: {exc}")
+            return JSONResponse(error.status(), status_code=error.code)
 
     async def metrics(request: Request) -> Response:
         with cluster.lock:
@@ -215,48 +66,276 @@ def create_api(cluster: Cluster) -> Starlette:
             text = render_metrics(cluster)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
-    async def missing(request: Request) -> Any:
-        raise ApiError(404, "NotFound", "the server could not find the requested resource")
+    methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+    return Starlette(
+        routes=[Route("/metrics", metrics), Route("/{path:path}", api, methods=methods)]
+    )
 
-    rw = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-    routes = [
-        Route("/version", guarded(version)),
-        Route("/api", guarded(core_groups)),
-        Route("/apis", guarded(groups)),
-        Route("/api/v1", guarded(resource_list("v1"))),
-        Route("/apis/apps/v1", guarded(resource_list("apps/v1"))),
-        Route("/metrics", metrics),
-        Route(
-            "/apis/apps/v1/namespaces/{ns}/deployments",
-            guarded(deployments),
-            methods=["GET", "POST"],
-        ),
-        Route(
-            "/apis/apps/v1/namespaces/{ns}/deployments/{name}",
-            guarded(deployment),
-            methods=["GET", "PUT", "PATCH", "DELETE"],
-        ),
-        Route(
-            "/apis/apps/v1/namespaces/{ns}/deployments/{name}/scale",
-            guarded(scale),
-            methods=["GET", "PUT", "PATCH"],
-        ),
-        Route("/apis/apps/v1/namespaces/{ns}/events", guarded(missing), methods=rw),
-        Route("/api/v1/namespaces/{ns}/events", guarded(events), methods=["GET", "POST"]),
-        Route("/apis/apps/v1/namespaces/{ns}/{resource}", guarded(listing)),
-        Route("/apis/apps/v1/{resource}", guarded(listing)),
-        Route("/api/v1/namespaces/{ns}/{resource}", guarded(listing)),
-        Route("/api/v1/{resource}", guarded(listing)),
-        Route(
-            "/apis/apps/v1/namespaces/{ns}/{resource}/{name}",
-            guarded(named),
-            methods=["GET", "DELETE"],
-        ),
-        Route(
-            "/api/v1/namespaces/{ns}/{resource}/{name}", guarded(named), methods=["GET", "DELETE"]
-        ),
-    ]
-    return Starlette(routes=routes)
+
+def _version() -> K8s:
+    return {
+        "major": "1",
+        "minor": "31",
+        "gitVersion": "v1.31.0-healer-sim",
+        "gitCommit": "0" * 40,
+        "gitTreeState": "clean",
+        "buildDate": "2026-01-01T00:00:00Z",
+        "goVersion": "go1.22.0",
+        "compiler": "gc",
+        "platform": "linux/amd64",
+    }
+
+
+def _missing() -> ApiError:
+    return ApiError(404, "NotFound", "the server could not find the requested resource")
+
+
+async def _dispatch(cluster: Cluster, request: Request) -> Response:
+    parts = [p for p in request.url.path.split("/") if p]
+    accept = request.headers.get("accept", "")
+    if request.method != "GET" and parts[:1] in (["api"], ["apis"]) and len(parts) <= 3:
+        raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed here")
+    if parts == ["version"]:
+        return JSONResponse(_version())
+    if parts in (["api"], ["apis"]):
+        if discovery.wants_aggregated(accept):
+            body = discovery.aggregated(core=parts == ["api"])
+            return JSONResponse(body, media_type=discovery.AGGREGATED_V2)
+        core = parts == ["api"]
+        return JSONResponse(discovery.api_versions() if core else discovery.api_group_list())
+    if parts[:1] == ["api"] and len(parts) >= 2:
+        group_version, rest = parts[1], parts[2:]
+    elif parts[:1] == ["apis"] and len(parts) >= 3:
+        group_version, rest = f"{parts[1]}/{parts[2]}", parts[3:]
+    else:
+        raise _missing()
+    if not rest:
+        listing = discovery.api_resource_list(group_version)
+        if not listing["resources"]:
+            raise _missing()
+        return JSONResponse(listing)
+    namespace: str | None = None
+    if rest[0] == "namespaces" and len(rest) >= 3:
+        namespace, rest = rest[1], rest[2:]
+    kind = lookup(group_version, rest[0])
+    if namespace is None and len(rest) > 1:
+        raise _missing()  # every served kind is namespaced
+    if len(rest) == 1:
+        return await _collection(cluster, request, kind, namespace)
+    if len(rest) == 2:
+        assert namespace is not None
+        return await _item(cluster, request, kind, namespace, rest[1])
+    if len(rest) == 3:
+        assert namespace is not None
+        return await _subresource(cluster, request, kind, namespace, rest[1], rest[2])
+    raise _missing()
+
+
+def _allowed(kind: Kind, verb: str) -> None:
+    if verb not in kind.verbs:
+        raise ApiError(
+            405,
+            "MethodNotAllowed",
+            f"the server does not allow this method on the requested resource ({verb} "
+            f"{kind.qualified})",
+        )
+
+
+async def _body(request: Request) -> K8s:
+    """The request body as a JSON object; 400 Status when it is not one."""
+    try:
+        value = json.loads(await request.body() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "BadRequest", f"the request body is not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ApiError(400, "BadRequest", "the request body must be a JSON object")
+    return value
+
+
+async def _patch_body(request: Request) -> Any:
+    try:
+        return json.loads(await request.body() or b"null")
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, "BadRequest", f"the request body is not valid JSON: {exc}") from exc
+
+
+def _dry(request: Request) -> bool:
+    values = request.query_params.getlist("dryRun")
+    if any(v != "All" for v in values):
+        raise ApiError(400, "BadRequest", f"invalid dry run value {values!r}: only All")
+    return bool(values)
+
+
+def _check_kind(kind: Kind, body: K8s, name: str | None = None) -> None:
+    """Reject a body of another kind, or naming another object, as the API server does."""
+    if body.get("kind") not in (None, kind.kind):
+        raise ApiError(
+            400, "BadRequest", f"the kind in the body ({body['kind']}) is not {kind.kind}"
+        )
+    if body.get("apiVersion") not in (None, kind.group_version):
+        raise ApiError(
+            400,
+            "BadRequest",
+            f"the API version in the data ({body['apiVersion']}) does not match the "
+            f"expected API version ({kind.group_version})",
+        )
+    meta = body.get("metadata")
+    given = meta.get("name") if isinstance(meta, dict) else None
+    if name is not None and given not in (None, name):
+        raise ApiError(
+            400, "BadRequest", "the name of the object does not match the name on the URL"
+        )
+
+
+def _json(request: Request, obj: K8s, *, created: bool = False) -> Response:
+    return JSONResponse(obj, status_code=201 if created else 200)
+
+
+def _as_table(request: Request, cluster: Cluster, kind: Kind, items: list[K8s]) -> Response:
+    body = table(
+        kind.resource,
+        items,
+        now=cluster.clock.now(),
+        resource_version=cluster.store.resource_version,
+        include_object=request.query_params.get("includeObject", "PartialObjectMetadata"),
+    )
+    return JSONResponse(body, media_type=_TABLE_TYPE)
+
+
+def _wants_table(request: Request) -> bool:
+    first = request.headers.get("accept", "").split(",")[0].replace(" ", "")
+    return "as=Table" in first
+
+
+async def _collection(
+    cluster: Cluster, request: Request, kind: Kind, namespace: str | None
+) -> Response:
+    if request.method == "GET":
+        _allowed(kind, "list")
+        if request.query_params.get("watch") in ("1", "true"):
+            raise ApiError(405, "MethodNotAllowed", "watch is not supported by this server")
+        items = cluster.list_objects(
+            kind.resource,
+            namespace,
+            request.query_params.get("labelSelector"),
+            request.query_params.get("fieldSelector"),
+        )
+        if _wants_table(request):
+            return _as_table(request, cluster, kind, items)
+        return _json(
+            request,
+            {
+                "apiVersion": kind.group_version,
+                "kind": kind.list_kind,
+                "metadata": {"resourceVersion": cluster.store.resource_version},
+                "items": items,
+            },
+        )
+    if request.method != "POST" or namespace is None:
+        raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed here")
+    _allowed(kind, "create")
+    body, dry_run = await _body(request), _dry(request)
+    _check_kind(kind, body)
+    if kind.resource == "deployments":
+        created = cluster.create_deployment(namespace, body, dry_run=dry_run)
+    elif kind.resource == "events":
+        created = cluster.create_event(namespace, body, dry_run=dry_run)
+    else:
+        created = cluster.create_object(kind.resource, namespace, body, dry_run=dry_run)
+    return _json(request, created, created=True)
+
+
+async def _item(
+    cluster: Cluster, request: Request, kind: Kind, namespace: str, name: str
+) -> Response:
+    resource = kind.resource
+    if request.method == "GET":
+        _allowed(kind, "get")
+        found = cluster.get_object(resource, namespace, name)
+        return (
+            _as_table(request, cluster, kind, [found])
+            if _wants_table(request)
+            else _json(request, found)
+        )
+    if request.method == "DELETE":
+        _allowed(kind, "delete")
+        gone = cluster.delete_object(resource, namespace, name, dry_run=_dry(request))
+        if resource == "pods":
+            return _json(request, gone)  # pods are deleted gracefully: the object comes back
+        details = {"name": name, "group": kind.group, "kind": resource}
+        details["uid"] = gone["metadata"]["uid"]
+        return _json(
+            request,
+            {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "details": details,
+            },
+        )
+    dry_run = _dry(request)
+    if request.method == "PUT":
+        _allowed(kind, "update")
+        body = await _body(request)
+        _check_kind(kind, body, name)
+        if resource == "deployments":
+            return _json(
+                request, cluster.replace_deployment(namespace, name, body, dry_run=dry_run)
+            )
+        assert resource in PLAIN
+        return _json(
+            request, cluster.replace_object(resource, namespace, name, body, dry_run=dry_run)
+        )
+    if request.method == "PATCH":
+        _allowed(kind, "patch")
+        patch, content_type = await _patch_body(request), request.headers.get("content-type", "")
+        if resource == "deployments":
+            return _json(
+                request,
+                cluster.patch_deployment(namespace, name, patch, content_type, dry_run=dry_run),
+            )
+        assert resource in PLAIN
+        return _json(
+            request,
+            cluster.patch_object(resource, namespace, name, patch, content_type, dry_run=dry_run),
+        )
+    raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on an object")
+
+
+async def _subresource(
+    cluster: Cluster, request: Request, kind: Kind, namespace: str, name: str, sub: str
+) -> Response:
+    if kind.resource == "deployments" and sub == "scale":
+        if request.method == "GET":
+            return _json(request, cluster.get_scale(namespace, name))
+        dry_run = _dry(request)
+        if request.method == "PATCH":
+            patch, content_type = (
+                await _patch_body(request),
+                request.headers.get("content-type", ""),
+            )
+            return _json(
+                request, cluster.patch_scale(namespace, name, patch, content_type, dry_run=dry_run)
+            )
+        if request.method == "PUT":
+            body = await _body(request)
+            return _json(request, cluster.replace_scale(namespace, name, body, dry_run=dry_run))
+        raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on scale")
+    if kind.resource == "pods" and sub == "eviction":
+        if request.method != "POST":
+            raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on eviction")
+        body, dry_run = await _body(request), _dry(request)
+        if body.get("kind") not in (None, "Eviction"):
+            raise ApiError(
+                400, "BadRequest", f"the kind in the body ({body['kind']}) is not Eviction"
+            )
+        options = body.get("deleteOptions") or {}
+        dry_run = dry_run or "All" in (options.get("dryRun") or [])
+        return _json(
+            request, cluster.evict_pod(namespace, name, body, dry_run=dry_run), created=True
+        )
+    raise _missing()
 
 
 def bind(host: str, port: int) -> socket.socket:
@@ -316,6 +395,9 @@ def write_kubeconfig(path: Path, server_url: str, *, context: str = "healer-sim"
             }
         ],
     }
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(yaml.safe_dump(config, sort_keys=False))
+    except OSError as exc:
+        raise ConfigError(f"cannot write kubeconfig {path}: {exc.strerror}") from exc
     return path

@@ -33,7 +33,10 @@ from typing import Any
 
 import numpy as np
 
+from healer.sim import hpa
 from healer.sim.clock import VirtualClock
+from healer.sim.disruption import budget_status, check_eviction
+from healer.sim.kinds import BY_RESOURCE, default_and_validate
 from healer.sim.objects import (
     ApiError,
     K8s,
@@ -44,6 +47,8 @@ from healer.sim.objects import (
     label_selector_matches,
     owned_by,
     rfc3339,
+    selector_matches,
+    selector_string,
     template_hash,
 )
 from healer.sim.scenario import Event, Resources, Scenario, WorkloadSpec
@@ -125,6 +130,8 @@ class Cluster:
         self.samples: list[np.ndarray[Any, np.dtype[np.float64]]] = []  # (W, S) per step
         self.workloads = tuple(WorkloadRef(w.namespace, "Deployment", w.name) for w in specs)
         self.applied_events: list[tuple[float, Event]] = []
+        self._hpa_history: dict[str, hpa.History] = {}  # by HPA uid
+        self._cpu_marks: dict[str, tuple[float, float]] = {}  # pod uid -> (time, cpu seconds)
         with self.lock:
             for spec in specs:
                 self.create_deployment(spec.namespace, _deployment_manifest(spec))
@@ -144,9 +151,11 @@ class Cluster:
                 self._apply_due_events()
                 self._reconcile()
                 self._run_workloads(self.scenario.step_s)
+                self._autoscale()
                 # Pods changed readiness while serving: the controller's status catches up.
                 for dep in self.store.list("deployments"):
                     self._update_deployment_status(dep)
+                self._update_budgets()
                 self._record_sample()
 
     @property
@@ -167,7 +176,7 @@ class Cluster:
                 copy.deepcopy(o)
                 for o in self.store.list(resource, namespace)
                 if label_selector_matches(label_selector, o["metadata"].get("labels") or {})
-                and field_selector_matches(field_selector, o)
+                and field_selector_matches(field_selector, o, BY_RESOURCE[resource].fields)
             ]
 
     def get_object(self, resource: str, namespace: str, name: str) -> K8s:
@@ -204,12 +213,104 @@ class Cluster:
             check_resource_version(current, patched)
             return self._write_deployment(current, patched, dry_run=dry_run)
 
-    def delete_object(self, resource: str, namespace: str, name: str) -> K8s:
+    def delete_object(
+        self, resource: str, namespace: str, name: str, *, dry_run: bool = False
+    ) -> K8s:
+        """Delete at once (no graceful termination); owned objects go on the next pass."""
         with self.lock:
+            if dry_run:
+                return copy.deepcopy(self.store.get(resource, namespace, name))
             obj = self.store.delete(resource, namespace, name)
             if resource == "pods":
                 self._containers.pop(obj["metadata"]["uid"], None)
+                self._cpu_marks.pop(obj["metadata"]["uid"], None)
             return copy.deepcopy(obj)
+
+    def create_object(self, resource: str, namespace: str, body: K8s, *, dry_run: bool) -> K8s:
+        """Create a plain object (HPA, PodDisruptionBudget, Lease) after defaults and checks."""
+        kind = BY_RESOURCE[resource]
+        with self.lock:
+            obj = copy.deepcopy(body)
+            obj["apiVersion"], obj["kind"] = kind.group_version, kind.kind
+            meta = obj.setdefault("metadata", {})
+            if not isinstance(meta, dict):
+                raise ApiError(400, "BadRequest", "metadata must be an object")
+            meta["namespace"] = namespace
+            if not meta.get("name") and meta.get("generateName"):
+                meta["name"] = str(meta["generateName"]) + self._suffix()
+            for key in ("uid", "resourceVersion", "creationTimestamp", "generation"):
+                meta.pop(key, None)
+            default_and_validate(kind, obj)
+            obj.pop("status", None)
+            if resource != "leases":
+                obj["status"] = {}
+            if self.store.find(resource, namespace, meta["name"]) is not None:
+                raise ApiError(
+                    409,
+                    "AlreadyExists",
+                    f'{kind.qualified} "{meta["name"]}" already exists',
+                    {"name": meta["name"], "group": kind.group, "kind": resource},
+                )
+            if dry_run:
+                meta["uid"], meta["creationTimestamp"] = self._new_uid(), rfc3339(self.clock.now())
+                meta["generation"] = 1
+                return obj
+            created = self.store.create(resource, obj, now=self.clock.now())
+            if resource == "poddisruptionbudgets":
+                self._update_budget(created)
+            return copy.deepcopy(created)
+
+    def replace_object(
+        self, resource: str, namespace: str, name: str, body: K8s, *, dry_run: bool
+    ) -> K8s:
+        with self.lock:
+            current = self.store.get(resource, namespace, name)
+            check_resource_version(current, body)
+            return self._write_plain(resource, current, copy.deepcopy(body), dry_run=dry_run)
+
+    def patch_object(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        patch: Any,
+        content_type: str,
+        *,
+        dry_run: bool,
+    ) -> K8s:
+        with self.lock:
+            current = self.store.get(resource, namespace, name)
+            patched = apply_patch(copy.deepcopy(current), patch, content_type)
+            check_resource_version(current, patched)
+            return self._write_plain(resource, current, patched, dry_run=dry_run)
+
+    def evict_pod(self, namespace: str, name: str, body: K8s, *, dry_run: bool) -> K8s:
+        """The pods/eviction subresource: delete the pod unless a disruption budget forbids."""
+        with self.lock:
+            pod = self.store.get("pods", namespace, name)
+            named = (body.get("metadata") or {}).get("name")
+            if named not in (None, name):
+                raise ApiError(400, "BadRequest", "name in URL does not match name in Eviction")
+            labels = pod["metadata"].get("labels") or {}
+            budgets = [
+                b
+                for b in self.store.list("poddisruptionbudgets", namespace)
+                if selector_matches(b["spec"].get("selector"), labels)
+            ]
+            for budget in budgets:
+                self._update_budget(budget)  # decide on the pods as they are now
+            check_eviction(pod, budgets, pod_ready=_pod_ready(pod))
+            if not dry_run:
+                self.delete_object("pods", namespace, name)
+                for budget in budgets:
+                    self._update_budget(budget)
+            return {
+                "kind": "Status",
+                "apiVersion": "v1",
+                "metadata": {},
+                "status": "Success",
+                "code": 201,
+            }
 
     def get_scale(self, namespace: str, name: str) -> K8s:
         with self.lock:
@@ -228,7 +329,7 @@ class Cluster:
             current = self.store.get("deployments", namespace, name)
             return self._apply_scale(current, body, dry_run=dry_run)
 
-    def create_event(self, namespace: str, body: K8s) -> K8s:
+    def create_event(self, namespace: str, body: K8s, *, dry_run: bool = False) -> K8s:
         with self.lock:
             obj = copy.deepcopy(body)
             obj.setdefault("apiVersion", "v1")
@@ -241,6 +342,8 @@ class Cluster:
                 meta["name"] = meta["generateName"] + self._suffix()
             if not isinstance(obj.get("involvedObject"), dict):
                 raise ApiError(422, "Invalid", "Event: involvedObject: Required value")
+            if dry_run:
+                return obj
             return copy.deepcopy(self.store.create("events", obj, now=self.clock.now()))
 
     def pods_of(self, namespace: str, name: str) -> list[K8s]:
@@ -278,6 +381,25 @@ class Cluster:
             return new
         return copy.deepcopy(self.store.update("deployments", new, spec_changed=spec_changed))
 
+    def _write_plain(self, resource: str, current: K8s, new: K8s, *, dry_run: bool) -> K8s:
+        """Replace a plain object; identity fields and status are the server's, not the body's."""
+        kind = BY_RESOURCE[resource]
+        meta = new.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise ApiError(400, "BadRequest", "metadata must be an object")
+        for key in ("name", "namespace", "uid", "creationTimestamp", "generation"):
+            meta[key] = current["metadata"][key]
+        new["apiVersion"], new["kind"] = kind.group_version, kind.kind
+        default_and_validate(kind, new)
+        if "status" in current:
+            new["status"] = copy.deepcopy(current["status"])
+        spec_changed = new.get("spec") != current.get("spec")
+        if dry_run:
+            if spec_changed:
+                meta["generation"] = current["metadata"]["generation"] + 1
+            return new
+        return copy.deepcopy(self.store.update(resource, new, spec_changed=spec_changed))
+
     def _apply_scale(self, current: K8s, scale: K8s, *, dry_run: bool) -> K8s:
         check_resource_version(current, scale)
         replicas = (scale.get("spec") or {}).get("replicas")
@@ -297,12 +419,156 @@ class Cluster:
     # ---- controllers -------------------------------------------------------------------
 
     def _reconcile(self) -> None:
+        self._collect_garbage()
         for dep in self.store.list("deployments"):
             self._reconcile_deployment(dep)
         for rs in self.store.list("replicasets"):
             self._reconcile_replicaset(rs)
+        for pod in self.store.list("pods"):
+            # The kubelet of pods outside the scenario's workloads (created through the API).
+            if f"{pod['metadata']['namespace']}/{_deployment_of(pod)}" not in self._specs:
+                self._refresh_pod_status(pod)
         for dep in self.store.list("deployments"):
             self._update_deployment_status(dep)
+
+    def _collect_garbage(self) -> None:
+        """Background cascading deletion: ReplicaSets, then pods, whose owner is gone."""
+        for resource, owner in (("replicasets", "deployments"), ("pods", "replicasets")):
+            uids = {o["metadata"]["uid"] for o in self.store.list(owner)}
+            for obj in self.store.list(resource):
+                refs = obj["metadata"].get("ownerReferences") or []
+                if refs and not any(r["uid"] in uids for r in refs):
+                    meta = obj["metadata"]
+                    self.delete_object(resource, meta["namespace"], meta["name"])
+
+    def _update_budgets(self) -> None:
+        for pdb in self.store.list("poddisruptionbudgets"):
+            self._update_budget(pdb)
+
+    def _update_budget(self, pdb: K8s) -> None:
+        """The disruption controller's pass over one budget (see healer.sim.disruption)."""
+        ns = pdb["metadata"]["namespace"]
+        selector = pdb["spec"].get("selector")
+        pods = [
+            p
+            for p in self.store.list("pods", ns)
+            if selector_matches(selector, p["metadata"].get("labels") or {})
+        ]
+        controllers = {_deployment_of(p) for p in pods if p["metadata"].get("ownerReferences")}
+        replicas = sum(
+            d["spec"]["replicas"]
+            for d in (self.store.find("deployments", ns, name) for name in controllers)
+            if d is not None
+        )
+        status = budget_status(
+            pdb,
+            healthy=sum(1 for p in pods if _pod_ready(p)),
+            matched=len(pods),
+            controller_replicas=replicas,
+            now=rfc3339(self.clock.now()),
+        )
+        if pdb.get("status") != status:
+            pdb["status"] = status
+            self.store.update("poddisruptionbudgets", pdb, spec_changed=False)
+
+    def _autoscale(self) -> None:
+        """The HPA controller's sync of every HorizontalPodAutoscaler (see healer.sim.hpa)."""
+        now_s = self.clock.now_s()
+        usage: dict[str, float | None] = {}
+        for uid, c in self._containers.items():
+            mark = self._cpu_marks.get(uid)
+            if mark is not None and now_s > mark[0]:
+                usage[uid] = (c.cpu_seconds - mark[1]) / (now_s - mark[0])
+            self._cpu_marks[uid] = (now_s, c.cpu_seconds)
+        for autoscaler in self.store.list("horizontalpodautoscalers"):
+            self._sync_hpa(autoscaler, usage, now_s)
+
+    def _sync_hpa(self, autoscaler: K8s, usage: dict[str, float | None], now_s: float) -> None:
+        spec, meta = autoscaler["spec"], autoscaler["metadata"]
+        ref = spec["scaleTargetRef"]
+        dep = self.store.find("deployments", meta["namespace"], ref["name"])
+        now = rfc3339(self.clock.now())
+        if dep is None or ref.get("kind") != "Deployment":
+            self._write_hpa_status(autoscaler, None, None, None, now)
+            return
+        pods = [
+            hpa.PodUsage(
+                ready=_pod_ready(p),
+                cpu_cores=usage.get(p["metadata"]["uid"]),
+                request_cores=sum(
+                    hpa.cpu_cores(((c.get("resources") or {}).get("requests") or {}).get("cpu"))
+                    for c in p["spec"]["containers"]
+                ),
+            )
+            for p in self._pods_of(dep)
+        ]
+        target = hpa.target_utilisation_pct(spec)
+        current = dep["spec"]["replicas"]
+        window = ((spec.get("behavior") or {}).get("scaleDown") or {}).get(
+            "stabilizationWindowSeconds", hpa.DOWNSCALE_WINDOW_S
+        )
+        advice = hpa.recommend(
+            current=current,
+            pods=pods if target is not None else [],
+            target_pct=target or 80,
+            min_replicas=spec.get("minReplicas", 1),
+            max_replicas=spec["maxReplicas"],
+            now_s=now_s,
+            history=self._hpa_history.setdefault(meta["uid"], hpa.History()),
+            window_s=float(window),
+        )
+        if advice.replicas != current and current > 0:
+            dep["spec"]["replicas"] = advice.replicas
+            self.store.update("deployments", dep, spec_changed=True)
+            autoscaler.setdefault("status", {})["lastScaleTime"] = now
+        self._write_hpa_status(autoscaler, dep, advice, current, now)
+
+    def _write_hpa_status(
+        self,
+        autoscaler: K8s,
+        dep: K8s | None,
+        advice: hpa.Recommendation | None,
+        current: int | None,
+        now: str,
+    ) -> None:
+        old = autoscaler.get("status") or {}
+        metric_ok = advice is not None and advice.utilisation_pct is not None
+        conditions = [
+            ("AbleToScale", dep is not None, "SucceededRescale" if dep else "FailedGetScale"),
+            (
+                "ScalingActive",
+                metric_ok,
+                "ValidMetricFound" if metric_ok else "FailedGetResourceMetric",
+            ),
+            (
+                "ScalingLimited",
+                bool(advice and advice.limited),
+                (advice.limited if advice and advice.limited else "DesiredWithinRange"),
+            ),
+        ]
+        status: K8s = {
+            "observedGeneration": autoscaler["metadata"]["generation"],
+            "currentReplicas": (dep or {}).get("status", {}).get("replicas", current or 0),
+            "desiredReplicas": advice.replicas if advice else 0,
+            "conditions": [
+                _hpa_condition(old, kind, ok, reason, now) for kind, ok, reason in conditions
+            ],
+        }
+        if old.get("lastScaleTime"):
+            status["lastScaleTime"] = old["lastScaleTime"]
+        if advice is not None and advice.utilisation_pct is not None:
+            status["currentMetrics"] = [
+                {
+                    "type": "Resource",
+                    "resource": {
+                        "name": "cpu",
+                        "current": {"averageUtilization": advice.utilisation_pct},
+                    },
+                }
+            ]
+        if old != status:
+            autoscaler["status"] = status
+            self.store.update("horizontalpodautoscalers", autoscaler, spec_changed=False)
 
     def _owned(self, resource: str, owner: K8s) -> list[K8s]:
         ns = owner["metadata"]["namespace"]
@@ -375,6 +641,12 @@ class Cluster:
                 "namespace": meta["namespace"],
                 "labels": dict(template["metadata"]["labels"]),
                 "annotations": {
+                    # The controller copies the Deployment's annotations (change-cause, ...).
+                    **{
+                        k: v
+                        for k, v in (meta.get("annotations") or {}).items()
+                        if k not in _NOT_COPIED
+                    },
                     REVISION: str(revision),
                     "deployment.kubernetes.io/desired-replicas": str(dep["spec"]["replicas"]),
                 },
@@ -598,7 +870,8 @@ class Cluster:
 
     def _run_workloads(self, dt_s: float) -> None:
         for spec in self._specs.values():
-            self._run_workload(spec, dt_s)
+            if self.store.find("deployments", spec.namespace, spec.name) is not None:
+                self._run_workload(spec, dt_s)  # else deleted through the API
 
     def _demand_rps(self, spec: WorkloadSpec) -> float:
         t = spec.traffic
@@ -714,7 +987,9 @@ class Cluster:
         rollout neither lose nor invent requests (Prometheus handles this per series).
         """
         spec = self._specs[f"{ref.namespace}/{ref.name}"]
-        dep = self.store.get("deployments", ref.namespace, ref.name)
+        dep = self.store.find("deployments", ref.namespace, ref.name)
+        if dep is None:  # deleted through the API
+            return [np.nan] * len(SIGNALS)
         pods = [p for rs in self._owned("replicasets", dep) for p in self._owned("pods", rs)]
         res = spec.resources
         dt = self.scenario.step_s
@@ -766,6 +1041,31 @@ def _weekend_weight(now: datetime) -> float:
     falling = ((end + ramp_h / 2) - hours) / ramp_h
     falling_early = (ramp_h / 2 - hours) / ramp_h  # Monday's first hours
     return float(max(0.0, min(1.0, rising, falling)) + max(0.0, min(1.0, falling_early)))
+
+
+# Deployment annotations the controller does not copy onto its ReplicaSets.
+_NOT_COPIED = frozenset(
+    {
+        REVISION,
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deployment.kubernetes.io/revision-history",
+        "kubectl.kubernetes.io/last-applied-configuration",
+    }
+)
+
+
+def _hpa_condition(old: K8s, kind: str, ok: bool, reason: str, now: str) -> K8s:
+    previous = next((c for c in old.get("conditions", []) if c["type"] == kind), None)
+    status = "True" if ok else "False"
+    unchanged = previous is not None and previous["status"] == status
+    return {
+        "type": kind,
+        "status": status,
+        "reason": reason,
+        "message": "",
+        "lastTransitionTime": previous["lastTransitionTime"] if unchanged and previous else now,
+    }
 
 
 def _owner_name(obj: K8s) -> str:
@@ -824,9 +1124,7 @@ def _condition(dep: K8s, kind: str, ok: bool, reason: str, now: str) -> K8s:
 
 def _scale_of(dep: K8s) -> K8s:
     meta = dep["metadata"]
-    selector = ",".join(
-        f"{k}={v}" for k, v in sorted(dep["spec"]["selector"].get("matchLabels", {}).items())
-    )
+    selector = selector_string(dep["spec"]["selector"])
     return {
         "apiVersion": "autoscaling/v1",
         "kind": "Scale",

@@ -13,6 +13,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -52,9 +53,11 @@ class ApiError(Exception):
     code: int
     reason: str
     message: str
+    details: K8s | None = None
+    """``details`` of the Status: the object's name, group and kind, or causes."""
 
     def status(self) -> K8s:
-        return {
+        body: K8s = {
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
@@ -63,10 +66,18 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if self.details:
+            body["details"] = self.details
+        return body
 
 
 def not_found(resource: str, name: str) -> ApiError:
-    return ApiError(404, "NotFound", f'{resource} "{name}" not found')
+    """404 as the API server words it: ``deployments.apps "web" not found``."""
+    plural, _, group = resource.partition(".")
+    details: K8s = {"name": name, "kind": plural}
+    if group:
+        details["group"] = group
+    return ApiError(404, "NotFound", f'{resource} "{name}" not found', details)
 
 
 def rfc3339(at: datetime) -> str:
@@ -161,52 +172,156 @@ def apply_patch(obj: K8s, body: JsonValue, content_type: str) -> K8s:
 
 
 def template_hash(template: K8s) -> str:
-    """A stable short hash of a pod template, as the pod-template-hash label."""
-    clean = copy.deepcopy(template)
-    labels = (clean.get("metadata") or {}).get("labels")
+    """A stable short hash of a pod template, as the pod-template-hash label.
+
+    The template is normalised first (nulls and empty objects dropped) because clients
+    that round-trip it through typed structs, as kubectl does on ``rollout undo``, send
+    ``creationTimestamp: null`` and ``resources: {}`` back; the real controller compares
+    decoded structs, for which those are the same template.
+    """
+    clean = _normalise(template)
+    labels = (clean.get("metadata") or {}).get("labels") if isinstance(clean, dict) else None
     if isinstance(labels, dict):
         labels.pop("pod-template-hash", None)
-    digest = hashlib.sha256(json.dumps(clean, sort_keys=True).encode()).hexdigest()
+    digest = hashlib.sha256(json.dumps(_normalise(clean), sort_keys=True).encode()).hexdigest()
     # Kubernetes' hashes are short strings of "safe" characters; 10 hex digits are enough
     # to tell a handful of revisions apart.
     return digest[:10]
 
 
+def _normalise(value: Any) -> Any:
+    if isinstance(value, dict):
+        out = {k: _normalise(v) for k, v in value.items()}
+        return {k: v for k, v in out.items() if v is not None and v != {} and v != []}
+    if isinstance(value, list):
+        return [_normalise(v) for v in value]
+    return value
+
+
+# One requirement of a label selector: ``key``, ``!key``, ``key=v``, ``key==v``, ``key!=v``,
+# ``key in (a,b)`` or ``key notin (a,b)``; requirements are joined by commas.
+_REQUIREMENT = re.compile(
+    r"""\s*(?:
+        (?P<absent>!)\s*(?P<akey>[^\s,=!()]+)
+      | (?P<skey>[^\s,=!()]+)\s+(?P<setop>in|notin)\s*\((?P<values>[^)]*)\)
+      | (?P<ekey>[^\s,=!()]+)\s*(?P<eqop>==|=|!=)\s*(?P<value>[^\s,=!()]*)
+      | (?P<key>[^\s,=!()]+)
+    )\s*(?:,|$)""",
+    re.VERBOSE,
+)
+
+
+def parse_label_selector(selector: str) -> list[tuple[str, str, tuple[str, ...]]]:
+    """Parse a label selector string into (key, operator, values); 400 when malformed."""
+    requirements: list[tuple[str, str, tuple[str, ...]]] = []
+    pos = 0
+    while pos < len(selector):
+        found = _REQUIREMENT.match(selector, pos)
+        if found is None or found.end() == pos:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"unable to parse requirement: invalid label selector {selector!r}",
+            )
+        pos = found.end()
+        if found["absent"]:
+            requirements.append((found["akey"], "!", ()))
+        elif found["setop"]:
+            values = tuple(v.strip() for v in found["values"].split(",") if v.strip())
+            requirements.append((found["skey"], found["setop"], values))
+        elif found["eqop"]:
+            op = "!=" if found["eqop"] == "!=" else "="
+            requirements.append((found["ekey"], op, (found["value"],)))
+        else:
+            requirements.append((found["key"], "exists", ()))
+    return requirements
+
+
+def _requirement_holds(key: str, op: str, values: tuple[str, ...], labels: dict[str, str]) -> bool:
+    if op == "exists":
+        return key in labels
+    if op == "!":
+        return key not in labels
+    if op in ("=", "in"):
+        return key in labels and labels[key] in values
+    return labels.get(key) not in values  # != and notin also match a missing key
+
+
 def label_selector_matches(selector: str | None, labels: dict[str, str]) -> bool:
-    """Equality-based label selectors: ``a=b,c!=d,e`` (and ``==``)."""
-    if not selector:
+    """Label selectors as the API server parses them: equality- and set-based terms."""
+    if not selector or not selector.strip():
         return True
-    for term in selector.split(","):
-        term = term.strip()
-        if "!=" in term:
-            k, v = term.split("!=", 1)
-            if labels.get(k.strip()) == v.strip():
-                return False
-        elif "=" in term:
-            k, v = term.replace("==", "=").split("=", 1)
-            if labels.get(k.strip()) != v.strip():
-                return False
-        elif term.startswith("!"):
-            if term[1:] in labels:
-                return False
-        elif term not in labels:
+    return all(
+        _requirement_holds(key, op, values, labels)
+        for key, op, values in parse_label_selector(selector)
+    )
+
+
+def selector_matches(selector: JsonValue, labels: dict[str, str]) -> bool:
+    """A structured ``LabelSelector`` (matchLabels and matchExpressions) against labels.
+
+    As in Kubernetes, an empty selector matches everything and a null one nothing.
+    """
+    if not isinstance(selector, dict):
+        return False
+    match_labels = selector.get("matchLabels")
+    if isinstance(match_labels, dict) and any(labels.get(k) != v for k, v in match_labels.items()):
+        return False
+    expressions = selector.get("matchExpressions")
+    ops = {"In": "in", "NotIn": "notin", "Exists": "exists", "DoesNotExist": "!"}
+    for expr in expressions if isinstance(expressions, list) else []:
+        if not isinstance(expr, dict) or str(expr.get("operator")) not in ops:
+            return False
+        values = expr.get("values")
+        found = tuple(str(v) for v in values) if isinstance(values, list) else ()
+        if not _requirement_holds(str(expr.get("key")), ops[str(expr["operator"])], found, labels):
             return False
     return True
 
 
-def field_selector_matches(selector: str | None, obj: K8s) -> bool:
-    """Field selectors on ``metadata.name`` and ``metadata.namespace``."""
+def selector_string(selector: K8s) -> str:
+    """The string form of a structured LabelSelector, as the scale subresource reports it."""
+    terms = [f"{k}={v}" for k, v in sorted((selector.get("matchLabels") or {}).items())]
+    for expr in selector.get("matchExpressions") or []:
+        op, key = expr["operator"], expr["key"]
+        values = ",".join(sorted(expr.get("values") or []))
+        terms.append(
+            {"In": f"{key} in ({values})", "NotIn": f"{key} notin ({values})", "Exists": key}.get(
+                op, f"!{key}"
+            )
+        )
+    return ",".join(terms)
+
+
+def field_value(obj: K8s, path: str) -> str | None:
+    """The value of a dotted field path as a field selector compares it (a string)."""
+    value: Any = obj
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None:
+        return None
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+def field_selector_matches(selector: str | None, obj: K8s, fields: Iterable[str] = ()) -> bool:
+    """Field selectors on ``metadata.name``, ``metadata.namespace`` and the kind's ``fields``.
+
+    Like the API server, a field the kind does not index is a 400, not an empty list.
+    """
     if not selector:
         return True
-    meta = obj.get("metadata")
-    meta = meta if isinstance(meta, dict) else {}
+    allowed = {"metadata.name", "metadata.namespace", *fields}
     for term in selector.split(","):
+        if not term.strip():
+            continue
         negate = "!=" in term
+        if "=" not in term:
+            raise ApiError(400, "BadRequest", f"invalid field selector: {term.strip()!r}")
         k, v = term.replace("!=", "=").replace("==", "=").split("=", 1)
-        field = k.strip().removeprefix("metadata.")
-        if field not in ("name", "namespace"):
-            raise ApiError(400, "BadRequest", f'field label not supported: "{k.strip()}"')
-        if (meta.get(field) == v.strip()) == negate:
+        path = k.strip()
+        if path not in allowed:
+            raise ApiError(400, "BadRequest", f'field label not supported: "{path}"')
+        if ((field_value(obj, path) or "") == v.strip()) == negate:
             return False
     return True
 

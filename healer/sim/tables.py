@@ -1,0 +1,266 @@
+"""Server-side printing: the ``meta.k8s.io/v1`` Tables that ``kubectl get`` asks for.
+
+kubectl requests lists with ``Accept: application/json;as=Table;v=v1;g=meta.k8s.io`` and
+prints the columns the server chooses; the columns here are those of the real API
+server's printers (pkg/printers/internalversion), ages counted on the simulated clock.
+Kinds without a printer get the server's default: Name and Created At.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+from healer.sim.objects import K8s
+
+Column = tuple[str, str, str]  # name, type, format
+Cells = Callable[[K8s, datetime], list[object]]
+
+
+def human_duration(seconds: float) -> str:
+    """kubectl's age format (apimachinery's duration.HumanDuration)."""
+    s = int(seconds)
+    if s < -1:
+        return "<invalid>"
+    if s < 0:
+        return "0s"
+    if s < 120:
+        return f"{s}s"
+    minutes, hours = s // 60, s // 3600
+    if minutes < 10:
+        return f"{minutes}m{s % 60}s" if s % 60 else f"{minutes}m"
+    if minutes < 180:
+        return f"{minutes}m"
+    if hours < 8:
+        return f"{hours}h{minutes % 60}m" if minutes % 60 else f"{hours}h"
+    if hours < 48:
+        return f"{hours}h"
+    if hours < 24 * 8:
+        return f"{hours // 24}d{hours % 24}h" if hours % 24 else f"{hours // 24}d"
+    if hours < 24 * 365 * 2:
+        return f"{hours // 24}d"
+    if hours < 24 * 365 * 8:
+        days = (hours // 24) % 365
+        return f"{hours // 24 // 365}y{days}d" if days else f"{hours // 24 // 365}y"
+    return f"{hours // 24 // 365}y"
+
+
+def _age(timestamp: object, now: datetime) -> str:
+    if not isinstance(timestamp, str) or not timestamp:
+        return "<unknown>"
+    then = datetime.fromisoformat(timestamp.replace("Z", "+00:00"))
+    return human_duration((now - then).total_seconds())
+
+
+def _created(obj: K8s, now: datetime) -> str:
+    return _age(obj["metadata"].get("creationTimestamp"), now)
+
+
+def _deployment(obj: K8s, now: datetime) -> list[object]:
+    spec, status = obj["spec"], obj.get("status") or {}
+    return [
+        obj["metadata"]["name"],
+        f"{status.get('readyReplicas', 0)}/{spec.get('replicas', 0)}",
+        status.get("updatedReplicas", 0),
+        status.get("availableReplicas", 0),
+        _created(obj, now),
+    ]
+
+
+def _replicaset(obj: K8s, now: datetime) -> list[object]:
+    status = obj.get("status") or {}
+    return [
+        obj["metadata"]["name"],
+        obj["spec"].get("replicas", 0),
+        status.get("replicas", 0),
+        status.get("readyReplicas", 0),
+        _created(obj, now),
+    ]
+
+
+def _pod(obj: K8s, now: datetime) -> list[object]:
+    statuses = (obj.get("status") or {}).get("containerStatuses") or []
+    ready = sum(1 for c in statuses if c.get("ready"))
+    restarts = sum(int(c.get("restartCount", 0)) for c in statuses)
+    reason = obj.get("status", {}).get("phase", "Pending")
+    for c in statuses:
+        waiting = (c.get("state") or {}).get("waiting")
+        if waiting and waiting.get("reason"):
+            reason = waiting["reason"]
+    return [
+        obj["metadata"]["name"],
+        f"{ready}/{len(obj['spec'].get('containers', []))}",
+        reason,
+        restarts,
+        _created(obj, now),
+    ]
+
+
+def _event(obj: K8s, now: datetime) -> list[object]:
+    involved = obj.get("involvedObject") or {}
+    last = (
+        obj.get("lastTimestamp") or obj.get("eventTime") or obj["metadata"].get("creationTimestamp")
+    )
+    return [
+        _age(last, now),
+        obj.get("type", ""),
+        obj.get("reason", ""),
+        f"{str(involved.get('kind', '')).lower()}/{involved.get('name', '')}",
+        str(obj.get("message", "")).strip(),
+    ]
+
+
+def _hpa(obj: K8s, now: datetime) -> list[object]:
+    spec, status = obj["spec"], obj.get("status") or {}
+    ref = spec.get("scaleTargetRef") or {}
+    target = next(
+        (
+            m["resource"]["target"].get("averageUtilization")
+            for m in spec.get("metrics", [])
+            if m.get("type") == "Resource" and (m.get("resource") or {}).get("name") == "cpu"
+        ),
+        None,
+    )
+    current = next(
+        (
+            m["resource"]["current"].get("averageUtilization")
+            for m in status.get("currentMetrics") or []
+            if m.get("type") == "Resource"
+        ),
+        None,
+    )
+    shown = "<unknown>" if current is None else f"{current}%"
+    return [
+        obj["metadata"]["name"],
+        f"{ref.get('kind')}/{ref.get('name')}",
+        f"cpu: {shown}/{target}%" if target is not None else "<none>",
+        spec.get("minReplicas", 1),
+        spec.get("maxReplicas"),
+        status.get("currentReplicas", 0),
+        _created(obj, now),
+    ]
+
+
+def _pdb(obj: K8s, now: datetime) -> list[object]:
+    spec = obj["spec"]
+    return [
+        obj["metadata"]["name"],
+        str(spec["minAvailable"]) if spec.get("minAvailable") is not None else "N/A",
+        str(spec["maxUnavailable"]) if spec.get("maxUnavailable") is not None else "N/A",
+        (obj.get("status") or {}).get("disruptionsAllowed", 0),
+        _created(obj, now),
+    ]
+
+
+def _lease(obj: K8s, now: datetime) -> list[object]:
+    return [obj["metadata"]["name"], obj["spec"].get("holderIdentity", ""), _created(obj, now)]
+
+
+def _default(obj: K8s, now: datetime) -> list[object]:
+    return [obj["metadata"]["name"], obj["metadata"].get("creationTimestamp")]
+
+
+_NAME: Column = ("Name", "string", "name")
+_AGE: Column = ("Age", "string", "")
+PRINTERS: dict[str, tuple[list[Column], Cells]] = {
+    "deployments": (
+        [
+            _NAME,
+            ("Ready", "string", ""),
+            ("Up-to-date", "integer", ""),
+            ("Available", "integer", ""),
+            _AGE,
+        ],
+        _deployment,
+    ),
+    "replicasets": (
+        [
+            _NAME,
+            ("Desired", "integer", ""),
+            ("Current", "integer", ""),
+            ("Ready", "integer", ""),
+            _AGE,
+        ],
+        _replicaset,
+    ),
+    "pods": (
+        [
+            _NAME,
+            ("Ready", "string", ""),
+            ("Status", "string", ""),
+            ("Restarts", "string", ""),
+            _AGE,
+        ],
+        _pod,
+    ),
+    "events": (
+        [
+            ("Last Seen", "string", ""),
+            ("Type", "string", ""),
+            ("Reason", "string", ""),
+            ("Object", "string", ""),
+            ("Message", "string", ""),
+        ],
+        _event,
+    ),
+    "horizontalpodautoscalers": (
+        [
+            _NAME,
+            ("Reference", "string", ""),
+            ("Targets", "string", ""),
+            ("MinPods", "string", ""),
+            ("MaxPods", "integer", ""),
+            ("Replicas", "integer", ""),
+            _AGE,
+        ],
+        _hpa,
+    ),
+    "poddisruptionbudgets": (
+        [
+            _NAME,
+            ("Min Available", "string", ""),
+            ("Max Unavailable", "string", ""),
+            ("Allowed Disruptions", "integer", ""),
+            _AGE,
+        ],
+        _pdb,
+    ),
+    "leases": ([_NAME, ("Holder", "string", ""), _AGE], _lease),
+}
+
+
+def table(
+    resource: str,
+    items: list[K8s],
+    *,
+    now: datetime,
+    resource_version: str,
+    include_object: str = "PartialObjectMetadata",
+) -> K8s:
+    """The Table a real API server answers for ``items`` of ``resource``."""
+    columns, cells = PRINTERS.get(resource, ([_NAME, ("Created At", "date", "")], _default))
+    return {
+        "kind": "Table",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": {"resourceVersion": resource_version},
+        "columnDefinitions": [
+            {"name": name, "type": kind, "format": fmt, "description": "", "priority": 0}
+            for name, kind, fmt in columns
+        ],
+        "rows": [
+            {"cells": cells(item, now), "object": _row_object(item, include_object)}
+            for item in items
+        ],
+    }
+
+
+def _row_object(item: K8s, include_object: str) -> K8s | None:
+    if include_object == "None":
+        return None
+    if include_object == "Object":
+        return item
+    return {
+        "kind": "PartialObjectMetadata",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": item["metadata"],
+    }
