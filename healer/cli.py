@@ -42,8 +42,13 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 @app.command()
 def demo(
-    port: Annotated[int, typer.Option(help="Port of the API and review page.")] = 8080,
-    host: Annotated[str, typer.Option(help="Address of the API.")] = "127.0.0.1",
+    port: Annotated[
+        int | None, typer.Option(help="Port of the API and review page [default: 8080].")
+    ] = None,
+    host: Annotated[
+        str | None, typer.Option(help="Address of the API [default: 127.0.0.1].")
+    ] = None,
+    mode: Annotated[str, typer.Option(help="auto, approval or dry_run.")] = "auto",
     speed: Annotated[
         float, typer.Option(min=0.1, help="Simulated seconds per real second.")
     ] = 30.0,
@@ -55,10 +60,16 @@ def demo(
         Path | None,
         typer.Option(help="SQLite file of the audit store; default a new temporary file."),
     ] = None,
-    playbooks: Annotated[Path, typer.Option(help="Playbook directory.")] = Path("playbooks"),
+    playbooks: Annotated[
+        Path | None, typer.Option(help="Playbook directory [default: playbooks].")
+    ] = None,
     config: ConfigOpt = None,
 ) -> None:
-    """Run healer, the simulated cluster and the API in one process."""
+    """Run healer, the simulated cluster and the API in one process.
+
+    Options given here win over the settings file and the environment; options left out
+    take their value from those, then from the defaults.
+    """
     from healer.api.app import create_app
     from healer.audit.store import AuditStore
     from healer.config import load_settings
@@ -71,13 +82,9 @@ def demo(
     chosen = load_scenario(scenario)
     workdir = Path(tempfile.mkdtemp(prefix="healer-demo-"))
     url = f"sqlite:///{db or workdir / 'audit.db'}"
-    settings = load_settings(
-        config,
-        guards={"mode": "auto"},
-        playbooks_dir=str(playbooks),
-        store={"url": url},
-        api={"host": host, "port": port},
-    )
+    listen = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
+    given = {"playbooks_dir": str(playbooks)} if playbooks is not None else {}
+    settings = load_settings(config, guards={"mode": mode}, store={"url": url}, api=listen, **given)
     sock = bind(settings.api.host, settings.api.port)
     store = AuditStore(settings.store.url)
     try:
@@ -185,6 +192,8 @@ def main() -> None:
     except HealerError as exc:
         typer.echo(f"healer: error: {exc}", err=True)
         sys.exit(2)
+    except KeyboardInterrupt:  # Ctrl-C before a command installed its own handler
+        sys.exit(130)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,12 @@ from healer.config import Settings
 from healer.decide import Playbook
 from healer.detect.streaming import Detection
 from healer.diagnose.rules import explain
-from healer.errors import CollectError, HealerError
+from healer.errors import (
+    CollectError,
+    HealerError,
+    PermanentActionError,
+    TransientActionError,
+)
 from healer.types import (
     ActionRecord,
     ActionStatus,
@@ -255,9 +260,10 @@ class Healer:
 
     def _progress(self, track: Tracked, detection: Detection, frame_now: datetime) -> None:
         now = frame_now
+        # Quiet means fresh data at baseline: missing data is never taken for health.
         quiet = (
             track.workload not in {f.workload for f in detection.findings}
-            and track.workload in detection.workloads
+            and detection.observed(track.workload)
             and detection.score_of(track.workload) < self.settings.detector.score_threshold
         )
         track.quiet_since = (track.quiet_since or now) if quiet else None
@@ -279,7 +285,20 @@ class Healer:
         if track.stage == Stage.DIAGNOSING:
             return
         assert track.plan is not None and track.acted_at is not None
-        state = self.actuator.read_state(track.workload)
+        overdue = now - track.acted_at > timedelta(seconds=track.plan.verify_within_s)
+        try:
+            state = self.actuator.read_state(track.workload)
+        except PermanentActionError as exc:  # the workload is gone, or we may not read it
+            self._close(track, Outcome(OutcomeKind.ESCALATED, f"cannot verify: {exc}", now))
+            return
+        except TransientActionError as exc:
+            if overdue:
+                self._close(
+                    track,
+                    Outcome(OutcomeKind.NOT_HEALED, f"could not be verified in time: {exc}", now),
+                )
+                return
+            raise
         outcome = verify(
             state=state,
             acted_at=track.acted_at,

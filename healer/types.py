@@ -155,6 +155,8 @@ class WorkloadState:
     """Every revision the cluster still holds, newest (current) first."""
     annotations: Mapping[str, str] = field(default_factory=dict)
     hpa: HpaState | None = None
+    total_replicas: int | None = None
+    """``status.replicas``: pods of every revision, old ones still terminating included."""
 
     @property
     def current_revision(self) -> Revision | None:
@@ -170,6 +172,7 @@ class WorkloadState:
         return (
             self.observed_generation >= self.generation
             and self.updated_replicas == self.replicas
+            and (self.total_replicas is None or self.total_replicas <= self.updated_replicas)
             and self.available_replicas >= self.replicas
             and self.ready_replicas >= self.replicas
         )

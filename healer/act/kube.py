@@ -110,6 +110,7 @@ class KubeActuator:
             paused=bool(dep.spec.paused),
             revisions=tuple(self._revisions(dep)),
             annotations=dict(dep.metadata.annotations or {}),
+            total_replicas=dep.status.replicas or 0,
         )
 
     def _controlled_replicasets(self, dep: Any) -> list[Any]:

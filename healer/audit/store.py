@@ -207,7 +207,7 @@ class AuditStore:
             self._engine = _create_engine(url)
             Base.metadata.create_all(self._engine)
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot open audit store: {exc}") from exc
+            raise StoreError(f"cannot open audit store: {_brief(exc)}") from exc
         self._reader = sessionmaker(self._engine, expire_on_commit=False)
         writer_bind = self._engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
         self._writer = sessionmaker(writer_bind, expire_on_commit=False)
@@ -371,7 +371,7 @@ class AuditStore:
             with self._writer.begin() as session:
                 yield session
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {what}: {exc}") from exc
+            raise StoreError(f"cannot {what}: {_brief(exc)}") from exc
 
     @contextmanager
     def _read(self, what: str) -> Iterator[Session]:
@@ -379,7 +379,13 @@ class AuditStore:
             with self._reader() as session, session.begin():
                 yield session
         except SQLAlchemyError as exc:
-            raise StoreError(f"cannot {what}: {exc}") from exc
+            raise StoreError(f"cannot {what}: {_brief(exc)}") from exc
+
+
+def _brief(exc: Exception) -> str:
+    """The database's own message, on one line (SQLAlchemy appends a help link)."""
+    original = getattr(exc, "orig", None) or exc
+    return str(original).strip().splitlines()[0] if str(original).strip() else repr(exc)
 
 
 def _create_engine(url: str) -> Engine:

@@ -63,9 +63,15 @@ class Detection:
     levels: F64
     values: F64
     findings: tuple[Finding, ...]
+    fresh: NDArray[np.bool_]
+    """(W,) whether the workload had a valid scored sample in this update; a workload
+    without one is unknown, not healthy."""
 
     def score_of(self, workload: WorkloadRef) -> float:
         return float(self.scores[self.workloads.index(workload)])
+
+    def observed(self, workload: WorkloadRef) -> bool:
+        return workload in self.workloads and bool(self.fresh[self.workloads.index(workload)])
 
     @property
     def anomalous_count(self) -> int:
@@ -127,10 +133,12 @@ class StreamingDetector:
         shape = (len(frame.workloads), len(frame.signals))
         z, scores = np.zeros(shape), np.zeros(shape[0])
         levels, values = self.level_.copy(), np.full(shape, np.nan)
+        fresh = np.zeros(shape[0], dtype=bool)
         for t in new:
             values = frame.values[:, :, t]
             levels = self.level_.copy()
             z, scores = self._step(float(frame.timestamps[t]), values)
+            fresh = (np.isfinite(values) & (self.polarity_ != 0)[None, :]).any(axis=1)
         at = datetime.fromtimestamp(float(self.last_t_) if np.isfinite(self.last_t_) else 0.0, UTC)
         findings = self._findings(at, scores, z, levels, values)
         return Detection(
@@ -142,6 +150,7 @@ class StreamingDetector:
             levels=levels,
             values=values,
             findings=findings,
+            fresh=fresh,
         )
 
     def _step(self, t: float, x: F64) -> tuple[F64, F64]:
@@ -163,7 +172,7 @@ class StreamingDetector:
         n_scored = max(1, int(np.count_nonzero(self.polarity_)))
         scores = (1.0 - tail.min(axis=1)) ** n_scored
         self._learn(dt, valid, resid, scale, tail)
-        self._track_onset(t, scores)
+        self._track_onset(t, scores, seen=(valid & (self.polarity_ != 0)[None, :]).any(axis=1))
         return np.where(valid, z, 0.0), scores
 
     @staticmethod
@@ -192,9 +201,11 @@ class StreamingDetector:
             valid, self.spread_ + alpha_spread * (clipped - self.spread_), self.spread_
         )
 
-    def _track_onset(self, t: float, scores: F64) -> None:
+    def _track_onset(self, t: float, scores: F64, seen: NDArray[np.bool_]) -> None:
+        """Start or end each workload's anomalous run; a sample with no data changes nothing."""
         hot = scores >= self.settings.score_threshold
-        self.onset_ = np.where(hot, np.where(np.isnan(self.onset_), t, self.onset_), np.nan)
+        started = np.where(np.isnan(self.onset_), t, self.onset_)
+        self.onset_ = np.where(seen, np.where(hot, started, np.nan), self.onset_)
 
     def _findings(
         self, at: datetime, scores: F64, z: F64, levels: F64, values: F64

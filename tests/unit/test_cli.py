@@ -94,5 +94,5 @@ def test_demo_runs_heals_and_stops(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     outcomes = [line for line in result.stdout.splitlines() if "OUTCOME" in line]
     assert len(outcomes) == 3
-    assert all("healed" in line for line in outcomes)
+    assert all("OUTCOME   healed:" in line for line in outcomes)
     assert "healer demo: stopped" in result.stdout

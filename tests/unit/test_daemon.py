@@ -78,6 +78,7 @@ class ScriptedDetector:
         )
         scores = np.array([0.99 if w in self.anomalous else 0.1 for w in frame.workloads])
         shape = (len(frame.workloads), len(frame.signals))
+        fresh = np.ones(len(frame.workloads), dtype=bool)
         return Detection(
             at,
             frame.workloads,
@@ -87,6 +88,7 @@ class ScriptedDetector:
             np.zeros(shape),
             np.zeros(shape),
             findings,
+            fresh,
         )
 
 
