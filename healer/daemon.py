@@ -113,6 +113,37 @@ class Healer:
     last_cycle: datetime | None = None
     cycles: int = 0
 
+    def resume(self) -> int:
+        """Pick up the incidents a previous run left unresolved; returns how many.
+
+        An action already taken is verified, never taken again; an incident still to be
+        diagnosed is diagnosed when its workload is next found anomalous. Call once,
+        before the first cycle.
+        """
+        for incident in self.store.unresolved():
+            acted = incident.action is not None and incident.action.status in (
+                ActionStatus.SUCCEEDED,
+            )
+            if acted and incident.plan is not None and incident.action is not None:
+                track = Tracked(
+                    incident.id,
+                    incident.workload,
+                    Stage.VERIFYING,
+                    plan=incident.plan,
+                    acted_at=incident.action.started,
+                )
+            elif incident.diagnosis is None:
+                track = Tracked(
+                    incident.id,
+                    incident.workload,
+                    Stage.DIAGNOSING,
+                    error="the previous run stopped before diagnosing it",
+                )
+            else:
+                track = Tracked(incident.id, incident.workload, Stage.WATCHING)
+            self.tracked[incident.workload] = track
+        return len(self.tracked)
+
     def cycle(self, now: datetime) -> Detection | None:
         """Run the loop once at simulated or real time ``now``."""
         try:

@@ -66,6 +66,7 @@ class SimHarness:
             settings=settings,
             report=report or (lambda step: None),
         )
+        healer.resume()  # an audit store from an earlier run: verify, never act twice
         return cls(cluster, server, kubeconfig, healer, store)
 
     def _tick(self, since_cycle_s: float) -> float:

@@ -277,3 +277,20 @@ def test_every_step_is_reported_in_order(loop: Loop) -> None:
     loop.run(cycles=6)
     assert [s.kind for s in loop.steps] == ["finding", "diagnosis", "plan", "action", "outcome"]
     assert {s.workload for s in loop.steps} == {SEARCH}
+
+
+def test_a_restarted_daemon_verifies_instead_of_acting_again(tmp_path: Path) -> None:
+    settings = load_settings(None, guards={"mode": "auto"})
+    for first in make_loop(tmp_path, settings):
+        first.detector.anomalous = {SEARCH: OVERLOAD}
+        first.run()
+        assert len(first.actuator.applied) == 1
+    for second in make_loop(tmp_path, settings):  # the same audit store file
+        assert second.healer.resume() == 1
+        second.now = T0 + timedelta(minutes=1)
+        second.detector.anomalous = {SEARCH: OVERLOAD}
+        second.run(cycles=3)
+        assert second.actuator.applied == []
+        second.detector.anomalous = {}
+        second.run(cycles=6)
+        assert second.outcomes() == [OutcomeKind.HEALED]
