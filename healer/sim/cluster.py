@@ -36,7 +36,7 @@ import numpy as np
 from healer.sim import hpa
 from healer.sim.clock import VirtualClock
 from healer.sim.disruption import budget_status, check_eviction
-from healer.sim.kinds import BY_RESOURCE, default_and_validate
+from healer.sim.kinds import BY_RESOURCE, INITIAL_STATUS, default_and_validate
 from healer.sim.objects import (
     ApiError,
     K8s,
@@ -242,8 +242,8 @@ class Cluster:
                 meta.pop(key, None)
             default_and_validate(kind, obj)
             obj.pop("status", None)
-            if resource != "leases":
-                obj["status"] = {}
+            if resource in INITIAL_STATUS:
+                obj["status"] = copy.deepcopy(INITIAL_STATUS[resource])
             if self.store.find(resource, namespace, meta["name"]) is not None:
                 raise ApiError(
                     409,

@@ -118,6 +118,17 @@ PLAIN = ("horizontalpodautoscalers", "poddisruptionbudgets", "leases")
 """Kinds stored as written (after defaults and validation), with no controller of their own
 beyond status: the cluster's generic create, replace, patch and delete serve them."""
 
+INITIAL_STATUS: dict[str, K8s] = {
+    # The Go types' required status fields, as a new object reads before its controller runs.
+    "horizontalpodautoscalers": {"currentReplicas": 0, "desiredReplicas": 0},
+    "poddisruptionbudgets": {
+        "disruptionsAllowed": 0,
+        "currentHealthy": 0,
+        "desiredHealthy": 0,
+        "expectedPods": 0,
+    },
+}
+
 
 def lookup(group_version: str, resource: str) -> Kind:
     """The kind served at ``group_version``/``resource``; 404 as the API server answers."""

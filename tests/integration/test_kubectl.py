@@ -1,0 +1,238 @@
+"""kubectl against the simulated API server, through the kubeconfig it writes.
+
+Each test runs the real kubectl binary, then checks the result through the official
+client, advancing simulated time between steps as a live cluster would move on.
+Skipped when kubectl is not installed, except in CI (``CI=true``), where that fails.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from healer.sim.cluster import Cluster
+
+KUBECTL = shutil.which("kubectl")
+
+if KUBECTL is None and os.environ.get("CI", "").lower() == "true":
+    pytest.fail("kubectl is required in CI (make test installs it)", pytrace=False)
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed"),
+]
+
+
+@pytest.fixture
+def kubectl(kubeconfig: Path, tmp_path: Path) -> Any:
+    """Run kubectl with its discovery cache and home in the test's directory."""
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        assert KUBECTL is not None
+        done = subprocess.run(
+            [
+                KUBECTL,
+                "--kubeconfig",
+                str(kubeconfig),
+                "--cache-dir",
+                str(tmp_path / "cache"),
+                *args,
+            ],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env={"HOME": str(tmp_path), "PATH": os.environ.get("PATH", "")},
+            check=False,
+        )
+        if check and done.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed: {done.stderr}")
+        return done
+
+    return run
+
+
+def image_of(apps: client.AppsV1Api, name: str) -> str:
+    return str(apps.read_namespaced_deployment(name, "shop").spec.template.spec.containers[0].image)
+
+
+def set_image(apps: client.AppsV1Api, name: str, image: str) -> None:
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": name, "image": image}]}}}}
+    apps.patch_namespaced_deployment(
+        name, "shop", patch, _content_type="application/strategic-merge-patch+json"
+    )
+
+
+def test_get_deployments_in_all_namespaces(kubectl: Any) -> None:
+    out = kubectl("get", "deployments", "-A").stdout.splitlines()
+    assert out[0].split() == ["NAMESPACE", "NAME", "READY", "UP-TO-DATE", "AVAILABLE", "AGE"]
+    rows = {tuple(line.split()[:3]) for line in out[1:]}
+    assert ("shop", "cart", "3/3") in rows
+    assert ("web", "storefront", "4/4") in rows
+    assert len(rows) == 5
+
+
+def test_get_with_short_names_and_selectors(kubectl: Any) -> None:
+    pods = kubectl("get", "po", "-n", "shop", "-l", "app in (cart,search)", "-o", "name").stdout
+    assert len(pods.split()) == 6
+    assert all(
+        line.startswith("pod/cart-") or line.startswith("pod/search-") for line in pods.split()
+    )
+    one = kubectl("get", "deploy", "cart", "-n", "shop", "-o", "jsonpath={.spec.replicas}")
+    assert one.stdout == "3"
+
+
+def test_rollout_restart_rolls_new_pods(kubectl: Any, kube_api: Any, cluster: Cluster) -> None:
+    apps = client.AppsV1Api(kube_api)
+    before = {
+        p.metadata.name
+        for p in client.CoreV1Api(kube_api)
+        .list_namespaced_pod("shop", label_selector="app=cart")
+        .items
+    }
+    out = kubectl("rollout", "restart", "deployment/cart", "-n", "shop").stdout
+    assert "deployment.apps/cart restarted" in out
+    template = apps.read_namespaced_deployment("cart", "shop").spec.template
+    assert "kubectl.kubernetes.io/restartedAt" in template.metadata.annotations
+    cluster.advance(300)
+    after = {
+        p.metadata.name
+        for p in client.CoreV1Api(kube_api)
+        .list_namespaced_pod("shop", label_selector="app=cart")
+        .items
+    }
+    assert len(after) == 3
+    assert not before & after
+
+
+def test_scale_changes_replicas(kubectl: Any, kube_api: Any, cluster: Cluster) -> None:
+    out = kubectl("scale", "deployment/search", "-n", "shop", "--replicas=5").stdout
+    assert "deployment.apps/search scaled" in out
+    cluster.advance(60)
+    dep = client.AppsV1Api(kube_api).read_namespaced_deployment("search", "shop")
+    assert dep.spec.replicas == 5
+    assert dep.status.ready_replicas == 5
+    # A precondition that does not hold is refused, as against a real server.
+    refused = kubectl(
+        "scale",
+        "deployment/search",
+        "-n",
+        "shop",
+        "--current-replicas=2",
+        "--replicas=1",
+        check=False,
+    )
+    assert refused.returncode != 0
+
+
+def test_rollout_history_lists_revisions(kubectl: Any, kube_api: Any, cluster: Cluster) -> None:
+    apps = client.AppsV1Api(kube_api)
+    apps.patch_namespaced_deployment(
+        "catalog",
+        "shop",
+        {"metadata": {"annotations": {"kubernetes.io/change-cause": "release 9.9.9"}}},
+        _content_type="application/merge-patch+json",
+    )
+    set_image(apps, "catalog", "registry.local/shop/catalog:9.9.9")
+    cluster.advance(120)
+    out = kubectl("rollout", "history", "deployment/catalog", "-n", "shop").stdout
+    rows = [line.split(None, 1) for line in out.splitlines()[2:] if line.strip()]
+    assert rows == [["1", "<none>"], ["2", "release 9.9.9"]]
+    detail = kubectl(
+        "rollout", "history", "deployment/catalog", "-n", "shop", "--revision=2"
+    ).stdout
+    assert "registry.local/shop/catalog:9.9.9" in detail
+
+
+def test_rollout_undo_restores_the_previous_template(
+    kubectl: Any, kube_api: Any, cluster: Cluster
+) -> None:
+    apps = client.AppsV1Api(kube_api)
+    original = image_of(apps, "cart")
+    set_image(apps, "cart", "registry.local/shop/cart:bad")
+    cluster.advance(180)
+    out = kubectl("rollout", "undo", "deployment/cart", "-n", "shop").stdout
+    assert "deployment.apps/cart rolled back" in out
+    assert image_of(apps, "cart") == original
+    cluster.advance(180)
+    dep = apps.read_namespaced_deployment("cart", "shop")
+    assert dep.status.updated_replicas == dep.status.available_replicas == 3
+    pods = client.CoreV1Api(kube_api).list_namespaced_pod("shop", label_selector="app=cart").items
+    assert {p.spec.containers[0].image for p in pods} == {original}
+    # The old ReplicaSet was reused, renumbered: revisions 2 (bad) and 3 (the original).
+    sets = apps.list_namespaced_replica_set("shop", label_selector="app=cart").items
+    numbers = {
+        rs.spec.template.spec.containers[0].image: rs.metadata.annotations[
+            "deployment.kubernetes.io/revision"
+        ]
+        for rs in sets
+    }
+    assert numbers == {original: "3", "registry.local/shop/cart:bad": "2"}
+
+
+def test_rollout_undo_to_revision(kubectl: Any, kube_api: Any, cluster: Cluster) -> None:
+    apps = client.AppsV1Api(kube_api)
+    original = image_of(apps, "checkout")
+    for tag in ("2", "3"):
+        set_image(apps, "checkout", f"registry.local/shop/checkout:{tag}")
+        cluster.advance(180)
+    kubectl("rollout", "undo", "deployment/checkout", "-n", "shop", "--to-revision=1")
+    assert image_of(apps, "checkout") == original
+    cluster.advance(180)
+    kubectl("rollout", "undo", "deployment/checkout", "-n", "shop", "--to-revision=2")
+    assert image_of(apps, "checkout") == "registry.local/shop/checkout:2"
+    missing = kubectl(
+        "rollout", "undo", "deployment/checkout", "-n", "shop", "--to-revision=9", check=False
+    )
+    assert missing.returncode != 0
+    assert "unable to find specified revision 9" in missing.stderr
+
+
+def test_get_events(kubectl: Any, kube_api: Any) -> None:
+    core = client.CoreV1Api(kube_api)
+    core.create_namespaced_event(
+        "shop",
+        client.CoreV1Event(
+            metadata=client.V1ObjectMeta(generate_name="cart."),
+            involved_object=client.V1ObjectReference(
+                kind="Deployment", name="cart", namespace="shop"
+            ),
+            reason="HealerRestart",
+            message="restarted by healer",
+            type="Normal",
+        ),
+    )
+    out = kubectl("get", "events", "-n", "shop").stdout.splitlines()
+    assert out[0].split() == ["LAST", "SEEN", "TYPE", "REASON", "OBJECT", "MESSAGE"]
+    assert out[1].split()[1:] == [
+        "Normal",
+        "HealerRestart",
+        "deployment/cart",
+        "restarted",
+        "by",
+        "healer",
+    ]
+
+
+def test_get_autoscaling_and_policy_objects(kubectl: Any, kube_api: Any, cluster: Cluster) -> None:
+    client.AutoscalingV2Api(kube_api).create_namespaced_horizontal_pod_autoscaler(
+        "shop",
+        {
+            "metadata": {"name": "cart"},
+            "spec": {
+                "scaleTargetRef": {"apiVersion": "apps/v1", "kind": "Deployment", "name": "cart"},
+                "minReplicas": 3,
+                "maxReplicas": 6,
+            },
+        },
+    )
+    cluster.advance(30)
+    out = kubectl("get", "hpa", "-n", "shop").stdout.splitlines()
+    assert out[0].split()[:3] == ["NAME", "REFERENCE", "TARGETS"]
+    assert out[1].split()[:2] == ["cart", "Deployment/cart"]
+    assert kubectl("get", "pdb,leases", "-n", "shop").returncode == 0
