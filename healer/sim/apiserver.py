@@ -341,6 +341,8 @@ async def _subresource(
 def bind(host: str, port: int) -> socket.socket:
     """Bind a listening socket; a port in use is a ConfigError naming it."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # As uvicorn does: a restart right after a stop must not wait for TIME_WAIT to end.
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
