@@ -38,6 +38,7 @@ from healer.types import (
     ActionKind,
     ActionRecord,
     ActionStatus,
+    HpaState,
     JsonObject,
     JsonValue,
     Mode,
@@ -92,6 +93,7 @@ class KubeActuator:
 
     def __init__(self, api: Any, *, component: str = "healer") -> None:
         self._apps = client.AppsV1Api(api)
+        self._autoscaling = client.AutoscalingV2Api(api)
         self._core = client.CoreV1Api(api)
         self._component = component
 
@@ -111,7 +113,23 @@ class KubeActuator:
             revisions=tuple(self._revisions(dep)),
             annotations=dict(dep.metadata.annotations or {}),
             total_replicas=dep.status.replicas or 0,
+            hpa=self._hpa_for(workload),
         )
+
+    def _hpa_for(self, workload: WorkloadRef) -> HpaState | None:
+        """The HorizontalPodAutoscaler that scales this Deployment, if there is one."""
+        hpas = self._call(
+            self._autoscaling.list_namespaced_horizontal_pod_autoscaler, workload.namespace
+        ).items
+        for hpa in hpas:
+            ref = hpa.spec.scale_target_ref
+            if ref.kind == workload.kind and ref.name == workload.name:
+                return HpaState(
+                    name=hpa.metadata.name,
+                    min_replicas=hpa.spec.min_replicas or 1,
+                    max_replicas=hpa.spec.max_replicas,
+                )
+        return None
 
     def _controlled_replicasets(self, dep: Any) -> list[Any]:
         selector = ",".join(f"{k}={v}" for k, v in sorted(dep.spec.selector.match_labels.items()))
@@ -173,6 +191,14 @@ class KubeActuator:
             stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             body: Any = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
             return {"verb": "PATCH", "path": path, "content_type": STRATEGIC, "body": body}
+        if plan.action == ActionKind.SCALE and plan.params.get("hpa"):
+            # Raise the autoscaler's floor rather than fight it: it would undo a plain scale.
+            hpa_path = (
+                f"/apis/autoscaling/v2/namespaces/{w.namespace}"
+                f"/horizontalpodautoscalers/{plan.params['hpa']}"
+            )
+            body = {"spec": {"minReplicas": plan.params["replicas"]}}
+            return {"verb": "PATCH", "path": hpa_path, "content_type": MERGE, "body": body}
         if plan.action == ActionKind.SCALE:
             body = {"spec": {"replicas": plan.params["replicas"]}}
             return {"verb": "PATCH", "path": f"{path}/scale", "content_type": MERGE, "body": body}
@@ -220,15 +246,17 @@ class KubeActuator:
 
     def _send(self, request: JsonObject, *, dry_run: bool) -> None:
         path = str(request["path"]).split("/")
-        namespace, name = path[5], path[7]
+        namespace, resource, name = path[5], path[6], path[7]
         kwargs: dict[str, Any] = {"_content_type": request["content_type"]}
         if dry_run:
             kwargs["dry_run"] = "All"
-        method = (
-            self._apps.patch_namespaced_deployment_scale
-            if path[-1] == "scale"
-            else self._apps.patch_namespaced_deployment
-        )
+        method: Callable[..., Any]
+        if resource == "horizontalpodautoscalers":
+            method = self._autoscaling.patch_namespaced_horizontal_pod_autoscaler
+        elif path[-1] == "scale":
+            method = self._apps.patch_namespaced_deployment_scale
+        else:
+            method = self._apps.patch_namespaced_deployment
         self._call(method, name, namespace, request["body"], **kwargs)
 
     def _post_event(self, plan: Plan, now: datetime) -> None:
