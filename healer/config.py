@@ -8,10 +8,10 @@ Precedence, highest first: explicit arguments, environment, the YAML file, defau
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -19,7 +19,7 @@ from pydantic_settings import (
 )
 
 from healer.errors import ConfigError
-from healer.types import Mode
+from healer.types import Mode, Signal
 
 
 class _Section(BaseModel):
@@ -95,6 +95,61 @@ class ApiSettings(_Section):
     port: int = Field(default=8080, ge=0, le=65535)
 
 
+class PrometheusSettings(_Section):
+    url: str | None = None
+    """Base URL of a server with the Prometheus HTTP API (Prometheus, Thanos, Mimir,
+    VictoriaMetrics), e.g. ``http://prometheus.monitoring:9090``. None: not configured."""
+    timeout_s: float = Field(default=10.0, gt=0)
+    """Per-request timeout, also sent to the server so that it abandons slow queries."""
+    retries: int = Field(default=2, ge=0, le=10)
+    """Extra attempts after a network failure, a timeout or a 5xx/429 answer."""
+    backoff_s: float = Field(default=0.5, ge=0)
+    """Wait before the first retry; it doubles on each further retry."""
+    bearer_token: SecretStr | None = None
+    """Sent as ``Authorization: Bearer ...``, for Prometheus behind a gateway."""
+    bearer_token_file: Path | None = None
+    """Read the bearer token from this file on each start (a service-account token)."""
+    basic_auth_username: str | None = None
+    basic_auth_password: SecretStr | None = None
+    ca_file: Path | None = None
+    """PEM bundle that signs the server's certificate, for a private CA."""
+    step_s: int = Field(default=15, ge=1)
+    """Resolution of the range queries, whole seconds; set it to the scrape interval.
+    Frame timestamps are multiples of it, so consecutive cycles line up."""
+    rate_window_s: int = Field(default=60, ge=1)
+    """Range of ``rate()`` in the queries. At least two scrape intervals, or rates have
+    a single sample and come back empty; four is the usual choice."""
+    overlap_steps: int = Field(default=1, ge=0)
+    """Each incremental fetch asks again for this many already-held steps, because the
+    newest points may have been computed before the last scrape was ingested."""
+    concurrency: int = Field(default=7, ge=1, le=32)
+    """Signals queried in parallel."""
+    signal_set: Literal["standard", "istio"] = "standard"
+    """``standard``: HTTP metrics from the application (``http_requests_total``,
+    ``http_request_duration_seconds``). ``istio``: the same three signals from Istio's
+    standard metrics. CPU, memory, restarts and readiness come from cAdvisor and
+    kube-state-metrics in both."""
+    workload_mapping: Literal["owner", "pod_label"] = "owner"
+    """How pods map to Deployments. ``owner``: through ``kube_pod_owner`` and
+    ``kube_replicaset_owner``, which works on any cluster with kube-state-metrics.
+    ``pod_label``: through the pod label ``workload_label`` in ``kube_pod_labels``."""
+    workload_label: str = Field(default="app", min_length=1)
+    """Pod label naming the Deployment, with ``workload_mapping: pod_label``, as written
+    on the pod (``app.kubernetes.io/name``); kube-state-metrics' ``label_`` name is derived."""
+    queries: dict[Signal, str] = {}
+    """PromQL per signal, replacing the built-in one. It must return one series per
+    workload with ``namespace`` and ``deployment`` labels; ``$window`` stands for the
+    rate window and ``$pod_owner`` for the pod-to-Deployment mapping vector."""
+
+    @field_validator("queries")
+    @classmethod
+    def _not_blank(cls, value: dict[Signal, str]) -> dict[Signal, str]:
+        blank = [str(signal) for signal, query in value.items() if not query.strip()]
+        if blank:
+            raise ValueError(f"empty query for {', '.join(blank)}")
+        return value
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HEALER_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -106,6 +161,7 @@ class Settings(BaseSettings):
     cluster: ClusterSettings = ClusterSettings()
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
+    prometheus: PrometheusSettings = PrometheusSettings()
     playbooks_dir: Path = Path("playbooks")
     """Directory of playbook YAML files, validated at start-up."""
 

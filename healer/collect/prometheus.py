@@ -1,0 +1,497 @@
+"""A MetricsSource over the Prometheus HTTP API (Prometheus, Thanos, Mimir, VictoriaMetrics).
+
+Two parts, so that each can be tested alone:
+
+* ``PrometheusClient`` is the only code that touches prometheus-api-client and requests.
+  It turns one range query into a ``RangeResult`` (raw series plus the server's
+  warnings, which the library drops, so a response hook picks them up) or an
+  ``HttpFailure`` carrying the HTTP status. Auth and the CA live on its session.
+* ``PrometheusSource`` owns the policy: one query per signal for all workloads, retries
+  with exponential backoff on network failures, timeouts and 5xx, an in-memory rolling
+  window aligned on the step so each cycle asks only for the new steps, and the
+  mapping of failures to ``PrometheusUnavailable`` and ``QueryError`` naming the signal
+  and the query. Tests give it a fake client.
+
+Values are made safe at the edge: a gap (no point) is NaN; +-Inf (a division by zero
+requests) and negative values (a counter reset seen through an override that does not
+use ``rate``) become NaN too, counted in a log warning, because the detector must never
+learn from them.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol, TypedDict
+
+import numpy as np
+import requests
+import structlog
+from numpy.typing import NDArray
+from prometheus_api_client import PrometheusConnect
+from prometheus_api_client.exceptions import PrometheusApiClientException
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
+from urllib3.util.retry import Retry
+
+from healer.collect.signals import SignalQuery, build_queries
+from healer.config import PrometheusSettings
+from healer.errors import ConfigError, PrometheusUnavailable, QueryError
+from healer.types import Frame, Signal, WorkloadRef
+
+log = structlog.get_logger(__name__)
+
+# Statuses worth another attempt: the server or a gateway in front of it is overloaded
+# or restarting. Any other 4xx will answer the same way next time.
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Prometheus answers a query it cannot parse or evaluate with these.
+_QUERY_STATUSES = frozenset({400, 422})
+# Error bodies quoted in messages are cut here: a gateway may answer with a whole page.
+_DETAIL_MAX_CHARS = 300
+
+
+class RawSeries(TypedDict):
+    metric: dict[str, str]
+    values: list[list[Any]]
+    """``[unix_seconds, "value"]`` pairs, as the HTTP API sends them."""
+
+
+@dataclass(frozen=True)
+class RangeResult:
+    series: list[RawSeries]
+    warnings: tuple[str, ...] = ()
+
+
+class HttpFailure(Exception):
+    """A range query that did not succeed; ``status`` is None when no answer came."""
+
+    def __init__(self, status: int | None, detail: str) -> None:
+        super().__init__(detail)
+        self.status = status
+        self.detail = detail
+
+    @property
+    def transient(self) -> bool:
+        return self.status is None or self.status in _RETRY_STATUSES
+
+
+class RangeClient(Protocol):
+    url: str
+
+    def query_range(self, promql: str, *, start_s: int, end_s: int, step_s: int) -> RangeResult:
+        """Raises HttpFailure."""
+        ...
+
+
+class PrometheusClient:
+    """prometheus-api-client's ``custom_query_range`` behind a typed, failure-mapping call.
+
+    Thread-safe: queries for different signals run on a thread pool sharing one session.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout_s: float = 10.0,
+        bearer_token: str | None = None,
+        basic_auth: tuple[str, str] | None = None,
+        ca_file: str | None = None,
+    ) -> None:
+        self.url = url.rstrip("/")
+        self._timeout_s = timeout_s
+        self._local = threading.local()
+        session = requests.Session()
+        session.verify = ca_file or True
+        session.hooks["response"].append(self._remember)
+        headers = {"Authorization": f"Bearer {bearer_token}"} if bearer_token else {}
+        self._connect = PrometheusConnect(
+            url=self.url,
+            headers=headers,
+            # Retries are PrometheusSource's (with backoff and logging), not urllib3's.
+            retry=Retry(total=0, raise_on_status=False),
+            auth=basic_auth,
+            session=session,
+            timeout=timeout_s,
+        )
+
+    @classmethod
+    def from_settings(cls, settings: PrometheusSettings) -> PrometheusClient:
+        if not settings.url:
+            raise ConfigError("prometheus.url is not set")
+        token = settings.bearer_token.get_secret_value() if settings.bearer_token else None
+        if settings.bearer_token_file is not None:
+            try:
+                token = settings.bearer_token_file.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(
+                    f"prometheus.bearer_token_file {settings.bearer_token_file}: {exc.strerror}"
+                ) from exc
+        basic = None
+        if settings.basic_auth_username is not None:
+            password = settings.basic_auth_password
+            basic = (settings.basic_auth_username, password.get_secret_value() if password else "")
+        if settings.ca_file is not None and not settings.ca_file.is_file():
+            raise ConfigError(f"prometheus.ca_file {settings.ca_file}: no such file")
+        return cls(
+            settings.url,
+            timeout_s=settings.timeout_s,
+            bearer_token=token,
+            basic_auth=basic,
+            ca_file=str(settings.ca_file) if settings.ca_file else None,
+        )
+
+    def _remember(self, response: requests.Response, *args: object, **kwargs: object) -> None:
+        # Runs in the thread that sent the request; custom_query_range returns only
+        # data.result, so the warnings and the error body are read from here.
+        self._local.response = response
+
+    def query_range(self, promql: str, *, start_s: int, end_s: int, step_s: int) -> RangeResult:
+        self._local.response = None
+        try:
+            data = self._connect.custom_query_range(
+                promql,
+                start_time=datetime.fromtimestamp(start_s, UTC),
+                end_time=datetime.fromtimestamp(end_s, UTC),
+                step=str(step_s),
+                # The server gives up on the query too, instead of working on for nobody.
+                params={"timeout": f"{self._timeout_s:g}s"},
+            )
+        except requests.Timeout as exc:
+            raise HttpFailure(None, f"no answer within {self._timeout_s:g} s") from exc
+        except requests.RequestException as exc:
+            raise HttpFailure(None, _first_line(str(exc))) from exc
+        except PrometheusApiClientException as exc:
+            raise self._failure(exc) from exc
+        except ValueError as exc:  # 200 with a body that is not JSON
+            raise HttpFailure(200, "the answer is not Prometheus API JSON") from exc
+        except (KeyError, TypeError) as exc:
+            raise HttpFailure(200, "the answer has no data.result") from exc
+        if not isinstance(data, list):
+            raise HttpFailure(200, "data.result is not a list: not a range query answer")
+        return RangeResult(series=data, warnings=self._warnings())
+
+    def _failure(self, exc: Exception) -> HttpFailure:
+        response: requests.Response | None = self._local.response
+        if response is None:
+            match = re.search(r"HTTP Status Code (\d+)", str(exc))
+            return HttpFailure(int(match.group(1)) if match else None, str(exc))
+        try:
+            detail = str(response.json().get("error") or response.text)
+        except ValueError:
+            detail = response.text
+        return HttpFailure(response.status_code, _first_line(detail)[:_DETAIL_MAX_CHARS])
+
+    def _warnings(self) -> tuple[str, ...]:
+        response: requests.Response | None = self._local.response
+        # Cheap test first: decoding a large answer twice would double the fetch cost.
+        if response is None or b'"warnings"' not in response.content:
+            return ()
+        body = response.json()
+        found = body.get("warnings") or [] if isinstance(body, dict) else []
+        return tuple(str(w) for w in found)
+
+    def close(self) -> None:
+        self._connect.close()
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else "no detail"
+
+
+def _one_line(promql: str) -> str:
+    return " ".join(promql.split())
+
+
+@dataclass
+class _Window:
+    """The rolling window held between fetches: values[w, s, t] on an aligned grid."""
+
+    timestamps: NDArray[np.float64]
+    workloads: list[WorkloadRef]
+    values: NDArray[np.float64]
+
+
+@dataclass
+class FetchStats:
+    """What the last fetch cost, per signal: for `healer collect` and logs."""
+
+    query_seconds: dict[Signal, float] = field(default_factory=dict)
+    points: dict[Signal, int] = field(default_factory=dict)
+    """Grid points asked for, per signal (workloads x steps)."""
+    start_s: float = 0.0
+    end_s: float = 0.0
+    incremental: bool = False
+
+
+class PrometheusSource:
+    """Every workload's signals from Prometheus, as Frames on a grid of ``step_s``.
+
+    ``fetch`` is incremental: it keeps the last window in memory and asks only for the
+    steps after the newest one held (minus ``overlap_steps``, re-read because they may
+    have been computed before the latest scrape was ingested). Not thread-safe: one
+    daemon cycle at a time.
+    """
+
+    def __init__(
+        self,
+        client: RangeClient,
+        *,
+        queries: Sequence[SignalQuery],
+        step_s: int = 15,
+        overlap_steps: int = 1,
+        retries: int = 2,
+        backoff_s: float = 0.5,
+        concurrency: int = 7,
+        sleep: Callable[[float], None] = time.sleep,
+        timer: Callable[[], float] = time.perf_counter,
+    ) -> None:
+        if step_s < 1:
+            raise ValueError("step_s must be a whole number of seconds, at least 1")
+        self.client = client
+        self.queries = tuple(queries)
+        self.signals = tuple(q.signal for q in self.queries)
+        self.step_s = step_s
+        self.overlap_steps = overlap_steps
+        self.retries = retries
+        self.backoff_s = backoff_s
+        self.concurrency = concurrency
+        self._sleep = sleep
+        self._timer = timer
+        self._window: _Window | None = None
+        self.stats = FetchStats()
+
+    @classmethod
+    def from_settings(
+        cls, settings: PrometheusSettings, *, client: RangeClient | None = None
+    ) -> PrometheusSource:
+        queries = build_queries(
+            signal_set=settings.signal_set,
+            overrides=settings.queries,
+            window_s=settings.rate_window_s,
+            mapping=settings.workload_mapping,
+            pod_label=settings.workload_label,
+        )
+        return cls(
+            client or PrometheusClient.from_settings(settings),
+            queries=queries,
+            step_s=settings.step_s,
+            overlap_steps=settings.overlap_steps,
+            retries=settings.retries,
+            backoff_s=settings.backoff_s,
+            concurrency=settings.concurrency,
+        )
+
+    def reset(self) -> None:
+        """Forget the held window; the next fetch reads the whole window again."""
+        self._window = None
+
+    def fetch(self, *, until: datetime, window_s: float) -> Frame:
+        grid = aligned_grid(until.timestamp(), window_s, self.step_s)
+        held = self._window
+        start_index = self._first_missing(grid, held)
+        asked = grid[start_index:]
+        self.stats = FetchStats(
+            start_s=float(asked[0]) if asked.size else 0.0,
+            end_s=float(grid[-1]) if grid.size else 0.0,
+            incremental=start_index > 0,
+        )
+        if asked.size:
+            results = self._query_all(int(asked[0]), int(asked[-1]))
+            workloads, fresh = assemble(results, signals=self.signals, grid=asked)
+        else:
+            workloads, fresh = [], np.empty((0, len(self.signals), 0))
+        self._window = merge(held, grid, workloads, fresh, start_index=start_index)
+        log.debug(
+            "prometheus_fetched",
+            workloads=len(self._window.workloads),
+            steps=len(grid),
+            asked_steps=len(asked),
+            seconds={str(s): round(v, 3) for s, v in self.stats.query_seconds.items()},
+        )
+        return Frame(
+            timestamps=self._window.timestamps.copy(),
+            workloads=tuple(self._window.workloads),
+            signals=self.signals,
+            values=self._window.values.copy(),
+        )
+
+    def _first_missing(self, grid: NDArray[np.float64], held: _Window | None) -> int:
+        """Index in ``grid`` of the first step to ask for: 0 unless ``held`` covers a prefix."""
+        if held is None or not held.timestamps.size or not grid.size:
+            return 0
+        newest = held.timestamps[-1]
+        if newest < grid[0] or newest > grid[-1] or held.timestamps[0] > grid[0]:
+            # Too old to help, the clock went back, or the window grew: read everything.
+            return 0
+        covered = round(float(newest - grid[0]) / self.step_s) + 1
+        return max(0, covered - self.overlap_steps)
+
+    def _query_all(self, start_s: int, end_s: int) -> dict[Signal, list[RawSeries]]:
+        with ThreadPoolExecutor(max_workers=min(self.concurrency, len(self.queries))) as pool:
+            futures = {
+                q.signal: pool.submit(self._query_one, q, start_s, end_s) for q in self.queries
+            }
+            # Every query finishes before one failure is raised, so none is left running.
+            done = {signal: f.exception() for signal, f in futures.items()}
+            for exc in done.values():
+                if exc is not None:
+                    raise exc
+            return {signal: f.result() for signal, f in futures.items()}
+
+    def _query_one(self, query: SignalQuery, start_s: int, end_s: int) -> list[RawSeries]:
+        began = self._timer()
+        retrying = Retrying(
+            stop=stop_after_attempt(self.retries + 1),
+            wait=wait_exponential(multiplier=self.backoff_s, max=30.0),
+            retry=retry_if_exception(lambda e: isinstance(e, HttpFailure) and e.transient),
+            sleep=self._sleep,
+            before_sleep=lambda state: log.warning(
+                "prometheus_retry",
+                signal=str(query.signal),
+                attempt=state.attempt_number,
+                error=str(state.outcome.exception()) if state.outcome else None,
+            ),
+            reraise=True,
+        )
+        try:
+            result: RangeResult = retrying(
+                self.client.query_range,
+                query.promql,
+                start_s=start_s,
+                end_s=end_s,
+                step_s=self.step_s,
+            )
+        except HttpFailure as exc:
+            raise self._error(query, exc) from exc
+        finally:
+            self.stats.query_seconds[query.signal] = self._timer() - began
+        for warning in result.warnings:
+            log.warning("prometheus_warning", signal=str(query.signal), warning=warning)
+        check_labels(query, result.series)
+        return result.series
+
+    def _error(self, query: SignalQuery, exc: HttpFailure) -> Exception:
+        where = f"signal {query.signal}"
+        text = f"query: {_one_line(query.promql)}"
+        if exc.status is None:
+            return PrometheusUnavailable(
+                f"{where}: Prometheus at {self.client.url} is unreachable "
+                f"after {self.retries + 1} attempts ({exc.detail}); {text}"
+            )
+        if exc.status in _QUERY_STATUSES:
+            origin = "configured" if query.overridden else "built-in"
+            return QueryError(
+                f"{where}: Prometheus refused the {origin} query "
+                f"(HTTP {exc.status}: {exc.detail}); {text}"
+            )
+        return PrometheusUnavailable(
+            f"{where}: Prometheus at {self.client.url} answered HTTP {exc.status} "
+            f"({exc.detail}); {text}"
+        )
+
+
+def aligned_grid(until_s: float, window_s: float, step_s: int) -> NDArray[np.float64]:
+    """Multiples of ``step_s`` in ``(until_s - window_s, until_s]``, ascending.
+
+    Aligning on the step (not on ``until``) makes consecutive cycles share their grid
+    points, so a held window can be extended instead of re-read.
+    """
+    last = math.floor(until_s / step_s) * step_s
+    first = math.floor((until_s - window_s) / step_s) * step_s + step_s
+    count = max(0, round((last - first) / step_s) + 1)
+    grid: NDArray[np.float64] = first + step_s * np.arange(count, dtype=np.float64)
+    return grid
+
+
+def check_labels(query: SignalQuery, series: list[RawSeries]) -> None:
+    """An answer must hold at most one series per (namespace, deployment)."""
+    seen: set[tuple[str, str]] = set()
+    for s in series:
+        key = (s["metric"].get("namespace", ""), s["metric"].get("deployment", ""))
+        if not all(key):
+            raise QueryError(
+                f"signal {query.signal}: a series without namespace and deployment labels "
+                f"({s['metric']}): aggregate by (namespace, deployment); "
+                f"query: {_one_line(query.promql)}"
+            )
+        if key in seen:
+            raise QueryError(
+                f"signal {query.signal}: more than one series for {key[0]}/{key[1]}: "
+                f"aggregate by (namespace, deployment); query: {_one_line(query.promql)}"
+            )
+        seen.add(key)
+
+
+def assemble(
+    results: Mapping[Signal, list[RawSeries]],
+    *,
+    signals: Sequence[Signal],
+    grid: NDArray[np.float64],
+) -> tuple[list[WorkloadRef], NDArray[np.float64]]:
+    """Raw series per signal -> (workloads sorted, values[w, s, t] on ``grid``).
+
+    A workload present in any signal is present in all, with NaN where a signal has no
+    point. Points off the grid (another step) are ignored.
+    """
+    keys = sorted(
+        {(s["metric"]["namespace"], s["metric"]["deployment"]) for r in results.values() for s in r}
+    )
+    index = {key: i for i, key in enumerate(keys)}
+    values = np.full((len(keys), len(signals), len(grid)), np.nan)
+    step = float(grid[1] - grid[0]) if len(grid) > 1 else 1.0
+    for s_index, signal in enumerate(signals):
+        bad = {"infinite": 0, "negative": 0}
+        for series in results.get(signal, []):
+            points = series["values"]
+            if not points:
+                continue
+            times = np.fromiter((p[0] for p in points), np.float64, len(points))
+            column = np.array([p[1] for p in points], dtype=np.float64)
+            t = np.rint((times - grid[0]) / step).astype(np.int64)
+            on_grid = (t >= 0) & (t < len(grid)) & np.isclose(grid[0] + t * step, times)
+            row = values[index[(series["metric"]["namespace"], series["metric"]["deployment"])]]
+            row[s_index, t[on_grid]] = column[on_grid]
+        plane = values[:, s_index, :]
+        infinite, negative = np.isinf(plane), plane < 0
+        bad["infinite"], bad["negative"] = int(infinite.sum()), int(negative.sum())
+        if bad["infinite"] or bad["negative"]:
+            plane[infinite | negative] = np.nan
+            log.warning("prometheus_values_dropped", signal=str(signal), **bad)
+    return [WorkloadRef(ns, "Deployment", name) for ns, name in keys], values
+
+
+def merge(
+    held: _Window | None,
+    grid: NDArray[np.float64],
+    workloads: list[WorkloadRef],
+    fresh: NDArray[np.float64],
+    *,
+    start_index: int,
+) -> _Window:
+    """The new window: ``held`` values for ``grid[:start_index]``, ``fresh`` after.
+
+    Workloads with no value left in the window (deleted, or their series went stale)
+    are dropped.
+    """
+    signals = fresh.shape[1] if held is None else held.values.shape[1]
+    names = sorted(set(workloads) | (set(held.workloads) if held and start_index else set()))
+    index = {w: i for i, w in enumerate(names)}
+    values = np.full((len(names), signals, len(grid)), np.nan)
+    if held is not None and start_index:
+        offset = int(np.searchsorted(held.timestamps, grid[0]))
+        rows = [index[w] for w in held.workloads]
+        values[rows, :, :start_index] = held.values[:, :, offset : offset + start_index]
+    if workloads:
+        values[[index[w] for w in workloads], :, start_index:] = fresh
+    keep = ~np.all(np.isnan(values), axis=(1, 2))
+    return _Window(
+        timestamps=grid,
+        workloads=[w for w, k in zip(names, keep, strict=True) if k],
+        values=values[keep],
+    )

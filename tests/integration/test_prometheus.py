@@ -1,0 +1,405 @@
+"""healer's Prometheus path against a real Prometheus server.
+
+The server is Debian's ``prometheus`` binary, started per module on a free loopback port
+with a temporary data directory. Without the binary these tests skip, unless
+HEALER_REQUIRE_PROMETHEUS=1 (set by CI), which makes a missing binary a failure.
+
+Two ways in:
+
+* Live: Prometheus scrapes the simulator's /metrics every second. Each scrape first
+  advances the simulated cluster by one step (``step_s`` = 1 s), so scrape *k* shows the
+  cluster after step *k*, and ``cluster.samples[k]`` is the ground truth of every point
+  whose newest scrape is *k*. With ``rate()`` over two scrape intervals a rate covers
+  exactly that last step, as the simulator's samples do.
+* Backfill: a day of simulated history written as OpenMetrics, turned into TSDB blocks
+  by ``promtool tsdb create-blocks-from openmetrics``, then served by Prometheus.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+import yaml
+
+from healer.collect.prometheus import PrometheusClient, PrometheusSource
+from healer.collect.signals import build_queries
+from healer.errors import QueryError
+from healer.sim.apiserver import ServerThread, bind, create_api
+from healer.sim.cluster import LATENCY_BUCKETS_S, Cluster
+from healer.sim.scenario import Scenario
+from healer.types import Frame, Signal, WorkloadRef
+
+pytestmark = pytest.mark.integration
+
+# Agreement with the simulator's ground truth, per signal: (relative, absolute); a point
+# agrees when |prometheus - truth| <= max(relative * |truth|, absolute).
+# cpu, memory, request_rate, ready_ratio: the same arithmetic on the same samples; the
+# tolerance absorbs float rounding and a pod that started or stopped within the step
+# (the simulator counts a new pod's first step from zero, rate() needs two samples).
+# error_ratio: absolute 0.005. rate() extrapolates a counter's increase towards the
+# window's start only as far as the counter would reach zero, so a pod's 5xx counter in
+# its first errors (values 0, 1, 2) reads a little low.
+# latency_p99: compared by histogram bucket instead (see test_latency_in_the_right_bucket).
+TOLERANCE = {
+    Signal.CPU: (0.02, 1e-6),
+    Signal.MEMORY: (0.001, 1e-6),
+    Signal.REQUEST_RATE: (0.02, 1e-6),
+    Signal.ERROR_RATIO: (0.0, 0.005),
+    Signal.READY_RATIO: (0.0, 1e-9),
+}
+# Share of points that must agree. web/api runs undisturbed: all of its points. The
+# others restart (checkout) and roll out (cart): a step in which a pod starts or stops
+# differs, because rate() needs two samples of a new pod and the simulator counts the
+# pod's first step from zero.
+STEADY = WorkloadRef("web", "Deployment", "api")
+AGREEING_SHARE = 0.9
+
+
+def _binary(name: str) -> str:
+    found = shutil.which(name)
+    if found is None:
+        message = f"the {name} binary is not installed (Debian package prometheus)"
+        if os.environ.get("HEALER_REQUIRE_PROMETHEUS") == "1":
+            pytest.fail(message + " and HEALER_REQUIRE_PROMETHEUS=1")
+        pytest.skip(message)
+    return found
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@dataclass
+class PrometheusServer:
+    """A real Prometheus process on loopback; ``url`` once ready."""
+
+    process: subprocess.Popen[bytes]
+    url: str
+    log_path: Path
+
+    @classmethod
+    def start(
+        cls, workdir: Path, *, targets: list[str], data_dir: Path, interval_s: float = 1.0
+    ) -> PrometheusServer:
+        config = {
+            "global": {"scrape_interval": f"{interval_s:g}s", "scrape_timeout": f"{interval_s:g}s"},
+            "scrape_configs": [{"job_name": "sim", "static_configs": [{"targets": targets}]}]
+            if targets
+            else [],
+        }
+        config_path = workdir / "prometheus.yml"
+        config_path.write_text(yaml.safe_dump(config))
+        port = _free_port()
+        log_path = workdir / "prometheus.log"
+        with log_path.open("wb") as log_file:
+            process = subprocess.Popen(
+                [
+                    _binary("prometheus"),
+                    f"--config.file={config_path}",
+                    f"--storage.tsdb.path={data_dir}",
+                    f"--web.listen-address=127.0.0.1:{port}",
+                    # Backfilled history may be older than the default 15 days.
+                    "--storage.tsdb.retention.time=100y",
+                ],
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+            )
+        server = cls(process, f"http://127.0.0.1:{port}", log_path)
+        server.wait_ready()
+        return server
+
+    def wait_ready(self, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"prometheus exited: {self.log_path.read_text()[-2000:]}")
+            try:
+                if httpx.get(f"{self.url}/-/ready", timeout=1.0).status_code == 200:
+                    return
+            except httpx.TransportError:
+                pass
+            time.sleep(0.1)
+        raise RuntimeError(f"prometheus not ready after {timeout_s} s")
+
+    def instant(self, promql: str) -> list[dict[str, Any]]:
+        answer = httpx.get(f"{self.url}/api/v1/query", params={"query": promql}, timeout=10.0)
+        answer.raise_for_status()
+        result: list[dict[str, Any]] = answer.json()["data"]["result"]
+        return result
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _scenario(*, start: datetime, step_s: float, events: list[dict[str, Any]]) -> Scenario:
+    return Scenario.model_validate(
+        {
+            "name": "prometheus",
+            "description": "steady api, a leaking checkout, a bad release of cart",
+            "start": start,
+            "step_s": step_s,
+            "seed": 11,
+            "images": {"shop/cart:2": {"error_ratio": 0.2, "latency_s": 0.3}},
+            "workloads": [
+                {
+                    "name": "api",
+                    "namespace": "web",
+                    "replicas": 2,
+                    "image": "web/api:1",
+                    "traffic": {"base_rps": 80, "noise": 0.05},
+                },
+                {
+                    "name": "checkout",
+                    "namespace": "shop",
+                    "replicas": 2,
+                    "image": "shop/checkout:1",
+                    "traffic": {"base_rps": 40, "noise": 0.05},
+                },
+                {
+                    "name": "cart",
+                    "namespace": "shop",
+                    "replicas": 2,
+                    "image": "shop/cart:1",
+                    "traffic": {"base_rps": 30, "noise": 0.05},
+                },
+            ],
+            "events": events,
+        }
+    )
+
+
+def _advancing(app: Any, cluster: Cluster, *, steps: int) -> Callable[..., Any]:
+    """The simulator's app, moving the cluster one step per scrape, for ``steps`` scrapes."""
+
+    async def wrapped(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/metrics":
+            with cluster.lock:
+                if len(cluster.samples) < steps:
+                    cluster.advance(cluster.scenario.step_s)
+        await app(scope, receive, send)
+
+    return wrapped
+
+
+LIVE_STEPS = 45
+CART_RELEASE_STEP = 15
+RATE_WINDOW_S = 2  # two scrape intervals: each rate() covers exactly the last step
+
+
+@dataclass
+class Live:
+    prometheus: PrometheusServer
+    cluster: Cluster
+    scrape_times: np.ndarray[Any, np.dtype[np.float64]]
+
+
+@pytest.fixture(scope="module")
+def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
+    _binary("prometheus")
+    workdir = tmp_path_factory.mktemp("prometheus-live")
+    start = datetime.now(UTC).replace(microsecond=0)
+    cluster = Cluster(
+        _scenario(
+            start=start,
+            step_s=1.0,
+            events=[
+                {
+                    "at_s": 5,
+                    "kind": "memory_leak",
+                    "workload": "shop/checkout",
+                    "bytes_per_s": 30e6,
+                    "expect": "restart",
+                },
+                {
+                    "at_s": 15,
+                    "kind": "release",
+                    "workload": "shop/cart",
+                    "image": "shop/cart:2",
+                    "expect": "rollback",
+                },
+            ],
+        )
+    )
+    sim = ServerThread(
+        _advancing(create_api(cluster), cluster, steps=LIVE_STEPS), bind("127.0.0.1", 0)
+    ).start()
+    target = sim.url.removeprefix("http://")
+    prometheus = PrometheusServer.start(
+        workdir, targets=[target], data_dir=workdir / "data", interval_s=1.0
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(cluster.samples) < LIVE_STEPS and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert len(cluster.samples) == LIVE_STEPS, "Prometheus did not scrape the simulator"
+        time.sleep(2.5)  # the last scrapes are ingested
+        raw = prometheus.instant('kube_deployment_spec_replicas{deployment="api"}[10m]')
+        times = np.array([float(t) for t, _ in raw[0]["values"]])
+        yield Live(prometheus, cluster, times)
+    finally:
+        prometheus.stop()
+        sim.stop()
+
+
+def _truth_at(live: Live, frame: Frame) -> tuple[np.ndarray[Any, Any], np.ndarray[Any, Any]]:
+    """Ground truth aligned with ``frame``: (truth[w, s, t], usable[t])."""
+    newest = np.searchsorted(live.scrape_times, frame.timestamps, side="right") - 1
+    # Scrape 0 has no predecessor for rate(); scrapes past LIVE_STEPS repeat the last step.
+    usable = (newest >= 1) & (newest < LIVE_STEPS)
+    order = [live.cluster.workloads.index(w) for w in frame.workloads]
+    samples = np.stack(live.cluster.samples)  # (T, W, S)
+    truth = samples[np.clip(newest, 0, LIVE_STEPS - 1)][:, order, :]
+    return np.transpose(truth, (1, 2, 0)), usable
+
+
+def _source(url: str, *, step_s: int, window_s: int, **overrides: Any) -> PrometheusSource:
+    return PrometheusSource(
+        PrometheusClient(url, timeout_s=10.0),
+        queries=build_queries(window_s=window_s, **overrides),
+        step_s=step_s,
+    )
+
+
+def _live_frame(live: Live) -> Frame:
+    source = _source(live.prometheus.url, step_s=1, window_s=RATE_WINDOW_S)
+    until = datetime.fromtimestamp(live.scrape_times[-1], UTC)
+    return source.fetch(until=until, window_s=LIVE_STEPS + 10)
+
+
+def _agreement(
+    frame: Frame, truth: Any, usable: Any, signal: Signal, rows: list[int] | None = None
+) -> float:
+    s = frame.signals.index(signal)
+    rows = list(range(len(frame.workloads))) if rows is None else rows
+    got, want = frame.values[rows][:, s, usable], truth[rows][:, s, usable]
+    relative, absolute = TOLERANCE[signal]
+    both_nan = np.isnan(got) & np.isnan(want)
+    close = np.abs(got - want) <= np.maximum(relative * np.abs(want), absolute)
+    return float(np.mean(both_nan | close))
+
+
+def test_every_scrape_reached_prometheus(live: Live) -> None:
+    assert len(live.scrape_times) >= LIVE_STEPS
+    assert np.all(np.diff(live.scrape_times[:LIVE_STEPS]) == pytest.approx(1.0, abs=0.2))
+
+
+@pytest.mark.parametrize("signal", sorted(TOLERANCE))
+def test_frame_matches_the_simulators_ground_truth(live: Live, signal: Signal) -> None:
+    frame = _live_frame(live)
+    assert set(frame.workloads) == set(live.cluster.workloads)
+    truth, usable = _truth_at(live, frame)
+    assert usable.sum() >= LIVE_STEPS - 5
+    steady = frame.workloads.index(STEADY)
+    assert _agreement(frame, truth, usable, signal, rows=[steady]) == 1.0
+    assert _agreement(frame, truth, usable, signal) >= AGREEING_SHARE
+
+
+def test_latency_in_the_right_bucket(live: Live) -> None:
+    """histogram_quantile interpolates linearly inside a bucket, so it can only be asked
+    to land in the bucket that holds the simulator's p99 (30% above it, here: the p99s
+    sit in the 0.1-0.25 and 0.25-0.5 s buckets). cart is left out from its release on:
+    while old and new pods serve together, the simulator's truth is the mean of the
+    pods' p99s, not the p99 of the workload's requests, which the histogram measures."""
+    frame = _live_frame(live)
+    truth, usable = _truth_at(live, frame)
+    s = frame.signals.index(Signal.LATENCY_P99)
+    edges = np.array(LATENCY_BUCKETS_S)
+    released = live.scrape_times[CART_RELEASE_STEP - 1]
+    for w, workload in enumerate(frame.workloads):
+        keep = usable & ~np.isnan(truth[w, s])
+        if workload.name == "cart":
+            keep &= frame.timestamps < released
+        got = frame.values[w, s, keep]
+        want = truth[w, s, keep]
+        assert keep.sum() >= 10
+        np.testing.assert_array_equal(np.searchsorted(edges, got), np.searchsorted(edges, want))
+
+
+def test_restarts_seen_at_the_steps_the_simulator_restarted(live: Live) -> None:
+    """Prometheus' rate() extrapolates a counter's first increase from zero only halfway,
+    so the first restart of a container reads lower than the truth: compare where
+    restarts happened, and that every later one is exact."""
+    frame = _live_frame(live)
+    truth, usable = _truth_at(live, frame)
+    s = frame.signals.index(Signal.RESTARTS)
+    got, want = frame.values[:, s, usable], truth[:, s, usable]
+    assert np.nansum(want) > 0, "the leak made no container restart"
+    np.testing.assert_array_equal(got > 0, want > 0)
+
+
+def test_faults_are_visible_through_prometheus(live: Live) -> None:
+    frame = _live_frame(live)
+    _, usable = _truth_at(live, frame)
+    frame = Frame(
+        frame.timestamps[usable], frame.workloads, frame.signals, frame.values[:, :, usable]
+    )
+    checkout = WorkloadRef("shop", "Deployment", "checkout")
+    cart = WorkloadRef("shop", "Deployment", "cart")
+    api = WorkloadRef("web", "Deployment", "api")
+    memory = frame.series(checkout, Signal.MEMORY)
+    assert np.nanmax(memory) > 0.9  # leaking towards its limit, then OOM-killed
+    assert np.nanmax(frame.series(checkout, Signal.RESTARTS)) > 0
+    errors = frame.series(cart, Signal.ERROR_RATIO)
+    assert np.nanmax(errors[-10:]) > 0.1 > np.nanmax(errors[:10])
+    assert np.nanmax(frame.series(api, Signal.ERROR_RATIO)) < 0.05
+    assert np.nanmax(frame.series(api, Signal.RESTARTS)) == 0
+
+
+def test_incremental_fetch_equals_a_full_fetch(live: Live) -> None:
+    source = _source(live.prometheus.url, step_s=1, window_s=RATE_WINDOW_S)
+    end = live.scrape_times[LIVE_STEPS - 1]
+    source.fetch(until=datetime.fromtimestamp(end - 10, UTC), window_s=30)
+    step = source.fetch(until=datetime.fromtimestamp(end, UTC), window_s=30)
+    assert source.stats.incremental
+    full = _source(live.prometheus.url, step_s=1, window_s=RATE_WINDOW_S).fetch(
+        until=datetime.fromtimestamp(end, UTC), window_s=30
+    )
+    assert step.workloads == full.workloads
+    np.testing.assert_array_equal(step.timestamps, full.timestamps)
+    np.testing.assert_allclose(step.values, full.values, equal_nan=True)
+
+
+def test_invalid_promql_override_names_the_signal_and_query(live: Live) -> None:
+    source = _source(
+        live.prometheus.url,
+        step_s=1,
+        window_s=RATE_WINDOW_S,
+        overrides={Signal.LATENCY_P99: "histogram_quantile(0.99, sum by (le) (rate(x[5m]))"},
+    )
+    with pytest.raises(QueryError) as caught:
+        source.fetch(until=datetime.fromtimestamp(live.scrape_times[-1], UTC), window_s=10)
+    message = str(caught.value)
+    assert "signal latency_p99" in message
+    assert "configured query" in message
+    assert "histogram_quantile(0.99, sum by (le) (rate(x[5m]))" in message
+
+
+def test_query_without_workload_labels_is_a_query_error(live: Live) -> None:
+    source = _source(
+        live.prometheus.url,
+        step_s=1,
+        window_s=RATE_WINDOW_S,
+        overrides={Signal.CPU: "sum(rate(container_cpu_usage_seconds_total[$window]))"},
+    )
+    with pytest.raises(QueryError, match=r"signal cpu: a series without namespace"):
+        source.fetch(until=datetime.fromtimestamp(live.scrape_times[-1], UTC), window_s=10)
