@@ -186,6 +186,35 @@ def playbooks_validate(
         typer.echo(f"ok  {book.name}")
 
 
+@app.command("score-csv")
+def score_csv(
+    source: Annotated[Path, typer.Argument(help="CSV with timestamp,value columns.")],
+    target: Annotated[Path, typer.Argument(help="Where to write timestamp,value,anomaly_score.")],
+    detector: Annotated[str, typer.Option(help="Univariate detector name.")] = "discord",
+) -> None:
+    """Score one series online: each row's score uses that row and the rows before it."""
+    from healer.detect.csvscore import score_csv as run
+
+    series = run(source, target, detector=detector)
+    typer.echo(f"{source}: {len(series.timestamps)} rows scored -> {target}")
+
+
+@app.command("eval")
+def eval_folder(
+    directory: Annotated[Path, typer.Argument(help="Folder of category/name.csv series.")],
+    labels: Annotated[Path, typer.Option(help="NAB combined_windows.json label file.")],
+    detector: Annotated[str, typer.Option(help="Univariate detector name.")] = "discord",
+    out: Annotated[
+        Path | None, typer.Option(help="Folder to write the score-csv output of every file.")
+    ] = None,
+) -> None:
+    """Score every labelled series and print the NAB-rule scores of the three profiles."""
+    from healer.detect.csvscore import evaluate_folder, report
+
+    for line in report(evaluate_folder(directory, labels, detector=detector, out=out)):
+        typer.echo(line)
+
+
 def main() -> None:
     try:
         app()

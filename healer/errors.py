@@ -10,7 +10,8 @@
     │   └── QueryError
     ├── DetectError
     │   ├── ModelNotFitted
-    │   └── ModelMismatch
+    │   ├── ModelMismatch
+    │   └── SeriesError         a series or label file that cannot be read (file, row, column)
     ├── ActionError                 a request to the Kubernetes API failed
     │   ├── TransientActionError    retry later (conflict, timeout, 5xx)
     │   └── PermanentActionError    escalate (forbidden, not found, refused by a precondition)
@@ -58,6 +59,10 @@ class ModelNotFitted(DetectError):
 
 class ModelMismatch(DetectError):
     pass
+
+
+class SeriesError(DetectError):
+    """A time-series CSV or label file that cannot be scored; the message names file and row."""
 
 
 class ActionError(HealerError):
