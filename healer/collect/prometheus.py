@@ -454,7 +454,11 @@ def assemble(
             times = np.fromiter((p[0] for p in points), np.float64, len(points))
             column = np.array([p[1] for p in points], dtype=np.float64)
             t = np.rint((times - grid[0]) / step).astype(np.int64)
-            on_grid = (t >= 0) & (t < len(grid)) & np.isclose(grid[0] + t * step, times)
+            on_grid = (
+                (t >= 0)
+                & (t < len(grid))
+                & np.isclose(grid[0] + t * step, times, rtol=0.0, atol=1e-3)
+            )
             row = values[index[(series["metric"]["namespace"], series["metric"]["deployment"])]]
             row[s_index, t[on_grid]] = column[on_grid]
         plane = values[:, s_index, :]
