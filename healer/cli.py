@@ -215,6 +215,83 @@ def eval_folder(
         typer.echo(line)
 
 
+@app.command()
+def collect(
+    prometheus: Annotated[
+        str | None,
+        typer.Option(help="Prometheus base URL; default prometheus.url of the settings."),
+    ] = None,
+    once: Annotated[bool, typer.Option("--once", help="One cycle, then exit.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="One JSON object per cycle.")] = False,
+    config: ConfigOpt = None,
+) -> None:
+    """Fetch what a cycle would see from Prometheus, to check a configuration.
+
+    Prints workloads x signals, the share of gaps per signal and each query's time,
+    every daemon.interval_s (incremental fetches after the first) until Ctrl-C.
+    """
+    import json
+    from datetime import UTC, datetime
+
+    import numpy as np
+
+    from healer.collect.prometheus import PrometheusSource
+    from healer.config import load_settings
+    from healer.logs import configure
+
+    configure(level="warning")  # warnings and retries on stderr; the report on stdout
+    given = {"prometheus": {"url": prometheus}} if prometheus else {}
+    settings = load_settings(config, **given)
+    source = PrometheusSource.from_settings(settings.prometheus)
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    while True:
+        frame = source.fetch(until=datetime.now(UTC), window_s=settings.daemon.window_s)
+        signals: dict[str, dict[str, float]] = {
+            str(signal): {
+                # Nothing seen at all counts as all gaps.
+                "gap_share": float(np.isnan(frame.values[:, s]).mean())
+                if frame.values[:, s].size
+                else 1.0,
+                "query_seconds": round(source.stats.query_seconds.get(signal, 0.0), 4),
+            }
+            for s, signal in enumerate(frame.signals)
+        }
+        if json_out:
+            typer.echo(json.dumps({"workloads": len(frame.workloads), "signals": signals}))
+        else:
+            url = settings.prometheus.url or ""
+            _print_collect(url, frame, signals, incremental=source.stats.incremental)
+        if once or stop.wait(settings.daemon.interval_s):
+            return
+
+
+def _print_collect(
+    url: str, frame: object, signals: dict[str, dict[str, float]], *, incremental: bool
+) -> None:
+    from datetime import UTC, datetime
+
+    from healer.types import Frame
+
+    assert isinstance(frame, Frame)
+    steps = len(frame.timestamps)
+    span = ""
+    if steps:
+        first, last = (
+            f"{datetime.fromtimestamp(t, UTC):%Y-%m-%d %H:%M:%S}"
+            for t in (frame.timestamps[0], frame.timestamps[-1])
+        )
+        span = f" from {first} to {last} UTC"
+    kind = "incremental" if incremental else "full"
+    typer.echo(
+        f"{url}: {len(frame.workloads)} workloads x {len(frame.signals)} signals, "
+        f"{steps} steps{span} ({kind} fetch)"
+    )
+    typer.echo(f"  {'signal':<14}{'gaps':>8}{'query s':>10}")
+    for name, row in signals.items():
+        typer.echo(f"  {name:<14}{row['gap_share']:>8.1%}{row['query_seconds']:>10.3f}")
+
+
 def main() -> None:
     try:
         app()

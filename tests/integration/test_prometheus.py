@@ -17,10 +17,12 @@ Two ways in:
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -32,7 +34,9 @@ import httpx
 import numpy as np
 import pytest
 import yaml
+from typer.testing import CliRunner
 
+from healer.cli import app
 from healer.collect.prometheus import PrometheusClient, PrometheusSource
 from healer.collect.signals import build_queries
 from healer.errors import QueryError
@@ -403,3 +407,51 @@ def test_query_without_workload_labels_is_a_query_error(live: Live) -> None:
     )
     with pytest.raises(QueryError, match=r"signal cpu: a series without namespace"):
         source.fetch(until=datetime.fromtimestamp(live.scrape_times[-1], UTC), window_s=10)
+
+
+def test_collect_command_prints_one_json_object(live: Live) -> None:
+    result = CliRunner().invoke(
+        app, ["collect", "--prometheus", live.prometheus.url, "--once", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["workloads"] == 3
+    assert list(report["signals"]) == [str(s) for s in Signal]
+    for row in report["signals"].values():
+        assert set(row) == {"gap_share", "query_seconds"}
+        assert 0.0 <= row["gap_share"] <= 1.0 and row["query_seconds"] > 0.0
+
+
+def test_collect_command_prints_a_table(live: Live) -> None:
+    result = CliRunner().invoke(app, ["collect", "--prometheus", live.prometheus.url, "--once"])
+    assert result.exit_code == 0, result.output
+    assert f"{live.prometheus.url}: 3 workloads x 7 signals" in result.output
+    assert "latency_p99" in result.output
+
+
+def test_collect_command_with_a_bad_override_names_signal_and_query(
+    live: Live, tmp_path: Path
+) -> None:
+    config = tmp_path / "healer.yaml"
+    config.write_text(yaml.safe_dump({"prometheus": {"queries": {"cpu": "sum by (namespace"}}}))
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "healer.cli",
+            "collect",
+            "--prometheus",
+            live.prometheus.url,
+            "--once",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "signal cpu: Prometheus refused the configured query" in result.stderr
+    assert "query: sum by (namespace" in result.stderr
+    assert "Traceback" not in result.stderr
