@@ -45,7 +45,6 @@ from healer.sim.objects import (
     check_resource_version,
     field_selector_matches,
     label_selector_matches,
-    owned_by,
     rfc3339,
     selector_matches,
     selector_string,
@@ -85,6 +84,8 @@ class Container:
     """CPU burnt besides serving requests (a runaway thread), until the container restarts."""
     crashes: int = 0
     """Consecutive crashes, for the CrashLoopBackOff delay."""
+    status_key: tuple[bool, bool, float, int] | None = None
+    """What the pod's status was last built from."""
     marks: dict[str, float] = field(default_factory=dict)
     """Counter values at the last sample, to difference the next one against."""
 
@@ -125,6 +126,7 @@ class Cluster:
         self._containers: dict[str, Container] = {}  # by pod uid
         self._overloads: dict[str, Overload] = {}
         self._leaks: dict[str, Event] = {}  # recurring leaks, by workload
+        self._hashes: dict[str, tuple[int, str]] = {}  # Deployment uid -> (generation, hash)
         self._pending = sorted(scenario.events, key=lambda e: e.at_s)
         self.timestamps: list[float] = []
         self.samples: list[np.ndarray[Any, np.dtype[np.float64]]] = []  # (W, S) per step
@@ -570,9 +572,18 @@ class Cluster:
             autoscaler["status"] = status
             self.store.update("horizontalpodautoscalers", autoscaler, spec_changed=False)
 
+    def _template_hash(self, dep: K8s) -> str:
+        """The pod-template-hash of the Deployment's template, recomputed on spec changes
+        only (every template change moves ``metadata.generation``)."""
+        meta = dep["metadata"]
+        cached = self._hashes.get(meta["uid"])
+        if cached is None or cached[0] != meta["generation"]:
+            cached = (meta["generation"], template_hash(dep["spec"]["template"]))
+            self._hashes[meta["uid"]] = cached
+        return cached[1]
+
     def _owned(self, resource: str, owner: K8s) -> list[K8s]:
-        ns = owner["metadata"]["namespace"]
-        return [o for o in self.store.list(resource, ns) if owned_by(o, owner["metadata"]["uid"])]
+        return self.store.owned(resource, owner["metadata"]["uid"])
 
     def _reconcile_deployment(self, dep: K8s) -> None:
         sets = self._owned("replicasets", dep)
@@ -614,7 +625,7 @@ class Cluster:
 
     def _current_replicaset(self, dep: K8s, sets: list[K8s]) -> K8s:
         """The ReplicaSet of the current template, created or renumbered if need be."""
-        pod_hash = template_hash(dep["spec"]["template"])
+        pod_hash = self._template_hash(dep)
         top = max((_revision(rs) for rs in sets), default=0)
         match = next(
             (rs for rs in sets if rs["metadata"]["labels"].get("pod-template-hash") == pod_hash),
@@ -735,7 +746,7 @@ class Cluster:
 
     def _update_deployment_status(self, dep: K8s) -> None:
         sets = self._owned("replicasets", dep)
-        pod_hash = template_hash(dep["spec"]["template"])
+        pod_hash = self._template_hash(dep)
         pods = [p for rs in sets for p in self._owned("pods", rs)]
         updated = [p for p in pods if p["metadata"]["labels"].get("pod-template-hash") == pod_hash]
         ready = sum(1 for p in pods if _pod_ready(p))
@@ -788,6 +799,12 @@ class Cluster:
         up_s = self.clock.now_s() - c.started_s
         ready = up_s >= READINESS_DELAY_S
         status = pod["status"]
+        restarts = (status["containerStatuses"] or [{}])[0].get("restartCount", 0)
+        # Most pods change nothing from one step to the next: skip rebuilding their status.
+        key = (ready, up_s >= 0, c.started_s, restarts)
+        if key == c.status_key:
+            return
+        c.status_key = key
         old = copy.deepcopy(status)
         status["phase"] = "Running"
         status["startTime"] = status.get("startTime") or rfc3339(self.clock.now())

@@ -333,6 +333,10 @@ class ObjectStore:
         self._objects: dict[str, dict[tuple[str, str], K8s]] = {}
         self._version = 1000
         self._uid = uid
+        # Objects by their controller's uid, as the garbage collector's graph: controllers
+        # ask "what do I own?" every pass, which must not scan the whole store.
+        self._owned: dict[tuple[str, str], dict[tuple[str, str], K8s]] = {}
+        self._owner_of: dict[tuple[str, tuple[str, str]], str] = {}
 
     @property
     def resource_version(self) -> str:
@@ -350,6 +354,11 @@ class ObjectStore:
     def list(self, resource: str, namespace: str | None = None) -> list[K8s]:
         items = self._objects.get(resource, {})
         return [obj for (ns, _), obj in sorted(items.items()) if namespace in (None, ns)]
+
+    def owned(self, resource: str, owner_uid: str) -> list[K8s]:
+        """Objects of ``resource`` whose controller is ``owner_uid``, in name order."""
+        items = self._owned.get((resource, owner_uid), {})
+        return [items[key] for key in sorted(items)]
 
     def create(self, resource: str, obj: K8s, *, now: datetime) -> K8s:
         meta = obj["metadata"]
@@ -372,6 +381,7 @@ class ObjectStore:
     def delete(self, resource: str, namespace: str, name: str) -> K8s:
         obj = self.get(resource, namespace, name)
         del self._objects[resource][(namespace, name)]
+        self._index_owner(resource, (namespace, name), None, None)
         self._version += 1
         return obj
 
@@ -381,7 +391,18 @@ class ObjectStore:
         assert isinstance(meta, dict)
         meta["resourceVersion"] = str(self._version)
         self._objects.setdefault(resource, {})[key] = obj
+        self._index_owner(resource, key, obj, controller_uid(obj))
         return obj
+
+    def _index_owner(
+        self, resource: str, key: tuple[str, str], obj: K8s | None, owner: str | None
+    ) -> None:
+        previous = self._owner_of.pop((resource, key), None)
+        if previous is not None:
+            self._owned[(resource, previous)].pop(key, None)
+        if obj is not None and owner is not None:
+            self._owned.setdefault((resource, owner), {})[key] = obj
+            self._owner_of[(resource, key)] = owner
 
 
 def check_resource_version(current: K8s, incoming: K8s) -> None:
@@ -397,6 +418,14 @@ def check_resource_version(current: K8s, incoming: K8s) -> None:
             f"Operation cannot be fulfilled on {meta.get('name')}: the object has been "
             "modified; please apply your changes to the latest version and try again",
         )
+
+
+def controller_uid(obj: K8s) -> str | None:
+    """The uid of the object's controlling owner, if it has one."""
+    for ref in obj.get("metadata", {}).get("ownerReferences") or []:
+        if isinstance(ref, dict) and ref.get("controller"):
+            return str(ref.get("uid"))
+    return None
 
 
 def owned_by(obj: K8s, owner_uid: JsonValue) -> bool:
