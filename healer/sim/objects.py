@@ -10,6 +10,7 @@ applied and changes nothing; errors are ``kind: Status`` bodies.
 
 from __future__ import annotations
 
+import builtins
 import copy
 import hashlib
 import json
@@ -355,7 +356,7 @@ class ObjectStore:
         items = self._objects.get(resource, {})
         return [obj for (ns, _), obj in sorted(items.items()) if namespace in (None, ns)]
 
-    def owned(self, resource: str, owner_uid: str) -> list[K8s]:
+    def owned(self, resource: str, owner_uid: str) -> builtins.list[K8s]:
         """Objects of ``resource`` whose controller is ``owner_uid``, in name order."""
         items = self._owned.get((resource, owner_uid), {})
         return [items[key] for key in sorted(items)]
