@@ -98,16 +98,17 @@ def _checked_values(path: Path, texts: list[str]) -> F64:
     try:
         values = np.array(texts, dtype=np.float64)
     except ValueError:
-        values = np.full(len(texts), np.nan)
+        for line, text in enumerate(texts, start=2):
+            try:
+                float(text)
+            except ValueError:
+                raise SeriesError(
+                    f"{path}: line {line}, column 'value': {text!r} is not a number"
+                ) from None
+        raise  # numpy refused what float() accepts: a bug, not bad input
     bad = np.flatnonzero(~np.isfinite(values))
     if len(bad):
         line, text = int(bad[0]) + 2, texts[int(bad[0])]
-        try:
-            float(text)
-        except ValueError:
-            raise SeriesError(
-                f"{path}: line {line}, column 'value': {text!r} is not a number"
-            ) from None
         raise SeriesError(f"{path}: line {line}, column 'value': {text!r} is not finite")
     return values
 

@@ -45,8 +45,9 @@ from scipy.special import ndtr
 F64 = NDArray[np.float64]
 
 # Query rows per matrix product in the discord search: large enough for BLAS to be
-# efficient, small enough that a block's (rows x history) distance matrix stays ~10 MB.
-BLOCK_ROWS = 512
+# efficient, small enough that the band's wasted corners (2 x 256^2 of 256 x 2,232
+# entries) stay small.
+BLOCK_ROWS = 256
 # Below this spread the likelihood's z-score would divide by ~0.
 MIN_SPREAD = 1e-9
 
@@ -91,29 +92,37 @@ def left_discord(x: F64, shape_rows: int, history_rows: int) -> F64:
 
     Candidates end at least ``shape_rows`` rows before the row (no overlap with the
     query) and at most ``history_rows`` rows before it. Rows without a candidate get 0.
+
+    Rows are taken in blocks on a fixed grid, each block a matrix product of the same
+    shape whatever the series' length (zero-padded past its end), so that a row's
+    distance is bit-for-bit the same when the file is cut after it.
     """
-    n = len(x)
-    padded = np.concatenate((np.full(shape_rows - 1, x[0]), x))
-    shapes = sliding_window_view(padded, shape_rows)
-    norms = np.einsum("ij,ij->i", shapes, shapes)
+    n, m, block = len(x), shape_rows, BLOCK_ROWS
+    span = history_rows + block - m  # candidate columns of one block
+    padded = np.concatenate((np.full(m - 1, x[0]), x, np.zeros(block)))
+    shapes = np.ascontiguousarray(sliding_window_view(padded, m))
+    norms = (shapes * shapes).sum(axis=1)
+    # Candidate column c of a block's row r is row (start - history_rows + c): allowed
+    # when r <= c <= history_rows - m + r, a band of fixed shape, barred
+    # elsewhere by adding infinity.
+    r = np.arange(block)[:, None]
+    c = np.arange(span)[None, :]
+    barred = np.where((c < r) | (c > history_rows - m + r), np.inf, 0.0)
     out = np.zeros(n)
-    for start in range(0, n, BLOCK_ROWS):
-        stop = min(n, start + BLOCK_ROWS)
-        lo, hi = max(0, start - history_rows), max(0, stop - shape_rows)
+    for start in range(0, n, block):
+        first = start - history_rows
+        lo = max(first, 0)
+        hi = start + block - m
         if hi <= lo:
             continue
-        squared = (
-            norms[start:stop, None]
-            + norms[None, lo:hi]
-            - 2.0 * (shapes[start:stop] @ shapes[lo:hi].T)
-        )
-        rows = np.arange(start, stop)[:, None]
-        cols = np.arange(lo, hi)[None, :]
-        allowed = (cols <= rows - shape_rows) & (cols >= rows - history_rows)
-        nearest = np.where(allowed, squared, np.inf).min(axis=1)
-        out[start:stop] = np.where(
-            np.isfinite(nearest), np.sqrt(np.maximum(nearest, 0.0) / shape_rows), 0.0
-        )
+        cross = shapes[start : start + block] @ shapes[lo:hi].T
+        cross *= -2.0
+        cross += norms[None, lo:hi]
+        cross += barred[:, lo - first :]
+        nearest = cross.min(axis=1) + norms[start : start + block]
+        stop = min(n, start + block)
+        found = nearest[: stop - start]
+        out[start:stop] = np.where(np.isfinite(found), np.sqrt(np.maximum(found, 0.0) / m), 0.0)
     return out
 
 

@@ -1,0 +1,143 @@
+"""The univariate detector and the `score-csv` contract: rows, timestamps, range, online."""
+
+from __future__ import annotations
+
+import csv
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from healer.detect.csvscore import read_series, score_csv
+from healer.detect.univariate import (
+    DEFAULT_DETECTOR,
+    DETECTORS,
+    DiscordLikelihood,
+    left_discord,
+    past_mean_std,
+    refractory,
+)
+
+ROWS = 3000
+DAY_ROWS = 288  # 5-minute samples
+
+
+def daily_series(n: int = ROWS, seed: int = 7) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    t = np.arange(n)
+    return 50.0 + 20.0 * np.sin(2 * np.pi * t / DAY_ROWS) + rng.normal(0.0, 1.0, n)
+
+
+def write_csv(path: Path, values: np.ndarray, stamps: list[str] | None = None) -> Path:
+    start = datetime(2014, 4, 1)
+    stamps = stamps or [
+        f"{start + timedelta(minutes=5 * i):%Y-%m-%d %H:%M:%S}" for i in range(len(values))
+    ]
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(("timestamp", "value"))
+        writer.writerows(zip(stamps, (repr(float(v)) for v in values), strict=True))
+    return path
+
+
+def read_output(path: Path) -> list[list[str]]:
+    with path.open(newline="") as fh:
+        return list(csv.reader(fh))
+
+
+def test_default_detector_is_registered() -> None:
+    assert DEFAULT_DETECTOR in DETECTORS
+
+
+def test_scores_are_in_unit_range_one_per_row() -> None:
+    scores = DiscordLikelihood().score(daily_series())
+    assert scores.shape == (ROWS,)
+    assert np.all((scores >= 0.0) & (scores <= 1.0))
+
+
+def test_no_look_ahead_a_prefix_scores_the_same() -> None:
+    x = daily_series()
+    x[2000:2100] += 30.0
+    full = DiscordLikelihood().score(x)
+    for cut in (1, 25, 600, 1999, 2050, 2511):
+        np.testing.assert_array_equal(DiscordLikelihood().score(x[:cut]), full[:cut])
+
+
+def test_a_level_shift_scores_higher_than_any_normal_day() -> None:
+    x = daily_series()
+    x[2200:] += 15.0
+    scores = DiscordLikelihood().score(x)
+    probation = int(0.15 * ROWS)
+    assert scores[2200:2230].max() >= DiscordLikelihood().alarm_level
+    assert scores[2200:2230].max() > scores[probation:2200].max()
+
+
+def test_a_repeating_cycle_stays_quiet() -> None:
+    scores = DiscordLikelihood().score(daily_series(seed=3))
+    assert np.count_nonzero(scores[450:] >= DiscordLikelihood().alarm_level) <= 2
+
+
+def test_flat_and_constant_series_are_finite() -> None:
+    for x in (np.zeros(500), np.full(500, 7.0), np.repeat([0.0, 1.0], 250)):
+        scores = DiscordLikelihood().score(x)
+        assert np.all(np.isfinite(scores))
+        assert np.all((scores >= 0.0) & (scores <= 1.0))
+
+
+def test_left_discord_is_zero_on_a_repeat_and_sees_a_new_shape() -> None:
+    x = np.tile([0.0, 1.0, 2.0, 1.0], 50)
+    assert np.all(left_discord(x, 4, 100)[8:] == 0.0)
+    x[150] = 5.0
+    assert left_discord(x, 4, 100)[150] > 1.0
+
+
+def test_past_statistics_exclude_the_row_itself() -> None:
+    mean, std = past_mean_std(np.array([1.0, 3.0, 100.0]), rows=10)
+    assert mean[2] == pytest.approx(2.0)
+    assert std[2] == pytest.approx(1.0)
+
+
+def test_refractory_keeps_only_the_first_alarm_of_an_event() -> None:
+    out = refractory(np.array([0.1, 0.99, 0.995, 0.2, 0.999, 0.999]), 0.99, rows=3)
+    assert list(out >= 0.99) == [False, True, False, False, False, True]
+
+
+def test_score_csv_copies_timestamps_and_values(tmp_path: Path) -> None:
+    stamps = [f"2014-02-14T14:{m:02d}:00Z" for m in range(60)]
+    values = ["1", "2.50", "-3e2"] * 20
+    src = tmp_path / "in.csv"
+    src.write_text("timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in zip(stamps, values)))
+    score_csv(src, tmp_path / "out.csv")
+    rows = read_output(tmp_path / "out.csv")
+    assert rows[0] == ["timestamp", "value", "anomaly_score"]
+    assert [r[0] for r in rows[1:]] == stamps
+    assert [r[1] for r in rows[1:]] == values
+    assert all(0.0 <= float(r[2]) <= 1.0 for r in rows[1:])
+
+
+def test_score_csv_output_of_a_prefix_is_a_prefix(tmp_path: Path) -> None:
+    x = daily_series(1200)
+    x[900:] *= 1.5
+    full = write_csv(tmp_path / "full.csv", x)
+    lines = full.read_text().splitlines(keepends=True)
+    cut = tmp_path / "cut.csv"
+    cut.write_text("".join(lines[:951]))  # header and 950 rows
+    score_csv(full, tmp_path / "full-out.csv")
+    score_csv(cut, tmp_path / "cut-out.csv")
+    assert read_output(tmp_path / "cut-out.csv") == read_output(tmp_path / "full-out.csv")[:951]
+
+
+def test_repeated_timestamps_are_kept_row_for_row(tmp_path: Path) -> None:
+    stamps = ["2014-03-09 01:59:00"] + ["2014-03-09 03:00:00"] * 3 + ["2014-03-09 03:05:00"]
+    src = write_csv(tmp_path / "in.csv", np.arange(5.0), stamps)
+    assert read_series(src).timestamps == tuple(stamps)
+
+
+def test_20000_rows_in_well_under_a_second(tmp_path: Path) -> None:
+    src = write_csv(tmp_path / "big.csv", daily_series(20_000))
+    score_csv(src, tmp_path / "warm.csv")  # imports and caches out of the timing
+    started = time.perf_counter()
+    score_csv(src, tmp_path / "out.csv")
+    assert time.perf_counter() - started < 1.0
