@@ -108,7 +108,9 @@ def test_score_csv_copies_timestamps_and_values(tmp_path: Path) -> None:
     stamps = [f"2014-02-14T14:{m:02d}:00Z" for m in range(60)]
     values = ["1", "2.50", "-3e2"] * 20
     src = tmp_path / "in.csv"
-    src.write_text("timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in zip(stamps, values)))
+    src.write_text(
+        "timestamp,value\n" + "".join(f"{t},{v}\n" for t, v in zip(stamps, values, strict=True))
+    )
     score_csv(src, tmp_path / "out.csv")
     rows = read_output(tmp_path / "out.csv")
     assert rows[0] == ["timestamp", "value", "anomaly_score"]
