@@ -22,6 +22,7 @@ from typing import Any
 
 import uvicorn
 import yaml
+from pydantic import TypeAdapter, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
@@ -33,6 +34,7 @@ from healer.sim.cluster import Cluster
 from healer.sim.exposition import render_metrics
 from healer.sim.kinds import PLAIN, Kind, lookup
 from healer.sim.objects import ApiError, K8s
+from healer.sim.scenario import ApiFault
 from healer.sim.tables import table
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -48,6 +50,9 @@ def create_api(cluster: Cluster) -> Starlette:
     """The Starlette app serving ``cluster``'s API; every call holds the cluster lock."""
 
     async def api(request: Request) -> Response:
+        injected = await _injected_fault(cluster, request)
+        if injected is not None:
+            return injected
         try:
             return await _dispatch(cluster, request)
         except ApiError as exc:
@@ -66,10 +71,46 @@ def create_api(cluster: Cluster) -> Starlette:
             text = render_metrics(cluster)
         return PlainTextResponse(text, media_type="text/plain; version=0.0.4")
 
+    async def api_faults(request: Request) -> Response:
+        """The simulator's own endpoint (not Kubernetes'): read or replace API faults."""
+        if request.method == "PUT":
+            try:
+                faults = _FAULTS.validate_json(await request.body())
+            except ValidationError as exc:
+                error = ApiError(422, "Invalid", f"api faults: {exc.errors()[0]['msg']}")
+                return JSONResponse(error.status(), status_code=422)
+            with cluster.lock:
+                cluster.api_faults = list(faults)
+        return JSONResponse([f.model_dump() for f in cluster.api_faults])
+
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE"]
     return Starlette(
-        routes=[Route("/metrics", metrics), Route("/{path:path}", api, methods=methods)]
+        routes=[
+            Route("/metrics", metrics),
+            Route("/_sim/api-faults", api_faults, methods=["GET", "PUT"]),
+            Route("/{path:path}", api, methods=methods),
+        ]
     )
+
+
+_FAULTS = TypeAdapter(list[ApiFault])
+_FAULT_REASONS = {500: "InternalError", 409: "Conflict", 429: "TooManyRequests"}
+
+
+async def _injected_fault(cluster: Cluster, request: Request) -> Response | None:
+    """An injected failure or delay for this request, as the scenario asks."""
+    code, delay_s = cluster.draw_api_fault(request.method)
+    if delay_s:
+        await asyncio.sleep(delay_s)
+    if code is None:
+        return None
+    error = ApiError(code, _FAULT_REASONS[code], f"injected by the simulator: {code}")
+    headers = {"Retry-After": str(_retry_after(cluster))} if code == 429 else None
+    return JSONResponse(error.status(), status_code=code, headers=headers)
+
+
+def _retry_after(cluster: Cluster) -> int:
+    return max((f.retry_after_s for f in cluster.api_faults), default=1)
 
 
 def _version() -> K8s:
@@ -340,7 +381,9 @@ async def _subresource(
 
 def bind(host: str, port: int) -> socket.socket:
     """Bind a listening socket; a port in use is a ConfigError naming it."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # Name the protocol: asyncio turns Nagle's algorithm off only on sockets that say
+    # they are TCP, and with it on, every response waits ~40 ms for a delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     # As uvicorn does: a restart right after a stop must not wait for TIME_WAIT to end.
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:

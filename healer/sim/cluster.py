@@ -50,7 +50,7 @@ from healer.sim.objects import (
     selector_string,
     template_hash,
 )
-from healer.sim.scenario import Event, Resources, Scenario, WorkloadSpec
+from healer.sim.scenario import ApiFault, Event, Resources, Scenario, WorkloadSpec
 from healer.types import Signal, WorkloadRef
 
 SIGNALS = tuple(Signal)
@@ -127,6 +127,9 @@ class Cluster:
         self._overloads: dict[str, Overload] = {}
         self._leaks: dict[str, Event] = {}  # recurring leaks, by workload
         self._hashes: dict[str, tuple[int, str]] = {}  # Deployment uid -> (generation, hash)
+        self.api_faults: list[ApiFault] = list(scenario.api_faults)
+        # A stream of its own, so that injecting API faults leaves the workloads' draws alone.
+        self._fault_rng = np.random.default_rng(scenario.seed + 1)
         self._pending = sorted(scenario.events, key=lambda e: e.at_s)
         self.timestamps: list[float] = []
         self.samples: list[np.ndarray[Any, np.dtype[np.float64]]] = []  # (W, S) per step
@@ -880,6 +883,26 @@ class Cluster:
             ):
                 return event
         return None
+
+    def draw_api_fault(self, verb: str) -> tuple[int | None, float]:
+        """For one request: the status to fail it with (or None) and the delay, seconds."""
+        with self.lock:
+            elapsed = self.clock.elapsed_s
+            for fault in self.api_faults:
+                active = fault.from_s <= elapsed < (fault.until_s or float("inf"))
+                if not active or (fault.verbs and verb not in fault.verbs):
+                    continue
+                draw = float(self._fault_rng.random())
+                for code, rate in (
+                    (500, fault.error_500),
+                    (409, fault.conflict_409),
+                    (429, fault.throttle_429),
+                ):
+                    if draw < rate:
+                        return code, fault.latency_s
+                    draw -= rate
+                return None, fault.latency_s
+            return None, 0.0
 
     def metrics_available(self) -> bool:
         """False during a cluster-wide scrape gap: /metrics answers 503 then."""

@@ -143,6 +143,33 @@ class Event(_Model):
         return self.at_s + (self.duration_s or 0.0)
 
 
+Verb = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+class ApiFault(_Model):
+    """Failures the simulated API server injects, for reliability tests.
+
+    Each request whose verb is listed (all verbs when none are) fails with 500, 409 or
+    429 at the given rates, and is delayed by ``latency_s``, while simulated time is in
+    ``[from_s, until_s)``. A 429 carries ``Retry-After``, as the real server's does.
+    """
+
+    verbs: tuple[Verb, ...] = ()
+    error_500: float = Field(default=0.0, ge=0, le=1)
+    conflict_409: float = Field(default=0.0, ge=0, le=1)
+    throttle_429: float = Field(default=0.0, ge=0, le=1)
+    retry_after_s: int = Field(default=1, ge=0)
+    latency_s: float = Field(default=0.0, ge=0, le=30)
+    from_s: float = Field(default=0.0, ge=0)
+    until_s: float | None = Field(default=None, gt=0)
+
+    @model_validator(mode="after")
+    def _rates(self) -> ApiFault:
+        if self.error_500 + self.conflict_409 + self.throttle_429 > 1:
+            raise ValueError("the failure rates add up to more than 1")
+        return self
+
+
 class Scenario(_Model):
     name: str
     description: str
@@ -154,6 +181,8 @@ class Scenario(_Model):
     """Behaviour per image; images not listed behave as ``Behaviour()``."""
     workloads: list[WorkloadSpec] = Field(min_length=1)
     events: list[Event] = []
+    api_faults: list[ApiFault] = []
+    """Failures of the Kubernetes API itself; can also be set at run time."""
 
     @model_validator(mode="after")
     def _events_name_workloads(self) -> Scenario:
