@@ -32,10 +32,9 @@ def test_a_throttled_write_answers_429_with_retry_after(kube_api: Any, cluster: 
 
 def test_rates_are_honoured_per_verb(sim_server: ServerThread, cluster: Cluster) -> None:
     cluster.api_faults = [ApiFault(verbs=("GET",), error_500=0.3, conflict_409=0.2)]
-    codes = [
-        httpx.get(f"{sim_server.url}/apis/apps/v1/namespaces/shop/deployments/cart").status_code
-        for _ in range(400)
-    ]
+    with httpx.Client(base_url=sim_server.url) as http:
+        path = "/apis/apps/v1/namespaces/shop/deployments/cart"
+        codes = [http.get(path).status_code for _ in range(400)]
     assert codes.count(500) == pytest.approx(120, abs=35)
     assert codes.count(409) == pytest.approx(80, abs=30)
     assert codes.count(200) == pytest.approx(200, abs=40)
