@@ -16,7 +16,8 @@ from healer.types import ActionKind, ActionStatus, Cause, IncidentStatus, Outcom
 
 
 class _Out(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    # from_attributes: a model reads the store's dataclasses field by field, by name.
+    model_config = ConfigDict(frozen=True, extra="forbid", from_attributes=True)
 
 
 class Workload(_Out):
@@ -26,7 +27,7 @@ class Workload(_Out):
 
     @classmethod
     def from_ref(cls, ref: WorkloadRef) -> Workload:
-        return cls(namespace=ref.namespace, kind=ref.kind, name=ref.name)
+        return cls.model_validate(ref)
 
 
 class IncidentItem(_Out):
@@ -45,21 +46,8 @@ class IncidentItem(_Out):
     last_seen: datetime
 
     @classmethod
-    def from_summary(cls, s: IncidentSummary) -> IncidentItem:
-        return cls(
-            id=s.id,
-            workload=Workload.from_ref(s.workload),
-            status=s.status,
-            opened=s.opened,
-            closed=s.closed,
-            score=s.score,
-            cause=s.cause,
-            confidence=s.confidence,
-            action=s.action,
-            action_status=s.action_status,
-            outcome=s.outcome,
-            last_seen=s.last_seen,
-        )
+    def from_summary(cls, summary: IncidentSummary) -> IncidentItem:
+        return cls.model_validate(summary)
 
 
 class IncidentPage(_Out):
