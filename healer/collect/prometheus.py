@@ -162,14 +162,14 @@ class PrometheusClient:
                 # The server gives up on the query too, instead of working on for nobody.
                 params={"timeout": f"{self._timeout_s:g}s"},
             )
+        except ValueError as exc:  # 200 with a body that is not JSON (requests' too)
+            raise HttpFailure(200, "the answer is not Prometheus API JSON") from exc
         except requests.Timeout as exc:
             raise HttpFailure(None, f"no answer within {self._timeout_s:g} s") from exc
         except requests.RequestException as exc:
             raise HttpFailure(None, _first_line(str(exc))) from exc
         except PrometheusApiClientException as exc:
             raise self._failure(exc) from exc
-        except ValueError as exc:  # 200 with a body that is not JSON
-            raise HttpFailure(200, "the answer is not Prometheus API JSON") from exc
         except (KeyError, TypeError) as exc:
             raise HttpFailure(200, "the answer has no data.result") from exc
         if not isinstance(data, list):
