@@ -42,6 +42,7 @@ lint: $(DEV_STAMP)
 	$(BIN)/lint-imports
 
 bench: $(STAMP)
+	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/loop.py $(ARGS)
 
 clean:

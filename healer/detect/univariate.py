@@ -41,6 +41,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 from scipy.special import ndtr
+from threadpoolctl import threadpool_limits
 
 F64 = NDArray[np.float64]
 
@@ -48,6 +49,9 @@ F64 = NDArray[np.float64]
 # efficient, small enough that the band's wasted corners (2 x 256^2 of 256 x 2,232
 # entries) stay small.
 BLOCK_ROWS = 256
+# The discord's matrix products are small (256 x 25 x ~2,200): more BLAS threads add
+# synchronisation, and on a busy machine spinning threads make it several times slower.
+BLAS_THREADS = 1
 # Below this spread the likelihood's z-score would divide by ~0.
 MIN_SPREAD = 1e-9
 
@@ -60,9 +64,12 @@ class DiscordLikelihood:
     series, where 24 rows are two hours and 2,000 rows about a week.
     """
 
-    shape_rows: int = 24
-    """Length of the recent shape compared with history (2 h at 5-min samples: long
-    enough to see a cycle's slope, short enough to react within the hour)."""
+    shape_points: int = 24
+    """Points in a shape compared with history."""
+    segment_rows: tuple[int, ...] = (1, 12)
+    """Rows averaged into one point of a shape, one entry per time scale: 1 (a shape of
+    the last 2 h at 5-min samples, which sees jumps and spikes) and 12 (hourly means over
+    the last day, which sees a cycle that skips a beat or spikes that come more often)."""
     history_rows: int = 2000
     """How far back the discord search and the likelihood statistics reach (about a
     week of 5-minute samples, so a weekly pattern is seen once before it is judged)."""
@@ -73,56 +80,91 @@ class DiscordLikelihood:
     """Score from which an alarm holds the following rows down."""
     refractory_rows: int = 150
     """Rows after an alarm during which scores stay below ``alarm_level`` (12.5 h)."""
+    rearm_level: float = 0.99
+    """After an alarm, a new one needs the likelihood to have dropped below this first:
+    an anomaly that lasts for days is one incident, paged once."""
 
     def score(self, values: F64) -> F64:
         """Scores in [0, 1] for every row; row i's uses rows 0..i only."""
         x = np.asarray(values, dtype=np.float64)
         if len(x) == 0:
             return np.zeros(0)
-        distance = left_discord(x, self.shape_rows, self.history_rows)
-        recent = trailing_mean(distance, self.recent_rows)
-        mean, spread = past_mean_std(recent, self.history_rows)
         floor = np.maximum(quantisation_step(x), MIN_SPREAD)
-        likelihood: F64 = ndtr((recent - mean) / np.maximum(spread, floor))
-        return refractory(likelihood, self.alarm_level, self.refractory_rows)
+        likelihood = np.zeros(len(x))
+        with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
+            for segment_rows in self.segment_rows:
+                likelihood = np.maximum(likelihood, self._likelihood(x, segment_rows, floor))
+        return refractory(
+            likelihood, self.alarm_level, rows=self.refractory_rows, rearm=self.rearm_level
+        )
+
+    def _likelihood(self, x: F64, segment_rows: int, floor: F64) -> F64:
+        """Gaussian-tail likelihood of the recent discord distance at one time scale."""
+        shapes = shapes_of(x, self.shape_points, segment_rows)
+        distance = left_discord(shapes, self.shape_points * segment_rows, self.history_rows)
+        recent = trailing_mean(distance, self.recent_rows)
+        # Until a row has a full shape's worth of candidates its distance is
+        # inflated (little to match against): it is scored but not learned from.
+        begin = 2 * self.shape_points * segment_rows
+        mean, spread = past_mean_std(recent, self.history_rows, begin=begin)
+        out: F64 = ndtr((recent - mean) / np.maximum(spread, floor))
+        return out
 
 
-def left_discord(x: F64, shape_rows: int, history_rows: int) -> F64:
-    """Per-value distance from the shape ending at each row to its nearest earlier match.
+def shapes_of(x: F64, points: int, segment_rows: int) -> F64:
+    """(n, points) recent shape at each row: the means of ``points`` consecutive segments
+    of ``segment_rows`` rows, the last ending at the row (row 0 repeated before the start).
+    """
+    means = trailing_mean(x, segment_rows) if segment_rows > 1 else x
+    span = segment_rows * (points - 1) + 1
+    padded = np.concatenate((np.full(span - 1, means[0]), means))
+    return np.ascontiguousarray(sliding_window_view(padded, span)[:, ::segment_rows])
 
-    Candidates end at least ``shape_rows`` rows before the row (no overlap with the
-    query) and at most ``history_rows`` rows before it. Rows without a candidate get 0.
+
+def left_discord(shapes: F64, exclusion_rows: int, history_rows: int) -> F64:
+    """Per-point distance from the shape at each row to its nearest earlier match.
+
+    Candidates are the shapes at least ``exclusion_rows`` rows before the row (so they
+    do not overlap it) and at most ``history_rows`` rows before it. Rows without a
+    candidate get 0.
 
     Rows are taken in blocks on a fixed grid, each block a matrix product of the same
     shape whatever the series' length (zero-padded past its end), so that a row's
     distance is bit-for-bit the same when the file is cut after it.
     """
-    n, m, block = len(x), shape_rows, BLOCK_ROWS
-    span = history_rows + block - m  # candidate columns of one block
-    padded = np.concatenate((np.full(m - 1, x[0]), x, np.zeros(block)))
-    shapes = np.ascontiguousarray(sliding_window_view(padded, m))
+    n, points = shapes.shape
+    block, gap = BLOCK_ROWS, exclusion_rows
+    span = history_rows + block - gap  # candidate columns of one block
+    shapes = np.concatenate((shapes, np.zeros((block, points))))
     norms = (shapes * shapes).sum(axis=1)
+    # |q - c|^2 = |q|^2 + (|c|^2 - 2 q.c): the bracket for a block in one matrix product.
+    query = np.hstack((shapes, np.ones((len(shapes), 1))))
+    candidate = np.hstack((-2.0 * shapes, norms[:, None]))
     # Candidate column c of a block's row r is row (start - history_rows + c): allowed
-    # when r <= c <= history_rows - m + r, a band of fixed shape, barred
-    # elsewhere by adding infinity.
+    # when r <= c <= history_rows - gap + r, a band of fixed shape. Only the first and
+    # the last ``block`` columns hold barred cells; they are barred by adding infinity.
     r = np.arange(block)[:, None]
     c = np.arange(span)[None, :]
-    barred = np.where((c < r) | (c > history_rows - m + r), np.inf, 0.0)
+    barred = np.where((c < r) | (c > history_rows - gap + r), np.inf, 0.0)
     out = np.zeros(n)
     for start in range(0, n, block):
         first = start - history_rows
         lo = max(first, 0)
-        hi = start + block - m
+        hi = start + block - gap
         if hi <= lo:
             continue
-        cross = shapes[start : start + block] @ shapes[lo:hi].T
-        cross *= -2.0
-        cross += norms[None, lo:hi]
-        cross += barred[:, lo - first :]
+        cross = query[start : start + block] @ candidate[lo:hi].T
+        skip = lo - first  # columns before the series' start
+        if skip < block:
+            cross[:, : block - skip] += barred[:, skip:block]
+        right = max(span - block, skip)
+        cross[:, right - skip :] += barred[:, right:]
         nearest = cross.min(axis=1) + norms[start : start + block]
         stop = min(n, start + block)
         found = nearest[: stop - start]
-        out[start:stop] = np.where(np.isfinite(found), np.sqrt(np.maximum(found, 0.0) / m), 0.0)
+        out[start:stop] = np.where(
+            np.isfinite(found), np.sqrt(np.maximum(found, 0.0) / points), 0.0
+        )
     return out
 
 
@@ -135,17 +177,20 @@ def trailing_mean(a: F64, rows: int) -> F64:
     return out
 
 
-def past_mean_std(a: F64, rows: int) -> tuple[F64, F64]:
+def past_mean_std(a: F64, rows: int, *, begin: int = 0) -> tuple[F64, F64]:
     """Mean and standard deviation of the ``rows`` values before each row.
 
-    Row 0 has no past: mean 0, deviation 0. The statistics exclude the row itself, so
-    a jump is judged against what came before it.
+    Values before row ``begin`` are left out. A row with no past gets mean 0 and
+    deviation 0. The statistics exclude the row itself, so a jump is judged against what
+    came before it.
     """
-    total = np.concatenate(([0.0], np.cumsum(a)))
-    squares = np.concatenate(([0.0], np.cumsum(a * a)))
+    used = (np.arange(len(a)) >= begin).astype(np.float64)
+    total = np.concatenate(([0.0], np.cumsum(a * used)))
+    squares = np.concatenate(([0.0], np.cumsum(a * a * used)))
+    counts = np.concatenate(([0.0], np.cumsum(used)))
     end = np.arange(len(a))
     start = np.maximum(0, end - rows)
-    count = np.maximum(end - start, 1)
+    count = np.maximum(counts[end] - counts[start], 1.0)
     mean = (total[end] - total[start]) / count
     var = (squares[end] - squares[start]) / count - mean * mean
     return mean, np.sqrt(np.maximum(var, 0.0))  # rounding can make var < 0
@@ -158,16 +203,22 @@ def quantisation_step(x: F64) -> F64:
     return np.where(np.isfinite(smallest), smallest, MIN_SPREAD)
 
 
-def refractory(score: F64, level: float, rows: int) -> F64:
-    """Cap at just below ``level`` every score within ``rows`` rows after an alarm."""
+def refractory(score: F64, level: float, *, rows: int, rearm: float) -> F64:
+    """Cap at just below ``level`` every score that would raise a second alarm too soon.
+
+    A new alarm needs ``rows`` rows since the last one and a score below ``rearm`` in
+    between. The loop visits only the rows at or above ``level``.
+    """
     out = score.copy()
     below = np.nextafter(level, 0.0)
-    quiet_until = -1
+    calm = np.flatnonzero(score < rearm)
+    last = -1
     for i in np.flatnonzero(score >= level):
-        if i <= quiet_until:
+        calmed = np.searchsorted(calm, i) > np.searchsorted(calm, last)
+        if last >= 0 and (i <= last + rows or not calmed):
             out[i] = below
         else:
-            quiet_until = int(i) + rows
+            last = int(i)
     return out
 
 
