@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench clean prometheus
+.PHONY: demo test lint bench clean prometheus kubectl
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -25,15 +25,20 @@ demo: $(STAMP)
 # The integration tests run a real Prometheus (Debian package `prometheus`). Installed
 # here when missing: as root directly, otherwise through sudo. When that is not possible
 # its tests skip, or fail when HEALER_REQUIRE_PROMETHEUS=1 (CI).
+# The kubectl tests need a kubectl: Debian's kubernetes-client when none is installed
+# (it conflicts with the `kubectl` package, so only then).
 test: $(DEV_STAMP)
 	@command -v prometheus >/dev/null 2>&1 || $(MAKE) --no-print-directory prometheus || \
 		echo "make: prometheus not installed; its integration tests will skip" >&2
+	@command -v kubectl >/dev/null 2>&1 || $(MAKE) --no-print-directory kubectl || \
+		echo "make: kubectl not installed; its integration tests will skip" >&2
 	$(BIN)/python -m pytest --cov=healer --cov-report=term:skip-covered $(ARGS)
 
-prometheus:
+prometheus kubectl:
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo="sudo -n"; fi; \
+	package=$$([ "$@" = kubectl ] && echo kubernetes-client || echo prometheus); \
 	$$sudo apt-get update -qq && \
-	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends prometheus
+	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$package
 
 lint: $(DEV_STAMP)
 	$(BIN)/ruff format --check healer tests bench
@@ -41,7 +46,10 @@ lint: $(DEV_STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The closed loop and detection quality; bench/sim_scale.py and bench/prometheus_fetch.py
+# measure scale and take longer: run them by hand.
 bench: $(STAMP)
+	$(BIN)/python bench/loop.py
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/loop.py $(ARGS)
 
