@@ -193,7 +193,7 @@ def run(url: str, *, step: int, end_s: int, window_s: int, repeat: int) -> None:
     workloads = 0
     for _ in range(repeat):
         source = PrometheusSource(
-            PrometheusClient(url, timeout_s=120), queries=queries, step_s=step
+            PrometheusClient(url, timeout_s=600), queries=queries, step_s=step
         )
         began = time.perf_counter()
         frame = source.fetch(until=datetime.fromtimestamp(end_s - step, UTC), window_s=window_s)

@@ -167,7 +167,13 @@ class PrometheusClient:
         except requests.Timeout as exc:
             raise HttpFailure(None, f"no answer within {self._timeout_s:g} s") from exc
         except requests.RequestException as exc:
-            raise HttpFailure(None, _first_line(str(exc))) from exc
+            # With urllib3 retries off, a read timeout arrives as a ConnectionError whose
+            # text repeats the whole URL (the query, again): say what happened instead.
+            if "timed out" in str(exc).lower():
+                detail = f"no answer within {self._timeout_s:g} s"
+            else:
+                detail = re.sub(r"with url: \S+ ", "", _first_line(str(exc)))
+            raise HttpFailure(None, detail[:_DETAIL_MAX_CHARS]) from exc
         except PrometheusApiClientException as exc:
             raise self._failure(exc) from exc
         except (KeyError, TypeError) as exc:

@@ -34,9 +34,7 @@ import httpx
 import numpy as np
 import pytest
 import yaml
-from typer.testing import CliRunner
 
-from healer.cli import app
 from healer.collect.prometheus import PrometheusClient, PrometheusSource
 from healer.collect.signals import build_queries
 from healer.errors import QueryError
@@ -418,12 +416,21 @@ def test_query_without_workload_labels_is_a_query_error(live: Live) -> None:
         source.fetch(until=datetime.fromtimestamp(live.scrape_times[-1], UTC), window_s=10)
 
 
-def test_collect_command_prints_one_json_object(live: Live) -> None:
-    result = CliRunner().invoke(
-        app, ["collect", "--prometheus", live.prometheus.url, "--once", "--json"]
+def _healer(*args: str) -> subprocess.CompletedProcess[str]:
+    """The command line in its own process: its logging set-up stays out of this one."""
+    return subprocess.run(
+        [sys.executable, "-m", "healer.cli", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+
+
+def test_collect_command_prints_one_json_object(live: Live) -> None:
+    result = _healer("collect", "--prometheus", live.prometheus.url, "--once", "--json")
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
     assert report["workloads"] == 3
     assert list(report["signals"]) == [str(s) for s in Signal]
     for row in report["signals"].values():
@@ -432,10 +439,10 @@ def test_collect_command_prints_one_json_object(live: Live) -> None:
 
 
 def test_collect_command_prints_a_table(live: Live) -> None:
-    result = CliRunner().invoke(app, ["collect", "--prometheus", live.prometheus.url, "--once"])
-    assert result.exit_code == 0, result.output
-    assert f"{live.prometheus.url}: 3 workloads x 7 signals" in result.output
-    assert "latency_p99" in result.output
+    result = _healer("collect", "--prometheus", live.prometheus.url, "--once")
+    assert result.returncode == 0, result.stderr
+    assert f"{live.prometheus.url}: 3 workloads x 7 signals" in result.stdout
+    assert "latency_p99" in result.stdout
 
 
 def test_collect_command_with_a_bad_override_names_signal_and_query(
@@ -443,22 +450,8 @@ def test_collect_command_with_a_bad_override_names_signal_and_query(
 ) -> None:
     config = tmp_path / "healer.yaml"
     config.write_text(yaml.safe_dump({"prometheus": {"queries": {"cpu": "sum by (namespace"}}}))
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "healer.cli",
-            "collect",
-            "--prometheus",
-            live.prometheus.url,
-            "--once",
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    result = _healer(
+        "collect", "--prometheus", live.prometheus.url, "--once", "--config", str(config)
     )
     assert result.returncode == 2, result.stderr
     assert "signal cpu: Prometheus refused the configured query" in result.stderr
