@@ -5,8 +5,13 @@ anomaly_score`` out, the timestamp and value text copied byte for byte, one row 
 input row. Input is untrusted, so reading checks everything once and names the file,
 line and column of the first fault: a missing column, an unparsable or non-finite
 value, an unparsable or unsorted timestamp, an empty file. A repeated timestamp is
-accepted: NAB's own real series have them (a collector clock set back, 11 repeats in
-``ec2_disk_write_bytes_1ef3de.csv``), and the contract is one score per row.
+accepted: NAB's own real series have them (11 rows at 03:00 on the morning of a
+daylight-saving change in ``ec2_disk_write_bytes_1ef3de.csv``), and the contract is one
+score per row.
+
+Scores are written at full precision (the shortest text that reads back as the same
+float), so that a file scored from its CSV gets the NAB result it got in memory, and a
+score held just below an alarm level is not rounded up to it.
 
 Timestamps are parsed only to check their order and to place label windows on rows;
 the detectors see row order alone, as NAB's do.
@@ -121,7 +126,12 @@ def write_scores(path: Path, series: Series, scores: F64) -> None:
             writer = csv.writer(fh, lineterminator="\n")
             writer.writerow(("timestamp", "value", "anomaly_score"))
             writer.writerows(
-                zip(series.timestamps, series.value_text, (f"{s:.6f}" for s in scores), strict=True)
+                zip(
+                    series.timestamps,
+                    series.value_text,
+                    (repr(float(s)) for s in scores),
+                    strict=True,
+                )
             )
     except OSError as exc:
         raise SeriesError(f"{path}: cannot write: {exc.strerror or exc}") from exc
@@ -218,19 +228,23 @@ def evaluate_folder(
 
 
 def report(evaluation: Evaluation) -> list[str]:
-    """The printed form of an evaluation: the three profile scores, then one line per file."""
+    """The printed form of an evaluation: the profile scores, then one line per file.
+
+    A file's line gives its windows, and the windows missed and false-positive rows at the
+    first profile's threshold, then its raw score under each profile.
+    """
     results = evaluation.results
     lines = [f"{'profile':<20} {'score':>7} {'threshold':>10} {'raw':>9}"]
     for r in results:
         lines.append(f"{r.profile.name:<20} {r.normalized:7.1f} {r.threshold:10.6g} {r.raw:9.3f}")
-    head = "  ".join(f"{r.profile.name[:17]:>17}" for r in results)
-    lines += ["", f"{'file':<58} {'windows':>7} {'missed':>6} {'FP rows':>7}  {head}"]
+    head = "  ".join(f"{r.profile.name:>18}" for r in results)
+    lines += ["", f"{'file':<58} {'windows':>7} {'missed':>6} {'FP rows':>7}  raw: {head}"]
     for rows in zip(*(r.files for r in results), strict=True):
         first = rows[0]
-        cells = "  ".join(f"{f.raw:17.3f}" for f in rows)
+        cells = "  ".join(f"{f.raw:18.3f}" for f in rows)
         total = first.detected + first.missed
         lines.append(
-            f"{first.key:<58} {total:7d} {first.missed:6d} {first.false_positives:7d}  {cells}"
+            f"{first.key:<58} {total:7d} {first.missed:6d} {first.false_positives:7d}       {cells}"
         )
     if evaluation.unlabelled:
         lines.append(f"not in the labels, not scored: {', '.join(evaluation.unlabelled)}")
