@@ -7,29 +7,36 @@ every daily peak of a cyclic series; what an operator calls an anomaly is a *sha
 series has not shown before: a jump to a new level, a cycle that goes flat, spikes that
 come more often.
 
-So the raw surprise of row i is a *left discord* distance: how far the last
-``shape_rows`` values are from the most similar stretch of the same length in the
-previous ``history_rows`` rows (Euclidean, per value, in the series' own units). A
-series that repeats itself scores near zero wherever it is in its cycle; a novel shape
-scores high, whatever its direction.
+First the values are compressed: ``asinh(x / rms)``, with the RMS of the values so far.
+That is linear for ordinary values and logarithmic for spikes many times the typical
+magnitude, the natural scale of bytes, requests and latencies, whose noise is
+multiplicative; without it one burst of network traffic dwarfs every other shape.
 
-That distance is then read, as in Numenta's anomaly likelihood, against its own recent
-behaviour: the mean distance of the last ``recent_rows`` rows is compared with the mean
-and spread of the distance over ``history_rows`` rows, and the Gaussian tail of that
-deviation gives a probability-like score. This takes the units out (no threshold per
-metric) and makes a noisy series, whose distances are always large, quiet. A floor on
-the spread at the series' quantisation step keeps flat and integer-valued series from
-turning the smallest change into a certainty.
+The raw surprise of row i is then a *left discord* distance: how far the recent shape
+ending at row i is from the most similar shape ending in the previous ``history_rows``
+rows (Euclidean, per point). It is measured at two time scales: the last
+``shape_points`` rows, and the last ``shape_points`` hourly means (a day at 5-minute
+samples). A series that repeats itself scores near zero wherever it is in its cycle; a
+novel shape scores high, whatever its direction.
 
-Finally, one alarm per event: after a score reaches ``alarm_level`` the next
-``refractory_rows`` rows are capped just below it. Only the first flag inside an
-anomaly window earns anything and every later flag outside one costs, which is also
-what an operator wants from a pager. This is online (it looks back only).
+Each distance is read, as in Numenta's anomaly likelihood, against its own history: the
+mean distance of the last ``recent_rows`` rows is compared with the mean and spread of
+that quantity over ``history_rows`` rows, and the Gaussian tail of the deviation gives a
+probability-like score; the higher of the two scales' is kept. This takes the units out
+(no threshold per metric) and keeps a noisy series, whose distances are always large,
+quiet.
+
+Finally, one alarm per event: after a score reaches ``alarm_level``, the following
+``refractory_rows`` rows, and all rows until the score has dropped below
+``rearm_level``, are capped just below it. Only the first flag inside an anomaly window
+earns anything and every later flag outside one costs, which is also what an operator
+wants from a pager. This looks back only, so it is online.
 
 Every step uses rows 0..i only, and every step is vectorised: the discord distances in
 blocks of ``BLOCK_ROWS`` rows against their history (a matrix product), the rolling
-means by cumulative sums. The only Python loop is over the few rows that reach the
-alarm level. The hyperparameters are the same for every series.
+statistics by cumulative sums. The only Python loop is over the rows that reach the
+alarm level. The hyperparameters are the same for every series; they were set on NAB's
+development series (5-minute samples), and the row counts below are read in that unit.
 """
 
 from __future__ import annotations
@@ -52,8 +59,13 @@ BLOCK_ROWS = 256
 # The discord's matrix products are small (256 x 25 x ~2,200): more BLAS threads add
 # synchronisation, and on a busy machine spinning threads make it several times slower.
 BLAS_THREADS = 1
-# Below this spread the likelihood's z-score would divide by ~0.
-MIN_SPREAD = 1e-9
+# Values are compressed to units of the series' RMS so far (see ``running_rms``). No
+# spread of distances is taken as smaller than this, which keeps a perfectly flat or
+# repeating series from dividing by 0. It is far below any real spread: one burst a
+# million times the noise makes the RMS, and so the units, that much coarser.
+RESOLUTION = 1e-12
+# A running RMS of exactly 0 (a series of zeros so far) is taken as this.
+MIN_RMS = 1e-12
 
 
 @dataclass(frozen=True)
@@ -89,16 +101,16 @@ class DiscordLikelihood:
         x = np.asarray(values, dtype=np.float64)
         if len(x) == 0:
             return np.zeros(0)
-        floor = np.maximum(quantisation_step(x), MIN_SPREAD)
+        u = np.arcsinh(x / running_rms(x))
         likelihood = np.zeros(len(x))
         with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
             for segment_rows in self.segment_rows:
-                likelihood = np.maximum(likelihood, self._likelihood(x, segment_rows, floor))
+                likelihood = np.maximum(likelihood, self._likelihood(u, segment_rows))
         return refractory(
             likelihood, self.alarm_level, rows=self.refractory_rows, rearm=self.rearm_level
         )
 
-    def _likelihood(self, x: F64, segment_rows: int, floor: F64) -> F64:
+    def _likelihood(self, x: F64, segment_rows: int) -> F64:
         """Gaussian-tail likelihood of the recent discord distance at one time scale."""
         shapes = shapes_of(x, self.shape_points, segment_rows)
         distance = left_discord(shapes, self.shape_points * segment_rows, self.history_rows)
@@ -107,7 +119,7 @@ class DiscordLikelihood:
         # inflated (little to match against): it is scored but not learned from.
         begin = 2 * self.shape_points * segment_rows
         mean, spread = past_mean_std(recent, self.history_rows, begin=begin)
-        out: F64 = ndtr((recent - mean) / np.maximum(spread, floor))
+        out: F64 = ndtr((recent - mean) / np.maximum(spread, RESOLUTION))
         return out
 
 
@@ -196,11 +208,10 @@ def past_mean_std(a: F64, rows: int, *, begin: int = 0) -> tuple[F64, F64]:
     return mean, np.sqrt(np.maximum(var, 0.0))  # rounding can make var < 0
 
 
-def quantisation_step(x: F64) -> F64:
-    """Smallest non-zero change between consecutive values so far (MIN_SPREAD if none)."""
-    step = np.abs(np.diff(x, prepend=x[0]))
-    smallest = np.minimum.accumulate(np.where(step > 0, step, np.inf))
-    return np.where(np.isfinite(smallest), smallest, MIN_SPREAD)
+def running_rms(x: F64) -> F64:
+    """Root mean square of the values so far (row i's uses rows 0..i)."""
+    mean_square = np.cumsum(x * x) / np.arange(1, len(x) + 1)
+    return np.maximum(np.sqrt(mean_square), MIN_RMS)
 
 
 def refractory(score: F64, level: float, *, rows: int, rearm: float) -> F64:

@@ -80,6 +80,25 @@ def test_a_repeating_cycle_stays_quiet() -> None:
     assert np.count_nonzero(scores[450:] >= DiscordLikelihood().alarm_level) <= 2
 
 
+def test_units_do_not_matter() -> None:
+    x = daily_series()
+    x[2200:2230] += 40.0
+    scores = DiscordLikelihood().score(x)
+    np.testing.assert_allclose(DiscordLikelihood().score(x * 1e6), scores, atol=1e-9)
+    np.testing.assert_allclose(DiscordLikelihood().score(x / 1e3), scores, atol=1e-9)
+
+
+def test_a_burst_long_ago_does_not_deafen_the_detector() -> None:
+    # A burst of a million times the noise inflates the running RMS for good (the units
+    # of the compressed series); the shift that follows must still stand out clearly.
+    x = daily_series()
+    x[150:153] += 1e6
+    x[2200:] += 15.0
+    scores = DiscordLikelihood().score(x)
+    assert scores[2200:2230].max() > 0.95
+    assert scores[600:2200].max() < 0.6  # quiet again once the burst has passed
+
+
 def test_flat_and_constant_series_are_finite() -> None:
     for x in (np.zeros(500), np.full(500, 7.0), np.repeat([0.0, 1.0], 250)):
         scores = DiscordLikelihood().score(x)
