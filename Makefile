@@ -49,7 +49,6 @@ lint: $(DEV_STAMP)
 # The closed loop and detection quality; bench/sim_scale.py and bench/prometheus_fetch.py
 # measure scale and take longer: run them by hand.
 bench: $(STAMP)
-	$(BIN)/python bench/loop.py
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/loop.py $(ARGS)
 
