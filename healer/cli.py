@@ -41,6 +41,81 @@ def _stop_on_signals(stop: threading.Event) -> None:
 
 
 @app.command()
+def run(
+    config: ConfigOpt = None,
+    kubeconfig: Annotated[
+        Path | None, typer.Option(help="Kubeconfig; default in-cluster, then ~/.kube/config.")
+    ] = None,
+    context: Annotated[str | None, typer.Option(help="Kubeconfig context.")] = None,
+    prometheus: Annotated[
+        str | None, typer.Option(help="Prometheus base URL; default prometheus.url.")
+    ] = None,
+    once: Annotated[bool, typer.Option(help="Run one cycle and exit.")] = False,
+) -> None:
+    """Run the loop against a real cluster: its Kubernetes API and a Prometheus server.
+
+    Serves the API and review page on api.host:api.port while it runs. The mode comes
+    from the settings (guards.mode, dry_run by default): nothing changes in the cluster
+    until it says auto or approval.
+    """
+    from datetime import UTC, datetime
+
+    from healer.act.kube import KubeActuator, api_client
+    from healer.api.app import create_app
+    from healer.api.server import ServerThread, bind
+    from healer.audit.store import AuditStore
+    from healer.collect.prometheus import PrometheusSource
+    from healer.config import load_settings
+    from healer.daemon import Healer, run_forever
+    from healer.decide import load_playbooks
+    from healer.detect.streaming import StreamingDetector
+    from healer.logs import configure
+
+    cluster = {k: v for k, v in (("kubeconfig", kubeconfig), ("context", context)) if v}
+    given = {"prometheus": {"url": prometheus}} if prometheus else {}
+    settings = load_settings(config, cluster=cluster, **given)
+    configure(level="info")
+    playbooks = load_playbooks(settings.playbooks_dir)
+    actuator = KubeActuator(api_client(settings.cluster.kubeconfig, settings.cluster.context))
+    source = PrometheusSource.from_settings(settings.prometheus)
+    sock = None if once else bind(settings.api.host, settings.api.port)
+    store = AuditStore(settings.store.url)
+    healer = Healer(
+        source=source,
+        detector=StreamingDetector(settings.detector),
+        actuator=actuator,
+        store=store,
+        playbooks=playbooks,
+        settings=settings,
+        report=_print_step,
+    )
+    resumed = healer.resume()
+    api = (
+        ServerThread(create_app(store=store, status=healer.status), sock).start() if sock else None
+    )
+    typer.echo(
+        f"healer run: mode {settings.guards.mode}, {len(playbooks)} playbooks, "
+        f"{resumed} incidents resumed; metrics from {settings.prometheus.url}"
+        + (f"; API {api.url}" if api else "")
+    )
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    try:
+        run_forever(
+            healer,
+            interval_s=settings.daemon.interval_s,
+            stop=stop,
+            now=lambda: datetime.now(UTC),
+            cycles=1 if once else None,
+        )
+    finally:
+        if api:
+            api.stop()
+        store.close()
+    typer.echo(f"healer run: stopped after {healer.cycles} cycles")
+
+
+@app.command()
 def demo(
     port: Annotated[
         int | None, typer.Option(help="Port of the API and review page [default: 8080].")
@@ -71,11 +146,11 @@ def demo(
     take their value from those, then from the defaults.
     """
     from healer.api.app import create_app
+    from healer.api.server import ServerThread, bind
     from healer.audit.store import AuditStore
     from healer.config import load_settings
     from healer.harness import SimHarness
     from healer.logs import configure
-    from healer.sim.apiserver import ServerThread, bind
     from healer.sim.scenario import load_scenario
 
     configure(level="warning")  # the demo prints its own line per step
@@ -141,7 +216,8 @@ def sim_serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
 ) -> None:
     """Serve the simulated cluster alone: its Kubernetes API and its /metrics."""
-    from healer.sim.apiserver import ServerThread, bind, create_api, write_kubeconfig
+    from healer.api.server import ServerThread, bind
+    from healer.sim.apiserver import create_api, write_kubeconfig
     from healer.sim.cluster import Cluster
     from healer.sim.scenario import load_scenario
 

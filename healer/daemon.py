@@ -16,6 +16,7 @@ incident open for that workload.
 from __future__ import annotations
 
 import enum
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -362,3 +363,27 @@ class Healer:
             "mode": str(self.settings.guards.mode),
             "tracked_incidents": len(self.tracked),
         }
+
+
+def run_forever(
+    healer: Healer,
+    *,
+    interval_s: float,
+    stop: threading.Event,
+    now: Callable[[], datetime],
+    cycles: int | None = None,
+) -> None:
+    """Run a cycle every ``interval_s`` seconds of ``now`` until ``stop`` is set.
+
+    ``cycles`` bounds the number of cycles (``healer run --once`` is 1). A cycle that
+    overruns its interval is followed at once by the next, never by a burst of them.
+    """
+    done = 0
+    while not stop.is_set() and (cycles is None or done < cycles):
+        started = now()
+        healer.cycle(started)
+        done += 1
+        if cycles is not None and done >= cycles:
+            return
+        spent_s = (now() - started).total_seconds()
+        stop.wait(max(0.0, interval_s - spent_s))

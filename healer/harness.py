@@ -17,12 +17,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from healer.act.kube import KubeActuator, api_client
+from healer.api.server import ServerThread
 from healer.audit.store import AuditStore
 from healer.config import Settings
 from healer.daemon import Healer, Reporter
 from healer.decide import load_playbooks
 from healer.detect.streaming import StreamingDetector
-from healer.sim.apiserver import ServerThread, serve_in_thread, write_kubeconfig
+from healer.sim.apiserver import serve_in_thread, write_kubeconfig
 from healer.sim.cluster import Cluster
 from healer.sim.scenario import Scenario
 from healer.sim.source import SimSource

@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from healer.sim.apiserver import ServerThread, serve_in_thread, write_kubeconfig
+from healer.api.server import ServerThread
+from healer.sim.apiserver import serve_in_thread, write_kubeconfig
 from healer.sim.cluster import Cluster
 from healer.sim.scenario import load_scenario
 

@@ -10,7 +10,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from healer.sim.apiserver import ServerThread
+from healer.api.server import ServerThread
 from healer.sim.cluster import Cluster
 from healer.sim.scenario import ApiFault, load_scenario
 

@@ -35,14 +35,17 @@ import numpy as np
 import pytest
 import yaml
 
+from healer.api.server import ServerThread, bind
 from healer.collect.prometheus import PrometheusClient, PrometheusSource
 from healer.collect.signals import build_queries
 from healer.errors import QueryError
-from healer.sim.apiserver import ServerThread, bind, create_api
+from healer.sim.apiserver import create_api, write_kubeconfig
 from healer.sim.cluster import LATENCY_BUCKETS_S, Cluster
 from healer.sim.exposition import render_metrics
 from healer.sim.scenario import Scenario, load_scenario
 from healer.types import Frame, Signal, WorkloadRef
+
+REPO = Path(__file__).resolve().parents[2]
 
 pytestmark = pytest.mark.integration
 
@@ -221,6 +224,7 @@ class Live:
     prometheus: PrometheusServer
     cluster: Cluster
     scrape_times: np.ndarray[Any, np.dtype[np.float64]]
+    sim: ServerThread
 
 
 @pytest.fixture(scope="module")
@@ -265,7 +269,7 @@ def live(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Live]:
         time.sleep(2.5)  # the last scrapes are ingested
         raw = prometheus.instant('kube_deployment_spec_replicas{deployment="api"}[10m]')
         times = np.array([float(t) for t, _ in raw[0]["values"]])
-        yield Live(prometheus, cluster, times)
+        yield Live(prometheus, cluster, times, sim)
     finally:
         prometheus.stop()
         sim.stop()
@@ -557,3 +561,70 @@ def test_backfilled_day_shows_the_scenarios_faults(day: Day) -> None:
     assert np.nanmax(checkout[frame.timestamps > leak]) > np.nanmax(
         checkout[frame.timestamps < leak]
     )
+
+
+def test_run_once_reads_prometheus_and_the_cluster(live: Live, tmp_path: Path) -> None:
+    """`healer run` wired as against a real cluster: kubeconfig, Prometheus URL, store."""
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", live.sim.url)
+    env = {
+        **os.environ,
+        "HEALER_STORE__URL": f"sqlite:///{tmp_path / 'audit.db'}",
+        "HEALER_PLAYBOOKS_DIR": str(REPO / "playbooks"),
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "healer.cli",
+            "run",
+            "--once",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--prometheus",
+            live.prometheus.url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "mode dry_run" in result.stdout
+    assert "stopped after 1 cycles" in result.stdout
+    assert "no_metrics" not in result.stderr
+
+
+def test_run_with_an_unreachable_prometheus_keeps_going_without_acting(
+    live: Live, tmp_path: Path
+) -> None:
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", live.sim.url)
+    env = {
+        **os.environ,
+        "HEALER_STORE__URL": f"sqlite:///{tmp_path / 'audit.db'}",
+        "HEALER_PLAYBOOKS_DIR": str(REPO / "playbooks"),
+        "HEALER_PROMETHEUS__RETRIES": "0",
+    }
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "healer.cli",
+            "run",
+            "--once",
+            "--kubeconfig",
+            str(kubeconfig),
+            "--prometheus",
+            f"http://127.0.0.1:{_free_port()}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "no_metrics" in result.stderr
+    assert "stopped after 0 cycles" in result.stdout

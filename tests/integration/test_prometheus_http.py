@@ -20,10 +20,10 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from structlog.testing import capture_logs
 
+from healer.api.server import ServerThread, bind
 from healer.collect.prometheus import PrometheusClient, PrometheusSource
 from healer.collect.signals import build_queries
 from healer.errors import PrometheusUnavailable, QueryError
-from healer.sim.apiserver import ServerThread, bind
 from healer.types import Signal
 
 pytestmark = pytest.mark.integration
