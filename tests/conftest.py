@@ -9,11 +9,20 @@ from typing import Any
 import pytest
 
 from healer.api.server import ServerThread
+from healer.audit.store import AuditStore
 from healer.sim.apiserver import serve_in_thread, write_kubeconfig
 from healer.sim.cluster import Cluster
 from healer.sim.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[AuditStore]:
+    """An audit store on a fresh SQLite file."""
+    audit = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    yield audit
+    audit.close()
 
 
 @pytest.fixture

@@ -563,33 +563,29 @@ def test_backfilled_day_shows_the_scenarios_faults(day: Day) -> None:
     )
 
 
-def test_run_once_reads_prometheus_and_the_cluster(live: Live, tmp_path: Path) -> None:
-    """`healer run` wired as against a real cluster: kubeconfig, Prometheus URL, store."""
+def _run_once(live: Live, tmp_path: Path, prometheus_url: str, **env: str) -> Any:
+    """`healer run --once` wired as against a real cluster: kubeconfig, Prometheus, store."""
     kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", live.sim.url)
-    env = {
+    environment = {
         **os.environ,
         "HEALER_STORE__URL": f"sqlite:///{tmp_path / 'audit.db'}",
         "HEALER_PLAYBOOKS_DIR": str(REPO / "playbooks"),
+        **env,
     }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "healer.cli",
-            "run",
-            "--once",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--prometheus",
-            live.prometheus.url,
-        ],
+    command = ["run", "--once", "--kubeconfig", str(kubeconfig), "--prometheus", prometheus_url]
+    return subprocess.run(
+        [sys.executable, "-m", "healer.cli", *command],
         capture_output=True,
         text=True,
         timeout=120,
         check=False,
-        env=env,
+        env=environment,
         cwd=tmp_path,
     )
+
+
+def test_run_once_reads_prometheus_and_the_cluster(live: Live, tmp_path: Path) -> None:
+    result = _run_once(live, tmp_path, live.prometheus.url)
     assert result.returncode == 0, result.stderr
     assert "mode dry_run" in result.stdout
     assert "stopped after 1 cycles" in result.stdout
@@ -599,32 +595,8 @@ def test_run_once_reads_prometheus_and_the_cluster(live: Live, tmp_path: Path) -
 def test_run_with_an_unreachable_prometheus_keeps_going_without_acting(
     live: Live, tmp_path: Path
 ) -> None:
-    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", live.sim.url)
-    env = {
-        **os.environ,
-        "HEALER_STORE__URL": f"sqlite:///{tmp_path / 'audit.db'}",
-        "HEALER_PLAYBOOKS_DIR": str(REPO / "playbooks"),
-        "HEALER_PROMETHEUS__RETRIES": "0",
-    }
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "healer.cli",
-            "run",
-            "--once",
-            "--kubeconfig",
-            str(kubeconfig),
-            "--prometheus",
-            f"http://127.0.0.1:{_free_port()}",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-        env=env,
-        cwd=tmp_path,
-    )
+    unreachable = f"http://127.0.0.1:{_free_port()}"
+    result = _run_once(live, tmp_path, unreachable, HEALER_PROMETHEUS__RETRIES="0")
     assert result.returncode == 0, result.stderr
     assert "no_metrics" in result.stderr
     assert "stopped after 0 cycles" in result.stdout

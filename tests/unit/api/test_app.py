@@ -43,13 +43,6 @@ def finding(wl: WorkloadRef = CART, t: float = 0.0) -> Finding:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[AuditStore]:
-    s = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
-    yield s
-    s.close()
-
-
-@pytest.fixture
 def client(store: AuditStore) -> Iterator[TestClient]:
     with TestClient(create_app(store=store, status=lambda: {"cycle": 7, "leader": True})) as c:
         yield c

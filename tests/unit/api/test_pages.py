@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
@@ -31,13 +30,6 @@ from healer.types import (
 
 T0 = datetime(2026, 3, 2, 12, 16, tzinfo=UTC)
 CART = WorkloadRef("shop", "Deployment", "cart")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AuditStore]:
-    s = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
-    yield s
-    s.close()
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 import threading
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
@@ -71,13 +70,6 @@ def action(
 
 def outcome(t: float = 600.0) -> Outcome:
     return Outcome(OutcomeKind.HEALED, "memory back to baseline for 120 s", at(t))
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AuditStore]:
-    s = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
-    yield s
-    s.close()
 
 
 def test_full_lifecycle_round_trip(store: AuditStore) -> None:
