@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 import pytest
+from builders import CART, NOW, revision, state
 
 from healer.config import GuardSettings
 from healer.decide import guards
@@ -16,33 +17,11 @@ from healer.types import (
     GuardResult,
     HpaState,
     Mode,
-    Revision,
     WorkloadRef,
     WorkloadState,
 )
 
-NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-CART = WorkloadRef("shop", "Deployment", "cart")
 NO_HISTORY = ActionHistory(last_action_at={}, recent_action_times=(), in_flight=0)
-
-
-def revision(number: int) -> Revision:
-    return Revision(number, f"cart-{number}", NOW - timedelta(days=number), (f"cart:{number}",))
-
-
-def state(**changes: object) -> WorkloadState:
-    base = WorkloadState(
-        workload=CART,
-        replicas=3,
-        ready_replicas=3,
-        updated_replicas=3,
-        available_replicas=3,
-        generation=4,
-        observed_generation=4,
-        paused=False,
-        revisions=(revision(4), revision(3)),
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]  # test helper, fields vary
 
 
 def check(

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from builders import CART, NOW, revision, state
 
 from healer.config import GuardSettings
 from healer.decide import Playbook, load_playbooks, plan
@@ -20,7 +20,6 @@ from healer.types import (
     HpaState,
     Mode,
     Plan,
-    Revision,
     Signal,
     SignalDeviation,
     WorkloadRef,
@@ -28,8 +27,6 @@ from healer.types import (
 )
 
 PLAYBOOKS = load_playbooks(Path(__file__).resolve().parents[3] / "playbooks")
-NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-CART = WorkloadRef("shop", "Deployment", "cart")
 NO_HISTORY = ActionHistory(last_action_at={}, recent_action_times=(), in_flight=0)
 AUTO = GuardSettings(mode=Mode.AUTO)
 
@@ -44,25 +41,6 @@ def finding(*deviations: SignalDeviation, workload: WorkloadRef = CART) -> Findi
 
 def diagnosis(cause: Cause, confidence: float = 0.8, workload: WorkloadRef = CART) -> Diagnosis:
     return Diagnosis(workload, cause, confidence, "seen in the test")
-
-
-def revision(number: int) -> Revision:
-    return Revision(number, f"cart-{number}", NOW - timedelta(days=number), (f"cart:{number}",))
-
-
-def state(**changes: object) -> WorkloadState:
-    base = WorkloadState(
-        workload=CART,
-        replicas=3,
-        ready_replicas=3,
-        updated_replicas=3,
-        available_replicas=3,
-        generation=4,
-        observed_generation=4,
-        paused=False,
-        revisions=(revision(4), revision(3)),
-    )
-    return replace(base, **changes)  # type: ignore[arg-type]  # test helper, fields vary
 
 
 def plan_for(

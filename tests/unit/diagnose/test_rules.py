@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
+from builders import state
 
 from healer.diagnose.rules import explain
 from healer.types import (
@@ -16,7 +17,6 @@ from healer.types import (
     Signal,
     SignalDeviation,
     WorkloadRef,
-    WorkloadState,
 )
 
 SIGNALS = tuple(Signal)
@@ -56,20 +56,6 @@ def finding(*deviations: SignalDeviation, onset: datetime = ONSET) -> Finding:
 
 def revision(number: int, created: datetime, image: str) -> Revision:
     return Revision(number, f"cart-{number:010d}", created, (image,))
-
-
-def state(*revisions: Revision) -> WorkloadState:
-    return WorkloadState(
-        workload=CART,
-        replicas=3,
-        ready_replicas=3,
-        updated_replicas=3,
-        available_replicas=3,
-        generation=4,
-        observed_generation=4,
-        paused=False,
-        revisions=revisions,
-    )
 
 
 OLD = revision(3, NOW - timedelta(days=3), "registry.local/shop/cart:2.4.0")

@@ -1,0 +1,32 @@
+"""Literal values the unit tests build again and again: one shop/cart Deployment at noon."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+from healer.types import Revision, WorkloadRef, WorkloadState
+
+NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+CART = WorkloadRef("shop", "Deployment", "cart")
+
+
+def revision(number: int) -> Revision:
+    """Revision ``number`` of cart, created ``number`` days ago."""
+    return Revision(number, f"cart-{number}", NOW - timedelta(days=number), (f"cart:{number}",))
+
+
+def state(*revisions: Revision, **changes: object) -> WorkloadState:
+    """cart at rest with 3 replicas; revisions 4 and 3 unless others are given."""
+    base = WorkloadState(
+        workload=CART,
+        replicas=3,
+        ready_replicas=3,
+        updated_replicas=3,
+        available_replicas=3,
+        generation=4,
+        observed_generation=4,
+        paused=False,
+        revisions=revisions or (revision(4), revision(3)),
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]  # a test helper: fields vary
