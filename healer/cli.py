@@ -91,7 +91,16 @@ def run(
     )
     resumed = healer.resume()
     api = (
-        ServerThread(create_app(store=store, status=healer.status), sock).start() if sock else None
+        ServerThread(
+            create_app(
+                store=store,
+                status=healer.status,
+                readiness=lambda: healer.readiness(datetime.now(UTC)),
+            ),
+            sock,
+        ).start()
+        if sock
+        else None
     )
     typer.echo(
         f"healer run: mode {settings.guards.mode}, {len(playbooks)} playbooks, "
@@ -169,7 +178,9 @@ def demo(
     except BaseException:
         sock.close()
         raise
-    api = ServerThread(create_app(store=store, status=harness.healer.status), sock).start()
+    readiness = lambda: harness.healer.readiness(harness.cluster.clock.now())  # noqa: E731
+    app_ = create_app(store=store, status=harness.healer.status, readiness=readiness)
+    api = ServerThread(app_, sock).start()
     typer.echo(
         f"healer demo: scenario {chosen.name!r} at {speed:g}x "
         f"(simulated time starts {chosen.start:%Y-%m-%d %H:%M} UTC)"

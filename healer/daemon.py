@@ -112,6 +112,10 @@ class Healer:
     report: Reporter = lambda step: None
     tracked: dict[WorkloadRef, Tracked] = field(default_factory=dict)
     last_cycle: datetime | None = None
+    """When the last cycle with data ran."""
+    last_attempt: datetime | None = None
+    last_error: str | None = None
+    """Why the last cycle had no data, if it had none."""
     cycles: int = 0
 
     def resume(self) -> int:
@@ -147,11 +151,14 @@ class Healer:
 
     def cycle(self, now: datetime) -> Detection | None:
         """Run the loop once at simulated or real time ``now``."""
+        self.last_attempt = now
         try:
             frame = self.source.fetch(until=now, window_s=self.settings.daemon.window_s)
         except CollectError as exc:
             log.warning("no_metrics", error=str(exc))  # never act on missing data
+            self.last_error = str(exc)
             return None
+        self.last_error = None
         detection = self.detector.update(frame)
         self.cycles += 1
         self.last_cycle = now
@@ -360,9 +367,27 @@ class Healer:
         return {
             "cycles": self.cycles,
             "last_cycle": self.last_cycle.isoformat() if self.last_cycle else None,
+            "last_error": self.last_error,
             "mode": str(self.settings.guards.mode),
             "tracked_incidents": len(self.tracked),
         }
+
+    def readiness(self, now: datetime) -> list[str]:
+        """Why the loop is not doing its job right now; empty when it is.
+
+        Not ready: no cycle with data yet, the last one too long ago (three intervals:
+        one slow cycle is not an outage), or the metrics could not be read last time.
+        """
+        reasons = []
+        if self.last_error is not None:
+            reasons.append(f"metrics unavailable: {self.last_error}")
+        stale_s = 3 * self.settings.daemon.interval_s
+        if self.last_cycle is None:
+            reasons.append("no cycle with metrics yet")
+        elif (now - self.last_cycle).total_seconds() > stale_s:
+            age_s = (now - self.last_cycle).total_seconds()
+            reasons.append(f"last cycle with metrics {age_s:.0f}s ago (more than {stale_s:.0f}s)")
+        return reasons
 
 
 def run_forever(

@@ -17,7 +17,7 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import JsonValue
 
-from healer.api.deps import StatusDep, StatusFn, StoreDep
+from healer.api.deps import ReadinessDep, ReadinessFn, StatusDep, StatusFn, StoreDep
 from healer.api.pages import router as pages
 from healer.api.schemas import Health, IncidentDetailOut, IncidentItem, IncidentPage
 from healer.audit import AuditStore
@@ -28,13 +28,18 @@ MAX_PAGE = 500
 """Largest page of incidents: a few hundred rows keep a response under ~1 MB."""
 
 
-def create_app(*, store: AuditStore, status: StatusFn | None = None) -> FastAPI:
-    """An app serving ``store``; ``status`` reports the daemon's state for /api/v1/status."""
+def create_app(
+    *, store: AuditStore, status: StatusFn | None = None, readiness: ReadinessFn | None = None
+) -> FastAPI:
+    """An app serving ``store``; ``status`` reports the daemon's state for /api/v1/status,
+    ``readiness`` why it is not ready (an empty list when it is) for /readyz."""
     app = FastAPI(title="healer", version="0.1.0")
     app.state.store = store
     app.state.status = status
+    app.state.readiness = readiness
     app.add_exception_handler(StoreError, _store_unavailable)
     app.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health)
+    app.add_api_route("/readyz", readyz, methods=["GET"])
     app.add_api_route("/api/v1/incidents", list_incidents, methods=["GET"])
     app.add_api_route("/api/v1/incidents/{incident_id}", get_incident, methods=["GET"])
     app.add_api_route("/api/v1/status", get_daemon_status, methods=["GET"])
@@ -44,6 +49,18 @@ def create_app(*, store: AuditStore, status: StatusFn | None = None) -> FastAPI:
 
 def healthz() -> Health:
     return Health(status="ok")
+
+
+def readyz(store: StoreDep, readiness: ReadinessDep) -> JSONResponse:
+    """200 when the store answers and the loop is cycling on fresh metrics; 503 with the
+    reasons otherwise (what a Kubernetes readiness probe and a person both need)."""
+    reasons = list(readiness()) if readiness else []
+    try:
+        store.list_incidents(limit=1)
+    except StoreError as exc:
+        reasons.insert(0, f"audit store unavailable: {exc}")
+    body = {"status": "ready" if not reasons else "not ready", "reasons": reasons}
+    return JSONResponse(body, status_code=503 if reasons else 200)
 
 
 def list_incidents(

@@ -31,3 +31,14 @@ def get_status(request: Request) -> StatusFn | None:
 
 StoreDep = Annotated[AuditStore, Depends(get_store)]
 StatusDep = Annotated[StatusFn | None, Depends(get_status)]
+
+
+ReadinessFn = Callable[[], list[str]]
+
+
+def get_readiness(request: Request) -> ReadinessFn | None:
+    readiness: ReadinessFn | None = request.app.state.readiness  # set by create_app
+    return readiness
+
+
+ReadinessDep = Annotated[ReadinessFn | None, Depends(get_readiness)]

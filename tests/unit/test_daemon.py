@@ -294,3 +294,17 @@ def test_a_restarted_daemon_verifies_instead_of_acting_again(tmp_path: Path) -> 
         second.detector.anomalous = {}
         second.run(cycles=6)
         assert second.outcomes() == [OutcomeKind.HEALED]
+
+
+def test_readiness_says_why_the_loop_is_not_doing_its_job(loop: Loop) -> None:
+    assert loop.healer.readiness(loop.now) == ["no cycle with metrics yet"]
+    loop.run()
+    assert loop.healer.readiness(loop.now) == []
+    loop.source.down = True
+    loop.run()
+    assert loop.healer.readiness(loop.now)[0] == "metrics unavailable: connection refused"
+    loop.source.down = False
+    loop.run()
+    assert loop.healer.readiness(loop.now + timedelta(minutes=5)) == [
+        "last cycle with metrics 300s ago (more than 90s)"
+    ]

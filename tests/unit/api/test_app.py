@@ -195,3 +195,30 @@ def test_store_failure_is_503(tmp_path: Path) -> None:
 def test_openapi_schema_builds(client: TestClient) -> None:
     paths = get(client, "/openapi.json")["paths"]
     assert {"/api/v1/incidents", "/api/v1/incidents/{incident_id}", "/api/v1/status"} <= set(paths)
+
+
+def test_readyz_is_ready_when_the_store_answers_and_the_loop_runs(store: AuditStore) -> None:
+    with TestClient(create_app(store=store, readiness=lambda: [])) as client:
+        answer = client.get("/readyz")
+    assert answer.status_code == 200
+    assert answer.json() == {"status": "ready", "reasons": []}
+
+
+def test_readyz_says_why_it_is_not_ready(store: AuditStore) -> None:
+    reasons = ["metrics unavailable: connection refused"]
+    with TestClient(create_app(store=store, readiness=lambda: reasons)) as client:
+        answer = client.get("/readyz")
+    assert answer.status_code == 503
+    assert answer.json()["reasons"] == reasons
+
+
+def test_readyz_reports_an_unreachable_store(tmp_path: Path) -> None:
+    broken = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        db.execute("DROP TABLE incident_steps")
+        db.execute("DROP TABLE incidents")
+    with TestClient(create_app(store=broken)) as client:
+        answer = client.get("/readyz")
+    broken.close()
+    assert answer.status_code == 503
+    assert answer.json()["reasons"][0].startswith("audit store unavailable")
