@@ -10,8 +10,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
-from healer.sim.objects import owned_by
-
 if TYPE_CHECKING:
     from healer.sim.cluster import Cluster
 
@@ -76,7 +74,6 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
             for d in deployments
         ],
     )
-    sets = cluster.store.list("replicasets")
     yield (
         "kube_replicaset_owner",
         "gauge",
@@ -90,9 +87,8 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
                 ),
                 1.0,
             )
-            for rs in sets
             for d in deployments
-            if owned_by(rs, d["metadata"]["uid"])
+            for rs in cluster.store.owned("replicasets", d["metadata"]["uid"])
         ],
     )
     pods = cluster.store.list("pods")

@@ -427,15 +427,3 @@ def controller_uid(obj: K8s) -> str | None:
         if isinstance(ref, dict) and ref.get("controller"):
             return str(ref.get("uid"))
     return None
-
-
-def owned_by(obj: K8s, owner_uid: JsonValue) -> bool:
-    meta = obj.get("metadata")
-    refs = meta.get("ownerReferences", []) if isinstance(meta, dict) else []
-    return isinstance(refs, list) and any(
-        isinstance(r, dict) and r.get("uid") == owner_uid and r.get("controller") for r in refs
-    )
-
-
-def names(objs: Iterable[K8s]) -> list[str]:
-    return [str(o["metadata"]["name"]) for o in objs]
