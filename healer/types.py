@@ -119,6 +119,7 @@ class Cause(enum.StrEnum):
     OVERLOAD = "overload"
     BAD_RELEASE = "bad_release"
     CRASH_LOOP = "crash_loop"
+    CPU_HOG = "cpu_hog"
     UNKNOWN = "unknown"
 
 
@@ -298,3 +299,32 @@ class Incident:
     plan: Plan | None = None
     action: ActionRecord | None = None
     outcome: Outcome | None = None
+
+
+class Verdict(enum.StrEnum):
+    """An operator's label on an incident."""
+
+    TRUE_POSITIVE = "true_positive"
+    FALSE_POSITIVE = "false_positive"
+
+
+@dataclass(frozen=True)
+class Feedback:
+    """An operator's label on one incident: training data for the detector and diagnoser.
+
+    ``window_start``..``window_end`` is the stretch of the workload's signals the label
+    speaks of: from the finding's onset to the incident's close (or the label's time).
+    """
+
+    incident_id: int
+    workload: WorkloadRef
+    verdict: Verdict
+    window_start: datetime
+    window_end: datetime
+    cause: Cause | None
+    """The cause the operator confirms (a true positive), or None."""
+    right_action: ActionKind | None
+    """The action that would have been right; None when no action was."""
+    by: str
+    at: datetime
+    note: str = ""
