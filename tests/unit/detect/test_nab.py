@@ -124,6 +124,20 @@ def test_too_many_false_positives_make_flagging_nothing_best() -> None:
     assert r.normalized == pytest.approx(100.0 * 0.8 / 3.0)
 
 
+def test_a_given_threshold_is_applied_as_it_is() -> None:
+    # The threshold of other files: 0.9 misses this file's detection at 0.6.
+    scores = np.zeros(N)
+    scores[50], scores[30] = 0.6, 0.8
+    (chosen,) = nab.evaluate_at([one(scores)], 0.6, (STANDARD,))
+    assert chosen.raw == pytest.approx(result(STANDARD, one(scores)).raw)
+    (strict,) = nab.evaluate_at([one(scores)], 0.9, (STANDARD,))
+    assert strict.threshold == 0.9
+    assert strict.raw == pytest.approx(-1.0)
+    assert strict.files[0].missed == 1
+    (loose,) = nab.evaluate_at([one(scores)], 0.7, (STANDARD,))
+    assert loose.raw == pytest.approx(-1.0 - STANDARD.fp_weight)
+
+
 def test_one_threshold_serves_the_whole_corpus() -> None:
     a = LabelledScores("cat/a.csv", flagged_at(50) * 0.7, (WINDOW,))
     b = LabelledScores("cat/b.csv", flagged_at(50) * 0.9, (WINDOW,))
