@@ -21,10 +21,17 @@ novel shape scores high, whatever its direction.
 
 Each distance is read, as in Numenta's anomaly likelihood, against its own history: the
 mean distance of the last ``recent_rows`` rows is compared with the mean and spread of
-that quantity over ``history_rows`` rows, and the Gaussian tail of the deviation gives a
-probability-like score; the higher of the two scales' is kept. This takes the units out
-(no threshold per metric) and keeps a noisy series, whose distances are always large,
-quiet.
+the distances of the previous ``history_rows`` rows, and the Gaussian tail of the
+deviation is a probability. This takes the units out (no threshold per metric) and keeps
+a noisy series, whose distances are always large, quiet. The reference is the spread of
+single distances, not of recent means (which is narrower): a short mean must stand out
+from what single rows did, so a few odd rows in a row are not enough.
+
+The two scales are two tests of one hypothesis (the series goes on as before), so their
+tail probabilities are combined by Fisher's method: ``-2 * sum(log p)`` follows a
+chi-squared law with 4 degrees of freedom when both hold, and its CDF is the score.
+A shape both scales find somewhat odd scores higher than one only a single scale finds
+odd, where keeping the higher of the two threw that evidence away.
 
 Finally, one alarm per event: after a score reaches ``alarm_level``, the following
 ``refractory_rows`` rows, and all rows until the score has dropped below
@@ -47,7 +54,7 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
-from scipy.special import ndtr
+from scipy.special import chdtr, log_ndtr
 from threadpoolctl import threadpool_limits
 
 F64 = NDArray[np.float64]
@@ -102,24 +109,29 @@ class DiscordLikelihood:
         if len(x) == 0:
             return np.zeros(0)
         u = np.arcsinh(x / running_rms(x))
-        likelihood = np.zeros(len(x))
+        fisher = np.zeros(len(x))
         with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
             for segment_rows in self.segment_rows:
-                likelihood = np.maximum(likelihood, self._likelihood(u, segment_rows))
+                fisher -= 2.0 * self._log_tail(u, segment_rows)
+        likelihood: F64 = chdtr(2.0 * len(self.segment_rows), fisher)
         return refractory(
             likelihood, self.alarm_level, rows=self.refractory_rows, rearm=self.rearm_level
         )
 
-    def _likelihood(self, x: F64, segment_rows: int) -> F64:
-        """Gaussian-tail likelihood of the recent discord distance at one time scale."""
+    def _log_tail(self, x: F64, segment_rows: int) -> F64:
+        """Log of the Gaussian tail probability of the recent discord distance at one scale.
+
+        In logs, so that a tail of 1e-30 stays distinct from one of 1e-300 when the scales
+        are combined.
+        """
         shapes = shapes_of(x, self.shape_points, segment_rows)
         distance = left_discord(shapes, self.shape_points * segment_rows, self.history_rows)
         recent = trailing_mean(distance, self.recent_rows)
         # Until a row has a full shape's worth of candidates its distance is
         # inflated (little to match against): it is scored but not learned from.
         begin = 2 * self.shape_points * segment_rows
-        mean, spread = past_mean_std(recent, self.history_rows, begin=begin)
-        out: F64 = ndtr((recent - mean) / np.maximum(spread, RESOLUTION))
+        mean, spread = past_mean_std(distance, self.history_rows, begin=begin)
+        out: F64 = log_ndtr(-(recent - mean) / np.maximum(spread, RESOLUTION))
         return out
 
 
