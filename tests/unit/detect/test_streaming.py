@@ -331,3 +331,9 @@ def test_score_steps_keeps_every_step_and_learns_as_update_does() -> None:
     assert np.all(np.isnan(later[:, :PER_HOUR]))  # scored by the first call
     assert later[1, PER_HOUR + 2] >= SETTINGS.score_threshold > later[0, PER_HOUR + 2]
     np.testing.assert_array_equal(updated.update(frame(values)).scores, later[:, -1])
+
+
+def test_same_seed_same_scores() -> None:
+    runs = [StreamingDetector().score_steps(frame(noise(PER_HOUR, seed=s))) for s in (5, 5, 6)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])
