@@ -60,7 +60,7 @@ from threadpoolctl import threadpool_limits
 F64 = NDArray[np.float64]
 
 # Query rows per matrix product in the discord search: large enough for BLAS to be
-# efficient, small enough that the band's wasted corners (2 x 256^2 of 256 x 2,232
+# efficient, small enough that the band's wasted corners (2 x 256^2 of 256 x 2,392
 # entries) stay small.
 BLOCK_ROWS = 256
 # The discord's matrix products are small (256 x 25 x ~2,200): more BLAS threads add
@@ -80,7 +80,7 @@ class DiscordLikelihood:
     """Left-discord distance read as an anomaly likelihood, with one alarm per event.
 
     Rows are samples, whatever their period; the defaults are in rows of NAB's 5-minute
-    series, where 24 rows are two hours and 2,000 rows about a week.
+    series, where 24 rows are two hours and 2,016 rows a week.
     """
 
     shape_points: int = 24
@@ -89,9 +89,11 @@ class DiscordLikelihood:
     """Rows averaged into one point of a shape, one entry per time scale: 1 (a shape of
     the last 2 h at 5-min samples, which sees jumps and spikes) and 12 (hourly means over
     the last day, which sees a cycle that skips a beat or spikes that come more often)."""
-    history_rows: int = 2000
-    """How far back the discord search and the likelihood statistics reach (about a
-    week of 5-minute samples, so a weekly pattern is seen once before it is judged)."""
+    history_rows: int = 2160
+    """How far back the discord search and the likelihood statistics reach: a week and
+    half a day of 5-minute samples. The same hours of last week (2,016 rows back) must be
+    among the candidates, or every Monday morning is a shape never seen before; the
+    half day is slack for a weekly pattern that drifts by some hours."""
     recent_rows: int = 5
     """Rows averaged before the likelihood, so one odd sample is weaker evidence than
     five."""

@@ -79,6 +79,18 @@ def test_a_repeating_cycle_stays_quiet() -> None:
     assert np.count_nonzero(scores[450:] >= DiscordLikelihood().alarm_level) <= 2
 
 
+def test_a_weekly_cycle_stays_quiet_once_a_week_has_been_seen() -> None:
+    # Weekdays swing, weekends are nearly flat: the first Monday after the first weekend
+    # is new; the following ones are last week's Monday again.
+    week_rows = 7 * DAY_ROWS
+    t = np.arange(4 * week_rows)
+    weekend = (t // DAY_ROWS) % 7 >= 5
+    swing = 20.0 * np.sin(2 * np.pi * t / DAY_ROWS) * np.where(weekend, 0.2, 1.0)
+    x = 50.0 + swing + np.random.default_rng(1).normal(0.0, 1.0, len(t))
+    scores = DiscordLikelihood().score(x)
+    assert np.count_nonzero(scores[week_rows + DAY_ROWS :] >= DiscordLikelihood().alarm_level) == 0
+
+
 def test_units_do_not_matter() -> None:
     x = daily_series()
     x[2200:2230] += 40.0
@@ -89,13 +101,16 @@ def test_units_do_not_matter() -> None:
 
 def test_a_burst_long_ago_does_not_deafen_the_detector() -> None:
     # A burst of a million times the noise inflates the running RMS for good (the units
-    # of the compressed series); the shift that follows must still stand out clearly.
+    # of the compressed series). Until the rows before the burst, in the old units, have
+    # left the history, the spread of distances is theirs and the series looks calm;
+    # after that, a shift must stand out clearly again.
     x = daily_series()
     x[150:153] += 1e6
-    x[2200:] += 15.0
+    shift = 150 + DiscordLikelihood().history_rows + 50
+    x[shift:] += 15.0
     scores = DiscordLikelihood().score(x)
-    assert scores[2200:2230].max() > 0.95
-    assert scores[600:2200].max() < 0.6  # quiet again once the burst has passed
+    assert scores[shift : shift + 30].max() > 0.95
+    assert scores[600:shift].max() < 0.6  # quiet again once the burst has passed
 
 
 def test_flat_and_constant_series_are_finite() -> None:
