@@ -196,3 +196,16 @@ def test_same_seed_same_scores_other_seed_other_scores(tmp_path: Path) -> None:
     )
     scores = [float(r[2]) for r in read_output(first.with_suffix(".out"))[1:]]
     assert scores != [float(r[2]) for r in read_output(other.with_suffix(".out"))[1:]]
+
+
+def test_no_look_ahead_on_real_series(eval_data: Path) -> None:
+    # Real series reach the alarm and re-arm paths that synthetic ones may not.
+    for name in (
+        "realAWSCloudwatch/grok_asg_anomaly.csv",
+        "realAWSCloudwatch/ec2_network_in_5abac7.csv",
+    ):
+        x = read_series(eval_data / "data" / name).values
+        full = DiscordLikelihood().score(x)
+        assert np.count_nonzero(full >= DiscordLikelihood().alarm_level) >= 2
+        for cut in (700, 1178, 2000, 3331, len(x) - 1):
+            np.testing.assert_array_equal(DiscordLikelihood().score(x[:cut]), full[:cut])
