@@ -10,7 +10,10 @@ come more often.
 First the values are compressed: ``asinh(x / rms)``, with the RMS of the values so far.
 That is linear for ordinary values and logarithmic for spikes many times the typical
 magnitude, the natural scale of bytes, requests and latencies, whose noise is
-multiplicative; without it one burst of network traffic dwarfs every other shape.
+multiplicative; without it one burst of network traffic dwarfs every other shape. A
+burst that raises the RMS by orders of magnitude changes the units for good: until the
+rows before it have left the history, the spread of distances is in their units and the
+series looks calmer than it is.
 
 The raw surprise of row i is then a *left discord* distance: how far the recent shape
 ending at row i is from the most similar shape ending in the previous ``history_rows``
@@ -31,7 +34,7 @@ The two scales are two tests of one hypothesis (the series goes on as before), s
 tail probabilities are combined by Fisher's method: ``-2 * sum(log p)`` follows a
 chi-squared law with 4 degrees of freedom when both hold, and its CDF is the score.
 A shape both scales find somewhat odd scores higher than one only a single scale finds
-odd, where keeping the higher of the two threw that evidence away.
+odd; keeping the higher of the two would throw that evidence away.
 
 Finally, one alarm per event: after a score reaches ``alarm_level``, the following
 ``refractory_rows`` rows, and all rows until the score has dropped below
