@@ -338,6 +338,10 @@ class ObjectStore:
         # ask "what do I own?" every pass, which must not scan the whole store.
         self._owned: dict[tuple[str, str], dict[tuple[str, str], K8s]] = {}
         self._owner_of: dict[tuple[str, tuple[str, str]], str] = {}
+        self.listeners: list[Callable[[str, str, K8s], None]] = []
+        """Called with (``ADDED``|``MODIFIED``|``DELETED``, resource, object) after every
+        write, as an informer's event handlers are: controllers queue the objects that
+        changed instead of scanning the store."""
 
     @property
     def resource_version(self) -> str:
@@ -370,30 +374,36 @@ class ObjectStore:
         meta.setdefault("uid", self._uid())
         meta["creationTimestamp"] = rfc3339(now)
         meta["generation"] = 1
-        return self._write(resource, key, obj)
+        return self._write(resource, key, obj, "ADDED")
 
     def update(self, resource: str, obj: K8s, *, spec_changed: bool) -> K8s:
         meta = obj["metadata"]
         assert isinstance(meta, dict)
         if spec_changed:
             meta["generation"] = int(str(meta.get("generation", 1))) + 1
-        return self._write(resource, (str(meta["namespace"]), str(meta["name"])), obj)
+        return self._write(resource, (str(meta["namespace"]), str(meta["name"])), obj, "MODIFIED")
 
     def delete(self, resource: str, namespace: str, name: str) -> K8s:
         obj = self.get(resource, namespace, name)
         del self._objects[resource][(namespace, name)]
         self._index_owner(resource, (namespace, name), None, None)
         self._version += 1
+        self._notify("DELETED", resource, obj)
         return obj
 
-    def _write(self, resource: str, key: tuple[str, str], obj: K8s) -> K8s:
+    def _write(self, resource: str, key: tuple[str, str], obj: K8s, change: str) -> K8s:
         self._version += 1
         meta = obj["metadata"]
         assert isinstance(meta, dict)
         meta["resourceVersion"] = str(self._version)
         self._objects.setdefault(resource, {})[key] = obj
         self._index_owner(resource, key, obj, controller_uid(obj))
+        self._notify(change, resource, obj)
         return obj
+
+    def _notify(self, change: str, resource: str, obj: K8s) -> None:
+        for listener in self.listeners:
+            listener(change, resource, obj)
 
     def _index_owner(
         self, resource: str, key: tuple[str, str], obj: K8s | None, owner: str | None
