@@ -987,7 +987,7 @@ class Cluster:
             self._kill(t.pods[slot], int(slot), "OOMKilled", 137)
         serving = ~oom & (rps > 0)
         # A downstream limit fails the excess whatever the replica count.
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             beyond = np.where(
                 (w.capacity_rps > 0) & (demand > 0), 1.0 - w.capacity_rps / demand, 0.0
             )
