@@ -22,7 +22,6 @@ because the API server thread reads and writes while the driver advances time.
 
 from __future__ import annotations
 
-import copy
 import hashlib
 import math
 import threading
@@ -45,6 +44,7 @@ from healer.sim.objects import (
     ObjectStore,
     apply_patch,
     check_resource_version,
+    copy_json,
     field_selector_matches,
     label_selector_matches,
     rfc3339,
@@ -150,7 +150,7 @@ class Cluster:
     ) -> list[K8s]:
         with self.lock:
             return [
-                copy.deepcopy(o)
+                copy_json(o)
                 for o in self.store.list(resource, namespace)
                 if label_selector_matches(label_selector, o["metadata"].get("labels") or {})
                 and field_selector_matches(field_selector, o, BY_RESOURCE[resource].fields)
@@ -158,11 +158,11 @@ class Cluster:
 
     def get_object(self, resource: str, namespace: str, name: str) -> K8s:
         with self.lock:
-            return copy.deepcopy(self.store.get(resource, namespace, name))
+            return copy_json(self.store.get(resource, namespace, name))
 
     def create_deployment(self, namespace: str, body: K8s, *, dry_run: bool = False) -> K8s:
         with self.lock:
-            obj = copy.deepcopy(body)
+            obj = copy_json(body)
             obj.setdefault("apiVersion", "apps/v1")
             obj.setdefault("kind", "Deployment")
             obj.setdefault("metadata", {})["namespace"] = namespace
@@ -171,7 +171,7 @@ class Cluster:
             obj["status"] = {"observedGeneration": 0}
             if dry_run:
                 return obj
-            return copy.deepcopy(self.store.create("deployments", obj, now=self.clock.now()))
+            return copy_json(self.store.create("deployments", obj, now=self.clock.now()))
 
     def replace_deployment(
         self, namespace: str, name: str, body: K8s, *, dry_run: bool = False
@@ -179,14 +179,14 @@ class Cluster:
         with self.lock:
             current = self.store.get("deployments", namespace, name)
             check_resource_version(current, body)
-            return self._write_deployment(current, copy.deepcopy(body), dry_run=dry_run)
+            return self._write_deployment(current, copy_json(body), dry_run=dry_run)
 
     def patch_deployment(
         self, namespace: str, name: str, patch: Any, content_type: str, *, dry_run: bool = False
     ) -> K8s:
         with self.lock:
             current = self.store.get("deployments", namespace, name)
-            patched = apply_patch(copy.deepcopy(current), patch, content_type)
+            patched = apply_patch(copy_json(current), patch, content_type)
             check_resource_version(current, patched)
             return self._write_deployment(current, patched, dry_run=dry_run)
 
@@ -196,19 +196,19 @@ class Cluster:
         """Delete at once (no graceful termination); owned objects go on the next pass."""
         with self.lock:
             if dry_run:
-                return copy.deepcopy(self.store.get(resource, namespace, name))
+                return copy_json(self.store.get(resource, namespace, name))
             obj = self.store.delete(resource, namespace, name)
             if resource == "pods":
                 slot = self._slots.pop(obj["metadata"]["uid"], None)
                 if slot is not None:
                     self._table.free(slot)
-            return copy.deepcopy(obj)
+            return copy_json(obj)
 
     def create_object(self, resource: str, namespace: str, body: K8s, *, dry_run: bool) -> K8s:
         """Create a plain object (HPA, PodDisruptionBudget, Lease) after defaults and checks."""
         kind = BY_RESOURCE[resource]
         with self.lock:
-            obj = copy.deepcopy(body)
+            obj = copy_json(body)
             obj["apiVersion"], obj["kind"] = kind.group_version, kind.kind
             meta = obj.setdefault("metadata", {})
             if not isinstance(meta, dict):
@@ -221,7 +221,7 @@ class Cluster:
             default_and_validate(kind, obj)
             obj.pop("status", None)
             if resource in INITIAL_STATUS:
-                obj["status"] = copy.deepcopy(INITIAL_STATUS[resource])
+                obj["status"] = copy_json(INITIAL_STATUS[resource])
             if self.store.find(resource, namespace, meta["name"]) is not None:
                 raise ApiError(
                     409,
@@ -236,7 +236,7 @@ class Cluster:
             created = self.store.create(resource, obj, now=self.clock.now())
             if resource == "poddisruptionbudgets":
                 self._update_budget(created)
-            return copy.deepcopy(created)
+            return copy_json(created)
 
     def replace_object(
         self, resource: str, namespace: str, name: str, body: K8s, *, dry_run: bool
@@ -244,7 +244,7 @@ class Cluster:
         with self.lock:
             current = self.store.get(resource, namespace, name)
             check_resource_version(current, body)
-            return self._write_plain(resource, current, copy.deepcopy(body), dry_run=dry_run)
+            return self._write_plain(resource, current, copy_json(body), dry_run=dry_run)
 
     def patch_object(
         self,
@@ -258,7 +258,7 @@ class Cluster:
     ) -> K8s:
         with self.lock:
             current = self.store.get(resource, namespace, name)
-            patched = apply_patch(copy.deepcopy(current), patch, content_type)
+            patched = apply_patch(copy_json(current), patch, content_type)
             check_resource_version(current, patched)
             return self._write_plain(resource, current, patched, dry_run=dry_run)
 
@@ -309,7 +309,7 @@ class Cluster:
 
     def create_event(self, namespace: str, body: K8s, *, dry_run: bool = False) -> K8s:
         with self.lock:
-            obj = copy.deepcopy(body)
+            obj = copy_json(body)
             obj.setdefault("apiVersion", "v1")
             obj.setdefault("kind", "Event")
             meta = obj.setdefault("metadata", {})
@@ -322,13 +322,13 @@ class Cluster:
                 raise ApiError(422, "Invalid", "Event: involvedObject: Required value")
             if dry_run:
                 return obj
-            return copy.deepcopy(self.store.create("events", obj, now=self.clock.now()))
+            return copy_json(self.store.create("events", obj, now=self.clock.now()))
 
     def pods_of(self, namespace: str, name: str) -> list[K8s]:
         with self.lock:
             dep = self.store.get("deployments", namespace, name)
             return [
-                copy.deepcopy(p)
+                copy_json(p)
                 for rs in self._owned("replicasets", dep)
                 for p in self._owned("pods", rs)
             ]
@@ -342,7 +342,7 @@ class Cluster:
         meta = new.setdefault("metadata", {})
         for key in ("name", "namespace", "uid", "creationTimestamp", "generation"):
             meta[key] = current["metadata"][key]
-        new["status"] = copy.deepcopy(current.get("status", {}))
+        new["status"] = copy_json(current.get("status", {}))
         _default_deployment(new)
         _validate_deployment(new)
         if new["spec"]["selector"] != current["spec"]["selector"]:
@@ -357,7 +357,7 @@ class Cluster:
             if spec_changed:
                 meta["generation"] = current["metadata"]["generation"] + 1
             return new
-        return copy.deepcopy(self.store.update("deployments", new, spec_changed=spec_changed))
+        return copy_json(self.store.update("deployments", new, spec_changed=spec_changed))
 
     def _write_plain(self, resource: str, current: K8s, new: K8s, *, dry_run: bool) -> K8s:
         """Replace a plain object; identity fields and status are the server's, not the body's."""
@@ -370,13 +370,13 @@ class Cluster:
         new["apiVersion"], new["kind"] = kind.group_version, kind.kind
         default_and_validate(kind, new)
         if "status" in current:
-            new["status"] = copy.deepcopy(current["status"])
+            new["status"] = copy_json(current["status"])
         spec_changed = new.get("spec") != current.get("spec")
         if dry_run:
             if spec_changed:
                 meta["generation"] = current["metadata"]["generation"] + 1
             return new
-        return copy.deepcopy(self.store.update(resource, new, spec_changed=spec_changed))
+        return copy_json(self.store.update(resource, new, spec_changed=spec_changed))
 
     def _apply_scale(self, current: K8s, scale: K8s, *, dry_run: bool) -> K8s:
         check_resource_version(current, scale)
@@ -389,7 +389,7 @@ class Cluster:
                 f"is invalid: spec.replicas: Invalid value: {replicas!r}: must be "
                 "greater than or equal to 0",
             )
-        new = copy.deepcopy(current)
+        new = copy_json(current)
         new["spec"]["replicas"] = replicas
         written = self._write_deployment(current, new, dry_run=dry_run)
         return _scale_of(written)
@@ -660,9 +660,9 @@ class Cluster:
 
     def _create_replicaset(self, dep: K8s, pod_hash: str, revision: int) -> K8s:
         meta = dep["metadata"]
-        template = copy.deepcopy(dep["spec"]["template"])
+        template = copy_json(dep["spec"]["template"])
         template["metadata"].setdefault("labels", {})["pod-template-hash"] = pod_hash
-        selector = copy.deepcopy(dep["spec"]["selector"])
+        selector = copy_json(dep["spec"]["selector"])
         selector.setdefault("matchLabels", {})["pod-template-hash"] = pod_hash
         rs = {
             "apiVersion": "apps/v1",
@@ -743,7 +743,7 @@ class Cluster:
             self.store.update("replicasets", rs, spec_changed=False)
 
     def _create_pod(self, rs: K8s) -> None:
-        template = copy.deepcopy(rs["spec"]["template"])
+        template = copy_json(rs["spec"]["template"])
         pod = {
             "apiVersion": "v1",
             "kind": "Pod",
@@ -860,28 +860,31 @@ class Cluster:
         b["key_ready"][slot], b["key_up"][slot] = ready, up_s >= 0
         f["key_started_s"][slot], f["key_restarts"][slot] = started_s, restarts
         f["restarts"][slot] = restarts
-        old = copy.deepcopy(status)
-        status["phase"] = "Running"
-        status["startTime"] = status.get("startTime") or rfc3339(self.clock.now())
-        status["conditions"] = [{"type": "Ready", "status": "True" if ready else "False"}]
-        cs = status["containerStatuses"] or [
+        # A new status document (not an in-place edit) to compare with the old one.
+        containers = status["containerStatuses"] or [
             {"name": pod["spec"]["containers"][0]["name"], "restartCount": 0}
         ]
         image = pod["spec"]["containers"][0]["image"]
         digest = hashlib.sha256(image.encode()).hexdigest()
-        cs[0].update(
-            {
-                "ready": ready,
-                "image": image,
-                "imageID": f"{image}@sha256:{digest}",
-                "started": up_s >= 0,
-                "state": {"running": {"startedAt": rfc3339(_at(started_s))}}
-                if up_s >= 0
-                else {"waiting": {"reason": "CrashLoopBackOff"}},
-            }
-        )
-        status["containerStatuses"] = cs
-        if status != old:
+        first = {
+            **containers[0],
+            "ready": ready,
+            "image": image,
+            "imageID": f"{image}@sha256:{digest}",
+            "started": up_s >= 0,
+            "state": {"running": {"startedAt": rfc3339(_at(started_s))}}
+            if up_s >= 0
+            else {"waiting": {"reason": "CrashLoopBackOff"}},
+        }
+        new = {
+            **status,
+            "phase": "Running",
+            "startTime": status.get("startTime") or rfc3339(self.clock.now()),
+            "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+            "containerStatuses": [first, *containers[1:]],
+        }
+        if new != status:
+            pod["status"] = new
             self.store.update("pods", pod, spec_changed=False)
 
     def _apply_due_events(self) -> None:

@@ -18,7 +18,7 @@ import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import jsonpatch
 
@@ -27,6 +27,7 @@ from healer.types import JsonValue
 # Kubernetes objects are plain JSON documents here, indexed freely by the controllers;
 # their shape is checked where they enter (validation in the cluster, 422 otherwise).
 K8s = dict[str, Any]
+_T = TypeVar("_T")
 
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -79,6 +80,21 @@ def not_found(resource: str, name: str) -> ApiError:
     if group:
         details["group"] = group
     return ApiError(404, "NotFound", f'{resource} "{name}" not found', details)
+
+
+def copy_json(value: _T) -> _T:
+    """A deep copy of a JSON document (dicts, lists, scalars), several times faster than
+    ``copy.deepcopy``, which the controllers would otherwise spend most of a pass in."""
+    # cast: the copy has the shape of its input, which the recursion cannot express.
+    return cast(_T, _copy(value))
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
 
 
 def rfc3339(at: datetime) -> str:
