@@ -34,6 +34,7 @@ from healer.sim.kinds import PLAIN, Kind, lookup
 from healer.sim.objects import ApiError, K8s
 from healer.sim.scenario import ApiFault
 from healer.sim.tables import table
+from healer.sim.watch import watch
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -46,6 +47,8 @@ _SHAPE_ERRORS = (AttributeError, KeyError, TypeError, ValueError, IndexError)
 
 def create_api(cluster: Cluster) -> Starlette:
     """The Starlette app serving ``cluster``'s API; every call holds the cluster lock."""
+    with cluster.lock:
+        cluster.store.keep_history()  # so that a watch can start from a list's version
 
     async def api(request: Request) -> Response:
         injected = await _injected_fault(cluster, request)
@@ -252,7 +255,8 @@ async def _collection(
     if request.method == "GET":
         _allowed(kind, "list")
         if request.query_params.get("watch") in ("1", "true"):
-            raise ApiError(405, "MethodNotAllowed", "watch is not supported by this server")
+            _allowed(kind, "watch")
+            return watch(cluster, request, kind, namespace, as_table=_wants_table(request))
         items = cluster.list_objects(
             kind.resource,
             namespace,

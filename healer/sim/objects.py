@@ -15,6 +15,7 @@ import copy
 import hashlib
 import json
 import re
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
@@ -46,6 +47,16 @@ _MERGE_KEYS = {
     "conditions": "type",
     "ownerReferences": "uid",
 }
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One write as a watch reports it: ADDED, MODIFIED or DELETED, and the object then."""
+
+    version: int
+    type: str
+    resource: str
+    object: K8s
 
 
 @dataclass
@@ -354,6 +365,11 @@ class ObjectStore:
         # ask "what do I own?" every pass, which must not scan the whole store.
         self._owned: dict[tuple[str, str], dict[tuple[str, str], K8s]] = {}
         self._owner_of: dict[tuple[str, tuple[str, str]], str] = {}
+        self.history: deque[WatchEvent] | None = None
+        """The last writes, for watches to start from a resourceVersion; None until
+        ``keep_history`` (a cluster without an API server needs none)."""
+        self._history_floor = 0
+        """Writes up to this version may be missing from ``history``."""
         self.listeners: list[Callable[[str, str, K8s], None]] = []
         """Called with (``ADDED``|``MODIFIED``|``DELETED``, resource, object) after every
         write, as an informer's event handlers are: controllers queue the objects that
@@ -362,6 +378,25 @@ class ObjectStore:
     @property
     def resource_version(self) -> str:
         return str(self._version)
+
+    def keep_history(self, limit: int = 20_000) -> None:
+        """Record the last ``limit`` writes, as the API server's watch cache does."""
+        if self.history is None:
+            self.history = deque(maxlen=limit)
+            self._history_floor = self._version
+
+    def events_since(self, version: int, resource: str) -> builtins.list[WatchEvent] | None:
+        """The writes to ``resource`` after ``version``, oldest first; None when the
+        history no longer reaches back that far (the API server's 410 Expired)."""
+        if self.history is None or version < self._history_floor:
+            return None
+        found = []
+        for event in reversed(self.history):  # newest first: a watch asks for the last few
+            if event.version <= version:
+                break
+            if event.resource == resource:
+                found.append(event)
+        return found[::-1]
 
     def get(self, resource: str, namespace: str, name: str) -> K8s:
         found = self._objects.get(resource, {}).get((namespace, name))
@@ -418,6 +453,12 @@ class ObjectStore:
         return obj
 
     def _notify(self, change: str, resource: str, obj: K8s) -> None:
+        if self.history is not None:
+            snapshot = copy_json(obj)
+            snapshot["metadata"]["resourceVersion"] = str(self._version)
+            if len(self.history) == self.history.maxlen:
+                self._history_floor = self.history[0].version
+            self.history.append(WatchEvent(self._version, change, resource, snapshot))
         for listener in self.listeners:
             listener(change, resource, obj)
 
