@@ -18,6 +18,14 @@ What it models, and why each piece is there:
 
 Everything moves only when ``advance`` is called; all state is guarded by ``lock``,
 because the API server thread reads and writes while the driver advances time.
+
+Built to run a day of 1,000 Deployments x 5 pods in well under a minute
+(bench/sim_scale.py), so a step costs almost nothing when nothing happens: the
+controllers work from queues of the objects that changed (fed by the store's write
+listener, as informers feed real controllers), an unchanged status is not written (no
+new ``resourceVersion``), the containers' runtime state is numpy columns stepped for
+every pod at once (``healer.sim.workloads``), and ``/metrics`` text is built only when
+scraped.
 """
 
 from __future__ import annotations
