@@ -236,3 +236,48 @@ def test_get_autoscaling_and_policy_objects(kubectl: Any, kube_api: Any, cluster
     assert out[0].split()[:3] == ["NAME", "REFERENCE", "TARGETS"]
     assert out[1].split()[:2] == ["cart", "Deployment/cart"]
     assert kubectl("get", "pdb,leases", "-n", "shop").returncode == 0
+
+
+MANIFEST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: extra, namespace: shop, labels: {app: extra}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: extra}}
+  template:
+    metadata: {labels: {app: extra}}
+    spec: {containers: [{name: extra, image: "registry.local/shop/extra:1.0"}]}
+"""
+
+
+def test_create_and_apply_from_a_file_validate_through_openapi(
+    kubectl: Any, kube_api: Any, cluster: Cluster, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "extra.yaml"
+    manifest.write_text(MANIFEST)
+    assert "deployment.apps/extra created" in kubectl("create", "-f", str(manifest)).stdout
+    manifest.write_text(MANIFEST.replace("replicas: 2", "replicas: 3"))
+    applied = kubectl("apply", "-f", str(manifest))
+    assert "deployment.apps/extra configured" in applied.stdout
+    cluster.advance(60)
+    dep = client.AppsV1Api(kube_api).read_namespaced_deployment("extra", "shop")
+    assert dep.spec.replicas == 3 and dep.status.ready_replicas == 3
+    assert "kubectl.kubernetes.io/last-applied-configuration" in dep.metadata.annotations
+
+
+def test_a_manifest_with_an_unknown_field_is_refused(kubectl: Any, tmp_path: Path) -> None:
+    manifest = tmp_path / "typo.yaml"
+    manifest.write_text(MANIFEST.replace("replicas: 2", "replicas: 2\n  replica: 2"))
+    refused = kubectl("create", "-f", str(manifest), check=False)
+    assert refused.returncode != 0
+    assert 'unknown field "spec.replica"' in refused.stderr
+    warned = kubectl("create", "-f", str(manifest), "--validate=warn")
+    assert "deployment.apps/extra created" in warned.stdout
+    assert 'unknown field "spec.replica"' in warned.stderr
+
+
+def test_explain_reads_the_schema(kubectl: Any) -> None:
+    out = kubectl("explain", "deployment.spec.strategy.rollingUpdate").stdout
+    assert "KIND:       Deployment" in out
+    assert "maxSurge" in out and "maxUnavailable" in out
