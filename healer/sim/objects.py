@@ -57,6 +57,9 @@ class WatchEvent:
     type: str
     resource: str
     object: K8s
+    previous: K8s | None = None
+    """The object as the write before this one left it, for selectors that stop (or
+    start) matching: a watch reports those as DELETED (or ADDED)."""
 
 
 @dataclass
@@ -370,6 +373,7 @@ class ObjectStore:
         ``keep_history`` (a cluster without an API server needs none)."""
         self._history_floor = 0
         """Writes up to this version may be missing from ``history``."""
+        self._snapshots: dict[tuple[str, str, str], K8s] = {}  # the last one of each object
         self.listeners: list[Callable[[str, str, K8s], None]] = []
         """Called with (``ADDED``|``MODIFIED``|``DELETED``, resource, object) after every
         write, as an informer's event handlers are: controllers queue the objects that
@@ -384,6 +388,11 @@ class ObjectStore:
         if self.history is None:
             self.history = deque(maxlen=limit)
             self._history_floor = self._version
+            self._snapshots = {
+                (resource, *key): copy_json(obj)
+                for resource, items in self._objects.items()
+                for key, obj in items.items()
+            }
 
     def events_since(self, version: int, resource: str) -> builtins.list[WatchEvent] | None:
         """The writes to ``resource`` after ``version``, oldest first; None when the
@@ -458,7 +467,11 @@ class ObjectStore:
             snapshot["metadata"]["resourceVersion"] = str(self._version)
             if len(self.history) == self.history.maxlen:
                 self._history_floor = self.history[0].version
-            self.history.append(WatchEvent(self._version, change, resource, snapshot))
+            key = (resource, snapshot["metadata"]["namespace"], snapshot["metadata"]["name"])
+            previous = self._snapshots.pop(key, None)
+            if change != "DELETED":
+                self._snapshots[key] = snapshot
+            self.history.append(WatchEvent(self._version, change, resource, snapshot, previous))
         for listener in self.listeners:
             listener(change, resource, obj)
 

@@ -11,15 +11,15 @@ a 410 ``Expired`` Status, which tells clients to list again. Tables (kubectl ask
 them) carry their column definitions on the first event only, as the real server sends
 them, to save bandwidth.
 
-Selectors are applied to each event's object as it is after the write; unlike the real
-watch cache, an object that stops matching is not reported as DELETED.
+Selectors are applied before and after each write, as the watch cache applies them: an
+object that starts matching is ADDED, one that stops matching DELETED.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
@@ -29,6 +29,8 @@ from healer.sim.kinds import Kind
 from healer.sim.objects import (
     ApiError,
     K8s,
+    WatchEvent,
+    copy_json,
     field_selector_matches,
     label_selector_matches,
 )
@@ -96,12 +98,33 @@ def watch(
                 return
             for event in batch:
                 seen = event.version
-                if matches(event.object):
-                    yield encode(event.type, event.object, first)
+                reported = _as_seen(event, matches)
+                if reported is not None:
+                    yield encode(*reported, first)
                     first = False
             await asyncio.sleep(min(POLL_S, max(0.0, deadline - loop.time())))
 
     return StreamingResponse(events(), media_type="application/json")
+
+
+def _as_seen(event: WatchEvent, matches: Callable[[K8s], bool]) -> tuple[str, K8s] | None:
+    """The event as a watch with selectors reports it, if at all.
+
+    As the watch cache does: an update that makes an object match is ADDED, one that
+    makes it stop matching is DELETED (with the object as it last matched, at the
+    event's resourceVersion).
+    """
+    now = matches(event.object)
+    if event.type != "MODIFIED":
+        return (event.type, event.object) if now else None
+    before = event.previous is not None and matches(event.previous)
+    if now:
+        return ("MODIFIED" if before else "ADDED", event.object)
+    if before and event.previous is not None:
+        gone = copy_json(event.previous)
+        gone["metadata"]["resourceVersion"] = event.object["metadata"]["resourceVersion"]
+        return ("DELETED", gone)
+    return None
 
 
 def _number(value: str | None, name: str, default: float) -> float:

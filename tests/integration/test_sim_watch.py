@@ -157,3 +157,25 @@ def test_kubectl_get_watch_prints_the_list_then_changes(
     assert listed == {"cart", "catalog", "checkout", "search"}
     changed = [line.split() for line in lines[5:] if line.startswith("cart")]
     assert changed and changed[-1][1].endswith("/6"), out
+
+
+def test_an_object_leaving_or_joining_the_selector_is_deleted_or_added(kube_api: Any) -> None:
+    apps = client.AppsV1Api(kube_api)
+    version = apps.list_namespaced_deployment("shop").metadata.resource_version
+    for tier in (None, "frontend", "backend"):
+        patch = {"metadata": {"labels": {"tier": tier}}}
+        apps.patch_namespaced_deployment("cart", "shop", patch, _content_type=MERGE)
+    seen = [
+        (e["type"], e["object"].metadata.labels.get("tier"))
+        for e in watch.Watch().stream(
+            apps.list_namespaced_deployment,
+            "shop",
+            resource_version=version,
+            label_selector="tier=backend",
+            timeout_seconds=1,
+        )
+        if e["object"].metadata.name == "cart"
+    ]
+    # The first write drops the label (the object as it last matched is reported gone),
+    # the second changes nothing the selector sees, the third brings it back.
+    assert seen == [("DELETED", "backend"), ("ADDED", "backend")]
