@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -281,3 +282,23 @@ def test_explain_reads_the_schema(kubectl: Any) -> None:
     out = kubectl("explain", "deployment.spec.strategy.rollingUpdate").stdout
     assert "KIND:       Deployment" in out
     assert "maxSurge" in out and "maxUnavailable" in out
+
+
+def test_rollout_status_follows_the_rollout_through_a_watch(kubectl: Any, cluster: Cluster) -> None:
+    kubectl("rollout", "restart", "deployment/cart", "-n", "shop")
+    stop = threading.Event()
+
+    def time_passes() -> None:
+        while not stop.wait(0.2):
+            cluster.advance(15)
+
+    clock = threading.Thread(target=time_passes)
+    clock.start()
+    try:
+        done = kubectl("rollout", "status", "deployment/cart", "-n", "shop", "--timeout=60s")
+    finally:
+        stop.set()
+        clock.join()
+    lines = done.stdout.splitlines()
+    assert any("new replicas have been updated" in line for line in lines)
+    assert lines[-1] == 'deployment "cart" successfully rolled out'
