@@ -12,8 +12,9 @@ The same schemas drive ``fieldValidation`` on writes (``unknown_fields``): ``Str
 refuses a body with fields the kind does not declare, ``Warn`` (the default) answers
 with a ``Warning`` header per field, ``Ignore`` says nothing.
 
-Schemas carry no descriptions. OpenAPI v2 (which kubectl asks for as protobuf) is not
-served: a 404 there makes clients use v3, as with a server that disabled v2.
+Schemas carry no descriptions. OpenAPI v2 is not served (404): kubectl from 1.27 reads
+v3, but older ones (Debian's kubernetes-client is 1.20) ask for v2 as protobuf only, so
+their ``create -f``/``apply -f`` need ``--validate=false`` and their ``explain`` fails.
 """
 
 from __future__ import annotations
