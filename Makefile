@@ -46,11 +46,12 @@ lint: $(DEV_STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The closed loop and detection quality; bench/sim_scale.py and bench/prometheus_fetch.py
-# measure scale and take longer: run them by hand.
+# The closed loop, detection quality and the simulator's day at scale (about 30 s);
+# bench/prometheus_fetch.py takes longer: run it by hand.
 bench: $(STAMP)
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/loop.py $(ARGS)
+	$(BIN)/python bench/sim_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
