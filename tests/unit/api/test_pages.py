@@ -9,7 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from healer.api import create_app
+from healer.api.auth import COOKIE, hash_token
 from healer.audit import AuditStore
+from healer.config import Settings
 from healer.types import (
     ActionKind,
     ActionRecord,
@@ -32,9 +34,15 @@ T0 = datetime(2026, 3, 2, 12, 16, tzinfo=UTC)
 CART = WorkloadRef("shop", "Deployment", "cart")
 
 
+OPERATOR = "operator-token"
+SETTINGS = Settings(
+    api={"tokens": [{"name": "olga", "role": "operator", "sha256": hash_token(OPERATOR)}]}
+)
+
+
 @pytest.fixture
 def client(store: AuditStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store=store)) as c:
+    with TestClient(create_app(store=store, settings=SETTINGS), cookies={COOKIE: OPERATOR}) as c:
         yield c
 
 
@@ -99,7 +107,8 @@ def test_an_incident_page_tells_the_whole_story(client: TestClient, store: Audit
     page = client.get(f"/incidents/{rolled_back(store)}")
     assert page.status_code == 200
     text = page.text
-    order = [text.index(kind) for kind in ("finding", "diagnosis", "plan", "action", "outcome")]
+    kinds = ("finding", "diagnosis", "plan", "action", "outcome")
+    order = [text.index(f"<h3>{kind}") for kind in kinds]
     assert order == sorted(order)
     for fact in (
         "error_ratio",
@@ -118,3 +127,33 @@ def test_an_unknown_incident_is_404(client: TestClient) -> None:
 
 def test_an_empty_store_says_so(client: TestClient) -> None:
     assert "No incidents" in client.get("/").text
+
+
+def test_without_the_cookie_the_page_asks_to_log_in(store: AuditStore) -> None:
+    with TestClient(create_app(store=store, settings=SETTINGS)) as anonymous:
+        page = anonymous.get("/", follow_redirects=False)
+        assert (page.status_code, page.headers["location"]) == (303, "/login?next=/")
+        refused = anonymous.post("/login", data={"token": "wrong", "next": "/"})
+        assert refused.status_code == 401
+        logged = anonymous.post(
+            "/login", data={"token": OPERATOR, "next": "//evil.example"}, follow_redirects=False
+        )
+        assert (logged.status_code, logged.headers["location"]) == (303, "/")
+        assert "No incidents" in anonymous.get("/").text
+
+
+def test_an_incident_page_plots_the_stored_signals(client: TestClient, store: AuditStore) -> None:
+    import numpy as np
+
+    from healer.types import Frame
+
+    times = np.arange(0, 3600, 15, dtype=np.float64) + T0.timestamp() - 3585
+    values = np.full((1, 1, len(times)), 0.002)
+    values[0, 0, -20:] = 0.12
+    frame = Frame(times, (CART,), (Signal.ERROR_RATIO,), values)
+    errors = SignalDeviation(Signal.ERROR_RATIO, 0.12, 0.002, 21.0, Direction.UP)
+    finding = Finding(CART, T0, 0.99, (errors,), T0 - timedelta(minutes=5), "m/1")
+    iid = store.open_incident(finding, frame=frame)
+    page = client.get(f"/incidents/{iid}").text
+    assert '<svg class="chart"' in page and 'aria-label="error_ratio"' in page
+    assert "<title>baseline</title>" in page and "<title>finding</title>" in page
