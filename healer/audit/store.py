@@ -471,7 +471,7 @@ class AuditStore:
         if since is not None:
             query = query.where(FeedbackRow.at >= since)
         with self._read("read feedback") as session:
-            return [_feedback(label, row) for label, row in session.execute(query).tuples()]
+            return [_feedback(label, row) for label, row in session.execute(query)]
 
     def load_state(self, key: str) -> JsonObject | None:
         with self._read(f"read state {key}") as session:
@@ -524,7 +524,7 @@ class AuditStore:
             ActionRow.kind, ActionRow.status
         )
         with self._read("count actions") as session:
-            return {(k, s): n for k, s, n in session.execute(query).tuples()}
+            return {(k, s): n for k, s, n in session.execute(query)}
 
     def guard_block_counts(self) -> dict[str, int]:
         """Plans each guard blocked: ``healer_guard_blocks_total``."""
@@ -534,7 +534,7 @@ class AuditStore:
             .group_by(GuardVerdictRow.guard)
         )
         with self._read("count guard blocks") as session:
-            return {g: n for g, n in session.execute(query).tuples()}
+            return {g: n for g, n in session.execute(query)}
 
     # -- sessions --------------------------------------------------------------------
 
