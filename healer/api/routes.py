@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query
 from fastapi import Path as PathParam
@@ -47,7 +47,12 @@ MAX_PAGE = 500
 MAX_ID = 2**63 - 1
 """Ids are 64-bit integers in every backend; a larger one cannot name a record."""
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "a body that cannot be parsed, or a cursor this server did not issue"},
+    401: {"description": "missing or invalid bearer token"},
+    403: {"description": "the token's role may not do this"},
+}
+router = APIRouter(prefix="/api/v1", tags=["api"], responses=_AUTH_ERRORS)
 
 
 def _utc(value: datetime) -> datetime:
@@ -143,7 +148,7 @@ def list_actions(
     return ActionList(items=[ActionOut.from_view(a) for a in store.actions(status=status, limit=limit)])
 
 
-_REVIEW_ERRORS: dict[int | str, dict[str, object]] = {
+_REVIEW_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such action"},
     409: {"description": "the action is not pending approval"},
 }
