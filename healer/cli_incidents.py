@@ -20,9 +20,7 @@ incidents_app = typer.Typer(no_args_is_help=True, help="Review incidents through
 UrlOpt = Annotated[
     str, typer.Option("--url", envvar="HEALER_URL", help="Base URL of the healer API.")
 ]
-TokenOpt = Annotated[
-    str, typer.Option("--token", envvar="HEALER_TOKEN", help="API bearer token.")
-]
+TokenOpt = Annotated[str, typer.Option("--token", envvar="HEALER_TOKEN", help="API bearer token.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print the API's JSON.")]
 DEFAULT_URL = "http://127.0.0.1:8080"
 TIMEOUT_S = 10.0
@@ -54,7 +52,9 @@ def _call(method: str, url: str, token: str, path: str, **kwargs: Any) -> Any:
 def list_(
     url: UrlOpt = DEFAULT_URL,
     token: TokenOpt = "",
-    status: Annotated[str | None, typer.Option(help="open, verifying, pending_approval, resolved.")] = None,
+    status: Annotated[
+        str | None, typer.Option(help="open, verifying, pending_approval, resolved.")
+    ] = None,
     namespace: Annotated[str | None, typer.Option()] = None,
     workload: Annotated[str | None, typer.Option()] = None,
     cause: Annotated[str | None, typer.Option()] = None,
@@ -76,10 +76,10 @@ def list_(
         return
     for item in page["items"]:
         wl = item["workload"]
+        action = f"{item['action'] or '-'} {item['action_status'] or ''} {item['outcome'] or ''}"
         typer.echo(
             f"#{item['id']:<6} {item['opened'][:19]}  {wl['namespace']}/{wl['name']:<20} "
-            f"{item['status']:<16} {item['cause'] or '-':<12} "
-            f"{item['action'] or '-'} {item['action_status'] or ''} {item['outcome'] or ''}".rstrip()
+            f"{item['status']:<16} {item['cause'] or '-':<12} {action}".rstrip()
         )
     if page["next_cursor"]:
         typer.echo(f"more: --cursor {page['next_cursor']}")

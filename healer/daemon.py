@@ -384,7 +384,9 @@ class Healer:
 
     def _take_approved(self, detection: Detection, now: datetime) -> None:
         for approved in self.store.approved_actions():
-            self._guarded(approved.workload, self._take_one_approved, approved.incident_id, detection, now)
+            self._guarded(
+                approved.workload, self._take_one_approved, approved.incident_id, detection, now
+            )
 
     def _take_one_approved(self, incident_id: int, detection: Detection, now: datetime) -> None:
         """Plan again on the cluster as it is now, through the same guards; take the

@@ -34,7 +34,9 @@ class CursorSigner:
     def load(self, cursor: str) -> int:
         """The id in ``cursor``; BadCursor when it was not made by this key."""
         head, _, signature = cursor.partition(".")
-        if not (cursor.isascii() and head.isdigit()) or len(head) > 19:  # 19 digits: the largest 64-bit id
+        if (
+            not (cursor.isascii() and head.isdigit()) or len(head) > 19
+        ):  # 19 digits: the largest 64-bit id
             raise BadCursor("not a cursor this server issued")
         if not hmac.compare_digest(signature, self._sign(int(head))):
             raise BadCursor("signature does not match: the cursor was altered or is stale")

@@ -32,17 +32,17 @@ class AgentCollector(Collector):
     def collect(self) -> Iterable[Metric]:
         status = self._status() if self._status else {}
         cycles = _number(status.get("cycles"))
-        yield CounterMetricFamily(
-            "healer_cycles", "Cycles run with metrics.", value=cycles
-        )
+        yield CounterMetricFamily("healer_cycles", "Cycles run with metrics.", value=cycles)
         yield SummaryMetricFamily(
             "healer_cycle_seconds",
             "Time spent per cycle (wall clock).",
-            count_value=cycles,
+            count_value=int(cycles),
             sum_value=_number(status.get("cycle_seconds_sum")),
         )
         yield CounterMetricFamily(
-            "healer_findings", "Findings reported by the detector.", value=_number(status.get("findings"))
+            "healer_findings",
+            "Findings reported by the detector.",
+            value=_number(status.get("findings")),
         )
         actions = CounterMetricFamily(
             "healer_actions", "Actions recorded, by kind and outcome.", labels=["kind", "outcome"]

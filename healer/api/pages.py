@@ -85,7 +85,10 @@ def _parse_time(value: str | None) -> datetime | None:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
         raise HTTPException(422, detail=f"not an ISO 8601 time: {value!r}") from exc
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    try:
+        return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
+    except OverflowError as exc:
+        raise HTTPException(422, detail=f"time out of range: {value!r}") from exc
 
 
 @router.get("/", response_class=HTMLResponse)

@@ -15,7 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query
+from fastapi import APIRouter, HTTPException, Query, Response
 from fastapi import Path as PathParam
 from pydantic import AfterValidator, AwareDatetime, JsonValue
 
@@ -64,13 +64,11 @@ def _utc(value: datetime) -> datetime:
 
 When = Annotated[AwareDatetime, AfterValidator(_utc)]
 Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
-Namespace = Annotated[
-    str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-]
+Namespace = Annotated[str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
 Name = Annotated[str | None, Query(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 
 
-@router.get("/incidents")
+@router.get("/incidents", response_model=IncidentPage)
 def list_incidents(
     _: Viewer,
     store: StoreDep,
@@ -85,7 +83,7 @@ def list_incidents(
     cursor: Annotated[
         str | None, Query(max_length=100, description="next_cursor of the previous page")
     ] = None,
-) -> IncidentPage:
+) -> Response:
     """Incidents newest first, filtered, one page at a time (keyset pagination on id)."""
     try:
         before = ctx.cursors.load(cursor) if cursor is not None else None
@@ -103,7 +101,9 @@ def list_incidents(
     )
     page = rows[:limit]
     next_cursor = ctx.cursors.dump(page[-1].id) if len(rows) > limit else None
-    return IncidentPage(items=[IncidentItem.from_summary(r) for r in page], next_cursor=next_cursor)
+    body = IncidentPage(items=[IncidentItem.from_summary(r) for r in page], next_cursor=next_cursor)
+    # Serialized once here: returned as a model, FastAPI would validate it again first.
+    return Response(body.model_dump_json(), media_type="application/json")
 
 
 @router.get("/incidents/{incident_id}", responses={404: {"description": "no such incident"}})
@@ -145,7 +145,9 @@ def list_actions(
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> ActionList:
     """Actions newest first; ``status=pending_approval`` lists those waiting for a person."""
-    return ActionList(items=[ActionOut.from_view(a) for a in store.actions(status=status, limit=limit)])
+    return ActionList(
+        items=[ActionOut.from_view(a) for a in store.actions(status=status, limit=limit)]
+    )
 
 
 _REVIEW_ERRORS: dict[int | str, dict[str, Any]] = {

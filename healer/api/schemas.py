@@ -8,7 +8,6 @@ string values. Each model is built from the store's result by a ``from_*`` class
 from __future__ import annotations
 
 from datetime import datetime
-
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue

@@ -64,7 +64,9 @@ def finding(wl: WorkloadRef, t: float) -> Finding:
     return Finding(wl, at(t), 0.97, (deviation,), onset=at(t - 60), model_version="m-1")
 
 
-def incident(store: AuditStore, wl: WorkloadRef, t: float, cause: Cause, status: ActionStatus) -> int:
+def incident(
+    store: AuditStore, wl: WorkloadRef, t: float, cause: Cause, status: ActionStatus
+) -> int:
     iid = store.open_incident(finding(wl, t))
     store.record_diagnosis(iid, Diagnosis(wl, cause, 0.9, "why"), at=at(t))
     guards = (GuardResult("cooldown", True, "none"), GuardResult("anomaly_brake", True, "1/9"))
@@ -136,7 +138,11 @@ def test_open_endpoints_need_no_token(served: str) -> None:
         assert ok(http.get("/readyz"))["status"] == "ready"
         metrics = http.get("/metrics")
         assert metrics.status_code == 200
-        for name in ("healer_cycles_total 3.0", "healer_cycle_seconds_count", "healer_findings_total"):
+        for name in (
+            "healer_cycles_total 3.0",
+            "healer_cycle_seconds_count",
+            "healer_findings_total",
+        ):
             assert name in metrics.text
         assert "/api/v1/incidents" in ok(http.get("/openapi.json"))["paths"]
         assert "swagger" in http.get("/docs").text.lower()
@@ -150,13 +156,15 @@ def test_metrics_count_actions_and_guard_blocks(served: str, data: dict[str, int
 
 GET_ROUTES = ["/api/v1/incidents", "/api/v1/incidents/1", "/api/v1/actions", "/api/v1/playbooks",
               "/api/v1/models", "/api/v1/status"]  # fmt: skip
-POST_ROUTES = ["/api/v1/actions/2/approve", "/api/v1/actions/2/reject", "/api/v1/incidents/2/feedback"]
+POST_ROUTES = [
+    "/api/v1/actions/2/approve",
+    "/api/v1/actions/2/reject",
+    "/api/v1/incidents/2/feedback",
+]
 
 
 @pytest.mark.parametrize("route", GET_ROUTES + POST_ROUTES)
-def test_every_api_route_needs_a_valid_token(
-    served: str, data: dict[str, int], route: str
-) -> None:
+def test_every_api_route_needs_a_valid_token(served: str, data: dict[str, int], route: str) -> None:
     for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "Basic eDp5"}):
         response = httpx.request(
             "POST" if route in POST_ROUTES else "GET", served + route, headers=headers, json={}
@@ -184,7 +192,9 @@ def test_both_roles_read(served: str, data: dict[str, int], route: str) -> None:
 
 def test_list_filters(served: str, data: dict[str, int]) -> None:
     def ids(**params: Any) -> list[int]:
-        return [i["id"] for i in ok(client(served).get("/api/v1/incidents", params=params))["items"]]
+        return [
+            i["id"] for i in ok(client(served).get("/api/v1/incidents", params=params))["items"]
+        ]
 
     healed, pending = data["healed"], data["pending"]
     assert ids() == [pending, healed], "newest first"
@@ -291,7 +301,7 @@ def db_rows(path: Path) -> list[tuple[object, ...]]:
         rows = [
             row
             for table in ("incidents", "incident_steps", "actions", "feedback")
-            for row in db.execute(f"SELECT * FROM {table} ORDER BY 1")  # noqa: S608
+            for row in db.execute(f"SELECT * FROM {table} ORDER BY 1")
         ]
     db.close()
     return rows
@@ -333,7 +343,9 @@ def test_bad_input_is_refused_naming_it_and_changes_nothing(
 ) -> None:
     http = client(served, "operator")
     path = path.format(
-        a=action_of(served, data["pending"]), done=action_of(served, data["healed"]), i=data["healed"]
+        a=action_of(served, data["pending"]),
+        done=action_of(served, data["healed"]),
+        i=data["healed"],
     )
     before = db_rows(tmp_path / "audit.db")
     kwargs: dict[str, Any] = {}

@@ -4,9 +4,9 @@ content type and body), and authentication enforced on every /api/v1 operation."
 
 from __future__ import annotations
 
+import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
-import tempfile
 from pathlib import Path
 
 import pytest

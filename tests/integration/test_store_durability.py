@@ -56,9 +56,7 @@ KILL_AFTER_STEPS = 400
 def test_sigkill_loses_no_recorded_step(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     AuditStore(url).close()  # migrate first, so the child is busy writing from the start
-    child = subprocess.Popen(
-        [sys.executable, "-c", WRITER, url], stdout=subprocess.PIPE, text=True
-    )
+    child = subprocess.Popen([sys.executable, "-c", WRITER, url], stdout=subprocess.PIPE, text=True)
     assert child.stdout is not None
     acknowledged: list[tuple[int, str]] = []
     deadline = time.monotonic() + 120

@@ -104,7 +104,9 @@ def test_lifecycle_reviews_feedback_and_counters(pg: AuditStore) -> None:
     )
     assert pg.record_action(iid, taken) == action_id
     pg.record_outcome(iid, Outcome(OutcomeKind.HEALED, "ok", at(300)))
-    label = FeedbackInput(Verdict.TRUE_POSITIVE, Cause.MEMORY_LEAK, ActionKind.RESTART, "olga", at(400))
+    label = FeedbackInput(
+        Verdict.TRUE_POSITIVE, Cause.MEMORY_LEAK, ActionKind.RESTART, "olga", at(400)
+    )
     pg.record_feedback(iid, label)
     detail = pg.get_incident(iid)
     assert detail is not None
@@ -127,7 +129,9 @@ def test_filters_and_pages(pg: AuditStore) -> None:
     ids = [pg.open_incident(finding(600 * i)) for i in range(5)]
     assert [s.id for s in pg.list_incidents(limit=2, before_id=ids[3])] == [ids[2], ids[1]]
     assert [s.id for s in pg.list_incidents(since=at(1200 - 120))] == ids[:1:-1]
-    assert [s.id for s in pg.list_incidents(namespace="shop", workload="cart", limit=1)] == [ids[-1]]
+    assert [s.id for s in pg.list_incidents(namespace="shop", workload="cart", limit=1)] == [
+        ids[-1]
+    ]
     assert pg.list_incidents(status=IncidentStatus.RESOLVED) == []
 
 

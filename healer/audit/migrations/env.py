@@ -15,8 +15,6 @@ connection = context.config.attributes.get("connection")
 if not isinstance(connection, Connection):
     raise RuntimeError("healer migrations run through healer.audit.migrate.upgrade")
 # render_as_batch: SQLite alters a table by copying it; Alembic's batch mode does that.
-context.configure(
-    connection=connection, target_metadata=Base.metadata, render_as_batch=True
-)
+context.configure(connection=connection, target_metadata=Base.metadata, render_as_batch=True)
 with context.begin_transaction():
     context.run_migrations()

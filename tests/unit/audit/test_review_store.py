@@ -11,8 +11,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from healer.audit import AuditStore, FeedbackInput, StepKind
-from healer.audit import migrate
+from healer.audit import AuditStore, FeedbackInput, StepKind, migrate
 from healer.audit.tables import Base
 from healer.errors import ReviewConflict, UnknownRecord
 from healer.types import (
@@ -65,7 +64,7 @@ def snapshot(path: Path) -> list[tuple[object, ...]]:
         rows = [
             row
             for table in ("incidents", "incident_steps", "actions", "feedback", "guard_verdicts")
-            for row in db.execute(f"SELECT * FROM {table} ORDER BY 1")  # noqa: S608 (fixed names)
+            for row in db.execute(f"SELECT * FROM {table} ORDER BY 1")
         ]
     db.close()
     return rows
@@ -135,7 +134,7 @@ def test_the_default_identity_is_host_and_pid(store: AuditStore) -> None:
 
 
 def test_approving_marks_the_action_and_reopens_the_incident(store: AuditStore) -> None:
-    iid, action_id = pending(store)
+    _iid, action_id = pending(store)
     view = store.approve_action(action_id, by="olga", reason="ok", at=at(30))
     assert (view.status, view.reviewed_by, view.review_reason) == (
         ActionStatus.APPROVED,
@@ -149,7 +148,7 @@ def test_approving_marks_the_action_and_reopens_the_incident(store: AuditStore) 
 
 
 def test_rejecting_closes_the_incident_as_escalated(store: AuditStore) -> None:
-    iid, action_id = pending(store)
+    _iid, action_id = pending(store)
     store.reject_action(action_id, by="olga", reason="peak hour", at=at(30))
     [summary] = store.list_incidents()
     assert (summary.status, summary.outcome) == (IncidentStatus.RESOLVED, OutcomeKind.ESCALATED)
