@@ -357,3 +357,27 @@ def test_bad_input_is_refused_naming_it_and_changes_nothing(
     assert answer.status_code == status, answer.text
     assert text in answer.text
     assert db_rows(tmp_path / "audit.db") == before
+
+
+def test_the_incidents_command_talks_to_the_api(served: str, data: dict[str, int]) -> None:
+    from typer.testing import CliRunner
+
+    from healer.cli import app
+    from healer.errors import HealerError
+
+    runner = CliRunner()
+    env = {"HEALER_URL": served, "HEALER_TOKEN": TOKENS["operator"]}
+    listed = runner.invoke(app, ["incidents", "list", "--status", "pending_approval"], env=env)
+    assert listed.exit_code == 0, listed.output
+    assert f"#{data['pending']}" in listed.output and "bank/ledger" in listed.output
+    action_id = action_of(served, data["pending"])
+    shown = runner.invoke(app, ["incidents", "show", str(data["pending"])], env=env)
+    assert f"action {action_id}: scale pending_approval" in shown.output
+    approved = runner.invoke(app, ["incidents", "approve", str(action_id)], env=env)
+    assert approved.output.strip() == f"action {action_id} (scale) approved"
+    again = runner.invoke(app, ["incidents", "reject", str(action_id), "--reason", "no"], env=env)
+    assert isinstance(again.exception, HealerError)
+    assert "409" in str(again.exception) and "not pending_approval" in str(again.exception)
+    viewer = {**env, "HEALER_TOKEN": TOKENS["viewer"]}
+    refused = runner.invoke(app, ["incidents", "approve", str(action_id)], env=viewer)
+    assert isinstance(refused.exception, HealerError) and "403" in str(refused.exception)
