@@ -17,10 +17,12 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Engine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+_LOCK_KEY = 0x6865616C6572
+"""PostgreSQL advisory lock held while migrating ("healer" in ASCII)."""
 BASELINE = "0001"
 """The revision a database from before migrations is at: the tables create_all made."""
 
@@ -48,6 +50,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate to ``revision`` in one transaction; idempotent (a current database is left
     alone). Raises SQLAlchemyError when the database refuses."""
     with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            # Replicas starting together: one migrates, the others wait, then find it done.
+            connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
         config = _config(connection)
         tables = set(inspect(connection).get_table_names())
         if "incidents" in tables and "alembic_version" not in tables:

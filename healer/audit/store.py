@@ -181,7 +181,9 @@ class AuditStore:
         self.identity = identity or default_identity()
         try:
             self._engine = _create_engine(url)
-            migrate.upgrade(self._engine)
+            # Take SQLite's write lock first: two processes opening one new file at once
+            # then migrate one after the other instead of failing on a lock upgrade.
+            migrate.upgrade(self._engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"}))
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open audit store: {_brief(exc)}") from exc
         self._reader = sessionmaker(self._engine, expire_on_commit=False)
