@@ -151,7 +151,7 @@ def test_approve_a_pending_restart_in_the_review_page(demo: Demo, tmp_path: Path
                 assert time.monotonic() < deadline, "the approved restart was not taken"
                 time.sleep(0.5)
                 page.reload()
-            page.screenshot(path=str(tmp_path / "review-page.png"), full_page=True)
+            page.screenshot(path=str(tmp_path / "review-page.png"))
             if folder := os.environ.get("HEALER_SCREENSHOTS"):
                 shutil.copy(tmp_path / "review-page.png", Path(folder) / "review-page.png")
         finally:

@@ -157,3 +157,41 @@ def test_an_incident_page_plots_the_stored_signals(client: TestClient, store: Au
     page = client.get(f"/incidents/{iid}").text
     assert '<svg class="chart"' in page and 'aria-label="error_ratio"' in page
     assert "<title>baseline</title>" in page and "<title>finding</title>" in page
+
+
+def pending_restart(store: AuditStore) -> tuple[int, int]:
+    errors = SignalDeviation(Signal.MEMORY, 0.9, 0.4, 9.0, Direction.UP)
+    iid = store.open_incident(Finding(CART, T0, 0.99, (errors,), T0, "m/1"))
+    record = ActionRecord(
+        ActionKind.RESTART, CART, {"verb": "PATCH"}, ActionStatus.PENDING_APPROVAL, T0, T0
+    )
+    return iid, store.record_action(iid, record)
+
+
+def test_the_buttons_reject_and_label(client: TestClient, store: AuditStore) -> None:
+    iid, action_id = pending_restart(store)
+    assert f'action="/actions/{action_id}/approve"' in client.get("/").text
+    done = client.post(f"/actions/{action_id}/reject", data={"reason": "peak hour"})
+    assert done.status_code == 200 and "rejected" in done.text and "peak hour" in done.text
+    assert client.post(f"/actions/{action_id}/approve").status_code == 409
+    labelled = client.post(
+        f"/incidents/{iid}/feedback",
+        data={"verdict": "false_positive", "cause": "", "right_action": "", "note": "cron job"},
+    )
+    assert labelled.status_code == 200 and "false_positive" in labelled.text
+    [feedback] = store.feedback()
+    assert (feedback.by, feedback.note) == ("olga", "cron job")
+    bad = client.post(f"/incidents/{iid}/feedback", data={"verdict": "true_positive", "cause": "x"})
+    assert bad.status_code == 422 and "cause" in bad.text
+
+
+def test_a_viewer_sees_no_buttons_and_may_not_press_them(store: AuditStore) -> None:
+    _, action_id = pending_restart(store)
+    settings = Settings(
+        api={"tokens": [{"name": "vic", "role": "viewer", "sha256": hash_token("view")}]}
+    )
+    with TestClient(create_app(store=store, settings=settings), cookies={COOKIE: "view"}) as c:
+        assert "/approve" not in c.get("/").text
+        assert c.post(f"/actions/{action_id}/approve").status_code == 403
+    [action] = store.actions()
+    assert action.status == ActionStatus.PENDING_APPROVAL
