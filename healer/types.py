@@ -238,6 +238,11 @@ class ActionStatus(enum.StrEnum):
     DRY_RUN = "dry_run"
     PENDING_APPROVAL = "pending_approval"
     BLOCKED = "blocked"
+    APPROVED = "approved"
+    """A person approved a pending action; the daemon's next cycle runs it through the
+    guards again and takes it (or blocks it)."""
+    REJECTED = "rejected"
+    """A person rejected a pending action; it is never taken."""
 
 
 @dataclass(frozen=True)
