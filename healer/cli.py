@@ -68,7 +68,7 @@ def run(
     from healer.config import load_settings
     from healer.daemon import Healer, run_forever
     from healer.decide import load_playbooks
-    from healer.detect.streaming import StreamingDetector
+    from healer.detect.combined import build_detector
     from healer.logs import configure
 
     cluster = {k: v for k, v in (("kubeconfig", kubeconfig), ("context", context)) if v}
@@ -82,7 +82,7 @@ def run(
     store = AuditStore(settings.store.url)
     healer = Healer(
         source=source,
-        detector=StreamingDetector(settings.detector),
+        detector=build_detector(settings.detector),
         actuator=actuator,
         store=store,
         playbooks=playbooks,
