@@ -82,7 +82,9 @@ def prometheus_history(
             until_s = min(start.timestamp() + (k + 1) * PROMETHEUS_CHUNK_S, end.timestamp())
             window_s = until_s - (start.timestamp() + k * PROMETHEUS_CHUNK_S)
             source.reset()
-            frames.append(source.fetch(until=datetime.fromtimestamp(until_s, start.tzinfo), window_s=window_s))
+            frames.append(
+                source.fetch(until=datetime.fromtimestamp(until_s, start.tzinfo), window_s=window_s)
+            )
             bar.advance(task)
     return History(concat_frames(frames), source=settings.url)
 

@@ -74,7 +74,7 @@ class CombinedDetector:
                     at=stream.at,
                     score=float(scores[w]),
                     signals=self._attribution(
-                        stream, w, shares[w] if joint_fires else None, distance[w], moved[w]
+                        stream, int(w), shares[w] if joint_fires else None, distance[w], moved[w]
                     ),
                     onset=datetime.fromtimestamp(onset_s, UTC),
                     model_version=self.model_version,

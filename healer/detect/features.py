@@ -37,6 +37,10 @@ LONG_WINDOW_S = 900.0
 # a hundredth of a request per second, and of a CPU request.
 PER_REQUEST_EPS = 0.01
 
+# Resolution of the change of CPU per request (a log ratio): half a percent. Both are
+# rates of counters over the same window, so their shared noise cancels in the ratio.
+COST_FLOOR = 0.005
+
 # Signals spanning orders of magnitude are compared on a log scale.
 _LOG_SIGNALS = frozenset({Signal.RESTARTS, Signal.REQUEST_RATE, Signal.LATENCY_P99})
 # Signals whose level is comparable between workloads; the others (CPU, memory, traffic,
@@ -80,7 +84,7 @@ class FeatureSpec:
         """(F,) resolution of each feature, on its own scale: no spread is taken as smaller.
 
         The signals' measurement floors (``detect.signals``); on a log scale a floor is a
-        relative change, at least ``RELATIVE_FLOOR``. CPU per request is a log ratio.
+        relative change, at least ``RELATIVE_FLOOR``; CPU per request has ``COST_FLOOR``.
         """
         floor = {
             s: max(RELATIVE_FLOOR, float(np.log1p(ABSOLUTE_FLOOR[s])))
@@ -88,10 +92,8 @@ class FeatureSpec:
             else ABSOLUTE_FLOOR[s]
             for s in self.signals
         }
-        out: F64 = np.array(
-            [*(floor[s] for s in self.signals), *(floor[s] for s in self.level_signals)]
-            + [RELATIVE_FLOOR]
-        )
+        per_feature = [floor[s] for s in (*self.signals, *self.level_signals)]
+        out: F64 = np.array([*per_feature, COST_FLOOR])
         return out
 
     def directions(self, features: F64) -> F64:

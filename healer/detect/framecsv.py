@@ -45,7 +45,9 @@ def _number(path: Path, line: int, column: str, text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise SeriesError(f"{path}: line {line}, column {column!r}: {text!r} is not a number") from None
+        raise SeriesError(
+            f"{path}: line {line}, column {column!r}: {text!r} is not a number"
+        ) from None
     if np.isinf(value):
         raise SeriesError(f"{path}: line {line}, column {column!r}: {text!r} is not finite")
     return value
@@ -86,7 +88,9 @@ def _assemble(
     last: dict[WorkloadRef, float] = {}
     for line, row in enumerate(rows, start=2):
         if len(row) != len(header):
-            raise SeriesError(f"{path}: line {line}: expected {len(header)} columns, got {len(row)}")
+            raise SeriesError(
+                f"{path}: line {line}: expected {len(header)} columns, got {len(row)}"
+            )
         when = _timestamp(path, line, row[at["timestamp"]])
         ref = WorkloadRef(row[at["namespace"]].strip(), "Deployment", row[at["workload"]].strip())
         if ref in last and when <= last[ref]:
@@ -133,7 +137,7 @@ def concat_frames(frames: Sequence[Frame]) -> Frame:
     values = np.full((len(workloads), len(signals), len(times)), np.nan)
     index = {w: i for i, w in enumerate(workloads)}
     for f in frames:
-        rows = [index[w] for w in f.workloads]
+        rows = np.array([index[w] for w in f.workloads], dtype=np.int64)
         cols = np.searchsorted(times, f.timestamps)
-        values[np.ix_(rows, range(len(signals)), cols)] = f.values
+        values[np.ix_(rows, np.arange(len(signals)), cols)] = f.values
     return Frame(times, workloads, signals, values)

@@ -121,7 +121,7 @@ def register(models_dir: Path, version: str, *, at: datetime) -> None:
 
 
 def load(version: str, *, models_dir: Path) -> LoadedModel:
-    """Load a version after checking it; raises ``DetectError``/``ModelMismatch`` naming the file."""
+    """Load a version after checking it; a refusal (``DetectError``) names the file."""
     card_path = models_dir / f"{version}{CARD_SUFFIX}"
     direct = models_dir / version
     if direct.suffix.lower() in PICKLE_SUFFIXES:

@@ -18,6 +18,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -172,13 +173,19 @@ def evaluate(
     windows = 0
     with _progress(progress) as bar:
         for i, h in enumerate(items):
-            task = bar.add_task(f"scoring {h.source or f'history {i}'}", total=h.frame.values.shape[2])
-            scores = score_history(h.frame, model, settings=settings, advance=lambda n, t=task: bar.advance(t, n))
+            task = bar.add_task(
+                f"scoring {h.source or f'history {i}'}", total=h.frame.values.shape[2]
+            )
+            scores = score_history(
+                h.frame, model, settings=settings, advance=partial(bar.advance, task)
+            )
             hot = scores >= settings.score_threshold
             bad = _in_windows(h.frame, h.windows, anomalous=True)
             rising = hot & ~np.concatenate([np.zeros((len(hot), 1), bool), hot[:, :-1]], axis=1)
             alarms += int((rising & ~bad).sum())
-            hours += float(len(h.frame.workloads) * len(h.frame.timestamps) * frame_step_s(h.frame) / 3600.0)
+            hours += float(
+                len(h.frame.workloads) * len(h.frame.timestamps) * frame_step_s(h.frame) / 3600.0
+            )
             for win in (w for w in h.windows if w.anomalous):
                 if win.workload not in h.frame.workloads:
                     continue
@@ -207,7 +214,9 @@ def _nab_items(h: History, scores: F64, i: int) -> list[LabelledScores]:
         rows = []
         for win in h.windows:
             if win.anomalous and win.workload == ref:
-                idx = np.flatnonzero((h.frame.timestamps >= win.start_s) & (h.frame.timestamps <= win.end_s))
+                idx = np.flatnonzero(
+                    (h.frame.timestamps >= win.start_s) & (h.frame.timestamps <= win.end_s)
+                )
                 if idx.size:
                     rows.append((int(idx[0]), int(idx[-1])))
         out.append(LabelledScores(f"{i}/{ref}", scores[w], tuple(rows)))
@@ -268,16 +277,15 @@ def _card(
 ) -> JsonObject:
     starts = [h.frame.timestamps[0] for h in histories if len(h.frame.timestamps)]
     ends = [h.frame.timestamps[-1] for h in histories if len(h.frame.timestamps)]
-    iso = lambda s: datetime.fromtimestamp(float(s), UTC).isoformat()  # noqa: E731
     return {
         "created": now.isoformat(),
         "training": {
             "sources": [h.source for h in histories],
-            "from": iso(min(starts)) if starts else None,
-            "to": iso(max(ends)) if ends else None,
+            "from": _iso(min(starts)) if starts else None,
+            "to": _iso(max(ends)) if ends else None,
             "workloads": len({w for h in histories for w in h.frame.workloads}),
-            "normal_rows": int(len(X)),
-            "confirmed_normal_rows": int(len(confirmed)),
+            "normal_rows": len(X),
+            "confirmed_normal_rows": len(confirmed),
             "feedback": {
                 "false_positive": sum(f.verdict == Verdict.FALSE_POSITIVE for f in feedback),
                 "true_positive": sum(f.verdict == Verdict.TRUE_POSITIVE for f in feedback),
@@ -292,14 +300,23 @@ def _card(
     }
 
 
+def _iso(unix_s: float) -> str:
+    return datetime.fromtimestamp(float(unix_s), UTC).isoformat()
+
+
 @contextmanager
 def _progress(enabled: bool) -> Iterator[Any]:
     """A rich progress bar on stderr, or one that shows nothing."""
+    from rich.console import Console
     from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
     bar = Progress(
-        TextColumn("{task.description}"), BarColumn(), TimeElapsedColumn(),
-        disable=not enabled, transient=True,
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+        disable=not enabled,
+        transient=True,
     )
     with bar:
         yield bar
