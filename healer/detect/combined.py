@@ -53,7 +53,8 @@ class CombinedDetector:
         stream = self.streaming.update(frame)
         features = latest_features(frame, self.model.spec)
         joint = self.model.anomaly_score(features)
-        scores = np.where(stream.fresh, combine(stream.scores, joint), 0.0)
+        accepted = self.model.matches_confirmed(features)
+        scores = np.where(stream.fresh, combine(stream.scores, joint, accepted), 0.0)
         at_s = stream.at.timestamp()
         hot = scores >= self.settings.score_threshold
         self._track_onset(stream, hot, at_s)
@@ -139,9 +140,10 @@ def score_history(
             advance(1)
     if model is None:
         return out
-    features = window_features(frame, model.spec)
-    joint = model.anomaly_score(features.reshape(-1, features.shape[-1])).reshape(out.shape)
-    combined: F64 = np.where(fresh, combine(out, joint), 0.0)
+    rows = window_features(frame, model.spec).reshape(-1, len(model.features_))
+    joint = model.anomaly_score(rows).reshape(out.shape)
+    accepted = model.matches_confirmed(rows).reshape(out.shape)
+    combined: F64 = np.where(fresh, combine(out, joint, accepted), 0.0)
     return combined
 
 

@@ -15,8 +15,9 @@ hours", which is what an operator can live with at any cluster size. Beyond the
 largest distance seen, the score follows the chi-squared tail.
 
 Confirmed false positives are training data: their rows join the normal set with a
-guaranteed share of the fit (``feedback_share``) and take part in the calibration, so
-the pattern they show stops standing out.
+guaranteed share of the fit (``feedback_share``) and take part in the calibration, so the
+pattern they show stops standing out. A few are kept as exemplars: a row that matches
+one is scored by the joint model alone (``combine``).
 
 The combination with the streaming detector's per-signal score is the larger of the two
 (``combine``).
@@ -45,6 +46,11 @@ TRIM_KEEP = 0.95
 TRIM_ROUNDS = 2
 # Points of the calibration curve kept in the model.
 CALIBRATION_POINTS = 1001
+# Confirmed-normal rows kept as exemplars of the patterns operators accepted.
+MAX_EXEMPLARS = 256
+# A row within this squared distance of an exemplar (in the fitted metric) matches it: the
+# 99th percentile of the chi-squared distance between two draws of one pattern, per feature.
+EXEMPLAR_QUANTILE = 0.99
 
 
 class JointModel(BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no type hints
@@ -97,18 +103,17 @@ class JointModel(BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no 
         core = self._trimmed(z)
         repeats = _repeats(len(core), len(z_extra), self.feedback_share)
         fit_rows = np.vstack([core, *([z_extra] * repeats)])
-        lw = LedoitWolf().fit(fit_rows)
-        self.location_ = np.asarray(lw.location_, dtype=np.float64)
-        self.precision_ = np.asarray(lw.precision_, dtype=np.float64)
+        self.location_, self.precision_ = _gaussian(fit_rows)
         self.features_ = names
+        keep = min(len(z_extra), MAX_EXEMPLARS)
+        self.exemplars_ = z_extra[np.sort(rng.choice(len(z_extra), keep, replace=False))]
         self._calibrate(X, blocks, extra)
         return self
 
     def _trimmed(self, z: F64) -> F64:
         keep = z
         for _ in range(TRIM_ROUNDS):
-            lw = LedoitWolf().fit(keep)
-            d2 = _mahalanobis(keep, lw.location_, lw.precision_)
+            d2 = _mahalanobis(keep, *_gaussian(keep))
             keep = keep[d2 <= np.quantile(d2, TRIM_KEEP)]
         return keep
 
@@ -149,6 +154,19 @@ class JointModel(BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no 
         out: F64 = np.where(d2 > top, beyond, inside)
         return out
 
+    def matches_confirmed(self, X: F64) -> NDArray[np.bool_]:
+        """(N,) whether each row looks like a pattern an operator confirmed as normal."""
+        self._check()
+        if not len(self.exemplars_):
+            return np.zeros(len(X), dtype=bool)
+        root = np.linalg.cholesky(self.precision_)  # precision = root @ root.T
+        a, b = self._standardise(X) @ root, self.exemplars_ @ root
+        d2 = (a * a).sum(1)[:, None] - 2 * a @ b.T + (b * b).sum(1)[None, :]
+        # Two draws of one pattern differ by twice its variance: chi-squared scaled by 2.
+        radius = 2.0 * chi2.ppf(EXEMPLAR_QUANTILE, len(self.features_))
+        out: NDArray[np.bool_] = d2.min(axis=1) <= radius
+        return out
+
     def contributions(self, X: F64) -> F64:
         """(N, S) each signal's share of the distance (the feature terms summed per signal)."""
         z = self._standardise(X) - self.location_
@@ -157,8 +175,12 @@ class JointModel(BaseEstimator):  # type: ignore[misc]  # scikit-learn ships no 
         return out
 
 
-def combine(stream: F64, joint: F64) -> F64:
+def combine(stream: F64, joint: F64, confirmed: NDArray[np.bool_] | None = None) -> F64:
     """One score from two: the larger, so either detector alone can raise a finding.
+
+    Where a row matches a pattern operators confirmed as normal (``confirmed``), the
+    joint model, which has learned that pattern, speaks alone: the streaming baselines
+    cannot learn from feedback, so they would keep flagging it.
 
     Both are calibrated, and the joint score against hourly maxima, which is much
     stricter than the streaming score's per-sample calibration: the joint model adds at
@@ -166,7 +188,24 @@ def combine(stream: F64, joint: F64) -> F64:
     detector's, instead of weakening every streaming score as a Šidák correction would.
     """
     out: F64 = np.maximum(stream, joint)
+    if confirmed is not None:
+        out = np.where(confirmed, joint, out)
     return out
+
+
+def _gaussian(z: F64) -> tuple[F64, F64]:
+    """Location and precision of standardised rows: Ledoit-Wolf, each variance at least 1.
+
+    Features are scaled by at least their measurement floor, so a variance under 1 is a
+    spread finer than the signal's resolution: it is raised to 1, or a change of one
+    rounding step would count as many deviations.
+    """
+    covariance = np.asarray(LedoitWolf().fit(z).covariance_, dtype=np.float64)
+    diagonal = np.diag_indices_from(covariance)
+    covariance[diagonal] = np.maximum(covariance[diagonal], 1.0)
+    location: F64 = z.mean(axis=0)
+    precision: F64 = np.asarray(np.linalg.inv(covariance), dtype=np.float64)
+    return location, precision
 
 
 def _mahalanobis(z: F64, location: F64, precision: F64) -> F64:

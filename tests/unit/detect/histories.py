@@ -47,7 +47,9 @@ class Pattern:
     factors: dict[Signal, float]
 
 
-def history(hours: float, *, seed: int = 0, start_row: int = 0, patterns: tuple[Pattern, ...] = ()) -> Frame:
+def history(
+    hours: float, *, seed: int = 0, start_row: int = 0, patterns: tuple[Pattern, ...] = ()
+) -> Frame:
     """Every workload at its level with its noise; traffic, and CPU with it, on a daily cycle."""
     rng = np.random.default_rng(seed)
     rows = int(hours * PER_HOUR)
@@ -58,7 +60,9 @@ def history(hours: float, *, seed: int = 0, start_row: int = 0, patterns: tuple[
         base = LEVEL[sig] * (cycle if sig in (Signal.CPU, Signal.REQUEST_RATE) else 1.0)
         values[:, s, :] = base * (1 + NOISE[sig] * rng.standard_normal((len(WORKLOADS), rows)))
     # CPU is spent serving requests: it follows traffic, with a little noise of its own.
-    traffic = values[:, SIGNALS.index(Signal.REQUEST_RATE), :] / (LEVEL[Signal.REQUEST_RATE] * cycle)
+    traffic = values[:, SIGNALS.index(Signal.REQUEST_RATE), :] / (
+        LEVEL[Signal.REQUEST_RATE] * cycle
+    )
     own = 1 + 0.01 * rng.standard_normal((len(WORKLOADS), rows))
     values[:, SIGNALS.index(Signal.CPU), :] = LEVEL[Signal.CPU] * cycle * traffic * own
     for p in patterns:

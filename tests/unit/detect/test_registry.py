@@ -49,7 +49,9 @@ def test_a_saved_version_loads_and_scores_as_before(models: Path) -> None:
     loaded = registry.load("joint-1", models_dir=models)
     fresh = train(History(history(3, seed=1)), now=NOW).model
     features = window_features(history(1, seed=9), fresh.spec).reshape(-1, len(fresh.features_))
-    np.testing.assert_array_equal(loaded.model.anomaly_score(features), fresh.anomaly_score(features))
+    np.testing.assert_array_equal(
+        loaded.model.anomaly_score(features), fresh.anomaly_score(features)
+    )
     assert registry.registered(models) == [{"version": "joint-1", "registered": NOW.isoformat()}]
 
 
@@ -74,7 +76,9 @@ def test_versions_count_up_and_never_overwrite(models: Path) -> None:
 def test_a_tampered_artifact_is_refused(models: Path) -> None:
     artifact = models / "joint-1.skops"
     artifact.write_bytes(artifact.read_bytes() + b"\0")
-    with pytest.raises(ModelMismatch, match=r"joint-1\.skops: sha256 differs from .*joint-1\.card\.json"):
+    with pytest.raises(
+        ModelMismatch, match=r"joint-1\.skops: sha256 differs from .*joint-1\.card\.json"
+    ):
         registry.load("joint-1", models_dir=models)
 
 
@@ -120,7 +124,9 @@ def test_a_card_naming_a_pickle_artifact_is_refused(models: Path) -> None:
 
 
 def test_an_unknown_version_names_the_card_and_the_versions(models: Path) -> None:
-    with pytest.raises(DetectError, match=r"joint-9\.card\.json: no such model card \(versions: joint-1\)"):
+    with pytest.raises(
+        DetectError, match=r"joint-9\.card\.json: no such model card \(versions: joint-1\)"
+    ):
         registry.load("joint-9", models_dir=models)
 
 
