@@ -15,12 +15,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from healer.config import PrometheusSettings
 from healer.detect.framecsv import concat_frames, read_frame_csv
 from healer.detect.train import History, LabelledWindow
 from healer.errors import ConfigError
 from healer.types import WorkloadRef
+
+if TYPE_CHECKING:
+    from healer.collect.prometheus import RangeClient
 
 # Prometheus answers at most 11,000 points per series; six hours of 15 s steps is 1,440.
 PROMETHEUS_CHUNK_S = 6 * 3600.0
@@ -60,9 +64,17 @@ def sim_history(scenario: str, *, duration_s: float, progress: bool = False) -> 
 
 
 def prometheus_history(
-    settings: PrometheusSettings, *, start: datetime, end: datetime, progress: bool = False
+    settings: PrometheusSettings,
+    *,
+    start: datetime,
+    end: datetime,
+    progress: bool = False,
+    client: RangeClient | None = None,
 ) -> History:
-    """Every workload's signals from Prometheus between ``start`` and ``end``, in chunks."""
+    """Every workload's signals from Prometheus between ``start`` and ``end``, in chunks.
+
+    ``client`` replaces the HTTP client built from the settings (tests pass a fake).
+    """
     from rich.console import Console
     from rich.progress import Progress
 
@@ -72,7 +84,7 @@ def prometheus_history(
         raise ConfigError("prometheus.url is not set; give --prometheus URL")
     if end <= start:
         raise ConfigError(f"the time range is empty: {start.isoformat()} .. {end.isoformat()}")
-    source = PrometheusSource.from_settings(settings)
+    source = PrometheusSource.from_settings(settings, client=client)
     total_s = (end - start).total_seconds()
     chunks = max(1, int(-(-total_s // PROMETHEUS_CHUNK_S)))
     frames = []
