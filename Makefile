@@ -50,6 +50,7 @@ lint: $(DEV_STAMP)
 # measure scale and take longer: run them by hand.
 bench: $(STAMP)
 	$(BIN)/python bench/detection.py
+	$(BIN)/python bench/joint.py
 	$(BIN)/python bench/loop.py $(ARGS)
 
 clean:
