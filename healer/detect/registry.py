@@ -122,12 +122,14 @@ def register(models_dir: Path, version: str, *, at: datetime) -> None:
 
 def load(version: str, *, models_dir: Path) -> LoadedModel:
     """Load a version after checking it; a refusal (``DetectError``) names the file."""
-    card_path = models_dir / f"{version}{CARD_SUFFIX}"
     direct = models_dir / version
     if direct.suffix.lower() in PICKLE_SUFFIXES:
         raise DetectError(f"{direct}: refusing a pickle file (loading one runs code); use skops")
+    if not _VERSION.match(version):
+        raise DetectError(f"model version {version!r}: letters, digits, '.', '_' and '-' only")
+    card_path = models_dir / f"{version}{CARD_SUFFIX}"
     card = _read_card(card_path)
-    artifact = models_dir / str(card.get("artifact", ""))
+    artifact = models_dir / Path(str(card.get("artifact", ""))).name  # never outside the folder
     refuse_pickle(artifact)
     if not artifact.is_file():
         raise DetectError(f"{artifact}: artifact named by {card_path} is missing")

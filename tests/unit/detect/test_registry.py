@@ -135,3 +135,8 @@ def test_the_settings_choose_the_detector(models: Path) -> None:
     chosen = build_detector(DetectorSettings(model_version="joint-1", models_dir=models))
     assert isinstance(chosen, CombinedDetector)
     assert chosen.model_version == "streaming-baseline/1+joint-1"
+
+
+def test_a_version_is_a_name_not_a_path(models: Path) -> None:
+    with pytest.raises(DetectError, match="letters, digits"):
+        registry.load("../elsewhere/joint-1", models_dir=models)
