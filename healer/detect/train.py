@@ -169,8 +169,9 @@ def evaluate(
     """Replay the service detector (streaming, plus ``model`` when given) over labelled history."""
     settings = settings or DetectorSettings()
     items = [histories] if isinstance(histories, History) else list(histories)
-    hours, alarms, found, delays, nab_items = 0.0, 0, 0, [], []
-    windows = 0
+    hours, alarms = 0.0, 0
+    delays: list[float | None] = []
+    nab_items: list[LabelledScores] = []
     with _progress(progress) as bar:
         for i, h in enumerate(items):
             task = bar.add_task(
@@ -186,26 +187,30 @@ def evaluate(
             hours += float(
                 len(h.frame.workloads) * len(h.frame.timestamps) * frame_step_s(h.frame) / 3600.0
             )
-            for win in (w for w in h.windows if w.anomalous):
-                if win.workload not in h.frame.workloads:
-                    continue
-                windows += 1
-                w = h.frame.workloads.index(win.workload)
-                inside = (h.frame.timestamps >= win.start_s) & (h.frame.timestamps <= win.end_s)
-                flagged = np.flatnonzero(inside & hot[w])
-                if flagged.size:
-                    found += 1
-                    delays.append(float(h.frame.timestamps[flagged[0]] - win.start_s))
+            delays += _first_alarms(h, hot)
             nab_items += _nab_items(h, scores, i)
-    nab = nab_evaluate(nab_items)[0].normalized if windows else None
+    found = [d for d in delays if d is not None]
     return Evaluation(
         workload_hours=hours,
         false_alarms=alarms,
-        windows=windows,
-        detected=found,
-        median_delay_s=float(np.median(delays)) if delays else None,
-        nab_standard=nab,
+        windows=len(delays),
+        detected=len(found),
+        median_delay_s=float(np.median(found)) if found else None,
+        nab_standard=nab_evaluate(nab_items)[0].normalized if delays else None,
     )
+
+
+def _first_alarms(h: History, hot: NDArray[np.bool_]) -> list[float | None]:
+    """Seconds from each anomaly window's start to its first alarm; None when missed."""
+    out: list[float | None] = []
+    for win in h.windows:
+        if not win.anomalous or win.workload not in h.frame.workloads:
+            continue
+        w = h.frame.workloads.index(win.workload)
+        inside = (h.frame.timestamps >= win.start_s) & (h.frame.timestamps <= win.end_s)
+        flagged = np.flatnonzero(inside & hot[w])
+        out.append(float(h.frame.timestamps[flagged[0]] - win.start_s) if flagged.size else None)
+    return out
 
 
 def _nab_items(h: History, scores: F64, i: int) -> list[LabelledScores]:
