@@ -54,10 +54,16 @@ def quality(train_hours: float, hours: float) -> CombinedDetector:
     return CombinedDetector(result.model, version="bench")
 
 
+# Typical level and relative noise of each signal, in Signal order: a healthy fleet.
+LEVELS = np.array([0.5, 0.4, 0.0, 100.0, 0.002, 0.08, 1.0])
+NOISE = np.array([0.04, 0.005, 0.0, 0.04, 0.3, 0.04, 0.0])
+
+
 def frame(workloads: int, steps: int, seed: int) -> Frame:
     rng = np.random.default_rng(seed)
     refs = tuple(WorkloadRef("bench", "Deployment", f"w{i}") for i in range(workloads))
-    values = np.abs(1.0 + 0.05 * rng.standard_normal((workloads, len(Signal), steps)))
+    shape = (workloads, len(Signal), steps)
+    values = LEVELS[None, :, None] * (1 + NOISE[None, :, None] * rng.standard_normal(shape))
     timestamps = 1_772_449_200.0 + 15.0 * np.arange(steps)
     return Frame(timestamps, refs, tuple(Signal), values)
 

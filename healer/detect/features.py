@@ -165,14 +165,7 @@ def latest_features(frame: Frame, spec: FeatureSpec | None = None) -> F64:
         frame.timestamps[-long:], frame.workloads, frame.signals, frame.values[:, :, -long:]
     )
     x, cost = _inputs(tail, spec)
-    return _combine(
-        _last_mean(x, short),
-        _last_mean(x, long),
-        _last_mean(cost, short),
-        _last_mean(cost, long),
-        spec,
-        axis=1,
-    )
+    return _combine(*_last_means(x, short), *_last_means(cost, short), spec, axis=1)
 
 
 def _rows(frame: Frame, spec: FeatureSpec) -> tuple[int, int]:
@@ -199,16 +192,18 @@ def _combine(
     return out
 
 
-def _last_mean(x: F64, rows: int) -> F64:
-    """Mean of the finite values among the last ``rows`` along the last axis (NaN if none)."""
-    window = x[..., -rows:]
-    finite = np.isfinite(window)
-    counts = finite.sum(axis=-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mean: F64 = np.where(
-            counts > 0, np.where(finite, window, 0.0).sum(axis=-1) / np.maximum(counts, 1), np.nan
-        )
-    return mean
+def _last_means(x: F64, short: int) -> tuple[F64, F64]:
+    """Means of the finite values among the last ``short`` rows and among all rows
+    (the last axis); NaN where a window has none. One pass over one contiguous copy."""
+    finite = np.isfinite(x)
+    filled = np.where(finite, x, 0.0)
+    means = []
+    for rows in (short, x.shape[-1]):
+        counts = finite[..., -rows:].sum(axis=-1)
+        sums = filled[..., -rows:].sum(axis=-1)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            means.append(np.where(counts > 0, sums / np.maximum(counts, 1), np.nan))
+    return means[0], means[1]
 
 
 def _per_request(frame: Frame, spec: FeatureSpec) -> F64:
