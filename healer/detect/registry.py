@@ -129,6 +129,8 @@ def load(version: str, *, models_dir: Path) -> LoadedModel:
         raise DetectError(f"model version {version!r}: letters, digits, '.', '_' and '-' only")
     card_path = models_dir / f"{version}{CARD_SUFFIX}"
     card = _read_card(card_path)
+    if card.get("version") != version:
+        raise ModelMismatch(f"{card_path}: the card is of version {card.get('version')!r}")
     artifact = models_dir / Path(str(card.get("artifact", ""))).name  # never outside the folder
     refuse_pickle(artifact)
     if not artifact.is_file():

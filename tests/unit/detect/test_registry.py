@@ -140,3 +140,11 @@ def test_the_settings_choose_the_detector(models: Path) -> None:
 def test_a_version_is_a_name_not_a_path(models: Path) -> None:
     with pytest.raises(DetectError, match="letters, digits"):
         registry.load("../elsewhere/joint-1", models_dir=models)
+
+
+def test_a_card_of_another_version_is_refused(models: Path) -> None:
+    (models / "joint-2.card.json").write_text((models / "joint-1.card.json").read_text())
+    with pytest.raises(
+        ModelMismatch, match=r"joint-2\.card\.json: the card is of version 'joint-1'"
+    ):
+        registry.load("joint-2", models_dir=models)
