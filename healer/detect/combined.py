@@ -58,10 +58,6 @@ class CombinedDetector:
         at_s = stream.at.timestamp()
         hot = scores >= self.settings.score_threshold
         self._track_onset(stream, hot, at_s)
-        shares = self.model.contributions(features)
-        shares = shares / np.maximum(shares.sum(axis=1, keepdims=True), 1e-12)
-        distance = np.sqrt(self.model.distance(features))
-        moved = self.model.spec.directions(features)
         findings = []
         for w in np.flatnonzero(hot):
             workload = frame.workloads[w]
@@ -74,9 +70,7 @@ class CombinedDetector:
                     workload=workload,
                     at=stream.at,
                     score=float(scores[w]),
-                    signals=self._attribution(
-                        stream, int(w), shares[w] if joint_fires else None, distance[w], moved[w]
-                    ),
+                    signals=self._attribution(stream, int(w), features[w] if joint_fires else None),
                     onset=datetime.fromtimestamp(onset_s, UTC),
                     model_version=self.model_version,
                 )
@@ -91,13 +85,20 @@ class CombinedDetector:
             self.onset_.pop(stream.workloads[w], None)
 
     def _attribution(
-        self, stream: Detection, w: int, shares: F64 | None, distance: float, moved: F64
+        self, stream: Detection, w: int, features: F64 | None
     ) -> tuple[SignalDeviation, ...]:
+        """Signals the streaming detector sees deviate, and (``features`` given, when the
+        joint model fires) those carrying the joint distance, largest first."""
         z = stream.deviations[w]
-        joint = np.zeros_like(z) if shares is None else moved * np.sqrt(shares) * distance
-        named = (np.abs(z) >= ATTRIBUTION_MIN_DEVIATION) | (
-            (shares if shares is not None else np.zeros_like(z)) >= JOINT_ATTRIBUTION_SHARE
-        )
+        shares, joint = np.zeros_like(z), np.zeros_like(z)
+        if features is not None:
+            row = features[None, :]
+            parts = self.model.contributions(row)[0]
+            shares = parts / max(float(parts.sum()), 1e-12)
+            moved = self.model.spec.directions(row)[0]
+            moved = np.where(moved == 0, 1.0, moved)  # a level that did not change: up
+            joint = moved * np.sqrt(shares * float(self.model.distance(row)[0]))
+        named = (np.abs(z) >= ATTRIBUTION_MIN_DEVIATION) | (shares >= JOINT_ATTRIBUTION_SHARE)
         deviation = np.where(np.abs(z) >= np.abs(joint), z, joint)
         order = np.argsort(-np.abs(deviation))
         return tuple(
