@@ -93,5 +93,7 @@ def test_evaluate_scores_the_dev_set_and_the_model_in_service(
     assert "memory-leak: 1/1 faults found" in out
     if present:
         assert "standard" in out and "reward_low_FP_rate" in out
-    images = [o for c in book.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})]
+    images = [
+        o for c in book.cells for o in c.get("outputs", []) if "image/png" in o.get("data", {})
+    ]
     assert images or not present
