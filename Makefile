@@ -53,6 +53,7 @@ lint: $(DEV_STAMP)
 # bench/prometheus_fetch.py takes longer: run it by hand.
 bench: $(STAMP)
 	$(BIN)/python bench/detection.py
+	$(BIN)/python bench/joint.py
 	$(BIN)/python bench/loop.py $(ARGS)
 	$(BIN)/python bench/sim_scale.py
 

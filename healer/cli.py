@@ -12,12 +12,18 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from healer.cli_incidents import incidents_app
 from healer.errors import HealerError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from healer.detect.train import Evaluation
+    from healer.types import Feedback
 
 app = typer.Typer(
     add_completion=False,
@@ -70,7 +76,7 @@ def run(
     from healer.config import load_settings
     from healer.daemon import Healer, run_forever
     from healer.decide import load_playbooks
-    from healer.detect.streaming import StreamingDetector
+    from healer.detect.combined import build_detector
     from healer.logs import configure
 
     cluster = {k: v for k, v in (("kubeconfig", kubeconfig), ("context", context)) if v}
@@ -84,7 +90,7 @@ def run(
     store = AuditStore(settings.store.url)
     healer = Healer(
         source=source,
-        detector=StreamingDetector(settings.detector),
+        detector=build_detector(settings.detector),
         actuator=actuator,
         store=store,
         playbooks=playbooks,
@@ -334,6 +340,125 @@ def eval_folder(
 
     for line in report(evaluate_folder(directory, labels, detector=detector, out=out)):
         typer.echo(line)
+
+
+@app.command()
+def train(
+    scenario: Annotated[
+        list[str] | None, typer.Option(help="Train on this simulated scenario (repeatable).")
+    ] = None,
+    duration: Annotated[
+        float, typer.Option(min=900, help="Simulated seconds of history per scenario.")
+    ] = 6 * 3600.0,
+    csv: Annotated[
+        list[Path] | None, typer.Option("--csv", help="Train on this history CSV (repeatable).")
+    ] = None,
+    prometheus: Annotated[
+        str | None, typer.Option(help="Train on Prometheus history; default prometheus.url.")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Start of the Prometheus range (ISO 8601, UTC).")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="End of the Prometheus range.")] = None,
+    eval_scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="Evaluate on this scenario instead of the training history."),
+    ] = None,
+    feedback: Annotated[
+        bool, typer.Option(help="Use operators' labels from the audit store (store.url).")
+    ] = False,
+    models_dir: Annotated[
+        Path | None, typer.Option(help="Where to save and register; default detector.models_dir.")
+    ] = None,
+    version: Annotated[str | None, typer.Option(help="Version name; default joint-N.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the fit.")] = 0,
+    config: ConfigOpt = None,
+) -> None:
+    """Train the multivariate model, evaluate it against the detector in service, register it."""
+    from datetime import UTC, datetime
+
+    from healer.config import load_settings
+    from healer.detect import registry
+    from healer.detect.train import train as fit
+    from healer.errors import ConfigError
+    from healer.history import csv_history, prometheus_history, sim_history
+
+    given = {"prometheus": {"url": prometheus}} if prometheus else {}
+    settings = load_settings(config, **given)
+    histories = [sim_history(name, duration_s=duration, progress=True) for name in scenario or []]
+    if csv:
+        histories.append(csv_history(csv))
+    if start or end:
+        if not (start and end):
+            raise ConfigError("--start and --end go together")
+        histories.append(
+            prometheus_history(settings.prometheus, start=_utc(start), end=_utc(end), progress=True)
+        )
+    if not histories:
+        raise ConfigError("no history: give --scenario, --csv, or --start/--end (Prometheus)")
+    held = [sim_history(name, duration_s=duration, progress=True) for name in eval_scenario or []]
+    labels = _store_feedback(settings.store.url) if feedback else []
+    folder = models_dir or settings.detector.models_dir
+    current = settings.detector.model_version
+    result = fit(
+        histories,
+        now=datetime.now(UTC),
+        feedback=labels,
+        evaluate_on=held or None,
+        in_service=registry.load(current, models_dir=folder).model if current else None,
+        models_dir=folder,
+        version=version,
+        settings=settings.detector,
+        params={"random_state": seed},
+        progress=True,
+    )
+    typer.echo(f"registered {result.version}: {result.card_path}")
+    for line in _comparison(result.candidate, result.in_service, current or "streaming alone"):
+        typer.echo(line)
+
+
+def _utc(text: str) -> datetime:
+    from datetime import UTC, datetime
+
+    from healer.errors import ConfigError
+
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"not an ISO 8601 time: {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _store_feedback(url: str) -> list[Feedback]:
+    from healer.audit.store import AuditStore
+    from healer.errors import ConfigError
+
+    store = AuditStore(url)
+    try:
+        read = getattr(store, "feedback", None)
+        if read is None:
+            raise ConfigError(f"{url}: this audit store keeps no feedback labels")
+        labels: list[Feedback] = read()
+        return labels
+    finally:
+        store.close()
+
+
+def _comparison(candidate: Evaluation, current: Evaluation, name: str) -> list[str]:
+    labels = ("windows detected", "median delay s", "false alarms /100 wl-h", "NAB standard")
+    out = [f"{'':<24}{'candidate':>12}{name:>20}"]
+    for label, new, old in zip(labels, _cells(candidate), _cells(current), strict=True):
+        out.append(f"{label:<24}{new:>12}{old:>20}")
+    return out
+
+
+def _cells(e: Evaluation) -> tuple[str, str, str, str]:
+    return (
+        f"{e.detected}/{e.windows}",
+        "-" if e.median_delay_s is None else f"{e.median_delay_s:g}",
+        f"{e.false_alarms_per_100_workload_hours:.2f}",
+        "-" if e.nab_standard is None else f"{e.nab_standard:.1f}",
+    )
 
 
 @app.command()

@@ -41,6 +41,11 @@ class DetectorSettings(_Section):
     persistence_s: float = 60.0
     """A workload must stay anomalous this long before it becomes a finding, which
     ignores one-scrape bursts."""
+    model_version: str | None = None
+    """Version of the trained multivariate model to run beside the streaming baselines
+    (``healer train`` registers versions in ``models_dir``). None: streaming alone."""
+    models_dir: Path = Path("models")
+    """Folder of model artifacts (skops), their cards and ``registry.json``."""
 
 
 class GuardSettings(_Section):

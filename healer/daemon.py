@@ -447,6 +447,7 @@ class Healer:
             "last_cycle": self.last_cycle.isoformat() if self.last_cycle else None,
             "last_error": self.last_error,
             "mode": str(self.settings.guards.mode),
+            "model_version": getattr(self.detector, "model_version", None),
             "tracked_incidents": len(self.tracked),
         }
 

@@ -22,7 +22,7 @@ from healer.audit.store import AuditStore
 from healer.config import Settings
 from healer.daemon import Healer, Reporter
 from healer.decide import load_playbooks
-from healer.detect.streaming import StreamingDetector
+from healer.detect.combined import build_detector
 from healer.sim.apiserver import serve_in_thread, write_kubeconfig
 from healer.sim.cluster import Cluster
 from healer.sim.scenario import Scenario
@@ -60,7 +60,7 @@ class SimHarness:
         actuator = KubeActuator(api_client(kubeconfig))
         healer = Healer(
             source=SimSource(cluster),
-            detector=StreamingDetector(settings.detector),
+            detector=build_detector(settings.detector),
             actuator=actuator,
             store=store,
             playbooks=playbooks,
