@@ -431,15 +431,10 @@ def _utc(text: str) -> datetime:
 
 def _store_feedback(url: str) -> list[Feedback]:
     from healer.audit.store import AuditStore
-    from healer.errors import ConfigError
 
     store = AuditStore(url)
     try:
-        read = getattr(store, "feedback", None)
-        if read is None:
-            raise ConfigError(f"{url}: this audit store keeps no feedback labels")
-        labels: list[Feedback] = read()
-        return labels
+        return store.feedback()
     finally:
         store.close()
 

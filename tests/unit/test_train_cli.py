@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -58,3 +59,40 @@ def test_a_configured_model_that_does_not_load_stops_start_up(tmp_path: Path) ->
     result = healer("demo", "--port", "0", "--duration", "0", "--config", str(settings))
     assert result.returncode == 2
     assert "joint-1.pkl: refusing a pickle file" in result.stderr
+
+
+def test_train_reads_operators_labels_from_the_audit_store(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from healer.audit import AuditStore, FeedbackInput
+    from healer.types import Cause, Direction, Finding, Signal, SignalDeviation, Verdict
+    from healer.types import WorkloadRef as Ref
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    store = AuditStore(url)
+    when = datetime(2026, 1, 5, 12, tzinfo=UTC)
+    deviation = SignalDeviation(Signal.CPU, 0.9, 0.3, 5.0, Direction.UP)
+    finding = Finding(
+        Ref("shop", "Deployment", "cart"), when, 0.97, (deviation,), when, model_version="m"
+    )
+    incident = store.open_incident(finding)
+    label = FeedbackInput(
+        Verdict.FALSE_POSITIVE, Cause.UNKNOWN, None, by="olga", at=when + timedelta(minutes=5)
+    )
+    store.record_feedback(incident, label)
+    store.close()
+
+    args = ["train", "--scenario", "cpu-hog", "--duration", "1800", "--feedback"]
+    args += ["--models-dir", str(tmp_path / "models")]
+    result = subprocess.run(
+        [sys.executable, "-m", "healer.cli", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env={**os.environ, "HEALER_STORE__URL": url},
+    )
+    assert result.returncode == 0, result.stderr
+    card = json.loads((tmp_path / "models" / "joint-1.card.json").read_text())
+    assert card["training"]["feedback"]["false_positive"] == 1
