@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -77,6 +85,38 @@ class DaemonSettings(_Section):
     verify_stable_s: float = 120.0
     """A workload counts as healed once its rollout is complete and it has stayed below
     the anomaly threshold this long."""
+    backoff_max_s: float = Field(default=300.0, gt=0)
+    """After cycles that could not read their metrics, the wait doubles from
+    ``interval_s`` up to this, so a Prometheus outage is not hammered."""
+
+
+class LeaderSettings(_Section):
+    enabled: bool = True
+    """Elect one leader among the daemons through a coordination.k8s.io/v1 Lease; only
+    the leader acts, the others serve the API. Off: this daemon always acts (one replica)."""
+    namespace: str = "healer"
+    """Namespace of the Lease; in a cluster, the daemon's own (the manifests set it)."""
+    name: str = "healer"
+    """Name of the Lease; daemons sharing it share one leader."""
+    identity: str | None = None
+    """This daemon's name in the Lease and the audit store; none means
+    ``<hostname>_<random>``, unique per process (the hostname is the pod name)."""
+    lease_duration_s: int = Field(default=15, ge=1)
+    """How long followers wait after the last renewal they saw before taking over
+    (Kubernetes' controller default)."""
+    renew_deadline_s: float = Field(default=10.0, gt=0)
+    """The leader stops acting when it could not renew for this long; shorter than the
+    lease duration, so it stops before anyone else may start."""
+    retry_period_s: float = Field(default=2.0, gt=0)
+    """Time between two attempts to acquire or renew the Lease."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeaderSettings:
+        if not self.renew_deadline_s < self.lease_duration_s:
+            raise ValueError("renew_deadline_s must be shorter than lease_duration_s")
+        if not self.retry_period_s < self.renew_deadline_s:
+            raise ValueError("retry_period_s must be shorter than renew_deadline_s")
+        return self
 
 
 class ClusterSettings(_Section):
@@ -162,6 +202,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
+    leader: LeaderSettings = LeaderSettings()
     playbooks_dir: Path = Path("playbooks")
     """Directory of playbook YAML files, validated at start-up."""
 

@@ -390,6 +390,10 @@ class Healer:
         return reasons
 
 
+class Leadership(Protocol):
+    def is_leader(self, now: datetime) -> bool: ...
+
+
 def run_forever(
     healer: Healer,
     *,
@@ -397,18 +401,52 @@ def run_forever(
     stop: threading.Event,
     now: Callable[[], datetime],
     cycles: int | None = None,
+    leadership: Leadership | None = None,
+    on_lead: Callable[[], None] | None = None,
+    poll_s: float = 1.0,
+    backoff_max_s: float | None = None,
 ) -> None:
     """Run a cycle every ``interval_s`` seconds of ``now`` until ``stop`` is set.
 
     ``cycles`` bounds the number of cycles (``healer run --once`` is 1). A cycle that
     overruns its interval is followed at once by the next, never by a burst of them.
+    A cycle in flight when ``stop`` is set finishes (each of its steps is recorded
+    before the next starts); no new one begins.
+
+    With ``leadership``, only the leader cycles; a follower checks every ``poll_s``
+    whether it leads now, and ``on_lead`` runs each time it becomes the leader (to pick
+    up the incidents the previous leader left in the shared store). After a cycle
+    without metrics the wait doubles, up to ``backoff_max_s``; an error of the audit
+    store or the cluster never ends the loop.
     """
-    done = 0
+    done = failures = 0
+    leading = False
     while not stop.is_set() and (cycles is None or done < cycles):
         started = now()
-        healer.cycle(started)
+        if leadership is not None:
+            leads = leadership.is_leader(started)
+            if leads and not leading and on_lead is not None:
+                on_lead()
+            leading = leads
+            if not leads:
+                stop.wait(poll_s)
+                continue
+        ok = _cycle_once(healer, started)
+        failures = 0 if ok else failures + 1
         done += 1
         if cycles is not None and done >= cycles:
             return
+        wait_s = interval_s
+        if failures and backoff_max_s is not None:
+            wait_s = min(backoff_max_s, interval_s * 2 ** (failures - 1))
         spent_s = (now() - started).total_seconds()
-        stop.wait(max(0.0, interval_s - spent_s))
+        stop.wait(max(0.0, wait_s - spent_s))
+
+
+def _cycle_once(healer: Healer, now: datetime) -> bool:
+    """One cycle; False when it had no metrics or the store failed it (retried later)."""
+    try:
+        return healer.cycle(now) is not None
+    except HealerError as exc:  # the audit store down, say: never fatal to the loop
+        log.error("cycle_failed", error=str(exc))
+        return False
