@@ -173,7 +173,7 @@ def test_two_daemons_heal_through_prometheus_and_hand_over_on_sigkill(
     sim: tuple[Process, Path, str], tmp_path: Path
 ) -> None:
     _binary("prometheus")
-    server, kubeconfig, target = sim
+    _, kubeconfig, target = sim
     prometheus = PrometheusServer.start(
         tmp_path, targets=[target], data_dir=tmp_path / "prometheus", interval_s=1.0
     )
@@ -250,7 +250,7 @@ def test_three_daemons_with_prometheus_down_start_one_leads_and_hands_over(
         warnings = [x for x in leader.logs() if x.get("event") == "dependency_unavailable"]
         assert [w["setting"] for w in warnings] == ["prometheus.url"]
 
-        successor, took_s = takeover_after_kill(daemons, kubeconfig)
+        _, took_s = takeover_after_kill(daemons, kubeconfig)
         print(f"takeover after SIGKILL of the leader: {took_s:.1f} s")
         assert took_s <= TAKEOVER_LIMIT_S
         for d in daemons:
