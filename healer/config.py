@@ -59,6 +59,7 @@ class GuardSettings(_Section):
     cooldown_s: float = 900.0
     """No second action on the same workload within this time."""
     rate_limit_window_s: float = 3600.0
+    """Window of the cluster-wide action rate limit."""
     max_actions_per_window: int = 10
     """Cluster-wide cap on actions within ``rate_limit_window_s``."""
     max_in_flight: int = 3
@@ -73,8 +74,9 @@ class GuardSettings(_Section):
     denied_namespaces: tuple[str, ...] = ("kube-system",)
     """Never act in these namespaces."""
     min_replicas: int = 1
+    """Scale never goes below this."""
     max_replicas: int = 50
-    """Scale never goes outside these bounds."""
+    """Scale never goes above this."""
 
 
 class DaemonSettings(_Section):
@@ -123,6 +125,7 @@ class ClusterSettings(_Section):
     kubeconfig: Path | None = None
     """Path of a kubeconfig; none means in-cluster configuration, then ``~/.kube/config``."""
     context: str | None = None
+    """Context of the kubeconfig to use; none means its current context."""
 
 
 class StoreSettings(_Section):
@@ -132,7 +135,9 @@ class StoreSettings(_Section):
 
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
+    """Address the API and review page listen on; ``0.0.0.0`` in a cluster."""
     port: int = Field(default=8080, ge=0, le=65535)
+    """Port of the API and review page; 0 picks a free one."""
 
 
 class PrometheusSettings(_Section):
@@ -150,7 +155,9 @@ class PrometheusSettings(_Section):
     bearer_token_file: Path | None = None
     """Read the bearer token from this file on each start (a service-account token)."""
     basic_auth_username: str | None = None
+    """HTTP basic authentication user, for Prometheus behind a gateway."""
     basic_auth_password: SecretStr | None = None
+    """HTTP basic authentication password."""
     ca_file: Path | None = None
     """PEM bundle that signs the server's certificate, for a private CA."""
     step_s: int = Field(default=15, ge=1)
