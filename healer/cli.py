@@ -69,7 +69,10 @@ def run(
         raise ConfigError(f"--config {config}: no such settings file")
     settings = load_settings(config, cluster=cluster, **given)
     configure(level="info")
-    daemon = start(settings, serve_api=not once, report=_print_step)
+    # On a terminal, one line per incident step; in a cluster the JSON log has them.
+    daemon = start(
+        settings, serve_api=not once, report=_print_step if sys.stdout.isatty() else None
+    )
     resumed = len(daemon.store.unresolved())
     typer.echo(
         f"healer run: {daemon.identity}, mode {settings.guards.mode}, {daemon.playbooks} "

@@ -391,7 +391,9 @@ class Healer:
 
 
 class Leadership(Protocol):
-    def is_leader(self, now: datetime) -> bool: ...
+    def leading_term(self, now: datetime) -> int | None:
+        """Which spell of leadership this is, or None while not leading."""
+        ...
 
 
 def run_forever(
@@ -415,22 +417,23 @@ def run_forever(
 
     With ``leadership``, only the leader cycles; a follower checks every ``poll_s``
     whether it leads now, and ``on_lead`` runs each time it becomes the leader (to pick
-    up the incidents the previous leader left in the shared store). After a cycle
+    up the incidents the previous leader left in the shared store; also after losing the
+    lease and winning it back, since another daemon may have acted meanwhile). After a cycle
     without metrics the wait doubles, up to ``backoff_max_s``; an error of the audit
     store or the cluster never ends the loop.
     """
     done = failures = 0
-    leading = False
+    term: int | None = None
     while not stop.is_set() and (cycles is None or done < cycles):
         started = now()
         if leadership is not None:
-            leads = leadership.is_leader(started)
-            if leads and not leading and on_lead is not None:
-                on_lead()
-            leading = leads
-            if not leads:
+            current = leadership.leading_term(started)
+            if current is None:
                 stop.wait(poll_s)
                 continue
+            if current != term and on_lead is not None:
+                on_lead()
+            term = current
         ok = _cycle_once(healer, started)
         failures = 0 if ok else failures + 1
         done += 1

@@ -79,6 +79,8 @@ class LeaderElector:
         """Why the last attempt failed, if it did (the Kubernetes API is down, ...)."""
         self.holder: str = ""
         """The holder as last seen; this daemon's identity while it leads."""
+        self._term = 0
+        """How many times this daemon has become the leader (renewals do not count)."""
 
     # ---- the attempt every retry period ----------------------------------------------------
 
@@ -131,6 +133,8 @@ class LeaderElector:
         self._wrote(self.leases.replace(mine), now)
 
     def _wrote(self, record: LeaseRecord, now: datetime) -> None:
+        if not self._leads(now):
+            self._term += 1
         self._observed, self._observed_at, self._renewed_at = record, now, now
         self.holder = record.holder
 
@@ -149,6 +153,15 @@ class LeaderElector:
         """Whether this daemon renewed the Lease within the renew deadline (no API call)."""
         with self._lock:
             return self._leads(now)
+
+    def leading_term(self, now: datetime) -> int | None:
+        """Which spell of leadership this is (1, 2, ...), or None while not leading.
+
+        A daemon that lost the Lease and won it back has a new term: another daemon may
+        have acted in between, so what it remembered of the incidents is stale.
+        """
+        with self._lock:
+            return self._term if self._leads(now) else None
 
     def confirm(self, now: datetime) -> str | None:
         """Re-read the Lease before a write to the cluster; None when this daemon may write.

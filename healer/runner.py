@@ -195,6 +195,14 @@ def start(
         app = create_app(store=store, status=daemon.status, readiness=daemon.readiness)
         daemon.api = ServerThread(app, sock).start()
     _probe(settings, api)
+    log.info(
+        "started",
+        identity=identity,
+        mode=str(settings.guards.mode),
+        leader_election=settings.leader.enabled,
+        api=daemon.api.url if daemon.api else None,
+        prometheus=settings.prometheus.url,
+    )
     return daemon
 
 

@@ -96,7 +96,7 @@ class Replica:
     healer: Healer
     store: AuditStore
     alive: bool = True
-    leading: bool = False
+    term: int | None = None
     applied: list[tuple[datetime, Plan]] = field(default_factory=list)
 
 
@@ -157,14 +157,14 @@ class World:
                 return
 
     def _cycle(self, replica: Replica, now: datetime) -> None:
-        leads = replica.elector.is_leader(now)
-        if leads and not replica.leading:
+        term = replica.elector.leading_term(now)
+        if term is None:
+            return
+        if term != replica.term:  # as run_forever's on_lead: pick up the shared store
             replica.healer.tracked.clear()
             replica.healer.detector = StreamingDetector(self.settings.detector)
             replica.healer.resume()
-        replica.leading = leads
-        if not leads:
-            return
+        replica.term = term
         try:
             replica.healer.cycle(now)
         except Killed:

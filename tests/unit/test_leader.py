@@ -241,3 +241,18 @@ def test_lease_timings_out_of_order_name_the_setting() -> None:
     with pytest.raises(ConfigError, match="leader") as caught:
         load_settings(None, leader={"lease_duration_s": 5, "renew_deadline_s": 10})
     assert "renew_deadline_s must be shorter than lease_duration_s" in str(caught.value)
+
+
+def test_a_new_term_only_when_leadership_is_won_again() -> None:
+    leases = FakeLeases()
+    a, b = electors(leases, 2)
+    a.tick(T0)
+    b.tick(T0)
+    a.tick(T0 + timedelta(seconds=2))
+    assert a.leading_term(T0 + timedelta(seconds=3)) == 1  # renewals keep the term
+    assert b.leading_term(T0 + timedelta(seconds=3)) is None
+    a.release(T0 + timedelta(seconds=4))
+    b.tick(T0 + timedelta(seconds=4))
+    b.release(T0 + timedelta(seconds=5))
+    a.tick(T0 + timedelta(seconds=6))
+    assert a.leading_term(T0 + timedelta(seconds=6)) == 2

@@ -49,11 +49,15 @@ class FakeHealer:
 
 @dataclass
 class ScriptedLeadership:
-    leads_from: datetime
-    leads_until: datetime
+    """Leads in the given spans of time; each span is a new term."""
 
-    def is_leader(self, now: datetime) -> bool:
-        return self.leads_from <= now < self.leads_until
+    spans: list[tuple[datetime, datetime]]
+
+    def leading_term(self, now: datetime) -> int | None:
+        for term, (start, end) in enumerate(self.spans, start=1):
+            if start <= now < end:
+                return term
+        return None
 
 
 def test_failures_back_off_doubling_up_to_the_cap_then_recover() -> None:
@@ -73,7 +77,8 @@ def test_failures_back_off_doubling_up_to_the_cap_then_recover() -> None:
 def test_only_the_leader_cycles_and_on_lead_runs_at_each_takeover() -> None:
     clock = [T0]
     stop = VirtualStop(clock, after=100)
-    leadership = ScriptedLeadership(T0 + timedelta(seconds=10), T0 + timedelta(seconds=70))
+    at = [T0 + timedelta(seconds=s) for s in (10, 70, 71, 100)]
+    leadership = ScriptedLeadership([(at[0], at[1]), (at[2], at[3])])
     taken: list[datetime] = []
     healer = FakeHealer()
     run_forever(
@@ -85,8 +90,9 @@ def test_only_the_leader_cycles_and_on_lead_runs_at_each_takeover() -> None:
         on_lead=lambda: taken.append(clock[0]),
         poll_s=1.0,
     )
-    assert taken == [T0 + timedelta(seconds=10)]
-    assert healer.cycled == [T0 + timedelta(seconds=10), T0 + timedelta(seconds=40)]
+    # Lost at 70 s and won back at 71 s: a new term, so the incidents are picked up again.
+    assert taken == [at[0], at[2]]
+    assert healer.cycled == [at[0], at[0] + timedelta(seconds=30), at[2]]
 
 
 def test_a_set_stop_ends_the_loop_after_the_cycle_in_flight() -> None:
