@@ -221,10 +221,16 @@ def run_elector(
     stop: threading.Event,
     now: Callable[[], datetime],
 ) -> None:
-    """Tick every ``retry_period_s`` of wall time until ``stop`` is set (real time)."""
+    """Tick every ``retry_period_s`` of wall time until ``stop`` is set (real time).
+
+    The period runs from the start of one attempt to the start of the next, so slow API
+    answers do not stretch it: a follower notices an expired Lease as early as it can.
+    """
     while not stop.is_set():
-        elector.tick(now())
-        stop.wait(elector.settings.retry_period_s)
+        started = now()
+        elector.tick(started)
+        spent_s = (now() - started).total_seconds()
+        stop.wait(max(0.0, elector.settings.retry_period_s - spent_s))
 
 
 class Actuator(Protocol):
