@@ -17,6 +17,7 @@ follower takes over at once, then stops the API and closes the store.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,7 +36,7 @@ from healer.config import Settings
 from healer.daemon import Healer, Reporter, run_forever
 from healer.decide import load_playbooks
 from healer.detect.streaming import StreamingDetector
-from healer.errors import ActionError, ConfigError
+from healer.errors import ActionError, ConfigError, StoreError
 from healer.leader import LeaderElector, LeaderOnlyActuator, default_identity, run_elector
 from healer.types import JsonObject
 
@@ -168,7 +169,7 @@ def start(
     identity = settings.leader.identity or default_identity()
     sock = bind(settings.api.host, settings.api.port) if serve_api else None
     try:
-        store = AuditStore(settings.store.url)
+        store = _open_store(settings.store.url)
     except BaseException:
         if sock is not None:
             sock.close()
@@ -204,6 +205,24 @@ def start(
         prometheus=settings.prometheus.url,
     )
     return daemon
+
+
+STORE_OPEN_ATTEMPTS = 6
+"""Opening the store is retried with a doubling wait (0.5 s, 1 s, ... 8 s: about 15 s in
+all): replicas starting together on one SQLite file find it locked for a moment, and a
+database server may still be starting. Then start-up fails, naming store.url."""
+
+
+def _open_store(url: str) -> AuditStore:
+    for attempt in range(STORE_OPEN_ATTEMPTS):
+        try:
+            return AuditStore(url)
+        except StoreError as exc:
+            if attempt == STORE_OPEN_ATTEMPTS - 1:
+                raise StoreError(f"setting store.url: {exc}") from exc
+            log.warning("store_unavailable", setting="store.url", error=str(exc))
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
 
 
 def _kube_client(settings: Settings) -> Any:
