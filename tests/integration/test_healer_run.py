@@ -193,7 +193,8 @@ def test_two_daemons_heal_through_prometheus_and_hand_over_on_sigkill(
             return done[0] if done else None
 
         incident = wait_for("the bad release to be healed", healed, 240, every_s=1)
-        assert incident["workload"]["name"] == "cart" or "cart" in str(incident)
+        assert incident["workload"]["name"] == "cart", incident
+        assert incident["cause"] == "bad_release", incident
         assert incident["action"] == "rollback" and incident["outcome"] == "healed", incident
         assert healer_events(kubeconfig) == ["HealerRollback"]
         statuses = {d.name: d.status() for d in daemons}
