@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from healer.cli_incidents import incidents_app
-from healer.errors import HealerError
+from healer.errors import ConfigError, HealerError
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -62,79 +62,37 @@ def run(
 ) -> None:
     """Run the loop against a real cluster: its Kubernetes API and a Prometheus server.
 
-    Serves the API and review page on api.host:api.port while it runs. The mode comes
-    from the settings (guards.mode, dry_run by default): nothing changes in the cluster
-    until it says auto or approval.
+    Serves the API and review page on api.host:api.port while it runs. With several
+    replicas, leader election (leader.*) lets one act; the others serve the API. The
+    mode comes from the settings (guards.mode, dry_run by default): nothing changes in
+    the cluster until it says auto or approval. SIGTERM stops it cleanly.
     """
-    from datetime import UTC, datetime
-
-    from healer.act.kube import KubeActuator, api_client
-    from healer.api.app import create_app
-    from healer.api.server import ServerThread, bind
-    from healer.audit.store import AuditStore
-    from healer.collect.prometheus import PrometheusSource
     from healer.config import load_settings
-    from healer.daemon import Healer, run_forever
-    from healer.decide import load_playbooks
-    from healer.detect.combined import build_detector
     from healer.logs import configure
+    from healer.runner import start
 
     cluster = {k: v for k, v in (("kubeconfig", kubeconfig), ("context", context)) if v}
     given = {"prometheus": {"url": prometheus}} if prometheus else {}
+    if config is not None and not config.is_file():
+        raise ConfigError(f"--config {config}: no such settings file")
     settings = load_settings(config, cluster=cluster, **given)
     configure(level="info")
-    playbooks = load_playbooks(settings.playbooks_dir)
-    actuator = KubeActuator(api_client(settings.cluster.kubeconfig, settings.cluster.context))
-    source = PrometheusSource.from_settings(settings.prometheus)
-    sock = None if once else bind(settings.api.host, settings.api.port)
-    store = AuditStore(settings.store.url)
-    healer = Healer(
-        source=source,
-        detector=build_detector(settings.detector),
-        actuator=actuator,
-        store=store,
-        playbooks=playbooks,
-        settings=settings,
-        report=_print_step,
+    # On a terminal, one line per incident step; in a cluster the JSON log has them.
+    daemon = start(
+        settings, serve_api=not once, report=_print_step if sys.stdout.isatty() else None
     )
-    resumed = healer.resume()
-    api = (
-        ServerThread(
-            create_app(
-                store=store,
-                status=healer.status,
-                readiness=lambda: healer.readiness(datetime.now(UTC)),
-                settings=settings,
-                playbooks=playbooks,
-                models_dir=Path("models"),
-            ),
-            sock,
-        ).start()
-        if sock
-        else None
-    )
+    resumed = len(daemon.store.unresolved())
     typer.echo(
-        f"healer run: mode {settings.guards.mode}, {len(playbooks)} playbooks, "
-        f"{resumed} incidents resumed; metrics from {settings.prometheus.url}"
-        + (f"; API {api.url}" if api else "")
+        f"healer run: {daemon.identity}, mode {settings.guards.mode}, {daemon.playbooks} "
+        f"playbooks, {resumed} open incidents; metrics from {settings.prometheus.url}"
+        + (f"; API {daemon.api.url}" if daemon.api else "")
     )
-    if api and not settings.api.tokens:
+    if daemon.api and not settings.api.tokens:
         typer.echo("healer run: no api.tokens configured: every /api/v1 request is refused")
     stop = threading.Event()
     _stop_on_signals(stop)
-    try:
-        run_forever(
-            healer,
-            interval_s=settings.daemon.interval_s,
-            stop=stop,
-            now=lambda: datetime.now(UTC),
-            cycles=1 if once else None,
-        )
-    finally:
-        if api:
-            api.stop()
-        store.close()
-    typer.echo(f"healer run: stopped after {healer.cycles} cycles")
+    daemon.serve(stop, once=once)
+    typer.echo(f"healer run: stopped after {daemon.healer.cycles} cycles")
 
 
 @app.command()

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -56,6 +64,7 @@ class GuardSettings(_Section):
     cooldown_s: float = 900.0
     """No second action on the same workload within this time."""
     rate_limit_window_s: float = 3600.0
+    """Window of the cluster-wide action rate limit."""
     max_actions_per_window: int = 10
     """Cluster-wide cap on actions within ``rate_limit_window_s``."""
     max_in_flight: int = 3
@@ -70,8 +79,9 @@ class GuardSettings(_Section):
     denied_namespaces: tuple[str, ...] = ("kube-system",)
     """Never act in these namespaces."""
     min_replicas: int = 1
+    """Scale never goes below this."""
     max_replicas: int = 50
-    """Scale never goes outside these bounds."""
+    """Scale never goes above this."""
 
 
 class DaemonSettings(_Section):
@@ -82,12 +92,45 @@ class DaemonSettings(_Section):
     verify_stable_s: float = 120.0
     """A workload counts as healed once its rollout is complete and it has stayed below
     the anomaly threshold this long."""
+    backoff_max_s: float = Field(default=300.0, gt=0)
+    """After cycles that could not read their metrics, the wait doubles from
+    ``interval_s`` up to this, so a Prometheus outage is not hammered."""
+
+
+class LeaderSettings(_Section):
+    enabled: bool = True
+    """Elect one leader among the daemons through a coordination.k8s.io/v1 Lease; only
+    the leader acts, the others serve the API. Off: this daemon always acts (one replica)."""
+    namespace: str = "healer"
+    """Namespace of the Lease; in a cluster, the daemon's own (the manifests set it)."""
+    name: str = "healer"
+    """Name of the Lease; daemons sharing it share one leader."""
+    identity: str | None = None
+    """This daemon's name in the Lease and the audit store; none means
+    ``<hostname>_<random>``, unique per process (the hostname is the pod name)."""
+    lease_duration_s: int = Field(default=15, ge=1)
+    """How long followers wait after the last renewal they saw before taking over
+    (Kubernetes' controller default)."""
+    renew_deadline_s: float = Field(default=10.0, gt=0)
+    """The leader stops acting when it could not renew for this long; shorter than the
+    lease duration, so it stops before anyone else may start."""
+    retry_period_s: float = Field(default=2.0, gt=0)
+    """Time between two attempts to acquire or renew the Lease."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeaderSettings:
+        if not self.renew_deadline_s < self.lease_duration_s:
+            raise ValueError("renew_deadline_s must be shorter than lease_duration_s")
+        if not self.retry_period_s < self.renew_deadline_s:
+            raise ValueError("retry_period_s must be shorter than renew_deadline_s")
+        return self
 
 
 class ClusterSettings(_Section):
     kubeconfig: Path | None = None
     """Path of a kubeconfig; none means in-cluster configuration, then ``~/.kube/config``."""
     context: str | None = None
+    """Context of the kubeconfig to use; none means its current context."""
 
 
 class StoreSettings(_Section):
@@ -108,7 +151,9 @@ class ApiToken(_Section):
 
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
+    """Address the API and review page listen on; ``0.0.0.0`` in a cluster."""
     port: int = Field(default=8080, ge=0, le=65535)
+    """Port of the API and review page; 0 picks a free one."""
     tokens: tuple[ApiToken, ...] = ()
     """Bearer tokens and their roles. None configured: every /api/v1 request is refused
     (401); /healthz, /readyz and /metrics stay open."""
@@ -132,7 +177,9 @@ class PrometheusSettings(_Section):
     bearer_token_file: Path | None = None
     """Read the bearer token from this file on each start (a service-account token)."""
     basic_auth_username: str | None = None
+    """HTTP basic authentication user, for Prometheus behind a gateway."""
     basic_auth_password: SecretStr | None = None
+    """HTTP basic authentication password."""
     ca_file: Path | None = None
     """PEM bundle that signs the server's certificate, for a private CA."""
     step_s: int = Field(default=15, ge=1)
@@ -184,6 +231,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
+    leader: LeaderSettings = LeaderSettings()
     playbooks_dir: Path = Path("playbooks")
     """Directory of playbook YAML files, validated at start-up."""
 
