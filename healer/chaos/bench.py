@@ -8,6 +8,7 @@ Workers start with ``spawn``, which shares no threads or locks with the parent.
 
 from __future__ import annotations
 
+import math
 import multiprocessing
 import os
 import statistics
@@ -118,6 +119,8 @@ class SeedResult:
     traces: dict[str, Trace] | None
     """Kept for the chart of the first seed only."""
     wall_s: dict[str, float]
+    healer_cycle_s: float
+    """Median wall-clock time of healer's cycle in this run."""
 
 
 def run_seed(name: str, seed: int, config: Path | None, keep_traces: bool) -> SeedResult:
@@ -134,6 +137,7 @@ def run_seed(name: str, seed: int, config: Path | None, keep_traces: bool) -> Se
         score_records(scenario, seed, traces),
         traces if keep_traces else None,
         {c: t.wall_s for c, t in traces.items()},
+        statistics.median(traces["healer"].cycle_s or [math.nan]),
     )
 
 
@@ -190,7 +194,9 @@ def main(
     console.print(
         f"{len(plan.scenarios)} scenarios x {seeds} seeds x {len(CONTENDERS)} contenders "
         f"in {wall_s:.0f} s wall time with {jobs} processes "
-        f"(median run {statistics.median(runs):.1f} s); healer in auto mode"
+        f"(median run {statistics.median(runs):.1f} s, median healer cycle "
+        f"{1000 * statistics.median(r.healer_cycle_s for r in results):.1f} ms); "
+        "healer in auto mode"
     )
     if plan.json_out is not None:
         report.write_json(records, plan.json_out)

@@ -33,7 +33,7 @@ from healer.harness import SimHarness
 from healer.sim.apiserver import serve_in_thread, write_kubeconfig
 from healer.sim.cluster import Cluster, Container
 from healer.sim.objects import K8s
-from healer.sim.scenario import Scenario
+from healer.sim.scenario import Event, Scenario
 from healer.sim.source import SimSource
 from healer.types import ActionRecord, ActionStatus, Plan, WorkloadRef, WorkloadState
 
@@ -70,20 +70,55 @@ class Trace:
     noticed: list[tuple[float, str]] = field(default_factory=list)
     """(UNIX seconds, workload): when the contender first saw trouble (a finding, an alert)."""
     oom_kills: list[tuple[float, str]] = field(default_factory=list)
+    cause_present: dict[int, NDArray[np.bool_]] = field(default_factory=dict)
+    """(T,) per fault, by index in the scenario's events: is its cause in the cluster?"""
     wall_s: float = 0.0
+    cycle_s: list[float] = field(default_factory=list)
+    """Wall-clock seconds of each of the contender's cycles."""
 
 
 class ChaosCluster(Cluster):
-    """The simulated cluster, counting the OOM kills the kubelet reports."""
+    """The simulated cluster, with the ground truth the benchmark scores against.
+
+    Besides the OOM kills the kubelet reports, it notes at every step whether the cause
+    of each fault is still in the cluster (``cause_present``, by event index):
+
+    * memory_leak: a running container is leaking;
+    * cpu_hog: a running container burns CPU besides its work;
+    * release, crash_loop: a pod runs the release's image;
+    * overload: never, since the surge of traffic stays; only capacity answers it.
+    """
 
     def __init__(self, scenario: Scenario) -> None:
         self.kills: list[tuple[float, str, str]] = []  # (UNIX s, namespace/name, reason)
+        self.cause_present: dict[int, list[bool]] = {
+            i: [] for i, e in enumerate(scenario.events) if e.expect != "none"
+        }
         super().__init__(scenario)
 
     def _kill(self, pod: K8s, c: Container, reason: str, exit_code: int) -> None:
         owner = pod["metadata"]["ownerReferences"][0]["name"].rsplit("-", 1)[0]
         self.kills.append((self.clock.now_s(), f"{pod['metadata']['namespace']}/{owner}", reason))
         super()._kill(pod, c, reason, exit_code)
+
+    def _record_sample(self) -> None:
+        super()._record_sample()
+        for i, flags in self.cause_present.items():
+            flags.append(self._present(self.scenario.events[i]))
+
+    def _present(self, event: Event) -> bool:
+        if self.clock.elapsed_s < event.at_s or event.kind == "overload":
+            return False
+        namespace, name = event.workload.split("/", 1)
+        dep = self.store.find("deployments", namespace, name)
+        pods = self._pods_of(dep) if dep is not None else []
+        if event.kind in ("release", "crash_loop"):
+            return any(p["spec"]["containers"][0]["image"] == event.image for p in pods)
+        now_s = self.clock.now_s()
+        containers = [self.container(p) for p in pods]
+        if event.kind == "cpu_hog":
+            return any(c.burn_cores > 0 for c in containers)
+        return any(c.leak_from_s is not None and c.leak_from_s < now_s for c in containers)
 
 
 def build_cluster(scenario: Scenario) -> ChaosCluster:
@@ -136,16 +171,22 @@ class RecordingActuator:
 
 def _drive(
     cluster: Cluster, duration_s: float, interval_s: float, cycle: Callable[[datetime], Any]
-) -> None:
-    """Advance ``duration_s`` of virtual time step by step, cycling every ``interval_s``."""
-    since = 0.0
+) -> list[float]:
+    """Advance ``duration_s`` of virtual time step by step, cycling every ``interval_s``.
+
+    Returns the wall-clock seconds each cycle took.
+    """
+    since, spent = 0.0, []
     end = cluster.elapsed_s + duration_s
     while cluster.elapsed_s < end:
         cluster.advance(cluster.scenario.step_s)
         since += cluster.scenario.step_s
         if since >= interval_s:
+            started = time.perf_counter()
             cycle(cluster.clock.now())
+            spent.append(time.perf_counter() - started)
             since = 0.0
+    return spent
 
 
 def run_contender(
@@ -155,13 +196,14 @@ def run_contender(
     started = time.perf_counter()
     cluster = build_cluster(scenario)
     with tempfile.TemporaryDirectory(prefix="healer-chaos-") as folder:
+        cycle_s: list[float] = []
         if contender == "kubernetes":
             actions = _run_alone(cluster, duration_s)
             noticed: list[tuple[float, str]] = []
         elif contender == "static":
-            actions, noticed = _run_static(cluster, duration_s, settings, Path(folder))
+            actions, noticed, cycle_s = _run_static(cluster, duration_s, settings, Path(folder))
         elif contender == "healer":
-            actions, noticed = _run_healer(cluster, duration_s, settings, Path(folder))
+            actions, noticed, cycle_s = _run_healer(cluster, duration_s, settings, Path(folder))
         else:
             raise ValueError(f"unknown contender {contender!r}")
     trace = Trace(
@@ -172,6 +214,8 @@ def run_contender(
         actions=actions,
         noticed=noticed,
         oom_kills=[(t, w) for t, w, reason in cluster.kills if reason == "OOMKilled"],
+        cycle_s=cycle_s,
+        cause_present={i: np.asarray(f, dtype=bool) for i, f in cluster.cause_present.items()},
     )
     trace.wall_s = time.perf_counter() - started
     return trace
@@ -218,7 +262,7 @@ def _acts(records: list[ActionRecord]) -> list[Act]:
 
 def _run_static(
     cluster: Cluster, duration_s: float, settings: Settings, folder: Path
-) -> tuple[list[Act], list[tuple[float, str]]]:
+) -> tuple[list[Act], list[tuple[float, str]], list[float]]:
     server = serve_in_thread(cluster)
     try:
         kubeconfig = write_kubeconfig(folder / "kubeconfig", server.url)
@@ -230,15 +274,15 @@ def _run_static(
             guards=settings.guards,
             step_s=cluster.scenario.step_s,
         )
-        _drive(cluster, duration_s, settings.daemon.interval_s, rules.cycle)
+        cycle_s = _drive(cluster, duration_s, settings.daemon.interval_s, rules.cycle)
     finally:
         server.stop()
-    return _acts(actuator.done), [(at.timestamp(), str(w)) for at, w, _ in rules.fired]
+    return _acts(actuator.done), [(at.timestamp(), str(w)) for at, w, _ in rules.fired], cycle_s
 
 
 def _run_healer(
     cluster: Cluster, duration_s: float, settings: Settings, folder: Path
-) -> tuple[list[Act], list[tuple[float, str]]]:
+) -> tuple[list[Act], list[tuple[float, str]], list[float]]:
     steps: list[Step] = []
     store = AuditStore(f"sqlite:///{folder / 'audit.db'}")
     harness = SimHarness.start(
@@ -252,9 +296,9 @@ def _run_healer(
     try:
         actuator = RecordingActuator(harness.healer.actuator)
         harness.healer.actuator = actuator
-        _drive(cluster, duration_s, settings.daemon.interval_s, harness.healer.cycle)
+        cycle_s = _drive(cluster, duration_s, settings.daemon.interval_s, harness.healer.cycle)
     finally:
         harness.close()
         store.close()
     noticed = [(s.at.timestamp(), str(s.workload)) for s in steps if s.kind == "finding"]
-    return _acts(actuator.done), noticed
+    return _acts(actuator.done), noticed, cycle_s

@@ -8,15 +8,21 @@ Definitions, the same for every contender:
 * **Time to detect**: from the fault's start to the contender's first sign of noticing
   that workload (healer: a finding; static: an alert starting to fire). Kubernetes
   alone raises nothing, so it is null for it.
+* **Cause present**: the simulator's own state says the fault's cause is still in the
+  cluster (``healer.chaos.contenders.ChaosCluster``): leaking or runaway containers
+  still running, pods still on the bad image. Scaling out dilutes a runaway thread's
+  CPU over more pods; it does not remove it.
 * **Baseline**: per workload and signal, the 99th percentile of the ``BASELINE_S``
   before the fault starts, in the ``kubernetes`` run, where nothing acts before the
   fault, widened by ``MARGINS``. Only the signals the fault disturbs are judged
   (``HEAL_SIGNALS``): a scaled-out Deployment has less CPU per pod, a restarted one
   a younger heap, and neither is a symptom.
 * **Time to heal**: from the fault's start to the first sample of a stretch of
-  ``STABLE_S`` (15 minutes for a crash loop) with every judged signal within its baseline (missing samples neither
-  break nor make such a stretch), counted once the fault has moved a signal out of it
-  (0 when it never did). Null when it never happens before the end of the run.
+  ``STABLE_S`` (15 minutes for a crash loop) with the cause gone and every judged
+  signal within its baseline (missing samples neither break nor make such a stretch),
+  counted once the fault has shown (a signal out of its baseline, or its cause
+  present; 0 when neither ever happened). Null when it never happens before the end of
+  the run.
 * **SLO minutes lost**: minutes, from the fault's start to the end of the run, in which
   the workload's mean error ratio or mean p99 latency is beyond its SLO (``slo_of``).
   For a run without faults, the sum over all workloads over the whole run.
@@ -91,6 +97,8 @@ RECORD_FIELDS = (
 
 @dataclass(frozen=True)
 class Fault:
+    index: int
+    """Its position in the scenario's events."""
     name: str
     """``<class> <namespace>/<name>``, e.g. ``bad_release shop/cart``."""
     fault_class: str
@@ -108,15 +116,17 @@ class Slo:
 
 def faults_of(scenario: Scenario) -> list[Fault]:
     start = scenario.start.timestamp()
+    ordered = sorted(enumerate(scenario.events), key=lambda pair: pair[1].at_s)
     return [
         Fault(
+            i,
             f"{FAULT_CLASSES[e.kind]} {e.workload}",
             FAULT_CLASSES[e.kind],
             e.workload,
             start + e.at_s,
             e.expect,
         )
-        for e in sorted(scenario.events, key=lambda e: e.at_s)
+        for i, e in ordered
         if e.expect != "none"
     ]
 
@@ -160,6 +170,9 @@ def time_to_heal(trace: Trace, fault: Fault, upper: dict[Signal, float]) -> floa
     after = trace.timestamps >= fault.at_s
     t = trace.timestamps[after]
     out = np.zeros(t.size, dtype=bool)
+    present = trace.cause_present.get(fault.index)
+    if present is not None and present.size == trace.timestamps.size:
+        out |= present[after]
     for signal, edge in upper.items():
         with np.errstate(invalid="ignore"):
             out |= _series(trace, fault.workload, signal)[after] > edge  # NaN: not out
