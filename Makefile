@@ -46,11 +46,12 @@ lint: $(DEV_STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The closed loop and detection quality; bench/sim_scale.py and bench/prometheus_fetch.py
-# measure scale and take longer: run them by hand.
+# Detection quality and the closed-loop chaos benchmark (tables on stdout; JSON and charts
+# in bench/out/); bench/sim_scale.py and bench/prometheus_fetch.py measure scale and take
+# longer: run them by hand.
 bench: $(STAMP)
 	$(BIN)/python bench/detection.py
-	$(BIN)/python bench/loop.py $(ARGS)
+	$(BIN)/healer bench chaos --json bench/out/chaos.json --plots bench/out/chaos $(ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage
