@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -165,3 +166,18 @@ def test_a_run_without_faults_still_reports_its_benign_actions() -> None:
         ("healer", None, 0),
     ]
     assert all(tuple(r) == RECORD_FIELDS for r in got)
+
+
+def test_the_summary_table_and_the_chart(tmp_path: Path) -> None:
+    from healer.chaos.report import markdown_table, plot_scenario
+
+    healed = trace("healer", error_ratio=(31, 40, 0.2))
+    healed.actions = [Act(START + 33 * 60, "shop/cart", "rollback")]
+    never = trace("kubernetes", error_ratio=(31, 60, 0.2))
+    runs = traces(kubernetes=never, healer=healed)
+    table = markdown_table(records(scenario(BAD_RELEASE), 1, runs))
+    assert "| bad_release | kubernetes | 0/1 |  | 0/1 | never |" in table
+    assert "|  | healer | 1/1 | never | 1/1 | 600 |" in table
+    assert "| benign actions | kubernetes | 0 in 1 runs |" in table
+    plot_scenario(scenario(BAD_RELEASE), 1, runs, tmp_path / "chart.png")
+    assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
