@@ -51,6 +51,7 @@ lint: $(DEV_STAMP)
 # longer: run them by hand.
 bench: $(STAMP)
 	$(BIN)/python bench/detection.py
+	@mkdir -p bench/out
 	$(BIN)/healer bench chaos --json bench/out/chaos.json --plots bench/out/chaos $(ARGS)
 
 clean:

@@ -386,7 +386,7 @@ def bench_chaos(
     scenarios: Annotated[
         str | None,
         typer.Option(
-            help="Comma-separated scenario names or files [default: all but large-cluster]."
+            help="Comma-separated scenario names or files (default: all but large-cluster)."
         ),
     ] = None,
     seeds: Annotated[int, typer.Option(help="Seeds per scenario.")] = 5,
@@ -397,7 +397,7 @@ def bench_chaos(
         Path | None, typer.Option(help="Write one PNG chart per scenario in this directory.")
     ] = None,
     jobs: Annotated[
-        int | None, typer.Option(min=1, help="Worker processes [default: one per CPU].")
+        int | None, typer.Option(min=1, help="Worker processes (default: one per CPU).")
     ] = None,
     config: ConfigOpt = None,
 ) -> None:
