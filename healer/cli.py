@@ -36,6 +36,8 @@ playbooks_app = typer.Typer(no_args_is_help=True, help="Playbook files.")
 app.add_typer(sim_app, name="sim")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(incidents_app, name="incidents")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks on the simulated cluster.")
+app.add_typer(bench_app, name="bench")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings YAML file.")]
 
@@ -489,6 +491,37 @@ def _print_collect(
     typer.echo(f"  {'signal':<14}{'gaps':>8}{'query s':>10}")
     for name, row in signals.items():
         typer.echo(f"  {name:<14}{row['gap_share']:>8.1%}{row['query_seconds']:>10.3f}")
+
+
+@bench_app.command("chaos")
+def bench_chaos(
+    scenarios: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated scenario names or files (default: all but large-cluster)."
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per scenario.")] = 5,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write one JSON record per fault and run here.")
+    ] = None,
+    plots: Annotated[
+        Path | None, typer.Option(help="Write one PNG chart per scenario in this directory.")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: one per CPU).")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Closed-loop chaos: healer against Kubernetes alone and static thresholds.
+
+    Each scenario runs with several seeds in virtual time under three contenders on
+    identical clusters; healer runs with the configured settings in auto mode.
+    """
+    from healer.chaos.bench import main as chaos
+
+    names = [n.strip() for n in scenarios.split(",") if n.strip()] if scenarios else None
+    chaos(names, seeds=seeds, json_out=json_out, plots=plots, config=config, jobs=jobs)
 
 
 def main() -> None:

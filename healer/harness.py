@@ -47,13 +47,16 @@ class SimHarness:
         report: Reporter | None = None,
         workdir: Path | None = None,
         api_port: int = 0,
+        cluster: Cluster | None = None,
     ) -> SimHarness:
         """Start the simulated cluster's API server and build the loop against it.
 
         Playbooks are validated first, so a bad one stops start-up before anything runs.
+        ``cluster`` is one already built for ``scenario`` (the chaos benchmark adds
+        autoscalers to it first); by default a new one.
         """
         playbooks = load_playbooks(settings.playbooks_dir)
-        cluster = Cluster(scenario)
+        cluster = cluster or Cluster(scenario)
         server = serve_in_thread(cluster, port=api_port)
         folder = workdir or Path(tempfile.mkdtemp(prefix="healer-sim-"))
         kubeconfig = write_kubeconfig(folder / "kubeconfig", server.url)
