@@ -282,6 +282,7 @@ class PrometheusSource:
             window_s=settings.rate_window_s,
             mapping=settings.workload_mapping,
             pod_label=settings.workload_label,
+            recorded=settings.recording_rules,
         )
         return cls(
             client or PrometheusClient.from_settings(settings),
@@ -443,37 +444,53 @@ def assemble(
     """Raw series per signal -> (workloads sorted, values[w, s, t] on ``grid``).
 
     A workload present in any signal is present in all, with NaN where a signal has no
-    point. Points off the grid (another step) are ignored.
+    point. Points off the grid (another step) are ignored. Each signal's points are
+    flattened and placed with one array assignment: a per-series numpy loop costs
+    ~50 us a series, 3 s a cycle at 10,000 workloads x 7 signals.
     """
     keys = sorted(
         {(s["metric"]["namespace"], s["metric"]["deployment"]) for r in results.values() for s in r}
     )
     index = {key: i for i, key in enumerate(keys)}
     values = np.full((len(keys), len(signals), len(grid)), np.nan)
-    step = float(grid[1] - grid[0]) if len(grid) > 1 else 1.0
     for s_index, signal in enumerate(signals):
-        bad = {"infinite": 0, "negative": 0}
-        for series in results.get(signal, []):
-            points = series["values"]
-            if not points:
-                continue
-            times = np.fromiter((p[0] for p in points), np.float64, len(points))
-            column = np.array([p[1] for p in points], dtype=np.float64)
-            t = np.rint((times - grid[0]) / step).astype(np.int64)
-            on_grid = (
-                (t >= 0)
-                & (t < len(grid))
-                & np.isclose(grid[0] + t * step, times, rtol=0.0, atol=1e-3)
-            )
-            row = values[index[(series["metric"]["namespace"], series["metric"]["deployment"])]]
-            row[s_index, t[on_grid]] = column[on_grid]
+        series = results.get(signal, [])
+        if series:
+            _place(values[:, s_index, :], series, index, grid)
         plane = values[:, s_index, :]
         infinite, negative = np.isinf(plane), plane < 0
-        bad["infinite"], bad["negative"] = int(infinite.sum()), int(negative.sum())
+        bad = {"infinite": int(infinite.sum()), "negative": int(negative.sum())}
         if bad["infinite"] or bad["negative"]:
             plane[infinite | negative] = np.nan
             log.warning("prometheus_values_dropped", signal=str(signal), **bad)
     return [WorkloadRef(ns, "Deployment", name) for ns, name in keys], values
+
+
+def _place(
+    plane: NDArray[np.float64],
+    series: list[RawSeries],
+    index: Mapping[tuple[str, str], int],
+    grid: NDArray[np.float64],
+) -> None:
+    """Write every point of ``series`` that lies on ``grid`` into ``plane[w, t]``."""
+    lengths = np.fromiter((len(s["values"]) for s in series), np.int64, len(series))
+    rows = np.repeat(
+        np.fromiter(
+            (index[(s["metric"]["namespace"], s["metric"]["deployment"])] for s in series),
+            np.int64,
+            len(series),
+        ),
+        lengths,
+    )
+    points = [p for s in series for p in s["values"]]
+    times = np.fromiter((p[0] for p in points), np.float64, len(points))
+    # float() reads the API's decimal strings, "NaN" and "+Inf" included; fromiter is
+    # twice as fast as np.array(..., dtype=float64) over a list of strings.
+    column = np.fromiter((float(p[1]) for p in points), np.float64, len(points))
+    step = float(grid[1] - grid[0]) if len(grid) > 1 else 1.0
+    t = np.rint((times - grid[0]) / step).astype(np.int64)
+    on_grid = (t >= 0) & (t < len(grid)) & (np.abs(grid[0] + t * step - times) <= 1e-3)
+    plane[rows[on_grid], t[on_grid]] = column[on_grid]
 
 
 def merge(
