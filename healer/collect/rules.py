@@ -13,7 +13,9 @@ workload mapping, rate window), so the two cannot drift apart: ``healer rules`` 
 the file to load into Prometheus (``rule_files:``), and ``deploy/prometheus/`` ships it
 for the default settings. One group, evaluated in order: the pod-to-Deployment map
 first, then each signal joined to that fresh map. Its interval is ``step_s``, so every
-step of a range query finds a new value.
+step of a range query finds a new value. The price is up to one step of delay:
+Prometheus evaluates a group at a fixed offset inside its interval (a hash of the
+group), so the value a query reads at step t was computed from the scrapes up to t-1.
 
 Backfilling the rules over existing history (``promtool tsdb create-blocks-from
 rules``) needs two passes, because promtool does not evaluate a rule over series that

@@ -37,6 +37,7 @@ import yaml
 
 from healer.api.server import ServerThread, bind
 from healer.collect.prometheus import PrometheusClient, PrometheusSource
+from healer.collect.rules import recording_rules
 from healer.collect.signals import build_queries
 from healer.errors import QueryError
 from healer.sim.apiserver import create_api, write_kubeconfig
@@ -503,6 +504,7 @@ def write_openmetrics(cluster: Cluster, steps: int, path: Path) -> None:
 class Day:
     prometheus: PrometheusServer
     cluster: Cluster
+    data: Path
 
 
 @pytest.fixture(scope="module")
@@ -525,7 +527,7 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
     )
     prometheus = PrometheusServer.start(workdir, targets=[], data_dir=data)
     try:
-        yield Day(prometheus, cluster)
+        yield Day(prometheus, cluster, data)
     finally:
         prometheus.stop()
 
@@ -561,6 +563,99 @@ def test_backfilled_day_shows_the_scenarios_faults(day: Day) -> None:
     assert np.nanmax(checkout[frame.timestamps > leak]) > np.nanmax(
         checkout[frame.timestamps < leak]
     )
+
+
+# ---- recording rules: backfilled over the day with promtool, as a cluster would -----
+
+
+def _backfill_rules(promtool: str, url: str, rules: Path, out: Path, times: Any) -> None:
+    subprocess.run(
+        [
+            promtool,
+            "tsdb",
+            "create-blocks-from",
+            "rules",
+            f"--url={url}",
+            f"--start={int(times[0])}",
+            f"--end={int(times[-1]) + 1}",
+            f"--eval-interval={DAY_STEP_S}s",
+            f"--output-dir={out}",
+            str(rules),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def _with_blocks(data: Path, *sources: Path) -> Path:
+    """``data``'s blocks plus those of ``sources``, in a new directory."""
+    merged = data.parent / f"{data.name}+{len(sources)}"
+    for source in (data, *sources):
+        for block in source.iterdir():
+            if block.is_dir() and block.name.startswith("01"):  # ULID block directories
+                shutil.copytree(block, merged / block.name)
+    return merged
+
+
+@pytest.fixture(scope="module")
+def recorded_day(day: Day, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
+    """The day with healer's recording rules backfilled: the map first, then the signals
+    (promtool does not read series recorded in the same run)."""
+    promtool = _binary("promtool")
+    workdir = tmp_path_factory.mktemp("prometheus-rules")
+    group = recording_rules(window_s=DAY_RATE_WINDOW_S, interval_s=DAY_STEP_S)["groups"][0]
+    owner, signals = workdir / "owner.yaml", workdir / "signals.yaml"
+    owner.write_text(yaml.safe_dump({"groups": [{**group, "rules": group["rules"][:1]}]}))
+    signals.write_text(yaml.safe_dump({"groups": [{**group, "rules": group["rules"][1:]}]}))
+    times = np.asarray(day.cluster.timestamps)
+    data = day.data
+    _backfill_rules(promtool, day.prometheus.url, owner, workdir / "owner", times)
+    mapped = PrometheusServer.start(
+        workdir, targets=[], data_dir=_with_blocks(data, workdir / "owner")
+    )
+    try:
+        _backfill_rules(promtool, mapped.url, signals, workdir / "signals", times)
+    finally:
+        mapped.stop()
+    merged = _with_blocks(data, workdir / "owner", workdir / "signals")
+    prometheus = PrometheusServer.start(workdir, targets=[], data_dir=merged)
+    try:
+        yield Day(prometheus, day.cluster, merged)
+    finally:
+        prometheus.stop()
+
+
+def test_recorded_series_equal_the_joining_queries(day: Day, recorded_day: Day) -> None:
+    times = np.asarray(day.cluster.timestamps)
+    until, window_s = datetime.fromtimestamp(times[-1], UTC), 6 * 3600
+    joined = _source(day.prometheus.url, step_s=DAY_STEP_S, window_s=DAY_RATE_WINDOW_S)
+    recorded = PrometheusSource(
+        PrometheusClient(recorded_day.prometheus.url, timeout_s=10.0),
+        queries=build_queries(recorded=True),
+        step_s=DAY_STEP_S,
+    )
+    want = joined.fetch(until=until, window_s=window_s)
+    got = recorded.fetch(until=until, window_s=window_s)
+    assert got.workloads == want.workloads
+    np.testing.assert_array_equal(got.timestamps, want.timestamps)
+    assert np.isnan(want.values).mean() < 0.05
+    # Prometheus evaluates a rule group at a fixed offset inside its interval (a hash
+    # of the group), promtool too: the value recorded by step t is the one of step t-1.
+    np.testing.assert_allclose(
+        got.values[:, :, 1:], want.values[:, :, :-1], rtol=1e-9, equal_nan=True
+    )
+
+
+def test_shipped_rules_file_is_valid_for_prometheus() -> None:
+    result = subprocess.run(
+        [_binary("promtool"), "check", "rules", str(REPO / "deploy/prometheus/healer-rules.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(Signal) + 1} rules found" in result.stdout
 
 
 def _run_once(live: Live, tmp_path: Path, prometheus_url: str, **env: str) -> Any:
