@@ -52,7 +52,7 @@ from healer.types import Frame, Signal
 # history must stay small enough to write and backfill in a few minutes.
 BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0)
 # Share of requests at or under each bucket (and +Inf): p99 lands in (0.25, 0.5].
-SHARES = tuple(min(1.0, 0.5 + le) for le in BUCKETS_S) + (1.0,)
+SHARES = (*(min(1.0, 0.5 + le) for le in BUCKETS_S), 1.0)
 CPU_REQUEST_CORES = 0.25
 MEMORY_LIMIT_BYTES = 512e6
 RATE_STEPS = 4  # rate() over four scrape intervals, the usual choice
@@ -120,8 +120,18 @@ def history(workloads: int, steps: int, step_s: int, end_s: int) -> Iterator[str
         ("container_cpu_usage_seconds_total", "counter", "", cpu),
         ("container_memory_working_set_bytes", "gauge", "", memory),
         ("kube_pod_container_status_restarts_total", "counter", "", const(0.0)),
-        ("kube_pod_container_resource_requests", "gauge", ',resource="cpu"', const(0.25)),
-        ("kube_pod_container_resource_limits", "gauge", ',resource="memory"', const(512e6)),
+        (
+            "kube_pod_container_resource_requests",
+            "gauge",
+            ',resource="cpu"',
+            const(CPU_REQUEST_CORES),
+        ),
+        (
+            "kube_pod_container_resource_limits",
+            "gauge",
+            ',resource="memory"',
+            const(MEMORY_LIMIT_BYTES),
+        ),
     ):
         yield from family(name, kind, [f"{name}{{{b}{extra}}}" for b in base], values)
     http = [f'namespace="{n}",pod="{p}"' for n, p in zip(ns, pod, strict=True)]
@@ -143,7 +153,8 @@ def history(workloads: int, steps: int, step_s: int, end_s: int) -> Iterator[str
     window_s = RATE_STEPS * step_s
 
     def rate(counter: np.ndarray) -> np.ndarray:
-        return (counter[RATE_STEPS:] - counter[:-RATE_STEPS]) / window_s
+        per_second: np.ndarray = (counter[RATE_STEPS:] - counter[:-RATE_STEPS]) / window_s
+        return per_second
 
     later = times[RATE_STEPS:]
     owners = [

@@ -68,16 +68,20 @@ class RangeResult:
 
 
 class HttpFailure(Exception):
-    """A range query that did not succeed; ``status`` is None when no answer came."""
+    """A range query that did not succeed; ``status`` is None when no answer came.
 
-    def __init__(self, status: int | None, detail: str) -> None:
+    ``tls``: the server's certificate was refused; another attempt would be refused too.
+    """
+
+    def __init__(self, status: int | None, detail: str, *, tls: bool = False) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.tls = tls
 
     @property
     def transient(self) -> bool:
-        return self.status is None or self.status in _RETRY_STATUSES
+        return not self.tls and (self.status is None or self.status in _RETRY_STATUSES)
 
 
 class RangeClient(Protocol):
@@ -166,6 +170,10 @@ class PrometheusClient:
             raise HttpFailure(200, "the answer is not Prometheus API JSON") from exc
         except requests.Timeout as exc:
             raise HttpFailure(None, f"no answer within {self._timeout_s:g} s") from exc
+        except requests.exceptions.SSLError as exc:
+            found = re.search(r"\[SSL[^]]*\][^'\"()]*", str(exc))
+            detail = found.group(0).strip() if found else _first_line(str(exc))
+            raise HttpFailure(None, detail[:_DETAIL_MAX_CHARS], tls=True) from exc
         except requests.RequestException as exc:
             # With urllib3 retries off, a read timeout arrives as a ConnectionError whose
             # text repeats the whole URL (the query, again): say what happened instead.
@@ -386,6 +394,11 @@ class PrometheusSource:
     def _error(self, query: SignalQuery, exc: HttpFailure) -> Exception:
         where = f"signal {query.signal}"
         text = f"query: {_one_line(query.promql)}"
+        if exc.tls:
+            return PrometheusUnavailable(
+                f"{where}: the certificate of Prometheus at {self.client.url} is not trusted "
+                f"({exc.detail}); set prometheus.ca_file to the CA that signed it; {text}"
+            )
         if exc.status is None:
             return PrometheusUnavailable(
                 f"{where}: Prometheus at {self.client.url} is unreachable "
