@@ -695,3 +695,65 @@ def test_run_with_an_unreachable_prometheus_keeps_going_without_acting(
     assert result.returncode == 0, result.stderr
     assert "no_metrics" in result.stderr
     assert "stopped after 0 cycles" in result.stdout
+
+
+def test_run_with_invalid_promql_keeps_cycling_without_acting_and_readyz_says_why(
+    live: Live, tmp_path: Path
+) -> None:
+    """The daemon as deployed: a bad override in the settings file. It must stay up,
+    never act, and tell a readiness probe (and a person) which signal and query fail."""
+    config = tmp_path / "healer.yaml"
+    bad = "sum by (namespace, deployment) (rate(http_requests_total[$window])"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "prometheus": {"queries": {"request_rate": bad}, "step_s": 1},
+                "daemon": {"interval_s": 1.0},
+                "api": {"port": _free_port()},
+            }
+        )
+    )
+    port = yaml.safe_load(config.read_text())["api"]["port"]
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", live.sim.url)
+    environment = {
+        **os.environ,
+        "HEALER_STORE__URL": f"sqlite:///{tmp_path / 'audit.db'}",
+        "HEALER_PLAYBOOKS_DIR": str(REPO / "playbooks"),
+    }
+    command = [
+        *("run", "--config", str(config), "--kubeconfig", str(kubeconfig)),
+        *("--prometheus", live.prometheus.url),
+    ]
+    with subprocess.Popen(
+        [sys.executable, "-m", "healer.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+    ) as daemon:
+        try:
+            body: dict[str, Any] = {}
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and daemon.poll() is None:
+                try:
+                    answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2.0)
+                    body = answer.json()
+                    if any("request_rate" in r for r in body.get("reasons", [])):
+                        assert answer.status_code == 503
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.3)
+            time.sleep(2.5)  # a few more cycles fail the same way; the daemon stays up
+            assert daemon.poll() is None, "the daemon stopped on a bad query"
+        finally:
+            daemon.terminate()
+            stdout, stderr = daemon.communicate(timeout=30)
+    assert body["status"] == "not ready", body
+    reason = next(r for r in body["reasons"] if "request_rate" in r)
+    assert reason.startswith("metrics unavailable: signal request_rate: Prometheus refused")
+    assert "configured query" in reason and bad.replace("$window", "60s") in reason
+    assert daemon.returncode == 0, stderr
+    assert stderr.count("no_metrics") >= 2
+    assert "stopped after 0 cycles" in stdout
