@@ -24,7 +24,6 @@ another rule of the same run records: the map first, then the signals.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 import yaml
