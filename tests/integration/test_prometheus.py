@@ -332,23 +332,31 @@ def test_frame_matches_the_simulators_ground_truth(live: Live, signal: Signal) -
 
 def test_latency_in_the_right_bucket(live: Live) -> None:
     """histogram_quantile interpolates linearly inside a bucket, so it can only be asked
-    to land in the bucket that holds the simulator's p99 (30% above it, here: the p99s
-    sit in the 0.1-0.25 and 0.25-0.5 s buckets). cart is left out from its release on:
-    while old and new pods serve together, the simulator's truth is the mean of the
-    pods' p99s, not the p99 of the workload's requests, which the histogram measures."""
+    to land in the bucket that holds the simulator's p99. Where the p99s sit depends on
+    the time of day (the scenario starts now, traffic follows a daily cycle); one close
+    to a bucket edge may be counted on the other side of it, because the histogram
+    holds the sampled requests of all pods and the truth is the pods' model. So: every
+    point within one bucket, at least 90% in the same bucket. cart is left out from its
+    release on: while old and new pods serve together, the simulator's truth is the mean
+    of the pods' p99s, not the p99 of the workload's requests, which the histogram
+    measures."""
     frame = _live_frame(live)
     truth, usable = _truth_at(live, frame)
     s = frame.signals.index(Signal.LATENCY_P99)
     edges = np.array(LATENCY_BUCKETS_S)
     released = live.scrape_times[CART_RELEASE_STEP - 1]
+    same: list[np.ndarray[Any, Any]] = []
     for w, workload in enumerate(frame.workloads):
         keep = usable & ~np.isnan(truth[w, s])
         if workload.name == "cart":
             keep &= frame.timestamps < released
-        got = frame.values[w, s, keep]
-        want = truth[w, s, keep]
         assert keep.sum() >= 10
-        np.testing.assert_array_equal(np.searchsorted(edges, got), np.searchsorted(edges, want))
+        apart = np.searchsorted(edges, frame.values[w, s, keep]) - np.searchsorted(
+            edges, truth[w, s, keep]
+        )
+        assert np.all(np.abs(apart) <= 1), (workload, apart)
+        same.append(apart == 0)
+    assert np.concatenate(same).mean() >= 0.9
 
 
 def test_restarts_seen_at_the_steps_the_simulator_restarted(live: Live) -> None:
