@@ -157,16 +157,16 @@ class TlsServerThread(ServerThread):
 
 def gateway(upstream: str, pki: Pki) -> Starlette:
     """Accepts ``Bearer TOKEN``; forwards the query API with the basic-auth credentials."""
-    client = httpx.AsyncClient(
-        verify=ssl.create_default_context(cafile=pki.ca), auth=(USER, PASSWORD), timeout=30.0
-    )
+    trust = ssl.create_default_context(cafile=pki.ca)
 
     async def forward(request: Request) -> Response:
         if request.headers.get("authorization") != f"Bearer {TOKEN}":
             return Response("Unauthorized", status_code=401)
-        answer = await client.get(
-            f"{upstream}{request.url.path}", params=list(request.query_params.multi_items())
-        )
+        # A client per request: nothing is left open when the gateway stops.
+        async with httpx.AsyncClient(verify=trust, auth=(USER, PASSWORD), timeout=30) as client:
+            answer = await client.get(
+                f"{upstream}{request.url.path}", params=list(request.query_params.multi_items())
+            )
         kept = {"content-type": answer.headers.get("content-type", "application/json")}
         return Response(answer.content, status_code=answer.status_code, headers=kept)
 
