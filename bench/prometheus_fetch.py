@@ -18,8 +18,9 @@ The history holds the series the recording rules would have stored over the hour
 computed from the same synthetic counters (rate() over samples on the step, as
 Prometheus computes it) and written on the step, without the evaluation offset a live
 Prometheus adds. Backfilling them with promtool instead costs as much as the joining
-queries over the hour (minutes at 10,000 workloads). The bench checks that assumption: the recorded frame's newest
-steps must agree with the joining queries' frame, and it prints the largest difference.
+queries over the hour (minutes at 10,000 workloads). The bench checks that assumption:
+the recorded frame's newest steps must agree with the joining queries' frame, and it
+prints the largest difference.
 
 The target of issue 4 is the incremental step under 2 s for 10,000 workloads x 7
 signals. A benchmark, not a test: it prints figures and asserts nothing.
