@@ -467,6 +467,26 @@ def collect(
             return
 
 
+@app.command()
+def rules(config: ConfigOpt = None) -> None:
+    """Print the Prometheus recording rules for these settings (a rules file, YAML).
+
+    Load it into Prometheus (rule_files:) and set prometheus.recording_rules: true.
+    """
+    from healer.collect.rules import rules_file
+    from healer.config import load_settings
+
+    p = load_settings(config).prometheus
+    text = rules_file(
+        signal_set=p.signal_set,
+        window_s=p.rate_window_s,
+        mapping=p.workload_mapping,
+        pod_label=p.workload_label,
+        interval_s=p.step_s,
+    )
+    typer.echo(text, nl=False)
+
+
 def _print_collect(
     url: str, frame: object, signals: dict[str, dict[str, float]], *, incremental: bool
 ) -> None:

@@ -205,6 +205,10 @@ class PrometheusSettings(_Section):
     workload_label: str = Field(default="app", min_length=1)
     """Pod label naming the Deployment, with ``workload_mapping: pod_label``, as written
     on the pod (``app.kubernetes.io/name``); kube-state-metrics' ``label_`` name is derived."""
+    recording_rules: bool = False
+    """Read the series stored by healer's recording rules (``healer rules`` prints them,
+    for these settings) instead of evaluating the pod-to-Deployment joins at every step:
+    for clusters with thousands of workloads."""
     queries: dict[Signal, str] = {}
     """PromQL per signal, replacing the built-in one. It must return one series per
     workload with ``namespace`` and ``deployment`` labels; ``$window`` stands for the
