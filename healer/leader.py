@@ -209,8 +209,8 @@ class LeaderElector:
     def status(self, now: datetime) -> JsonObject:
         return {
             "identity": self.identity,
-            "leader": self.is_leader(now),
-            "holder": self.holder or None,
+            "is_leader": self.is_leader(now),
+            "leader": self.holder or None,
             "lease_error": self.last_error,
         }
 
