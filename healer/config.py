@@ -67,6 +67,15 @@ class GuardSettings(_Section):
     min_replicas: int = 1
     max_replicas: int = 50
     """Scale never goes outside these bounds."""
+    max_scale_factor: float = Field(default=2.0, gt=1.0)
+    """One scale action at most multiplies the replicas by this (a playbook may ask for
+    less): a wrong diagnosis cannot blow up the cluster's capacity in one step."""
+    flip_back_window_s: float = 3600.0
+    """No second rollback of a workload within this time: rolling back a rollback
+    returns to the revision that was just judged bad (the flip-back trap)."""
+    gitops_mode: Mode = Mode.APPROVAL
+    """Mode for workloads managed by Argo CD or Flux: their next sync would revert an
+    in-cluster change, so a person applies it through the repository."""
 
 
 class DaemonSettings(_Section):

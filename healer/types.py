@@ -32,7 +32,7 @@ class Signal(enum.StrEnum):
     MEMORY = "memory"
     """Mean working-set memory of the workload's pods over their memory limit (0..1)."""
     RESTARTS = "restarts"
-    """Container restarts per minute, summed over the workload's pods."""
+    """Container restarts per minute over the last 10 minutes, summed over the workload's pods."""
     REQUEST_RATE = "request_rate"
     """HTTP requests per second served by the workload."""
     ERROR_RATIO = "error_ratio"

@@ -11,8 +11,8 @@ Decisions:
   plan in the audit store says exactly what will be asked of the cluster, and guards
   judge that exact request.
 - Scale sizes from the CPU deviation: replicas x (cpu / baseline) x headroom, rounded up,
-  at least one more than now, at most ``max_step_factor`` times now, then clamped to the
-  global bounds and the HPA's maxReplicas. Without a usable CPU deviation it doubles,
+  at least one more than now, at most ``max_step_factor`` (the playbook's) and
+  ``max_scale_factor`` (the global guard's) times now, then clamped to the global bounds and the HPA's maxReplicas. Without a usable CPU deviation it doubles,
   bounded the same way. With an HPA the target is its minReplicas: the autoscaler keeps
   control and will not undo the change.
 """
@@ -96,7 +96,8 @@ def _scale_target(
     """The replicas a scale should ask for, and a clause saying how they were sized."""
     current = state.replicas
     wanted, why = _wanted_replicas(current, finding, params.headroom)
-    step_cap = max(current + 1, math.floor(current * params.max_step_factor + _EPSILON))
+    factor = min(params.max_step_factor, settings.max_scale_factor)
+    step_cap = max(current + 1, math.floor(current * factor + _EPSILON))
     wanted = min(max(wanted, current + 1), step_cap)
     ceiling = settings.max_replicas
     if state.hpa is not None:

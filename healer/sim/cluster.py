@@ -23,6 +23,7 @@ because the API server thread reads and writes while the driver advances time.
 from __future__ import annotations
 
 import copy
+from collections import deque
 import hashlib
 import math
 import threading
@@ -64,6 +65,9 @@ LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10
 CRASH_AFTER_S = 5.0
 # Past saturation, requests wait until the client's timeout.
 TIMEOUT_S = 5.0
+# Restarts are sparse events: the signal averages them over this window, as the PromQL
+# ``rate(kube_pod_container_status_restarts_total[10m])`` does (collect/signals.py).
+RESTARTS_WINDOW_S = 600.0
 
 
 @dataclass
@@ -137,6 +141,7 @@ class Cluster:
         self.applied_events: list[tuple[float, Event]] = []
         self._hpa_history: dict[str, hpa.History] = {}  # by HPA uid
         self._cpu_marks: dict[str, tuple[float, float]] = {}  # pod uid -> (time, cpu seconds)
+        self._restart_log: dict[WorkloadRef, deque[tuple[float, float]]] = {}
         with self.lock:
             for spec in specs:
                 self.create_deployment(spec.namespace, _deployment_manifest(spec))
@@ -1050,12 +1055,21 @@ class Cluster:
             float(np.mean([c.memory_bytes for c in running])) / res.memory_limit_bytes
             if running
             else np.nan,
-            delta["restarts"] * 60.0 / dt,
+            self._restarts_per_min(ref, delta["restarts"]),
             requests / dt,
             delta["err"] / requests if requests > 0 else np.nan,
             float(np.mean(served)) if served else np.nan,
             min(1.0, dep["status"].get("availableReplicas", 0) / replicas) if replicas else 1.0,
         ]
+
+    def _restarts_per_min(self, ref: WorkloadRef, restarts: float) -> float:
+        """Restarts per minute over the last ``RESTARTS_WINDOW_S``, counting this step's."""
+        log = self._restart_log.setdefault(ref, deque())
+        now_s = self.clock.now_s()
+        log.append((now_s, restarts))
+        while log and log[0][0] <= now_s - RESTARTS_WINDOW_S:
+            log.popleft()
+        return sum(n for _, n in log) * 60.0 / RESTARTS_WINDOW_S
 
     # ---- helpers -----------------------------------------------------------------------
 
