@@ -88,6 +88,20 @@ class DaemonSettings(_Section):
     the anomaly threshold this long."""
 
 
+class EscalationSettings(_Section):
+    webhook_urls: tuple[str, ...] = ()
+    """Receivers of a generic JSON body for each escalated incident (a pager bridge, a
+    ticketing hook)."""
+    slack_webhook_urls: tuple[str, ...] = ()
+    """Receivers of a Slack-compatible body (``text`` and ``blocks``)."""
+    timeout_s: float = Field(default=5.0, gt=0)
+    """Per-request timeout of a webhook delivery."""
+    retries: int = Field(default=2, ge=0, le=10)
+    """Extra attempts after a network error, a 429 or a 5xx answer."""
+    backoff_s: float = Field(default=0.5, ge=0)
+    """Wait before the first retry; it doubles on each further retry."""
+
+
 class ClusterSettings(_Section):
     kubeconfig: Path | None = None
     """Path of a kubeconfig; none means in-cluster configuration, then ``~/.kube/config``."""
@@ -167,6 +181,7 @@ class Settings(BaseSettings):
     detector: DetectorSettings = DetectorSettings()
     guards: GuardSettings = GuardSettings()
     daemon: DaemonSettings = DaemonSettings()
+    escalation: EscalationSettings = EscalationSettings()
     cluster: ClusterSettings = ClusterSettings()
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()

@@ -158,6 +158,7 @@ class WorkloadState:
     hpa: HpaState | None = None
     total_replicas: int | None = None
     """``status.replicas``: pods of every revision, old ones still terminating included."""
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def current_revision(self) -> Revision | None:
@@ -238,6 +239,8 @@ class ActionStatus(enum.StrEnum):
     DRY_RUN = "dry_run"
     PENDING_APPROVAL = "pending_approval"
     BLOCKED = "blocked"
+    INTENDED = "intended"
+    """Recorded before the request is sent; a later record says how it ended."""
 
 
 @dataclass(frozen=True)
@@ -274,6 +277,8 @@ class ActionHistory:
     """Start times of actions taken cluster-wide, for the global rate limit."""
     in_flight: int
     """Actions taken whose outcome is not yet known."""
+    last_rollback_at: Mapping[WorkloadRef, datetime] = field(default_factory=dict)
+    """When each workload was last rolled back, for the flip-back guard."""
 
 
 class IncidentStatus(enum.StrEnum):

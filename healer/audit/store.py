@@ -80,7 +80,8 @@ _BEGIN_OPTION = "healer_sqlite_begin"
 
 _ATTEMPTED = (ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.DRY_RUN)
 """Action statuses that count for a workload's cooldown: the action was made, tried or
-simulated. Blocked and pending actions changed nothing, so they start no cooldown."""
+simulated. An intent counts once its outcome is recorded: a daemon that died before
+sending it must be free to send it after checking the cluster. Blocked and pending actions changed nothing, so they start no cooldown."""
 
 
 class StepKind(enum.StrEnum):
@@ -348,6 +349,13 @@ class AuditStore:
             .where(StepRow.at > now - timedelta(seconds=window_s), StepRow.at <= now)
             .order_by(StepRow.at)
         )
+        rollbacks = (
+            select(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name, func.max(StepRow.at))
+            .join(StepRow, StepRow.incident_id == IncidentRow.id)
+            .where(StepRow.kind == StepKind.ACTION, status == ActionStatus.SUCCEEDED.value)
+            .where(StepRow.data["kind"].as_string() == ActionKind.ROLLBACK.value)
+            .group_by(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name)
+        )
         in_flight = (
             select(func.count())
             .select_from(IncidentRow)
@@ -360,6 +368,9 @@ class AuditStore:
                 },
                 recent_action_times=tuple(session.scalars(recent)),
                 in_flight=session.scalar(in_flight) or 0,
+                last_rollback_at={
+                    WorkloadRef(ns, k, n): at for ns, k, n, at in session.execute(rollbacks)
+                },
             )
 
     # -- sessions --------------------------------------------------------------------

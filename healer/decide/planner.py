@@ -54,18 +54,27 @@ def plan(
     anomalous_workloads: int,
     watched_workloads: int,
     now: datetime,
+    chain_to: Playbook | None = None,
 ) -> Plan | None:
     """The plan for ``diagnosis`` on ``state.workload``, or None when no playbook matches.
 
     A plan is returned even when guards block it: ``plan.allowed`` and ``plan.blocked_by``
-    say so, and the caller records and escalates it.
+    say so, and the caller records and escalates it. ``chain_to`` is the next playbook
+    of an ``on_failure`` chain: named by the failed one, it applies without matching.
     """
     _check_same_workload(diagnosis, finding, state)
-    book = next((b for b in playbooks if _matches(b, diagnosis, finding)), None)
+    book = chain_to or next((b for b in playbooks if _matches(b, diagnosis, finding)), None)
     if book is None:
         return None
     check = Check(
-        book.action.kind, state, guards, history, anomalous_workloads, watched_workloads, now
+        book.action.kind,
+        state,
+        guards,
+        history,
+        anomalous_workloads,
+        watched_workloads,
+        now,
+        chained=chain_to is not None,
     )
     params, scale, sizing = _concrete(book, finding, state, guards)
     return Plan(
@@ -73,7 +82,7 @@ def plan(
         playbook=book.name,
         action=book.action.kind,
         params=params,
-        mode=resolve_mode(guards.mode, book.mode, state),
+        mode=resolve_mode(guards.mode, book.mode, state, guards.gitops_mode),
         guard_results=check_all(check, scale),
         reason=_reason(book, diagnosis, finding) + sizing,
         verify_within_s=book.verify.within_s,

@@ -282,7 +282,7 @@ def test_raising_hpa_min_to_its_current_value_is_blocked() -> None:
     ("action", "specific"),
     [
         (ActionKind.RESTART, ("paused",)),
-        (ActionKind.ROLLBACK, ("paused", "rollback_target")),
+        (ActionKind.ROLLBACK, ("paused", "rollback_target", "flip_back")),
         (ActionKind.SCALE, ("scale_bounds",)),
         (ActionKind.DELETE_POD, ()),
     ],
@@ -292,7 +292,15 @@ def test_check_all_evaluates_every_applicable_guard(
 ) -> None:
     results = guards.check_all(check(action), ScaleTarget(3, 6, 1, 50))
 
-    common = ("namespace", "opt_out", "cooldown", "rate_limit", "in_flight", "anomaly_brake")
+    common = (
+        "namespace",
+        "opt_out",
+        "gitops",
+        "cooldown",
+        "rate_limit",
+        "in_flight",
+        "anomaly_brake",
+    )
     assert tuple(r.guard for r in results) == common + specific
     assert all(r.passed for r in results)
 
@@ -312,6 +320,65 @@ def test_check_all_does_not_stop_at_the_first_block() -> None:
         "anomaly_brake",
         "paused",
     ]
+
+
+# ---- flip-back, GitOps, chains ----------------------------------------------------------
+
+
+def test_a_second_rollback_within_the_window_is_blocked() -> None:
+    history = ActionHistory({}, (), 0, last_rollback_at={CART: NOW - timedelta(minutes=20)})
+
+    result = guards.flip_back(check(ActionKind.ROLLBACK, history=history))
+
+    assert not result.passed
+    assert "rolled back 20m ago; no second rollback within 1h" in result.detail
+
+
+def test_a_rollback_after_the_window_or_of_another_workload_passes() -> None:
+    other = WorkloadRef("shop", "Deployment", "search")
+    for last in ({CART: NOW - timedelta(hours=2)}, {other: NOW - timedelta(minutes=5)}):
+        history = ActionHistory({}, (), 0, last_rollback_at=last)
+        assert guards.flip_back(check(ActionKind.ROLLBACK, history=history)).passed
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "tool"),
+    [
+        ({}, {"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/cart"}, "Argo CD"),
+        ({"argocd.argoproj.io/instance": "shop"}, {}, "Argo CD"),
+        ({"kustomize.toolkit.fluxcd.io/name": "apps"}, {}, "Flux"),
+        ({"helm.toolkit.fluxcd.io/name": "cart"}, {}, "Flux"),
+    ],
+)
+def test_a_gitops_managed_workload_gets_approval_mode(
+    labels: dict[str, str], annotations: dict[str, str], tool: str
+) -> None:
+    managed = state(labels=labels, annotations=annotations)
+
+    verdict = guards.gitops(check(workload_state=managed))
+
+    assert verdict.passed and tool in verdict.detail and "approval" in verdict.detail
+    assert guards.resolve_mode(Mode.AUTO, Mode.AUTO, managed) is Mode.APPROVAL
+    assert guards.resolve_mode(Mode.DRY_RUN, Mode.AUTO, managed) is Mode.DRY_RUN
+
+
+def test_helms_instance_label_alone_is_not_gitops() -> None:
+    helm = state(labels={"app.kubernetes.io/instance": "cart"})
+
+    assert guards.resolve_mode(Mode.AUTO, Mode.AUTO, helm) is Mode.AUTO
+    assert "not managed" in guards.gitops(check(workload_state=helm)).detail
+
+
+def test_a_chain_step_is_exempt_from_the_cooldown_only() -> None:
+    history = ActionHistory({CART: NOW - timedelta(minutes=3)}, (NOW,), 3)
+    chained = Check(
+        ActionKind.SCALE, state(), GuardSettings(), history, 1, 10, NOW, chained=True
+    )
+
+    results = {r.guard: r for r in guards.check_all(chained, ScaleTarget(3, 6, 1, 50))}
+
+    assert results["cooldown"].passed and "on_failure chain" in results["cooldown"].detail
+    assert not results["in_flight"].passed  # every other guard still holds
 
 
 def test_scale_needs_its_target() -> None:

@@ -168,12 +168,43 @@ def test_blocked_plan_is_still_returned_with_every_verdict() -> None:
     assert [g.guard for g in result.guard_results] == [
         "namespace",
         "opt_out",
+        "gitops",
         "cooldown",
         "rate_limit",
         "in_flight",
         "anomaly_brake",
         "paused",
     ]
+
+
+def test_a_chain_step_uses_the_named_playbook_without_matching() -> None:
+    scale_book = find_playbook(PLAYBOOKS, "scale-up-on-overload")
+    history = ActionHistory({CART: NOW}, (NOW,), 0)
+
+    result = plan(
+        diagnosis(Cause.MEMORY_LEAK),
+        finding(MEMORY),
+        state(),
+        playbooks=PLAYBOOKS,
+        guards=AUTO,
+        history=history,
+        anomalous_workloads=1,
+        watched_workloads=10,
+        now=NOW,
+        chain_to=scale_book,
+    )
+
+    assert result is not None and result.playbook == "scale-up-on-overload"
+    assert result.allowed, result.blocked_by  # the cooldown does not stop a chain
+
+
+def test_a_gitops_workload_is_planned_for_approval() -> None:
+    argo = state(annotations={"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/cart"})
+
+    result = must_plan(Cause.MEMORY_LEAK, MEMORY, workload_state=argo)
+
+    assert result.mode is Mode.APPROVAL
+    assert "Argo CD" in next(g.detail for g in result.guard_results if g.guard == "gitops")
 
 
 def test_default_settings_keep_everything_dry_run() -> None:
@@ -195,7 +226,7 @@ def test_bad_release_plans_a_rollback_to_the_previous_revision() -> None:
     assert result.playbook == "rollback-bad-release"
     assert result.params == {"to_revision": 3, "from_revision": 4}
     assert result.allowed
-    assert result.guard_results[-1].guard == "rollback_target"
+    assert [g.guard for g in result.guard_results][-2:] == ["rollback_target", "flip_back"]
 
 
 def test_rollback_with_no_previous_revision_is_blocked() -> None:
