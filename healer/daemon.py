@@ -13,11 +13,11 @@ watched until the workload has been quiet for ``verify_stable_s``; only then can
 incident open for that workload.
 
 Remediation is verified against the playbook: healed once the rollout completed, the
-workload is quiet and the playbook's ``verify.signals`` are back at their baseline (less than ``BASELINE_SIGMA``
-spreads on their harmful side) for ``verify_stable_s``; not healed after its
-``verify.within_s``, when the playbook's ``on_failure`` names the next playbook to try
-(without its cooldown, with every other guard) or escalates. Escalations go to the
-configured webhooks.
+workload is quiet and the playbook's ``verify.signals`` are back at their baseline
+(less than ``BASELINE_SIGMA`` spreads on their harmful side) for ``verify_stable_s``;
+not healed after its ``verify.within_s``, when the playbook's ``on_failure`` names the
+next playbook to try (without its cooldown, with every other guard) or escalates.
+Escalations go to the configured webhooks.
 
 An action is recorded as intended before its request is sent and as done after. A
 restarted daemon that finds an intent without its end reads the cluster first: done
@@ -37,13 +37,13 @@ import structlog
 
 from healer import decide
 from healer.act.verify import verify
-from healer.decide.escalation import Escalation, WebhookNotifier
-from healer.decide.playbooks import ESCALATE
-from healer.detect.signals import POLARITY
 from healer.audit.store import AuditStore
 from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook
+from healer.decide.escalation import Escalation, WebhookNotifier
+from healer.decide.playbooks import ESCALATE
+from healer.detect.signals import POLARITY
 from healer.detect.streaming import Detection
 from healer.diagnose.rules import explain
 from healer.errors import (
@@ -55,11 +55,11 @@ from healer.errors import (
 from healer.types import (
     ActionRecord,
     ActionStatus,
-    Mode,
     Diagnosis,
     Finding,
     Frame,
     JsonObject,
+    Mode,
     Outcome,
     OutcomeKind,
     Plan,

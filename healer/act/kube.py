@@ -18,8 +18,10 @@ a JSON patch, which a real API server rejects for an object body.
 API errors, as kubectl and client-go treat them: 409 Conflict re-reads and retries at
 once (an undo patch is rebuilt from the fresh objects); 429 waits for ``Retry-After``;
 5xx and timeouts back off exponentially; 403, 404 and 422 fail at once, since asking
-again gets the same answer. Whatever the end, the record carries the API's message. Every action posts an Event on the
-Deployment. Dry-run asks the API server to validate without persisting (``dryRun=All``).
+again gets the same answer. Whatever the end, the record carries the API's message.
+
+Every action posts an Event on the Deployment. Dry-run asks the API server to validate
+without persisting (``dryRun=All``).
 Client exceptions are turned into healer's errors here and go no further; nor do client
 objects: callers get WorkloadState and ActionRecord values.
 """
@@ -263,13 +265,18 @@ class KubeActuator:
         path = f"/apis/apps/v1/namespaces/{w.namespace}/deployments/{w.name}"
         if plan.action == ActionKind.DELETE_POD:
             pod = str(plan.params["pod"])
-            body = {
+            eviction: JsonObject = {
                 "apiVersion": "policy/v1",
                 "kind": "Eviction",
                 "metadata": {"name": pod, "namespace": w.namespace},
             }
             pod_path = f"/api/v1/namespaces/{w.namespace}/pods/{pod}/eviction"
-            return {"verb": "POST", "path": pod_path, "content_type": "application/json", "body": body}
+            return {
+                "verb": "POST",
+                "path": pod_path,
+                "content_type": "application/json",
+                "body": eviction,
+            }
         if plan.action == ActionKind.RESTART:
             self._refuse_paused(w, "restarting")
             stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -424,8 +431,9 @@ class KubeActuator:
         """
         w, params = intent.target, _params(intent.request)
         if intent.kind is ActionKind.DELETE_POD:
+            pod = params.get("pod") or str(intent.request.get("path", "")).split("/")[6]
             try:
-                self._call(self._core.read_namespaced_pod, str(params["pod"]), w.namespace)
+                self._call(self._core.read_namespaced_pod, str(pod), w.namespace)
             except PermanentActionError:
                 return True
             return False

@@ -81,7 +81,8 @@ _BEGIN_OPTION = "healer_sqlite_begin"
 _ATTEMPTED = (ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.DRY_RUN)
 """Action statuses that count for a workload's cooldown: the action was made, tried or
 simulated. An intent counts once its outcome is recorded: a daemon that died before
-sending it must be free to send it after checking the cluster. Blocked and pending actions changed nothing, so they start no cooldown."""
+sending it must be free to send it after checking the cluster.
+Blocked and pending actions changed nothing, so they start no cooldown."""
 
 
 class StepKind(enum.StrEnum):

@@ -19,8 +19,9 @@ Decisions:
   an in-cluster change, so it belongs in the repository. The ``gitops`` guard records
   that verdict; it never blocks on its own.
 - A step of an ``on_failure`` chain continues its incident: the cooldown, which stops
-  repeated attempts across incidents, does not apply to it; every other guard does. An annotation value that is
-  not a mode counts as ``dry_run``: whoever wrote it wanted caution, not the default.
+  repeated attempts across incidents, does not apply to it; every other guard does.
+- An annotation value that is not a mode counts as ``dry_run``: whoever wrote it wanted
+  caution, not the default.
 """
 
 from __future__ import annotations

@@ -12,7 +12,8 @@ Decisions:
   judge that exact request.
 - Scale sizes from the CPU deviation: replicas x (cpu / baseline) x headroom, rounded up,
   at least one more than now, at most ``max_step_factor`` (the playbook's) and
-  ``max_scale_factor`` (the global guard's) times now, then clamped to the global bounds and the HPA's maxReplicas. Without a usable CPU deviation it doubles,
+  ``max_scale_factor`` (the global guard's) times now, then clamped to the global bounds
+  and the HPA's maxReplicas. Without a usable CPU deviation it doubles,
   bounded the same way. With an HPA the target is its minReplicas: the autoscaler keeps
   control and will not undo the change.
 """

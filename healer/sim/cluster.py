@@ -23,11 +23,11 @@ because the API server thread reads and writes while the driver advances time.
 from __future__ import annotations
 
 import copy
-from collections import deque
 import hashlib
 import math
 import threading
 import uuid
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any

@@ -371,9 +371,7 @@ def test_helms_instance_label_alone_is_not_gitops() -> None:
 
 def test_a_chain_step_is_exempt_from_the_cooldown_only() -> None:
     history = ActionHistory({CART: NOW - timedelta(minutes=3)}, (NOW,), 3)
-    chained = Check(
-        ActionKind.SCALE, state(), GuardSettings(), history, 1, 10, NOW, chained=True
-    )
+    chained = Check(ActionKind.SCALE, state(), GuardSettings(), history, 1, 10, NOW, chained=True)
 
     results = {r.guard: r for r in guards.check_all(chained, ScaleTarget(3, 6, 1, 50))}
 

@@ -256,7 +256,9 @@ def test_scale_target_from_cpu_growth_with_headroom() -> None:
     assert result.params == {"replicas": 6, "from_replicas": 3}
     assert result.allowed
     assert result.reason.endswith("; CPU at 2.00x its baseline with 1.25x headroom: 3 -> 6")
-    bigger = scale(up(Signal.CPU, 1.6, 0.8), guards=GuardSettings(mode=Mode.AUTO, max_scale_factor=3))
+    bigger = scale(
+        up(Signal.CPU, 1.6, 0.8), guards=GuardSettings(mode=Mode.AUTO, max_scale_factor=3)
+    )
     assert bigger.params["replicas"] == 6  # the playbook's own factor (2.0) still holds
 
 

@@ -52,7 +52,7 @@ def test_every_shipped_playbook_loads_and_validates() -> None:
     books = load_playbooks(REPO_PLAYBOOKS)
 
     files = sorted(p.name for p in REPO_PLAYBOOKS.iterdir() if p.suffix in (".yaml", ".yml"))
-    assert len(books) == len(files) == 5
+    assert len(books) == len(files) == 6
     assert all(book.description.strip() for book in books)
     assert all(book.verify.signals for book in books)
 
