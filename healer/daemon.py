@@ -483,10 +483,10 @@ class Healer:
             track.intent.kind,
             track.intent.target,
             track.intent.request,
-            ActionStatus.FAILED,
+            ActionStatus.BLOCKED,  # nothing reached the cluster: no cooldown starts
             track.intent.started,
             now,
-            error="not applied: the previous run stopped before sending it",
+            error="never sent: the previous run stopped before sending it",
         )
         self.store.record_action(track.incident_id, record)
         self._say("action", track, now, f"{record.kind} was never sent; diagnosing again")

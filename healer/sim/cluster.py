@@ -902,6 +902,7 @@ class Cluster:
                     (500, fault.error_500),
                     (409, fault.conflict_409),
                     (429, fault.throttle_429),
+                    (403, fault.forbidden_403),
                 ):
                     if draw < rate:
                         return code, fault.latency_s

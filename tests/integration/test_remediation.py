@@ -11,14 +11,17 @@ from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
+import numpy as np
 import pytest
 from kubernetes import client
 
 from healer.act.kube import KubeActuator
 from healer.audit.store import AuditStore
-from healer.config import EscalationSettings, GuardSettings
+from healer.config import EscalationSettings, GuardSettings, Settings
+from healer.daemon import Healer, Stage
 from healer.decide import load_playbooks, plan
 from healer.decide.escalation import Escalation, WebhookNotifier
+from healer.detect.streaming import Detection
 from healer.sim.cluster import Cluster
 from healer.sim.scenario import ApiFault
 from healer.types import (
@@ -317,3 +320,74 @@ def test_an_intent_is_judged_from_the_cluster(kube_api: Any) -> None:
     assert not act.already_applied(intent_of(scale))
     act.apply(scale, now=NOW)
     assert act.already_applied(intent_of(scale))
+
+
+def test_forbidden_is_not_retried_and_the_daemon_escalates(kube_api: Any, cluster: Cluster) -> None:
+    cluster.api_faults = [ApiFault(verbs=("PATCH",), forbidden_403=1.0)]
+    waits: list[float] = []
+    record = actuator(kube_api, waits).apply(a_plan(CART, ActionKind.RESTART), now=NOW)
+    assert record.status == ActionStatus.FAILED
+    assert (record.error or "").startswith("403 Forbidden") and waits == []
+
+
+class _Idle:
+    """Source and detector for a daemon that is only resumed, never cycled."""
+
+    def fetch(self, *, until: datetime, window_s: float) -> Any:
+        raise AssertionError("not cycled")
+
+    def update(self, frame: Any) -> Any:
+        raise AssertionError("not cycled")
+
+
+def _quiet_detection(workload: WorkloadRef) -> Detection:
+    signals = tuple(Signal)
+    zeros = np.zeros((1, len(signals)))
+    return Detection(
+        NOW, (workload,), signals, np.array([0.1]), zeros, zeros, zeros, (), np.array([True])
+    )
+
+
+def _crashed_after_intent(store: AuditStore, kube_api: Any, *, sent: bool) -> tuple[int, Plan]:
+    """What a daemon leaves behind when it dies after recording its intent."""
+    finding = finding_of(CART, Signal.MEMORY)
+    incident = store.open_incident(finding)
+    store.record_diagnosis(incident, Diagnosis(CART, Cause.MEMORY_LEAK, 0.8, "leak"), at=NOW)
+    restart = a_plan(CART, ActionKind.RESTART)
+    store.record_plan(incident, restart, at=NOW)
+    store.record_action(incident, intent_of(restart))
+    if sent:
+        KubeActuator(kube_api).apply(restart, now=NOW)
+    return incident, restart
+
+
+@pytest.mark.parametrize("sent", [True, False])
+def test_a_crash_between_intent_and_completion_never_doubles_the_action(
+    kube_api: Any, store: AuditStore, sent: bool
+) -> None:
+    incident, _ = _crashed_after_intent(store, kube_api, sent=sent)
+    apps = client.AppsV1Api(kube_api)
+    generation = apps.read_namespaced_deployment("cart", "shop").metadata.generation
+    healer = Healer(
+        source=_Idle(),
+        detector=_Idle(),
+        actuator=KubeActuator(kube_api),
+        store=store,
+        playbooks=load_playbooks(REPO / "playbooks"),
+        settings=Settings(),
+    )
+    assert healer.resume() == 1
+    track = healer.tracked[CART]
+    assert track.stage is Stage.RECONCILING
+    healer._progress(track, _quiet_detection(CART), frame_now=NOW + timedelta(seconds=30))
+    assert apps.read_namespaced_deployment("cart", "shop").metadata.generation == generation
+    detail = store.get_incident(incident)
+    assert detail is not None
+    last = detail.timeline[-1].data
+    if sent:
+        assert track.stage is Stage.VERIFYING and last["status"] == "succeeded"
+    else:
+        assert track.stage is Stage.DIAGNOSING and last["status"] == "blocked"
+        assert str(last["error"]).startswith("never sent")
+        history = store.action_history(now=NOW + timedelta(minutes=1), window_s=3600)
+        assert CART not in history.last_action_at  # free to act once diagnosed again
