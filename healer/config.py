@@ -188,6 +188,9 @@ class Settings(BaseSettings):
     prometheus: PrometheusSettings = PrometheusSettings()
     playbooks_dir: Path = Path("playbooks")
     """Directory of playbook YAML files, validated at start-up."""
+    diagnosis_model: Path | None = None
+    """A learned diagnoser (skops file beside its JSON card), used for the causes it has
+    enough labelled history of; the rules diagnose the rest. None: rules only."""
 
     @classmethod
     def settings_customise_sources(

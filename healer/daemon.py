@@ -45,7 +45,7 @@ from healer.decide.escalation import Escalation, WebhookNotifier
 from healer.decide.playbooks import ESCALATE
 from healer.detect.signals import POLARITY
 from healer.detect.streaming import Detection
-from healer.diagnose.rules import explain
+from healer.diagnose.learned import Diagnose, LearnedDiagnoser, diagnoser
 from healer.errors import (
     CollectError,
     HealerError,
@@ -151,8 +151,14 @@ class Healer:
     cycles: int = 0
     notifier: Notifier | None = None
     """Where escalations go; built from ``settings.escalation`` when not given."""
+    diagnose: Diagnose | None = None
+    """Finding and context to a diagnosis; when not given, the learned diagnoser of
+    ``settings.diagnosis_model`` (if any) with the rules behind it."""
 
     def __post_init__(self) -> None:
+        if self.diagnose is None:
+            path = self.settings.diagnosis_model
+            self.diagnose = diagnoser(LearnedDiagnoser.load(path) if path else None)
         hooks = self.settings.escalation
         if self.notifier is None and (hooks.webhook_urls or hooks.slack_webhook_urls):
             self.notifier = WebhookNotifier(hooks)
@@ -256,7 +262,9 @@ class Healer:
         except HealerError as exc:
             track.error = str(exc)
             raise
-        diagnosis = explain(finding, frame, state)
+        share = detection.anomalous_count / max(1, len(detection.workloads))
+        assert self.diagnose is not None  # set in __post_init__
+        diagnosis = self.diagnose(finding, frame, state, share)
         track.stage = Stage.WATCHING
         track.diagnosis, track.finding = diagnosis, finding
         self.store.record_diagnosis(track.incident_id, diagnosis, at=now)

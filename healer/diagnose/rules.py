@@ -145,7 +145,7 @@ def _memory_leak(finding: Finding, frame: Frame, state: WorkloadState) -> Diagno
     memory = _up(finding, Signal.MEMORY)
     if memory is None or _up(finding, Signal.REQUEST_RATE, at_least=3.0):
         return None
-    slope = _slope_per_s(frame, finding, Signal.MEMORY)
+    slope = slope_per_s(frame, finding, Signal.MEMORY)
     if slope <= 0:
         return None
     to_limit_min = max(0.0, (1.0 - memory.value) / slope / 60.0)
@@ -202,7 +202,7 @@ def _overload(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis
     )
 
 
-def _slope_per_s(frame: Frame, finding: Finding, signal: Signal) -> float:
+def slope_per_s(frame: Frame, finding: Finding, signal: Signal) -> float:
     """Least-squares slope of the signal over the recent window, per second."""
     series = frame.series(finding.workload, signal)
     if not series.size:

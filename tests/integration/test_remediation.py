@@ -391,3 +391,17 @@ def test_a_crash_between_intent_and_completion_never_doubles_the_action(
         assert str(last["error"]).startswith("never sent")
         history = store.action_history(now=NOW + timedelta(minutes=1), window_s=3600)
         assert CART not in history.last_action_at  # free to act once diagnosed again
+
+
+# ---- the learned diagnoser's training data -----------------------------------------------
+
+
+def test_a_scenario_run_yields_labelled_diagnoses() -> None:
+    from healer.groundtruth import examples_from_scenario
+    from healer.sim.scenario import load_scenario
+
+    found = examples_from_scenario(
+        load_scenario("cpu-hog"), hours=1.0, playbooks_dir=REPO / "playbooks"
+    )
+    assert Cause.CPU_HOG in {e.cause for e in found}
+    assert all(e.source == "sim:cpu-hog" and np.isfinite(e.row).all() for e in found)

@@ -170,12 +170,18 @@ def test_healed_once_quiet_for_the_stable_time(loop: Loop) -> None:
     assert loop.outcomes() == [OutcomeKind.HEALED]
 
 
-def test_not_healed_when_the_verification_window_passes(loop: Loop) -> None:
+def test_not_healed_follows_the_chain_then_ends(loop: Loop) -> None:
     loop.detector.anomalous = {SEARCH: OVERLOAD}
-    loop.run(cycles=25)  # 750 s, past the playbook's 600 s window
+    loop.run(cycles=12)  # 360 s, past scale-up-on-overload's 300 s window
+    assert [p.playbook for p in loop.actuator.applied] == [
+        "scale-up-on-overload",
+        "scale-up-again",
+    ]
+    assert loop.outcomes() == [None]
+    loop.run(cycles=21)  # past scale-up-again's 600 s window; it escalates on failure
     assert loop.outcomes() == [OutcomeKind.NOT_HEALED]
     loop.run(cycles=20)
-    assert len(loop.actuator.applied) == 1, "no second action while the episode lasts"
+    assert len(loop.actuator.applied) == 2, "no further action while the episode lasts"
 
 
 def test_a_new_incident_opens_only_after_the_workload_was_quiet(loop: Loop) -> None:
