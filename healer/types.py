@@ -131,6 +131,9 @@ class Revision:
     replicaset: str
     created: datetime
     images: tuple[str, ...]
+    template: str = ""
+    """Fingerprint of the pod template without ``kubectl.kubernetes.io/restartedAt``:
+    revisions that differ only by a restart share it. Empty when unknown."""
 
 
 @dataclass(frozen=True)

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -203,10 +205,22 @@ class KubeActuator:
                 replicaset=rs.metadata.name,
                 created=_parse_time(rs.metadata.creation_timestamp),
                 images=tuple(c.image for c in rs.spec.template.spec.containers),
+                template=self._fingerprint(rs.spec.template),
             )
             for rs in self._controlled_replicasets(dep)
         ]
         return sorted(revisions, key=lambda r: r.number, reverse=True)
+
+    def _fingerprint(self, template: Any) -> str:
+        """sha256 of the pod template as JSON, without what a restart or the ReplicaSet
+        controller changes (``restartedAt``, ``pod-template-hash``)."""
+        data = copy.deepcopy(self._apps.api_client.sanitize_for_serialization(template))
+        metadata = data.get("metadata") or {}
+        (metadata.get("annotations") or {}).pop(RESTARTED_AT, None)
+        (metadata.get("labels") or {}).pop("pod-template-hash", None)
+        data["metadata"] = {k: v for k, v in metadata.items() if v}  # {} and absent alike
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # ---- acting ------------------------------------------------------------------------
 

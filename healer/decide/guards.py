@@ -36,6 +36,7 @@ from healer.types import (
     GuardResult,
     HpaState,
     Mode,
+    Revision,
     WorkloadState,
 )
 
@@ -225,12 +226,36 @@ def _scale_up_result(scale: ScaleTarget, bounds: str) -> GuardResult:
 
 
 def rollback_target(check: Check) -> GuardResult:
-    previous, current = check.state.previous_revision, check.state.current_revision
-    if previous is None or current is None:
+    current, target = check.state.current_revision, rollback_revision(check.state)
+    if current is None or check.state.previous_revision is None:
         return GuardResult("rollback_target", False, "no earlier revision to roll back to")
-    images = ", ".join(previous.images) or "no images"
-    detail = f"revision {current.number} -> {previous.number} ({images})"
+    if target is None:
+        detail = (
+            f"every earlier revision of {check.state.workload} differs from revision "
+            f"{current.number} only by a restart: a rollback would change nothing"
+        )
+        return GuardResult("rollback_target", False, detail)
+    images = ", ".join(target.images) or "no images"
+    skipped = target.number != check.state.previous_revision.number
+    note = " (skipping restart-only revisions)" if skipped else ""
+    detail = f"revision {current.number} -> {target.number} ({images}){note}"
     return GuardResult("rollback_target", True, detail)
+
+
+def rollback_revision(state: WorkloadState) -> Revision | None:
+    """The newest earlier revision whose pod template differs from the current one by
+    more than a restart; what ``kubectl rollout undo`` should be pointed at (it would
+    pick the previous revision, which after a restart is the same release)."""
+    current = state.current_revision
+    if current is None:
+        return None
+    for revision in state.revisions[1:]:
+        if current.template and revision.template:
+            if revision.template != current.template:
+                return revision
+        elif revision.images != current.images or not (current.template or revision.template):
+            return revision
+    return None
 
 
 def flip_back(check: Check) -> GuardResult:

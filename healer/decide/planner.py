@@ -25,7 +25,13 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from healer.config import GuardSettings
-from healer.decide.guards import Check, ScaleTarget, check_all, resolve_mode
+from healer.decide.guards import (
+    Check,
+    ScaleTarget,
+    check_all,
+    resolve_mode,
+    rollback_revision,
+)
 from healer.decide.playbooks import ActionParams, Playbook
 from healer.types import (
     ActionHistory,
@@ -153,8 +159,9 @@ def _scale_params(scale: ScaleTarget) -> dict[str, JsonValue]:
 
 def _rollback_params(state: WorkloadState) -> dict[str, JsonValue]:
     params: dict[str, JsonValue] = {}
-    if state.previous_revision is not None:
-        params["to_revision"] = state.previous_revision.number
+    target = rollback_revision(state) or state.previous_revision
+    if target is not None:
+        params["to_revision"] = target.number
     if state.current_revision is not None:
         params["from_revision"] = state.current_revision.number
     return params

@@ -405,3 +405,67 @@ def test_a_scenario_run_yields_labelled_diagnoses() -> None:
     )
     assert Cause.CPU_HOG in {e.cause for e in found}
     assert all(e.source == "sim:cpu-hog" and np.isfinite(e.row).all() for e in found)
+
+
+# ---- rollback targets ------------------------------------------------------------------
+
+
+def _set_image(kube_api: Any, image: str) -> None:
+    client.AppsV1Api(kube_api).patch_namespaced_deployment(
+        "cart",
+        "shop",
+        {"spec": {"template": {"spec": {"containers": [{"name": "cart", "image": image}]}}}},
+        _content_type="application/strategic-merge-patch+json",
+    )
+
+
+def _restart(kube_api: Any, cluster: Cluster, at: datetime) -> None:
+    record = KubeActuator(kube_api).apply(a_plan(CART, ActionKind.RESTART), now=at)
+    assert record.status == ActionStatus.SUCCEEDED, record.error
+    cluster.advance(120)
+
+
+def test_no_earlier_revision_blocks_a_rollback(kube_api: Any) -> None:
+    result = plan_over_http(kube_api, CART, Cause.BAD_RELEASE, Signal.ERROR_RATIO)
+    assert result.blocked_by == ("rollback_target",)
+    assert "no earlier revision" in result.guard_results[-2].detail
+
+
+def test_a_history_of_restarts_only_has_nothing_to_roll_back_to(
+    kube_api: Any, cluster: Cluster
+) -> None:
+    _restart(kube_api, cluster, NOW)
+    result = plan_over_http(kube_api, CART, Cause.BAD_RELEASE, Signal.ERROR_RATIO)
+    assert [r.number for r in KubeActuator(kube_api).read_state(CART).revisions] == [2, 1]
+    assert result.blocked_by == ("rollback_target",)
+    assert "only by a restart" in result.guard_results[-2].detail
+
+
+def test_a_restart_after_a_bad_release_is_skipped_as_a_rollback_target(
+    kube_api: Any, cluster: Cluster
+) -> None:
+    _restart(kube_api, cluster, NOW)  # revision 2: the good release, restarted
+    _set_image(kube_api, "registry.local/shop/cart:2.5.0")  # revision 3: the bad release
+    cluster.advance(120)
+    _restart(kube_api, cluster, NOW + timedelta(minutes=5))  # revision 4: bad, restarted
+    result = plan_over_http(kube_api, CART, Cause.BAD_RELEASE, Signal.ERROR_RATIO)
+    assert result.allowed, result.blocked_by
+    assert result.params == {"to_revision": 2, "from_revision": 4}
+    assert "skipping restart-only revisions" in result.guard_results[-2].detail
+    record = KubeActuator(kube_api).apply(result, now=NOW + timedelta(minutes=10))
+    assert record.status == ActionStatus.SUCCEEDED, record.error
+    cluster.advance(300)
+    dep = client.AppsV1Api(kube_api).read_namespaced_deployment("cart", "shop")
+    assert dep.spec.template.spec.containers[0].image == "registry.local/shop/cart:2.4.1"
+
+
+def test_dry_run_changes_nothing_and_records_the_would_be_request(kube_api: Any) -> None:
+    apps = client.AppsV1Api(kube_api)
+    generation = apps.read_namespaced_deployment("cart", "shop").metadata.generation
+    dry = Plan(CART, "test", ActionKind.RESTART, {}, Mode.DRY_RUN, (), "test", 600.0)
+    record = KubeActuator(kube_api).apply(dry, now=NOW)
+    assert record.status == ActionStatus.DRY_RUN
+    assert record.request["verb"] == "PATCH"
+    assert record.request["content_type"] == "application/strategic-merge-patch+json"
+    assert "kubectl.kubernetes.io/restartedAt" in json.dumps(record.request["body"])
+    assert apps.read_namespaced_deployment("cart", "shop").metadata.generation == generation

@@ -14,6 +14,7 @@ from healer.audit.store import AuditStore
 from healer.config import Settings, load_settings
 from healer.daemon import Healer, Step
 from healer.decide import load_playbooks
+from healer.decide.escalation import Escalation
 from healer.detect.streaming import Detection
 from healer.errors import PrometheusUnavailable, TransientActionError
 from healer.types import (
@@ -201,6 +202,33 @@ def test_an_unknown_cause_is_escalated_without_action(loop: Loop) -> None:
     [incident] = loop.store.list_incidents()
     assert incident.cause == Cause.UNKNOWN
     assert incident.outcome == OutcomeKind.ESCALATED
+
+
+@dataclass
+class RecordingNotifier:
+    sent: list[Escalation] = field(default_factory=list)
+
+    def notify(self, escalation: Escalation) -> list[str]:
+        self.sent.append(escalation)
+        return []
+
+
+def test_escalations_are_sent_and_healed_incidents_are_not(loop: Loop) -> None:
+    notifier = RecordingNotifier()
+    loop.healer.notifier = notifier
+    loop.detector.anomalous = {SEARCH: STRANGE}
+    loop.run(cycles=2)
+    [sent] = notifier.sent
+    assert sent.workload == SEARCH and sent.cause == "unknown"
+    assert sent.reason.startswith("escalated: no playbook handles unknown")
+    loop.detector.anomalous = {}
+    loop.run(cycles=8)  # quiet: the incident is done being watched
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run()
+    loop.detector.anomalous = {}
+    loop.run(cycles=6)
+    assert loop.outcomes()[0] == OutcomeKind.HEALED
+    assert len(notifier.sent) == 1
 
 
 def test_no_metrics_means_no_action(loop: Loop) -> None:

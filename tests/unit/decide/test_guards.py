@@ -17,6 +17,7 @@ from healer.types import (
     GuardResult,
     HpaState,
     Mode,
+    Revision,
     WorkloadRef,
     WorkloadState,
 )
@@ -417,3 +418,32 @@ def test_most_cautious_mode_wins(
 )
 def test_duration(seconds: float, text: str) -> None:
     assert guards.duration(seconds) == text
+
+
+# ---- rollback target over restart-only revisions -----------------------------------------
+
+
+def _rev(number: int, template: str, image: str = "cart:1") -> Revision:
+    return Revision(number, f"cart-{number}", NOW - timedelta(days=number), (image,), template)
+
+
+def test_restart_only_revisions_are_skipped_for_the_rollback_target() -> None:
+    history = state(_rev(4, "bad"), _rev(3, "bad"), _rev(2, "good"), _rev(1, "good"))
+
+    target = guards.rollback_revision(history)
+    verdict = guards.rollback_target(check(ActionKind.ROLLBACK, workload_state=history))
+
+    assert target is not None and target.number == 2
+    assert verdict.passed and "4 -> 2" in verdict.detail and "skipping" in verdict.detail
+
+
+def test_only_restarts_in_history_block_the_rollback() -> None:
+    restarts = state(_rev(3, "same"), _rev(2, "same"), _rev(1, "same"))
+
+    verdict = guards.rollback_target(check(ActionKind.ROLLBACK, workload_state=restarts))
+
+    assert not verdict.passed and "only by a restart" in verdict.detail
+
+
+def test_without_fingerprints_the_previous_revision_is_the_target() -> None:
+    assert guards.rollback_revision(state()) == revision(3)
