@@ -74,8 +74,9 @@ def examples_from_scenario(
         elapsed_s = (finding.onset - scenario.start).total_seconds()
         cause = cause_at(scenario, str(finding.workload), elapsed_s)
         row = features(finding, frame, state, share)
-        examples.append(Example(row, cause, f"sim:{scenario.name}"))
-        return explain(finding, frame, state)
+        rules = explain(finding, frame, state)
+        examples.append(Example(row, cause, f"sim:{scenario.name}", rules.cause))
+        return rules
 
     harness = SimHarness.start(scenario, settings=settings, store=store, workdir=folder)
     harness.healer.diagnose = record

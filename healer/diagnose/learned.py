@@ -48,6 +48,8 @@ class Example:
     cause: Cause
     source: str
     """``sim:<scenario>`` or ``feedback:<incident id>``."""
+    rules_cause: Cause | None = None
+    """What the rules said at the time, when known: to compare the two."""
 
 
 class LearnedDiagnoser:
