@@ -48,14 +48,14 @@ class GuardSettings(_Section):
     """Global mode. The most cautious of this, the playbook's and the workload's mode wins
     (dry_run over approval over auto). dry_run by default: nothing changes in the cluster
     until an operator opts in."""
-    cooldown_s: float = 900.0
+    cooldown_s: float = 600.0
     """No second action on the same workload within this time."""
-    rate_limit_window_s: float = 3600.0
+    rate_limit_window_s: float = 600.0
     max_actions_per_window: int = 10
     """Cluster-wide cap on actions within ``rate_limit_window_s``."""
     max_in_flight: int = 3
     """Actions whose outcome is not yet verified, at most."""
-    anomaly_brake_share: float = 0.5
+    anomaly_brake_share: float = 0.3
     """When more than this share of workloads is anomalous at once, the cause is upstream
     or in monitoring: hold all actions and escalate."""
     anomaly_brake_min_workloads: int = 4

@@ -151,6 +151,8 @@ class Healer:
     cycles: int = 0
     notifier: Notifier | None = None
     """Where escalations go; built from ``settings.escalation`` when not given."""
+    _brake_notified_at: datetime | None = None
+    """The cycle whose anomaly brake was last notified: one escalation per braked cycle."""
     diagnose: Diagnose | None = None
     """Finding and context to a diagnosis; when not given, the learned diagnoser of
     ``settings.diagnosis_model`` (if any) with the rules behind it."""
@@ -317,6 +319,10 @@ class Healer:
         if not plan.allowed:
             details = "; ".join(g.detail for g in plan.guard_results if not g.passed)
             self._say("plan", track, now, f"{plan.playbook}: {plan.action} blocked: {details}")
+            # The brake holds every workload of the cycle: one notification says it all.
+            braked = "anomaly_brake" in plan.blocked_by
+            notify = not (braked and self._brake_notified_at == now)
+            self._brake_notified_at = now if braked else self._brake_notified_at
             self._close(
                 track,
                 Outcome(
@@ -324,6 +330,7 @@ class Healer:
                     f"{plan.action} blocked by {', '.join(plan.blocked_by)}: {details}",
                     now,
                 ),
+                notify=notify,
             )
             return
         self._say(
@@ -500,11 +507,11 @@ class Healer:
         self._say("action", track, now, f"{record.kind} was never sent; diagnosing again")
         track.stage, track.plan, track.intent = Stage.DIAGNOSING, None, None
 
-    def _close(self, track: Tracked, outcome: Outcome) -> None:
+    def _close(self, track: Tracked, outcome: Outcome, *, notify: bool = True) -> None:
         self.store.record_outcome(track.incident_id, outcome)
         self._say("outcome", track, outcome.at, f"{outcome.kind}: {outcome.evidence}")
         track.stage = Stage.WATCHING
-        if outcome.kind is not OutcomeKind.HEALED and self.notifier is not None:
+        if notify and outcome.kind is not OutcomeKind.HEALED and self.notifier is not None:
             plan = track.plan
             self.notifier.notify(
                 Escalation(

@@ -256,10 +256,25 @@ def test_a_guard_block_is_recorded_and_escalated(tmp_path: Path) -> None:
 
 
 def test_the_anomaly_brake_holds_when_many_workloads_are_anomalous(loop: Loop) -> None:
+    notifier = RecordingNotifier()
+    loop.healer.notifier = notifier
     loop.detector.anomalous = {SEARCH: OVERLOAD, **{w: OVERLOAD for w in OTHERS[:3]}}
     loop.run()
     assert loop.actuator.applied == []
     assert set(loop.outcomes()) == {OutcomeKind.ESCALATED}
+    [sent] = notifier.sent  # one escalation for the braked cycle, not one per workload
+    assert "anomaly_brake" in sent.reason
+
+
+def test_two_of_five_anomalous_is_over_the_default_brake(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD, OTHERS[0]: OVERLOAD}  # 40% > 30%
+    loop.run()
+    assert loop.actuator.applied == []
+    loop.detector.anomalous = {}
+    loop.run(cycles=8)
+    loop.detector.anomalous = {SEARCH: OVERLOAD}  # 20%: acted on
+    loop.run()
+    assert [p.action for p in loop.actuator.applied] == [ActionKind.SCALE]
 
 
 def test_dry_run_mode_changes_nothing_and_escalates(tmp_path: Path) -> None:

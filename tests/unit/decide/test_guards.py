@@ -102,15 +102,15 @@ def test_cooldown_blocks_a_recent_action() -> None:
 
     result = guards.cooldown(check(history=history))
 
-    assert result == GuardResult("cooldown", False, "last action on shop/cart 4m ago, cooldown 15m")
+    assert result == GuardResult("cooldown", False, "last action on shop/cart 4m ago, cooldown 10m")
 
 
 def test_cooldown_passes_once_elapsed() -> None:
-    history = replace(NO_HISTORY, last_action_at={CART: NOW - timedelta(minutes=15)})
+    history = replace(NO_HISTORY, last_action_at={CART: NOW - timedelta(minutes=10)})
 
     result = guards.cooldown(check(history=history))
 
-    assert result == GuardResult("cooldown", True, "last action on shop/cart 15m ago, cooldown 15m")
+    assert result == GuardResult("cooldown", True, "last action on shop/cart 10m ago, cooldown 10m")
 
 
 def test_cooldown_ignores_other_workloads() -> None:
@@ -126,25 +126,25 @@ def test_cooldown_ignores_other_workloads() -> None:
 
 
 def test_rate_limit_blocks_at_the_cap() -> None:
-    times = tuple(NOW - timedelta(minutes=m) for m in (1, 10, 59))
+    times = tuple(NOW - timedelta(minutes=m) for m in (1, 5, 9))
     history = replace(NO_HISTORY, recent_action_times=times)
 
     result = guards.rate_limit(
         check(settings=GuardSettings(max_actions_per_window=3), history=history)
     )
 
-    assert result == GuardResult("rate_limit", False, "3 actions in the last 1h, limit 3")
+    assert result == GuardResult("rate_limit", False, "3 actions in the last 10m, limit 3")
 
 
 def test_rate_limit_counts_only_the_window() -> None:
-    times = (NOW - timedelta(minutes=5), NOW - timedelta(minutes=61), NOW - timedelta(hours=3))
+    times = (NOW - timedelta(minutes=5), NOW - timedelta(minutes=11), NOW - timedelta(hours=3))
     history = replace(NO_HISTORY, recent_action_times=times)
 
     result = guards.rate_limit(
         check(settings=GuardSettings(max_actions_per_window=2), history=history)
     )
 
-    assert result == GuardResult("rate_limit", True, "1 actions in the last 1h, limit 2")
+    assert result == GuardResult("rate_limit", True, "1 actions in the last 10m, limit 2")
 
 
 # ---- in_flight --------------------------------------------------------------------------
@@ -166,20 +166,20 @@ def test_in_flight_passes_below_the_cap() -> None:
 
 
 def test_anomaly_brake_engages_when_most_workloads_are_anomalous() -> None:
-    result = guards.anomaly_brake(check(anomalous=6, watched=8))
+    result = guards.anomaly_brake(check(anomalous=3, watched=8))
 
     assert result == GuardResult(
         "anomaly_brake",
         False,
-        "6 of 8 watched workloads anomalous (75%), brake at 50%: upstream or monitoring fault",
+        "3 of 8 watched workloads anomalous (38%), brake at 30%: upstream or monitoring fault",
     )
 
 
 def test_anomaly_brake_holds_off_at_exactly_the_share() -> None:
-    result = guards.anomaly_brake(check(anomalous=4, watched=8))
+    result = guards.anomaly_brake(check(anomalous=3, watched=10))
 
     assert result == GuardResult(
-        "anomaly_brake", True, "4 of 8 watched workloads anomalous (50%), brake at 50%"
+        "anomaly_brake", True, "3 of 10 watched workloads anomalous (30%), brake at 30%"
     )
 
 
