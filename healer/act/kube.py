@@ -86,6 +86,9 @@ ATTEMPTS = 4
 a short throttle, few enough that a cycle is not held up for long."""
 BACKOFF_S = 0.5
 """First wait after a 5xx or a timeout; it doubles on each further attempt."""
+REQUEST_TIMEOUT_S = 10.0
+"""Per-request timeout: an API server that does not answer in this long is treated like
+a 5xx (retried with backoff), so that a hung connection never stalls the cycle."""
 MAX_WAIT_S = 10.0
 """No single wait longer than this, whatever ``Retry-After`` asks: the cycle goes on."""
 
@@ -139,6 +142,7 @@ class KubeActuator:
         component: str = "healer",
         sleep: Callable[[float], None] = time.sleep,
         attempts: int = ATTEMPTS,
+        timeout_s: float = REQUEST_TIMEOUT_S,
     ) -> None:
         self._apps = client.AppsV1Api(api)
         self._autoscaling = client.AutoscalingV2Api(api)
@@ -146,6 +150,7 @@ class KubeActuator:
         self._component = component
         self._sleep = sleep
         self._attempts = attempts
+        self._timeout_s = timeout_s
         self.waits_s: list[float] = []
         """Every wait between attempts, in order: what the retry policy did."""
 
@@ -416,10 +421,10 @@ class KubeActuator:
             error=error,
         )
 
-    @staticmethod
-    def _call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One API request, bounded by ``timeout_s``, its errors turned into ours."""
         try:
-            return method(*args, **kwargs)
+            return method(*args, _request_timeout=self._timeout_s, **kwargs)
         except ApiException as exc:
             message = f"{exc.status} {exc.reason}: {(exc.body or '')[:300]}"
             if exc.status in _TRANSIENT_STATUSES:

@@ -103,6 +103,16 @@ def test_invalid_and_missing_are_not_retried(kube_api: Any) -> None:
     assert waits == []
 
 
+def test_a_timeout_is_retried_then_recorded(kube_api: Any, cluster: Cluster) -> None:
+    cluster.api_faults = [ApiFault(verbs=("PATCH",), latency_s=1.5)]
+    waits: list[float] = []
+    act = KubeActuator(kube_api, sleep=waits.append, attempts=2, timeout_s=0.3)
+    record = act.apply(a_plan(SEARCH, ActionKind.SCALE, replicas=5), now=NOW)
+    assert record.status == ActionStatus.FAILED
+    assert "unreachable" in (record.error or "") and "timed out" in (record.error or "")
+    assert waits == [0.5]
+
+
 # ---- actions -----------------------------------------------------------------------------
 
 
