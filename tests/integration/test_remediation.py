@@ -479,3 +479,32 @@ def test_dry_run_changes_nothing_and_records_the_would_be_request(kube_api: Any)
     assert record.request["content_type"] == "application/strategic-merge-patch+json"
     assert "kubectl.kubernetes.io/restartedAt" in json.dumps(record.request["body"])
     assert apps.read_namespaced_deployment("cart", "shop").metadata.generation == generation
+
+
+# ---- the loop keeps running through API errors --------------------------------------------
+
+
+def test_a_forbidden_action_is_escalated_and_the_loop_goes_on(store: AuditStore) -> None:
+    from healer.config import load_settings
+    from healer.harness import SimHarness
+    from healer.sim.scenario import load_scenario
+
+    scenario = load_scenario("cpu-hog").model_copy(
+        update={"api_faults": [ApiFault(verbs=("PATCH",), forbidden_403=1.0)]}
+    )
+    settings = load_settings(None, guards={"mode": "auto"}, playbooks_dir=str(REPO / "playbooks"))
+    harness = SimHarness.start(scenario, settings=settings, store=store)
+    try:
+        harness.run_for(3600)
+        cycles = harness.healer.cycles
+        harness.run_for(600)
+        assert harness.healer.cycles > cycles  # still cycling
+    finally:
+        harness.close()
+    [incident] = store.list_incidents(workload="recommend")
+    assert incident.action_status == ActionStatus.FAILED
+    assert incident.outcome is not None and incident.outcome.value == "escalated"
+    detail = store.get_incident(incident.id)
+    assert detail is not None
+    [outcome] = [s.data for s in detail.timeline if s.kind == "outcome"]
+    assert "403 Forbidden" in str(outcome["evidence"])
