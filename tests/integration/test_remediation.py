@@ -9,6 +9,7 @@ import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -39,8 +40,8 @@ from healer.types import (
     SignalDeviation,
     WorkloadRef,
 )
-from tests.conftest import REPO
 
+REPO = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 CART = WorkloadRef("shop", "Deployment", "cart")
 SEARCH = WorkloadRef("shop", "Deployment", "search")
