@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench clean prometheus kubectl
+.PHONY: demo test lint bench clean prometheus kubectl chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,17 +26,20 @@ demo: $(STAMP)
 # here when missing: as root directly, otherwise through sudo. When that is not possible
 # its tests skip, or fail when HEALER_REQUIRE_PROMETHEUS=1 (CI).
 # The kubectl tests need a kubectl: Debian's kubernetes-client when none is installed
-# (it conflicts with the `kubectl` package, so only then).
+# (it conflicts with the `kubectl` package, so only then). The review page's browser
+# test drives Debian's chromium through Playwright (its own browser download is not used).
 test: $(DEV_STAMP)
 	@command -v prometheus >/dev/null 2>&1 || $(MAKE) --no-print-directory prometheus || \
 		echo "make: prometheus not installed; its integration tests will skip" >&2
 	@command -v kubectl >/dev/null 2>&1 || $(MAKE) --no-print-directory kubectl || \
 		echo "make: kubectl not installed; its integration tests will skip" >&2
+	@test -x /usr/bin/chromium || $(MAKE) --no-print-directory chromium || \
+		echo "make: chromium not installed; the browser test will skip (fail under CI)" >&2
 	$(BIN)/python -m pytest --cov=healer --cov-report=term:skip-covered $(ARGS)
 
-prometheus kubectl:
+prometheus kubectl chromium:
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo="sudo -n"; fi; \
-	package=$$([ "$@" = kubectl ] && echo kubernetes-client || echo prometheus); \
+	package=$$([ "$@" = kubectl ] && echo kubernetes-client || echo "$@"); \
 	$$sudo apt-get update -qq && \
 	DEBIAN_FRONTEND=noninteractive $$sudo apt-get install -y -qq --no-install-recommends $$package
 
@@ -46,11 +49,12 @@ lint: $(DEV_STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The closed loop and detection quality; bench/sim_scale.py and bench/prometheus_fetch.py
-# measure scale and take longer: run them by hand.
+# The closed loop, detection quality and the simulator's day at scale (about 30 s);
+# bench/prometheus_fetch.py takes longer: run it by hand.
 bench: $(STAMP)
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/loop.py $(ARGS)
+	$(BIN)/python bench/sim_scale.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache .coverage

@@ -16,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from healer.cli_incidents import incidents_app
 from healer.errors import HealerError
 
 app = typer.Typer(
@@ -28,6 +29,7 @@ sim_app = typer.Typer(no_args_is_help=True, help="The simulated Kubernetes clust
 playbooks_app = typer.Typer(no_args_is_help=True, help="Playbook files.")
 app.add_typer(sim_app, name="sim")
 app.add_typer(playbooks_app, name="playbooks")
+app.add_typer(incidents_app, name="incidents")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings YAML file.")]
 
@@ -96,6 +98,9 @@ def run(
                 store=store,
                 status=healer.status,
                 readiness=lambda: healer.readiness(datetime.now(UTC)),
+                settings=settings,
+                playbooks=playbooks,
+                models_dir=Path("models"),
             ),
             sock,
         ).start()
@@ -107,6 +112,8 @@ def run(
         f"{resumed} incidents resumed; metrics from {settings.prometheus.url}"
         + (f"; API {api.url}" if api else "")
     )
+    if api and not settings.api.tokens:
+        typer.echo("healer run: no api.tokens configured: every /api/v1 request is refused")
     stop = threading.Event()
     _stop_on_signals(stop)
     try:
@@ -148,6 +155,10 @@ def demo(
         Path | None, typer.Option(help="Playbook directory [default: playbooks].")
     ] = None,
     config: ConfigOpt = None,
+    token: Annotated[
+        str | None,
+        typer.Option(help="Operator token of the API and review page; default a new random one."),
+    ] = None,
 ) -> None:
     """Run healer, the simulated cluster and the API in one process.
 
@@ -155,9 +166,10 @@ def demo(
     take their value from those, then from the defaults.
     """
     from healer.api.app import create_app
+    from healer.api.auth import hash_token, new_token
     from healer.api.server import ServerThread, bind
     from healer.audit.store import AuditStore
-    from healer.config import load_settings
+    from healer.config import ApiToken, load_settings
     from healer.harness import SimHarness
     from healer.logs import configure
     from healer.sim.scenario import load_scenario
@@ -169,6 +181,10 @@ def demo(
     listen = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
     given = {"playbooks_dir": str(playbooks)} if playbooks is not None else {}
     settings = load_settings(config, guards={"mode": mode}, store={"url": url}, api=listen, **given)
+    operator_token = token or new_token()
+    demo_token = ApiToken(name="demo-operator", role="operator", sha256=hash_token(operator_token))
+    api_settings = settings.api.model_copy(update={"tokens": (*settings.api.tokens, demo_token)})
+    settings = settings.model_copy(update={"api": api_settings})
     sock = bind(settings.api.host, settings.api.port)
     store = AuditStore(settings.store.url)
     try:
@@ -179,7 +195,15 @@ def demo(
         sock.close()
         raise
     readiness = lambda: harness.healer.readiness(harness.cluster.clock.now())  # noqa: E731
-    app_ = create_app(store=store, status=harness.healer.status, readiness=readiness)
+    app_ = create_app(
+        store=store,
+        status=harness.healer.status,
+        readiness=readiness,
+        settings=settings,
+        playbooks=harness.healer.playbooks,
+        models_dir=Path("models"),
+        clock=harness.cluster.clock.now,
+    )
     api = ServerThread(app_, sock).start()
     typer.echo(
         f"healer demo: scenario {chosen.name!r} at {speed:g}x "
@@ -188,6 +212,7 @@ def demo(
     typer.echo(f"  API and review page  {api.url}/   incidents: {api.url}/api/v1/incidents")
     typer.echo(f"  simulated cluster    {harness.server.url}   kubeconfig: {harness.kubeconfig}")
     typer.echo(f"  audit store          {settings.store.url}")
+    typer.echo(f"  operator token       {operator_token}")
     typer.echo("  Ctrl-C stops.")
     stop = threading.Event()
     _stop_on_signals(stop)
@@ -271,6 +296,15 @@ def playbooks_validate(
 
     for book in load_playbooks(directory):
         typer.echo(f"ok  {book.name}")
+
+
+@app.command("token")
+def token_new() -> None:
+    """Print a new random API token and the sha256 that goes in api.tokens."""
+    from healer.api.auth import hash_token, new_token
+
+    value = new_token()
+    typer.echo(f"token   {value}\nsha256  {hash_token(value)}")
 
 
 @app.command("score-csv")

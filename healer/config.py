@@ -113,9 +113,26 @@ class StoreSettings(_Section):
     """SQLAlchemy URL of the audit store."""
 
 
+class ApiToken(_Section):
+    """One bearer token of the API, stored as the SHA-256 of the token, never the token."""
+
+    name: str = Field(min_length=1, max_length=255)
+    """Who holds it; written as the ``actor`` of the reviews and labels it makes."""
+    role: Literal["viewer", "operator"]
+    """viewer reads; operator also approves, rejects and labels."""
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """Hex SHA-256 of the token (``healer token`` prints a token and its hash)."""
+
+
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=0, le=65535)
+    tokens: tuple[ApiToken, ...] = ()
+    """Bearer tokens and their roles. None configured: every /api/v1 request is refused
+    (401); /healthz, /readyz and /metrics stay open."""
+    cursor_secret: SecretStr | None = None
+    """Key that signs pagination cursors. Unset: a random key per process, so a cursor
+    outlives neither a restart nor a hop to another replica."""
 
 
 class PrometheusSettings(_Section):

@@ -28,8 +28,9 @@ from __future__ import annotations
 
 import enum
 import threading
+import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -165,6 +166,12 @@ class Healer:
         if self.notifier is None and (hooks.webhook_urls or hooks.slack_webhook_urls):
             self.notifier = WebhookNotifier(hooks)
 
+    findings: int = 0
+    """Findings the detector reported, over all cycles."""
+    cycle_seconds_sum: float = 0.0
+    """Wall-clock seconds spent in cycles with data (for healer_cycle_seconds)."""
+    last_cycle_s: float | None = None
+
     def resume(self) -> int:
         """Pick up the incidents a previous run left unresolved; returns how many.
 
@@ -209,7 +216,15 @@ class Healer:
         return len(self.tracked)
 
     def cycle(self, now: datetime) -> Detection | None:
-        """Run the loop once at simulated or real time ``now``."""
+        """Run the loop once at simulated or real time ``now``; times it (wall clock)."""
+        started = time.perf_counter()
+        detection = self._cycle(now)
+        if detection is not None:
+            self.last_cycle_s = time.perf_counter() - started
+            self.cycle_seconds_sum += self.last_cycle_s
+        return detection
+
+    def _cycle(self, now: datetime) -> Detection | None:
         self.last_attempt = now
         try:
             frame = self.source.fetch(until=now, window_s=self.settings.daemon.window_s)
@@ -222,6 +237,8 @@ class Healer:
         self.cycles += 1
         self.last_cycle = now
         findings = {f.workload: f for f in detection.findings}
+        self.findings += len(findings)
+        self._take_approved(detection, now)
         for tracked in list(self.tracked.values()):
             self._guarded(tracked.workload, self._progress, tracked, detection, frame_now=now)
         for workload, finding in findings.items():
@@ -246,7 +263,7 @@ class Healer:
     # ---- a new incident ------------------------------------------------------------------
 
     def _open(self, finding: Finding, detection: Detection, frame: Frame, now: datetime) -> None:
-        incident = self.store.open_incident(finding)
+        incident = self.store.open_incident(finding, frame=frame)
         track = Tracked(incident, finding.workload, Stage.DIAGNOSING)
         self.tracked[finding.workload] = track
         top = ", ".join(
@@ -534,8 +551,70 @@ class Healer:
         )
         self.report(Step(kind, track.incident_id, track.workload, at, text))
 
+    # ---- actions a person approved --------------------------------------------------------
+
+    def _take_approved(self, detection: Detection, now: datetime) -> None:
+        for approved in self.store.approved_actions():
+            self._guarded(
+                approved.workload, self._take_one_approved, approved.incident_id, detection, now
+            )
+
+    def _take_one_approved(self, incident_id: int, detection: Detection, now: datetime) -> None:
+        """Plan again on the cluster as it is now, through the same guards; take the
+        action if they pass (the person's approval stands for the approval mode), record
+        it blocked and escalate if not. Recording it completes the approved action."""
+        incident = self.store.incident(incident_id)
+        if incident.diagnosis is None or incident.action is None:
+            raise HealerError(f"incident {incident_id} has no diagnosis or action to take")
+        track = self.tracked.get(incident.workload)
+        if track is not None and track.incident_id != incident_id:
+            why = f"incident {track.incident_id} is now open for {incident.workload}"
+            self._block_approved(Tracked(incident_id, incident.workload, Stage.WATCHING), why, now)
+            return
+        if track is None:
+            track = self.tracked[incident.workload] = Tracked(
+                incident_id, incident.workload, Stage.WATCHING
+            )
+        track.diagnosis, track.finding = incident.diagnosis, incident.finding
+        state = self.actuator.read_state(incident.workload)
+        history = self.store.action_history(
+            now=now, window_s=self.settings.guards.rate_limit_window_s
+        )
+        plan = decide.plan(
+            incident.diagnosis,
+            incident.finding,
+            state,
+            playbooks=self.playbooks,
+            guards=self.settings.guards,
+            history=history,
+            anomalous_workloads=detection.anomalous_count,
+            watched_workloads=len(detection.workloads),
+            now=now,
+        )
+        if plan is not None and plan.mode == Mode.APPROVAL:
+            plan = replace(plan, mode=Mode.AUTO)
+        if plan is not None:
+            self.store.record_plan(incident_id, plan, at=now)
+        if plan is None or not plan.allowed:
+            why = "no playbook matches any more" if plan is None else ", ".join(plan.blocked_by)
+            self._block_approved(track, f"blocked by {why}", now, action=incident.action)
+            return
+        self._act(track, plan, now)
+
+    def _block_approved(
+        self, track: Tracked, why: str, now: datetime, action: ActionRecord | None = None
+    ) -> None:
+        action = action or self.store.incident(track.incident_id).action
+        assert action is not None  # an approved action has its pending record
+        blocked = replace(action, status=ActionStatus.BLOCKED, started=now, finished=now, error=why)
+        self.store.record_action(track.incident_id, blocked)
+        self._close(track, Outcome(OutcomeKind.ESCALATED, f"approved, then {why}", now))
+
     def status(self) -> JsonObject:
         return {
+            "findings": self.findings,
+            "cycle_seconds_sum": self.cycle_seconds_sum,
+            "last_cycle_seconds": self.last_cycle_s,
             "cycles": self.cycles,
             "last_cycle": self.last_cycle.isoformat() if self.last_cycle else None,
             "last_error": self.last_error,

@@ -16,6 +16,8 @@
     │   ├── TransientActionError    retry later (conflict, timeout, 5xx)
     │   └── PermanentActionError    escalate (forbidden, not found, refused by a precondition)
     └── StoreError                  the audit store cannot be read or written
+        ├── UnknownRecord           no incident or action has the id asked for
+        └── ReviewConflict          approving or rejecting an action that is not pending
 
 The cycle catches ``HealerError`` per workload and carries on; any other exception is a
 bug and stops the daemon. Third-party exceptions are wrapped at the edge that called the
@@ -79,3 +81,11 @@ class PermanentActionError(ActionError):
 
 class StoreError(HealerError):
     pass
+
+
+class UnknownRecord(StoreError):
+    """No incident or action has the id asked for; the message names it."""
+
+
+class ReviewConflict(StoreError):
+    """An action can be approved or rejected only while it is pending approval."""

@@ -244,6 +244,11 @@ class ActionStatus(enum.StrEnum):
     BLOCKED = "blocked"
     INTENDED = "intended"
     """Recorded before the request is sent; a later record says how it ended."""
+    APPROVED = "approved"
+    """A person approved a pending action; the daemon's next cycle runs it through the
+    guards again and takes it (or blocks it)."""
+    REJECTED = "rejected"
+    """A person rejected a pending action; it is never taken."""
 
 
 @dataclass(frozen=True)

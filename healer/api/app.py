@@ -1,48 +1,89 @@
 """The HTTP API over the audit store, built by ``create_app`` (never at import time).
 
-Routes are thin: they parse query parameters (FastAPI answers 422 naming a bad one),
-call the store and shape the answer with ``schemas``. The store and the daemon's status
-callable are passed in and kept on ``app.state``; routes reach them through ``Annotated``
-dependencies, so tests build an app around a store on a temporary file.
+``/api/v1`` (``routes.py``) needs a bearer token; ``/healthz``, ``/readyz`` and
+``/metrics`` are open, for probes and Prometheus; the review page (``pages.py``) logs in
+with the same tokens through a cookie. OpenAPI at ``/openapi.json``, docs at ``/docs``.
 
 Routes are plain ``def``: the store is synchronous, and FastAPI runs them in its thread
 pool, which the store supports (one session per call).
+
+Errors: a bad request is a 4xx whose body names the field, id or cursor at fault
+(FastAPI's 422 for parameters and bodies, 404 unknown id, 409 not pending, 400 bad
+cursor); a store that cannot answer is a 503 with no database detail.
 """
 
 from __future__ import annotations
 
-from typing import Annotated
+import secrets
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
 
-from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse
-from pydantic import JsonValue
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from healer.api.deps import ReadinessDep, ReadinessFn, StatusDep, StatusFn, StoreDep
+from healer.api.auth import TokenTable
+from healer.api.cursor import CursorSigner
+from healer.api.deps import AppContext, Clock, ReadinessDep, ReadinessFn, StatusFn, StoreDep
+from healer.api.metrics import registry_for
 from healer.api.pages import router as pages
-from healer.api.schemas import Health, IncidentDetailOut, IncidentItem, IncidentPage
+from healer.api.routes import router as api_routes
+from healer.api.schemas import Health
 from healer.audit import AuditStore
-from healer.errors import StoreError
-from healer.types import Cause, IncidentStatus
+from healer.config import Settings
+from healer.decide import Playbook
+from healer.errors import ReviewConflict, StoreError, UnknownRecord
 
-MAX_PAGE = 500
-"""Largest page of incidents: a few hundred rows keep a response under ~1 MB."""
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
 
 
 def create_app(
-    *, store: AuditStore, status: StatusFn | None = None, readiness: ReadinessFn | None = None
+    *,
+    store: AuditStore,
+    status: StatusFn | None = None,
+    readiness: ReadinessFn | None = None,
+    settings: Settings | None = None,
+    playbooks: Sequence[Playbook] = (),
+    models_dir: Path | None = None,
+    clock: Clock = _wall_clock,
 ) -> FastAPI:
-    """An app serving ``store``; ``status`` reports the daemon's state for /api/v1/status,
-    ``readiness`` why it is not ready (an empty list when it is) for /readyz."""
-    app = FastAPI(title="healer", version="0.1.0")
+    """An app serving ``store``.
+
+    ``status`` reports the daemon's state for /api/v1/status and /metrics, ``readiness``
+    why it is not ready (an empty list when it is) for /readyz. ``settings`` gives the
+    tokens (api.tokens), the cursor key and the guard limits shown in the status.
+    ``clock`` stamps reviews and labels: the simulated clock in the demo.
+    """
+    settings = settings or Settings()
+    app = FastAPI(title="healer", version="0.1.0", description=__doc__)
     app.state.store = store
     app.state.status = status
     app.state.readiness = readiness
+    app.state.clock = clock
+    app.state.tokens = TokenTable(settings.api.tokens)
+    secret = settings.api.cursor_secret
+    key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
+    app.state.context = AppContext(
+        cursors=CursorSigner(key),
+        playbooks=tuple(playbooks),
+        models_dir=models_dir,
+        guards=settings.guards,
+    )
+    registry = registry_for(store, status)
+    app.add_exception_handler(UnknownRecord, _not_found)
+    app.add_exception_handler(ReviewConflict, _conflict)
     app.add_exception_handler(StoreError, _store_unavailable)
     app.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health)
     app.add_api_route("/readyz", readyz, methods=["GET"])
-    app.add_api_route("/api/v1/incidents", list_incidents, methods=["GET"])
-    app.add_api_route("/api/v1/incidents/{incident_id}", get_incident, methods=["GET"])
-    app.add_api_route("/api/v1/status", get_daemon_status, methods=["GET"])
+
+    def metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
+    app.include_router(api_routes)
     app.include_router(pages)
     return app
 
@@ -63,40 +104,12 @@ def readyz(store: StoreDep, readiness: ReadinessDep) -> JSONResponse:
     return JSONResponse(body, status_code=503 if reasons else 200)
 
 
-def list_incidents(
-    store: StoreDep,
-    status: IncidentStatus | None = None,
-    namespace: str | None = None,
-    workload: str | None = None,
-    cause: Cause | None = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[
-        int | None, Query(ge=1, description="next_cursor of the previous page")
-    ] = None,
-) -> IncidentPage:
-    """Incidents newest first, filtered, one page at a time (keyset pagination on id)."""
-    rows = store.list_incidents(
-        status=status,
-        namespace=namespace,
-        workload=workload,
-        cause=cause,
-        limit=limit + 1,  # one more than asked tells whether a next page exists
-        before_id=cursor,
-    )
-    page = rows[:limit]
-    next_cursor = page[-1].id if len(rows) > limit else None
-    return IncidentPage(items=[IncidentItem.from_summary(r) for r in page], next_cursor=next_cursor)
+async def _not_found(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=404, content={"detail": str(exc)})
 
 
-def get_incident(store: StoreDep, incident_id: int) -> IncidentDetailOut:
-    detail = store.get_incident(incident_id)
-    if detail is None:
-        raise HTTPException(status_code=404, detail=f"incident {incident_id} not found")
-    return IncidentDetailOut.from_detail(detail)
-
-
-def get_daemon_status(status: StatusDep) -> dict[str, JsonValue]:
-    return dict(status()) if status is not None else {}
+async def _conflict(request: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(status_code=409, content={"detail": str(exc)})
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:

@@ -1,20 +1,37 @@
 """Dependencies of the API's routes, as ``Annotated`` aliases.
 
-The store and the daemon's status callable live on ``app.state``, put there by
-``create_app``; routes declare what they need with these aliases.
+What a route needs lives on ``app.state``, put there by ``create_app``: the store, the
+daemon's status and readiness callables, the clock, and an ``AppContext`` with the rest.
+Routes declare what they need with these aliases.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import Depends, Request
 
+from healer.api.cursor import CursorSigner
 from healer.audit import AuditStore
+from healer.config import GuardSettings
+from healer.decide import Playbook
 from healer.types import JsonObject
 
 StatusFn = Callable[[], JsonObject]
+ReadinessFn = Callable[[], list[str]]
+Clock = Callable[[], datetime]
+
+
+@dataclass(frozen=True)
+class AppContext:
+    cursors: CursorSigner
+    playbooks: Sequence[Playbook]
+    models_dir: Path | None
+    guards: GuardSettings
 
 
 def get_store(request: Request) -> AuditStore:
@@ -29,16 +46,25 @@ def get_status(request: Request) -> StatusFn | None:
     return status
 
 
-StoreDep = Annotated[AuditStore, Depends(get_store)]
-StatusDep = Annotated[StatusFn | None, Depends(get_status)]
-
-
-ReadinessFn = Callable[[], list[str]]
-
-
 def get_readiness(request: Request) -> ReadinessFn | None:
     readiness: ReadinessFn | None = request.app.state.readiness  # set by create_app
     return readiness
 
 
+def get_clock(request: Request) -> Clock:
+    clock: Clock = request.app.state.clock  # set by create_app
+    return clock
+
+
+def get_context(request: Request) -> AppContext:
+    ctx = request.app.state.context
+    if not isinstance(ctx, AppContext):
+        raise RuntimeError("app.state.context is not an AppContext")
+    return ctx
+
+
+StoreDep = Annotated[AuditStore, Depends(get_store)]
+StatusDep = Annotated[StatusFn | None, Depends(get_status)]
 ReadinessDep = Annotated[ReadinessFn | None, Depends(get_readiness)]
+ClockDep = Annotated[Clock, Depends(get_clock)]
+ContextDep = Annotated[AppContext, Depends(get_context)]

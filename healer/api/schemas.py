@@ -8,11 +8,21 @@ string values. Each model is built from the store's result by a ``from_*`` class
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, JsonValue
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
-from healer.audit import IncidentDetail, IncidentSummary, StepKind, TimelineStep
-from healer.types import ActionKind, ActionStatus, Cause, IncidentStatus, OutcomeKind, WorkloadRef
+from healer.audit import ActionView, IncidentDetail, IncidentSummary, StepKind, TimelineStep
+from healer.types import (
+    ActionKind,
+    ActionStatus,
+    Cause,
+    Feedback,
+    IncidentStatus,
+    OutcomeKind,
+    Verdict,
+    WorkloadRef,
+)
 
 
 class _Out(BaseModel):
@@ -52,7 +62,7 @@ class IncidentItem(_Out):
 
 class IncidentPage(_Out):
     items: list[IncidentItem]
-    next_cursor: int | None
+    next_cursor: str | None
     """Pass as ``cursor`` to get the next page; null on the last page."""
 
 
@@ -60,21 +70,151 @@ class Step(_Out):
     kind: StepKind
     at: datetime
     data: dict[str, JsonValue]
+    actor: str
+    """The daemon's identity, or the token name of the person who reviewed or labelled."""
 
     @classmethod
     def from_step(cls, step: TimelineStep) -> Step:
-        return cls(kind=step.kind, at=step.at, data=step.data)
+        return cls(kind=step.kind, at=step.at, data=step.data, actor=step.actor)
+
+
+class ActionOut(_Out):
+    id: int
+    incident_id: int
+    kind: ActionKind
+    workload: Workload
+    status: ActionStatus
+    intent: dict[str, JsonValue]
+    """The plan it carries out: playbook, params, mode, each guard's verdict."""
+    request: dict[str, JsonValue]
+    """The Kubernetes request: verb, path, content type, body."""
+    response: dict[str, JsonValue] | None
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+    error: str | None
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    review_reason: str | None
+    actor: str
+
+    @classmethod
+    def from_view(cls, view: ActionView) -> ActionOut:
+        return cls.model_validate(view)
 
 
 class IncidentDetailOut(IncidentItem):
     timeline: list[Step]
     """Every recorded step, oldest first."""
+    actions: list[ActionOut]
+    """Every action of the incident, oldest first."""
 
     @classmethod
     def from_detail(cls, detail: IncidentDetail) -> IncidentDetailOut:
         item = IncidentItem.from_summary(detail.summary)
         timeline = [Step.from_step(s) for s in detail.timeline]
-        return cls(**dict(item), timeline=timeline)
+        actions = [ActionOut.from_view(a) for a in detail.actions]
+        return cls(**dict(item), timeline=timeline, actions=actions)
+
+
+class ActionList(_Out):
+    items: list[ActionOut]
+
+
+class FeedbackOut(_Out):
+    incident_id: int
+    workload: Workload
+    verdict: Verdict
+    window_start: datetime
+    window_end: datetime
+    cause: Cause | None
+    right_action: ActionKind | None
+    by: str
+    at: datetime
+    note: str
+
+    @classmethod
+    def from_feedback(cls, feedback: Feedback) -> FeedbackOut:
+        return cls.model_validate(feedback)
+
+
+class PlaybookList(_Out):
+    items: list[dict[str, JsonValue]]
+
+
+class ModelCard(_Out):
+    name: str
+    """File name of the card in the models directory, without ``.json``."""
+    card: dict[str, JsonValue]
+
+
+class ModelList(_Out):
+    items: list[ModelCard]
+
+
+class GuardState(_Out):
+    in_flight: int
+    """Actions taken whose outcome is not yet known."""
+    max_in_flight: int
+    actions_in_window: int
+    """Actions taken within the rate-limit window ending now."""
+    max_actions_per_window: int
+    window_s: float
+    cooling_down: list[str]
+    """Workloads acted on within the cooldown: no action on them until it ends."""
+    pending_approval: int
+    approved_waiting: int
+    """Approved actions the daemon has not yet taken."""
+
+
+class DaemonStatus(_Out):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    leader: str | None
+    """Identity of the daemon holding the lease (this one when there is no election)."""
+    mode: str | None
+    cycles: int
+    last_cycle: datetime | None
+    last_cycle_seconds: float | None
+    """Wall-clock time the last cycle took."""
+    guards: GuardState
+
+
+# -- request bodies ---------------------------------------------------------------------
+
+
+def _printable(text: str) -> str:
+    """Refuse control characters (NUL cannot even be stored by PostgreSQL)."""
+    if any(ord(c) < 32 and c not in "\t\n\r" for c in text):
+        raise ValueError("control characters are not allowed")
+    return text
+
+
+Text = Annotated[str, Field(max_length=2000), AfterValidator(_printable)]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class ApproveIn(_In):
+    reason: Text = ""
+    """Why; shown in the timeline."""
+
+
+class RejectIn(_In):
+    reason: Annotated[Text, Field(min_length=1)]
+    """Why not: required, so the record says."""
+
+
+class FeedbackIn(_In):
+    verdict: Verdict
+    """true_positive: a real problem; false_positive: nothing was wrong."""
+    cause: Cause | None = None
+    """The real cause, when the diagnosis was wrong or to confirm it."""
+    right_action: ActionKind | None = None
+    """The action that would have been right; null when none was."""
+    note: Text = ""
 
 
 class Health(_Out):

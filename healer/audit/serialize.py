@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import math
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import TypeVar
@@ -28,6 +29,7 @@ from healer.types import (
     Diagnosis,
     Direction,
     Finding,
+    Frame,
     GuardResult,
     JsonObject,
     JsonValue,
@@ -220,3 +222,26 @@ def _list(data: JsonObject, key: str) -> list[JsonValue]:
     if not isinstance(value, list):
         raise StoreError(f"stored field {key!r} is {value!r}, expected a list")
     return value
+
+
+SERIES_POINTS = 120
+"""Samples kept per signal around a finding: an hour at 30 s, enough to see the shape
+of the anomaly on the review page, a few kilobytes per incident."""
+
+
+def series_json(frame: Frame, finding: Finding, *, points: int = SERIES_POINTS) -> JsonObject:
+    """The deviating signals of ``finding``'s workload over the frame's last ``points``
+    samples (every k-th sample when the frame holds more): ``{"t": [...], signal: [...]}``,
+    UNIX seconds and values, null for gaps."""
+    if finding.workload not in frame.workloads or not len(frame.timestamps):
+        return {}
+    w = frame.workloads.index(finding.workload)
+    count = len(frame.timestamps)
+    stride = max(1, -(-count // points))  # ceil division
+    picked = slice((count - 1) % stride, None, stride)  # always ends on the newest sample
+    out: JsonObject = {"t": [float(t) for t in frame.timestamps[picked]]}
+    for deviation in finding.signals:
+        if deviation.signal in frame.signals:
+            row = frame.values[w, frame.signals.index(deviation.signal), picked]
+            out[str(deviation.signal)] = [None if math.isnan(v) else float(v) for v in row]
+    return out

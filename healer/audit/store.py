@@ -19,41 +19,44 @@ Decisions:
 - Findings arrive every cycle; only a new peak score appends a step, so a long incident
   does not become one row per cycle. ``last_seen`` follows every finding.
 - No clock here: every time comes from the values recorded.
-- Tables are created with ``metadata.create_all``; migrations come later.
+- The schema comes from the Alembic migrations, run when the store opens
+  (``migrate.py``); the table classes live in ``tables.py``.
+- Every step row carries ``actor``: the identity of the daemon that wrote it (by default
+  ``hostname:pid``; under leader election, the Lease holder identity) or, for reviews
+  and feedback, the person's token name.
+- An action is also a row of ``actions``, with an id people approve or reject by.
+  Approving marks it ``approved``; the daemon's next cycle finds it
+  (``approved_actions``), runs it through the guards again and records the result,
+  which completes that same row.
 """
 
 from __future__ import annotations
 
-import enum
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import (
-    JSON,
-    DateTime,
-    Dialect,
-    Enum,
-    Float,
-    ForeignKey,
-    Integer,
-    String,
-    UniqueConstraint,
-    create_engine,
-    event,
-    func,
-    select,
-)
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import Connection, Engine, Row, make_url
 from sqlalchemy.exc import SQLAlchemyError
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
-from sqlalchemy.types import TypeDecorator
 
-from healer.audit import serialize
-from healer.errors import StoreError
+from healer.audit import migrate, serialize
+from healer.audit.tables import (
+    ActionRow,
+    FeedbackRow,
+    GuardStateRow,
+    GuardVerdictRow,
+    IncidentRow,
+    StepKind,
+    StepRow,
+)
+from healer.errors import ReviewConflict, StoreError, UnknownRecord
 from healer.types import (
     ActionHistory,
     ActionKind,
@@ -61,13 +64,16 @@ from healer.types import (
     ActionStatus,
     Cause,
     Diagnosis,
+    Feedback,
     Finding,
+    Frame,
     Incident,
     IncidentStatus,
     JsonObject,
     Outcome,
     OutcomeKind,
     Plan,
+    Verdict,
     WorkloadRef,
 )
 
@@ -84,13 +90,12 @@ simulated. An intent counts once its outcome is recorded: a daemon that died bef
 sending it must be free to send it after checking the cluster.
 Blocked and pending actions changed nothing, so they start no cooldown."""
 
+__all__ = ["AuditStore", "StepKind"]
 
-class StepKind(enum.StrEnum):
-    FINDING = "finding"
-    DIAGNOSIS = "diagnosis"
-    PLAN = "plan"
-    ACTION = "action"
-    OUTCOME = "outcome"
+
+def default_identity() -> str:
+    """``hostname:pid``: tells apart two daemons on one host and two hosts."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 @dataclass(frozen=True)
@@ -120,6 +125,30 @@ class TimelineStep:
     at: datetime
     data: JsonObject
     """The recorded value in its JSON form (``healer.audit.serialize.to_json``)."""
+    actor: str = ""
+    """Who wrote it: the daemon's identity, or the person's token name for reviews."""
+
+
+@dataclass(frozen=True)
+class ActionView:
+    """One action as people review it: what it is for, what it asks, how it went."""
+
+    id: int
+    incident_id: int
+    kind: ActionKind
+    workload: WorkloadRef
+    status: ActionStatus
+    intent: JsonObject
+    request: JsonObject
+    response: JsonObject | None
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+    error: str | None
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    review_reason: str | None
+    actor: str
 
 
 @dataclass(frozen=True)
@@ -127,87 +156,36 @@ class IncidentDetail:
     summary: IncidentSummary
     timeline: tuple[TimelineStep, ...]
     """Every recorded step, in the order it was recorded."""
+    actions: tuple[ActionView, ...] = ()
+    """Every action of the incident, oldest first."""
 
 
-class UtcDateTime(TypeDecorator[datetime]):
-    """A timezone-aware UTC datetime on every backend, SQLite included."""
+@dataclass(frozen=True)
+class FeedbackInput:
+    """An operator's label as given; the store fills in the workload and the window."""
 
-    impl = DateTime(timezone=True)
-    cache_ok = True
-
-    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        if value.tzinfo is None:
-            raise ValueError(f"naive datetime {value.isoformat()}: healer times are aware")
-        utc = value.astimezone(UTC)
-        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
-
-    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
-        if value is None:
-            return None
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
-def _enum_type(cls: type[enum.Enum]) -> Enum:
-    """Store enum values ("resolved"), not names, as plain strings: readable in SQL."""
-    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
-
-
-class Base(DeclarativeBase):
-    type_annotation_map = {  # noqa: RUF012 (SQLAlchemy reads this class attribute)
-        datetime: UtcDateTime(),
-        IncidentStatus: _enum_type(IncidentStatus),
-        Cause: _enum_type(Cause),
-        ActionKind: _enum_type(ActionKind),
-        ActionStatus: _enum_type(ActionStatus),
-        OutcomeKind: _enum_type(OutcomeKind),
-        StepKind: _enum_type(StepKind),
-    }
-
-
-class IncidentRow(Base):
-    __tablename__ = "incidents"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    # Kubernetes limits: namespace 63, kind 63, object name 253 characters.
-    namespace: Mapped[str] = mapped_column(String(63), index=True)
-    kind: Mapped[str] = mapped_column(String(63))
-    name: Mapped[str] = mapped_column(String(253), index=True)
-    status: Mapped[IncidentStatus] = mapped_column(index=True)
-    opened: Mapped[datetime]
-    closed: Mapped[datetime | None]
-    score: Mapped[float] = mapped_column(Float)
-    cause: Mapped[Cause | None]
-    confidence: Mapped[float | None] = mapped_column(Float)
-    action: Mapped[ActionKind | None]
-    action_status: Mapped[ActionStatus | None]
-    outcome: Mapped[OutcomeKind | None]
-    last_seen: Mapped[datetime]
-
-
-class StepRow(Base):
-    __tablename__ = "incident_steps"
-    __table_args__ = (UniqueConstraint("incident_id", "seq"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
-    seq: Mapped[int]
-    kind: Mapped[StepKind] = mapped_column(index=True)
-    at: Mapped[datetime]
-    data: Mapped[JsonObject] = mapped_column(JSON)
+    verdict: Verdict
+    cause: Cause | None
+    right_action: ActionKind | None
+    by: str
+    at: datetime
+    note: str = ""
 
 
 class AuditStore:
     """Incidents and their timelines in a SQL database (SQLite by default).
 
-    Thread-safe: each method opens and closes its own session.
+    Thread-safe: each method opens and closes its own session. ``identity`` is written as
+    the ``actor`` of every step this store records for the daemon.
     """
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, identity: str | None = None) -> None:
+        self.identity = identity or default_identity()
         try:
             self._engine = _create_engine(url)
-            Base.metadata.create_all(self._engine)
+            # Take SQLite's write lock first: two processes opening one new file at once
+            # then migrate one after the other instead of failing on a lock upgrade.
+            migrate.upgrade(self._engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"}))
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot open audit store: {_brief(exc)}") from exc
         self._reader = sessionmaker(self._engine, expire_on_commit=False)
@@ -217,11 +195,16 @@ class AuditStore:
     def close(self) -> None:
         self._engine.dispose()
 
-    # -- writing ---------------------------------------------------------------------
+    # -- writing: the daemon ---------------------------------------------------------
 
-    def open_incident(self, finding: Finding) -> int:
-        """Start an incident for ``finding``'s workload; returns its id."""
+    def open_incident(self, finding: Finding, *, frame: Frame | None = None) -> int:
+        """Start an incident for ``finding``'s workload; returns its id.
+
+        With ``frame``, the finding's step also keeps its deviating signals over the
+        frame (``serialize.series_json``), for the review page's charts."""
         data = serialize.to_json_object(finding)
+        if frame is not None:
+            data["series"] = serialize.series_json(frame, finding)
         with self._write("open incident") as session:
             wl = finding.workload
             row = IncidentRow(
@@ -235,7 +218,7 @@ class AuditStore:
             )
             session.add(row)
             session.flush()
-            _append(session, row.id, StepKind.FINDING, finding.at, data)
+            self._append(session, row.id, StepKind.FINDING, finding.at, data)
             return row.id
 
     def record_finding(self, incident_id: int, finding: Finding) -> None:
@@ -246,7 +229,7 @@ class AuditStore:
             row.last_seen = max(row.last_seen, finding.at)
             if finding.score > row.score:
                 row.score = finding.score
-                _append(session, incident_id, StepKind.FINDING, finding.at, data)
+                self._append(session, incident_id, StepKind.FINDING, finding.at, data)
 
     def record_diagnosis(
         self, incident_id: int, diagnosis: Diagnosis, *, at: datetime | None = None
@@ -256,19 +239,36 @@ class AuditStore:
         with self._write(f"record diagnosis of incident {incident_id}") as session:
             row = _incident(session, incident_id)
             row.cause, row.confidence = diagnosis.cause, diagnosis.confidence
-            _append(session, incident_id, StepKind.DIAGNOSIS, at or row.last_seen, data)
+            self._append(session, incident_id, StepKind.DIAGNOSIS, at or row.last_seen, data)
 
     def record_plan(self, incident_id: int, plan: Plan, *, at: datetime | None = None) -> None:
-        """``at`` defaults to the incident's latest finding: a plan carries no time."""
+        """The plan and each guard's verdict. ``at`` defaults to the incident's latest
+        finding: a plan carries no time."""
         data = serialize.to_json_object(plan)
         with self._write(f"record plan of incident {incident_id}") as session:
             row = _incident(session, incident_id)
-            _append(session, incident_id, StepKind.PLAN, at or row.last_seen, data)
+            when = at or row.last_seen
+            step = self._append(session, incident_id, StepKind.PLAN, when, data)
+            session.flush()
+            session.add_all(
+                GuardVerdictRow(
+                    step_id=step.id,
+                    incident_id=incident_id,
+                    guard=g.guard,
+                    passed=g.passed,
+                    detail=g.detail,
+                    at=when,
+                )
+                for g in plan.guard_results
+            )
 
-    def record_action(self, incident_id: int, action: ActionRecord) -> None:
-        """Record an action; taken or dry-run -> VERIFYING, awaiting approval -> PENDING_APPROVAL.
+    def record_action(self, incident_id: int, action: ActionRecord) -> int:
+        """Record an action; returns its id in ``actions``.
 
-        Failed and blocked actions leave the status alone: the daemon decides what next.
+        Taken or dry-run -> VERIFYING, awaiting approval -> PENDING_APPROVAL; failed and
+        blocked actions leave the status alone: the daemon decides what next. When the
+        incident has an approved action waiting, or one recorded as intended, this record
+        is its execution and completes that row instead of adding one.
         """
         data = serialize.to_json_object(action)
         with self._write(f"record action of incident {incident_id}") as session:
@@ -278,7 +278,30 @@ class AuditStore:
                 row.status = IncidentStatus.VERIFYING
             elif action.status is ActionStatus.PENDING_APPROVAL:
                 row.status = IncidentStatus.PENDING_APPROVAL
-            _append(session, incident_id, StepKind.ACTION, action.started, data)
+            self._append(session, incident_id, StepKind.ACTION, action.started, data)
+            plan = _latest(session, incident_id, StepKind.PLAN)
+            # An approved action, or one recorded as intended, is completed by this record.
+            approved = session.scalars(
+                select(ActionRow)
+                .where(ActionRow.incident_id == incident_id)
+                .where(ActionRow.status.in_([ActionStatus.APPROVED, ActionStatus.INTENDED]))
+                .order_by(ActionRow.id.desc())
+                .with_for_update()
+            ).first()
+            target = approved or ActionRow(
+                incident_id=incident_id,
+                kind=action.kind,
+                namespace=action.target.namespace,
+                workload_kind=action.target.kind,
+                name=action.target.name,
+                intent=plan or {},
+                created=action.started,
+                actor=self.identity,
+            )
+            _fill_action(target, action, data)
+            session.add(target)
+            session.flush()
+            return target.id
 
     def record_outcome(self, incident_id: int, outcome: Outcome) -> None:
         """Close the incident: status RESOLVED, ``closed`` = the outcome's time."""
@@ -286,7 +309,84 @@ class AuditStore:
         with self._write(f"record outcome of incident {incident_id}") as session:
             row = _incident(session, incident_id)
             row.outcome, row.status, row.closed = outcome.kind, IncidentStatus.RESOLVED, outcome.at
-            _append(session, incident_id, StepKind.OUTCOME, outcome.at, data)
+            self._append(session, incident_id, StepKind.OUTCOME, outcome.at, data)
+
+    def save_state(self, key: str, value: JsonObject, *, at: datetime) -> None:
+        """Keep a named value across restarts (last cycle, leader); replaces the old one."""
+        with self._write(f"save state {key}") as session:
+            row = session.get(GuardStateRow, key, with_for_update=True)
+            if row is None:
+                session.add(GuardStateRow(key=key, value=value, updated=at, actor=self.identity))
+            else:
+                row.value, row.updated, row.actor = value, at, self.identity
+
+    # -- writing: people -------------------------------------------------------------
+
+    def approve_action(self, action_id: int, *, by: str, reason: str, at: datetime) -> ActionView:
+        """Mark a pending action approved; the daemon takes it on its next cycle.
+
+        Raises UnknownRecord for an unknown id, ReviewConflict when it is not pending.
+        Changes nothing when it raises.
+        """
+        return self._review(action_id, ActionStatus.APPROVED, by=by, reason=reason, at=at)
+
+    def reject_action(self, action_id: int, *, by: str, reason: str, at: datetime) -> ActionView:
+        """Mark a pending action rejected and close its incident as escalated."""
+        return self._review(action_id, ActionStatus.REJECTED, by=by, reason=reason, at=at)
+
+    def _review(
+        self, action_id: int, status: ActionStatus, *, by: str, reason: str, at: datetime
+    ) -> ActionView:
+        verb = "approve" if status is ActionStatus.APPROVED else "reject"
+        with self._write(f"{verb} action {action_id}") as session:
+            action = session.get(ActionRow, action_id, with_for_update=True)
+            if action is None:
+                raise UnknownRecord(f"action {action_id} not found")
+            if action.status is not ActionStatus.PENDING_APPROVAL:
+                raise ReviewConflict(
+                    f"action {action_id} is {action.status}, not pending_approval: "
+                    f"only a pending action can be {verb}d"
+                )
+            action.status, action.reviewed_by = status, by
+            action.reviewed_at, action.review_reason = at, reason
+            row = _incident(session, action.incident_id)
+            row.action_status = status
+            review: JsonObject = {"action_id": action_id, "decision": str(status), "reason": reason}
+            self._append(session, row.id, StepKind.REVIEW, at, review, actor=by)
+            if status is ActionStatus.APPROVED:
+                row.status = IncidentStatus.OPEN
+            else:
+                evidence = f"{action.kind} rejected by {by}: {reason}"
+                outcome = Outcome(OutcomeKind.ESCALATED, evidence, at)
+                row.outcome, row.status, row.closed = outcome.kind, IncidentStatus.RESOLVED, at
+                data = serialize.to_json_object(outcome)
+                self._append(session, row.id, StepKind.OUTCOME, at, data, actor=by)
+            return _action_view(action)
+
+    def record_feedback(self, incident_id: int, label: FeedbackInput) -> Feedback:
+        """Label an incident. The window runs from the finding's onset to the incident's
+        close, or to the label's time while it is open. Later labels add to earlier ones;
+        ``feedback()`` gives all of them and training takes the latest per incident."""
+        with self._write(f"record feedback on incident {incident_id}") as session:
+            row = _incident(session, incident_id)
+            end = row.closed or max(label.at, row.opened)
+            feedback_row = FeedbackRow(
+                incident_id=incident_id,
+                verdict=label.verdict,
+                cause=label.cause,
+                right_action=label.right_action,
+                note=label.note,
+                by=label.by,
+                at=label.at,
+                window_start=row.opened,
+                window_end=end,
+            )
+            session.add(feedback_row)
+            session.flush()
+            feedback = _feedback(feedback_row, row)
+            data = serialize.to_json_object(feedback)
+            self._append(session, incident_id, StepKind.FEEDBACK, label.at, data, actor=label.by)
+            return feedback
 
     # -- reading ---------------------------------------------------------------------
 
@@ -297,11 +397,16 @@ class AuditStore:
         namespace: str | None = None,
         workload: str | None = None,
         cause: Cause | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
         limit: int = 50,
         before_id: int | None = None,
     ) -> list[IncidentSummary]:
-        """Newest first. ``before_id`` is a keyset cursor: pass the last id of a page."""
-        query = select(IncidentRow).order_by(IncidentRow.id.desc()).limit(limit)
+        """Newest first. ``before_id`` is a keyset cursor: pass the last id of a page.
+        ``since``/``until`` bound the time the incident opened (inclusive, exclusive)."""
+        # Columns, not ORM entities: a page is read-only, and skipping the identity map
+        # makes listing several times cheaper (bench/api_incidents.py).
+        query = select(*_SUMMARY_COLUMNS).order_by(IncidentRow.id.desc()).limit(limit)
         for column, value in (
             (IncidentRow.status, status),
             (IncidentRow.namespace, namespace),
@@ -310,10 +415,14 @@ class AuditStore:
         ):
             if value is not None:
                 query = query.where(column == value)
+        if since is not None:
+            query = query.where(IncidentRow.opened >= since)
+        if until is not None:
+            query = query.where(IncidentRow.opened < until)
         if before_id is not None:
             query = query.where(IncidentRow.id < before_id)
         with self._read("list incidents") as session:
-            return [_summary(row) for row in session.scalars(query)]
+            return [_summary(row) for row in session.execute(query)]
 
     def get_incident(self, incident_id: int) -> IncidentDetail | None:
         with self._read(f"read incident {incident_id}") as session:
@@ -321,8 +430,61 @@ class AuditStore:
             if row is None:
                 return None
             steps = _steps(session, incident_id)
-            timeline = tuple(TimelineStep(kind=s.kind, at=s.at, data=s.data) for s in steps)
-            return IncidentDetail(summary=_summary(row), timeline=timeline)
+            timeline = tuple(
+                TimelineStep(kind=s.kind, at=s.at, data=s.data, actor=s.actor) for s in steps
+            )
+            actions = session.scalars(
+                select(ActionRow).where(ActionRow.incident_id == incident_id).order_by(ActionRow.id)
+            )
+            return IncidentDetail(
+                summary=_summary(row),
+                timeline=timeline,
+                actions=tuple(_action_view(a) for a in actions),
+            )
+
+    def incident(self, incident_id: int) -> Incident:
+        """The incident rebuilt as the daemon holds it; UnknownRecord if there is none."""
+        with self._read(f"read incident {incident_id}") as session:
+            row = session.get(IncidentRow, incident_id)
+            if row is None:
+                raise UnknownRecord(f"incident {incident_id} not found")
+            return _rebuild(row, _steps(session, incident_id))
+
+    def actions(self, *, status: ActionStatus | None = None, limit: int = 500) -> list[ActionView]:
+        """Actions newest first, optionally only those with ``status``."""
+        query = select(ActionRow).order_by(ActionRow.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(ActionRow.status == status)
+        with self._read("list actions") as session:
+            return [_action_view(a) for a in session.scalars(query)]
+
+    def get_action(self, action_id: int) -> ActionView | None:
+        with self._read(f"read action {action_id}") as session:
+            row = session.get(ActionRow, action_id)
+            return _action_view(row) if row is not None else None
+
+    def approved_actions(self) -> list[ActionView]:
+        """Approved actions not yet taken, oldest first: the daemon's work from people."""
+        query = select(ActionRow).where(ActionRow.status == ActionStatus.APPROVED)
+        with self._read("read approved actions") as session:
+            return [_action_view(a) for a in session.scalars(query.order_by(ActionRow.id))]
+
+    def feedback(self, since: datetime | None = None) -> list[Feedback]:
+        """Every label given at or after ``since``, oldest first: training data."""
+        query = (
+            select(FeedbackRow, IncidentRow)
+            .join(IncidentRow, IncidentRow.id == FeedbackRow.incident_id)
+            .order_by(FeedbackRow.at, FeedbackRow.id)
+        )
+        if since is not None:
+            query = query.where(FeedbackRow.at >= since)
+        with self._read("read feedback") as session:
+            return [_feedback(label, row) for label, row in session.execute(query)]
+
+    def load_state(self, key: str) -> JsonObject | None:
+        with self._read(f"read state {key}") as session:
+            row = session.get(GuardStateRow, key)
+            return dict(row.value) if row is not None else None
 
     def unresolved(self) -> list[Incident]:
         """Incidents not yet RESOLVED, oldest first, rebuilt for a restarted daemon.
@@ -374,7 +536,49 @@ class AuditStore:
                 },
             )
 
+    def action_counts(self) -> dict[tuple[ActionKind, ActionStatus], int]:
+        """Actions recorded, by kind and status: ``healer_actions_total``."""
+        query = select(ActionRow.kind, ActionRow.status, func.count()).group_by(
+            ActionRow.kind, ActionRow.status
+        )
+        with self._read("count actions") as session:
+            return {(k, s): n for k, s, n in session.execute(query)}
+
+    def guard_block_counts(self) -> dict[str, int]:
+        """Plans each guard blocked: ``healer_guard_blocks_total``."""
+        query = (
+            select(GuardVerdictRow.guard, func.count())
+            .where(GuardVerdictRow.passed.is_(False))
+            .group_by(GuardVerdictRow.guard)
+        )
+        with self._read("count guard blocks") as session:
+            return {g: n for g, n in session.execute(query)}
+
     # -- sessions --------------------------------------------------------------------
+
+    def _append(
+        self,
+        session: Session,
+        incident_id: int,
+        kind: StepKind,
+        at: datetime,
+        data: JsonObject,
+        *,
+        actor: str | None = None,
+    ) -> StepRow:
+        last = session.scalar(
+            select(func.max(StepRow.seq)).where(StepRow.incident_id == incident_id)
+        )
+        step = StepRow(
+            incident_id=incident_id,
+            seq=(last or 0) + 1,
+            kind=kind,
+            at=at,
+            data=data,
+            actor=actor or self.identity,
+        )
+        session.add(step)
+        return step
 
     @contextmanager
     def _write(self, what: str) -> Iterator[Session]:
@@ -432,15 +636,25 @@ def _on_sqlite_begin(conn: Connection) -> None:
 def _incident(session: Session, incident_id: int) -> IncidentRow:
     row = session.get(IncidentRow, incident_id, with_for_update=True)
     if row is None:
-        raise StoreError(f"incident {incident_id} not found")
+        raise UnknownRecord(f"incident {incident_id} not found")
     return row
 
 
-def _append(
-    session: Session, incident_id: int, kind: StepKind, at: datetime, data: JsonObject
-) -> None:
-    last = session.scalar(select(func.max(StepRow.seq)).where(StepRow.incident_id == incident_id))
-    session.add(StepRow(incident_id=incident_id, seq=(last or 0) + 1, kind=kind, at=at, data=data))
+def _latest(session: Session, incident_id: int, kind: StepKind) -> JsonObject | None:
+    query = (
+        select(StepRow.data)
+        .where(StepRow.incident_id == incident_id, StepRow.kind == kind)
+        .order_by(StepRow.seq.desc())
+        .limit(1)
+    )
+    return session.scalar(query)
+
+
+def _fill_action(row: ActionRow, action: ActionRecord, data: JsonObject) -> None:
+    row.status, row.request, row.error = action.status, action.request, action.error
+    row.response = {"status": data["status"], "error": action.error}
+    if action.status is not ActionStatus.PENDING_APPROVAL:
+        row.started, row.finished = action.started, action.finished
 
 
 def _steps(session: Session, incident_id: int) -> list[StepRow]:
@@ -448,7 +662,25 @@ def _steps(session: Session, incident_id: int) -> list[StepRow]:
     return list(session.scalars(query))
 
 
-def _summary(row: IncidentRow) -> IncidentSummary:
+_SUMMARY_COLUMNS = (
+    IncidentRow.id,
+    IncidentRow.namespace,
+    IncidentRow.kind,
+    IncidentRow.name,
+    IncidentRow.status,
+    IncidentRow.opened,
+    IncidentRow.closed,
+    IncidentRow.score,
+    IncidentRow.cause,
+    IncidentRow.confidence,
+    IncidentRow.action,
+    IncidentRow.action_status,
+    IncidentRow.outcome,
+    IncidentRow.last_seen,
+)
+
+
+def _summary(row: IncidentRow | Row[Any, *tuple[Any, ...]]) -> IncidentSummary:
     return IncidentSummary(
         id=row.id,
         workload=WorkloadRef(row.namespace, row.kind, row.name),
@@ -462,6 +694,42 @@ def _summary(row: IncidentRow) -> IncidentSummary:
         action_status=row.action_status,
         outcome=row.outcome,
         last_seen=row.last_seen,
+    )
+
+
+def _action_view(row: ActionRow) -> ActionView:
+    return ActionView(
+        id=row.id,
+        incident_id=row.incident_id,
+        kind=row.kind,
+        workload=WorkloadRef(row.namespace, row.workload_kind, row.name),
+        status=row.status,
+        intent=row.intent,
+        request=row.request,
+        response=row.response,
+        created=row.created,
+        started=row.started,
+        finished=row.finished,
+        error=row.error,
+        reviewed_by=row.reviewed_by,
+        reviewed_at=row.reviewed_at,
+        review_reason=row.review_reason,
+        actor=row.actor,
+    )
+
+
+def _feedback(label: FeedbackRow, incident: IncidentRow) -> Feedback:
+    return Feedback(
+        incident_id=label.incident_id,
+        workload=WorkloadRef(incident.namespace, incident.kind, incident.name),
+        verdict=label.verdict,
+        window_start=label.window_start,
+        window_end=label.window_end,
+        cause=label.cause,
+        right_action=label.right_action,
+        by=label.by,
+        at=label.at,
+        note=label.note,
     )
 
 

@@ -191,10 +191,27 @@ def evaluate(
     items: Sequence[LabelledScores], profiles: Sequence[Profile] = PROFILES
 ) -> tuple[ProfileResult, ...]:
     """NAB scores of a corpus, one result per profile, each at its own best threshold."""
+    return _evaluate(items, profiles, None)
+
+
+def evaluate_at(
+    items: Sequence[LabelledScores], threshold: float, profiles: Sequence[Profile] = PROFILES
+) -> tuple[ProfileResult, ...]:
+    """NAB scores of a corpus at a given threshold, for instance one chosen on other files.
+
+    That is how a detector fares on series it was not tuned on: NAB's own sweep picks
+    the threshold with the labels of the very files it scores.
+    """
+    return _evaluate(items, profiles, threshold)
+
+
+def _evaluate(
+    items: Sequence[LabelledScores], profiles: Sequence[Profile], fixed: float | None
+) -> tuple[ProfileResult, ...]:
     corpus = [_rows(item) for item in items]
     results = []
     for profile in profiles:
-        threshold = best_threshold(corpus, profile)
+        threshold = best_threshold(corpus, profile) if fixed is None else fixed
         files = tuple(
             score_file(item.key, rows, profile, threshold)
             for item, rows in zip(items, corpus, strict=True)

@@ -153,6 +153,20 @@ class StreamingDetector:
             fresh=fresh,
         )
 
+    def score_steps(self, frame: Frame) -> F64:
+        """(W, T) score of every workload at each of the frame's timestamps.
+
+        Learns exactly as ``update`` does (the state after this call is the state after
+        ``update`` on the same frame), but keeps every step's score instead of the last
+        one: for evaluating the detector on whole labelled series and for benchmarks.
+        Timestamps not newer than the last call's are NaN: they were scored before.
+        """
+        self._align(frame)
+        out = np.full((len(frame.workloads), len(frame.timestamps)), np.nan)
+        for t in np.flatnonzero(frame.timestamps > self.last_t_):
+            out[:, t] = self._step(float(frame.timestamps[t]), frame.values[:, :, t])[1]
+        return out
+
     def _step(self, t: float, x: F64) -> tuple[F64, F64]:
         s = self.settings
         dt = t - self.last_t_ if np.isfinite(self.last_t_) else 0.0

@@ -10,7 +10,10 @@ come more often.
 First the values are compressed: ``asinh(x / rms)``, with the RMS of the values so far.
 That is linear for ordinary values and logarithmic for spikes many times the typical
 magnitude, the natural scale of bytes, requests and latencies, whose noise is
-multiplicative; without it one burst of network traffic dwarfs every other shape.
+multiplicative; without it one burst of network traffic dwarfs every other shape. A
+burst that raises the RMS by orders of magnitude changes the units for good: until the
+rows before it have left the history, the spread of distances is in their units and the
+series looks calmer than it is.
 
 The raw surprise of row i is then a *left discord* distance: how far the recent shape
 ending at row i is from the most similar shape ending in the previous ``history_rows``
@@ -21,10 +24,17 @@ novel shape scores high, whatever its direction.
 
 Each distance is read, as in Numenta's anomaly likelihood, against its own history: the
 mean distance of the last ``recent_rows`` rows is compared with the mean and spread of
-that quantity over ``history_rows`` rows, and the Gaussian tail of the deviation gives a
-probability-like score; the higher of the two scales' is kept. This takes the units out
-(no threshold per metric) and keeps a noisy series, whose distances are always large,
-quiet.
+the distances of the previous ``history_rows`` rows, and the Gaussian tail of the
+deviation is a probability. This takes the units out (no threshold per metric) and keeps
+a noisy series, whose distances are always large, quiet. The reference is the spread of
+single distances, not of recent means (which is narrower): a short mean must stand out
+from what single rows did, so a few odd rows in a row are not enough.
+
+The two scales are two tests of one hypothesis (the series goes on as before), so their
+tail probabilities are combined by Fisher's method: ``-2 * sum(log p)`` follows a
+chi-squared law with 4 degrees of freedom when both hold, and its CDF is the score.
+A shape both scales find somewhat odd scores higher than one only a single scale finds
+odd; keeping the higher of the two would throw that evidence away.
 
 Finally, one alarm per event: after a score reaches ``alarm_level``, the following
 ``refractory_rows`` rows, and all rows until the score has dropped below
@@ -47,13 +57,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
-from scipy.special import ndtr
+from scipy.special import chdtr, log_ndtr
 from threadpoolctl import threadpool_limits
 
 F64 = NDArray[np.float64]
 
 # Query rows per matrix product in the discord search: large enough for BLAS to be
-# efficient, small enough that the band's wasted corners (2 x 256^2 of 256 x 2,232
+# efficient, small enough that the band's wasted corners (2 x 256^2 of 256 x 2,392
 # entries) stay small.
 BLOCK_ROWS = 256
 # The discord's matrix products are small (256 x 25 x ~2,200): more BLAS threads add
@@ -73,7 +83,7 @@ class DiscordLikelihood:
     """Left-discord distance read as an anomaly likelihood, with one alarm per event.
 
     Rows are samples, whatever their period; the defaults are in rows of NAB's 5-minute
-    series, where 24 rows are two hours and 2,000 rows about a week.
+    series, where 24 rows are two hours and 2,016 rows a week.
     """
 
     shape_points: int = 24
@@ -82,9 +92,11 @@ class DiscordLikelihood:
     """Rows averaged into one point of a shape, one entry per time scale: 1 (a shape of
     the last 2 h at 5-min samples, which sees jumps and spikes) and 12 (hourly means over
     the last day, which sees a cycle that skips a beat or spikes that come more often)."""
-    history_rows: int = 2000
-    """How far back the discord search and the likelihood statistics reach (about a
-    week of 5-minute samples, so a weekly pattern is seen once before it is judged)."""
+    history_rows: int = 2160
+    """How far back the discord search and the likelihood statistics reach: a week and
+    half a day of 5-minute samples. The same hours of last week (2,016 rows back) must be
+    among the candidates, or every Monday morning is a shape never seen before; the
+    half day is slack for a weekly pattern that drifts by some hours."""
     recent_rows: int = 5
     """Rows averaged before the likelihood, so one odd sample is weaker evidence than
     five."""
@@ -102,24 +114,29 @@ class DiscordLikelihood:
         if len(x) == 0:
             return np.zeros(0)
         u = np.arcsinh(x / running_rms(x))
-        likelihood = np.zeros(len(x))
+        fisher = np.zeros(len(x))
         with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
             for segment_rows in self.segment_rows:
-                likelihood = np.maximum(likelihood, self._likelihood(u, segment_rows))
+                fisher -= 2.0 * self._log_tail(u, segment_rows)
+        likelihood: F64 = chdtr(2.0 * len(self.segment_rows), fisher)
         return refractory(
             likelihood, self.alarm_level, rows=self.refractory_rows, rearm=self.rearm_level
         )
 
-    def _likelihood(self, x: F64, segment_rows: int) -> F64:
-        """Gaussian-tail likelihood of the recent discord distance at one time scale."""
+    def _log_tail(self, x: F64, segment_rows: int) -> F64:
+        """Log of the Gaussian tail probability of the recent discord distance at one scale.
+
+        In logs, so that a tail of 1e-30 stays distinct from one of 1e-300 when the scales
+        are combined.
+        """
         shapes = shapes_of(x, self.shape_points, segment_rows)
         distance = left_discord(shapes, self.shape_points * segment_rows, self.history_rows)
         recent = trailing_mean(distance, self.recent_rows)
         # Until a row has a full shape's worth of candidates its distance is
         # inflated (little to match against): it is scored but not learned from.
         begin = 2 * self.shape_points * segment_rows
-        mean, spread = past_mean_std(recent, self.history_rows, begin=begin)
-        out: F64 = ndtr((recent - mean) / np.maximum(spread, RESOLUTION))
+        mean, spread = past_mean_std(distance, self.history_rows, begin=begin)
+        out: F64 = log_ndtr(-(recent - mean) / np.maximum(spread, RESOLUTION))
         return out
 
 

@@ -27,13 +27,14 @@ from starlette.routing import Route
 
 from healer.api.server import ServerThread, bind
 from healer.errors import ConfigError
-from healer.sim import discovery
+from healer.sim import discovery, openapi
 from healer.sim.cluster import Cluster
 from healer.sim.exposition import render_metrics
 from healer.sim.kinds import PLAIN, Kind, lookup
 from healer.sim.objects import ApiError, K8s
 from healer.sim.scenario import ApiFault
 from healer.sim.tables import table
+from healer.sim.watch import watch
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -46,6 +47,8 @@ _SHAPE_ERRORS = (AttributeError, KeyError, TypeError, ValueError, IndexError)
 
 def create_api(cluster: Cluster) -> Starlette:
     """The Starlette app serving ``cluster``'s API; every call holds the cluster lock."""
+    with cluster.lock:
+        cluster.store.keep_history()  # so that a watch can start from a list's version
 
     async def api(request: Request) -> Response:
         injected = await _injected_fault(cluster, request)
@@ -141,6 +144,14 @@ async def _dispatch(cluster: Cluster, request: Request) -> Response:
         raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed here")
     if parts == ["version"]:
         return JSONResponse(_version())
+    if parts[:2] == ["openapi", "v3"] and request.method == "GET":
+        if len(parts) == 2:
+            return JSONResponse(openapi.index())
+        group_version = openapi.path_group_version(parts[2:])
+        text = openapi.document(group_version) if group_version else None
+        if text is None:
+            raise _missing()
+        return Response(text, media_type="application/json")
     if parts in (["api"], ["apis"]):
         if discovery.wants_aggregated(accept):
             body = discovery.aggregated(core=parts == ["api"])
@@ -231,6 +242,39 @@ def _check_kind(kind: Kind, body: K8s, name: str | None = None) -> None:
         )
 
 
+_FIELD_VALIDATION = ("Ignore", "Warn", "Strict")
+
+
+def _field_warnings(request: Request, kind: Kind, body: Any) -> list[str]:
+    """``fieldValidation`` on a write: fields the kind's schema does not declare are a
+    400 under ``Strict``, a ``Warning`` header each under ``Warn`` (the default)."""
+    mode = request.query_params.get("fieldValidation") or "Warn"
+    if mode not in _FIELD_VALIDATION:
+        raise ApiError(
+            400,
+            "BadRequest",
+            f'fieldValidation parameter "{mode}" is invalid: must be one of '
+            + ", ".join(_FIELD_VALIDATION),
+        )
+    if mode == "Ignore" or not isinstance(body, dict):
+        return []  # a JSON patch names paths, not fields
+    unknown = openapi.unknown_fields(kind, body)
+    if unknown and mode == "Strict":
+        raise ApiError(
+            400,
+            "BadRequest",
+            f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: '
+            "strict decoding error: " + ", ".join(f'unknown field "{f}"' for f in unknown),
+        )
+    return [f'299 - "unknown field \\"{f}\\""' for f in unknown]
+
+
+def _warn(response: Response, warnings: list[str]) -> Response:
+    for warning in warnings:
+        response.headers.append("Warning", warning)
+    return response
+
+
 def _json(request: Request, obj: K8s, *, created: bool = False) -> Response:
     return JSONResponse(obj, status_code=201 if created else 200)
 
@@ -257,7 +301,8 @@ async def _collection(
     if request.method == "GET":
         _allowed(kind, "list")
         if request.query_params.get("watch") in ("1", "true"):
-            raise ApiError(405, "MethodNotAllowed", "watch is not supported by this server")
+            _allowed(kind, "watch")
+            return watch(cluster, request, kind, namespace, as_table=_wants_table(request))
         items = cluster.list_objects(
             kind.resource,
             namespace,
@@ -280,13 +325,14 @@ async def _collection(
     _allowed(kind, "create")
     body, dry_run = await _body(request), _dry(request)
     _check_kind(kind, body)
+    warnings = _field_warnings(request, kind, body)
     if kind.resource == "deployments":
         created = cluster.create_deployment(namespace, body, dry_run=dry_run)
     elif kind.resource == "events":
         created = cluster.create_event(namespace, body, dry_run=dry_run)
     else:
         created = cluster.create_object(kind.resource, namespace, body, dry_run=dry_run)
-    return _json(request, created, created=True)
+    return _warn(_json(request, created, created=True), warnings)
 
 
 async def _item(
@@ -323,27 +369,27 @@ async def _item(
         _allowed(kind, "update")
         body = await _body(request)
         _check_kind(kind, body, name)
+        warnings = _field_warnings(request, kind, body)
         if resource == "deployments":
-            return _json(
-                request, cluster.replace_deployment(namespace, name, body, dry_run=dry_run)
-            )
-        assert resource in PLAIN
-        return _json(
-            request, cluster.replace_object(resource, namespace, name, body, dry_run=dry_run)
-        )
+            replaced = cluster.replace_deployment(namespace, name, body, dry_run=dry_run)
+        else:
+            assert resource in PLAIN
+            replaced = cluster.replace_object(resource, namespace, name, body, dry_run=dry_run)
+        return _warn(_json(request, replaced), warnings)
     if request.method == "PATCH":
         _allowed(kind, "patch")
         patch, content_type = await _patch_body(request), request.headers.get("content-type", "")
+        warnings = _field_warnings(request, kind, patch)
         if resource == "deployments":
-            return _json(
-                request,
-                cluster.patch_deployment(namespace, name, patch, content_type, dry_run=dry_run),
+            patched = cluster.patch_deployment(
+                namespace, name, patch, content_type, dry_run=dry_run
             )
-        assert resource in PLAIN
-        return _json(
-            request,
-            cluster.patch_object(resource, namespace, name, patch, content_type, dry_run=dry_run),
-        )
+        else:
+            assert resource in PLAIN
+            patched = cluster.patch_object(
+                resource, namespace, name, patch, content_type, dry_run=dry_run
+            )
+        return _warn(_json(request, patched), warnings)
     raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on an object")
 
 

@@ -54,7 +54,7 @@ class Kind:
         return f"{self.kind}List"
 
 
-_RW = ("create", "delete", "get", "list", "patch", "update")
+_RW = ("create", "delete", "get", "list", "patch", "update", "watch")
 
 KINDS = (
     Kind(
@@ -62,7 +62,7 @@ KINDS = (
         "v1",
         "pods",
         "Pod",
-        ("delete", "get", "list"),
+        ("delete", "get", "list", "watch"),
         ("po",),
         (Subresource("eviction", "policy/v1", "Eviction", ("create",)),),
         ("spec.nodeName", "spec.restartPolicy", "status.phase", "status.podIP"),
@@ -73,7 +73,7 @@ KINDS = (
         "v1",
         "events",
         "Event",
-        ("create", "delete", "get", "list"),
+        ("create", "delete", "get", "list", "watch"),
         ("ev",),
         fields=(
             "involvedObject.kind",
@@ -98,7 +98,15 @@ KINDS = (
         (Subresource("scale", "autoscaling/v1", "Scale", ("get", "patch", "update")),),
         categories=("all",),
     ),
-    Kind("apps", "v1", "replicasets", "ReplicaSet", ("get", "list"), ("rs",), categories=("all",)),
+    Kind(
+        "apps",
+        "v1",
+        "replicasets",
+        "ReplicaSet",
+        ("get", "list", "watch"),
+        ("rs",),
+        categories=("all",),
+    ),
     Kind(
         "autoscaling",
         "v2",

@@ -15,10 +15,11 @@ import copy
 import hashlib
 import json
 import re
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar, cast
 
 import jsonpatch
 
@@ -27,6 +28,7 @@ from healer.types import JsonValue
 # Kubernetes objects are plain JSON documents here, indexed freely by the controllers;
 # their shape is checked where they enter (validation in the cluster, 422 otherwise).
 K8s = dict[str, Any]
+_T = TypeVar("_T")
 
 MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
@@ -45,6 +47,19 @@ _MERGE_KEYS = {
     "conditions": "type",
     "ownerReferences": "uid",
 }
+
+
+@dataclass(frozen=True)
+class WatchEvent:
+    """One write as a watch reports it: ADDED, MODIFIED or DELETED, and the object then."""
+
+    version: int
+    type: str
+    resource: str
+    object: K8s
+    previous: K8s | None = None
+    """The object as the write before this one left it, for selectors that stop (or
+    start) matching: a watch reports those as DELETED (or ADDED)."""
 
 
 @dataclass
@@ -79,6 +94,21 @@ def not_found(resource: str, name: str) -> ApiError:
     if group:
         details["group"] = group
     return ApiError(404, "NotFound", f'{resource} "{name}" not found', details)
+
+
+def copy_json(value: _T) -> _T:
+    """A deep copy of a JSON document (dicts, lists, scalars), several times faster than
+    ``copy.deepcopy``, which the controllers would otherwise spend most of a pass in."""
+    # cast: the copy has the shape of its input, which the recursion cannot express.
+    return cast(_T, _copy(value))
+
+
+def _copy(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
 
 
 def rfc3339(at: datetime) -> str:
@@ -338,10 +368,44 @@ class ObjectStore:
         # ask "what do I own?" every pass, which must not scan the whole store.
         self._owned: dict[tuple[str, str], dict[tuple[str, str], K8s]] = {}
         self._owner_of: dict[tuple[str, tuple[str, str]], str] = {}
+        self.history: deque[WatchEvent] | None = None
+        """The last writes, for watches to start from a resourceVersion; None until
+        ``keep_history`` (a cluster without an API server needs none)."""
+        self._history_floor = 0
+        """Writes up to this version may be missing from ``history``."""
+        self._snapshots: dict[tuple[str, str, str], K8s] = {}  # the last one of each object
+        self.listeners: list[Callable[[str, str, K8s], None]] = []
+        """Called with (``ADDED``|``MODIFIED``|``DELETED``, resource, object) after every
+        write, as an informer's event handlers are: controllers queue the objects that
+        changed instead of scanning the store."""
 
     @property
     def resource_version(self) -> str:
         return str(self._version)
+
+    def keep_history(self, limit: int = 20_000) -> None:
+        """Record the last ``limit`` writes, as the API server's watch cache does."""
+        if self.history is None:
+            self.history = deque(maxlen=limit)
+            self._history_floor = self._version
+            self._snapshots = {
+                (resource, *key): copy_json(obj)
+                for resource, items in self._objects.items()
+                for key, obj in items.items()
+            }
+
+    def events_since(self, version: int, resource: str) -> builtins.list[WatchEvent] | None:
+        """The writes to ``resource`` after ``version``, oldest first; None when the
+        history no longer reaches back that far (the API server's 410 Expired)."""
+        if self.history is None or version < self._history_floor:
+            return None
+        found = []
+        for event in reversed(self.history):  # newest first: a watch asks for the last few
+            if event.version <= version:
+                break
+            if event.resource == resource:
+                found.append(event)
+        return found[::-1]
 
     def get(self, resource: str, namespace: str, name: str) -> K8s:
         found = self._objects.get(resource, {}).get((namespace, name))
@@ -370,30 +434,46 @@ class ObjectStore:
         meta.setdefault("uid", self._uid())
         meta["creationTimestamp"] = rfc3339(now)
         meta["generation"] = 1
-        return self._write(resource, key, obj)
+        return self._write(resource, key, obj, "ADDED")
 
     def update(self, resource: str, obj: K8s, *, spec_changed: bool) -> K8s:
         meta = obj["metadata"]
         assert isinstance(meta, dict)
         if spec_changed:
             meta["generation"] = int(str(meta.get("generation", 1))) + 1
-        return self._write(resource, (str(meta["namespace"]), str(meta["name"])), obj)
+        return self._write(resource, (str(meta["namespace"]), str(meta["name"])), obj, "MODIFIED")
 
     def delete(self, resource: str, namespace: str, name: str) -> K8s:
         obj = self.get(resource, namespace, name)
         del self._objects[resource][(namespace, name)]
         self._index_owner(resource, (namespace, name), None, None)
         self._version += 1
+        self._notify("DELETED", resource, obj)
         return obj
 
-    def _write(self, resource: str, key: tuple[str, str], obj: K8s) -> K8s:
+    def _write(self, resource: str, key: tuple[str, str], obj: K8s, change: str) -> K8s:
         self._version += 1
         meta = obj["metadata"]
         assert isinstance(meta, dict)
         meta["resourceVersion"] = str(self._version)
         self._objects.setdefault(resource, {})[key] = obj
         self._index_owner(resource, key, obj, controller_uid(obj))
+        self._notify(change, resource, obj)
         return obj
+
+    def _notify(self, change: str, resource: str, obj: K8s) -> None:
+        if self.history is not None:
+            snapshot = copy_json(obj)
+            snapshot["metadata"]["resourceVersion"] = str(self._version)
+            if len(self.history) == self.history.maxlen:
+                self._history_floor = self.history[0].version
+            key = (resource, snapshot["metadata"]["namespace"], snapshot["metadata"]["name"])
+            previous = self._snapshots.pop(key, None)
+            if change != "DELETED":
+                self._snapshots[key] = snapshot
+            self.history.append(WatchEvent(self._version, change, resource, snapshot, previous))
+        for listener in self.listeners:
+            listener(change, resource, obj)
 
     def _index_owner(
         self, resource: str, key: tuple[str, str], obj: K8s | None, owner: str | None

@@ -7,9 +7,11 @@ Skipped when kubectl is not installed, except in CI (``CI=true``), where that fa
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -236,3 +238,88 @@ def test_get_autoscaling_and_policy_objects(kubectl: Any, kube_api: Any, cluster
     assert out[0].split()[:3] == ["NAME", "REFERENCE", "TARGETS"]
     assert out[1].split()[:2] == ["cart", "Deployment/cart"]
     assert kubectl("get", "pdb,leases", "-n", "shop").returncode == 0
+
+
+def _client_minor() -> int:
+    if KUBECTL is None:
+        return 0
+    done = subprocess.run(
+        [KUBECTL, "version", "--client", "-o", "json"], capture_output=True, text=True, timeout=30
+    )
+    minor = json.loads(done.stdout or "{}").get("clientVersion", {}).get("minor", "0")
+    return int("".join(ch for ch in minor if ch.isdigit()) or 0)
+
+
+# kubectl reads OpenAPI v3 (which the simulator serves) for validation and explain from
+# 1.27; older ones, such as Debian's kubernetes-client 1.20, ask for v2 as protobuf only.
+needs_openapi_v3 = pytest.mark.skipif(
+    _client_minor() < 27,
+    reason="this kubectl validates and explains with OpenAPI v2 (protobuf), not served",
+)
+
+MANIFEST = """\
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: extra, namespace: shop, labels: {app: extra}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: extra}}
+  template:
+    metadata: {labels: {app: extra}}
+    spec: {containers: [{name: extra, image: "registry.local/shop/extra:1.0"}]}
+"""
+
+
+@needs_openapi_v3
+def test_create_and_apply_from_a_file_validate_through_openapi(
+    kubectl: Any, kube_api: Any, cluster: Cluster, tmp_path: Path
+) -> None:
+    manifest = tmp_path / "extra.yaml"
+    manifest.write_text(MANIFEST)
+    assert "deployment.apps/extra created" in kubectl("create", "-f", str(manifest)).stdout
+    manifest.write_text(MANIFEST.replace("replicas: 2", "replicas: 3"))
+    applied = kubectl("apply", "-f", str(manifest))
+    assert "deployment.apps/extra configured" in applied.stdout
+    cluster.advance(60)
+    dep = client.AppsV1Api(kube_api).read_namespaced_deployment("extra", "shop")
+    assert dep.spec.replicas == 3 and dep.status.ready_replicas == 3
+    assert "kubectl.kubernetes.io/last-applied-configuration" in dep.metadata.annotations
+
+
+@needs_openapi_v3
+def test_a_manifest_with_an_unknown_field_is_refused(kubectl: Any, tmp_path: Path) -> None:
+    manifest = tmp_path / "typo.yaml"
+    manifest.write_text(MANIFEST.replace("replicas: 2", "replicas: 2\n  replica: 2"))
+    refused = kubectl("create", "-f", str(manifest), check=False)
+    assert refused.returncode != 0
+    assert 'unknown field "spec.replica"' in refused.stderr
+    warned = kubectl("create", "-f", str(manifest), "--validate=warn")
+    assert "deployment.apps/extra created" in warned.stdout
+    assert 'unknown field "spec.replica"' in warned.stderr
+
+
+@needs_openapi_v3
+def test_explain_reads_the_schema(kubectl: Any) -> None:
+    out = kubectl("explain", "deployment.spec.strategy.rollingUpdate").stdout
+    assert "KIND:       Deployment" in out
+    assert "maxSurge" in out and "maxUnavailable" in out
+
+
+def test_rollout_status_follows_the_rollout_through_a_watch(kubectl: Any, cluster: Cluster) -> None:
+    kubectl("rollout", "restart", "deployment/cart", "-n", "shop")
+    stop = threading.Event()
+
+    def time_passes() -> None:
+        while not stop.wait(0.2):
+            cluster.advance(15)
+
+    clock = threading.Thread(target=time_passes)
+    clock.start()
+    try:
+        done = kubectl("rollout", "status", "deployment/cart", "-n", "shop", "--timeout=60s")
+    finally:
+        stop.set()
+        clock.join()
+    lines = done.stdout.splitlines()
+    assert any("new replicas have been updated" in line for line in lines)
+    assert lines[-1] == 'deployment "cart" successfully rolled out'

@@ -357,3 +357,69 @@ def test_readiness_says_why_the_loop_is_not_doing_its_job(loop: Loop) -> None:
     assert loop.healer.readiness(loop.now + timedelta(minutes=5)) == [
         "last cycle with metrics 300s ago (more than 90s)"
     ]
+
+
+def approval_loop(tmp_path: Path, **guards: object) -> Iterator[Loop]:
+    return make_loop(tmp_path, load_settings(None, guards={"mode": "approval", **guards}))
+
+
+def pending(loop: Loop) -> int:
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run()
+    [action] = loop.store.actions(status=ActionStatus.PENDING_APPROVAL)
+    assert [p.mode for p in loop.actuator.applied] == [Mode.APPROVAL]
+    return action.id
+
+
+def test_an_approved_action_is_taken_on_the_next_cycle_through_the_guards(
+    tmp_path: Path,
+) -> None:
+    for loop in approval_loop(tmp_path):
+        action_id = pending(loop)
+        loop.run(cycles=2)
+        assert len(loop.actuator.applied) == 1, "nothing happens until a person approves"
+        loop.store.approve_action(action_id, by="olga", reason="go", at=loop.now)
+        loop.run()
+        taken = loop.actuator.applied[1]
+        assert (taken.action, taken.mode) == (ActionKind.SCALE, Mode.AUTO)
+        assert {g.guard for g in taken.guard_results} >= {"cooldown", "rate_limit"}
+        done = loop.store.get_action(action_id)
+        assert done is not None and done.status == ActionStatus.SUCCEEDED
+        assert done.reviewed_by == "olga"
+        assert loop.store.actions() == [done], "the approved row is completed, not duplicated"
+        loop.run(cycles=3)
+        assert len(loop.actuator.applied) == 2, "taken once"
+        [incident] = loop.store.list_incidents()
+        assert incident.status.value == "verifying"
+
+
+def test_an_approved_action_a_guard_now_blocks_is_not_taken(tmp_path: Path) -> None:
+    for loop in approval_loop(tmp_path):
+        action_id = pending(loop)
+        loop.store.approve_action(action_id, by="olga", reason="go", at=loop.now)
+        # Meanwhile most workloads turn anomalous: the anomaly brake must hold.
+        loop.detector.anomalous = {SEARCH: OVERLOAD, **{w: STRANGE for w in OTHERS}}
+        loop.run()
+        assert len(loop.actuator.applied) == 1
+        blocked = loop.store.get_action(action_id)
+        assert blocked is not None and blocked.status == ActionStatus.BLOCKED
+        assert blocked.error is not None and "anomaly_brake" in blocked.error
+        detail = loop.store.get_incident(blocked.incident_id)
+        assert detail is not None and detail.summary.outcome == OutcomeKind.ESCALATED
+
+
+def test_a_rejected_action_is_never_taken(tmp_path: Path) -> None:
+    for loop in approval_loop(tmp_path):
+        action_id = pending(loop)
+        loop.store.reject_action(action_id, by="olga", reason="peak hour", at=loop.now)
+        loop.run(cycles=3)
+        assert len(loop.actuator.applied) == 1
+        assert loop.outcomes() == [OutcomeKind.ESCALATED]
+
+
+def test_status_counts_findings_and_times_cycles(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: STRANGE}
+    loop.run(cycles=3)
+    status = loop.healer.status()
+    assert (status["cycles"], status["findings"]) == (3, 3)
+    assert isinstance(status["cycle_seconds_sum"], float) and status["cycle_seconds_sum"] > 0

@@ -12,7 +12,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from healer.api import create_app
+from healer.api.auth import hash_token
 from healer.audit import AuditStore
+from healer.config import Settings
 from healer.types import (
     ActionKind,
     ActionRecord,
@@ -42,9 +44,20 @@ def finding(wl: WorkloadRef = CART, t: float = 0.0) -> Finding:
     return Finding(wl, at(t), 0.97, (deviation,), onset=at(t - 60), model_version="m-1")
 
 
+VIEWER = "viewer-token"
+SETTINGS = Settings(
+    api={"tokens": [{"name": "ann", "role": "viewer", "sha256": hash_token(VIEWER)}]}
+)
+AUTH = {"Authorization": f"Bearer {VIEWER}"}
+
+
+def app_for(store: AuditStore, **kwargs: Any) -> TestClient:
+    return TestClient(create_app(store=store, settings=SETTINGS, **kwargs), headers=AUTH)
+
+
 @pytest.fixture
 def client(store: AuditStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store=store, status=lambda: {"cycle": 7, "leader": True})) as c:
+    with app_for(store, status=lambda: {"cycles": 7, "leader": "pod-a"}) as c:
         yield c
 
 
@@ -70,12 +83,15 @@ def test_healthz(client: TestClient) -> None:
 
 
 def test_status_comes_from_the_callable(client: TestClient) -> None:
-    assert get(client, "/api/v1/status") == {"cycle": 7, "leader": True}
+    status = get(client, "/api/v1/status")
+    assert (status["cycles"], status["leader"], status["mode"]) == (7, "pod-a", "dry_run")
+    assert status["guards"]["in_flight"] == 0
 
 
-def test_status_without_a_callable_is_empty(store: AuditStore) -> None:
-    with TestClient(create_app(store=store)) as client:
-        assert get(client, "/api/v1/status") == {}
+def test_status_without_a_daemon_has_no_leader(store: AuditStore) -> None:
+    with app_for(store) as client:
+        status = get(client, "/api/v1/status")
+    assert (status["leader"], status["cycles"], status["last_cycle"]) == (None, 0, None)
 
 
 def test_list_items_carry_the_summary(client: TestClient, store: AuditStore) -> None:
@@ -166,7 +182,8 @@ def test_unknown_incident_is_404(client: TestClient) -> None:
         ({"cause": "gremlins"}, "cause"),
         ({"limit": 0}, "limit"),
         ({"limit": 501}, "limit"),
-        ({"cursor": "abc"}, "cursor"),
+        ({"since": "2024-05-01T12:00:00"}, "since"),
+        ({"namespace": "Not_A_Namespace"}, "namespace"),
     ],
 )
 def test_bad_query_values_are_422_naming_the_parameter(
@@ -184,7 +201,7 @@ def test_store_failure_is_503(tmp_path: Path) -> None:
         raw.execute("DROP TABLE incident_steps")
     raw.close()
     try:
-        with TestClient(create_app(store=store)) as client:
+        with app_for(store) as client:
             response = client.get(f"/api/v1/incidents/{iid}")
         assert response.status_code == 503
         assert response.json() == {"detail": "audit store unavailable"}
@@ -198,7 +215,7 @@ def test_openapi_schema_builds(client: TestClient) -> None:
 
 
 def test_readyz_is_ready_when_the_store_answers_and_the_loop_runs(store: AuditStore) -> None:
-    with TestClient(create_app(store=store, readiness=lambda: [])) as client:
+    with app_for(store, readiness=lambda: []) as client:
         answer = client.get("/readyz")
     assert answer.status_code == 200
     assert answer.json() == {"status": "ready", "reasons": []}
@@ -206,7 +223,7 @@ def test_readyz_is_ready_when_the_store_answers_and_the_loop_runs(store: AuditSt
 
 def test_readyz_says_why_it_is_not_ready(store: AuditStore) -> None:
     reasons = ["metrics unavailable: connection refused"]
-    with TestClient(create_app(store=store, readiness=lambda: reasons)) as client:
+    with app_for(store, readiness=lambda: reasons) as client:
         answer = client.get("/readyz")
     assert answer.status_code == 503
     assert answer.json()["reasons"] == reasons
@@ -217,7 +234,7 @@ def test_readyz_reports_an_unreachable_store(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "audit.db") as db:
         db.execute("DROP TABLE incident_steps")
         db.execute("DROP TABLE incidents")
-    with TestClient(create_app(store=broken)) as client:
+    with app_for(broken) as client:
         answer = client.get("/readyz")
     broken.close()
     assert answer.status_code == 503

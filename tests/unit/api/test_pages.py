@@ -9,7 +9,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from healer.api import create_app
+from healer.api.auth import COOKIE, hash_token
 from healer.audit import AuditStore
+from healer.config import Settings
 from healer.types import (
     ActionKind,
     ActionRecord,
@@ -32,9 +34,15 @@ T0 = datetime(2026, 3, 2, 12, 16, tzinfo=UTC)
 CART = WorkloadRef("shop", "Deployment", "cart")
 
 
+OPERATOR = "operator-token"
+SETTINGS = Settings(
+    api={"tokens": [{"name": "olga", "role": "operator", "sha256": hash_token(OPERATOR)}]}
+)
+
+
 @pytest.fixture
 def client(store: AuditStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store=store)) as c:
+    with TestClient(create_app(store=store, settings=SETTINGS), cookies={COOKIE: OPERATOR}) as c:
         yield c
 
 
@@ -99,7 +107,8 @@ def test_an_incident_page_tells_the_whole_story(client: TestClient, store: Audit
     page = client.get(f"/incidents/{rolled_back(store)}")
     assert page.status_code == 200
     text = page.text
-    order = [text.index(kind) for kind in ("finding", "diagnosis", "plan", "action", "outcome")]
+    kinds = ("finding", "diagnosis", "plan", "action", "outcome")
+    order = [text.index(f"<h3>{kind}") for kind in kinds]
     assert order == sorted(order)
     for fact in (
         "error_ratio",
@@ -118,3 +127,71 @@ def test_an_unknown_incident_is_404(client: TestClient) -> None:
 
 def test_an_empty_store_says_so(client: TestClient) -> None:
     assert "No incidents" in client.get("/").text
+
+
+def test_without_the_cookie_the_page_asks_to_log_in(store: AuditStore) -> None:
+    with TestClient(create_app(store=store, settings=SETTINGS)) as anonymous:
+        page = anonymous.get("/", follow_redirects=False)
+        assert (page.status_code, page.headers["location"]) == (303, "/login?next=/")
+        refused = anonymous.post("/login", data={"token": "wrong", "next": "/"})
+        assert refused.status_code == 401
+        logged = anonymous.post(
+            "/login", data={"token": OPERATOR, "next": "//evil.example"}, follow_redirects=False
+        )
+        assert (logged.status_code, logged.headers["location"]) == (303, "/")
+        assert "No incidents" in anonymous.get("/").text
+
+
+def test_an_incident_page_plots_the_stored_signals(client: TestClient, store: AuditStore) -> None:
+    import numpy as np
+
+    from healer.types import Frame
+
+    times = np.arange(0, 3600, 15, dtype=np.float64) + T0.timestamp() - 3585
+    values = np.full((1, 1, len(times)), 0.002)
+    values[0, 0, -20:] = 0.12
+    frame = Frame(times, (CART,), (Signal.ERROR_RATIO,), values)
+    errors = SignalDeviation(Signal.ERROR_RATIO, 0.12, 0.002, 21.0, Direction.UP)
+    finding = Finding(CART, T0, 0.99, (errors,), T0 - timedelta(minutes=5), "m/1")
+    iid = store.open_incident(finding, frame=frame)
+    page = client.get(f"/incidents/{iid}").text
+    assert '<svg class="chart"' in page and 'aria-label="error_ratio"' in page
+    assert "<title>baseline</title>" in page and "<title>finding</title>" in page
+
+
+def pending_restart(store: AuditStore) -> tuple[int, int]:
+    errors = SignalDeviation(Signal.MEMORY, 0.9, 0.4, 9.0, Direction.UP)
+    iid = store.open_incident(Finding(CART, T0, 0.99, (errors,), T0, "m/1"))
+    record = ActionRecord(
+        ActionKind.RESTART, CART, {"verb": "PATCH"}, ActionStatus.PENDING_APPROVAL, T0, T0
+    )
+    return iid, store.record_action(iid, record)
+
+
+def test_the_buttons_reject_and_label(client: TestClient, store: AuditStore) -> None:
+    iid, action_id = pending_restart(store)
+    assert f'action="/actions/{action_id}/approve"' in client.get("/").text
+    done = client.post(f"/actions/{action_id}/reject", data={"reason": "peak hour"})
+    assert done.status_code == 200 and "rejected" in done.text and "peak hour" in done.text
+    assert client.post(f"/actions/{action_id}/approve").status_code == 409
+    labelled = client.post(
+        f"/incidents/{iid}/feedback",
+        data={"verdict": "false_positive", "cause": "", "right_action": "", "note": "cron job"},
+    )
+    assert labelled.status_code == 200 and "false_positive" in labelled.text
+    [feedback] = store.feedback()
+    assert (feedback.by, feedback.note) == ("olga", "cron job")
+    bad = client.post(f"/incidents/{iid}/feedback", data={"verdict": "true_positive", "cause": "x"})
+    assert bad.status_code == 422 and "cause" in bad.text
+
+
+def test_a_viewer_sees_no_buttons_and_may_not_press_them(store: AuditStore) -> None:
+    _, action_id = pending_restart(store)
+    settings = Settings(
+        api={"tokens": [{"name": "vic", "role": "viewer", "sha256": hash_token("view")}]}
+    )
+    with TestClient(create_app(store=store, settings=settings), cookies={COOKIE: "view"}) as c:
+        assert "/approve" not in c.get("/").text
+        assert c.post(f"/actions/{action_id}/approve").status_code == 403
+    [action] = store.actions()
+    assert action.status == ActionStatus.PENDING_APPROVAL

@@ -7,7 +7,6 @@ window of 10 rows, 50..59, unless said otherwise.
 from __future__ import annotations
 
 import math
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -22,9 +21,6 @@ from healer.detect.nab import PROFILES, LabelledScores, Profile
 N = 100
 WINDOW = (50, 59)
 STANDARD, LOW_FP, LOW_FN = PROFILES
-REPO = Path(__file__).resolve().parents[3]
-EVAL_DATA = Path(os.environ.get("HEALER_EVAL_DATA", REPO.parent / "shared" / "data" / "nab-dev"))
-REFERENCE = REPO.parent / "shared" / "tools" / "nab_score.py"
 
 
 def flagged_at(*rows: int, n: int = N) -> np.ndarray:
@@ -124,6 +120,20 @@ def test_too_many_false_positives_make_flagging_nothing_best() -> None:
     assert r.normalized == pytest.approx(100.0 * 0.8 / 3.0)
 
 
+def test_a_given_threshold_is_applied_as_it_is() -> None:
+    # The threshold of other files: 0.9 misses this file's detection at 0.6.
+    scores = np.zeros(N)
+    scores[50], scores[30] = 0.6, 0.8
+    (chosen,) = nab.evaluate_at([one(scores)], 0.6, (STANDARD,))
+    assert chosen.raw == pytest.approx(result(STANDARD, one(scores)).raw)
+    (strict,) = nab.evaluate_at([one(scores)], 0.9, (STANDARD,))
+    assert strict.threshold == 0.9
+    assert strict.raw == pytest.approx(-1.0)
+    assert strict.files[0].missed == 1
+    (loose,) = nab.evaluate_at([one(scores)], 0.7, (STANDARD,))
+    assert loose.raw == pytest.approx(-1.0 - STANDARD.fp_weight)
+
+
 def test_one_threshold_serves_the_whole_corpus() -> None:
     a = LabelledScores("cat/a.csv", flagged_at(50) * 0.7, (WINDOW,))
     b = LabelledScores("cat/b.csv", flagged_at(50) * 0.9, (WINDOW,))
@@ -141,20 +151,14 @@ def test_perfect_and_null_count_every_window() -> None:
     assert r.normalized == pytest.approx(100.0)
 
 
-def _with_data() -> Path:
-    if not (EVAL_DATA / "labels" / "combined_windows.json").is_file() or not REFERENCE.is_file():
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(f"evaluation data or {REFERENCE} missing in CI", pytrace=False)
-        pytest.skip(f"no evaluation data at {EVAL_DATA} or no {REFERENCE} (HEALER_EVAL_DATA)")
-    return EVAL_DATA
-
-
-def test_agrees_with_the_reference_scorer(tmp_path: Path) -> None:
-    data = _with_data()
+def test_agrees_with_the_reference_scorer(
+    tmp_path: Path, eval_data: Path, reference_scorer: Path
+) -> None:
+    data = eval_data
     labels = data / "labels" / "combined_windows.json"
     ours = evaluate_folder(data / "data", labels, out=tmp_path)
     reference = subprocess.run(
-        [sys.executable, str(REFERENCE), str(tmp_path), "--labels", str(labels)],
+        [sys.executable, str(reference_scorer), str(tmp_path), "--labels", str(labels)],
         capture_output=True,
         text=True,
         check=True,

@@ -317,3 +317,23 @@ def test_detection_reports_the_latest_timestamp_and_per_workload_scores() -> Non
     assert detection.signals == SIGNALS
     assert detection.score_of(B) == float(detection.scores[1])
     assert detection.anomalous_count == 0
+
+
+def test_score_steps_keeps_every_step_and_learns_as_update_does() -> None:
+    values = noise(2 * PER_HOUR, seed=13)
+    values[1, col(Signal.LATENCY_P99), PER_HOUR:] *= 4.0
+    stepped, updated = StreamingDetector(), StreamingDetector()
+    scores = stepped.score_steps(frame(values[:, :, :PER_HOUR]))
+    assert scores.shape == (2, PER_HOUR)
+    last = feed(updated, values[:, :, :PER_HOUR], every=1)[-1]
+    np.testing.assert_array_equal(scores[:, -1], last.scores)
+    later = stepped.score_steps(frame(values))
+    assert np.all(np.isnan(later[:, :PER_HOUR]))  # scored by the first call
+    assert later[1, PER_HOUR + 2] >= SETTINGS.score_threshold > later[0, PER_HOUR + 2]
+    np.testing.assert_array_equal(updated.update(frame(values)).scores, later[:, -1])
+
+
+def test_same_seed_same_scores() -> None:
+    runs = [StreamingDetector().score_steps(frame(noise(PER_HOUR, seed=s))) for s in (5, 5, 6)]
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert not np.array_equal(runs[0], runs[2])

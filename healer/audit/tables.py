@@ -1,0 +1,201 @@
+"""The audit store's tables, as SQLAlchemy 2 declarative classes.
+
+The schema itself is made by the Alembic migrations in ``migrations/versions``; these
+classes must describe the same tables (a test compares the two on a fresh database).
+
+- ``incidents``: one row per incident, the columns people filter and sort on; a cache
+  of its steps, updated in the same transaction as each step.
+- ``incident_steps``: the timeline, one row per recorded value (finding, diagnosis,
+  plan, action, review, outcome, feedback) with its JSON form and the identity of the
+  daemon or person that wrote it (``actor``).
+- ``actions``: every action as its own row (intent, request, response, status, times),
+  so that a pending action has an id people can approve or reject.
+- ``guard_verdicts``: each guard's verdict on each plan, so blocks can be counted.
+- ``feedback``: operators' labels, the training data of the models.
+- ``guard_state``: small named JSON values the daemon keeps across restarts (its last
+  cycle, the leader's identity), readable by any replica serving the API.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    Dialect,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from healer.types import (
+    ActionKind,
+    ActionStatus,
+    Cause,
+    IncidentStatus,
+    JsonObject,
+    OutcomeKind,
+    Verdict,
+)
+
+ACTOR_LENGTH = 255
+"""Room for ``hostname:pid`` or a Lease holder identity (a pod name is at most 253)."""
+
+
+class StepKind(enum.StrEnum):
+    FINDING = "finding"
+    DIAGNOSIS = "diagnosis"
+    PLAN = "plan"
+    ACTION = "action"
+    REVIEW = "review"
+    """A person approved or rejected a pending action."""
+    OUTCOME = "outcome"
+    FEEDBACK = "feedback"
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend, SQLite included."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value.isoformat()}: healer times are aware")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _enum_type(cls: type[enum.Enum]) -> Enum:
+    """Store enum values ("resolved"), not names, as plain strings: readable in SQL."""
+    return Enum(cls, native_enum=False, length=32, values_callable=lambda e: [m.value for m in e])
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {  # noqa: RUF012 (SQLAlchemy reads this class attribute)
+        datetime: UtcDateTime(),
+        IncidentStatus: _enum_type(IncidentStatus),
+        Cause: _enum_type(Cause),
+        ActionKind: _enum_type(ActionKind),
+        ActionStatus: _enum_type(ActionStatus),
+        OutcomeKind: _enum_type(OutcomeKind),
+        StepKind: _enum_type(StepKind),
+        Verdict: _enum_type(Verdict),
+    }
+
+
+class IncidentRow(Base):
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # Kubernetes limits: namespace 63, kind 63, object name 253 characters.
+    namespace: Mapped[str] = mapped_column(String(63), index=True)
+    kind: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(253), index=True)
+    status: Mapped[IncidentStatus] = mapped_column(index=True)
+    opened: Mapped[datetime] = mapped_column(index=True)
+    closed: Mapped[datetime | None]
+    score: Mapped[float] = mapped_column(Float)
+    cause: Mapped[Cause | None] = mapped_column(index=True)
+    confidence: Mapped[float | None] = mapped_column(Float)
+    action: Mapped[ActionKind | None]
+    action_status: Mapped[ActionStatus | None]
+    outcome: Mapped[OutcomeKind | None]
+    last_seen: Mapped[datetime]
+
+
+class StepRow(Base):
+    __tablename__ = "incident_steps"
+    __table_args__ = (UniqueConstraint("incident_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    seq: Mapped[int]
+    kind: Mapped[StepKind] = mapped_column(index=True)
+    at: Mapped[datetime]
+    data: Mapped[JsonObject] = mapped_column(JSON)
+    actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH), server_default="")
+
+
+class ActionRow(Base):
+    __tablename__ = "actions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    kind: Mapped[ActionKind]
+    namespace: Mapped[str] = mapped_column(String(63))
+    workload_kind: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(253))
+    status: Mapped[ActionStatus] = mapped_column(index=True)
+    intent: Mapped[JsonObject] = mapped_column(JSON)
+    """The plan the action carries out: playbook, action, params, mode, guard verdicts."""
+    request: Mapped[JsonObject] = mapped_column(JSON)
+    """The Kubernetes request made or to be made: verb, path, content type, body."""
+    response: Mapped[JsonObject | None] = mapped_column(JSON)
+    """How the API server answered: the status and the error, if any."""
+    created: Mapped[datetime]
+    started: Mapped[datetime | None]
+    finished: Mapped[datetime | None]
+    error: Mapped[str | None] = mapped_column(Text)
+    reviewed_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
+    reviewed_at: Mapped[datetime | None]
+    review_reason: Mapped[str | None] = mapped_column(Text)
+    actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+
+
+class GuardVerdictRow(Base):
+    __tablename__ = "guard_verdicts"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("incident_steps.id", ondelete="CASCADE"))
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    guard: Mapped[str] = mapped_column(String(63), index=True)
+    passed: Mapped[bool] = mapped_column(Boolean)
+    detail: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime]
+
+
+class FeedbackRow(Base):
+    __tablename__ = "feedback"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    verdict: Mapped[Verdict]
+    cause: Mapped[Cause | None]
+    right_action: Mapped[ActionKind | None]
+    note: Mapped[str] = mapped_column(Text)
+    by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    at: Mapped[datetime] = mapped_column(index=True)
+    window_start: Mapped[datetime]
+    window_end: Mapped[datetime]
+
+
+class GuardStateRow(Base):
+    __tablename__ = "guard_state"
+
+    key: Mapped[str] = mapped_column(String(63), primary_key=True)
+    value: Mapped[JsonObject] = mapped_column(JSON)
+    updated: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))

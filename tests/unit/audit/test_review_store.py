@@ -1,0 +1,212 @@
+"""The store's migrations, actors, reviews, feedback and counters, on SQLite files."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import create_engine
+
+from healer.audit import AuditStore, FeedbackInput, StepKind, migrate
+from healer.audit.tables import Base
+from healer.errors import ReviewConflict, UnknownRecord
+from healer.types import (
+    ActionKind,
+    ActionRecord,
+    ActionStatus,
+    Cause,
+    Diagnosis,
+    Direction,
+    Finding,
+    GuardResult,
+    IncidentStatus,
+    Mode,
+    OutcomeKind,
+    Plan,
+    Signal,
+    SignalDeviation,
+    Verdict,
+    WorkloadRef,
+)
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+CART = WorkloadRef("shop", "Deployment", "cart")
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def finding(t: float = 0.0) -> Finding:
+    deviation = SignalDeviation(Signal.MEMORY, 0.91, 0.42, 6.5, Direction.UP)
+    return Finding(CART, at(t), 0.96, (deviation,), onset=at(t - 120), model_version="m-1")
+
+
+def pending(store: AuditStore) -> tuple[int, int]:
+    """An incident whose restart waits for approval: (incident id, action id)."""
+    iid = store.open_incident(finding())
+    store.record_diagnosis(iid, Diagnosis(CART, Cause.MEMORY_LEAK, 0.8, "Memory climbs."))
+    guards = (GuardResult("cooldown", True, "none"), GuardResult("rate_limit", True, "0/10"))
+    plan = Plan(CART, "restart", ActionKind.RESTART, {}, Mode.APPROVAL, guards, "leak", 600.0)
+    store.record_plan(iid, plan, at=at(10))
+    record = ActionRecord(
+        ActionKind.RESTART, CART, {"verb": "PATCH"}, ActionStatus.PENDING_APPROVAL, at(10), at(10)
+    )
+    return iid, store.record_action(iid, record)
+
+
+def snapshot(path: Path) -> list[tuple[object, ...]]:
+    with sqlite3.connect(path) as db:
+        rows = [
+            row
+            for table in ("incidents", "incident_steps", "actions", "feedback", "guard_verdicts")
+            for row in db.execute(f"SELECT * FROM {table} ORDER BY 1")
+        ]
+    db.close()
+    return rows
+
+
+def test_migrations_make_exactly_the_tables_the_code_describes(tmp_path: Path) -> None:
+    AuditStore(f"sqlite:///{tmp_path / 'a.db'}").close()
+    engine = create_engine(f"sqlite:///{tmp_path / 'a.db'}")
+    with engine.connect() as connection:
+        diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    engine.dispose()
+    assert diff == []
+    assert migrate.current(create_engine(f"sqlite:///{tmp_path / 'a.db'}")) == migrate.head()
+
+
+def test_a_database_from_before_migrations_is_stamped_and_upgraded(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    engine = create_engine(f"sqlite:///{path}")
+    migrate.upgrade(engine, "0001")  # the schema create_all used to make
+    with engine.begin() as db:
+        db.exec_driver_sql("DROP TABLE alembic_version")
+        db.exec_driver_sql(
+            "INSERT INTO incidents VALUES (1, 'shop', 'Deployment', 'cart', 'verifying',"
+            " '2024-05-01 12:00:00', NULL, 0.9, NULL, NULL, 'restart', 'succeeded', NULL,"
+            " '2024-05-01 12:00:00')"
+        )
+        db.exec_driver_sql(
+            "INSERT INTO incident_steps VALUES (1, 1, 1, 'action', '2024-05-01 12:00:00',"
+            """ '{"kind": "restart", "status": "succeeded", "target": {"namespace": "shop","""
+            """ "kind": "Deployment", "name": "cart"}, "request": {"verb": "PATCH"}}')"""
+        )
+    engine.dispose()
+    store = AuditStore(f"sqlite:///{path}")
+    [action] = store.actions()
+    assert (action.incident_id, action.kind, action.status) == (
+        1,
+        ActionKind.RESTART,
+        ActionStatus.SUCCEEDED,
+    )
+    assert action.request == {"verb": "PATCH"}
+    detail = store.get_incident(1)
+    assert detail is not None and detail.timeline[0].actor == ""
+    store.close()
+
+
+def test_every_step_names_the_daemon_that_wrote_it(tmp_path: Path) -> None:
+    store = AuditStore(f"sqlite:///{tmp_path / 'a.db'}", identity="healer-0")
+    iid, action_id = pending(store)
+    store.approve_action(action_id, by="olga", reason="fine", at=at(20))
+    detail = store.get_incident(iid)
+    assert detail is not None
+    assert [(s.kind, s.actor) for s in detail.timeline] == [
+        (StepKind.FINDING, "healer-0"),
+        (StepKind.DIAGNOSIS, "healer-0"),
+        (StepKind.PLAN, "healer-0"),
+        (StepKind.ACTION, "healer-0"),
+        (StepKind.REVIEW, "olga"),
+    ]
+    assert detail.actions[0].actor == "healer-0"
+    store.close()
+
+
+def test_the_default_identity_is_host_and_pid(store: AuditStore) -> None:
+    import os
+
+    assert store.identity.endswith(f":{os.getpid()}")
+
+
+def test_approving_marks_the_action_and_reopens_the_incident(store: AuditStore) -> None:
+    _iid, action_id = pending(store)
+    view = store.approve_action(action_id, by="olga", reason="ok", at=at(30))
+    assert (view.status, view.reviewed_by, view.review_reason) == (
+        ActionStatus.APPROVED,
+        "olga",
+        "ok",
+    )
+    assert view.intent["playbook"] == "restart"
+    assert [a.id for a in store.approved_actions()] == [action_id]
+    [summary] = store.list_incidents()
+    assert summary.status == IncidentStatus.OPEN
+
+
+def test_rejecting_closes_the_incident_as_escalated(store: AuditStore) -> None:
+    _iid, action_id = pending(store)
+    store.reject_action(action_id, by="olga", reason="peak hour", at=at(30))
+    [summary] = store.list_incidents()
+    assert (summary.status, summary.outcome) == (IncidentStatus.RESOLVED, OutcomeKind.ESCALATED)
+    assert store.approved_actions() == []
+
+
+@pytest.mark.parametrize("first", ["approve", "reject"])
+def test_a_reviewed_action_cannot_be_reviewed_again_and_nothing_changes(
+    tmp_path: Path, first: str
+) -> None:
+    path = tmp_path / "a.db"
+    store = AuditStore(f"sqlite:///{path}")
+    _, action_id = pending(store)
+    getattr(store, f"{first}_action")(action_id, by="olga", reason="x", at=at(30))
+    before = snapshot(path)
+    for verb in ("approve", "reject"):
+        with pytest.raises(ReviewConflict, match=f"action {action_id} is"):
+            getattr(store, f"{verb}_action")(action_id, by="eve", reason="y", at=at(40))
+    with pytest.raises(UnknownRecord, match="action 999 not found"):
+        store.approve_action(999, by="eve", reason="y", at=at(40))
+    assert snapshot(path) == before
+    store.close()
+
+
+def test_feedback_is_training_data_with_its_window(store: AuditStore) -> None:
+    iid, _ = pending(store)
+    label = FeedbackInput(
+        Verdict.FALSE_POSITIVE, Cause.UNKNOWN, None, by="olga", at=at(100), note="batch job"
+    )
+    given = store.record_feedback(iid, label)
+    assert (given.window_start, given.window_end) == (at(-120), at(100))
+    assert store.feedback() == [given]
+    assert store.feedback(since=at(100)) == [given]
+    assert store.feedback(since=at(101)) == []
+    with pytest.raises(UnknownRecord, match="incident 77 not found"):
+        store.record_feedback(77, label)
+
+
+def test_counters_for_metrics(store: AuditStore) -> None:
+    iid, _ = pending(store)
+    blocked = Plan(
+        CART, "restart", ActionKind.RESTART, {}, Mode.AUTO,
+        (GuardResult("cooldown", False, "acted 3 min ago"),), "leak", 600.0,
+    )  # fmt: skip
+    store.record_plan(iid, blocked, at=at(50))
+    assert store.action_counts() == {(ActionKind.RESTART, ActionStatus.PENDING_APPROVAL): 1}
+    assert store.guard_block_counts() == {"cooldown": 1}
+
+
+def test_state_is_kept_by_key(store: AuditStore) -> None:
+    assert store.load_state("daemon") is None
+    store.save_state("daemon", {"last_cycle": "x"}, at=T0)
+    store.save_state("daemon", {"last_cycle": "y"}, at=at(1))
+    assert store.load_state("daemon") == {"last_cycle": "y"}
+
+
+def test_since_and_until_bound_the_opening_time(store: AuditStore) -> None:
+    ids = [store.open_incident(finding(t=600 * i)) for i in range(3)]
+    opened = [at(600 * i - 120) for i in range(3)]
+    assert [s.id for s in store.list_incidents(since=opened[1])] == ids[:0:-1]
+    assert [s.id for s in store.list_incidents(until=opened[1])] == ids[:1]
