@@ -49,11 +49,14 @@ lint: $(DEV_STAMP)
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-# The closed loop, detection quality and the simulator's day at scale (about 30 s);
-# bench/prometheus_fetch.py takes longer: run it by hand.
+# Detection quality, the joint model's cost, the closed-loop chaos benchmark (tables on
+# stdout; JSON and charts in bench/out/) and the simulator's day at scale (about 30 s);
+# bench/prometheus_fetch.py and bench/api_incidents.py take longer: run them by hand.
 bench: $(STAMP)
 	$(BIN)/python bench/detection.py
-	$(BIN)/python bench/loop.py $(ARGS)
+	$(BIN)/python bench/joint.py
+	@mkdir -p bench/out
+	$(BIN)/healer bench chaos --json bench/out/chaos.json --plots bench/out/chaos $(ARGS)
 	$(BIN)/python bench/sim_scale.py
 
 clean:

@@ -12,12 +12,18 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from healer.cli_incidents import incidents_app
-from healer.errors import HealerError
+from healer.errors import ConfigError, HealerError
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from healer.detect.train import Evaluation
+    from healer.types import Feedback
 
 app = typer.Typer(
     add_completion=False,
@@ -30,6 +36,8 @@ playbooks_app = typer.Typer(no_args_is_help=True, help="Playbook files.")
 app.add_typer(sim_app, name="sim")
 app.add_typer(playbooks_app, name="playbooks")
 app.add_typer(incidents_app, name="incidents")
+bench_app = typer.Typer(no_args_is_help=True, help="Benchmarks on the simulated cluster.")
+app.add_typer(bench_app, name="bench")
 
 ConfigOpt = Annotated[Path | None, typer.Option("--config", help="Settings YAML file.")]
 
@@ -56,79 +64,37 @@ def run(
 ) -> None:
     """Run the loop against a real cluster: its Kubernetes API and a Prometheus server.
 
-    Serves the API and review page on api.host:api.port while it runs. The mode comes
-    from the settings (guards.mode, dry_run by default): nothing changes in the cluster
-    until it says auto or approval.
+    Serves the API and review page on api.host:api.port while it runs. With several
+    replicas, leader election (leader.*) lets one act; the others serve the API. The
+    mode comes from the settings (guards.mode, dry_run by default): nothing changes in
+    the cluster until it says auto or approval. SIGTERM stops it cleanly.
     """
-    from datetime import UTC, datetime
-
-    from healer.act.kube import KubeActuator, api_client
-    from healer.api.app import create_app
-    from healer.api.server import ServerThread, bind
-    from healer.audit.store import AuditStore
-    from healer.collect.prometheus import PrometheusSource
     from healer.config import load_settings
-    from healer.daemon import Healer, run_forever
-    from healer.decide import load_playbooks
-    from healer.detect.streaming import StreamingDetector
     from healer.logs import configure
+    from healer.runner import start
 
     cluster = {k: v for k, v in (("kubeconfig", kubeconfig), ("context", context)) if v}
     given = {"prometheus": {"url": prometheus}} if prometheus else {}
+    if config is not None and not config.is_file():
+        raise ConfigError(f"--config {config}: no such settings file")
     settings = load_settings(config, cluster=cluster, **given)
     configure(level="info")
-    playbooks = load_playbooks(settings.playbooks_dir)
-    actuator = KubeActuator(api_client(settings.cluster.kubeconfig, settings.cluster.context))
-    source = PrometheusSource.from_settings(settings.prometheus)
-    sock = None if once else bind(settings.api.host, settings.api.port)
-    store = AuditStore(settings.store.url)
-    healer = Healer(
-        source=source,
-        detector=StreamingDetector(settings.detector),
-        actuator=actuator,
-        store=store,
-        playbooks=playbooks,
-        settings=settings,
-        report=_print_step,
+    # On a terminal, one line per incident step; in a cluster the JSON log has them.
+    daemon = start(
+        settings, serve_api=not once, report=_print_step if sys.stdout.isatty() else None
     )
-    resumed = healer.resume()
-    api = (
-        ServerThread(
-            create_app(
-                store=store,
-                status=healer.status,
-                readiness=lambda: healer.readiness(datetime.now(UTC)),
-                settings=settings,
-                playbooks=playbooks,
-                models_dir=Path("models"),
-            ),
-            sock,
-        ).start()
-        if sock
-        else None
-    )
+    resumed = len(daemon.store.unresolved())
     typer.echo(
-        f"healer run: mode {settings.guards.mode}, {len(playbooks)} playbooks, "
-        f"{resumed} incidents resumed; metrics from {settings.prometheus.url}"
-        + (f"; API {api.url}" if api else "")
+        f"healer run: {daemon.identity}, mode {settings.guards.mode}, {daemon.playbooks} "
+        f"playbooks, {resumed} open incidents; metrics from {settings.prometheus.url}"
+        + (f"; API {daemon.api.url}" if daemon.api else "")
     )
-    if api and not settings.api.tokens:
+    if daemon.api and not settings.api.tokens:
         typer.echo("healer run: no api.tokens configured: every /api/v1 request is refused")
     stop = threading.Event()
     _stop_on_signals(stop)
-    try:
-        run_forever(
-            healer,
-            interval_s=settings.daemon.interval_s,
-            stop=stop,
-            now=lambda: datetime.now(UTC),
-            cycles=1 if once else None,
-        )
-    finally:
-        if api:
-            api.stop()
-        store.close()
-    typer.echo(f"healer run: stopped after {healer.cycles} cycles")
+    daemon.serve(stop, once=once)
+    typer.echo(f"healer run: stopped after {daemon.healer.cycles} cycles")
 
 
 @app.command()
@@ -337,6 +303,120 @@ def eval_folder(
 
 
 @app.command()
+def train(
+    scenario: Annotated[
+        list[str] | None, typer.Option(help="Train on this simulated scenario (repeatable).")
+    ] = None,
+    duration: Annotated[
+        float, typer.Option(min=900, help="Simulated seconds of history per scenario.")
+    ] = 6 * 3600.0,
+    csv: Annotated[
+        list[Path] | None, typer.Option("--csv", help="Train on this history CSV (repeatable).")
+    ] = None,
+    prometheus: Annotated[
+        str | None, typer.Option(help="Train on Prometheus history; default prometheus.url.")
+    ] = None,
+    start: Annotated[
+        str | None, typer.Option(help="Start of the Prometheus range (ISO 8601, UTC).")
+    ] = None,
+    end: Annotated[str | None, typer.Option(help="End of the Prometheus range.")] = None,
+    eval_scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="Evaluate on this scenario instead of the training history."),
+    ] = None,
+    feedback: Annotated[
+        bool, typer.Option(help="Use operators' labels from the audit store (store.url).")
+    ] = False,
+    models_dir: Annotated[
+        Path | None, typer.Option(help="Where to save and register; default detector.models_dir.")
+    ] = None,
+    version: Annotated[str | None, typer.Option(help="Version name; default joint-N.")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed of the fit.")] = 0,
+    config: ConfigOpt = None,
+) -> None:
+    """Train the multivariate model, evaluate it against the detector in service, register it."""
+    from datetime import UTC, datetime
+
+    from healer.config import load_settings
+    from healer.detect import registry
+    from healer.detect.train import train as fit
+    from healer.errors import ConfigError
+    from healer.history import csv_history, prometheus_history, sim_history
+
+    given = {"prometheus": {"url": prometheus}} if prometheus else {}
+    settings = load_settings(config, **given)
+    histories = [sim_history(name, duration_s=duration, progress=True) for name in scenario or []]
+    if csv:
+        histories.append(csv_history(csv))
+    if start or end:
+        if not (start and end):
+            raise ConfigError("--start and --end go together")
+        histories.append(
+            prometheus_history(settings.prometheus, start=_utc(start), end=_utc(end), progress=True)
+        )
+    if not histories:
+        raise ConfigError("no history: give --scenario, --csv, or --start/--end (Prometheus)")
+    held = [sim_history(name, duration_s=duration, progress=True) for name in eval_scenario or []]
+    labels = _store_feedback(settings.store.url) if feedback else []
+    folder = models_dir or settings.detector.models_dir
+    current = settings.detector.model_version
+    result = fit(
+        histories,
+        now=datetime.now(UTC),
+        feedback=labels,
+        evaluate_on=held or None,
+        in_service=registry.load(current, models_dir=folder).model if current else None,
+        models_dir=folder,
+        version=version,
+        settings=settings.detector,
+        params={"random_state": seed},
+        progress=True,
+    )
+    typer.echo(f"registered {result.version}: {result.card_path}")
+    for line in _comparison(result.candidate, result.in_service, current or "streaming alone"):
+        typer.echo(line)
+
+
+def _utc(text: str) -> datetime:
+    from datetime import UTC, datetime
+
+    from healer.errors import ConfigError
+
+    try:
+        when = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"not an ISO 8601 time: {text!r}") from None
+    return when if when.tzinfo else when.replace(tzinfo=UTC)
+
+
+def _store_feedback(url: str) -> list[Feedback]:
+    from healer.audit.store import AuditStore
+
+    store = AuditStore(url)
+    try:
+        return store.feedback()
+    finally:
+        store.close()
+
+
+def _comparison(candidate: Evaluation, current: Evaluation, name: str) -> list[str]:
+    labels = ("windows detected", "median delay s", "false alarms /100 wl-h", "NAB standard")
+    out = [f"{'':<24}{'candidate':>12}{name:>20}"]
+    for label, new, old in zip(labels, _cells(candidate), _cells(current), strict=True):
+        out.append(f"{label:<24}{new:>12}{old:>20}")
+    return out
+
+
+def _cells(e: Evaluation) -> tuple[str, str, str, str]:
+    return (
+        f"{e.detected}/{e.windows}",
+        "-" if e.median_delay_s is None else f"{e.median_delay_s:g}",
+        f"{e.false_alarms_per_100_workload_hours:.2f}",
+        "-" if e.nab_standard is None else f"{e.nab_standard:.1f}",
+    )
+
+
+@app.command()
 def collect(
     prometheus: Annotated[
         str | None,
@@ -385,6 +465,26 @@ def collect(
             _print_collect(url, frame, signals, incremental=source.stats.incremental)
         if once or stop.wait(settings.daemon.interval_s):
             return
+
+
+@app.command()
+def rules(config: ConfigOpt = None) -> None:
+    """Print the Prometheus recording rules for these settings (a rules file, YAML).
+
+    Load it into Prometheus (rule_files:) and set prometheus.recording_rules: true.
+    """
+    from healer.collect.rules import rules_file
+    from healer.config import load_settings
+
+    p = load_settings(config).prometheus
+    text = rules_file(
+        signal_set=p.signal_set,
+        window_s=p.rate_window_s,
+        mapping=p.workload_mapping,
+        pod_label=p.workload_label,
+        interval_s=p.step_s,
+    )
+    typer.echo(text, nl=False)
 
 
 def _print_collect(
@@ -441,6 +541,37 @@ def train_diagnoser(
     card = LearnedDiagnoser().fit(examples).save(out)
     counts = Counter(str(e.cause) for e in examples)
     typer.echo(f"{len(examples)} labelled diagnoses {dict(counts)} -> {out} ({card.name})")
+
+
+@bench_app.command("chaos")
+def bench_chaos(
+    scenarios: Annotated[
+        str | None,
+        typer.Option(
+            help="Comma-separated scenario names or files (default: all but large-cluster)."
+        ),
+    ] = None,
+    seeds: Annotated[int, typer.Option(help="Seeds per scenario.")] = 5,
+    json_out: Annotated[
+        Path | None, typer.Option("--json", help="Write one JSON record per fault and run here.")
+    ] = None,
+    plots: Annotated[
+        Path | None, typer.Option(help="Write one PNG chart per scenario in this directory.")
+    ] = None,
+    jobs: Annotated[
+        int | None, typer.Option(min=1, help="Worker processes (default: one per CPU).")
+    ] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Closed-loop chaos: healer against Kubernetes alone and static thresholds.
+
+    Each scenario runs with several seeds in virtual time under three contenders on
+    identical clusters; healer runs with the configured settings in auto mode.
+    """
+    from healer.chaos.bench import main as chaos
+
+    names = [n.strip() for n in scenarios.split(",") if n.strip()] if scenarios else None
+    chaos(names, seeds=seeds, json_out=json_out, plots=plots, config=config, jobs=jobs)
 
 
 def main() -> None:

@@ -11,7 +11,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -41,6 +49,11 @@ class DetectorSettings(_Section):
     persistence_s: float = 60.0
     """A workload must stay anomalous this long before it becomes a finding, which
     ignores one-scrape bursts."""
+    model_version: str | None = None
+    """Version of the trained multivariate model to run beside the streaming baselines
+    (``healer train`` registers versions in ``models_dir``). None: streaming alone."""
+    models_dir: Path = Path("models")
+    """Folder of model artifacts (skops), their cards and ``registry.json``."""
 
 
 class GuardSettings(_Section):
@@ -51,6 +64,7 @@ class GuardSettings(_Section):
     cooldown_s: float = 600.0
     """No second action on the same workload within this time."""
     rate_limit_window_s: float = 600.0
+    """Window of the cluster-wide action rate limit."""
     max_actions_per_window: int = 10
     """Cluster-wide cap on actions within ``rate_limit_window_s``."""
     max_in_flight: int = 3
@@ -65,8 +79,9 @@ class GuardSettings(_Section):
     denied_namespaces: tuple[str, ...] = ("kube-system",)
     """Never act in these namespaces."""
     min_replicas: int = 1
+    """Scale never goes below this."""
     max_replicas: int = 50
-    """Scale never goes outside these bounds."""
+    """Scale never goes above this."""
     max_scale_factor: float = Field(default=2.0, gt=1.0)
     """One scale action at most multiplies the replicas by this (a playbook may ask for
     less): a wrong diagnosis cannot blow up the cluster's capacity in one step."""
@@ -86,6 +101,38 @@ class DaemonSettings(_Section):
     verify_stable_s: float = 120.0
     """A workload counts as healed once its rollout is complete and it has stayed below
     the anomaly threshold this long."""
+    backoff_max_s: float = Field(default=300.0, gt=0)
+    """After cycles that could not read their metrics, the wait doubles from
+    ``interval_s`` up to this, so a Prometheus outage is not hammered."""
+
+
+class LeaderSettings(_Section):
+    enabled: bool = True
+    """Elect one leader among the daemons through a coordination.k8s.io/v1 Lease; only
+    the leader acts, the others serve the API. Off: this daemon always acts (one replica)."""
+    namespace: str = "healer"
+    """Namespace of the Lease; in a cluster, the daemon's own (the manifests set it)."""
+    name: str = "healer"
+    """Name of the Lease; daemons sharing it share one leader."""
+    identity: str | None = None
+    """This daemon's name in the Lease and the audit store; none means
+    ``<hostname>_<random>``, unique per process (the hostname is the pod name)."""
+    lease_duration_s: int = Field(default=15, ge=1)
+    """How long followers wait after the last renewal they saw before taking over
+    (Kubernetes' controller default)."""
+    renew_deadline_s: float = Field(default=10.0, gt=0)
+    """The leader stops acting when it could not renew for this long; shorter than the
+    lease duration, so it stops before anyone else may start."""
+    retry_period_s: float = Field(default=2.0, gt=0)
+    """Time between two attempts to acquire or renew the Lease."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> LeaderSettings:
+        if not self.renew_deadline_s < self.lease_duration_s:
+            raise ValueError("renew_deadline_s must be shorter than lease_duration_s")
+        if not self.retry_period_s < self.renew_deadline_s:
+            raise ValueError("retry_period_s must be shorter than renew_deadline_s")
+        return self
 
 
 class EscalationSettings(_Section):
@@ -106,6 +153,7 @@ class ClusterSettings(_Section):
     kubeconfig: Path | None = None
     """Path of a kubeconfig; none means in-cluster configuration, then ``~/.kube/config``."""
     context: str | None = None
+    """Context of the kubeconfig to use; none means its current context."""
 
 
 class StoreSettings(_Section):
@@ -126,7 +174,9 @@ class ApiToken(_Section):
 
 class ApiSettings(_Section):
     host: str = "127.0.0.1"
+    """Address the API and review page listen on; ``0.0.0.0`` in a cluster."""
     port: int = Field(default=8080, ge=0, le=65535)
+    """Port of the API and review page; 0 picks a free one."""
     tokens: tuple[ApiToken, ...] = ()
     """Bearer tokens and their roles. None configured: every /api/v1 request is refused
     (401); /healthz, /readyz and /metrics stay open."""
@@ -150,7 +200,9 @@ class PrometheusSettings(_Section):
     bearer_token_file: Path | None = None
     """Read the bearer token from this file on each start (a service-account token)."""
     basic_auth_username: str | None = None
+    """HTTP basic authentication user, for Prometheus behind a gateway."""
     basic_auth_password: SecretStr | None = None
+    """HTTP basic authentication password."""
     ca_file: Path | None = None
     """PEM bundle that signs the server's certificate, for a private CA."""
     step_s: int = Field(default=15, ge=1)
@@ -176,6 +228,10 @@ class PrometheusSettings(_Section):
     workload_label: str = Field(default="app", min_length=1)
     """Pod label naming the Deployment, with ``workload_mapping: pod_label``, as written
     on the pod (``app.kubernetes.io/name``); kube-state-metrics' ``label_`` name is derived."""
+    recording_rules: bool = False
+    """Read the series stored by healer's recording rules (``healer rules`` prints them,
+    for these settings) instead of evaluating the pod-to-Deployment joins at every step:
+    for clusters with thousands of workloads."""
     queries: dict[Signal, str] = {}
     """PromQL per signal, replacing the built-in one. It must return one series per
     workload with ``namespace`` and ``deployment`` labels; ``$window`` stands for the
@@ -203,6 +259,7 @@ class Settings(BaseSettings):
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
+    leader: LeaderSettings = LeaderSettings()
     playbooks_dir: Path = Path("playbooks")
     """Directory of playbook YAML files, validated at start-up."""
     diagnosis_model: Path | None = None

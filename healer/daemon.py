@@ -619,6 +619,7 @@ class Healer:
             "last_cycle": self.last_cycle.isoformat() if self.last_cycle else None,
             "last_error": self.last_error,
             "mode": str(self.settings.guards.mode),
+            "model_version": getattr(self.detector, "model_version", None),
             "tracked_incidents": len(self.tracked),
         }
 
@@ -640,6 +641,12 @@ class Healer:
         return reasons
 
 
+class Leadership(Protocol):
+    def leading_term(self, now: datetime) -> int | None:
+        """Which spell of leadership this is, or None while not leading."""
+        ...
+
+
 def run_forever(
     healer: Healer,
     *,
@@ -647,18 +654,53 @@ def run_forever(
     stop: threading.Event,
     now: Callable[[], datetime],
     cycles: int | None = None,
+    leadership: Leadership | None = None,
+    on_lead: Callable[[], None] | None = None,
+    poll_s: float = 1.0,
+    backoff_max_s: float | None = None,
 ) -> None:
     """Run a cycle every ``interval_s`` seconds of ``now`` until ``stop`` is set.
 
     ``cycles`` bounds the number of cycles (``healer run --once`` is 1). A cycle that
     overruns its interval is followed at once by the next, never by a burst of them.
+    A cycle in flight when ``stop`` is set finishes (each of its steps is recorded
+    before the next starts); no new one begins.
+
+    With ``leadership``, only the leader cycles; a follower checks every ``poll_s``
+    whether it leads now, and ``on_lead`` runs each time it becomes the leader (to pick
+    up the incidents the previous leader left in the shared store; also after losing the
+    lease and winning it back, since another daemon may have acted meanwhile). After a cycle
+    without metrics the wait doubles, up to ``backoff_max_s``; an error of the audit
+    store or the cluster never ends the loop.
     """
-    done = 0
+    done = failures = 0
+    term: int | None = None
     while not stop.is_set() and (cycles is None or done < cycles):
         started = now()
-        healer.cycle(started)
+        if leadership is not None:
+            current = leadership.leading_term(started)
+            if current is None:
+                stop.wait(poll_s)
+                continue
+            if current != term and on_lead is not None:
+                on_lead()
+            term = current
+        ok = _cycle_once(healer, started)
+        failures = 0 if ok else failures + 1
         done += 1
         if cycles is not None and done >= cycles:
             return
+        wait_s = interval_s
+        if failures and backoff_max_s is not None:
+            wait_s = min(backoff_max_s, interval_s * 2 ** (failures - 1))
         spent_s = (now() - started).total_seconds()
-        stop.wait(max(0.0, interval_s - spent_s))
+        stop.wait(max(0.0, wait_s - spent_s))
+
+
+def _cycle_once(healer: Healer, now: datetime) -> bool:
+    """One cycle; False when it had no metrics or the store failed it (retried later)."""
+    try:
+        return healer.cycle(now) is not None
+    except HealerError as exc:  # the audit store down, say: never fatal to the loop
+        log.error("cycle_failed", error=str(exc))
+        return False

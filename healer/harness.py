@@ -22,7 +22,7 @@ from healer.audit.store import AuditStore
 from healer.config import Settings
 from healer.daemon import Healer, Reporter
 from healer.decide import load_playbooks
-from healer.detect.streaming import StreamingDetector
+from healer.detect.combined import build_detector
 from healer.sim.apiserver import serve_in_thread, write_kubeconfig
 from healer.sim.cluster import Cluster
 from healer.sim.scenario import Scenario
@@ -47,20 +47,23 @@ class SimHarness:
         report: Reporter | None = None,
         workdir: Path | None = None,
         api_port: int = 0,
+        cluster: Cluster | None = None,
     ) -> SimHarness:
         """Start the simulated cluster's API server and build the loop against it.
 
         Playbooks are validated first, so a bad one stops start-up before anything runs.
+        ``cluster`` is one already built for ``scenario`` (the chaos benchmark adds
+        autoscalers to it first); by default a new one.
         """
         playbooks = load_playbooks(settings.playbooks_dir)
-        cluster = Cluster(scenario)
+        cluster = cluster or Cluster(scenario)
         server = serve_in_thread(cluster, port=api_port)
         folder = workdir or Path(tempfile.mkdtemp(prefix="healer-sim-"))
         kubeconfig = write_kubeconfig(folder / "kubeconfig", server.url)
         actuator = KubeActuator(api_client(kubeconfig))
         healer = Healer(
             source=SimSource(cluster),
-            detector=StreamingDetector(settings.detector),
+            detector=build_detector(settings.detector),
             actuator=actuator,
             store=store,
             playbooks=playbooks,

@@ -341,3 +341,16 @@ class Feedback:
     by: str
     at: datetime
     note: str = ""
+
+
+@dataclass(frozen=True)
+class LeaseRecord:
+    """What a leader-election Lease says; ``resource_version`` is None before it exists."""
+
+    holder: str
+    """Identity of the holder; empty when released."""
+    lease_duration_s: int
+    acquired: datetime | None
+    renewed: datetime | None
+    transitions: int
+    resource_version: str | None = None

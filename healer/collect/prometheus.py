@@ -68,16 +68,20 @@ class RangeResult:
 
 
 class HttpFailure(Exception):
-    """A range query that did not succeed; ``status`` is None when no answer came."""
+    """A range query that did not succeed; ``status`` is None when no answer came.
 
-    def __init__(self, status: int | None, detail: str) -> None:
+    ``tls``: the server's certificate was refused; another attempt would be refused too.
+    """
+
+    def __init__(self, status: int | None, detail: str, *, tls: bool = False) -> None:
         super().__init__(detail)
         self.status = status
         self.detail = detail
+        self.tls = tls
 
     @property
     def transient(self) -> bool:
-        return self.status is None or self.status in _RETRY_STATUSES
+        return not self.tls and (self.status is None or self.status in _RETRY_STATUSES)
 
 
 class RangeClient(Protocol):
@@ -166,6 +170,10 @@ class PrometheusClient:
             raise HttpFailure(200, "the answer is not Prometheus API JSON") from exc
         except requests.Timeout as exc:
             raise HttpFailure(None, f"no answer within {self._timeout_s:g} s") from exc
+        except requests.exceptions.SSLError as exc:
+            found = re.search(r"\[SSL[^]]*\][^'\"()]*", str(exc))
+            detail = found.group(0).strip() if found else _first_line(str(exc))
+            raise HttpFailure(None, detail[:_DETAIL_MAX_CHARS], tls=True) from exc
         except requests.RequestException as exc:
             # With urllib3 retries off, a read timeout arrives as a ConnectionError whose
             # text repeats the whole URL (the query, again): say what happened instead.
@@ -282,6 +290,7 @@ class PrometheusSource:
             window_s=settings.rate_window_s,
             mapping=settings.workload_mapping,
             pod_label=settings.workload_label,
+            recorded=settings.recording_rules,
         )
         return cls(
             client or PrometheusClient.from_settings(settings),
@@ -385,6 +394,11 @@ class PrometheusSource:
     def _error(self, query: SignalQuery, exc: HttpFailure) -> Exception:
         where = f"signal {query.signal}"
         text = f"query: {_one_line(query.promql)}"
+        if exc.tls:
+            return PrometheusUnavailable(
+                f"{where}: the certificate of Prometheus at {self.client.url} is not trusted "
+                f"({exc.detail}); set prometheus.ca_file to the CA that signed it; {text}"
+            )
         if exc.status is None:
             return PrometheusUnavailable(
                 f"{where}: Prometheus at {self.client.url} is unreachable "
@@ -443,37 +457,53 @@ def assemble(
     """Raw series per signal -> (workloads sorted, values[w, s, t] on ``grid``).
 
     A workload present in any signal is present in all, with NaN where a signal has no
-    point. Points off the grid (another step) are ignored.
+    point. Points off the grid (another step) are ignored. Each signal's points are
+    flattened and placed with one array assignment: a per-series numpy loop costs
+    ~50 us a series, 3 s a cycle at 10,000 workloads x 7 signals.
     """
     keys = sorted(
         {(s["metric"]["namespace"], s["metric"]["deployment"]) for r in results.values() for s in r}
     )
     index = {key: i for i, key in enumerate(keys)}
     values = np.full((len(keys), len(signals), len(grid)), np.nan)
-    step = float(grid[1] - grid[0]) if len(grid) > 1 else 1.0
     for s_index, signal in enumerate(signals):
-        bad = {"infinite": 0, "negative": 0}
-        for series in results.get(signal, []):
-            points = series["values"]
-            if not points:
-                continue
-            times = np.fromiter((p[0] for p in points), np.float64, len(points))
-            column = np.array([p[1] for p in points], dtype=np.float64)
-            t = np.rint((times - grid[0]) / step).astype(np.int64)
-            on_grid = (
-                (t >= 0)
-                & (t < len(grid))
-                & np.isclose(grid[0] + t * step, times, rtol=0.0, atol=1e-3)
-            )
-            row = values[index[(series["metric"]["namespace"], series["metric"]["deployment"])]]
-            row[s_index, t[on_grid]] = column[on_grid]
+        series = results.get(signal, [])
+        if series:
+            _place(values[:, s_index, :], series, index, grid)
         plane = values[:, s_index, :]
         infinite, negative = np.isinf(plane), plane < 0
-        bad["infinite"], bad["negative"] = int(infinite.sum()), int(negative.sum())
+        bad = {"infinite": int(infinite.sum()), "negative": int(negative.sum())}
         if bad["infinite"] or bad["negative"]:
             plane[infinite | negative] = np.nan
             log.warning("prometheus_values_dropped", signal=str(signal), **bad)
     return [WorkloadRef(ns, "Deployment", name) for ns, name in keys], values
+
+
+def _place(
+    plane: NDArray[np.float64],
+    series: list[RawSeries],
+    index: Mapping[tuple[str, str], int],
+    grid: NDArray[np.float64],
+) -> None:
+    """Write every point of ``series`` that lies on ``grid`` into ``plane[w, t]``."""
+    lengths = np.fromiter((len(s["values"]) for s in series), np.int64, len(series))
+    rows = np.repeat(
+        np.fromiter(
+            (index[(s["metric"]["namespace"], s["metric"]["deployment"])] for s in series),
+            np.int64,
+            len(series),
+        ),
+        lengths,
+    )
+    points = [p for s in series for p in s["values"]]
+    times = np.fromiter((p[0] for p in points), np.float64, len(points))
+    # float() reads the API's decimal strings, "NaN" and "+Inf" included; fromiter is
+    # twice as fast as np.array(..., dtype=float64) over a list of strings.
+    column = np.fromiter((float(p[1]) for p in points), np.float64, len(points))
+    step = float(grid[1] - grid[0]) if len(grid) > 1 else 1.0
+    t = np.rint((times - grid[0]) / step).astype(np.int64)
+    on_grid = (t >= 0) & (t < len(grid)) & (np.abs(grid[0] + t * step - times) <= 1e-3)
+    plane[rows[on_grid], t[on_grid]] = column[on_grid]
 
 
 def merge(

@@ -147,6 +147,21 @@ ISTIO: Mapping[Signal, str] = {
 
 TABLES: Mapping[SignalSet, Mapping[Signal, str]] = {"standard": STANDARD, "istio": ISTIO}
 
+# What the recording rules of ``healer.collect.rules`` store, per signal.
+POD_OWNER_RECORD = "namespace_deployment_pod:kube_pod_owner:relabel"
+"""``(namespace, pod, deployment)`` = 1 for every running pod of a Deployment."""
+
+# Prometheus' naming convention, level:metric:operations; the level is the labels kept.
+RECORDS: Mapping[Signal, str] = {
+    Signal.CPU: "namespace_deployment:healer_cpu_usage:ratio",
+    Signal.MEMORY: "namespace_deployment:healer_memory_working_set:ratio",
+    Signal.RESTARTS: "namespace_deployment:healer_container_restarts:per_minute",
+    Signal.REQUEST_RATE: "namespace_deployment:healer_requests:per_second",
+    Signal.ERROR_RATIO: "namespace_deployment:healer_requests_5xx:ratio",
+    Signal.LATENCY_P99: "namespace_deployment:healer_request_duration_seconds:p99",
+    Signal.READY_RATIO: "namespace_deployment:healer_replicas_ready:ratio",
+}
+
 
 @dataclass(frozen=True)
 class SignalQuery:
@@ -178,13 +193,15 @@ def build_queries(
     window_s: int = 60,
     mapping: WorkloadMapping = "owner",
     pod_label: str = "app",
+    recorded: bool = False,
 ) -> tuple[SignalQuery, ...]:
     """The query of every signal, in ``Signal`` order, overrides applied.
 
-    Pure: the same settings give the same text, which is what `healer collect` prints
-    and what error messages quote.
+    ``recorded``: read the series the recording rules store (``RECORDS``) instead of
+    evaluating the joins at every step. Pure: the same settings give the same text,
+    which is what `healer collect` prints and what error messages quote.
     """
-    table = TABLES[signal_set]
+    table = RECORDS if recorded else TABLES[signal_set]
     overrides = overrides or {}
     owner = pod_owner(mapping, pod_label)
     return tuple(

@@ -37,6 +37,7 @@ import yaml
 
 from healer.api.server import ServerThread, bind
 from healer.collect.prometheus import PrometheusClient, PrometheusSource
+from healer.collect.rules import recording_rules
 from healer.collect.signals import build_queries
 from healer.errors import QueryError
 from healer.sim.apiserver import create_api, write_kubeconfig
@@ -331,23 +332,31 @@ def test_frame_matches_the_simulators_ground_truth(live: Live, signal: Signal) -
 
 def test_latency_in_the_right_bucket(live: Live) -> None:
     """histogram_quantile interpolates linearly inside a bucket, so it can only be asked
-    to land in the bucket that holds the simulator's p99 (30% above it, here: the p99s
-    sit in the 0.1-0.25 and 0.25-0.5 s buckets). cart is left out from its release on:
-    while old and new pods serve together, the simulator's truth is the mean of the
-    pods' p99s, not the p99 of the workload's requests, which the histogram measures."""
+    to land in the bucket that holds the simulator's p99. Where the p99s sit depends on
+    the time of day (the scenario starts now, traffic follows a daily cycle); one close
+    to a bucket edge may be counted on the other side of it, because the histogram
+    holds the sampled requests of all pods and the truth is the pods' model. So: every
+    point within one bucket, at least 90% in the same bucket. cart is left out from its
+    release on: while old and new pods serve together, the simulator's truth is the mean
+    of the pods' p99s, not the p99 of the workload's requests, which the histogram
+    measures."""
     frame = _live_frame(live)
     truth, usable = _truth_at(live, frame)
     s = frame.signals.index(Signal.LATENCY_P99)
     edges = np.array(LATENCY_BUCKETS_S)
     released = live.scrape_times[CART_RELEASE_STEP - 1]
+    same: list[np.ndarray[Any, Any]] = []
     for w, workload in enumerate(frame.workloads):
         keep = usable & ~np.isnan(truth[w, s])
         if workload.name == "cart":
             keep &= frame.timestamps < released
-        got = frame.values[w, s, keep]
-        want = truth[w, s, keep]
         assert keep.sum() >= 10
-        np.testing.assert_array_equal(np.searchsorted(edges, got), np.searchsorted(edges, want))
+        apart = np.searchsorted(edges, frame.values[w, s, keep]) - np.searchsorted(
+            edges, truth[w, s, keep]
+        )
+        assert np.all(np.abs(apart) <= 1), (workload, apart)
+        same.append(apart == 0)
+    assert np.concatenate(same).mean() >= 0.9
 
 
 def test_restarts_seen_at_the_steps_the_simulator_restarted(live: Live) -> None:
@@ -503,6 +512,7 @@ def write_openmetrics(cluster: Cluster, steps: int, path: Path) -> None:
 class Day:
     prometheus: PrometheusServer
     cluster: Cluster
+    data: Path
 
 
 @pytest.fixture(scope="module")
@@ -525,7 +535,7 @@ def day(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
     )
     prometheus = PrometheusServer.start(workdir, targets=[], data_dir=data)
     try:
-        yield Day(prometheus, cluster)
+        yield Day(prometheus, cluster, data)
     finally:
         prometheus.stop()
 
@@ -561,6 +571,99 @@ def test_backfilled_day_shows_the_scenarios_faults(day: Day) -> None:
     assert np.nanmax(checkout[frame.timestamps > leak]) > np.nanmax(
         checkout[frame.timestamps < leak]
     )
+
+
+# ---- recording rules: backfilled over the day with promtool, as a cluster would -----
+
+
+def _backfill_rules(promtool: str, url: str, rules: Path, out: Path, times: Any) -> None:
+    subprocess.run(
+        [
+            promtool,
+            "tsdb",
+            "create-blocks-from",
+            "rules",
+            f"--url={url}",
+            f"--start={int(times[0])}",
+            f"--end={int(times[-1]) + 1}",
+            f"--eval-interval={DAY_STEP_S}s",
+            f"--output-dir={out}",
+            str(rules),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+
+
+def _with_blocks(data: Path, *sources: Path) -> Path:
+    """``data``'s blocks plus those of ``sources``, in a new directory."""
+    merged = data.parent / f"{data.name}+{len(sources)}"
+    for source in (data, *sources):
+        for block in source.iterdir():
+            if block.is_dir() and block.name.startswith("01"):  # ULID block directories
+                shutil.copytree(block, merged / block.name)
+    return merged
+
+
+@pytest.fixture(scope="module")
+def recorded_day(day: Day, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Day]:
+    """The day with healer's recording rules backfilled: the map first, then the signals
+    (promtool does not read series recorded in the same run)."""
+    promtool = _binary("promtool")
+    workdir = tmp_path_factory.mktemp("prometheus-rules")
+    group = recording_rules(window_s=DAY_RATE_WINDOW_S, interval_s=DAY_STEP_S)["groups"][0]
+    owner, signals = workdir / "owner.yaml", workdir / "signals.yaml"
+    owner.write_text(yaml.safe_dump({"groups": [{**group, "rules": group["rules"][:1]}]}))
+    signals.write_text(yaml.safe_dump({"groups": [{**group, "rules": group["rules"][1:]}]}))
+    times = np.asarray(day.cluster.timestamps)
+    data = day.data
+    _backfill_rules(promtool, day.prometheus.url, owner, workdir / "owner", times)
+    mapped = PrometheusServer.start(
+        workdir, targets=[], data_dir=_with_blocks(data, workdir / "owner")
+    )
+    try:
+        _backfill_rules(promtool, mapped.url, signals, workdir / "signals", times)
+    finally:
+        mapped.stop()
+    merged = _with_blocks(data, workdir / "owner", workdir / "signals")
+    prometheus = PrometheusServer.start(workdir, targets=[], data_dir=merged)
+    try:
+        yield Day(prometheus, day.cluster, merged)
+    finally:
+        prometheus.stop()
+
+
+def test_recorded_series_equal_the_joining_queries(day: Day, recorded_day: Day) -> None:
+    times = np.asarray(day.cluster.timestamps)
+    until, window_s = datetime.fromtimestamp(times[-1], UTC), 6 * 3600
+    joined = _source(day.prometheus.url, step_s=DAY_STEP_S, window_s=DAY_RATE_WINDOW_S)
+    recorded = PrometheusSource(
+        PrometheusClient(recorded_day.prometheus.url, timeout_s=10.0),
+        queries=build_queries(recorded=True),
+        step_s=DAY_STEP_S,
+    )
+    want = joined.fetch(until=until, window_s=window_s)
+    got = recorded.fetch(until=until, window_s=window_s)
+    assert got.workloads == want.workloads
+    np.testing.assert_array_equal(got.timestamps, want.timestamps)
+    assert np.isnan(want.values).mean() < 0.05
+    # Prometheus evaluates a rule group at a fixed offset inside its interval (a hash
+    # of the group), promtool too: the value recorded by step t is the one of step t-1.
+    np.testing.assert_allclose(
+        got.values[:, :, 1:], want.values[:, :, :-1], rtol=1e-9, equal_nan=True
+    )
+
+
+def test_shipped_rules_file_is_valid_for_prometheus() -> None:
+    result = subprocess.run(
+        [_binary("promtool"), "check", "rules", str(REPO / "deploy/prometheus/healer-rules.yaml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"SUCCESS: {len(Signal) + 1} rules found" in result.stdout
 
 
 def _run_once(live: Live, tmp_path: Path, prometheus_url: str, **env: str) -> Any:
@@ -600,3 +703,65 @@ def test_run_with_an_unreachable_prometheus_keeps_going_without_acting(
     assert result.returncode == 0, result.stderr
     assert "no_metrics" in result.stderr
     assert "stopped after 0 cycles" in result.stdout
+
+
+def test_run_with_invalid_promql_keeps_cycling_without_acting_and_readyz_says_why(
+    live: Live, tmp_path: Path
+) -> None:
+    """The daemon as deployed: a bad override in the settings file. It must stay up,
+    never act, and tell a readiness probe (and a person) which signal and query fail."""
+    config = tmp_path / "healer.yaml"
+    bad = "sum by (namespace, deployment) (rate(http_requests_total[$window])"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "prometheus": {"queries": {"request_rate": bad}, "step_s": 1},
+                "daemon": {"interval_s": 1.0},
+                "api": {"port": _free_port()},
+            }
+        )
+    )
+    port = yaml.safe_load(config.read_text())["api"]["port"]
+    kubeconfig = write_kubeconfig(tmp_path / "kubeconfig", live.sim.url)
+    environment = {
+        **os.environ,
+        "HEALER_STORE__URL": f"sqlite:///{tmp_path / 'audit.db'}",
+        "HEALER_PLAYBOOKS_DIR": str(REPO / "playbooks"),
+    }
+    command = [
+        *("run", "--config", str(config), "--kubeconfig", str(kubeconfig)),
+        *("--prometheus", live.prometheus.url),
+    ]
+    with subprocess.Popen(
+        [sys.executable, "-m", "healer.cli", *command],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=environment,
+        cwd=tmp_path,
+    ) as daemon:
+        try:
+            body: dict[str, Any] = {}
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline and daemon.poll() is None:
+                try:
+                    answer = httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2.0)
+                    body = answer.json()
+                    if any("request_rate" in r for r in body.get("reasons", [])):
+                        assert answer.status_code == 503
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.3)
+            time.sleep(2.5)  # a few more cycles fail the same way; the daemon stays up
+            assert daemon.poll() is None, "the daemon stopped on a bad query"
+        finally:
+            daemon.terminate()
+            stdout, stderr = daemon.communicate(timeout=30)
+    assert body["status"] == "not ready", body
+    reason = next(r for r in body["reasons"] if "request_rate" in r)
+    assert reason.startswith("metrics unavailable: signal request_rate: Prometheus refused")
+    assert "configured query" in reason and bad.replace("$window", "60s") in reason
+    assert daemon.returncode == 0, stderr
+    assert stderr.count("no_metrics") >= 2
+    assert "stopped after 0 cycles" in stdout

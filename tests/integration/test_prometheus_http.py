@@ -7,6 +7,7 @@ the auth headers and the server-side timeout can be checked.
 
 from __future__ import annotations
 
+import asyncio
 import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -37,6 +38,7 @@ class Stub:
 
     status: int = 200
     body: Any = None
+    delay_s: float = 0.0
     requests: list[Request] = field(default_factory=list)
     params: list[dict[str, str]] = field(default_factory=list)
 
@@ -65,6 +67,8 @@ def stub() -> Iterator[tuple[Stub, str]]:
     async def query_range(request: Request) -> Response:
         state.requests.append(request)
         state.params.append(dict(request.query_params))
+        if state.delay_s:
+            await asyncio.sleep(state.delay_s)
         if state.status != 200 or state.body is not None:
             if isinstance(state.body, str):
                 return PlainTextResponse(state.body, status_code=state.status)
@@ -161,3 +165,25 @@ def test_unreachable_url_names_signal_url_and_query() -> None:
     message = str(caught.value)
     assert f"Prometheus at {url} is unreachable after 2 attempts" in message
     assert message.startswith("signal ") and "query: " in message
+
+
+def test_a_slow_answer_times_out_and_is_retried_with_backoff(stub: tuple[Stub, str]) -> None:
+    state, url = stub
+    state.delay_s = 2.0
+    sleeps: list[float] = []
+    source = PrometheusSource(
+        PrometheusClient(url, timeout_s=0.5),
+        queries=build_queries()[:1],
+        step_s=15,
+        retries=2,
+        backoff_s=0.25,
+        sleep=sleeps.append,
+    )
+    with pytest.raises(PrometheusUnavailable) as caught:
+        _fetch(source)
+    message = str(caught.value)
+    assert message.startswith("signal cpu: ")
+    assert "unreachable after 3 attempts (no answer within 0.5 s)" in message
+    assert len(state.requests) == 3
+    assert sleeps == [0.25, 0.5]  # exponential backoff between the attempts
+    assert {p["timeout"] for p in state.params} == {"0.5s"}

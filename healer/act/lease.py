@@ -1,0 +1,126 @@
+"""The leader-election Lease: coordination.k8s.io/v1, through the official client.
+
+Only ``act`` talks to Kubernetes, so the Lease's three requests live here: get, create,
+and replace with the ``resourceVersion`` last read, which the API server refuses with a
+409 Conflict when someone else wrote the Lease in between. That conflict is what makes
+the election safe: two candidates can both read an expired Lease, only one can replace
+it. Callers get ``LeaseRecord`` values and healer's errors, never client objects.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+from urllib3.exceptions import HTTPError
+
+from healer.errors import PermanentActionError, TransientActionError
+from healer.types import LeaseRecord
+
+# Seconds to connect and to read one answer. Lease calls run every retry period
+# (2 s): a hung API server must fail the attempt long before the 10 s renew deadline.
+_REQUEST_TIMEOUT_S = (2.0, 4.0)
+_TRANSIENT_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
+
+
+class KubeLeases:
+    """Get, create and replace one named Lease."""
+
+    def __init__(self, api: Any, *, namespace: str, name: str) -> None:
+        self._coordination = client.CoordinationV1Api(api)
+        self.namespace = namespace
+        self.name = name
+
+    def get(self) -> LeaseRecord | None:
+        """The Lease as stored, or None when it does not exist yet."""
+        try:
+            lease = self._call(self._coordination.read_namespaced_lease, self.name, self.namespace)
+        except PermanentActionError as exc:
+            if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 404:
+                return None
+            raise
+        return _record(lease)
+
+    def create(self, record: LeaseRecord) -> LeaseRecord:
+        """Create the Lease; a 409 (someone else created it first) is a TransientActionError."""
+        body = self._body(record)
+        return _record(self._call(self._coordination.create_namespaced_lease, self.namespace, body))
+
+    def replace(self, record: LeaseRecord) -> LeaseRecord:
+        """Replace the Lease if it is still at ``record.resource_version``, else 409."""
+        body = self._body(record)
+        return _record(
+            self._call(self._coordination.replace_namespaced_lease, self.name, self.namespace, body)
+        )
+
+    def _body(self, record: LeaseRecord) -> dict[str, Any]:
+        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
+        if record.resource_version is not None:
+            metadata["resourceVersion"] = record.resource_version
+        return {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": metadata,
+            "spec": {
+                "holderIdentity": record.holder,
+                "leaseDurationSeconds": record.lease_duration_s,
+                "acquireTime": _micro_time(record.acquired),
+                "renewTime": _micro_time(record.renewed),
+                "leaseTransitions": record.transitions,
+            },
+        }
+
+    @staticmethod
+    def _call(method: Any, *args: Any) -> Any:
+        try:
+            return method(*args, _request_timeout=_REQUEST_TIMEOUT_S)
+        except ApiException as exc:
+            message = f"lease: {exc.status} {exc.reason}: {(exc.body or '')[:300]}"
+            if exc.status in _TRANSIENT_STATUSES:
+                raise TransientActionError(message) from exc
+            raise PermanentActionError(message) from exc
+        except (HTTPError, OSError) as exc:
+            raise TransientActionError(f"Kubernetes API unreachable: {exc}") from exc
+
+
+def server_version(api: Any) -> str:
+    """The API server's version (``GET /version``): the cheapest proof that it answers."""
+    info = KubeLeases._call(client.VersionApi(api).get_code)
+    return str(info.git_version)
+
+
+def _micro_time(value: datetime | None) -> str | None:
+    """A MicroTime: RFC 3339 with all six digits of microseconds, as the API server parses it.
+
+    The client turns the string back into a datetime and sends its isoformat(), which
+    drops the fraction at a whole second, and a real API server then answers 400. A
+    whole second is therefore written one microsecond later (virtual time in tests is
+    always whole seconds; on a wall clock it happens once in a million writes).
+    """
+    if value is None:
+        return None
+    if value.microsecond == 0:
+        value += timedelta(microseconds=1)
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _parse(value: Any) -> datetime | None:
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _record(lease: Any) -> LeaseRecord:
+    spec = lease.spec
+    return LeaseRecord(
+        holder=spec.holder_identity or "",
+        lease_duration_s=spec.lease_duration_seconds or 0,
+        acquired=_parse(spec.acquire_time),
+        renewed=_parse(spec.renew_time),
+        transitions=spec.lease_transitions or 0,
+        resource_version=lease.metadata.resource_version,
+    )

@@ -1,0 +1,307 @@
+"""One contender's run of one scenario and seed, in virtual time, and what it leaves behind.
+
+Every contender gets an identical cluster: the scenario with the given seed, plus one
+HorizontalPodAutoscaler per Deployment (``HPA_*`` below), because an autoscaler is part
+of what "Kubernetes alone" means. The cluster advances one scrape step at a time; the
+``static`` and ``healer`` contenders run a cycle every ``daemon.interval_s`` (30 s by
+default) and act through the official client over HTTP, as against a real cluster.
+
+A ``Trace`` keeps the signals of every workload at every step, the contender's actions,
+the times it noticed something, and the OOM kills, for ``healer.chaos.score``.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from healer.act.kube import KubeActuator, api_client
+from healer.audit.store import AuditStore
+from healer.chaos.static import StaticRules
+from healer.config import Settings
+from healer.daemon import Actuator, Step
+from healer.decide import load_playbooks
+from healer.harness import SimHarness
+from healer.sim.apiserver import serve_in_thread, write_kubeconfig
+from healer.sim.cluster import Cluster, Container
+from healer.sim.objects import K8s
+from healer.sim.scenario import Event, Scenario
+from healer.sim.source import SimSource
+from healer.types import ActionRecord, ActionStatus, Plan, WorkloadRef, WorkloadState
+
+CONTENDERS = ("kubernetes", "static", "healer")
+HPA_TARGET_CPU_PCT = 80
+"""The autoscaler's target: the usual 80% of requests, the static CPU rule's threshold."""
+HPA_MAX_FACTOR = 3
+"""maxReplicas is this many times the Deployment's replicas: room for a tripled load."""
+HPA_EPISODE_S = 600.0
+"""Autoscaler changes of one workload closer together than this are one action."""
+
+
+@dataclass(frozen=True)
+class Act:
+    """One change a contender made to a workload."""
+
+    at_s: float
+    """UNIX seconds (virtual time)."""
+    workload: str
+    """namespace/name."""
+    kind: str
+    """restart, scale or rollback."""
+
+
+@dataclass
+class Trace:
+    contender: str
+    timestamps: NDArray[np.float64]
+    """(T,) UNIX seconds, one per scrape step."""
+    workloads: tuple[str, ...]
+    values: NDArray[np.float64]
+    """(W, S, T) in the order of ``healer.sim.cluster.SIGNALS``."""
+    actions: list[Act] = field(default_factory=list)
+    noticed: list[tuple[float, str]] = field(default_factory=list)
+    """(UNIX seconds, workload): when the contender first saw trouble (a finding, an alert)."""
+    oom_kills: list[tuple[float, str]] = field(default_factory=list)
+    cause_present: dict[int, NDArray[np.bool_]] = field(default_factory=dict)
+    """(T,) per fault, by index in the scenario's events: is its cause in the cluster?"""
+    wall_s: float = 0.0
+    cycle_s: list[float] = field(default_factory=list)
+    """Wall-clock seconds of each of the contender's cycles."""
+
+
+class ChaosCluster(Cluster):
+    """The simulated cluster, with the ground truth the benchmark scores against.
+
+    Besides the OOM kills the kubelet reports, it notes at every step whether the cause
+    of each fault is still in the cluster (``cause_present``, by event index):
+
+    * memory_leak: a running container is leaking;
+    * cpu_hog: a running container burns CPU besides its work;
+    * release, crash_loop: a pod runs the release's image;
+    * overload: never, since the surge of traffic stays; only capacity answers it.
+    """
+
+    def __init__(self, scenario: Scenario) -> None:
+        self.kills: list[tuple[float, str, str]] = []  # (UNIX s, namespace/name, reason)
+        self.cause_present: dict[int, list[bool]] = {
+            i: [] for i, e in enumerate(scenario.events) if e.expect != "none"
+        }
+        super().__init__(scenario)
+
+    def _kill(self, pod: K8s, c: Container, reason: str, exit_code: int) -> None:
+        owner = pod["metadata"]["ownerReferences"][0]["name"].rsplit("-", 1)[0]
+        self.kills.append((self.clock.now_s(), f"{pod['metadata']['namespace']}/{owner}", reason))
+        super()._kill(pod, c, reason, exit_code)
+
+    def _record_sample(self) -> None:
+        super()._record_sample()
+        for i, flags in self.cause_present.items():
+            flags.append(self._present(self.scenario.events[i]))
+
+    def _present(self, event: Event) -> bool:
+        if self.clock.elapsed_s < event.at_s or event.kind == "overload":
+            return False
+        namespace, name = event.workload.split("/", 1)
+        dep = self.store.find("deployments", namespace, name)
+        pods = self._pods_of(dep) if dep is not None else []
+        if event.kind in ("release", "crash_loop"):
+            return any(p["spec"]["containers"][0]["image"] == event.image for p in pods)
+        now_s = self.clock.now_s()
+        containers = [self.container(p) for p in pods]
+        if event.kind == "cpu_hog":
+            return any(c.burn_cores > 0 for c in containers)
+        return any(c.leak_from_s is not None and c.leak_from_s < now_s for c in containers)
+
+
+def build_cluster(scenario: Scenario) -> ChaosCluster:
+    """The scenario's cluster with an autoscaler on every Deployment."""
+    cluster = ChaosCluster(scenario)
+    for spec in scenario.expanded():
+        body: K8s = {
+            "metadata": {"name": spec.name},
+            "spec": {
+                "scaleTargetRef": {
+                    "apiVersion": "apps/v1",
+                    "kind": "Deployment",
+                    "name": spec.name,
+                },
+                "minReplicas": max(1, spec.replicas),
+                "maxReplicas": max(1, spec.replicas) * HPA_MAX_FACTOR,
+                "metrics": [
+                    {
+                        "type": "Resource",
+                        "resource": {
+                            "name": "cpu",
+                            "target": {
+                                "type": "Utilization",
+                                "averageUtilization": HPA_TARGET_CPU_PCT,
+                            },
+                        },
+                    }
+                ],
+            },
+        }
+        cluster.create_object("horizontalpodautoscalers", spec.namespace, body, dry_run=False)
+    return cluster
+
+
+@dataclass
+class RecordingActuator:
+    """The actuator, noting every action it carries out."""
+
+    inner: Actuator
+    done: list[ActionRecord] = field(default_factory=list)
+
+    def read_state(self, workload: WorkloadRef) -> WorkloadState:
+        return self.inner.read_state(workload)
+
+    def apply(self, plan: Plan, *, now: datetime) -> ActionRecord:
+        record = self.inner.apply(plan, now=now)
+        self.done.append(record)
+        return record
+
+    def already_applied(self, intent: ActionRecord) -> bool:
+        return self.inner.already_applied(intent)
+
+
+def _drive(
+    cluster: Cluster, duration_s: float, interval_s: float, cycle: Callable[[datetime], Any]
+) -> list[float]:
+    """Advance ``duration_s`` of virtual time step by step, cycling every ``interval_s``.
+
+    Returns the wall-clock seconds each cycle took.
+    """
+    since, spent = 0.0, []
+    end = cluster.elapsed_s + duration_s
+    while cluster.elapsed_s < end:
+        cluster.advance(cluster.scenario.step_s)
+        since += cluster.scenario.step_s
+        if since >= interval_s:
+            started = time.perf_counter()
+            cycle(cluster.clock.now())
+            spent.append(time.perf_counter() - started)
+            since = 0.0
+    return spent
+
+
+def run_contender(
+    contender: str, scenario: Scenario, *, duration_s: float, settings: Settings
+) -> Trace:
+    """Run ``scenario`` (its seed already set) for ``duration_s`` under ``contender``."""
+    started = time.perf_counter()
+    cluster = build_cluster(scenario)
+    with tempfile.TemporaryDirectory(prefix="healer-chaos-") as folder:
+        cycle_s: list[float] = []
+        if contender == "kubernetes":
+            actions = _run_alone(cluster, duration_s)
+            noticed: list[tuple[float, str]] = []
+        elif contender == "static":
+            actions, noticed, cycle_s = _run_static(cluster, duration_s, settings, Path(folder))
+        elif contender == "healer":
+            actions, noticed, cycle_s = _run_healer(cluster, duration_s, settings, Path(folder))
+        else:
+            raise ValueError(f"unknown contender {contender!r}")
+    trace = Trace(
+        contender=contender,
+        timestamps=np.asarray(cluster.timestamps, dtype=np.float64),
+        workloads=tuple(f"{w.namespace}/{w.name}" for w in cluster.workloads),
+        values=np.stack(cluster.samples, axis=-1),
+        actions=actions,
+        noticed=noticed,
+        oom_kills=[(t, w) for t, w, reason in cluster.kills if reason == "OOMKilled"],
+        cycle_s=cycle_s,
+        cause_present={i: np.asarray(f, dtype=bool) for i, f in cluster.cause_present.items()},
+    )
+    trace.wall_s = time.perf_counter() - started
+    return trace
+
+
+def _replicas(cluster: Cluster) -> dict[str, int]:
+    out = {}
+    for w in cluster.workloads:
+        dep = cluster.store.find("deployments", w.namespace, w.name)
+        out[f"{w.namespace}/{w.name}"] = dep["spec"]["replicas"] if dep else 0
+    return out
+
+
+def _run_alone(cluster: Cluster, duration_s: float) -> list[Act]:
+    """Kubernetes alone: its only remediation is the autoscaler changing replicas.
+
+    The autoscaler moves in small steps; changes of one workload less than
+    ``HPA_EPISODE_S`` apart count as one action.
+    """
+    actions: list[Act] = []
+    before = _replicas(cluster)
+    last: dict[str, float] = {}
+    end = cluster.elapsed_s + duration_s
+    while cluster.elapsed_s < end:
+        cluster.advance(cluster.scenario.step_s)
+        now_s, replicas = cluster.clock.now_s(), _replicas(cluster)
+        for w, n in replicas.items():
+            if n == before.get(w):
+                continue
+            if now_s - last.get(w, -float("inf")) >= HPA_EPISODE_S:
+                actions.append(Act(now_s, w, "scale"))
+            last[w] = now_s
+        before = replicas
+    return actions
+
+
+def _acts(records: list[ActionRecord]) -> list[Act]:
+    return [
+        Act(r.started.timestamp(), str(r.target), str(r.kind))
+        for r in records
+        if r.status == ActionStatus.SUCCEEDED
+    ]
+
+
+def _run_static(
+    cluster: Cluster, duration_s: float, settings: Settings, folder: Path
+) -> tuple[list[Act], list[tuple[float, str]], list[float]]:
+    server = serve_in_thread(cluster)
+    try:
+        kubeconfig = write_kubeconfig(folder / "kubeconfig", server.url)
+        actuator = RecordingActuator(KubeActuator(api_client(kubeconfig)))
+        rules = StaticRules(
+            source=SimSource(cluster),
+            actuator=actuator,
+            playbooks=load_playbooks(settings.playbooks_dir),
+            guards=settings.guards,
+            step_s=cluster.scenario.step_s,
+        )
+        cycle_s = _drive(cluster, duration_s, settings.daemon.interval_s, rules.cycle)
+    finally:
+        server.stop()
+    return _acts(actuator.done), [(at.timestamp(), str(w)) for at, w, _ in rules.fired], cycle_s
+
+
+def _run_healer(
+    cluster: Cluster, duration_s: float, settings: Settings, folder: Path
+) -> tuple[list[Act], list[tuple[float, str]], list[float]]:
+    steps: list[Step] = []
+    store = AuditStore(f"sqlite:///{folder / 'audit.db'}")
+    harness = SimHarness.start(
+        cluster.scenario,
+        settings=settings,
+        store=store,
+        report=steps.append,
+        workdir=folder,
+        cluster=cluster,
+    )
+    try:
+        actuator = RecordingActuator(harness.healer.actuator)
+        harness.healer.actuator = actuator
+        cycle_s = _drive(cluster, duration_s, settings.daemon.interval_s, harness.healer.cycle)
+    finally:
+        harness.close()
+        store.close()
+    noticed = [(s.at.timestamp(), str(s.workload)) for s in steps if s.kind == "finding"]
+    return _acts(actuator.done), noticed, cycle_s

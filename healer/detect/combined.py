@@ -1,0 +1,162 @@
+"""The detector the daemon runs: streaming per-signal baselines plus a trained joint model.
+
+Each update scores every workload twice, with the streaming detector (is any signal far
+from its own baseline?) and with the joint model over the newest windowed features (is
+the combination unusual?), and combines the two into one calibrated score
+(``model.combine``). A workload becomes a Finding when that score stays at or above the
+threshold for ``persistence_s``, as with the streaming detector alone.
+
+The explanation names the signals the streaming detector sees deviate, and those that
+carry the joint model's distance when it is the joint model that fires; a joint
+deviation is given in the model's own units (the square root of the signal's share of
+the Mahalanobis distance), signed by which way the signal moved.
+
+``score_history`` replays a whole Frame online, row by row, for training and evaluation:
+row t's score uses rows up to t only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+from numpy.typing import NDArray
+
+from healer.config import DetectorSettings
+from healer.detect.features import latest_features, window_features
+from healer.detect.model import JointModel, combine
+from healer.detect.streaming import ATTRIBUTION_MIN_DEVIATION, Detection, StreamingDetector
+from healer.types import Direction, Finding, Frame, SignalDeviation, WorkloadRef
+
+F64 = NDArray[np.float64]
+
+# A signal is named for the joint model when it carries this share of the distance.
+JOINT_ATTRIBUTION_SHARE = 0.25
+
+
+class CombinedDetector:
+    """Streaming baselines and a joint model, combined into one score per workload."""
+
+    def __init__(
+        self, model: JointModel, *, version: str, settings: DetectorSettings | None = None
+    ) -> None:
+        self.settings = settings or DetectorSettings()
+        self.model = model
+        self.streaming = StreamingDetector(self.settings)
+        self.model_version = f"{StreamingDetector.model_version}+{version}"
+        self.onset_: dict[WorkloadRef, float] = {}
+
+    def update(self, frame: Frame) -> Detection:
+        """Learn from the frame's new rows, score its newest time; see ``StreamingDetector``."""
+        stream = self.streaming.update(frame)
+        features = latest_features(frame, self.model.spec)
+        joint = self.model.anomaly_score(features)
+        accepted = self.model.matches_confirmed(features)
+        scores = np.where(stream.fresh, combine(stream.scores, joint, accepted), 0.0)
+        at_s = stream.at.timestamp()
+        hot = scores >= self.settings.score_threshold
+        self._track_onset(stream, hot, at_s)
+        findings = []
+        for w in np.flatnonzero(hot):
+            workload = frame.workloads[w]
+            onset_s = self.onset_[workload]
+            if at_s - onset_s + 1.0 < self.settings.persistence_s:
+                continue
+            joint_fires = joint[w] >= self.settings.score_threshold
+            findings.append(
+                Finding(
+                    workload=workload,
+                    at=stream.at,
+                    score=float(scores[w]),
+                    signals=self._attribution(stream, int(w), features[w] if joint_fires else None),
+                    onset=datetime.fromtimestamp(onset_s, UTC),
+                    model_version=self.model_version,
+                )
+            )
+        return replace(stream, scores=scores, findings=tuple(findings))
+
+    def _track_onset(self, stream: Detection, hot: NDArray[np.bool_], at_s: float) -> None:
+        """Start or end anomalous runs; a workload without fresh data keeps its state."""
+        for w in np.flatnonzero(hot & stream.fresh):
+            self.onset_.setdefault(stream.workloads[w], at_s)
+        for w in np.flatnonzero(~hot & stream.fresh):
+            self.onset_.pop(stream.workloads[w], None)
+
+    def _attribution(
+        self, stream: Detection, w: int, features: F64 | None
+    ) -> tuple[SignalDeviation, ...]:
+        """Signals the streaming detector sees deviate, and (``features`` given, when the
+        joint model fires) those carrying the joint distance, largest first."""
+        z = stream.deviations[w]
+        shares, joint = np.zeros_like(z), np.zeros_like(z)
+        if features is not None:
+            row = features[None, :]
+            parts = self.model.contributions(row)[0]
+            shares = parts / max(float(parts.sum()), 1e-12)
+            moved = self.model.spec.directions(row)[0]
+            moved = np.where(moved == 0, 1.0, moved)  # a level that did not change: up
+            joint = moved * np.sqrt(shares * float(self.model.distance(row)[0]))
+        named = (np.abs(z) >= ATTRIBUTION_MIN_DEVIATION) | (shares >= JOINT_ATTRIBUTION_SHARE)
+        deviation = np.where(np.abs(z) >= np.abs(joint), z, joint)
+        order = np.argsort(-np.abs(deviation))
+        return tuple(
+            SignalDeviation(
+                signal=stream.signals[i],
+                value=float(stream.values[w, i]),
+                baseline=float(stream.levels[w, i]),
+                deviation=float(deviation[i]),
+                direction=Direction.UP if deviation[i] > 0 else Direction.DOWN,
+            )
+            for i in order
+            if named[i]
+        )
+
+
+def score_history(
+    frame: Frame,
+    model: JointModel | None,
+    *,
+    settings: DetectorSettings | None = None,
+    advance: Callable[[int], object] | None = None,
+) -> F64:
+    """(W, T) online scores of every workload at every row: the service detector replayed.
+
+    With ``model`` None, the streaming detector alone (the detector in service without a
+    trained model). ``advance``, when given, is called with the number of rows done, for
+    a progress bar.
+    """
+    detector = StreamingDetector(settings)
+    out = np.zeros((len(frame.workloads), len(frame.timestamps)))
+    fresh = np.zeros(out.shape, dtype=bool)
+    for t in range(len(frame.timestamps)):
+        prefix = Frame(
+            frame.timestamps[: t + 1], frame.workloads, frame.signals, frame.values[:, :, : t + 1]
+        )
+        detection = detector.update(prefix)
+        fresh[:, t] = detection.fresh
+        out[:, t] = np.where(detection.fresh, detection.scores, 0.0)
+        if advance is not None:
+            advance(1)
+    if model is None:
+        return out
+    rows = window_features(frame, model.spec).reshape(-1, len(model.features_))
+    joint = model.anomaly_score(rows).reshape(out.shape)
+    accepted = model.matches_confirmed(rows).reshape(out.shape)
+    combined: F64 = np.where(fresh, combine(out, joint, accepted), 0.0)
+    return combined
+
+
+def build_detector(settings: DetectorSettings) -> StreamingDetector | CombinedDetector:
+    """The detector the settings name: streaming alone, or with a registered joint model.
+
+    Loading checks the artifact against its card (``registry.load``); a model that does
+    not load stops start-up with the file named, rather than running without it.
+    """
+    from healer.detect import registry
+
+    if settings.model_version is None:
+        return StreamingDetector(settings)
+    loaded = registry.load(settings.model_version, models_dir=settings.models_dir)
+    return CombinedDetector(loaded.model, version=loaded.version, settings=settings)

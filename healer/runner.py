@@ -1,0 +1,280 @@
+"""`healer run`: the daemon beside a real cluster, wired from the settings.
+
+One process holds the loop, the HTTP API and, with leader election on, a thread that
+keeps the Lease: every replica serves the API from the shared audit store, only the
+leader cycles and acts. Start-up fails fast, naming the setting, on what no retry can
+fix: a settings file that does not load, a kubeconfig that does not exist or parse, a
+Prometheus URL that is not an http(s) URL, a playbook that does not validate, a port in
+use. A dependency that is merely down (the Kubernetes API, Prometheus) does not stop
+start-up: the daemon logs which setting points at it, reports not ready on ``/readyz``
+and keeps trying, since in a cluster it usually starts before its dependencies.
+
+Shutdown (SIGTERM, SIGINT) lets the cycle in flight finish (each of its steps is
+recorded before the next begins), stops the Lease thread, releases the Lease so a
+follower takes over at once, then stops the API and closes the store.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import urlparse
+
+import structlog
+
+from healer.act.kube import KubeActuator, api_client
+from healer.act.lease import KubeLeases, server_version
+from healer.api.app import create_app
+from healer.api.server import ServerThread, bind
+from healer.audit.store import AuditStore
+from healer.collect.prometheus import HttpFailure, PrometheusClient, PrometheusSource
+from healer.config import Settings
+from healer.daemon import Healer, Reporter, run_forever
+from healer.decide import load_playbooks
+from healer.detect.combined import build_detector
+from healer.errors import ActionError, ConfigError, StoreError
+from healer.leader import LeaderElector, LeaderOnlyActuator, default_identity, run_elector
+from healer.types import JsonObject
+
+log = structlog.get_logger("healer.runner")
+
+Clock = Callable[[], datetime]
+
+
+def _wall_clock() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Daemon:
+    """Everything ``healer run`` started; ``serve`` runs it until ``stop`` is set."""
+
+    settings: Settings
+    healer: Healer
+    store: AuditStore
+    source: PrometheusSource
+    identity: str
+    elector: LeaderElector | None = None
+    api: ServerThread | None = None
+    clock: Clock = _wall_clock
+    playbooks: int = 0
+    _threads: list[threading.Thread] = field(default_factory=list)
+
+    # ---- what /readyz and /api/v1/status say ----------------------------------------------
+
+    def readiness(self) -> list[str]:
+        """Why this replica is not ready; empty when it is.
+
+        A follower is ready when it can reach the Lease (it serves the API from the shared
+        store); the leader also needs a recent cycle on fresh metrics.
+        """
+        now = self.clock()
+        reasons: list[str] = []
+        elector = self.elector
+        if elector is not None:
+            if elector.last_error is not None:
+                reasons.append(
+                    f"Kubernetes API unavailable (cluster settings): {elector.last_error}"
+                )
+            elif not elector.holder and not elector.is_leader(now):
+                reasons.append("leader election has not completed yet")
+            if not elector.is_leader(now):
+                return reasons
+        for reason in self.healer.readiness(now):
+            if reason.startswith("metrics unavailable"):
+                reason = f"{reason} (prometheus.url {self.settings.prometheus.url})"
+            reasons.append(reason)
+        return reasons
+
+    def status(self) -> JsonObject:
+        out = dict(self.healer.status())
+        if self.elector is not None:
+            out.update(self.elector.status(self.clock()))
+        else:
+            out.update({"identity": self.identity, "leader": True})
+        return out
+
+    # ---- running ---------------------------------------------------------------------------
+
+    def take_over(self) -> None:
+        """Become the acting leader: fresh detector and metrics window, the shared store's
+        open incidents resumed (an action another leader took is verified, never repeated)."""
+        self.healer.tracked.clear()
+        self.healer.detector = build_detector(self.settings.detector)
+        self.source.reset()
+        resumed = self.healer.resume()
+        log.info("leading", identity=self.identity, incidents_resumed=resumed)
+
+    def serve(self, stop: threading.Event, *, once: bool = False) -> None:
+        """Run until ``stop`` is set (or one cycle with ``once``), then shut down cleanly."""
+        lease_stop = threading.Event()
+        elector = self.elector
+        if elector is not None:
+            elector.tick(self.clock())  # a first attempt now: --once needs its answer
+            thread = threading.Thread(
+                target=run_elector,
+                kwargs={"elector": elector, "stop": lease_stop, "now": self.clock},
+                name="lease",
+                daemon=True,
+            )
+            thread.start()
+            self._threads.append(thread)
+        try:
+            if once and elector is not None and not elector.is_leader(self.clock()):
+                log.warning("not_leader", identity=self.identity, holder=elector.holder)
+                return
+            if elector is None:
+                self.take_over()
+            run_forever(
+                self.healer,
+                interval_s=self.settings.daemon.interval_s,
+                stop=stop,
+                now=self.clock,
+                cycles=1 if once else None,
+                leadership=elector,
+                on_lead=self.take_over,
+                poll_s=min(1.0, self.settings.leader.retry_period_s),
+                backoff_max_s=self.settings.daemon.backoff_max_s,
+            )
+        finally:
+            self.shutdown(lease_stop)
+
+    def shutdown(self, lease_stop: threading.Event) -> None:
+        lease_stop.set()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self.elector is not None:
+            self.elector.release(self.clock())
+        if self.api is not None:
+            self.api.stop()
+        self.store.close()
+        log.info("stopped", identity=self.identity, cycles=self.healer.cycles)
+
+
+def start(
+    settings: Settings,
+    *,
+    serve_api: bool = True,
+    report: Reporter | None = None,
+    clock: Clock = _wall_clock,
+) -> Daemon:
+    """Build the daemon from ``settings``; raises ConfigError naming the setting at fault."""
+    playbooks = load_playbooks(settings.playbooks_dir)
+    api = _kube_client(settings)
+    source = _prometheus(settings)
+    identity = settings.leader.identity or default_identity()
+    sock = bind(settings.api.host, settings.api.port) if serve_api else None
+    try:
+        store = _open_store(settings.store.url, identity=identity)
+    except BaseException:
+        if sock is not None:
+            sock.close()
+        raise
+    actuator: Any = KubeActuator(api)
+    elector = None
+    if settings.leader.enabled:
+        leases = KubeLeases(api, namespace=settings.leader.namespace, name=settings.leader.name)
+        elector = LeaderElector(leases, identity=identity, settings=settings.leader)
+        actuator = LeaderOnlyActuator(actuator, elector, clock=clock)
+    healer = Healer(
+        source=source,
+        detector=build_detector(settings.detector),
+        actuator=actuator,
+        store=store,
+        playbooks=playbooks,
+        settings=settings,
+        report=report or (lambda step: None),
+    )
+    daemon = Daemon(
+        settings, healer, store, source, identity, elector, clock=clock, playbooks=len(playbooks)
+    )
+    if sock is not None:
+        app = create_app(
+            store=store,
+            status=daemon.status,
+            readiness=daemon.readiness,
+            settings=settings,
+            playbooks=playbooks,
+            models_dir=settings.detector.models_dir,
+        )
+        daemon.api = ServerThread(app, sock).start()
+    _probe(settings, api)
+    log.info(
+        "started",
+        identity=identity,
+        mode=str(settings.guards.mode),
+        leader_election=settings.leader.enabled,
+        api=daemon.api.url if daemon.api else None,
+        prometheus=settings.prometheus.url,
+    )
+    return daemon
+
+
+STORE_OPEN_ATTEMPTS = 6
+"""Opening the store is retried with a doubling wait (0.5 s, 1 s, ... 8 s: about 15 s in
+all): replicas starting together on one SQLite file find it locked for a moment, and a
+database server may still be starting. Then start-up fails, naming store.url."""
+
+
+def _open_store(url: str, *, identity: str) -> AuditStore:
+    for attempt in range(STORE_OPEN_ATTEMPTS):
+        try:
+            return AuditStore(url, identity=identity)
+        except StoreError as exc:
+            if attempt == STORE_OPEN_ATTEMPTS - 1:
+                raise StoreError(f"setting store.url: {exc}") from exc
+            log.warning("store_unavailable", setting="store.url", error=str(exc))
+            time.sleep(0.5 * 2**attempt)
+    raise AssertionError("unreachable")
+
+
+def _kube_client(settings: Settings) -> Any:
+    cluster = settings.cluster
+    if cluster.kubeconfig is not None and not cluster.kubeconfig.is_file():
+        raise ConfigError(f"setting cluster.kubeconfig: {cluster.kubeconfig}: no such file")
+    try:
+        return api_client(cluster.kubeconfig, cluster.context)
+    except ConfigError as exc:
+        raise ConfigError(f"setting cluster.kubeconfig: {exc}") from exc
+
+
+def _prometheus(settings: Settings) -> PrometheusSource:
+    url = settings.prometheus.url
+    if not url:
+        raise ConfigError("setting prometheus.url: not set (the Prometheus HTTP API base URL)")
+    parsed = urlparse(url)
+    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+        raise ConfigError(f"setting prometheus.url: {url!r} is not an http(s) URL")
+    return PrometheusSource.from_settings(settings.prometheus)
+
+
+def _probe(settings: Settings, api: Any) -> None:
+    """Say at start-up which dependency is down and which setting points at it."""
+    try:
+        version = server_version(api)
+        log.info("kubernetes_reachable", version=version)
+    except ActionError as exc:
+        log.warning(
+            "dependency_unavailable",
+            setting="cluster.kubeconfig",
+            kubeconfig=str(settings.cluster.kubeconfig or "in-cluster"),
+            error=str(exc),
+        )
+    client = PrometheusClient.from_settings(settings.prometheus)
+    try:
+        end_s = int(datetime.now(UTC).timestamp())
+        client.query_range("vector(1)", start_s=end_s - 60, end_s=end_s, step_s=60)
+        log.info("prometheus_reachable", url=settings.prometheus.url)
+    except HttpFailure as exc:
+        log.warning(
+            "dependency_unavailable",
+            setting="prometheus.url",
+            url=settings.prometheus.url,
+            error=exc.detail,
+        )
+    finally:
+        client.close()

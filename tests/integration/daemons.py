@@ -1,0 +1,123 @@
+"""`healer run` and `healer sim serve` as real processes, for the high-availability tests."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+import httpx
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
+
+
+def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, every_s: float = 0.2) -> T:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = check()
+        if found:
+            return found
+        time.sleep(every_s)
+    raise AssertionError(f"timed out after {timeout_s} s waiting for {what}")
+
+
+@dataclass
+class Process:
+    """A healer command in its own process; its output goes to files, read while it runs."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    out: Path
+    err: Path
+
+    @classmethod
+    def start(cls, name: str, args: list[str], workdir: Path, env: dict[str, str]) -> Process:
+        out, err = workdir / f"{name}.out", workdir / f"{name}.err"
+        environment = {**os.environ, "PYTHONUNBUFFERED": "1", **env}
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            popen = subprocess.Popen(
+                [sys.executable, "-m", "healer.cli", *args],
+                stdout=stdout,
+                stderr=stderr,
+                env=environment,
+                cwd=workdir,
+            )
+        return cls(name, popen, out, err)
+
+    def stdout(self) -> str:
+        return self.out.read_text()
+
+    def stderr(self) -> str:
+        return self.err.read_text()
+
+    def logs(self) -> list[dict[str, Any]]:
+        """The JSON log lines (stderr is not a terminal, so the daemon logs JSON)."""
+        import json
+
+        lines = []
+        for line in self.stderr().splitlines():
+            if line.startswith("{"):
+                lines.append(json.loads(line))
+        return lines
+
+    def api_url(self) -> str:
+        def found() -> str | None:
+            self.check_running()
+            match = re.search(r"API (http://\S+)", self.stdout())
+            return match.group(1) if match else None
+
+        return wait_for(f"{self.name}'s API", found, 60)
+
+    def check_running(self) -> None:
+        if self.popen.poll() is not None:
+            raise AssertionError(
+                f"{self.name} exited with {self.popen.returncode}: {self.stderr()[-3000:]}"
+            )
+
+    def status(self) -> dict[str, Any]:
+        answer = httpx.get(f"{self.api_url()}/api/v1/status", timeout=5)
+        answer.raise_for_status()
+        body: dict[str, Any] = answer.json()
+        return body
+
+    def kill(self) -> None:
+        self.popen.send_signal(signal.SIGKILL)
+        self.popen.wait(timeout=10)
+
+    def terminate(self, timeout_s: float = 30) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+        try:
+            return self.popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            self.popen.kill()
+            self.popen.wait()
+            raise
+
+
+def write_settings(path: Path, settings: dict[str, Any]) -> Path:
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    return path
+
+
+def daemon_settings(workdir: Path, prometheus_url: str, **sections: Any) -> dict[str, Any]:
+    """Settings for a test daemon: one shared store, API on a free port, auto mode."""
+    base: dict[str, Any] = {
+        "guards": {"mode": "auto"},
+        "store": {"url": f"sqlite:///{workdir / 'audit.db'}"},
+        "api": {"host": "127.0.0.1", "port": 0},
+        "prometheus": {"url": prometheus_url, "retries": 0, "timeout_s": 2},
+        "playbooks_dir": str(REPO / "playbooks"),
+    }
+    for key, value in sections.items():
+        base[key] = {**base.get(key, {}), **value}
+    return base

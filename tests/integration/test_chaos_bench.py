@@ -1,0 +1,62 @@
+"""`healer bench chaos` end to end on one scenario and seed: table, JSON records, chart.
+
+The static and healer contenders act through the official client over HTTP against the
+simulated cluster, in worker processes, as the full benchmark does.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from healer.chaos.score import RECORD_FIELDS
+
+REPO = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.integration
+
+
+def test_bad_release_end_to_end(tmp_path: Path) -> None:
+    out, plots = tmp_path / "chaos.json", tmp_path / "plots"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "healer.cli",
+            "bench",
+            "chaos",
+            "--scenarios",
+            "bad-release",
+            "--seeds",
+            "1",
+            "--jobs",
+            "1",
+            "--json",
+            str(out),
+            "--plots",
+            str(plots),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "bad_release shop/cart" in result.stdout
+    assert "healer in auto mode" in result.stdout
+    records = json.loads(out.read_text())
+    assert [r["contender"] for r in records] == ["kubernetes", "static", "healer"]
+    assert all(tuple(r) == RECORD_FIELDS for r in records)
+    by = {r["contender"]: r for r in records}
+    # Kubernetes never rolls back; the threshold rule on errors does, as healer does.
+    assert by["kubernetes"]["action"] is None
+    assert by["kubernetes"]["time_to_heal_s"] is None
+    assert by["static"]["action"] == "rollback"
+    assert by["static"]["time_to_heal_s"] is not None
+    assert by["static"]["time_to_detect_s"] >= 300  # error ratio above 5% for 5 minutes
+    assert by["kubernetes"]["slo_minutes_lost"] > by["static"]["slo_minutes_lost"]
+    assert (plots / "bad-release.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

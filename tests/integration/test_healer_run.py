@@ -1,0 +1,264 @@
+"""`healer run` as it runs beside a real cluster, in real processes and real time.
+
+* End to end: `healer sim serve` is the cluster (the daemons reach it through a
+  kubeconfig, as they would a real one), a real Prometheus scrapes its /metrics every
+  second, and two `healer run` daemons share one audit store and one Lease. The leader
+  heals a bad release by a rollback; then it is SIGKILLed, the other takes over within
+  20 s and finds the incident already handled; a SIGTERM stops it cleanly and releases
+  the Lease.
+* Three daemons with Prometheus down: they start anyway, one leads, it reports not
+  ready naming prometheus.url, the followers are ready; SIGKILL of the leader and
+  another leads within 20 s.
+
+Without the prometheus binary the end-to-end test skips (fails when
+HEALER_REQUIRE_PROMETHEUS=1, as in CI).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from daemons import Process, daemon_settings, wait_for, write_settings
+from kubernetes import client
+from kubernetes import config as kube_config
+from test_prometheus import PrometheusServer, _binary, _free_port
+
+pytestmark = pytest.mark.integration
+
+TAKEOVER_LIMIT_S = 20.0
+
+
+def scenario(start: datetime, *, release_at_s: int) -> dict[str, Any]:
+    """Two services scraped every second in real time; a bad release of cart."""
+    return {
+        "name": "run-e2e",
+        "description": "a bad release of cart, in real time",
+        "start": start.isoformat(),
+        "step_s": 1,
+        "seed": 7,
+        "images": {
+            "shop/cart:1": {"error_ratio": 0.01},
+            "shop/cart:2": {"error_ratio": 0.3, "latency_s": 0.3},
+            "shop/checkout:1": {"error_ratio": 0.01},
+        },
+        "workloads": [
+            {
+                "name": "cart",
+                "namespace": "shop",
+                "replicas": 2,
+                "image": "shop/cart:1",
+                "traffic": {"base_rps": 40, "noise": 0.03},
+            },
+            {
+                "name": "checkout",
+                "namespace": "shop",
+                "replicas": 2,
+                "image": "shop/checkout:1",
+                "traffic": {"base_rps": 30, "noise": 0.03},
+            },
+        ],
+        "events": [
+            {
+                "at_s": release_at_s,
+                "kind": "release",
+                "workload": "shop/cart",
+                "image": "shop/cart:2",
+                "expect": "rollback",
+            }
+        ],
+    }
+
+
+# Wall-clock settings: the loop cycles every 2 s on 1 s scrapes; the detector learns for
+# 30 s (instead of 15 min) and needs 4 s of persistence, so a fault shows within seconds.
+FAST = {
+    "daemon": {"interval_s": 2, "window_s": 600, "verify_stable_s": 10},
+    "detector": {
+        "warmup_s": 30,
+        "persistence_s": 4,
+        "baseline_half_life_s": 120,
+        "spread_half_life_s": 300,
+    },
+}
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[tuple[Process, Path, str]]:
+    start = datetime.now(UTC).replace(microsecond=0)
+    scenario_file = tmp_path / "scenario.yaml"
+    scenario_file.write_text(yaml.safe_dump(scenario(start, release_at_s=75)))
+    port = _free_port()
+    kubeconfig = tmp_path / "kubeconfig"
+    server = Process.start(
+        "sim",
+        [
+            "sim",
+            "serve",
+            "--port",
+            str(port),
+            "--kubeconfig-out",
+            str(kubeconfig),
+            "--scenario",
+            str(scenario_file),
+        ],
+        tmp_path,
+        {},
+    )
+    wait_for("the simulated cluster", lambda: kubeconfig.exists() and "API" in server.stdout(), 60)
+    yield server, kubeconfig, f"127.0.0.1:{port}"
+    server.terminate()
+
+
+def lease_holder(kubeconfig: Path) -> str:
+    api = kube_config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        lease = client.CoordinationV1Api(api).read_namespaced_lease("healer", "healer")
+        return str(lease.spec.holder_identity or "")
+    except client.exceptions.ApiException as exc:
+        if exc.status == 404:
+            return ""
+        raise
+    finally:
+        api.close()
+
+
+def healer_events(kubeconfig: Path) -> list[str]:
+    api = kube_config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        events = client.CoreV1Api(api).list_namespaced_event("shop").items
+        return [e.reason for e in events if (e.reason or "").startswith("Healer")]
+    finally:
+        api.close()
+
+
+def start_daemons(
+    count: int, tmp_path: Path, kubeconfig: Path, settings: dict[str, Any]
+) -> list[Process]:
+    config = write_settings(tmp_path / "healer.yaml", settings)
+    return [
+        Process.start(
+            f"healer-{i}",
+            ["run", "--config", str(config), "--kubeconfig", str(kubeconfig)],
+            tmp_path,
+            {"HEALER_LEADER__IDENTITY": f"healer-{i}"},
+        )
+        for i in range(count)
+    ]
+
+
+def takeover_after_kill(daemons: list[Process], kubeconfig: Path) -> tuple[Process, float]:
+    """SIGKILL the Lease holder; returns the daemon that took over and how long it took."""
+    import time
+
+    holder = wait_for("a leader", lambda: lease_holder(kubeconfig), 60)
+    leader = next(d for d in daemons if d.name == holder)
+    leader.kill()
+    killed = time.monotonic()
+    new = wait_for(
+        "another leader",
+        lambda: h if (h := lease_holder(kubeconfig)) and h != holder else None,
+        60,
+    )
+    took_s = time.monotonic() - killed
+    return next(d for d in daemons if d.name == new), took_s
+
+
+def test_two_daemons_heal_through_prometheus_and_hand_over_on_sigkill(
+    sim: tuple[Process, Path, str], tmp_path: Path
+) -> None:
+    _binary("prometheus")
+    _, kubeconfig, target = sim
+    prometheus = PrometheusServer.start(
+        tmp_path, targets=[target], data_dir=tmp_path / "prometheus", interval_s=1.0
+    )
+    daemons: list[Process] = []
+    try:
+        settings = daemon_settings(
+            tmp_path, prometheus.url, prometheus={"step_s": 1, "rate_window_s": 4}, **FAST
+        )
+        daemons = start_daemons(2, tmp_path, kubeconfig, settings)
+        urls = {d.name: d.api_url() for d in daemons}
+
+        def healed() -> dict[str, Any] | None:
+            for d in daemons:
+                d.check_running()
+            page = httpx.get(f"{urls['healer-1']}/api/v1/incidents", timeout=5).json()
+            done = [i for i in page["items"] if i["outcome"] is not None]
+            return done[0] if done else None
+
+        incident = wait_for("the bad release to be healed", healed, 240, every_s=1)
+        assert incident["workload"]["name"] == "cart", incident
+        assert incident["cause"] == "bad_release", incident
+        assert incident["action"] == "rollback" and incident["outcome"] == "healed", incident
+        assert healer_events(kubeconfig) == ["HealerRollback"]
+        statuses = {d.name: d.status() for d in daemons}
+        assert sum(bool(s["leader"]) for s in statuses.values()) == 1, statuses
+
+        successor, took_s = takeover_after_kill(daemons, kubeconfig)
+        print(f"takeover after SIGKILL of the leader: {took_s:.1f} s")
+        assert took_s <= TAKEOVER_LIMIT_S
+        wait_for("the successor to lead", lambda: successor.status()["leader"], 10)
+        # The successor cycles on; the rolled-back workload is quiet: nothing is redone.
+        cycles = successor.status()["cycles"]
+        wait_for("a few cycles", lambda: successor.status()["cycles"] >= cycles + 3, 60)
+        assert healer_events(kubeconfig) == ["HealerRollback"]
+        page = httpx.get(f"{successor.api_url()}/api/v1/incidents", timeout=5).json()
+        assert [i["action"] for i in page["items"]].count("rollback") == 1
+
+        assert successor.terminate() == 0, successor.stderr()[-2000:]
+        assert "stopped after" in successor.stdout()
+        assert lease_holder(kubeconfig) == ""  # released on SIGTERM
+        assert any(line.get("event") == "leadership_released" for line in successor.logs())
+    finally:
+        for d in daemons:
+            if d.popen.poll() is None:
+                d.popen.kill()
+                d.popen.wait()
+        prometheus.stop()
+
+
+def test_three_daemons_with_prometheus_down_start_one_leads_and_hands_over(
+    sim: tuple[Process, Path, str], tmp_path: Path
+) -> None:
+    _, kubeconfig, _ = sim
+    unreachable = f"http://127.0.0.1:{_free_port()}"
+    settings = daemon_settings(tmp_path, unreachable, daemon={"interval_s": 2})
+    daemons = start_daemons(3, tmp_path, kubeconfig, settings)
+    try:
+        urls = {d.name: d.api_url() for d in daemons}
+        holder = wait_for("a leader", lambda: lease_holder(kubeconfig), 60)
+
+        def readiness(name: str) -> tuple[int, dict[str, Any]]:
+            answer = httpx.get(f"{urls[name]}/readyz", timeout=5)
+            return answer.status_code, answer.json()
+
+        code, body = wait_for(
+            "the leader's readiness to name prometheus.url",
+            lambda: r if "prometheus.url" in str((r := readiness(holder))[1]) else None,
+            30,
+        )
+        assert code == 503 and body["status"] == "not ready", body
+        for name in urls:
+            if name != holder:
+                assert readiness(name)[0] == 200, readiness(name)
+        leader = next(d for d in daemons if d.name == holder)
+        warnings = [x for x in leader.logs() if x.get("event") == "dependency_unavailable"]
+        assert [w["setting"] for w in warnings] == ["prometheus.url"]
+
+        _, took_s = takeover_after_kill(daemons, kubeconfig)
+        print(f"takeover after SIGKILL of the leader: {took_s:.1f} s")
+        assert took_s <= TAKEOVER_LIMIT_S
+        for d in daemons:
+            if d is not leader:
+                d.check_running()
+    finally:
+        for d in daemons:
+            if d.popen.poll() is None:
+                d.popen.kill()
+                d.popen.wait()

@@ -1,0 +1,40 @@
+"""The benchmark's cluster: autoscalers everywhere, and the ground truth it records."""
+
+from __future__ import annotations
+
+from healer.chaos.contenders import HPA_MAX_FACTOR, build_cluster, run_contender
+from healer.config import load_settings
+from healer.sim.scenario import load_scenario
+
+
+def test_every_deployment_gets_an_autoscaler() -> None:
+    scenario = load_scenario("cpu-hog")
+    cluster = build_cluster(scenario)
+    hpas = {
+        h["metadata"]["name"]: h["spec"] for h in cluster.store.list("horizontalpodautoscalers")
+    }
+    assert set(hpas) == {w.name for w in scenario.workloads}
+    assert hpas["recommend"]["minReplicas"] == 3
+    assert hpas["recommend"]["maxReplicas"] == 3 * HPA_MAX_FACTOR
+
+
+def test_the_cause_of_a_cpu_hog_stays_until_its_containers_restart() -> None:
+    scenario = load_scenario("cpu-hog")
+    cluster = build_cluster(scenario)
+    fault = next(i for i, e in enumerate(scenario.events) if e.kind == "cpu_hog")
+    cluster.advance(scenario.events[fault].at_s + 300)
+    present = cluster.cause_present[fault]
+    assert not any(present[:100]) and all(present[-10:])
+    patch = {"spec": {"template": {"metadata": {"annotations": {"restarted": "now"}}}}}
+    cluster.patch_deployment("shop", "recommend", patch, "application/strategic-merge-patch+json")
+    cluster.advance(600)
+    assert not present[-1]
+
+
+def test_kubernetes_alone_lets_a_leak_end_in_oom_kills() -> None:
+    scenario = load_scenario("memory-leak")
+    trace = run_contender("kubernetes", scenario, duration_s=6000, settings=load_settings(None))
+    assert {w for _, w in trace.oom_kills} == {"shop/orders"}
+    assert len(trace.oom_kills) == 3  # each of the three containers, once
+    assert trace.noticed == []
+    assert trace.values.shape == (2, 7, 400)

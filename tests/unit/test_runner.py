@@ -1,0 +1,81 @@
+"""What a replica's /readyz says: a follower needs the Lease, the leader fresh metrics too."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from test_leader import FakeLeases
+
+from healer.audit.store import AuditStore
+from healer.config import load_settings
+from healer.daemon import Healer
+from healer.detect.streaming import StreamingDetector
+from healer.leader import LeaderElector
+from healer.runner import Daemon
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def replicas(tmp_path: Path) -> Iterator[tuple[FakeLeases, Daemon, Daemon, list[datetime]]]:
+    settings = load_settings(None, prometheus={"url": "http://prometheus.test:9090"})
+    leases, clock = FakeLeases(), [T0]
+    daemons = []
+    for name in ("a", "b"):
+        store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+        elector = LeaderElector(leases, identity=name, settings=settings.leader)
+        healer = Healer(
+            source=None,  # type: ignore[arg-type]  # never fetched here
+            detector=StreamingDetector(settings.detector),
+            actuator=None,  # type: ignore[arg-type]  # never called here
+            store=store,
+            playbooks=(),
+            settings=settings,
+        )
+        daemons.append(
+            Daemon(settings, healer, store, None, name, elector, clock=lambda: clock[0])  # type: ignore[arg-type]  # no source needed
+        )
+    yield leases, daemons[0], daemons[1], clock
+    for daemon in daemons:
+        daemon.store.close()
+
+
+def test_before_the_first_attempt_nobody_is_ready(
+    replicas: tuple[FakeLeases, Daemon, Daemon, list[datetime]],
+) -> None:
+    _, a, _, _ = replicas
+    assert a.readiness() == ["leader election has not completed yet"]
+
+
+def test_the_follower_is_ready_the_leader_waits_for_metrics(
+    replicas: tuple[FakeLeases, Daemon, Daemon, list[datetime]],
+) -> None:
+    _, a, b, _ = replicas
+    assert a.elector is not None and b.elector is not None
+    a.elector.tick(T0)
+    b.elector.tick(T0)
+    assert b.readiness() == []
+    assert a.readiness() == ["no cycle with metrics yet"]
+    a.healer.last_error = "connection refused"
+    assert a.readiness()[0] == (
+        "metrics unavailable: connection refused (prometheus.url http://prometheus.test:9090)"
+    )
+    assert a.status()["leader"] is True and b.status()["holder"] == "a"
+
+
+def test_a_kubernetes_api_outage_makes_every_replica_unready(
+    replicas: tuple[FakeLeases, Daemon, Daemon, list[datetime]],
+) -> None:
+    leases, a, b, clock = replicas
+    assert a.elector is not None and b.elector is not None
+    a.elector.tick(T0)
+    b.elector.tick(T0)
+    leases.down = True
+    clock[0] = T0 + timedelta(seconds=2)
+    a.elector.tick(clock[0])
+    b.elector.tick(clock[0])
+    for daemon in (a, b):
+        assert any("Kubernetes API unavailable" in r for r in daemon.readiness())
