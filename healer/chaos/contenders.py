@@ -168,6 +168,9 @@ class RecordingActuator:
         self.done.append(record)
         return record
 
+    def already_applied(self, intent: ActionRecord) -> bool:
+        return self.inner.already_applied(intent)
+
 
 def _drive(
     cluster: Cluster, duration_s: float, interval_s: float, cycle: Callable[[datetime], Any]
