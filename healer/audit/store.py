@@ -299,6 +299,7 @@ class AuditStore:
                 actor=self.identity,
             )
             _fill_action(target, action, data)
+            target.actor = self.identity  # the daemon that took it, not the one that asked
             session.add(target)
             session.flush()
             return target.id

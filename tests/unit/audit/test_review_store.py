@@ -127,6 +127,25 @@ def test_every_step_names_the_daemon_that_wrote_it(tmp_path: Path) -> None:
     store.close()
 
 
+def test_an_approved_action_names_the_daemon_that_took_it(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    first, second = AuditStore(url, identity="healer-0"), AuditStore(url, identity="healer-1")
+    iid, action_id = pending(first)
+    first.approve_action(action_id, by="olga", reason="fine", at=at(20))
+    for status in (ActionStatus.INTENDED, ActionStatus.SUCCEEDED):
+        record = ActionRecord(ActionKind.RESTART, CART, {"verb": "PATCH"}, status, at(30), at(31))
+        assert second.record_action(iid, record) == action_id
+    view = second.get_action(action_id)
+    assert view is not None
+    assert (view.status, view.reviewed_by, view.actor) == (
+        ActionStatus.SUCCEEDED,
+        "olga",
+        "healer-1",
+    )
+    first.close()
+    second.close()
+
+
 def test_the_default_identity_is_host_and_pid(store: AuditStore) -> None:
     import os
 
