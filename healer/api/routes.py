@@ -193,7 +193,9 @@ def get_status(
 ) -> DaemonStatus:
     """The daemon: leader, mode, last cycle and its duration, and the guards' state."""
     daemon: JsonObject = dict(status()) if status is not None else {}
-    daemon.setdefault("leader", store.identity if status is not None else None)
+    if status is not None and "leader" not in daemon:  # no election: this daemon acts
+        daemon.update(leader=store.identity, is_leader=True)
+    daemon.setdefault("leader", None)
     daemon.setdefault("mode", str(ctx.guards.mode))
     daemon.setdefault("cycles", 0)
     daemon.setdefault("last_cycle", None)

@@ -94,6 +94,12 @@ def test_status_without_a_daemon_has_no_leader(store: AuditStore) -> None:
     assert (status["leader"], status["cycles"], status["last_cycle"]) == (None, 0, None)
 
 
+def test_a_daemon_without_election_is_the_leader(store: AuditStore) -> None:
+    with app_for(store, status=lambda: {"cycles": 3}) as client:
+        status = get(client, "/api/v1/status")
+    assert (status["leader"], status["is_leader"]) == (store.identity, True)
+
+
 def test_list_items_carry_the_summary(client: TestClient, store: AuditStore) -> None:
     iid = resolved_incident(store)
     page = get(client, "/api/v1/incidents")
