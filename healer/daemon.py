@@ -59,6 +59,7 @@ from healer.types import (
     Diagnosis,
     Finding,
     Frame,
+    Incident,
     JsonObject,
     Mode,
     Outcome,
@@ -590,6 +591,7 @@ class Healer:
             anomalous_workloads=detection.anomalous_count,
             watched_workloads=len(detection.workloads),
             now=now,
+            chain_to=self._approved_chain_step(incident),
         )
         if plan is not None and plan.mode == Mode.APPROVAL:
             plan = replace(plan, mode=Mode.AUTO)
@@ -600,6 +602,20 @@ class Healer:
             self._block_approved(track, f"blocked by {why}", now, action=incident.action)
             return
         self._act(track, plan, now)
+
+    def _approved_chain_step(self, incident: Incident) -> Playbook | None:
+        """The approved plan's playbook when it continues an ``on_failure`` chain (an
+        action of the incident was taken before it), so it is planned as the chain did."""
+        detail = self.store.get_incident(incident.id)
+        taken = detail is not None and any(
+            a.status is ActionStatus.SUCCEEDED for a in detail.actions
+        )
+        if not taken or incident.plan is None:
+            return None
+        try:
+            return find_playbook(self.playbooks, incident.plan.playbook)
+        except KeyError:  # the playbook is gone since: plan afresh
+            return None
 
     def _block_approved(
         self, track: Tracked, why: str, now: datetime, action: ActionRecord | None = None

@@ -408,6 +408,24 @@ def test_an_approved_action_a_guard_now_blocks_is_not_taken(tmp_path: Path) -> N
         assert detail is not None and detail.summary.outcome == OutcomeKind.ESCALATED
 
 
+def test_an_approved_chain_step_is_taken_as_the_chain_planned_it(tmp_path: Path) -> None:
+    for loop in approval_loop(tmp_path):
+        first = pending(loop)
+        loop.store.approve_action(first, by="olga", reason="go", at=loop.now)
+        loop.run(cycles=12)  # taken, then not healed past its 300 s: the chain asks again
+        [second] = loop.store.actions(status=ActionStatus.PENDING_APPROVAL)
+        loop.store.approve_action(second.id, by="olga", reason="again", at=loop.now)
+        loop.run()
+        assert [(p.playbook, p.mode) for p in loop.actuator.applied] == [
+            ("scale-up-on-overload", Mode.APPROVAL),
+            ("scale-up-on-overload", Mode.AUTO),
+            ("scale-up-again", Mode.APPROVAL),
+            ("scale-up-again", Mode.AUTO),
+        ]
+        done = loop.store.get_action(second.id)
+        assert done is not None and done.status == ActionStatus.SUCCEEDED, done
+
+
 def test_a_rejected_action_is_never_taken(tmp_path: Path) -> None:
     for loop in approval_loop(tmp_path):
         action_id = pending(loop)
