@@ -215,7 +215,9 @@ def _guard_state(store: AuditStore, guards: GuardSettings, now: datetime) -> Gua
         max_actions_per_window=guards.max_actions_per_window,
         window_s=guards.rate_limit_window_s,
         cooling_down=cooling,
-        pending_approval=len(store.actions(status=ActionStatus.PENDING_APPROVAL)),
+        pending_approval=sum(
+            n for (_, s), n in store.action_counts().items() if s is ActionStatus.PENDING_APPROVAL
+        ),
         approved_waiting=len(store.approved_actions()),
     )
 

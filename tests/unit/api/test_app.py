@@ -100,6 +100,26 @@ def test_a_daemon_without_election_is_the_leader(store: AuditStore) -> None:
     assert (status["leader"], status["is_leader"]) == (store.identity, True)
 
 
+def test_status_counts_every_pending_action(tmp_path: Path) -> None:
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    iid = store.open_incident(finding())
+    record = ActionRecord(
+        ActionKind.ROLLBACK, CART, {}, ActionStatus.PENDING_APPROVAL, at(10), at(10)
+    )
+    store.record_action(iid, record)
+    with sqlite3.connect(tmp_path / "audit.db") as raw:
+        columns = ", ".join(c[1] for c in raw.execute("PRAGMA table_info(actions)") if c[1] != "id")
+        for _ in range(10):  # 1024 rows
+            raw.execute(f"INSERT INTO actions ({columns}) SELECT {columns} FROM actions")
+    raw.close()
+    try:
+        with app_for(store, status=lambda: {"cycles": 1}) as client:
+            status = get(client, "/api/v1/status")
+        assert status["guards"]["pending_approval"] == 1024
+    finally:
+        store.close()
+
+
 def test_list_items_carry_the_summary(client: TestClient, store: AuditStore) -> None:
     iid = resolved_incident(store)
     page = get(client, "/api/v1/incidents")
