@@ -1,0 +1,99 @@
+"""The incident list's page cache: served while nothing changed, never after a write."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from fastapi.testclient import TestClient
+
+from healer.api.listing import PageCache
+from healer.audit import AuditStore
+from healer.types import ActionKind, ActionRecord, ActionStatus
+from tests.unit.api.test_app import CART, LEDGER, app_for, at, finding
+
+
+@pytest.fixture
+def client(store: AuditStore) -> Iterator[TestClient]:
+    with app_for(store) as c:
+        yield c
+
+
+def ids(client: TestClient, **params: str) -> list[int]:
+    response = client.get("/api/v1/incidents", params=params)
+    assert response.status_code == 200, response.text
+    return [item["id"] for item in response.json()["items"]]
+
+
+def test_a_new_incident_is_listed_at_once(client: TestClient, store: AuditStore) -> None:
+    first = store.open_incident(finding())
+    assert ids(client) == [first]
+    assert ids(client) == [first]  # now kept
+    second = store.open_incident(finding(LEDGER))
+    assert ids(client) == [second, first]
+
+
+def test_a_changed_incident_is_listed_changed(client: TestClient, store: AuditStore) -> None:
+    iid = store.open_incident(finding())
+    page = client.get("/api/v1/incidents").json()
+    assert page["items"][0]["action"] is None  # now kept
+    record = ActionRecord(ActionKind.RESTART, CART, {}, ActionStatus.SUCCEEDED, at(1), at(2))
+    store.record_action(iid, record)
+    page = client.get("/api/v1/incidents").json()
+    assert (page["items"][0]["action"], page["items"][0]["action_status"]) == (
+        "restart",
+        "succeeded",
+    )
+
+
+def test_pages_of_other_queries_are_not_mixed_up(client: TestClient, store: AuditStore) -> None:
+    cart, ledger = store.open_incident(finding()), store.open_incident(finding(LEDGER))
+    assert ids(client, namespace="shop") == [cart]
+    assert ids(client, namespace="bank") == [ledger]
+    assert ids(client, namespace="shop") == [cart]
+
+
+def test_a_tampered_cursor_is_refused_even_after_the_real_one_was_kept(
+    client: TestClient, store: AuditStore
+) -> None:
+    for i in range(3):
+        store.open_incident(finding(t=i))
+    cursor = client.get("/api/v1/incidents", params={"limit": 1}).json()["next_cursor"]
+    assert client.get("/api/v1/incidents", params={"cursor": cursor}).status_code == 200
+    answer = client.get("/api/v1/incidents", params={"cursor": cursor[:-2] + "AA"})
+    assert answer.status_code == 400
+    assert "cursor" in answer.json()["detail"]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_page_is_kept_for_one_write_count_and_its_ttl() -> None:
+    clock = Clock()
+    cache = PageCache(ttl_s=1.0, clock=clock)
+    cache.put("q", b"page", write_count=7)
+    assert cache.get("q", write_count=7) == b"page"
+    assert cache.get("other", write_count=7) is None
+    assert cache.get("q", write_count=8) is None
+    clock.now += 1.0
+    assert cache.get("q", write_count=7) is None
+
+
+def test_a_full_cache_starts_over() -> None:
+    cache = PageCache(max_pages=2)
+    for key in ("a", "b", "c"):
+        cache.put(key, key.encode(), write_count=0)
+    assert [cache.get(k, write_count=0) for k in ("a", "b", "c")] == [None, None, b"c"]
+
+
+def test_the_store_counts_its_writes(store: AuditStore) -> None:
+    before = store.write_count
+    store.list_incidents()
+    assert store.write_count == before
+    store.open_incident(finding())
+    assert store.write_count > before
