@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
 from fastapi.concurrency import run_in_threadpool
 from pydantic import AfterValidator, AwareDatetime, JsonValue
@@ -24,6 +24,7 @@ from pydantic import AfterValidator, AwareDatetime, JsonValue
 from healer.api.auth import Operator, Viewer
 from healer.api.cursor import BadCursor
 from healer.api.deps import AppContext, ClockDep, ContextDep, StatusDep, StoreDep
+from healer.api.listing import query_key
 from healer.api.schemas import (
     ActionList,
     ActionOut,
@@ -73,6 +74,7 @@ Name = Annotated[str | None, Query(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.
 @router.get("/incidents", response_model=IncidentPage)
 async def list_incidents(
     _: Viewer,
+    request: Request,
     store: StoreDep,
     ctx: ContextDep,
     status: IncidentStatus | None = None,
@@ -87,9 +89,9 @@ async def list_incidents(
     ] = None,
 ) -> Response:
     """Incidents newest first, filtered, one page at a time (keyset pagination on id)."""
-    # async: a page kept in ctx.pages is answered on the event loop; only a page not
-    # kept goes to the thread pool to read the store (listing.py).
-    key = (status, namespace, workload, cause, since, until, limit, cursor)
+    # A kept page is mostly answered by PageCacheMiddleware before this route runs;
+    # async, so that only a page not kept goes to the thread pool (listing.py).
+    key = query_key(request.scope)
     written = store.write_count  # read before the query: see PageCache.put
     body = ctx.pages.get(key, write_count=written)
     if body is None:

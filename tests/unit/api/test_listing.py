@@ -97,3 +97,26 @@ def test_the_store_counts_its_writes(store: AuditStore) -> None:
     assert store.write_count == before
     store.open_incident(finding())
     assert store.write_count > before
+
+
+def test_a_kept_page_still_needs_a_valid_token(client: TestClient, store: AuditStore) -> None:
+    store.open_incident(finding())
+    assert client.get("/api/v1/incidents?limit=5").status_code == 200  # now kept
+    for headers in (
+        {"Authorization": ""},
+        {"Authorization": "Bearer not-a-token"},
+        {"Authorization": "Basic dmlld2VyLXRva2Vu"},
+    ):
+        answer = client.get("/api/v1/incidents?limit=5", headers=headers)
+        assert answer.status_code == 401, headers
+        assert answer.headers["www-authenticate"] == "Bearer"
+
+
+def test_a_kept_page_is_the_page_the_route_answered(client: TestClient, store: AuditStore) -> None:
+    for i in range(3):
+        store.open_incident(finding(t=i))
+    first = client.get("/api/v1/incidents?limit=2")
+    kept = client.get("/api/v1/incidents?limit=2")
+    assert kept.content == first.content
+    assert kept.headers["content-type"] == first.headers["content-type"] == "application/json"
+    assert client.post("/api/v1/incidents?limit=2").status_code == 405
