@@ -21,9 +21,10 @@ which bounds how stale such a replica's list can be.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -61,6 +62,7 @@ class PageCache:
         self._clock = clock
         self._pages: dict[Hashable, tuple[int, float, bytes]] = {}
         self._lock = threading.Lock()
+        self._loading: dict[tuple[Hashable, int], asyncio.Task[bytes]] = {}
 
     def get(self, key: Hashable, *, write_count: int) -> bytes | None:
         """The page kept for ``key`` if nothing was written since and it is fresh."""
@@ -79,6 +81,36 @@ class PageCache:
             if len(self._pages) >= self._max_pages:
                 self._pages.clear()
             self._pages[key] = (write_count, self._clock() + self._ttl_s, body)
+
+    async def get_or_load(
+        self, key: Hashable, *, write_count: int, load: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        """The kept page, or the one ``load`` makes, loaded once for all the requests
+        that ask for it meanwhile: when a page expires under a hundred clients, one
+        store read answers them all instead of a hundred reads queueing for the thread
+        pool (which showed as p99 of hundreds of milliseconds).
+
+        Call from one event loop (the server's); ``load`` runs as a task of its own, so
+        a request that goes away does not cancel it for the others.
+        """
+        body = self.get(key, write_count=write_count)
+        if body is not None:
+            return body
+        loading = self._loading.get((key, write_count))
+        if loading is None:
+            loading = asyncio.ensure_future(self._load(key, write_count, load))
+            self._loading[key, write_count] = loading
+        return await asyncio.shield(loading)
+
+    async def _load(
+        self, key: Hashable, write_count: int, load: Callable[[], Awaitable[bytes]]
+    ) -> bytes:
+        try:
+            body = await load()
+            self.put(key, body, write_count=write_count)
+            return body
+        finally:
+            del self._loading[key, write_count]
 
 
 class PageCacheMiddleware:

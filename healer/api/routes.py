@@ -92,16 +92,17 @@ async def list_incidents(
     # A kept page is mostly answered by PageCacheMiddleware before this route runs;
     # async, so that only a page not kept goes to the thread pool (listing.py).
     key = query_key(request.scope)
-    written = store.write_count  # read before the query: see PageCache.put
-    body = ctx.pages.get(key, write_count=written)
-    if body is None:
-        try:
-            before = ctx.cursors.load(cursor) if cursor is not None else None
-        except BadCursor as exc:
-            raise HTTPException(400, detail=f"cursor: {exc}") from exc
-        filters = IncidentFilters(status, namespace, workload, cause, since, until)
-        body = await run_in_threadpool(_incident_page, store, ctx, filters, limit, before)
-        ctx.pages.put(key, body, write_count=written)
+    try:
+        before = ctx.cursors.load(cursor) if cursor is not None else None
+    except BadCursor as exc:
+        raise HTTPException(400, detail=f"cursor: {exc}") from exc
+    filters = IncidentFilters(status, namespace, workload, cause, since, until)
+
+    async def load() -> bytes:
+        return await run_in_threadpool(_incident_page, store, ctx, filters, limit, before)
+
+    # The count is read before the query: see PageCache.put.
+    body = await ctx.pages.get_or_load(key, write_count=store.write_count, load=load)
     return Response(body, media_type="application/json")
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,7 @@ from fastapi.testclient import TestClient
 
 from healer.api.listing import PageCache
 from healer.audit import AuditStore
+from healer.errors import StoreError
 from healer.types import ActionKind, ActionRecord, ActionStatus
 from tests.unit.api.test_app import CART, LEDGER, app_for, at, finding
 
@@ -120,3 +122,37 @@ def test_a_kept_page_is_the_page_the_route_answered(client: TestClient, store: A
     assert kept.content == first.content
     assert kept.headers["content-type"] == first.headers["content-type"] == "application/json"
     assert client.post("/api/v1/incidents?limit=2").status_code == 405
+
+
+def test_concurrent_requests_for_a_page_not_kept_load_it_once() -> None:
+    cache = PageCache()
+    loads: list[int] = []
+
+    async def load() -> bytes:
+        loads.append(1)
+        await asyncio.sleep(0.01)
+        return b"page"
+
+    async def many() -> list[bytes]:
+        asking = (cache.get_or_load("q", write_count=3, load=load) for _ in range(20))
+        return await asyncio.gather(*asking)
+
+    assert asyncio.run(many()) == [b"page"] * 20
+    assert len(loads) == 1
+    assert asyncio.run(cache.get_or_load("q", write_count=4, load=load)) == b"page"
+    assert len(loads) == 2  # a write in between: read again
+
+
+def test_a_failed_load_reaches_every_waiter_and_is_not_kept() -> None:
+    cache = PageCache()
+
+    async def fail() -> bytes:
+        await asyncio.sleep(0.01)
+        raise StoreError("cannot list incidents: disk I/O error")
+
+    async def many() -> list[BaseException | bytes]:
+        asking = (cache.get_or_load("q", write_count=0, load=fail) for _ in range(3))
+        return await asyncio.gather(*asking, return_exceptions=True)
+
+    assert all(isinstance(r, StoreError) for r in asyncio.run(many()))
+    assert cache.get("q", write_count=0) is None
