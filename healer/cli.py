@@ -513,6 +513,36 @@ def _print_collect(
         typer.echo(f"  {name:<14}{row['gap_share']:>8.1%}{row['query_seconds']:>10.3f}")
 
 
+@app.command("train-diagnoser")
+def train_diagnoser(
+    out: Annotated[Path, typer.Argument(help="Where to write the skops file (card beside).")],
+    scenarios: Annotated[
+        str, typer.Option(help="Comma-separated scenarios whose ground truth to learn.")
+    ] = "memory-leak,overload,bad-release,crash-loop,cpu-hog,benign-day,default,storm",
+    seeds: Annotated[int, typer.Option(min=1, help="Runs of each scenario.")] = 2,
+    hours: Annotated[float, typer.Option(min=0.5, help="Cluster time per run.")] = 2.5,
+    playbooks_dir: Annotated[Path, typer.Option(help="Playbooks the runs load.")] = Path(
+        "playbooks"
+    ),
+) -> None:
+    """Train the learned diagnoser on the simulator's ground truth; point
+    ``diagnosis_model`` at the file to use it."""
+    from collections import Counter
+
+    from healer.diagnose.learned import LearnedDiagnoser
+    from healer.groundtruth import examples_from_scenarios
+    from healer.logs import configure
+
+    configure(level="warning")
+    names = [name.strip() for name in scenarios.split(",") if name.strip()]
+    examples = examples_from_scenarios(
+        names, hours=hours, playbooks_dir=playbooks_dir, seeds=range(seeds)
+    )
+    card = LearnedDiagnoser().fit(examples).save(out)
+    counts = Counter(str(e.cause) for e in examples)
+    typer.echo(f"{len(examples)} labelled diagnoses {dict(counts)} -> {out} ({card.name})")
+
+
 @bench_app.command("chaos")
 def bench_chaos(
     scenarios: Annotated[

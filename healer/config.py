@@ -61,15 +61,15 @@ class GuardSettings(_Section):
     """Global mode. The most cautious of this, the playbook's and the workload's mode wins
     (dry_run over approval over auto). dry_run by default: nothing changes in the cluster
     until an operator opts in."""
-    cooldown_s: float = 900.0
+    cooldown_s: float = 600.0
     """No second action on the same workload within this time."""
-    rate_limit_window_s: float = 3600.0
+    rate_limit_window_s: float = 600.0
     """Window of the cluster-wide action rate limit."""
     max_actions_per_window: int = 10
     """Cluster-wide cap on actions within ``rate_limit_window_s``."""
     max_in_flight: int = 3
     """Actions whose outcome is not yet verified, at most."""
-    anomaly_brake_share: float = 0.5
+    anomaly_brake_share: float = 0.3
     """When more than this share of workloads is anomalous at once, the cause is upstream
     or in monitoring: hold all actions and escalate."""
     anomaly_brake_min_workloads: int = 4
@@ -82,6 +82,15 @@ class GuardSettings(_Section):
     """Scale never goes below this."""
     max_replicas: int = 50
     """Scale never goes above this."""
+    max_scale_factor: float = Field(default=2.0, gt=1.0)
+    """One scale action at most multiplies the replicas by this (a playbook may ask for
+    less): a wrong diagnosis cannot blow up the cluster's capacity in one step."""
+    flip_back_window_s: float = 3600.0
+    """No second rollback of a workload within this time: rolling back a rollback
+    returns to the revision that was just judged bad (the flip-back trap)."""
+    gitops_mode: Mode = Mode.APPROVAL
+    """Mode for workloads managed by Argo CD or Flux: their next sync would revert an
+    in-cluster change, so a person applies it through the repository."""
 
 
 class DaemonSettings(_Section):
@@ -124,6 +133,20 @@ class LeaderSettings(_Section):
         if not self.retry_period_s < self.renew_deadline_s:
             raise ValueError("retry_period_s must be shorter than renew_deadline_s")
         return self
+
+
+class EscalationSettings(_Section):
+    webhook_urls: tuple[str, ...] = ()
+    """Receivers of a generic JSON body for each escalated incident (a pager bridge, a
+    ticketing hook)."""
+    slack_webhook_urls: tuple[str, ...] = ()
+    """Receivers of a Slack-compatible body (``text`` and ``blocks``)."""
+    timeout_s: float = Field(default=5.0, gt=0)
+    """Per-request timeout of a webhook delivery."""
+    retries: int = Field(default=2, ge=0, le=10)
+    """Extra attempts after a network error, a 429 or a 5xx answer."""
+    backoff_s: float = Field(default=0.5, ge=0)
+    """Wait before the first retry; it doubles on each further retry."""
 
 
 class ClusterSettings(_Section):
@@ -231,6 +254,7 @@ class Settings(BaseSettings):
     detector: DetectorSettings = DetectorSettings()
     guards: GuardSettings = GuardSettings()
     daemon: DaemonSettings = DaemonSettings()
+    escalation: EscalationSettings = EscalationSettings()
     cluster: ClusterSettings = ClusterSettings()
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
@@ -238,6 +262,9 @@ class Settings(BaseSettings):
     leader: LeaderSettings = LeaderSettings()
     playbooks_dir: Path = Path("playbooks")
     """Directory of playbook YAML files, validated at start-up."""
+    diagnosis_model: Path | None = None
+    """A learned diagnoser (skops file beside its JSON card), used for the causes it has
+    enough labelled history of; the rules diagnose the rest. None: rules only."""
 
     @classmethod
     def settings_customise_sources(

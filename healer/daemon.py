@@ -11,6 +11,17 @@ findings for that workload join it instead of opening new ones, so a workload th
 anomalous is acted on once, not once per cycle. After its outcome, an incident is still
 watched until the workload has been quiet for ``verify_stable_s``; only then can a new
 incident open for that workload.
+
+Remediation is verified against the playbook: healed once the rollout completed, the
+workload is quiet and the playbook's ``verify.signals`` are back at their baseline
+(less than ``BASELINE_SIGMA`` spreads on their harmful side) for ``verify_stable_s``;
+not healed after its ``verify.within_s``, when the playbook's ``on_failure`` names the
+next playbook to try (without its cooldown, with every other guard) or escalates.
+Escalations go to the configured webhooks.
+
+An action is recorded as intended before its request is sent and as done after. A
+restarted daemon that finds an intent without its end reads the cluster first: done
+means verify it, not done means plan afresh; it is never sent twice blindly.
 """
 
 from __future__ import annotations
@@ -30,9 +41,12 @@ from healer.act.verify import verify
 from healer.audit.store import AuditStore
 from healer.collect.source import MetricsSource
 from healer.config import Settings
-from healer.decide import Playbook
+from healer.decide import Playbook, find_playbook
+from healer.decide.escalation import Escalation, WebhookNotifier
+from healer.decide.playbooks import ESCALATE
+from healer.detect.signals import POLARITY
 from healer.detect.streaming import Detection
-from healer.diagnose.rules import explain
+from healer.diagnose.learned import Diagnose, LearnedDiagnoser, diagnoser
 from healer.errors import (
     CollectError,
     HealerError,
@@ -56,6 +70,10 @@ from healer.types import (
 
 log = structlog.get_logger("healer.daemon")
 
+BASELINE_SIGMA = 3.0
+"""A verify signal counts as back at its baseline below this many learned spreads on its
+harmful side: the size of ordinary noise, well under the deviations findings have."""
+
 
 class Detector(Protocol):
     def update(self, frame: Frame) -> Detection: ...
@@ -66,6 +84,12 @@ class Actuator(Protocol):
 
     def apply(self, plan: Plan, *, now: datetime) -> ActionRecord: ...
 
+    def already_applied(self, intent: ActionRecord) -> bool: ...
+
+
+class Notifier(Protocol):
+    def notify(self, escalation: Escalation) -> list[str]: ...
+
 
 class Stage(enum.Enum):
     DIAGNOSING = "diagnosing"
@@ -74,6 +98,8 @@ class Stage(enum.Enum):
     """An action was taken; waiting for its outcome."""
     WATCHING = "watching"
     """Settled (or waiting for a person); waiting for the workload to be quiet again."""
+    RECONCILING = "reconciling"
+    """An action was intended by an earlier run, its end unknown: read the cluster first."""
 
 
 @dataclass
@@ -85,6 +111,11 @@ class Tracked:
     acted_at: datetime | None = None
     quiet_since: datetime | None = None
     error: str | None = None
+    diagnosis: Diagnosis | None = None
+    finding: Finding | None = None
+    intent: ActionRecord | None = None
+    signals_quiet_since: datetime | None = None
+    """Since when the playbook's verify signals have been at baseline."""
 
 
 @dataclass(frozen=True)
@@ -119,6 +150,22 @@ class Healer:
     last_error: str | None = None
     """Why the last cycle had no data, if it had none."""
     cycles: int = 0
+    notifier: Notifier | None = None
+    """Where escalations go; built from ``settings.escalation`` when not given."""
+    _brake_notified_at: datetime | None = None
+    """The cycle whose anomaly brake was last notified: one escalation per braked cycle."""
+    diagnose: Diagnose | None = None
+    """Finding and context to a diagnosis; when not given, the learned diagnoser of
+    ``settings.diagnosis_model`` (if any) with the rules behind it."""
+
+    def __post_init__(self) -> None:
+        if self.diagnose is None:
+            path = self.settings.diagnosis_model
+            self.diagnose = diagnoser(LearnedDiagnoser.load(path) if path else None)
+        hooks = self.settings.escalation
+        if self.notifier is None and (hooks.webhook_urls or hooks.slack_webhook_urls):
+            self.notifier = WebhookNotifier(hooks)
+
     findings: int = 0
     """Findings the detector reported, over all cycles."""
     cycle_seconds_sum: float = 0.0
@@ -136,7 +183,18 @@ class Healer:
             acted = incident.action is not None and incident.action.status in (
                 ActionStatus.SUCCEEDED,
             )
-            if acted and incident.plan is not None and incident.action is not None:
+            intended = (
+                incident.action is not None and incident.action.status is ActionStatus.INTENDED
+            )
+            if intended and incident.plan is not None:
+                track = Tracked(
+                    incident.id,
+                    incident.workload,
+                    Stage.RECONCILING,
+                    plan=incident.plan,
+                    intent=incident.action,
+                )
+            elif acted and incident.plan is not None and incident.action is not None:
                 track = Tracked(
                     incident.id,
                     incident.workload,
@@ -153,6 +211,7 @@ class Healer:
                 )
             else:
                 track = Tracked(incident.id, incident.workload, Stage.WATCHING)
+            track.diagnosis, track.finding = incident.diagnosis, incident.finding
             self.tracked[incident.workload] = track
         return len(self.tracked)
 
@@ -222,8 +281,11 @@ class Healer:
         except HealerError as exc:
             track.error = str(exc)
             raise
-        diagnosis = explain(finding, frame, state)
+        share = detection.anomalous_count / max(1, len(detection.workloads))
+        assert self.diagnose is not None  # set in __post_init__
+        diagnosis = self.diagnose(finding, frame, state, share)
         track.stage = Stage.WATCHING
+        track.diagnosis, track.finding = diagnosis, finding
         self.store.record_diagnosis(track.incident_id, diagnosis, at=now)
         self._say(
             "diagnosis",
@@ -241,6 +303,7 @@ class Healer:
         state: WorkloadState,
         detection: Detection,
         now: datetime,
+        chain_to: Playbook | None = None,
     ) -> None:
         history = self.store.action_history(
             now=now, window_s=self.settings.guards.rate_limit_window_s
@@ -255,6 +318,7 @@ class Healer:
             anomalous_workloads=detection.anomalous_count,
             watched_workloads=len(detection.workloads),
             now=now,
+            chain_to=chain_to,
         )
         if plan is None:
             self._close(
@@ -272,6 +336,10 @@ class Healer:
         if not plan.allowed:
             details = "; ".join(g.detail for g in plan.guard_results if not g.passed)
             self._say("plan", track, now, f"{plan.playbook}: {plan.action} blocked: {details}")
+            # The brake holds every workload of the cycle: one notification says it all.
+            braked = "anomaly_brake" in plan.blocked_by
+            notify = not (braked and self._brake_notified_at == now)
+            self._brake_notified_at = now if braked else self._brake_notified_at
             self._close(
                 track,
                 Outcome(
@@ -279,6 +347,7 @@ class Healer:
                     f"{plan.action} blocked by {', '.join(plan.blocked_by)}: {details}",
                     now,
                 ),
+                notify=notify,
             )
             return
         self._say(
@@ -287,6 +356,12 @@ class Healer:
         self._act(track, plan, now)
 
     def _act(self, track: Tracked, plan: Plan, now: datetime) -> None:
+        if plan.mode is not Mode.APPROVAL:  # written before the request, so never lost
+            intent: JsonObject = {"action": plan.action.value, "params": dict(plan.params)}
+            self.store.record_action(
+                track.incident_id,
+                ActionRecord(plan.action, plan.workload, intent, ActionStatus.INTENDED, now, now),
+            )
         record = self.actuator.apply(plan, now=now)
         self.store.record_action(track.incident_id, record)
         self._say(
@@ -338,8 +413,13 @@ class Healer:
             if settled:
                 del self.tracked[track.workload]
             return
+        if track.stage == Stage.RECONCILING:
+            self._reconcile(track, now)
+            return
         if track.stage == Stage.DIAGNOSING:
             return
+        at_baseline = quiet and (track.plan is None or self._at_baseline(track, detection))
+        track.signals_quiet_since = (track.signals_quiet_since or now) if at_baseline else None
         assert track.plan is not None and track.acted_at is not None
         overdue = now - track.acted_at > timedelta(seconds=track.plan.verify_within_s)
         try:
@@ -358,18 +438,109 @@ class Healer:
         outcome = verify(
             state=state,
             acted_at=track.acted_at,
-            quiet_since=track.quiet_since,
+            quiet_since=track.signals_quiet_since,
             stable_s=self.settings.daemon.verify_stable_s,
             within_s=track.plan.verify_within_s,
             now=now,
         )
-        if outcome is not None:
+        if outcome is not None and outcome.kind is OutcomeKind.NOT_HEALED:
+            self._next_in_chain(track, outcome, state, detection, now)
+        elif outcome is not None:
             self._close(track, outcome)
 
-    def _close(self, track: Tracked, outcome: Outcome) -> None:
+    def _at_baseline(self, track: Tracked, detection: Detection) -> bool:
+        """The playbook's verify signals are fresh and within BASELINE_SIGMA of baseline."""
+        assert track.plan is not None
+        try:
+            signals = find_playbook(self.playbooks, track.plan.playbook).verify.signals
+        except KeyError:  # the playbook is gone since the action: judge on the whole score
+            signals = ()
+        if not detection.observed(track.workload):
+            return False
+        w = detection.workloads.index(track.workload)
+        if not signals:
+            return detection.score_of(track.workload) < self.settings.detector.score_threshold
+        for signal in signals:
+            if signal not in detection.signals:
+                return False
+            deviation = float(detection.deviations[w, detection.signals.index(signal)])
+            harm = POLARITY[signal] * deviation if POLARITY[signal] else abs(deviation)
+            if not harm < BASELINE_SIGMA:  # NaN (no data) is not baseline either
+                return False
+        return True
+
+    def _next_in_chain(
+        self,
+        track: Tracked,
+        failed: Outcome,
+        state: WorkloadState,
+        detection: Detection,
+        now: datetime,
+    ) -> None:
+        """Not healed: the playbook's ``on_failure`` playbook, or escalation."""
+        assert track.plan is not None
+        try:
+            next_name = find_playbook(self.playbooks, track.plan.playbook).on_failure
+        except KeyError:
+            next_name = ESCALATE
+        if next_name == ESCALATE or track.diagnosis is None or track.finding is None:
+            self._close(track, failed)
+            return
+        self._say("verify", track, now, f"{failed.kind}: {failed.evidence}; next: {next_name}")
+        track.stage, track.plan, track.acted_at = Stage.WATCHING, None, None
+        track.signals_quiet_since = None
+        chained = find_playbook(self.playbooks, next_name)
+        self._plan_and_act(
+            track, track.diagnosis, track.finding, state, detection, now, chain_to=chained
+        )
+
+    def _reconcile(self, track: Tracked, now: datetime) -> None:
+        """An intent without an end, left by an earlier run: did it reach the cluster?"""
+        assert track.intent is not None and track.plan is not None
+        done = self.actuator.already_applied(track.intent)  # raises: try again next cycle
+        if done:
+            record = ActionRecord(
+                track.intent.kind,
+                track.intent.target,
+                track.intent.request,
+                ActionStatus.SUCCEEDED,
+                track.intent.started,
+                now,
+            )
+            self.store.record_action(track.incident_id, record)
+            self._say("action", track, now, f"{record.kind} found applied after a restart")
+            track.stage, track.acted_at = Stage.VERIFYING, track.intent.started
+            return
+        record = ActionRecord(
+            track.intent.kind,
+            track.intent.target,
+            track.intent.request,
+            ActionStatus.BLOCKED,  # nothing reached the cluster: no cooldown starts
+            track.intent.started,
+            now,
+            error="never sent: the previous run stopped before sending it",
+        )
+        self.store.record_action(track.incident_id, record)
+        self._say("action", track, now, f"{record.kind} was never sent; diagnosing again")
+        track.stage, track.plan, track.intent = Stage.DIAGNOSING, None, None
+
+    def _close(self, track: Tracked, outcome: Outcome, *, notify: bool = True) -> None:
         self.store.record_outcome(track.incident_id, outcome)
         self._say("outcome", track, outcome.at, f"{outcome.kind}: {outcome.evidence}")
         track.stage = Stage.WATCHING
+        if notify and outcome.kind is not OutcomeKind.HEALED and self.notifier is not None:
+            plan = track.plan
+            self.notifier.notify(
+                Escalation(
+                    incident_id=track.incident_id,
+                    workload=track.workload,
+                    at=outcome.at,
+                    reason=f"{outcome.kind}: {outcome.evidence}",
+                    cause=str(track.diagnosis.cause) if track.diagnosis else None,
+                    playbook=plan.playbook if plan else None,
+                    action=str(plan.action) if plan else None,
+                )
+            )
 
     def _say(self, kind: str, track: Tracked, at: datetime, text: str) -> None:
         log.info(
@@ -404,6 +575,7 @@ class Healer:
             track = self.tracked[incident.workload] = Tracked(
                 incident_id, incident.workload, Stage.WATCHING
             )
+        track.diagnosis, track.finding = incident.diagnosis, incident.finding
         state = self.actuator.read_state(incident.workload)
         history = self.store.action_history(
             now=now, window_s=self.settings.guards.rate_limit_window_s

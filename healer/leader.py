@@ -209,8 +209,8 @@ class LeaderElector:
     def status(self, now: datetime) -> JsonObject:
         return {
             "identity": self.identity,
-            "leader": self.is_leader(now),
-            "holder": self.holder or None,
+            "is_leader": self.is_leader(now),
+            "leader": self.holder or None,
             "lease_error": self.last_error,
         }
 
@@ -238,6 +238,8 @@ class Actuator(Protocol):
 
     def apply(self, plan: Plan, *, now: datetime) -> ActionRecord: ...
 
+    def already_applied(self, intent: ActionRecord) -> bool: ...
+
 
 class LeaderOnlyActuator:
     """An actuator that writes to the cluster only while its daemon confirms the Lease.
@@ -256,6 +258,10 @@ class LeaderOnlyActuator:
 
     def read_state(self, workload: WorkloadRef) -> WorkloadState:
         return self.inner.read_state(workload)
+
+    def already_applied(self, intent: ActionRecord) -> bool:
+        """A read: passes through, leader or not."""
+        return self.inner.already_applied(intent)
 
     def apply(self, plan: Plan, *, now: datetime) -> ActionRecord:
         refused = self.elector.confirm(self.clock())

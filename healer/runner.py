@@ -95,7 +95,7 @@ class Daemon:
         if self.elector is not None:
             out.update(self.elector.status(self.clock()))
         else:
-            out.update({"identity": self.identity, "leader": True})
+            out.update({"identity": self.identity, "is_leader": True, "leader": self.identity})
         return out
 
     # ---- running ---------------------------------------------------------------------------

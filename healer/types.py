@@ -32,7 +32,7 @@ class Signal(enum.StrEnum):
     MEMORY = "memory"
     """Mean working-set memory of the workload's pods over their memory limit (0..1)."""
     RESTARTS = "restarts"
-    """Container restarts per minute, summed over the workload's pods."""
+    """Container restarts per minute over the last 10 minutes, summed over the workload's pods."""
     REQUEST_RATE = "request_rate"
     """HTTP requests per second served by the workload."""
     ERROR_RATIO = "error_ratio"
@@ -131,6 +131,9 @@ class Revision:
     replicaset: str
     created: datetime
     images: tuple[str, ...]
+    template: str = ""
+    """Fingerprint of the pod template without ``kubectl.kubernetes.io/restartedAt``:
+    revisions that differ only by a restart share it. Empty when unknown."""
 
 
 @dataclass(frozen=True)
@@ -158,6 +161,7 @@ class WorkloadState:
     hpa: HpaState | None = None
     total_replicas: int | None = None
     """``status.replicas``: pods of every revision, old ones still terminating included."""
+    labels: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def current_revision(self) -> Revision | None:
@@ -238,6 +242,8 @@ class ActionStatus(enum.StrEnum):
     DRY_RUN = "dry_run"
     PENDING_APPROVAL = "pending_approval"
     BLOCKED = "blocked"
+    INTENDED = "intended"
+    """Recorded before the request is sent; a later record says how it ended."""
     APPROVED = "approved"
     """A person approved a pending action; the daemon's next cycle runs it through the
     guards again and takes it (or blocks it)."""
@@ -279,6 +285,8 @@ class ActionHistory:
     """Start times of actions taken cluster-wide, for the global rate limit."""
     in_flight: int
     """Actions taken whose outcome is not yet known."""
+    last_rollback_at: Mapping[WorkloadRef, datetime] = field(default_factory=dict)
+    """When each workload was last rolled back, for the flip-back guard."""
 
 
 class IncidentStatus(enum.StrEnum):

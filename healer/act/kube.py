@@ -8,9 +8,20 @@
   ``pod-template-hash`` label, written back with a JSON patch of ``spec.template`` and
   the annotations, as kubectl does.
 
-Every patch names its content type: the client would otherwise send a JSON patch, which
-a real API server rejects for an object body. Every action posts an Event on the
-Deployment. Dry-run asks the API server to validate without persisting (``dryRun=All``).
+* delete a pod: an Eviction (``POST .../pods/NAME/eviction``), never a plain DELETE, so
+  that PodDisruptionBudgets hold (the server answers 429 while a budget forbids it).
+
+A restart or an undo of a paused Deployment is refused: nothing would roll out until
+someone resumes it. Every patch names its content type: the client would otherwise send
+a JSON patch, which a real API server rejects for an object body.
+
+API errors, as kubectl and client-go treat them: 409 Conflict re-reads and retries at
+once (an undo patch is rebuilt from the fresh objects); 429 waits for ``Retry-After``;
+5xx and timeouts back off exponentially; 403, 404 and 422 fail at once, since asking
+again gets the same answer. Whatever the end, the record carries the API's message.
+
+Every action posts an Event on the Deployment. Dry-run asks the API server to validate
+without persisting (``dryRun=All``).
 Client exceptions are turned into healer's errors here and go no further; nor do client
 objects: callers get WorkloadState and ActionRecord values.
 """
@@ -19,6 +30,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import hashlib
+import json
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -26,6 +40,7 @@ from typing import Any
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from urllib3.exceptions import HTTPError
 
 from healer.errors import (
@@ -66,6 +81,35 @@ _SKIPPED_ANNOTATIONS = frozenset(
 )
 # Conflicts, throttling and server-side failures are worth retrying; other 4xx are not.
 _TRANSIENT_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
+ATTEMPTS = 4
+"""Tries of one action before it is recorded as failed: enough to ride out a conflict or
+a short throttle, few enough that a cycle is not held up for long."""
+BACKOFF_S = 0.5
+"""First wait after a 5xx or a timeout; it doubles on each further attempt."""
+REQUEST_TIMEOUT_S = 10.0
+"""Per-request timeout: an API server that does not answer in this long is treated like
+a 5xx (retried with backoff), so that a hung connection never stalls the cycle."""
+MAX_WAIT_S = 10.0
+"""No single wait longer than this, whatever ``Retry-After`` asks: the cycle goes on."""
+
+
+class ApiStatusError(TransientActionError):
+    """A retryable answer of the API server, with what the retry policy needs."""
+
+    def __init__(self, message: str, *, status: int | None, retry_after_s: float | None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after_s = retry_after_s
+
+
+def _wait_s(state: RetryCallState) -> float:
+    """0 after a conflict (re-read at once), Retry-After after a 429, else backoff."""
+    exc = state.outcome.exception() if state.outcome else None
+    if isinstance(exc, ApiStatusError) and exc.status == 409:
+        return 0.0
+    if isinstance(exc, ApiStatusError) and exc.retry_after_s is not None:
+        return min(MAX_WAIT_S, exc.retry_after_s)
+    return float(min(MAX_WAIT_S, BACKOFF_S * 2 ** (state.attempt_number - 1)))
 
 
 def api_client(kubeconfig: Path | None = None, context: str | None = None) -> Any:
@@ -91,11 +135,24 @@ def _parse_time(value: Any) -> datetime:
 class KubeActuator:
     """Reads workload state and applies plans through the Kubernetes API."""
 
-    def __init__(self, api: Any, *, component: str = "healer") -> None:
+    def __init__(
+        self,
+        api: Any,
+        *,
+        component: str = "healer",
+        sleep: Callable[[float], None] = time.sleep,
+        attempts: int = ATTEMPTS,
+        timeout_s: float = REQUEST_TIMEOUT_S,
+    ) -> None:
         self._apps = client.AppsV1Api(api)
         self._autoscaling = client.AutoscalingV2Api(api)
         self._core = client.CoreV1Api(api)
         self._component = component
+        self._sleep = sleep
+        self._attempts = attempts
+        self._timeout_s = timeout_s
+        self.waits_s: list[float] = []
+        """Every wait between attempts, in order: what the retry policy did."""
 
     # ---- reading -----------------------------------------------------------------------
 
@@ -112,6 +169,7 @@ class KubeActuator:
             paused=bool(dep.spec.paused),
             revisions=tuple(self._revisions(dep)),
             annotations=dict(dep.metadata.annotations or {}),
+            labels=dict(dep.metadata.labels or {}),
             total_replicas=dep.status.replicas or 0,
             hpa=self._hpa_for(workload),
         )
@@ -152,10 +210,22 @@ class KubeActuator:
                 replicaset=rs.metadata.name,
                 created=_parse_time(rs.metadata.creation_timestamp),
                 images=tuple(c.image for c in rs.spec.template.spec.containers),
+                template=self._fingerprint(rs.spec.template),
             )
             for rs in self._controlled_replicasets(dep)
         ]
         return sorted(revisions, key=lambda r: r.number, reverse=True)
+
+    def _fingerprint(self, template: Any) -> str:
+        """sha256 of the pod template as JSON, without what a restart or the ReplicaSet
+        controller changes (``restartedAt``, ``pod-template-hash``)."""
+        data = copy.deepcopy(self._apps.api_client.sanitize_for_serialization(template))
+        metadata = data.get("metadata") or {}
+        (metadata.get("annotations") or {}).pop(RESTARTED_AT, None)
+        (metadata.get("labels") or {}).pop("pod-template-hash", None)
+        data["metadata"] = {k: v for k, v in metadata.items() if v}  # {} and absent alike
+        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
 
     # ---- acting ------------------------------------------------------------------------
 
@@ -166,28 +236,68 @@ class KubeActuator:
         to a revision that is already current changes nothing. The returned record says
         what was asked of the API server and how it answered.
         """
-        try:
-            request = self._request(plan, now)
-        except ActionError as exc:  # undo reads the ReplicaSets first; that can fail too
-            intent: JsonObject = {"action": plan.action.value, "params": dict(plan.params)}
-            return self._record(plan, intent, ActionStatus.FAILED, now, error=str(exc))
+        intent: JsonObject = {"action": plan.action.value, "params": dict(plan.params)}
         if plan.mode == Mode.APPROVAL:
+            try:
+                request = self._request(plan, now)
+            except ActionError as exc:  # undo reads the ReplicaSets first; that can fail too
+                return self._record(plan, intent, ActionStatus.FAILED, now, error=str(exc))
             return self._record(plan, request, ActionStatus.PENDING_APPROVAL, now)
         dry_run = plan.mode == Mode.DRY_RUN
+        sent: list[JsonObject] = []
         try:
-            self._send(request, dry_run=dry_run)
-        except (TransientActionError, PermanentActionError) as exc:
+            self._retrying()(self._request_and_send, plan, now, dry_run, sent)
+        except ActionError as exc:
+            request = sent[-1] if sent else intent
             return self._record(plan, request, ActionStatus.FAILED, now, error=str(exc))
+        request = sent[-1]
         if not dry_run:
             self._post_event(plan, now)
         return self._record(
             plan, request, ActionStatus.DRY_RUN if dry_run else ActionStatus.SUCCEEDED, now
         )
 
+    def _retrying(self) -> Retrying:
+        def wait(state: RetryCallState) -> float:
+            seconds = _wait_s(state)
+            self.waits_s.append(seconds)
+            return seconds
+
+        return Retrying(
+            retry=retry_if_exception_type(TransientActionError),
+            stop=stop_after_attempt(self._attempts),
+            wait=wait,
+            sleep=self._sleep,
+            reraise=True,
+        )
+
+    def _request_and_send(
+        self, plan: Plan, now: datetime, dry_run: bool, sent: list[JsonObject]
+    ) -> None:
+        """Build the request from fresh reads (after a 409 too), then send it."""
+        request = self._request(plan, now)
+        sent.append(request)
+        self._send(request, dry_run=dry_run)
+
     def _request(self, plan: Plan, now: datetime) -> JsonObject:
         w = plan.workload
         path = f"/apis/apps/v1/namespaces/{w.namespace}/deployments/{w.name}"
+        if plan.action == ActionKind.DELETE_POD:
+            pod = str(plan.params["pod"])
+            eviction: JsonObject = {
+                "apiVersion": "policy/v1",
+                "kind": "Eviction",
+                "metadata": {"name": pod, "namespace": w.namespace},
+            }
+            pod_path = f"/api/v1/namespaces/{w.namespace}/pods/{pod}/eviction"
+            return {
+                "verb": "POST",
+                "path": pod_path,
+                "content_type": "application/json",
+                "body": eviction,
+            }
         if plan.action == ActionKind.RESTART:
+            self._refuse_paused(w, "restarting")
             stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             body: Any = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
             return {"verb": "PATCH", "path": path, "content_type": STRATEGIC, "body": body}
@@ -244,8 +354,22 @@ class KubeActuator:
             {"op": "replace", "path": "/metadata/annotations", "value": annotations},
         ]
 
+    def _refuse_paused(self, workload: WorkloadRef, doing: str) -> None:
+        dep = self._call(self._apps.read_namespaced_deployment, workload.name, workload.namespace)
+        if dep.spec.paused:
+            raise PermanentActionError(
+                f"{workload} is paused: resume it before {doing}; nothing would roll out"
+            )
+
     def _send(self, request: JsonObject, *, dry_run: bool) -> None:
         path = str(request["path"]).split("/")
+        if request["verb"] == "POST" and path[-1] == "eviction":
+            eviction = client.V1Eviction(
+                metadata=client.V1ObjectMeta(name=path[6], namespace=path[4]),
+                delete_options=client.V1DeleteOptions(dry_run=["All"]) if dry_run else None,
+            )
+            self._call(self._core.create_namespaced_pod_eviction, path[6], path[4], eviction)
+            return
         namespace, resource, name = path[5], path[6], path[7]
         kwargs: dict[str, Any] = {"_content_type": request["content_type"]}
         if dry_run:
@@ -297,14 +421,67 @@ class KubeActuator:
             error=error,
         )
 
-    @staticmethod
-    def _call(method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    def _call(self, method: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        """One API request, bounded by ``timeout_s``, its errors turned into ours."""
         try:
-            return method(*args, **kwargs)
+            return method(*args, _request_timeout=self._timeout_s, **kwargs)
         except ApiException as exc:
             message = f"{exc.status} {exc.reason}: {(exc.body or '')[:300]}"
             if exc.status in _TRANSIENT_STATUSES:
-                raise TransientActionError(message) from exc
+                raise ApiStatusError(
+                    message, status=exc.status, retry_after_s=_retry_after_s(exc)
+                ) from exc
             raise PermanentActionError(message) from exc
         except (HTTPError, OSError) as exc:
-            raise TransientActionError(f"Kubernetes API unreachable: {exc}") from exc
+            raise ApiStatusError(
+                f"Kubernetes API unreachable: {exc}", status=None, retry_after_s=None
+            ) from exc
+
+    # ---- after a restart of the daemon ---------------------------------------------------
+
+    def already_applied(self, intent: ActionRecord) -> bool:
+        """Whether an action recorded as intended (but not as done) reached the cluster.
+
+        Read from the objects themselves: a restart left its ``restartedAt`` stamp, a
+        scale its replicas (or the HPA's minReplicas), a rollback moved the Deployment
+        off the revision it rolled back from. An eviction is judged done when the pod
+        is gone. Raises ActionError when the cluster cannot be read: then nothing is
+        sent again until it can.
+        """
+        w, params = intent.target, _params(intent.request)
+        if intent.kind is ActionKind.DELETE_POD:
+            pod = params.get("pod") or str(intent.request.get("path", "")).split("/")[6]
+            try:
+                self._call(self._core.read_namespaced_pod, str(pod), w.namespace)
+            except PermanentActionError:
+                return True
+            return False
+        dep = self._call(self._apps.read_namespaced_deployment, w.name, w.namespace)
+        if intent.kind is ActionKind.RESTART:
+            stamp = intent.started.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+            annotations = dep.spec.template.metadata.annotations or {}
+            return bool(annotations.get(RESTARTED_AT) == stamp)
+        if intent.kind is ActionKind.SCALE:
+            if params.get("hpa"):
+                hpa = self._call(
+                    self._autoscaling.read_namespaced_horizontal_pod_autoscaler,
+                    str(params["hpa"]),
+                    w.namespace,
+                )
+                return bool(hpa.spec.min_replicas == params["replicas"])
+            return bool(dep.spec.replicas == params["replicas"])
+        current = (dep.metadata.annotations or {}).get(REVISION)
+        return current is not None and current != str(params.get("from_revision"))
+
+
+def _params(request: JsonObject) -> dict[str, JsonValue]:
+    params = request.get("params")
+    return dict(params) if isinstance(params, dict) else {}
+
+
+def _retry_after_s(exc: ApiException) -> float | None:
+    value = (exc.headers or {}).get("Retry-After")
+    try:
+        return float(value) if value is not None else None
+    except ValueError:  # an HTTP date: wait the usual backoff instead
+        return None

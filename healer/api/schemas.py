@@ -172,6 +172,8 @@ class DaemonStatus(_Out):
 
     leader: str | None
     """Identity of the daemon holding the lease (this one when there is no election)."""
+    is_leader: bool | None = None
+    """Whether the daemon answering holds the lease (None: no daemon in this process)."""
     mode: str | None
     cycles: int
     last_cycle: datetime | None

@@ -87,7 +87,9 @@ _BEGIN_OPTION = "healer_sqlite_begin"
 
 _ATTEMPTED = (ActionStatus.SUCCEEDED, ActionStatus.FAILED, ActionStatus.DRY_RUN)
 """Action statuses that count for a workload's cooldown: the action was made, tried or
-simulated. Blocked and pending actions changed nothing, so they start no cooldown."""
+simulated. An intent counts once its outcome is recorded: a daemon that died before
+sending it must be free to send it after checking the cluster.
+Blocked and pending actions changed nothing, so they start no cooldown."""
 
 __all__ = ["AuditStore", "StepKind"]
 
@@ -276,8 +278,8 @@ class AuditStore:
 
         Taken or dry-run -> VERIFYING, awaiting approval -> PENDING_APPROVAL; failed and
         blocked actions leave the status alone: the daemon decides what next. When the
-        incident has an approved action waiting, this record is its execution and
-        completes that row instead of adding one.
+        incident has an approved action waiting, or one recorded as intended, this record
+        is its execution and completes that row instead of adding one.
         """
         data = serialize.to_json_object(action)
         with self._write(f"record action of incident {incident_id}") as session:
@@ -289,10 +291,12 @@ class AuditStore:
                 row.status = IncidentStatus.PENDING_APPROVAL
             self._append(session, incident_id, StepKind.ACTION, action.started, data)
             plan = _latest(session, incident_id, StepKind.PLAN)
+            # An approved action, or one recorded as intended, is completed by this record.
             approved = session.scalars(
                 select(ActionRow)
                 .where(ActionRow.incident_id == incident_id)
-                .where(ActionRow.status == ActionStatus.APPROVED)
+                .where(ActionRow.status.in_([ActionStatus.APPROVED, ActionStatus.INTENDED]))
+                .order_by(ActionRow.id.desc())
                 .with_for_update()
             ).first()
             target = approved or ActionRow(
@@ -519,6 +523,13 @@ class AuditStore:
             .where(StepRow.at > now - timedelta(seconds=window_s), StepRow.at <= now)
             .order_by(StepRow.at)
         )
+        rollbacks = (
+            select(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name, func.max(StepRow.at))
+            .join(StepRow, StepRow.incident_id == IncidentRow.id)
+            .where(StepRow.kind == StepKind.ACTION, status == ActionStatus.SUCCEEDED.value)
+            .where(StepRow.data["kind"].as_string() == ActionKind.ROLLBACK.value)
+            .group_by(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name)
+        )
         in_flight = (
             select(func.count())
             .select_from(IncidentRow)
@@ -531,6 +542,9 @@ class AuditStore:
                 },
                 recent_action_times=tuple(session.scalars(recent)),
                 in_flight=session.scalar(in_flight) or 0,
+                last_rollback_at={
+                    WorkloadRef(ns, k, n): at for ns, k, n, at in session.execute(rollbacks)
+                },
             )
 
     def action_counts(self) -> dict[tuple[ActionKind, ActionStatus], int]:

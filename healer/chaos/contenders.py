@@ -31,7 +31,7 @@ from healer.daemon import Actuator, Step
 from healer.decide import load_playbooks
 from healer.harness import SimHarness
 from healer.sim.apiserver import serve_in_thread, write_kubeconfig
-from healer.sim.cluster import Cluster, Container
+from healer.sim.cluster import Cluster
 from healer.sim.objects import K8s
 from healer.sim.scenario import Event, Scenario
 from healer.sim.source import SimSource
@@ -96,10 +96,10 @@ class ChaosCluster(Cluster):
         }
         super().__init__(scenario)
 
-    def _kill(self, pod: K8s, c: Container, reason: str, exit_code: int) -> None:
+    def _kill(self, pod: K8s, slot: int, reason: str, exit_code: int) -> None:
         owner = pod["metadata"]["ownerReferences"][0]["name"].rsplit("-", 1)[0]
         self.kills.append((self.clock.now_s(), f"{pod['metadata']['namespace']}/{owner}", reason))
-        super()._kill(pod, c, reason, exit_code)
+        super()._kill(pod, slot, reason, exit_code)
 
     def _record_sample(self) -> None:
         super()._record_sample()
@@ -167,6 +167,9 @@ class RecordingActuator:
         record = self.inner.apply(plan, now=now)
         self.done.append(record)
         return record
+
+    def already_applied(self, intent: ActionRecord) -> bool:
+        return self.inner.already_applied(intent)
 
 
 def _drive(

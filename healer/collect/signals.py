@@ -74,8 +74,11 @@ STANDARD: Mapping[Signal, str] = {
   )
   * on (namespace, pod) group_left (deployment) $pod_owner
 )""",
+    # Restarts are sparse events (a crash-looping container restarts every five minutes
+    # once its back-off is at its cap): a rate over the short window would be zero most
+    # of the time. Ten minutes holds at least one restart of any crash loop.
     Signal.RESTARTS: "60 * "
-    + _per_deployment("rate(kube_pod_container_status_restarts_total[$window])"),
+    + _per_deployment("rate(kube_pod_container_status_restarts_total[10m])"),
     Signal.REQUEST_RATE: _per_deployment(_REQUESTS),
     # A service creates its 5xx series on its first error: until then the numerator is
     # absent, and `or ... 0 *` makes it zero rather than a gap.

@@ -2,9 +2,9 @@
 
 A guard is a pure function of the plan's inputs (settings, workload state, action history,
 how many workloads are anomalous, the time passed in) returning a ``GuardResult``. Their
-names (``namespace``, ``opt_out``, ``cooldown``, ``rate_limit``, ``in_flight``,
-``anomaly_brake``, ``paused``, ``scale_bounds``, ``rollback_target``) are API: the audit
-store, the review page and alerts key on them.
+names (``namespace``, ``opt_out``, ``gitops``, ``cooldown``, ``rate_limit``,
+``in_flight``, ``anomaly_brake``, ``paused``, ``scale_bounds``, ``rollback_target``,
+``flip_back``) are API: the audit store, the review page and alerts key on them.
 
 Decisions:
 
@@ -14,8 +14,14 @@ Decisions:
   restart) are left out rather than recorded as a vacuous pass.
 - The namespace deny list wins over the allow list.
 - The mode is resolved here too, since it is a guardrail: the most cautious of the global,
-  the playbook's and the workload's ``healer.io/mode`` wins. An annotation value that is
-  not a mode counts as ``dry_run``: whoever wrote it wanted caution, not the default.
+  the playbook's and the workload's ``healer.io/mode`` wins, and a workload that Argo CD
+  or Flux manages gets at least ``gitops_mode`` (approval): their next sync would undo
+  an in-cluster change, so it belongs in the repository. The ``gitops`` guard records
+  that verdict; it never blocks on its own.
+- A step of an ``on_failure`` chain continues its incident: the cooldown, which stops
+  repeated attempts across incidents, does not apply to it; every other guard does.
+- An annotation value that is not a mode counts as ``dry_run``: whoever wrote it wanted
+  caution, not the default.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from healer.types import (
     GuardResult,
     HpaState,
     Mode,
+    Revision,
     WorkloadState,
 )
 
@@ -39,6 +46,17 @@ MODE_ANNOTATION = "healer.io/mode"
 """auto, approval, dry-run or dry_run: a workload may ask for more caution, never less."""
 
 _CAUTION = {Mode.AUTO: 0, Mode.APPROVAL: 1, Mode.DRY_RUN: 2}
+
+GITOPS_MARKERS: tuple[tuple[str, str, str], ...] = (
+    ("annotation", "argocd.argoproj.io/tracking-id", "Argo CD"),
+    ("label", "argocd.argoproj.io/instance", "Argo CD"),
+    ("annotation", "argocd.argoproj.io/instance", "Argo CD"),
+    ("label", "kustomize.toolkit.fluxcd.io/name", "Flux"),
+    ("label", "helm.toolkit.fluxcd.io/name", "Flux"),
+)
+"""Where Argo CD (annotation or label tracking) and Flux (kustomize and helm
+controllers) mark the objects they apply. ``app.kubernetes.io/instance``, Argo CD's
+default tracking label, is left out: Helm sets it on everything it installs."""
 
 
 @dataclass(frozen=True)
@@ -52,6 +70,8 @@ class Check:
     anomalous_workloads: int
     watched_workloads: int
     now: datetime
+    chained: bool = False
+    """A step of an ``on_failure`` chain, continuing the incident's earlier action."""
 
 
 @dataclass(frozen=True)
@@ -73,6 +93,7 @@ def check_all(check: Check, scale: ScaleTarget | None = None) -> tuple[GuardResu
     results = [
         namespace(check),
         opt_out(check),
+        gitops(check),
         cooldown(check),
         rate_limit(check),
         in_flight(check),
@@ -81,7 +102,7 @@ def check_all(check: Check, scale: ScaleTarget | None = None) -> tuple[GuardResu
     if check.action in (ActionKind.RESTART, ActionKind.ROLLBACK):
         results.append(paused(check))
     if check.action is ActionKind.ROLLBACK:
-        results.append(rollback_target(check))
+        results.extend((rollback_target(check), flip_back(check)))
     if check.action is ActionKind.SCALE:
         if scale is None:
             raise ValueError("a scale check needs its ScaleTarget")
@@ -107,9 +128,31 @@ def opt_out(check: Check) -> GuardResult:
     return GuardResult("opt_out", True, f"{check.state.workload} has not opted out")
 
 
+def gitops(check: Check) -> GuardResult:
+    manager = gitops_manager(check.state)
+    if manager is None:
+        return GuardResult("gitops", True, f"{check.state.workload} is not managed by GitOps")
+    detail = (
+        f"{check.state.workload} is managed by {manager}: {check.settings.gitops_mode} "
+        "mode at least, since the next sync would revert an in-cluster change"
+    )
+    return GuardResult("gitops", True, detail)
+
+
+def gitops_manager(state: WorkloadState) -> str | None:
+    """``"Argo CD (annotation argocd.argoproj.io/tracking-id)"`` or None."""
+    for where, key, tool in GITOPS_MARKERS:
+        found = state.annotations if where == "annotation" else state.labels
+        if key in found:
+            return f"{tool} ({where} {key})"
+    return None
+
+
 def cooldown(check: Check) -> GuardResult:
     workload, limit_s = check.state.workload, check.settings.cooldown_s
     last = check.history.last_action_at.get(workload)
+    if check.chained:
+        return GuardResult("cooldown", True, f"continues the on_failure chain on {workload}")
     if last is None:
         return GuardResult("cooldown", True, f"no earlier action on {workload}")
     ago_s = max(0.0, (check.now - last).total_seconds())
@@ -183,18 +226,62 @@ def _scale_up_result(scale: ScaleTarget, bounds: str) -> GuardResult:
 
 
 def rollback_target(check: Check) -> GuardResult:
-    previous, current = check.state.previous_revision, check.state.current_revision
-    if previous is None or current is None:
+    current, target = check.state.current_revision, rollback_revision(check.state)
+    if current is None or check.state.previous_revision is None:
         return GuardResult("rollback_target", False, "no earlier revision to roll back to")
-    images = ", ".join(previous.images) or "no images"
-    detail = f"revision {current.number} -> {previous.number} ({images})"
+    if target is None:
+        detail = (
+            f"every earlier revision of {check.state.workload} differs from revision "
+            f"{current.number} only by a restart: a rollback would change nothing"
+        )
+        return GuardResult("rollback_target", False, detail)
+    images = ", ".join(target.images) or "no images"
+    skipped = target.number != check.state.previous_revision.number
+    note = " (skipping restart-only revisions)" if skipped else ""
+    detail = f"revision {current.number} -> {target.number} ({images}){note}"
     return GuardResult("rollback_target", True, detail)
 
 
-def resolve_mode(settings_mode: Mode, playbook_mode: Mode, state: WorkloadState) -> Mode:
+def rollback_revision(state: WorkloadState) -> Revision | None:
+    """The newest earlier revision whose pod template differs from the current one by
+    more than a restart; what ``kubectl rollout undo`` should be pointed at (it would
+    pick the previous revision, which after a restart is the same release)."""
+    current = state.current_revision
+    if current is None:
+        return None
+    for revision in state.revisions[1:]:
+        if current.template and revision.template:
+            if revision.template != current.template:
+                return revision
+        elif revision.images != current.images or not (current.template or revision.template):
+            return revision
+    return None
+
+
+def flip_back(check: Check) -> GuardResult:
+    workload, window_s = check.state.workload, check.settings.flip_back_window_s
+    last = check.history.last_rollback_at.get(workload)
+    if last is None:
+        return GuardResult("flip_back", True, f"no earlier rollback of {workload}")
+    ago_s = max(0.0, (check.now - last).total_seconds())
+    detail = (
+        f"{workload} was rolled back {duration(ago_s)} ago; no second rollback within "
+        f"{duration(window_s)}: it would restore the revision just judged bad"
+    )
+    return GuardResult("flip_back", ago_s >= window_s, detail)
+
+
+def resolve_mode(
+    settings_mode: Mode,
+    playbook_mode: Mode,
+    state: WorkloadState,
+    gitops_mode: Mode = Mode.APPROVAL,
+) -> Mode:
     """The most cautious of the global, playbook and workload modes (dry_run > approval >
-    auto)."""
+    auto), and ``gitops_mode`` for a workload Argo CD or Flux manages."""
     modes = [settings_mode, playbook_mode]
+    if gitops_manager(state) is not None:
+        modes.append(gitops_mode)
     wanted = state.annotations.get(MODE_ANNOTATION)
     if wanted is not None:
         normal = wanted.strip().lower().replace("-", "_")

@@ -11,8 +11,9 @@ Decisions:
   plan in the audit store says exactly what will be asked of the cluster, and guards
   judge that exact request.
 - Scale sizes from the CPU deviation: replicas x (cpu / baseline) x headroom, rounded up,
-  at least one more than now, at most ``max_step_factor`` times now, then clamped to the
-  global bounds and the HPA's maxReplicas. Without a usable CPU deviation it doubles,
+  at least one more than now, at most ``max_step_factor`` (the playbook's) and
+  ``max_scale_factor`` (the global guard's) times now, then clamped to the global bounds
+  and the HPA's maxReplicas. Without a usable CPU deviation it doubles,
   bounded the same way. With an HPA the target is its minReplicas: the autoscaler keeps
   control and will not undo the change.
 """
@@ -24,7 +25,13 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from healer.config import GuardSettings
-from healer.decide.guards import Check, ScaleTarget, check_all, resolve_mode
+from healer.decide.guards import (
+    Check,
+    ScaleTarget,
+    check_all,
+    resolve_mode,
+    rollback_revision,
+)
 from healer.decide.playbooks import ActionParams, Playbook
 from healer.types import (
     ActionHistory,
@@ -54,18 +61,27 @@ def plan(
     anomalous_workloads: int,
     watched_workloads: int,
     now: datetime,
+    chain_to: Playbook | None = None,
 ) -> Plan | None:
     """The plan for ``diagnosis`` on ``state.workload``, or None when no playbook matches.
 
     A plan is returned even when guards block it: ``plan.allowed`` and ``plan.blocked_by``
-    say so, and the caller records and escalates it.
+    say so, and the caller records and escalates it. ``chain_to`` is the next playbook
+    of an ``on_failure`` chain: named by the failed one, it applies without matching.
     """
     _check_same_workload(diagnosis, finding, state)
-    book = next((b for b in playbooks if _matches(b, diagnosis, finding)), None)
+    book = chain_to or next((b for b in playbooks if _matches(b, diagnosis, finding)), None)
     if book is None:
         return None
     check = Check(
-        book.action.kind, state, guards, history, anomalous_workloads, watched_workloads, now
+        book.action.kind,
+        state,
+        guards,
+        history,
+        anomalous_workloads,
+        watched_workloads,
+        now,
+        chained=chain_to is not None,
     )
     params, scale, sizing = _concrete(book, finding, state, guards)
     return Plan(
@@ -73,7 +89,7 @@ def plan(
         playbook=book.name,
         action=book.action.kind,
         params=params,
-        mode=resolve_mode(guards.mode, book.mode, state),
+        mode=resolve_mode(guards.mode, book.mode, state, guards.gitops_mode),
         guard_results=check_all(check, scale),
         reason=_reason(book, diagnosis, finding) + sizing,
         verify_within_s=book.verify.within_s,
@@ -96,7 +112,8 @@ def _scale_target(
     """The replicas a scale should ask for, and a clause saying how they were sized."""
     current = state.replicas
     wanted, why = _wanted_replicas(current, finding, params.headroom)
-    step_cap = max(current + 1, math.floor(current * params.max_step_factor + _EPSILON))
+    factor = min(params.max_step_factor, settings.max_scale_factor)
+    step_cap = max(current + 1, math.floor(current * factor + _EPSILON))
     wanted = min(max(wanted, current + 1), step_cap)
     ceiling = settings.max_replicas
     if state.hpa is not None:
@@ -142,8 +159,9 @@ def _scale_params(scale: ScaleTarget) -> dict[str, JsonValue]:
 
 def _rollback_params(state: WorkloadState) -> dict[str, JsonValue]:
     params: dict[str, JsonValue] = {}
-    if state.previous_revision is not None:
-        params["to_revision"] = state.previous_revision.number
+    target = rollback_revision(state) or state.previous_revision
+    if target is not None:
+        params["to_revision"] = target.number
     if state.current_revision is not None:
         params["from_revision"] = state.current_revision.number
     return params

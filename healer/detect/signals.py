@@ -31,7 +31,7 @@ POLARITY: dict[Signal, float] = {
 ABSOLUTE_FLOOR: dict[Signal, float] = {
     Signal.CPU: 0.02,
     Signal.MEMORY: 0.005,
-    Signal.RESTARTS: 0.5,
+    Signal.RESTARTS: 0.1,  # one restart in the 10-minute window of the restarts signal
     Signal.REQUEST_RATE: 0.01,
     Signal.ERROR_RATIO: 0.005,
     Signal.LATENCY_P99: 0.002,

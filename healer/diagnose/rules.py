@@ -7,7 +7,12 @@ Each cause is recognised by the evidence an SRE would look for first:
 * memory_leak: memory up and still climbing while traffic and CPU are not, with the
   projected time until the container limit;
 * overload: CPU and latency (or errors) up together with incoming traffic;
-* crash_loop: containers restarting.
+* cpu_hog: CPU up without more traffic (nor a new release): the work per request did not
+  change, so something in the containers burns CPU besides serving; a restart clears a
+  runaway thread, more replicas would only host more of them;
+* crash_loop: containers restarting without a memory build-up. Sure (0.8) when it began
+  soon after a rollout with an older revision to return to, as a release that exits on
+  start does; unsure (0.5) otherwise, which no playbook acts on: a person must look.
 
 Anything else is ``unknown``, which the planner escalates instead of guessing.
 Confidence grows with how many pieces of evidence agree and how strong they are.
@@ -25,6 +30,7 @@ from healer.types import (
     Direction,
     Finding,
     Frame,
+    Revision,
     Signal,
     SignalDeviation,
     WorkloadState,
@@ -53,7 +59,7 @@ def _strength(*deviations: SignalDeviation | None) -> float:
 
 def explain(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis:
     """Diagnose one finding; pure, deterministic, cheap."""
-    for rule in (_bad_release, _crash_loop, _memory_leak, _overload):
+    for rule in (_bad_release, _crash_loop, _memory_leak, _cpu_hog, _overload):
         diagnosis = rule(finding, frame, state)
         if diagnosis is not None:
             return diagnosis
@@ -98,20 +104,48 @@ def _crash_loop(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnos
     restarts = _up(finding, Signal.RESTARTS, at_least=3.0)
     if restarts is None or _up(finding, Signal.MEMORY, at_least=3.0):
         return None
+    seen = (
+        f"Containers are restarting ({restarts.value:.1f}/min) without a memory "
+        "build-up: the process is crashing"
+    )
+    release = _recent_release(finding, state)
+    if release is None:
+        return Diagnosis(
+            finding.workload,
+            Cause.CRASH_LOOP,
+            0.5,
+            f"{seen}; no recent rollout explains it.",
+        )
+    current, previous, lag_min = release
     return Diagnosis(
         finding.workload,
         Cause.CRASH_LOOP,
-        0.6,
-        f"Containers are restarting ({restarts.value:.1f}/min) without a memory "
-        "build-up: the process is crashing.",
+        0.8,
+        f"{seen}, {lag_min} min after revision {current.number} "
+        f"({', '.join(current.images)}) rolled out; revision {previous.number} ran "
+        "without crashing.",
     )
+
+
+def _recent_release(
+    finding: Finding, state: WorkloadState
+) -> tuple[Revision, Revision, int] | None:
+    """The current and previous revisions and the minutes between the rollout and the
+    anomaly, when the anomaly began within RELEASE_WINDOW of a rollout."""
+    current, previous = state.current_revision, state.previous_revision
+    if current is None or previous is None:
+        return None
+    lag = finding.onset - current.created
+    if not -timedelta(minutes=1) <= lag <= RELEASE_WINDOW:
+        return None
+    return current, previous, max(0, int(lag.total_seconds() // 60))
 
 
 def _memory_leak(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis | None:
     memory = _up(finding, Signal.MEMORY)
     if memory is None or _up(finding, Signal.REQUEST_RATE, at_least=3.0):
         return None
-    slope = _slope_per_s(frame, finding, Signal.MEMORY)
+    slope = slope_per_s(frame, finding, Signal.MEMORY)
     if slope <= 0:
         return None
     to_limit_min = max(0.0, (1.0 - memory.value) / slope / 60.0)
@@ -124,6 +158,25 @@ def _memory_leak(finding: Finding, frame: Frame, state: WorkloadState) -> Diagno
         f"Memory climbs steadily ({slope * 6000:.2f}% of the limit per minute) to "
         f"{memory.value:.0%} of the limit with steady traffic; at this rate the "
         f"containers are OOM-killed in about {to_limit_min:.0f} min.",
+    )
+
+
+def _cpu_hog(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis | None:
+    cpu = _up(finding, Signal.CPU)
+    if cpu is None or _up(finding, Signal.REQUEST_RATE, at_least=3.0):
+        return None
+    if _up(finding, Signal.MEMORY, at_least=3.0):
+        return None
+    pain = _up(finding, Signal.LATENCY_P99) or _up(finding, Signal.ERROR_RATIO)
+    confidence = 0.6 + 0.25 * _strength(cpu) + (0.1 if pain else 0.0)
+    hurt = f"; {pain.signal} up {pain.deviation:.0f}σ" if pain else ""
+    return Diagnosis(
+        finding.workload,
+        Cause.CPU_HOG,
+        round(min(confidence, 0.95), 2),
+        f"CPU at {cpu.value:.0%} of requests (baseline {cpu.baseline:.0%}) with traffic "
+        f"not unusual and no recent rollout{hurt}: something in the containers burns "
+        "CPU besides serving requests.",
     )
 
 
@@ -149,7 +202,7 @@ def _overload(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis
     )
 
 
-def _slope_per_s(frame: Frame, finding: Finding, signal: Signal) -> float:
+def slope_per_s(frame: Frame, finding: Finding, signal: Signal) -> float:
     """Least-squares slope of the signal over the recent window, per second."""
     series = frame.series(finding.workload, signal)
     if not series.size:

@@ -95,7 +95,12 @@ def create_api(cluster: Cluster) -> Starlette:
 
 
 _FAULTS = TypeAdapter(list[ApiFault])
-_FAULT_REASONS = {500: "InternalError", 409: "Conflict", 429: "TooManyRequests"}
+_FAULT_REASONS = {
+    500: "InternalError",
+    409: "Conflict",
+    429: "TooManyRequests",
+    403: "Forbidden",
+}
 
 
 async def _injected_fault(cluster: Cluster, request: Request) -> Response | None:

@@ -34,6 +34,7 @@ import hashlib
 import math
 import threading
 import uuid
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -70,6 +71,9 @@ READINESS_DELAY_S = 10.0
 LATENCY_BUCKETS_S = workloads.LATENCY_BUCKETS_S
 # A crashing container exits this long after it starts.
 CRASH_AFTER_S = 5.0
+# Restarts are sparse events: the signal averages them over this window, as the PromQL
+# ``rate(kube_pod_container_status_restarts_total[10m])`` does (collect/signals.py).
+RESTARTS_WINDOW_S = 600.0
 
 
 @dataclass
@@ -110,6 +114,10 @@ class Cluster:
         self.workloads = tuple(WorkloadRef(w.namespace, "Deployment", w.name) for w in specs)
         self.applied_events: list[tuple[float, Event]] = []
         self._hpa_history: dict[str, hpa.History] = {}  # by HPA uid
+        # Restarts per workload of each step in the restarts window, newest last.
+        self._restart_steps: deque[np.ndarray[Any, np.dtype[np.float64]]] = deque(
+            maxlen=max(1, round(RESTARTS_WINDOW_S / scenario.step_s))
+        )
         self._workload_index = {key: i for i, key in enumerate(self._specs)}
         self._w = workloads.WorkloadColumns(list(self._specs.values()))
         # Work queues, as informers feed controllers: what changed since the last pass.
@@ -963,6 +971,7 @@ class Cluster:
                     (500, fault.error_500),
                     (409, fault.conflict_409),
                     (429, fault.throttle_429),
+                    (403, fault.forbidden_403),
                 ):
                     if draw < rate:
                         return code, fault.latency_s
@@ -1060,8 +1069,17 @@ class Cluster:
         # Counters are differenced every step, in a scrape gap too: they must move on.
         sampled = self._window_factors("scrape_gap") == 1.0
         row = workloads.signals(self._table, self._w, dt_s=self.scenario.step_s, sampled=sampled)
+        self._window_restarts(row)
         self.timestamps.append(self.clock.now_s())
         self.samples.append(row)
+
+    def _window_restarts(self, row: np.ndarray[Any, np.dtype[np.float64]]) -> None:
+        """Restarts per minute over the last ``RESTARTS_WINDOW_S`` instead of one step."""
+        r = SIGNALS.index(Signal.RESTARTS)
+        step_s = self.scenario.step_s
+        self._restart_steps.append(np.nan_to_num(row[:, r]) * step_s / 60.0)
+        total = np.sum(self._restart_steps, axis=0)
+        row[:, r] = np.where(np.isnan(row[:, r]), np.nan, total * 60.0 / RESTARTS_WINDOW_S)
 
     # ---- helpers -----------------------------------------------------------------------
 

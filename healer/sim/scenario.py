@@ -149,8 +149,8 @@ Verb = Literal["GET", "POST", "PUT", "PATCH", "DELETE"]
 class ApiFault(_Model):
     """Failures the simulated API server injects, for reliability tests.
 
-    Each request whose verb is listed (all verbs when none are) fails with 500, 409 or
-    429 at the given rates, and is delayed by ``latency_s``, while simulated time is in
+    Each request whose verb is listed (all verbs when none are) fails with 500, 409,
+    429 or 403 at the given rates, and is delayed by ``latency_s``, while simulated time is in
     ``[from_s, until_s)``. A 429 carries ``Retry-After``, as the real server's does.
     """
 
@@ -158,6 +158,8 @@ class ApiFault(_Model):
     error_500: float = Field(default=0.0, ge=0, le=1)
     conflict_409: float = Field(default=0.0, ge=0, le=1)
     throttle_429: float = Field(default=0.0, ge=0, le=1)
+    forbidden_403: float = Field(default=0.0, ge=0, le=1)
+    """As if healer's service account lacked the RBAC permission."""
     retry_after_s: int = Field(default=1, ge=0)
     latency_s: float = Field(default=0.0, ge=0, le=30)
     from_s: float = Field(default=0.0, ge=0)
@@ -165,7 +167,7 @@ class ApiFault(_Model):
 
     @model_validator(mode="after")
     def _rates(self) -> ApiFault:
-        if self.error_500 + self.conflict_409 + self.throttle_429 > 1:
+        if self.error_500 + self.conflict_409 + self.throttle_429 + self.forbidden_403 > 1:
             raise ValueError("the failure rates add up to more than 1")
         return self
 

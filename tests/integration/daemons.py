@@ -16,7 +16,12 @@ from typing import Any, TypeVar
 import httpx
 import yaml
 
+from healer.api.auth import hash_token
+
 REPO = Path(__file__).resolve().parents[2]
+VIEWER_TOKEN = "test-viewer-token"
+"""The daemons' API answers /api/v1 only with a token; the tests read as a viewer."""
+VIEWER = {"Authorization": f"Bearer {VIEWER_TOKEN}"}
 T = TypeVar("T")
 
 
@@ -84,7 +89,7 @@ class Process:
             )
 
     def status(self) -> dict[str, Any]:
-        answer = httpx.get(f"{self.api_url()}/api/v1/status", timeout=5)
+        answer = httpx.get(f"{self.api_url()}/api/v1/status", headers=VIEWER, timeout=5)
         answer.raise_for_status()
         body: dict[str, Any] = answer.json()
         return body
@@ -114,7 +119,11 @@ def daemon_settings(workdir: Path, prometheus_url: str, **sections: Any) -> dict
     base: dict[str, Any] = {
         "guards": {"mode": "auto"},
         "store": {"url": f"sqlite:///{workdir / 'audit.db'}"},
-        "api": {"host": "127.0.0.1", "port": 0},
+        "api": {
+            "host": "127.0.0.1",
+            "port": 0,
+            "tokens": [{"name": "tests", "role": "viewer", "sha256": hash_token(VIEWER_TOKEN)}],
+        },
         "prometheus": {"url": prometheus_url, "retries": 0, "timeout_s": 2},
         "playbooks_dir": str(REPO / "playbooks"),
     }

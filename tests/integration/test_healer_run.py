@@ -24,7 +24,7 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from daemons import Process, daemon_settings, wait_for, write_settings
+from daemons import VIEWER, Process, daemon_settings, wait_for, write_settings
 from kubernetes import client
 from kubernetes import config as kube_config
 from test_prometheus import PrometheusServer, _binary, _free_port
@@ -188,7 +188,9 @@ def test_two_daemons_heal_through_prometheus_and_hand_over_on_sigkill(
         def healed() -> dict[str, Any] | None:
             for d in daemons:
                 d.check_running()
-            page = httpx.get(f"{urls['healer-1']}/api/v1/incidents", timeout=5).json()
+            page = httpx.get(
+                f"{urls['healer-1']}/api/v1/incidents", headers=VIEWER, timeout=5
+            ).json()
             done = [i for i in page["items"] if i["outcome"] is not None]
             return done[0] if done else None
 
@@ -198,17 +200,19 @@ def test_two_daemons_heal_through_prometheus_and_hand_over_on_sigkill(
         assert incident["action"] == "rollback" and incident["outcome"] == "healed", incident
         assert healer_events(kubeconfig) == ["HealerRollback"]
         statuses = {d.name: d.status() for d in daemons}
-        assert sum(bool(s["leader"]) for s in statuses.values()) == 1, statuses
+        assert sum(bool(s["is_leader"]) for s in statuses.values()) == 1, statuses
 
         successor, took_s = takeover_after_kill(daemons, kubeconfig)
         print(f"takeover after SIGKILL of the leader: {took_s:.1f} s")
         assert took_s <= TAKEOVER_LIMIT_S
-        wait_for("the successor to lead", lambda: successor.status()["leader"], 10)
+        wait_for("the successor to lead", lambda: successor.status()["is_leader"], 10)
         # The successor cycles on; the rolled-back workload is quiet: nothing is redone.
         cycles = successor.status()["cycles"]
         wait_for("a few cycles", lambda: successor.status()["cycles"] >= cycles + 3, 60)
         assert healer_events(kubeconfig) == ["HealerRollback"]
-        page = httpx.get(f"{successor.api_url()}/api/v1/incidents", timeout=5).json()
+        page = httpx.get(
+            f"{successor.api_url()}/api/v1/incidents", headers=VIEWER, timeout=5
+        ).json()
         assert [i["action"] for i in page["items"]].count("rollback") == 1
 
         assert successor.terminate() == 0, successor.stderr()[-2000:]

@@ -139,8 +139,12 @@ def test_each_action_posted_a_kubernetes_event(run: tuple[SimHarness, list[Step]
     harness, _ = run
     events = harness.cluster.list_objects("events", "shop")
     reasons = sorted((e["involvedObject"]["name"], e["reason"]) for e in events)
-    assert reasons == [
+    # The overload takes two scale steps of at most x2 (scale-up-on-overload, then its
+    # on_failure scale-up-again); every other fault one action.
+    assert sorted(set(reasons)) == [
         ("cart", "HealerRollback"),
         ("checkout", "HealerRestart"),
         ("search", "HealerScale"),
     ]
+    assert reasons.count(("search", "HealerScale")) <= 2
+    assert len(reasons) - reasons.count(("search", "HealerScale")) == 2

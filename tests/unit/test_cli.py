@@ -96,3 +96,23 @@ def test_demo_runs_heals_and_stops(tmp_path: Path) -> None:
     assert len(outcomes) == 3
     assert all("OUTCOME   healed:" in line for line in outcomes)
     assert "healer demo: stopped" in result.stdout
+
+
+def test_train_diagnoser_writes_a_model_the_daemon_loads(tmp_path: Path) -> None:
+    from healer.diagnose.learned import LearnedDiagnoser
+
+    out = tmp_path / "diagnoser.skops"
+    result = healer(
+        "train-diagnoser",
+        str(out),
+        "--scenarios",
+        "cpu-hog",
+        "--seeds",
+        "1",
+        "--hours",
+        "1",
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "labelled diagnoses" in result.stdout and out.with_suffix(".json").exists()
+    assert LearnedDiagnoser.load(out).support_

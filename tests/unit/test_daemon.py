@@ -14,6 +14,7 @@ from healer.audit.store import AuditStore
 from healer.config import Settings, load_settings
 from healer.daemon import Healer, Step
 from healer.decide import load_playbooks
+from healer.decide.escalation import Escalation
 from healer.detect.streaming import Detection
 from healer.errors import PrometheusUnavailable, TransientActionError
 from healer.types import (
@@ -170,12 +171,18 @@ def test_healed_once_quiet_for_the_stable_time(loop: Loop) -> None:
     assert loop.outcomes() == [OutcomeKind.HEALED]
 
 
-def test_not_healed_when_the_verification_window_passes(loop: Loop) -> None:
+def test_not_healed_follows_the_chain_then_ends(loop: Loop) -> None:
     loop.detector.anomalous = {SEARCH: OVERLOAD}
-    loop.run(cycles=25)  # 750 s, past the playbook's 600 s window
+    loop.run(cycles=12)  # 360 s, past scale-up-on-overload's 300 s window
+    assert [p.playbook for p in loop.actuator.applied] == [
+        "scale-up-on-overload",
+        "scale-up-again",
+    ]
+    assert loop.outcomes() == [None]
+    loop.run(cycles=21)  # past scale-up-again's 600 s window; it escalates on failure
     assert loop.outcomes() == [OutcomeKind.NOT_HEALED]
     loop.run(cycles=20)
-    assert len(loop.actuator.applied) == 1, "no second action while the episode lasts"
+    assert len(loop.actuator.applied) == 2, "no further action while the episode lasts"
 
 
 def test_a_new_incident_opens_only_after_the_workload_was_quiet(loop: Loop) -> None:
@@ -195,6 +202,33 @@ def test_an_unknown_cause_is_escalated_without_action(loop: Loop) -> None:
     [incident] = loop.store.list_incidents()
     assert incident.cause == Cause.UNKNOWN
     assert incident.outcome == OutcomeKind.ESCALATED
+
+
+@dataclass
+class RecordingNotifier:
+    sent: list[Escalation] = field(default_factory=list)
+
+    def notify(self, escalation: Escalation) -> list[str]:
+        self.sent.append(escalation)
+        return []
+
+
+def test_escalations_are_sent_and_healed_incidents_are_not(loop: Loop) -> None:
+    notifier = RecordingNotifier()
+    loop.healer.notifier = notifier
+    loop.detector.anomalous = {SEARCH: STRANGE}
+    loop.run(cycles=2)
+    [sent] = notifier.sent
+    assert sent.workload == SEARCH and sent.cause == "unknown"
+    assert sent.reason.startswith("escalated: no playbook handles unknown")
+    loop.detector.anomalous = {}
+    loop.run(cycles=8)  # quiet: the incident is done being watched
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run()
+    loop.detector.anomalous = {}
+    loop.run(cycles=6)
+    assert loop.outcomes()[0] == OutcomeKind.HEALED
+    assert len(notifier.sent) == 1
 
 
 def test_no_metrics_means_no_action(loop: Loop) -> None:
@@ -222,10 +256,25 @@ def test_a_guard_block_is_recorded_and_escalated(tmp_path: Path) -> None:
 
 
 def test_the_anomaly_brake_holds_when_many_workloads_are_anomalous(loop: Loop) -> None:
+    notifier = RecordingNotifier()
+    loop.healer.notifier = notifier
     loop.detector.anomalous = {SEARCH: OVERLOAD, **{w: OVERLOAD for w in OTHERS[:3]}}
     loop.run()
     assert loop.actuator.applied == []
     assert set(loop.outcomes()) == {OutcomeKind.ESCALATED}
+    [sent] = notifier.sent  # one escalation for the braked cycle, not one per workload
+    assert "anomaly_brake" in sent.reason
+
+
+def test_two_of_five_anomalous_is_over_the_default_brake(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD, OTHERS[0]: OVERLOAD}  # 40% > 30%
+    loop.run()
+    assert loop.actuator.applied == []
+    loop.detector.anomalous = {}
+    loop.run(cycles=8)
+    loop.detector.anomalous = {SEARCH: OVERLOAD}  # 20%: acted on
+    loop.run()
+    assert [p.action for p in loop.actuator.applied] == [ActionKind.SCALE]
 
 
 def test_dry_run_mode_changes_nothing_and_escalates(tmp_path: Path) -> None:

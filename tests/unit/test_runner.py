@@ -63,7 +63,7 @@ def test_the_follower_is_ready_the_leader_waits_for_metrics(
     assert a.readiness()[0] == (
         "metrics unavailable: connection refused (prometheus.url http://prometheus.test:9090)"
     )
-    assert a.status()["leader"] is True and b.status()["holder"] == "a"
+    assert a.status()["is_leader"] is True and b.status()["leader"] == "a"
 
 
 def test_a_kubernetes_api_outage_makes_every_replica_unready(

@@ -132,8 +132,8 @@ def test_each_alert_runs_its_playbook_once(signal: Signal, tail: list[float], ac
 def test_scale_is_sized_from_cpu_over_the_threshold() -> None:
     static, actuator = rules([frame(Signal.CPU, [1.6] * 21)], state())
     static.cycle(NOW)
-    # 3 replicas x (1.6 / 0.8) x 1.25 headroom = 7.5, so 8.
-    assert actuator.applied[0].params["replicas"] == 8
+    # 3 replicas x (1.6 / 0.8) x 1.25 headroom = 7.5, so 8, capped at x2 per step: 6.
+    assert actuator.applied[0].params["replicas"] == 6
 
 
 def test_rollback_without_an_earlier_revision_is_blocked_by_the_guard() -> None:

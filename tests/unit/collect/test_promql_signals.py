@@ -24,7 +24,10 @@ def test_every_query_aggregates_by_workload_and_has_no_tokens_left(signal_set: s
     for query in build_queries(signal_set=signal_set, window_s=90):  # type: ignore[arg-type]
         assert "by (namespace, deployment" in query.promql
         assert "$window" not in query.promql and "$pod_owner" not in query.promql
-        assert "[90s]" in query.promql or query.signal in (Signal.MEMORY, Signal.READY_RATIO)
+        if query.signal is Signal.RESTARTS:  # sparse events: a window of their own
+            assert "[10m]" in query.promql
+        else:
+            assert "[90s]" in query.promql or query.signal in (Signal.MEMORY, Signal.READY_RATIO)
         assert query.promql.count("(") == query.promql.count(")")
 
 

@@ -17,6 +17,7 @@ from healer.types import (
     GuardResult,
     HpaState,
     Mode,
+    Revision,
     WorkloadRef,
     WorkloadState,
 )
@@ -101,15 +102,15 @@ def test_cooldown_blocks_a_recent_action() -> None:
 
     result = guards.cooldown(check(history=history))
 
-    assert result == GuardResult("cooldown", False, "last action on shop/cart 4m ago, cooldown 15m")
+    assert result == GuardResult("cooldown", False, "last action on shop/cart 4m ago, cooldown 10m")
 
 
 def test_cooldown_passes_once_elapsed() -> None:
-    history = replace(NO_HISTORY, last_action_at={CART: NOW - timedelta(minutes=15)})
+    history = replace(NO_HISTORY, last_action_at={CART: NOW - timedelta(minutes=10)})
 
     result = guards.cooldown(check(history=history))
 
-    assert result == GuardResult("cooldown", True, "last action on shop/cart 15m ago, cooldown 15m")
+    assert result == GuardResult("cooldown", True, "last action on shop/cart 10m ago, cooldown 10m")
 
 
 def test_cooldown_ignores_other_workloads() -> None:
@@ -125,25 +126,25 @@ def test_cooldown_ignores_other_workloads() -> None:
 
 
 def test_rate_limit_blocks_at_the_cap() -> None:
-    times = tuple(NOW - timedelta(minutes=m) for m in (1, 10, 59))
+    times = tuple(NOW - timedelta(minutes=m) for m in (1, 5, 9))
     history = replace(NO_HISTORY, recent_action_times=times)
 
     result = guards.rate_limit(
         check(settings=GuardSettings(max_actions_per_window=3), history=history)
     )
 
-    assert result == GuardResult("rate_limit", False, "3 actions in the last 1h, limit 3")
+    assert result == GuardResult("rate_limit", False, "3 actions in the last 10m, limit 3")
 
 
 def test_rate_limit_counts_only_the_window() -> None:
-    times = (NOW - timedelta(minutes=5), NOW - timedelta(minutes=61), NOW - timedelta(hours=3))
+    times = (NOW - timedelta(minutes=5), NOW - timedelta(minutes=11), NOW - timedelta(hours=3))
     history = replace(NO_HISTORY, recent_action_times=times)
 
     result = guards.rate_limit(
         check(settings=GuardSettings(max_actions_per_window=2), history=history)
     )
 
-    assert result == GuardResult("rate_limit", True, "1 actions in the last 1h, limit 2")
+    assert result == GuardResult("rate_limit", True, "1 actions in the last 10m, limit 2")
 
 
 # ---- in_flight --------------------------------------------------------------------------
@@ -165,20 +166,20 @@ def test_in_flight_passes_below_the_cap() -> None:
 
 
 def test_anomaly_brake_engages_when_most_workloads_are_anomalous() -> None:
-    result = guards.anomaly_brake(check(anomalous=6, watched=8))
+    result = guards.anomaly_brake(check(anomalous=3, watched=8))
 
     assert result == GuardResult(
         "anomaly_brake",
         False,
-        "6 of 8 watched workloads anomalous (75%), brake at 50%: upstream or monitoring fault",
+        "3 of 8 watched workloads anomalous (38%), brake at 30%: upstream or monitoring fault",
     )
 
 
 def test_anomaly_brake_holds_off_at_exactly_the_share() -> None:
-    result = guards.anomaly_brake(check(anomalous=4, watched=8))
+    result = guards.anomaly_brake(check(anomalous=3, watched=10))
 
     assert result == GuardResult(
-        "anomaly_brake", True, "4 of 8 watched workloads anomalous (50%), brake at 50%"
+        "anomaly_brake", True, "3 of 10 watched workloads anomalous (30%), brake at 30%"
     )
 
 
@@ -282,7 +283,7 @@ def test_raising_hpa_min_to_its_current_value_is_blocked() -> None:
     ("action", "specific"),
     [
         (ActionKind.RESTART, ("paused",)),
-        (ActionKind.ROLLBACK, ("paused", "rollback_target")),
+        (ActionKind.ROLLBACK, ("paused", "rollback_target", "flip_back")),
         (ActionKind.SCALE, ("scale_bounds",)),
         (ActionKind.DELETE_POD, ()),
     ],
@@ -292,7 +293,15 @@ def test_check_all_evaluates_every_applicable_guard(
 ) -> None:
     results = guards.check_all(check(action), ScaleTarget(3, 6, 1, 50))
 
-    common = ("namespace", "opt_out", "cooldown", "rate_limit", "in_flight", "anomaly_brake")
+    common = (
+        "namespace",
+        "opt_out",
+        "gitops",
+        "cooldown",
+        "rate_limit",
+        "in_flight",
+        "anomaly_brake",
+    )
     assert tuple(r.guard for r in results) == common + specific
     assert all(r.passed for r in results)
 
@@ -312,6 +321,63 @@ def test_check_all_does_not_stop_at_the_first_block() -> None:
         "anomaly_brake",
         "paused",
     ]
+
+
+# ---- flip-back, GitOps, chains ----------------------------------------------------------
+
+
+def test_a_second_rollback_within_the_window_is_blocked() -> None:
+    history = ActionHistory({}, (), 0, last_rollback_at={CART: NOW - timedelta(minutes=20)})
+
+    result = guards.flip_back(check(ActionKind.ROLLBACK, history=history))
+
+    assert not result.passed
+    assert "rolled back 20m ago; no second rollback within 1h" in result.detail
+
+
+def test_a_rollback_after_the_window_or_of_another_workload_passes() -> None:
+    other = WorkloadRef("shop", "Deployment", "search")
+    for last in ({CART: NOW - timedelta(hours=2)}, {other: NOW - timedelta(minutes=5)}):
+        history = ActionHistory({}, (), 0, last_rollback_at=last)
+        assert guards.flip_back(check(ActionKind.ROLLBACK, history=history)).passed
+
+
+@pytest.mark.parametrize(
+    ("labels", "annotations", "tool"),
+    [
+        ({}, {"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/cart"}, "Argo CD"),
+        ({"argocd.argoproj.io/instance": "shop"}, {}, "Argo CD"),
+        ({"kustomize.toolkit.fluxcd.io/name": "apps"}, {}, "Flux"),
+        ({"helm.toolkit.fluxcd.io/name": "cart"}, {}, "Flux"),
+    ],
+)
+def test_a_gitops_managed_workload_gets_approval_mode(
+    labels: dict[str, str], annotations: dict[str, str], tool: str
+) -> None:
+    managed = state(labels=labels, annotations=annotations)
+
+    verdict = guards.gitops(check(workload_state=managed))
+
+    assert verdict.passed and tool in verdict.detail and "approval" in verdict.detail
+    assert guards.resolve_mode(Mode.AUTO, Mode.AUTO, managed) is Mode.APPROVAL
+    assert guards.resolve_mode(Mode.DRY_RUN, Mode.AUTO, managed) is Mode.DRY_RUN
+
+
+def test_helms_instance_label_alone_is_not_gitops() -> None:
+    helm = state(labels={"app.kubernetes.io/instance": "cart"})
+
+    assert guards.resolve_mode(Mode.AUTO, Mode.AUTO, helm) is Mode.AUTO
+    assert "not managed" in guards.gitops(check(workload_state=helm)).detail
+
+
+def test_a_chain_step_is_exempt_from_the_cooldown_only() -> None:
+    history = ActionHistory({CART: NOW - timedelta(minutes=3)}, (NOW,), 3)
+    chained = Check(ActionKind.SCALE, state(), GuardSettings(), history, 1, 10, NOW, chained=True)
+
+    results = {r.guard: r for r in guards.check_all(chained, ScaleTarget(3, 6, 1, 50))}
+
+    assert results["cooldown"].passed and "on_failure chain" in results["cooldown"].detail
+    assert not results["in_flight"].passed  # every other guard still holds
 
 
 def test_scale_needs_its_target() -> None:
@@ -352,3 +418,32 @@ def test_most_cautious_mode_wins(
 )
 def test_duration(seconds: float, text: str) -> None:
     assert guards.duration(seconds) == text
+
+
+# ---- rollback target over restart-only revisions -----------------------------------------
+
+
+def _rev(number: int, template: str, image: str = "cart:1") -> Revision:
+    return Revision(number, f"cart-{number}", NOW - timedelta(days=number), (image,), template)
+
+
+def test_restart_only_revisions_are_skipped_for_the_rollback_target() -> None:
+    history = state(_rev(4, "bad"), _rev(3, "bad"), _rev(2, "good"), _rev(1, "good"))
+
+    target = guards.rollback_revision(history)
+    verdict = guards.rollback_target(check(ActionKind.ROLLBACK, workload_state=history))
+
+    assert target is not None and target.number == 2
+    assert verdict.passed and "4 -> 2" in verdict.detail and "skipping" in verdict.detail
+
+
+def test_only_restarts_in_history_block_the_rollback() -> None:
+    restarts = state(_rev(3, "same"), _rev(2, "same"), _rev(1, "same"))
+
+    verdict = guards.rollback_target(check(ActionKind.ROLLBACK, workload_state=restarts))
+
+    assert not verdict.passed and "only by a restart" in verdict.detail
+
+
+def test_without_fingerprints_the_previous_revision_is_the_target() -> None:
+    assert guards.rollback_revision(state()) == revision(3)

@@ -9,7 +9,7 @@ import pytest
 from builders import CART, NOW, revision, state
 
 from healer.config import GuardSettings
-from healer.decide import Playbook, load_playbooks, plan
+from healer.decide import Playbook, find_playbook, load_playbooks, plan
 from healer.types import (
     ActionHistory,
     ActionKind,
@@ -98,8 +98,16 @@ def test_unknown_cause_has_no_plan() -> None:
     assert plan_for(Cause.UNKNOWN, MEMORY) is None
 
 
-def test_crash_loop_has_no_shipped_playbook() -> None:
-    assert plan_for(Cause.CRASH_LOOP, up(Signal.RESTARTS, 4.0, 0.0)) is None
+def test_a_sure_crash_loop_is_rolled_back_and_an_unsure_one_has_no_plan() -> None:
+    restarts = up(Signal.RESTARTS, 0.6, 0.0)
+    sure = must_plan(Cause.CRASH_LOOP, restarts, confidence=0.8)
+    assert (sure.playbook, sure.action) == ("rollback-crash-loop", ActionKind.ROLLBACK)
+    assert plan_for(Cause.CRASH_LOOP, restarts, confidence=0.5) is None
+
+
+def test_a_cpu_hog_is_restarted() -> None:
+    hog = must_plan(Cause.CPU_HOG, up(Signal.CPU, 1.6, 0.5))
+    assert (hog.playbook, hog.action) == ("restart-on-cpu-hog", ActionKind.RESTART)
 
 
 def test_low_confidence_has_no_plan() -> None:
@@ -115,7 +123,7 @@ def test_no_matching_signal_has_no_plan() -> None:
 
 
 def test_namespace_selector() -> None:
-    (restart,) = (b for b in PLAYBOOKS if b.action.kind is ActionKind.RESTART)
+    restart = find_playbook(PLAYBOOKS, "restart-on-memory-leak")
     payments_only = restart.model_copy(
         update={"match": restart.match.model_copy(update={"namespaces": ("payments",)})}
     )
@@ -124,7 +132,7 @@ def test_namespace_selector() -> None:
 
 
 def test_first_matching_playbook_in_order_wins() -> None:
-    (restart,) = (b for b in PLAYBOOKS if b.action.kind is ActionKind.RESTART)
+    restart = find_playbook(PLAYBOOKS, "restart-on-memory-leak")
     careful = restart.model_copy(update={"name": "careful-restart", "mode": Mode.APPROVAL})
 
     result = must_plan(Cause.MEMORY_LEAK, MEMORY, playbooks=(careful, restart))
@@ -160,12 +168,43 @@ def test_blocked_plan_is_still_returned_with_every_verdict() -> None:
     assert [g.guard for g in result.guard_results] == [
         "namespace",
         "opt_out",
+        "gitops",
         "cooldown",
         "rate_limit",
         "in_flight",
         "anomaly_brake",
         "paused",
     ]
+
+
+def test_a_chain_step_uses_the_named_playbook_without_matching() -> None:
+    scale_book = find_playbook(PLAYBOOKS, "scale-up-on-overload")
+    history = ActionHistory({CART: NOW}, (NOW,), 0)
+
+    result = plan(
+        diagnosis(Cause.MEMORY_LEAK),
+        finding(MEMORY),
+        state(),
+        playbooks=PLAYBOOKS,
+        guards=AUTO,
+        history=history,
+        anomalous_workloads=1,
+        watched_workloads=10,
+        now=NOW,
+        chain_to=scale_book,
+    )
+
+    assert result is not None and result.playbook == "scale-up-on-overload"
+    assert result.allowed, result.blocked_by  # the cooldown does not stop a chain
+
+
+def test_a_gitops_workload_is_planned_for_approval() -> None:
+    argo = state(annotations={"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/cart"})
+
+    result = must_plan(Cause.MEMORY_LEAK, MEMORY, workload_state=argo)
+
+    assert result.mode is Mode.APPROVAL
+    assert "Argo CD" in next(g.detail for g in result.guard_results if g.guard == "gitops")
 
 
 def test_default_settings_keep_everything_dry_run() -> None:
@@ -187,7 +226,7 @@ def test_bad_release_plans_a_rollback_to_the_previous_revision() -> None:
     assert result.playbook == "rollback-bad-release"
     assert result.params == {"to_revision": 3, "from_revision": 4}
     assert result.allowed
-    assert result.guard_results[-1].guard == "rollback_target"
+    assert [g.guard for g in result.guard_results][-2:] == ["rollback_target", "flip_back"]
 
 
 def test_rollback_with_no_previous_revision_is_blocked() -> None:
@@ -211,12 +250,16 @@ def scale(*deviations: SignalDeviation, guards: GuardSettings = AUTO, **changes:
 
 
 def test_scale_target_from_cpu_growth_with_headroom() -> None:
-    # 3 replicas x (1.6 / 0.8) x 1.25 headroom = 7.5 -> 8
+    # 3 replicas x (1.6 / 0.8) x 1.25 headroom = 7.5 -> 8, over the x2 step cap: 6
     result = scale(up(Signal.CPU, 1.6, 0.8))
 
-    assert result.params == {"replicas": 8, "from_replicas": 3}
+    assert result.params == {"replicas": 6, "from_replicas": 3}
     assert result.allowed
-    assert result.reason.endswith("; CPU at 2.00x its baseline with 1.25x headroom: 3 -> 8")
+    assert result.reason.endswith("; CPU at 2.00x its baseline with 1.25x headroom: 3 -> 6")
+    bigger = scale(
+        up(Signal.CPU, 1.6, 0.8), guards=GuardSettings(mode=Mode.AUTO, max_scale_factor=3)
+    )
+    assert bigger.params["replicas"] == 6  # the playbook's own factor (2.0) still holds
 
 
 def test_scale_target_is_exact_without_float_noise() -> None:
@@ -232,8 +275,10 @@ def test_scale_adds_at_least_one_replica() -> None:
 
 
 def test_scale_step_is_capped_by_max_step_factor() -> None:
-    # 3 x 10 x 1.25 = 37.5 wanted; at most 3 x 3.0 = 9 in one step
-    assert scale(up(Signal.CPU, 5.0, 0.5)).params["replicas"] == 9
+    # 3 x 10 x 1.25 = 37.5 wanted; at most 3 x 2.0 = 6 in one step
+    assert scale(up(Signal.CPU, 5.0, 0.5)).params["replicas"] == 6
+    careful = GuardSettings(mode=Mode.AUTO, max_scale_factor=1.5)
+    assert scale(up(Signal.CPU, 5.0, 0.5), guards=careful, replicas=4).params["replicas"] == 6
 
 
 def test_scale_without_cpu_deviation_doubles() -> None:
@@ -278,7 +323,7 @@ def test_scale_with_an_hpa_raises_its_min_replicas() -> None:
 
     result = scale(up(Signal.CPU, 1.6, 0.8), hpa=hpa)
 
-    assert result.params == {"replicas": 8, "from_replicas": 2, "hpa": "cart"}
+    assert result.params == {"replicas": 6, "from_replicas": 2, "hpa": "cart"}
     assert result.allowed
 
 

@@ -52,23 +52,29 @@ def test_every_shipped_playbook_loads_and_validates() -> None:
     books = load_playbooks(REPO_PLAYBOOKS)
 
     files = sorted(p.name for p in REPO_PLAYBOOKS.iterdir() if p.suffix in (".yaml", ".yml"))
-    assert len(books) == len(files) == 3
+    assert len(books) == len(files) == 6
     assert all(book.description.strip() for book in books)
     assert all(book.verify.signals for book in books)
 
 
-def test_shipped_playbooks_cover_the_three_remediable_causes() -> None:
+def test_shipped_playbooks_cover_every_remediable_cause() -> None:
     books = load_playbooks(REPO_PLAYBOOKS)
 
-    by_kind = {book.action.kind: book for book in books}
-    assert by_kind[ActionKind.RESTART].match.causes == (Cause.MEMORY_LEAK,)
-    assert by_kind[ActionKind.SCALE].match.causes == (Cause.OVERLOAD,)
-    assert by_kind[ActionKind.ROLLBACK].match.causes == (Cause.BAD_RELEASE,)
-    scale = by_kind[ActionKind.SCALE]
-    assert (scale.action.params.headroom, scale.action.params.max_step_factor) == (1.25, 3.0)
+    by_cause = {cause: book for book in books for cause in book.match.causes}
+    assert set(by_cause) == set(Cause) - {Cause.UNKNOWN}
+    kinds = {cause: book.action.kind for cause, book in by_cause.items()}
+    assert kinds == {
+        Cause.MEMORY_LEAK: ActionKind.RESTART,
+        Cause.CPU_HOG: ActionKind.RESTART,
+        Cause.OVERLOAD: ActionKind.SCALE,
+        Cause.BAD_RELEASE: ActionKind.ROLLBACK,
+        Cause.CRASH_LOOP: ActionKind.ROLLBACK,
+    }
+    scale = by_cause[Cause.OVERLOAD]
+    assert (scale.action.params.headroom, scale.action.params.max_step_factor) == (1.25, 2.0)
     assert scale.verify.signals == (Signal.CPU, Signal.LATENCY_P99, Signal.ERROR_RATIO)
-    rollback = by_kind[ActionKind.ROLLBACK]
-    assert rollback.verify.signals == (Signal.ERROR_RATIO, Signal.LATENCY_P99)
+    assert by_cause[Cause.BAD_RELEASE].verify.signals == (Signal.ERROR_RATIO, Signal.LATENCY_P99)
+    assert by_cause[Cause.CRASH_LOOP].match.min_confidence > 0.5  # an unsure one escalates
 
 
 # ---- a good directory -------------------------------------------------------------------

@@ -118,7 +118,7 @@ def test_cpu_latency_and_traffic_up_is_overload() -> None:
     assert "3 replicas" in result.explanation
 
 
-def test_cpu_and_latency_up_without_traffic_is_a_less_sure_overload() -> None:
+def test_cpu_and_latency_up_without_traffic_is_a_cpu_hog_not_an_overload() -> None:
     deviations = (up(Signal.CPU, 1.6, 0.5, 14.0), up(Signal.LATENCY_P99, 0.9, 0.08, 40.0))
     with_traffic = explain(
         finding(*deviations, up(Signal.REQUEST_RATE, 300.0, 100.0, 12.0)),
@@ -126,9 +126,31 @@ def test_cpu_and_latency_up_without_traffic_is_a_less_sure_overload() -> None:
         LONG_RUNNING,
     )
     without = explain(finding(*deviations), flat_frame(), LONG_RUNNING)
-    assert without.cause == Cause.OVERLOAD
-    assert without.confidence < with_traffic.confidence
-    assert "traffic is not unusual" in without.explanation
+    assert with_traffic.cause == Cause.OVERLOAD
+    assert without.cause == Cause.CPU_HOG
+    assert without.confidence >= 0.7
+    assert "traffic not unusual" in without.explanation
+
+
+def test_cpu_up_alone_is_a_less_sure_cpu_hog() -> None:
+    alone = explain(finding(up(Signal.CPU, 1.0, 0.5, 8.0)), flat_frame(), LONG_RUNNING)
+    hurting = explain(
+        finding(up(Signal.CPU, 1.0, 0.5, 8.0), up(Signal.LATENCY_P99, 0.3, 0.08, 9.0)),
+        flat_frame(),
+        LONG_RUNNING,
+    )
+    assert alone.cause == hurting.cause == Cause.CPU_HOG
+    assert alone.confidence < hurting.confidence
+
+
+def test_cpu_up_with_climbing_memory_is_not_a_cpu_hog() -> None:
+    memory = np.linspace(0.4, 0.8, SAMPLES)
+    result = explain(
+        finding(up(Signal.CPU, 1.0, 0.5, 8.0), up(Signal.MEMORY, 0.8, 0.4, 30.0)),
+        flat_frame(memory=memory),
+        LONG_RUNNING,
+    )
+    assert result.cause == Cause.MEMORY_LEAK
 
 
 # ---- bad_release -----------------------------------------------------------------------
@@ -189,6 +211,26 @@ def test_restarts_without_memory_is_a_crash_loop() -> None:
     result = explain(finding(up(Signal.RESTARTS, 4.0, 0.0, 8.0)), frame, LONG_RUNNING)
     assert result.cause == Cause.CRASH_LOOP
     assert "4.0/min" in result.explanation
+
+
+def test_a_crash_loop_soon_after_a_rollout_is_sure_and_names_the_revision() -> None:
+    current = revision(5, ONSET - timedelta(minutes=6), "registry.local/shop/cart:2.5.0")
+    previous = revision(4, NOW - timedelta(days=2), "registry.local/shop/cart:2.4.1")
+    result = explain(
+        finding(up(Signal.RESTARTS, 0.6, 0.0, 6.0)),
+        flat_frame(),
+        state(current, previous),
+    )
+    assert result.cause == Cause.CRASH_LOOP
+    assert result.confidence >= 0.8
+    assert "revision 5 (registry.local/shop/cart:2.5.0)" in result.explanation
+
+
+def test_a_crash_loop_long_after_any_rollout_is_unsure() -> None:
+    result = explain(finding(up(Signal.RESTARTS, 0.6, 0.0, 6.0)), flat_frame(), LONG_RUNNING)
+    assert result.cause == Cause.CRASH_LOOP
+    assert result.confidence <= 0.5
+    assert "no recent rollout" in result.explanation
 
 
 def test_restarts_with_climbing_memory_is_a_memory_leak_not_a_crash_loop() -> None:
