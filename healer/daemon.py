@@ -306,21 +306,7 @@ class Healer:
         now: datetime,
         chain_to: Playbook | None = None,
     ) -> None:
-        history = self.store.action_history(
-            now=now, window_s=self.settings.guards.rate_limit_window_s
-        )
-        plan = decide.plan(
-            diagnosis,
-            finding,
-            state,
-            playbooks=self.playbooks,
-            guards=self.settings.guards,
-            history=history,
-            anomalous_workloads=detection.anomalous_count,
-            watched_workloads=len(detection.workloads),
-            now=now,
-            chain_to=chain_to,
-        )
+        plan = self._plan(diagnosis, finding, state, detection, now, chain_to)
         if plan is None:
             self._close(
                 track,
@@ -578,21 +564,8 @@ class Healer:
             )
         track.diagnosis, track.finding = incident.diagnosis, incident.finding
         state = self.actuator.read_state(incident.workload)
-        history = self.store.action_history(
-            now=now, window_s=self.settings.guards.rate_limit_window_s
-        )
-        plan = decide.plan(
-            incident.diagnosis,
-            incident.finding,
-            state,
-            playbooks=self.playbooks,
-            guards=self.settings.guards,
-            history=history,
-            anomalous_workloads=detection.anomalous_count,
-            watched_workloads=len(detection.workloads),
-            now=now,
-            chain_to=self._approved_chain_step(incident),
-        )
+        chain_to = self._approved_chain_step(incident)
+        plan = self._plan(incident.diagnosis, incident.finding, state, detection, now, chain_to)
         if plan is not None and plan.mode == Mode.APPROVAL:
             plan = replace(plan, mode=Mode.AUTO)
         if plan is not None:
@@ -625,6 +598,32 @@ class Healer:
         blocked = replace(action, status=ActionStatus.BLOCKED, started=now, finished=now, error=why)
         self.store.record_action(track.incident_id, blocked)
         self._close(track, Outcome(OutcomeKind.ESCALATED, f"approved, then {why}", now))
+
+    def _plan(
+        self,
+        diagnosis: Diagnosis,
+        finding: Finding,
+        state: WorkloadState,
+        detection: Detection,
+        now: datetime,
+        chain_to: Playbook | None = None,
+    ) -> Plan | None:
+        """The planner with every guard, on the store's action history as of ``now``."""
+        history = self.store.action_history(
+            now=now, window_s=self.settings.guards.rate_limit_window_s
+        )
+        return decide.plan(
+            diagnosis,
+            finding,
+            state,
+            playbooks=self.playbooks,
+            guards=self.settings.guards,
+            history=history,
+            anomalous_workloads=detection.anomalous_count,
+            watched_workloads=len(detection.workloads),
+            now=now,
+            chain_to=chain_to,
+        )
 
     def status(self) -> JsonObject:
         return {

@@ -26,6 +26,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from healer.api.auth import TokenTable
 from healer.api.cursor import CursorSigner
 from healer.api.deps import AppContext, Clock, ReadinessDep, ReadinessFn, StatusFn, StoreDep
+from healer.api.listing import PageCacheMiddleware
 from healer.api.metrics import registry_for
 from healer.api.pages import router as pages
 from healer.api.routes import router as api_routes
@@ -71,6 +72,12 @@ def create_app(
         playbooks=tuple(playbooks),
         models_dir=models_dir,
         guards=settings.guards,
+    )
+    app.add_middleware(
+        PageCacheMiddleware,
+        pages=app.state.context.pages,
+        store=store,
+        tokens=app.state.tokens,
     )
     registry = registry_for(store, status)
     app.add_exception_handler(UnknownRecord, _not_found)

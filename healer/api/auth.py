@@ -8,7 +8,8 @@ request. Comparison is constant-time.
 The API reads ``Authorization: Bearer <token>``; the review page reads the same token
 from a cookie set by its login form (a browser cannot add the header to a link or a form).
 No token or an unknown one: 401 with ``WWW-Authenticate: Bearer``; a viewer asking for an
-operator's route: 403.
+operator's route: 403. ``viewer`` and ``operator`` are ``async def``, as they never
+block: FastAPI would run a plain ``def`` dependency in its thread pool.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def _table(request: Request) -> TokenTable:
     return table
 
 
-def viewer(
+async def viewer(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Principal:
@@ -90,7 +91,7 @@ def viewer(
     return principal
 
 
-def operator(principal: Annotated[Principal, Depends(viewer)]) -> Principal:
+async def operator(principal: Annotated[Principal, Depends(viewer)]) -> Principal:
     """A valid operator token; 403 for a viewer."""
     if principal.role is not Role.OPERATOR:
         raise HTTPException(403, detail=f"{principal.name} is a viewer; this needs an operator")

@@ -3,12 +3,16 @@
 What a route needs lives on ``app.state``, put there by ``create_app``: the store, the
 daemon's status and readiness callables, the clock, and an ``AppContext`` with the rest.
 Routes declare what they need with these aliases.
+
+The getters are ``async def`` although they do not wait for anything: FastAPI runs a
+plain ``def`` dependency in its thread pool, a thread hand-off per dependency per
+request that cost more than the rest of a cached list request (bench/api_incidents.py).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated
@@ -16,6 +20,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from healer.api.cursor import CursorSigner
+from healer.api.listing import PageCache
 from healer.audit import AuditStore
 from healer.config import GuardSettings
 from healer.decide import Playbook
@@ -32,31 +37,33 @@ class AppContext:
     playbooks: Sequence[Playbook]
     models_dir: Path | None
     guards: GuardSettings
+    pages: PageCache = field(default_factory=PageCache)
+    """Encoded pages of the incident list (``listing.py``)."""
 
 
-def get_store(request: Request) -> AuditStore:
+async def get_store(request: Request) -> AuditStore:
     store = request.app.state.store
     if not isinstance(store, AuditStore):  # app.state is untyped: check once here
         raise RuntimeError("app.state.store is not an AuditStore")
     return store
 
 
-def get_status(request: Request) -> StatusFn | None:
+async def get_status(request: Request) -> StatusFn | None:
     status: StatusFn | None = request.app.state.status  # untyped app.state, set by create_app
     return status
 
 
-def get_readiness(request: Request) -> ReadinessFn | None:
+async def get_readiness(request: Request) -> ReadinessFn | None:
     readiness: ReadinessFn | None = request.app.state.readiness  # set by create_app
     return readiness
 
 
-def get_clock(request: Request) -> Clock:
+async def get_clock(request: Request) -> Clock:
     clock: Clock = request.app.state.clock  # set by create_app
     return clock
 
 
-def get_context(request: Request) -> AppContext:
+async def get_context(request: Request) -> AppContext:
     ctx = request.app.state.context
     if not isinstance(ctx, AppContext):
         raise RuntimeError("app.state.context is not an AppContext")

@@ -11,17 +11,20 @@ record as it was.
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
+from fastapi.concurrency import run_in_threadpool
 from pydantic import AfterValidator, AwareDatetime, JsonValue
 
 from healer.api.auth import Operator, Viewer
 from healer.api.cursor import BadCursor
-from healer.api.deps import ClockDep, ContextDep, StatusDep, StoreDep
+from healer.api.deps import AppContext, ClockDep, ContextDep, StatusDep, StoreDep
+from healer.api.listing import query_key
 from healer.api.schemas import (
     ActionList,
     ActionOut,
@@ -69,8 +72,9 @@ Name = Annotated[str | None, Query(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.
 
 
 @router.get("/incidents", response_model=IncidentPage)
-def list_incidents(
+async def list_incidents(
     _: Viewer,
+    request: Request,
     store: StoreDep,
     ctx: ContextDep,
     status: IncidentStatus | None = None,
@@ -85,17 +89,39 @@ def list_incidents(
     ] = None,
 ) -> Response:
     """Incidents newest first, filtered, one page at a time (keyset pagination on id)."""
+    # A kept page is mostly answered by PageCacheMiddleware before this route runs;
+    # async, so that only a page not kept goes to the thread pool (listing.py).
+    key = query_key(request.scope)
     try:
         before = ctx.cursors.load(cursor) if cursor is not None else None
     except BadCursor as exc:
         raise HTTPException(400, detail=f"cursor: {exc}") from exc
+    filters = IncidentFilters(status, namespace, workload, cause, since, until)
+
+    async def load() -> bytes:
+        return await run_in_threadpool(_incident_page, store, ctx, filters, limit, before)
+
+    # The count is read before the query: see PageCache.put.
+    body = await ctx.pages.get_or_load(key, write_count=store.write_count, load=load)
+    return Response(body, media_type="application/json")
+
+
+@dataclass(frozen=True)
+class IncidentFilters:
+    status: IncidentStatus | None
+    namespace: str | None
+    workload: str | None
+    cause: Cause | None
+    since: datetime | None
+    until: datetime | None
+
+
+def _incident_page(
+    store: AuditStore, ctx: AppContext, filters: IncidentFilters, limit: int, before: int | None
+) -> bytes:
+    """One page of incidents as JSON bytes (an ``IncidentPage``)."""
     rows = store.list_incidents(
-        status=status,
-        namespace=namespace,
-        workload=workload,
-        cause=cause,
-        since=since,
-        until=until,
+        **vars(filters),
         limit=limit + 1,  # one more than asked tells whether a next page exists
         before_id=before,
     )
@@ -103,7 +129,7 @@ def list_incidents(
     next_cursor = ctx.cursors.dump(page[-1].id) if len(rows) > limit else None
     body = IncidentPage(items=[IncidentItem.from_summary(r) for r in page], next_cursor=next_cursor)
     # Serialized once here: returned as a model, FastAPI would validate it again first.
-    return Response(body.model_dump_json(), media_type="application/json")
+    return body.model_dump_json().encode()
 
 
 @router.get("/incidents/{incident_id}", responses={404: {"description": "no such incident"}})

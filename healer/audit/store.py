@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -191,6 +192,16 @@ class AuditStore:
         self._reader = sessionmaker(self._engine, expire_on_commit=False)
         writer_bind = self._engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
         self._writer = sessionmaker(writer_bind, expire_on_commit=False)
+        self._writes = 0
+        self._count_lock = threading.Lock()
+
+    @property
+    def write_count(self) -> int:
+        """How many writes this store has committed: a reader that saw the same count
+        before and after reading saw no write of this process in between. Caches of
+        what was read key on it (``healer.api.listing``); writes by other processes
+        sharing the database do not count."""
+        return self._writes
 
     def close(self) -> None:
         self._engine.dispose()
@@ -589,6 +600,12 @@ class AuditStore:
                 yield session
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot {what}: {_brief(exc)}") from exc
+        finally:
+            # Counted after the commit (or a rollback, which is harmless to count): a
+            # reader reads the count before its query, so a page it caches under the old
+            # count is never served after the write became visible.
+            with self._count_lock:
+                self._writes += 1
 
     @contextmanager
     def _read(self, what: str) -> Iterator[Session]:

@@ -29,6 +29,7 @@ from sqlalchemy import (
     Enum,
     Float,
     ForeignKey,
+    Index,
     Integer,
     String,
     Text,
@@ -102,6 +103,8 @@ class Base(DeclarativeBase):
 
 class IncidentRow(Base):
     __tablename__ = "incidents"
+    # The list filtered by workload (namespace and name), read newest first.
+    __table_args__ = (Index("ix_incidents_namespace_name", "namespace", "name"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Kubernetes limits: namespace 63, kind 63, object name 253 characters.

@@ -50,15 +50,20 @@ def _parse_time(text: str) -> datetime:
     return datetime.fromisoformat(cleaned.removesuffix("Z"))
 
 
-def read_series(path: Path) -> Series:
-    """Read and check a ``timestamp,value`` CSV; raise ``SeriesError`` at the first fault."""
+def read_rows(path: Path) -> list[list[str]]:
+    """All rows of a CSV file; ``SeriesError`` naming the file when it cannot be read."""
     try:
         with path.open(newline="") as fh:
-            rows = list(csv.reader(fh))
+            return list(csv.reader(fh))
     except OSError as exc:
         raise SeriesError(f"{path}: cannot read: {exc.strerror or exc}") from exc
     except (UnicodeDecodeError, csv.Error) as exc:
         raise SeriesError(f"{path}: not a readable CSV file: {exc}") from exc
+
+
+def read_series(path: Path) -> Series:
+    """Read and check a ``timestamp,value`` CSV; raise ``SeriesError`` at the first fault."""
+    rows = read_rows(path)
     if not rows:
         raise SeriesError(f"{path}: empty file, expected a 'timestamp,value' header")
     header = [name.strip() for name in rows[0]]

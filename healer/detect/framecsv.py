@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from healer.detect.csvscore import read_rows
 from healer.errors import SeriesError
 from healer.types import Frame, Signal, WorkloadRef
 
@@ -55,13 +56,7 @@ def _number(path: Path, line: int, column: str, text: str) -> float:
 
 def read_frame_csv(path: Path) -> Frame:
     """Read one history file into a Frame on the union of its timestamps."""
-    try:
-        with path.open(newline="") as fh:
-            rows = list(csv.reader(fh))
-    except OSError as exc:
-        raise SeriesError(f"{path}: cannot read: {exc.strerror or exc}") from exc
-    except (UnicodeDecodeError, csv.Error) as exc:
-        raise SeriesError(f"{path}: not a readable CSV file: {exc}") from exc
+    rows = read_rows(path)
     if not rows:
         raise SeriesError(f"{path}: empty file, expected a header: {','.join(KEY_COLUMNS)},...")
     header = [h.strip() for h in rows[0]]
