@@ -72,6 +72,7 @@ TOLERANCE = {
 # pod's first step from zero.
 STEADY = WorkloadRef("web", "Deployment", "api")
 AGREEING_SHARE = 0.9
+STEADY_SHARE = 0.95
 
 
 def _binary(name: str) -> str:
@@ -326,7 +327,9 @@ def test_frame_matches_the_simulators_ground_truth(live: Live, signal: Signal) -
     truth, usable = _truth_at(live, frame)
     assert usable.sum() >= LIVE_STEPS - 5
     steady = frame.workloads.index(STEADY)
-    assert _agreement(frame, truth, usable, signal, rows=[steady]) == 1.0
+    # The steady workload agrees at (nearly) every step: a scrape that a loaded machine
+    # delays past its step boundary can shift one or two rate() windows by a step.
+    assert _agreement(frame, truth, usable, signal, rows=[steady]) >= STEADY_SHARE
     assert _agreement(frame, truth, usable, signal) >= AGREEING_SHARE
 
 
