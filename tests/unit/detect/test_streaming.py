@@ -6,42 +6,16 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pytest
-from numpy.typing import NDArray
+from histories import F64, LEVEL, NOISE, PER_HOUR, SIGNALS, STEP_S, T0
 
 from healer.config import DetectorSettings
 from healer.detect.streaming import Detection, StreamingDetector
 from healer.types import Direction, Frame, Signal, WorkloadRef
 
-SIGNALS = tuple(Signal)
-STEP_S = 15.0
-T0 = 1_772_449_200.0  # 2026-03-02T11:00:00Z
-PER_HOUR = int(3600 / STEP_S)
 A = WorkloadRef("shop", "Deployment", "checkout")
 B = WorkloadRef("shop", "Deployment", "search")
 C = WorkloadRef("web", "Deployment", "storefront")
 SETTINGS = DetectorSettings()
-
-# Typical level and relative noise of each signal.
-LEVEL = {
-    Signal.CPU: 0.5,
-    Signal.MEMORY: 0.4,
-    Signal.RESTARTS: 0.0,
-    Signal.REQUEST_RATE: 100.0,
-    Signal.ERROR_RATIO: 0.002,
-    Signal.LATENCY_P99: 0.08,
-    Signal.READY_RATIO: 1.0,
-}
-NOISE = {
-    Signal.CPU: 0.04,
-    Signal.MEMORY: 0.005,
-    Signal.RESTARTS: 0.0,
-    Signal.REQUEST_RATE: 0.04,
-    Signal.ERROR_RATIO: 0.3,
-    Signal.LATENCY_P99: 0.04,
-    Signal.READY_RATIO: 0.0,
-}
-
-F64 = NDArray[np.float64]
 
 
 def noise(samples: int, workloads: int = 2, seed: int = 0) -> F64:
