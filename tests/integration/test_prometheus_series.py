@@ -9,8 +9,6 @@ configured overrides, so what is tested is the path from Prometheus to the Frame
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
@@ -27,6 +25,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 from structlog.testing import capture_logs
+from test_prometheus import _binary
 
 from healer.api.server import ServerThread, bind
 from healer.collect.prometheus import PrometheusClient, PrometheusSource
@@ -78,16 +77,6 @@ def page_text(page: int) -> str:
     if page < GONE_AT:
         lines.append('app_ready{namespace="shop",deployment="old"} 1')
     return "\n".join(lines) + "\n"
-
-
-def _binary(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        message = f"the {name} binary is not installed (Debian package prometheus)"
-        if os.environ.get("HEALER_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail(message + " and HEALER_REQUIRE_PROMETHEUS=1")
-        pytest.skip(message)
-    return found
 
 
 @dataclass

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import datetime as dt
 import ipaddress
-import os
-import shutil
 import ssl
 import subprocess
 import time
@@ -38,6 +36,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from test_prometheus import _binary
 
 from healer.api.server import ServerThread, bind
 from healer.collect.prometheus import PrometheusSource
@@ -51,16 +50,6 @@ from healer.types import Signal
 pytestmark = pytest.mark.integration
 
 USER, PASSWORD, TOKEN = "healer", "correct horse", "gateway-token-1"
-
-
-def _binary(name: str) -> str:
-    found = shutil.which(name)
-    if found is None:
-        message = f"the {name} binary is not installed (Debian package prometheus)"
-        if os.environ.get("HEALER_REQUIRE_PROMETHEUS") == "1":
-            pytest.fail(message + " and HEALER_REQUIRE_PROMETHEUS=1")
-        pytest.skip(message)
-    return found
 
 
 @dataclass
