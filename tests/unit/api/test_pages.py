@@ -108,7 +108,7 @@ def test_an_incident_page_tells_the_whole_story(client: TestClient, store: Audit
     assert page.status_code == 200
     text = page.text
     kinds = ("finding", "diagnosis", "plan", "action", "outcome")
-    order = [text.index(f"<h3>{kind}") for kind in kinds]
+    order = [text.index(f'<h3><span class="kind">{kind}</span>') for kind in kinds]
     assert order == sorted(order)
     for fact in (
         "error_ratio",
