@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from healer.detect.train import Evaluation
+    from healer.diagnose.learned import Example
     from healer.types import Feedback
 
 app = typer.Typer(
@@ -389,6 +390,18 @@ def _utc(text: str) -> datetime:
     return when if when.tzinfo else when.replace(tzinfo=UTC)
 
 
+def _store_examples(config: Path | None) -> list[Example]:
+    from healer.audit.store import AuditStore
+    from healer.config import load_settings
+    from healer.groundtruth import examples_from_store
+
+    store = AuditStore(load_settings(config).store.url)
+    try:
+        return examples_from_store(store)
+    finally:
+        store.close()
+
+
 def _store_feedback(url: str) -> list[Feedback]:
     from healer.audit.store import AuditStore
 
@@ -524,9 +537,13 @@ def train_diagnoser(
     playbooks_dir: Annotated[Path, typer.Option(help="Playbooks the runs load.")] = Path(
         "playbooks"
     ),
+    feedback: Annotated[
+        bool, typer.Option(help="Add operators' labels from the audit store (store.url).")
+    ] = False,
+    config: ConfigOpt = None,
 ) -> None:
-    """Train the learned diagnoser on the simulator's ground truth; point
-    ``diagnosis_model`` at the file to use it."""
+    """Train the learned diagnoser on the simulator's ground truth (and, with
+    --feedback, operators' labels); point ``diagnosis_model`` at the file to use it."""
     from collections import Counter
 
     from healer.diagnose.learned import LearnedDiagnoser
@@ -538,6 +555,8 @@ def train_diagnoser(
     examples = examples_from_scenarios(
         names, hours=hours, playbooks_dir=playbooks_dir, seeds=range(seeds)
     )
+    if feedback:
+        examples += _store_examples(config)
     card = LearnedDiagnoser().fit(examples).save(out)
     counts = Counter(str(e.cause) for e in examples)
     typer.echo(f"{len(examples)} labelled diagnoses {dict(counts)} -> {out} ({card.name})")

@@ -46,6 +46,7 @@ from healer.decide.escalation import Escalation, WebhookNotifier
 from healer.decide.playbooks import ESCALATE
 from healer.detect.signals import POLARITY
 from healer.detect.streaming import Detection
+from healer.diagnose.features import FEATURES, features
 from healer.diagnose.learned import Diagnose, LearnedDiagnoser, diagnoser
 from healer.errors import (
     CollectError,
@@ -287,7 +288,13 @@ class Healer:
         diagnosis = self.diagnose(finding, frame, state, share)
         track.stage = Stage.WATCHING
         track.diagnosis, track.finding = diagnosis, finding
-        self.store.record_diagnosis(track.incident_id, diagnosis, at=now)
+        row = features(finding, frame, state, share)
+        self.store.record_diagnosis(
+            track.incident_id,
+            diagnosis,
+            at=now,
+            features=dict(zip(FEATURES, row.tolist(), strict=True)),
+        )
         self._say(
             "diagnosis",
             track,

@@ -6,7 +6,8 @@ features are recorded with the cause the scenario says the workload had: the fau
 active on it (a release is a bad release only when its scenario expects a rollback), or
 ``unknown`` when no fault was (a benign release, the daily peak, a slow-down: what
 must never be acted on). Operators' feedback adds examples the same way
-(``examples_from_feedback``).
+(``examples_from_feedback``; ``examples_from_store`` reads them with the feature
+rows the daemon kept in the audit store).
 
 This module sits beside the harness, above the steps: only the edges import ``sim``.
 """
@@ -22,7 +23,7 @@ from numpy.typing import NDArray
 
 from healer.audit.store import AuditStore
 from healer.config import load_settings
-from healer.diagnose.features import features
+from healer.diagnose.features import FEATURES, features
 from healer.diagnose.learned import Example
 from healer.diagnose.rules import explain
 from healer.harness import SimHarness
@@ -122,10 +123,24 @@ def examples_from_feedback(
     return examples
 
 
+def examples_from_store(store: AuditStore) -> list[Example]:
+    """Operators' labels from the audit store, each with the feature row the daemon
+    kept at the incident's diagnosis. The latest label of an incident wins; an incident
+    diagnosed before rows were kept, or with other ``FEATURES``, is skipped."""
+    latest = {label.incident_id: label for label in store.feedback()}
+    rows = {
+        incident_id: np.array([kept[name] for name in FEATURES], dtype=np.float64)
+        for incident_id, kept in store.diagnosis_features().items()
+        if set(kept) == set(FEATURES)
+    }
+    return examples_from_feedback(latest.values(), rows)
+
+
 __all__ = [
     "FAULT_CAUSES",
     "cause_at",
     "examples_from_feedback",
     "examples_from_scenario",
     "examples_from_scenarios",
+    "examples_from_store",
 ]

@@ -35,7 +35,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -243,10 +243,21 @@ class AuditStore:
                 self._append(session, incident_id, StepKind.FINDING, finding.at, data)
 
     def record_diagnosis(
-        self, incident_id: int, diagnosis: Diagnosis, *, at: datetime | None = None
+        self,
+        incident_id: int,
+        diagnosis: Diagnosis,
+        *,
+        at: datetime | None = None,
+        features: Mapping[str, float] | None = None,
     ) -> None:
-        """``at`` defaults to the incident's latest finding: a diagnosis carries no time."""
+        """``at`` defaults to the incident's latest finding: a diagnosis carries no time.
+
+        ``features``, the diagnoser's row by column name, is kept in the step's payload
+        so that operators' feedback on the incident can train the diagnoser later
+        (``diagnosis_features``)."""
         data = serialize.to_json_object(diagnosis)
+        if features is not None:
+            data["features"] = {name: float(value) for name, value in features.items()}
         with self._write(f"record diagnosis of incident {incident_id}") as session:
             row = _incident(session, incident_id)
             row.cause, row.confidence = diagnosis.cause, diagnosis.confidence
@@ -492,6 +503,24 @@ class AuditStore:
             query = query.where(FeedbackRow.at >= since)
         with self._read("read feedback") as session:
             return [_feedback(label, row) for label, row in session.execute(query)]
+
+    def diagnosis_features(self) -> dict[int, dict[str, float]]:
+        """The diagnoser's feature row (column name to value) kept with each incident's
+        latest diagnosis, by incident id: to pair with ``feedback()``."""
+        query = (
+            select(StepRow.incident_id, StepRow.data)
+            .where(StepRow.kind == StepKind.DIAGNOSIS)
+            .order_by(StepRow.incident_id, StepRow.seq)
+        )
+        rows: dict[int, dict[str, float]] = {}
+        with self._read("read diagnosis features") as session:
+            for incident_id, data in session.execute(query):
+                kept = data.get("features") if isinstance(data, dict) else None
+                if isinstance(kept, dict):
+                    rows[incident_id] = {str(k): float(v) for k, v in kept.items()}
+                else:  # the latest diagnosis kept none: an earlier row no longer holds
+                    rows.pop(incident_id, None)
+        return rows
 
     def load_state(self, key: str) -> JsonObject | None:
         with self._read(f"read state {key}") as session:

@@ -22,6 +22,7 @@ from healer.types import (
     ActionRecord,
     ActionStatus,
     Cause,
+    Diagnosis,
     Direction,
     Finding,
     Frame,
@@ -441,3 +442,55 @@ def test_status_counts_findings_and_times_cycles(loop: Loop) -> None:
     status = loop.healer.status()
     assert (status["cycles"], status["findings"]) == (3, 3)
     assert isinstance(status["cycle_seconds_sum"], float) and status["cycle_seconds_sum"] > 0
+
+
+def test_operator_feedback_on_recorded_diagnoses_retrains_the_diagnoser(tmp_path: Path) -> None:
+    """The daemon keeps each diagnosis's feature row; an operator's confirmed cause on
+    those incidents becomes training data that overrides what the rules would say."""
+    from healer.audit.store import FeedbackInput
+    from healer.diagnose.features import FEATURES
+    from healer.diagnose.learned import Example, LearnedDiagnoser, diagnoser
+    from healer.groundtruth import examples_from_store
+    from healer.types import Verdict
+
+    settings = load_settings(None, guards={"mode": "dry_run"})
+    examples: list[Example] = []
+    for i in range(6):
+        (tmp_path / f"run{i}").mkdir()
+        for loop in make_loop(tmp_path / f"run{i}", settings):
+            loop.detector.anomalous = {SEARCH: OVERLOAD}
+            loop.run(cycles=2)
+            (incident,) = loop.store.list_incidents()
+            assert incident.cause is Cause.OVERLOAD  # what the rules said at the time
+            label = FeedbackInput(Verdict.TRUE_POSITIVE, Cause.CPU_HOG, None, "ann", loop.now)
+            loop.store.record_feedback(incident.id, label)
+            examples += examples_from_store(loop.store)
+    assert [(e.cause, e.source) for e in examples] == [(Cause.CPU_HOG, "feedback:1")] * 6
+    latency = FEATURES.index(f"deviation_{Signal.LATENCY_P99.value}")
+    assert examples[0].row[latency] == 40.0  # the row kept at diagnosis, not a default
+
+    strange = np.zeros(len(FEATURES))
+    strange[FEATURES.index(f"deviation_{Signal.READY_RATIO.value}")] = -10.0
+    unknown = [Example(strange, Cause.UNKNOWN, "sim:test") for _ in range(6)]
+    model = LearnedDiagnoser().fit([*unknown, *examples])
+    (tmp_path / "retrained").mkdir()
+    for loop in make_loop(tmp_path / "retrained", settings):
+        loop.healer.diagnose = diagnoser(model)
+        loop.detector.anomalous = {SEARCH: OVERLOAD}
+        loop.run(cycles=2)
+        assert [i.cause for i in loop.store.list_incidents()] == [Cause.CPU_HOG]
+
+
+def test_a_store_without_feature_rows_gives_no_feedback_examples(loop: Loop) -> None:
+    from healer.audit.store import FeedbackInput
+    from healer.groundtruth import examples_from_store
+    from healer.types import Verdict
+
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run(cycles=2)
+    (incident,) = loop.store.list_incidents()
+    diagnosis = Diagnosis(SEARCH, Cause.OVERLOAD, 0.9, "recorded before rows were kept")
+    loop.store.record_diagnosis(incident.id, diagnosis, at=loop.now)
+    label = FeedbackInput(Verdict.TRUE_POSITIVE, Cause.CPU_HOG, None, "ann", loop.now)
+    loop.store.record_feedback(incident.id, label)
+    assert examples_from_store(loop.store) == []
