@@ -557,6 +557,8 @@ def train_diagnoser(
     )
     if feedback:
         examples += _store_examples(config)
+    if not examples:
+        raise ConfigError("no labelled diagnoses: give --scenarios, or --feedback with labels")
     card = LearnedDiagnoser().fit(examples).save(out)
     counts = Counter(str(e.cause) for e in examples)
     typer.echo(f"{len(examples)} labelled diagnoses {dict(counts)} -> {out} ({card.name})")

@@ -517,7 +517,9 @@ class AuditStore:
             for incident_id, data in session.execute(query):
                 kept = data.get("features") if isinstance(data, dict) else None
                 if isinstance(kept, dict):
-                    rows[incident_id] = {str(k): float(v) for k, v in kept.items()}
+                    rows[incident_id] = {
+                        str(k): float(v) for k, v in kept.items() if isinstance(v, int | float)
+                    }
                 else:  # the latest diagnosis kept none: an earlier row no longer holds
                     rows.pop(incident_id, None)
         return rows

@@ -116,3 +116,46 @@ def test_train_diagnoser_writes_a_model_the_daemon_loads(tmp_path: Path) -> None
     assert result.returncode == 0, result.stderr
     assert "labelled diagnoses" in result.stdout and out.with_suffix(".json").exists()
     assert LearnedDiagnoser.load(out).support_
+
+
+def test_train_diagnoser_learns_operators_labels_from_the_audit_store(tmp_path: Path) -> None:
+    import os
+    from datetime import UTC, datetime, timedelta
+
+    from healer.audit.store import AuditStore, FeedbackInput
+    from healer.diagnose.features import FEATURES
+    from healer.diagnose.learned import LearnedDiagnoser
+    from healer.types import Cause, Diagnosis, Finding, Verdict, WorkloadRef
+
+    url = f"sqlite:///{tmp_path / 'audit.db'}"
+    out = tmp_path / "diagnoser.skops"
+    feedback_only = ("--scenarios", "", "--feedback")
+
+    def train() -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*(sys.executable, "-m", "healer.cli", "train-diagnoser", str(out)), *feedback_only],
+            cwd=REPO,
+            env={**os.environ, "HEALER_STORE__URL": url},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    assert_one_line_error(train(), "no labelled diagnoses")
+    at = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    store = AuditStore(url)
+    for name, cause in {"cart": Cause.CPU_HOG, "search": None}.items():
+        workload = WorkloadRef("shop", "Deployment", name)
+        finding = Finding(workload, at, 0.9, (), at - timedelta(minutes=1), "test")
+        incident = store.open_incident(finding)
+        row = {feature: float(i) for i, feature in enumerate(FEATURES)}
+        diagnosis = Diagnosis(workload, Cause.OVERLOAD, 0.8, "rules")
+        store.record_diagnosis(incident, diagnosis, at=at, features=row)
+        verdict = Verdict.TRUE_POSITIVE if cause else Verdict.FALSE_POSITIVE
+        store.record_feedback(incident, FeedbackInput(verdict, cause, None, "ann", at))
+    store.close()
+    result = train()
+    assert result.returncode == 0, result.stderr
+    assert "2 labelled diagnoses" in result.stdout
+    assert LearnedDiagnoser.load(out).support_ == {Cause.CPU_HOG: 1, Cause.UNKNOWN: 1}
