@@ -506,6 +506,11 @@ def _place(
     plane[rows[on_grid], t[on_grid]] = column[on_grid]
 
 
+def _order(workload: WorkloadRef) -> tuple[str, str, str]:
+    """WorkloadRef's own order, as a key: several times faster to sort by than ``<``."""
+    return workload.namespace, workload.kind, workload.name
+
+
 def merge(
     held: _Window | None,
     grid: NDArray[np.float64],
@@ -520,16 +525,30 @@ def merge(
     are dropped.
     """
     signals = fresh.shape[1] if held is None else held.values.shape[1]
-    names = sorted(set(workloads) | (set(held.workloads) if held and start_index else set()))
-    index = {w: i for i, w in enumerate(names)}
-    values = np.full((len(names), signals, len(grid)), np.nan)
-    if held is not None and start_index:
+    if held is not None and start_index and held.workloads == workloads:
+        # The usual cycle: the same workloads as last time, so rows line up as they are
+        # (sorting and indexing 10,000 workloads would cost more than the copy).
+        names = workloads
+        values = np.empty((len(names), signals, len(grid)))
         offset = int(np.searchsorted(held.timestamps, grid[0]))
-        rows = [index[w] for w in held.workloads]
-        values[rows, :, :start_index] = held.values[:, :, offset : offset + start_index]
-    if workloads:
-        values[[index[w] for w in workloads], :, start_index:] = fresh
+        values[:, :, :start_index] = held.values[:, :, offset : offset + start_index]
+        values[:, :, start_index:] = fresh
+    else:
+        names = sorted(
+            set(workloads) | (set(held.workloads) if held and start_index else set()),
+            key=_order,
+        )
+        index = {w: i for i, w in enumerate(names)}
+        values = np.full((len(names), signals, len(grid)), np.nan)
+        if held is not None and start_index:
+            offset = int(np.searchsorted(held.timestamps, grid[0]))
+            rows = [index[w] for w in held.workloads]
+            values[rows, :, :start_index] = held.values[:, :, offset : offset + start_index]
+        if workloads:
+            values[[index[w] for w in workloads], :, start_index:] = fresh
     keep = ~np.all(np.isnan(values), axis=(1, 2))
+    if keep.all():
+        return _Window(timestamps=grid, workloads=list(names), values=values)
     return _Window(
         timestamps=grid,
         workloads=[w for w, k in zip(names, keep, strict=True) if k],
