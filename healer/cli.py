@@ -279,11 +279,21 @@ def score_csv(
     source: Annotated[Path, typer.Argument(help="CSV with timestamp,value columns.")],
     target: Annotated[Path, typer.Argument(help="Where to write timestamp,value,anomaly_score.")],
     detector: Annotated[str, typer.Option(help="Univariate detector name.")] = "discord",
+    strict_timestamps: Annotated[
+        bool,
+        typer.Option(
+            help="Refuse a timestamp equal to the row before's (by default such rows are "
+            "scored in file order, with a warning)."
+        ),
+    ] = False,
 ) -> None:
     """Score one series online: each row's score uses that row and the rows before it."""
     from healer.detect.csvscore import score_csv as run
 
-    series = run(source, target, detector=detector)
+    series = run(source, target, detector=detector, strict_timestamps=strict_timestamps)
+    repeats = series.repeats_summary()
+    if repeats:
+        typer.echo(f"warning: {repeats}", err=True)
     typer.echo(f"{source}: {len(series.timestamps)} rows scored -> {target}")
 
 

@@ -4,10 +4,14 @@ The contract is NAB's (``EVAL.md``): ``timestamp,value`` in, ``timestamp,value,
 anomaly_score`` out, the timestamp and value text copied byte for byte, one row per
 input row. Input is untrusted, so reading checks everything once and names the file,
 line and column of the first fault: a missing column, an unparsable or non-finite
-value, an unparsable or unsorted timestamp, an empty file. A repeated timestamp is
-accepted: NAB's own real series have them (11 rows at 03:00 on the morning of a
-daylight-saving change in ``ec2_disk_write_bytes_1ef3de.csv``), and the contract is one
-score per row.
+value, an unparsable or unsorted timestamp, an empty file.
+
+A repeated timestamp is scored by default, and reported: NAB's own real series have
+them (the twelve samples of the hour a daylight-saving change skips, all stamped 03:00,
+in ``ec2_disk_write_bytes_1ef3de.csv``), the contract is one score per row, and a file
+refused is a file not scored at all. ``strict_timestamps`` (``--strict-timestamps``)
+makes a repeat an error naming the file and line, for pipelines whose series must be
+strictly increasing.
 
 Scores are written at full precision (the shortest text that reads back as the same
 float), so that a file scored from its CSV gets the NAB result it got in memory, and a
@@ -43,6 +47,19 @@ class Series:
     """The timestamp text of each row, exactly as read."""
     value_text: tuple[str, ...]
     values: F64
+    repeated_lines: tuple[int, ...] = ()
+    """File lines (1 is the header) whose timestamp equals the row before's."""
+
+    def repeats_summary(self) -> str | None:
+        """One line on the repeated timestamps, or None when there are none."""
+        if not self.repeated_lines:
+            return None
+        first = self.repeated_lines[0]
+        return (
+            f"{self.path}: line {first}, column 'timestamp': "
+            f"{self.timestamps[first - 2]!r} repeats the row before "
+            f"({len(self.repeated_lines)} repeated rows in all); every row is scored in file order"
+        )
 
 
 def _parse_time(text: str) -> datetime:
@@ -61,8 +78,11 @@ def read_rows(path: Path) -> list[list[str]]:
         raise SeriesError(f"{path}: not a readable CSV file: {exc}") from exc
 
 
-def read_series(path: Path) -> Series:
-    """Read and check a ``timestamp,value`` CSV; raise ``SeriesError`` at the first fault."""
+def read_series(path: Path, *, strict_timestamps: bool = False) -> Series:
+    """Read and check a ``timestamp,value`` CSV; raise ``SeriesError`` at the first fault.
+
+    ``strict_timestamps``: a timestamp equal to the row before's is a fault too.
+    """
     rows = read_rows(path)
     if not rows:
         raise SeriesError(f"{path}: empty file, expected a 'timestamp,value' header")
@@ -77,6 +97,7 @@ def read_series(path: Path) -> Series:
     stamps: list[str] = []
     texts: list[str] = []
     previous: datetime | None = None
+    repeated: list[int] = []
     for line, row in enumerate(rows[1:], start=2):
         if len(row) < width:
             raise SeriesError(
@@ -88,11 +109,17 @@ def read_series(path: Path) -> Series:
             raise SeriesError(
                 f"{path}: line {line}, column 'timestamp': {stamp!r} is earlier than the row before"
             )
+        if when == previous:
+            if strict_timestamps:
+                raise SeriesError(
+                    f"{path}: line {line}, column 'timestamp': {stamp!r} repeats the row before"
+                )
+            repeated.append(line)
         previous = when
         stamps.append(stamp)
         texts.append(text)
     values = _checked_values(path, texts)
-    return Series(path, tuple(stamps), tuple(texts), values)
+    return Series(path, tuple(stamps), tuple(texts), values, tuple(repeated))
 
 
 def _checked_time(path: Path, line: int, stamp: str) -> datetime:
@@ -150,10 +177,16 @@ def detector_function(name: str) -> Callable[[F64], F64]:
         raise SeriesError(f"unknown detector {name!r}; known: {known}") from None
 
 
-def score_csv(source: Path, target: Path, *, detector: str = DEFAULT_DETECTOR) -> Series:
+def score_csv(
+    source: Path,
+    target: Path,
+    *,
+    detector: str = DEFAULT_DETECTOR,
+    strict_timestamps: bool = False,
+) -> Series:
     """Score one file online and write the result. Returns the series read."""
     score = detector_function(detector)
-    series = read_series(source)
+    series = read_series(source, strict_timestamps=strict_timestamps)
     write_scores(target, series, score(series.values))
     return series
 

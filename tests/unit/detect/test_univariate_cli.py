@@ -115,3 +115,22 @@ def test_eval_window_off_the_rows(tmp_path: Path) -> None:
     labels.write_text(json.dumps({"cat/a.csv": [["2020-01-01 00:00:00", "2020-01-02 00:00:00"]]}))
     result = healer("eval", str(tmp_path), "--labels", str(labels))
     assert_one_line_error(result, "labels.json", "does not match a row")
+
+
+def test_score_csv_repeated_timestamps_warn_or_with_strict_fail(tmp_path: Path) -> None:
+    # The hour a daylight-saving change skips, stamped 03:00 twelve times, as NAB's
+    # real series have it: scored row for row with a one-line warning, or refused.
+    before = [f"2014-03-09 01:{m:02d}:00,{m % 7}\n" for m in range(0, 60, 5)]
+    skipped = [f"2014-03-09 03:00:00,{m % 5}\n" for m in range(12)]
+    src = tmp_path / "in.csv"
+    src.write_text(HEADER + "".join(before + skipped) + "2014-03-09 03:05:00,1\n")
+    result = healer("score-csv", str(src), str(tmp_path / "out.csv"))
+    assert result.returncode == 0, result.stderr
+    warning = result.stderr.strip().splitlines()
+    assert len(warning) == 1
+    assert str(src) in warning[0] and "line 15" in warning[0] and "11 repeated" in warning[0]
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 1 + 12 + 12 + 1
+
+    strict = healer("score-csv", str(src), str(tmp_path / "o2.csv"), "--strict-timestamps")
+    assert_one_line_error(strict, str(src), "line 15", "'2014-03-09 03:00:00'", "repeats")
+    assert not (tmp_path / "o2.csv").exists()
