@@ -406,6 +406,7 @@ class Healer:
         if track.stage == Stage.WATCHING:
             if settled:
                 del self.tracked[track.workload]
+                self._expire_unreviewed(track, now)
             return
         if track.stage == Stage.RECONCILING:
             self._reconcile(track, now)
@@ -517,6 +518,20 @@ class Healer:
         self.store.record_action(track.incident_id, record)
         self._say("action", track, now, f"{record.kind} was never sent; diagnosing again")
         track.stage, track.plan, track.intent = Stage.DIAGNOSING, None, None
+
+    def _expire_unreviewed(self, track: Tracked, now: datetime) -> None:
+        """An action still awaiting approval once its workload has settled on its own is
+        withdrawn: approving it later would act on a workload that no longer needs it."""
+        quiet_s = self.settings.daemon.verify_stable_s
+        outcome = Outcome(
+            OutcomeKind.ESCALATED,
+            f"the workload was quiet for {quiet_s:g} s before anyone reviewed the action "
+            "awaiting approval; it expired and was not taken",
+            now,
+        )
+        expired = self.store.expire_pending(track.incident_id, outcome)
+        if expired is not None:
+            self._say("outcome", track, now, f"{outcome.kind}: {outcome.evidence}")
 
     def _close(self, track: Tracked, outcome: Outcome, *, notify: bool = True) -> None:
         self.store.record_outcome(track.incident_id, outcome)

@@ -249,6 +249,9 @@ class ActionStatus(enum.StrEnum):
     guards again and takes it (or blocks it)."""
     REJECTED = "rejected"
     """A person rejected a pending action; it is never taken."""
+    EXPIRED = "expired"
+    """Nobody reviewed a pending action before the workload settled on its own; it is
+    withdrawn and never taken (approving it later is refused)."""
 
 
 @dataclass(frozen=True)

@@ -334,6 +334,34 @@ class AuditStore:
             row.outcome, row.status, row.closed = outcome.kind, IncidentStatus.RESOLVED, outcome.at
             self._append(session, incident_id, StepKind.OUTCOME, outcome.at, data)
 
+    def expire_pending(self, incident_id: int, outcome: Outcome) -> ActionView | None:
+        """Withdraw the incident's action still awaiting approval and close the incident.
+
+        For a workload that settled on its own before anyone reviewed the action: the
+        action becomes EXPIRED (approving it later is a ReviewConflict) and the incident
+        is resolved with ``outcome``. Returns None, changing nothing, when no action of
+        the incident is pending (a person approved or rejected it meanwhile).
+        """
+        with self._write(f"expire the pending action of incident {incident_id}") as session:
+            query = (
+                select(ActionRow)
+                .where(
+                    ActionRow.incident_id == incident_id,
+                    ActionRow.status == ActionStatus.PENDING_APPROVAL,
+                )
+                .with_for_update()
+            )
+            action = session.scalars(query).first()
+            if action is None:
+                return None
+            action.status = ActionStatus.EXPIRED
+            row = _incident(session, incident_id)
+            row.action_status = ActionStatus.EXPIRED
+            row.outcome, row.status, row.closed = outcome.kind, IncidentStatus.RESOLVED, outcome.at
+            data = serialize.to_json_object(outcome)
+            self._append(session, incident_id, StepKind.OUTCOME, outcome.at, data)
+            return _action_view(action)
+
     def save_state(self, key: str, value: JsonObject, *, at: datetime) -> None:
         """Keep a named value across restarts (last cycle, leader); replaces the old one."""
         with self._write(f"save state {key}") as session:

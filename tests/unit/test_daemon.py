@@ -16,7 +16,7 @@ from healer.daemon import Healer, Step
 from healer.decide import load_playbooks
 from healer.decide.escalation import Escalation
 from healer.detect.streaming import Detection
-from healer.errors import PrometheusUnavailable, TransientActionError
+from healer.errors import PrometheusUnavailable, ReviewConflict, TransientActionError
 from healer.types import (
     ActionKind,
     ActionRecord,
@@ -392,6 +392,39 @@ def test_an_approved_action_is_taken_on_the_next_cycle_through_the_guards(
         assert len(loop.actuator.applied) == 2, "taken once"
         [incident] = loop.store.list_incidents()
         assert incident.status.value == "verifying"
+
+
+def test_an_unreviewed_action_expires_once_the_workload_settles_on_its_own(
+    tmp_path: Path,
+) -> None:
+    for loop in approval_loop(tmp_path):
+        action_id = pending(loop)
+        loop.run(cycles=2)
+        still = loop.store.get_action(action_id)
+        assert still is not None and still.status == ActionStatus.PENDING_APPROVAL
+        loop.detector.anomalous = {}
+        loop.run(cycles=6)  # quiet for longer than verify_stable_s (120 s)
+        expired = loop.store.get_action(action_id)
+        assert expired is not None and expired.status == ActionStatus.EXPIRED
+        [incident] = loop.store.list_incidents()
+        assert incident.status.value == "resolved"
+        assert incident.outcome == OutcomeKind.ESCALATED
+        with pytest.raises(ReviewConflict, match="expired, not pending_approval"):
+            loop.store.approve_action(action_id, by="olga", reason="late", at=loop.now)
+        loop.run(cycles=3)
+        assert len(loop.actuator.applied) == 1, "the expired action is never taken"
+
+
+def test_an_action_approved_before_the_workload_settles_does_not_expire(
+    tmp_path: Path,
+) -> None:
+    for loop in approval_loop(tmp_path):
+        action_id = pending(loop)
+        loop.store.approve_action(action_id, by="olga", reason="go", at=loop.now)
+        loop.detector.anomalous = {}
+        loop.run(cycles=6)
+        taken = loop.store.get_action(action_id)
+        assert taken is not None and taken.status != ActionStatus.EXPIRED
 
 
 def test_an_approved_action_a_guard_now_blocks_is_not_taken(tmp_path: Path) -> None:
