@@ -34,7 +34,9 @@ summed in another order): the same functions of ``univariate`` do the arithmetic
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -51,6 +53,7 @@ from healer.detect.univariate import (
     suppressed,
 )
 
+G = TypeVar("G", bound=np.generic)
 F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 Mask = NDArray[np.bool_]
@@ -145,21 +148,16 @@ class ShapeStage:
         if not blocks:
             return self._evaluate(values, series)
         return Row(
-            *(
-                np.concatenate([getattr(b, name) for b in blocks])
-                for name in ("series", "index", "sum_squares", "cum_u")
-            ),
-            *(
-                [
-                    np.concatenate([getattr(b, name)[k] for b in blocks])
-                    for k in range(len(blocks[0].means))
-                ]
-                for name in ("means", "norms", "distances")
-            ),
-            *(
-                np.concatenate([getattr(b, name) for b in blocks])
-                for name in ("likelihood", "score", "alarm")
-            ),
+            series=_joined(blocks, lambda b: b.series),
+            index=_joined(blocks, lambda b: b.index),
+            sum_squares=_joined(blocks, lambda b: b.sum_squares),
+            cum_u=_joined(blocks, lambda b: b.cum_u),
+            means=_joined_scales(blocks, lambda b: b.means),
+            norms=_joined_scales(blocks, lambda b: b.norms),
+            distances=_joined_scales(blocks, lambda b: b.distances),
+            likelihood=_joined(blocks, lambda b: b.likelihood),
+            score=_joined(blocks, lambda b: b.score),
+            alarm=_joined(blocks, lambda b: b.alarm),
         )
 
     def _evaluate(self, values: F64, series: I64) -> Row:
@@ -271,7 +269,7 @@ class ShapeStage:
         closed = np.zeros(self.n_series, dtype=bool)
         if t <= self.last_t_:
             return closed
-        spacing = t - self.last_t_
+        spacing = t - self.last_t_ if math.isfinite(self.last_t_) else 0.0  # unknown yet
         end = math.ceil(t / self.bucket_s) * self.bucket_s
         if end <= self.closed_end_:  # a late sample for a closed bucket: the next one
             end = self.closed_end_ + self.bucket_s
@@ -295,15 +293,26 @@ class ShapeStage:
         self.bucket_count_[:] = 0.0
         return has
 
-    def provisional(self, series: I64) -> F64:
-        """Scores of ``series`` with their open bucket taken as the newest row (NaN where
-        the bucket holds no sample); nothing is committed."""
-        out = np.full(len(series), np.nan)
+    @property
+    def episode_(self) -> Mask:
+        """Series in an alarm episode: an alarm was raised and the likelihood has not
+        dropped below the re-arm level since (what the refractory holds down as one)."""
+        out: Mask = (self.last_alarm_ >= 0) & ~self.calmed_
+        return out
+
+    def provisional(self, series: I64) -> tuple[F64, Mask]:
+        """Scores and alarm episodes of ``series`` with their open bucket taken as the
+        newest row (the committed ones where the bucket holds no sample); nothing is
+        committed."""
+        score, episode = self.score_[series].copy(), self.episode_[series]
         has = self.bucket_count_[series] > 0
         if has.any():
             s = series[has]
-            out[has] = self.peek(self.bucket_sum_[s] / self.bucket_count_[s], s)
-        return out
+            row = self.evaluate(self.bucket_sum_[s] / self.bucket_count_[s], s)
+            score[has] = row.score
+            going_on = self.episode_[s] & (row.likelihood >= self.detector.rearm_level)
+            episode[has] = row.alarm | going_on
+        return score, episode
 
     def take(self, keep: I64) -> ShapeStage:
         """A stage for a new list of series: series ``j`` continues old series ``keep[j]``
@@ -320,3 +329,13 @@ class ShapeStage:
         for name in ("bucket_end_", "closed_end_", "last_t_"):
             setattr(out, name, getattr(self, name))
         return out
+
+
+def _joined(blocks: list[Row], field: Callable[[Row], NDArray[G]]) -> NDArray[G]:
+    """One field of the rows of several blocks of series, in order."""
+    return np.concatenate([field(b) for b in blocks])
+
+
+def _joined_scales(blocks: list[Row], field: Callable[[Row], list[F64]]) -> list[F64]:
+    """One per-scale field of the rows of several blocks of series, in order."""
+    return [np.concatenate(parts) for parts in zip(*(field(b) for b in blocks), strict=True)]

@@ -295,7 +295,7 @@ def refractory(score: F64, level: float, *, rows: int, rearm: float) -> F64:
     last = -1
     for i in np.flatnonzero(score >= level):
         calmed = np.searchsorted(calm, i) > np.searchsorted(calm, last)
-        if suppressed(np.int64(i), np.int64(last), np.bool_(calmed), rows):
+        if suppressed(np.array(i), np.array(last), np.array(calmed), rows):
             out[i] = below
         else:
             last = int(i)
