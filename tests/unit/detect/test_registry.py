@@ -14,9 +14,9 @@ from histories import history
 from healer.config import DetectorSettings
 from healer.detect import registry
 from healer.detect.combined import CombinedDetector, build_detector
-from healer.detect.shaped import ShapedDetector
 from healer.detect.features import window_features
 from healer.detect.model import JointModel
+from healer.detect.shaped import ShapedDetector
 from healer.detect.streaming import StreamingDetector
 from healer.detect.train import History, train
 from healer.errors import DetectError, ModelMismatch
