@@ -216,21 +216,22 @@ class ShapeStage:
         ring = self.means_[k]
         length = ring.shape[1]
         n_candidates = h - gap + 1
-        offsets = np.arange(-(h + span - 1), 1)  # rows i - h - span + 1 .. i
-        rows = i[:, None] + offsets[None, :]
-        line = ring[series[:, None], np.maximum(rows, 0) % length]
+        first = -(h + span - 1)  # rows i - h - span + 1 .. i
+        line = _read(ring, series, i + first, h + span)
         line[:, -1] = mean
-        # Rows before the start read as row 0, which may be the new row itself.
-        zero = line[np.arange(len(series)), np.clip(len(offsets) - 1 - i, 0, len(offsets) - 1)]
-        line = np.where(rows < 0, zero[:, None], line)
+        rows = i[:, None] + np.arange(first, 1)[None, :]
+        if i.min() + first < 0:  # rows before the start read as row 0 (maybe the new one)
+            zero = line[np.arange(len(series)), np.clip(-first - i, 0, length - 1)]
+            line = np.where(rows < 0, zero[:, None], line)
         shapes = sliding_window_view(line, span, axis=1)[:, :, ::g]  # (b, h + 1, p)
         query = shapes[:, -1, :]
         norm: F64 = (query * query).sum(axis=1)
         candidates = shapes[:, :n_candidates, :]  # rows i - h .. i - gap
-        cand_rows = rows[:, span - 1 : span - 1 + n_candidates]
-        cand_norms = np.where(
-            cand_rows >= 0, self.norms_[k][series[:, None], cand_rows % (h + 1)], np.inf
-        )
+        cand_norms = _read(self.norms_[k], series, i - h, n_candidates)
+        if i.min() - h < 0:  # no candidates before the start
+            cand_norms = np.where(
+                rows[:, span - 1 : span - 1 + n_candidates] >= 0, cand_norms, np.inf
+            )
         cross = cand_norms - 2.0 * np.einsum("bcp,bp->bc", candidates, query)
         return norm, nearest_distance(cross.min(axis=1) + norm, p)
 
@@ -241,21 +242,21 @@ class ShapeStage:
         of the distances of the ``history_rows`` rows before it that are learned from."""
         d = self.detector
         h = d.history_rows
-        ring = self.distances_[k]
-        back = np.arange(1, h + 1)
-        rows = i[:, None] - back[None, :]  # (n, h): rows i-1 .. i-h
-        past = ring[series[:, None], rows % (h + 1)]
-        used = rows >= d.learn_from_row(g)
-        mean, spread = mean_std(
-            np.where(used, past, 0.0).sum(axis=1),
-            np.where(used, past * past, 0.0).sum(axis=1),
-            used.sum(axis=1).astype(np.float64),
-        )
-        recent_rows = d.recent_rows - 1
-        recent_used = rows[:, :recent_rows] >= 0
-        recent = (np.where(recent_used, past[:, :recent_rows], 0.0).sum(axis=1) + distance) / (
-            recent_used.sum(axis=1) + 1
-        )
+        past = _read(self.distances_[k], series, i - h, h)  # rows i - h .. i - 1
+        begin = d.learn_from_row(g)
+        if i.min() - h >= begin:
+            used_past = past
+            count = np.full(len(series), float(h))
+        else:
+            used = (i[:, None] + np.arange(-h, 0)[None, :]) >= begin
+            used_past = np.where(used, past, 0.0)
+            count = used.sum(axis=1).astype(np.float64)
+        mean, spread = mean_std(used_past.sum(axis=1), (used_past * used_past).sum(axis=1), count)
+        before = d.recent_rows - 1  # the recent rows before this one
+        seen = np.minimum(i, before)
+        last = past[:, h - before :]
+        last = np.where(np.arange(-before, 0)[None, :] >= -seen[:, None], last, 0.0)
+        recent = (last.sum(axis=1) + distance) / (seen + 1)
         return recent, mean, spread
 
     # ---- time buckets ---------------------------------------------------------------------
@@ -339,3 +340,24 @@ def _joined(blocks: list[Row], field: Callable[[Row], NDArray[G]]) -> NDArray[G]
 def _joined_scales(blocks: list[Row], field: Callable[[Row], list[F64]]) -> list[F64]:
     """One per-scale field of the rows of several blocks of series, in order."""
     return [np.concatenate(parts) for parts in zip(*(field(b) for b in blocks), strict=True)]
+
+
+def _read(ring: F64, series: I64, first: I64, count: int) -> F64:
+    """(series, count) copy of rows ``first .. first + count - 1`` of each series' ring
+    (row r at column r mod the ring's length; rows before the start read garbage).
+
+    When the series are a contiguous range at the same row, as when every series closes
+    a bucket together, two slices do it instead of a gather.
+    """
+    length = ring.shape[1]
+    lo = int(series[0]) if len(series) else 0
+    uniform = len(series) and (first == first[0]).all() and int(series[-1]) - lo == len(series) - 1
+    if uniform and (np.diff(series) == 1).all():
+        block, start = ring[lo : lo + len(series)], int(first[0]) % length
+        if start + count <= length:
+            out: F64 = block[:, start : start + count].copy()
+            return out
+        return np.concatenate((block[:, start:], block[:, : count - (length - start)]), axis=1)
+    columns = (first[:, None] + np.arange(count)[None, :]) % length
+    gathered: F64 = ring[series[:, None], columns]
+    return gathered
