@@ -129,12 +129,16 @@ class ShapeStage:
     def push(self, values: F64, series: I64 | None = None) -> F64:
         """Commit one row for each of ``series`` (default all); return their scores."""
         index = np.arange(self.n_series) if series is None else np.asarray(series, dtype=np.int64)
+        if len(index) == 0:
+            return np.zeros(0)
         row = self.evaluate(np.asarray(values, dtype=np.float64), index)
         self._commit(row)
         return row.score
 
     def peek(self, values: F64, series: I64) -> F64:
         """Scores the rows would have if committed now; the state is unchanged."""
+        if len(series) == 0:
+            return np.zeros(0)
         return self.evaluate(np.asarray(values, dtype=np.float64), np.asarray(series)).score
 
     def evaluate(self, values: F64, series: I64) -> Row:
