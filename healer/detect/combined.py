@@ -26,9 +26,9 @@ from numpy.typing import NDArray
 from healer.config import DetectorSettings
 from healer.detect.features import latest_features, window_features
 from healer.detect.model import JointModel, combine
-from healer.detect.shaped import Onsets, ShapedDetector
+from healer.detect.shaped import Onsets, ShapedDetector, named_signals
 from healer.detect.streaming import ATTRIBUTION_MIN_DEVIATION, Detection, StreamingDetector
-from healer.types import Direction, Finding, Frame, SignalDeviation
+from healer.types import Finding, Frame, SignalDeviation
 
 F64 = NDArray[np.float64]
 
@@ -90,18 +90,7 @@ class CombinedDetector:
             joint = moved * np.sqrt(shares * float(self.model.distance(row)[0]))
         named = (np.abs(z) >= ATTRIBUTION_MIN_DEVIATION) | (shares >= JOINT_ATTRIBUTION_SHARE)
         deviation = np.where(np.abs(z) >= np.abs(joint), z, joint)
-        order = np.argsort(-np.abs(deviation))
-        return tuple(
-            SignalDeviation(
-                signal=stream.signals[i],
-                value=float(stream.values[w, i]),
-                baseline=float(stream.levels[w, i]),
-                deviation=float(deviation[i]),
-                direction=Direction.UP if deviation[i] > 0 else Direction.DOWN,
-            )
-            for i in order
-            if named[i]
-        )
+        return named_signals(stream, w, deviation, named)
 
 
 def score_history(

@@ -197,15 +197,22 @@ class ShapedDetector:
         """Signals far from their streaming baseline, and those whose shape fires, in
         spreads from the baseline, largest first."""
         z = detection.deviations[w]
-        named = (np.abs(z) >= ATTRIBUTION_MIN_DEVIATION) | shape_hot
-        return tuple(
-            SignalDeviation(
-                signal=detection.signals[i],
-                value=float(detection.values[w, i]),
-                baseline=float(detection.levels[w, i]),
-                deviation=float(z[i]),
-                direction=Direction.UP if z[i] > 0 else Direction.DOWN,
-            )
-            for i in np.argsort(-np.abs(z))
-            if named[i]
+        return named_signals(detection, w, z, (np.abs(z) >= ATTRIBUTION_MIN_DEVIATION) | shape_hot)
+
+
+def named_signals(
+    detection: Detection, w: int, deviation: F64, named: Mask
+) -> tuple[SignalDeviation, ...]:
+    """A finding's explanation: workload ``w``'s ``named`` signals with their value,
+    baseline and ``deviation``, largest deviation first."""
+    return tuple(
+        SignalDeviation(
+            signal=detection.signals[i],
+            value=float(detection.values[w, i]),
+            baseline=float(detection.levels[w, i]),
+            deviation=float(deviation[i]),
+            direction=Direction.UP if deviation[i] > 0 else Direction.DOWN,
         )
+        for i in np.argsort(-np.abs(deviation))
+        if named[i]
+    )
