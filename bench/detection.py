@@ -9,15 +9,15 @@ healer has two detectors of one series, and this prints the figures of both:
   and their spread over random half splits of the files, each half with its own
   threshold (as a held-out set of the same size would be scored) and with the threshold
   of the other half;
-- the streaming per-signal detector the daemon runs on every Frame: the same scores, each
-  series fed to it as one workload whose signal may hurt in either direction, at the
-  series' own timestamps. The daemon's detector costs a few operations per point, so
-  that a cycle over every signal of 10,000 workloads takes milliseconds; the univariate
-  one searches a week of history for every point. They are different methods, for
-  different budgets.
+- the detector the daemon runs, exactly as ``build_detector(DetectorSettings())`` builds
+  it (streaming baselines and the shape stage): the same scores, each series fed to its
+  own detector as one workload, one sample per cycle at the series' own timestamps, the
+  value as a signal harmful upwards (cpu) and one harmful downwards (ready_ratio), since
+  a NAB series may break either way.
 
-Then the speeds: points per second of the streaming detector on a Frame of 10,000
-workloads x 7 signals, one new timestamp per cycle as in the daemon (one thread), and
+Then the costs: points per second of the per-signal streaming detector on a Frame of
+10,000 workloads x 7 signals, one new timestamp per cycle as in the daemon (one thread);
+the shape stage's time per closed bucket and its state for the same Frame; and
 `healer score-csv` on a 20,000-row file (reading, scoring and writing the CSV).
 
 Where the data is absent it says so and prints the speeds alone; in CI (``CI=true``) a
@@ -40,17 +40,21 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from healer.config import DetectorSettings
+from healer.detect.combined import build_detector
 from healer.detect.csvscore import (
     Series,
     labelled_files,
     read_labels,
     read_series,
     score_csv,
+    seconds,
     window_rows,
 )
 from healer.detect.nab import LabelledScores, evaluate, evaluate_at
+from healer.detect.shape import ShapeStage
 from healer.detect.streaming import StreamingDetector
-from healer.detect.univariate import DEFAULT_DETECTOR, DETECTORS
+from healer.detect.univariate import DEFAULT_DETECTOR, DETECTORS, DiscordLikelihood
 from healer.types import Frame, Signal, WorkloadRef
 
 REPO = Path(__file__).resolve().parent.parent
@@ -60,6 +64,8 @@ FRAME_WORKLOADS = 10_000
 FRAME_CYCLES = 30  # timed cycles, one new timestamp each
 FRAME_HISTORY = 20  # timestamps learned before the timed cycles
 SCRAPE_S = 15.0
+SHAPE_SERIES = 2_000  # series the shape stage's cost is measured on
+SHAPE_CLOSINGS = 5
 HTM = "72.3 / 69.1 / 76.0"
 
 
@@ -123,27 +129,23 @@ def univariate_scores(
     print_spread(items, splits)
 
 
-def streaming_scores(dev: list[tuple[Series, tuple[tuple[int, int], ...]]], data: Path) -> None:
-    """Every series as one workload of one Frame, NaN-padded to the longest.
-
-    The detector's signals hurt in one direction; a NAB series may break in either, so it
-    is fed twice, as a signal harmful upwards (cpu) and one harmful downwards
-    (ready_ratio), whose per-signal tails the detector combines as it combines any two.
-    Rows are placed at their own 5-minute steps (the detector's half-lives are in seconds).
-    """
-    longest = max(len(s.values) for s, _ in dev)
-    values = np.full((len(dev), 2, longest), np.nan)
-    for w, (series, _) in enumerate(dev):
-        values[w, :, : len(series.values)] = series.values
-    workloads = tuple(WorkloadRef("nab", "Deployment", f"series-{w}") for w in range(len(dev)))
-    timestamps = 60.0 * STEP_MINUTES * np.arange(longest, dtype=np.float64)
-    frame = Frame(timestamps, workloads, (Signal.CPU, Signal.READY_RATIO), values)
-    scores = StreamingDetector().score_steps(frame)
-    items = [
-        LabelledScores(key_of(s, data), scores[w, : len(s.values)], windows)
-        for w, (s, windows) in enumerate(dev)
-    ]
-    print_scores(f"daemon's streaming detector on {data} (standard / low FP / low FN)", items)
+def daemon_scores(dev: list[tuple[Series, tuple[tuple[int, int], ...]]], data: Path) -> None:
+    """Each series through its own daemon detector, one row per update, as a daemon
+    scraping every 5 minutes would feed it; a row's score is the workload's score after
+    its update (a repeated timestamp is not new data: it scores 0)."""
+    workloads = (WorkloadRef("nab", "Deployment", "series"),)
+    signals = (Signal.CPU, Signal.READY_RATIO)
+    items = []
+    with threadpool_limits(limits=1):
+        for series, windows in dev:
+            detector = build_detector(DetectorSettings())
+            stamps = seconds(series)
+            scores = np.zeros(len(stamps))
+            for i, value in enumerate(series.values):
+                frame = Frame(stamps[i : i + 1], workloads, signals, np.full((1, 2, 1), value))
+                scores[i] = detector.update(frame).scores[0]
+            items.append(LabelledScores(key_of(series, data), scores, windows))
+    print_scores(f"daemon's detector on {data} (standard / low FP / low FN)", items)
 
 
 def frame_speed() -> None:
@@ -175,6 +177,38 @@ def frame_speed() -> None:
         f"timestamp per cycle, median of {FRAME_CYCLES} cycles: {wall * 1e3:.1f} ms "
         f"({points / wall:,.0f} points/s), CPU {cpu * 1e3:.1f} ms ({points / cpu:,.0f} "
         "points/s per core); target 1,000,000 points/s or more on one core"
+    )
+
+
+def shape_cost() -> None:
+    """Time of one closed bucket for every series of 10,000 workloads x 7 signals.
+
+    The state of that many series is several GB, so the time is measured on
+    ``SHAPE_SERIES`` series with full histories (random rings: the work does not depend
+    on the values) and scaled; the work is linear in the number of series.
+    """
+    rng = np.random.default_rng(0)
+    stage = ShapeStage(SHAPE_SERIES)
+    for ring in (*stage.means_, *stage.norms_, *stage.distances_):
+        ring[:] = rng.random(ring.shape)
+    stage.rows_[:] = 10 * DiscordLikelihood().history_rows
+    stage.sum_squares_[:] = stage.rows_
+    took_s = []
+    with threadpool_limits(limits=1):
+        for _ in range(SHAPE_CLOSINGS):
+            values = rng.random(SHAPE_SERIES)
+            took_s.append(timed(lambda values=values: stage.push(values)))
+    wall, cpu = np.median(took_s, axis=0)
+    series = FRAME_WORKLOADS * len(Signal)
+    per_series = stage.state_bytes() / SHAPE_SERIES
+    scaled_s = cpu * series / SHAPE_SERIES
+    print(
+        f"shape stage, one closed bucket (every {DetectorSettings().shape_bucket_s:.0f} s), "
+        f"median of {SHAPE_CLOSINGS} on {SHAPE_SERIES:,} series: {wall * 1e3:.0f} ms wall, "
+        f"{cpu * 1e3:.0f} ms CPU ({cpu / SHAPE_SERIES * 1e6:.0f} us per series); for "
+        f"{FRAME_WORKLOADS:,} workloads x {len(Signal)} signals: {scaled_s:.1f} s "
+        f"CPU per bucket, state {per_series / 1e3:.0f} kB per series, "
+        f"{per_series * series / 1e9:.1f} GB"
     )
 
 
@@ -219,13 +253,14 @@ def main() -> int:
     if (args.data / "labels" / "combined_windows.json").is_file():
         dev = read_dev_set(args.data)
         univariate_scores(dev, args.data, args.detector, args.splits)
-        streaming_scores(dev, args.data)
+        daemon_scores(dev, args.data)
         print(f"(Numenta HTM on the same set: {HTM})")
     else:
         print(f"no evaluation data at {args.data} (set HEALER_EVAL_DATA); scores skipped")
         if os.environ.get("CI", "").lower() == "true":
             status = 1
     frame_speed()
+    shape_cost()
     csv_speed(args.detector)
     return status
 

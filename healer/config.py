@@ -54,6 +54,17 @@ class DetectorSettings(_Section):
     (``healer train`` registers versions in ``models_dir``). None: streaming alone."""
     models_dir: Path = Path("models")
     """Folder of model artifacts (skops), their cards and ``registry.json``."""
+    shape_enabled: bool = True
+    """Run the shape stage (``detect.shape``): each series' recent shape judged against a
+    week of its history, so that a daily peak is not an anomaly. Off: the streaming
+    baselines alone."""
+    shape_bucket_s: float = Field(default=300.0, gt=0)
+    """The shape stage's rows: means over buckets of this many seconds. Five minutes,
+    the unit its hyperparameters were set in (NAB's rows)."""
+    shape_warmup_buckets: int = Field(default=600, ge=1)
+    """A series' shape score replaces its streaming score once it has this many buckets
+    (50 h): the hourly time scale learns from its 577th row on, and its statistics need
+    some rows. Before that, the streaming score serves."""
 
 
 class GuardSettings(_Section):

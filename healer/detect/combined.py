@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import replace
-from datetime import UTC, datetime
 
 import numpy as np
 from numpy.typing import NDArray
@@ -27,8 +26,9 @@ from numpy.typing import NDArray
 from healer.config import DetectorSettings
 from healer.detect.features import latest_features, window_features
 from healer.detect.model import JointModel, combine
+from healer.detect.shaped import Onsets, ShapedDetector, named_signals
 from healer.detect.streaming import ATTRIBUTION_MIN_DEVIATION, Detection, StreamingDetector
-from healer.types import Direction, Finding, Frame, SignalDeviation, WorkloadRef
+from healer.types import Finding, Frame, SignalDeviation
 
 F64 = NDArray[np.float64]
 
@@ -46,7 +46,7 @@ class CombinedDetector:
         self.model = model
         self.streaming = StreamingDetector(self.settings)
         self.model_version = f"{StreamingDetector.model_version}+{version}"
-        self.onset_: dict[WorkloadRef, float] = {}
+        self.onsets = Onsets(self.settings)
 
     def update(self, frame: Frame) -> Detection:
         """Learn from the frame's new rows, score its newest time; see ``StreamingDetector``."""
@@ -57,32 +57,22 @@ class CombinedDetector:
         scores = np.where(stream.fresh, combine(stream.scores, joint, accepted), 0.0)
         at_s = stream.at.timestamp()
         hot = scores >= self.settings.score_threshold
-        self._track_onset(stream, hot, at_s)
+        self.onsets.track(stream.workloads, hot, stream.fresh, at_s)
         findings = []
-        for w in np.flatnonzero(hot):
+        for w in self.onsets.lasting(stream.workloads, hot, at_s):
             workload = frame.workloads[w]
-            onset_s = self.onset_[workload]
-            if at_s - onset_s + 1.0 < self.settings.persistence_s:
-                continue
             joint_fires = joint[w] >= self.settings.score_threshold
             findings.append(
                 Finding(
                     workload=workload,
                     at=stream.at,
                     score=float(scores[w]),
-                    signals=self._attribution(stream, int(w), features[w] if joint_fires else None),
-                    onset=datetime.fromtimestamp(onset_s, UTC),
+                    signals=self._attribution(stream, w, features[w] if joint_fires else None),
+                    onset=self.onsets.onset(workload),
                     model_version=self.model_version,
                 )
             )
         return replace(stream, scores=scores, findings=tuple(findings))
-
-    def _track_onset(self, stream: Detection, hot: NDArray[np.bool_], at_s: float) -> None:
-        """Start or end anomalous runs; a workload without fresh data keeps its state."""
-        for w in np.flatnonzero(hot & stream.fresh):
-            self.onset_.setdefault(stream.workloads[w], at_s)
-        for w in np.flatnonzero(~hot & stream.fresh):
-            self.onset_.pop(stream.workloads[w], None)
 
     def _attribution(
         self, stream: Detection, w: int, features: F64 | None
@@ -100,18 +90,7 @@ class CombinedDetector:
             joint = moved * np.sqrt(shares * float(self.model.distance(row)[0]))
         named = (np.abs(z) >= ATTRIBUTION_MIN_DEVIATION) | (shares >= JOINT_ATTRIBUTION_SHARE)
         deviation = np.where(np.abs(z) >= np.abs(joint), z, joint)
-        order = np.argsort(-np.abs(deviation))
-        return tuple(
-            SignalDeviation(
-                signal=stream.signals[i],
-                value=float(stream.values[w, i]),
-                baseline=float(stream.levels[w, i]),
-                deviation=float(deviation[i]),
-                direction=Direction.UP if deviation[i] > 0 else Direction.DOWN,
-            )
-            for i in order
-            if named[i]
-        )
+        return named_signals(stream, w, deviation, named)
 
 
 def score_history(
@@ -148,15 +127,24 @@ def score_history(
     return combined
 
 
-def build_detector(settings: DetectorSettings) -> StreamingDetector | CombinedDetector:
-    """The detector the settings name: streaming alone, or with a registered joint model.
+def build_detector(
+    settings: DetectorSettings,
+) -> StreamingDetector | CombinedDetector | ShapedDetector:
+    """The detector the settings name: streaming alone, or with a registered joint model,
+    and the shape stage over either (``shape_enabled``, on by default).
 
     Loading checks the artifact against its card (``registry.load``); a model that does
     not load stops start-up with the file named, rather than running without it.
     """
     from healer.detect import registry
 
+    inner: StreamingDetector | CombinedDetector
     if settings.model_version is None:
-        return StreamingDetector(settings)
-    loaded = registry.load(settings.model_version, models_dir=settings.models_dir)
-    return CombinedDetector(loaded.model, version=loaded.version, settings=settings)
+        inner = streaming = StreamingDetector(settings)
+    else:
+        loaded = registry.load(settings.model_version, models_dir=settings.models_dir)
+        inner = CombinedDetector(loaded.model, version=loaded.version, settings=settings)
+        streaming = inner.streaming
+    if not settings.shape_enabled:
+        return inner
+    return ShapedDetector(inner, streaming, settings=settings)

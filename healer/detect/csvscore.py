@@ -27,7 +27,7 @@ import csv
 import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -65,6 +65,11 @@ class Series:
 def _parse_time(text: str) -> datetime:
     cleaned = text.strip().replace("T", " ")
     return datetime.fromisoformat(cleaned.removesuffix("Z"))
+
+
+def seconds(series: Series) -> F64:
+    """Each row's timestamp in seconds since the epoch, the text read as UTC."""
+    return np.array([_parse_time(t).replace(tzinfo=UTC).timestamp() for t in series.timestamps])
 
 
 def read_rows(path: Path) -> list[list[str]]:

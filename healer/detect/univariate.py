@@ -113,12 +113,12 @@ class DiscordLikelihood:
         x = np.asarray(values, dtype=np.float64)
         if len(x) == 0:
             return np.zeros(0)
-        u = np.arcsinh(x / running_rms(x))
-        fisher = np.zeros(len(x))
+        u = compress(x, running_rms(x))
+        log_tails = np.zeros(len(x))
         with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
             for segment_rows in self.segment_rows:
-                fisher -= 2.0 * self._log_tail(u, segment_rows)
-        likelihood: F64 = chdtr(2.0 * len(self.segment_rows), fisher)
+                log_tails += self._log_tail(u, segment_rows)
+        likelihood = fisher_combined(log_tails, len(self.segment_rows))
         return refractory(
             likelihood, self.alarm_level, rows=self.refractory_rows, rearm=self.rearm_level
         )
@@ -132,12 +132,69 @@ class DiscordLikelihood:
         shapes = shapes_of(x, self.shape_points, segment_rows)
         distance = left_discord(shapes, self.shape_points * segment_rows, self.history_rows)
         recent = trailing_mean(distance, self.recent_rows)
-        # Until a row has a full shape's worth of candidates its distance is
-        # inflated (little to match against): it is scored but not learned from.
-        begin = 2 * self.shape_points * segment_rows
+        begin = self.learn_from_row(segment_rows)
         mean, spread = past_mean_std(distance, self.history_rows, begin=begin)
-        out: F64 = log_ndtr(-(recent - mean) / np.maximum(spread, RESOLUTION))
-        return out
+        return log_tail(recent, mean, spread)
+
+    def learn_from_row(self, segment_rows: int) -> int:
+        """First row whose distance at this scale enters the likelihood statistics.
+
+        Until a row has a full shape's worth of candidates its distance is inflated
+        (little to match against): it is scored but not learned from.
+        """
+        return 2 * self.shape_points * segment_rows
+
+
+def compress(x: F64, rms: F64) -> F64:
+    """Values in units of the running RMS, logarithmic for spikes many times it."""
+    out: F64 = np.arcsinh(x / rms)
+    return out
+
+
+def rms_of(sum_squares: F64, count: F64) -> F64:
+    """RMS from a sum of squares and a count, never below ``MIN_RMS``."""
+    out: F64 = np.maximum(np.sqrt(sum_squares / count), MIN_RMS)
+    return out
+
+
+def nearest_distance(nearest_squared: F64, points: int) -> F64:
+    """Per-point distance from the squared distance to the nearest candidate (0 when
+    there was no candidate: infinity)."""
+    out: F64 = np.where(
+        np.isfinite(nearest_squared), np.sqrt(np.maximum(nearest_squared, 0.0) / points), 0.0
+    )
+    return out
+
+
+def mean_std(total: F64, squares: F64, count: F64) -> tuple[F64, F64]:
+    """Mean and standard deviation from sums; an empty sum gives mean 0 and deviation 0."""
+    count = np.maximum(count, 1.0)
+    mean = total / count
+    var = squares / count - mean * mean
+    return mean, np.sqrt(np.maximum(var, 0.0))  # rounding can make var < 0
+
+
+def log_tail(recent: F64, mean: F64, spread: F64) -> F64:
+    """Log of the Gaussian upper tail of the recent distance against its history."""
+    out: F64 = log_ndtr(-(recent - mean) / np.maximum(spread, RESOLUTION))
+    return out
+
+
+def fisher_combined(log_tails: F64, scales: int) -> F64:
+    """Fisher's method: the chi-squared CDF (2 degrees of freedom per scale) of
+    ``-2 * sum(log p)``, the likelihood that the series does not go on as before."""
+    out: F64 = chdtr(2.0 * scales, -2.0 * log_tails)
+    return out
+
+
+def suppressed(
+    row: NDArray[np.int64], last: NDArray[np.int64], calmed: NDArray[np.bool_], rows: int
+) -> NDArray[np.bool_]:
+    """Whether a score at the alarm level at ``row`` is held down: an alarm was raised at
+    ``last`` (-1: never) less than ``rows`` rows ago, or the score has not dropped below
+    the re-arm level since (``calmed`` False)."""
+    out: NDArray[np.bool_] = (last >= 0) & ((row <= last + rows) | ~calmed)
+    return out
 
 
 def shapes_of(x: F64, points: int, segment_rows: int) -> F64:
@@ -190,10 +247,7 @@ def left_discord(shapes: F64, exclusion_rows: int, history_rows: int) -> F64:
         cross[:, right - skip :] += barred[:, right:]
         nearest = cross.min(axis=1) + norms[start : start + block]
         stop = min(n, start + block)
-        found = nearest[: stop - start]
-        out[start:stop] = np.where(
-            np.isfinite(found), np.sqrt(np.maximum(found, 0.0) / points), 0.0
-        )
+        out[start:stop] = nearest_distance(nearest[: stop - start], points)
     return out
 
 
@@ -219,16 +273,14 @@ def past_mean_std(a: F64, rows: int, *, begin: int = 0) -> tuple[F64, F64]:
     counts = np.concatenate(([0.0], np.cumsum(used)))
     end = np.arange(len(a))
     start = np.maximum(0, end - rows)
-    count = np.maximum(counts[end] - counts[start], 1.0)
-    mean = (total[end] - total[start]) / count
-    var = (squares[end] - squares[start]) / count - mean * mean
-    return mean, np.sqrt(np.maximum(var, 0.0))  # rounding can make var < 0
+    return mean_std(
+        total[end] - total[start], squares[end] - squares[start], counts[end] - counts[start]
+    )
 
 
 def running_rms(x: F64) -> F64:
     """Root mean square of the values so far (row i's uses rows 0..i)."""
-    mean_square = np.cumsum(x * x) / np.arange(1, len(x) + 1)
-    return np.maximum(np.sqrt(mean_square), MIN_RMS)
+    return rms_of(np.cumsum(x * x), np.arange(1, len(x) + 1, dtype=np.float64))
 
 
 def refractory(score: F64, level: float, *, rows: int, rearm: float) -> F64:
@@ -243,7 +295,7 @@ def refractory(score: F64, level: float, *, rows: int, rearm: float) -> F64:
     last = -1
     for i in np.flatnonzero(score >= level):
         calmed = np.searchsorted(calm, i) > np.searchsorted(calm, last)
-        if last >= 0 and (i <= last + rows or not calmed):
+        if suppressed(np.array(i), np.array(last), np.array(calmed), rows):
             out[i] = below
         else:
             last = int(i)

@@ -2,7 +2,8 @@
 
 Trains a version on a benign simulated day, registers it, and runs the memory-leak
 scenario with ``detector.model_version`` naming it: the leak is found by the combined
-detector, healed by a restart, and the finding records the model version.
+detector (with the shape stage, still warming up), healed by a restart, and the finding
+records the model version.
 """
 
 from __future__ import annotations
@@ -53,9 +54,9 @@ def test_the_leak_is_found_with_the_model_and_healed(harness: SimHarness) -> Non
     detail = harness.store.get_incident(orders[0].id)
     assert detail is not None
     finding = next(step for step in detail.timeline if step.kind == "finding")
-    assert finding.data["model_version"] == "streaming-baseline/1+joint-1"
+    assert finding.data["model_version"] == "streaming-baseline/1+joint-1+shape"
     assert detail.summary.outcome == OutcomeKind.HEALED
 
 
 def test_the_status_names_the_model_in_service(harness: SimHarness) -> None:
-    assert harness.healer.status()["model_version"] == "streaming-baseline/1+joint-1"
+    assert harness.healer.status()["model_version"] == "streaming-baseline/1+joint-1+shape"

@@ -16,6 +16,7 @@ from healer.detect import registry
 from healer.detect.combined import CombinedDetector, build_detector
 from healer.detect.features import window_features
 from healer.detect.model import JointModel
+from healer.detect.shaped import ShapedDetector
 from healer.detect.streaming import StreamingDetector
 from healer.detect.train import History, train
 from healer.errors import DetectError, ModelMismatch
@@ -131,10 +132,18 @@ def test_an_unknown_version_names_the_card_and_the_versions(models: Path) -> Non
 
 
 def test_the_settings_choose_the_detector(models: Path) -> None:
-    assert isinstance(build_detector(DetectorSettings()), StreamingDetector)
-    chosen = build_detector(DetectorSettings(model_version="joint-1", models_dir=models))
-    assert isinstance(chosen, CombinedDetector)
-    assert chosen.model_version == "streaming-baseline/1+joint-1"
+    plain = build_detector(DetectorSettings())
+    assert isinstance(plain, ShapedDetector)
+    assert isinstance(plain.inner, StreamingDetector)
+    assert isinstance(build_detector(DetectorSettings(shape_enabled=False)), StreamingDetector)
+    settings = DetectorSettings(model_version="joint-1", models_dir=models)
+    chosen = build_detector(settings)
+    assert isinstance(chosen, ShapedDetector)
+    assert isinstance(chosen.inner, CombinedDetector)
+    assert chosen.model_version == "streaming-baseline/1+joint-1+shape"
+    alone = build_detector(settings.model_copy(update={"shape_enabled": False}))
+    assert isinstance(alone, CombinedDetector)
+    assert alone.model_version == "streaming-baseline/1+joint-1"
 
 
 def test_a_version_is_a_name_not_a_path(models: Path) -> None:

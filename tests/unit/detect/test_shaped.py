@@ -1,0 +1,125 @@
+"""The daemon's detector with the shape stage: online, deterministic, and quiet on a cycle."""
+
+from __future__ import annotations
+
+import numpy as np
+from histories import F64, LEVEL, NOISE, SIGNALS, T0
+
+from healer.config import DetectorSettings
+from healer.detect.combined import build_detector
+from healer.detect.shaped import ShapedDetector
+from healer.detect.streaming import Detection
+from healer.types import Frame, Signal, WorkloadRef
+
+A = WorkloadRef("shop", "Deployment", "checkout")
+B = WorkloadRef("shop", "Deployment", "search")
+C = WorkloadRef("web", "Deployment", "storefront")
+STEP_S = 60.0
+# A short warm-up, so that a test of a few hours sees the shape stage score.
+QUICK = DetectorSettings(shape_warmup_buckets=12)
+DAY_S = 86_400.0
+
+
+def values(samples: int, workloads: int, seed: int) -> F64:
+    """(W, S, T): signals at their levels and noise; CPU on a cycle, a fault at 70%."""
+    rng = np.random.default_rng(seed)
+    t = np.arange(samples)
+    out = np.empty((workloads, len(SIGNALS), samples))
+    for s, sig in enumerate(SIGNALS):
+        noise = 1 + NOISE[sig] * rng.standard_normal((workloads, samples))
+        out[:, s, :] = LEVEL[sig] * noise
+    cpu = SIGNALS.index(Signal.CPU)
+    out[:, cpu, :] *= 1 + 0.3 * np.sin(2 * np.pi * t * STEP_S / (4 * 3600.0))
+    out[0, cpu, int(0.7 * samples) :] *= 3.0
+    return out
+
+
+def feed(
+    detector: ShapedDetector,
+    data: F64,
+    workloads: tuple[WorkloadRef, ...] = (A, B),
+    *,
+    every: int = 2,
+    window: int = 20,
+) -> list[Detection]:
+    """Like the daemon: each cycle a frame of the last ``window`` samples, ``every`` later."""
+    out = []
+    for end in range(every, data.shape[2] + 1, every):
+        start = max(0, end - window)
+        stamps = T0 + STEP_S * np.arange(start, end)
+        frame = Frame(stamps, workloads[: data.shape[0]], SIGNALS, data[:, :, start:end])
+        out.append(detector.update(frame))
+    return out
+
+
+def shaped(settings: DetectorSettings = QUICK) -> ShapedDetector:
+    detector = build_detector(settings)
+    assert isinstance(detector, ShapedDetector)
+    return detector
+
+
+def test_the_shape_stage_warms_and_scores() -> None:
+    detector = shaped()
+    detections = feed(detector, values(240, 2, seed=1))
+    assert detector.stage_ is not None
+    assert (detector.stage_.rows_ >= QUICK.shape_warmup_buckets).all()
+    assert all(np.all((d.scores >= 0) & (d.scores <= 1)) for d in detections)
+    assert detections[-1].findings and detections[-1].findings[0].workload == A
+
+
+def test_no_look_ahead_a_cut_frame_scores_the_same() -> None:
+    data = values(240, 2, seed=2)
+    full = feed(shaped(), data)
+    cut = feed(shaped(), data[:, :, :150])
+    assert len(cut) == 75
+    for mine, theirs in zip(cut, full, strict=False):
+        assert mine.at == theirs.at
+        assert np.array_equal(mine.scores, theirs.scores)
+        assert mine.findings == theirs.findings
+
+
+def test_the_same_data_gives_the_same_scores() -> None:
+    data = values(200, 2, seed=3)
+    first, second = feed(shaped(), data), feed(shaped(), data)
+    assert [d.scores.tolist() for d in first] == [d.scores.tolist() for d in second]
+
+
+def test_a_workload_keeps_its_state_when_others_come_and_go() -> None:
+    data = values(240, 3, seed=4)
+    reference = feed(shaped(), data[:1], (A,))
+    detector = shaped()
+    both = feed(detector, data[:2, :, :120], (A, B))
+    stamps = T0 + STEP_S * np.arange(100, 240)
+    moved = data[[2, 0]]  # B leaves, C arrives before A
+    later = []
+    for end in range(22, 141, 2):
+        frame = Frame(stamps[end - 20 : end], (C, A), SIGNALS, moved[:, :, end - 20 : end])
+        later.append(detector.update(frame))
+    got = [d.score_of(A) for d in both] + [d.score_of(A) for d in later]
+    assert got == [d.score_of(A) for d in reference]
+
+
+def test_a_daily_cycle_is_not_a_finding_once_the_shape_is_warm() -> None:
+    """Streaming baselines flag the daily peaks of a sharp cycle; the shape stage has seen
+    them before. Two days warm it up; the third is watched."""
+    step_s, days = 300.0, 3
+    samples = int(days * DAY_S / step_s)
+    rng = np.random.default_rng(5)
+    t = np.arange(samples) * step_s
+    data = np.empty((1, len(SIGNALS), samples))
+    for s, sig in enumerate(SIGNALS):
+        data[0, s] = LEVEL[sig] * (1 + NOISE[sig] * rng.standard_normal(samples))
+    peak = np.exp(-0.5 * (((t % DAY_S) - 0.6 * DAY_S) / 1800.0) ** 2)  # an hour-wide peak
+    data[0, SIGNALS.index(Signal.CPU)] *= 1 + 2.0 * peak
+    found = {}
+    for name, settings in (("shape", DetectorSettings()), ("streaming", None)):
+        detector = build_detector(settings or DetectorSettings(shape_enabled=False))
+        third_day = []
+        for k in range(samples):
+            frame = Frame(T0 + t[k : k + 1], (A,), SIGNALS, data[:, :, k : k + 1])
+            detection = detector.update(frame)
+            if t[k] >= 2 * DAY_S + 3600.0:
+                third_day.extend(detection.findings)
+        found[name] = third_day
+    assert found["streaming"]
+    assert found["shape"] == []
