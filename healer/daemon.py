@@ -46,6 +46,7 @@ from healer.decide.escalation import Escalation, WebhookNotifier
 from healer.decide.playbooks import ESCALATE
 from healer.detect.signals import POLARITY
 from healer.detect.streaming import Detection
+from healer.diagnose import surge
 from healer.diagnose.features import FEATURES, features
 from healer.diagnose.learned import Diagnose, LearnedDiagnoser, diagnoser
 from healer.errors import (
@@ -57,6 +58,8 @@ from healer.errors import (
 from healer.types import (
     ActionRecord,
     ActionStatus,
+    Cause,
+    Demand,
     Diagnosis,
     Finding,
     Frame,
@@ -156,6 +159,8 @@ class Healer:
     """Where escalations go; built from ``settings.escalation`` when not given."""
     _brake_notified_at: datetime | None = None
     """The cycle whose anomaly brake was last notified: one escalation per braked cycle."""
+    _frame: Frame | None = None
+    """This cycle's frame: an overload's scale-up is sized from the demand it measures."""
     diagnose: Diagnose | None = None
     """Finding and context to a diagnosis; when not given, the learned diagnoser of
     ``settings.diagnosis_model`` (if any) with the rules behind it."""
@@ -235,6 +240,7 @@ class Healer:
             self.last_error = str(exc)
             return None
         self.last_error = None
+        self._frame = frame
         detection = self.detector.update(frame)
         self.cycles += 1
         self.last_cycle = now
@@ -251,6 +257,11 @@ class Healer:
                     self._guarded(workload, self._diagnose, track, finding, detection, frame, now)
             else:
                 self._guarded(workload, self._open, finding, detection, frame, now)
+        if self.settings.surge.enabled:
+            for early in surge.find_surges(frame, self.settings.surge):
+                if early.finding.workload not in self.tracked:
+                    workload = early.finding.workload
+                    self._guarded(workload, self._open_surge, early, detection, frame, now)
         return detection
 
     def _guarded(
@@ -273,6 +284,37 @@ class Healer:
         )
         self._say("finding", track, now, f"score {finding.score:.2f}: {top}")
         self._diagnose(track, finding, detection, frame, now)
+
+    def _open_surge(
+        self, early: surge.Surge, detection: Detection, frame: Frame, now: datetime
+    ) -> None:
+        """A surge heading past capacity opens an overload incident before the detector
+        reports; a surge the replicas absorb opens nothing."""
+        state = self.actuator.read_state(early.finding.workload)
+        lead_s = self.settings.surge.lead_s
+        demand = surge.demand_of(frame, early.workload_index, state.replicas, lead_s)
+        diagnosis = surge.diagnose(early, demand, state, self.settings.surge)
+        if diagnosis is None:
+            return
+        finding = early.finding
+        incident = self.store.open_incident(finding, frame=frame)
+        track = Tracked(incident, finding.workload, Stage.WATCHING)
+        self.tracked[finding.workload] = track
+        top = ", ".join(
+            f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ" for d in finding.signals
+        )
+        self._say("finding", track, now, f"request surge: {top}")
+        share = detection.anomalous_count / max(1, len(detection.workloads))
+        track.diagnosis, track.finding = diagnosis, finding
+        row = features(finding, frame, state, share)
+        self.store.record_diagnosis(
+            track.incident_id,
+            diagnosis,
+            at=now,
+            features=dict(zip(FEATURES, row.tolist(), strict=True)),
+        )
+        self._say("diagnosis", track, now, f"{diagnosis.cause}: {diagnosis.explanation}")
+        self._plan_and_act(track, diagnosis, finding, state, detection, now)
 
     def _diagnose(
         self, track: Tracked, finding: Finding, detection: Detection, frame: Frame, now: datetime
@@ -619,6 +661,7 @@ class Healer:
         history = self.store.action_history(
             now=now, window_s=self.settings.guards.rate_limit_window_s
         )
+        demand = self._demand(diagnosis, state)
         return decide.plan(
             diagnosis,
             finding,
@@ -630,7 +673,18 @@ class Healer:
             watched_workloads=len(detection.workloads),
             now=now,
             chain_to=chain_to,
+            demand=demand,
         )
+
+    def _demand(self, diagnosis: Diagnosis, state: WorkloadState) -> Demand | None:
+        """An overload's demand as this cycle's frame measures it, to size the scale-up."""
+        frame = self._frame
+        if diagnosis.cause is not Cause.OVERLOAD or frame is None:
+            return None
+        if state.workload not in frame.workloads:
+            return None
+        index = frame.workloads.index(state.workload)
+        return surge.demand_of(frame, index, state.replicas, self.settings.surge.lead_s)
 
     def status(self) -> JsonObject:
         return {
