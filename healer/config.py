@@ -135,6 +135,10 @@ class SurgeSettings(_Section):
     """CPU per replica, as a fraction of its request, that a surge must be heading past
     to count, when the workload has no HPA with a CPU target (with one, its target
     applies)."""
+    hand_back_after_s: float = Field(default=3600.0, gt=0)
+    """An HPA's minReplicas raised for an overload is lowered back to its earlier value
+    this long after the last raise, once the workload is quiet and its requests are not
+    climbing; the HPA then keeps what its CPU target needs."""
 
 
 class LeaderSettings(_Section):

@@ -41,7 +41,7 @@ from healer.act.verify import verify
 from healer.audit.store import AuditStore
 from healer.collect.source import MetricsSource
 from healer.config import Settings
-from healer.decide import Playbook, find_playbook
+from healer.decide import Playbook, find_playbook, handback
 from healer.decide.escalation import Escalation, WebhookNotifier
 from healer.decide.playbooks import ESCALATE
 from healer.detect.signals import POLARITY
@@ -56,6 +56,7 @@ from healer.errors import (
     TransientActionError,
 )
 from healer.types import (
+    ActionKind,
     ActionRecord,
     ActionStatus,
     Cause,
@@ -74,6 +75,10 @@ from healer.types import (
 )
 
 log = structlog.get_logger("healer.daemon")
+
+CLIMBING = 1.1
+"""Requests count as still climbing when their trend carried over the surge lead time
+adds more than a tenth: an HPA floor is not handed back then."""
 
 BASELINE_SIGMA = 3.0
 """A verify signal counts as back at its baseline below this many learned spreads on its
@@ -257,11 +262,14 @@ class Healer:
                     self._guarded(workload, self._diagnose, track, finding, detection, frame, now)
             else:
                 self._guarded(workload, self._open, finding, detection, frame, now)
-        if self.settings.surge.enabled:
-            for early in surge.find_surges(frame, self.settings.surge):
-                if early.finding.workload not in self.tracked:
-                    workload = early.finding.workload
-                    self._guarded(workload, self._open_surge, early, detection, frame, now)
+        surges = (
+            surge.find_surges(frame, self.settings.surge) if self.settings.surge.enabled else []
+        )
+        for early in surges:
+            if early.finding.workload not in self.tracked:
+                workload = early.finding.workload
+                self._guarded(workload, self._open_surge, early, detection, frame, now)
+        self._hand_back_floors(frame, {s.finding.workload for s in surges}, now)
         return detection
 
     def _guarded(
@@ -408,6 +416,9 @@ class Healer:
         )
         if record.status == ActionStatus.SUCCEEDED:
             track.stage, track.plan, track.acted_at = Stage.VERIFYING, plan, now
+            if plan.action is ActionKind.SCALE and "hpa" in plan.params:
+                floors = handback.noted(self._floors(), plan, now)
+                self.store.save_state(handback.FLOORS_KEY, handback.to_json(floors), at=now)
         elif record.status == ActionStatus.DRY_RUN:
             self._close(
                 track,
@@ -675,6 +686,52 @@ class Healer:
             chain_to=chain_to,
             demand=demand,
         )
+
+    def _floors(self) -> dict[str, handback.Floor]:
+        return handback.from_json(self.store.load_state(handback.FLOORS_KEY))
+
+    def _hand_back_floors(self, frame: Frame, surging: set[WorkloadRef], now: datetime) -> None:
+        """Lower the HPA floors raised for overloads that have settled (decide.handback)."""
+        floors = self._floors()
+        hold_s = self.settings.surge.hand_back_after_s
+        for key, floor in floors.items():
+            workload = floor.workload
+            waited = (now - floor.at).total_seconds() >= hold_s
+            if waited and workload not in self.tracked and workload not in surging:
+                self._guarded(workload, self._hand_back, key, floor, frame, now)
+
+    def _hand_back(self, key: str, floor: handback.Floor, frame: Frame, now: datetime) -> None:
+        state = self.actuator.read_state(floor.workload)
+        if handback.still_ours(floor, state):
+            demand = None
+            if floor.workload in frame.workloads:
+                index = frame.workloads.index(floor.workload)
+                demand = surge.demand_of(frame, index, state.replicas, self.settings.surge.lead_s)
+            climbing = demand is not None and demand.projected_rps > CLIMBING * demand.rps
+            hold_s = self.settings.surge.hand_back_after_s
+            plan = handback.hand_back(
+                floor,
+                state,
+                now=now,
+                hold_s=hold_s,
+                climbing=climbing,
+                guards=self.settings.guards,
+            )
+            if plan is None:
+                return
+            finding = Finding(floor.workload, now, 0.0, (), floor.at, handback.HAND_BACK)
+            incident = self.store.open_incident(finding)
+            self.store.record_plan(incident, plan, at=now)
+            record = self.actuator.apply(plan, now=now)
+            self.store.record_action(incident, record)
+            log.info("hpa_floor_handed_back", workload=str(floor.workload), status=record.status)
+            if record.status is not ActionStatus.SUCCEEDED:
+                outcome = Outcome(OutcomeKind.ESCALATED, f"hand-back failed: {record.error}", now)
+                self.store.record_outcome(incident, outcome)
+                return
+            self.store.record_outcome(incident, Outcome(OutcomeKind.HEALED, plan.reason, now))
+        floors = {k: f for k, f in self._floors().items() if k != key}
+        self.store.save_state(handback.FLOORS_KEY, handback.to_json(floors), at=now)
 
     def _demand(self, diagnosis: Diagnosis, state: WorkloadState) -> Demand | None:
         """An overload's demand as this cycle's frame measures it, to size the scale-up."""

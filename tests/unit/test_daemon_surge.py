@@ -22,6 +22,7 @@ from healer.types import (
     Finding,
     Frame,
     HpaState,
+    Mode,
     Plan,
     Revision,
     Signal,
@@ -86,17 +87,22 @@ class Detector:
 
 @dataclass
 class Actuator:
+    """search, with an HPA (80% CPU target) whose minReplicas the plans set."""
+
     replicas: int = 3
     applied: list[Plan] = field(default_factory=list)
+    min_replicas: int = 0
 
     def read_state(self, workload: WorkloadRef) -> WorkloadState:
         rev = Revision(1, "search-abc", T0 - timedelta(days=3), ("search:1",))
-        hpa = HpaState("search", self.replicas, 9, target_cpu_utilisation=0.8)
-        n = self.replicas
+        floor = self.min_replicas or self.replicas
+        hpa = HpaState("search", floor, 9, target_cpu_utilisation=0.8)
+        n = max(self.replicas, floor)
         return WorkloadState(workload, n, n, n, n, 1, 1, False, (rev,), hpa=hpa)
 
     def apply(self, plan: Plan, *, now: datetime) -> ActionRecord:
         self.applied.append(plan)
+        self.min_replicas = int(str(plan.params["replicas"]))
         return ActionRecord(plan.action, plan.workload, {}, ActionStatus.SUCCEEDED, now, now)
 
     def already_applied(self, intent: ActionRecord) -> bool:
@@ -123,7 +129,8 @@ def make(tmp_path: Path, replicas: int = 3, **surge: object) -> Iterator[Loop]:
     store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
     settings = load_settings(None, guards={"mode": "auto"}, surge=surge)
     source = SurgingSource(T0 + timedelta(minutes=10), replicas)
-    detector, actuator, steps = Detector(), Actuator(replicas), []
+    detector, actuator = Detector(), Actuator(replicas)
+    steps: list[Step] = []
     healer = Healer(
         source=source,
         detector=detector,
@@ -180,3 +187,41 @@ def test_surges_can_be_left_to_the_detector(tmp_path: Path) -> None:
     for loop in make(tmp_path, enabled=False):
         loop.run(900)
         assert loop.actuator.applied == []
+
+
+def test_the_raised_floor_is_handed_back_after_the_hold(loop: Loop) -> None:
+    loop.run(660)
+    raised = int(str(loop.actuator.applied[0].params["replicas"]))
+    loop.run(3500)  # the surge stays, no longer climbing; the hold is an hour
+    assert len(loop.actuator.applied) == 1
+    loop.run(200)
+
+    assert [p.params for p in loop.actuator.applied[1:]] == [
+        {"replicas": 3, "from_replicas": raised, "hpa": "search"}
+    ]
+    assert loop.actuator.applied[1].playbook == "hand-back-hpa-floor"
+    assert loop.healer.store.load_state("hpa_floors") == {}
+    loop.run(3600)
+    assert len(loop.actuator.applied) == 2, "handed back once"
+
+
+def test_a_floor_someone_else_changed_is_left_alone(loop: Loop) -> None:
+    loop.run(660)
+    loop.actuator.min_replicas = 5  # a person set it meanwhile
+    loop.run(3800)
+
+    assert len(loop.actuator.applied) == 1
+    assert loop.healer.store.load_state("hpa_floors") == {}
+
+
+def test_no_hand_back_while_the_workload_asks_for_approval(tmp_path: Path) -> None:
+    for loop in make(tmp_path):
+        loop.run(660)
+        loop.healer.settings = loop.healer.settings.model_copy(
+            update={
+                "guards": loop.healer.settings.guards.model_copy(update={"mode": Mode.APPROVAL})
+            }
+        )
+        loop.run(3800)
+        assert len(loop.actuator.applied) == 1
+        assert loop.healer.store.load_state("hpa_floors") != {}
