@@ -166,6 +166,9 @@ class Healer:
     """The cycle whose anomaly brake was last notified: one escalation per braked cycle."""
     _frame: Frame | None = None
     """This cycle's frame: an overload's scale-up is sized from the demand it measures."""
+    _floor_notes: dict[str, handback.Floor] | None = None
+    """The HPA floors raised and not yet handed back, read from the store once, then kept
+    in step with it (a read every cycle would cost more than the rest of a small cycle)."""
     diagnose: Diagnose | None = None
     """Finding and context to a diagnosis; when not given, the learned diagnoser of
     ``settings.diagnosis_model`` (if any) with the rules behind it."""
@@ -417,8 +420,7 @@ class Healer:
         if record.status == ActionStatus.SUCCEEDED:
             track.stage, track.plan, track.acted_at = Stage.VERIFYING, plan, now
             if plan.action is ActionKind.SCALE and "hpa" in plan.params:
-                floors = handback.noted(self._floors(), plan, now)
-                self.store.save_state(handback.FLOORS_KEY, handback.to_json(floors), at=now)
+                self._save_floors(handback.noted(self._floors(), plan, now), now)
         elif record.status == ActionStatus.DRY_RUN:
             self._close(
                 track,
@@ -688,13 +690,19 @@ class Healer:
         )
 
     def _floors(self) -> dict[str, handback.Floor]:
-        return handback.from_json(self.store.load_state(handback.FLOORS_KEY))
+        if self._floor_notes is None:
+            self._floor_notes = handback.from_json(self.store.load_state(handback.FLOORS_KEY))
+        return self._floor_notes
+
+    def _save_floors(self, floors: dict[str, handback.Floor], now: datetime) -> None:
+        self.store.save_state(handback.FLOORS_KEY, handback.to_json(floors), at=now)
+        self._floor_notes = floors
 
     def _hand_back_floors(self, frame: Frame, surging: set[WorkloadRef], now: datetime) -> None:
         """Lower the HPA floors raised for overloads that have settled (decide.handback)."""
         floors = self._floors()
         hold_s = self.settings.surge.hand_back_after_s
-        for key, floor in floors.items():
+        for key, floor in list(floors.items()):
             workload = floor.workload
             waited = (now - floor.at).total_seconds() >= hold_s
             if waited and workload not in self.tracked and workload not in surging:
@@ -730,8 +738,7 @@ class Healer:
                 self.store.record_outcome(incident, outcome)
                 return
             self.store.record_outcome(incident, Outcome(OutcomeKind.HEALED, plan.reason, now))
-        floors = {k: f for k, f in self._floors().items() if k != key}
-        self.store.save_state(handback.FLOORS_KEY, handback.to_json(floors), at=now)
+        self._save_floors({k: f for k, f in self._floors().items() if k != key}, now)
 
     def _demand(self, diagnosis: Diagnosis, state: WorkloadState) -> Demand | None:
         """An overload's demand as this cycle's frame measures it, to size the scale-up."""
