@@ -10,11 +10,13 @@ Decisions:
 - Parameters are made concrete here (how many replicas, which revision), so that the
   plan in the audit store says exactly what will be asked of the cluster, and guards
   judge that exact request.
-- Scale sizes from the measured demand when the caller measured it (``Demand``): the
-  requests expected once new replicas serve, times CPU per request, over the CPU per
-  replica to aim at (the HPA's target utilisation, or 1 / the playbook's headroom),
-  rounded up. Without a demand it sizes from the CPU deviation: replicas x (cpu /
-  baseline) x headroom. Either way at least one more than now, at most
+- Scale sizes for the larger of two needs. The measured demand, when the caller
+  measured it (``Demand``): the requests expected once new replicas serve, times CPU
+  per request, over the CPU per replica to aim at (the HPA's target utilisation, or
+  1 / the playbook's headroom), rounded up; it looks ahead of a rising surge. And the
+  CPU deviation: replicas x (cpu / baseline) x headroom, which brings CPU per replica
+  back to the level the workload was healthy at (what verification checks). Either way
+  at least one more than now, at most
   ``max_step_factor`` (the playbook's) and ``max_scale_factor`` (the global guard's)
   times now, then clamped to the global bounds and the HPA's maxReplicas. Without a
   usable CPU deviation it doubles, bounded the same way. With an HPA the target is its
@@ -121,8 +123,13 @@ def _scale_target(
 ) -> tuple[ScaleTarget, str]:
     """The replicas a scale should ask for, and a clause saying how they were sized."""
     current = state.replicas
-    sized = _demand_replicas(demand, state, params.headroom)
-    wanted, why = sized or _wanted_replicas(current, finding, params.headroom)
+    by_demand = _demand_replicas(demand, state, params.headroom)
+    by_cpu = _wanted_replicas(current, finding, params.headroom)
+    cpu_usable = finding.deviation(Signal.CPU) is not None and not by_cpu[1].startswith("no ")
+    if by_demand is not None and (not cpu_usable or by_demand[0] >= by_cpu[0]):
+        wanted, why = by_demand
+    else:
+        wanted, why = by_cpu
     factor = min(params.max_step_factor, settings.max_scale_factor)
     step_cap = max(current + 1, math.floor(current * factor + _EPSILON))
     wanted = min(max(wanted, current + 1), step_cap)
