@@ -137,8 +137,9 @@ class SurgeSettings(_Section):
     applies)."""
     hand_back_after_s: float = Field(default=3600.0, gt=0)
     """An HPA's minReplicas raised for an overload is lowered back to its earlier value
-    this long after the last raise, once the workload is quiet and its requests are not
-    climbing; the HPA then keeps what its CPU target needs."""
+    no sooner than this after the last raise, once the workload is quiet and its requests
+    are back near their rate before the surge; the HPA then keeps what its CPU target
+    needs. A surge that stays (a new normal) keeps its floor."""
 
 
 class LeaderSettings(_Section):

@@ -70,6 +70,7 @@ from healer.types import (
     Outcome,
     OutcomeKind,
     Plan,
+    Signal,
     WorkloadRef,
     WorkloadState,
 )
@@ -420,7 +421,9 @@ class Healer:
         if record.status == ActionStatus.SUCCEEDED:
             track.stage, track.plan, track.acted_at = Stage.VERIFYING, plan, now
             if plan.action is ActionKind.SCALE and "hpa" in plan.params:
-                self._save_floors(handback.noted(self._floors(), plan, now), now)
+                rate = track.finding.deviation(Signal.REQUEST_RATE) if track.finding else None
+                before = rate.baseline if rate is not None else None
+                self._save_floors(handback.noted(self._floors(), plan, now, before), now)
         elif record.status == ActionStatus.DRY_RUN:
             self._close(
                 track,
@@ -724,6 +727,7 @@ class Healer:
                 hold_s=hold_s,
                 climbing=climbing,
                 guards=self.settings.guards,
+                rps=demand.rps if demand is not None else None,
             )
             if plan is None:
                 return

@@ -8,7 +8,11 @@ replaced, and handed back when:
 
 * ``hold_s`` have passed since the last raise: a surge rarely ends sooner, and lowering
   the floor during a rise would hand the HPA back the lag healer stepped in for;
-* no incident of the workload is open, and its requests are not climbing;
+* the surge is over: requests are back within ``SETTLED`` of their rate before it (when
+  that was measured), and not climbing. A surge that became the new normal keeps its
+  floor: the HPA's CPU average would otherwise settle the replicas at its target, where
+  the latency that made healer act returns with the next burst;
+* no incident of the workload is open;
 * the HPA's ``minReplicas`` is still the floor healer set. A person (or a deploy) who
   changed it since owns it now: the note is dropped and nothing is changed;
 * the workload has not opted out and its mode is auto: in approval or dry-run mode the
@@ -41,6 +45,9 @@ FLOORS_KEY = "hpa_floors"
 """The audit store state under which raised floors are kept."""
 HAND_BACK = "hand-back-hpa-floor"
 """The plan's playbook name for a hand-back (no file: it follows every raise)."""
+SETTLED = 1.25
+"""Requests within a quarter of their rate before the surge: the daily cycle moves them
+that much in a couple of hours, a surge several times more."""
 VERIFY_S = 600.0
 """A hand-back is verified like a scale: the HPA settles within its 5-minute window."""
 
@@ -55,10 +62,15 @@ class Floor:
     raised_to: int
     at: datetime
     """When it was last raised."""
+    rps_before: float | None = None
+    """Requests per second before the surge, when the finding measured it."""
 
 
-def noted(floors: dict[str, Floor], plan: Plan, at: datetime) -> dict[str, Floor]:
-    """``floors`` with the raise ``plan`` made; a second raise keeps the first original."""
+def noted(
+    floors: dict[str, Floor], plan: Plan, at: datetime, rps_before: float | None = None
+) -> dict[str, Floor]:
+    """``floors`` with the raise ``plan`` made; a second raise keeps the first original
+    (and the first rate before the surge)."""
     hpa, target = plan.params.get("hpa"), plan.params.get("replicas")
     if not isinstance(hpa, str) or not isinstance(target, int) or plan.playbook == HAND_BACK:
         return floors
@@ -68,7 +80,8 @@ def noted(floors: dict[str, Floor], plan: Plan, at: datetime) -> dict[str, Floor
     original = earlier.original if earlier else before if isinstance(before, int) else None
     if original is None:
         return floors
-    return {**floors, key: Floor(plan.workload, hpa, original, target, at)}
+    before_rps = earlier.rps_before if earlier else rps_before
+    return {**floors, key: Floor(plan.workload, hpa, original, target, at, before_rps)}
 
 
 def still_ours(floor: Floor, state: WorkloadState) -> bool:
@@ -85,12 +98,15 @@ def hand_back(
     hold_s: float,
     climbing: bool,
     guards: GuardSettings,
+    rps: float | None = None,
 ) -> Plan | None:
     """The plan that lowers ``floor`` back (still ours, see ``still_ours``); None when it
     is not due yet, or not healer's to do unasked: the workload opted out, or its mode
     (global, annotation, GitOps) is more cautious than auto."""
     held_s = (now - floor.at).total_seconds()
     if held_s < hold_s or climbing:
+        return None
+    if floor.rps_before is not None and (rps is None or rps > floor.rps_before * SETTLED):
         return None
     if state.annotations.get(ENABLED_ANNOTATION, "").strip().lower() == "false":
         return None
@@ -103,7 +119,13 @@ def hand_back(
     }
     detail = (
         f"HPA {floor.hpa} minReplicas raised to {floor.raised_to} {duration(held_s)} ago, "
-        f"hold {duration(hold_s)}; requests not climbing; {state.replicas} replicas now"
+        f"hold {duration(hold_s)}; requests not climbing"
+        + (
+            f", {rps:.0f}/s (before the surge {floor.rps_before:.0f}/s)"
+            if rps and floor.rps_before
+            else ""
+        )
+        + f"; {state.replicas} replicas now"
     )
     return Plan(
         workload=floor.workload,
@@ -130,6 +152,7 @@ def to_json(floors: dict[str, Floor]) -> JsonObject:
             "original": f.original,
             "raised_to": f.raised_to,
             "at": f.at.isoformat(),
+            "rps_before": f.rps_before,
         }
         for key, f in floors.items()
     }
@@ -146,5 +169,6 @@ def from_json(value: JsonObject | None) -> dict[str, Floor]:
             int(str(row["original"])),
             int(str(row["raised_to"])),
             datetime.fromisoformat(str(row["at"])),
+            float(str(row["rps_before"])) if row.get("rps_before") is not None else None,
         )
     return out

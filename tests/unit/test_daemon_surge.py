@@ -46,8 +46,11 @@ class SurgingSource:
 
     surge_at: datetime
     replicas: int = 3
+    ends_at: datetime | None = None
 
     def rate(self, t: datetime) -> float:
+        if self.ends_at is not None and t >= self.ends_at:
+            return 120.0
         after_s = (t - self.surge_at).total_seconds()
         return 120.0 * (1 + 2 * min(1.0, max(0.0, after_s) / 120.0))
 
@@ -189,10 +192,12 @@ def test_surges_can_be_left_to_the_detector(tmp_path: Path) -> None:
         assert loop.actuator.applied == []
 
 
-def test_the_raised_floor_is_handed_back_after_the_hold(loop: Loop) -> None:
+def test_the_raised_floor_is_handed_back_once_the_surge_is_over(loop: Loop) -> None:
     loop.run(660)
     raised = int(str(loop.actuator.applied[0].params["replicas"]))
-    loop.run(3500)  # the surge stays, no longer climbing; the hold is an hour
+    loop.run(1200)
+    loop.source.ends_at = loop.now  # back to 120 requests/s, 20 minutes after the raise
+    loop.run(2300)  # the hold is an hour from the raise
     assert len(loop.actuator.applied) == 1
     loop.run(200)
 
@@ -225,3 +230,11 @@ def test_no_hand_back_while_the_workload_asks_for_approval(tmp_path: Path) -> No
         loop.run(3800)
         assert len(loop.actuator.applied) == 1
         assert loop.healer.store.load_state("hpa_floors") != {}
+
+
+def test_a_surge_that_stays_keeps_its_floor(loop: Loop) -> None:
+    loop.run(660)
+    loop.run(7200)  # two hours at three times the traffic: the new normal
+
+    assert len(loop.actuator.applied) == 1
+    assert loop.healer.store.load_state("hpa_floors") != {}

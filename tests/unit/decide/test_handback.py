@@ -104,3 +104,20 @@ def test_floors_survive_json() -> None:
 
     assert from_json(to_json(floors)) == floors
     assert from_json(None) == {}
+
+
+def test_a_floor_is_kept_while_requests_stay_above_their_rate_before_the_surge() -> None:
+    (floor,) = noted({}, raise_plan(6, 3), NOW, rps_before=120.0).values()
+    current = state(replicas=7, hpa=HpaState("cart", 6, 9, 0.8))
+    later = NOW + timedelta(hours=1)
+
+    def due(rps: float | None) -> bool:
+        plan = hand_back(
+            floor, current, now=later, hold_s=HOUR_S, climbing=False, guards=AUTO, rps=rps
+        )
+        return plan is not None
+
+    assert floor.rps_before == 120.0
+    assert not due(340.0)  # still surging: the new normal keeps its floor
+    assert not due(None)  # no measurement, no hand-back
+    assert due(140.0)  # within a quarter of the rate before the surge
