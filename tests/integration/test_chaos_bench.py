@@ -7,6 +7,7 @@ simulated cluster, in worker processes, as the full benchmark does.
 from __future__ import annotations
 
 import json
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -74,7 +75,7 @@ def test_overload_is_scaled_for_ahead_of_the_autoscaler(tmp_path: Path) -> None:
             "--scenarios",
             "overload",
             "--seeds",
-            "1",
+            "5",
             "--jobs",
             "1",
             "--json",
@@ -87,11 +88,18 @@ def test_overload_is_scaled_for_ahead_of_the_autoscaler(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
-    by = {r["contender"]: r for r in json.loads(out.read_text())}
-    # The surge is seen two scrapes in and scaled for before latency leaves its baseline;
-    # the HPA alone moves only once the CPU average is past its target.
-    assert by["healer"]["action"] == "scale"
-    assert by["healer"]["time_to_detect_s"] <= 60
-    assert by["healer"]["time_to_heal_s"] < by["kubernetes"]["time_to_heal_s"]
-    assert by["healer"]["time_to_heal_s"] < by["static"]["time_to_heal_s"]
-    assert by["healer"]["benign_actions"] == 0
+    records = json.loads(out.read_text())
+    healer = [r for r in records if r["contender"] == "healer"]
+
+    def heal_s(contender: str) -> float:
+        return statistics.median(
+            r["time_to_heal_s"] for r in records if r["contender"] == contender
+        )
+
+    # The surge is seen two scrapes in and scaled for before the HPA's CPU average passes
+    # its target. Medians over the seeds: a seed where healer kept latency within its
+    # baseline is scored from the first later blip (a burst past the downstream limit).
+    assert all(r["action"] == "scale" and r["time_to_detect_s"] <= 60 for r in healer)
+    assert all(r["benign_actions"] == 0 for r in healer)
+    assert heal_s("healer") < heal_s("kubernetes")
+    assert heal_s("healer") < heal_s("static")
