@@ -117,6 +117,42 @@ class DaemonSettings(_Section):
     ``interval_s`` up to this, so a Prometheus outage is not hammered."""
 
 
+class SurgeSettings(_Section):
+    """Early overload evidence: a surge of requests heading past the replicas' capacity,
+    acted on before the anomaly detector or the HPA's CPU average catch up."""
+
+    enabled: bool = True
+    """Watch every workload's request rate for surges; false leaves overloads to the
+    detector alone."""
+    reference_s: float = Field(default=600.0, gt=0)
+    """The request rate and CPU before a surge: their median over this long, ending where
+    the surge's samples begin. Ten minutes hold a few bursts but little of the daily cycle."""
+    samples: int = Field(default=2, ge=2)
+    """Consecutive samples that must stand out, each one higher than the one before: a
+    one-scrape burst is one sample, and two bursts in a row do not keep climbing."""
+    min_rise_sigma: float = Field(default=4.0, gt=0)
+    """How far each of those samples stands above the reference, in robust spreads of the
+    reference (request rate and CPU alike)."""
+    min_rise_ratio: float = Field(default=1.15, gt=1.0)
+    """... and at least this many times the reference: a quiet series has a tiny spread."""
+    min_step_ratio: float = Field(default=1.08, gt=1.0)
+    """Each of those samples is at least this many times the one before: still climbing,
+    well beyond the scrape-to-scrape noise of a few percent."""
+    lead_s: float = Field(default=120.0, ge=0)
+    """How far the request rate's trend is carried forward: the time until added replicas
+    serve (the next cycles, scheduling, readiness), so they are sized for the load they
+    will meet, not the load that was."""
+    target_utilisation: float = Field(default=0.8, gt=0, le=1.0)
+    """CPU per replica, as a fraction of its request, that a surge must be heading past
+    to count, when the workload has no HPA with a CPU target (with one, its target
+    applies)."""
+    hand_back_after_s: float = Field(default=3600.0, gt=0)
+    """An HPA's minReplicas raised for an overload is lowered back to its earlier value
+    no sooner than this after the last raise, once the workload is quiet and its requests
+    are back near their rate before the surge; the HPA then keeps what its CPU target
+    needs. A surge that stays (a new normal) keeps its floor."""
+
+
 class LeaderSettings(_Section):
     enabled: bool = True
     """Elect one leader among the daemons through a coordination.k8s.io/v1 Lease; only
@@ -265,6 +301,7 @@ class Settings(BaseSettings):
     detector: DetectorSettings = DetectorSettings()
     guards: GuardSettings = GuardSettings()
     daemon: DaemonSettings = DaemonSettings()
+    surge: SurgeSettings = SurgeSettings()
     escalation: EscalationSettings = EscalationSettings()
     cluster: ClusterSettings = ClusterSettings()
     store: StoreSettings = StoreSettings()

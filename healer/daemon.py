@@ -41,11 +41,12 @@ from healer.act.verify import verify
 from healer.audit.store import AuditStore
 from healer.collect.source import MetricsSource
 from healer.config import Settings
-from healer.decide import Playbook, find_playbook
+from healer.decide import Playbook, find_playbook, handback
 from healer.decide.escalation import Escalation, WebhookNotifier
 from healer.decide.playbooks import ESCALATE
 from healer.detect.signals import POLARITY
 from healer.detect.streaming import Detection
+from healer.diagnose import surge
 from healer.diagnose.features import FEATURES, features
 from healer.diagnose.learned import Diagnose, LearnedDiagnoser, diagnoser
 from healer.errors import (
@@ -55,8 +56,11 @@ from healer.errors import (
     TransientActionError,
 )
 from healer.types import (
+    ActionKind,
     ActionRecord,
     ActionStatus,
+    Cause,
+    Demand,
     Diagnosis,
     Finding,
     Frame,
@@ -66,11 +70,16 @@ from healer.types import (
     Outcome,
     OutcomeKind,
     Plan,
+    Signal,
     WorkloadRef,
     WorkloadState,
 )
 
 log = structlog.get_logger("healer.daemon")
+
+CLIMBING = 1.1
+"""Requests count as still climbing when their trend carried over the surge lead time
+adds more than a tenth: an HPA floor is not handed back then."""
 
 BASELINE_SIGMA = 3.0
 """A verify signal counts as back at its baseline below this many learned spreads on its
@@ -156,6 +165,11 @@ class Healer:
     """Where escalations go; built from ``settings.escalation`` when not given."""
     _brake_notified_at: datetime | None = None
     """The cycle whose anomaly brake was last notified: one escalation per braked cycle."""
+    _frame: Frame | None = None
+    """This cycle's frame: an overload's scale-up is sized from the demand it measures."""
+    _floor_notes: dict[str, handback.Floor] | None = None
+    """The HPA floors raised and not yet handed back, read from the store once, then kept
+    in step with it (a read every cycle would cost more than the rest of a small cycle)."""
     diagnose: Diagnose | None = None
     """Finding and context to a diagnosis; when not given, the learned diagnoser of
     ``settings.diagnosis_model`` (if any) with the rules behind it."""
@@ -235,6 +249,7 @@ class Healer:
             self.last_error = str(exc)
             return None
         self.last_error = None
+        self._frame = frame
         detection = self.detector.update(frame)
         self.cycles += 1
         self.last_cycle = now
@@ -251,6 +266,14 @@ class Healer:
                     self._guarded(workload, self._diagnose, track, finding, detection, frame, now)
             else:
                 self._guarded(workload, self._open, finding, detection, frame, now)
+        surges = (
+            surge.find_surges(frame, self.settings.surge) if self.settings.surge.enabled else []
+        )
+        for early in surges:
+            if early.finding.workload not in self.tracked:
+                workload = early.finding.workload
+                self._guarded(workload, self._open_surge, early, detection, frame, now)
+        self._hand_back_floors(frame, {s.finding.workload for s in surges}, now)
         return detection
 
     def _guarded(
@@ -273,6 +296,37 @@ class Healer:
         )
         self._say("finding", track, now, f"score {finding.score:.2f}: {top}")
         self._diagnose(track, finding, detection, frame, now)
+
+    def _open_surge(
+        self, early: surge.Surge, detection: Detection, frame: Frame, now: datetime
+    ) -> None:
+        """A surge heading past capacity opens an overload incident before the detector
+        reports; a surge the replicas absorb opens nothing."""
+        state = self.actuator.read_state(early.finding.workload)
+        lead_s = self.settings.surge.lead_s
+        demand = surge.demand_of(frame, early.workload_index, state.replicas, lead_s)
+        diagnosis = surge.diagnose(early, demand, state, self.settings.surge)
+        if diagnosis is None:
+            return
+        finding = early.finding
+        incident = self.store.open_incident(finding, frame=frame)
+        track = Tracked(incident, finding.workload, Stage.WATCHING)
+        self.tracked[finding.workload] = track
+        top = ", ".join(
+            f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ" for d in finding.signals
+        )
+        self._say("finding", track, now, f"request surge: {top}")
+        share = detection.anomalous_count / max(1, len(detection.workloads))
+        track.diagnosis, track.finding = diagnosis, finding
+        row = features(finding, frame, state, share)
+        self.store.record_diagnosis(
+            track.incident_id,
+            diagnosis,
+            at=now,
+            features=dict(zip(FEATURES, row.tolist(), strict=True)),
+        )
+        self._say("diagnosis", track, now, f"{diagnosis.cause}: {diagnosis.explanation}")
+        self._plan_and_act(track, diagnosis, finding, state, detection, now)
 
     def _diagnose(
         self, track: Tracked, finding: Finding, detection: Detection, frame: Frame, now: datetime
@@ -366,6 +420,10 @@ class Healer:
         )
         if record.status == ActionStatus.SUCCEEDED:
             track.stage, track.plan, track.acted_at = Stage.VERIFYING, plan, now
+            if plan.action is ActionKind.SCALE and "hpa" in plan.params:
+                rate = track.finding.deviation(Signal.REQUEST_RATE) if track.finding else None
+                before = rate.baseline if rate is not None else None
+                self._save_floors(handback.noted(self._floors(), plan, now, before), now)
         elif record.status == ActionStatus.DRY_RUN:
             self._close(
                 track,
@@ -634,6 +692,7 @@ class Healer:
         history = self.store.action_history(
             now=now, window_s=self.settings.guards.rate_limit_window_s
         )
+        demand = self._demand(diagnosis, state)
         return decide.plan(
             diagnosis,
             finding,
@@ -645,7 +704,70 @@ class Healer:
             watched_workloads=len(detection.workloads),
             now=now,
             chain_to=chain_to,
+            demand=demand,
         )
+
+    def _floors(self) -> dict[str, handback.Floor]:
+        if self._floor_notes is None:
+            self._floor_notes = handback.from_json(self.store.load_state(handback.FLOORS_KEY))
+        return self._floor_notes
+
+    def _save_floors(self, floors: dict[str, handback.Floor], now: datetime) -> None:
+        self.store.save_state(handback.FLOORS_KEY, handback.to_json(floors), at=now)
+        self._floor_notes = floors
+
+    def _hand_back_floors(self, frame: Frame, surging: set[WorkloadRef], now: datetime) -> None:
+        """Lower the HPA floors raised for overloads that have settled (decide.handback)."""
+        floors = self._floors()
+        hold_s = self.settings.surge.hand_back_after_s
+        for key, floor in list(floors.items()):
+            workload = floor.workload
+            waited = (now - floor.at).total_seconds() >= hold_s
+            if waited and workload not in self.tracked and workload not in surging:
+                self._guarded(workload, self._hand_back, key, floor, frame, now)
+
+    def _hand_back(self, key: str, floor: handback.Floor, frame: Frame, now: datetime) -> None:
+        state = self.actuator.read_state(floor.workload)
+        if handback.still_ours(floor, state):
+            demand = None
+            if floor.workload in frame.workloads:
+                index = frame.workloads.index(floor.workload)
+                demand = surge.demand_of(frame, index, state.replicas, self.settings.surge.lead_s)
+            climbing = demand is not None and demand.projected_rps > CLIMBING * demand.rps
+            hold_s = self.settings.surge.hand_back_after_s
+            plan = handback.hand_back(
+                floor,
+                state,
+                now=now,
+                hold_s=hold_s,
+                climbing=climbing,
+                guards=self.settings.guards,
+                rps=demand.rps if demand is not None else None,
+            )
+            if plan is None:
+                return
+            finding = Finding(floor.workload, now, 0.0, (), floor.at, handback.HAND_BACK)
+            incident = self.store.open_incident(finding)
+            self.store.record_plan(incident, plan, at=now)
+            record = self.actuator.apply(plan, now=now)
+            self.store.record_action(incident, record)
+            log.info("hpa_floor_handed_back", workload=str(floor.workload), status=record.status)
+            if record.status is not ActionStatus.SUCCEEDED:
+                outcome = Outcome(OutcomeKind.ESCALATED, f"hand-back failed: {record.error}", now)
+                self.store.record_outcome(incident, outcome)
+                return
+            self.store.record_outcome(incident, Outcome(OutcomeKind.HEALED, plan.reason, now))
+        self._save_floors({k: f for k, f in self._floors().items() if k != key}, now)
+
+    def _demand(self, diagnosis: Diagnosis, state: WorkloadState) -> Demand | None:
+        """An overload's demand as this cycle's frame measures it, to size the scale-up."""
+        frame = self._frame
+        if diagnosis.cause is not Cause.OVERLOAD or frame is None:
+            return None
+        if state.workload not in frame.workloads:
+            return None
+        index = frame.workloads.index(state.workload)
+        return surge.demand_of(frame, index, state.replicas, self.settings.surge.lead_s)
 
     def status(self) -> JsonObject:
         return {

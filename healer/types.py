@@ -141,6 +141,24 @@ class HpaState:
     name: str
     min_replicas: int
     max_replicas: int
+    target_cpu_utilisation: float | None = None
+    """The autoscaler's CPU target as a fraction of requests (0.8 for 80%); None when it
+    scales on another metric."""
+
+
+@dataclass(frozen=True)
+class Demand:
+    """A workload's measured load, for sizing a scale-up from demand rather than by a
+    fixed factor."""
+
+    rps: float
+    """Requests per second now."""
+    projected_rps: float
+    """Requests per second expected once new replicas serve (the trend carried over
+    the lead time), never below ``rps``."""
+    cpu_per_rps: float
+    """CPU per request per second, as a fraction of one replica's CPU request: one
+    replica serving ``r`` requests a second runs at ``r * cpu_per_rps`` of its request."""
 
 
 @dataclass(frozen=True)

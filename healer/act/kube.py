@@ -186,6 +186,7 @@ class KubeActuator:
                     name=hpa.metadata.name,
                     min_replicas=hpa.spec.min_replicas or 1,
                     max_replicas=hpa.spec.max_replicas,
+                    target_cpu_utilisation=_cpu_target(hpa.spec.metrics),
                 )
         return None
 
@@ -485,3 +486,14 @@ def _retry_after_s(exc: ApiException) -> float | None:
         return float(value) if value is not None else None
     except ValueError:  # an HTTP date: wait the usual backoff instead
         return None
+
+
+def _cpu_target(metrics: Any) -> float | None:
+    """The CPU ``averageUtilization`` target of an autoscaling/v2 HPA, as a fraction."""
+    for metric in metrics or []:
+        resource = metric.resource if metric.type == "Resource" else None
+        target = resource.target if resource is not None else None
+        if resource is not None and resource.name == "cpu" and target is not None:
+            value = target.average_utilization
+            return float(value) / 100.0 if value else None
+    return None

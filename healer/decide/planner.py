@@ -10,12 +10,17 @@ Decisions:
 - Parameters are made concrete here (how many replicas, which revision), so that the
   plan in the audit store says exactly what will be asked of the cluster, and guards
   judge that exact request.
-- Scale sizes from the CPU deviation: replicas x (cpu / baseline) x headroom, rounded up,
-  at least one more than now, at most ``max_step_factor`` (the playbook's) and
-  ``max_scale_factor`` (the global guard's) times now, then clamped to the global bounds
-  and the HPA's maxReplicas. Without a usable CPU deviation it doubles,
-  bounded the same way. With an HPA the target is its minReplicas: the autoscaler keeps
-  control and will not undo the change.
+- Scale sizes for the larger of two needs. The measured demand, when the caller
+  measured it (``Demand``): the requests expected once new replicas serve, times CPU
+  per request, over the CPU per replica to aim at (the HPA's target utilisation, or
+  1 / the playbook's headroom), rounded up; it looks ahead of a rising surge. And the
+  CPU deviation: replicas x (cpu / baseline) x headroom, which brings CPU per replica
+  back to the level the workload was healthy at (what verification checks). Either way
+  at least one more than now, at most
+  ``max_step_factor`` (the playbook's) and ``max_scale_factor`` (the global guard's)
+  times now, then clamped to the global bounds and the HPA's maxReplicas. Without a
+  usable CPU deviation it doubles, bounded the same way. With an HPA the target is its
+  minReplicas: the autoscaler keeps control and will not undo the change.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from healer.decide.playbooks import ActionParams, Playbook
 from healer.types import (
     ActionHistory,
     ActionKind,
+    Demand,
     Diagnosis,
     Finding,
     JsonValue,
@@ -62,12 +68,14 @@ def plan(
     watched_workloads: int,
     now: datetime,
     chain_to: Playbook | None = None,
+    demand: Demand | None = None,
 ) -> Plan | None:
     """The plan for ``diagnosis`` on ``state.workload``, or None when no playbook matches.
 
     A plan is returned even when guards block it: ``plan.allowed`` and ``plan.blocked_by``
     say so, and the caller records and escalates it. ``chain_to`` is the next playbook
     of an ``on_failure`` chain: named by the failed one, it applies without matching.
+    ``demand``, when measured, sizes a scale-up.
     """
     _check_same_workload(diagnosis, finding, state)
     book = chain_to or next((b for b in playbooks if _matches(b, diagnosis, finding)), None)
@@ -83,7 +91,7 @@ def plan(
         now,
         chained=chain_to is not None,
     )
-    params, scale, sizing = _concrete(book, finding, state, guards)
+    params, scale, sizing = _concrete(book, finding, state, guards, demand)
     return Plan(
         workload=state.workload,
         playbook=book.name,
@@ -107,11 +115,21 @@ def _matches(book: Playbook, diagnosis: Diagnosis, finding: Finding) -> bool:
 
 
 def _scale_target(
-    state: WorkloadState, finding: Finding, params: ActionParams, settings: GuardSettings
+    state: WorkloadState,
+    finding: Finding,
+    params: ActionParams,
+    settings: GuardSettings,
+    demand: Demand | None = None,
 ) -> tuple[ScaleTarget, str]:
     """The replicas a scale should ask for, and a clause saying how they were sized."""
     current = state.replicas
-    wanted, why = _wanted_replicas(current, finding, params.headroom)
+    by_demand = _demand_replicas(demand, state, params.headroom)
+    by_cpu = _wanted_replicas(current, finding, params.headroom)
+    cpu_usable = finding.deviation(Signal.CPU) is not None and not by_cpu[1].startswith("no ")
+    if by_demand is not None and (not cpu_usable or by_demand[0] >= by_cpu[0]):
+        wanted, why = by_demand
+    else:
+        wanted, why = by_cpu
     factor = min(params.max_step_factor, settings.max_scale_factor)
     step_cap = max(current + 1, math.floor(current * factor + _EPSILON))
     wanted = min(max(wanted, current + 1), step_cap)
@@ -120,6 +138,26 @@ def _scale_target(
         ceiling = min(ceiling, state.hpa.max_replicas)
     target = min(max(wanted, settings.min_replicas), ceiling)
     return ScaleTarget(current, target, settings.min_replicas, ceiling, state.hpa), why
+
+
+def _demand_replicas(
+    demand: Demand | None, state: WorkloadState, headroom: float
+) -> tuple[int, str] | None:
+    """Replicas for the expected requests at the CPU per replica to aim at; None when
+    there is no usable demand."""
+    if demand is None or not (demand.cpu_per_rps > 0 and demand.projected_rps > 0):
+        return None
+    if not (math.isfinite(demand.cpu_per_rps) and math.isfinite(demand.projected_rps)):
+        return None
+    hpa_target = state.hpa.target_cpu_utilisation if state.hpa else None
+    aim, source = (hpa_target, "the HPA's target") if hpa_target else (1 / headroom, "headroom")
+    wanted = math.ceil(demand.projected_rps * demand.cpu_per_rps / aim - _EPSILON)
+    why = (
+        f"{demand.projected_rps:.0f} requests/s expected ({demand.rps:.0f} now) at "
+        f"{demand.cpu_per_rps:.2%} of a replica's CPU request each, {aim:.0%} per "
+        f"replica ({source})"
+    )
+    return wanted, why
 
 
 def _wanted_replicas(current: int, finding: Finding, headroom: float) -> tuple[int, str]:
@@ -134,13 +172,17 @@ def _wanted_replicas(current: int, finding: Finding, headroom: float) -> tuple[i
 
 
 def _concrete(
-    book: Playbook, finding: Finding, state: WorkloadState, settings: GuardSettings
+    book: Playbook,
+    finding: Finding,
+    state: WorkloadState,
+    settings: GuardSettings,
+    demand: Demand | None = None,
 ) -> tuple[dict[str, JsonValue], ScaleTarget | None, str]:
     """Params for the actuator, the scale decision if any, and a sizing clause for the
     reason."""
     kind = book.action.kind
     if kind is ActionKind.SCALE:
-        scale, why = _scale_target(state, finding, book.action.params, settings)
+        scale, why = _scale_target(state, finding, book.action.params, settings, demand)
         return _scale_params(scale), scale, f"; {why}: {scale.current} -> {scale.target}"
     if kind is ActionKind.ROLLBACK:
         return _rollback_params(state), None, ""

@@ -14,6 +14,7 @@ from healer.types import (
     ActionHistory,
     ActionKind,
     Cause,
+    Demand,
     Diagnosis,
     Direction,
     Finding,
@@ -343,6 +344,69 @@ def test_scale_with_an_hpa_at_its_max_is_blocked() -> None:
 
     assert result.blocked_by == ("scale_bounds",)
     assert "HPA cart maxReplicas 3" in result.guard_results[-1].detail
+
+
+def scale_for(demand: Demand, cpu: tuple[float, float] = (0.5, 0.48), **changes: object) -> Plan:
+    result = plan(
+        diagnosis(Cause.OVERLOAD),
+        finding(up(Signal.CPU, *cpu)),
+        state(**changes),
+        playbooks=PLAYBOOKS,
+        guards=AUTO,
+        history=NO_HISTORY,
+        anomalous_workloads=1,
+        watched_workloads=10,
+        now=NOW,
+        demand=demand,
+    )
+    assert result is not None
+    return result
+
+
+def test_scale_sizes_from_demand_at_the_hpa_target() -> None:
+    # 330 requests/s expected x 1.2% of a replica's request each = 3.96 requests' worth
+    # of CPU, at the HPA's 80% per replica: 4.95 -> 5 (CPU per replica, 1.04x its
+    # baseline with 1.25x headroom, asks for 4 only)
+    hpa = HpaState("cart", min_replicas=3, max_replicas=9, target_cpu_utilisation=0.8)
+    demand = Demand(rps=175.0, projected_rps=330.0, cpu_per_rps=0.012)
+
+    result = scale_for(demand, hpa=hpa)
+
+    assert result.params == {"replicas": 5, "from_replicas": 3, "hpa": "cart"}
+    assert result.allowed
+    assert "330 requests/s expected (175 now)" in result.reason
+    assert "80% per replica (the HPA's target): 3 -> 5" in result.reason
+
+
+def test_scale_from_demand_without_an_hpa_aims_at_the_playbook_headroom() -> None:
+    # 300 x 0.012 = 3.6, at 1 / 1.25 = 80% per replica: 4.5 -> 5
+    result = scale_for(Demand(rps=300.0, projected_rps=300.0, cpu_per_rps=0.012))
+
+    assert result.params == {"replicas": 5, "from_replicas": 3}
+    assert "(headroom)" in result.reason
+
+
+def test_scale_from_demand_keeps_the_step_cap_and_one_more_at_least() -> None:
+    big = scale_for(Demand(rps=300.0, projected_rps=900.0, cpu_per_rps=0.012))
+    small = scale_for(Demand(rps=100.0, projected_rps=100.0, cpu_per_rps=0.012))
+
+    assert big.params["replicas"] == 6  # 13.5 wanted, at most x2 in one step
+    assert small.params["replicas"] == 4  # 1.5 wanted, but a scale-up adds one at least
+
+
+def test_scale_without_usable_demand_sizes_from_cpu() -> None:
+    result = scale_for(Demand(rps=0.0, projected_rps=0.0, cpu_per_rps=0.0), cpu=(0.7, 0.48))
+
+    assert "CPU at 1.46x its baseline" in result.reason
+
+
+def test_scale_takes_the_cpu_sizing_when_it_asks_for_more() -> None:
+    # demand: 300 x 0.012 / 0.8 = 4.5 -> 5; CPU: 3 x 1.46 x 1.25 = 5.5 -> 6, which brings
+    # CPU per replica back to where the workload was healthy (what verification checks)
+    result = scale_for(Demand(rps=300.0, projected_rps=300.0, cpu_per_rps=0.012), cpu=(0.7, 0.48))
+
+    assert result.params["replicas"] == 6
+    assert "CPU at 1.46x its baseline" in result.reason
 
 
 def test_scale_ignores_paused() -> None:
