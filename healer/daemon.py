@@ -317,14 +317,7 @@ class Healer:
         )
         self._say("finding", track, now, f"request surge: {top}")
         share = detection.anomalous_count / max(1, len(detection.workloads))
-        track.diagnosis, track.finding = diagnosis, finding
-        row = features(finding, frame, state, share)
-        self.store.record_diagnosis(
-            track.incident_id,
-            diagnosis,
-            at=now,
-            features=dict(zip(FEATURES, row.tolist(), strict=True)),
-        )
+        self._record_diagnosis(track, diagnosis, finding, frame, state, share, now)
         self._say("diagnosis", track, now, f"{diagnosis.cause}: {diagnosis.explanation}")
         self._plan_and_act(track, diagnosis, finding, state, detection, now)
 
@@ -341,6 +334,27 @@ class Healer:
         assert self.diagnose is not None  # set in __post_init__
         diagnosis = self.diagnose(finding, frame, state, share)
         track.stage = Stage.WATCHING
+        self._record_diagnosis(track, diagnosis, finding, frame, state, share, now)
+        self._say(
+            "diagnosis",
+            track,
+            now,
+            f"{diagnosis.cause} ({diagnosis.confidence:.0%}): {diagnosis.explanation}",
+        )
+        self._plan_and_act(track, diagnosis, finding, state, detection, now)
+
+    def _record_diagnosis(
+        self,
+        track: Tracked,
+        diagnosis: Diagnosis,
+        finding: Finding,
+        frame: Frame,
+        state: WorkloadState,
+        share: float,
+        now: datetime,
+    ) -> None:
+        """Keep the diagnosis on the track and in the store, with the diagnoser's feature
+        row, which operators' labels later turn into training data."""
         track.diagnosis, track.finding = diagnosis, finding
         row = features(finding, frame, state, share)
         self.store.record_diagnosis(
@@ -349,13 +363,6 @@ class Healer:
             at=now,
             features=dict(zip(FEATURES, row.tolist(), strict=True)),
         )
-        self._say(
-            "diagnosis",
-            track,
-            now,
-            f"{diagnosis.cause} ({diagnosis.confidence:.0%}): {diagnosis.explanation}",
-        )
-        self._plan_and_act(track, diagnosis, finding, state, detection, now)
 
     def _plan_and_act(
         self,
