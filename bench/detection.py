@@ -17,7 +17,7 @@ healer has two detectors of one series, and this prints the figures of both:
 
 Then the costs: points per second of the per-signal streaming detector on a Frame of
 10,000 workloads x 7 signals, one new timestamp per cycle as in the daemon (one thread);
-the shape stage's time per closed bucket and its state for the same Frame; and
+the shape stage's time per closed bucket and its state for the same Frame (its scored signals); and
 `healer score-csv` on a 20,000-row file (reading, scoring and writing the CSV).
 
 Where the data is absent it says so and prints the speeds alone; in CI (``CI=true``) a
@@ -53,6 +53,7 @@ from healer.detect.csvscore import (
 )
 from healer.detect.nab import LabelledScores, evaluate, evaluate_at
 from healer.detect.shape import ShapeStage
+from healer.detect.signals import polarity
 from healer.detect.streaming import StreamingDetector
 from healer.detect.univariate import DEFAULT_DETECTOR, DETECTORS, DiscordLikelihood
 from healer.types import Frame, Signal, WorkloadRef
@@ -181,7 +182,7 @@ def frame_speed() -> None:
 
 
 def shape_cost() -> None:
-    """Time of one closed bucket for every series of 10,000 workloads x 7 signals.
+    """Time of one closed bucket for every series of 10,000 workloads' scored signals.
 
     The state of that many series is several GB, so the time is measured on
     ``SHAPE_SERIES`` series with full histories (random rings: the work does not depend
@@ -199,14 +200,16 @@ def shape_cost() -> None:
             values = rng.random(SHAPE_SERIES)
             took_s.append(timed(lambda values=values: stage.push(values)))
     wall, cpu = np.median(took_s, axis=0)
-    series = FRAME_WORKLOADS * len(Signal)
+    # The daemon's stage holds the signals that are scored (a polarity), not all seven.
+    scored = int(np.count_nonzero(polarity(tuple(Signal))))
+    series = FRAME_WORKLOADS * scored
     per_series = stage.state_bytes() / SHAPE_SERIES
     scaled_s = cpu * series / SHAPE_SERIES
     print(
         f"shape stage, one closed bucket (every {DetectorSettings().shape_bucket_s:.0f} s), "
         f"median of {SHAPE_CLOSINGS} on {SHAPE_SERIES:,} series: {wall * 1e3:.0f} ms wall, "
         f"{cpu * 1e3:.0f} ms CPU ({cpu / SHAPE_SERIES * 1e6:.0f} us per series); for "
-        f"{FRAME_WORKLOADS:,} workloads x {len(Signal)} signals: {scaled_s:.1f} s "
+        f"{FRAME_WORKLOADS:,} workloads x {scored} scored signals: {scaled_s:.1f} s "
         f"CPU per bucket, state {per_series / 1e3:.0f} kB per series, "
         f"{per_series * series / 1e9:.1f} GB"
     )

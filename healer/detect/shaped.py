@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -44,6 +44,7 @@ from healer.types import Direction, Finding, Frame, Signal, SignalDeviation, Wor
 
 F64 = NDArray[np.float64]
 Mask = NDArray[np.bool_]
+G = TypeVar("G", bound=np.generic)
 
 
 class Inner(Protocol):
@@ -99,35 +100,38 @@ class ShapedDetector:
         self.stage_: ShapeStage | None = None
         self.workloads_: tuple[WorkloadRef, ...] = ()
         self.signals_: tuple[Signal, ...] = ()
+        self.scored_: NDArray[np.intp] = np.zeros(0, dtype=np.intp)
+        """Indices of the signals the stage holds series for (those with a polarity)."""
 
     def update(self, frame: Frame) -> Detection:
         """Learn from the frame's new rows, score its newest time; see ``StreamingDetector``."""
         detection = self.inner.update(frame)
         stage = self._align(frame)
-        shape = frame.values.shape
+        cols = self.scored_
         for t in np.flatnonzero(frame.timestamps > stage.last_t_):
-            stage.observe(float(frame.timestamps[t]), frame.values[:, :, t].reshape(-1))
-        warm = (stage.rows_ >= self.settings.shape_warmup_buckets).reshape(shape[:2])
+            stage.observe(float(frame.timestamps[t]), frame.values[:, cols, t].reshape(-1))
+        warm = self._widen(stage.rows_ >= self.settings.shape_warmup_buckets, False)
         sign = polarity(frame.signals)[None, :]
         tail = np.where(
             self._streaming_warm(), StreamingDetector._tail(detection.deviations * sign), 1.0
         )
-        score = stage.score_.copy()
-        episode = stage.episode_.copy()
-        n_scored = max(1, int(np.count_nonzero(sign)))
+        score = self._widen(stage.score_, np.nan)
+        episode = self._widen(stage.episode_, False)
+        n_scored = max(1, len(cols))
         flagged = warm & ((1.0 - tail) ** n_scored >= self.settings.score_threshold)
-        flagged &= stage.bucket_count_.reshape(shape[:2]) > 0  # an open bucket to judge
+        flagged &= self._widen(stage.bucket_count_ > 0, False)  # an open bucket to judge
         if flagged.any():
-            series = np.flatnonzero(flagged.reshape(-1))
-            score[series], episode[series] = stage.provisional(series)
-        calibrated = self._calibrated(stage, np.nan_to_num(score), episode).reshape(shape[:2])
+            w, s = np.nonzero(flagged)
+            series = w * len(cols) + np.searchsorted(cols, s)
+            score[w, s], episode[w, s] = stage.provisional(series)
+        calibrated = self._calibrated(stage, np.nan_to_num(score), episode)
         # A signal's tail such that the workload's score is its largest calibrated score.
         evidence = np.where(warm, 1.0 - calibrated ** (1.0 / n_scored), tail)
         evidence = np.where(sign != 0, evidence, 1.0)
         shaped = (1.0 - evidence.min(axis=1)) ** n_scored
         scores = np.where(warm.any(axis=1), shaped, detection.scores)
         scores = np.where(detection.fresh, scores, 0.0)
-        shape_hot = warm & (sign != 0) & episode.reshape(shape[:2])
+        shape_hot = warm & (sign != 0) & episode
         findings = self._findings(detection, scores, shape_hot)
         return replace(detection, scores=scores, findings=findings)
 
@@ -150,16 +154,30 @@ class ShapedDetector:
         )
         return out
 
+    def _widen(self, per_series: NDArray[G], fill: float | bool) -> NDArray[G]:
+        """The stage's per-series values as (workloads, signals), ``fill`` where a signal
+        is not scored (and so has no series in the stage)."""
+        n_workloads = len(self.workloads_)
+        out = np.full((n_workloads, len(self.signals_)), fill, dtype=per_series.dtype)
+        out[:, self.scored_] = per_series.reshape(n_workloads, len(self.scored_))
+        return out
+
     def _streaming_warm(self) -> Mask:
         seen: F64 = self.streaming.seen_s_
         out: Mask = seen >= self.settings.warmup_s
         return out
 
     def _align(self, frame: Frame) -> ShapeStage:
-        """Keep each series' state when workloads come and go between frames."""
-        n_signals = len(frame.signals)
+        """Keep each series' state when workloads come and go between frames.
+
+        The stage holds a series for each workload and scored signal only: a signal
+        that cannot hurt (request rate) would cost memory and never count.
+        """
         if self.stage_ is not None and frame.signals != self.signals_:
             raise ValueError("the frame's signals changed; the detector needs a new model")
+        if self.stage_ is None:
+            self.scored_ = np.flatnonzero(polarity(frame.signals) != 0)
+        n_signals = len(self.scored_)
         if self.stage_ is None:
             self.stage_ = ShapeStage(
                 len(frame.workloads) * n_signals,
