@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -28,6 +27,7 @@ from pydantic_settings import (
 
 from healer.errors import ConfigError
 from healer.types import Mode, Signal
+from healer.yamlfile import load_data
 
 
 class _Section(BaseModel):
@@ -334,9 +334,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read settings: {exc}") from exc
+        loaded = load_data(text, where=str(path), error=ConfigError) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: settings must be a mapping at the top level")
         data = loaded

@@ -159,3 +159,11 @@ def test_train_diagnoser_learns_operators_labels_from_the_audit_store(tmp_path: 
     assert result.returncode == 0, result.stderr
     assert "2 labelled diagnoses" in result.stdout
     assert LearnedDiagnoser.load(out).support_ == {Cause.CPU_HOG: 1, Cause.UNKNOWN: 1}
+
+
+def test_alias_bomb_playbook_through_validate(tmp_path: Path) -> None:
+    from test_yamlfile import laughs
+
+    (tmp_path / "bomb.yaml").write_text("name: bomb\n" + laughs())
+    result = healer("playbooks", "validate", str(tmp_path), timeout=30)
+    assert_one_line_error(result, "bomb.yaml", "aliases are expanded")
