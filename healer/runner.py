@@ -35,6 +35,7 @@ from healer.collect.prometheus import HttpFailure, PrometheusClient, PrometheusS
 from healer.config import Settings
 from healer.daemon import Healer, Reporter, run_forever
 from healer.decide import load_playbooks
+from healer.decide.escalation import EscalationQueue
 from healer.detect.combined import build_detector
 from healer.errors import ActionError, ConfigError, StoreError
 from healer.leader import LeaderElector, LeaderOnlyActuator, default_identity, run_elector
@@ -151,6 +152,8 @@ class Daemon:
             self.elector.release(self.clock())
         if self.api is not None:
             self.api.stop()
+        if isinstance(self.healer.notifier, EscalationQueue):
+            self.healer.notifier.close(timeout_s=10)  # what is queued, within a bound
         self.store.close()
         log.info("stopped", identity=self.identity, cycles=self.healer.cycles)
 
