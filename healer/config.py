@@ -311,8 +311,17 @@ class ApiSettings(_Section):
     """Bearer tokens and their roles. None configured: every /api/v1 request is refused
     (401); /healthz, /readyz and /metrics stay open."""
     cursor_secret: SecretStr | None = None
-    """Key that signs pagination cursors. Unset: a random key per process, so a cursor
-    outlives neither a restart nor a hop to another replica."""
+    """Key that signs pagination cursors and review page sessions. Unset: a random key
+    per process, so neither outlives a restart nor a hop to another replica."""
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest request body accepted; a larger one is refused with 413 before it is read
+    whole. The largest legitimate body (a review with a 2,000-character reason) is a few
+    kilobytes."""
+    login_failures: int = Field(default=10, ge=1)
+    """Failed logins on the review page allowed per client address within
+    ``login_window_s``; more are refused with 429 and ``Retry-After``."""
+    login_window_s: float = Field(default=60.0, gt=0)
+    """Window of ``login_failures``."""
 
 
 class PrometheusSettings(_Section):
