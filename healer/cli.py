@@ -95,6 +95,9 @@ def run(
     stop = threading.Event()
     _stop_on_signals(stop)
     daemon.serve(stop, once=once)
+    missed = daemon.missed_cycle() if once and not stop.is_set() else None
+    if missed is not None:  # --once checks a configuration: a cycle that did not run fails it
+        raise HealerError(f"healer run --once: no cycle ran: {missed}")
     typer.echo(f"healer run: stopped after {daemon.healer.cycles} cycles")
 
 

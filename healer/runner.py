@@ -144,6 +144,23 @@ class Daemon:
         finally:
             self.shutdown(lease_stop)
 
+    def missed_cycle(self) -> str | None:
+        """Why ``serve(once=True)`` ran no cycle on fresh metrics, naming the setting to
+        check; None when it did. Read after ``serve``."""
+        healer, elector = self.healer, self.elector
+        if healer.last_cycle is not None and healer.last_cycle == healer.last_attempt:
+            return None
+        if healer.last_error is not None:
+            url = self.settings.prometheus.url
+            return f"no metrics from prometheus.url {url}: {healer.last_error}"
+        if healer.cycle_failures:
+            return "the cycle failed (the log says why)"
+        if elector is not None and elector.last_error is not None:
+            return f"Kubernetes API unavailable (cluster.kubeconfig): {elector.last_error}"
+        if elector is not None:
+            return f"not the leader: {elector.holder or 'another replica'} holds the Lease"
+        return "no cycle ran"
+
     def shutdown(self, lease_stop: threading.Event) -> None:
         lease_stop.set()
         for thread in self._threads:

@@ -96,8 +96,9 @@ def test_a_delete_pod_playbook_escalates_and_a_restart_does_not_fail(tmp_path: P
     action = detail.actions[-1]
     assert action.kind is ActionKind.DELETE_POD and action.status is ActionStatus.FAILED
     assert "KeyError" in str(action.error)
-    assert "internal error while handling the incident: KeyError" in str(
-        detail.timeline[-1].data["evidence"]
+    [outcome] = [s.data for s in detail.timeline if s.kind == "outcome"]
+    assert str(outcome["evidence"]).startswith(
+        "internal error while handling the incident: KeyError"
     )
     assert harness.healer.incident_errors >= 1
 
