@@ -19,8 +19,8 @@ from pydantic import (
     Field,
     IPvAnyNetwork,
     SecretStr,
-    ValidationInfo,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )

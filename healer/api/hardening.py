@@ -152,7 +152,11 @@ def _short(value: Any) -> Any:
     if value is None or isinstance(value, bool | int | float):
         return value
     if isinstance(value, str):
-        return value if len(value) <= ECHO_CHARS else f"{value[:ECHO_CHARS]}... ({len(value)} characters)"
+        return (
+            value
+            if len(value) <= ECHO_CHARS
+            else f"{value[:ECHO_CHARS]}... ({len(value)} characters)"
+        )
     if isinstance(value, dict):
         return f"an object of {len(value)} fields"
     if isinstance(value, list | tuple):

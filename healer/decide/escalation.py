@@ -28,9 +28,9 @@ import socket
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 from urllib.parse import urlsplit
-from datetime import datetime
 
 import httpx
 import structlog
@@ -154,7 +154,6 @@ class WebhookNotifier:
         if answer.status_code >= 400:
             raise _PermanentFailure(f"{answer.status_code} {answer.text[:200]}")
 
-
     def _denied(self, url: str) -> str | None:
         """A denied address the URL's host resolves to, if any (None when it does not
         resolve: the request then fails with the resolver's own error)."""
@@ -243,6 +242,8 @@ class EscalationQueue:
                     with self._lock:
                         self.undelivered += 1
             except Exception:  # a bug in a notifier must not end delivery for good
-                log.exception("escalation_failed", incident_id=escalation and escalation.incident_id)
+                log.exception(
+                    "escalation_failed", incident_id=escalation and escalation.incident_id
+                )
             finally:
                 self._queue.task_done()

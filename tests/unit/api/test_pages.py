@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from healer.api import create_app
-from healer.api.auth import COOKIE, hash_token
+from healer.api.auth import hash_token
 from healer.audit import AuditStore
 from healer.config import Settings
 from healer.types import (
