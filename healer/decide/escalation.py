@@ -26,6 +26,7 @@ from __future__ import annotations
 import queue
 import socket
 import threading
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -219,12 +220,14 @@ class EscalationQueue:
         thread = self._thread
         if thread is None:
             return
+        deadline = time.monotonic() + timeout_s
         try:
             self._queue.put(None, timeout=timeout_s)
+            thread.join(max(0.0, deadline - time.monotonic()))
         except queue.Full:
+            pass
+        if thread.is_alive():  # a receiver still hanging: the rest is not delivered
             log.warning("escalations_abandoned", queued=self._queue.qsize())
-            return
-        thread.join(timeout_s)
 
     def _start(self) -> None:
         with self._lock:
