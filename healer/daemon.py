@@ -306,6 +306,8 @@ class Healer:
             return  # it failed before an incident opened: the log is all there is
         reason = f"internal error while handling the incident: {type(exc).__name__}: {exc}"
         try:
+            if self.store.incident(track.incident_id).outcome is not None:
+                return  # settled already: an outcome is never overwritten
             self._close(track, Outcome(OutcomeKind.ESCALATED, reason, self.last_attempt))
         except Exception as again:  # the store down as well: the next cycle meets it again
             log.error("escalation_not_recorded", workload=str(workload), error=repr(again))

@@ -208,3 +208,21 @@ def test_a_hanging_webhook_never_holds_the_cycle_and_overflow_is_counted(loop: L
     hanging.release.set()
     queue.close()
     assert len(hanging.delivered) == 2
+
+
+def test_a_bug_after_the_outcome_never_overwrites_it(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run()
+    loop.detector.anomalous = {}
+    loop.run(cycles=5)
+    assert loop.outcomes() == [OutcomeKind.HEALED]  # healed, still watched until quiet
+
+    def broken(*args: object) -> bool:
+        raise ZeroDivisionError("division by zero")
+
+    loop.healer._at_baseline = broken  # type: ignore[method-assign]  # a bug in verifying
+    loop.healer.tracked[SEARCH].stage = loop.healer.tracked[SEARCH].stage.VERIFYING
+    loop.run()
+
+    assert loop.healer.incident_errors == 1
+    assert loop.outcomes() == [OutcomeKind.HEALED]
