@@ -147,7 +147,7 @@ def _content_length(scope: Scope) -> str | None:
     return None
 
 
-def _short(value: Any) -> Any:
+def short(value: Any) -> Any:
     """``value`` as a 422 may show it: short scalars whole, the rest cut or summarised."""
     if value is None or isinstance(value, bool | int | float):
         return value
@@ -172,7 +172,7 @@ async def validation_error(request: Request, exc: Exception) -> Response:
     for error in exc.errors():
         item = {key: error[key] for key in ("type", "loc", "msg") if key in error}
         if "input" in error:
-            item["input"] = _short(error["input"])
+            item["input"] = short(error["input"])
         detail.append(item)
     body = json.dumps({"detail": detail}, ensure_ascii=True, default=str)
     return Response(body, status_code=422, media_type="application/json")

@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from healer.api.auth import COOKIE, SESSION_S, Principal, Role, from_cookie
 from healer.api.charts import signal_charts
 from healer.api.deps import ClockDep, StoreDep
+from healer.api.hardening import short as _short
 from healer.api.routes import MAX_ID
 from healer.audit import FeedbackInput, StepKind
 from healer.types import ActionKind, ActionStatus, Cause, IncidentStatus, Verdict
@@ -107,11 +108,11 @@ def _parse_time(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise HTTPException(422, detail=f"not an ISO 8601 time: {value!r}") from exc
+        raise HTTPException(422, detail=f"not an ISO 8601 time: {_short(value)!r}") from exc
     try:
         return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError as exc:
-        raise HTTPException(422, detail=f"time out of range: {value!r}") from exc
+        raise HTTPException(422, detail=f"time out of range: {_short(value)!r}") from exc
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -238,4 +239,4 @@ def _choice(kind: type[E], value: str, field: str) -> E | None:
     try:
         return kind(value)
     except ValueError as exc:
-        raise HTTPException(422, detail=f"{field}: unknown value {value!r}") from exc
+        raise HTTPException(422, detail=f"{field}: unknown value {_short(value)!r}") from exc

@@ -153,3 +153,12 @@ def test_a_streamed_body_over_the_limit_is_413(client: TestClient) -> None:
 def test_a_declared_length_over_the_limit_is_413_on_the_page_too(client: TestClient) -> None:
     answer = client.post("/login", data={"token": "x" * 5000})
     assert answer.status_code == 413
+
+
+def test_the_page_does_not_echo_a_long_form_value_whole(client: TestClient) -> None:
+    login(client)
+    answer = client.post(
+        "/incidents/1/feedback", data={"verdict": "true_positive", "cause": "x" * 3000}
+    )
+    assert answer.status_code == 422
+    assert "(3000 characters)" in answer.text and len(answer.content) < 1000
