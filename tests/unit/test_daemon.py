@@ -267,8 +267,8 @@ def test_the_anomaly_brake_holds_when_many_workloads_are_anomalous(loop: Loop) -
     assert "anomaly_brake" in sent.reason
 
 
-def test_two_of_five_anomalous_is_over_the_default_brake(loop: Loop) -> None:
-    loop.detector.anomalous = {SEARCH: OVERLOAD, OTHERS[0]: OVERLOAD}  # 40% > 30%
+def test_three_of_five_turning_anomalous_together_is_over_the_default_brake(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD, OTHERS[0]: OVERLOAD, OTHERS[1]: OVERLOAD}
     loop.run()
     assert loop.actuator.applied == []
     loop.detector.anomalous = {}
@@ -276,6 +276,41 @@ def test_two_of_five_anomalous_is_over_the_default_brake(loop: Loop) -> None:
     loop.detector.anomalous = {SEARCH: OVERLOAD}  # 20%: acted on
     loop.run()
     assert [p.action for p in loop.actuator.applied] == [ActionKind.SCALE]
+
+
+def test_two_faults_at_once_are_both_handled(loop: Loop) -> None:
+    """40% of five workloads, but two: two incidents to handle, not a mass fault."""
+    loop.detector.anomalous = {SEARCH: OVERLOAD, OTHERS[0]: OVERLOAD}
+    loop.run()
+    assert {p.workload for p in loop.actuator.applied} == {SEARCH, OTHERS[0]}
+
+
+def test_a_workload_already_acted_on_does_not_count_toward_the_brake(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD, OTHERS[0]: OVERLOAD}
+    loop.run()
+    loop.detector.anomalous |= {OTHERS[1]: OVERLOAD}  # both others are still verifying
+    loop.run()
+    assert {p.workload for p in loop.actuator.applied} == {SEARCH, *OTHERS[:2]}
+
+
+def test_the_brake_holds_an_event_once_and_not_a_later_fault(loop: Loop) -> None:
+    """A mass event is held with one escalation, its stragglers too; the workloads it
+    held stay anomalous, yet a fault that begins long after is acted on."""
+    notifier = RecordingNotifier()
+    loop.healer.notifier = notifier
+    loop.detector.anomalous = {w: OVERLOAD for w in OTHERS[:3]}
+    loop.run()
+    loop.detector.anomalous[OTHERS[3]] = OVERLOAD  # a straggler of the same event
+    loop.run(cycles=2)
+    assert loop.actuator.applied == []
+    assert len(loop.store.list_incidents()) == 4
+    [sent] = notifier.sent
+    assert "anomaly_brake" in sent.reason
+    loop.run(cycles=40)  # 20 minutes on, the held workloads still anomalous
+    loop.detector.anomalous[SEARCH] = OVERLOAD
+    loop.run()
+    assert [p.workload for p in loop.actuator.applied] == [SEARCH]
+    assert len(notifier.sent) == 1
 
 
 def test_dry_run_mode_changes_nothing_and_escalates(tmp_path: Path) -> None:
