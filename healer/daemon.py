@@ -34,6 +34,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import numpy as np
 import structlog
 
 from healer import decide
@@ -43,7 +44,7 @@ from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook, handback
 from healer.decide.escalation import Escalation, WebhookNotifier
-from healer.decide.guards import correlated
+from healer.decide.guards import brake, correlated
 from healer.decide.playbooks import ESCALATE
 from healer.detect.signals import POLARITY
 from healer.detect.streaming import Detection
@@ -383,6 +384,11 @@ class Healer:
         chain_to: Playbook | None = None,
     ) -> None:
         plan = self._plan(diagnosis, finding, state, detection, now, chain_to)
+        held = brake(self._correlated(finding), len(detection.workloads), self.settings.guards)
+        if plan is None and not held.passed:  # part of a mass event all the same
+            outcome = Outcome(OutcomeKind.ESCALATED, f"held by anomaly_brake: {held.detail}", now)
+            self._close(track, outcome, notify=self._hold(finding))
+            return
         if plan is None:
             self._close(
                 track,
@@ -714,12 +720,7 @@ class Healer:
             playbooks=self.playbooks,
             guards=self.settings.guards,
             history=history,
-            anomalous_workloads=correlated(
-                finding.workload,
-                finding.onset,
-                self._brake_onsets,
-                window_s=self.settings.guards.anomaly_brake_window_s,
-            ),
+            anomalous_workloads=self._correlated(finding),
             watched_workloads=len(detection.workloads),
             now=now,
             chain_to=chain_to,
@@ -733,14 +734,26 @@ class Healer:
         awaiting verification or approval, healed, or escalated for its own reasons has
         been handled and does not count."""
         self._held = {w: began for w, began in self._held.items() if w in self.tracked}
+        # A workload anomalous for less than ``persistence_s`` is no finding yet, but
+        # already part of its event: a shared cause reaches some workloads a scrape or
+        # two before others, and the first to become a finding must see them.
+        threshold = self.settings.detector.score_threshold
+        hot = detection.fresh & (detection.scores >= threshold)
+        began = {detection.workloads[w]: detection.at for w in np.flatnonzero(hot)}
+        began |= {f.workload: f.onset for f in detection.findings}
         out = {}
-        for finding in detection.findings:
-            track = self.tracked.get(finding.workload)
-            if finding.workload in self._held:
-                out[finding.workload] = self._held[finding.workload]
+        for workload, onset in began.items():
+            track = self.tracked.get(workload)
+            if workload in self._held:
+                out[workload] = self._held[workload]
             elif track is None or track.stage is Stage.DIAGNOSING:
-                out[finding.workload] = finding.onset
+                out[workload] = onset
         return out
+
+    def _correlated(self, finding: Finding) -> int:
+        """The workloads of ``finding``'s event the anomaly brake counts (itself too)."""
+        window_s = self.settings.guards.anomaly_brake_window_s
+        return correlated(finding.workload, finding.onset, self._brake_onsets, window_s=window_s)
 
     def _hold(self, finding: Finding) -> bool:
         """The brake held ``finding``'s action: hold every workload of its event (they

@@ -191,8 +191,13 @@ def anomaly_brake(check: Check) -> GuardResult:
     scattered incidents apart from a mass fault, the count keeps two faults at once on
     a small cluster (two actions, not a mass restart) from looking like one.
     """
-    g = check.settings
-    anomalous, watched = check.anomalous_workloads, check.watched_workloads
+    return brake(check.anomalous_workloads, check.watched_workloads, check.settings)
+
+
+def brake(anomalous: int, watched: int, g: GuardSettings) -> GuardResult:
+    """The anomaly brake's verdict on one event of ``anomalous`` workloads, for the
+    daemon to consult without a plan too: a mass event whose workloads no playbook
+    handles is still escalated once, not once per workload."""
     share = anomalous / watched if watched else 0.0
     seen = (
         f"{anomalous} of {watched} watched workloads ({share:.0%}) turned anomalous within "
