@@ -85,8 +85,9 @@ class GuardSettings(_Section):
     (onsets within ``anomaly_brake_window_s`` of each other) and none of them is handled
     yet, the cause is upstream or in monitoring: hold their actions, escalate once."""
     anomaly_brake_min_anomalous: int = Field(default=3, ge=1)
-    """... and at least this many did: two faults at once on a small cluster are two
-    incidents to handle (at most two actions), not a mass fault."""
+    """The brake holds only when at least this many workloads turned anomalous together,
+    whatever their share: two faults at once on a small cluster are two incidents to
+    handle (two actions), not a mass fault."""
     anomaly_brake_window_s: float = Field(default=900.0, gt=0)
     """Anomalies whose onsets lie this close together count as one event. A shared cause
     (a slowdown, a scrape gap, a store outage) reaches every workload it touches within

@@ -8,6 +8,7 @@ from histories import F64, LEVEL, NOISE, SIGNALS, T0
 from healer.config import DetectorSettings
 from healer.detect.combined import build_detector
 from healer.detect.shaped import ShapedDetector
+from healer.detect.signals import POLARITY
 from healer.detect.streaming import Detection
 from healer.types import Direction, Frame, Signal, WorkloadRef
 
@@ -165,12 +166,12 @@ def test_a_signal_back_at_its_level_after_a_fault_is_a_recovery_not_a_finding() 
 
 def test_every_finding_is_explained_by_a_harmful_deviation_it_lists() -> None:
     """Whatever fires, the finding names a signal on its harmful side by three spreads
-    or more: never a score of 1.00 explained by 'error_ratio down 0σ'."""
+    or more: never a score of 1.00 explained by an error ratio zero spreads below its level."""
     stamps, data = fault_then_fix(3.5, 2.5 * DAY_S, 1800.0, seed=7)
     detector = shaped(DetectorSettings(shape_warmup_buckets=400))
     findings = [f for d in findings_of(detector, stamps, data) for f in d.findings]
     assert findings
     for finding in findings:
         top = finding.signals[0]
-        harm = top.deviation * (1.0 if top.signal != Signal.READY_RATIO else -1.0)
+        harm = top.deviation * POLARITY[top.signal]
         assert harm >= 3.0, finding
