@@ -71,6 +71,8 @@ class ScriptedDetector:
 
     def __init__(self) -> None:
         self.anomalous: dict[WorkloadRef, tuple[SignalDeviation, ...]] = {}
+        self.rising: set[WorkloadRef] = set()
+        """Anomalous for less than the persistence: a score over the threshold, no finding."""
 
     def update(self, frame: Frame) -> Detection:
         at = datetime.fromtimestamp(float(frame.timestamps[-1]), UTC)
@@ -78,7 +80,8 @@ class ScriptedDetector:
             Finding(w, at, 0.99, s, at - timedelta(minutes=1), "scripted")
             for w, s in self.anomalous.items()
         )
-        scores = np.array([0.99 if w in self.anomalous else 0.1 for w in frame.workloads])
+        hot = self.anomalous.keys() | self.rising
+        scores = np.array([0.99 if w in hot else 0.1 for w in frame.workloads])
         shape = (len(frame.workloads), len(frame.signals))
         fresh = np.ones(len(frame.workloads), dtype=bool)
         return Detection(
@@ -310,6 +313,29 @@ def test_the_brake_holds_an_event_once_and_not_a_later_fault(loop: Loop) -> None
     loop.detector.anomalous[SEARCH] = OVERLOAD
     loop.run()
     assert [p.workload for p in loop.actuator.applied] == [SEARCH]
+    assert len(notifier.sent) == 1
+
+
+def test_a_mass_event_no_playbook_handles_is_escalated_once(loop: Loop) -> None:
+    notifier = RecordingNotifier()
+    loop.healer.notifier = notifier
+    loop.detector.anomalous = {w: STRANGE for w in OTHERS[:3]}
+    loop.run(cycles=3)
+    assert set(loop.outcomes()) == {OutcomeKind.ESCALATED}
+    [sent] = notifier.sent
+    assert sent.reason.startswith("escalated: held by anomaly_brake: 3 of 5")
+
+
+def test_the_first_finding_of_a_mass_event_sees_the_workloads_still_rising(loop: Loop) -> None:
+    """A shared cause makes some workloads findings a cycle before the others."""
+    notifier = RecordingNotifier()
+    loop.healer.notifier = notifier
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.detector.rising = {OTHERS[0], OTHERS[1]}
+    loop.run()
+    loop.detector.anomalous |= {OTHERS[0]: OVERLOAD, OTHERS[1]: STRANGE}
+    loop.run(cycles=2)
+    assert loop.actuator.applied == []
     assert len(notifier.sent) == 1
 
 
