@@ -85,9 +85,18 @@ class GuardSettings(_Section):
     """Cluster-wide cap on actions within ``rate_limit_window_s``."""
     max_in_flight: int = 3
     """Actions whose outcome is not yet verified, at most."""
-    anomaly_brake_share: float = 0.3
-    """When more than this share of workloads is anomalous at once, the cause is upstream
-    or in monitoring: hold all actions and escalate."""
+    anomaly_brake_share: float = Field(default=0.3, ge=0, le=1)
+    """When more than this share of the watched workloads turned anomalous together
+    (onsets within ``anomaly_brake_window_s`` of each other) and none of them is handled
+    yet, the cause is upstream or in monitoring: hold their actions, escalate once."""
+    anomaly_brake_min_anomalous: int = Field(default=3, ge=1)
+    """The brake holds only when at least this many workloads turned anomalous together,
+    whatever their share: two faults at once on a small cluster are two incidents to
+    handle (two actions), not a mass fault."""
+    anomaly_brake_window_s: float = Field(default=900.0, gt=0)
+    """Anomalies whose onsets lie this close together count as one event. A shared cause
+    (a slowdown, a scrape gap, a store outage) reaches every workload it touches within
+    minutes; an independent fault an hour later is not part of it."""
     anomaly_brake_min_workloads: int = 4
     """The brake only applies when at least this many workloads are watched."""
     allowed_namespaces: tuple[str, ...] = ()

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import numpy as np
 import structlog
 
 from healer import decide
@@ -49,6 +50,7 @@ from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook, handback
 from healer.decide.escalation import Escalation, EscalationQueue, WebhookNotifier
+from healer.decide.guards import brake, correlated
 from healer.decide.playbooks import ESCALATE
 from healer.detect.signals import POLARITY
 from healer.detect.streaming import Detection
@@ -169,8 +171,14 @@ class Healer:
     cycles: int = 0
     notifier: Notifier | None = None
     """Where escalations go; built from ``settings.escalation`` when not given."""
-    _brake_notified_at: datetime | None = None
-    """The cycle whose anomaly brake was last notified: one escalation per braked cycle."""
+    _brake_notified_onset: datetime | None = None
+    """The onset of the last anomaly the brake held and notified: one escalation per
+    event, however many workloads and cycles it holds."""
+    _brake_onsets: dict[WorkloadRef, datetime] = field(default_factory=dict)
+    """This cycle's anomalous workloads the brake counts, with their onsets; taken once
+    per cycle, before any is handled, so that every workload of a cycle is judged alike."""
+    _held: dict[WorkloadRef, datetime] = field(default_factory=dict)
+    """Workloads the brake held, with the onset of the event it held them for."""
     _frame: Frame | None = None
     """This cycle's frame: an overload's scale-up is sized from the demand it measures."""
     _floor_notes: dict[str, handback.Floor] | None = None
@@ -265,6 +273,7 @@ class Healer:
         self.last_cycle = now
         findings = {f.workload: f for f in detection.findings}
         self.findings += len(findings)
+        self._brake_onsets = self._unhandled_onsets(detection)
         self._take_approved(detection, now)
         for tracked in list(self.tracked.values()):
             self._guarded(tracked.workload, self._progress, tracked, detection, frame_now=now)
@@ -402,6 +411,11 @@ class Healer:
         chain_to: Playbook | None = None,
     ) -> None:
         plan = self._plan(diagnosis, finding, state, detection, now, chain_to)
+        held = brake(self._correlated(finding), len(detection.workloads), self.settings.guards)
+        if plan is None and not held.passed:  # part of a mass event all the same
+            outcome = Outcome(OutcomeKind.ESCALATED, f"held by anomaly_brake: {held.detail}", now)
+            self._close(track, outcome, notify=self._hold(finding))
+            return
         if plan is None:
             self._close(
                 track,
@@ -418,10 +432,9 @@ class Healer:
         if not plan.allowed:
             details = "; ".join(g.detail for g in plan.guard_results if not g.passed)
             self._say("plan", track, now, f"{plan.playbook}: {plan.action} blocked: {details}")
-            # The brake holds every workload of the cycle: one notification says it all.
-            braked = "anomaly_brake" in plan.blocked_by
-            notify = not (braked and self._brake_notified_at == now)
-            self._brake_notified_at = now if braked else self._brake_notified_at
+            notify = True
+            if "anomaly_brake" in plan.blocked_by:  # one notification says it all
+                notify = self._hold(finding)
             self._close(
                 track,
                 Outcome(
@@ -745,12 +758,54 @@ class Healer:
             playbooks=self.playbooks,
             guards=self.settings.guards,
             history=history,
-            anomalous_workloads=detection.anomalous_count,
+            anomalous_workloads=self._correlated(finding),
             watched_workloads=len(detection.workloads),
             now=now,
             chain_to=chain_to,
             demand=demand,
         )
+
+    def _unhandled_onsets(self, detection: Detection) -> dict[WorkloadRef, datetime]:
+        """The anomalous workloads the anomaly brake counts, with their onsets: those
+        nobody has handled yet (no incident, or one still to diagnose) and those the
+        brake held, at the onset of the event it held them for. A workload acted on,
+        awaiting verification or approval, healed, or escalated for its own reasons has
+        been handled and does not count."""
+        self._held = {w: began for w, began in self._held.items() if w in self.tracked}
+        # A workload anomalous for less than ``persistence_s`` is no finding yet, but
+        # already part of its event: a shared cause reaches some workloads a scrape or
+        # two before others, and the first to become a finding must see them.
+        threshold = self.settings.detector.score_threshold
+        hot = detection.fresh & (detection.scores >= threshold)
+        began = {detection.workloads[w]: detection.at for w in np.flatnonzero(hot)}
+        began |= {f.workload: f.onset for f in detection.findings}
+        out = {}
+        for workload, onset in began.items():
+            track = self.tracked.get(workload)
+            if workload in self._held:
+                out[workload] = self._held[workload]
+            elif track is None or track.stage is Stage.DIAGNOSING:
+                out[workload] = onset
+        return out
+
+    def _correlated(self, finding: Finding) -> int:
+        """The workloads of ``finding``'s event the anomaly brake counts (itself too)."""
+        window_s = self.settings.guards.anomaly_brake_window_s
+        return correlated(finding.workload, finding.onset, self._brake_onsets, window_s=window_s)
+
+    def _hold(self, finding: Finding) -> bool:
+        """The brake held ``finding``'s action: hold every workload of its event (they
+        keep counting for stragglers of that event, and for nothing later). True when
+        the event is new, so that its one escalation is sent."""
+        window = timedelta(seconds=self.settings.guards.anomaly_brake_window_s)
+        for workload, began in {**self._brake_onsets, finding.workload: finding.onset}.items():
+            if abs(began - finding.onset) <= window:
+                self._held.setdefault(workload, began)
+        last = self._brake_notified_onset
+        if last is not None and abs(finding.onset - last) <= window:
+            return False
+        self._brake_notified_onset = finding.onset
+        return True
 
     def _floors(self) -> dict[str, handback.Floor]:
         if self._floor_notes is None:

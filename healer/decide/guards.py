@@ -26,6 +26,7 @@ Decisions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -37,6 +38,7 @@ from healer.types import (
     HpaState,
     Mode,
     Revision,
+    WorkloadRef,
     WorkloadState,
 )
 
@@ -68,6 +70,7 @@ class Check:
     settings: GuardSettings
     history: ActionHistory
     anomalous_workloads: int
+    """The workloads of this anomaly's event, itself included: see ``correlated``."""
     watched_workloads: int
     now: datetime
     chained: bool = False
@@ -177,17 +180,57 @@ def in_flight(check: Check) -> GuardResult:
 
 
 def anomaly_brake(check: Check) -> GuardResult:
-    g = check.settings
-    anomalous, watched = check.anomalous_workloads, check.watched_workloads
+    """Hold when many workloads turned sick together: a monitoring fault or an upstream
+    outage, which no action on a workload fixes.
+
+    ``check.anomalous_workloads`` counts the workloads of one event (``correlated``):
+    this one and those whose anomaly began within ``anomaly_brake_window_s`` of its
+    onset and that nobody has handled yet. It holds when that is both more than
+    ``anomaly_brake_share`` of the watched workloads and at least
+    ``anomaly_brake_min_anomalous`` of them: the share keeps a large cluster's
+    scattered incidents apart from a mass fault, the count keeps two faults at once on
+    a small cluster (two actions, not a mass restart) from looking like one.
+    """
+    return brake(check.anomalous_workloads, check.watched_workloads, check.settings)
+
+
+def brake(anomalous: int, watched: int, g: GuardSettings) -> GuardResult:
+    """The anomaly brake's verdict on one event of ``anomalous`` workloads, for the
+    daemon to consult without a plan too: a mass event whose workloads no playbook
+    handles is still escalated once, not once per workload."""
     share = anomalous / watched if watched else 0.0
-    seen = f"{anomalous} of {watched} watched workloads anomalous ({share:.0%})"
+    seen = (
+        f"{anomalous} of {watched} watched workloads ({share:.0%}) turned anomalous within "
+        f"{duration(g.anomaly_brake_window_s)} of this one, not yet handled"
+    )
     if watched < g.anomaly_brake_min_workloads:
         detail = f"{seen}; the brake needs at least {g.anomaly_brake_min_workloads} watched"
         return GuardResult("anomaly_brake", True, detail)
-    if share > g.anomaly_brake_share:
-        detail = f"{seen}, brake at {g.anomaly_brake_share:.0%}: upstream or monitoring fault"
+    rule = f"brake at more than {g.anomaly_brake_share:.0%} and {g.anomaly_brake_min_anomalous}"
+    if share > g.anomaly_brake_share and anomalous >= g.anomaly_brake_min_anomalous:
+        detail = f"{seen}; {rule}: upstream or monitoring fault"
         return GuardResult("anomaly_brake", False, detail)
-    return GuardResult("anomaly_brake", True, f"{seen}, brake at {g.anomaly_brake_share:.0%}")
+    return GuardResult("anomaly_brake", True, f"{seen}; {rule}")
+
+
+def correlated(
+    workload: WorkloadRef,
+    onset: datetime,
+    onsets: Mapping[WorkloadRef, datetime],
+    *,
+    window_s: float,
+) -> int:
+    """The workloads the anomaly brake counts for an anomaly of ``workload`` that began
+    at ``onset``: itself, and those of ``onsets`` (the anomalous workloads not yet
+    handled, with their onsets) that began within ``window_s`` of it.
+
+    Onsets, not the present: a workload anomalous since an hour ago (an escalated
+    incident nobody fixed, a workload the brake held earlier) is a different event from
+    one that just began, and must not hold its fix.
+    """
+    window = timedelta(seconds=window_s)
+    near = {w for w, began in onsets.items() if abs(began - onset) <= window}
+    return len(near | {workload})
 
 
 def paused(check: Check) -> GuardResult:
