@@ -947,7 +947,10 @@ def run_forever(
                 stop.wait(poll_s)
                 continue
             if current != term and on_lead is not None and not _taken_over(healer, on_lead):
-                stop.wait(poll_s)  # the store down, say: try again, never end the loop
+                done += 1  # counted as a failed cycle: --once ends, the loop tries again
+                if cycles is not None and done >= cycles:
+                    return
+                stop.wait(poll_s)
                 continue
             term = current
         ok = cycle_once(healer, started)

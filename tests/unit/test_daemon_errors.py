@@ -172,6 +172,29 @@ def test_a_take_over_that_fails_is_retried_not_fatal(loop: Loop) -> None:
     assert loop.healer.cycles >= 1
 
 
+def test_once_ends_after_a_failed_take_over(loop: Loop) -> None:
+    clock = [T0]
+    stop = VirtualStop(clock, after=100)
+
+    class Leads:
+        def leading_term(self, now: datetime) -> int | None:
+            return 1
+
+    def on_lead() -> None:
+        raise StoreError("connection refused")
+
+    run_forever(
+        loop.healer,
+        interval_s=30,
+        stop=stop,
+        now=lambda: clock[0],
+        cycles=1,
+        leadership=Leads(),
+        on_lead=on_lead,
+    )
+    assert loop.healer.cycle_failures == 1 and loop.healer.cycles == 0
+
+
 @dataclass
 class HangingNotifier:
     """A receiver that does not answer until released."""
