@@ -17,7 +17,13 @@ workload is quiet and the playbook's ``verify.signals`` are back at their baseli
 (less than ``BASELINE_SIGMA`` spreads on their harmful side) for ``verify_stable_s``;
 not healed after its ``verify.within_s``, when the playbook's ``on_failure`` names the
 next playbook to try (without its cooldown, with every other guard) or escalates.
-Escalations go to the configured webhooks.
+Escalations go to the configured webhooks, through a queue delivered beside the cycle.
+
+Nothing one workload brings stops the cycle: a ``HealerError`` is logged and retried next
+cycle; any other exception is a bug, logged with its traceback, recorded on the incident
+as an escalated outcome (with the action it was taking marked failed, so a restart has
+nothing to reconcile) and counted (``incident_errors``). A cycle that fails as a whole
+(the audit store down) is logged, counted (``cycle_failures``) and followed by the next.
 
 An action is recorded as intended before its request is sent and as done after. A
 restarted daemon that finds an intent without its end reads the cluster first: done
@@ -43,7 +49,7 @@ from healer.audit.store import AuditStore
 from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook, handback
-from healer.decide.escalation import Escalation, WebhookNotifier
+from healer.decide.escalation import Escalation, EscalationQueue, WebhookNotifier
 from healer.decide.guards import brake, correlated
 from healer.decide.playbooks import ESCALATE
 from healer.detect.signals import POLARITY
@@ -188,13 +194,17 @@ class Healer:
             self.diagnose = diagnoser(LearnedDiagnoser.load(path) if path else None)
         hooks = self.settings.escalation
         if self.notifier is None and (hooks.webhook_urls or hooks.slack_webhook_urls):
-            self.notifier = WebhookNotifier(hooks)
+            self.notifier = EscalationQueue(WebhookNotifier(hooks), capacity=hooks.queue_size)
 
     findings: int = 0
     """Findings the detector reported, over all cycles."""
     cycle_seconds_sum: float = 0.0
     """Wall-clock seconds spent in cycles with data (for healer_cycle_seconds)."""
     last_cycle_s: float | None = None
+    cycle_failures: int = 0
+    """Cycles that ended in an exception (the store down, a bug), over all cycles."""
+    incident_errors: int = 0
+    """Unexpected exceptions (bugs) while handling one workload, each escalated."""
 
     def resume(self) -> int:
         """Pick up the incidents a previous run left unresolved; returns how many.
@@ -293,6 +303,23 @@ class Healer:
             fn(*args, **kwargs)
         except HealerError as exc:
             log.error("workload_step_failed", workload=str(workload), error=str(exc))
+        except Exception as exc:  # a bug: escalate this incident, carry on with the rest
+            self.incident_errors += 1
+            log.exception("workload_step_crashed", workload=str(workload), error=repr(exc))
+            self._escalate_crash(workload, exc)
+
+    def _escalate_crash(self, workload: WorkloadRef, exc: Exception) -> None:
+        """Close the workload's incident as escalated, naming the exception."""
+        track = self.tracked.get(workload)
+        if track is None or self.last_attempt is None:
+            return  # it failed before an incident opened: the log is all there is
+        reason = f"internal error while handling the incident: {type(exc).__name__}: {exc}"
+        try:
+            if self.store.incident(track.incident_id).outcome is not None:
+                return  # settled already: an outcome is never overwritten
+            self._close(track, Outcome(OutcomeKind.ESCALATED, reason, self.last_attempt))
+        except Exception as again:  # the store down as well: the next cycle meets it again
+            log.error("escalation_not_recorded", workload=str(workload), error=repr(again))
 
     # ---- a new incident ------------------------------------------------------------------
 
@@ -430,7 +457,18 @@ class Healer:
                 track.incident_id,
                 ActionRecord(plan.action, plan.workload, intent, ActionStatus.INTENDED, now, now),
             )
-        record = self.actuator.apply(plan, now=now)
+        try:
+            record = self.actuator.apply(plan, now=now)
+        except HealerError:
+            raise
+        except Exception as exc:  # a bug: end the intent, so a restart has none to reconcile
+            failed = f"internal error: {type(exc).__name__}: {exc}"
+            intent = {"action": plan.action.value, "params": dict(plan.params)}
+            record = ActionRecord(
+                plan.action, plan.workload, intent, ActionStatus.FAILED, now, now, error=failed
+            )
+            self.store.record_action(track.incident_id, record)
+            raise
         self.store.record_action(track.incident_id, record)
         self._say(
             "action",
@@ -839,6 +877,11 @@ class Healer:
             "cycles": self.cycles,
             "last_cycle": self.last_cycle.isoformat() if self.last_cycle else None,
             "last_error": self.last_error,
+            "cycle_failures": self.cycle_failures,
+            "incident_errors": self.incident_errors,
+            "escalations_dropped": (
+                self.notifier.dropped if isinstance(self.notifier, EscalationQueue) else 0
+            ),
             "mode": str(self.settings.guards.mode),
             "model_version": getattr(self.detector, "model_version", None),
             "tracked_incidents": len(self.tracked),
@@ -903,10 +946,14 @@ def run_forever(
             if current is None:
                 stop.wait(poll_s)
                 continue
-            if current != term and on_lead is not None:
-                on_lead()
+            if current != term and on_lead is not None and not _taken_over(healer, on_lead):
+                done += 1  # counted as a failed cycle: --once ends, the loop tries again
+                if cycles is not None and done >= cycles:
+                    return
+                stop.wait(poll_s)
+                continue
             term = current
-        ok = _cycle_once(healer, started)
+        ok = cycle_once(healer, started)
         failures = 0 if ok else failures + 1
         done += 1
         if cycles is not None and done >= cycles:
@@ -918,10 +965,29 @@ def run_forever(
         stop.wait(max(0.0, wait_s - spent_s))
 
 
-def _cycle_once(healer: Healer, now: datetime) -> bool:
-    """One cycle; False when it had no metrics or the store failed it (retried later)."""
+def cycle_once(healer: Healer, now: datetime) -> bool:
+    """One cycle; False when it had no metrics or failed (retried later), never raises.
+
+    A ``HealerError`` (the audit store down, say) is logged; anything else is a bug and
+    is logged with its traceback. Both are counted in ``healer.cycle_failures``.
+    """
     try:
         return healer.cycle(now) is not None
-    except HealerError as exc:  # the audit store down, say: never fatal to the loop
+    except HealerError as exc:
+        healer.cycle_failures += 1
         log.error("cycle_failed", error=str(exc))
+    except Exception as exc:
+        healer.cycle_failures += 1
+        log.exception("cycle_crashed", error=repr(exc))
+    return False
+
+
+def _taken_over(healer: Healer, on_lead: Callable[[], None]) -> bool:
+    """Run ``on_lead``; False (logged, counted as a failed cycle) when it raised."""
+    try:
+        on_lead()
+    except Exception as exc:
+        healer.cycle_failures += 1
+        log.exception("take_over_failed", error=repr(exc))
         return False
+    return True

@@ -14,19 +14,40 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
+
+import structlog
 
 from healer.act.kube import KubeActuator, api_client
 from healer.api.server import ServerThread
 from healer.audit.store import AuditStore
 from healer.config import Settings
-from healer.daemon import Healer, Reporter
+from healer.daemon import Healer, Reporter, cycle_once
 from healer.decide import load_playbooks
 from healer.detect.combined import build_detector
 from healer.sim.apiserver import serve_in_thread, write_kubeconfig
 from healer.sim.cluster import Cluster
 from healer.sim.scenario import Scenario
 from healer.sim.source import SimSource
+
+log = structlog.get_logger("healer.harness")
+
+
+def resume_after(scenario: Scenario, latest: datetime | None) -> Scenario:
+    """``scenario`` moved on by whole days to start after ``latest``, the newest record
+    of an audit store from an earlier run; unchanged for an empty or older store.
+
+    A store's history must not lie in the simulated future: outcomes would come before
+    their actions and cooldowns from times not yet reached. Whole days keep the
+    scenario's time of day, which its traffic and benign events are written for.
+    """
+    if latest is None or latest < scenario.start:
+        return scenario
+    days = (latest - scenario.start) // timedelta(days=1) + 1
+    start = scenario.start + timedelta(days=days)
+    log.info("simulated_clock_resumed", start=start.isoformat(), after=latest.isoformat())
+    return scenario.model_copy(update={"start": start})
 
 
 @dataclass
@@ -53,10 +74,11 @@ class SimHarness:
 
         Playbooks are validated first, so a bad one stops start-up before anything runs.
         ``cluster`` is one already built for ``scenario`` (the chaos benchmark adds
-        autoscalers to it first); by default a new one.
+        autoscalers to it first); by default a new one, whose clock starts after the
+        store's history (``resume_after``).
         """
         playbooks = load_playbooks(settings.playbooks_dir)
-        cluster = cluster or Cluster(scenario)
+        cluster = cluster or Cluster(resume_after(scenario, store.latest_at()))
         server = serve_in_thread(cluster, port=api_port)
         folder = workdir or Path(tempfile.mkdtemp(prefix="healer-sim-"))
         kubeconfig = write_kubeconfig(folder / "kubeconfig", server.url)
@@ -78,7 +100,7 @@ class SimHarness:
         self.cluster.advance(step_s)
         since_cycle_s += step_s
         if since_cycle_s >= self.healer.settings.daemon.interval_s:
-            self.healer.cycle(self.cluster.clock.now())
+            cycle_once(self.healer, self.cluster.clock.now())  # logs and counts a failure
             since_cycle_s = 0.0
         return since_cycle_s
 
