@@ -6,6 +6,7 @@
   records every request while the actuator takes each action (and its dry run) and the
   elector acquires, renews and releases the Lease; each request maps to (API group,
   resource, verb), and the rules must cover all of them and grant nothing else.
+* The rules grant what every action kind's module declares (``healer.actions``).
 * The playbooks ConfigMap carries the repository's playbooks/ files, unchanged.
 
 Rendering uses `kubectl kustomize` (required in CI, as for the kubectl tests).
@@ -29,6 +30,7 @@ from kubernetes import config as kube_config
 
 from healer.act.kube import KubeActuator
 from healer.act.lease import KubeLeases, server_version
+from healer.actions import rbac_rules
 from healer.api.server import ServerThread, bind
 from healer.config import LeaderSettings
 from healer.leader import LeaderElector
@@ -303,7 +305,6 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
 # for healer's actions; none is used by today's actuator. A rule that starts being used
 # must leave this table (the test says so); one that is neither used nor listed fails.
 RESERVED = {
-    ("", "pods", "list"): "delete_pod (ActionKind.DELETE_POD): find the workload's pods",
     ("", "pods/eviction", "create"): "delete_pod: evict through the PDB-aware API",
     ("apps", "deployments/scale", "get"): "kubectl scale's read of the scale",
     ("apps", "deployments/scale", "update"): "kubectl scale's replace of the scale",
@@ -323,6 +324,12 @@ def test_rbac_covers_every_request_healer_makes_and_nothing_more(
     unused = rules - made
     assert unused <= RESERVED.keys(), f"rules no request needs: {sorted(unused - RESERVED.keys())}"
     assert not (made & RESERVED.keys()), "a reserved rule is used now: drop it from RESERVED"
+
+
+def test_rbac_grants_what_every_action_kind_declares(base: list[dict[str, Any]]) -> None:
+    needed = {(r.group, r.resource, verb) for r in rbac_rules() for verb in r.verbs}
+    missing = needed - granted(base)
+    assert not missing, f"deploy/rbac.yaml lacks rules the action kinds declare: {sorted(missing)}"
 
 
 if __name__ == "__main__":
