@@ -246,6 +246,13 @@ class ActionKind(enum.StrEnum):
     RESTART = "restart"
     SCALE = "scale"
     ROLLBACK = "rollback"
+    EVICT = "evict"
+    """Evict one pod through the PDB-aware eviction API."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> ActionKind | None:
+        # ``delete_pod``, the earlier name of an eviction, in stored rows and playbooks.
+        return cls.EVICT if value == "delete_pod" else None
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from healer.actions import restart, rollback, scale
+from healer.actions import evict, restart, rollback, scale
 from healer.actions.base import Action, Rule
 from healer.types import ActionKind
 
@@ -28,6 +28,8 @@ def handler(kind: ActionKind) -> Action:
             return scale.ACTION
         case ActionKind.ROLLBACK:
             return rollback.ACTION
+        case ActionKind.EVICT:
+            return evict.ACTION
         case _:
             assert_never(kind)
 
