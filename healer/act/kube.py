@@ -407,8 +407,6 @@ class _Reads:
         act = self._act
         try:
             return self._json(act._call(act._core.read_namespaced_pod, name, namespace))
-        except ApiStatusError:
-            raise
         except PermanentActionError as exc:
             if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 404:
                 return None
