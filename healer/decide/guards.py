@@ -11,7 +11,9 @@ Decisions:
 - Every applicable guard is evaluated, never stopping at the first failure, so the audit
   trail shows the whole picture. Guards that cannot apply to an action (``paused`` for a
   scale, which Kubernetes performs on a paused Deployment; ``scale_bounds`` for a
-  restart) are left out rather than recorded as a vacuous pass.
+  restart) are left out rather than recorded as a vacuous pass: each action kind's
+  module (``healer.actions``) names the kind-specific guards it needs, after the common
+  ones every action passes.
 - The namespace deny list wins over the allow list.
 - The mode is resolved here too, since it is a guardrail: the most cautious of the global,
   the playbook's and the workload's ``healer.io/mode`` wins, and a workload that Argo CD
@@ -29,15 +31,18 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import assert_never
 
+from healer.actions import handler
+from healer.actions.base import GuardName
+from healer.actions.base import ScaleTarget as ScaleTarget  # re-exported: guards judge it
+from healer.actions.rollback import rollback_revision as rollback_revision  # re-exported
 from healer.config import GuardSettings
 from healer.types import (
     ActionHistory,
     ActionKind,
     GuardResult,
-    HpaState,
     Mode,
-    Revision,
     WorkloadRef,
     WorkloadState,
 )
@@ -77,20 +82,6 @@ class Check:
     """A step of an ``on_failure`` chain, continuing the incident's earlier action."""
 
 
-@dataclass(frozen=True)
-class ScaleTarget:
-    """A scale decision: ``current`` replicas now, ``target`` wanted, within bounds."""
-
-    current: int
-    """The Deployment's replicas now."""
-    target: int
-    """The replicas (or HPA minReplicas) to set, already clamped to the bounds."""
-    floor: int
-    ceiling: int
-    """The lower of ``max_replicas`` and the HPA's maxReplicas."""
-    hpa: HpaState | None = None
-
-
 def check_all(check: Check, scale: ScaleTarget | None = None) -> tuple[GuardResult, ...]:
     """Every guard that applies to ``check.action``, in a fixed order, all evaluated."""
     results = [
@@ -102,15 +93,25 @@ def check_all(check: Check, scale: ScaleTarget | None = None) -> tuple[GuardResu
         in_flight(check),
         anomaly_brake(check),
     ]
-    if check.action in (ActionKind.RESTART, ActionKind.ROLLBACK):
-        results.append(paused(check))
-    if check.action is ActionKind.ROLLBACK:
-        results.extend((rollback_target(check), flip_back(check)))
-    if check.action is ActionKind.SCALE:
-        if scale is None:
-            raise ValueError("a scale check needs its ScaleTarget")
-        results.append(scale_bounds(check, scale))
+    results.extend(_specific(name, check, scale) for name in handler(check.action).guards)
     return tuple(results)
+
+
+def _specific(name: GuardName, check: Check, scale: ScaleTarget | None) -> GuardResult:
+    """The kind-specific guard called ``name``."""
+    match name:
+        case "paused":
+            return paused(check)
+        case "rollback_target":
+            return rollback_target(check)
+        case "flip_back":
+            return flip_back(check)
+        case "scale_bounds":
+            if scale is None:
+                raise ValueError(f"a {check.action} check needs its ScaleTarget")
+            return scale_bounds(check, scale)
+        case _:
+            assert_never(name)
 
 
 def namespace(check: Check) -> GuardResult:
@@ -283,22 +284,6 @@ def rollback_target(check: Check) -> GuardResult:
     note = " (skipping restart-only revisions)" if skipped else ""
     detail = f"revision {current.number} -> {target.number} ({images}){note}"
     return GuardResult("rollback_target", True, detail)
-
-
-def rollback_revision(state: WorkloadState) -> Revision | None:
-    """The newest earlier revision whose pod template differs from the current one by
-    more than a restart; what ``kubectl rollout undo`` should be pointed at (it would
-    pick the previous revision, which after a restart is the same release)."""
-    current = state.current_revision
-    if current is None:
-        return None
-    for revision in state.revisions[1:]:
-        if current.template and revision.template:
-            if revision.template != current.template:
-                return revision
-        elif revision.images != current.images or not (current.template or revision.template):
-            return revision
-    return None
 
 
 def flip_back(check: Check) -> GuardResult:
