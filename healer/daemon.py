@@ -608,7 +608,13 @@ class Healer:
     def _reconcile(self, track: Tracked, now: datetime) -> None:
         """An intent without an end, left by an earlier run: did it reach the cluster?"""
         assert track.intent is not None and track.plan is not None
-        done = self.actuator.already_applied(track.intent)  # raises: try again next cycle
+        try:
+            done = self.actuator.already_applied(track.intent)
+        except PermanentActionError as exc:  # no read can tell: a person must look
+            reason = f"cannot tell whether the {track.intent.kind} of an earlier run landed: {exc}"
+            self._close(track, Outcome(OutcomeKind.ESCALATED, reason, now))
+            return
+        # A TransientActionError (the cluster unreadable) goes up: tried again next cycle.
         if done:
             record = ActionRecord(
                 track.intent.kind,
