@@ -181,7 +181,7 @@ def write_scores(path: Path, series: Series, scores: F64) -> None:
         raise SeriesError(f"{path}: cannot write: {exc.strerror or exc}") from exc
 
 
-def detector_function(name: str) -> Callable[[F64], F64]:
+def detector_function(name: str) -> Callable[[F64, F64], F64]:
     try:
         return DETECTORS[name]
     except KeyError:
@@ -199,7 +199,7 @@ def score_csv(
     """Score one file online and write the result. Returns the series read."""
     score = detector_function(detector)
     series = read_series(source, strict_timestamps=strict_timestamps)
-    write_scores(target, series, score(series.values))
+    write_scores(target, series, score(series.values, seconds(series)))
     return series
 
 
@@ -268,7 +268,7 @@ def evaluate_folder(
             unlabelled.append(key)
             continue
         series = read_series(path)
-        scores = score(series.values)
+        scores = score(series.values, seconds(series))
         if out is not None:
             write_scores(out / key, series, scores)
         items.append(LabelledScores(key, scores, window_rows(series, labels[key], labels_path)))
