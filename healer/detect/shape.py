@@ -46,6 +46,7 @@ from healer.detect.univariate import (
     GAP_PERIODS,
     MIN_LEARNED_ROWS,
     DiscordLikelihood,
+    alarms_at_one,
     compress,
     fisher_combined,
     log_tail,
@@ -210,6 +211,7 @@ class ShapeStage:
         held = suppressed(i, self.last_alarm_[series], self.calmed_[series], w.refractory_rows)
         hot = likelihood >= d.alarm_level
         score = np.where(hot & held, np.nextafter(d.alarm_level, 0.0), likelihood)
+        score = alarms_at_one(score, d.alarm_level)
         return Row(
             series,
             i,
