@@ -34,8 +34,9 @@ missing data folder is a failure (exit code 1).
 Commands behind the figures in the README and the issue notes (from the repository):
 
     PYTHONPATH=$PWD python bench/detection.py --splits 10 --out /tmp/det
-    python3 ../shared/tools/nab_score.py /tmp/det \
-        --labels ../shared/data/nab-dev/labels/combined_windows.json   # same scores
+    python3 ../shared/tools/nab_score.py /tmp/det --labels LABELS   # the same scores
+
+(``LABELS``: ``../shared/data/nab-dev/labels/combined_windows.json``.)
     PYTHONPATH=$PWD python bench/detection.py --no-speed --daemon-variants   # slow: minutes
 """
 
