@@ -43,6 +43,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 from healer.detect.univariate import (
+    DISTANCE_DTYPE,
     GAP_PERIODS,
     MIN_LEARNED_ROWS,
     DiscordLikelihood,
@@ -103,7 +104,9 @@ class ShapeStage:
         self.means_ = [np.zeros((n, self._means_len(g))) for g in d.segment_rows]
         self.norms_ = [np.zeros((n, d.history_rows + 1)) for _ in d.segment_rows]
         # NaN: a distance not learned from (too early, or settling after a gap).
-        self.distances_ = [np.full((n, d.history_rows + 1), np.nan) for _ in d.segment_rows]
+        self.distances_ = [
+            np.full((n, d.history_rows + 1), np.nan, dtype=DISTANCE_DTYPE) for _ in d.segment_rows
+        ]
         self.settle_ = np.zeros(n, dtype=np.int64)
         self.last_row_t_ = np.full(n, -math.inf)
         self.last_alarm_ = np.full(n, -1, dtype=np.int64)
@@ -277,10 +280,10 @@ class ShapeStage:
     def _statistics(self, k: int, series: I64, distance: F64) -> tuple[F64, F64, F64, F64]:
         """Recent mean distance (this row and the learned ones of the rows before it),
         and the mean, spread and count of the learned distances of the ``history_rows``
-        rows before it (NaN in the ring: not learned from)."""
+        rows before it (rows i - h .. i - 1; NaN in the ring: not learned from)."""
         d = self.windows_
         h = d.history_rows
-        past = _read(self.distances_[k], series, self.rows_[series] - h, h)  # rows i-h .. i-1
+        past = _read(self.distances_[k], series, self.rows_[series] - h, h).astype(np.float64)
         used = np.isfinite(past)
         used_past = np.where(used, past, 0.0)
         count = used.sum(axis=1).astype(np.float64)

@@ -99,6 +99,10 @@ PERIOD_ROWS = 32
 # shape of real rows has passed, give no evidence and are not learned from. Jittered
 # timestamps (a spacing of up to 1.5 periods) and one missing sample (2) are not gaps.
 GAP_PERIODS = 2.5
+# Distances are learned at single precision: seven digits are far more than a mean and
+# spread of distances need, and the online stage keeps a week of them per series in half
+# the memory.
+DISTANCE_DTYPE = np.float32
 # A likelihood needs a spread estimated from at least this many distances; before that a
 # row gives no evidence (the common small-sample bound: a spread from 30 values is
 # within about 13% of the truth).
@@ -236,6 +240,7 @@ class DiscordLikelihood:
         learned = np.where(
             (np.arange(len(x)) >= w.learn_from_row(segment_rows)) & ~settling, distance, np.nan
         )
+        learned = learned.astype(DISTANCE_DTYPE).astype(np.float64)
         recent = recent_mean(learned, distance, w.recent_rows)
         mean, spread, count = past_mean_std(learned, w.history_rows)
         tested = ~settling & (count >= MIN_LEARNED_ROWS)
