@@ -130,10 +130,10 @@ class ShapeStage:
 
     def state_bytes(self) -> int:
         """Bytes of learned state (all arrays), for sizing."""
-        arrays = [self.rows_, self.sum_squares_, self.cum_u_, self.last_alarm_, self.calmed_]
-        arrays += [self.score_, self.bucket_sum_, self.bucket_count_, self.settle_]
-        arrays += [self.last_row_t_]
-        arrays += self.means_ + self.norms_ + self.distances_
+        arrays: list[NDArray[np.generic]] = [self.rows_, self.sum_squares_, self.cum_u_]
+        arrays += [self.last_alarm_, self.calmed_, self.score_, self.bucket_sum_]
+        arrays += [self.bucket_count_, self.settle_, self.last_row_t_]
+        arrays += [*self.means_, *self.norms_, *self.distances_]
         return sum(a.nbytes for a in arrays)
 
     # ---- rows -----------------------------------------------------------------------------
@@ -384,7 +384,7 @@ def _joined_scales(blocks: list[Row], field: Callable[[Row], list[F64]]) -> list
     return [np.concatenate(parts) for parts in zip(*(field(b) for b in blocks), strict=True)]
 
 
-def _read(ring: F64, series: I64, first: I64, count: int) -> F64:
+def _read(ring: NDArray[G], series: I64, first: I64, count: int) -> NDArray[G]:
     """(series, count) copy of rows ``first .. first + count - 1`` of each series' ring
     (row r at column r mod the ring's length; rows before the start read garbage).
 
@@ -397,9 +397,9 @@ def _read(ring: F64, series: I64, first: I64, count: int) -> F64:
     if uniform and (np.diff(series) == 1).all():
         block, start = ring[lo : lo + len(series)], int(first[0]) % length
         if start + count <= length:
-            out: F64 = block[:, start : start + count].copy()
+            out: NDArray[G] = block[:, start : start + count].copy()
             return out
         return np.concatenate((block[:, start:], block[:, : count - (length - start)]), axis=1)
     columns = (first[:, None] + np.arange(count)[None, :]) % length
-    gathered: F64 = ring[series[:, None], columns]
+    gathered: NDArray[G] = ring[series[:, None], columns]
     return gathered
