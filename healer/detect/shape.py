@@ -6,21 +6,24 @@ hour, which flags every daily peak; ``univariate.DiscordLikelihood`` judges the 
 exactly the univariate detector's scores, but incrementally, one row at a time, for many
 series (every workload x signal) together, so that the daemon can run it every cycle.
 
-Rows are fixed time buckets of ``bucket_s`` (5 minutes: NAB's rows, the unit the
-univariate hyperparameters are in): a row's value is the mean of the bucket's valid
-samples. Buckets lie on a grid of multiples of ``bucket_s`` since the epoch, each
+Rows are fixed time buckets of ``bucket_s`` (5 minutes): a row's value is the mean of
+the bucket's valid samples. The detector's windows are in time; the stage's period is
+the bucket, known, so it turns them into rows once (``DiscordLikelihood.windows``)
+instead of reading the period from timestamps as ``score-csv`` does. Buckets lie on a grid of multiples of ``bucket_s`` since the epoch, each
 closed on the right, ``(end - bucket_s, end]``. A bucket closes as soon as no further
 sample is expected in it: when a sample arrives past its end, or when the next sample,
 one spacing (the last gap between timestamps) after this one, would fall past it. A
 series fed at 5-minute steps therefore closes one bucket per sample, at that sample,
 whatever the offset of its timestamps; a 15-second scrape closes one every 20 samples.
-A bucket without a valid sample of a series adds no row to that series (univariate
-ignores time, too).
+A bucket without a valid sample of a series adds no row to that series; more than
+``GAP_PERIODS`` buckets between two rows of a series is a gap, and its next rows settle
+(no evidence, nothing learned) as the univariate detector's do after a gap in time.
 
 State per series, all in (series x rows) arrays: the running sum of squares (for the
 RMS of the compression), a ring of cumulative compressed values (for the segment
 means), per time scale a ring of segment means (from which the candidate shapes are
-read), of shape norms and of distances (for the likelihood statistics), and the
+read), of shape norms and of distances (for the likelihood statistics; single precision,
+NaN where a row was not learned from), the rows left to settle after a gap, and the
 refractory state. When a bucket closes, the new row's discord distances of all series
 are computed by one ``einsum`` per block of series over windowed views of the rings;
 the only Python loops are over the time scales and blocks of ``SERIES_BLOCK`` series.
@@ -322,17 +325,24 @@ class ShapeStage:
     def _close(self) -> Mask:
         has = self.bucket_count_ > 0
         if has.any():
-            since_s = self.bucket_end_ - self.last_row_t_[has]
+            series = np.flatnonzero(has)
             self.push(
                 self.bucket_sum_[has] / self.bucket_count_[has],
-                np.flatnonzero(has),
-                after_gap=np.isfinite(since_s) & (since_s > GAP_PERIODS * self.bucket_s),
+                series,
+                after_gap=self._after_gap(series),
             )
             self.last_row_t_[has] = self.bucket_end_
         self.closed_end_ = max(self.closed_end_, self.bucket_end_)
         self.bucket_sum_[:] = 0.0
         self.bucket_count_[:] = 0.0
         return has
+
+    def _after_gap(self, series: I64) -> Mask:
+        """Whether the open bucket of each of ``series`` follows a gap: more than
+        ``GAP_PERIODS`` buckets since its last row (one bucket without a sample is not)."""
+        since_s = self.bucket_end_ - self.last_row_t_[series]
+        out: Mask = np.isfinite(since_s) & (since_s > GAP_PERIODS * self.bucket_s)
+        return out
 
     @property
     def episode_(self) -> Mask:
@@ -349,7 +359,12 @@ class ShapeStage:
         has = self.bucket_count_[series] > 0
         if has.any():
             s = series[has]
-            row = self.evaluate(self.bucket_sum_[s] / self.bucket_count_[s], s)
+            settled = self.settle_[s].copy()  # an open bucket after a gap settles too
+            self.settle_[s] = np.where(self._after_gap(s), self.windows_.settle_rows, settled)
+            try:
+                row = self.evaluate(self.bucket_sum_[s] / self.bucket_count_[s], s)
+            finally:
+                self.settle_[s] = settled
             score[has] = row.score
             going_on = self.episode_[s] & (row.likelihood >= self.detector.rearm_level)
             episode[has] = row.alarm | going_on
