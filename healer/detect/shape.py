@@ -9,15 +9,16 @@ series (every workload x signal) together, so that the daemon can run it every c
 Rows are fixed time buckets of ``bucket_s`` (5 minutes): a row's value is the mean of
 the bucket's valid samples. The detector's windows are in time; the stage's period is
 the bucket, known, so it turns them into rows once (``DiscordLikelihood.windows``)
-instead of reading the period from timestamps as ``score-csv`` does. Buckets lie on a grid of multiples of ``bucket_s`` since the epoch, each
-closed on the right, ``(end - bucket_s, end]``. A bucket closes as soon as no further
-sample is expected in it: when a sample arrives past its end, or when the next sample,
-one spacing (the last gap between timestamps) after this one, would fall past it. A
-series fed at 5-minute steps therefore closes one bucket per sample, at that sample,
-whatever the offset of its timestamps; a 15-second scrape closes one every 20 samples.
-A bucket without a valid sample of a series adds no row to that series; more than
-``GAP_PERIODS`` buckets between two rows of a series is a gap, and its next rows settle
-(no evidence, nothing learned) as the univariate detector's do after a gap in time.
+instead of reading the period from timestamps as ``score-csv`` does. Buckets lie on a
+grid of multiples of ``bucket_s`` since the epoch, each closed on the right, ``(end -
+bucket_s, end]``. A bucket closes as soon as no further sample is expected in it: when a
+sample arrives past its end, or when the next sample, one spacing (the last gap between
+timestamps) after this one, would fall past it. A series fed at 5-minute steps therefore
+closes one bucket per sample, at that sample, whatever the offset of its timestamps; a
+15-second scrape closes one every 20 samples. A bucket without a valid sample of a
+series adds no row to that series; more than ``GAP_PERIODS`` buckets between two rows of
+a series is a gap, and its next rows settle (no evidence, nothing learned) as the
+univariate detector's do after a gap in time.
 
 State per series, all in (series x rows) arrays: the running sum of squares (for the
 RMS of the compression), a ring of cumulative compressed values (for the segment

@@ -23,8 +23,8 @@ that repeats itself scores near zero wherever it is in its cycle; a novel shape 
 high, whatever its direction.
 
 Each distance is read, as in Numenta's anomaly likelihood, against its own history: the
-mean distance of the last ``recent_rows`` rows is compared with the mean and spread of
-the distances of the previous ``history_rows`` rows, and the Gaussian tail of the
+mean distance of the last ``recent_s`` (25 minutes) is compared with the mean and spread
+of the distances of the previous ``history_rows`` rows, and the Gaussian tail of the
 deviation is a probability. This takes the units out (no threshold per metric) and keeps
 a noisy series, whose distances are always large, quiet. The reference is the spread of
 single distances, not of recent means (which is narrower): a short mean must stand out
@@ -140,8 +140,7 @@ class DiscordLikelihood:
 
     Windows are set in time where time is their natural unit (an hour, a week, half a
     day), and turned into rows with the series' sampling period; a shape's number of
-    points and the rows averaged for evidence are counts of samples. ``windows`` gives
-    them in rows.
+    points is a count of samples. ``windows`` gives them all in rows.
     """
 
     shape_points: int = 24
@@ -163,9 +162,10 @@ class DiscordLikelihood:
     max_history_rows: int = 4320
     """Rows of history however short the period: the search is linear in it (twice a
     week at 5-minute samples keeps a 20,000-row file well under a second)."""
-    recent_rows: int = 5
-    """Rows averaged before the likelihood, so one odd sample is weaker evidence than
-    five."""
+    recent_s: float = 1500.0
+    """Time over which distances are averaged before the likelihood (at least a row), so
+    one odd sample is weaker evidence than a spell: five samples at 5 minutes, a single
+    one at hourly samples, which are means of an hour already."""
     alarm_level: float = 0.999
     """Score from which an alarm holds the following rows down."""
     refractory_s: float = 12.5 * HOUR_S
@@ -187,7 +187,7 @@ class DiscordLikelihood:
             shape_points=self.shape_points,
             segment_rows=tuple(rows),
             history_rows=history,
-            recent_rows=self.recent_rows,
+            recent_rows=max(1, round(self.recent_s / period_s)),
             refractory_rows=max(1, round(self.refractory_s / period_s)),
         )
 

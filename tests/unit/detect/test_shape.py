@@ -15,7 +15,7 @@ SMALL = DiscordLikelihood(
     segment_s=(0.0, 1200.0),
     history_s=120 * 300.0,
     min_history_rows=1,
-    recent_rows=3,
+    recent_s=3 * 300.0,
     refractory_s=20 * 300.0,
 )
 ROWS = SMALL.windows(300.0)

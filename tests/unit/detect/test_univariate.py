@@ -151,9 +151,10 @@ def test_the_windows_follow_the_sampling_period() -> None:
     detector = DiscordLikelihood()
     five = detector.windows(300.0)
     assert five.segment_rows == (1, 12) and five.history_rows == 2160
-    assert five.refractory_rows == 150
+    assert five.refractory_rows == 150 and five.recent_rows == 5
     hourly = detector.windows(3600.0)
     assert hourly.segment_rows == (1,)  # an hour is a row: one scale
+    assert hourly.recent_rows == 1
     assert hourly.history_rows == detector.min_history_rows
     assert hourly.refractory_rows == 12
     assert detector.windows(60.0).history_rows == detector.max_history_rows
