@@ -16,9 +16,10 @@ sample arrives past its end, or when the next sample, one spacing (the last gap 
 timestamps) after this one, would fall past it. A series fed at 5-minute steps therefore
 closes one bucket per sample, at that sample, whatever the offset of its timestamps; a
 15-second scrape closes one every 20 samples. A bucket without a valid sample of a
-series adds no row to that series; more than ``GAP_PERIODS`` buckets between two rows of
-a series is a gap, and its next rows settle (no evidence, nothing learned) as the
-univariate detector's do after a gap in time.
+series adds no row to that series; more than ``GAP_PERIODS`` periods between two rows of
+a series (its period: the shortest time between two of its rows, at least a bucket) is a
+gap, and its next rows settle (no evidence, nothing learned) as the univariate
+detector's do after a gap in time.
 
 State per series, all in (series x rows) arrays: the running sum of squares (for the
 RMS of the compression), a ring of cumulative compressed values (for the segment
@@ -113,6 +114,8 @@ class ShapeStage:
         ]
         self.settle_ = np.zeros(n, dtype=np.int64)
         self.last_row_t_ = np.full(n, -math.inf)
+        self.spacing_s_ = np.full(n, math.inf)
+        """Shortest time between two rows of each series: its period, for telling a gap."""
         self.last_alarm_ = np.full(n, -1, dtype=np.int64)
         self.calmed_ = np.zeros(n, dtype=bool)
         self.score_ = np.full(n, np.nan)
@@ -136,7 +139,7 @@ class ShapeStage:
         """Bytes of learned state (all arrays), for sizing."""
         arrays: list[NDArray[np.generic]] = [self.rows_, self.sum_squares_, self.cum_u_]
         arrays += [self.last_alarm_, self.calmed_, self.score_, self.bucket_sum_]
-        arrays += [self.bucket_count_, self.settle_, self.last_row_t_]
+        arrays += [self.bucket_count_, self.settle_, self.last_row_t_, self.spacing_s_]
         arrays += [*self.means_, *self.norms_, *self.distances_]
         return sum(a.nbytes for a in arrays)
 
@@ -332,6 +335,8 @@ class ShapeStage:
                 series,
                 after_gap=self._after_gap(series),
             )
+            since_s = self.bucket_end_ - self.last_row_t_[has]
+            self.spacing_s_[has] = np.minimum(self.spacing_s_[has], since_s)
             self.last_row_t_[has] = self.bucket_end_
         self.closed_end_ = max(self.closed_end_, self.bucket_end_)
         self.bucket_sum_[:] = 0.0
@@ -340,9 +345,15 @@ class ShapeStage:
 
     def _after_gap(self, series: I64) -> Mask:
         """Whether the open bucket of each of ``series`` follows a gap: more than
-        ``GAP_PERIODS`` buckets since its last row (one bucket without a sample is not)."""
+        ``GAP_PERIODS`` periods since its last row (one bucket without a sample is not).
+
+        A series' period is the shortest time between two of its rows, at least a bucket:
+        a series sampled hourly has a row every twelfth bucket, and that is no gap.
+        """
+        period_s = np.where(np.isfinite(self.spacing_s_[series]), self.spacing_s_[series], 0.0)
         since_s = self.bucket_end_ - self.last_row_t_[series]
-        out: Mask = np.isfinite(since_s) & (since_s > GAP_PERIODS * self.bucket_s)
+        limit_s = GAP_PERIODS * np.maximum(period_s, self.bucket_s)
+        out: Mask = np.isfinite(since_s) & (since_s > limit_s)
         return out
 
     @property
@@ -378,7 +389,7 @@ class ShapeStage:
         new, old = np.flatnonzero(keep >= 0), keep[keep >= 0]
         for name in ("rows_", "sum_squares_", "cum_u_", "last_alarm_", "calmed_", "score_"):
             getattr(out, name)[new] = getattr(self, name)[old]
-        for name in ("settle_", "last_row_t_"):
+        for name in ("settle_", "last_row_t_", "spacing_s_"):
             getattr(out, name)[new] = getattr(self, name)[old]
         for name in ("bucket_sum_", "bucket_count_"):
             getattr(out, name)[new] = getattr(self, name)[old]

@@ -143,3 +143,11 @@ def test_a_gap_in_the_samples_is_a_gap_in_the_rows() -> None:
     assert stage.rows_[0] >= 299
     expected = SMALL.score_rows(values, ROWS, np.array([200]))
     np.testing.assert_allclose(stage.score_[0], expected[int(stage.rows_[0]) - 1], atol=1e-9)
+
+
+def test_an_hourly_series_has_no_gap_between_its_rows() -> None:
+    stage = ShapeStage(1, detector=SMALL)
+    for k in range(40):
+        stage.observe(3600.0 * k, np.array([float(k % 5)]))
+    assert stage.rows_[0] >= 39
+    assert stage.settle_[0] == 0  # hourly rows are no gaps (only the second row settled)
