@@ -31,13 +31,12 @@ whole development set's.
 Where the data is absent it says so and prints the speeds alone; in CI (``CI=true``) a
 missing data folder is a failure (exit code 1).
 
-Commands behind the figures in the README and the issue notes (from the repository):
+Commands behind the figures in the README and the issue notes, from the repository
+(``LABELS`` is ``../shared/data/nab-dev/labels/combined_windows.json``):
 
-    PYTHONPATH=$PWD python bench/detection.py --splits 10 --out /tmp/det
+    PYTHONPATH=$PWD python bench/detection.py --splits 10 --out /tmp/det --daemon-variants
     python3 ../shared/tools/nab_score.py /tmp/det --labels LABELS   # the same scores
-
-(``LABELS``: ``../shared/data/nab-dev/labels/combined_windows.json``.)
-    PYTHONPATH=$PWD python bench/detection.py --no-speed --daemon-variants   # slow: minutes
+    PYTHONPATH=$PWD python bench/detection.py --no-daemon --no-speed   # score-csv alone
 """
 
 from __future__ import annotations
