@@ -89,7 +89,9 @@ class Row:
     score: F64
     alarm: Mask
     settle: I64
-    """Rows each series has left to settle after a gap, this one included."""
+    """Rows each series has left to settle after a gap at its largest scale, this one
+    included; a smaller scale has settled once fewer are left than its shape's span
+    is shorter."""
     """Rows that raise an alarm (reach the alarm level and are not held down)."""
 
 
@@ -155,9 +157,7 @@ class ShapeStage:
         if len(index) == 0:
             return np.zeros(0)
         if after_gap is not None:
-            self.settle_[index] = np.where(
-                after_gap, self.windows_.settle_rows, self.settle_[index]
-            )
+            self.settle_[index] = np.where(after_gap, self._settle_rows(), self.settle_[index])
         row = self.evaluate(np.asarray(values, dtype=np.float64), index)
         self._commit(row)
         return row.score
@@ -210,12 +210,13 @@ class ShapeStage:
                 mean = (cum_u - back) / np.minimum(i + 1, g)
             norm, distance = self._discord(k, g, series, i, mean)
             recent, past_mean, spread, count = self._statistics(k, series, distance)
-            tested = (settle == 0) & (count >= MIN_LEARNED_ROWS)
+            settling = settle > self._settle_rows() - w.settle_rows(g)
+            tested = ~settling & (count >= MIN_LEARNED_ROWS)
             log_tails += np.where(tested, log_tail(recent, past_mean, spread), 0.0)
             tests += tested
             means.append(mean)
             norms.append(norm)
-            learned = (i >= w.learn_from_row(g)) & (settle == 0)
+            learned = (i >= w.learn_from_row(g)) & ~settling
             distances.append(np.where(learned, distance, np.nan))
         likelihood = fisher_combined(log_tails, tests)
         held = suppressed(i, self.last_alarm_[series], self.calmed_[series], w.refractory_rows)
@@ -343,6 +344,10 @@ class ShapeStage:
         self.bucket_count_[:] = 0.0
         return has
 
+    def _settle_rows(self) -> int:
+        """Rows after a gap until the largest scale has settled."""
+        return self.windows_.settle_rows(self.max_segment_)
+
     def _after_gap(self, series: I64) -> Mask:
         """Whether the open bucket of each of ``series`` follows a gap: more than
         ``GAP_PERIODS`` periods since its last row (one bucket without a sample is not).
@@ -372,7 +377,7 @@ class ShapeStage:
         if has.any():
             s = series[has]
             settled = self.settle_[s].copy()  # an open bucket after a gap settles too
-            self.settle_[s] = np.where(self._after_gap(s), self.windows_.settle_rows, settled)
+            self.settle_[s] = np.where(self._after_gap(s), self._settle_rows(), settled)
             try:
                 row = self.evaluate(self.bucket_sum_[s] / self.bucket_count_[s], s)
             finally:

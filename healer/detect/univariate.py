@@ -50,7 +50,8 @@ history holds at least ``min_history_rows``, so that an hourly series has a refe
 within its first days. A scale gives evidence only once it has learned from
 ``MIN_LEARNED_ROWS`` distances, and Fisher's method counts only the scales that gave
 some. A spacing of more than ``GAP_PERIODS`` periods is a gap: the shapes that span it
-are not shapes the series made, so the rows after it neither alarm nor teach.
+are not shapes the series made, so at each scale the rows after it, until its shape has
+passed the gap, neither give evidence nor teach.
 
 Every step uses rows 0..i only, and every step is vectorised: the discord distances in
 blocks of ``BLOCK_ROWS`` rows against their history (a matrix product), the rolling
@@ -96,7 +97,7 @@ HOUR_S = 3_600.0
 # are warm-up in any file NAB scores: its probation is 15% of a file).
 PERIOD_ROWS = 32
 # A spacing of more than this many periods is a gap: the rows that follow it, until a
-# shape of real rows has passed, give no evidence and are not learned from. Jittered
+# shape of real rows has passed (at each scale), give no evidence and are not learned from. Jittered
 # timestamps (a spacing of up to 1.5 periods) and one missing sample (2) are not gaps.
 GAP_PERIODS = 2.5
 # Distances are learned at single precision: seven digits are far more than a mean and
@@ -127,11 +128,10 @@ class Windows:
         """
         return 2 * self.shape_points * segment_rows
 
-    @property
-    def settle_rows(self) -> int:
-        """Rows after a gap that give no evidence: until the shape at the row scale
-        holds real rows only, a shape would compare a jump across the gap."""
-        return self.shape_points
+    def settle_rows(self, segment_rows: int) -> int:
+        """Rows after a gap that give no evidence at this scale and are not learned from:
+        until its shape holds real rows only, it would compare a jump across the gap."""
+        return self.shape_points * segment_rows
 
 
 @dataclass(frozen=True)
@@ -212,10 +212,10 @@ class DiscordLikelihood:
     def score_rows(self, x: F64, windows: Windows, gaps: NDArray[np.int64] | None = None) -> F64:
         """Scores of rows ``windows`` apart; ``gaps``: the rows that follow a gap."""
         u = compress(x, running_rms(x))
-        settling = settling_rows(len(x), gaps, windows.settle_rows)
         log_tails, tests = np.zeros(len(x)), np.zeros(len(x))
         with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
             for segment_rows in windows.segment_rows:
+                settling = settling_rows(len(x), gaps, windows.settle_rows(segment_rows))
                 log_tail, tested = self._log_tail(u, windows, segment_rows, settling)
                 log_tails += log_tail
                 tests += tested

@@ -130,7 +130,7 @@ def test_rows_after_a_gap_settle_as_in_the_whole_series() -> None:
     expected = SMALL.score_rows(values, ROWS, gaps)
     np.testing.assert_allclose(online, expected, rtol=0, atol=1e-9)
     # Settling rows give no evidence: the jump across a gap is not an anomaly.
-    assert (expected[150 : 150 + ROWS.settle_rows] < SMALL.alarm_level).all()
+    assert (expected[150 : 150 + ROWS.settle_rows(1)] < SMALL.alarm_level).all()
 
 
 def test_a_gap_in_the_samples_is_a_gap_in_the_rows() -> None:
