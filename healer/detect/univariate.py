@@ -180,6 +180,9 @@ class DiscordLikelihood:
     def windows(self, period_s: float) -> Windows:
         """The windows in rows of ``period_s``."""
         rows = sorted({max(1, round(s / period_s)) for s in self.segment_s})
+        # A scale whose shapes would not leave a shape's worth of candidates within the
+        # longest history is dropped (an hour of second-by-second samples).
+        rows = [g for g in rows if g == 1 or 2 * self.shape_points * g <= self.max_history_rows]
         history = round(self.history_s / period_s)
         history = min(max(history, self.min_history_rows), self.max_history_rows)
         history = max(history, self.shape_points * rows[-1] + 1)  # a candidate at least

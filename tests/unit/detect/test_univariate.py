@@ -158,6 +158,8 @@ def test_the_windows_follow_the_sampling_period() -> None:
     assert hourly.history_rows == detector.min_history_rows
     assert hourly.refractory_rows == 12
     assert detector.windows(60.0).history_rows == detector.max_history_rows
+    second = detector.windows(1.0)  # hourly means would not fit the longest history
+    assert second.segment_rows == (1,) and second.history_rows == detector.max_history_rows
 
 
 def test_an_hourly_series_is_judged_in_hours() -> None:
