@@ -294,8 +294,8 @@ def score_csv(
     strict_timestamps: Annotated[
         bool,
         typer.Option(
-            help="Refuse a timestamp equal to the row before's (by default such rows are "
-            "scored in file order, with a warning)."
+            help="Refuse a timestamp equal to or earlier than the row before's (by default "
+            "such rows are scored in file order, with a warning)."
         ),
     ] = False,
 ) -> None:
@@ -303,9 +303,9 @@ def score_csv(
     from healer.detect.csvscore import score_csv as run
 
     series = run(source, target, detector=detector, strict_timestamps=strict_timestamps)
-    repeats = series.repeats_summary()
-    if repeats:
-        typer.echo(f"warning: {repeats}", err=True)
+    warning = series.timestamps_summary()
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"{source}: {len(series.timestamps)} rows scored -> {target}")
 
 

@@ -60,12 +60,16 @@ def shaped(settings: DetectorSettings = QUICK) -> ShapedDetector:
 
 
 def test_the_shape_stage_warms_and_scores() -> None:
+    # A day: the row scale learns its reference from its 48th row on, and has the
+    # spread of a dozen hours of distances by the fault at 70%.
     detector = shaped()
-    detections = feed(detector, values(240, 2, seed=1))
+    detections = feed(detector, values(1440, 2, seed=1))
     assert detector.stage_ is not None
     assert (detector.stage_.rows_ >= QUICK.shape_warmup_buckets).all()
     assert all(np.all((d.scores >= 0) & (d.scores <= 1)) for d in detections)
-    assert detections[-1].findings and detections[-1].findings[0].workload == A
+    found = [k for k, d in enumerate(detections) if d.findings]
+    assert found and 2 * found[0] >= int(0.7 * 1440)  # not before the fault
+    assert {d.findings[0].workload for d in detections if d.findings} == {A}
 
 
 def test_no_look_ahead_a_cut_frame_scores_the_same() -> None:
