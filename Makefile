@@ -59,7 +59,8 @@ lint: $(DEV_STAMP)
 
 # Detection quality, the joint model's cost, the closed-loop chaos benchmark (tables on
 # stdout; JSON and charts in bench/out/) and the simulator's day at scale (about 30 s);
-# bench/prometheus_fetch.py and bench/api_incidents.py take longer: run them by hand.
+# bench/prometheus_fetch.py, bench/api_incidents.py and bench/takeover.py (a leader
+# SIGKILLed, seconds until another leads) take longer: run them by hand.
 bench: $(STAMP)
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/joint.py
