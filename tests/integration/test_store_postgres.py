@@ -42,8 +42,7 @@ from healer.types import (
     WorkloadRef,
 )
 
-# One server for the module: its tests run on one worker (pytest-xdist).
-pytestmark = [pytest.mark.integration, pytest.mark.xdist_group("postgres")]
+pytestmark = pytest.mark.integration
 
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CART = WorkloadRef("shop", "Deployment", "cart")
