@@ -13,6 +13,8 @@ long one at the end.
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,24 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         return SLOWEST_FIRST.index(path) if path in SLOWEST_FIRST else len(SLOWEST_FIRST)
 
     items.sort(key=rank)  # stable: the order within a rank is pytest's
+    _name_each_operation(items)
+
+
+def _name_each_operation(items: list[pytest.Item]) -> None:
+    """Give each of schemathesis' per-operation tests its own node id.
+
+    Since pytest 9.2 builds node ids from a callspec, the tests schemathesis makes (one
+    per API operation, the operation in the name only) share one node id, and
+    pytest-xdist, which schedules by node id, ran one of the twelve. Private API
+    (``Node._id``): nothing is done where it is absent or the ids are already distinct.
+    """
+    counts = Counter(item.nodeid for item in items)
+    for item in items:
+        node_id = getattr(item, "_id", None)
+        if counts[item.nodeid] < 2 or node_id is None or "[" not in item.name:
+            continue
+        params = item.name.partition("[")[2].removesuffix("]")
+        item._id = dataclasses.replace(node_id, params=params)
 
 
 @pytest.fixture
