@@ -36,9 +36,11 @@ from healer.config import Settings
 from healer.daemon import Healer, Reporter, run_forever
 from healer.decide import load_playbooks
 from healer.detect.combined import build_detector
+from healer.detect.warm import WarmReport
 from healer.errors import ActionError, ConfigError, StoreError
 from healer.leader import LeaderElector, LeaderOnlyActuator, default_identity, run_elector
 from healer.types import JsonObject
+from healer.warmup import warm_from_prometheus
 
 log = structlog.get_logger("healer.runner")
 
@@ -62,6 +64,8 @@ class Daemon:
     api: ServerThread | None = None
     clock: Clock = _wall_clock
     playbooks: int = 0
+    warm: WarmReport | None = None
+    """What the detector learned from Prometheus when this replica last took the lead."""
     _threads: list[threading.Thread] = field(default_factory=list)
 
     # ---- what /readyz and /api/v1/status say ----------------------------------------------
@@ -96,15 +100,26 @@ class Daemon:
             out.update(self.elector.status(self.clock()))
         else:
             out.update({"identity": self.identity, "is_leader": True, "leader": self.identity})
+        out["warm"] = self.warm.as_json() if self.warm is not None else None
         return out
 
     # ---- running ---------------------------------------------------------------------------
 
     def take_over(self) -> None:
-        """Become the acting leader: fresh detector and metrics window, the shared store's
-        open incidents resumed (an action another leader took is verified, never repeated)."""
+        """Become the acting leader: a fresh detector warmed from Prometheus' history, a
+        fresh metrics window, the shared store's open incidents resumed (an action another
+        leader took is verified, never repeated)."""
         self.healer.tracked.clear()
-        self.healer.detector = build_detector(self.settings.detector)
+        detector = build_detector(self.settings.detector)
+        if self.settings.detector.warm_s != 0:
+            self.warm = warm_from_prometheus(
+                detector,
+                prometheus=self.settings.prometheus,
+                settings=self.settings.detector,
+                now=self.clock(),
+                client=self.source.client,
+            )
+        self.healer.detector = detector
         self.source.reset()
         resumed = self.healer.resume()
         log.info("leading", identity=self.identity, incidents_resumed=resumed)

@@ -189,6 +189,12 @@ class StreamingDetector:
         self._track_onset(t, scores, seen=(valid & (self.polarity_ != 0)[None, :]).any(axis=1))
         return np.where(valid, z, 0.0), scores
 
+    def clear_onsets(self) -> None:
+        """Forget every anomalous run (after warming from history): a fault still on
+        must last ``persistence_s`` in live data before it is a finding."""
+        if hasattr(self, "onset_"):
+            self.onset_[:] = np.nan
+
     @staticmethod
     def _tail(harm: F64) -> F64:
         """One-sided tail probability of a harmful deviation under the Student-t."""
