@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from healer.chaos import report
-from healer.chaos.contenders import CONTENDERS, Trace, run_contender
+from healer.chaos.contenders import STARTS, Trace, run_contender
 from healer.chaos.score import records as score_records
 from healer.config import Settings, load_settings
 from healer.decide import load_playbooks
@@ -64,6 +64,12 @@ class BenchPlan:
     json_out: Path | None
     plots: Path | None
     config: Path | None
+    start: str = "warm"
+    """warm, cold or both: how healer's detector starts (``STARTS``)."""
+
+    @property
+    def contenders(self) -> tuple[str, ...]:
+        return STARTS[self.start]
 
 
 def check_inputs(
@@ -73,11 +79,14 @@ def check_inputs(
     json_out: Path | None,
     plots: Path | None,
     config: Path | None,
+    start: str = "warm",
 ) -> BenchPlan:
     """Everything that can be wrong with the input, found before anything runs.
 
     Raises ConfigError naming the scenario, path or setting at fault.
     """
+    if start not in STARTS:
+        raise ConfigError(f"--start must be one of {', '.join(STARTS)}, not {start!r}")
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, not {seeds}")
     sources = list(names or default_scenarios())
@@ -87,7 +96,7 @@ def check_inputs(
     if plots is not None:
         _check_writable_dir(plots, "--plots")
     load_playbooks(bench_settings(config).playbooks_dir)
-    return BenchPlan(sources, scenarios, seeds, json_out, plots, config)
+    return BenchPlan(sources, scenarios, seeds, json_out, plots, config, start)
 
 
 def _check_writable_file(path: Path, option: str) -> None:
@@ -121,23 +130,34 @@ class SeedResult:
     wall_s: dict[str, float]
     healer_cycle_s: float
     """Median wall-clock time of healer's cycle in this run."""
+    warm_s: float = math.nan
+    """Wall-clock time the warm healer spent learning the quiet days (NaN: none ran)."""
 
 
-def run_seed(name: str, seed: int, config: Path | None, keep_traces: bool) -> SeedResult:
+def run_seed(
+    name: str,
+    seed: int,
+    config: Path | None,
+    keep_traces: bool,
+    contenders: Sequence[str] = STARTS["warm"],
+) -> SeedResult:
     """One scenario and seed under every contender; runs in a worker process."""
     scenario = load_scenario(name).model_copy(update={"seed": seed})
     settings = bench_settings(config)
     traces = {
         c: run_contender(c, scenario, duration_s=duration_s(scenario), settings=settings)
-        for c in CONTENDERS
+        for c in contenders
     }
+    healer = traces.get("healer") or traces["healer-cold"]
+    warmed = traces.get("healer")
     return SeedResult(
         scenario.name,
         seed,
         score_records(scenario, seed, traces),
         traces if keep_traces else None,
         {c: t.wall_s for c, t in traces.items()},
-        statistics.median(traces["healer"].cycle_s or [math.nan]),
+        statistics.median(healer.cycle_s or [math.nan]),
+        warmed.warm.seconds if warmed is not None and warmed.warm is not None else math.nan,
     )
 
 
@@ -160,7 +180,7 @@ def run(plan: BenchPlan, *, jobs: int, progress_console: Console) -> list[SeedRe
     ):
         bar = progress.add_task("chaos runs", total=len(tasks))
         futures = [
-            pool.submit(run_seed, source, seed, plan.config, seed == s.seed)
+            pool.submit(run_seed, source, seed, plan.config, seed == s.seed, plan.contenders)
             for source, s, seed in tasks
         ]
         for future in as_completed(futures):
@@ -178,8 +198,11 @@ def main(
     plots: Path | None,
     config: Path | None,
     jobs: int | None,
+    start: str = "warm",
 ) -> list[JsonObject]:
-    plan = check_inputs(names, seeds=seeds, json_out=json_out, plots=plots, config=config)
+    plan = check_inputs(
+        names, seeds=seeds, json_out=json_out, plots=plots, config=config, start=start
+    )
     console, errors = Console(), Console(stderr=True)
     if not console.is_terminal:
         console = Console(width=WIDE)  # a file or a pipe: no wrapped cells
@@ -191,12 +214,14 @@ def main(
     console.print(report.fault_table(records))
     console.print(report.class_table(records))
     runs = [w for result in results for w in result.wall_s.values()]
+    warming = [r.warm_s for r in results if not math.isnan(r.warm_s)]
     console.print(
-        f"{len(plan.scenarios)} scenarios x {seeds} seeds x {len(CONTENDERS)} contenders "
+        f"{len(plan.scenarios)} scenarios x {seeds} seeds x {len(plan.contenders)} contenders "
         f"in {wall_s:.0f} s wall time with {jobs} processes "
         f"(median run {statistics.median(runs):.1f} s, median healer cycle "
-        f"{1000 * statistics.median(r.healer_cycle_s for r in results):.1f} ms); "
-        "healer in auto mode"
+        f"{1000 * statistics.median(r.healer_cycle_s for r in results):.1f} ms"
+        + (f", median warm-up {statistics.median(warming):.1f} s" if warming else "")
+        + f"); healer in auto mode, started {_started(plan.start)}"
     )
     if plan.json_out is not None:
         report.write_json(records, plan.json_out)
@@ -207,3 +232,11 @@ def main(
                 path = plan.plots / f"{scenario.name}.png"
                 report.plot_scenario(scenario, result.seed, result.traces, path)
     return records
+
+
+def _started(start: str) -> str:
+    return {
+        "warm": "warm (the quiet days before each scenario learned)",
+        "cold": "cold (an empty detector)",
+        "both": "cold (healer-cold) and warm (healer)",
+    }[start]
