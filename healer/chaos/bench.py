@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from healer.chaos import report
-from healer.chaos.contenders import STARTS, Trace, run_contender
+from healer.chaos.contenders import STARTS, Trace, Warmed, run_contender, warm_for
 from healer.chaos.score import records as score_records
 from healer.config import Settings, load_settings
 from healer.decide import load_playbooks
@@ -131,7 +131,9 @@ class SeedResult:
     healer_cycle_s: float
     """Median wall-clock time of healer's cycle in this run."""
     warm_s: float = math.nan
-    """Wall-clock time the warm healer spent learning the quiet days (NaN: none ran)."""
+    """Wall-clock time the scenario's quiet days took to learn (NaN: no warm healer)."""
+    warm_wall_s: float = 0.0
+    """Wall-clock time of the whole benchmark's warming phase, every scenario together."""
 
 
 def run_seed(
@@ -140,16 +142,19 @@ def run_seed(
     config: Path | None,
     keep_traces: bool,
     contenders: Sequence[str] = STARTS["warm"],
+    warmed: Warmed | None = None,
 ) -> SeedResult:
     """One scenario and seed under every contender; runs in a worker process."""
     scenario = load_scenario(name).model_copy(update={"seed": seed})
     settings = bench_settings(config)
     traces = {
-        c: run_contender(c, scenario, duration_s=duration_s(scenario), settings=settings)
+        c: run_contender(
+            c, scenario, duration_s=duration_s(scenario), settings=settings, warmed=warmed
+        )
         for c in contenders
     }
     healer = traces.get("healer") or traces["healer-cold"]
-    warmed = traces.get("healer")
+    warm = traces["healer"].warm if "healer" in traces else None
     return SeedResult(
         scenario.name,
         seed,
@@ -157,7 +162,7 @@ def run_seed(
         traces if keep_traces else None,
         {c: t.wall_s for c, t in traces.items()},
         statistics.median(healer.cycle_s or [math.nan]),
-        warmed.warm.seconds if warmed is not None and warmed.warm is not None else math.nan,
+        warm.seconds if warm is not None else math.nan,
     )
 
 
@@ -178,16 +183,45 @@ def run(plan: BenchPlan, *, jobs: int, progress_console: Console) -> list[SeedRe
         Progress(*columns, console=progress_console, transient=True) as progress,
         ProcessPoolExecutor(jobs, mp_context=context, initializer=_quiet) as pool,
     ):
+        began = time.perf_counter()
+        warmed = _warm_all(plan, pool, progress) if "healer" in plan.contenders else {}
+        warm_wall_s = time.perf_counter() - began
         bar = progress.add_task("chaos runs", total=len(tasks))
         futures = [
-            pool.submit(run_seed, source, seed, plan.config, seed == s.seed, plan.contenders)
+            pool.submit(
+                run_seed,
+                source,
+                seed,
+                plan.config,
+                seed == s.seed,
+                plan.contenders,
+                warmed.get(source),
+            )
             for source, s, seed in tasks
         ]
         for future in as_completed(futures):
             results.append(future.result())
             progress.advance(bar)
     order = {(s.name, seed): i for i, (_, s, seed) in enumerate(tasks)}
+    for result in results:
+        result.warm_wall_s = warm_wall_s
     return sorted(results, key=lambda r: order[(r.scenario, r.seed)])
+
+
+def warm_scenario(name: str, config: Path | None) -> Warmed:
+    """The warm healer's detector for a scenario, warmed on its quiet days; in a worker."""
+    return warm_for(load_scenario(name), bench_settings(config))
+
+
+def _warm_all(plan: BenchPlan, pool: ProcessPoolExecutor, progress: Progress) -> dict[str, Warmed]:
+    """Each scenario's warmed detector, once for all its seeds, warmed in parallel."""
+    bar = progress.add_task("warming detectors", total=len(plan.sources))
+    futures = {pool.submit(warm_scenario, source, plan.config): source for source in plan.sources}
+    out = {}
+    for future in as_completed(futures):
+        out[futures[future]] = future.result()
+        progress.advance(bar)
+    return out
 
 
 def main(
@@ -220,7 +254,12 @@ def main(
         f"in {wall_s:.0f} s wall time with {jobs} processes "
         f"(median run {statistics.median(runs):.1f} s, median healer cycle "
         f"{1000 * statistics.median(r.healer_cycle_s for r in results):.1f} ms"
-        + (f", median warm-up {statistics.median(warming):.1f} s" if warming else "")
+        + (
+            f", median warm-up {statistics.median(warming):.1f} s a scenario, "
+            f"{results[0].warm_wall_s:.0f} s of wall time for all"
+            if warming
+            else ""
+        )
         + f"); healer in auto mode, started {_started(plan.start)}"
     )
     if plan.json_out is not None:

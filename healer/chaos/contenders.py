@@ -210,14 +210,22 @@ def _drive(
 
 
 def run_contender(
-    contender: str, scenario: Scenario, *, duration_s: float, settings: Settings
+    contender: str,
+    scenario: Scenario,
+    *,
+    duration_s: float,
+    settings: Settings,
+    warmed: Warmed | None = None,
 ) -> Trace:
-    """Run ``scenario`` (its seed already set) for ``duration_s`` under ``contender``."""
+    """Run ``scenario`` (its seed already set) for ``duration_s`` under ``contender``.
+
+    ``warmed``: the warm healer's detector, warmed beforehand (``warm_for``); by default
+    the run warms one itself."""
     started = time.perf_counter()
     cluster = build_cluster(scenario)
     with tempfile.TemporaryDirectory(prefix="healer-chaos-") as folder:
         cycle_s: list[float] = []
-        started_warm = _Start()
+        started_warm = _Start(warmed)
         if contender == "kubernetes":
             actions = _run_alone(cluster, duration_s)
             noticed: list[tuple[float, str]] = []
@@ -313,6 +321,8 @@ def _run_static(
 class _Start:
     """How a warm healer started: what warming learned, and the shape stage's rows."""
 
+    warmed: Warmed | None = None
+    """Warmed beforehand (``warm_for``); None: warm at the start of the run."""
     report: WarmReport | None = None
     shape_rows: dict[str, int] = field(default_factory=dict)
 
@@ -339,7 +349,8 @@ def _run_healer(
     )
     try:
         if start is not None:
-            harness.healer.detector, start.report = _warmed(cluster.scenario, settings)
+            detector, start.report = start.warmed or warm_for(cluster.scenario, settings)
+            harness.healer.detector = copy.deepcopy(detector)  # a run never changes it
             start.shape_rows = _shape_rows(harness.healer.detector)
         actuator = RecordingActuator(harness.healer.actuator)
         harness.healer.actuator = actuator
@@ -351,22 +362,17 @@ def _run_healer(
     return _acts(actuator.done), noticed, cycle_s
 
 
-_WARMED: dict[str, tuple[Detector, WarmReport]] = {}
-"""Detectors warmed in this worker process, by scenario (its seed aside) and detector
-settings: the quiet days are the same for every seed (``harness.QUIET_SEED``), so a
-worker that runs several seeds of a scenario learns them once."""
+Warmed = tuple[Detector, WarmReport]
+"""A detector warmed on a scenario's quiet days, and what it learned."""
 
 
-def _warmed(scenario: Scenario, settings: Settings) -> tuple[Detector, WarmReport]:
-    """A copy of the detector warmed on ``scenario``'s quiet days; the report says what it
-    learned (its ``seconds`` are those of the first warming)."""
-    key = scenario.model_copy(update={"seed": 0}).model_dump_json()
-    key += settings.detector.model_dump_json()
-    if key not in _WARMED:
-        _WARMED.clear()  # one scenario at a time: a warmed detector holds megabytes
-        _WARMED[key] = warmed_detector(scenario, settings.detector)
-    detector, report = _WARMED[key]
-    return copy.deepcopy(detector), report
+def warm_for(scenario: Scenario, settings: Settings) -> Warmed:
+    """A detector of ``settings`` warmed on ``scenario``'s quiet days before its start.
+
+    The quiet days are the same for every seed (``harness.QUIET_SEED``): the benchmark
+    warms once per scenario and hands a copy to each seed's run.
+    """
+    return warmed_detector(scenario, settings.detector)
 
 
 def _shape_rows(detector: object) -> dict[str, int]:
