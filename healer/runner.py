@@ -9,6 +9,11 @@ use. A dependency that is merely down (the Kubernetes API, Prometheus) does not 
 start-up: the daemon logs which setting points at it, reports not ready on ``/readyz``
 and keeps trying, since in a cluster it usually starts before its dependencies.
 
+On taking the lead (at once without leader election) the daemon warms a fresh
+detector from the history Prometheus holds (``warmup``) before its first cycle, so it
+judges with a week of history from the start; less history than wanted, or none, is
+logged and shown on ``/status``, never a reason not to start.
+
 Shutdown (SIGTERM, SIGINT) lets the cycle in flight finish (each of its steps is
 recorded before the next begins), stops the Lease thread, releases the Lease so a
 follower takes over at once, then stops the API and closes the store.
