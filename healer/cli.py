@@ -95,6 +95,9 @@ def run(
     stop = threading.Event()
     _stop_on_signals(stop)
     daemon.serve(stop, once=once)
+    missed = daemon.missed_cycle() if once and not stop.is_set() else None
+    if missed is not None:  # --once checks a configuration: a cycle that did not run fails it
+        raise HealerError(f"healer run --once: no cycle ran: {missed}")
     typer.echo(f"healer run: stopped after {daemon.healer.cycles} cycles")
 
 
@@ -116,7 +119,11 @@ def demo(
     scenario: Annotated[str, typer.Option(help="Built-in scenario name or YAML file.")] = "default",
     db: Annotated[
         Path | None,
-        typer.Option(help="SQLite file of the audit store; default a new temporary file."),
+        typer.Option(
+            help="SQLite file of the audit store; default store.url when the settings "
+            "or HEALER_STORE__URL set it, else a new temporary file. On a store with "
+            "history, simulated time resumes after it."
+        ),
     ] = None,
     playbooks: Annotated[
         Path | None, typer.Option(help="Playbook directory [default: playbooks].")
@@ -136,7 +143,7 @@ def demo(
     from healer.api.auth import hash_token, new_token
     from healer.api.server import ServerThread, bind
     from healer.audit.store import AuditStore
-    from healer.config import ApiToken, load_settings
+    from healer.config import ApiToken, StoreSettings, load_settings
     from healer.harness import SimHarness
     from healer.logs import configure
     from healer.sim.scenario import load_scenario
@@ -144,10 +151,13 @@ def demo(
     configure(level="warning")  # the demo prints its own line per step
     chosen = load_scenario(scenario)
     workdir = Path(tempfile.mkdtemp(prefix="healer-demo-"))
-    url = f"sqlite:///{db or workdir / 'audit.db'}"
     listen = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
     given = {"playbooks_dir": str(playbooks)} if playbooks is not None else {}
-    settings = load_settings(config, guards={"mode": mode}, store={"url": url}, api=listen, **given)
+    settings = load_settings(config, guards={"mode": mode}, api=listen, **given)
+    # --db wins; else store.url from the settings file or HEALER_STORE__URL; else a new file.
+    if db is not None or "url" not in settings.store.model_fields_set:
+        url = f"sqlite:///{db or workdir / 'audit.db'}"
+        settings = settings.model_copy(update={"store": StoreSettings(url=url)})
     operator_token = token or new_token()
     demo_token = ApiToken(name="demo-operator", role="operator", sha256=hash_token(operator_token))
     api_settings = settings.api.model_copy(update={"tokens": (*settings.api.tokens, demo_token)})
@@ -172,9 +182,11 @@ def demo(
         clock=harness.cluster.clock.now,
     )
     api = ServerThread(app_, sock).start()
+    start = harness.cluster.scenario.start
+    resumed = " (after the audit store's history)" if start != chosen.start else ""
     typer.echo(
         f"healer demo: scenario {chosen.name!r} at {speed:g}x "
-        f"(simulated time starts {chosen.start:%Y-%m-%d %H:%M} UTC)"
+        f"(simulated time starts {start:%Y-%m-%d %H:%M} UTC{resumed})"
     )
     typer.echo(f"  API and review page  {api.url}/   incidents: {api.url}/api/v1/incidents")
     typer.echo(f"  simulated cluster    {harness.server.url}   kubeconfig: {harness.kubeconfig}")
@@ -282,8 +294,8 @@ def score_csv(
     strict_timestamps: Annotated[
         bool,
         typer.Option(
-            help="Refuse a timestamp equal to the row before's (by default such rows are "
-            "scored in file order, with a warning)."
+            help="Refuse a timestamp equal to or earlier than the row before's (by default "
+            "such rows are scored in file order, with a warning)."
         ),
     ] = False,
 ) -> None:
@@ -291,9 +303,9 @@ def score_csv(
     from healer.detect.csvscore import score_csv as run
 
     series = run(source, target, detector=detector, strict_timestamps=strict_timestamps)
-    repeats = series.repeats_summary()
-    if repeats:
-        typer.echo(f"warning: {repeats}", err=True)
+    warning = series.timestamps_summary()
+    if warning:
+        typer.echo(f"warning: {warning}", err=True)
     typer.echo(f"{source}: {len(series.timestamps)} rows scored -> {target}")
 
 

@@ -7,16 +7,20 @@ Precedence, highest first: explicit arguments, environment, the YAML file, defau
 
 from __future__ import annotations
 
+import socket
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    IPvAnyNetwork,
     SecretStr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -28,6 +32,7 @@ from pydantic_settings import (
 
 from healer.errors import ConfigError
 from healer.types import Mode, Signal
+from healer.yamlfile import load_data
 
 
 class _Section(BaseModel):
@@ -85,9 +90,18 @@ class GuardSettings(_Section):
     """Cluster-wide cap on actions within ``rate_limit_window_s``."""
     max_in_flight: int = 3
     """Actions whose outcome is not yet verified, at most."""
-    anomaly_brake_share: float = 0.3
-    """When more than this share of workloads is anomalous at once, the cause is upstream
-    or in monitoring: hold all actions and escalate."""
+    anomaly_brake_share: float = Field(default=0.3, ge=0, le=1)
+    """When more than this share of the watched workloads turned anomalous together
+    (onsets within ``anomaly_brake_window_s`` of each other) and none of them is handled
+    yet, the cause is upstream or in monitoring: hold their actions, escalate once."""
+    anomaly_brake_min_anomalous: int = Field(default=3, ge=1)
+    """The brake holds only when at least this many workloads turned anomalous together,
+    whatever their share: two faults at once on a small cluster are two incidents to
+    handle (two actions), not a mass fault."""
+    anomaly_brake_window_s: float = Field(default=900.0, gt=0)
+    """Anomalies whose onsets lie this close together count as one event. A shared cause
+    (a slowdown, a scrape gap, a store outage) reaches every workload it touches within
+    minutes; an independent fault an hour later is not part of it."""
     anomaly_brake_min_workloads: int = 4
     """The brake only applies when at least this many workloads are watched."""
     allowed_namespaces: tuple[str, ...] = ()
@@ -187,18 +201,96 @@ class LeaderSettings(_Section):
         return self
 
 
+DENIED_NETWORKS: tuple[IPv4Network | IPv6Network, ...] = tuple(
+    ip_network(net)
+    for net in (
+        "169.254.0.0/16",  # link-local: cloud metadata (169.254.169.254), ECS credentials
+        "fe80::/10",  # IPv6 link-local
+        "0.0.0.0/8",  # "this host": a connection to 0.0.0.0 reaches the local host
+        "::/128",  # the IPv6 unspecified address, likewise
+        "100.100.100.200/32",  # Alibaba Cloud's metadata service
+        "fd00:ec2::254/128",  # AWS's metadata service over IPv6
+        "224.0.0.0/4",  # multicast and broadcast: never an HTTP receiver
+        "255.255.255.255/32",
+        "ff00::/8",
+    )
+)
+"""Where a webhook may not point by default: the addresses that hand out a node's cloud
+credentials, and addresses no HTTP receiver has. Loopback and private ranges are allowed
+(a receiver is often a sidecar or an in-cluster service); deny them in the setting."""
+
+
+def denied_address(
+    host: str, networks: tuple[IPv4Network | IPv6Network, ...]
+) -> IPv4Address | IPv6Address | None:
+    """The address ``host`` names literally, when it lies in one of ``networks``.
+
+    Literal forms a resolver also accepts count (``2852039166``, ``0xa9fea9fe``,
+    ``0251.0376.0251.0376``), and an IPv4-mapped IPv6 address counts as its IPv4 address.
+    A name (not an address) gives None: it is checked when it is resolved.
+    """
+    address: IPv4Address | IPv6Address
+    try:
+        address = ip_address(host.strip("[]"))
+    except ValueError:
+        try:
+            address = IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(address, IPv6Address) and address.ipv4_mapped is not None:
+        address = address.ipv4_mapped
+    return address if any(address in net for net in networks) else None
+
+
+def webhook_problem(url: str, networks: tuple[IPv4Network | IPv6Network, ...]) -> str | None:
+    """Why ``url`` may not receive escalations, or None."""
+    try:
+        parsed = urlsplit(url)
+        host = parsed.hostname
+    except ValueError as exc:
+        return f"{url!r} is not a URL: {exc}"
+    if parsed.scheme not in ("http", "https"):
+        return f"{url!r}: only http and https URLs are allowed"
+    if not host:
+        return f"{url!r} has no host"
+    denied = denied_address(host, networks)
+    if denied is not None:
+        return f"{url!r}: address {denied} is in escalation.denied_networks"
+    return None
+
+
 class EscalationSettings(_Section):
+    denied_networks: tuple[IPvAnyNetwork, ...] = DENIED_NETWORKS
+    """Address ranges a webhook may not point at, checked at start-up for addresses in
+    the URL and at each delivery for what a name resolves to. The default
+    (``DENIED_NETWORKS``) denies link-local and cloud metadata addresses; add
+    ``127.0.0.0/8``, ``::1/128``, ``10.0.0.0/8``, ``172.16.0.0/12``,
+    ``192.168.0.0/16`` and ``fc00::/7`` to keep receivers outside the cluster."""
     webhook_urls: tuple[str, ...] = ()
     """Receivers of a generic JSON body for each escalated incident (a pager bridge, a
-    ticketing hook)."""
+    ticketing hook). http(s) only."""
     slack_webhook_urls: tuple[str, ...] = ()
-    """Receivers of a Slack-compatible body (``text`` and ``blocks``)."""
+    """Receivers of a Slack-compatible body (``text`` and ``blocks``). http(s) only."""
+    queue_size: int = Field(default=100, ge=1)
+    """Escalations waiting for delivery, at most. Delivery runs beside the cycle, never
+    in it; when the receivers are slower than the escalations, the ones that do not fit
+    are dropped, logged and counted (``healer_escalations_dropped_total``)."""
     timeout_s: float = Field(default=5.0, gt=0)
     """Per-request timeout of a webhook delivery."""
     retries: int = Field(default=2, ge=0, le=10)
     """Extra attempts after a network error, a 429 or a 5xx answer."""
     backoff_s: float = Field(default=0.5, ge=0)
     """Wait before the first retry; it doubles on each further retry."""
+
+    @field_validator("webhook_urls", "slack_webhook_urls")
+    @classmethod
+    def _receivers(cls, urls: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
+        networks = info.data.get("denied_networks", DENIED_NETWORKS)
+        for index, url in enumerate(urls):
+            problem = webhook_problem(url, networks)
+            if problem is not None:
+                raise ValueError(f"[{index}] {problem}")
+        return urls
 
 
 class ClusterSettings(_Section):
@@ -233,8 +325,17 @@ class ApiSettings(_Section):
     """Bearer tokens and their roles. None configured: every /api/v1 request is refused
     (401); /healthz, /readyz and /metrics stay open."""
     cursor_secret: SecretStr | None = None
-    """Key that signs pagination cursors. Unset: a random key per process, so a cursor
-    outlives neither a restart nor a hop to another replica."""
+    """Key that signs pagination cursors and review page sessions. Unset: a random key
+    per process, so neither outlives a restart nor a hop to another replica."""
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    """Largest request body accepted; a larger one is refused with 413 before it is read
+    whole. The largest legitimate body (a review with a 2,000-character reason) is a few
+    kilobytes."""
+    login_failures: int = Field(default=10, ge=1)
+    """Failed logins on the review page allowed per client address within
+    ``login_window_s``; more are refused with 429 and ``Retry-After``."""
+    login_window_s: float = Field(default=60.0, gt=0)
+    """Window of ``login_failures``."""
 
 
 class PrometheusSettings(_Section):
@@ -339,9 +440,10 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
     data: dict[str, Any] = {}
     if path is not None:
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
-        except (OSError, yaml.YAMLError) as exc:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
             raise ConfigError(f"{path}: cannot read settings: {exc}") from exc
+        loaded = load_data(text, where=str(path), error=ConfigError) or {}
         if not isinstance(loaded, dict):
             raise ConfigError(f"{path}: settings must be a mapping at the top level")
         data = loaded
@@ -353,7 +455,11 @@ def load_settings(path: Path | None = None, **overrides: Any) -> Settings:
         where = f"{path}: " if path else ""
         first = exc.errors()[0]
         field_path = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{where}setting {field_path}: {first['msg']}") from exc
+        message = first["msg"].removeprefix("Value error, ")
+        if message.startswith("["):  # an item of a list setting: name it as its index
+            index, _, message = message.partition(" ")
+            field_path += index
+        raise ConfigError(f"{where}setting {field_path}: {message}") from exc
 
 
 def _deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -17,7 +17,13 @@ workload is quiet and the playbook's ``verify.signals`` are back at their baseli
 (less than ``BASELINE_SIGMA`` spreads on their harmful side) for ``verify_stable_s``;
 not healed after its ``verify.within_s``, when the playbook's ``on_failure`` names the
 next playbook to try (without its cooldown, with every other guard) or escalates.
-Escalations go to the configured webhooks.
+Escalations go to the configured webhooks, through a queue delivered beside the cycle.
+
+Nothing one workload brings stops the cycle: a ``HealerError`` is logged and retried next
+cycle; any other exception is a bug, logged with its traceback, recorded on the incident
+as an escalated outcome (with the action it was taking marked failed, so a restart has
+nothing to reconcile) and counted (``incident_errors``). A cycle that fails as a whole
+(the audit store down) is logged, counted (``cycle_failures``) and followed by the next.
 
 An action is recorded as intended before its request is sent and as done after. A
 restarted daemon that finds an intent without its end reads the cluster first: done
@@ -34,6 +40,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import numpy as np
 import structlog
 
 from healer import decide
@@ -42,7 +49,8 @@ from healer.audit.store import AuditStore
 from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook, handback
-from healer.decide.escalation import Escalation, WebhookNotifier
+from healer.decide.escalation import Escalation, EscalationQueue, WebhookNotifier
+from healer.decide.guards import brake, correlated
 from healer.decide.playbooks import ESCALATE
 from healer.detect.signals import POLARITY
 from healer.detect.streaming import Detection
@@ -163,8 +171,14 @@ class Healer:
     cycles: int = 0
     notifier: Notifier | None = None
     """Where escalations go; built from ``settings.escalation`` when not given."""
-    _brake_notified_at: datetime | None = None
-    """The cycle whose anomaly brake was last notified: one escalation per braked cycle."""
+    _brake_notified_onset: datetime | None = None
+    """The onset of the last anomaly the brake held and notified: one escalation per
+    event, however many workloads and cycles it holds."""
+    _brake_onsets: dict[WorkloadRef, datetime] = field(default_factory=dict)
+    """This cycle's anomalous workloads the brake counts, with their onsets; taken once
+    per cycle, before any is handled, so that every workload of a cycle is judged alike."""
+    _held: dict[WorkloadRef, datetime] = field(default_factory=dict)
+    """Workloads the brake held, with the onset of the event it held them for."""
     _frame: Frame | None = None
     """This cycle's frame: an overload's scale-up is sized from the demand it measures."""
     _floor_notes: dict[str, handback.Floor] | None = None
@@ -180,13 +194,17 @@ class Healer:
             self.diagnose = diagnoser(LearnedDiagnoser.load(path) if path else None)
         hooks = self.settings.escalation
         if self.notifier is None and (hooks.webhook_urls or hooks.slack_webhook_urls):
-            self.notifier = WebhookNotifier(hooks)
+            self.notifier = EscalationQueue(WebhookNotifier(hooks), capacity=hooks.queue_size)
 
     findings: int = 0
     """Findings the detector reported, over all cycles."""
     cycle_seconds_sum: float = 0.0
     """Wall-clock seconds spent in cycles with data (for healer_cycle_seconds)."""
     last_cycle_s: float | None = None
+    cycle_failures: int = 0
+    """Cycles that ended in an exception (the store down, a bug), over all cycles."""
+    incident_errors: int = 0
+    """Unexpected exceptions (bugs) while handling one workload, each escalated."""
 
     def resume(self) -> int:
         """Pick up the incidents a previous run left unresolved; returns how many.
@@ -255,6 +273,7 @@ class Healer:
         self.last_cycle = now
         findings = {f.workload: f for f in detection.findings}
         self.findings += len(findings)
+        self._brake_onsets = self._unhandled_onsets(detection)
         self._take_approved(detection, now)
         for tracked in list(self.tracked.values()):
             self._guarded(tracked.workload, self._progress, tracked, detection, frame_now=now)
@@ -284,6 +303,23 @@ class Healer:
             fn(*args, **kwargs)
         except HealerError as exc:
             log.error("workload_step_failed", workload=str(workload), error=str(exc))
+        except Exception as exc:  # a bug: escalate this incident, carry on with the rest
+            self.incident_errors += 1
+            log.exception("workload_step_crashed", workload=str(workload), error=repr(exc))
+            self._escalate_crash(workload, exc)
+
+    def _escalate_crash(self, workload: WorkloadRef, exc: Exception) -> None:
+        """Close the workload's incident as escalated, naming the exception."""
+        track = self.tracked.get(workload)
+        if track is None or self.last_attempt is None:
+            return  # it failed before an incident opened: the log is all there is
+        reason = f"internal error while handling the incident: {type(exc).__name__}: {exc}"
+        try:
+            if self.store.incident(track.incident_id).outcome is not None:
+                return  # settled already: an outcome is never overwritten
+            self._close(track, Outcome(OutcomeKind.ESCALATED, reason, self.last_attempt))
+        except Exception as again:  # the store down as well: the next cycle meets it again
+            log.error("escalation_not_recorded", workload=str(workload), error=repr(again))
 
     # ---- a new incident ------------------------------------------------------------------
 
@@ -375,6 +411,11 @@ class Healer:
         chain_to: Playbook | None = None,
     ) -> None:
         plan = self._plan(diagnosis, finding, state, detection, now, chain_to)
+        held = brake(self._correlated(finding), len(detection.workloads), self.settings.guards)
+        if plan is None and not held.passed:  # part of a mass event all the same
+            outcome = Outcome(OutcomeKind.ESCALATED, f"held by anomaly_brake: {held.detail}", now)
+            self._close(track, outcome, notify=self._hold(finding))
+            return
         if plan is None:
             self._close(
                 track,
@@ -391,10 +432,9 @@ class Healer:
         if not plan.allowed:
             details = "; ".join(g.detail for g in plan.guard_results if not g.passed)
             self._say("plan", track, now, f"{plan.playbook}: {plan.action} blocked: {details}")
-            # The brake holds every workload of the cycle: one notification says it all.
-            braked = "anomaly_brake" in plan.blocked_by
-            notify = not (braked and self._brake_notified_at == now)
-            self._brake_notified_at = now if braked else self._brake_notified_at
+            notify = True
+            if "anomaly_brake" in plan.blocked_by:  # one notification says it all
+                notify = self._hold(finding)
             self._close(
                 track,
                 Outcome(
@@ -417,7 +457,18 @@ class Healer:
                 track.incident_id,
                 ActionRecord(plan.action, plan.workload, intent, ActionStatus.INTENDED, now, now),
             )
-        record = self.actuator.apply(plan, now=now)
+        try:
+            record = self.actuator.apply(plan, now=now)
+        except HealerError:
+            raise
+        except Exception as exc:  # a bug: end the intent, so a restart has none to reconcile
+            failed = f"internal error: {type(exc).__name__}: {exc}"
+            intent = {"action": plan.action.value, "params": dict(plan.params)}
+            record = ActionRecord(
+                plan.action, plan.workload, intent, ActionStatus.FAILED, now, now, error=failed
+            )
+            self.store.record_action(track.incident_id, record)
+            raise
         self.store.record_action(track.incident_id, record)
         self._say(
             "action",
@@ -557,7 +608,13 @@ class Healer:
     def _reconcile(self, track: Tracked, now: datetime) -> None:
         """An intent without an end, left by an earlier run: did it reach the cluster?"""
         assert track.intent is not None and track.plan is not None
-        done = self.actuator.already_applied(track.intent)  # raises: try again next cycle
+        try:
+            done = self.actuator.already_applied(track.intent)
+        except PermanentActionError as exc:  # no read can tell: a person must look
+            reason = f"cannot tell whether the {track.intent.kind} of an earlier run landed: {exc}"
+            self._close(track, Outcome(OutcomeKind.ESCALATED, reason, now))
+            return
+        # A TransientActionError (the cluster unreadable) goes up: tried again next cycle.
         if done:
             record = ActionRecord(
                 track.intent.kind,
@@ -707,12 +764,54 @@ class Healer:
             playbooks=self.playbooks,
             guards=self.settings.guards,
             history=history,
-            anomalous_workloads=detection.anomalous_count,
+            anomalous_workloads=self._correlated(finding),
             watched_workloads=len(detection.workloads),
             now=now,
             chain_to=chain_to,
             demand=demand,
         )
+
+    def _unhandled_onsets(self, detection: Detection) -> dict[WorkloadRef, datetime]:
+        """The anomalous workloads the anomaly brake counts, with their onsets: those
+        nobody has handled yet (no incident, or one still to diagnose) and those the
+        brake held, at the onset of the event it held them for. A workload acted on,
+        awaiting verification or approval, healed, or escalated for its own reasons has
+        been handled and does not count."""
+        self._held = {w: began for w, began in self._held.items() if w in self.tracked}
+        # A workload anomalous for less than ``persistence_s`` is no finding yet, but
+        # already part of its event: a shared cause reaches some workloads a scrape or
+        # two before others, and the first to become a finding must see them.
+        threshold = self.settings.detector.score_threshold
+        hot = detection.fresh & (detection.scores >= threshold)
+        began = {detection.workloads[w]: detection.at for w in np.flatnonzero(hot)}
+        began |= {f.workload: f.onset for f in detection.findings}
+        out = {}
+        for workload, onset in began.items():
+            track = self.tracked.get(workload)
+            if workload in self._held:
+                out[workload] = self._held[workload]
+            elif track is None or track.stage is Stage.DIAGNOSING:
+                out[workload] = onset
+        return out
+
+    def _correlated(self, finding: Finding) -> int:
+        """The workloads of ``finding``'s event the anomaly brake counts (itself too)."""
+        window_s = self.settings.guards.anomaly_brake_window_s
+        return correlated(finding.workload, finding.onset, self._brake_onsets, window_s=window_s)
+
+    def _hold(self, finding: Finding) -> bool:
+        """The brake held ``finding``'s action: hold every workload of its event (they
+        keep counting for stragglers of that event, and for nothing later). True when
+        the event is new, so that its one escalation is sent."""
+        window = timedelta(seconds=self.settings.guards.anomaly_brake_window_s)
+        for workload, began in {**self._brake_onsets, finding.workload: finding.onset}.items():
+            if abs(began - finding.onset) <= window:
+                self._held.setdefault(workload, began)
+        last = self._brake_notified_onset
+        if last is not None and abs(finding.onset - last) <= window:
+            return False
+        self._brake_notified_onset = finding.onset
+        return True
 
     def _floors(self) -> dict[str, handback.Floor]:
         if self._floor_notes is None:
@@ -784,6 +883,11 @@ class Healer:
             "cycles": self.cycles,
             "last_cycle": self.last_cycle.isoformat() if self.last_cycle else None,
             "last_error": self.last_error,
+            "cycle_failures": self.cycle_failures,
+            "incident_errors": self.incident_errors,
+            "escalations_dropped": (
+                self.notifier.dropped if isinstance(self.notifier, EscalationQueue) else 0
+            ),
             "mode": str(self.settings.guards.mode),
             "model_version": getattr(self.detector, "model_version", None),
             "tracked_incidents": len(self.tracked),
@@ -848,10 +952,14 @@ def run_forever(
             if current is None:
                 stop.wait(poll_s)
                 continue
-            if current != term and on_lead is not None:
-                on_lead()
+            if current != term and on_lead is not None and not _taken_over(healer, on_lead):
+                done += 1  # counted as a failed cycle: --once ends, the loop tries again
+                if cycles is not None and done >= cycles:
+                    return
+                stop.wait(poll_s)
+                continue
             term = current
-        ok = _cycle_once(healer, started)
+        ok = cycle_once(healer, started)
         failures = 0 if ok else failures + 1
         done += 1
         if cycles is not None and done >= cycles:
@@ -863,10 +971,29 @@ def run_forever(
         stop.wait(max(0.0, wait_s - spent_s))
 
 
-def _cycle_once(healer: Healer, now: datetime) -> bool:
-    """One cycle; False when it had no metrics or the store failed it (retried later)."""
+def cycle_once(healer: Healer, now: datetime) -> bool:
+    """One cycle; False when it had no metrics or failed (retried later), never raises.
+
+    A ``HealerError`` (the audit store down, say) is logged; anything else is a bug and
+    is logged with its traceback. Both are counted in ``healer.cycle_failures``.
+    """
     try:
         return healer.cycle(now) is not None
-    except HealerError as exc:  # the audit store down, say: never fatal to the loop
+    except HealerError as exc:
+        healer.cycle_failures += 1
         log.error("cycle_failed", error=str(exc))
+    except Exception as exc:
+        healer.cycle_failures += 1
+        log.exception("cycle_crashed", error=repr(exc))
+    return False
+
+
+def _taken_over(healer: Healer, on_lead: Callable[[], None]) -> bool:
+    """Run ``on_lead``; False (logged, counted as a failed cycle) when it raised."""
+    try:
+        on_lead()
+    except Exception as exc:
+        healer.cycle_failures += 1
+        log.exception("take_over_failed", error=repr(exc))
         return False
+    return True

@@ -14,16 +14,17 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import structlog
 
 from healer.act.kube import KubeActuator, api_client
 from healer.api.server import ServerThread
 from healer.audit.store import AuditStore
 from healer.config import DetectorSettings, Settings
-from healer.daemon import Detector, Healer, Reporter
+from healer.daemon import Detector, Healer, Reporter, cycle_once
 from healer.decide import load_playbooks
 from healer.detect.combined import build_detector
 from healer.detect.warm import WarmReport, WarmSpan, wanted, warm
@@ -39,6 +40,24 @@ seed: one past, many futures (the seeds of a benchmark vary what happens after t
 start), and a past that is the same for every seed is learned once per scenario."""
 HISTORY_CHUNK_STEPS = 288
 """Steps per frame of quiet history, as ``warmup`` reads Prometheus: a day of buckets."""
+
+log = structlog.get_logger("healer.harness")
+
+
+def resume_after(scenario: Scenario, latest: datetime | None) -> Scenario:
+    """``scenario`` moved on by whole days to start after ``latest``, the newest record
+    of an audit store from an earlier run; unchanged for an empty or older store.
+
+    A store's history must not lie in the simulated future: outcomes would come before
+    their actions and cooldowns from times not yet reached. Whole days keep the
+    scenario's time of day, which its traffic and benign events are written for.
+    """
+    if latest is None or latest < scenario.start:
+        return scenario
+    days = (latest - scenario.start) // timedelta(days=1) + 1
+    start = scenario.start + timedelta(days=days)
+    log.info("simulated_clock_resumed", start=start.isoformat(), after=latest.isoformat())
+    return scenario.model_copy(update={"start": start})
 
 
 @dataclass
@@ -65,10 +84,11 @@ class SimHarness:
 
         Playbooks are validated first, so a bad one stops start-up before anything runs.
         ``cluster`` is one already built for ``scenario`` (the chaos benchmark adds
-        autoscalers to it first); by default a new one.
+        autoscalers to it first); by default a new one, whose clock starts after the
+        store's history (``resume_after``).
         """
         playbooks = load_playbooks(settings.playbooks_dir)
-        cluster = cluster or Cluster(scenario)
+        cluster = cluster or Cluster(resume_after(scenario, store.latest_at()))
         server = serve_in_thread(cluster, port=api_port)
         folder = workdir or Path(tempfile.mkdtemp(prefix="healer-sim-"))
         kubeconfig = write_kubeconfig(folder / "kubeconfig", server.url)
@@ -98,7 +118,7 @@ class SimHarness:
         self.cluster.advance(step_s)
         since_cycle_s += step_s
         if since_cycle_s >= self.healer.settings.daemon.interval_s:
-            self.healer.cycle(self.cluster.clock.now())
+            cycle_once(self.healer, self.cluster.clock.now())  # logs and counts a failure
             since_cycle_s = 0.0
         return since_cycle_s
 

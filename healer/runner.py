@@ -40,6 +40,7 @@ from healer.collect.prometheus import HttpFailure, PrometheusClient, PrometheusS
 from healer.config import Settings
 from healer.daemon import Healer, Reporter, run_forever
 from healer.decide import load_playbooks
+from healer.decide.escalation import EscalationQueue
 from healer.detect.combined import build_detector
 from healer.detect.warm import WarmReport
 from healer.errors import ActionError, ConfigError, StoreError
@@ -163,6 +164,23 @@ class Daemon:
         finally:
             self.shutdown(lease_stop)
 
+    def missed_cycle(self) -> str | None:
+        """Why ``serve(once=True)`` ran no cycle on fresh metrics, naming the setting to
+        check; None when it did. Read after ``serve``."""
+        healer, elector = self.healer, self.elector
+        if healer.last_cycle is not None and healer.last_cycle == healer.last_attempt:
+            return None
+        if healer.last_error is not None:
+            url = self.settings.prometheus.url
+            return f"no metrics from prometheus.url {url}: {healer.last_error}"
+        if healer.cycle_failures:
+            return "the cycle failed (the log says why)"
+        if elector is not None and elector.last_error is not None:
+            return f"Kubernetes API unavailable (cluster.kubeconfig): {elector.last_error}"
+        if elector is not None:
+            return f"not the leader: {elector.holder or 'another replica'} holds the Lease"
+        return "no cycle ran"
+
     def shutdown(self, lease_stop: threading.Event) -> None:
         lease_stop.set()
         for thread in self._threads:
@@ -171,6 +189,8 @@ class Daemon:
             self.elector.release(self.clock())
         if self.api is not None:
             self.api.stop()
+        if isinstance(self.healer.notifier, EscalationQueue):
+            self.healer.notifier.close(timeout_s=10)  # what is queued, within a bound
         self.store.close()
         log.info("stopped", identity=self.identity, cycles=self.healer.cycles)
 

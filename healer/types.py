@@ -48,10 +48,19 @@ class Direction(enum.StrEnum):
     DOWN = "down"
 
 
+class TargetKind(enum.StrEnum):
+    """The kinds of object healer acts on; ``healer.actions.targets`` maps each to its
+    API path. Deployment now; StatefulSet, DaemonSet, Pod and Node are next."""
+
+    DEPLOYMENT = "Deployment"
+
+
 @dataclass(frozen=True, order=True)
 class WorkloadRef:
     namespace: str
     kind: str
+    """A ``TargetKind`` value; kept a plain string so that stored rows read back as
+    they were written."""
     name: str
 
     def __str__(self) -> str:
@@ -137,6 +146,20 @@ class Revision:
 
 
 @dataclass(frozen=True)
+class PodState:
+    """One pod of a workload, as much as choosing one to act on needs."""
+
+    name: str
+    ready: bool
+    """The pod's Ready condition is True."""
+    restarts: int
+    """Container restarts, summed over its containers."""
+    created: datetime
+    terminating: bool = False
+    """A deletion is under way (``metadata.deletionTimestamp`` is set)."""
+
+
+@dataclass(frozen=True)
 class HpaState:
     name: str
     min_replicas: int
@@ -180,6 +203,8 @@ class WorkloadState:
     total_replicas: int | None = None
     """``status.replicas``: pods of every revision, old ones still terminating included."""
     labels: Mapping[str, str] = field(default_factory=dict)
+    pods: tuple[PodState, ...] = ()
+    """The pods the Deployment's selector matches, oldest first."""
 
     @property
     def current_revision(self) -> Revision | None:
@@ -221,7 +246,13 @@ class ActionKind(enum.StrEnum):
     RESTART = "restart"
     SCALE = "scale"
     ROLLBACK = "rollback"
-    DELETE_POD = "delete_pod"
+    EVICT = "evict"
+    """Evict one pod through the PDB-aware eviction API."""
+
+    @classmethod
+    def _missing_(cls, value: object) -> ActionKind | None:
+        # ``delete_pod``, the earlier name of an eviction, in stored rows and playbooks.
+        return cls.EVICT if value == "delete_pod" else None
 
 
 @dataclass(frozen=True)

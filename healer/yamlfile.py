@@ -7,6 +7,16 @@ walked down that tree to find the line. Duplicate keys are errors too (PyYAML wo
 silently keep the last one). The message reports one error, a wrong value before a
 missing field (what the author wrote wrong says more than what they left out), and how
 many more there are.
+
+Decisions:
+
+- A document is measured before it is constructed: aliases make a tree a graph, and a
+  "billion laughs" file of a few hundred bytes expands to 10^9 nodes for every walk
+  after it (duplicate keys, pydantic), an apparent hang. Its size with aliases expanded
+  is counted once per node (linear in the file), and a document over ``MAX_NODES``, or
+  an alias inside its own anchor (a cycle), is refused naming the file and line.
+- Nesting deeper than the parser's recursion allows is an error naming the file, not a
+  ``RecursionError``.
 """
 
 from __future__ import annotations
@@ -21,6 +31,11 @@ from pydantic import BaseModel, ValidationError
 from healer.errors import HealerError
 
 M = TypeVar("M", bound=BaseModel)
+
+MAX_NODES = 100_000
+"""Nodes a document may hold with its aliases expanded. The largest shipped scenario has
+a few hundred and a playbook a few dozen; a hundred thousand leaves room for generated
+files while a walk over them still takes milliseconds."""
 
 
 def read_text(path: Path, error: type[HealerError]) -> str:
@@ -43,6 +58,24 @@ def load_model(
         return model.model_validate(data), root
     except ValidationError as exc:
         raise error(_validation_message(where, root, exc, what)) from exc
+
+
+def load_data(text: str, *, where: str, error: type[HealerError]) -> Any:
+    """The plain data of ``text`` (None when it holds no document), under the same
+    limits as ``load_model``: for files read without a model of their own (settings)."""
+    loader = yaml.SafeLoader(text)
+    try:
+        root = loader.get_single_node()
+        if root is None:
+            return None
+        _check_size(where, root, error)
+        return loader.construct_document(root)
+    except yaml.YAMLError as exc:
+        raise error(_yaml_message(where, exc)) from exc
+    except RecursionError as exc:
+        raise error(f"{where}: YAML nested too deeply") from exc
+    finally:
+        loader.dispose()
 
 
 def line_of(root: yaml.Node, loc: Iterable[int | str]) -> int:
@@ -74,9 +107,13 @@ def _parse(
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
+        if root is not None:
+            _check_size(where, root, error)
         data = loader.construct_document(root) if root is not None else None
     except yaml.YAMLError as exc:
         raise error(_yaml_message(where, exc)) from exc
+    except RecursionError as exc:
+        raise error(f"{where}: YAML nested too deeply") from exc
     finally:
         loader.dispose()
     if root is None:
@@ -84,6 +121,44 @@ def _parse(
     if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):
         raise error(f"{where}:{root.start_mark.line + 1}: a {what} must be a mapping")
     return root, data
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, yaml.SequenceNode):
+        return list(node.value)
+    return []
+
+
+def _check_size(where: str, root: yaml.Node, error: type[HealerError]) -> None:
+    """Refuse a node graph over MAX_NODES once expanded, or with a cycle.
+
+    Each distinct node is visited once (an alias shares its anchor's node), its expanded
+    size summed from its children's; iterative, so depth costs no recursion.
+    """
+    sizes: dict[int, int] = {}
+    open_nodes: set[int] = set()  # entered, children not yet summed: the current path
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    while stack:
+        node, children_done = stack.pop()
+        key = id(node)
+        if children_done:
+            open_nodes.discard(key)
+            sizes[key] = 1 + sum(sizes[id(child)] for child in _children(node))
+            if sizes[key] > MAX_NODES:
+                raise error(
+                    f"{where}:{node.start_mark.line + 1}: more than {MAX_NODES} YAML nodes "
+                    "once aliases are expanded (an alias bomb?)"
+                )
+            continue
+        if key in sizes:
+            continue
+        if key in open_nodes:
+            raise error(f"{where}:{node.start_mark.line + 1}: a YAML alias refers to itself")
+        open_nodes.add(key)
+        stack.append((node, True))
+        stack.extend((child, False) for child in _children(node) if id(child) not in sizes)
 
 
 def _yaml_message(where: str, exc: yaml.YAMLError) -> str:

@@ -1,29 +1,19 @@
 """The Kubernetes actuator: kubectl's own requests, through the official client.
 
-* rollout restart: a strategic merge patch of the pod template's
-  ``kubectl.kubernetes.io/restartedAt`` annotation;
-* scale: a merge patch of the Deployment's ``scale`` subresource;
-* rollout undo: the ReplicaSets the Deployment controls (selected by label, filtered by
-  controller owner), the one with the wanted revision, its pod template without the
-  ``pod-template-hash`` label, written back with a JSON patch of ``spec.template`` and
-  the annotations, as kubectl does.
-
-* delete a pod: an Eviction (``POST .../pods/NAME/eviction``), never a plain DELETE, so
-  that PodDisruptionBudgets hold (the server answers 429 while a budget forbids it).
-
-A restart or an undo of a paused Deployment is refused: nothing would roll out until
-someone resumes it. Every patch names its content type: the client would otherwise send
-a JSON patch, which a real API server rejects for an object body.
+What each action kind sends is its module's business (``healer.actions``: restart,
+scale, rollback, ...); this module reads the cluster for them (``Reads``), puts their
+``Request`` on the wire unchanged, retries, and records. It never branches on the kind.
 
 API errors, as kubectl and client-go treat them: 409 Conflict re-reads and retries at
-once (an undo patch is rebuilt from the fresh objects); 429 waits for ``Retry-After``;
+once (the request is rebuilt from the fresh objects); 429 waits for ``Retry-After``;
 5xx and timeouts back off exponentially; 403, 404 and 422 fail at once, since asking
 again gets the same answer. Whatever the end, the record carries the API's message.
 
-Every action posts an Event on the Deployment. Dry-run asks the API server to validate
-without persisting (``dryRun=All``).
+Every action posts an Event on the workload. Dry-run asks the API server to validate
+without persisting (``dryRun=All``). Every request names its content type: the client
+would otherwise send a JSON patch, which a real API server rejects for an object body.
 Client exceptions are turned into healer's errors here and go no further; nor do client
-objects: callers get WorkloadState and ActionRecord values.
+objects: callers get WorkloadState and ActionRecord values, actions get JSON.
 """
 
 from __future__ import annotations
@@ -43,6 +33,10 @@ from kubernetes.client.exceptions import ApiException
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
 from urllib3.exceptions import HTTPError
 
+from healer.actions import handler
+from healer.actions.base import Request
+from healer.actions.restart import RESTARTED_AT
+from healer.actions.rollback import REVISION
 from healer.errors import (
     ActionError,
     ConfigError,
@@ -50,35 +44,18 @@ from healer.errors import (
     TransientActionError,
 )
 from healer.types import (
-    ActionKind,
     ActionRecord,
     ActionStatus,
     HpaState,
     JsonObject,
-    JsonValue,
     Mode,
     Plan,
+    PodState,
     Revision,
     WorkloadRef,
     WorkloadState,
 )
 
-REVISION = "deployment.kubernetes.io/revision"
-RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
-STRATEGIC = "application/strategic-merge-patch+json"
-MERGE = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
-# Annotations kubectl leaves on the Deployment when it copies a ReplicaSet's on undo.
-_SKIPPED_ANNOTATIONS = frozenset(
-    {
-        "kubectl.kubernetes.io/last-applied-configuration",
-        REVISION,
-        "deployment.kubernetes.io/revision-history",
-        "deployment.kubernetes.io/desired-replicas",
-        "deployment.kubernetes.io/max-replicas",
-        "deprecated.deployment.rollback.to",
-    }
-)
 # Conflicts, throttling and server-side failures are worth retrying; other 4xx are not.
 _TRANSIENT_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 ATTEMPTS = 4
@@ -153,6 +130,7 @@ class KubeActuator:
         self._timeout_s = timeout_s
         self.waits_s: list[float] = []
         """Every wait between attempts, in order: what the retry policy did."""
+        self._reads = _Reads(self)
 
     # ---- reading -----------------------------------------------------------------------
 
@@ -172,7 +150,33 @@ class KubeActuator:
             labels=dict(dep.metadata.labels or {}),
             total_replicas=dep.status.replicas or 0,
             hpa=self._hpa_for(workload),
+            pods=self._pods(dep),
         )
+
+    def _pods(self, dep: Any) -> tuple[PodState, ...]:
+        """The pods the Deployment's selector matches, oldest first."""
+        pods = self._call(
+            self._core.list_namespaced_pod,
+            dep.metadata.namespace,
+            label_selector=_selector(dep),
+        ).items
+        states = [
+            PodState(
+                name=pod.metadata.name,
+                ready=any(
+                    c.type == "Ready" and c.status == "True"
+                    for c in (pod.status.conditions if pod.status else None) or []
+                ),
+                restarts=sum(
+                    c.restart_count or 0
+                    for c in (pod.status.container_statuses if pod.status else None) or []
+                ),
+                created=_parse_time(pod.metadata.creation_timestamp),
+                terminating=pod.metadata.deletion_timestamp is not None,
+            )
+            for pod in pods
+        ]
+        return tuple(sorted(states, key=lambda p: (p.created, p.name)))
 
     def _hpa_for(self, workload: WorkloadRef) -> HpaState | None:
         """The HorizontalPodAutoscaler that scales this Deployment, if there is one."""
@@ -191,9 +195,10 @@ class KubeActuator:
         return None
 
     def _controlled_replicasets(self, dep: Any) -> list[Any]:
-        selector = ",".join(f"{k}={v}" for k, v in sorted(dep.spec.selector.match_labels.items()))
         sets = self._call(
-            self._apps.list_namespaced_replica_set, dep.metadata.namespace, label_selector=selector
+            self._apps.list_namespaced_replica_set,
+            dep.metadata.namespace,
+            label_selector=_selector(dep),
         ).items
         return [
             rs
@@ -240,7 +245,7 @@ class KubeActuator:
         intent: JsonObject = {"action": plan.action.value, "params": dict(plan.params)}
         if plan.mode == Mode.APPROVAL:
             try:
-                request = self._request(plan, now)
+                request = self._request(plan, now).to_json()
             except ActionError as exc:  # undo reads the ReplicaSets first; that can fail too
                 return self._record(plan, intent, ActionStatus.FAILED, now, error=str(exc))
             return self._record(plan, request, ActionStatus.PENDING_APPROVAL, now)
@@ -277,112 +282,30 @@ class KubeActuator:
     ) -> None:
         """Build the request from fresh reads (after a 409 too), then send it."""
         request = self._request(plan, now)
-        sent.append(request)
+        sent.append(request.to_json())
         self._send(request, dry_run=dry_run)
 
-    def _request(self, plan: Plan, now: datetime) -> JsonObject:
-        w = plan.workload
-        path = f"/apis/apps/v1/namespaces/{w.namespace}/deployments/{w.name}"
-        if plan.action == ActionKind.DELETE_POD:
-            pod = str(plan.params["pod"])
-            eviction: JsonObject = {
-                "apiVersion": "policy/v1",
-                "kind": "Eviction",
-                "metadata": {"name": pod, "namespace": w.namespace},
-            }
-            pod_path = f"/api/v1/namespaces/{w.namespace}/pods/{pod}/eviction"
-            return {
-                "verb": "POST",
-                "path": pod_path,
-                "content_type": "application/json",
-                "body": eviction,
-            }
-        if plan.action == ActionKind.RESTART:
-            self._refuse_paused(w, "restarting")
-            stamp = now.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            body: Any = {"spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp}}}}}
-            return {"verb": "PATCH", "path": path, "content_type": STRATEGIC, "body": body}
-        if plan.action == ActionKind.SCALE and plan.params.get("hpa"):
-            # Raise the autoscaler's floor rather than fight it: it would undo a plain scale.
-            hpa_path = (
-                f"/apis/autoscaling/v2/namespaces/{w.namespace}"
-                f"/horizontalpodautoscalers/{plan.params['hpa']}"
-            )
-            body = {"spec": {"minReplicas": plan.params["replicas"]}}
-            return {"verb": "PATCH", "path": hpa_path, "content_type": MERGE, "body": body}
-        if plan.action == ActionKind.SCALE:
-            body = {"spec": {"replicas": plan.params["replicas"]}}
-            return {"verb": "PATCH", "path": f"{path}/scale", "content_type": MERGE, "body": body}
-        if plan.action == ActionKind.ROLLBACK:
-            return {
-                "verb": "PATCH",
-                "path": path,
-                "content_type": JSON_PATCH,
-                "body": self._undo_patch(w, int(str(plan.params["to_revision"]))),
-            }
-        raise PermanentActionError(f"{plan.action} is not supported on {w}")
+    def _request(self, plan: Plan, now: datetime) -> Request:
+        return handler(plan.action).request(plan.workload, plan.params, self._reads, now)
 
-    def _undo_patch(self, workload: WorkloadRef, to_revision: int) -> list[JsonValue]:
-        """The JSON patch `kubectl rollout undo --to-revision` sends."""
-        dep = self._call(self._apps.read_namespaced_deployment, workload.name, workload.namespace)
-        if dep.spec.paused:
-            raise PermanentActionError(f"{workload} is paused; resume it before rolling back")
-        target = next(
-            (
-                rs
-                for rs in self._controlled_replicasets(dep)
-                if (rs.metadata.annotations or {}).get(REVISION) == str(to_revision)
-            ),
-            None,
+    def _send(self, request: Request, *, dry_run: bool) -> None:
+        """Put ``request`` on the wire as it is, with ``dryRun=All`` for a dry run."""
+        api = self._core.api_client
+        serialized = api.param_serialize(
+            request.verb,
+            request.path,
+            query_params=[("dryRun", "All")] if dry_run else [],
+            header_params={"Accept": "application/json", "Content-Type": request.content_type},
+            body=request.body,
+            auth_settings=["BearerToken"],
         )
-        if target is None:
-            raise PermanentActionError(f"{workload} has no revision {to_revision} to roll back to")
-        template = self._apps.api_client.sanitize_for_serialization(target.spec.template)
-        template = copy.deepcopy(template)
-        template.get("metadata", {}).get("labels", {}).pop("pod-template-hash", None)
-        annotations = {
-            k: v for k, v in (dep.metadata.annotations or {}).items() if k in _SKIPPED_ANNOTATIONS
-        }
-        annotations.update(
-            {
-                k: v
-                for k, v in (target.metadata.annotations or {}).items()
-                if k not in _SKIPPED_ANNOTATIONS
-            }
-        )
-        return [
-            {"op": "replace", "path": "/spec/template", "value": template},
-            {"op": "replace", "path": "/metadata/annotations", "value": annotations},
-        ]
 
-    def _refuse_paused(self, workload: WorkloadRef, doing: str) -> None:
-        dep = self._call(self._apps.read_namespaced_deployment, workload.name, workload.namespace)
-        if dep.spec.paused:
-            raise PermanentActionError(
-                f"{workload} is paused: resume it before {doing}; nothing would roll out"
-            )
+        def call(*_: Any, _request_timeout: float) -> None:
+            response = api.call_api(*serialized, _request_timeout=_request_timeout)
+            response.read()
+            api.response_deserialize(response, {})  # raises ApiException unless 2xx
 
-    def _send(self, request: JsonObject, *, dry_run: bool) -> None:
-        path = str(request["path"]).split("/")
-        if request["verb"] == "POST" and path[-1] == "eviction":
-            eviction = client.V1Eviction(
-                metadata=client.V1ObjectMeta(name=path[6], namespace=path[4]),
-                delete_options=client.V1DeleteOptions(dry_run=["All"]) if dry_run else None,
-            )
-            self._call(self._core.create_namespaced_pod_eviction, path[6], path[4], eviction)
-            return
-        namespace, resource, name = path[5], path[6], path[7]
-        kwargs: dict[str, Any] = {"_content_type": request["content_type"]}
-        if dry_run:
-            kwargs["dry_run"] = "All"
-        method: Callable[..., Any]
-        if resource == "horizontalpodautoscalers":
-            method = self._autoscaling.patch_namespaced_horizontal_pod_autoscaler
-        elif path[-1] == "scale":
-            method = self._apps.patch_namespaced_deployment_scale
-        else:
-            method = self._apps.patch_namespaced_deployment
-        self._call(method, name, namespace, request["body"], **kwargs)
+        self._call(call)
 
     def _post_event(self, plan: Plan, now: datetime) -> None:
         w = plan.workload
@@ -443,41 +366,57 @@ class KubeActuator:
     def already_applied(self, intent: ActionRecord) -> bool:
         """Whether an action recorded as intended (but not as done) reached the cluster.
 
-        Read from the objects themselves: a restart left its ``restartedAt`` stamp, a
-        scale its replicas (or the HPA's minReplicas), a rollback moved the Deployment
-        off the revision it rolled back from. An eviction is judged done when the pod
-        is gone. Raises ActionError when the cluster cannot be read: then nothing is
-        sent again until it can.
+        Read from the objects themselves, as the action kind's module judges it (a
+        restart left its stamp, a scale its replicas, ...). Raises ActionError when the
+        cluster cannot be read, or when the intent's parameters do not fit its kind:
+        then nothing is sent again until a person looks.
         """
-        w, params = intent.target, _params(intent.request)
-        if intent.kind is ActionKind.DELETE_POD:
-            pod = params.get("pod") or str(intent.request.get("path", "")).split("/")[6]
-            try:
-                self._call(self._core.read_namespaced_pod, str(pod), w.namespace)
-            except PermanentActionError:
-                return True
-            return False
-        dep = self._call(self._apps.read_namespaced_deployment, w.name, w.namespace)
-        if intent.kind is ActionKind.RESTART:
-            stamp = intent.started.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-            annotations = dep.spec.template.metadata.annotations or {}
-            return bool(annotations.get(RESTARTED_AT) == stamp)
-        if intent.kind is ActionKind.SCALE:
-            if params.get("hpa"):
-                hpa = self._call(
-                    self._autoscaling.read_namespaced_horizontal_pod_autoscaler,
-                    str(params["hpa"]),
-                    w.namespace,
-                )
-                return bool(hpa.spec.min_replicas == params["replicas"])
-            return bool(dep.spec.replicas == params["replicas"])
-        current = (dep.metadata.annotations or {}).get(REVISION)
-        return current is not None and current != str(params.get("from_revision"))
+        return handler(intent.kind).landed(
+            intent.target, intent.request, intent.started, self._reads
+        )
 
 
-def _params(request: JsonObject) -> dict[str, JsonValue]:
-    params = request.get("params")
-    return dict(params) if isinstance(params, dict) else {}
+def _selector(dep: Any) -> str:
+    """The Deployment's ``matchLabels`` as a label selector (``app=cart``)."""
+    labels = dep.spec.selector.match_labels or {}
+    return ",".join(f"{k}={v}" for k, v in sorted(labels.items()))
+
+
+class _Reads:
+    """What actions read (``healer.actions.base.Reads``), as the JSON kubectl prints."""
+
+    def __init__(self, actuator: KubeActuator) -> None:
+        self._act = actuator
+
+    def _json(self, obj: Any) -> JsonObject:
+        data: JsonObject = self._act._apps.api_client.sanitize_for_serialization(obj)
+        return data
+
+    def deployment(self, target: WorkloadRef) -> JsonObject:
+        act = self._act
+        return self._json(
+            act._call(act._apps.read_namespaced_deployment, target.name, target.namespace)
+        )
+
+    def replicasets(self, target: WorkloadRef) -> list[JsonObject]:
+        act = self._act
+        dep = act._call(act._apps.read_namespaced_deployment, target.name, target.namespace)
+        return [self._json(rs) for rs in act._controlled_replicasets(dep)]
+
+    def pod(self, namespace: str, name: str) -> JsonObject | None:
+        act = self._act
+        try:
+            return self._json(act._call(act._core.read_namespaced_pod, name, namespace))
+        except PermanentActionError as exc:
+            if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 404:
+                return None
+            raise
+
+    def hpa(self, namespace: str, name: str) -> JsonObject:
+        act = self._act
+        return self._json(
+            act._call(act._autoscaling.read_namespaced_horizontal_pod_autoscaler, name, namespace)
+        )
 
 
 def _retry_after_s(exc: ApiException) -> float | None:

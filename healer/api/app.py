@@ -8,8 +8,10 @@ Routes are plain ``def``: the store is synchronous, and FastAPI runs them in its
 pool, which the store supports (one session per call).
 
 Errors: a bad request is a 4xx whose body names the field, id or cursor at fault
-(FastAPI's 422 for parameters and bodies, 404 unknown id, 409 not pending, 400 bad
-cursor); a store that cannot answer is a 503 with no database detail.
+(422 for parameters and bodies, never echoing a long value whole, 413 for a body over
+``api.max_body_bytes``, 404 unknown id, 409 not pending, 400 bad cursor); a store that
+cannot answer is a 503 with no database detail. ``hardening.py`` holds the limits and
+the security headers.
 """
 
 from __future__ import annotations
@@ -20,12 +22,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from healer.api.auth import TokenTable
+from healer.api.auth import Sessions, TokenTable
 from healer.api.cursor import CursorSigner
 from healer.api.deps import AppContext, Clock, ReadinessDep, ReadinessFn, StatusFn, StoreDep
+from healer.api.hardening import BodyLimit, LoginThrottle, SecurityHeaders, validation_error
 from healer.api.listing import PageCacheMiddleware
 from healer.api.metrics import registry_for
 from healer.api.pages import router as pages
@@ -67,6 +71,10 @@ def create_app(
     app.state.tokens = TokenTable(settings.api.tokens)
     secret = settings.api.cursor_secret
     key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
+    app.state.sessions = Sessions(settings.api.tokens, key=key)
+    app.state.login_throttle = LoginThrottle(
+        failures=settings.api.login_failures, window_s=settings.api.login_window_s
+    )
     app.state.context = AppContext(
         cursors=CursorSigner(key),
         playbooks=tuple(playbooks),
@@ -79,7 +87,11 @@ def create_app(
         store=store,
         tokens=app.state.tokens,
     )
+    # Added last, so run first: the body limit before anything reads the body.
+    app.add_middleware(SecurityHeaders)
+    app.add_middleware(BodyLimit, max_bytes=settings.api.max_body_bytes)
     registry = registry_for(store, status)
+    app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(UnknownRecord, _not_found)
     app.add_exception_handler(ReviewConflict, _conflict)
     app.add_exception_handler(StoreError, _store_unavailable)

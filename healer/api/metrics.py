@@ -44,6 +44,21 @@ class AgentCollector(Collector):
             "Findings reported by the detector.",
             value=_number(status.get("findings")),
         )
+        yield CounterMetricFamily(
+            "healer_cycle_failures",
+            "Cycles that ended in an error (the audit store down, a bug); the next one runs.",
+            value=_number(status.get("cycle_failures")),
+        )
+        yield CounterMetricFamily(
+            "healer_incident_errors",
+            "Unexpected errors while handling one incident; each incident was escalated.",
+            value=_number(status.get("incident_errors")),
+        )
+        yield CounterMetricFamily(
+            "healer_escalations_dropped",
+            "Escalations dropped because the delivery queue was full.",
+            value=_number(status.get("escalations_dropped")),
+        )
         actions = CounterMetricFamily(
             "healer_actions", "Actions recorded, by kind and outcome.", labels=["kind", "outcome"]
         )

@@ -1,10 +1,11 @@
 """The review page: incidents, their story, and the buttons to approve, reject and label.
 
 Plain HTML from Jinja2 templates shipped in the package, forms that POST and redirect:
-no front-end build step, no JavaScript. It logs in with the API's tokens: the login form
-puts the token in an HttpOnly, SameSite=Strict cookie, so another site can neither read
-it nor make the browser send it with a forged form. Viewers read; the buttons need an
-operator, like the API routes they mirror.
+no front-end build step, no JavaScript. It logs in with the API's tokens: the login form puts
+a signed session (never the token: ``auth.Sessions``) in an HttpOnly, SameSite=Strict
+cookie, Secure over https, so another site can neither read it nor make the browser send
+it with a forged form. Failed logins are throttled per client address (429). Viewers
+read; the buttons need an operator, like the API routes they mirror.
 """
 
 from __future__ import annotations
@@ -18,9 +19,10 @@ from fastapi import APIRouter, Form, HTTPException, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from healer.api.auth import COOKIE, Principal, Role, from_cookie
+from healer.api.auth import COOKIE, SESSION_S, Principal, Role, from_cookie
 from healer.api.charts import signal_charts
 from healer.api.deps import ClockDep, StoreDep
+from healer.api.hardening import short as _short
 from healer.api.routes import MAX_ID
 from healer.audit import FeedbackInput, StepKind
 from healer.types import ActionKind, ActionStatus, Cause, IncidentStatus, Verdict
@@ -57,9 +59,22 @@ def login_form(request: Request, next: str = "/", error: str = "") -> Response:
 
 @router.post("/login")
 def login(
-    request: Request, token: Annotated[str, Form()], next: Annotated[str, Form()] = "/"
+    request: Request,
+    token: Annotated[str, Form(max_length=1000)],
+    next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
-    if request.app.state.tokens.find(token) is None:
+    throttle = request.app.state.login_throttle
+    client = request.client.host if request.client else "unknown"
+    wait_s = throttle.retry_after_s(client)
+    if wait_s is not None:
+        raise HTTPException(
+            429,
+            detail=f"too many failed logins from {client}; try again in {wait_s} s",
+            headers={"Retry-After": str(wait_s)},
+        )
+    session = request.app.state.sessions.issue(token)
+    if session is None:
+        throttle.failed(client)
         return templates.TemplateResponse(
             request,
             "login.html",
@@ -67,8 +82,17 @@ def login(
             status_code=401,
         )
     response = RedirectResponse(_safe_next(next), status_code=303)
-    response.set_cookie(COOKIE, token, httponly=True, samesite="strict")
+    secure = _https(request)
+    response.set_cookie(
+        COOKIE, session, max_age=SESSION_S, httponly=True, samesite="strict", secure=secure
+    )
     return response
+
+
+def _https(request: Request) -> bool:
+    """Served over TLS, or behind a proxy that says the client came over https."""
+    forwarded = request.headers.get("x-forwarded-proto", "").split(",")[0].strip().lower()
+    return request.url.scheme == "https" or forwarded == "https"
 
 
 @router.post("/logout")
@@ -84,11 +108,11 @@ def _parse_time(value: str | None) -> datetime | None:
     try:
         parsed = datetime.fromisoformat(value)
     except ValueError as exc:
-        raise HTTPException(422, detail=f"not an ISO 8601 time: {value!r}") from exc
+        raise HTTPException(422, detail=f"not an ISO 8601 time: {_short(value)!r}") from exc
     try:
         return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).astimezone(UTC)
     except OverflowError as exc:
-        raise HTTPException(422, detail=f"time out of range: {value!r}") from exc
+        raise HTTPException(422, detail=f"time out of range: {_short(value)!r}") from exc
 
 
 @router.get("/", response_class=HTMLResponse)
@@ -215,4 +239,4 @@ def _choice(kind: type[E], value: str, field: str) -> E | None:
     try:
         return kind(value)
     except ValueError as exc:
-        raise HTTPException(422, detail=f"{field}: unknown value {value!r}") from exc
+        raise HTTPException(422, detail=f"{field}: unknown value {_short(value)!r}") from exc

@@ -607,6 +607,13 @@ class AuditStore:
                 },
             )
 
+    def latest_at(self) -> datetime | None:
+        """When the newest step of any incident happened; None for an empty store. A
+        simulated clock resumes after it (``healer demo`` on an earlier ``--db``)."""
+        with self._read("read the time of the latest step") as session:
+            latest: datetime | None = session.scalar(select(func.max(StepRow.at)))
+            return latest
+
     def action_counts(self) -> dict[tuple[ActionKind, ActionStatus], int]:
         """Actions recorded, by kind and status: ``healer_actions_total``."""
         query = select(ActionRow.kind, ActionRow.status, func.count()).group_by(

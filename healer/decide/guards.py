@@ -11,7 +11,9 @@ Decisions:
 - Every applicable guard is evaluated, never stopping at the first failure, so the audit
   trail shows the whole picture. Guards that cannot apply to an action (``paused`` for a
   scale, which Kubernetes performs on a paused Deployment; ``scale_bounds`` for a
-  restart) are left out rather than recorded as a vacuous pass.
+  restart) are left out rather than recorded as a vacuous pass: each action kind's
+  module (``healer.actions``) names the kind-specific guards it needs, after the common
+  ones every action passes.
 - The namespace deny list wins over the allow list.
 - The mode is resolved here too, since it is a guardrail: the most cautious of the global,
   the playbook's and the workload's ``healer.io/mode`` wins, and a workload that Argo CD
@@ -26,17 +28,22 @@ Decisions:
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import assert_never
 
+from healer.actions import handler
+from healer.actions.base import GuardName
+from healer.actions.base import ScaleTarget as ScaleTarget  # re-exported: guards judge it
+from healer.actions.rollback import rollback_revision as rollback_revision  # re-exported
 from healer.config import GuardSettings
 from healer.types import (
     ActionHistory,
     ActionKind,
     GuardResult,
-    HpaState,
     Mode,
-    Revision,
+    WorkloadRef,
     WorkloadState,
 )
 
@@ -68,24 +75,11 @@ class Check:
     settings: GuardSettings
     history: ActionHistory
     anomalous_workloads: int
+    """The workloads of this anomaly's event, itself included: see ``correlated``."""
     watched_workloads: int
     now: datetime
     chained: bool = False
     """A step of an ``on_failure`` chain, continuing the incident's earlier action."""
-
-
-@dataclass(frozen=True)
-class ScaleTarget:
-    """A scale decision: ``current`` replicas now, ``target`` wanted, within bounds."""
-
-    current: int
-    """The Deployment's replicas now."""
-    target: int
-    """The replicas (or HPA minReplicas) to set, already clamped to the bounds."""
-    floor: int
-    ceiling: int
-    """The lower of ``max_replicas`` and the HPA's maxReplicas."""
-    hpa: HpaState | None = None
 
 
 def check_all(check: Check, scale: ScaleTarget | None = None) -> tuple[GuardResult, ...]:
@@ -99,15 +93,25 @@ def check_all(check: Check, scale: ScaleTarget | None = None) -> tuple[GuardResu
         in_flight(check),
         anomaly_brake(check),
     ]
-    if check.action in (ActionKind.RESTART, ActionKind.ROLLBACK):
-        results.append(paused(check))
-    if check.action is ActionKind.ROLLBACK:
-        results.extend((rollback_target(check), flip_back(check)))
-    if check.action is ActionKind.SCALE:
-        if scale is None:
-            raise ValueError("a scale check needs its ScaleTarget")
-        results.append(scale_bounds(check, scale))
+    results.extend(_specific(name, check, scale) for name in handler(check.action).guards)
     return tuple(results)
+
+
+def _specific(name: GuardName, check: Check, scale: ScaleTarget | None) -> GuardResult:
+    """The kind-specific guard called ``name``."""
+    match name:
+        case "paused":
+            return paused(check)
+        case "rollback_target":
+            return rollback_target(check)
+        case "flip_back":
+            return flip_back(check)
+        case "scale_bounds":
+            if scale is None:
+                raise ValueError(f"a {check.action} check needs its ScaleTarget")
+            return scale_bounds(check, scale)
+        case _:
+            assert_never(name)
 
 
 def namespace(check: Check) -> GuardResult:
@@ -177,17 +181,57 @@ def in_flight(check: Check) -> GuardResult:
 
 
 def anomaly_brake(check: Check) -> GuardResult:
-    g = check.settings
-    anomalous, watched = check.anomalous_workloads, check.watched_workloads
+    """Hold when many workloads turned sick together: a monitoring fault or an upstream
+    outage, which no action on a workload fixes.
+
+    ``check.anomalous_workloads`` counts the workloads of one event (``correlated``):
+    this one and those whose anomaly began within ``anomaly_brake_window_s`` of its
+    onset and that nobody has handled yet. It holds when that is both more than
+    ``anomaly_brake_share`` of the watched workloads and at least
+    ``anomaly_brake_min_anomalous`` of them: the share keeps a large cluster's
+    scattered incidents apart from a mass fault, the count keeps two faults at once on
+    a small cluster (two actions, not a mass restart) from looking like one.
+    """
+    return brake(check.anomalous_workloads, check.watched_workloads, check.settings)
+
+
+def brake(anomalous: int, watched: int, g: GuardSettings) -> GuardResult:
+    """The anomaly brake's verdict on one event of ``anomalous`` workloads, for the
+    daemon to consult without a plan too: a mass event whose workloads no playbook
+    handles is still escalated once, not once per workload."""
     share = anomalous / watched if watched else 0.0
-    seen = f"{anomalous} of {watched} watched workloads anomalous ({share:.0%})"
+    seen = (
+        f"{anomalous} of {watched} watched workloads ({share:.0%}) turned anomalous within "
+        f"{duration(g.anomaly_brake_window_s)} of this one, not yet handled"
+    )
     if watched < g.anomaly_brake_min_workloads:
         detail = f"{seen}; the brake needs at least {g.anomaly_brake_min_workloads} watched"
         return GuardResult("anomaly_brake", True, detail)
-    if share > g.anomaly_brake_share:
-        detail = f"{seen}, brake at {g.anomaly_brake_share:.0%}: upstream or monitoring fault"
+    rule = f"brake at more than {g.anomaly_brake_share:.0%} and {g.anomaly_brake_min_anomalous}"
+    if share > g.anomaly_brake_share and anomalous >= g.anomaly_brake_min_anomalous:
+        detail = f"{seen}; {rule}: upstream or monitoring fault"
         return GuardResult("anomaly_brake", False, detail)
-    return GuardResult("anomaly_brake", True, f"{seen}, brake at {g.anomaly_brake_share:.0%}")
+    return GuardResult("anomaly_brake", True, f"{seen}; {rule}")
+
+
+def correlated(
+    workload: WorkloadRef,
+    onset: datetime,
+    onsets: Mapping[WorkloadRef, datetime],
+    *,
+    window_s: float,
+) -> int:
+    """The workloads the anomaly brake counts for an anomaly of ``workload`` that began
+    at ``onset``: itself, and those of ``onsets`` (the anomalous workloads not yet
+    handled, with their onsets) that began within ``window_s`` of it.
+
+    Onsets, not the present: a workload anomalous since an hour ago (an escalated
+    incident nobody fixed, a workload the brake held earlier) is a different event from
+    one that just began, and must not hold its fix.
+    """
+    window = timedelta(seconds=window_s)
+    near = {w for w, began in onsets.items() if abs(began - onset) <= window}
+    return len(near | {workload})
 
 
 def paused(check: Check) -> GuardResult:
@@ -240,22 +284,6 @@ def rollback_target(check: Check) -> GuardResult:
     note = " (skipping restart-only revisions)" if skipped else ""
     detail = f"revision {current.number} -> {target.number} ({images}){note}"
     return GuardResult("rollback_target", True, detail)
-
-
-def rollback_revision(state: WorkloadState) -> Revision | None:
-    """The newest earlier revision whose pod template differs from the current one by
-    more than a restart; what ``kubectl rollout undo`` should be pointed at (it would
-    pick the previous revision, which after a restart is the same release)."""
-    current = state.current_revision
-    if current is None:
-        return None
-    for revision in state.revisions[1:]:
-        if current.template and revision.template:
-            if revision.template != current.template:
-                return revision
-        elif revision.images != current.images or not (current.template or revision.template):
-            return revision
-    return None
 
 
 def flip_back(check: Check) -> GuardResult:

@@ -13,8 +13,10 @@ Decisions:
   order (the first matching playbook wins), so it is visible in ``ls``.
 - ``unknown`` is not a cause a playbook may match: an undiagnosed anomaly is escalated,
   never remediated.
-- Action parameters are typed. ``headroom`` and ``max_step_factor`` apply to ``scale``
-  only; giving them to another action is an error rather than silently ignored.
+- Action parameters are typed, by the action kind's own settings model
+  (``healer.actions``): ``headroom`` and ``max_step_factor`` apply to ``scale`` only;
+  giving them to another action is an error rather than silently ignored. A kind with
+  no handler in the registry is refused.
 - ``on_failure`` is ``escalate`` or the name of another playbook; chains must end in
   ``escalate`` (a loop is an error).
 - Duplicate keys in a YAML mapping are an error (PyYAML would keep the last one silently).
@@ -34,10 +36,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    SerializeAsAny,
+    ValidationError,
     ValidationInfo,
     field_validator,
 )
 
+from healer.actions import REGISTRY
+from healer.actions.base import NoSettings, Settings
+from healer.actions.scale import ScaleSettings
 from healer.errors import PlaybookError
 from healer.types import ActionKind, Cause, Mode, Signal
 from healer.yamlfile import line_of, load_model, read_text
@@ -75,27 +82,51 @@ class Match(_Model):
         return causes
 
 
-class ActionParams(_Model):
-    headroom: float = Field(default=1.25, ge=1.0, le=10.0)
-    """scale: replicas needed to bring CPU back to baseline, times this. 1.25 aims at 80%
-    of the normal load per replica, so a little more traffic does not re-trigger."""
-    max_step_factor: float = Field(default=3.0, gt=1.0, le=10.0)
-    """scale: never more than this many times the current replicas in one action, so a
-    wrong diagnosis cannot blow up the cluster's capacity in one step."""
+ActionParams = ScaleSettings
+"""The settings of a scale (kept under this name for callers)."""
 
 
 class Action(_Model):
     kind: ActionKind
-    params: ActionParams = ActionParams()
+    params: SerializeAsAny[Settings] = Field(default_factory=NoSettings, validate_default=True)
+    """The kind's settings (its module's ``Settings`` model); ``{}`` when it has none."""
 
-    @field_validator("params")
+    @field_validator("kind")
     @classmethod
-    def _params_fit_kind(cls, params: ActionParams, info: ValidationInfo) -> ActionParams:
+    def _has_handler(cls, kind: ActionKind) -> ActionKind:
+        if kind not in REGISTRY:
+            known = ", ".join(sorted(REGISTRY))
+            raise ValueError(f"no handler for action kind {kind!r}; known: {known}")
+        return kind
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _params_fit_kind(cls, params: object, info: ValidationInfo) -> object:
         kind = info.data.get("kind")
-        if kind is not None and kind is not ActionKind.SCALE and params.model_fields_set:
-            names = ", ".join(sorted(params.model_fields_set))
-            raise ValueError(f"{names} apply to scale only, not to {kind}")
-        return params
+        if kind not in REGISTRY:  # the kind's own error is reported
+            return NoSettings()
+        model = REGISTRY[kind].settings
+        if isinstance(params, Settings):
+            params = params.model_dump(exclude_unset=True)
+        try:
+            return model.model_validate(params if params is not None else {})
+        except ValidationError as exc:
+            raise ValueError(_settings_error(kind, exc)) from None
+
+
+def _settings_error(kind: ActionKind, exc: ValidationError) -> str:
+    """One line: a value out of range, or fields that belong to another kind."""
+    errors = exc.errors()
+    extra = [str(e["loc"][-1]) for e in errors if e["type"] == "extra_forbidden"]
+    if extra:
+        names = ", ".join(sorted(extra))
+        owners = [str(k) for k, a in REGISTRY.items() if set(extra) <= set(a.settings.model_fields)]
+        if owners:
+            return f"{names} apply to {' and '.join(owners)} only, not to {kind}"
+        return f"{names}: not a parameter of {kind}"
+    first = errors[0]
+    field = ".".join(str(p) for p in first["loc"])
+    return f"{field}: {first['msg']}" if field else str(first["msg"])
 
 
 class Verify(_Model):

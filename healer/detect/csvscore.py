@@ -6,12 +6,14 @@ input row. Input is untrusted, so reading checks everything once and names the f
 line and column of the first fault: a missing column, an unparsable or non-finite
 value, an unparsable or unsorted timestamp, an empty file.
 
-A repeated timestamp is scored by default, and reported: NAB's own real series have
-them (the twelve samples of the hour a daylight-saving change skips, all stamped 03:00,
-in ``ec2_disk_write_bytes_1ef3de.csv``), the contract is one score per row, and a file
-refused is a file not scored at all. ``strict_timestamps`` (``--strict-timestamps``)
-makes a repeat an error naming the file and line, for pipelines whose series must be
-strictly increasing.
+A repeated timestamp, or one that steps back, is scored by default, and reported: NAB's
+own real series have repeats (the twelve samples of the hour a daylight-saving change
+skips, all stamped 03:00, in ``ec2_disk_write_bytes_1ef3de.csv``), real exports step
+back an hour once when the clock goes back, the contract is one score per row, and a
+file refused is a file not scored at all. Such rows are scored in file order; the
+detector reads the time between rows as no time at all where it is not positive.
+``strict_timestamps`` (``--strict-timestamps``) makes either an error naming the file
+and line, for pipelines whose series must be strictly increasing.
 
 Scores are written at full precision (the shortest text that reads back as the same
 float), so that a file scored from its CSV gets the NAB result it got in memory, and a
@@ -49,17 +51,23 @@ class Series:
     values: F64
     repeated_lines: tuple[int, ...] = ()
     """File lines (1 is the header) whose timestamp equals the row before's."""
+    earlier_lines: tuple[int, ...] = ()
+    """File lines whose timestamp is earlier than the row before's (a clock set back)."""
 
-    def repeats_summary(self) -> str | None:
-        """One line on the repeated timestamps, or None when there are none."""
-        if not self.repeated_lines:
+    def timestamps_summary(self) -> str | None:
+        """One line on the repeated and earlier timestamps, or None when there are none."""
+        parts = [
+            f"line {lines[0]}, column 'timestamp': {self.timestamps[lines[0] - 2]!r} {what} "
+            f"the row before ({len(lines)} {kind} in all)"
+            for lines, what, kind in (
+                (self.repeated_lines, "repeats", "repeated rows"),
+                (self.earlier_lines, "is earlier than", "rows earlier than the row before"),
+            )
+            if lines
+        ]
+        if not parts:
             return None
-        first = self.repeated_lines[0]
-        return (
-            f"{self.path}: line {first}, column 'timestamp': "
-            f"{self.timestamps[first - 2]!r} repeats the row before "
-            f"({len(self.repeated_lines)} repeated rows in all); every row is scored in file order"
-        )
+        return f"{self.path}: {'; '.join(parts)}; every row is scored in file order"
 
 
 def _parse_time(text: str) -> datetime:
@@ -86,7 +94,8 @@ def read_rows(path: Path) -> list[list[str]]:
 def read_series(path: Path, *, strict_timestamps: bool = False) -> Series:
     """Read and check a ``timestamp,value`` CSV; raise ``SeriesError`` at the first fault.
 
-    ``strict_timestamps``: a timestamp equal to the row before's is a fault too.
+    ``strict_timestamps``: a timestamp equal to or earlier than the row before's is a
+    fault too; otherwise such rows are recorded on the series.
     """
     rows = read_rows(path)
     if not rows:
@@ -103,6 +112,7 @@ def read_series(path: Path, *, strict_timestamps: bool = False) -> Series:
     texts: list[str] = []
     previous: datetime | None = None
     repeated: list[int] = []
+    earlier: list[int] = []
     for line, row in enumerate(rows[1:], start=2):
         if len(row) < width:
             raise SeriesError(
@@ -110,21 +120,18 @@ def read_series(path: Path, *, strict_timestamps: bool = False) -> Series:
             )
         stamp, text = row[t_col], row[v_col]
         when = _checked_time(path, line, stamp)
-        if previous is not None and when < previous:
-            raise SeriesError(
-                f"{path}: line {line}, column 'timestamp': {stamp!r} is earlier than the row before"
-            )
-        if when == previous:
+        if previous is not None and when <= previous:
+            what = "repeats" if when == previous else "is earlier than"
             if strict_timestamps:
                 raise SeriesError(
-                    f"{path}: line {line}, column 'timestamp': {stamp!r} repeats the row before"
+                    f"{path}: line {line}, column 'timestamp': {stamp!r} {what} the row before"
                 )
-            repeated.append(line)
+            (repeated if when == previous else earlier).append(line)
         previous = when
         stamps.append(stamp)
         texts.append(text)
     values = _checked_values(path, texts)
-    return Series(path, tuple(stamps), tuple(texts), values, tuple(repeated))
+    return Series(path, tuple(stamps), tuple(texts), values, tuple(repeated), tuple(earlier))
 
 
 def _checked_time(path: Path, line: int, stamp: str) -> datetime:
@@ -174,7 +181,7 @@ def write_scores(path: Path, series: Series, scores: F64) -> None:
         raise SeriesError(f"{path}: cannot write: {exc.strerror or exc}") from exc
 
 
-def detector_function(name: str) -> Callable[[F64], F64]:
+def detector_function(name: str) -> Callable[[F64, F64], F64]:
     try:
         return DETECTORS[name]
     except KeyError:
@@ -192,7 +199,7 @@ def score_csv(
     """Score one file online and write the result. Returns the series read."""
     score = detector_function(detector)
     series = read_series(source, strict_timestamps=strict_timestamps)
-    write_scores(target, series, score(series.values))
+    write_scores(target, series, score(series.values, seconds(series)))
     return series
 
 
@@ -261,7 +268,7 @@ def evaluate_folder(
             unlabelled.append(key)
             continue
         series = read_series(path)
-        scores = score(series.values)
+        scores = score(series.values, seconds(series))
         if out is not None:
             write_scores(out / key, series, scores)
         items.append(LabelledScores(key, scores, window_rows(series, labels[key], labels_path)))

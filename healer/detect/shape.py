@@ -6,21 +6,26 @@ hour, which flags every daily peak; ``univariate.DiscordLikelihood`` judges the 
 exactly the univariate detector's scores, but incrementally, one row at a time, for many
 series (every workload x signal) together, so that the daemon can run it every cycle.
 
-Rows are fixed time buckets of ``bucket_s`` (5 minutes: NAB's rows, the unit the
-univariate hyperparameters are in): a row's value is the mean of the bucket's valid
-samples. Buckets lie on a grid of multiples of ``bucket_s`` since the epoch, each
-closed on the right, ``(end - bucket_s, end]``. A bucket closes as soon as no further
-sample is expected in it: when a sample arrives past its end, or when the next sample,
-one spacing (the last gap between timestamps) after this one, would fall past it. A
-series fed at 5-minute steps therefore closes one bucket per sample, at that sample,
-whatever the offset of its timestamps; a 15-second scrape closes one every 20 samples.
-A bucket without a valid sample of a series adds no row to that series (univariate
-ignores time, too).
+Rows are fixed time buckets of ``bucket_s`` (5 minutes): a row's value is the mean of
+the bucket's valid samples. The detector's windows are in time; the stage's period is
+the bucket, known, so it turns them into rows once (``DiscordLikelihood.windows``)
+instead of reading the period from timestamps as ``score-csv`` does. Buckets lie on a
+grid of multiples of ``bucket_s`` since the epoch, each closed on the right, ``(end -
+bucket_s, end]``. A bucket closes as soon as no further sample is expected in it: when a
+sample arrives past its end, or when the next sample, one spacing (the last gap between
+timestamps) after this one, would fall past it. A series fed at 5-minute steps therefore
+closes one bucket per sample, at that sample, whatever the offset of its timestamps; a
+15-second scrape closes one every 20 samples. A bucket without a valid sample of a
+series adds no row to that series; more than ``GAP_PERIODS`` periods between two rows of
+a series (its period: the shortest time between two of its rows, at least a bucket) is a
+gap, and its next rows settle (no evidence, nothing learned) as the univariate
+detector's do after a gap in time.
 
 State per series, all in (series x rows) arrays: the running sum of squares (for the
 RMS of the compression), a ring of cumulative compressed values (for the segment
 means), per time scale a ring of segment means (from which the candidate shapes are
-read), of shape norms and of distances (for the likelihood statistics), and the
+read), of shape norms and of distances (for the likelihood statistics; single precision,
+NaN where a row was not learned from), the rows left to settle after a gap, and the
 refractory state. When a bucket closes, the new row's discord distances of all series
 are computed by one ``einsum`` per block of series over windowed views of the rings;
 the only Python loops are over the time scales and blocks of ``SERIES_BLOCK`` series.
@@ -43,7 +48,11 @@ from numpy.lib.stride_tricks import sliding_window_view
 from numpy.typing import NDArray
 
 from healer.detect.univariate import (
+    DISTANCE_DTYPE,
+    GAP_PERIODS,
+    MIN_LEARNED_ROWS,
     DiscordLikelihood,
+    alarms_at_one,
     compress,
     fisher_combined,
     log_tail,
@@ -79,6 +88,10 @@ class Row:
     likelihood: F64
     score: F64
     alarm: Mask
+    settle: I64
+    """Rows each series has left to settle after a gap at its largest scale, this one
+    included; a smaller scale has settled once fewer are left than its shape's span
+    is shorter."""
     """Rows that raise an alarm (reach the alarm level and are not held down)."""
 
 
@@ -90,14 +103,21 @@ class ShapeStage:
     ) -> None:
         self.detector = detector or DiscordLikelihood()
         self.bucket_s = bucket_s
-        d = self.detector
+        self.windows_ = d = self.detector.windows(bucket_s)
         self.max_segment_ = max(d.segment_rows)
         self.rows_ = np.zeros(n, dtype=np.int64)
         self.sum_squares_ = np.zeros(n)
         self.cum_u_ = np.zeros((n, self.max_segment_ + 1))
         self.means_ = [np.zeros((n, self._means_len(g))) for g in d.segment_rows]
         self.norms_ = [np.zeros((n, d.history_rows + 1)) for _ in d.segment_rows]
-        self.distances_ = [np.zeros((n, d.history_rows + 1)) for _ in d.segment_rows]
+        # NaN: a distance not learned from (too early, or settling after a gap).
+        self.distances_ = [
+            np.full((n, d.history_rows + 1), np.nan, dtype=DISTANCE_DTYPE) for _ in d.segment_rows
+        ]
+        self.settle_ = np.zeros(n, dtype=np.int64)
+        self.last_row_t_ = np.full(n, -math.inf)
+        self.spacing_s_ = np.full(n, math.inf)
+        """Shortest time between two rows of each series: its period, for telling a gap."""
         self.last_alarm_ = np.full(n, -1, dtype=np.int64)
         self.calmed_ = np.zeros(n, dtype=bool)
         self.score_ = np.full(n, np.nan)
@@ -110,7 +130,7 @@ class ShapeStage:
 
     def _means_len(self, segment_rows: int) -> int:
         """Ring length of segment means: the oldest candidate's shape reaches this far."""
-        d = self.detector
+        d = self.windows_
         return d.history_rows + segment_rows * (d.shape_points - 1) + 1
 
     @property
@@ -119,18 +139,25 @@ class ShapeStage:
 
     def state_bytes(self) -> int:
         """Bytes of learned state (all arrays), for sizing."""
-        arrays = [self.rows_, self.sum_squares_, self.cum_u_, self.last_alarm_, self.calmed_]
-        arrays += [self.score_, self.bucket_sum_, self.bucket_count_]
-        arrays += self.means_ + self.norms_ + self.distances_
+        arrays: list[NDArray[np.generic]] = [self.rows_, self.sum_squares_, self.cum_u_]
+        arrays += [self.last_alarm_, self.calmed_, self.score_, self.bucket_sum_]
+        arrays += [self.bucket_count_, self.settle_, self.last_row_t_, self.spacing_s_]
+        arrays += [*self.means_, *self.norms_, *self.distances_]
         return sum(a.nbytes for a in arrays)
 
     # ---- rows -----------------------------------------------------------------------------
 
-    def push(self, values: F64, series: I64 | None = None) -> F64:
-        """Commit one row for each of ``series`` (default all); return their scores."""
+    def push(self, values: F64, series: I64 | None = None, *, after_gap: Mask | None = None) -> F64:
+        """Commit one row for each of ``series`` (default all); return their scores.
+
+        ``after_gap``: the series whose row follows a gap (the stage's own buckets tell
+        it when it is fed samples with ``observe``).
+        """
         index = np.arange(self.n_series) if series is None else np.asarray(series, dtype=np.int64)
         if len(index) == 0:
             return np.zeros(0)
+        if after_gap is not None:
+            self.settle_[index] = np.where(after_gap, self._settle_rows(), self.settle_[index])
         row = self.evaluate(np.asarray(values, dtype=np.float64), index)
         self._commit(row)
         return row.score
@@ -162,45 +189,64 @@ class ShapeStage:
             likelihood=_joined(blocks, lambda b: b.likelihood),
             score=_joined(blocks, lambda b: b.score),
             alarm=_joined(blocks, lambda b: b.alarm),
+            settle=_joined(blocks, lambda b: b.settle),
         )
 
     def _evaluate(self, values: F64, series: I64) -> Row:
-        d = self.detector
+        d, w = self.detector, self.windows_
         i = self.rows_[series]
+        settle = self.settle_[series]
         sum_squares = self.sum_squares_[series] + values * values
         u = compress(values, rms_of(sum_squares, (i + 1).astype(np.float64)))
         cum_ring = self.cum_u_.shape[1]
         cum_u = self.cum_u_[series, (i - 1) % cum_ring] * (i > 0) + u
         means, norms, distances = [], [], []
-        log_tails = np.zeros(len(series))
-        for k, g in enumerate(d.segment_rows):
+        log_tails, tests = np.zeros(len(series)), np.zeros(len(series))
+        for k, g in enumerate(w.segment_rows):
             if g == 1:
                 mean = u
             else:
                 back = np.where(i >= g, self.cum_u_[series, (i - g) % cum_ring], 0.0)
                 mean = (cum_u - back) / np.minimum(i + 1, g)
             norm, distance = self._discord(k, g, series, i, mean)
-            recent, past_mean, spread = self._statistics(k, g, series, i, distance)
-            log_tails += log_tail(recent, past_mean, spread)
+            recent, past_mean, spread, count = self._statistics(k, series, distance)
+            settling = settle > self._settle_rows() - w.settle_rows(g)
+            tested = ~settling & (count >= MIN_LEARNED_ROWS)
+            log_tails += np.where(tested, log_tail(recent, past_mean, spread), 0.0)
+            tests += tested
             means.append(mean)
             norms.append(norm)
-            distances.append(distance)
-        likelihood = fisher_combined(log_tails, len(d.segment_rows))
-        held = suppressed(i, self.last_alarm_[series], self.calmed_[series], d.refractory_rows)
+            learned = (i >= w.learn_from_row(g)) & ~settling
+            distances.append(np.where(learned, distance, np.nan))
+        likelihood = fisher_combined(log_tails, tests)
+        held = suppressed(i, self.last_alarm_[series], self.calmed_[series], w.refractory_rows)
         hot = likelihood >= d.alarm_level
         score = np.where(hot & held, np.nextafter(d.alarm_level, 0.0), likelihood)
+        score = alarms_at_one(score, d.alarm_level)
         return Row(
-            series, i, sum_squares, cum_u, means, norms, distances, likelihood, score, hot & ~held
+            series,
+            i,
+            sum_squares,
+            cum_u,
+            means,
+            norms,
+            distances,
+            likelihood,
+            score,
+            hot & ~held,
+            settle,
         )
 
     def _commit(self, row: Row) -> None:
         d, s, i = self.detector, row.series, row.index
         self.sum_squares_[s] = row.sum_squares
         self.cum_u_[s, i % self.cum_u_.shape[1]] = row.cum_u
-        for k in range(len(d.segment_rows)):
+        history = self.windows_.history_rows
+        for k in range(len(self.windows_.segment_rows)):
             self.means_[k][s, i % self.means_[k].shape[1]] = row.means[k]
-            self.norms_[k][s, i % (d.history_rows + 1)] = row.norms[k]
-            self.distances_[k][s, i % (d.history_rows + 1)] = row.distances[k]
+            self.norms_[k][s, i % (history + 1)] = row.norms[k]
+            self.distances_[k][s, i % (history + 1)] = row.distances[k]
+        self.settle_[s] = np.maximum(row.settle - 1, 0)
         self.last_alarm_[s] = np.where(row.alarm, i, self.last_alarm_[s])
         calm = row.likelihood < d.rearm_level
         self.calmed_[s] = np.where(row.alarm, False, self.calmed_[s] | calm)
@@ -214,7 +260,7 @@ class ShapeStage:
         ring in row order (rows before the series' start read as row 0, as
         ``univariate.shapes_of`` pads them); the shapes are strided windows of them.
         """
-        d = self.detector
+        d = self.windows_
         p, h, gap = d.shape_points, d.history_rows, d.shape_points * g
         span = g * (p - 1) + 1
         ring = self.means_[k]
@@ -239,29 +285,21 @@ class ShapeStage:
         cross = cand_norms - 2.0 * np.einsum("bcp,bp->bc", candidates, query)
         return norm, nearest_distance(cross.min(axis=1) + norm, p)
 
-    def _statistics(
-        self, k: int, g: int, series: I64, i: I64, distance: F64
-    ) -> tuple[F64, F64, F64]:
-        """Recent mean distance (this row and the ones before it), and the mean and spread
-        of the distances of the ``history_rows`` rows before it that are learned from."""
-        d = self.detector
+    def _statistics(self, k: int, series: I64, distance: F64) -> tuple[F64, F64, F64, F64]:
+        """Recent mean distance (this row and the learned ones of the rows before it),
+        and the mean, spread and count of the learned distances of the ``history_rows``
+        rows before it (rows i - h .. i - 1; NaN in the ring: not learned from)."""
+        d = self.windows_
         h = d.history_rows
-        past = _read(self.distances_[k], series, i - h, h)  # rows i - h .. i - 1
-        begin = d.learn_from_row(g)
-        if i.min() - h >= begin:
-            used_past = past
-            count = np.full(len(series), float(h))
-        else:
-            used = (i[:, None] + np.arange(-h, 0)[None, :]) >= begin
-            used_past = np.where(used, past, 0.0)
-            count = used.sum(axis=1).astype(np.float64)
+        past = _read(self.distances_[k], series, self.rows_[series] - h, h).astype(np.float64)
+        used = np.isfinite(past)
+        used_past = np.where(used, past, 0.0)
+        count = used.sum(axis=1).astype(np.float64)
         mean, spread = mean_std(used_past.sum(axis=1), (used_past * used_past).sum(axis=1), count)
         before = d.recent_rows - 1  # the recent rows before this one
-        seen = np.minimum(i, before)
-        last = past[:, h - before :]
-        last = np.where(np.arange(-before, 0)[None, :] >= -seen[:, None], last, 0.0)
-        recent = (last.sum(axis=1) + distance) / (seen + 1)
-        return recent, mean, spread
+        last, seen = used_past[:, h - before :], used[:, h - before :].sum(axis=1)
+        recent = (last.sum(axis=1) + distance) / (seen + 1.0)
+        return recent, mean, spread, count
 
     # ---- time buckets ---------------------------------------------------------------------
 
@@ -292,11 +330,36 @@ class ShapeStage:
     def _close(self) -> Mask:
         has = self.bucket_count_ > 0
         if has.any():
-            self.push(self.bucket_sum_[has] / self.bucket_count_[has], np.flatnonzero(has))
+            series = np.flatnonzero(has)
+            self.push(
+                self.bucket_sum_[has] / self.bucket_count_[has],
+                series,
+                after_gap=self._after_gap(series),
+            )
+            since_s = self.bucket_end_ - self.last_row_t_[has]
+            self.spacing_s_[has] = np.minimum(self.spacing_s_[has], since_s)
+            self.last_row_t_[has] = self.bucket_end_
         self.closed_end_ = max(self.closed_end_, self.bucket_end_)
         self.bucket_sum_[:] = 0.0
         self.bucket_count_[:] = 0.0
         return has
+
+    def _settle_rows(self) -> int:
+        """Rows after a gap until the largest scale has settled."""
+        return self.windows_.settle_rows(self.max_segment_)
+
+    def _after_gap(self, series: I64) -> Mask:
+        """Whether the open bucket of each of ``series`` follows a gap: more than
+        ``GAP_PERIODS`` periods since its last row (one bucket without a sample is not).
+
+        A series' period is the shortest time between two of its rows, at least a bucket:
+        a series sampled hourly has a row every twelfth bucket, and that is no gap.
+        """
+        period_s = np.where(np.isfinite(self.spacing_s_[series]), self.spacing_s_[series], 0.0)
+        since_s = self.bucket_end_ - self.last_row_t_[series]
+        limit_s = GAP_PERIODS * np.maximum(period_s, self.bucket_s)
+        out: Mask = np.isfinite(since_s) & (since_s > limit_s)
+        return out
 
     @property
     def episode_(self) -> Mask:
@@ -313,7 +376,12 @@ class ShapeStage:
         has = self.bucket_count_[series] > 0
         if has.any():
             s = series[has]
-            row = self.evaluate(self.bucket_sum_[s] / self.bucket_count_[s], s)
+            settled = self.settle_[s].copy()  # an open bucket after a gap settles too
+            self.settle_[s] = np.where(self._after_gap(s), self._settle_rows(), settled)
+            try:
+                row = self.evaluate(self.bucket_sum_[s] / self.bucket_count_[s], s)
+            finally:
+                self.settle_[s] = settled
             score[has] = row.score
             going_on = self.episode_[s] & (row.likelihood >= self.detector.rearm_level)
             episode[has] = row.alarm | going_on
@@ -325,6 +393,8 @@ class ShapeStage:
         out = ShapeStage(len(keep), detector=self.detector, bucket_s=self.bucket_s)
         new, old = np.flatnonzero(keep >= 0), keep[keep >= 0]
         for name in ("rows_", "sum_squares_", "cum_u_", "last_alarm_", "calmed_", "score_"):
+            getattr(out, name)[new] = getattr(self, name)[old]
+        for name in ("settle_", "last_row_t_", "spacing_s_"):
             getattr(out, name)[new] = getattr(self, name)[old]
         for name in ("bucket_sum_", "bucket_count_"):
             getattr(out, name)[new] = getattr(self, name)[old]
@@ -346,7 +416,7 @@ def _joined_scales(blocks: list[Row], field: Callable[[Row], list[F64]]) -> list
     return [np.concatenate(parts) for parts in zip(*(field(b) for b in blocks), strict=True)]
 
 
-def _read(ring: F64, series: I64, first: I64, count: int) -> F64:
+def _read(ring: NDArray[G], series: I64, first: I64, count: int) -> NDArray[G]:
     """(series, count) copy of rows ``first .. first + count - 1`` of each series' ring
     (row r at column r mod the ring's length; rows before the start read garbage).
 
@@ -359,9 +429,9 @@ def _read(ring: F64, series: I64, first: I64, count: int) -> F64:
     if uniform and (np.diff(series) == 1).all():
         block, start = ring[lo : lo + len(series)], int(first[0]) % length
         if start + count <= length:
-            out: F64 = block[:, start : start + count].copy()
+            out: NDArray[G] = block[:, start : start + count].copy()
             return out
         return np.concatenate((block[:, start:], block[:, : count - (length - start)]), axis=1)
     columns = (first[:, None] + np.arange(count)[None, :]) % length
-    gathered: F64 = ring[series[:, None], columns]
+    gathered: NDArray[G] = ring[series[:, None], columns]
     return gathered

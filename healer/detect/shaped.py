@@ -21,9 +21,14 @@ streaming with the joint model). The shape stage's refractory caps a lasting ano
 just below its alarm level (0.999), well above ``score_threshold``: the daemon keeps
 seeing an anomaly that goes on, and verifies a healed workload when its score drops.
 
-Findings keep their meaning: a workload whose score stays at or above the threshold for
-``persistence_s`` (``Onsets``), with the signals the streaming stage sees deviate, and
-those whose shape fires, as the explanation.
+A warm signal's shape counts only while the signal stands on its harmful side
+(``signals.POLARITY``) of its streaming baseline by ``ATTRIBUTION_MIN_DEVIATION``
+spreads (``_harmful``): the shape stage is blind to direction, and the return of a
+signal to its old level after a fix is as novel a shape as the fault was. So a finding
+is explained by what it lists: a workload whose score stays at or above the threshold
+for ``persistence_s`` (``Onsets``), with the signals whose evidence reaches the
+threshold first, each in its harmful direction, then the other signals the streaming
+stage sees deviate, as context.
 """
 
 from __future__ import annotations
@@ -128,11 +133,13 @@ class ShapedDetector:
         # A signal's tail such that the workload's score is its largest calibrated score.
         evidence = np.where(warm, 1.0 - calibrated ** (1.0 / n_scored), tail)
         evidence = np.where(sign != 0, evidence, 1.0)
+        harmful = self._harmful(detection, sign)
+        evidence = np.where(warm & ~harmful, 1.0, evidence)
         shaped = (1.0 - evidence.min(axis=1)) ** n_scored
         scores = np.where(warm.any(axis=1), shaped, detection.scores)
         scores = np.where(detection.fresh, scores, 0.0)
-        shape_hot = warm & (sign != 0) & episode
-        findings = self._findings(detection, scores, shape_hot)
+        counted = (1.0 - evidence) ** n_scored >= self.settings.score_threshold
+        findings = self._findings(detection, scores, counted)
         return replace(detection, scores=scores, findings=findings)
 
     def learn_shapes(self, frame: Frame) -> ShapeStage:
@@ -223,7 +230,7 @@ class ShapedDetector:
         self.workloads_, self.signals_ = frame.workloads, frame.signals
         return self.stage_
 
-    def _findings(self, detection: Detection, scores: F64, shape_hot: Mask) -> tuple[Finding, ...]:
+    def _findings(self, detection: Detection, scores: F64, counted: Mask) -> tuple[Finding, ...]:
         at_s = detection.at.timestamp()
         hot = scores >= self.settings.score_threshold
         self.onsets.track(detection.workloads, hot, detection.fresh, at_s)
@@ -232,7 +239,7 @@ class ShapedDetector:
                 workload=detection.workloads[w],
                 at=detection.at,
                 score=float(scores[w]),
-                signals=self._attribution(detection, w, shape_hot[w]),
+                signals=self._attribution(detection, w, counted[w]),
                 onset=self.onsets.onset(detection.workloads[w]),
                 model_version=self.model_version,
             )
@@ -240,18 +247,42 @@ class ShapedDetector:
         )
 
     @staticmethod
-    def _attribution(detection: Detection, w: int, shape_hot: Mask) -> tuple[SignalDeviation, ...]:
-        """Signals far from their streaming baseline, and those whose shape fires, in
-        spreads from the baseline, largest first."""
+    def _harmful(detection: Detection, sign: F64) -> Mask:
+        """(W, S) whether a signal stands on its harmful side of its streaming baseline,
+        by at least ``ATTRIBUTION_MIN_DEVIATION`` spreads: only then may its shape count.
+
+        The shape stage cannot tell a fault from the end of one: the return of an error
+        ratio from its fault level to its old level is a shape as novel as the rise was,
+        and stays novel for as long as the rise is within the shape's window. What makes
+        either harmful is where the signal stands now, against a level the fault did not
+        move: the streaming baseline, which holds still while its signal is anomalous
+        (``streaming.HOLD_FACTOR``). A signal back at that level (under three spreads, the
+        size of noise and the verifier's ``BASELINE_SIGMA``) has recovered, or is below
+        its level (memory after a restart), and its novel shape is no evidence. Every
+        signal that counts is therefore named in the finding, in its harmful direction.
+        """
+        out: Mask = (sign != 0) & (detection.deviations * sign >= ATTRIBUTION_MIN_DEVIATION)
+        return out
+
+    @staticmethod
+    def _attribution(detection: Detection, w: int, counted: Mask) -> tuple[SignalDeviation, ...]:
+        """Signals far from their streaming baseline, in spreads from it: first those
+        whose evidence alone reaches the threshold (``counted``; each is far from its
+        baseline on its harmful side, see ``_harmful``), then the others as context (a
+        request rate, a CPU that fell), each group largest first."""
         z = detection.deviations[w]
-        return named_signals(detection, w, z, (np.abs(z) >= ATTRIBUTION_MIN_DEVIATION) | shape_hot)
+        named = (np.abs(z) >= ATTRIBUTION_MIN_DEVIATION) | counted
+        return named_signals(detection, w, z, named, first=counted)
 
 
 def named_signals(
-    detection: Detection, w: int, deviation: F64, named: Mask
+    detection: Detection, w: int, deviation: F64, named: Mask, first: Mask | None = None
 ) -> tuple[SignalDeviation, ...]:
     """A finding's explanation: workload ``w``'s ``named`` signals with their value,
-    baseline and ``deviation``, largest deviation first."""
+    baseline and ``deviation``; the ``first`` ones (default none) ahead of the others,
+    largest deviation first within each."""
+    ahead = np.zeros(len(deviation), dtype=bool) if first is None else first
+    order = np.lexsort((-np.abs(deviation), ~ahead))
     return tuple(
         SignalDeviation(
             signal=detection.signals[i],
@@ -260,6 +291,6 @@ def named_signals(
             deviation=float(deviation[i]),
             direction=Direction.UP if deviation[i] > 0 else Direction.DOWN,
         )
-        for i in np.argsort(-np.abs(deviation))
+        for i in order
         if named[i]
     )

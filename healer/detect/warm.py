@@ -79,7 +79,7 @@ def wanted(settings: DetectorSettings) -> WarmSpan:
     recent_s = max(settings.warmup_s, RECENT_HALF_LIVES * settings.baseline_half_life_s)
     past_s = 0.0
     if settings.shape_enabled:
-        shape = DiscordLikelihood()
+        shape = DiscordLikelihood().windows(settings.shape_bucket_s)
         reach = max(g * (shape.shape_points - 1) for g in shape.segment_rows)
         rows = max(shape.history_rows + reach, settings.shape_warmup_buckets)
         past_s = rows * settings.shape_bucket_s

@@ -333,6 +333,19 @@ BAD_REQUESTS: list[tuple[str, str, Any, int, str]] = [
     ("GET", "/api/v1/incidents?since=9999-12-31T23:59:59-01:00", None, 422, "since"),
     ("GET", "/api/v1/incidents?cursor=5.AAAA", None, 400, "cursor"),
     ("GET", "/api/v1/actions?status=sleeping", None, 422, "status"),
+    # A lone surrogate is valid JSON but no text: refused, never a 500.
+    ("POST", "/api/v1/actions/{a}/approve", b'{"reason":"\\ud800"}', 422, "unicode"),
+    ("POST", "/api/v1/actions/{a}/reject", b'{"reason":"\\udfff"}', 422, "unicode"),
+    (
+        "POST",
+        "/api/v1/incidents/{i}/feedback",
+        b'{"verdict":"true_positive","note":"a\\ud800b"}',
+        422,
+        "unicode",
+    ),
+    ("POST", "/api/v1/incidents/{i}/feedback", b'{"verdict":"\\ud800"}', 422, "verdict"),
+    # Over api.max_body_bytes (1 MiB by default): refused before it is read.
+    ("POST", "/api/v1/actions/{a}/approve", b" " * (1024 * 1024 + 1), 413, "api.max_body_bytes"),
 ]
 
 
@@ -387,3 +400,15 @@ def test_the_incidents_command_talks_to_the_api(served: str, data: dict[str, int
     viewer = {**env, "HEALER_TOKEN": TOKENS["viewer"]}
     refused = runner.invoke(app, ["incidents", "approve", str(action_id)], env=viewer)
     assert isinstance(refused.exception, HealerError) and "403" in str(refused.exception)
+
+
+def test_a_422_does_not_echo_a_large_body_whole(served: str, data: dict[str, int]) -> None:
+    http = client(served, "operator")
+    action_id = action_of(served, data["pending"])
+    big = "x" * 900_000  # under the body limit, and the wrong type for the body
+    answer = http.post(f"/api/v1/actions/{action_id}/approve", json=big)
+    assert answer.status_code == 422, answer.text
+    assert len(answer.content) < 2_000
+    [error] = answer.json()["detail"]
+    assert error["loc"] == ["body"]
+    assert error["input"].startswith("xxxx") and error["input"].endswith("(900000 characters)")

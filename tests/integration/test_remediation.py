@@ -128,12 +128,14 @@ def test_restart_of_a_paused_deployment_is_refused(kube_api: Any, cluster: Clust
     assert apps.read_namespaced_deployment("cart", "shop").metadata.generation == generation
 
 
-def test_delete_pod_evicts_and_a_disruption_budget_holds(kube_api: Any, cluster: Cluster) -> None:
+def test_evict_uses_the_eviction_api_and_a_disruption_budget_holds(
+    kube_api: Any, cluster: Cluster
+) -> None:
     core, act = client.CoreV1Api(kube_api), KubeActuator(kube_api, sleep=lambda s: None)
     pods = [
         p.metadata.name for p in core.list_namespaced_pod("shop", label_selector="app=cart").items
     ]
-    record = act.apply(a_plan(CART, ActionKind.DELETE_POD, pod=pods[0]), now=NOW)
+    record = act.apply(a_plan(CART, ActionKind.EVICT, pod=pods[0]), now=NOW)
     assert record.status == ActionStatus.SUCCEEDED, record.error
     assert record.request["path"] == f"/api/v1/namespaces/shop/pods/{pods[0]}/eviction"
     assert act.already_applied(record)
@@ -148,7 +150,7 @@ def test_delete_pod_evicts_and_a_disruption_budget_holds(kube_api: Any, cluster:
     pods = [
         p.metadata.name for p in core.list_namespaced_pod("shop", label_selector="app=cart").items
     ]
-    held = act.apply(a_plan(CART, ActionKind.DELETE_POD, pod=pods[0]), now=NOW)
+    held = act.apply(a_plan(CART, ActionKind.EVICT, pod=pods[0]), now=NOW)
     assert held.status == ActionStatus.FAILED and (held.error or "").startswith("429")
     assert pods[0] in {p.metadata.name for p in core.list_namespaced_pod("shop").items}
 

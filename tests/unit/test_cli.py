@@ -159,3 +159,65 @@ def test_train_diagnoser_learns_operators_labels_from_the_audit_store(tmp_path: 
     assert result.returncode == 0, result.stderr
     assert "2 labelled diagnoses" in result.stdout
     assert LearnedDiagnoser.load(out).support_ == {Cause.CPU_HOG: 1, Cause.UNKNOWN: 1}
+
+
+def test_alias_bomb_playbook_through_validate(tmp_path: Path) -> None:
+    from test_yamlfile import laughs
+
+    (tmp_path / "bomb.yaml").write_text("name: bomb\n" + laughs())
+    result = healer("playbooks", "validate", str(tmp_path), timeout=30)
+    assert_one_line_error(result, "bomb.yaml", "aliases are expanded")
+
+
+def test_demo_takes_the_store_from_the_environment(tmp_path: Path) -> None:
+    import os
+
+    url = f"sqlite:///{tmp_path / 'from-env.db'}"
+    env = {**os.environ, "HEALER_STORE__URL": url}
+    result = subprocess.run(
+        [sys.executable, "-m", "healer.cli", "demo", "--port", "0", "--duration", "0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        env=env,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"audit store          {url}" in result.stdout
+    assert (tmp_path / "from-env.db").is_file()
+
+
+def test_demo_takes_the_store_from_the_settings_file(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'from-file.db'}"
+    config = tmp_path / "healer.yaml"
+    config.write_text(f"store: {{url: '{url}'}}\n")
+    result = healer("demo", "--config", str(config), "--port", "0", "--duration", "0")
+    assert result.returncode == 0, result.stderr
+    assert f"audit store          {url}" in result.stdout
+
+
+def test_demo_on_an_earlier_db_resumes_after_its_history(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from healer.audit.store import AuditStore
+    from healer.sim.scenario import load_scenario
+    from healer.types import Direction, Finding, Signal, SignalDeviation, WorkloadRef
+
+    db = tmp_path / "audit.db"
+    start = load_scenario("default").start
+    later = start + timedelta(hours=5)  # the first run went on for five hours
+    store = AuditStore(f"sqlite:///{db}")
+    deviation = SignalDeviation(Signal.CPU, 2.0, 1.0, 9.0, Direction.UP)
+    cart = WorkloadRef("shop", "Deployment", "cart")
+    store.open_incident(Finding(cart, later, 0.99, (deviation,), later, "m"))
+    store.close()
+
+    result = healer("demo", "--db", str(db), "--port", "0", "--duration", "0")
+
+    assert result.returncode == 0, result.stderr
+    resumed = start + timedelta(days=1)
+    assert (
+        f"simulated time starts {resumed:%Y-%m-%d %H:%M} UTC (after the audit store's history)"
+        in result.stdout
+    )

@@ -68,9 +68,9 @@ def test_prometheus_url_that_is_not_a_url(tmp_path: Path) -> None:
     assert_one_line_error(result, "prometheus.url", "'prometheus:9090'")
 
 
-def test_a_cluster_and_prometheus_down_at_start_do_not_stop_once(tmp_path: Path) -> None:
+def test_a_cluster_and_prometheus_down_at_start_fail_once_naming_them(tmp_path: Path) -> None:
     """A valid configuration with both dependencies down: it starts, names the settings
-    pointing at them, and (with --once) ends without a leader and without acting."""
+    pointing at them, and --once ends without a leader, without acting, and non-zero."""
     config = tmp_path / "healer.yaml"
     config.write_text(
         f"store: {{url: 'sqlite:///{tmp_path / 'audit.db'}'}}\n"
@@ -87,8 +87,39 @@ def test_a_cluster_and_prometheus_down_at_start_do_not_stop_once(tmp_path: Path)
         f"http://127.0.0.1:{free_port()}",
         cwd=tmp_path,
     )
-    assert result.returncode == 0, result.stderr
+    assert result.returncode == 2, result.stderr
     assert '"setting": "cluster.kubeconfig"' in result.stderr
     assert '"setting": "prometheus.url"' in result.stderr
     assert '"event": "not_leader"' in result.stderr
-    assert "stopped after 0 cycles" in result.stdout
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("healer: error: healer run --once: no cycle ran: ")
+    assert "Kubernetes API unavailable (cluster.kubeconfig)" in last
+    assert "Traceback" not in result.stderr
+
+
+def test_once_with_prometheus_unreachable_fails_naming_it(tmp_path: Path) -> None:
+    """Leader election off, so the cycle runs; Prometheus down: one line, exit 2."""
+    config = tmp_path / "healer.yaml"
+    config.write_text(
+        f"store: {{url: 'sqlite:///{tmp_path / 'audit.db'}'}}\n"
+        f"playbooks_dir: {REPO / 'playbooks'}\nprometheus: {{retries: 0, timeout_s: 1}}\n"
+        "leader: {enabled: false}\n"
+    )
+    url = f"http://127.0.0.1:{free_port()}"
+    result = healer(
+        "run",
+        "--once",
+        "--config",
+        str(config),
+        "--kubeconfig",
+        str(kubeconfig(tmp_path)),
+        "--prometheus",
+        url,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 2, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith(
+        f"healer: error: healer run --once: no cycle ran: no metrics from prometheus.url {url}: "
+    )
+    assert "stopped after" not in result.stdout

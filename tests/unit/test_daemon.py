@@ -71,6 +71,8 @@ class ScriptedDetector:
 
     def __init__(self) -> None:
         self.anomalous: dict[WorkloadRef, tuple[SignalDeviation, ...]] = {}
+        self.rising: set[WorkloadRef] = set()
+        """Anomalous for less than the persistence: a score over the threshold, no finding."""
 
     def update(self, frame: Frame) -> Detection:
         at = datetime.fromtimestamp(float(frame.timestamps[-1]), UTC)
@@ -78,7 +80,8 @@ class ScriptedDetector:
             Finding(w, at, 0.99, s, at - timedelta(minutes=1), "scripted")
             for w, s in self.anomalous.items()
         )
-        scores = np.array([0.99 if w in self.anomalous else 0.1 for w in frame.workloads])
+        hot = self.anomalous.keys() | self.rising
+        scores = np.array([0.99 if w in hot else 0.1 for w in frame.workloads])
         shape = (len(frame.workloads), len(frame.signals))
         fresh = np.ones(len(frame.workloads), dtype=bool)
         return Detection(
@@ -267,8 +270,8 @@ def test_the_anomaly_brake_holds_when_many_workloads_are_anomalous(loop: Loop) -
     assert "anomaly_brake" in sent.reason
 
 
-def test_two_of_five_anomalous_is_over_the_default_brake(loop: Loop) -> None:
-    loop.detector.anomalous = {SEARCH: OVERLOAD, OTHERS[0]: OVERLOAD}  # 40% > 30%
+def test_three_of_five_turning_anomalous_together_is_over_the_default_brake(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD, OTHERS[0]: OVERLOAD, OTHERS[1]: OVERLOAD}
     loop.run()
     assert loop.actuator.applied == []
     loop.detector.anomalous = {}
@@ -276,6 +279,64 @@ def test_two_of_five_anomalous_is_over_the_default_brake(loop: Loop) -> None:
     loop.detector.anomalous = {SEARCH: OVERLOAD}  # 20%: acted on
     loop.run()
     assert [p.action for p in loop.actuator.applied] == [ActionKind.SCALE]
+
+
+def test_two_faults_at_once_are_both_handled(loop: Loop) -> None:
+    """40% of five workloads, but two: two incidents to handle, not a mass fault."""
+    loop.detector.anomalous = {SEARCH: OVERLOAD, OTHERS[0]: OVERLOAD}
+    loop.run()
+    assert {p.workload for p in loop.actuator.applied} == {SEARCH, OTHERS[0]}
+
+
+def test_a_workload_already_acted_on_does_not_count_toward_the_brake(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD, OTHERS[0]: OVERLOAD}
+    loop.run()
+    loop.detector.anomalous |= {OTHERS[1]: OVERLOAD}  # both others are still verifying
+    loop.run()
+    assert {p.workload for p in loop.actuator.applied} == {SEARCH, *OTHERS[:2]}
+
+
+def test_the_brake_holds_an_event_once_and_not_a_later_fault(loop: Loop) -> None:
+    """A mass event is held with one escalation, its stragglers too; the workloads it
+    held stay anomalous, yet a fault that begins long after is acted on."""
+    notifier = RecordingNotifier()
+    loop.healer.notifier = notifier
+    loop.detector.anomalous = {w: OVERLOAD for w in OTHERS[:3]}
+    loop.run()
+    loop.detector.anomalous[OTHERS[3]] = OVERLOAD  # a straggler of the same event
+    loop.run(cycles=2)
+    assert loop.actuator.applied == []
+    assert len(loop.store.list_incidents()) == 4
+    [sent] = notifier.sent
+    assert "anomaly_brake" in sent.reason
+    loop.run(cycles=40)  # 20 minutes on, the held workloads still anomalous
+    loop.detector.anomalous[SEARCH] = OVERLOAD
+    loop.run()
+    assert [p.workload for p in loop.actuator.applied] == [SEARCH]
+    assert len(notifier.sent) == 1
+
+
+def test_a_mass_event_no_playbook_handles_is_escalated_once(loop: Loop) -> None:
+    notifier = RecordingNotifier()
+    loop.healer.notifier = notifier
+    loop.detector.anomalous = {w: STRANGE for w in OTHERS[:3]}
+    loop.run(cycles=3)
+    assert set(loop.outcomes()) == {OutcomeKind.ESCALATED}
+    [sent] = notifier.sent
+    assert sent.reason.startswith("escalated: held by anomaly_brake: 3 of 5")
+
+
+def test_the_first_finding_of_a_mass_event_sees_the_workloads_still_rising(loop: Loop) -> None:
+    """A shared cause makes some workloads findings a cycle before the others."""
+    notifier = RecordingNotifier()
+    loop.healer.notifier = notifier
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.detector.rising = {OTHERS[0], OTHERS[1]}
+    loop.run()
+    loop.detector.anomalous |= {OTHERS[0]: OVERLOAD, OTHERS[1]: STRANGE}
+    loop.run(cycles=2)
+    assert loop.actuator.applied == []
+    assert len(notifier.sent) == 1
 
 
 def test_dry_run_mode_changes_nothing_and_escalates(tmp_path: Path) -> None:

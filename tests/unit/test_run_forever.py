@@ -35,6 +35,7 @@ class FakeHealer:
     """Only what run_forever touches: cycle(now) -> Detection | None."""
 
     fail: list[type[Exception] | None] = field(default_factory=list)
+    cycle_failures: int = 0
     cycled: list[datetime] = field(default_factory=list)
 
     def cycle(self, now: datetime) -> Detection | None:

@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from healer.api import create_app
-from healer.api.auth import COOKIE, hash_token
+from healer.api.auth import hash_token
 from healer.audit import AuditStore
 from healer.config import Settings
 from healer.types import (
@@ -40,10 +40,18 @@ SETTINGS = Settings(
 )
 
 
+def logged_in(client: TestClient, token: str) -> TestClient:
+    """Log in through the form: the cookie it sets is a session, not the token."""
+    answer = client.post("/login", data={"token": token}, follow_redirects=False)
+    assert answer.status_code == 303, answer.text
+    assert token not in answer.headers["set-cookie"]
+    return client
+
+
 @pytest.fixture
 def client(store: AuditStore) -> Iterator[TestClient]:
-    with TestClient(create_app(store=store, settings=SETTINGS), cookies={COOKIE: OPERATOR}) as c:
-        yield c
+    with TestClient(create_app(store=store, settings=SETTINGS)) as c:
+        yield logged_in(c, OPERATOR)
 
 
 def rolled_back(store: AuditStore) -> int:
@@ -190,7 +198,8 @@ def test_a_viewer_sees_no_buttons_and_may_not_press_them(store: AuditStore) -> N
     settings = Settings(
         api={"tokens": [{"name": "vic", "role": "viewer", "sha256": hash_token("view")}]}
     )
-    with TestClient(create_app(store=store, settings=settings), cookies={COOKIE: "view"}) as c:
+    with TestClient(create_app(store=store, settings=settings)) as c:
+        logged_in(c, "view")
         assert "/approve" not in c.get("/").text
         assert c.post(f"/actions/{action_id}/approve").status_code == 403
     [action] = store.actions()

@@ -65,8 +65,9 @@ def test_no_seeds() -> None:
         check_inputs(None, seeds=0, json_out=None, plots=None, config=None)
 
 
-def test_the_default_set_leaves_out_only_the_scale_scenario() -> None:
+def test_the_default_set_leaves_out_the_scale_and_the_days_long_scenarios() -> None:
     assert "large-cluster" not in default_scenarios()
+    assert "second-week" not in default_scenarios()
     assert {"default", "storm", "benign-day", "crash-loop", "cpu-hog"} <= set(default_scenarios())
 
 

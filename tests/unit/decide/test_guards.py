@@ -165,13 +165,14 @@ def test_in_flight_passes_below_the_cap() -> None:
 # ---- anomaly_brake ----------------------------------------------------------------------
 
 
-def test_anomaly_brake_engages_when_most_workloads_are_anomalous() -> None:
+def test_anomaly_brake_engages_when_many_workloads_turned_anomalous_together() -> None:
     result = guards.anomaly_brake(check(anomalous=3, watched=8))
 
     assert result == GuardResult(
         "anomaly_brake",
         False,
-        "3 of 8 watched workloads anomalous (38%), brake at 30%: upstream or monitoring fault",
+        "3 of 8 watched workloads (38%) turned anomalous within 15m of this one, not yet "
+        "handled; brake at more than 30% and 3: upstream or monitoring fault",
     )
 
 
@@ -179,8 +180,25 @@ def test_anomaly_brake_holds_off_at_exactly_the_share() -> None:
     result = guards.anomaly_brake(check(anomalous=3, watched=10))
 
     assert result == GuardResult(
-        "anomaly_brake", True, "3 of 10 watched workloads anomalous (30%), brake at 30%"
+        "anomaly_brake",
+        True,
+        "3 of 10 watched workloads (30%) turned anomalous within 15m of this one, not yet "
+        "handled; brake at more than 30% and 3",
     )
+
+
+def test_anomaly_brake_lets_two_faults_at_once_on_a_small_cluster_through() -> None:
+    """Half of four workloads, but two actions are not a mass restart."""
+    assert guards.anomaly_brake(check(anomalous=2, watched=4)).passed
+    assert not guards.anomaly_brake(check(anomalous=3, watched=4)).passed
+
+
+def test_anomaly_brake_needs_both_the_share_and_the_count() -> None:
+    few = GuardSettings(anomaly_brake_min_anomalous=5)
+    assert guards.anomaly_brake(check(anomalous=4, watched=5, settings=few)).passed
+    assert not guards.anomaly_brake(check(anomalous=5, watched=5, settings=few)).passed
+    assert guards.anomaly_brake(check(anomalous=30, watched=100)).passed
+    assert not guards.anomaly_brake(check(anomalous=31, watched=100)).passed
 
 
 def test_anomaly_brake_needs_enough_watched_workloads() -> None:
@@ -189,12 +207,37 @@ def test_anomaly_brake_needs_enough_watched_workloads() -> None:
     assert result == GuardResult(
         "anomaly_brake",
         True,
-        "3 of 3 watched workloads anomalous (100%); the brake needs at least 4 watched",
+        "3 of 3 watched workloads (100%) turned anomalous within 15m of this one, not yet "
+        "handled; the brake needs at least 4 watched",
     )
 
 
 def test_anomaly_brake_with_nothing_watched() -> None:
     assert guards.anomaly_brake(check(anomalous=0, watched=0)).passed
+
+
+W = tuple(WorkloadRef("shop", "Deployment", f"w{i}") for i in range(4))
+
+
+def test_correlated_counts_the_workloads_whose_anomalies_began_together() -> None:
+    """A scrape gap or a slowdown: every workload's anomaly begins within minutes."""
+    onsets = {W[0]: NOW, W[1]: NOW + timedelta(minutes=1), W[2]: NOW - timedelta(minutes=10)}
+
+    assert guards.correlated(W[0], NOW, onsets, window_s=900) == 3
+    assert guards.correlated(W[3], NOW + timedelta(minutes=2), onsets, window_s=900) == 4
+
+
+def test_correlated_leaves_out_anomalies_that_began_long_before() -> None:
+    """A bad release an hour and a half ago, still anomalous or held, is another event
+    than a memory leak found now."""
+    onsets = {W[0]: NOW - timedelta(minutes=90), W[1]: NOW}
+
+    assert guards.correlated(W[1], NOW, onsets, window_s=900) == 1
+
+
+def test_correlated_counts_the_workload_itself_once() -> None:
+    assert guards.correlated(W[0], NOW, {}, window_s=900) == 1
+    assert guards.correlated(W[0], NOW, {W[0]: NOW}, window_s=900) == 1
 
 
 # ---- paused -----------------------------------------------------------------------------
@@ -285,7 +328,7 @@ def test_raising_hpa_min_to_its_current_value_is_blocked() -> None:
         (ActionKind.RESTART, ("paused",)),
         (ActionKind.ROLLBACK, ("paused", "rollback_target", "flip_back")),
         (ActionKind.SCALE, ("scale_bounds",)),
-        (ActionKind.DELETE_POD, ()),
+        (ActionKind.EVICT, ()),
     ],
 )
 def test_check_all_evaluates_every_applicable_guard(

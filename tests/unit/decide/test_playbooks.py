@@ -52,7 +52,7 @@ def test_every_shipped_playbook_loads_and_validates() -> None:
     books = load_playbooks(REPO_PLAYBOOKS)
 
     files = sorted(p.name for p in REPO_PLAYBOOKS.iterdir() if p.suffix in (".yaml", ".yml"))
-    assert len(books) == len(files) == 6
+    assert len(books) == len(files) == 7
     assert all(book.description.strip() for book in books)
     assert all(book.verify.signals for book in books)
 
@@ -154,7 +154,7 @@ def test_wrong_enum(tmp_path: Path) -> None:
 
     assert message == (
         f"{tmp_path}/bad.yaml:7: action.kind: "
-        "Input should be 'restart', 'scale', 'rollback' or 'delete_pod'"
+        "Input should be 'restart', 'scale', 'rollback' or 'evict'"
     )
 
 

@@ -12,11 +12,13 @@ DAY_ROWS = 288
 # Small hyperparameters, so that a test's rows wrap every ring and cross refractories.
 SMALL = DiscordLikelihood(
     shape_points=8,
-    segment_rows=(1, 4),
-    history_rows=120,
-    recent_rows=3,
-    refractory_rows=20,
+    segment_s=(0.0, 1200.0),
+    history_s=120 * 300.0,
+    min_history_rows=1,
+    recent_s=3 * 300.0,
+    refractory_s=20 * 300.0,
 )
+ROWS = SMALL.windows(300.0)
 
 
 def cyclic(n: int, seed: int, period: int = 48) -> np.ndarray:
@@ -116,3 +118,36 @@ def test_state_size_is_what_the_arrays_hold() -> None:
     stage = ShapeStage(3)
     one = ShapeStage(1)
     assert stage.state_bytes() == pytest.approx(3 * one.state_bytes(), rel=0.01)
+
+
+def test_rows_after_a_gap_settle_as_in_the_whole_series() -> None:
+    values = cyclic(400, seed=8)
+    gaps = np.array([150, 300])  # rows that follow a gap in time
+    stage = ShapeStage(1, detector=SMALL)
+    online = [
+        stage.push(np.array([v]), after_gap=np.array([k in gaps]))[0] for k, v in enumerate(values)
+    ]
+    expected = SMALL.score_rows(values, ROWS, gaps)
+    np.testing.assert_allclose(online, expected, rtol=0, atol=1e-9)
+    # Settling rows give no evidence: the jump across a gap is not an anomaly.
+    assert (expected[150 : 150 + ROWS.settle_rows(1)] < SMALL.alarm_level).all()
+
+
+def test_a_gap_in_the_samples_is_a_gap_in_the_rows() -> None:
+    values = cyclic(300, seed=9)
+    stamps = 300.0 * np.arange(300)
+    stamps[200:] += 300.0 * 12  # an hour without a sample
+    stage = ShapeStage(1, detector=SMALL)
+    for t, v in zip(stamps, values, strict=True):
+        stage.observe(t + 1.0, np.array([v]))
+    assert stage.rows_[0] >= 299
+    expected = SMALL.score_rows(values, ROWS, np.array([200]))
+    np.testing.assert_allclose(stage.score_[0], expected[int(stage.rows_[0]) - 1], atol=1e-9)
+
+
+def test_an_hourly_series_has_no_gap_between_its_rows() -> None:
+    stage = ShapeStage(1, detector=SMALL)
+    for k in range(40):
+        stage.observe(3600.0 * k, np.array([float(k % 5)]))
+    assert stage.rows_[0] >= 39
+    assert stage.settle_[0] == 0  # hourly rows are no gaps (only the second row settled)

@@ -8,8 +8,9 @@ from histories import F64, LEVEL, NOISE, SIGNALS, T0
 from healer.config import DetectorSettings
 from healer.detect.combined import build_detector
 from healer.detect.shaped import ShapedDetector
+from healer.detect.signals import POLARITY
 from healer.detect.streaming import Detection
-from healer.types import Frame, Signal, WorkloadRef
+from healer.types import Direction, Frame, Signal, WorkloadRef
 
 A = WorkloadRef("shop", "Deployment", "checkout")
 B = WorkloadRef("shop", "Deployment", "search")
@@ -59,12 +60,16 @@ def shaped(settings: DetectorSettings = QUICK) -> ShapedDetector:
 
 
 def test_the_shape_stage_warms_and_scores() -> None:
+    # A day: the row scale learns its reference from its 48th row on, and has the
+    # spread of a dozen hours of distances by the fault at 70%.
     detector = shaped()
-    detections = feed(detector, values(240, 2, seed=1))
+    detections = feed(detector, values(1440, 2, seed=1))
     assert detector.stage_ is not None
     assert (detector.stage_.rows_ >= QUICK.shape_warmup_buckets).all()
     assert all(np.all((d.scores >= 0) & (d.scores <= 1)) for d in detections)
-    assert detections[-1].findings and detections[-1].findings[0].workload == A
+    found = [k for k, d in enumerate(detections) if d.findings]
+    assert found and 2 * found[0] >= int(0.7 * 1440)  # not before the fault
+    assert {d.findings[0].workload for d in detections if d.findings} == {A}
 
 
 def test_no_look_ahead_a_cut_frame_scores_the_same() -> None:
@@ -90,7 +95,7 @@ def test_a_workload_keeps_its_state_when_others_come_and_go() -> None:
     detector = shaped()
     both = feed(detector, data[:2, :, :120], (A, B))
     stamps = T0 + STEP_S * np.arange(100, 240)
-    moved = data[[2, 0]]  # B leaves, C arrives before A
+    moved = data[[2, 0], :, 100:]  # B leaves, C arrives before A
     later = []
     for end in range(22, 141, 2):
         frame = Frame(stamps[end - 20 : end], (C, A), SIGNALS, moved[:, :, end - 20 : end])
@@ -123,3 +128,54 @@ def test_a_daily_cycle_is_not_a_finding_once_the_shape_is_warm() -> None:
         found[name] = third_day
     assert found["streaming"]
     assert found["shape"] == []
+
+
+def fault_then_fix(days: float, fault_at_s: float, fault_s: float, seed: int) -> tuple[F64, F64]:
+    """(timestamps, (1, S, T) values) at 5-minute steps: levels and noise, and the error
+    ratio fifty times its level for ``fault_s`` from ``fault_at_s``, then back."""
+    step_s = 300.0
+    t = np.arange(int(days * DAY_S / step_s)) * step_s
+    rng = np.random.default_rng(seed)
+    data = np.empty((1, len(SIGNALS), len(t)))
+    for s, sig in enumerate(SIGNALS):
+        data[0, s] = LEVEL[sig] * (1 + NOISE[sig] * rng.standard_normal(len(t)))
+    data[0, SIGNALS.index(Signal.ERROR_RATIO)] = np.abs(data[0, SIGNALS.index(Signal.ERROR_RATIO)])
+    fault = (t >= fault_at_s) & (t < fault_at_s + fault_s)
+    data[0, SIGNALS.index(Signal.ERROR_RATIO), fault] *= 50.0
+    return T0 + t, data
+
+
+def findings_of(detector: ShapedDetector, stamps: F64, data: F64) -> list[Detection]:
+    out = []
+    for k in range(len(stamps)):
+        frame = Frame(stamps[k : k + 1], (A,), SIGNALS, data[:, :, k : k + 1])
+        out.append(detector.update(frame))
+    return out
+
+
+def test_a_signal_back_at_its_level_after_a_fault_is_a_recovery_not_a_finding() -> None:
+    """The shape of a fault and of its end are both novel for hours; only the fault,
+    while the error ratio stands above its baseline, is a finding."""
+    fault_at_s, fault_s = 2.5 * DAY_S, 1800.0
+    stamps, data = fault_then_fix(3.5, fault_at_s, fault_s, seed=6)
+    detections = findings_of(shaped(DetectorSettings(shape_warmup_buckets=400)), stamps, data)
+    fixed_at = T0 + fault_at_s + fault_s
+    during = [f for d in detections for f in d.findings if d.at.timestamp() < fixed_at]
+    after = [f for d in detections for f in d.findings if d.at.timestamp() >= fixed_at]
+    assert during, "the fault is found"
+    assert during[0].signals[0].signal == Signal.ERROR_RATIO
+    assert during[0].signals[0].direction == Direction.UP
+    assert after == []
+
+
+def test_every_finding_is_explained_by_a_harmful_deviation_it_lists() -> None:
+    """Whatever fires, the finding names a signal on its harmful side by three spreads
+    or more: never a score of 1.00 explained by an error ratio zero spreads below its level."""
+    stamps, data = fault_then_fix(3.5, 2.5 * DAY_S, 1800.0, seed=7)
+    detector = shaped(DetectorSettings(shape_warmup_buckets=400))
+    findings = [f for d in findings_of(detector, stamps, data) for f in d.findings]
+    assert findings
+    for finding in findings:
+        top = finding.signals[0]
+        harm = top.deviation * POLARITY[top.signal]
+        assert harm >= 3.0, finding

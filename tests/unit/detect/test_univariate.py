@@ -13,6 +13,7 @@ from healer.detect.csvscore import read_series, score_csv
 from healer.detect.univariate import (
     DEFAULT_DETECTOR,
     DETECTORS,
+    PERIOD_ROWS,
     DiscordLikelihood,
     left_discord,
     past_mean_std,
@@ -106,7 +107,7 @@ def test_a_burst_long_ago_does_not_deafen_the_detector() -> None:
     # after that, a shift must stand out clearly again.
     x = daily_series()
     x[150:153] += 1e6
-    shift = 150 + DiscordLikelihood().history_rows + 50
+    shift = 150 + DiscordLikelihood().windows(300.0).history_rows + 50
     x[shift:] += 15.0
     scores = DiscordLikelihood().score(x)
     assert scores[shift : shift + 30].max() > 0.95
@@ -134,9 +135,63 @@ def test_shapes_of_segments_are_trailing_means() -> None:
 
 
 def test_past_statistics_exclude_the_row_itself() -> None:
-    mean, std = past_mean_std(np.array([1.0, 3.0, 100.0]), rows=10)
+    mean, std, count = past_mean_std(np.array([1.0, 3.0, 100.0]), rows=10)
     assert mean[2] == pytest.approx(2.0)
     assert std[2] == pytest.approx(1.0)
+    assert count[2] == 2
+
+
+def test_past_statistics_leave_out_values_not_learned_from() -> None:
+    mean, _, count = past_mean_std(np.array([1.0, np.nan, 3.0, 100.0]), rows=10)
+    assert mean[3] == pytest.approx(2.0)
+    assert count[3] == 2
+
+
+def test_the_windows_follow_the_sampling_period() -> None:
+    detector = DiscordLikelihood()
+    five = detector.windows(300.0)
+    assert five.segment_rows == (1, 12) and five.history_rows == 2160
+    assert five.refractory_rows == 150 and five.recent_rows == 5
+    hourly = detector.windows(3600.0)
+    assert hourly.segment_rows == (1,)  # an hour is a row: one scale
+    assert hourly.recent_rows == 1
+    assert hourly.history_rows == detector.min_history_rows
+    assert hourly.refractory_rows == 12
+    assert detector.windows(60.0).history_rows == detector.max_history_rows
+    second = detector.windows(1.0)  # hourly means would not fit the longest history
+    assert second.segment_rows == (1,) and second.history_rows == detector.max_history_rows
+
+
+def test_an_hourly_series_is_judged_in_hours() -> None:
+    # A daily cycle sampled hourly, shifted up on day 40: the shift is seen, and the
+    # days before it are quiet although the history in rows is short.
+    rng = np.random.default_rng(5)
+    t = np.arange(60 * 24)
+    x = 50.0 + 20.0 * np.sin(2 * np.pi * t / 24) + rng.normal(0.0, 1.0, len(t))
+    x[40 * 24 :] += 25.0
+    scores = DiscordLikelihood().score(x, 3600.0 * t)
+    alarm = DiscordLikelihood().alarm_level
+    assert scores[40 * 24 : 40 * 24 + 6].max() >= alarm
+    assert np.count_nonzero(scores[int(0.15 * len(t)) : 40 * 24] >= alarm) <= 1
+
+
+def test_a_gap_is_not_an_anomaly() -> None:
+    # A sensor drops out for six hours and comes back at another point of its cycle.
+    x = daily_series()
+    stamps = 300.0 * np.arange(ROWS)
+    stamps[2000:] += 6 * 3600.0
+    scores = DiscordLikelihood().score(x, stamps)
+    assert scores[2000:2030].max() < DiscordLikelihood().alarm_level
+
+
+def test_with_timestamps_no_look_ahead_and_warm_up() -> None:
+    x = daily_series()
+    stamps = 300.0 * np.arange(ROWS) + np.random.default_rng(2).uniform(-60, 60, ROWS)
+    x[2000:2100] += 30.0
+    full = DiscordLikelihood().score(x, stamps)
+    assert (full[:PERIOD_ROWS] == 0.0).all()
+    for cut in (1, 20, 600, 2050):
+        np.testing.assert_array_equal(DiscordLikelihood().score(x[:cut], stamps[:cut]), full[:cut])
 
 
 def test_refractory_keeps_only_the_first_alarm_of_an_event() -> None:

@@ -59,7 +59,6 @@ def test_score_csv_writes_one_scored_row_per_input_row(tmp_path: Path) -> None:
         (HEADER + rows(3) + "2014-04-01 00:03:00,abc\n", ("line 5", "'value'", "'abc'")),
         (HEADER + rows(3) + "2014-04-01 00:04:00,nan\n", ("line 5", "not finite")),
         (HEADER + rows(2) + "yesterday,1\n", ("line 4", "'timestamp'", "'yesterday'")),
-        (HEADER + rows(5) + rows(1), ("line 7", "earlier than")),
         (HEADER + rows(2) + "2014-04-01 00:02:00\n", ("line 4", "columns")),
     ],
     ids=[
@@ -70,7 +69,6 @@ def test_score_csv_writes_one_scored_row_per_input_row(tmp_path: Path) -> None:
         "not-a-number",
         "not-finite",
         "bad-timestamp",
-        "unsorted",
         "short-row",
     ],
 )
@@ -134,3 +132,36 @@ def test_score_csv_repeated_timestamps_warn_or_with_strict_fail(tmp_path: Path) 
     strict = healer("score-csv", str(src), str(tmp_path / "o2.csv"), "--strict-timestamps")
     assert_one_line_error(strict, str(src), "line 15", "'2014-03-09 03:00:00'", "repeats")
     assert not (tmp_path / "o2.csv").exists()
+
+
+def test_score_csv_a_clock_set_back_warns_or_with_strict_fails(tmp_path: Path) -> None:
+    # A daylight-saving change: the hour 01:00-01:55 comes twice, the second time
+    # stepping back from 01:55 to 01:00. Every row is scored in file order.
+    hour = [f"2014-11-02 01:{m:02d}:00,{m % 7}\n" for m in range(0, 60, 5)]
+    after = [f"2014-11-02 02:{m:02d}:00,{m % 3}\n" for m in range(0, 60, 5)]
+    src = tmp_path / "in.csv"
+    src.write_text(HEADER + "".join(hour + hour + after))
+    result = healer("score-csv", str(src), str(tmp_path / "out.csv"))
+    assert result.returncode == 0, result.stderr
+    warning = result.stderr.strip().splitlines()
+    assert len(warning) == 1
+    assert str(src) in warning[0] and "line 14" in warning[0]
+    assert "'2014-11-02 01:00:00' is earlier than" in warning[0] and "(1 rows" in warning[0]
+    out = (tmp_path / "out.csv").read_text().splitlines()
+    assert [line.rsplit(",", 1)[0] for line in out[1:]] == "".join(hour + hour + after).splitlines()
+
+    strict = healer("score-csv", str(src), str(tmp_path / "o2.csv"), "--strict-timestamps")
+    assert_one_line_error(strict, str(src), "line 14", "'2014-11-02 01:00:00'", "earlier than")
+    assert not (tmp_path / "o2.csv").exists()
+
+
+def test_score_csv_repeats_and_a_step_back_share_one_warning_line(tmp_path: Path) -> None:
+    src = tmp_path / "in.csv"
+    src.write_text(HEADER + rows(5) + rows(1) + rows(1) + rows(3, start_minute=5))
+    result = healer("score-csv", str(src), str(tmp_path / "out.csv"))
+    assert result.returncode == 0, result.stderr
+    warning = result.stderr.strip().splitlines()
+    assert len(warning) == 1
+    assert "line 7" in warning[0] and "earlier than" in warning[0]
+    assert "line 8" in warning[0] and "repeats" in warning[0]
+    assert len((tmp_path / "out.csv").read_text().splitlines()) == 1 + 10

@@ -1,0 +1,80 @@
+"""Rollout restart: what ``kubectl rollout restart deployment/NAME`` sends.
+
+A strategic merge patch that stamps ``kubectl.kubernetes.io/restartedAt`` on the pod
+template, so the Deployment controller rolls every pod. It takes no parameters.
+
+Decisions:
+
+- A paused Deployment is refused (the ``paused`` guard, and again at request time from
+  a fresh read): nothing would roll out until someone resumes it.
+- The stamp is the action's start time to the second, as kubectl writes it; after a
+  crash the action landed exactly when the template carries that stamp.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from healer.actions.base import (
+    ActionSpec,
+    Concrete,
+    NoSettings,
+    Params,
+    PlanInputs,
+    Reads,
+    Request,
+    Rule,
+    path_of,
+)
+from healer.actions.targets import object_path
+from healer.errors import PermanentActionError
+from healer.types import ActionKind, JsonObject, WorkloadRef
+
+RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
+STRATEGIC = "application/strategic-merge-patch+json"
+
+
+class RestartParams(Params):
+    """A restart has no parameters."""
+
+
+def stamp(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _concrete(inputs: PlanInputs, settings: NoSettings) -> Concrete:
+    return Concrete(RestartParams())
+
+
+def refuse_paused(target: WorkloadRef, reads: Reads, doing: str) -> None:
+    """PermanentActionError when the Deployment is paused now."""
+    if path_of(reads.deployment(target), "spec", "paused"):
+        raise PermanentActionError(
+            f"{target} is paused: resume it before {doing}; nothing would roll out"
+        )
+
+
+def _request(target: WorkloadRef, params: RestartParams, reads: Reads, now: datetime) -> Request:
+    refuse_paused(target, reads, "restarting")
+    body: JsonObject = {
+        "spec": {"template": {"metadata": {"annotations": {RESTARTED_AT: stamp(now)}}}}
+    }
+    return Request("PATCH", object_path(target), STRATEGIC, body)
+
+
+def _landed(target: WorkloadRef, params: RestartParams, started: datetime, reads: Reads) -> bool:
+    dep = reads.deployment(target)
+    annotations = path_of(dep, "spec", "template", "metadata", "annotations")
+    return isinstance(annotations, dict) and annotations.get(RESTARTED_AT) == stamp(started)
+
+
+ACTION = ActionSpec(
+    kind=ActionKind.RESTART,
+    params=RestartParams,
+    settings=NoSettings,
+    guards=("paused",),
+    rbac=(Rule("apps", "deployments", ("get", "patch")),),
+    make_concrete=_concrete,
+    make_request=_request,
+    check_landed=_landed,
+)

@@ -1,0 +1,145 @@
+"""Rollout undo: what ``kubectl rollout undo --to-revision=N`` sends.
+
+The ReplicaSets the Deployment controls, the one annotated with the wanted revision,
+its pod template without the ``pod-template-hash`` label, written back with a JSON patch
+of ``spec.template`` and the annotations, as kubectl does.
+
+Decisions:
+
+- The target is the newest earlier revision whose pod template differs from the current
+  one by more than a restart (``rollback_revision``): kubectl would pick the previous
+  revision, which after a restart is the same release.
+- A paused Deployment is refused: nothing would roll out until someone resumes it.
+- After a crash the undo landed when the Deployment has moved off the revision it was
+  rolled back from.
+"""
+
+from __future__ import annotations
+
+import copy
+from datetime import datetime
+
+from healer.actions.base import (
+    ActionSpec,
+    Concrete,
+    NoSettings,
+    Params,
+    PlanInputs,
+    Reads,
+    Request,
+    Rule,
+    path_of,
+)
+from healer.actions.targets import object_path
+from healer.errors import PermanentActionError
+from healer.types import ActionKind, JsonObject, JsonValue, Revision, WorkloadRef, WorkloadState
+
+REVISION = "deployment.kubernetes.io/revision"
+JSON_PATCH = "application/json-patch+json"
+SKIPPED_ANNOTATIONS = frozenset(
+    {
+        "kubectl.kubernetes.io/last-applied-configuration",
+        REVISION,
+        "deployment.kubernetes.io/revision-history",
+        "deployment.kubernetes.io/desired-replicas",
+        "deployment.kubernetes.io/max-replicas",
+        "deprecated.deployment.rollback.to",
+    }
+)
+"""Annotations kubectl leaves on the Deployment when it copies a ReplicaSet's on undo."""
+
+
+class RollbackParams(Params):
+    to_revision: int | None = None
+    """The revision to roll back to; None when there is none (the guards block it)."""
+    from_revision: int | None = None
+    """The revision current when the plan was made."""
+
+
+def rollback_revision(state: WorkloadState) -> Revision | None:
+    """The newest earlier revision whose pod template differs from the current one by
+    more than a restart; what ``kubectl rollout undo`` should be pointed at (it would
+    pick the previous revision, which after a restart is the same release)."""
+    current = state.current_revision
+    if current is None:
+        return None
+    for revision in state.revisions[1:]:
+        if current.template and revision.template:
+            if revision.template != current.template:
+                return revision
+        elif revision.images != current.images or not (current.template or revision.template):
+            return revision
+    return None
+
+
+def _concrete(inputs: PlanInputs, settings: NoSettings) -> Concrete:
+    state = inputs.state
+    target = rollback_revision(state) or state.previous_revision
+    current = state.current_revision
+    return Concrete(
+        RollbackParams(
+            to_revision=target.number if target is not None else None,
+            from_revision=current.number if current is not None else None,
+        )
+    )
+
+
+def _annotations(obj: JsonObject) -> dict[str, JsonValue]:
+    found = path_of(obj, "metadata", "annotations")
+    return dict(found) if isinstance(found, dict) else {}
+
+
+def _undo_patch(target: WorkloadRef, to_revision: int, reads: Reads) -> list[JsonValue]:
+    """The JSON patch ``kubectl rollout undo --to-revision`` sends."""
+    dep = reads.deployment(target)
+    if path_of(dep, "spec", "paused"):
+        raise PermanentActionError(f"{target} is paused; resume it before rolling back")
+    wanted = next(
+        (
+            rs
+            for rs in reads.replicasets(target)
+            if _annotations(rs).get(REVISION) == str(to_revision)
+        ),
+        None,
+    )
+    if wanted is None:
+        raise PermanentActionError(f"{target} has no revision {to_revision} to roll back to")
+    template = copy.deepcopy(path_of(wanted, "spec", "template"))
+    labels = path_of(template, "metadata", "labels") if isinstance(template, dict) else None
+    if isinstance(labels, dict):
+        labels.pop("pod-template-hash", None)
+    annotations = {k: v for k, v in _annotations(dep).items() if k in SKIPPED_ANNOTATIONS}
+    annotations.update(
+        {k: v for k, v in _annotations(wanted).items() if k not in SKIPPED_ANNOTATIONS}
+    )
+    return [
+        {"op": "replace", "path": "/spec/template", "value": template},
+        {"op": "replace", "path": "/metadata/annotations", "value": annotations},
+    ]
+
+
+def _request(target: WorkloadRef, params: RollbackParams, reads: Reads, now: datetime) -> Request:
+    if params.to_revision is None:
+        raise PermanentActionError(f"{target} has no earlier revision to roll back to")
+    patch = _undo_patch(target, params.to_revision, reads)
+    return Request("PATCH", object_path(target), JSON_PATCH, patch)
+
+
+def _landed(target: WorkloadRef, params: RollbackParams, started: datetime, reads: Reads) -> bool:
+    current = _annotations(reads.deployment(target)).get(REVISION)
+    return current is not None and current != str(params.from_revision)
+
+
+ACTION = ActionSpec(
+    kind=ActionKind.ROLLBACK,
+    params=RollbackParams,
+    settings=NoSettings,
+    guards=("paused", "rollback_target", "flip_back"),
+    rbac=(
+        Rule("apps", "deployments", ("get", "patch")),
+        Rule("apps", "replicasets", ("list",)),
+    ),
+    make_concrete=_concrete,
+    make_request=_request,
+    check_landed=_landed,
+)
