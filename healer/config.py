@@ -70,6 +70,11 @@ class DetectorSettings(_Section):
     """A series' shape score replaces its streaming score once it has this many buckets
     (50 h): the hourly time scale learns from its 577th row on, and its statistics need
     some rows. Before that, the streaming score serves."""
+    warm_s: float | None = Field(default=None, ge=0)
+    """At start-up (and on taking the lease), ``healer run`` reads this much history
+    from Prometheus to warm the detector (``detect.warm``): the shape stage's rows at one
+    sample per bucket, the streaming baselines' last hour at the scrape step. None: as
+    much as the detector uses (about 8.5 days with the shape stage); 0: start cold."""
 
 
 class GuardSettings(_Section):
