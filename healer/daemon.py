@@ -773,10 +773,11 @@ class Healer:
 
     def _unhandled_onsets(self, detection: Detection) -> dict[WorkloadRef, datetime]:
         """The anomalous workloads the anomaly brake counts, with their onsets: those
-        nobody has handled yet (no incident, or one still to diagnose) and those the
-        brake held, at the onset of the event it held them for. A workload acted on,
-        awaiting verification or approval, healed, or escalated for its own reasons has
-        been handled and does not count."""
+        nobody has handled yet (no incident, or one still to diagnose), those the brake
+        held, at the onset of the event it held them for, and those acted on and not yet
+        verified, at their finding's onset (a mass event arriving in waves is one event,
+        not one small event per wave). A workload awaiting approval, healed, or
+        escalated for its own reasons has been handled and does not count."""
         self._held = {w: began for w, began in self._held.items() if w in self.tracked}
         # A workload anomalous for less than ``persistence_s`` is no finding yet, but
         # already part of its event: a shared cause reaches some workloads a scrape or
@@ -792,6 +793,10 @@ class Healer:
                 out[workload] = self._held[workload]
             elif track is None or track.stage is Stage.DIAGNOSING:
                 out[workload] = onset
+        for workload, track in self.tracked.items():
+            acted = track.stage in (Stage.VERIFYING, Stage.RECONCILING)
+            if acted and track.finding is not None and workload not in self._held:
+                out[workload] = track.finding.onset
         return out
 
     def _correlated(self, finding: Finding) -> int:

@@ -288,12 +288,27 @@ def test_two_faults_at_once_are_both_handled(loop: Loop) -> None:
     assert {p.workload for p in loop.actuator.applied} == {SEARCH, OTHERS[0]}
 
 
-def test_a_workload_already_acted_on_does_not_count_toward_the_brake(loop: Loop) -> None:
+def test_a_workload_acted_on_counts_toward_its_own_event_only(loop: Loop) -> None:
+    """A mass event arriving in waves is held at the wave that makes it one; the
+    workloads acted on count for their own event, not for a fault long after."""
+    notifier = RecordingNotifier()
+    loop.healer.notifier = notifier
     loop.detector.anomalous = {SEARCH: OVERLOAD, OTHERS[0]: OVERLOAD}
     loop.run()
-    loop.detector.anomalous |= {OTHERS[1]: OVERLOAD}  # both others are still verifying
+    loop.detector.anomalous |= {OTHERS[1]: OVERLOAD}  # the first two are still verifying
     loop.run()
-    assert {p.workload for p in loop.actuator.applied} == {SEARCH, *OTHERS[:2]}
+    assert {p.workload for p in loop.actuator.applied} == {SEARCH, OTHERS[0]}
+    [sent] = notifier.sent
+    assert "anomaly_brake" in sent.reason
+
+
+def test_workloads_acted_on_long_before_do_not_hold_a_later_fault(loop: Loop) -> None:
+    loop.detector.anomalous = {SEARCH: OVERLOAD, OTHERS[0]: OVERLOAD}
+    loop.run()
+    loop.run(cycles=31)  # 16 minutes on, both still anomalous and tracked
+    loop.detector.anomalous |= {OTHERS[1]: OVERLOAD}
+    loop.run()
+    assert OTHERS[1] in {p.workload for p in loop.actuator.applied}
 
 
 def test_the_brake_holds_an_event_once_and_not_a_later_fault(loop: Loop) -> None:
