@@ -45,7 +45,7 @@ import structlog
 
 from healer import decide
 from healer.act.verify import verify
-from healer.audit.store import AuditStore
+from healer.audit.store import ActionView, AuditStore
 from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook, handback
@@ -685,10 +685,44 @@ class Healer:
     # ---- actions a person approved --------------------------------------------------------
 
     def _take_approved(self, detection: Detection, now: datetime) -> None:
+        """Take each approved action; one that crashes (a bug) is blocked, so that it is
+        never taken later, and its incident escalated."""
         for approved in self.store.approved_actions():
-            self._guarded(
-                approved.workload, self._take_one_approved, approved.incident_id, detection, now
-            )
+            workload = approved.workload
+            try:
+                self._take_one_approved(approved.incident_id, detection, now)
+            except HealerError as exc:
+                log.error("workload_step_failed", workload=str(workload), error=str(exc))
+            except Exception as exc:  # a bug: block this approval, carry on with the rest
+                self.incident_errors += 1
+                log.exception("workload_step_crashed", workload=str(workload), error=repr(exc))
+                self._block_crashed(approved, exc, now)
+
+    def _block_crashed(self, approved: ActionView, exc: Exception, now: datetime) -> None:
+        """Block the ``approved`` action whose taking crashed, unless it got an end
+        meanwhile, and close its incident as escalated unless it is settled already."""
+        why = f"internal error: {type(exc).__name__}: {exc}"
+        incident_id, workload = approved.incident_id, approved.workload
+        try:
+            incident = self.store.incident(incident_id)
+            track = self.tracked.get(workload)
+            if track is None or track.incident_id != incident_id:
+                track = Tracked(incident_id, workload, Stage.WATCHING)
+            row = self.store.get_action(approved.id)
+            still = row is not None and row.status is ActionStatus.APPROVED
+            if still and incident.action is not None:
+                blocked = replace(
+                    incident.action,
+                    status=ActionStatus.BLOCKED,
+                    started=now,
+                    finished=now,
+                    error=why,
+                )
+                self.store.record_action(incident_id, blocked)
+            if incident.outcome is None:
+                self._close(track, Outcome(OutcomeKind.ESCALATED, f"approved, then {why}", now))
+        except Exception as again:  # the store down as well: the next cycle meets it again
+            log.error("escalation_not_recorded", workload=str(workload), error=repr(again))
 
     def _take_one_approved(self, incident_id: int, detection: Detection, now: datetime) -> None:
         """Plan again on the cluster as it is now, through the same guards; take the

@@ -102,10 +102,14 @@ class FakeActuator:
     applied: list[Plan] = field(default_factory=list)
     status: ActionStatus = ActionStatus.SUCCEEDED
     unreachable: bool = False
+    odd: bool = False
+    """Reading a workload meets a bug (an object of a shape nobody expected)."""
 
     def read_state(self, workload: WorkloadRef) -> WorkloadState:
         if self.unreachable:
             raise TransientActionError("Kubernetes API unreachable")
+        if self.odd:
+            raise KeyError("spec")
         rev = Revision(1, f"{workload.name}-abc", T0 - timedelta(days=3), ("img:1",))
         return WorkloadState(workload, 3, 3, 3, 3, 1, 1, False, (rev,))
 
@@ -534,6 +538,23 @@ def test_an_approved_chain_step_is_taken_as_the_chain_planned_it(tmp_path: Path)
         ]
         done = loop.store.get_action(second.id)
         assert done is not None and done.status == ActionStatus.SUCCEEDED, done
+
+
+def test_an_approved_action_whose_taking_crashes_is_blocked_for_good(tmp_path: Path) -> None:
+    for loop in approval_loop(tmp_path):
+        action_id = pending(loop)
+        loop.store.approve_action(action_id, by="olga", reason="go", at=loop.now)
+        loop.actuator.odd = True
+        loop.run()
+        blocked = loop.store.get_action(action_id)
+        assert blocked is not None and blocked.status == ActionStatus.BLOCKED
+        assert blocked.error is not None and blocked.error.startswith("internal error: KeyError")
+        assert loop.outcomes() == [OutcomeKind.ESCALATED]
+        assert loop.healer.incident_errors == 1
+        loop.actuator.odd = False
+        loop.run(cycles=3)
+        assert len(loop.actuator.applied) == 1, "never taken after the crash"
+        assert loop.store.approved_actions() == []
 
 
 def test_a_rejected_action_is_never_taken(tmp_path: Path) -> None:
