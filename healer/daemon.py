@@ -410,11 +410,12 @@ class Healer:
         now: datetime,
         chain_to: Playbook | None = None,
     ) -> None:
-        plan = self._plan(diagnosis, finding, state, detection, now, chain_to)
-        held = brake(self._correlated(finding), len(detection.workloads), self.settings.guards)
+        size, onset = self._event(finding, live=chain_to is not None)
+        plan = self._plan(diagnosis, finding, state, detection, now, size, chain_to)
+        held = brake(size, len(detection.workloads), self.settings.guards)
         if plan is None and not held.passed:  # part of a mass event all the same
             outcome = Outcome(OutcomeKind.ESCALATED, f"held by anomaly_brake: {held.detail}", now)
-            self._close(track, outcome, notify=self._hold(finding))
+            self._close(track, outcome, notify=self._hold(finding.workload, onset))
             return
         if plan is None:
             self._close(
@@ -434,7 +435,7 @@ class Healer:
             self._say("plan", track, now, f"{plan.playbook}: {plan.action} blocked: {details}")
             notify = True
             if "anomaly_brake" in plan.blocked_by:  # one notification says it all
-                notify = self._hold(finding)
+                notify = self._hold(finding.workload, onset)
             self._close(
                 track,
                 Outcome(
@@ -743,7 +744,9 @@ class Healer:
         track.diagnosis, track.finding = incident.diagnosis, incident.finding
         state = self.actuator.read_state(incident.workload)
         chain_to = self._approved_chain_step(incident)
-        plan = self._plan(incident.diagnosis, incident.finding, state, detection, now, chain_to)
+        size, _ = self._event(incident.finding, live=True)
+        diagnosis, finding = incident.diagnosis, incident.finding
+        plan = self._plan(diagnosis, finding, state, detection, now, size, chain_to)
         if plan is not None and plan.mode == Mode.APPROVAL:
             plan = replace(plan, mode=Mode.AUTO)
         if plan is not None:
@@ -784,9 +787,11 @@ class Healer:
         state: WorkloadState,
         detection: Detection,
         now: datetime,
+        anomalous: int,
         chain_to: Playbook | None = None,
     ) -> Plan | None:
-        """The planner with every guard, on the store's action history as of ``now``."""
+        """The planner with every guard, on the store's action history as of ``now``;
+        ``anomalous`` is the size of the event the anomaly brake judges (``_event``)."""
         history = self.store.action_history(
             now=now, window_s=self.settings.guards.rate_limit_window_s
         )
@@ -798,7 +803,7 @@ class Healer:
             playbooks=self.playbooks,
             guards=self.settings.guards,
             history=history,
-            anomalous_workloads=self._correlated(finding),
+            anomalous_workloads=anomalous,
             watched_workloads=len(detection.workloads),
             now=now,
             chain_to=chain_to,
@@ -833,23 +838,33 @@ class Healer:
                 out[workload] = track.finding.onset
         return out
 
-    def _correlated(self, finding: Finding) -> int:
-        """The workloads of ``finding``'s event the anomaly brake counts (itself too)."""
+    def _event(self, finding: Finding, *, live: bool = False) -> tuple[int, datetime]:
+        """The workloads of ``finding``'s event the anomaly brake counts (itself too),
+        and the event's onset. ``live`` is for an action decided earlier (an approved
+        one, a chain step): the largest event under way now, with the workload in it,
+        so that a mass event that began since the incident holds that action too."""
         window_s = self.settings.guards.anomaly_brake_window_s
-        return correlated(finding.workload, finding.onset, self._brake_onsets, window_s=window_s)
+        onsets = {finding.onset, *self._brake_onsets.values()} if live else {finding.onset}
+        sizes = {
+            began: correlated(finding.workload, began, self._brake_onsets, window_s=window_s)
+            for began in onsets
+        }
+        onset = max(sizes, key=lambda began: (sizes[began], began == finding.onset))
+        return sizes[onset], onset
 
-    def _hold(self, finding: Finding) -> bool:
-        """The brake held ``finding``'s action: hold every workload of its event (they
-        keep counting for stragglers of that event, and for nothing later). True when
-        the event is new, so that its one escalation is sent."""
+    def _hold(self, workload: WorkloadRef, onset: datetime) -> bool:
+        """The brake held ``workload``'s action for the event that began at ``onset``:
+        hold every workload of that event (they keep counting for its stragglers, and
+        for nothing later). True when the event is new, so that its one escalation is
+        sent."""
         window = timedelta(seconds=self.settings.guards.anomaly_brake_window_s)
-        for workload, began in {**self._brake_onsets, finding.workload: finding.onset}.items():
-            if abs(began - finding.onset) <= window:
-                self._held.setdefault(workload, began)
+        for held, began in {**self._brake_onsets, workload: onset}.items():
+            if abs(began - onset) <= window:
+                self._held.setdefault(held, began)
         last = self._brake_notified_onset
-        if last is not None and abs(finding.onset - last) <= window:
+        if last is not None and abs(onset - last) <= window:
             return False
-        self._brake_notified_onset = finding.onset
+        self._brake_notified_onset = onset
         return True
 
     def _floors(self) -> dict[str, handback.Floor]:

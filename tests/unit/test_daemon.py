@@ -335,6 +335,22 @@ def test_the_brake_holds_an_event_once_and_not_a_later_fault(loop: Loop) -> None
     assert len(notifier.sent) == 1
 
 
+def test_a_chain_step_is_held_by_a_mass_event_that_began_since(tmp_path: Path) -> None:
+    settings = load_settings(None, guards={"mode": "auto", "anomaly_brake_window_s": 60})
+    for loop in make_loop(tmp_path, settings):
+        notifier = RecordingNotifier()
+        loop.healer.notifier = notifier
+        loop.detector.anomalous = {SEARCH: OVERLOAD}
+        loop.run(cycles=10)  # scaled up, not healed yet
+        loop.detector.anomalous |= {w: STRANGE for w in OTHERS[:3]}  # a mass event begins
+        loop.run(cycles=2)  # past scale-up-on-overload's 300 s: the chain's next step
+        assert [p.playbook for p in loop.actuator.applied] == ["scale-up-on-overload"]
+        [search] = [i for i in loop.store.list_incidents() if i.workload == SEARCH]
+        assert search.outcome == OutcomeKind.ESCALATED
+        [sent] = notifier.sent  # the event's one escalation
+        assert "anomaly_brake" in sent.reason
+
+
 def test_a_mass_event_no_playbook_handles_is_escalated_once(loop: Loop) -> None:
     notifier = RecordingNotifier()
     loop.healer.notifier = notifier
@@ -520,6 +536,20 @@ def test_an_approved_action_a_guard_now_blocks_is_not_taken(tmp_path: Path) -> N
         assert blocked.error is not None and "anomaly_brake" in blocked.error
         detail = loop.store.get_incident(blocked.incident_id)
         assert detail is not None and detail.summary.outcome == OutcomeKind.ESCALATED
+
+
+def test_an_action_approved_during_a_later_mass_event_is_not_taken(tmp_path: Path) -> None:
+    for loop in approval_loop(tmp_path, anomaly_brake_window_s=60):
+        action_id = pending(loop)
+        loop.run(cycles=4)  # two minutes on, still awaiting approval
+        loop.detector.anomalous |= {w: STRANGE for w in OTHERS[:3]}  # a mass event begins
+        loop.run()
+        loop.store.approve_action(action_id, by="olga", reason="go", at=loop.now)
+        loop.run()
+        assert len(loop.actuator.applied) == 1
+        blocked = loop.store.get_action(action_id)
+        assert blocked is not None and blocked.status == ActionStatus.BLOCKED
+        assert blocked.error is not None and "anomaly_brake" in blocked.error
 
 
 def test_an_approved_chain_step_is_taken_as_the_chain_planned_it(tmp_path: Path) -> None:
