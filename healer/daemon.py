@@ -73,6 +73,7 @@ from healer.types import (
     Finding,
     Frame,
     Incident,
+    IncidentStatus,
     JsonObject,
     Mode,
     Outcome,
@@ -210,7 +211,9 @@ class Healer:
         """Pick up the incidents a previous run left unresolved; returns how many.
 
         An action already taken is verified, never taken again; an incident still to be
-        diagnosed is diagnosed when its workload is next found anomalous. Call once,
+        diagnosed is diagnosed when its workload is next found anomalous. The workloads
+        the anomaly brake held and still watched are held again (``_resume_held``), so a
+        restart neither lets their event through nor escalates it twice. Call once,
         before the first cycle.
         """
         for incident in self.store.unresolved():
@@ -247,7 +250,34 @@ class Healer:
                 track = Tracked(incident.id, incident.workload, Stage.WATCHING)
             track.diagnosis, track.finding = incident.diagnosis, incident.finding
             self.tracked[incident.workload] = track
+        self._resume_held()
         return len(self.tracked)
+
+    def _resume_held(self) -> None:
+        """Watch again the workloads whose latest incident the anomaly brake held and
+        that were still anomalous within ``verify_stable_s`` of the store's latest step
+        (a running daemon was still watching them), held at their finding's onset."""
+        latest = self.store.latest_at()
+        if latest is None:
+            return
+        watched_since = latest - timedelta(seconds=self.settings.daemon.verify_stable_s)
+        seen: set[WorkloadRef] = set(self.tracked)
+        for summary in self.store.list_incidents(status=IncidentStatus.RESOLVED, limit=500):
+            if summary.workload in seen:
+                continue  # only its latest incident tells whether it is held now
+            seen.add(summary.workload)
+            if summary.outcome != OutcomeKind.ESCALATED or summary.last_seen < watched_since:
+                continue
+            incident = self.store.incident(summary.id)
+            if incident.outcome is None or "anomaly_brake" not in incident.outcome.evidence:
+                continue
+            track = Tracked(incident.id, incident.workload, Stage.WATCHING)
+            track.diagnosis, track.finding = incident.diagnosis, incident.finding
+            self.tracked[incident.workload] = track
+            self._held[incident.workload] = incident.finding.onset
+            last = self._brake_notified_onset
+            if last is None or incident.finding.onset > last:
+                self._brake_notified_onset = incident.finding.onset
 
     def cycle(self, now: datetime) -> Detection | None:
         """Run the loop once at simulated or real time ``now``; times it (wall clock)."""

@@ -442,6 +442,29 @@ def test_a_restarted_daemon_verifies_instead_of_acting_again(tmp_path: Path) -> 
         assert second.outcomes() == [OutcomeKind.HEALED]
 
 
+def test_a_restarted_daemon_still_holds_the_event_it_held(tmp_path: Path) -> None:
+    """The held workloads are held again, at their event's onset: a straggler of the
+    event is held too, with no second escalation."""
+    settings = load_settings(None, guards={"mode": "auto"})
+    for first in make_loop(tmp_path, settings):
+        first.healer.notifier = RecordingNotifier()
+        first.detector.anomalous = {w: OVERLOAD for w in OTHERS[:3]}
+        first.run(cycles=2)
+        assert first.actuator.applied == []
+    for second in make_loop(tmp_path, settings):  # the same audit store file
+        notifier = RecordingNotifier()
+        second.healer.notifier = notifier
+        assert second.healer.resume() == 3
+        second.now = T0 + timedelta(minutes=1)
+        second.detector.anomalous = {w: OVERLOAD for w in OTHERS[:3]}
+        second.run()
+        second.detector.anomalous[SEARCH] = OVERLOAD  # a straggler of the same event
+        second.run(cycles=2)
+        assert second.actuator.applied == []
+        assert len(second.store.list_incidents()) == 4
+        assert notifier.sent == []
+
+
 def test_readiness_says_why_the_loop_is_not_doing_its_job(loop: Loop) -> None:
     assert loop.healer.readiness(loop.now) == ["no cycle with metrics yet"]
     loop.run()
