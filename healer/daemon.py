@@ -864,8 +864,8 @@ class Healer:
                 out[workload] = onset
         for workload, track in self.tracked.items():
             acted = track.stage in (Stage.VERIFYING, Stage.RECONCILING)
-            if acted and track.finding is not None and workload not in self._held:
-                out[workload] = track.finding.onset
+            if acted and track.finding is not None:  # anomalous this cycle or not
+                out.setdefault(workload, self._held.get(workload, track.finding.onset))
         return out
 
     def _event(self, finding: Finding, *, live: bool = False) -> tuple[int, datetime]:
