@@ -93,7 +93,8 @@ class GuardSettings(_Section):
     anomaly_brake_share: float = Field(default=0.3, ge=0, le=1)
     """When more than this share of the watched workloads turned anomalous together
     (onsets within ``anomaly_brake_window_s`` of each other) and none of them is handled
-    yet, the cause is upstream or in monitoring: hold their actions, escalate once."""
+    yet (those acted on and not yet verified still count), the cause is upstream or in
+    monitoring: hold their actions, escalate once."""
     anomaly_brake_min_anomalous: int = Field(default=3, ge=1)
     """The brake holds only when at least this many workloads turned anomalous together,
     whatever their share: two faults at once on a small cluster are two incidents to
