@@ -12,7 +12,8 @@ and keeps trying, since in a cluster it usually starts before its dependencies.
 On taking the lead (at once without leader election) the daemon warms a fresh
 detector from the history Prometheus holds (``warmup``) before its first cycle, so it
 judges with a week of history from the start; less history than wanted, or none, is
-logged and shown on ``/status``, never a reason not to start.
+logged and shown on ``/status``, never a reason not to start; nor is a warm-up that
+fails in a way nobody foresaw: one ``warm_failed`` line, and the daemon starts cold.
 
 Shutdown (SIGTERM, SIGINT) lets the cycle in flight finish (each of its steps is
 recorded before the next begins), stops the Lease thread, releases the Lease so a
@@ -38,7 +39,7 @@ from healer.api.server import ServerThread, bind
 from healer.audit.store import AuditStore
 from healer.collect.prometheus import HttpFailure, PrometheusClient, PrometheusSource
 from healer.config import Settings
-from healer.daemon import Healer, Reporter, run_forever
+from healer.daemon import Detector, Healer, Reporter, run_forever
 from healer.decide import load_playbooks
 from healer.decide.escalation import EscalationQueue
 from healer.detect.combined import build_detector
@@ -116,8 +117,23 @@ class Daemon:
         fresh metrics window, the shared store's open incidents resumed (an action another
         leader took is verified, never repeated)."""
         self.healer.tracked.clear()
+        self.healer.detector = self._warmed_detector()
+        self.source.reset()
+        resumed = self.healer.resume()
+        log.info("leading", identity=self.identity, incidents_resumed=resumed)
+
+    def _warmed_detector(self) -> Detector:
+        """A fresh detector, warmed from Prometheus' history unless ``warm_s`` is 0.
+
+        Warming only spares the detector hours of learning: whatever goes wrong in it
+        (what ``warm_from_prometheus`` does not absorb itself, i.e. a bug or an answer
+        nobody foresaw) is logged on one line and the daemon starts cold, with a new
+        detector, since the one being warmed may have learned part of the history.
+        """
         detector = build_detector(self.settings.detector)
-        if self.settings.detector.warm_s != 0:
+        if self.settings.detector.warm_s == 0:
+            return detector
+        try:
             self.warm = warm_from_prometheus(
                 detector,
                 prometheus=self.settings.prometheus,
@@ -125,10 +141,11 @@ class Daemon:
                 now=self.clock(),
                 client=self.source.client,
             )
-        self.healer.detector = detector
-        self.source.reset()
-        resumed = self.healer.resume()
-        log.info("leading", identity=self.identity, incidents_resumed=resumed)
+        except Exception as exc:
+            log.error("warm_failed", error=repr(exc), start="cold")
+            self.warm = None
+            return build_detector(self.settings.detector)
+        return detector
 
     def serve(self, stop: threading.Event, *, once: bool = False) -> None:
         """Run until ``stop`` is set (or one cycle with ``once``), then shut down cleanly."""

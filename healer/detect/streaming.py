@@ -176,6 +176,7 @@ class StreamingDetector:
         dt = t - self.last_t_ if np.isfinite(self.last_t_) else 0.0
         self.last_t_ = t
         valid = np.isfinite(x)
+        self._forget(valid & (t - self.valid_t_ > s.baseline_half_life_s))
         fresh = valid & np.isnan(self.level_)
         self.level_[fresh] = x[fresh]
         resid = np.where(valid, x - self.level_, 0.0)
@@ -190,14 +191,25 @@ class StreamingDetector:
         n_scored = max(1, int(np.count_nonzero(self.polarity_)))
         scores = (1.0 - tail.min(axis=1)) ** n_scored
         self._learn(dt, valid, resid, scale, tail)
-        # After a gap longer than the baseline's half-life the level from before it is no
-        # reference (the series moved on meanwhile, unseen): the sample re-seeds it, so
-        # that the gap itself raises no finding. The spread is kept.
-        stale = valid & (t - self.valid_t_ > s.baseline_half_life_s) & (self.count_ > 1)
-        self.level_ = np.where(stale, x, self.level_)
         self.valid_t_ = np.where(valid, t, self.valid_t_)
         self._track_onset(t, scores, seen=(valid & (self.polarity_ != 0)[None, :]).any(axis=1))
         return np.where(valid, z, 0.0), scores
+
+    def _forget(self, stale: NDArray[np.bool_]) -> None:
+        """Start the ``stale`` series over, as if seen for the first time.
+
+        After a gap longer than the baseline's half-life, what was learned before it is
+        no reference: the series moved on meanwhile, unseen, and a workload back with
+        fresh pods climbs from their start (memory from 60% back to normal over minutes).
+        Kept, the old spread read that climb as a fault of many spreads, and the held
+        baseline never caught up. A stale series therefore warms up for ``warmup_s``
+        before it is scored again, so neither the gap nor the warm-up raises a finding.
+        A series never seen is stale too, which changes nothing for it.
+        """
+        self.level_[stale] = np.nan
+        self.spread_[stale] = 0.0
+        self.seen_s_[stale] = 0.0
+        self.count_[stale] = 0.0
 
     def clear_onsets(self) -> None:
         """Forget every anomalous run (after warming from history): a fault still on

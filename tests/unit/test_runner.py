@@ -7,11 +7,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 from test_leader import FakeLeases
 
 from healer.audit.store import AuditStore
+from healer.collect.prometheus import PrometheusSource, RangeResult
 from healer.config import load_settings
 from healer.daemon import Healer
+from healer.detect.shaped import ShapedDetector
 from healer.detect.streaming import StreamingDetector
 from healer.detect.warm import WarmReport
 from healer.leader import LeaderElector
@@ -98,3 +101,43 @@ def test_the_status_says_how_the_detector_was_warmed(
     )
     warm = a.status()["warm"]
     assert isinstance(warm, dict) and warm["short"] is True and warm["history_s"] == 86_400
+
+
+class Unexpected:
+    """A Prometheus client failing as nothing foresaw: not an HTTP failure, a bug."""
+
+    url = "http://prometheus.test:9090"
+
+    def query_range(self, promql: str, *, start_s: int, end_s: int, step_s: int) -> RangeResult:
+        raise RuntimeError("an answer nobody expected")
+
+
+def test_a_warm_up_failing_in_any_way_logs_one_line_and_the_daemon_starts_cold(
+    tmp_path: Path,
+) -> None:
+    """Without leader election the daemon takes over at once: a warm-up failure must
+    not end ``healer run``, however unexpected."""
+    settings = load_settings(None, prometheus={"url": "http://prometheus.test:9090"})
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    before = StreamingDetector(settings.detector)
+    healer = Healer(
+        source=None,  # type: ignore[arg-type]  # never fetched here
+        detector=before,
+        actuator=None,  # type: ignore[arg-type]  # never called here
+        store=store,
+        playbooks=(),
+        settings=settings,
+    )
+    source = PrometheusSource.from_settings(settings.prometheus, client=Unexpected())
+    daemon = Daemon(settings, healer, store, source, "a", clock=lambda: T0)
+    try:
+        with capture_logs() as logs:
+            daemon.take_over()
+    finally:
+        store.close()
+    (failed,) = [e for e in logs if e["log_level"] in ("warning", "error")]
+    assert failed["event"] == "warm_failed" and "an answer nobody expected" in failed["error"]
+    assert [e["event"] for e in logs][-1] == "leading"
+    assert healer.detector is not before and daemon.warm is None
+    assert isinstance(healer.detector, ShapedDetector)
+    assert healer.detector.shape_rows() == {}  # cold: nothing learned

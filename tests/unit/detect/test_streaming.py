@@ -314,7 +314,7 @@ def test_same_seed_same_scores() -> None:
 
 
 @pytest.mark.parametrize(("gap_h", "found"), [(3.0, False), (0.1, True)])
-def test_a_long_gap_reseeds_the_baseline_a_short_one_does_not(gap_h: float, found: bool) -> None:
+def test_a_long_gap_starts_the_series_over_a_short_one_does_not(gap_h: float, found: bool) -> None:
     """Latency 50% higher after a gap: after three hours unseen, the series may have
     moved anywhere (no finding from the gap); after six minutes, it is a fault."""
     values = noise(4 * PER_HOUR)
@@ -323,3 +323,36 @@ def test_a_long_gap_reseeds_the_baseline_a_short_one_does_not(gap_h: float, foun
     values[0, SIGNALS.index(Signal.LATENCY_P99), gap.stop :] *= 1.5
     detections = feed(StreamingDetector(SETTINGS), values)
     assert any(d.findings for d in detections) is found
+
+
+def back_after_a_gap(gap_h: float = 3.0) -> tuple[F64, int]:
+    """Two hours of noise, ``gap_h`` hours without data on A, then fresh pods: memory at
+    60% of its level, climbing back over ten minutes. Returns the values and the first
+    sample after the gap."""
+    values = noise(int((4 + gap_h) * PER_HOUR))
+    back = 2 * PER_HOUR + round(gap_h * PER_HOUR)
+    values[0, :, 2 * PER_HOUR : back] = np.nan
+    climb = 40  # ten minutes of samples
+    values[0, col(Signal.MEMORY), back : back + climb] *= np.linspace(0.6, 1.0, climb)
+    return values, back
+
+
+def test_a_workload_back_after_a_long_gap_warms_up_again_before_it_is_scored() -> None:
+    """Fresh pods after three hours unseen: memory climbing back from 60% to normal is
+    their warm-up, not a fault, however small the spread learned before the gap."""
+    values, back = back_after_a_gap()
+    returning = StreamingDetector(SETTINGS)
+    feed(returning, values[:, :, : back + 1])
+    assert returning.seen_s_[0].max() < SETTINGS.warmup_s  # starting over
+    assert returning.seen_s_[1].min() >= SETTINGS.warmup_s
+    detector = StreamingDetector(SETTINGS)
+    assert findings(feed(detector, values)) == []
+    assert (detector.seen_s_[0] >= SETTINGS.warmup_s).all()
+
+
+def test_a_workload_back_after_a_long_gap_is_scored_again_once_warm() -> None:
+    values, back = back_after_a_gap()
+    later = back + PER_HOUR
+    values[0, col(Signal.LATENCY_P99), later:] *= 4.0
+    found = findings(feed(StreamingDetector(SETTINGS), values))
+    assert found and all(w == A and at >= t(later) for at, w in found)
