@@ -9,11 +9,13 @@ series (every workload x signal) together, so that the daemon can run it every c
 Rows are fixed time buckets of ``bucket_s`` (5 minutes): a row's value is the mean of
 the bucket's valid samples. The detector's windows are in time; the stage's period is
 the bucket, known, so it turns them into rows once (``DiscordLikelihood.windows``)
-instead of reading the period from timestamps as ``score-csv`` does. Buckets lie on a
-grid of multiples of ``bucket_s`` since the epoch, each closed on the right, ``(end -
-bucket_s, end]``. A bucket closes as soon as no further sample is expected in it: when a
-sample arrives past its end, or when the next sample, one spacing (the last gap between
-timestamps) after this one, would fall past it. A series fed at 5-minute steps therefore
+instead of reading the period from timestamps as ``score-csv`` does. A series' buckets
+lie on a grid of multiples of ``bucket_s`` since the epoch, shifted by the series' offset
+(``PHASES`` offsets, one per block of series, so that the closings of many series spread
+over the cycles of a bucket), each closed on the right, ``(end - bucket_s, end]``. A
+bucket closes as soon as no further sample is expected in it: when a sample arrives past
+its end, or when the next sample, one spacing (the last gap between timestamps) after
+this one, would fall past it. A series fed at 5-minute steps therefore
 closes one bucket per sample, at that sample, whatever the offset of its timestamps; a
 15-second scrape closes one every 20 samples. A bucket without a valid sample of a
 series adds no row to that series; more than ``GAP_PERIODS`` periods between two rows of
@@ -73,6 +75,11 @@ Mask = NDArray[np.bool_]
 # Series per einsum: the windowed candidates of a block (256 x ~2,400 x 24 values) are a
 # view, and the block's rings (a few MB) stay in cache while the product reads them.
 SERIES_BLOCK = 256
+# Phases of the bucket grid: block k of ``SERIES_BLOCK`` series has its buckets end
+# ``(k mod PHASES) * bucket_s / PHASES`` after the epoch's grid, so that the closings of
+# many series spread over a bucket (at the daemon's 30 s interval and 5-minute buckets,
+# one cycle in ten closes a tenth of them) instead of all falling in one cycle.
+PHASES = 10
 
 
 @dataclass
@@ -101,7 +108,12 @@ class ShapeStage:
     """Online ``DiscordLikelihood`` over ``n`` series, fed rows or time-stamped samples."""
 
     def __init__(
-        self, n: int, *, detector: DiscordLikelihood | None = None, bucket_s: float = 300.0
+        self,
+        n: int,
+        *,
+        detector: DiscordLikelihood | None = None,
+        bucket_s: float = 300.0,
+        offsets_s: F64 | None = None,
     ) -> None:
         self.detector = detector or DiscordLikelihood()
         self.bucket_s = bucket_s
@@ -124,12 +136,26 @@ class ShapeStage:
         self.last_alarm_ = np.full(n, -1, dtype=np.int64)
         self.calmed_ = np.zeros(n, dtype=bool)
         self.score_ = np.full(n, np.nan)
-        # The open bucket: its end (grid), the sums and counts of its samples.
-        self.bucket_end_ = -math.inf
-        self.closed_end_ = -math.inf
+        self.offset_s_ = self.phase_offsets(n) if offsets_s is None else np.asarray(offsets_s)
+        """Each series' bucket grid: multiples of ``bucket_s`` plus this (under a bucket)."""
+        if (
+            self.offset_s_.shape != (n,)
+            or not ((self.offset_s_ >= 0.0) & (self.offset_s_ < bucket_s)).all()
+        ):
+            raise ValueError(f"offsets_s: {n} offsets in [0, {bucket_s}) s expected")
+        # The open bucket of each series: its end (on its grid), the sums and counts of
+        # its samples; the end of its last closed bucket.
+        self.bucket_end_ = np.full(n, -math.inf)
+        self.closed_end_ = np.full(n, -math.inf)
         self.last_t_ = -math.inf
         self.bucket_sum_ = np.zeros(n)
         self.bucket_count_ = np.zeros(n)
+
+    def phase_offsets(self, n: int) -> F64:
+        """Grid offsets of ``n`` series: ``PHASES`` phases, one per block of series."""
+        phase = (np.arange(n) // SERIES_BLOCK) % PHASES
+        out: F64 = phase.astype(np.float64) * (self.bucket_s / PHASES)
+        return out
 
     @property
     def n_series(self) -> int:
@@ -140,6 +166,7 @@ class ShapeStage:
         arrays: list[NDArray[np.generic]] = [self.rows_, self.sum_squares_, self.u_]
         arrays += [self.last_alarm_, self.calmed_, self.score_, self.bucket_sum_]
         arrays += [self.bucket_count_, self.settle_, self.last_row_t_, self.spacing_s_]
+        arrays += [self.offset_s_, self.bucket_end_, self.closed_end_]
         arrays += self.distances_
         return sum(a.nbytes for a in arrays)
 
@@ -309,22 +336,26 @@ class ShapeStage:
         if t <= self.last_t_:
             return closed
         spacing = t - self.last_t_ if math.isfinite(self.last_t_) else 0.0  # unknown yet
-        end = math.ceil(t / self.bucket_s) * self.bucket_s
-        if end <= self.closed_end_:  # a late sample for a closed bucket: the next one
-            end = self.closed_end_ + self.bucket_s
-        if end > self.bucket_end_:
-            closed |= self._close()
-            self.bucket_end_ = end
+        b, offset = self.bucket_s, self.offset_s_
+        end = np.ceil((t - offset) / b) * b + offset
+        late = end <= self.closed_end_  # a late sample for a closed bucket: the next one
+        end = np.where(late, self.closed_end_ + b, end)
+        due = end > self.bucket_end_
+        if due.any():
+            closed |= self._close(due)
+            self.bucket_end_ = np.where(due, end, self.bucket_end_)
         valid = np.isfinite(values)
         self.bucket_sum_ += np.where(valid, values, 0.0)
         self.bucket_count_ += valid
         self.last_t_ = t
-        if t + spacing > self.bucket_end_:  # the next sample is expected past the end
-            closed |= self._close()
+        due = t + spacing > self.bucket_end_  # the next sample is expected past the end
+        if due.any():
+            closed |= self._close(due)
         return closed
 
-    def _close(self) -> Mask:
-        has = self.bucket_count_ > 0
+    def _close(self, due: Mask) -> Mask:
+        """Close the open bucket of the ``due`` series; those with a sample add a row."""
+        has = due & (self.bucket_count_ > 0)
         if has.any():
             series = np.flatnonzero(has)
             self.push(
@@ -332,12 +363,14 @@ class ShapeStage:
                 series,
                 after_gap=self._after_gap(series),
             )
-            since_s = self.bucket_end_ - self.last_row_t_[has]
-            self.spacing_s_[has] = np.minimum(self.spacing_s_[has], since_s)
-            self.last_row_t_[has] = self.bucket_end_
-        self.closed_end_ = max(self.closed_end_, self.bucket_end_)
-        self.bucket_sum_[:] = 0.0
-        self.bucket_count_[:] = 0.0
+            end = self.bucket_end_[has]
+            self.spacing_s_[has] = np.minimum(self.spacing_s_[has], end - self.last_row_t_[has])
+            self.last_row_t_[has] = end
+        self.closed_end_ = np.where(
+            due, np.maximum(self.closed_end_, self.bucket_end_), self.closed_end_
+        )
+        self.bucket_sum_[due] = 0.0
+        self.bucket_count_[due] = 0.0
         return has
 
     def _settle_rows(self) -> int:
@@ -352,7 +385,7 @@ class ShapeStage:
         a series sampled hourly has a row every twelfth bucket, and that is no gap.
         """
         period_s = np.where(np.isfinite(self.spacing_s_[series]), self.spacing_s_[series], 0.0)
-        since_s = self.bucket_end_ - self.last_row_t_[series]
+        since_s = self.bucket_end_[series] - self.last_row_t_[series]
         limit_s = GAP_PERIODS * np.maximum(period_s, self.bucket_s)
         out: Mask = np.isfinite(since_s) & (since_s > limit_s)
         return out
@@ -385,19 +418,22 @@ class ShapeStage:
 
     def take(self, keep: I64) -> ShapeStage:
         """A stage for a new list of series: series ``j`` continues old series ``keep[j]``
-        (-1: a new series, with fresh state). The bucket grid carries over."""
-        out = ShapeStage(len(keep), detector=self.detector, bucket_s=self.bucket_s)
+        (-1: a new series, with fresh state). Each series keeps its bucket grid."""
         new, old = np.flatnonzero(keep >= 0), keep[keep >= 0]
+        offsets = self.phase_offsets(len(keep))
+        offsets[new] = self.offset_s_[old]
+        out = ShapeStage(
+            len(keep), detector=self.detector, bucket_s=self.bucket_s, offsets_s=offsets
+        )
         for name in ("rows_", "sum_squares_", "u_", "last_alarm_", "calmed_", "score_"):
             getattr(out, name)[new] = getattr(self, name)[old]
         for name in ("settle_", "last_row_t_", "spacing_s_"):
             getattr(out, name)[new] = getattr(self, name)[old]
-        for name in ("bucket_sum_", "bucket_count_"):
+        for name in ("bucket_sum_", "bucket_count_", "bucket_end_", "closed_end_"):
             getattr(out, name)[new] = getattr(self, name)[old]
         for dst, src in zip(out.distances_, self.distances_, strict=True):
             dst[new] = src[old]
-        for name in ("bucket_end_", "closed_end_", "last_t_"):
-            setattr(out, name, getattr(self, name))
+        out.last_t_ = self.last_t_
         return out
 
 
