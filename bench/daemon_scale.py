@@ -141,7 +141,11 @@ def warm_shape_state(detector: object) -> int:
     for array in arrays_of(stage):
         total += array.nbytes
         if array.dtype.kind == "f" and array.ndim == 2:
-            array[...] = rng.random(array.shape, dtype=np.float64).astype(array.dtype)
+            # A few thousand series at a time: a whole-array temporary would count in the
+            # peak RSS as if the daemon had held it.
+            for lo in range(0, len(array), 4_096):
+                part = array[lo : lo + 4_096]
+                part[...] = rng.random(part.shape)
     rows = getattr(stage, "rows_", None)
     if rows is not None:
         rows[:] = 10 * 2_160
