@@ -152,6 +152,16 @@ def warm_shape_state(detector: object) -> int:
     squares = getattr(stage, "sum_squares_", None)
     if squares is not None and rows is not None:
         squares[:] = rows
+    # The running statistics of the distance rings, as if the rows had been learned.
+    for k, ring in enumerate(getattr(stage, "distances_", [])):
+        if not hasattr(stage, "past_sum_"):
+            break
+        for lo in range(0, len(ring), 4_096):
+            part = ring[lo : lo + 4_096].astype(np.float64)
+            part[:, 10 * 2_160 % ring.shape[1]] = 0.0  # the next row's slot, not in them
+            stage.past_sum_[k][lo : lo + 4_096] = part.sum(axis=1)
+            stage.past_squares_[k][lo : lo + 4_096] = (part * part).sum(axis=1)
+            stage.past_count_[k][lo : lo + 4_096] = ring.shape[1] - 1
     return total
 
 

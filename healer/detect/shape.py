@@ -26,13 +26,14 @@ detector's do after a gap in time.
 State per series, all in (series x rows) arrays: the running sum of squares (for the
 RMS of the compression), a ring of compressed values (single precision) long enough for
 the oldest candidate's shape at the largest scale, per time scale a ring of distances
-(for the likelihood statistics; single precision, NaN where a row was not learned from),
-the rows left to settle after a gap, and the refractory state: about 27 kB per series at
-5-minute buckets. When a bucket closes, each scale's segment means and the squared norms
-of its candidate shapes are computed from the ring of values (a few passes over it: sums
-of shifted copies), and the new row's discord distances of all series by one ``einsum``
-per block of series over windowed views of them; the only Python loops are over the
-time scales and blocks of ``SERIES_BLOCK`` series.
+(for the likelihood statistics; single precision, NaN where a row was not learned from)
+and the running sums of its last ``history_rows`` rows, the rows left to settle after a
+gap, and the refractory state: about 27 kB per series at 5-minute buckets. When a bucket
+closes, each scale's segment means and the squared norms of its candidate shapes are
+computed from the ring of values (a few passes over it: sums of shifted copies), and the
+new row's discord distances of all series by one ``einsum`` per block of series over
+windowed views of them; the only Python loops are over the time scales and blocks of
+``SERIES_BLOCK`` series.
 
 ``peek`` scores a provisional row (a bucket still open) without committing anything,
 so that an acute fault can be judged between closings. Scores equal those of
@@ -129,6 +130,12 @@ class ShapeStage:
         self.distances_ = [
             np.full((n, d.history_rows + 1), np.nan, dtype=DISTANCE_DTYPE) for _ in d.segment_rows
         ]
+        # Per scale, the sum, sum of squares and count of the learned distances of the
+        # ``history_rows`` rows before the next one (in the ring: the statistics of a row
+        # are kept up to date as rows enter and leave, not summed again at every row).
+        self.past_sum_ = [np.zeros(n) for _ in d.segment_rows]
+        self.past_squares_ = [np.zeros(n) for _ in d.segment_rows]
+        self.past_count_ = [np.zeros(n) for _ in d.segment_rows]
         self.settle_ = np.zeros(n, dtype=np.int64)
         self.last_row_t_ = np.full(n, -math.inf)
         self.spacing_s_ = np.full(n, math.inf)
@@ -167,7 +174,7 @@ class ShapeStage:
         arrays += [self.last_alarm_, self.calmed_, self.score_, self.bucket_sum_]
         arrays += [self.bucket_count_, self.settle_, self.last_row_t_, self.spacing_s_]
         arrays += [self.offset_s_, self.bucket_end_, self.closed_end_]
-        arrays += self.distances_
+        arrays += [*self.distances_, *self.past_sum_, *self.past_squares_, *self.past_count_]
         return sum(a.nbytes for a in arrays)
 
     # ---- rows -----------------------------------------------------------------------------
@@ -258,7 +265,17 @@ class ShapeStage:
         self.u_[s, i % self.line_rows_] = row.u
         history = self.windows_.history_rows
         for k in range(len(self.windows_.segment_rows)):
-            self.distances_[k][s, i % (history + 1)] = row.distances[k]
+            ring = self.distances_[k]
+            # The running sums: the new row enters, the row ``history`` before it leaves.
+            entering = row.distances[k].astype(DISTANCE_DTYPE).astype(np.float64)
+            leaving = ring[s, (i - history) % (history + 1)].astype(np.float64)
+            leaving = np.where(i >= history, leaving, np.nan)
+            for value, sign in ((entering, 1.0), (leaving, -1.0)):
+                used = np.isfinite(value)
+                self.past_sum_[k][s] += sign * np.where(used, value, 0.0)
+                self.past_squares_[k][s] += sign * np.where(used, value * value, 0.0)
+                self.past_count_[k][s] += sign * used
+            ring[s, i % (history + 1)] = row.distances[k]
         self.settle_[s] = np.maximum(row.settle - 1, 0)
         self.last_alarm_[s] = np.where(row.alarm, i, self.last_alarm_[s])
         calm = row.likelihood < d.rearm_level
@@ -311,17 +328,16 @@ class ShapeStage:
     def _statistics(self, k: int, series: I64, distance: F64) -> tuple[F64, F64, F64, F64]:
         """Recent mean distance (this row and the learned ones of the rows before it),
         and the mean, spread and count of the learned distances of the ``history_rows``
-        rows before it (rows i - h .. i - 1; NaN in the ring: not learned from)."""
+        rows before it (rows i - h .. i - 1; NaN in the ring: not learned from), from
+        the running sums of those rows."""
         d = self.windows_
-        h = d.history_rows
-        past = _read(self.distances_[k], series, self.rows_[series] - h, h).astype(np.float64)
-        used = np.isfinite(past)
-        used_past = np.where(used, past, 0.0)
-        count = used.sum(axis=1).astype(np.float64)
-        mean, spread = mean_std(used_past.sum(axis=1), (used_past * used_past).sum(axis=1), count)
+        count = self.past_count_[k][series]
+        mean, spread = mean_std(self.past_sum_[k][series], self.past_squares_[k][series], count)
         before = d.recent_rows - 1  # the recent rows before this one
-        last, seen = used_past[:, h - before :], used[:, h - before :].sum(axis=1)
-        recent = (last.sum(axis=1) + distance) / (seen + 1.0)
+        last = _read(self.distances_[k], series, self.rows_[series] - before, before)
+        last = last.astype(np.float64)
+        used = np.isfinite(last)
+        recent = (np.where(used, last, 0.0).sum(axis=1) + distance) / (used.sum(axis=1) + 1.0)
         return recent, mean, spread, count
 
     # ---- time buckets ---------------------------------------------------------------------
@@ -431,8 +447,9 @@ class ShapeStage:
             getattr(out, name)[new] = getattr(self, name)[old]
         for name in ("bucket_sum_", "bucket_count_", "bucket_end_", "closed_end_"):
             getattr(out, name)[new] = getattr(self, name)[old]
-        for dst, src in zip(out.distances_, self.distances_, strict=True):
-            dst[new] = src[old]
+        for name in ("distances_", "past_sum_", "past_squares_", "past_count_"):
+            for dst, src in zip(getattr(out, name), getattr(self, name), strict=True):
+                dst[new] = src[old]
         out.last_t_ = self.last_t_
         return out
 
