@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench clean prometheus kubectl chromium
+.PHONY: demo test lint bench clean prometheus kubectl chromium postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,11 @@ demo: $(STAMP)
 # The kubectl tests need a kubectl: Debian's kubernetes-client when none is installed
 # (it conflicts with the `kubectl` package, so only then). The review page's browser
 # test drives Debian's chromium through Playwright (its own browser download is not used).
+# The store's PostgreSQL tests start a throwaway server of Debian's postgresql
+# (tests/integration/local_postgres.py) unless HEALER_TEST_POSTGRES_URL names one.
+# The tests run in parallel, one worker per core (WORKERS=0: in one process); see
+# "Tests" in tests/conftest.py for what keeps them apart.
+WORKERS ?= auto
 test: $(DEV_STAMP)
 	@command -v prometheus >/dev/null 2>&1 || $(MAKE) --no-print-directory prometheus || \
 		echo "make: prometheus not installed; its integration tests will skip" >&2
@@ -35,9 +40,12 @@ test: $(DEV_STAMP)
 		echo "make: kubectl not installed; its integration tests will skip" >&2
 	@test -x /usr/bin/chromium || $(MAKE) --no-print-directory chromium || \
 		echo "make: chromium not installed; the browser test will skip (fail under CI)" >&2
-	$(BIN)/python -m pytest --cov=healer --cov-report=term:skip-covered $(ARGS)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
+		$(MAKE) --no-print-directory postgresql || \
+		echo "make: postgresql not installed; its store tests will skip (fail under CI)" >&2
+	$(BIN)/python -m pytest -n $(WORKERS) --cov=healer --cov-report=term:skip-covered $(ARGS)
 
-prometheus kubectl chromium:
+prometheus kubectl chromium postgresql:
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo="sudo -n"; fi; \
 	package=$$([ "$@" = kubectl ] && echo kubernetes-client || echo "$@"); \
 	$$sudo apt-get update -qq && \
@@ -51,7 +59,8 @@ lint: $(DEV_STAMP)
 
 # Detection quality, the joint model's cost, the closed-loop chaos benchmark (tables on
 # stdout; JSON and charts in bench/out/) and the simulator's day at scale (about 30 s);
-# bench/prometheus_fetch.py and bench/api_incidents.py take longer: run them by hand.
+# bench/prometheus_fetch.py, bench/api_incidents.py and bench/takeover.py (a leader
+# SIGKILLed, seconds until another leads) take longer: run them by hand.
 bench: $(STAMP)
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/joint.py

@@ -605,16 +605,25 @@ def bench_chaos(
         int | None, typer.Option(min=1, help="Worker processes (default: one per CPU).")
     ] = None,
     config: ConfigOpt = None,
+    start: Annotated[
+        str,
+        typer.Option(
+            help="How healer's detector starts: warm (the days before the scenario "
+            "learned, as in a daemon's second week), cold (empty), or both (healer and "
+            "healer-cold side by side)."
+        ),
+    ] = "warm",
 ) -> None:
     """Closed-loop chaos: healer against Kubernetes alone and static thresholds.
 
     Each scenario runs with several seeds in virtual time under three contenders on
-    identical clusters; healer runs with the configured settings in auto mode.
+    identical clusters (four with --start both); healer runs with the configured
+    settings in auto mode.
     """
     from healer.chaos.bench import main as chaos
 
     names = [n.strip() for n in scenarios.split(",") if n.strip()] if scenarios else None
-    chaos(names, seeds=seeds, json_out=json_out, plots=plots, config=config, jobs=jobs)
+    chaos(names, seeds=seeds, json_out=json_out, plots=plots, config=config, jobs=jobs, start=start)
 
 
 def main() -> None:

@@ -70,6 +70,11 @@ class DetectorSettings(_Section):
     """A series' shape score replaces its streaming score once it has this many buckets
     (50 h): the hourly time scale learns from its 577th row on, and its statistics need
     some rows. Before that, the streaming score serves."""
+    warm_s: float | None = Field(default=None, ge=0)
+    """At start-up (and on taking the lease), ``healer run`` reads this much history
+    from Prometheus to warm the detector (``detect.warm``): the shape stage's rows at one
+    sample per bucket, the streaming baselines' last hour at the scrape step. None: as
+    much as the detector uses (about 8.5 days with the shape stage); 0: start cold."""
 
 
 class GuardSettings(_Section):
@@ -88,7 +93,8 @@ class GuardSettings(_Section):
     anomaly_brake_share: float = Field(default=0.3, ge=0, le=1)
     """When more than this share of the watched workloads turned anomalous together
     (onsets within ``anomaly_brake_window_s`` of each other) and none of them is handled
-    yet, the cause is upstream or in monitoring: hold their actions, escalate once."""
+    yet (those acted on and not yet verified still count), the cause is upstream or in
+    monitoring: hold their actions, escalate once."""
     anomaly_brake_min_anomalous: int = Field(default=3, ge=1)
     """The brake holds only when at least this many workloads turned anomalous together,
     whatever their share: two faults at once on a small cluster are two incidents to

@@ -45,7 +45,7 @@ import structlog
 
 from healer import decide
 from healer.act.verify import verify
-from healer.audit.store import AuditStore
+from healer.audit.store import ActionView, AuditStore
 from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook, handback
@@ -73,6 +73,7 @@ from healer.types import (
     Finding,
     Frame,
     Incident,
+    IncidentStatus,
     JsonObject,
     Mode,
     Outcome,
@@ -210,7 +211,9 @@ class Healer:
         """Pick up the incidents a previous run left unresolved; returns how many.
 
         An action already taken is verified, never taken again; an incident still to be
-        diagnosed is diagnosed when its workload is next found anomalous. Call once,
+        diagnosed is diagnosed when its workload is next found anomalous. The workloads
+        the anomaly brake held and still watched are held again (``_resume_held``), so a
+        restart neither lets their event through nor escalates it twice. Call once,
         before the first cycle.
         """
         for incident in self.store.unresolved():
@@ -247,7 +250,34 @@ class Healer:
                 track = Tracked(incident.id, incident.workload, Stage.WATCHING)
             track.diagnosis, track.finding = incident.diagnosis, incident.finding
             self.tracked[incident.workload] = track
+        self._resume_held()
         return len(self.tracked)
+
+    def _resume_held(self) -> None:
+        """Watch again the workloads whose latest incident the anomaly brake held and
+        that were still anomalous within ``verify_stable_s`` of the store's latest step
+        (a running daemon was still watching them), held at their finding's onset."""
+        latest = self.store.latest_at()
+        if latest is None:
+            return
+        watched_since = latest - timedelta(seconds=self.settings.daemon.verify_stable_s)
+        seen: set[WorkloadRef] = set(self.tracked)
+        for summary in self.store.list_incidents(status=IncidentStatus.RESOLVED, limit=500):
+            if summary.workload in seen:
+                continue  # only its latest incident tells whether it is held now
+            seen.add(summary.workload)
+            if summary.outcome != OutcomeKind.ESCALATED or summary.last_seen < watched_since:
+                continue
+            incident = self.store.incident(summary.id)
+            if incident.outcome is None or "anomaly_brake" not in incident.outcome.evidence:
+                continue
+            track = Tracked(incident.id, incident.workload, Stage.WATCHING)
+            track.diagnosis, track.finding = incident.diagnosis, incident.finding
+            self.tracked[incident.workload] = track
+            self._held[incident.workload] = incident.finding.onset
+            last = self._brake_notified_onset
+            if last is None or incident.finding.onset > last:
+                self._brake_notified_onset = incident.finding.onset
 
     def cycle(self, now: datetime) -> Detection | None:
         """Run the loop once at simulated or real time ``now``; times it (wall clock)."""
@@ -410,11 +440,12 @@ class Healer:
         now: datetime,
         chain_to: Playbook | None = None,
     ) -> None:
-        plan = self._plan(diagnosis, finding, state, detection, now, chain_to)
-        held = brake(self._correlated(finding), len(detection.workloads), self.settings.guards)
+        size, onset = self._event(finding, live=chain_to is not None)
+        plan = self._plan(diagnosis, finding, state, detection, now, size, chain_to)
+        held = brake(size, len(detection.workloads), self.settings.guards)
         if plan is None and not held.passed:  # part of a mass event all the same
             outcome = Outcome(OutcomeKind.ESCALATED, f"held by anomaly_brake: {held.detail}", now)
-            self._close(track, outcome, notify=self._hold(finding))
+            self._close(track, outcome, notify=self._hold(finding.workload, onset))
             return
         if plan is None:
             self._close(
@@ -434,7 +465,7 @@ class Healer:
             self._say("plan", track, now, f"{plan.playbook}: {plan.action} blocked: {details}")
             notify = True
             if "anomaly_brake" in plan.blocked_by:  # one notification says it all
-                notify = self._hold(finding)
+                notify = self._hold(finding.workload, onset)
             self._close(
                 track,
                 Outcome(
@@ -685,10 +716,44 @@ class Healer:
     # ---- actions a person approved --------------------------------------------------------
 
     def _take_approved(self, detection: Detection, now: datetime) -> None:
+        """Take each approved action; one that crashes (a bug) is blocked, so that it is
+        never taken later, and its incident escalated."""
         for approved in self.store.approved_actions():
-            self._guarded(
-                approved.workload, self._take_one_approved, approved.incident_id, detection, now
-            )
+            workload = approved.workload
+            try:
+                self._take_one_approved(approved.incident_id, detection, now)
+            except HealerError as exc:
+                log.error("workload_step_failed", workload=str(workload), error=str(exc))
+            except Exception as exc:  # a bug: block this approval, carry on with the rest
+                self.incident_errors += 1
+                log.exception("workload_step_crashed", workload=str(workload), error=repr(exc))
+                self._block_crashed(approved, exc, now)
+
+    def _block_crashed(self, approved: ActionView, exc: Exception, now: datetime) -> None:
+        """Block the ``approved`` action whose taking crashed, unless it got an end
+        meanwhile, and close its incident as escalated unless it is settled already."""
+        why = f"internal error: {type(exc).__name__}: {exc}"
+        incident_id, workload = approved.incident_id, approved.workload
+        try:
+            incident = self.store.incident(incident_id)
+            track = self.tracked.get(workload)
+            if track is None or track.incident_id != incident_id:
+                track = Tracked(incident_id, workload, Stage.WATCHING)
+            row = self.store.get_action(approved.id)
+            still = row is not None and row.status is ActionStatus.APPROVED
+            if still and incident.action is not None:
+                blocked = replace(
+                    incident.action,
+                    status=ActionStatus.BLOCKED,
+                    started=now,
+                    finished=now,
+                    error=why,
+                )
+                self.store.record_action(incident_id, blocked)
+            if incident.outcome is None:
+                self._close(track, Outcome(OutcomeKind.ESCALATED, f"approved, then {why}", now))
+        except Exception as again:  # the store down as well: the next cycle meets it again
+            log.error("escalation_not_recorded", workload=str(workload), error=repr(again))
 
     def _take_one_approved(self, incident_id: int, detection: Detection, now: datetime) -> None:
         """Plan again on the cluster as it is now, through the same guards; take the
@@ -709,7 +774,9 @@ class Healer:
         track.diagnosis, track.finding = incident.diagnosis, incident.finding
         state = self.actuator.read_state(incident.workload)
         chain_to = self._approved_chain_step(incident)
-        plan = self._plan(incident.diagnosis, incident.finding, state, detection, now, chain_to)
+        size, _ = self._event(incident.finding, live=True)
+        diagnosis, finding = incident.diagnosis, incident.finding
+        plan = self._plan(diagnosis, finding, state, detection, now, size, chain_to)
         if plan is not None and plan.mode == Mode.APPROVAL:
             plan = replace(plan, mode=Mode.AUTO)
         if plan is not None:
@@ -750,9 +817,11 @@ class Healer:
         state: WorkloadState,
         detection: Detection,
         now: datetime,
+        anomalous: int,
         chain_to: Playbook | None = None,
     ) -> Plan | None:
-        """The planner with every guard, on the store's action history as of ``now``."""
+        """The planner with every guard, on the store's action history as of ``now``;
+        ``anomalous`` is the size of the event the anomaly brake judges (``_event``)."""
         history = self.store.action_history(
             now=now, window_s=self.settings.guards.rate_limit_window_s
         )
@@ -764,7 +833,7 @@ class Healer:
             playbooks=self.playbooks,
             guards=self.settings.guards,
             history=history,
-            anomalous_workloads=self._correlated(finding),
+            anomalous_workloads=anomalous,
             watched_workloads=len(detection.workloads),
             now=now,
             chain_to=chain_to,
@@ -773,10 +842,11 @@ class Healer:
 
     def _unhandled_onsets(self, detection: Detection) -> dict[WorkloadRef, datetime]:
         """The anomalous workloads the anomaly brake counts, with their onsets: those
-        nobody has handled yet (no incident, or one still to diagnose) and those the
-        brake held, at the onset of the event it held them for. A workload acted on,
-        awaiting verification or approval, healed, or escalated for its own reasons has
-        been handled and does not count."""
+        nobody has handled yet (no incident, or one still to diagnose), those the brake
+        held, at the onset of the event it held them for, and those acted on and not yet
+        verified, at their finding's onset (a mass event arriving in waves is one event,
+        not one small event per wave). A workload awaiting approval, healed, or
+        escalated for its own reasons has been handled and does not count."""
         self._held = {w: began for w, began in self._held.items() if w in self.tracked}
         # A workload anomalous for less than ``persistence_s`` is no finding yet, but
         # already part of its event: a shared cause reaches some workloads a scrape or
@@ -792,25 +862,39 @@ class Healer:
                 out[workload] = self._held[workload]
             elif track is None or track.stage is Stage.DIAGNOSING:
                 out[workload] = onset
+        for workload, track in self.tracked.items():
+            acted = track.stage in (Stage.VERIFYING, Stage.RECONCILING)
+            if acted and track.finding is not None:  # anomalous this cycle or not
+                out.setdefault(workload, self._held.get(workload, track.finding.onset))
         return out
 
-    def _correlated(self, finding: Finding) -> int:
-        """The workloads of ``finding``'s event the anomaly brake counts (itself too)."""
+    def _event(self, finding: Finding, *, live: bool = False) -> tuple[int, datetime]:
+        """The workloads of ``finding``'s event the anomaly brake counts (itself too),
+        and the event's onset. ``live`` is for an action decided earlier (an approved
+        one, a chain step): the largest event under way now, with the workload in it,
+        so that a mass event that began since the incident holds that action too."""
         window_s = self.settings.guards.anomaly_brake_window_s
-        return correlated(finding.workload, finding.onset, self._brake_onsets, window_s=window_s)
+        onsets = {finding.onset, *self._brake_onsets.values()} if live else {finding.onset}
+        sizes = {
+            began: correlated(finding.workload, began, self._brake_onsets, window_s=window_s)
+            for began in onsets
+        }
+        onset = max(sizes, key=lambda began: (sizes[began], began == finding.onset))
+        return sizes[onset], onset
 
-    def _hold(self, finding: Finding) -> bool:
-        """The brake held ``finding``'s action: hold every workload of its event (they
-        keep counting for stragglers of that event, and for nothing later). True when
-        the event is new, so that its one escalation is sent."""
+    def _hold(self, workload: WorkloadRef, onset: datetime) -> bool:
+        """The brake held ``workload``'s action for the event that began at ``onset``:
+        hold every workload of that event (they keep counting for its stragglers, and
+        for nothing later). True when the event is new, so that its one escalation is
+        sent."""
         window = timedelta(seconds=self.settings.guards.anomaly_brake_window_s)
-        for workload, began in {**self._brake_onsets, finding.workload: finding.onset}.items():
-            if abs(began - finding.onset) <= window:
-                self._held.setdefault(workload, began)
+        for held, began in {**self._brake_onsets, workload: onset}.items():
+            if abs(began - onset) <= window:
+                self._held.setdefault(held, began)
         last = self._brake_notified_onset
-        if last is not None and abs(finding.onset - last) <= window:
+        if last is not None and abs(onset - last) <= window:
             return False
-        self._brake_notified_onset = finding.onset
+        self._brake_notified_onset = onset
         return True
 
     def _floors(self) -> dict[str, handback.Floor]:

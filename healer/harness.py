@@ -14,22 +14,32 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import numpy as np
 import structlog
 
 from healer.act.kube import KubeActuator, api_client
 from healer.api.server import ServerThread
 from healer.audit.store import AuditStore
-from healer.config import Settings
-from healer.daemon import Healer, Reporter, cycle_once
+from healer.config import DetectorSettings, Settings
+from healer.daemon import Detector, Healer, Reporter, cycle_once
 from healer.decide import load_playbooks
 from healer.detect.combined import build_detector
+from healer.detect.warm import WarmReport, WarmSpan, wanted, warm
 from healer.sim.apiserver import serve_in_thread, write_kubeconfig
-from healer.sim.cluster import Cluster
+from healer.sim.cluster import SIGNALS, Cluster
 from healer.sim.scenario import Scenario
 from healer.sim.source import SimSource
+from healer.types import Frame
+
+QUIET_SEED = 1_000_003
+"""The quiet days before a scenario draw their noise from this seed, whatever the run's
+seed: one past, many futures (the seeds of a benchmark vary what happens after the
+start), and a past that is the same for every seed is learned once per scenario."""
+HISTORY_CHUNK_STEPS = 288
+"""Steps per frame of quiet history, as ``warmup`` reads Prometheus: a day of buckets."""
 
 log = structlog.get_logger("healer.harness")
 
@@ -95,6 +105,14 @@ class SimHarness:
         healer.resume()  # an audit store from an earlier run: verify, never act twice
         return cls(cluster, server, kubeconfig, healer, store)
 
+    def warm(self, span: WarmSpan | None = None) -> WarmReport:
+        """Replace the loop's detector with one warmed on the scenario's quiet days
+        before its start (``warmed_detector``)."""
+        self.healer.detector, report = warmed_detector(
+            self.cluster.scenario, self.healer.settings.detector, span
+        )
+        return report
+
     def _tick(self, since_cycle_s: float) -> float:
         step_s = self.cluster.scenario.step_s
         self.cluster.advance(step_s)
@@ -134,3 +152,57 @@ class SimHarness:
 
     def close(self) -> None:
         self.server.stop()
+
+
+def warmed_detector(
+    scenario: Scenario, settings: DetectorSettings, span: WarmSpan | None = None
+) -> tuple[Detector, WarmReport]:
+    """A new detector of ``settings``, warmed with the scenario's quiet days before its
+    start (``quiet_history``) as ``healer run`` warms one from Prometheus. ``span``: by
+    default what the detector uses."""
+    span = span or wanted(settings)
+    detector = build_detector(settings)
+    past, recent = quiet_history(scenario, span)
+    return detector, warm(detector, past=past, recent=recent, wanted_s=span.total_s)
+
+
+def quiet_history(scenario: Scenario, span: WarmSpan) -> tuple[list[Frame], list[Frame]]:
+    """The scenario's workloads as they ran before its start, without its events.
+
+    ``span.past_s`` before the start at one sample per bucket (the simulator's rates
+    over a bucket-long step are the bucket's means), then the last ``span.recent_s`` at
+    the scenario's scrape step; each in frames of ``HISTORY_CHUNK_STEPS`` steps. Only the
+    clock and the workloads run: no API server, no detector, no loop. The run itself
+    starts from fresh pods, as after a rollout, at the same traffic.
+    """
+    start_s = scenario.start.timestamp()
+    past = _quiet(scenario, start_s - span.past_s, span.bucket_s, span.past_s - span.recent_s)
+    recent = _quiet(scenario, start_s - span.recent_s, scenario.step_s, span.recent_s)
+    return past, recent
+
+
+def _quiet(scenario: Scenario, from_s: float, step_s: float, duration_s: float) -> list[Frame]:
+    if duration_s <= 0:
+        return []
+    quiet = scenario.model_copy(
+        update={
+            "start": datetime.fromtimestamp(from_s, UTC),
+            "step_s": step_s,
+            "events": [],
+            "api_faults": [],
+            "seed": QUIET_SEED,
+        }
+    )
+    cluster = Cluster(quiet)
+    cluster.advance(duration_s)
+    times = np.asarray(cluster.timestamps, dtype=np.float64)
+    values = np.stack(cluster.samples, axis=-1)
+    return [
+        Frame(
+            times[i : i + HISTORY_CHUNK_STEPS],
+            cluster.workloads,
+            SIGNALS,
+            values[:, :, i : i + HISTORY_CHUNK_STEPS],
+        )
+        for i in range(0, len(times), HISTORY_CHUNK_STEPS)
+    ]

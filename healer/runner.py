@@ -9,6 +9,11 @@ use. A dependency that is merely down (the Kubernetes API, Prometheus) does not 
 start-up: the daemon logs which setting points at it, reports not ready on ``/readyz``
 and keeps trying, since in a cluster it usually starts before its dependencies.
 
+On taking the lead (at once without leader election) the daemon warms a fresh
+detector from the history Prometheus holds (``warmup``) before its first cycle, so it
+judges with a week of history from the start; less history than wanted, or none, is
+logged and shown on ``/status``, never a reason not to start.
+
 Shutdown (SIGTERM, SIGINT) lets the cycle in flight finish (each of its steps is
 recorded before the next begins), stops the Lease thread, releases the Lease so a
 follower takes over at once, then stops the API and closes the store.
@@ -37,9 +42,11 @@ from healer.daemon import Healer, Reporter, run_forever
 from healer.decide import load_playbooks
 from healer.decide.escalation import EscalationQueue
 from healer.detect.combined import build_detector
+from healer.detect.warm import WarmReport
 from healer.errors import ActionError, ConfigError, StoreError
 from healer.leader import LeaderElector, LeaderOnlyActuator, default_identity, run_elector
 from healer.types import JsonObject
+from healer.warmup import warm_from_prometheus
 
 log = structlog.get_logger("healer.runner")
 
@@ -63,6 +70,8 @@ class Daemon:
     api: ServerThread | None = None
     clock: Clock = _wall_clock
     playbooks: int = 0
+    warm: WarmReport | None = None
+    """What the detector learned from Prometheus when this replica last took the lead."""
     _threads: list[threading.Thread] = field(default_factory=list)
 
     # ---- what /readyz and /api/v1/status say ----------------------------------------------
@@ -97,15 +106,26 @@ class Daemon:
             out.update(self.elector.status(self.clock()))
         else:
             out.update({"identity": self.identity, "is_leader": True, "leader": self.identity})
+        out["warm"] = self.warm.as_json() if self.warm is not None else None
         return out
 
     # ---- running ---------------------------------------------------------------------------
 
     def take_over(self) -> None:
-        """Become the acting leader: fresh detector and metrics window, the shared store's
-        open incidents resumed (an action another leader took is verified, never repeated)."""
+        """Become the acting leader: a fresh detector warmed from Prometheus' history, a
+        fresh metrics window, the shared store's open incidents resumed (an action another
+        leader took is verified, never repeated)."""
         self.healer.tracked.clear()
-        self.healer.detector = build_detector(self.settings.detector)
+        detector = build_detector(self.settings.detector)
+        if self.settings.detector.warm_s != 0:
+            self.warm = warm_from_prometheus(
+                detector,
+                prometheus=self.settings.prometheus,
+                settings=self.settings.detector,
+                now=self.clock(),
+                client=self.source.client,
+            )
+        self.healer.detector = detector
         self.source.reset()
         resumed = self.healer.resume()
         log.info("leading", identity=self.identity, incidents_resumed=resumed)

@@ -63,13 +63,19 @@ def load_model(
 def load_data(text: str, *, where: str, error: type[HealerError]) -> Any:
     """The plain data of ``text`` (None when it holds no document), under the same
     limits as ``load_model``: for files read without a model of their own (settings)."""
+    return _read(text, where, error)[1]
+
+
+def _read(text: str, where: str, error: type[HealerError]) -> tuple[yaml.Node | None, Any]:
+    """The node tree and the plain data of ``text``, in one parse; (None, None) when it
+    holds no document. Its size with aliases expanded is checked before it is built."""
     loader = yaml.SafeLoader(text)
     try:
         root = loader.get_single_node()
         if root is None:
-            return None
+            return None, None
         _check_size(where, root, error)
-        return loader.construct_document(root)
+        return root, loader.construct_document(root)
     except yaml.YAMLError as exc:
         raise error(_yaml_message(where, exc)) from exc
     except RecursionError as exc:
@@ -104,18 +110,7 @@ def _parse(
     text: str, where: str, error: type[HealerError], what: str
 ) -> tuple[yaml.MappingNode, Any]:
     """The node tree (for line numbers) and the plain data (for pydantic), in one parse."""
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        if root is not None:
-            _check_size(where, root, error)
-        data = loader.construct_document(root) if root is not None else None
-    except yaml.YAMLError as exc:
-        raise error(_yaml_message(where, exc)) from exc
-    except RecursionError as exc:
-        raise error(f"{where}: YAML nested too deeply") from exc
-    finally:
-        loader.dispose()
+    root, data = _read(text, where, error)
     if root is None:
         raise error(f"{where}:1: empty {what} file")
     if not isinstance(root, yaml.MappingNode) or not isinstance(data, dict):

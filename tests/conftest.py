@@ -1,7 +1,20 @@
-"""Shared fixtures: the simulated cluster served over HTTP, and a client for it."""
+"""Shared fixtures: the simulated cluster served over HTTP, and a client for it.
+
+`make test` runs the tests in parallel, one pytest-xdist worker per core, so no test may
+lean on another's state: files go under ``tmp_path``, servers in the test process bind
+port 0, servers started as processes take ports from a block per worker
+(``test_prometheus._free_port``), and the PostgreSQL tests have a server of their own.
+``--dist loadfile`` (pyproject) runs each file on one worker, so module-scoped fixtures
+(a Prometheus server, a trained model, executed notebooks) are built once. (Finer,
+``--dist loadgroup``, does not group on pytest 9.2: pytest-xdist issue 1386.) The
+slowest files are collected first (``SLOWEST_FIRST``), so that no worker is left with a
+long one at the end.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +28,54 @@ from healer.sim.cluster import Cluster
 from healer.sim.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
+
+# The files taking the most wall time, longest first, from `pytest --durations=0`: daemons,
+# the chaos benchmark and Prometheus in real time, one to four minutes each, then those
+# of half a minute or more. The other files keep pytest's order.
+SLOWEST_FIRST = (
+    "tests/integration/test_healer_run.py",
+    "tests/integration/test_chaos_bench.py",
+    "tests/integration/test_prometheus.py",
+    "tests/integration/test_high_availability.py",
+    "tests/unit/test_cli.py",
+    "tests/unit/test_cli_run.py",
+    "tests/integration/test_api_http.py",
+    "tests/integration/test_api_schema.py",
+    "tests/integration/test_train_prometheus.py",
+    "tests/integration/test_review_browser.py",
+    "tests/unit/detect/test_univariate_cli.py",
+    "tests/unit/chaos/test_chaos_cli.py",
+    "tests/unit/detect/test_model.py",
+    "tests/unit/sim/test_faults.py",
+    "tests/unit/test_train_cli.py",
+    "tests/integration/test_notebooks.py",
+)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    def rank(item: pytest.Item) -> int:
+        path = item.nodeid.split("::")[0]
+        return SLOWEST_FIRST.index(path) if path in SLOWEST_FIRST else len(SLOWEST_FIRST)
+
+    items.sort(key=rank)  # stable: the order within a rank is pytest's
+    _name_each_operation(items)
+
+
+def _name_each_operation(items: list[pytest.Item]) -> None:
+    """Give each of schemathesis' per-operation tests its own node id.
+
+    Since pytest 9.2 builds node ids from a callspec, the tests schemathesis makes (one
+    per API operation, the operation in the name only) share one node id, and
+    pytest-xdist, which schedules by node id, ran one of the twelve. Private API
+    (``Node._id``): nothing is done where it is absent or the ids are already distinct.
+    """
+    counts = Counter(item.nodeid for item in items)
+    for item in items:
+        node_id = getattr(item, "_id", None)
+        if counts[item.nodeid] < 2 or node_id is None or "[" not in item.name:
+            continue
+        params = item.name.partition("[")[2].removesuffix("]")
+        item._id = dataclasses.replace(node_id, params=params)
 
 
 @pytest.fixture

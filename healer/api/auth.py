@@ -112,7 +112,9 @@ class Sessions:
         """The session's principal; None when unsigned, expired or its token is gone."""
         body, _, mac = (cookie or "").rpartition(".")
         token_id, _, expires = body.partition(".")
-        if not mac or not hmac.compare_digest(mac, self._sign(body)):
+        if not mac or not (cookie or "").isascii():  # compare_digest refuses non-ASCII str
+            return None
+        if not hmac.compare_digest(mac, self._sign(body)):
             return None
         entry = self._by_id.get(token_id)
         if entry is None or not expires.isdigit() or int(expires) < self._wall():

@@ -25,6 +25,7 @@ import hashlib
 import json
 import math
 import re
+import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable
@@ -179,9 +180,8 @@ async def validation_error(request: Request, exc: Exception) -> Response:
 
 
 class LoginThrottle:
-    """Failed logins per client address in a sliding window; thread-safe enough for
-    FastAPI's thread pool (each client's deque is touched under the GIL, and a lost
-    count under a race errs by one attempt)."""
+    """Failed logins per client address in a sliding window; thread-safe (FastAPI runs
+    the login route in its thread pool)."""
 
     MAX_CLIENTS = 10_000
     """Addresses remembered at most; the least recently failing are forgotten first, so
@@ -192,21 +192,24 @@ class LoginThrottle:
     ) -> None:
         self.failures, self.window_s, self._clock = failures, window_s, clock
         self._seen: OrderedDict[str, deque[float]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def retry_after_s(self, client: str) -> int | None:
         """Seconds until ``client`` may try again; None when it may now."""
-        times = self._recent(client)
-        if len(times) < self.failures:
-            return None
-        return max(1, math.ceil(times[0] + self.window_s - self._clock()))
+        with self._lock:
+            times = self._recent(client)
+            if len(times) < self.failures:
+                return None
+            return max(1, math.ceil(times[0] + self.window_s - self._clock()))
 
     def failed(self, client: str) -> None:
-        times = self._recent(client)
-        times.append(self._clock())
-        self._seen[client] = times
-        self._seen.move_to_end(client)
-        while len(self._seen) > self.MAX_CLIENTS:
-            self._seen.popitem(last=False)
+        with self._lock:
+            times = self._recent(client)
+            times.append(self._clock())
+            self._seen[client] = times
+            self._seen.move_to_end(client)
+            while len(self._seen) > self.MAX_CLIENTS:
+                self._seen.popitem(last=False)
 
     def _recent(self, client: str) -> deque[float]:
         times = self._seen.get(client, deque())

@@ -63,17 +63,19 @@ def login(
     token: Annotated[str, Form(max_length=1000)],
     next: Annotated[str, Form(max_length=2000)] = "/",
 ) -> Response:
-    throttle = request.app.state.login_throttle
-    client = request.client.host if request.client else "unknown"
-    wait_s = throttle.retry_after_s(client)
-    if wait_s is not None:
-        raise HTTPException(
-            429,
-            detail=f"too many failed logins from {client}; try again in {wait_s} s",
-            headers={"Retry-After": str(wait_s)},
-        )
+    # The token is judged first: people behind one proxy share an address, and a wrong
+    # guess from one of them must not lock the others out. Only failures are throttled.
     session = request.app.state.sessions.issue(token)
     if session is None:
+        throttle = request.app.state.login_throttle
+        client = request.client.host if request.client else "unknown"
+        wait_s = throttle.retry_after_s(client)
+        if wait_s is not None:
+            raise HTTPException(
+                429,
+                detail=f"too many failed logins from {client}; try again in {wait_s} s",
+                headers={"Retry-After": str(wait_s)},
+            )
         throttle.failed(client)
         return templates.TemplateResponse(
             request,

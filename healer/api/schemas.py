@@ -167,6 +167,23 @@ class GuardState(_Out):
     """Approved actions the daemon has not yet taken."""
 
 
+class WarmStatus(_Out):
+    model_config = ConfigDict(frozen=True, extra="allow")
+
+    wanted_s: float
+    """History the detector uses, seconds."""
+    history_s: float
+    """History Prometheus held and the detector learned from, seconds."""
+    short: bool
+    """Less history than wanted: the shape stage judges from what there is, and takes
+    over each series once it has ``shape_warmup_buckets`` rows."""
+    first: datetime | None
+    last: datetime | None
+    workloads: int
+    seconds: float
+    """Wall-clock time warming took."""
+
+
 class DaemonStatus(_Out):
     model_config = ConfigDict(frozen=True, extra="allow")
 
@@ -180,6 +197,8 @@ class DaemonStatus(_Out):
     last_cycle_seconds: float | None
     """Wall-clock time the last cycle took."""
     guards: GuardState
+    warm: WarmStatus | None = None
+    """The history the detector was warmed with at start-up (None: started cold)."""
 
 
 # -- request bodies ---------------------------------------------------------------------

@@ -22,7 +22,7 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from healer.chaos import report
-from healer.chaos.contenders import CONTENDERS, Trace, run_contender
+from healer.chaos.contenders import STARTS, Trace, Warmed, run_contender, warm_for
 from healer.chaos.score import records as score_records
 from healer.config import Settings, load_settings
 from healer.decide import load_playbooks
@@ -67,6 +67,12 @@ class BenchPlan:
     json_out: Path | None
     plots: Path | None
     config: Path | None
+    start: str = "warm"
+    """warm, cold or both: how healer's detector starts (``STARTS``)."""
+
+    @property
+    def contenders(self) -> tuple[str, ...]:
+        return STARTS[self.start]
 
 
 def check_inputs(
@@ -76,11 +82,14 @@ def check_inputs(
     json_out: Path | None,
     plots: Path | None,
     config: Path | None,
+    start: str = "warm",
 ) -> BenchPlan:
     """Everything that can be wrong with the input, found before anything runs.
 
     Raises ConfigError naming the scenario, path or setting at fault.
     """
+    if start not in STARTS:
+        raise ConfigError(f"--start must be one of {', '.join(STARTS)}, not {start!r}")
     if seeds < 1:
         raise ConfigError(f"--seeds must be at least 1, not {seeds}")
     sources = list(names or default_scenarios())
@@ -90,7 +99,7 @@ def check_inputs(
     if plots is not None:
         _check_writable_dir(plots, "--plots")
     load_playbooks(bench_settings(config).playbooks_dir)
-    return BenchPlan(sources, scenarios, seeds, json_out, plots, config)
+    return BenchPlan(sources, scenarios, seeds, json_out, plots, config, start)
 
 
 def _check_writable_file(path: Path, option: str) -> None:
@@ -124,23 +133,39 @@ class SeedResult:
     wall_s: dict[str, float]
     healer_cycle_s: float
     """Median wall-clock time of healer's cycle in this run."""
+    warm_s: float = math.nan
+    """Wall-clock time the scenario's quiet days took to learn (NaN: no warm healer)."""
+    warm_wall_s: float = 0.0
+    """Wall-clock time of the whole benchmark's warming phase, every scenario together."""
 
 
-def run_seed(name: str, seed: int, config: Path | None, keep_traces: bool) -> SeedResult:
+def run_seed(
+    name: str,
+    seed: int,
+    config: Path | None,
+    keep_traces: bool,
+    contenders: Sequence[str] = STARTS["warm"],
+    warmed: Warmed | None = None,
+) -> SeedResult:
     """One scenario and seed under every contender; runs in a worker process."""
     scenario = load_scenario(name).model_copy(update={"seed": seed})
     settings = bench_settings(config)
     traces = {
-        c: run_contender(c, scenario, duration_s=duration_s(scenario), settings=settings)
-        for c in CONTENDERS
+        c: run_contender(
+            c, scenario, duration_s=duration_s(scenario), settings=settings, warmed=warmed
+        )
+        for c in contenders
     }
+    healer = traces.get("healer") or traces["healer-cold"]
+    warm = traces["healer"].warm if "healer" in traces else None
     return SeedResult(
         scenario.name,
         seed,
         score_records(scenario, seed, traces),
         traces if keep_traces else None,
         {c: t.wall_s for c, t in traces.items()},
-        statistics.median(traces["healer"].cycle_s or [math.nan]),
+        statistics.median(healer.cycle_s or [math.nan]),
+        warm.seconds if warm is not None else math.nan,
     )
 
 
@@ -161,16 +186,45 @@ def run(plan: BenchPlan, *, jobs: int, progress_console: Console) -> list[SeedRe
         Progress(*columns, console=progress_console, transient=True) as progress,
         ProcessPoolExecutor(jobs, mp_context=context, initializer=_quiet) as pool,
     ):
+        began = time.perf_counter()
+        warmed = _warm_all(plan, pool, progress) if "healer" in plan.contenders else {}
+        warm_wall_s = time.perf_counter() - began
         bar = progress.add_task("chaos runs", total=len(tasks))
         futures = [
-            pool.submit(run_seed, source, seed, plan.config, seed == s.seed)
+            pool.submit(
+                run_seed,
+                source,
+                seed,
+                plan.config,
+                seed == s.seed,
+                plan.contenders,
+                warmed.get(source),
+            )
             for source, s, seed in tasks
         ]
         for future in as_completed(futures):
             results.append(future.result())
             progress.advance(bar)
     order = {(s.name, seed): i for i, (_, s, seed) in enumerate(tasks)}
+    for result in results:
+        result.warm_wall_s = warm_wall_s
     return sorted(results, key=lambda r: order[(r.scenario, r.seed)])
+
+
+def warm_scenario(name: str, config: Path | None) -> Warmed:
+    """The warm healer's detector for a scenario, warmed on its quiet days; in a worker."""
+    return warm_for(load_scenario(name), bench_settings(config))
+
+
+def _warm_all(plan: BenchPlan, pool: ProcessPoolExecutor, progress: Progress) -> dict[str, Warmed]:
+    """Each scenario's warmed detector, once for all its seeds, warmed in parallel."""
+    bar = progress.add_task("warming detectors", total=len(plan.sources))
+    futures = {pool.submit(warm_scenario, source, plan.config): source for source in plan.sources}
+    out = {}
+    for future in as_completed(futures):
+        out[futures[future]] = future.result()
+        progress.advance(bar)
+    return out
 
 
 def main(
@@ -181,8 +235,11 @@ def main(
     plots: Path | None,
     config: Path | None,
     jobs: int | None,
+    start: str = "warm",
 ) -> list[JsonObject]:
-    plan = check_inputs(names, seeds=seeds, json_out=json_out, plots=plots, config=config)
+    plan = check_inputs(
+        names, seeds=seeds, json_out=json_out, plots=plots, config=config, start=start
+    )
     console, errors = Console(), Console(stderr=True)
     if not console.is_terminal:
         console = Console(width=WIDE)  # a file or a pipe: no wrapped cells
@@ -194,12 +251,19 @@ def main(
     console.print(report.fault_table(records))
     console.print(report.class_table(records))
     runs = [w for result in results for w in result.wall_s.values()]
+    warming = [r.warm_s for r in results if not math.isnan(r.warm_s)]
     console.print(
-        f"{len(plan.scenarios)} scenarios x {seeds} seeds x {len(CONTENDERS)} contenders "
+        f"{len(plan.scenarios)} scenarios x {seeds} seeds x {len(plan.contenders)} contenders "
         f"in {wall_s:.0f} s wall time with {jobs} processes "
         f"(median run {statistics.median(runs):.1f} s, median healer cycle "
-        f"{1000 * statistics.median(r.healer_cycle_s for r in results):.1f} ms); "
-        "healer in auto mode"
+        f"{1000 * statistics.median(r.healer_cycle_s for r in results):.1f} ms"
+        + (
+            f", median warm-up {statistics.median(warming):.1f} s a scenario, "
+            f"{results[0].warm_wall_s:.0f} s of wall time for all"
+            if warming
+            else ""
+        )
+        + f"); healer in auto mode, started {_started(plan.start)}"
     )
     if plan.json_out is not None:
         report.write_json(records, plan.json_out)
@@ -210,3 +274,11 @@ def main(
                 path = plan.plots / f"{scenario.name}.png"
                 report.plot_scenario(scenario, result.seed, result.traces, path)
     return records
+
+
+def _started(start: str) -> str:
+    return {
+        "warm": "warm (the quiet days before each scenario learned)",
+        "cold": "cold (an empty detector)",
+        "both": "cold (healer-cold) and warm (healer)",
+    }[start]

@@ -12,6 +12,7 @@ the times it noticed something, and the OOM kills, for ``healer.chaos.score``.
 
 from __future__ import annotations
 
+import copy
 import tempfile
 import time
 from collections.abc import Callable
@@ -27,9 +28,11 @@ from healer.act.kube import KubeActuator, api_client
 from healer.audit.store import AuditStore
 from healer.chaos.static import StaticRules
 from healer.config import Settings
-from healer.daemon import Actuator, Step
+from healer.daemon import Actuator, Detector, Step
 from healer.decide import load_playbooks
-from healer.harness import SimHarness
+from healer.detect.shaped import ShapedDetector
+from healer.detect.warm import WarmReport
+from healer.harness import SimHarness, warmed_detector
 from healer.sim.apiserver import serve_in_thread, write_kubeconfig
 from healer.sim.cluster import Cluster
 from healer.sim.objects import K8s
@@ -37,7 +40,17 @@ from healer.sim.scenario import Event, Scenario
 from healer.sim.source import SimSource
 from healer.types import ActionRecord, ActionStatus, Plan, WorkloadRef, WorkloadState
 
-CONTENDERS = ("kubernetes", "static", "healer")
+CONTENDERS = ("kubernetes", "static", "healer-cold", "healer")
+"""Every contender, in the order of the tables. ``healer`` starts warm: its detector has
+learned the scenario's quiet days before the start (``SimHarness.warm``), as a daemon in
+its second week would have; ``healer-cold`` starts with an empty detector, as a daemon
+installed a minute before the first fault."""
+STARTS = {
+    "warm": ("kubernetes", "static", "healer"),
+    "cold": ("kubernetes", "static", "healer-cold"),
+    "both": CONTENDERS,
+}
+"""The contenders run for each choice of ``healer bench chaos --start``."""
 HPA_TARGET_CPU_PCT = 80
 """The autoscaler's target: the usual 80% of requests, the static CPU rule's threshold."""
 HPA_MAX_FACTOR = 3
@@ -75,6 +88,10 @@ class Trace:
     wall_s: float = 0.0
     cycle_s: list[float] = field(default_factory=list)
     """Wall-clock seconds of each of the contender's cycles."""
+    warm: WarmReport | None = None
+    """What the detector learned before the start (warm healer only)."""
+    shape_rows: dict[str, int] = field(default_factory=dict)
+    """Fewest shape-stage rows over each workload's scored signals, at the start."""
 
 
 class ChaosCluster(Cluster):
@@ -193,20 +210,35 @@ def _drive(
 
 
 def run_contender(
-    contender: str, scenario: Scenario, *, duration_s: float, settings: Settings
+    contender: str,
+    scenario: Scenario,
+    *,
+    duration_s: float,
+    settings: Settings,
+    warmed: Warmed | None = None,
 ) -> Trace:
-    """Run ``scenario`` (its seed already set) for ``duration_s`` under ``contender``."""
+    """Run ``scenario`` (its seed already set) for ``duration_s`` under ``contender``.
+
+    ``warmed``: the warm healer's detector, warmed beforehand (``warm_for``); by default
+    the run warms one itself."""
     started = time.perf_counter()
     cluster = build_cluster(scenario)
     with tempfile.TemporaryDirectory(prefix="healer-chaos-") as folder:
         cycle_s: list[float] = []
+        started_warm = _Start(warmed)
         if contender == "kubernetes":
             actions = _run_alone(cluster, duration_s)
             noticed: list[tuple[float, str]] = []
         elif contender == "static":
             actions, noticed, cycle_s = _run_static(cluster, duration_s, settings, Path(folder))
-        elif contender == "healer":
-            actions, noticed, cycle_s = _run_healer(cluster, duration_s, settings, Path(folder))
+        elif contender in ("healer", "healer-cold"):
+            actions, noticed, cycle_s = _run_healer(
+                cluster,
+                duration_s,
+                settings,
+                Path(folder),
+                start=started_warm if contender == "healer" else None,
+            )
         else:
             raise ValueError(f"unknown contender {contender!r}")
     trace = Trace(
@@ -219,6 +251,8 @@ def run_contender(
         oom_kills=[(t, w) for t, w, reason in cluster.kills if reason == "OOMKilled"],
         cycle_s=cycle_s,
         cause_present={i: np.asarray(f, dtype=bool) for i, f in cluster.cause_present.items()},
+        warm=started_warm.report,
+        shape_rows=started_warm.shape_rows,
     )
     trace.wall_s = time.perf_counter() - started
     return trace
@@ -283,9 +317,26 @@ def _run_static(
     return _acts(actuator.done), [(at.timestamp(), str(w)) for at, w, _ in rules.fired], cycle_s
 
 
+@dataclass
+class _Start:
+    """How a warm healer started: what warming learned, and the shape stage's rows."""
+
+    warmed: Warmed | None = None
+    """Warmed beforehand (``warm_for``); None: warm at the start of the run."""
+    report: WarmReport | None = None
+    shape_rows: dict[str, int] = field(default_factory=dict)
+
+
 def _run_healer(
-    cluster: Cluster, duration_s: float, settings: Settings, folder: Path
+    cluster: Cluster,
+    duration_s: float,
+    settings: Settings,
+    folder: Path,
+    *,
+    start: _Start | None = None,
 ) -> tuple[list[Act], list[tuple[float, str]], list[float]]:
+    """healer's loop over the run; warmed first with the quiet days when ``start`` is
+    given (which then receives what warming learned)."""
     steps: list[Step] = []
     store = AuditStore(f"sqlite:///{folder / 'audit.db'}")
     harness = SimHarness.start(
@@ -297,6 +348,10 @@ def _run_healer(
         cluster=cluster,
     )
     try:
+        if start is not None:
+            detector, start.report = start.warmed or warm_for(cluster.scenario, settings)
+            harness.healer.detector = copy.deepcopy(detector)  # a run never changes it
+            start.shape_rows = _shape_rows(harness.healer.detector)
         actuator = RecordingActuator(harness.healer.actuator)
         harness.healer.actuator = actuator
         cycle_s = _drive(cluster, duration_s, settings.daemon.interval_s, harness.healer.cycle)
@@ -305,3 +360,26 @@ def _run_healer(
         store.close()
     noticed = [(s.at.timestamp(), str(s.workload)) for s in steps if s.kind == "finding"]
     return _acts(actuator.done), noticed, cycle_s
+
+
+Warmed = tuple[Detector, WarmReport]
+"""A detector warmed on a scenario's quiet days, and what it learned."""
+
+
+def warm_for(scenario: Scenario, settings: Settings) -> Warmed:
+    """A detector of ``settings`` warmed on ``scenario``'s quiet days before its start.
+
+    The quiet days are the same for every seed (``harness.QUIET_SEED``): the benchmark
+    warms once per scenario and hands a copy to each seed's run.
+    """
+    return warmed_detector(scenario, settings.detector)
+
+
+def _shape_rows(detector: object) -> dict[str, int]:
+    if not isinstance(detector, ShapedDetector):
+        return {}
+    out: dict[str, int] = {}
+    for (workload, _), rows in detector.shape_rows().items():
+        name = f"{workload.namespace}/{workload.name}"
+        out[name] = min(out.get(name, rows), rows)
+    return out

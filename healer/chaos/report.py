@@ -26,8 +26,13 @@ from healer.sim.cluster import SIGNALS
 from healer.sim.scenario import Scenario
 from healer.types import JsonObject, Signal
 
-COLOURS = {"kubernetes": "tab:gray", "static": "tab:orange", "healer": "tab:blue"}
-WIDTHS = {"kubernetes": 3.0, "static": 1.6, "healer": 1.0}
+COLOURS = {
+    "kubernetes": "tab:gray",
+    "static": "tab:orange",
+    "healer-cold": "tab:cyan",
+    "healer": "tab:blue",
+}
+WIDTHS = {"kubernetes": 3.0, "static": 1.6, "healer-cold": 1.3, "healer": 1.0}
 """Wide to narrow, so that a contender that changed nothing shows under the others."""
 MARKS = {"restart": "o", "scale": "^", "rollback": "s"}
 
@@ -43,6 +48,12 @@ def _seconds(value: float) -> str:
     if math.isnan(value):
         return ""
     return "never" if math.isinf(value) else f"{value:.0f}"
+
+
+def _contenders(records: list[JsonObject]) -> list[str]:
+    """The contenders that ran, in the order of ``CONTENDERS``."""
+    ran = {r["contender"] for r in records}
+    return [c for c in CONTENDERS if c in ran]
 
 
 def _of(records: list[JsonObject], contender: str) -> list[JsonObject]:
@@ -83,8 +94,9 @@ def fault_table(records: list[JsonObject]) -> Table:
         key = (str(r["scenario"]), str(r["fault"]))
         if r["fault"] is not None and key not in keys:
             keys.append(key)
+    contenders = _contenders(records)
     for scenario, fault in keys:
-        for i, contender in enumerate(CONTENDERS):
+        for i, contender in enumerate(contenders):
             rows = [
                 r
                 for r in _of(records, contender)
@@ -98,7 +110,7 @@ def fault_table(records: list[JsonObject]) -> Table:
                     str(rows[0]["expected_action"]) if first else "",
                     contender,
                     *_stats(rows),
-                    end_section=i == len(CONTENDERS) - 1,
+                    end_section=i == len(contenders) - 1,
                 )
     return table
 
@@ -112,8 +124,9 @@ def class_table(records: list[JsonObject]) -> Table:
     for r in records:
         if r["fault"] is not None and str(r["fault"]).split()[0] not in classes:
             classes.append(str(r["fault"]).split()[0])
+    contenders = _contenders(records)
     for cls in classes:
-        for i, contender in enumerate(CONTENDERS):
+        for i, contender in enumerate(contenders):
             rows = [
                 r
                 for r in _of(records, contender)
@@ -124,16 +137,16 @@ def class_table(records: list[JsonObject]) -> Table:
                     cls if i == 0 else "",
                     contender,
                     *_stats(rows),
-                    end_section=i == len(CONTENDERS) - 1,
+                    end_section=i == len(contenders) - 1,
                 )
     runs = {
         (r["scenario"], r["seed"], r["contender"]): int(str(r["benign_actions"])) for r in records
     }
-    for contender in CONTENDERS:
+    for contender in contenders:
         benign = [n for (_, _, c), n in runs.items() if c == contender]
         if benign:
             table.add_row(
-                "benign actions" if contender == CONTENDERS[0] else "",
+                "benign actions" if contender == contenders[0] else "",
                 contender,
                 f"{sum(benign)} in {len(benign)} runs",
             )

@@ -186,7 +186,8 @@ def anomaly_brake(check: Check) -> GuardResult:
 
     ``check.anomalous_workloads`` counts the workloads of one event (``correlated``):
     this one and those whose anomaly began within ``anomaly_brake_window_s`` of its
-    onset and that nobody has handled yet. It holds when that is both more than
+    onset and that nobody has handled yet (or that were acted on and are not yet
+    verified: a mass event in waves is one event). It holds when that is both more than
     ``anomaly_brake_share`` of the watched workloads and at least
     ``anomaly_brake_min_anomalous`` of them: the share keeps a large cluster's
     scattered incidents apart from a mass fault, the count keeps two faults at once on

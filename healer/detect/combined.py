@@ -74,6 +74,11 @@ class CombinedDetector:
             )
         return replace(stream, scores=scores, findings=tuple(findings))
 
+    def clear_onsets(self) -> None:
+        """Forget every anomalous run (after warming from history)."""
+        self.onsets.onset_.clear()
+        self.streaming.clear_onsets()
+
     def _attribution(
         self, stream: Detection, w: int, features: F64 | None
     ) -> tuple[SignalDeviation, ...]:

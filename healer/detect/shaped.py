@@ -57,6 +57,8 @@ class Inner(Protocol):
 
     def update(self, frame: Frame) -> Detection: ...
 
+    def clear_onsets(self) -> None: ...
+
 
 class Onsets:
     """When each workload's current anomalous run began, and which runs are findings."""
@@ -111,10 +113,8 @@ class ShapedDetector:
     def update(self, frame: Frame) -> Detection:
         """Learn from the frame's new rows, score its newest time; see ``StreamingDetector``."""
         detection = self.inner.update(frame)
-        stage = self._align(frame)
+        stage = self.learn_shapes(frame)
         cols = self.scored_
-        for t in np.flatnonzero(frame.timestamps > stage.last_t_):
-            stage.observe(float(frame.timestamps[t]), frame.values[:, cols, t].reshape(-1))
         warm = self._widen(stage.rows_ >= self.settings.shape_warmup_buckets, False)
         sign = polarity(frame.signals)[None, :]
         tail = np.where(
@@ -141,6 +141,35 @@ class ShapedDetector:
         counted = (1.0 - evidence) ** n_scored >= self.settings.score_threshold
         findings = self._findings(detection, scores, counted)
         return replace(detection, scores=scores, findings=findings)
+
+    def learn_shapes(self, frame: Frame) -> ShapeStage:
+        """Feed the frame's new rows to the shape stage alone, scoring nothing.
+
+        For warming from coarse history (one sample per bucket): the streaming stage
+        learns a level and spread at the scrape step, which a coarse sample would
+        mislead, so it is fed only the recent history, through ``update``.
+        """
+        stage = self._align(frame)
+        cols = self.scored_
+        for t in np.flatnonzero(frame.timestamps > stage.last_t_):
+            stage.observe(float(frame.timestamps[t]), frame.values[:, cols, t].reshape(-1))
+        return stage
+
+    def shape_rows(self) -> dict[tuple[WorkloadRef, Signal], int]:
+        """Rows the shape stage holds per (workload, scored signal): how warm it is."""
+        if self.stage_ is None:
+            return {}
+        rows = self.stage_.rows_.reshape(len(self.workloads_), len(self.scored_))
+        return {
+            (w, self.signals_[s]): int(rows[i, j])
+            for i, w in enumerate(self.workloads_)
+            for j, s in enumerate(self.scored_)
+        }
+
+    def clear_onsets(self) -> None:
+        """Forget every anomalous run: none that began in warming history is a finding."""
+        self.onsets.onset_.clear()
+        self.inner.clear_onsets()
 
     def _calibrated(self, stage: ShapeStage, score: F64, episode: Mask) -> F64:
         """The shape score on the daemon's scale: at or above ``score_threshold`` exactly

@@ -93,6 +93,8 @@ class StreamingDetector:
         self.level_ = np.full(shape, np.nan)
         self.spread_ = np.zeros(shape)
         self.seen_s_ = np.zeros(shape)
+        self.valid_t_ = np.full(shape, -np.inf)
+        """When each series last had a valid sample (UNIX seconds)."""
         self.count_ = np.zeros(shape)
         self.onset_ = np.full(len(workloads), np.nan)
         self.last_t_ = -np.inf
@@ -110,13 +112,15 @@ class StreamingDetector:
             raise ValueError("the frame's signals changed; the detector needs a new model")
         old = {w: i for i, w in enumerate(self.workloads_)}
         keep = [old.get(w, -1) for w in frame.workloads]
-        arrays = (self.level_, self.spread_, self.seen_s_, self.count_)
+        arrays = (self.level_, self.spread_, self.seen_s_, self.count_, self.valid_t_)
         last_t = self.last_t_
         fresh = [a.copy() for a in arrays]
         onset = self.onset_.copy()
         self._reset(frame.workloads, frame.signals)
         for dst, src in zip(
-            (self.level_, self.spread_, self.seen_s_, self.count_), fresh, strict=True
+            (self.level_, self.spread_, self.seen_s_, self.count_, self.valid_t_),
+            fresh,
+            strict=True,
         ):
             for new_i, old_i in enumerate(keep):
                 if old_i >= 0:
@@ -186,8 +190,20 @@ class StreamingDetector:
         n_scored = max(1, int(np.count_nonzero(self.polarity_)))
         scores = (1.0 - tail.min(axis=1)) ** n_scored
         self._learn(dt, valid, resid, scale, tail)
+        # After a gap longer than the baseline's half-life the level from before it is no
+        # reference (the series moved on meanwhile, unseen): the sample re-seeds it, so
+        # that the gap itself raises no finding. The spread is kept.
+        stale = valid & (t - self.valid_t_ > s.baseline_half_life_s) & (self.count_ > 1)
+        self.level_ = np.where(stale, x, self.level_)
+        self.valid_t_ = np.where(valid, t, self.valid_t_)
         self._track_onset(t, scores, seen=(valid & (self.polarity_ != 0)[None, :]).any(axis=1))
         return np.where(valid, z, 0.0), scores
+
+    def clear_onsets(self) -> None:
+        """Forget every anomalous run (after warming from history): a fault still on
+        must last ``persistence_s`` in live data before it is a finding."""
+        if hasattr(self, "onset_"):
+            self.onset_[:] = np.nan
 
     @staticmethod
     def _tail(harm: F64) -> F64:

@@ -80,7 +80,8 @@ class Process:
             match = re.search(r"API (http://\S+)", self.stdout())
             return match.group(1) if match else None
 
-        return wait_for(f"{self.name}'s API", found, 60)
+        # Several daemons start at once, beside other tests' processes (pytest-xdist).
+        return wait_for(f"{self.name}'s API", found, 120)
 
     def check_running(self) -> None:
         if self.popen.poll() is not None:

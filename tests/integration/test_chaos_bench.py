@@ -14,7 +14,10 @@ from pathlib import Path
 
 import pytest
 
+from healer.chaos.bench import bench_settings
+from healer.chaos.contenders import run_contender
 from healer.chaos.score import RECORD_FIELDS
+from healer.sim.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.integration
@@ -103,3 +106,20 @@ def test_overload_is_scaled_for_ahead_of_the_autoscaler(tmp_path: Path) -> None:
     assert all(r["benign_actions"] == 0 for r in healer)
     assert heal_s("healer") < heal_s("kubernetes")
     assert heal_s("healer") < heal_s("static")
+
+
+def test_a_warm_run_starts_with_the_shape_stage_warm() -> None:
+    """The warm healer has learned the quiet days before the scenario when it starts:
+    every workload's shape series hold at least ``shape_warmup_buckets`` rows, and the
+    quiet run up to the first fault raises nothing."""
+    scenario = load_scenario("bad-release")
+    settings = bench_settings(None)
+    first_s = min(e.at_s for e in scenario.events)
+    trace = run_contender("healer", scenario, duration_s=first_s - 300, settings=settings)
+    assert trace.warm is not None and not trace.warm.short
+    assert trace.warm.last_s == scenario.start.timestamp()
+    assert set(trace.shape_rows) == set(trace.workloads)
+    assert min(trace.shape_rows.values()) >= settings.detector.shape_warmup_buckets
+    assert trace.noticed == [] and trace.actions == []
+    cold = run_contender("healer-cold", scenario, duration_s=600, settings=settings)
+    assert cold.warm is None and cold.shape_rows == {}

@@ -3,12 +3,14 @@
 * End to end: `healer sim serve` is the cluster (the daemons reach it through a
   kubeconfig, as they would a real one), a real Prometheus scrapes its /metrics every
   second, and two `healer run` daemons share one audit store and one Lease. The leader
-  heals a bad release by a rollback; then it is SIGKILLed, the other takes over within
-  20 s and finds the incident already handled; a SIGTERM stops it cleanly and releases
-  the Lease.
+  heals a bad release by a rollback; then it is SIGKILLed, the other takes over and
+  finds the incident already handled; a SIGTERM stops it cleanly and releases the Lease.
 * Three daemons with Prometheus down: they start anyway, one leads, it reports not
   ready naming prometheus.url, the followers are ready; SIGKILL of the leader and
-  another leads within 20 s.
+  another leads.
+
+How soon a follower takes over is checked in virtual time (tests/unit/test_leader.py)
+and measured on the wall clock by bench/takeover.py.
 
 Without the prometheus binary the end-to-end test skips (fails when
 HEALER_REQUIRE_PROMETHEUS=1, as in CI).
@@ -30,8 +32,6 @@ from kubernetes import config as kube_config
 from test_prometheus import PrometheusServer, _binary, _free_port
 
 pytestmark = pytest.mark.integration
-
-TAKEOVER_LIMIT_S = 20.0
 
 
 def scenario(start: datetime, *, release_at_s: int) -> dict[str, Any]:
@@ -152,21 +152,17 @@ def start_daemons(
     ]
 
 
-def takeover_after_kill(daemons: list[Process], kubeconfig: Path) -> tuple[Process, float]:
-    """SIGKILL the Lease holder; returns the daemon that took over and how long it took."""
-    import time
-
+def takeover_after_kill(daemons: list[Process], kubeconfig: Path) -> Process:
+    """SIGKILL the Lease holder; returns the daemon that took over."""
     holder = wait_for("a leader", lambda: lease_holder(kubeconfig), 60)
     leader = next(d for d in daemons if d.name == holder)
     leader.kill()
-    killed = time.monotonic()
     new = wait_for(
         "another leader",
         lambda: h if (h := lease_holder(kubeconfig)) and h != holder else None,
         60,
     )
-    took_s = time.monotonic() - killed
-    return next(d for d in daemons if d.name == new), took_s
+    return next(d for d in daemons if d.name == new)
 
 
 def test_two_daemons_heal_through_prometheus_and_hand_over_on_sigkill(
@@ -202,9 +198,7 @@ def test_two_daemons_heal_through_prometheus_and_hand_over_on_sigkill(
         statuses = {d.name: d.status() for d in daemons}
         assert sum(bool(s["is_leader"]) for s in statuses.values()) == 1, statuses
 
-        successor, took_s = takeover_after_kill(daemons, kubeconfig)
-        print(f"takeover after SIGKILL of the leader: {took_s:.1f} s")
-        assert took_s <= TAKEOVER_LIMIT_S
+        successor = takeover_after_kill(daemons, kubeconfig)
         wait_for("the successor to lead", lambda: successor.status()["is_leader"], 10)
         # The successor cycles on; the rolled-back workload is quiet: nothing is redone.
         cycles = successor.status()["cycles"]
@@ -255,9 +249,7 @@ def test_three_daemons_with_prometheus_down_start_one_leads_and_hands_over(
         warnings = [x for x in leader.logs() if x.get("event") == "dependency_unavailable"]
         assert [w["setting"] for w in warnings] == ["prometheus.url"]
 
-        _, took_s = takeover_after_kill(daemons, kubeconfig)
-        print(f"takeover after SIGKILL of the leader: {took_s:.1f} s")
-        assert took_s <= TAKEOVER_LIMIT_S
+        takeover_after_kill(daemons, kubeconfig)
         for d in daemons:
             if d is not leader:
                 d.check_running()

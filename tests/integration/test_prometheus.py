@@ -17,6 +17,7 @@ Two ways in:
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -85,11 +86,27 @@ def _binary(name: str) -> str:
     return found
 
 
+# Ports for servers the tests start in another process, which must be told a port before
+# they bind it. Below Linux's ephemeral range (32768-60999), where bind(port 0) never
+# lands, in a block of its own per pytest-xdist worker: between this check and the
+# server's bind, no other test can be handed the same port.
+PORT_BASE = 10000
+PORTS_PER_WORKER = 500
+_ports = itertools.count()
+
+
 def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+    first = PORT_BASE + worker * PORTS_PER_WORKER
+    for _ in range(PORTS_PER_WORKER):
+        port = first + next(_ports) % PORTS_PER_WORKER
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue  # taken by something else on this machine
         return port
+    raise RuntimeError(f"no free port in {first}-{first + PORTS_PER_WORKER - 1}")
 
 
 @dataclass

@@ -1,5 +1,6 @@
-"""The audit store on a real PostgreSQL server, when ``HEALER_TEST_POSTGRES_URL`` names
-one (``postgresql+psycopg://user@host:port/db``; its tables are dropped and remade).
+"""The audit store on a real PostgreSQL server: the one ``HEALER_TEST_POSTGRES_URL`` names
+(``postgresql+psycopg://user@host:port/db``; its tables are dropped and remade), else a
+throwaway local one (local_postgres.py).
 
 The migrations must make the schema the code describes, and the store must behave as
 on SQLite: lifecycle, reviews, feedback, filters, guard history, and concurrent writers
@@ -8,7 +9,6 @@ appending steps to one incident without losing or duplicating any.
 
 from __future__ import annotations
 
-import os
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,6 +16,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
+from local_postgres import postgres_url
 from sqlalchemy import create_engine, text
 
 from healer.audit import AuditStore, FeedbackInput, StepKind
@@ -43,21 +44,24 @@ from healer.types import (
 
 pytestmark = pytest.mark.integration
 
-URL = os.environ.get("HEALER_TEST_POSTGRES_URL", "")
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 CART = WorkloadRef("shop", "Deployment", "cart")
 
 
+@pytest.fixture(scope="module")
+def url() -> Iterator[str]:
+    with postgres_url() as found:
+        yield found
+
+
 @pytest.fixture
-def pg() -> Iterator[AuditStore]:
-    if not URL:
-        pytest.skip("HEALER_TEST_POSTGRES_URL is not set")
-    engine = create_engine(URL)
+def pg(url: str) -> Iterator[AuditStore]:
+    engine = create_engine(url)
     with engine.begin() as db:
         db.execute(text("DROP SCHEMA public CASCADE"))
         db.execute(text("CREATE SCHEMA public"))
     engine.dispose()
-    store = AuditStore(URL, identity="pg-test")
+    store = AuditStore(url, identity="pg-test")
     yield store
     store.close()
 
@@ -83,13 +87,13 @@ def pending(store: AuditStore, t: float = 0.0) -> tuple[int, int]:
     return iid, store.record_action(iid, record)
 
 
-def test_migrations_make_the_schema_the_code_describes(pg: AuditStore) -> None:
-    engine = create_engine(URL)
+def test_migrations_make_the_schema_the_code_describes(pg: AuditStore, url: str) -> None:
+    engine = create_engine(url)
     with engine.connect() as connection:
         diff = compare_metadata(MigrationContext.configure(connection), Base.metadata)
     engine.dispose()
     assert diff == []
-    AuditStore(URL).close()  # opening again migrates nothing and fails nothing
+    AuditStore(url).close()  # opening again migrates nothing and fails nothing
 
 
 def test_lifecycle_reviews_feedback_and_counters(pg: AuditStore) -> None:

@@ -13,6 +13,7 @@ from healer.audit.store import AuditStore
 from healer.config import load_settings
 from healer.daemon import Healer
 from healer.detect.streaming import StreamingDetector
+from healer.detect.warm import WarmReport
 from healer.leader import LeaderElector
 from healer.runner import Daemon
 
@@ -79,3 +80,21 @@ def test_a_kubernetes_api_outage_makes_every_replica_unready(
     b.elector.tick(clock[0])
     for daemon in (a, b):
         assert any("Kubernetes API unavailable" in r for r in daemon.readiness())
+
+
+def test_the_status_says_how_the_detector_was_warmed(
+    replicas: tuple[FakeLeases, Daemon, Daemon, list[datetime]],
+) -> None:
+    _, a, _, _ = replicas
+    assert a.status()["warm"] is None  # not leading yet: nothing warmed
+    a.warm = WarmReport(
+        wanted_s=730_800.0,
+        first_s=T0.timestamp() - 86_400,
+        last_s=T0.timestamp(),
+        workloads=3,
+        samples=516,
+        findings_dropped=0,
+        seconds=1.5,
+    )
+    warm = a.status()["warm"]
+    assert isinstance(warm, dict) and warm["short"] is True and warm["history_s"] == 86_400

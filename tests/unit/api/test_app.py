@@ -88,6 +88,24 @@ def test_status_comes_from_the_callable(client: TestClient) -> None:
     assert status["guards"]["in_flight"] == 0
 
 
+def test_status_shows_the_history_the_detector_was_warmed_with(store: AuditStore) -> None:
+    warm = {
+        "wanted_s": 730800.0,
+        "history_s": 86400.0,
+        "short": True,
+        "first": "2026-03-01T12:00:00+00:00",
+        "last": "2026-03-02T12:00:00+00:00",
+        "workloads": 5,
+        "samples": 516,
+        "seconds": 4.2,
+    }
+    with app_for(store, status=lambda: {"cycles": 0, "warm": warm}) as client:
+        status = get(client, "/api/v1/status")
+    assert status["warm"]["short"] is True and status["warm"]["history_s"] == 86400.0
+    with app_for(store, status=lambda: {"cycles": 0, "warm": None}) as client:
+        assert get(client, "/api/v1/status")["warm"] is None
+
+
 def test_status_without_a_daemon_has_no_leader(store: AuditStore) -> None:
     with app_for(store) as client:
         status = get(client, "/api/v1/status")

@@ -69,3 +69,20 @@ def test_the_default_set_leaves_out_the_scale_and_the_days_long_scenarios() -> N
     assert "large-cluster" not in default_scenarios()
     assert "second-week" not in default_scenarios()
     assert {"default", "storm", "benign-day", "crash-loop", "cpu-hog"} <= set(default_scenarios())
+
+
+def test_unknown_start() -> None:
+    result = bench("--scenarios", "default", "--seeds", "1", "--start", "tepid")
+    assert_one_line_error(result, "--start must be one of warm, cold, both", "'tepid'")
+
+
+def test_the_start_chooses_the_healer_contenders() -> None:
+    def contenders(start: str) -> tuple[str, ...]:
+        plan = check_inputs(
+            ["default"], seeds=1, json_out=None, plots=None, config=None, start=start
+        )
+        return plan.contenders
+
+    assert contenders("warm") == ("kubernetes", "static", "healer")
+    assert contenders("cold") == ("kubernetes", "static", "healer-cold")
+    assert contenders("both") == ("kubernetes", "static", "healer-cold", "healer")

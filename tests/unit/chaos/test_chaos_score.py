@@ -163,6 +163,7 @@ def test_a_run_without_faults_still_reports_its_benign_actions() -> None:
     assert [(r["contender"], r["fault"], r["benign_actions"]) for r in got] == [
         ("kubernetes", None, 0),
         ("static", None, 1),
+        ("healer-cold", None, 0),
         ("healer", None, 0),
     ]
     assert all(tuple(r) == RECORD_FIELDS for r in got)

@@ -311,3 +311,15 @@ def test_same_seed_same_scores() -> None:
     runs = [StreamingDetector().score_steps(frame(noise(PER_HOUR, seed=s))) for s in (5, 5, 6)]
     np.testing.assert_array_equal(runs[0], runs[1])
     assert not np.array_equal(runs[0], runs[2])
+
+
+@pytest.mark.parametrize(("gap_h", "found"), [(3.0, False), (0.1, True)])
+def test_a_long_gap_reseeds_the_baseline_a_short_one_does_not(gap_h: float, found: bool) -> None:
+    """Latency 50% higher after a gap: after three hours unseen, the series may have
+    moved anywhere (no finding from the gap); after six minutes, it is a fault."""
+    values = noise(4 * PER_HOUR)
+    gap = slice(2 * PER_HOUR, 2 * PER_HOUR + round(gap_h * PER_HOUR))
+    values[0, :, gap] = np.nan
+    values[0, SIGNALS.index(Signal.LATENCY_P99), gap.stop :] *= 1.5
+    detections = feed(StreamingDetector(SETTINGS), values)
+    assert any(d.findings for d in detections) is found
