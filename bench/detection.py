@@ -333,7 +333,7 @@ def shape_cost() -> None:
     """
     rng = np.random.default_rng(0)
     stage = ShapeStage(SHAPE_SERIES)
-    for ring in (*stage.means_, *stage.norms_, *stage.distances_):
+    for ring in (stage.u_, *stage.distances_):
         ring[:] = rng.random(ring.shape)
     stage.rows_[:] = 10 * stage.windows_.history_rows
     stage.sum_squares_[:] = stage.rows_

@@ -9,11 +9,13 @@ series (every workload x signal) together, so that the daemon can run it every c
 Rows are fixed time buckets of ``bucket_s`` (5 minutes): a row's value is the mean of
 the bucket's valid samples. The detector's windows are in time; the stage's period is
 the bucket, known, so it turns them into rows once (``DiscordLikelihood.windows``)
-instead of reading the period from timestamps as ``score-csv`` does. Buckets lie on a
-grid of multiples of ``bucket_s`` since the epoch, each closed on the right, ``(end -
-bucket_s, end]``. A bucket closes as soon as no further sample is expected in it: when a
-sample arrives past its end, or when the next sample, one spacing (the last gap between
-timestamps) after this one, would fall past it. A series fed at 5-minute steps therefore
+instead of reading the period from timestamps as ``score-csv`` does. A series' buckets
+lie on a grid of multiples of ``bucket_s`` since the epoch, shifted by the series' offset
+(``PHASES`` offsets, one per block of series, so that the closings of many series spread
+over the cycles of a bucket), each closed on the right, ``(end - bucket_s, end]``. A
+bucket closes as soon as no further sample is expected in it: when a sample arrives past
+its end, or when the next sample, one spacing (the last gap between timestamps) after
+this one, would fall past it. A series fed at 5-minute steps therefore
 closes one bucket per sample, at that sample, whatever the offset of its timestamps; a
 15-second scrape closes one every 20 samples. A bucket without a valid sample of a
 series adds no row to that series; more than ``GAP_PERIODS`` periods between two rows of
@@ -22,13 +24,16 @@ gap, and its next rows settle (no evidence, nothing learned) as the univariate
 detector's do after a gap in time.
 
 State per series, all in (series x rows) arrays: the running sum of squares (for the
-RMS of the compression), a ring of cumulative compressed values (for the segment
-means), per time scale a ring of segment means (from which the candidate shapes are
-read), of shape norms and of distances (for the likelihood statistics; single precision,
-NaN where a row was not learned from), the rows left to settle after a gap, and the
-refractory state. When a bucket closes, the new row's discord distances of all series
-are computed by one ``einsum`` per block of series over windowed views of the rings;
-the only Python loops are over the time scales and blocks of ``SERIES_BLOCK`` series.
+RMS of the compression), a ring of compressed values (single precision) long enough for
+the oldest candidate's shape at the largest scale, per time scale a ring of distances
+(for the likelihood statistics; single precision, NaN where a row was not learned from)
+and the running sums of its last ``history_rows`` rows, the rows left to settle after a
+gap, and the refractory state: about 27 kB per series at 5-minute buckets. When a bucket
+closes, each scale's segment means and the squared norms of its candidate shapes are
+computed from the ring of values (a few passes over it: sums of shifted copies), and the
+new row's discord distances of all series by one ``einsum`` per block of series over
+windowed views of them; the only Python loops are over the time scales and blocks of
+``SERIES_BLOCK`` series.
 
 ``peek`` scores a provisional row (a bucket still open) without committing anything,
 so that an acute fault can be judged between closings. Scores equal those of
@@ -50,6 +55,7 @@ from numpy.typing import NDArray
 from healer.detect.univariate import (
     DISTANCE_DTYPE,
     GAP_PERIODS,
+    MEANS_DTYPE,
     MIN_LEARNED_ROWS,
     DiscordLikelihood,
     alarms_at_one,
@@ -70,6 +76,11 @@ Mask = NDArray[np.bool_]
 # Series per einsum: the windowed candidates of a block (256 x ~2,400 x 24 values) are a
 # view, and the block's rings (a few MB) stay in cache while the product reads them.
 SERIES_BLOCK = 256
+# Phases of the bucket grid: block k of ``SERIES_BLOCK`` series has its buckets end
+# ``(k mod PHASES) * bucket_s / PHASES`` after the epoch's grid, so that the closings of
+# many series spread over a bucket (at the daemon's 30 s interval and 5-minute buckets,
+# one cycle in ten closes a tenth of them) instead of all falling in one cycle.
+PHASES = 10
 
 
 @dataclass
@@ -81,9 +92,8 @@ class Row:
     index: I64
     """The row's index in each series (its count of committed rows)."""
     sum_squares: F64
-    cum_u: F64
-    means: list[F64]
-    norms: list[F64]
+    u: F64
+    """The row's compressed value, at the ring's precision."""
     distances: list[F64]
     likelihood: F64
     score: F64
@@ -99,7 +109,12 @@ class ShapeStage:
     """Online ``DiscordLikelihood`` over ``n`` series, fed rows or time-stamped samples."""
 
     def __init__(
-        self, n: int, *, detector: DiscordLikelihood | None = None, bucket_s: float = 300.0
+        self,
+        n: int,
+        *,
+        detector: DiscordLikelihood | None = None,
+        bucket_s: float = 300.0,
+        offsets_s: F64 | None = None,
     ) -> None:
         self.detector = detector or DiscordLikelihood()
         self.bucket_s = bucket_s
@@ -107,13 +122,20 @@ class ShapeStage:
         self.max_segment_ = max(d.segment_rows)
         self.rows_ = np.zeros(n, dtype=np.int64)
         self.sum_squares_ = np.zeros(n)
-        self.cum_u_ = np.zeros((n, self.max_segment_ + 1))
-        self.means_ = [np.zeros((n, self._means_len(g))) for g in d.segment_rows]
-        self.norms_ = [np.zeros((n, d.history_rows + 1)) for _ in d.segment_rows]
+        # Compressed rows back to the first point of the oldest candidate's shape at the
+        # largest scale (its segment mean reaches a segment further back).
+        self.line_rows_ = d.history_rows + self.max_segment_ * d.shape_points
+        self.u_ = np.zeros((n, self.line_rows_), dtype=MEANS_DTYPE)
         # NaN: a distance not learned from (too early, or settling after a gap).
         self.distances_ = [
             np.full((n, d.history_rows + 1), np.nan, dtype=DISTANCE_DTYPE) for _ in d.segment_rows
         ]
+        # Per scale, the sum, sum of squares and count of the learned distances of the
+        # ``history_rows`` rows before the next one (in the ring: the statistics of a row
+        # are kept up to date as rows enter and leave, not summed again at every row).
+        self.past_sum_ = [np.zeros(n) for _ in d.segment_rows]
+        self.past_squares_ = [np.zeros(n) for _ in d.segment_rows]
+        self.past_count_ = [np.zeros(n) for _ in d.segment_rows]
         self.settle_ = np.zeros(n, dtype=np.int64)
         self.last_row_t_ = np.full(n, -math.inf)
         self.spacing_s_ = np.full(n, math.inf)
@@ -121,17 +143,26 @@ class ShapeStage:
         self.last_alarm_ = np.full(n, -1, dtype=np.int64)
         self.calmed_ = np.zeros(n, dtype=bool)
         self.score_ = np.full(n, np.nan)
-        # The open bucket: its end (grid), the sums and counts of its samples.
-        self.bucket_end_ = -math.inf
-        self.closed_end_ = -math.inf
+        self.offset_s_ = self.phase_offsets(n) if offsets_s is None else np.asarray(offsets_s)
+        """Each series' bucket grid: multiples of ``bucket_s`` plus this (under a bucket)."""
+        if (
+            self.offset_s_.shape != (n,)
+            or not ((self.offset_s_ >= 0.0) & (self.offset_s_ < bucket_s)).all()
+        ):
+            raise ValueError(f"offsets_s: {n} offsets in [0, {bucket_s}) s expected")
+        # The open bucket of each series: its end (on its grid), the sums and counts of
+        # its samples; the end of its last closed bucket.
+        self.bucket_end_ = np.full(n, -math.inf)
+        self.closed_end_ = np.full(n, -math.inf)
         self.last_t_ = -math.inf
         self.bucket_sum_ = np.zeros(n)
         self.bucket_count_ = np.zeros(n)
 
-    def _means_len(self, segment_rows: int) -> int:
-        """Ring length of segment means: the oldest candidate's shape reaches this far."""
-        d = self.windows_
-        return d.history_rows + segment_rows * (d.shape_points - 1) + 1
+    def phase_offsets(self, n: int) -> F64:
+        """Grid offsets of ``n`` series: ``PHASES`` phases, one per block of series."""
+        phase = (np.arange(n) // SERIES_BLOCK) % PHASES
+        out: F64 = phase.astype(np.float64) * (self.bucket_s / PHASES)
+        return out
 
     @property
     def n_series(self) -> int:
@@ -139,10 +170,11 @@ class ShapeStage:
 
     def state_bytes(self) -> int:
         """Bytes of learned state (all arrays), for sizing."""
-        arrays: list[NDArray[np.generic]] = [self.rows_, self.sum_squares_, self.cum_u_]
+        arrays: list[NDArray[np.generic]] = [self.rows_, self.sum_squares_, self.u_]
         arrays += [self.last_alarm_, self.calmed_, self.score_, self.bucket_sum_]
         arrays += [self.bucket_count_, self.settle_, self.last_row_t_, self.spacing_s_]
-        arrays += [*self.means_, *self.norms_, *self.distances_]
+        arrays += [self.offset_s_, self.bucket_end_, self.closed_end_]
+        arrays += [*self.distances_, *self.past_sum_, *self.past_squares_, *self.past_count_]
         return sum(a.nbytes for a in arrays)
 
     # ---- rows -----------------------------------------------------------------------------
@@ -182,9 +214,7 @@ class ShapeStage:
             series=_joined(blocks, lambda b: b.series),
             index=_joined(blocks, lambda b: b.index),
             sum_squares=_joined(blocks, lambda b: b.sum_squares),
-            cum_u=_joined(blocks, lambda b: b.cum_u),
-            means=_joined_scales(blocks, lambda b: b.means),
-            norms=_joined_scales(blocks, lambda b: b.norms),
+            u=_joined(blocks, lambda b: b.u),
             distances=_joined_scales(blocks, lambda b: b.distances),
             likelihood=_joined(blocks, lambda b: b.likelihood),
             score=_joined(blocks, lambda b: b.score),
@@ -193,31 +223,25 @@ class ShapeStage:
         )
 
     def _evaluate(self, values: F64, series: I64) -> Row:
-        d, w = self.detector, self.windows_
+        w = self.windows_
         i = self.rows_[series]
         settle = self.settle_[series]
         sum_squares = self.sum_squares_[series] + values * values
         u = compress(values, rms_of(sum_squares, (i + 1).astype(np.float64)))
-        cum_ring = self.cum_u_.shape[1]
-        cum_u = self.cum_u_[series, (i - 1) % cum_ring] * (i > 0) + u
-        means, norms, distances = [], [], []
+        u = u.astype(MEANS_DTYPE).astype(np.float64)
+        line = self._line(series, i, u)
+        distances = []
         log_tails, tests = np.zeros(len(series)), np.zeros(len(series))
         for k, g in enumerate(w.segment_rows):
-            if g == 1:
-                mean = u
-            else:
-                back = np.where(i >= g, self.cum_u_[series, (i - g) % cum_ring], 0.0)
-                mean = (cum_u - back) / np.minimum(i + 1, g)
-            norm, distance = self._discord(k, g, series, i, mean)
+            distance = self._discord(g, i, line)
             recent, past_mean, spread, count = self._statistics(k, series, distance)
             settling = settle > self._settle_rows() - w.settle_rows(g)
             tested = ~settling & (count >= MIN_LEARNED_ROWS)
             log_tails += np.where(tested, log_tail(recent, past_mean, spread), 0.0)
             tests += tested
-            means.append(mean)
-            norms.append(norm)
             learned = (i >= w.learn_from_row(g)) & ~settling
             distances.append(np.where(learned, distance, np.nan))
+        d = self.detector
         likelihood = fisher_combined(log_tails, tests)
         held = suppressed(i, self.last_alarm_[series], self.calmed_[series], w.refractory_rows)
         hot = likelihood >= d.alarm_level
@@ -227,9 +251,7 @@ class ShapeStage:
             series,
             i,
             sum_squares,
-            cum_u,
-            means,
-            norms,
+            u,
             distances,
             likelihood,
             score,
@@ -240,12 +262,20 @@ class ShapeStage:
     def _commit(self, row: Row) -> None:
         d, s, i = self.detector, row.series, row.index
         self.sum_squares_[s] = row.sum_squares
-        self.cum_u_[s, i % self.cum_u_.shape[1]] = row.cum_u
+        self.u_[s, i % self.line_rows_] = row.u
         history = self.windows_.history_rows
         for k in range(len(self.windows_.segment_rows)):
-            self.means_[k][s, i % self.means_[k].shape[1]] = row.means[k]
-            self.norms_[k][s, i % (history + 1)] = row.norms[k]
-            self.distances_[k][s, i % (history + 1)] = row.distances[k]
+            ring = self.distances_[k]
+            # The running sums: the new row enters, the row ``history`` before it leaves.
+            entering = row.distances[k].astype(DISTANCE_DTYPE).astype(np.float64)
+            leaving = ring[s, (i - history) % (history + 1)].astype(np.float64)
+            leaving = np.where(i >= history, leaving, np.nan)
+            for value, sign in ((entering, 1.0), (leaving, -1.0)):
+                used = np.isfinite(value)
+                self.past_sum_[k][s] += sign * np.where(used, value, 0.0)
+                self.past_squares_[k][s] += sign * np.where(used, value * value, 0.0)
+                self.past_count_[k][s] += sign * used
+            ring[s, i % (history + 1)] = row.distances[k]
         self.settle_[s] = np.maximum(row.settle - 1, 0)
         self.last_alarm_[s] = np.where(row.alarm, i, self.last_alarm_[s])
         calm = row.likelihood < d.rearm_level
@@ -253,52 +283,61 @@ class ShapeStage:
         self.score_[s] = row.score
         self.rows_[s] = i + 1
 
-    def _discord(self, k: int, g: int, series: I64, i: I64, mean: F64) -> tuple[F64, F64]:
-        """Norm of each new row's shape and its distance to the nearest earlier shape.
+    def _line(self, series: I64, i: I64, u: F64) -> F64:
+        """(series, line_rows) compressed rows ``i - line_rows + 1 .. i`` of each series
+        (the last one ``u``, the new row), 0 before the series' start."""
+        n = self.line_rows_
+        line = np.empty((len(series), n))
+        line[:, :-1] = _read(self.u_, series, i - n + 1, n - 1)
+        line[:, -1] = u
+        if i.min() - n + 1 < 0:
+            rows = i[:, None] + np.arange(1 - n, 1)[None, :]
+            line[rows < 0] = 0.0
+        return line
 
-        The segment means of rows ``i - history - g*(points-1) .. i`` are read out of the
-        ring in row order (rows before the series' start read as row 0, as
-        ``univariate.shapes_of`` pads them); the shapes are strided windows of them.
+    def _discord(self, g: int, i: I64, line: F64) -> F64:
+        """Distance of each new row's shape at scale ``g`` to its nearest earlier shape.
+
+        The segment means of rows ``i - history - g*(points-1) .. i`` are trailing means
+        of ``line`` (rows before the series' start read as row 0, as
+        ``univariate.shapes_of`` pads them); the shapes are strided windows of them, and
+        the candidates' squared norms sums of their squares, each of ``points`` terms.
         """
         d = self.windows_
         p, h, gap = d.shape_points, d.history_rows, d.shape_points * g
         span = g * (p - 1) + 1
-        ring = self.means_[k]
-        length = ring.shape[1]
         n_candidates = h - gap + 1
         first = -(h + span - 1)  # rows i - h - span + 1 .. i
-        line = _read(ring, series, i + first, h + span)
-        line[:, -1] = mean
         rows = i[:, None] + np.arange(first, 1)[None, :]
-        if i.min() + first < 0:  # rows before the start read as row 0 (maybe the new one)
-            zero = line[np.arange(len(series)), np.clip(-first - i, 0, length - 1)]
-            line = np.where(rows < 0, zero[:, None], line)
-        shapes = sliding_window_view(line, span, axis=1)[:, :, ::g]  # (b, h + 1, p)
+        means = _trailing_means(line, g, h + span, i)
+        if i.min() + first < 0:  # rows before the start read as row 0
+            zero = means[np.arange(len(i)), np.clip(-first - i, 0, h + span - 1)]
+            means = np.where(rows < 0, zero[:, None], means)
+        shapes = sliding_window_view(means, span, axis=1)[:, :, ::g]  # (b, h + 1, p)
         query = shapes[:, -1, :]
         norm: F64 = (query * query).sum(axis=1)
         candidates = shapes[:, :n_candidates, :]  # rows i - h .. i - gap
-        cand_norms = _read(self.norms_[k], series, i - h, n_candidates)
+        cand_norms = _window_sums(means[:, : n_candidates + span - 1] ** 2, g, p)
         if i.min() - h < 0:  # no candidates before the start
             cand_norms = np.where(
                 rows[:, span - 1 : span - 1 + n_candidates] >= 0, cand_norms, np.inf
             )
         cross = cand_norms - 2.0 * np.einsum("bcp,bp->bc", candidates, query)
-        return norm, nearest_distance(cross.min(axis=1) + norm, p)
+        return nearest_distance(cross.min(axis=1) + norm, p)
 
     def _statistics(self, k: int, series: I64, distance: F64) -> tuple[F64, F64, F64, F64]:
         """Recent mean distance (this row and the learned ones of the rows before it),
         and the mean, spread and count of the learned distances of the ``history_rows``
-        rows before it (rows i - h .. i - 1; NaN in the ring: not learned from)."""
+        rows before it (rows i - h .. i - 1; NaN in the ring: not learned from), from
+        the running sums of those rows."""
         d = self.windows_
-        h = d.history_rows
-        past = _read(self.distances_[k], series, self.rows_[series] - h, h).astype(np.float64)
-        used = np.isfinite(past)
-        used_past = np.where(used, past, 0.0)
-        count = used.sum(axis=1).astype(np.float64)
-        mean, spread = mean_std(used_past.sum(axis=1), (used_past * used_past).sum(axis=1), count)
+        count = self.past_count_[k][series]
+        mean, spread = mean_std(self.past_sum_[k][series], self.past_squares_[k][series], count)
         before = d.recent_rows - 1  # the recent rows before this one
-        last, seen = used_past[:, h - before :], used[:, h - before :].sum(axis=1)
-        recent = (last.sum(axis=1) + distance) / (seen + 1.0)
+        last = _read(self.distances_[k], series, self.rows_[series] - before, before)
+        last = last.astype(np.float64)
+        used = np.isfinite(last)
+        recent = (np.where(used, last, 0.0).sum(axis=1) + distance) / (used.sum(axis=1) + 1.0)
         return recent, mean, spread, count
 
     # ---- time buckets ---------------------------------------------------------------------
@@ -313,22 +352,26 @@ class ShapeStage:
         if t <= self.last_t_:
             return closed
         spacing = t - self.last_t_ if math.isfinite(self.last_t_) else 0.0  # unknown yet
-        end = math.ceil(t / self.bucket_s) * self.bucket_s
-        if end <= self.closed_end_:  # a late sample for a closed bucket: the next one
-            end = self.closed_end_ + self.bucket_s
-        if end > self.bucket_end_:
-            closed |= self._close()
-            self.bucket_end_ = end
+        b, offset = self.bucket_s, self.offset_s_
+        end = np.ceil((t - offset) / b) * b + offset
+        late = end <= self.closed_end_  # a late sample for a closed bucket: the next one
+        end = np.where(late, self.closed_end_ + b, end)
+        due = end > self.bucket_end_
+        if due.any():
+            closed |= self._close(due)
+            self.bucket_end_ = np.where(due, end, self.bucket_end_)
         valid = np.isfinite(values)
         self.bucket_sum_ += np.where(valid, values, 0.0)
         self.bucket_count_ += valid
         self.last_t_ = t
-        if t + spacing > self.bucket_end_:  # the next sample is expected past the end
-            closed |= self._close()
+        due = t + spacing > self.bucket_end_  # the next sample is expected past the end
+        if due.any():
+            closed |= self._close(due)
         return closed
 
-    def _close(self) -> Mask:
-        has = self.bucket_count_ > 0
+    def _close(self, due: Mask) -> Mask:
+        """Close the open bucket of the ``due`` series; those with a sample add a row."""
+        has = due & (self.bucket_count_ > 0)
         if has.any():
             series = np.flatnonzero(has)
             self.push(
@@ -336,12 +379,14 @@ class ShapeStage:
                 series,
                 after_gap=self._after_gap(series),
             )
-            since_s = self.bucket_end_ - self.last_row_t_[has]
-            self.spacing_s_[has] = np.minimum(self.spacing_s_[has], since_s)
-            self.last_row_t_[has] = self.bucket_end_
-        self.closed_end_ = max(self.closed_end_, self.bucket_end_)
-        self.bucket_sum_[:] = 0.0
-        self.bucket_count_[:] = 0.0
+            end = self.bucket_end_[has]
+            self.spacing_s_[has] = np.minimum(self.spacing_s_[has], end - self.last_row_t_[has])
+            self.last_row_t_[has] = end
+        self.closed_end_ = np.where(
+            due, np.maximum(self.closed_end_, self.bucket_end_), self.closed_end_
+        )
+        self.bucket_sum_[due] = 0.0
+        self.bucket_count_[due] = 0.0
         return has
 
     def _settle_rows(self) -> int:
@@ -356,7 +401,7 @@ class ShapeStage:
         a series sampled hourly has a row every twelfth bucket, and that is no gap.
         """
         period_s = np.where(np.isfinite(self.spacing_s_[series]), self.spacing_s_[series], 0.0)
-        since_s = self.bucket_end_ - self.last_row_t_[series]
+        since_s = self.bucket_end_[series] - self.last_row_t_[series]
         limit_s = GAP_PERIODS * np.maximum(period_s, self.bucket_s)
         out: Mask = np.isfinite(since_s) & (since_s > limit_s)
         return out
@@ -389,26 +434,70 @@ class ShapeStage:
 
     def take(self, keep: I64) -> ShapeStage:
         """A stage for a new list of series: series ``j`` continues old series ``keep[j]``
-        (-1: a new series, with fresh state). The bucket grid carries over."""
-        out = ShapeStage(len(keep), detector=self.detector, bucket_s=self.bucket_s)
+        (-1: a new series, with fresh state). Each series keeps its bucket grid."""
         new, old = np.flatnonzero(keep >= 0), keep[keep >= 0]
-        for name in ("rows_", "sum_squares_", "cum_u_", "last_alarm_", "calmed_", "score_"):
+        offsets = self.phase_offsets(len(keep))
+        offsets[new] = self.offset_s_[old]
+        out = ShapeStage(
+            len(keep), detector=self.detector, bucket_s=self.bucket_s, offsets_s=offsets
+        )
+        for name in ("rows_", "sum_squares_", "u_", "last_alarm_", "calmed_", "score_"):
             getattr(out, name)[new] = getattr(self, name)[old]
         for name in ("settle_", "last_row_t_", "spacing_s_"):
             getattr(out, name)[new] = getattr(self, name)[old]
-        for name in ("bucket_sum_", "bucket_count_"):
+        for name in ("bucket_sum_", "bucket_count_", "bucket_end_", "closed_end_"):
             getattr(out, name)[new] = getattr(self, name)[old]
-        for name in ("means_", "norms_", "distances_"):
+        for name in ("distances_", "past_sum_", "past_squares_", "past_count_"):
             for dst, src in zip(getattr(out, name), getattr(self, name), strict=True):
                 dst[new] = src[old]
-        for name in ("bucket_end_", "closed_end_", "last_t_"):
-            setattr(out, name, getattr(self, name))
+        out.last_t_ = self.last_t_
         return out
 
 
 def _joined(blocks: list[Row], field: Callable[[Row], NDArray[G]]) -> NDArray[G]:
     """One field of the rows of several blocks of series, in order."""
     return np.concatenate([field(b) for b in blocks])
+
+
+def _trailing_means(line: F64, g: int, count: int, i: I64) -> F64:
+    """Means of each of the last ``count`` columns of ``line`` and the ``g - 1`` before
+    it, the newest column being row ``i`` of each series; a row near the start averages
+    the rows since the start only (the columns before hold 0)."""
+    if g == 1:
+        return line[:, -count:]
+    lo = line.shape[1] - count - g + 1
+    assert lo >= 0, "the line holds a whole segment before its first mean"
+    sums = _window_sums(line[:, lo:], 1, g)
+    if i.min() - count + 1 >= g - 1:  # every segment is whole
+        sums /= g
+        return sums
+    rows = i[:, None] + np.arange(1 - count, 1)[None, :]
+    out: F64 = sums / np.clip(rows + 1, 1, g)
+    return out
+
+
+def _window_sums(a: F64, step: int, terms: int) -> F64:
+    """Sums ``a[:, c] + a[:, c + step] + ... + a[:, c + step*(terms-1)]`` for every
+    column ``c`` where the last term exists.
+
+    By doubling (sums of 1, 2, 4 ... terms, shifted and added), so the cost is a few
+    passes over ``a`` whatever ``terms``, and each sum is a sum of its terms themselves
+    (the rounding of a direct sum, not of a difference of running totals).
+    """
+    width = a.shape[1] - step * (terms - 1)
+    out: F64 | None = None
+    power, size, offset = a, 1, 0  # power[c]: the sum of ``size`` terms from column c
+    while True:
+        if terms & size:
+            part = power[:, offset * step : offset * step + width]
+            out = part.copy() if out is None else np.add(out, part, out=out)
+            offset += size
+        if 2 * size > terms:
+            break
+        power = power[:, : -step * size] + power[:, step * size :]
+        size *= 2
+    assert out is not None
+    return out
 
 
 def _joined_scales(blocks: list[Row], field: Callable[[Row], list[F64]]) -> list[F64]:

@@ -219,9 +219,14 @@ class StreamingDetector:
 
     @staticmethod
     def _tail(harm: F64) -> F64:
-        """One-sided tail probability of a harmful deviation under the Student-t."""
-        cdf: F64 = stdtr(T_DOF, np.maximum(harm, 0.0))
-        return 1.0 - cdf
+        """One-sided tail probability of a harmful deviation under the Student-t.
+
+        The CDF is costly: it is evaluated for harmful deviations only (no harm: 0.5).
+        """
+        tail: F64 = np.where(np.isnan(harm), np.nan, 0.5)
+        harmful = harm > 0.0
+        tail[harmful] = 1.0 - stdtr(T_DOF, harm[harmful])
+        return tail
 
     def _learn(
         self, dt: float, valid: NDArray[np.bool_], resid: F64, scale: F64, tail: F64

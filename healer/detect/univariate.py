@@ -104,6 +104,10 @@ GAP_PERIODS = 2.5
 # spread of distances need, and the online stage keeps a week of them per series in half
 # the memory.
 DISTANCE_DTYPE = np.float32
+# Compressed values (in units of the running RMS) are kept at single precision too: the
+# online stage keeps a week and a day of them per series, and seven digits of a value
+# against its RMS are far below any noise it has.
+MEANS_DTYPE = np.float32
 # A likelihood needs a spread estimated from at least this many distances; before that a
 # row gives no evidence (the common small-sample bound: a spread from 30 values is
 # within about 13% of the truth).
@@ -214,7 +218,7 @@ class DiscordLikelihood:
 
     def score_rows(self, x: F64, windows: Windows, gaps: NDArray[np.int64] | None = None) -> F64:
         """Scores of rows ``windows`` apart; ``gaps``: the rows that follow a gap."""
-        u = compress(x, running_rms(x))
+        u = compress(x, running_rms(x)).astype(MEANS_DTYPE).astype(np.float64)
         log_tails, tests = np.zeros(len(x)), np.zeros(len(x))
         with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
             for segment_rows in windows.segment_rows:

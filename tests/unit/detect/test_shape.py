@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from healer.detect.shape import ShapeStage
+from healer.detect.shape import PHASES, SERIES_BLOCK, ShapeStage
 from healer.detect.univariate import DiscordLikelihood
 
 DAY_ROWS = 288
@@ -151,3 +151,51 @@ def test_an_hourly_series_has_no_gap_between_its_rows() -> None:
         stage.observe(3600.0 * k, np.array([float(k % 5)]))
     assert stage.rows_[0] >= 39
     assert stage.settle_[0] == 0  # hourly rows are no gaps (only the second row settled)
+
+
+def test_series_on_shifted_grids_score_as_their_own_bucket_means() -> None:
+    rng = np.random.default_rng(10)
+    rows, per_bucket, step_s = 200, 10, 30.0
+    offsets = np.array([0.0, 30.0, 170.0])
+    base = cyclic(rows, seed=11).repeat(per_bucket)
+    values = base[None, :] + rng.normal(0, 0.5, (3, rows * per_bucket))
+    start_s = 1_772_449_200.0 + 5.0
+    stage = ShapeStage(3, detector=SMALL, offsets_s=offsets)
+    stamps = start_s + np.arange(rows * per_bucket) * step_s
+    closings = np.zeros(len(stamps), dtype=int)
+    scores: list[list[float]] = [[], [], []]
+    for k, t in enumerate(stamps):
+        closed = stage.observe(t, values[:, k])
+        closings[k] = closed.sum()
+        for s in np.flatnonzero(closed):
+            scores[s].append(stage.score_[s])
+    assert closings.max() == 1  # the three grids never close in the same cycle
+    for s, offset in enumerate(offsets):
+        first_end = np.ceil((start_s - offset) / 300.0) * 300.0 + offset
+        bucket = np.ceil((stamps - first_end) / 300.0)
+        means = [values[s, bucket == b].mean() for b in np.unique(bucket)]
+        expected = SMALL.score(np.array(means))
+        assert (expected >= SMALL.alarm_level).any()
+        np.testing.assert_allclose(scores[s], expected[: len(scores[s])], rtol=0, atol=1e-9)
+        assert len(scores[s]) >= len(means) - 1
+
+
+def test_blocks_of_series_close_their_buckets_in_turns() -> None:
+    n = PHASES * SERIES_BLOCK
+    stage = ShapeStage(n, detector=SMALL)
+    closed = [int(stage.observe(30.0 * k, np.ones(n)).sum()) for k in range(1, 41)]
+    # Once the spacing of samples is known (the second one), every 30 s sample closes
+    # the buckets of one block: a row per series every 5 minutes.
+    assert closed[2:] == [SERIES_BLOCK] * 38
+    assert set(stage.rows_.tolist()) <= {3, 4}
+
+
+def test_offsets_out_of_a_bucket_are_refused() -> None:
+    with pytest.raises(ValueError, match="offsets_s"):
+        ShapeStage(2, offsets_s=np.array([0.0, 300.0]))
+
+
+def test_series_keep_their_grid_when_others_come_and_go() -> None:
+    stage = ShapeStage(2, offsets_s=np.array([0.0, 120.0]))
+    moved = stage.take(np.array([1, -1, 0]))
+    assert moved.offset_s_.tolist() == [120.0, 0.0, 0.0]
