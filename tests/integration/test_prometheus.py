@@ -715,14 +715,17 @@ def test_run_once_reads_prometheus_and_the_cluster(live: Live, tmp_path: Path) -
     assert "no_metrics" not in result.stderr
 
 
-def test_run_with_an_unreachable_prometheus_keeps_going_without_acting(
+def test_run_once_with_an_unreachable_prometheus_fails_naming_it_without_acting(
     live: Live, tmp_path: Path
 ) -> None:
     unreachable = f"http://127.0.0.1:{_free_port()}"
     result = _run_once(live, tmp_path, unreachable, HEALER_PROMETHEUS__RETRIES="0")
-    assert result.returncode == 0, result.stderr
-    assert "no_metrics" in result.stderr
-    assert "stopped after 0 cycles" in result.stdout
+    assert result.returncode == 2, result.stderr
+    assert "no_metrics" in result.stderr  # the cycle ran into it, acted on nothing
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("healer: error: healer run --once: no cycle ran: no metrics from")
+    assert f"prometheus.url {unreachable}" in last
+    assert '"cycles": 0' in result.stderr
 
 
 def test_run_with_invalid_promql_keeps_cycling_without_acting_and_readyz_says_why(
