@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import argparse
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -44,6 +43,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import yaml
+from local_prometheus import serving
 
 from healer.collect.prometheus import PrometheusClient, PrometheusSource
 from healer.collect.rules import recording_rules, rules_file
@@ -180,13 +180,6 @@ def history(workloads: int, steps: int, step_s: int, end_s: int) -> Iterator[str
     yield "# EOF"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", type=int, default=10_000)
@@ -229,7 +222,6 @@ def main() -> None:
 
     rules = workdir / "healer-rules.yaml"
     rules.write_text(rules_file(window_s=RATE_STEPS * step, interval_s=step))
-    port = free_port()
     config = workdir / "prometheus.yml"
     config.write_text(
         yaml.safe_dump(
@@ -239,33 +231,14 @@ def main() -> None:
             }
         )
     )
-    server = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=100y",
-            # The joining queries over an hour of 10,000 workloads outlast the default 2m.
-            "--query.timeout=30m",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        rule_group_cost(url, step=step, end_s=end_s)
-        run(url, step=step, end_s=end_s, window_s=window_s, args=args)
+        # The joining queries over an hour of 10,000 workloads outlast the default 2m.
+        with serving(
+            prometheus, config=config, data=workdir / "data", extra=("--query.timeout=30m",)
+        ) as url:
+            rule_group_cost(url, step=step, end_s=end_s)
+            run(url, step=step, end_s=end_s, window_s=window_s, args=args)
     finally:
-        server.terminate()
-        server.wait()
         shutil.rmtree(workdir, ignore_errors=True)
 
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import resource
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -30,9 +29,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-import httpx
 import numpy as np
 import yaml
+from local_prometheus import serving
 
 from healer.collect.prometheus import PrometheusClient, RangeResult
 from healer.collect.signals import RECORDS
@@ -97,13 +96,6 @@ class TimedClient:
         return result
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workloads", type=int, default=1000)
@@ -149,33 +141,12 @@ def main() -> None:
         f"at {SCRAPE_S} s; {size_gb:.2f} GB OpenMetrics) written in {written_s:.0f} s, "
         f"backfilled by promtool in {backfill_s:.0f} s"
     )
-    port = free_port()
     config = workdir / "prometheus.yml"
     config.write_text(yaml.safe_dump({"global": {"scrape_interval": f"{SCRAPE_S}s"}}))
-    server = subprocess.Popen(
-        [
-            prometheus,
-            f"--config.file={config}",
-            f"--storage.tsdb.path={workdir / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--storage.tsdb.retention.time=100y",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(600):
-            try:
-                if httpx.get(f"{url}/-/ready", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            time.sleep(0.1)
-        warm(url, now_s=now_s, settings=settings, workloads=args.workloads)
+        with serving(prometheus, config=config, data=workdir / "data", extra=()) as url:
+            warm(url, now_s=now_s, settings=settings, workloads=args.workloads)
     finally:
-        server.terminate()
-        server.wait()
         shutil.rmtree(workdir, ignore_errors=True)
 
 
