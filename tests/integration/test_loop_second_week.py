@@ -1,11 +1,11 @@
 """A daemon in its second week: faults met with days of history, on a small cluster.
 
 The ``second-week`` scenario has three quiet days, then a bad release and, ninety
-minutes later, a memory leak on another of its four workloads. Here the quiet days
-warm the detector on a twin of the cluster without the faults, sampled every five
-minutes (the shape stage's rows; three days at the 15-s scrape would take minutes of
-CPU), and the loop itself, with its warm detector, runs the last two quiet hours and
-the faults at the scrape interval, against the simulated API server over HTTP.
+minutes later, a memory leak on another of its four workloads. Here the loop starts two
+quiet hours before the first fault, its detector warmed as ``healer run`` warms one from
+Prometheus (``SimHarness.warm``: the workloads' days before that start, without events,
+one sample per shape bucket; three days at the 15-s scrape would take minutes of CPU),
+and runs the faults at the scrape interval against the simulated API server over HTTP.
 
 What it guards against: the rolled-back workload's return to its old levels opening an
 incident of its own (the shape stage, blind to direction, found that return as novel as
@@ -22,14 +22,11 @@ from pathlib import Path
 import pytest
 
 from healer.audit.store import AuditStore
-from healer.config import DetectorSettings, load_settings
-from healer.daemon import Detector, Step
-from healer.detect.combined import build_detector
+from healer.config import load_settings
+from healer.daemon import Step
 from healer.detect.shaped import ShapedDetector
 from healer.harness import SimHarness
-from healer.sim.cluster import Cluster
 from healer.sim.scenario import Scenario, load_scenario
-from healer.sim.source import SimSource
 from healer.types import ActionKind, ActionStatus, Cause, OutcomeKind
 
 REPO = Path(__file__).resolve().parents[2]
@@ -37,20 +34,6 @@ LEAD_S = 2 * 3600.0
 """The quiet time the loop runs at the scrape interval before the first fault."""
 AFTER_S = 4 * 3600.0
 """How long the loop runs after the first fault: the leak would OOM-kill within one."""
-WARM_STEP_S = 300.0
-WARM_CHUNK_S = 6 * 3600.0
-
-
-def warm_detector(scenario: Scenario, settings: DetectorSettings, until_s: float) -> Detector:
-    """A detector that has watched ``scenario``'s workloads, without its events, from its
-    start until ``until_s`` later, sampled every ``WARM_STEP_S``."""
-    twin = Cluster(scenario.model_copy(update={"events": [], "step_s": WARM_STEP_S}))
-    source = SimSource(twin)
-    detector = build_detector(settings)
-    while twin.elapsed_s < until_s:
-        twin.advance(min(WARM_CHUNK_S, until_s - twin.elapsed_s))
-        detector.update(source.fetch(until=twin.clock.now(), window_s=WARM_CHUNK_S))
-    return detector
 
 
 def from_(scenario: Scenario, offset_s: float) -> Scenario:
@@ -67,13 +50,12 @@ def run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SimHarness, 
     scenario = load_scenario("second-week")
     first_fault_s = min(e.at_s for e in scenario.events)
     warm_s = first_fault_s - LEAD_S
-    detector = warm_detector(scenario, settings.detector, warm_s)
     store = AuditStore(f"sqlite:///{folder / 'audit.db'}")
     steps: list[Step] = []
     harness = SimHarness.start(
         from_(scenario, warm_s), settings=settings, store=store, report=steps.append, workdir=folder
     )
-    harness.healer.detector = detector
+    harness.warm()
     harness.run_for(LEAD_S + AFTER_S)
     yield harness, steps
     harness.close()
