@@ -2,7 +2,7 @@
 controllers that move the cluster on, one tick per scrape step.
 
 The parts, each in its own module with one shape (``healer.sim.controllers.Controller``,
-``reconcile(state, now)``), run in a fixed order every tick (``TICK`` below):
+``reconcile(state, now)``), run in a fixed order every tick (``Cluster.tick``):
 
 * fault injection (``controllers.faults``): the scenario's events as they fall due;
 * the control plane: the garbage collector, the Deployment and ReplicaSet controllers,
