@@ -179,7 +179,7 @@ def list_actions(
 
 _REVIEW_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such action"},
-    409: {"description": "the action is not pending approval"},
+    409: {"description": "the action is not pending approval, or its incident is resolved"},
 }
 
 
