@@ -189,8 +189,9 @@ class SqlDaemonLog(Database):
         """Close the incident: status RESOLVED, ``closed`` = the outcome's time. An action
         of it still awaiting review or taking is withdrawn (EXPIRED)."""
         with self._write(f"record outcome of incident {incident_id}") as session:
-            row = views.locked_incident(session, incident_id)
-            for action in _waiting(session, incident_id, _WAITING):
+            waiting = _waiting(session, incident_id, _WAITING)  # locked before the incident,
+            row = views.locked_incident(session, incident_id)  # as a review locks them
+            for action in waiting:
                 action.status = row.action_status = ActionStatus.EXPIRED
             status.close(row, outcome)
             data = serialize.to_json_object(outcome)
