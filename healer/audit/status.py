@@ -2,11 +2,11 @@
 
 ::
 
-    open ──action taken──▶ verifying ──outcome──▶ resolved
-     │  ▲                   │  ▲ │                  ▲
-     │  └──approved──┐      │  └─┘ chain step taken │
-     │               │      ▼                       │
-     └─awaits approval─▶ pending_approval ──────────┘ rejected, expired, escalated
+    move              from                                to
+    TAKEN             open, verifying                     verifying
+    AWAITS_APPROVAL   open, verifying                     pending_approval
+    APPROVED          pending_approval                    open
+    CLOSED            open, verifying, pending_approval   resolved
 
 Every change of ``incidents.status`` goes through ``move``: the daemon's records
 (an action taken or awaiting approval, an outcome) and people's reviews (an approval,
@@ -23,7 +23,8 @@ Decisions:
   ``verifying`` (the next step of an ``on_failure`` chain); never while it awaits a
   person: ``pending_approval`` goes to ``open`` by an approval first.
 - ``open`` is where an incident starts (``AuditStore.open_incident``), not a move; the
-  one move into it is an approval.
+  one move into it is an approval. ``verifying`` to ``verifying`` and to
+  ``pending_approval`` are the next step of a chain, taken or awaiting a person.
 - The daemon's own stages (``healer.daemon.Stage``) are its working memory of what to do
   next; the status is what the store, people and a restarted daemon see. Only this
   module changes the latter.
