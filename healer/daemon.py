@@ -45,7 +45,8 @@ import structlog
 
 from healer import decide
 from healer.act.verify import verify
-from healer.audit.store import ActionView, AuditStore
+from healer.audit.roles import DaemonStore
+from healer.audit.views import ActionView
 from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook, handback
@@ -159,7 +160,7 @@ class Healer:
     source: MetricsSource
     detector: Detector
     actuator: Actuator
-    store: AuditStore
+    store: DaemonStore
     playbooks: Sequence[Playbook]
     settings: Settings
     report: Reporter = lambda step: None

@@ -17,7 +17,8 @@
     │   └── PermanentActionError    escalate (forbidden, not found, refused by a precondition)
     └── StoreError                  the audit store cannot be read or written
         ├── UnknownRecord           no incident or action has the id asked for
-        └── ReviewConflict          approving or rejecting an action that is not pending
+        ├── ReviewConflict          approving or rejecting an action that is not pending
+        └── IllegalTransition       an incident status change its lifecycle does not allow
 
 The cycle catches ``HealerError`` per workload and carries on; any other exception is a
 bug and stops the daemon. Third-party exceptions are wrapped at the edge that called the
@@ -89,3 +90,8 @@ class UnknownRecord(StoreError):
 
 class ReviewConflict(StoreError):
     """An action can be approved or rejected only while it is pending approval."""
+
+
+class IllegalTransition(StoreError):
+    """An incident status change its lifecycle does not allow (``healer.audit.status``);
+    the message names the incident, its status and the status asked for."""

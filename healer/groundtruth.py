@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
+from healer.audit.roles import TrainingLabels
 from healer.audit.store import AuditStore
 from healer.config import load_settings
 from healer.diagnose.features import FEATURES, features
@@ -123,7 +124,7 @@ def examples_from_feedback(
     return examples
 
 
-def examples_from_store(store: AuditStore) -> list[Example]:
+def examples_from_store(store: TrainingLabels) -> list[Example]:
     """Operators' labels from the audit store, each with the feature row the daemon
     kept at the incident's diagnosis. The latest label of an incident wins; an incident
     diagnosed before rows were kept, or with other ``FEATURES``, is skipped."""

@@ -9,9 +9,9 @@ pool, which the store supports (one session per call).
 
 Errors: a bad request is a 4xx whose body names the field, id or cursor at fault
 (422 for parameters and bodies, never echoing a long value whole, 413 for a body over
-``api.max_body_bytes``, 404 unknown id, 409 not pending, 400 bad cursor); a store that
-cannot answer is a 503 with no database detail. ``hardening.py`` holds the limits and
-the security headers.
+``api.max_body_bytes``, 404 unknown id, 409 not pending or of a resolved incident, 400
+bad cursor); a store that cannot answer is a 503 with no database detail.
+``hardening.py`` holds the limits and the security headers.
 """
 
 from __future__ import annotations
@@ -35,10 +35,10 @@ from healer.api.metrics import registry_for
 from healer.api.pages import router as pages
 from healer.api.routes import router as api_routes
 from healer.api.schemas import Health
-from healer.audit import AuditStore
+from healer.audit.roles import ReviewQueue
 from healer.config import Settings
 from healer.decide import Playbook
-from healer.errors import ReviewConflict, StoreError, UnknownRecord
+from healer.errors import IllegalTransition, ReviewConflict, StoreError, UnknownRecord
 
 
 def _wall_clock() -> datetime:
@@ -47,7 +47,7 @@ def _wall_clock() -> datetime:
 
 def create_app(
     *,
-    store: AuditStore,
+    store: ReviewQueue,
     status: StatusFn | None = None,
     readiness: ReadinessFn | None = None,
     settings: Settings | None = None,
@@ -94,6 +94,7 @@ def create_app(
     app.add_exception_handler(RequestValidationError, validation_error)
     app.add_exception_handler(UnknownRecord, _not_found)
     app.add_exception_handler(ReviewConflict, _conflict)
+    app.add_exception_handler(IllegalTransition, _conflict)
     app.add_exception_handler(StoreError, _store_unavailable)
     app.add_api_route("/healthz", healthz, methods=["GET"], response_model=Health)
     app.add_api_route("/readyz", readyz, methods=["GET"])

@@ -21,7 +21,7 @@ from fastapi import Depends, Request
 
 from healer.api.cursor import CursorSigner
 from healer.api.listing import PageCache
-from healer.audit import AuditStore
+from healer.audit.roles import ReviewQueue
 from healer.config import GuardSettings
 from healer.decide import Playbook
 from healer.types import JsonObject
@@ -41,10 +41,8 @@ class AppContext:
     """Encoded pages of the incident list (``listing.py``)."""
 
 
-async def get_store(request: Request) -> AuditStore:
-    store = request.app.state.store
-    if not isinstance(store, AuditStore):  # app.state is untyped: check once here
-        raise RuntimeError("app.state.store is not an AuditStore")
+async def get_store(request: Request) -> ReviewQueue:
+    store: ReviewQueue = request.app.state.store  # untyped app.state, set by create_app
     return store
 
 
@@ -70,7 +68,7 @@ async def get_context(request: Request) -> AppContext:
     return ctx
 
 
-StoreDep = Annotated[AuditStore, Depends(get_store)]
+StoreDep = Annotated[ReviewQueue, Depends(get_store)]
 StatusDep = Annotated[StatusFn | None, Depends(get_status)]
 ReadinessDep = Annotated[ReadinessFn | None, Depends(get_readiness)]
 ClockDep = Annotated[Clock, Depends(get_clock)]

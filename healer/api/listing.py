@@ -3,7 +3,7 @@
 The list is what the review page and every dashboard poll, often many clients at a time,
 while the store changes only when the daemon records a step. So a page is read and
 encoded once and its bytes kept, keyed by the query (filters, limit, cursor) and by the
-store's write count (``AuditStore.write_count``). Any write this process commits changes
+store's write count (``ReviewQueue.write_count``). Any write this process commits changes
 the count, so the next request reads again: a new incident shows at once.
 
 Most requests repeat a query already answered: ``PageCacheMiddleware`` answers those
@@ -29,7 +29,7 @@ from collections.abc import Awaitable, Callable, Hashable
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from healer.api.auth import TokenTable
-from healer.audit import AuditStore
+from healer.audit.roles import ReviewQueue
 
 PATH = "/api/v1/incidents"
 """The path whose pages are kept."""
@@ -118,7 +118,7 @@ class PageCacheMiddleware:
     string is kept and the request carries a valid bearer token (any role may read)."""
 
     def __init__(
-        self, app: ASGIApp, *, pages: PageCache, store: AuditStore, tokens: TokenTable
+        self, app: ASGIApp, *, pages: PageCache, store: ReviewQueue, tokens: TokenTable
     ) -> None:
         self.app, self.pages, self.store, self.tokens = app, pages, store, tokens
 

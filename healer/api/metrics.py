@@ -16,7 +16,7 @@ from prometheus_client.core import CounterMetricFamily, Metric, SummaryMetricFam
 from prometheus_client.registry import Collector
 
 from healer.api.deps import StatusFn
-from healer.audit import AuditStore
+from healer.audit.roles import ReviewQueue
 from healer.errors import StoreError
 
 
@@ -25,7 +25,7 @@ def _number(value: object) -> float:
 
 
 class AgentCollector(Collector):
-    def __init__(self, store: AuditStore, status: StatusFn | None) -> None:
+    def __init__(self, store: ReviewQueue, status: StatusFn | None) -> None:
         self._store = store
         self._status = status
 
@@ -76,7 +76,7 @@ class AgentCollector(Collector):
         yield blocks
 
 
-def registry_for(store: AuditStore, status: StatusFn | None) -> CollectorRegistry:
+def registry_for(store: ReviewQueue, status: StatusFn | None) -> CollectorRegistry:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(AgentCollector(store, status))
     return registry

@@ -24,7 +24,8 @@ from healer.api.charts import signal_charts
 from healer.api.deps import ClockDep, StoreDep
 from healer.api.hardening import short as _short
 from healer.api.routes import MAX_ID
-from healer.audit import FeedbackInput, StepKind
+from healer.audit.tables import StepKind
+from healer.audit.views import FeedbackInput
 from healer.types import ActionKind, ActionStatus, Cause, IncidentStatus, Verdict
 
 templates = Jinja2Templates(directory=Path(__file__).parent / "templates")

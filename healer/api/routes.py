@@ -41,7 +41,8 @@ from healer.api.schemas import (
     PlaybookList,
     RejectIn,
 )
-from healer.audit import AuditStore, FeedbackInput
+from healer.audit.roles import ReviewQueue
+from healer.audit.views import FeedbackInput
 from healer.config import GuardSettings
 from healer.types import ActionStatus, Cause, IncidentStatus, JsonObject
 
@@ -117,7 +118,7 @@ class IncidentFilters:
 
 
 def _incident_page(
-    store: AuditStore, ctx: AppContext, filters: IncidentFilters, limit: int, before: int | None
+    store: ReviewQueue, ctx: AppContext, filters: IncidentFilters, limit: int, before: int | None
 ) -> bytes:
     """One page of incidents as JSON bytes (an ``IncidentPage``)."""
     rows = store.list_incidents(
@@ -178,7 +179,7 @@ def list_actions(
 
 _REVIEW_ERRORS: dict[int | str, dict[str, Any]] = {
     404: {"description": "no such action"},
-    409: {"description": "the action is not pending approval"},
+    409: {"description": "the action is not pending approval, or its incident is resolved"},
 }
 
 
@@ -230,7 +231,7 @@ def get_status(
     return DaemonStatus.model_validate({**daemon, "guards": guards})
 
 
-def _guard_state(store: AuditStore, guards: GuardSettings, now: datetime) -> GuardState:
+def _guard_state(store: ReviewQueue, guards: GuardSettings, now: datetime) -> GuardState:
     history = store.action_history(now=now, window_s=guards.rate_limit_window_s)
     cooldown = timedelta(seconds=guards.cooldown_s)
     cooling = sorted(str(w) for w, at in history.last_action_at.items() if now - at < cooldown)

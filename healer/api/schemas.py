@@ -12,7 +12,8 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
-from healer.audit import ActionView, IncidentDetail, IncidentSummary, StepKind, TimelineStep
+from healer.audit.tables import StepKind
+from healer.audit.views import ActionView, IncidentDetail, IncidentSummary, TimelineStep
 from healer.types import (
     ActionKind,
     ActionStatus,

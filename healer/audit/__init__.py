@@ -1,5 +1,10 @@
-"""The audit store: every step of every incident, durable before the next step starts."""
+"""The audit store: every step of every incident, durable before the next step starts.
 
+``AuditStore`` opens one; ``roles`` holds the interfaces its clients are typed against
+(the daemon's log and kept state, the review queue, training labels).
+"""
+
+from healer.audit.roles import DaemonLog, DaemonState, DaemonStore, ReviewQueue, TrainingLabels
 from healer.audit.store import (
     ActionView,
     AuditStore,
@@ -13,9 +18,14 @@ from healer.audit.tables import StepKind
 __all__ = [
     "ActionView",
     "AuditStore",
+    "DaemonLog",
+    "DaemonState",
+    "DaemonStore",
     "FeedbackInput",
     "IncidentDetail",
     "IncidentSummary",
+    "ReviewQueue",
     "StepKind",
     "TimelineStep",
+    "TrainingLabels",
 ]

@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, text
 
 from healer.audit import AuditStore, FeedbackInput, StepKind
 from healer.audit.tables import Base
-from healer.errors import ReviewConflict, UnknownRecord
+from healer.errors import IllegalTransition, ReviewConflict, UnknownRecord
 from healer.types import (
     ActionKind,
     ActionRecord,
@@ -160,3 +160,40 @@ def test_concurrent_writers_keep_every_step(pg: AuditStore) -> None:
     assert detail is not None
     assert len(detail.timeline) == 1 + 80
     assert [s.actor for s in detail.timeline] == ["pg-test"] * 81
+
+
+def test_status_moves_as_on_sqlite_and_a_review_racing_a_close_ends_one_way(
+    pg: AuditStore,
+) -> None:
+    iid, action_id = pending(pg)
+    taken = ActionRecord(
+        ActionKind.RESTART, CART, {"verb": "PATCH"}, ActionStatus.SUCCEEDED, at(30), at(31)
+    )
+    with pytest.raises(IllegalTransition, match=f"incident {iid} is pending_approval"):
+        pg.record_action(iid, taken)
+    answers: list[str] = []
+
+    def approve() -> None:
+        try:
+            pg.approve_action(action_id, by="olga", reason="go", at=at(40))
+            answers.append("approved")
+        except ReviewConflict:
+            answers.append("conflict")
+
+    threads = [
+        threading.Thread(target=approve),
+        threading.Thread(
+            target=pg.record_outcome, args=(iid, Outcome(OutcomeKind.ESCALATED, "gone", at(40)))
+        ),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    # Approved then withdrawn by the close, or withdrawn first and the approval refused.
+    assert answers in (["approved"], ["conflict"])
+    view = pg.get_action(action_id)
+    assert view is not None and view.status is ActionStatus.EXPIRED
+    assert pg.incident(iid).status is IncidentStatus.RESOLVED
+    assert pg.approved_actions() == []

@@ -283,3 +283,31 @@ def test_readyz_reports_an_unreachable_store(tmp_path: Path) -> None:
     broken.close()
     assert answer.status_code == 503
     assert answer.json()["reasons"][0].startswith("audit store unavailable")
+
+
+def test_approving_an_action_of_a_resolved_incident_is_a_409_naming_it(tmp_path: Path) -> None:
+    """A database written before closing an incident withdrew its pending action can
+    still hold one: reviewing it would reopen a resolved incident."""
+    path = tmp_path / "audit.db"
+    store = AuditStore(f"sqlite:///{path}")
+    iid = store.open_incident(finding())
+    pending = ActionRecord(
+        ActionKind.RESTART, CART, {"verb": "PATCH"}, ActionStatus.PENDING_APPROVAL, at(10), at(10)
+    )
+    action_id = store.record_action(iid, pending)
+    store.record_outcome(iid, Outcome(OutcomeKind.ESCALATED, "a person must look", at(60)))
+    with sqlite3.connect(path) as db:  # the action as an earlier version left it
+        db.execute("UPDATE actions SET status = 'pending_approval' WHERE id = ?", (action_id,))
+    operator = "operator-token"
+    settings = Settings(
+        api={"tokens": [{"name": "olga", "role": "operator", "sha256": hash_token(operator)}]}
+    )
+    headers = {"Authorization": f"Bearer {operator}"}
+    with TestClient(create_app(store=store, settings=settings), headers=headers) as client:
+        answer = client.post(f"/api/v1/actions/{action_id}/approve", json={"reason": "go"})
+    store.close()
+    assert answer.status_code == 409
+    assert answer.json()["detail"] == (
+        f"incident {iid} is resolved: an approval cannot move it to open "
+        "(only from pending_approval)"
+    )

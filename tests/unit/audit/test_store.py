@@ -234,7 +234,10 @@ def test_action_history(store: AuditStore) -> None:
     store.record_action(cart, action(CART, t=-600, status=ActionStatus.FAILED))
     store.record_action(search, action(SEARCH, t=-300))
     store.record_action(search, action(SEARCH, t=-60, status=ActionStatus.BLOCKED))
-    store.record_action(ledger, action(LEDGER, t=-30, status=ActionStatus.PENDING_APPROVAL))
+    pending = store.record_action(
+        ledger, action(LEDGER, t=-30, status=ActionStatus.PENDING_APPROVAL)
+    )
+    store.approve_action(pending, by="ana", reason="go", at=at(-20))
     store.record_action(ledger, action(LEDGER, t=120))  # after now: not yet in the window
     closed = store.open_incident(finding(SEARCH))
     store.record_action(closed, action(SEARCH, t=-7000))

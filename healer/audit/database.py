@@ -1,0 +1,169 @@
+"""The one engine and session factory every role of the audit store shares.
+
+``Database`` opens the engine, runs the migrations and hands out short sessions: one
+per method call, from a sessionmaker, so the daemon thread writes while API threads
+read. The roles (``log.py``, ``review.py``, ``labels.py``, ``kept.py``) are written over
+it, and ``AuditStore`` (``store.py``) is all of them on one ``Database``.
+
+Decisions:
+
+- On SQLite, WAL lets readers run beside the writer; pysqlite's own transaction
+  handling is switched off so that reads see one snapshot and writes begin with
+  ``BEGIN IMMEDIATE`` (take the write lock first, wait up to ``busy_timeout``) instead of
+  failing with "database is locked" when upgrading a read lock.
+- Database errors become ``StoreError`` here, naming what was being done, with the
+  database's own message on one line.
+- Every step row carries ``actor``: the identity of the daemon that wrote it (by default
+  ``hostname:pid``; under leader election, the Lease holder identity) or, for reviews
+  and feedback, the person's token name.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import create_engine, event, func, select
+from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.pool import StaticPool
+
+from healer.audit import migrate
+from healer.audit.tables import StepKind, StepRow
+from healer.errors import StoreError
+from healer.types import JsonObject
+
+SQLITE_BUSY_TIMEOUT_MS = 5000
+"""How long a SQLite writer waits for another writer's lock. Writes are single short
+transactions (milliseconds), so five seconds means something is stuck, not busy."""
+
+_BEGIN_OPTION = "healer_sqlite_begin"
+"""Execution option read by the SQLite ``begin`` hook: the statement that opens a transaction."""
+
+
+def default_identity() -> str:
+    """``hostname:pid``: tells apart two daemons on one host and two hosts."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+class Database:
+    """An opened, migrated database with reading and writing sessions.
+
+    Thread-safe: each ``_read`` or ``_write`` is its own session. ``identity`` is written
+    as the ``actor`` of every step recorded for the daemon.
+    """
+
+    def __init__(self, url: str, *, identity: str | None = None) -> None:
+        self.identity = identity or default_identity()
+        try:
+            self._engine = _create_engine(url)
+            # Take SQLite's write lock first: two processes opening one new file at once
+            # then migrate one after the other instead of failing on a lock upgrade.
+            migrate.upgrade(self._engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"}))
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot open audit store: {_brief(exc)}") from exc
+        self._reader = sessionmaker(self._engine, expire_on_commit=False)
+        writer_bind = self._engine.execution_options(**{_BEGIN_OPTION: "BEGIN IMMEDIATE"})
+        self._writer = sessionmaker(writer_bind, expire_on_commit=False)
+        self._writes = 0
+        self._count_lock = threading.Lock()
+
+    @property
+    def write_count(self) -> int:
+        """How many writes this store has committed: a reader that saw the same count
+        before and after reading saw no write of this process in between. Caches of
+        what was read key on it (``healer.api.listing``); writes by other processes
+        sharing the database do not count."""
+        return self._writes
+
+    def close(self) -> None:
+        self._engine.dispose()
+
+    def _append(
+        self,
+        session: Session,
+        incident_id: int,
+        kind: StepKind,
+        at: datetime,
+        data: JsonObject,
+        *,
+        actor: str | None = None,
+    ) -> StepRow:
+        """Add a step at the end of the incident's timeline, in the write under way."""
+        last = session.scalar(
+            select(func.max(StepRow.seq)).where(StepRow.incident_id == incident_id)
+        )
+        step = StepRow(
+            incident_id=incident_id,
+            seq=(last or 0) + 1,
+            kind=kind,
+            at=at,
+            data=data,
+            actor=actor or self.identity,
+        )
+        session.add(step)
+        return step
+
+    @contextmanager
+    def _write(self, what: str) -> Iterator[Session]:
+        """A session that commits on success; database errors become StoreError."""
+        try:
+            with self._writer.begin() as session:
+                yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot {what}: {_brief(exc)}") from exc
+        finally:
+            # Counted after the commit (or a rollback, which is harmless to count): a
+            # reader reads the count before its query, so a page it caches under the old
+            # count is never served after the write became visible.
+            with self._count_lock:
+                self._writes += 1
+
+    @contextmanager
+    def _read(self, what: str) -> Iterator[Session]:
+        try:
+            with self._reader() as session, session.begin():
+                yield session
+        except SQLAlchemyError as exc:
+            raise StoreError(f"cannot {what}: {_brief(exc)}") from exc
+
+
+def _brief(exc: Exception) -> str:
+    """The database's own message, on one line (SQLAlchemy appends a help link)."""
+    original = getattr(exc, "orig", None) or exc
+    return str(original).strip().splitlines()[0] if str(original).strip() else repr(exc)
+
+
+def _create_engine(url: str) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite":
+        return create_engine(parsed, pool_pre_ping=True)
+    in_memory = parsed.database in (None, "", ":memory:")
+    # An in-memory database lives in one connection: share it between threads.
+    extra: dict[str, Any] = (
+        {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}} if in_memory else {}
+    )
+    engine = create_engine(parsed, **extra)
+    event.listen(engine, "connect", _on_sqlite_connect)
+    event.listen(engine, "begin", _on_sqlite_begin)
+    return engine
+
+
+def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    # Any: the DB-API connection is untyped (sqlite3.Connection behind SQLAlchemy's proxy).
+    dbapi_connection.isolation_level = None  # we emit BEGIN ourselves, see _on_sqlite_begin
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.close()
+
+
+def _on_sqlite_begin(conn: Connection) -> None:
+    conn.exec_driver_sql(conn.get_execution_options().get(_BEGIN_OPTION, "BEGIN"))

@@ -1,0 +1,52 @@
+"""What the daemon keeps across restarts: named values, and where it left off.
+
+The incidents a previous run left unresolved, the time of the newest step (a simulated
+clock resumes after it), and named values such as the HPA floors raised and not yet
+handed back. ``DaemonState`` (``roles.py``) is this role as the daemon sees it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from healer.audit import views
+from healer.audit.database import Database
+from healer.audit.tables import GuardStateRow, IncidentRow, StepRow
+from healer.types import Incident, IncidentStatus, JsonObject
+
+
+class SqlDaemonState(Database):
+    """The daemon's kept state on the shared database (``AuditStore`` is one)."""
+
+    def save_state(self, key: str, value: JsonObject, *, at: datetime) -> None:
+        """Keep a named value across restarts (last cycle, leader); replaces the old one."""
+        with self._write(f"save state {key}") as session:
+            row = session.get(GuardStateRow, key, with_for_update=True)
+            if row is None:
+                session.add(GuardStateRow(key=key, value=value, updated=at, actor=self.identity))
+            else:
+                row.value, row.updated, row.actor = value, at, self.identity
+
+    def load_state(self, key: str) -> JsonObject | None:
+        with self._read(f"read state {key}") as session:
+            row = session.get(GuardStateRow, key)
+            return dict(row.value) if row is not None else None
+
+    def unresolved(self) -> list[Incident]:
+        """Incidents not yet RESOLVED, oldest first, rebuilt for a restarted daemon.
+
+        ``finding`` is the peak finding; the other fields are the latest of their kind.
+        """
+        query = select(IncidentRow).where(IncidentRow.status != IncidentStatus.RESOLVED)
+        with self._read("read unresolved incidents") as session:
+            rows = session.scalars(query.order_by(IncidentRow.id)).all()
+            return [views.rebuild(row, views.steps_of(session, row.id)) for row in rows]
+
+    def latest_at(self) -> datetime | None:
+        """When the newest step of any incident happened; None for an empty store. A
+        simulated clock resumes after it (``healer demo`` on an earlier ``--db``)."""
+        with self._read("read the time of the latest step") as session:
+            latest: datetime | None = session.scalar(select(func.max(StepRow.at)))
+            return latest

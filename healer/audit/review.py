@@ -1,0 +1,188 @@
+"""The review queue: what people read, approve, reject and label, through the API.
+
+Incidents listed and read with their timelines, actions awaiting a person, the reviews
+themselves, operators' labels, and the counts ``/metrics`` and the status page show.
+``ReviewQueue`` (``roles.py``) is this role as the API sees it.
+
+Decisions:
+
+- Approving marks a pending action ``approved``; the daemon's next cycle finds it
+  (``approved_actions``), runs it through the guards again and records the result,
+  which completes that same row. Rejecting closes the incident as escalated.
+- A review's status change goes through ``status.move``, the same as the daemon's: an
+  action of an incident already resolved is refused (IllegalTransition), changing nothing.
+- Steps a person writes carry the person's token name as ``actor``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import func, select
+
+from healer.audit import serialize, status, views
+from healer.audit.database import Database
+from healer.audit.status import Move
+from healer.audit.tables import ActionRow, FeedbackRow, GuardVerdictRow, IncidentRow, StepKind
+from healer.audit.views import ActionView, FeedbackInput, IncidentDetail, IncidentSummary
+from healer.errors import ReviewConflict, UnknownRecord
+from healer.types import (
+    ActionKind,
+    ActionStatus,
+    Cause,
+    Feedback,
+    IncidentStatus,
+    JsonObject,
+    Outcome,
+    OutcomeKind,
+)
+
+
+class SqlReviewQueue(Database):
+    """The review queue on the shared database (``AuditStore`` is one)."""
+
+    def list_incidents(
+        self,
+        *,
+        status: IncidentStatus | None = None,
+        namespace: str | None = None,
+        workload: str | None = None,
+        cause: Cause | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[IncidentSummary]:
+        """Newest first. ``before_id`` is a keyset cursor: pass the last id of a page.
+        ``since``/``until`` bound the time the incident opened (inclusive, exclusive)."""
+        # Columns, not ORM entities: a page is read-only, and skipping the identity map
+        # makes listing several times cheaper (bench/api_incidents.py).
+        query = select(*views.SUMMARY_COLUMNS).order_by(IncidentRow.id.desc()).limit(limit)
+        for column, value in (
+            (IncidentRow.status, status),
+            (IncidentRow.namespace, namespace),
+            (IncidentRow.name, workload),
+            (IncidentRow.cause, cause),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if since is not None:
+            query = query.where(IncidentRow.opened >= since)
+        if until is not None:
+            query = query.where(IncidentRow.opened < until)
+        if before_id is not None:
+            query = query.where(IncidentRow.id < before_id)
+        with self._read("list incidents") as session:
+            return [views.summary(row) for row in session.execute(query)]
+
+    def get_incident(self, incident_id: int) -> IncidentDetail | None:
+        with self._read(f"read incident {incident_id}") as session:
+            row = session.get(IncidentRow, incident_id)
+            return views.detail(session, row) if row is not None else None
+
+    def actions(self, *, status: ActionStatus | None = None, limit: int = 500) -> list[ActionView]:
+        """Actions newest first, optionally only those with ``status``."""
+        query = select(ActionRow).order_by(ActionRow.id.desc()).limit(limit)
+        if status is not None:
+            query = query.where(ActionRow.status == status)
+        with self._read("list actions") as session:
+            return [views.action_view(a) for a in session.scalars(query)]
+
+    def get_action(self, action_id: int) -> ActionView | None:
+        with self._read(f"read action {action_id}") as session:
+            row = session.get(ActionRow, action_id)
+            return views.action_view(row) if row is not None else None
+
+    def approved_actions(self) -> list[ActionView]:
+        """Approved actions not yet taken, oldest first: the daemon's work from people."""
+        query = select(ActionRow).where(ActionRow.status == ActionStatus.APPROVED)
+        with self._read("read approved actions") as session:
+            return [views.action_view(a) for a in session.scalars(query.order_by(ActionRow.id))]
+
+    def approve_action(self, action_id: int, *, by: str, reason: str, at: datetime) -> ActionView:
+        """Mark a pending action approved; the daemon takes it on its next cycle.
+
+        Raises UnknownRecord for an unknown id, ReviewConflict when it is not pending,
+        IllegalTransition when its incident is resolved. Changes nothing when it raises.
+        """
+        return self._review(action_id, ActionStatus.APPROVED, by=by, reason=reason, at=at)
+
+    def reject_action(self, action_id: int, *, by: str, reason: str, at: datetime) -> ActionView:
+        """Mark a pending action rejected and close its incident as escalated."""
+        return self._review(action_id, ActionStatus.REJECTED, by=by, reason=reason, at=at)
+
+    def _review(
+        self, action_id: int, decision: ActionStatus, *, by: str, reason: str, at: datetime
+    ) -> ActionView:
+        verb = "approve" if decision is ActionStatus.APPROVED else "reject"
+        with self._write(f"{verb} action {action_id}") as session:
+            action = session.get(ActionRow, action_id, with_for_update=True)
+            if action is None:
+                raise UnknownRecord(f"action {action_id} not found")
+            if action.status is not ActionStatus.PENDING_APPROVAL:
+                raise ReviewConflict(
+                    f"action {action_id} is {action.status}, not pending_approval: "
+                    f"only a pending action can be {verb}d"
+                )
+            action.status, action.reviewed_by = decision, by
+            action.reviewed_at, action.review_reason = at, reason
+            row = views.locked_incident(session, action.incident_id)
+            row.action_status = decision
+            review: JsonObject = {
+                "action_id": action_id,
+                "decision": str(decision),
+                "reason": reason,
+            }
+            self._append(session, row.id, StepKind.REVIEW, at, review, actor=by)
+            if decision is ActionStatus.APPROVED:
+                status.move(row, Move.APPROVED)
+            else:
+                evidence = f"{action.kind} rejected by {by}: {reason}"
+                outcome = Outcome(OutcomeKind.ESCALATED, evidence, at)
+                status.close(row, outcome)
+                data = serialize.to_json_object(outcome)
+                self._append(session, row.id, StepKind.OUTCOME, at, data, actor=by)
+            return views.action_view(action)
+
+    def record_feedback(self, incident_id: int, label: FeedbackInput) -> Feedback:
+        """Label an incident. The window runs from the finding's onset to the incident's
+        close, or to the label's time while it is open. Later labels add to earlier ones;
+        ``feedback()`` gives all of them and training takes the latest per incident."""
+        with self._write(f"record feedback on incident {incident_id}") as session:
+            row = views.locked_incident(session, incident_id)
+            end = row.closed or max(label.at, row.opened)
+            feedback_row = FeedbackRow(
+                incident_id=incident_id,
+                verdict=label.verdict,
+                cause=label.cause,
+                right_action=label.right_action,
+                note=label.note,
+                by=label.by,
+                at=label.at,
+                window_start=row.opened,
+                window_end=end,
+            )
+            session.add(feedback_row)
+            session.flush()
+            feedback = views.feedback(feedback_row, row)
+            data = serialize.to_json_object(feedback)
+            self._append(session, incident_id, StepKind.FEEDBACK, label.at, data, actor=label.by)
+            return feedback
+
+    def action_counts(self) -> dict[tuple[ActionKind, ActionStatus], int]:
+        """Actions recorded, by kind and status: ``healer_actions_total``."""
+        query = select(ActionRow.kind, ActionRow.status, func.count()).group_by(
+            ActionRow.kind, ActionRow.status
+        )
+        with self._read("count actions") as session:
+            return {(k, s): n for k, s, n in session.execute(query)}
+
+    def guard_block_counts(self) -> dict[str, int]:
+        """Plans each guard blocked: ``healer_guard_blocks_total``."""
+        query = (
+            select(GuardVerdictRow.guard, func.count())
+            .where(GuardVerdictRow.passed.is_(False))
+            .group_by(GuardVerdictRow.guard)
+        )
+        with self._read("count guard blocks") as session:
+            return {g: n for g, n in session.execute(query)}

@@ -1,0 +1,175 @@
+"""The audit store by role: one interface per kind of client, each no wider than it needs.
+
+::
+
+    DaemonLog        the cycle: findings, diagnoses, plans, actions, outcomes; the
+                     incident and action history it decides on       (healer.daemon)
+    DaemonState      what the daemon keeps across restarts: named values, unresolved
+                     incidents, where it left off          (healer.daemon, resume)
+    ReviewQueue      what people read, approve, reject and label, and the counts
+                     the API shows                                     (healer.api)
+    TrainingLabels   operators' labels and the rows they label
+                                         (healer train, train-diagnoser, notebooks)
+
+``AuditStore`` (``store.py``) is all four on one database; a client is typed against
+the one it uses, so a test can hand it a small fake and a reader of the client sees what
+it may touch. Incident status changes only in ``status.py``, whichever role asks.
+
+Decisions:
+
+- Protocols, not base classes: an implementation needs no import of this module, and
+  the implementations (``log.py``, ``kept.py``, ``review.py``, ``labels.py``) stay free
+  to share one engine and session factory (``database.py``).
+- The roles overlap where a client truly reads what another writes: the daemon reads the
+  approved actions of the review queue, the API reads the action history the guards
+  read, to show the guards' state.
+- This module imports no SQL: the API imports it and ``views.py`` only (an
+  import-linter contract keeps it so).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Protocol
+
+from healer.audit.views import ActionView, FeedbackInput, IncidentDetail, IncidentSummary
+from healer.types import (
+    ActionHistory,
+    ActionKind,
+    ActionRecord,
+    ActionStatus,
+    Cause,
+    Diagnosis,
+    Feedback,
+    Finding,
+    Frame,
+    Incident,
+    IncidentStatus,
+    JsonObject,
+    Outcome,
+    Plan,
+)
+
+__all__ = ["DaemonLog", "DaemonState", "DaemonStore", "ReviewQueue", "TrainingLabels"]
+
+
+class DaemonLog(Protocol):
+    """What the cycle writes, each step committed before the next starts, and what it
+    reads back to decide."""
+
+    def open_incident(self, finding: Finding, *, frame: Frame | None = None) -> int: ...
+
+    def record_finding(self, incident_id: int, finding: Finding) -> None: ...
+
+    def record_diagnosis(
+        self,
+        incident_id: int,
+        diagnosis: Diagnosis,
+        *,
+        at: datetime | None = None,
+        features: Mapping[str, float] | None = None,
+    ) -> None: ...
+
+    def record_plan(self, incident_id: int, plan: Plan, *, at: datetime | None = None) -> None: ...
+
+    def record_action(self, incident_id: int, action: ActionRecord) -> int: ...
+
+    def record_outcome(self, incident_id: int, outcome: Outcome) -> None: ...
+
+    def expire_pending(self, incident_id: int, outcome: Outcome) -> ActionView | None: ...
+
+    def incident(self, incident_id: int) -> Incident: ...
+
+    def get_incident(self, incident_id: int) -> IncidentDetail | None: ...
+
+    def action_history(self, *, now: datetime, window_s: float) -> ActionHistory: ...
+
+    def approved_actions(self) -> list[ActionView]: ...
+
+    def get_action(self, action_id: int) -> ActionView | None: ...
+
+
+class DaemonState(Protocol):
+    """What the daemon keeps across restarts and picks up when it starts again."""
+
+    def save_state(self, key: str, value: JsonObject, *, at: datetime) -> None: ...
+
+    def load_state(self, key: str) -> JsonObject | None: ...
+
+    def unresolved(self) -> list[Incident]: ...
+
+    def latest_at(self) -> datetime | None: ...
+
+    def list_incidents(
+        self, *, status: IncidentStatus | None = None, limit: int = 50
+    ) -> list[IncidentSummary]:
+        """Newest first: a restarted daemon reads the latest resolved ones to hold again
+        the workloads the anomaly brake held."""
+        ...
+
+
+class DaemonStore(DaemonLog, DaemonState, Protocol):
+    """Everything the daemon uses: its log and its kept state."""
+
+
+class ReviewQueue(Protocol):
+    """What the API reads, approves, rejects and labels, and the counts it shows."""
+
+    @property
+    def write_count(self) -> int:
+        """Writes committed by this process: caches of what was read key on it."""
+        ...
+
+    @property
+    def identity(self) -> str:
+        """The daemon writing beside the API: the leader when there is no election."""
+        ...
+
+    def list_incidents(
+        self,
+        *,
+        status: IncidentStatus | None = None,
+        namespace: str | None = None,
+        workload: str | None = None,
+        cause: Cause | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[IncidentSummary]: ...
+
+    def get_incident(self, incident_id: int) -> IncidentDetail | None: ...
+
+    def actions(
+        self, *, status: ActionStatus | None = None, limit: int = 500
+    ) -> list[ActionView]: ...
+
+    def get_action(self, action_id: int) -> ActionView | None: ...
+
+    def approved_actions(self) -> list[ActionView]: ...
+
+    def approve_action(
+        self, action_id: int, *, by: str, reason: str, at: datetime
+    ) -> ActionView: ...
+
+    def reject_action(
+        self, action_id: int, *, by: str, reason: str, at: datetime
+    ) -> ActionView: ...
+
+    def record_feedback(self, incident_id: int, label: FeedbackInput) -> Feedback: ...
+
+    def action_counts(self) -> dict[tuple[ActionKind, ActionStatus], int]: ...
+
+    def guard_block_counts(self) -> dict[str, int]: ...
+
+    def action_history(self, *, now: datetime, window_s: float) -> ActionHistory: ...
+
+
+class TrainingLabels(Protocol):
+    """What training reads: operators' labels, and the diagnoser's row kept with each
+    incident's latest diagnosis, by incident id."""
+
+    def feedback(self, since: datetime | None = None) -> list[Feedback]: ...
+
+    def diagnosis_features(self) -> dict[int, dict[str, float]]: ...

@@ -1,0 +1,242 @@
+"""What the store's readers get back: incidents, steps and actions as values, not rows.
+
+Every role of the store (the daemon's log, the review queue, training labels) hands out
+these frozen dataclasses, built from rows by the functions below, so that no session or
+ORM object leaves ``healer.audit``.
+
+Decisions:
+
+- ``Incident`` (``healer.types``) is the incident as the daemon holds it, rebuilt from
+  its steps (``rebuild``); ``IncidentSummary`` and ``IncidentDetail`` are the incident
+  as people list and read it, straight from the summary columns and the timeline.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Row
+from sqlalchemy.orm import Session
+
+from healer.audit import serialize
+from healer.audit.tables import ActionRow, FeedbackRow, IncidentRow, StepKind, StepRow
+from healer.errors import StoreError, UnknownRecord
+from healer.types import (
+    ActionKind,
+    ActionStatus,
+    Cause,
+    Feedback,
+    Incident,
+    IncidentStatus,
+    JsonObject,
+    OutcomeKind,
+    Verdict,
+    WorkloadRef,
+)
+
+
+@dataclass(frozen=True)
+class IncidentSummary:
+    """One incident as listed: what people filter and sort on."""
+
+    id: int
+    workload: WorkloadRef
+    status: IncidentStatus
+    opened: datetime
+    closed: datetime | None
+    score: float
+    """Peak anomaly score over the incident's findings."""
+    cause: Cause | None
+    confidence: float | None
+    action: ActionKind | None
+    """Kind of the latest action recorded."""
+    action_status: ActionStatus | None
+    outcome: OutcomeKind | None
+    last_seen: datetime
+    """Time of the latest finding."""
+
+
+@dataclass(frozen=True)
+class TimelineStep:
+    kind: StepKind
+    at: datetime
+    data: JsonObject
+    """The recorded value in its JSON form (``healer.audit.serialize.to_json``)."""
+    actor: str = ""
+    """Who wrote it: the daemon's identity, or the person's token name for reviews."""
+
+
+@dataclass(frozen=True)
+class ActionView:
+    """One action as people review it: what it is for, what it asks, how it went."""
+
+    id: int
+    incident_id: int
+    kind: ActionKind
+    workload: WorkloadRef
+    status: ActionStatus
+    intent: JsonObject
+    request: JsonObject
+    response: JsonObject | None
+    created: datetime
+    started: datetime | None
+    finished: datetime | None
+    error: str | None
+    reviewed_by: str | None
+    reviewed_at: datetime | None
+    review_reason: str | None
+    actor: str
+
+
+@dataclass(frozen=True)
+class IncidentDetail:
+    summary: IncidentSummary
+    timeline: tuple[TimelineStep, ...]
+    """Every recorded step, in the order it was recorded."""
+    actions: tuple[ActionView, ...] = ()
+    """Every action of the incident, oldest first."""
+
+
+@dataclass(frozen=True)
+class FeedbackInput:
+    """An operator's label as given; the store fills in the workload and the window."""
+
+    verdict: Verdict
+    cause: Cause | None
+    right_action: ActionKind | None
+    by: str
+    at: datetime
+    note: str = ""
+
+
+SUMMARY_COLUMNS = (
+    IncidentRow.id,
+    IncidentRow.namespace,
+    IncidentRow.kind,
+    IncidentRow.name,
+    IncidentRow.status,
+    IncidentRow.opened,
+    IncidentRow.closed,
+    IncidentRow.score,
+    IncidentRow.cause,
+    IncidentRow.confidence,
+    IncidentRow.action,
+    IncidentRow.action_status,
+    IncidentRow.outcome,
+    IncidentRow.last_seen,
+)
+"""The columns of an ``IncidentSummary``: a listing selects these, not whole rows."""
+
+
+def locked_incident(session: Session, incident_id: int) -> IncidentRow:
+    """The incident's row, locked for the write under way; UnknownRecord if none."""
+    row = session.get(IncidentRow, incident_id, with_for_update=True)
+    if row is None:
+        raise UnknownRecord(f"incident {incident_id} not found")
+    return row
+
+
+def steps_of(session: Session, incident_id: int) -> list[StepRow]:
+    query = select(StepRow).where(StepRow.incident_id == incident_id).order_by(StepRow.seq)
+    return list(session.scalars(query))
+
+
+def latest_step(session: Session, incident_id: int, kind: StepKind) -> JsonObject | None:
+    query = (
+        select(StepRow.data)
+        .where(StepRow.incident_id == incident_id, StepRow.kind == kind)
+        .order_by(StepRow.seq.desc())
+        .limit(1)
+    )
+    return session.scalar(query)
+
+
+def summary(row: IncidentRow | Row[Any, *tuple[Any, ...]]) -> IncidentSummary:
+    return IncidentSummary(
+        id=row.id,
+        workload=WorkloadRef(row.namespace, row.kind, row.name),
+        status=row.status,
+        opened=row.opened,
+        closed=row.closed,
+        score=row.score,
+        cause=row.cause,
+        confidence=row.confidence,
+        action=row.action,
+        action_status=row.action_status,
+        outcome=row.outcome,
+        last_seen=row.last_seen,
+    )
+
+
+def detail(session: Session, row: IncidentRow) -> IncidentDetail:
+    """The incident with its whole timeline and every action, as one read."""
+    timeline = tuple(
+        TimelineStep(kind=s.kind, at=s.at, data=s.data, actor=s.actor)
+        for s in steps_of(session, row.id)
+    )
+    actions = session.scalars(
+        select(ActionRow).where(ActionRow.incident_id == row.id).order_by(ActionRow.id)
+    )
+    return IncidentDetail(
+        summary=summary(row), timeline=timeline, actions=tuple(action_view(a) for a in actions)
+    )
+
+
+def action_view(row: ActionRow) -> ActionView:
+    return ActionView(
+        id=row.id,
+        incident_id=row.incident_id,
+        kind=row.kind,
+        workload=WorkloadRef(row.namespace, row.workload_kind, row.name),
+        status=row.status,
+        intent=row.intent,
+        request=row.request,
+        response=row.response,
+        created=row.created,
+        started=row.started,
+        finished=row.finished,
+        error=row.error,
+        reviewed_by=row.reviewed_by,
+        reviewed_at=row.reviewed_at,
+        review_reason=row.review_reason,
+        actor=row.actor,
+    )
+
+
+def feedback(label: FeedbackRow, incident: IncidentRow) -> Feedback:
+    return Feedback(
+        incident_id=label.incident_id,
+        workload=WorkloadRef(incident.namespace, incident.kind, incident.name),
+        verdict=label.verdict,
+        window_start=label.window_start,
+        window_end=label.window_end,
+        cause=label.cause,
+        right_action=label.right_action,
+        by=label.by,
+        at=label.at,
+        note=label.note,
+    )
+
+
+def rebuild(row: IncidentRow, steps: list[StepRow]) -> Incident:
+    """The incident as the daemon holds it: the peak finding (a finding step is written
+    only on a new peak) and the latest diagnosis, plan, action and outcome."""
+    latest = {step.kind: step.data for step in steps}  # later steps overwrite earlier ones
+    if StepKind.FINDING not in latest:
+        raise StoreError(f"incident {row.id} has no finding step")
+    diagnosis, plan = latest.get(StepKind.DIAGNOSIS), latest.get(StepKind.PLAN)
+    action, outcome = latest.get(StepKind.ACTION), latest.get(StepKind.OUTCOME)
+    return Incident(
+        id=row.id,
+        workload=WorkloadRef(row.namespace, row.kind, row.name),
+        status=row.status,
+        opened=row.opened,
+        finding=serialize.finding_from_json(latest[StepKind.FINDING]),
+        diagnosis=serialize.diagnosis_from_json(diagnosis) if diagnosis else None,
+        plan=serialize.plan_from_json(plan) if plan else None,
+        action=serialize.action_from_json(action) if action else None,
+        outcome=serialize.outcome_from_json(outcome) if outcome else None,
+    )
