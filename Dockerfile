@@ -4,6 +4,9 @@
 # virtualenv and the models onto a slim Python, and runs as an unprivileged user with a
 # read-only root filesystem (deploy/deployment.yaml), so nothing is written at run time
 # except under /tmp and the store's volume.
+# The image runs `healer run` only: it installs healer without the `sim` extra, and
+# .dockerignore leaves the simulated cluster (healer/sim) and the chaos benchmark
+# (healer/chaos) out of the build context, so neither they nor their dependencies ship.
 
 FROM python:3.11-slim AS build
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1

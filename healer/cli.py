@@ -626,11 +626,30 @@ def bench_chaos(
     chaos(names, seeds=seeds, json_out=json_out, plots=plots, config=config, jobs=jobs, start=start)
 
 
+# What the `sim` extra installs: the simulated cluster, the chaos benchmark, and the
+# packages only they import (pyproject.toml).
+SIM_EXTRA_MODULES = ("healer.sim", "healer.chaos", "jsonpatch", "matplotlib")
+
+
+def _needs_sim_extra(exc: ModuleNotFoundError) -> bool:
+    name = exc.name or ""
+    return any(name == m or name.startswith(f"{m}.") for m in SIM_EXTRA_MODULES)
+
+
 def main() -> None:
     try:
         app()
     except HealerError as exc:
         typer.echo(f"healer: error: {exc}", err=True)
+        sys.exit(2)
+    except ModuleNotFoundError as exc:
+        if not _needs_sim_extra(exc):
+            raise
+        typer.echo(
+            f"healer: error: this command needs the simulated cluster ({exc.name} is "
+            "missing): install healer[sim], e.g. pip install 'healer[sim]'",
+            err=True,
+        )
         sys.exit(2)
     except KeyboardInterrupt:  # Ctrl-C before a command installed its own handler
         sys.exit(130)

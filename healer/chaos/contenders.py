@@ -38,6 +38,7 @@ from healer.sim.cluster import Cluster
 from healer.sim.objects import K8s
 from healer.sim.scenario import Event, Scenario
 from healer.sim.source import SimSource
+from healer.sim.state import ClusterState, Now
 from healer.types import ActionRecord, ActionStatus, Plan, WorkloadRef, WorkloadState
 
 CONTENDERS = ("kubernetes", "static", "healer-cold", "healer")
@@ -112,30 +113,29 @@ class ChaosCluster(Cluster):
             i: [] for i, e in enumerate(scenario.events) if e.expect != "none"
         }
         super().__init__(scenario)
+        self.state.kill_listeners.append(self._killed)
+        self.tick = (*self.tick, self)  # after the sampler: one flag per sample
 
-    def _kill(self, pod: K8s, slot: int, reason: str, exit_code: int) -> None:
+    def _killed(self, pod: K8s, reason: str, now: Now) -> None:
         owner = pod["metadata"]["ownerReferences"][0]["name"].rsplit("-", 1)[0]
-        self.kills.append((self.clock.now_s(), f"{pod['metadata']['namespace']}/{owner}", reason))
-        super()._kill(pod, slot, reason, exit_code)
+        self.kills.append((now.unix_s, f"{pod['metadata']['namespace']}/{owner}", reason))
 
-    def _record_sample(self) -> None:
-        super()._record_sample()
+    def reconcile(self, state: ClusterState, now: Now) -> None:
         for i, flags in self.cause_present.items():
-            flags.append(self._present(self.scenario.events[i]))
+            flags.append(self._present(self.scenario.events[i], now))
 
-    def _present(self, event: Event) -> bool:
-        if self.clock.elapsed_s < event.at_s or event.kind == "overload":
+    def _present(self, event: Event, now: Now) -> bool:
+        if now.elapsed_s < event.at_s or event.kind == "overload":
             return False
         namespace, name = event.workload.split("/", 1)
         dep = self.store.find("deployments", namespace, name)
-        pods = self._pods_of(dep) if dep is not None else []
+        pods = self.state.pods_of(dep) if dep is not None else []
         if event.kind in ("release", "crash_loop"):
             return any(p["spec"]["containers"][0]["image"] == event.image for p in pods)
-        now_s = self.clock.now_s()
         containers = [self.container(p) for p in pods]
         if event.kind == "cpu_hog":
             return any(c.burn_cores > 0 for c in containers)
-        return any(c.leak_from_s is not None and c.leak_from_s < now_s for c in containers)
+        return any(c.leak_from_s is not None and c.leak_from_s < now.unix_s for c in containers)
 
 
 def build_cluster(scenario: Scenario) -> ChaosCluster:

@@ -1,0 +1,139 @@
+"""Fault injection with ground truth: the scenario's events, started when they fall due.
+
+A memory leak or a runaway thread is put into the running containers; a traffic surge
+is recorded for the workloads' step; a release or a crash loop changes the image
+through the API, as a deploy pipeline's ``kubectl set image`` would. Windows (scrape
+gaps, slow-downs) are not started: the parts they concern read them from the scenario
+(``window_factors``, ``active``). Injected API failures (``ApiFaults``) are drawn per
+request by the API server.
+
+Decisions:
+
+* API faults draw from a random stream of their own (the scenario's seed + 1), so that
+  injecting them leaves the workloads' draws, and so a run's physics, alone.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+import numpy as np
+
+from healer.sim.scenario import ApiFault, Event, Scenario
+from healer.sim.state import ClusterState, Now, Overload
+
+
+class DeploymentPatcher(Protocol):
+    """The API verb a release goes through (the cluster's own)."""
+
+    def patch_deployment(
+        self, namespace: str, name: str, patch: Any, content_type: str, *, dry_run: bool = False
+    ) -> Any: ...
+
+
+class FaultInjector:
+    """Starts each scenario event when the clock reaches it, and keeps the list of those
+    started (the ground truth the benchmarks score against)."""
+
+    def __init__(self, scenario: Scenario, api: DeploymentPatcher) -> None:
+        self._api = api
+        self._pending = sorted(scenario.events, key=lambda e: e.at_s)
+        self.applied: list[tuple[float, Event]] = []
+
+    def reconcile(self, state: ClusterState, now: Now) -> None:
+        while self._pending and self._pending[0].at_s <= now.elapsed_s:
+            event = self._pending.pop(0)
+            self._apply(state, event, now)
+            self.applied.append((now.unix_s, event))
+
+    def _apply(self, state: ClusterState, event: Event, now: Now) -> None:
+        if event.workload == "*":
+            return
+        ns, name = event.workload.split("/", 1)
+        if event.kind in ("memory_leak", "cpu_hog"):
+            f = state.table.f
+            for pod in state.pods_of(state.store.get("deployments", ns, name)):
+                slot = state.slots[pod["metadata"]["uid"]]
+                if event.kind == "cpu_hog":
+                    f["burn_cores"][slot] = event.cores or 0.0
+                else:
+                    f["leak_from_s"][slot] = now.unix_s
+                    f["leak_bytes_per_s"][slot] = event.bytes_per_s or 0.0
+            if event.kind == "memory_leak" and event.recur_after_s:
+                state.faults.leaks[event.workload] = event
+        elif event.kind == "overload":
+            state.faults.overloads[event.workload] = Overload(
+                now.unix_s, event.factor or 2.0, event.ramp_s
+            )
+        elif event.kind in ("release", "crash_loop"):
+            # A deploy pipeline changing the image, as `kubectl set image` would.
+            container = {"name": name, "image": event.image}
+            patch = {"spec": {"template": {"spec": {"containers": [container]}}}}
+            self._api.patch_deployment(ns, name, patch, "application/strategic-merge-patch+json")
+
+
+class ApiFaults:
+    """The API failures to inject, and the stream they are drawn from."""
+
+    def __init__(self, faults: list[ApiFault], seed: int) -> None:
+        self.faults = faults
+        self._rng = np.random.default_rng(seed)
+
+    def draw(self, verb: str, elapsed_s: float) -> tuple[int | None, float]:
+        """For one request: the status to fail it with (or None) and the delay, seconds."""
+        for fault in self.faults:
+            active = fault.from_s <= elapsed_s < (fault.until_s or float("inf"))
+            if not active or (fault.verbs and verb not in fault.verbs):
+                continue
+            draw = float(self._rng.random())
+            for code, rate in (
+                (500, fault.error_500),
+                (409, fault.conflict_409),
+                (429, fault.throttle_429),
+                (403, fault.forbidden_403),
+            ):
+                if draw < rate:
+                    return code, fault.latency_s
+                draw -= rate
+            return None, fault.latency_s
+        return None, 0.0
+
+
+def active(scenario: Scenario, kind: str, workload: str, elapsed_s: float) -> Event | None:
+    """The window event of ``kind`` covering ``elapsed_s`` for ``workload``, if any."""
+    for event in scenario.events:
+        if (
+            event.kind == kind
+            and event.at_s <= elapsed_s < event.end_s
+            and event.workload in ("*", workload)
+        ):
+            return event
+    return None
+
+
+def window_factors(
+    state: ClusterState, kind: str, elapsed_s: float
+) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Per workload: the factor of the ``kind`` window covering now (1 outside one, 0 for a
+    window without a factor); the first window listed wins, as ``active``."""
+    factors = np.full(state.columns.count, np.nan)
+    for event in state.scenario.events:
+        if event.kind != kind or not event.at_s <= elapsed_s < event.end_s:
+            continue
+        value = event.factor if event.factor is not None else 0.0
+        if event.workload == "*":
+            factors[np.isnan(factors)] = value
+        else:
+            index = state.workload_index.get(event.workload)
+            if index is not None and np.isnan(factors[index]):
+                factors[index] = value
+    factors[np.isnan(factors)] = 1.0
+    return factors
+
+
+def surge(state: ClusterState, now: Now) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Per workload: the multiplier of its demand from a surge in progress (1 without)."""
+    multipliers = np.ones(state.columns.count)
+    for key, overload in state.faults.overloads.items():
+        multipliers[state.workload_index[key]] = overload.multiplier(now.unix_s)
+    return multipliers

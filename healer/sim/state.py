@@ -1,0 +1,209 @@
+"""What the simulated cluster's controllers share: the object store, the containers'
+runtime columns, the work queues, the random stream and the reading of the clock.
+
+Every controller is handed one ``ClusterState`` and works on it; none holds a
+reference to another's private state, so a new kind is a new controller, not an edit
+to the others. The store's write listener (``WorkQueues.on_change``) plays the
+informers' part: it queues what each write concerns for the controllers' next pass.
+
+Decisions:
+
+* One random stream (``rng``) for uids, generated names and the workloads' draws, in
+  the order the tick makes them: a run is reproducible per seed, and moving code
+  between controllers must not reorder the draws (the chaos benchmark's records stay
+  identical). API faults draw from a stream of their own (``healer.sim.faults``).
+* ``Now`` is read from the clock once per tick and passed to every controller: the
+  clock does not move within a tick, so all controllers see the same instant.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from healer.sim import workloads
+from healer.sim.clock import VirtualClock
+from healer.sim.containers import Container, ContainerTable
+from healer.sim.objects import K8s, ObjectStore, template_hash
+from healer.sim.scenario import Event, Scenario, WorkloadSpec
+
+REVISION = "deployment.kubernetes.io/revision"
+LATENCY_BUCKETS_S = workloads.LATENCY_BUCKETS_S
+
+
+@dataclass(frozen=True)
+class Now:
+    """One reading of the virtual clock: the instant, as UNIX seconds, and since the start."""
+
+    at: datetime
+    unix_s: float
+    elapsed_s: float
+
+    @classmethod
+    def of(cls, clock: VirtualClock) -> Now:
+        return cls(clock.now(), clock.now_s(), clock.elapsed_s)
+
+
+@dataclass
+class Overload:
+    """A traffic surge on one workload: ``factor`` times its demand after a linear ramp."""
+
+    start_s: float
+    factor: float
+    ramp_s: float
+
+    def multiplier(self, t_s: float) -> float:
+        if t_s < self.start_s:
+            return 1.0
+        progress = min(1.0, (t_s - self.start_s) / self.ramp_s) if self.ramp_s > 0 else 1.0
+        return 1.0 + (self.factor - 1.0) * progress
+
+
+@dataclass
+class FaultState:
+    """The faults in progress that outlive their event: surges and recurring leaks."""
+
+    overloads: dict[str, Overload] = field(default_factory=dict)
+    leaks: dict[str, Event] = field(default_factory=dict)  # recurring leaks, by workload
+
+
+@dataclass
+class WorkQueues:
+    """What changed since each controller's last pass, as informers feed controllers."""
+
+    deployments: set[tuple[str, str]] = field(default_factory=set)
+    statuses: set[tuple[str, str]] = field(default_factory=set)
+    replicasets: set[tuple[str, str]] = field(default_factory=set)
+    deleted_owners: list[str] = field(default_factory=list)  # uids the GC must follow
+
+
+def drain(queue: set[tuple[str, str]]) -> Iterable[tuple[str, str]]:
+    """The queued keys in name order (the order of a full pass); the queue starts afresh."""
+    keys = sorted(queue)
+    queue.clear()
+    return keys
+
+
+class ClusterState:
+    """The state every controller of the simulated cluster reads and writes."""
+
+    def __init__(self, scenario: Scenario, clock: VirtualClock) -> None:
+        self.scenario = scenario
+        self.clock = clock
+        self.rng = np.random.default_rng(scenario.seed)
+        self.store = ObjectStore(uid=self.new_uid)
+        self.specs: list[WorkloadSpec] = scenario.expanded()
+        by_key = {f"{w.namespace}/{w.name}": w for w in self.specs}
+        self.table = ContainerTable(len(LATENCY_BUCKETS_S))
+        self.slots: dict[str, int] = {}  # pod uid -> slot in the table
+        self.faults = FaultState()
+        self.queues = WorkQueues()
+        self.workload_index = {key: i for i, key in enumerate(by_key)}
+        self.columns = workloads.WorkloadColumns(list(by_key.values()))
+        self._hashes: dict[str, tuple[int, str]] = {}  # Deployment uid -> (generation, hash)
+        self.kill_listeners: list[Callable[[K8s, str, Now], None]] = []
+        """Called with (pod, reason, now) when a container dies (OOMKilled, Error)."""
+        self.store.listeners.append(self.on_change)
+
+    def now(self) -> Now:
+        return Now.of(self.clock)
+
+    def on_change(self, change: str, resource: str, obj: K8s) -> None:
+        """The informers' event handler: queue what the change concerns.
+
+        A pod's change concerns its ReplicaSet and that one's Deployment; a ReplicaSet's
+        change itself and its Deployment; a deleted owner its dependents (the GC's).
+        """
+        meta = obj["metadata"]
+        ns, name = meta["namespace"], meta["name"]
+        if resource not in ("deployments", "replicasets", "pods"):
+            return
+        if change == "DELETED" and resource != "pods":
+            self.queues.deleted_owners.append(meta["uid"])
+        if resource == "deployments":
+            index = self.workload_index.get(f"{ns}/{name}")
+            if index is not None:
+                self.columns.observe(index, None if change == "DELETED" else obj)
+        else:
+            replicaset = owner_name(obj) if resource == "pods" else name
+            self.queues.replicasets.add((ns, replicaset))
+            name = replicaset.rsplit("-", 1)[0] if resource == "pods" else owner_name(obj)
+        self.queues.deployments.add((ns, name))
+        self.queues.statuses.add((ns, name))
+
+    # ---- reads shared by the controllers -----------------------------------------------
+
+    def owned(self, resource: str, owner: K8s) -> list[K8s]:
+        return self.store.owned(resource, owner["metadata"]["uid"])
+
+    def pods_of(self, dep: K8s) -> list[K8s]:
+        return [p for rs in self.owned("replicasets", dep) for p in self.owned("pods", rs)]
+
+    def container(self, pod: K8s) -> Container:
+        return Container(self.table, self.slots[pod["metadata"]["uid"]])
+
+    def template_hash(self, dep: K8s) -> str:
+        """The pod-template-hash of the Deployment's template, recomputed on spec changes
+        only (every template change moves ``metadata.generation``)."""
+        meta = dep["metadata"]
+        cached = self._hashes.get(meta["uid"])
+        if cached is None or cached[0] != meta["generation"]:
+            cached = (meta["generation"], template_hash(dep["spec"]["template"]))
+            self._hashes[meta["uid"]] = cached
+        return cached[1]
+
+    # ---- writes shared by the controllers and the API ----------------------------------
+
+    def delete(self, resource: str, namespace: str, name: str) -> K8s:
+        """Delete at once (no graceful termination); a pod's container slot is freed."""
+        obj = self.store.delete(resource, namespace, name)
+        if resource == "pods":
+            slot = self.slots.pop(obj["metadata"]["uid"], None)
+            if slot is not None:
+                self.table.free(slot)
+        return obj
+
+    def new_uid(self) -> str:
+        high, low = (int(v) for v in self.rng.integers(0, 2**63, size=2))
+        return str(uuid.UUID(int=(high << 64) | low, version=4))
+
+    def suffix(self) -> str:
+        alphabet = "bcdfghjklmnpqrstvwxz2456789"  # the one Kubernetes uses for generated names
+        return "".join(alphabet[int(i)] for i in self.rng.integers(0, len(alphabet), 5))
+
+
+# ---- object helpers ----------------------------------------------------------------------
+
+
+def owner_name(obj: K8s) -> str:
+    return str(obj["metadata"]["ownerReferences"][0]["name"])
+
+
+def deployment_of(pod: K8s) -> str:
+    """The Deployment a pod belongs to: its ReplicaSet's name less the template hash."""
+    return owner_name(pod).rsplit("-", 1)[0]
+
+
+def revision(rs: K8s) -> int:
+    return int(rs["metadata"].get("annotations", {}).get(REVISION, "0"))
+
+
+def pod_ready(pod: K8s) -> bool:
+    return any(
+        c["type"] == "Ready" and c["status"] == "True" for c in pod["status"].get("conditions", [])
+    )
+
+
+def owner_ref(owner: K8s) -> K8s:
+    return {
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": True,
+        "blockOwnerDeletion": True,
+    }
