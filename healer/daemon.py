@@ -12,12 +12,15 @@ anomalous is acted on once, not once per cycle. After its outcome, an incident i
 watched until the workload has been quiet for ``verify_stable_s``; only then can a new
 incident open for that workload.
 
-Remediation is verified against the playbook: healed once the rollout completed, the
-workload is quiet and the playbook's ``verify.signals`` are back at their baseline
-(less than ``BASELINE_SIGMA`` spreads on their harmful side) for ``verify_stable_s``;
-not healed after its ``verify.within_s``, when the playbook's ``on_failure`` names the
-next playbook to try (without its cooldown, with every other guard) or escalates.
-Escalations go to the configured webhooks, through a queue delivered beside the cycle.
+The incident's stages and the one function that moves them live in ``healer.lifecycle``:
+the cycle turns what it learns into an event (a tick, a diagnosis, an action's record,
+an outcome), feeds it to ``transition`` and carries out the effects it returns
+(``_move``). What is not the lifecycle's own is asked of its collaborators: the anomaly
+brake's watch, the surge watch, the HPA floor keeper, approvals and verification (healed
+once the rollout completed and the playbook's ``verify.signals`` are back at baseline
+for ``verify_stable_s``; not healed after ``verify.within_s``, when the playbook's
+``on_failure`` names the next playbook to try, or escalation). Escalations go to the
+configured webhooks, through a queue delivered beside the cycle.
 
 Nothing one workload brings stops the cycle: a ``HealerError`` is logged and retried next
 cycle; any other exception is a bug, logged with its traceback, recorded on the incident
@@ -36,7 +39,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Protocol, assert_never
 
 import structlog
@@ -85,7 +88,6 @@ from healer.types import (
     Diagnosis,
     Finding,
     Frame,
-    IncidentStatus,
     JsonObject,
     Mode,
     Outcome,
@@ -198,26 +200,10 @@ class Healer:
         return len(self.tracked)
 
     def _resume_held(self) -> None:
-        """Watch again the workloads whose latest incident the anomaly brake held and
-        that were still anomalous within ``verify_stable_s`` of the store's latest step
-        (a running daemon was still watching them), held at their finding's onset."""
-        latest = self.store.latest_at()
-        if latest is None:
-            return
-        watched_since = latest - timedelta(seconds=self.settings.daemon.verify_stable_s)
-        seen: set[WorkloadRef] = set(self.tracked)
-        for summary in self.store.list_incidents(status=IncidentStatus.RESOLVED, limit=500):
-            if summary.workload in seen:
-                continue  # only its latest incident tells whether it is held now
-            seen.add(summary.workload)
-            if summary.outcome != OutcomeKind.ESCALATED or summary.last_seen < watched_since:
-                continue
-            incident = self.store.incident(summary.id)
-            if incident.outcome is None or "anomaly_brake" not in incident.outcome.evidence:
-                continue
-            story = Story(incident.finding, incident.diagnosis)
-            self.tracked[incident.workload] = Watching(incident.id, incident.workload, story)
-            self.brake.rehold(incident.workload, incident.finding.onset)
+        """Watch again the workloads the anomaly brake held before the restart."""
+        stable_s = self.settings.daemon.verify_stable_s
+        for track in self.brake.resume(self.store, set(self.tracked), stable_s=stable_s):
+            self.tracked[track.workload] = track
 
     def cycle(self, now: datetime) -> Detection | None:
         """Run the loop once at simulated or real time ``now``; times it (wall clock)."""

@@ -12,17 +12,18 @@ every workload of a cycle is judged alike.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Set
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import numpy as np
 
+from healer.audit.store import AuditStore
 from healer.config import Settings
 from healer.decide.guards import correlated
 from healer.detect.streaming import Detection
-from healer.lifecycle.stages import Diagnosing, Track, acted
-from healer.types import Finding, WorkloadRef
+from healer.lifecycle.stages import Diagnosing, Story, Track, Watching, acted
+from healer.types import Finding, IncidentStatus, OutcomeKind, WorkloadRef
 
 
 @dataclass
@@ -103,3 +104,30 @@ class BrakeWatch:
         last = self.notified_onset
         if last is None or onset > last:
             self.notified_onset = onset
+
+    def resume(
+        self, store: AuditStore, watched: Set[WorkloadRef], *, stable_s: float
+    ) -> list[Watching]:
+        """The workloads, beyond ``watched``, whose latest incident the brake held and
+        that were still anomalous within ``stable_s`` of the store's latest step (a
+        running daemon was still watching them): watched again, and held at their
+        finding's onset, so a restart neither lets their event through nor escalates it
+        twice."""
+        latest = store.latest_at()
+        if latest is None:
+            return []
+        watched_since = latest - timedelta(seconds=stable_s)
+        seen, out = set(watched), []
+        for summary in store.list_incidents(status=IncidentStatus.RESOLVED, limit=500):
+            if summary.workload in seen:
+                continue  # only its latest incident tells whether it is held now
+            seen.add(summary.workload)
+            if summary.outcome != OutcomeKind.ESCALATED or summary.last_seen < watched_since:
+                continue
+            incident = store.incident(summary.id)
+            if incident.outcome is None or "anomaly_brake" not in incident.outcome.evidence:
+                continue
+            story = Story(incident.finding, incident.diagnosis)
+            out.append(Watching(incident.id, incident.workload, story))
+            self.rehold(incident.workload, incident.finding.onset)
+        return out
