@@ -39,10 +39,9 @@ from numpy.typing import NDArray
 from threadpoolctl import threadpool_limits
 
 from healer.audit.store import AuditStore
+from healer.compose import build_loop
 from healer.config import Settings
-from healer.daemon import Healer
 from healer.decide import load_playbooks
-from healer.detect.combined import build_detector
 from healer.types import (
     ActionRecord,
     ActionStatus,
@@ -177,13 +176,12 @@ def run_size(workloads: int, cycles: int) -> dict[str, float]:
     source = SyntheticSource(workloads, settings.daemon.window_s, cycles + 1)
     with tempfile.TemporaryDirectory() as folder, threadpool_limits(limits=1):
         store = AuditStore(f"sqlite:///{folder}/bench.db")
-        healer = Healer(
+        healer = build_loop(
+            settings,
             source=source,
-            detector=build_detector(settings.detector),
             actuator=DryRunActuator(),
             store=store,
             playbooks=load_playbooks(REPO / "playbooks"),
-            settings=settings,
         )
         now = START + timedelta(seconds=settings.daemon.window_s)
         healer.cycle(now)

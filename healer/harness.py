@@ -23,6 +23,7 @@ import structlog
 from healer.act.kube import KubeActuator, api_client
 from healer.api.server import ServerThread
 from healer.audit.store import AuditStore
+from healer.compose import build_loop
 from healer.config import DetectorSettings, Settings
 from healer.daemon import Detector, Healer, Reporter, cycle_once
 from healer.decide import load_playbooks
@@ -93,14 +94,13 @@ class SimHarness:
         folder = workdir or Path(tempfile.mkdtemp(prefix="healer-sim-"))
         kubeconfig = write_kubeconfig(folder / "kubeconfig", server.url)
         actuator = KubeActuator(api_client(kubeconfig))
-        healer = Healer(
+        healer = build_loop(
+            settings,
             source=SimSource(cluster),
-            detector=build_detector(settings.detector),
             actuator=actuator,
             store=store,
             playbooks=playbooks,
-            settings=settings,
-            report=report or (lambda step: None),
+            report=report,
         )
         healer.resume()  # an audit store from an earlier run: verify, never act twice
         return cls(cluster, server, kubeconfig, healer, store)

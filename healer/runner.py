@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlparse
 
 import structlog
@@ -37,7 +37,14 @@ from healer.act.lease import KubeLeases, server_version
 from healer.api.app import create_app
 from healer.api.server import ServerThread, bind
 from healer.audit.store import AuditStore
-from healer.collect.prometheus import HttpFailure, PrometheusClient, PrometheusSource
+from healer.collect.prometheus import (
+    HttpFailure,
+    PrometheusClient,
+    PrometheusSource,
+    RangeClient,
+)
+from healer.collect.source import MetricsSource
+from healer.compose import build_loop
 from healer.config import Settings
 from healer.daemon import Detector, Healer, Reporter, run_forever
 from healer.decide import load_playbooks
@@ -54,6 +61,17 @@ log = structlog.get_logger("healer.runner")
 Clock = Callable[[], datetime]
 
 
+class WindowedSource(MetricsSource, Protocol):
+    """The daemon's metrics source: it keeps a window between fetches, which taking the
+    lead starts afresh (``reset``), and lends its client to warming the detector from
+    history. ``PrometheusSource`` in a cluster; a fake in tests."""
+
+    @property
+    def client(self) -> RangeClient: ...
+
+    def reset(self) -> None: ...
+
+
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
 
@@ -65,7 +83,7 @@ class Daemon:
     settings: Settings
     healer: Healer
     store: AuditStore
-    source: PrometheusSource
+    source: WindowedSource
     identity: str
     elector: LeaderElector | None = None
     api: ServerThread | None = None
@@ -237,14 +255,13 @@ def start(
         leases = KubeLeases(api, namespace=settings.leader.namespace, name=settings.leader.name)
         elector = LeaderElector(leases, identity=identity, settings=settings.leader)
         actuator = LeaderOnlyActuator(actuator, elector, clock=clock)
-    healer = Healer(
+    healer = build_loop(
+        settings,
         source=source,
-        detector=build_detector(settings.detector),
         actuator=actuator,
         store=store,
         playbooks=playbooks,
-        settings=settings,
-        report=report or (lambda step: None),
+        report=report,
     )
     daemon = Daemon(
         settings, healer, store, source, identity, elector, clock=clock, playbooks=len(playbooks)
@@ -299,7 +316,7 @@ def _kube_client(settings: Settings) -> Any:
         raise ConfigError(f"setting cluster.kubeconfig: {exc}") from exc
 
 
-def _prometheus(settings: Settings) -> PrometheusSource:
+def _prometheus(settings: Settings) -> WindowedSource:
     url = settings.prometheus.url
     if not url:
         raise ConfigError("setting prometheus.url: not set (the Prometheus HTTP API base URL)")

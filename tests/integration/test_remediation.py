@@ -19,10 +19,11 @@ from kubernetes import client
 from healer.act.kube import KubeActuator
 from healer.audit.store import AuditStore
 from healer.config import EscalationSettings, GuardSettings, Settings
-from healer.daemon import Healer, Stage
+from healer.daemon import Healer, Reading
 from healer.decide import load_playbooks, plan
 from healer.decide.escalation import Escalation, WebhookNotifier
 from healer.detect.streaming import Detection
+from healer.lifecycle.stages import Diagnosing, Reconciling, Verifying
 from healer.sim.cluster import Cluster
 from healer.sim.scenario import ApiFault
 from healer.types import (
@@ -34,6 +35,7 @@ from healer.types import (
     Diagnosis,
     Direction,
     Finding,
+    Frame,
     Mode,
     Plan,
     Signal,
@@ -361,6 +363,11 @@ def _quiet_detection(workload: WorkloadRef) -> Detection:
     )
 
 
+def _quiet_frame() -> Frame:
+    signals = tuple(Signal)
+    return Frame(np.array([NOW.timestamp()]), (CART,), signals, np.zeros((1, len(signals), 1)))
+
+
 def _crashed_after_intent(store: AuditStore, kube_api: Any, *, sent: bool) -> tuple[int, Plan]:
     """What a daemon leaves behind when it dies after recording its intent."""
     finding = finding_of(CART, Signal.MEMORY)
@@ -391,16 +398,18 @@ def test_a_crash_between_intent_and_completion_never_doubles_the_action(
     )
     assert healer.resume() == 1
     track = healer.tracked[CART]
-    assert track.stage is Stage.RECONCILING
-    healer._progress(track, _quiet_detection(CART), frame_now=NOW + timedelta(seconds=30))
+    assert isinstance(track, Reconciling)
+    reading = Reading(NOW + timedelta(seconds=30), _quiet_frame(), _quiet_detection(CART))
+    healer._progress(track, reading)
+    track = healer.tracked[CART]
     assert apps.read_namespaced_deployment("cart", "shop").metadata.generation == generation
     detail = store.get_incident(incident)
     assert detail is not None
     last = detail.timeline[-1].data
     if sent:
-        assert track.stage is Stage.VERIFYING and last["status"] == "succeeded"
+        assert isinstance(track, Verifying) and last["status"] == "succeeded"
     else:
-        assert track.stage is Stage.DIAGNOSING and last["status"] == "blocked"
+        assert isinstance(track, Diagnosing) and last["status"] == "blocked"
         assert str(last["error"]).startswith("never sent")
         history = store.action_history(now=NOW + timedelta(minutes=1), window_s=3600)
         assert CART not in history.last_action_at  # free to act once diagnosed again

@@ -21,6 +21,8 @@ from healer.config import load_settings
 from healer.daemon import cycle_once, run_forever
 from healer.decide.escalation import Escalation, EscalationQueue
 from healer.errors import StoreError
+from healer.lifecycle import verification
+from healer.lifecycle.stages import Verifying, Watching
 from healer.types import ActionRecord, ActionStatus, OutcomeKind, Plan
 
 
@@ -233,7 +235,9 @@ def test_a_hanging_webhook_never_holds_the_cycle_and_overflow_is_counted(loop: L
     assert len(hanging.delivered) == 2
 
 
-def test_a_bug_after_the_outcome_never_overwrites_it(loop: Loop) -> None:
+def test_a_bug_after_the_outcome_never_overwrites_it(
+    loop: Loop, monkeypatch: pytest.MonkeyPatch
+) -> None:
     loop.detector.anomalous = {SEARCH: OVERLOAD}
     loop.run()
     loop.detector.anomalous = {}
@@ -243,8 +247,12 @@ def test_a_bug_after_the_outcome_never_overwrites_it(loop: Loop) -> None:
     def broken(*args: object) -> bool:
         raise ZeroDivisionError("division by zero")
 
-    loop.healer._at_baseline = broken  # type: ignore[method-assign]  # a bug in verifying
-    loop.healer.tracked[SEARCH].stage = loop.healer.tracked[SEARCH].stage.VERIFYING
+    monkeypatch.setattr(verification, "at_baseline", broken)  # a bug in verifying
+    watching = loop.healer.tracked[SEARCH]
+    assert isinstance(watching, Watching) and watching.plan is not None
+    loop.healer.tracked[SEARCH] = Verifying(  # as if the action were still being verified
+        watching.incident_id, SEARCH, watching.plan, loop.now, watching.story
+    )
     loop.run()
 
     assert loop.healer.incident_errors == 1
