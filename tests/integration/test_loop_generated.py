@@ -29,7 +29,7 @@ from typing import Any
 
 import pytest
 import yaml
-from hypothesis import HealthCheck, event, given, settings
+from hypothesis import HealthCheck, event, example, given, settings
 from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
@@ -239,6 +239,21 @@ def examples(draw: st.DrawFn) -> Example:
     )
 
 
+def reviewed(*approvals: bool) -> Example:
+    """A memory leak whose restart awaits approval, reviewed with ``approvals``: drawn
+    examples rarely reach the review queue, these always do."""
+    book = {
+        "name": "pb-0",
+        "description": "restart, once approved",
+        "match": {"causes": ["memory_leak"], "min_confidence": 0.5},
+        "action": {"kind": "restart"},
+        "mode": "approval",
+        "verify": {"within_s": 600.0, "signals": ["memory"]},
+    }
+    overrides = {"guards": {"mode": "auto"}, "daemon": {"interval_s": 30.0}}
+    return Example(load_scenario("memory-leak"), [book], overrides, list(approvals))
+
+
 def validated(example: Example, folder: Path) -> tuple[Settings, tuple[Playbook, ...]]:
     """The example's playbooks and settings through start-up's own validation."""
     books = folder / "playbooks"
@@ -264,8 +279,10 @@ def review(store: AuditStore, approvals: list[bool], turn: int, at: Any) -> int:
     for action in store.actions(status=ActionStatus.PENDING_APPROVAL):
         if approvals[turn % len(approvals)]:
             store.approve_action(action.id, by="reviewer", reason="looks right", at=at)
+            event("an action approved")
         else:
             store.reject_action(action.id, by="reviewer", reason="not now", at=at)
+            event("an action rejected")
         turn += 1
     return turn
 
@@ -279,6 +296,8 @@ def run(harness: SimHarness, store: AuditStore, approvals: list[bool], until_s: 
 
 @settings(settings.get_profile(PROFILE))
 @given(example=examples())
+@example(example=reviewed(True))
+@example(example=reviewed(False))
 def test_generated_playbooks_and_settings_never_stop_the_loop(example: Example) -> None:
     with tempfile.TemporaryDirectory(prefix="healer-props-") as tmp:
         folder = Path(tmp)
