@@ -177,7 +177,8 @@ def overrides(draw: st.DrawFn) -> dict[str, Any]:
         ),
     }
     daemon = {
-        "interval_s": draw(st.sampled_from([15.0, 30.0, 60.0, 120.0])),
+        # 900 s is longer than a review slice: cycles keep their own schedule.
+        "interval_s": draw(st.sampled_from([15.0, 30.0, 60.0, 120.0, 900.0])),
         **draw(
             st.fixed_dictionaries(
                 {},
