@@ -68,6 +68,10 @@ class SimHarness:
     kubeconfig: Path
     healer: Healer
     store: AuditStore
+    since_cycle_s: float = 0.0
+    """Simulated seconds since the last cycle, kept across ``run_for`` and
+    ``run_realtime`` calls: the schedule is the daemon's, not the caller's, so time
+    advanced in slices shorter than ``interval_s`` still cycles every ``interval_s``."""
 
     @classmethod
     def start(
@@ -113,21 +117,19 @@ class SimHarness:
         )
         return report
 
-    def _tick(self, since_cycle_s: float) -> float:
+    def _tick(self) -> None:
         step_s = self.cluster.scenario.step_s
         self.cluster.advance(step_s)
-        since_cycle_s += step_s
-        if since_cycle_s >= self.healer.settings.daemon.interval_s:
+        self.since_cycle_s += step_s
+        if self.since_cycle_s >= self.healer.settings.daemon.interval_s:
             cycle_once(self.healer, self.cluster.clock.now())  # logs and counts a failure
-            since_cycle_s = 0.0
-        return since_cycle_s
+            self.since_cycle_s = 0.0
 
     def run_for(self, duration_s: float) -> None:
         """Advance simulated time by ``duration_s`` as fast as possible, cycling on schedule."""
-        since = 0.0
         end = self.cluster.elapsed_s + duration_s
         while self.cluster.elapsed_s < end:
-            since = self._tick(since)
+            self._tick()
 
     def run_realtime(
         self,
@@ -140,11 +142,11 @@ class SimHarness:
         """Advance simulated time at ``speed`` simulated seconds per wall-clock second."""
         stop = stop or threading.Event()
         step_wall_s = self.cluster.scenario.step_s / speed
-        since, started = 0.0, time.monotonic()
+        started = time.monotonic()
         end = None if duration_s is None else self.cluster.elapsed_s + duration_s
         ticks = 0
         while not stop.is_set() and (end is None or self.cluster.elapsed_s < end):
-            since = self._tick(since)
+            self._tick()
             ticks += 1
             if until is not None and until():
                 return

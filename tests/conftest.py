@@ -41,6 +41,7 @@ SLOWEST_FIRST = (
     "tests/unit/test_cli_run.py",
     "tests/integration/test_api_http.py",
     "tests/integration/test_api_schema.py",
+    "tests/integration/test_loop_generated.py",
     "tests/integration/test_train_prometheus.py",
     "tests/integration/test_review_browser.py",
     "tests/unit/detect/test_univariate_cli.py",

@@ -39,7 +39,7 @@ import yaml
 from healer.api.server import ServerThread, bind
 from healer.collect.prometheus import PrometheusClient, PrometheusSource
 from healer.collect.rules import recording_rules
-from healer.collect.signals import build_queries
+from healer.collect.signals import POD_OWNER_RECORD, RECORDS, build_queries
 from healer.errors import QueryError
 from healer.sim.apiserver import create_api, write_kubeconfig
 from healer.sim.cluster import LATENCY_BUCKETS_S, Cluster
@@ -596,6 +596,18 @@ def test_backfilled_day_shows_the_scenarios_faults(day: Day) -> None:
 # ---- recording rules: backfilled over the day with promtool, as a cluster would -----
 
 
+# A rule group is evaluated at a fixed offset inside its interval, promtool's backfill
+# too: a hash of the group's name and of its file's path as given on the command line.
+# The files are named relative to their folder, so that the offsets are the same on
+# every run (a temporary path moved them at random), and named so that the map's offset
+# comes before the signals' and both lie well inside the minute (16.5 s and 44.3 s):
+# the signals then read the map of the same step, and their rate() over
+# DAY_RATE_WINDOW_S holds two samples. A signals offset in the minute's last second
+# (one temporary path in sixty) left one sample: no rate, NaN in every recorded rate.
+# The test checks the offsets first, so that renaming the group fails there, saying so.
+OWNER_RULES, SIGNAL_RULES = "rules-owner.yaml", "rules-signals.yaml"
+
+
 def _backfill_rules(promtool: str, url: str, rules: Path, out: Path, times: Any) -> None:
     subprocess.run(
         [
@@ -608,12 +620,29 @@ def _backfill_rules(promtool: str, url: str, rules: Path, out: Path, times: Any)
             f"--end={int(times[-1]) + 1}",
             f"--eval-interval={DAY_STEP_S}s",
             f"--output-dir={out}",
-            str(rules),
+            rules.name,  # relative: the group's file, and so its offset, never moves
         ],
         check=True,
         capture_output=True,
         timeout=300,
+        cwd=rules.parent,
     )
+
+
+def _offset_s(prometheus: PrometheusServer, record: str, until_s: float) -> float:
+    """Where in the minute the recorded series ``record`` has its samples: the offset
+    its rule group was evaluated at (the same for every sample of a group)."""
+    answer = httpx.get(
+        f"{prometheus.url}/api/v1/query",
+        params={"query": f"{record}[10m]", "time": until_s},
+        timeout=10.0,
+    )
+    answer.raise_for_status()
+    stamps = {
+        float(t) % DAY_STEP_S for r in answer.json()["data"]["result"] for t, _ in r["values"]
+    }
+    assert len(stamps) == 1, f"{record}: samples at {sorted(stamps)} s into the minute"
+    return stamps.pop()
 
 
 def _with_blocks(data: Path, *sources: Path) -> Path:
@@ -633,7 +662,7 @@ def recorded_day(day: Day, tmp_path_factory: pytest.TempPathFactory) -> Iterator
     promtool = _binary("promtool")
     workdir = tmp_path_factory.mktemp("prometheus-rules")
     group = recording_rules(window_s=DAY_RATE_WINDOW_S, interval_s=DAY_STEP_S)["groups"][0]
-    owner, signals = workdir / "owner.yaml", workdir / "signals.yaml"
+    owner, signals = workdir / OWNER_RULES, workdir / SIGNAL_RULES
     owner.write_text(yaml.safe_dump({"groups": [{**group, "rules": group["rules"][:1]}]}))
     signals.write_text(yaml.safe_dump({"groups": [{**group, "rules": group["rules"][1:]}]}))
     times = np.asarray(day.cluster.timestamps)
@@ -663,6 +692,11 @@ def test_recorded_series_equal_the_joining_queries(day: Day, recorded_day: Day) 
         queries=build_queries(recorded=True),
         step_s=DAY_STEP_S,
     )
+    # What the comparison below rests on: each group evaluated between two scrapes, the
+    # map before the signals (OWNER_RULES).
+    owner_s = _offset_s(recorded_day.prometheus, POD_OWNER_RECORD, times[-1])
+    signal_s = _offset_s(recorded_day.prometheus, RECORDS[Signal.CPU], times[-1])
+    assert 0 < owner_s < signal_s < DAY_STEP_S - 1, (owner_s, signal_s)
     want = joined.fetch(until=until, window_s=window_s)
     got = recorded.fetch(until=until, window_s=window_s)
     assert got.workloads == want.workloads
