@@ -82,13 +82,13 @@ class GuardSettings(_Section):
     """Global mode. The most cautious of this, the playbook's and the workload's mode wins
     (dry_run over approval over auto). dry_run by default: nothing changes in the cluster
     until an operator opts in."""
-    cooldown_s: float = 600.0
+    cooldown_s: float = Field(default=600.0, ge=0)
     """No second action on the same workload within this time."""
-    rate_limit_window_s: float = 600.0
+    rate_limit_window_s: float = Field(default=600.0, gt=0)
     """Window of the cluster-wide action rate limit."""
-    max_actions_per_window: int = 10
+    max_actions_per_window: int = Field(default=10, ge=0)
     """Cluster-wide cap on actions within ``rate_limit_window_s``."""
-    max_in_flight: int = 3
+    max_in_flight: int = Field(default=3, ge=0)
     """Actions whose outcome is not yet verified, at most."""
     anomaly_brake_share: float = Field(default=0.3, ge=0, le=1)
     """When more than this share of the watched workloads turned anomalous together
@@ -103,33 +103,42 @@ class GuardSettings(_Section):
     """Anomalies whose onsets lie this close together count as one event. A shared cause
     (a slowdown, a scrape gap, a store outage) reaches every workload it touches within
     minutes; an independent fault an hour later is not part of it."""
-    anomaly_brake_min_workloads: int = 4
+    anomaly_brake_min_workloads: int = Field(default=4, ge=1)
     """The brake only applies when at least this many workloads are watched."""
     allowed_namespaces: tuple[str, ...] = ()
     """When not empty, act only in these namespaces."""
     denied_namespaces: tuple[str, ...] = ("kube-system",)
     """Never act in these namespaces."""
-    min_replicas: int = 1
+    min_replicas: int = Field(default=1, ge=0)
     """Scale never goes below this."""
-    max_replicas: int = 50
+    max_replicas: int = Field(default=50, ge=1)
     """Scale never goes above this."""
     max_scale_factor: float = Field(default=2.0, gt=1.0)
     """One scale action at most multiplies the replicas by this (a playbook may ask for
     less): a wrong diagnosis cannot blow up the cluster's capacity in one step."""
-    flip_back_window_s: float = 3600.0
+    flip_back_window_s: float = Field(default=3600.0, ge=0)
     """No second rollback of a workload within this time: rolling back a rollback
     returns to the revision that was just judged bad (the flip-back trap)."""
     gitops_mode: Mode = Mode.APPROVAL
     """Mode for workloads managed by Argo CD or Flux: their next sync would revert an
     in-cluster change, so a person applies it through the repository."""
 
+    @model_validator(mode="after")
+    def _replica_bounds(self) -> GuardSettings:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(
+                f"min_replicas ({self.min_replicas}) must not exceed max_replicas "
+                f"({self.max_replicas})"
+            )
+        return self
+
 
 class DaemonSettings(_Section):
-    interval_s: float = 30.0
+    interval_s: float = Field(default=30.0, gt=0)
     """Time between cycles."""
-    window_s: float = 3600.0
+    window_s: float = Field(default=3600.0, gt=0)
     """How much history each cycle reads."""
-    verify_stable_s: float = 120.0
+    verify_stable_s: float = Field(default=120.0, ge=0)
     """A workload counts as healed once its rollout is complete and it has stayed below
     the anomaly threshold this long."""
     backoff_max_s: float = Field(default=300.0, gt=0)

@@ -165,11 +165,11 @@ def overrides(draw: st.DrawFn) -> dict[str, Any]:
                     "anomaly_brake_share": st.floats(0.0, 1.0),
                     "anomaly_brake_min_anomalous": st.integers(1, 5),
                     "anomaly_brake_window_s": st.floats(1.0, 3600.0),
-                    "anomaly_brake_min_workloads": st.integers(0, 6),
+                    "anomaly_brake_min_workloads": st.integers(1, 6),
                     "allowed_namespaces": NAMESPACES,
                     "denied_namespaces": st.sampled_from([[], ["kube-system"], ["shop"]]),
                     "min_replicas": st.integers(0, 4),
-                    "max_replicas": st.integers(1, 20),
+                    "max_replicas": st.integers(4, 20),  # never below min_replicas
                     "max_scale_factor": st.floats(1.1, 4.0),
                     "flip_back_window_s": seconds,
                 },
