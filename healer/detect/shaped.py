@@ -122,6 +122,16 @@ class ShapedDetector:
         """(W, S) each signal's reference level (``_against_reference``); NaN: none yet."""
         self.reference_scale_: F64 = np.zeros((0, 0))
         """(W, S) the spread, as a standard deviation, that goes with it."""
+        self.move_t_: F64 = np.zeros((0, 0))
+        """(W, S) when each signal last moved to its harmful side (``_with_moves``)."""
+        self.calm_t_: F64 = np.zeros((0, 0))
+        """(W, S) when it last stood far on its harmless side."""
+        self.move_level_: F64 = np.zeros((0, 0))
+        self.move_value_: F64 = np.zeros((0, 0))
+        self.move_deviation_: F64 = np.zeros((0, 0))
+        """(W, S) its baseline, value and deviation at the move."""
+        self.move_seen_: Mask = np.zeros((0, 0), dtype=bool)
+        """(W, S) whether an alarm episode was on at the move."""
 
     def update(self, frame: Frame) -> Detection:
         """Learn from the frame's new rows, score its newest time; see ``StreamingDetector``."""
@@ -148,6 +158,7 @@ class ShapedDetector:
         evidence = np.where(warm, 1.0 - calibrated ** (1.0 / n_scored), tail)
         evidence = np.where(sign != 0, evidence, 1.0)
         judged = self._against_reference(detection, held=warm & (episode | anomalous))
+        judged = self._with_moves(judged, stage, sign, anomalous, episode)
         evidence = np.where(warm & ~self._harmful(judged, sign), 1.0, evidence)
         shaped = (1.0 - evidence.min(axis=1)) ** n_scored
         scores = np.where(warm.any(axis=1), shaped, detection.scores)
@@ -272,16 +283,68 @@ class ShapedDetector:
         return self.stage_
 
     def _align_references(self, frame: Frame) -> None:
-        """Each workload keeps its references when others come and go; a new one has none."""
+        """Each workload keeps its references and moves when others come and go; a new
+        one has none."""
         shape = (len(frame.workloads), len(frame.signals))
-        level, scale = np.full(shape, np.nan), np.full(shape, np.nan)
         old = {w: i for i, w in enumerate(self.workloads_)}
         rows = np.array([old.get(w, -1) for w in frame.workloads], dtype=np.int64)
-        if self.reference_level_.shape[0] == len(self.workloads_) and (rows >= 0).any():
-            kept = rows >= 0
-            level[kept] = self.reference_level_[rows[kept]]
-            scale[kept] = self.reference_scale_[rows[kept]]
-        self.reference_level_, self.reference_scale_ = level, scale
+        kept = rows >= 0
+        for name, fill in (
+            ("reference_level_", np.nan),
+            ("reference_scale_", np.nan),
+            ("move_t_", -np.inf),
+            ("calm_t_", -np.inf),
+            ("move_level_", np.nan),
+            ("move_value_", np.nan),
+            ("move_deviation_", 0.0),
+            ("move_seen_", False),
+        ):
+            before = getattr(self, name)
+            after = np.full(shape, fill, dtype=before.dtype)
+            if kept.any() and before.shape[0] == len(self.workloads_):
+                after[kept] = before[rows[kept]]
+            setattr(self, name, after)
+
+    def _with_moves(
+        self,
+        judged: Detection,
+        stage: ShapeStage,
+        sign: F64,
+        anomalous: Mask,
+        episode: Mask,
+    ) -> Detection:
+        """The judged detection with each signal whose shape alarm is about a harmful move
+        taken at that move: its value, baseline and deviation then.
+
+        A spike that is over within a sample or two is a novel shape for the shape stage
+        only once its bucket has closed, when the signal stands at its level again: no
+        longer on its harmful side, yet the alarm is the spike's. A move is a sample the
+        streaming stage flags (on its harmful side); the signal's alarm is about it when
+        the episode is on, the move lies within the span of the finest shape the stage
+        judges (``shape_points`` buckets), no move by ``ATTRIBUTION_MIN_DEVIATION``
+        spreads to the harmless side came after it, and no alarm episode was on at the
+        move: an alarm already on was about the move itself, and a signal back from a
+        fault it reported has recovered, whatever the shape of its return.
+        """
+        at_s = judged.at.timestamp()
+        moved = anomalous & (sign != 0)
+        self.move_t_ = np.where(moved, at_s, self.move_t_)
+        self.move_seen_ = np.where(moved, episode, self.move_seen_)
+        self.move_level_ = np.where(moved, judged.levels, self.move_level_)
+        self.move_value_ = np.where(moved, judged.values, self.move_value_)
+        self.move_deviation_ = np.where(moved, judged.deviations, self.move_deviation_)
+        calm = self._streaming_warm() & (judged.deviations * sign <= -ATTRIBUTION_MIN_DEVIATION)
+        self.calm_t_ = np.where(calm & ~moved, at_s, self.calm_t_)
+        span_s = stage.detector.shape_points * stage.bucket_s
+        about = episode & ~self.move_seen_ & (self.move_t_ > self.calm_t_)
+        about &= at_s - self.move_t_ <= span_s
+        about &= self.move_deviation_ * sign > judged.deviations * sign
+        return replace(
+            judged,
+            levels=np.where(about, self.move_level_, judged.levels),
+            values=np.where(about, self.move_value_, judged.values),
+            deviations=np.where(about, self.move_deviation_, judged.deviations),
+        )
 
     def _findings(self, detection: Detection, scores: F64, counted: Mask) -> tuple[Finding, ...]:
         at_s = detection.at.timestamp()
