@@ -131,7 +131,7 @@ class ShapedDetector:
         self.move_deviation_: F64 = np.zeros((0, 0))
         """(W, S) its baseline, value and deviation at the move."""
         self.move_seen_: Mask = np.zeros((0, 0), dtype=bool)
-        """(W, S) whether an alarm episode was on at the move."""
+        """(W, S) whether an alarm episode of the workload was on at the move."""
 
     def update(self, frame: Frame) -> Detection:
         """Learn from the frame's new rows, score its newest time; see ``StreamingDetector``."""
@@ -322,14 +322,16 @@ class ShapedDetector:
         streaming stage flags (on its harmful side); the signal's alarm is about it when
         the episode is on, the move lies within the span of the finest shape the stage
         judges (``shape_points`` buckets), no move by ``ATTRIBUTION_MIN_DEVIATION``
-        spreads to the harmless side came after it, and no alarm episode was on at the
-        move: an alarm already on was about the move itself, and a signal back from a
-        fault it reported has recovered, whatever the shape of its return.
+        spreads to the harmless side came after it, and no alarm episode of the workload
+        (any signal) was on at the move: an alarm already on was about the fault the move
+        is part of, and a signal back from a fault already reported has recovered,
+        whatever the shape of its return.
         """
         at_s = judged.at.timestamp()
         moved = anomalous & (sign != 0)
         self.move_t_ = np.where(moved, at_s, self.move_t_)
-        self.move_seen_ = np.where(moved, episode, self.move_seen_)
+        seen = episode.any(axis=1, keepdims=True)
+        self.move_seen_ = np.where(moved, seen, self.move_seen_)
         self.move_level_ = np.where(moved, judged.levels, self.move_level_)
         self.move_value_ = np.where(moved, judged.values, self.move_value_)
         self.move_deviation_ = np.where(moved, judged.deviations, self.move_deviation_)
