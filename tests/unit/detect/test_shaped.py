@@ -219,3 +219,24 @@ def test_a_lasting_shift_counts_against_the_level_before_it_and_its_end_does_not
         assert top.deviation >= 3.0 and top.baseline < 1.1 * LEVEL[Signal.LATENCY_P99]
     after = [f for d in detections for f in d.findings if d.at.timestamp() >= back_at]
     assert after == []
+
+
+def test_a_spike_over_before_its_shape_alarm_is_found_at_the_spike() -> None:
+    """Latency half as high again for one 5-minute sample, then back: the shape stage
+    alarms a sample later, when the latency stands at its level again. The alarm is the
+    spike's: a finding, naming the latency as it stood at the spike."""
+    spike_at_s, spike_s = 2.5 * DAY_S, 300.0
+    stamps, data = fault_then_fix(
+        3.0, spike_at_s, spike_s, seed=9, signal=Signal.LATENCY_P99, factor=1.5
+    )
+    detector = shaped(DetectorSettings(shape_warmup_buckets=400))
+    detections = findings_of(detector, stamps, data)
+    back_at = T0 + spike_at_s + spike_s
+    found = [f for d in detections for f in d.findings if d.at.timestamp() >= back_at]
+    assert found, "the spike is found after it is over"
+    latency = SIGNALS.index(Signal.LATENCY_P99)
+    at_level = [d for d in detections if d.findings and d.at.timestamp() >= back_at]
+    assert abs(at_level[0].deviations[0, latency]) < 3.0, "found once back at its level"
+    top = found[0].signals[0]
+    assert top.signal == Signal.LATENCY_P99 and top.direction == Direction.UP
+    assert top.deviation >= 3.0 and top.value > 1.3 * LEVEL[Signal.LATENCY_P99]
