@@ -28,10 +28,13 @@ old level after a fix is as novel a shape as the fault was. The reference is the
 streaming baseline, frozen from where it stood when the signal's anomaly began for as
 long as either stage holds it anomalous (``_against_reference``): the baseline itself
 learns a lasting fault within hours, and a fault judged against it would stop counting
-while it goes on. So a finding is explained by what it lists: a workload whose score
-stays at or above the threshold for ``persistence_s`` (``Onsets``), with the signals
-whose evidence reaches the threshold first, each in its harmful direction from its
-reference, then the other signals that deviate, as context.
+while it goes on. A spike over before the shape stage alarms on it counts too, taken
+at the spike (``_with_moves``), unless the workload's alarm was on at the spike or the
+signal has since moved to its harmless side. So a finding is explained by what it
+lists: a workload whose score stays at or above the threshold for ``persistence_s``
+(``Onsets``), with the signals whose evidence reaches the threshold first, each in its
+harmful direction from its reference (or as it stood at its spike), then the other
+signals that deviate, as context.
 
 Decisions: the reference is frozen per signal rather than read from the shape stage's
 own history (a median of its buckets, say): the baseline before the anomaly is the
