@@ -22,13 +22,25 @@ just below its alarm level (0.999), well above ``score_threshold``: the daemon k
 seeing an anomaly that goes on, and verifies a healed workload when its score drops.
 
 A warm signal's shape counts only while the signal stands on its harmful side
-(``signals.POLARITY``) of its streaming baseline by ``ATTRIBUTION_MIN_DEVIATION``
-spreads (``_harmful``): the shape stage is blind to direction, and the return of a
-signal to its old level after a fix is as novel a shape as the fault was. So a finding
-is explained by what it lists: a workload whose score stays at or above the threshold
-for ``persistence_s`` (``Onsets``), with the signals whose evidence reaches the
-threshold first, each in its harmful direction, then the other signals the streaming
-stage sees deviate, as context.
+(``signals.POLARITY``) of its reference by ``ATTRIBUTION_MIN_DEVIATION`` spreads
+(``_harmful``): the shape stage is blind to direction, and the return of a signal to its
+old level after a fix is as novel a shape as the fault was. The reference is the
+streaming baseline, frozen from where it stood when the signal's anomaly began for as
+long as either stage holds it anomalous (``_against_reference``): the baseline itself
+learns a lasting fault within hours, and a fault judged against it would stop counting
+while it goes on. A spike over before the shape stage alarms on it counts too, taken
+at the spike (``_with_moves``), unless the workload's alarm was on at the spike or the
+signal has since moved to its harmless side. So a finding is explained by what it
+lists: a workload whose score stays at or above the threshold for ``persistence_s``
+(``Onsets``), with the signals whose evidence reaches the threshold first, each in its
+harmful direction from its reference (or as it stood at its spike), then the other
+signals that deviate, as context.
+
+Decisions: the reference is frozen per signal rather than read from the shape stage's
+own history (a median of its buckets, say): the baseline before the anomaly is the
+level the verifier and the operator compare with, it needs no window of its own, and
+outside an anomaly it is the streaming baseline exactly, so a signal's deviation means
+the same in a finding whether or not the shape stage is warm.
 """
 
 from __future__ import annotations
@@ -109,6 +121,20 @@ class ShapedDetector:
         self.signals_: tuple[Signal, ...] = ()
         self.scored_: NDArray[np.intp] = np.zeros(0, dtype=np.intp)
         """Indices of the signals the stage holds series for (those with a polarity)."""
+        self.reference_level_: F64 = np.zeros((0, 0))
+        """(W, S) each signal's reference level (``_against_reference``); NaN: none yet."""
+        self.reference_scale_: F64 = np.zeros((0, 0))
+        """(W, S) the spread, as a standard deviation, that goes with it."""
+        self.move_t_: F64 = np.zeros((0, 0))
+        """(W, S) when each signal last moved to its harmful side (``_with_moves``)."""
+        self.calm_t_: F64 = np.zeros((0, 0))
+        """(W, S) when it last stood far on its harmless side."""
+        self.move_level_: F64 = np.zeros((0, 0))
+        self.move_value_: F64 = np.zeros((0, 0))
+        self.move_deviation_: F64 = np.zeros((0, 0))
+        """(W, S) its baseline, value and deviation at the move."""
+        self.move_seen_: Mask = np.zeros((0, 0), dtype=bool)
+        """(W, S) whether an alarm episode of the workload was on at the move."""
 
     def update(self, frame: Frame) -> Detection:
         """Learn from the frame's new rows, score its newest time; see ``StreamingDetector``."""
@@ -123,7 +149,8 @@ class ShapedDetector:
         score = self._widen(stage.score_, np.nan)
         episode = self._widen(stage.episode_, False)
         n_scored = max(1, len(cols))
-        flagged = warm & ((1.0 - tail) ** n_scored >= self.settings.score_threshold)
+        anomalous = (1.0 - tail) ** n_scored >= self.settings.score_threshold
+        flagged = warm & anomalous
         flagged &= self._widen(stage.bucket_count_ > 0, False)  # an open bucket to judge
         if flagged.any():
             w, s = np.nonzero(flagged)
@@ -133,14 +160,40 @@ class ShapedDetector:
         # A signal's tail such that the workload's score is its largest calibrated score.
         evidence = np.where(warm, 1.0 - calibrated ** (1.0 / n_scored), tail)
         evidence = np.where(sign != 0, evidence, 1.0)
-        harmful = self._harmful(detection, sign)
-        evidence = np.where(warm & ~harmful, 1.0, evidence)
+        judged = self._against_reference(detection, held=warm & (episode | anomalous))
+        judged = self._with_moves(judged, stage, sign, anomalous, episode)
+        evidence = np.where(warm & ~self._harmful(judged, sign), 1.0, evidence)
         shaped = (1.0 - evidence.min(axis=1)) ** n_scored
         scores = np.where(warm.any(axis=1), shaped, detection.scores)
         scores = np.where(detection.fresh, scores, 0.0)
         counted = (1.0 - evidence) ** n_scored >= self.settings.score_threshold
-        findings = self._findings(detection, scores, counted)
+        findings = self._findings(judged, scores, counted)
         return replace(detection, scores=scores, findings=findings)
+
+    def _against_reference(self, detection: Detection, held: Mask) -> Detection:
+        """The detection with each ``held`` signal's level and deviation taken against its
+        reference: the streaming baseline as it stood before the signal's anomaly began.
+
+        The streaming baseline holds still while its signal is anomalous, but not for
+        ever: it learns at ``streaming.HOLD_FACTOR`` of its rate, and at its full rate
+        once the signal is within a few spreads of it, so within hours of a lasting shift
+        it stands at the shifted level, while the shape stage's alarm episode goes on.
+        Judged against that baseline, a fault that lasts would no longer be on its
+        harmful side. The reference is the baseline (level and spread) of the last cycle
+        at which the signal was neither flagged by the streaming stage nor in a shape
+        alarm episode, frozen while it is (``held``), and following the baseline again
+        when the episode ends. A signal back at its old level after a fix stands at its
+        reference: a recovery, whatever the baseline learned from the fault meanwhile.
+        Not held, a signal's reference is its baseline and nothing changes.
+        """
+        frozen = held & np.isfinite(self.reference_level_)
+        level = np.where(frozen, self.reference_level_, detection.levels)
+        scale = np.where(frozen, self.reference_scale_, 1.0)
+        off = np.where(np.isfinite(detection.values), detection.values - level, 0.0)
+        deviations = np.where(frozen, off / scale, detection.deviations)
+        self.reference_level_ = np.where(frozen, level, self.streaming.level_)
+        self.reference_scale_ = np.where(frozen, scale, self.streaming.scales())
+        return replace(detection, levels=level, deviations=deviations)
 
     def learn_shapes(self, frame: Frame) -> ShapeStage:
         """Feed the frame's new rows to the shape stage alone, scoring nothing.
@@ -213,6 +266,8 @@ class ShapedDetector:
             raise ValueError("the frame's signals changed; the detector needs a new model")
         if self.stage_ is None:
             self.scored_ = np.flatnonzero(polarity(frame.signals) != 0)
+        if self.stage_ is None or frame.workloads != self.workloads_:
+            self._align_references(frame)
         n_signals = len(self.scored_)
         if self.stage_ is None:
             self.stage_ = ShapeStage(
@@ -229,6 +284,72 @@ class ShapedDetector:
             self.stage_ = self.stage_.take(keep.reshape(-1))
         self.workloads_, self.signals_ = frame.workloads, frame.signals
         return self.stage_
+
+    def _align_references(self, frame: Frame) -> None:
+        """Each workload keeps its references and moves when others come and go; a new
+        one has none."""
+        shape = (len(frame.workloads), len(frame.signals))
+        old = {w: i for i, w in enumerate(self.workloads_)}
+        rows = np.array([old.get(w, -1) for w in frame.workloads], dtype=np.int64)
+        kept = rows >= 0
+        for name, fill in (
+            ("reference_level_", np.nan),
+            ("reference_scale_", np.nan),
+            ("move_t_", -np.inf),
+            ("calm_t_", -np.inf),
+            ("move_level_", np.nan),
+            ("move_value_", np.nan),
+            ("move_deviation_", 0.0),
+            ("move_seen_", False),
+        ):
+            before = getattr(self, name)
+            after = np.full(shape, fill, dtype=before.dtype)
+            if kept.any() and before.shape[0] == len(self.workloads_):
+                after[kept] = before[rows[kept]]
+            setattr(self, name, after)
+
+    def _with_moves(
+        self,
+        judged: Detection,
+        stage: ShapeStage,
+        sign: F64,
+        anomalous: Mask,
+        episode: Mask,
+    ) -> Detection:
+        """The judged detection with each signal whose shape alarm is about a harmful move
+        taken at that move: its value, baseline and deviation then.
+
+        A spike that is over within a sample or two is a novel shape for the shape stage
+        only once its bucket has closed, when the signal stands at its level again: no
+        longer on its harmful side, yet the alarm is the spike's. A move is a sample the
+        streaming stage flags (on its harmful side); the signal's alarm is about it when
+        the episode is on, the move lies within the span of the finest shape the stage
+        judges (``shape_points`` buckets), no move by ``ATTRIBUTION_MIN_DEVIATION``
+        spreads to the harmless side came after it, and no alarm episode of the workload
+        (any signal) was on at the move: an alarm already on was about the fault the move
+        is part of, and a signal back from a fault already reported has recovered,
+        whatever the shape of its return.
+        """
+        at_s = judged.at.timestamp()
+        moved = anomalous & (sign != 0)
+        self.move_t_ = np.where(moved, at_s, self.move_t_)
+        seen = episode.any(axis=1, keepdims=True)
+        self.move_seen_ = np.where(moved, seen, self.move_seen_)
+        self.move_level_ = np.where(moved, judged.levels, self.move_level_)
+        self.move_value_ = np.where(moved, judged.values, self.move_value_)
+        self.move_deviation_ = np.where(moved, judged.deviations, self.move_deviation_)
+        calm = self._streaming_warm() & (judged.deviations * sign <= -ATTRIBUTION_MIN_DEVIATION)
+        self.calm_t_ = np.where(calm & ~moved, at_s, self.calm_t_)
+        span_s = stage.detector.shape_points * stage.bucket_s
+        about = episode & ~self.move_seen_ & (self.move_t_ > self.calm_t_)
+        about &= at_s - self.move_t_ <= span_s
+        about &= self.move_deviation_ * sign > judged.deviations * sign
+        return replace(
+            judged,
+            levels=np.where(about, self.move_level_, judged.levels),
+            values=np.where(about, self.move_value_, judged.values),
+            deviations=np.where(about, self.move_deviation_, judged.deviations),
+        )
 
     def _findings(self, detection: Detection, scores: F64, counted: Mask) -> tuple[Finding, ...]:
         at_s = detection.at.timestamp()
@@ -247,29 +368,29 @@ class ShapedDetector:
         )
 
     @staticmethod
-    def _harmful(detection: Detection, sign: F64) -> Mask:
-        """(W, S) whether a signal stands on its harmful side of its streaming baseline,
-        by at least ``ATTRIBUTION_MIN_DEVIATION`` spreads: only then may its shape count.
+    def _harmful(judged: Detection, sign: F64) -> Mask:
+        """(W, S) whether a signal stands on its harmful side of its reference, by at
+        least ``ATTRIBUTION_MIN_DEVIATION`` spreads: only then may its shape count.
 
         The shape stage cannot tell a fault from the end of one: the return of an error
         ratio from its fault level to its old level is a shape as novel as the rise was,
         and stays novel for as long as the rise is within the shape's window. What makes
         either harmful is where the signal stands now, against a level the fault did not
-        move: the streaming baseline, which holds still while its signal is anomalous
-        (``streaming.HOLD_FACTOR``). A signal back at that level (under three spreads, the
-        size of noise and the verifier's ``BASELINE_SIGMA``) has recovered, or is below
-        its level (memory after a restart), and its novel shape is no evidence. Every
-        signal that counts is therefore named in the finding, in its harmful direction.
+        move: its reference (``_against_reference``), the baseline from before the
+        anomaly. A signal back at that level (under three spreads, the size of noise and
+        the verifier's ``BASELINE_SIGMA``) has recovered, or is below its level (memory
+        after a restart), and its novel shape is no evidence. Every signal that counts is
+        therefore named in the finding, in its harmful direction.
         """
-        out: Mask = (sign != 0) & (detection.deviations * sign >= ATTRIBUTION_MIN_DEVIATION)
+        out: Mask = (sign != 0) & (judged.deviations * sign >= ATTRIBUTION_MIN_DEVIATION)
         return out
 
     @staticmethod
     def _attribution(detection: Detection, w: int, counted: Mask) -> tuple[SignalDeviation, ...]:
-        """Signals far from their streaming baseline, in spreads from it: first those
-        whose evidence alone reaches the threshold (``counted``; each is far from its
-        baseline on its harmful side, see ``_harmful``), then the others as context (a
-        request rate, a CPU that fell), each group largest first."""
+        """Signals far from their reference (``_against_reference``), in spreads from it:
+        first those whose evidence alone reaches the threshold (``counted``; each is far
+        from its reference on its harmful side, see ``_harmful``), then the others as
+        context (a request rate, a CPU that fell), each group largest first."""
         z = detection.deviations[w]
         named = (np.abs(z) >= ATTRIBUTION_MIN_DEVIATION) | counted
         return named_signals(detection, w, z, named, first=counted)

@@ -180,10 +180,7 @@ class StreamingDetector:
         fresh = valid & np.isnan(self.level_)
         self.level_[fresh] = x[fresh]
         resid = np.where(valid, x - self.level_, 0.0)
-        scale = np.maximum(
-            np.maximum(self.spread_ * MAD_TO_SD, self.floor_[None, :]),
-            RELATIVE_FLOOR * np.abs(np.nan_to_num(self.level_)),
-        )
+        scale = self.scales()
         z = resid / scale
         warm = self.seen_s_ >= s.warmup_s
         tail = self._tail(z * self.polarity_[None, :])
@@ -194,6 +191,16 @@ class StreamingDetector:
         self.valid_t_ = np.where(valid, t, self.valid_t_)
         self._track_onset(t, scores, seen=(valid & (self.polarity_ != 0)[None, :]).any(axis=1))
         return np.where(valid, z, 0.0), scores
+
+    def scales(self) -> F64:
+        """(W, S) the unit of the next sample's deviation: the learned spread as a
+        standard deviation, at least the signal's resolution (absolute, and relative to
+        the level)."""
+        out: F64 = np.maximum(
+            np.maximum(self.spread_ * MAD_TO_SD, self.floor_[None, :]),
+            RELATIVE_FLOOR * np.abs(np.nan_to_num(self.level_)),
+        )
+        return out
 
     def _forget(self, stale: NDArray[np.bool_]) -> None:
         """Start the ``stale`` series over, as if seen for the first time.

@@ -130,9 +130,18 @@ def test_a_daily_cycle_is_not_a_finding_once_the_shape_is_warm() -> None:
     assert found["shape"] == []
 
 
-def fault_then_fix(days: float, fault_at_s: float, fault_s: float, seed: int) -> tuple[F64, F64]:
-    """(timestamps, (1, S, T) values) at 5-minute steps: levels and noise, and the error
-    ratio fifty times its level for ``fault_s`` from ``fault_at_s``, then back."""
+def fault_then_fix(
+    days: float,
+    fault_at_s: float,
+    fault_s: float,
+    seed: int,
+    *,
+    signal: Signal = Signal.ERROR_RATIO,
+    factor: float = 50.0,
+) -> tuple[F64, F64]:
+    """(timestamps, (1, S, T) values) at 5-minute steps: levels and noise, and ``signal``
+    (by default the error ratio) ``factor`` times its level for ``fault_s`` from
+    ``fault_at_s``, then back."""
     step_s = 300.0
     t = np.arange(int(days * DAY_S / step_s)) * step_s
     rng = np.random.default_rng(seed)
@@ -141,7 +150,7 @@ def fault_then_fix(days: float, fault_at_s: float, fault_s: float, seed: int) ->
         data[0, s] = LEVEL[sig] * (1 + NOISE[sig] * rng.standard_normal(len(t)))
     data[0, SIGNALS.index(Signal.ERROR_RATIO)] = np.abs(data[0, SIGNALS.index(Signal.ERROR_RATIO)])
     fault = (t >= fault_at_s) & (t < fault_at_s + fault_s)
-    data[0, SIGNALS.index(Signal.ERROR_RATIO), fault] *= 50.0
+    data[0, SIGNALS.index(signal), fault] *= factor
     return T0 + t, data
 
 
@@ -179,3 +188,55 @@ def test_every_finding_is_explained_by_a_harmful_deviation_it_lists() -> None:
         top = finding.signals[0]
         harm = top.deviation * POLARITY[top.signal]
         assert harm >= 3.0, finding
+
+
+def test_a_lasting_shift_counts_against_the_level_before_it_and_its_end_does_not() -> None:
+    """Latency 30% up for six hours, some eight spreads: within four hours the streaming
+    baseline has learned the new level (the deviation it reads falls under three
+    spreads) while the shape stage's alarm episode goes on. Judged against the baseline
+    from before the shift, the latency still stands on its harmful side: the finding
+    stays, and names it. Its return down to the old level is a novel shape as well, on
+    the harmless side: no finding."""
+    shift_at_s, shift_s = 2.5 * DAY_S, 6 * 3600.0
+    stamps, data = fault_then_fix(
+        3.0, shift_at_s, shift_s, seed=8, signal=Signal.LATENCY_P99, factor=1.3
+    )
+    detector = shaped(DetectorSettings(shape_warmup_buckets=400))
+    detections = findings_of(detector, stamps, data)
+    latency = SIGNALS.index(Signal.LATENCY_P99)
+    shifted_from, back_at = T0 + shift_at_s, T0 + shift_at_s + shift_s
+    caught_up = [
+        d
+        for d in detections
+        if shifted_from <= d.at.timestamp() < back_at and d.deviations[0, latency] < 3.0
+    ]
+    assert caught_up, "the streaming baseline learns the shifted level"
+    kept = [d.findings[0] for d in caught_up if d.findings]
+    assert kept, "the shift is still a finding once the baseline has learned it"
+    for finding in kept:
+        top = finding.signals[0]
+        assert top.signal == Signal.LATENCY_P99 and top.direction == Direction.UP
+        assert top.deviation >= 3.0 and top.baseline < 1.1 * LEVEL[Signal.LATENCY_P99]
+    after = [f for d in detections for f in d.findings if d.at.timestamp() >= back_at]
+    assert after == []
+
+
+def test_a_spike_over_before_its_shape_alarm_is_found_at_the_spike() -> None:
+    """Latency half as high again for one 5-minute sample, then back: the shape stage
+    alarms a sample later, when the latency stands at its level again. The alarm is the
+    spike's: a finding, naming the latency as it stood at the spike."""
+    spike_at_s, spike_s = 2.5 * DAY_S, 300.0
+    stamps, data = fault_then_fix(
+        3.0, spike_at_s, spike_s, seed=9, signal=Signal.LATENCY_P99, factor=1.5
+    )
+    detector = shaped(DetectorSettings(shape_warmup_buckets=400))
+    detections = findings_of(detector, stamps, data)
+    back_at = T0 + spike_at_s + spike_s
+    found = [f for d in detections for f in d.findings if d.at.timestamp() >= back_at]
+    assert found, "the spike is found after it is over"
+    latency = SIGNALS.index(Signal.LATENCY_P99)
+    at_level = [d for d in detections if d.findings and d.at.timestamp() >= back_at]
+    assert abs(at_level[0].deviations[0, latency]) < 3.0, "found once back at its level"
+    top = found[0].signals[0]
+    assert top.signal == Signal.LATENCY_P99 and top.direction == Direction.UP
+    assert top.deviation >= 3.0 and top.value > 1.3 * LEVEL[Signal.LATENCY_P99]
