@@ -81,6 +81,10 @@ SERIES_BLOCK = 256
 # many series spread over a bucket (at the daemon's 30 s interval and 5-minute buckets,
 # one cycle in ten closes a tenth of them) instead of all falling in one cycle.
 PHASES = 10
+# Series per pass of the discord search: its temporaries (a few arrays of 32 x ~2,400
+# values, 600 kB each) stay in the core's cache, where a pass over a 256-series block's
+# (5 MB each) would go out to memory.
+DISCORD_CHUNK = 32
 
 
 @dataclass
@@ -296,7 +300,16 @@ class ShapeStage:
         return line
 
     def _discord(self, g: int, i: I64, line: F64) -> F64:
-        """Distance of each new row's shape at scale ``g`` to its nearest earlier shape.
+        """Distance of each new row's shape at scale ``g`` to its nearest earlier shape,
+        ``DISCORD_CHUNK`` series at a time (see ``_nearest``)."""
+        out = np.empty(len(i))
+        for lo in range(0, len(i), DISCORD_CHUNK):
+            chunk = slice(lo, lo + DISCORD_CHUNK)
+            out[chunk] = self._nearest(g, i[chunk], line[chunk])
+        return out
+
+    def _nearest(self, g: int, i: I64, line: F64) -> F64:
+        """``_discord`` for a few series.
 
         The segment means of rows ``i - history - g*(points-1) .. i`` are trailing means
         of ``line`` (rows before the series' start read as row 0, as
@@ -308,21 +321,22 @@ class ShapeStage:
         span = g * (p - 1) + 1
         n_candidates = h - gap + 1
         first = -(h + span - 1)  # rows i - h - span + 1 .. i
-        rows = i[:, None] + np.arange(first, 1)[None, :]
         means = _trailing_means(line, g, h + span, i)
-        if i.min() + first < 0:  # rows before the start read as row 0
+        young = int(i.min()) + first < 0  # some series hold rows before their start
+        if young:
+            rows = i[:, None] + np.arange(first, 1)[None, :]
             zero = means[np.arange(len(i)), np.clip(-first - i, 0, h + span - 1)]
             means = np.where(rows < 0, zero[:, None], means)
         shapes = sliding_window_view(means, span, axis=1)[:, :, ::g]  # (b, h + 1, p)
         query = shapes[:, -1, :]
         norm: F64 = (query * query).sum(axis=1)
         candidates = shapes[:, :n_candidates, :]  # rows i - h .. i - gap
-        cand_norms = _window_sums(means[:, : n_candidates + span - 1] ** 2, g, p)
-        if i.min() - h < 0:  # no candidates before the start
-            cand_norms = np.where(
-                rows[:, span - 1 : span - 1 + n_candidates] >= 0, cand_norms, np.inf
-            )
-        cross = cand_norms - 2.0 * np.einsum("bcp,bp->bc", candidates, query)
+        squares = means[:, : n_candidates + span - 1]
+        cross = _window_sums(squares * squares, g, p)
+        if young and int(i.min()) - h < 0:  # no candidates before the start
+            cross[rows[:, span - 1 : span - 1 + n_candidates] < 0] = np.inf
+        # |c|^2 - 2 q.c, in place: the candidates' norms less twice their products.
+        cross -= 2.0 * np.einsum("bcp,bp->bc", candidates, query)
         return nearest_distance(cross.min(axis=1) + norm, p)
 
     def _statistics(self, k: int, series: I64, distance: F64) -> tuple[F64, F64, F64, F64]:
