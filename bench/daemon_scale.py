@@ -43,6 +43,7 @@ from healer.config import Settings
 from healer.daemon import Healer
 from healer.decide import load_playbooks
 from healer.detect.combined import build_detector
+from healer.detect.univariate import PAST_BLOCK_ROWS
 from healer.types import (
     ActionRecord,
     ActionStatus,
@@ -142,10 +143,10 @@ def warm_shape_state(detector: object) -> int:
     for array in arrays_of(stage):
         total += array.nbytes
         if array.dtype.kind == "f" and array.ndim == 2:
-            # A few thousand series at a time: a whole-array temporary would count in the
+            # A thousand series at a time: a whole-array temporary would count in the
             # peak RSS as if the daemon had held it.
-            for lo in range(0, len(array), 4_096):
-                part = array[lo : lo + 4_096]
+            for lo in range(0, len(array), 1_024):
+                part = array[lo : lo + 1_024]
                 part[...] = rng.random(part.shape)
     rows = getattr(stage, "rows_", None)
     if rows is not None:
@@ -153,16 +154,9 @@ def warm_shape_state(detector: object) -> int:
     squares = getattr(stage, "sum_squares_", None)
     if squares is not None and rows is not None:
         squares[:] = rows
-    # The running statistics of the distance rings, as if the rows had been learned.
-    for k, ring in enumerate(getattr(stage, "distances_", [])):
-        if not hasattr(stage, "past_sum_"):
-            break
-        for lo in range(0, len(ring), 4_096):
-            part = ring[lo : lo + 4_096].astype(np.float64)
-            part[:, 10 * 2_160 % ring.shape[1]] = 0.0  # the next row's slot, not in them
-            stage.past_sum_[k][lo : lo + 4_096] = part.sum(axis=1)
-            stage.past_squares_[k][lo : lo + 4_096] = (part * part).sum(axis=1)
-            stage.past_count_[k][lo : lo + 4_096] = ring.shape[1] - 1
+    # Every block of the past full of learned distances.
+    for counts in getattr(stage, "block_count_", []):
+        counts[:] = PAST_BLOCK_ROWS
     return total
 
 

@@ -25,15 +25,16 @@ detector's do after a gap in time.
 
 State per series, all in (series x rows) arrays: the running sum of squares (for the
 RMS of the compression), a ring of compressed values (single precision) long enough for
-the oldest candidate's shape at the largest scale, per time scale a ring of distances
-(for the likelihood statistics; single precision, NaN where a row was not learned from)
-and the running sums of its last ``history_rows`` rows, the rows left to settle after a
-gap, and the refractory state: about 27 kB per series at 5-minute buckets. When a bucket
-closes, each scale's segment means and the squared norms of its candidate shapes are
-computed from the ring of values (a few passes over it: sums of shifted copies), and the
-new row's discord distances of all series by one ``einsum`` per block of series over
-windowed views of them; the only Python loops are over the time scales and blocks of
-``SERIES_BLOCK`` series.
+the oldest candidate's shape at the largest scale, per time scale the learned distances
+of the last few rows (for the recent mean; single precision, NaN where a row was not
+learned from) and the sums, sums of squares and counts of the learned distances of each
+block of ``PAST_BLOCK_ROWS`` rows of the past (for its mean and spread; a week is 180
+blocks), the rows left to settle after a gap, and the refractory state: about 16 kB per
+series at 5-minute buckets. When a bucket closes, each scale's segment means and the
+squared norms of its candidate shapes are computed from the ring of values (a few passes
+over it: sums of shifted copies), and the new row's discord distances by one ``einsum``
+per ``DISCORD_CHUNK`` series over windowed views of them; the only Python loops are over
+the time scales and chunks of series.
 
 ``peek`` scores a provisional row (a bucket still open) without committing anything,
 so that an acute fault can be judged between closings. Scores equal those of
@@ -57,6 +58,7 @@ from healer.detect.univariate import (
     GAP_PERIODS,
     MEANS_DTYPE,
     MIN_LEARNED_ROWS,
+    PAST_BLOCK_ROWS,
     DiscordLikelihood,
     alarms_at_one,
     compress,
@@ -130,16 +132,21 @@ class ShapeStage:
         # largest scale (its segment mean reaches a segment further back).
         self.line_rows_ = d.history_rows + self.max_segment_ * d.shape_points
         self.u_ = np.zeros((n, self.line_rows_), dtype=MEANS_DTYPE)
-        # NaN: a distance not learned from (too early, or settling after a gap).
-        self.distances_ = [
-            np.full((n, d.history_rows + 1), np.nan, dtype=DISTANCE_DTYPE) for _ in d.segment_rows
+        # Per scale, the learned distances of the ``recent_rows - 1`` rows before the next
+        # one (row r at column r mod their count; NaN: not learned from, as too early or
+        # settling after a gap).
+        self.recent_ = [
+            np.full((n, d.recent_rows - 1), np.nan, dtype=DISTANCE_DTYPE) for _ in d.segment_rows
         ]
-        # Per scale, the sum, sum of squares and count of the learned distances of the
-        # ``history_rows`` rows before the next one (in the ring: the statistics of a row
-        # are kept up to date as rows enter and leave, not summed again at every row).
-        self.past_sum_ = [np.zeros(n) for _ in d.segment_rows]
-        self.past_squares_ = [np.zeros(n) for _ in d.segment_rows]
-        self.past_count_ = [np.zeros(n) for _ in d.segment_rows]
+        # Per scale, the sum, sum of squares and count of the learned distances of each
+        # block of ``PAST_BLOCK_ROWS`` rows (block b at column b mod ``blocks_``), those of
+        # the blocks that left the past (``univariate.past_mean_std``) reset to 0: the
+        # past statistics of the next row are the sums of the columns.
+        self.blocks_ = d.history_rows // PAST_BLOCK_ROWS + 2
+        self.block_sum_ = [np.zeros((n, self.blocks_)) for _ in d.segment_rows]
+        self.block_squares_ = [np.zeros((n, self.blocks_)) for _ in d.segment_rows]
+        # At most ``PAST_BLOCK_ROWS`` distances a block: a byte counts them.
+        self.block_count_ = [np.zeros((n, self.blocks_), dtype=np.uint8) for _ in d.segment_rows]
         self.settle_ = np.zeros(n, dtype=np.int64)
         self.last_row_t_ = np.full(n, -math.inf)
         self.spacing_s_ = np.full(n, math.inf)
@@ -178,7 +185,7 @@ class ShapeStage:
         arrays += [self.last_alarm_, self.calmed_, self.score_, self.bucket_sum_]
         arrays += [self.bucket_count_, self.settle_, self.last_row_t_, self.spacing_s_]
         arrays += [self.offset_s_, self.bucket_end_, self.closed_end_]
-        arrays += [*self.distances_, *self.past_sum_, *self.past_squares_, *self.past_count_]
+        arrays += [*self.recent_, *self.block_sum_, *self.block_squares_, *self.block_count_]
         return sum(a.nbytes for a in arrays)
 
     # ---- rows -----------------------------------------------------------------------------
@@ -267,19 +274,24 @@ class ShapeStage:
         d, s, i = self.detector, row.series, row.index
         self.sum_squares_[s] = row.sum_squares
         self.u_[s, i % self.line_rows_] = row.u
-        history = self.windows_.history_rows
+        history, block = self.windows_.history_rows, PAST_BLOCK_ROWS
+        into = (i // block) % self.blocks_
+        # The past of row i + 1 begins a block later than row i's when i + 1 - history is
+        # a multiple of a block: the block that held row i - history leaves it.
+        leaves = (i >= history) & ((i + 1 - history) % block == 0)
+        left = ((i - history) // block % self.blocks_)[leaves]
         for k in range(len(self.windows_.segment_rows)):
-            ring = self.distances_[k]
-            # The running sums: the new row enters, the row ``history`` before it leaves.
-            entering = row.distances[k].astype(DISTANCE_DTYPE).astype(np.float64)
-            leaving = ring[s, (i - history) % (history + 1)].astype(np.float64)
-            leaving = np.where(i >= history, leaving, np.nan)
-            for value, sign in ((entering, 1.0), (leaving, -1.0)):
-                used = np.isfinite(value)
-                self.past_sum_[k][s] += sign * np.where(used, value, 0.0)
-                self.past_squares_[k][s] += sign * np.where(used, value * value, 0.0)
-                self.past_count_[k][s] += sign * used
-            ring[s, i % (history + 1)] = row.distances[k]
+            entering = row.distances[k].astype(DISTANCE_DTYPE)
+            if self.recent_[k].shape[1]:
+                self.recent_[k][s, i % self.recent_[k].shape[1]] = entering
+            value = entering.astype(np.float64)
+            used = np.isfinite(value)
+            value = np.where(used, value, 0.0)
+            self.block_sum_[k][s, into] += value
+            self.block_squares_[k][s, into] += value * value
+            self.block_count_[k][s, into] += used.astype(np.uint8)
+            for sums in (self.block_sum_[k], self.block_squares_[k], self.block_count_[k]):
+                sums[s[leaves], left] = 0
         self.settle_[s] = np.maximum(row.settle - 1, 0)
         self.last_alarm_[s] = np.where(row.alarm, i, self.last_alarm_[s])
         calm = row.likelihood < d.rearm_level
@@ -341,15 +353,16 @@ class ShapeStage:
 
     def _statistics(self, k: int, series: I64, distance: F64) -> tuple[F64, F64, F64, F64]:
         """Recent mean distance (this row and the learned ones of the rows before it),
-        and the mean, spread and count of the learned distances of the ``history_rows``
-        rows before it (rows i - h .. i - 1; NaN in the ring: not learned from), from
-        the running sums of those rows."""
-        d = self.windows_
-        count = self.past_count_[k][series]
-        mean, spread = mean_std(self.past_sum_[k][series], self.past_squares_[k][series], count)
-        before = d.recent_rows - 1  # the recent rows before this one
-        last = _read(self.distances_[k], series, self.rows_[series] - before, before)
-        last = last.astype(np.float64)
+        and the mean, spread and count of the learned distances of the rows before it
+        from about ``history_rows`` back (``univariate.past_mean_std``; NaN: not learned
+        from), from the sums of the blocks of those rows."""
+        count = _rows(self.block_count_[k], series).sum(axis=1, dtype=np.float64)
+        mean, spread = mean_std(
+            _rows(self.block_sum_[k], series).sum(axis=1),
+            _rows(self.block_squares_[k], series).sum(axis=1),
+            count,
+        )
+        last = _rows(self.recent_[k], series).astype(np.float64)
         used = np.isfinite(last)
         recent = (np.where(used, last, 0.0).sum(axis=1) + distance) / (used.sum(axis=1) + 1.0)
         return recent, mean, spread, count
@@ -461,11 +474,22 @@ class ShapeStage:
             getattr(out, name)[new] = getattr(self, name)[old]
         for name in ("bucket_sum_", "bucket_count_", "bucket_end_", "closed_end_"):
             getattr(out, name)[new] = getattr(self, name)[old]
-        for name in ("distances_", "past_sum_", "past_squares_", "past_count_"):
+        for name in ("recent_", "block_sum_", "block_squares_", "block_count_"):
             for dst, src in zip(getattr(out, name), getattr(self, name), strict=True):
                 dst[new] = src[old]
         out.last_t_ = self.last_t_
         return out
+
+
+def _rows(a: NDArray[G], series: I64) -> NDArray[G]:
+    """Rows ``series`` of ``a``: a view when they are a contiguous range, as when a block
+    of series closes its buckets together, else a copy."""
+    lo = int(series[0]) if len(series) else 0
+    contiguous = len(series) and int(series[-1]) - lo == len(series) - 1
+    if contiguous and (np.diff(series) == 1).all():
+        return a[lo : lo + len(series)]
+    out: NDArray[G] = a[series]
+    return out
 
 
 def _joined(blocks: list[Row], field: Callable[[Row], NDArray[G]]) -> NDArray[G]:
