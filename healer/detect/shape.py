@@ -50,7 +50,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
 from healer.detect.univariate import (
@@ -339,7 +339,15 @@ class ShapeStage:
             rows = i[:, None] + np.arange(first, 1)[None, :]
             zero = means[np.arange(len(i)), np.clip(-first - i, 0, h + span - 1)]
             means = np.where(rows < 0, zero[:, None], means)
-        shapes = sliding_window_view(means, span, axis=1)[:, :, ::g]  # (b, h + 1, p)
+        # (b, h + 1, p): shape c is means[:, c], means[:, c + g] ... (a view, as
+        # ``sliding_window_view(means, span, axis=1)[:, :, ::g]`` without its checks).
+        row_stride, column_stride = means.strides
+        shapes = as_strided(
+            means,
+            shape=(len(i), h + 1, p),
+            strides=(row_stride, column_stride, column_stride * g),
+            writeable=False,
+        )
         query = shapes[:, -1, :]
         norm: F64 = (query * query).sum(axis=1)
         candidates = shapes[:, :n_candidates, :]  # rows i - h .. i - gap
