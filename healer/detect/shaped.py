@@ -82,10 +82,10 @@ class Onsets:
             self.index_[workloads[w]] = int(w)
         ended = ~hot & fresh
         for workload in list(self.onset_):
-            w = self.index_.get(workload, -1)
-            if not (0 <= w < len(workloads) and workloads[w] == workload):
-                w = workloads.index(workload) if workload in workloads else -1
-            if w >= 0 and ended[w]:
+            at = self.index_.get(workload, -1)
+            if not (0 <= at < len(workloads) and workloads[at] == workload):
+                at = workloads.index(workload) if workload in workloads else -1
+            if at >= 0 and ended[at]:
                 del self.onset_[workload]
                 self.index_.pop(workload, None)
 
