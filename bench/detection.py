@@ -70,7 +70,7 @@ from healer.detect.nab import LabelledScores, evaluate, evaluate_at
 from healer.detect.shape import ShapeStage
 from healer.detect.signals import polarity
 from healer.detect.streaming import StreamingDetector
-from healer.detect.univariate import DEFAULT_DETECTOR, DETECTORS
+from healer.detect.univariate import DEFAULT_DETECTOR, DETECTORS, PAST_BLOCK_ROWS
 from healer.types import Frame, Signal, WorkloadRef
 
 REPO = Path(__file__).resolve().parent.parent
@@ -333,8 +333,10 @@ def shape_cost() -> None:
     """
     rng = np.random.default_rng(0)
     stage = ShapeStage(SHAPE_SERIES)
-    for ring in (stage.u_, *stage.distances_):
+    for ring in (stage.u_, *stage.recent_, *stage.block_sum_, *stage.block_squares_):
         ring[:] = rng.random(ring.shape)
+    for counts in stage.block_count_:
+        counts[:] = PAST_BLOCK_ROWS
     stage.rows_[:] = 10 * stage.windows_.history_rows
     stage.sum_squares_[:] = stage.rows_
     took_s = []

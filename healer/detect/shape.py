@@ -25,15 +25,16 @@ detector's do after a gap in time.
 
 State per series, all in (series x rows) arrays: the running sum of squares (for the
 RMS of the compression), a ring of compressed values (single precision) long enough for
-the oldest candidate's shape at the largest scale, per time scale a ring of distances
-(for the likelihood statistics; single precision, NaN where a row was not learned from)
-and the running sums of its last ``history_rows`` rows, the rows left to settle after a
-gap, and the refractory state: about 27 kB per series at 5-minute buckets. When a bucket
-closes, each scale's segment means and the squared norms of its candidate shapes are
-computed from the ring of values (a few passes over it: sums of shifted copies), and the
-new row's discord distances of all series by one ``einsum`` per block of series over
-windowed views of them; the only Python loops are over the time scales and blocks of
-``SERIES_BLOCK`` series.
+the oldest candidate's shape at the largest scale, per time scale the learned distances
+of the last few rows (for the recent mean; single precision, NaN where a row was not
+learned from) and the sums, sums of squares and counts of the learned distances of each
+block of ``PAST_BLOCK_ROWS`` rows of the past (for its mean and spread; a week is 180
+blocks), the rows left to settle after a gap, and the refractory state: about 16 kB per
+series at 5-minute buckets. When a bucket closes, each scale's segment means and the
+squared norms of its candidate shapes are computed from the ring of values (a few passes
+over it: sums of shifted copies), and the new row's discord distances by one ``einsum``
+per ``DISCORD_CHUNK`` series over windowed views of them; the only Python loops are over
+the time scales and chunks of series.
 
 ``peek`` scores a provisional row (a bucket still open) without committing anything,
 so that an acute fault can be judged between closings. Scores equal those of
@@ -49,7 +50,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
+from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
 from healer.detect.univariate import (
@@ -57,6 +58,7 @@ from healer.detect.univariate import (
     GAP_PERIODS,
     MEANS_DTYPE,
     MIN_LEARNED_ROWS,
+    PAST_BLOCK_ROWS,
     DiscordLikelihood,
     alarms_at_one,
     compress,
@@ -81,6 +83,10 @@ SERIES_BLOCK = 256
 # many series spread over a bucket (at the daemon's 30 s interval and 5-minute buckets,
 # one cycle in ten closes a tenth of them) instead of all falling in one cycle.
 PHASES = 10
+# Series per pass of the discord search: its temporaries (a few arrays of 32 x ~2,400
+# values, 600 kB each) stay in the core's cache, where a pass over a 256-series block's
+# (5 MB each) would go out to memory.
+DISCORD_CHUNK = 32
 
 
 @dataclass
@@ -126,16 +132,21 @@ class ShapeStage:
         # largest scale (its segment mean reaches a segment further back).
         self.line_rows_ = d.history_rows + self.max_segment_ * d.shape_points
         self.u_ = np.zeros((n, self.line_rows_), dtype=MEANS_DTYPE)
-        # NaN: a distance not learned from (too early, or settling after a gap).
-        self.distances_ = [
-            np.full((n, d.history_rows + 1), np.nan, dtype=DISTANCE_DTYPE) for _ in d.segment_rows
+        # Per scale, the learned distances of the ``recent_rows - 1`` rows before the next
+        # one (row r at column r mod their count; NaN: not learned from, as too early or
+        # settling after a gap).
+        self.recent_ = [
+            np.full((n, d.recent_rows - 1), np.nan, dtype=DISTANCE_DTYPE) for _ in d.segment_rows
         ]
-        # Per scale, the sum, sum of squares and count of the learned distances of the
-        # ``history_rows`` rows before the next one (in the ring: the statistics of a row
-        # are kept up to date as rows enter and leave, not summed again at every row).
-        self.past_sum_ = [np.zeros(n) for _ in d.segment_rows]
-        self.past_squares_ = [np.zeros(n) for _ in d.segment_rows]
-        self.past_count_ = [np.zeros(n) for _ in d.segment_rows]
+        # Per scale, the sum, sum of squares and count of the learned distances of each
+        # block of ``PAST_BLOCK_ROWS`` rows (block b at column b mod ``blocks_``), those of
+        # the blocks that left the past (``univariate.past_mean_std``) reset to 0: the
+        # past statistics of the next row are the sums of the columns.
+        self.blocks_ = d.history_rows // PAST_BLOCK_ROWS + 2
+        self.block_sum_ = [np.zeros((n, self.blocks_)) for _ in d.segment_rows]
+        self.block_squares_ = [np.zeros((n, self.blocks_)) for _ in d.segment_rows]
+        # At most ``PAST_BLOCK_ROWS`` distances a block: a byte counts them.
+        self.block_count_ = [np.zeros((n, self.blocks_), dtype=np.uint8) for _ in d.segment_rows]
         self.settle_ = np.zeros(n, dtype=np.int64)
         self.last_row_t_ = np.full(n, -math.inf)
         self.spacing_s_ = np.full(n, math.inf)
@@ -174,7 +185,7 @@ class ShapeStage:
         arrays += [self.last_alarm_, self.calmed_, self.score_, self.bucket_sum_]
         arrays += [self.bucket_count_, self.settle_, self.last_row_t_, self.spacing_s_]
         arrays += [self.offset_s_, self.bucket_end_, self.closed_end_]
-        arrays += [*self.distances_, *self.past_sum_, *self.past_squares_, *self.past_count_]
+        arrays += [*self.recent_, *self.block_sum_, *self.block_squares_, *self.block_count_]
         return sum(a.nbytes for a in arrays)
 
     # ---- rows -----------------------------------------------------------------------------
@@ -263,19 +274,24 @@ class ShapeStage:
         d, s, i = self.detector, row.series, row.index
         self.sum_squares_[s] = row.sum_squares
         self.u_[s, i % self.line_rows_] = row.u
-        history = self.windows_.history_rows
+        history, block = self.windows_.history_rows, PAST_BLOCK_ROWS
+        into = (i // block) % self.blocks_
+        # The past of row i + 1 begins a block later than row i's when i + 1 - history is
+        # a multiple of a block: the block that held row i - history leaves it.
+        leaves = (i >= history) & ((i + 1 - history) % block == 0)
+        left = ((i - history) // block % self.blocks_)[leaves]
         for k in range(len(self.windows_.segment_rows)):
-            ring = self.distances_[k]
-            # The running sums: the new row enters, the row ``history`` before it leaves.
-            entering = row.distances[k].astype(DISTANCE_DTYPE).astype(np.float64)
-            leaving = ring[s, (i - history) % (history + 1)].astype(np.float64)
-            leaving = np.where(i >= history, leaving, np.nan)
-            for value, sign in ((entering, 1.0), (leaving, -1.0)):
-                used = np.isfinite(value)
-                self.past_sum_[k][s] += sign * np.where(used, value, 0.0)
-                self.past_squares_[k][s] += sign * np.where(used, value * value, 0.0)
-                self.past_count_[k][s] += sign * used
-            ring[s, i % (history + 1)] = row.distances[k]
+            entering = row.distances[k].astype(DISTANCE_DTYPE)
+            if self.recent_[k].shape[1]:
+                self.recent_[k][s, i % self.recent_[k].shape[1]] = entering
+            value = entering.astype(np.float64)
+            used = np.isfinite(value)
+            value = np.where(used, value, 0.0)
+            self.block_sum_[k][s, into] += value
+            self.block_squares_[k][s, into] += value * value
+            self.block_count_[k][s, into] += used.astype(np.uint8)
+            for sums in (self.block_sum_[k], self.block_squares_[k], self.block_count_[k]):
+                sums[s[leaves], left] = 0
         self.settle_[s] = np.maximum(row.settle - 1, 0)
         self.last_alarm_[s] = np.where(row.alarm, i, self.last_alarm_[s])
         calm = row.likelihood < d.rearm_level
@@ -296,7 +312,16 @@ class ShapeStage:
         return line
 
     def _discord(self, g: int, i: I64, line: F64) -> F64:
-        """Distance of each new row's shape at scale ``g`` to its nearest earlier shape.
+        """Distance of each new row's shape at scale ``g`` to its nearest earlier shape,
+        ``DISCORD_CHUNK`` series at a time (see ``_nearest``)."""
+        out = np.empty(len(i))
+        for lo in range(0, len(i), DISCORD_CHUNK):
+            chunk = slice(lo, lo + DISCORD_CHUNK)
+            out[chunk] = self._nearest(g, i[chunk], line[chunk])
+        return out
+
+    def _nearest(self, g: int, i: I64, line: F64) -> F64:
+        """``_discord`` for a few series.
 
         The segment means of rows ``i - history - g*(points-1) .. i`` are trailing means
         of ``line`` (rows before the series' start read as row 0, as
@@ -308,34 +333,44 @@ class ShapeStage:
         span = g * (p - 1) + 1
         n_candidates = h - gap + 1
         first = -(h + span - 1)  # rows i - h - span + 1 .. i
-        rows = i[:, None] + np.arange(first, 1)[None, :]
         means = _trailing_means(line, g, h + span, i)
-        if i.min() + first < 0:  # rows before the start read as row 0
+        young = int(i.min()) + first < 0  # some series hold rows before their start
+        if young:
+            rows = i[:, None] + np.arange(first, 1)[None, :]
             zero = means[np.arange(len(i)), np.clip(-first - i, 0, h + span - 1)]
             means = np.where(rows < 0, zero[:, None], means)
-        shapes = sliding_window_view(means, span, axis=1)[:, :, ::g]  # (b, h + 1, p)
+        # (b, h + 1, p): shape c is means[:, c], means[:, c + g] ... (a view, as
+        # ``sliding_window_view(means, span, axis=1)[:, :, ::g]`` without its checks).
+        row_stride, column_stride = means.strides
+        shapes = as_strided(
+            means,
+            shape=(len(i), h + 1, p),
+            strides=(row_stride, column_stride, column_stride * g),
+            writeable=False,
+        )
         query = shapes[:, -1, :]
         norm: F64 = (query * query).sum(axis=1)
         candidates = shapes[:, :n_candidates, :]  # rows i - h .. i - gap
-        cand_norms = _window_sums(means[:, : n_candidates + span - 1] ** 2, g, p)
-        if i.min() - h < 0:  # no candidates before the start
-            cand_norms = np.where(
-                rows[:, span - 1 : span - 1 + n_candidates] >= 0, cand_norms, np.inf
-            )
-        cross = cand_norms - 2.0 * np.einsum("bcp,bp->bc", candidates, query)
+        squares = means[:, : n_candidates + span - 1]
+        cross = _window_sums(squares * squares, g, p)
+        if young and int(i.min()) - h < 0:  # no candidates before the start
+            cross[rows[:, span - 1 : span - 1 + n_candidates] < 0] = np.inf
+        # |c|^2 - 2 q.c, in place: the candidates' norms less twice their products.
+        cross -= 2.0 * np.einsum("bcp,bp->bc", candidates, query)
         return nearest_distance(cross.min(axis=1) + norm, p)
 
     def _statistics(self, k: int, series: I64, distance: F64) -> tuple[F64, F64, F64, F64]:
         """Recent mean distance (this row and the learned ones of the rows before it),
-        and the mean, spread and count of the learned distances of the ``history_rows``
-        rows before it (rows i - h .. i - 1; NaN in the ring: not learned from), from
-        the running sums of those rows."""
-        d = self.windows_
-        count = self.past_count_[k][series]
-        mean, spread = mean_std(self.past_sum_[k][series], self.past_squares_[k][series], count)
-        before = d.recent_rows - 1  # the recent rows before this one
-        last = _read(self.distances_[k], series, self.rows_[series] - before, before)
-        last = last.astype(np.float64)
+        and the mean, spread and count of the learned distances of the rows before it
+        from about ``history_rows`` back (``univariate.past_mean_std``; NaN: not learned
+        from), from the sums of the blocks of those rows."""
+        count = _rows(self.block_count_[k], series).sum(axis=1, dtype=np.float64)
+        mean, spread = mean_std(
+            _rows(self.block_sum_[k], series).sum(axis=1),
+            _rows(self.block_squares_[k], series).sum(axis=1),
+            count,
+        )
+        last = _rows(self.recent_[k], series).astype(np.float64)
         used = np.isfinite(last)
         recent = (np.where(used, last, 0.0).sum(axis=1) + distance) / (used.sum(axis=1) + 1.0)
         return recent, mean, spread, count
@@ -447,11 +482,22 @@ class ShapeStage:
             getattr(out, name)[new] = getattr(self, name)[old]
         for name in ("bucket_sum_", "bucket_count_", "bucket_end_", "closed_end_"):
             getattr(out, name)[new] = getattr(self, name)[old]
-        for name in ("distances_", "past_sum_", "past_squares_", "past_count_"):
+        for name in ("recent_", "block_sum_", "block_squares_", "block_count_"):
             for dst, src in zip(getattr(out, name), getattr(self, name), strict=True):
                 dst[new] = src[old]
         out.last_t_ = self.last_t_
         return out
+
+
+def _rows(a: NDArray[G], series: I64) -> NDArray[G]:
+    """Rows ``series`` of ``a``: a view when they are a contiguous range, as when a block
+    of series closes its buckets together, else a copy."""
+    lo = int(series[0]) if len(series) else 0
+    contiguous = len(series) and int(series[-1]) - lo == len(series) - 1
+    if contiguous and (np.diff(series) == 1).all():
+        return a[lo : lo + len(series)]
+    out: NDArray[G] = a[series]
+    return out
 
 
 def _joined(blocks: list[Row], field: Callable[[Row], NDArray[G]]) -> NDArray[G]:

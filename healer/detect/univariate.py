@@ -101,13 +101,19 @@ PERIOD_ROWS = 32
 # timestamps (a spacing of up to 1.5 periods) and one missing sample (2) are not gaps.
 GAP_PERIODS = 2.5
 # Distances are learned at single precision: seven digits are far more than a mean and
-# spread of distances need, and the online stage keeps a week of them per series in half
-# the memory.
+# spread of distances need, and the online stage keeps the last few of them per series
+# in half the memory.
 DISTANCE_DTYPE = np.float32
 # Compressed values (in units of the running RMS) are kept at single precision too: the
 # online stage keeps a week and a day of them per series, and seven digits of a value
 # against its RMS are far below any noise it has.
 MEANS_DTYPE = np.float32
+# The past distances a row is judged against are the ``history_rows`` before it and up
+# to this many less one more, back to the start of the block of this many rows that
+# holds the oldest (a week and at most 55 minutes at 5-minute rows). So the online stage
+# keeps the sums of a week's 180 blocks per series and scale, not a week of distances:
+# 16 kB a series instead of 27. A week's statistics do not move for a few rows more.
+PAST_BLOCK_ROWS = 12
 # A likelihood needs a spread estimated from at least this many distances; before that a
 # row gives no evidence (the common small-sample bound: a spread from 30 values is
 # within about 13% of the truth).
@@ -422,7 +428,8 @@ def trailing_mean(a: F64, rows: int) -> F64:
 
 def past_mean_std(a: F64, rows: int) -> tuple[F64, F64, F64]:
     """Mean, standard deviation and count of the finite values among the ``rows`` before
-    each row (NaN: not learned from).
+    each row and the few before those back to a multiple of ``PAST_BLOCK_ROWS`` (NaN:
+    not learned from).
 
     A row with no past gets mean 0, deviation 0 and count 0. The statistics exclude the
     row itself, so a jump is judged against what came before it.
@@ -433,7 +440,7 @@ def past_mean_std(a: F64, rows: int) -> tuple[F64, F64, F64]:
     squares = np.concatenate(([0.0], np.cumsum(b * b)))
     counts = np.concatenate(([0.0], np.cumsum(used)))
     end = np.arange(len(a))
-    start = np.maximum(0, end - rows)
+    start = np.maximum(0, (end - rows) // PAST_BLOCK_ROWS * PAST_BLOCK_ROWS)
     count = counts[end] - counts[start]
     mean, spread = mean_std(total[end] - total[start], squares[end] - squares[start], count)
     return mean, spread, count

@@ -98,8 +98,9 @@ def test_peek_scores_the_next_row_and_changes_nothing() -> None:
         reference.push(np.array([v, 2 * v]))
     peeked = stage.peek(np.array([2 * values[-1]]), np.array([1]))
     assert stage.rows_.tolist() == reference.rows_.tolist()
-    for mine, theirs in zip(stage.distances_, reference.distances_, strict=True):
-        assert np.array_equal(mine, theirs)
+    for name in ("recent_", "block_sum_", "block_squares_", "block_count_"):
+        for mine, theirs in zip(getattr(stage, name), getattr(reference, name), strict=True):
+            assert np.array_equal(mine, theirs, equal_nan=True)
     assert peeked[0] == pytest.approx(stage.push(np.array([values[-1], 2 * values[-1]]))[1])
 
 
@@ -118,6 +119,9 @@ def test_state_size_is_what_the_arrays_hold() -> None:
     stage = ShapeStage(3)
     one = ShapeStage(1)
     assert stage.state_bytes() == pytest.approx(3 * one.state_bytes(), rel=0.01)
+    # A week of rows at 5-minute buckets: the ring of compressed values (4 bytes a row)
+    # and, per scale, the sums of the past's blocks (17 bytes a block of 12 rows).
+    assert 15_000 < one.state_bytes() < 17_000
 
 
 def test_rows_after_a_gap_settle_as_in_the_whole_series() -> None:
