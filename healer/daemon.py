@@ -38,7 +38,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, assert_never
 
@@ -46,7 +46,6 @@ import structlog
 
 from healer import decide
 from healer.audit.roles import DaemonStore
-from healer.audit.views import ActionView
 from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook
@@ -76,7 +75,6 @@ from healer.lifecycle.transition import (
     Reconcile,
     RecordAction,
     RecordOutcome,
-    Reviewed,
     Say,
     Settled,
     Tick,
@@ -231,7 +229,9 @@ class Healer:
         findings = {f.workload: f for f in detection.findings}
         self.findings += len(findings)
         self.brake.take(detection, self.tracked, self.settings)
-        self._take_approved(reading)
+        self.incident_errors += approvals.take_approved(
+            store=self.store, playbooks=self.playbooks, cycle=_Acting(self, reading), now=now
+        )
         for tracked in list(self.tracked.values()):
             self._guarded(tracked.workload, self._progress, tracked, reading)
         for workload, finding in findings.items():
@@ -406,23 +406,11 @@ class Healer:
         reading: Reading,
         chain_to: Playbook | None = None,
     ) -> None:
-        now, detection = reading.now, reading.detection
+        now = reading.now
         size, onset = self.brake.event(finding, self.settings, live=chain_to is not None)
         plan = self._plan(diagnosis, finding, state, reading, size, chain_to)
-        held = brake(size, len(detection.workloads), self.settings.guards)
-        if plan is None and not held.passed:  # part of a mass event all the same
-            outcome = Outcome(OutcomeKind.ESCALATED, f"held by anomaly_brake: {held.detail}", now)
-            self._move(
-                track,
-                Settled(outcome, notify=self.brake.hold(finding.workload, onset, self.settings)),
-            )
-            return
         if plan is None:
-            why = (
-                f"no playbook handles {diagnosis.cause} at {diagnosis.confidence:.0%} "
-                "confidence; a person must look"
-            )
-            self._move(track, Settled(Outcome(OutcomeKind.ESCALATED, why, now)))
+            self._move(track, self._unplanned(diagnosis, finding, reading, size, onset))
             return
         self.store.record_plan(track.incident_id, plan, at=now)
         if not plan.allowed:
@@ -438,6 +426,22 @@ class Healer:
             "plan", track, now, f"{plan.playbook}: {plan.action} {dict(plan.params)} ({plan.mode})"
         )
         self._act(track, plan, now)
+
+    def _unplanned(
+        self, diagnosis: Diagnosis, finding: Finding, reading: Reading, size: int, onset: datetime
+    ) -> Settled:
+        """No playbook handles the diagnosis: escalated, or held by the anomaly brake
+        when the workload is part of a mass event all the same."""
+        now = reading.now
+        held = brake(size, len(reading.detection.workloads), self.settings.guards)
+        if not held.passed:
+            outcome = Outcome(OutcomeKind.ESCALATED, f"held by anomaly_brake: {held.detail}", now)
+            return Settled(outcome, notify=self.brake.hold(finding.workload, onset, self.settings))
+        why = (
+            f"no playbook handles {diagnosis.cause} at {diagnosis.confidence:.0%} "
+            "confidence; a person must look"
+        )
+        return Settled(Outcome(OutcomeKind.ESCALATED, why, now))
 
     def _act(self, track: Track, plan: Plan, now: datetime) -> None:
         intent: JsonObject = {"action": plan.action.value, "params": dict(plan.params)}
@@ -565,75 +569,6 @@ class Healer:
         )
         self.report(Step(kind, track.incident_id, track.workload, at, text))
 
-    # ---- actions a person approved --------------------------------------------------------
-
-    def _take_approved(self, reading: Reading) -> None:
-        """Take each approved action; one that crashes (a bug) is blocked, so that it is
-        never taken later, and its incident escalated."""
-        for approved in self.store.approved_actions():
-            workload = approved.workload
-            try:
-                self._take_one_approved(approved.incident_id, reading)
-            except HealerError as exc:
-                log.error("workload_step_failed", workload=str(workload), error=str(exc))
-            except Exception as exc:  # a bug: block this approval, carry on with the rest
-                self.incident_errors += 1
-                log.exception("workload_step_crashed", workload=str(workload), error=repr(exc))
-                self._block_crashed(approved, exc, reading.now)
-
-    def _block_crashed(self, approved: ActionView, exc: Exception, now: datetime) -> None:
-        """Block the ``approved`` action whose taking crashed, unless it got an end
-        meanwhile, and close its incident as escalated unless it is settled already."""
-        incident_id, workload = approved.incident_id, approved.workload
-        try:
-            outcome = approvals.block_crashed(approved, exc, now, store=self.store)
-            if outcome is not None:
-                self._move(self._watched_or_stand_in(incident_id, workload), Settled(outcome))
-        except Exception as again:  # the store down as well: the next cycle meets it again
-            log.error("escalation_not_recorded", workload=str(workload), error=repr(again))
-
-    def _watched_or_stand_in(self, incident_id: int, workload: WorkloadRef) -> Track:
-        track = self.tracked.get(workload)
-        if track is None or track.incident_id != incident_id:
-            return Watching(incident_id, workload)
-        return track
-
-    def _take_one_approved(self, incident_id: int, reading: Reading) -> None:
-        """Plan again on the cluster as it is now, through the same guards; take the
-        action if they pass (the person's approval stands for the approval mode), record
-        it blocked and escalate if not. Recording it completes the approved action."""
-        now = reading.now
-        incident = self.store.incident(incident_id)
-        if incident.diagnosis is None or incident.action is None:
-            raise HealerError(f"incident {incident_id} has no diagnosis or action to take")
-        workload = incident.workload
-        track = self.tracked.get(workload)
-        if track is not None and track.incident_id != incident_id:
-            why = f"incident {track.incident_id} is now open for {workload}"
-            outcome = approvals.block(incident_id, why, now, store=self.store)
-            self._move(Watching(incident_id, workload), Settled(outcome))
-            return
-        if track is None:
-            track = self.tracked[workload] = Watching(incident_id, workload)
-        diagnosis, finding = incident.diagnosis, incident.finding
-        track = self._move(track, Reviewed(Story(finding, diagnosis)))
-        state = self.actuator.read_state(workload)
-        chain_to = approvals.chain_step(incident, store=self.store, playbooks=self.playbooks)
-        size, _ = self.brake.event(finding, self.settings, live=True)
-        plan = self._plan(diagnosis, finding, state, reading, size, chain_to)
-        if plan is not None and plan.mode == Mode.APPROVAL:
-            plan = replace(plan, mode=Mode.AUTO)
-        if plan is not None:
-            self.store.record_plan(incident_id, plan, at=now)
-        if plan is None or not plan.allowed:
-            why = "no playbook matches any more" if plan is None else ", ".join(plan.blocked_by)
-            outcome = approvals.block(
-                incident_id, f"blocked by {why}", now, incident.action, store=self.store
-            )
-            self._move(track, Settled(outcome))
-            return
-        self._act(track, plan, now)
-
     def status(self) -> JsonObject:
         return {
             "findings": self.findings,
@@ -668,6 +603,34 @@ class Healer:
             age_s = (now - self.last_cycle).total_seconds()
             reasons.append(f"last cycle with metrics {age_s:.0f}s ago (more than {stale_s:.0f}s)")
         return reasons
+
+
+@dataclass(frozen=True)
+class _Acting:
+    """The cycle at one reading, as taking an approved action asks it (``approvals``)."""
+
+    healer: Healer
+    reading: Reading
+
+    def watched(self, workload: WorkloadRef) -> Track | None:
+        return self.healer.tracked.get(workload)
+
+    def watch(self, track: Track) -> None:
+        self.healer.tracked[track.workload] = track
+
+    def move(self, track: Track, event: Event) -> Track:
+        return self.healer._move(track, event)
+
+    def replan(
+        self, diagnosis: Diagnosis, finding: Finding, chain_to: Playbook | None
+    ) -> Plan | None:
+        healer = self.healer
+        state = healer.actuator.read_state(finding.workload)
+        size, _ = healer.brake.event(finding, healer.settings, live=True)
+        return healer._plan(diagnosis, finding, state, self.reading, size, chain_to)
+
+    def act(self, track: Track, plan: Plan) -> None:
+        self.healer._act(track, plan, self.reading.now)
 
 
 class Leadership(Protocol):
