@@ -95,6 +95,7 @@ from healer.types import (
     WorkloadRef,
     WorkloadState,
 )
+from healer.vitals import Vitals
 
 log = structlog.get_logger("healer.daemon")
 
@@ -151,26 +152,13 @@ class Healer:
     settings: Settings
     report: Reporter = lambda step: None
     tracked: dict[WorkloadRef, Track] = field(default_factory=dict)
-    last_cycle: datetime | None = None
-    """When the last cycle with data ran."""
-    last_attempt: datetime | None = None
-    last_error: str | None = None
-    """Why the last cycle had no data, if it had none."""
-    cycles: int = 0
+    vitals: Vitals = field(default_factory=Vitals)
+    """Cycles, findings and failures counted, for status and readiness."""
     notifier: Notifier | None = None
     """Where escalations go; built from ``settings.escalation`` when not given."""
     diagnose: Diagnose | None = None
     """Finding and context to a diagnosis; when not given, the learned diagnoser of
     ``settings.diagnosis_model`` (if any) with the rules behind it."""
-    findings: int = 0
-    """Findings the detector reported, over all cycles."""
-    cycle_seconds_sum: float = 0.0
-    """Wall-clock seconds spent in cycles with data (for healer_cycle_seconds)."""
-    last_cycle_s: float | None = None
-    cycle_failures: int = 0
-    """Cycles that ended in an exception (the store down, a bug), over all cycles."""
-    incident_errors: int = 0
-    """Unexpected exceptions (bugs) while handling one workload, each escalated."""
     brake: BrakeWatch = field(default_factory=BrakeWatch)
     """What the anomaly brake counts and holds, across cycles."""
     floors: FloorKeeper = field(default_factory=FloorKeeper)
@@ -209,27 +197,24 @@ class Healer:
         started = time.perf_counter()
         detection = self._cycle(now)
         if detection is not None:
-            self.last_cycle_s = time.perf_counter() - started
-            self.cycle_seconds_sum += self.last_cycle_s
+            self.vitals.timed(time.perf_counter() - started)
         return detection
 
     def _cycle(self, now: datetime) -> Detection | None:
-        self.last_attempt = now
+        self.vitals.last_attempt = now
         try:
             frame = self.source.fetch(until=now, window_s=self.settings.daemon.window_s)
         except CollectError as exc:
             log.warning("no_metrics", error=str(exc))  # never act on missing data
-            self.last_error = str(exc)
+            self.vitals.last_error = str(exc)
             return None
-        self.last_error = None
+        self.vitals.last_error = None
         detection = self.detector.update(frame)
-        self.cycles += 1
-        self.last_cycle = now
         reading = Reading(now, frame, detection)
         findings = {f.workload: f for f in detection.findings}
-        self.findings += len(findings)
+        self.vitals.read(now, len(findings))
         self.brake.take(detection, self.tracked, self.settings)
-        self.incident_errors += approvals.take_approved(
+        self.vitals.incident_errors += approvals.take_approved(
             store=self.store, playbooks=self.playbooks, cycle=_Acting(self, reading), now=now
         )
         for tracked in list(self.tracked.values()):
@@ -260,20 +245,22 @@ class Healer:
         except HealerError as exc:
             log.error("workload_step_failed", workload=str(workload), error=str(exc))
         except Exception as exc:  # a bug: escalate this incident, carry on with the rest
-            self.incident_errors += 1
+            self.vitals.incident_errors += 1
             log.exception("workload_step_crashed", workload=str(workload), error=repr(exc))
             self._escalate_crash(workload, exc)
 
     def _escalate_crash(self, workload: WorkloadRef, exc: Exception) -> None:
         """Close the workload's incident as escalated, naming the exception."""
         track = self.tracked.get(workload)
-        if track is None or self.last_attempt is None:
+        if track is None or self.vitals.last_attempt is None:
             return  # it failed before an incident opened: the log is all there is
         reason = f"internal error while handling the incident: {type(exc).__name__}: {exc}"
         try:
             if self.store.incident(track.incident_id).outcome is not None:
                 return  # settled already: an outcome is never overwritten
-            self._move(track, Settled(Outcome(OutcomeKind.ESCALATED, reason, self.last_attempt)))
+            self._move(
+                track, Settled(Outcome(OutcomeKind.ESCALATED, reason, self.vitals.last_attempt))
+            )
         except Exception as again:  # the store down as well: the next cycle meets it again
             log.error("escalation_not_recorded", workload=str(workload), error=repr(again))
 
@@ -571,14 +558,7 @@ class Healer:
 
     def status(self) -> JsonObject:
         return {
-            "findings": self.findings,
-            "cycle_seconds_sum": self.cycle_seconds_sum,
-            "last_cycle_seconds": self.last_cycle_s,
-            "cycles": self.cycles,
-            "last_cycle": self.last_cycle.isoformat() if self.last_cycle else None,
-            "last_error": self.last_error,
-            "cycle_failures": self.cycle_failures,
-            "incident_errors": self.incident_errors,
+            **self.vitals.status(),
             "escalations_dropped": (
                 self.notifier.dropped if isinstance(self.notifier, EscalationQueue) else 0
             ),
@@ -588,21 +568,8 @@ class Healer:
         }
 
     def readiness(self, now: datetime) -> list[str]:
-        """Why the loop is not doing its job right now; empty when it is.
-
-        Not ready: no cycle with data yet, the last one too long ago (three intervals:
-        one slow cycle is not an outage), or the metrics could not be read last time.
-        """
-        reasons = []
-        if self.last_error is not None:
-            reasons.append(f"metrics unavailable: {self.last_error}")
-        stale_s = 3 * self.settings.daemon.interval_s
-        if self.last_cycle is None:
-            reasons.append("no cycle with metrics yet")
-        elif (now - self.last_cycle).total_seconds() > stale_s:
-            age_s = (now - self.last_cycle).total_seconds()
-            reasons.append(f"last cycle with metrics {age_s:.0f}s ago (more than {stale_s:.0f}s)")
-        return reasons
+        """Why the loop is not doing its job right now; empty when it is (``Vitals``)."""
+        return self.vitals.readiness(now, interval_s=self.settings.daemon.interval_s)
 
 
 @dataclass(frozen=True)
@@ -697,15 +664,15 @@ def cycle_once(healer: Healer, now: datetime) -> bool:
     """One cycle; False when it had no metrics or failed (retried later), never raises.
 
     A ``HealerError`` (the audit store down, say) is logged; anything else is a bug and
-    is logged with its traceback. Both are counted in ``healer.cycle_failures``.
+    is logged with its traceback. Both are counted in ``healer.vitals.cycle_failures``.
     """
     try:
         return healer.cycle(now) is not None
     except HealerError as exc:
-        healer.cycle_failures += 1
+        healer.vitals.cycle_failures += 1
         log.error("cycle_failed", error=str(exc))
     except Exception as exc:
-        healer.cycle_failures += 1
+        healer.vitals.cycle_failures += 1
         log.exception("cycle_crashed", error=repr(exc))
     return False
 
@@ -715,7 +682,7 @@ def _taken_over(healer: Healer, on_lead: Callable[[], None]) -> bool:
     try:
         on_lead()
     except Exception as exc:
-        healer.cycle_failures += 1
+        healer.vitals.cycle_failures += 1
         log.exception("take_over_failed", error=repr(exc))
         return False
     return True
