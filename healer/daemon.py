@@ -92,6 +92,7 @@ from healer.types import (
     Outcome,
     OutcomeKind,
     Plan,
+    SignalDeviation,
     WorkloadRef,
     WorkloadState,
 )
@@ -296,7 +297,10 @@ class Healer:
                     if self.notifier is not None:
                         self.notifier.notify(escalation)
                 case ExpirePending(at=at):
-                    self._expire_unreviewed(track, at)
+                    quiet_s = self.settings.daemon.verify_stable_s
+                    expired = approvals.expire(track.incident_id, at, quiet_s, store=self.store)
+                    if expired is not None:
+                        self._say("outcome", track, at, f"{expired.kind}: {expired.evidence}")
                 case NoteFloor(plan=plan, at=at, baseline_rps=rps):
                     self.floors.note(plan, at, rps, store=self.store)
                 case Verify(track=verifying, overdue=overdue):
@@ -317,9 +321,7 @@ class Healer:
         incident = self.store.open_incident(finding, frame=reading.frame)
         track = Diagnosing(incident, finding.workload)
         self.tracked[finding.workload] = track
-        top = ", ".join(
-            f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ" for d in finding.signals[:3]
-        )
+        top = _deviations(finding.signals[:3])
         self._say("finding", track, reading.now, f"score {finding.score:.2f}: {top}")
         self._diagnose(track, finding, reading)
 
@@ -334,10 +336,7 @@ class Healer:
         incident = self.store.open_incident(finding, frame=reading.frame)
         track = Watching(incident, finding.workload, Story(finding, diagnosis))
         self.tracked[finding.workload] = track
-        top = ", ".join(
-            f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ" for d in finding.signals
-        )
-        self._say("finding", track, now, f"request surge: {top}")
+        self._say("finding", track, now, f"request surge: {_deviations(finding.signals)}")
         self._record_diagnosis(track, diagnosis, finding, state, reading)
         self._say("diagnosis", track, now, f"{diagnosis.cause}: {diagnosis.explanation}")
         self._plan_and_act(track, diagnosis, finding, state, reading)
@@ -377,12 +376,8 @@ class Healer:
         """Store the diagnosis with the diagnoser's feature row, which operators' labels
         later turn into training data."""
         row = features(finding, reading.frame, state, self._share(reading.detection))
-        self.store.record_diagnosis(
-            track.incident_id,
-            diagnosis,
-            at=reading.now,
-            features=dict(zip(FEATURES, row.tolist(), strict=True)),
-        )
+        named = dict(zip(FEATURES, row.tolist(), strict=True))
+        self.store.record_diagnosis(track.incident_id, diagnosis, at=reading.now, features=named)
 
     def _plan_and_act(
         self,
@@ -533,20 +528,6 @@ class Healer:
             key, floor, frame, now, self.settings, store=self.store, cluster=self.actuator
         )
 
-    def _expire_unreviewed(self, track: Track, now: datetime) -> None:
-        """An action still awaiting approval once its workload has settled on its own is
-        withdrawn: approving it later would act on a workload that no longer needs it."""
-        quiet_s = self.settings.daemon.verify_stable_s
-        outcome = Outcome(
-            OutcomeKind.ESCALATED,
-            f"the workload was quiet for {quiet_s:g} s before anyone reviewed the action "
-            "awaiting approval; it expired and was not taken",
-            now,
-        )
-        expired = self.store.expire_pending(track.incident_id, outcome)
-        if expired is not None:
-            self._say("outcome", track, now, f"{outcome.kind}: {outcome.evidence}")
-
     def _say(self, kind: str, track: Track, at: datetime, text: str) -> None:
         log.info(
             f"incident_{kind}",
@@ -570,6 +551,11 @@ class Healer:
     def readiness(self, now: datetime) -> list[str]:
         """Why the loop is not doing its job right now; empty when it is (``Vitals``)."""
         return self.vitals.readiness(now, interval_s=self.settings.daemon.interval_s)
+
+
+def _deviations(signals: Sequence[SignalDeviation]) -> str:
+    """The signals of a finding as people read them: each with its direction and size."""
+    return ", ".join(f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ" for d in signals)
 
 
 @dataclass(frozen=True)

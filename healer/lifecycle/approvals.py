@@ -197,3 +197,18 @@ def block_crashed(
     if incident.outcome is not None:
         return None
     return Outcome(OutcomeKind.ESCALATED, f"approved, then {why}", now)
+
+
+def expire(
+    incident_id: int, now: datetime, quiet_s: float, *, store: DaemonStore
+) -> Outcome | None:
+    """Withdraw the incident's action still awaiting approval once its workload has been
+    quiet for ``quiet_s``: approving it later would act on a workload that no longer
+    needs it. The outcome the incident settles on; None when nothing awaited approval."""
+    outcome = Outcome(
+        OutcomeKind.ESCALATED,
+        f"the workload was quiet for {quiet_s:g} s before anyone reviewed the action "
+        "awaiting approval; it expired and was not taken",
+        now,
+    )
+    return outcome if store.expire_pending(incident_id, outcome) is not None else None

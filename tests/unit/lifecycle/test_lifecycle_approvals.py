@@ -29,6 +29,7 @@ from healer.types import (
     Incident,
     IncidentStatus,
     Mode,
+    Outcome,
     OutcomeKind,
     Plan,
     WorkloadRef,
@@ -207,3 +208,26 @@ def test_an_approval_without_a_diagnosis_is_refused_naming_the_incident() -> Non
     store = FakeStore({3: bare}, [])
     with pytest.raises(HealerError, match="incident 3 has no diagnosis"):
         approvals.take_one(3, NOW, store=store, playbooks=(), cycle=FakeCycle())  # type: ignore[arg-type]  # a fake with the methods approvals call
+
+
+@dataclass
+class PendingStore:
+    """The store as expiring asks it: whether an action of the incident was pending."""
+
+    pending: set[int]
+    expired: list[tuple[int, str]] = field(default_factory=list)
+
+    def expire_pending(self, incident_id: int, outcome: Outcome) -> ActionView | None:
+        if incident_id not in self.pending:
+            return None
+        self.expired.append((incident_id, outcome.evidence))
+        return view(10, incident_id, CART)
+
+
+def test_an_action_awaiting_approval_expires_once_the_workload_is_quiet() -> None:
+    store = PendingStore({1})
+    outcome = approvals.expire(1, NOW, 1800, store=store)  # type: ignore[arg-type]  # a fake with the one method expire calls
+    assert outcome is not None and outcome.kind is OutcomeKind.ESCALATED and outcome.at == NOW
+    assert store.expired == [(1, outcome.evidence)]
+    assert "quiet for 1800 s before anyone reviewed" in outcome.evidence
+    assert approvals.expire(2, NOW, 1800, store=store) is None  # type: ignore[arg-type]  # as above
