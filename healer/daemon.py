@@ -20,7 +20,9 @@ brake's watch, the surge watch, the HPA floor keeper, approvals and verification
 once the rollout completed and the playbook's ``verify.signals`` are back at baseline
 for ``verify_stable_s``; not healed after ``verify.within_s``, when the playbook's
 ``on_failure`` names the next playbook to try, or escalation). Escalations go to the
-configured webhooks, through a queue delivered beside the cycle.
+configured webhooks, through a queue delivered beside the cycle. Approved actions are
+taken by ``approvals``, which asks the cycle to plan and act (``_Acting``) as it does
+for any incident; what the cycle counts for status and readiness is kept in ``Vitals``.
 
 Nothing one workload brings stops the cycle: a ``HealerError`` is logged and retried next
 cycle; any other exception is a bug, logged with its traceback, recorded on the incident
