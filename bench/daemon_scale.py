@@ -203,7 +203,7 @@ def run_size(workloads: int, cycles: int) -> dict[str, float]:
         "rss_gb": rss_gb(),
         "source_gb": source.nbytes / 1e9,
         "shape_gb": shape_bytes / 1e9,
-        "findings": float(healer.findings),
+        "findings": float(healer.vitals.findings),
     }
 
 

@@ -98,7 +98,7 @@ def run(
     missed = daemon.missed_cycle() if once and not stop.is_set() else None
     if missed is not None:  # --once checks a configuration: a cycle that did not run fails it
         raise HealerError(f"healer run --once: no cycle ran: {missed}")
-    typer.echo(f"healer run: stopped after {daemon.healer.cycles} cycles")
+    typer.echo(f"healer run: stopped after {daemon.healer.vitals.cycles} cycles")
 
 
 @app.command()

@@ -20,7 +20,9 @@ brake's watch, the surge watch, the HPA floor keeper, approvals and verification
 once the rollout completed and the playbook's ``verify.signals`` are back at baseline
 for ``verify_stable_s``; not healed after ``verify.within_s``, when the playbook's
 ``on_failure`` names the next playbook to try, or escalation). Escalations go to the
-configured webhooks, through a queue delivered beside the cycle.
+configured webhooks, through a queue delivered beside the cycle. Approved actions are
+taken by ``approvals``, which asks the cycle to plan and act (``_Acting``) as it does
+for any incident; what the cycle counts for status and readiness is kept in ``Vitals``.
 
 Nothing one workload brings stops the cycle: a ``HealerError`` is logged and retried next
 cycle; any other exception is a bug, logged with its traceback, recorded on the incident
@@ -38,7 +40,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol, assert_never
 
@@ -46,7 +48,6 @@ import structlog
 
 from healer import decide
 from healer.audit.roles import DaemonStore
-from healer.audit.views import ActionView
 from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook
@@ -76,7 +77,6 @@ from healer.lifecycle.transition import (
     Reconcile,
     RecordAction,
     RecordOutcome,
-    Reviewed,
     Say,
     Settled,
     Tick,
@@ -94,9 +94,11 @@ from healer.types import (
     Outcome,
     OutcomeKind,
     Plan,
+    SignalDeviation,
     WorkloadRef,
     WorkloadState,
 )
+from healer.vitals import Vitals
 
 log = structlog.get_logger("healer.daemon")
 
@@ -153,26 +155,13 @@ class Healer:
     settings: Settings
     report: Reporter = lambda step: None
     tracked: dict[WorkloadRef, Track] = field(default_factory=dict)
-    last_cycle: datetime | None = None
-    """When the last cycle with data ran."""
-    last_attempt: datetime | None = None
-    last_error: str | None = None
-    """Why the last cycle had no data, if it had none."""
-    cycles: int = 0
+    vitals: Vitals = field(default_factory=Vitals)
+    """Cycles, findings and failures counted, for status and readiness."""
     notifier: Notifier | None = None
     """Where escalations go; built from ``settings.escalation`` when not given."""
     diagnose: Diagnose | None = None
     """Finding and context to a diagnosis; when not given, the learned diagnoser of
     ``settings.diagnosis_model`` (if any) with the rules behind it."""
-    findings: int = 0
-    """Findings the detector reported, over all cycles."""
-    cycle_seconds_sum: float = 0.0
-    """Wall-clock seconds spent in cycles with data (for healer_cycle_seconds)."""
-    last_cycle_s: float | None = None
-    cycle_failures: int = 0
-    """Cycles that ended in an exception (the store down, a bug), over all cycles."""
-    incident_errors: int = 0
-    """Unexpected exceptions (bugs) while handling one workload, each escalated."""
     brake: BrakeWatch = field(default_factory=BrakeWatch)
     """What the anomaly brake counts and holds, across cycles."""
     floors: FloorKeeper = field(default_factory=FloorKeeper)
@@ -211,27 +200,26 @@ class Healer:
         started = time.perf_counter()
         detection = self._cycle(now)
         if detection is not None:
-            self.last_cycle_s = time.perf_counter() - started
-            self.cycle_seconds_sum += self.last_cycle_s
+            self.vitals.timed(time.perf_counter() - started)
         return detection
 
     def _cycle(self, now: datetime) -> Detection | None:
-        self.last_attempt = now
+        self.vitals.last_attempt = now
         try:
             frame = self.source.fetch(until=now, window_s=self.settings.daemon.window_s)
         except CollectError as exc:
             log.warning("no_metrics", error=str(exc))  # never act on missing data
-            self.last_error = str(exc)
+            self.vitals.last_error = str(exc)
             return None
-        self.last_error = None
+        self.vitals.last_error = None
         detection = self.detector.update(frame)
-        self.cycles += 1
-        self.last_cycle = now
         reading = Reading(now, frame, detection)
         findings = {f.workload: f for f in detection.findings}
-        self.findings += len(findings)
+        self.vitals.read(now, len(findings))
         self.brake.take(detection, self.tracked, self.settings)
-        self._take_approved(reading)
+        self.vitals.incident_errors += approvals.take_approved(
+            store=self.store, playbooks=self.playbooks, cycle=_Acting(self, reading), now=now
+        )
         for tracked in list(self.tracked.values()):
             self._guarded(tracked.workload, self._progress, tracked, reading)
         for workload, finding in findings.items():
@@ -260,20 +248,22 @@ class Healer:
         except HealerError as exc:
             log.error("workload_step_failed", workload=str(workload), error=str(exc))
         except Exception as exc:  # a bug: escalate this incident, carry on with the rest
-            self.incident_errors += 1
+            self.vitals.incident_errors += 1
             log.exception("workload_step_crashed", workload=str(workload), error=repr(exc))
             self._escalate_crash(workload, exc)
 
     def _escalate_crash(self, workload: WorkloadRef, exc: Exception) -> None:
         """Close the workload's incident as escalated, naming the exception."""
         track = self.tracked.get(workload)
-        if track is None or self.last_attempt is None:
+        if track is None or self.vitals.last_attempt is None:
             return  # it failed before an incident opened: the log is all there is
         reason = f"internal error while handling the incident: {type(exc).__name__}: {exc}"
         try:
             if self.store.incident(track.incident_id).outcome is not None:
                 return  # settled already: an outcome is never overwritten
-            self._move(track, Settled(Outcome(OutcomeKind.ESCALATED, reason, self.last_attempt)))
+            self._move(
+                track, Settled(Outcome(OutcomeKind.ESCALATED, reason, self.vitals.last_attempt))
+            )
         except Exception as again:  # the store down as well: the next cycle meets it again
             log.error("escalation_not_recorded", workload=str(workload), error=repr(again))
 
@@ -309,7 +299,10 @@ class Healer:
                     if self.notifier is not None:
                         self.notifier.notify(escalation)
                 case ExpirePending(at=at):
-                    self._expire_unreviewed(track, at)
+                    quiet_s = self.settings.daemon.verify_stable_s
+                    expired = approvals.expire(track.incident_id, at, quiet_s, store=self.store)
+                    if expired is not None:
+                        self._say("outcome", track, at, f"{expired.kind}: {expired.evidence}")
                 case NoteFloor(plan=plan, at=at, baseline_rps=rps):
                     self.floors.note(plan, at, rps, store=self.store)
                 case Verify(track=verifying, overdue=overdue):
@@ -330,9 +323,7 @@ class Healer:
         incident = self.store.open_incident(finding, frame=reading.frame)
         track = Diagnosing(incident, finding.workload)
         self.tracked[finding.workload] = track
-        top = ", ".join(
-            f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ" for d in finding.signals[:3]
-        )
+        top = _deviations(finding.signals[:3])
         self._say("finding", track, reading.now, f"score {finding.score:.2f}: {top}")
         self._diagnose(track, finding, reading)
 
@@ -347,10 +338,7 @@ class Healer:
         incident = self.store.open_incident(finding, frame=reading.frame)
         track = Watching(incident, finding.workload, Story(finding, diagnosis))
         self.tracked[finding.workload] = track
-        top = ", ".join(
-            f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ" for d in finding.signals
-        )
-        self._say("finding", track, now, f"request surge: {top}")
+        self._say("finding", track, now, f"request surge: {_deviations(finding.signals)}")
         self._record_diagnosis(track, diagnosis, finding, state, reading)
         self._say("diagnosis", track, now, f"{diagnosis.cause}: {diagnosis.explanation}")
         self._plan_and_act(track, diagnosis, finding, state, reading)
@@ -390,12 +378,8 @@ class Healer:
         """Store the diagnosis with the diagnoser's feature row, which operators' labels
         later turn into training data."""
         row = features(finding, reading.frame, state, self._share(reading.detection))
-        self.store.record_diagnosis(
-            track.incident_id,
-            diagnosis,
-            at=reading.now,
-            features=dict(zip(FEATURES, row.tolist(), strict=True)),
-        )
+        named = dict(zip(FEATURES, row.tolist(), strict=True))
+        self.store.record_diagnosis(track.incident_id, diagnosis, at=reading.now, features=named)
 
     def _plan_and_act(
         self,
@@ -406,23 +390,11 @@ class Healer:
         reading: Reading,
         chain_to: Playbook | None = None,
     ) -> None:
-        now, detection = reading.now, reading.detection
+        now = reading.now
         size, onset = self.brake.event(finding, self.settings, live=chain_to is not None)
         plan = self._plan(diagnosis, finding, state, reading, size, chain_to)
-        held = brake(size, len(detection.workloads), self.settings.guards)
-        if plan is None and not held.passed:  # part of a mass event all the same
-            outcome = Outcome(OutcomeKind.ESCALATED, f"held by anomaly_brake: {held.detail}", now)
-            self._move(
-                track,
-                Settled(outcome, notify=self.brake.hold(finding.workload, onset, self.settings)),
-            )
-            return
         if plan is None:
-            why = (
-                f"no playbook handles {diagnosis.cause} at {diagnosis.confidence:.0%} "
-                "confidence; a person must look"
-            )
-            self._move(track, Settled(Outcome(OutcomeKind.ESCALATED, why, now)))
+            self._move(track, self._unplanned(diagnosis, finding, reading, size, onset))
             return
         self.store.record_plan(track.incident_id, plan, at=now)
         if not plan.allowed:
@@ -438,6 +410,22 @@ class Healer:
             "plan", track, now, f"{plan.playbook}: {plan.action} {dict(plan.params)} ({plan.mode})"
         )
         self._act(track, plan, now)
+
+    def _unplanned(
+        self, diagnosis: Diagnosis, finding: Finding, reading: Reading, size: int, onset: datetime
+    ) -> Settled:
+        """No playbook handles the diagnosis: escalated, or held by the anomaly brake
+        when the workload is part of a mass event all the same."""
+        now = reading.now
+        held = brake(size, len(reading.detection.workloads), self.settings.guards)
+        if not held.passed:
+            outcome = Outcome(OutcomeKind.ESCALATED, f"held by anomaly_brake: {held.detail}", now)
+            return Settled(outcome, notify=self.brake.hold(finding.workload, onset, self.settings))
+        why = (
+            f"no playbook handles {diagnosis.cause} at {diagnosis.confidence:.0%} "
+            "confidence; a person must look"
+        )
+        return Settled(Outcome(OutcomeKind.ESCALATED, why, now))
 
     def _act(self, track: Track, plan: Plan, now: datetime) -> None:
         intent: JsonObject = {"action": plan.action.value, "params": dict(plan.params)}
@@ -542,20 +530,6 @@ class Healer:
             key, floor, frame, now, self.settings, store=self.store, cluster=self.actuator
         )
 
-    def _expire_unreviewed(self, track: Track, now: datetime) -> None:
-        """An action still awaiting approval once its workload has settled on its own is
-        withdrawn: approving it later would act on a workload that no longer needs it."""
-        quiet_s = self.settings.daemon.verify_stable_s
-        outcome = Outcome(
-            OutcomeKind.ESCALATED,
-            f"the workload was quiet for {quiet_s:g} s before anyone reviewed the action "
-            "awaiting approval; it expired and was not taken",
-            now,
-        )
-        expired = self.store.expire_pending(track.incident_id, outcome)
-        if expired is not None:
-            self._say("outcome", track, now, f"{outcome.kind}: {outcome.evidence}")
-
     def _say(self, kind: str, track: Track, at: datetime, text: str) -> None:
         log.info(
             f"incident_{kind}",
@@ -565,85 +539,9 @@ class Healer:
         )
         self.report(Step(kind, track.incident_id, track.workload, at, text))
 
-    # ---- actions a person approved --------------------------------------------------------
-
-    def _take_approved(self, reading: Reading) -> None:
-        """Take each approved action; one that crashes (a bug) is blocked, so that it is
-        never taken later, and its incident escalated."""
-        for approved in self.store.approved_actions():
-            workload = approved.workload
-            try:
-                self._take_one_approved(approved.incident_id, reading)
-            except HealerError as exc:
-                log.error("workload_step_failed", workload=str(workload), error=str(exc))
-            except Exception as exc:  # a bug: block this approval, carry on with the rest
-                self.incident_errors += 1
-                log.exception("workload_step_crashed", workload=str(workload), error=repr(exc))
-                self._block_crashed(approved, exc, reading.now)
-
-    def _block_crashed(self, approved: ActionView, exc: Exception, now: datetime) -> None:
-        """Block the ``approved`` action whose taking crashed, unless it got an end
-        meanwhile, and close its incident as escalated unless it is settled already."""
-        incident_id, workload = approved.incident_id, approved.workload
-        try:
-            outcome = approvals.block_crashed(approved, exc, now, store=self.store)
-            if outcome is not None:
-                self._move(self._watched_or_stand_in(incident_id, workload), Settled(outcome))
-        except Exception as again:  # the store down as well: the next cycle meets it again
-            log.error("escalation_not_recorded", workload=str(workload), error=repr(again))
-
-    def _watched_or_stand_in(self, incident_id: int, workload: WorkloadRef) -> Track:
-        track = self.tracked.get(workload)
-        if track is None or track.incident_id != incident_id:
-            return Watching(incident_id, workload)
-        return track
-
-    def _take_one_approved(self, incident_id: int, reading: Reading) -> None:
-        """Plan again on the cluster as it is now, through the same guards; take the
-        action if they pass (the person's approval stands for the approval mode), record
-        it blocked and escalate if not. Recording it completes the approved action."""
-        now = reading.now
-        incident = self.store.incident(incident_id)
-        if incident.diagnosis is None or incident.action is None:
-            raise HealerError(f"incident {incident_id} has no diagnosis or action to take")
-        workload = incident.workload
-        track = self.tracked.get(workload)
-        if track is not None and track.incident_id != incident_id:
-            why = f"incident {track.incident_id} is now open for {workload}"
-            outcome = approvals.block(incident_id, why, now, store=self.store)
-            self._move(Watching(incident_id, workload), Settled(outcome))
-            return
-        if track is None:
-            track = self.tracked[workload] = Watching(incident_id, workload)
-        diagnosis, finding = incident.diagnosis, incident.finding
-        track = self._move(track, Reviewed(Story(finding, diagnosis)))
-        state = self.actuator.read_state(workload)
-        chain_to = approvals.chain_step(incident, store=self.store, playbooks=self.playbooks)
-        size, _ = self.brake.event(finding, self.settings, live=True)
-        plan = self._plan(diagnosis, finding, state, reading, size, chain_to)
-        if plan is not None and plan.mode == Mode.APPROVAL:
-            plan = replace(plan, mode=Mode.AUTO)
-        if plan is not None:
-            self.store.record_plan(incident_id, plan, at=now)
-        if plan is None or not plan.allowed:
-            why = "no playbook matches any more" if plan is None else ", ".join(plan.blocked_by)
-            outcome = approvals.block(
-                incident_id, f"blocked by {why}", now, incident.action, store=self.store
-            )
-            self._move(track, Settled(outcome))
-            return
-        self._act(track, plan, now)
-
     def status(self) -> JsonObject:
         return {
-            "findings": self.findings,
-            "cycle_seconds_sum": self.cycle_seconds_sum,
-            "last_cycle_seconds": self.last_cycle_s,
-            "cycles": self.cycles,
-            "last_cycle": self.last_cycle.isoformat() if self.last_cycle else None,
-            "last_error": self.last_error,
-            "cycle_failures": self.cycle_failures,
-            "incident_errors": self.incident_errors,
+            **self.vitals.status(),
             "escalations_dropped": (
                 self.notifier.dropped if isinstance(self.notifier, EscalationQueue) else 0
             ),
@@ -653,21 +551,41 @@ class Healer:
         }
 
     def readiness(self, now: datetime) -> list[str]:
-        """Why the loop is not doing its job right now; empty when it is.
+        """Why the loop is not doing its job right now; empty when it is (``Vitals``)."""
+        return self.vitals.readiness(now, interval_s=self.settings.daemon.interval_s)
 
-        Not ready: no cycle with data yet, the last one too long ago (three intervals:
-        one slow cycle is not an outage), or the metrics could not be read last time.
-        """
-        reasons = []
-        if self.last_error is not None:
-            reasons.append(f"metrics unavailable: {self.last_error}")
-        stale_s = 3 * self.settings.daemon.interval_s
-        if self.last_cycle is None:
-            reasons.append("no cycle with metrics yet")
-        elif (now - self.last_cycle).total_seconds() > stale_s:
-            age_s = (now - self.last_cycle).total_seconds()
-            reasons.append(f"last cycle with metrics {age_s:.0f}s ago (more than {stale_s:.0f}s)")
-        return reasons
+
+def _deviations(signals: Sequence[SignalDeviation]) -> str:
+    """The signals of a finding as people read them: each with its direction and size."""
+    return ", ".join(f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ" for d in signals)
+
+
+@dataclass(frozen=True)
+class _Acting:
+    """The cycle at one reading, as taking an approved action asks it (``approvals``)."""
+
+    healer: Healer
+    reading: Reading
+
+    def watched(self, workload: WorkloadRef) -> Track | None:
+        return self.healer.tracked.get(workload)
+
+    def watch(self, track: Track) -> None:
+        self.healer.tracked[track.workload] = track
+
+    def move(self, track: Track, event: Event) -> Track:
+        return self.healer._move(track, event)
+
+    def replan(
+        self, diagnosis: Diagnosis, finding: Finding, chain_to: Playbook | None
+    ) -> Plan | None:
+        healer = self.healer
+        state = healer.actuator.read_state(finding.workload)
+        size, _ = healer.brake.event(finding, healer.settings, live=True)
+        return healer._plan(diagnosis, finding, state, self.reading, size, chain_to)
+
+    def act(self, track: Track, plan: Plan) -> None:
+        self.healer._act(track, plan, self.reading.now)
 
 
 class Leadership(Protocol):
@@ -734,15 +652,15 @@ def cycle_once(healer: Healer, now: datetime) -> bool:
     """One cycle; False when it had no metrics or failed (retried later), never raises.
 
     A ``HealerError`` (the audit store down, say) is logged; anything else is a bug and
-    is logged with its traceback. Both are counted in ``healer.cycle_failures``.
+    is logged with its traceback. Both are counted in ``healer.vitals.cycle_failures``.
     """
     try:
         return healer.cycle(now) is not None
     except HealerError as exc:
-        healer.cycle_failures += 1
+        healer.vitals.cycle_failures += 1
         log.error("cycle_failed", error=str(exc))
     except Exception as exc:
-        healer.cycle_failures += 1
+        healer.vitals.cycle_failures += 1
         log.exception("cycle_crashed", error=repr(exc))
     return False
 
@@ -752,7 +670,7 @@ def _taken_over(healer: Healer, on_lead: Callable[[], None]) -> bool:
     try:
         on_lead()
     except Exception as exc:
-        healer.cycle_failures += 1
+        healer.vitals.cycle_failures += 1
         log.exception("take_over_failed", error=repr(exc))
         return False
     return True

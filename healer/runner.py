@@ -203,12 +203,15 @@ class Daemon:
         """Why ``serve(once=True)`` ran no cycle on fresh metrics, naming the setting to
         check; None when it did. Read after ``serve``."""
         healer, elector = self.healer, self.elector
-        if healer.last_cycle is not None and healer.last_cycle == healer.last_attempt:
+        if (
+            healer.vitals.last_cycle is not None
+            and healer.vitals.last_cycle == healer.vitals.last_attempt
+        ):
             return None
-        if healer.last_error is not None:
+        if healer.vitals.last_error is not None:
             url = self.settings.prometheus.url
-            return f"no metrics from prometheus.url {url}: {healer.last_error}"
-        if healer.cycle_failures:
+            return f"no metrics from prometheus.url {url}: {healer.vitals.last_error}"
+        if healer.vitals.cycle_failures:
             return "the cycle failed (the log says why)"
         if elector is not None and elector.last_error is not None:
             return f"Kubernetes API unavailable (cluster.kubeconfig): {elector.last_error}"
@@ -227,7 +230,7 @@ class Daemon:
         if isinstance(self.healer.notifier, EscalationQueue):
             self.healer.notifier.close(timeout_s=10)  # what is queued, within a bound
         self.store.close()
-        log.info("stopped", identity=self.identity, cycles=self.healer.cycles)
+        log.info("stopped", identity=self.identity, cycles=self.healer.vitals.cycles)
 
 
 def start(

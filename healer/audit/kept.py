@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from healer.audit import views
 from healer.audit.database import Database
 from healer.audit.tables import GuardStateRow, IncidentRow, StepRow
-from healer.types import Incident, IncidentStatus, JsonObject
+from healer.types import Incident, IncidentStatus, JsonObject, OutcomeKind
 
 
 class SqlDaemonState(Database):
@@ -42,6 +42,27 @@ class SqlDaemonState(Database):
         query = select(IncidentRow).where(IncidentRow.status != IncidentStatus.RESOLVED)
         with self._read("read unresolved incidents") as session:
             rows = session.scalars(query.order_by(IncidentRow.id)).all()
+            return [views.rebuild(row, views.steps_of(session, row.id)) for row in rows]
+
+    def latest_resolved(
+        self, *, since: datetime, outcome: OutcomeKind | None = None
+    ) -> list[Incident]:
+        """Each workload's newest resolved incident, when it was last seen at or after
+        ``since`` (and settled on ``outcome``, if given); newest first, rebuilt as
+        ``unresolved`` rebuilds them. A restarted daemon reads these to hold again the
+        workloads the anomaly brake held: exactly those, however long the history."""
+        newest = (
+            select(func.max(IncidentRow.id))
+            .where(IncidentRow.status == IncidentStatus.RESOLVED)
+            .group_by(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name)
+        )
+        query = select(IncidentRow).where(
+            IncidentRow.id.in_(newest), IncidentRow.last_seen >= since
+        )
+        if outcome is not None:
+            query = query.where(IncidentRow.outcome == outcome)
+        with self._read("read the latest resolved incidents") as session:
+            rows = session.scalars(query.order_by(IncidentRow.id.desc())).all()
             return [views.rebuild(row, views.steps_of(session, row.id)) for row in rows]
 
     def latest_at(self) -> datetime | None:

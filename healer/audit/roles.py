@@ -48,6 +48,7 @@ from healer.types import (
     IncidentStatus,
     JsonObject,
     Outcome,
+    OutcomeKind,
     Plan,
 )
 
@@ -101,11 +102,12 @@ class DaemonState(Protocol):
 
     def latest_at(self) -> datetime | None: ...
 
-    def list_incidents(
-        self, *, status: IncidentStatus | None = None, limit: int = 50
-    ) -> list[IncidentSummary]:
-        """Newest first: a restarted daemon reads the latest resolved ones to hold again
-        the workloads the anomaly brake held."""
+    def latest_resolved(
+        self, *, since: datetime, outcome: OutcomeKind | None = None
+    ) -> list[Incident]:
+        """Each workload's newest resolved incident last seen at or after ``since`` (and
+        settled on ``outcome``, if given), newest first: a restarted daemon reads these
+        to hold again the workloads the anomaly brake held."""
         ...
 
 

@@ -1,10 +1,14 @@
-"""Approvals: actions a person approved, taken by the cycle or blocked with the reason.
+"""Approvals: actions a person approved, taken or blocked with the reason.
 
-The cycle plans an approved action again on the cluster as it is now, through the same
-guards (the person's approval stands for the approval mode only). What this module
-decides is store-side: which actions wait to be taken, whether one continues an
-``on_failure`` chain, and blocking one (recorded as blocked, so it is never taken later)
-with the outcome its incident settles on.
+Each cycle, ``take_approved`` plans every approved action again on the cluster as it is
+now, through the same guards (the person's approval stands for the approval mode only),
+and takes it if they pass; otherwise it is recorded as blocked (so it is never taken
+later) and its incident settles escalated. One that crashes (a bug) is blocked too.
+
+Decisions: planning and acting are the cycle's, the same for an approved action as for
+any other, so this module asks them of the cycle through ``Acting`` rather than owning a
+second copy; what it decides itself is store-side (which actions wait, whether one
+continues an ``on_failure`` chain, blocking one) and which stage the incident moves to.
 """
 
 from __future__ import annotations
@@ -12,12 +16,135 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
+from typing import Protocol
+
+import structlog
 
 from healer.audit.roles import DaemonStore
 from healer.audit.views import ActionView
 from healer.decide import Playbook, find_playbook
 from healer.errors import HealerError
-from healer.types import ActionRecord, ActionStatus, Incident, Outcome, OutcomeKind
+from healer.lifecycle.stages import Story, Track, Watching
+from healer.lifecycle.transition import Event, Reviewed, Settled
+from healer.types import (
+    ActionRecord,
+    ActionStatus,
+    Diagnosis,
+    Finding,
+    Incident,
+    Mode,
+    Outcome,
+    OutcomeKind,
+    Plan,
+    WorkloadRef,
+)
+
+log = structlog.get_logger("healer.daemon")
+
+
+class Acting(Protocol):
+    """What taking an approved action asks of the cycle, at the time it runs."""
+
+    def watched(self, workload: WorkloadRef) -> Track | None:
+        """The incident the cycle watches for ``workload``, if any."""
+        ...
+
+    def watch(self, track: Track) -> None:
+        """Watch ``track`` as its workload's incident."""
+        ...
+
+    def move(self, track: Track, event: Event) -> Track:
+        """Feed ``event`` to the incident and carry out the effects; its stage after."""
+        ...
+
+    def replan(
+        self, diagnosis: Diagnosis, finding: Finding, chain_to: Playbook | None
+    ) -> Plan | None:
+        """The planner with every guard, on the cluster and the anomalies as they are
+        now (the brake judges the largest event under way)."""
+        ...
+
+    def act(self, track: Track, plan: Plan) -> None:
+        """Take ``plan`` for the incident, recorded before and after."""
+        ...
+
+
+def take_approved(
+    *, store: DaemonStore, playbooks: Sequence[Playbook], cycle: Acting, now: datetime
+) -> int:
+    """Take each approved action, or block it with the reason; returns how many crashed
+    (bugs: each is blocked, so that it is never taken later, and its incident escalated).
+    A ``HealerError`` is logged and the action waits for the next cycle."""
+    crashed = 0
+    for approved in store.approved_actions():
+        workload = approved.workload
+        try:
+            take_one(approved.incident_id, now, store=store, playbooks=playbooks, cycle=cycle)
+        except HealerError as exc:
+            log.error("workload_step_failed", workload=str(workload), error=str(exc))
+        except Exception as exc:  # a bug: block this approval, carry on with the rest
+            crashed += 1
+            log.exception("workload_step_crashed", workload=str(workload), error=repr(exc))
+            _settle_crashed(approved, exc, now, store=store, cycle=cycle)
+    return crashed
+
+
+def take_one(
+    incident_id: int,
+    now: datetime,
+    *,
+    store: DaemonStore,
+    playbooks: Sequence[Playbook],
+    cycle: Acting,
+) -> None:
+    """Plan the incident's approved action again and take it if the guards pass; block
+    it and settle the incident if not, or if another incident of its workload is open
+    now. Recording the action taken or blocked completes the approved one."""
+    incident = store.incident(incident_id)
+    if incident.diagnosis is None or incident.action is None:
+        raise HealerError(f"incident {incident_id} has no diagnosis or action to take")
+    workload = incident.workload
+    track = cycle.watched(workload)
+    if track is not None and track.incident_id != incident_id:
+        why = f"incident {track.incident_id} is now open for {workload}"
+        cycle.move(
+            Watching(incident_id, workload), Settled(block(incident_id, why, now, store=store))
+        )
+        return
+    if track is None:
+        track = Watching(incident_id, workload)
+        cycle.watch(track)
+    diagnosis, finding = incident.diagnosis, incident.finding
+    track = cycle.move(track, Reviewed(Story(finding, diagnosis)))
+    chain_to = chain_step(incident, store=store, playbooks=playbooks)
+    plan = cycle.replan(diagnosis, finding, chain_to)
+    if plan is not None and plan.mode == Mode.APPROVAL:
+        plan = replace(plan, mode=Mode.AUTO)
+    if plan is not None:
+        store.record_plan(incident_id, plan, at=now)
+    if plan is None or not plan.allowed:
+        why = "no playbook matches any more" if plan is None else ", ".join(plan.blocked_by)
+        outcome = block(incident_id, f"blocked by {why}", now, incident.action, store=store)
+        cycle.move(track, Settled(outcome))
+        return
+    cycle.act(track, plan)
+
+
+def _settle_crashed(
+    approved: ActionView, exc: Exception, now: datetime, *, store: DaemonStore, cycle: Acting
+) -> None:
+    """Block the ``approved`` action whose taking crashed, unless it got an end
+    meanwhile, and close its incident as escalated unless it is settled already."""
+    incident_id, workload = approved.incident_id, approved.workload
+    try:
+        outcome = block_crashed(approved, exc, now, store=store)
+        if outcome is not None:
+            track = cycle.watched(workload)
+            if track is None or track.incident_id != incident_id:
+                track = Watching(incident_id, workload)  # a stand-in, settled, not watched
+            cycle.move(track, Settled(outcome))
+    except Exception as again:  # the store down as well: the next cycle meets it again
+        log.error("escalation_not_recorded", workload=str(workload), error=repr(again))
 
 
 def chain_step(
@@ -70,3 +197,18 @@ def block_crashed(
     if incident.outcome is not None:
         return None
     return Outcome(OutcomeKind.ESCALATED, f"approved, then {why}", now)
+
+
+def expire(
+    incident_id: int, now: datetime, quiet_s: float, *, store: DaemonStore
+) -> Outcome | None:
+    """Withdraw the incident's action still awaiting approval once its workload has been
+    quiet for ``quiet_s``: approving it later would act on a workload that no longer
+    needs it. The outcome the incident settles on; None when nothing awaited approval."""
+    outcome = Outcome(
+        OutcomeKind.ESCALATED,
+        f"the workload was quiet for {quiet_s:g} s before anyone reviewed the action "
+        "awaiting approval; it expired and was not taken",
+        now,
+    )
+    return outcome if store.expire_pending(incident_id, outcome) is not None else None

@@ -18,12 +18,12 @@ from datetime import datetime, timedelta
 
 import numpy as np
 
-from healer.audit.roles import DaemonStore
+from healer.audit.roles import DaemonState
 from healer.config import Settings
 from healer.decide.guards import correlated
 from healer.detect.streaming import Detection
 from healer.lifecycle.stages import Diagnosing, Story, Track, Watching, acted
-from healer.types import Finding, IncidentStatus, OutcomeKind, WorkloadRef
+from healer.types import Finding, OutcomeKind, WorkloadRef
 
 
 @dataclass
@@ -106,7 +106,7 @@ class BrakeWatch:
             self.notified_onset = onset
 
     def resume(
-        self, store: DaemonStore, watched: Set[WorkloadRef], *, stable_s: float
+        self, store: DaemonState, watched: Set[WorkloadRef], *, stable_s: float
     ) -> list[Watching]:
         """The workloads, beyond ``watched``, whose latest incident the brake held and
         that were still anomalous within ``stable_s`` of the store's latest step (a
@@ -116,15 +116,11 @@ class BrakeWatch:
         latest = store.latest_at()
         if latest is None:
             return []
-        watched_since = latest - timedelta(seconds=stable_s)
-        seen, out = set(watched), []
-        for summary in store.list_incidents(status=IncidentStatus.RESOLVED, limit=500):
-            if summary.workload in seen:
-                continue  # only its latest incident tells whether it is held now
-            seen.add(summary.workload)
-            if summary.outcome != OutcomeKind.ESCALATED or summary.last_seen < watched_since:
-                continue
-            incident = store.incident(summary.id)
+        since = latest - timedelta(seconds=stable_s)
+        out = []
+        for incident in store.latest_resolved(since=since, outcome=OutcomeKind.ESCALATED):
+            if incident.workload in watched:
+                continue  # an incident of it is open: only that one tells
             if incident.outcome is None or "anomaly_brake" not in incident.outcome.evidence:
                 continue
             story = Story(incident.finding, incident.diagnosis)

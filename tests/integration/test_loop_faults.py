@@ -65,9 +65,9 @@ def test_the_demo_loop_survives_an_audit_store_restart(tmp_path: Path) -> None:
     finally:
         harness.close()
         store.close()
-    assert harness.healer.cycle_failures == 3
+    assert harness.healer.vitals.cycle_failures == 3
     assert harness.cluster.elapsed_s >= 10 * settings.daemon.interval_s  # ran to the end
-    assert harness.healer.last_cycle == harness.cluster.clock.now()  # the last cycle ran
+    assert harness.healer.vitals.last_cycle == harness.cluster.clock.now()  # the last cycle ran
     assert [e["event"] for e in logs].count("cycle_failed") == 3
 
 
@@ -90,7 +90,7 @@ def test_a_delete_pod_playbook_evicts_and_a_restart_does_not_fail(tmp_path: Path
     finally:
         harness.close()
 
-    assert harness.healer.incident_errors == 0
+    assert harness.healer.vitals.incident_errors == 0
     assert harness.cluster.elapsed_s >= 2.5 * 3600  # the loop ran to the end
     leaks = [i for i in store.list_incidents(limit=100) if i.cause == Cause.MEMORY_LEAK]
     assert leaks, "the leak was found and diagnosed"
@@ -126,7 +126,7 @@ def test_a_delete_pod_playbook_evicts_and_a_restart_does_not_fail(tmp_path: Path
         again.run_for(3 * settings.daemon.interval_s)
     finally:
         again.close()
-    assert again.healer.cycles == 3
+    assert again.healer.vitals.cycles == 3
     reopened = store.get_incident(iid)
     store.close()
     assert reopened is not None and reopened.summary.outcome is OutcomeKind.ESCALATED

@@ -313,8 +313,8 @@ def test_generated_playbooks_and_settings_never_stop_the_loop(example: Example) 
             healer = harness.healer
             crashes = [e for e in logs if e["event"] in ("cycle_crashed", "workload_step_crashed")]
             assert crashes == [], crashes
-            assert healer.cycle_failures == 0 and healer.incident_errors == 0
-            assert healer.cycles > 0
+            assert healer.vitals.cycle_failures == 0 and healer.vitals.incident_errors == 0
+            assert healer.vitals.cycles > 0
 
             settled_by = harness.cluster.clock.now() - timedelta(seconds=settle)
             incidents = store.list_incidents(limit=500)

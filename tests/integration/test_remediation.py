@@ -508,9 +508,9 @@ def test_a_forbidden_action_is_escalated_and_the_loop_goes_on(store: AuditStore)
     harness = SimHarness.start(scenario, settings=settings, store=store)
     try:
         harness.run_for(3600)
-        cycles = harness.healer.cycles
+        cycles = harness.healer.vitals.cycles
         harness.run_for(600)
-        assert harness.healer.cycles > cycles  # still cycling
+        assert harness.healer.vitals.cycles > cycles  # still cycling
     finally:
         harness.close()
     [incident] = store.list_incidents(workload="recommend")

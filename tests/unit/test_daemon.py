@@ -245,7 +245,7 @@ def test_no_metrics_means_no_action(loop: Loop) -> None:
     loop.run(cycles=3)
     assert loop.actuator.applied == []
     assert loop.store.list_incidents() == []
-    assert loop.healer.cycles == 0
+    assert loop.healer.vitals.cycles == 0
 
 
 def test_a_guard_block_is_recorded_and_escalated(tmp_path: Path) -> None:
@@ -603,7 +603,7 @@ def test_an_approved_action_whose_taking_crashes_is_blocked_for_good(tmp_path: P
         assert blocked is not None and blocked.status == ActionStatus.BLOCKED
         assert blocked.error is not None and blocked.error.startswith("internal error: KeyError")
         assert loop.outcomes() == [OutcomeKind.ESCALATED]
-        assert loop.healer.incident_errors == 1
+        assert loop.healer.vitals.incident_errors == 1
         loop.actuator.odd = False
         loop.run(cycles=3)
         assert len(loop.actuator.applied) == 1, "never taken after the crash"

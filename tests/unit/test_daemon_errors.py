@@ -75,11 +75,11 @@ def test_a_bug_while_acting_escalates_that_incident_and_the_cycle_goes_on(loop: 
     assert evidence == "internal error while handling the incident: KeyError: 'pod'"
     [sent] = notifier.sent
     assert sent.workload == SEARCH and "KeyError" in sent.reason
-    assert loop.healer.incident_errors == 1
+    assert loop.healer.vitals.incident_errors == 1
     crashed = [e for e in logs if e["event"] == "workload_step_crashed"]
     assert len(crashed) == 1 and crashed[0]["exc_info"] is True
     loop.run(cycles=3)  # the next cycles run; the escalated incident is not acted on again
-    assert loop.healer.cycles == 4
+    assert loop.healer.vitals.cycles == 4
     assert [p.workload for p in loop.actuator.applied] == [OTHERS[0]]
 
 
@@ -110,7 +110,7 @@ def test_an_intent_that_cannot_be_reconciled_is_escalated_not_fatal(loop: Loop) 
     loop.run(cycles=2)
 
     assert loop.outcomes() == [OutcomeKind.ESCALATED]
-    assert loop.healer.incident_errors == 1
+    assert loop.healer.vitals.incident_errors == 1
     loop.healer.tracked.clear()
     assert loop.healer.resume() == 0  # resolved: the next start does not meet it again
 
@@ -143,7 +143,7 @@ def test_a_bug_out_of_a_cycle_never_ends_run_forever(loop: Loop) -> None:
     with capture_logs() as logs:
         run_forever(loop.healer, interval_s=30, stop=stop, now=lambda: clock[0])
 
-    assert loop.healer.cycle_failures == 3
+    assert loop.healer.vitals.cycle_failures == 3
     assert [e["event"] for e in logs].count("cycle_crashed") == 3
 
 
@@ -170,8 +170,8 @@ def test_a_take_over_that_fails_is_retried_not_fatal(loop: Loop) -> None:
         on_lead=on_lead,
         poll_s=1.0,
     )
-    assert len(calls) == 2 and loop.healer.cycle_failures == 1
-    assert loop.healer.cycles >= 1
+    assert len(calls) == 2 and loop.healer.vitals.cycle_failures == 1
+    assert loop.healer.vitals.cycles >= 1
 
 
 def test_once_ends_after_a_failed_take_over(loop: Loop) -> None:
@@ -194,7 +194,7 @@ def test_once_ends_after_a_failed_take_over(loop: Loop) -> None:
         leadership=Leads(),
         on_lead=on_lead,
     )
-    assert loop.healer.cycle_failures == 1 and loop.healer.cycles == 0
+    assert loop.healer.vitals.cycle_failures == 1 and loop.healer.vitals.cycles == 0
 
 
 @dataclass
@@ -255,5 +255,5 @@ def test_a_bug_after_the_outcome_never_overwrites_it(
     )
     loop.run()
 
-    assert loop.healer.incident_errors == 1
+    assert loop.healer.vitals.incident_errors == 1
     assert loop.outcomes() == [OutcomeKind.HEALED]

@@ -11,6 +11,7 @@ from healer.config import Settings, load_settings
 from healer.harness import SimHarness, resume_after
 from healer.sim.cluster import Cluster
 from healer.sim.scenario import load_scenario
+from healer.vitals import Vitals
 
 
 def test_a_fresh_or_older_store_keeps_the_scenario_start() -> None:
@@ -35,7 +36,7 @@ class CountingHealer:
 
     settings: Settings
     cycled_at: list[datetime] = field(default_factory=list)
-    cycle_failures: int = 0
+    vitals: Vitals = field(default_factory=Vitals)
 
     def cycle(self, now: datetime) -> object:
         self.cycled_at.append(now)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 from healer.daemon import run_forever
 from healer.detect.streaming import Detection
 from healer.errors import PrometheusUnavailable, StoreError
+from healer.vitals import Vitals
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
@@ -35,7 +36,7 @@ class FakeHealer:
     """Only what run_forever touches: cycle(now) -> Detection | None."""
 
     fail: list[type[Exception] | None] = field(default_factory=list)
-    cycle_failures: int = 0
+    vitals: Vitals = field(default_factory=Vitals)
     cycled: list[datetime] = field(default_factory=list)
 
     def cycle(self, now: datetime) -> Detection | None:

@@ -63,7 +63,7 @@ def test_the_follower_is_ready_the_leader_waits_for_metrics(
     b.elector.tick(T0)
     assert b.readiness() == []
     assert a.readiness() == ["no cycle with metrics yet"]
-    a.healer.last_error = "connection refused"
+    a.healer.vitals.last_error = "connection refused"
     assert a.readiness()[0] == (
         "metrics unavailable: connection refused (prometheus.url http://prometheus.test:9090)"
     )

@@ -228,6 +228,31 @@ def test_unresolved_rebuilds_equal_incidents(store: AuditStore) -> None:
     )  # fmt: skip
 
 
+def test_latest_resolved_reads_each_workloads_newest_resolved_incident(
+    store: AuditStore,
+) -> None:
+    held = Outcome(OutcomeKind.ESCALATED, "held by anomaly_brake: 9 of 12", at(0))
+    old_cart = store.open_incident(finding(CART, t=0))
+    store.record_outcome(old_cart, held)
+    new_cart = store.open_incident(finding(CART, t=900))
+    store.record_outcome(new_cart, outcome(t=1000))
+    search = store.open_incident(finding(SEARCH, t=900))
+    store.record_finding(search, finding(SEARCH, t=1200, score=0.5))
+    store.record_outcome(search, replace(held, at=at(1200)))
+    ledger = store.open_incident(finding(LEDGER, t=100))
+    store.record_outcome(ledger, replace(held, at=at(100)))
+    store.open_incident(finding(LEDGER, t=1100))  # open: not among the resolved
+
+    newest = store.latest_resolved(since=at(-1000))
+    assert [i.id for i in newest] == [ledger, search, new_cart]
+    assert newest[1].outcome == replace(held, at=at(1200))
+    assert newest[1].finding == finding(SEARCH, t=900)
+    escalated = store.latest_resolved(since=at(-1000), outcome=OutcomeKind.ESCALATED)
+    assert [i.id for i in escalated] == [ledger, search]  # cart's newest one healed
+    assert [i.id for i in store.latest_resolved(since=at(900))] == [search, new_cart]
+    assert store.latest_resolved(since=at(1201)) == []
+
+
 def test_action_history(store: AuditStore) -> None:
     cart, search, ledger = (store.open_incident(finding(wl)) for wl in (CART, SEARCH, LEDGER))
     store.record_action(cart, action(CART, t=-7200))  # outside the window
