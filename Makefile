@@ -31,9 +31,10 @@ demo: $(STAMP)
 # test drives Debian's chromium through Playwright (its own browser download is not used).
 # The store's PostgreSQL tests start a throwaway server of Debian's postgresql
 # (tests/integration/local_postgres.py) unless HEALER_TEST_POSTGRES_URL names one.
-# The tests run in parallel, one worker per core (WORKERS=0: in one process); see
-# "Tests" in tests/conftest.py for what keeps them apart.
-WORKERS ?= auto
+# The tests run in parallel, one worker per core and one more, since many of them wait
+# on daemons and servers in real time (WORKERS=0: in one process); see "Tests" in
+# tests/conftest.py for what keeps them apart.
+WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(DEV_STAMP)
 	@command -v prometheus >/dev/null 2>&1 || $(MAKE) --no-print-directory prometheus || \
 		echo "make: prometheus not installed; its integration tests will skip" >&2
