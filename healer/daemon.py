@@ -70,7 +70,6 @@ from healer.lifecycle.transition import (
     Effect,
     Event,
     ExpirePending,
-    IllegalTransition,
     NotDiagnosed,
     NoteFloor,
     Notify,
@@ -80,6 +79,7 @@ from healer.lifecycle.transition import (
     Say,
     Settled,
     Tick,
+    UnexpectedEvent,
     Verify,
     transition,
 )
@@ -522,7 +522,7 @@ class Healer:
         chained = find_playbook(self.playbooks, event.next_playbook)
         diagnosis, finding = track.story.diagnosis, track.story.finding
         if diagnosis is None or finding is None:  # verification chains only a full story
-            raise IllegalTransition(f"incident {track.incident_id}: chained without a diagnosis")
+            raise UnexpectedEvent(f"incident {track.incident_id}: chained without a diagnosis")
         self._plan_and_act(watching, diagnosis, finding, verdict.state, reading, chained)
 
     def _hand_back(self, key: str, floor: Floor, frame: Frame, now: datetime) -> None:

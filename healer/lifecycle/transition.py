@@ -8,7 +8,7 @@ stage (None: the incident is no longer watched), then ``after`` ones. Effects th
 an outcome come before the move, so a store that fails leaves the incident in its stage
 and the next cycle meets it again; a notification comes after it.
 
-Decisions: an event a stage cannot take raises ``IllegalTransition`` (a bug, which the
+Decisions: an event a stage cannot take raises ``UnexpectedEvent`` (a bug, which the
 cycle escalates like any other), instead of being ignored; the store writes that come
 before an event (the action's record, the diagnosis with its features) stay with the
 cycle, which needs their results, and only the writes the lifecycle decides on are
@@ -42,7 +42,7 @@ from healer.types import (
 )
 
 
-class IllegalTransition(Exception):
+class UnexpectedEvent(Exception):
     """An event the incident's stage cannot take: a bug in the cycle, never an input."""
 
 
@@ -194,36 +194,36 @@ class Move:
 
 
 def transition(track: Track, event: Event) -> Move:
-    """Move ``track`` on ``event``; raises IllegalTransition for an event its stage
+    """Move ``track`` on ``event``; raises UnexpectedEvent for an event its stage
     cannot take."""
     match event:
         case Tick():
             return _tick(track, event)
         case NotDiagnosed(error=error):
             if not isinstance(track, Diagnosing):
-                raise _illegal(track, event)
+                raise _unexpected(track, event)
             return Move(replace(track, error=error))
         case Diagnosed(story=story):
             if not isinstance(track, Diagnosing):
-                raise _illegal(track, event)
+                raise _unexpected(track, event)
             return Move(Watching(track.incident_id, track.workload, story, track.quiet_since))
         case Reviewed(story=story):
             return Move(replace(track, story=story))
         case Acted():
             if not isinstance(track, Watching):
-                raise _illegal(track, event)
+                raise _unexpected(track, event)
             return _acted(track, event)
         case Settled(outcome=outcome, notify=notify):
             return settle(track, outcome, notify=notify)
         case Chained(failed=failed, next_playbook=name, now=now):
             if not isinstance(track, Verifying):
-                raise _illegal(track, event)
+                raise _unexpected(track, event)
             say = Say("verify", now, f"{failed.kind}: {failed.evidence}; next: {name}")
             to = Watching(track.incident_id, track.workload, track.story, track.quiet_since)
             return Move(to, before=(say,))
         case Reconciled(landed=landed, now=now):
             if not isinstance(track, Reconciling):
-                raise _illegal(track, event)
+                raise _unexpected(track, event)
             return _reconciled(track, landed, now)
         case _:
             assert_never(event)
@@ -345,9 +345,9 @@ def _reconciled(track: Reconciling, landed: bool, now: datetime) -> Move:
     return Move(to, (RecordAction(record), said))
 
 
-def _illegal(track: Track, event: Event) -> IllegalTransition:
+def _unexpected(track: Track, event: Event) -> UnexpectedEvent:
     stage = type(track).__name__.lower()
-    return IllegalTransition(
+    return UnexpectedEvent(
         f"incident {track.incident_id} ({track.workload}): {stage} cannot take "
         f"{type(event).__name__}"
     )

@@ -23,7 +23,6 @@ from healer.lifecycle.transition import (
     Diagnosed,
     Event,
     ExpirePending,
-    IllegalTransition,
     NotDiagnosed,
     NoteFloor,
     Notify,
@@ -35,6 +34,7 @@ from healer.lifecycle.transition import (
     Say,
     Settled,
     Tick,
+    UnexpectedEvent,
     Verify,
     transition,
 )
@@ -295,7 +295,7 @@ EVENTS: list[Event] = [
     ids=lambda v: type(v).__name__,
 )
 def test_an_event_its_stage_cannot_take_is_refused_naming_both(track: Track, event: Event) -> None:
-    with pytest.raises(IllegalTransition, match=f"{type(track).__name__.lower()} cannot take"):
+    with pytest.raises(UnexpectedEvent, match=f"{type(track).__name__.lower()} cannot take"):
         transition(track, event)
 
 
