@@ -60,9 +60,21 @@ or more); the cost is a shape of few points, which pure noise matches less close
 a little more often a false alarm (about one in ten days of Gaussian noise at hourly
 samples, in the tests). A scale gives evidence only once it has learned from
 ``MIN_LEARNED_ROWS`` distances, and Fisher's method counts only the scales that gave
-some. A spacing of more than ``GAP_PERIODS`` periods is a gap: the shapes that span it
-are not shapes the series made, so at each scale the rows after it, until its shape has
-passed the gap, neither give evidence nor teach.
+some. Samples missing for a short while are put back on a straight line
+(``fill_gaps``, at most ``BRIDGE_SHARE`` of the rows scale's shape); they are neither
+scored (no output row) nor learned from. A longer spacing, of more than ``GAP_PERIODS``
+periods, is a gap: the shapes that span it are not shapes the series made, so at each
+scale the rows after it, until its shape has passed the gap, neither give evidence nor
+teach.
+
+Decisions: rows are the detector's clock, and a sensor that loses one sample in twenty
+makes a day of rows a day and an hour, an hourly segment an hour and three minutes, and
+a week of history a week and a third of a day: the shapes stop lining up with the ones
+they repeat, and two samples lost together used to be a gap that blinded the daily scale
+for a day. Putting the missing rows back keeps rows in step with time. The line is the
+plainest guess that uses no later sample than the one the row after it is scored with;
+longer runs are not guessed at, since a guess of hours would be compared as if the
+series had made it.
 
 Every step uses rows 0..i only, and every step is vectorised: the discord distances in
 blocks of ``BLOCK_ROWS`` rows against their history (a matrix product), the rolling
@@ -129,6 +141,11 @@ PAST_BLOCK_ROWS = 12
 # row gives no evidence (the common small-sample bound: a spread from 30 values is
 # within about 13% of the truth).
 MIN_LEARNED_ROWS = 30
+# Samples missing for at most this share of the rows scale's shape are put back on a
+# straight line (``fill_gaps``): half an hour at 5-minute samples, one row at hourly
+# ones. A line that long moves the shape less than the noise of its other rows does;
+# a longer run is a gap, after which the scales settle.
+BRIDGE_SHARE = 4
 
 
 @dataclass(frozen=True)
@@ -256,19 +273,33 @@ class DiscordLikelihood:
             return self.score_rows(x, self.windows(self.period_s))
         t = np.asarray(seconds, dtype=np.float64)
         period_s = sampling_period(t, self.period_s)
-        out = self.score_rows(x, self.windows(period_s), gap_ends(t, period_s))
+        windows = self.windows(period_s)
+        bridge = windows.points(0) * windows.segment_rows[0] // BRIDGE_SHARE
+        filled = fill_gaps(x, t, period_s, bridge)
+        scores = self.score_rows(filled.values, windows, filled.gaps, imputed=~filled.real)
+        out = scores[filled.real]
         out[:PERIOD_ROWS] = 0.0
         return out
 
-    def score_rows(self, x: F64, windows: Windows, gaps: NDArray[np.int64] | None = None) -> F64:
-        """Scores of rows ``windows`` apart; ``gaps``: the rows that follow a gap."""
+    def score_rows(
+        self,
+        x: F64,
+        windows: Windows,
+        gaps: NDArray[np.int64] | None = None,
+        *,
+        imputed: NDArray[np.bool_] | None = None,
+    ) -> F64:
+        """Scores of rows ``windows`` apart; ``gaps``: the rows that follow a gap;
+        ``imputed``: rows that stand in for missing samples (``fill_gaps``), which
+        neither give evidence nor teach."""
         u = compress(x, running_rms(x)).astype(MEANS_DTYPE).astype(np.float64)
         log_tails, tests = np.zeros(len(x)), np.zeros(len(x))
+        skipped = np.zeros(len(x), dtype=bool) if imputed is None else imputed
         with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
             for k, segment_rows in enumerate(windows.segment_rows):
                 points = windows.points(k)
                 settle = windows.settle_rows(segment_rows, points)
-                settling = settling_rows(len(x), gaps, settle)
+                settling = settling_rows(len(x), gaps, settle) | skipped
                 log_tail, tested = self._log_tail(u, windows, segment_rows, points, settling)
                 log_tails += log_tail
                 tests += tested
@@ -323,6 +354,38 @@ def gap_ends(seconds: F64, period_s: float) -> NDArray[np.int64]:
     """Rows that follow a spacing of more than ``GAP_PERIODS`` periods."""
     out: NDArray[np.int64] = np.flatnonzero(np.diff(seconds) > GAP_PERIODS * period_s) + 1
     return out
+
+
+@dataclass(frozen=True)
+class Filled:
+    """A series with its short gaps bridged (see ``fill_gaps``)."""
+
+    values: F64
+    real: NDArray[np.bool_]
+    """Whether each row is a sample of the series (not one put in a gap)."""
+    gaps: NDArray[np.int64]
+    """Rows that follow a gap too long to bridge."""
+
+
+def fill_gaps(x: F64, seconds: F64, period_s: float, most_rows: int) -> Filled:
+    """The series with the samples missing from every run of at most ``most_rows`` put
+    back, on the straight line between the samples on either side; a longer run is a
+    gap (``Filled.gaps``) if it spans more than ``GAP_PERIODS`` periods.
+
+    The line needs the sample after the run, and only the rows from that one on are
+    scored with it, so the filling looks back only.
+    """
+    n = len(x)
+    step = np.diff(seconds)
+    missing = np.maximum(np.rint(step / period_s).astype(np.int64) - 1, 0)
+    fill = np.where(missing <= most_rows, missing, 0)
+    long_gap = (step > GAP_PERIODS * period_s) & (fill == 0)
+    inserted = np.concatenate(([0], np.cumsum(fill)))
+    position = np.arange(n) + inserted  # each sample's row among all rows
+    real = np.zeros(n + int(inserted[-1]), dtype=bool)
+    real[position] = True
+    out: F64 = x if len(real) == n else np.interp(np.arange(len(real)), position, x)
+    return Filled(out, real, position[np.flatnonzero(long_gap) + 1])
 
 
 def settling_rows(n: int, gaps: NDArray[np.int64] | None, settle: int) -> NDArray[np.bool_]:

@@ -15,6 +15,7 @@ from healer.detect.univariate import (
     DETECTORS,
     PERIOD_ROWS,
     DiscordLikelihood,
+    fill_gaps,
     left_discord,
     past_mean_std,
     refractory,
@@ -199,6 +200,30 @@ def test_a_gap_is_not_an_anomaly() -> None:
     stamps[2000:] += 6 * 3600.0
     scores = DiscordLikelihood().score(x, stamps)
     assert scores[2000:2030].max() < DiscordLikelihood().alarm_level
+
+
+def test_missing_samples_are_put_back_on_a_line_and_a_long_run_is_a_gap() -> None:
+    x, stamps = np.array([0.0, 1.0, 4.0, 5.0]), np.array([0.0, 300.0, 1200.0, 1500.0])
+    filled = fill_gaps(x, stamps, 300.0, most_rows=2)
+    np.testing.assert_array_equal(filled.values, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    assert filled.real.tolist() == [True, True, False, False, True, True]
+    assert len(filled.gaps) == 0
+    kept = fill_gaps(x, stamps, 300.0, most_rows=1)  # three periods: a gap
+    assert kept.real.all() and kept.gaps.tolist() == [2]
+
+
+def test_a_cycle_that_goes_flat_is_seen_when_samples_go_missing() -> None:
+    # One sample in ten lost at random, as a sensor drops them: a day of rows is no
+    # longer a day, unless the missing rows are put back.
+    rng = np.random.default_rng(0)
+    x = daily_series(seed=0)
+    x[2000 : 2000 + DAY_ROWS // 2] = x[2000]  # the cycle goes flat for half a day
+    keep = rng.random(ROWS) >= 0.1
+    keep[0] = True
+    scores = DiscordLikelihood().score(x[keep], 300.0 * np.flatnonzero(keep))
+    alarms = np.flatnonzero(keep)[scores >= DiscordLikelihood().alarm_level]
+    assert ((alarms >= 2000) & (alarms < 2000 + DAY_ROWS // 2)).any()
+    assert not ((alarms >= int(0.15 * ROWS)) & (alarms < 2000)).any()
 
 
 def test_with_timestamps_no_look_ahead_and_warm_up() -> None:
