@@ -350,12 +350,6 @@ def sampling_period(seconds: F64, default_s: float) -> float:
     return float(np.median(steps)) if len(steps) else default_s
 
 
-def gap_ends(seconds: F64, period_s: float) -> NDArray[np.int64]:
-    """Rows that follow a spacing of more than ``GAP_PERIODS`` periods."""
-    out: NDArray[np.int64] = np.flatnonzero(np.diff(seconds) > GAP_PERIODS * period_s) + 1
-    return out
-
-
 @dataclass(frozen=True)
 class Filled:
     """A series with its short gaps bridged (see ``fill_gaps``)."""
