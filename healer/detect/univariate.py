@@ -45,13 +45,36 @@ detector decides at one level for every series (see ``alarms_at_one``).
 
 Windows are set in time, not rows (``DiscordLikelihood.windows``): the sampling period
 is the median spacing of the first ``PERIOD_ROWS`` rows, an hour of segments is as many
-rows as it takes (one at hourly samples, where the two scales are one), a week of
-history holds at least ``min_history_rows``, so that an hourly series has a reference
-within its first days. A scale gives evidence only once it has learned from
+rows as it takes, a shape spans as many segments as fit its span (two hours at the rows
+scale, a day at the hourly one, at most ``shape_points``), a week of history holds at
+least ``min_history_rows``, so that an hourly series has a reference within its first
+days.
+
+Decisions: where an hour is one row, the two scales would be one, a day of 24 hourly
+points in which one odd hour moves a twenty-fourth of the shape; hourly business series
+are judged by hours that stand out, and the rows scale is the one that sees them. So the
+rows scale keeps its span in time instead of its number of points, down to
+``min_shape_points`` (a few hours at hourly samples), and the daily scale keeps its day.
+At 5-minute samples and finer nothing changes (both spans hold ``shape_points`` points
+or more); the cost is a shape of few points, which pure noise matches less closely, so
+a little more often a false alarm (about one in ten days of Gaussian noise at hourly
+samples, in the tests). A scale gives evidence only once it has learned from
 ``MIN_LEARNED_ROWS`` distances, and Fisher's method counts only the scales that gave
-some. A spacing of more than ``GAP_PERIODS`` periods is a gap: the shapes that span it
-are not shapes the series made, so at each scale the rows after it, until its shape has
-passed the gap, neither give evidence nor teach.
+some. Samples missing for a short while are put back on a straight line
+(``fill_gaps``, at most ``BRIDGE_SHARE`` of the rows scale's shape); they are neither
+scored (no output row) nor learned from. A longer spacing, of more than ``GAP_PERIODS``
+periods, is a gap: the shapes that span it are not shapes the series made, so at each
+scale the rows after it, until its shape has passed the gap, neither give evidence nor
+teach.
+
+Decisions: rows are the detector's clock, and a sensor that loses one sample in twenty
+makes a day of rows a day and an hour, an hourly segment an hour and three minutes, and
+a week of history a week and a third of a day: the shapes stop lining up with the ones
+they repeat, and two samples lost together used to be a gap that blinded the daily scale
+for a day. Putting the missing rows back keeps rows in step with time. The line is the
+plainest guess that uses no later sample than the one the row after it is scored with;
+longer runs are not guessed at, since a guess of hours would be compared as if the
+series had made it.
 
 Every step uses rows 0..i only, and every step is vectorised: the discord distances in
 blocks of ``BLOCK_ROWS`` rows against their history (a matrix product), the rolling
@@ -118,6 +141,11 @@ PAST_BLOCK_ROWS = 12
 # row gives no evidence (the common small-sample bound: a spread from 30 values is
 # within about 13% of the truth).
 MIN_LEARNED_ROWS = 30
+# Samples missing for at most this share of the rows scale's shape are put back on a
+# straight line (``fill_gaps``): half an hour at 5-minute samples, one row at hourly
+# ones. A line that long moves the shape less than the noise of its other rows does;
+# a longer run is a gap, after which the scales settle.
+BRIDGE_SHARE = 4
 
 
 @dataclass(frozen=True)
@@ -125,23 +153,30 @@ class Windows:
     """The detector's windows in rows of one sampling period (see ``DiscordLikelihood``)."""
 
     shape_points: int
+    """Points of the longest shape (every scale's where ``scale_points`` is not given)."""
     segment_rows: tuple[int, ...]
     history_rows: int
     recent_rows: int
     refractory_rows: int
+    scale_points: tuple[int, ...] = ()
+    """Points of each scale's shape, in the order of ``segment_rows``."""
 
-    def learn_from_row(self, segment_rows: int) -> int:
+    def points(self, k: int) -> int:
+        """Points of the shape of scale ``k``."""
+        return self.scale_points[k] if self.scale_points else self.shape_points
+
+    def learn_from_row(self, segment_rows: int, points: int | None = None) -> int:
         """First row whose distance at this scale enters the likelihood statistics.
 
         Until a row has a full shape's worth of candidates its distance is inflated
         (little to match against): it is scored but not learned from.
         """
-        return 2 * self.shape_points * segment_rows
+        return 2 * (points or self.shape_points) * segment_rows
 
-    def settle_rows(self, segment_rows: int) -> int:
+    def settle_rows(self, segment_rows: int, points: int | None = None) -> int:
         """Rows after a gap that give no evidence at this scale and are not learned from:
         until its shape holds real rows only, it would compare a jump across the gap."""
-        return self.shape_points * segment_rows
+        return (points or self.shape_points) * segment_rows
 
 
 @dataclass(frozen=True)
@@ -161,6 +196,15 @@ class DiscordLikelihood:
     jumps and spikes) and hourly means (a shape of the last day, which sees a cycle that
     skips a beat or spikes that come more often). Where an hour is one row the two
     scales are one."""
+    span_s: tuple[float, ...] = (2.0 * HOUR_S, DAY_S)
+    """Time one shape spans, one entry per time scale: its points are as many segments
+    as fit, at most ``shape_points`` and at least ``min_shape_points``. At 5-minute
+    samples both scales have ``shape_points`` points, as at any finer sampling; where
+    an hour is one row, the rows scale keeps its role (jumps and spikes within hours)
+    with a shorter shape instead of becoming the daily one, in which one odd hour is a
+    twenty-fourth of the shape."""
+    min_shape_points: int = 4
+    """Fewest points in a shape: a rise, a peak and a fall and the level around them."""
     history_s: float = 7.5 * DAY_S
     """How far back the discord search and the likelihood statistics reach: a week and
     half a day. The same hours of last week must be among the candidates, or every Monday
@@ -189,20 +233,31 @@ class DiscordLikelihood:
 
     def windows(self, period_s: float) -> Windows:
         """The windows in rows of ``period_s``."""
-        rows = sorted({max(1, round(s / period_s)) for s in self.segment_s})
+        scales = sorted(
+            {
+                (g, self._points(span_s / (g * period_s)))
+                for segment_s, span_s in zip(self.segment_s, self.span_s, strict=True)
+                for g in (max(1, round(segment_s / period_s)),)
+            }
+        )
         # A scale whose shapes would not leave a shape's worth of candidates within the
         # longest history is dropped (an hour of second-by-second samples).
-        rows = [g for g in rows if g == 1 or 2 * self.shape_points * g <= self.max_history_rows]
+        scales = [(g, p) for g, p in scales if g == 1 or 2 * p * g <= self.max_history_rows]
         history = round(self.history_s / period_s)
         history = min(max(history, self.min_history_rows), self.max_history_rows)
-        history = max(history, self.shape_points * rows[-1] + 1)  # a candidate at least
+        history = max(history, max(p * g for g, p in scales) + 1)  # a candidate at least
         return Windows(
-            shape_points=self.shape_points,
-            segment_rows=tuple(rows),
+            shape_points=max(p for _, p in scales),
+            segment_rows=tuple(g for g, _ in scales),
+            scale_points=tuple(p for _, p in scales),
             history_rows=history,
             recent_rows=max(1, round(self.recent_s / period_s)),
             refractory_rows=max(1, round(self.refractory_s / period_s)),
         )
+
+    def _points(self, segments: float) -> int:
+        """Points of a shape that spans ``segments`` segments."""
+        return min(max(round(segments), self.min_shape_points), self.shape_points)
 
     def score(self, values: F64, seconds: F64 | None = None) -> F64:
         """Scores in [0, 1] for every row; row i's uses rows 0..i only.
@@ -218,18 +273,34 @@ class DiscordLikelihood:
             return self.score_rows(x, self.windows(self.period_s))
         t = np.asarray(seconds, dtype=np.float64)
         period_s = sampling_period(t, self.period_s)
-        out = self.score_rows(x, self.windows(period_s), gap_ends(t, period_s))
+        windows = self.windows(period_s)
+        bridge = windows.points(0) * windows.segment_rows[0] // BRIDGE_SHARE
+        filled = fill_gaps(x, t, period_s, bridge)
+        scores = self.score_rows(filled.values, windows, filled.gaps, imputed=~filled.real)
+        out = scores[filled.real]
         out[:PERIOD_ROWS] = 0.0
         return out
 
-    def score_rows(self, x: F64, windows: Windows, gaps: NDArray[np.int64] | None = None) -> F64:
-        """Scores of rows ``windows`` apart; ``gaps``: the rows that follow a gap."""
+    def score_rows(
+        self,
+        x: F64,
+        windows: Windows,
+        gaps: NDArray[np.int64] | None = None,
+        *,
+        imputed: NDArray[np.bool_] | None = None,
+    ) -> F64:
+        """Scores of rows ``windows`` apart; ``gaps``: the rows that follow a gap;
+        ``imputed``: rows that stand in for missing samples (``fill_gaps``), which
+        neither give evidence nor teach."""
         u = compress(x, running_rms(x)).astype(MEANS_DTYPE).astype(np.float64)
         log_tails, tests = np.zeros(len(x)), np.zeros(len(x))
+        skipped = np.zeros(len(x), dtype=bool) if imputed is None else imputed
         with threadpool_limits(limits=BLAS_THREADS, user_api="blas"):
-            for segment_rows in windows.segment_rows:
-                settling = settling_rows(len(x), gaps, windows.settle_rows(segment_rows))
-                log_tail, tested = self._log_tail(u, windows, segment_rows, settling)
+            for k, segment_rows in enumerate(windows.segment_rows):
+                points = windows.points(k)
+                settle = windows.settle_rows(segment_rows, points)
+                settling = settling_rows(len(x), gaps, settle) | skipped
+                log_tail, tested = self._log_tail(u, windows, segment_rows, points, settling)
                 log_tails += log_tail
                 tests += tested
         likelihood = fisher_combined(log_tails, tests)
@@ -240,7 +311,7 @@ class DiscordLikelihood:
 
     @staticmethod
     def _log_tail(
-        x: F64, w: Windows, segment_rows: int, settling: NDArray[np.bool_]
+        x: F64, w: Windows, segment_rows: int, points: int, settling: NDArray[np.bool_]
     ) -> tuple[F64, NDArray[np.bool_]]:
         """Log of the Gaussian tail probability of the recent discord distance at one
         scale, and whether the row has that evidence (0 where it has not).
@@ -248,11 +319,10 @@ class DiscordLikelihood:
         In logs, so that a tail of 1e-30 stays distinct from one of 1e-300 when the scales
         are combined. A distance not learned from is NaN in the statistics.
         """
-        shapes = shapes_of(x, w.shape_points, segment_rows)
-        distance = left_discord(shapes, w.shape_points * segment_rows, w.history_rows)
-        learned = np.where(
-            (np.arange(len(x)) >= w.learn_from_row(segment_rows)) & ~settling, distance, np.nan
-        )
+        shapes = shapes_of(x, points, segment_rows)
+        distance = left_discord(shapes, points * segment_rows, w.history_rows)
+        learn_from = w.learn_from_row(segment_rows, points)
+        learned = np.where((np.arange(len(x)) >= learn_from) & ~settling, distance, np.nan)
         learned = learned.astype(DISTANCE_DTYPE).astype(np.float64)
         recent = recent_mean(learned, distance, w.recent_rows)
         mean, spread, count = past_mean_std(learned, w.history_rows)
@@ -280,10 +350,36 @@ def sampling_period(seconds: F64, default_s: float) -> float:
     return float(np.median(steps)) if len(steps) else default_s
 
 
-def gap_ends(seconds: F64, period_s: float) -> NDArray[np.int64]:
-    """Rows that follow a spacing of more than ``GAP_PERIODS`` periods."""
-    out: NDArray[np.int64] = np.flatnonzero(np.diff(seconds) > GAP_PERIODS * period_s) + 1
-    return out
+@dataclass(frozen=True)
+class Filled:
+    """A series with its short gaps bridged (see ``fill_gaps``)."""
+
+    values: F64
+    real: NDArray[np.bool_]
+    """Whether each row is a sample of the series (not one put in a gap)."""
+    gaps: NDArray[np.int64]
+    """Rows that follow a gap too long to bridge."""
+
+
+def fill_gaps(x: F64, seconds: F64, period_s: float, most_rows: int) -> Filled:
+    """The series with the samples missing from every run of at most ``most_rows`` put
+    back, on the straight line between the samples on either side; a longer run is a
+    gap (``Filled.gaps``) if it spans more than ``GAP_PERIODS`` periods.
+
+    The line needs the sample after the run, and only the rows from that one on are
+    scored with it, so the filling looks back only.
+    """
+    n = len(x)
+    step = np.diff(seconds)
+    missing = np.maximum(np.rint(step / period_s).astype(np.int64) - 1, 0)
+    fill = np.where(missing <= most_rows, missing, 0)
+    long_gap = (step > GAP_PERIODS * period_s) & (fill == 0)
+    inserted = np.concatenate(([0], np.cumsum(fill)))
+    position = np.arange(n) + inserted  # each sample's row among all rows
+    real = np.zeros(n + int(inserted[-1]), dtype=bool)
+    real[position] = True
+    out: F64 = x if len(real) == n else np.interp(np.arange(len(real)), position, x)
+    return Filled(out, real, position[np.flatnonzero(long_gap) + 1])
 
 
 def settling_rows(n: int, gaps: NDArray[np.int64] | None, settle: int) -> NDArray[np.bool_]:

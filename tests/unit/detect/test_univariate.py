@@ -15,6 +15,7 @@ from healer.detect.univariate import (
     DETECTORS,
     PERIOD_ROWS,
     DiscordLikelihood,
+    fill_gaps,
     left_discord,
     past_mean_std,
     refractory,
@@ -153,7 +154,9 @@ def test_the_windows_follow_the_sampling_period() -> None:
     assert five.segment_rows == (1, 12) and five.history_rows == 2160
     assert five.refractory_rows == 150 and five.recent_rows == 5
     hourly = detector.windows(3600.0)
-    assert hourly.segment_rows == (1,)  # an hour is a row: one scale
+    # An hour is a row: the rows scale keeps its span of hours with a shorter shape.
+    assert hourly.segment_rows == (1, 1) and hourly.scale_points == (4, 24)
+    assert five.scale_points == (24, 24)
     assert hourly.recent_rows == 1
     assert hourly.history_rows == detector.min_history_rows
     assert hourly.refractory_rows == 12
@@ -172,7 +175,22 @@ def test_an_hourly_series_is_judged_in_hours() -> None:
     scores = DiscordLikelihood().score(x, 3600.0 * t)
     alarm = DiscordLikelihood().alarm_level
     assert scores[40 * 24 : 40 * 24 + 6].max() >= alarm
-    assert np.count_nonzero(scores[int(0.15 * len(t)) : 40 * 24] >= alarm) <= 1
+    # The hours scale's short shapes of pure noise: about one false alarm in ten days.
+    assert np.count_nonzero(scores[int(0.15 * len(t)) : 40 * 24] >= alarm) <= 3
+
+
+def test_an_hour_out_of_line_is_seen_in_an_hourly_series() -> None:
+    # A noisy level with a burst of a few hours each day, sampled hourly, two weeks long
+    # as an hourly export often is: one hour eight times the noise above the level is an
+    # anomaly, though it is a twenty-fourth of a day's shape.
+    rng = np.random.default_rng(8)
+    t = np.arange(14 * 24)
+    x = 50.0 + 10.0 * (np.sin(2 * np.pi * t / 24) > 0.8) + rng.normal(0.0, 1.0, len(t))
+    x[250] += 8.0
+    scores = DiscordLikelihood().score(x, 3600.0 * t)
+    alarm = DiscordLikelihood().alarm_level
+    assert scores[250:253].max() >= alarm
+    assert np.count_nonzero(scores[int(0.15 * len(t)) : 250] >= alarm) == 0
 
 
 def test_a_gap_is_not_an_anomaly() -> None:
@@ -182,6 +200,30 @@ def test_a_gap_is_not_an_anomaly() -> None:
     stamps[2000:] += 6 * 3600.0
     scores = DiscordLikelihood().score(x, stamps)
     assert scores[2000:2030].max() < DiscordLikelihood().alarm_level
+
+
+def test_missing_samples_are_put_back_on_a_line_and_a_long_run_is_a_gap() -> None:
+    x, stamps = np.array([0.0, 1.0, 4.0, 5.0]), np.array([0.0, 300.0, 1200.0, 1500.0])
+    filled = fill_gaps(x, stamps, 300.0, most_rows=2)
+    np.testing.assert_array_equal(filled.values, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0])
+    assert filled.real.tolist() == [True, True, False, False, True, True]
+    assert len(filled.gaps) == 0
+    kept = fill_gaps(x, stamps, 300.0, most_rows=1)  # three periods: a gap
+    assert kept.real.all() and kept.gaps.tolist() == [2]
+
+
+def test_a_cycle_that_goes_flat_is_seen_when_samples_go_missing() -> None:
+    # One sample in ten lost at random, as a sensor drops them: a day of rows is no
+    # longer a day, unless the missing rows are put back.
+    rng = np.random.default_rng(0)
+    x = daily_series(seed=0)
+    x[2000 : 2000 + DAY_ROWS // 2] = x[2000]  # the cycle goes flat for half a day
+    keep = rng.random(ROWS) >= 0.1
+    keep[0] = True
+    scores = DiscordLikelihood().score(x[keep], 300.0 * np.flatnonzero(keep))
+    alarms = np.flatnonzero(keep)[scores >= DiscordLikelihood().alarm_level]
+    assert ((alarms >= 2000) & (alarms < 2000 + DAY_ROWS // 2)).any()
+    assert not ((alarms >= int(0.15 * ROWS)) & (alarms < 2000)).any()
 
 
 def test_with_timestamps_no_look_ahead_and_warm_up() -> None:
