@@ -33,8 +33,10 @@ blocks), the rows left to settle after a gap, and the refractory state: about 16
 series at 5-minute buckets. When a bucket closes, each scale's segment means and the
 squared norms of its candidate shapes are computed from the ring of values (a few passes
 over it: sums of shifted copies), and the new row's discord distances by one ``einsum``
-per ``DISCORD_CHUNK`` series over windowed views of them; the only Python loops are over
-the time scales and chunks of series.
+per ``DISCORD_CHUNK`` series over windowed views of them; at the scale of single rows,
+whose points are adjacent, the norms and products come instead from one matrix product
+per series over blocks of candidates (``_bracket_min``), which BLAS runs faster than the
+einsum. The only Python loops are over the time scales and chunks of series.
 
 ``peek`` scores a provisional row (a bucket still open) without committing anything,
 so that an acute fault can be judged between closings. Scores equal those of
