@@ -15,6 +15,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from typing import TypeAlias
 
 import numpy as np
@@ -85,10 +86,17 @@ class Frame:
         if self.values.shape != expected:
             raise ValueError(f"Frame values have shape {self.values.shape}, expected {expected}")
 
+    @cached_property
+    def workload_rows(self) -> Mapping[WorkloadRef, int]:
+        """Each workload's row of ``values``, looked up in constant time, where
+        ``workloads.index`` compares the workload with every one before it: at 100,000
+        workloads, lookups for a cycle's findings would cost seconds."""
+        return {w: i for i, w in enumerate(self.workloads)}
+
     def series(self, workload: WorkloadRef, signal: Signal) -> NDArray[np.float64]:
         """The time series of one workload and signal (a view, not a copy)."""
         row: NDArray[np.float64] = self.values[
-            self.workloads.index(workload), self.signals.index(signal)
+            self.workload_rows[workload], self.signals.index(signal)
         ]
         return row
 

@@ -233,9 +233,9 @@ def series_json(frame: Frame, finding: Finding, *, points: int = SERIES_POINTS) 
     """The deviating signals of ``finding``'s workload over the frame's last ``points``
     samples (every k-th sample when the frame holds more): ``{"t": [...], signal: [...]}``,
     UNIX seconds and values, null for gaps."""
-    if finding.workload not in frame.workloads or not len(frame.timestamps):
+    if finding.workload not in frame.workload_rows or not len(frame.timestamps):
         return {}
-    w = frame.workloads.index(finding.workload)
+    w = frame.workload_rows[finding.workload]
     count = len(frame.timestamps)
     stride = max(1, -(-count // points))  # ceil division
     picked = slice((count - 1) % stride, None, stride)  # always ends on the newest sample

@@ -23,8 +23,10 @@ the few new timestamps of each cycle. A score at time t uses data up to t only.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
@@ -67,11 +69,17 @@ class Detection:
     """(W,) whether the workload had a valid scored sample in this update; a workload
     without one is unknown, not healthy."""
 
+    @cached_property
+    def workload_rows(self) -> Mapping[WorkloadRef, int]:
+        """Each workload's row, looked up in constant time (see ``Frame.workload_rows``)."""
+        return {w: i for i, w in enumerate(self.workloads)}
+
     def score_of(self, workload: WorkloadRef) -> float:
-        return float(self.scores[self.workloads.index(workload)])
+        return float(self.scores[self.workload_rows[workload]])
 
     def observed(self, workload: WorkloadRef) -> bool:
-        return workload in self.workloads and bool(self.fresh[self.workloads.index(workload)])
+        row = self.workload_rows.get(workload)
+        return row is not None and bool(self.fresh[row])
 
     @property
     def anomalous_count(self) -> int:

@@ -71,7 +71,7 @@ def _deviation(finding: Finding, signal: Signal) -> float:
 
 
 def _last(frame: Frame, finding: Finding, signal: Signal) -> float:
-    if finding.workload not in frame.workloads or signal not in frame.signals:
+    if finding.workload not in frame.workload_rows or signal not in frame.signals:
         return 0.0
     series = frame.series(finding.workload, signal)
     finite = series[np.isfinite(series)]

@@ -71,7 +71,7 @@ def at_baseline(
         signals = ()
     if not detection.observed(workload):
         return False
-    w = detection.workloads.index(workload)
+    w = detection.workload_rows[workload]
     if not signals:
         return detection.score_of(workload) < settings.detector.score_threshold
     for signal in signals:

@@ -293,6 +293,18 @@ def test_detection_reports_the_latest_timestamp_and_per_workload_scores() -> Non
     assert detection.anomalous_count == 0
 
 
+def test_workloads_are_looked_up_by_value_and_an_unknown_one_is_not_observed() -> None:
+    values = noise(100, seed=19)
+    values[0, col(Signal.CPU), -1] = np.nan  # A's newest sample of one signal is missing
+    data = frame(values)
+    detection = StreamingDetector(SETTINGS).update(data)
+    same_b = WorkloadRef("shop", "Deployment", "search")  # equal to B, not B itself
+    assert detection.score_of(same_b) == float(detection.scores[1])
+    assert detection.observed(same_b)
+    assert not detection.observed(WorkloadRef("shop", "Deployment", "cart"))
+    np.testing.assert_array_equal(data.series(same_b, Signal.CPU), values[1, col(Signal.CPU)])
+
+
 def test_score_steps_keeps_every_step_and_learns_as_update_does() -> None:
     values = noise(2 * PER_HOUR, seed=13)
     values[1, col(Signal.LATENCY_P99), PER_HOUR:] *= 4.0
