@@ -215,11 +215,14 @@ def test_reverting_the_image_reuses_revision_1_renumbered_to_3(small: Cluster) -
     }
 
 
-def test_observed_generation_lags_until_the_next_advance(small: Cluster) -> None:
+def test_a_write_makes_the_replicaset_at_once_and_observed_generation_lags(
+    small: Cluster,
+) -> None:
     patched = small.patch_deployment(NS, NAME, image_patch(IMAGE_V2), STRATEGIC_MERGE_PATCH)
     assert patched["metadata"]["generation"] == 2
     assert patched["status"]["observedGeneration"] == 1
-    assert len(revisions(small)) == 1  # the controller has not run yet
+    assert sorted(revisions(small).values()) == ["1", "2"]  # the controller reacted
+    assert deployment(small)["status"]["observedGeneration"] == 1  # the status waits
     small.advance(STEP_S)
     assert deployment(small)["status"]["observedGeneration"] == 2
 
