@@ -12,10 +12,12 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from daemons import Process, wait_for
 from kubernetes import client
 
 from healer.sim.cluster import Cluster
@@ -34,6 +36,11 @@ pytestmark = [
 @pytest.fixture
 def kubectl(kubeconfig: Path, tmp_path: Path) -> Any:
     """Run kubectl with its discovery cache and home in the test's directory."""
+    return kubectl_on(kubeconfig, tmp_path)
+
+
+def kubectl_on(kubeconfig: Path, tmp_path: Path) -> Any:
+    """A kubectl runner for the cluster ``kubeconfig`` points at."""
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         assert KUBECTL is not None
@@ -395,3 +402,36 @@ def test_a_patch_body_of_the_wrong_shape_is_a_bad_request(
     assert done.returncode != 0
     assert problem in done.stderr
     assert client.AppsV1Api(kube_api).read_namespaced_deployment("cart", "shop").spec.replicas == 3
+
+
+def test_sim_serve_reacts_to_a_restart_and_a_set_image_2_s_apart(tmp_path: Path) -> None:
+    """``healer sim serve`` at speed 1 ticks every 15 s of wall time; the writes 2 s apart
+    still make a revision each, and ``rollout undo`` right after finds the previous one."""
+    config = tmp_path / "sim.kubeconfig"
+    server = Process.start(
+        "sim", ["sim", "serve", "--port", "0", "--kubeconfig-out", str(config)], tmp_path, {}
+    )
+    try:
+        wait_for("the simulated cluster", lambda: config.exists() and "API" in server.stdout(), 60)
+        kubectl = kubectl_on(config, tmp_path)
+        kubectl("rollout", "restart", "deployment/cart", "-n", "shop")
+        time.sleep(2)
+        done = kubectl(
+            "set", "image", "deployment/cart", "*=registry.local/shop/cart:2.4.2", "-n", "shop"
+        )
+        assert done.stderr == ""
+        history = kubectl("rollout", "history", "deployment/cart", "-n", "shop").stdout
+        numbers = [line.split()[0] for line in history.splitlines()[2:] if line.strip()]
+        assert numbers == ["1", "2", "3"]
+        kubectl("rollout", "undo", "deployment/cart", "-n", "shop")
+        image = kubectl(
+            "get",
+            "deployment/cart",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ).stdout
+        assert image == "registry.local/shop/cart:2.4.1"
+    finally:
+        server.terminate()
