@@ -115,7 +115,7 @@ def _merge_map(original: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any
             out[field] = _delete_scalars(field, out.get(field), values)
     for key, value in patch.items():
         if key.startswith("$"):
-            continue  # the directives: $patch and $retainKeys above, the lists' around
+            continue  # $patch and $retainKeys were read above; the lists' directives around
         if value is None:
             out.pop(key, None)
         elif isinstance(value, dict):
@@ -187,11 +187,12 @@ def _merge_list(field: str, original: JsonValue, patch: list[Any]) -> list[Any]:
             (i for i, o in enumerate(out) if isinstance(o, dict) and o.get(key) == item[key]),
             None,
         )
+        merged = _merge_map({} if index is None else out[index], item)
+        new = {} if isinstance(merged, _Deleted) else merged
         if index is None:
-            out.append(strip_directives(item))
+            out.append(new)
         else:
-            merged = _merge_map(out[index], item)
-            out[index] = {} if isinstance(merged, _Deleted) else merged
+            out[index] = new
     return out
 
 

@@ -88,6 +88,11 @@ def test_ports_merge_by_container_port_and_volumes_by_name() -> None:
     assert names(out["volumes"]) == ["data", "cache"]
 
 
+def test_a_new_item_is_appended_as_if_merged_into_nothing() -> None:
+    patch = template_patch({"containers": [{"name": "new", "image": "n:1", "args": None}]})
+    assert spec_of(apply(deployment(), patch))["containers"][-1] == {"name": "new", "image": "n:1"}
+
+
 def test_a_list_without_a_merge_key_is_replaced_whole() -> None:
     target = deployment()
     spec_of(target)["containers"][0]["args"] = ["--a", "--b"]
