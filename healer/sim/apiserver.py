@@ -31,8 +31,15 @@ from healer.sim import discovery, openapi
 from healer.sim.cluster import Cluster
 from healer.sim.exposition import render_metrics
 from healer.sim.kinds import PLAIN, Kind, lookup
-from healer.sim.objects import ApiError, K8s
+from healer.sim.objects import (
+    STRATEGIC_MERGE_PATCH,
+    ApiError,
+    K8s,
+    check_patch_body,
+    patch_type,
+)
 from healer.sim.scenario import ApiFault
+from healer.sim.strategic import strip_directives
 from healer.sim.tables import table
 from healer.sim.watch import watch
 
@@ -207,11 +214,16 @@ async def _body(request: Request) -> K8s:
     return value
 
 
-async def _patch_body(request: Request) -> Any:
+async def _patch_body(request: Request) -> tuple[Any, str]:
+    """A PATCH request's body and patch type: 415 for a content type that is no patch
+    type (before the body is read), 400 for a body of the wrong shape for its type."""
+    content_type = patch_type(request.headers.get("content-type", ""))
     try:
-        return json.loads(await request.body() or b"null")
+        body = json.loads(await request.body() or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ApiError(400, "BadRequest", f"the request body is not valid JSON: {exc}") from exc
+    check_patch_body(body, content_type)
+    return body, content_type
 
 
 def _dry(request: Request) -> bool:
@@ -378,8 +390,9 @@ async def _item(
         return _warn(_json(request, replaced), warnings)
     if request.method == "PATCH":
         _allowed(kind, "patch")
-        patch, content_type = await _patch_body(request), request.headers.get("content-type", "")
-        warnings = _field_warnings(request, kind, patch)
+        patch, content_type = await _patch_body(request)
+        fields = strip_directives(patch) if content_type == STRATEGIC_MERGE_PATCH else patch
+        warnings = _field_warnings(request, kind, fields)
         if resource == "deployments":
             patched = cluster.patch_deployment(
                 namespace, name, patch, content_type, dry_run=dry_run
@@ -401,10 +414,7 @@ async def _subresource(
             return _json(request, cluster.get_scale(namespace, name))
         dry_run = _dry(request)
         if request.method == "PATCH":
-            patch, content_type = (
-                await _patch_body(request),
-                request.headers.get("content-type", ""),
-            )
+            patch, content_type = await _patch_body(request)
             return _json(
                 request, cluster.patch_scale(namespace, name, patch, content_type, dry_run=dry_run)
             )

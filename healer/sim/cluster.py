@@ -15,9 +15,26 @@ The parts, each in its own module with one shape (``healer.sim.controllers.Contr
 
 This module keeps what the API server does: get, list, create, replace, patch and
 delete with Kubernetes' semantics (defaults, validation, ``resourceVersion`` conflicts,
-``generation``), the ``scale`` and ``eviction`` subresources, Events. Everything moves
-only when ``advance`` is called; all state is guarded by ``lock``, because the API
-server thread reads and writes while the driver advances time.
+``generation``), the ``scale`` and ``eviction`` subresources, Events. Time moves only
+when ``advance`` is called; all state is guarded by ``lock``, because the API server
+thread reads and writes while the driver advances time.
+
+A write through the API does not wait for the next tick: the controllers in
+``on_write`` (the garbage collector, the Deployment and ReplicaSet controllers) react
+to it at once, at the clock's current instant, as kube-controller-manager reacts within
+a second of a write. ``kubectl rollout restart`` then ``kubectl set image`` make two
+revisions, and ``kubectl rollout undo`` right after finds the previous one.
+
+Decisions:
+
+* The reaction covers only what the write itself queued (a fresh ``WorkQueues`` for
+  its span); what it leaves, and what the last tick queued, waits for the next tick's
+  pass as before. So the cluster's course depends on the writes made, not on unrelated
+  requests such as a Lease renewal or an Event, and a run stays reproducible per seed.
+* Writes made within a tick (a scenario's release) and while the cluster is built get
+  no reaction of their own: the tick's control plane follows them in the same step,
+  and the start-up passes draw their random numbers in the order they always have.
+* The kubelet, the containers and sampling do not react: they move with time only.
 
 Built to run a day of 1,000 Deployments x 5 pods in well under a minute
 (bench/sim_scale.py), so a step costs almost nothing when nothing happens: the
@@ -29,8 +46,11 @@ state is numpy columns stepped for every pod at once (``healer.sim.workloads``),
 
 from __future__ import annotations
 
+import functools
 import threading
-from typing import Any
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -60,7 +80,7 @@ from healer.sim.objects import (
     selector_matches,
 )
 from healer.sim.scenario import ApiFault, Event, Scenario
-from healer.sim.state import LATENCY_BUCKETS_S, REVISION, ClusterState, pod_ready
+from healer.sim.state import LATENCY_BUCKETS_S, REVISION, ClusterState, WorkQueues, pod_ready
 from healer.types import WorkloadRef
 
 __all__ = ["LATENCY_BUCKETS_S", "REVISION", "SIGNALS", "Cluster"]
@@ -69,6 +89,22 @@ __all__ = ["LATENCY_BUCKETS_S", "REVISION", "SIGNALS", "Cluster"]
 # control plane, each followed by this much ageing, bring every pod up and ready.
 _WARM_PASSES = 3
 _WARM_AGE_S = 3600.0
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reacts(
+    write: Callable[Concatenate[Cluster, _P], _R],
+) -> Callable[Concatenate[Cluster, _P], _R]:
+    """Mark an API write: the ``on_write`` controllers react to it before it returns."""
+
+    @functools.wraps(write)
+    def reacting(self: Cluster, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self.lock, self._reaction():
+            return write(self, *args, **kwargs)
+
+    return reacting
 
 
 class Cluster:
@@ -104,6 +140,14 @@ class Cluster:
             self._sampler,
         )
         """The parts of one tick, in their order."""
+        self.on_write: list[controllers.Controller] = [
+            GarbageCollector(),
+            DeploymentController(),
+            ReplicaSetController(),
+        ]
+        """The controllers that react to a write through the API at once, in this order;
+        a new kind's controller joins them here (they keep no state of their own)."""
+        self._quiet = 1  # > 0: writes get no reaction of their own (ticks, start-up)
         with self.lock:
             for spec in self.state.specs:
                 self.create_deployment(spec.namespace, deployments.manifest(spec))
@@ -111,6 +155,7 @@ class Cluster:
                 now = self.state.now()
                 controllers.run(self._control_plane, self.state, now)
                 kubelet.age_pods(self.state, _WARM_AGE_S, now)
+        self._quiet = 0
 
     # ---- time --------------------------------------------------------------------------
 
@@ -120,7 +165,28 @@ class Cluster:
         for _ in range(steps):
             with self.lock:
                 self.clock.advance(self.scenario.step_s)
-                controllers.run(self.tick, self.state, self.state.now())
+                self._quiet += 1
+                try:
+                    controllers.run(self.tick, self.state, self.state.now())
+                finally:
+                    self._quiet -= 1
+
+    @contextmanager
+    def _reaction(self) -> Iterator[None]:
+        """Around one API write (under ``lock``): queue what the write changes apart,
+        then run ``on_write`` over it; what is left joins the tick's queues."""
+        if self._quiet:
+            yield
+            return
+        outer, self.state.queues = self.state.queues, WorkQueues()
+        self._quiet += 1
+        try:
+            yield
+            controllers.run(tuple(self.on_write), self.state, self.state.now())
+        finally:
+            self._quiet -= 1
+            left, self.state.queues = self.state.queues, outer
+            outer.absorb(left)
 
     @property
     def elapsed_s(self) -> float:
@@ -179,6 +245,7 @@ class Cluster:
         with self.lock:
             return copy_json(self.store.get(resource, namespace, name))
 
+    @_reacts
     def create_deployment(self, namespace: str, body: K8s, *, dry_run: bool = False) -> K8s:
         with self.lock:
             obj = copy_json(body)
@@ -192,6 +259,7 @@ class Cluster:
                 return obj
             return copy_json(self.store.create("deployments", obj, now=self.clock.now()))
 
+    @_reacts
     def replace_deployment(
         self, namespace: str, name: str, body: K8s, *, dry_run: bool = False
     ) -> K8s:
@@ -200,6 +268,7 @@ class Cluster:
             check_resource_version(current, body)
             return self._write_deployment(current, copy_json(body), dry_run=dry_run)
 
+    @_reacts
     def patch_deployment(
         self, namespace: str, name: str, patch: Any, content_type: str, *, dry_run: bool = False
     ) -> K8s:
@@ -209,6 +278,7 @@ class Cluster:
             check_resource_version(current, patched)
             return self._write_deployment(current, patched, dry_run=dry_run)
 
+    @_reacts
     def delete_object(
         self, resource: str, namespace: str, name: str, *, dry_run: bool = False
     ) -> K8s:
@@ -218,6 +288,7 @@ class Cluster:
                 return copy_json(self.store.get(resource, namespace, name))
             return copy_json(self.state.delete(resource, namespace, name))
 
+    @_reacts
     def create_object(self, resource: str, namespace: str, body: K8s, *, dry_run: bool) -> K8s:
         """Create a plain object (HPA, PodDisruptionBudget, Lease) after defaults and checks."""
         kind = BY_RESOURCE[resource]
@@ -255,6 +326,7 @@ class Cluster:
                 update_budget(self.state, created, self.state.now())
             return copy_json(created)
 
+    @_reacts
     def replace_object(
         self, resource: str, namespace: str, name: str, body: K8s, *, dry_run: bool
     ) -> K8s:
@@ -263,6 +335,7 @@ class Cluster:
             check_resource_version(current, body)
             return self._write_plain(resource, current, copy_json(body), dry_run=dry_run)
 
+    @_reacts
     def patch_object(
         self,
         resource: str,
@@ -279,6 +352,7 @@ class Cluster:
             check_resource_version(current, patched)
             return self._write_plain(resource, current, patched, dry_run=dry_run)
 
+    @_reacts
     def evict_pod(self, namespace: str, name: str, body: K8s, *, dry_run: bool) -> K8s:
         """The pods/eviction subresource: delete the pod unless a disruption budget forbids."""
         with self.lock:
@@ -312,6 +386,7 @@ class Cluster:
         with self.lock:
             return deployments.scale_of(self.store.get("deployments", namespace, name))
 
+    @_reacts
     def patch_scale(
         self, namespace: str, name: str, patch: Any, content_type: str, *, dry_run: bool = False
     ) -> K8s:
@@ -320,6 +395,7 @@ class Cluster:
             scale = apply_patch(deployments.scale_of(current), patch, content_type)
             return self._apply_scale(current, scale, dry_run=dry_run)
 
+    @_reacts
     def replace_scale(self, namespace: str, name: str, body: K8s, *, dry_run: bool = False) -> K8s:
         with self.lock:
             current = self.store.get("deployments", namespace, name)

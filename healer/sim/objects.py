@@ -23,6 +23,7 @@ from typing import Any, TypeVar, cast
 
 import jsonpatch
 
+from healer.sim import strategic
 from healer.types import JsonValue
 
 # Kubernetes objects are plain JSON documents here, indexed freely by the controllers;
@@ -34,19 +35,6 @@ MERGE_PATCH = "application/merge-patch+json"
 STRATEGIC_MERGE_PATCH = "application/strategic-merge-patch+json"
 JSON_PATCH = "application/json-patch+json"
 PATCH_TYPES = (MERGE_PATCH, STRATEGIC_MERGE_PATCH, JSON_PATCH)
-
-# Lists that strategic merge patch merges element-wise, keyed by this field (the
-# patchMergeKey of the Kubernetes API types); every other list is replaced whole.
-_MERGE_KEYS = {
-    "containers": "name",
-    "initContainers": "name",
-    "env": "name",
-    "ports": "containerPort",
-    "volumes": "name",
-    "volumeMounts": "mountPath",
-    "conditions": "type",
-    "ownerReferences": "uid",
-}
 
 
 @dataclass(frozen=True)
@@ -128,75 +116,92 @@ def merge_patch(target: JsonValue, patch: JsonValue) -> JsonValue:
     return out
 
 
-def strategic_merge_patch(target: JsonValue, patch: JsonValue, key: str = "") -> JsonValue:
-    """Strategic merge patch for the fields healer's actions touch.
-
-    Like a merge patch, except that lists of named items (containers, env, ...) are
-    merged item by item on their merge key, as the API server does.
-    """
-    merge_key = _MERGE_KEYS.get(key)
-    if merge_key and isinstance(patch, list) and isinstance(target, list):
-        return _merge_list(target, patch, merge_key)
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    out = dict(target) if isinstance(target, dict) else {}
-    for k, value in patch.items():
-        if k.startswith("$"):
-            continue  # directives such as $retainKeys: nothing healer relies on
-        if value is None:
-            out.pop(k, None)
-        else:
-            out[k] = strategic_merge_patch(out.get(k), value, k)
-    return out
+def strategic_merge_patch(target: JsonValue, patch: JsonValue) -> JsonValue:
+    """Strategic merge patch with its directives (``healer.sim.strategic``); a malformed
+    directive is the ``ApiError`` the API server answers."""
+    try:
+        return strategic.apply(target, patch)
+    except strategic.InvalidPatch as exc:
+        reason = "BadRequest" if exc.code == 400 else "Invalid"
+        raise ApiError(exc.code, reason, str(exc)) from exc
 
 
-def _merge_list(target: list[JsonValue], patch: list[JsonValue], merge_key: str) -> JsonValue:
-    out = [copy.deepcopy(item) for item in target]
-    for item in patch:
-        if not isinstance(item, dict):
-            return copy.deepcopy(patch)
-        index = next(
-            (
-                i
-                for i, old in enumerate(out)
-                if isinstance(old, dict) and old.get(merge_key) == item.get(merge_key)
-            ),
-            None,
-        )
-        if index is None:
-            out.append(copy.deepcopy(item))
-        else:
-            out[index] = strategic_merge_patch(out[index], item)
-    return out
-
-
-def apply_patch(obj: K8s, body: JsonValue, content_type: str) -> K8s:
-    """Apply a PATCH body; raises ApiError 415 for other content types, 422 when invalid."""
-    kind = content_type.split(";")[0].strip()
-    if kind == MERGE_PATCH:
-        result = merge_patch(obj, body)
-    elif kind == STRATEGIC_MERGE_PATCH:
-        result = strategic_merge_patch(obj, body)
-    elif kind == JSON_PATCH:
-        if not isinstance(body, list) or not all(isinstance(op, dict) for op in body):
-            # What a real API server answers when a client sends an object as a JSON patch.
-            raise ApiError(
-                400,
-                "BadRequest",
-                "json: cannot unmarshal object into Go value of type []handlers.jsonPatchOp",
-            )
-        try:
-            ops: list[K8s] = [op for op in body if isinstance(op, dict)]
-            result = jsonpatch.apply_patch(obj, ops)
-        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as exc:
-            raise ApiError(422, "Invalid", f"the JSON patch could not be applied: {exc}") from exc
-    else:
+def patch_type(content_type: str) -> str:
+    """The patch type a request's ``Content-Type`` names (parameters such as a charset
+    dropped); 415 UnsupportedMediaType for any other, before the body is read."""
+    kind = content_type.split(";")[0].strip().lower()
+    if kind not in PATCH_TYPES:
         raise ApiError(
             415,
             "UnsupportedMediaType",
             f"the body of the request was in an unknown format - accepted media "
             f"types include: {', '.join(PATCH_TYPES)}",
         )
+    return kind
+
+
+def check_patch_body(body: JsonValue, content_type: str) -> None:
+    """400 BadRequest for a body of the wrong JSON shape for its patch type, as the API
+    server answers: a JSON patch is an array of operation objects; a merge patch and a
+    strategic merge patch are an object."""
+    kind = patch_type(content_type)
+    if kind == JSON_PATCH:
+        if not isinstance(body, list):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"json: cannot unmarshal {_json_type(body)} into Go value of type "
+                "jsonpatch.Patch: the body of a JSON patch (application/json-patch+json) "
+                "must be an array of operations",
+            )
+        odd = next((op for op in body if not isinstance(op, dict)), None)
+        if odd is not None:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"json: cannot unmarshal {_json_type(odd)} into Go value of type "
+                "jsonpatch.Operation: each operation of a JSON patch must be an object",
+            )
+    elif not isinstance(body, dict):
+        what = "merge patch" if kind == MERGE_PATCH else "strategic merge patch"
+        raise ApiError(
+            400,
+            "BadRequest",
+            f"json: cannot unmarshal {_json_type(body)} into Go value of type "
+            f"map[string]interface {{}}: the body of a {what} ({kind}) must be a JSON object",
+        )
+
+
+def _json_type(value: JsonValue) -> str:
+    """The JSON type of a decoded value, in Go's json package's words."""
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, (int, float)):
+        return "number"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, list):
+        return "array"
+    return "string" if isinstance(value, str) else "null"
+
+
+def apply_patch(obj: K8s, body: JsonValue, content_type: str) -> K8s:
+    """Apply a PATCH body: 415 for other content types, 400 for a body of the wrong
+    shape (``check_patch_body``) or a malformed directive, 422 when it cannot apply."""
+    kind = patch_type(content_type)
+    check_patch_body(body, kind)
+    if kind == MERGE_PATCH:
+        result = merge_patch(obj, body)
+    elif kind == STRATEGIC_MERGE_PATCH:
+        result = strategic_merge_patch(obj, body)
+    else:
+        try:
+            ops: list[K8s] = (
+                [op for op in body if isinstance(op, dict)] if isinstance(body, list) else []
+            )
+            result = jsonpatch.apply_patch(obj, ops)
+        except (jsonpatch.JsonPatchException, jsonpatch.JsonPointerException, TypeError) as exc:
+            raise ApiError(422, "Invalid", f"the JSON patch could not be applied: {exc}") from exc
     if not isinstance(result, dict):
         raise ApiError(422, "Invalid", "the patched object is not an object")
     return result

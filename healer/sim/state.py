@@ -80,6 +80,16 @@ class WorkQueues:
     replicasets: set[tuple[str, str]] = field(default_factory=set)
     deleted_owners: list[str] = field(default_factory=list)  # uids the GC must follow
 
+    def absorb(self, other: WorkQueues) -> None:
+        """Add what ``other`` still holds, queue by queue (sets joined, lists extended in
+        their order): work a write queued that its reaction left for the next tick."""
+        for name, queue in vars(other).items():
+            mine = getattr(self, name)
+            if isinstance(mine, set):
+                mine.update(queue)
+            else:
+                mine.extend(queue)
+
 
 def drain(queue: set[tuple[str, str]]) -> Iterable[tuple[str, str]]:
     """The queued keys in name order (the order of a full pass); the queue starts afresh."""

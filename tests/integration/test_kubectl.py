@@ -12,10 +12,12 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
+from daemons import Process, wait_for
 from kubernetes import client
 
 from healer.sim.cluster import Cluster
@@ -34,6 +36,11 @@ pytestmark = [
 @pytest.fixture
 def kubectl(kubeconfig: Path, tmp_path: Path) -> Any:
     """Run kubectl with its discovery cache and home in the test's directory."""
+    return kubectl_on(kubeconfig, tmp_path)
+
+
+def kubectl_on(kubeconfig: Path, tmp_path: Path) -> Any:
+    """A kubectl runner for the cluster ``kubeconfig`` points at."""
 
     def run(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         assert KUBECTL is not None
@@ -323,3 +330,108 @@ def test_rollout_status_follows_the_rollout_through_a_watch(kubectl: Any, cluste
     lines = done.stdout.splitlines()
     assert any("new replicas have been updated" in line for line in lines)
     assert lines[-1] == 'deployment "cart" successfully rolled out'
+
+
+# ---- the control plane reacts to writes (no tick between the kubectl commands) -------------
+
+
+def revisions_of(apps: client.AppsV1Api, app: str) -> dict[int, Any]:
+    sets = apps.list_namespaced_replica_set("shop", label_selector=f"app={app}").items
+    return {int(rs.metadata.annotations["deployment.kubernetes.io/revision"]): rs for rs in sets}
+
+
+def test_restart_then_set_image_make_two_new_revisions(kubectl: Any, kube_api: Any) -> None:
+    # No tick between the commands: as at speed 1, when the second comes 2 s after the first.
+    apps = client.AppsV1Api(kube_api)
+    original = image_of(apps, "cart")
+    kubectl("rollout", "restart", "deployment/cart", "-n", "shop")
+    started = revisions_of(apps, "cart")
+    assert sorted(started) == [1, 2]
+    assert started[2].spec.replicas == 1  # the rollout began with the write (maxSurge 25%)
+    kubectl("set", "image", "deployment/cart", "*=registry.local/shop/cart:2.4.2", "-n", "shop")
+    sets = revisions_of(apps, "cart")
+    assert sorted(sets) == [1, 2, 3]
+    restarted, released = sets[2].spec.template, sets[3].spec.template
+    assert restarted.spec.containers[0].image == original
+    assert "kubectl.kubernetes.io/restartedAt" in restarted.metadata.annotations
+    assert released.spec.containers[0].image == "registry.local/shop/cart:2.4.2"
+    history = kubectl("rollout", "history", "deployment/cart", "-n", "shop").stdout
+    assert [line.split()[0] for line in history.splitlines()[2:] if line.strip()] == [
+        "1",
+        "2",
+        "3",
+    ]
+
+
+def test_rollout_undo_right_after_set_image(kubectl: Any, kube_api: Any) -> None:
+    apps = client.AppsV1Api(kube_api)
+    original = image_of(apps, "cart")
+    kubectl("set", "image", "deployment/cart", "cart=registry.local/shop/cart:bad", "-n", "shop")
+    out = kubectl("rollout", "undo", "deployment/cart", "-n", "shop").stdout
+    assert "deployment.apps/cart rolled back" in out
+    assert image_of(apps, "cart") == original
+    # The first ReplicaSet came back as revision 3, at once.
+    sets = revisions_of(apps, "cart")
+    assert sorted(sets) == [2, 3]
+    assert sets[3].spec.template.spec.containers[0].image == original
+
+
+def test_set_image_gives_no_warning(kubectl: Any, kube_api: Any) -> None:
+    done = kubectl(
+        "set", "image", "deployment/search", "*=registry.local/shop/search:9", "-n", "shop"
+    )
+    assert done.stderr == ""
+    assert "deployment.apps/search image updated" in done.stdout
+    assert image_of(client.AppsV1Api(kube_api), "search") == "registry.local/shop/search:9"
+
+
+@pytest.mark.parametrize(
+    ("kind", "body", "problem"),
+    [
+        ("json", '{"spec": {"replicas": 2}}', "cannot unmarshal object"),
+        ("merge", '[{"spec": {"replicas": 2}}]', "cannot unmarshal array"),
+        ("strategic", '"replicas"', "cannot unmarshal string"),
+    ],
+)
+def test_a_patch_body_of_the_wrong_shape_is_a_bad_request(
+    kubectl: Any, kube_api: Any, kind: str, body: str, problem: str
+) -> None:
+    done = kubectl(
+        "patch", "deployment/cart", "-n", "shop", "--type", kind, "-p", body, check=False
+    )
+    assert done.returncode != 0
+    assert problem in done.stderr
+    assert client.AppsV1Api(kube_api).read_namespaced_deployment("cart", "shop").spec.replicas == 3
+
+
+def test_sim_serve_reacts_to_a_restart_and_a_set_image_2_s_apart(tmp_path: Path) -> None:
+    """``healer sim serve`` at speed 1 ticks every 15 s of wall time; the writes 2 s apart
+    still make a revision each, and ``rollout undo`` right after finds the previous one."""
+    config = tmp_path / "sim.kubeconfig"
+    server = Process.start(
+        "sim", ["sim", "serve", "--port", "0", "--kubeconfig-out", str(config)], tmp_path, {}
+    )
+    try:
+        wait_for("the simulated cluster", lambda: config.exists() and "API" in server.stdout(), 60)
+        kubectl = kubectl_on(config, tmp_path)
+        kubectl("rollout", "restart", "deployment/cart", "-n", "shop")
+        time.sleep(2)
+        done = kubectl(
+            "set", "image", "deployment/cart", "*=registry.local/shop/cart:2.4.2", "-n", "shop"
+        )
+        assert done.stderr == ""
+        history = kubectl("rollout", "history", "deployment/cart", "-n", "shop").stdout
+        numbers = [line.split()[0] for line in history.splitlines()[2:] if line.strip()]
+        assert numbers == ["1", "2", "3"]
+        kubectl("rollout", "undo", "deployment/cart", "-n", "shop")
+        image = kubectl(
+            "get",
+            "deployment/cart",
+            "-n",
+            "shop",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ).stdout
+        assert image == "registry.local/shop/cart:2.4.1"
+    finally:
+        server.terminate()

@@ -144,6 +144,42 @@ def test_an_object_body_sent_as_json_patch_is_rejected(sim_server: Any) -> None:
     assert unsupported.status_code == 415
 
 
+@pytest.mark.parametrize(
+    ("content_type", "body", "problem"),
+    [
+        ("application/json-patch+json", b'{"op": "replace"}', "cannot unmarshal object"),
+        ("application/json-patch+json", b"[1]", "cannot unmarshal number"),
+        (MERGE, b'[{"spec": {}}]', "cannot unmarshal array"),
+        (STRATEGIC, b"7", "cannot unmarshal number"),
+        (STRATEGIC, b"null", "cannot unmarshal null"),
+    ],
+)
+@pytest.mark.parametrize("path", ["deployments/cart", "deployments/cart/scale"])
+def test_a_patch_body_of_the_wrong_shape_is_a_400_status(
+    sim_server: Any, content_type: str, body: bytes, problem: str, path: str
+) -> None:
+    answer = httpx.patch(
+        f"{sim_server.url}/apis/apps/v1/namespaces/shop/{path}",
+        content=body,
+        headers={"Content-Type": content_type},
+    )
+    assert answer.status_code == 400
+    status = answer.json()
+    assert (status["kind"], status["reason"], status["code"]) == ("Status", "BadRequest", 400)
+    assert problem in status["message"]
+    assert content_type in status["message"] or "JSON patch" in status["message"]
+
+
+def test_an_unsupported_patch_type_is_415_whatever_the_body(sim_server: Any) -> None:
+    answer = httpx.patch(
+        f"{sim_server.url}/apis/apps/v1/namespaces/shop/deployments/cart",
+        content=b"not json at all",
+        headers={"Content-Type": "application/apply-patch+yaml"},
+    )
+    assert answer.status_code == 415
+    assert answer.json()["reason"] == "UnsupportedMediaType"
+
+
 def test_dry_run_answers_but_changes_nothing(kube_api: Any) -> None:
     apps = client.AppsV1Api(kube_api)
     before = apps.read_namespaced_deployment_scale("cart", "shop")
@@ -231,11 +267,13 @@ def test_pods_get_list_by_selector_and_delete_then_replaced(
     by_name = core.list_namespaced_pod("shop", field_selector=f"metadata.name={names[0]}").items
     assert [p.metadata.name for p in by_name] == [names[0]]
     core.delete_namespaced_pod(names[0], "shop")
-    assert len(pod_names(core, "app=cart")) == 2
-    cluster.advance(30)
-    after = pod_names(core, "app=cart")
+    after = pod_names(core, "app=cart")  # the ReplicaSet replaced it at once, not on a tick
     assert len(after) == 3
     assert names[0] not in after
+    (replacement,) = set(after) - set(names)
+    assert core.read_namespaced_pod(replacement, "shop").status.conditions[0].status == "False"
+    cluster.advance(30)
+    assert pod_names(core, "app=cart") == after
 
 
 def test_eviction_honours_a_min_available_budget(kube_api: Any, cluster: Cluster) -> None:
@@ -259,7 +297,8 @@ def test_eviction_honours_a_min_available_budget(kube_api: Any, cluster: Cluster
         policy.read_namespaced_pod_disruption_budget("cart", "shop").status.disruptions_allowed == 1
     )
     evict(core, second)
-    assert len(pod_names(core, "app=cart")) == 2
+    assert second not in pod_names(core, "app=cart")
+    assert len(pod_names(core, "app=cart")) == 3  # replaced at once
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,9 @@ Every part of a tick (fault injection, the controllers, the kubelet, the workloa
 containers, sampling) has the one shape of ``Controller``; the cluster runs them in a
 fixed order each tick (``healer.sim.cluster.Cluster.advance``). A new kind (a
 StatefulSet, a DaemonSet, a Node) is a new controller placed in that order, with no
-edit to the others.
+edit to the others. The control plane's controllers also react to each write through
+the API at once: they are listed again in ``Cluster.on_write``, which a new kind's
+controller joins when it should react to writes too.
 
 Decisions:
 

@@ -215,11 +215,14 @@ def test_reverting_the_image_reuses_revision_1_renumbered_to_3(small: Cluster) -
     }
 
 
-def test_observed_generation_lags_until_the_next_advance(small: Cluster) -> None:
+def test_a_write_makes_the_replicaset_at_once_and_observed_generation_lags(
+    small: Cluster,
+) -> None:
     patched = small.patch_deployment(NS, NAME, image_patch(IMAGE_V2), STRATEGIC_MERGE_PATCH)
     assert patched["metadata"]["generation"] == 2
     assert patched["status"]["observedGeneration"] == 1
-    assert len(revisions(small)) == 1  # the controller has not run yet
+    assert sorted(revisions(small).values()) == ["1", "2"]  # the controller reacted
+    assert deployment(small)["status"]["observedGeneration"] == 1  # the status waits
     small.advance(STEP_S)
     assert deployment(small)["status"]["observedGeneration"] == 2
 
@@ -552,3 +555,82 @@ def test_load_missing_scenario_file_is_config_error(tmp_path: Path) -> None:
 def test_default_scenario_loads() -> None:
     default = load_scenario("default")
     assert {w.name for w in default.workloads} >= {"checkout", "search", "cart"}
+
+
+# ---- the control plane reacts to writes through the API --------------------------------
+
+
+def test_a_write_starts_the_rollout_at_once(small: Cluster) -> None:
+    small.patch_deployment(NS, NAME, image_patch(IMAGE_V2), STRATEGIC_MERGE_PATCH)
+    images = [p["spec"]["containers"][0]["image"] for p in small.pods_of(NS, NAME)]
+    assert sorted(images) == [IMAGE_V1] * 4 + [IMAGE_V2] * MAX_SURGE
+    fresh = [p for p in small.pods_of(NS, NAME) if p["spec"]["containers"][0]["image"] == IMAGE_V2]
+    assert not ready(fresh[0])  # the kubelet moves with time only
+    assert fresh[0]["metadata"]["creationTimestamp"] == "2026-03-02T11:00:00Z"
+
+
+def test_a_deleted_pod_is_replaced_at_once(small: Cluster) -> None:
+    before = {p["metadata"]["name"] for p in small.pods_of(NS, NAME)}
+    small.delete_object("pods", NS, sorted(before)[0])
+    after = {p["metadata"]["name"] for p in small.pods_of(NS, NAME)}
+    assert len(after) == 4
+    assert len(after - before) == 1
+
+
+def test_a_write_leaves_work_it_did_not_queue_to_the_next_tick(small: Cluster) -> None:
+    # A write made inside the cluster (as the HPA's) waits for the next tick's pass ...
+    with small.lock:
+        dep = small.store.get("deployments", NS, NAME)
+        dep["spec"]["replicas"] = 6
+        small.store.update("deployments", dep, spec_changed=True)
+    # ... even when an unrelated write through the API comes first.
+    small.create_event(NS, {"metadata": {"name": "e"}, "involvedObject": {"name": NAME}})
+    small.patch_deployment(NS, NAME, {"metadata": {"labels": {"x": "y"}}}, MERGE_PATCH)
+    assert len(small.pods_of(NS, NAME)) == 6  # the patch queued the Deployment itself
+    with small.lock:
+        dep = small.store.get("deployments", NS, NAME)
+        dep["spec"]["replicas"] = 5
+        small.store.update("deployments", dep, spec_changed=True)
+    small.create_object("poddisruptionbudgets", NS, budget(), dry_run=False)
+    assert len(small.pods_of(NS, NAME)) == 6
+    small.advance(STEP_S)
+    assert len(small.pods_of(NS, NAME)) == 5
+
+
+def budget() -> dict[str, Any]:
+    return {
+        "metadata": {"name": NAME},
+        "spec": {"minAvailable": 1, "selector": {"matchLabels": {"app": NAME}}},
+    }
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def reconcile(self, state: Any, now: Any) -> None:
+        self.calls += 1
+
+
+def test_a_new_controller_joins_the_reaction_to_writes(small: Cluster) -> None:
+    recorder = Recorder()
+    small.on_write.append(recorder)
+    small.patch_deployment(NS, NAME, {"metadata": {"labels": {"x": "y"}}}, MERGE_PATCH)
+    assert recorder.calls == 1
+    small.advance(STEP_S)  # a tick runs its own parts, not the reaction
+    assert recorder.calls == 1
+    with pytest.raises(ApiError):
+        small.patch_deployment(NS, "missing", {}, MERGE_PATCH)
+    assert recorder.calls == 1  # a refused write reacts to nothing
+
+
+def test_the_same_writes_make_the_same_cluster() -> None:
+    def run() -> list[str]:
+        cluster = Cluster(scenario())
+        cluster.patch_deployment(NS, NAME, image_patch(IMAGE_V2), STRATEGIC_MERGE_PATCH)
+        cluster.advance(STEP_S)
+        cluster.delete_object("pods", NS, cluster.pods_of(NS, NAME)[0]["metadata"]["name"])
+        cluster.advance(4 * STEP_S)
+        return sorted(p["metadata"]["name"] for p in cluster.pods_of(NS, NAME))
+
+    assert run() == run()

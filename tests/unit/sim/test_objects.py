@@ -162,24 +162,6 @@ def test_strategic_merge_patch_replaces_other_lists_whole() -> None:
     assert web["args"] == ["--c"]
 
 
-def test_strategic_merge_patch_ignores_dollar_directives() -> None:
-    patch = {
-        "$retainKeys": ["spec"],
-        "spec": {
-            "$patch": "replace",
-            "replicas": 4,
-            "template": {
-                "spec": {"containers": [{"name": "web", "$patch": "merge", "image": "web:3"}]}
-            },
-        },
-    }
-    patched = strategic_merge_patch(deployment(), patch)
-    expected = deployment()
-    expected["spec"]["replicas"] = 4
-    containers(expected)[0]["image"] = "web:3"
-    assert patched == expected
-
-
 def test_strategic_merge_patch_null_deletes() -> None:
     patched = strategic_merge_patch(deployment(), {"metadata": {"labels": None}})
     assert "labels" not in patched["metadata"]
@@ -285,16 +267,37 @@ def test_apply_patch_failing_json_patch_leaves_the_object_unchanged() -> None:
     assert obj == before
 
 
-def test_apply_patch_json_patch_with_an_object_body_is_400() -> None:
+@pytest.mark.parametrize(
+    ("body", "found"),
+    [({"spec": {"replicas": 1}}, "object"), ("x", "string"), (None, "null"), ([3], "number")],
+)
+def test_apply_patch_json_patch_that_is_no_array_of_objects_is_400(body: Any, found: str) -> None:
     with pytest.raises(ApiError) as caught:
-        apply_patch(deployment(), {"spec": {"replicas": 1}}, JSON_PATCH)
-    assert caught.value.code == 400
+        apply_patch(deployment(), body, JSON_PATCH)
+    assert (caught.value.code, caught.value.reason) == (400, "BadRequest")
+    assert f"cannot unmarshal {found}" in caught.value.message
+    assert "JSON patch" in caught.value.message
 
 
-def test_apply_patch_result_that_is_not_an_object_is_422() -> None:
+@pytest.mark.parametrize("content_type", [MERGE_PATCH, STRATEGIC_MERGE_PATCH])
+@pytest.mark.parametrize(
+    ("body", "found"), [(["not", "an", "object"], "array"), (3, "number"), (None, "null")]
+)
+def test_apply_patch_merge_patches_that_are_no_object_are_400(
+    content_type: str, body: Any, found: str
+) -> None:
     with pytest.raises(ApiError) as caught:
-        apply_patch(deployment(), ["not", "an", "object"], MERGE_PATCH)
-    assert caught.value.code == 422
+        apply_patch(deployment(), body, content_type)
+    assert (caught.value.code, caught.value.reason) == (400, "BadRequest")
+    assert f"cannot unmarshal {found}" in caught.value.message
+    assert f"({content_type}) must be a JSON object" in caught.value.message
+
+
+def test_apply_patch_a_malformed_directive_is_400() -> None:
+    with pytest.raises(ApiError) as caught:
+        apply_patch(deployment(), {"spec": {"$patch": "explode"}}, STRATEGIC_MERGE_PATCH)
+    assert (caught.value.code, caught.value.reason) == (400, "BadRequest")
+    assert "unknown patch type: 'explode'" in caught.value.message
 
 
 # ---- selectors -------------------------------------------------------------------------
