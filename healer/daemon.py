@@ -199,8 +199,18 @@ class Healer:
         """
         for incident in self.store.unresolved():
             self.tracked[incident.workload] = resumed(incident)
+            self._resume_alerts(incident.id, incident.workload)
         self._resume_held()
         return len(self.tracked)
+
+    def _resume_alerts(self, incident_id: int, workload: WorkloadRef) -> None:
+        """The alerts joined to the incident are its evidence again: an action of it
+        awaiting approval is planned anew, and must match the same playbook."""
+        if self.alerts is None:
+            return
+        names = frozenset(a.alert.name for a in self.alerts.alerts_of(incident_id))
+        if names:
+            self.alert_names[workload] = names
 
     def _resume_held(self) -> None:
         """Watch again the workloads the anomaly brake held before the restart."""

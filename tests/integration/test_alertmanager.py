@@ -85,6 +85,9 @@ class FlakyInbox:
             alert_id, disposition, detail=detail, at=at, incident_id=incident_id
         )
 
+    def alerts_of(self, incident_id: int) -> list[StoredAlert]:
+        return self.store.alerts_of(incident_id)
+
 
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[AuditStore]:

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from healer.config import load_settings
+from healer.daemon import Healer
 from healer.decide import load_playbooks
 from healer.errors import PermanentActionError
 from healer.types import (
@@ -161,3 +162,30 @@ def test_an_alert_whose_workload_cannot_be_read_now_is_taken_next_cycle(loop: Lo
     loop.actuator.unreachable = False
     loop.run()
     assert [p.playbook for p in loop.actuator.applied] == ["restart-on-crash-looping-alert"]
+
+
+def test_a_restarted_daemon_plans_an_approved_action_on_the_same_alerts(
+    tmp_path: Path, loop: Loop
+) -> None:
+    """The alert playbook's action waits for approval; the daemon restarts; approved,
+    the action is planned anew on the incident's alerts and taken."""
+    settings = load_settings(None, guards={"mode": "approval"})
+    loop.healer.settings = settings
+    loop.store.record_alerts([alert()], at=T0)
+    loop.run()
+    [pending] = loop.store.actions()
+    assert pending.status == "pending_approval"
+    again = Healer(
+        source=loop.source,
+        detector=loop.detector,
+        actuator=loop.actuator,
+        store=loop.store,
+        playbooks=loop.healer.playbooks,
+        settings=load_settings(None, guards={"mode": "auto"}),
+    )
+    assert again.resume() == 1
+    loop.store.approve_action(pending.id, by="ann", reason="crash loop", at=loop.now)
+    loop.healer = again
+    loop.run()
+    taken = [p for p in loop.actuator.applied if p.mode == "auto"]
+    assert [p.playbook for p in taken] == ["restart-on-crash-looping-alert"]
