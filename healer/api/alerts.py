@@ -172,6 +172,7 @@ Sender = Annotated[str, Depends(sender)]
 InboxDep = Annotated[AlertInbox, Depends(get_inbox)]
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"description": "a body that cannot be parsed"},
     401: {"description": "missing or invalid receiver token"},
     413: {"description": "body larger than api.max_body_bytes"},
     422: {"description": "not Alertmanager's webhook payload, version 4"},
