@@ -35,19 +35,20 @@ class SqlAlertInbox(Database):
     """Alerts on the shared database (``AuditStore`` is one)."""
 
     def record_alerts(self, alerts: Sequence[Alert], *, at: datetime) -> AlertsRecorded:
-        """Store one delivery in one transaction; idempotent (see the module's decisions)."""
+        """Store one delivery in one transaction; idempotent (see the module's decisions).
+
+        One query finds the rows the delivery already has, by fingerprint; new rows are
+        inserted together (a delivery of 200 alerts is one read and one insert)."""
         new = resolved = unchanged = 0
         with self._write("record alerts") as session:
+            fingerprints = {a.fingerprint for a in alerts}
+            rows = session.scalars(select(AlertRow).where(AlertRow.fingerprint.in_(fingerprints)))
+            known = {(r.fingerprint, r.starts_at): r for r in rows}
             for alert in alerts:
-                row = session.scalar(
-                    select(AlertRow).where(
-                        AlertRow.fingerprint == alert.fingerprint,
-                        AlertRow.starts_at == alert.starts_at,
-                    )
-                )
+                row = known.get((alert.fingerprint, alert.starts_at))
                 if row is None:
-                    session.add(_row(alert, at))
-                    session.flush()  # a delivery naming one firing twice finds the first
+                    known[(alert.fingerprint, alert.starts_at)] = row = _row(alert, at)
+                    session.add(row)
                     new += 1
                 elif alert.status is AlertStatus.RESOLVED and row.status is AlertStatus.FIRING:
                     row.status, row.ends_at, row.updated = AlertStatus.RESOLVED, alert.ends_at, at
