@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEV_STAMP := $(VENV)/.installed-dev
 
-.PHONY: demo test lint bench clean prometheus kubectl chromium postgresql
+.PHONY: demo test lint bench clean prometheus prometheus-alertmanager kubectl chromium postgresql
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -23,9 +23,10 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 demo: $(STAMP)
 	$(BIN)/healer demo $(ARGS)
 
-# The integration tests run a real Prometheus (Debian package `prometheus`). Installed
-# here when missing: as root directly, otherwise through sudo. When that is not possible
-# its tests skip, or fail when HEALER_REQUIRE_PROMETHEUS=1 (CI).
+# The integration tests run a real Prometheus (Debian package `prometheus`) and a real
+# Alertmanager (`prometheus-alertmanager`) delivering to the API. Installed here when
+# missing: as root directly, otherwise through sudo. When that is not possible their
+# tests skip, or fail when HEALER_REQUIRE_PROMETHEUS=1 (CI).
 # The kubectl tests need a kubectl: Debian's kubernetes-client when none is installed
 # (it conflicts with the `kubectl` package, so only then). The review page's browser
 # test drives Debian's chromium through Playwright (its own browser download is not used).
@@ -38,6 +39,9 @@ WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
 test: $(DEV_STAMP)
 	@command -v prometheus >/dev/null 2>&1 || $(MAKE) --no-print-directory prometheus || \
 		echo "make: prometheus not installed; its integration tests will skip" >&2
+	@command -v prometheus-alertmanager >/dev/null 2>&1 || \
+		$(MAKE) --no-print-directory prometheus-alertmanager || \
+		echo "make: prometheus-alertmanager not installed; its integration test will skip" >&2
 	@command -v kubectl >/dev/null 2>&1 || $(MAKE) --no-print-directory kubectl || \
 		echo "make: kubectl not installed; its integration tests will skip" >&2
 	@test -x /usr/bin/chromium || $(MAKE) --no-print-directory chromium || \
@@ -47,7 +51,7 @@ test: $(DEV_STAMP)
 		echo "make: postgresql not installed; its store tests will skip (fail under CI)" >&2
 	$(BIN)/python -m pytest -n $(WORKERS) --cov=healer --cov-report=term:skip-covered $(ARGS)
 
-prometheus kubectl chromium postgresql:
+prometheus prometheus-alertmanager kubectl chromium postgresql:
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo="sudo -n"; fi; \
 	package=$$([ "$@" = kubectl ] && echo kubernetes-client || echo "$@"); \
 	$$sudo apt-get update -qq && \

@@ -348,6 +348,22 @@ class ApiSettings(_Section):
     """Window of ``login_failures``."""
 
 
+class ReceiverToken(_Section):
+    """A bearer token Alertmanager sends to ``POST /api/v1/alerts``, stored as its SHA-256."""
+
+    name: str = Field(min_length=1, max_length=255)
+    """Which Alertmanager holds it; shown in the log of each delivery."""
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    """Hex SHA-256 of the token (``healer token`` prints a token and its hash)."""
+
+
+class AlertmanagerSettings(_Section):
+    receiver_tokens: tuple[ReceiverToken, ...] = ()
+    """Tokens that may deliver alerts, and nothing else: kept apart from ``api.tokens``
+    so that the token in Alertmanager's configuration reads no incident and approves no
+    action. None configured: every delivery is refused (401)."""
+
+
 class PrometheusSettings(_Section):
     url: str | None = None
     """Base URL of a server with the Prometheus HTTP API (Prometheus, Thanos, Mimir,
@@ -422,6 +438,7 @@ class Settings(BaseSettings):
     cluster: ClusterSettings = ClusterSettings()
     store: StoreSettings = StoreSettings()
     api: ApiSettings = ApiSettings()
+    alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
     leader: LeaderSettings = LeaderSettings()
     playbooks_dir: Path = Path("playbooks")

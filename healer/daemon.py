@@ -24,6 +24,11 @@ configured webhooks, through a queue delivered beside the cycle. Approved action
 taken by ``approvals``, which asks the cycle to plan and act (``_Acting``) as it does
 for any incident; what the cycle counts for status and readiness is kept in ``Vitals``.
 
+Alertmanager's firing alerts are evidence beside the findings (``alert_watch``): an
+alert on a workload joins its open incident or opens one, which only a playbook
+matching the alert by name (``match.alerts``) acts on; an alert naming no workload, a
+denied namespace or a workload the cluster does not have is recorded and never acted on.
+
 Nothing one workload brings stops the cycle: a ``HealerError`` is logged and retried next
 cycle; any other exception is a bug, logged with its traceback, recorded on the incident
 as an escalated outcome (with the action it was taking marked failed, so a restart has
@@ -47,7 +52,7 @@ from typing import Protocol, assert_never
 import structlog
 
 from healer import decide
-from healer.audit.roles import DaemonStore
+from healer.audit.roles import AlertInbox, DaemonStore
 from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook
@@ -58,8 +63,8 @@ from healer.detect.streaming import Detection
 from healer.diagnose import surge
 from healer.diagnose.features import FEATURES, features
 from healer.diagnose.learned import Diagnose, LearnedDiagnoser, diagnoser
-from healer.errors import CollectError, HealerError
-from healer.lifecycle import approvals, surge_watch, verification
+from healer.errors import CollectError, HealerError, PermanentActionError
+from healer.lifecycle import alert_watch, approvals, surge_watch, verification
 from healer.lifecycle.brake_watch import BrakeWatch
 from healer.lifecycle.hpa_floors import FloorKeeper
 from healer.lifecycle.stages import Diagnosing, Story, Track, Verifying, Watching, resumed
@@ -86,6 +91,8 @@ from healer.lifecycle.transition import (
 from healer.types import (
     ActionRecord,
     ActionStatus,
+    Alert,
+    AlertDisposition,
     Diagnosis,
     Finding,
     Frame,
@@ -166,11 +173,17 @@ class Healer:
     """What the anomaly brake counts and holds, across cycles."""
     floors: FloorKeeper = field(default_factory=FloorKeeper)
     """The HPA floors raised and not yet handed back."""
+    alerts: AlertInbox | None = None
+    """Where Alertmanager's alerts are read; the store itself when it keeps them."""
+    alert_names: dict[WorkloadRef, frozenset[str]] = field(default_factory=dict)
+    """The alerts taken as evidence on each watched workload, for ``match.alerts``."""
 
     def __post_init__(self) -> None:
         if self.diagnose is None:
             path = self.settings.diagnosis_model
             self.diagnose = diagnoser(LearnedDiagnoser.load(path) if path else None)
+        if self.alerts is None and isinstance(self.store, AlertInbox):
+            self.alerts = self.store
         hooks = self.settings.escalation
         if self.notifier is None and (hooks.webhook_urls or hooks.slack_webhook_urls):
             self.notifier = EscalationQueue(WebhookNotifier(hooks), capacity=hooks.queue_size)
@@ -186,8 +199,18 @@ class Healer:
         """
         for incident in self.store.unresolved():
             self.tracked[incident.workload] = resumed(incident)
+            self._resume_alerts(incident.id, incident.workload)
         self._resume_held()
         return len(self.tracked)
+
+    def _resume_alerts(self, incident_id: int, workload: WorkloadRef) -> None:
+        """The alerts joined to the incident are its evidence again: an action of it
+        awaiting approval is planned anew, and must match the same playbook."""
+        if self.alerts is None:
+            return
+        names = frozenset(a.alert.name for a in self.alerts.alerts_of(incident_id))
+        if names:
+            self.alert_names[workload] = names
 
     def _resume_held(self) -> None:
         """Watch again the workloads the anomaly brake held before the restart."""
@@ -222,6 +245,8 @@ class Healer:
         )
         for tracked in list(self.tracked.values()):
             self._guarded(tracked.workload, self._progress, tracked, reading)
+        for gone in self.alert_names.keys() - self.tracked.keys():
+            del self.alert_names[gone]
         for workload, finding in findings.items():
             track = self.tracked.get(workload)
             if track is not None:
@@ -230,6 +255,7 @@ class Healer:
                     self._guarded(workload, self._diagnose, track, finding, reading)
             else:
                 self._guarded(workload, self._open, finding, reading)
+        self._take_alerts(reading)
         surges = surge_watch.surges(frame, self.settings.surge)
         for early in surges:
             if early.finding.workload not in self.tracked:
@@ -476,7 +502,76 @@ class Healer:
             demand=surge_watch.overload_demand(
                 diagnosis, reading.frame, state, self.settings.surge
             ),
+            alerts=self.alert_names.get(finding.workload, frozenset()),
         )
+
+    # ---- alerts --------------------------------------------------------------------------
+
+    def _take_alerts(self, reading: Reading) -> None:
+        """Settle the firing alerts not looked at yet (``alert_watch``). An alert whose
+        workload cannot be read for now stays pending, and is taken next cycle."""
+        if self.alerts is None:
+            return
+        for pending in self.alerts.pending_alerts():
+            workload = pending.alert.workload or alert_watch.NOBODY
+            self._guarded(workload, self._take_alert, pending.id, pending.alert, reading)
+
+    def _take_alert(self, alert_id: int, alert: Alert, reading: Reading) -> None:
+        now = reading.now
+        refused = alert_watch.refusal(alert, self.settings.guards)
+        if refused is not None:
+            self._settle_alert(alert_id, *refused, now)
+            return
+        workload = alert.workload
+        assert workload is not None  # refusal() settles an alert naming none
+        track = self.tracked.get(workload)
+        if track is not None:
+            joined = f"{alert.name} joined incident {track.incident_id}"
+            self._settle_alert(alert_id, AlertDisposition.JOINED, joined, now, track.incident_id)
+            self.alert_names[workload] = self.alert_names.get(workload, frozenset()) | {alert.name}
+            self._say("alert", track, now, f"alert {alert.name} firing")
+            return
+        try:
+            state = self.actuator.read_state(workload)
+        except PermanentActionError as exc:  # not found, or not ours to read: never acted on
+            detail = f"{alert.name} on {workload}: the cluster has no such workload: {exc}"
+            self._settle_alert(alert_id, AlertDisposition.UNKNOWN_WORKLOAD, detail, now)
+            return
+        self._open_alert(alert_id, alert, state, reading)
+
+    def _open_alert(
+        self, alert_id: int, alert: Alert, state: WorkloadState, reading: Reading
+    ) -> None:
+        """An alert on a workload with no open incident opens one and plans on it. The
+        alert is settled after the incident opened: a crash in between leaves it pending,
+        and the next cycle joins it to that incident."""
+        now, workload = reading.now, state.workload
+        finding = alert_watch.finding(alert, workload, now)
+        diagnosis = alert_watch.diagnosis(alert, workload)
+        incident = self.store.open_incident(finding)
+        track = Watching(incident, workload, Story(finding, diagnosis))
+        self.tracked[workload] = track
+        self.alert_names[workload] = frozenset({alert.name})
+        opened = f"{alert.name} opened incident {incident}"
+        self._settle_alert(alert_id, AlertDisposition.OPENED, opened, now, incident)
+        self._say("finding", track, now, f"alert {alert.name} firing")
+        self.store.record_diagnosis(incident, diagnosis, at=now)
+        self._say("diagnosis", track, now, f"{diagnosis.cause}: {diagnosis.explanation}")
+        self._plan_and_act(track, diagnosis, finding, state, reading)
+
+    def _settle_alert(
+        self,
+        alert_id: int,
+        disposition: AlertDisposition,
+        detail: str,
+        at: datetime,
+        incident_id: int | None = None,
+    ) -> None:
+        assert self.alerts is not None  # only alerts read from it are settled
+        self.alerts.settle_alert(
+            alert_id, disposition, detail=detail, at=at, incident_id=incident_id
+        )
+        log.info("alert_settled", alert_id=alert_id, disposition=str(disposition), detail=detail)
 
     # ---- open incidents --------------------------------------------------------------------
 

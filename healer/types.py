@@ -414,3 +414,52 @@ class LeaseRecord:
     renewed: datetime | None
     transitions: int
     resource_version: str | None = None
+
+
+class AlertStatus(enum.StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One alert as Alertmanager delivered it (its webhook's ``alerts[]`` item).
+
+    ``fingerprint`` and ``starts_at`` name the alert: Alertmanager sends the same pair
+    again on every repeat of a group, and a new ``starts_at`` when the alert fires again
+    after it resolved. ``ends_at`` is kept only once the alert is resolved (a firing
+    alert's ``endsAt`` is Alertmanager's guess of when it times out)."""
+
+    fingerprint: str
+    name: str
+    """The ``alertname`` label."""
+    status: AlertStatus
+    starts_at: datetime
+    ends_at: datetime | None
+    labels: Mapping[str, str]
+    annotations: Mapping[str, str]
+    generator_url: str = ""
+    receiver: str = ""
+
+    @property
+    def workload(self) -> WorkloadRef | None:
+        """The Deployment its ``namespace`` and ``deployment`` labels name, if both are set."""
+        namespace, name = self.labels.get("namespace"), self.labels.get("deployment")
+        if not namespace or not name:
+            return None
+        return WorkloadRef(namespace, "Deployment", name)
+
+
+class AlertDisposition(enum.StrEnum):
+    """What the daemon made of a firing alert, once it looked."""
+
+    OPENED = "opened"
+    """It opened an incident on its workload."""
+    JOINED = "joined"
+    """It joined the workload's open incident."""
+    NO_WORKLOAD = "no_workload"
+    """Its labels name no Deployment (no ``namespace`` with ``deployment``): kept, unresolved."""
+    DENIED = "denied"
+    """The guards deny its namespace: recorded, never acted on."""
+    UNKNOWN_WORKLOAD = "unknown_workload"
+    """The cluster has no such workload: recorded, never acted on."""

@@ -1,6 +1,7 @@
 """The HTTP API over the audit store, built by ``create_app`` (never at import time).
 
-``/api/v1`` (``routes.py``) needs a bearer token; ``/healthz``, ``/readyz`` and
+``/api/v1`` (``routes.py``) needs a bearer token; Alertmanager delivers to
+``/api/v1/alerts`` (``alerts.py``) with a receiver token of its own; ``/healthz``, ``/readyz`` and
 ``/metrics`` are open, for probes and Prometheus; the review page (``pages.py``) logs in
 with the same tokens through a cookie. OpenAPI at ``/openapi.json``, docs at ``/docs``.
 
@@ -26,6 +27,8 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from healer.api.alerts import ReceiverTokens
+from healer.api.alerts import router as alert_routes
 from healer.api.auth import Sessions, TokenTable
 from healer.api.cursor import CursorSigner
 from healer.api.deps import AppContext, Clock, ReadinessDep, ReadinessFn, StatusFn, StoreDep
@@ -35,7 +38,7 @@ from healer.api.metrics import registry_for
 from healer.api.pages import router as pages
 from healer.api.routes import router as api_routes
 from healer.api.schemas import Health
-from healer.audit.roles import ReviewQueue
+from healer.audit.roles import AlertInbox, ReviewQueue
 from healer.config import Settings
 from healer.decide import Playbook
 from healer.errors import IllegalTransition, ReviewConflict, StoreError, UnknownRecord
@@ -54,6 +57,7 @@ def create_app(
     playbooks: Sequence[Playbook] = (),
     models_dir: Path | None = None,
     clock: Clock = _wall_clock,
+    alerts: AlertInbox | None = None,
 ) -> FastAPI:
     """An app serving ``store``.
 
@@ -61,6 +65,7 @@ def create_app(
     why it is not ready (an empty list when it is) for /readyz. ``settings`` gives the
     tokens (api.tokens), the cursor key and the guard limits shown in the status.
     ``clock`` stamps reviews and labels: the simulated clock in the demo.
+    ``alerts`` keeps Alertmanager's deliveries: ``store`` itself when it keeps alerts.
     """
     settings = settings or Settings()
     app = FastAPI(title="healer", version="0.1.0", description=__doc__)
@@ -69,6 +74,8 @@ def create_app(
     app.state.readiness = readiness
     app.state.clock = clock
     app.state.tokens = TokenTable(settings.api.tokens)
+    app.state.alerts = alerts if alerts is not None else _inbox_of(store)
+    app.state.receivers = ReceiverTokens(settings.alertmanager.receiver_tokens)
     secret = settings.api.cursor_secret
     key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
     app.state.sessions = Sessions(settings.api.tokens, key=key)
@@ -104,8 +111,13 @@ def create_app(
 
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     app.include_router(api_routes)
+    app.include_router(alert_routes)
     app.include_router(pages)
     return app
+
+
+def _inbox_of(store: ReviewQueue) -> AlertInbox | None:
+    return store if isinstance(store, AlertInbox) else None
 
 
 def healthz() -> Health:

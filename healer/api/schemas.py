@@ -13,10 +13,18 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from healer.audit.tables import StepKind
-from healer.audit.views import ActionView, IncidentDetail, IncidentSummary, TimelineStep
+from healer.audit.views import (
+    ActionView,
+    IncidentDetail,
+    IncidentSummary,
+    StoredAlert,
+    TimelineStep,
+)
 from healer.types import (
     ActionKind,
     ActionStatus,
+    AlertDisposition,
+    AlertStatus,
     Cause,
     Feedback,
     IncidentStatus,
@@ -104,18 +112,56 @@ class ActionOut(_Out):
         return cls.model_validate(view)
 
 
+class AlertOut(_Out):
+    """An Alertmanager alert joined to the incident."""
+
+    id: int
+    name: str
+    status: AlertStatus
+    fingerprint: str
+    starts_at: datetime
+    ends_at: datetime | None
+    labels: dict[str, str]
+    annotations: dict[str, str]
+    generator_url: str
+    received: datetime
+    disposition: AlertDisposition | None
+    detail: str | None
+
+    @classmethod
+    def from_stored(cls, stored: StoredAlert) -> AlertOut:
+        alert = stored.alert
+        return cls(
+            id=stored.id,
+            name=alert.name,
+            status=alert.status,
+            fingerprint=alert.fingerprint,
+            starts_at=alert.starts_at,
+            ends_at=alert.ends_at,
+            labels=dict(alert.labels),
+            annotations=dict(alert.annotations),
+            generator_url=alert.generator_url,
+            received=stored.received,
+            disposition=stored.disposition,
+            detail=stored.detail,
+        )
+
+
 class IncidentDetailOut(IncidentItem):
     timeline: list[Step]
     """Every recorded step, oldest first."""
     actions: list[ActionOut]
     """Every action of the incident, oldest first."""
+    alerts: list[AlertOut] = []
+    """The Alertmanager alerts joined to it, in the order they arrived."""
 
     @classmethod
     def from_detail(cls, detail: IncidentDetail) -> IncidentDetailOut:
         item = IncidentItem.from_summary(detail.summary)
         timeline = [Step.from_step(s) for s in detail.timeline]
         actions = [ActionOut.from_view(a) for a in detail.actions]
-        return cls(**dict(item), timeline=timeline, actions=actions)
+        alerts = [AlertOut.from_stored(a) for a in detail.alerts]
+        return cls(**dict(item), timeline=timeline, actions=actions, alerts=alerts)
 
 
 class ActionList(_Out):

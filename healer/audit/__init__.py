@@ -4,9 +4,17 @@
 (the daemon's log and kept state, the review queue, training labels).
 """
 
-from healer.audit.roles import DaemonLog, DaemonState, DaemonStore, ReviewQueue, TrainingLabels
+from healer.audit.roles import (
+    AlertInbox,
+    DaemonLog,
+    DaemonState,
+    DaemonStore,
+    ReviewQueue,
+    TrainingLabels,
+)
 from healer.audit.store import (
     ActionView,
+    AlertsRecorded,
     AuditStore,
     FeedbackInput,
     IncidentDetail,
@@ -17,6 +25,8 @@ from healer.audit.tables import StepKind
 
 __all__ = [
     "ActionView",
+    "AlertInbox",
+    "AlertsRecorded",
     "AuditStore",
     "DaemonLog",
     "DaemonState",

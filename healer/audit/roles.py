@@ -10,6 +10,8 @@
                      the API shows                                     (healer.api)
     TrainingLabels   operators' labels and the rows they label
                                          (healer train, train-diagnoser, notebooks)
+    AlertInbox       Alertmanager's alerts: stored as delivered, read and settled
+                     by the cycle                      (healer.api, healer.daemon)
 
 ``AuditStore`` (``store.py``) is all four on one database; a client is typed against
 the one it uses, so a test can hand it a small fake and a reader of the client sees what
@@ -29,16 +31,25 @@ Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from healer.audit.views import ActionView, FeedbackInput, IncidentDetail, IncidentSummary
+from healer.audit.views import (
+    ActionView,
+    AlertsRecorded,
+    FeedbackInput,
+    IncidentDetail,
+    IncidentSummary,
+    StoredAlert,
+)
 from healer.types import (
     ActionHistory,
     ActionKind,
     ActionRecord,
     ActionStatus,
+    Alert,
+    AlertDisposition,
     Cause,
     Diagnosis,
     Feedback,
@@ -52,7 +63,14 @@ from healer.types import (
     Plan,
 )
 
-__all__ = ["DaemonLog", "DaemonState", "DaemonStore", "ReviewQueue", "TrainingLabels"]
+__all__ = [
+    "AlertInbox",
+    "DaemonLog",
+    "DaemonState",
+    "DaemonStore",
+    "ReviewQueue",
+    "TrainingLabels",
+]
 
 
 class DaemonLog(Protocol):
@@ -175,3 +193,25 @@ class TrainingLabels(Protocol):
     def feedback(self, since: datetime | None = None) -> list[Feedback]: ...
 
     def diagnosis_features(self) -> dict[int, dict[str, float]]: ...
+
+
+@runtime_checkable
+class AlertInbox(Protocol):
+    """Alertmanager's alerts: the API stores each delivery whole before it answers; the
+    cycle reads the firing alerts it has not looked at and records what it made of them."""
+
+    def record_alerts(self, alerts: Sequence[Alert], *, at: datetime) -> AlertsRecorded: ...
+
+    def pending_alerts(self, *, limit: int = 1000) -> list[StoredAlert]: ...
+
+    def settle_alert(
+        self,
+        alert_id: int,
+        disposition: AlertDisposition,
+        *,
+        detail: str,
+        at: datetime,
+        incident_id: int | None = None,
+    ) -> None: ...
+
+    def alerts_of(self, incident_id: int) -> list[StoredAlert]: ...

@@ -5,9 +5,10 @@ sort on (workload, status, peak score, cause, last action, outcome); ``incident_
 holds the timeline, one row per recorded value with its JSON form (``serialize.py``).
 The summary columns are a cache of the steps, updated in the same transaction.
 
-``AuditStore`` is the store's four roles (``roles.py``) on one database: the daemon's
+``AuditStore`` is the store's five roles (``roles.py``) on one database: the daemon's
 log (``log.py``), the state it keeps across restarts (``kept.py``), the review queue
-(``review.py``) and training labels (``labels.py``). Composition roots (``healer run``,
+(``review.py``), training labels (``labels.py``) and Alertmanager's alerts
+(``alerts.py``). Composition roots (``healer run``,
 ``healer demo``, the test harness, the benchmarks) open one; each client is typed
 against the role it uses.
 
@@ -27,6 +28,7 @@ Decisions:
 
 from __future__ import annotations
 
+from healer.audit.alerts import SqlAlertInbox
 from healer.audit.database import SQLITE_BUSY_TIMEOUT_MS, default_identity
 from healer.audit.kept import SqlDaemonState
 from healer.audit.labels import SqlTrainingLabels
@@ -35,6 +37,7 @@ from healer.audit.review import SqlReviewQueue
 from healer.audit.tables import StepKind
 from healer.audit.views import (
     ActionView,
+    AlertsRecorded,
     FeedbackInput,
     IncidentDetail,
     IncidentSummary,
@@ -44,6 +47,7 @@ from healer.audit.views import (
 __all__ = [
     "SQLITE_BUSY_TIMEOUT_MS",
     "ActionView",
+    "AlertsRecorded",
     "AuditStore",
     "FeedbackInput",
     "IncidentDetail",
@@ -54,7 +58,7 @@ __all__ = [
 ]
 
 
-class AuditStore(SqlDaemonLog, SqlDaemonState, SqlReviewQueue, SqlTrainingLabels):
+class AuditStore(SqlDaemonLog, SqlDaemonState, SqlReviewQueue, SqlTrainingLabels, SqlAlertInbox):
     """Incidents and their timelines in a SQL database (SQLite by default).
 
     ``AuditStore(url, identity=...)`` opens and migrates the database. Thread-safe: each

@@ -14,6 +14,8 @@ classes must describe the same tables (a test compares the two on a fresh databa
 - ``feedback``: operators' labels, the training data of the models.
 - ``guard_state``: small named JSON values the daemon keeps across restarts (its last
   cycle, the leader's identity), readable by any replica serving the API.
+- ``alerts``: Alertmanager's alerts as delivered, one row per firing (fingerprint and
+  start), with what the daemon made of each: joined to an incident, or why not.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from sqlalchemy.types import TypeDecorator
 from healer.types import (
     ActionKind,
     ActionStatus,
+    AlertStatus,
     Cause,
     IncidentStatus,
     JsonObject,
@@ -98,6 +101,7 @@ class Base(DeclarativeBase):
         OutcomeKind: _enum_type(OutcomeKind),
         StepKind: _enum_type(StepKind),
         Verdict: _enum_type(Verdict),
+        AlertStatus: _enum_type(AlertStatus),
     }
 
 
@@ -202,3 +206,33 @@ class GuardStateRow(Base):
     value: Mapped[JsonObject] = mapped_column(JSON)
     updated: Mapped[datetime]
     actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+
+
+class AlertRow(Base):
+    __tablename__ = "alerts"
+    # One row per firing: a repeated delivery finds it; the daemon reads the unsettled.
+    __table_args__ = (
+        UniqueConstraint("fingerprint", "starts_at", name="uq_alerts_fingerprint_starts_at"),
+        Index("ix_alerts_status_disposition", "status", "disposition"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64))
+    starts_at: Mapped[datetime]
+    name: Mapped[str] = mapped_column(String(253))
+    status: Mapped[AlertStatus]
+    ends_at: Mapped[datetime | None]
+    labels: Mapped[JsonObject] = mapped_column(JSON)
+    annotations: Mapped[JsonObject] = mapped_column(JSON)
+    generator_url: Mapped[str] = mapped_column(Text)
+    receiver: Mapped[str] = mapped_column(String(255))
+    received: Mapped[datetime]
+    """When the first delivery of this firing arrived."""
+    updated: Mapped[datetime]
+    """When a delivery last changed the row (its resolution)."""
+    incident_id: Mapped[int | None] = mapped_column(
+        ForeignKey("incidents.id", ondelete="SET NULL"), index=True
+    )
+    disposition: Mapped[str | None] = mapped_column(String(32))
+    """What the daemon made of it (``AlertDisposition``); None until it has looked."""
+    detail: Mapped[str | None] = mapped_column(Text)

@@ -22,11 +22,20 @@ from sqlalchemy.engine import Row
 from sqlalchemy.orm import Session
 
 from healer.audit import serialize
-from healer.audit.tables import ActionRow, FeedbackRow, IncidentRow, StepKind, StepRow
+from healer.audit.tables import (
+    ActionRow,
+    AlertRow,
+    FeedbackRow,
+    IncidentRow,
+    StepKind,
+    StepRow,
+)
 from healer.errors import StoreError, UnknownRecord
 from healer.types import (
     ActionKind,
     ActionStatus,
+    Alert,
+    AlertDisposition,
     Cause,
     Feedback,
     Incident,
@@ -98,6 +107,31 @@ class IncidentDetail:
     """Every recorded step, in the order it was recorded."""
     actions: tuple[ActionView, ...] = ()
     """Every action of the incident, oldest first."""
+    alerts: tuple[StoredAlert, ...] = ()
+    """The Alertmanager alerts joined to it, in the order they arrived."""
+
+
+@dataclass(frozen=True)
+class AlertsRecorded:
+    """What one delivery changed: alerts new to the store, alerts it resolved, and
+    alerts it repeated (changing nothing)."""
+
+    new: int
+    resolved: int
+    unchanged: int
+
+
+@dataclass(frozen=True)
+class StoredAlert:
+    """An alert as stored: as delivered, and what the daemon made of it."""
+
+    id: int
+    alert: Alert
+    received: datetime
+    disposition: AlertDisposition | None
+    """None until the daemon has looked at it."""
+    detail: str | None
+    incident_id: int | None
 
 
 @dataclass(frozen=True)
@@ -181,8 +215,34 @@ def detail(session: Session, row: IncidentRow) -> IncidentDetail:
         select(ActionRow).where(ActionRow.incident_id == row.id).order_by(ActionRow.id)
     )
     return IncidentDetail(
-        summary=summary(row), timeline=timeline, actions=tuple(action_view(a) for a in actions)
+        summary=summary(row),
+        timeline=timeline,
+        actions=tuple(action_view(a) for a in actions),
+        alerts=tuple(alerts_of(session, row.id)),
     )
+
+
+def alerts_of(session: Session, incident_id: int) -> list[StoredAlert]:
+    rows = session.scalars(
+        select(AlertRow).where(AlertRow.incident_id == incident_id).order_by(AlertRow.id)
+    )
+    return [stored_alert(r) for r in rows]
+
+
+def stored_alert(row: AlertRow) -> StoredAlert:
+    alert = Alert(
+        fingerprint=row.fingerprint,
+        name=row.name,
+        status=row.status,
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        labels={str(k): str(v) for k, v in row.labels.items()},
+        annotations={str(k): str(v) for k, v in row.annotations.items()},
+        generator_url=row.generator_url,
+        receiver=row.receiver,
+    )
+    disposition = AlertDisposition(row.disposition) if row.disposition else None
+    return StoredAlert(row.id, alert, row.received, disposition, row.detail, row.incident_id)
 
 
 def action_view(row: ActionRow) -> ActionView:

@@ -47,16 +47,18 @@ def plan(
     now: datetime,
     chain_to: Playbook | None = None,
     demand: Demand | None = None,
+    alerts: frozenset[str] = frozenset(),
 ) -> Plan | None:
     """The plan for ``diagnosis`` on ``state.workload``, or None when no playbook matches.
 
     A plan is returned even when guards block it: ``plan.allowed`` and ``plan.blocked_by``
     say so, and the caller records and escalates it. ``chain_to`` is the next playbook
     of an ``on_failure`` chain: named by the failed one, it applies without matching.
-    ``demand``, when measured, sizes a scale-up.
+    ``demand``, when measured, sizes a scale-up. ``alerts`` are the names of the
+    Alertmanager alerts firing on the workload that the cycle took as evidence.
     """
     _check_same_workload(diagnosis, finding, state)
-    book = chain_to or next((b for b in playbooks if _matches(b, diagnosis, finding)), None)
+    book = chain_to or next((b for b in playbooks if _matches(b, diagnosis, finding, alerts)), None)
     if book is None:
         return None
     check = Check(
@@ -83,10 +85,17 @@ def plan(
     )
 
 
-def _matches(book: Playbook, diagnosis: Diagnosis, finding: Finding) -> bool:
-    """Cause, confidence, namespace and (if the playbook names any) a deviating signal."""
+def _matches(
+    book: Playbook, diagnosis: Diagnosis, finding: Finding, alerts: frozenset[str]
+) -> bool:
+    """Cause, confidence, namespace and (if the playbook names any) a firing alert and a
+    deviating signal."""
     m = book.match
-    if diagnosis.cause not in m.causes or diagnosis.confidence < m.min_confidence:
+    if m.causes and diagnosis.cause not in m.causes:
+        return False
+    if diagnosis.confidence < m.min_confidence:
+        return False
+    if m.alerts and alerts.isdisjoint(m.alerts):
         return False
     if m.namespaces and diagnosis.workload.namespace not in m.namespaces:
         return False
@@ -97,6 +106,9 @@ def _reason(book: Playbook, diagnosis: Diagnosis, finding: Finding) -> str:
     wanted = book.match.signals
     seen = [str(d.signal) for d in finding.signals if not wanted or d.signal in wanted]
     deviating = f"{', '.join(seen)} deviating" if seen else "no signal named"
+    if book.match.alerts and not book.match.causes:
+        names = ", ".join(book.match.alerts)
+        return f"alert firing (playbook {book.name} matches {names}) with {deviating}"
     return (
         f"{diagnosis.cause} diagnosed at {diagnosis.confidence:.0%} confidence "
         f"(playbook {book.name} needs {book.match.min_confidence:.0%}) with {deviating}"

@@ -12,7 +12,8 @@ Decisions:
 - One playbook per file; files are read in name order and that order is the matching
   order (the first matching playbook wins), so it is visible in ``ls``.
 - ``unknown`` is not a cause a playbook may match: an undiagnosed anomaly is escalated,
-  never remediated.
+  never remediated. A playbook naming ``alerts`` (and no causes) matches an incident
+  whose evidence is one of those alerts firing, whatever it was diagnosed.
 - Action parameters are typed, by the action kind's own settings model
   (``healer.actions``): ``headroom`` and ``max_step_factor`` apply to ``scale`` only;
   giving them to another action is an error rather than silently ignored. A kind with
@@ -40,6 +41,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from healer.actions import REGISTRY
@@ -64,15 +66,24 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+AlertName = Annotated[str, Field(pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", max_length=253)]
+"""An ``alertname`` as Prometheus rules spell it."""
+
+
 class Match(_Model):
-    causes: tuple[Cause, ...] = Field(min_length=1)
-    """Any of these causes matches."""
+    causes: tuple[Cause, ...] = ()
+    """Any of these causes matches; required unless ``alerts`` names some."""
     min_confidence: float = Field(ge=0.0, le=1.0)
     """The diagnosis must be at least this sure of its cause. Required: no silent default."""
     signals: tuple[Signal, ...] = ()
     """When not empty, at least one of these must be among the finding's deviating signals."""
     namespaces: tuple[str, ...] = ()
     """When not empty, only workloads in these namespaces match."""
+    alerts: tuple[AlertName, ...] = ()
+    """When not empty, one of these Alertmanager alerts (by ``alertname``) must be firing
+    on the workload, taken as evidence by the cycle. An incident an alert opened is
+    diagnosed ``unknown`` at full confidence (sure only that the alert fires): a playbook
+    for it lists no causes."""
 
     @field_validator("causes")
     @classmethod
@@ -80,6 +91,12 @@ class Match(_Model):
         if Cause.UNKNOWN in causes:
             raise ValueError("cause 'unknown' cannot be remediated; it is always escalated")
         return causes
+
+    @model_validator(mode="after")
+    def _causes_or_alerts(self) -> Match:
+        if not self.causes and not self.alerts:
+            raise ValueError("causes: name at least one cause, or alerts to match")
+        return self
 
 
 ActionParams = ScaleSettings

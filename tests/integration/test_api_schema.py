@@ -42,6 +42,7 @@ pytestmark = pytest.mark.integration
 
 REPO = Path(__file__).resolve().parents[2]
 TOKEN = "schema-operator"
+RECEIVER = "schema-alertmanager"
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
 MAX_EXAMPLES = 30
 """Per operation: enough to hit every parameter's edge cases, ~20 s for the whole API."""
@@ -61,7 +62,10 @@ def _app(folder: Path) -> tuple[FastAPI, AuditStore]:
     app = create_app(
         store=store,
         status=lambda: {"cycles": 1},
-        settings=Settings(api={"tokens": tokens}),
+        settings=Settings(
+            api={"tokens": tokens},
+            alertmanager={"receiver_tokens": [{"name": "am", "sha256": hash_token(RECEIVER)}]},
+        ),
         playbooks=load_playbooks(REPO / "playbooks"),
         clock=lambda: T0,
     )
@@ -92,6 +96,28 @@ def test_api_conforms_to_its_schema(case: schemathesis.Case, api_url: str) -> No
     case.call_and_validate(
         base_url=api_url,
         headers={"Authorization": f"Bearer {TOKEN}"},
+        checks=[
+            not_a_server_error,
+            status_code_conformance,
+            content_type_conformance,
+            response_schema_conformance,
+            ignored_auth,
+        ],
+    )
+
+
+@schema.include(path="/api/v1/alerts").parametrize()
+@settings(
+    max_examples=MAX_EXAMPLES,
+    deadline=None,
+    suppress_health_check=list(HealthCheck),
+)
+def test_the_alert_receiver_conforms_to_its_schema(case: schemathesis.Case, api_url: str) -> None:
+    """Alertmanager's route with its own token: generated deliveries are stored or
+    refused, never a 5xx."""
+    case.call_and_validate(
+        base_url=api_url,
+        headers={"Authorization": f"Bearer {RECEIVER}"},
         checks=[
             not_a_server_error,
             status_code_conformance,

@@ -308,3 +308,41 @@ def test_missing_directory(tmp_path: Path) -> None:
 
 def test_empty_directory(tmp_path: Path) -> None:
     assert load_error(tmp_path) == f"{tmp_path}: no playbook files (*.yaml, *.yml)"
+
+
+# ---- matching alerts ------------------------------------------------------------------
+
+
+def test_a_playbook_may_match_alerts_instead_of_causes(tmp_path: Path) -> None:
+    write(
+        tmp_path, "a.yaml", good().replace("causes: [memory_leak]", "alerts: [KubePodCrashLooping]")
+    )
+
+    (playbook,) = load_playbooks(tmp_path)
+
+    assert (playbook.match.causes, playbook.match.alerts) == ((), ("KubePodCrashLooping",))
+
+
+def test_a_bad_alert_name_names_its_line_and_index(tmp_path: Path) -> None:
+    write(
+        tmp_path,
+        "bad.yaml",
+        good().replace(
+            "causes: [memory_leak]",
+            "causes: [memory_leak]\n  alerts:\n    - KubePodCrashLooping\n    - crash looping",
+        ),
+    )
+
+    message = load_error(tmp_path)
+
+    assert message.startswith(f"{tmp_path}/bad.yaml:7: match.alerts[1]: String should match")
+
+
+def test_a_match_without_causes_or_alerts_is_refused(tmp_path: Path) -> None:
+    write(tmp_path, "bad.yaml", good().replace("  causes: [memory_leak]\n", ""))
+
+    message = load_error(tmp_path)
+
+    assert message == (
+        f"{tmp_path}/bad.yaml:3: match: causes: name at least one cause, or alerts to match"
+    )

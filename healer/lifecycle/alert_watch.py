@@ -1,0 +1,63 @@
+"""Alertmanager's firing alerts as the cycle's evidence: which workload, and whether to act.
+
+The API stores each alert as delivered; every cycle the daemon reads the firing alerts
+it has not looked at and settles each one (``AlertDisposition``):
+
+- its labels name no Deployment (``namespace`` with ``deployment``): kept, unresolved
+  (a ``pod`` label alone is not resolved to its owner yet);
+- the guards deny its namespace: recorded, never acted on;
+- the cluster cannot read the workload (it does not exist): recorded, never acted on;
+- its workload has an open incident: the alert joins it, listed on the incident;
+- otherwise it opens one, with a finding whose cause is the alert (``finding``),
+  diagnosed ``unknown`` at full confidence (``diagnosis``): only a playbook matching
+  the alert by name acts on it (``match.alerts``).
+
+This module holds the pure part: what an alert names and says. The cycle does the
+reading and the recording.
+
+Decisions: the alert's finding has no deviating signals and a score of 1 (the alert is
+sure of itself; the detector's view of the workload arrives with its own findings,
+which join the incident); its onset is the alert's ``startsAt``; its model version
+names the alert, so the timeline says where the finding came from.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from healer.config import GuardSettings
+from healer.decide.guards import namespace_verdict
+from healer.types import Alert, AlertDisposition, Cause, Diagnosis, Finding, WorkloadRef
+
+MODEL_VERSION = "alertmanager"
+"""The ``model_version`` of a finding an alert made, followed by the alert's name."""
+
+NOBODY = WorkloadRef("", "Deployment", "")
+"""The workload named in the log when an alert names none."""
+
+
+def refusal(alert: Alert, guards: GuardSettings) -> tuple[AlertDisposition, str] | None:
+    """Why the alert is never acted on, before the cluster is read; None when it may be."""
+    workload = alert.workload
+    if workload is None:
+        pod = alert.labels.get("pod")
+        named = f"pod {alert.labels.get('namespace', '?')}/{pod}" if pod else "no workload"
+        return AlertDisposition.NO_WORKLOAD, (
+            f"{alert.name} names {named}: no namespace and deployment labels, kept unresolved"
+        )
+    verdict = namespace_verdict(workload.namespace, guards)
+    if not verdict.passed:
+        return AlertDisposition.DENIED, f"{alert.name} on {workload}: {verdict.detail}"
+    return None
+
+
+def finding(alert: Alert, workload: WorkloadRef, now: datetime) -> Finding:
+    """The finding of an incident the alert opens."""
+    onset = min(alert.starts_at, now)
+    return Finding(workload, now, 1.0, (), onset, f"{MODEL_VERSION}:{alert.name}")
+
+
+def diagnosis(alert: Alert, workload: WorkloadRef) -> Diagnosis:
+    summary = alert.annotations.get("summary") or alert.annotations.get("description") or ""
+    said = f": {summary}" if summary else ""
+    return Diagnosis(workload, Cause.UNKNOWN, 1.0, f"Alertmanager alert {alert.name} firing{said}.")
