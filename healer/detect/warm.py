@@ -5,7 +5,7 @@ Two spans of history, oldest first, as ``wanted`` says for the settings:
 
 * the past, at one sample per shape bucket (``shape_bucket_s``): the shape stage's rows,
   as far back as it reaches (a week and a half day of candidates, plus the span of its
-  longest shape). Fed to the shape stage alone (``ShapedDetector.learn_shapes``): a
+  longest shape). Fed to the shape stage alone (``ShapedDetector.learn_history``): a
   sample per bucket is what the stage keeps of the scrapes anyway, and reading a week
   at the bucket step costs a twentieth of reading it at the scrape step;
 * the recent part, at the scrape step: through the whole detector (``update``), so the
@@ -53,7 +53,7 @@ class Warmable(Protocol):
 
 
 class ShapeLearner(Protocol):
-    def learn_shapes(self, frame: Frame) -> object: ...
+    def learn_history(self, frame: Frame) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -150,7 +150,7 @@ def warm(
     union: tuple[WorkloadRef, ...] = ()
     first = last = None
     samples = dropped = 0
-    learner = detector if hasattr(detector, "learn_shapes") else None
+    learner = detector if hasattr(detector, "learn_history") else None
     for part, frames in (("past", past), ("recent", recent)):
         for frame in frames:
             if learner is None and part == "past":
@@ -163,7 +163,7 @@ def warm(
                 last = float(seen[-1]) if last is None else max(last, float(seen[-1]))
                 samples += int(seen.size)
             if part == "past":
-                learner.learn_shapes(laid)  # type: ignore[union-attr]  # checked above
+                learner.learn_history(laid)  # type: ignore[union-attr]  # checked above
             else:
                 dropped += len(detector.update(laid).findings)
             if progress is not None:
