@@ -13,7 +13,8 @@ Prometheus'), and the peak RSS of the process.
 The signals have a daily cycle, noise and nothing else: what is timed does not depend
 on the values. A benchmark, not a test: it prints figures and asserts nothing.
 
-    .venv/bin/python bench/warm_start.py [--workloads 1000] [--days 8.5]
+    .venv/bin/python bench/warm_start.py [--workloads 1000] [--days 8.5] [--keep]
+    .venv/bin/python bench/warm_start.py --reuse DIR:NOW_S   # warm again from a kept TSDB
 """
 
 from __future__ import annotations
@@ -106,15 +107,49 @@ def main() -> None:
         default=None,
         help="history Prometheus holds (default: all the detector wants, about 8.5 days)",
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the backfilled TSDB and print how to warm from it again (--reuse)",
+    )
+    parser.add_argument(
+        "--reuse",
+        metavar="DIR:NOW_S",
+        default=None,
+        help="warm from the TSDB a run with --keep left in DIR, its history ending at NOW_S",
+    )
     args = parser.parse_args()
     prometheus, promtool = shutil.which("prometheus"), shutil.which("promtool")
     if not prometheus or not promtool:
         sys.exit("bench: needs the prometheus and promtool binaries (Debian package prometheus)")
     configure(level="warning")
     settings = DetectorSettings()
+    if args.reuse:
+        folder, _, now = args.reuse.rpartition(":")
+        workdir, now_s = Path(folder), int(now)
+        if not (workdir / "data").is_dir():
+            sys.exit(f"bench: --reuse {args.reuse}: no TSDB in {workdir / 'data'}")
+    else:
+        workdir = Path(tempfile.mkdtemp(prefix="healer-bench-warm-"))
+        now_s = backfill(workdir, promtool, args.workloads, settings, args.days)
+    config = workdir / "prometheus.yml"
+    config.write_text(yaml.safe_dump({"global": {"scrape_interval": f"{SCRAPE_S}s"}}))
+    try:
+        with serving(prometheus, config=config, data=workdir / "data", extra=()) as url:
+            warm(url, now_s=now_s, settings=settings, workloads=args.workloads)
+    finally:
+        if args.keep or args.reuse:
+            print(f"kept: --reuse {workdir}:{now_s}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def backfill(
+    workdir: Path, promtool: str, workloads: int, settings: DetectorSettings, days: float | None
+) -> int:
+    """Write the history and turn it into TSDB blocks in ``workdir``; return where it ends."""
     span = wanted(settings)
-    held_s = span.total_s if args.days is None else args.days * 86_400.0
-    workdir = Path(tempfile.mkdtemp(prefix="healer-bench-warm-"))
+    held_s = span.total_s if days is None else days * 86_400.0
     now_s = (int(time.time()) // 3600 - 1) * 3600  # an hour ago, on the hour
     bucket = int(span.bucket_s)
     past = np.arange(now_s - held_s + bucket, now_s - span.recent_s + 1, bucket)
@@ -124,7 +159,7 @@ def main() -> None:
     began = time.perf_counter()
     om = workdir / "history.om"
     with om.open("w") as out:
-        for line in history(args.workloads, times):
+        for line in history(workloads, times):
             out.write(line + "\n")
     written_s = time.perf_counter() - began
     size_gb = om.stat().st_size / 1e9
@@ -137,18 +172,12 @@ def main() -> None:
     backfill_s = time.perf_counter() - began
     om.unlink()
     print(
-        f"history: {args.workloads} workloads x {len(RECORDS)} recorded series, "
+        f"history: {workloads} workloads x {len(RECORDS)} recorded series, "
         f"{held_s / 86_400:.1f} days ({len(past)} samples at {bucket} s, then {len(recent)} "
         f"at {SCRAPE_S} s; {size_gb:.2f} GB OpenMetrics) written in {written_s:.0f} s, "
         f"backfilled by promtool in {backfill_s:.0f} s"
     )
-    config = workdir / "prometheus.yml"
-    config.write_text(yaml.safe_dump({"global": {"scrape_interval": f"{SCRAPE_S}s"}}))
-    try:
-        with serving(prometheus, config=config, data=workdir / "data", extra=()) as url:
-            warm(url, now_s=now_s, settings=settings, workloads=args.workloads)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    return now_s
 
 
 def warm(url: str, *, now_s: int, settings: DetectorSettings, workloads: int) -> None:

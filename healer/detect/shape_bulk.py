@@ -239,25 +239,32 @@ def _discord(stage: ShapeStage, g: int, first: int, line: F64) -> F64:
     for lo in range(0, k, size):
         rows = min(size, k - lo)
         width = rows + h - gap  # candidates of rows lo .. lo + rows - 1
+        # Candidates that end before the series' start are barred: no products for them
+        # (in a series' first week, most of the band).
+        skip = min(max(h - first - lo, 0), width)
+        if skip == width:
+            out[:, lo : lo + rows] = 0.0  # no candidate yet: distance 0, as live
+            continue
         for s in range(b):  # two-dimensional products: BLAS' fastest path
-            cross = query[s, lo : lo + rows] @ candidates[s, lo : lo + width].T
-            _bar(cross, reach=h - gap, before=h - first - lo)
+            cross = query[s, lo : lo + rows] @ candidates[s, lo + skip : lo + width].T
+            _bar(cross, reach=h - gap, skip=skip)
             nearest = cross.min(axis=1) + query_norms[s, lo : lo + rows]
             out[s, lo : lo + rows] = nearest_distance(nearest, p)
     return out
 
 
-def _bar(cross: F64, *, reach: int, before: int) -> None:
-    """Set to infinity, in (rows, width) ``cross``, the candidates a row may not
-    take: outside row r's band of columns r .. r + ``reach``, or ending before the
-    series' start (columns under ``before``). Only the band's two corners and the
-    columns before the start are touched."""
+def _bar(cross: F64, *, reach: int, skip: int) -> None:
+    """Set to infinity, in (rows, width) ``cross`` (the candidates of a block of rows
+    from its ``skip``-th on), those outside row r's band of candidates r .. r + ``reach``:
+    only the band's two corners are touched."""
     rows = cross.shape[0]
     left, right = _corners(rows)
-    cross[:, :rows] += left
-    cross[:, reach + 1 :] += right
-    if before > 0:
-        cross[:, :before] = np.inf
+    if skip < rows:
+        cross[:, : rows - skip] += left[:, skip:]
+    if skip <= reach + 1:
+        cross[:, reach + 1 - skip :] += right
+    else:
+        cross += right[:, skip - reach - 1 :]
 
 
 @functools.lru_cache(maxsize=8)
