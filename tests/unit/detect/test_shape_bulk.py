@@ -74,7 +74,7 @@ def assert_same_state(bulk: ShapeStage, live: ShapeStage) -> None:
 
 @pytest.mark.parametrize("chunk", [1, 37, 10_000])
 def test_history_in_bulk_builds_the_state_of_bucket_by_bucket(chunk: int) -> None:
-    times, values = histories(900)
+    times, values = histories(500)
     bulk, live = stages(SMALL)
     for t in range(len(times)):
         live.observe(float(times[t]), values[:, t])
