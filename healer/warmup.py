@@ -9,12 +9,18 @@ the workloads are many: ``WARM_CHUNK_VALUES`` bounds what one chunk holds, and t
 signals are read one at a time, so that warming at 10,000 workloads does not take
 gigabytes of response objects.
 
+Chunks are read one ahead of learning, in a thread (``_ReadAhead``): the shape stage
+learns a day of buckets while Prometheus answers for the next, and only one chunk waits
+at a time.
+
 Decisions: this module joins two steps (``collect`` reads, ``detect`` learns), so it
 sits beside the daemon, which joins them every cycle, and not in either step.
 """
 
 from __future__ import annotations
 
+import queue
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -97,12 +103,14 @@ def warm_from_prometheus(
     past = PrometheusSource.from_settings(past_settings, client=client)
     recent = PrometheusSource.from_settings(one_at_a_time, client=past.client)
     reading = _Reading(max_values=max_values)
-    report = warm(
-        detector,
-        past=_chunks(past, end_s - span.past_s, end_s - span.recent_s, "past", reading),
-        recent=_chunks(recent, end_s - span.recent_s, end_s, "recent", reading),
-        wanted_s=span.total_s,
+    ahead = _ReadAhead(
+        _chunks(past, end_s - span.past_s, end_s - span.recent_s, "past", reading),
+        _chunks(recent, end_s - span.recent_s, end_s, "recent", reading),
     )
+    try:
+        report = warm(detector, past=ahead.part(0), recent=ahead.part(1), wanted_s=span.total_s)
+    finally:
+        ahead.close()
     failed = reading.failed
     event = log.warning if report.short or failed else log.info
     event(
@@ -151,3 +159,61 @@ def _chunks(
         )
         yield frame
         from_s = until_s
+
+
+_END = object()
+"""Put after the last chunk of a part."""
+
+
+class _ReadAhead:
+    """The chunks of the parts, read in order by one thread, one chunk ahead of the
+    learning that consumes them (``part(0)`` to its end, then ``part(1)``).
+
+    Reading and learning then overlap: Prometheus and the decoding of its answers on
+    one side, the shape stage's matrix products (which release the GIL) on the other.
+    A failure while reading is raised where the chunk would have been consumed.
+    """
+
+    def __init__(self, *parts: Iterator[Frame]) -> None:
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._read, args=(parts,), name="healer-warm-read", daemon=True
+        )
+        self._thread.start()
+
+    def part(self, index: int) -> Iterator[Frame]:
+        """The frames of part ``index``; the parts before it must have been consumed."""
+        while True:
+            item = self._queue.get()
+            if isinstance(item, BaseException):
+                raise item
+            if item is _END:
+                return
+            assert isinstance(item, Frame)
+            yield item
+
+    def close(self) -> None:
+        """Stop reading (learning is done, or stopped early). The thread ends by itself
+        once its query in flight returns; nothing waits for it."""
+        self._stop.set()
+
+    def _read(self, parts: tuple[Iterator[Frame], ...]) -> None:
+        try:
+            for part in parts:
+                for frame in part:
+                    if not self._put(frame):
+                        return
+                self._put(_END)
+        except BaseException as exc:  # raised in the consumer, where it belongs
+            self._put(exc)
+
+    def _put(self, item: object) -> bool:
+        """Hand ``item`` over once the consumer has room; False once stopped."""
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False

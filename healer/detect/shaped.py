@@ -54,6 +54,7 @@ from numpy.typing import NDArray
 
 from healer.config import DetectorSettings
 from healer.detect.shape import ShapeStage
+from healer.detect.shape_bulk import learn_history
 from healer.detect.signals import polarity
 from healer.detect.streaming import ATTRIBUTION_MIN_DEVIATION, Detection, StreamingDetector
 from healer.detect.univariate import DiscordLikelihood
@@ -219,6 +220,16 @@ class ShapedDetector:
         cols = self.scored_
         for t in np.flatnonzero(frame.timestamps > stage.last_t_):
             stage.observe(float(frame.timestamps[t]), frame.values[:, cols, t].reshape(-1))
+        return stage
+
+    def learn_history(self, frame: Frame) -> ShapeStage:
+        """``learn_shapes`` for a long frame of history, searching its rows in bulk
+        (``shape_bulk.learn_history``): the same state, many times faster when the frame
+        holds many buckets, as warming's frames of a day of buckets do."""
+        stage = self._align(frame)
+        new = frame.timestamps > stage.last_t_
+        values = frame.values[:, self.scored_][:, :, new]
+        learn_history(stage, frame.timestamps[new], values.reshape(-1, int(new.sum())))
         return stage
 
     def shape_rows(self) -> dict[tuple[WorkloadRef, Signal], int]:

@@ -5,11 +5,12 @@ Two spans of history, oldest first, as ``wanted`` says for the settings:
 
 * the past, at one sample per shape bucket (``shape_bucket_s``): the shape stage's rows,
   as far back as it reaches (a week and a half day of candidates, plus the span of its
-  longest shape). Fed to the shape stage alone (``ShapedDetector.learn_shapes``): a
+  longest shape). Fed to the shape stage alone (``ShapedDetector.learn_history``): a
   sample per bucket is what the stage keeps of the scrapes anyway, and reading a week
   at the bucket step costs a twentieth of reading it at the scrape step;
 * the recent part, at the scrape step: through the whole detector (``update``), so the
-  streaming baselines learn their level and spread from samples like the live ones. A
+  streaming baselines learn their level and spread from samples like the live ones
+  (its shape rows learned in bulk first, as the past's are). A
   level learned from bucket means would be right, but its spread would be too narrow
   for single scrapes, and a baseline that reads every live sample as an anomaly stops
   learning its spread.
@@ -31,7 +32,7 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -52,8 +53,9 @@ class Warmable(Protocol):
     def clear_onsets(self) -> None: ...
 
 
+@runtime_checkable
 class ShapeLearner(Protocol):
-    def learn_shapes(self, frame: Frame) -> object: ...
+    def learn_history(self, frame: Frame) -> object: ...
 
 
 @dataclass(frozen=True)
@@ -143,14 +145,16 @@ def warm(
     frames, the whole detector) to ``detector``, oldest first; drop their findings.
 
     Frames may overlap (a timestamp already learned is skipped) and their workloads may
-    differ. A detector without a shape stage skips ``past``. ``progress`` is called
+    differ. The shape stage learns each frame's rows in bulk (``learn_history``): the
+    state feeding them bucket by bucket would build, in a fraction of the time. A
+    detector without a shape stage skips ``past``. ``progress`` is called
     after each frame with "past" or "recent" and the frame. Returns what was learned.
     """
     started = timer()
     union: tuple[WorkloadRef, ...] = ()
     first = last = None
     samples = dropped = 0
-    learner = detector if hasattr(detector, "learn_shapes") else None
+    learner = detector if isinstance(detector, ShapeLearner) else None
     for part, frames in (("past", past), ("recent", recent)):
         for frame in frames:
             if learner is None and part == "past":
@@ -162,9 +166,10 @@ def warm(
                 first = float(seen[0]) if first is None else min(first, float(seen[0]))
                 last = float(seen[-1]) if last is None else max(last, float(seen[-1]))
                 samples += int(seen.size)
-            if part == "past":
-                learner.learn_shapes(laid)  # type: ignore[union-attr]  # checked above
-            else:
+            if learner is not None:
+                # The shape stage's rows in bulk; ``update`` then finds them learned.
+                learner.learn_history(laid)
+            if part == "recent":
                 dropped += len(detector.update(laid).findings)
             if progress is not None:
                 progress(part, frame)

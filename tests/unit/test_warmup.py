@@ -71,7 +71,7 @@ class Recorder:
 
     frames: list[Frame] = field(default_factory=list)
 
-    def learn_shapes(self, frame: Frame) -> None:
+    def learn_history(self, frame: Frame) -> None:
         self.frames.append(frame)
 
     def update(self, frame: Frame) -> Detection:

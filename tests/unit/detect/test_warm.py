@@ -136,3 +136,37 @@ def test_onto_lays_a_frame_on_more_workloads() -> None:
     laid = onto(one, (A, B))
     assert np.isnan(laid.values[0]).all()
     np.testing.assert_array_equal(laid.values[1], frame.values[1])
+
+
+def test_warming_in_bulk_builds_the_state_of_bucket_by_bucket_learning() -> None:
+    """The shape stage warmed in bulk against the same frames fed as the live cycle
+    feeds them (a bucket at a time, through ``learn_shapes`` and ``update``), with a
+    gap, a counter reset (a rate that drops to 0, then a spike) and a workload that
+    joins late."""
+    now = T0 + 1.5 * 86_400.0
+    past = frames(T0, now - 3600, BUCKET_S, chunk=100, seed=14)
+    cpu, errors = SIGNALS.index(Signal.CPU), SIGNALS.index(Signal.ERROR_RATIO)
+    past[1].values[0, :, 20:50] = np.nan  # checkout's metrics missing for 2.5 hours
+    past[2].values[1, errors, 40] = 0.0
+    past[2].values[1, errors, 41] = 50.0
+    past[0] = Frame(past[0].timestamps, (A,), SIGNALS, past[0].values[:1])  # search joins
+    past[3].values[0, cpu, 60:] *= 3.0  # an anomaly in the history: alarms and refractories
+    recent = frames(now - 3600, now, SCRAPE_S, chunk=60, seed=15)
+    bulk, live = shaped(), shaped()
+    warm(bulk, past=past, recent=recent)
+    for frame in past:
+        live.learn_shapes(onto(frame, (A, B)))
+    for frame in recent:
+        live.update(frame)
+    live.clear_onsets()
+    a, b = bulk.stage_, live.stage_
+    assert a is not None and b is not None
+    assert (b.last_alarm_ >= 0).any()
+    np.testing.assert_array_equal(a.rows_, b.rows_)
+    for name in ("sum_squares_", "u_", "score_", "settle_", "last_alarm_", "calmed_"):
+        np.testing.assert_allclose(getattr(a, name), getattr(b, name), rtol=1e-6, err_msg=name)
+    for name in ("recent_", "block_sum_", "block_squares_", "block_count_"):
+        for x, y in zip(getattr(a, name), getattr(b, name), strict=True):
+            np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7, err_msg=name)
+    after = frames(now, now + 600, SCRAPE_S, chunk=40, seed=16)[0]
+    np.testing.assert_allclose(bulk.update(after).scores, live.update(after).scores, rtol=1e-6)
