@@ -149,6 +149,10 @@ class ShapedDetector:
         """(W, S) its baseline, value and deviation at the move."""
         self.move_seen_: Mask = np.zeros((0, 0), dtype=bool)
         """(W, S) whether an alarm episode of the workload was on at the move."""
+        self.harm_t_: F64 = np.zeros((0, 0))
+        """(W, S) when the signal last stood on its harmful side during its alarm episode."""
+        self.spent_: Mask = np.zeros((0, 0), dtype=bool)
+        """(W, S) whether its episode is spent: the harm it was about is over (``_spend``)."""
 
     def update(self, frame: Frame) -> Detection:
         """Learn from the frame's new rows, score its newest time; see ``StreamingDetector``."""
@@ -174,9 +178,13 @@ class ShapedDetector:
         # A signal's tail such that the workload's score is its largest calibrated score.
         evidence = np.where(warm, 1.0 - calibrated ** (1.0 / n_scored), tail)
         evidence = np.where(sign != 0, evidence, 1.0)
-        judged = self._against_reference(detection, held=warm & (episode | anomalous))
-        judged = self._with_moves(judged, stage, sign, anomalous, episode)
-        evidence = np.where(warm & ~self._harmful(judged, sign), 1.0, evidence)
+        live = episode & ~self.spent_
+        judged = self._against_reference(detection, held=warm & (live | anomalous))
+        judged = self._with_moves(judged, stage, sign, anomalous, live)
+        harmful = self._harmful(judged, sign)
+        self._spend(judged.at.timestamp(), stage.bucket_s, episode, harmful)
+        evidence = np.where(warm & self.spent_, tail, evidence)
+        evidence = np.where(warm & ~self.spent_ & ~harmful, 1.0, evidence)
         shaped = (1.0 - evidence.min(axis=1)) ** n_scored
         scores = np.where(warm.any(axis=1), shaped, detection.scores)
         scores = np.where(detection.fresh, scores, 0.0)
@@ -208,6 +216,25 @@ class ShapedDetector:
         self.reference_level_ = np.where(frozen, level, self.streaming.level_)
         self.reference_scale_ = np.where(frozen, scale, self.streaming.scales())
         return replace(detection, levels=level, deviations=deviations)
+
+    def _spend(self, at_s: float, bucket_s: float, episode: Mask, harmful: Mask) -> None:
+        """Mark the alarm episodes whose harm is over as spent, for as long as they last.
+
+        The shape stage's episode goes on for as long as the fault lies within the
+        window of its coarsest shape, hours after the signal came back. Meanwhile the
+        signal's reference stays frozen at the level from before the fault, while the
+        signal follows its daily cycle: a slow drift of a few spreads, or the small
+        bumps of another workload's restart, would then count with the episode's score,
+        an alarm about a harm already reported and fixed. An episode is spent once its
+        signal, harmful during it, has stood on its harmless side for a whole bucket
+        (the stage's unit of time, longer than the verifier's wait at baseline): the
+        fault it was about is over. A spent signal is judged by the streaming stage
+        alone, against its baseline, until its episode ends; an acute new fault still
+        stands out there at once, a slow one once the old episode is over.
+        """
+        self.harm_t_ = np.where(episode & harmful, at_s, np.where(episode, self.harm_t_, -np.inf))
+        harmed = np.isfinite(self.harm_t_)
+        self.spent_ = episode & (self.spent_ | (harmed & (at_s - self.harm_t_ >= bucket_s)))
 
     def learn_shapes(self, frame: Frame) -> ShapeStage:
         """Feed the frame's new rows to the shape stage alone, scoring nothing.
@@ -325,6 +352,8 @@ class ShapedDetector:
             ("move_value_", np.nan),
             ("move_deviation_", 0.0),
             ("move_seen_", False),
+            ("harm_t_", -np.inf),
+            ("spent_", False),
         ):
             before = getattr(self, name)
             after = np.full(shape, fill, dtype=before.dtype)
