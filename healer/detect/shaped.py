@@ -28,13 +28,15 @@ old level after a fix is as novel a shape as the fault was. The reference is the
 streaming baseline, frozen from where it stood when the signal's anomaly began for as
 long as either stage holds it anomalous (``_against_reference``): the baseline itself
 learns a lasting fault within hours, and a fault judged against it would stop counting
-while it goes on. A spike over before the shape stage alarms on it counts too, taken
-at the spike (``_with_moves``), unless the workload's alarm was on at the spike or the
-signal has since moved to its harmless side. So a finding is explained by what it
-lists: a workload whose score stays at or above the threshold for ``persistence_s``
-(``Onsets``), with the signals whose evidence reaches the threshold first, each in its
-harmful direction from its reference (or as it stood at its spike), then the other
-signals that deviate, as context.
+while it goes on. Once the harm an episode is about is over (``_spend``), the reference
+follows the baseline again for the rest of the episode, so a daily drift after a fix is
+not judged against the level from before the fault. A spike over before the shape
+stage alarms on it counts too, taken at the spike (``_with_moves``), unless the
+workload's alarm was on at the spike or the signal has since moved to its harmless
+side. So a finding is explained by what it lists: a workload whose score stays at or
+above the threshold for ``persistence_s`` (``Onsets``), with the signals whose evidence
+reaches the threshold first, each in its harmful direction from its reference (or as it
+stood at its spike), then the other signals that deviate, as context.
 
 Decisions: the reference is frozen per signal rather than read from the shape stage's
 own history (a median of its buckets, say): the baseline before the anomaly is the
@@ -150,7 +152,9 @@ class ShapedDetector:
         self.move_seen_: Mask = np.zeros((0, 0), dtype=bool)
         """(W, S) whether an alarm episode of the workload was on at the move."""
         self.harm_t_: F64 = np.zeros((0, 0))
-        """(W, S) when the signal last stood on its harmful side during its alarm episode."""
+        """(W, S) when the signal last stood on its harmful side (``_harmful``)."""
+        self.episode_t_: F64 = np.zeros((0, 0))
+        """(W, S) when its current alarm episode began; infinite outside one."""
         self.spent_: Mask = np.zeros((0, 0), dtype=bool)
         """(W, S) whether its episode is spent: the harm it was about is over (``_spend``)."""
 
@@ -182,9 +186,8 @@ class ShapedDetector:
         judged = self._against_reference(detection, held=warm & (live | anomalous))
         judged = self._with_moves(judged, stage, sign, anomalous, live)
         harmful = self._harmful(judged, sign)
-        self._spend(judged.at.timestamp(), stage.bucket_s, episode, harmful)
-        evidence = np.where(warm & self.spent_, tail, evidence)
-        evidence = np.where(warm & ~self.spent_ & ~harmful, 1.0, evidence)
+        self._spend(judged.at.timestamp(), stage, episode, harmful)
+        evidence = np.where(warm & ~harmful, 1.0, evidence)
         shaped = (1.0 - evidence.min(axis=1)) ** n_scored
         scores = np.where(warm.any(axis=1), shaped, detection.scores)
         scores = np.where(detection.fresh, scores, 0.0)
@@ -217,24 +220,32 @@ class ShapedDetector:
         self.reference_scale_ = np.where(frozen, scale, self.streaming.scales())
         return replace(detection, levels=level, deviations=deviations)
 
-    def _spend(self, at_s: float, bucket_s: float, episode: Mask, harmful: Mask) -> None:
+    def _spend(self, at_s: float, stage: ShapeStage, episode: Mask, harmful: Mask) -> None:
         """Mark the alarm episodes whose harm is over as spent, for as long as they last.
 
-        The shape stage's episode goes on for as long as the fault lies within the
-        window of its coarsest shape, hours after the signal came back. Meanwhile the
-        signal's reference stays frozen at the level from before the fault, while the
-        signal follows its daily cycle: a slow drift of a few spreads, or the small
-        bumps of another workload's restart, would then count with the episode's score,
-        an alarm about a harm already reported and fixed. An episode is spent once its
-        signal, harmful during it, has stood on its harmless side for a whole bucket
-        (the stage's unit of time, longer than the verifier's wait at baseline): the
-        fault it was about is over. A spent signal is judged by the streaming stage
-        alone, against its baseline, until its episode ends; an acute new fault still
-        stands out there at once, a slow one once the old episode is over.
+        The shape stage's episode goes on for as long as its refractory holds (hours),
+        long after the signal came back, and it may even open once the harm is over (a
+        spike fixed within minutes is a novel shape once its bucket closes). Meanwhile
+        the signal's reference would stay frozen at its level from before the fault,
+        while the signal follows its daily cycle: a drift of a few spreads from that old
+        level, or the small bumps of another workload's restart, would then count with
+        the episode's score, an alarm about a harm already reported and fixed.
+
+        An episode is spent once the harm it is about is over: its signal stood on its
+        harmful side (``_harmful``) during the episode or within the span of the finest
+        shape before it began, and has stood on its harmless side for a whole bucket
+        since (the stage's unit of time, longer than the verifier's wait at baseline). A
+        spent signal's reference follows its baseline again: a relapse still counts, as
+        a harmful move from where the signal stands now. An episode with no harm yet (a
+        slow leak's novel shape before it has moved far) keeps its frozen reference, so
+        the leak is judged against the level it started from.
         """
-        self.harm_t_ = np.where(episode & harmful, at_s, np.where(episode, self.harm_t_, -np.inf))
-        harmed = np.isfinite(self.harm_t_)
-        self.spent_ = episode & (self.spent_ | (harmed & (at_s - self.harm_t_ >= bucket_s)))
+        self.harm_t_ = np.where(harmful, at_s, self.harm_t_)
+        self.episode_t_ = np.where(episode, np.minimum(self.episode_t_, at_s), np.inf)
+        span_s = stage.detector.shape_points * stage.bucket_s
+        about = self.harm_t_ >= self.episode_t_ - span_s
+        over = about & (at_s - self.harm_t_ >= stage.bucket_s)
+        self.spent_ = episode & (self.spent_ | over)
 
     def learn_shapes(self, frame: Frame) -> ShapeStage:
         """Feed the frame's new rows to the shape stage alone, scoring nothing.
@@ -353,6 +364,7 @@ class ShapedDetector:
             ("move_deviation_", 0.0),
             ("move_seen_", False),
             ("harm_t_", -np.inf),
+            ("episode_t_", np.inf),
             ("spent_", False),
         ):
             before = getattr(self, name)

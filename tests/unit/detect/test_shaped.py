@@ -240,3 +240,32 @@ def test_a_spike_over_before_its_shape_alarm_is_found_at_the_spike() -> None:
     top = found[0].signals[0]
     assert top.signal == Signal.LATENCY_P99 and top.direction == Direction.UP
     assert top.deviation >= 3.0 and top.value > 1.3 * LEVEL[Signal.LATENCY_P99]
+
+
+def test_a_drift_after_a_fixed_fault_is_not_judged_against_the_level_before_it() -> None:
+    """Latency half as high again for a quarter of an hour, then fixed; from half an hour
+    later it drifts up by five spreads over three hours, as a daily cycle does, slowly
+    enough for its baseline to follow. The shape stage's alarm episode about the fault
+    lasts hours longer; the fault it was about is over, so the drift is judged against
+    where the latency stands now, not against its level from before the fault."""
+    fault_at_s, fault_s = 2.5 * DAY_S, 900.0
+    stamps, data = fault_then_fix(
+        3.5, fault_at_s, fault_s, seed=10, signal=Signal.LATENCY_P99, factor=1.5
+    )
+    latency = SIGNALS.index(Signal.LATENCY_P99)
+    drift_from = T0 + fault_at_s + fault_s + 1800.0
+    rise = np.clip((stamps - drift_from) / (3 * 3600.0), 0.0, 1.0)
+    data[0, latency] += 5 * NOISE[Signal.LATENCY_P99] * LEVEL[Signal.LATENCY_P99] * rise
+    detector = shaped(DetectorSettings(shape_warmup_buckets=400))
+    detections, spent = [], []
+    for k in range(len(stamps)):
+        frame = Frame(stamps[k : k + 1], (A,), SIGNALS, data[:, :, k : k + 1])
+        detections.append(detector.update(frame))
+        spent.append(bool(detector.spent_[0, latency]))
+    fixed_at = T0 + fault_at_s + fault_s
+    during = [f for d in detections for f in d.findings if d.at.timestamp() < fixed_at]
+    assert during, "the fault is found"
+    risen = int(np.searchsorted(stamps, drift_from + 3 * 3600.0))
+    assert spent[risen], "the episode about the fault goes on, spent, once the drift is up"
+    after = [f for d in detections for f in d.findings if d.at.timestamp() >= fixed_at + 600.0]
+    assert after == []
