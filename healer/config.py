@@ -331,6 +331,17 @@ class EscalationSettings(_Section):
                 raise ValueError(f"[{index}] {problem}")
         return urls
 
+    @property
+    def receivers(self) -> bool:
+        """Whether any receiver is configured."""
+        return bool(
+            self.webhook_urls
+            or self.slack_webhook_urls
+            or self.teams_webhook_urls
+            or self.pagerduty_routing_key
+            or self.opsgenie_api_key
+        )
+
     @field_validator("pagerduty_url", "opsgenie_url")
     @classmethod
     def _service(cls, url: str, info: ValidationInfo) -> str:

@@ -48,6 +48,7 @@ from healer.compose import build_loop
 from healer.config import Settings
 from healer.daemon import Detector, Healer, Reporter, run_forever
 from healer.decide import load_playbooks
+from healer.act.silences import SilenceKeeper
 from healer.decide.escalation import EscalationQueue
 from healer.detect.combined import build_detector
 from healer.detect.warm import WarmReport
@@ -229,6 +230,8 @@ class Daemon:
             self.api.stop()
         if isinstance(self.healer.notifier, EscalationQueue):
             self.healer.notifier.close(timeout_s=10)  # what is queued, within a bound
+        if isinstance(self.healer.silences, SilenceKeeper):
+            self.healer.silences.close(timeout_s=10)  # expiries queued, within a bound
         self.store.close()
         log.info("stopped", identity=self.identity, cycles=self.healer.vitals.cycles)
 

@@ -247,8 +247,6 @@ class EscalationQueue:
                     with self._lock:
                         self.undelivered += 1
             except Exception:  # a bug in a notifier must not end delivery for good
-                log.exception(
-                    "escalation_failed", incident_id=page and page.incident_id
-                )
+                log.exception("escalation_failed", incident_id=page and page.incident_id)
             finally:
                 self._queue.task_done()
