@@ -34,6 +34,7 @@ import structlog
 
 from healer.act.kube import KubeActuator, api_client
 from healer.act.lease import KubeLeases, server_version
+from healer.act.silences import SilenceKeeper
 from healer.api.app import create_app
 from healer.api.server import ServerThread, bind
 from healer.audit.store import AuditStore
@@ -48,7 +49,6 @@ from healer.compose import build_loop
 from healer.config import Settings
 from healer.daemon import Detector, Healer, Reporter, run_forever
 from healer.decide import load_playbooks
-from healer.act.silences import SilenceKeeper
 from healer.decide.escalation import EscalationQueue
 from healer.detect.combined import build_detector
 from healer.detect.warm import WarmReport

@@ -25,6 +25,7 @@ Decisions:
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -144,9 +145,8 @@ class AlertmanagerSilences:
         if answer.status_code == 404:
             raise _NotFound(path)
         if answer.status_code >= 400:
-            raise SilenceError(
-                f"{self._where()}: {method} {path}: {answer.status_code} {answer.text[:200].strip()}"
-            )
+            said = f"{answer.status_code} {answer.text[:200].strip()}"
+            raise SilenceError(f"{self._where()}: {method} {path}: {said}")
         return answer
 
     def _where(self) -> str:
@@ -259,10 +259,8 @@ class SilenceKeeper:
         thread = self._thread
         if thread is None:
             return
-        try:
+        with contextlib.suppress(queue.Full):
             self._queue.put(None, timeout=timeout_s)
-        except queue.Full:
-            pass
         thread.join(timeout_s)
         if thread.is_alive():
             log.warning("silences_abandoned", queued=self._queue.qsize())
