@@ -252,3 +252,17 @@ def test_an_escalation_expires_the_silence_at_once_and_pages(
     _until(lambda: bool(receiver.bodies("/pager")), what="the alert paged once unsilenced")
     [page] = receiver.bodies("/pager")
     assert page["alerts"][0]["labels"]["deployment"] == "search"
+
+
+def test_the_deploy_example_is_a_valid_alertmanager_configuration() -> None:
+    _alertmanager()  # skipped (or failed in CI) like the others without the package
+    amtool = shutil.which("amtool")
+    if amtool is None:
+        pytest.skip("amtool is not installed (Debian package prometheus-alertmanager)")
+    checked = subprocess.run(
+        [amtool, "check-config", str(REPO / "deploy" / "alertmanager" / "alertmanager.yml")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
