@@ -3,7 +3,7 @@
 An escalation goes to every configured receiver: generic webhooks, Slack-compatible
 ones, Microsoft Teams, PagerDuty (Events API v2) and Opsgenie; a healed incident goes
 to them as well (``escalation.resolutions``), which resolves the PagerDuty incident and
-closes the Opsgenie alert of an earlier page. What each gets is built in ``pages.py``.
+closes the Opsgenie alert of an earlier page. What each gets is built in ``paging.py``.
 
 Decisions:
 
@@ -46,8 +46,8 @@ from tenacity import (
 )
 
 from healer.config import ApiSettings, EscalationSettings, denied_address
-from healer.decide import pages
-from healer.decide.pages import Escalation, Page, Resolution
+from healer.decide import paging
+from healer.decide.paging import Escalation, Page, Resolution
 from healer.types import JsonObject
 
 __all__ = ["Escalation", "EscalationQueue", "Page", "Resolution", "WebhookNotifier"]
@@ -103,16 +103,16 @@ class WebhookNotifier:
     def _targets(self, page: Page) -> list[_Target]:
         hooks, link = self._settings, self._api.incident_link(page.incident_id)
         targets = [
-            *(_Target(u, pages.generic_body(page, link), {}) for u in hooks.webhook_urls),
-            *(_Target(u, pages.slack_body(page, link), {}) for u in hooks.slack_webhook_urls),
-            *(_Target(u, pages.teams_body(page, link), {}) for u in hooks.teams_webhook_urls),
+            *(_Target(u, paging.generic_body(page, link), {}) for u in hooks.webhook_urls),
+            *(_Target(u, paging.slack_body(page, link), {}) for u in hooks.slack_webhook_urls),
+            *(_Target(u, paging.teams_body(page, link), {}) for u in hooks.teams_webhook_urls),
         ]
         if hooks.pagerduty_routing_key is not None:
             key = hooks.pagerduty_routing_key.get_secret_value()
-            body = pages.pagerduty_body(page, link, routing_key=key)
+            body = paging.pagerduty_body(page, link, routing_key=key)
             targets.append(_Target(hooks.pagerduty_url, body, {}))
         if hooks.opsgenie_api_key is not None:
-            path, body = pages.opsgenie_request(page, link)
+            path, body = paging.opsgenie_request(page, link)
             auth = {"Authorization": f"GenieKey {hooks.opsgenie_api_key.get_secret_value()}"}
             targets.append(_Target(hooks.opsgenie_url.rstrip("/") + path, body, auth))
         return targets

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import assert_never
 
-from healer.decide.pages import Escalation, Resolution
+from healer.decide.paging import Escalation, Resolution
 from healer.lifecycle.stages import (
     Diagnosing,
     Reconciling,

@@ -15,7 +15,7 @@ import pytest
 from healer.act.silences import SilenceKeeper
 from healer.config import load_settings
 from healer.decide.escalation import EscalationQueue
-from healer.decide.pages import Escalation, Resolution
+from healer.decide.paging import Escalation, Resolution
 from healer.types import ActionStatus, OutcomeKind, WorkloadRef
 from tests.unit.test_daemon import OVERLOAD, SEARCH, STRANGE, Loop, make_loop
 

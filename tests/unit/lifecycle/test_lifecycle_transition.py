@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from healer.decide.pages import Resolution
+from healer.decide.paging import Resolution
 from healer.lifecycle.stages import (
     Diagnosing,
     Reconciling,

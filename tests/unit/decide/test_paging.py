@@ -9,8 +9,8 @@ from datetime import UTC, datetime
 import pytest
 
 from healer.config import ApiSettings
-from healer.decide import pages
-from healer.decide.pages import Escalation, Resolution
+from healer.decide import paging
+from healer.decide.paging import Escalation, Resolution
 from healer.types import WorkloadRef
 
 CART = WorkloadRef("shop", "Deployment", "cart")
@@ -32,7 +32,7 @@ HEALED = Resolution(7, CART, AT, "healed: back at baseline", "restart-on-leak", 
 
 
 def test_pagerduty_triggers_on_the_incident_and_resolves_the_same_key() -> None:
-    trigger = pages.pagerduty_body(ESCALATION, LINK, routing_key="R0UT1NG")
+    trigger = paging.pagerduty_body(ESCALATION, LINK, routing_key="R0UT1NG")
     assert trigger["event_action"] == "trigger"
     assert trigger["routing_key"] == "R0UT1NG"
     assert trigger["dedup_key"] == "healer-incident-7"
@@ -46,7 +46,7 @@ def test_pagerduty_triggers_on_the_incident_and_resolves_the_same_key() -> None:
     assert details["tried"] == "restart succeeded; rollback failed: 409"
     assert details["finding"] == ESCALATION.finding
     assert trigger["links"] == [{"href": LINK, "text": "healer incident 7"}]
-    resolve = pages.pagerduty_body(HEALED, LINK, routing_key="R0UT1NG")
+    resolve = paging.pagerduty_body(HEALED, LINK, routing_key="R0UT1NG")
     assert resolve == {
         "routing_key": "R0UT1NG",
         "event_action": "resolve",
@@ -56,28 +56,28 @@ def test_pagerduty_triggers_on_the_incident_and_resolves_the_same_key() -> None:
 
 def test_a_long_reason_is_cut_to_pagerdutys_summary_limit() -> None:
     long = Escalation(7, CART, AT, "x" * 5000)
-    payload = pages.pagerduty_body(long, "healer incident 7", routing_key="k")["payload"]
+    payload = paging.pagerduty_body(long, "healer incident 7", routing_key="k")["payload"]
     assert isinstance(payload, dict) and len(str(payload["summary"])) == 1024
-    body = pages.pagerduty_body(long, "healer incident 7", routing_key="k")
+    body = paging.pagerduty_body(long, "healer incident 7", routing_key="k")
     assert "links" not in body, "no link without api.public_url"
 
 
 def test_opsgenie_creates_by_alias_and_closes_by_it() -> None:
-    path, body = pages.opsgenie_request(ESCALATION, LINK)
+    path, body = paging.opsgenie_request(ESCALATION, LINK)
     assert path == "/v2/alerts"
     assert body["alias"] == "healer-incident-7"
-    assert len(str(body["message"])) <= pages.OPSGENIE_MESSAGE_MAX
+    assert len(str(body["message"])) <= paging.OPSGENIE_MESSAGE_MAX
     description = str(body["description"])
     assert "diagnosis: memory_leak (85%)" in description
     assert "tried: restart succeeded; rollback failed: 409" in description
     assert description.endswith(f"incident: {LINK}")
-    path, body = pages.opsgenie_request(HEALED, LINK)
+    path, body = paging.opsgenie_request(HEALED, LINK)
     assert path == "/v2/alerts/healer-incident-7/close?identifierType=alias"
     assert body["note"] == "healed: back at baseline"
 
 
 def test_teams_gets_an_adaptive_card_with_the_story_and_a_link() -> None:
-    body = pages.teams_body(ESCALATION, LINK)
+    body = paging.teams_body(ESCALATION, LINK)
     assert body["type"] == "message"
     [attachment] = body["attachments"]
     assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
@@ -91,8 +91,8 @@ def test_teams_gets_an_adaptive_card_with_the_story_and_a_link() -> None:
 
 @pytest.mark.parametrize("page", [ESCALATION, HEALED], ids=["escalation", "resolution"])
 def test_slack_and_generic_bodies_say_which_event_it_is(page: Escalation | Resolution) -> None:
-    slack = pages.slack_body(page, LINK)
-    generic = pages.generic_body(page, LINK)
+    slack = paging.slack_body(page, LINK)
+    generic = paging.generic_body(page, LINK)
     word = "escalated" if isinstance(page, Escalation) else "healed"
     assert str(slack["text"]).startswith(f"healer {word} incident 7 on {CART}")
     event = "healer.escalation" if isinstance(page, Escalation) else "healer.resolution"
@@ -101,7 +101,7 @@ def test_slack_and_generic_bodies_say_which_event_it_is(page: Escalation | Resol
 
 
 def test_the_generic_escalation_carries_the_whole_story() -> None:
-    body = pages.generic_body(ESCALATION, LINK)
+    body = paging.generic_body(ESCALATION, LINK)
     assert body["finding"] == ESCALATION.finding
     assert body["diagnosis"] == ESCALATION.diagnosis
     assert body["tried"] == ["restart succeeded", "rollback failed: 409"]

@@ -17,7 +17,7 @@ import pytest
 
 from healer.config import ApiSettings, EscalationSettings
 from healer.decide.escalation import EscalationQueue, WebhookNotifier
-from healer.decide.pages import Escalation, Resolution
+from healer.decide.paging import Escalation, Resolution
 from healer.types import WorkloadRef
 
 pytestmark = pytest.mark.integration
