@@ -58,7 +58,8 @@ class Escalation:
 
 @dataclass(frozen=True)
 class Resolution:
-    """An incident healed: the page of it, if any, closes."""
+    """An incident healed, or its workload recovered after it was escalated: the page
+    of it, if any, closes."""
 
     incident_id: int
     workload: WorkloadRef
@@ -66,6 +67,8 @@ class Resolution:
     evidence: str
     playbook: str | None = None
     action: str | None = None
+    healed: bool = True
+    """False: healer escalated it, and the workload has been quiet since."""
 
 
 Page = Escalation | Resolution
@@ -79,6 +82,8 @@ def dedup_key(incident_id: int) -> str:
 def title(page: Page) -> str:
     if isinstance(page, Escalation):
         return f"healer escalated incident {page.incident_id} on {page.workload}"
+    if not page.healed:
+        return f"incident {page.incident_id} on {page.workload} recovered after escalation"
     return f"healer healed incident {page.incident_id} on {page.workload}"
 
 
@@ -116,7 +121,8 @@ def generic_body(page: Page, link: str) -> JsonObject:
         "link": link,
     }
     if isinstance(page, Resolution):
-        return {"event": "healer.resolution", **common, "evidence": page.evidence}
+        resolved: JsonObject = {"evidence": page.evidence, "healed": page.healed}
+        return {"event": "healer.resolution", **common, **resolved}
     return {
         "event": "healer.escalation",
         **common,

@@ -283,6 +283,7 @@ def settle(track: Track, outcome: Outcome, *, notify: bool = True) -> Move:
         return Move(to, before, (unsilence, Resolve(healed)))
     if not notify:
         return Move(to, before, (unsilence,))
+    to = replace(to, paged=True)
     finding, diagnosis = track.story.finding, track.story.diagnosis
     escalation = Escalation(
         incident_id=track.incident_id,
@@ -326,6 +327,18 @@ def _tick(track: Track, tick: Tick) -> Move:
             return Move(None, closed.before, (*closed.after, ExpirePending(now)))
         case Diagnosing():
             return Move(replace(track, quiet_since=quiet_since))
+        case Watching() if settled and track.paged:
+            plan = track.plan
+            back = Resolution(
+                track.incident_id,
+                track.workload,
+                now,
+                f"recovered: quiet for {tick.stable_s:.0f} s since the escalation",
+                plan.playbook if plan else None,
+                str(plan.action) if plan else None,
+                healed=False,
+            )
+            return Move(None, after=(ExpirePending(now), Resolve(back)))
         case Watching() if settled:
             return Move(None, after=(ExpirePending(now),))
         case Watching():

@@ -127,3 +127,21 @@ def test_the_settings_build_the_keeper_and_the_receivers(tmp_path: Path) -> None
     (tmp_path / "none").mkdir()
     for made in make_loop(tmp_path / "none", load_settings(None)):
         assert made.healer.silences is None and made.healer.notifier is None
+
+
+def test_an_escalated_incident_whose_workload_recovers_closes_its_page(
+    loop: tuple[Loop, RecordingSilencer, RecordingPager],
+) -> None:
+    run, _, pager = loop
+    run.detector.anomalous = {SEARCH: STRANGE}
+    run.run()
+    [escalation] = pager.escalated
+    run.run(cycles=3)
+    assert pager.resolved == [], "still anomalous: the page stays open"
+    run.detector.anomalous = {}
+    run.run(cycles=6)  # quiet for verify_stable_s: the incident is no longer watched
+    [back] = pager.resolved
+    assert (back.incident_id, back.healed) == (escalation.incident_id, False)
+    assert back.evidence == "recovered: quiet for 120 s since the escalation"
+    run.run(cycles=3)
+    assert len(pager.resolved) == 1

@@ -110,3 +110,13 @@ def test_the_generic_escalation_carries_the_whole_story() -> None:
 def test_the_link_is_the_review_page_with_a_public_url_and_the_number_without() -> None:
     assert ApiSettings(public_url="https://healer.example/").incident_link(7) == LINK
     assert ApiSettings().incident_link(7) == "healer incident 7"
+
+
+def test_a_workload_recovered_after_an_escalation_is_told_as_such() -> None:
+    back = Resolution(7, CART, AT, "recovered: quiet for 120 s", healed=False)
+    assert str(paging.slack_body(back, LINK)["text"]).startswith(
+        f"incident 7 on {CART} recovered after escalation"
+    )
+    assert paging.generic_body(back, LINK)["healed"] is False
+    resolve = paging.pagerduty_body(back, LINK, routing_key="k")
+    assert (resolve["event_action"], resolve["dedup_key"]) == ("resolve", "healer-incident-7")

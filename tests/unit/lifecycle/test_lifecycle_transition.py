@@ -116,6 +116,20 @@ def test_watching_settled_is_forgotten_and_its_pending_approval_expires() -> Non
     assert move.before == () and move.after == (ExpirePending(at(STABLE_S)),)
 
 
+def test_a_paged_incident_closes_its_page_once_the_workload_settles() -> None:
+    escalated = Outcome(OutcomeKind.ESCALATED, "no playbook", at(1))
+    paged = transition(WATCHING, Settled(escalated)).to
+    assert isinstance(paged, Watching) and paged.paged
+    move = transition(replace_quiet(paged, T0), Tick(at(STABLE_S), True, STABLE_S))
+    assert move.to is None
+    expire, resolve = move.after
+    assert expire == ExpirePending(at(STABLE_S))
+    assert isinstance(resolve, Resolve) and not resolve.resolution.healed
+    assert resolve.resolution.evidence.startswith("recovered: quiet for")
+    held = transition(WATCHING, Settled(escalated, notify=False)).to
+    assert isinstance(held, Watching) and not held.paged, "no page of its own to close"
+
+
 def test_watching_not_yet_settled_stays_watched() -> None:
     move = transition(replace_quiet(WATCHING, T0), Tick(at(STABLE_S - 1), True, STABLE_S))
     assert isinstance(move.to, Watching) and move.after == ()
