@@ -430,6 +430,9 @@ class AlertmanagerSettings(_Section):
     """Base URL of Alertmanager (``http://alertmanager.monitoring:9093``): while healer
     verifies an action, it silences the workload's alerts there through API v2, and
     expires the silence once the incident has its outcome. None: no silences."""
+    bearer_token: SecretStr | None = None
+    """Sent to Alertmanager as ``Authorization: Bearer ...``, for one behind an
+    authenticating proxy (OpenShift's, kube-rbac-proxy)."""
     silence_timeout_s: float = Field(default=5.0, gt=0)
     """Per-request timeout of a silence's creation or expiry."""
     silence_retries: int = Field(default=3, ge=0, le=10)

@@ -93,8 +93,13 @@ class AlertmanagerSilences:
         if settings.url is None:
             raise ValueError("alertmanager.url is not set")
         self._settings = settings
+        token = settings.bearer_token
+        headers = {"Authorization": f"Bearer {token.get_secret_value()}"} if token else {}
         self._client = httpx.Client(
-            base_url=settings.url, timeout=settings.silence_timeout_s, transport=transport
+            base_url=settings.url,
+            timeout=settings.silence_timeout_s,
+            transport=transport,
+            headers=headers,
         )
 
     def close(self) -> None:

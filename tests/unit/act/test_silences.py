@@ -250,3 +250,17 @@ def test_a_full_queue_is_recorded_on_the_incident_without_waiting(
     assert len(failed) == 1 and "alertmanager.silence_queue_size" in str(failed[0].silence.error)
     release.set()
     keeper.close()
+
+
+def test_a_bearer_token_is_sent_when_set(store: AuditStore, incident: int) -> None:
+    seen: list[str | None] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("authorization"))
+        return httpx.Response(200, json={"silenceID": "s-1"})
+
+    config = AlertmanagerSettings(url="http://alertmanager:9093", bearer_token="t0ken")
+    api = AlertmanagerSilences(config, transport=httpx.MockTransport(answer))
+    body = silence_body(Silence(matchers(CART), T0, DEADLINE, SilenceState.ACTIVE), comment="")
+    assert api.create(body) == "s-1"
+    assert seen == ["Bearer t0ken"]
