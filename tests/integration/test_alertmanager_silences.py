@@ -6,7 +6,8 @@ Healed: healer acts, its silence on the workload is in Alertmanager's
 the silence is expired early and the PagerDuty stand-in gets a resolve; a silence a
 person made on the same workload stays. Escalated: the action does not heal, the silence
 is expired at once, the PagerDuty stand-in gets a trigger with the incident's story, and
-the alert Alertmanager held back reaches the pager Alertmanager routes to.
+the alert Alertmanager held back reaches the pager Alertmanager routes to. Down: the
+cycle goes on while the silence is retried, and the incident records it was not made.
 
 The cycle runs with fakes for metrics and the cluster (``tests/unit/test_daemon.py``),
 its clock a minute behind the wall clock, so the silences it asks for end in
@@ -266,3 +267,34 @@ def test_the_deploy_example_is_a_valid_alertmanager_configuration() -> None:
         check=False,
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+def test_an_alertmanager_that_is_down_never_holds_the_cycle_and_the_incident_says_so(
+    tmp_path: Path,
+) -> None:
+    closed = _free_port()  # nothing listens there
+    settings = load_settings(
+        None,
+        guards={"mode": "auto"},
+        alertmanager={
+            "url": f"http://127.0.0.1:{closed}",
+            "silence_retries": 2,
+            "silence_backoff_s": 2.0,  # 2 s, then 4 s: the keeper gives up after 6 s
+        },
+    )
+    for loop in make_loop(tmp_path, settings):
+        loop.now = datetime.now(UTC)
+        loop.detector.anomalous = {SEARCH: OVERLOAD}
+        loop.run()
+        [incident] = loop.store.list_incidents()
+        assert loop.store.silences_of(incident.id) == [], "the cycle went on, retries pending"
+        silences = loop.healer.silences
+        assert isinstance(silences, SilenceKeeper)
+        silences.join()
+        [kept] = loop.store.silences_of(incident.id)
+        assert kept.silence.state is SilenceState.FAILED
+        assert f"127.0.0.1:{closed} (alertmanager.url)" in str(kept.silence.error)
+        detail = loop.store.get_incident(incident.id)
+        assert detail is not None
+        [step] = [s.data for s in detail.timeline if s.kind == "silence"]
+        assert str(step["detail"]).startswith("not silenced:")
