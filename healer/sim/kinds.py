@@ -4,8 +4,9 @@ One table drives routing, discovery (legacy and aggregated), server-side printin
 field selectors, so a resource cannot be served without being discoverable, or the
 other way round. Deployments, StatefulSets, ReplicaSets, ControllerRevisions, Pods and
 Events are handled by the cluster's controllers; HorizontalPodAutoscalers,
-PodDisruptionBudgets and Leases are plain stored objects whose defaults and validation live here, mirroring the API server's (a 422
-``Invalid`` names the field, as ``kubectl`` users see it).
+PodDisruptionBudgets and Leases are plain stored objects whose defaults and validation
+live here, mirroring the API server's (a 422 ``Invalid`` names the field, as ``kubectl``
+users see it).
 """
 
 from __future__ import annotations
