@@ -51,9 +51,13 @@ class Direction(enum.StrEnum):
 
 class TargetKind(enum.StrEnum):
     """The kinds of object healer acts on; ``healer.actions.targets`` maps each to its
-    API path. Deployment now; StatefulSet, DaemonSet, Pod and Node are next."""
+    API path, and each action kind lists those it supports (``ActionSpec.targets``).
+    A DaemonSet is named so that a playbook asking for what no action supports on it
+    is refused; Pod and Node are next."""
 
     DEPLOYMENT = "Deployment"
+    STATEFULSET = "StatefulSet"
+    DAEMONSET = "DaemonSet"
 
 
 @dataclass(frozen=True, order=True)
@@ -213,6 +217,9 @@ class WorkloadState:
     labels: Mapping[str, str] = field(default_factory=dict)
     pods: tuple[PodState, ...] = ()
     """The pods the Deployment's selector matches, oldest first."""
+    held_back: int = 0
+    """Pods a StatefulSet's ``partition`` keeps at an earlier revision on purpose: its
+    rollout is complete without them, as ``kubectl rollout status`` says."""
 
     @property
     def current_revision(self) -> Revision | None:
@@ -227,8 +234,11 @@ class WorkloadState:
         """The same test ``kubectl rollout status`` applies."""
         return (
             self.observed_generation >= self.generation
-            and self.updated_replicas == self.replicas
-            and (self.total_replicas is None or self.total_replicas <= self.updated_replicas)
+            and self.updated_replicas + self.held_back == self.replicas
+            and (
+                self.total_replicas is None
+                or self.total_replicas <= self.updated_replicas + self.held_back
+            )
             and self.available_replicas >= self.replicas
             and self.ready_replicas >= self.replicas
         )
