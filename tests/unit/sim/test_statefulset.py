@@ -253,3 +253,37 @@ def test_a_scenario_statefulset_serves_traffic_and_is_sampled_like_a_deployment(
     assert min(rps) > 0
     assert max(errors[:15]) < 0.05 < errors[-1]  # the bad release rolled out and serves errors
     assert {p["spec"]["containers"][0]["image"] for p in pods(c).values()} == {"db:bad"}
+
+
+def test_a_pod_that_never_gets_ready_holds_an_ordered_rollback_until_it_is_deleted() -> None:
+    # Kubernetes' documented caveat (forced rollback): with OrderedReady, reverting the
+    # template does not replace a broken pod; the controller waits for it to be Ready.
+    c = Cluster(
+        Scenario(
+            name="sts",
+            description="crash loop",
+            start=datetime(2026, 3, 2, 11, 0, tzinfo=UTC),
+            step_s=STEP_S,
+            images={"db:crash": {"crash_on_start": True}},
+            workloads=[
+                WorkloadSpec(
+                    name="db",
+                    namespace=NS,
+                    kind="StatefulSet",
+                    image="db:1",
+                    traffic=Traffic(base_rps=10),
+                )
+            ],
+        )
+    )
+    set_image(c, "db:crash")
+    settle(c, 10)
+    assert pods(c)["db-2"]["spec"]["containers"][0]["image"] == "db:crash"
+    assert not pod_ready(pods(c)["db-2"])
+    set_image(c, "db:1")  # the rollback
+    settle(c, 10)
+    assert pods(c)["db-2"]["spec"]["containers"][0]["image"] == "db:crash"  # still held
+    c.delete_object("pods", NS, "db-2")
+    settle(c, 3)
+    assert {p["spec"]["containers"][0]["image"] for p in pods(c).values()} == {"db:1"}
+    assert all(pod_ready(p) for p in pods(c).values())
