@@ -165,7 +165,21 @@ class Cluster:
                 now = self.state.now()
                 controllers.run(self._control_plane, self.state, now)
                 kubelet.age_pods(self.state, _WARM_AGE_S, now)
+            self._warm_statefulsets(stateful)
         self._quiet = 0
+
+    def _warm_statefulsets(self, stateful: StatefulSetController) -> None:
+        """Further start-up passes for the StatefulSets, which start one ordinal per pass
+        (OrderedReady): until each has all its pods, ageing only theirs, so that the
+        Deployments start as they always have."""
+        sets = self.store.list("statefulsets")
+        for _ in range(max((s["spec"]["replicas"] for s in sets), default=0)):
+            if not self.state.queues.statefulsets:
+                return
+            now = self.state.now()
+            stateful.reconcile(self.state, now)
+            pods = [p for s in sets for p in self.state.pods_of(s)]
+            kubelet.age_pods(self.state, _WARM_AGE_S, now, pods)
 
     # ---- time --------------------------------------------------------------------------
 

@@ -287,3 +287,17 @@ def test_a_pod_that_never_gets_ready_holds_an_ordered_rollback_until_it_is_delet
     settle(c, 3)
     assert {p["spec"]["containers"][0]["image"] for p in pods(c).values()} == {"db:1"}
     assert all(pod_ready(p) for p in pods(c).values())
+
+
+def test_a_scenario_statefulset_has_every_ordinal_ready_when_the_scenario_starts() -> None:
+    spec = WorkloadSpec(
+        name="db",
+        namespace=NS,
+        kind="StatefulSet",
+        replicas=7,
+        image="db:1",
+        traffic=Traffic(base_rps=30),
+    )
+    c = cluster(spec)
+    status = sts(c)["status"]
+    assert (status["replicas"], status["readyReplicas"], status["updatedReplicas"]) == (7, 7, 7)
