@@ -163,6 +163,8 @@ _STATEFULSET_GAUGES = (
 
 def _statefulset_families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, float]]]]:
     sets = cluster.store.list("statefulsets")
+    if not sets:
+        return  # no family without a series: OpenMetrics has no empty families
     for metric, (section, field) in _STATEFULSET_GAUGES:
         yield (
             metric,
