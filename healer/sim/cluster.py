@@ -5,24 +5,24 @@ The parts, each in its own module with one shape (``healer.sim.controllers.Contr
 ``reconcile(state, now)``), run in a fixed order every tick (``Cluster.tick``):
 
 * fault injection (``controllers.faults``): the scenario's events as they fall due;
-* the control plane: the garbage collector, the Deployment and ReplicaSet controllers,
-  the kubelet of pods outside the scenario, the Deployment status;
+* the control plane: the garbage collector, the Deployment, ReplicaSet and StatefulSet
+  controllers, the kubelet of pods outside the scenario, the Deployment status;
 * the containers at work (``controllers.runtime``): traffic, CPU, memory, OOM kills,
   crashes, latency and errors, for every scenario pod at once;
-* the HPA controller, the Deployment status again (pods changed readiness while
-  serving), the disruption controller;
+* the HPA controller, the Deployment status and the StatefulSet controller again (pods
+  changed readiness while serving), the disruption controller;
 * sampling (``controllers.sampler``): one row of signals per workload.
 
 This module keeps what the API server does: get, list, create, replace, patch and
 delete with Kubernetes' semantics (defaults, validation, ``resourceVersion`` conflicts,
-``generation``), the ``scale`` and ``eviction`` subresources, Events. Time moves only
+``generation``), the ``scale``, ``status`` and ``eviction`` subresources, Events. Time moves only
 when ``advance`` is called; all state is guarded by ``lock``, because the API server
 thread reads and writes while the driver advances time.
 
 A write through the API does not wait for the next tick: the controllers in
-``on_write`` (the garbage collector, the Deployment and ReplicaSet controllers) react
-to it at once, at the clock's current instant, as kube-controller-manager reacts within
-a second of a write. ``kubectl rollout restart`` then ``kubectl set image`` make two
+``on_write`` (the garbage collector, the Deployment, ReplicaSet and StatefulSet
+controllers) react to it at once, at the clock's current instant, as
+kube-controller-manager reacts within a second of a write. ``kubectl rollout restart`` then ``kubectl set image`` make two
 revisions, and ``kubectl rollout undo`` right after finds the previous one.
 
 Decisions:
