@@ -22,8 +22,9 @@ thread reads and writes while the driver advances time.
 A write through the API does not wait for the next tick: the controllers in
 ``on_write`` (the garbage collector, the Deployment, ReplicaSet and StatefulSet
 controllers) react to it at once, at the clock's current instant, as
-kube-controller-manager reacts within a second of a write. ``kubectl rollout restart`` then ``kubectl set image`` make two
-revisions, and ``kubectl rollout undo`` right after finds the previous one.
+kube-controller-manager reacts within a second of a write. ``kubectl rollout restart``
+then ``kubectl set image`` make two revisions, and ``kubectl rollout undo`` right after
+finds the previous one.
 
 Decisions:
 
