@@ -1,4 +1,5 @@
-"""The loop heals a StatefulSet's bad release, in virtual time.
+"""The loop heals StatefulSets, in virtual time: a bad release rolled back, a leak
+restarted, an overload scaled.
 
 The actuator reaches the simulated cluster through the official client over HTTP; the
 StatefulSet controller rolls the release out one ordinal at a time and, after healer's
@@ -16,7 +17,7 @@ import pytest
 from healer.audit.store import AuditStore
 from healer.config import load_settings
 from healer.harness import SimHarness
-from healer.sim.scenario import load_scenario
+from healer.sim.scenario import Scenario, load_scenario
 from healer.types import ActionKind, ActionStatus, Cause, OutcomeKind, WorkloadRef
 
 pytestmark = pytest.mark.integration
@@ -91,3 +92,58 @@ def test_the_action_is_posted_as_an_event_on_the_statefulset(harness: SimHarness
     )
     assert [e["reason"] for e in events] == ["HealerRollback"]
     assert events[0]["involvedObject"]["name"] == "ledger"
+
+
+def as_statefulset(scenario: str, name: str) -> Scenario:
+    """A built-in scenario whose faulted workload ``name`` is a StatefulSet."""
+    chosen = load_scenario(scenario)
+    workloads = [
+        w.model_copy(update={"kind": "StatefulSet"}) if w.name == name else w
+        for w in chosen.workloads
+    ]
+    return chosen.model_copy(update={"workloads": workloads})
+
+
+def run_alone(scenario: Scenario, folder: Path) -> tuple[SimHarness, AuditStore]:
+    settings = load_settings(None, guards={"mode": "auto"}, playbooks_dir=str(REPO / "playbooks"))
+    store = AuditStore(f"sqlite:///{folder / 'audit.db'}")
+    running = SimHarness.start(scenario, settings=settings, store=store, workdir=folder)
+    running.run_for(1.5 * 3600)
+    running.close()
+    return running, store
+
+
+def test_a_leaking_statefulset_is_restarted_ordinal_by_ordinal(tmp_path: Path) -> None:
+    harness, store = run_alone(as_statefulset("memory-leak", "orders"), tmp_path)
+    [summary] = store.list_incidents(limit=50)
+    assert (summary.workload, summary.cause) == (
+        WorkloadRef("shop", "StatefulSet", "orders"),
+        Cause.MEMORY_LEAK,
+    )
+    assert (summary.action, summary.outcome) == (ActionKind.RESTART, OutcomeKind.HEALED)
+    pods = harness.cluster.pods_of("shop", "orders")
+    assert sorted(p["metadata"]["name"] for p in pods) == ["orders-0", "orders-1", "orders-2"]
+    assert all("kubectl.kubernetes.io/restartedAt" in p["metadata"]["annotations"] for p in pods)
+    assert all(p["status"]["containerStatuses"][0]["restartCount"] == 0 for p in pods)
+    store.close()
+
+
+def test_an_overloaded_statefulset_is_scaled_through_its_scale_subresource(
+    tmp_path: Path,
+) -> None:
+    harness, store = run_alone(as_statefulset("overload", "search"), tmp_path)
+    [summary] = store.list_incidents(limit=50)
+    assert summary.workload == WorkloadRef("shop", "StatefulSet", "search")
+    assert (summary.action, summary.outcome) == (ActionKind.SCALE, OutcomeKind.HEALED)
+    detail = store.get_incident(summary.id)
+    assert detail is not None
+    assert all(
+        a.request["path"] == "/apis/apps/v1/namespaces/shop/statefulsets/search/scale"
+        for a in detail.actions
+    )
+    sts = harness.cluster.get_object("statefulsets", "shop", "search")
+    assert sts["spec"]["replicas"] > 3
+    assert sts["status"]["readyReplicas"] == sts["spec"]["replicas"]
+    names = sorted(p["metadata"]["name"] for p in harness.cluster.pods_of("shop", "search"))
+    assert names == sorted(f"search-{i}" for i in range(sts["spec"]["replicas"]))
+    store.close()
