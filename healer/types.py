@@ -232,13 +232,13 @@ class WorkloadState:
     @property
     def rollout_complete(self) -> bool:
         """The same test ``kubectl rollout status`` applies."""
+        updated = self.updated_replicas
+        if self.held_back:  # a partition's pods count as done, whichever revision they run
+            updated = min(self.replicas, updated + self.held_back)
         return (
             self.observed_generation >= self.generation
-            and self.updated_replicas + self.held_back == self.replicas
-            and (
-                self.total_replicas is None
-                or self.total_replicas <= self.updated_replicas + self.held_back
-            )
+            and updated == self.replicas
+            and (self.total_replicas is None or self.total_replicas <= updated)
             and self.available_replicas >= self.replicas
             and self.ready_replicas >= self.replicas
         )

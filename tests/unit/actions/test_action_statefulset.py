@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from builders import state
 from fakes import FakeReads
 
 from healer.actions import REGISTRY, evict, restart, rollback, scale
@@ -87,3 +88,21 @@ def test_restart_and_scale_address_the_statefulset() -> None:
 def test_evicting_a_statefulset_pod_posts_an_eviction() -> None:
     request = evict.ACTION.request(DB, {"pod": "db-2"}, cluster(), NOW)
     assert request.path == "/api/v1/namespaces/data/pods/db-2/eviction"
+
+
+@pytest.mark.parametrize(
+    ("updated", "held_back", "total", "complete"),
+    [
+        (1, 2, 3, True),  # a partition of 2: the one pod above it is updated
+        (3, 2, 3, True),  # every pod updated, the partition left in place
+        (0, 2, 3, False),  # the pod above the partition is not updated yet
+        (2, 0, 3, False),  # no partition: every pod must be updated
+    ],
+)
+def test_a_partitioned_rollout_is_complete_as_kubectl_rollout_status_says(
+    updated: int, held_back: int, total: int, complete: bool
+) -> None:
+    workload = state(
+        workload=DB, updated_replicas=updated, held_back=held_back, total_replicas=total
+    )
+    assert workload.rollout_complete is complete
