@@ -11,13 +11,14 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from test_kubectl import KUBECTL, kubectl_on
+from test_kubectl import KUBECTL, kubectl_on, needs_openapi_v3
 
 from healer.sim.cluster import Cluster
 
 pytestmark = [
     pytest.mark.integration,
     pytest.mark.skipif(KUBECTL is None, reason="kubectl is not installed"),
+    needs_openapi_v3,  # the StatefulSet is made with create -f, validated through it
 ]
 
 MANIFEST = """\
@@ -142,3 +143,9 @@ def test_rollout_status_follows_an_ordered_rolling_update(kubectl: Any) -> None:
     lines = done.stdout.splitlines()
     assert any("Waiting for" in line for line in lines)
     assert lines[-1] == "partitioned roll out complete: 3 new pods have been updated..."
+
+
+def test_explain_reads_the_statefulset_schema(kubectl: Any) -> None:
+    out = kubectl("explain", "statefulset.spec.updateStrategy.rollingUpdate").stdout
+    assert "KIND:       StatefulSet" in out
+    assert "partition" in out and "maxUnavailable" in out
