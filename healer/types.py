@@ -453,11 +453,15 @@ class Alert:
 
     @property
     def workload(self) -> WorkloadRef | None:
-        """The Deployment its ``namespace`` and ``deployment`` labels name, if both are set."""
-        namespace, name = self.labels.get("namespace"), self.labels.get("deployment")
-        if not namespace or not name:
-            return None
-        return WorkloadRef(namespace, "Deployment", name)
+        """The Deployment its ``namespace`` and ``deployment`` labels name, else the
+        StatefulSet its ``statefulset`` label names (as kube-state-metrics' alerts carry
+        it); None without a namespace and one of them."""
+        namespace = self.labels.get("namespace")
+        for label, kind in (("deployment", "Deployment"), ("statefulset", "StatefulSet")):
+            name = self.labels.get(label)
+            if namespace and name:
+                return WorkloadRef(namespace, kind, name)
+        return None
 
 
 class AlertDisposition(enum.StrEnum):
