@@ -50,6 +50,7 @@ def sim_history(scenario: str, *, duration_s: float, progress: bool = False) -> 
     frame = SimSource(cluster).fetch(until=cluster.clock.now(), window_s=duration_s + 1.0)
     start_s, end_s = chosen.start.timestamp(), float(frame.timestamps[-1])
     windows = []
+    refs = {f"{w.namespace}/{w.name}": w for w in cluster.workloads}
     for event in chosen.events:
         if event.expect == "none" or event.workload == "*":
             continue
@@ -58,7 +59,7 @@ def sim_history(scenario: str, *, duration_s: float, progress: bool = False) -> 
         if begin > end_s:
             continue
         end = start_s + event.end_s if event.duration_s else end_s
-        ref = WorkloadRef(namespace, "Deployment", name)
+        ref = refs.get(event.workload, WorkloadRef(namespace, "Deployment", name))
         windows.append(LabelledWindow(ref, begin, min(end, end_s), anomalous=True))
     return History(frame, tuple(windows), source=f"sim:{chosen.name}")
 

@@ -51,9 +51,13 @@ class Direction(enum.StrEnum):
 
 class TargetKind(enum.StrEnum):
     """The kinds of object healer acts on; ``healer.actions.targets`` maps each to its
-    API path. Deployment now; StatefulSet, DaemonSet, Pod and Node are next."""
+    API path, and each action kind lists those it supports (``ActionSpec.targets``).
+    A DaemonSet is named so that a playbook asking for what no action supports on it
+    is refused; Pod and Node are next."""
 
     DEPLOYMENT = "Deployment"
+    STATEFULSET = "StatefulSet"
+    DAEMONSET = "DaemonSet"
 
 
 @dataclass(frozen=True, order=True)
@@ -213,6 +217,9 @@ class WorkloadState:
     labels: Mapping[str, str] = field(default_factory=dict)
     pods: tuple[PodState, ...] = ()
     """The pods the Deployment's selector matches, oldest first."""
+    held_back: int = 0
+    """Pods a StatefulSet's ``partition`` keeps at an earlier revision on purpose: its
+    rollout is complete without them, as ``kubectl rollout status`` says."""
 
     @property
     def current_revision(self) -> Revision | None:
@@ -225,10 +232,13 @@ class WorkloadState:
     @property
     def rollout_complete(self) -> bool:
         """The same test ``kubectl rollout status`` applies."""
+        updated = self.updated_replicas
+        if self.held_back:  # a partition's pods count as done, whichever revision they run
+            updated = min(self.replicas, updated + self.held_back)
         return (
             self.observed_generation >= self.generation
-            and self.updated_replicas == self.replicas
-            and (self.total_replicas is None or self.total_replicas <= self.updated_replicas)
+            and updated == self.replicas
+            and (self.total_replicas is None or self.total_replicas <= updated)
             and self.available_replicas >= self.replicas
             and self.ready_replicas >= self.replicas
         )
@@ -443,11 +453,15 @@ class Alert:
 
     @property
     def workload(self) -> WorkloadRef | None:
-        """The Deployment its ``namespace`` and ``deployment`` labels name, if both are set."""
-        namespace, name = self.labels.get("namespace"), self.labels.get("deployment")
-        if not namespace or not name:
-            return None
-        return WorkloadRef(namespace, "Deployment", name)
+        """The Deployment its ``namespace`` and ``deployment`` labels name, else the
+        StatefulSet its ``statefulset`` label names (as kube-state-metrics' alerts carry
+        it); None without a namespace and one of them."""
+        namespace = self.labels.get("namespace")
+        for label, kind in (("deployment", "Deployment"), ("statefulset", "StatefulSet")):
+            name = self.labels.get(label)
+            if namespace and name:
+                return WorkloadRef(namespace, kind, name)
+        return None
 
 
 class AlertDisposition(enum.StrEnum):

@@ -26,7 +26,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, assert_never
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
@@ -37,6 +37,7 @@ from healer.actions import handler
 from healer.actions.base import Request
 from healer.actions.restart import RESTARTED_AT
 from healer.actions.rollback import REVISION
+from healer.actions.targets import kind_of
 from healer.errors import (
     ActionError,
     ConfigError,
@@ -52,6 +53,7 @@ from healer.types import (
     Plan,
     PodState,
     Revision,
+    TargetKind,
     WorkloadRef,
     WorkloadState,
 )
@@ -135,6 +137,19 @@ class KubeActuator:
     # ---- reading -----------------------------------------------------------------------
 
     def read_state(self, workload: WorkloadRef) -> WorkloadState:
+        """The workload as the cluster has it; PermanentActionError for a kind healer
+        cannot read."""
+        match kind_of(workload):
+            case TargetKind.DEPLOYMENT:
+                return self._deployment_state(workload)
+            case TargetKind.STATEFULSET:
+                return self._statefulset_state(workload)
+            case TargetKind.DAEMONSET:
+                raise PermanentActionError(f"{workload}: healer cannot read a DaemonSet yet")
+            case _:
+                assert_never(kind_of(workload))
+
+    def _deployment_state(self, workload: WorkloadRef) -> WorkloadState:
         dep = self._call(self._apps.read_namespaced_deployment, workload.name, workload.namespace)
         return WorkloadState(
             workload=workload,
@@ -152,6 +167,63 @@ class KubeActuator:
             hpa=self._hpa_for(workload),
             pods=self._pods(dep),
         )
+
+    def _statefulset_state(self, workload: WorkloadRef) -> WorkloadState:
+        sts = self._call(self._apps.read_namespaced_stateful_set, workload.name, workload.namespace)
+        replicas = sts.spec.replicas or 0
+        rolling = sts.spec.update_strategy.rolling_update if sts.spec.update_strategy else None
+        partition = (rolling.partition or 0) if rolling is not None else 0
+        return WorkloadState(
+            workload=workload,
+            replicas=replicas,
+            ready_replicas=sts.status.ready_replicas or 0,
+            updated_replicas=sts.status.updated_replicas or 0,
+            available_replicas=sts.status.available_replicas or 0,
+            generation=sts.metadata.generation or 0,
+            observed_generation=sts.status.observed_generation or 0,
+            paused=False,
+            revisions=tuple(self._statefulset_revisions(sts)),
+            annotations=dict(sts.metadata.annotations or {}),
+            labels=dict(sts.metadata.labels or {}),
+            total_replicas=sts.status.replicas or 0,
+            hpa=self._hpa_for(workload),
+            pods=self._pods(sts),
+            held_back=min(partition, replicas),
+        )
+
+    def _controlled_revisions(self, sts: Any) -> list[Any]:
+        revisions = self._call(
+            self._apps.list_namespaced_controller_revision,
+            sts.metadata.namespace,
+            label_selector=_selector(sts),
+        ).items
+        return [
+            r
+            for r in revisions
+            if any(
+                ref.controller and ref.uid == sts.metadata.uid
+                for ref in r.metadata.owner_references or []
+            )
+        ]
+
+    def _statefulset_revisions(self, sts: Any) -> list[Revision]:
+        """The StatefulSet's ControllerRevisions, newest first; the template each holds is
+        its ``data``'s (a strategic merge patch of ``spec.template``)."""
+        revisions = []
+        for r in self._controlled_revisions(sts):
+            template = copy.deepcopy(((r.data or {}).get("spec") or {}).get("template") or {})
+            template.pop("$patch", None)
+            containers = (template.get("spec") or {}).get("containers") or []
+            revisions.append(
+                Revision(
+                    number=int(r.revision or 0),
+                    replicaset=r.metadata.name,
+                    created=_parse_time(r.metadata.creation_timestamp),
+                    images=tuple(str(c.get("image")) for c in containers),
+                    template=_fingerprint_json(template),
+                )
+            )
+        return sorted(revisions, key=lambda r: r.number, reverse=True)
 
     def _pods(self, dep: Any) -> tuple[PodState, ...]:
         """The pods the Deployment's selector matches, oldest first."""
@@ -226,12 +298,7 @@ class KubeActuator:
         """sha256 of the pod template as JSON, without what a restart or the ReplicaSet
         controller changes (``restartedAt``, ``pod-template-hash``)."""
         data = copy.deepcopy(self._apps.api_client.sanitize_for_serialization(template))
-        metadata = data.get("metadata") or {}
-        (metadata.get("annotations") or {}).pop(RESTARTED_AT, None)
-        (metadata.get("labels") or {}).pop("pod-template-hash", None)
-        data["metadata"] = {k: v for k, v in metadata.items() if v}  # {} and absent alike
-        text = json.dumps(data, sort_keys=True, separators=(",", ":"))
-        return hashlib.sha256(text.encode()).hexdigest()[:16]
+        return _fingerprint_json(data)
 
     # ---- acting ------------------------------------------------------------------------
 
@@ -376,6 +443,22 @@ class KubeActuator:
         )
 
 
+def _fingerprint_json(data: JsonObject) -> str:
+    """sha256 of a pod template (JSON) without what a restart or the controllers change
+    (``restartedAt``, ``pod-template-hash``)."""
+    data = copy.deepcopy(data)
+    metadata = data.get("metadata")
+    metadata = dict(metadata) if isinstance(metadata, dict) else {}
+    annotations, labels = metadata.get("annotations"), metadata.get("labels")
+    if isinstance(annotations, dict):
+        annotations.pop(RESTARTED_AT, None)
+    if isinstance(labels, dict):
+        labels.pop("pod-template-hash", None)
+    data["metadata"] = {k: v for k, v in metadata.items() if v}  # {} and absent alike
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def _selector(dep: Any) -> str:
     """The Deployment's ``matchLabels`` as a label selector (``app=cart``)."""
     labels = dep.spec.selector.match_labels or {}
@@ -397,6 +480,25 @@ class _Reads:
         return self._json(
             act._call(act._apps.read_namespaced_deployment, target.name, target.namespace)
         )
+
+    def workload(self, target: WorkloadRef) -> JsonObject:
+        act = self._act
+        read: Callable[..., Any]
+        match kind_of(target):
+            case TargetKind.DEPLOYMENT:
+                read = act._apps.read_namespaced_deployment
+            case TargetKind.STATEFULSET:
+                read = act._apps.read_namespaced_stateful_set
+            case TargetKind.DAEMONSET:
+                read = act._apps.read_namespaced_daemon_set
+            case _:
+                assert_never(kind_of(target))
+        return self._json(act._call(read, target.name, target.namespace))
+
+    def revisions(self, target: WorkloadRef) -> list[JsonObject]:
+        act = self._act
+        sts = act._call(act._apps.read_namespaced_stateful_set, target.name, target.namespace)
+        return [self._json(r) for r in act._controlled_revisions(sts)]
 
     def replicasets(self, target: WorkloadRef) -> list[JsonObject]:
         act = self._act

@@ -40,11 +40,14 @@ REGISTRY: dict[ActionKind, Action] = {kind: handler(kind) for kind in ActionKind
 COMMON_RBAC = (
     Rule("apps", "deployments", ("get",)),
     Rule("apps", "replicasets", ("list",)),
+    Rule("apps", "statefulsets", ("get",)),
+    Rule("apps", "controllerrevisions", ("list",)),
     Rule("autoscaling", "horizontalpodautoscalers", ("list",)),
     Rule("", "events", ("create",)),
 )
 """What the actuator needs whatever the kind: reading a workload's state (its
-Deployment, ReplicaSets and HPA) and posting an Event on it after acting."""
+Deployment and ReplicaSets, or its StatefulSet and ControllerRevisions, and its HPA)
+and posting an Event on it after acting."""
 
 
 def rbac_rules() -> tuple[Rule, ...]:

@@ -17,6 +17,9 @@ Decisions:
   the review page); each kind parses it through its own pydantic model before using it,
   so a missing or mistyped parameter is a ``PermanentActionError`` naming the field, not
   a ``KeyError`` from deep inside the actuator.
+- A kind lists the target kinds it supports (``targets``): playbook validation refuses
+  a playbook that names a target kind its action does not support, and the request is
+  refused again (``supports``) should such a workload reach it another way.
 - Guards are named, not imported: the guard functions live in ``decide.guards``, and a
   kind lists the names of the kind-specific ones it needs (``GuardName``, checked by
   mypy). The guards every action passes (namespace, cooldown, rate limit, ...) are not
@@ -41,6 +44,7 @@ from healer.types import (
     HpaState,
     JsonObject,
     JsonValue,
+    TargetKind,
     WorkloadRef,
     WorkloadState,
 )
@@ -136,6 +140,14 @@ class Reads(Protocol):
         """The Deployment object."""
         ...
 
+    def workload(self, target: WorkloadRef) -> JsonObject:
+        """The target object, whatever its kind (Deployment, StatefulSet)."""
+        ...
+
+    def revisions(self, target: WorkloadRef) -> list[JsonObject]:
+        """The ControllerRevisions the target controls (a StatefulSet's history)."""
+        ...
+
     def replicasets(self, target: WorkloadRef) -> list[JsonObject]:
         """The ReplicaSets the Deployment controls (label selector and owner reference)."""
         ...
@@ -168,6 +180,8 @@ class ActionSpec(Generic[P, S]):
     guards: tuple[GuardName, ...]
     """Kind-specific guards, in the order they are recorded."""
     rbac: tuple[Rule, ...]
+    targets: tuple[TargetKind, ...]
+    """The target kinds this action can act on."""
     make_concrete: Callable[[PlanInputs, S], Concrete]
     make_request: Callable[[WorkloadRef, P, Reads, datetime], Request]
     """The request for ``params`` on the target at ``now``. May read the cluster (and so
@@ -196,9 +210,18 @@ class ActionSpec(Generic[P, S]):
                 f"{self.kind} params {dict(params)}: {field}: {first['msg']}"
             ) from exc
 
+    def supports(self, kind: str) -> bool:
+        """Whether this action can act on a target of ``kind`` (a ``TargetKind`` value)."""
+        return kind in {t.value for t in self.targets}
+
     def request(
         self, target: WorkloadRef, params: Mapping[str, JsonValue], reads: Reads, now: datetime
     ) -> Request:
+        if not self.supports(target.kind):
+            known = ", ".join(t.value for t in self.targets)
+            raise PermanentActionError(
+                f"{target}: {self.kind} does not support a {target.kind} (only {known})"
+            )
         return self.make_request(target, self.parse(params), reads, now)
 
     def landed(
@@ -226,6 +249,11 @@ class Action(Protocol):
 
     @property
     def rbac(self) -> tuple[Rule, ...]: ...
+
+    @property
+    def targets(self) -> tuple[TargetKind, ...]: ...
+
+    def supports(self, kind: str) -> bool: ...
 
     def concrete(self, inputs: PlanInputs, settings: Settings) -> Concrete: ...
 

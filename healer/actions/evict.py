@@ -34,7 +34,7 @@ from healer.actions.base import (
 )
 from healer.actions.targets import pod_path
 from healer.errors import PermanentActionError
-from healer.types import ActionKind, JsonObject, JsonValue, PodState, WorkloadRef
+from healer.types import ActionKind, JsonObject, JsonValue, PodState, TargetKind, WorkloadRef
 
 
 class EvictParams(Params):
@@ -89,6 +89,7 @@ ACTION = ActionSpec(
     params=EvictParams,
     settings=NoSettings,
     guards=(),
+    targets=(TargetKind.DEPLOYMENT, TargetKind.STATEFULSET),
     rbac=(
         Rule("", "pods/eviction", ("create",)),
         Rule("", "pods", ("get",)),

@@ -1,7 +1,9 @@
-"""Rollout restart: what ``kubectl rollout restart deployment/NAME`` sends.
+"""Rollout restart: what ``kubectl rollout restart deployment/NAME`` (or
+``statefulset/NAME``) sends.
 
 A strategic merge patch that stamps ``kubectl.kubernetes.io/restartedAt`` on the pod
-template, so the Deployment controller rolls every pod. It takes no parameters.
+template, so the Deployment controller rolls every pod (the StatefulSet controller,
+every pod at or above its ``partition``, highest ordinal first). It takes no parameters.
 
 Decisions:
 
@@ -28,7 +30,7 @@ from healer.actions.base import (
 )
 from healer.actions.targets import object_path
 from healer.errors import PermanentActionError
-from healer.types import ActionKind, JsonObject, WorkloadRef
+from healer.types import ActionKind, JsonObject, TargetKind, WorkloadRef
 
 RESTARTED_AT = "kubectl.kubernetes.io/restartedAt"
 STRATEGIC = "application/strategic-merge-patch+json"
@@ -47,8 +49,8 @@ def _concrete(inputs: PlanInputs, settings: NoSettings) -> Concrete:
 
 
 def refuse_paused(target: WorkloadRef, reads: Reads, doing: str) -> None:
-    """PermanentActionError when the Deployment is paused now."""
-    if path_of(reads.deployment(target), "spec", "paused"):
+    """PermanentActionError when the Deployment is paused now (a StatefulSet never is)."""
+    if path_of(reads.workload(target), "spec", "paused"):
         raise PermanentActionError(
             f"{target} is paused: resume it before {doing}; nothing would roll out"
         )
@@ -63,8 +65,7 @@ def _request(target: WorkloadRef, params: RestartParams, reads: Reads, now: date
 
 
 def _landed(target: WorkloadRef, params: RestartParams, started: datetime, reads: Reads) -> bool:
-    dep = reads.deployment(target)
-    annotations = path_of(dep, "spec", "template", "metadata", "annotations")
+    annotations = path_of(reads.workload(target), "spec", "template", "metadata", "annotations")
     return isinstance(annotations, dict) and annotations.get(RESTARTED_AT) == stamp(started)
 
 
@@ -73,7 +74,11 @@ ACTION = ActionSpec(
     params=RestartParams,
     settings=NoSettings,
     guards=("paused",),
-    rbac=(Rule("apps", "deployments", ("get", "patch")),),
+    rbac=(
+        Rule("apps", "deployments", ("get", "patch")),
+        Rule("apps", "statefulsets", ("get", "patch")),
+    ),
+    targets=(TargetKind.DEPLOYMENT, TargetKind.STATEFULSET),
     make_concrete=_concrete,
     make_request=_request,
     check_landed=_landed,

@@ -1,8 +1,14 @@
 """Rollout undo: what ``kubectl rollout undo --to-revision=N`` sends.
 
-The ReplicaSets the Deployment controls, the one annotated with the wanted revision,
-its pod template without the ``pod-template-hash`` label, written back with a JSON patch
-of ``spec.template`` and the annotations, as kubectl does.
+For a Deployment: the ReplicaSets it controls, the one annotated with the wanted
+revision, its pod template without the ``pod-template-hash`` label, written back with a
+JSON patch of ``spec.template`` and the annotations, as kubectl does.
+
+For a StatefulSet: the ControllerRevision it controls numbered N; its ``data`` (a
+strategic merge patch replacing ``spec.template``) is sent as it is, as kubectl does.
+The StatefulSet controller then rolls the pods back highest ordinal first, at or above
+the ``partition`` only: the pods below it never left the earlier revision, and the
+partition, the owner's choice, is left as it is.
 
 Decisions:
 
@@ -10,14 +16,16 @@ Decisions:
   one by more than a restart (``rollback_revision``): kubectl would pick the previous
   revision, which after a restart is the same release.
 - A paused Deployment is refused: nothing would roll out until someone resumes it.
-- After a crash the undo landed when the Deployment has moved off the revision it was
-  rolled back from.
+- After a crash the undo landed when the workload has moved off the revision it was
+  rolled back from (a Deployment's revision annotation; the number of a StatefulSet's
+  update revision).
 """
 
 from __future__ import annotations
 
 import copy
 from datetime import datetime
+from typing import assert_never
 
 from healer.actions.base import (
     ActionSpec,
@@ -30,12 +38,21 @@ from healer.actions.base import (
     Rule,
     path_of,
 )
-from healer.actions.targets import object_path
+from healer.actions.targets import kind_of, object_path
 from healer.errors import PermanentActionError
-from healer.types import ActionKind, JsonObject, JsonValue, Revision, WorkloadRef, WorkloadState
+from healer.types import (
+    ActionKind,
+    JsonObject,
+    JsonValue,
+    Revision,
+    TargetKind,
+    WorkloadRef,
+    WorkloadState,
+)
 
 REVISION = "deployment.kubernetes.io/revision"
 JSON_PATCH = "application/json-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"
 SKIPPED_ANNOTATIONS = frozenset(
     {
         "kubectl.kubernetes.io/last-applied-configuration",
@@ -118,15 +135,52 @@ def _undo_patch(target: WorkloadRef, to_revision: int, reads: Reads) -> list[Jso
     ]
 
 
+def _revision_numbered(target: WorkloadRef, number: int, reads: Reads) -> JsonObject | None:
+    """The ControllerRevision of the StatefulSet numbered ``number``, if it still exists."""
+    return next((r for r in reads.revisions(target) if r.get("revision") == number), None)
+
+
+def _statefulset_undo(target: WorkloadRef, to_revision: int, reads: Reads) -> JsonObject:
+    """The strategic merge patch ``kubectl rollout undo statefulset --to-revision`` sends:
+    the revision's own ``data``."""
+    wanted = _revision_numbered(target, to_revision, reads)
+    data = wanted.get("data") if wanted is not None else None
+    if not isinstance(data, dict):
+        raise PermanentActionError(f"{target} has no revision {to_revision} to roll back to")
+    return copy.deepcopy(data)
+
+
 def _request(target: WorkloadRef, params: RollbackParams, reads: Reads, now: datetime) -> Request:
     if params.to_revision is None:
         raise PermanentActionError(f"{target} has no earlier revision to roll back to")
-    patch = _undo_patch(target, params.to_revision, reads)
-    return Request("PATCH", object_path(target), JSON_PATCH, patch)
+    match kind_of(target):
+        case TargetKind.DEPLOYMENT:
+            patch = _undo_patch(target, params.to_revision, reads)
+            return Request("PATCH", object_path(target), JSON_PATCH, patch)
+        case TargetKind.STATEFULSET:
+            body = _statefulset_undo(target, params.to_revision, reads)
+            return Request("PATCH", object_path(target), STRATEGIC, body)
+        case TargetKind.DAEMONSET:
+            raise PermanentActionError(f"{target}: rollback does not support a DaemonSet")
+        case _:
+            assert_never(kind_of(target))
 
 
 def _landed(target: WorkloadRef, params: RollbackParams, started: datetime, reads: Reads) -> bool:
-    current = _annotations(reads.deployment(target)).get(REVISION)
+    match kind_of(target):
+        case TargetKind.DEPLOYMENT:
+            current = _annotations(reads.deployment(target)).get(REVISION)
+        case TargetKind.STATEFULSET:
+            name = path_of(reads.workload(target), "status", "updateRevision")
+            found = next(
+                (r for r in reads.revisions(target) if path_of(r, "metadata", "name") == name),
+                None,
+            )
+            current = str(found.get("revision")) if found is not None else None
+        case TargetKind.DAEMONSET:
+            return False
+        case _:
+            assert_never(kind_of(target))
     return current is not None and current != str(params.from_revision)
 
 
@@ -138,7 +192,10 @@ ACTION = ActionSpec(
     rbac=(
         Rule("apps", "deployments", ("get", "patch")),
         Rule("apps", "replicasets", ("list",)),
+        Rule("apps", "statefulsets", ("get", "patch")),
+        Rule("apps", "controllerrevisions", ("list",)),
     ),
+    targets=(TargetKind.DEPLOYMENT, TargetKind.STATEFULSET),
     make_concrete=_concrete,
     make_request=_request,
     check_landed=_landed,

@@ -1,8 +1,9 @@
 """Scale up: what ``kubectl scale`` sends, or a raised floor for the autoscaler.
 
-Without a HorizontalPodAutoscaler, a merge patch of the Deployment's ``scale``
-subresource. With one, a merge patch of the HPA's ``minReplicas``: the autoscaler keeps
-control and will not undo the change (a plain scale it would).
+Without a HorizontalPodAutoscaler, a merge patch of the Deployment's (or the
+StatefulSet's) ``scale`` subresource. With one, a merge patch of the HPA's
+``minReplicas``: the autoscaler keeps control and will not undo the change (a plain
+scale it would).
 
 Decisions (sizing, moved here from the planner unchanged):
 
@@ -39,7 +40,16 @@ from healer.actions.base import (
 )
 from healer.actions.targets import object_path
 from healer.config import GuardSettings
-from healer.types import ActionKind, Demand, Finding, JsonObject, Signal, WorkloadRef, WorkloadState
+from healer.types import (
+    ActionKind,
+    Demand,
+    Finding,
+    JsonObject,
+    Signal,
+    TargetKind,
+    WorkloadRef,
+    WorkloadState,
+)
 
 MERGE = "application/merge-patch+json"
 _EPSILON = 1e-9
@@ -152,7 +162,7 @@ def _landed(target: WorkloadRef, params: ScaleParams, started: datetime, reads: 
     if params.hpa:
         hpa = reads.hpa(target.namespace, params.hpa)
         return path_of(hpa, "spec", "minReplicas") == params.replicas
-    return path_of(reads.deployment(target), "spec", "replicas") == params.replicas
+    return path_of(reads.workload(target), "spec", "replicas") == params.replicas
 
 
 ACTION = ActionSpec(
@@ -160,8 +170,10 @@ ACTION = ActionSpec(
     params=ScaleParams,
     settings=ScaleSettings,
     guards=("scale_bounds",),
+    targets=(TargetKind.DEPLOYMENT, TargetKind.STATEFULSET),
     rbac=(
         Rule("apps", "deployments/scale", ("patch",)),
+        Rule("apps", "statefulsets/scale", ("patch",)),
         Rule("autoscaling", "horizontalpodautoscalers", ("get", "patch")),
     ),
     make_concrete=_concrete,

@@ -11,6 +11,8 @@ from healer.types import TargetKind, WorkloadRef
 
 _RESOURCES: dict[TargetKind, tuple[str, str]] = {
     TargetKind.DEPLOYMENT: ("/apis/apps/v1", "deployments"),
+    TargetKind.STATEFULSET: ("/apis/apps/v1", "statefulsets"),
+    TargetKind.DAEMONSET: ("/apis/apps/v1", "daemonsets"),
 }
 """API prefix and resource of each target kind."""
 

@@ -38,7 +38,7 @@ from healer.sim.cluster import Cluster
 from healer.sim.objects import K8s
 from healer.sim.scenario import Event, Scenario
 from healer.sim.source import SimSource
-from healer.sim.state import ClusterState, Now
+from healer.sim.state import ClusterState, Now, deployment_of
 from healer.types import ActionRecord, ActionStatus, Plan, WorkloadRef, WorkloadState
 
 CONTENDERS = ("kubernetes", "static", "healer-cold", "healer")
@@ -117,7 +117,7 @@ class ChaosCluster(Cluster):
         self.tick = (*self.tick, self)  # after the sampler: one flag per sample
 
     def _killed(self, pod: K8s, reason: str, now: Now) -> None:
-        owner = pod["metadata"]["ownerReferences"][0]["name"].rsplit("-", 1)[0]
+        owner = deployment_of(pod)
         self.kills.append((now.unix_s, f"{pod['metadata']['namespace']}/{owner}", reason))
 
     def reconcile(self, state: ClusterState, now: Now) -> None:
@@ -128,7 +128,7 @@ class ChaosCluster(Cluster):
         if now.elapsed_s < event.at_s or event.kind == "overload":
             return False
         namespace, name = event.workload.split("/", 1)
-        dep = self.store.find("deployments", namespace, name)
+        dep = self.state.workload(namespace, name)
         pods = self.state.pods_of(dep) if dep is not None else []
         if event.kind in ("release", "crash_loop"):
             return any(p["spec"]["containers"][0]["image"] == event.image for p in pods)
@@ -139,7 +139,7 @@ class ChaosCluster(Cluster):
 
 
 def build_cluster(scenario: Scenario) -> ChaosCluster:
-    """The scenario's cluster with an autoscaler on every Deployment."""
+    """The scenario's cluster with an autoscaler on every workload (Deployment or StatefulSet)."""
     cluster = ChaosCluster(scenario)
     for spec in scenario.expanded():
         body: K8s = {
@@ -147,7 +147,7 @@ def build_cluster(scenario: Scenario) -> ChaosCluster:
             "spec": {
                 "scaleTargetRef": {
                     "apiVersion": "apps/v1",
-                    "kind": "Deployment",
+                    "kind": spec.kind,
                     "name": spec.name,
                 },
                 "minReplicas": max(1, spec.replicas),
@@ -261,7 +261,7 @@ def run_contender(
 def _replicas(cluster: Cluster) -> dict[str, int]:
     out = {}
     for w in cluster.workloads:
-        dep = cluster.store.find("deployments", w.namespace, w.name)
+        dep = cluster.state.workload(w.namespace, w.name)
         out[f"{w.namespace}/{w.name}"] = dep["spec"]["replicas"] if dep else 0
     return out
 

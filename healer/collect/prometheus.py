@@ -39,7 +39,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 from urllib3.util.retry import Retry
 
-from healer.collect.signals import SignalQuery, build_queries
+from healer.collect.signals import STATEFULSET_PREFIX, SignalQuery, build_queries
 from healer.config import PrometheusSettings
 from healer.errors import ConfigError, PrometheusUnavailable, QueryError
 from healer.types import Frame, Signal, WorkloadRef
@@ -476,7 +476,15 @@ def assemble(
         if bad["infinite"] or bad["negative"]:
             plane[infinite | negative] = np.nan
             log.warning("prometheus_values_dropped", signal=str(signal), **bad)
-    return [WorkloadRef(ns, "Deployment", name) for ns, name in keys], values
+    return [workload_ref(ns, name) for ns, name in keys], values
+
+
+def workload_ref(namespace: str, label: str) -> WorkloadRef:
+    """The workload a series' ``deployment`` label names: a StatefulSet's carries
+    ``STATEFULSET_PREFIX`` before its name, a Deployment's is the name alone."""
+    if label.startswith(STATEFULSET_PREFIX):
+        return WorkloadRef(namespace, "StatefulSet", label.removeprefix(STATEFULSET_PREFIX))
+    return WorkloadRef(namespace, "Deployment", label)
 
 
 def _place(

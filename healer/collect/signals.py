@@ -10,7 +10,9 @@ in production.
 Pod-level series reach their Deployment through ``$pod_owner``, a vector of 1s labelled
 ``(namespace, pod, deployment)``. By default it joins ``kube_pod_owner`` (pod ->
 ReplicaSet) with ``kube_replicaset_owner`` (ReplicaSet -> Deployment), as kube-prometheus'
-``namespace_workload_pod:kube_pod_owner:relabel`` rule does; a cluster that labels its
+``namespace_workload_pod:kube_pod_owner:relabel`` rule does, and takes a StatefulSet's
+pods from ``kube_pod_owner`` directly, labelled ``deployment="statefulset/NAME"``
+(``STATEFULSET_PREFIX``); a cluster that labels its
 pods with the Deployment's name can map through ``kube_pod_labels`` instead.
 
 Templates use two tokens, replaced as plain text (PromQL's own ``$1`` is left alone):
@@ -33,6 +35,11 @@ WorkloadMapping = Literal["owner", "pod_label"]
 # (container="POD"); both would double-count the pod's usage.
 _CONTAINERS = 'container!="", container!="POD"'
 
+STATEFULSET_PREFIX = "statefulset/"
+"""A StatefulSet's series carry ``deployment="statefulset/NAME"``: the one label that
+names a workload in every query, with its kind where a Deployment's name (which cannot
+hold a ``/``) never is; ``healer.collect.prometheus`` reads it back as the kind."""
+
 POD_OWNER_BY_OWNERS = """max by (namespace, pod, deployment) (
   label_replace(
     label_replace(kube_pod_owner{owner_kind="ReplicaSet"}, "replicaset", "$1", "owner_name", "(.*)")
@@ -41,6 +48,10 @@ POD_OWNER_BY_OWNERS = """max by (namespace, pod, deployment) (
       max by (namespace, replicaset, owner_name) (kube_replicaset_owner{owner_kind="Deployment"})
     ),
     "deployment", "$1", "owner_name", "(.+)"
+  )
+  or
+  label_replace(
+    kube_pod_owner{owner_kind="StatefulSet"}, "deployment", "statefulset/$1", "owner_name", "(.+)"
   )
 )"""
 
@@ -98,14 +109,31 @@ STANDARD: Mapping[Signal, str] = {
         + "\n)"
     ),
     # More available than desired happens mid-rollout (surge); the signal tops out at 1.
-    # A Deployment scaled to zero is fully ready, as the simulator and kubectl say.
+    # A Deployment scaled to zero is fully ready, as the simulator and kubectl say; a
+    # StatefulSet's ready pods count the same way.
     Signal.READY_RATIO: """clamp_max(
   sum by (namespace, deployment) (kube_deployment_status_replicas_available)
   / (sum by (namespace, deployment) (kube_deployment_spec_replicas) > 0),
   1
 )
 or on (namespace, deployment)
-(sum by (namespace, deployment) (kube_deployment_spec_replicas) == 0) + 1""",
+(sum by (namespace, deployment) (kube_deployment_spec_replicas) == 0) + 1
+or on (namespace, deployment)
+clamp_max(
+  sum by (namespace, deployment) (
+    label_replace(
+      kube_statefulset_status_replicas_ready, "deployment", "statefulset/$1", "statefulset", "(.+)"
+    )
+  )
+  / (sum by (namespace, deployment) (
+    label_replace(kube_statefulset_replicas, "deployment", "statefulset/$1", "statefulset", "(.+)")
+  ) > 0),
+  1
+)
+or on (namespace, deployment)
+(sum by (namespace, deployment) (
+  label_replace(kube_statefulset_replicas, "deployment", "statefulset/$1", "statefulset", "(.+)")
+) == 0) + 1""",
 }
 
 

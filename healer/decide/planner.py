@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from healer.actions import handler
+from healer.actions import REGISTRY, handler
 from healer.actions.base import PlanInputs
 from healer.config import GuardSettings
 from healer.decide.guards import Check, check_all, resolve_mode
@@ -88,9 +88,13 @@ def plan(
 def _matches(
     book: Playbook, diagnosis: Diagnosis, finding: Finding, alerts: frozenset[str]
 ) -> bool:
-    """Cause, confidence, namespace and (if the playbook names any) a firing alert and a
-    deviating signal."""
+    """Cause, confidence, namespace, a kind the action supports (and the playbook names,
+    if it names any), and (if the playbook names any) a firing alert and a deviating
+    signal."""
     m = book.match
+    kind = diagnosis.workload.kind
+    if not REGISTRY[book.action.kind].supports(kind) or (m.kinds and kind not in m.kinds):
+        return False
     if m.causes and diagnosis.cause not in m.causes:
         return False
     if diagnosis.confidence < m.min_confidence:

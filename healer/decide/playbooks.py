@@ -20,6 +20,9 @@ Decisions:
   no handler in the registry is refused.
 - ``on_failure`` is ``escalate`` or the name of another playbook; chains must end in
   ``escalate`` (a loop is an error).
+- ``match.kinds`` names the target kinds a playbook is for; a kind its action does not
+  support (a scale of a DaemonSet) is refused at load, naming the file, the line and
+  the entry, rather than failing on the cluster later.
 - Duplicate keys in a YAML mapping are an error (PyYAML would keep the last one silently).
 - The message reports one error, a wrong value before a missing field, and how many more.
 """
@@ -48,7 +51,7 @@ from healer.actions import REGISTRY
 from healer.actions.base import NoSettings, Settings
 from healer.actions.scale import ScaleSettings
 from healer.errors import PlaybookError
-from healer.types import ActionKind, Cause, Mode, Signal
+from healer.types import ActionKind, Cause, Mode, Signal, TargetKind
 from healer.yamlfile import line_of, load_model, read_text
 
 ESCALATE = "escalate"
@@ -79,6 +82,10 @@ class Match(_Model):
     """When not empty, at least one of these must be among the finding's deviating signals."""
     namespaces: tuple[str, ...] = ()
     """When not empty, only workloads in these namespaces match."""
+    kinds: tuple[TargetKind, ...] = ()
+    """When not empty, only workloads of these kinds match (``Deployment``,
+    ``StatefulSet``...); each must be a kind the playbook's action supports. Empty: every
+    kind the action supports."""
     alerts: tuple[AlertName, ...] = ()
     """When not empty, one of these Alertmanager alerts (by ``alertname``) must be firing
     on the workload, taken as evidence by the cycle. An incident an alert opened is
@@ -218,7 +225,21 @@ def _load_file(path: Path) -> _Loaded:
     playbook, root = load_model(
         text, Playbook, where=str(path), error=PlaybookError, what="playbook"
     )
-    return _Loaded(path, root, playbook)
+    loaded = _Loaded(path, root, playbook)
+    _check_kinds(loaded)
+    return loaded
+
+
+def _check_kinds(item: _Loaded) -> None:
+    """Every kind in ``match.kinds`` is one the playbook's action supports."""
+    action = REGISTRY[item.playbook.action.kind]
+    for i, kind in enumerate(item.playbook.match.kinds):
+        if not action.supports(kind):
+            known = ", ".join(t.value for t in action.targets)
+            raise PlaybookError(
+                f"{item.path}:{item.line('match', 'kinds', i)}: match.kinds[{i}]: action "
+                f"{action.kind} does not support a {kind.value} (it supports {known})"
+            )
 
 
 def _check_unique_names(loaded: Sequence[_Loaded]) -> None:

@@ -43,7 +43,8 @@ def refusal(alert: Alert, guards: GuardSettings) -> tuple[AlertDisposition, str]
         pod = alert.labels.get("pod")
         named = f"pod {alert.labels.get('namespace', '?')}/{pod}" if pod else "no workload"
         return AlertDisposition.NO_WORKLOAD, (
-            f"{alert.name} names {named}: no namespace and deployment labels, kept unresolved"
+            f"{alert.name} names {named}: no namespace and deployment (or statefulset) "
+            "labels, kept unresolved"
         )
     verdict = namespace_verdict(workload.namespace, guards)
     if not verdict.passed:

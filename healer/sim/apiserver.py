@@ -45,6 +45,8 @@ from healer.sim.watch import watch
 
 Handler = Callable[[Request], Awaitable[Response]]
 
+_WORKLOADS = ("deployments", "statefulsets")
+"""Kinds with a controller whose writes go through the cluster's workload verbs."""
 _TABLE_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 # Exceptions raised while reading a body of the wrong shape (a string where an object
 # belongs, ...). A real API server fails to decode such a body into its Go types and
@@ -338,8 +340,8 @@ async def _collection(
     body, dry_run = await _body(request), _dry(request)
     _check_kind(kind, body)
     warnings = _field_warnings(request, kind, body)
-    if kind.resource == "deployments":
-        created = cluster.create_deployment(namespace, body, dry_run=dry_run)
+    if kind.resource in _WORKLOADS:
+        created = cluster.create_workload(kind.resource, namespace, body, dry_run=dry_run)
     elif kind.resource == "events":
         created = cluster.create_event(namespace, body, dry_run=dry_run)
     else:
@@ -382,8 +384,8 @@ async def _item(
         body = await _body(request)
         _check_kind(kind, body, name)
         warnings = _field_warnings(request, kind, body)
-        if resource == "deployments":
-            replaced = cluster.replace_deployment(namespace, name, body, dry_run=dry_run)
+        if resource in _WORKLOADS:
+            replaced = cluster.replace_workload(resource, namespace, name, body, dry_run=dry_run)
         else:
             assert resource in PLAIN
             replaced = cluster.replace_object(resource, namespace, name, body, dry_run=dry_run)
@@ -393,9 +395,9 @@ async def _item(
         patch, content_type = await _patch_body(request)
         fields = strip_directives(patch) if content_type == STRATEGIC_MERGE_PATCH else patch
         warnings = _field_warnings(request, kind, fields)
-        if resource == "deployments":
-            patched = cluster.patch_deployment(
-                namespace, name, patch, content_type, dry_run=dry_run
+        if resource in _WORKLOADS:
+            patched = cluster.patch_workload(
+                resource, namespace, name, patch, content_type, dry_run=dry_run
             )
         else:
             assert resource in PLAIN
@@ -409,19 +411,28 @@ async def _item(
 async def _subresource(
     cluster: Cluster, request: Request, kind: Kind, namespace: str, name: str, sub: str
 ) -> Response:
-    if kind.resource == "deployments" and sub == "scale":
+    resource = kind.resource
+    if resource in _WORKLOADS and sub == "scale":
         if request.method == "GET":
-            return _json(request, cluster.get_scale(namespace, name))
+            return _json(request, cluster.get_scale(namespace, name, resource=resource))
         dry_run = _dry(request)
         if request.method == "PATCH":
             patch, content_type = await _patch_body(request)
             return _json(
-                request, cluster.patch_scale(namespace, name, patch, content_type, dry_run=dry_run)
+                request,
+                cluster.patch_scale(
+                    namespace, name, patch, content_type, dry_run=dry_run, resource=resource
+                ),
             )
         if request.method == "PUT":
             body = await _body(request)
-            return _json(request, cluster.replace_scale(namespace, name, body, dry_run=dry_run))
+            return _json(
+                request,
+                cluster.replace_scale(namespace, name, body, dry_run=dry_run, resource=resource),
+            )
         raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on scale")
+    if any(s.name == sub == "status" for s in kind.subresources):
+        return await _status(cluster, request, kind, namespace, name)
     if kind.resource == "pods" and sub == "eviction":
         if request.method != "POST":
             raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on eviction")
@@ -436,6 +447,27 @@ async def _subresource(
             request, cluster.evict_pod(namespace, name, body, dry_run=dry_run), created=True
         )
     raise _missing()
+
+
+async def _status(
+    cluster: Cluster, request: Request, kind: Kind, namespace: str, name: str
+) -> Response:
+    """The ``status`` subresource: the object, whose status alone a write changes."""
+    if request.method == "GET":
+        return _json(request, cluster.get_object(kind.resource, namespace, name))
+    dry_run = _dry(request)
+    if request.method == "PATCH":
+        patch, content_type = await _patch_body(request)
+        written = cluster.write_status(
+            kind.resource, namespace, name, patch, patch_type=content_type, dry_run=dry_run
+        )
+        return _json(request, written)
+    if request.method == "PUT":
+        body = await _body(request)
+        _check_kind(kind, body, name)
+        written = cluster.write_status(kind.resource, namespace, name, body, dry_run=dry_run)
+        return _json(request, written)
+    raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on status")
 
 
 def serve_in_thread(cluster: Cluster, *, host: str = "127.0.0.1", port: int = 0) -> ServerThread:

@@ -5,25 +5,26 @@ The parts, each in its own module with one shape (``healer.sim.controllers.Contr
 ``reconcile(state, now)``), run in a fixed order every tick (``Cluster.tick``):
 
 * fault injection (``controllers.faults``): the scenario's events as they fall due;
-* the control plane: the garbage collector, the Deployment and ReplicaSet controllers,
-  the kubelet of pods outside the scenario, the Deployment status;
+* the control plane: the garbage collector, the Deployment, ReplicaSet and StatefulSet
+  controllers, the kubelet of pods outside the scenario, the Deployment status;
 * the containers at work (``controllers.runtime``): traffic, CPU, memory, OOM kills,
   crashes, latency and errors, for every scenario pod at once;
-* the HPA controller, the Deployment status again (pods changed readiness while
-  serving), the disruption controller;
+* the HPA controller, the Deployment status and the StatefulSet controller again (pods
+  changed readiness while serving), the disruption controller;
 * sampling (``controllers.sampler``): one row of signals per workload.
 
 This module keeps what the API server does: get, list, create, replace, patch and
 delete with Kubernetes' semantics (defaults, validation, ``resourceVersion`` conflicts,
-``generation``), the ``scale`` and ``eviction`` subresources, Events. Time moves only
+``generation``), the ``scale``, ``status`` and ``eviction`` subresources, Events. Time moves only
 when ``advance`` is called; all state is guarded by ``lock``, because the API server
 thread reads and writes while the driver advances time.
 
 A write through the API does not wait for the next tick: the controllers in
-``on_write`` (the garbage collector, the Deployment and ReplicaSet controllers) react
-to it at once, at the clock's current instant, as kube-controller-manager reacts within
-a second of a write. ``kubectl rollout restart`` then ``kubectl set image`` make two
-revisions, and ``kubectl rollout undo`` right after finds the previous one.
+``on_write`` (the garbage collector, the Deployment, ReplicaSet and StatefulSet
+controllers) react to it at once, at the clock's current instant, as
+kube-controller-manager reacts within a second of a write. ``kubectl rollout restart``
+then ``kubectl set image`` make two revisions, and ``kubectl rollout undo`` right after
+finds the previous one.
 
 Decisions:
 
@@ -54,7 +55,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
-from healer.sim import controllers, deployments
+from healer.sim import controllers, deployments, statefulsets
 from healer.sim.clock import VirtualClock
 from healer.sim.containers import Container
 from healer.sim.controllers import kubelet
@@ -66,6 +67,7 @@ from healer.sim.controllers.garbage import GarbageCollector
 from healer.sim.controllers.replicaset import ReplicaSetController
 from healer.sim.controllers.runtime import ContainerRuntime
 from healer.sim.controllers.sampler import SIGNALS, Sampler
+from healer.sim.controllers.statefulset import StatefulSetController
 from healer.sim.disruption import check_eviction
 from healer.sim.kinds import BY_RESOURCE, INITIAL_STATUS, default_and_validate
 from healer.sim.objects import (
@@ -89,6 +91,9 @@ __all__ = ["LATENCY_BUCKETS_S", "REVISION", "SIGNALS", "Cluster"]
 # control plane, each followed by this much ageing, bring every pod up and ready.
 _WARM_PASSES = 3
 _WARM_AGE_S = 3600.0
+
+_WORKLOAD_RULES = {"deployments": deployments, "statefulsets": statefulsets}
+"""Each workload kind's module of API server rules: ``default`` and ``validate``."""
 
 _P = ParamSpec("_P")
 _R = TypeVar("_R")
@@ -116,17 +121,16 @@ class Cluster:
         self.lock = threading.RLock()
         self.state = ClusterState(scenario, self.clock)
         self.store = self.state.store
-        self.workloads = tuple(
-            WorkloadRef(w.namespace, "Deployment", w.name) for w in self.state.specs
-        )
+        self.workloads = tuple(WorkloadRef(w.namespace, w.kind, w.name) for w in self.state.specs)
         self._api_faults = ApiFaults(list(scenario.api_faults), scenario.seed + 1)
         self._faults = FaultInjector(scenario, api=self)
         self._sampler = Sampler(scenario.step_s)
-        status = DeploymentStatus()
+        status, stateful = DeploymentStatus(), StatefulSetController()
         self._control_plane: tuple[controllers.Controller, ...] = (
             GarbageCollector(),
             DeploymentController(),
             ReplicaSetController(),
+            stateful,
             kubelet.Kubelet(),
             status,
         )
@@ -136,6 +140,7 @@ class Cluster:
             ContainerRuntime(scenario.step_s),
             AutoscalerController(),
             status,  # pods changed readiness while serving: the status catches up
+            stateful,  # and a StatefulSet's next ordinal need not wait for the next tick
             DisruptionController(),
             self._sampler,
         )
@@ -144,18 +149,38 @@ class Cluster:
             GarbageCollector(),
             DeploymentController(),
             ReplicaSetController(),
+            StatefulSetController(),
         ]
         """The controllers that react to a write through the API at once, in this order;
         a new kind's controller joins them here (they keep no state of their own)."""
         self._quiet = 1  # > 0: writes get no reaction of their own (ticks, start-up)
         with self.lock:
             for spec in self.state.specs:
-                self.create_deployment(spec.namespace, deployments.manifest(spec))
+                if spec.kind == "StatefulSet":
+                    self.create_workload(
+                        "statefulsets", spec.namespace, statefulsets.manifest(spec)
+                    )
+                else:
+                    self.create_deployment(spec.namespace, deployments.manifest(spec))
             for _ in range(_WARM_PASSES):
                 now = self.state.now()
                 controllers.run(self._control_plane, self.state, now)
                 kubelet.age_pods(self.state, _WARM_AGE_S, now)
+            self._warm_statefulsets(stateful)
         self._quiet = 0
+
+    def _warm_statefulsets(self, stateful: StatefulSetController) -> None:
+        """Further start-up passes for the StatefulSets, which start one ordinal per pass
+        (OrderedReady): until each has all its pods, ageing only theirs, so that the
+        Deployments start as they always have."""
+        sets = self.store.list("statefulsets")
+        for _ in range(max((s["spec"]["replicas"] for s in sets), default=0)):
+            if not self.state.queues.statefulsets:
+                return
+            now = self.state.now()
+            stateful.reconcile(self.state, now)
+            pods = [p for s in sets for p in self.state.pods_of(s)]
+            kubelet.age_pods(self.state, _WARM_AGE_S, now, pods)
 
     # ---- time --------------------------------------------------------------------------
 
@@ -245,38 +270,93 @@ class Cluster:
         with self.lock:
             return copy_json(self.store.get(resource, namespace, name))
 
-    @_reacts
     def create_deployment(self, namespace: str, body: K8s, *, dry_run: bool = False) -> K8s:
-        with self.lock:
-            obj = copy_json(body)
-            obj.setdefault("apiVersion", "apps/v1")
-            obj.setdefault("kind", "Deployment")
-            obj.setdefault("metadata", {})["namespace"] = namespace
-            deployments.default(obj)
-            deployments.validate(obj)
-            obj["status"] = {"observedGeneration": 0}
-            if dry_run:
-                return obj
-            return copy_json(self.store.create("deployments", obj, now=self.clock.now()))
+        return self.create_workload("deployments", namespace, body, dry_run=dry_run)
 
-    @_reacts
     def replace_deployment(
         self, namespace: str, name: str, body: K8s, *, dry_run: bool = False
     ) -> K8s:
-        with self.lock:
-            current = self.store.get("deployments", namespace, name)
-            check_resource_version(current, body)
-            return self._write_deployment(current, copy_json(body), dry_run=dry_run)
+        return self.replace_workload("deployments", namespace, name, body, dry_run=dry_run)
 
-    @_reacts
     def patch_deployment(
         self, namespace: str, name: str, patch: Any, content_type: str, *, dry_run: bool = False
     ) -> K8s:
+        return self.patch_workload(
+            "deployments", namespace, name, patch, content_type, dry_run=dry_run
+        )
+
+    @_reacts
+    def create_workload(
+        self, resource: str, namespace: str, body: K8s, *, dry_run: bool = False
+    ) -> K8s:
+        """Create a Deployment or a StatefulSet (``resource``) after defaults and checks."""
         with self.lock:
-            current = self.store.get("deployments", namespace, name)
+            obj = copy_json(body)
+            obj.setdefault("apiVersion", "apps/v1")
+            obj.setdefault("kind", BY_RESOURCE[resource].kind)
+            obj.setdefault("metadata", {})["namespace"] = namespace
+            rules = _WORKLOAD_RULES[resource]
+            rules.default(obj)
+            rules.validate(obj)
+            obj["status"] = {"observedGeneration": 0}
+            if resource == "statefulsets":
+                obj["status"]["replicas"] = 0  # required in the Go type's status
+            if dry_run:
+                return obj
+            return copy_json(self.store.create(resource, obj, now=self.clock.now()))
+
+    @_reacts
+    def replace_workload(
+        self, resource: str, namespace: str, name: str, body: K8s, *, dry_run: bool = False
+    ) -> K8s:
+        with self.lock:
+            current = self.store.get(resource, namespace, name)
+            check_resource_version(current, body)
+            return self._write_workload(resource, current, copy_json(body), dry_run=dry_run)
+
+    @_reacts
+    def patch_workload(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        patch: Any,
+        content_type: str,
+        *,
+        dry_run: bool = False,
+    ) -> K8s:
+        with self.lock:
+            current = self.store.get(resource, namespace, name)
             patched = apply_patch(copy_json(current), patch, content_type)
             check_resource_version(current, patched)
-            return self._write_deployment(current, patched, dry_run=dry_run)
+            return self._write_workload(resource, current, patched, dry_run=dry_run)
+
+    @_reacts
+    def write_status(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        body: K8s,
+        *,
+        patch_type: str | None = None,
+        dry_run: bool = False,
+    ) -> K8s:
+        """The ``status`` subresource: PUT (``patch_type`` None) or PATCH; only the
+        status of the result is kept, as the API server's status strategy does."""
+        with self.lock:
+            current = self.store.get(resource, namespace, name)
+            new = body if patch_type is None else apply_patch(copy_json(current), body, patch_type)
+            check_resource_version(current, new)
+            status = new.get("status")
+            if not isinstance(status, dict):
+                raise ApiError(400, "BadRequest", "status must be an object")
+            written = copy_json(current)
+            written["status"] = copy_json(status)
+            if dry_run:
+                return written
+            current["status"] = written["status"]
+            return copy_json(self.store.update(resource, current, spec_changed=False))
 
     @_reacts
     def delete_object(
@@ -382,24 +462,39 @@ class Cluster:
                 "code": 201,
             }
 
-    def get_scale(self, namespace: str, name: str) -> K8s:
+    def get_scale(self, namespace: str, name: str, *, resource: str = "deployments") -> K8s:
         with self.lock:
-            return deployments.scale_of(self.store.get("deployments", namespace, name))
+            return deployments.scale_of(self.store.get(resource, namespace, name))
 
     @_reacts
     def patch_scale(
-        self, namespace: str, name: str, patch: Any, content_type: str, *, dry_run: bool = False
+        self,
+        namespace: str,
+        name: str,
+        patch: Any,
+        content_type: str,
+        *,
+        dry_run: bool = False,
+        resource: str = "deployments",
     ) -> K8s:
         with self.lock:
-            current = self.store.get("deployments", namespace, name)
+            current = self.store.get(resource, namespace, name)
             scale = apply_patch(deployments.scale_of(current), patch, content_type)
-            return self._apply_scale(current, scale, dry_run=dry_run)
+            return self._apply_scale(resource, current, scale, dry_run=dry_run)
 
     @_reacts
-    def replace_scale(self, namespace: str, name: str, body: K8s, *, dry_run: bool = False) -> K8s:
+    def replace_scale(
+        self,
+        namespace: str,
+        name: str,
+        body: K8s,
+        *,
+        dry_run: bool = False,
+        resource: str = "deployments",
+    ) -> K8s:
         with self.lock:
-            current = self.store.get("deployments", namespace, name)
-            return self._apply_scale(current, body, dry_run=dry_run)
+            current = self.store.get(resource, namespace, name)
+            return self._apply_scale(resource, current, body, dry_run=dry_run)
 
     def create_event(self, namespace: str, body: K8s, *, dry_run: bool = False) -> K8s:
         with self.lock:
@@ -419,25 +514,29 @@ class Cluster:
             return copy_json(self.store.create("events", obj, now=self.clock.now()))
 
     def pods_of(self, namespace: str, name: str) -> list[K8s]:
+        """The pods of the Deployment (else the StatefulSet) called ``name``."""
         with self.lock:
-            return [
-                copy_json(p)
-                for p in self.state.pods_of(self.store.get("deployments", namespace, name))
-            ]
+            workload = self.state.workload(namespace, name)
+            if workload is None:
+                self.store.get("deployments", namespace, name)  # the 404
+            return [copy_json(p) for p in self.state.pods_of(workload or {})]
 
     def container(self, pod: K8s) -> Container:
         return self.state.container(pod)
 
     # ---- writes ------------------------------------------------------------------------
 
-    def _write_deployment(self, current: K8s, new: K8s, *, dry_run: bool) -> K8s:
+    def _write_workload(self, resource: str, current: K8s, new: K8s, *, dry_run: bool) -> K8s:
         meta = new.setdefault("metadata", {})
         for key in ("name", "namespace", "uid", "creationTimestamp", "generation"):
             meta[key] = current["metadata"][key]
         new["status"] = copy_json(current.get("status", {}))
-        deployments.default(new)
-        deployments.validate(new)
-        if new["spec"]["selector"] != current["spec"]["selector"]:
+        rules = _WORKLOAD_RULES[resource]
+        rules.default(new)
+        rules.validate(new)
+        if resource == "statefulsets":
+            statefulsets.check_update(current, new)
+        elif new["spec"]["selector"] != current["spec"]["selector"]:
             raise ApiError(
                 422,
                 "Invalid",
@@ -449,7 +548,7 @@ class Cluster:
             if spec_changed:
                 meta["generation"] = current["metadata"]["generation"] + 1
             return new
-        return copy_json(self.store.update("deployments", new, spec_changed=spec_changed))
+        return copy_json(self.store.update(resource, new, spec_changed=spec_changed))
 
     def _write_plain(self, resource: str, current: K8s, new: K8s, *, dry_run: bool) -> K8s:
         """Replace a plain object; identity fields and status are the server's, not the body's."""
@@ -470,7 +569,7 @@ class Cluster:
             return new
         return copy_json(self.store.update(resource, new, spec_changed=spec_changed))
 
-    def _apply_scale(self, current: K8s, scale: K8s, *, dry_run: bool) -> K8s:
+    def _apply_scale(self, resource: str, current: K8s, scale: K8s, *, dry_run: bool) -> K8s:
         check_resource_version(current, scale)
         replicas = (scale.get("spec") or {}).get("replicas")
         if not isinstance(replicas, int) or isinstance(replicas, bool) or replicas < 0:
@@ -483,5 +582,5 @@ class Cluster:
             )
         new = copy_json(current)
         new["spec"]["replicas"] = replicas
-        written = self._write_deployment(current, new, dry_run=dry_run)
+        written = self._write_workload(resource, current, new, dry_run=dry_run)
         return deployments.scale_of(written)

@@ -91,6 +91,7 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
             for rs in cluster.store.owned("replicasets", d["metadata"]["uid"])
         ],
     )
+    yield from _statefulset_families(cluster)
     pods = cluster.store.list("pods")
     owner_rows: list[tuple[str, float]] = []
     cpu, memory, restarts, requests, limits = (list[tuple[str, float]]() for _ in range(5))
@@ -99,9 +100,12 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
     for pod in pods:
         meta = pod["metadata"]
         ns, name = meta["namespace"], meta["name"]
-        owner = meta["ownerReferences"][0]["name"]
+        owner = meta["ownerReferences"][0]
         owner_rows.append(
-            (_labels(namespace=ns, pod=name, owner_kind="ReplicaSet", owner_name=owner), 1.0)
+            (
+                _labels(namespace=ns, pod=name, owner_kind=owner["kind"], owner_name=owner["name"]),
+                1.0,
+            )
         )
         c = cluster.container(pod)
         spec = pod["spec"]["containers"][0]
@@ -142,3 +146,55 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
     yield "http_requests_total", "counter", http
     # A histogram family: its rows carry the _bucket, _sum and _count suffixes.
     yield "http_request_duration_seconds", "histogram", buckets
+
+
+# kube-state-metrics' StatefulSet gauges: (metric, where the value is read).
+_STATEFULSET_GAUGES = (
+    ("kube_statefulset_replicas", ("spec", "replicas")),
+    ("kube_statefulset_status_replicas", ("status", "replicas")),
+    ("kube_statefulset_status_replicas_ready", ("status", "readyReplicas")),
+    ("kube_statefulset_status_replicas_available", ("status", "availableReplicas")),
+    ("kube_statefulset_status_replicas_current", ("status", "currentReplicas")),
+    ("kube_statefulset_status_replicas_updated", ("status", "updatedReplicas")),
+    ("kube_statefulset_status_observed_generation", ("status", "observedGeneration")),
+    ("kube_statefulset_metadata_generation", ("metadata", "generation")),
+)
+
+
+def _statefulset_families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, float]]]]:
+    sets = cluster.store.list("statefulsets")
+    if not sets:
+        return  # no family without a series: OpenMetrics has no empty families
+    for metric, (section, field) in _STATEFULSET_GAUGES:
+        yield (
+            metric,
+            "gauge",
+            [
+                (
+                    _labels(
+                        namespace=s["metadata"]["namespace"], statefulset=s["metadata"]["name"]
+                    ),
+                    (s.get(section) or {}).get(field, 0),
+                )
+                for s in sets
+            ],
+        )
+    for metric, field in (
+        ("kube_statefulset_status_current_revision", "currentRevision"),
+        ("kube_statefulset_status_update_revision", "updateRevision"),
+    ):
+        yield (
+            metric,
+            "gauge",
+            [
+                (
+                    _labels(
+                        namespace=s["metadata"]["namespace"],
+                        statefulset=s["metadata"]["name"],
+                        revision=str((s.get("status") or {}).get(field, "")),
+                    ),
+                    1.0,
+                )
+                for s in sets
+            ],
+        )

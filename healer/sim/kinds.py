@@ -2,10 +2,11 @@
 
 One table drives routing, discovery (legacy and aggregated), server-side printing and
 field selectors, so a resource cannot be served without being discoverable, or the
-other way round. Deployments, ReplicaSets, Pods and Events are handled by the cluster's
-controllers; HorizontalPodAutoscalers, PodDisruptionBudgets and Leases are plain stored
-objects whose defaults and validation live here, mirroring the API server's (a 422
-``Invalid`` names the field, as ``kubectl`` users see it).
+other way round. Deployments, StatefulSets, ReplicaSets, ControllerRevisions, Pods and
+Events are handled by the cluster's controllers; HorizontalPodAutoscalers,
+PodDisruptionBudgets and Leases are plain stored objects whose defaults and validation
+live here, mirroring the API server's (a 422 ``Invalid`` names the field, as ``kubectl``
+users see it).
 """
 
 from __future__ import annotations
@@ -106,6 +107,26 @@ KINDS = (
         ("get", "list", "watch"),
         ("rs",),
         categories=("all",),
+    ),
+    Kind(
+        "apps",
+        "v1",
+        "statefulsets",
+        "StatefulSet",
+        _RW,
+        ("sts",),
+        (
+            Subresource("scale", "autoscaling/v1", "Scale", ("get", "patch", "update")),
+            Subresource("status", "apps/v1", "StatefulSet", ("get", "patch", "update")),
+        ),
+        categories=("all",),
+    ),
+    Kind(
+        "apps",
+        "v1",
+        "controllerrevisions",
+        "ControllerRevision",
+        ("delete", "get", "list", "watch"),
     ),
     Kind(
         "autoscaling",

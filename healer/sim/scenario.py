@@ -1,6 +1,7 @@
 """Scenarios: a simulated cluster's workloads and what happens to them, as YAML.
 
-A scenario lists workloads (Deployments with a traffic shape and resources), the
+A scenario lists workloads (Deployments, or StatefulSets, with a traffic shape and
+resources), the
 behaviour of the images they run, and timed events: faults, each with the remediation
 that fixes it (``expect``), and benign events that must not trigger any action
 (``expect: none``). Tests and benchmarks score healer against that ground truth.
@@ -32,6 +33,7 @@ Files are untrusted input: validated with pydantic, errors name the file, line a
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime
 from importlib import resources
 from pathlib import Path
@@ -84,6 +86,8 @@ class Behaviour(_Model):
 
 class WorkloadSpec(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=50)
+    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
+    """A StatefulSet runs ordered pods ``name-0``, ``name-1``... with the same template."""
     namespace: str = "default"
     replicas: int = Field(default=3, ge=0)
     copies: int = Field(default=1, ge=1, le=20000)
@@ -118,7 +122,7 @@ class Event(_Model):
     """Seconds after the scenario start."""
     kind: EventKind
     workload: str = Field(pattern=r"^(\*|[a-z0-9-]+/[a-z0-9-]+)$")
-    """namespace/name of the Deployment, or ``*`` for every workload."""
+    """namespace/name of the Deployment (or StatefulSet), or ``*`` for every workload."""
     expect: Remedy
     """The remediation that fixes it; ``none`` marks a benign event."""
     bytes_per_s: float | None = Field(default=None, gt=0)
@@ -188,7 +192,11 @@ class Scenario(_Model):
 
     @model_validator(mode="after")
     def _events_name_workloads(self) -> Scenario:
-        known = {f"{w.namespace}/{n}" for w in self.workloads for n in _names(w)}
+        names = [f"{w.namespace}/{n}" for w in self.workloads for n in _names(w)]
+        twice = sorted(n for n, count in Counter(names).items() if count > 1)
+        if twice:
+            raise ValueError(f"workloads: {', '.join(twice)} named more than once")
+        known = set(names)
         for i, event in enumerate(self.events):
             if event.workload != "*" and event.workload not in known:
                 raise ValueError(f"events[{i}]: no workload {event.workload!r} in this scenario")

@@ -78,6 +78,7 @@ class WorkQueues:
     deployments: set[tuple[str, str]] = field(default_factory=set)
     statuses: set[tuple[str, str]] = field(default_factory=set)
     replicasets: set[tuple[str, str]] = field(default_factory=set)
+    statefulsets: set[tuple[str, str]] = field(default_factory=set)
     deleted_owners: list[str] = field(default_factory=list)  # uids the GC must follow
 
     def absorb(self, other: WorkQueues) -> None:
@@ -130,6 +131,9 @@ class ClusterState:
         """
         meta = obj["metadata"]
         ns, name = meta["namespace"], meta["name"]
+        if resource == "statefulsets" or (resource == "pods" and owner_kind(obj) == "StatefulSet"):
+            self._stateful_change(change, resource, obj)
+            return
         if resource not in ("deployments", "replicasets", "pods"):
             return
         if change == "DELETED" and resource != "pods":
@@ -145,13 +149,36 @@ class ClusterState:
         self.queues.deployments.add((ns, name))
         self.queues.statuses.add((ns, name))
 
+    def _stateful_change(self, change: str, resource: str, obj: K8s) -> None:
+        """A StatefulSet's change, or its pod's, queues the StatefulSet; a deleted one
+        its dependents (pods and ControllerRevisions) for the GC."""
+        meta = obj["metadata"]
+        if resource == "pods":
+            self.queues.statefulsets.add((meta["namespace"], owner_name(obj)))
+            return
+        if change == "DELETED":
+            self.queues.deleted_owners.append(meta["uid"])
+        index = self.workload_index.get(f"{meta['namespace']}/{meta['name']}")
+        if index is not None:
+            self.columns.observe(index, None if change == "DELETED" else obj)
+        self.queues.statefulsets.add((meta["namespace"], meta["name"]))
+
     # ---- reads shared by the controllers -----------------------------------------------
 
     def owned(self, resource: str, owner: K8s) -> list[K8s]:
         return self.store.owned(resource, owner["metadata"]["uid"])
 
-    def pods_of(self, dep: K8s) -> list[K8s]:
-        return [p for rs in self.owned("replicasets", dep) for p in self.owned("pods", rs)]
+    def pods_of(self, workload: K8s) -> list[K8s]:
+        """The pods of a Deployment (through its ReplicaSets) or of a StatefulSet."""
+        if workload.get("kind") == "StatefulSet":
+            return self.owned("pods", workload)
+        return [p for rs in self.owned("replicasets", workload) for p in self.owned("pods", rs)]
+
+    def workload(self, namespace: str, name: str) -> K8s | None:
+        """The Deployment, else the StatefulSet, called ``name``; None when neither is."""
+        return self.store.find("deployments", namespace, name) or self.store.find(
+            "statefulsets", namespace, name
+        )
 
     def container(self, pod: K8s) -> Container:
         return Container(self.table, self.slots[pod["metadata"]["uid"]])
@@ -193,8 +220,16 @@ def owner_name(obj: K8s) -> str:
     return str(obj["metadata"]["ownerReferences"][0]["name"])
 
 
+def owner_kind(obj: K8s) -> str | None:
+    refs = obj["metadata"].get("ownerReferences") or []
+    return str(refs[0].get("kind")) if refs else None
+
+
 def deployment_of(pod: K8s) -> str:
-    """The Deployment a pod belongs to: its ReplicaSet's name less the template hash."""
+    """The workload a pod belongs to: its StatefulSet, or its ReplicaSet's name less the
+    template hash (its Deployment)."""
+    if owner_kind(pod) == "StatefulSet":
+        return owner_name(pod)
     return owner_name(pod).rsplit("-", 1)[0]
 
 

@@ -78,6 +78,26 @@ def _replicaset(obj: K8s, now: datetime) -> list[object]:
     ]
 
 
+def _statefulset(obj: K8s, now: datetime) -> list[object]:
+    status = obj.get("status") or {}
+    ready = f"{status.get('readyReplicas', 0)}/{obj['spec'].get('replicas', 0)}"
+    return [obj["metadata"]["name"], ready, _created(obj, now)]
+
+
+def _controllerrevision(obj: K8s, now: datetime) -> list[object]:
+    owner = next(
+        (r for r in obj["metadata"].get("ownerReferences") or [] if r.get("controller")), None
+    )
+    controller = "<none>"
+    if owner is not None:
+        group = str(owner.get("apiVersion", "")).rpartition("/")[0]
+        kind = str(owner.get("kind", "")).lower()
+        controller = (
+            f"{kind}.{group}/{owner.get('name')}" if group else f"{kind}/{owner.get('name')}"
+        )
+    return [obj["metadata"]["name"], controller, obj.get("revision", 0), _created(obj, now)]
+
+
 def _pod(obj: K8s, now: datetime) -> list[object]:
     statuses = (obj.get("status") or {}).get("containerStatuses") or []
     ready = sum(1 for c in statuses if c.get("ready"))
@@ -182,6 +202,11 @@ PRINTERS: dict[str, tuple[list[Column], Cells]] = {
             _AGE,
         ],
         _replicaset,
+    ),
+    "statefulsets": ([_NAME, ("Ready", "string", ""), _AGE], _statefulset),
+    "controllerrevisions": (
+        [_NAME, ("Controller", "string", ""), ("Revision", "integer", ""), _AGE],
+        _controllerrevision,
     ),
     "pods": (
         [

@@ -247,6 +247,21 @@ def recorded(tmp_path: Path) -> Iterator[tuple[Recorder, Any, Cluster]]:
     server.stop()
 
 
+def statefulset(name: str) -> dict[str, Any]:
+    labels = {"app": name}
+    return {
+        "metadata": {"name": name},
+        "spec": {
+            "replicas": 2,
+            "selector": {"matchLabels": labels},
+            "template": {
+                "metadata": {"labels": labels},
+                "spec": {"containers": [{"name": name, "image": f"{name}:1"}]},
+            },
+        },
+    }
+
+
 def intent(plan: Plan) -> ActionRecord:
     request: dict[str, Any] = {"action": plan.action.value, "params": dict(plan.params)}
     return ActionRecord(plan.action, plan.workload, request, ActionStatus.INTENDED, NOW, NOW)
@@ -258,6 +273,7 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
     released, the start-up probe."""
     search = WorkloadRef("shop", "Deployment", "search")
     cart = WorkloadRef("shop", "Deployment", "cart")
+    db = WorkloadRef("shop", "StatefulSet", "db")
     actuator = KubeActuator(api)
     server_version(api)
     cluster.patch_deployment(
@@ -266,15 +282,27 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
         {"spec": {"template": {"spec": {"containers": [{"name": "cart", "image": "cart:9"}]}}}},
         "application/strategic-merge-patch+json",
     )
+    cluster.create_workload("statefulsets", "shop", statefulset("db"))
+    cluster.patch_workload(
+        "statefulsets",
+        "shop",
+        "db",
+        {"spec": {"template": {"spec": {"containers": [{"name": "db", "image": "db:9"}]}}}},
+        "application/strategic-merge-patch+json",
+    )
     for mode in (Mode.DRY_RUN, Mode.AUTO):
         for workload, action, params in (
             (search, ActionKind.RESTART, {}),
             (search, ActionKind.SCALE, {"replicas": 4}),
             (cart, ActionKind.ROLLBACK, {"to_revision": 1}),
+            (db, ActionKind.RESTART, {}),
+            (db, ActionKind.SCALE, {"replicas": 4}),
+            (db, ActionKind.ROLLBACK, {"to_revision": 1, "from_revision": 2}),
         ):
             actuator.read_state(workload)
             plan = Plan(workload, "test", action, params, mode, (), "test", 600.0)
             assert actuator.apply(plan, now=NOW).error is None
+            actuator.already_applied(intent(plan))
         pod = actuator.read_state(cart).pods[0].name
         plan = Plan(cart, "test", ActionKind.EVICT, {"pod": pod}, mode, (), "test", 600.0)
         record = actuator.apply(plan, now=NOW)

@@ -72,6 +72,8 @@ TOLERANCE = {
 # differs, because rate() needs two samples of a new pod and the simulator counts the
 # pod's first step from zero.
 STEADY = WorkloadRef("web", "Deployment", "api")
+STEADY_STATEFULSET = WorkloadRef("shop", "StatefulSet", "ledger")
+"""Its pods reach it through ``kube_pod_owner`` alone, named ``statefulset/ledger``."""
 AGREEING_SHARE = 0.9
 STEADY_SHARE = 0.95
 
@@ -180,7 +182,8 @@ def _scenario(*, start: datetime, step_s: float, events: list[dict[str, Any]]) -
     return Scenario.model_validate(
         {
             "name": "prometheus",
-            "description": "steady api, a leaking checkout, a bad release of cart",
+            "description": "steady api and ledger (a StatefulSet), a leaking checkout, a bad "
+            "release of cart",
             "start": start,
             "step_s": step_s,
             "seed": 11,
@@ -191,6 +194,7 @@ def _scenario(*, start: datetime, step_s: float, events: list[dict[str, Any]]) -
                 "shop/checkout:1": {"error_ratio": 0.02},
                 "shop/cart:1": {"error_ratio": 0.02},
                 "shop/cart:2": {"error_ratio": 0.2, "latency_s": 0.3},
+                "shop/ledger:1": {"error_ratio": 0.02},
             },
             "workloads": [
                 {
@@ -213,6 +217,14 @@ def _scenario(*, start: datetime, step_s: float, events: list[dict[str, Any]]) -
                     "replicas": 2,
                     "image": "shop/cart:1",
                     "traffic": {"base_rps": 30, "noise": 0.05},
+                },
+                {
+                    "name": "ledger",
+                    "namespace": "shop",
+                    "kind": "StatefulSet",
+                    "replicas": 2,
+                    "image": "shop/ledger:1",
+                    "traffic": {"base_rps": 20, "noise": 0.05},
                 },
             ],
             "events": events,
@@ -347,6 +359,8 @@ def test_frame_matches_the_simulators_ground_truth(live: Live, signal: Signal) -
     # The steady workload agrees at (nearly) every step: a scrape that a loaded machine
     # delays past its step boundary can shift one or two rate() windows by a step.
     assert _agreement(frame, truth, usable, signal, rows=[steady]) >= STEADY_SHARE
+    ledger = frame.workloads.index(STEADY_STATEFULSET)
+    assert _agreement(frame, truth, usable, signal, rows=[ledger]) >= STEADY_SHARE
     assert _agreement(frame, truth, usable, signal) >= AGREEING_SHARE
 
 
@@ -464,7 +478,7 @@ def test_collect_command_prints_one_json_object(live: Live) -> None:
     result = _healer("collect", "--prometheus", live.prometheus.url, "--once", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["workloads"] == 3
+    assert report["workloads"] == 4  # three Deployments and a StatefulSet
     assert list(report["signals"]) == [str(s) for s in Signal]
     for row in report["signals"].values():
         assert set(row) == {"gap_share", "query_seconds"}
@@ -474,7 +488,7 @@ def test_collect_command_prints_one_json_object(live: Live) -> None:
 def test_collect_command_prints_a_table(live: Live) -> None:
     result = _healer("collect", "--prometheus", live.prometheus.url, "--once")
     assert result.returncode == 0, result.stderr
-    assert f"{live.prometheus.url}: 3 workloads x 7 signals" in result.stdout
+    assert f"{live.prometheus.url}: 4 workloads x 7 signals" in result.stdout
     assert "latency_p99" in result.stdout
 
 

@@ -189,3 +189,10 @@ def test_a_restarted_daemon_plans_an_approved_action_on_the_same_alerts(
     loop.run()
     taken = [p for p in loop.actuator.applied if p.mode == "auto"]
     assert [p.playbook for p in taken] == ["restart-on-crash-looping-alert"]
+
+
+def test_an_alert_names_a_statefulset_by_its_statefulset_label() -> None:
+    named = alert("KubeStatefulSetReplicasMismatch", deployment="", statefulset="ledger")
+    assert named.workload == WorkloadRef("shop", "StatefulSet", "ledger")
+    assert alert(statefulset="ledger").workload == SEARCH  # the deployment label first
+    assert alert(namespace="", statefulset="ledger").workload is None

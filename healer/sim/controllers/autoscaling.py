@@ -39,9 +39,10 @@ class AutoscalerController:
     def _sync(self, state: ClusterState, autoscaler: K8s, usage: Floats, now: Now) -> None:
         spec, meta = autoscaler["spec"], autoscaler["metadata"]
         ref = spec["scaleTargetRef"]
-        dep = state.store.find("deployments", meta["namespace"], ref["name"])
+        resource = _SCALABLE.get(str(ref.get("kind")))
+        dep = state.store.find(resource, meta["namespace"], ref["name"]) if resource else None
         at = rfc3339(now.at)
-        if dep is None or ref.get("kind") != "Deployment":
+        if dep is None or resource is None:
             _write_status(state, autoscaler, None, None, None, at)
             return
         pods = [
@@ -72,9 +73,13 @@ class AutoscalerController:
         )
         if advice.replicas != current and current > 0:
             dep["spec"]["replicas"] = advice.replicas
-            state.store.update("deployments", dep, spec_changed=True)
+            state.store.update(resource, dep, spec_changed=True)
             autoscaler.setdefault("status", {})["lastScaleTime"] = at
         _write_status(state, autoscaler, dep, advice, current, at)
+
+
+_SCALABLE = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
+"""The kinds an HPA here may scale, by ``scaleTargetRef.kind``: their resource."""
 
 
 def _usage(state: ClusterState, usage: Floats, pod: K8s) -> float | None:

@@ -31,7 +31,7 @@ def update_budget(state: ClusterState, pdb: K8s, now: Now) -> None:
     controllers = {deployment_of(p) for p in pods if p["metadata"].get("ownerReferences")}
     replicas = sum(
         d["spec"]["replicas"]
-        for d in (state.store.find("deployments", ns, name) for name in controllers)
+        for d in (state.workload(ns, name) for name in controllers)
         if d is not None
     )
     status = budget_status(

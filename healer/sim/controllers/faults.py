@@ -23,11 +23,18 @@ from healer.sim.scenario import ApiFault, Event, Scenario
 from healer.sim.state import ClusterState, Now, Overload
 
 
-class DeploymentPatcher(Protocol):
+class WorkloadPatcher(Protocol):
     """The API verb a release goes through (the cluster's own)."""
 
-    def patch_deployment(
-        self, namespace: str, name: str, patch: Any, content_type: str, *, dry_run: bool = False
+    def patch_workload(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        patch: Any,
+        content_type: str,
+        *,
+        dry_run: bool = False,
     ) -> Any: ...
 
 
@@ -35,7 +42,7 @@ class FaultInjector:
     """Starts each scenario event when the clock reaches it, and keeps the list of those
     started (the ground truth the benchmarks score against)."""
 
-    def __init__(self, scenario: Scenario, api: DeploymentPatcher) -> None:
+    def __init__(self, scenario: Scenario, api: WorkloadPatcher) -> None:
         self._api = api
         self._pending = sorted(scenario.events, key=lambda e: e.at_s)
         self.applied: list[tuple[float, Event]] = []
@@ -52,7 +59,8 @@ class FaultInjector:
         ns, name = event.workload.split("/", 1)
         if event.kind in ("memory_leak", "cpu_hog"):
             f = state.table.f
-            for pod in state.pods_of(state.store.get("deployments", ns, name)):
+            workload = state.workload(ns, name)
+            for pod in state.pods_of(workload) if workload is not None else []:
                 slot = state.slots[pod["metadata"]["uid"]]
                 if event.kind == "cpu_hog":
                     f["burn_cores"][slot] = event.cores or 0.0
@@ -69,7 +77,12 @@ class FaultInjector:
             # A deploy pipeline changing the image, as `kubectl set image` would.
             container = {"name": name, "image": event.image}
             patch = {"spec": {"template": {"spec": {"containers": [container]}}}}
-            self._api.patch_deployment(ns, name, patch, "application/strategic-merge-patch+json")
+            resource = (
+                "statefulsets" if state.store.find("statefulsets", ns, name) else "deployments"
+            )
+            self._api.patch_workload(
+                resource, ns, name, patch, "application/strategic-merge-patch+json"
+            )
 
 
 class ApiFaults:

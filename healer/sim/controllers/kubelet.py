@@ -86,11 +86,16 @@ def kill(state: ClusterState, pod: K8s, slot: int, reason: str, exit_code: int, 
     refresh_pod_status(state, pod, now)
 
 
-def age_pods(state: ClusterState, seconds: float, now: Now) -> None:
-    """Make every pod ``seconds`` older, as if it had been running that much longer."""
+def age_pods(state: ClusterState, seconds: float, now: Now, pods: list[K8s] | None = None) -> None:
+    """Make every pod (or those of ``pods``) ``seconds`` older, as if it had been running
+    that much longer."""
     t = state.table
-    t.f["started_s"][: t.size][t.live()] -= seconds
-    for pod in state.store.list("pods"):
+    if pods is None:
+        t.f["started_s"][: t.size][t.live()] -= seconds
+        pods = state.store.list("pods")
+    else:
+        t.f["started_s"][[state.slots[p["metadata"]["uid"]] for p in pods]] -= seconds
+    for pod in pods:
         refresh_pod_status(state, pod, now)
 
 

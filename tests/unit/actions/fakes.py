@@ -14,6 +14,8 @@ class FakeReads:
     sets: dict[str, list[JsonObject]] = field(default_factory=dict)
     pods: dict[str, JsonObject] = field(default_factory=dict)
     hpas: dict[str, JsonObject] = field(default_factory=dict)
+    statefulsets: dict[str, JsonObject] = field(default_factory=dict)
+    controller_revisions: dict[str, list[JsonObject]] = field(default_factory=dict)
     reads: list[str] = field(default_factory=list)
 
     def deployment(self, target: WorkloadRef) -> JsonObject:
@@ -21,6 +23,18 @@ class FakeReads:
         if target.name not in self.deployments:
             raise PermanentActionError(f"404 Not Found: deployments {target.name}")
         return self.deployments[target.name]
+
+    def workload(self, target: WorkloadRef) -> JsonObject:
+        if target.kind == "Deployment":
+            return self.deployment(target)
+        self.reads.append(f"statefulset {target.name}")
+        if target.name not in self.statefulsets:
+            raise PermanentActionError(f"404 Not Found: statefulsets {target.name}")
+        return self.statefulsets[target.name]
+
+    def revisions(self, target: WorkloadRef) -> list[JsonObject]:
+        self.reads.append(f"controllerrevisions {target.name}")
+        return self.controller_revisions.get(target.name, [])
 
     def replicasets(self, target: WorkloadRef) -> list[JsonObject]:
         self.reads.append(f"replicasets {target.name}")

@@ -414,3 +414,32 @@ def test_scale_ignores_paused() -> None:
 
     assert result.allowed
     assert "paused" not in [g.guard for g in result.guard_results]
+
+
+# ---- target kinds -----------------------------------------------------------------------
+
+DAEMON = WorkloadRef("shop", "DaemonSet", "agent")
+
+
+def test_a_playbook_naming_kinds_matches_only_workloads_of_those_kinds() -> None:
+    for_statefulsets = tuple(
+        book.model_copy(update={"match": book.match.model_copy(update={"kinds": ("StatefulSet",)})})
+        for book in PLAYBOOKS
+    )
+    assert plan_for(Cause.MEMORY_LEAK, MEMORY, playbooks=for_statefulsets) is None
+    assert plan_for(Cause.MEMORY_LEAK, MEMORY) is not None  # the same without kinds
+
+
+def test_no_playbook_matches_a_kind_its_action_does_not_support() -> None:
+    result = plan(
+        diagnosis(Cause.MEMORY_LEAK, workload=DAEMON),
+        finding(MEMORY, workload=DAEMON),
+        state(workload=DAEMON),
+        playbooks=PLAYBOOKS,
+        guards=AUTO,
+        history=NO_HISTORY,
+        anomalous_workloads=1,
+        watched_workloads=10,
+        now=NOW,
+    )
+    assert result is None

@@ -346,3 +346,44 @@ def test_a_match_without_causes_or_alerts_is_refused(tmp_path: Path) -> None:
     assert message == (
         f"{tmp_path}/bad.yaml:3: match: causes: name at least one cause, or alerts to match"
     )
+
+
+# ---- target kinds ------------------------------------------------------------------------
+
+SCALE_FOR_KINDS = """\
+name: scale-kinds
+description: Scale up.
+match:
+  causes: [overload]
+  min_confidence: 0.6
+  kinds:
+    - StatefulSet
+    - {kind}
+action:
+  kind: scale
+verify:
+  within_s: 300
+  signals: [cpu]
+"""
+
+
+def test_a_playbook_may_name_the_kinds_its_action_supports(tmp_path: Path) -> None:
+    write(tmp_path, "scale.yaml", SCALE_FOR_KINDS.format(kind="Deployment"))
+    (book,) = load_playbooks(tmp_path)
+    assert [k.value for k in book.match.kinds] == ["StatefulSet", "Deployment"]
+
+
+def test_an_action_a_kind_does_not_support_is_refused_naming_file_line_and_entry(
+    tmp_path: Path,
+) -> None:
+    path = write(tmp_path, "scale.yaml", SCALE_FOR_KINDS.format(kind="DaemonSet"))
+    message = load_error(tmp_path)
+    assert message.startswith(f"{path}:8: match.kinds[1]: action scale does not support a ")
+    assert "DaemonSet (it supports Deployment, StatefulSet)" in message
+
+
+def test_an_unknown_kind_is_refused_naming_its_line(tmp_path: Path) -> None:
+    path = write(tmp_path, "scale.yaml", SCALE_FOR_KINDS.format(kind="CronJob"))
+    message = load_error(tmp_path)
+    assert message.startswith(f"{path}:8: match.kinds[1]: Input should be 'Deployment', ")
+    assert "StatefulSet" in message

@@ -20,6 +20,7 @@ from healer.sim.controllers.garbage import GarbageCollector
 from healer.sim.controllers.replicaset import ReplicaSetController
 from healer.sim.controllers.runtime import ContainerRuntime
 from healer.sim.controllers.sampler import SIGNALS, Sampler
+from healer.sim.controllers.statefulset import StatefulSetController
 from healer.sim.objects import K8s
 from healer.sim.scenario import Event, Scenario, Traffic, WorkloadSpec
 from healer.sim.state import REVISION, ClusterState, Now
@@ -91,16 +92,19 @@ def test_a_tick_runs_the_parts_in_their_fixed_order() -> None:
         GarbageCollector,
         DeploymentController,
         ReplicaSetController,
+        StatefulSetController,
         kubelet.Kubelet,
         DeploymentStatus,
         ContainerRuntime,
         AutoscalerController,
         DeploymentStatus,
+        StatefulSetController,
         DisruptionController,
         Sampler,
     ]
     # The status controller is one part run twice, so its queue is drained by both passes.
-    assert cluster.tick[5] is cluster.tick[8]
+    assert cluster.tick[6] is cluster.tick[9]
+    assert cluster.tick[4] is cluster.tick[10]
 
 
 def test_a_controller_added_to_the_tick_runs_once_per_step_at_the_clock_reading() -> None:
