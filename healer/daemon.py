@@ -568,11 +568,18 @@ class Healer:
 
     def _take_alert(self, alert_id: int, alert: Alert, reading: Reading) -> None:
         now = reading.now
-        refused = alert_watch.refusal(alert, self.settings.guards)
+        try:
+            owner = self._owner_of_pod(alert)
+        except PermanentActionError as exc:  # the pod is gone, or not ours to read
+            named = alert_watch.named_pod(alert)
+            detail = f"{alert.name} on pod {'/'.join(named or ())}: {exc}"
+            self._settle_alert(alert_id, AlertDisposition.UNKNOWN_WORKLOAD, detail, now)
+            return
+        refused = alert_watch.refusal(alert, self.settings.guards, owner)
         if refused is not None:
             self._settle_alert(alert_id, *refused, now)
             return
-        workload = alert.workload
+        workload = owner or alert.workload
         assert workload is not None  # refusal() settles an alert naming none
         track = self.tracked.get(workload)
         if track is not None:
@@ -588,6 +595,14 @@ class Healer:
             self._settle_alert(alert_id, AlertDisposition.UNKNOWN_WORKLOAD, detail, now)
             return
         self._open_alert(alert_id, alert, state, reading)
+
+    def _owner_of_pod(self, alert: Alert) -> WorkloadRef | None:
+        """The workload controlling the pod an alert names instead of a workload; None
+        when it names none, or the actuator cannot resolve pods."""
+        named = alert_watch.named_pod(alert)
+        if named is None or not isinstance(self.actuator, alert_watch.PodOwners):
+            return None
+        return self.actuator.owner_of_pod(*named)
 
     def _open_alert(
         self, alert_id: int, alert: Alert, state: WorkloadState, reading: Reading

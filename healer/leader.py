@@ -37,6 +37,7 @@ import structlog
 
 from healer.config import LeaderSettings
 from healer.errors import ActionError
+from healer.lifecycle.alert_watch import PodOwners
 from healer.types import (
     ActionRecord,
     ActionStatus,
@@ -262,6 +263,12 @@ class LeaderOnlyActuator:
     def already_applied(self, intent: ActionRecord) -> bool:
         """A read: passes through, leader or not."""
         return self.inner.already_applied(intent)
+
+    def owner_of_pod(self, namespace: str, pod: str) -> WorkloadRef | None:
+        """A read: passes through, leader or not; None when the inner actuator cannot
+        resolve pods."""
+        inner = self.inner
+        return inner.owner_of_pod(namespace, pod) if isinstance(inner, PodOwners) else None
 
     def apply(self, plan: Plan, *, now: datetime) -> ActionRecord:
         refused = self.elector.confirm(self.clock())

@@ -105,6 +105,11 @@ def api_client(kubeconfig: Path | None = None, context: str | None = None) -> An
         raise ConfigError(f"kubeconfig {kubeconfig or '~/.kube/config'}: {exc}") from exc
 
 
+def _controller(metadata: Any) -> Any:
+    """The owner reference that controls an object, or None."""
+    return next((ref for ref in metadata.owner_references or [] if ref.controller), None)
+
+
 def _parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -148,6 +153,30 @@ class KubeActuator:
                 raise PermanentActionError(f"{workload}: healer cannot read a DaemonSet yet")
             case _:
                 assert_never(kind_of(workload))
+
+    def owner_of_pod(self, namespace: str, pod: str) -> WorkloadRef | None:
+        """The workload that controls the pod, as its owner references say: a ReplicaSet's
+        Deployment, or a StatefulSet; None for a pod of anything else (a bare pod, a Job,
+        a ReplicaSet of its own). PermanentActionError when the pod does not exist.
+
+        An alert often names a pod only (kube-state-metrics' ``KubePodCrashLooping``,
+        ``KubePodNotReady``): healer acts on what controls it, as a person would.
+        """
+        body = self._call(self._core.read_namespaced_pod, pod, namespace)
+        owner = _controller(body.metadata)
+        if owner is None:
+            return None
+        if owner.kind == "StatefulSet":
+            return WorkloadRef(namespace, "StatefulSet", owner.name)
+        if owner.kind != "ReplicaSet":
+            return None
+        rs = self._call(self._apps.read_namespaced_replica_set, owner.name, namespace)
+        dep = _controller(rs.metadata)
+        return (
+            WorkloadRef(namespace, "Deployment", dep.name)
+            if dep and dep.kind == "Deployment"
+            else None
+        )
 
     def _deployment_state(self, workload: WorkloadRef) -> WorkloadState:
         dep = self._call(self._apps.read_namespaced_deployment, workload.name, workload.namespace)

@@ -33,6 +33,7 @@ from healer.decide import load_playbooks
 from healer.detect.shaped import ShapedDetector
 from healer.detect.warm import WarmReport
 from healer.harness import SimHarness, warmed_detector
+from healer.lifecycle.alert_watch import PodOwners
 from healer.sim.apiserver import serve_in_thread, write_kubeconfig
 from healer.sim.cluster import Cluster
 from healer.sim.objects import K8s
@@ -187,6 +188,10 @@ class RecordingActuator:
 
     def already_applied(self, intent: ActionRecord) -> bool:
         return self.inner.already_applied(intent)
+
+    def owner_of_pod(self, namespace: str, pod: str) -> WorkloadRef | None:
+        inner = self.inner
+        return inner.owner_of_pod(namespace, pod) if isinstance(inner, PodOwners) else None
 
 
 def _drive(

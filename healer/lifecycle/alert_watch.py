@@ -3,8 +3,11 @@
 The API stores each alert as delivered; every cycle the daemon reads the firing alerts
 it has not looked at and settles each one (``AlertDisposition``):
 
-- its labels name no Deployment (``namespace`` with ``deployment``): kept, unresolved
-  (a ``pod`` label alone is not resolved to its owner yet);
+- its labels name no workload (``namespace`` with ``deployment`` or ``statefulset``)
+  but a pod (``namespace`` with ``pod``): the pod's controller, read from the cluster
+  through its owner references (``PodOwners``), is the workload; a pod that is gone is
+  recorded, never acted on; a pod of anything healer does not heal (a bare pod, a Job)
+  or no pod at all: kept, unresolved;
 - the guards deny its namespace: recorded, never acted on;
 - the cluster cannot read the workload (it does not exist): recorded, never acted on;
 - its workload has an open incident: the alert joins it, listed on the incident;
@@ -24,6 +27,7 @@ names the alert, so the timeline says where the finding came from.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Protocol, runtime_checkable
 
 from healer.config import GuardSettings
 from healer.decide.guards import namespace_verdict
@@ -36,9 +40,27 @@ NOBODY = WorkloadRef("", "Deployment", "")
 """The workload named in the log when an alert names none."""
 
 
-def refusal(alert: Alert, guards: GuardSettings) -> tuple[AlertDisposition, str] | None:
-    """Why the alert is never acted on, before the cluster is read; None when it may be."""
-    workload = alert.workload
+@runtime_checkable
+class PodOwners(Protocol):
+    """Resolves a pod to the workload that controls it (``KubeActuator.owner_of_pod``)."""
+
+    def owner_of_pod(self, namespace: str, pod: str) -> WorkloadRef | None: ...
+
+
+def named_pod(alert: Alert) -> tuple[str, str] | None:
+    """The (namespace, pod) an alert names when it names no workload."""
+    namespace, pod = alert.labels.get("namespace"), alert.labels.get("pod")
+    if alert.workload is not None or not namespace or not pod:
+        return None
+    return namespace, pod
+
+
+def refusal(
+    alert: Alert, guards: GuardSettings, workload: WorkloadRef | None = None
+) -> tuple[AlertDisposition, str] | None:
+    """Why the alert is never acted on, before the cluster is read; None when it may be.
+    ``workload``: what it names, resolved from its pod when its labels name none."""
+    workload = workload or alert.workload
     if workload is None:
         pod = alert.labels.get("pod")
         named = f"pod {alert.labels.get('namespace', '?')}/{pod}" if pod else "no workload"

@@ -5,9 +5,11 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import pytest
 from kubernetes import client
 
 from healer.act.kube import KubeActuator
+from healer.errors import PermanentActionError
 from healer.sim.cluster import Cluster
 from healer.types import ActionKind, ActionStatus, Mode, Plan, WorkloadRef
 
@@ -109,3 +111,29 @@ def test_each_action_posts_an_event_on_the_deployment(kube_api: Any) -> None:
     assert (event.involved_object.kind, event.involved_object.name) == ("Deployment", "cart")
     assert event.reason == "HealerRestart"
     assert event.source.component == "healer"
+
+
+def test_a_pod_resolves_to_the_workload_that_controls_it(kube_api: Any, cluster: Cluster) -> None:
+    """Through the owner references, as an alert naming a pod is resolved: a
+    Deployment's pod (through its ReplicaSet), a StatefulSet's pod, a pod that is gone
+    (the server's 404)."""
+    actuator = KubeActuator(kube_api)
+    [pod, *_] = cluster.pods_of("shop", "search")
+    assert actuator.owner_of_pod("shop", pod["metadata"]["name"]) == SEARCH
+    labels = {"app": "ledger"}
+    template = {
+        "metadata": {"labels": labels},
+        "spec": {"containers": [{"name": "l", "image": "l:1"}]},
+    }
+    cluster.create_workload(
+        "statefulsets",
+        "shop",
+        {
+            "metadata": {"name": "ledger"},
+            "spec": {"replicas": 1, "selector": {"matchLabels": labels}, "template": template},
+        },
+    )
+    cluster.advance(30)
+    assert actuator.owner_of_pod("shop", "ledger-0") == WorkloadRef("shop", "StatefulSet", "ledger")
+    with pytest.raises(PermanentActionError, match="404"):
+        actuator.owner_of_pod("shop", "search-gone")

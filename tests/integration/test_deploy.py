@@ -304,6 +304,7 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
             assert actuator.apply(plan, now=NOW).error is None
             actuator.already_applied(intent(plan))
         pod = actuator.read_state(cart).pods[0].name
+        assert actuator.owner_of_pod("shop", pod) == cart  # an alert naming a pod
         plan = Plan(cart, "test", ActionKind.EVICT, {"pod": pod}, mode, (), "test", 600.0)
         record = actuator.apply(plan, now=NOW)
         assert record.error is None

@@ -196,3 +196,47 @@ def test_an_alert_names_a_statefulset_by_its_statefulset_label() -> None:
     assert named.workload == WorkloadRef("shop", "StatefulSet", "ledger")
     assert alert(statefulset="ledger").workload == SEARCH  # the deployment label first
     assert alert(namespace="", statefulset="ledger").workload is None
+
+
+class PodOwningActuator(MissingActuator):
+    """Resolves pods as the cluster's owner references would."""
+
+    def owner_of_pod(self, namespace: str, pod: str) -> WorkloadRef | None:
+        if pod.startswith("gone-"):
+            raise PermanentActionError(f'404 Not Found: pods "{pod}" not found')
+        if pod.startswith("search-"):
+            return WorkloadRef(namespace, "Deployment", "search")
+        return None  # a bare pod, a Job's pod: nothing healer heals
+
+
+def test_an_alert_naming_a_pod_acts_on_the_workload_that_controls_it(loop: Loop) -> None:
+    loop.healer.actuator = loop.actuator = PodOwningActuator()
+    loop.store.record_alerts([alert(deployment="", pod="search-7d9-x2")], at=T0)
+    loop.run()
+    assert [(p.workload, p.action) for p in loop.actuator.applied] == [(SEARCH, ActionKind.RESTART)]
+    (incident,) = loop.store.list_incidents()
+    assert incident.workload == SEARCH
+    assert settled(loop) == [("f1", AlertDisposition.OPENED, incident.id)]
+
+
+@pytest.mark.parametrize(
+    ("pod", "disposition", "detail"),
+    [
+        ("gone-1", "unknown_workload", 'pods "gone-1" not found'),
+        ("backup-28311-abc", "no_workload", "pod shop/backup-28311-abc"),
+    ],
+)
+def test_an_alert_naming_a_pod_nothing_healer_heals_controls_is_never_acted_on(
+    loop: Loop, tmp_path: Path, pod: str, disposition: str, detail: str
+) -> None:
+    loop.healer.actuator = loop.actuator = PodOwningActuator()
+    loop.store.record_alerts([alert(deployment="", pod=pod)], at=T0)
+    loop.run(cycles=2)
+    assert loop.actuator.applied == []
+    assert loop.store.list_incidents() == []
+    assert loop.store.pending_alerts() == []
+    with sqlite3.connect(tmp_path / "audit.db") as db:
+        [(got, why)] = list(db.execute("SELECT disposition, detail FROM alerts"))
+    db.close()
+    assert got == disposition
+    assert detail in why
