@@ -16,6 +16,9 @@ from healer.types import (
     ActionKind,
     ActionRecord,
     ActionStatus,
+    Alert,
+    AlertDisposition,
+    AlertStatus,
     Cause,
     Diagnosis,
     Direction,
@@ -223,3 +226,23 @@ def test_the_silences_healer_made_are_on_the_timeline(
     assert "<code>4e1f</code>" in text
     assert 'deployment="cart", namespace="shop"' in text
     assert "healed: at baseline" in text
+
+
+def test_the_alerts_joined_to_an_incident_are_on_its_page(
+    client: TestClient, store: AuditStore
+) -> None:
+    iid = rolled_back(store)
+    labels = {"alertname": "KubePodCrashLooping", "namespace": "shop", "deployment": "cart"}
+    firing = Alert("a1", "KubePodCrashLooping", AlertStatus.FIRING, T0, None, labels, {})
+    store.record_alerts([firing], at=T0)
+    (pending,) = store.pending_alerts()
+    store.settle_alert(
+        pending.id, AlertDisposition.JOINED, detail="joined incident", at=T0, incident_id=iid
+    )
+    text = client.get(f"/incidents/{iid}").text
+    assert '<section id="alerts">' in text
+    assert "<td>KubePodCrashLooping</td>" in text
+    assert "joined: joined incident" in text
+    assert 'class="alert-firing"' in text
+    assert "2026-03-02 12:16:00 UTC" in text
+    assert '<section id="alerts">' not in client.get(f"/incidents/{rolled_back(store)}").text
