@@ -34,7 +34,6 @@ from healer.api.schemas import (
     FeedbackOut,
     GuardState,
     IncidentDetailOut,
-    IncidentItem,
     IncidentPage,
     ModelCard,
     ModelList,
@@ -128,9 +127,8 @@ def _incident_page(
     )
     page = rows[:limit]
     next_cursor = ctx.cursors.dump(page[-1].id) if len(rows) > limit else None
-    body = IncidentPage(items=[IncidentItem.from_summary(r) for r in page], next_cursor=next_cursor)
-    # Serialized once here: returned as a model, FastAPI would validate it again first.
-    return body.model_dump_json().encode()
+    # Encoded here: returned as a model, FastAPI would validate and serialize it again.
+    return IncidentPage.encode(page, next_cursor)
 
 
 @router.get("/incidents/{incident_id}", responses={404: {"description": "no such incident"}})

@@ -7,9 +7,11 @@ string values. Each model is built from the store's result by a ``from_*`` class
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
+import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
 from healer.audit.tables import StepKind
@@ -73,6 +75,36 @@ class IncidentPage(_Out):
     items: list[IncidentItem]
     next_cursor: str | None
     """Pass as ``cursor`` to get the next page; null on the last page."""
+
+    @staticmethod
+    def encode(items: Sequence[IncidentSummary], next_cursor: str | None) -> bytes:
+        """The page as JSON: the bytes ``model_dump_json`` gives, several times faster.
+
+        Store rows are trusted, so they are not validated again, and orjson writes the
+        same JSON as pydantic for these types (compact, field order, ``Z`` for UTC,
+        enums as values, shortest float form): a test compares the two on every type
+        of value a page holds. A field added to ``IncidentItem`` must be added here too.
+        """
+        page = {"items": [_item(s) for s in items], "next_cursor": next_cursor}
+        return orjson.dumps(page, option=orjson.OPT_UTC_Z)
+
+
+def _item(s: IncidentSummary) -> dict[str, object]:
+    ref = s.workload
+    return {
+        "id": s.id,
+        "workload": {"namespace": ref.namespace, "kind": ref.kind, "name": ref.name},
+        "status": s.status,
+        "opened": s.opened,
+        "closed": s.closed,
+        "score": s.score,
+        "cause": s.cause,
+        "confidence": s.confidence,
+        "action": s.action,
+        "action_status": s.action_status,
+        "outcome": s.outcome,
+        "last_seen": s.last_seen,
+    }
 
 
 class Step(_Out):
