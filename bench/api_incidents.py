@@ -218,7 +218,7 @@ def report(label: str, latencies: Sequence[float], seconds: float, cpu: str) -> 
     ms = sorted(x * 1000 for x in latencies)
     q = statistics.quantiles(ms, n=100)
     print(
-        f"{label:<34} {len(ms):>7} requests {len(ms) / seconds:>6.0f}/s  "
+        f"{label:<44} {len(ms):>7} requests {len(ms) / seconds:>6.0f}/s  "
         f"p50 {q[49]:6.1f} ms  p90 {q[89]:6.1f} ms  p99 {q[98]:6.1f} ms  max {ms[-1]:6.1f} ms"
         f"  {cpu}"
     )

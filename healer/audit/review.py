@@ -58,9 +58,10 @@ def _listing(filters: frozenset[str]) -> Select[*tuple[Any, ...]]:
     Built once per set of filters (at most 2**7 of them): building a statement costs
     more than SQLite takes to answer it. Columns, not ORM entities: a page is read-only.
     """
-    query = select(*views.SUMMARY_COLUMNS).order_by(IncidentRow.id.desc())
-    query = query.where(*(_CONDITIONS[name] for name in sorted(filters)))
-    return query.limit(bindparam("limit"))
+    newest = IncidentRow.id.desc()
+    conditions = [_CONDITIONS[name] for name in sorted(filters)]
+    ids = select(IncidentRow.id).where(*conditions).order_by(newest).limit(bindparam("limit"))
+    return select(*views.SUMMARY_COLUMNS).where(IncidentRow.id.in_(ids)).order_by(newest)
 
 
 class SqlReviewQueue(Database):
