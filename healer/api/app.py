@@ -94,6 +94,7 @@ def create_app(
         store=store,
         tokens=app.state.tokens,
         cursors=app.state.context.cursors,
+        readers=app.state.context.readers,
     )
     # Added last, so run first: the body limit before anything reads the body.
     app.add_middleware(SecurityHeaders)

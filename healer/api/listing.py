@@ -29,16 +29,17 @@ which bounds how stale such a replica's list can be.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Annotated
 from urllib.parse import parse_qsl
 
 from fastapi import Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, ValidationError
-from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from healer.api.auth import TokenTable
@@ -113,6 +114,18 @@ def parse_query(query_string: bytes) -> ListQuery | None:
         return None
 
 
+READ_THREADS = 4
+"""Threads that read pages not kept (the store is synchronous). Fewer than the five
+connections SQLAlchemy's pool keeps: with more threads than that (the framework's pool
+has 40), reads beyond five open and close a connection each, and under 100 clients
+they spent more time waiting for the pool's lock than reading. On a few cores more
+threads only contend for the interpreter, while SQLite reads with it released."""
+
+
+def read_threads() -> Executor:
+    return ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="incident-list")
+
+
 async def load_page(
     query: ListQuery,
     key: Hashable,
@@ -120,16 +133,18 @@ async def load_page(
     store: ReviewQueue,
     cursors: CursorSigner,
     pages: PageCache,
+    readers: Executor,
 ) -> bytes:
     """The page ``query`` asks for, as JSON bytes (an ``IncidentPage``): kept, or read
-    in the thread pool (the store is synchronous) once for all who ask meanwhile.
+    on one of ``readers`` once for all who ask meanwhile.
 
     Raises BadCursor for a cursor this server did not sign, before reading anything.
     """
     before = cursors.load(query.cursor) if query.cursor is not None else None
 
     async def load() -> bytes:
-        return await run_in_threadpool(_read_page, store, cursors, query, before)
+        read = functools.partial(_read_page, store, cursors, query, before)
+        return await asyncio.get_running_loop().run_in_executor(readers, read)
 
     # The count is read before the query: see PageCache.put.
     return await pages.get_or_load(key, write_count=store.write_count, load=load)
@@ -138,7 +153,7 @@ async def load_page(
 def _read_page(
     store: ReviewQueue, cursors: CursorSigner, query: ListQuery, before: int | None
 ) -> bytes:
-    rows = store.list_incidents(
+    rows = store.list_incident_rows(
         status=query.status,
         namespace=query.namespace,
         workload=query.workload,
@@ -235,9 +250,10 @@ class PageCacheMiddleware:
         store: ReviewQueue,
         tokens: TokenTable,
         cursors: CursorSigner,
+        readers: Executor,
     ) -> None:
         self.app, self.pages, self.store, self.tokens = app, pages, store, tokens
-        self.cursors = cursors
+        self.cursors, self.readers = cursors, readers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         body = await self._answer(scope) if _is_list(scope) else None
@@ -261,7 +277,12 @@ class PageCacheMiddleware:
             return None
         try:
             return await load_page(
-                query, key, store=self.store, cursors=self.cursors, pages=self.pages
+                query,
+                key,
+                store=self.store,
+                cursors=self.cursors,
+                pages=self.pages,
+                readers=self.readers,
             )
         except (BadCursor, StoreError):
             return None  # the route refuses it with 400, or 503, saying why

@@ -105,6 +105,7 @@ async def list_incidents(
             store=store,
             cursors=ctx.cursors,
             pages=ctx.pages,
+            readers=ctx.readers,
         )
     except BadCursor as exc:
         raise HTTPException(400, detail=f"cursor: {exc}") from exc

@@ -26,7 +26,13 @@ from healer.audit import serialize, status, views
 from healer.audit.database import Database
 from healer.audit.status import Move
 from healer.audit.tables import ActionRow, FeedbackRow, GuardVerdictRow, IncidentRow, StepKind
-from healer.audit.views import ActionView, FeedbackInput, IncidentDetail, IncidentSummary
+from healer.audit.views import (
+    ActionView,
+    FeedbackInput,
+    IncidentDetail,
+    IncidentSummary,
+    SummaryRow,
+)
 from healer.errors import ReviewConflict, UnknownRecord
 from healer.types import (
     ActionKind,
@@ -81,6 +87,32 @@ class SqlReviewQueue(Database):
     ) -> list[IncidentSummary]:
         """Newest first. ``before_id`` is a keyset cursor: pass the last id of a page.
         ``since``/``until`` bound the time the incident opened (inclusive, exclusive)."""
+        rows = self.list_incident_rows(
+            status=status,
+            namespace=namespace,
+            workload=workload,
+            cause=cause,
+            since=since,
+            until=until,
+            limit=limit,
+            before_id=before_id,
+        )
+        return views.summaries(rows)
+
+    def list_incident_rows(
+        self,
+        *,
+        status: IncidentStatus | None = None,
+        namespace: str | None = None,
+        workload: str | None = None,
+        cause: Cause | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[SummaryRow]:
+        """``list_incidents`` as flat rows: what a page of the API's list is encoded
+        from, at a fraction of the cost of building each ``IncidentSummary``."""
         given = {
             "status": status,
             "namespace": namespace,
@@ -94,7 +126,7 @@ class SqlReviewQueue(Database):
         query = _listing(frozenset(values))
         with self._read_rows("list incidents") as connection:
             rows = connection.execute(query, {**values, "limit": limit}).all()
-        return views.summaries(rows)
+        return views.summary_rows(rows)
 
     def get_incident(self, incident_id: int) -> IncidentDetail | None:
         with self._read(f"read incident {incident_id}") as session:
