@@ -269,6 +269,16 @@ def webhook_problem(url: str, networks: tuple[IPv4Network | IPv6Network, ...]) -
     return None
 
 
+def _http_url(url: str | None) -> str | None:
+    """``url`` without a trailing slash, when it is an http(s) URL with a host."""
+    if url is None:
+        return None
+    problem = webhook_problem(url, ())
+    if problem is not None:
+        raise ValueError(problem)
+    return url.rstrip("/")
+
+
 class EscalationSettings(_Section):
     denied_networks: tuple[IPvAnyNetwork, ...] = DENIED_NETWORKS
     """Address ranges a webhook may not point at, checked at start-up for addresses in
@@ -281,6 +291,25 @@ class EscalationSettings(_Section):
     ticketing hook). http(s) only."""
     slack_webhook_urls: tuple[str, ...] = ()
     """Receivers of a Slack-compatible body (``text`` and ``blocks``). http(s) only."""
+    teams_webhook_urls: tuple[str, ...] = ()
+    """Microsoft Teams incoming webhooks (Workflows or the older connectors): an Adaptive
+    Card in a ``message`` attachment. http(s) only."""
+    pagerduty_routing_key: SecretStr | None = None
+    """Integration (routing) key of a PagerDuty service's Events API v2 integration: an
+    escalation triggers an alert whose ``dedup_key`` is the incident, a healed incident
+    resolves it. None: no PagerDuty."""
+    pagerduty_url: str = "https://events.pagerduty.com/v2/enqueue"
+    """PagerDuty's Events API v2 endpoint (``https://events.eu.pagerduty.com/v2/enqueue``
+    for the EU service region)."""
+    opsgenie_api_key: SecretStr | None = None
+    """API key of an Opsgenie API integration: an escalation creates an alert whose
+    ``alias`` is the incident, a healed incident closes it. None: no Opsgenie."""
+    opsgenie_url: str = "https://api.opsgenie.com"
+    """Opsgenie's API (``https://api.eu.opsgenie.com`` for the EU instance)."""
+    resolutions: bool = True
+    """Tell the receivers when an incident healed as well: PagerDuty and Opsgenie close
+    the alert of that incident, the chat and generic receivers get a message. False:
+    escalations only."""
     queue_size: int = Field(default=100, ge=1)
     """Escalations waiting for delivery, at most. Delivery runs beside the cycle, never
     in it; when the receivers are slower than the escalations, the ones that do not fit
@@ -292,7 +321,7 @@ class EscalationSettings(_Section):
     backoff_s: float = Field(default=0.5, ge=0)
     """Wait before the first retry; it doubles on each further retry."""
 
-    @field_validator("webhook_urls", "slack_webhook_urls")
+    @field_validator("webhook_urls", "slack_webhook_urls", "teams_webhook_urls")
     @classmethod
     def _receivers(cls, urls: tuple[str, ...], info: ValidationInfo) -> tuple[str, ...]:
         networks = info.data.get("denied_networks", DENIED_NETWORKS)
@@ -301,6 +330,25 @@ class EscalationSettings(_Section):
             if problem is not None:
                 raise ValueError(f"[{index}] {problem}")
         return urls
+
+    @property
+    def receivers(self) -> bool:
+        """Whether any receiver is configured."""
+        return bool(
+            self.webhook_urls
+            or self.slack_webhook_urls
+            or self.teams_webhook_urls
+            or self.pagerduty_routing_key
+            or self.opsgenie_api_key
+        )
+
+    @field_validator("pagerduty_url", "opsgenie_url")
+    @classmethod
+    def _service(cls, url: str, info: ValidationInfo) -> str:
+        problem = webhook_problem(url, info.data.get("denied_networks", DENIED_NETWORKS))
+        if problem is not None:
+            raise ValueError(problem)
+        return url
 
 
 class ClusterSettings(_Section):
@@ -346,6 +394,22 @@ class ApiSettings(_Section):
     ``login_window_s``; more are refused with 429 and ``Retry-After``."""
     login_window_s: float = Field(default=60.0, gt=0)
     """Window of ``login_failures``."""
+    public_url: str | None = None
+    """Base URL people reach healer's review page at (``https://healer.example.com``):
+    silences and pages link to an incident as ``{public_url}/incidents/{id}``. None:
+    they name the incident by its number only."""
+
+    @field_validator("public_url")
+    @classmethod
+    def _http(cls, url: str | None) -> str | None:
+        return _http_url(url)
+
+    def incident_link(self, incident_id: int) -> str:
+        """Where people read the incident: its review page, or its number alone when
+        ``public_url`` is not set."""
+        if self.public_url is None:
+            return f"healer incident {incident_id}"
+        return f"{self.public_url}/incidents/{incident_id}"
 
 
 class ReceiverToken(_Section):
@@ -362,6 +426,28 @@ class AlertmanagerSettings(_Section):
     """Tokens that may deliver alerts, and nothing else: kept apart from ``api.tokens``
     so that the token in Alertmanager's configuration reads no incident and approves no
     action. None configured: every delivery is refused (401)."""
+    url: str | None = None
+    """Base URL of Alertmanager (``http://alertmanager.monitoring:9093``): while healer
+    verifies an action, it silences the workload's alerts there through API v2, and
+    expires the silence once the incident has its outcome. None: no silences."""
+    bearer_token: SecretStr | None = None
+    """Sent to Alertmanager as ``Authorization: Bearer ...``, for one behind an
+    authenticating proxy (OpenShift's, kube-rbac-proxy)."""
+    silence_timeout_s: float = Field(default=5.0, gt=0)
+    """Per-request timeout of a silence's creation or expiry."""
+    silence_retries: int = Field(default=3, ge=0, le=10)
+    """Extra attempts after a network error, a 429 or a 5xx answer; then the incident
+    records that the silence could not be made (or expired)."""
+    silence_backoff_s: float = Field(default=1.0, ge=0)
+    """Wait before the first retry; it doubles on each further retry, up to 30 s."""
+    silence_queue_size: int = Field(default=1000, ge=1)
+    """Silences waiting to be made or expired, at most: the work runs beside the cycle,
+    never in it; what does not fit is recorded on its incident as not done."""
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str | None) -> str | None:
+        return _http_url(url)
 
 
 class PrometheusSettings(_Section):

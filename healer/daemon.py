@@ -20,7 +20,10 @@ brake's watch, the surge watch, the HPA floor keeper, approvals and verification
 once the rollout completed and the playbook's ``verify.signals`` are back at baseline
 for ``verify_stable_s``; not healed after ``verify.within_s``, when the playbook's
 ``on_failure`` names the next playbook to try, or escalation). Escalations go to the
-configured webhooks, through a queue delivered beside the cycle. Approved actions are
+configured receivers, through a queue delivered beside the cycle, and so do healed
+incidents, which close their pages. While an action is verified, the workload's alerts
+are silenced in Alertmanager (``act.silences``, beside the cycle too); the silence is
+expired when the incident has its outcome. Approved actions are
 taken by ``approvals``, which asks the cycle to plan and act (``_Acting``) as it does
 for any incident; what the cycle counts for status and readiness is kept in ``Vitals``.
 
@@ -45,18 +48,19 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol, assert_never
 
 import structlog
 
 from healer import decide
-from healer.audit.roles import AlertInbox, DaemonStore
+from healer.act.silences import AlertmanagerSilences, SilenceKeeper
+from healer.audit.roles import AlertInbox, DaemonStore, SilenceLog
 from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook
-from healer.decide.escalation import Escalation, EscalationQueue, WebhookNotifier
+from healer.decide.escalation import Escalation, EscalationQueue, Resolver, WebhookNotifier
 from healer.decide.guards import brake
 from healer.decide.handback import Floor
 from healer.detect.streaming import Detection
@@ -75,14 +79,17 @@ from healer.lifecycle.transition import (
     Effect,
     Event,
     ExpirePending,
+    ExpireSilences,
     NotDiagnosed,
     NoteFloor,
     Notify,
     Reconcile,
     RecordAction,
     RecordOutcome,
+    Resolve,
     Say,
     Settled,
+    SilenceAlerts,
     Tick,
     UnexpectedEvent,
     Verify,
@@ -124,6 +131,16 @@ class Actuator(Protocol):
 
 class Notifier(Protocol):
     def notify(self, escalation: Escalation) -> list[str]: ...
+
+
+class Silencer(Protocol):
+    """Silences of a workload's alerts while healer verifies an action (``SilenceKeeper``)."""
+
+    def silence(
+        self, incident_id: int, workload: WorkloadRef, *, starts: datetime, ends: datetime
+    ) -> None: ...
+
+    def expire(self, incident_id: int, *, at: datetime, why: str) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -177,6 +194,9 @@ class Healer:
     """Where Alertmanager's alerts are read; the store itself when it keeps them."""
     alert_names: dict[WorkloadRef, frozenset[str]] = field(default_factory=dict)
     """The alerts taken as evidence on each watched workload, for ``match.alerts``."""
+    silences: Silencer | None = None
+    """Where the alerts of a workload acted on are silenced; built from
+    ``settings.alertmanager.url`` when not given (none set: no silences)."""
 
     def __post_init__(self) -> None:
         if self.diagnose is None:
@@ -184,9 +204,18 @@ class Healer:
             self.diagnose = diagnoser(LearnedDiagnoser.load(path) if path else None)
         if self.alerts is None and isinstance(self.store, AlertInbox):
             self.alerts = self.store
-        hooks = self.settings.escalation
-        if self.notifier is None and (hooks.webhook_urls or hooks.slack_webhook_urls):
-            self.notifier = EscalationQueue(WebhookNotifier(hooks), capacity=hooks.queue_size)
+        hooks, api = self.settings.escalation, self.settings.api
+        if self.notifier is None and hooks.receivers:
+            notifier = WebhookNotifier(hooks, api=api)
+            self.notifier = EscalationQueue(notifier, capacity=hooks.queue_size)
+        manager = self.settings.alertmanager
+        if self.silences is None and manager.url and isinstance(self.store, SilenceLog):
+            self.silences = SilenceKeeper(
+                AlertmanagerSilences(manager),
+                self.store,
+                capacity=manager.silence_queue_size,
+                link=api.incident_link,
+            )
 
     def resume(self) -> int:
         """Pick up the incidents a previous run left unresolved; returns how many.
@@ -323,7 +352,18 @@ class Healer:
                     self._say(kind, track, at, text)
                 case Notify(escalation=escalation):
                     if self.notifier is not None:
-                        self.notifier.notify(escalation)
+                        self.notifier.notify(self._tried(escalation))
+                case Resolve(resolution=resolution):
+                    if isinstance(self.notifier, Resolver):
+                        self.notifier.resolve(resolution)
+                case SilenceAlerts(starts=starts, ends=ends):
+                    if self.silences is not None:
+                        self.silences.silence(
+                            track.incident_id, track.workload, starts=starts, ends=ends
+                        )
+                case ExpireSilences(at=at, why=why):
+                    if self.silences is not None:
+                        self.silences.expire(track.incident_id, at=at, why=why)
                 case ExpirePending(at=at):
                     quiet_s = self.settings.daemon.verify_stable_s
                     expired = approvals.expire(track.incident_id, at, quiet_s, store=self.store)
@@ -342,6 +382,16 @@ class Healer:
                     self._move(reconciling, event, reading)
                 case _:
                     assert_never(effect)
+
+    def _tried(self, escalation: Escalation) -> Escalation:
+        """The escalation with every action taken on its incident, for its story."""
+        detail = self.store.get_incident(escalation.incident_id)
+        if detail is None:
+            return escalation
+        tried = tuple(
+            f"{a.kind} {a.status}" + (f": {a.error}" if a.error else "") for a in detail.actions
+        )
+        return replace(escalation, tried=tried)
 
     # ---- a new incident ------------------------------------------------------------------
 

@@ -15,6 +15,7 @@
     ├── ActionError                 a request to the Kubernetes API failed
     │   ├── TransientActionError    retry later (conflict, timeout, 5xx)
     │   └── PermanentActionError    escalate (forbidden, not found, refused by a precondition)
+    ├── SilenceError                Alertmanager did not make or expire a silence
     └── StoreError                  the audit store cannot be read or written
         ├── UnknownRecord           no incident or action has the id asked for
         ├── ReviewConflict          approving or rejecting an action that is not pending
@@ -78,6 +79,11 @@ class TransientActionError(ActionError):
 
 class PermanentActionError(ActionError):
     pass
+
+
+class SilenceError(HealerError):
+    """Alertmanager did not make or expire a silence (after the retries); recorded on the
+    incident, never raised into the cycle."""
 
 
 class StoreError(HealerError):

@@ -34,6 +34,7 @@ import structlog
 
 from healer.act.kube import KubeActuator, api_client
 from healer.act.lease import KubeLeases, server_version
+from healer.act.silences import SilenceKeeper
 from healer.api.app import create_app
 from healer.api.server import ServerThread, bind
 from healer.audit.store import AuditStore
@@ -229,6 +230,8 @@ class Daemon:
             self.api.stop()
         if isinstance(self.healer.notifier, EscalationQueue):
             self.healer.notifier.close(timeout_s=10)  # what is queued, within a bound
+        if isinstance(self.healer.silences, SilenceKeeper):
+            self.healer.silences.close(timeout_s=10)  # expiries queued, within a bound
         self.store.close()
         log.info("stopped", identity=self.identity, cycles=self.healer.vitals.cycles)
 

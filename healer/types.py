@@ -463,3 +463,31 @@ class AlertDisposition(enum.StrEnum):
     """The guards deny its namespace: recorded, never acted on."""
     UNKNOWN_WORKLOAD = "unknown_workload"
     """The cluster has no such workload: recorded, never acted on."""
+
+
+class SilenceState(enum.StrEnum):
+    """Where a silence healer asked Alertmanager for stands."""
+
+    ACTIVE = "active"
+    """Made: the workload's alerts are silenced until its end, or until healer expires it."""
+    EXPIRED = "expired"
+    """Expired by healer when the incident had its outcome, or found expired."""
+    FAILED = "failed"
+    """Could not be made: the workload's alerts page as usual."""
+    RELEASED = "released"
+    """Changed by a person in Alertmanager, which makes it theirs: healer leaves it alone."""
+
+
+@dataclass(frozen=True)
+class Silence:
+    """A silence of one workload's alerts, as healer asked Alertmanager for it."""
+
+    matchers: Mapping[str, str]
+    """Label name to the value it must equal (``namespace``, ``deployment``)."""
+    starts_at: datetime
+    ends_at: datetime
+    state: SilenceState
+    silence_id: str | None = None
+    """Alertmanager's id of it; None when it could not be made."""
+    error: str | None = None
+    """Why it could not be made or expired, if so."""

@@ -20,6 +20,7 @@ from healer.audit.views import (
     IncidentDetail,
     IncidentSummary,
     StoredAlert,
+    StoredSilence,
     SummaryRow,
     TimelineStep,
 )
@@ -32,6 +33,7 @@ from healer.types import (
     Feedback,
     IncidentStatus,
     OutcomeKind,
+    SilenceState,
     Verdict,
     WorkloadRef,
 )
@@ -181,6 +183,37 @@ class AlertOut(_Out):
         )
 
 
+class SilenceOut(_Out):
+    """An Alertmanager silence healer asked for on the incident's workload."""
+
+    id: int
+    silence_id: str | None
+    """Alertmanager's id; null when the silence could not be made."""
+    state: SilenceState
+    matchers: dict[str, str]
+    starts_at: datetime
+    ends_at: datetime
+    error: str | None
+    """Why it could not be made, or why its last expiry failed."""
+    created: datetime
+    updated: datetime
+
+    @classmethod
+    def from_stored(cls, stored: StoredSilence) -> SilenceOut:
+        silence = stored.silence
+        return cls(
+            id=stored.id,
+            silence_id=silence.silence_id,
+            state=silence.state,
+            matchers=dict(silence.matchers),
+            starts_at=silence.starts_at,
+            ends_at=silence.ends_at,
+            error=silence.error,
+            created=stored.created,
+            updated=stored.updated,
+        )
+
+
 class IncidentDetailOut(IncidentItem):
     timeline: list[Step]
     """Every recorded step, oldest first."""
@@ -188,14 +221,19 @@ class IncidentDetailOut(IncidentItem):
     """Every action of the incident, oldest first."""
     alerts: list[AlertOut] = []
     """The Alertmanager alerts joined to it, in the order they arrived."""
+    silences: list[SilenceOut] = []
+    """The Alertmanager silences healer asked for on it, oldest first."""
 
     @classmethod
     def from_detail(cls, detail: IncidentDetail) -> IncidentDetailOut:
         item = IncidentItem.from_summary(detail.summary)
-        timeline = [Step.from_step(s) for s in detail.timeline]
-        actions = [ActionOut.from_view(a) for a in detail.actions]
-        alerts = [AlertOut.from_stored(a) for a in detail.alerts]
-        return cls(**dict(item), timeline=timeline, actions=actions, alerts=alerts)
+        return cls(
+            **dict(item),
+            timeline=[Step.from_step(s) for s in detail.timeline],
+            actions=[ActionOut.from_view(a) for a in detail.actions],
+            alerts=[AlertOut.from_stored(a) for a in detail.alerts],
+            silences=[SilenceOut.from_stored(s) for s in detail.silences],
+        )
 
 
 class ActionList(_Out):

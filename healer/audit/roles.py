@@ -12,8 +12,10 @@
                                          (healer train, train-diagnoser, notebooks)
     AlertInbox       Alertmanager's alerts: stored as delivered, read and settled
                      by the cycle                      (healer.api, healer.daemon)
+    SilenceLog       the Alertmanager silences healer made on each incident
+                                           (healer.act.silences, via the daemon)
 
-``AuditStore`` (``store.py``) is all four on one database; a client is typed against
+``AuditStore`` (``store.py``) is all of them on one database; a client is typed against
 the one it uses, so a test can hand it a small fake and a reader of the client sees what
 it may touch. Incident status changes only in ``status.py``, whichever role asks.
 
@@ -42,6 +44,7 @@ from healer.audit.views import (
     IncidentDetail,
     IncidentSummary,
     StoredAlert,
+    StoredSilence,
     SummaryRow,
 )
 from healer.types import (
@@ -62,6 +65,8 @@ from healer.types import (
     Outcome,
     OutcomeKind,
     Plan,
+    Silence,
+    SilenceState,
 )
 
 __all__ = [
@@ -70,6 +75,7 @@ __all__ = [
     "DaemonState",
     "DaemonStore",
     "ReviewQueue",
+    "SilenceLog",
     "TrainingLabels",
 ]
 
@@ -231,3 +237,25 @@ class AlertInbox(Protocol):
     ) -> None: ...
 
     def alerts_of(self, incident_id: int) -> list[StoredAlert]: ...
+
+
+@runtime_checkable
+class SilenceLog(Protocol):
+    """The silences healer made in Alertmanager: recorded when made (or not made) and when
+    expired, each change also a step of the incident's timeline."""
+
+    def record_silence(self, incident_id: int, silence: Silence, *, at: datetime) -> int: ...
+
+    def settle_silence(
+        self,
+        row_id: int,
+        *,
+        state: SilenceState,
+        at: datetime,
+        detail: str,
+        error: str | None = None,
+    ) -> None: ...
+
+    def active_silences(self, incident_id: int) -> list[StoredSilence]: ...
+
+    def silences_of(self, incident_id: int) -> list[StoredSilence]: ...

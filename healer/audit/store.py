@@ -5,10 +5,10 @@ sort on (workload, status, peak score, cause, last action, outcome); ``incident_
 holds the timeline, one row per recorded value with its JSON form (``serialize.py``).
 The summary columns are a cache of the steps, updated in the same transaction.
 
-``AuditStore`` is the store's five roles (``roles.py``) on one database: the daemon's
+``AuditStore`` is the store's six roles (``roles.py``) on one database: the daemon's
 log (``log.py``), the state it keeps across restarts (``kept.py``), the review queue
-(``review.py``), training labels (``labels.py``) and Alertmanager's alerts
-(``alerts.py``). Composition roots (``healer run``,
+(``review.py``), training labels (``labels.py``), Alertmanager's alerts (``alerts.py``)
+and the silences healer made there (``silences.py``). Composition roots (``healer run``,
 ``healer demo``, the test harness, the benchmarks) open one; each client is typed
 against the role it uses.
 
@@ -34,6 +34,7 @@ from healer.audit.kept import SqlDaemonState
 from healer.audit.labels import SqlTrainingLabels
 from healer.audit.log import SqlDaemonLog
 from healer.audit.review import SqlReviewQueue
+from healer.audit.silences import SqlSilenceLog
 from healer.audit.tables import StepKind
 from healer.audit.views import (
     ActionView,
@@ -58,7 +59,14 @@ __all__ = [
 ]
 
 
-class AuditStore(SqlDaemonLog, SqlDaemonState, SqlReviewQueue, SqlTrainingLabels, SqlAlertInbox):
+class AuditStore(
+    SqlDaemonLog,
+    SqlDaemonState,
+    SqlReviewQueue,
+    SqlTrainingLabels,
+    SqlAlertInbox,
+    SqlSilenceLog,
+):
     """Incidents and their timelines in a SQL database (SQLite by default).
 
     ``AuditStore(url, identity=...)`` opens and migrates the database. Thread-safe: each

@@ -16,6 +16,8 @@ classes must describe the same tables (a test compares the two on a fresh databa
   cycle, the leader's identity), readable by any replica serving the API.
 - ``alerts``: Alertmanager's alerts as delivered, one row per firing (fingerprint and
   start), with what the daemon made of each: joined to an incident, or why not.
+- ``silences``: the Alertmanager silences healer asked for, per incident: made (with
+  Alertmanager's id), expired, or not made and why.
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from healer.types import (
     IncidentStatus,
     JsonObject,
     OutcomeKind,
+    SilenceState,
     Verdict,
 )
 
@@ -64,6 +67,8 @@ class StepKind(enum.StrEnum):
     """A person approved or rejected a pending action."""
     OUTCOME = "outcome"
     FEEDBACK = "feedback"
+    SILENCE = "silence"
+    """A silence of the workload's alerts made, expired, or not made (and why)."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -102,6 +107,7 @@ class Base(DeclarativeBase):
         StepKind: _enum_type(StepKind),
         Verdict: _enum_type(Verdict),
         AlertStatus: _enum_type(AlertStatus),
+        SilenceState: _enum_type(SilenceState),
     }
 
 
@@ -236,3 +242,22 @@ class AlertRow(Base):
     disposition: Mapped[str | None] = mapped_column(String(32))
     """What the daemon made of it (``AlertDisposition``); None until it has looked."""
     detail: Mapped[str | None] = mapped_column(Text)
+
+
+class SilenceRow(Base):
+    __tablename__ = "silences"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(
+        ForeignKey("incidents.id", ondelete="CASCADE"), index=True
+    )
+    silence_id: Mapped[str | None] = mapped_column(String(64))
+    """Alertmanager's id (a UUID); None when the silence could not be made."""
+    matchers: Mapped[JsonObject] = mapped_column(JSON)
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime]
+    state: Mapped[SilenceState]
+    error: Mapped[str | None] = mapped_column(Text)
+    """Why it could not be made, or the last expiry that failed."""
+    created: Mapped[datetime]
+    updated: Mapped[datetime]

@@ -29,6 +29,7 @@ from healer.audit.tables import (
     AlertRow,
     FeedbackRow,
     IncidentRow,
+    SilenceRow,
     StepKind,
     StepRow,
 )
@@ -44,6 +45,7 @@ from healer.types import (
     IncidentStatus,
     JsonObject,
     OutcomeKind,
+    Silence,
     Verdict,
     WorkloadRef,
 )
@@ -132,6 +134,8 @@ class IncidentDetail:
     """Every action of the incident, oldest first."""
     alerts: tuple[StoredAlert, ...] = ()
     """The Alertmanager alerts joined to it, in the order they arrived."""
+    silences: tuple[StoredSilence, ...] = ()
+    """The Alertmanager silences healer asked for on it, oldest first."""
 
 
 @dataclass(frozen=True)
@@ -155,6 +159,17 @@ class StoredAlert:
     """None until the daemon has looked at it."""
     detail: str | None
     incident_id: int | None
+
+
+@dataclass(frozen=True)
+class StoredSilence:
+    """A silence healer asked for, as stored: on which incident, and since when."""
+
+    id: int
+    incident_id: int
+    silence: Silence
+    created: datetime
+    updated: datetime
 
 
 @dataclass(frozen=True)
@@ -339,7 +354,27 @@ def detail(session: Session, row: IncidentRow) -> IncidentDetail:
         timeline=timeline,
         actions=tuple(action_view(a) for a in actions),
         alerts=tuple(alerts_of(session, row.id)),
+        silences=tuple(silences_of(session, row.id)),
     )
+
+
+def silences_of(session: Session, incident_id: int) -> list[StoredSilence]:
+    rows = session.scalars(
+        select(SilenceRow).where(SilenceRow.incident_id == incident_id).order_by(SilenceRow.id)
+    )
+    return [stored_silence(r) for r in rows]
+
+
+def stored_silence(row: SilenceRow) -> StoredSilence:
+    silence = Silence(
+        matchers={str(k): str(v) for k, v in row.matchers.items()},
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        state=row.state,
+        silence_id=row.silence_id,
+        error=row.error,
+    )
+    return StoredSilence(row.id, row.incident_id, silence, row.created, row.updated)
 
 
 def alerts_of(session: Session, incident_id: int) -> list[StoredAlert]:

@@ -1,9 +1,9 @@
-"""Escalation: telling a person that healer stopped and why, through webhooks.
+"""Escalation: telling a person that healer stopped and why, and that a page closed.
 
-Two bodies, because receivers differ: a generic JSON document with every field a
-pager or ticketing bridge keys on, and a Slack-compatible one (``text`` plus
-``blocks``), which Slack's incoming webhooks and most chat tools (Mattermost, Rocket.Chat,
-Teams' Slack-compatible connectors) accept.
+An escalation goes to every configured receiver: generic webhooks, Slack-compatible
+ones, Microsoft Teams, PagerDuty (Events API v2) and Opsgenie; a healed incident goes
+to them as well (``escalation.resolutions``), which resolves the PagerDuty incident and
+closes the Opsgenie alert of an earlier page. What each gets is built in ``paging.py``.
 
 Decisions:
 
@@ -11,6 +11,9 @@ Decisions:
   off), and it never raises: an unreachable receiver must not stop the loop. What was
   delivered and what failed is returned, for the log.
 - The body builders are pure, so what a receiver gets is testable without a network.
+- httpx directly rather than apprise: apprise's PagerDuty and Opsgenie services post to
+  the vendors' fixed hosts and PagerDuty's only triggers, while healer needs resolve by
+  ``dedup_key`` and every URL configurable (a proxy, the EU regions, a local receiver).
 - Escalations leave the cycle through ``EscalationQueue``: a bounded queue emptied by
   one background thread. A receiver that hangs (3 attempts of ``timeout_s`` each) holds
   that thread, never the cycle; when the queue is full, the new escalation is dropped,
@@ -27,10 +30,9 @@ import queue
 import socket
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 from urllib.parse import urlsplit
 
 import httpx
@@ -43,92 +45,79 @@ from tenacity import (
     wait_exponential,
 )
 
-from healer.config import EscalationSettings, denied_address
-from healer.types import JsonObject, WorkloadRef
+from healer.config import ApiSettings, EscalationSettings, denied_address
+from healer.decide import paging
+from healer.decide.paging import Escalation, Page, Resolution
+from healer.types import JsonObject
+
+__all__ = ["Escalation", "EscalationQueue", "Page", "Resolution", "WebhookNotifier"]
 
 log = structlog.get_logger("healer.escalation")
-
-
-@dataclass(frozen=True)
-class Escalation:
-    """One incident handed to a person."""
-
-    incident_id: int
-    workload: WorkloadRef
-    at: datetime
-    reason: str
-    cause: str | None = None
-    playbook: str | None = None
-    action: str | None = None
-
-
-def generic_body(escalation: Escalation) -> JsonObject:
-    e = escalation
-    return {
-        "event": "healer.escalation",
-        "incident_id": e.incident_id,
-        "namespace": e.workload.namespace,
-        "kind": e.workload.kind,
-        "name": e.workload.name,
-        "at": e.at.isoformat(),
-        "reason": e.reason,
-        "cause": e.cause,
-        "playbook": e.playbook,
-        "action": e.action,
-    }
-
-
-def slack_body(escalation: Escalation) -> JsonObject:
-    e = escalation
-    title = f"healer escalated incident {e.incident_id} on {e.workload}"
-    facts = [
-        f"*cause:* {e.cause or 'unknown'}",
-        f"*playbook:* {e.playbook or 'none'}",
-        f"*action:* {e.action or 'none'}",
-    ]
-    return {
-        "text": f"{title}: {e.reason}",
-        "blocks": [
-            {"type": "header", "text": {"type": "plain_text", "text": title[:150]}},
-            {"type": "section", "text": {"type": "mrkdwn", "text": e.reason[:3000]}},
-            {"type": "context", "elements": [{"type": "mrkdwn", "text": f} for f in facts]},
-        ],
-    }
 
 
 class _Retryable(Exception):
     """A 429 or 5xx answer: worth another attempt."""
 
 
+@dataclass(frozen=True)
+class _Target:
+    url: str
+    body: JsonObject
+    headers: Mapping[str, str]
+
+
 class WebhookNotifier:
-    """POSTs escalations to the configured generic and Slack-compatible webhooks."""
+    """POSTs escalations and resolutions to every configured receiver."""
 
     def __init__(
-        self, settings: EscalationSettings, *, transport: httpx.BaseTransport | None = None
+        self,
+        settings: EscalationSettings,
+        *,
+        api: ApiSettings | None = None,
+        transport: httpx.BaseTransport | None = None,
     ) -> None:
         self._settings = settings
+        self._api = api or ApiSettings()
         self._client = httpx.Client(timeout=settings.timeout_s, transport=transport)
 
     def close(self) -> None:
         self._client.close()
 
-    def notify(self, escalation: Escalation) -> list[str]:
+    def notify(self, page: Page) -> list[str]:
         """Deliver to every receiver; returns one error line per receiver that failed."""
-        targets: Sequence[tuple[str, JsonObject]] = [
-            *((url, generic_body(escalation)) for url in self._settings.webhook_urls),
-            *((url, slack_body(escalation)) for url in self._settings.slack_webhook_urls),
-        ]
+        if isinstance(page, Resolution) and not self._settings.resolutions:
+            return []
         errors = []
-        for url, body in targets:
-            error = self._post(url, body)
+        for target in self._targets(page):
+            error = self._post(target.url, target.body, target.headers)
             if error is not None:
                 errors.append(error)
-                log.warning("escalation_undelivered", url=url, error=error)
+                log.warning("page_undelivered", url=target.url, error=error)
             else:
-                log.info("escalation_delivered", url=url, incident_id=escalation.incident_id)
+                log.info("page_delivered", url=target.url, incident_id=page.incident_id)
         return errors
 
-    def _post(self, url: str, body: JsonObject) -> str | None:
+    def resolve(self, resolution: Resolution) -> list[str]:
+        return self.notify(resolution)
+
+    def _targets(self, page: Page) -> list[_Target]:
+        hooks, link = self._settings, self._api.incident_link(page.incident_id)
+        targets = [
+            *(_Target(u, paging.generic_body(page, link), {}) for u in hooks.webhook_urls),
+            *(_Target(u, paging.slack_body(page, link), {}) for u in hooks.slack_webhook_urls),
+            *(_Target(u, paging.teams_body(page, link), {}) for u in hooks.teams_webhook_urls),
+        ]
+        if hooks.pagerduty_routing_key is not None:
+            key = hooks.pagerduty_routing_key.get_secret_value()
+            body = paging.pagerduty_body(page, link, routing_key=key)
+            targets.append(_Target(hooks.pagerduty_url, body, {}))
+        if hooks.opsgenie_api_key is not None:
+            path, body = paging.opsgenie_request(page, link)
+            auth = {"Authorization": f"GenieKey {hooks.opsgenie_api_key.get_secret_value()}"}
+            targets.append(_Target(hooks.opsgenie_url.rstrip("/") + path, body, auth))
+        return targets
+
+    def _post(self, url: str, body: JsonObject, headers: Mapping[str, str]) -> str | None:
         denied = self._denied(url)
         if denied is not None:
             return f"{url}: resolves to {denied}, in escalation.denied_networks; not sent"
@@ -138,7 +127,7 @@ class WebhookNotifier:
             wait=wait_exponential(multiplier=self._settings.backoff_s, max=30),
         )(self._post_once)
         try:
-            attempt(url, body)
+            attempt(url, body, headers)
         except RetryError as exc:
             last = exc.last_attempt.exception()
             return f"{url}: {last}"
@@ -148,8 +137,8 @@ class WebhookNotifier:
             return f"{url}: {exc}"
         return None
 
-    def _post_once(self, url: str, body: JsonObject) -> None:
-        answer = self._client.post(url, json=body)
+    def _post_once(self, url: str, body: JsonObject, headers: Mapping[str, str]) -> None:
+        answer = self._client.post(url, json=body, headers=headers)
         if answer.status_code == 429 or answer.status_code >= 500:
             raise _Retryable(f"{answer.status_code} {answer.text[:200]}")
         if answer.status_code >= 400:
@@ -176,17 +165,26 @@ class _PermanentFailure(Exception):
 
 
 class Notifier(Protocol):
-    def notify(self, escalation: Escalation) -> list[str]: ...
+    def notify(self, page: Page) -> list[str]: ...
+
+
+@runtime_checkable
+class Resolver(Protocol):
+    """A notifier that also takes healed incidents, closing their pages."""
+
+    def resolve(self, resolution: Resolution) -> list[str]: ...
 
 
 class EscalationQueue:
-    """Hands escalations to ``notifier`` from a background thread, through a queue of at
-    most ``capacity``; ``notify`` never waits. Thread-safe."""
+    """Hands escalations and resolutions to ``notifier`` from a background thread,
+    through a queue of at most ``capacity``; ``notify`` and ``resolve`` never wait, and
+    pages leave in the order given (an incident's trigger before its resolve).
+    Thread-safe."""
 
     def __init__(self, notifier: Notifier, *, capacity: int) -> None:
         self._notifier = notifier
         self.capacity = capacity
-        self._queue: queue.Queue[Escalation | None] = queue.Queue(maxsize=capacity)
+        self._queue: queue.Queue[Page | None] = queue.Queue(maxsize=capacity)
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self.dropped = 0
@@ -194,22 +192,26 @@ class EscalationQueue:
         self.undelivered = 0
         """Escalations at least one receiver did not get after its retries."""
 
-    def notify(self, escalation: Escalation) -> list[str]:
-        """Queue ``escalation``; returns the error line when it had to be dropped."""
+    def notify(self, page: Page) -> list[str]:
+        """Queue ``page``; returns the error line when it had to be dropped."""
         self._start()
         try:
-            self._queue.put_nowait(escalation)
+            self._queue.put_nowait(page)
         except queue.Full:
             with self._lock:
                 self.dropped += 1
             log.warning(
                 "escalation_dropped",
-                incident_id=escalation.incident_id,
+                incident_id=page.incident_id,
                 queue_size=self.capacity,
                 dropped=self.dropped,
             )
-            return [f"escalation queue full ({self.capacity}): incident {escalation.incident_id}"]
+            return [f"escalation queue full ({self.capacity}): incident {page.incident_id}"]
         return []
+
+    def resolve(self, resolution: Resolution) -> list[str]:
+        """Queue a healed incident, for the notifier to close its pages."""
+        return self.notify(resolution)
 
     def join(self) -> None:
         """Wait until every queued escalation was handled (tests, shutdown)."""
@@ -237,16 +239,14 @@ class EscalationQueue:
 
     def _run(self) -> None:
         while True:
-            escalation = self._queue.get()
+            page = self._queue.get()
             try:
-                if escalation is None:
+                if page is None:
                     return
-                if self._notifier.notify(escalation):
+                if self._notifier.notify(page):
                     with self._lock:
                         self.undelivered += 1
             except Exception:  # a bug in a notifier must not end delivery for good
-                log.exception(
-                    "escalation_failed", incident_id=escalation and escalation.incident_id
-                )
+                log.exception("escalation_failed", incident_id=page and page.incident_id)
             finally:
                 self._queue.task_done()

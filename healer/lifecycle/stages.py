@@ -58,6 +58,8 @@ class Watching:
     quiet_since: datetime | None = None
     plan: Plan | None = None
     """The last plan acted on, if any: an escalation names its playbook and action."""
+    paged: bool = False
+    """An escalation went out for it: once the workload is quiet again, the page closes."""
 
 
 @dataclass(frozen=True)

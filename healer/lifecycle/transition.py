@@ -21,7 +21,7 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import assert_never
 
-from healer.decide.escalation import Escalation
+from healer.decide.paging import Escalation, Resolution
 from healer.lifecycle.stages import (
     Diagnosing,
     Reconciling,
@@ -35,6 +35,7 @@ from healer.types import (
     ActionKind,
     ActionRecord,
     ActionStatus,
+    Finding,
     Outcome,
     OutcomeKind,
     Plan,
@@ -146,6 +147,31 @@ class Notify:
 
 
 @dataclass(frozen=True)
+class Resolve:
+    """Tell the receivers the incident healed: its page, if any, closes."""
+
+    resolution: Resolution
+
+
+@dataclass(frozen=True)
+class SilenceAlerts:
+    """Silence the workload's alerts from ``starts`` until ``ends``, the action's
+    verification deadline: nobody is paged for what healer is fixing."""
+
+    starts: datetime
+    ends: datetime
+
+
+@dataclass(frozen=True)
+class ExpireSilences:
+    """The incident has its outcome: expire the silences healer made on it, so that an
+    alert still firing pages."""
+
+    at: datetime
+    why: str
+
+
+@dataclass(frozen=True)
 class ExpirePending:
     """Withdraw an action still awaiting approval: the workload settled on its own."""
 
@@ -177,7 +203,17 @@ class NoteFloor:
 
 
 Effect = (
-    RecordOutcome | RecordAction | Say | Notify | ExpirePending | Verify | Reconcile | NoteFloor
+    RecordOutcome
+    | RecordAction
+    | Say
+    | Notify
+    | Resolve
+    | SilenceAlerts
+    | ExpireSilences
+    | ExpirePending
+    | Verify
+    | Reconcile
+    | NoteFloor
 )
 
 
@@ -238,19 +274,42 @@ def settle(track: Track, outcome: Outcome, *, notify: bool = True) -> Move:
     )
     plan = last_plan(track)
     to = Watching(track.incident_id, track.workload, track.story, track.quiet_since, plan)
-    if not notify or outcome.kind is OutcomeKind.HEALED:
-        return Move(to, before)
-    diagnosis = track.story.diagnosis
+    said = f"{outcome.kind}: {outcome.evidence}"
+    unsilence = ExpireSilences(outcome.at, said)
+    playbook = plan.playbook if plan else None
+    action = str(plan.action) if plan else None
+    if outcome.kind is OutcomeKind.HEALED:
+        healed = Resolution(track.incident_id, track.workload, outcome.at, said, playbook, action)
+        return Move(to, before, (unsilence, Resolve(healed)))
+    if not notify:
+        return Move(to, before, (unsilence,))
+    to = replace(to, paged=True)
+    finding, diagnosis = track.story.finding, track.story.diagnosis
     escalation = Escalation(
         incident_id=track.incident_id,
         workload=track.workload,
         at=outcome.at,
-        reason=f"{outcome.kind}: {outcome.evidence}",
+        reason=said,
         cause=str(diagnosis.cause) if diagnosis else None,
-        playbook=plan.playbook if plan else None,
-        action=str(plan.action) if plan else None,
+        playbook=playbook,
+        action=action,
+        finding=found(finding) if finding else None,
+        diagnosis=(
+            f"{diagnosis.cause} ({diagnosis.confidence:.0%}): {diagnosis.explanation}"
+            if diagnosis
+            else None
+        ),
     )
-    return Move(to, before, (Notify(escalation),))
+    return Move(to, before, (unsilence, Notify(escalation)))
+
+
+def found(finding: Finding) -> str:
+    """A finding as people read it: its score and the signals that deviated most."""
+    top = ", ".join(
+        f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ" for d in finding.signals[:3]
+    )
+    where = f": {top}" if top else f" ({finding.model_version})"
+    return f"score {finding.score:.2f} since {finding.onset.isoformat()}{where}"
 
 
 def _tick(track: Track, tick: Tick) -> Move:
@@ -268,6 +327,18 @@ def _tick(track: Track, tick: Tick) -> Move:
             return Move(None, closed.before, (*closed.after, ExpirePending(now)))
         case Diagnosing():
             return Move(replace(track, quiet_since=quiet_since))
+        case Watching() if settled and track.paged:
+            plan = track.plan
+            back = Resolution(
+                track.incident_id,
+                track.workload,
+                now,
+                f"recovered: quiet for {tick.stable_s:.0f} s since the escalation",
+                plan.playbook if plan else None,
+                str(plan.action) if plan else None,
+                healed=False,
+            )
+            return Move(None, after=(ExpirePending(now), Resolve(back)))
         case Watching() if settled:
             return Move(None, after=(ExpirePending(now),))
         case Watching():
@@ -294,12 +365,13 @@ def _acted(track: Watching, acted: Acted) -> Move:
     )
     if record.status == ActionStatus.SUCCEEDED:
         to = Verifying(track.incident_id, track.workload, plan, now, track.story, track.quiet_since)
+        hush = SilenceAlerts(now, now + timedelta(seconds=plan.verify_within_s))
         if plan.action is not ActionKind.SCALE or "hpa" not in plan.params:
-            return Move(to, (said,))
+            return Move(to, (said,), (hush,))
         finding = track.story.finding
         rate = finding.deviation(Signal.REQUEST_RATE) if finding else None
         before_rps = rate.baseline if rate is not None else None
-        return Move(to, (said,), (NoteFloor(plan, now, before_rps),))
+        return Move(to, (said,), (hush, NoteFloor(plan, now, before_rps)))
     if record.status == ActionStatus.DRY_RUN:
         outcome = Outcome(
             OutcomeKind.ESCALATED,
@@ -330,7 +402,9 @@ def _reconciled(track: Reconciling, landed: bool, now: datetime) -> Move:
             track.story,
             track.quiet_since,
         )
-        return Move(to, (RecordAction(record), said))
+        deadline = intent.started + timedelta(seconds=track.plan.verify_within_s)
+        hush = (SilenceAlerts(now, deadline),) if deadline > now else ()
+        return Move(to, (RecordAction(record), said), hush)
     record = ActionRecord(
         intent.kind,
         intent.target,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,8 @@ from healer.types import (
     OutcomeKind,
     Signal,
     SignalDeviation,
+    Silence,
+    SilenceState,
     WorkloadRef,
 )
 
@@ -311,3 +314,25 @@ def test_approving_an_action_of_a_resolved_incident_is_a_409_naming_it(tmp_path:
         f"incident {iid} is resolved: an approval cannot move it to open "
         "(only from pending_approval)"
     )
+
+
+def test_an_incident_lists_the_silences_healer_asked_for(
+    client: TestClient, store: AuditStore
+) -> None:
+    iid = resolved_incident(store)
+    wanted = Silence(
+        {"namespace": "shop", "deployment": "cart"}, at(31), at(331), SilenceState.ACTIVE
+    )
+    store.record_silence(iid, replace(wanted, silence_id="4e1f"), at=at(31))
+    failed = replace(wanted, state=SilenceState.FAILED, error="Alertmanager at ... 503")
+    store.record_silence(iid, failed, at=at(31))
+    body = get(client, f"/api/v1/incidents/{iid}")
+    assert [(s["silence_id"], s["state"], s["error"]) for s in body["silences"]] == [
+        ("4e1f", "active", None),
+        (None, "failed", "Alertmanager at ... 503"),
+    ]
+    assert body["silences"][0]["matchers"] == {"namespace": "shop", "deployment": "cart"}
+    assert [s["data"]["state"] for s in body["timeline"] if s["kind"] == "silence"] == [
+        "active",
+        "failed",
+    ]

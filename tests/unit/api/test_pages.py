@@ -27,6 +27,8 @@ from healer.types import (
     Plan,
     Signal,
     SignalDeviation,
+    Silence,
+    SilenceState,
     WorkloadRef,
 )
 
@@ -204,3 +206,20 @@ def test_a_viewer_sees_no_buttons_and_may_not_press_them(store: AuditStore) -> N
         assert c.post(f"/actions/{action_id}/approve").status_code == 403
     [action] = store.actions()
     assert action.status == ActionStatus.PENDING_APPROVAL
+
+
+def test_the_silences_healer_made_are_on_the_timeline(
+    client: TestClient, store: AuditStore
+) -> None:
+    iid = rolled_back(store)
+    ends = T0 + timedelta(minutes=15)
+    made = Silence(
+        {"namespace": "shop", "deployment": "cart"}, T0, ends, SilenceState.ACTIVE, "4e1f"
+    )
+    row = store.record_silence(iid, made, at=T0)
+    store.settle_silence(row, state=SilenceState.EXPIRED, at=ends, detail="healed: at baseline")
+    text = client.get(f"/incidents/{iid}").text
+    assert text.count('<span class="kind">silence</span>') == 2
+    assert "<code>4e1f</code>" in text
+    assert 'deployment="cart", namespace="shop"' in text
+    assert "healed: at baseline" in text

@@ -27,7 +27,8 @@ def firing(fingerprint: str = "a1", status: AlertStatus = AlertStatus.FIRING) ->
 def test_upgrade_to_head_on_a_fresh_database_makes_the_alerts_table(tmp_path: Path) -> None:
     engine = create_engine(f"sqlite:///{tmp_path / 'fresh.db'}")
     migrate.upgrade(engine)
-    assert migrate.current(engine) == migrate.head() == "0005"
+    assert migrate.current(engine) == migrate.head()
+    assert int(migrate.head()) >= 5
     assert "alerts" in inspect(engine).get_table_names()
     engine.dispose()
 
@@ -45,7 +46,7 @@ def test_upgrade_from_the_previous_head_keeps_incidents_and_adds_alerts(tmp_path
         )
     engine.dispose()
     store = AuditStore(f"sqlite:///{path}")  # opening migrates
-    assert migrate.current(create_engine(f"sqlite:///{path}")) == "0005"
+    assert migrate.current(create_engine(f"sqlite:///{path}")) == migrate.head()
     store.record_alerts([firing()], at=T0)
     (pending,) = store.pending_alerts()
     store.settle_alert(pending.id, AlertDisposition.JOINED, detail="joined", at=T0, incident_id=1)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from healer.decide.paging import Resolution
 from healer.lifecycle.stages import (
     Diagnosing,
     Reconciling,
@@ -23,6 +24,7 @@ from healer.lifecycle.transition import (
     Diagnosed,
     Event,
     ExpirePending,
+    ExpireSilences,
     NotDiagnosed,
     NoteFloor,
     Notify,
@@ -30,9 +32,11 @@ from healer.lifecycle.transition import (
     Reconciled,
     RecordAction,
     RecordOutcome,
+    Resolve,
     Reviewed,
     Say,
     Settled,
+    SilenceAlerts,
     Tick,
     UnexpectedEvent,
     Verify,
@@ -112,6 +116,20 @@ def test_watching_settled_is_forgotten_and_its_pending_approval_expires() -> Non
     assert move.before == () and move.after == (ExpirePending(at(STABLE_S)),)
 
 
+def test_a_paged_incident_closes_its_page_once_the_workload_settles() -> None:
+    escalated = Outcome(OutcomeKind.ESCALATED, "no playbook", at(1))
+    paged = transition(WATCHING, Settled(escalated)).to
+    assert isinstance(paged, Watching) and paged.paged
+    move = transition(replace_quiet(paged, T0), Tick(at(STABLE_S), True, STABLE_S))
+    assert move.to is None
+    expire, resolve = move.after
+    assert expire == ExpirePending(at(STABLE_S))
+    assert isinstance(resolve, Resolve) and not resolve.resolution.healed
+    assert resolve.resolution.evidence.startswith("recovered: quiet for")
+    held = transition(WATCHING, Settled(escalated, notify=False)).to
+    assert isinstance(held, Watching) and not held.paged, "no page of its own to close"
+
+
 def test_watching_not_yet_settled_stays_watched() -> None:
     move = transition(replace_quiet(WATCHING, T0), Tick(at(STABLE_S - 1), True, STABLE_S))
     assert isinstance(move.to, Watching) and move.after == ()
@@ -121,7 +139,7 @@ def test_diagnosing_that_passes_is_escalated_naming_why_then_forgotten() -> None
     move = transition(replace_quiet(DIAGNOSING, T0), Tick(at(STABLE_S), True, STABLE_S))
     assert move.to is None
     assert kinds(move.before) == ["RecordOutcome", "Say"]
-    assert kinds(move.after) == ["Notify", "ExpirePending"]
+    assert kinds(move.after) == ["ExpireSilences", "Notify", "ExpirePending"]
     outcome = move.before[0]
     assert isinstance(outcome, RecordOutcome)
     assert outcome.outcome.kind is OutcomeKind.ESCALATED
@@ -181,16 +199,18 @@ def test_an_approval_brings_the_story_the_store_tells() -> None:
 # ---- acting ---------------------------------------------------------------------------------
 
 
-def test_an_action_that_succeeded_is_verified_from_now() -> None:
+def test_an_action_that_succeeded_is_verified_from_now_with_its_alerts_silenced() -> None:
     move = transition(WATCHING, Acted(RESTART, record(ActionStatus.SUCCEEDED), at(5)))
     assert move.to == Verifying(1, CART, RESTART, at(5), STORY)
-    assert kinds(move.before) == ["Say"] and move.after == ()
+    deadline = at(5 + RESTART.verify_within_s)
+    assert kinds(move.before) == ["Say"] and move.after == (SilenceAlerts(at(5), deadline),)
 
 
 def test_a_raised_hpa_floor_is_noted_with_the_load_before() -> None:
     move = transition(WATCHING, Acted(SCALE_HPA, record(ActionStatus.SUCCEEDED), at(5)))
     assert isinstance(move.to, Verifying)
-    assert move.after == (NoteFloor(SCALE_HPA, at(5), RATE.baseline),)
+    hush = SilenceAlerts(at(5), at(5 + SCALE_HPA.verify_within_s))
+    assert move.after == (hush, NoteFloor(SCALE_HPA, at(5), RATE.baseline))
 
 
 @pytest.mark.parametrize(
@@ -206,8 +226,11 @@ def test_a_dry_run_or_failed_action_is_escalated(status: ActionStatus, evidence:
     assert kinds(move.before) == ["Say", "RecordOutcome", "Say"]
     outcome = move.before[1]
     assert isinstance(outcome, RecordOutcome) and outcome.outcome.evidence.startswith(evidence)
-    [notify] = move.after
+    unsilence, notify = move.after
+    assert isinstance(unsilence, ExpireSilences) and unsilence.at == at(5)
     assert isinstance(notify, Notify) and notify.escalation.cause == "overload"
+    assert notify.escalation.diagnosis is not None
+    assert notify.escalation.diagnosis.startswith("overload")
 
 
 def test_an_action_awaiting_approval_stays_watching() -> None:
@@ -231,18 +254,34 @@ def test_every_stage_settles_into_watching_keeping_the_plan_it_acted_on(track: T
         RecordOutcome(outcome),
         Say("outcome", at(9), "not_healed: still leaking"),
     )
-    [notify] = move.after
+    unsilence, notify = move.after
+    assert unsilence == ExpireSilences(at(9), "not_healed: still leaking")
     assert isinstance(notify, Notify)
     expected = None if isinstance(track, Diagnosing) else "restart"
     assert notify.escalation.playbook == expected
     assert move.to.plan == (None if isinstance(track, Diagnosing) else RESTART)
 
 
-def test_healed_or_unnotified_outcomes_send_no_escalation() -> None:
+def test_healed_or_unnotified_outcomes_send_no_escalation_and_expire_the_silences() -> None:
     healed = Outcome(OutcomeKind.HEALED, "back at baseline", at(9))
-    assert transition(VERIFYING, Settled(healed)).after == ()
+    unsilence, resolve = transition(VERIFYING, Settled(healed)).after
+    assert unsilence == ExpireSilences(at(9), "healed: back at baseline")
+    assert resolve == Resolve(
+        Resolution(1, CART, at(9), "healed: back at baseline", "restart", "restart")
+    )
     held = Outcome(OutcomeKind.ESCALATED, "held by anomaly_brake", at(9))
-    assert transition(WATCHING, Settled(held, notify=False)).after == ()
+    assert transition(WATCHING, Settled(held, notify=False)).after == (
+        ExpireSilences(at(9), "escalated: held by anomaly_brake"),
+    )
+
+
+def test_an_escalation_tells_the_finding_and_the_diagnosis() -> None:
+    failed = Outcome(OutcomeKind.NOT_HEALED, "still leaking", at(9))
+    [_, notify] = transition(VERIFYING, Settled(failed)).after
+    assert isinstance(notify, Notify)
+    assert notify.escalation.finding is not None
+    assert notify.escalation.finding.startswith("score ")
+    assert notify.escalation.diagnosis == f"overload (80%): {DIAGNOSIS.explanation}"
 
 
 def test_not_healed_with_a_next_playbook_chains_back_to_watching() -> None:
@@ -258,6 +297,9 @@ def test_not_healed_with_a_next_playbook_chains_back_to_watching() -> None:
 def test_an_intent_that_landed_is_recorded_and_verified_from_when_it_was_sent() -> None:
     move = transition(RECONCILING, Reconciled(True, at(30)))
     assert move.to == Verifying(1, CART, RESTART, T0, STORY)
+    assert move.after == (SilenceAlerts(at(30), at(RESTART.verify_within_s)),)
+    late = transition(RECONCILING, Reconciled(True, at(RESTART.verify_within_s + 1)))
+    assert late.after == (), "no silence past the verification deadline"
     landed = move.before[0]
     assert isinstance(landed, RecordAction)
     assert landed.record.status is ActionStatus.SUCCEEDED and landed.record.finished == at(30)
