@@ -8,8 +8,11 @@ for ``--seconds``. The load generator is a minimal HTTP/1.1 client, because it s
 the machine's cores with the server; each run prints the CPU both used and the load
 generator's share. Printed per run: requests, throughput, p50 / p90 / p99 / max latency,
 for the first page, for a page found through a cursor, and for queries that all differ
-(no page kept in memory: the cost of a store read and its encoding). Target: p99 under
-50 ms at 100 clients.
+(no page kept in memory: the cost of a store read and its encoding). The queries that
+differ mix the filters people type (``QUERY_SHAPES``: a start time, a time window, a
+namespace, a cause, a status, a workload, each further on through a cursor), and each
+shape's latencies in that run are printed below it. Target: p99 under 50 ms at 100
+clients, for every shape.
 
     python bench/api_incidents.py [--incidents 100000] [--clients 10,100] [--seconds 20]
 """
@@ -32,6 +35,8 @@ import httpx
 from sqlalchemy import insert
 
 TOKEN = "bench-viewer-token"
+CURSOR_SECRET = "bench-cursor-secret"
+"""The server's cursor key, so that the load generator can sign cursors of its own."""
 T0 = datetime(2025, 1, 1, tzinfo=UTC)
 CAUSES = ("memory_leak", "overload", "bad_release", "crash_loop", None)
 STATUSES = ("resolved", "resolved", "resolved", "open", "verifying")
@@ -86,6 +91,45 @@ def fill(url: str, count: int) -> None:
     store.close()
 
 
+QUERIES_PER_SHAPE = 2_000
+"""Distinct queries of each shape: more than the clients send of it in a run."""
+
+
+def query_shapes(count: int) -> dict[str, list[str]]:
+    """Incident-list queries by what a person filters on, ``QUERIES_PER_SHAPE`` of each,
+    all different. Filters match what ``fill`` stored (incident ``i`` is in namespace
+    ``ns{i % 20}``, workload ``svc{i % 500}``, with the cause and status of ``i % 5``), and
+    the cursor pages start at ids spread over the history."""
+    from healer.api.cursor import CursorSigner
+
+    signer = CursorSigner(CURSOR_SECRET.encode())
+    n = range(QUERIES_PER_SHAPE)
+    span_min = max(count - 24 * 60, 1)  # a one-day window starts at least a day back
+
+    def at(minutes: int) -> str:
+        return (T0 + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+    def cursor(k: int) -> str:
+        return signer.dump(count - (k * 7919) % max(count - 1, 1))  # 7919: a prime stride
+
+    base = "/api/v1/incidents?"
+    return {
+        "start time": [f"{base}since={at(k * count // QUERIES_PER_SHAPE)}" for k in n],
+        "one-day window": [
+            f"{base}since={at(m)}&until={at(m + 24 * 60)}" for m in (k * 7919 % span_min for k in n)
+        ],
+        "namespace, cursor": [f"{base}namespace=ns{k % 20}&cursor={cursor(k)}" for k in n],
+        "cause, cursor": [f"{base}cause={CAUSES[k % 4]}&cursor={cursor(k)}" for k in n],
+        "status, cursor": [f"{base}status={STATUSES[k % 5]}&cursor={cursor(k)}" for k in n],
+        "workload, cursor": [
+            f"{base}namespace=ns{k % 20}&workload=svc{k % 500}&cursor={cursor(k)}" for k in n
+        ],
+        "namespace and status": [
+            f"{base}namespace=ns{k % 20}&status={STATUSES[k % 5]}&cursor={cursor(k)}" for k in n
+        ],
+    }
+
+
 def serve(url: str, port: int) -> None:
     import uvicorn
 
@@ -95,7 +139,8 @@ def serve(url: str, port: int) -> None:
     from healer.config import Settings
 
     tokens = [{"name": "bench", "role": "viewer", "sha256": hash_token(TOKEN)}]
-    app = create_app(store=AuditStore(url), settings=Settings(api={"tokens": tokens}))
+    api = {"tokens": tokens, "cursor_secret": CURSOR_SECRET}
+    app = create_app(store=AuditStore(url), settings=Settings(api=api))
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
 
 
@@ -111,17 +156,18 @@ class Client:
     def __init__(self, port: int, requests: Sequence[bytes], first: int) -> None:
         self.port, self.requests, self.next = port, requests, first
 
-    async def run(self, stop: float, latencies: list[float]) -> None:
+    async def run(self, stop: float, latencies: list[tuple[int, float]]) -> None:
+        """Send requests until ``stop``; append (index of the request, seconds) each."""
         reader, writer = await asyncio.open_connection("127.0.0.1", self.port)
         try:
             while time.monotonic() < stop:
-                request = self.requests[self.next % len(self.requests)]
+                index = self.next % len(self.requests)
                 self.next += 1
                 started = time.perf_counter()
-                writer.write(request)
+                writer.write(self.requests[index])
                 head = await reader.readuntil(b"\r\n\r\n")
                 body = await reader.readexactly(_content_length(head))
-                latencies.append(time.perf_counter() - started)
+                latencies.append((index, time.perf_counter() - started))
                 if not head.startswith(b"HTTP/1.1 200") or not body.startswith(b"{"):
                     raise RuntimeError(f"unexpected answer: {head[:40]!r} {body[:80]!r}")
         finally:
@@ -143,10 +189,13 @@ def _content_length(head: bytes) -> int:
     raise RuntimeError(f"no Content-Length in {head!r}")
 
 
-async def load(port: int, paths: Sequence[str], clients: int, seconds: float) -> list[float]:
-    """Latencies of ``clients`` closed-loop clients for ``seconds``; each sends ``paths``
-    in turn, client ``i`` starting at its own share of the list."""
-    latencies: list[float] = []
+async def load(
+    port: int, paths: Sequence[str], clients: int, seconds: float
+) -> list[tuple[int, float]]:
+    """Latencies of ``clients`` closed-loop clients for ``seconds``, each with the index
+    of its path; each client sends ``paths`` in turn, client ``i`` starting at its own
+    share of the list."""
+    latencies: list[tuple[int, float]] = []
     stop = time.monotonic() + seconds
     requests = [encode(port, path) for path in paths]
     step = max(1, len(requests) // clients)
@@ -165,11 +214,11 @@ def cpu_seconds(pid: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
 
 
-def report(label: str, latencies: list[float], seconds: float, cpu: str) -> None:
+def report(label: str, latencies: Sequence[float], seconds: float, cpu: str) -> None:
     ms = sorted(x * 1000 for x in latencies)
     q = statistics.quantiles(ms, n=100)
     print(
-        f"{label:<34} {len(ms):>7} requests {len(ms) / seconds:>6.0f}/s  "
+        f"{label:<44} {len(ms):>7} requests {len(ms) / seconds:>6.0f}/s  "
         f"p50 {q[49]:6.1f} ms  p90 {q[89]:6.1f} ms  p99 {q[98]:6.1f} ms  max {ms[-1]:6.1f} ms"
         f"  {cpu}"
     )
@@ -177,7 +226,7 @@ def report(label: str, latencies: list[float], seconds: float, cpu: str) -> None
 
 def measure(
     server: int, port: int, paths: Sequence[str], clients: int, seconds: float
-) -> tuple[list[float], str]:
+) -> tuple[list[tuple[int, float]], str]:
     """Run the load; also the CPU the server and this load generator used, in seconds
     per second of run (1.0 is one core busy), and the load generator's share of both."""
     server_before, client_before = cpu_seconds(server), time.process_time()
@@ -225,13 +274,11 @@ def main() -> None:
                 time.sleep(0.1)
         first = httpx.get(f"{base}/api/v1/incidents", headers={"Authorization": f"Bearer {TOKEN}"})
         cursor = first.json()["next_cursor"]
+        shapes = query_shapes(args.incidents)
         # Distinct queries, so that no page is served from memory: what a store read and
-        # its encoding cost (10,000 start times, one every 10 minutes of the history).
-        varied = [
-            "/api/v1/incidents?since="
-            + (T0 + timedelta(minutes=10 * i)).strftime("%Y-%m-%dT%H:%M:%SZ")
-            for i in range(10_000)
-        ]
+        # its encoding cost. The shapes take turns, so that each client sends all of them.
+        varied = [path for paths in zip(*shapes.values(), strict=True) for path in paths]
+        shape_of = [label for _ in range(len(varied) // len(shapes)) for label in shapes]
         asyncio.run(load(args.port, ["/api/v1/incidents"], max(counts), 2.0))  # warm-up
         print(
             f"{args.seconds:g} s per run, {os.cpu_count()} CPUs, "
@@ -247,7 +294,12 @@ def main() -> None:
                 ("varied queries (none kept)", varied),
             ):
                 latencies, cpu = measure(server.pid, args.port, paths, clients, args.seconds)
-                report(f"{clients:>3} clients, {label}", latencies, args.seconds, cpu)
+                seconds = [x for _, x in latencies]
+                report(f"{clients:>3} clients, {label}", seconds, args.seconds, cpu)
+                if paths is varied:
+                    for shape in shapes:
+                        mine = [x for i, x in latencies if shape_of[i] == shape]
+                        report(f"      {shape}", mine, args.seconds, "")
     finally:
         server.terminate()
         server.wait()

@@ -93,6 +93,8 @@ def create_app(
         pages=app.state.context.pages,
         store=store,
         tokens=app.state.tokens,
+        cursors=app.state.context.cursors,
+        readers=app.state.context.readers,
     )
     # Added last, so run first: the body limit before anything reads the body.
     app.add_middleware(SecurityHeaders)

@@ -12,6 +12,7 @@ request that cost more than the rest of a cached list request (bench/api_inciden
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -20,7 +21,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from healer.api.cursor import CursorSigner
-from healer.api.listing import PageCache
+from healer.api.listing import PageCache, read_threads
 from healer.audit.roles import ReviewQueue
 from healer.config import GuardSettings
 from healer.decide import Playbook
@@ -39,6 +40,8 @@ class AppContext:
     guards: GuardSettings
     pages: PageCache = field(default_factory=PageCache)
     """Encoded pages of the incident list (``listing.py``)."""
+    readers: Executor = field(default_factory=read_threads)
+    """The threads that read pages of the incident list not kept (``listing.py``)."""
 
 
 async def get_store(request: Request) -> ReviewQueue:

@@ -11,8 +11,15 @@ before the framework, checking the bearer token itself, because FastAPI's per-re
 work (resolving dependencies, validating each query parameter) costs several times what
 sending kept bytes does (bench/api_incidents.py). The key is the raw query string: a
 string the full route answered with 200 is valid, and answers the same again while the
-write count holds. Anything else (no or bad token, a query not kept, another path)
-goes to the route, which answers, or refuses, as before.
+write count holds.
+
+A query not kept is answered there too when it is plainly valid: its parameters, each
+given once, validate as ``ListQuery``, whose fields are the route's parameters with the
+same types and limits, and its cursor verifies. That is a person's every filter, and
+the framework's work would cost as much again as reading and encoding the page. Anything
+else (no or bad token, a cookie, an unknown or repeated parameter, a value out of
+bounds, a forged cursor, a store that fails, another path) goes to the route, which
+answers, or refuses, naming what is wrong, as before. Both answer through ``load_page``.
 
 Writes by another process on the same database (a second replica, a PostgreSQL shared
 by an HA pair) do not change this process's count; a page is kept at most ``TTL_S``,
@@ -22,14 +29,25 @@ which bounds how stale such a replica's list can be.
 from __future__ import annotations
 
 import asyncio
+import functools
 import threading
 import time
 from collections.abc import Awaitable, Callable, Hashable
+from concurrent.futures import Executor, ThreadPoolExecutor
+from datetime import UTC, datetime
+from typing import Annotated
+from urllib.parse import parse_qsl
 
+from fastapi import Query
+from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from healer.api.auth import TokenTable
+from healer.api.cursor import BadCursor, CursorSigner
+from healer.api.schemas import IncidentPage
 from healer.audit.roles import ReviewQueue
+from healer.errors import StoreError
+from healer.types import Cause, IncidentStatus
 
 PATH = "/api/v1/incidents"
 """The path whose pages are kept."""
@@ -42,6 +60,112 @@ MAX_PAGES = 512
 """Pages kept at most (each is at most ~1 MB at MAX_PAGE items, typically ~20 kB); when
 full, the cache is emptied: simpler than LRU and rare, since the common keys are few
 (the first page of each filter)."""
+
+
+MAX_PAGE = 500
+"""Largest page of incidents: a few hundred rows keep a response under ~1 MB."""
+
+
+def _utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:  # year 9999 with a negative offset, and the like
+        raise ValueError("out of range once converted to UTC") from exc
+
+
+When = Annotated[AwareDatetime, AfterValidator(_utc)]
+Namespace = Annotated[str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+Name = Annotated[str | None, Query(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
+Since = Annotated[When | None, Query(description="opened at or after (ISO 8601)")]
+Until = Annotated[When | None, Query(description="opened before (ISO 8601)")]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE)]
+Cursor = Annotated[
+    str | None, Query(max_length=100, description="next_cursor of the previous page")
+]
+
+
+class ListQuery(BaseModel):
+    """The incident list's query parameters: the route declares each with the same
+    name, type and default (a test holds them equal), so a query string this model
+    takes, the route takes alike. No other parameter is taken here."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    status: IncidentStatus | None = None
+    namespace: Namespace = None
+    workload: Name = None
+    cause: Cause | None = None
+    since: Since = None
+    until: Until = None
+    limit: Limit = 50
+    cursor: Cursor = None
+
+
+def parse_query(query_string: bytes) -> ListQuery | None:
+    """The query string as a ``ListQuery``, or None when the route should judge it: a
+    parameter repeated, unknown, or not valid. Decoded as Starlette decodes it."""
+    pairs = parse_qsl(query_string.decode("latin-1"), keep_blank_values=True)
+    given = dict(pairs)
+    if len(given) != len(pairs):
+        return None
+    try:
+        return ListQuery.model_validate(given)
+    except ValidationError:
+        return None
+
+
+READ_THREADS = 4
+"""Threads that read pages not kept (the store is synchronous). Fewer than the five
+connections SQLAlchemy's pool keeps: with more threads than that (the framework's pool
+has 40), reads beyond five open and close a connection each, and under 100 clients
+they spent more time waiting for the pool's lock than reading. On a few cores more
+threads only contend for the interpreter, while SQLite reads with it released."""
+
+
+def read_threads() -> Executor:
+    return ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="incident-list")
+
+
+async def load_page(
+    query: ListQuery,
+    key: Hashable,
+    *,
+    store: ReviewQueue,
+    cursors: CursorSigner,
+    pages: PageCache,
+    readers: Executor,
+) -> bytes:
+    """The page ``query`` asks for, as JSON bytes (an ``IncidentPage``): kept, or read
+    on one of ``readers`` once for all who ask meanwhile.
+
+    Raises BadCursor for a cursor this server did not sign, before reading anything.
+    """
+    before = cursors.load(query.cursor) if query.cursor is not None else None
+
+    async def load() -> bytes:
+        read = functools.partial(_read_page, store, cursors, query, before)
+        return await asyncio.get_running_loop().run_in_executor(readers, read)
+
+    # The count is read before the query: see PageCache.put.
+    return await pages.get_or_load(key, write_count=store.write_count, load=load)
+
+
+def _read_page(
+    store: ReviewQueue, cursors: CursorSigner, query: ListQuery, before: int | None
+) -> bytes:
+    rows = store.list_incident_rows(
+        status=query.status,
+        namespace=query.namespace,
+        workload=query.workload,
+        cause=query.cause,
+        since=query.since,
+        until=query.until,
+        limit=query.limit + 1,  # one more than asked tells whether a next page exists
+        before_id=before,
+    )
+    page = rows[: query.limit]
+    next_cursor = cursors.dump(page[-1].id) if len(rows) > query.limit else None
+    return IncidentPage.encode(page, next_cursor)
 
 
 class PageCache:
@@ -114,16 +238,25 @@ class PageCache:
 
 
 class PageCacheMiddleware:
-    """Answers ``GET /api/v1/incidents`` from ``pages`` when the page for its exact query
-    string is kept and the request carries a valid bearer token (any role may read)."""
+    """Answers ``GET /api/v1/incidents`` before the framework when the request carries a
+    valid bearer token (any role may read) and its page is kept, or its query is plainly
+    valid (``parse_query``); any other request goes on to the route."""
 
     def __init__(
-        self, app: ASGIApp, *, pages: PageCache, store: ReviewQueue, tokens: TokenTable
+        self,
+        app: ASGIApp,
+        *,
+        pages: PageCache,
+        store: ReviewQueue,
+        tokens: TokenTable,
+        cursors: CursorSigner,
+        readers: Executor,
     ) -> None:
         self.app, self.pages, self.store, self.tokens = app, pages, store, tokens
+        self.cursors, self.readers = cursors, readers
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = self._kept(scope) if scope["type"] == "http" else None
+        body = await self._answer(scope) if _is_list(scope) else None
         if body is None:
             await self.app(scope, receive, send)
             return
@@ -132,14 +265,32 @@ class PageCacheMiddleware:
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    def _kept(self, scope: Scope) -> bytes | None:
-        if scope["method"] != "GET" or scope["path"] != PATH:
+    async def _answer(self, scope: Scope) -> bytes | None:
+        key = query_key(scope)
+        body = self.pages.get(key, write_count=self.store.write_count)
+        if self.tokens.find(_bearer(scope)) is None:
             return None
-        written = self.store.write_count
-        body = self.pages.get(query_key(scope), write_count=written)
-        if body is None or self.tokens.find(_bearer(scope)) is None:
+        if body is not None:
+            return body
+        query = parse_query(scope.get("query_string", b""))
+        if query is None:
             return None
-        return body
+        try:
+            return await load_page(
+                query,
+                key,
+                store=self.store,
+                cursors=self.cursors,
+                pages=self.pages,
+                readers=self.readers,
+            )
+        except (BadCursor, StoreError):
+            return None  # the route refuses it with 400, or 503, saying why
+
+
+def _is_list(scope: Scope) -> bool:
+    # bool(): the scope's values are untyped (Any)
+    return bool(scope["type"] == "http" and scope["method"] == "GET" and scope["path"] == PATH)
 
 
 def query_key(scope: Scope) -> Hashable:

@@ -11,20 +11,29 @@ record as it was.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 from fastapi import Path as PathParam
-from fastapi.concurrency import run_in_threadpool
-from pydantic import AfterValidator, AwareDatetime, JsonValue
+from pydantic import JsonValue
 
 from healer.api.auth import Operator, Viewer
 from healer.api.cursor import BadCursor
-from healer.api.deps import AppContext, ClockDep, ContextDep, StatusDep, StoreDep
-from healer.api.listing import query_key
+from healer.api.deps import ClockDep, ContextDep, StatusDep, StoreDep
+from healer.api.listing import (
+    MAX_PAGE,
+    Cursor,
+    Limit,
+    ListQuery,
+    Name,
+    Namespace,
+    Since,
+    Until,
+    load_page,
+    query_key,
+)
 from healer.api.schemas import (
     ActionList,
     ActionOut,
@@ -34,7 +43,6 @@ from healer.api.schemas import (
     FeedbackOut,
     GuardState,
     IncidentDetailOut,
-    IncidentItem,
     IncidentPage,
     ModelCard,
     ModelList,
@@ -46,8 +54,6 @@ from healer.audit.views import FeedbackInput
 from healer.config import GuardSettings
 from healer.types import ActionStatus, Cause, IncidentStatus, JsonObject
 
-MAX_PAGE = 500
-"""Largest page of incidents: a few hundred rows keep a response under ~1 MB."""
 MAX_ID = 2**63 - 1
 """Ids are 64-bit integers in every backend; a larger one cannot name a record."""
 
@@ -59,17 +65,7 @@ _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 router = APIRouter(prefix="/api/v1", tags=["api"], responses=_AUTH_ERRORS)
 
 
-def _utc(value: datetime) -> datetime:
-    try:
-        return value.astimezone(UTC)
-    except OverflowError as exc:  # year 9999 with a negative offset, and the like
-        raise ValueError("out of range once converted to UTC") from exc
-
-
-When = Annotated[AwareDatetime, AfterValidator(_utc)]
 Id = Annotated[int, PathParam(ge=1, le=MAX_ID)]
-Namespace = Annotated[str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
-Name = Annotated[str | None, Query(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 
 
 @router.get("/incidents", response_model=IncidentPage)
@@ -82,55 +78,38 @@ async def list_incidents(
     namespace: Namespace = None,
     workload: Name = None,
     cause: Cause | None = None,
-    since: Annotated[When | None, Query(description="opened at or after (ISO 8601)")] = None,
-    until: Annotated[When | None, Query(description="opened before (ISO 8601)")] = None,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 50,
-    cursor: Annotated[
-        str | None, Query(max_length=100, description="next_cursor of the previous page")
-    ] = None,
+    since: Since = None,
+    until: Until = None,
+    limit: Limit = 50,
+    cursor: Cursor = None,
 ) -> Response:
     """Incidents newest first, filtered, one page at a time (keyset pagination on id)."""
-    # A kept page is mostly answered by PageCacheMiddleware before this route runs;
-    # async, so that only a page not kept goes to the thread pool (listing.py).
-    key = query_key(request.scope)
+    # Most requests are answered by PageCacheMiddleware before this route runs: those
+    # whose page is kept or whose query is plainly valid (listing.py). The same
+    # parameters (ListQuery), the same page; async, so that only a page not kept goes
+    # to the thread pool.
+    query = ListQuery.model_construct(
+        status=status,
+        namespace=namespace,
+        workload=workload,
+        cause=cause,
+        since=since,
+        until=until,
+        limit=limit,
+        cursor=cursor,
+    )
     try:
-        before = ctx.cursors.load(cursor) if cursor is not None else None
+        body = await load_page(
+            query,
+            query_key(request.scope),
+            store=store,
+            cursors=ctx.cursors,
+            pages=ctx.pages,
+            readers=ctx.readers,
+        )
     except BadCursor as exc:
         raise HTTPException(400, detail=f"cursor: {exc}") from exc
-    filters = IncidentFilters(status, namespace, workload, cause, since, until)
-
-    async def load() -> bytes:
-        return await run_in_threadpool(_incident_page, store, ctx, filters, limit, before)
-
-    # The count is read before the query: see PageCache.put.
-    body = await ctx.pages.get_or_load(key, write_count=store.write_count, load=load)
     return Response(body, media_type="application/json")
-
-
-@dataclass(frozen=True)
-class IncidentFilters:
-    status: IncidentStatus | None
-    namespace: str | None
-    workload: str | None
-    cause: Cause | None
-    since: datetime | None
-    until: datetime | None
-
-
-def _incident_page(
-    store: ReviewQueue, ctx: AppContext, filters: IncidentFilters, limit: int, before: int | None
-) -> bytes:
-    """One page of incidents as JSON bytes (an ``IncidentPage``)."""
-    rows = store.list_incidents(
-        **vars(filters),
-        limit=limit + 1,  # one more than asked tells whether a next page exists
-        before_id=before,
-    )
-    page = rows[:limit]
-    next_cursor = ctx.cursors.dump(page[-1].id) if len(rows) > limit else None
-    body = IncidentPage(items=[IncidentItem.from_summary(r) for r in page], next_cursor=next_cursor)
-    # Serialized once here: returned as a model, FastAPI would validate it again first.
-    return body.model_dump_json().encode()
 
 
 @router.get("/incidents/{incident_id}", responses={404: {"description": "no such incident"}})

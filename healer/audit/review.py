@@ -16,15 +16,23 @@ Decisions:
 
 from __future__ import annotations
 
+import functools
 from datetime import datetime
+from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, Select, bindparam, func, select
 
 from healer.audit import serialize, status, views
 from healer.audit.database import Database
 from healer.audit.status import Move
 from healer.audit.tables import ActionRow, FeedbackRow, GuardVerdictRow, IncidentRow, StepKind
-from healer.audit.views import ActionView, FeedbackInput, IncidentDetail, IncidentSummary
+from healer.audit.views import (
+    ActionView,
+    FeedbackInput,
+    IncidentDetail,
+    IncidentSummary,
+    SummaryRow,
+)
 from healer.errors import ReviewConflict, UnknownRecord
 from healer.types import (
     ActionKind,
@@ -36,6 +44,30 @@ from healer.types import (
     Outcome,
     OutcomeKind,
 )
+
+_CONDITIONS: dict[str, ColumnElement[bool]] = {
+    "status": IncidentRow.status == bindparam("status"),
+    "namespace": IncidentRow.namespace == bindparam("namespace"),
+    "workload": IncidentRow.name == bindparam("workload"),
+    "cause": IncidentRow.cause == bindparam("cause"),
+    "since": IncidentRow.opened >= bindparam("since"),
+    "until": IncidentRow.opened < bindparam("until"),
+    "before_id": IncidentRow.id < bindparam("before_id"),
+}
+"""The incident list's filters, by the name of the value each compares with."""
+
+
+@functools.cache
+def _listing(filters: frozenset[str]) -> Select[*tuple[Any, ...]]:
+    """The incident list's query with ``filters``, values bound when it runs.
+
+    Built once per set of filters (at most 2**7 of them): building a statement costs
+    more than SQLite takes to answer it. Columns, not ORM entities: a page is read-only.
+    """
+    newest = IncidentRow.id.desc()
+    conditions = [_CONDITIONS[name] for name in sorted(filters)]
+    ids = select(IncidentRow.id).where(*conditions).order_by(newest).limit(bindparam("limit"))
+    return select(*views.SUMMARY_COLUMNS).where(IncidentRow.id.in_(ids)).order_by(newest)
 
 
 class SqlReviewQueue(Database):
@@ -55,25 +87,46 @@ class SqlReviewQueue(Database):
     ) -> list[IncidentSummary]:
         """Newest first. ``before_id`` is a keyset cursor: pass the last id of a page.
         ``since``/``until`` bound the time the incident opened (inclusive, exclusive)."""
-        # Columns, not ORM entities: a page is read-only, and skipping the identity map
-        # makes listing several times cheaper (bench/api_incidents.py).
-        query = select(*views.SUMMARY_COLUMNS).order_by(IncidentRow.id.desc()).limit(limit)
-        for column, value in (
-            (IncidentRow.status, status),
-            (IncidentRow.namespace, namespace),
-            (IncidentRow.name, workload),
-            (IncidentRow.cause, cause),
-        ):
-            if value is not None:
-                query = query.where(column == value)
-        if since is not None:
-            query = query.where(IncidentRow.opened >= since)
-        if until is not None:
-            query = query.where(IncidentRow.opened < until)
-        if before_id is not None:
-            query = query.where(IncidentRow.id < before_id)
-        with self._read("list incidents") as session:
-            return [views.summary(row) for row in session.execute(query)]
+        rows = self.list_incident_rows(
+            status=status,
+            namespace=namespace,
+            workload=workload,
+            cause=cause,
+            since=since,
+            until=until,
+            limit=limit,
+            before_id=before_id,
+        )
+        return views.summaries(rows)
+
+    def list_incident_rows(
+        self,
+        *,
+        status: IncidentStatus | None = None,
+        namespace: str | None = None,
+        workload: str | None = None,
+        cause: Cause | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[SummaryRow]:
+        """``list_incidents`` as flat rows: what a page of the API's list is encoded
+        from, at a fraction of the cost of building each ``IncidentSummary``."""
+        given = {
+            "status": status,
+            "namespace": namespace,
+            "workload": workload,
+            "cause": cause,
+            "since": since,
+            "until": until,
+            "before_id": before_id,
+        }
+        values = {name: value for name, value in given.items() if value is not None}
+        query = _listing(frozenset(values))
+        with self._read_rows("list incidents") as connection:
+            rows = connection.execute(query, {**values, "limit": limit}).all()
+        return views.summary_rows(rows)
 
     def get_incident(self, incident_id: int) -> IncidentDetail | None:
         with self._read(f"read incident {incident_id}") as session:

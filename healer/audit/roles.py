@@ -45,6 +45,7 @@ from healer.audit.views import (
     IncidentSummary,
     StoredAlert,
     StoredSilence,
+    SummaryRow,
 )
 from healer.types import (
     ActionHistory,
@@ -164,6 +165,21 @@ class ReviewQueue(Protocol):
         limit: int = 50,
         before_id: int | None = None,
     ) -> list[IncidentSummary]: ...
+
+    def list_incident_rows(
+        self,
+        *,
+        status: IncidentStatus | None = None,
+        namespace: str | None = None,
+        workload: str | None = None,
+        cause: Cause | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+    ) -> list[SummaryRow]:
+        """``list_incidents`` as flat rows, cheaper to make: the API's list pages."""
+        ...
 
     def get_incident(self, incident_id: int) -> IncidentDetail | None: ...
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
+import sqlite3
+import typing
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
-from healer.api.listing import PageCache
+from healer.api import create_app, routes
+from healer.api.listing import ListQuery, PageCache, parse_query
 from healer.audit import AuditStore
 from healer.errors import StoreError
-from healer.types import ActionKind, ActionRecord, ActionStatus
-from tests.unit.api.test_app import CART, LEDGER, app_for, at, finding
+from healer.types import ActionKind, ActionRecord, ActionStatus, Cause, Diagnosis
+from tests.unit.api.test_app import AUTH, CART, LEDGER, SETTINGS, app_for, at, finding
 
 
 @pytest.fixture
@@ -156,3 +161,106 @@ def test_a_failed_load_reaches_every_waiter_and_is_not_kept() -> None:
 
     assert all(isinstance(r, StoreError) for r in asyncio.run(many()))
     assert cache.get("q", write_count=0) is None
+
+
+def test_the_route_declares_exactly_the_parameters_the_fast_path_takes() -> None:
+    """A query string ``ListQuery`` takes is answered before the framework; the route
+    must take it alike: the same names, types with their limits, and defaults."""
+    hints = typing.get_type_hints(routes.list_incidents, include_extras=True)
+    declared = inspect.signature(routes.list_incidents).parameters
+    route = {
+        name: (hints[name], p.default)
+        for name, p in declared.items()
+        if name not in {"_", "request", "store", "ctx"}
+    }
+    fields = typing.get_type_hints(ListQuery, include_extras=True)
+    fast = {name: (fields[name], f.default) for name, f in ListQuery.model_fields.items()}
+    assert route == fast
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"",
+        b"namespace=shop&status=open",
+        b"workload=cart&cause=memory_leak&limit=7",
+        b"since=2024-05-01T13:00:00%2B01:00&until=2024-05-02T00:00:00Z",
+        b"limit=%207",  # lax, as FastAPI's own validation is
+    ],
+)
+def test_a_plainly_valid_query_is_parsed_for_the_fast_path(query: bytes) -> None:
+    assert isinstance(parse_query(query), ListQuery)
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        b"namespace=shop&namespace=bank",  # the route takes the last; it decides
+        b"page=2",  # the route ignores what it does not know
+        b"limit=0",
+        b"limit=501",
+        b"status=sleeping",
+        b"since=2024-05-01T12:00:00",  # no offset
+        b"namespace=Not_A_Namespace",
+        b"cursor=" + b"x" * 101,
+    ],
+)
+def test_anything_else_is_left_to_the_route(query: bytes) -> None:
+    assert parse_query(query) is None
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "",
+        "limit=2",
+        "namespace=shop",
+        "namespace=shop&workload=cart&status=open",
+        "cause=memory_leak",
+        "since=2024-05-01T11:59:00Z&until=2024-05-01T13:00:00%2B01:00",
+        "limit=%201",
+        "limit=1&cursor={cursor}",
+        "limit=1&cursor=1.forged",
+        "namespace=shop&namespace=bank",
+        "limit=0",
+        "status=sleeping",
+    ],
+)
+def test_the_fast_path_answers_what_the_route_answers(
+    client: TestClient, store: AuditStore, query: str
+) -> None:
+    """Each query twice: as it is (answered before the framework when plainly valid)
+    and with a parameter the route ignores (so answered by the route)."""
+    for i in range(3):
+        iid = store.open_incident(finding(CART if i % 2 else LEDGER, t=i))
+        store.record_diagnosis(iid, Diagnosis(CART, Cause.MEMORY_LEAK, 0.8, "Memory climbs."))
+    cursor = client.get("/api/v1/incidents?limit=1").json()["next_cursor"]
+    path = "/api/v1/incidents?" + query.format(cursor=cursor)
+    fast, route = client.get(path), client.get(path + "&by=route")
+    assert (fast.status_code, fast.content) == (route.status_code, route.content)
+    assert fast.headers["content-type"] == route.headers["content-type"]
+
+
+def test_a_store_that_fails_is_a_503_on_the_list_too(tmp_path: Path) -> None:
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    with sqlite3.connect(tmp_path / "audit.db") as raw:
+        raw.execute("DROP TABLE incidents")
+    raw.close()
+    try:
+        with app_for(store) as client:
+            response = client.get("/api/v1/incidents?namespace=shop")
+        assert response.status_code == 503
+        assert response.json() == {"detail": "audit store unavailable"}
+    finally:
+        store.close()
+
+
+def test_a_plainly_valid_query_never_reaches_the_framework(store: AuditStore) -> None:
+    """With the route's dependencies broken, a valid query is still answered (before
+    the framework); only what the route has to judge fails."""
+    store.open_incident(finding())
+    app = create_app(store=store, settings=SETTINGS)
+    app.state.context = None  # the route's ContextDep raises on it
+    with TestClient(app, headers=AUTH, raise_server_exceptions=False) as client:
+        assert client.get("/api/v1/incidents?namespace=shop&limit=3").status_code == 200
+        assert client.get("/api/v1/incidents?namespace=shop&page=2").status_code == 500

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import sqlite3
-from datetime import UTC, datetime, timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -11,7 +13,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from healer.audit import AuditStore, FeedbackInput, StepKind, migrate
+from healer.audit import AuditStore, FeedbackInput, IncidentSummary, StepKind, migrate, views
 from healer.audit.tables import Base
 from healer.errors import ReviewConflict, UnknownRecord
 from healer.types import (
@@ -229,3 +231,67 @@ def test_since_and_until_bound_the_opening_time(store: AuditStore) -> None:
     opened = [at(600 * i - 120) for i in range(3)]
     assert [s.id for s in store.list_incidents(since=opened[1])] == ids[:0:-1]
     assert [s.id for s in store.list_incidents(until=opened[1])] == ids[:1]
+
+
+def test_a_listed_incident_reads_back_as_it_was_recorded(store: AuditStore) -> None:
+    """The list converts the stored columns itself (``views.summaries``): enums are
+    members, times aware UTC to the microsecond, an open incident has no close time."""
+    moment = T0.replace(microsecond=123_456)
+    first = Finding(CART, moment, 0.96, (), onset=moment, model_version="m-1")
+    iid = store.open_incident(first)
+    store.record_diagnosis(iid, Diagnosis(CART, Cause.MEMORY_LEAK, 0.8, "Memory climbs."))
+    [listed] = store.list_incidents()
+    assert listed == store.get_incident(iid).summary  # type: ignore[union-attr] # it exists
+    assert listed.status is IncidentStatus.OPEN and listed.cause is Cause.MEMORY_LEAK
+    assert listed.opened == moment and listed.opened.tzinfo is UTC
+    assert listed.closed is None and listed.action is None
+
+
+@pytest.mark.parametrize(
+    "stored",
+    [
+        "2025-01-01 10:40:00.000005",  # SQLite: the text UtcDateTime wrote, UTC
+        datetime(2025, 1, 1, 11, 40, 0, 5, tzinfo=timezone(timedelta(hours=1))),  # psycopg
+    ],
+)
+def test_a_time_read_as_the_driver_gives_it_is_aware_utc(stored: str | datetime) -> None:
+    value = views.stored_utc(stored)
+    assert value == datetime(2025, 1, 1, 10, 40, 0, 5, tzinfo=UTC) and value.tzinfo is UTC
+
+
+def test_every_filter_combination_lists_what_it_should(store: AuditStore) -> None:
+    """Each set of filters has its own prepared query (``review._listing``): all of them
+    agree with filtering the whole list by hand."""
+    other = WorkloadRef("web", "Deployment", "cart")
+    for i, ref in enumerate([CART, other, CART, other, CART]):
+        iid = store.open_incident(replace(finding(t=600 * i), workload=ref))
+        if i % 2 == 0:
+            store.record_diagnosis(iid, Diagnosis(ref, Cause.OVERLOAD, 0.7, "Busy."))
+    everything = store.list_incidents(limit=100)
+    filters = {
+        "namespace": "shop",
+        "workload": "cart",
+        "cause": Cause.OVERLOAD,
+        "status": IncidentStatus.OPEN,
+        "since": at(600),
+        "until": at(600 * 4),
+        "before_id": everything[0].id,
+    }
+    for size in range(len(filters) + 1):
+        for names in itertools.combinations(filters, size):
+            chosen = {name: filters[name] for name in names}
+            expected = [s for s in everything if _matches(s, chosen)]
+            assert store.list_incidents(**chosen, limit=100) == expected, chosen  # type: ignore[arg-type] # keys match
+
+
+def _matches(s: IncidentSummary, chosen: dict[str, object]) -> bool:
+    checks = {
+        "namespace": lambda v: s.workload.namespace == v,
+        "workload": lambda v: s.workload.name == v,
+        "cause": lambda v: s.cause == v,
+        "status": lambda v: s.status == v,
+        "since": lambda v: s.opened >= v,
+        "until": lambda v: s.opened < v,
+        "before_id": lambda v: s.id < v,
+    }
+    return all(checks[name](value) for name, value in chosen.items())
