@@ -559,22 +559,21 @@ def _bracket_min(means: F64, query: F64, g: int, n_candidates: int) -> F64:
     points``, else 0): the products and squares of the candidate's own points, so a
     candidate's sum has the same terms as the direct one, in another order. Candidates
     past ``n_candidates`` (the blocks' last columns) are barred.
+
+    Both halves of the left operand are strided copies, of the means and of their
+    squares (squared once per column, not once per block that holds it), and the
+    right one's products are a strided (Toeplitz) view of the padded query: no
+    gathers by index, which cost a third of the matrix product itself.
     """
     b, points = query.shape
     k, width = CANDIDATE_BLOCK, CANDIDATE_BLOCK + points - 1
-    barred, band, taps = _bracket_layout(g, points, n_candidates)
+    barred, band = _bracket_layout(g, points, n_candidates)
     rows = barred.shape[0]
     left = np.empty((b, rows // g, g, 2 * width))
-    row_stride, column_stride = means.strides
-    left[..., :width] = as_strided(
-        means,
-        shape=(b, rows // g, g, width),
-        strides=(row_stride, column_stride * g * k, column_stride, column_stride * g),
-        writeable=False,
-    )
-    np.multiply(left[..., :width], left[..., :width], out=left[..., width:])
+    left[..., :width] = _blocks_of(means, g, rows // g, width)
+    left[..., width:] = _blocks_of(means * means, g, rows // g, width)
     right = np.empty((b, 2 * width, k))
-    np.multiply(query[:, taps], -2.0 * band, out=right[:, :width])
+    right[:, :width] = _toeplitz(-2.0 * query, k)
     right[:, width:] = band
     bracket = np.matmul(left.reshape(b, rows, 2 * width), right)
     bracket += barred
@@ -582,32 +581,94 @@ def _bracket_min(means: F64, query: F64, g: int, n_candidates: int) -> F64:
     return out
 
 
+def _blocks_of(means: F64, g: int, blocks: int, width: int) -> F64:
+    """(b, blocks, g, width) view: block ``(s, r)`` holds columns ``g*(s*K + t) + r``
+    of ``means`` for ``t < width`` (K: ``CANDIDATE_BLOCK``)."""
+    row_stride, column_stride = means.strides
+    out: F64 = as_strided(
+        means,
+        shape=(len(means), blocks, g, width),
+        strides=(row_stride, column_stride * g * CANDIDATE_BLOCK, column_stride, column_stride * g),
+        writeable=False,
+    )
+    return out
+
+
+def _toeplitz(query: F64, k: int) -> F64:
+    """(b, points + k - 1, k) view whose cell ``(t, j)`` is ``query[t - j]`` where
+    ``0 <= t - j < points``, else 0: the query padded with zeros, read backwards."""
+    b, points = query.shape
+    padded = np.zeros((b, points + 2 * (k - 1)))
+    padded[:, k - 1 : k - 1 + points] = query
+    row_stride, column_stride = padded.strides
+    out: F64 = as_strided(
+        padded[:, k - 1 :],
+        shape=(b, points + k - 1, k),
+        strides=(row_stride, column_stride, -column_stride),
+        writeable=False,
+    )
+    return out
+
+
 @lru_cache(maxsize=8)
-def _bracket_layout(g: int, points: int, n_candidates: int) -> tuple[F64, F64, I64]:
+def _bracket_layout(g: int, points: int, n_candidates: int) -> tuple[F64, F64]:
     """``_bracket_min``'s constants: (rows, K) 0 or infinity for the candidates past the
-    last, the (K + points - 1, K) band of the right operand (1 in it, else 0) and the
-    point of the query each of its cells takes (0 outside the band). Read-only."""
+    last, and the (K + points - 1, K) band of the right operand (1 in it, else 0).
+    Read-only."""
     k = CANDIDATE_BLOCK
     blocks = _bracket_blocks(g, n_candidates)
     s, r, j = np.ogrid[:blocks, :g, :k]
     candidate = g * (s * k + j) + r
     barred = np.where(candidate >= n_candidates, np.inf, 0.0).reshape(blocks * g, k)
     lag = np.arange(k + points - 1)[:, None] - np.arange(k)[None, :]
-    inside = (lag >= 0) & (lag < points)
-    band, taps = inside.astype(np.float64), np.where(inside, lag, 0)
-    for a in (barred, band, taps):
+    band = ((lag >= 0) & (lag < points)).astype(np.float64)
+    for a in (barred, band):
         a.flags.writeable = False
-    return barred, band, taps
+    return barred, band
 
 
 def _window_sums(a: F64, step: int, terms: int) -> F64:
     """Sums ``a[:, c] + a[:, c + step] + ... + a[:, c + step*(terms-1)]`` for every
     column ``c`` where the last term exists.
 
-    By doubling (sums of 1, 2, 4 ... terms, shifted and added), so the cost is a few
-    passes over ``a`` whatever ``terms``, and each sum is a sum of its terms themselves
-    (the rounding of a direct sum, not of a difference of running totals).
+    By sums of sums: for ``terms = f1 * f2 * ...`` (small factors, ``_sum_factors``),
+    the sums of ``f1`` terms, then ``f2`` of those side by side, and so on, each factor
+    ``f`` costing ``f - 1`` passes over ``a`` (12 terms: 4 passes, 24: 5); a count with
+    a large prime factor is summed by doubling instead (sums of 1, 2, 4 ... terms,
+    shifted and added). Either way each sum is a sum of its terms themselves (the
+    rounding of a direct sum, not of a difference of running totals).
     """
+    factors = _sum_factors(terms)
+    if factors is None:
+        return _doubling_sums(a, step, terms)
+    out, size = a, 1
+    for f in factors:
+        shift = step * size
+        width = out.shape[1] - shift * (f - 1)
+        total = np.add(out[:, :width], out[:, shift : shift + width])
+        for m in range(2, f):
+            total += out[:, m * shift : m * shift + width]
+        out, size = total, size * f
+    return out if out is not a else a.copy()
+
+
+@lru_cache(maxsize=32)
+def _sum_factors(terms: int) -> tuple[int, ...] | None:
+    """Factors of ``terms`` to sum by (``_window_sums``), or None where doubling takes
+    fewer passes: ``f - 1`` passes a factor against one a doubling and one a set bit."""
+    factors, rest = [], terms
+    for f in (2, 3, 5, 7):
+        while rest % f == 0:
+            factors.append(f)
+            rest //= f
+    if rest > 1:
+        return None
+    doubling = terms.bit_length() - 1 + bin(terms).count("1") - 1
+    return tuple(factors) if sum(f - 1 for f in factors) <= doubling else None
+
+
+def _doubling_sums(a: F64, step: int, terms: int) -> F64:
+    """``_window_sums`` by doubling: sums of 1, 2, 4 ... terms, shifted and added."""
     width = a.shape[1] - step * (terms - 1)
     out: F64 | None = None
     power, size, offset = a, 1, 0  # power[c]: the sum of ``size`` terms from column c

@@ -23,6 +23,7 @@ the few new timestamps of each cycle. A score at time t uses data up to t only.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -30,13 +31,13 @@ from functools import cached_property
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import stdtr
 
 from healer.config import DetectorSettings
 from healer.detect.signals import RELATIVE_FLOOR, absolute_floor, polarity
 from healer.types import Direction, Finding, Frame, Signal, SignalDeviation, WorkloadRef
 
-# Degrees of freedom of the Student-t the deviations are read against.
+# Degrees of freedom of the Student-t the deviations are read against (``student_t3_tail``
+# is its tail in closed form: change both together).
 T_DOF = 3.0
 # While anomalous, the baseline learns at this fraction of its usual rate.
 HOLD_FACTOR = 0.05
@@ -236,11 +237,15 @@ class StreamingDetector:
     def _tail(harm: F64) -> F64:
         """One-sided tail probability of a harmful deviation under the Student-t.
 
-        The CDF is costly: it is evaluated for harmful deviations only (no harm: 0.5).
+        Evaluated for harmful deviations only (no harm: 0.5). With ``T_DOF`` = 3 the
+        CDF has a closed form, ``1/2 + (x / (1 + x^2) + atan(x)) / pi`` at
+        ``x = t / sqrt(3)``: an arctangent and a ratio, a fifth of the cost of scipy's
+        incomplete beta function (``stdtr``), which the daemon paid twice a cycle for
+        every harmful (workload, signal), and equal to it to within 1e-15.
         """
         tail: F64 = np.where(np.isnan(harm), np.nan, 0.5)
         harmful = harm > 0.0
-        tail[harmful] = 1.0 - stdtr(T_DOF, harm[harmful])
+        tail[harmful] = student_t3_tail(harm[harmful])
         return tail
 
     def _learn(
@@ -301,3 +306,14 @@ class StreamingDetector:
             for i in order
             if abs(z[i]) >= ATTRIBUTION_MIN_DEVIATION
         )
+
+
+def student_t3_tail(t: F64) -> F64:
+    """Upper tail ``1 - CDF(t)`` of the Student-t with 3 degrees of freedom, ``t > 0``.
+
+    ``x / (1 + x^2)`` is written ``1 / (x + 1/x)`` so that an infinite deviation has a
+    tail of 0, as ``stdtr`` gives it.
+    """
+    x = t / math.sqrt(T_DOF)
+    out: F64 = 0.5 - (1.0 / (x + 1.0 / x) + np.arctan(x)) / math.pi
+    return out
