@@ -252,11 +252,11 @@ class ShapeStage:
         sum_squares = self.sum_squares_[series] + values * values
         u = compress(values, rms_of(sum_squares, (i + 1).astype(np.float64)))
         u = u.astype(MEANS_DTYPE).astype(np.float64)
-        line = self._line(series, i, u)
+        searched = self._discord(series, i, u)
         distances = []
         log_tails, tests = np.zeros(len(series)), np.zeros(len(series))
         for k, g in enumerate(w.segment_rows):
-            distance = self._discord(g, i, line)
+            distance = searched[k]
             recent, past_mean, spread, count = self._statistics(k, series, distance)
             settling = settle > self._settle_rows() - w.settle_rows(g)
             tested = ~settling & (count >= MIN_LEARNED_ROWS)
@@ -316,20 +316,24 @@ class ShapeStage:
         (the last one ``u``, the new row), 0 before the series' start."""
         n = self.line_rows_
         line = np.empty((len(series), n))
-        line[:, :-1] = _read(self.u_, series, i - n + 1, n - 1)
+        _read(self.u_, series, i - n + 1, n - 1, out=line[:, :-1])
         line[:, -1] = u
         if i.min() - n + 1 < 0:
             rows = i[:, None] + np.arange(1 - n, 1)[None, :]
             line[rows < 0] = 0.0
         return line
 
-    def _discord(self, g: int, i: I64, line: F64) -> F64:
-        """Distance of each new row's shape at scale ``g`` to its nearest earlier shape,
-        ``DISCORD_CHUNK`` series at a time (see ``_nearest``)."""
-        out = np.empty(len(i))
+    def _discord(self, series: I64, i: I64, u: F64) -> list[F64]:
+        """Per scale, the distance of each new row's shape (``u``: the new rows'
+        compressed values) to its nearest earlier shape, ``DISCORD_CHUNK`` series at a
+        time (see ``_nearest``): a chunk's line is read from the ring and searched at
+        every scale while it is still in the core's cache."""
+        out = [np.empty(len(i)) for _ in self.windows_.segment_rows]
         for lo in range(0, len(i), DISCORD_CHUNK):
             chunk = slice(lo, lo + DISCORD_CHUNK)
-            out[chunk] = self._nearest(g, i[chunk], line[chunk])
+            line = self._line(series[chunk], i[chunk], u[chunk])
+            for k, g in enumerate(self.windows_.segment_rows):
+                out[k][chunk] = self._nearest(g, i[chunk], line)
         return out
 
     def _nearest(self, g: int, i: I64, line: F64) -> F64:
@@ -690,9 +694,12 @@ def _joined_scales(blocks: list[Row], field: Callable[[Row], list[F64]]) -> list
     return [np.concatenate(parts) for parts in zip(*(field(b) for b in blocks), strict=True)]
 
 
-def _read(ring: NDArray[G], series: I64, first: I64, count: int) -> NDArray[G]:
+def _read(
+    ring: NDArray[G], series: I64, first: I64, count: int, out: NDArray[np.generic] | None = None
+) -> NDArray[G]:
     """(series, count) copy of rows ``first .. first + count - 1`` of each series' ring
-    (row r at column r mod the ring's length; rows before the start read garbage).
+    (row r at column r mod the ring's length; rows before the start read garbage),
+    written into ``out`` (converted to its type) when given.
 
     When the series are a contiguous range at the same row, as when every series closes
     a bucket together, two slices do it instead of a gather.
@@ -702,10 +709,15 @@ def _read(ring: NDArray[G], series: I64, first: I64, count: int) -> NDArray[G]:
     uniform = len(series) and (first == first[0]).all() and int(series[-1]) - lo == len(series) - 1
     if uniform and (np.diff(series) == 1).all():
         block, start = ring[lo : lo + len(series)], int(first[0]) % length
-        if start + count <= length:
-            out: NDArray[G] = block[:, start : start + count].copy()
-            return out
-        return np.concatenate((block[:, start:], block[:, : count - (length - start)]), axis=1)
+        head = min(count, length - start)
+        if out is None:
+            out = np.empty((len(series), count), dtype=ring.dtype)
+        out[:, :head] = block[:, start : start + head]
+        out[:, head:] = block[:, : count - head]
+        return out  # type: ignore[return-value]  # of the ring's type unless ``out`` given
     columns = (first[:, None] + np.arange(count)[None, :]) % length
     gathered: NDArray[G] = ring[series[:, None], columns]
-    return gathered
+    if out is None:
+        return gathered
+    out[...] = gathered
+    return out  # type: ignore[return-value]  # ``out``'s type, as documented
