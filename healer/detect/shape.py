@@ -30,18 +30,19 @@ of the last few rows (for the recent mean; single precision, NaN where a row was
 learned from) and the sums, sums of squares and counts of the learned distances of each
 block of ``PAST_BLOCK_ROWS`` rows of the past (for its mean and spread; a week is 180
 blocks), the rows left to settle after a gap, and the refractory state: about 16 kB per
-series at 5-minute buckets. When a bucket closes, each scale's segment means and the
-squared norms of its candidate shapes are computed from the ring of values (a few passes
-over it: sums of shifted copies), and the new row's discord distances by one ``einsum``
-per ``DISCORD_CHUNK`` series over windowed views of them; at the scale of single rows,
-whose points are adjacent, the norms and products come instead from one matrix product
-per series over blocks of candidates (``_bracket_min``), which BLAS runs faster than the
-einsum. The only Python loops are over the time scales and chunks of series.
+series at 5-minute buckets. When a bucket closes, ``DISCORD_CHUNK`` series at a time
+read their line of compressed rows from the ring, and each scale's segment means, the
+squared norms of its candidate shapes and their products with the new shape come from
+that line: by the compiled search of ``discord_scan`` once a series' week of candidates
+is all real rows, else (a series' first week) in numpy, the means and norms by a few
+passes over it (sums of shifted copies) and the products by one ``einsum`` over
+windowed views of them. The only Python loops are over the time scales and chunks of
+series.
 
 ``peek`` scores a provisional row (a bucket still open) without committing anything,
 so that an acute fault can be judged between closings. Scores equal those of
-``DiscordLikelihood.score`` on the series of closed rows, to rounding (the products are
-summed in another order): the same functions of ``univariate`` do the arithmetic.
+``DiscordLikelihood.score`` on the series of closed rows, to rounding (the sums are
+of the same terms in another order): the same functions of ``univariate`` do the rest.
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
+from healer.detect.discord_scan import nearest_squared
 from healer.detect.univariate import (
     DISTANCE_DTYPE,
     GAP_PERIODS,
@@ -86,19 +88,10 @@ SERIES_BLOCK = 256
 # many series spread over a bucket (at the daemon's 30 s interval and 5-minute buckets,
 # one cycle in ten closes a tenth of them) instead of all falling in one cycle.
 PHASES = 10
-# Series per pass of the discord search: its temporaries (a few arrays of 32 x ~2,400
-# values, 600 kB each) stay in the core's cache, where a pass over a 256-series block's
-# (5 MB each) would go out to memory.
+# Series per pass of the discord search: their line (32 x ~2,400 values, 600 kB) and
+# the numpy path's temporaries of the same size stay in the core's cache, where a pass
+# over a 256-series block's (5 MB each) would go out to memory.
 DISCORD_CHUNK = 32
-# Candidates a column of the discord search's matrix product judges (``_bracket_min``,
-# at the scale of single rows): each row of its left operand holds the
-# ``CANDIDATE_BLOCK + shape_points - 1`` points this many neighbouring candidates span
-# and their squares, so the product does about four times the multiplications of the
-# einsum and window sums it replaces, but as one BLAS product (under OpenBLAS's size for
-# threads): 25 us a series instead of 36. At 24 points, 24 balances the two: fewer make
-# the left operand longer (its rows overlap more), more add zeros to the right one. At
-# the hourly scale, whose points are 12 rows apart, the einsum is as fast as the product.
-CANDIDATE_BLOCK = 24
 
 
 @dataclass
@@ -340,15 +333,22 @@ class ShapeStage:
         """``_discord`` for a few series.
 
         The segment means of rows ``i - history - g*(points-1) .. i`` are trailing means
-        of ``line`` (rows before the series' start read as row 0, as
-        ``univariate.shapes_of`` pads them); the shapes are strided windows of them, and
-        the candidates' squared norms sums of their squares, each of ``points`` terms.
+        of ``line``; where every one of them is a whole segment of real rows, as from a
+        series' second week on, ``discord_scan`` searches them. Otherwise (rows before
+        the series' start read as row 0, as ``univariate.shapes_of`` pads them) the
+        shapes are strided windows of them, and the candidates' squared norms sums of
+        their squares, each of ``points`` terms.
         """
         d = self.windows_
         p, h, gap = d.shape_points, d.history_rows, d.shape_points * g
         span = g * (p - 1) + 1
         n_candidates = h - gap + 1
         first = -(h + span - 1)  # rows i - h - span + 1 .. i
+        if int(i.min()) + first >= g - 1:  # the oldest mean's segment starts at row 0 or later
+            squared = nearest_squared(
+                line, segment_rows=g, points=p, n_candidates=n_candidates, count=h + span
+            )
+            return nearest_distance(squared, p)
         means = _trailing_means(line, g, h + span, i)
         young = int(i.min()) + first < 0  # some series hold rows before their start
         if young:
@@ -366,15 +366,13 @@ class ShapeStage:
         )
         query = shapes[:, -1, :]
         norm: F64 = (query * query).sum(axis=1)
-        if g == 1 and not young and _bracket_fits(means.shape[1], g, p, n_candidates):
-            return nearest_distance(_bracket_min(means, query, g, n_candidates) + norm, p)
         candidates = shapes[:, :n_candidates, :]  # rows i - h .. i - gap
         squares = means[:, : n_candidates + span - 1]
         cross = _window_sums(squares * squares, g, p)
         if young and int(i.min()) - h < 0:  # no candidates before the start
             cross[rows[:, span - 1 : span - 1 + n_candidates] < 0] = np.inf
         # |c|^2 - 2 q.c, in place: the candidates' norms less twice their products.
-        cross -= 2.0 * np.einsum("bcp,bp->bc", candidates, query)
+        cross -= np.einsum("bcp,bp->bc", candidates, 2.0 * query)
         return nearest_distance(cross.min(axis=1) + norm, p)
 
     def _statistics(self, k: int, series: I64, distance: F64) -> tuple[F64, F64, F64, F64]:
@@ -538,97 +536,6 @@ def _trailing_means(line: F64, g: int, count: int, i: I64) -> F64:
     rows = i[:, None] + np.arange(1 - count, 1)[None, :]
     out: F64 = sums / np.clip(rows + 1, 1, g)
     return out
-
-
-def _bracket_fits(width: int, g: int, points: int, n_candidates: int) -> bool:
-    """Whether ``_bracket_min``'s blocks of candidates stay within ``width`` columns."""
-    return g * (_bracket_blocks(g, n_candidates) * CANDIDATE_BLOCK + points - 1) <= width
-
-
-def _bracket_blocks(g: int, n_candidates: int) -> int:
-    """Blocks of ``CANDIDATE_BLOCK`` candidates that cover ``n_candidates`` in each of
-    the ``g`` residues of a candidate's first row modulo ``g``."""
-    per_residue = math.ceil(n_candidates / g)
-    return math.ceil(per_residue / CANDIDATE_BLOCK)
-
-
-def _bracket_min(means: F64, query: F64, g: int, n_candidates: int) -> F64:
-    """Least ``|c|^2 - 2 q.c`` of each series over its candidates ``c`` (candidate ``c``:
-    columns ``c, c + g ... c + g*(points-1)`` of ``means``; ``q``: ``query``), by one
-    matrix product per series, as ``univariate.left_discord`` brackets it.
-
-    Candidate ``g*(s*K + j) + r`` (K: ``CANDIDATE_BLOCK``) is row ``(s, r)`` of the left
-    operand (the ``K + points - 1`` columns ``g*(s*K + t) + r`` and their squares) times
-    column ``j`` of the right one (``-2 q[t - j]`` and ``1`` where ``0 <= t - j <
-    points``, else 0): the products and squares of the candidate's own points, so a
-    candidate's sum has the same terms as the direct one, in another order. Candidates
-    past ``n_candidates`` (the blocks' last columns) are barred.
-
-    Both halves of the left operand are strided copies, of the means and of their
-    squares (squared once per column, not once per block that holds it), and the
-    right one's products are a strided (Toeplitz) view of the padded query: no
-    gathers by index, which cost a third of the matrix product itself.
-    """
-    b, points = query.shape
-    k, width = CANDIDATE_BLOCK, CANDIDATE_BLOCK + points - 1
-    barred, band = _bracket_layout(g, points, n_candidates)
-    rows = barred.shape[0]
-    left = np.empty((b, rows // g, g, 2 * width))
-    left[..., :width] = _blocks_of(means, g, rows // g, width)
-    left[..., width:] = _blocks_of(means * means, g, rows // g, width)
-    right = np.empty((b, 2 * width, k))
-    right[:, :width] = _toeplitz(-2.0 * query, k)
-    right[:, width:] = band
-    bracket = np.matmul(left.reshape(b, rows, 2 * width), right)
-    bracket += barred
-    out: F64 = bracket.reshape(b, -1).min(axis=1)
-    return out
-
-
-def _blocks_of(means: F64, g: int, blocks: int, width: int) -> F64:
-    """(b, blocks, g, width) view: block ``(s, r)`` holds columns ``g*(s*K + t) + r``
-    of ``means`` for ``t < width`` (K: ``CANDIDATE_BLOCK``)."""
-    row_stride, column_stride = means.strides
-    out: F64 = as_strided(
-        means,
-        shape=(len(means), blocks, g, width),
-        strides=(row_stride, column_stride * g * CANDIDATE_BLOCK, column_stride, column_stride * g),
-        writeable=False,
-    )
-    return out
-
-
-def _toeplitz(query: F64, k: int) -> F64:
-    """(b, points + k - 1, k) view whose cell ``(t, j)`` is ``query[t - j]`` where
-    ``0 <= t - j < points``, else 0: the query padded with zeros, read backwards."""
-    b, points = query.shape
-    padded = np.zeros((b, points + 2 * (k - 1)))
-    padded[:, k - 1 : k - 1 + points] = query
-    row_stride, column_stride = padded.strides
-    out: F64 = as_strided(
-        padded[:, k - 1 :],
-        shape=(b, points + k - 1, k),
-        strides=(row_stride, column_stride, -column_stride),
-        writeable=False,
-    )
-    return out
-
-
-@lru_cache(maxsize=8)
-def _bracket_layout(g: int, points: int, n_candidates: int) -> tuple[F64, F64]:
-    """``_bracket_min``'s constants: (rows, K) 0 or infinity for the candidates past the
-    last, and the (K + points - 1, K) band of the right operand (1 in it, else 0).
-    Read-only."""
-    k = CANDIDATE_BLOCK
-    blocks = _bracket_blocks(g, n_candidates)
-    s, r, j = np.ogrid[:blocks, :g, :k]
-    candidate = g * (s * k + j) + r
-    barred = np.where(candidate >= n_candidates, np.inf, 0.0).reshape(blocks * g, k)
-    lag = np.arange(k + points - 1)[:, None] - np.arange(k)[None, :]
-    band = ((lag >= 0) & (lag < points)).astype(np.float64)
-    for a in (barred, band):
-        a.flags.writeable = False
-    return barred, band
 
 
 def _window_sums(a: F64, step: int, terms: int) -> F64:
