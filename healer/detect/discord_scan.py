@@ -1,4 +1,4 @@
-"""The shape stage's discord search for a series whose week of candidates is all real rows.
+"""The shape stage's discord search: each series' newest shape against its week of candidates.
 
 For each series, given its line of compressed rows (the newest last): the segment means
 of ``segment_rows`` rows at every row, the query (the newest shape: ``points`` means
@@ -18,9 +18,7 @@ search and with ``univariate.left_discord`` to rounding (the tests hold the scor
 1e-9).
 
 Decisions: the kernel is compiled on first use (a second or two, once per process),
-not cached on disk, so that a read-only install never writes nor warns. Rows before a
-series' start (a young series) are the numpy path's, in ``shape``: they need the
-padding and barring it does, and happen in a series' first week only.
+not cached on disk, so that a read-only install never writes nor warns.
 """
 
 from __future__ import annotations
@@ -35,7 +33,13 @@ F64 = NDArray[np.float64]
 
 
 def _scan(
-    line: F64, segment_rows: int, points: int, n_candidates: int, count: int, out: F64
+    line: F64,
+    newest_rows: NDArray[np.int64],
+    segment_rows: int,
+    points: int,
+    n_candidates: int,
+    count: int,
+    out: F64,
 ) -> None:
     """``nearest_squared`` for every row of ``line``, into ``out``.
 
@@ -57,9 +61,17 @@ def _scan(
             rows = row[lo + lag : lo + lag + count]
             for x in range(count):
                 means[x] += rows[x]
-        if g > 1:
+        oldest = newest_rows[s] - (count - 1)  # the row of the first mean
+        if oldest >= g - 1:  # every segment is whole
+            if g > 1:
+                for x in range(count):
+                    means[x] /= g
+        else:  # a young series: segments cut at its start, rows before it as row 0
             for x in range(count):
-                means[x] /= g
+                means[x] /= min(max(oldest + x + 1, 1), g)
+            if oldest < 0:
+                for x in range(-oldest):
+                    means[x] = means[-oldest]
         for c in range(n_candidates):
             bracket[c] = 0.0
         norm = 0.0
@@ -72,7 +84,8 @@ def _scan(
                 v = shifted[c]
                 bracket[c] += v * v + v * twice
         least = np.inf
-        for c in range(n_candidates):
+        # Candidate c ends at row oldest + c + g*(points-1): none before the start.
+        for c in range(max(0, -oldest - g * (points - 1)), n_candidates):
             if bracket[c] < least:
                 least = bracket[c]
         out[s] = least + norm
@@ -84,19 +97,33 @@ _compiled: Any = numba.njit(nogil=True, boundscheck=False)(_scan)
 
 
 def nearest_squared(
-    line: F64, *, segment_rows: int, points: int, n_candidates: int, count: int
+    line: F64,
+    newest_rows: NDArray[np.int64],
+    *,
+    segment_rows: int,
+    points: int,
+    n_candidates: int,
+    count: int,
 ) -> F64:
-    """(series,) squared distance of each series' newest shape to its nearest candidate.
+    """(series,) squared distance of each series' newest shape to its nearest candidate
+    (infinity where it has none yet).
 
-    ``line``: (series, columns) compressed rows, the newest last, at least ``count +
-    segment_rows - 1`` columns; ``count``: segment means searched (the newest shape and
-    its candidates, ``history_rows + span`` rows); candidate ``c`` is the shape ending
-    at mean ``c + span - 1``, for ``c < n_candidates``.
+    ``line``: (series, columns) compressed rows, the newest last (row ``newest_rows``
+    of each series; columns before its row 0 hold 0), at least ``count + segment_rows
+    - 1`` columns; ``count``: segment means searched (the newest shape and its
+    candidates, ``history_rows + span`` rows); candidate ``c`` is the shape ending at
+    mean ``c + span - 1``, for ``c < n_candidates``. As ``univariate.shapes_of`` pads
+    a series, a segment cut by the series' start is the mean of its rows since the
+    start, and means before the start are the first row's; a candidate ending before
+    the start is none.
     """
     if line.shape[1] < count + segment_rows - 1:
         raise ValueError(f"line: {count + segment_rows - 1} columns needed, got {line.shape[1]}")
     if n_candidates < 1 or n_candidates + segment_rows * (points - 1) > count:
         raise ValueError(f"{n_candidates} candidates do not fit {count} means")
+    if newest_rows.shape != (len(line),) or (len(line) and int(newest_rows.min()) < 0):
+        raise ValueError(f"newest_rows: {len(line)} rows of at least 0 expected")
     out = np.empty(len(line))
-    _compiled(np.ascontiguousarray(line), segment_rows, points, n_candidates, count, out)
+    rows = np.ascontiguousarray(newest_rows, dtype=np.int64)
+    _compiled(np.ascontiguousarray(line), rows, segment_rows, points, n_candidates, count, out)
     return out

@@ -33,11 +33,8 @@ blocks), the rows left to settle after a gap, and the refractory state: about 16
 series at 5-minute buckets. When a bucket closes, ``DISCORD_CHUNK`` series at a time
 read their line of compressed rows from the ring, and each scale's segment means, the
 squared norms of its candidate shapes and their products with the new shape come from
-that line: by the compiled search of ``discord_scan`` once a series' week of candidates
-is all real rows, else (a series' first week) in numpy, the means and norms by a few
-passes over it (sums of shifted copies) and the products by one ``einsum`` over
-windowed views of them. The only Python loops are over the time scales and chunks of
-series.
+that line, by the compiled search of ``discord_scan``. The only Python loops are over
+the time scales and chunks of series.
 
 ``peek`` scores a provisional row (a bucket still open) without committing anything,
 so that an acute fault can be judged between closings. Scores equal those of
@@ -54,7 +51,6 @@ from functools import lru_cache
 from typing import TypeVar
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
 from healer.detect.discord_scan import nearest_squared
@@ -88,9 +84,9 @@ SERIES_BLOCK = 256
 # many series spread over a bucket (at the daemon's 30 s interval and 5-minute buckets,
 # one cycle in ten closes a tenth of them) instead of all falling in one cycle.
 PHASES = 10
-# Series per pass of the discord search: their line (32 x ~2,400 values, 600 kB) and
-# the numpy path's temporaries of the same size stay in the core's cache, where a pass
-# over a 256-series block's (5 MB each) would go out to memory.
+# Series per pass of the discord search: their line (32 x ~2,400 values, 600 kB) stays
+# in the core's cache while every scale searches it, where a 256-series block's (5 MB)
+# would go out to memory.
 DISCORD_CHUNK = 32
 
 
@@ -330,50 +326,17 @@ class ShapeStage:
         return out
 
     def _nearest(self, g: int, i: I64, line: F64) -> F64:
-        """``_discord`` for a few series.
-
-        The segment means of rows ``i - history - g*(points-1) .. i`` are trailing means
-        of ``line``; where every one of them is a whole segment of real rows, as from a
-        series' second week on, ``discord_scan`` searches them. Otherwise (rows before
-        the series' start read as row 0, as ``univariate.shapes_of`` pads them) the
-        shapes are strided windows of them, and the candidates' squared norms sums of
-        their squares, each of ``points`` terms.
-        """
+        """``_discord`` for a few series: the segment means of rows ``i - history -
+        g*(points-1) .. i``, trailing means of ``line`` (rows before the series' start
+        read as row 0, as ``univariate.shapes_of`` pads them), searched by
+        ``discord_scan``."""
         d = self.windows_
-        p, h, gap = d.shape_points, d.history_rows, d.shape_points * g
+        p, h = d.shape_points, d.history_rows
         span = g * (p - 1) + 1
-        n_candidates = h - gap + 1
-        first = -(h + span - 1)  # rows i - h - span + 1 .. i
-        if int(i.min()) + first >= g - 1:  # the oldest mean's segment starts at row 0 or later
-            squared = nearest_squared(
-                line, segment_rows=g, points=p, n_candidates=n_candidates, count=h + span
-            )
-            return nearest_distance(squared, p)
-        means = _trailing_means(line, g, h + span, i)
-        young = int(i.min()) + first < 0  # some series hold rows before their start
-        if young:
-            rows = i[:, None] + np.arange(first, 1)[None, :]
-            zero = means[np.arange(len(i)), np.clip(-first - i, 0, h + span - 1)]
-            means = np.where(rows < 0, zero[:, None], means)
-        # (b, h + 1, p): shape c is means[:, c], means[:, c + g] ... (a view, as
-        # ``sliding_window_view(means, span, axis=1)[:, :, ::g]`` without its checks).
-        row_stride, column_stride = means.strides
-        shapes = as_strided(
-            means,
-            shape=(len(i), h + 1, p),
-            strides=(row_stride, column_stride, column_stride * g),
-            writeable=False,
+        squared = nearest_squared(
+            line, i, segment_rows=g, points=p, n_candidates=h - p * g + 1, count=h + span
         )
-        query = shapes[:, -1, :]
-        norm: F64 = (query * query).sum(axis=1)
-        candidates = shapes[:, :n_candidates, :]  # rows i - h .. i - gap
-        squares = means[:, : n_candidates + span - 1]
-        cross = _window_sums(squares * squares, g, p)
-        if young and int(i.min()) - h < 0:  # no candidates before the start
-            cross[rows[:, span - 1 : span - 1 + n_candidates] < 0] = np.inf
-        # |c|^2 - 2 q.c, in place: the candidates' norms less twice their products.
-        cross -= np.einsum("bcp,bp->bc", candidates, 2.0 * query)
-        return nearest_distance(cross.min(axis=1) + norm, p)
+        return nearest_distance(squared, p)
 
     def _statistics(self, k: int, series: I64, distance: F64) -> tuple[F64, F64, F64, F64]:
         """Recent mean distance (this row and the learned ones of the rows before it),

@@ -35,7 +35,12 @@ def test_nearest_squared_is_the_least_distance_of_a_direct_search(
     line = rng.standard_normal((5, count + g + 3)).astype(np.float32).astype(np.float64)
     line[2, -span:] += 3.0  # a novel shape, far from every candidate
     got = nearest_squared(
-        line, segment_rows=g, points=points, n_candidates=n_candidates, count=count
+        line,
+        np.full(5, 10 * count),
+        segment_rows=g,
+        points=points,
+        n_candidates=n_candidates,
+        count=count,
     )
     expected = direct(line, g, points, n_candidates, count)
     np.testing.assert_allclose(got, expected, rtol=1e-12, atol=1e-12)
@@ -45,12 +50,22 @@ def test_nearest_squared_is_the_least_distance_of_a_direct_search(
 def test_a_shape_repeated_exactly_is_at_distance_zero() -> None:
     period, points = 7, 4
     line = np.tile(np.arange(period, dtype=np.float64), 10)[None, :]
-    got = nearest_squared(line, segment_rows=1, points=points, n_candidates=40, count=60)
+    got = nearest_squared(
+        line, np.array([69]), segment_rows=1, points=points, n_candidates=40, count=60
+    )
     assert got[0] == 0.0
 
 
 def test_a_line_too_short_for_its_means_is_refused() -> None:
     with pytest.raises(ValueError, match="columns needed"):
-        nearest_squared(np.zeros((1, 20)), segment_rows=3, points=4, n_candidates=5, count=19)
+        nearest_squared(
+            np.zeros((1, 20)), np.array([50]), segment_rows=3, points=4, n_candidates=5, count=19
+        )
     with pytest.raises(ValueError, match="do not fit"):
-        nearest_squared(np.zeros((1, 40)), segment_rows=3, points=4, n_candidates=30, count=30)
+        nearest_squared(
+            np.zeros((1, 40)), np.array([50]), segment_rows=3, points=4, n_candidates=30, count=30
+        )
+    with pytest.raises(ValueError, match="newest_rows"):
+        nearest_squared(
+            np.zeros((1, 40)), np.array([-1]), segment_rows=1, points=4, n_candidates=5, count=30
+        )
