@@ -76,8 +76,8 @@ F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 Mask = NDArray[np.bool_]
 
-# Series per einsum: the windowed candidates of a block (256 x ~2,400 x 24 values) are a
-# view, and the block's rings (a few MB) stay in cache while the product reads them.
+# Series evaluated together: the block's rings (a few MB) stay in cache while its chunks
+# of ``DISCORD_CHUNK`` series are searched, and its statistics are a few array passes.
 SERIES_BLOCK = 256
 # Phases of the bucket grid: block k of ``SERIES_BLOCK`` series has its buckets end
 # ``(k mod PHASES) * bucket_s / PHASES`` after the epoch's grid, so that the closings of
@@ -482,6 +482,10 @@ def _rows(a: NDArray[G], series: I64) -> NDArray[G]:
 def _joined(blocks: list[Row], field: Callable[[Row], NDArray[G]]) -> NDArray[G]:
     """One field of the rows of several blocks of series, in order."""
     return np.concatenate([field(b) for b in blocks])
+
+
+# The numpy means and window sums of bulk learning (``shape_bulk``), which searches many
+# rows of a series at once.
 
 
 def _trailing_means(line: F64, g: int, count: int, i: I64) -> F64:
