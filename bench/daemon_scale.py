@@ -16,7 +16,8 @@ week of history has filled them) and every series is marked as holding a full hi
 so every bucket closing does the full discord search. The timed cycles cross several
 5-minute bucket closings (one cycle in ten at a 30 s interval), which is why the 90th
 percentile is reported beside the median. Beside the wall time of a cycle, its CPU time
-(the process's), which other work on the machine inflates less.
+(the process's), which other work on the machine inflates less. The first cycle, not
+timed, also compiles the shape stage's search (``healer/detect/discord_scan.py``).
 
 Targets (issue 14): the whole daemon under 1.5 GB at 10,000 workloads, every cycle (the
 90th percentile too) under 1 s there, and under 5 s at 100,000 workloads on one core.

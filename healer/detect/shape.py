@@ -30,18 +30,16 @@ of the last few rows (for the recent mean; single precision, NaN where a row was
 learned from) and the sums, sums of squares and counts of the learned distances of each
 block of ``PAST_BLOCK_ROWS`` rows of the past (for its mean and spread; a week is 180
 blocks), the rows left to settle after a gap, and the refractory state: about 16 kB per
-series at 5-minute buckets. When a bucket closes, each scale's segment means and the
-squared norms of its candidate shapes are computed from the ring of values (a few passes
-over it: sums of shifted copies), and the new row's discord distances by one ``einsum``
-per ``DISCORD_CHUNK`` series over windowed views of them; at the scale of single rows,
-whose points are adjacent, the norms and products come instead from one matrix product
-per series over blocks of candidates (``_bracket_min``), which BLAS runs faster than the
-einsum. The only Python loops are over the time scales and chunks of series.
+series at 5-minute buckets. When a bucket closes, ``DISCORD_CHUNK`` series at a time
+read their line of compressed rows from the ring, and each scale's segment means, the
+squared norms of its candidate shapes and their products with the new shape come from
+that line, by the compiled search of ``discord_scan``. The only Python loops are over
+the time scales and chunks of series.
 
 ``peek`` scores a provisional row (a bucket still open) without committing anything,
 so that an acute fault can be judged between closings. Scores equal those of
-``DiscordLikelihood.score`` on the series of closed rows, to rounding (the products are
-summed in another order): the same functions of ``univariate`` do the arithmetic.
+``DiscordLikelihood.score`` on the series of closed rows, to rounding (the sums are
+of the same terms in another order): the same functions of ``univariate`` do the rest.
 """
 
 from __future__ import annotations
@@ -53,9 +51,9 @@ from functools import lru_cache
 from typing import TypeVar
 
 import numpy as np
-from numpy.lib.stride_tricks import as_strided
 from numpy.typing import NDArray
 
+from healer.detect.discord_scan import nearest_squared
 from healer.detect.univariate import (
     DISTANCE_DTYPE,
     GAP_PERIODS,
@@ -78,27 +76,18 @@ F64 = NDArray[np.float64]
 I64 = NDArray[np.int64]
 Mask = NDArray[np.bool_]
 
-# Series per einsum: the windowed candidates of a block (256 x ~2,400 x 24 values) are a
-# view, and the block's rings (a few MB) stay in cache while the product reads them.
+# Series evaluated together: the block's rings (a few MB) stay in cache while its chunks
+# of ``DISCORD_CHUNK`` series are searched, and its statistics are a few array passes.
 SERIES_BLOCK = 256
 # Phases of the bucket grid: block k of ``SERIES_BLOCK`` series has its buckets end
 # ``(k mod PHASES) * bucket_s / PHASES`` after the epoch's grid, so that the closings of
 # many series spread over a bucket (at the daemon's 30 s interval and 5-minute buckets,
 # one cycle in ten closes a tenth of them) instead of all falling in one cycle.
 PHASES = 10
-# Series per pass of the discord search: its temporaries (a few arrays of 32 x ~2,400
-# values, 600 kB each) stay in the core's cache, where a pass over a 256-series block's
-# (5 MB each) would go out to memory.
+# Series per pass of the discord search: their line (32 x ~2,400 values, 600 kB) stays
+# in the core's cache while every scale searches it, where a 256-series block's (5 MB)
+# would go out to memory.
 DISCORD_CHUNK = 32
-# Candidates a column of the discord search's matrix product judges (``_bracket_min``,
-# at the scale of single rows): each row of its left operand holds the
-# ``CANDIDATE_BLOCK + shape_points - 1`` points this many neighbouring candidates span
-# and their squares, so the product does about four times the multiplications of the
-# einsum and window sums it replaces, but as one BLAS product (under OpenBLAS's size for
-# threads): 25 us a series instead of 36. At 24 points, 24 balances the two: fewer make
-# the left operand longer (its rows overlap more), more add zeros to the right one. At
-# the hourly scale, whose points are 12 rows apart, the einsum is as fast as the product.
-CANDIDATE_BLOCK = 24
 
 
 @dataclass
@@ -252,11 +241,11 @@ class ShapeStage:
         sum_squares = self.sum_squares_[series] + values * values
         u = compress(values, rms_of(sum_squares, (i + 1).astype(np.float64)))
         u = u.astype(MEANS_DTYPE).astype(np.float64)
-        line = self._line(series, i, u)
+        searched = self._discord(series, i, u)
         distances = []
         log_tails, tests = np.zeros(len(series)), np.zeros(len(series))
         for k, g in enumerate(w.segment_rows):
-            distance = self._discord(g, i, line)
+            distance = searched[k]
             recent, past_mean, spread, count = self._statistics(k, series, distance)
             settling = settle > self._settle_rows() - w.settle_rows(g)
             tested = ~settling & (count >= MIN_LEARNED_ROWS)
@@ -316,62 +305,38 @@ class ShapeStage:
         (the last one ``u``, the new row), 0 before the series' start."""
         n = self.line_rows_
         line = np.empty((len(series), n))
-        line[:, :-1] = _read(self.u_, series, i - n + 1, n - 1)
+        _read(self.u_, series, i - n + 1, n - 1, out=line[:, :-1])
         line[:, -1] = u
         if i.min() - n + 1 < 0:
             rows = i[:, None] + np.arange(1 - n, 1)[None, :]
             line[rows < 0] = 0.0
         return line
 
-    def _discord(self, g: int, i: I64, line: F64) -> F64:
-        """Distance of each new row's shape at scale ``g`` to its nearest earlier shape,
-        ``DISCORD_CHUNK`` series at a time (see ``_nearest``)."""
-        out = np.empty(len(i))
+    def _discord(self, series: I64, i: I64, u: F64) -> list[F64]:
+        """Per scale, the distance of each new row's shape (``u``: the new rows'
+        compressed values) to its nearest earlier shape, ``DISCORD_CHUNK`` series at a
+        time (see ``_nearest``): a chunk's line is read from the ring and searched at
+        every scale while it is still in the core's cache."""
+        out = [np.empty(len(i)) for _ in self.windows_.segment_rows]
         for lo in range(0, len(i), DISCORD_CHUNK):
             chunk = slice(lo, lo + DISCORD_CHUNK)
-            out[chunk] = self._nearest(g, i[chunk], line[chunk])
+            line = self._line(series[chunk], i[chunk], u[chunk])
+            for k, g in enumerate(self.windows_.segment_rows):
+                out[k][chunk] = self._nearest(g, i[chunk], line)
         return out
 
     def _nearest(self, g: int, i: I64, line: F64) -> F64:
-        """``_discord`` for a few series.
-
-        The segment means of rows ``i - history - g*(points-1) .. i`` are trailing means
-        of ``line`` (rows before the series' start read as row 0, as
-        ``univariate.shapes_of`` pads them); the shapes are strided windows of them, and
-        the candidates' squared norms sums of their squares, each of ``points`` terms.
-        """
+        """``_discord`` for a few series: the segment means of rows ``i - history -
+        g*(points-1) .. i``, trailing means of ``line`` (rows before the series' start
+        read as row 0, as ``univariate.shapes_of`` pads them), searched by
+        ``discord_scan``."""
         d = self.windows_
-        p, h, gap = d.shape_points, d.history_rows, d.shape_points * g
+        p, h = d.shape_points, d.history_rows
         span = g * (p - 1) + 1
-        n_candidates = h - gap + 1
-        first = -(h + span - 1)  # rows i - h - span + 1 .. i
-        means = _trailing_means(line, g, h + span, i)
-        young = int(i.min()) + first < 0  # some series hold rows before their start
-        if young:
-            rows = i[:, None] + np.arange(first, 1)[None, :]
-            zero = means[np.arange(len(i)), np.clip(-first - i, 0, h + span - 1)]
-            means = np.where(rows < 0, zero[:, None], means)
-        # (b, h + 1, p): shape c is means[:, c], means[:, c + g] ... (a view, as
-        # ``sliding_window_view(means, span, axis=1)[:, :, ::g]`` without its checks).
-        row_stride, column_stride = means.strides
-        shapes = as_strided(
-            means,
-            shape=(len(i), h + 1, p),
-            strides=(row_stride, column_stride, column_stride * g),
-            writeable=False,
+        squared = nearest_squared(
+            line, i, segment_rows=g, points=p, n_candidates=h - p * g + 1, count=h + span
         )
-        query = shapes[:, -1, :]
-        norm: F64 = (query * query).sum(axis=1)
-        if g == 1 and not young and _bracket_fits(means.shape[1], g, p, n_candidates):
-            return nearest_distance(_bracket_min(means, query, g, n_candidates) + norm, p)
-        candidates = shapes[:, :n_candidates, :]  # rows i - h .. i - gap
-        squares = means[:, : n_candidates + span - 1]
-        cross = _window_sums(squares * squares, g, p)
-        if young and int(i.min()) - h < 0:  # no candidates before the start
-            cross[rows[:, span - 1 : span - 1 + n_candidates] < 0] = np.inf
-        # |c|^2 - 2 q.c, in place: the candidates' norms less twice their products.
-        cross -= 2.0 * np.einsum("bcp,bp->bc", candidates, query)
-        return nearest_distance(cross.min(axis=1) + norm, p)
+        return nearest_distance(squared, p)
 
     def _statistics(self, k: int, series: I64, distance: F64) -> tuple[F64, F64, F64, F64]:
         """Recent mean distance (this row and the learned ones of the rows before it),
@@ -519,6 +484,10 @@ def _joined(blocks: list[Row], field: Callable[[Row], NDArray[G]]) -> NDArray[G]
     return np.concatenate([field(b) for b in blocks])
 
 
+# The numpy means and window sums of bulk learning (``shape_bulk``), which searches many
+# rows of a series at once.
+
+
 def _trailing_means(line: F64, g: int, count: int, i: I64) -> F64:
     """Means of each of the last ``count`` columns of ``line`` and the ``g - 1`` before
     it, the newest column being row ``i`` of each series; a row near the start averages
@@ -536,78 +505,48 @@ def _trailing_means(line: F64, g: int, count: int, i: I64) -> F64:
     return out
 
 
-def _bracket_fits(width: int, g: int, points: int, n_candidates: int) -> bool:
-    """Whether ``_bracket_min``'s blocks of candidates stay within ``width`` columns."""
-    return g * (_bracket_blocks(g, n_candidates) * CANDIDATE_BLOCK + points - 1) <= width
-
-
-def _bracket_blocks(g: int, n_candidates: int) -> int:
-    """Blocks of ``CANDIDATE_BLOCK`` candidates that cover ``n_candidates`` in each of
-    the ``g`` residues of a candidate's first row modulo ``g``."""
-    per_residue = math.ceil(n_candidates / g)
-    return math.ceil(per_residue / CANDIDATE_BLOCK)
-
-
-def _bracket_min(means: F64, query: F64, g: int, n_candidates: int) -> F64:
-    """Least ``|c|^2 - 2 q.c`` of each series over its candidates ``c`` (candidate ``c``:
-    columns ``c, c + g ... c + g*(points-1)`` of ``means``; ``q``: ``query``), by one
-    matrix product per series, as ``univariate.left_discord`` brackets it.
-
-    Candidate ``g*(s*K + j) + r`` (K: ``CANDIDATE_BLOCK``) is row ``(s, r)`` of the left
-    operand (the ``K + points - 1`` columns ``g*(s*K + t) + r`` and their squares) times
-    column ``j`` of the right one (``-2 q[t - j]`` and ``1`` where ``0 <= t - j <
-    points``, else 0): the products and squares of the candidate's own points, so a
-    candidate's sum has the same terms as the direct one, in another order. Candidates
-    past ``n_candidates`` (the blocks' last columns) are barred.
-    """
-    b, points = query.shape
-    k, width = CANDIDATE_BLOCK, CANDIDATE_BLOCK + points - 1
-    barred, band, taps = _bracket_layout(g, points, n_candidates)
-    rows = barred.shape[0]
-    left = np.empty((b, rows // g, g, 2 * width))
-    row_stride, column_stride = means.strides
-    left[..., :width] = as_strided(
-        means,
-        shape=(b, rows // g, g, width),
-        strides=(row_stride, column_stride * g * k, column_stride, column_stride * g),
-        writeable=False,
-    )
-    np.multiply(left[..., :width], left[..., :width], out=left[..., width:])
-    right = np.empty((b, 2 * width, k))
-    np.multiply(query[:, taps], -2.0 * band, out=right[:, :width])
-    right[:, width:] = band
-    bracket = np.matmul(left.reshape(b, rows, 2 * width), right)
-    bracket += barred
-    out: F64 = bracket.reshape(b, -1).min(axis=1)
-    return out
-
-
-@lru_cache(maxsize=8)
-def _bracket_layout(g: int, points: int, n_candidates: int) -> tuple[F64, F64, I64]:
-    """``_bracket_min``'s constants: (rows, K) 0 or infinity for the candidates past the
-    last, the (K + points - 1, K) band of the right operand (1 in it, else 0) and the
-    point of the query each of its cells takes (0 outside the band). Read-only."""
-    k = CANDIDATE_BLOCK
-    blocks = _bracket_blocks(g, n_candidates)
-    s, r, j = np.ogrid[:blocks, :g, :k]
-    candidate = g * (s * k + j) + r
-    barred = np.where(candidate >= n_candidates, np.inf, 0.0).reshape(blocks * g, k)
-    lag = np.arange(k + points - 1)[:, None] - np.arange(k)[None, :]
-    inside = (lag >= 0) & (lag < points)
-    band, taps = inside.astype(np.float64), np.where(inside, lag, 0)
-    for a in (barred, band, taps):
-        a.flags.writeable = False
-    return barred, band, taps
-
-
 def _window_sums(a: F64, step: int, terms: int) -> F64:
     """Sums ``a[:, c] + a[:, c + step] + ... + a[:, c + step*(terms-1)]`` for every
     column ``c`` where the last term exists.
 
-    By doubling (sums of 1, 2, 4 ... terms, shifted and added), so the cost is a few
-    passes over ``a`` whatever ``terms``, and each sum is a sum of its terms themselves
-    (the rounding of a direct sum, not of a difference of running totals).
+    By sums of sums: for ``terms = f1 * f2 * ...`` (small factors, ``_sum_factors``),
+    the sums of ``f1`` terms, then ``f2`` of those side by side, and so on, each factor
+    ``f`` costing ``f - 1`` passes over ``a`` (12 terms: 4 passes, 24: 5); a count with
+    a large prime factor is summed by doubling instead (sums of 1, 2, 4 ... terms,
+    shifted and added). Either way each sum is a sum of its terms themselves (the
+    rounding of a direct sum, not of a difference of running totals).
     """
+    factors = _sum_factors(terms)
+    if factors is None:
+        return _doubling_sums(a, step, terms)
+    out, size = a, 1
+    for f in factors:
+        shift = step * size
+        width = out.shape[1] - shift * (f - 1)
+        total = np.add(out[:, :width], out[:, shift : shift + width])
+        for m in range(2, f):
+            total += out[:, m * shift : m * shift + width]
+        out, size = total, size * f
+    return out if out is not a else a.copy()
+
+
+@lru_cache(maxsize=32)
+def _sum_factors(terms: int) -> tuple[int, ...] | None:
+    """Factors of ``terms`` to sum by (``_window_sums``), or None where doubling takes
+    fewer passes: ``f - 1`` passes a factor against one a doubling and one a set bit."""
+    factors, rest = [], terms
+    for f in (2, 3, 5, 7):
+        while rest % f == 0:
+            factors.append(f)
+            rest //= f
+    if rest > 1:
+        return None
+    doubling = terms.bit_length() - 1 + bin(terms).count("1") - 1
+    return tuple(factors) if sum(f - 1 for f in factors) <= doubling else None
+
+
+def _doubling_sums(a: F64, step: int, terms: int) -> F64:
+    """``_window_sums`` by doubling: sums of 1, 2, 4 ... terms, shifted and added."""
     width = a.shape[1] - step * (terms - 1)
     out: F64 | None = None
     power, size, offset = a, 1, 0  # power[c]: the sum of ``size`` terms from column c
@@ -629,9 +568,12 @@ def _joined_scales(blocks: list[Row], field: Callable[[Row], list[F64]]) -> list
     return [np.concatenate(parts) for parts in zip(*(field(b) for b in blocks), strict=True)]
 
 
-def _read(ring: NDArray[G], series: I64, first: I64, count: int) -> NDArray[G]:
+def _read(
+    ring: NDArray[G], series: I64, first: I64, count: int, out: NDArray[np.generic] | None = None
+) -> NDArray[G]:
     """(series, count) copy of rows ``first .. first + count - 1`` of each series' ring
-    (row r at column r mod the ring's length; rows before the start read garbage).
+    (row r at column r mod the ring's length; rows before the start read garbage),
+    written into ``out`` (converted to its type) when given.
 
     When the series are a contiguous range at the same row, as when every series closes
     a bucket together, two slices do it instead of a gather.
@@ -641,10 +583,15 @@ def _read(ring: NDArray[G], series: I64, first: I64, count: int) -> NDArray[G]:
     uniform = len(series) and (first == first[0]).all() and int(series[-1]) - lo == len(series) - 1
     if uniform and (np.diff(series) == 1).all():
         block, start = ring[lo : lo + len(series)], int(first[0]) % length
-        if start + count <= length:
-            out: NDArray[G] = block[:, start : start + count].copy()
-            return out
-        return np.concatenate((block[:, start:], block[:, : count - (length - start)]), axis=1)
+        head = min(count, length - start)
+        if out is None:
+            out = np.empty((len(series), count), dtype=ring.dtype)
+        out[:, :head] = block[:, start : start + head]
+        out[:, head:] = block[:, : count - head]
+        return out  # type: ignore[return-value]  # of the ring's type unless ``out`` given
     columns = (first[:, None] + np.arange(count)[None, :]) % length
     gathered: NDArray[G] = ring[series[:, None], columns]
-    return gathered
+    if out is None:
+        return gathered
+    out[...] = gathered
+    return out  # type: ignore[return-value]  # ``out``'s type, as documented

@@ -1,9 +1,9 @@
 """The shape stage fed a long history at once: ``learn_history``.
 
 Warming feeds the shape stage a week and more of buckets per series. Fed one bucket at
-a time, as the live cycle feeds it, every row is a discord search of its own (an
-``einsum`` over a week of candidates per series): at 1,000 workloads the full history
-takes the better part of an hour. Here the rows of a whole frame are searched
+a time, as the live cycle feeds it, every row is a discord search of its own (over a
+week of candidates per series): at 1,000 workloads the full history took the better
+part of an hour with the numpy search. Here the rows of a whole frame are searched
 together: per series and time scale, the new rows' shapes against every candidate
 shape in one matrix product (``QUERY_ROWS`` rows at a time, the band of allowed
 candidates barred outside by infinity), as ``univariate.left_discord`` searches a file.
@@ -11,11 +11,11 @@ candidates barred outside by infinity), as ``univariate.left_discord`` searches 
 The result is the state bucket-by-bucket feeding builds: the stage's own ``observe``
 decides which buckets close, with which values and after which gaps (its ``push`` is
 shadowed for the call, collecting the rows instead of scoring them); the compressed
-values, segment means and norms are the same arithmetic in the same order; then the
-rows are committed in order through the stage's own statistics and commit, one step per
-row for all series together, so the running sums, the refractory state and the scores
-are the live path's. Only the products of shapes and candidates are summed in another
-order (BLAS' instead of ``einsum``'s), so distances agree to rounding.
+values are the same arithmetic; then the rows are committed in order through the
+stage's own statistics and commit, one step per row for all series together, so the
+running sums, the refractory state and the scores are the live path's. The segment
+means, norms and products are the same terms as the live search's, summed in another
+order (BLAS' here, compiled loops there), so distances agree to rounding.
 
 Decisions: a module beside ``shape.py`` rather than code in it, so that the live
 search can change without this one; it uses the stage's private helpers on purpose,
@@ -222,7 +222,7 @@ def _discord(stage: ShapeStage, g: int, first: int, line: F64) -> F64:
         strides=(row_stride, column_stride, column_stride * g),
         writeable=False,
     )
-    norms = _window_sums(means * means, g, p)  # (b, h + k), as the live path sums them
+    norms = _window_sums(means * means, g, p)  # (b, h + k), sums of their terms
     # |q - c|^2 = |q|^2 + (|c|^2 - 2 q.c): the bracket for a block of rows in one matrix
     # product of [q, 1] and [-2c, |c|^2] (doubling is exact, so only the order of the
     # sum differs from the live search's).

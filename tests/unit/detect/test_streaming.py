@@ -7,9 +7,10 @@ from datetime import UTC, datetime
 import numpy as np
 import pytest
 from histories import F64, LEVEL, NOISE, PER_HOUR, SIGNALS, STEP_S, T0
+from scipy.special import stdtr
 
 from healer.config import DetectorSettings
-from healer.detect.streaming import Detection, StreamingDetector
+from healer.detect.streaming import T_DOF, Detection, StreamingDetector, student_t3_tail
 from healer.types import Direction, Frame, Signal, WorkloadRef
 
 A = WorkloadRef("shop", "Deployment", "checkout")
@@ -368,3 +369,14 @@ def test_a_workload_back_after_a_long_gap_is_scored_again_once_warm() -> None:
     values[0, col(Signal.LATENCY_P99), later:] *= 4.0
     found = findings(feed(StreamingDetector(SETTINGS), values))
     assert found and all(w == A and at >= t(later) for at, w in found)
+
+
+def test_closed_form_tail_is_the_student_t_tail() -> None:
+    """The tail the deviations are read against is scipy's Student-t with 3 degrees of
+    freedom, from a hundredth of a spread to deviations of billions and infinity."""
+    t = np.concatenate((np.logspace(-2, 9, 500), [np.inf]))
+    np.testing.assert_allclose(student_t3_tail(t), 1.0 - stdtr(T_DOF, t), rtol=0, atol=1e-15)
+    harm = np.array([[-2.0, 0.0, np.nan, 3.0]])
+    tail = StreamingDetector._tail(harm)
+    assert tail[0, :2].tolist() == [0.5, 0.5] and np.isnan(tail[0, 2])
+    assert tail[0, 3] == pytest.approx(1.0 - float(stdtr(T_DOF, 3.0)), abs=1e-15)
