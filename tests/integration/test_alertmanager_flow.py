@@ -47,12 +47,12 @@ TOKEN = "alertmanager-receiver-token"
 WAIT_S = 180.0
 """Longest wait for any step: each takes seconds; the margin is for a loaded machine."""
 
-RULES_WINDOW_S = 20
+RULES_WINDOW_S = 10
 """The alert's rate window instead of 5 minutes: it fires within seconds of the release
 and keeps firing for about this long after the rollback, past the moment healer's
 silence is in place."""
 
-RELEASE_AT_S = 45
+RELEASE_AT_S = 30
 """After the detector's 30 s warm-up (FAST), with a margin for processes starting slowly."""
 
 ROLLBACK_ON_ALERT = f"""\
