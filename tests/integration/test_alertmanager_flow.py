@@ -24,6 +24,7 @@ Skipped when a binary is missing, failed under HEALER_REQUIRE_PROMETHEUS=1.
 from __future__ import annotations
 
 import shutil
+import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -268,3 +269,20 @@ def read_incident(healer_url: str, incident_id: int) -> dict[str, Any]:
 
 def resolved(detail: dict[str, Any]) -> bool:
     return [a["status"] for a in detail["alerts"]] == ["resolved"]
+
+
+def test_the_deploy_example_rules_pass_promtool() -> None:
+    """As shipped (5 minute windows), beside the recording rules they read."""
+    checked = subprocess.run(
+        [
+            _binary("promtool"),
+            "check",
+            "rules",
+            str(REPO / "deploy/prometheus/workload-alerts.yaml"),
+            str(REPO / "deploy/prometheus/healer-rules.yaml"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

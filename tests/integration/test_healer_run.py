@@ -25,7 +25,6 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 from daemons import VIEWER, Process, daemon_settings, serve_sim, wait_for, write_settings
 from kubernetes import client
 from kubernetes import config as kube_config
@@ -91,9 +90,7 @@ FAST = {
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[tuple[Process, Path, str]]:
     start = datetime.now(UTC).replace(microsecond=0)
-    server, kubeconfig, target = serve_sim(
-        tmp_path, scenario(start, release_at_s=75), _free_port()
-    )
+    server, kubeconfig, target = serve_sim(tmp_path, scenario(start, release_at_s=75), _free_port())
     yield server, kubeconfig, target
     server.terminate()
 

@@ -15,7 +15,9 @@ T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 
 def alert(annotations: dict[str, str]) -> Alert:
     labels = {"alertname": "DeploymentErrorRatioHigh", "namespace": "shop", "deployment": "cart"}
-    return Alert("f1", "DeploymentErrorRatioHigh", AlertStatus.FIRING, T0, None, labels, annotations)
+    return Alert(
+        "f1", "DeploymentErrorRatioHigh", AlertStatus.FIRING, T0, None, labels, annotations
+    )
 
 
 @pytest.mark.parametrize(
