@@ -131,7 +131,12 @@ def serve_sim(workdir: Path, scenario: dict[str, Any], port: int) -> tuple[Proce
         workdir,
         {},
     )
-    wait_for("the simulated cluster", lambda: kubeconfig.exists() and "API" in server.stdout(), 60)
+
+    def serving() -> bool:
+        server.check_running()  # its port taken since it was picked: say so at once
+        return kubeconfig.exists() and "API" in server.stdout()
+
+    wait_for("the simulated cluster", serving, 60)
     return server, kubeconfig, f"127.0.0.1:{port}"
 
 
