@@ -37,6 +37,7 @@ SLOWEST_FIRST = (
     "tests/integration/test_chaos_bench.py",
     "tests/integration/test_prometheus.py",
     "tests/integration/test_high_availability.py",
+    "tests/integration/test_alertmanager_flow.py",
     "tests/unit/test_cli.py",
     "tests/unit/test_cli_run.py",
     "tests/integration/test_api_http.py",

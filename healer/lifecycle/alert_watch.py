@@ -82,5 +82,6 @@ def finding(alert: Alert, workload: WorkloadRef, now: datetime) -> Finding:
 
 def diagnosis(alert: Alert, workload: WorkloadRef) -> Diagnosis:
     summary = alert.annotations.get("summary") or alert.annotations.get("description") or ""
-    said = f": {summary}" if summary else ""
+    # kube-prometheus' summaries end with a full stop, which the sentence adds.
+    said = f": {summary.strip().rstrip('.')}" if summary.strip() else ""
     return Diagnosis(workload, Cause.UNKNOWN, 1.0, f"Alertmanager alert {alert.name} firing{said}.")

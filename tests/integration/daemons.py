@@ -110,6 +110,36 @@ class Process:
             raise
 
 
+def serve_sim(workdir: Path, scenario: dict[str, Any], port: int) -> tuple[Process, Path, str]:
+    """`healer sim serve` on ``port`` running ``scenario``, once its API answers: the
+    process, the kubeconfig it wrote and the ``host:port`` Prometheus scrapes."""
+    scenario_file = workdir / "scenario.yaml"
+    scenario_file.write_text(yaml.safe_dump(scenario))
+    kubeconfig = workdir / "kubeconfig"
+    server = Process.start(
+        "sim",
+        [
+            "sim",
+            "serve",
+            "--port",
+            str(port),
+            "--kubeconfig-out",
+            str(kubeconfig),
+            "--scenario",
+            str(scenario_file),
+        ],
+        workdir,
+        {},
+    )
+
+    def serving() -> bool:
+        server.check_running()  # its port taken since it was picked: say so at once
+        return kubeconfig.exists() and "API" in server.stdout()
+
+    wait_for("the simulated cluster", serving, 60)
+    return server, kubeconfig, f"127.0.0.1:{port}"
+
+
 def write_settings(path: Path, settings: dict[str, Any]) -> Path:
     path.write_text(yaml.safe_dump(settings, sort_keys=False))
     return path

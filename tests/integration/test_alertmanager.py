@@ -15,6 +15,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -115,7 +116,6 @@ def healer_url(store: AuditStore, inbox: FlakyInbox) -> Iterator[str]:
 
 @pytest.fixture
 def alertmanager(tmp_path: Path, healer_url: str) -> Iterator[str]:
-    binary = _alertmanager()
     config = {
         "route": {
             "receiver": "healer",
@@ -137,14 +137,23 @@ def alertmanager(tmp_path: Path, healer_url: str) -> Iterator[str]:
             }
         ],
     }
-    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    log = (tmp_path / "alertmanager.log").open("wb")
+    with running_alertmanager(tmp_path, config, port=_free_port()) as url:
+        yield url
+
+
+@contextmanager
+def running_alertmanager(workdir: Path, config: dict[str, object], *, port: int) -> Iterator[str]:
+    """Alertmanager alone (no gossip) on ``port`` with ``config``; its URL once ready.
+    Skipped (failed in CI) without the binary; its log is ``alertmanager.log``."""
+    binary = _alertmanager()
+    (workdir / "alertmanager.yml").write_text(yaml.safe_dump(config))
+    log_path = workdir / "alertmanager.log"
+    log = log_path.open("wb")
     process = subprocess.Popen(
         [
             binary,
-            f"--config.file={tmp_path / 'alertmanager.yml'}",
-            f"--storage.path={tmp_path / 'am-data'}",
+            f"--config.file={workdir / 'alertmanager.yml'}",
+            f"--storage.path={workdir / 'am-data'}",
             f"--web.listen-address=127.0.0.1:{port}",
             "--cluster.listen-address=",  # alone: no gossip port
         ],
@@ -153,7 +162,7 @@ def alertmanager(tmp_path: Path, healer_url: str) -> Iterator[str]:
     )
     url = f"http://127.0.0.1:{port}"
     try:
-        _until(lambda: _ready(url), what="alertmanager ready", log=tmp_path / "alertmanager.log")
+        _until(lambda: _ready(url), what="alertmanager ready", log=log_path)
         yield url
     finally:
         process.terminate()

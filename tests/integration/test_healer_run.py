@@ -25,8 +25,7 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
-from daemons import VIEWER, Process, daemon_settings, wait_for, write_settings
+from daemons import VIEWER, Process, daemon_settings, serve_sim, wait_for, write_settings
 from kubernetes import client
 from kubernetes import config as kube_config
 from test_prometheus import PrometheusServer, _binary, _free_port
@@ -91,27 +90,8 @@ FAST = {
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[tuple[Process, Path, str]]:
     start = datetime.now(UTC).replace(microsecond=0)
-    scenario_file = tmp_path / "scenario.yaml"
-    scenario_file.write_text(yaml.safe_dump(scenario(start, release_at_s=75)))
-    port = _free_port()
-    kubeconfig = tmp_path / "kubeconfig"
-    server = Process.start(
-        "sim",
-        [
-            "sim",
-            "serve",
-            "--port",
-            str(port),
-            "--kubeconfig-out",
-            str(kubeconfig),
-            "--scenario",
-            str(scenario_file),
-        ],
-        tmp_path,
-        {},
-    )
-    wait_for("the simulated cluster", lambda: kubeconfig.exists() and "API" in server.stdout(), 60)
-    yield server, kubeconfig, f"127.0.0.1:{port}"
+    server, kubeconfig, target = serve_sim(tmp_path, scenario(start, release_at_s=75), _free_port())
+    yield server, kubeconfig, target
     server.terminate()
 
 

@@ -25,7 +25,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -121,14 +121,33 @@ class PrometheusServer:
 
     @classmethod
     def start(
-        cls, workdir: Path, *, targets: list[str], data_dir: Path, interval_s: float = 1.0
+        cls,
+        workdir: Path,
+        *,
+        targets: list[str],
+        data_dir: Path,
+        interval_s: float = 1.0,
+        rule_files: Sequence[Path] = (),
+        alertmanager: str | None = None,
     ) -> PrometheusServer:
-        config = {
-            "global": {"scrape_interval": f"{interval_s:g}s", "scrape_timeout": f"{interval_s:g}s"},
+        """Scraping ``targets`` and evaluating ``rule_files`` every ``interval_s``; firing
+        alerts go to ``alertmanager`` (``host:port``), resent as often as rules run."""
+        every = f"{interval_s:g}s"
+        config: dict[str, Any] = {
+            "global": {
+                "scrape_interval": every,
+                "scrape_timeout": every,
+                "evaluation_interval": every,
+            },
             "scrape_configs": [{"job_name": "sim", "static_configs": [{"targets": targets}]}]
             if targets
             else [],
+            "rule_files": [str(path) for path in rule_files],
         }
+        if alertmanager is not None:
+            config["alerting"] = {
+                "alertmanagers": [{"static_configs": [{"targets": [alertmanager]}]}]
+            }
         config_path = workdir / "prometheus.yml"
         config_path.write_text(yaml.safe_dump(config))
         port = _free_port()
@@ -142,6 +161,10 @@ class PrometheusServer:
                     f"--web.listen-address=127.0.0.1:{port}",
                     # Backfilled history may be older than the default 15 days.
                     "--storage.tsdb.retention.time=100y",
+                    # An alert, a resolved one too, is sent again after this rather than
+                    # the default minute: Alertmanager holds back a resolution that
+                    # arrives while the alert is silenced and delivers the one sent after.
+                    f"--rules.alert.resend-delay={every}",
                 ],
                 stdout=log_file,
                 stderr=subprocess.STDOUT,
