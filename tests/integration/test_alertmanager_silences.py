@@ -29,14 +29,17 @@ from typing import Any
 
 import httpx
 import pytest
-import yaml
 
 from healer.act.silences import SilenceKeeper
 from healer.config import load_settings
 from healer.decide import load_playbooks
 from healer.decide.escalation import EscalationQueue
 from healer.types import OutcomeKind, SilenceState
-from tests.integration.test_alertmanager import _alertmanager, _ready, _until
+from tests.integration.test_alertmanager import (
+    _alertmanager,
+    _until,
+    running_alertmanager,
+)
 from tests.integration.test_prometheus import _free_port
 from tests.unit.test_daemon import OVERLOAD, REPO, SEARCH, Loop, make_loop
 
@@ -82,7 +85,6 @@ def receiver() -> Iterator[Receiver]:
 @pytest.fixture
 def alertmanager(tmp_path: Path, receiver: Receiver) -> Iterator[str]:
     """Alertmanager routing every alert to the local pager (``/pager``)."""
-    binary = _alertmanager()
     config = {
         "route": {
             "receiver": "pager",
@@ -95,29 +97,8 @@ def alertmanager(tmp_path: Path, receiver: Receiver) -> Iterator[str]:
             {"name": "pager", "webhook_configs": [{"url": f"{receiver.url}/pager"}]},
         ],
     }
-    (tmp_path / "alertmanager.yml").write_text(yaml.safe_dump(config))
-    port = _free_port()
-    log_path = tmp_path / "alertmanager.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [
-            binary,
-            f"--config.file={tmp_path / 'alertmanager.yml'}",
-            f"--storage.path={tmp_path / 'am-data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        _until(lambda: _ready(url), what="alertmanager ready", log=log_path)
+    with running_alertmanager(tmp_path, config, port=_free_port()) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        log.close()
 
 
 @pytest.fixture
