@@ -505,3 +505,5 @@ class Silence:
     """Alertmanager's id of it; None when it could not be made."""
     error: str | None = None
     """Why it could not be made or expired, if so."""
+    regex: Mapping[str, str] = field(default_factory=dict)
+    """Label name to the regular expression (RE2, anchored) it must match (``pod``)."""

@@ -45,7 +45,7 @@ from tenacity import (
 
 from healer.config import AlertmanagerSettings
 from healer.errors import SilenceError
-from healer.types import JsonObject, Silence, SilenceState, WorkloadRef
+from healer.types import JsonObject, JsonValue, Silence, SilenceState, WorkloadRef
 
 log = structlog.get_logger("healer.silences")
 
@@ -59,19 +59,50 @@ BACKOFF_MAX_S = 30.0
 """Longest wait between two attempts: a restarting Alertmanager is back within this."""
 
 
+POD_NAMES = {
+    "Deployment": "{name}-[a-z0-9]+-[a-z0-9]{{5}}",
+    "StatefulSet": "{name}-[0-9]+",
+    "DaemonSet": "{name}-[a-z0-9]{{5}}",
+}
+"""The names of a workload's pods, as its controller makes them: a Deployment's
+``NAME-<pod-template-hash>-<5 characters>``, a StatefulSet's ``NAME-<ordinal>``, a
+DaemonSet's ``NAME-<5 characters>``. Alertmanager anchors the expression at both ends, so
+another workload whose name starts with this one's (``cart-db`` beside ``cart``) has pods
+with a segment more, and is not matched."""
+
+
 def matchers(workload: WorkloadRef) -> dict[str, str]:
     """The labels the workload's alerts carry, to match them and nothing else."""
     label = KIND_LABELS.get(workload.kind, workload.kind.lower())
     return {"namespace": workload.namespace, label: workload.name}
 
 
+def silences_for(workload: WorkloadRef, *, starts: datetime, ends: datetime) -> tuple[Silence, ...]:
+    """The silences that hold back the workload's alerts: those labelled with the
+    workload (kube-state-metrics' Deployment and StatefulSet alerts), and those that name
+    only one of its pods (``KubePodCrashLooping``, ``KubePodNotReady``), by the names its
+    controller gives its pods."""
+    by_label = Silence(matchers(workload), starts, ends, SilenceState.ACTIVE)
+    names = POD_NAMES.get(workload.kind)
+    if names is None:
+        return (by_label,)
+    pattern = names.format(name=workload.name.replace(".", r"\."))
+    by_pod = Silence(
+        {"namespace": workload.namespace}, starts, ends, SilenceState.ACTIVE, regex={"pod": pattern}
+    )
+    return by_label, by_pod
+
+
 def silence_body(silence: Silence, *, comment: str) -> JsonObject:
     """The body of ``POST /api/v2/silences`` (Alertmanager's ``postableSilence``)."""
+    kinds = ((silence.matchers, False), (silence.regex, True))
+    listed: list[JsonValue] = [
+        {"name": name, "value": value, "isRegex": regex, "isEqual": True}
+        for labels, regex in kinds
+        for name, value in sorted(labels.items())
+    ]
     return {
-        "matchers": [
-            {"name": name, "value": value, "isRegex": False, "isEqual": True}
-            for name, value in sorted(silence.matchers.items())
-        ],
+        "matchers": listed,
         "startsAt": silence.starts_at.isoformat(),
         "endsAt": silence.ends_at.isoformat(),
         "createdBy": CREATED_BY,
@@ -205,7 +236,7 @@ class Api(Protocol):
 @dataclass(frozen=True)
 class _Make:
     incident_id: int
-    silence: Silence
+    silences: tuple[Silence, ...]
     comment: str
 
 
@@ -246,10 +277,11 @@ class SilenceKeeper:
         deadline); replaces the incident's earlier silence, if any."""
         link = self._link(incident_id)
         comment = f"healer acts on {workload} and verifies it until {ends.isoformat()}: {link}"
-        wanted = Silence(matchers(workload), starts, ends, SilenceState.ACTIVE)
+        wanted = silences_for(workload, starts=starts, ends=ends)
         if not self._put(_Make(incident_id, wanted, comment)):
-            failed = replace(wanted, state=SilenceState.FAILED, error=self._full())
-            self._store.record_silence(incident_id, failed, at=starts)
+            for silence in wanted:
+                failed = replace(silence, state=SilenceState.FAILED, error=self._full())
+                self._store.record_silence(incident_id, failed, at=starts)
 
     def expire(self, incident_id: int, *, at: datetime, why: str) -> None:
         """Expire the incident's silences healer made (none: nothing happens)."""
@@ -303,18 +335,22 @@ class SilenceKeeper:
                 self._queue.task_done()
 
     def _make(self, job: _Make) -> None:
-        wanted = job.silence
-        self._expire(job.incident_id, wanted.starts_at, "replaced by the next action's silence")
+        starts = job.silences[0].starts_at
+        self._expire(job.incident_id, starts, "replaced by the next action's silence")
+        for wanted in job.silences:
+            self._make_one(job.incident_id, wanted, job.comment)
+
+    def _make_one(self, incident_id: int, wanted: Silence, comment: str) -> None:
         try:
-            silence_id = self._api.create(silence_body(wanted, comment=job.comment))
+            silence_id = self._api.create(silence_body(wanted, comment=comment))
         except SilenceError as exc:
             failed = replace(wanted, state=SilenceState.FAILED, error=str(exc))
-            self._store.record_silence(job.incident_id, failed, at=wanted.starts_at)
-            log.warning("silence_not_made", incident_id=job.incident_id, error=str(exc))
+            self._store.record_silence(incident_id, failed, at=wanted.starts_at)
+            log.warning("silence_not_made", incident_id=incident_id, error=str(exc))
             return
         made = replace(wanted, silence_id=silence_id)
-        self._store.record_silence(job.incident_id, made, at=wanted.starts_at)
-        log.info("silence_made", incident_id=job.incident_id, silence_id=silence_id)
+        self._store.record_silence(incident_id, made, at=wanted.starts_at)
+        log.info("silence_made", incident_id=incident_id, silence_id=silence_id)
 
     def _expire(self, incident_id: int, at: datetime, why: str) -> None:
         for kept in self._store.active_silences(incident_id):

@@ -191,6 +191,10 @@ class SilenceOut(_Out):
     """Alertmanager's id; null when the silence could not be made."""
     state: SilenceState
     matchers: dict[str, str]
+    """Label name to the value it must equal."""
+    regex: dict[str, str]
+    """Label name to the regular expression (anchored) it must match: the pods of the
+    workload, for alerts that name a pod alone."""
     starts_at: datetime
     ends_at: datetime
     error: str | None
@@ -206,6 +210,7 @@ class SilenceOut(_Out):
             silence_id=silence.silence_id,
             state=silence.state,
             matchers=dict(silence.matchers),
+            regex=dict(silence.regex),
             starts_at=silence.starts_at,
             ends_at=silence.ends_at,
             error=silence.error,

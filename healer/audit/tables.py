@@ -254,6 +254,8 @@ class SilenceRow(Base):
     silence_id: Mapped[str | None] = mapped_column(String(64))
     """Alertmanager's id (a UUID); None when the silence could not be made."""
     matchers: Mapped[JsonObject] = mapped_column(JSON)
+    regex: Mapped[JsonObject | None] = mapped_column(JSON)
+    """Label name to the regular expression it must match; None: none."""
     starts_at: Mapped[datetime]
     ends_at: Mapped[datetime]
     state: Mapped[SilenceState]

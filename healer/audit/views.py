@@ -368,6 +368,7 @@ def silences_of(session: Session, incident_id: int) -> list[StoredSilence]:
 def stored_silence(row: SilenceRow) -> StoredSilence:
     silence = Silence(
         matchers={str(k): str(v) for k, v in row.matchers.items()},
+        regex={str(k): str(v) for k, v in (row.regex or {}).items()},
         starts_at=row.starts_at,
         ends_at=row.ends_at,
         state=row.state,

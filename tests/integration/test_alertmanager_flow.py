@@ -227,7 +227,7 @@ def test_a_firing_rule_is_routed_to_healer_which_rolls_back_under_its_silence(
             assert (healed["action"], healed["outcome"]) == ("rollback", "healed"), healed
             wait_for(
                 "healer's silence to be expired",
-                lambda: [s["status"]["state"] for s in healers_silences(am)] == ["expired"],
+                lambda: [s["status"]["state"] for s in healers_silences(am)] == ["expired"] * 2,
                 30,
             )
             detail = wait_for(
@@ -245,15 +245,20 @@ def test_a_firing_rule_is_routed_to_healer_which_rolls_back_under_its_silence(
     assert alert["disposition"] == "opened", alert
     [plan] = [s["data"] for s in detail["timeline"] if s["kind"] == "plan"]
     assert plan["playbook"] == "rollback-on-error-alert"
-    [kept] = detail["silences"]
+    [kept, pods] = detail["silences"]
     assert (kept["silence_id"], kept["state"]) == (silence["id"], "expired")
+    assert (pods["regex"], pods["state"]) == ({"pod": "cart-[a-z0-9]+-[a-z0-9]{5}"}, "expired")
     assert healer_events(kubeconfig) == ["HealerRollback"]
     assert cart_image(kubeconfig) == "shop/cart:1"
 
 
 def held_back(alertmanager: str) -> dict[str, Any] | None:
     """healer's active silence, once the firing alert is suppressed by it."""
-    active = [s for s in healers_silences(alertmanager) if s["status"]["state"] == "active"]
+    active = [
+        s
+        for s in healers_silences(alertmanager)
+        if s["status"]["state"] == "active" and all(m["name"] != "pod" for m in s["matchers"])
+    ]
     alert = firing_alert(alertmanager)
     if not active or alert is None or alert["status"]["state"] != "suppressed":
         return None

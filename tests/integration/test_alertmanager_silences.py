@@ -145,13 +145,27 @@ def silences(alertmanager: str) -> list[dict[str, Any]]:
     return listed
 
 
-def ours(alertmanager: str) -> dict[str, Any]:
-    [silence] = [s for s in silences(alertmanager) if s["createdBy"] == "healer"]
+def ours(alertmanager: str, *, pods: bool = False) -> dict[str, Any]:
+    """healer's silence of the workload's labelled alerts (``pods``: of its pods)."""
+    [silence] = [
+        s
+        for s in silences(alertmanager)
+        if s["createdBy"] == "healer" and any(m["name"] == "pod" for m in s["matchers"]) is pods
+    ]
     return silence
 
 
-def alert_state(alertmanager: str) -> tuple[str, list[str]]:
-    [alert] = httpx.get(f"{alertmanager}/api/v2/alerts", timeout=5.0).json()
+def fire_on_pod(alertmanager: str) -> None:
+    """An alert that names one of the workload's pods alone, as KubePodCrashLooping does."""
+    labels = {"alertname": "KubePodNotReady", "namespace": "shop", "pod": "search-7d9f8c6b5-x2k4q"}
+    alert = {"labels": labels, "startsAt": datetime.now(UTC).isoformat()}
+    answer = httpx.post(f"{alertmanager}/api/v2/alerts", json=[alert], timeout=5.0)
+    assert answer.status_code == 200, answer.text
+
+
+def alert_state(alertmanager: str, name: str = "SearchLatencyHigh") -> tuple[str, list[str]]:
+    listed = httpx.get(f"{alertmanager}/api/v2/alerts", timeout=5.0).json()
+    [alert] = [a for a in listed if a["labels"]["alertname"] == name]
     return alert["status"]["state"], alert["status"]["silencedBy"]
 
 
@@ -180,19 +194,31 @@ def test_healer_silences_while_it_acts_and_unsilences_once_healed(
     assert made["comment"].endswith(f"https://healer.example/incidents/{incident.id}")
     deadline = loop.now + timedelta(seconds=300)  # scale-up-on-overload's verify.within_s
     assert abs(datetime.fromisoformat(made["endsAt"]) - deadline) < timedelta(seconds=1)
+    by_pod = ours(alertmanager, pods=True)
+    assert {(m["name"], m["value"], m["isRegex"]) for m in by_pod["matchers"]} == {
+        ("namespace", "shop", False),
+        ("pod", "search-[a-z0-9]+-[a-z0-9]{5}", True),
+    }
     fire(alertmanager)
+    fire_on_pod(alertmanager)
     _until(lambda: alert_state(alertmanager)[0] == "suppressed", what="alert silenced")
     assert made["id"] in alert_state(alertmanager)[1]
+    _until(
+        lambda: alert_state(alertmanager, "KubePodNotReady")[0] == "suppressed",
+        what="the pod's alert silenced",
+    )
+    assert by_pod["id"] in alert_state(alertmanager, "KubePodNotReady")[1]
 
     loop.detector.anomalous = {}
     loop.run(cycles=5)
     settle(loop)
     assert loop.outcomes() == [OutcomeKind.HEALED]
     assert ours(alertmanager)["status"]["state"] == "expired"
+    assert ours(alertmanager, pods=True)["status"]["state"] == "expired"
     [mine] = [s for s in silences(alertmanager) if s["id"] == theirs["silenceID"]]
     assert mine["status"]["state"] == "active", "a person's silence is never touched"
-    [kept] = loop.store.silences_of(incident.id)
-    assert (kept.silence.silence_id, kept.silence.state) == (made["id"], SilenceState.EXPIRED)
+    kept = [(k.silence.silence_id, k.silence.state) for k in loop.store.silences_of(incident.id)]
+    assert kept == [(made["id"], SilenceState.EXPIRED), (by_pod["id"], SilenceState.EXPIRED)]
     [resolve] = receiver.bodies("/v2/enqueue")
     assert resolve["event_action"] == "resolve"
     assert resolve["dedup_key"] == f"healer-incident-{incident.id}"
@@ -223,7 +249,8 @@ def test_an_escalation_expires_the_silence_at_once_and_pages(
     detail = loop.store.get_incident(incident.id)
     assert detail is not None
     assert [(s.silence.silence_id, s.silence.state) for s in detail.silences] == [
-        (silence_id, SilenceState.EXPIRED)
+        (silence_id, SilenceState.EXPIRED),
+        (ours(alertmanager, pods=True)["id"], SilenceState.EXPIRED),
     ]
     [trigger] = receiver.bodies("/v2/enqueue")
     assert trigger["event_action"] == "trigger"
@@ -272,10 +299,11 @@ def test_an_alertmanager_that_is_down_never_holds_the_cycle_and_the_incident_say
         silences = loop.healer.silences
         assert isinstance(silences, SilenceKeeper)
         silences.join()
-        [kept] = loop.store.silences_of(incident.id)
-        assert kept.silence.state is SilenceState.FAILED
-        assert f"127.0.0.1:{closed} (alertmanager.url)" in str(kept.silence.error)
+        kept = loop.store.silences_of(incident.id)
+        assert [k.silence.state for k in kept] == [SilenceState.FAILED] * 2
+        assert all(f"127.0.0.1:{closed} (alertmanager.url)" in str(k.silence.error) for k in kept)
         detail = loop.store.get_incident(incident.id)
         assert detail is not None
-        [step] = [s.data for s in detail.timeline if s.kind == "silence"]
-        assert str(step["detail"]).startswith("not silenced:")
+        steps = [s.data for s in detail.timeline if s.kind == "silence"]
+        assert len(steps) == 2
+        assert all(str(step["detail"]).startswith("not silenced:") for step in steps)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -16,7 +17,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from healer.act.silences import AlertmanagerSilences, SilenceKeeper, matchers, silence_body
+from healer.act.silences import (
+    AlertmanagerSilences,
+    SilenceKeeper,
+    matchers,
+    silence_body,
+    silences_for,
+)
 from healer.audit.store import AuditStore, StepKind
 from healer.config import AlertmanagerSettings
 from healer.types import Finding, JsonObject, Silence, SilenceState, WorkloadRef
@@ -106,6 +113,25 @@ def test_the_body_matches_the_workload_by_equality_and_names_healer() -> None:
     assert matchers(statefulset) == {"namespace": "shop", "statefulset": "db"}
 
 
+def test_a_workloads_pods_are_silenced_by_the_names_its_controller_gives_them() -> None:
+    """Alerts that name a pod alone carry no workload label: a second silence matches the
+    pods' names, anchored as Alertmanager anchors them, and not a longer-named workload's."""
+    by_label, by_pod = silences_for(CART, starts=T0, ends=DEADLINE)
+    assert by_label.matchers == matchers(CART) and not by_label.regex
+    body = silence_body(by_pod, comment="")
+    assert body["matchers"] == [
+        {"name": "namespace", "value": "shop", "isRegex": False, "isEqual": True},
+        {"name": "pod", "value": "cart-[a-z0-9]+-[a-z0-9]{5}", "isRegex": True, "isEqual": True},
+    ]
+    pattern = re.compile(by_pod.regex["pod"])
+    assert pattern.fullmatch("cart-7d9f8c6b5-x2k4q")
+    assert not pattern.fullmatch("cart-db-7d9f8c6b5-x2k4q"), "another Deployment's pod"
+    assert not pattern.fullmatch("cart-0")
+    [_, ordinals] = silences_for(WorkloadRef("shop", "StatefulSet", "db"), starts=T0, ends=DEADLINE)
+    assert ordinals.regex == {"pod": "db-[0-9]+"}
+    assert re.compile(ordinals.regex["pod"]).fullmatch("db-12")
+
+
 def test_a_silence_is_made_recorded_and_expired_at_the_outcome(
     store: AuditStore, incident: int
 ) -> None:
@@ -113,8 +139,11 @@ def test_a_silence_is_made_recorded_and_expired_at_the_outcome(
     keeper = keeper_for(am, store)
     keeper.silence(incident, CART, starts=T0, ends=DEADLINE)
     keeper.join()
-    [kept] = store.silences_of(incident)
+    [kept, pods] = store.silences_of(incident)
     assert kept.silence.state is SilenceState.ACTIVE and kept.silence.silence_id == "s-1"
+    assert kept.silence.matchers == {"namespace": "shop", "deployment": "cart"}
+    assert (pods.silence.silence_id, pods.silence.matchers) == ("s-2", {"namespace": "shop"})
+    assert pods.silence.regex == {"pod": "cart-[a-z0-9]+-[a-z0-9]{5}"}
     made = am.silences["s-1"]
     assert made["comment"] == (
         f"healer acts on {CART} and verifies it until {DEADLINE.isoformat()}: "
@@ -123,17 +152,18 @@ def test_a_silence_is_made_recorded_and_expired_at_the_outcome(
     keeper.expire(incident, at=T0 + timedelta(minutes=4), why="healed: back at baseline")
     keeper.join()
     keeper.close()
-    assert am.state("s-1") == "expired"
-    [kept] = store.silences_of(incident)
-    assert kept.silence.state is SilenceState.EXPIRED
+    assert am.state("s-1") == am.state("s-2") == "expired"
+    assert {k.silence.state for k in store.silences_of(incident)} == {SilenceState.EXPIRED}
     detail = store.get_incident(incident)
     assert detail is not None
     steps = [s.data for s in detail.timeline if s.kind == StepKind.SILENCE]
     assert [(s["state"], s["silence_id"]) for s in steps] == [
         ("active", "s-1"),
+        ("active", "s-2"),
         ("expired", "s-1"),
+        ("expired", "s-2"),
     ]
-    assert steps[1]["detail"] == "healed: back at baseline"
+    assert steps[2]["detail"] == "healed: back at baseline"
 
 
 def test_a_busy_alertmanager_is_retried(store: AuditStore, incident: int) -> None:
@@ -142,9 +172,8 @@ def test_a_busy_alertmanager_is_retried(store: AuditStore, incident: int) -> Non
     keeper.silence(incident, CART, starts=T0, ends=DEADLINE)
     keeper.join()
     keeper.close()
-    assert am.requests == [("POST", "/api/v2/silences")] * 3
-    [kept] = store.silences_of(incident)
-    assert kept.silence.state is SilenceState.ACTIVE
+    assert am.requests == [("POST", "/api/v2/silences")] * 4, "503 twice, then both made"
+    assert {k.silence.state for k in store.silences_of(incident)} == {SilenceState.ACTIVE}
 
 
 def test_an_alertmanager_that_stays_down_is_recorded_as_no_silence(
@@ -154,19 +183,20 @@ def test_an_alertmanager_that_stays_down_is_recorded_as_no_silence(
     keeper = keeper_for(am, store, silence_retries=2)
     keeper.silence(incident, CART, starts=T0, ends=DEADLINE)
     keeper.join()
-    assert len(am.requests) == 3, "bounded: one attempt and two retries"
-    [kept] = store.silences_of(incident)
-    assert kept.silence.state is SilenceState.FAILED and kept.silence.silence_id is None
-    assert kept.silence.error is not None
-    assert "alertmanager.url" in kept.silence.error and "ConnectError" in kept.silence.error
+    assert len(am.requests) == 6, "bounded: one attempt and two retries, for each"
+    for kept in store.silences_of(incident):
+        assert kept.silence.state is SilenceState.FAILED and kept.silence.silence_id is None
+        assert kept.silence.error is not None
+        assert "alertmanager.url" in kept.silence.error and "ConnectError" in kept.silence.error
     keeper.expire(incident, at=DEADLINE, why="escalated")
     keeper.join()
     keeper.close()
-    assert len(am.requests) == 3, "nothing to expire for a silence never made"
+    assert len(am.requests) == 6, "nothing to expire for a silence never made"
     detail = store.get_incident(incident)
     assert detail is not None
-    [step] = [s.data for s in detail.timeline if s.kind == StepKind.SILENCE]
-    assert str(step["detail"]).startswith("not silenced: Alertmanager at")
+    steps = [s.data for s in detail.timeline if s.kind == StepKind.SILENCE]
+    assert len(steps) == 2
+    assert all(str(s["detail"]).startswith("not silenced: Alertmanager at") for s in steps)
 
 
 def test_an_expiry_that_fails_leaves_the_silence_active_and_says_why(
@@ -180,8 +210,8 @@ def test_an_expiry_that_fails_leaves_the_silence_active_and_says_why(
     keeper.expire(incident, at=DEADLINE, why="escalated")
     keeper.join()
     keeper.close()
-    [kept] = store.silences_of(incident)
-    assert kept.silence.state is SilenceState.ACTIVE and kept.silence.error is not None
+    for kept in store.silences_of(incident):
+        assert kept.silence.state is SilenceState.ACTIVE and kept.silence.error is not None
     detail = store.get_incident(incident)
     assert detail is not None
     last = [s.data for s in detail.timeline if s.kind == StepKind.SILENCE][-1]
@@ -204,8 +234,9 @@ def test_silences_people_made_or_took_over_are_never_expired(
     assert am.state("theirs") == "active" and am.state("s-1") == "active"
     assert ("DELETE", "/api/v2/silence/s-1") not in am.requests
     assert not any(path.endswith("/theirs") for _, path in am.requests)
-    [kept] = store.silences_of(incident)
-    assert kept.silence.state is SilenceState.RELEASED
+    assert am.state("s-2") == "expired", "healer's own, untouched by bob, is expired"
+    states = [k.silence.state for k in store.silences_of(incident)]
+    assert states == [SilenceState.RELEASED, SilenceState.EXPIRED]
 
 
 def test_a_second_action_replaces_the_incidents_silence(store: AuditStore, incident: int) -> None:
@@ -216,9 +247,9 @@ def test_a_second_action_replaces_the_incidents_silence(store: AuditStore, incid
     keeper.silence(incident, CART, starts=later, ends=later + timedelta(minutes=15))
     keeper.join()
     keeper.close()
-    assert (am.state("s-1"), am.state("s-2")) == ("expired", "active")
+    assert [am.state(f"s-{i}") for i in (1, 2, 3, 4)] == ["expired"] * 2 + ["active"] * 2
     states = [k.silence.state for k in store.silences_of(incident)]
-    assert states == [SilenceState.EXPIRED, SilenceState.ACTIVE]
+    assert states == [SilenceState.EXPIRED] * 2 + [SilenceState.ACTIVE] * 2
 
 
 def test_a_full_queue_is_recorded_on_the_incident_without_waiting(
@@ -247,7 +278,8 @@ def test_a_full_queue_is_recorded_on_the_incident_without_waiting(
     keeper.silence(incident, CART, starts=T0, ends=DEADLINE)  # no room: recorded at once
     assert keeper.dropped == 1
     failed = [k for k in store.silences_of(incident) if k.silence.state is SilenceState.FAILED]
-    assert len(failed) == 1 and "alertmanager.silence_queue_size" in str(failed[0].silence.error)
+    assert len(failed) == 2, "the workload's and its pods' silences, neither made"
+    assert all("alertmanager.silence_queue_size" in str(f.silence.error) for f in failed)
     release.set()
     keeper.close()
 

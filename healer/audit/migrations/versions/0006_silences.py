@@ -31,6 +31,7 @@ def upgrade() -> None:
         ),
         sa.Column("silence_id", sa.String(64), nullable=True),
         sa.Column("matchers", sa.JSON(), nullable=False),
+        sa.Column("regex", sa.JSON(), nullable=True),
         sa.Column("starts_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("ends_at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("state", sa.String(32), nullable=False),
