@@ -67,7 +67,7 @@ from healer.detect.streaming import Detection
 from healer.diagnose import surge
 from healer.diagnose.features import FEATURES, features
 from healer.diagnose.learned import Diagnose, LearnedDiagnoser, diagnoser
-from healer.errors import CollectError, HealerError, PermanentActionError
+from healer.errors import CollectError, HealerError, PermanentActionError, StoreError
 from healer.lifecycle import alert_watch, approvals, surge_watch, verification
 from healer.lifecycle.brake_watch import BrakeWatch
 from healer.lifecycle.hpa_floors import FloorKeeper
@@ -384,8 +384,15 @@ class Healer:
                     assert_never(effect)
 
     def _tried(self, escalation: Escalation) -> Escalation:
-        """The escalation with every action taken on its incident, for its story."""
-        detail = self.store.get_incident(escalation.incident_id)
+        """The escalation with every action taken on its incident, for its story. A
+        store that cannot be read now costs the story its actions, never the page."""
+        try:
+            detail = self.store.get_incident(escalation.incident_id)
+        except StoreError as exc:
+            log.warning(
+                "escalation_story_unread", incident_id=escalation.incident_id, error=str(exc)
+            )
+            return escalation
         if detail is None:
             return escalation
         tried = tuple(

@@ -16,6 +16,7 @@ from healer.act.silences import SilenceKeeper
 from healer.config import load_settings
 from healer.decide.escalation import EscalationQueue
 from healer.decide.paging import Escalation, Resolution
+from healer.errors import StoreError
 from healer.types import ActionStatus, OutcomeKind, WorkloadRef
 from tests.unit.test_daemon import OVERLOAD, SEARCH, STRANGE, Loop, make_loop
 
@@ -102,6 +103,22 @@ def test_an_action_that_failed_is_not_silenced_and_pages_at_once(
     assert [s[0] for s in silencer.said] == ["expire"], "nothing made; nothing to keep"
     [escalation] = pager.escalated
     assert escalation.tried == ("scale failed",)
+
+
+def test_a_store_that_cannot_be_read_costs_the_page_its_story_not_the_page(
+    loop: tuple[Loop, RecordingSilencer, RecordingPager], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run, _, pager = loop
+    run.actuator.status = ActionStatus.FAILED
+
+    def unreadable(incident_id: int) -> None:
+        raise StoreError(f"cannot read incident {incident_id}: database is locked")
+
+    monkeypatch.setattr(run.store, "get_incident", unreadable)
+    run.detector.anomalous = {SEARCH: OVERLOAD}
+    run.run()
+    [escalation] = pager.escalated
+    assert escalation.tried == ()
 
 
 def test_an_incident_never_acted_on_is_escalated_without_a_silence(
