@@ -20,6 +20,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import shutil
 import socket
 import subprocess
@@ -91,10 +92,11 @@ def _binary(name: str) -> str:
 # Ports for servers the tests start in another process, which must be told a port before
 # they bind it. Below Linux's ephemeral range (32768-60999), where bind(port 0) never
 # lands, in a block of its own per pytest-xdist worker: between this check and the
-# server's bind, no other test can be handed the same port.
+# server's bind, no other test can be handed the same port. Each run starts at a random
+# place in its block, so that two runs on one machine rarely race for the same port.
 PORT_BASE = 10000
 PORTS_PER_WORKER = 500
-_ports = itertools.count()
+_ports = itertools.count(random.randrange(PORTS_PER_WORKER))
 
 
 def _free_port() -> int:
