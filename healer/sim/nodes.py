@@ -195,8 +195,26 @@ class NodeUsage:
     used_pods: int = 0
     bound: set[tuple[str, str]] = field(default_factory=set)
     """The pods bound to it, by namespace and name."""
+    address: str = ""
+    pod_cidr: str = ""
+    _ips: int = 0
+
+    def next_pod_ip(self) -> str:
+        """An address from the node's pod CIDR (a /24), in turn, as its CNI hands out."""
+        self._ips = self._ips % 253 + 1
+        prefix = self.pod_cidr.rsplit(".", 1)[0] if self.pod_cidr else "10.244.255"
+        return f"{prefix}.{self._ips + 1}"
 
     def observe(self, node: K8s) -> None:
+        self.pod_cidr = str(node["spec"].get("podCIDR", ""))
+        self.address = next(
+            (
+                str(a.get("address"))
+                for a in (node.get("status") or {}).get("addresses") or []
+                if a.get("type") == "InternalIP"
+            ),
+            "",
+        )
         allocatable = (node.get("status") or {}).get("allocatable") or {}
         self.cpu = quantity(str(allocatable.get("cpu", "0")))
         self.memory = quantity(str(allocatable.get("memory", "0")))
