@@ -160,6 +160,7 @@ def _exporter(cluster: Cluster, nodes: list[K8s]) -> Iterator[tuple[str, str, Ro
     state = cluster.state
     index, meters, t = state.placement.index, state.node_meters, state.table
     n, f = t.size, t.f
+    meters.settle(t, np.flatnonzero(t.live()))
     live = t.live() & (f["node_index"][:n] >= 0)
     width = max(len(index), 1)
     memory = np.bincount(

@@ -23,12 +23,15 @@ from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING
 
+import numpy as np
 from kubernetes.utils.quantity import parse_quantity
+from numpy.typing import NDArray
 
 from healer.sim.objects import K8s, rfc3339
 from healer.sim.scenario import NodePool
 
 if TYPE_CHECKING:
+    from healer.sim.containers import ContainerTable
     from healer.sim.state import ClusterState
 
 KUBELET_VERSION = "v1.31.0"
@@ -301,3 +304,19 @@ class NodeMeters:
         missing = count - len(self.user_cpu_s)
         self.user_cpu_s.extend([0.0] * missing)
         self.outside_bytes.extend([0.0] * missing)
+
+    def settle(self, table: ContainerTable, slots: NDArray[np.intp]) -> None:
+        """Add what the containers in ``slots`` used since they were last settled to
+        their nodes' counters: when a pod leaves (its slot is freed) and when the
+        counters are read, so no step pays for it."""
+        f = table.f
+        nodes = f["node_index"][slots]
+        slots = slots[nodes >= 0]
+        if not len(slots):
+            return
+        index = f["node_index"][slots].astype(np.intp)
+        self.grow(int(index.max()) + 1)
+        used = np.bincount(index, weights=f["cpu_seconds"][slots] - f["mark_node_cpu"][slots])
+        for i in np.flatnonzero(used):
+            self.user_cpu_s[i] += float(used[i])
+        f["mark_node_cpu"][slots] = f["cpu_seconds"][slots]

@@ -297,6 +297,7 @@ class ClusterState:
         if resource == "pods":
             slot = self.slots.pop(obj["metadata"]["uid"], None)
             if slot is not None:
+                self.node_meters.settle(self.table, np.array([slot], dtype=np.intp))
                 self.table.free(slot)
         return obj
 
