@@ -69,10 +69,15 @@ FAILING_SLOWDOWN, FAILING_ERRORS = 5.0, 0.5
 class CordonTaint:
     """A cordoned node (``spec.unschedulable``) carries the taint
     ``node.kubernetes.io/unschedulable:NoSchedule``, lifted when it is uncordoned, as
-    the node lifecycle controller keeps it (it reacts to writes: ``kubectl cordon`` then
-    ``kubectl describe node`` shows it)."""
+    the node lifecycle controller keeps it; the pods of a deleted node are deleted, as
+    the pod garbage collector does. It reacts to writes: ``kubectl cordon`` then
+    ``kubectl describe node`` shows the taint."""
 
     def reconcile(self, state: ClusterState, now: Now) -> None:
+        while state.placement.orphans:
+            key = state.placement.orphans.pop(0)
+            if state.store.find("pods", *key) is not None:
+                state.delete("pods", *key)
         for key in drain(state.queues.nodes):
             node = state.store.find("nodes", *key)
             if node is not None and _taint(
