@@ -264,10 +264,46 @@ def blocking_taint(node: K8s, pod: K8s) -> K8s | None:
 
 
 def selects(node: K8s, pod: K8s) -> bool:
-    """Whether the node's labels carry every label of the pod's ``nodeSelector``."""
+    """Whether the node's labels carry every label of the pod's ``nodeSelector``, and
+    the node meets one of the terms of its required node affinity (the form a
+    DaemonSet's pods carry: ``matchFields`` on ``metadata.name``)."""
     labels = node["metadata"].get("labels") or {}
     wanted = pod["spec"].get("nodeSelector") or {}
-    return all(labels.get(k) == v for k, v in wanted.items())
+    if not all(labels.get(k) == v for k, v in wanted.items()):
+        return False
+    affinity = ((pod["spec"].get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = affinity.get("nodeSelectorTerms") or []
+    fields = {"metadata.name": node["metadata"]["name"]}
+    return not terms or any(_term_holds(term, labels, fields) for term in terms)
+
+
+def _term_holds(term: K8s, labels: dict[str, str], fields: dict[str, str]) -> bool:
+    """One node selector term: every expression on labels and on fields holds."""
+    checks = [(r, labels) for r in term.get("matchExpressions") or []]
+    checks += [(r, fields) for r in term.get("matchFields") or []]
+    return bool(checks) and all(_requirement(r, values) for r, values in checks)
+
+
+def _requirement(requirement: K8s, values: dict[str, str]) -> bool:
+    key, op = requirement.get("key", ""), requirement.get("operator")
+    allowed = [str(v) for v in requirement.get("values") or []]
+    if op == "In":
+        return values.get(key) in allowed
+    if op == "NotIn":
+        return values.get(key) not in allowed
+    if op == "Exists":
+        return key in values
+    if op == "DoesNotExist":
+        return key not in values
+    if op in ("Gt", "Lt") and key in values and allowed:
+        try:
+            number, bound = int(values[key]), int(allowed[0])
+        except ValueError:
+            return False
+        return number > bound if op == "Gt" else number < bound
+    return False
 
 
 def default_tolerations() -> list[K8s]:

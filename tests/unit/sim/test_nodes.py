@@ -361,3 +361,35 @@ def test_kube_pod_info_names_each_pods_node_and_a_waiting_pod_none() -> None:
     nodes = sorted(k.split('node="')[1].split('"')[0] for k in info)
     assert len(nodes) == 2 and nodes[0] == "" and nodes[1].startswith("node-0")
     assert series(cluster)['kube_node_spec_unschedulable{node="node-02"}'] == 1.0
+
+
+def test_required_node_affinity_places_a_pod_on_the_node_it_names() -> None:
+    cluster = Cluster(scenario(replicas=1))
+    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-03"]}]}
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}
+        }
+    }
+    patch = {"spec": {"template": {"spec": {"affinity": affinity}}}}
+    for name in ("cart", "search"):
+        cluster.patch_deployment("shop", name, patch, STRATEGIC)
+    cluster.advance(3 * STEP_S)
+    assert [
+        p["spec"]["nodeName"] for n in ("cart", "search") for p in cluster.pods_of("shop", n)
+    ] == [
+        "node-03",
+        "node-03",
+    ]
+    zone = {
+        "matchExpressions": [
+            {"key": "topology.kubernetes.io/zone", "operator": "NotIn", "values": ["zone-a"]}
+        ]
+    }
+    affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ] = [zone]
+    cluster.patch_deployment("shop", "checkout", patch, STRATEGIC)
+    cluster.advance(3 * STEP_S)
+    [pod] = cluster.pods_of("shop", "checkout")
+    assert pod["spec"]["nodeName"] in ("node-01", "node-02")  # not node-00 nor node-03 (zone-a)
