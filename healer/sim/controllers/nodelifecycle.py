@@ -40,6 +40,7 @@ from datetime import datetime
 
 from healer.sim.controllers.kubelet import refresh_pod_status
 from healer.sim.nodes import (
+    CONDITIONS,
     MEMORY_PRESSURE,
     NOT_READY,
     SYSTEM_MEMORY_BYTES,
@@ -122,7 +123,7 @@ def _not_ready(state: ClusterState, node: K8s, trouble: NodeTrouble, now: Now) -
     key = UNREACHABLE if trouble.unreachable else NOT_READY
     changed = False
     if trouble.unreachable:
-        for kind in ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready"):
+        for kind in CONDITIONS:
             old = _condition(node, kind)
             changed |= set_condition(
                 node,
@@ -159,7 +160,7 @@ def _not_ready(state: ClusterState, node: K8s, trouble: NodeTrouble, now: Now) -
 def _recover(state: ClusterState, node: K8s, now: Now) -> None:
     """The kubelet reports again: healthy conditions, the lifecycle taints lifted."""
     changed = False
-    for kind in ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready"):
+    for kind in CONDITIONS:
         changed |= set_condition(node, healthy(kind, now.at))
     for key in (NOT_READY, UNREACHABLE, MEMORY_PRESSURE):
         for effect in ("NoSchedule", "NoExecute"):
