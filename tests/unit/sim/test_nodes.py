@@ -416,3 +416,17 @@ def test_a_node_scenario_left_alone_ends_with_every_pod_ready_and_the_node_healt
     assert condition_status(healthy, "Ready") == "True"
     assert condition_status(healthy, "MemoryPressure") == "False"
     assert not healthy["spec"].get("unschedulable") and taints(cluster, event.node) == []
+
+
+def test_a_node_selector_takes_every_node_it_matches_down_as_a_zone_outage() -> None:
+    event = Event(
+        at_s=60,
+        kind="node_notready",
+        node_selector={"topology.kubernetes.io/zone": "zone-a"},
+        duration_s=600,
+        expect="drain",
+    )
+    cluster = Cluster(scenario(event))
+    cluster.advance(60 + STEP_S)
+    ready = {n: condition_status(node(cluster, n), "Ready") for n in cluster.state.placement.order}
+    assert ready == {"node-00": "False", "node-01": "True", "node-02": "True", "node-03": "False"}
