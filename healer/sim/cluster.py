@@ -55,7 +55,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
-from healer.sim import controllers, deployments, statefulsets
+from healer.sim import controllers, deployments, nodes, statefulsets
 from healer.sim.clock import VirtualClock
 from healer.sim.containers import Container
 from healer.sim.controllers import kubelet
@@ -64,9 +64,11 @@ from healer.sim.controllers.budgets import DisruptionController, update_budget
 from healer.sim.controllers.deployment import DeploymentController, DeploymentStatus
 from healer.sim.controllers.faults import ApiFaults, FaultInjector, active
 from healer.sim.controllers.garbage import GarbageCollector
+from healer.sim.controllers.nodelifecycle import CordonTaint, NodeLifecycle
 from healer.sim.controllers.replicaset import ReplicaSetController
 from healer.sim.controllers.runtime import ContainerRuntime
 from healer.sim.controllers.sampler import SIGNALS, Sampler
+from healer.sim.controllers.scheduler import Scheduler
 from healer.sim.controllers.statefulset import StatefulSetController
 from healer.sim.disruption import check_eviction
 from healer.sim.kinds import BY_RESOURCE, INITIAL_STATUS, default_and_validate
@@ -128,14 +130,17 @@ class Cluster:
         status, stateful = DeploymentStatus(), StatefulSetController()
         self._control_plane: tuple[controllers.Controller, ...] = (
             GarbageCollector(),
+            CordonTaint(),
             DeploymentController(),
             ReplicaSetController(),
             stateful,
+            Scheduler(),
             kubelet.Kubelet(),
             status,
         )
         self.tick: tuple[controllers.Controller, ...] = (
             self._faults,
+            NodeLifecycle(),
             *self._control_plane,
             ContainerRuntime(scenario.step_s),
             AutoscalerController(),
@@ -147,14 +152,17 @@ class Cluster:
         """The parts of one tick, in their order."""
         self.on_write: list[controllers.Controller] = [
             GarbageCollector(),
+            CordonTaint(),
             DeploymentController(),
             ReplicaSetController(),
             StatefulSetController(),
+            Scheduler(),
         ]
         """The controllers that react to a write through the API at once, in this order;
         a new kind's controller joins them here (they keep no state of their own)."""
         self._quiet = 1  # > 0: writes get no reaction of their own (ticks, start-up)
         with self.lock:
+            nodes.register(self.state)
             for spec in self.state.specs:
                 if spec.kind == "StatefulSet":
                     self.create_workload(
@@ -378,13 +386,17 @@ class Cluster:
             meta = obj.setdefault("metadata", {})
             if not isinstance(meta, dict):
                 raise ApiError(400, "BadRequest", "metadata must be an object")
-            meta["namespace"] = namespace
+            if kind.namespaced:
+                meta["namespace"] = namespace
+            else:
+                meta.pop("namespace", None)
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = str(meta["generateName"]) + self.state.suffix()
             for key in ("uid", "resourceVersion", "creationTimestamp", "generation"):
                 meta.pop(key, None)
             default_and_validate(kind, obj)
-            obj.pop("status", None)
+            if kind.namespaced:  # a Node may be created with its status, as a kubelet does
+                obj.pop("status", None)
             if resource in INITIAL_STATUS:
                 obj["status"] = copy_json(INITIAL_STATUS[resource])
             if self.store.find(resource, namespace, meta["name"]) is not None:
@@ -557,7 +569,8 @@ class Cluster:
         if not isinstance(meta, dict):
             raise ApiError(400, "BadRequest", "metadata must be an object")
         for key in ("name", "namespace", "uid", "creationTimestamp", "generation"):
-            meta[key] = current["metadata"][key]
+            if key in current["metadata"]:  # a Node has no namespace
+                meta[key] = current["metadata"][key]
         new["apiVersion"], new["kind"] = kind.group_version, kind.kind
         default_and_validate(kind, new)
         if "status" in current:
