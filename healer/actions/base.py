@@ -49,7 +49,7 @@ from healer.types import (
     WorkloadState,
 )
 
-GuardName = Literal["paused", "rollback_target", "flip_back", "scale_bounds"]
+GuardName = Literal["paused", "rollback_target", "flip_back", "scale_bounds", "eviction_budget"]
 """The kind-specific guards of ``decide.guards``; the common ones always apply."""
 
 
@@ -97,6 +97,8 @@ class PlanInputs:
     guards: GuardSettings
     demand: Demand | None = None
     """The measured load, when the caller measured it."""
+    pod: str | None = None
+    """The pod the diagnosis blames (``Diagnosis.pod``), for kinds that act on one pod."""
 
 
 P = TypeVar("P", bound=Params)

@@ -26,6 +26,10 @@ scrape_gap      no metrics for ``duration_s`` (``*`` = all)     none (benign)
 slowdown        every workload's latency times ``factor`` for   none (benign: a shared
                 ``duration_s`` (workload ``*``)                   network or monitoring
                                                                    problem)
+pod_leak        the workload's ``pod``-th pod (by name) leaks   evict (that pod)
+                ``bytes_per_s``; its siblings do not
+pod_slow        the ``pod``-th pod answers ``factor`` times      evict (that pod)
+                slower for the rest of its life
 ==============  ==============================================  =========================
 
 Files are untrusted input: validated with pydantic, errors name the file, line and field.
@@ -103,9 +107,17 @@ class WorkloadSpec(_Model):
 
 
 EventKind = Literal[
-    "memory_leak", "overload", "release", "crash_loop", "cpu_hog", "scrape_gap", "slowdown"
+    "memory_leak",
+    "overload",
+    "release",
+    "crash_loop",
+    "cpu_hog",
+    "scrape_gap",
+    "slowdown",
+    "pod_leak",
+    "pod_slow",
 ]
-Remedy = Literal["restart", "scale", "rollback", "none"]
+Remedy = Literal["restart", "scale", "rollback", "evict", "none"]
 _NEEDS: dict[str, tuple[str, ...]] = {
     "memory_leak": ("bytes_per_s",),
     "overload": ("factor",),
@@ -114,6 +126,8 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "cpu_hog": ("cores",),
     "scrape_gap": ("duration_s",),
     "slowdown": ("factor", "duration_s"),
+    "pod_leak": ("bytes_per_s", "pod"),
+    "pod_slow": ("factor", "pod"),
 }
 
 
@@ -132,6 +146,9 @@ class Event(_Model):
     image: str | None = None
     cores: float | None = Field(default=None, gt=0)
     duration_s: float | None = Field(default=None, gt=0)
+    pod: int | None = Field(default=None, ge=0)
+    """Which pod of the workload a pod fault hits: its index among the workload's pods
+    sorted by name (a StatefulSet's ordinal)."""
 
     @model_validator(mode="after")
     def _parameters(self) -> Event:
@@ -200,6 +217,13 @@ class Scenario(_Model):
         for i, event in enumerate(self.events):
             if event.workload != "*" and event.workload not in known:
                 raise ValueError(f"events[{i}]: no workload {event.workload!r} in this scenario")
+        replicas = {f"{w.namespace}/{n}": w.replicas for w in self.workloads for n in _names(w)}
+        for i, event in enumerate(self.events):
+            if event.pod is not None and event.pod >= replicas.get(event.workload, 0):
+                raise ValueError(
+                    f"events[{i}]: pod {event.pod} of {event.workload}, which has "
+                    f"{replicas.get(event.workload, 0)} replicas"
+                )
         return self
 
     def behaviour(self, image: str) -> Behaviour:
