@@ -71,14 +71,14 @@ class FaultInjector:
             if event.kind == "memory_leak" and event.recur_after_s:
                 state.faults.leaks[event.workload] = event
         elif event.kind in ("pod_leak", "pod_slow"):
-            slot = _pod_slot(state, ns, name, event.pod or 0)
-            if slot is None:
+            hit = _pod_slot(state, ns, name, event.pod or 0)
+            if hit is None:
                 return
             if event.kind == "pod_leak":
-                state.table.f["leak_from_s"][slot] = now.unix_s
-                state.table.f["leak_bytes_per_s"][slot] = event.bytes_per_s or 0.0
+                state.table.f["leak_from_s"][hit] = now.unix_s
+                state.table.f["leak_bytes_per_s"][hit] = event.bytes_per_s or 0.0
             else:
-                state.table.f["slow_factor"][slot] = event.factor or 1.0
+                state.table.f["slow_factor"][hit] = event.factor or 1.0
         elif event.kind == "overload":
             state.faults.overloads[event.workload] = Overload(
                 now.unix_s, event.factor or 2.0, event.ramp_s
