@@ -174,9 +174,9 @@ def _group_median(
     # One sort of a single key, the group then the value: a float key (group times a
     # span wider than the values) sorts several times faster than ``lexsort`` of two.
     picked = values[index]
-    low = float(picked.min())
-    span = float(picked.max()) - low + 1.0
-    order = index[np.argsort(owner[index] * span + (picked - low))]
+    least = float(picked.min())
+    span = float(picked.max()) - least + 1.0
+    order = index[np.argsort(owner[index] * span + (picked - least))]
     counts = np.bincount(owner[order], minlength=groups)
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
     has = counts > 0
