@@ -119,6 +119,10 @@ class GuardSettings(_Section):
     flip_back_window_s: float = Field(default=3600.0, ge=0)
     """No second rollback of a workload within this time: rolling back a rollback
     returns to the revision that was just judged bad (the flip-back trap)."""
+    evict_cooldown_s: float = Field(default=1800.0, ge=0)
+    """At most one pod of a workload is evicted within this time, even as a step of an
+    ``on_failure`` chain (which the cooldown lets through): more than one bad pod is a
+    workload's fault, for a workload action."""
     gitops_mode: Mode = Mode.APPROVAL
     """Mode for workloads managed by Argo CD or Flux: their next sync would revert an
     in-cluster change, so a person applies it through the repository."""

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol, assert_never
@@ -57,13 +57,14 @@ import structlog
 from healer import decide
 from healer.act.silences import AlertmanagerSilences, SilenceKeeper
 from healer.audit.roles import AlertInbox, DaemonStore, SilenceLog
-from healer.collect.source import MetricsSource
+from healer.collect.source import MetricsSource, PodSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook
 from healer.decide.escalation import Escalation, EscalationQueue, Resolver, WebhookNotifier
 from healer.decide.guards import brake
 from healer.decide.handback import Floor
 from healer.detect.streaming import Detection
+from healer.diagnose import outliers as pod_outliers
 from healer.diagnose import surge
 from healer.diagnose.features import FEATURES, features
 from healer.diagnose.learned import Diagnose, LearnedDiagnoser, diagnoser
@@ -164,6 +165,8 @@ class Reading:
     now: datetime
     frame: Frame
     detection: Detection
+    outliers: Mapping[WorkloadRef, pod_outliers.PodOutlier] = field(default_factory=dict)
+    """The workloads about to be diagnosed that have one pod standing out, and it."""
 
 
 @dataclass
@@ -197,11 +200,16 @@ class Healer:
     silences: Silencer | None = None
     """Where the alerts of a workload acted on are silenced; built from
     ``settings.alertmanager.url`` when not given (none set: no silences)."""
+    pods: PodSource | None = None
+    """Where per-pod values are read for the workloads being diagnosed; the metrics
+    source itself when it has them. None: diagnosis from workload signals alone."""
 
     def __post_init__(self) -> None:
         if self.diagnose is None:
             path = self.settings.diagnosis_model
             self.diagnose = diagnoser(LearnedDiagnoser.load(path) if path else None)
+        if self.pods is None and isinstance(self.source, PodSource):
+            self.pods = self.source
         if self.alerts is None and isinstance(self.store, AlertInbox):
             self.alerts = self.store
         hooks, api = self.settings.escalation, self.settings.api
@@ -265,8 +273,8 @@ class Healer:
             return None
         self.vitals.last_error = None
         detection = self.detector.update(frame)
-        reading = Reading(now, frame, detection)
         findings = {f.workload: f for f in detection.findings}
+        reading = Reading(now, frame, detection, self._outliers(findings, now))
         self.vitals.read(now, len(findings))
         self.brake.take(detection, self.tracked, self.settings)
         self.vitals.incident_errors += approvals.take_approved(
@@ -293,6 +301,24 @@ class Healer:
         for key, floor in self.floors.due(now, self.settings, busy=busy, store=self.store):
             self._guarded(floor.workload, self._hand_back, key, floor, frame, now)
         return detection
+
+    def _outliers(
+        self, findings: Mapping[WorkloadRef, Finding], now: datetime
+    ) -> Mapping[WorkloadRef, pod_outliers.PodOutlier]:
+        """One pod against its siblings, for the workloads this cycle diagnoses: those
+        newly anomalous and those still waiting for a diagnosis. Their pods only, so
+        the cost follows what is anomalous, not the cluster's size; unreadable pods
+        leave the diagnosis to the workload's signals."""
+        wanted = [
+            w for w in findings if w not in self.tracked or isinstance(self.tracked[w], Diagnosing)
+        ]
+        if self.pods is None or not wanted:
+            return {}
+        try:
+            return pod_outliers.find(self.pods.fetch_pods(until=now, workloads=wanted))
+        except CollectError as exc:
+            log.warning("no_pod_metrics", error=str(exc), workloads=len(wanted))
+            return {}
 
     def _guarded(
         self, workload: WorkloadRef, fn: Callable[..., None], *args: object, **kwargs: object
@@ -435,7 +461,10 @@ class Healer:
             raise
         assert self.diagnose is not None  # set in __post_init__
         share = self._share(reading.detection)
-        diagnosis = self.diagnose(finding, reading.frame, state, share)
+        outlier = reading.outliers.get(finding.workload)
+        diagnosis = pod_outliers.outlier_diagnosis(finding, state, outlier) or self.diagnose(
+            finding, reading.frame, state, share
+        )
         watching = self._move(track, Diagnosed(Story(finding, diagnosis)))
         self._record_diagnosis(watching, diagnosis, finding, state, reading)
         self._say(

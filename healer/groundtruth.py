@@ -36,6 +36,8 @@ FAULT_CAUSES: Mapping[str, Cause] = {
     "overload": Cause.OVERLOAD,
     "crash_loop": Cause.CRASH_LOOP,
     "cpu_hog": Cause.CPU_HOG,
+    "pod_leak": Cause.POD_OUTLIER,
+    "pod_slow": Cause.POD_OUTLIER,
 }
 FAULT_SPAN_S = 3 * 3600.0
 """A fault left alone is still the cause of what is seen this long after it began."""

@@ -141,6 +141,9 @@ class Cause(enum.StrEnum):
     BAD_RELEASE = "bad_release"
     CRASH_LOOP = "crash_loop"
     CPU_HOG = "cpu_hog"
+    POD_OUTLIER = "pod_outlier"
+    """One pod of the workload stands out from its siblings (its own leak, a slow pod):
+    evicting that pod, not touching the others, is the remedy."""
     UNKNOWN = "unknown"
 
 
@@ -252,6 +255,9 @@ class Diagnosis:
     """0..1: how sure the diagnoser is of ``cause``."""
     explanation: str
     """One or two sentences an operator can read: what was seen and why it means ``cause``."""
+    pod: str | None = None
+    """The one pod the diagnosis blames (``pod_outlier``), which an eviction names; None
+    when the cause is the workload's as a whole."""
 
 
 class Mode(enum.StrEnum):
@@ -357,6 +363,8 @@ class ActionHistory:
     """Actions taken whose outcome is not yet known."""
     last_rollback_at: Mapping[WorkloadRef, datetime] = field(default_factory=dict)
     """When each workload was last rolled back, for the flip-back guard."""
+    last_eviction_at: Mapping[WorkloadRef, datetime] = field(default_factory=dict)
+    """When a pod of each workload was last evicted, for the eviction budget guard."""
 
 
 class IncidentStatus(enum.StrEnum):
@@ -507,3 +515,56 @@ class Silence:
     """Why it could not be made or expired, if so."""
     regex: Mapping[str, str] = field(default_factory=dict)
     """Label name to the regular expression (RE2, anchored) it must match (``pod``)."""
+
+
+@dataclass(frozen=True)
+class PodFrame:
+    """Per-pod values of some workloads at one time, beside the per-workload ``Frame``.
+
+    Row ``p`` is pod ``pods[p]`` of workload ``workloads[owner[p]]``; ``values[p, s]`` is
+    signal ``signals[s]`` averaged over the collector's short window (NaN: no value, as
+    for latency on a pod that served nothing). ``memory_slope`` is the pod's memory trend,
+    in shares of its limit per second. Read only for the workloads being diagnosed, so
+    the cost does not grow with the cluster, only with what is anomalous.
+    """
+
+    at: float
+    workloads: tuple[WorkloadRef, ...]
+    owner: NDArray[np.int64]
+    pods: tuple[str, ...]
+    ready: NDArray[np.bool_]
+    signals: tuple[Signal, ...]
+    values: NDArray[np.float64]
+    memory_slope: NDArray[np.float64]
+
+    def __post_init__(self) -> None:
+        count = len(self.pods)
+        shapes = (self.owner.shape, self.ready.shape, self.memory_slope.shape)
+        if self.values.shape != (count, len(self.signals)) or any(
+            shape != (count,) for shape in shapes
+        ):
+            raise ValueError(f"PodFrame arrays do not fit {count} pods x {len(self.signals)}")
+
+    @staticmethod
+    def empty(at: float = 0.0) -> PodFrame:
+        return PodFrame(
+            at=at,
+            workloads=(),
+            owner=np.zeros(0, dtype=np.int64),
+            pods=(),
+            ready=np.zeros(0, dtype=bool),
+            signals=POD_SIGNALS,
+            values=np.zeros((0, len(POD_SIGNALS))),
+            memory_slope=np.zeros(0),
+        )
+
+
+POD_SIGNALS: tuple[Signal, ...] = (
+    Signal.CPU,
+    Signal.MEMORY,
+    Signal.RESTARTS,
+    Signal.ERROR_RATIO,
+    Signal.LATENCY_P99,
+)
+"""The signals a pod has of its own; request rate and readiness are the workload's
+(its Service spreads the one, its controller counts the other)."""

@@ -34,7 +34,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 from urllib3.exceptions import HTTPError
 
 from healer.actions import handler
-from healer.actions.base import Request
+from healer.actions.base import Request, path_of
 from healer.actions.restart import RESTARTED_AT
 from healer.actions.rollback import REVISION
 from healer.actions.targets import kind_of
@@ -49,6 +49,7 @@ from healer.types import (
     ActionStatus,
     HpaState,
     JsonObject,
+    JsonValue,
     Mode,
     Plan,
     PodState,
@@ -353,11 +354,34 @@ class KubeActuator:
             request = sent[-1] if sent else intent
             return self._record(plan, request, ActionStatus.FAILED, now, error=str(exc))
         request = sent[-1]
+        try:
+            followed = self._follow_up(plan, now, dry_run)
+        except ActionError as exc:
+            failed = f"{plan.action} was sent, but what must follow it failed: {exc}"
+            return self._record(plan, request, ActionStatus.FAILED, now, error=failed)
+        if followed:
+            request = {**request, "then": followed}
         if not dry_run:
             self._post_event(plan, now)
         return self._record(
             plan, request, ActionStatus.DRY_RUN if dry_run else ActionStatus.SUCCEEDED, now
         )
+
+    def _follow_up(self, plan: Plan, now: datetime, dry_run: bool) -> list[JsonValue]:
+        """Send what the action kind says must follow its request (a stuck pod's
+        DELETE after a StatefulSet's rollback), each retried like the request; the
+        requests sent, for the record. A pod already gone (404) is what was wanted."""
+        action = handler(plan.action)
+        sent: list[JsonValue] = []
+        for request in action.follow_up(plan.workload, plan.params, self._reads, now):
+            sent.append(request.to_json())
+            try:
+                self._retrying()(self._send, request, dry_run=dry_run)
+            except PermanentActionError as exc:
+                gone = isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 404
+                if not gone:
+                    raise
+        return sent
 
     def _retrying(self) -> Retrying:
         def wait(state: RetryCallState) -> float:
@@ -533,6 +557,18 @@ class _Reads:
         act = self._act
         dep = act._call(act._apps.read_namespaced_deployment, target.name, target.namespace)
         return [self._json(rs) for rs in act._controlled_replicasets(dep)]
+
+    def pods_of(self, target: WorkloadRef) -> list[JsonObject]:
+        owner = self.workload(target)
+        selector = path_of(owner, "spec", "selector", "matchLabels")
+        labels = selector if isinstance(selector, dict) else {}
+        act = self._act
+        found = act._call(
+            act._core.list_namespaced_pod,
+            target.namespace,
+            label_selector=",".join(f"{k}={v}" for k, v in sorted(labels.items())),
+        ).items
+        return [self._json(p) for p in found]
 
     def pod(self, namespace: str, name: str) -> JsonObject | None:
         act = self._act

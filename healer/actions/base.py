@@ -49,7 +49,7 @@ from healer.types import (
     WorkloadState,
 )
 
-GuardName = Literal["paused", "rollback_target", "flip_back", "scale_bounds"]
+GuardName = Literal["paused", "rollback_target", "flip_back", "scale_bounds", "eviction_budget"]
 """The kind-specific guards of ``decide.guards``; the common ones always apply."""
 
 
@@ -97,6 +97,8 @@ class PlanInputs:
     guards: GuardSettings
     demand: Demand | None = None
     """The measured load, when the caller measured it."""
+    pod: str | None = None
+    """The pod the diagnosis blames (``Diagnosis.pod``), for kinds that act on one pod."""
 
 
 P = TypeVar("P", bound=Params)
@@ -156,6 +158,10 @@ class Reads(Protocol):
         """The pod, or None when it is gone."""
         ...
 
+    def pods_of(self, target: WorkloadRef) -> list[JsonObject]:
+        """The pods the target's selector matches."""
+        ...
+
     def hpa(self, namespace: str, name: str) -> JsonObject:
         """A HorizontalPodAutoscaler."""
         ...
@@ -192,6 +198,10 @@ class ActionSpec(Generic[P, S]):
     params_of_request: Callable[[JsonObject], dict[str, JsonValue]] | None = None
     """The params read back from a sent request (``Request.to_json()``), for a record
     that kept the request rather than the intent's ``{"action", "params"}``."""
+    make_follow_up: Callable[[WorkloadRef, P, Reads, datetime], tuple[Request, ...]] | None = None
+    """Requests to send once the request has been answered, built from fresh reads: what
+    a person is told to do next for the action to take effect (delete a StatefulSet's
+    pod stuck at the revision rolled back from)."""
 
     def concrete(self, inputs: PlanInputs, settings: Settings) -> Concrete:
         if not isinstance(settings, self.settings):
@@ -223,6 +233,13 @@ class ActionSpec(Generic[P, S]):
                 f"{target}: {self.kind} does not support a {target.kind} (only {known})"
             )
         return self.make_request(target, self.parse(params), reads, now)
+
+    def follow_up(
+        self, target: WorkloadRef, params: Mapping[str, JsonValue], reads: Reads, now: datetime
+    ) -> tuple[Request, ...]:
+        if self.make_follow_up is None:
+            return ()
+        return self.make_follow_up(target, self.parse(params), reads, now)
 
     def landed(
         self, target: WorkloadRef, recorded: JsonObject, started: datetime, reads: Reads
@@ -262,6 +279,10 @@ class Action(Protocol):
     def request(
         self, target: WorkloadRef, params: Mapping[str, JsonValue], reads: Reads, now: datetime
     ) -> Request: ...
+
+    def follow_up(
+        self, target: WorkloadRef, params: Mapping[str, JsonValue], reads: Reads, now: datetime
+    ) -> tuple[Request, ...]: ...
 
     def landed(
         self, target: WorkloadRef, recorded: JsonObject, started: datetime, reads: Reads

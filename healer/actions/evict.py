@@ -8,9 +8,17 @@ records. The Deployment's ReplicaSet replaces the pod.
 Decisions:
 
 - The pod is chosen when the plan is made, so that the plan in the audit store names
-  it and a person approving it knows which one: of the workload's pods not already
-  terminating, one that is not Ready first, then the most restarts, then the oldest
-  (the one a leak has had longest to grow in), then by name.
+  it and a person approving it knows which one. When the diagnosis blames one pod
+  (``pod_outlier``), that pod, and no other: if it is gone or already terminating by
+  then, there is nothing left to evict and the plan says so. Otherwise, of the
+  workload's pods not already terminating, one that is not Ready first, then the most
+  restarts, then the oldest (the one a leak has had longest to grow in), then by name.
+- A PodDisruptionBudget that forbids the eviction answers 429: the actuator waits as
+  ``Retry-After`` says, a few times within the cycle, then records the failure and the
+  incident is escalated; healer never falls back to deleting the pod, which would
+  bypass the budget.
+- The ``eviction_budget`` guard allows one eviction per workload per
+  ``guards.evict_cooldown_s``, chained steps included.
 - After a crash the eviction landed when the pod is gone or terminating; the pod is
   read from the intent's params, or from the Eviction body of a sent request.
 - No pod to choose is not a plan the cluster could carry out: the request fails with
@@ -51,6 +59,8 @@ def choose(pods: tuple[PodState, ...]) -> PodState | None:
 
 
 def _concrete(inputs: PlanInputs, settings: NoSettings) -> Concrete:
+    if inputs.pod is not None:
+        return _named(inputs.pod, inputs.state.pods)
     pod = choose(inputs.state.pods)
     if pod is None:
         return Concrete(EvictParams(), "; no pod to evict")
@@ -58,6 +68,13 @@ def _concrete(inputs: PlanInputs, settings: NoSettings) -> Concrete:
     return Concrete(
         EvictParams(pod=pod.name), f"; evicting pod {pod.name} ({why}, {pod.restarts} restarts)"
     )
+
+
+def _named(name: str, pods: tuple[PodState, ...]) -> Concrete:
+    """The pod the diagnosis blames, if it is still there to evict."""
+    if not any(p.name == name and not p.terminating for p in pods):
+        return Concrete(EvictParams(), f"; pod {name}, the outlier, is already gone")
+    return Concrete(EvictParams(pod=name), f"; evicting pod {name}, the outlier")
 
 
 def _request(target: WorkloadRef, params: EvictParams, reads: Reads, now: datetime) -> Request:
@@ -88,7 +105,7 @@ ACTION = ActionSpec(
     kind=ActionKind.EVICT,
     params=EvictParams,
     settings=NoSettings,
-    guards=(),
+    guards=("eviction_budget",),
     targets=(TargetKind.DEPLOYMENT, TargetKind.STATEFULSET),
     rbac=(
         Rule("", "pods/eviction", ("create",)),

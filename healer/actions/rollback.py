@@ -19,6 +19,15 @@ Decisions:
 - After a crash the undo landed when the workload has moved off the revision it was
   rolled back from (a Deployment's revision annotation; the number of a StatefulSet's
   update revision).
+- A StatefulSet whose rollout got stuck (``OrderedReady``: a pod of the bad revision
+  that never became Ready holds every later step) does not roll back on its own once
+  its template is reverted: Kubernetes' documented forced rollback is to delete the
+  pods it already tried to run with the bad configuration. So after the patch, each
+  pod still at the revision rolled back from and not Ready is deleted, with a plain
+  DELETE as ``kubectl delete pod`` sends it (as those docs tell people to), not an
+  Eviction: such a pod serves nothing and is no available replica a
+  PodDisruptionBudget protects, and a budget that counted it would block the rollback
+  for good. A Ready pod of that revision is left to the controller's rolling update.
 """
 
 from __future__ import annotations
@@ -38,7 +47,7 @@ from healer.actions.base import (
     Rule,
     path_of,
 )
-from healer.actions.targets import kind_of, object_path
+from healer.actions.targets import kind_of, object_path, pod_path
 from healer.errors import PermanentActionError
 from healer.types import (
     ActionKind,
@@ -184,6 +193,48 @@ def _landed(target: WorkloadRef, params: RollbackParams, started: datetime, read
     return current is not None and current != str(params.from_revision)
 
 
+REVISION_LABEL = "controller-revision-hash"
+"""The label naming the ControllerRevision a StatefulSet's pod was made from."""
+
+
+def _stuck_pods(
+    target: WorkloadRef, params: RollbackParams, reads: Reads, now: datetime
+) -> tuple[Request, ...]:
+    """The DELETE of each pod of a StatefulSet still at the revision rolled back from
+    and not Ready (see the module docstring); none for a Deployment."""
+    if kind_of(target) is not TargetKind.STATEFULSET or params.from_revision is None:
+        return ()
+    bad = _revision_numbered(target, params.from_revision, reads)
+    name = path_of(bad, "metadata", "name") if bad is not None else None
+    if not isinstance(name, str):
+        return ()
+    return tuple(
+        Request(
+            "DELETE",
+            pod_path(target.namespace, str(path_of(pod, "metadata", "name"))),
+            "application/json",
+            None,
+        )
+        for pod in reads.pods_of(target)
+        if _labels(pod).get(REVISION_LABEL) == name
+        and not _ready(pod)
+        and path_of(pod, "metadata", "deletionTimestamp") is None
+    )
+
+
+def _labels(obj: JsonObject) -> dict[str, JsonValue]:
+    found = path_of(obj, "metadata", "labels")
+    return dict(found) if isinstance(found, dict) else {}
+
+
+def _ready(pod: JsonObject) -> bool:
+    conditions = path_of(pod, "status", "conditions")
+    return isinstance(conditions, list) and any(
+        isinstance(c, dict) and c.get("type") == "Ready" and c.get("status") == "True"
+        for c in conditions
+    )
+
+
 ACTION = ActionSpec(
     kind=ActionKind.ROLLBACK,
     params=RollbackParams,
@@ -194,9 +245,11 @@ ACTION = ActionSpec(
         Rule("apps", "replicasets", ("list",)),
         Rule("apps", "statefulsets", ("get", "patch")),
         Rule("apps", "controllerrevisions", ("list",)),
+        Rule("", "pods", ("list", "delete")),
     ),
     targets=(TargetKind.DEPLOYMENT, TargetKind.STATEFULSET),
     make_concrete=_concrete,
     make_request=_request,
     check_landed=_landed,
+    make_follow_up=_stuck_pods,
 )

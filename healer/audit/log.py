@@ -249,6 +249,13 @@ class SqlDaemonLog(Database):
             .where(StepRow.data["kind"].as_string() == ActionKind.ROLLBACK.value)
             .group_by(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name)
         )
+        evictions = (
+            select(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name, func.max(StepRow.at))
+            .join(StepRow, StepRow.incident_id == IncidentRow.id)
+            .where(StepRow.kind == StepKind.ACTION, status_of == ActionStatus.SUCCEEDED.value)
+            .where(StepRow.data["kind"].as_string().in_([ActionKind.EVICT.value, "delete_pod"]))
+            .group_by(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name)
+        )
         in_flight = (
             select(func.count())
             .select_from(IncidentRow)
@@ -263,6 +270,9 @@ class SqlDaemonLog(Database):
                 in_flight=session.scalar(in_flight) or 0,
                 last_rollback_at={
                     WorkloadRef(ns, k, n): at for ns, k, n, at in session.execute(rollbacks)
+                },
+                last_eviction_at={
+                    WorkloadRef(ns, k, n): at for ns, k, n, at in session.execute(evictions)
                 },
             )
 

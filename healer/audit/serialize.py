@@ -128,7 +128,14 @@ def diagnosis_from_json(data: JsonObject) -> Diagnosis:
         cause=_enum(Cause, data, "cause"),
         confidence=_float(data, "confidence"),
         explanation=_str(data, "explanation"),
+        pod=_optional_str(data, "pod"),
     )
+
+
+def _optional_str(data: JsonObject, key: str) -> str | None:
+    """A string field that older records do not have."""
+    value = data.get(key)
+    return value if isinstance(value, str) else None
 
 
 def plan_from_json(data: JsonObject) -> Plan:

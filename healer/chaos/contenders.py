@@ -102,7 +102,8 @@ class ChaosCluster(Cluster):
     Besides the OOM kills the kubelet reports, it notes at every step whether the cause
     of each fault is still in the cluster (``cause_present``, by event index):
 
-    * memory_leak: a running container is leaking;
+    * memory_leak, pod_leak: a running container is leaking;
+    * pod_slow: the slow pod is still running;
     * cpu_hog: a running container burns CPU besides its work;
     * release, crash_loop: a pod runs the release's image;
     * overload: never, since the surge of traffic stays; only capacity answers it.
@@ -136,6 +137,8 @@ class ChaosCluster(Cluster):
         containers = [self.container(p) for p in pods if self.state.running(p)]
         if event.kind == "cpu_hog":
             return any(c.burn_cores > 0 for c in containers)
+        if event.kind == "pod_slow":
+            return any(c.slow_factor > 1.0 for c in containers)
         return any(c.leak_from_s is not None and c.leak_from_s < now.unix_s for c in containers)
 
 

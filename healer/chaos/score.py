@@ -51,6 +51,8 @@ FAULT_CLASSES = {
     "release": "bad_release",
     "crash_loop": "crash_loop",
     "cpu_hog": "cpu_hog",
+    "pod_leak": "pod_outlier",
+    "pod_slow": "pod_outlier",
 }
 HEAL_SIGNALS: dict[str, tuple[Signal, ...]] = {
     "memory_leak": (Signal.MEMORY,),
@@ -58,6 +60,7 @@ HEAL_SIGNALS: dict[str, tuple[Signal, ...]] = {
     "bad_release": (Signal.ERROR_RATIO, Signal.LATENCY_P99),
     "crash_loop": (Signal.RESTARTS,),
     "cpu_hog": (Signal.CPU, Signal.LATENCY_P99),
+    "pod_outlier": (Signal.MEMORY, Signal.LATENCY_P99),
 }
 MARGINS: dict[Signal, tuple[float, float]] = {
     Signal.ERROR_RATIO: (0.0, 0.01),  # one percentage point over the noise of 0.2% errors

@@ -24,7 +24,7 @@ import math
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,10 +39,12 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 from urllib3.util.retry import Retry
 
+from healer.collect.pod_queries import READY, build_pod_queries, for_namespaces
 from healer.collect.signals import STATEFULSET_PREFIX, SignalQuery, build_queries
+from healer.collect.source import POD_WINDOW_S
 from healer.config import PrometheusSettings
 from healer.errors import ConfigError, PrometheusUnavailable, QueryError
-from healer.types import Frame, Signal, WorkloadRef
+from healer.types import POD_SIGNALS, Frame, PodFrame, Signal, WorkloadRef
 
 log = structlog.get_logger(__name__)
 
@@ -264,6 +266,7 @@ class PrometheusSource:
         concurrency: int = 7,
         sleep: Callable[[float], None] = time.sleep,
         timer: Callable[[], float] = time.perf_counter,
+        pod_queries: Mapping[str, str] | None = None,
     ) -> None:
         if step_s < 1:
             raise ValueError("step_s must be a whole number of seconds, at least 1")
@@ -279,6 +282,8 @@ class PrometheusSource:
         self._timer = timer
         self._window: _Window | None = None
         self.stats = FetchStats()
+        self.pod_queries = dict(pod_queries or {})
+        """The per-pod queries (``healer.collect.pod_queries``); none: no pod view."""
 
     @classmethod
     def from_settings(
@@ -300,6 +305,7 @@ class PrometheusSource:
             retries=settings.retries,
             backoff_s=settings.backoff_s,
             concurrency=settings.concurrency,
+            pod_queries=build_pod_queries(settings),
         )
 
     def reset(self) -> None:
@@ -336,6 +342,30 @@ class PrometheusSource:
             values=self._window.values.copy(),
         )
 
+    def fetch_pods(self, *, until: datetime, workloads: Collection[WorkloadRef]) -> PodFrame:
+        """The pods of ``workloads`` over the last ``POD_WINDOW_S``: one range query per
+        pod signal, for the workloads' namespaces only, then only their pods kept.
+        Errors name the signal (readiness as ``ready_ratio``) and the query."""
+        wanted = set(workloads)
+        if not self.pod_queries or not wanted:
+            return PodFrame.empty(until.timestamp())
+        grid = aligned_grid(until.timestamp(), POD_WINDOW_S, self.step_s)
+        namespaces = {w.namespace for w in wanted}
+        kept, self.stats = self.stats, FetchStats()  # the cycle's figures are the frame's
+        try:
+            results = {
+                key: self._query_one(
+                    SignalQuery(_pod_signal(key), for_namespaces(q, namespaces), False),
+                    int(grid[0]),
+                    int(grid[-1]),
+                    check_pod_labels,
+                )
+                for key, q in self.pod_queries.items()
+            }
+        finally:
+            self.stats = kept
+        return assemble_pods(results, wanted, at=float(grid[-1]))
+
     def _first_missing(self, grid: NDArray[np.float64], held: _Window | None) -> int:
         """Index in ``grid`` of the first step to ask for: 0 unless ``held`` covers a prefix."""
         if held is None or not held.timestamps.size or not grid.size:
@@ -359,7 +389,13 @@ class PrometheusSource:
                     raise exc
             return {signal: f.result() for signal, f in futures.items()}
 
-    def _query_one(self, query: SignalQuery, start_s: int, end_s: int) -> list[RawSeries]:
+    def _query_one(
+        self,
+        query: SignalQuery,
+        start_s: int,
+        end_s: int,
+        check: Callable[[SignalQuery, list[RawSeries]], None] | None = None,
+    ) -> list[RawSeries]:
         began = self._timer()
         retrying = Retrying(
             stop=stop_after_attempt(self.retries + 1),
@@ -388,7 +424,7 @@ class PrometheusSource:
             self.stats.query_seconds[query.signal] = self._timer() - began
         for warning in result.warnings:
             log.warning("prometheus_warning", signal=str(query.signal), warning=warning)
-        check_labels(query, result.series)
+        (check or check_labels)(query, result.series)
         return result.series
 
     def _error(self, query: SignalQuery, exc: HttpFailure) -> Exception:
@@ -561,4 +597,73 @@ def merge(
         timestamps=grid,
         workloads=[w for w, k in zip(names, keep, strict=True) if k],
         values=values[keep],
+    )
+
+
+def check_pod_labels(query: SignalQuery, series: list[RawSeries]) -> None:
+    """A per-pod answer must hold at most one series per (namespace, pod), each naming
+    its workload."""
+    seen: set[tuple[str, str]] = set()
+    for s in series:
+        labels = s["metric"]
+        key = (labels.get("namespace", ""), labels.get("pod", ""))
+        if not all(key) or not labels.get("deployment"):
+            raise QueryError(
+                f"pod signal {query.signal}: a series without namespace, pod and deployment "
+                f"labels ({labels}); query: {_one_line(query.promql)}"
+            )
+        if key in seen:
+            raise QueryError(
+                f"pod signal {query.signal}: more than one series for pod {key[0]}/{key[1]}: "
+                f"aggregate by (namespace, pod); query: {_one_line(query.promql)}"
+            )
+        seen.add(key)
+
+
+def _pod_signal(key: str) -> Signal:
+    return Signal.READY_RATIO if key == READY else Signal(key)
+
+
+def assemble_pods(
+    results: Mapping[str, list[RawSeries]], wanted: Collection[WorkloadRef], *, at: float
+) -> PodFrame:
+    """The per-pod series as a PodFrame: each pod's mean over its points, its memory
+    slope from a least-squares line, Ready when its last readiness point says so. Pods
+    of other workloads (the queries are per namespace) are left out."""
+    points: dict[tuple[WorkloadRef, str], dict[str, list[tuple[float, float]]]] = {}
+    for key, series in results.items():
+        for one in series:
+            labels = one["metric"]
+            workload = workload_ref(labels.get("namespace", ""), labels.get("deployment", ""))
+            if workload not in wanted or "pod" not in labels:
+                continue
+            read = [(float(t), float(v)) for t, v in one["values"]]
+            kept = [(t, v) for t, v in read if math.isfinite(v) and v >= 0]
+            points.setdefault((workload, labels["pod"]), {})[key] = kept
+    keys = sorted(points, key=lambda k: (_order(k[0]), k[1]))
+    order = sorted({w for w, _ in keys}, key=_order)
+    index = {w: i for i, w in enumerate(order)}
+    values = np.full((len(keys), len(POD_SIGNALS)), np.nan)
+    slope = np.zeros(len(keys))
+    ready = np.zeros(len(keys), dtype=bool)
+    for p, pod_key in enumerate(keys):
+        pod = points[pod_key]
+        for s, signal in enumerate(POD_SIGNALS):
+            seen = [v for _, v in pod.get(signal.value, [])]
+            values[p, s] = float(np.mean(seen)) if seen else np.nan
+        memory = pod.get(Signal.MEMORY.value, [])
+        if len(memory) >= 3:
+            t, y = np.asarray(memory).T
+            slope[p] = float(np.polyfit(t - t[0], y, 1)[0])
+        readiness = pod.get(READY, [])
+        ready[p] = bool(readiness) and readiness[-1][1] >= 1.0
+    return PodFrame(
+        at=at,
+        workloads=tuple(order),
+        owner=np.asarray([index[w] for w, _ in keys], dtype=np.int64),
+        pods=tuple(name for _, name in keys),
+        ready=ready,
+        signals=POD_SIGNALS,
+        values=values,
+        memory_slope=slope,
     )

@@ -7,10 +7,11 @@ so everything downstream is the same code in both cases.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
-from healer.types import Frame
+from healer.types import Frame, PodFrame, WorkloadRef
 
 
 class MetricsSource(Protocol):
@@ -21,3 +22,19 @@ class MetricsSource(Protocol):
         on a cycle without data.
         """
         ...
+
+
+@runtime_checkable
+class PodSource(Protocol):
+    """Where per-pod values come from, for the workloads a cycle diagnoses."""
+
+    def fetch_pods(self, *, until: datetime, workloads: Collection[WorkloadRef]) -> PodFrame:
+        """The pods of ``workloads`` as of ``until``, each signal averaged over a short
+        window (``POD_WINDOW_S``). Raises CollectError when they cannot be read; the
+        caller then diagnoses from the workload's signals alone."""
+        ...
+
+
+POD_WINDOW_S = 120.0
+"""The window a pod's values are averaged over: eight scrapes at 15 s, enough to quiet
+one scrape's noise, short enough that a pod gone bad a few minutes ago stands out."""

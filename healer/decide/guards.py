@@ -4,7 +4,8 @@ A guard is a pure function of the plan's inputs (settings, workload state, actio
 how many workloads are anomalous, the time passed in) returning a ``GuardResult``. Their
 names (``namespace``, ``opt_out``, ``gitops``, ``cooldown``, ``rate_limit``,
 ``in_flight``, ``anomaly_brake``, ``paused``, ``scale_bounds``, ``rollback_target``,
-``flip_back``) are API: the audit store, the review page and alerts key on them.
+``flip_back``, ``eviction_budget``) are API: the audit store, the review page and
+alerts key on them.
 
 Decisions:
 
@@ -106,6 +107,8 @@ def _specific(name: GuardName, check: Check, scale: ScaleTarget | None) -> Guard
             return rollback_target(check)
         case "flip_back":
             return flip_back(check)
+        case "eviction_budget":
+            return eviction_budget(check)
         case "scale_bounds":
             if scale is None:
                 raise ValueError(f"a {check.action} check needs its ScaleTarget")
@@ -303,6 +306,22 @@ def flip_back(check: Check) -> GuardResult:
         f"{duration(window_s)}: it would restore the revision just judged bad"
     )
     return GuardResult("flip_back", ago_s >= window_s, detail)
+
+
+def eviction_budget(check: Check) -> GuardResult:
+    """At most one pod of a workload evicted per ``evict_cooldown_s``, chained steps
+    included: a second bad pod so soon is not one bad pod any more, and evicting pod
+    after pod is a rolling restart nobody asked for."""
+    workload, window_s = check.state.workload, check.settings.evict_cooldown_s
+    last = check.history.last_eviction_at.get(workload)
+    if last is None:
+        return GuardResult("eviction_budget", True, f"no pod of {workload} evicted lately")
+    ago_s = max(0.0, (check.now - last).total_seconds())
+    detail = (
+        f"a pod of {workload} was evicted {duration(ago_s)} ago; at most one eviction "
+        f"per workload within {duration(window_s)}"
+    )
+    return GuardResult("eviction_budget", ago_s >= window_s, detail)
 
 
 def resolve_mode(

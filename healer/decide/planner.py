@@ -72,7 +72,8 @@ def plan(
         chained=chain_to is not None,
     )
     action = handler(book.action.kind)
-    concrete = action.concrete(PlanInputs(finding, state, guards, demand), book.action.params)
+    inputs = PlanInputs(finding, state, guards, demand, pod=diagnosis.pod)
+    concrete = action.concrete(inputs, book.action.params)
     return Plan(
         workload=state.workload,
         playbook=book.name,

@@ -162,7 +162,9 @@ def diagnoser(model: LearnedDiagnoser | None = None) -> Diagnose:
     ) -> Diagnosis:
         if model is not None:
             learned = model.diagnose(finding, frame, state, anomalous_share)
-            if learned is not None:
+            # Only the per-pod view can name the pod an outlier is: a model that says
+            # pod_outlier from workload features alone would have an eviction pick one.
+            if learned is not None and learned.cause is not Cause.POD_OUTLIER:
                 return learned
         return explain(finding, frame, state)
 

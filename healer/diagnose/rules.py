@@ -10,7 +10,9 @@ Each cause is recognised by the evidence an SRE would look for first:
 * cpu_hog: CPU up without more traffic (nor a new release): the work per request did not
   change, so something in the containers burns CPU besides serving; a restart clears a
   runaway thread, more replicas would only host more of them;
-* crash_loop: containers restarting without a memory build-up. Sure (0.8) when it began
+* crash_loop: containers restarting without a memory build-up, or a rollout stalled on a
+  pod that restarts and never becomes Ready (a StatefulSet replaces its pods in place,
+  so its ready ratio drops before the restarts add up). Sure (0.8) when it began
   soon after a rollout with an older revision to return to, as a release that exits on
   start does; unsure (0.5) otherwise, which no playbook acts on: a person must look.
 
@@ -30,6 +32,7 @@ from healer.types import (
     Direction,
     Finding,
     Frame,
+    PodState,
     Revision,
     Signal,
     SignalDeviation,
@@ -101,13 +104,22 @@ def _bad_release(finding: Finding, frame: Frame, state: WorkloadState) -> Diagno
 
 
 def _crash_loop(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis | None:
-    restarts = _up(finding, Signal.RESTARTS, at_least=3.0)
-    if restarts is None or _up(finding, Signal.MEMORY, at_least=3.0):
+    if _up(finding, Signal.MEMORY, at_least=3.0):
         return None
-    seen = (
-        f"Containers are restarting ({restarts.value:.1f}/min) without a memory "
-        "build-up: the process is crashing"
-    )
+    restarts = _up(finding, Signal.RESTARTS, at_least=3.0)
+    if restarts is not None:
+        seen = (
+            f"Containers are restarting ({restarts.value:.1f}/min) without a memory "
+            "build-up: the process is crashing"
+        )
+    else:
+        stuck = _stuck_pod(finding, state)
+        if stuck is None:
+            return None
+        seen = (
+            f"Pod {stuck.name} has restarted {stuck.restarts} times and never became "
+            "Ready, holding the rollout: the process is crashing"
+        )
     release = _recent_release(finding, state)
     if release is None:
         return Diagnosis(
@@ -124,6 +136,16 @@ def _crash_loop(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnos
         f"{seen}, {lag_min} min after revision {current.number} "
         f"({', '.join(current.images)}) rolled out; revision {previous.number} ran "
         "without crashing.",
+    )
+
+
+def _stuck_pod(finding: Finding, state: WorkloadState) -> PodState | None:
+    """A pod that restarted and is not Ready while the ready ratio is down."""
+    ready = finding.deviation(Signal.READY_RATIO)
+    if ready is None or ready.direction != Direction.DOWN:
+        return None
+    return next(
+        (p for p in state.pods if not p.ready and p.restarts > 0 and not p.terminating), None
     )
 
 

@@ -49,7 +49,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
@@ -67,7 +67,7 @@ from healer.sim.controllers.garbage import GarbageCollector
 from healer.sim.controllers.nodelifecycle import CordonTaint, NodeLifecycle
 from healer.sim.controllers.replicaset import ReplicaSetController
 from healer.sim.controllers.runtime import ContainerRuntime
-from healer.sim.controllers.sampler import SIGNALS, Sampler
+from healer.sim.controllers.sampler import SIGNALS, PodStep, Sampler
 from healer.sim.controllers.scheduler import Scheduler
 from healer.sim.controllers.statefulset import StatefulSetController
 from healer.sim.disruption import check_eviction
@@ -234,6 +234,11 @@ class Cluster:
     def samples(self) -> list[np.ndarray[Any, np.dtype[np.float64]]]:
         """One (W, S) row of signals per step, W in the order of ``workloads``."""
         return self._sampler.samples
+
+    @property
+    def pod_steps(self) -> Sequence[PodStep]:
+        """The per-pod values of the last steps (``Sampler.pod_steps``), oldest first."""
+        return self._sampler.pod_steps
 
     @property
     def applied_events(self) -> list[tuple[float, Event]]:

@@ -39,6 +39,8 @@ _FLOAT_COLUMNS: dict[str, float] = {
     "error_ratio": 0.0,
     "latency_s": 0.0,
     "cpu_factor": 1.0,
+    # A pod-level fault (``pod_slow``): its latency times this, for the pod's life.
+    "slow_factor": 1.0,
     # Counter values at the last sample, to difference the next one against.
     "mark_cpu": 0.0,
     "mark_ok": 0.0,
@@ -75,6 +77,10 @@ class ContainerTable:
         }
         self.workload = np.zeros(0, dtype=np.int64)
         """Index of the scenario workload the pod serves, -1 for pods of other Deployments."""
+        self.serial = np.zeros(0, dtype=np.int64)
+        """Which pod holds the slot: a number new at every ``allocate``, so that samples
+        taken of a slot's earlier pod are told apart from its present one's."""
+        self._serials = 0
         self.latency_buckets = np.zeros((0, buckets))
         self.pods: list[Any] = []
         """The pod object (the store's dict) in each slot, None when free."""
@@ -87,6 +93,7 @@ class ContainerTable:
         for name in _BOOL_COLUMNS:
             self.b[name] = np.concatenate([self.b[name], np.zeros(extra, dtype=bool)])
         self.workload = np.concatenate([self.workload, np.full(extra, -1, dtype=np.int64)])
+        self.serial = np.concatenate([self.serial, np.zeros(extra, dtype=np.int64)])
         self.latency_buckets = np.concatenate(
             [self.latency_buckets, np.zeros((extra, self.buckets))]
         )
@@ -108,6 +115,8 @@ class ContainerTable:
             self.b[name][slot] = False
         self.b["alive"][slot] = True
         self.workload[slot] = workload
+        self._serials += 1
+        self.serial[slot] = self._serials
         self.latency_buckets[slot] = 0.0
         self.pods[slot] = pod
         return slot
@@ -167,6 +176,11 @@ class Container:
     def burn_cores(self) -> float:
         """CPU burnt besides serving requests (a runaway thread), until the container restarts."""
         return self._get("burn_cores")
+
+    @property
+    def slow_factor(self) -> float:
+        """The pod's latency over its image's (``pod_slow``); 1 for a healthy pod."""
+        return self._get("slow_factor")
 
     @property
     def leak_from_s(self) -> float | None:

@@ -98,6 +98,7 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
     yield from pod_info(cluster)
     pods = cluster.store.list("pods")
     owner_rows: list[tuple[str, float]] = []
+    ready_rows: list[tuple[str, float]] = []
     cpu, memory, restarts, requests, limits = (list[tuple[str, float]]() for _ in range(5))
     http: list[tuple[str, float]] = []
     buckets: list[tuple[str, float]] = []
@@ -111,6 +112,12 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
                 1.0,
             )
         )
+        ready = any(
+            c.get("type") == "Ready" and c.get("status") == "True"
+            for c in (pod.get("status") or {}).get("conditions") or []
+        )
+        for condition, value in (("true", ready), ("false", not ready)):
+            ready_rows.append((_labels(namespace=ns, pod=name, condition=condition), float(value)))
         if not cluster.state.running(pod):
             continue  # waiting for a node: no container to measure
         c = cluster.container(pod)
@@ -144,6 +151,7 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
         buckets.append(("_sum" + _labels(namespace=ns, pod=name), c.latency_sum_s))
         buckets.append(("_count" + _labels(namespace=ns, pod=name), total))
     yield "kube_pod_owner", "gauge", owner_rows
+    yield "kube_pod_status_ready", "gauge", ready_rows
     yield "container_cpu_usage_seconds_total", "counter", cpu
     yield "container_memory_working_set_bytes", "gauge", memory
     yield "kube_pod_container_status_restarts_total", "counter", restarts

@@ -40,6 +40,10 @@ node_drain      a person drains the node for maintenance        none (benign)
                 (cordon, evictions through the Eviction API,
                 which disruption budgets may hold back), and
                 uncordons it ``duration_s`` later
+pod_leak        the workload's ``pod``-th pod (by name) leaks   evict (that pod)
+                ``bytes_per_s``; its siblings do not
+pod_slow        the ``pod``-th pod answers ``factor`` times      evict (that pod)
+                slower for the rest of its life
 ==============  ==============================================  =========================
 
 Node events name no workload (``workload`` is ``*``): what their pods suffer is
@@ -130,9 +134,11 @@ EventKind = Literal[
     "node_notready",
     "node_memory_pressure",
     "node_drain",
+    "pod_leak",
+    "pod_slow",
 ]
 NODE_EVENTS = ("node_notready", "node_memory_pressure", "node_drain")
-Remedy = Literal["restart", "scale", "rollback", "cordon", "drain", "none"]
+Remedy = Literal["restart", "scale", "rollback", "evict", "cordon", "drain", "none"]
 _NEEDS: dict[str, tuple[str, ...]] = {
     "memory_leak": ("bytes_per_s",),
     "overload": ("factor",),
@@ -144,6 +150,8 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "node_notready": (),
     "node_memory_pressure": (),
     "node_drain": (),
+    "pod_leak": ("bytes_per_s", "pod"),
+    "pod_slow": ("factor", "pod"),
 }
 
 
@@ -169,6 +177,9 @@ class Event(_Model):
     image: str | None = None
     cores: float | None = Field(default=None, gt=0)
     duration_s: float | None = Field(default=None, gt=0)
+    pod: int | None = Field(default=None, ge=0)
+    """Which pod of the workload a pod fault hits: its index among the workload's pods
+    sorted by name (a StatefulSet's ordinal)."""
 
     @model_validator(mode="after")
     def _parameters(self) -> Event:
@@ -294,6 +305,13 @@ class Scenario(_Model):
         for i, event in enumerate(self.events):
             if event.node is not None and event.node not in nodes:
                 raise ValueError(f"events[{i}]: no node {event.node!r} in this scenario")
+        replicas = {f"{w.namespace}/{n}": w.replicas for w in self.workloads for n in _names(w)}
+        for i, event in enumerate(self.events):
+            if event.pod is not None and event.pod >= replicas.get(event.workload, 0):
+                raise ValueError(
+                    f"events[{i}]: pod {event.pod} of {event.workload}, which has "
+                    f"{replicas.get(event.workload, 0)} replicas"
+                )
         return self
 
     def behaviour(self, image: str) -> Behaviour:

@@ -7,12 +7,14 @@ time are read without a Prometheus server in between.
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 import numpy as np
 
 from healer.sim.cluster import SIGNALS, Cluster
-from healer.types import Frame
+from healer.sim.podview import pod_frame
+from healer.types import Frame, PodFrame, WorkloadRef
 
 
 class SimSource:
@@ -33,4 +35,15 @@ class SimSource:
                 workloads=self._cluster.workloads,
                 signals=SIGNALS,
                 values=values,
+            )
+
+    def fetch_pods(self, *, until: datetime, workloads: Collection[WorkloadRef]) -> PodFrame:
+        """The per-pod values of ``workloads`` (``healer.sim.podview``)."""
+        with self._cluster.lock:
+            return pod_frame(
+                self._cluster.pod_steps,
+                self._cluster.state.table,
+                self._cluster.workloads,
+                workloads,
+                until_s=until.timestamp(),
             )

@@ -213,13 +213,21 @@ def _below_buckets(log_median: Floats) -> Floats:
 
 
 def signals(
-    t: ContainerTable, w: WorkloadColumns, *, dt_s: float, sampled: NDArray[np.bool_]
+    t: ContainerTable,
+    w: WorkloadColumns,
+    *,
+    dt_s: float,
+    sampled: NDArray[np.bool_],
+    pods_out: list[tuple[NDArray[np.int64], Floats]] | None = None,
 ) -> Floats:
     """(W, 7) signals over the last step, as PromQL's rate() would see them.
 
     Counters are differenced per container against the marks of the previous sample,
     so pods that come and go during a rollout neither lose nor invent requests
     (Prometheus handles this per series). Workloads without a Deployment are NaN.
+    ``pods_out``, when given, receives the sampled slots and their (P, 5) values of
+    ``healer.types.POD_SIGNALS`` (CPU over request, memory over limit, restarts per
+    minute in the step, error ratio, p99 latency), as the per-pod PromQL would see them.
     """
     n = t.size
     live = t.live() & (t.workload[:n] >= 0)
@@ -228,6 +236,7 @@ def signals(
     ws = t.workload[slots]
     f = t.f
     sums = []
+    per_slot = []
     for counter, mark in (
         ("cpu_seconds", "mark_cpu"),
         ("requests_ok", "mark_ok"),
@@ -237,8 +246,10 @@ def signals(
         now = f[counter][slots]
         delta = np.maximum(0.0, now - f[mark][slots])
         f[mark][slots] = now
+        per_slot.append(delta)
         sums.append(np.bincount(ws, delta, minlength=w.count))
     cpu, ok, err, restarts = sums
+    cpu_d, ok_d, err_d, restarts_d = per_slot
     pods = np.bincount(ws, minlength=w.count).astype(np.float64)
     memory = np.bincount(ws, f["memory_bytes"][slots], minlength=w.count)
     p99 = f["last_p99_s"][slots]
@@ -262,4 +273,34 @@ def signals(
             axis=1,
         )
     row[~(w.exists & sampled)] = np.nan
+    if pods_out is not None:
+        keep = sampled[ws]
+        per_pod = _per_pod(t, w, slots, ws, (cpu_d, ok_d, err_d, restarts_d), p99, served, dt_s)
+        pods_out.append((slots[keep], per_pod[keep]))
     return row
+
+
+def _per_pod(
+    t: ContainerTable,
+    w: WorkloadColumns,
+    slots: NDArray[np.int64],
+    ws: NDArray[np.int64],
+    deltas: tuple[Floats, Floats, Floats, Floats],
+    p99: Floats,
+    served: Mask,
+    dt_s: float,
+) -> Floats:
+    """(P, 5) per-pod values of the step, for the slots ``slots`` of workloads ``ws``."""
+    cpu, ok, err, restarts = deltas
+    requests = ok + err
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.stack(
+            [
+                cpu / dt_s / w.cpu_request_cores[ws],
+                t.f["memory_bytes"][slots] / w.memory_limit_bytes[ws],
+                restarts * 60.0 / dt_s,
+                np.where(requests > 0, err / requests, np.nan),
+                np.where(served, p99, np.nan),
+            ],
+            axis=1,
+        )

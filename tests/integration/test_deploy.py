@@ -37,7 +37,15 @@ from healer.leader import LeaderElector
 from healer.sim.apiserver import create_api, write_kubeconfig
 from healer.sim.cluster import Cluster
 from healer.sim.scenario import load_scenario
-from healer.types import ActionKind, ActionRecord, ActionStatus, Mode, Plan, WorkloadRef
+from healer.types import (
+    ActionKind,
+    ActionRecord,
+    ActionStatus,
+    JsonValue,
+    Mode,
+    Plan,
+    WorkloadRef,
+)
 
 REPO = Path(__file__).resolve().parents[2]
 DEPLOY = REPO / "deploy"
@@ -309,6 +317,20 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
         record = actuator.apply(plan, now=NOW)
         assert record.error is None
         assert actuator.already_applied(intent(plan)) is (mode is Mode.AUTO)
+    # A StatefulSet's pod of the revision rolled back from, never Ready: deleted after.
+    queue = WorkloadRef("shop", "StatefulSet", "queue")
+    cluster.create_workload("statefulsets", "shop", statefulset("queue"))
+    cluster.patch_workload(
+        "statefulsets",
+        "shop",
+        "queue",
+        {"spec": {"template": {"spec": {"containers": [{"name": "queue", "image": "q:9"}]}}}},
+        "application/strategic-merge-patch+json",
+    )
+    params: dict[str, JsonValue] = {"to_revision": 2, "from_revision": 1}
+    plan = Plan(queue, "test", ActionKind.ROLLBACK, params, Mode.AUTO, (), "test", 600.0)
+    record = actuator.apply(plan, now=NOW)
+    assert record.error is None and record.request["then"]
     hpa = client.V2HorizontalPodAutoscaler(
         metadata=client.V1ObjectMeta(name="search"),
         spec=client.V2HorizontalPodAutoscalerSpec(

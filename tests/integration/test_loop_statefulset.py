@@ -147,3 +147,34 @@ def test_an_overloaded_statefulset_is_scaled_through_its_scale_subresource(
     names = sorted(p["metadata"]["name"] for p in harness.cluster.pods_of("shop", "search"))
     assert names == sorted(f"search-{i}" for i in range(sts["spec"]["replicas"]))
     store.close()
+
+
+def test_a_crash_looping_statefulset_is_rolled_back_and_its_stuck_pod_deleted(
+    tmp_path: Path,
+) -> None:
+    """OrderedReady holds the rollout on the pod that never becomes Ready, so reverting
+    the template alone changes nothing: the forced rollback deletes that pod too."""
+    harness, store = run_alone(as_statefulset("crash-loop", "profile"), tmp_path)
+    [summary] = store.list_incidents(limit=50)
+    assert (summary.workload, summary.cause) == (
+        WorkloadRef("shop", "StatefulSet", "profile"),
+        Cause.CRASH_LOOP,
+    )
+    assert (summary.action, summary.outcome) == (ActionKind.ROLLBACK, OutcomeKind.HEALED)
+    detail = store.get_incident(summary.id)
+    assert detail is not None
+    [action] = detail.actions
+    assert action.request["path"] == "/apis/apps/v1/namespaces/shop/statefulsets/profile"
+    assert action.request["then"] == [
+        {
+            "verb": "DELETE",
+            "path": "/api/v1/namespaces/shop/pods/profile-2",
+            "content_type": "application/json",
+            "body": None,
+        }
+    ]
+    pods = harness.cluster.pods_of("shop", "profile")
+    good = "registry.local/shop/profile:4.9.3"
+    assert {p["spec"]["containers"][0]["image"] for p in pods} == {good}
+    assert all(p["status"]["containerStatuses"][0]["restartCount"] == 0 for p in pods)
+    store.close()

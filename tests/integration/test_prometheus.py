@@ -41,6 +41,7 @@ from healer.api.server import ServerThread, bind
 from healer.collect.prometheus import PrometheusClient, PrometheusSource
 from healer.collect.rules import recording_rules
 from healer.collect.signals import POD_OWNER_RECORD, RECORDS, build_queries
+from healer.config import PrometheusSettings
 from healer.errors import QueryError
 from healer.sim.apiserver import create_api, write_kubeconfig
 from healer.sim.cluster import LATENCY_BUCKETS_S, Cluster
@@ -460,6 +461,37 @@ def test_incremental_fetch_equals_a_full_fetch(live: Live) -> None:
     assert step.workloads == full.workloads
     np.testing.assert_array_equal(step.timestamps, full.timestamps)
     np.testing.assert_allclose(step.values, full.values, equal_nan=True)
+
+
+def test_pod_view_reads_each_pods_own_values_for_the_workloads_asked(live: Live) -> None:
+    """The per-pod queries (``healer.collect.pod_queries``) against the simulator's pods:
+    the same pods, their memory as the containers hold it, each Ready, and only the
+    workloads asked for, a StatefulSet's through ``kube_pod_owner`` alone."""
+    settings = PrometheusSettings(url=live.prometheus.url, step_s=1, rate_window_s=RATE_WINDOW_S)
+    source = PrometheusSource.from_settings(settings)
+    until = datetime.fromtimestamp(live.scrape_times[LIVE_STEPS - 1], UTC)
+    asked = (STEADY, STEADY_STATEFULSET)
+    pods = source.fetch_pods(until=until, workloads=asked)
+    assert set(pods.workloads) == set(asked)
+    for workload in asked:
+        mine = {pods.pods[p] for p in np.flatnonzero(pods.owner == pods.workloads.index(workload))}
+        held = {
+            p["metadata"]["name"] for p in live.cluster.pods_of(workload.namespace, workload.name)
+        }
+        assert mine == held
+    assert pods.ready.all()
+    memory = pods.values[:, pods.signals.index(Signal.MEMORY)]
+    truth = [
+        live.cluster.container(live.cluster.get_object("pods", ns, name)).memory_bytes
+        for ns, name in (
+            (pods.workloads[w].namespace, pod) for w, pod in zip(pods.owner, pods.pods, strict=True)
+        )
+    ]
+    limit = 512 * 2**20
+    np.testing.assert_allclose(memory, np.asarray(truth) / limit, rtol=0.05)
+    latency = pods.values[:, pods.signals.index(Signal.LATENCY_P99)]
+    assert np.all(np.isfinite(latency)) and np.all(latency > 0)
+    assert np.all(pods.values[:, pods.signals.index(Signal.RESTARTS)] == 0)
 
 
 def test_invalid_promql_override_names_the_signal_and_query(live: Live) -> None:

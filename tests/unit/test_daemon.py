@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Collection, Iterator
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -18,6 +18,7 @@ from healer.decide.escalation import Escalation
 from healer.detect.streaming import Detection
 from healer.errors import PrometheusUnavailable, ReviewConflict, TransientActionError
 from healer.types import (
+    POD_SIGNALS,
     ActionKind,
     ActionRecord,
     ActionStatus,
@@ -29,6 +30,8 @@ from healer.types import (
     Mode,
     OutcomeKind,
     Plan,
+    PodFrame,
+    PodState,
     Revision,
     Signal,
     SignalDeviation,
@@ -677,3 +680,82 @@ def test_a_store_without_feature_rows_gives_no_feedback_examples(loop: Loop) -> 
     label = FeedbackInput(Verdict.TRUE_POSITIVE, Cause.CPU_HOG, None, "ann", loop.now)
     loop.store.record_feedback(incident.id, label)
     assert examples_from_store(loop.store) == []
+
+
+# ---- the per-pod view ----------------------------------------------------------------
+
+LATENCY_UP = (SignalDeviation(Signal.LATENCY_P99, 0.2, 0.08, 30.0, Direction.UP),)
+
+
+class PodsOfSearch(FakeSource):
+    """A source with the per-pod view: search's pod search-b is five times slower."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.asked: list[set[WorkloadRef]] = []
+        self.broken = False
+
+    def fetch_pods(self, *, until: datetime, workloads: Collection[WorkloadRef]) -> PodFrame:
+        self.asked.append(set(workloads))
+        if self.broken:
+            raise PrometheusUnavailable("pods: connection refused")
+        names = ("search-a", "search-b", "search-c")
+        values = np.tile([0.5, 0.4, 0.0, 0.002, 0.08], (3, 1))
+        values[1, POD_SIGNALS.index(Signal.LATENCY_P99)] = 0.4
+        return PodFrame(
+            until.timestamp(),
+            (SEARCH,),
+            np.zeros(3, dtype=np.int64),
+            names,
+            np.ones(3, dtype=bool),
+            POD_SIGNALS,
+            values,
+            np.zeros(3),
+        )
+
+
+class PodsActuator(FakeActuator):
+    def read_state(self, workload: WorkloadRef) -> WorkloadState:
+        base = super().read_state(workload)
+        pods = tuple(PodState(f"search-{c}", True, 0, T0 - timedelta(days=1)) for c in "abc")
+        return replace(base, pods=pods)
+
+
+def pod_loop(tmp_path: Path) -> Iterator[Loop]:
+    for loop in make_loop(tmp_path, load_settings(None, guards={"mode": "auto"})):
+        source, actuator = PodsOfSearch(), PodsActuator()
+        loop.healer.source = loop.source = source
+        loop.healer.pods = source
+        loop.healer.actuator = loop.actuator = actuator
+        yield loop
+
+
+def test_one_slow_pod_is_evicted_by_name_and_only_diagnosed_workloads_are_read(
+    tmp_path: Path,
+) -> None:
+    for loop in pod_loop(tmp_path):
+        assert isinstance(loop.source, PodsOfSearch)
+        loop.run()
+        assert loop.source.asked == []  # nothing anomalous, nothing read
+        loop.detector.anomalous = {SEARCH: LATENCY_UP}
+        loop.run(cycles=3)
+        assert loop.source.asked == [{SEARCH}]  # diagnosed once, then watched
+        [plan] = loop.actuator.applied
+        assert (plan.action, plan.params, plan.playbook) == (
+            ActionKind.EVICT,
+            {"pod": "search-b"},
+            "evict-outlier-pod",
+        )
+        [incident] = loop.store.list_incidents()
+        assert incident.cause == Cause.POD_OUTLIER
+
+
+def test_pods_that_cannot_be_read_leave_the_diagnosis_to_the_workload(tmp_path: Path) -> None:
+    for loop in pod_loop(tmp_path):
+        assert isinstance(loop.source, PodsOfSearch)
+        loop.source.broken = True
+        loop.detector.anomalous = {SEARCH: LATENCY_UP}
+        loop.run()
+        [incident] = loop.store.list_incidents()
+        assert incident.cause == Cause.UNKNOWN
+        assert loop.actuator.applied == []

@@ -1,6 +1,7 @@
 """Fault injection with ground truth: the scenario's events, started when they fall due.
 
-A memory leak or a runaway thread is put into the running containers; a traffic surge
+A memory leak or a runaway thread is put into the running containers (a pod fault,
+``pod_leak`` or ``pod_slow``, into one pod's only); a traffic surge
 is recorded for the workloads' step; a release or a crash loop changes the image
 through the API, as a deploy pipeline's ``kubectl set image`` would. Windows (scrape
 gaps, slow-downs) are not started: the parts they concern read them from the scenario
@@ -77,6 +78,15 @@ class FaultInjector:
                     f["leak_bytes_per_s"][slot] = event.bytes_per_s or 0.0
             if event.kind == "memory_leak" and event.recur_after_s:
                 state.faults.leaks[event.workload] = event
+        elif event.kind in ("pod_leak", "pod_slow"):
+            hit = _pod_slot(state, ns, name, event.pod or 0)
+            if hit is None:
+                return
+            if event.kind == "pod_leak":
+                state.table.f["leak_from_s"][hit] = now.unix_s
+                state.table.f["leak_bytes_per_s"][hit] = event.bytes_per_s or 0.0
+            else:
+                state.table.f["slow_factor"][hit] = event.factor or 1.0
         elif event.kind == "overload":
             state.faults.overloads[event.workload] = Overload(
                 now.unix_s, event.factor or 2.0, event.ramp_s
@@ -116,6 +126,19 @@ class FaultInjector:
 DEFAULT_LEAK_BYTES_PER_S = 2**20
 """node_memory_pressure without ``bytes_per_s``: the outside process grows 1 MiB/s,
 so that a few hundred MiB freed by an eviction last a few minutes."""
+
+
+def _pod_slot(state: ClusterState, namespace: str, name: str, index: int) -> int | None:
+    """The slot of the workload's ``index``-th live pod by name; None when it has fewer."""
+    workload = state.workload(namespace, name)
+    pods = state.pods_of(workload) if workload is not None else []
+    live = sorted(
+        (p for p in pods if not p["metadata"].get("deletionTimestamp")),
+        key=lambda p: str(p["metadata"]["name"]),
+    )
+    if index >= len(live):
+        return None
+    return int(state.slots[live[index]["metadata"]["uid"]])
 
 
 class ApiFaults:

@@ -57,6 +57,8 @@ class ContainerRuntime:
             n=np.where(serving, rps * dt_s, 0.0),
             rho=rho,
             base_error=np.maximum(f["error_ratio"][:n], beyond[ws]) + f["node_errors"][:n],
-            base_latency_s=f["latency_s"][:n] * slowdown[ws] * f["node_slowdown"][:n],
+            base_latency_s=(
+                f["latency_s"][:n] * f["slow_factor"][:n] * slowdown[ws] * f["node_slowdown"][:n]
+            ),
             rng=state.rng,
         )

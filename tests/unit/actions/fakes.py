@@ -44,6 +44,10 @@ class FakeReads:
         self.reads.append(f"pod {name}")
         return self.pods.get(name)
 
+    def pods_of(self, target: WorkloadRef) -> list[JsonObject]:
+        self.reads.append(f"pods of {target.name}")
+        return list(self.pods.values())
+
     def hpa(self, namespace: str, name: str) -> JsonObject:
         self.reads.append(f"hpa {name}")
         return self.hpas[name]

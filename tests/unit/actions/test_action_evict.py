@@ -98,8 +98,8 @@ def test_it_landed_when_the_pod_is_gone_or_terminating() -> None:
     assert ACTION.landed(CART, sent, NOW, reads)  # a record that kept the request
 
 
-def test_it_needs_no_specific_guard_and_the_eviction_subresource() -> None:
-    assert ACTION.guards == ()
+def test_it_needs_the_eviction_budget_guard_and_the_eviction_subresource() -> None:
+    assert ACTION.guards == ("eviction_budget",)
     assert ("", "pods/eviction", ("create",)) in {
         (r.group, r.resource, r.verbs) for r in ACTION.rbac
     }
@@ -129,3 +129,59 @@ def test_the_shipped_playbook_plans_an_eviction_in_batch_only() -> None:
     assert batch.reason.endswith("; evicting pod w-old (ready, 0 restarts)")
     shop = planned(CART)
     assert shop is not None and shop.action is ActionKind.RESTART
+
+
+def test_the_pod_the_diagnosis_names_is_the_one_evicted() -> None:
+    pods = (pod("cart-a", restarts=5), pod("cart-b"), pod("cart-odd", age_h=0.5))
+    inputs = PlanInputs(FINDING, state(pods=pods), GuardSettings(), pod="cart-odd")
+    concrete = ACTION.concrete(inputs, NoSettings())
+    assert concrete.params.to_json() == {"pod": "cart-odd"}
+    assert concrete.sizing == "; evicting pod cart-odd, the outlier"
+
+
+def test_a_named_pod_already_gone_is_not_replaced_by_another() -> None:
+    going = PodState("cart-odd", True, 0, NOW, terminating=True)
+    for pods in ((pod("cart-a"), pod("cart-b")), (pod("cart-a"), going)):
+        inputs = PlanInputs(FINDING, state(pods=pods), GuardSettings(), pod="cart-odd")
+        concrete = ACTION.concrete(inputs, NoSettings())
+        assert concrete.params.to_json() == {}
+        assert concrete.sizing == "; pod cart-odd, the outlier, is already gone"
+
+
+def outlier_plan(history: ActionHistory, **guards: object) -> Plan | None:
+    books = load_playbooks(Path(__file__).resolve().parents[3] / "playbooks")
+    latency = SignalDeviation(Signal.LATENCY_P99, 0.3, 0.09, 30.0, Direction.UP)
+    return plan(
+        Diagnosis(CART, Cause.POD_OUTLIER, 0.85, "one slow pod", pod="cart-b"),
+        Finding(CART, NOW, 0.99, (latency,), NOW, "test"),
+        state(pods=(pod("cart-a", restarts=3), pod("cart-b"), pod("cart-c"))),
+        playbooks=books,
+        guards=GuardSettings(mode=Mode.AUTO, **guards),  # type: ignore[arg-type]
+        history=history,
+        anomalous_workloads=1,
+        watched_workloads=10,
+        now=NOW,
+    )
+
+
+def test_the_shipped_playbook_evicts_the_outlier_pod_in_any_namespace() -> None:
+    history = ActionHistory(last_action_at={}, recent_action_times=(), in_flight=0)
+    planned = outlier_plan(history)
+    assert planned is not None and planned.playbook == "evict-outlier-pod"
+    assert planned.action is ActionKind.EVICT and planned.params == {"pod": "cart-b"}
+    assert planned.allowed and planned.mode is Mode.AUTO
+    [budget] = [g for g in planned.guard_results if g.guard == "eviction_budget"]
+    assert budget.passed and budget.detail == "no pod of shop/cart evicted lately"
+
+
+def test_one_eviction_per_workload_per_evict_cooldown() -> None:
+    evicted = {CART: NOW - timedelta(minutes=20)}
+    history = ActionHistory(
+        last_action_at={}, recent_action_times=(), in_flight=0, last_eviction_at=evicted
+    )
+    blocked = outlier_plan(history)
+    assert blocked is not None and blocked.blocked_by == ("eviction_budget",)
+    [budget] = [g for g in blocked.guard_results if g.guard == "eviction_budget"]
+    assert "evicted 20m ago" in budget.detail and "within 30m" in budget.detail
+    shorter = outlier_plan(history, evict_cooldown_s=600)
+    assert shorter is not None and shorter.allowed

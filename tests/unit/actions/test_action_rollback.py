@@ -10,7 +10,7 @@ from healer.actions import rollback
 from healer.actions.base import NoSettings, PlanInputs
 from healer.config import GuardSettings
 from healer.errors import PermanentActionError
-from healer.types import Finding, JsonObject
+from healer.types import Finding, JsonObject, WorkloadRef
 
 ACTION = rollback.ACTION
 FINDING = Finding(CART, NOW, 0.9, (), NOW, "test")
@@ -94,3 +94,39 @@ def test_it_landed_once_the_deployment_left_the_revision_it_came_from() -> None:
 def test_it_needs_the_rollback_guards_and_the_replicasets() -> None:
     assert ACTION.guards == ("paused", "rollback_target", "flip_back")
     assert ("apps", "replicasets") in {(r.group, r.resource) for r in ACTION.rbac}
+
+
+LEDGER = WorkloadRef("shop", "StatefulSet", "ledger")
+
+
+def ledger_pod(name: str, revision_name: str, *, ready: bool) -> JsonObject:
+    return {
+        "metadata": {"name": name, "labels": {"controller-revision-hash": revision_name}},
+        "status": {"conditions": [{"type": "Ready", "status": "True" if ready else "False"}]},
+    }
+
+
+def test_a_statefulset_rollback_deletes_the_pods_stuck_at_the_bad_revision() -> None:
+    reads = FakeReads(
+        controller_revisions={
+            "ledger": [
+                {"metadata": {"name": "ledger-bad"}, "revision": 2},
+                {"metadata": {"name": "ledger-good"}, "revision": 3},
+            ]
+        },
+        pods={
+            "ledger-0": ledger_pod("ledger-0", "ledger-good", ready=True),
+            "ledger-1": ledger_pod("ledger-1", "ledger-bad", ready=True),
+            "ledger-2": ledger_pod("ledger-2", "ledger-bad", ready=False),
+        },
+    )
+    follow = ACTION.follow_up(LEDGER, {"to_revision": 1, "from_revision": 2}, reads, NOW)
+    assert [r.to_json() for r in follow] == [
+        {
+            "verb": "DELETE",
+            "path": "/api/v1/namespaces/shop/pods/ledger-2",
+            "content_type": "application/json",
+            "body": None,
+        }
+    ]
+    assert ACTION.follow_up(CART, {"to_revision": 3, "from_revision": 4}, reads, NOW) == ()

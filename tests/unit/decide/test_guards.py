@@ -328,7 +328,7 @@ def test_raising_hpa_min_to_its_current_value_is_blocked() -> None:
         (ActionKind.RESTART, ("paused",)),
         (ActionKind.ROLLBACK, ("paused", "rollback_target", "flip_back")),
         (ActionKind.SCALE, ("scale_bounds",)),
-        (ActionKind.EVICT, ()),
+        (ActionKind.EVICT, ("eviction_budget",)),
     ],
 )
 def test_check_all_evaluates_every_applicable_guard(

@@ -52,7 +52,7 @@ def test_every_shipped_playbook_loads_and_validates() -> None:
     books = load_playbooks(REPO_PLAYBOOKS)
 
     files = sorted(p.name for p in REPO_PLAYBOOKS.iterdir() if p.suffix in (".yaml", ".yml"))
-    assert len(books) == len(files) == 7
+    assert len(books) == len(files) == 8
     assert all(book.description.strip() for book in books)
     assert all(book.verify.signals for book in books)
 
@@ -69,6 +69,7 @@ def test_shipped_playbooks_cover_every_remediable_cause() -> None:
         Cause.OVERLOAD: ActionKind.SCALE,
         Cause.BAD_RELEASE: ActionKind.ROLLBACK,
         Cause.CRASH_LOOP: ActionKind.ROLLBACK,
+        Cause.POD_OUTLIER: ActionKind.EVICT,
     }
     scale = by_cause[Cause.OVERLOAD]
     assert (scale.action.params.headroom, scale.action.params.max_step_factor) == (1.25, 2.0)

@@ -13,6 +13,7 @@ from healer.types import (
     Direction,
     Finding,
     Frame,
+    PodState,
     Revision,
     Signal,
     SignalDeviation,
@@ -224,6 +225,25 @@ def test_a_crash_loop_soon_after_a_rollout_is_sure_and_names_the_revision() -> N
     assert result.cause == Cause.CRASH_LOOP
     assert result.confidence >= 0.8
     assert "revision 5 (registry.local/shop/cart:2.5.0)" in result.explanation
+
+
+def test_a_rollout_stalled_on_a_pod_that_restarts_and_is_not_ready_is_a_crash_loop() -> None:
+    """A StatefulSet replaces a pod in place: its ready ratio drops before restarts add up."""
+    current = revision(5, ONSET - timedelta(minutes=1), "registry.local/shop/ledger:3.1.0")
+    previous = revision(4, NOW - timedelta(days=2), "registry.local/shop/ledger:3.0.4")
+    ready_down = SignalDeviation(Signal.READY_RATIO, 0.67, 1.0, -7.0, Direction.DOWN)
+    pods = (
+        PodState("ledger-0", True, 0, NOW - timedelta(days=2)),
+        PodState("ledger-2", False, 3, ONSET),
+    )
+    result = explain(finding(ready_down), flat_frame(), state(current, previous, pods=pods))
+    assert (result.cause, result.confidence) == (Cause.CRASH_LOOP, 0.8)
+    assert result.explanation.startswith(
+        "Pod ledger-2 has restarted 3 times and never became Ready"
+    )
+    quiet = (PodState("ledger-2", False, 0, ONSET),)  # not Ready yet, never crashed
+    starting = explain(finding(ready_down), flat_frame(), state(current, previous, pods=quiet))
+    assert starting.cause == Cause.UNKNOWN
 
 
 def test_a_crash_loop_long_after_any_rollout_is_unsure() -> None:
