@@ -1,7 +1,7 @@
 """Scenarios: a simulated cluster's workloads and what happens to them, as YAML.
 
-A scenario lists workloads (Deployments, or StatefulSets, with a traffic shape and
-resources), the
+A scenario lists workloads (Deployments, StatefulSets or DaemonSets, with a traffic
+shape and resources), the
 behaviour of the images they run, and timed events: faults, each with the remediation
 that fixes it (``expect``), and benign events that must not trigger any action
 (``expect: none``). Tests and benchmarks score healer against that ground truth.
@@ -26,6 +26,8 @@ scrape_gap      no metrics for ``duration_s`` (``*`` = all)     none (benign)
 slowdown        every workload's latency times ``factor`` for   none (benign: a shared
                 ``duration_s`` (workload ``*``)                   network or monitoring
                                                                    problem)
+manual_scale    a person scales the Deployment or StatefulSet   none (benign)
+                to ``replicas``, as ``kubectl scale`` does
 ==============  ==============================================  =========================
 
 Files are untrusted input: validated with pydantic, errors name the file, line and field.
@@ -86,8 +88,9 @@ class Behaviour(_Model):
 
 class WorkloadSpec(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=50)
-    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
-    """A StatefulSet runs ordered pods ``name-0``, ``name-1``... with the same template."""
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = "Deployment"
+    """A StatefulSet runs ordered pods ``name-0``, ``name-1``... with the same template; a
+    DaemonSet one pod on each node it tolerates (``replicas`` is not read)."""
     namespace: str = "default"
     replicas: int = Field(default=3, ge=0)
     copies: int = Field(default=1, ge=1, le=20000)
@@ -103,7 +106,14 @@ class WorkloadSpec(_Model):
 
 
 EventKind = Literal[
-    "memory_leak", "overload", "release", "crash_loop", "cpu_hog", "scrape_gap", "slowdown"
+    "memory_leak",
+    "overload",
+    "release",
+    "crash_loop",
+    "cpu_hog",
+    "scrape_gap",
+    "slowdown",
+    "manual_scale",
 ]
 Remedy = Literal["restart", "scale", "rollback", "none"]
 _NEEDS: dict[str, tuple[str, ...]] = {
@@ -114,6 +124,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "cpu_hog": ("cores",),
     "scrape_gap": ("duration_s",),
     "slowdown": ("factor", "duration_s"),
+    "manual_scale": ("replicas",),
 }
 
 
@@ -122,7 +133,8 @@ class Event(_Model):
     """Seconds after the scenario start."""
     kind: EventKind
     workload: str = Field(pattern=r"^(\*|[a-z0-9-]+/[a-z0-9-]+)$")
-    """namespace/name of the Deployment (or StatefulSet), or ``*`` for every workload."""
+    """namespace/name of the Deployment (StatefulSet, DaemonSet), or ``*`` for every
+    workload."""
     expect: Remedy
     """The remediation that fixes it; ``none`` marks a benign event."""
     bytes_per_s: float | None = Field(default=None, gt=0)
@@ -132,6 +144,8 @@ class Event(_Model):
     image: str | None = None
     cores: float | None = Field(default=None, gt=0)
     duration_s: float | None = Field(default=None, gt=0)
+    replicas: int | None = Field(default=None, ge=0)
+    """The replica count a ``manual_scale`` sets."""
 
     @model_validator(mode="after")
     def _parameters(self) -> Event:
@@ -197,9 +211,12 @@ class Scenario(_Model):
         if twice:
             raise ValueError(f"workloads: {', '.join(twice)} named more than once")
         known = set(names)
+        kinds = {f"{w.namespace}/{n}": w.kind for w in self.workloads for n in _names(w)}
         for i, event in enumerate(self.events):
             if event.workload != "*" and event.workload not in known:
                 raise ValueError(f"events[{i}]: no workload {event.workload!r} in this scenario")
+            if event.kind == "manual_scale" and kinds.get(event.workload) == "DaemonSet":
+                raise ValueError(f"events[{i}]: a DaemonSet has no replicas to scale")
         return self
 
     def behaviour(self, image: str) -> Behaviour:
