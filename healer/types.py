@@ -52,8 +52,8 @@ class Direction(enum.StrEnum):
 class TargetKind(enum.StrEnum):
     """The kinds of object healer acts on; ``healer.actions.targets`` maps each to its
     API path, and each action kind lists those it supports (``ActionSpec.targets``).
-    A DaemonSet is named so that a playbook asking for what no action supports on it
-    is refused; Pod and Node are next."""
+    A playbook asking for what no action supports on a kind (a DaemonSet's scale) is
+    refused; Pod and Node are next."""
 
     DEPLOYMENT = "Deployment"
     STATEFULSET = "StatefulSet"

@@ -217,6 +217,8 @@ _DAEMONSET_GAUGES = (
 
 def _daemonset_families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, float]]]]:
     sets = cluster.store.list("daemonsets")
+    if not sets:
+        return  # no family without a series: OpenMetrics has no empty families
     for metric, (section, field) in _DAEMONSET_GAUGES:
         yield (
             metric,

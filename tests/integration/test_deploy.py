@@ -262,6 +262,12 @@ def statefulset(name: str) -> dict[str, Any]:
     }
 
 
+def daemonset(name: str) -> dict[str, Any]:
+    body = statefulset(name)
+    body["spec"].pop("replicas")
+    return body
+
+
 def intent(plan: Plan) -> ActionRecord:
     request: dict[str, Any] = {"action": plan.action.value, "params": dict(plan.params)}
     return ActionRecord(plan.action, plan.workload, request, ActionStatus.INTENDED, NOW, NOW)
@@ -274,6 +280,7 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
     search = WorkloadRef("shop", "Deployment", "search")
     cart = WorkloadRef("shop", "Deployment", "cart")
     db = WorkloadRef("shop", "StatefulSet", "db")
+    agent = WorkloadRef("shop", "DaemonSet", "agent")
     actuator = KubeActuator(api)
     server_version(api)
     cluster.patch_deployment(
@@ -290,6 +297,14 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
         {"spec": {"template": {"spec": {"containers": [{"name": "db", "image": "db:9"}]}}}},
         "application/strategic-merge-patch+json",
     )
+    cluster.create_workload("daemonsets", "shop", daemonset("agent"))
+    cluster.patch_workload(
+        "daemonsets",
+        "shop",
+        "agent",
+        {"spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "agent:9"}]}}}},
+        "application/strategic-merge-patch+json",
+    )
     for mode in (Mode.DRY_RUN, Mode.AUTO):
         for workload, action, params in (
             (search, ActionKind.RESTART, {}),
@@ -298,6 +313,8 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
             (db, ActionKind.RESTART, {}),
             (db, ActionKind.SCALE, {"replicas": 4}),
             (db, ActionKind.ROLLBACK, {"to_revision": 1, "from_revision": 2}),
+            (agent, ActionKind.RESTART, {}),
+            (agent, ActionKind.ROLLBACK, {"to_revision": 1, "from_revision": 2}),
         ):
             actuator.read_state(workload)
             plan = Plan(workload, "test", action, params, mode, (), "test", 600.0)
