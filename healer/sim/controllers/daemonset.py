@@ -30,8 +30,9 @@ One pass of one DaemonSet (``_sync``), in the real controller's order:
 Decisions:
 
 * Pods are created with the node affinity the real controller sets (one required term,
-  ``matchFields metadata.name In [node]``) and are bound at once (``spec.nodeName``):
-  the affinity leaves the scheduler one choice, which the simulator makes for it.
+  ``matchFields metadata.name In [node]``) and are bound at once (``spec.nodeName``,
+  counted in the node's requests): the affinity leaves the scheduler one choice, which
+  the simulator makes for it, whatever room is left (an agent comes first on its node).
 * Available means Ready: ``minReadySeconds`` is kept on the object but not waited for.
 * Deletion is at once, as for the other controllers here, and a pod the rolling update
   deleted comes back updated in the same pass (the real controller's next sync, a
@@ -44,8 +45,10 @@ import math
 from collections import defaultdict
 
 from healer.sim.controllers.kubelet import admit
+from healer.sim.controllers.scheduler import admission, scheduled_condition
 from healer.sim.daemonsets import template_generation
 from healer.sim.eligibility import Verdict, judge
+from healer.sim.nodes import Request
 from healer.sim.objects import K8s, copy_json
 from healer.sim.state import ClusterState, Now, drain, owner_ref, pod_ready
 
@@ -322,9 +325,15 @@ def _create_pod(state: ClusterState, ds: K8s, node: str, digest: str, now: Now) 
             "ownerReferences": [owner_ref(ds)],
         },
         "spec": spec,
-        "status": {"phase": "Pending", "conditions": [], "containerStatuses": []},
+        "status": {
+            "phase": "Pending",
+            "conditions": [scheduled_condition(now)],
+            "containerStatuses": [],
+        },
     }
+    admission(pod)
     created = state.store.create("pods", pod, now=now.at)
+    state.placement.bind((meta["namespace"], created["metadata"]["name"]), node, Request.of(pod))
     admit(state, created, f"{meta['namespace']}/{meta['name']}", now)
     return created
 

@@ -9,18 +9,19 @@ from typing import Any
 
 import pytest
 
+from healer.sim import nodes
 from healer.sim.cluster import Cluster
 from healer.sim.controllers.daemonset import GENERATION_LABEL, REVISION_LABEL
 from healer.sim.daemonsets import TEMPLATE_GENERATION
 from healer.sim.objects import STRATEGIC_MERGE_PATCH, ApiError, K8s
-from healer.sim.scenario import Scenario, Traffic, WorkloadSpec
+from healer.sim.scenario import NodePool, Scenario, Traffic, WorkloadSpec
 from healer.sim.state import pod_ready
 
 NS = "infra"
 STEP_S = 15.0
 
 
-def cluster(*workloads: WorkloadSpec) -> Cluster:
+def cluster(*workloads: WorkloadSpec, nodes: int = 3) -> Cluster:
     return Cluster(
         Scenario(
             name="ds",
@@ -32,38 +33,26 @@ def cluster(*workloads: WorkloadSpec) -> Cluster:
             workloads=list(workloads)
             or [WorkloadSpec(name="web", image="web:1", traffic=Traffic(base_rps=10))],
             events=[],
+            nodes=NodePool(count=nodes),
         )
     )
 
 
 def put_node(c: Cluster, name: str, labels: dict[str, str] | None = None, *taints: K8s) -> None:
-    """Create or replace a Node as the kubelet and the node controller write it."""
-    node = {
-        "apiVersion": "v1",
-        "kind": "Node",
-        "metadata": {
-            "name": name,
-            "namespace": "",
-            "labels": {"kubernetes.io/hostname": name, **(labels or {})},
-        },
-        "spec": {"taints": list(taints)},
-        "status": {},
-    }
-    with c.lock:
-        found = c.store.find("nodes", "", name)
-        if found is None:
+    """Register a new Node as its kubelet does, or relabel and retaint one through the
+    API (a merge patch, as ``kubectl label`` and ``kubectl taint`` send)."""
+    if c.store.find("nodes", "", name) is None:
+        with c.lock:
+            node = nodes.manifest(c.scenario.nodes, name, 99, c.clock.now())
+            node["metadata"]["labels"].update(labels or {})
             c.store.create("nodes", node, now=c.clock.now())
-        else:
-            found["metadata"]["labels"] = node["metadata"]["labels"]
-            found["spec"] = node["spec"]
-            c.store.update("nodes", found, spec_changed=True)
+        return
+    patch = {"metadata": {"labels": labels or {}}, "spec": {"taints": list(taints)}}
+    c.patch_object("nodes", "", name, patch, "application/merge-patch+json", dry_run=False)
 
 
 def with_nodes(count: int = 3) -> Cluster:
-    c = cluster()
-    for i in range(count):
-        put_node(c, f"node-{i}")
-    return c
+    return cluster(nodes=count)
 
 
 def body(name: str = "agent", **spec: Any) -> K8s:
@@ -113,7 +102,7 @@ def test_one_pod_lands_on_each_node_bound_to_it_as_the_controller_binds() -> Non
     c = with_nodes(3)
     c.create_workload("daemonsets", NS, body())
     placed = by_node(c)
-    assert sorted(placed) == ["node-0", "node-1", "node-2"]
+    assert sorted(placed) == ["node-00", "node-01", "node-02"]
     for node, on in placed.items():
         (pod,) = on
         terms = pod["spec"]["affinity"]["nodeAffinity"][
@@ -150,28 +139,25 @@ def test_the_status_counts_nodes_and_pods_once_they_are_ready() -> None:
 def test_a_new_node_gets_a_pod_and_a_node_gone_takes_its_pod_with_it() -> None:
     c = with_nodes(2)
     c.create_workload("daemonsets", NS, body())
-    put_node(c, "node-9")
+    put_node(c, "node-09")
     c.advance(STEP_S)
-    assert sorted(by_node(c)) == ["node-0", "node-1", "node-9"]
-    with c.lock:
-        c.store.delete("nodes", "", "node-0")
-    c.advance(STEP_S)
-    assert sorted(by_node(c)) == ["node-1", "node-9"]
+    assert sorted(by_node(c)) == ["node-00", "node-01", "node-09"]
+    c.delete_object("nodes", "", "node-00")
+    assert sorted(by_node(c)) == ["node-01", "node-09"]
     assert status(c)["desiredNumberScheduled"] == 2
 
 
 def test_a_node_selector_picks_the_nodes_and_a_relabel_moves_the_pod() -> None:
-    c = cluster()
-    put_node(c, "edge-1", {"pool": "edge"})
-    put_node(c, "core-1", {"pool": "core"})
+    c = with_nodes(2)
+    put_node(c, "node-00", {"pool": "edge"})
+    put_node(c, "node-01", {"pool": "core"})
     spec = body()
     spec["spec"]["template"]["spec"]["nodeSelector"] = {"pool": "edge"}
     c.create_workload("daemonsets", NS, spec)
-    assert sorted(by_node(c)) == ["edge-1"]
-    put_node(c, "edge-1", {"pool": "core"})
-    put_node(c, "core-1", {"pool": "edge"})
-    c.advance(STEP_S)
-    assert sorted(by_node(c)) == ["core-1"]
+    assert sorted(by_node(c)) == ["node-00"]
+    put_node(c, "node-00", {"pool": "core"})
+    put_node(c, "node-01", {"pool": "edge"})
+    assert sorted(by_node(c)) == ["node-01"]  # at once: the controller reacts to the write
 
 
 def test_a_cordoned_node_keeps_its_pod_and_still_counts_as_desired() -> None:
@@ -179,7 +165,17 @@ def test_a_cordoned_node_keeps_its_pod_and_still_counts_as_desired() -> None:
     c.create_workload("daemonsets", NS, body())
     c.advance(2 * STEP_S)
     before = {n: on[0]["metadata"]["name"] for n, on in by_node(c).items()}
-    put_node(c, "node-0", None, {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"})
+    c.patch_object(
+        "nodes",
+        "",
+        "node-00",
+        {"spec": {"unschedulable": True}},
+        STRATEGIC_MERGE_PATCH,
+        dry_run=False,
+    )
+    put_node(
+        c, "node-00", None, {"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}
+    )
     c.advance(STEP_S)
     assert {n: on[0]["metadata"]["name"] for n, on in by_node(c).items()} == before
     assert status(c)["desiredNumberScheduled"] == 2
@@ -188,19 +184,19 @@ def test_a_cordoned_node_keeps_its_pod_and_still_counts_as_desired() -> None:
 def test_a_not_ready_node_keeps_its_pod_where_a_foreign_no_execute_taint_evicts_it() -> None:
     c = with_nodes(2)
     c.create_workload("daemonsets", NS, body())
-    put_node(c, "node-0", None, {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"})
-    put_node(c, "node-1", None, {"key": "maintenance", "effect": "NoExecute"})
+    put_node(c, "node-00", None, {"key": "node.kubernetes.io/not-ready", "effect": "NoExecute"})
+    put_node(c, "node-01", None, {"key": "maintenance", "effect": "NoExecute"})
     c.advance(STEP_S)
-    assert sorted(by_node(c)) == ["node-0"]
+    assert sorted(by_node(c)) == ["node-00"]
     assert status(c)["desiredNumberScheduled"] == 1
 
 
 def test_a_no_schedule_taint_after_the_fact_leaves_the_pod_counted_misscheduled() -> None:
     c = with_nodes(2)
     c.create_workload("daemonsets", NS, body())
-    put_node(c, "node-1", None, {"key": "gpu", "effect": "NoSchedule"})
+    put_node(c, "node-01", None, {"key": "gpu", "effect": "NoSchedule"})
     c.advance(STEP_S)
-    assert sorted(by_node(c)) == ["node-0", "node-1"]
+    assert sorted(by_node(c)) == ["node-00", "node-01"]
     assert status(c)["numberMisscheduled"] == 1
     assert status(c)["desiredNumberScheduled"] == 1
 
@@ -259,10 +255,9 @@ def test_a_crash_looping_release_stops_after_max_unavailable_nodes() -> None:
             namespace=NS,
             image="agent:1",
             traffic=Traffic(base_rps=5),
-        )
+        ),
+        nodes=4,
     )
-    for i in range(4):
-        put_node(c, f"node-{i}")
     c.advance(2 * STEP_S)
     assert status(c)["numberAvailable"] == 4
     set_image(c, "agent:bad")
@@ -279,8 +274,8 @@ def test_on_delete_replaces_only_the_pods_someone_deletes() -> None:
     set_image(c, "agent:2")
     c.advance(3 * STEP_S)
     assert set(images(c).values()) == {"agent:1"}
-    c.delete_object("pods", NS, by_node(c)["node-0"][0]["metadata"]["name"])
-    assert images(c) == {"node-0": "agent:2", "node-1": "agent:1"}
+    c.delete_object("pods", NS, by_node(c)["node-00"][0]["metadata"]["name"])
+    assert images(c) == {"node-00": "agent:2", "node-01": "agent:1"}
 
 
 def test_revisions_are_numbered_and_a_rollback_renumbers_the_earlier_one() -> None:
