@@ -140,9 +140,12 @@ class ChaosCluster(Cluster):
 
 
 def build_cluster(scenario: Scenario) -> ChaosCluster:
-    """The scenario's cluster with an autoscaler on every workload (Deployment or StatefulSet)."""
+    """The scenario's cluster with an autoscaler on every workload (Deployment or
+    StatefulSet; a DaemonSet has no replicas to scale)."""
     cluster = ChaosCluster(scenario)
     for spec in scenario.expanded():
+        if spec.kind == "DaemonSet":
+            continue
         body: K8s = {
             "metadata": {"name": spec.name},
             "spec": {
@@ -267,7 +270,7 @@ def _replicas(cluster: Cluster) -> dict[str, int]:
     out = {}
     for w in cluster.workloads:
         dep = cluster.state.workload(w.namespace, w.name)
-        out[f"{w.namespace}/{w.name}"] = dep["spec"]["replicas"] if dep else 0
+        out[f"{w.namespace}/{w.name}"] = dep["spec"].get("replicas", 0) if dep else 0
     return out
 
 
@@ -284,14 +287,24 @@ def _run_alone(cluster: Cluster, duration_s: float) -> list[Act]:
     while cluster.elapsed_s < end:
         cluster.advance(cluster.scenario.step_s)
         now_s, replicas = cluster.clock.now_s(), _replicas(cluster)
+        by_hand = {e.workload for t, e in cluster.applied_events if e.kind == "manual_scale"}
         for w, n in replicas.items():
-            if n == before.get(w):
+            if n == before.get(w) or (w in by_hand and _scaled_now(cluster, w, now_s)):
                 continue
             if now_s - last.get(w, -float("inf")) >= HPA_EPISODE_S:
                 actions.append(Act(now_s, w, "scale"))
             last[w] = now_s
         before = replicas
     return actions
+
+
+def _scaled_now(cluster: Cluster, workload: str, now_s: float) -> bool:
+    """A person scaled ``workload`` in this step (a scenario's ``manual_scale``): the
+    change is theirs, not the autoscaler's."""
+    return any(
+        t == now_s and e.kind == "manual_scale" and e.workload == workload
+        for t, e in cluster.applied_events
+    )
 
 
 def _acts(records: list[ActionRecord]) -> list[Act]:
