@@ -314,7 +314,7 @@ def _create_pod(state: ClusterState, ds: K8s, node: str, digest: str, now: Now) 
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {
-            "name": f"{meta['name']}-{state.suffix()}",
+            "name": _free_name(state, meta["namespace"], meta["name"]),
             "namespace": meta["namespace"],
             "labels": {
                 **((template.get("metadata") or {}).get("labels") or {}),
@@ -336,6 +336,16 @@ def _create_pod(state: ClusterState, ds: K8s, node: str, digest: str, now: Now) 
     state.placement.bind((meta["namespace"], created["metadata"]["name"]), node, Request.of(pod))
     admit(state, created, f"{meta['namespace']}/{meta['name']}", now)
     return created
+
+
+def _free_name(state: ClusterState, namespace: str, prefix: str) -> str:
+    """``<prefix>-<suffix>`` not yet taken: a generated name that collides is drawn again,
+    as a controller retries after the API server's 409 (a DaemonSet on many nodes makes
+    a collision of five random letters likely enough to matter)."""
+    while True:
+        name = f"{prefix}-{state.suffix()}"
+        if state.store.find("pods", namespace, name) is None:
+            return name
 
 
 def _update_status(state: ClusterState, ds: K8s, nodes: dict[str, Verdict], digest: str) -> None:

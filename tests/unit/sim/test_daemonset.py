@@ -375,3 +375,11 @@ def test_deleting_the_daemonset_takes_its_pods_and_revisions() -> None:
     c.advance(STEP_S)
     assert c.list_objects("pods", NS) == []
     assert c.list_objects("controllerrevisions", NS) == []
+
+
+def test_a_generated_pod_name_that_is_taken_is_drawn_again() -> None:
+    c = with_nodes(2)
+    names = iter(["aaaaa", "aaaaa", "bbbbb"])
+    c.state.suffix = lambda: next(names)  # type: ignore[method-assign]  # force a collision
+    c.create_workload("daemonsets", NS, body())
+    assert sorted(p["metadata"]["name"] for p in pods(c)) == ["agent-aaaaa", "agent-bbbbb"]
