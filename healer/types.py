@@ -454,10 +454,14 @@ class Alert:
     @property
     def workload(self) -> WorkloadRef | None:
         """The Deployment its ``namespace`` and ``deployment`` labels name, else the
-        StatefulSet its ``statefulset`` label names (as kube-state-metrics' alerts carry
-        it); None without a namespace and one of them."""
+        StatefulSet (DaemonSet) its ``statefulset`` (``daemonset``) label names (as
+        kube-state-metrics' alerts carry them); None without a namespace and one of them."""
         namespace = self.labels.get("namespace")
-        for label, kind in (("deployment", "Deployment"), ("statefulset", "StatefulSet")):
+        for label, kind in (
+            ("deployment", "Deployment"),
+            ("statefulset", "StatefulSet"),
+            ("daemonset", "DaemonSet"),
+        ):
             name = self.labels.get(label)
             if namespace and name:
                 return WorkloadRef(namespace, kind, name)

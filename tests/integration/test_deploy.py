@@ -322,6 +322,8 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
             actuator.already_applied(intent(plan))
         pod = actuator.read_state(cart).pods[0].name
         assert actuator.owner_of_pod("shop", pod) == cart  # an alert naming a pod
+        agent_pod = actuator.read_state(agent).pods[0].name
+        assert actuator.owner_of_pod("shop", agent_pod) == agent
         plan = Plan(cart, "test", ActionKind.EVICT, {"pod": pod}, mode, (), "test", 600.0)
         record = actuator.apply(plan, now=NOW)
         assert record.error is None
