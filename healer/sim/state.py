@@ -30,7 +30,7 @@ import numpy as np
 from healer.sim import workloads
 from healer.sim.clock import VirtualClock
 from healer.sim.containers import Container, ContainerTable
-from healer.sim.nodes import NodeUsage, Request
+from healer.sim.nodes import NodeMeters, NodeUsage, Request
 from healer.sim.objects import K8s, ObjectStore, template_hash
 from healer.sim.scenario import Event, Scenario, WorkloadSpec
 
@@ -67,11 +67,36 @@ class Overload:
 
 
 @dataclass
+class NodeTrouble:
+    """A node fault in progress (``node_notready``, ``node_memory_pressure``), UNIX s."""
+
+    kind: str
+    start_s: float
+    end_s: float
+    unreachable: bool = False
+    bytes_per_s: float = 0.0
+    taken_bytes: float = float("nan")
+    """Memory the outside process took at the start (set on the first pass)."""
+    pressure_s: float = float("-inf")
+    """When the kubelet last saw memory under its eviction threshold."""
+
+
+@dataclass
+class Drain:
+    """A person's drain of a node for maintenance: uncordoned at ``until_s`` (UNIX s)."""
+
+    until_s: float
+
+
+@dataclass
 class FaultState:
-    """The faults in progress that outlive their event: surges and recurring leaks."""
+    """The faults in progress that outlive their event: surges and recurring leaks,
+    node troubles and maintenance drains, by node name."""
 
     overloads: dict[str, Overload] = field(default_factory=dict)
     leaks: dict[str, Event] = field(default_factory=dict)  # recurring leaks, by workload
+    nodes: dict[str, NodeTrouble] = field(default_factory=dict)
+    drains: dict[str, Drain] = field(default_factory=dict)
 
 
 @dataclass
@@ -91,18 +116,26 @@ class Placement:
     """Pods no node could run (namespace, name), with their workload, in arrival order."""
     retry: bool = False
     """Something made room since the pending pods were last tried."""
+    index: dict[str, int] = field(default_factory=dict)
+    """Each node's index in the containers' ``node_index`` column and the node meters,
+    given once and never reused."""
     bound: dict[tuple[str, str], tuple[str, Request]] = field(default_factory=dict)
+    orphans: list[tuple[str, str]] = field(default_factory=list)
+    """Pods bound to a node that was deleted: the pod garbage collector's to delete."""
 
     def observe(self, change: str, node: K8s) -> None:
         name = node["metadata"]["name"]
         self.retry = True
         if change == "DELETED":
-            self.usage.pop(name, None)
+            usage = self.usage.pop(name, None)
             self.order.remove(name)
+            if usage is not None:
+                self.orphans.extend(sorted(usage.bound))
             return
         if name not in self.usage:
             self.usage[name] = NodeUsage(name)
             bisect.insort(self.order, name)
+            self.index.setdefault(name, len(self.index))
         self.usage[name].observe(node)
 
     def bind(self, pod: tuple[str, str], node: str, request: Request) -> None:
@@ -133,6 +166,7 @@ class WorkQueues:
     replicasets: set[tuple[str, str]] = field(default_factory=set)
     statefulsets: set[tuple[str, str]] = field(default_factory=set)
     daemonsets: set[tuple[str, str]] = field(default_factory=set)
+    nodes: set[tuple[str, str]] = field(default_factory=set)
     deleted_owners: list[str] = field(default_factory=list)  # uids the GC must follow
 
     def absorb(self, other: WorkQueues) -> None:
@@ -168,6 +202,7 @@ class ClusterState:
         self.faults = FaultState()
         self.queues = WorkQueues()
         self.placement = Placement()
+        self.node_meters = NodeMeters()
         self.workload_index = {key: i for i, key in enumerate(by_key)}
         self.columns = workloads.WorkloadColumns(list(by_key.values()))
         self._hashes: dict[str, tuple[int, str]] = {}  # Deployment uid -> (generation, hash)
@@ -189,6 +224,8 @@ class ClusterState:
         if resource == "nodes":
             self.placement.observe(change, obj)
             self._daemon_change(change, resource, obj)
+            if change != "DELETED":
+                self.queues.nodes.add(("", meta["name"]))
             return
         ns, name = meta.get("namespace", ""), meta["name"]
         if resource == "pods" and change == "DELETED":
@@ -298,6 +335,7 @@ class ClusterState:
         if resource == "pods":
             slot = self.slots.pop(obj["metadata"]["uid"], None)
             if slot is not None:
+                self.node_meters.settle(self.table, np.array([slot], dtype=np.intp))
                 self.table.free(slot)
         return obj
 

@@ -14,7 +14,7 @@ from healer.sim.cluster import Cluster
 from healer.sim.controllers.daemonset import GENERATION_LABEL, REVISION_LABEL
 from healer.sim.daemonsets import TEMPLATE_GENERATION
 from healer.sim.objects import STRATEGIC_MERGE_PATCH, ApiError, K8s
-from healer.sim.scenario import NodePool, Scenario, Traffic, WorkloadSpec
+from healer.sim.scenario import Event, NodePool, Scenario, Traffic, WorkloadSpec
 from healer.sim.state import pod_ready
 
 NS = "infra"
@@ -383,3 +383,41 @@ def test_a_generated_pod_name_that_is_taken_is_drawn_again() -> None:
     c.state.suffix = lambda: next(names)  # type: ignore[method-assign]  # force a collision
     c.create_workload("daemonsets", NS, body())
     assert sorted(p["metadata"]["name"] for p in pods(c)) == ["agent-aaaaa", "agent-bbbbb"]
+
+
+def test_a_not_ready_node_keeps_its_daemonset_pod_where_a_deployments_pod_leaves() -> None:
+    agent = WorkloadSpec(
+        name="agent", kind="DaemonSet", namespace=NS, image="agent:1", traffic=Traffic(base_rps=5)
+    )
+    web = WorkloadSpec(
+        name="web", namespace=NS, replicas=3, image="web:1", traffic=Traffic(base_rps=10)
+    )
+    scenario = Scenario(
+        name="ds",
+        description="a node goes NotReady",
+        start=datetime(2026, 3, 2, 11, 0, tzinfo=UTC),
+        step_s=STEP_S,
+        seed=3,
+        workloads=[agent, web],
+        events=[Event(at_s=60, kind="node_notready", node="node-01", expect="drain")],
+        nodes=NodePool(count=3),
+    )
+    c = Cluster(scenario)
+    c.advance(30)
+    before = by_node(c)["node-01"][0]["metadata"]["name"]
+    web_before = {
+        p["metadata"]["name"] for p in c.pods_of(NS, "web") if p["spec"]["nodeName"] == "node-01"
+    }
+    assert web_before
+    c.advance(600)  # past the 300 s every other pod tolerates a not-ready node
+    assert by_node(c)["node-01"][0]["metadata"]["name"] == before
+    web_after = {p["metadata"]["name"] for p in c.pods_of(NS, "web")}
+    assert not web_before & web_after
+    node = c.get_object("nodes", "", "node-01")
+    assert {(t["key"], t["effect"]) for t in node["spec"]["taints"]} >= {
+        ("node.kubernetes.io/not-ready", "NoExecute"),
+        ("node.kubernetes.io/not-ready", "NoSchedule"),
+    }
+    # As in Kubernetes: the NoSchedule taint, which no automatic toleration covers, takes
+    # the node out of the desired count, and the pod that stays counts as misscheduled.
+    assert (status(c)["desiredNumberScheduled"], status(c)["numberMisscheduled"]) == (2, 1)
