@@ -27,12 +27,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from healer.sim.nodes import (
-    CONDITIONS,
-    SYSTEM_CPU_SHARE,
-    SYSTEM_MEMORY_BYTES,
-    quantity,
-)
+from healer.sim.nodes import SYSTEM_CPU_SHARE, SYSTEM_MEMORY_BYTES, quantity
 from healer.sim.objects import K8s
 
 if TYPE_CHECKING:
@@ -196,6 +191,3 @@ def _cpu(node: K8s, name: str, where: str, user_s: float, now: datetime) -> Rows
         for mode, seconds in (("idle", idle_s), ("system", system_s), ("user", user_s)):
             rows.append((f'{{cpu="{cpu}",mode="{mode}",{instance}}}', seconds / cores))
     return rows
-
-
-__all__ = ["CONDITIONS", "node_families", "pod_info"]

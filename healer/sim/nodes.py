@@ -32,7 +32,7 @@ from healer.sim.scenario import NodePool
 
 if TYPE_CHECKING:
     from healer.sim.containers import ContainerTable
-    from healer.sim.state import ClusterState
+    from healer.sim.state import ClusterState, Now
 
 KUBELET_VERSION = "v1.31.0"
 CONDITIONS = ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready")
@@ -163,6 +163,51 @@ def quantity(text: str) -> float:
     """A Kubernetes quantity as a number: cores for CPU, bytes for memory."""
     # The client's parse_quantity is untyped; it returns a Decimal.
     return float(parse_quantity(text))  # type: ignore[no-untyped-call]
+
+
+def pod_event(
+    state: ClusterState,
+    pod: K8s,
+    reason: str,
+    message: str,
+    now: Now,
+    component: str = "taint-eviction-controller",
+    kind: str = "Normal",
+) -> None:
+    """Record an Event about ``pod`` from ``component``. Its name and uid are derived
+    from the pod, the reason and the instant, not drawn: the random stream stays the
+    workloads'."""
+    meta = pod["metadata"]
+    at = rfc3339(now.at)
+    seed = f"{meta['namespace']}/{meta['name']}/{reason}/{now.unix_s!r}"
+    name = f"{meta['name']}.{uuid.uuid5(uuid.NAMESPACE_URL, seed).hex[:16]}"
+    state.store.create(
+        "events",
+        {
+            "apiVersion": "v1",
+            "kind": "Event",
+            "metadata": {
+                "name": name,
+                "namespace": meta["namespace"],
+                "uid": str(uuid.uuid5(uuid.NAMESPACE_DNS, seed)),
+            },
+            "involvedObject": {
+                "kind": "Pod",
+                "namespace": meta["namespace"],
+                "name": meta["name"],
+                "uid": meta["uid"],
+                "apiVersion": "v1",
+            },
+            "reason": reason,
+            "message": message,
+            "type": kind,
+            "source": {"component": component, "host": pod["spec"].get("nodeName", "")},
+            "firstTimestamp": at,
+            "lastTimestamp": at,
+            "count": 1,
+        },
+        now=now.at,
+    )
 
 
 # ---- requests, taints and tolerations -----------------------------------------------

@@ -335,8 +335,13 @@ def field_value(obj: K8s, path: str) -> str | None:
     for part in path.split("."):
         value = value.get(part) if isinstance(value, dict) else None
     if value is None:
-        return None
+        # A boolean the API omits when false still selects as "false" (a Node's
+        # spec.unschedulable: the server's field set renders the Go field's value).
+        return "false" if path in _BOOLEAN_FIELDS else None
     return str(value).lower() if isinstance(value, bool) else str(value)
+
+
+_BOOLEAN_FIELDS = frozenset({"spec.unschedulable"})
 
 
 def field_selector_matches(selector: str | None, obj: K8s, fields: Iterable[str] = ()) -> bool:

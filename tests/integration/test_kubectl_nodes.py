@@ -130,3 +130,24 @@ def test_a_disruption_budget_holds_a_drain_back_until_its_timeout(
     assert "global timeout reached: 6s" in done.stderr
     assert on_node(core, "node-00") == held  # the rest went, the budget's pod stayed
     assert core.read_node("node-00").spec.unschedulable is True
+
+
+def test_taint_label_and_select_nodes(kubectl: Any, core: client.CoreV1Api) -> None:
+    assert kubectl("taint", "nodes", "node-00", "dedicated=db:NoSchedule").stdout.strip() == (
+        "node/node-00 tainted"
+    )
+    assert kubectl("label", "node", "node-00", "disk=ssd").stdout.strip() == "node/node-00 labeled"
+    node = core.read_node("node-00")
+    assert [(t.key, t.value, t.effect) for t in node.spec.taints] == [
+        ("dedicated", "db", "NoSchedule")
+    ]
+    assert kubectl("get", "nodes", "-l", "disk=ssd", "-o", "name").stdout.split() == [
+        "node/node-00"
+    ]
+    kubectl("taint", "nodes", "node-00", "dedicated=db:NoSchedule-")
+    assert not core.read_node("node-00").spec.taints
+    kubectl("cordon", "node-02")
+    names = kubectl(
+        "get", "nodes", "--field-selector", "spec.unschedulable=false", "-o", "name"
+    ).stdout.split()
+    assert names == ["node/node-00", "node/node-01"]

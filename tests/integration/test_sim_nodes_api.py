@@ -209,3 +209,11 @@ def test_an_unreachable_node_as_a_client_sees_it_in_virtual_time(tmp_path: Path)
     finally:
         api.close()
         server.stop()
+
+
+def test_openapi_serves_the_node_paths_at_the_top_level(sim_server: ServerThread) -> None:
+    doc = httpx.get(f"{sim_server.url}/openapi/v3/api/v1").json()
+    assert {"/api/v1/nodes", "/api/v1/nodes/{name}"} <= set(doc["paths"])
+    assert not any("namespaces/{namespace}/nodes" in path for path in doc["paths"])
+    node = doc["components"]["schemas"]["io.k8s.api.core.v1.Node"]
+    assert {"spec", "status"} <= set(node["properties"])

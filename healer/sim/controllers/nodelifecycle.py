@@ -35,11 +35,11 @@ Decisions:
 from __future__ import annotations
 
 import math
-import uuid
 from datetime import datetime
 
 from healer.sim.controllers.kubelet import refresh_pod_status
 from healer.sim.nodes import (
+    CONDITIONS,
     MEMORY_PRESSURE,
     NOT_READY,
     SYSTEM_MEMORY_BYTES,
@@ -47,6 +47,7 @@ from healer.sim.nodes import (
     UNSCHEDULABLE,
     condition,
     healthy,
+    pod_event,
     quantity,
     set_condition,
     tolerates,
@@ -122,7 +123,7 @@ def _not_ready(state: ClusterState, node: K8s, trouble: NodeTrouble, now: Now) -
     key = UNREACHABLE if trouble.unreachable else NOT_READY
     changed = False
     if trouble.unreachable:
-        for kind in ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready"):
+        for kind in CONDITIONS:
             old = _condition(node, kind)
             changed |= set_condition(
                 node,
@@ -159,7 +160,7 @@ def _not_ready(state: ClusterState, node: K8s, trouble: NodeTrouble, now: Now) -
 def _recover(state: ClusterState, node: K8s, now: Now) -> None:
     """The kubelet reports again: healthy conditions, the lifecycle taints lifted."""
     changed = False
-    for kind in ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready"):
+    for kind in CONDITIONS:
         changed |= set_condition(node, healthy(kind, now.at))
     for key in (NOT_READY, UNREACHABLE, MEMORY_PRESSURE):
         for effect in ("NoSchedule", "NoExecute"):
@@ -178,7 +179,7 @@ def _taint_manager(state: ClusterState, node: K8s, now: Now) -> None:
         tolerations = pod["spec"].get("tolerations") or []
         for taint in taints:
             if _toleration_over(tolerations, taint, now):
-                _event(
+                pod_event(
                     state,
                     pod,
                     "TaintManagerEviction",
@@ -291,7 +292,7 @@ def _evict_one(state: ClusterState, node: str, available: float, now: Now) -> No
         ],
     }
     state.store.update("pods", pod, spec_changed=False)
-    _event(state, pod, "Evicted", message, now, component="kubelet")
+    pod_event(state, pod, "Evicted", message, now, component="kubelet", kind="Warning")
     state.delete("pods", *key)
 
 
@@ -350,44 +351,3 @@ def _unix(timestamp: object) -> float | None:
     if not isinstance(timestamp, str):
         return None
     return datetime.fromisoformat(timestamp.replace("Z", "+00:00")).timestamp()
-
-
-def _event(
-    state: ClusterState,
-    pod: K8s,
-    reason: str,
-    message: str,
-    now: Now,
-    component: str = "taint-eviction-controller",
-) -> None:
-    meta = pod["metadata"]
-    at = rfc3339(now.at)
-    name = f"{meta['name']}.{int(now.unix_s * 1000):x}"
-    state.store.create(
-        "events",
-        {
-            "apiVersion": "v1",
-            "kind": "Event",
-            "metadata": {
-                "name": name,
-                "namespace": meta["namespace"],
-                # Derived, not drawn: the random stream stays the workloads'.
-                "uid": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{meta['namespace']}/{name}/{reason}")),
-            },
-            "involvedObject": {
-                "kind": "Pod",
-                "namespace": meta["namespace"],
-                "name": meta["name"],
-                "uid": meta["uid"],
-                "apiVersion": "v1",
-            },
-            "reason": reason,
-            "message": message,
-            "type": "Warning" if reason == "Evicted" else "Normal",
-            "source": {"component": component, "host": pod["spec"].get("nodeName", "")},
-            "firstTimestamp": at,
-            "lastTimestamp": at,
-            "count": 1,
-        },
-        now=now.at,
-    )

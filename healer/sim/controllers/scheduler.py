@@ -30,7 +30,7 @@ from __future__ import annotations
 from collections import Counter
 
 from healer.sim.controllers.kubelet import admit
-from healer.sim.nodes import Request, blocking_taint, default_tolerations, selects
+from healer.sim.nodes import Request, blocking_taint, default_tolerations, pod_event, selects
 from healer.sim.objects import K8s, rfc3339
 from healer.sim.state import ClusterState, Now
 
@@ -145,3 +145,12 @@ def _write_unschedulable(
     ]:
         pod["status"] = new
         state.store.update("pods", pod, spec_changed=False)
+        pod_event(
+            state,
+            pod,
+            "FailedScheduling",
+            message,
+            now,
+            component="default-scheduler",
+            kind="Warning",
+        )

@@ -155,6 +155,11 @@ def test_an_unschedulable_pod_says_why_per_node_and_is_placed_once_room_appears(
         "0/4 nodes are available: 1 Insufficient memory, 1 Too many pods, "
         "2 node(s) were unschedulable."
     )
+    events = cluster.list_objects("events", "shop", field_selector="reason=FailedScheduling")
+    assert sorted(e["involvedObject"]["name"] for e in events) == sorted(
+        p["metadata"]["name"] for p in pending
+    )
+    assert events[0]["message"] == condition["message"] and events[0]["type"] == "Warning"
     cluster.advance(STEP_S)
     assert not any(cluster.state.running(p) for p in pending)  # no container while waiting
     cluster.patch_object(
@@ -393,3 +398,35 @@ def test_required_node_affinity_places_a_pod_on_the_node_it_names() -> None:
     cluster.advance(3 * STEP_S)
     [pod] = cluster.pods_of("shop", "checkout")
     assert pod["spec"]["nodeName"] in ("node-01", "node-02")  # not node-00 nor node-03 (zone-a)
+
+
+@pytest.mark.parametrize("name", ["node-notready", "node-memory-pressure", "node-maintenance"])
+def test_a_node_scenario_left_alone_ends_with_every_pod_ready_and_the_node_healthy(
+    name: str,
+) -> None:
+    cluster = Cluster(load_scenario(name))
+    event = cluster.scenario.events[0]
+    cluster.advance(event.end_s + 900)
+    assert [e.kind for _, e in cluster.applied_events] == [event.kind]
+    for spec in cluster.scenario.expanded():
+        pods = cluster.pods_of(spec.namespace, spec.name)
+        assert len(pods) == spec.replicas and all(pod_ready(p) for p in pods)
+    assert event.node is not None
+    healthy = node(cluster, event.node)
+    assert condition_status(healthy, "Ready") == "True"
+    assert condition_status(healthy, "MemoryPressure") == "False"
+    assert not healthy["spec"].get("unschedulable") and taints(cluster, event.node) == []
+
+
+def test_a_node_selector_takes_every_node_it_matches_down_as_a_zone_outage() -> None:
+    event = Event(
+        at_s=60,
+        kind="node_notready",
+        node_selector={"topology.kubernetes.io/zone": "zone-a"},
+        duration_s=600,
+        expect="drain",
+    )
+    cluster = Cluster(scenario(event))
+    cluster.advance(60 + STEP_S)
+    ready = {n: condition_status(node(cluster, n), "Ready") for n in cluster.state.placement.order}
+    assert ready == {"node-00": "False", "node-01": "True", "node-02": "True", "node-03": "False"}
