@@ -287,9 +287,8 @@ def _run_alone(cluster: Cluster, duration_s: float) -> list[Act]:
     while cluster.elapsed_s < end:
         cluster.advance(cluster.scenario.step_s)
         now_s, replicas = cluster.clock.now_s(), _replicas(cluster)
-        by_hand = {e.workload for t, e in cluster.applied_events if e.kind == "manual_scale"}
         for w, n in replicas.items():
-            if n == before.get(w) or (w in by_hand and _scaled_now(cluster, w, now_s)):
+            if n == before.get(w) or _scaled_now(cluster, w, now_s):
                 continue
             if now_s - last.get(w, -float("inf")) >= HPA_EPISODE_S:
                 actions.append(Act(now_s, w, "scale"))

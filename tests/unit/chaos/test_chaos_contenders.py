@@ -38,3 +38,15 @@ def test_kubernetes_alone_lets_a_leak_end_in_oom_kills() -> None:
     assert len(trace.oom_kills) == 3  # each of the three containers, once
     assert trace.noticed == []
     assert trace.values.shape == (2, 7, 400)
+
+
+def test_a_daemonset_gets_no_autoscaler() -> None:
+    cluster = build_cluster(load_scenario("daemonset-crash-loop"))
+    targets = [h["spec"]["scaleTargetRef"] for h in cluster.store.list("horizontalpodautoscalers")]
+    assert [(t["kind"], t["name"]) for t in targets] == [("Deployment", "catalog")]
+
+
+def test_a_person_scaling_a_statefulset_is_not_counted_as_the_autoscaler() -> None:
+    scenario = load_scenario("statefulset-scaled-by-hand")
+    trace = run_contender("kubernetes", scenario, duration_s=3600, settings=load_settings(None))
+    assert trace.actions == []
