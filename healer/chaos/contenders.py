@@ -288,22 +288,13 @@ def _run_alone(cluster: Cluster, duration_s: float) -> list[Act]:
         cluster.advance(cluster.scenario.step_s)
         now_s, replicas = cluster.clock.now_s(), _replicas(cluster)
         for w, n in replicas.items():
-            if n == before.get(w) or _scaled_now(cluster, w, now_s):
+            if n == before.get(w):
                 continue
             if now_s - last.get(w, -float("inf")) >= HPA_EPISODE_S:
                 actions.append(Act(now_s, w, "scale"))
             last[w] = now_s
         before = replicas
     return actions
-
-
-def _scaled_now(cluster: Cluster, workload: str, now_s: float) -> bool:
-    """A person scaled ``workload`` in this step (a scenario's ``manual_scale``): the
-    change is theirs, not the autoscaler's."""
-    return any(
-        t == now_s and e.kind == "manual_scale" and e.workload == workload
-        for t, e in cluster.applied_events
-    )
 
 
 def _acts(records: list[ActionRecord]) -> list[Act]:

@@ -138,7 +138,10 @@ def test_a_leaking_daemonset_is_restarted_node_by_node(tmp_path: Path) -> None:
 
 def test_a_statefulset_scaled_by_a_person_is_left_alone(tmp_path: Path) -> None:
     harness, store = start(load_scenario("statefulset-scaled-by-hand"), tmp_path)
-    harness.run_for(3.5 * 3600)
+    harness.run_for(3600)  # past the scale to five, at 45 minutes
+    sts = harness.cluster.get_object("statefulsets", "shop", "ledger")
+    assert sts["spec"]["replicas"] == sts["status"]["readyReplicas"] == 5
+    harness.run_for(2.5 * 3600)  # past the scale back to three, at 2.5 hours
     harness.close()
     assert [e.kind for _, e in harness.cluster.applied_events] == ["manual_scale"] * 2
     assert store.list_incidents(limit=50) == []

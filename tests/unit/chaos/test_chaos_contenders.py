@@ -46,7 +46,11 @@ def test_a_daemonset_gets_no_autoscaler() -> None:
     assert [(t["kind"], t["name"]) for t in targets] == [("Deployment", "catalog")]
 
 
-def test_a_person_scaling_a_statefulset_is_not_counted_as_the_autoscaler() -> None:
-    scenario = load_scenario("statefulset-scaled-by-hand")
-    trace = run_contender("kubernetes", scenario, duration_s=3600, settings=load_settings(None))
-    assert trace.actions == []
+def test_a_person_scaling_a_statefulset_under_an_autoscaler_is_overruled_at_once() -> None:
+    # The HPA's recommendations of the last five minutes all say 3: its next sync puts
+    # the StatefulSet back, as a real HPA does with a hand-made scale.
+    cluster = build_cluster(load_scenario("statefulset-scaled-by-hand"))
+    cluster.advance(2700)
+    [(_, event)] = cluster.applied_events
+    assert (event.kind, event.replicas) == ("manual_scale", 5)
+    assert cluster.get_object("statefulsets", "shop", "ledger")["spec"]["replicas"] == 3
