@@ -1,7 +1,7 @@
 """How fast the simulated cluster runs at scale: Deployments x pods x simulated hours.
 
     python bench/sim_scale.py [--deployments 1000] [--statefulsets 0] [--pods 5] [--hours 24]
-                              [--sample-hours H] [--nodes N]
+                              [--sample-hours H] [--daemonsets 0] [--nodes N]
 
 The target (issue 3): 1,000 Deployments x 5 pods for 24 simulated hours at 15 s
 resolution in under 60 s of wall time on one core. The process is pinned to one CPU
@@ -10,9 +10,9 @@ a shorter one, projected to ``--hours``. It prints the build and run wall times,
 CPU time (less sensitive than wall time to other processes on a busy machine), the
 cost per simulated step and per workload-step, and peak memory (ru_maxrss), which
 includes the recorded samples: (workloads x 7 signals) float64 per step.
-``--statefulsets`` adds that many StatefulSets of ``--pods`` ordered pods each.
-``--nodes`` sets the number of nodes the pods are scheduled onto (by default the
-scenario's pool: room for four times the pods, 110 pods a node).
+``--statefulsets`` adds that many StatefulSets of ``--pods`` ordered pods each;
+``--daemonsets`` that many DaemonSets, one pod on each node; ``--nodes`` fixes the node
+pool (by default sized for the workloads' pods).
 """
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ TARGET_S = 60.0
 
 
 def scenario(
-    deployments: int, pods: int, statefulsets: int = 0, nodes: int | None = None
+    deployments: int,
+    pods: int,
+    statefulsets: int = 0,
+    daemonsets: int = 0,
+    nodes: int | None = None,
 ) -> Scenario:
     workload = WorkloadSpec(
         name="svc",
@@ -45,6 +49,12 @@ def scenario(
         workloads.append(
             workload.model_copy(
                 update={"name": "db", "kind": "StatefulSet", "copies": statefulsets}
+            )
+        )
+    if daemonsets:
+        workloads.append(
+            workload.model_copy(
+                update={"name": "agent", "kind": "DaemonSet", "copies": daemonsets, "replicas": 1}
             )
         )
     return Scenario(
@@ -72,12 +82,15 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=5)
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--sample-hours", type=float, default=None)
+    parser.add_argument("--daemonsets", type=int, default=0)
     parser.add_argument("--nodes", type=int, default=None)
     args = parser.parse_args()
     sample_h = args.hours if args.sample_hours is None else args.sample_hours
     pinned = pin_to_one_core()
     cpu_started, started = time.process_time(), time.perf_counter()
-    cluster = Cluster(scenario(args.deployments, args.pods, args.statefulsets, args.nodes))
+    cluster = Cluster(
+        scenario(args.deployments, args.pods, args.statefulsets, args.daemonsets, args.nodes)
+    )
     build_s, build_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     cpu_started, started = time.process_time(), time.perf_counter()
     cluster.advance(sample_h * 3600)
@@ -88,10 +101,12 @@ def main() -> None:
     total_s = build_s + per_step * span_steps
     total_cpu_s = build_cpu_s + run_cpu_s / steps * span_steps
     peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    workloads = args.deployments + args.statefulsets
+    workloads = args.deployments + args.statefulsets + args.daemonsets
+    nodes = len(cluster.store.list("nodes"))
     print(
         f"{args.deployments} Deployments and {args.statefulsets} StatefulSets x {args.pods} "
-        f"pods on {len(cluster.store.list('nodes'))} nodes, {pinned}: "
+        f"pods, {args.daemonsets} DaemonSets on {nodes} nodes "
+        f"({len(cluster.store.list('pods'))} pods), {pinned}: "
         f"built in {build_s:.1f} s wall ({build_cpu_s:.1f} s CPU)"
     )
     print(

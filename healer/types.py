@@ -52,8 +52,8 @@ class Direction(enum.StrEnum):
 class TargetKind(enum.StrEnum):
     """The kinds of object healer acts on; ``healer.actions.targets`` maps each to its
     API path, and each action kind lists those it supports (``ActionSpec.targets``).
-    A DaemonSet is named so that a playbook asking for what no action supports on it
-    is refused; Pod and Node are next."""
+    A playbook asking for what no action supports on a kind (a DaemonSet's scale) is
+    refused; Pod and Node are next."""
 
     DEPLOYMENT = "Deployment"
     STATEFULSET = "StatefulSet"
@@ -462,10 +462,14 @@ class Alert:
     @property
     def workload(self) -> WorkloadRef | None:
         """The Deployment its ``namespace`` and ``deployment`` labels name, else the
-        StatefulSet its ``statefulset`` label names (as kube-state-metrics' alerts carry
-        it); None without a namespace and one of them."""
+        StatefulSet (DaemonSet) its ``statefulset`` (``daemonset``) label names (as
+        kube-state-metrics' alerts carry them); None without a namespace and one of them."""
         namespace = self.labels.get("namespace")
-        for label, kind in (("deployment", "Deployment"), ("statefulset", "StatefulSet")):
+        for label, kind in (
+            ("deployment", "Deployment"),
+            ("statefulset", "StatefulSet"),
+            ("daemonset", "DaemonSet"),
+        ):
             name = self.labels.get(label)
             if namespace and name:
                 return WorkloadRef(namespace, kind, name)

@@ -151,14 +151,15 @@ class KubeActuator:
             case TargetKind.STATEFULSET:
                 return self._statefulset_state(workload)
             case TargetKind.DAEMONSET:
-                raise PermanentActionError(f"{workload}: healer cannot read a DaemonSet yet")
+                return self._daemonset_state(workload)
             case _:
                 assert_never(kind_of(workload))
 
     def owner_of_pod(self, namespace: str, pod: str) -> WorkloadRef | None:
         """The workload that controls the pod, as its owner references say: a ReplicaSet's
-        Deployment, or a StatefulSet; None for a pod of anything else (a bare pod, a Job,
-        a ReplicaSet of its own). PermanentActionError when the pod does not exist.
+        Deployment, a StatefulSet or a DaemonSet; None for a pod of anything else (a bare
+        pod, a Job, a ReplicaSet of its own). PermanentActionError when the pod does not
+        exist.
 
         An alert often names a pod only (kube-state-metrics' ``KubePodCrashLooping``,
         ``KubePodNotReady``): healer acts on what controls it, as a person would.
@@ -167,8 +168,8 @@ class KubeActuator:
         owner = _controller(body.metadata)
         if owner is None:
             return None
-        if owner.kind == "StatefulSet":
-            return WorkloadRef(namespace, "StatefulSet", owner.name)
+        if owner.kind in ("StatefulSet", "DaemonSet"):
+            return WorkloadRef(namespace, owner.kind, owner.name)
         if owner.kind != "ReplicaSet":
             return None
         rs = self._call(self._apps.read_namespaced_replica_set, owner.name, namespace)
@@ -221,6 +222,28 @@ class KubeActuator:
             held_back=min(partition, replicas),
         )
 
+    def _daemonset_state(self, workload: WorkloadRef) -> WorkloadState:
+        """A DaemonSet as a workload: its replicas are the nodes it should run on
+        (``desiredNumberScheduled``), its revisions its ControllerRevisions."""
+        ds = self._call(self._apps.read_namespaced_daemon_set, workload.name, workload.namespace)
+        status = ds.status
+        return WorkloadState(
+            workload=workload,
+            replicas=status.desired_number_scheduled or 0,
+            ready_replicas=status.number_ready or 0,
+            updated_replicas=status.updated_number_scheduled or 0,
+            available_replicas=status.number_available or 0,
+            generation=ds.metadata.generation or 0,
+            observed_generation=status.observed_generation or 0,
+            paused=False,
+            revisions=tuple(self._statefulset_revisions(ds)),
+            annotations=dict(ds.metadata.annotations or {}),
+            labels=dict(ds.metadata.labels or {}),
+            total_replicas=status.current_number_scheduled or 0,
+            hpa=None,  # an HPA cannot scale a DaemonSet
+            pods=self._pods(ds),
+        )
+
     def _controlled_revisions(self, sts: Any) -> list[Any]:
         revisions = self._call(
             self._apps.list_namespaced_controller_revision,
@@ -237,8 +260,9 @@ class KubeActuator:
         ]
 
     def _statefulset_revisions(self, sts: Any) -> list[Revision]:
-        """The StatefulSet's ControllerRevisions, newest first; the template each holds is
-        its ``data``'s (a strategic merge patch of ``spec.template``)."""
+        """The StatefulSet's (or DaemonSet's) ControllerRevisions, newest first; the
+        template each holds is its ``data``'s (a strategic merge patch of
+        ``spec.template``)."""
         revisions = []
         for r in self._controlled_revisions(sts):
             template = copy.deepcopy(((r.data or {}).get("spec") or {}).get("template") or {})
@@ -549,9 +573,15 @@ class _Reads:
         return self._json(act._call(read, target.name, target.namespace))
 
     def revisions(self, target: WorkloadRef) -> list[JsonObject]:
+        """The ControllerRevisions a StatefulSet or a DaemonSet controls."""
         act = self._act
-        sts = act._call(act._apps.read_namespaced_stateful_set, target.name, target.namespace)
-        return [self._json(r) for r in act._controlled_revisions(sts)]
+        read = (
+            act._apps.read_namespaced_daemon_set
+            if kind_of(target) is TargetKind.DAEMONSET
+            else act._apps.read_namespaced_stateful_set
+        )
+        owner = act._call(read, target.name, target.namespace)
+        return [self._json(r) for r in act._controlled_revisions(owner)]
 
     def replicasets(self, target: WorkloadRef) -> list[JsonObject]:
         act = self._act

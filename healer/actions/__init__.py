@@ -41,12 +41,14 @@ COMMON_RBAC = (
     Rule("apps", "deployments", ("get",)),
     Rule("apps", "replicasets", ("list",)),
     Rule("apps", "statefulsets", ("get",)),
+    Rule("apps", "daemonsets", ("get",)),
     Rule("apps", "controllerrevisions", ("list",)),
     Rule("autoscaling", "horizontalpodautoscalers", ("list",)),
     Rule("", "events", ("create",)),
 )
 """What the actuator needs whatever the kind: reading a workload's state (its
-Deployment and ReplicaSets, or its StatefulSet and ControllerRevisions, and its HPA)
+Deployment and ReplicaSets, or its StatefulSet or DaemonSet and ControllerRevisions,
+and its HPA)
 and posting an Event on it after acting."""
 
 

@@ -1,9 +1,10 @@
 """Rollout restart: what ``kubectl rollout restart deployment/NAME`` (or
-``statefulset/NAME``) sends.
+``statefulset/NAME``, ``daemonset/NAME``) sends.
 
 A strategic merge patch that stamps ``kubectl.kubernetes.io/restartedAt`` on the pod
 template, so the Deployment controller rolls every pod (the StatefulSet controller,
-every pod at or above its ``partition``, highest ordinal first). It takes no parameters.
+every pod at or above its ``partition``, highest ordinal first; the DaemonSet
+controller, node by node within its ``maxUnavailable``). It takes no parameters.
 
 Decisions:
 
@@ -49,7 +50,8 @@ def _concrete(inputs: PlanInputs, settings: NoSettings) -> Concrete:
 
 
 def refuse_paused(target: WorkloadRef, reads: Reads, doing: str) -> None:
-    """PermanentActionError when the Deployment is paused now (a StatefulSet never is)."""
+    """PermanentActionError when the Deployment is paused now (a StatefulSet or a
+    DaemonSet never is)."""
     if path_of(reads.workload(target), "spec", "paused"):
         raise PermanentActionError(
             f"{target} is paused: resume it before {doing}; nothing would roll out"
@@ -77,8 +79,9 @@ ACTION = ActionSpec(
     rbac=(
         Rule("apps", "deployments", ("get", "patch")),
         Rule("apps", "statefulsets", ("get", "patch")),
+        Rule("apps", "daemonsets", ("get", "patch")),
     ),
-    targets=(TargetKind.DEPLOYMENT, TargetKind.STATEFULSET),
+    targets=(TargetKind.DEPLOYMENT, TargetKind.STATEFULSET, TargetKind.DAEMONSET),
     make_concrete=_concrete,
     make_request=_request,
     check_landed=_landed,

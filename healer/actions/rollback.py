@@ -4,11 +4,13 @@ For a Deployment: the ReplicaSets it controls, the one annotated with the wanted
 revision, its pod template without the ``pod-template-hash`` label, written back with a
 JSON patch of ``spec.template`` and the annotations, as kubectl does.
 
-For a StatefulSet: the ControllerRevision it controls numbered N; its ``data`` (a
-strategic merge patch replacing ``spec.template``) is sent as it is, as kubectl does.
-The StatefulSet controller then rolls the pods back highest ordinal first, at or above
-the ``partition`` only: the pods below it never left the earlier revision, and the
-partition, the owner's choice, is left as it is.
+For a StatefulSet or a DaemonSet: the ControllerRevision it controls numbered N; its
+``data`` (a strategic merge patch replacing ``spec.template``) is sent as it is, as
+kubectl does for both. The StatefulSet controller then rolls the pods back highest
+ordinal first, at or above the ``partition`` only: the pods below it never left the
+earlier revision, and the partition, the owner's choice, is left as it is. The
+DaemonSet controller rolls them back node by node within its ``maxUnavailable``, a pod
+that is not available (a crash-looping one) replaced at once whatever that budget.
 
 Decisions:
 
@@ -18,7 +20,8 @@ Decisions:
 - A paused Deployment is refused: nothing would roll out until someone resumes it.
 - After a crash the undo landed when the workload has moved off the revision it was
   rolled back from (a Deployment's revision annotation; the number of a StatefulSet's
-  update revision).
+  update revision; a DaemonSet's newest revision number, which the undo moves, as the
+  controller renumbers the revision it returns to).
 - A StatefulSet whose rollout got stuck (``OrderedReady``: a pod of the bad revision
   that never became Ready holds every later step) does not roll back on its own once
   its template is reverted: Kubernetes' documented forced rollback is to delete the
@@ -149,9 +152,9 @@ def _revision_numbered(target: WorkloadRef, number: int, reads: Reads) -> JsonOb
     return next((r for r in reads.revisions(target) if r.get("revision") == number), None)
 
 
-def _statefulset_undo(target: WorkloadRef, to_revision: int, reads: Reads) -> JsonObject:
-    """The strategic merge patch ``kubectl rollout undo statefulset --to-revision`` sends:
-    the revision's own ``data``."""
+def _revision_undo(target: WorkloadRef, to_revision: int, reads: Reads) -> JsonObject:
+    """The strategic merge patch ``kubectl rollout undo statefulset|daemonset
+    --to-revision`` sends: the revision's own ``data``."""
     wanted = _revision_numbered(target, to_revision, reads)
     data = wanted.get("data") if wanted is not None else None
     if not isinstance(data, dict):
@@ -166,11 +169,9 @@ def _request(target: WorkloadRef, params: RollbackParams, reads: Reads, now: dat
         case TargetKind.DEPLOYMENT:
             patch = _undo_patch(target, params.to_revision, reads)
             return Request("PATCH", object_path(target), JSON_PATCH, patch)
-        case TargetKind.STATEFULSET:
-            body = _statefulset_undo(target, params.to_revision, reads)
+        case TargetKind.STATEFULSET | TargetKind.DAEMONSET:
+            body = _revision_undo(target, params.to_revision, reads)
             return Request("PATCH", object_path(target), STRATEGIC, body)
-        case TargetKind.DAEMONSET:
-            raise PermanentActionError(f"{target}: rollback does not support a DaemonSet")
         case _:
             assert_never(kind_of(target))
 
@@ -187,7 +188,9 @@ def _landed(target: WorkloadRef, params: RollbackParams, started: datetime, read
             )
             current = str(found.get("revision")) if found is not None else None
         case TargetKind.DAEMONSET:
-            return False
+            numbers = [r.get("revision") for r in reads.revisions(target)]
+            newest = max((n for n in numbers if isinstance(n, int)), default=None)
+            current = str(newest) if newest is not None else None
         case _:
             assert_never(kind_of(target))
     return current is not None and current != str(params.from_revision)
@@ -246,8 +249,9 @@ ACTION = ActionSpec(
         Rule("apps", "statefulsets", ("get", "patch")),
         Rule("apps", "controllerrevisions", ("list",)),
         Rule("", "pods", ("list", "delete")),
+        Rule("apps", "daemonsets", ("get", "patch")),
     ),
-    targets=(TargetKind.DEPLOYMENT, TargetKind.STATEFULSET),
+    targets=(TargetKind.DEPLOYMENT, TargetKind.STATEFULSET, TargetKind.DAEMONSET),
     make_concrete=_concrete,
     make_request=_request,
     check_landed=_landed,

@@ -143,9 +143,12 @@ class ChaosCluster(Cluster):
 
 
 def build_cluster(scenario: Scenario) -> ChaosCluster:
-    """The scenario's cluster with an autoscaler on every workload (Deployment or StatefulSet)."""
+    """The scenario's cluster with an autoscaler on every workload (Deployment or
+    StatefulSet; a DaemonSet has no replicas to scale)."""
     cluster = ChaosCluster(scenario)
     for spec in scenario.expanded():
+        if spec.kind == "DaemonSet":
+            continue
         body: K8s = {
             "metadata": {"name": spec.name},
             "spec": {
@@ -270,7 +273,7 @@ def _replicas(cluster: Cluster) -> dict[str, int]:
     out = {}
     for w in cluster.workloads:
         dep = cluster.state.workload(w.namespace, w.name)
-        out[f"{w.namespace}/{w.name}"] = dep["spec"]["replicas"] if dep else 0
+        out[f"{w.namespace}/{w.name}"] = dep["spec"].get("replicas", 0) if dep else 0
     return out
 
 

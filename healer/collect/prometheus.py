@@ -40,7 +40,12 @@ from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_expo
 from urllib3.util.retry import Retry
 
 from healer.collect.pod_queries import READY, build_pod_queries, for_namespaces
-from healer.collect.signals import STATEFULSET_PREFIX, SignalQuery, build_queries
+from healer.collect.signals import (
+    DAEMONSET_PREFIX,
+    STATEFULSET_PREFIX,
+    SignalQuery,
+    build_queries,
+)
 from healer.collect.source import POD_WINDOW_S
 from healer.config import PrometheusSettings
 from healer.errors import ConfigError, PrometheusUnavailable, QueryError
@@ -517,9 +522,12 @@ def assemble(
 
 def workload_ref(namespace: str, label: str) -> WorkloadRef:
     """The workload a series' ``deployment`` label names: a StatefulSet's carries
-    ``STATEFULSET_PREFIX`` before its name, a Deployment's is the name alone."""
+    ``STATEFULSET_PREFIX`` before its name, a DaemonSet's ``DAEMONSET_PREFIX``, a
+    Deployment's is the name alone."""
     if label.startswith(STATEFULSET_PREFIX):
         return WorkloadRef(namespace, "StatefulSet", label.removeprefix(STATEFULSET_PREFIX))
+    if label.startswith(DAEMONSET_PREFIX):
+        return WorkloadRef(namespace, "DaemonSet", label.removeprefix(DAEMONSET_PREFIX))
     return WorkloadRef(namespace, "Deployment", label)
 
 

@@ -12,7 +12,8 @@ Pod-level series reach their Deployment through ``$pod_owner``, a vector of 1s l
 ReplicaSet) with ``kube_replicaset_owner`` (ReplicaSet -> Deployment), as kube-prometheus'
 ``namespace_workload_pod:kube_pod_owner:relabel`` rule does, and takes a StatefulSet's
 pods from ``kube_pod_owner`` directly, labelled ``deployment="statefulset/NAME"``
-(``STATEFULSET_PREFIX``); a cluster that labels its
+(``STATEFULSET_PREFIX``), and a DaemonSet's as ``deployment="daemonset/NAME"``
+(``DAEMONSET_PREFIX``); a cluster that labels its
 pods with the Deployment's name can map through ``kube_pod_labels`` instead.
 
 Templates use two tokens, replaced as plain text (PromQL's own ``$1`` is left alone):
@@ -40,6 +41,9 @@ STATEFULSET_PREFIX = "statefulset/"
 names a workload in every query, with its kind where a Deployment's name (which cannot
 hold a ``/``) never is; ``healer.collect.prometheus`` reads it back as the kind."""
 
+DAEMONSET_PREFIX = "daemonset/"
+"""A DaemonSet's series carry ``deployment="daemonset/NAME"``, as a StatefulSet's do."""
+
 POD_OWNER_BY_OWNERS = """max by (namespace, pod, deployment) (
   label_replace(
     label_replace(kube_pod_owner{owner_kind="ReplicaSet"}, "replicaset", "$1", "owner_name", "(.*)")
@@ -52,6 +56,10 @@ POD_OWNER_BY_OWNERS = """max by (namespace, pod, deployment) (
   or
   label_replace(
     kube_pod_owner{owner_kind="StatefulSet"}, "deployment", "statefulset/$1", "owner_name", "(.+)"
+  )
+  or
+  label_replace(
+    kube_pod_owner{owner_kind="DaemonSet"}, "deployment", "daemonset/$1", "owner_name", "(.+)"
   )
 )"""
 
@@ -110,7 +118,8 @@ STANDARD: Mapping[Signal, str] = {
     ),
     # More available than desired happens mid-rollout (surge); the signal tops out at 1.
     # A Deployment scaled to zero is fully ready, as the simulator and kubectl say; a
-    # StatefulSet's ready pods count the same way.
+    # StatefulSet's ready pods count the same way, and a DaemonSet's available pods over
+    # the nodes it should run on.
     Signal.READY_RATIO: """clamp_max(
   sum by (namespace, deployment) (kube_deployment_status_replicas_available)
   / (sum by (namespace, deployment) (kube_deployment_spec_replicas) > 0),
@@ -133,6 +142,28 @@ clamp_max(
 or on (namespace, deployment)
 (sum by (namespace, deployment) (
   label_replace(kube_statefulset_replicas, "deployment", "statefulset/$1", "statefulset", "(.+)")
+) == 0) + 1
+or on (namespace, deployment)
+clamp_max(
+  sum by (namespace, deployment) (
+    label_replace(
+      kube_daemonset_status_number_available, "deployment", "daemonset/$1", "daemonset", "(.+)"
+    )
+  )
+  / (sum by (namespace, deployment) (
+    label_replace(
+      kube_daemonset_status_desired_number_scheduled,
+      "deployment", "daemonset/$1", "daemonset", "(.+)"
+    )
+  ) > 0),
+  1
+)
+or on (namespace, deployment)
+(sum by (namespace, deployment) (
+  label_replace(
+    kube_daemonset_status_desired_number_scheduled,
+    "deployment", "daemonset/$1", "daemonset", "(.+)"
+  )
 ) == 0) + 1""",
 }
 

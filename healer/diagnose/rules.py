@@ -10,9 +10,10 @@ Each cause is recognised by the evidence an SRE would look for first:
 * cpu_hog: CPU up without more traffic (nor a new release): the work per request did not
   change, so something in the containers burns CPU besides serving; a restart clears a
   runaway thread, more replicas would only host more of them;
-* crash_loop: containers restarting without a memory build-up, or a rollout stalled on a
-  pod that restarts and never becomes Ready (a StatefulSet replaces its pods in place,
-  so its ready ratio drops before the restarts add up). Sure (0.8) when it began
+* crash_loop: containers restarting without a memory build-up (the restarts signal), or
+  unready pods restarting while the ready ratio drops: a StatefulSet's rollout stalled on
+  a pod that never becomes Ready, or a DaemonSet's bad release replacing a node's pod
+  before the new one is ready, shows so before the restarts add up. Sure (0.8) when it began
   soon after a rollout with an older revision to return to, as a release that exits on
   start does; unsure (0.5) otherwise, which no playbook acts on: a person must look.
 
@@ -32,7 +33,6 @@ from healer.types import (
     Direction,
     Finding,
     Frame,
-    PodState,
     Revision,
     Signal,
     SignalDeviation,
@@ -106,20 +106,9 @@ def _bad_release(finding: Finding, frame: Frame, state: WorkloadState) -> Diagno
 def _crash_loop(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnosis | None:
     if _up(finding, Signal.MEMORY, at_least=3.0):
         return None
-    restarts = _up(finding, Signal.RESTARTS, at_least=3.0)
-    if restarts is not None:
-        seen = (
-            f"Containers are restarting ({restarts.value:.1f}/min) without a memory "
-            "build-up: the process is crashing"
-        )
-    else:
-        stuck = _stuck_pod(finding, state)
-        if stuck is None:
-            return None
-        seen = (
-            f"Pod {stuck.name} has restarted {stuck.restarts} times and never became "
-            "Ready, holding the rollout: the process is crashing"
-        )
+    seen = _crashing(finding, state)
+    if seen is None:
+        return None
     release = _recent_release(finding, state)
     if release is None:
         return Diagnosis(
@@ -139,13 +128,30 @@ def _crash_loop(finding: Finding, frame: Frame, state: WorkloadState) -> Diagnos
     )
 
 
-def _stuck_pod(finding: Finding, state: WorkloadState) -> PodState | None:
-    """A pod that restarted and is not Ready while the ready ratio is down."""
+def _crashing(finding: Finding, state: WorkloadState) -> str | None:
+    """What shows the containers crashing: the restarts signal up, or (before it has
+    climbed) the ready ratio down with the unready pods restarting, as a DaemonSet's
+    bad release shows first: it replaces a node's pod before the new one is ready."""
+    restarts = _up(finding, Signal.RESTARTS, at_least=3.0)
+    if restarts is not None:
+        return (
+            f"Containers are restarting ({restarts.value:.1f}/min) without a memory "
+            "build-up: the process is crashing"
+        )
     ready = finding.deviation(Signal.READY_RATIO)
-    if ready is None or ready.direction != Direction.DOWN:
+    crashing = [p for p in state.pods if not p.ready and p.restarts > 0 and not p.terminating]
+    if ready is None or ready.direction != Direction.DOWN or not crashing:
         return None
-    return next(
-        (p for p in state.pods if not p.ready and p.restarts > 0 and not p.terminating), None
+    if len(crashing) == 1:
+        stuck = crashing[0]
+        return (
+            f"Pod {stuck.name} has restarted {stuck.restarts} times and never became "
+            "Ready, holding the rollout: the process is crashing"
+        )
+    return (
+        f"{len(crashing)} of {len(state.pods)} pods are not ready and restarting "
+        f"({sum(p.restarts for p in crashing)} restarts) without a memory build-up: "
+        "the process is crashing"
     )
 
 

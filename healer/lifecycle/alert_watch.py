@@ -65,8 +65,8 @@ def refusal(
         pod = alert.labels.get("pod")
         named = f"pod {alert.labels.get('namespace', '?')}/{pod}" if pod else "no workload"
         return AlertDisposition.NO_WORKLOAD, (
-            f"{alert.name} names {named}: no namespace and deployment (or statefulset) "
-            "labels, kept unresolved"
+            f"{alert.name} names {named}: no namespace and deployment (or statefulset, "
+            "daemonset) labels, kept unresolved"
         )
     verdict = namespace_verdict(workload.namespace, guards)
     if not verdict.passed:

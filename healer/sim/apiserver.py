@@ -45,7 +45,7 @@ from healer.sim.watch import watch
 
 Handler = Callable[[Request], Awaitable[Response]]
 
-_WORKLOADS = ("deployments", "statefulsets")
+_WORKLOADS = ("deployments", "statefulsets", "daemonsets")
 """Kinds with a controller whose writes go through the cluster's workload verbs."""
 _TABLE_TYPE = "application/json;as=Table;v=v1;g=meta.k8s.io"
 # Exceptions raised while reading a body of the wrong shape (a string where an object
@@ -416,7 +416,8 @@ async def _subresource(
     cluster: Cluster, request: Request, kind: Kind, namespace: str, name: str, sub: str
 ) -> Response:
     resource = kind.resource
-    if resource in _WORKLOADS and sub == "scale":
+    scalable = any(s.name == "scale" for s in kind.subresources)
+    if resource in _WORKLOADS and scalable and sub == "scale":
         if request.method == "GET":
             return _json(request, cluster.get_scale(namespace, name, resource=resource))
         dry_run = _dry(request)

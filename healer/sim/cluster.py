@@ -55,12 +55,13 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
-from healer.sim import controllers, deployments, nodes, statefulsets
+from healer.sim import controllers, daemonsets, deployments, nodes, statefulsets
 from healer.sim.clock import VirtualClock
 from healer.sim.containers import Container
 from healer.sim.controllers import kubelet
 from healer.sim.controllers.autoscaling import AutoscalerController
 from healer.sim.controllers.budgets import DisruptionController, update_budget
+from healer.sim.controllers.daemonset import DaemonSetController
 from healer.sim.controllers.deployment import DeploymentController, DeploymentStatus
 from healer.sim.controllers.faults import ApiFaults, FaultInjector, active
 from healer.sim.controllers.garbage import GarbageCollector
@@ -94,7 +95,11 @@ __all__ = ["LATENCY_BUCKETS_S", "REVISION", "SIGNALS", "Cluster"]
 _WARM_PASSES = 3
 _WARM_AGE_S = 3600.0
 
-_WORKLOAD_RULES = {"deployments": deployments, "statefulsets": statefulsets}
+_WORKLOAD_RULES = {
+    "deployments": deployments,
+    "statefulsets": statefulsets,
+    "daemonsets": daemonsets,
+}
 """Each workload kind's module of API server rules: ``default`` and ``validate``."""
 
 _P = ParamSpec("_P")
@@ -128,12 +133,14 @@ class Cluster:
         self._faults = FaultInjector(scenario, api=self)
         self._sampler = Sampler(scenario.step_s)
         status, stateful = DeploymentStatus(), StatefulSetController()
+        daemon = DaemonSetController()
         self._control_plane: tuple[controllers.Controller, ...] = (
             GarbageCollector(),
             CordonTaint(),
             DeploymentController(),
             ReplicaSetController(),
             stateful,
+            daemon,
             Scheduler(),
             kubelet.Kubelet(),
             status,
@@ -146,6 +153,7 @@ class Cluster:
             AutoscalerController(),
             status,  # pods changed readiness while serving: the status catches up
             stateful,  # and a StatefulSet's next ordinal need not wait for the next tick
+            daemon,  # nor a DaemonSet's rolling update its next node
             DisruptionController(),
             self._sampler,
         )
@@ -156,6 +164,7 @@ class Cluster:
             DeploymentController(),
             ReplicaSetController(),
             StatefulSetController(),
+            DaemonSetController(),
             Scheduler(),
         ]
         """The controllers that react to a write through the API at once, in this order;
@@ -168,6 +177,8 @@ class Cluster:
                     self.create_workload(
                         "statefulsets", spec.namespace, statefulsets.manifest(spec)
                     )
+                elif spec.kind == "DaemonSet":
+                    self.create_workload("daemonsets", spec.namespace, daemonsets.manifest(spec))
                 else:
                     self.create_deployment(spec.namespace, deployments.manifest(spec))
             for _ in range(_WARM_PASSES):
@@ -302,7 +313,8 @@ class Cluster:
     def create_workload(
         self, resource: str, namespace: str, body: K8s, *, dry_run: bool = False
     ) -> K8s:
-        """Create a Deployment or a StatefulSet (``resource``) after defaults and checks."""
+        """Create a Deployment, StatefulSet or DaemonSet (``resource``) after defaults and
+        checks."""
         with self.lock:
             obj = copy_json(body)
             obj.setdefault("apiVersion", "apps/v1")
@@ -314,6 +326,9 @@ class Cluster:
             obj["status"] = {"observedGeneration": 0}
             if resource == "statefulsets":
                 obj["status"]["replicas"] = 0  # required in the Go type's status
+            if resource == "daemonsets":
+                daemonsets.stamp_template_generation(None, obj)
+                obj["status"].update(dict.fromkeys(daemonsets.REQUIRED_STATUS, 0))
             if dry_run:
                 return obj
             return copy_json(self.store.create(resource, obj, now=self.clock.now()))
@@ -553,6 +568,9 @@ class Cluster:
         rules.validate(new)
         if resource == "statefulsets":
             statefulsets.check_update(current, new)
+        elif resource == "daemonsets":
+            daemonsets.check_update(current, new)
+            daemonsets.stamp_template_generation(current, new)
         elif new["spec"]["selector"] != current["spec"]["selector"]:
             raise ApiError(
                 422,

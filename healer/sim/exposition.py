@@ -94,6 +94,7 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
         ],
     )
     yield from _statefulset_families(cluster)
+    yield from _daemonset_families(cluster)
     yield from node_families(cluster)  # kube-state-metrics' and node-exporter's
     yield from pod_info(cluster)
     pods = cluster.store.list("pods")
@@ -208,6 +209,38 @@ def _statefulset_families(cluster: Cluster) -> Iterator[tuple[str, str, list[tup
                         revision=str((s.get("status") or {}).get(field, "")),
                     ),
                     1.0,
+                )
+                for s in sets
+            ],
+        )
+
+
+# kube-state-metrics' DaemonSet gauges: (metric, where the value is read).
+_DAEMONSET_GAUGES = (
+    ("kube_daemonset_status_current_number_scheduled", ("status", "currentNumberScheduled")),
+    ("kube_daemonset_status_desired_number_scheduled", ("status", "desiredNumberScheduled")),
+    ("kube_daemonset_status_number_available", ("status", "numberAvailable")),
+    ("kube_daemonset_status_number_misscheduled", ("status", "numberMisscheduled")),
+    ("kube_daemonset_status_number_ready", ("status", "numberReady")),
+    ("kube_daemonset_status_number_unavailable", ("status", "numberUnavailable")),
+    ("kube_daemonset_status_updated_number_scheduled", ("status", "updatedNumberScheduled")),
+    ("kube_daemonset_status_observed_generation", ("status", "observedGeneration")),
+    ("kube_daemonset_metadata_generation", ("metadata", "generation")),
+)
+
+
+def _daemonset_families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, float]]]]:
+    sets = cluster.store.list("daemonsets")
+    if not sets:
+        return  # no family without a series: OpenMetrics has no empty families
+    for metric, (section, field) in _DAEMONSET_GAUGES:
+        yield (
+            metric,
+            "gauge",
+            [
+                (
+                    _labels(namespace=s["metadata"]["namespace"], daemonset=s["metadata"]["name"]),
+                    (s.get(section) or {}).get(field, 0),
                 )
                 for s in sets
             ],

@@ -2,8 +2,8 @@
 
 One table drives routing, discovery (legacy and aggregated), server-side printing and
 field selectors, so a resource cannot be served without being discoverable, or the
-other way round. Deployments, StatefulSets, ReplicaSets, ControllerRevisions, Pods and
-Events are handled by the cluster's controllers; HorizontalPodAutoscalers,
+other way round. Deployments, StatefulSets, DaemonSets, ReplicaSets, ControllerRevisions,
+Pods and Events are handled by the cluster's controllers; HorizontalPodAutoscalers,
 PodDisruptionBudgets and Leases are plain stored objects whose defaults and validation
 live here, mirroring the API server's (a 422 ``Invalid`` names the field, as ``kubectl``
 users see it).
@@ -122,6 +122,16 @@ KINDS = (
             Subresource("scale", "autoscaling/v1", "Scale", ("get", "patch", "update")),
             Subresource("status", "apps/v1", "StatefulSet", ("get", "patch", "update")),
         ),
+        categories=("all",),
+    ),
+    Kind(
+        "apps",
+        "v1",
+        "daemonsets",
+        "DaemonSet",
+        _RW,
+        ("ds",),
+        (Subresource("status", "apps/v1", "DaemonSet", ("get", "patch", "update")),),
         categories=("all",),
     ),
     Kind(

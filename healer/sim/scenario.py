@@ -1,7 +1,7 @@
 """Scenarios: a simulated cluster's workloads and what happens to them, as YAML.
 
-A scenario lists workloads (Deployments, or StatefulSets, with a traffic shape and
-resources), the
+A scenario lists workloads (Deployments, StatefulSets or DaemonSets, with a traffic
+shape and resources), the
 behaviour of the images they run, and timed events: faults, each with the remediation
 that fixes it (``expect``), and benign events that must not trigger any action
 (``expect: none``). Tests and benchmarks score healer against that ground truth.
@@ -26,6 +26,8 @@ scrape_gap      no metrics for ``duration_s`` (``*`` = all)     none (benign)
 slowdown        every workload's latency times ``factor`` for   none (benign: a shared
                 ``duration_s`` (workload ``*``)                   network or monitoring
                                                                    problem)
+manual_scale    a person scales the Deployment or StatefulSet   none (benign)
+                to ``replicas``, as ``kubectl scale`` does
 node_notready   the kubelet of ``node`` (or of each node        drain (cordon, then evict)
                 ``node_selector`` picks) reports NotReady, or
                 with ``unreachable`` stops reporting, for
@@ -107,8 +109,9 @@ class Behaviour(_Model):
 
 class WorkloadSpec(_Model):
     name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=50)
-    kind: Literal["Deployment", "StatefulSet"] = "Deployment"
-    """A StatefulSet runs ordered pods ``name-0``, ``name-1``... with the same template."""
+    kind: Literal["Deployment", "StatefulSet", "DaemonSet"] = "Deployment"
+    """A StatefulSet runs ordered pods ``name-0``, ``name-1``... with the same template; a
+    DaemonSet one pod on each node it tolerates (``replicas`` is not read)."""
     namespace: str = "default"
     replicas: int = Field(default=3, ge=0)
     copies: int = Field(default=1, ge=1, le=20000)
@@ -131,6 +134,7 @@ EventKind = Literal[
     "cpu_hog",
     "scrape_gap",
     "slowdown",
+    "manual_scale",
     "node_notready",
     "node_memory_pressure",
     "node_drain",
@@ -147,6 +151,7 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "cpu_hog": ("cores",),
     "scrape_gap": ("duration_s",),
     "slowdown": ("factor", "duration_s"),
+    "manual_scale": ("replicas",),
     "node_notready": (),
     "node_memory_pressure": (),
     "node_drain": (),
@@ -160,7 +165,8 @@ class Event(_Model):
     """Seconds after the scenario start."""
     kind: EventKind
     workload: str = Field(default="*", pattern=r"^(\*|[a-z0-9-]+/[a-z0-9-]+)$")
-    """namespace/name of the Deployment (or StatefulSet), or ``*`` for every workload."""
+    """namespace/name of the Deployment (StatefulSet, DaemonSet), or ``*`` for every
+    workload."""
     node: str | None = None
     """The node a node event happens to."""
     node_selector: dict[str, str] = {}
@@ -180,6 +186,8 @@ class Event(_Model):
     pod: int | None = Field(default=None, ge=0)
     """Which pod of the workload a pod fault hits: its index among the workload's pods
     sorted by name (a StatefulSet's ordinal)."""
+    replicas: int | None = Field(default=None, ge=0)
+    """The replica count a ``manual_scale`` sets."""
 
     @model_validator(mode="after")
     def _parameters(self) -> Event:
@@ -298,9 +306,12 @@ class Scenario(_Model):
         if twice:
             raise ValueError(f"workloads: {', '.join(twice)} named more than once")
         known = set(names)
+        kinds = {f"{w.namespace}/{n}": w.kind for w in self.workloads for n in _names(w)}
         for i, event in enumerate(self.events):
             if event.workload != "*" and event.workload not in known:
                 raise ValueError(f"events[{i}]: no workload {event.workload!r} in this scenario")
+            if event.kind == "manual_scale" and kinds.get(event.workload) == "DaemonSet":
+                raise ValueError(f"events[{i}]: a DaemonSet has no replicas to scale")
         nodes = set(self.nodes.names(self.expanded())) if self.events else set()
         for i, event in enumerate(self.events):
             if event.node is not None and event.node not in nodes:

@@ -19,6 +19,7 @@ Decisions:
 from __future__ import annotations
 
 import bisect
+import json
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -164,6 +165,7 @@ class WorkQueues:
     statuses: set[tuple[str, str]] = field(default_factory=set)
     replicasets: set[tuple[str, str]] = field(default_factory=set)
     statefulsets: set[tuple[str, str]] = field(default_factory=set)
+    daemonsets: set[tuple[str, str]] = field(default_factory=set)
     nodes: set[tuple[str, str]] = field(default_factory=set)
     deleted_owners: list[str] = field(default_factory=list)  # uids the GC must follow
 
@@ -204,6 +206,7 @@ class ClusterState:
         self.workload_index = {key: i for i, key in enumerate(by_key)}
         self.columns = workloads.WorkloadColumns(list(by_key.values()))
         self._hashes: dict[str, tuple[int, str]] = {}  # Deployment uid -> (generation, hash)
+        self._node_marks: dict[str, str] = {}  # node name -> what DaemonSets judge it by
         self.kill_listeners: list[Callable[[K8s, str, Now], None]] = []
         """Called with (pod, reason, now) when a container dies (OOMKilled, Error)."""
         self.store.listeners.append(self.on_change)
@@ -220,6 +223,7 @@ class ClusterState:
         meta = obj["metadata"]
         if resource == "nodes":
             self.placement.observe(change, obj)
+            self._daemon_change(change, resource, obj)
             if change != "DELETED":
                 self.queues.nodes.add(("", meta["name"]))
             return
@@ -228,6 +232,9 @@ class ClusterState:
             self.placement.forget((ns, name))
         if resource == "statefulsets" or (resource == "pods" and owner_kind(obj) == "StatefulSet"):
             self._stateful_change(change, resource, obj)
+            return
+        if resource == "daemonsets" or (resource == "pods" and owner_kind(obj) == "DaemonSet"):
+            self._daemon_change(change, resource, obj)
             return
         if resource not in ("deployments", "replicasets", "pods"):
             return
@@ -258,21 +265,48 @@ class ClusterState:
             self.columns.observe(index, None if change == "DELETED" else obj)
         self.queues.statefulsets.add((meta["namespace"], meta["name"]))
 
+    def _daemon_change(self, change: str, resource: str, obj: K8s) -> None:
+        """A DaemonSet's change, or its pod's, queues the DaemonSet (a deleted one its
+        dependents for the GC); a node added, deleted, or relabelled or retainted (not a
+        heartbeat) queues every DaemonSet, as the real controller's node handler does."""
+        meta = obj["metadata"]
+        if resource == "nodes":
+            mark = "" if change == "DELETED" else node_mark(obj)
+            if self._node_marks.get(meta["name"]) != mark:
+                self._node_marks[meta["name"]] = mark
+                self.queues.daemonsets.update(
+                    (d["metadata"]["namespace"], d["metadata"]["name"])
+                    for d in self.store.list("daemonsets")
+                )
+            return
+        if resource == "pods":
+            self.queues.daemonsets.add((meta["namespace"], owner_name(obj)))
+            return
+        if change == "DELETED":
+            self.queues.deleted_owners.append(meta["uid"])
+        index = self.workload_index.get(f"{meta['namespace']}/{meta['name']}")
+        if index is not None:
+            self.columns.observe(index, None if change == "DELETED" else obj)
+        self.queues.daemonsets.add((meta["namespace"], meta["name"]))
+
     # ---- reads shared by the controllers -----------------------------------------------
 
     def owned(self, resource: str, owner: K8s) -> list[K8s]:
         return self.store.owned(resource, owner["metadata"]["uid"])
 
     def pods_of(self, workload: K8s) -> list[K8s]:
-        """The pods of a Deployment (through its ReplicaSets) or of a StatefulSet."""
-        if workload.get("kind") == "StatefulSet":
+        """The pods of a Deployment (through its ReplicaSets), a StatefulSet or a DaemonSet."""
+        if workload.get("kind") in ("StatefulSet", "DaemonSet"):
             return self.owned("pods", workload)
         return [p for rs in self.owned("replicasets", workload) for p in self.owned("pods", rs)]
 
     def workload(self, namespace: str, name: str) -> K8s | None:
-        """The Deployment, else the StatefulSet, called ``name``; None when neither is."""
-        return self.store.find("deployments", namespace, name) or self.store.find(
-            "statefulsets", namespace, name
+        """The Deployment, else the StatefulSet, else the DaemonSet, called ``name``; None
+        when none is."""
+        return (
+            self.store.find("deployments", namespace, name)
+            or self.store.find("statefulsets", namespace, name)
+            or self.store.find("daemonsets", namespace, name)
         )
 
     def container(self, pod: K8s) -> Container:
@@ -329,9 +363,17 @@ def owner_kind(obj: K8s) -> str | None:
 def deployment_of(pod: K8s) -> str:
     """The workload a pod belongs to: its StatefulSet, or its ReplicaSet's name less the
     template hash (its Deployment)."""
-    if owner_kind(pod) == "StatefulSet":
+    if owner_kind(pod) in ("StatefulSet", "DaemonSet"):
         return owner_name(pod)
     return owner_name(pod).rsplit("-", 1)[0]
+
+
+def node_mark(node: K8s) -> str:
+    """What a DaemonSet judges a node by (its labels and taints), as one string."""
+    spec = node.get("spec") or {}
+    return json.dumps(
+        [node["metadata"].get("labels") or {}, spec.get("taints") or []], sort_keys=True
+    )
 
 
 def revision(rs: K8s) -> int:

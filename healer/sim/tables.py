@@ -84,6 +84,21 @@ def _statefulset(obj: K8s, now: datetime) -> list[object]:
     return [obj["metadata"]["name"], ready, _created(obj, now)]
 
 
+def _daemonset(obj: K8s, now: datetime) -> list[object]:
+    status = obj.get("status") or {}
+    selector = (obj["spec"]["template"].get("spec") or {}).get("nodeSelector") or {}
+    return [
+        obj["metadata"]["name"],
+        status.get("desiredNumberScheduled", 0),
+        status.get("currentNumberScheduled", 0),
+        status.get("numberReady", 0),
+        status.get("updatedNumberScheduled", 0),
+        status.get("numberAvailable", 0),
+        ",".join(f"{k}={v}" for k, v in sorted(selector.items())) or "<none>",
+        _created(obj, now),
+    ]
+
+
 def _controllerrevision(obj: K8s, now: datetime) -> list[object]:
     owner = next(
         (r for r in obj["metadata"].get("ownerReferences") or [] if r.get("controller")), None
@@ -235,6 +250,19 @@ PRINTERS: dict[str, tuple[list[Column], Cells]] = {
         _replicaset,
     ),
     "statefulsets": ([_NAME, ("Ready", "string", ""), _AGE], _statefulset),
+    "daemonsets": (
+        [
+            _NAME,
+            ("Desired", "integer", ""),
+            ("Current", "integer", ""),
+            ("Ready", "integer", ""),
+            ("Up-to-date", "integer", ""),
+            ("Available", "integer", ""),
+            ("Node Selector", "string", ""),
+            _AGE,
+        ],
+        _daemonset,
+    ),
     "controllerrevisions": (
         [_NAME, ("Controller", "string", ""), ("Revision", "integer", ""), _AGE],
         _controllerrevision,

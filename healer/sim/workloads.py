@@ -72,11 +72,18 @@ class WorkloadColumns:
         self.available = np.zeros(self.count)
 
     def observe(self, index: int, dep: K8s | None) -> None:
-        """Record what the workload's Deployment says after a write (None: deleted)."""
+        """Record what the workload's Deployment (StatefulSet, DaemonSet) says after a
+        write (None: deleted); a DaemonSet's replicas are the nodes it should run on."""
         self.exists[index] = dep is not None
-        if dep is not None:
-            self.replicas[index] = dep["spec"]["replicas"]
-            self.available[index] = (dep.get("status") or {}).get("availableReplicas", 0)
+        if dep is None:
+            return
+        status = dep.get("status") or {}
+        if dep.get("kind") == "DaemonSet":
+            self.replicas[index] = status.get("desiredNumberScheduled", 0)
+            self.available[index] = status.get("numberAvailable", 0)
+            return
+        self.replicas[index] = dep["spec"]["replicas"]
+        self.available[index] = status.get("availableReplicas", 0)
 
 
 def demand_rps(

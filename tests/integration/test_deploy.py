@@ -270,6 +270,12 @@ def statefulset(name: str) -> dict[str, Any]:
     }
 
 
+def daemonset(name: str) -> dict[str, Any]:
+    body = statefulset(name)
+    body["spec"].pop("replicas")
+    return body
+
+
 def intent(plan: Plan) -> ActionRecord:
     request: dict[str, Any] = {"action": plan.action.value, "params": dict(plan.params)}
     return ActionRecord(plan.action, plan.workload, request, ActionStatus.INTENDED, NOW, NOW)
@@ -282,6 +288,7 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
     search = WorkloadRef("shop", "Deployment", "search")
     cart = WorkloadRef("shop", "Deployment", "cart")
     db = WorkloadRef("shop", "StatefulSet", "db")
+    agent = WorkloadRef("shop", "DaemonSet", "agent")
     actuator = KubeActuator(api)
     server_version(api)
     cluster.patch_deployment(
@@ -298,6 +305,14 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
         {"spec": {"template": {"spec": {"containers": [{"name": "db", "image": "db:9"}]}}}},
         "application/strategic-merge-patch+json",
     )
+    cluster.create_workload("daemonsets", "shop", daemonset("agent"))
+    cluster.patch_workload(
+        "daemonsets",
+        "shop",
+        "agent",
+        {"spec": {"template": {"spec": {"containers": [{"name": "agent", "image": "agent:9"}]}}}},
+        "application/strategic-merge-patch+json",
+    )
     for mode in (Mode.DRY_RUN, Mode.AUTO):
         for workload, action, params in (
             (search, ActionKind.RESTART, {}),
@@ -306,6 +321,8 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
             (db, ActionKind.RESTART, {}),
             (db, ActionKind.SCALE, {"replicas": 4}),
             (db, ActionKind.ROLLBACK, {"to_revision": 1, "from_revision": 2}),
+            (agent, ActionKind.RESTART, {}),
+            (agent, ActionKind.ROLLBACK, {"to_revision": 1, "from_revision": 2}),
         ):
             actuator.read_state(workload)
             plan = Plan(workload, "test", action, params, mode, (), "test", 600.0)
@@ -313,6 +330,8 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
             actuator.already_applied(intent(plan))
         pod = actuator.read_state(cart).pods[0].name
         assert actuator.owner_of_pod("shop", pod) == cart  # an alert naming a pod
+        agent_pod = actuator.read_state(agent).pods[0].name
+        assert actuator.owner_of_pod("shop", agent_pod) == agent
         plan = Plan(cart, "test", ActionKind.EVICT, {"pod": pod}, mode, (), "test", 600.0)
         record = actuator.apply(plan, now=NOW)
         assert record.error is None

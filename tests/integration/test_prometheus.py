@@ -76,6 +76,8 @@ TOLERANCE = {
 STEADY = WorkloadRef("web", "Deployment", "api")
 STEADY_STATEFULSET = WorkloadRef("shop", "StatefulSet", "ledger")
 """Its pods reach it through ``kube_pod_owner`` alone, named ``statefulset/ledger``."""
+STEADY_DAEMONSET = WorkloadRef("infra", "DaemonSet", "proxy")
+"""One pod on each node, named ``daemonset/proxy`` the same way."""
 AGREEING_SHARE = 0.9
 STEADY_SHARE = 0.95
 
@@ -208,8 +210,8 @@ def _scenario(*, start: datetime, step_s: float, events: list[dict[str, Any]]) -
     return Scenario.model_validate(
         {
             "name": "prometheus",
-            "description": "steady api and ledger (a StatefulSet), a leaking checkout, a bad "
-            "release of cart",
+            "description": "steady api, ledger (a StatefulSet) and proxy (a DaemonSet), a "
+            "leaking checkout, a bad release of cart",
             "start": start,
             "step_s": step_s,
             "seed": 11,
@@ -221,6 +223,7 @@ def _scenario(*, start: datetime, step_s: float, events: list[dict[str, Any]]) -
                 "shop/cart:1": {"error_ratio": 0.02},
                 "shop/cart:2": {"error_ratio": 0.2, "latency_s": 0.3},
                 "shop/ledger:1": {"error_ratio": 0.02},
+                "infra/proxy:1": {"error_ratio": 0.02},
             },
             "workloads": [
                 {
@@ -251,6 +254,13 @@ def _scenario(*, start: datetime, step_s: float, events: list[dict[str, Any]]) -
                     "replicas": 2,
                     "image": "shop/ledger:1",
                     "traffic": {"base_rps": 20, "noise": 0.05},
+                },
+                {
+                    "name": "proxy",
+                    "namespace": "infra",
+                    "kind": "DaemonSet",
+                    "image": "infra/proxy:1",
+                    "traffic": {"base_rps": 30, "noise": 0.05},
                 },
             ],
             "events": events,
@@ -387,6 +397,8 @@ def test_frame_matches_the_simulators_ground_truth(live: Live, signal: Signal) -
     assert _agreement(frame, truth, usable, signal, rows=[steady]) >= STEADY_SHARE
     ledger = frame.workloads.index(STEADY_STATEFULSET)
     assert _agreement(frame, truth, usable, signal, rows=[ledger]) >= STEADY_SHARE
+    proxy = frame.workloads.index(STEADY_DAEMONSET)
+    assert _agreement(frame, truth, usable, signal, rows=[proxy]) >= STEADY_SHARE
     assert _agreement(frame, truth, usable, signal) >= AGREEING_SHARE
 
 
@@ -535,7 +547,7 @@ def test_collect_command_prints_one_json_object(live: Live) -> None:
     result = _healer("collect", "--prometheus", live.prometheus.url, "--once", "--json")
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["workloads"] == 4  # three Deployments and a StatefulSet
+    assert report["workloads"] == 5  # three Deployments, a StatefulSet and a DaemonSet
     assert list(report["signals"]) == [str(s) for s in Signal]
     for row in report["signals"].values():
         assert set(row) == {"gap_share", "query_seconds"}
@@ -545,7 +557,7 @@ def test_collect_command_prints_one_json_object(live: Live) -> None:
 def test_collect_command_prints_a_table(live: Live) -> None:
     result = _healer("collect", "--prometheus", live.prometheus.url, "--once")
     assert result.returncode == 0, result.stderr
-    assert f"{live.prometheus.url}: 4 workloads x 7 signals" in result.stdout
+    assert f"{live.prometheus.url}: 5 workloads x 7 signals" in result.stdout
     assert "latency_p99" in result.stdout
 
 

@@ -240,3 +240,8 @@ def test_an_alert_naming_a_pod_nothing_healer_heals_controls_is_never_acted_on(
     db.close()
     assert got == disposition
     assert detail in why
+
+
+def test_an_alert_names_a_daemonset_by_its_daemonset_label() -> None:
+    named = alert("KubeDaemonSetRolloutStuck", deployment="", daemonset="node-proxy")
+    assert named.workload == WorkloadRef("shop", "DaemonSet", "node-proxy")

@@ -26,7 +26,8 @@ from healer.sim.state import ClusterState, NodeTrouble, Now, Overload
 
 
 class WorkloadPatcher(NodeApi, Protocol):
-    """The API verbs a release and a maintenance drain go through (the cluster's own)."""
+    """The API verbs a release, a person's scale and a maintenance drain go through (the
+    cluster's own)."""
 
     def patch_workload(
         self,
@@ -37,6 +38,17 @@ class WorkloadPatcher(NodeApi, Protocol):
         content_type: str,
         *,
         dry_run: bool = False,
+    ) -> Any: ...
+
+    def patch_scale(
+        self,
+        namespace: str,
+        name: str,
+        patch: Any,
+        content_type: str,
+        *,
+        dry_run: bool = False,
+        resource: str = "deployments",
     ) -> Any: ...
 
 
@@ -95,11 +107,21 @@ class FaultInjector:
             # A deploy pipeline changing the image, as `kubectl set image` would.
             container = {"name": name, "image": event.image}
             patch = {"spec": {"template": {"spec": {"containers": [container]}}}}
-            resource = (
-                "statefulsets" if state.store.find("statefulsets", ns, name) else "deployments"
-            )
             self._api.patch_workload(
-                resource, ns, name, patch, "application/strategic-merge-patch+json"
+                _resource(state, ns, name),
+                ns,
+                name,
+                patch,
+                "application/strategic-merge-patch+json",
+            )
+        elif event.kind == "manual_scale":
+            # A person's `kubectl scale`: a merge patch of the scale subresource.
+            self._api.patch_scale(
+                ns,
+                name,
+                {"spec": {"replicas": event.replicas}},
+                "application/merge-patch+json",
+                resource=_resource(state, ns, name),
             )
 
     def _apply_to_nodes(self, state: ClusterState, event: Event, now: Now) -> None:
@@ -139,6 +161,14 @@ def _pod_slot(state: ClusterState, namespace: str, name: str, index: int) -> int
     if index >= len(live):
         return None
     return int(state.slots[live[index]["metadata"]["uid"]])
+
+
+def _resource(state: ClusterState, namespace: str, name: str) -> str:
+    """The resource of the workload called ``name``: a Deployment unless another kind is."""
+    for resource in ("statefulsets", "daemonsets"):
+        if state.store.find(resource, namespace, name) is not None:
+            return resource
+    return "deployments"
 
 
 class ApiFaults:

@@ -16,6 +16,7 @@ class FakeReads:
     hpas: dict[str, JsonObject] = field(default_factory=dict)
     statefulsets: dict[str, JsonObject] = field(default_factory=dict)
     controller_revisions: dict[str, list[JsonObject]] = field(default_factory=dict)
+    daemonsets: dict[str, JsonObject] = field(default_factory=dict)
     reads: list[str] = field(default_factory=list)
 
     def deployment(self, target: WorkloadRef) -> JsonObject:
@@ -27,6 +28,11 @@ class FakeReads:
     def workload(self, target: WorkloadRef) -> JsonObject:
         if target.kind == "Deployment":
             return self.deployment(target)
+        if target.kind == "DaemonSet":
+            self.reads.append(f"daemonset {target.name}")
+            if target.name not in self.daemonsets:
+                raise PermanentActionError(f"404 Not Found: daemonsets {target.name}")
+            return self.daemonsets[target.name]
         self.reads.append(f"statefulset {target.name}")
         if target.name not in self.statefulsets:
             raise PermanentActionError(f"404 Not Found: statefulsets {target.name}")

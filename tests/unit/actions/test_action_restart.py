@@ -59,9 +59,10 @@ def test_it_landed_when_the_template_carries_its_stamp() -> None:
     assert not ACTION.landed(CART, {"params": {}}, NOW, cart())
 
 
-def test_it_needs_the_paused_guard_and_rights_on_deployments_and_statefulsets() -> None:
+def test_it_needs_the_paused_guard_and_rights_on_the_workloads_it_restarts() -> None:
     assert ACTION.guards == ("paused",)
     assert {(r.group, r.resource) for r in ACTION.rbac} == {
         ("apps", "deployments"),
         ("apps", "statefulsets"),
+        ("apps", "daemonsets"),
     }

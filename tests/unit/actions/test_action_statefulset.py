@@ -40,10 +40,11 @@ def cluster(update: int = 2) -> FakeReads:
     return FakeReads(statefulsets={"db": sts}, controller_revisions={"db": revisions})
 
 
-def test_every_action_but_none_supports_a_daemonset_yet() -> None:
+def test_every_action_supports_a_statefulset_and_only_restart_and_rollback_a_daemonset() -> None:
     for kind, action in REGISTRY.items():
         assert action.supports("StatefulSet"), kind
-        assert not action.supports("DaemonSet"), kind
+        daemon = kind in (ActionKind.RESTART, ActionKind.ROLLBACK)
+        assert action.supports("DaemonSet") is daemon, kind
     assert REGISTRY[ActionKind.SCALE].targets == (TargetKind.DEPLOYMENT, TargetKind.STATEFULSET)
 
 

@@ -38,3 +38,19 @@ def test_kubernetes_alone_lets_a_leak_end_in_oom_kills() -> None:
     assert len(trace.oom_kills) == 3  # each of the three containers, once
     assert trace.noticed == []
     assert trace.values.shape == (2, 7, 400)
+
+
+def test_a_daemonset_gets_no_autoscaler() -> None:
+    cluster = build_cluster(load_scenario("daemonset-crash-loop"))
+    targets = [h["spec"]["scaleTargetRef"] for h in cluster.store.list("horizontalpodautoscalers")]
+    assert [(t["kind"], t["name"]) for t in targets] == [("Deployment", "catalog")]
+
+
+def test_a_person_scaling_a_statefulset_under_an_autoscaler_is_overruled_at_once() -> None:
+    # The HPA's recommendations of the last five minutes all say 3: its next sync puts
+    # the StatefulSet back, as a real HPA does with a hand-made scale.
+    cluster = build_cluster(load_scenario("statefulset-scaled-by-hand"))
+    cluster.advance(2700)
+    [(_, event)] = cluster.applied_events
+    assert (event.kind, event.replicas) == ("manual_scale", 5)
+    assert cluster.get_object("statefulsets", "shop", "ledger")["spec"]["replicas"] == 3

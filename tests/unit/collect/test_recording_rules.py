@@ -42,7 +42,12 @@ def test_the_map_is_recorded_first_then_every_signal_joined_to_it() -> None:
     assert "kube_replicaset_owner" in rules[0]["expr"]
     for rule in rules[1:]:
         assert "kube_pod_owner{" not in rule["expr"], rule["record"]
-        expr = rule["expr"].replace('"$1"', "").replace('"statefulset/$1"', "")
+        expr = (
+            rule["expr"]
+            .replace('"$1"', "")
+            .replace('"statefulset/$1"', "")
+            .replace('"daemonset/$1"', "")
+        )
         assert "$" not in expr, rule["record"]
     joined = [r for r in rules[1:] if POD_OWNER_RECORD in r["expr"]]
     # ready_ratio reads kube-state-metrics' Deployment series, which need no join.

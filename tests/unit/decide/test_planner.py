@@ -431,9 +431,10 @@ def test_a_playbook_naming_kinds_matches_only_workloads_of_those_kinds() -> None
 
 
 def test_no_playbook_matches_a_kind_its_action_does_not_support() -> None:
+    # An overloaded DaemonSet: its one pod a node cannot be scaled.
     result = plan(
-        diagnosis(Cause.MEMORY_LEAK, workload=DAEMON),
-        finding(MEMORY, workload=DAEMON),
+        diagnosis(Cause.OVERLOAD, workload=DAEMON),
+        finding(up(Signal.CPU, 1.6, 0.8), workload=DAEMON),
         state(workload=DAEMON),
         playbooks=PLAYBOOKS,
         guards=AUTO,

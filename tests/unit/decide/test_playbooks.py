@@ -388,3 +388,11 @@ def test_an_unknown_kind_is_refused_naming_its_line(tmp_path: Path) -> None:
     message = load_error(tmp_path)
     assert message.startswith(f"{path}:8: match.kinds[1]: Input should be 'Deployment', ")
     assert "StatefulSet" in message
+
+
+def test_restart_and_rollback_may_name_a_daemonset(tmp_path: Path) -> None:
+    for action in ("restart", "rollback"):
+        text = SCALE_FOR_KINDS.format(kind="DaemonSet").replace("kind: scale", f"kind: {action}")
+        write(tmp_path, "book.yaml", text)
+        (book,) = load_playbooks(tmp_path)
+        assert [k.value for k in book.match.kinds] == ["StatefulSet", "DaemonSet"]

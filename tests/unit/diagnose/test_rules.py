@@ -253,6 +253,35 @@ def test_a_crash_loop_long_after_any_rollout_is_unsure() -> None:
     assert "no recent rollout" in result.explanation
 
 
+def pod(name: str, *, ready: bool, restarts: int) -> PodState:
+    return PodState(name, ready, restarts, NOW - timedelta(minutes=1))
+
+
+def test_unready_pods_restarting_while_ready_drops_after_a_rollout_is_a_sure_crash_loop() -> None:
+    # A DaemonSet's bad release: one node's pod replaced, not ready and crashing, before
+    # the restarts signal has climbed.
+    current = revision(5, ONSET, "registry.local/infra/proxy:2.4.0")
+    previous = revision(4, NOW - timedelta(days=2), "registry.local/infra/proxy:2.3.1")
+    pods = (
+        pod("proxy-a", ready=True, restarts=0),
+        pod("proxy-b", ready=False, restarts=3),
+        pod("proxy-c", ready=False, restarts=2),
+    )
+    down = SignalDeviation(Signal.READY_RATIO, 0.75, 1.0, -6.0, Direction.DOWN)
+    result = explain(finding(down), flat_frame(), state(current, previous, pods=pods))
+    assert result.cause == Cause.CRASH_LOOP
+    assert result.confidence >= 0.8
+    assert "2 of 3 pods are not ready and restarting (5 restarts)" in result.explanation
+
+
+def test_unready_pods_that_never_restarted_are_no_crash_loop() -> None:
+    current = revision(5, ONSET, "registry.local/infra/proxy:2.4.0")
+    pods = (pod("proxy-a", ready=True, restarts=0), pod("proxy-b", ready=False, restarts=0))
+    down = SignalDeviation(Signal.READY_RATIO, 0.75, 1.0, -6.0, Direction.DOWN)
+    result = explain(finding(down), flat_frame(), state(current, OLD, pods=pods))
+    assert result.cause == Cause.UNKNOWN
+
+
 def test_restarts_with_climbing_memory_is_a_memory_leak_not_a_crash_loop() -> None:
     frame = flat_frame(memory=np.linspace(0.40, 0.70, SAMPLES))
     result = explain(

@@ -14,6 +14,7 @@ from healer.sim.cluster import Cluster
 from healer.sim.controllers import kubelet
 from healer.sim.controllers.autoscaling import AutoscalerController
 from healer.sim.controllers.budgets import DisruptionController
+from healer.sim.controllers.daemonset import DaemonSetController
 from healer.sim.controllers.deployment import DeploymentController, DeploymentStatus
 from healer.sim.controllers.faults import FaultInjector
 from healer.sim.controllers.garbage import GarbageCollector
@@ -98,6 +99,7 @@ def test_a_tick_runs_the_parts_in_their_fixed_order() -> None:
         DeploymentController,
         ReplicaSetController,
         StatefulSetController,
+        DaemonSetController,
         Scheduler,
         kubelet.Kubelet,
         DeploymentStatus,
@@ -105,12 +107,14 @@ def test_a_tick_runs_the_parts_in_their_fixed_order() -> None:
         AutoscalerController,
         DeploymentStatus,
         StatefulSetController,
+        DaemonSetController,
         DisruptionController,
         Sampler,
     ]
     # The status controller is one part run twice, so its queue is drained by both passes.
-    assert cluster.tick[9] is cluster.tick[12]
-    assert cluster.tick[6] is cluster.tick[13]
+    assert cluster.tick[10] is cluster.tick[13]
+    assert cluster.tick[6] is cluster.tick[14]
+    assert cluster.tick[7] is cluster.tick[15]
 
 
 def test_a_controller_added_to_the_tick_runs_once_per_step_at_the_clock_reading() -> None:
