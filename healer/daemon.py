@@ -60,7 +60,13 @@ from healer.audit.roles import AlertInbox, DaemonStore, SilenceLog
 from healer.collect.source import MetricsSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook
-from healer.decide.escalation import Escalation, EscalationQueue, Resolver, WebhookNotifier
+from healer.decide.escalation import (
+    Escalation,
+    EscalationQueue,
+    Resolution,
+    Resolver,
+    WebhookNotifier,
+)
 from healer.decide.guards import brake
 from healer.decide.handback import Floor
 from healer.detect.streaming import Detection
@@ -71,6 +77,7 @@ from healer.errors import CollectError, HealerError, PermanentActionError, Store
 from healer.lifecycle import alert_watch, approvals, surge_watch, verification
 from healer.lifecycle.brake_watch import BrakeWatch
 from healer.lifecycle.hpa_floors import FloorKeeper
+from healer.lifecycle.node_watch import NodeCluster, NodeDeps, NodeSource, NodeWatch
 from healer.lifecycle.stages import Diagnosing, Story, Track, Verifying, Watching, resumed
 from healer.lifecycle.transition import (
     Acted,
@@ -109,8 +116,10 @@ from healer.types import (
     OutcomeKind,
     Plan,
     SignalDeviation,
+    TargetKind,
     WorkloadRef,
     WorkloadState,
+    node_ref,
 )
 from healer.vitals import Vitals
 
@@ -197,6 +206,9 @@ class Healer:
     silences: Silencer | None = None
     """Where the alerts of a workload acted on are silenced; built from
     ``settings.alertmanager.url`` when not given (none set: no silences)."""
+    nodes: NodeWatch | None = None
+    """The node watch (``lifecycle.node_watch``): on when ``nodes.enabled``, the source
+    reads nodes and the actuator lists their pods; what it kept is loaded on resume."""
 
     def __post_init__(self) -> None:
         if self.diagnose is None:
@@ -216,6 +228,8 @@ class Healer:
                 capacity=manager.silence_queue_size,
                 link=api.incident_link,
             )
+        if self.nodes is None and self._node_edges() is not None:
+            self.nodes = NodeWatch()
 
     def resume(self) -> int:
         """Pick up the incidents a previous run left unresolved; returns how many.
@@ -226,7 +240,11 @@ class Healer:
         (``_resume_held``), so a restart neither lets their event through nor escalates
         it twice. Call once, before the first cycle.
         """
+        if self.nodes is not None:
+            self.nodes = NodeWatch.load(self.store)
         for incident in self.store.unresolved():
+            if incident.workload.kind == TargetKind.NODE.value:
+                continue  # the node watch's, picked up from what it kept
             self.tracked[incident.workload] = resumed(incident)
             self._resume_alerts(incident.id, incident.workload)
         self._resume_held()
@@ -292,7 +310,59 @@ class Healer:
         busy = set(self.tracked) | {s.finding.workload for s in surges}
         for key, floor in self.floors.due(now, self.settings, busy=busy, store=self.store):
             self._guarded(floor.workload, self._hand_back, key, floor, frame, now)
+        self._watch_nodes(now)
         return detection
+
+    # ---- nodes ---------------------------------------------------------------------------
+
+    def _node_edges(self) -> tuple[NodeSource, NodeCluster] | None:
+        """The source and actuator as the node watch uses them, when both can."""
+        source, cluster = self.source, self.actuator
+        if not self.settings.nodes.enabled:
+            return None
+        if isinstance(source, NodeSource) and isinstance(cluster, NodeCluster):
+            return source, cluster
+        return None
+
+    def _watch_nodes(self, now: datetime) -> None:
+        """One step of the node watch; its trouble is logged and never stops the cycle."""
+        edges = self._node_edges()
+        if self.nodes is None or edges is None:
+            return
+        source, cluster = edges
+        try:
+            states = source.nodes(until=now)
+        except CollectError as exc:
+            log.warning("no_node_metrics", error=str(exc))  # never act on missing data
+            return
+        deps = NodeDeps(
+            store=self.store,
+            cluster=cluster,
+            settings=self.settings,
+            say=self._say_node,
+            escalate=self._escalate_node,
+            resolve=self._resolve_node,
+        )
+        try:
+            self.nodes.step(states, now, deps=deps)
+        except HealerError as exc:
+            log.error("node_step_failed", error=str(exc))
+        except Exception as exc:  # a bug: logged and counted, the next cycle tries again
+            self.vitals.incident_errors += 1
+            log.exception("node_step_crashed", error=repr(exc))
+
+    def _say_node(self, kind: str, incident_id: int, node: str, at: datetime, text: str) -> None:
+        ref = node_ref(node)
+        log.info(f"incident_{kind}", incident_id=incident_id, workload=str(ref), detail=text)
+        self.report(Step(kind, incident_id, ref, at, text))
+
+    def _escalate_node(self, escalation: Escalation) -> None:
+        if self.notifier is not None:
+            self.notifier.notify(self._tried(escalation))
+
+    def _resolve_node(self, resolution: Resolution) -> None:
+        if isinstance(self.notifier, Resolver):
+            self.notifier.resolve(resolution)
 
     def _guarded(
         self, workload: WorkloadRef, fn: Callable[..., None], *args: object, **kwargs: object

@@ -160,6 +160,10 @@ class Reads(Protocol):
         """A HorizontalPodAutoscaler."""
         ...
 
+    def node(self, name: str) -> JsonObject | None:
+        """The Node, or None when it is gone."""
+        ...
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -192,6 +196,10 @@ class ActionSpec(Generic[P, S]):
     params_of_request: Callable[[JsonObject], dict[str, JsonValue]] | None = None
     """The params read back from a sent request (``Request.to_json()``), for a record
     that kept the request rather than the intent's ``{"action", "params"}``."""
+    retry_throttled: bool = True
+    """Whether the actuator waits out a 429 and asks again at once. False where a 429 is
+    a PodDisruptionBudget's answer that lasts minutes (a drain's evictions): the
+    request is asked again next cycle instead of holding the cycle up."""
 
     def concrete(self, inputs: PlanInputs, settings: Settings) -> Concrete:
         if not isinstance(settings, self.settings):
@@ -252,6 +260,9 @@ class Action(Protocol):
 
     @property
     def targets(self) -> tuple[TargetKind, ...]: ...
+
+    @property
+    def retry_throttled(self) -> bool: ...
 
     def supports(self, kind: str) -> bool: ...
 

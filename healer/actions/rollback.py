@@ -160,8 +160,8 @@ def _request(target: WorkloadRef, params: RollbackParams, reads: Reads, now: dat
         case TargetKind.STATEFULSET:
             body = _statefulset_undo(target, params.to_revision, reads)
             return Request("PATCH", object_path(target), STRATEGIC, body)
-        case TargetKind.DAEMONSET:
-            raise PermanentActionError(f"{target}: rollback does not support a DaemonSet")
+        case TargetKind.DAEMONSET | TargetKind.NODE:
+            raise PermanentActionError(f"{target}: rollback does not support a {target.kind}")
         case _:
             assert_never(kind_of(target))
 
@@ -177,7 +177,7 @@ def _landed(target: WorkloadRef, params: RollbackParams, started: datetime, read
                 None,
             )
             current = str(found.get("revision")) if found is not None else None
-        case TargetKind.DAEMONSET:
+        case TargetKind.DAEMONSET | TargetKind.NODE:
             return False
         case _:
             assert_never(kind_of(target))

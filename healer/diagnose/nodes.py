@@ -1,0 +1,92 @@
+"""Whether a node fails its pods: the diagnosis that leads to a cordon and a drain.
+
+A node is to blame when its condition is bad (NotReady, or under memory, disk or PID
+pressure) *and* pods it runs are not Ready *while the same workloads' pods on other
+nodes are*. Each half alone is not enough: a node under brief pressure whose pods all
+serve hurts nobody, and pods failing on every node are their workload's fault (a bad
+release, a crash loop), which moving them would not cure.
+
+Decisions:
+
+- Replicas are told apart by their owner (``NodePod.workload``: namespace, kind and
+  name of the controller, as kube-state-metrics' ``kube_pod_info{created_by_*}`` says),
+  not by a Deployment name, so a StatefulSet's or a bare ReplicaSet's pods compare the
+  same way.
+- A workload with no pod elsewhere cannot be compared: the bad condition stands as the
+  evidence, at a lower confidence. A workload failing elsewhere too is left out of the
+  node's account; when it is the only one failing, the node is not diagnosed.
+- DaemonSet pods are not evidence: each node runs its own, there is nothing to compare
+  with, and a drain would leave them anyway.
+- Pure and instantaneous: how long a node has been bad (``nodes.grace_s``) is the
+  node watch's business, which remembers it across cycles.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from healer.types import Cause, Diagnosis, NodePod, NodeState
+
+CONFIDENCE_NOT_READY = 0.9
+"""A NotReady node with failing pods whose replicas elsewhere serve: the kubelet lost."""
+CONFIDENCE_PRESSURE = 0.8
+"""Pressure is a softer signal than NotReady: the kubelet may evict and recover itself."""
+UNCOMPARED_PENALTY = 0.2
+"""Taken off when no failing workload has a pod elsewhere to compare with."""
+
+
+@dataclass(frozen=True)
+class Hurt:
+    """The workloads a node hurts: failing there, fine (or absent) elsewhere."""
+
+    failing: tuple[NodePod, ...]
+    """The node's failing pods of those workloads."""
+    compared: int
+    """Their workloads' pods on other nodes, all Ready."""
+
+
+def hurt(node: NodeState, nodes: Sequence[NodeState]) -> Hurt:
+    """The node's failing pods whose workloads do not fail on other nodes."""
+    failing = [p for p in node.pods if not p.ready and not p.terminating and not p.daemon]
+    elsewhere: dict[str, list[NodePod]] = {}
+    for other in nodes:
+        if other.name != node.name:
+            for pod in other.pods:
+                if not pod.terminating:
+                    elsewhere.setdefault(pod.workload, []).append(pod)
+    blamed = [p for p in failing if all(o.ready for o in elsewhere.get(p.workload, []))]
+    compared = sum(len(elsewhere.get(w, [])) for w in {p.workload for p in blamed})
+    return Hurt(tuple(blamed), compared)
+
+
+def diagnose(node: NodeState, nodes: Sequence[NodeState]) -> Diagnosis | None:
+    """The node's diagnosis now, or None when it hurts no workload."""
+    if node.healthy:
+        return None
+    found = hurt(node, nodes)
+    if not found.failing:
+        return None
+    cause = Cause.NODE_NOT_READY if not node.ready else Cause.NODE_PRESSURE
+    confidence = CONFIDENCE_NOT_READY if not node.ready else CONFIDENCE_PRESSURE
+    if not found.compared:
+        confidence -= UNCOMPARED_PENALTY
+    return Diagnosis(node.ref, cause, confidence, _explain(node, found))
+
+
+def _explain(node: NodeState, found: Hurt) -> str:
+    state = "NotReady" if not node.ready else "under " + ", ".join(node.pressure)
+    workloads = sorted({p.workload for p in found.failing})
+    shown = ", ".join(workloads[:5]) + (
+        f" and {len(workloads) - 5} more" if len(workloads) > 5 else ""
+    )
+    pods = len(found.failing)
+    where = (
+        f"while their {found.compared} pods on other nodes are Ready"
+        if found.compared
+        else "and they run nowhere else to compare with"
+    )
+    return (
+        f"node {node.name} is {state} and {pods} pod{'s' if pods != 1 else ''} on it "
+        f"are not Ready ({shown}) {where}."
+    )
