@@ -14,10 +14,13 @@ Decisions:
   diagnosis names the workloads it hurt. What differs is the stages, which are few and
   kept here (``Case``) rather than in the workload lifecycle: a node is not verified by
   the detector's signals but by its own conditions and its pods.
-- The incident's outcome is recorded when the node no longer fails pods of its
-  workloads (drained, or the pressure passed) and those workloads' pods on other nodes
-  are Ready: the workloads healed. The node stays cordoned until it has been healthy
-  long enough; the uncordon is recorded on the same incident.
+- The incident stays open (verifying) from the cordon to the uncordon, and its outcome
+  is recorded then: healed, with when its workloads first served on other nodes again
+  (a line of its story at that time). A node that never recovers keeps its incident
+  open and stays cordoned: replacing it is a person's call, the review page shows it.
+- An escalated node (over the cap, a cordon that failed, a drain a budget blocks) is a
+  person's from then on: healer neither drains nor uncordons it, and forgets it once
+  it is healthy; if it turns bad again, a new incident opens.
 - A blocked drain (a PodDisruptionBudget answering 429) is asked again every cycle
   until ``nodes.drain_within_s``, then escalated with the pods that would not go;
   each blocked pod is recorded once, not once per cycle. Nothing is deleted directly.
@@ -97,8 +100,10 @@ class Case:
     """When healer cordoned it; None when it did not (escalated, dry run)."""
     drain_started: datetime | None = None
     drained: bool = False
+    served_at: datetime | None = None
+    """When the workloads it hurt first served on other nodes again."""
     settled: bool = False
-    """The incident has its outcome; what is left is the uncordon."""
+    """Escalated: the node is a person's now, healer leaves it as it is."""
     blocked: tuple[str, ...] = ()
     """Pods whose eviction was refused, already recorded once."""
 
@@ -213,18 +218,26 @@ class NodeWatch:
         deps: NodeDeps,
     ) -> None:
         settings = deps.settings.nodes
-        if case.cordoned_at is None:  # escalated or a dry run: forget it once it is well
-            if node.healthy:
+        if case.settled or case.cordoned_at is None:
+            if node.healthy:  # escalated (a person's now) or a dry run: forget it
+                if not case.settled:
+                    why = f"node {node.name} is healthy again (dry run: nothing was sent)"
+                    deps.store.record_outcome(
+                        case.incident_id, Outcome(OutcomeKind.HEALED, why, now)
+                    )
                 del self.cases[node.name]
             return
-        if not case.settled and not case.drained:
+        if not case.drained:
             due = diagnosis is not None and policy.drain_due(
                 node, cordoned_at=case.cordoned_at, now=now, settings=settings
             )
             if due or case.drain_started is not None:
                 case = self._drain(node, case, now, deps)
-        if not case.settled and diagnosis is None and _elsewhere_ready(node, nodes, case):
-            case = self._settle(node.name, case, now, deps)
+                if case.settled:
+                    return
+        if case.served_at is None and diagnosis is None and _elsewhere_ready(node, nodes):
+            case = replace(case, served_at=now)
+            deps.say("verify", case.incident_id, node.name, now, _served(node.name, case))
         healthy_since = self.healthy_since.get(node.name)
         if policy.uncordon_due(node, healthy_since=healthy_since, now=now, settings=settings):
             self._uncordon(node, case, now, deps)
@@ -258,21 +271,15 @@ class NodeWatch:
                 f"{deps.settings.nodes.drain_within_s:.0f}s; pods that would not go: {still} "
                 "(a PodDisruptionBudget refuses their eviction; healer never deletes them)"
             )
-            case = self._escalate(node.name, case, now, deps, why)
-            return replace(case, drained=True)
+            return self._escalate(node.name, case, now, deps, why)
         return case
 
-    def _settle(self, name: str, case: Case, now: datetime, deps: NodeDeps) -> Case:
-        how = "drained" if case.drained else "cordoned"
-        evidence = (
-            f"node {name} {how}: it fails no pod of its workloads now, and their pods on "
-            "other nodes are Ready"
-        )
+    def _settle(self, name: str, case: Case, now: datetime, deps: NodeDeps) -> None:
+        evidence = f"{_served(name, case)}; node {name} healthy again and uncordoned"
         outcome = Outcome(OutcomeKind.HEALED, evidence, now)
         deps.store.record_outcome(case.incident_id, outcome)
         deps.say("outcome", case.incident_id, name, now, f"healed: {evidence}")
         deps.resolve(Resolution(case.incident_id, node_ref(name), now, evidence, PLAYBOOK))
-        return replace(case, settled=True)
 
     def _escalate(self, name: str, case: Case, now: datetime, deps: NodeDeps, why: str) -> Case:
         settled = replace(case, settled=True)
@@ -292,8 +299,7 @@ class NodeWatch:
         if record.status is not ActionStatus.SUCCEEDED:
             self.cases[node.name] = case  # asked again next cycle
             return
-        if not case.settled:
-            self._settle(node.name, case, now, deps)
+        self._settle(node.name, case, now, deps)
         del self.cases[node.name]
 
 
@@ -330,7 +336,13 @@ def _plan(
     )
 
 
-def _elsewhere_ready(node: NodeState, nodes: Sequence[NodeState], case: Case) -> bool:
+def _served(name: str, case: Case) -> str:
+    how = "drained" if case.drained else "cordoned"
+    when = case.served_at.isoformat() if case.served_at is not None else "?"
+    return f"node {name} {how}; its workloads serve on other nodes since {when}"
+
+
+def _elsewhere_ready(node: NodeState, nodes: Sequence[NodeState]) -> bool:
     """No pod of the node is failing, and every pod on another node is Ready, of the
     workloads that run (or ran) on it."""
     mine = {p.workload for p in node.pods if not p.daemon}
@@ -359,6 +371,7 @@ def _case_json(case: Case) -> JsonObject:
         "cordoned_at": iso(case.cordoned_at),
         "drain_started": iso(case.drain_started),
         "drained": case.drained,
+        "served_at": iso(case.served_at),
         "settled": case.settled,
         "blocked": list(case.blocked),
     }
@@ -389,6 +402,7 @@ def _case(value: JsonValue) -> Case:
         cordoned_at=when("cordoned_at"),
         drain_started=when("drain_started"),
         drained=data.get("drained") is True,
+        served_at=when("served_at"),
         settled=data.get("settled") is True,
         blocked=tuple(str(b) for b in blocked) if isinstance(blocked, list) else (),
     )
