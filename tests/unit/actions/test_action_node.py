@@ -76,7 +76,7 @@ def test_a_drain_sends_an_eviction_for_the_pod_it_names_never_a_delete() -> None
 
 
 def test_a_drain_without_its_pod_is_refused_naming_the_field() -> None:
-    with pytest.raises(PermanentActionError, match="drain params .*pod: Field required"):
+    with pytest.raises(PermanentActionError, match=r"drain params .*pod: Field required"):
         handler(ActionKind.DRAIN).request(NODE, {"namespace": "shop"}, FakeReads(), NOW)
 
 
