@@ -39,10 +39,11 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 from urllib3.util.retry import Retry
 
+from healer.collect.nodes import read_nodes
 from healer.collect.signals import STATEFULSET_PREFIX, SignalQuery, build_queries
 from healer.config import PrometheusSettings
 from healer.errors import ConfigError, PrometheusUnavailable, QueryError
-from healer.types import Frame, Signal, WorkloadRef
+from healer.types import Frame, NodeState, Signal, WorkloadRef
 
 log = structlog.get_logger(__name__)
 
@@ -335,6 +336,26 @@ class PrometheusSource:
             signals=self.signals,
             values=self._window.values.copy(),
         )
+
+    def nodes(self, *, until: datetime) -> tuple[NodeState, ...]:
+        """The cluster's nodes at ``until`` (``collect.nodes``), for the node watch."""
+        return read_nodes(self, at=until)
+
+    def instant(self, promql: str, *, at: datetime) -> list[tuple[dict[str, str], float]]:
+        """Each series' labels and value at ``at`` (a range of one step), for
+        ``collect.nodes``; a failure is ``PrometheusUnavailable`` naming the query."""
+        end_s = int(at.timestamp()) // self.step_s * self.step_s
+        try:
+            result = self.client.query_range(promql, start_s=end_s, end_s=end_s, step_s=self.step_s)
+        except HttpFailure as exc:
+            raise PrometheusUnavailable(
+                f"Prometheus at {self.client.url}: {exc.detail}; query: {_one_line(promql)}"
+            ) from exc
+        return [
+            (dict(series["metric"]), float(series["values"][-1][1]))
+            for series in result.series
+            if series["values"]
+        ]
 
     def _first_missing(self, grid: NDArray[np.float64], held: _Window | None) -> int:
         """Index in ``grid`` of the first step to ask for: 0 unless ``held`` covers a prefix."""
