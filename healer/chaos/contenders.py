@@ -133,7 +133,7 @@ class ChaosCluster(Cluster):
         pods = self.state.pods_of(dep) if dep is not None else []
         if event.kind in ("release", "crash_loop"):
             return any(p["spec"]["containers"][0]["image"] == event.image for p in pods)
-        containers = [self.container(p) for p in pods]
+        containers = [self.container(p) for p in pods if self.state.running(p)]
         if event.kind == "cpu_hog":
             return any(c.burn_cores > 0 for c in containers)
         return any(c.leak_from_s is not None and c.leak_from_s < now.unix_s for c in containers)

@@ -182,10 +182,14 @@ async def _dispatch(cluster: Cluster, request: Request) -> Response:
     if rest[0] == "namespaces" and len(rest) >= 3:
         namespace, rest = rest[1], rest[2:]
     kind = lookup(group_version, rest[0])
+    if not kind.namespaced:
+        if namespace is not None:
+            raise _missing()  # a Node is not found under a namespace
+        namespace = ""  # the cluster scope's key in the store
     if namespace is None and len(rest) > 1:
-        raise _missing()  # every served kind is namespaced
+        raise _missing()  # a namespaced object is addressed within its namespace
     if len(rest) == 1:
-        return await _collection(cluster, request, kind, namespace)
+        return await _collection(cluster, request, kind, namespace or None)
     if len(rest) == 2:
         assert namespace is not None
         return await _item(cluster, request, kind, namespace, rest[1])
@@ -334,18 +338,18 @@ async def _collection(
                 "items": items,
             },
         )
-    if request.method != "POST" or namespace is None:
+    if request.method != "POST" or (namespace is None and kind.namespaced):
         raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed here")
     _allowed(kind, "create")
     body, dry_run = await _body(request), _dry(request)
     _check_kind(kind, body)
     warnings = _field_warnings(request, kind, body)
     if kind.resource in _WORKLOADS:
-        created = cluster.create_workload(kind.resource, namespace, body, dry_run=dry_run)
+        created = cluster.create_workload(kind.resource, namespace or "", body, dry_run=dry_run)
     elif kind.resource == "events":
-        created = cluster.create_event(namespace, body, dry_run=dry_run)
+        created = cluster.create_event(namespace or "", body, dry_run=dry_run)
     else:
-        created = cluster.create_object(kind.resource, namespace, body, dry_run=dry_run)
+        created = cluster.create_object(kind.resource, namespace or "", body, dry_run=dry_run)
     return _warn(_json(request, created, created=True), warnings)
 
 

@@ -55,7 +55,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
-from healer.sim import controllers, deployments, statefulsets
+from healer.sim import controllers, deployments, nodes, statefulsets
 from healer.sim.clock import VirtualClock
 from healer.sim.containers import Container
 from healer.sim.controllers import kubelet
@@ -67,6 +67,7 @@ from healer.sim.controllers.garbage import GarbageCollector
 from healer.sim.controllers.replicaset import ReplicaSetController
 from healer.sim.controllers.runtime import ContainerRuntime
 from healer.sim.controllers.sampler import SIGNALS, Sampler
+from healer.sim.controllers.scheduler import Scheduler
 from healer.sim.controllers.statefulset import StatefulSetController
 from healer.sim.disruption import check_eviction
 from healer.sim.kinds import BY_RESOURCE, INITIAL_STATUS, default_and_validate
@@ -131,6 +132,7 @@ class Cluster:
             DeploymentController(),
             ReplicaSetController(),
             stateful,
+            Scheduler(),
             kubelet.Kubelet(),
             status,
         )
@@ -150,11 +152,13 @@ class Cluster:
             DeploymentController(),
             ReplicaSetController(),
             StatefulSetController(),
+            Scheduler(),
         ]
         """The controllers that react to a write through the API at once, in this order;
         a new kind's controller joins them here (they keep no state of their own)."""
         self._quiet = 1  # > 0: writes get no reaction of their own (ticks, start-up)
         with self.lock:
+            nodes.register(self.state)
             for spec in self.state.specs:
                 if spec.kind == "StatefulSet":
                     self.create_workload(
@@ -378,13 +382,17 @@ class Cluster:
             meta = obj.setdefault("metadata", {})
             if not isinstance(meta, dict):
                 raise ApiError(400, "BadRequest", "metadata must be an object")
-            meta["namespace"] = namespace
+            if kind.namespaced:
+                meta["namespace"] = namespace
+            else:
+                meta.pop("namespace", None)
             if not meta.get("name") and meta.get("generateName"):
                 meta["name"] = str(meta["generateName"]) + self.state.suffix()
             for key in ("uid", "resourceVersion", "creationTimestamp", "generation"):
                 meta.pop(key, None)
             default_and_validate(kind, obj)
-            obj.pop("status", None)
+            if kind.namespaced:  # a Node may be created with its status, as a kubelet does
+                obj.pop("status", None)
             if resource in INITIAL_STATUS:
                 obj["status"] = copy_json(INITIAL_STATUS[resource])
             if self.store.find(resource, namespace, meta["name"]) is not None:
@@ -557,7 +565,8 @@ class Cluster:
         if not isinstance(meta, dict):
             raise ApiError(400, "BadRequest", "metadata must be an object")
         for key in ("name", "namespace", "uid", "creationTimestamp", "generation"):
-            meta[key] = current["metadata"][key]
+            if key in current["metadata"]:  # a Node has no namespace
+                meta[key] = current["metadata"][key]
         new["apiVersion"], new["kind"] = kind.group_version, kind.kind
         default_and_validate(kind, new)
         if "status" in current:

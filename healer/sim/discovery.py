@@ -59,7 +59,7 @@ def api_resource_list(group_version: str) -> K8s:
             {
                 "name": kind.resource,
                 "singularName": kind.kind.lower(),
-                "namespaced": True,
+                "namespaced": kind.namespaced,
                 "kind": kind.kind,
                 "verbs": list(kind.verbs),
                 "shortNames": list(kind.short_names),
@@ -72,7 +72,7 @@ def api_resource_list(group_version: str) -> K8s:
                 {
                     "name": f"{kind.resource}/{sub.name}",
                     "singularName": "",
-                    "namespaced": True,
+                    "namespaced": kind.namespaced,
                     "group": group,
                     "version": version,
                     "kind": sub.kind,
@@ -91,7 +91,7 @@ def _aggregated_resource(kind: Kind) -> K8s:
     entry: K8s = {
         "resource": kind.resource,
         "responseKind": {"group": kind.group, "version": kind.version, "kind": kind.kind},
-        "scope": "Namespaced",
+        "scope": "Namespaced" if kind.namespaced else "Cluster",
         "singularResource": kind.kind.lower(),
         "verbs": list(kind.verbs),
     }

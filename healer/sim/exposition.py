@@ -107,6 +107,8 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
                 1.0,
             )
         )
+        if not cluster.state.running(pod):
+            continue  # waiting for a node: no container to measure
         c = cluster.container(pod)
         spec = pod["spec"]["containers"][0]
         container = spec["name"]

@@ -40,6 +40,9 @@ class Kind:
     fields: tuple[str, ...] = ()
     """Field selectors the kind indexes beyond metadata.name and metadata.namespace."""
     categories: tuple[str, ...] = ()
+    namespaced: bool = True
+    """False for a cluster-scoped kind (Node): served at ``/api/v1/nodes/{name}``, kept
+    under the namespace ``""``."""
 
     @property
     def group_version(self) -> str:
@@ -139,11 +142,23 @@ KINDS = (
     ),
     Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", _RW, ("pdb",)),
     Kind("coordination.k8s.io", "v1", "leases", "Lease", _RW),
+    # ---- Nodes: cluster-scoped; the status subresource is the kubelet's to write.
+    Kind(
+        "",
+        "v1",
+        "nodes",
+        "Node",
+        _RW,
+        ("no",),
+        (Subresource("status", "v1", "Node", ("get", "patch", "update")),),
+        ("spec.unschedulable",),
+        namespaced=False,
+    ),
 )
 
 BY_RESOURCE = {k.resource: k for k in KINDS}
 GROUP_VERSIONS = tuple(dict.fromkeys(k.group_version for k in KINDS))
-PLAIN = ("horizontalpodautoscalers", "poddisruptionbudgets", "leases")
+PLAIN = ("horizontalpodautoscalers", "poddisruptionbudgets", "leases", "nodes")
 """Kinds stored as written (after defaults and validation), with no controller of their own
 beyond status: the cluster's generic create, replace, patch and delete serve them."""
 
@@ -206,6 +221,7 @@ def default_and_validate(kind: Kind, obj: K8s) -> None:
         "horizontalpodautoscalers": _hpa,
         "poddisruptionbudgets": _pdb,
         "leases": _lease,
+        "nodes": _node,
     }[kind.resource](kind, name, spec)
 
 
@@ -287,3 +303,31 @@ def _lease(kind: Kind, name: str, spec: K8s) -> None:
     holder = spec.get("holderIdentity")
     if holder is not None and not isinstance(holder, str):
         raise invalid(kind, name, "spec.holderIdentity", "Invalid value: must be a string")
+
+
+# ---- Nodes ---------------------------------------------------------------------------
+
+_TAINT_EFFECTS = ("NoSchedule", "PreferNoSchedule", "NoExecute")
+
+
+def _node(kind: Kind, name: str, spec: K8s) -> None:
+    """A Node's spec: ``unschedulable`` a boolean, each taint a key and a known effect."""
+    unschedulable = spec.get("unschedulable")
+    if unschedulable is not None and not isinstance(unschedulable, bool):
+        raise invalid(kind, name, "spec.unschedulable", "Invalid value: must be a boolean")
+    taints = spec.get("taints")
+    if taints is None:
+        return
+    if not isinstance(taints, list):
+        raise invalid(kind, name, "spec.taints", "Invalid value: must be a list")
+    for i, taint in enumerate(taints):
+        if not isinstance(taint, dict) or not taint.get("key"):
+            raise invalid(kind, name, f"spec.taints[{i}].key", "Required value")
+        if taint.get("effect") not in _TAINT_EFFECTS:
+            raise invalid(
+                kind,
+                name,
+                f"spec.taints[{i}].effect",
+                f"Unsupported value: {taint.get('effect')!r}: supported values: "
+                + ", ".join(f'"{e}"' for e in _TAINT_EFFECTS),
+            )

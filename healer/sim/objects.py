@@ -363,7 +363,10 @@ def field_selector_matches(selector: str | None, obj: K8s, fields: Iterable[str]
 
 
 class ObjectStore:
-    """Objects by resource, namespace and name; every write gets a new resourceVersion."""
+    """Objects by resource, namespace and name; every write gets a new resourceVersion.
+
+    A cluster-scoped object (a Node) has no ``metadata.namespace``: it is kept under the
+    namespace ``""``."""
 
     def __init__(self, uid: Callable[[], str]) -> None:
         self._objects: dict[str, dict[tuple[str, str], K8s]] = {}
@@ -433,10 +436,11 @@ class ObjectStore:
     def create(self, resource: str, obj: K8s, *, now: datetime) -> K8s:
         meta = obj["metadata"]
         assert isinstance(meta, dict)
-        key = (str(meta["namespace"]), str(meta["name"]))
+        key = (str(meta.get("namespace", "")), str(meta["name"]))
         if key in self._objects.get(resource, {}):
             raise ApiError(409, "AlreadyExists", f'{resource} "{key[1]}" already exists')
-        meta.setdefault("uid", self._uid())
+        if "uid" not in meta:  # drawn only when missing: a given uid takes no random draw
+            meta["uid"] = self._uid()
         meta["creationTimestamp"] = rfc3339(now)
         meta["generation"] = 1
         return self._write(resource, key, obj, "ADDED")
@@ -446,7 +450,8 @@ class ObjectStore:
         assert isinstance(meta, dict)
         if spec_changed:
             meta["generation"] = int(str(meta.get("generation", 1))) + 1
-        return self._write(resource, (str(meta["namespace"]), str(meta["name"])), obj, "MODIFIED")
+        key = (str(meta.get("namespace", "")), str(meta["name"]))
+        return self._write(resource, key, obj, "MODIFIED")
 
     def delete(self, resource: str, namespace: str, name: str) -> K8s:
         obj = self.get(resource, namespace, name)
@@ -472,7 +477,8 @@ class ObjectStore:
             snapshot["metadata"]["resourceVersion"] = str(self._version)
             if len(self.history) == self.history.maxlen:
                 self._history_floor = self.history[0].version
-            key = (resource, snapshot["metadata"]["namespace"], snapshot["metadata"]["name"])
+            meta = snapshot["metadata"]
+            key = (resource, meta.get("namespace", ""), meta["name"])
             previous = self._snapshots.pop(key, None)
             if change != "DELETED":
                 self._snapshots[key] = snapshot

@@ -114,6 +114,8 @@ def _paths(kind: Kind) -> dict[str, K8s]:
         item["patch"] = _operation(kind, "patch", True)
     if "delete" in kind.verbs:
         item["delete"] = _operation(kind, "delete", False)
+    if not kind.namespaced:  # a Node: the collection and its items at the top
+        return {f"{prefix}/{kind.resource}": collection, f"{prefix}/{kind.resource}/{{name}}": item}
     base = f"{prefix}/namespaces/{{namespace}}/{kind.resource}"
     return {
         f"{prefix}/{kind.resource}": {"get": _operation(kind, "list", False)},

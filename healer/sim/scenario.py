@@ -176,6 +176,36 @@ class ApiFault(_Model):
         return self
 
 
+class NodePool(_Model):
+    """The cluster's nodes: ``count`` alike, named ``<name_prefix>-00``, ``-01``...
+
+    Without a ``count`` the pool is sized for the scenario's pods: room for four times
+    every workload's replicas (an autoscaler may triple them, a rollout surges a
+    quarter), by pods, CPU requests and memory requests alike, and at least three nodes.
+    """
+
+    count: int | None = Field(default=None, ge=1, le=5000)
+    name_prefix: str = Field(default="node", pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
+    cpu_cores: float = Field(default=32.0, gt=0)
+    """Allocatable CPU of each node, cores (capacity is the same: nothing is reserved)."""
+    memory_bytes: int = Field(default=128 * 2**30, gt=0)
+    max_pods: int = Field(default=110, ge=1)
+    """The kubelet's ``--max-pods``; 110 is its default."""
+    zones: int = Field(default=3, ge=1, le=26)
+    """Nodes are spread over this many zones (``topology.kubernetes.io/zone``)."""
+    labels: dict[str, str] = {}
+
+    def size_for(self, workloads: list[WorkloadSpec]) -> int:
+        """``count``, or the default for ``workloads`` (see the class docstring)."""
+        if self.count is not None:
+            return self.count
+        pods = sum(4 * w.replicas for w in workloads)
+        cpu = sum(4 * w.replicas * w.resources.cpu_request_cores for w in workloads)
+        memory = sum(4 * w.replicas * w.resources.memory_limit_bytes for w in workloads)
+        need = max(pods / self.max_pods, cpu / self.cpu_cores, memory / self.memory_bytes, 3.0)
+        return int(-(-need // 1))
+
+
 class Scenario(_Model):
     name: str
     description: str
@@ -189,6 +219,8 @@ class Scenario(_Model):
     events: list[Event] = []
     api_faults: list[ApiFault] = []
     """Failures of the Kubernetes API itself; can also be set at run time."""
+    nodes: NodePool = NodePool()
+    """The nodes pods are scheduled onto; by default enough for the workloads."""
 
     @model_validator(mode="after")
     def _events_name_workloads(self) -> Scenario:

@@ -18,6 +18,7 @@ Decisions:
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -28,6 +29,7 @@ import numpy as np
 from healer.sim import workloads
 from healer.sim.clock import VirtualClock
 from healer.sim.containers import Container, ContainerTable
+from healer.sim.nodes import NodeUsage, Request
 from healer.sim.objects import K8s, ObjectStore, template_hash
 from healer.sim.scenario import Event, Scenario, WorkloadSpec
 
@@ -72,6 +74,56 @@ class FaultState:
 
 
 @dataclass
+class Placement:
+    """Where pods run: each node's offer and use, and the pods waiting for a node.
+
+    Kept up to date by the store's listener (``observe``, ``forget``) and by the
+    scheduler's bindings, so that neither the scheduler nor the node lifecycle sums
+    over the cluster's pods.
+    """
+
+    usage: dict[str, NodeUsage] = field(default_factory=dict)
+    order: list[str] = field(default_factory=list)
+    """The nodes' names, sorted: the scheduler's round robin goes through them."""
+    cursor: int = 0
+    pending: dict[tuple[str, str], str] = field(default_factory=dict)
+    """Pods no node could run (namespace, name), with their workload, in arrival order."""
+    retry: bool = False
+    """Something made room since the pending pods were last tried."""
+    bound: dict[tuple[str, str], tuple[str, Request]] = field(default_factory=dict)
+
+    def observe(self, change: str, node: K8s) -> None:
+        name = node["metadata"]["name"]
+        self.retry = True
+        if change == "DELETED":
+            self.usage.pop(name, None)
+            self.order.remove(name)
+            return
+        if name not in self.usage:
+            self.usage[name] = NodeUsage(name)
+            bisect.insort(self.order, name)
+        self.usage[name].observe(node)
+
+    def bind(self, pod: tuple[str, str], node: str, request: Request) -> None:
+        self.bound[pod] = (node, request)
+        self.usage[node].add(pod, request, +1)
+
+    def forget(self, pod: tuple[str, str]) -> None:
+        """A pod left: its node's room is free again."""
+        self.pending.pop(pod, None)
+        bound = self.bound.pop(pod, None)
+        if bound is not None:
+            usage = self.usage.get(bound[0])
+            if usage is not None:
+                usage.add(pod, bound[1], -1)
+            self.retry = True
+
+    def pods_on(self, node: str) -> list[tuple[str, str]]:
+        usage = self.usage.get(node)
+        return sorted(usage.bound) if usage is not None else []
+
+
+@dataclass
 class WorkQueues:
     """What changed since each controller's last pass, as informers feed controllers."""
 
@@ -113,6 +165,7 @@ class ClusterState:
         self.slots: dict[str, int] = {}  # pod uid -> slot in the table
         self.faults = FaultState()
         self.queues = WorkQueues()
+        self.placement = Placement()
         self.workload_index = {key: i for i, key in enumerate(by_key)}
         self.columns = workloads.WorkloadColumns(list(by_key.values()))
         self._hashes: dict[str, tuple[int, str]] = {}  # Deployment uid -> (generation, hash)
@@ -130,7 +183,12 @@ class ClusterState:
         change itself and its Deployment; a deleted owner its dependents (the GC's).
         """
         meta = obj["metadata"]
-        ns, name = meta["namespace"], meta["name"]
+        if resource == "nodes":
+            self.placement.observe(change, obj)
+            return
+        ns, name = meta.get("namespace", ""), meta["name"]
+        if resource == "pods" and change == "DELETED":
+            self.placement.forget((ns, name))
         if resource == "statefulsets" or (resource == "pods" and owner_kind(obj) == "StatefulSet"):
             self._stateful_change(change, resource, obj)
             return
@@ -182,6 +240,11 @@ class ClusterState:
 
     def container(self, pod: K8s) -> Container:
         return Container(self.table, self.slots[pod["metadata"]["uid"]])
+
+    def running(self, pod: K8s) -> bool:
+        """Whether the pod has a container (it is bound to a node and its kubelet
+        started it); a pod waiting for a node has none."""
+        return pod["metadata"]["uid"] in self.slots
 
     def template_hash(self, dep: K8s) -> str:
         """The pod-template-hash of the Deployment's template, recomputed on spec changes

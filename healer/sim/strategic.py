@@ -52,6 +52,7 @@ MERGE_KEYS: Final = {
     "schedulingGates": "name",
     "conditions": "type",
     "ownerReferences": "uid",
+    "addresses": "type",  # a Node's status.addresses
 }
 """Every other list of objects is atomic: the patch's list replaces it whole."""
 

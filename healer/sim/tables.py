@@ -107,12 +107,17 @@ def _pod(obj: K8s, now: datetime) -> list[object]:
         waiting = (c.get("state") or {}).get("waiting")
         if waiting and waiting.get("reason"):
             reason = waiting["reason"]
+    status = obj.get("status") or {}
     return [
         obj["metadata"]["name"],
         f"{ready}/{len(obj['spec'].get('containers', []))}",
-        reason,
+        status.get("reason") or reason,
         restarts,
         _created(obj, now),
+        status.get("podIP") or "<none>",
+        obj["spec"].get("nodeName") or "<none>",
+        "<none>",
+        "<none>",
     ]
 
 
@@ -176,6 +181,32 @@ def _lease(obj: K8s, now: datetime) -> list[object]:
     return [obj["metadata"]["name"], obj["spec"].get("holderIdentity", ""), _created(obj, now)]
 
 
+def _node(obj: K8s, now: datetime) -> list[object]:
+    """The node printer's cells: Ready as Ready, NotReady or Unknown, and
+    SchedulingDisabled when cordoned; roles from ``node-role.kubernetes.io/`` labels."""
+    status = obj.get("status") or {}
+    ready = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), None)
+    state = {"True": "Ready", "False": "NotReady"}.get(str((ready or {}).get("status")), "Unknown")
+    if obj["spec"].get("unschedulable"):
+        state += ",SchedulingDisabled"
+    labels = obj["metadata"].get("labels") or {}
+    roles = sorted(k.split("/", 1)[1] for k in labels if k.startswith("node-role.kubernetes.io/"))
+    addresses = {str(a.get("type")): a.get("address") for a in status.get("addresses") or []}
+    info = status.get("nodeInfo") or {}
+    return [
+        obj["metadata"]["name"],
+        state,
+        ",".join(roles) or "<none>",
+        _created(obj, now),
+        info.get("kubeletVersion", ""),
+        addresses.get("InternalIP") or "<none>",
+        addresses.get("ExternalIP") or "<none>",
+        info.get("osImage") or "<unknown>",
+        info.get("kernelVersion") or "<unknown>",
+        info.get("containerRuntimeVersion") or "<unknown>",
+    ]
+
+
 def _default(obj: K8s, now: datetime) -> list[object]:
     return [obj["metadata"]["name"], obj["metadata"].get("creationTimestamp")]
 
@@ -215,6 +246,10 @@ PRINTERS: dict[str, tuple[list[Column], Cells]] = {
             ("Status", "string", ""),
             ("Restarts", "string", ""),
             _AGE,
+            ("IP", "string", ""),
+            ("Node", "string", ""),
+            ("Nominated Node", "string", ""),
+            ("Readiness Gates", "string", ""),
         ],
         _pod,
     ),
@@ -251,7 +286,24 @@ PRINTERS: dict[str, tuple[list[Column], Cells]] = {
         _pdb,
     ),
     "leases": ([_NAME, ("Holder", "string", ""), _AGE], _lease),
+    "nodes": (
+        [
+            _NAME,
+            ("Status", "string", ""),
+            ("Roles", "string", ""),
+            _AGE,
+            ("Version", "string", ""),
+            ("Internal-IP", "string", ""),
+            ("External-IP", "string", ""),
+            ("OS-Image", "string", ""),
+            ("Kernel-Version", "string", ""),
+            ("Container-Runtime", "string", ""),
+        ],
+        _node,
+    ),
 }
+WIDE = {"pods": 4, "nodes": 5}
+"""How many of a printer's last columns are for ``-o wide`` only (priority 1)."""
 
 
 def table(
@@ -264,13 +316,20 @@ def table(
 ) -> K8s:
     """The Table a real API server answers for ``items`` of ``resource``."""
     columns, cells = PRINTERS.get(resource, ([_NAME, ("Created At", "date", "")], _default))
+    wide_from = len(columns) - WIDE.get(resource, 0)
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
         "metadata": {"resourceVersion": resource_version},
         "columnDefinitions": [
-            {"name": name, "type": kind, "format": fmt, "description": "", "priority": 0}
-            for name, kind, fmt in columns
+            {
+                "name": name,
+                "type": kind,
+                "format": fmt,
+                "description": "",
+                "priority": int(i >= wide_from),
+            }
+            for i, (name, kind, fmt) in enumerate(columns)
         ],
         "rows": [
             {"cells": cells(item, now), "object": _row_object(item, include_object)}

@@ -83,7 +83,9 @@ _SCALABLE = {"Deployment": "deployments", "StatefulSet": "statefulsets"}
 
 
 def _usage(state: ClusterState, usage: Floats, pod: K8s) -> float | None:
-    slot = state.slots[pod["metadata"]["uid"]]
+    slot = state.slots.get(pod["metadata"]["uid"])
+    if slot is None:
+        return None  # waiting for a node: no container, no usage
     value = float(usage[slot]) if slot < len(usage) else np.nan
     return None if np.isnan(value) else value
 

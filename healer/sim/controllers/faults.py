@@ -61,6 +61,8 @@ class FaultInjector:
             f = state.table.f
             workload = state.workload(ns, name)
             for pod in state.pods_of(workload) if workload is not None else []:
+                if not state.running(pod):
+                    continue  # waiting for a node: its container starts clean
                 slot = state.slots[pod["metadata"]["uid"]]
                 if event.kind == "cpu_hog":
                     f["burn_cores"][slot] = event.cores or 0.0

@@ -94,6 +94,7 @@ def age_pods(state: ClusterState, seconds: float, now: Now, pods: list[K8s] | No
         t.f["started_s"][: t.size][t.live()] -= seconds
         pods = state.store.list("pods")
     else:
+        pods = [p for p in pods if state.running(p)]
         t.f["started_s"][[state.slots[p["metadata"]["uid"]] for p in pods]] -= seconds
     for pod in pods:
         refresh_pod_status(state, pod, now)
@@ -155,11 +156,12 @@ def refresh_pod_status(state: ClusterState, pod: K8s, now: Now) -> None:
         if up_s >= 0
         else {"waiting": {"reason": "CrashLoopBackOff"}},
     }
+    scheduled = [c for c in status.get("conditions", []) if c.get("type") == "PodScheduled"]
     new = {
         **status,
         "phase": "Running",
         "startTime": status.get("startTime") or rfc3339(now.at),
-        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}],
+        "conditions": [{"type": "Ready", "status": "True" if ready else "False"}, *scheduled],
         "containerStatuses": [first, *containers[1:]],
     }
     if new != status:

@@ -7,7 +7,7 @@ counts the pods and the ready ones, written only when it changed.
 
 from __future__ import annotations
 
-from healer.sim.controllers.kubelet import admit
+from healer.sim.controllers.scheduler import admission, place
 from healer.sim.objects import K8s, copy_json
 from healer.sim.state import ClusterState, Now, drain, owner_name, owner_ref, pod_ready
 
@@ -26,7 +26,14 @@ class ReplicaSetController:
             self._create_pod(state, rs, now)
         if len(pods) > want:
             # Like the ReplicaSet controller: unready pods go first, then the youngest.
-            doomed = sorted(pods, key=lambda p: (pod_ready(p), -state.container(p).started_s))
+            # A pod waiting for a node (no container) ranks as the youngest.
+            doomed = sorted(
+                pods,
+                key=lambda p: (
+                    pod_ready(p),
+                    -state.container(p).started_s if state.running(p) else -float("inf"),
+                ),
+            )
             for pod in doomed[: len(pods) - want]:
                 state.delete("pods", pod["metadata"]["namespace"], pod["metadata"]["name"])
         pods = state.owned("pods", rs)
@@ -56,6 +63,7 @@ class ReplicaSetController:
             "spec": template["spec"],
             "status": {"phase": "Pending", "conditions": [], "containerStatuses": []},
         }
+        admission(pod)
         created = state.store.create("pods", pod, now=now.at)
         workload = f"{rs['metadata']['namespace']}/{owner_name(rs)}"
-        admit(state, created, workload, now)
+        place(state, created, workload, now)

@@ -37,7 +37,7 @@ Decisions:
 
 from __future__ import annotations
 
-from healer.sim.controllers.kubelet import admit
+from healer.sim.controllers.scheduler import admission, place
 from healer.sim.objects import K8s, copy_json
 from healer.sim.state import ClusterState, Now, drain, owner_ref, pod_ready
 
@@ -208,8 +208,9 @@ def _create_pod(state: ClusterState, sts: K8s, revision: K8s, i: int, now: Now) 
         "spec": spec,
         "status": {"phase": "Pending", "conditions": [], "containerStatuses": []},
     }
+    admission(pod)
     created = state.store.create("pods", pod, now=now.at)
-    admit(state, created, f"{meta['namespace']}/{meta['name']}", now)
+    place(state, created, f"{meta['namespace']}/{meta['name']}", now)
     return created
 
 

@@ -210,7 +210,7 @@ def test_discovery_names_every_group_in_both_forms() -> None:
     aggregated = discovery.aggregated(core=False)
     assert [i["metadata"]["name"] for i in aggregated["items"]] == legacy
     core = discovery.aggregated(core=True)["items"][0]["versions"][0]["resources"]
-    assert {r["resource"] for r in core} == {"pods", "events"}
+    assert {r["resource"] for r in core} == {"pods", "events", "nodes"}
     assert discovery.wants_aggregated(
         "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList,application/json"
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from healer.sim import controllers, deployments
+from healer.sim import controllers, deployments, nodes
 from healer.sim.clock import VirtualClock
 from healer.sim.cluster import Cluster
 from healer.sim.controllers import kubelet
@@ -20,6 +20,7 @@ from healer.sim.controllers.garbage import GarbageCollector
 from healer.sim.controllers.replicaset import ReplicaSetController
 from healer.sim.controllers.runtime import ContainerRuntime
 from healer.sim.controllers.sampler import SIGNALS, Sampler
+from healer.sim.controllers.scheduler import Scheduler
 from healer.sim.controllers.statefulset import StatefulSetController
 from healer.sim.objects import K8s
 from healer.sim.scenario import Event, Scenario, Traffic, WorkloadSpec
@@ -57,6 +58,7 @@ def bare_state(replicas: int = 3) -> ClusterState:
     deployments.default(body)
     body["status"] = {"observedGeneration": 0}
     state.store.create("deployments", body, now=state.clock.now())
+    nodes.register(state)
     return state
 
 
@@ -93,6 +95,7 @@ def test_a_tick_runs_the_parts_in_their_fixed_order() -> None:
         DeploymentController,
         ReplicaSetController,
         StatefulSetController,
+        Scheduler,
         kubelet.Kubelet,
         DeploymentStatus,
         ContainerRuntime,
@@ -103,8 +106,8 @@ def test_a_tick_runs_the_parts_in_their_fixed_order() -> None:
         Sampler,
     ]
     # The status controller is one part run twice, so its queue is drained by both passes.
-    assert cluster.tick[6] is cluster.tick[9]
-    assert cluster.tick[4] is cluster.tick[10]
+    assert cluster.tick[7] is cluster.tick[10]
+    assert cluster.tick[4] is cluster.tick[11]
 
 
 def test_a_controller_added_to_the_tick_runs_once_per_step_at_the_clock_reading() -> None:
@@ -136,7 +139,11 @@ def test_the_replicaset_controller_makes_pods_that_the_kubelet_starts() -> None:
     assert len(pods) == 3
     assert all(p["status"]["phase"] == "Running" for p in pods)
     # Started this instant: not ready until the readiness delay has passed.
-    assert [c["status"] for p in pods for c in p["status"]["conditions"]] == ["False"] * 3
+    # Bound to a node as they were made: scheduled, and not ready yet.
+    assert [[(c["type"], c["status"]) for c in p["status"]["conditions"]] for p in pods] == [
+        [("Ready", "False"), ("PodScheduled", "True")]
+    ] * 3
+    assert all(p["spec"]["nodeName"] for p in pods)
     assert {state.container(p).started_s for p in pods} == {now.unix_s}
 
 

@@ -1,0 +1,267 @@
+"""Nodes: the v1 Node objects of a scenario's pool, and the rules the scheduler and the
+node lifecycle share (requests, taints and tolerations, conditions).
+
+A node reads as a kubelet registers it: the ``kubernetes.io/hostname``, ``os``, ``arch``
+and zone labels, capacity and allocatable CPU, memory and pods, the four conditions a
+kubelet reports (Ready, MemoryPressure, DiskPressure, PIDPressure) with their
+heartbeat and transition times, addresses and ``nodeInfo``.
+
+Decisions:
+
+* ``NodeUsage`` keeps what the pods bound to each node request, updated as pods are
+  bound and deleted, so that placing a pod never sums over the cluster's pods.
+* Quantities are parsed by the official client's ``parse_quantity`` (Kubernetes'
+  grammar: ``250m``, ``128Gi``, ``1e3``), cached per string: a cluster has few
+  distinct request values.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import cache
+from typing import TYPE_CHECKING
+
+from kubernetes.utils.quantity import parse_quantity
+
+from healer.sim.objects import K8s, rfc3339
+from healer.sim.scenario import NodePool
+
+if TYPE_CHECKING:
+    from healer.sim.state import ClusterState
+
+KUBELET_VERSION = "v1.31.0"
+CONDITIONS = ("MemoryPressure", "DiskPressure", "PIDPressure", "Ready")
+"""The kubelet's conditions, in the order it reports them."""
+_HEALTHY = {
+    "MemoryPressure": ("False", "KubeletHasSufficientMemory", "kubelet has sufficient memory"),
+    "DiskPressure": ("False", "KubeletHasNoDiskPressure", "kubelet has no disk pressure"),
+    "PIDPressure": ("False", "KubeletHasSufficientPID", "kubelet has sufficient PID available"),
+    "Ready": ("True", "KubeletReady", "kubelet is posting ready status"),
+}
+
+# The taints Kubernetes itself puts on nodes (k8s.io/api/core/v1 well_known_taints.go).
+NOT_READY = "node.kubernetes.io/not-ready"
+UNREACHABLE = "node.kubernetes.io/unreachable"
+UNSCHEDULABLE = "node.kubernetes.io/unschedulable"
+MEMORY_PRESSURE = "node.kubernetes.io/memory-pressure"
+DEFAULT_TOLERATION_S = 300
+"""The DefaultTolerationSeconds admission plugin's: how long a pod stays on a node that
+is not ready or unreachable before the taint manager evicts it."""
+
+
+def names(pool: NodePool, count: int) -> list[str]:
+    width = max(2, len(str(count - 1)))
+    return [f"{pool.name_prefix}-{i:0{width}d}" for i in range(count)]
+
+
+def register(state: ClusterState) -> None:
+    """Register the scenario's nodes, before any pod exists. Their uids are derived
+    from their names, not drawn: the random stream stays the workloads'."""
+    pool, now = state.scenario.nodes, state.clock.now()
+    for i, name in enumerate(names(pool, pool.size_for(state.specs))):
+        node = manifest(pool, name, i, now)
+        node["metadata"]["uid"] = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.node.sim"))
+        state.store.create("nodes", node, now=now)
+
+
+def manifest(pool: NodePool, name: str, index: int, now: datetime) -> K8s:
+    """The Node ``name`` (the ``index``-th of the pool) as its kubelet registers it."""
+    zone = f"zone-{chr(ord('a') + index % pool.zones)}"
+    resources = {
+        "cpu": _cpu_text(pool.cpu_cores),
+        "memory": f"{pool.memory_bytes // 2**10}Ki",
+        "pods": str(pool.max_pods),
+        "ephemeral-storage": "100Gi",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {
+            "name": name,
+            "labels": {
+                "kubernetes.io/hostname": name,
+                "kubernetes.io/os": "linux",
+                "kubernetes.io/arch": "amd64",
+                "beta.kubernetes.io/os": "linux",
+                "beta.kubernetes.io/arch": "amd64",
+                "topology.kubernetes.io/zone": zone,
+                **pool.labels,
+            },
+            "annotations": {"node.alpha.kubernetes.io/ttl": "0"},
+        },
+        "spec": {"podCIDR": f"10.244.{index % 256}.0/24"},
+        "status": {
+            "capacity": dict(resources),
+            "allocatable": dict(resources),
+            "conditions": [condition(kind, *_HEALTHY[kind], now) for kind in CONDITIONS],
+            "addresses": [
+                {"type": "InternalIP", "address": f"10.0.{index // 250}.{index % 250 + 2}"},
+                {"type": "Hostname", "address": name},
+            ],
+            "daemonEndpoints": {"kubeletEndpoint": {"Port": 10250}},
+            "nodeInfo": {
+                "machineID": f"{index:032x}",
+                "systemUUID": f"{index:08x}-0000-4000-8000-000000000000",
+                "bootID": f"{index:08x}-0000-4000-8000-000000000001",
+                "kernelVersion": "6.1.0-28-amd64",
+                "osImage": "Debian GNU/Linux 12 (bookworm)",
+                "containerRuntimeVersion": "containerd://1.7.24",
+                "kubeletVersion": KUBELET_VERSION,
+                "kubeProxyVersion": KUBELET_VERSION,
+                "operatingSystem": "linux",
+                "architecture": "amd64",
+            },
+        },
+    }
+
+
+def _cpu_text(cores: float) -> str:
+    return str(int(cores)) if cores == int(cores) else f"{round(cores * 1000)}m"
+
+
+def condition(kind: str, status: str, reason: str, message: str, now: datetime) -> K8s:
+    at = rfc3339(now)
+    return {
+        "type": kind,
+        "status": status,
+        "lastHeartbeatTime": at,
+        "lastTransitionTime": at,
+        "reason": reason,
+        "message": message,
+    }
+
+
+def healthy(kind: str, now: datetime) -> K8s:
+    """The condition ``kind`` as a healthy kubelet reports it."""
+    return condition(kind, *_HEALTHY[kind], now)
+
+
+def set_condition(node: K8s, new: K8s) -> bool:
+    """Put ``new`` in the node's conditions; the transition time moves only when the
+    status does. True when the status changed."""
+    conditions = node["status"].setdefault("conditions", [])
+    for i, old in enumerate(conditions):
+        if old.get("type") == new["type"]:
+            changed = bool(old.get("status") != new["status"])
+            if not changed:
+                new = {**new, "lastTransitionTime": old.get("lastTransitionTime")}
+            conditions[i] = new
+            return changed
+    conditions.append(new)
+    return True
+
+
+def condition_status(node: K8s, kind: str) -> str:
+    for c in (node.get("status") or {}).get("conditions") or []:
+        if c.get("type") == kind:
+            return str(c.get("status"))
+    return "Unknown"
+
+
+@cache
+def quantity(text: str) -> float:
+    """A Kubernetes quantity as a number: cores for CPU, bytes for memory."""
+    # The client's parse_quantity is untyped; it returns a Decimal.
+    return float(parse_quantity(text))  # type: ignore[no-untyped-call]
+
+
+# ---- requests, taints and tolerations -----------------------------------------------
+
+
+@dataclass(frozen=True)
+class Request:
+    """What a pod asks of a node: CPU cores, memory bytes, one pod slot."""
+
+    cpu: float
+    memory: float
+
+    @classmethod
+    def of(cls, pod: K8s) -> Request:
+        cpu = memory = 0.0
+        for container in pod["spec"].get("containers") or []:
+            requests = (container.get("resources") or {}).get("requests") or {}
+            cpu += quantity(str(requests.get("cpu", "0")))
+            memory += quantity(str(requests.get("memory", "0")))
+        return cls(cpu, memory)
+
+
+@dataclass
+class NodeUsage:
+    """A node as the scheduler sees it: what it offers and what its pods request."""
+
+    name: str
+    cpu: float = 0.0
+    memory: float = 0.0
+    pods: float = 0.0
+    used_cpu: float = 0.0
+    used_memory: float = 0.0
+    used_pods: int = 0
+    bound: set[tuple[str, str]] = field(default_factory=set)
+    """The pods bound to it, by namespace and name."""
+
+    def observe(self, node: K8s) -> None:
+        allocatable = (node.get("status") or {}).get("allocatable") or {}
+        self.cpu = quantity(str(allocatable.get("cpu", "0")))
+        self.memory = quantity(str(allocatable.get("memory", "0")))
+        self.pods = quantity(str(allocatable.get("pods", "0")))
+
+    def fits(self, request: Request) -> bool:
+        return (
+            self.used_pods + 1 <= self.pods
+            and self.used_cpu + request.cpu <= self.cpu + 1e-9
+            and self.used_memory + request.memory <= self.memory
+        )
+
+    def add(self, key: tuple[str, str], request: Request, sign: int) -> None:
+        if sign > 0:
+            self.bound.add(key)
+        else:
+            self.bound.discard(key)
+        self.used_cpu += sign * request.cpu
+        self.used_memory += sign * request.memory
+        self.used_pods += sign
+
+
+def tolerates(tolerations: list[K8s], taint: K8s) -> bool:
+    """Whether one of ``tolerations`` tolerates ``taint`` (v1 Toleration.ToleratesTaint)."""
+    for t in tolerations:
+        if t.get("effect") and t.get("effect") != taint.get("effect"):
+            continue
+        if t.get("key") and t.get("key") != taint.get("key"):
+            continue
+        if not t.get("key") and t.get("operator") != "Exists":
+            continue
+        if t.get("operator") == "Exists" or t.get("value", "") == taint.get("value", ""):
+            return True
+    return False
+
+
+def blocking_taint(node: K8s, pod: K8s) -> K8s | None:
+    """The first NoSchedule or NoExecute taint of ``node`` that ``pod`` does not tolerate."""
+    tolerations = pod["spec"].get("tolerations") or []
+    for taint in node["spec"].get("taints") or []:
+        if taint.get("effect") in ("NoSchedule", "NoExecute") and not tolerates(tolerations, taint):
+            return dict(taint)
+    return None
+
+
+def selects(node: K8s, pod: K8s) -> bool:
+    """Whether the node's labels carry every label of the pod's ``nodeSelector``."""
+    labels = node["metadata"].get("labels") or {}
+    wanted = pod["spec"].get("nodeSelector") or {}
+    return all(labels.get(k) == v for k, v in wanted.items())
+
+
+def default_tolerations() -> list[K8s]:
+    """What the DefaultTolerationSeconds admission plugin adds to every pod."""
+    return [
+        {
+            "key": key,
+            "operator": "Exists",
+            "effect": "NoExecute",
+            "tolerationSeconds": DEFAULT_TOLERATION_S,
+        }
+        for key in (NOT_READY, UNREACHABLE)
+    ]
