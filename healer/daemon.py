@@ -330,11 +330,6 @@ class Healer:
         if self.nodes is None or edges is None:
             return
         source, cluster = edges
-        try:
-            states = source.nodes(until=now)
-        except CollectError as exc:
-            log.warning("no_node_metrics", error=str(exc))  # never act on missing data
-            return
         deps = NodeDeps(
             store=self.store,
             cluster=cluster,
@@ -344,7 +339,9 @@ class Healer:
             resolve=self._resolve_node,
         )
         try:
-            self.nodes.step(states, now, deps=deps)
+            self.nodes.step(source.nodes(until=now), now, deps=deps)
+        except CollectError as exc:
+            log.warning("no_node_metrics", error=str(exc))  # never act on missing data
         except HealerError as exc:
             log.error("node_step_failed", error=str(exc))
         except Exception as exc:  # a bug: logged and counted, the next cycle tries again
