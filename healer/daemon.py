@@ -503,6 +503,8 @@ class Healer:
         assert self.diagnose is not None  # set in __post_init__
         share = self._share(reading.detection)
         diagnosis = self.diagnose(finding, reading.frame, state, share)
+        if self._on_bad_node(track, finding, diagnosis, state, reading):
+            return
         watching = self._move(track, Diagnosed(Story(finding, diagnosis)))
         self._record_diagnosis(watching, diagnosis, finding, state, reading)
         self._say(
@@ -512,6 +514,31 @@ class Healer:
             f"{diagnosis.cause} ({diagnosis.confidence:.0%}): {diagnosis.explanation}",
         )
         self._plan_and_act(watching, diagnosis, finding, state, reading)
+
+    def _on_bad_node(
+        self,
+        track: Diagnosing,
+        finding: Finding,
+        diagnosis: Diagnosis,
+        state: WorkloadState,
+        reading: Reading,
+    ) -> bool:
+        """A workload whose pods fail on a bad node is the node's to heal: its incident
+        records why and closes without an action of its own, and without a page (the
+        node's incident pages if it must). True when it was."""
+        node = self.nodes.blame(finding.workload) if self.nodes is not None else None
+        if node is None:
+            return False
+        blame = f"its pods fail on a bad node: {node.explanation}"
+        held = replace(diagnosis, cause=node.cause, explanation=blame)
+        watching = self._move(track, Diagnosed(Story(finding, held)))
+        self._record_diagnosis(watching, held, finding, state, reading)
+        self._say("diagnosis", watching, reading.now, f"{node.cause}: {blame}")
+        why = "left to the node's incident: healer cordons and drains the node, not the workload"
+        self._move(
+            watching, Settled(Outcome(OutcomeKind.ESCALATED, why, reading.now), notify=False)
+        )
+        return True
 
     @staticmethod
     def _share(detection: Detection) -> float:

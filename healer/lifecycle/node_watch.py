@@ -61,6 +61,8 @@ from healer.types import (
     Outcome,
     OutcomeKind,
     Plan,
+    TargetKind,
+    WorkloadRef,
     node_ref,
 )
 
@@ -115,6 +117,14 @@ class NodeWatch:
     bad_since: dict[str, datetime] = field(default_factory=dict)
     healthy_since: dict[str, datetime] = field(default_factory=dict)
     cases: dict[str, Case] = field(default_factory=dict)
+    blamed: dict[WorkloadRef, Diagnosis] = field(default_factory=dict)
+    """Workloads whose pods fail on a bad node, with the node's diagnosis; as of the
+    last step, for the workload lifecycle (``blame``)."""
+
+    def blame(self, workload: WorkloadRef) -> Diagnosis | None:
+        """The diagnosis of the bad node the workload's pods fail on, if any (within
+        its grace, or handled by an incident of its own)."""
+        return self.blamed.get(workload)
 
     # ---- memory ----------------------------------------------------------------------
 
@@ -145,6 +155,7 @@ class NodeWatch:
         """Move every node on by one cycle; each step is in the store before the next."""
         diagnoses = {n.name: diagnose(n, nodes) for n in nodes}
         self._remember(nodes, diagnoses, now)
+        self.blamed = _blamed(nodes, diagnoses)
         for node in policy.by_onset(nodes, self.bad_since, now):
             case = self.cases.get(node.name)
             if case is None:
@@ -334,6 +345,33 @@ def _plan(
         reason=reason,
         verify_within_s=deps.settings.nodes.drain_within_s,
     )
+
+
+def _blamed(
+    nodes: Sequence[NodeState], diagnoses: dict[str, Diagnosis | None]
+) -> dict[WorkloadRef, Diagnosis]:
+    """Each workload failing on a diagnosed node, with the node's diagnosis."""
+    blamed: dict[WorkloadRef, Diagnosis] = {}
+    for node in nodes:
+        found = diagnoses.get(node.name)
+        if found is None:
+            continue
+        for pod in node.pods:
+            workload = workload_of(pod)
+            if workload is not None and not pod.ready:
+                blamed.setdefault(workload, found)
+    return blamed
+
+
+def workload_of(pod: NodePod) -> WorkloadRef | None:
+    """The Deployment or StatefulSet that runs the pod: a ReplicaSet's name is its
+    Deployment's with the pod template's hash appended (``cart-7f9c``)."""
+    kind, _, name = pod.owner.partition("/")
+    if kind == "ReplicaSet" and "-" in name:
+        return WorkloadRef(pod.namespace, TargetKind.DEPLOYMENT.value, name.rsplit("-", 1)[0])
+    if kind == "StatefulSet":
+        return WorkloadRef(pod.namespace, TargetKind.STATEFULSET.value, name)
+    return None
 
 
 def _served(name: str, case: Case) -> str:

@@ -15,11 +15,19 @@ from healer.config import Settings, load_settings
 from healer.daemon import Healer
 from healer.decide import load_playbooks
 from healer.errors import PrometheusUnavailable
-from healer.types import ActionKind, NodePod, NodeState, Plan, node_ref
-from tests.unit.test_daemon import REPO, T0, FakeActuator, FakeSource, ScriptedDetector
+from healer.types import ActionKind, Cause, NodePod, NodeState, OutcomeKind, Plan, node_ref
+from tests.unit.test_daemon import (
+    REPO,
+    SEARCH,
+    STRANGE,
+    T0,
+    FakeActuator,
+    FakeSource,
+    ScriptedDetector,
+)
 
-POD = NodePod("shop", "cart-1", "ReplicaSet/cart-7f", True)
-OTHER = NodePod("shop", "cart-2", "ReplicaSet/cart-7f", True)
+POD = NodePod("shop", "search-1", "ReplicaSet/search-7f", True)
+OTHER = NodePod("shop", "search-2", "ReplicaSet/search-7f", True)
 
 
 class NodeSource(FakeSource):
@@ -34,7 +42,7 @@ class NodeSource(FakeSource):
             raise PrometheusUnavailable("kube-state-metrics is gone")
         if self.odd:
             raise KeyError("node")
-        sick = NodePod("shop", "cart-1", "ReplicaSet/cart-7f", not self.bad)
+        sick = NodePod("shop", "search-1", "ReplicaSet/search-7f", not self.bad)
         return (
             NodeState("a", not self.bad, (), False, (sick,)),
             NodeState("b", True, (), False, (OTHER,)),
@@ -101,7 +109,7 @@ def test_a_bad_node_is_cordoned_then_drained_by_the_cycle(run: Run) -> None:
 
     assert run.node_plans() == [(ActionKind.CORDON, "a"), (ActionKind.DRAIN, "a")]
     drain: Plan = run.actuator.applied[-1]
-    assert dict(drain.params) == {"namespace": "shop", "pod": "cart-1"}
+    assert dict(drain.params) == {"namespace": "shop", "pod": "search-1"}
     [incident] = run.store.list_incidents()
     assert incident.workload == node_ref("a")
 
@@ -140,3 +148,18 @@ def test_missing_node_metrics_or_a_bug_never_stop_the_cycle(run: Run) -> None:
     run.source.odd = False
     run.cycles(3)
     assert run.node_plans()[0] == (ActionKind.CORDON, "a")
+
+
+def test_a_workload_failing_on_a_bad_node_is_left_to_the_nodes_incident(run: Run) -> None:
+    run.source.bad = True
+    run.cycles(1)
+    run.healer.detector.anomalous = {SEARCH: STRANGE}  # type: ignore[attr-defined]
+    run.cycles(4)
+
+    assert {p.workload.kind for p in run.actuator.applied} == {"Node"}  # none on search
+    rows = {r.workload: r for r in run.store.list_incidents()}
+    assert rows[SEARCH].cause == Cause.NODE_NOT_READY
+    assert rows[SEARCH].outcome == OutcomeKind.ESCALATED and rows[SEARCH].action is None
+    diagnosis = run.store.incident(rows[SEARCH].id).diagnosis
+    assert diagnosis is not None
+    assert diagnosis.explanation.startswith("its pods fail on a bad node: node a is NotReady")
