@@ -64,6 +64,7 @@ from healer.sim.controllers.budgets import DisruptionController, update_budget
 from healer.sim.controllers.deployment import DeploymentController, DeploymentStatus
 from healer.sim.controllers.faults import ApiFaults, FaultInjector, active
 from healer.sim.controllers.garbage import GarbageCollector
+from healer.sim.controllers.nodelifecycle import CordonTaint, NodeLifecycle
 from healer.sim.controllers.replicaset import ReplicaSetController
 from healer.sim.controllers.runtime import ContainerRuntime
 from healer.sim.controllers.sampler import SIGNALS, Sampler
@@ -129,6 +130,7 @@ class Cluster:
         status, stateful = DeploymentStatus(), StatefulSetController()
         self._control_plane: tuple[controllers.Controller, ...] = (
             GarbageCollector(),
+            CordonTaint(),
             DeploymentController(),
             ReplicaSetController(),
             stateful,
@@ -138,6 +140,7 @@ class Cluster:
         )
         self.tick: tuple[controllers.Controller, ...] = (
             self._faults,
+            NodeLifecycle(),
             *self._control_plane,
             ContainerRuntime(scenario.step_s),
             AutoscalerController(),
@@ -149,6 +152,7 @@ class Cluster:
         """The parts of one tick, in their order."""
         self.on_write: list[controllers.Controller] = [
             GarbageCollector(),
+            CordonTaint(),
             DeploymentController(),
             ReplicaSetController(),
             StatefulSetController(),

@@ -50,8 +50,15 @@ _FLOAT_COLUMNS: dict[str, float] = {
     # What the pod's status was last built from: (ready, started, started_s, restarts).
     "key_started_s": np.nan,
     "key_restarts": np.nan,
+    # What the pod's node does to it: latency times ``node_slowdown``, ``node_errors``
+    # more of its requests fail (a node under pressure); the node's index, -1 for none.
+    "node_slowdown": 1.0,
+    "node_errors": 0.0,
+    "node_index": -1.0,
+    "mark_node_cpu": 0.0,
 }
-_BOOL_COLUMNS = ("alive", "crash_on_start", "key_ready", "key_up")
+_BOOL_COLUMNS = ("alive", "crash_on_start", "key_ready", "key_up", "node_down")
+"""``node_down``: the pod's node is not ready, so the pod is not ready either."""
 
 
 class ContainerTable:

@@ -51,16 +51,11 @@ DEFAULT_TOLERATION_S = 300
 is not ready or unreachable before the taint manager evicts it."""
 
 
-def names(pool: NodePool, count: int) -> list[str]:
-    width = max(2, len(str(count - 1)))
-    return [f"{pool.name_prefix}-{i:0{width}d}" for i in range(count)]
-
-
 def register(state: ClusterState) -> None:
     """Register the scenario's nodes, before any pod exists. Their uids are derived
     from their names, not drawn: the random stream stays the workloads'."""
     pool, now = state.scenario.nodes, state.clock.now()
-    for i, name in enumerate(names(pool, pool.size_for(state.specs))):
+    for i, name in enumerate(pool.names(state.specs)):
         node = manifest(pool, name, i, now)
         node["metadata"]["uid"] = str(uuid.uuid5(uuid.NAMESPACE_DNS, f"{name}.node.sim"))
         state.store.create("nodes", node, now=now)
@@ -265,3 +260,26 @@ def default_tolerations() -> list[K8s]:
         }
         for key in (NOT_READY, UNREACHABLE)
     ]
+
+
+# ---- what node-exporter reads ---------------------------------------------------------
+
+SYSTEM_MEMORY_BYTES = 1.5 * 2**30
+"""Memory the node's own processes use (the kubelet, the container runtime, the OS)."""
+SYSTEM_CPU_SHARE = 0.02
+"""The share of the node's CPU time its own processes spend (mode ``system``)."""
+
+
+@dataclass
+class NodeMeters:
+    """Per node (by ``Placement.index``): CPU seconds its pods have used, summed from
+    the containers' counters each step, so the node's counter never goes back when a
+    pod leaves; and memory taken by processes outside the pods (a fault's)."""
+
+    user_cpu_s: list[float] = field(default_factory=list)
+    outside_bytes: list[float] = field(default_factory=list)
+
+    def grow(self, count: int) -> None:
+        missing = count - len(self.user_cpu_s)
+        self.user_cpu_s.extend([0.0] * missing)
+        self.outside_bytes.extend([0.0] * missing)

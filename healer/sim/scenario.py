@@ -26,7 +26,24 @@ scrape_gap      no metrics for ``duration_s`` (``*`` = all)     none (benign)
 slowdown        every workload's latency times ``factor`` for   none (benign: a shared
                 ``duration_s`` (workload ``*``)                   network or monitoring
                                                                    problem)
+node_notready   the kubelet of ``node`` (or of each node        drain (cordon, then evict)
+                ``node_selector`` picks) reports NotReady, or
+                with ``unreachable`` stops reporting, for
+                ``duration_s`` (to the end without): its pods
+                fail, turn unready, and are evicted after
+                their toleration (300 s)
+node_memory_    a process outside the pods takes the node's     drain
+pressure        memory and leaks ``bytes_per_s`` more: the
+                kubelet reports MemoryPressure and evicts
+                pods; its pods are slow and fail more
+node_drain      a person drains the node for maintenance        none (benign)
+                (cordon, evictions through the Eviction API,
+                which disruption budgets may hold back), and
+                uncordons it ``duration_s`` later
 ==============  ==============================================  =========================
+
+Node events name no workload (``workload`` is ``*``): what their pods suffer is
+their consequence, and the remedy is the node's (``cordon`` or ``drain``).
 
 Files are untrusted input: validated with pydantic, errors name the file, line and field.
 """
@@ -103,9 +120,19 @@ class WorkloadSpec(_Model):
 
 
 EventKind = Literal[
-    "memory_leak", "overload", "release", "crash_loop", "cpu_hog", "scrape_gap", "slowdown"
+    "memory_leak",
+    "overload",
+    "release",
+    "crash_loop",
+    "cpu_hog",
+    "scrape_gap",
+    "slowdown",
+    "node_notready",
+    "node_memory_pressure",
+    "node_drain",
 ]
-Remedy = Literal["restart", "scale", "rollback", "none"]
+NODE_EVENTS = ("node_notready", "node_memory_pressure", "node_drain")
+Remedy = Literal["restart", "scale", "rollback", "cordon", "drain", "none"]
 _NEEDS: dict[str, tuple[str, ...]] = {
     "memory_leak": ("bytes_per_s",),
     "overload": ("factor",),
@@ -114,6 +141,9 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "cpu_hog": ("cores",),
     "scrape_gap": ("duration_s",),
     "slowdown": ("factor", "duration_s"),
+    "node_notready": (),
+    "node_memory_pressure": (),
+    "node_drain": (),
 }
 
 
@@ -121,8 +151,15 @@ class Event(_Model):
     at_s: float = Field(ge=0)
     """Seconds after the scenario start."""
     kind: EventKind
-    workload: str = Field(pattern=r"^(\*|[a-z0-9-]+/[a-z0-9-]+)$")
+    workload: str = Field(default="*", pattern=r"^(\*|[a-z0-9-]+/[a-z0-9-]+)$")
     """namespace/name of the Deployment (or StatefulSet), or ``*`` for every workload."""
+    node: str | None = None
+    """The node a node event happens to."""
+    node_selector: dict[str, str] = {}
+    """Instead of ``node``: every node carrying these labels (a zone, a pool)."""
+    unreachable: bool = False
+    """node_notready: the kubelet stops reporting (Ready Unknown) rather than reporting
+    NotReady."""
     expect: Remedy
     """The remediation that fixes it; ``none`` marks a benign event."""
     bytes_per_s: float | None = Field(default=None, gt=0)
@@ -138,9 +175,24 @@ class Event(_Model):
         missing = [name for name in _NEEDS[self.kind] if getattr(self, name) is None]
         if missing:
             raise ValueError(f"a {self.kind} event needs {', '.join(missing)}")
+        if self.kind in NODE_EVENTS:
+            if (self.node is None) == (not self.node_selector):
+                raise ValueError(f"a {self.kind} event needs a node or a node_selector")
+            if self.workload != "*":
+                raise ValueError(f"a {self.kind} event names a node, not a workload")
+            return self
+        if self.node is not None or self.node_selector:
+            raise ValueError(f"a {self.kind} event names a workload, not a node")
         if self.workload == "*" and self.kind not in ("scrape_gap", "slowdown"):
             raise ValueError(f"a {self.kind} event needs one workload, not *")
         return self
+
+    def nodes_of(self, nodes: list[tuple[str, dict[str, str]]]) -> list[str]:
+        """The names among ``nodes`` (name, labels) that a node event happens to."""
+        if self.node is not None:
+            return [name for name, _ in nodes if name == self.node]
+        wanted = self.node_selector.items()
+        return [name for name, labels in nodes if wanted <= labels.items()]
 
     @property
     def end_s(self) -> float:
@@ -205,6 +257,12 @@ class NodePool(_Model):
         need = max(pods / self.max_pods, cpu / self.cpu_cores, memory / self.memory_bytes, 3.0)
         return int(-(-need // 1))
 
+    def names(self, workloads: list[WorkloadSpec]) -> list[str]:
+        """The nodes' names, zero-padded so that name order is index order."""
+        count = self.size_for(workloads)
+        width = max(2, len(str(count - 1)))
+        return [f"{self.name_prefix}-{i:0{width}d}" for i in range(count)]
+
 
 class Scenario(_Model):
     name: str
@@ -232,6 +290,10 @@ class Scenario(_Model):
         for i, event in enumerate(self.events):
             if event.workload != "*" and event.workload not in known:
                 raise ValueError(f"events[{i}]: no workload {event.workload!r} in this scenario")
+        nodes = set(self.nodes.names(self.expanded())) if self.events else set()
+        for i, event in enumerate(self.events):
+            if event.node is not None and event.node not in nodes:
+                raise ValueError(f"events[{i}]: no node {event.node!r} in this scenario")
         return self
 
     def behaviour(self, image: str) -> Behaviour:

@@ -29,7 +29,7 @@ import numpy as np
 from healer.sim import workloads
 from healer.sim.clock import VirtualClock
 from healer.sim.containers import Container, ContainerTable
-from healer.sim.nodes import NodeUsage, Request
+from healer.sim.nodes import NodeMeters, NodeUsage, Request
 from healer.sim.objects import K8s, ObjectStore, template_hash
 from healer.sim.scenario import Event, Scenario, WorkloadSpec
 
@@ -66,11 +66,36 @@ class Overload:
 
 
 @dataclass
+class NodeTrouble:
+    """A node fault in progress (``node_notready``, ``node_memory_pressure``), UNIX s."""
+
+    kind: str
+    start_s: float
+    end_s: float
+    unreachable: bool = False
+    bytes_per_s: float = 0.0
+    taken_bytes: float = float("nan")
+    """Memory the outside process took at the start (set on the first pass)."""
+    pressure_s: float = float("-inf")
+    """When the kubelet last saw memory under its eviction threshold."""
+
+
+@dataclass
+class Drain:
+    """A person's drain of a node for maintenance: uncordoned at ``until_s`` (UNIX s)."""
+
+    until_s: float
+
+
+@dataclass
 class FaultState:
-    """The faults in progress that outlive their event: surges and recurring leaks."""
+    """The faults in progress that outlive their event: surges and recurring leaks,
+    node troubles and maintenance drains, by node name."""
 
     overloads: dict[str, Overload] = field(default_factory=dict)
     leaks: dict[str, Event] = field(default_factory=dict)  # recurring leaks, by workload
+    nodes: dict[str, NodeTrouble] = field(default_factory=dict)
+    drains: dict[str, Drain] = field(default_factory=dict)
 
 
 @dataclass
@@ -90,6 +115,9 @@ class Placement:
     """Pods no node could run (namespace, name), with their workload, in arrival order."""
     retry: bool = False
     """Something made room since the pending pods were last tried."""
+    index: dict[str, int] = field(default_factory=dict)
+    """Each node's index in the containers' ``node_index`` column and the node meters,
+    given once and never reused."""
     bound: dict[tuple[str, str], tuple[str, Request]] = field(default_factory=dict)
 
     def observe(self, change: str, node: K8s) -> None:
@@ -102,6 +130,7 @@ class Placement:
         if name not in self.usage:
             self.usage[name] = NodeUsage(name)
             bisect.insort(self.order, name)
+            self.index.setdefault(name, len(self.index))
         self.usage[name].observe(node)
 
     def bind(self, pod: tuple[str, str], node: str, request: Request) -> None:
@@ -131,6 +160,7 @@ class WorkQueues:
     statuses: set[tuple[str, str]] = field(default_factory=set)
     replicasets: set[tuple[str, str]] = field(default_factory=set)
     statefulsets: set[tuple[str, str]] = field(default_factory=set)
+    nodes: set[tuple[str, str]] = field(default_factory=set)
     deleted_owners: list[str] = field(default_factory=list)  # uids the GC must follow
 
     def absorb(self, other: WorkQueues) -> None:
@@ -166,6 +196,7 @@ class ClusterState:
         self.faults = FaultState()
         self.queues = WorkQueues()
         self.placement = Placement()
+        self.node_meters = NodeMeters()
         self.workload_index = {key: i for i, key in enumerate(by_key)}
         self.columns = workloads.WorkloadColumns(list(by_key.values()))
         self._hashes: dict[str, tuple[int, str]] = {}  # Deployment uid -> (generation, hash)
@@ -185,6 +216,8 @@ class ClusterState:
         meta = obj["metadata"]
         if resource == "nodes":
             self.placement.observe(change, obj)
+            if change != "DELETED":
+                self.queues.nodes.add(("", meta["name"]))
             return
         ns, name = meta.get("namespace", ""), meta["name"]
         if resource == "pods" and change == "DELETED":

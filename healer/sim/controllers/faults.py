@@ -19,12 +19,13 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from healer.sim.scenario import ApiFault, Event, Scenario
-from healer.sim.state import ClusterState, Now, Overload
+from healer.sim.controllers.maintenance import NodeApi, continue_drains, start_drain
+from healer.sim.scenario import NODE_EVENTS, ApiFault, Event, Scenario
+from healer.sim.state import ClusterState, NodeTrouble, Now, Overload
 
 
-class WorkloadPatcher(Protocol):
-    """The API verb a release goes through (the cluster's own)."""
+class WorkloadPatcher(NodeApi, Protocol):
+    """The API verbs a release and a maintenance drain go through (the cluster's own)."""
 
     def patch_workload(
         self,
@@ -52,8 +53,13 @@ class FaultInjector:
             event = self._pending.pop(0)
             self._apply(state, event, now)
             self.applied.append((now.unix_s, event))
+        if state.faults.drains:
+            continue_drains(self._api, state, now)
 
     def _apply(self, state: ClusterState, event: Event, now: Now) -> None:
+        if event.kind in NODE_EVENTS:
+            self._apply_to_nodes(state, event, now)
+            return
         if event.workload == "*":
             return
         ns, name = event.workload.split("/", 1)
@@ -85,6 +91,31 @@ class FaultInjector:
             self._api.patch_workload(
                 resource, ns, name, patch, "application/strategic-merge-patch+json"
             )
+
+    def _apply_to_nodes(self, state: ClusterState, event: Event, now: Now) -> None:
+        """A node event, on each node it names: a trouble the node lifecycle follows,
+        or a person's drain."""
+        end_s = now.unix_s + event.duration_s if event.duration_s else float("inf")
+        nodes = [
+            (n["metadata"]["name"], n["metadata"].get("labels") or {})
+            for n in state.store.list("nodes")
+        ]
+        for name in event.nodes_of(nodes):
+            if event.kind == "node_drain":
+                start_drain(self._api, state, name, end_s, now)
+            else:
+                state.faults.nodes[name] = NodeTrouble(
+                    event.kind,
+                    now.unix_s,
+                    end_s,
+                    unreachable=event.unreachable,
+                    bytes_per_s=event.bytes_per_s or DEFAULT_LEAK_BYTES_PER_S,
+                )
+
+
+DEFAULT_LEAK_BYTES_PER_S = 2**20
+"""node_memory_pressure without ``bytes_per_s``: the outside process grows 1 MiB/s,
+so that a few hundred MiB freed by an eviction last a few minutes."""
 
 
 class ApiFaults:

@@ -44,6 +44,7 @@ def admit(state: ClusterState, pod: K8s, workload: str, now: Now) -> None:
     behaviour = state.scenario.behaviour(pod["spec"]["containers"][0]["image"])
     f = table.f
     f["started_s"][slot] = now.unix_s
+    f["node_index"][slot] = state.placement.index.get(pod["spec"].get("nodeName", ""), -1)
     f["error_ratio"][slot] = behaviour.error_ratio
     f["latency_s"][slot] = behaviour.latency_s
     f["cpu_factor"][slot] = behaviour.cpu_factor
@@ -111,7 +112,7 @@ def refresh_pods(state: ClusterState, mask: np.ndarray[Any, np.dtype[np.bool_]],
     f, b = t.f, t.b
     up_s = now.unix_s - f["started_s"][:n]
     changed = (
-        (b["key_ready"][:n] != (up_s >= READINESS_DELAY_S))
+        (b["key_ready"][:n] != ((up_s >= READINESS_DELAY_S) & ~b["node_down"][:n]))
         | (b["key_up"][:n] != (up_s >= 0))
         | (f["key_started_s"][:n] != f["started_s"][:n])
         | (f["key_restarts"][:n] != f["restarts"][:n])
@@ -125,7 +126,7 @@ def refresh_pod_status(state: ClusterState, pod: K8s, now: Now) -> None:
     f, b = state.table.f, state.table.b
     started_s = float(f["started_s"][slot])
     up_s = now.unix_s - started_s
-    ready = up_s >= READINESS_DELAY_S
+    ready = bool(up_s >= READINESS_DELAY_S and not b["node_down"][slot])
     status = pod["status"]
     restarts = (status["containerStatuses"] or [{}])[0].get("restartCount", 0)
     # Most pods change nothing from one step to the next: skip rebuilding their status.

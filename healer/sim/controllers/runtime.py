@@ -56,7 +56,7 @@ class ContainerRuntime:
             serving,
             n=np.where(serving, rps * dt_s, 0.0),
             rho=rho,
-            base_error=np.maximum(f["error_ratio"][:n], beyond[ws]),
-            base_latency_s=f["latency_s"][:n] * slowdown[ws],
+            base_error=np.maximum(f["error_ratio"][:n], beyond[ws]) + f["node_errors"][:n],
+            base_latency_s=f["latency_s"][:n] * slowdown[ws] * f["node_slowdown"][:n],
             rng=state.rng,
         )

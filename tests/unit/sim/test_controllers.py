@@ -17,6 +17,7 @@ from healer.sim.controllers.budgets import DisruptionController
 from healer.sim.controllers.deployment import DeploymentController, DeploymentStatus
 from healer.sim.controllers.faults import FaultInjector
 from healer.sim.controllers.garbage import GarbageCollector
+from healer.sim.controllers.nodelifecycle import CordonTaint, NodeLifecycle
 from healer.sim.controllers.replicaset import ReplicaSetController
 from healer.sim.controllers.runtime import ContainerRuntime
 from healer.sim.controllers.sampler import SIGNALS, Sampler
@@ -91,7 +92,9 @@ def test_a_tick_runs_the_parts_in_their_fixed_order() -> None:
     kinds = [type(part) for part in cluster.tick]
     assert kinds == [
         FaultInjector,
+        NodeLifecycle,
         GarbageCollector,
+        CordonTaint,
         DeploymentController,
         ReplicaSetController,
         StatefulSetController,
@@ -106,8 +109,8 @@ def test_a_tick_runs_the_parts_in_their_fixed_order() -> None:
         Sampler,
     ]
     # The status controller is one part run twice, so its queue is drained by both passes.
-    assert cluster.tick[7] is cluster.tick[10]
-    assert cluster.tick[4] is cluster.tick[11]
+    assert cluster.tick[9] is cluster.tick[12]
+    assert cluster.tick[6] is cluster.tick[13]
 
 
 def test_a_controller_added_to_the_tick_runs_once_per_step_at_the_clock_reading() -> None:
