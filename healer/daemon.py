@@ -287,6 +287,7 @@ class Healer:
         findings = {f.workload: f for f in detection.findings}
         self.vitals.read(now, len(findings))
         self.brake.take(detection, self.tracked, self.settings)
+        self._watch_nodes(now, frozenset(findings))  # first: what fails on a bad node is its
         self.vitals.incident_errors += approvals.take_approved(
             store=self.store, playbooks=self.playbooks, cycle=_Acting(self, reading), now=now
         )
@@ -310,7 +311,6 @@ class Healer:
         busy = set(self.tracked) | {s.finding.workload for s in surges}
         for key, floor in self.floors.due(now, self.settings, busy=busy, store=self.store):
             self._guarded(floor.workload, self._hand_back, key, floor, frame, now)
-        self._watch_nodes(now)
         return detection
 
     # ---- nodes ---------------------------------------------------------------------------
@@ -324,7 +324,7 @@ class Healer:
             return source, cluster
         return None
 
-    def _watch_nodes(self, now: datetime) -> None:
+    def _watch_nodes(self, now: datetime, anomalous: frozenset[WorkloadRef]) -> None:
         """One step of the node watch; its trouble is logged and never stops the cycle."""
         edges = self._node_edges()
         if self.nodes is None or edges is None:
@@ -339,7 +339,7 @@ class Healer:
             resolve=self._resolve_node,
         )
         try:
-            self.nodes.step(source.nodes(until=now), now, deps=deps)
+            self.nodes.step(source.nodes(until=now), now, deps=deps, anomalous=anomalous)
         except CollectError as exc:
             log.warning("no_node_metrics", error=str(exc))  # never act on missing data
         except HealerError as exc:

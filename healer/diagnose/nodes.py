@@ -1,10 +1,13 @@
 """Whether a node fails its pods: the diagnosis that leads to a cordon and a drain.
 
 A node is to blame when its condition is bad (NotReady, or under memory, disk or PID
-pressure) *and* pods it runs are not Ready *while the same workloads' pods on other
-nodes are*. Each half alone is not enough: a node under brief pressure whose pods all
-serve hurts nobody, and pods failing on every node are their workload's fault (a bad
-release, a crash loop), which moving them would not cure.
+pressure) *and* pods it runs fail *while the same workloads' pods on other nodes are
+Ready*. A pod fails when it is not Ready or, on a node under pressure, when its
+workload is anomalous now (slow, erring: a pressed node's pods stay Ready while they
+crawl, and kube-state-metrics has no per-pod latency). Each half alone is not enough:
+a node under brief pressure whose pods all serve hurts nobody, and pods failing on
+every node are their workload's fault (a bad release, a crash loop), which moving
+them would not cure.
 
 Decisions:
 
@@ -15,6 +18,9 @@ Decisions:
 - A workload with no pod elsewhere cannot be compared: the bad condition stands as the
   evidence, at a lower confidence. A workload failing elsewhere too is left out of the
   node's account; when it is the only one failing, the node is not diagnosed.
+- The anomalous workloads are the detector's findings of the same cycle, passed in;
+  a workload anomalous on every node with a pressed node among them is the weaker
+  case, which is why pressure has the lower confidence.
 - DaemonSet pods are not evidence: each node runs its own, there is nothing to compare
   with, and a drain would leave them anyway.
 - Pure and instantaneous: how long a node has been bad (``nodes.grace_s``) is the
@@ -23,10 +29,10 @@ Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass
 
-from healer.types import Cause, Diagnosis, NodePod, NodeState
+from healer.types import Cause, Diagnosis, NodePod, NodeState, TargetKind, WorkloadRef
 
 CONFIDENCE_NOT_READY = 0.9
 """A NotReady node with failing pods whose replicas elsewhere serve: the kubelet lost."""
@@ -46,25 +52,52 @@ class Hurt:
     """Their workloads' pods on other nodes, all Ready."""
 
 
-def hurt(node: NodeState, nodes: Sequence[NodeState]) -> Hurt:
+def workload_of(pod: NodePod) -> WorkloadRef | None:
+    """The Deployment or StatefulSet that runs the pod: a ReplicaSet's name is its
+    Deployment's with the pod template's hash appended (``cart-7f9c``)."""
+    kind, _, name = pod.owner.partition("/")
+    if kind == "ReplicaSet" and "-" in name:
+        return WorkloadRef(pod.namespace, TargetKind.DEPLOYMENT.value, name.rsplit("-", 1)[0])
+    if kind == "StatefulSet":
+        return WorkloadRef(pod.namespace, TargetKind.STATEFULSET.value, name)
+    return None
+
+
+def failing(node: NodeState, anomalous: Set[WorkloadRef] = frozenset()) -> list[NodePod]:
+    """The node's pods that fail: not Ready, or (under pressure) of an anomalous workload."""
+    return [
+        p
+        for p in node.pods
+        if not p.terminating
+        and not p.daemon
+        and (not p.ready or (bool(node.pressure) and workload_of(p) in anomalous))
+    ]
+
+
+def hurt(
+    node: NodeState, nodes: Sequence[NodeState], anomalous: Set[WorkloadRef] = frozenset()
+) -> Hurt:
     """The node's failing pods whose workloads do not fail on other nodes."""
-    failing = [p for p in node.pods if not p.ready and not p.terminating and not p.daemon]
+    bad = failing(node, anomalous)
     elsewhere: dict[str, list[NodePod]] = {}
     for other in nodes:
         if other.name != node.name:
             for pod in other.pods:
                 if not pod.terminating:
                     elsewhere.setdefault(pod.workload, []).append(pod)
-    blamed = [p for p in failing if all(o.ready for o in elsewhere.get(p.workload, []))]
+    blamed = [p for p in bad if all(o.ready for o in elsewhere.get(p.workload, []))]
     compared = sum(len(elsewhere.get(w, [])) for w in {p.workload for p in blamed})
     return Hurt(tuple(blamed), compared)
 
 
-def diagnose(node: NodeState, nodes: Sequence[NodeState]) -> Diagnosis | None:
-    """The node's diagnosis now, or None when it hurts no workload."""
+def diagnose(
+    node: NodeState, nodes: Sequence[NodeState], anomalous: Set[WorkloadRef] = frozenset()
+) -> Diagnosis | None:
+    """The node's diagnosis now, or None when it hurts no workload; ``anomalous`` are the
+    workloads the detector finds anomalous in this cycle."""
     if node.healthy:
         return None
-    found = hurt(node, nodes)
+    found = hurt(node, nodes, anomalous)
     if not found.failing:
         return None
     cause = Cause.NODE_NOT_READY if not node.ready else Cause.NODE_PRESSURE
@@ -88,5 +121,5 @@ def _explain(node: NodeState, found: Hurt) -> str:
     )
     return (
         f"node {node.name} is {state} and {pods} pod{'s' if pods != 1 else ''} on it "
-        f"are not Ready ({shown}) {where}."
+        f"fail ({shown}) {where}."
     )

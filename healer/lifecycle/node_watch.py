@@ -34,7 +34,7 @@ Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Sequence, Set
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol, runtime_checkable
@@ -45,7 +45,7 @@ from healer.audit.roles import DaemonStore
 from healer.config import Settings
 from healer.decide import nodes as policy
 from healer.decide.paging import Escalation, Resolution
-from healer.diagnose.nodes import diagnose
+from healer.diagnose.nodes import diagnose, failing, workload_of
 from healer.types import (
     ActionKind,
     ActionRecord,
@@ -61,7 +61,6 @@ from healer.types import (
     Outcome,
     OutcomeKind,
     Plan,
-    TargetKind,
     WorkloadRef,
     node_ref,
 )
@@ -151,11 +150,19 @@ class NodeWatch:
 
     # ---- the cycle -------------------------------------------------------------------
 
-    def step(self, nodes: Sequence[NodeState], now: datetime, *, deps: NodeDeps) -> None:
-        """Move every node on by one cycle; each step is in the store before the next."""
-        diagnoses = {n.name: diagnose(n, nodes) for n in nodes}
+    def step(
+        self,
+        nodes: Sequence[NodeState],
+        now: datetime,
+        *,
+        deps: NodeDeps,
+        anomalous: Set[WorkloadRef] = frozenset(),
+    ) -> None:
+        """Move every node on by one cycle; each step is in the store before the next.
+        ``anomalous`` are the workloads the detector finds anomalous in this cycle."""
+        diagnoses = {n.name: diagnose(n, nodes, anomalous) for n in nodes}
         self._remember(nodes, diagnoses, now)
-        self.blamed = _blamed(nodes, diagnoses)
+        self.blamed = _blamed(nodes, diagnoses, anomalous)
         for node in policy.by_onset(nodes, self.bad_since, now):
             case = self.cases.get(node.name)
             if case is None:
@@ -348,7 +355,9 @@ def _plan(
 
 
 def _blamed(
-    nodes: Sequence[NodeState], diagnoses: dict[str, Diagnosis | None]
+    nodes: Sequence[NodeState],
+    diagnoses: dict[str, Diagnosis | None],
+    anomalous: Set[WorkloadRef],
 ) -> dict[WorkloadRef, Diagnosis]:
     """Each workload failing on a diagnosed node, with the node's diagnosis."""
     blamed: dict[WorkloadRef, Diagnosis] = {}
@@ -356,22 +365,11 @@ def _blamed(
         found = diagnoses.get(node.name)
         if found is None:
             continue
-        for pod in node.pods:
+        for pod in failing(node, anomalous):
             workload = workload_of(pod)
-            if workload is not None and not pod.ready:
+            if workload is not None:
                 blamed.setdefault(workload, found)
     return blamed
-
-
-def workload_of(pod: NodePod) -> WorkloadRef | None:
-    """The Deployment or StatefulSet that runs the pod: a ReplicaSet's name is its
-    Deployment's with the pod template's hash appended (``cart-7f9c``)."""
-    kind, _, name = pod.owner.partition("/")
-    if kind == "ReplicaSet" and "-" in name:
-        return WorkloadRef(pod.namespace, TargetKind.DEPLOYMENT.value, name.rsplit("-", 1)[0])
-    if kind == "StatefulSet":
-        return WorkloadRef(pod.namespace, TargetKind.STATEFULSET.value, name)
-    return None
 
 
 def _served(name: str, case: Case) -> str:

@@ -32,7 +32,7 @@ def test_a_notready_node_failing_pods_whose_replicas_elsewhere_serve_is_diagnose
         0.9,
     )
     assert found.explanation == (
-        "node a is NotReady and 2 pods on it are not Ready (shop/ReplicaSet/cart-7f, "
+        "node a is NotReady and 2 pods on it fail (shop/ReplicaSet/cart-7f, "
         "shop/ReplicaSet/web-5) while their 3 pods on other nodes are Ready."
     )
 
