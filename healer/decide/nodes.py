@@ -24,7 +24,7 @@ Decisions:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from datetime import datetime
 
 from healer.config import NodeSettings
@@ -34,12 +34,13 @@ CAP_GUARD = "node_cap"
 
 
 def cap(
-    node: NodeState, nodes: Sequence[NodeState], *, own_cordons: int, settings: NodeSettings
+    node: NodeState, nodes: Sequence[NodeState], *, held: Set[str], settings: NodeSettings
 ) -> GuardResult:
-    """Whether cordoning ``node`` keeps the cluster within the cap; ``own_cordons`` is how
-    many nodes healer holds cordoned now."""
-    total = len(nodes)
-    left = sum(1 for n in nodes if not n.unschedulable and n.name != node.name)
+    """Whether cordoning ``node`` keeps the cluster within the cap; ``held`` are the nodes
+    healer holds cordoned now (those of this cycle too, which ``nodes`` may not show)."""
+    total, own_cordons = len(nodes), len(held)
+    gone = held | {node.name}
+    left = sum(1 for n in nodes if not n.unschedulable and n.name not in gone)
     share = left / total if total else 0.0
     if own_cordons >= settings.max_cordoned:
         return GuardResult(

@@ -15,6 +15,8 @@ Decisions:
   name of the controller, as kube-state-metrics' ``kube_pod_info{created_by_*}`` says),
   not by a Deployment name, so a StatefulSet's or a bare ReplicaSet's pods compare the
   same way.
+- Replicas are compared with those on healthy nodes only: when two nodes fail at once,
+  each one's failing pods must not clear the other.
 - A workload with no pod elsewhere cannot be compared: the bad condition stands as the
   evidence, at a lower confidence. A workload failing elsewhere too is left out of the
   node's account; when it is the only one failing, the node is not diagnosed.
@@ -77,11 +79,11 @@ def failing(node: NodeState, anomalous: Set[WorkloadRef] = frozenset()) -> list[
 def hurt(
     node: NodeState, nodes: Sequence[NodeState], anomalous: Set[WorkloadRef] = frozenset()
 ) -> Hurt:
-    """The node's failing pods whose workloads do not fail on other nodes."""
+    """The node's failing pods whose workloads do not fail on other, healthy nodes."""
     bad = failing(node, anomalous)
     elsewhere: dict[str, list[NodePod]] = {}
     for other in nodes:
-        if other.name != node.name:
+        if other.name != node.name and other.healthy:  # two bad nodes do not excuse each other
             for pod in other.pods:
                 if not pod.terminating:
                     elsewhere.setdefault(pod.workload, []).append(pod)

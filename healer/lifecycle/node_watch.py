@@ -145,8 +145,9 @@ class NodeWatch:
         )
 
     @property
-    def own_cordons(self) -> int:
-        return sum(1 for c in self.cases.values() if c.cordoned_at is not None)
+    def held(self) -> frozenset[str]:
+        """The nodes healer holds cordoned."""
+        return frozenset(n for n, c in self.cases.items() if c.cordoned_at is not None)
 
     # ---- the cycle -------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class NodeWatch:
         deps.store.record_diagnosis(incident_id, diagnosis, at=now)
         deps.say("diagnosis", incident_id, node.name, now, diagnosis.explanation)
         case = Case(incident_id, now)
-        guard = policy.cap(node, nodes, own_cordons=self.own_cordons, settings=deps.settings.nodes)
+        guard = policy.cap(node, nodes, held=self.held, settings=deps.settings.nodes)
         plan = _plan(node.name, ActionKind.CORDON, {}, deps, guard, diagnosis.explanation)
         deps.store.record_plan(incident_id, plan, at=now)
         self.cases[node.name] = case

@@ -21,9 +21,11 @@ def node(
 def test_the_first_of_two_bad_nodes_is_cordoned_the_second_would_go_below_the_share() -> None:
     nodes = [node("a", ready=False), node("b", ready=False), node("c")]
 
-    first = policy.cap(nodes[0], nodes, own_cordons=0, settings=SETTINGS)
+    first = policy.cap(nodes[0], nodes, held=set(), settings=SETTINGS)
     after = [node("a", ready=False, cordoned=True), nodes[1], nodes[2]]
-    second = policy.cap(after[1], after, own_cordons=1, settings=SETTINGS)
+    second = policy.cap(after[1], after, held={"a"}, settings=SETTINGS)
+    # The same when the snapshot predates the cordon (both judged in one cycle).
+    assert not policy.cap(nodes[1], nodes, held={"a"}, settings=SETTINGS).passed
 
     assert first.passed and first.detail == "2 of 3 nodes stay schedulable (67%)"
     assert not second.passed
@@ -34,15 +36,13 @@ def test_the_first_of_two_bad_nodes_is_cordoned_the_second_would_go_below_the_sh
 
 def test_a_persons_cordon_counts_against_the_share() -> None:
     nodes = [node("a", ready=False), node("b", cordoned=True), node("c"), node("d")]
-    verdict = policy.cap(
-        nodes[0], nodes, own_cordons=0, settings=NodeSettings(min_healthy_share=0.6)
-    )
+    verdict = policy.cap(nodes[0], nodes, held=set(), settings=NodeSettings(min_healthy_share=0.6))
     assert not verdict.passed and "2 of 4 nodes schedulable" in verdict.detail
 
 
 def test_healer_holds_no_more_than_max_cordoned_nodes() -> None:
     nodes = [node(str(i)) for i in range(10)]
-    verdict = policy.cap(nodes[0], nodes, own_cordons=1, settings=NodeSettings(max_cordoned=1))
+    verdict = policy.cap(nodes[0], nodes, held={"5"}, settings=NodeSettings(max_cordoned=1))
     assert not verdict.passed
     assert verdict.detail == "healer holds 1 nodes cordoned already (nodes.max_cordoned 1)"
 

@@ -74,3 +74,12 @@ def test_a_workload_with_no_pod_elsewhere_counts_with_less_confidence() -> None:
     assert found is not None
     assert found.confidence == 0.9 - 0.2
     assert found.explanation.endswith("and they run nowhere else to compare with.")
+
+
+def test_two_bad_nodes_do_not_clear_each_other() -> None:
+    a = node("a", pod("cart-1", ready=False), ready=False)
+    b = node("b", pod("cart-2", ready=False), ready=False)
+    c = node("c", pod("cart-3"))
+
+    assert diagnose(a, [a, b, c]) is not None
+    assert diagnose(b, [a, b, c]) is not None
