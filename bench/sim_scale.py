@@ -1,7 +1,7 @@
 """How fast the simulated cluster runs at scale: Deployments x pods x simulated hours.
 
     python bench/sim_scale.py [--deployments 1000] [--statefulsets 0] [--pods 5] [--hours 24]
-                              [--sample-hours H]
+                              [--sample-hours H] [--nodes N]
 
 The target (issue 3): 1,000 Deployments x 5 pods for 24 simulated hours at 15 s
 resolution in under 60 s of wall time on one core. The process is pinned to one CPU
@@ -11,6 +11,8 @@ CPU time (less sensitive than wall time to other processes on a busy machine), t
 cost per simulated step and per workload-step, and peak memory (ru_maxrss), which
 includes the recorded samples: (workloads x 7 signals) float64 per step.
 ``--statefulsets`` adds that many StatefulSets of ``--pods`` ordered pods each.
+``--nodes`` sets the number of nodes the pods are scheduled onto (by default the
+scenario's pool: room for four times the pods, 110 pods a node).
 """
 
 from __future__ import annotations
@@ -22,12 +24,14 @@ import time
 from datetime import UTC, datetime
 
 from healer.sim.cluster import Cluster
-from healer.sim.scenario import Scenario, Traffic, WorkloadSpec
+from healer.sim.scenario import NodePool, Scenario, Traffic, WorkloadSpec
 
 TARGET_S = 60.0
 
 
-def scenario(deployments: int, pods: int, statefulsets: int = 0) -> Scenario:
+def scenario(
+    deployments: int, pods: int, statefulsets: int = 0, nodes: int | None = None
+) -> Scenario:
     workload = WorkloadSpec(
         name="svc",
         namespace="bench",
@@ -49,6 +53,7 @@ def scenario(deployments: int, pods: int, statefulsets: int = 0) -> Scenario:
         start=datetime(2026, 3, 2, 0, 0, tzinfo=UTC),
         seed=1,
         workloads=workloads,
+        nodes=NodePool(count=nodes),
     )
 
 
@@ -67,11 +72,12 @@ def main() -> None:
     parser.add_argument("--pods", type=int, default=5)
     parser.add_argument("--hours", type=float, default=24.0)
     parser.add_argument("--sample-hours", type=float, default=None)
+    parser.add_argument("--nodes", type=int, default=None)
     args = parser.parse_args()
     sample_h = args.hours if args.sample_hours is None else args.sample_hours
     pinned = pin_to_one_core()
     cpu_started, started = time.process_time(), time.perf_counter()
-    cluster = Cluster(scenario(args.deployments, args.pods, args.statefulsets))
+    cluster = Cluster(scenario(args.deployments, args.pods, args.statefulsets, args.nodes))
     build_s, build_cpu_s = time.perf_counter() - started, time.process_time() - cpu_started
     cpu_started, started = time.process_time(), time.perf_counter()
     cluster.advance(sample_h * 3600)
@@ -85,7 +91,7 @@ def main() -> None:
     workloads = args.deployments + args.statefulsets
     print(
         f"{args.deployments} Deployments and {args.statefulsets} StatefulSets x {args.pods} "
-        f"pods, {pinned}: "
+        f"pods on {len(cluster.store.list('nodes'))} nodes, {pinned}: "
         f"built in {build_s:.1f} s wall ({build_cpu_s:.1f} s CPU)"
     )
     print(

@@ -10,6 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from healer.sim.nodemetrics import node_families, pod_info
+
 if TYPE_CHECKING:
     from healer.sim.cluster import Cluster
 
@@ -92,6 +94,8 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
         ],
     )
     yield from _statefulset_families(cluster)
+    yield from node_families(cluster)  # kube-state-metrics' and node-exporter's
+    yield from pod_info(cluster)
     pods = cluster.store.list("pods")
     owner_rows: list[tuple[str, float]] = []
     cpu, memory, restarts, requests, limits = (list[tuple[str, float]]() for _ in range(5))

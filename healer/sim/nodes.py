@@ -23,12 +23,15 @@ from datetime import datetime
 from functools import cache
 from typing import TYPE_CHECKING
 
+import numpy as np
 from kubernetes.utils.quantity import parse_quantity
+from numpy.typing import NDArray
 
 from healer.sim.objects import K8s, rfc3339
 from healer.sim.scenario import NodePool
 
 if TYPE_CHECKING:
+    from healer.sim.containers import ContainerTable
     from healer.sim.state import ClusterState
 
 KUBELET_VERSION = "v1.31.0"
@@ -195,8 +198,26 @@ class NodeUsage:
     used_pods: int = 0
     bound: set[tuple[str, str]] = field(default_factory=set)
     """The pods bound to it, by namespace and name."""
+    address: str = ""
+    pod_cidr: str = ""
+    _ips: int = 0
+
+    def next_pod_ip(self) -> str:
+        """An address from the node's pod CIDR (a /24), in turn, as its CNI hands out."""
+        self._ips = self._ips % 253 + 1
+        prefix = self.pod_cidr.rsplit(".", 1)[0] if self.pod_cidr else "10.244.255"
+        return f"{prefix}.{self._ips + 1}"
 
     def observe(self, node: K8s) -> None:
+        self.pod_cidr = str(node["spec"].get("podCIDR", ""))
+        self.address = next(
+            (
+                str(a.get("address"))
+                for a in (node.get("status") or {}).get("addresses") or []
+                if a.get("type") == "InternalIP"
+            ),
+            "",
+        )
         allocatable = (node.get("status") or {}).get("allocatable") or {}
         self.cpu = quantity(str(allocatable.get("cpu", "0")))
         self.memory = quantity(str(allocatable.get("memory", "0")))
@@ -243,10 +264,46 @@ def blocking_taint(node: K8s, pod: K8s) -> K8s | None:
 
 
 def selects(node: K8s, pod: K8s) -> bool:
-    """Whether the node's labels carry every label of the pod's ``nodeSelector``."""
+    """Whether the node's labels carry every label of the pod's ``nodeSelector``, and
+    the node meets one of the terms of its required node affinity (the form a
+    DaemonSet's pods carry: ``matchFields`` on ``metadata.name``)."""
     labels = node["metadata"].get("labels") or {}
     wanted = pod["spec"].get("nodeSelector") or {}
-    return all(labels.get(k) == v for k, v in wanted.items())
+    if not all(labels.get(k) == v for k, v in wanted.items()):
+        return False
+    affinity = ((pod["spec"].get("affinity") or {}).get("nodeAffinity") or {}).get(
+        "requiredDuringSchedulingIgnoredDuringExecution"
+    ) or {}
+    terms = affinity.get("nodeSelectorTerms") or []
+    fields = {"metadata.name": node["metadata"]["name"]}
+    return not terms or any(_term_holds(term, labels, fields) for term in terms)
+
+
+def _term_holds(term: K8s, labels: dict[str, str], fields: dict[str, str]) -> bool:
+    """One node selector term: every expression on labels and on fields holds."""
+    checks = [(r, labels) for r in term.get("matchExpressions") or []]
+    checks += [(r, fields) for r in term.get("matchFields") or []]
+    return bool(checks) and all(_requirement(r, values) for r, values in checks)
+
+
+def _requirement(requirement: K8s, values: dict[str, str]) -> bool:
+    key, op = requirement.get("key", ""), requirement.get("operator")
+    allowed = [str(v) for v in requirement.get("values") or []]
+    if op == "In":
+        return values.get(key) in allowed
+    if op == "NotIn":
+        return values.get(key) not in allowed
+    if op == "Exists":
+        return key in values
+    if op == "DoesNotExist":
+        return key not in values
+    if op in ("Gt", "Lt") and key in values and allowed:
+        try:
+            number, bound = int(values[key]), int(allowed[0])
+        except ValueError:
+            return False
+        return number > bound if op == "Gt" else number < bound
+    return False
 
 
 def default_tolerations() -> list[K8s]:
@@ -283,3 +340,19 @@ class NodeMeters:
         missing = count - len(self.user_cpu_s)
         self.user_cpu_s.extend([0.0] * missing)
         self.outside_bytes.extend([0.0] * missing)
+
+    def settle(self, table: ContainerTable, slots: NDArray[np.intp]) -> None:
+        """Add what the containers in ``slots`` used since they were last settled to
+        their nodes' counters: when a pod leaves (its slot is freed) and when the
+        counters are read, so no step pays for it."""
+        f = table.f
+        nodes = f["node_index"][slots]
+        slots = slots[nodes >= 0]
+        if not len(slots):
+            return
+        index = f["node_index"][slots].astype(np.intp)
+        self.grow(int(index.max()) + 1)
+        used = np.bincount(index, weights=f["cpu_seconds"][slots] - f["mark_node_cpu"][slots])
+        for i in np.flatnonzero(used):
+            self.user_cpu_s[i] += float(used[i])
+        f["mark_node_cpu"][slots] = f["cpu_seconds"][slots]

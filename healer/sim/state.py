@@ -119,13 +119,17 @@ class Placement:
     """Each node's index in the containers' ``node_index`` column and the node meters,
     given once and never reused."""
     bound: dict[tuple[str, str], tuple[str, Request]] = field(default_factory=dict)
+    orphans: list[tuple[str, str]] = field(default_factory=list)
+    """Pods bound to a node that was deleted: the pod garbage collector's to delete."""
 
     def observe(self, change: str, node: K8s) -> None:
         name = node["metadata"]["name"]
         self.retry = True
         if change == "DELETED":
-            self.usage.pop(name, None)
+            usage = self.usage.pop(name, None)
             self.order.remove(name)
+            if usage is not None:
+                self.orphans.extend(sorted(usage.bound))
             return
         if name not in self.usage:
             self.usage[name] = NodeUsage(name)
@@ -297,6 +301,7 @@ class ClusterState:
         if resource == "pods":
             slot = self.slots.pop(obj["metadata"]["uid"], None)
             if slot is not None:
+                self.node_meters.settle(self.table, np.array([slot], dtype=np.intp))
                 self.table.free(slot)
         return obj
 

@@ -5,15 +5,18 @@ placement of pods as a client reads it."""
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-from kubernetes import client, watch
+from kubernetes import client, config, watch
 from kubernetes.client.exceptions import ApiException
 
 from healer.api.server import ServerThread
+from healer.sim.apiserver import serve_in_thread, write_kubeconfig
 from healer.sim.cluster import Cluster
+from healer.sim.scenario import load_scenario
 
 MERGE = "application/merge-patch+json"
 STRATEGIC = "application/strategic-merge-patch+json"
@@ -153,3 +156,56 @@ def test_a_pod_no_node_can_run_stays_pending_until_a_node_has_room(
     assert bound.spec.node_name == "node-01"
     cluster.advance(30)
     assert apps.read_namespaced_deployment("cart", "shop").status.ready_replicas == 4
+
+
+def test_deleting_a_node_deletes_its_pods_and_their_controllers_replace_them(
+    core: client.CoreV1Api, kube_api: Any
+) -> None:
+    gone = {
+        p.metadata.name
+        for p in core.list_pod_for_all_namespaces(field_selector="spec.nodeName=node-02").items
+    }
+    core.delete_node("node-02")
+    pods = core.list_pod_for_all_namespaces().items
+    assert gone and not gone & {p.metadata.name for p in pods}
+    assert {p.spec.node_name for p in pods} == {"node-00", "node-01"}
+    apps = client.AppsV1Api(kube_api)
+    for dep in apps.list_deployment_for_all_namespaces().items:
+        replicas = [p for p in pods if p.metadata.name.startswith(dep.metadata.name + "-")]
+        assert len(replicas) == dep.spec.replicas
+
+
+def test_an_unreachable_node_as_a_client_sees_it_in_virtual_time(tmp_path: Path) -> None:
+    cluster = Cluster(load_scenario("node-notready"))
+    server = serve_in_thread(cluster)
+    api = config.new_client_from_config(
+        config_file=str(write_kubeconfig(tmp_path / "kubeconfig", server.url))
+    )
+    try:
+        core = client.CoreV1Api(api)
+        on_node = "spec.nodeName=node-01"
+        before = [
+            p.metadata.name for p in core.list_pod_for_all_namespaces(field_selector=on_node).items
+        ]
+        cluster.advance(1800 + 60)  # the kubelet stopped; the grace period is over
+        node = core.read_node_status("node-01")
+        ready = next(c for c in node.status.conditions if c.type == "Ready")
+        assert (ready.status, ready.reason) == ("Unknown", "NodeStatusUnknown")
+        assert {(t.key, t.effect) for t in node.spec.taints} == {
+            ("node.kubernetes.io/unreachable", "NoSchedule"),
+            ("node.kubernetes.io/unreachable", "NoExecute"),
+        }
+        stuck = core.list_pod_for_all_namespaces(field_selector=on_node).items
+        assert [p.metadata.name for p in stuck] == before
+        assert {c.status for p in stuck for c in p.status.conditions if c.type == "Ready"} == {
+            "False"
+        }
+        cluster.advance(300)  # the pods' toleration is over: evicted, made again elsewhere
+        assert core.list_pod_for_all_namespaces(field_selector=on_node).items == []
+        apps = client.AppsV1Api(api)
+        cluster.advance(30)
+        for dep in apps.list_deployment_for_all_namespaces().items:
+            assert dep.status.ready_replicas == dep.spec.replicas
+    finally:
+        api.close()
+        server.stop()

@@ -18,13 +18,15 @@ controller and its taint manager do about it, as Kubernetes does.
   Evicted, an Event says why, and it is deleted. The condition clears five minutes
   (the eviction pressure transition period) after the last time memory was short.
   Meanwhile its pods are slow and fail more often (the node swaps and reclaims pages).
-* Healthy kubelets refresh their conditions' ``lastHeartbeatTime`` every five minutes
-  (``nodeStatusReportFrequency``).
 
 Decisions:
 
 * The work is proportional to the nodes in trouble, not to the cluster: the troubles
   are in ``FaultState.nodes`` and the pods of a node in ``Placement``.
+* A kubelet's status moves (``lastHeartbeatTime`` with it) when what it reports
+  changes, not every five minutes as ``nodeStatusReportFrequency`` would have it: a
+  write per node every five minutes would cost the 1,000-Deployment day
+  (bench/sim_scale.py) seconds, for timestamps nothing here reads.
 * A pod evicted by the kubelet is deleted after its Failed status is written: a real
   cluster keeps it until the pod garbage collector's threshold, but every other part
   of the simulator (and healer) counts a workload's pods as its live ones.
@@ -35,8 +37,6 @@ from __future__ import annotations
 import math
 import uuid
 from datetime import datetime
-
-import numpy as np
 
 from healer.sim.controllers.kubelet import refresh_pod_status
 from healer.sim.nodes import (
@@ -56,8 +56,6 @@ from healer.sim.state import ClusterState, NodeTrouble, Now, drain
 
 GRACE_S = 40.0
 """The node lifecycle controller's ``--node-monitor-grace-period``."""
-HEARTBEAT_S = 300.0
-"""The kubelet's ``nodeStatusReportFrequency``: how often an unchanged status is posted."""
 EVICTION_THRESHOLD_BYTES = 100 * 2**20
 """The kubelet's default hard eviction threshold, ``memory.available<100Mi``."""
 PRESSURE_TRANSITION_S = 300.0
@@ -71,10 +69,15 @@ FAILING_SLOWDOWN, FAILING_ERRORS = 5.0, 0.5
 class CordonTaint:
     """A cordoned node (``spec.unschedulable``) carries the taint
     ``node.kubernetes.io/unschedulable:NoSchedule``, lifted when it is uncordoned, as
-    the node lifecycle controller keeps it (it reacts to writes: ``kubectl cordon`` then
-    ``kubectl describe node`` shows it)."""
+    the node lifecycle controller keeps it; the pods of a deleted node are deleted, as
+    the pod garbage collector does. It reacts to writes: ``kubectl cordon`` then
+    ``kubectl describe node`` shows the taint."""
 
     def reconcile(self, state: ClusterState, now: Now) -> None:
+        while state.placement.orphans:
+            key = state.placement.orphans.pop(0)
+            if state.store.find("pods", *key) is not None:
+                state.delete("pods", *key)
         for key in drain(state.queues.nodes):
             node = state.store.find("nodes", *key)
             if node is not None and _taint(
@@ -89,11 +92,7 @@ class CordonTaint:
 
 
 class NodeLifecycle:
-    def __init__(self) -> None:
-        self._heartbeat_s = -math.inf
-
     def reconcile(self, state: ClusterState, now: Now) -> None:
-        _meter(state)
         for name, trouble in list(state.faults.nodes.items()):
             node = state.store.find("nodes", "", name)
             if node is None:
@@ -102,9 +101,6 @@ class NodeLifecycle:
                 _not_ready(state, node, trouble, now)
             else:
                 _memory_pressure(state, node, trouble, now)
-        if now.unix_s - self._heartbeat_s >= HEARTBEAT_S:
-            self._heartbeat_s = now.unix_s
-            _heartbeats(state, now)
 
 
 # ---- not ready ----------------------------------------------------------------------
@@ -225,6 +221,7 @@ def _memory_pressure(state: ClusterState, node: K8s, trouble: NodeTrouble, now: 
         if active
         else 0.0
     )
+    state.node_meters.grow(index + 1)
     state.node_meters.outside_bytes[index] = max(0.0, taken)
     available = total - SYSTEM_MEMORY_BYTES - _pods_memory(state, name) - taken
     if available < EVICTION_THRESHOLD_BYTES:
@@ -394,32 +391,3 @@ def _event(
         },
         now=now.at,
     )
-
-
-def _heartbeats(state: ClusterState, now: Now) -> None:
-    """Healthy kubelets post their unchanged status: the heartbeat times move."""
-    at = rfc3339(now.at)
-    for node in state.store.list("nodes"):
-        if node["metadata"]["name"] in state.faults.nodes:
-            continue
-        for c in node["status"].get("conditions") or []:
-            if c.get("status") != "Unknown":
-                c["lastHeartbeatTime"] = at
-        state.store.update("nodes", node, spec_changed=False)
-
-
-def _meter(state: ClusterState) -> None:
-    """Add the CPU seconds each node's pods used since the last pass to the node's."""
-    placement, meters, t = state.placement, state.node_meters, state.table
-    meters.grow(len(placement.index))
-    n, f = t.size, t.f
-    live = t.live() & (f["node_index"][:n] >= 0)
-    used = f["cpu_seconds"][:n] - f["mark_node_cpu"][:n]
-    sums = np.bincount(
-        f["node_index"][:n][live].astype(np.intp),
-        weights=used[live],
-        minlength=len(meters.user_cpu_s),
-    )
-    for i in np.flatnonzero(sums):
-        meters.user_cpu_s[i] += float(sums[i])
-    np.copyto(f["mark_node_cpu"][:n], f["cpu_seconds"][:n], where=live)

@@ -110,6 +110,8 @@ def _write_binding(state: ClusterState, pod: K8s, node: str, request: Request, n
     pod["spec"]["nodeName"] = node
     status = pod["status"]
     status["conditions"] = [scheduled_condition(now)]
+    usage = state.placement.usage[node]
+    status["hostIP"], status["podIP"] = usage.address, usage.next_pod_ip()
     status.pop("reason", None)
     status.pop("message", None)
     state.placement.bind((meta["namespace"], meta["name"]), node, request)

@@ -11,6 +11,7 @@ import pytest
 from pydantic import ValidationError
 
 from healer.sim.cluster import Cluster
+from healer.sim.exposition import render_metrics
 from healer.sim.nodes import condition_status
 from healer.sim.objects import K8s
 from healer.sim.scenario import Event, NodePool, Scenario, Traffic, WorkloadSpec, load_scenario
@@ -303,3 +304,92 @@ def test_a_maintenance_drain_evicts_within_budgets_and_uncordons_later() -> None
     assert all(len(cluster.pods_of("shop", n)) == 4 for n in ("cart", "search", "checkout"))
     cluster.advance(900)
     assert not node(cluster, "node-00")["spec"].get("unschedulable")
+
+
+# ---- the series -----------------------------------------------------------------------
+
+
+def series(cluster: Cluster) -> dict[str, float]:
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in render_metrics(cluster).splitlines()
+        if not line.startswith("#")
+    }
+
+
+def test_node_series_follow_memory_pressure_and_cpu_counters_never_go_back() -> None:
+    event = Event(
+        at_s=60,
+        kind="node_memory_pressure",
+        node="node-03",
+        bytes_per_s=2**20,
+        duration_s=600,
+        expect="drain",
+    )
+    cluster = Cluster(scenario(event))
+    cluster.advance(45)
+    before = series(cluster)
+    where = 'instance="10.0.0.5:9100",node="node-03"'
+    user = f'node_cpu_seconds_total{{cpu="0",mode="user",{where}}}'
+    assert before[f"node_memory_MemTotal_bytes{{{where}}}"] == 128 * 2**30
+    assert before[f"node_memory_MemAvailable_bytes{{{where}}}"] > 100 * 2**30
+    pressure = 'kube_node_status_condition{node="node-03",condition="MemoryPressure",status="%s"}'
+    assert (before[pressure % "true"], before[pressure % "false"]) == (0.0, 1.0)
+    cluster.advance(120)
+    during = series(cluster)
+    assert during[f"node_memory_MemAvailable_bytes{{{where}}}"] < 2**30  # all but taken
+    assert (during[pressure % "true"], during[pressure % "false"]) == (1.0, 0.0)
+    taint = (
+        'kube_node_spec_taint{node="node-03",key="node.kubernetes.io/memory-pressure",'
+        'value="",effect="NoSchedule"}'
+    )
+    assert during[taint] == 1.0
+    assert during[user] > before[user] > 0  # pods evicted meanwhile: the counter still grows
+    assert (
+        during['kube_node_status_allocatable{node="node-03",resource="pods",unit="integer"}'] == 110
+    )
+
+
+def test_kube_pod_info_names_each_pods_node_and_a_waiting_pod_none() -> None:
+    cluster = Cluster(scenario(replicas=1))
+    for name in ("node-00", "node-01", "node-02", "node-03"):
+        cluster.patch_object(
+            "nodes", "", name, {"spec": {"unschedulable": True}}, STRATEGIC, dry_run=False
+        )
+    cluster.patch_scale("shop", "cart", {"spec": {"replicas": 2}}, MERGE)
+    info = [k for k in series(cluster) if k.startswith("kube_pod_info{") and 'pod="cart-' in k]
+    nodes = sorted(k.split('node="')[1].split('"')[0] for k in info)
+    assert len(nodes) == 2 and nodes[0] == "" and nodes[1].startswith("node-0")
+    assert series(cluster)['kube_node_spec_unschedulable{node="node-02"}'] == 1.0
+
+
+def test_required_node_affinity_places_a_pod_on_the_node_it_names() -> None:
+    cluster = Cluster(scenario(replicas=1))
+    term = {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node-03"]}]}
+    affinity = {
+        "nodeAffinity": {
+            "requiredDuringSchedulingIgnoredDuringExecution": {"nodeSelectorTerms": [term]}
+        }
+    }
+    patch = {"spec": {"template": {"spec": {"affinity": affinity}}}}
+    for name in ("cart", "search"):
+        cluster.patch_deployment("shop", name, patch, STRATEGIC)
+    cluster.advance(3 * STEP_S)
+    assert [
+        p["spec"]["nodeName"] for n in ("cart", "search") for p in cluster.pods_of("shop", n)
+    ] == [
+        "node-03",
+        "node-03",
+    ]
+    zone = {
+        "matchExpressions": [
+            {"key": "topology.kubernetes.io/zone", "operator": "NotIn", "values": ["zone-a"]}
+        ]
+    }
+    affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"][
+        "nodeSelectorTerms"
+    ] = [zone]
+    cluster.patch_deployment("shop", "checkout", patch, STRATEGIC)
+    cluster.advance(3 * STEP_S)
+    [pod] = cluster.pods_of("shop", "checkout")
+    assert pod["spec"]["nodeName"] in ("node-01", "node-02")  # not node-00 nor node-03 (zone-a)
