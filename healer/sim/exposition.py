@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from healer.sim.nodemetrics import node_families, pod_info
+from healer.sim.podstatus import pod_status
 
 if TYPE_CHECKING:
     from healer.sim.cluster import Cluster
@@ -96,6 +97,7 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
     yield from _statefulset_families(cluster)
     yield from node_families(cluster)  # kube-state-metrics' and node-exporter's
     yield from pod_info(cluster)
+    yield from pod_status(cluster)  # readiness and deletion, for telling bad nodes apart
     pods = cluster.store.list("pods")
     owner_rows: list[tuple[str, float]] = []
     cpu, memory, restarts, requests, limits = (list[tuple[str, float]]() for _ in range(5))
