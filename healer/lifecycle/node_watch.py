@@ -116,6 +116,8 @@ class NodeWatch:
     bad_since: dict[str, datetime] = field(default_factory=dict)
     healthy_since: dict[str, datetime] = field(default_factory=dict)
     cases: dict[str, Case] = field(default_factory=dict)
+    saved: JsonObject | None = None
+    """What was last written to the store."""
     blamed: dict[WorkloadRef, Diagnosis] = field(default_factory=dict)
     """Workloads whose pods fail on a bad node, with the node's diagnosis; as of the
     last step, for the workload lifecycle (``blame``)."""
@@ -139,6 +141,7 @@ class NodeWatch:
         """The watch as the store kept it; a fresh one when nothing was kept."""
         kept = store.load_state(STATE_KEY) or {}
         return cls(
+            saved=kept or None,
             bad_since=_times(kept.get("bad_since")),
             healthy_since=_times(kept.get("healthy_since")),
             cases={k: _case(v) for k, v in _mapping(kept.get("cases")).items()},
@@ -170,9 +173,12 @@ class NodeWatch:
                 self._maybe_open(node, nodes, diagnoses[node.name], now, deps)
             else:
                 self._advance(node, nodes, case, diagnoses[node.name], now, deps)
-        for gone in self.cases.keys() - {n.name for n in nodes}:
-            del self.cases[gone]  # the node left the cluster: nothing left to undo
-        deps.store.save_state(STATE_KEY, self.to_json(), at=now)
+        for gone in sorted(self.cases.keys() - {n.name for n in nodes}):
+            self._gone(gone, self.cases.pop(gone), now, deps)
+        kept = self.to_json()
+        if kept != self.saved:  # one write when something changed, not one a cycle
+            deps.store.save_state(STATE_KEY, kept, at=now)
+            self.saved = kept
 
     def _remember(
         self, nodes: Sequence[NodeState], diagnoses: dict[str, Diagnosis | None], now: datetime
@@ -292,6 +298,20 @@ class NodeWatch:
             )
             return self._escalate(node.name, case, now, deps, why)
         return case
+
+    def _gone(self, name: str, case: Case, now: datetime, deps: NodeDeps) -> None:
+        """The node left the cluster (replaced, scaled in): nothing is left to undo, and
+        its open incident ends, healed if its workloads served elsewhere by then."""
+        if case.settled:
+            return
+        kind = OutcomeKind.HEALED if case.served_at is not None else OutcomeKind.ESCALATED
+        why = f"node {name} left the cluster" + (
+            f"; {_served(name, case)}" if case.served_at is not None else ""
+        )
+        deps.store.record_outcome(case.incident_id, Outcome(kind, why, now))
+        deps.say("outcome", case.incident_id, name, now, f"{kind}: {why}")
+        if kind is OutcomeKind.ESCALATED:
+            deps.escalate(Escalation(case.incident_id, node_ref(name), now, why, playbook=PLAYBOOK))
 
     def _settle(self, name: str, case: Case, now: datetime, deps: NodeDeps) -> None:
         evidence = f"{_served(name, case)}; node {name} healthy again and uncordoned"

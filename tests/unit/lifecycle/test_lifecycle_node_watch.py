@@ -254,3 +254,27 @@ def test_in_dry_run_the_cordon_is_recorded_and_nothing_follows(world: World) -> 
 
     assert [(p.action, p.mode) for p in world.cluster.plans] == [(ActionKind.CORDON, Mode.DRY_RUN)]
     assert world.cordoned == set()
+
+
+def test_a_node_that_leaves_the_cluster_ends_its_incident(world: World) -> None:
+    world.ready["a"] = False
+    world.run(180)
+    del world.ready["a"]
+    world.run(60)
+
+    [summary] = world.store.list_incidents(limit=10)
+    assert summary.outcome == OutcomeKind.HEALED  # drained, its workloads served on c
+    assert world.watch.cases == {} and world.escalations == []
+
+
+def test_the_watch_writes_its_memory_only_when_it_changed(world: World) -> None:
+    writes: list[str] = []
+    save = world.store.save_state
+
+    def counting(key: str, value: object, *, at: datetime) -> None:
+        writes.append(key)
+        save(key, value, at=at)  # type: ignore[arg-type]  # passed through unchanged
+
+    world.store.save_state = counting  # type: ignore[method-assign]  # a spy on the real store
+    world.run(600)
+    assert len(writes) == 1  # the first cycle's healthy_since; nothing since
