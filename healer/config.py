@@ -515,6 +515,38 @@ class PrometheusSettings(_Section):
         return value
 
 
+# ---- nodes ---------------------------------------------------------------------------------
+
+
+class NodeSettings(_Section):
+    """Healing nodes: cordon, drain, uncordon (``decide.nodes``, ``lifecycle.node_watch``)."""
+
+    enabled: bool = True
+    """Watch nodes and heal those that fail their pods. Off: nodes are never touched."""
+    grace_s: float = Field(default=60.0, ge=0)
+    """A node must be NotReady or under pressure, with its pods failing, for this long
+    before healer cordons it: a kubelet that misses one heartbeat is not a bad node.
+    One minute, well inside the five minutes after which Kubernetes alone evicts the
+    pods of a NotReady node (``tolerationSeconds: 300``)."""
+    min_healthy_share: float = Field(default=0.51, ge=0, le=1)
+    """Never cordon a node when fewer than this share of the cluster's nodes would stay
+    schedulable after it: the node is escalated instead. 51%, the ``minHealthy`` default
+    of node-healthcheck operators: when most nodes look bad at once, the fault is in
+    the network or the monitoring, and cordoning them would take the cluster down."""
+    max_cordoned: int = Field(default=3, ge=0)
+    """At most this many nodes cordoned by healer at once, whatever their share."""
+    drain_after_s: float = Field(default=120.0, ge=0)
+    """A node under pressure is cordoned first; it is drained only if its pods still fail
+    this long after the cordon (the pressure may pass once nothing new lands there). A
+    NotReady node is drained at once: its pods cannot recover there."""
+    drain_within_s: float = Field(default=600.0, gt=0)
+    """A drain that has not emptied the node this long after it started (a
+    PodDisruptionBudget refusing evictions) is escalated; its pods are never deleted."""
+    uncordon_after_s: float = Field(default=600.0, ge=0)
+    """A node healer cordoned is uncordoned once it has been Ready, without pressure, for
+    this long: a node that flaps is not given pods back at its first good minute."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HEALER_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -531,6 +563,7 @@ class Settings(BaseSettings):
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
     leader: LeaderSettings = LeaderSettings()
+    nodes: NodeSettings = NodeSettings()
     playbooks_dir: Path = Path("playbooks")
     """Directory of playbook YAML files, validated at start-up."""
     diagnosis_model: Path | None = None

@@ -60,7 +60,13 @@ from healer.audit.roles import AlertInbox, DaemonStore, SilenceLog
 from healer.collect.source import MetricsSource, PodSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook
-from healer.decide.escalation import Escalation, EscalationQueue, Resolver, WebhookNotifier
+from healer.decide.escalation import (
+    Escalation,
+    EscalationQueue,
+    Resolution,
+    Resolver,
+    WebhookNotifier,
+)
 from healer.decide.guards import brake
 from healer.decide.handback import Floor
 from healer.detect.streaming import Detection
@@ -72,6 +78,7 @@ from healer.errors import CollectError, HealerError, PermanentActionError, Store
 from healer.lifecycle import alert_watch, approvals, surge_watch, verification
 from healer.lifecycle.brake_watch import BrakeWatch
 from healer.lifecycle.hpa_floors import FloorKeeper
+from healer.lifecycle.node_watch import NodeCluster, NodeDeps, NodeSource, NodeWatch
 from healer.lifecycle.stages import Diagnosing, Story, Track, Verifying, Watching, resumed
 from healer.lifecycle.transition import (
     Acted,
@@ -110,8 +117,10 @@ from healer.types import (
     OutcomeKind,
     Plan,
     SignalDeviation,
+    TargetKind,
     WorkloadRef,
     WorkloadState,
+    node_ref,
 )
 from healer.vitals import Vitals
 
@@ -203,6 +212,9 @@ class Healer:
     pods: PodSource | None = None
     """Where per-pod values are read for the workloads being diagnosed; the metrics
     source itself when it has them. None: diagnosis from workload signals alone."""
+    nodes: NodeWatch | None = None
+    """The node watch (``lifecycle.node_watch``): on when ``nodes.enabled``, the source
+    reads nodes and the actuator lists their pods; what it kept is loaded on resume."""
 
     def __post_init__(self) -> None:
         if self.diagnose is None:
@@ -224,6 +236,8 @@ class Healer:
                 capacity=manager.silence_queue_size,
                 link=api.incident_link,
             )
+        if self.nodes is None and self._node_edges() is not None:
+            self.nodes = NodeWatch()
 
     def resume(self) -> int:
         """Pick up the incidents a previous run left unresolved; returns how many.
@@ -234,7 +248,11 @@ class Healer:
         (``_resume_held``), so a restart neither lets their event through nor escalates
         it twice. Call once, before the first cycle.
         """
+        if self.nodes is not None:
+            self.nodes = NodeWatch.load(self.store)
         for incident in self.store.unresolved():
+            if incident.workload.kind == TargetKind.NODE.value:
+                continue  # the node watch's, picked up from what it kept
             self.tracked[incident.workload] = resumed(incident)
             self._resume_alerts(incident.id, incident.workload)
         self._resume_held()
@@ -277,6 +295,7 @@ class Healer:
         reading = Reading(now, frame, detection, self._outliers(findings, now))
         self.vitals.read(now, len(findings))
         self.brake.take(detection, self.tracked, self.settings)
+        self._watch_nodes(now, frozenset(findings))  # first: what fails on a bad node is its
         self.vitals.incident_errors += approvals.take_approved(
             store=self.store, playbooks=self.playbooks, cycle=_Acting(self, reading), now=now
         )
@@ -319,6 +338,54 @@ class Healer:
         except CollectError as exc:
             log.warning("no_pod_metrics", error=str(exc), workloads=len(wanted))
             return {}
+
+    # ---- nodes ---------------------------------------------------------------------------
+
+    def _node_edges(self) -> tuple[NodeSource, NodeCluster] | None:
+        """The source and actuator as the node watch uses them, when both can."""
+        source, cluster = self.source, self.actuator
+        if not self.settings.nodes.enabled:
+            return None
+        if isinstance(source, NodeSource) and isinstance(cluster, NodeCluster):
+            return source, cluster
+        return None
+
+    def _watch_nodes(self, now: datetime, anomalous: frozenset[WorkloadRef]) -> None:
+        """One step of the node watch; its trouble is logged and never stops the cycle."""
+        edges = self._node_edges()
+        if self.nodes is None or edges is None:
+            return
+        source, cluster = edges
+        deps = NodeDeps(
+            store=self.store,
+            cluster=cluster,
+            settings=self.settings,
+            say=self._say_node,
+            escalate=self._escalate_node,
+            resolve=self._resolve_node,
+        )
+        try:
+            self.nodes.step(source.nodes(until=now), now, deps=deps, anomalous=anomalous)
+        except CollectError as exc:
+            log.warning("no_node_metrics", error=str(exc))  # never act on missing data
+        except HealerError as exc:
+            log.error("node_step_failed", error=str(exc))
+        except Exception as exc:  # a bug: logged and counted, the next cycle tries again
+            self.vitals.incident_errors += 1
+            log.exception("node_step_crashed", error=repr(exc))
+
+    def _say_node(self, kind: str, incident_id: int, node: str, at: datetime, text: str) -> None:
+        ref = node_ref(node)
+        log.info(f"incident_{kind}", incident_id=incident_id, workload=str(ref), detail=text)
+        self.report(Step(kind, incident_id, ref, at, text))
+
+    def _escalate_node(self, escalation: Escalation) -> None:
+        if self.notifier is not None:
+            self.notifier.notify(self._tried(escalation))
+
+    def _resolve_node(self, resolution: Resolution) -> None:
+        if isinstance(self.notifier, Resolver):
+            self.notifier.resolve(resolution)
 
     def _guarded(
         self, workload: WorkloadRef, fn: Callable[..., None], *args: object, **kwargs: object
@@ -465,6 +532,8 @@ class Healer:
         diagnosis = pod_outliers.outlier_diagnosis(finding, state, outlier) or self.diagnose(
             finding, reading.frame, state, share
         )
+        if self._on_bad_node(track, finding, diagnosis, state, reading):
+            return
         watching = self._move(track, Diagnosed(Story(finding, diagnosis)))
         self._record_diagnosis(watching, diagnosis, finding, state, reading)
         self._say(
@@ -474,6 +543,31 @@ class Healer:
             f"{diagnosis.cause} ({diagnosis.confidence:.0%}): {diagnosis.explanation}",
         )
         self._plan_and_act(watching, diagnosis, finding, state, reading)
+
+    def _on_bad_node(
+        self,
+        track: Diagnosing,
+        finding: Finding,
+        diagnosis: Diagnosis,
+        state: WorkloadState,
+        reading: Reading,
+    ) -> bool:
+        """A workload whose pods fail on a bad node is the node's to heal: its incident
+        records why and closes without an action of its own, and without a page (the
+        node's incident pages if it must). True when it was."""
+        node = self.nodes.blame(finding.workload) if self.nodes is not None else None
+        if node is None:
+            return False
+        blame = f"its pods fail on a bad node: {node.explanation}"
+        held = replace(diagnosis, cause=node.cause, explanation=blame)
+        watching = self._move(track, Diagnosed(Story(finding, held)))
+        self._record_diagnosis(watching, held, finding, state, reading)
+        self._say("diagnosis", watching, reading.now, f"{node.cause}: {blame}")
+        why = "left to the node's incident: healer cordons and drains the node, not the workload"
+        self._move(
+            watching, Settled(Outcome(OutcomeKind.ESCALATED, why, reading.now), notify=False)
+        )
+        return True
 
     @staticmethod
     def _share(detection: Detection) -> float:

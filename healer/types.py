@@ -58,6 +58,8 @@ class TargetKind(enum.StrEnum):
     DEPLOYMENT = "Deployment"
     STATEFULSET = "StatefulSet"
     DAEMONSET = "DaemonSet"
+    NODE = "Node"
+    """Cluster-scoped: its ``WorkloadRef`` has an empty namespace (see ``NodeState``)."""
 
 
 @dataclass(frozen=True, order=True)
@@ -69,6 +71,8 @@ class WorkloadRef:
     name: str
 
     def __str__(self) -> str:
+        if not self.namespace:  # cluster-scoped (a Node): named as kubectl names it
+            return f"{self.kind.lower()}/{self.name}"
         return f"{self.namespace}/{self.name}"
 
 
@@ -145,6 +149,10 @@ class Cause(enum.StrEnum):
     """One pod of the workload stands out from its siblings (its own leak, a slow pod):
     evicting that pod, not touching the others, is the remedy."""
     UNKNOWN = "unknown"
+    NODE_NOT_READY = "node_not_ready"
+    """A node is NotReady and the pods on it fail while their workloads' others serve."""
+    NODE_PRESSURE = "node_pressure"
+    """A node is under memory (disk, PID) pressure and the pods on it fail."""
 
 
 @dataclass(frozen=True)
@@ -272,6 +280,12 @@ class ActionKind(enum.StrEnum):
     ROLLBACK = "rollback"
     EVICT = "evict"
     """Evict one pod through the PDB-aware eviction API."""
+    CORDON = "cordon"
+    """Mark a node unschedulable, as ``kubectl cordon`` does."""
+    DRAIN = "drain"
+    """Evict one pod from a cordoned node, as ``kubectl drain`` does for each of its pods."""
+    UNCORDON = "uncordon"
+    """Mark a node schedulable again, as ``kubectl uncordon`` does."""
 
     @classmethod
     def _missing_(cls, value: object) -> ActionKind | None:
@@ -572,3 +586,58 @@ POD_SIGNALS: tuple[Signal, ...] = (
 )
 """The signals a pod has of its own; request rate and readiness are the workload's
 (its Service spreads the one, its controller counts the other)."""
+
+
+# ---- nodes ---------------------------------------------------------------------------------
+
+
+def node_ref(name: str) -> WorkloadRef:
+    """The target naming a node: cluster-scoped, so its namespace is empty."""
+    return WorkloadRef("", TargetKind.NODE.value, name)
+
+
+@dataclass(frozen=True)
+class NodePod:
+    """One pod a node runs, as much as judging and draining the node needs."""
+
+    namespace: str
+    name: str
+    owner: str
+    """Its controller as ``Kind/name`` (``ReplicaSet/cart-7f9c``); empty for a bare pod.
+    Pods with the same owner are replicas of one workload."""
+    ready: bool
+    """Its Ready condition is True."""
+    terminating: bool = False
+
+    @property
+    def daemon(self) -> bool:
+        """Run by a DaemonSet: a drain leaves it, as ``kubectl drain --ignore-daemonsets``."""
+        return self.owner.startswith("DaemonSet/")
+
+    @property
+    def workload(self) -> str:
+        """``namespace/Kind/name`` of its owner, for telling replicas apart across nodes."""
+        return f"{self.namespace}/{self.owner}"
+
+
+@dataclass(frozen=True)
+class NodeState:
+    """One node as its conditions, its spec and its pods say (kube-state-metrics'
+    ``kube_node_status_condition``, ``kube_node_spec_unschedulable``, ``kube_pod_info``)."""
+
+    name: str
+    ready: bool
+    """The Ready condition is True."""
+    pressure: tuple[str, ...]
+    """The pressure conditions that are True (``MemoryPressure``, ``DiskPressure``, ...)."""
+    unschedulable: bool
+    """Cordoned: ``spec.unschedulable``."""
+    pods: tuple[NodePod, ...] = ()
+
+    @property
+    def healthy(self) -> bool:
+        return self.ready and not self.pressure
+
+    @property
+    def ref(self) -> WorkloadRef:
+        return node_ref(self.name)

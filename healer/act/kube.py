@@ -30,7 +30,7 @@ from typing import Any, assert_never
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt
+from tenacity import RetryCallState, Retrying, retry_if_exception, stop_after_attempt
 from urllib3.exceptions import HTTPError
 
 from healer.actions import handler
@@ -51,6 +51,7 @@ from healer.types import (
     JsonObject,
     JsonValue,
     Mode,
+    NodePod,
     Plan,
     PodState,
     Revision,
@@ -111,6 +112,12 @@ def _controller(metadata: Any) -> Any:
     return next((ref for ref in metadata.owner_references or [] if ref.controller), None)
 
 
+def _pod_ready(pod: Any) -> bool:
+    """The pod's Ready condition is True."""
+    conditions = (pod.status.conditions if pod.status else None) or []
+    return any(c.type == "Ready" and c.status == "True" for c in conditions)
+
+
 def _parse_time(value: Any) -> datetime:
     if isinstance(value, datetime):
         return value if value.tzinfo else value.replace(tzinfo=UTC)
@@ -152,6 +159,8 @@ class KubeActuator:
                 return self._statefulset_state(workload)
             case TargetKind.DAEMONSET:
                 return self._daemonset_state(workload)
+            case TargetKind.NODE:
+                raise PermanentActionError(f"{workload}: a node's state comes from its metrics")
             case _:
                 assert_never(kind_of(workload))
 
@@ -178,6 +187,24 @@ class KubeActuator:
             WorkloadRef(namespace, "Deployment", dep.name)
             if dep and dep.kind == "Deployment"
             else None
+        )
+
+    def pods_on_node(self, node: str) -> tuple[NodePod, ...]:
+        """The pods bound to ``node``, by the field selector ``kubectl drain`` lists them
+        with (``spec.nodeName``), in every namespace."""
+        pods = self._call(
+            self._core.list_pod_for_all_namespaces, field_selector=f"spec.nodeName={node}"
+        ).items
+        return tuple(
+            NodePod(
+                namespace=pod.metadata.namespace,
+                name=pod.metadata.name,
+                owner=f"{owner.kind}/{owner.name}" if owner is not None else "",
+                ready=_pod_ready(pod),
+                terminating=pod.metadata.deletion_timestamp is not None,
+            )
+            for pod in pods
+            for owner in [_controller(pod.metadata)]
         )
 
     def _deployment_state(self, workload: WorkloadRef) -> WorkloadState:
@@ -289,10 +316,7 @@ class KubeActuator:
         states = [
             PodState(
                 name=pod.metadata.name,
-                ready=any(
-                    c.type == "Ready" and c.status == "True"
-                    for c in (pod.status.conditions if pod.status else None) or []
-                ),
+                ready=_pod_ready(pod),
                 restarts=sum(
                     c.restart_count or 0
                     for c in (pod.status.container_statuses if pod.status else None) or []
@@ -373,7 +397,8 @@ class KubeActuator:
         dry_run = plan.mode == Mode.DRY_RUN
         sent: list[JsonObject] = []
         try:
-            self._retrying()(self._request_and_send, plan, now, dry_run, sent)
+            retrying = self._retrying(throttled=handler(plan.action).retry_throttled)
+            retrying(self._request_and_send, plan, now, dry_run, sent)
         except ActionError as exc:
             request = sent[-1] if sent else intent
             return self._record(plan, request, ActionStatus.FAILED, now, error=str(exc))
@@ -407,14 +432,21 @@ class KubeActuator:
                     raise
         return sent
 
-    def _retrying(self) -> Retrying:
+    def _retrying(self, *, throttled: bool = True) -> Retrying:
+        """Retries of transient answers; of a 429 too unless ``throttled`` is False."""
+
         def wait(state: RetryCallState) -> float:
             seconds = _wait_s(state)
             self.waits_s.append(seconds)
             return seconds
 
+        def worth_retrying(exc: BaseException) -> bool:
+            if not isinstance(exc, TransientActionError):
+                return False
+            return throttled or not (isinstance(exc, ApiStatusError) and exc.status == 429)
+
         return Retrying(
-            retry=retry_if_exception_type(TransientActionError),
+            retry=retry_if_exception(worth_retrying),
             stop=stop_after_attempt(self._attempts),
             wait=wait,
             sleep=self._sleep,
@@ -453,10 +485,15 @@ class KubeActuator:
 
     def _post_event(self, plan: Plan, now: datetime) -> None:
         w = plan.workload
+        # A cluster-scoped target (a Node) has its Events in ``default``, as the kubelet's.
+        namespace = w.namespace or "default"
         event = client.CoreV1Event(
-            metadata=client.V1ObjectMeta(generate_name=f"{w.name}.", namespace=w.namespace),
+            metadata=client.V1ObjectMeta(generate_name=f"{w.name}.", namespace=namespace),
             involved_object=client.V1ObjectReference(
-                api_version="apps/v1", kind=w.kind, name=w.name, namespace=w.namespace
+                api_version="v1" if w.kind == TargetKind.NODE.value else "apps/v1",
+                kind=w.kind,
+                name=w.name,
+                namespace=w.namespace or None,
             ),
             reason=f"Healer{plan.action.value.capitalize()}",
             message=f"healer {plan.action.value}: {plan.reason}"[:1024],
@@ -469,7 +506,7 @@ class KubeActuator:
         )
         # The action happened; a missing Event must not turn it into a failure.
         with contextlib.suppress(TransientActionError, PermanentActionError):
-            self._call(self._core.create_namespaced_event, w.namespace, event)
+            self._call(self._core.create_namespaced_event, namespace, event)
 
     def _record(
         self,
@@ -568,6 +605,8 @@ class _Reads:
                 read = act._apps.read_namespaced_stateful_set
             case TargetKind.DAEMONSET:
                 read = act._apps.read_namespaced_daemon_set
+            case TargetKind.NODE:
+                return self.node(target.name) or {}
             case _:
                 assert_never(kind_of(target))
         return self._json(act._call(read, target.name, target.namespace))
@@ -604,6 +643,15 @@ class _Reads:
         act = self._act
         try:
             return self._json(act._call(act._core.read_namespaced_pod, name, namespace))
+        except PermanentActionError as exc:
+            if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 404:
+                return None
+            raise
+
+    def node(self, name: str) -> JsonObject | None:
+        act = self._act
+        try:
+            return self._json(act._call(act._core.read_node, name))
         except PermanentActionError as exc:
             if isinstance(exc.__cause__, ApiException) and exc.__cause__.status == 404:
                 return None

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import assert_never
 
-from healer.actions import evict, restart, rollback, scale
+from healer.actions import cordon, drain, evict, restart, rollback, scale, uncordon
 from healer.actions.base import Action, Rule
 from healer.types import ActionKind
 
@@ -30,6 +30,12 @@ def handler(kind: ActionKind) -> Action:
             return rollback.ACTION
         case ActionKind.EVICT:
             return evict.ACTION
+        case ActionKind.CORDON:
+            return cordon.ACTION
+        case ActionKind.DRAIN:
+            return drain.ACTION
+        case ActionKind.UNCORDON:
+            return uncordon.ACTION
         case _:
             assert_never(kind)
 

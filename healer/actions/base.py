@@ -166,6 +166,10 @@ class Reads(Protocol):
         """A HorizontalPodAutoscaler."""
         ...
 
+    def node(self, name: str) -> JsonObject | None:
+        """The Node, or None when it is gone."""
+        ...
+
 
 @dataclass(frozen=True)
 class Rule:
@@ -202,6 +206,10 @@ class ActionSpec(Generic[P, S]):
     """Requests to send once the request has been answered, built from fresh reads: what
     a person is told to do next for the action to take effect (delete a StatefulSet's
     pod stuck at the revision rolled back from)."""
+    retry_throttled: bool = True
+    """Whether the actuator waits out a 429 and asks again at once. False where a 429 is
+    a PodDisruptionBudget's answer that lasts minutes (a drain's evictions): the
+    request is asked again next cycle instead of holding the cycle up."""
 
     def concrete(self, inputs: PlanInputs, settings: Settings) -> Concrete:
         if not isinstance(settings, self.settings):
@@ -269,6 +277,9 @@ class Action(Protocol):
 
     @property
     def targets(self) -> tuple[TargetKind, ...]: ...
+
+    @property
+    def retry_throttled(self) -> bool: ...
 
     def supports(self, kind: str) -> bool: ...
 

@@ -172,6 +172,8 @@ def _request(target: WorkloadRef, params: RollbackParams, reads: Reads, now: dat
         case TargetKind.STATEFULSET | TargetKind.DAEMONSET:
             body = _revision_undo(target, params.to_revision, reads)
             return Request("PATCH", object_path(target), STRATEGIC, body)
+        case TargetKind.NODE:
+            raise PermanentActionError(f"{target}: rollback does not support a {target.kind}")
         case _:
             assert_never(kind_of(target))
 
@@ -191,6 +193,8 @@ def _landed(target: WorkloadRef, params: RollbackParams, started: datetime, read
             numbers = [r.get("revision") for r in reads.revisions(target)]
             newest = max((n for n in numbers if isinstance(n, int)), default=None)
             current = str(newest) if newest is not None else None
+        case TargetKind.NODE:
+            return False
         case _:
             assert_never(kind_of(target))
     return current is not None and current != str(params.from_revision)

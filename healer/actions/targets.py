@@ -13,6 +13,7 @@ _RESOURCES: dict[TargetKind, tuple[str, str]] = {
     TargetKind.DEPLOYMENT: ("/apis/apps/v1", "deployments"),
     TargetKind.STATEFULSET: ("/apis/apps/v1", "statefulsets"),
     TargetKind.DAEMONSET: ("/apis/apps/v1", "daemonsets"),
+    TargetKind.NODE: ("/api/v1", "nodes"),
 }
 """API prefix and resource of each target kind."""
 
@@ -29,10 +30,17 @@ def kind_of(target: WorkloadRef) -> TargetKind:
 
 
 def object_path(target: WorkloadRef) -> str:
-    """``/apis/apps/v1/namespaces/NS/deployments/NAME`` for a Deployment."""
+    """``/apis/apps/v1/namespaces/NS/deployments/NAME`` for a Deployment;
+    ``/api/v1/nodes/NAME`` for a Node, which is cluster-scoped."""
+    if kind_of(target) is TargetKind.NODE:
+        return node_path(target.name)
     prefix, resource = _RESOURCES[kind_of(target)]
     return f"{prefix}/namespaces/{target.namespace}/{resource}/{target.name}"
 
 
 def pod_path(namespace: str, name: str) -> str:
     return f"/api/v1/namespaces/{namespace}/pods/{name}"
+
+
+def node_path(name: str) -> str:
+    return f"/api/v1/nodes/{name}"

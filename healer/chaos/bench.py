@@ -34,12 +34,8 @@ from healer.types import JsonObject
 EXCLUDED = (
     "large-cluster",
     "second-week",
-    "node-notready",
-    "node-memory-pressure",
-    "node-maintenance",
 )
-"""Built-in scenarios left out of the default set: the node scenarios until healer
-heals nodes (cordon, drain); large-cluster measures scale;
+"""Built-in scenarios left out of the default set: large-cluster measures scale;
 second-week spends three days in quiet before its faults, which a cold run at the scrape
 interval takes minutes of CPU per contender to reach (its test warms the detector on a
 coarse twin of the cluster instead: tests/integration/test_loop_second_week.py)."""

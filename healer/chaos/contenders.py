@@ -34,13 +34,14 @@ from healer.detect.shaped import ShapedDetector
 from healer.detect.warm import WarmReport
 from healer.harness import SimHarness, warmed_detector
 from healer.lifecycle.alert_watch import PodOwners
+from healer.lifecycle.node_watch import NodeCluster
 from healer.sim.apiserver import serve_in_thread, write_kubeconfig
 from healer.sim.cluster import Cluster
 from healer.sim.objects import K8s
 from healer.sim.scenario import Event, Scenario
 from healer.sim.source import SimSource
 from healer.sim.state import ClusterState, Now, deployment_of
-from healer.types import ActionRecord, ActionStatus, Plan, WorkloadRef, WorkloadState
+from healer.types import ActionRecord, ActionStatus, NodePod, Plan, WorkloadRef, WorkloadState
 
 CONTENDERS = ("kubernetes", "static", "healer-cold", "healer")
 """Every contender, in the order of the tables. ``healer`` starts warm: its detector has
@@ -106,7 +107,9 @@ class ChaosCluster(Cluster):
     * pod_slow: the slow pod is still running;
     * cpu_hog: a running container burns CPU besides its work;
     * release, crash_loop: a pod runs the release's image;
-    * overload: never, since the surge of traffic stays; only capacity answers it.
+    * overload: never, since the surge of traffic stays; only capacity answers it;
+    * node_notready, node_memory_pressure: pods not terminating are bound to the node
+      while it is NotReady or under pressure.
     """
 
     def __init__(self, scenario: Scenario) -> None:
@@ -129,6 +132,8 @@ class ChaosCluster(Cluster):
     def _present(self, event: Event, now: Now) -> bool:
         if now.elapsed_s < event.at_s or event.kind == "overload":
             return False
+        if event.node is not None:
+            return self._node_holds_pods(event.node)
         namespace, name = event.workload.split("/", 1)
         dep = self.state.workload(namespace, name)
         pods = self.state.pods_of(dep) if dep is not None else []
@@ -140,6 +145,17 @@ class ChaosCluster(Cluster):
         if event.kind == "pod_slow":
             return any(c.slow_factor > 1.0 for c in containers)
         return any(c.leak_from_s is not None and c.leak_from_s < now.unix_s for c in containers)
+
+    def _node_holds_pods(self, name: str) -> bool:
+        """The node is NotReady or under pressure and pods not terminating are on it."""
+        node = self.state.store.get("nodes", "", name)
+        true = {c["type"] for c in node["status"]["conditions"] if c["status"] == "True"}
+        if "Ready" in true and not true & {"MemoryPressure", "DiskPressure", "PIDPressure"}:
+            return False
+        return any(
+            p["spec"].get("nodeName") == name and not p["metadata"].get("deletionTimestamp")
+            for p in self.state.store.list("pods", None)
+        )
 
 
 def build_cluster(scenario: Scenario) -> ChaosCluster:
@@ -198,6 +214,10 @@ class RecordingActuator:
     def owner_of_pod(self, namespace: str, pod: str) -> WorkloadRef | None:
         inner = self.inner
         return inner.owner_of_pod(namespace, pod) if isinstance(inner, PodOwners) else None
+
+    def pods_on_node(self, node: str) -> tuple[NodePod, ...]:
+        inner = self.inner
+        return inner.pods_on_node(node) if isinstance(inner, NodeCluster) else ()
 
 
 def _drive(

@@ -175,8 +175,8 @@ def write_json(records: list[JsonObject], path: Path) -> None:
 
 def _panels(scenario: Scenario) -> list[tuple[str, Signal]]:
     faults = faults_of(scenario)
-    if faults:
-        return [(f.workload, s) for f in faults for s in HEAL_SIGNALS[f.fault_class]]
+    if faults:  # a node fault: each workload it hurts
+        return [(w, s) for f in faults for w in f.judged for s in HEAL_SIGNALS[f.fault_class]]
     names = [f"{w.namespace}/{w.name}" for w in scenario.expanded()][:4]
     return [(w, Signal.LATENCY_P99) for w in names]
 
@@ -203,7 +203,9 @@ def plot_scenario(scenario: Scenario, seed: int, traces: dict[str, Trace], path:
                 label=contender,
             )
             for act in trace.actions:
-                if act.workload == workload:
+                if act.workload == workload or any(
+                    act.workload == f.workload and workload in f.hurt for f in faults
+                ):
                     ax.plot(
                         (act.at_s - start) / 60,
                         1.0,
@@ -215,10 +217,10 @@ def plot_scenario(scenario: Scenario, seed: int, traces: dict[str, Trace], path:
                         ls="",
                     )
         for fault in faults:
-            if fault.workload == workload:
+            if workload in fault.judged:
                 ax.axvspan((fault.at_s - start) / 60, (end - start) / 60, color="red", alpha=0.06)
                 ax.axvline((fault.at_s - start) / 60, color="red", lw=1)
-                edge = baseline_upper(traces["kubernetes"], fault).get(signal)
+                edge = baseline_upper(traces["kubernetes"], fault, workload).get(signal)
                 if edge is not None and math.isfinite(edge):
                     ax.axhline(edge, color="green", ls=":", lw=1)
         for event in scenario.events:

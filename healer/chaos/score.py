@@ -30,6 +30,13 @@ Definitions, the same for every contender:
 * **Action**: the distinct kinds of the contender's actions on the workload from the
   fault's start on, in order, joined with ``+``; null when none. Any other action is
   a **benign action** of the run.
+* **Node faults** (``node_notready``, ``node_memory_pressure``) name a node, not a
+  workload: they hurt every workload of the scenario (``Fault.hurt``), each judged as
+  above, and heal when all of them have (the latest heal); the cause is present while
+  pods not terminating are bound to the node and it is NotReady or under pressure. Its
+  action is what was done to the node and to the workloads it hurt; a drain counts as
+  ``drain`` whether or not the cordon before it and the uncordon after it are named,
+  as ``kubectl drain`` cordons first.
 """
 
 from __future__ import annotations
@@ -53,6 +60,8 @@ FAULT_CLASSES = {
     "cpu_hog": "cpu_hog",
     "pod_leak": "pod_outlier",
     "pod_slow": "pod_outlier",
+    "node_notready": "node_notready",
+    "node_memory_pressure": "node_memory_pressure",
 }
 HEAL_SIGNALS: dict[str, tuple[Signal, ...]] = {
     "memory_leak": (Signal.MEMORY,),
@@ -61,6 +70,8 @@ HEAL_SIGNALS: dict[str, tuple[Signal, ...]] = {
     "crash_loop": (Signal.RESTARTS,),
     "cpu_hog": (Signal.CPU, Signal.LATENCY_P99),
     "pod_outlier": (Signal.MEMORY, Signal.LATENCY_P99),
+    "node_notready": (Signal.ERROR_RATIO, Signal.LATENCY_P99),
+    "node_memory_pressure": (Signal.ERROR_RATIO, Signal.LATENCY_P99),
 }
 MARGINS: dict[Signal, tuple[float, float]] = {
     Signal.ERROR_RATIO: (0.0, 0.01),  # one percentage point over the noise of 0.2% errors
@@ -109,6 +120,15 @@ class Fault:
     at_s: float
     """UNIX seconds."""
     expected_action: str
+    hurt: tuple[str, ...] = ()
+    """The workloads it hurts (namespace/name): its own, or a node's every workload."""
+
+    @property
+    def judged(self) -> tuple[str, ...]:
+        return self.hurt or (self.workload,)
+
+
+NODE_FAULTS = ("node_notready", "node_memory_pressure")
 
 
 @dataclass(frozen=True)
@@ -120,18 +140,25 @@ class Slo:
 def faults_of(scenario: Scenario) -> list[Fault]:
     start = scenario.start.timestamp()
     ordered = sorted(enumerate(scenario.events), key=lambda pair: pair[1].at_s)
-    return [
-        Fault(
-            i,
-            f"{FAULT_CLASSES[e.kind]} {e.workload}",
-            FAULT_CLASSES[e.kind],
-            e.workload,
-            start + e.at_s,
-            e.expect,
+    every = tuple(f"{w.namespace}/{w.name}" for w in scenario.expanded())
+    faults = []
+    for i, e in ordered:
+        if e.expect == "none":
+            continue
+        node = e.kind in NODE_FAULTS
+        target = f"node/{e.node}" if node else e.workload
+        faults.append(
+            Fault(
+                i,
+                f"{FAULT_CLASSES[e.kind]} {target}",
+                FAULT_CLASSES[e.kind],
+                target,
+                start + e.at_s,
+                e.expect,
+                every if node else (),
+            )
         )
-        for i, e in ordered
-        if e.expect != "none"
-    ]
+    return faults
 
 
 def slo_of(scenario: Scenario) -> dict[str, Slo]:
@@ -152,13 +179,16 @@ def _series(trace: Trace, workload: str, signal: Signal) -> NDArray[np.float64]:
     return row
 
 
-def baseline_upper(reference: Trace, fault: Fault) -> dict[Signal, float]:
-    """The upper edge of the baseline of each signal ``fault`` disturbs (inf: unknown)."""
+def baseline_upper(
+    reference: Trace, fault: Fault, workload: str | None = None
+) -> dict[Signal, float]:
+    """The upper edge of the baseline of each signal ``fault`` disturbs (inf: unknown),
+    of ``workload`` (by default the fault's own)."""
     t = reference.timestamps
     before = (t >= fault.at_s - BASELINE_S) & (t < fault.at_s)
     out = {}
     for signal in HEAL_SIGNALS[fault.fault_class]:
-        values = _series(reference, fault.workload, signal)[before]
+        values = _series(reference, workload or fault.workload, signal)[before]
         values = values[np.isfinite(values)]
         if values.size == 0:
             out[signal] = math.inf
@@ -169,7 +199,17 @@ def baseline_upper(reference: Trace, fault: Fault) -> dict[Signal, float]:
     return out
 
 
-def time_to_heal(trace: Trace, fault: Fault, upper: dict[Signal, float]) -> float | None:
+def time_to_heal_all(
+    trace: Trace, fault: Fault, uppers: dict[str, dict[Signal, float]]
+) -> float | None:
+    """The latest heal over the workloads the fault hurts (None: one never healed)."""
+    heals = [time_to_heal(trace, fault, uppers[w], workload=w) for w in fault.judged]
+    return None if any(h is None for h in heals) else max((h or 0.0) for h in heals)
+
+
+def time_to_heal(
+    trace: Trace, fault: Fault, upper: dict[Signal, float], *, workload: str | None = None
+) -> float | None:
     after = trace.timestamps >= fault.at_s
     t = trace.timestamps[after]
     out = np.zeros(t.size, dtype=bool)
@@ -178,7 +218,7 @@ def time_to_heal(trace: Trace, fault: Fault, upper: dict[Signal, float]) -> floa
         out |= present[after]
     for signal, edge in upper.items():
         with np.errstate(invalid="ignore"):
-            out |= _series(trace, fault.workload, signal)[after] > edge  # NaN: not out
+            out |= _series(trace, workload or fault.workload, signal)[after] > edge  # NaN: not out
     left = np.flatnonzero(out)
     if left.size == 0:
         return 0.0
@@ -207,11 +247,17 @@ def slo_minutes_lost(trace: Trace, workload: str, slo: Slo, from_s: float) -> in
     return lost
 
 
+def _concerns(fault: Fault, workload: str) -> bool:
+    return workload == fault.workload or workload in fault.hurt
+
+
 def _action(trace: Trace, fault: Fault) -> str | None:
     kinds: list[str] = []
     for act in trace.actions:
-        if act.workload == fault.workload and act.at_s >= fault.at_s and act.kind not in kinds:
+        if _concerns(fault, act.workload) and act.at_s >= fault.at_s and act.kind not in kinds:
             kinds.append(act.kind)
+    if "drain" in kinds:  # kubectl drain cordons first; the uncordon ends it
+        kinds = [k for k in kinds if k not in ("cordon", "uncordon")]
     return "+".join(kinds) if kinds else None
 
 
@@ -219,14 +265,14 @@ def benign_actions(trace: Trace, faults: list[Fault]) -> int:
     return sum(
         1
         for act in trace.actions
-        if not any(act.workload == f.workload and act.at_s >= f.at_s for f in faults)
+        if not any(_concerns(f, act.workload) and act.at_s >= f.at_s for f in faults)
     )
 
 
 def _detected(trace: Trace, fault: Fault) -> float | None:
     if trace.contender == "kubernetes":
         return None
-    times = [t for t, w in trace.noticed if w == fault.workload and t >= fault.at_s]
+    times = [t for t, w in trace.noticed if _concerns(fault, w) and t >= fault.at_s]
     return min(times) - fault.at_s if times else None
 
 
@@ -235,7 +281,7 @@ def records(scenario: Scenario, seed: int, traces: dict[str, Trace]) -> list[Jso
     faults = faults_of(scenario)
     slos = slo_of(scenario)
     reference = traces["kubernetes"]
-    uppers = {f.name: baseline_upper(reference, f) for f in faults}
+    uppers = {f.name: {w: baseline_upper(reference, f, w) for w in f.judged} for f in faults}
     out: list[JsonObject] = []
     for contender, trace in traces.items():
         benign = benign_actions(trace, faults)
@@ -246,12 +292,12 @@ def records(scenario: Scenario, seed: int, traces: dict[str, Trace]) -> list[Jso
                 "expected_action": fault.expected_action,
                 "action": _action(trace, fault),
                 "time_to_detect_s": _detected(trace, fault),
-                "time_to_heal_s": time_to_heal(trace, fault, uppers[fault.name]),
-                "slo_minutes_lost": slo_minutes_lost(
-                    trace, fault.workload, slos[fault.workload], fault.at_s
+                "time_to_heal_s": time_to_heal_all(trace, fault, uppers[fault.name]),
+                "slo_minutes_lost": sum(
+                    slo_minutes_lost(trace, w, slos[w], fault.at_s) for w in fault.judged
                 ),
                 "oom_kills": sum(
-                    1 for t, w in trace.oom_kills if w == fault.workload and t >= fault.at_s
+                    1 for t, w in trace.oom_kills if w in fault.judged and t >= fault.at_s
                 ),
             }
             out.append({**common, **rows, "benign_actions": benign})

@@ -39,6 +39,7 @@ from prometheus_api_client.exceptions import PrometheusApiClientException
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential
 from urllib3.util.retry import Retry
 
+from healer.collect.nodes import read_nodes
 from healer.collect.pod_queries import READY, build_pod_queries, for_namespaces
 from healer.collect.signals import (
     DAEMONSET_PREFIX,
@@ -49,7 +50,7 @@ from healer.collect.signals import (
 from healer.collect.source import POD_WINDOW_S
 from healer.config import PrometheusSettings
 from healer.errors import ConfigError, PrometheusUnavailable, QueryError
-from healer.types import POD_SIGNALS, Frame, PodFrame, Signal, WorkloadRef
+from healer.types import POD_SIGNALS, Frame, NodeState, PodFrame, Signal, WorkloadRef
 
 log = structlog.get_logger(__name__)
 
@@ -370,6 +371,26 @@ class PrometheusSource:
         finally:
             self.stats = kept
         return assemble_pods(results, wanted, at=float(grid[-1]))
+
+    def nodes(self, *, until: datetime) -> tuple[NodeState, ...]:
+        """The cluster's nodes at ``until`` (``collect.nodes``), for the node watch."""
+        return read_nodes(self, at=until)
+
+    def instant(self, promql: str, *, at: datetime) -> list[tuple[dict[str, str], float]]:
+        """Each series' labels and value at ``at`` (a range of one step), for
+        ``collect.nodes``; a failure is ``PrometheusUnavailable`` naming the query."""
+        end_s = int(at.timestamp()) // self.step_s * self.step_s
+        try:
+            result = self.client.query_range(promql, start_s=end_s, end_s=end_s, step_s=self.step_s)
+        except HttpFailure as exc:
+            raise PrometheusUnavailable(
+                f"Prometheus at {self.client.url}: {exc.detail}; query: {_one_line(promql)}"
+            ) from exc
+        return [
+            (dict(series["metric"]), float(series["values"][-1][1]))
+            for series in result.series
+            if series["values"]
+        ]
 
     def _first_missing(self, grid: NDArray[np.float64], held: _Window | None) -> int:
         """Index in ``grid`` of the first step to ask for: 0 unless ``held`` covers a prefix."""

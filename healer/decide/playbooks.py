@@ -23,6 +23,8 @@ Decisions:
 - ``match.kinds`` names the target kinds a playbook is for; a kind its action does not
   support (a scale of a DaemonSet) is refused at load, naming the file, the line and
   the entry, rather than failing on the cluster later.
+- The node actions (cordon, drain, uncordon) are refused: nodes are healed by the node
+  watch on ``nodes.*`` settings, one step after another, never by one playbook action.
 - Duplicate keys in a YAML mapping are an error (PyYAML would keep the last one silently).
 - The message reports one error, a wrong value before a missing field, and how many more.
 """
@@ -121,6 +123,11 @@ class Action(_Model):
         if kind not in REGISTRY:
             known = ", ".join(sorted(REGISTRY))
             raise ValueError(f"no handler for action kind {kind!r}; known: {known}")
+        if REGISTRY[kind].targets == (TargetKind.NODE,):
+            raise ValueError(
+                f"{kind} acts on nodes, which healer heals by its node watch (settings "
+                "nodes.*), not by a playbook"
+            )
         return kind
 
     @field_validator("params", mode="before")

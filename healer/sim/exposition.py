@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
 from healer.sim.nodemetrics import node_families, pod_info
+from healer.sim.podstatus import pod_status
 
 if TYPE_CHECKING:
     from healer.sim.cluster import Cluster
@@ -97,9 +98,9 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
     yield from _daemonset_families(cluster)
     yield from node_families(cluster)  # kube-state-metrics' and node-exporter's
     yield from pod_info(cluster)
+    yield from pod_status(cluster)  # readiness and deletion, for telling bad nodes apart
     pods = cluster.store.list("pods")
     owner_rows: list[tuple[str, float]] = []
-    ready_rows: list[tuple[str, float]] = []
     cpu, memory, restarts, requests, limits = (list[tuple[str, float]]() for _ in range(5))
     http: list[tuple[str, float]] = []
     buckets: list[tuple[str, float]] = []
@@ -113,12 +114,6 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
                 1.0,
             )
         )
-        ready = any(
-            c.get("type") == "Ready" and c.get("status") == "True"
-            for c in (pod.get("status") or {}).get("conditions") or []
-        )
-        for condition, value in (("true", ready), ("false", not ready)):
-            ready_rows.append((_labels(namespace=ns, pod=name, condition=condition), float(value)))
         if not cluster.state.running(pod):
             continue  # waiting for a node: no container to measure
         c = cluster.container(pod)
@@ -152,7 +147,6 @@ def _families(cluster: Cluster) -> Iterator[tuple[str, str, list[tuple[str, floa
         buckets.append(("_sum" + _labels(namespace=ns, pod=name), c.latency_sum_s))
         buckets.append(("_count" + _labels(namespace=ns, pod=name), total))
     yield "kube_pod_owner", "gauge", owner_rows
-    yield "kube_pod_status_ready", "gauge", ready_rows
     yield "container_cpu_usage_seconds_total", "counter", cpu
     yield "container_memory_working_set_bytes", "gauge", memory
     yield "kube_pod_container_status_restarts_total", "counter", restarts

@@ -45,6 +45,7 @@ from healer.types import (
     Mode,
     Plan,
     WorkloadRef,
+    node_ref,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -281,6 +282,23 @@ def intent(plan: Plan) -> ActionRecord:
     return ActionRecord(plan.action, plan.workload, request, ActionStatus.INTENDED, NOW, NOW)
 
 
+def exercise_nodes(actuator: KubeActuator, cluster: Cluster) -> None:
+    """What the node watch sends: cordon, one drain eviction, uncordon, each checked as
+    after a crash, in each mode; the pods of a node listed as ``kubectl drain`` does."""
+    name = next(p["spec"]["nodeName"] for p in cluster.list_objects("pods", "shop"))
+    node = node_ref(name)
+    for mode in (Mode.DRY_RUN, Mode.AUTO):
+        [pod, *_] = actuator.pods_on_node(name)
+        for action, params in (
+            (ActionKind.CORDON, {}),
+            (ActionKind.DRAIN, {"namespace": pod.namespace, "pod": pod.name}),
+            (ActionKind.UNCORDON, {}),
+        ):
+            plan = Plan(node, "test", action, params, mode, (), "test", 600.0)
+            assert actuator.apply(plan, now=NOW).error is None
+            actuator.already_applied(intent(plan))
+
+
 def exercise_everything(api: Any, cluster: Cluster) -> None:
     """Every request healer makes: each action in each mode, with and without an HPA,
     whether it landed (as after a crash), the Lease acquired, renewed, confirmed and
@@ -350,6 +368,7 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
     plan = Plan(queue, "test", ActionKind.ROLLBACK, params, Mode.AUTO, (), "test", 600.0)
     record = actuator.apply(plan, now=NOW)
     assert record.error is None and record.request["then"]
+    exercise_nodes(actuator, cluster)
     hpa = client.V2HorizontalPodAutoscaler(
         metadata=client.V1ObjectMeta(name="search"),
         spec=client.V2HorizontalPodAutoscalerSpec(

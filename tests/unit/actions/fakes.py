@@ -17,6 +17,7 @@ class FakeReads:
     statefulsets: dict[str, JsonObject] = field(default_factory=dict)
     controller_revisions: dict[str, list[JsonObject]] = field(default_factory=dict)
     daemonsets: dict[str, JsonObject] = field(default_factory=dict)
+    nodes: dict[str, JsonObject] = field(default_factory=dict)
     reads: list[str] = field(default_factory=list)
 
     def deployment(self, target: WorkloadRef) -> JsonObject:
@@ -57,3 +58,7 @@ class FakeReads:
     def hpa(self, namespace: str, name: str) -> JsonObject:
         self.reads.append(f"hpa {name}")
         return self.hpas[name]
+
+    def node(self, name: str) -> JsonObject | None:
+        self.reads.append(f"node {name}")
+        return self.nodes.get(name)

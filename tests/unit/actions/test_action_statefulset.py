@@ -42,6 +42,8 @@ def cluster(update: int = 2) -> FakeReads:
 
 def test_every_action_supports_a_statefulset_and_only_restart_and_rollback_a_daemonset() -> None:
     for kind, action in REGISTRY.items():
+        if action.targets == (TargetKind.NODE,):
+            continue  # cordon, drain and uncordon act on nodes only
         assert action.supports("StatefulSet"), kind
         daemon = kind in (ActionKind.RESTART, ActionKind.ROLLBACK)
         assert action.supports("DaemonSet") is daemon, kind

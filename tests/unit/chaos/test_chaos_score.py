@@ -182,3 +182,41 @@ def test_the_summary_table_and_the_chart(tmp_path: Path) -> None:
     assert "| benign actions | kubernetes | 0 in 1 runs |" in table
     plot_scenario(scenario(BAD_RELEASE), 1, runs, tmp_path / "chart.png")
     assert (tmp_path / "chart.png").read_bytes()[:4] == b"\x89PNG"
+
+
+NODE_DOWN = {"at_s": FAULT_AT_S, "kind": "node_notready", "node": "node-01", "expect": "drain"}
+
+
+def two_workload_trace(contender: str, heal_min: dict[int, float]) -> Trace:
+    """Both workloads err from the fault on, each until its own minute in ``heal_min``."""
+    base = trace(contender)
+    values = base.values.copy()
+    for row, until in heal_min.items():
+        span = (base.timestamps >= START + FAULT_AT_S) & (base.timestamps < START + until * 60)
+        values[row, SIGNALS.index(Signal.ERROR_RATIO), span] = 0.3
+    return Trace(contender, base.timestamps, base.workloads, values)
+
+
+def test_a_node_fault_names_its_node_and_hurts_every_workload() -> None:
+    [fault] = faults_of(scenario(NODE_DOWN))
+    assert (fault.name, fault.workload) == ("node_notready node/node-01", "node/node-01")
+    assert fault.judged == ("shop/cart", "shop/search")
+
+
+def test_a_node_fault_heals_when_its_last_workload_does_and_a_drain_is_one_action() -> None:
+    healer = two_workload_trace("healer", {0: 34, 1: 38})
+    healer.actions = [
+        Act(START + FAULT_AT_S + 60, "node/node-01", "cordon"),
+        Act(START + FAULT_AT_S + 90, "node/node-01", "drain"),
+        Act(START + FAULT_AT_S + 1200, "node/node-01", "uncordon"),
+    ]
+    static = two_workload_trace("static", {0: 40, 1: 40})
+    static.actions = [Act(START + FAULT_AT_S + 60, "shop/cart", "restart")]
+    got = records(scenario(NODE_DOWN), 1, traces(healer=healer, static=static))
+    by = {r["contender"]: r for r in got}
+
+    assert by["healer"]["action"] == "drain" and by["healer"]["benign_actions"] == 0
+    assert by["healer"]["time_to_heal_s"] == 8 * 60.0  # search, the later, at minute 38
+    assert by["static"]["action"] == "restart"  # on a workload the node hurt: not benign
+    assert by["static"]["benign_actions"] == 0
+    assert by["static"]["time_to_heal_s"] == 10 * 60.0

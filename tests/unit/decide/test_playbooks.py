@@ -61,7 +61,9 @@ def test_shipped_playbooks_cover_every_remediable_cause() -> None:
     books = load_playbooks(REPO_PLAYBOOKS)
 
     by_cause = {cause: book for book in books for cause in book.match.causes}
-    assert set(by_cause) == set(Cause) - {Cause.UNKNOWN}
+    # A node's causes are healed by the node watch (settings nodes.*), not a playbook.
+    node_causes = {Cause.NODE_NOT_READY, Cause.NODE_PRESSURE}
+    assert set(by_cause) == set(Cause) - {Cause.UNKNOWN} - node_causes
     kinds = {cause: book.action.kind for cause, book in by_cause.items()}
     assert kinds == {
         Cause.MEMORY_LEAK: ActionKind.RESTART,
@@ -155,7 +157,8 @@ def test_wrong_enum(tmp_path: Path) -> None:
 
     assert message == (
         f"{tmp_path}/bad.yaml:7: action.kind: "
-        "Input should be 'restart', 'scale', 'rollback' or 'evict'"
+        "Input should be 'restart', 'scale', 'rollback', 'evict', 'cordon', 'drain' or "
+        "'uncordon'"
     )
 
 
@@ -396,3 +399,27 @@ def test_restart_and_rollback_may_name_a_daemonset(tmp_path: Path) -> None:
         write(tmp_path, "book.yaml", text)
         (book,) = load_playbooks(tmp_path)
         assert [k.value for k in book.match.kinds] == ["StatefulSet", "DaemonSet"]
+
+
+def test_an_action_a_node_does_not_support_is_refused_naming_the_entry(tmp_path: Path) -> None:
+    text = good().replace("  kind: restart\n", "  kind: scale\n")
+    text = text.replace(
+        "causes: [memory_leak]", "causes: [memory_leak]\n  kinds: [Deployment, Node]"
+    )
+    write(tmp_path, "bad.yaml", text)
+
+    message = load_error(tmp_path)
+
+    assert message.startswith(f"{tmp_path}/bad.yaml:")
+    assert "match.kinds[1]: action scale does not support a Node" in message
+    assert "(it supports Deployment, StatefulSet)" in message
+
+
+@pytest.mark.parametrize("kind", ["cordon", "drain", "uncordon"])
+def test_a_node_action_is_refused_in_a_playbook(tmp_path: Path, kind: str) -> None:
+    write(tmp_path, "bad.yaml", good().replace("kind: restart", f"kind: {kind}"))
+
+    message = load_error(tmp_path)
+
+    assert message.startswith(f"{tmp_path}/bad.yaml:7: action.kind: ")
+    assert "acts on nodes" in message and "nodes.*" in message
