@@ -366,7 +366,8 @@ def test_the_chart_spans_the_story_with_a_marker_per_step(
                 "content_type": "application/merge-patch+json",
                 "body": {"spec": {"replicas": 5}},
             },
-            'kubectl -n shop patch deployments cart --subresource=scale --type=merge -p \'{"spec":{"replicas":5}}\'',
+            "kubectl -n shop patch deployments cart --subresource=scale --type=merge "
+            '-p \'{"spec":{"replicas":5}}\'',
         ),
         (
             {
@@ -375,7 +376,8 @@ def test_the_chart_spans_the_story_with_a_marker_per_step(
                 "content_type": "application/json-patch+json",
                 "body": [{"op": "replace", "path": "/spec/x", "value": "it's"}],
             },
-            'kubectl -n shop patch deployments cart --type=json -p \'[{"op":"replace","path":"/spec/x","value":"it\'"\'"\'s"}]\'',
+            "kubectl -n shop patch deployments cart --type=json "
+            '-p \'[{"op":"replace","path":"/spec/x","value":"it\'"\'"\'s"}]\'',
         ),
         (
             {
@@ -384,7 +386,8 @@ def test_the_chart_spans_the_story_with_a_marker_per_step(
                 "content_type": "application/json",
                 "body": {"kind": "Eviction"},
             },
-            'echo \'{"kind":"Eviction"}\' | kubectl create --raw /api/v1/namespaces/shop/pods/cart-1/eviction -f -',
+            'echo \'{"kind":"Eviction"}\' | '
+            "kubectl create --raw /api/v1/namespaces/shop/pods/cart-1/eviction -f -",
         ),
         ({"action": "restart", "params": {}}, None),
     ],
