@@ -34,7 +34,7 @@ from healer.api.kubectl import command as kubectl_command
 from healer.api.overview import last_cycle, read_overview
 from healer.api.routes import MAX_ID
 from healer.audit.tables import StepKind
-from healer.audit.views import FeedbackInput, IncidentDetail, Tally
+from healer.audit.views import FeedbackInput, IncidentDetail, Tally, TimelineStep
 from healer.errors import IllegalTransition, ReviewConflict, UnknownRecord
 from healer.types import (
     ActionKind,
@@ -287,6 +287,7 @@ def incident_page(
         {
             "incident": detail,
             "story": _story(detail),
+            "timeline": _timeline(detail),
             "charts": story_charts(detail),
             "commands": {a.id: kubectl_command(a.request) for a in detail.actions},
             "acknowledged": attention.acknowledgement(incident_id) if attention else None,
@@ -303,6 +304,22 @@ def incident_page(
             "kinds": list(ActionKind),
         },
     )
+
+
+def _timeline(detail: IncidentDetail) -> list[tuple[TimelineStep | None, list[TimelineStep]]]:
+    """The steps to show, each later finding (a new peak score, one a cycle while a
+    fault grows) folded with the ones next to it: ``(step, [])`` or ``(None, peaks)``."""
+    shown: list[tuple[TimelineStep | None, list[TimelineStep]]] = []
+    first = True
+    for step in detail.timeline:
+        if step.kind != StepKind.FINDING or first:
+            first = first and step.kind != StepKind.FINDING
+            shown.append((step, []))
+        elif shown and shown[-1][0] is None:
+            shown[-1][1].append(step)
+        else:
+            shown.append((None, [step]))
+    return shown
 
 
 def _story(detail: IncidentDetail) -> dict[str, JsonObject | None]:

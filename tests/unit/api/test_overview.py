@@ -301,10 +301,10 @@ def test_the_incident_page_says_the_story_first_and_folds_the_details(
     assert "all 10 guards passed</summary>" in text and '<details id="guards-3" >' in text
     kubectl = "kubectl -n shop patch deployments cart --type=strategic -p"
     assert text.index(kubectl) < text.index("the request as JSON")
-    assert 'id="live"' in text, "an open incident's page follows the daemon"
+    assert 'id="live" data-every="2000">' in text, "an open incident's page follows the daemon"
     store.record_outcome(iid, Outcome(OutcomeKind.HEALED, "memory at baseline", NOW))
     healed = api.get(f"/incidents/{iid}").text
-    assert 'id="live"' not in healed and "memory at baseline" in healed
+    assert 'id="live" data-every="2000" data-final>' in healed and "memory at baseline" in healed
 
 
 def test_a_blocked_plan_shows_its_guards_unfolded(api: TestClient, store: AuditStore) -> None:
