@@ -133,7 +133,7 @@ class IncidentRow(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     action: Mapped[ActionKind | None]
     action_status: Mapped[ActionStatus | None]
-    outcome: Mapped[OutcomeKind | None]
+    outcome: Mapped[OutcomeKind | None] = mapped_column(index=True)
     last_seen: Mapped[datetime]
     detected: Mapped[datetime | None]
     """Time of the first finding (``opened`` is the anomaly's onset); None before 0007."""
@@ -170,7 +170,7 @@ class ActionRow(Base):
     """The Kubernetes request made or to be made: verb, path, content type, body."""
     response: Mapped[JsonObject | None] = mapped_column(JSON)
     """How the API server answered: the status and the error, if any."""
-    created: Mapped[datetime]
+    created: Mapped[datetime] = mapped_column(index=True)
     started: Mapped[datetime | None]
     finished: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
@@ -191,7 +191,7 @@ class GuardVerdictRow(Base):
     guard: Mapped[str] = mapped_column(String(63), index=True)
     passed: Mapped[bool] = mapped_column(Boolean)
     detail: Mapped[str] = mapped_column(Text)
-    at: Mapped[datetime]
+    at: Mapped[datetime] = mapped_column(index=True)
 
 
 class FeedbackRow(Base):

@@ -53,9 +53,15 @@ def upgrade() -> None:
     op.create_index("ix_opt_outs_until", "opt_outs", ["until"])
     with op.batch_alter_table("incidents") as batch:
         batch.add_column(sa.Column("detected", sa.DateTime(timezone=True), nullable=True))
+    op.create_index("ix_incidents_outcome", "incidents", ["outcome"])
+    op.create_index("ix_actions_created", "actions", ["created"])
+    op.create_index("ix_guard_verdicts_at", "guard_verdicts", ["at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_guard_verdicts_at", "guard_verdicts")
+    op.drop_index("ix_actions_created", "actions")
+    op.drop_index("ix_incidents_outcome", "incidents")
     with op.batch_alter_table("incidents") as batch:
         batch.drop_column("detected")
     op.drop_table("opt_outs")
