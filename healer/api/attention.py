@@ -22,6 +22,7 @@ from pydantic import Field
 from healer.api.auth import Operator, Viewer
 from healer.api.deps import AttentionDep, ClockDep, ContextDep, StatusDep, StoreDep
 from healer.api.overview import Overview, read_overview
+from healer.api.routes import _AUTH_ERRORS as AUTH_ERRORS
 from healer.api.routes import MAX_ID
 from healer.api.schemas import ActionOut, IncidentItem, Text, Workload, _In, _Out
 from healer.audit.roles import Attention
@@ -35,7 +36,11 @@ OPT_OUT_MIN_S = 60
 OPT_OUT_MAX_S = 7 * 24 * 3600
 """The longest: a week. An opt-out always ends, so a forgotten one heals again."""
 
-router = APIRouter(prefix="/api/v1", tags=["api"])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    **AUTH_ERRORS,
+    503: {"description": "the audit store keeps no acknowledgements or opt-outs, or is down"},
+}
+router = APIRouter(prefix="/api/v1", tags=["api"], responses=_ERRORS)
 
 
 class TallyRow(_Out):
