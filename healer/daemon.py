@@ -56,7 +56,7 @@ import structlog
 
 from healer import decide
 from healer.act.silences import AlertmanagerSilences, SilenceKeeper
-from healer.audit.roles import AlertInbox, DaemonStore, SilenceLog
+from healer.audit.roles import AlertInbox, DaemonStore, OptOuts, SilenceLog
 from healer.collect.source import MetricsSource, PodSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook
@@ -438,7 +438,8 @@ class Healer:
         for effect in effects:
             match effect:
                 case RecordOutcome(outcome=outcome):
-                    self.store.record_outcome(track.incident_id, outcome)
+                    frame = reading.frame if reading is not None else None
+                    self.store.record_outcome(track.incident_id, outcome, frame=frame)
                 case RecordAction(record=record):
                     self.store.record_action(track.incident_id, record)
                 case Say(kind=kind, at=at, text=text):
@@ -598,17 +599,19 @@ class Healer:
     ) -> None:
         now = reading.now
         size, onset = self.brake.event(finding, self.settings, live=chain_to is not None)
-        plan = self._plan(diagnosis, finding, state, reading, size, chain_to)
+        silenced = self._silenced(finding.workload, now)
+        plan = self._plan(diagnosis, finding, state, reading, size, chain_to, silenced)
         if plan is None:
-            self._move(track, self._unplanned(diagnosis, finding, reading, size, onset))
+            settled = self._unplanned(diagnosis, finding, reading, size, onset)
+            self._move(track, replace(settled, notify=False) if silenced else settled)
             return
         self.store.record_plan(track.incident_id, plan, at=now)
         if not plan.allowed:
             details = "; ".join(g.detail for g in plan.guard_results if not g.passed)
             self._say("plan", track, now, f"{plan.playbook}: {plan.action} blocked: {details}")
-            notify = True
+            notify = silenced is None  # people silenced it: they know, page nobody
             if "anomaly_brake" in plan.blocked_by:  # one notification says it all
-                notify = self.brake.hold(finding.workload, onset, self.settings)
+                notify = self.brake.hold(finding.workload, onset, self.settings) and notify
             why = f"{plan.action} blocked by {', '.join(plan.blocked_by)}: {details}"
             self._move(track, Settled(Outcome(OutcomeKind.ESCALATED, why, now), notify=notify))
             return
@@ -662,9 +665,11 @@ class Healer:
         reading: Reading,
         anomalous: int,
         chain_to: Playbook | None = None,
+        silenced: str | None = None,
     ) -> Plan | None:
         """The planner with every guard, on the store's action history as of now;
-        ``anomalous`` is the size of the event the anomaly brake judges."""
+        ``anomalous`` is the size of the event the anomaly brake judges, ``silenced``
+        why people silenced healer on the workload, if they did."""
         history = self.store.action_history(
             now=reading.now, window_s=self.settings.guards.rate_limit_window_s
         )
@@ -683,7 +688,17 @@ class Healer:
                 diagnosis, reading.frame, state, self.settings.surge
             ),
             alerts=self.alert_names.get(finding.workload, frozenset()),
+            silenced=silenced,
         )
+
+    def _silenced(self, workload: WorkloadRef, now: datetime) -> str | None:
+        """Why people silenced healer on ``workload`` (an opt-out made on the review
+        page, still running at ``now``); None when they have not, or the store keeps
+        no opt-outs."""
+        if not isinstance(self.store, OptOuts):
+            return None
+        opted = self.store.opted_out(workload, now=now)
+        return opted.detail() if opted is not None else None
 
     # ---- alerts --------------------------------------------------------------------------
 
@@ -872,7 +887,8 @@ class _Acting:
         healer = self.healer
         state = healer.actuator.read_state(finding.workload)
         size, _ = healer.brake.event(finding, healer.settings, live=True)
-        return healer._plan(diagnosis, finding, state, self.reading, size, chain_to)
+        silenced = healer._silenced(finding.workload, self.reading.now)
+        return healer._plan(diagnosis, finding, state, self.reading, size, chain_to, silenced)
 
     def act(self, track: Track, plan: Plan) -> None:
         self.healer._act(track, plan, self.reading.now)

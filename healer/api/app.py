@@ -29,6 +29,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from healer.api.alerts import ReceiverTokens
 from healer.api.alerts import router as alert_routes
+from healer.api.attention import router as attention_routes
 from healer.api.auth import Sessions, TokenTable
 from healer.api.cursor import CursorSigner
 from healer.api.deps import AppContext, Clock, ReadinessDep, ReadinessFn, StatusFn, StoreDep
@@ -38,7 +39,7 @@ from healer.api.metrics import registry_for
 from healer.api.pages import router as pages
 from healer.api.routes import router as api_routes
 from healer.api.schemas import Health
-from healer.audit.roles import AlertInbox, ReviewQueue
+from healer.audit.roles import AlertInbox, Attention, ReviewQueue
 from healer.config import Settings
 from healer.decide import Playbook
 from healer.errors import IllegalTransition, ReviewConflict, StoreError, UnknownRecord
@@ -75,6 +76,7 @@ def create_app(
     app.state.clock = clock
     app.state.tokens = TokenTable(settings.api.tokens)
     app.state.alerts = alerts if alerts is not None else _inbox_of(store)
+    app.state.attention = store if isinstance(store, Attention) else None
     app.state.receivers = ReceiverTokens(settings.alertmanager.receiver_tokens)
     secret = settings.api.cursor_secret
     key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
@@ -113,6 +115,7 @@ def create_app(
 
     app.add_api_route("/metrics", metrics, methods=["GET"], include_in_schema=False)
     app.include_router(api_routes)
+    app.include_router(attention_routes)
     app.include_router(alert_routes)
     app.include_router(pages)
     return app

@@ -22,7 +22,8 @@ from fastapi import Depends, Request
 
 from healer.api.cursor import CursorSigner
 from healer.api.listing import PageCache, read_threads
-from healer.audit.roles import ReviewQueue
+from healer.api.overview import TallyCache
+from healer.audit.roles import Attention, ReviewQueue
 from healer.config import GuardSettings
 from healer.decide import Playbook
 from healer.types import JsonObject
@@ -42,6 +43,8 @@ class AppContext:
     """Encoded pages of the incident list (``listing.py``)."""
     readers: Executor = field(default_factory=read_threads)
     """The threads that read pages of the incident list not kept (``listing.py``)."""
+    tallies: TallyCache = field(default_factory=TallyCache)
+    """The overview's tallies of the last day and week (``overview.py``)."""
 
 
 async def get_store(request: Request) -> ReviewQueue:
@@ -64,6 +67,11 @@ async def get_clock(request: Request) -> Clock:
     return clock
 
 
+async def get_attention(request: Request) -> Attention | None:
+    attention: Attention | None = request.app.state.attention  # set by create_app
+    return attention
+
+
 async def get_context(request: Request) -> AppContext:
     ctx = request.app.state.context
     if not isinstance(ctx, AppContext):
@@ -76,3 +84,4 @@ StatusDep = Annotated[StatusFn | None, Depends(get_status)]
 ReadinessDep = Annotated[ReadinessFn | None, Depends(get_readiness)]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 ContextDep = Annotated[AppContext, Depends(get_context)]
+AttentionDep = Annotated[Attention | None, Depends(get_attention)]

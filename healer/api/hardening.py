@@ -12,8 +12,9 @@ Decisions:
   UTF-8) cannot fail the answer itself.
 - Every answer carries ``X-Content-Type-Options``, ``X-Frame-Options`` and
   ``Referrer-Policy``; every answer but the interactive docs (which load their script
-  from a CDN) carries a Content-Security-Policy that allows no script at all, and
-  exactly the review page's one inline style block, by its hash.
+  from a CDN) carries a Content-Security-Policy that allows exactly the review page's
+  one inline style block and one inline script block (its live updates), by their
+  hashes, and fetches from this site only.
 - Logins are throttled per client address: ``api.login_failures`` failures within
   ``api.login_window_s``, then 429 with ``Retry-After`` until the oldest one ages out.
 """
@@ -43,25 +44,32 @@ ECHO_CHARS = 200
 _DOCS = ("/docs", "/redoc")
 
 
-def _style_hash() -> str:
-    """The CSP source of the review page's inline style block (templates/base.html)."""
+def _inline_hash(tag: str) -> str:
+    """The CSP source of the review page's one inline ``tag`` block (templates/base.html)."""
     text = (Path(__file__).parent / "templates" / "base.html").read_text(encoding="utf-8")
-    match = re.search(r"<style>(.*?)</style>", text, re.DOTALL)
+    match = re.search(rf"<{tag}>(.*?)</{tag}>", text, re.DOTALL)
     if match is None:
         return "'none'"
     digest = hashlib.sha256(match.group(1).encode()).digest()
     return f"'sha256-{base64.b64encode(digest).decode()}'"
 
 
+def _style_hash() -> str:
+    return _inline_hash("style")
+
+
 CSP = (
     "default-src 'none'; "
     f"style-src {_style_hash()}; "
+    f"script-src {_inline_hash('script')}; "
+    "connect-src 'self'; "
     "img-src 'self' data:; "
     "form-action 'self'; "
     "frame-ancestors 'none'; "
     "base-uri 'none'"
 )
-"""No script, no frames, forms only to this site, the page's own style block only."""
+"""The page's own style and script blocks only (the script fetches this site's pages
+for live updates), no frames, forms only to this site."""
 
 _COMMON = [
     (b"x-content-type-options", b"nosniff"),

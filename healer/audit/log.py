@@ -86,6 +86,7 @@ class SqlDaemonLog(Database):
                 opened=finding.onset,
                 score=finding.score,
                 last_seen=finding.at,
+                detected=finding.at,
             )
             session.add(row)
             session.flush()
@@ -185,9 +186,14 @@ class SqlDaemonLog(Database):
             session.flush()
             return target.id
 
-    def record_outcome(self, incident_id: int, outcome: Outcome) -> None:
+    def record_outcome(
+        self, incident_id: int, outcome: Outcome, *, frame: Frame | None = None
+    ) -> None:
         """Close the incident: status RESOLVED, ``closed`` = the outcome's time. An action
-        of it still awaiting review or taking is withdrawn (EXPIRED)."""
+        of it still awaiting review or taking is withdrawn (EXPIRED).
+
+        With ``frame``, the outcome's step also keeps the signals its first finding kept,
+        over the frame: the review page then draws them past the outcome."""
         with self._write(f"record outcome of incident {incident_id}") as session:
             waiting = _waiting(session, incident_id, _WAITING)  # locked before the incident,
             row = views.locked_incident(session, incident_id)  # as a review locks them
@@ -195,6 +201,8 @@ class SqlDaemonLog(Database):
                 action.status = row.action_status = ActionStatus.EXPIRED
             status.close(row, outcome)
             data = serialize.to_json_object(outcome)
+            if frame is not None:
+                data["series"] = _outcome_series(session, row, frame)
             self._append(session, incident_id, StepKind.OUTCOME, outcome.at, data)
 
     def expire_pending(self, incident_id: int, outcome: Outcome) -> ActionView | None:
@@ -294,3 +302,19 @@ def _fill_action(row: ActionRow, action: ActionRecord, data: JsonObject) -> None
     row.response = {"status": data["status"], "error": action.error}
     if action.status is not ActionStatus.PENDING_APPROVAL:
         row.started, row.finished = action.started, action.finished
+
+
+def _outcome_series(session: Session, row: IncidentRow, frame: Frame) -> JsonObject:
+    """The signals the incident's first finding kept a series of, over ``frame``."""
+    first = session.scalar(
+        select(StepRow.data)
+        .where(StepRow.incident_id == row.id, StepRow.kind == StepKind.FINDING)
+        .order_by(StepRow.seq)
+        .limit(1)
+    )
+    kept = first.get("series") if isinstance(first, dict) else None
+    signals = [k for k in kept if k != "t"] if isinstance(kept, dict) else []
+    if not signals:
+        return {}
+    workload = WorkloadRef(row.namespace, row.kind, row.name)
+    return serialize.signals_json(frame, workload, signals)

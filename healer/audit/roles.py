@@ -14,6 +14,10 @@
                      by the cycle                      (healer.api, healer.daemon)
     SilenceLog       the Alertmanager silences healer made on each incident
                                            (healer.act.silences, via the daemon)
+    Attention        escalations waiting to be acknowledged, people's opt-outs of
+                     workloads, the overview's tallies                 (healer.api)
+    OptOuts          the opt-out active on a workload, read before planning
+                                                                    (healer.daemon)
 
 ``AuditStore`` (``store.py``) is all of them on one database; a client is typed against
 the one it uses, so a test can hand it a small fake and a reader of the client sees what
@@ -38,14 +42,17 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from healer.audit.views import (
+    Acknowledgement,
     ActionView,
     AlertsRecorded,
     FeedbackInput,
     IncidentDetail,
     IncidentSummary,
+    OptOut,
     StoredAlert,
     StoredSilence,
     SummaryRow,
+    Tally,
 )
 from healer.types import (
     ActionHistory,
@@ -67,13 +74,16 @@ from healer.types import (
     Plan,
     Silence,
     SilenceState,
+    WorkloadRef,
 )
 
 __all__ = [
     "AlertInbox",
+    "Attention",
     "DaemonLog",
     "DaemonState",
     "DaemonStore",
+    "OptOuts",
     "ReviewQueue",
     "SilenceLog",
     "TrainingLabels",
@@ -101,7 +111,9 @@ class DaemonLog(Protocol):
 
     def record_action(self, incident_id: int, action: ActionRecord) -> int: ...
 
-    def record_outcome(self, incident_id: int, outcome: Outcome) -> None: ...
+    def record_outcome(
+        self, incident_id: int, outcome: Outcome, *, frame: Frame | None = None
+    ) -> None: ...
 
     def expire_pending(self, incident_id: int, outcome: Outcome) -> ActionView | None: ...
 
@@ -259,3 +271,34 @@ class SilenceLog(Protocol):
     def active_silences(self, incident_id: int) -> list[StoredSilence]: ...
 
     def silences_of(self, incident_id: int) -> list[StoredSilence]: ...
+
+
+@runtime_checkable
+class OptOuts(Protocol):
+    """The daemon's read of people's opt-outs, before it plans for a workload."""
+
+    def opted_out(self, workload: WorkloadRef, *, now: datetime) -> OptOut | None: ...
+
+
+@runtime_checkable
+class Attention(OptOuts, Protocol):
+    """What the overview shows and its buttons change: escalations to acknowledge,
+    opt-outs, and the tallies of a window."""
+
+    def acknowledge(
+        self, incident_id: int, *, by: str, at: datetime, note: str = ""
+    ) -> Acknowledgement: ...
+
+    def acknowledgement(self, incident_id: int) -> Acknowledgement | None: ...
+
+    def unacknowledged(self, *, limit: int = 50) -> tuple[list[IncidentSummary], int]: ...
+
+    def opt_out(
+        self, workload: WorkloadRef, *, by: str, reason: str, at: datetime, until: datetime
+    ) -> OptOut: ...
+
+    def end_opt_out(self, opt_out_id: int, *, by: str, at: datetime) -> OptOut: ...
+
+    def opt_outs(self, *, now: datetime) -> list[OptOut]: ...
+
+    def tally(self, *, since: datetime) -> Tally: ...

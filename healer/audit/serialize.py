@@ -16,7 +16,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TypeVar
 
@@ -240,15 +240,25 @@ def series_json(frame: Frame, finding: Finding, *, points: int = SERIES_POINTS) 
     """The deviating signals of ``finding``'s workload over the frame's last ``points``
     samples (every k-th sample when the frame holds more): ``{"t": [...], signal: [...]}``,
     UNIX seconds and values, null for gaps."""
-    if finding.workload not in frame.workload_rows or not len(frame.timestamps):
+    signals = [d.signal for d in finding.signals]
+    return signals_json(frame, finding.workload, signals, points=points)
+
+
+def signals_json(
+    frame: Frame, workload: WorkloadRef, signals: Sequence[str], *, points: int = SERIES_POINTS
+) -> JsonObject:
+    """``signals`` of ``workload`` over the frame's last ``points`` samples, in the form
+    of ``series_json``: an outcome keeps the same signals as its finding, so the page
+    can draw them from before the onset to after the outcome."""
+    if workload not in frame.workload_rows or not len(frame.timestamps):
         return {}
-    w = frame.workload_rows[finding.workload]
+    w = frame.workload_rows[workload]
     count = len(frame.timestamps)
     stride = max(1, -(-count // points))  # ceil division
     picked = slice((count - 1) % stride, None, stride)  # always ends on the newest sample
     out: JsonObject = {"t": [float(t) for t in frame.timestamps[picked]]}
-    for deviation in finding.signals:
-        if deviation.signal in frame.signals:
-            row = frame.values[w, frame.signals.index(deviation.signal), picked]
-            out[str(deviation.signal)] = [None if math.isnan(v) else float(v) for v in row]
+    for signal in signals:
+        if signal in frame.signals:
+            row = frame.values[w, frame.signals.index(signal), picked]
+            out[str(signal)] = [None if math.isnan(v) else float(v) for v in row]
     return out

@@ -5,10 +5,11 @@ sort on (workload, status, peak score, cause, last action, outcome); ``incident_
 holds the timeline, one row per recorded value with its JSON form (``serialize.py``).
 The summary columns are a cache of the steps, updated in the same transaction.
 
-``AuditStore`` is the store's six roles (``roles.py``) on one database: the daemon's
+``AuditStore`` is the store's roles (``roles.py``) on one database: the daemon's
 log (``log.py``), the state it keeps across restarts (``kept.py``), the review queue
-(``review.py``), training labels (``labels.py``), Alertmanager's alerts (``alerts.py``)
-and the silences healer made there (``silences.py``). Composition roots (``healer run``,
+(``review.py``), training labels (``labels.py``), Alertmanager's alerts (``alerts.py``),
+the silences healer made there (``silences.py``), and what waits for a person with
+people's opt-outs (``attention.py``). Composition roots (``healer run``,
 ``healer demo``, the test harness, the benchmarks) open one; each client is typed
 against the role it uses.
 
@@ -29,6 +30,7 @@ Decisions:
 from __future__ import annotations
 
 from healer.audit.alerts import SqlAlertInbox
+from healer.audit.attention import SqlAttention
 from healer.audit.database import SQLITE_BUSY_TIMEOUT_MS, default_identity
 from healer.audit.kept import SqlDaemonState
 from healer.audit.labels import SqlTrainingLabels
@@ -66,6 +68,7 @@ class AuditStore(
     SqlTrainingLabels,
     SqlAlertInbox,
     SqlSilenceLog,
+    SqlAttention,
 ):
     """Incidents and their timelines in a SQL database (SQLite by default).
 

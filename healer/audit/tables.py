@@ -18,6 +18,8 @@ classes must describe the same tables (a test compares the two on a fresh databa
   start), with what the daemon made of each: joined to an incident, or why not.
 - ``silences``: the Alertmanager silences healer asked for, per incident: made (with
   Alertmanager's id), expired, or not made and why.
+- ``acknowledgements``: who saw an escalated incident, and when.
+- ``opt_outs``: people's time-limited "hands off this workload", ended early or not.
 """
 
 from __future__ import annotations
@@ -69,6 +71,8 @@ class StepKind(enum.StrEnum):
     FEEDBACK = "feedback"
     SILENCE = "silence"
     """A silence of the workload's alerts made, expired, or not made (and why)."""
+    ACKNOWLEDGED = "acknowledged"
+    """A person saw the escalated incident."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -129,8 +133,10 @@ class IncidentRow(Base):
     confidence: Mapped[float | None] = mapped_column(Float)
     action: Mapped[ActionKind | None]
     action_status: Mapped[ActionStatus | None]
-    outcome: Mapped[OutcomeKind | None]
+    outcome: Mapped[OutcomeKind | None] = mapped_column(index=True)
     last_seen: Mapped[datetime]
+    detected: Mapped[datetime | None]
+    """Time of the first finding (``opened`` is the anomaly's onset); None before 0007."""
 
 
 class StepRow(Base):
@@ -164,7 +170,7 @@ class ActionRow(Base):
     """The Kubernetes request made or to be made: verb, path, content type, body."""
     response: Mapped[JsonObject | None] = mapped_column(JSON)
     """How the API server answered: the status and the error, if any."""
-    created: Mapped[datetime]
+    created: Mapped[datetime] = mapped_column(index=True)
     started: Mapped[datetime | None]
     finished: Mapped[datetime | None]
     error: Mapped[str | None] = mapped_column(Text)
@@ -185,7 +191,7 @@ class GuardVerdictRow(Base):
     guard: Mapped[str] = mapped_column(String(63), index=True)
     passed: Mapped[bool] = mapped_column(Boolean)
     detail: Mapped[str] = mapped_column(Text)
-    at: Mapped[datetime]
+    at: Mapped[datetime] = mapped_column(index=True)
 
 
 class FeedbackRow(Base):
@@ -263,3 +269,30 @@ class SilenceRow(Base):
     """Why it could not be made, or the last expiry that failed."""
     created: Mapped[datetime]
     updated: Mapped[datetime]
+
+
+class AcknowledgementRow(Base):
+    __tablename__ = "acknowledgements"
+    __table_args__ = (UniqueConstraint("incident_id", name="uq_acknowledgements_incident_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id", ondelete="CASCADE"))
+    by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    at: Mapped[datetime]
+    note: Mapped[str] = mapped_column(Text)
+
+
+class OptOutRow(Base):
+    __tablename__ = "opt_outs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(253))
+    by: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    reason: Mapped[str] = mapped_column(Text)
+    created: Mapped[datetime]
+    until: Mapped[datetime] = mapped_column(index=True)
+    ended: Mapped[datetime | None]
+    """When a person ended it before ``until``; None: it runs to ``until``."""
+    ended_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))

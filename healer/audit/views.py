@@ -14,7 +14,7 @@ Decisions:
 from __future__ import annotations
 
 import enum
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
@@ -456,3 +456,62 @@ def rebuild(row: IncidentRow, steps: list[StepRow]) -> Incident:
         action=serialize.action_from_json(action) if action else None,
         outcome=serialize.outcome_from_json(outcome) if outcome else None,
     )
+
+
+# ---- what waits for a person, and the overview's tallies (``attention.py``) ---------------
+
+
+@dataclass(frozen=True)
+class Acknowledgement:
+    """A person saw an escalated incident: it leaves the overview's waiting list."""
+
+    incident_id: int
+    by: str
+    at: datetime
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class OptOut:
+    """A person's "hands off this workload until then": while active, the daemon plans
+    nothing for it and records why."""
+
+    id: int
+    workload: WorkloadRef
+    by: str
+    reason: str
+    created: datetime
+    until: datetime
+    ended: datetime | None = None
+    """When a person ended it early; None: it runs until ``until``."""
+    ended_by: str | None = None
+
+    def active(self, now: datetime) -> bool:
+        return self.ended is None and self.created <= now < self.until
+
+    def detail(self) -> str:
+        """The guard's words when it holds the daemon back."""
+        why = f": {self.reason}" if self.reason else ""
+        until = f"{self.until:%Y-%m-%d %H:%M} UTC"
+        return f"healer silenced on {self.workload} by {self.by} until {until}{why}"
+
+
+@dataclass(frozen=True)
+class Tally:
+    """What healer did over one window: incidents opened since ``since``, and the actions
+    and guard blocks recorded since then."""
+
+    since: datetime
+    incidents: Mapping[tuple[Cause | None, OutcomeKind | None], int]
+    """Incidents by diagnosed cause and outcome (None: not diagnosed, or not over)."""
+    actions: Mapping[tuple[ActionKind, ActionStatus], int]
+    blocked: Mapping[str, int]
+    """Plans each guard blocked."""
+    detect_s: Mapping[Cause | None, float]
+    """Median seconds from the anomaly's onset to the finding, by cause."""
+    heal_s: Mapping[Cause | None, float]
+    """Median seconds from the onset to the healed outcome, by cause."""
+
+    @property
+    def total(self) -> int:
+        return sum(self.incidents.values())

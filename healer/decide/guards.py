@@ -81,6 +81,9 @@ class Check:
     now: datetime
     chained: bool = False
     """A step of an ``on_failure`` chain, continuing the incident's earlier action."""
+    silenced: str | None = None
+    """Why people silenced healer on the workload for now (an opt-out in the audit
+    store, made from the review page); None: they have not."""
 
 
 def check_all(check: Check, scale: ScaleTarget | None = None) -> tuple[GuardResult, ...]:
@@ -133,6 +136,10 @@ def namespace_verdict(ns: str, g: GuardSettings) -> GuardResult:
 
 
 def opt_out(check: Check) -> GuardResult:
+    """Blocks a workload whose annotation opts it out, or that people silenced healer
+    on from the review page for a while."""
+    if check.silenced:
+        return GuardResult("opt_out", False, check.silenced)
     value = check.state.annotations.get(ENABLED_ANNOTATION)
     if value is not None and value.strip().lower() == "false":
         detail = f'{check.state.workload} has {ENABLED_ANNOTATION}: "{value}"'

@@ -48,6 +48,7 @@ def plan(
     chain_to: Playbook | None = None,
     demand: Demand | None = None,
     alerts: frozenset[str] = frozenset(),
+    silenced: str | None = None,
 ) -> Plan | None:
     """The plan for ``diagnosis`` on ``state.workload``, or None when no playbook matches.
 
@@ -56,6 +57,8 @@ def plan(
     of an ``on_failure`` chain: named by the failed one, it applies without matching.
     ``demand``, when measured, sizes a scale-up. ``alerts`` are the names of the
     Alertmanager alerts firing on the workload that the cycle took as evidence.
+    ``silenced`` says why people silenced healer on the workload: the ``opt_out``
+    guard then blocks the plan.
     """
     _check_same_workload(diagnosis, finding, state)
     book = chain_to or next((b for b in playbooks if _matches(b, diagnosis, finding, alerts)), None)
@@ -70,6 +73,7 @@ def plan(
         watched_workloads,
         now,
         chained=chain_to is not None,
+        silenced=silenced,
     )
     action = handler(book.action.kind)
     inputs = PlanInputs(finding, state, guards, demand, pod=diagnosis.pod)

@@ -197,3 +197,23 @@ def test_status_moves_as_on_sqlite_and_a_review_racing_a_close_ends_one_way(
     assert view is not None and view.status is ActionStatus.EXPIRED
     assert pg.incident(iid).status is IncidentStatus.RESOLVED
     assert pg.approved_actions() == []
+
+
+def test_the_overview_reads_on_postgresql(pg: AuditStore) -> None:
+    healed, escalated = pg.open_incident(finding(0)), pg.open_incident(finding(30))
+    pg.record_diagnosis(healed, Diagnosis(CART, Cause.MEMORY_LEAK, 0.8, "leak"))
+    pg.record_outcome(healed, Outcome(OutcomeKind.HEALED, "ok", at(600)))
+    pg.record_outcome(escalated, Outcome(OutcomeKind.ESCALATED, "no playbook", at(60)))
+    tally = pg.tally(since=at(-3600))
+    assert tally.incidents == {
+        (Cause.MEMORY_LEAK, OutcomeKind.HEALED): 1,
+        (None, OutcomeKind.ESCALATED): 1,
+    }
+    assert tally.detect_s == {Cause.MEMORY_LEAK: 120.0, None: 120.0}
+    assert tally.heal_s == {Cause.MEMORY_LEAK: 720.0}
+    assert [i.id for i in pg.unacknowledged()[0]] == [escalated]
+    pg.acknowledge(escalated, by="olga", at=at(900))
+    with pytest.raises(ReviewConflict):
+        pg.acknowledge(escalated, by="ivan", at=at(901))
+    made = pg.opt_out(CART, by="olga", reason="", at=at(0), until=at(3600))
+    assert pg.opted_out(CART, now=at(10)) == made

@@ -759,3 +759,29 @@ def test_pods_that_cannot_be_read_leave_the_diagnosis_to_the_workload(tmp_path: 
         [incident] = loop.store.list_incidents()
         assert incident.cause == Cause.UNKNOWN
         assert loop.actuator.applied == []
+
+
+def test_a_workload_people_silenced_healer_on_is_skipped_with_the_reason(loop: Loop) -> None:
+    notifier = RecordingNotifier()
+    loop.healer.notifier = notifier
+    until = T0 + timedelta(hours=1)
+    loop.store.opt_out(SEARCH, by="olga", reason="load test", at=T0, until=until)
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run(cycles=3)
+    assert loop.actuator.applied == [], "healer kept its hands off"
+    assert notifier.sent == [], "the person who silenced it needs no page"
+    [incident] = loop.store.list_incidents()
+    detail = loop.store.get_incident(incident.id)
+    assert detail is not None and incident.outcome == OutcomeKind.ESCALATED
+    plan = next(s.data for s in detail.timeline if s.kind == "plan")
+    [blocked] = [g for g in plan["guard_results"] if not g["passed"]]  # type: ignore[union-attr]
+    assert blocked["guard"] == "opt_out"  # type: ignore[index, call-overload]
+    assert "silenced on shop/search by olga" in blocked["detail"]  # type: ignore[index, call-overload, operator]
+    assert "load test" in blocked["detail"]  # type: ignore[index, call-overload, operator]
+
+    loop.detector.anomalous = {}
+    loop.run(cycles=8)
+    loop.now = until  # the opt-out is over: the next fault is healed again
+    loop.detector.anomalous = {SEARCH: OVERLOAD}
+    loop.run()
+    assert [p.action for p in loop.actuator.applied] == [ActionKind.SCALE]

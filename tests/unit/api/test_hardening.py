@@ -40,18 +40,22 @@ def test_every_answer_carries_the_security_headers(client: TestClient, path: str
     assert headers["x-frame-options"] == "DENY"
     assert headers["referrer-policy"] == "no-referrer"
     assert headers["content-security-policy"] == CSP
-    assert "script-src" not in CSP and "default-src 'none'" in CSP
+    assert "script-src 'sha256-" in CSP and "default-src 'none'" in CSP
+    assert "'unsafe-inline'" not in CSP and "connect-src 'self'" in CSP
 
 
-def test_the_csp_allows_exactly_the_pages_own_style(client: TestClient) -> None:
+@pytest.mark.parametrize("tag", ["style", "script"])
+def test_the_csp_allows_exactly_the_pages_own_style_and_script(
+    client: TestClient, tag: str
+) -> None:
     import base64
     import hashlib
 
     page = client.get("/login").text
-    style = re.search(r"<style>(.*?)</style>", page, re.DOTALL)
-    assert style is not None
-    digest = base64.b64encode(hashlib.sha256(style.group(1).encode()).digest()).decode()
-    assert f"style-src 'sha256-{digest}'" in CSP
+    block = re.search(rf"<{tag}>(.*?)</{tag}>", page, re.DOTALL)
+    assert block is not None
+    digest = base64.b64encode(hashlib.sha256(block.group(1).encode()).digest()).decode()
+    assert f"{tag}-src 'sha256-{digest}'" in CSP
 
 
 def test_the_docs_keep_their_script(client: TestClient) -> None:

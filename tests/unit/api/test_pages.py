@@ -102,7 +102,7 @@ def test_the_list_shows_each_incident_with_cause_action_and_outcome(
     client: TestClient, store: AuditStore
 ) -> None:
     iid = rolled_back(store)
-    page = client.get("/")
+    page = client.get("/incidents")
     assert page.status_code == 200
     assert page.headers["content-type"].startswith("text/html")
     assert f'href="/incidents/{iid}"' in page.text
@@ -112,8 +112,8 @@ def test_the_list_shows_each_incident_with_cause_action_and_outcome(
 
 def test_the_list_filters_by_status(client: TestClient, store: AuditStore) -> None:
     rolled_back(store)
-    assert "shop/cart" not in client.get("/", params={"status": "open"}).text
-    assert client.get("/", params={"status": "bogus"}).status_code == 422
+    assert "shop/cart" not in client.get("/incidents", params={"status": "open"}).text
+    assert client.get("/incidents", params={"status": "bogus"}).status_code == 422
 
 
 def test_an_incident_page_tells_the_whole_story(client: TestClient, store: AuditStore) -> None:
@@ -139,7 +139,9 @@ def test_an_unknown_incident_is_404(client: TestClient) -> None:
 
 
 def test_an_empty_store_says_so(client: TestClient) -> None:
-    assert "No incidents" in client.get("/").text
+    assert "No incidents" in client.get("/incidents").text
+    overview = client.get("/").text
+    assert "Nothing waits for a person." in overview and "No incident is open." in overview
 
 
 def test_without_the_cookie_the_page_asks_to_log_in(store: AuditStore) -> None:
@@ -152,7 +154,7 @@ def test_without_the_cookie_the_page_asks_to_log_in(store: AuditStore) -> None:
             "/login", data={"token": OPERATOR, "next": "//evil.example"}, follow_redirects=False
         )
         assert (logged.status_code, logged.headers["location"]) == (303, "/")
-        assert "No incidents" in anonymous.get("/").text
+        assert "Nothing waits for a person." in anonymous.get("/").text
 
 
 def test_an_incident_page_plots_the_stored_signals(client: TestClient, store: AuditStore) -> None:
@@ -168,7 +170,7 @@ def test_an_incident_page_plots_the_stored_signals(client: TestClient, store: Au
     finding = Finding(CART, T0, 0.99, (errors,), T0 - timedelta(minutes=5), "m/1")
     iid = store.open_incident(finding, frame=frame)
     page = client.get(f"/incidents/{iid}").text
-    assert '<svg class="chart"' in page and 'aria-label="error_ratio"' in page
+    assert '<svg class="chart"' in page and 'aria-label="error_ratio over the incident"' in page
     assert "<title>baseline</title>" in page and "<title>finding</title>" in page
 
 
@@ -183,7 +185,7 @@ def pending_restart(store: AuditStore) -> tuple[int, int]:
 
 def test_the_buttons_reject_and_label(client: TestClient, store: AuditStore) -> None:
     iid, action_id = pending_restart(store)
-    assert f'action="/actions/{action_id}/approve"' in client.get("/").text
+    assert f'action="/actions/{action_id}/approve?back=/"' in client.get("/").text
     done = client.post(f"/actions/{action_id}/reject", data={"reason": "peak hour"})
     assert done.status_code == 200 and "rejected" in done.text and "peak hour" in done.text
     assert client.post(f"/actions/{action_id}/approve").status_code == 409
