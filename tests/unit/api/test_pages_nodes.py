@@ -59,12 +59,13 @@ def test_a_node_incident_is_listed_and_told_by_its_node(
 ) -> None:
     iid = healed_node(store)
 
-    listing = client.get("/")
+    overview = client.get("/")
+    listing = client.get("/incidents")
     page = client.get(f"/incidents/{iid}")
     bearer = {"Authorization": f"Bearer {OPERATOR}"}
     api = client.get("/api/v1/incidents", headers=bearer).json()
 
-    assert listing.status_code == page.status_code == 200
+    assert overview.status_code == listing.status_code == page.status_code == 200
     assert "node-01" in listing.text and "node_not_ready" in listing.text
     for kind in ("cordon", "drain", "uncordon"):
         assert kind in page.text
