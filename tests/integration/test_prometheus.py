@@ -260,7 +260,10 @@ def _scenario(*, start: datetime, step_s: float, events: list[dict[str, Any]]) -
                     "namespace": "infra",
                     "kind": "DaemonSet",
                     "image": "infra/proxy:1",
-                    "traffic": {"base_rps": 30, "noise": 0.05},
+                    # One pod on each of the scenario's 3 nodes: 30 requests a second
+                    # each, as many as the Deployments' pods, so that its pods' 5xx
+                    # counters too leave zero within a few steps.
+                    "traffic": {"base_rps": 90, "noise": 0.05},
                 },
             ],
             "events": events,
