@@ -45,6 +45,7 @@ import math
 from collections import defaultdict
 
 from healer.sim.controllers.kubelet import admit
+from healer.sim.controllers.revisions import revision_for, trim_history
 from healer.sim.controllers.scheduler import admission, scheduled_condition
 from healer.sim.daemonsets import template_generation
 from healer.sim.eligibility import Verdict, judge
@@ -66,8 +67,6 @@ AUTO_TOLERATIONS: tuple[K8s, ...] = (
 )
 """The tolerations the DaemonSet controller adds to every pod it makes: an agent on a
 node stays there through a node's trouble and a cordon, where a Deployment's pod goes."""
-# Annotations the controller does not copy from the DaemonSet onto its revisions.
-_NOT_COPIED = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
 
 
 class DaemonSetController:
@@ -258,41 +257,8 @@ def _surge_plan(
 
 
 def _update_revision(state: ClusterState, ds: K8s, digest: str, now: Now) -> K8s:
-    """The revision of the current template: found (renumbered when it is not the
-    newest, as a rollback makes it), or created with the next number."""
     revisions = state.owned("controllerrevisions", ds)
-    top = max((int(r.get("revision", 0)) for r in revisions), default=0)
-    match = next(
-        (r for r in revisions if r["metadata"]["labels"].get(REVISION_LABEL) == digest), None
-    )
-    if match is None:
-        return _create_revision(state, ds, digest, top + 1, now)
-    if int(match.get("revision", 0)) != top:
-        match["revision"] = top + 1
-        state.store.update("controllerrevisions", match, spec_changed=False)
-    return match
-
-
-def _create_revision(state: ClusterState, ds: K8s, digest: str, n: int, now: Now) -> K8s:
-    meta = ds["metadata"]
-    template = copy_json(ds["spec"]["template"])
-    labels = dict((template.get("metadata") or {}).get("labels") or {})
-    revision = {
-        "apiVersion": "apps/v1",
-        "kind": "ControllerRevision",
-        "metadata": {
-            "name": f"{meta['name']}-{digest}",
-            "namespace": meta["namespace"],
-            "labels": {**labels, REVISION_LABEL: digest},
-            "annotations": {
-                k: v for k, v in (meta.get("annotations") or {}).items() if k not in _NOT_COPIED
-            },
-            "ownerReferences": [owner_ref(ds)],
-        },
-        "data": {"spec": {"template": {**template, "$patch": "replace"}}},
-        "revision": n,
-    }
-    return state.store.create("controllerrevisions", revision, now=now.at)
+    return revision_for(state, ds, revisions, digest, REVISION_LABEL, now)
 
 
 def _create_pod(state: ClusterState, ds: K8s, node: str, digest: str, now: Now) -> K8s:
@@ -380,15 +346,4 @@ def _update_status(state: ClusterState, ds: K8s, nodes: dict[str, Verdict], dige
 def _trim_history(state: ClusterState, ds: K8s, update: K8s) -> None:
     in_use = {p["metadata"]["labels"].get(REVISION_LABEL) for p in state.owned("pods", ds)}
     in_use.add(update["metadata"]["labels"].get(REVISION_LABEL))
-    idle = sorted(
-        (
-            r
-            for r in state.owned("controllerrevisions", ds)
-            if r["metadata"]["labels"].get(REVISION_LABEL) not in in_use
-        ),
-        key=lambda r: int(r.get("revision", 0)),
-    )
-    limit = ds["spec"].get("revisionHistoryLimit", 10)
-    for revision in idle[: max(0, len(idle) - limit)]:
-        meta = revision["metadata"]
-        state.store.delete("controllerrevisions", meta["namespace"], meta["name"])
+    trim_history(state, ds, lambda r: r["metadata"]["labels"].get(REVISION_LABEL) in in_use)

@@ -37,8 +37,9 @@ Decisions:
 
 from __future__ import annotations
 
+from healer.sim.controllers.revisions import revision_for, template_of, trim_history
 from healer.sim.controllers.scheduler import admission, place
-from healer.sim.objects import K8s, copy_json
+from healer.sim.objects import K8s
 from healer.sim.state import ClusterState, Now, drain, owner_ref, pod_ready
 
 REVISION_LABEL = "controller-revision-hash"
@@ -47,8 +48,6 @@ HASH_LABEL = "controller.kubernetes.io/hash"
 """The ControllerRevision label holding its template's hash."""
 POD_NAME_LABEL = "statefulset.kubernetes.io/pod-name"
 POD_INDEX_LABEL = "apps.kubernetes.io/pod-index"
-# Annotations the controller does not copy from the StatefulSet onto its revisions.
-_NOT_COPIED = frozenset({"kubectl.kubernetes.io/last-applied-configuration"})
 
 
 class StatefulSetController:
@@ -67,17 +66,6 @@ def ordinal(pod: K8s) -> int:
     return int(suffix) if suffix.isdigit() else -1
 
 
-def number(revision: K8s) -> int:
-    return int(revision.get("revision", 0))
-
-
-def template_of(revision: K8s) -> K8s:
-    """The pod template a ControllerRevision holds (its patch without the directive)."""
-    template: K8s = copy_json(revision["data"]["spec"]["template"])
-    template.pop("$patch", None)
-    return template
-
-
 def _sync(state: ClusterState, sts: K8s, now: Now) -> None:
     revisions = state.owned("controllerrevisions", sts)
     update = _update_revision(state, sts, revisions, now)
@@ -92,39 +80,7 @@ def _sync(state: ClusterState, sts: K8s, now: Now) -> None:
 
 
 def _update_revision(state: ClusterState, sts: K8s, revisions: list[K8s], now: Now) -> K8s:
-    """The revision of the current template: found (renumbered when it is not the
-    newest, as a rollback makes it), or created with the next number."""
-    digest = state.template_hash(sts)
-    top = max((number(r) for r in revisions), default=0)
-    match = next((r for r in revisions if r["metadata"]["labels"].get(HASH_LABEL) == digest), None)
-    if match is None:
-        return _create_revision(state, sts, digest, top + 1, now)
-    if number(match) != top:
-        match["revision"] = top + 1
-        state.store.update("controllerrevisions", match, spec_changed=False)
-    return match
-
-
-def _create_revision(state: ClusterState, sts: K8s, digest: str, n: int, now: Now) -> K8s:
-    meta = sts["metadata"]
-    template = copy_json(sts["spec"]["template"])
-    labels = dict((template.get("metadata") or {}).get("labels") or {})
-    revision = {
-        "apiVersion": "apps/v1",
-        "kind": "ControllerRevision",
-        "metadata": {
-            "name": f"{meta['name']}-{digest}",
-            "namespace": meta["namespace"],
-            "labels": {**labels, HASH_LABEL: digest},
-            "annotations": {
-                k: v for k, v in (meta.get("annotations") or {}).items() if k not in _NOT_COPIED
-            },
-            "ownerReferences": [owner_ref(sts)],
-        },
-        "data": {"spec": {"template": {**template, "$patch": "replace"}}},
-        "revision": n,
-    }
-    return state.store.create("controllerrevisions", revision, now=now.at)
+    return revision_for(state, sts, revisions, state.template_hash(sts), HASH_LABEL, now)
 
 
 def _replicas(
@@ -243,11 +199,4 @@ def _update_status(state: ClusterState, sts: K8s, current: K8s, update: K8s) -> 
 def _trim_history(state: ClusterState, sts: K8s, current: K8s, update: K8s) -> None:
     in_use = {p["metadata"]["labels"].get(REVISION_LABEL) for p in state.owned("pods", sts)}
     in_use |= {current["metadata"]["name"], update["metadata"]["name"]}
-    idle = sorted(
-        (r for r in state.owned("controllerrevisions", sts) if r["metadata"]["name"] not in in_use),
-        key=number,
-    )
-    limit = sts["spec"].get("revisionHistoryLimit", 10)
-    for revision in idle[: max(0, len(idle) - limit)]:
-        meta = revision["metadata"]
-        state.store.delete("controllerrevisions", meta["namespace"], meta["name"])
+    trim_history(state, sts, lambda r: r["metadata"]["name"] in in_use)
