@@ -327,7 +327,9 @@ class Healer:
         """One pod against its siblings, for the workloads this cycle diagnoses: those
         newly anomalous and those still waiting for a diagnosis. Their pods only, so
         the cost follows what is anomalous, not the cluster's size; unreadable pods
-        leave the diagnosis to the workload's signals."""
+        leave the diagnosis to the workload's signals, and so does a bug in reading or
+        judging them (logged and counted): the view only sharpens a diagnosis, so its
+        failure must never cost the cycle the workloads' own."""
         wanted = [
             w for w in findings if w not in self.tracked or isinstance(self.tracked[w], Diagnosing)
         ]
@@ -337,7 +339,10 @@ class Healer:
             return pod_outliers.find(self.pods.fetch_pods(until=now, workloads=wanted))
         except CollectError as exc:
             log.warning("no_pod_metrics", error=str(exc), workloads=len(wanted))
-            return {}
+        except Exception as exc:  # a bug: logged and counted, the cycle goes on without it
+            self.vitals.incident_errors += 1
+            log.exception("pod_view_crashed", error=repr(exc), workloads=len(wanted))
+        return {}
 
     # ---- nodes ---------------------------------------------------------------------------
 

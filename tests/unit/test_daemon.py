@@ -694,11 +694,14 @@ class PodsOfSearch(FakeSource):
         super().__init__()
         self.asked: list[set[WorkloadRef]] = []
         self.broken = False
+        self.buggy = False
 
     def fetch_pods(self, *, until: datetime, workloads: Collection[WorkloadRef]) -> PodFrame:
         self.asked.append(set(workloads))
         if self.broken:
             raise PrometheusUnavailable("pods: connection refused")
+        if self.buggy:
+            raise KeyError("pod")
         names = ("search-a", "search-b", "search-c")
         values = np.tile([0.5, 0.4, 0.0, 0.002, 0.08], (3, 1))
         values[1, POD_SIGNALS.index(Signal.LATENCY_P99)] = 0.4
@@ -759,6 +762,18 @@ def test_pods_that_cannot_be_read_leave_the_diagnosis_to_the_workload(tmp_path: 
         [incident] = loop.store.list_incidents()
         assert incident.cause == Cause.UNKNOWN
         assert loop.actuator.applied == []
+
+
+def test_a_bug_in_the_pod_view_costs_the_cycle_nothing_but_the_view(tmp_path: Path) -> None:
+    for loop in pod_loop(tmp_path):
+        assert isinstance(loop.source, PodsOfSearch)
+        loop.source.buggy = True
+        loop.detector.anomalous = {SEARCH: LATENCY_UP}
+        loop.run()
+        [incident] = loop.store.list_incidents()
+        assert incident.cause == Cause.UNKNOWN  # diagnosed from the workload's signals
+        assert loop.healer.vitals.incident_errors == 1
+        assert loop.healer.vitals.cycle_failures == 0
 
 
 def test_a_workload_people_silenced_healer_on_is_skipped_with_the_reason(loop: Loop) -> None:
