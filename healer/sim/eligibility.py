@@ -3,7 +3,8 @@
 node (``NodeShouldRunDaemonPod`` in kube-controller-manager).
 
 Pure functions over the JSON of a Node and of a pod spec, so that the judgment is
-tested with literals and shared by whoever places pods.
+tested with literals; the taint, selector and affinity rules are the scheduler's
+(``healer.sim.nodes``), so that both place pods by one reading of them.
 
 Decisions:
 
@@ -23,8 +24,8 @@ Decisions:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
+from healer.sim.nodes import selects, tolerates
 from healer.sim.objects import K8s
 
 _EFFECTS_THAT_BLOCK = ("NoSchedule", "NoExecute")
@@ -45,87 +46,11 @@ def judge(node: K8s, pod_spec: K8s) -> Verdict:
     wanted = pod_spec.get("nodeName")
     if wanted and wanted != node["metadata"]["name"]:
         return Verdict(False, False)
-    if not _selector_matches(node, pod_spec) or not _affinity_matches(node, pod_spec):
+    if not selects(node, {"spec": pod_spec}):
         return Verdict(False, False)
     tolerations = pod_spec.get("tolerations") or []
-    untolerated = [t for t in _taints(node) if not any(tolerates(x, t) for x in tolerations)]
+    taints = [t for t in (node.get("spec") or {}).get("taints") or [] if isinstance(t, dict)]
+    untolerated = [t for t in taints if not tolerates(tolerations, t)]
     blocking = [t for t in untolerated if t.get("effect") in _EFFECTS_THAT_BLOCK]
     evicting = [t for t in untolerated if t.get("effect") == "NoExecute"]
     return Verdict(not blocking, not evicting)
-
-
-def tolerates(toleration: K8s, taint: K8s) -> bool:
-    """Kubernetes' ``Toleration.ToleratesTaint``: effect (empty matches all), key (empty
-    with ``Exists`` matches all) and value (``Equal``, the default operator)."""
-    effect = toleration.get("effect") or ""
-    if effect and effect != taint.get("effect"):
-        return False
-    key = toleration.get("key") or ""
-    operator = toleration.get("operator") or "Equal"
-    if key and key != taint.get("key"):
-        return False
-    if operator == "Exists":
-        return True
-    return bool(key) and (toleration.get("value") or "") == (taint.get("value") or "")
-
-
-def _taints(node: K8s) -> list[K8s]:
-    spec = node.get("spec") or {}
-    return [t for t in spec.get("taints") or [] if isinstance(t, dict)]
-
-
-def _labels(node: K8s) -> dict[str, str]:
-    return dict(node["metadata"].get("labels") or {})
-
-
-def _selector_matches(node: K8s, pod_spec: K8s) -> bool:
-    labels = _labels(node)
-    return all(labels.get(k) == v for k, v in (pod_spec.get("nodeSelector") or {}).items())
-
-
-def _affinity_matches(node: K8s, pod_spec: K8s) -> bool:
-    required = ((pod_spec.get("affinity") or {}).get("nodeAffinity") or {}).get(
-        "requiredDuringSchedulingIgnoredDuringExecution"
-    ) or {}
-    terms = required.get("nodeSelectorTerms")
-    if not terms:
-        return True
-    return any(_term_matches(node, term) for term in terms)
-
-
-def _term_matches(node: K8s, term: K8s) -> bool:
-    expressions = term.get("matchExpressions") or []
-    fields = term.get("matchFields") or []
-    if not expressions and not fields:
-        return False  # an empty term matches no node, as Kubernetes has it
-    labels = _labels(node)
-    by_field = {"metadata.name": node["metadata"]["name"]}
-    return all(_holds(e, labels) for e in expressions) and all(_holds(f, by_field) for f in fields)
-
-
-def _holds(requirement: K8s, values: dict[str, str]) -> bool:
-    key, op = requirement.get("key"), requirement.get("operator")
-    wanted: list[Any] = requirement.get("values") or []
-    present = key in values
-    value = values.get(str(key))
-    match op:
-        case "In":
-            return present and value in wanted
-        case "NotIn":
-            return not present or value not in wanted
-        case "Exists":
-            return present
-        case "DoesNotExist":
-            return not present
-        case "Gt" | "Lt":
-            return present and _compare(str(value), wanted, op)
-        case _:
-            return False
-
-
-def _compare(value: str, wanted: list[Any], op: str) -> bool:
-    try:
-        mine, bound = int(value), int(str(wanted[0]))
-    except (ValueError, IndexError):
-        return False
-    return mine > bound if op == "Gt" else mine < bound

@@ -6,7 +6,8 @@ from typing import Any
 
 import pytest
 
-from healer.sim.eligibility import Verdict, judge, tolerates
+from healer.sim.eligibility import Verdict, judge
+from healer.sim.nodes import tolerates
 from healer.sim.objects import K8s
 
 
@@ -57,7 +58,7 @@ def test_a_prefer_no_schedule_taint_decides_nothing() -> None:
     ],
 )
 def test_tolerations_match_as_kubernetes_has_them(toleration: K8s, expected: bool) -> None:
-    assert tolerates(toleration, taint("gpu", "NoSchedule", "a100")) is expected
+    assert tolerates([toleration], taint("gpu", "NoSchedule", "a100")) is expected
 
 
 def test_a_node_selector_must_match_the_labels() -> None:
