@@ -180,6 +180,7 @@ def demo(
         playbooks=harness.healer.playbooks,
         models_dir=Path("models"),
         clock=harness.cluster.clock.now,
+        watched=lambda: harness.healer.watching,
     )
     api = ServerThread(app_, sock).start()
     start = harness.cluster.scenario.start

@@ -56,7 +56,7 @@ import structlog
 
 from healer import decide
 from healer.act.silences import AlertmanagerSilences, SilenceKeeper
-from healer.audit.roles import AlertInbox, DaemonStore, OptOuts, SilenceLog
+from healer.audit.roles import AlertInbox, DaemonStore, OptOuts, ReleaseLog, SilenceLog
 from healer.collect.source import MetricsSource, PodSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook
@@ -71,6 +71,7 @@ from healer.decide.guards import brake
 from healer.decide.handback import Floor
 from healer.detect.streaming import Detection
 from healer.diagnose import outliers as pod_outliers
+from healer.diagnose import releases as release_names
 from healer.diagnose import surge
 from healer.diagnose.features import FEATURES, features
 from healer.diagnose.learned import Diagnose, LearnedDiagnoser, diagnoser
@@ -108,6 +109,7 @@ from healer.types import (
     ActionStatus,
     Alert,
     AlertDisposition,
+    Cause,
     Diagnosis,
     Finding,
     Frame,
@@ -215,6 +217,11 @@ class Healer:
     nodes: NodeWatch | None = None
     """The node watch (``lifecycle.node_watch``): on when ``nodes.enabled``, the source
     reads nodes and the actuator lists their pods; what it kept is loaded on resume."""
+    releases: ReleaseLog | None = None
+    """Where release events are read, to name the pipeline behind a bad release; the
+    store itself when it keeps them."""
+    watching: frozenset[WorkloadRef] | None = None
+    """The workloads of the last frame read; None before the first (the API's ``known``)."""
 
     def __post_init__(self) -> None:
         if self.diagnose is None:
@@ -238,6 +245,8 @@ class Healer:
             )
         if self.nodes is None and self._node_edges() is not None:
             self.nodes = NodeWatch()
+        if self.releases is None and isinstance(self.store, ReleaseLog):
+            self.releases = self.store
 
     def resume(self) -> int:
         """Pick up the incidents a previous run left unresolved; returns how many.
@@ -291,6 +300,7 @@ class Healer:
             return None
         self.vitals.last_error = None
         detection = self.detector.update(frame)
+        self.watching = frozenset(frame.workloads)
         findings = {f.workload: f for f in detection.findings}
         reading = Reading(now, frame, detection, self._outliers(findings, now))
         self.vitals.read(now, len(findings))
@@ -538,6 +548,7 @@ class Healer:
         diagnosis = pod_outliers.outlier_diagnosis(finding, state, outlier) or self.diagnose(
             finding, reading.frame, state, share
         )
+        diagnosis = self._name_release(diagnosis, state, reading.now)
         if self._on_bad_node(track, finding, diagnosis, state, reading):
             return
         watching = self._move(track, Diagnosed(Story(finding, diagnosis)))
@@ -574,6 +585,20 @@ class Healer:
             watching, Settled(Outcome(OutcomeKind.ESCALATED, why, reading.now), notify=False)
         )
         return True
+
+    def _name_release(self, diagnosis: Diagnosis, state: WorkloadState, now: datetime) -> Diagnosis:
+        """A bad release's diagnosis with the pipeline that shipped it, when one told us.
+        A store that cannot answer costs the name, never the diagnosis."""
+        current = state.current_revision
+        if self.releases is None or current is None or diagnosis.cause is not Cause.BAD_RELEASE:
+            return diagnosis
+        since = current.created - release_names.MATCH_WINDOW
+        try:
+            stored = self.releases.releases_of(state.workload, since=since, until=now)
+        except StoreError as exc:
+            log.warning("releases_unread", workload=str(state.workload), error=str(exc))
+            return diagnosis
+        return release_names.with_release(diagnosis, state, [s.release for s in stored])
 
     @staticmethod
     def _share(detection: Detection) -> float:
