@@ -42,6 +42,9 @@ from enum import StrEnum
 
 KAPPA = 0.3
 """The shape of H1's p-value distribution, Beta(κ, 1) (see the module's decisions)."""
+ROUNDING = 1e-9
+"""Slack on the bounds: two samples at the floor add up to ``upper`` exactly, which a
+float sum may miss by its last bit."""
 
 
 class Decision(StrEnum):
@@ -107,9 +110,9 @@ class Running:
 
     @property
     def decision(self) -> Decision:
-        if self.ratio >= self.test.upper:
+        if self.ratio >= self.test.upper - ROUNDING:
             return Decision.UNHEALTHY
-        if self.samples and self.ratio <= self.test.lower:
+        if self.samples and self.ratio <= self.test.lower + ROUNDING:
             return Decision.HEALTHY
         return Decision.UNDECIDED
 
