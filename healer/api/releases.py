@@ -37,9 +37,10 @@ from datetime import datetime
 from typing import Annotated, Any
 
 import structlog
-from fastapi import APIRouter, HTTPException, Query, Request
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
+from fastapi.security import HTTPBearer
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from healer.api.alerts import ReceiverTokens
@@ -138,9 +139,29 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
     503: {"description": "audit store unavailable: nothing was stored, send it again"},
 }
 router = APIRouter(prefix="/api/v1", tags=["releases"], responses=_ERRORS)
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="A token from releases.tokens, or an operator's from api.tokens; forges "
+    "sign (X-Hub-Signature-256) or carry their secret (X-Gitlab-Token) instead.",
+)
+_BODY: dict[str, Any] = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "description": "A GitLab deployment event, a GitHub deployment_status "
+                    "event, healer's Argo CD notification body or the plain body "
+                    "(docs/releases.md); read raw, as the GitHub signature covers the bytes.",
+                }
+            }
+        },
+    }
+}
 
 
-@router.post("/releases", status_code=202)
+@router.post("/releases", status_code=202, dependencies=[Depends(_bearer)], openapi_extra=_BODY)
 async def receive_release(
     request: Request,
     clock: ClockDep,
