@@ -220,8 +220,10 @@ class Healer:
     releases: ReleaseLog | None = None
     """Where release events are read, to name the pipeline behind a bad release; the
     store itself when it keeps them."""
-    watching: frozenset[WorkloadRef] | None = None
-    """The workloads of the last frame read; None before the first (the API's ``known``)."""
+    watching: tuple[WorkloadRef, ...] | None = None
+    """The workloads of the last frame read, as the frame holds them (no copy each
+    cycle); None before the first. The API asks it whether a release's workload is
+    known, once per release."""
 
     def __post_init__(self) -> None:
         if self.diagnose is None:
@@ -300,7 +302,7 @@ class Healer:
             return None
         self.vitals.last_error = None
         detection = self.detector.update(frame)
-        self.watching = frozenset(frame.workloads)
+        self.watching = frame.workloads
         findings = {f.workload: f for f in detection.findings}
         reading = Reading(now, frame, detection, self._outliers(findings, now))
         self.vitals.read(now, len(findings))

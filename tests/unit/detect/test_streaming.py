@@ -393,7 +393,9 @@ def test_judge_scores_a_sample_against_the_baselines_and_learns_nothing() -> Non
     z, scores = detector.judge(sample)
     assert scores[0] > SETTINGS.score_threshold > scores[1]
     assert z[0, errors] > 10
-    for before, after in zip(kept, (detector.level_, detector.spread_, detector.seen_s_)):
+    for before, after in zip(
+        kept, (detector.level_, detector.spread_, detector.seen_s_), strict=True
+    ):
         np.testing.assert_array_equal(before, after)
     # A sample without values, or a detector not yet warm, scores nothing.
     gap = np.full_like(sample, np.nan)
