@@ -559,6 +559,16 @@ class ReleaseSettings(_Section):
     gitlab_tokens: tuple[ReceiverToken, ...] = ()
     """The secret tokens of GitLab webhooks (sent as ``X-Gitlab-Token``), stored as
     their SHA-256. None configured: GitLab deliveries need a bearer token instead."""
+    github_token: SecretStr | None = None
+    """A GitHub token allowed to write deployment statuses: after healer rolls back a
+    release GitHub told of, it posts the deployment's status ``failure`` with the
+    incident's link. None: no report to GitHub."""
+    gitlab_token: SecretStr | None = None
+    """A GitLab token with the ``api`` scope: after healer rolls back a release GitLab
+    told of, it comments on the release's commit with the incident's link. None: no
+    report to GitLab."""
+    report_timeout_s: float = Field(default=5.0, gt=0)
+    """Per-request timeout of a report to GitHub or GitLab (sent beside the cycle)."""
 
 
 class Settings(BaseSettings):

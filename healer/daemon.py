@@ -55,6 +55,7 @@ from typing import Protocol, assert_never
 import structlog
 
 from healer import decide
+from healer.act.forges import ForgeReporter
 from healer.act.silences import AlertmanagerSilences, SilenceKeeper
 from healer.audit.roles import AlertInbox, DaemonStore, OptOuts, ReleaseLog, SilenceLog
 from healer.collect.source import MetricsSource, PodSource
@@ -105,6 +106,7 @@ from healer.lifecycle.transition import (
     transition,
 )
 from healer.types import (
+    ActionKind,
     ActionRecord,
     ActionStatus,
     Alert,
@@ -118,6 +120,7 @@ from healer.types import (
     Outcome,
     OutcomeKind,
     Plan,
+    Release,
     SignalDeviation,
     TargetKind,
     WorkloadRef,
@@ -220,6 +223,11 @@ class Healer:
     releases: ReleaseLog | None = None
     """Where release events are read, to name the pipeline behind a bad release; the
     store itself when it keeps them."""
+    reporter: ForgeReporter | None = None
+    """Where a rolled-back release is reported (GitHub, GitLab); built when
+    ``releases.github_token`` or ``releases.gitlab_token`` is set."""
+    blamed: dict[WorkloadRef, Release] = field(default_factory=dict)
+    """The release each bad-release diagnosis named, until its rollback is reported."""
     watching: tuple[WorkloadRef, ...] | None = None
     """The workloads of the last frame read, as the frame holds them (no copy each
     cycle); None before the first. The API asks it whether a release's workload is
@@ -249,6 +257,9 @@ class Healer:
             self.nodes = NodeWatch()
         if self.releases is None and isinstance(self.store, ReleaseLog):
             self.releases = self.store
+        forges = self.settings.releases
+        if self.reporter is None and (forges.github_token or forges.gitlab_token):
+            self.reporter = ForgeReporter(forges, link=api.incident_link)
 
     def resume(self) -> int:
         """Pick up the incidents a previous run left unresolved; returns how many.
@@ -600,7 +611,11 @@ class Healer:
         except StoreError as exc:
             log.warning("releases_unread", workload=str(state.workload), error=str(exc))
             return diagnosis
-        return release_names.with_release(diagnosis, state, [s.release for s in stored])
+        found = release_names.matching(current, [s.release for s in stored])
+        if found is None:
+            return diagnosis
+        self.blamed[state.workload] = found
+        return release_names.with_release(diagnosis, state, [found])
 
     @staticmethod
     def _share(detection: Detection) -> float:
@@ -688,6 +703,16 @@ class Healer:
             raise
         self.store.record_action(track.incident_id, record)
         self._move(track, Acted(plan, record, now))
+        if record.kind is ActionKind.ROLLBACK and record.status is ActionStatus.SUCCEEDED:
+            self._report_rollback(track.incident_id, plan)
+
+    def _report_rollback(self, incident_id: int, plan: Plan) -> None:
+        """Tell the forge that shipped the rolled-back release, beside the cycle."""
+        release = self.blamed.pop(plan.workload, None)
+        to_revision = plan.params.get("to_revision")
+        if self.reporter is None or release is None or not isinstance(to_revision, int):
+            return
+        self.reporter.submit(release, incident_id=incident_id, to_revision=to_revision)
 
     def _plan(
         self,

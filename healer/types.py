@@ -680,3 +680,6 @@ class Release:
     """A link a person follows to the pipeline, deployment or sync."""
     environment: str = ""
     status: str = ""
+    report_url: str = ""
+    """Where healer reports a rollback of this release: the GitHub deployment's
+    ``statuses_url``, or the GitLab commit's comments; empty: nowhere."""

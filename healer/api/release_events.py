@@ -114,8 +114,16 @@ class PlainRelease(_Strict):
 
 
 class _GitLabProject(_Forge):
+    id: int | None = None
     path_with_namespace: Short = ""
     web_url: Link = ""
+
+    def comments_url(self, sha: str) -> str:
+        """The commit's comments in GitLab's REST API (v4), where a rollback is noted."""
+        origin = re.match(r"^(https?://[^/]+)", self.web_url)
+        if origin is None or self.id is None or not re.fullmatch(r"[0-9a-f]{40}", sha):
+            return ""
+        return f"{origin[1]}/api/v4/projects/{self.id}/repository/commits/{sha}/comments"
 
 
 class _GitLabUser(_Forge):
@@ -154,6 +162,7 @@ class GitLabDeployment(_Forge):
             pipeline_url=self.deployable_url,
             environment=self.environment,
             status=self.status,
+            report_url=self.project.comments_url(commit),
         )
 
 
@@ -190,6 +199,8 @@ class _GitHubDeployment(_Forge):
     """What the deployment's creator attached: ``{"workload": ..., "image": ...}``
     names the workload and the image when the pipeline puts them there."""
     creator: _GitHubUser | None = None
+    statuses_url: Link = ""
+    """Where the deployment's statuses are posted: a rollback is reported there."""
 
 
 class _GitHubRepository(_Forge):
@@ -230,6 +241,7 @@ class GitHubDeploymentStatus(_Forge):
             pipeline_url=link or "",
             environment=status.environment or deployment.environment,
             status=status.state,
+            report_url=deployment.statuses_url,
         )
 
 

@@ -63,6 +63,7 @@ def _row(release: Release, *, known: bool | None, sender: str, at: datetime) -> 
         pipeline_url=release.pipeline_url,
         environment=release.environment,
         status=release.status,
+        report_url=release.report_url,
         known=known,
         received=at,
         sender=sender,

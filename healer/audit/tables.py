@@ -323,6 +323,8 @@ class ReleaseRow(Base):
     pipeline_url: Mapped[str] = mapped_column(Text)
     environment: Mapped[str] = mapped_column(String(255))
     status: Mapped[str] = mapped_column(String(63))
+    report_url: Mapped[str] = mapped_column(Text)
+    """Where a rollback of it is reported (``Release.report_url``); empty: nowhere."""
     known: Mapped[bool | None] = mapped_column(Boolean)
     """Whether healer watched the workload when the release arrived; None: it could
     not tell (an API without a daemon beside it)."""

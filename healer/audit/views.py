@@ -556,6 +556,7 @@ def stored_release(row: ReleaseRow) -> StoredRelease:
         pipeline_url=row.pipeline_url,
         environment=row.environment,
         status=row.status,
+        report_url=row.report_url,
     )
     return StoredRelease(row.id, release, row.received, row.sender, row.known)
 

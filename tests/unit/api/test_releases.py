@@ -218,6 +218,10 @@ def test_a_gitlab_deployment_event_with_its_token(client: TestClient, store: Aud
     assert release.pipeline_url == "https://gitlab.example/shop/cart/-/jobs/796"
     assert release.at == datetime(2026, 3, 2, 11, 58, tzinfo=UTC)  # +0100 read as such
     assert release.status == "success"
+    assert release.report_url == (
+        "https://gitlab.example/api/v4/projects/30/repository/commits/"
+        "c1c67abbaf91f624d1c7b1a8f5fcd5aec4b4e4d0/comments"
+    )
 
 
 def test_gitlab_names_the_workload_by_query_when_its_environment_does_not(
@@ -320,6 +324,7 @@ def test_a_signed_github_deployment_status_is_stored(client: TestClient, store: 
     assert release.image == "ghcr.io/shop/cart:a84d88e"
     assert release.pipeline_url == "https://github.com/shop/cart/actions/runs/42"
     assert release.at == datetime(2026, 3, 2, 11, 59, 30, tzinfo=UTC)
+    assert release.report_url == "https://api.github.com/repos/shop/cart/deployments/145/statuses"
 
 
 @pytest.mark.parametrize("forgery", ["other secret", "altered body", "no prefix", "not ascii"])

@@ -35,6 +35,7 @@ def upgrade() -> None:
         sa.Column("pipeline_url", sa.Text(), nullable=False),
         sa.Column("environment", sa.String(255), nullable=False),
         sa.Column("status", sa.String(63), nullable=False),
+        sa.Column("report_url", sa.Text(), nullable=False),
         sa.Column("known", sa.Boolean(), nullable=True),
         sa.Column("received", sa.DateTime(timezone=True), nullable=False),
         sa.Column("sender", sa.String(255), nullable=False),
