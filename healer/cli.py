@@ -670,9 +670,13 @@ def gate(
     from healer.gate import GateSettings, deps_from_settings, describe, parse_duration, run_gate
 
     try:
-        target, window_s = parse_workload(workload), parse_duration(window)
+        target = parse_workload(workload)
     except ValueError as exc:
-        raise typer.BadParameter(str(exc)) from exc
+        raise ConfigError(f"--workload: {exc}") from exc
+    try:
+        window_s = parse_duration(window)
+    except ValueError as exc:
+        raise ConfigError(f"--for: {exc}") from exc
     cluster = {k: v for k, v in (("kubeconfig", kubeconfig), ("context", context)) if v}
     given = {"prometheus": {"url": prometheus}} if prometheus else {}
     if config is not None and not config.is_file():
