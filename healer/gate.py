@@ -227,7 +227,10 @@ class Judging:
     def judge(self, complete: datetime, deadline: datetime) -> Verdict:
         current = self.state.current_revision
         assert current is not None  # checked by run_gate
-        short = self._learn(until=current.created)
+        try:
+            short = self._learn(until=current.created)
+        except CollectError as exc:
+            return self._verdict(Decision.UNDECIDED, f"history unreadable: {exc}", None)
         if short is not None:
             return self._verdict(Decision.UNDECIDED, f"{NOT_ENOUGH_HISTORY}: {short}", None)
         seen = False
@@ -250,12 +253,10 @@ class Judging:
             self.deps.sleep(self.settings.step_s)
 
     def _learn(self, *, until: datetime) -> str | None:
-        """Warm the detector on the history before ``until``; why it is too short, or None."""
+        """Warm the detector on the history before ``until``; why it is too short, or
+        None. CollectError when Prometheus cannot be read (that is no verdict on history)."""
         learn_s = self.settings.learn_s
-        try:
-            frame = self.deps.history.fetch(until=until, window_s=learn_s)
-        except CollectError as exc:
-            return f"the history could not be read: {exc}"
+        frame = self.deps.history.fetch(until=until, window_s=learn_s)
         row = frame.workload_rows.get(self.workload)
         if row is None:
             return f"no metrics of {self.workload} in the {learn_s:g} s before the rollout"

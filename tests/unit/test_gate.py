@@ -195,7 +195,8 @@ def test_a_workload_prometheus_has_never_seen_is_not_judged() -> None:
 
 def test_metrics_that_cannot_be_read_are_exit_2_with_the_reason() -> None:
     verdict, _, _ = gate(Metrics(normal, fail=True))
-    assert verdict.exit_code == 2 and "connection refused" in verdict.reason
+    assert verdict.exit_code == 2 and verdict.reason.startswith("history unreadable: ")
+    assert "connection refused" in verdict.reason
 
 
 def test_a_rollout_that_does_not_complete_in_the_window_is_unhealthy() -> None:
