@@ -180,6 +180,7 @@ def demo(
         playbooks=harness.healer.playbooks,
         models_dir=Path("models"),
         clock=harness.cluster.clock.now,
+        watched=lambda: harness.healer.watching,
     )
     api = ServerThread(app_, sock).start()
     start = harness.cluster.scenario.start
@@ -629,6 +630,76 @@ def bench_chaos(
 # What the `sim` extra installs: the simulated cluster, the chaos benchmark, and the
 # packages only they import (pyproject.toml).
 SIM_EXTRA_MODULES = ("healer.sim", "healer.chaos", "jsonpatch", "matplotlib")
+
+
+# --- healer gate: a pipeline's release verdict -------------------------------------------
+
+
+@app.command()
+def gate(
+    workload: Annotated[
+        str, typer.Option(help="namespace/name (a Deployment) or namespace/Kind/name.")
+    ],
+    window: Annotated[
+        str, typer.Option("--for", help="Longest wait for the rollout and verdict: 10m, 90s.")
+    ] = "10m",
+    config: ConfigOpt = None,
+    prometheus: Annotated[
+        str | None, typer.Option(help="Prometheus base URL; default prometheus.url.")
+    ] = None,
+    kubeconfig: Annotated[
+        Path | None, typer.Option(help="Kubeconfig; default in-cluster, then ~/.kube/config.")
+    ] = None,
+    context: Annotated[str | None, typer.Option(help="Kubeconfig context.")] = None,
+    rollback: Annotated[
+        bool, typer.Option(help="Roll an unhealthy release back before exiting 1.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the verdict as JSON.")] = False,
+    false_fail: Annotated[
+        float, typer.Option(min=0.0001, max=0.2, help="Chance of failing a healthy release.")
+    ] = 0.01,
+) -> None:
+    """Judge a release: exit 0 healthy, 1 unhealthy (rolled back with --rollback), 2 could
+    not judge. Waits for the rollout, then compares the new revision with the previous
+    one through the detector's learned baselines; stops as soon as the verdict is clear."""
+    import json as json_module
+
+    from healer.api.release_events import parse_workload
+    from healer.config import load_settings
+    from healer.detect.sequential import SequentialTest
+    from healer.gate import GateSettings, deps_from_settings, describe, parse_duration, run_gate
+
+    try:
+        target = parse_workload(workload)
+    except ValueError as exc:
+        raise ConfigError(f"--workload: {exc}") from exc
+    try:
+        window_s = parse_duration(window)
+    except ValueError as exc:
+        raise ConfigError(f"--for: {exc}") from exc
+    cluster = {k: v for k, v in (("kubeconfig", kubeconfig), ("context", context)) if v}
+    given = {"prometheus": {"url": prometheus}} if prometheus else {}
+    if config is not None and not config.is_file():
+        raise ConfigError(f"--config {config}: no such settings file")
+    settings = load_settings(config, cluster=cluster, **given)
+    p = settings.prometheus
+    verdict = run_gate(
+        target,
+        GateSettings(
+            window_s=window_s,
+            step_s=float(p.step_s),
+            thin_s=float(max(p.step_s, p.rate_window_s)),
+            detector=settings.detector,
+            test=SequentialTest(false_fail=false_fail),
+            rollback=rollback,
+        ),
+        deps_from_settings(settings),
+    )
+    if as_json:
+        typer.echo(json_module.dumps(verdict.to_json(), ensure_ascii=False))
+    else:
+        typer.echo("\n".join(describe(verdict)))
+    raise typer.Exit(verdict.exit_code)
 
 
 def _needs_sim_extra(exc: ModuleNotFoundError) -> bool:

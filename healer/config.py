@@ -547,6 +547,30 @@ class NodeSettings(_Section):
     this long: a node that flaps is not given pods back at its first good minute."""
 
 
+class ReleaseSettings(_Section):
+    """Release events (``POST /api/v1/releases``): who may post them."""
+
+    tokens: tuple[ReceiverToken, ...] = ()
+    """Bearer tokens a pipeline or an Argo CD notification sends, which may post releases
+    and nothing else (an operator token of ``api.tokens`` may post them too)."""
+    github_secret: SecretStr | None = None
+    """The secret of the GitHub webhook: each delivery's ``X-Hub-Signature-256`` must be
+    its HMAC-SHA256 of the raw body. None: GitHub deliveries are refused (401)."""
+    gitlab_tokens: tuple[ReceiverToken, ...] = ()
+    """The secret tokens of GitLab webhooks (sent as ``X-Gitlab-Token``), stored as
+    their SHA-256. None configured: GitLab deliveries need a bearer token instead."""
+    github_token: SecretStr | None = None
+    """A GitHub token allowed to write deployment statuses: after healer rolls back a
+    release GitHub told of, it posts the deployment's status ``failure`` with the
+    incident's link. None: no report to GitHub."""
+    gitlab_token: SecretStr | None = None
+    """A GitLab token with the ``api`` scope: after healer rolls back a release GitLab
+    told of, it comments on the release's commit with the incident's link. None: no
+    report to GitLab."""
+    report_timeout_s: float = Field(default=5.0, gt=0)
+    """Per-request timeout of a report to GitHub or GitLab (sent beside the cycle)."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HEALER_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -564,6 +588,7 @@ class Settings(BaseSettings):
     prometheus: PrometheusSettings = PrometheusSettings()
     leader: LeaderSettings = LeaderSettings()
     nodes: NodeSettings = NodeSettings()
+    releases: ReleaseSettings = ReleaseSettings()
     playbooks_dir: Path = Path("playbooks")
     """Directory of playbook YAML files, validated at start-up."""
     diagnosis_model: Path | None = None

@@ -55,8 +55,9 @@ from typing import Protocol, assert_never
 import structlog
 
 from healer import decide
+from healer.act.forges import ForgeReporter
 from healer.act.silences import AlertmanagerSilences, SilenceKeeper
-from healer.audit.roles import AlertInbox, DaemonStore, OptOuts, SilenceLog
+from healer.audit.roles import AlertInbox, DaemonStore, OptOuts, ReleaseLog, SilenceLog
 from healer.collect.source import MetricsSource, PodSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook
@@ -71,6 +72,7 @@ from healer.decide.guards import brake
 from healer.decide.handback import Floor
 from healer.detect.streaming import Detection
 from healer.diagnose import outliers as pod_outliers
+from healer.diagnose import releases as release_names
 from healer.diagnose import surge
 from healer.diagnose.features import FEATURES, features
 from healer.diagnose.learned import Diagnose, LearnedDiagnoser, diagnoser
@@ -104,10 +106,12 @@ from healer.lifecycle.transition import (
     transition,
 )
 from healer.types import (
+    ActionKind,
     ActionRecord,
     ActionStatus,
     Alert,
     AlertDisposition,
+    Cause,
     Diagnosis,
     Finding,
     Frame,
@@ -116,6 +120,7 @@ from healer.types import (
     Outcome,
     OutcomeKind,
     Plan,
+    Release,
     SignalDeviation,
     TargetKind,
     WorkloadRef,
@@ -215,6 +220,18 @@ class Healer:
     nodes: NodeWatch | None = None
     """The node watch (``lifecycle.node_watch``): on when ``nodes.enabled``, the source
     reads nodes and the actuator lists their pods; what it kept is loaded on resume."""
+    releases: ReleaseLog | None = None
+    """Where release events are read, to name the pipeline behind a bad release; the
+    store itself when it keeps them."""
+    reporter: ForgeReporter | None = None
+    """Where a rolled-back release is reported (GitHub, GitLab); built when
+    ``releases.github_token`` or ``releases.gitlab_token`` is set."""
+    blamed: dict[WorkloadRef, Release] = field(default_factory=dict)
+    """The release each bad-release diagnosis named, until its rollback is reported."""
+    watching: tuple[WorkloadRef, ...] | None = None
+    """The workloads of the last frame read, as the frame holds them (no copy each
+    cycle); None before the first. The API asks it whether a release's workload is
+    known, once per release."""
 
     def __post_init__(self) -> None:
         if self.diagnose is None:
@@ -238,6 +255,11 @@ class Healer:
             )
         if self.nodes is None and self._node_edges() is not None:
             self.nodes = NodeWatch()
+        if self.releases is None and isinstance(self.store, ReleaseLog):
+            self.releases = self.store
+        forges = self.settings.releases
+        if self.reporter is None and (forges.github_token or forges.gitlab_token):
+            self.reporter = ForgeReporter(forges, link=api.incident_link)
 
     def resume(self) -> int:
         """Pick up the incidents a previous run left unresolved; returns how many.
@@ -291,6 +313,7 @@ class Healer:
             return None
         self.vitals.last_error = None
         detection = self.detector.update(frame)
+        self.watching = frame.workloads
         findings = {f.workload: f for f in detection.findings}
         reading = Reading(now, frame, detection, self._outliers(findings, now))
         self.vitals.read(now, len(findings))
@@ -538,6 +561,7 @@ class Healer:
         diagnosis = pod_outliers.outlier_diagnosis(finding, state, outlier) or self.diagnose(
             finding, reading.frame, state, share
         )
+        diagnosis = self._name_release(diagnosis, state, reading.now)
         if self._on_bad_node(track, finding, diagnosis, state, reading):
             return
         watching = self._move(track, Diagnosed(Story(finding, diagnosis)))
@@ -574,6 +598,24 @@ class Healer:
             watching, Settled(Outcome(OutcomeKind.ESCALATED, why, reading.now), notify=False)
         )
         return True
+
+    def _name_release(self, diagnosis: Diagnosis, state: WorkloadState, now: datetime) -> Diagnosis:
+        """A bad release's diagnosis with the pipeline that shipped it, when one told us.
+        A store that cannot answer costs the name, never the diagnosis."""
+        current = state.current_revision
+        if self.releases is None or current is None or diagnosis.cause is not Cause.BAD_RELEASE:
+            return diagnosis
+        since = current.created - release_names.MATCH_WINDOW
+        try:
+            stored = self.releases.releases_of(state.workload, since=since, until=now)
+        except StoreError as exc:
+            log.warning("releases_unread", workload=str(state.workload), error=str(exc))
+            return diagnosis
+        found = release_names.matching(current, [s.release for s in stored])
+        if found is None:
+            return diagnosis
+        self.blamed[state.workload] = found
+        return release_names.with_release(diagnosis, state, [found])
 
     @staticmethod
     def _share(detection: Detection) -> float:
@@ -661,6 +703,16 @@ class Healer:
             raise
         self.store.record_action(track.incident_id, record)
         self._move(track, Acted(plan, record, now))
+        if record.kind is ActionKind.ROLLBACK and record.status is ActionStatus.SUCCEEDED:
+            self._report_rollback(track.incident_id, plan)
+
+    def _report_rollback(self, incident_id: int, plan: Plan) -> None:
+        """Tell the forge that shipped the rolled-back release, beside the cycle."""
+        release = self.blamed.pop(plan.workload, None)
+        to_revision = plan.params.get("to_revision")
+        if self.reporter is None or release is None or not isinstance(to_revision, int):
+            return
+        self.reporter.submit(release, incident_id=incident_id, to_revision=to_revision)
 
     def _plan(
         self,

@@ -280,6 +280,7 @@ def start(
             settings=settings,
             playbooks=playbooks,
             models_dir=settings.detector.models_dir,
+            watched=lambda: healer.watching,
         )
         daemon.api = ServerThread(app, sock).start()
     _probe(settings, api)

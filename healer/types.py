@@ -641,3 +641,45 @@ class NodeState:
     @property
     def ref(self) -> WorkloadRef:
         return node_ref(self.name)
+
+
+# --- Release events (CI/CD pipelines, forges, GitOps syncs) ---------------------------
+
+
+class ReleaseSource(enum.StrEnum):
+    """Who told healer of a release: the shape of the body it came in."""
+
+    GITLAB = "gitlab"
+    GITHUB = "github"
+    ARGOCD = "argocd"
+    PLAIN = "plain"
+    """The plain JSON body a Jenkinsfile or any script posts."""
+
+
+@dataclass(frozen=True)
+class Release:
+    """One release of a workload, as a pipeline, a forge or a GitOps sync reported it.
+
+    Every field but ``workload`` and ``at`` may be empty: a forge knows the commit and
+    who pushed it, a script may know only the image. ``revision`` is what the sender
+    calls the release (a Git SHA, a tag, an Argo CD sync revision); ``image`` the
+    container image it rolls out, when known; ``status`` the sender's word for how the
+    release went (``success``, ``failure``, ``Synced``, ...), kept as sent."""
+
+    workload: WorkloadRef
+    at: datetime
+    """When the release happened, by the sender's clock (when it said), else on receipt."""
+    source: ReleaseSource
+    revision: str = ""
+    image: str = ""
+    commit: str = ""
+    author: str = ""
+    pipeline: str = ""
+    """The pipeline, job or application's name, as the sender calls it."""
+    pipeline_url: str = ""
+    """A link a person follows to the pipeline, deployment or sync."""
+    environment: str = ""
+    status: str = ""
+    report_url: str = ""
+    """Where healer reports a rollback of this release: the GitHub deployment's
+    ``statuses_url``, or the GitLab commit's comments; empty: nowhere."""

@@ -1,7 +1,8 @@
 """The HTTP API over the audit store, built by ``create_app`` (never at import time).
 
 ``/api/v1`` (``routes.py``) needs a bearer token; Alertmanager delivers to
-``/api/v1/alerts`` (``alerts.py``) with a receiver token of its own; ``/healthz``, ``/readyz`` and
+``/api/v1/alerts`` (``alerts.py``) with a receiver token of its own, pipelines and forges
+to ``/api/v1/releases`` (``releases.py``) with theirs; ``/healthz``, ``/readyz`` and
 ``/metrics`` are open, for probes and Prometheus; the review page (``pages.py``) logs in
 with the same tokens through a cookie. OpenAPI at ``/openapi.json``, docs at ``/docs``.
 
@@ -37,9 +38,11 @@ from healer.api.hardening import BodyLimit, LoginThrottle, SecurityHeaders, vali
 from healer.api.listing import PageCacheMiddleware
 from healer.api.metrics import registry_for
 from healer.api.pages import router as pages
+from healer.api.releases import ReleaseGate, Watched
+from healer.api.releases import router as release_routes
 from healer.api.routes import router as api_routes
 from healer.api.schemas import Health
-from healer.audit.roles import AlertInbox, Attention, ReviewQueue
+from healer.audit.roles import AlertInbox, Attention, ReleaseLog, ReviewQueue
 from healer.config import Settings
 from healer.decide import Playbook
 from healer.errors import IllegalTransition, ReviewConflict, StoreError, UnknownRecord
@@ -59,6 +62,7 @@ def create_app(
     models_dir: Path | None = None,
     clock: Clock = _wall_clock,
     alerts: AlertInbox | None = None,
+    watched: Watched | None = None,
 ) -> FastAPI:
     """An app serving ``store``.
 
@@ -67,6 +71,8 @@ def create_app(
     tokens (api.tokens), the cursor key and the guard limits shown in the status.
     ``clock`` stamps reviews and labels: the simulated clock in the demo.
     ``alerts`` keeps Alertmanager's deliveries: ``store`` itself when it keeps alerts.
+    ``watched`` says which workloads the daemon beside the API watches, so that a
+    release of another is answered ``known: false`` (``releases.py``).
     """
     settings = settings or Settings()
     app = FastAPI(title="healer", version="0.1.0", description=__doc__)
@@ -78,6 +84,9 @@ def create_app(
     app.state.alerts = alerts if alerts is not None else _inbox_of(store)
     app.state.attention = store if isinstance(store, Attention) else None
     app.state.receivers = ReceiverTokens(settings.alertmanager.receiver_tokens)
+    app.state.releases = store if isinstance(store, ReleaseLog) else None
+    app.state.release_gate = ReleaseGate(settings.releases, app.state.tokens)
+    app.state.watched = watched
     secret = settings.api.cursor_secret
     key = secret.get_secret_value().encode() if secret else secrets.token_bytes(32)
     app.state.sessions = Sessions(settings.api.tokens, key=key)
@@ -117,6 +126,7 @@ def create_app(
     app.include_router(api_routes)
     app.include_router(attention_routes)
     app.include_router(alert_routes)
+    app.include_router(release_routes)
     app.include_router(pages)
     return app
 

@@ -4,7 +4,7 @@ An incident's page has one chart per signal its finding names, over the whole st
 the series its finding kept (the hour before it) joined to the series its outcome kept
 (the hour before the outcome), the learned baseline dashed, the anomalous stretch
 shaded, and a marker for each step that happened: onset, finding, action, review,
-alert, outcome, acknowledgement. The overview has small horizontal bars. Plain SVG
+alert, release, outcome, acknowledgement. The overview has small horizontal bars. Plain SVG
 text in the page: no JavaScript, no chart library, nothing to build; colours come from
 CSS classes, so dark mode restyles them.
 
@@ -22,7 +22,7 @@ from datetime import datetime
 from html import escape
 
 from healer.audit.tables import StepKind
-from healer.audit.views import IncidentDetail, TimelineStep
+from healer.audit.views import IncidentDetail, StoredRelease, TimelineStep
 from healer.types import JsonObject, JsonValue
 
 WIDTH, HEIGHT, PAD = 640, 110, 4
@@ -114,7 +114,42 @@ def story_markers(detail: IncidentDetail) -> list[Marker]:
     for alert in detail.alerts:
         name = alert.alert.name
         markers.append(Marker(alert.alert.starts_at.timestamp(), f"alert {name}", "m-alert"))
+    for stored in detail.releases:
+        markers.append(Marker(stored.release.at.timestamp(), release_label(stored), "m-release"))
     return markers
+
+
+def release_label(stored: StoredRelease) -> str:
+    """``release v2 (shop/cart:2) by ada via gitlab``: what a release marker says."""
+    r = stored.release
+    what = r.revision[:12] or r.image
+    image = f" ({r.image})" if r.image and r.image != what else ""
+    by = f" by {r.author}" if r.author else ""
+    return f"release {what}{image}{by} via {r.source.value}"
+
+
+def release_steps(detail: IncidentDetail) -> list[TimelineStep]:
+    """The incident's steps with its workload's releases among them, each before the
+    first step recorded after it (the steps keep the order they were recorded in)."""
+    steps = list(detail.timeline)
+    for stored in sorted(detail.releases, key=lambda s: s.release.at, reverse=True):
+        r = stored.release
+        data: JsonObject = {
+            "source": r.source.value,
+            "revision": r.revision,
+            "image": r.image,
+            "commit": r.commit,
+            "author": r.author,
+            "pipeline": r.pipeline,
+            "pipeline_url": r.pipeline_url,
+            "environment": r.environment,
+            "status": r.status,
+            "known": stored.known,
+        }
+        step = TimelineStep(kind=StepKind.RELEASE, at=r.at, data=data, actor=stored.sender)
+        later = next((i for i, s in enumerate(steps) if s.at > r.at), len(steps))
+        steps.insert(later, step)
+    return steps
 
 
 def _step_marker(step: TimelineStep) -> Marker | None:

@@ -27,7 +27,7 @@ from fastapi.templating import Jinja2Templates
 
 from healer.api.attention import OPT_OUT_MAX_S, OPT_OUT_MIN_S, cause_name, require
 from healer.api.auth import COOKIE, SESSION_S, Principal, Role, from_cookie
-from healer.api.charts import bars, story_charts
+from healer.api.charts import bars, release_steps, story_charts
 from healer.api.deps import AttentionDep, ClockDep, ContextDep, StatusDep, StoreDep
 from healer.api.hardening import short as _short
 from healer.api.kubectl import command as kubectl_command
@@ -311,7 +311,7 @@ def _timeline(detail: IncidentDetail) -> list[tuple[TimelineStep | None, list[Ti
     fault grows) folded with the ones next to it: ``(step, [])`` or ``(None, peaks)``."""
     shown: list[tuple[TimelineStep | None, list[TimelineStep]]] = []
     first = True
-    for step in detail.timeline:
+    for step in release_steps(detail):
         if step.kind != StepKind.FINDING or first:
             first = first and step.kind != StepKind.FINDING
             shown.append((step, []))

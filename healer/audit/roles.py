@@ -18,6 +18,8 @@
                      workloads, the overview's tallies                 (healer.api)
     OptOuts          the opt-out active on a workload, read before planning
                                                                     (healer.daemon)
+    ReleaseLog       release events: stored by the API, read by the incident's page
+                     and the diagnosis of a bad release    (healer.api, healer.daemon)
 
 ``AuditStore`` (``store.py``) is all of them on one database; a client is typed against
 the one it uses, so a test can hand it a small fake and a reader of the client sees what
@@ -50,6 +52,7 @@ from healer.audit.views import (
     IncidentSummary,
     OptOut,
     StoredAlert,
+    StoredRelease,
     StoredSilence,
     SummaryRow,
     Tally,
@@ -72,6 +75,7 @@ from healer.types import (
     Outcome,
     OutcomeKind,
     Plan,
+    Release,
     Silence,
     SilenceState,
     WorkloadRef,
@@ -84,6 +88,7 @@ __all__ = [
     "DaemonState",
     "DaemonStore",
     "OptOuts",
+    "ReleaseLog",
     "ReviewQueue",
     "SilenceLog",
     "TrainingLabels",
@@ -302,3 +307,17 @@ class Attention(OptOuts, Protocol):
     def opt_outs(self, *, now: datetime) -> list[OptOut]: ...
 
     def tally(self, *, since: datetime) -> Tally: ...
+
+
+@runtime_checkable
+class ReleaseLog(Protocol):
+    """Release events: the API stores each before it answers; the daemon reads those
+    around a rollout it blames."""
+
+    def record_release(
+        self, release: Release, *, known: bool | None, sender: str, at: datetime
+    ) -> StoredRelease: ...
+
+    def releases_of(
+        self, workload: WorkloadRef, *, since: datetime, until: datetime
+    ) -> list[StoredRelease]: ...

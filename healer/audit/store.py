@@ -8,10 +8,10 @@ The summary columns are a cache of the steps, updated in the same transaction.
 ``AuditStore`` is the store's roles (``roles.py``) on one database: the daemon's
 log (``log.py``), the state it keeps across restarts (``kept.py``), the review queue
 (``review.py``), training labels (``labels.py``), Alertmanager's alerts (``alerts.py``),
-the silences healer made there (``silences.py``), and what waits for a person with
-people's opt-outs (``attention.py``). Composition roots (``healer run``,
-``healer demo``, the test harness, the benchmarks) open one; each client is typed
-against the role it uses.
+the silences healer made there (``silences.py``), what waits for a person with people's
+opt-outs (``attention.py``), and release events (``releases.py``). Composition roots
+(``healer run``, ``healer demo``, the test harness, the benchmarks) open one; each
+client is typed against the role it uses.
 
 Decisions:
 
@@ -35,6 +35,7 @@ from healer.audit.database import SQLITE_BUSY_TIMEOUT_MS, default_identity
 from healer.audit.kept import SqlDaemonState
 from healer.audit.labels import SqlTrainingLabels
 from healer.audit.log import SqlDaemonLog
+from healer.audit.releases import SqlReleaseLog
 from healer.audit.review import SqlReviewQueue
 from healer.audit.silences import SqlSilenceLog
 from healer.audit.tables import StepKind
@@ -69,6 +70,7 @@ class AuditStore(
     SqlAlertInbox,
     SqlSilenceLog,
     SqlAttention,
+    SqlReleaseLog,
 ):
     """Incidents and their timelines in a SQL database (SQLite by default).
 

@@ -20,6 +20,7 @@ classes must describe the same tables (a test compares the two on a fresh databa
   Alertmanager's id), expired, or not made and why.
 - ``acknowledgements``: who saw an escalated incident, and when.
 - ``opt_outs``: people's time-limited "hands off this workload", ended early or not.
+- ``releases``: release events from pipelines, forges and GitOps syncs, as received.
 """
 
 from __future__ import annotations
@@ -73,6 +74,9 @@ class StepKind(enum.StrEnum):
     """A silence of the workload's alerts made, expired, or not made (and why)."""
     ACKNOWLEDGED = "acknowledged"
     """A person saw the escalated incident."""
+    RELEASE = "release"
+    """A release of the workload (``releases``), shown among the steps by its time; the
+    releases table holds it, never ``incident_steps``."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -296,3 +300,34 @@ class OptOutRow(Base):
     ended: Mapped[datetime | None]
     """When a person ended it before ``until``; None: it runs to ``until``."""
     ended_by: Mapped[str | None] = mapped_column(String(ACTOR_LENGTH))
+
+
+class ReleaseRow(Base):
+    """One release event as received (``healer.types.Release``), with whether healer
+    watched its workload when it arrived."""
+
+    __tablename__ = "releases"
+    __table_args__ = (Index("ix_releases_workload_at", "namespace", "kind", "name", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    namespace: Mapped[str] = mapped_column(String(63))
+    kind: Mapped[str] = mapped_column(String(63))
+    name: Mapped[str] = mapped_column(String(253))
+    at: Mapped[datetime]
+    source: Mapped[str] = mapped_column(String(16))
+    revision: Mapped[str] = mapped_column(String(255))
+    image: Mapped[str] = mapped_column(Text)
+    commit: Mapped[str] = mapped_column(String(255))
+    author: Mapped[str] = mapped_column(String(255))
+    pipeline: Mapped[str] = mapped_column(String(255))
+    pipeline_url: Mapped[str] = mapped_column(Text)
+    environment: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(63))
+    report_url: Mapped[str] = mapped_column(Text)
+    """Where a rollback of it is reported (``Release.report_url``); empty: nowhere."""
+    known: Mapped[bool | None] = mapped_column(Boolean)
+    """Whether healer watched the workload when the release arrived; None: it could
+    not tell (an API without a daemon beside it)."""
+    received: Mapped[datetime]
+    sender: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    """The token's name, or the forge whose secret it carried."""

@@ -16,7 +16,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
 from sqlalchemy import select, type_coerce
@@ -29,6 +29,7 @@ from healer.audit.tables import (
     AlertRow,
     FeedbackRow,
     IncidentRow,
+    ReleaseRow,
     SilenceRow,
     StepKind,
     StepRow,
@@ -45,6 +46,8 @@ from healer.types import (
     IncidentStatus,
     JsonObject,
     OutcomeKind,
+    Release,
+    ReleaseSource,
     Silence,
     Verdict,
     WorkloadRef,
@@ -136,6 +139,8 @@ class IncidentDetail:
     """The Alertmanager alerts joined to it, in the order they arrived."""
     silences: tuple[StoredSilence, ...] = ()
     """The Alertmanager silences healer asked for on it, oldest first."""
+    releases: tuple[StoredRelease, ...] = ()
+    """Its workload's releases from a while before its onset to its end (``RELEASE_LOOKBACK``)."""
 
 
 @dataclass(frozen=True)
@@ -355,6 +360,7 @@ def detail(session: Session, row: IncidentRow) -> IncidentDetail:
         actions=tuple(action_view(a) for a in actions),
         alerts=tuple(alerts_of(session, row.id)),
         silences=tuple(silences_of(session, row.id)),
+        releases=tuple(releases_around(session, row)),
     )
 
 
@@ -515,3 +521,66 @@ class Tally:
     @property
     def total(self) -> int:
         return sum(self.incidents.values())
+
+
+# --- Releases -------------------------------------------------------------------------
+
+RELEASE_LOOKBACK = timedelta(hours=1)
+"""How long before an incident's onset a release of its workload still shows on its page:
+a bad release shows within minutes (the diagnoser's window is 20), a slow leak it brought
+in within the hour; older releases are history, not this incident's story."""
+
+
+@dataclass(frozen=True)
+class StoredRelease:
+    """A release as stored: as reported, by whom, and whether healer watched its workload."""
+
+    id: int
+    release: Release
+    received: datetime
+    sender: str
+    known: bool | None
+    """Whether healer watched the workload when it arrived; None: it could not tell."""
+
+
+def stored_release(row: ReleaseRow) -> StoredRelease:
+    release = Release(
+        workload=WorkloadRef(row.namespace, row.kind, row.name),
+        at=row.at,
+        source=ReleaseSource(row.source),
+        revision=row.revision,
+        image=row.image,
+        commit=row.commit,
+        author=row.author,
+        pipeline=row.pipeline,
+        pipeline_url=row.pipeline_url,
+        environment=row.environment,
+        status=row.status,
+        report_url=row.report_url,
+    )
+    return StoredRelease(row.id, release, row.received, row.sender, row.known)
+
+
+def releases_between(
+    session: Session, workload: WorkloadRef, *, since: datetime, until: datetime
+) -> list[StoredRelease]:
+    """The workload's releases from ``since`` to ``until`` (inclusive), oldest first."""
+    rows = session.scalars(
+        select(ReleaseRow)
+        .where(
+            ReleaseRow.namespace == workload.namespace,
+            ReleaseRow.kind == workload.kind,
+            ReleaseRow.name == workload.name,
+            ReleaseRow.at >= since,
+            ReleaseRow.at <= until,
+        )
+        .order_by(ReleaseRow.at, ReleaseRow.id)
+    )
+    return [stored_release(r) for r in rows]
+
+
+def releases_around(session: Session, row: IncidentRow) -> list[StoredRelease]:
+    """The releases an incident's page shows (``IncidentDetail.releases``)."""
+    workload = WorkloadRef(row.namespace, row.kind, row.name)
+    until = row.closed or row.last_seen
+    return releases_between(session, workload, since=row.opened - RELEASE_LOOKBACK, until=until)

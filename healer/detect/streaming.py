@@ -207,6 +207,23 @@ class StreamingDetector:
         self._track_onset(t, scores, seen=(valid & (self.polarity_ != 0)[None, :]).any(axis=1))
         return np.where(valid, z, 0.0), scores
 
+    def judge(self, values: F64) -> tuple[F64, F64]:
+        """(W, S) deviations and (W,) scores of one sample ``values`` (W, S) against the
+        baselines as they stand, learning nothing from it and forgetting nothing.
+
+        For a release gate, which compares a new revision with the old one's normal: the
+        baselines must stay the old revision's while the new one is judged. A series not
+        warm, or without a value, scores nothing (its tail is 1)."""
+        valid = np.isfinite(values) & np.isfinite(self.level_)
+        z = np.where(
+            valid, (np.nan_to_num(values) - np.nan_to_num(self.level_)) / self.scales(), 0.0
+        )
+        scored = valid & (self.seen_s_ >= self.settings.warmup_s) & (self.polarity_ != 0)[None, :]
+        tail = np.where(scored, self._tail(z * self.polarity_[None, :]), 1.0)
+        n_scored = max(1, int(np.count_nonzero(self.polarity_)))
+        scores: F64 = (1.0 - tail.min(axis=1)) ** n_scored
+        return z, scores
+
     def scales(self) -> F64:
         """(W, S) the unit of the next sample's deviation: the learned spread as a
         standard deviation, at least the signal's resolution (absolute, and relative to

@@ -65,6 +65,7 @@ def _app(folder: Path) -> tuple[FastAPI, AuditStore]:
         settings=Settings(
             api={"tokens": tokens},
             alertmanager={"receiver_tokens": [{"name": "am", "sha256": hash_token(RECEIVER)}]},
+            releases={"github_secret": "schema-github-secret"},
         ),
         playbooks=load_playbooks(REPO / "playbooks"),
         clock=lambda: T0,

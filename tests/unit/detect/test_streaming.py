@@ -380,3 +380,26 @@ def test_closed_form_tail_is_the_student_t_tail() -> None:
     tail = StreamingDetector._tail(harm)
     assert tail[0, :2].tolist() == [0.5, 0.5] and np.isnan(tail[0, 2])
     assert tail[0, 3] == pytest.approx(1.0 - float(stdtr(T_DOF, 3.0)), abs=1e-15)
+
+
+def test_judge_scores_a_sample_against_the_baselines_and_learns_nothing() -> None:
+    detector = StreamingDetector(SETTINGS)
+    history = noise(PER_HOUR)
+    detector.update(frame(history))
+    kept = (detector.level_.copy(), detector.spread_.copy(), detector.seen_s_.copy())
+    sample = history[:, :, -1].copy()
+    errors = SIGNALS.index(Signal.ERROR_RATIO)
+    sample[0, errors] = LEVEL[Signal.ERROR_RATIO] * 30  # A's release fails many requests
+    z, scores = detector.judge(sample)
+    assert scores[0] > SETTINGS.score_threshold > scores[1]
+    assert z[0, errors] > 10
+    for before, after in zip(
+        kept, (detector.level_, detector.spread_, detector.seen_s_), strict=True
+    ):
+        np.testing.assert_array_equal(before, after)
+    # A sample without values, or a detector not yet warm, scores nothing.
+    gap = np.full_like(sample, np.nan)
+    assert (detector.judge(gap)[1] == 0).all()
+    cold = StreamingDetector(SETTINGS)
+    cold.update(frame(history[:, :, :3]))
+    assert (cold.judge(sample)[1] == 0).all()
