@@ -547,6 +547,20 @@ class NodeSettings(_Section):
     this long: a node that flaps is not given pods back at its first good minute."""
 
 
+class PolicySettings(_Section):
+    """HealingPolicy and ClusterHealingPolicy objects (``healer.io``, deploy/crds/)."""
+
+    enabled: bool = True
+    """Watch the policy objects and apply them beside these settings (the most cautious
+    wins). With the CRDs not installed, healer runs on these settings alone and logs it
+    once. False: settings and annotations only."""
+    status_interval_s: float = Field(default=30.0, gt=0)
+    """Besides after every change, the leader writes the policies' status (matched
+    workloads, Ready, Invalid) this often, as workloads come and go."""
+    missing_retry_s: float = Field(default=60.0, gt=0)
+    """With the CRDs not installed, look for them again this often."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HEALER_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -564,6 +578,7 @@ class Settings(BaseSettings):
     prometheus: PrometheusSettings = PrometheusSettings()
     leader: LeaderSettings = LeaderSettings()
     nodes: NodeSettings = NodeSettings()
+    policies: PolicySettings = PolicySettings()
     playbooks_dir: Path = Path("playbooks")
     """Directory of playbook YAML files, validated at start-up."""
     diagnosis_model: Path | None = None

@@ -69,6 +69,7 @@ from healer.decide.escalation import (
 )
 from healer.decide.guards import brake
 from healer.decide.handback import Floor
+from healer.decide.policies import Governance, Policy, govern, governed
 from healer.detect.streaming import Detection
 from healer.diagnose import outliers as pod_outliers
 from healer.diagnose import surge
@@ -137,6 +138,12 @@ class Actuator(Protocol):
     def apply(self, plan: Plan, *, now: datetime) -> ActionRecord: ...
 
     def already_applied(self, intent: ActionRecord) -> bool: ...
+
+
+class Policies(Protocol):
+    """The policy objects as last watched (``lifecycle.policy_watch.PolicyBook``)."""
+
+    def current(self) -> Sequence[Policy]: ...
 
 
 class Notifier(Protocol):
@@ -215,6 +222,9 @@ class Healer:
     nodes: NodeWatch | None = None
     """The node watch (``lifecycle.node_watch``): on when ``nodes.enabled``, the source
     reads nodes and the actuator lists their pods; what it kept is loaded on resume."""
+    policies: Policies | None = None
+    """HealingPolicy and ClusterHealingPolicy objects, watched beside the cycle; read
+    when a plan is made, so a change applies from the next cycle. None: settings alone."""
 
     def __post_init__(self) -> None:
         if self.diagnose is None:
@@ -675,15 +685,15 @@ class Healer:
         """The planner with every guard, on the store's action history as of now;
         ``anomalous`` is the size of the event the anomaly brake judges, ``silenced``
         why people silenced healer on the workload, if they did."""
-        history = self.store.action_history(
-            now=reading.now, window_s=self.settings.guards.rate_limit_window_s
-        )
+        governance = self._governance(state, reading.now)
+        guards = governed(self.settings.guards, governance)
+        history = self.store.action_history(now=reading.now, window_s=guards.rate_limit_window_s)
         return decide.plan(
             diagnosis,
             finding,
             state,
             playbooks=self.playbooks,
-            guards=self.settings.guards,
+            guards=guards,
             history=history,
             anomalous_workloads=anomalous,
             watched_workloads=len(reading.detection.workloads),
@@ -694,7 +704,14 @@ class Healer:
             ),
             alerts=self.alert_names.get(finding.workload, frozenset()),
             silenced=silenced,
+            governance=governance,
         )
+
+    def _governance(self, state: WorkloadState, now: datetime) -> Governance | None:
+        """What the watched policies say about ``state.workload`` at ``now``."""
+        if self.policies is None:
+            return None
+        return govern(self.policies.current(), state.workload, state.labels, now)
 
     def _silenced(self, workload: WorkloadRef, now: datetime) -> str | None:
         """Why people silenced healer on ``workload`` (an opt-out made on the review
