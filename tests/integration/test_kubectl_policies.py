@@ -51,9 +51,10 @@ def sim(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Any, Path]]:
         wait_for("the simulated cluster", lambda: config.exists() and "API" in server.stdout(), 60)
         kubectl = kubectl_on(config, folder)
         crds = kubectl("apply", "-f", CRDS).stdout.splitlines()
+        kind = "customresourcedefinition.apiextensions.k8s.io"
         assert crds == [
-            "customresourcedefinition.apiextensions.k8s.io/clusterhealingpolicies.healer.io created",
-            "customresourcedefinition.apiextensions.k8s.io/healingpolicies.healer.io created",
+            f"{kind}/clusterhealingpolicies.healer.io created",
+            f"{kind}/healingpolicies.healer.io created",
         ]
         examples = kubectl("apply", "-f", EXAMPLES).stdout.splitlines()
         assert examples == [
