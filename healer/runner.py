@@ -144,6 +144,11 @@ class Daemon:
         self.healer.detector = self._warmed_detector()
         self.source.reset()
         resumed = self.healer.resume()
+        policies = self.healer.policies
+        if isinstance(policies, policy_watch.PolicyBook) and not policies.wait_synced(
+            POLICY_SYNC_S
+        ):
+            log.warning("policies_not_synced", waited_s=POLICY_SYNC_S, using="settings for now")
         log.info("leading", identity=self.identity, incidents_resumed=resumed)
 
     def _warmed_detector(self) -> Detector:
@@ -319,6 +324,11 @@ def start(
     )
     return daemon
 
+
+POLICY_SYNC_S = 10.0
+"""On taking the lead, the first cycle waits this long for the policy objects to be
+listed, so that it never acts without the policies that exist; then it starts anyway
+(the API server down: an action would fail too), and they apply once listed."""
 
 STORE_OPEN_ATTEMPTS = 6
 """Opening the store is retried with a doubling wait (0.5 s, 1 s, ... 8 s: about 15 s in

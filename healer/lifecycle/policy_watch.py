@@ -85,12 +85,24 @@ class PolicyBook:
         self._seen: dict[tuple[str, str, str], Judged] = {}
         self._policies: tuple[Policy, ...] = ()
         self._missing: set[str] = set()
+        self._known: set[str] = set()
+        self._synced = threading.Event()
         self.changed = threading.Event()
         """Set when a policy's spec came, went or changed: its status is due."""
 
     def current(self) -> tuple[Policy, ...]:
         """The valid policies, for one cycle (a snapshot: the watch may move on)."""
         return self._policies
+
+    def wait_synced(self, timeout_s: float) -> bool:
+        """Wait until every kind was listed once (or found missing), as a controller
+        waits for its caches before it acts; False after ``timeout_s``."""
+        return self._synced.wait(timeout_s)
+
+    def _known_now(self, plural: str) -> None:
+        self._known.add(plural)
+        if self._known >= set(PLURALS):
+            self._synced.set()
 
     def judged(self) -> list[Judged]:
         with self._lock:
@@ -100,6 +112,7 @@ class PolicyBook:
         """What a list returned is all there is of ``plural``."""
         with self._lock:
             self._missing.discard(plural)
+            self._known_now(plural)
             for key in [k for k in self._seen if k[0] == plural]:
                 del self._seen[key]
             for obj in items:
@@ -121,6 +134,7 @@ class PolicyBook:
         with self._lock:
             first = plural not in self._missing
             self._missing.add(plural)
+            self._known_now(plural)
             for key in [k for k in self._seen if k[0] == plural]:
                 del self._seen[key]
             self._publish()
