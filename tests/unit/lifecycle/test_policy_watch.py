@@ -169,3 +169,13 @@ def test_write_statuses_writes_only_what_changed() -> None:
     [status] = [s for name, s in api.written if name == "b"]
     conditions = {c["type"]: c for c in status["conditions"]}  # type: ignore[union-attr, index]
     assert conditions["Invalid"]["reason"] == "InvalidSpec"
+
+
+def test_synced_once_every_kind_was_listed_or_found_missing() -> None:
+    book = PolicyBook()
+    assert not book.wait_synced(0)
+    book.replace_all("healingpolicies", [policy("a", "1")])
+    assert not book.wait_synced(0)
+    book.missing("clusterhealingpolicies")
+    assert book.wait_synced(0)
+    assert [p.ref for p in book.current()] == ["HealingPolicy shop/a"]
