@@ -225,6 +225,8 @@ class Healer:
     policies: Policies | None = None
     """HealingPolicy and ClusterHealingPolicy objects, watched beside the cycle; read
     when a plan is made, so a change applies from the next cycle. None: settings alone."""
+    routes: dict[WorkloadRef, tuple[str, ...]] = field(default_factory=dict)
+    """The receivers each tracked workload's policies named at its last plan."""
 
     def __post_init__(self) -> None:
         if self.diagnose is None:
@@ -313,6 +315,8 @@ class Healer:
             self._guarded(tracked.workload, self._progress, tracked, reading)
         for gone in self.alert_names.keys() - self.tracked.keys():
             del self.alert_names[gone]
+        for gone in self.routes.keys() - self.tracked.keys():
+            del self.routes[gone]
         for workload, finding in findings.items():
             track = self.tracked.get(workload)
             if track is not None:
@@ -461,10 +465,12 @@ class Healer:
                     self._say(kind, track, at, text)
                 case Notify(escalation=escalation):
                     if self.notifier is not None:
-                        self.notifier.notify(self._tried(escalation))
+                        routed = replace(escalation, receivers=self._routes(track.workload))
+                        self.notifier.notify(self._tried(routed))
                 case Resolve(resolution=resolution):
                     if isinstance(self.notifier, Resolver):
-                        self.notifier.resolve(resolution)
+                        routed = replace(resolution, receivers=self._routes(track.workload))
+                        self.notifier.resolve(routed)
                 case SilenceAlerts(starts=starts, ends=ends):
                     if self.silences is not None:
                         self.silences.silence(
@@ -708,10 +714,18 @@ class Healer:
         )
 
     def _governance(self, state: WorkloadState, now: datetime) -> Governance | None:
-        """What the watched policies say about ``state.workload`` at ``now``."""
+        """What the watched policies say about ``state.workload`` at ``now``; their
+        receivers are kept for the incident's pages (``_routes``)."""
         if self.policies is None:
             return None
-        return govern(self.policies.current(), state.workload, state.labels, now)
+        governance = govern(self.policies.current(), state.workload, state.labels, now)
+        self.routes[state.workload] = governance.receivers
+        return governance
+
+    def _routes(self, workload: WorkloadRef) -> tuple[str, ...]:
+        """The named receivers the workload's policies route its pages to, as of its
+        last plan; none before one."""
+        return self.routes.get(workload, ())
 
     def _silenced(self, workload: WorkloadRef, now: datetime) -> str | None:
         """Why people silenced healer on ``workload`` (an opt-out made on the review

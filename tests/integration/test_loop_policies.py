@@ -15,6 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from healer.act.kube import api_client
 from healer.act.policy_api import KubePolicyApi
 from healer.audit.store import AuditStore
 from healer.config import load_settings
+from healer.decide.escalation import Escalation
 from healer.harness import SimHarness
 from healer.lifecycle import policy_watch
 from healer.sim.scenario import Scenario, load_scenario
@@ -88,6 +90,17 @@ def start(tmp_path: Path) -> Iterator[Callable[[Scenario], tuple[SimHarness, Any
         harness.store.close()
 
 
+@dataclass
+class Pages:
+    """A notifier keeping what it is given."""
+
+    sent: list[Escalation]
+
+    def notify(self, escalation: Escalation) -> list[str]:
+        self.sent.append(escalation)
+        return []
+
+
 def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 15.0) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
@@ -147,11 +160,17 @@ def test_a_maintenance_window_turns_the_action_into_a_dry_run(
         "apiVersion": "healer.io/v1alpha1",
         "kind": "ClusterHealingPolicy",
         "metadata": {"name": "freeze"},
-        "spec": {"namespaces": ["shop"], "maintenanceWindows": [window]},
+        "spec": {
+            "namespaces": ["shop"],
+            "maintenanceWindows": [window],
+            "notify": {"receivers": ["shop-oncall"]},
+        },
     }
     assert start_utc == "09:00"
     harness.cluster.create_object("clusterhealingpolicies", "", policy, dry_run=False)
     wait_for(lambda: len(book.current()) == 1, "the policy to be watched")
+    pages: list[Escalation] = []
+    harness.healer.notifier = Pages(pages)
     harness.run_for(3000)
 
     orders, plan = plan_of(harness, WorkloadRef("shop", "Deployment", "orders"))
@@ -159,8 +178,10 @@ def test_a_maintenance_window_turns_the_action_into_a_dry_run(
     assert orders.action_status == ActionStatus.DRY_RUN
     assert policy_verdict(plan) == (
         "dry-run: maintenance window of ClusterHealingPolicy freeze (daily 09:30-12:00 "
-        "Europe/Berlin)"
+        "Europe/Berlin); escalations to shop-oncall"
     )
+    [page] = pages  # a dry run is escalated, to the receiver the policy names too
+    assert (page.workload.name, page.receivers) == ("orders", ("shop-oncall",))
     pods = harness.cluster.pods_of("shop", "orders")
     assert not any(
         "kubectl.kubernetes.io/restartedAt" in p["metadata"]["annotations"] for p in pods
