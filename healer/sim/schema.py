@@ -238,13 +238,12 @@ def _check_object(schema: K8s, value: K8s, path: str, causes: list[Cause]) -> No
 
 
 def _quoted(value: Any) -> str:
-    return (
-        f'"{value}"'
-        if isinstance(value, str)
-        else str(value).lower()
-        if isinstance(value, bool)
-        else str(value)
-    )
+    """A value as the API server's messages show it: strings quoted, JSON booleans."""
+    if isinstance(value, str):
+        return f'"{value}"'
+    if isinstance(value, bool):
+        return str(value).lower()
+    return str(value)
 
 
 def structural_errors(schema: Any, path: str) -> list[Cause]:
