@@ -867,8 +867,19 @@ class Healer:
         self._plan_and_act(watching, diagnosis, finding, verdict.state, reading, chained)
 
     def _hand_back(self, key: str, floor: Floor, frame: Frame, now: datetime) -> None:
+        def policy_mode(state: WorkloadState) -> Mode | None:
+            governance = self._governance(state, now)
+            return governance.mode.value if governance and governance.mode else None
+
         self.floors.hand_back(
-            key, floor, frame, now, self.settings, store=self.store, cluster=self.actuator
+            key,
+            floor,
+            frame,
+            now,
+            self.settings,
+            store=self.store,
+            cluster=self.actuator,
+            policy_mode=policy_mode,
         )
 
     def _say(self, kind: str, track: Track, at: datetime, text: str) -> None:
