@@ -283,6 +283,17 @@ def _http_url(url: str | None) -> str | None:
     return url.rstrip("/")
 
 
+class NamedReceiver(_Section):
+    """A receiver policies route to by name (``notify.receivers`` of a HealingPolicy)."""
+
+    name: str = Field(min_length=1, max_length=63)
+    """The name policies use."""
+    url: str
+    """Where to POST. http(s) only, checked against ``denied_networks``."""
+    format: Literal["generic", "slack", "teams"] = "generic"
+    """The body: generic JSON, Slack-compatible, or a Teams Adaptive Card."""
+
+
 class EscalationSettings(_Section):
     denied_networks: tuple[IPvAnyNetwork, ...] = DENIED_NETWORKS
     """Address ranges a webhook may not point at, checked at start-up for addresses in
@@ -324,6 +335,25 @@ class EscalationSettings(_Section):
     """Extra attempts after a network error, a 429 or a 5xx answer."""
     backoff_s: float = Field(default=0.5, ge=0)
     """Wait before the first retry; it doubles on each further retry."""
+    routes: tuple[NamedReceiver, ...] = ()
+    """Receivers that policies name (``notify.receivers``): one gets the escalations and
+    resolutions of the workloads whose matching policies name it, beside the receivers
+    above, which get every page."""
+
+    @field_validator("routes")
+    @classmethod
+    def _routes(
+        cls, routes: tuple[NamedReceiver, ...], info: ValidationInfo
+    ) -> tuple[NamedReceiver, ...]:
+        networks = info.data.get("denied_networks", DENIED_NETWORKS)
+        for index, route in enumerate(routes):
+            problem = webhook_problem(route.url, networks)
+            if problem is not None:
+                raise ValueError(f"[{index}] {route.name}: {problem}")
+        names = [r.name for r in routes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"names must be unique: {', '.join(names)}")
+        return routes
 
     @field_validator("webhook_urls", "slack_webhook_urls", "teams_webhook_urls")
     @classmethod
@@ -340,6 +370,7 @@ class EscalationSettings(_Section):
         """Whether any receiver is configured."""
         return bool(
             self.webhook_urls
+            or self.routes
             or self.slack_webhook_urls
             or self.teams_webhook_urls
             or self.pagerduty_routing_key
@@ -571,6 +602,20 @@ class ReleaseSettings(_Section):
     """Per-request timeout of a report to GitHub or GitLab (sent beside the cycle)."""
 
 
+class PolicySettings(_Section):
+    """HealingPolicy and ClusterHealingPolicy objects (``healer.io``, deploy/crds/)."""
+
+    enabled: bool = True
+    """Watch the policy objects and apply them beside these settings (the most cautious
+    wins). With the CRDs not installed, healer runs on these settings alone and logs it
+    once. False: settings and annotations only."""
+    status_interval_s: float = Field(default=30.0, gt=0)
+    """Besides after every change, the leader writes the policies' status (matched
+    workloads, Ready, Invalid) this often, as workloads come and go."""
+    missing_retry_s: float = Field(default=60.0, gt=0)
+    """With the CRDs not installed, look for them again this often."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HEALER_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -589,6 +634,7 @@ class Settings(BaseSettings):
     leader: LeaderSettings = LeaderSettings()
     nodes: NodeSettings = NodeSettings()
     releases: ReleaseSettings = ReleaseSettings()
+    policies: PolicySettings = PolicySettings()
     playbooks_dir: Path = Path("playbooks")
     """Directory of playbook YAML files, validated at start-up."""
     diagnosis_model: Path | None = None

@@ -70,6 +70,7 @@ from healer.decide.escalation import (
 )
 from healer.decide.guards import brake
 from healer.decide.handback import Floor
+from healer.decide.policies import Governance, Policy, govern, governed
 from healer.detect.streaming import Detection
 from healer.diagnose import outliers as pod_outliers
 from healer.diagnose import releases as release_names
@@ -142,6 +143,12 @@ class Actuator(Protocol):
     def apply(self, plan: Plan, *, now: datetime) -> ActionRecord: ...
 
     def already_applied(self, intent: ActionRecord) -> bool: ...
+
+
+class Policies(Protocol):
+    """The policy objects as last watched (``lifecycle.policy_watch.PolicyBook``)."""
+
+    def current(self) -> Sequence[Policy]: ...
 
 
 class Notifier(Protocol):
@@ -232,6 +239,11 @@ class Healer:
     """The workloads of the last frame read, as the frame holds them (no copy each
     cycle); None before the first. The API asks it whether a release's workload is
     known, once per release."""
+    policies: Policies | None = None
+    """HealingPolicy and ClusterHealingPolicy objects, watched beside the cycle; read
+    when a plan is made, so a change applies from the next cycle. None: settings alone."""
+    routes: dict[WorkloadRef, tuple[str, ...]] = field(default_factory=dict)
+    """The receivers each tracked workload's policies named at its last plan."""
 
     def __post_init__(self) -> None:
         if self.diagnose is None:
@@ -326,6 +338,8 @@ class Healer:
             self._guarded(tracked.workload, self._progress, tracked, reading)
         for gone in self.alert_names.keys() - self.tracked.keys():
             del self.alert_names[gone]
+        for gone in self.routes.keys() - self.tracked.keys():
+            del self.routes[gone]
         for workload, finding in findings.items():
             track = self.tracked.get(workload)
             if track is not None:
@@ -474,10 +488,12 @@ class Healer:
                     self._say(kind, track, at, text)
                 case Notify(escalation=escalation):
                     if self.notifier is not None:
-                        self.notifier.notify(self._tried(escalation))
+                        routed = replace(escalation, receivers=self._routes(track.workload))
+                        self.notifier.notify(self._tried(routed))
                 case Resolve(resolution=resolution):
                     if isinstance(self.notifier, Resolver):
-                        self.notifier.resolve(resolution)
+                        routed = replace(resolution, receivers=self._routes(track.workload))
+                        self.notifier.resolve(routed)
                 case SilenceAlerts(starts=starts, ends=ends):
                     if self.silences is not None:
                         self.silences.silence(
@@ -727,15 +743,15 @@ class Healer:
         """The planner with every guard, on the store's action history as of now;
         ``anomalous`` is the size of the event the anomaly brake judges, ``silenced``
         why people silenced healer on the workload, if they did."""
-        history = self.store.action_history(
-            now=reading.now, window_s=self.settings.guards.rate_limit_window_s
-        )
+        governance = self._governance(state, reading.now)
+        guards = governed(self.settings.guards, governance)
+        history = self.store.action_history(now=reading.now, window_s=guards.rate_limit_window_s)
         return decide.plan(
             diagnosis,
             finding,
             state,
             playbooks=self.playbooks,
-            guards=self.settings.guards,
+            guards=guards,
             history=history,
             anomalous_workloads=anomalous,
             watched_workloads=len(reading.detection.workloads),
@@ -746,7 +762,22 @@ class Healer:
             ),
             alerts=self.alert_names.get(finding.workload, frozenset()),
             silenced=silenced,
+            governance=governance,
         )
+
+    def _governance(self, state: WorkloadState, now: datetime) -> Governance | None:
+        """What the watched policies say about ``state.workload`` at ``now``; their
+        receivers are kept for the incident's pages (``_routes``)."""
+        if self.policies is None:
+            return None
+        governance = govern(self.policies.current(), state.workload, state.labels, now)
+        self.routes[state.workload] = governance.receivers
+        return governance
+
+    def _routes(self, workload: WorkloadRef) -> tuple[str, ...]:
+        """The named receivers the workload's policies route its pages to, as of its
+        last plan; none before one."""
+        return self.routes.get(workload, ())
 
     def _silenced(self, workload: WorkloadRef, now: datetime) -> str | None:
         """Why people silenced healer on ``workload`` (an opt-out made on the review
@@ -888,8 +919,19 @@ class Healer:
         self._plan_and_act(watching, diagnosis, finding, verdict.state, reading, chained)
 
     def _hand_back(self, key: str, floor: Floor, frame: Frame, now: datetime) -> None:
+        def policy_mode(state: WorkloadState) -> Mode | None:
+            governance = self._governance(state, now)
+            return governance.mode.value if governance and governance.mode else None
+
         self.floors.hand_back(
-            key, floor, frame, now, self.settings, store=self.store, cluster=self.actuator
+            key,
+            floor,
+            frame,
+            now,
+            self.settings,
+            store=self.store,
+            cluster=self.actuator,
+            policy_mode=policy_mode,
         )
 
     def _say(self, kind: str, track: Track, at: datetime, text: str) -> None:

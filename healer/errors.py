@@ -14,6 +14,8 @@
     │   └── SeriesError         a series or label file that cannot be read (file, row, column)
     ├── ActionError                 a request to the Kubernetes API failed
     │   ├── TransientActionError    retry later (conflict, timeout, 5xx)
+    │   │   ├── PoliciesMissing     the policy CRDs are not installed (404 on healer.io)
+    │   │   └── PolicyWatchExpired  410 Gone on a policy watch: list again
     │   └── PermanentActionError    escalate (forbidden, not found, refused by a precondition)
     ├── SilenceError                Alertmanager did not make or expire a silence
     └── StoreError                  the audit store cannot be read or written
@@ -79,6 +81,14 @@ class TransientActionError(ActionError):
 
 class PermanentActionError(ActionError):
     pass
+
+
+class PoliciesMissing(TransientActionError):
+    """The API server does not serve a policy kind: its CRD is not installed."""
+
+
+class PolicyWatchExpired(TransientActionError):
+    """410 Gone: a policy watch's resourceVersion is too old; list again."""
 
 
 class SilenceError(HealerError):

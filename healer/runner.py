@@ -34,6 +34,7 @@ import structlog
 
 from healer.act.kube import KubeActuator, api_client
 from healer.act.lease import KubeLeases, server_version
+from healer.act.policy_api import KubePolicyApi
 from healer.act.silences import SilenceKeeper
 from healer.api.app import create_app
 from healer.api.server import ServerThread, bind
@@ -54,6 +55,7 @@ from healer.detect.combined import build_detector
 from healer.detect.warm import WarmReport
 from healer.errors import ActionError, ConfigError, StoreError
 from healer.leader import LeaderElector, LeaderOnlyActuator, default_identity, run_elector
+from healer.lifecycle import policy_watch
 from healer.types import JsonObject
 from healer.warmup import warm_from_prometheus
 
@@ -93,6 +95,9 @@ class Daemon:
     warm: WarmReport | None = None
     """What the detector learned from Prometheus when this replica last took the lead."""
     _threads: list[threading.Thread] = field(default_factory=list)
+    policies: KubePolicyApi | None = None
+    """Where the policy objects are watched (``policies.enabled``); None: settings alone."""
+    _policy_stop: threading.Event = field(default_factory=threading.Event)
 
     # ---- what /readyz and /api/v1/status say ----------------------------------------------
 
@@ -139,6 +144,11 @@ class Daemon:
         self.healer.detector = self._warmed_detector()
         self.source.reset()
         resumed = self.healer.resume()
+        policies = self.healer.policies
+        if isinstance(policies, policy_watch.PolicyBook) and not policies.wait_synced(
+            POLICY_SYNC_S
+        ):
+            log.warning("policies_not_synced", waited_s=POLICY_SYNC_S, using="settings for now")
         log.info("leading", identity=self.identity, incidents_resumed=resumed)
 
     def _warmed_detector(self) -> Detector:
@@ -180,6 +190,7 @@ class Daemon:
             )
             thread.start()
             self._threads.append(thread)
+        self._watch_policies()
         try:
             if once and elector is not None and not elector.is_leader(self.clock()):
                 log.warning("not_leader", identity=self.identity, holder=elector.holder)
@@ -220,8 +231,25 @@ class Daemon:
             return f"not the leader: {elector.holder or 'another replica'} holds the Lease"
         return "no cycle ran"
 
+    def _watch_policies(self) -> None:
+        """The policy watch's threads, beside the cycle (``lifecycle.policy_watch``);
+        daemon threads, not joined at shutdown: they keep nothing to flush."""
+        if self.policies is None or not isinstance(self.healer.policies, policy_watch.PolicyBook):
+            return
+        elector, policy = self.elector, self.settings.policies
+        policy_watch.start(
+            self.policies,
+            self.healer.policies,
+            stop=self._policy_stop,
+            leading=lambda: elector is None or elector.is_leader(self.clock()),
+            now=self.clock,
+            status_interval_s=policy.status_interval_s,
+            missing_retry_s=policy.missing_retry_s,
+        )
+
     def shutdown(self, lease_stop: threading.Event) -> None:
         lease_stop.set()
+        self._policy_stop.set()
         for thread in self._threads:
             thread.join(timeout=10)
         if self.elector is not None:
@@ -272,6 +300,9 @@ def start(
     daemon = Daemon(
         settings, healer, store, source, identity, elector, clock=clock, playbooks=len(playbooks)
     )
+    if settings.policies.enabled:
+        healer.policies = policy_watch.PolicyBook()
+        daemon.policies = KubePolicyApi(api)
     if sock is not None:
         app = create_app(
             store=store,
@@ -294,6 +325,11 @@ def start(
     )
     return daemon
 
+
+POLICY_SYNC_S = 10.0
+"""On taking the lead, the first cycle waits this long for the policy objects to be
+listed, so that it never acts without the policies that exist; then it starts anyway
+(the API server down: an action would fail too), and they apply once listed."""
 
 STORE_OPEN_ATTEMPTS = 6
 """Opening the store is retried with a doubling wait (0.5 s, 1 s, ... 8 s: about 15 s in

@@ -59,6 +59,14 @@ class _Retryable(Exception):
     """A 429 or 5xx answer: worth another attempt."""
 
 
+_BODIES = {
+    "generic": paging.generic_body,
+    "slack": paging.slack_body,
+    "teams": paging.teams_body,
+}
+"""The body of each ``NamedReceiver.format``."""
+
+
 @dataclass(frozen=True)
 class _Target:
     url: str
@@ -106,6 +114,11 @@ class WebhookNotifier:
             *(_Target(u, paging.generic_body(page, link), {}) for u in hooks.webhook_urls),
             *(_Target(u, paging.slack_body(page, link), {}) for u in hooks.slack_webhook_urls),
             *(_Target(u, paging.teams_body(page, link), {}) for u in hooks.teams_webhook_urls),
+            *(
+                _Target(r.url, _BODIES[r.format](page, link), {})
+                for r in hooks.routes
+                if r.name in page.receivers
+            ),
         ]
         if hooks.pagerduty_routing_key is not None:
             key = hooks.pagerduty_routing_key.get_secret_value()

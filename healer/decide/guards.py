@@ -2,7 +2,7 @@
 
 A guard is a pure function of the plan's inputs (settings, workload state, action history,
 how many workloads are anomalous, the time passed in) returning a ``GuardResult``. Their
-names (``namespace``, ``opt_out``, ``gitops``, ``cooldown``, ``rate_limit``,
+names (``namespace``, ``opt_out``, ``gitops``, ``policy``, ``cooldown``, ``rate_limit``,
 ``in_flight``, ``anomaly_brake``, ``paused``, ``scale_bounds``, ``rollback_target``,
 ``flip_back``, ``eviction_budget``) are API: the audit store, the review page and
 alerts key on them.
@@ -39,6 +39,7 @@ from healer.actions.base import GuardName
 from healer.actions.base import ScaleTarget as ScaleTarget  # re-exported: guards judge it
 from healer.actions.rollback import rollback_revision as rollback_revision  # re-exported
 from healer.config import GuardSettings
+from healer.decide.policies import Governance, verdict
 from healer.types import (
     ActionHistory,
     ActionKind,
@@ -84,6 +85,10 @@ class Check:
     silenced: str | None = None
     """Why people silenced healer on the workload for now (an opt-out in the audit
     store, made from the review page); None: they have not."""
+    governance: Governance | None = None
+    """What the policy objects matching the workload say (``decide.policies``); None
+    when healer watches none (the CRDs not installed, or a caller without a watch):
+    the ``policy`` guard is then left out. ``settings`` has their limits applied."""
 
 
 def check_all(check: Check, scale: ScaleTarget | None = None) -> tuple[GuardResult, ...]:
@@ -92,6 +97,11 @@ def check_all(check: Check, scale: ScaleTarget | None = None) -> tuple[GuardResu
         namespace(check),
         opt_out(check),
         gitops(check),
+        *(
+            [verdict(check.governance, check.action, check.settings.mode)]
+            if check.governance
+            else []
+        ),
         cooldown(check),
         rate_limit(check),
         in_flight(check),
@@ -336,10 +346,14 @@ def resolve_mode(
     playbook_mode: Mode,
     state: WorkloadState,
     gitops_mode: Mode = Mode.APPROVAL,
+    policy_mode: Mode | None = None,
 ) -> Mode:
     """The most cautious of the global, playbook and workload modes (dry_run > approval >
-    auto), and ``gitops_mode`` for a workload Argo CD or Flux manages."""
+    auto), ``gitops_mode`` for a workload Argo CD or Flux manages, and the policies'
+    (``policy_mode``, a maintenance window's dry_run included)."""
     modes = [settings_mode, playbook_mode]
+    if policy_mode is not None:
+        modes.append(policy_mode)
     if gitops_manager(state) is not None:
         modes.append(gitops_mode)
     wanted = state.annotations.get(MODE_ANNOTATION)

@@ -99,10 +99,12 @@ def hand_back(
     climbing: bool,
     guards: GuardSettings,
     rps: float | None = None,
+    policy_mode: Mode | None = None,
 ) -> Plan | None:
     """The plan that lowers ``floor`` back (still ours, see ``still_ours``); None when it
     is not due yet, or not healer's to do unasked: the workload opted out, or its mode
-    (global, annotation, GitOps) is more cautious than auto."""
+    (global, annotation, GitOps, its policies' ``policy_mode``) is more cautious than
+    auto."""
     held_s = (now - floor.at).total_seconds()
     if held_s < hold_s or climbing:
         return None
@@ -110,7 +112,8 @@ def hand_back(
         return None
     if state.annotations.get(ENABLED_ANNOTATION, "").strip().lower() == "false":
         return None
-    if resolve_mode(guards.mode, Mode.AUTO, state, guards.gitops_mode) is not Mode.AUTO:
+    mode = resolve_mode(guards.mode, Mode.AUTO, state, guards.gitops_mode, policy_mode=policy_mode)
+    if mode is not Mode.AUTO:
         return None
     params: dict[str, JsonValue] = {
         "replicas": floor.original,

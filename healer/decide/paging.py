@@ -54,6 +54,8 @@ class Escalation:
     """The diagnosed cause, its confidence and why."""
     tried: tuple[str, ...] = ()
     """Each action taken on the incident and how it went, oldest first."""
+    receivers: tuple[str, ...] = ()
+    """Named receivers (``escalation.routes``) the workload's policies route it to too."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,8 @@ class Resolution:
     action: str | None = None
     healed: bool = True
     """False: healer escalated it, and the workload has been quiet since."""
+    receivers: tuple[str, ...] = ()
+    """Named receivers (``escalation.routes``) the workload's policies route it to too."""
 
 
 Page = Escalation | Resolution

@@ -24,6 +24,7 @@ from healer.actions.base import PlanInputs
 from healer.config import GuardSettings
 from healer.decide.guards import Check, check_all, resolve_mode
 from healer.decide.playbooks import Playbook
+from healer.decide.policies import Governance
 from healer.types import (
     ActionHistory,
     Demand,
@@ -49,6 +50,7 @@ def plan(
     demand: Demand | None = None,
     alerts: frozenset[str] = frozenset(),
     silenced: str | None = None,
+    governance: Governance | None = None,
 ) -> Plan | None:
     """The plan for ``diagnosis`` on ``state.workload``, or None when no playbook matches.
 
@@ -58,7 +60,9 @@ def plan(
     ``demand``, when measured, sizes a scale-up. ``alerts`` are the names of the
     Alertmanager alerts firing on the workload that the cycle took as evidence.
     ``silenced`` says why people silenced healer on the workload: the ``opt_out``
-    guard then blocks the plan.
+    guard then blocks the plan. ``governance`` is what the matching policy objects
+    say (``guards`` has their limits applied already, ``policies.governed``): their
+    mode joins the most cautious, and the ``policy`` guard judges the action.
     """
     _check_same_workload(diagnosis, finding, state)
     book = chain_to or next((b for b in playbooks if _matches(b, diagnosis, finding, alerts)), None)
@@ -74,6 +78,7 @@ def plan(
         now,
         chained=chain_to is not None,
         silenced=silenced,
+        governance=governance,
     )
     action = handler(book.action.kind)
     inputs = PlanInputs(finding, state, guards, demand, pod=diagnosis.pod)
@@ -83,7 +88,13 @@ def plan(
         playbook=book.name,
         action=book.action.kind,
         params=concrete.params.to_json(),
-        mode=resolve_mode(guards.mode, book.mode, state, guards.gitops_mode),
+        mode=resolve_mode(
+            guards.mode,
+            book.mode,
+            state,
+            guards.gitops_mode,
+            policy_mode=governance.mode.value if governance and governance.mode else None,
+        ),
         guard_results=check_all(check, concrete.scale),
         reason=_reason(book, diagnosis, finding) + concrete.sizing,
         verify_within_s=book.verify.within_s,

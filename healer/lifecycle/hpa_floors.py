@@ -11,7 +11,7 @@ every cycle would cost more than the rest of a small cycle).
 
 from __future__ import annotations
 
-from collections.abc import Container
+from collections.abc import Callable, Container
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -27,6 +27,7 @@ from healer.types import (
     ActionStatus,
     Finding,
     Frame,
+    Mode,
     Outcome,
     OutcomeKind,
     Plan,
@@ -86,8 +87,10 @@ class FloorKeeper:
         *,
         store: DaemonStore,
         cluster: Cluster,
+        policy_mode: Callable[[WorkloadState], Mode | None] = lambda state: None,
     ) -> None:
-        """Lower ``floor`` unless the load still climbs; forget it once it is not ours."""
+        """Lower ``floor`` unless the load still climbs; forget it once it is not ours.
+        ``policy_mode`` is the mode the policy objects matching the workload ask for."""
         state = cluster.read_state(floor.workload)
         if handback.still_ours(floor, state):
             demand = surge_watch.demand(frame, state, settings.surge)
@@ -100,6 +103,7 @@ class FloorKeeper:
                 climbing=climbing,
                 guards=settings.guards,
                 rps=demand.rps if demand is not None else None,
+                policy_mode=policy_mode(state),
             )
             if plan is None or not _take(plan, floor, now, store=store, cluster=cluster):
                 return  # kept: tried again next cycle

@@ -27,7 +27,7 @@ from starlette.routing import Route
 
 from healer.api.server import ServerThread, bind
 from healer.errors import ConfigError
-from healer.sim import discovery, openapi
+from healer.sim import crds, discovery, openapi
 from healer.sim.cluster import Cluster
 from healer.sim.exposition import render_metrics
 from healer.sim.kinds import PLAIN, Kind, lookup
@@ -40,7 +40,7 @@ from healer.sim.objects import (
 )
 from healer.sim.scenario import ApiFault
 from healer.sim.strategic import strip_directives
-from healer.sim.tables import table
+from healer.sim.tables import human_duration, table
 from healer.sim.watch import watch
 
 Handler = Callable[[Request], Awaitable[Response]]
@@ -155,18 +155,24 @@ async def _dispatch(cluster: Cluster, request: Request) -> Response:
         return JSONResponse(_version())
     if parts[:2] == ["openapi", "v3"] and request.method == "GET":
         if len(parts) == 2:
-            return JSONResponse(openapi.index())
+            index = openapi.index()
+            index["paths"].update(cluster.custom.openapi_index(openapi.paths_of))
+            return JSONResponse(index)
         group_version = openapi.path_group_version(parts[2:])
-        text = openapi.document(group_version) if group_version else None
+        text = None
+        if group_version:
+            custom = cluster.custom.openapi_document(group_version, openapi.paths_of)
+            text = custom or openapi.document(group_version)
         if text is None:
             raise _missing()
         return Response(text, media_type="application/json")
     if parts in (["api"], ["apis"]):
+        extra = cluster.custom.kinds()
         if discovery.wants_aggregated(accept):
-            body = discovery.aggregated(core=parts == ["api"])
+            body = discovery.aggregated(core=parts == ["api"], extra=extra)
             return JSONResponse(body, media_type=discovery.AGGREGATED_V2)
         core = parts == ["api"]
-        return JSONResponse(discovery.api_versions() if core else discovery.api_group_list())
+        return JSONResponse(discovery.api_versions() if core else discovery.api_group_list(extra))
     if parts[:1] == ["api"] and len(parts) >= 2:
         group_version, rest = parts[1], parts[2:]
     elif parts[:1] == ["apis"] and len(parts) >= 3:
@@ -174,14 +180,14 @@ async def _dispatch(cluster: Cluster, request: Request) -> Response:
     else:
         raise _missing()
     if not rest:
-        listing = discovery.api_resource_list(group_version)
+        listing = discovery.api_resource_list(group_version, cluster.custom.kinds())
         if not listing["resources"]:
             raise _missing()
         return JSONResponse(listing)
     namespace: str | None = None
     if rest[0] == "namespaces" and len(rest) >= 3:
         namespace, rest = rest[1], rest[2:]
-    kind = lookup(group_version, rest[0])
+    kind = cluster.custom.lookup(group_version, rest[0]) or lookup(group_version, rest[0])
     if not kind.namespaced:
         if namespace is not None:
             raise _missing()  # a Node is not found under a namespace
@@ -276,7 +282,10 @@ def _field_warnings(request: Request, kind: Kind, body: Any) -> list[str]:
         )
     if mode == "Ignore" or not isinstance(body, dict):
         return []  # a JSON patch names paths, not fields
-    unknown = openapi.unknown_fields(kind, body)
+    if isinstance(kind, crds.CustomKind):
+        unknown = crds.unknown_fields(kind, body)
+    else:
+        unknown = openapi.unknown_fields(kind, body)
     if unknown and mode == "Strict":
         raise ApiError(
             400,
@@ -304,6 +313,7 @@ def _as_table(request: Request, cluster: Cluster, kind: Kind, items: list[K8s]) 
         now=cluster.clock.now(),
         resource_version=cluster.store.resource_version,
         include_object=request.query_params.get("includeObject", "PartialObjectMetadata"),
+        printer=crds.printer(kind, human_duration) if isinstance(kind, crds.CustomKind) else None,
     )
     return JSONResponse(body, media_type=_TABLE_TYPE)
 
@@ -391,12 +401,14 @@ async def _item(
         if resource in _WORKLOADS:
             replaced = cluster.replace_workload(resource, namespace, name, body, dry_run=dry_run)
         else:
-            assert resource in PLAIN
+            assert resource in PLAIN or isinstance(kind, crds.CustomKind)
             replaced = cluster.replace_object(resource, namespace, name, body, dry_run=dry_run)
         return _warn(_json(request, replaced), warnings)
     if request.method == "PATCH":
         _allowed(kind, "patch")
         patch, content_type = await _patch_body(request)
+        if content_type == STRATEGIC_MERGE_PATCH and isinstance(kind, crds.CustomKind):
+            raise crds.no_strategic_merge()
         fields = strip_directives(patch) if content_type == STRATEGIC_MERGE_PATCH else patch
         warnings = _field_warnings(request, kind, fields)
         if resource in _WORKLOADS:
@@ -404,7 +416,7 @@ async def _item(
                 resource, namespace, name, patch, content_type, dry_run=dry_run
             )
         else:
-            assert resource in PLAIN
+            assert resource in PLAIN or isinstance(kind, crds.CustomKind)
             patched = cluster.patch_object(
                 resource, namespace, name, patch, content_type, dry_run=dry_run
             )

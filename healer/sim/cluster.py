@@ -55,7 +55,7 @@ from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 
-from healer.sim import controllers, daemonsets, deployments, nodes, statefulsets
+from healer.sim import controllers, crds, daemonsets, deployments, nodes, statefulsets
 from healer.sim.clock import VirtualClock
 from healer.sim.containers import Container
 from healer.sim.controllers import kubelet
@@ -72,7 +72,7 @@ from healer.sim.controllers.sampler import SIGNALS, PodStep, Sampler
 from healer.sim.controllers.scheduler import Scheduler
 from healer.sim.controllers.statefulset import StatefulSetController
 from healer.sim.disruption import check_eviction
-from healer.sim.kinds import BY_RESOURCE, INITIAL_STATUS, default_and_validate
+from healer.sim.kinds import BY_RESOURCE, INITIAL_STATUS, Kind, default_and_validate
 from healer.sim.objects import (
     ApiError,
     K8s,
@@ -169,6 +169,8 @@ class Cluster:
         ]
         """The controllers that react to a write through the API at once, in this order;
         a new kind's controller joins them here (they keep no state of their own)."""
+        self.custom = crds.CustomResources(self.store)
+        """The kinds the cluster's CustomResourceDefinitions serve (``crds``)."""
         self._quiet = 1  # > 0: writes get no reaction of their own (ticks, start-up)
         with self.lock:
             nodes.register(self.state)
@@ -287,7 +289,7 @@ class Cluster:
                 copy_json(o)
                 for o in self.store.list(resource, namespace)
                 if label_selector_matches(label_selector, o["metadata"].get("labels") or {})
-                and field_selector_matches(field_selector, o, BY_RESOURCE[resource].fields)
+                and field_selector_matches(field_selector, o, self.kind(resource).fields)
             ]
 
     def get_object(self, resource: str, namespace: str, name: str) -> K8s:
@@ -381,6 +383,8 @@ class Cluster:
                 raise ApiError(400, "BadRequest", "status must be an object")
             written = copy_json(current)
             written["status"] = copy_json(status)
+            if isinstance(kind := self.kind(resource), crds.CustomKind):
+                crds.admit(kind, written, creating=False)
             if dry_run:
                 return written
             current["status"] = written["status"]
@@ -398,8 +402,9 @@ class Cluster:
 
     @_reacts
     def create_object(self, resource: str, namespace: str, body: K8s, *, dry_run: bool) -> K8s:
-        """Create a plain object (HPA, PodDisruptionBudget, Lease) after defaults and checks."""
-        kind = BY_RESOURCE[resource]
+        """Create a plain object (HPA, PodDisruptionBudget, Lease, a custom resource)
+        after defaults and checks."""
+        kind = self.kind(resource)
         with self.lock:
             obj = copy_json(body)
             obj["apiVersion"], obj["kind"] = kind.group_version, kind.kind
@@ -414,7 +419,7 @@ class Cluster:
                 meta["name"] = str(meta["generateName"]) + self.state.suffix()
             for key in ("uid", "resourceVersion", "creationTimestamp", "generation"):
                 meta.pop(key, None)
-            default_and_validate(kind, obj)
+            self._admit(kind, obj, creating=True)
             if kind.namespaced:  # a Node may be created with its status, as a kubelet does
                 obj.pop("status", None)
             if resource in INITIAL_STATUS:
@@ -587,7 +592,7 @@ class Cluster:
 
     def _write_plain(self, resource: str, current: K8s, new: K8s, *, dry_run: bool) -> K8s:
         """Replace a plain object; identity fields and status are the server's, not the body's."""
-        kind = BY_RESOURCE[resource]
+        kind = self.kind(resource)
         meta = new.setdefault("metadata", {})
         if not isinstance(meta, dict):
             raise ApiError(400, "BadRequest", "metadata must be an object")
@@ -595,10 +600,10 @@ class Cluster:
             if key in current["metadata"]:  # a Node has no namespace
                 meta[key] = current["metadata"][key]
         new["apiVersion"], new["kind"] = kind.group_version, kind.kind
-        default_and_validate(kind, new)
         if "status" in current:
             new["status"] = copy_json(current["status"])
-        spec_changed = new.get("spec") != current.get("spec")
+        self._admit(kind, new, creating=False)
+        spec_changed = crds.content(new) != crds.content(current)
         if dry_run:
             if spec_changed:
                 meta["generation"] = current["metadata"]["generation"] + 1
@@ -620,3 +625,22 @@ class Cluster:
         new["spec"]["replicas"] = replicas
         written = self._write_workload(resource, current, new, dry_run=dry_run)
         return deployments.scale_of(written)
+
+    # ---- CustomResourceDefinitions (``healer.sim.crds``) ---------------------------------
+
+    def kind(self, resource: str) -> Kind:
+        """The built-in or custom kind stored under ``resource``."""
+        kind = BY_RESOURCE.get(resource) or self.custom.served.get(resource)
+        if kind is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return kind
+
+    def _admit(self, kind: Kind, obj: K8s, *, creating: bool) -> None:
+        """Defaults and checks of a plain object: its kind's rules, a CRD's, or the
+        schema its CRD gives."""
+        if isinstance(kind, crds.CustomKind):
+            crds.admit(kind, obj, creating=creating)
+        elif kind.resource == crds.RESOURCE:
+            crds.admit_crd(obj, self.custom.crd_serving)
+        else:
+            default_and_validate(kind, obj)

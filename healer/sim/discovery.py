@@ -9,6 +9,8 @@ documents: ``APIVersions`` at ``/api``, ``APIGroupList`` at ``/apis`` and one
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from healer.sim.kinds import GROUP_VERSIONS, KINDS, Kind
 from healer.sim.objects import K8s
 
@@ -25,16 +27,17 @@ def api_versions() -> K8s:
     return {"kind": "APIVersions", "versions": ["v1"], "serverAddressByClientCIDRs": []}
 
 
-def _groups() -> dict[str, list[str]]:
+def _groups(extra: Sequence[Kind] = ()) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
-    for gv in GROUP_VERSIONS:
+    for gv in dict.fromkeys((*GROUP_VERSIONS, *(k.group_version for k in extra))):
         if "/" in gv:
             group, version = gv.split("/")
             groups.setdefault(group, []).append(version)
     return groups
 
 
-def api_group_list() -> K8s:
+def api_group_list(extra: Sequence[Kind] = ()) -> K8s:
+    """``/apis``; ``extra``: the kinds CustomResourceDefinitions serve."""
     return {
         "kind": "APIGroupList",
         "apiVersion": "v1",
@@ -47,14 +50,14 @@ def api_group_list() -> K8s:
                     "version": versions[0],
                 },
             }
-            for group, versions in _groups().items()
+            for group, versions in _groups(extra).items()
         ],
     }
 
 
-def api_resource_list(group_version: str) -> K8s:
+def api_resource_list(group_version: str, extra: Sequence[Kind] = ()) -> K8s:
     resources: list[K8s] = []
-    for kind in (k for k in KINDS if k.group_version == group_version):
+    for kind in (k for k in (*KINDS, *extra) if k.group_version == group_version):
         resources.append(
             {
                 "name": kind.resource,
@@ -115,9 +118,9 @@ def _aggregated_resource(kind: Kind) -> K8s:
     return entry
 
 
-def aggregated(*, core: bool) -> K8s:
+def aggregated(*, core: bool, extra: Sequence[Kind] = ()) -> K8s:
     """The aggregated discovery document of ``/api`` (core) or ``/apis`` (named groups)."""
-    groups = {"": ["v1"]} if core else _groups()
+    groups = {"": ["v1"]} if core else _groups(extra)
     items = []
     for group, versions in groups.items():
         metadata: K8s = {"creationTimestamp": None}
@@ -131,7 +134,7 @@ def aggregated(*, core: bool) -> K8s:
                         "version": version,
                         "resources": [
                             _aggregated_resource(k)
-                            for k in KINDS
+                            for k in (*KINDS, *extra)
                             if k.group == group and k.version == version
                         ],
                         "freshness": "Current",

@@ -164,11 +164,36 @@ KINDS = (
         ("spec.unschedulable",),
         namespaced=False,
     ),
+    # ---- CustomResourceDefinitions: the kinds they define are served too (sim.crds).
+    Kind(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        _RW,
+        ("crd", "crds"),
+        (
+            Subresource(
+                "status",
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                ("get", "patch", "update"),
+            ),
+        ),
+        categories=("api-extensions",),
+        namespaced=False,
+    ),
 )
 
 BY_RESOURCE = {k.resource: k for k in KINDS}
 GROUP_VERSIONS = tuple(dict.fromkeys(k.group_version for k in KINDS))
-PLAIN = ("horizontalpodautoscalers", "poddisruptionbudgets", "leases", "nodes")
+PLAIN = (
+    "horizontalpodautoscalers",
+    "poddisruptionbudgets",
+    "leases",
+    "nodes",
+    "customresourcedefinitions",
+)
 """Kinds stored as written (after defaults and validation), with no controller of their own
 beyond status: the cluster's generic create, replace, patch and delete serve them."""
 

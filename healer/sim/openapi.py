@@ -37,6 +37,7 @@ _PRIMITIVES: dict[str, K8s] = {
     "bool": {"type": "boolean"},
     "datetime": {"type": "string", "format": "date-time"},
     "date": {"type": "string", "format": "date"},
+    "bytes": {"type": "string", "format": "byte"},  # a CRD's conversion webhook caBundle
     # IntOrString and free-form fields (maxSurge, quantities, raw extensions).
     "object": {"x-kubernetes-int-or-string": True},
 }
@@ -200,3 +201,8 @@ def _walk(spec: str, value: Any, path: str, found: list[str]) -> None:
             found.append(where)
         else:
             _walk(types[key], element, where, found)
+
+
+def paths_of(kind: Kind) -> dict[str, K8s]:
+    """The paths of ``kind`` (a custom one too), as its group-version's document has them."""
+    return _paths(kind)

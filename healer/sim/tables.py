@@ -341,10 +341,15 @@ def table(
     now: datetime,
     resource_version: str,
     include_object: str = "PartialObjectMetadata",
+    printer: tuple[list[Column], Cells, list[int]] | None = None,
 ) -> K8s:
-    """The Table a real API server answers for ``items`` of ``resource``."""
+    """The Table a real API server answers for ``items`` of ``resource``; ``printer``:
+    the columns, cells and column priorities of a custom kind (``crds.printer``)."""
     columns, cells = PRINTERS.get(resource, ([_NAME, ("Created At", "date", "")], _default))
     wide_from = len(columns) - WIDE.get(resource, 0)
+    priorities = [int(i >= wide_from) for i in range(len(columns))]
+    if printer is not None:
+        columns, cells, priorities = printer
     return {
         "kind": "Table",
         "apiVersion": "meta.k8s.io/v1",
@@ -355,7 +360,7 @@ def table(
                 "type": kind,
                 "format": fmt,
                 "description": "",
-                "priority": int(i >= wide_from),
+                "priority": priorities[i],
             }
             for i, (name, kind, fmt) in enumerate(columns)
         ],

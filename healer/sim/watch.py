@@ -24,6 +24,7 @@ from collections.abc import AsyncIterator, Callable
 from starlette.requests import Request
 from starlette.responses import StreamingResponse
 
+from healer.sim import crds
 from healer.sim.cluster import Cluster
 from healer.sim.kinds import Kind
 from healer.sim.objects import (
@@ -34,7 +35,7 @@ from healer.sim.objects import (
     field_selector_matches,
     label_selector_matches,
 )
-from healer.sim.tables import table
+from healer.sim.tables import human_duration, table
 
 # How often a watch looks for new writes, seconds: well under a scrape step.
 POLL_S = 0.05
@@ -77,6 +78,9 @@ def watch(
                 now=cluster.clock.now(),
                 resource_version=obj["metadata"].get("resourceVersion", ""),
                 include_object=params.get("includeObject", "PartialObjectMetadata"),
+                printer=crds.printer(kind, human_duration)
+                if isinstance(kind, crds.CustomKind)
+                else None,
             )
             if not first:
                 obj["columnDefinitions"] = []

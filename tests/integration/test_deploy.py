@@ -4,7 +4,8 @@
   (kubernetes-validate, strict: unknown fields are errors).
 * The RBAC rules are exactly the requests healer makes: the simulated API server
   records every request while the actuator takes each action (and its dry run) and the
-  elector acquires, renews and releases the Lease; each request maps to (API group,
+  elector acquires, renews and releases the Lease, and the policy watch lists, watches
+  and writes status; each request maps to (API group,
   resource, verb), and the rules must cover all of them and grant nothing else.
 * The rules grant what every action kind's module declares (``healer.actions``).
 * The playbooks ConfigMap carries the repository's playbooks/ files, unchanged.
@@ -30,10 +31,12 @@ from kubernetes import config as kube_config
 
 from healer.act.kube import KubeActuator
 from healer.act.lease import KubeLeases, server_version
+from healer.act.policy_api import KubePolicyApi
 from healer.actions import rbac_rules
 from healer.api.server import ServerThread, bind
 from healer.config import LeaderSettings
 from healer.leader import LeaderElector
+from healer.lifecycle import policy_watch
 from healer.sim.apiserver import create_api, write_kubeconfig
 from healer.sim.cluster import Cluster
 from healer.sim.scenario import load_scenario
@@ -133,6 +136,8 @@ def test_every_manifest_validates_against_the_kubernetes_schemas(
         "ClusterRoleBinding/healer",
         "ConfigMap/healer-config",
         "ConfigMap/healer-playbooks",
+        "CustomResourceDefinition/clusterhealingpolicies.healer.io",
+        "CustomResourceDefinition/healingpolicies.healer.io",
         "Deployment/healer",
         "Namespace/healer",
         "Role/healer-leader-election",
@@ -205,12 +210,14 @@ class Recorder:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            self.requests.append((scope["method"], scope["path"]))
+            watching = b"watch=" in scope.get("query_string", b"")
+            self.requests.append((scope["method"], scope["path"] + ("?watch" if watching else "")))
         await self.app(scope, receive, send)
 
 
 def rbac_request(method: str, path: str) -> tuple[str, str, str] | None:
     """(apiGroup, resource[/subresource], verb) of a request; None for non-resource URLs."""
+    path, watching = path.removesuffix("?watch"), path.endswith("?watch")
     parts = [p for p in path.split("/") if p]
     if parts[:1] == ["api"] and len(parts) > 2:
         group, rest = "", parts[2:]
@@ -223,7 +230,7 @@ def rbac_request(method: str, path: str) -> tuple[str, str, str] | None:
     resource = rest[0] + (f"/{rest[2]}" if len(rest) > 2 else "")
     named = len(rest) > 1
     verb = {
-        "GET": "get" if named else "list",
+        "GET": "get" if named else "watch" if watching else "list",
         "POST": "create",
         "PUT": "update",
         "PATCH": "patch",
@@ -400,6 +407,25 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
     assert elector.tick(NOW + timedelta(seconds=2))
     assert elector.confirm(NOW + timedelta(seconds=3)) is None
     assert elector.release(NOW + timedelta(seconds=4))
+    exercise_policies(api, cluster)
+
+
+def exercise_policies(api: Any, cluster: Cluster) -> None:
+    """The policy watch: each kind listed and watched, each status written (with the
+    workloads listed to count the matches)."""
+    for crd in sorted((DEPLOY / "crds").glob("*.yaml")):
+        cluster.create_object(
+            "customresourcedefinitions", "", yaml.safe_load(crd.read_text()), dry_run=False
+        )
+    policies = KubePolicyApi(api)
+    book = policy_watch.PolicyBook()
+    for plural, namespace in (("healingpolicies", "shop"), ("clusterhealingpolicies", "")):
+        body = {"metadata": {"name": "p"}, "spec": {"mode": "approval"}}
+        cluster.create_object(plural, namespace, body, dry_run=False)
+        items, version = policies.list_all(plural)
+        book.replace_all(plural, items)
+        assert list(policies.watch(plural, version, timeout_s=0)) == []
+    assert policy_watch.write_statuses(policies, book, now=NOW) == 2
 
 
 # Granted although no request above makes them. Each is in the permission set agreed
@@ -408,7 +434,6 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
 RESERVED = {
     ("apps", "deployments/scale", "get"): "kubectl scale's read of the scale",
     ("apps", "deployments/scale", "update"): "kubectl scale's replace of the scale",
-    ("apps", "deployments", "list"): "listing the workloads of a namespace",
 }
 
 

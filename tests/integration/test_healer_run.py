@@ -238,3 +238,52 @@ def test_three_daemons_with_prometheus_down_start_one_leads_and_hands_over(
             if d.popen.poll() is None:
                 d.popen.kill()
                 d.popen.wait()
+
+
+def test_a_daemon_runs_on_settings_until_the_policy_crds_come_then_writes_their_status(
+    sim: tuple[Process, Path, str], tmp_path: Path
+) -> None:
+    """Without the CRDs it says so once per kind and keeps looking; once they are
+    applied, the leader lists the policies and writes their status."""
+    import yaml
+
+    _, kubeconfig, _ = sim
+    unreachable = f"http://127.0.0.1:{_free_port()}"
+    settings = daemon_settings(
+        tmp_path, unreachable, daemon={"interval_s": 2}, policies={"missing_retry_s": 1}
+    )
+    [daemon] = start_daemons(1, tmp_path, kubeconfig, settings)
+    api = kube_config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+
+        def said(event: str) -> list[dict[str, Any]]:
+            daemon.check_running()
+            return [x for x in daemon.logs() if x.get("event") == event]
+
+        wait_for("the CRDs found missing", lambda: len(said("policies_not_installed")) == 2, 60)
+        crds = client.ApiextensionsV1Api(api)
+        for path in sorted((Path(__file__).parents[2] / "deploy" / "crds").glob("*.yaml")):
+            crds.create_custom_resource_definition(yaml.safe_load(path.read_text()))
+        body = {
+            "apiVersion": "healer.io/v1alpha1",
+            "kind": "HealingPolicy",
+            "metadata": {"name": "cautious", "namespace": "shop"},
+            "spec": {"mode": "approval"},
+        }
+        custom = client.CustomObjectsApi(api)
+        custom.create_namespaced_custom_object(
+            "healer.io", "v1alpha1", "shop", "healingpolicies", body
+        )
+
+        def status() -> dict[str, Any] | None:
+            got = custom.get_namespaced_custom_object(
+                "healer.io", "v1alpha1", "shop", "healingpolicies", "cautious"
+            )
+            return got.get("status")
+
+        written = wait_for("the policy's status", status, 60)
+        assert written["matchedWorkloads"] == 2  # cart and checkout
+        assert len(said("policies_not_installed")) == 2  # said once per kind, not per look
+    finally:
+        api.close()
+        daemon.terminate()

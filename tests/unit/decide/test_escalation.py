@@ -5,6 +5,7 @@ queue that keeps delivery out of the cycle."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from datetime import UTC, datetime
 
 import httpx
@@ -89,3 +90,33 @@ def test_the_queue_never_waits_and_counts_what_it_drops() -> None:
     release.set()
     queue.close()
     assert len(delivered) == 3 and queue.undelivered == 3
+
+
+def test_a_named_route_gets_only_the_pages_policies_route_to_it() -> None:
+    sent: list[str] = []
+    settings = EscalationSettings(
+        webhook_urls=("http://hooks.example/all",),
+        routes=(
+            {"name": "shop-oncall", "url": "http://hooks.example/shop", "format": "slack"},
+            {"name": "blog-oncall", "url": "http://hooks.example/blog"},
+        ),
+    )
+    transport = httpx.MockTransport(lambda r: sent.append(str(r.url)) or httpx.Response(200))
+    notifier = WebhookNotifier(settings, transport=transport)
+    assert notifier.notify(ESCALATION) == []
+    assert sent == ["http://hooks.example/all"]
+    sent.clear()
+    routed = replace(ESCALATION, receivers=("shop-oncall", "nobody"))
+    assert notifier.notify(routed) == []
+    notifier.close()
+    assert sent == ["http://hooks.example/all", "http://hooks.example/shop"]
+
+
+def test_a_route_is_checked_as_the_other_receivers_are() -> None:
+    with pytest.raises(ConfigError, match=r"^setting escalation.routes\[0\]: shop: .*169"):
+        load_settings(
+            None, escalation={"routes": [{"name": "shop", "url": "http://169.254.169.254/"}]}
+        )
+    twice = [{"name": "a", "url": "http://hooks.example/1"}] * 2
+    with pytest.raises(ConfigError, match="names must be unique"):
+        load_settings(None, escalation={"routes": twice})

@@ -88,6 +88,16 @@ def test_not_handed_back_early_climbing_opted_out_or_cautious() -> None:
     assert not due(raised(annotations={"healer.io/enabled": "false"})[1])
     assert not due(raised(annotations={"healer.io/mode": "approval"})[1])
     assert due(current)
+    held = hand_back(
+        floor,
+        current,
+        now=later,
+        hold_s=HOUR_S,
+        climbing=False,
+        guards=AUTO,
+        policy_mode=Mode.APPROVAL,  # a HealingPolicy asks for approval
+    )
+    assert held is None
 
 
 def test_a_floor_changed_since_is_not_ours() -> None:
