@@ -215,6 +215,10 @@ class Healer:
     nodes: NodeWatch | None = None
     """The node watch (``lifecycle.node_watch``): on when ``nodes.enabled``, the source
     reads nodes and the actuator lists their pods; what it kept is loaded on resume."""
+    scope: Callable[[str], bool] | None = None
+    """Whether this daemon handles a namespace's workloads now (a shard replica, see
+    ``healer.sharding``; cluster-scoped objects have the empty namespace); None: all.
+    Incidents, approvals and alerts of other namespaces are left to their shard."""
 
     def __post_init__(self) -> None:
         if self.diagnose is None:
@@ -253,6 +257,8 @@ class Healer:
         for incident in self.store.unresolved():
             if incident.workload.kind == TargetKind.NODE.value:
                 continue  # the node watch's, picked up from what it kept
+            if not self._owns(incident.workload.namespace):
+                continue  # another shard's
             self.tracked[incident.workload] = resumed(incident)
             self._resume_alerts(incident.id, incident.workload)
         self._resume_held()
@@ -271,7 +277,11 @@ class Healer:
         """Watch again the workloads the anomaly brake held before the restart."""
         stable_s = self.settings.daemon.verify_stable_s
         for track in self.brake.resume(self.store, set(self.tracked), stable_s=stable_s):
-            self.tracked[track.workload] = track
+            if self._owns(track.workload.namespace):
+                self.tracked[track.workload] = track
+
+    def _owns(self, namespace: str) -> bool:
+        return self.scope is None or self.scope(namespace)
 
     def cycle(self, now: datetime) -> Detection | None:
         """Run the loop once at simulated or real time ``now``; times it (wall clock)."""
@@ -297,7 +307,11 @@ class Healer:
         self.brake.take(detection, self.tracked, self.settings)
         self._watch_nodes(now, frozenset(findings))  # first: what fails on a bad node is its
         self.vitals.incident_errors += approvals.take_approved(
-            store=self.store, playbooks=self.playbooks, cycle=_Acting(self, reading), now=now
+            store=self.store,
+            playbooks=self.playbooks,
+            cycle=_Acting(self, reading),
+            now=now,
+            owns=self._owns,
         )
         for tracked in list(self.tracked.values()):
             self._guarded(tracked.workload, self._progress, tracked, reading)
@@ -358,7 +372,7 @@ class Healer:
     def _watch_nodes(self, now: datetime, anomalous: frozenset[WorkloadRef]) -> None:
         """One step of the node watch; its trouble is logged and never stops the cycle."""
         edges = self._node_edges()
-        if self.nodes is None or edges is None:
+        if self.nodes is None or edges is None or not self._owns(""):
             return
         source, cluster = edges
         deps = NodeDeps(
@@ -713,6 +727,8 @@ class Healer:
         if self.alerts is None:
             return
         for pending in self.alerts.pending_alerts():
+            if not self._owns(alert_watch.namespace_of(pending.alert)):
+                continue  # left pending for the shard of its namespace
             workload = pending.alert.workload or alert_watch.NOBODY
             self._guarded(workload, self._take_alert, pending.id, pending.alert, reading)
 

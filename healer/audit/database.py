@@ -59,8 +59,12 @@ class Database:
     as the ``actor`` of every step recorded for the daemon.
     """
 
-    def __init__(self, url: str, *, identity: str | None = None) -> None:
+    def __init__(self, url: str, *, identity: str | None = None, cluster: str = "default") -> None:
         self.identity = identity or default_identity()
+        self.cluster = cluster
+        """``cluster.name``: written on the incidents, actions and alerts recorded here;
+        the daemon's reads (unresolved incidents, the action budget, approvals, alerts,
+        kept state) see this cluster's rows only, people's reads see every cluster's."""
         try:
             self._engine = _create_engine(url)
             # Take SQLite's write lock first: two processes opening one new file at once

@@ -148,7 +148,9 @@ class SqlReviewQueue(Database):
 
     def approved_actions(self) -> list[ActionView]:
         """Approved actions not yet taken, oldest first: the daemon's work from people."""
-        query = select(ActionRow).where(ActionRow.status == ActionStatus.APPROVED)
+        query = select(ActionRow).where(
+            ActionRow.status == ActionStatus.APPROVED, ActionRow.cluster == self.cluster
+        )
         with self._read("read approved actions") as session:
             return [views.action_view(a) for a in session.scalars(query.order_by(ActionRow.id))]
 
