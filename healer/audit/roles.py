@@ -176,6 +176,7 @@ class ReviewQueue(Protocol):
         until: datetime | None = None,
         limit: int = 50,
         before_id: int | None = None,
+        cluster: str | None = None,
     ) -> list[IncidentSummary]: ...
 
     def list_incident_rows(
@@ -189,6 +190,7 @@ class ReviewQueue(Protocol):
         until: datetime | None = None,
         limit: int = 50,
         before_id: int | None = None,
+        cluster: str | None = None,
     ) -> list[SummaryRow]:
         """``list_incidents`` as flat rows, cheaper to make: the API's list pages."""
         ...

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, NamedTuple, TypeVar
 
@@ -70,6 +70,8 @@ class IncidentSummary:
     outcome: OutcomeKind | None
     last_seen: datetime
     """Time of the latest finding."""
+    cluster: str = "default"
+    """``cluster.name`` of the healer that recorded it."""
 
 
 class SummaryRow(NamedTuple):
@@ -91,6 +93,7 @@ class SummaryRow(NamedTuple):
     action_status: ActionStatus | None
     outcome: OutcomeKind | None
     last_seen: datetime
+    cluster: str = "default"
 
 
 @dataclass(frozen=True)
@@ -201,6 +204,7 @@ SUMMARY_COLUMNS = tuple(
         IncidentRow.action_status,
         IncidentRow.outcome,
         IncidentRow.last_seen,
+        IncidentRow.cluster,
     )
 )
 """The columns of an ``IncidentSummary``, in its order: a listing selects these, not
@@ -247,6 +251,7 @@ def summary_rows(rows: Iterable[Sequence[Any]]) -> list[SummaryRow]:
             None if action_status is None else _ACTION_STATUSES[action_status],
             None if outcome is None else _OUTCOMES[outcome],
             stored_utc(last_seen),
+            cluster,
         )
         for (
             id_,
@@ -263,6 +268,7 @@ def summary_rows(rows: Iterable[Sequence[Any]]) -> list[SummaryRow]:
             action_status,
             outcome,
             last_seen,
+            cluster,
         ) in rows
     ]
 
@@ -282,6 +288,7 @@ def summaries(rows: Iterable[SummaryRow]) -> list[IncidentSummary]:
             action_status=r.action_status,
             outcome=r.outcome,
             last_seen=r.last_seen,
+            cluster=r.cluster,
         )
         for r in rows
     ]
@@ -337,6 +344,7 @@ def summary(row: IncidentRow) -> IncidentSummary:
         action_status=row.action_status,
         outcome=row.outcome,
         last_seen=row.last_seen,
+        cluster=row.cluster,
     )
 
 
@@ -511,6 +519,9 @@ class Tally:
     """Median seconds from the anomaly's onset to the finding, by cause."""
     heal_s: Mapping[Cause | None, float]
     """Median seconds from the onset to the healed outcome, by cause."""
+    clusters: Mapping[str, Mapping[OutcomeKind | None, int]] = field(default_factory=dict)
+    """Incidents by cluster and outcome (None: not over), for a store shared by the
+    healers of several clusters."""
 
     @property
     def total(self) -> int:
