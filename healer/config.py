@@ -381,6 +381,9 @@ class ClusterSettings(_Section):
 class StoreSettings(_Section):
     url: str = "sqlite:///healer.db"
     """SQLAlchemy URL of the audit store."""
+    unavailable_s: float = Field(default=60.0, gt=0)
+    """How long a read or write waits for a database server that does not answer (a
+    PostgreSQL restart) before it fails; the cycle waits with it, then carries on."""
 
 
 class ApiToken(_Section):

@@ -48,6 +48,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol, assert_never
@@ -56,7 +57,7 @@ import structlog
 
 from healer import decide
 from healer.act.silences import AlertmanagerSilences, SilenceKeeper
-from healer.audit.roles import AlertInbox, DaemonStore, OptOuts, SilenceLog
+from healer.audit.roles import ActingLock, AlertInbox, DaemonStore, OptOuts, SilenceLog
 from healer.collect.source import MetricsSource, PodSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook
@@ -615,6 +616,23 @@ class Healer:
         state: WorkloadState,
         reading: Reading,
         chain_to: Playbook | None = None,
+    ) -> None:
+        with self._acting():
+            self._plan_and_act_now(track, diagnosis, finding, state, reading, chain_to)
+
+    def _acting(self) -> AbstractContextManager[object]:
+        """The cluster's acting lock when the store has one (``audit.acting``): shards
+        plan on the shared budget and act one at a time."""
+        return self.store.acting() if isinstance(self.store, ActingLock) else nullcontext()
+
+    def _plan_and_act_now(
+        self,
+        track: Track,
+        diagnosis: Diagnosis,
+        finding: Finding,
+        state: WorkloadState,
+        reading: Reading,
+        chain_to: Playbook | None,
     ) -> None:
         now = reading.now
         size, onset = self.brake.event(finding, self.settings, live=chain_to is not None)

@@ -259,7 +259,7 @@ def start(
     identity = settings.leader.identity or default_identity()
     sock = bind(settings.api.host, settings.api.port) if serve_api else None
     try:
-        store = _open_store(settings.store.url, identity=identity, cluster=settings.cluster.name)
+        store = _open_store(settings, identity=identity)
     except BaseException:
         if sock is not None:
             sock.close()
@@ -318,10 +318,16 @@ all): replicas starting together on one SQLite file find it locked for a moment,
 database server may still be starting. Then start-up fails, naming store.url."""
 
 
-def _open_store(url: str, *, identity: str, cluster: str = "default") -> AuditStore:
+def _open_store(settings: Settings, *, identity: str) -> AuditStore:
+    url = settings.store.url
     for attempt in range(STORE_OPEN_ATTEMPTS):
         try:
-            return AuditStore(url, identity=identity, cluster=cluster)
+            return AuditStore(
+                url,
+                identity=identity,
+                cluster=settings.cluster.name,
+                unavailable_s=settings.store.unavailable_s,
+            )
         except StoreError as exc:
             if attempt == STORE_OPEN_ATTEMPTS - 1:
                 raise StoreError(f"setting store.url: {exc}") from exc

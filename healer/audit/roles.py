@@ -38,6 +38,7 @@ Decisions:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -78,6 +79,7 @@ from healer.types import (
 )
 
 __all__ = [
+    "ActingLock",
     "AlertInbox",
     "Attention",
     "DaemonLog",
@@ -146,6 +148,14 @@ class DaemonState(Protocol):
         settled on ``outcome``, if given), newest first: a restarted daemon reads these
         to hold again the workloads the anomaly brake held."""
         ...
+
+
+@runtime_checkable
+class ActingLock(Protocol):
+    """One action at a time per cluster across replicas (``audit.acting``): the shards'
+    planning on the shared action budget and their actions take turns."""
+
+    def acting(self) -> AbstractContextManager[None]: ...
 
 
 class DaemonStore(DaemonLog, DaemonState, Protocol):
