@@ -212,3 +212,29 @@ def test_postgresql_restarted_during_a_cycle_loses_nothing_and_the_cycle_carries
     restarts = [a for a in site.store.actions() if a.workload == ORDERS]
     assert [a.status for a in restarts] == [ActionStatus.SUCCEEDED]  # never taken twice
     assert site.healer.vitals.cycle_failures == 0
+
+
+def test_the_acting_lock_lets_one_replica_of_a_cluster_act_at_a_time(server: LocalServer) -> None:
+    """Shards of one cluster plan on one budget: their planning and acting take turns
+    (an advisory lock); another cluster's healer is never held up by them."""
+    first, second, other = (
+        AuditStore(server.url, cluster=name) for name in ("east", "east", "west")
+    )
+    entered = threading.Event()
+
+    def take() -> None:
+        with second.acting():
+            entered.set()
+
+    try:
+        waiting = threading.Thread(target=take)
+        with first.acting():
+            waiting.start()
+            assert not entered.wait(1.0), "two replicas of east acted at once"
+            with other.acting():  # west's lock is another key
+                pass
+        assert entered.wait(30)
+        waiting.join()
+    finally:
+        for store in (first, second, other):
+            store.close()
