@@ -223,7 +223,15 @@ def main() -> None:
         "description": "a cluster for its Lease API",
         "start": "2026-03-02T12:00:00Z",
         "step_s": 15,
-        "workloads": [{"name": "idle", "namespace": "default", "replicas": 1, "image": "i:1"}],
+        "workloads": [
+            {
+                "name": "idle",
+                "namespace": "default",
+                "replicas": 1,
+                "image": "i:1",
+                "traffic": {"base_rps": 1},
+            }
+        ],
     }
     (workdir / "scenario.yaml").write_text(yaml.safe_dump(scenario))
     sim = healer(

@@ -32,7 +32,7 @@ import numpy as np
 import structlog
 
 from healer.collect.pod_queries import namespaces_regex
-from healer.collect.prometheus import PrometheusSource, RangeClient
+from healer.collect.prometheus import PrometheusSource, RangeClient, RangeResult
 from healer.collect.signals import RECORDS
 from healer.types import Frame, NodeState, PodFrame, WorkloadRef
 
@@ -172,7 +172,9 @@ class ScopedSource:
 
     @property
     def client(self) -> RangeClient:
-        return self.inner.client
+        """The inner client, restricted to the namespaces owned when it is first asked
+        (warming the detector reads history through it: a shard's only)."""
+        return ScopedClient(self.inner.client, owns=self.owns, recorded=self._recorded)
 
     def reset(self) -> None:
         self.inner.reset()
@@ -205,3 +207,30 @@ class ScopedSource:
 
     def nodes(self, *, until: datetime) -> tuple[NodeState, ...]:
         return self.inner.nodes(until=until)
+
+
+class ScopedClient:
+    """A ``RangeClient`` whose every query is restricted to the owned namespaces.
+
+    Which namespaces exist is asked once, over the first query's range, and kept: a
+    client lives for one task (warming the detector from history). Owning none, every
+    answer is empty and nothing else is asked.
+    """
+
+    def __init__(self, inner: RangeClient, *, owns: Callable[[str], bool], recorded: bool) -> None:
+        self.inner = inner
+        self.url = inner.url
+        self.owns = owns
+        self.recorded = recorded
+        self._namespaces: frozenset[str] | None = None
+
+    def query_range(self, promql: str, *, start_s: int, end_s: int, step_s: int) -> RangeResult:
+        if self._namespaces is None:
+            query = NAMESPACES_RECORDED if self.recorded else NAMESPACES
+            found = self.inner.query_range(query, start_s=start_s, end_s=end_s, step_s=step_s)
+            names = {series["metric"].get("namespace", "") for series in found.series}
+            self._namespaces = frozenset(ns for ns in names if ns and self.owns(ns))
+        if not self._namespaces:
+            return RangeResult(series=[])
+        scoped = restrict(promql, self._namespaces)
+        return self.inner.query_range(scoped, start_s=start_s, end_s=end_s, step_s=step_s)

@@ -112,3 +112,16 @@ def test_with_recording_rules_the_namespaces_come_from_the_recorded_series() -> 
     )
     source.fetch(until=UNTIL, window_s=60)
     assert client.calls[0].startswith("group by (namespace) (namespace_deployment:")
+
+
+def test_warming_reads_history_through_a_client_restricted_to_the_owned_namespaces() -> None:
+    client = Client(["shop", "web", "billing"])
+    source = scoped(client, {"web"})
+    warm_client = source.client
+    answer = warm_client.query_range("cpu_ratio", start_s=0, end_s=3600, step_s=60)
+    assert {s["metric"]["namespace"] for s in answer.series} == {"web"}
+    assert client.calls == [NAMESPACES, 'cpu_ratio{namespace=~"web"}']
+    warm_client.query_range("mem_ratio", start_s=0, end_s=3600, step_s=60)
+    assert client.calls[-1] == 'mem_ratio{namespace=~"web"}'  # namespaces asked once
+    nothing = scoped(Client(["shop"]), set()).client
+    assert nothing.query_range("cpu_ratio", start_s=0, end_s=60, step_s=60).series == []
