@@ -77,6 +77,7 @@ from healer.diagnose.features import FEATURES, features
 from healer.diagnose.learned import Diagnose, LearnedDiagnoser, diagnoser
 from healer.errors import CollectError, HealerError, PermanentActionError, StoreError
 from healer.lifecycle import alert_watch, approvals, surge_watch, verification
+from healer.lifecycle.brake_share import BrakeShare
 from healer.lifecycle.brake_watch import BrakeWatch
 from healer.lifecycle.hpa_floors import FloorKeeper
 from healer.lifecycle.node_watch import NodeCluster, NodeDeps, NodeSource, NodeWatch
@@ -216,6 +217,9 @@ class Healer:
     nodes: NodeWatch | None = None
     """The node watch (``lifecycle.node_watch``): on when ``nodes.enabled``, the source
     reads nodes and the actuator lists their pods; what it kept is loaded on resume."""
+    brake_share: BrakeShare | None = None
+    """With shards: the anomaly brake's counts exchanged with the other replicas through
+    the store (``lifecycle.brake_share``), so the brake judges the whole cluster."""
     scope: Callable[[str], bool] | None = None
     """Whether this daemon handles a namespace's workloads now (a shard replica, see
     ``healer.sharding``; cluster-scoped objects have the empty namespace); None: all.
@@ -281,6 +285,22 @@ class Healer:
             if self._owns(track.workload.namespace):
                 self.tracked[track.workload] = track
 
+    def _share_brake(self, watched: int, now: datetime) -> None:
+        """Exchange the brake's counts with the other shards; a store error is logged
+        and the brake judges this shard's share alone this cycle."""
+        if self.brake_share is None:
+            return
+        try:
+            self.brake_share.exchange(self.brake, watched=watched, now=now)
+        except StoreError as exc:
+            self.brake_share.peer_watched = 0
+            log.warning("brake_share_failed", error=str(exc))
+
+    def _watched(self, detection: Detection) -> int:
+        """Workloads the brake's share is of: this shard's, and the others' it read."""
+        peers = self.brake_share.peer_watched if self.brake_share is not None else 0
+        return len(detection.workloads) + peers
+
     def _owns(self, namespace: str) -> bool:
         return self.scope is None or self.scope(namespace)
 
@@ -306,6 +326,7 @@ class Healer:
         reading = Reading(now, frame, detection, self._outliers(findings, now))
         self.vitals.read(now, len(findings))
         self.brake.take(detection, self.tracked, self.settings)
+        self._share_brake(len(detection.workloads), now)
         self._watch_nodes(now, frozenset(findings))  # first: what fails on a bad node is its
         self.vitals.incident_errors += approvals.take_approved(
             store=self.store,
@@ -663,7 +684,7 @@ class Healer:
         """No playbook handles the diagnosis: escalated, or held by the anomaly brake
         when the workload is part of a mass event all the same."""
         now = reading.now
-        held = brake(size, len(reading.detection.workloads), self.settings.guards)
+        held = brake(size, self._watched(reading.detection), self.settings.guards)
         if not held.passed:
             outcome = Outcome(OutcomeKind.ESCALATED, f"held by anomaly_brake: {held.detail}", now)
             return Settled(outcome, notify=self.brake.hold(finding.workload, onset, self.settings))
@@ -718,7 +739,7 @@ class Healer:
             guards=self.settings.guards,
             history=history,
             anomalous_workloads=anomalous,
-            watched_workloads=len(reading.detection.workloads),
+            watched_workloads=self._watched(reading.detection),
             now=reading.now,
             chain_to=chain_to,
             demand=surge_watch.overload_demand(

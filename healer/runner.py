@@ -55,6 +55,7 @@ from healer.detect.combined import build_detector
 from healer.detect.warm import WarmReport
 from healer.errors import ActionError, ConfigError, StoreError
 from healer.leader import LeaderElector, LeaderOnlyActuator, default_identity, run_elector
+from healer.lifecycle.brake_share import BrakeShare
 from healer.sharding import (
     ShardClaims,
     ShardOnlyActuator,
@@ -285,6 +286,9 @@ def start(
         report=report,
     )
     healer.scope = scope
+    if scope is not None:
+        fresh_s = 3 * settings.daemon.interval_s  # three missed cycles: that replica stopped
+        healer.brake_share = BrakeShare(store, identity, fresh_s=fresh_s)
     daemon = Daemon(
         settings, healer, store, source, identity, elector, clock=clock, playbooks=len(playbooks)
     )

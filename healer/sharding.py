@@ -29,8 +29,10 @@ Decisions:
   (``check_shard_count``), since two counts would give one namespace two owners.
 - Cluster-wide guards stay cluster-wide: every replica plans on the action history of
   the shared store, for the whole cluster (``cluster.name``), and plans and takes an
-  action under the store's acting lock (``audit.locks``), so two shards cannot both
-  spend the last action of the budget.
+  action under the store's acting lock (``audit.acting``), so two shards cannot both
+  spend the last action of the budget; the anomaly brake adds the other replicas'
+  anomalous and watched workloads, exchanged through the store every cycle
+  (``lifecycle.brake_share``), to its own.
 """
 
 from __future__ import annotations

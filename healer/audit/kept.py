@@ -70,6 +70,17 @@ class SqlDaemonState(Database):
             rows = session.scalars(query.order_by(IncidentRow.id.desc())).all()
             return [views.rebuild(row, views.steps_of(session, row.id)) for row in rows]
 
+    def load_states(self, prefix: str) -> dict[str, tuple[JsonObject, datetime]]:
+        """Every kept value whose key starts with ``prefix``, with when it was saved
+        (the shards' shares of the anomaly brake, ``lifecycle.brake_share``)."""
+        stored = self._state_key(prefix)
+        start = len(stored) - len(prefix)
+        query = select(GuardStateRow).where(GuardStateRow.key.startswith(stored, autoescape=True))
+        with self._read(f"read states {prefix}*") as session:
+            return {
+                row.key[start:]: (dict(row.value), row.updated) for row in session.scalars(query)
+            }
+
     def _state_key(self, key: str) -> str:
         """Kept values are per cluster; the default cluster's keep their old names."""
         return key if self.cluster == "default" else f"{self.cluster}/{key}"
