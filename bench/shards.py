@@ -100,6 +100,8 @@ class FrameServer:
     def __init__(self, workloads: Workloads) -> None:
         self.workloads = workloads
         self.requests = 0
+        self.abandoned = 0
+        """Answers the asking shard no longer waited for."""
         handler = self._handler()
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
@@ -153,11 +155,14 @@ class FrameServer:
                 body = orjson.dumps(
                     {"status": "success", "data": {"resultType": "matrix", "result": result}}
                 )
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                try:
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                except (BrokenPipeError, ConnectionResetError):
+                    server.abandoned += 1  # the shard gave up waiting (prometheus.timeout_s)
 
             def log_message(self, format: str, *args: object) -> None:
                 pass
@@ -259,7 +264,15 @@ def main() -> None:
                 "port": 0,
                 "tokens": [{"name": "bench", "role": "viewer", "sha256": hash_token(TOKEN)}],
             },
-            "prometheus": {"url": frames.url, "recording_rules": True, "step_s": 30},
+            # One Python process serves every shard's frames here, slower than a
+            # Prometheus: the shards wait for it rather than ask again.
+            "prometheus": {
+                "url": frames.url,
+                "recording_rules": True,
+                "step_s": 30,
+                "timeout_s": 120,
+                "retries": 0,
+            },
             "daemon": {"interval_s": args.interval, "window_s": 600},
             "detector": {"warm_s": 0},
             "nodes": {"enabled": False},
@@ -335,7 +348,8 @@ def main() -> None:
         cycled_s = time.monotonic() - killed
         print(
             f"SIGKILL of {victim}: shard {lost} held by {successor} after {held_s:.1f} s, "
-            f"cycled on after {cycled_s:.1f} s (frame server answered {frames.requests} queries)"
+            f"cycled on after {cycled_s:.1f} s (frame server: {frames.requests} queries, "
+            f"{frames.abandoned} given up on)"
         )
     finally:
         for process in [*processes.values(), sim]:
