@@ -12,7 +12,7 @@ import sys
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -62,6 +62,10 @@ def run(
         str | None, typer.Option(help="Prometheus base URL; default prometheus.url.")
     ] = None,
     once: Annotated[bool, typer.Option(help="Run one cycle and exit.")] = False,
+    shards: Annotated[
+        int | None,
+        typer.Option(min=0, help="Shard Leases to spread workloads over; default sharding.shards."),
+    ] = None,
 ) -> None:
     """Run the loop against a real cluster: its Kubernetes API and a Prometheus server.
 
@@ -75,7 +79,9 @@ def run(
     from healer.runner import start
 
     cluster = {k: v for k, v in (("kubeconfig", kubeconfig), ("context", context)) if v}
-    given = {"prometheus": {"url": prometheus}} if prometheus else {}
+    given: dict[str, Any] = {"prometheus": {"url": prometheus}} if prometheus else {}
+    if shards is not None:
+        given["sharding"] = {"shards": shards}
     if config is not None and not config.is_file():
         raise ConfigError(f"--config {config}: no such settings file")
     settings = load_settings(config, cluster=cluster, **given)

@@ -215,6 +215,15 @@ class LeaderSettings(_Section):
         return self
 
 
+class ShardingSettings(_Section):
+    shards: int = Field(default=0, ge=0, le=256)
+    """Spread the workloads over this many shards, each claimed by one replica through a
+    Lease ``<leader.name>-shard-<i>`` (``leader`` timings and namespace); a namespace
+    belongs to shard ``sha1(namespace) mod shards``. 0: no sharding, one leader acts on
+    everything. Every replica of a cluster must use the same count: a replica that finds
+    a live shard Lease recording another count refuses to start."""
+
+
 DENIED_NETWORKS: tuple[IPv4Network | IPv6Network, ...] = tuple(
     ip_network(net)
     for net in (
@@ -391,11 +400,21 @@ class ClusterSettings(_Section):
     """Path of a kubeconfig; none means in-cluster configuration, then ``~/.kube/config``."""
     context: str | None = None
     """Context of the kubeconfig to use; none means its current context."""
+    name: str = Field(
+        default="default", min_length=1, max_length=30, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$"
+    )
+    """This cluster's name (a DNS label of at most 30 characters, since the daemon's kept
+    values are stored under ``<name>/<key>``) on every incident and action it records, so that
+    the healers of several clusters can share one store and the API and review page
+    filter by cluster."""
 
 
 class StoreSettings(_Section):
     url: str = "sqlite:///healer.db"
     """SQLAlchemy URL of the audit store."""
+    unavailable_s: float = Field(default=60.0, gt=0)
+    """How long a read or write waits for a database server that does not answer (a
+    PostgreSQL restart) before it fails; the cycle waits with it, then carries on."""
 
 
 class ApiToken(_Section):
@@ -632,6 +651,7 @@ class Settings(BaseSettings):
     alertmanager: AlertmanagerSettings = AlertmanagerSettings()
     prometheus: PrometheusSettings = PrometheusSettings()
     leader: LeaderSettings = LeaderSettings()
+    sharding: ShardingSettings = ShardingSettings()
     nodes: NodeSettings = NodeSettings()
     releases: ReleaseSettings = ReleaseSettings()
     policies: PolicySettings = PolicySettings()

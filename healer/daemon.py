@@ -48,6 +48,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Protocol, assert_never
@@ -57,7 +58,7 @@ import structlog
 from healer import decide
 from healer.act.forges import ForgeReporter
 from healer.act.silences import AlertmanagerSilences, SilenceKeeper
-from healer.audit.roles import AlertInbox, DaemonStore, OptOuts, ReleaseLog, SilenceLog
+from healer.audit.roles import ActingLock, AlertInbox, DaemonStore, OptOuts, ReleaseLog, SilenceLog
 from healer.collect.source import MetricsSource, PodSource
 from healer.config import Settings
 from healer.decide import Playbook, find_playbook
@@ -79,6 +80,7 @@ from healer.diagnose.features import FEATURES, features
 from healer.diagnose.learned import Diagnose, LearnedDiagnoser, diagnoser
 from healer.errors import CollectError, HealerError, PermanentActionError, StoreError
 from healer.lifecycle import alert_watch, approvals, surge_watch, verification
+from healer.lifecycle.brake_share import BrakeShare
 from healer.lifecycle.brake_watch import BrakeWatch
 from healer.lifecycle.hpa_floors import FloorKeeper
 from healer.lifecycle.node_watch import NodeCluster, NodeDeps, NodeSource, NodeWatch
@@ -244,6 +246,13 @@ class Healer:
     when a plan is made, so a change applies from the next cycle. None: settings alone."""
     routes: dict[WorkloadRef, tuple[str, ...]] = field(default_factory=dict)
     """The receivers each tracked workload's policies named at its last plan."""
+    brake_share: BrakeShare | None = None
+    """With shards: the anomaly brake's counts exchanged with the other replicas through
+    the store (``lifecycle.brake_share``), so the brake judges the whole cluster."""
+    scope: Callable[[str], bool] | None = None
+    """Whether this daemon handles a namespace's workloads now (a shard replica, see
+    ``healer.sharding``; cluster-scoped objects have the empty namespace); None: all.
+    Incidents, approvals and alerts of other namespaces are left to their shard."""
 
     def __post_init__(self) -> None:
         if self.diagnose is None:
@@ -287,6 +296,8 @@ class Healer:
         for incident in self.store.unresolved():
             if incident.workload.kind == TargetKind.NODE.value:
                 continue  # the node watch's, picked up from what it kept
+            if not self._owns(incident.workload.namespace):
+                continue  # another shard's
             self.tracked[incident.workload] = resumed(incident)
             self._resume_alerts(incident.id, incident.workload)
         self._resume_held()
@@ -305,7 +316,27 @@ class Healer:
         """Watch again the workloads the anomaly brake held before the restart."""
         stable_s = self.settings.daemon.verify_stable_s
         for track in self.brake.resume(self.store, set(self.tracked), stable_s=stable_s):
-            self.tracked[track.workload] = track
+            if self._owns(track.workload.namespace):
+                self.tracked[track.workload] = track
+
+    def _share_brake(self, watched: int, now: datetime) -> None:
+        """Exchange the brake's counts with the other shards; a store error is logged
+        and the brake judges this shard's share alone this cycle."""
+        if self.brake_share is None:
+            return
+        try:
+            self.brake_share.exchange(self.brake, watched=watched, now=now)
+        except StoreError as exc:
+            self.brake_share.peer_watched = 0
+            log.warning("brake_share_failed", error=str(exc))
+
+    def _watched(self, detection: Detection) -> int:
+        """Workloads the brake's share is of: this shard's, and the others' it read."""
+        peers = self.brake_share.peer_watched if self.brake_share is not None else 0
+        return len(detection.workloads) + peers
+
+    def _owns(self, namespace: str) -> bool:
+        return self.scope is None or self.scope(namespace)
 
     def cycle(self, now: datetime) -> Detection | None:
         """Run the loop once at simulated or real time ``now``; times it (wall clock)."""
@@ -330,9 +361,14 @@ class Healer:
         reading = Reading(now, frame, detection, self._outliers(findings, now))
         self.vitals.read(now, len(findings))
         self.brake.take(detection, self.tracked, self.settings)
+        self._share_brake(len(detection.workloads), now)
         self._watch_nodes(now, frozenset(findings))  # first: what fails on a bad node is its
         self.vitals.incident_errors += approvals.take_approved(
-            store=self.store, playbooks=self.playbooks, cycle=_Acting(self, reading), now=now
+            store=self.store,
+            playbooks=self.playbooks,
+            cycle=_Acting(self, reading),
+            now=now,
+            owns=self._owns,
         )
         for tracked in list(self.tracked.values()):
             self._guarded(tracked.workload, self._progress, tracked, reading)
@@ -395,7 +431,7 @@ class Healer:
     def _watch_nodes(self, now: datetime, anomalous: frozenset[WorkloadRef]) -> None:
         """One step of the node watch; its trouble is logged and never stops the cycle."""
         edges = self._node_edges()
-        if self.nodes is None or edges is None:
+        if self.nodes is None or edges is None or not self._owns(""):
             return
         source, cluster = edges
         deps = NodeDeps(
@@ -660,6 +696,23 @@ class Healer:
         reading: Reading,
         chain_to: Playbook | None = None,
     ) -> None:
+        with self._acting():
+            self._plan_and_act_now(track, diagnosis, finding, state, reading, chain_to)
+
+    def _acting(self) -> AbstractContextManager[object]:
+        """The cluster's acting lock when the store has one (``audit.acting``): shards
+        plan on the shared budget and act one at a time."""
+        return self.store.acting() if isinstance(self.store, ActingLock) else nullcontext()
+
+    def _plan_and_act_now(
+        self,
+        track: Track,
+        diagnosis: Diagnosis,
+        finding: Finding,
+        state: WorkloadState,
+        reading: Reading,
+        chain_to: Playbook | None,
+    ) -> None:
         now = reading.now
         size, onset = self.brake.event(finding, self.settings, live=chain_to is not None)
         silenced = self._silenced(finding.workload, now)
@@ -689,7 +742,7 @@ class Healer:
         """No playbook handles the diagnosis: escalated, or held by the anomaly brake
         when the workload is part of a mass event all the same."""
         now = reading.now
-        held = brake(size, len(reading.detection.workloads), self.settings.guards)
+        held = brake(size, self._watched(reading.detection), self.settings.guards)
         if not held.passed:
             outcome = Outcome(OutcomeKind.ESCALATED, f"held by anomaly_brake: {held.detail}", now)
             return Settled(outcome, notify=self.brake.hold(finding.workload, onset, self.settings))
@@ -754,7 +807,7 @@ class Healer:
             guards=guards,
             history=history,
             anomalous_workloads=anomalous,
-            watched_workloads=len(reading.detection.workloads),
+            watched_workloads=self._watched(reading.detection),
             now=reading.now,
             chain_to=chain_to,
             demand=surge_watch.overload_demand(
@@ -796,6 +849,8 @@ class Healer:
         if self.alerts is None:
             return
         for pending in self.alerts.pending_alerts():
+            if not self._owns(alert_watch.namespace_of(pending.alert)):
+                continue  # left pending for the shard of its namespace
             workload = pending.alert.workload or alert_watch.NOBODY
             self._guarded(workload, self._take_alert, pending.id, pending.alert, reading)
 

@@ -67,10 +67,20 @@ def default_identity() -> str:
 class LeaderElector:
     """One candidate for the Lease. Thread-safe: a renewal thread and the cycle share it."""
 
-    def __init__(self, leases: LeaseClient, *, identity: str, settings: LeaderSettings) -> None:
+    def __init__(
+        self,
+        leases: LeaseClient,
+        *,
+        identity: str,
+        settings: LeaderSettings,
+        shards: int | None = None,
+    ) -> None:
         self.leases = leases
         self.identity = identity
         self.settings = settings
+        self.shards = shards
+        """Written into the Lease each time this daemon writes it as holder (a shard
+        Lease records the shard count); None leaves the Lease's own value alone."""
         self._lock = threading.Lock()
         self._observed: LeaseRecord | None = None
         self._observed_at: datetime | None = None
@@ -112,7 +122,7 @@ class LeaderElector:
         current = self.leases.get()
         if current is None:
             mine = LeaseRecord(self.identity, self.settings.lease_duration_s, now, now, 0)
-            self._wrote(self.leases.create(mine), now)
+            self._wrote(self.leases.create(self._stamped(mine)), now)
             return
         if self._observed is None or current.resource_version != self._observed.resource_version:
             self._observed, self._observed_at = current, now
@@ -131,7 +141,10 @@ class LeaderElector:
                 lease_duration_s=self.settings.lease_duration_s,
                 transitions=current.transitions + 1,
             )
-        self._wrote(self.leases.replace(mine), now)
+        self._wrote(self.leases.replace(self._stamped(mine)), now)
+
+    def _stamped(self, record: LeaseRecord) -> LeaseRecord:
+        return record if self.shards is None else replace(record, shards=self.shards)
 
     def _wrote(self, record: LeaseRecord, now: datetime) -> None:
         if not self._leads(now):
@@ -216,8 +229,17 @@ class LeaderElector:
         }
 
 
+class Ticking(Protocol):
+    """What ``run_elector`` drives: a ``LeaderElector`` or the shard claims of
+    ``healer.sharding``."""
+
+    settings: LeaderSettings
+
+    def tick(self, now: datetime) -> bool: ...
+
+
 def run_elector(
-    elector: LeaderElector,
+    elector: Ticking,
     *,
     stop: threading.Event,
     now: Callable[[], datetime],

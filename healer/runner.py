@@ -45,6 +45,7 @@ from healer.collect.prometheus import (
     PrometheusSource,
     RangeClient,
 )
+from healer.collect.scope import ScopedSource
 from healer.collect.source import MetricsSource
 from healer.compose import build_loop
 from healer.config import Settings
@@ -56,6 +57,13 @@ from healer.detect.warm import WarmReport
 from healer.errors import ActionError, ConfigError, StoreError
 from healer.leader import LeaderElector, LeaderOnlyActuator, default_identity, run_elector
 from healer.lifecycle import policy_watch
+from healer.lifecycle.brake_share import BrakeShare
+from healer.sharding import (
+    ShardClaims,
+    ShardOnlyActuator,
+    check_shard_count,
+    lease_name,
+)
 from healer.types import JsonObject
 from healer.warmup import warm_from_prometheus
 
@@ -88,7 +96,8 @@ class Daemon:
     store: AuditStore
     source: WindowedSource
     identity: str
-    elector: LeaderElector | None = None
+    elector: LeaderElector | ShardClaims | None = None
+    """The Lease this replica leads by, or its shard Leases (``sharding.shards``)."""
     api: ServerThread | None = None
     clock: Clock = _wall_clock
     playbooks: int = 0
@@ -274,18 +283,25 @@ def start(
     """Build the daemon from ``settings``; raises ConfigError naming the setting at fault."""
     playbooks = load_playbooks(settings.playbooks_dir)
     api = _kube_client(settings)
-    source = _prometheus(settings)
+    prometheus = _prometheus(settings)
+    source: WindowedSource = prometheus
     identity = settings.leader.identity or default_identity()
     sock = bind(settings.api.host, settings.api.port) if serve_api else None
     try:
-        store = _open_store(settings.store.url, identity=identity)
+        store = _open_store(settings, identity=identity)
     except BaseException:
         if sock is not None:
             sock.close()
         raise
     actuator: Any = KubeActuator(api)
-    elector = None
-    if settings.leader.enabled:
+    elector: LeaderElector | ShardClaims | None = None
+    scope = None
+    if settings.sharding.shards:
+        elector = _shard_claims(settings, api, identity=identity, clock=clock)
+        actuator = ShardOnlyActuator(actuator, elector, clock=clock)
+        source = ScopedSource(prometheus, owns=elector.owns)
+        scope = elector.owns
+    elif settings.leader.enabled:
         leases = KubeLeases(api, namespace=settings.leader.namespace, name=settings.leader.name)
         elector = LeaderElector(leases, identity=identity, settings=settings.leader)
         actuator = LeaderOnlyActuator(actuator, elector, clock=clock)
@@ -297,6 +313,10 @@ def start(
         playbooks=playbooks,
         report=report,
     )
+    healer.scope = scope
+    if scope is not None:
+        fresh_s = 3 * settings.daemon.interval_s  # three missed cycles: that replica stopped
+        healer.brake_share = BrakeShare(store, identity, fresh_s=fresh_s)
     daemon = Daemon(
         settings, healer, store, source, identity, elector, clock=clock, playbooks=len(playbooks)
     )
@@ -320,6 +340,8 @@ def start(
         identity=identity,
         mode=str(settings.guards.mode),
         leader_election=settings.leader.enabled,
+        shards=settings.sharding.shards or None,
+        cluster=settings.cluster.name,
         api=daemon.api.url if daemon.api else None,
         prometheus=settings.prometheus.url,
     )
@@ -337,16 +359,38 @@ all): replicas starting together on one SQLite file find it locked for a moment,
 database server may still be starting. Then start-up fails, naming store.url."""
 
 
-def _open_store(url: str, *, identity: str) -> AuditStore:
+def _open_store(settings: Settings, *, identity: str) -> AuditStore:
+    url = settings.store.url
     for attempt in range(STORE_OPEN_ATTEMPTS):
         try:
-            return AuditStore(url, identity=identity)
+            return AuditStore(
+                url,
+                identity=identity,
+                cluster=settings.cluster.name,
+                unavailable_s=settings.store.unavailable_s,
+            )
         except StoreError as exc:
             if attempt == STORE_OPEN_ATTEMPTS - 1:
                 raise StoreError(f"setting store.url: {exc}") from exc
             log.warning("store_unavailable", setting="store.url", error=str(exc))
             time.sleep(0.5 * 2**attempt)
     raise AssertionError("unreachable")
+
+
+def _shard_claims(settings: Settings, api: Any, *, identity: str, clock: Clock) -> ShardClaims:
+    """One elector per shard Lease, after checking that no live replica runs with
+    another shard count (ConfigError naming ``sharding.shards``)."""
+    shards, leader = settings.sharding.shards, settings.leader
+
+    def leases(index: int) -> KubeLeases:
+        return KubeLeases(api, namespace=leader.namespace, name=lease_name(leader.name, index))
+
+    check_shard_count([leases(i) for i in range(shards + 1)], shards=shards, now=clock())
+    electors = [
+        LeaderElector(leases(i), identity=identity, settings=leader, shards=shards)
+        for i in range(shards)
+    ]
+    return ShardClaims(electors, identity=identity, settings=leader, clock=clock)
 
 
 def _kube_client(settings: Settings) -> Any:
@@ -359,7 +403,7 @@ def _kube_client(settings: Settings) -> Any:
         raise ConfigError(f"setting cluster.kubeconfig: {exc}") from exc
 
 
-def _prometheus(settings: Settings) -> WindowedSource:
+def _prometheus(settings: Settings) -> PrometheusSource:
     url = settings.prometheus.url
     if not url:
         raise ConfigError("setting prometheus.url: not set (the Prometheus HTTP API base URL)")

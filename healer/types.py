@@ -446,6 +446,9 @@ class LeaseRecord:
     renewed: datetime | None
     transitions: int
     resource_version: str | None = None
+    shards: int | None = None
+    """The shard count of the replicas claiming a shard Lease (an annotation); None on
+    the leader-election Lease."""
 
 
 class AlertStatus(enum.StrEnum):

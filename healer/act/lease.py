@@ -23,6 +23,9 @@ from healer.types import LeaseRecord
 # (2 s): a hung API server must fail the attempt long before the 10 s renew deadline.
 _REQUEST_TIMEOUT_S = (2.0, 4.0)
 _TRANSIENT_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
+SHARDS_ANNOTATION = "healer.io/shards"
+"""The shard count a shard Lease's holder runs with: a replica configured with another
+count reads it and refuses to start (``healer.sharding``)."""
 
 
 class KubeLeases:
@@ -59,6 +62,8 @@ class KubeLeases:
         metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
         if record.resource_version is not None:
             metadata["resourceVersion"] = record.resource_version
+        if record.shards is not None:
+            metadata["annotations"] = {SHARDS_ANNOTATION: str(record.shards)}
         return {
             "apiVersion": "coordination.k8s.io/v1",
             "kind": "Lease",
@@ -123,4 +128,12 @@ def _record(lease: Any) -> LeaseRecord:
         renewed=_parse(spec.renew_time),
         transitions=spec.lease_transitions or 0,
         resource_version=lease.metadata.resource_version,
+        shards=_shards(lease.metadata.annotations or {}),
     )
+
+
+def _shards(annotations: dict[str, str]) -> int | None:
+    """The recorded shard count; None when absent or not a number (then nothing can be
+    compared, and the Lease is claimed like any other)."""
+    value = annotations.get(SHARDS_ANNOTATION, "")
+    return int(value) if value.isdigit() else None

@@ -61,6 +61,8 @@ class TallyOut(_Out):
     """Median seconds from the anomaly's onset to the finding, by cause."""
     median_heal_s: dict[str, float]
     """Median seconds from the onset to the healed outcome, by cause."""
+    by_cluster: list[TallyRow] = Field(default_factory=list)
+    """Incidents by cluster and outcome, for a store shared by several clusters."""
 
     @classmethod
     def of(cls, window: str, tally: Tally) -> TallyOut:
@@ -73,6 +75,10 @@ class TallyOut(_Out):
             blocked_by_guard=dict(tally.blocked),
             median_detect_s={cause_name(c): s for c, s in tally.detect_s.items()},
             median_heal_s={cause_name(c): s for c, s in tally.heal_s.items()},
+            by_cluster=_rows(
+                {(c, o): n for c, row in tally.clusters.items() for o, n in row.items()},
+                none_value="open",
+            ),
         )
 
 

@@ -75,6 +75,10 @@ def _utc(value: datetime) -> datetime:
 
 When = Annotated[AwareDatetime, AfterValidator(_utc)]
 Namespace = Annotated[str | None, Query(max_length=63, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")]
+Cluster = Annotated[
+    str | None,
+    Query(max_length=30, pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="cluster.name"),
+]
 Name = Annotated[str | None, Query(max_length=253, pattern=r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")]
 Since = Annotated[When | None, Query(description="opened at or after (ISO 8601)")]
 Until = Annotated[When | None, Query(description="opened before (ISO 8601)")]
@@ -99,6 +103,7 @@ class ListQuery(BaseModel):
     until: Until = None
     limit: Limit = 50
     cursor: Cursor = None
+    cluster: Cluster = None
 
 
 def parse_query(query_string: bytes) -> ListQuery | None:
@@ -162,6 +167,7 @@ def _read_page(
         until=query.until,
         limit=query.limit + 1,  # one more than asked tells whether a next page exists
         before_id=before,
+        cluster=query.cluster,
     )
     page = rows[: query.limit]
     next_cursor = cursors.dump(page[-1].id) if len(rows) > query.limit else None

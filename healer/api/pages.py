@@ -212,7 +212,20 @@ def _window_charts(label: str, tally: Tally) -> dict[str, object]:
         "taken": sum(n for (_, s), n in tally.actions.items() if s is ActionStatus.SUCCEEDED),
         "blocks": sum(tally.blocked.values()),
         "medians": [(cause_name(c), tally.detect_s.get(c), tally.heal_s.get(c)) for c in medians],
+        "clusters": _cluster_bars(label, tally),
     }
+
+
+def _cluster_bars(label: str, tally: Tally) -> str:
+    """Incidents by cluster and outcome, when the store holds more than one cluster."""
+    if len(tally.clusters) < 2:
+        return ""
+    order: list[OutcomeKind | None] = [*OutcomeKind, None]
+    rows = [
+        (cluster, [(_OUTCOME_CSS[o], counts.get(o, 0)) for o in order])
+        for cluster, counts in sorted(tally.clusters.items())
+    ]
+    return bars(rows, label=f"incidents by cluster and outcome, {label}")
 
 
 def _largest(rows: dict[str, dict[str, int]]) -> list[tuple[str, dict[str, int]]]:
@@ -238,9 +251,11 @@ def incident_list(
     cause: Cause | None = None,
     since: str | None = None,
     until: str | None = None,
+    cluster: Annotated[str | None, Query(max_length=30)] = None,
 ) -> Response:
     who = _who(request)
     filters = {
+        "cluster": cluster or None,
         "status": status,
         "namespace": namespace or None,
         "workload": workload or None,

@@ -24,6 +24,7 @@ from healer.api.cursor import BadCursor
 from healer.api.deps import ClockDep, ContextDep, StatusDep, StoreDep
 from healer.api.listing import (
     MAX_PAGE,
+    Cluster,
     Cursor,
     Limit,
     ListQuery,
@@ -82,6 +83,7 @@ async def list_incidents(
     until: Until = None,
     limit: Limit = 50,
     cursor: Cursor = None,
+    cluster: Cluster = None,
 ) -> Response:
     """Incidents newest first, filtered, one page at a time (keyset pagination on id)."""
     # Most requests are answered by PageCacheMiddleware before this route runs: those
@@ -97,6 +99,7 @@ async def list_incidents(
         until=until,
         limit=limit,
         cursor=cursor,
+        cluster=cluster,
     )
     try:
         body = await load_page(

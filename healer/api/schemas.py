@@ -68,6 +68,8 @@ class IncidentItem(_Out):
     action_status: ActionStatus | None
     outcome: OutcomeKind | None
     last_seen: datetime
+    cluster: str = "default"
+    """``cluster.name`` of the healer that recorded it (one store, many clusters)."""
 
     @classmethod
     def from_summary(cls, summary: IncidentSummary) -> IncidentItem:
@@ -94,7 +96,7 @@ class IncidentPage(_Out):
 
 def _item(row: SummaryRow) -> dict[str, object]:
     (id_, namespace, kind, name, status, opened, closed, score) = row[:8]
-    (cause, confidence, action, action_status, outcome, last_seen) = row[8:]
+    (cause, confidence, action, action_status, outcome, last_seen, cluster) = row[8:]
     return {
         "id": id_,
         "workload": {"namespace": namespace, "kind": kind, "name": name},
@@ -108,6 +110,7 @@ def _item(row: SummaryRow) -> dict[str, object]:
         "action_status": action_status,
         "outcome": outcome,
         "last_seen": last_seen,
+        "cluster": cluster,
     }
 
 

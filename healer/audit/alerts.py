@@ -48,6 +48,7 @@ class SqlAlertInbox(Database):
                 row = known.get((alert.fingerprint, alert.starts_at))
                 if row is None:
                     known[(alert.fingerprint, alert.starts_at)] = row = _row(alert, at)
+                    row.cluster = self.cluster
                     session.add(row)
                     new += 1
                 elif alert.status is AlertStatus.RESOLVED and row.status is AlertStatus.FIRING:
@@ -63,6 +64,7 @@ class SqlAlertInbox(Database):
             rows = session.scalars(
                 select(AlertRow)
                 .where(AlertRow.status == AlertStatus.FIRING, AlertRow.disposition.is_(None))
+                .where(AlertRow.cluster == self.cluster)
                 .order_by(AlertRow.id)
                 .limit(limit)
             )

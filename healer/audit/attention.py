@@ -166,8 +166,9 @@ class SqlAttention(Database):
         """Incidents opened since ``since`` by cause and outcome, with median times to
         detect and heal; actions and guard blocks recorded since then."""
         with self._read_rows(f"tally since {since.isoformat()}") as connection:
-            by_outcome, detect_s, heal_s = _incidents(connection, since)
+            by_outcome, detect_s, heal_s, clusters = _incidents(connection, since)
             return Tally(
+                clusters=clusters,
                 since=since,
                 incidents=by_outcome,
                 actions=_actions(connection, since),
@@ -224,6 +225,7 @@ def _incidents(
     dict[tuple[Cause | None, OutcomeKind | None], int],
     dict[Cause | None, float],
     dict[Cause | None, float],
+    dict[str, dict[OutcomeKind | None, int]],
 ]:
     """Of the incidents opened since ``since``: counts by cause and outcome, and the
     median seconds to detect and to heal by cause; one read of the window by its index."""
@@ -235,19 +237,25 @@ def _incidents(
             _raw(IncidentRow.outcome),
             _seconds(IncidentRow.opened, IncidentRow.detected, dialect),
             case((healed, _seconds(IncidentRow.opened, IncidentRow.closed, dialect))),
+            IncidentRow.cluster,
         ).where(IncidentRow.opened >= since)
     )
     counts: Counter[tuple[str | None, str | None]] = Counter()
     detect: dict[str | None, list[float]] = defaultdict(list)
     heal: dict[str | None, list[float]] = defaultdict(list)
-    for cause, outcome, detect_s, heal_s in rows:
+    clusters: Counter[tuple[str, str | None]] = Counter()
+    for cause, outcome, detect_s, heal_s, cluster in rows:
         counts[cause, outcome] += 1
+        clusters[cluster, outcome] += 1
         if detect_s is not None:
             detect[cause].append(round(float(detect_s), 3))  # julianday: ~10 µs of noise
         if heal_s is not None:
             heal[cause].append(round(float(heal_s), 3))
     by_outcome = {(_cause(c), _outcome(o)): n for (c, o), n in counts.items()}
-    return by_outcome, _median_of(detect.items()), _median_of(heal.items())
+    by_cluster: dict[str, dict[OutcomeKind | None, int]] = {}
+    for (cluster, outcome), n in sorted(clusters.items(), key=lambda item: item[0][0]):
+        by_cluster.setdefault(cluster, {})[_outcome(outcome)] = n
+    return by_outcome, _median_of(detect.items()), _median_of(heal.items()), by_cluster
 
 
 def _cause(value: str | None) -> Cause | None:

@@ -13,6 +13,14 @@ Decisions:
   failing with "database is locked" when upgrading a read lock.
 - Database errors become ``StoreError`` here, naming what was being done, with the
   database's own message on one line.
+- A database server that is down or restarting is waited for, up to ``unavailable_s``,
+  before a read or a write starts (``_session``): its connection is taken, with a
+  retry, before any statement of the call runs, so retrying can never apply a write
+  twice. A restart of PostgreSQL during a cycle therefore pauses the cycle instead of
+  failing it, and every step recorded before is on the server's disk already (each
+  write committed before the next step). A connection lost in the middle of a write
+  rolls that write back and fails it (StoreError): the cycle is retried as a whole,
+  from what the store holds.
 - Every step row carries ``actor``: the identity of the daemon that wrote it (by default
   ``hostname:pid``; under leader election, the Lease holder identity) or, for reviews
   and feedback, the person's token name.
@@ -23,25 +31,35 @@ from __future__ import annotations
 import os
 import socket
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
+import structlog
 from sqlalchemy import create_engine, event, func, select
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import StaticPool
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from healer.audit import migrate
 from healer.audit.tables import StepKind, StepRow
 from healer.errors import StoreError
 from healer.types import JsonObject
 
+STORE_UNAVAILABLE_S = 60.0
+"""How long a read or write waits for a database server that does not answer: a
+PostgreSQL restart or fail-over takes seconds to tens of seconds. Past it the call
+fails (StoreError) and the cycle is tried again at its next interval."""
+
 SQLITE_BUSY_TIMEOUT_MS = 5000
 """How long a SQLite writer waits for another writer's lock. Writes are single short
 transactions (milliseconds), so five seconds means something is stuck, not busy."""
+
+log = structlog.get_logger("healer.audit")
+_T = TypeVar("_T")
 
 _BEGIN_OPTION = "healer_sqlite_begin"
 """Execution option read by the SQLite ``begin`` hook: the statement that opens a transaction."""
@@ -59,8 +77,20 @@ class Database:
     as the ``actor`` of every step recorded for the daemon.
     """
 
-    def __init__(self, url: str, *, identity: str | None = None) -> None:
+    def __init__(
+        self,
+        url: str,
+        *,
+        identity: str | None = None,
+        cluster: str = "default",
+        unavailable_s: float = STORE_UNAVAILABLE_S,
+    ) -> None:
         self.identity = identity or default_identity()
+        self.unavailable_s = unavailable_s
+        self.cluster = cluster
+        """``cluster.name``: written on the incidents, actions and alerts recorded here;
+        the daemon's reads (unresolved incidents, the action budget, approvals, alerts,
+        kept state) see this cluster's rows only, people's reads see every cluster's."""
         try:
             self._engine = _create_engine(url)
             # Take SQLite's write lock first: two processes opening one new file at once
@@ -114,8 +144,9 @@ class Database:
     def _write(self, what: str) -> Iterator[Session]:
         """A session that commits on success; database errors become StoreError."""
         try:
-            with self._writer.begin() as session:
+            with self._session(self._writer, what) as session:
                 yield session
+                session.commit()
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot {what}: {_brief(exc)}") from exc
         finally:
@@ -128,7 +159,7 @@ class Database:
     @contextmanager
     def _read(self, what: str) -> Iterator[Session]:
         try:
-            with self._reader() as session, session.begin():
+            with self._session(self._reader, what) as session:
                 yield session
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot {what}: {_brief(exc)}") from exc
@@ -139,10 +170,48 @@ class Database:
         session, identity map or ORM result machinery, which cost more than the query
         itself on a page of the incident list (bench/api_incidents.py)."""
         try:
-            with self._engine.connect() as connection, connection.begin():
+            with self._connected(what) as connection, connection.begin():
                 yield connection
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot {what}: {_brief(exc)}") from exc
+
+    def _session(self, factory: sessionmaker[Session], what: str) -> Session:
+        """A new session in a transaction on a live connection, taken with ``_waiting``:
+        no statement of the caller's has run yet, so a retry cannot repeat one. Closing
+        it without ``commit`` rolls the transaction back."""
+
+        def attempt() -> Session:
+            session = factory()
+            try:
+                session.connection()
+            except BaseException:
+                session.close()
+                raise
+            return session
+
+        return self._waiting(attempt, what)
+
+    def _connected(self, what: str) -> Connection:
+        return self._waiting(self._engine.connect, what)
+
+    def _waiting(self, connect: Callable[[], _T], what: str) -> _T:
+        """``connect()``, tried again while the database server does not answer (a
+        restart), for up to ``unavailable_s``; SQLite, a file, is never waited for."""
+        if self._engine.dialect.name == "sqlite":
+            return connect()
+        retrying = Retrying(
+            retry=retry_if_exception_type((OperationalError, InterfaceError)),
+            wait=wait_exponential(multiplier=0.25, max=4.0),
+            stop=stop_after_delay(self.unavailable_s),
+            before_sleep=lambda state: log.warning(
+                "store_unavailable",
+                doing=what,
+                attempt=state.attempt_number,
+                error=str(state.outcome.exception()) if state.outcome else None,
+            ),
+            reraise=True,
+        )
+        return retrying(connect)
 
 
 def _brief(exc: Exception) -> str:

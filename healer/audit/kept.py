@@ -22,6 +22,7 @@ class SqlDaemonState(Database):
 
     def save_state(self, key: str, value: JsonObject, *, at: datetime) -> None:
         """Keep a named value across restarts (last cycle, leader); replaces the old one."""
+        key = self._state_key(key)
         with self._write(f"save state {key}") as session:
             row = session.get(GuardStateRow, key, with_for_update=True)
             if row is None:
@@ -30,6 +31,7 @@ class SqlDaemonState(Database):
                 row.value, row.updated, row.actor = value, at, self.identity
 
     def load_state(self, key: str) -> JsonObject | None:
+        key = self._state_key(key)
         with self._read(f"read state {key}") as session:
             row = session.get(GuardStateRow, key)
             return dict(row.value) if row is not None else None
@@ -39,7 +41,9 @@ class SqlDaemonState(Database):
 
         ``finding`` is the peak finding; the other fields are the latest of their kind.
         """
-        query = select(IncidentRow).where(IncidentRow.status != IncidentStatus.RESOLVED)
+        query = select(IncidentRow).where(
+            IncidentRow.status != IncidentStatus.RESOLVED, IncidentRow.cluster == self.cluster
+        )
         with self._read("read unresolved incidents") as session:
             rows = session.scalars(query.order_by(IncidentRow.id)).all()
             return [views.rebuild(row, views.steps_of(session, row.id)) for row in rows]
@@ -54,6 +58,7 @@ class SqlDaemonState(Database):
         newest = (
             select(func.max(IncidentRow.id))
             .where(IncidentRow.status == IncidentStatus.RESOLVED)
+            .where(IncidentRow.cluster == self.cluster)
             .group_by(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name)
         )
         query = select(IncidentRow).where(
@@ -64,6 +69,21 @@ class SqlDaemonState(Database):
         with self._read("read the latest resolved incidents") as session:
             rows = session.scalars(query.order_by(IncidentRow.id.desc())).all()
             return [views.rebuild(row, views.steps_of(session, row.id)) for row in rows]
+
+    def load_states(self, prefix: str) -> dict[str, tuple[JsonObject, datetime]]:
+        """Every kept value whose key starts with ``prefix``, with when it was saved
+        (the shards' shares of the anomaly brake, ``lifecycle.brake_share``)."""
+        stored = self._state_key(prefix)
+        start = len(stored) - len(prefix)
+        query = select(GuardStateRow).where(GuardStateRow.key.startswith(stored, autoescape=True))
+        with self._read(f"read states {prefix}*") as session:
+            return {
+                row.key[start:]: (dict(row.value), row.updated) for row in session.scalars(query)
+            }
+
+    def _state_key(self, key: str) -> str:
+        """Kept values are per cluster; the default cluster's keep their old names."""
+        return key if self.cluster == "default" else f"{self.cluster}/{key}"
 
     def latest_at(self) -> datetime | None:
         """When the newest step of any incident happened; None for an empty store. A

@@ -87,6 +87,7 @@ class SqlDaemonLog(Database):
                 score=finding.score,
                 last_seen=finding.at,
                 detected=finding.at,
+                cluster=self.cluster,
             )
             session.add(row)
             session.flush()
@@ -179,6 +180,7 @@ class SqlDaemonLog(Database):
                 intent=plan or {},
                 created=action.started,
                 actor=self.identity,
+                cluster=self.cluster,
             )
             _fill_action(target, action, data)
             target.actor = self.identity  # the daemon that took it, not the one that asked
@@ -236,16 +238,20 @@ class SqlDaemonLog(Database):
 
     def action_history(self, *, now: datetime, window_s: float) -> ActionHistory:
         """What the guards need: last attempt per workload, actions taken in the window
-        ``(now - window_s, now]``, and incidents waiting for verification."""
+        ``(now - window_s, now]``, and incidents waiting for verification, of this
+        store's cluster: every shard replica of the cluster plans on the same budget."""
         status_of = StepRow.data["status"].as_string()
         last = (
             select(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name, func.max(StepRow.at))
             .join(StepRow, StepRow.incident_id == IncidentRow.id)
+            .where(IncidentRow.cluster == self.cluster)
             .where(StepRow.kind == StepKind.ACTION, status_of.in_([s.value for s in _ATTEMPTED]))
             .group_by(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name)
         )
         recent = (
             select(StepRow.at)
+            .join(IncidentRow, StepRow.incident_id == IncidentRow.id)
+            .where(IncidentRow.cluster == self.cluster)
             .where(StepRow.kind == StepKind.ACTION, status_of == ActionStatus.SUCCEEDED.value)
             .where(StepRow.at > now - timedelta(seconds=window_s), StepRow.at <= now)
             .order_by(StepRow.at)
@@ -253,6 +259,7 @@ class SqlDaemonLog(Database):
         rollbacks = (
             select(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name, func.max(StepRow.at))
             .join(StepRow, StepRow.incident_id == IncidentRow.id)
+            .where(IncidentRow.cluster == self.cluster)
             .where(StepRow.kind == StepKind.ACTION, status_of == ActionStatus.SUCCEEDED.value)
             .where(StepRow.data["kind"].as_string() == ActionKind.ROLLBACK.value)
             .group_by(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name)
@@ -260,6 +267,7 @@ class SqlDaemonLog(Database):
         evictions = (
             select(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name, func.max(StepRow.at))
             .join(StepRow, StepRow.incident_id == IncidentRow.id)
+            .where(IncidentRow.cluster == self.cluster)
             .where(StepRow.kind == StepKind.ACTION, status_of == ActionStatus.SUCCEEDED.value)
             .where(StepRow.data["kind"].as_string().in_([ActionKind.EVICT.value, "delete_pod"]))
             .group_by(IncidentRow.namespace, IncidentRow.kind, IncidentRow.name)
@@ -268,6 +276,7 @@ class SqlDaemonLog(Database):
             select(func.count())
             .select_from(IncidentRow)
             .where(IncidentRow.status == IncidentStatus.VERIFYING)
+            .where(IncidentRow.cluster == self.cluster)
         )
         with self._read("read action history") as session:
             return ActionHistory(

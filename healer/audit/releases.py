@@ -32,9 +32,11 @@ class SqlReleaseLog(Database):
     def record_release(
         self, release: Release, *, known: bool | None, sender: str, at: datetime
     ) -> StoredRelease:
-        """Store one event, committed before this returns; ``at`` is when it arrived."""
+        """Store one event, committed before this returns; ``at`` is when it arrived. It
+        belongs to this store's cluster: a pipeline tells the healer of its own cluster."""
         with self._write("record release") as session:
             row = _row(release, known=known, sender=sender, at=at)
+            row.cluster = self.cluster
             session.add(row)
             session.flush()
             return views.stored_release(row)
@@ -42,9 +44,12 @@ class SqlReleaseLog(Database):
     def releases_of(
         self, workload: WorkloadRef, *, since: datetime, until: datetime
     ) -> list[StoredRelease]:
-        """The workload's releases from ``since`` to ``until``, oldest first."""
+        """The workload's releases in this store's cluster from ``since`` to ``until``,
+        oldest first."""
         with self._read(f"read releases of {workload}") as session:
-            return views.releases_between(session, workload, since=since, until=until)
+            return views.releases_between(
+                session, workload, since=since, until=until, cluster=self.cluster
+            )
 
 
 def _row(release: Release, *, known: bool | None, sender: str, at: datetime) -> ReleaseRow:

@@ -53,6 +53,7 @@ _CONDITIONS: dict[str, ColumnElement[bool]] = {
     "since": IncidentRow.opened >= bindparam("since"),
     "until": IncidentRow.opened < bindparam("until"),
     "before_id": IncidentRow.id < bindparam("before_id"),
+    "cluster": IncidentRow.cluster == bindparam("cluster"),
 }
 """The incident list's filters, by the name of the value each compares with."""
 
@@ -61,7 +62,7 @@ _CONDITIONS: dict[str, ColumnElement[bool]] = {
 def _listing(filters: frozenset[str]) -> Select[*tuple[Any, ...]]:
     """The incident list's query with ``filters``, values bound when it runs.
 
-    Built once per set of filters (at most 2**7 of them): building a statement costs
+    Built once per set of filters (at most 2**8 of them): building a statement costs
     more than SQLite takes to answer it. Columns, not ORM entities: a page is read-only.
     """
     newest = IncidentRow.id.desc()
@@ -84,6 +85,7 @@ class SqlReviewQueue(Database):
         until: datetime | None = None,
         limit: int = 50,
         before_id: int | None = None,
+        cluster: str | None = None,
     ) -> list[IncidentSummary]:
         """Newest first. ``before_id`` is a keyset cursor: pass the last id of a page.
         ``since``/``until`` bound the time the incident opened (inclusive, exclusive)."""
@@ -96,6 +98,7 @@ class SqlReviewQueue(Database):
             until=until,
             limit=limit,
             before_id=before_id,
+            cluster=cluster,
         )
         return views.summaries(rows)
 
@@ -110,6 +113,7 @@ class SqlReviewQueue(Database):
         until: datetime | None = None,
         limit: int = 50,
         before_id: int | None = None,
+        cluster: str | None = None,
     ) -> list[SummaryRow]:
         """``list_incidents`` as flat rows: what a page of the API's list is encoded
         from, at a fraction of the cost of building each ``IncidentSummary``."""
@@ -121,6 +125,7 @@ class SqlReviewQueue(Database):
             "since": since,
             "until": until,
             "before_id": before_id,
+            "cluster": cluster,
         }
         values = {name: value for name, value in given.items() if value is not None}
         query = _listing(frozenset(values))
@@ -148,7 +153,9 @@ class SqlReviewQueue(Database):
 
     def approved_actions(self) -> list[ActionView]:
         """Approved actions not yet taken, oldest first: the daemon's work from people."""
-        query = select(ActionRow).where(ActionRow.status == ActionStatus.APPROVED)
+        query = select(ActionRow).where(
+            ActionRow.status == ActionStatus.APPROVED, ActionRow.cluster == self.cluster
+        )
         with self._read("read approved actions") as session:
             return [views.action_view(a) for a in session.scalars(query.order_by(ActionRow.id))]
 

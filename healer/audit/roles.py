@@ -40,6 +40,7 @@ Decisions:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -82,6 +83,7 @@ from healer.types import (
 )
 
 __all__ = [
+    "ActingLock",
     "AlertInbox",
     "Attention",
     "DaemonLog",
@@ -153,6 +155,14 @@ class DaemonState(Protocol):
         ...
 
 
+@runtime_checkable
+class ActingLock(Protocol):
+    """One action at a time per cluster across replicas (``audit.acting``): the shards'
+    planning on the shared action budget and their actions take turns."""
+
+    def acting(self) -> AbstractContextManager[None]: ...
+
+
 class DaemonStore(DaemonLog, DaemonState, Protocol):
     """Everything the daemon uses: its log and its kept state."""
 
@@ -181,6 +191,7 @@ class ReviewQueue(Protocol):
         until: datetime | None = None,
         limit: int = 50,
         before_id: int | None = None,
+        cluster: str | None = None,
     ) -> list[IncidentSummary]: ...
 
     def list_incident_rows(
@@ -194,6 +205,7 @@ class ReviewQueue(Protocol):
         until: datetime | None = None,
         limit: int = 50,
         before_id: int | None = None,
+        cluster: str | None = None,
     ) -> list[SummaryRow]:
         """``list_incidents`` as flat rows, cheaper to make: the API's list pages."""
         ...

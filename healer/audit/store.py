@@ -29,6 +29,7 @@ Decisions:
 
 from __future__ import annotations
 
+from healer.audit.acting import SqlActingLock
 from healer.audit.alerts import SqlAlertInbox
 from healer.audit.attention import SqlAttention
 from healer.audit.database import SQLITE_BUSY_TIMEOUT_MS, default_identity
@@ -71,6 +72,7 @@ class AuditStore(
     SqlSilenceLog,
     SqlAttention,
     SqlReleaseLog,
+    SqlActingLock,
 ):
     """Incidents and their timelines in a SQL database (SQLite by default).
 

@@ -122,7 +122,10 @@ class Base(DeclarativeBase):
 class IncidentRow(Base):
     __tablename__ = "incidents"
     # The list filtered by workload (namespace and name), read newest first.
-    __table_args__ = (Index("ix_incidents_namespace_name", "namespace", "name"),)
+    __table_args__ = (
+        Index("ix_incidents_namespace_name", "namespace", "name"),
+        Index("ix_incidents_cluster_id", "cluster", "id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Kubernetes limits: namespace 63, kind 63, object name 253 characters.
@@ -141,6 +144,8 @@ class IncidentRow(Base):
     last_seen: Mapped[datetime]
     detected: Mapped[datetime | None]
     """Time of the first finding (``opened`` is the anomaly's onset); None before 0007."""
+    cluster: Mapped[str] = mapped_column(String(63), server_default="default")
+    """``cluster.name`` of the healer that recorded it (0009): one store, many clusters."""
 
 
 class StepRow(Base):
@@ -182,6 +187,8 @@ class ActionRow(Base):
     reviewed_at: Mapped[datetime | None]
     review_reason: Mapped[str | None] = mapped_column(Text)
     actor: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
+    cluster: Mapped[str] = mapped_column(String(63), server_default="default")
+    """Its incident's cluster (0009)."""
 
 
 class GuardVerdictRow(Base):
@@ -252,6 +259,8 @@ class AlertRow(Base):
     disposition: Mapped[str | None] = mapped_column(String(32))
     """What the daemon made of it (``AlertDisposition``); None until it has looked."""
     detail: Mapped[str | None] = mapped_column(Text)
+    cluster: Mapped[str] = mapped_column(String(63), server_default="default")
+    """The cluster whose healer received it (0009); that healer's daemon settles it."""
 
 
 class SilenceRow(Base):
@@ -331,3 +340,5 @@ class ReleaseRow(Base):
     received: Mapped[datetime]
     sender: Mapped[str] = mapped_column(String(ACTOR_LENGTH))
     """The token's name, or the forge whose secret it carried."""
+    cluster: Mapped[str] = mapped_column(String(63), server_default="default")
+    """The cluster whose healer received it (0009)."""

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
@@ -73,6 +73,8 @@ class IncidentSummary:
     outcome: OutcomeKind | None
     last_seen: datetime
     """Time of the latest finding."""
+    cluster: str = "default"
+    """``cluster.name`` of the healer that recorded it."""
 
 
 class SummaryRow(NamedTuple):
@@ -94,6 +96,7 @@ class SummaryRow(NamedTuple):
     action_status: ActionStatus | None
     outcome: OutcomeKind | None
     last_seen: datetime
+    cluster: str = "default"
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,7 @@ SUMMARY_COLUMNS = tuple(
         IncidentRow.action_status,
         IncidentRow.outcome,
         IncidentRow.last_seen,
+        IncidentRow.cluster,
     )
 )
 """The columns of an ``IncidentSummary``, in its order: a listing selects these, not
@@ -252,6 +256,7 @@ def summary_rows(rows: Iterable[Sequence[Any]]) -> list[SummaryRow]:
             None if action_status is None else _ACTION_STATUSES[action_status],
             None if outcome is None else _OUTCOMES[outcome],
             stored_utc(last_seen),
+            cluster,
         )
         for (
             id_,
@@ -268,6 +273,7 @@ def summary_rows(rows: Iterable[Sequence[Any]]) -> list[SummaryRow]:
             action_status,
             outcome,
             last_seen,
+            cluster,
         ) in rows
     ]
 
@@ -287,6 +293,7 @@ def summaries(rows: Iterable[SummaryRow]) -> list[IncidentSummary]:
             action_status=r.action_status,
             outcome=r.outcome,
             last_seen=r.last_seen,
+            cluster=r.cluster,
         )
         for r in rows
     ]
@@ -342,6 +349,7 @@ def summary(row: IncidentRow) -> IncidentSummary:
         action_status=row.action_status,
         outcome=row.outcome,
         last_seen=row.last_seen,
+        cluster=row.cluster,
     )
 
 
@@ -517,6 +525,9 @@ class Tally:
     """Median seconds from the anomaly's onset to the finding, by cause."""
     heal_s: Mapping[Cause | None, float]
     """Median seconds from the onset to the healed outcome, by cause."""
+    clusters: Mapping[str, Mapping[OutcomeKind | None, int]] = field(default_factory=dict)
+    """Incidents by cluster and outcome (None: not over), for a store shared by the
+    healers of several clusters."""
 
     @property
     def total(self) -> int:
@@ -562,12 +573,19 @@ def stored_release(row: ReleaseRow) -> StoredRelease:
 
 
 def releases_between(
-    session: Session, workload: WorkloadRef, *, since: datetime, until: datetime
+    session: Session,
+    workload: WorkloadRef,
+    *,
+    since: datetime,
+    until: datetime,
+    cluster: str,
 ) -> list[StoredRelease]:
-    """The workload's releases from ``since`` to ``until`` (inclusive), oldest first."""
+    """The workload's releases in ``cluster`` from ``since`` to ``until`` (inclusive),
+    oldest first: a namespace and name may mean another workload in another cluster."""
     rows = session.scalars(
         select(ReleaseRow)
         .where(
+            ReleaseRow.cluster == cluster,
             ReleaseRow.namespace == workload.namespace,
             ReleaseRow.kind == workload.kind,
             ReleaseRow.name == workload.name,
@@ -583,4 +601,10 @@ def releases_around(session: Session, row: IncidentRow) -> list[StoredRelease]:
     """The releases an incident's page shows (``IncidentDetail.releases``)."""
     workload = WorkloadRef(row.namespace, row.kind, row.name)
     until = row.closed or row.last_seen
-    return releases_between(session, workload, since=row.opened - RELEASE_LOOKBACK, until=until)
+    return releases_between(
+        session,
+        workload,
+        since=row.opened - RELEASE_LOOKBACK,
+        until=until,
+        cluster=row.cluster,
+    )

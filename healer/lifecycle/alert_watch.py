@@ -47,6 +47,12 @@ class PodOwners(Protocol):
     def owner_of_pod(self, namespace: str, pod: str) -> WorkloadRef | None: ...
 
 
+def namespace_of(alert: Alert) -> str:
+    """The namespace an alert is about (its ``namespace`` label), empty when none: the
+    shard that handles it (``healer.sharding``)."""
+    return alert.labels.get("namespace", "")
+
+
 def named_pod(alert: Alert) -> tuple[str, str] | None:
     """The (namespace, pod) an alert names when it names no workload."""
     namespace, pod = alert.labels.get("namespace"), alert.labels.get("pod")

@@ -13,7 +13,7 @@ continues an ``on_failure`` chain, blocking one) and which stage the incident mo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
@@ -70,14 +70,22 @@ class Acting(Protocol):
 
 
 def take_approved(
-    *, store: DaemonStore, playbooks: Sequence[Playbook], cycle: Acting, now: datetime
+    *,
+    store: DaemonStore,
+    playbooks: Sequence[Playbook],
+    cycle: Acting,
+    now: datetime,
+    owns: Callable[[str], bool] = lambda namespace: True,
 ) -> int:
     """Take each approved action, or block it with the reason; returns how many crashed
     (bugs: each is blocked, so that it is never taken later, and its incident escalated).
-    A ``HealerError`` is logged and the action waits for the next cycle."""
+    A ``HealerError`` is logged and the action waits for the next cycle. Approvals of
+    namespaces ``owns`` refuses wait for the shard that owns them."""
     crashed = 0
     for approved in store.approved_actions():
         workload = approved.workload
+        if not owns(workload.namespace):
+            continue
         try:
             take_one(approved.incident_id, now, store=store, playbooks=playbooks, cycle=cycle)
         except HealerError as exc:

@@ -74,9 +74,74 @@ def wait_ready(url: str, server: subprocess.Popen[bytes], log: Path, timeout_s: 
         engine.dispose()
 
 
+class LocalServer:
+    """``postgres`` serving a data directory made by ``initdb``; it can be stopped and
+    started again on the same data (a restart, as a database's fail-over looks)."""
+
+    def __init__(self, binaries: Path, workdir: Path, user: str | None) -> None:
+        self.binaries, self.workdir, self.user = binaries, workdir, user
+        self.data, self.log = workdir / "data", workdir / "postgres.log"
+        self.url = f"postgresql+psycopg://postgres@/postgres?host={workdir}"
+        self.server: subprocess.Popen[bytes] | None = None
+
+    def init(self) -> None:
+        subprocess.run(
+            [
+                self.binaries / "initdb",
+                "-D",
+                self.data,
+                "-U",
+                "postgres",
+                "--auth=trust",
+                "-E",
+                "UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
+            user=self.user,
+            check=True,
+            capture_output=True,
+            cwd=self.workdir,
+        )
+
+    def start(self) -> None:
+        with self.log.open("ab") as log_file:
+            self.server = subprocess.Popen(
+                [
+                    self.binaries / "postgres",
+                    "-D",
+                    self.data,
+                    "-k",
+                    self.workdir,
+                    "-c",
+                    "listen_addresses=",
+                    "-c",
+                    "fsync=off",
+                    "-c",
+                    "full_page_writes=off",
+                ],
+                user=self.user,
+                stdout=log_file,
+                stderr=subprocess.STDOUT,
+                cwd=self.workdir,
+            )
+        wait_ready(self.url, self.server, self.log, timeout_s=60)
+
+    def stop(self) -> None:
+        """Fast shutdown: sessions are ended, what was committed is on disk."""
+        if self.server is None or self.server.poll() is not None:
+            return
+        self.server.send_signal(signal.SIGINT)
+        try:
+            self.server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.server.kill()
+            self.server.wait()
+
+
 @contextmanager
-def local_server() -> Iterator[str]:
-    """Start a server in a temporary directory; yields its SQLAlchemy URL."""
+def local_postgres() -> Iterator[LocalServer]:
+    """Start a server in a temporary directory; yields it (``url``, ``stop``, ``start``)."""
     found = binaries()
     if found is None:
         message = f"no PostgreSQL (Debian package postgresql) and {URL_VARIABLE} is not set"
@@ -88,61 +153,25 @@ def local_server() -> Iterator[str]:
     workdir = Path(tempfile.mkdtemp(prefix="healer-pg-"))
     if user is not None:
         shutil.chown(workdir, user=user)
-    data, log = workdir / "data", workdir / "postgres.log"
+    server = LocalServer(found, workdir, user)
     try:
-        subprocess.run(
-            [
-                found / "initdb",
-                "-D",
-                data,
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-                "--no-sync",
-                "--no-instructions",
-            ],
-            user=user,
-            check=True,
-            capture_output=True,
-            cwd=workdir,
-        )
-        with log.open("wb") as log_file:
-            server = subprocess.Popen(
-                [
-                    found / "postgres",
-                    "-D",
-                    data,
-                    "-k",
-                    workdir,
-                    "-c",
-                    "listen_addresses=",
-                    "-c",
-                    "fsync=off",
-                    "-c",
-                    "full_page_writes=off",
-                ],
-                user=user,
-                stdout=log_file,
-                stderr=subprocess.STDOUT,
-                cwd=workdir,
-            )
-        url = f"postgresql+psycopg://postgres@/postgres?host={workdir}"
+        server.init()
         try:
-            wait_ready(url, server, log, timeout_s=60)
-            yield url
+            server.start()
+            yield server
         finally:
-            server.send_signal(signal.SIGINT)  # fast shutdown: sessions left are ended
-            try:
-                server.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                server.kill()
-                server.wait()
+            server.stop()
     except subprocess.CalledProcessError as exc:
         raise RuntimeError(f"initdb failed: {exc.stderr.decode(errors='replace')}") from exc
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+@contextmanager
+def local_server() -> Iterator[str]:
+    """Start a server in a temporary directory; yields its SQLAlchemy URL."""
+    with local_postgres() as server:
+        yield server.url
 
 
 @contextmanager

@@ -159,6 +159,7 @@ def test_list_items_carry_the_summary(client: TestClient, store: AuditStore) -> 
                 "action_status": "succeeded",
                 "outcome": "healed",
                 "last_seen": "2024-05-01T12:00:00Z",
+                "cluster": "default",
             }
         ],
         "next_cursor": None,

@@ -1,0 +1,127 @@
+"""A shard's queries: the namespace matcher on every selector, and the scoped source."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+import pytest
+
+from healer.collect.prometheus import PrometheusSource, RangeResult, RawSeries
+from healer.collect.scope import NAMESPACES, ScopedSource, restrict
+from healer.collect.signals import RECORDS, SignalQuery, build_queries
+from healer.types import Signal, WorkloadRef
+
+NS = 'namespace=~"shop|web"'
+
+
+def test_every_selector_gets_the_matcher_and_nothing_else_changes() -> None:
+    promql = (
+        'sum by (namespace, deployment) (rate(http_requests_total{code=~"5.."}[60s] offset 1m))'
+        " / on (namespace) group_left (deployment) kube_pod_owner"
+        ' or label_replace(up, "x", "$1", "job", "(.+)") > 1e3'
+    )
+    assert restrict(promql, {"web", "shop"}) == (
+        "sum by (namespace, deployment) "
+        f'(rate(http_requests_total{{{NS}, code=~"5.."}}[60s] offset 1m))'
+        f" / on (namespace) group_left (deployment) kube_pod_owner{{{NS}}}"
+        f' or label_replace(up{{{NS}}}, "x", "$1", "job", "(.+)") > 1e3'
+    )
+
+
+def test_selectors_without_a_name_or_with_empty_braces() -> None:
+    assert restrict('{__name__="up"} + up{}', {"shop", "web"}) == (
+        f'{{{NS}, __name__="up"}} + up{{{NS}}}'
+    )
+
+
+def test_every_signal_query_of_the_table_restricts_every_metric_it_reads() -> None:
+    for recorded in (False, True):
+        for query in build_queries(recorded=recorded):
+            out = restrict(query.promql, {"shop", "web"})
+            # Every metric read (a name followed by { or by a range) carries the matcher.
+            selectors = re.findall(r"([a-zA-Z_:][\w:]*)\{([^}]*)\}", out)
+            assert selectors, query.signal
+            assert all(body.startswith(NS) for _, body in selectors), (query.signal, out)
+            # Aggregations, functions and label lists are left alone.
+            assert f"sum{{{NS}" not in out and f"by{{{NS}" not in out
+            assert out.replace(f"{NS}, ", "").replace(f"{{{NS}}}", "") == query.promql
+
+
+def test_no_namespace_is_refused_rather_than_matching_everything_unlabelled() -> None:
+    with pytest.raises(ValueError, match="at least one namespace"):
+        restrict("up", set())
+
+
+UNTIL = datetime.fromtimestamp(1_800_000_000, UTC)
+
+
+class Client:
+    """Answers the namespaces query and the signal queries from fixed series."""
+
+    url = "http://prometheus.test"
+
+    def __init__(self, namespaces: list[str]) -> None:
+        self.namespaces = namespaces
+        self.calls: list[str] = []
+
+    def query_range(self, promql: str, *, start_s: int, end_s: int, step_s: int) -> RangeResult:
+        self.calls.append(promql)
+        if promql in (NAMESPACES,):
+            return RangeResult([_point({"namespace": ns}, end_s) for ns in self.namespaces])
+        wanted = re.search(r'namespace=~"([^"]*)"', promql)
+        names = wanted.group(1).split("|") if wanted else self.namespaces
+        return RangeResult([_point({"namespace": ns, "deployment": "api"}, end_s) for ns in names])
+
+
+def _point(labels: dict[str, str], at_s: int) -> RawSeries:
+    return {"metric": labels, "values": [[at_s, "1"]]}
+
+
+def scoped(client: Client, owned: set[str]) -> ScopedSource:
+    queries = (SignalQuery(Signal.CPU, "cpu_ratio", False),)
+    source = PrometheusSource(client, queries=queries, step_s=15, retries=0)
+    return ScopedSource(source, owns=lambda ns: ns in owned)
+
+
+def test_the_scoped_source_reads_only_the_owned_namespaces() -> None:
+    client = Client(["shop", "web", "billing"])
+    owned = {"shop", "billing"}
+    source = scoped(client, owned)
+    frame = source.fetch(until=UNTIL, window_s=60)
+    assert {w.namespace for w in frame.workloads} == {"billing", "shop"}
+    assert client.calls[-1] == 'cpu_ratio{namespace=~"billing|shop"}'
+    owned.add("web")  # a shard taken over: the next fetch reads its namespaces too
+    frame = source.fetch(until=UNTIL, window_s=60)
+    assert WorkloadRef("web", "Deployment", "api") in frame.workloads
+    assert source.namespaces == {"billing", "shop", "web"}
+
+
+def test_owning_no_namespace_reads_nothing_but_the_namespaces() -> None:
+    client = Client(["shop"])
+    frame = scoped(client, set()).fetch(until=UNTIL, window_s=60)
+    assert frame.workloads == () and frame.values.shape == (0, 1, 0)
+    assert client.calls == [NAMESPACES]
+
+
+def test_with_recording_rules_the_namespaces_come_from_the_recorded_series() -> None:
+    client = Client(["shop"])
+    queries = tuple(SignalQuery(s, RECORDS[s], False) for s in Signal)
+    source = ScopedSource(
+        PrometheusSource(client, queries=queries, retries=0), owns=lambda ns: True
+    )
+    source.fetch(until=UNTIL, window_s=60)
+    assert client.calls[0].startswith("group by (namespace) (namespace_deployment:")
+
+
+def test_warming_reads_history_through_a_client_restricted_to_the_owned_namespaces() -> None:
+    client = Client(["shop", "web", "billing"])
+    source = scoped(client, {"web"})
+    warm_client = source.client
+    answer = warm_client.query_range("cpu_ratio", start_s=0, end_s=3600, step_s=60)
+    assert {s["metric"]["namespace"] for s in answer.series} == {"web"}
+    assert client.calls == [NAMESPACES, 'cpu_ratio{namespace=~"web"}']
+    warm_client.query_range("mem_ratio", start_s=0, end_s=3600, step_s=60)
+    assert client.calls[-1] == 'mem_ratio{namespace=~"web"}'  # namespaces asked once
+    nothing = scoped(Client(["shop"]), set()).client
+    assert nothing.query_range("cpu_ratio", start_s=0, end_s=60, step_s=60).series == []
