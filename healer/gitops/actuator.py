@@ -1,0 +1,345 @@
+"""The actuator for GitOps-owned workloads: a rollback lands in Git, the rest as before.
+
+``GitOpsActuator`` wraps the Kubernetes actuator. For a rollback of a workload that an
+Argo CD Application or a Flux Kustomization applies, it reads that object, commits the
+previous healthy revision's image to the repository (``healer.gitops.rollback``) and
+asks the syncer to sync now; every other plan, and a rollback of a workload no syncer
+owns, goes to the wrapped actuator unchanged.
+
+- auto mode: push to the tracked branch (or merge the incident's pull request, when one
+  is open: approving in healer merges it), then annotate the syncer's objects.
+- approval mode: with a forge, push ``{branch_prefix}incident-N`` and open a pull or
+  merge request; the pending action's record carries its link. Without one, nothing is
+  pushed until approval.
+- ``undo_first``: after the push succeeded, also undo in the cluster at once.
+
+Decisions:
+
+- Bad input never reaches the cluster: an unreachable repository, refused credentials,
+  a path that pins no such image, a conflict, all fail the action with the reason
+  (the incident escalates) before any in-cluster undo, which the syncer would silently
+  revert. The in-cluster undo of ``undo_first`` comes only after the commit is pushed.
+- The images to pin come from the workload's revisions, as the rollback action would
+  restore them: the current revision's images against those of the revision the plan
+  rolls back to, container by container.
+- Asking for a sync is best effort: the syncer polls on its own interval anyway, so a
+  refused annotation is recorded on the action, not a failure of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from typing import Protocol, runtime_checkable
+
+from healer.actions.rollback import RollbackParams
+from healer.config import GitOpsSettings
+from healer.errors import ActionError, PermanentActionError
+from healer.gitops.forge import Forge, Review
+from healer.gitops.owner import (
+    Mark,
+    ObjectRef,
+    Owner,
+    from_application,
+    from_kustomization,
+    mark_of,
+    repository_of,
+    sync_annotations,
+)
+from healer.gitops.pins import Change
+from healer.gitops.rollback import GitRollback, Landed, Story
+from healer.types import (
+    ActionKind,
+    ActionRecord,
+    ActionStatus,
+    Incident,
+    JsonObject,
+    JsonValue,
+    Mode,
+    NodePod,
+    Plan,
+    WorkloadRef,
+    WorkloadState,
+)
+
+
+class Cluster(Protocol):
+    """The wrapped actuator (the daemon's ``Actuator``)."""
+
+    def read_state(self, workload: WorkloadRef) -> WorkloadState: ...
+
+    def apply(self, plan: Plan, *, now: datetime) -> ActionRecord: ...
+
+    def already_applied(self, intent: ActionRecord) -> bool: ...
+
+
+class Objects(Protocol):
+    """Custom objects as JSON (``healer.act.customobjects.CustomObjects``)."""
+
+    def get(
+        self, group: str, version: str, plural: str, namespace: str, name: str
+    ) -> JsonObject: ...
+
+    def annotate(
+        self,
+        group: str,
+        version: str,
+        plural: str,
+        namespace: str,
+        name: str,
+        annotations: Mapping[str, str],
+    ) -> None: ...
+
+
+@runtime_checkable
+class _PodOwners(Protocol):
+    def owner_of_pod(self, namespace: str, pod: str) -> WorkloadRef | None: ...
+
+
+@runtime_checkable
+class _NodePods(Protocol):
+    def pods_on_node(self, node: str) -> tuple[NodePod, ...]: ...
+
+
+@dataclass(frozen=True)
+class _Work:
+    """One rollback through Git, resolved: who owns the workload, what to pin, why."""
+
+    owner: Owner
+    changes: tuple[Change, ...]
+    story: Story
+
+
+class GitOpsActuator:
+    """See the module docstring."""
+
+    def __init__(
+        self,
+        cluster: Cluster,
+        *,
+        objects: Objects,
+        settings: GitOpsSettings,
+        incident_of: Callable[[WorkloadRef], Incident | None],
+        link: Callable[[int], str | None] = lambda _: None,
+        git: GitRollback | None = None,
+        forges: Callable[[str], Forge | None] = lambda _: None,
+    ) -> None:
+        self._cluster = cluster
+        self._objects = objects
+        self._settings = settings
+        self._incident_of = incident_of
+        self._link = link
+        self.git = git or GitRollback(settings)
+        self._forges = forges
+        """The forge serving a repository URL's pull requests; None: no forge."""
+
+    def read_state(self, workload: WorkloadRef) -> WorkloadState:
+        return self._cluster.read_state(workload)
+
+    def already_applied(self, intent: ActionRecord) -> bool:
+        """As the cluster says: a rollback landed in Git but not yet synced reads as not
+        applied, and taking it again finds its own commit (idempotent) and syncs."""
+        return self._cluster.already_applied(intent)
+
+    def owner_of_pod(self, namespace: str, pod: str) -> WorkloadRef | None:
+        """A read: passes through (None when the wrapped actuator cannot resolve pods)."""
+        inner = self._cluster
+        return inner.owner_of_pod(namespace, pod) if isinstance(inner, _PodOwners) else None
+
+    def pods_on_node(self, node: str) -> tuple[NodePod, ...]:
+        """A read: passes through; the daemon's node watch asks it."""
+        inner = self._cluster
+        if not isinstance(inner, _NodePods):
+            raise PermanentActionError(f"node {node}: the cluster cannot list its pods")
+        return inner.pods_on_node(node)
+
+    def owner(self, state: WorkloadState) -> Owner | None:
+        """The syncer that applies the workload; None when none marks it.
+        PermanentActionError when the mark names an object that cannot be read."""
+        mark = mark_of(state.workload, state.annotations, state.labels)
+        if mark is None:
+            return None
+        return self._resolve(mark)
+
+    def _resolve(self, mark: Mark) -> Owner:
+        found = self._get(mark.ref)
+        if mark.tool == "argocd":
+            return from_application(mark, found)
+        return from_kustomization(mark, found, self._get(repository_of(mark, found)))
+
+    def _get(self, ref: ObjectRef) -> JsonObject:
+        return self._objects.get(ref.group, ref.version, ref.plural, ref.namespace, ref.name)
+
+    def apply(self, plan: Plan, *, now: datetime) -> ActionRecord:
+        """A rollback through Git for a GitOps-owned workload (see the module
+        docstring); any other plan as the wrapped actuator takes it."""
+        if not self._settings.enabled or plan.action is not ActionKind.ROLLBACK:
+            return self._cluster.apply(plan, now=now)
+        intent: JsonObject = {"action": plan.action.value, "params": dict(plan.params)}
+        try:
+            state = self._cluster.read_state(plan.workload)
+            owner = self.owner(state)
+            if owner is None:
+                return self._cluster.apply(plan, now=now)
+            work = _Work(owner, image_changes(state, plan), self._story(plan))
+        except ActionError as exc:
+            return _record(plan, intent, ActionStatus.FAILED, now, error=f"through Git: {exc}")
+        request: JsonObject = {**intent, "git": _source(work.owner)}
+        try:
+            match plan.mode:
+                case Mode.DRY_RUN:
+                    return _record(plan, request, ActionStatus.DRY_RUN, now)
+                case Mode.APPROVAL:
+                    return self._propose(plan, work, request, now)
+                case Mode.AUTO:
+                    return self._push(plan, work, request, now)
+        except ActionError as exc:
+            why = (
+                f"rollback through Git ({work.owner.label}) failed, nothing changed in "
+                f"the cluster: {exc}"
+            )
+            return _record(plan, request, ActionStatus.FAILED, now, error=why)
+
+    def _story(self, plan: Plan) -> Story:
+        incident = self._incident_of(plan.workload)
+        if incident is None or incident.diagnosis is None:
+            raise PermanentActionError(f"{plan.workload}: no open incident to tell in the commit")
+        evidence = ", ".join(
+            f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ ({d.value:.3g} against "
+            f"{d.baseline:.3g})"
+            for d in incident.finding.signals
+        )
+        return Story(
+            incident_id=incident.id,
+            workload=f"{plan.workload.kind} {plan.workload.namespace}/{plan.workload.name}",
+            cause=str(incident.diagnosis.cause),
+            explanation=incident.diagnosis.explanation,
+            evidence=f"anomaly score {incident.finding.score:.2f}; {evidence or 'none'}",
+            link=self._link(incident.id),
+        )
+
+    def _branch(self, story: Story) -> str:
+        return f"{self._settings.branch_prefix}incident-{story.incident_id}"
+
+    def _propose(self, plan: Plan, work: _Work, request: JsonObject, now: datetime) -> ActionRecord:
+        """Approval mode: a pull request when a forge is set, else only the intent."""
+        forge = self._forges(work.owner.source.url)
+        if forge is None:
+            return _record(plan, request, ActionStatus.PENDING_APPROVAL, now)
+        landed = self.git.land(
+            work.owner.source, work.changes, work.story, tool=_tool(work.owner),
+            branch=self._branch(work.story),
+        )  # fmt: skip
+        subject = f"Roll back {work.story.workload} (incident {work.story.incident_id})"
+        review = forge.open(
+            head=landed.branch, base=landed.base, title=subject, body=_body(work, landed)
+        )
+        request = {**request, "commit": _landed(landed), "pull_request": _review(review)}
+        return _record(plan, request, ActionStatus.PENDING_APPROVAL, now)
+
+    def _push(self, plan: Plan, work: _Work, request: JsonObject, now: datetime) -> ActionRecord:
+        """Auto mode (or approved): merge the incident's pull request if there is one,
+        else push to the tracked branch; then undo (``undo_first``) and ask for a sync."""
+        forge = self._forges(work.owner.source.url)
+        review = forge.find(self._branch(work.story)) if forge is not None else None
+        if forge is not None and review is not None and review.state != "closed":
+            merged = review if review.state == "merged" else forge.merge(review.number)
+            request = {**request, "pull_request": _review(merged)}
+        else:
+            landed = self.git.land(
+                work.owner.source, work.changes, work.story, tool=_tool(work.owner)
+            )
+            request = {**request, "commit": _landed(landed)}
+        if self._settings.undo_first:
+            undone = self._cluster.apply(replace(plan, mode=Mode.AUTO), now=now)
+            request = {**request, "undo": {"status": str(undone.status), "error": undone.error}}
+        request = {**request, "sync": self._sync(work.owner, now)}
+        return _record(plan, request, ActionStatus.SUCCEEDED, now)
+
+    def _sync(self, owner: Owner, now: datetime) -> list[JsonValue]:
+        """Annotate each of the syncer's objects; what was asked and how it went."""
+        asked: list[JsonValue] = []
+        annotations = sync_annotations(owner, now)
+        for ref in owner.sync:
+            done: dict[str, JsonValue] = {"object": str(ref), "annotations": dict(annotations)}
+            try:
+                self._objects.annotate(
+                    ref.group, ref.version, ref.plural, ref.namespace, ref.name, annotations
+                )
+            except ActionError as exc:
+                done["error"] = str(exc)
+            asked.append(done)
+        return asked
+
+
+def image_changes(state: WorkloadState, plan: Plan) -> tuple[Change, ...]:
+    """Each container's image now against the one of the revision rolled back to;
+    PermanentActionError when that revision is unknown or changes no image (a rollback
+    of configuration only, which Git cannot express as an image pin)."""
+    params = RollbackParams.model_validate(dict(plan.params))
+    current = state.current_revision
+    target = next((r for r in state.revisions if r.number == params.to_revision), None)
+    if current is None or target is None:
+        raise PermanentActionError(f"{state.workload} has no revision {params.to_revision}")
+    changes = tuple(
+        Change(bad, good)
+        for bad, good in zip(current.images, target.images, strict=False)
+        if bad != good
+    )
+    if not changes:
+        raise PermanentActionError(
+            f"{state.workload}: revision {target.number} runs the same images as "
+            f"{current.number}; no image to pin in Git"
+        )
+    return changes
+
+
+def _tool(owner: Owner) -> str:
+    return "Argo CD" if owner.tool == "argocd" else "Flux"
+
+
+def _source(owner: Owner) -> JsonObject:
+    return {
+        "owner": str(owner.ref),
+        "repository": owner.source.url,
+        "revision": owner.source.revision,
+        "path": owner.source.path,
+    }
+
+
+def _landed(landed: Landed) -> JsonObject:
+    return {
+        "sha": landed.commit,
+        "branch": landed.branch,
+        "files": list(landed.files),
+        "reverted": landed.reverted,
+        "already": landed.already,
+        "rebased": landed.rebased,
+    }
+
+
+def _review(review: Review) -> JsonObject:
+    return {"number": review.number, "url": review.url, "state": review.state}
+
+
+def _body(work: _Work, landed: Landed) -> str:
+    images = "\n".join(f"- `{c.bad}` -> `{c.good}`" for c in work.changes)
+    link = f"\n\nIncident: {work.story.link}" if work.story.link else ""
+    return (
+        f"healer diagnosed {work.story.cause} on {work.story.workload}: "
+        f"{work.story.explanation}\n\nEvidence: {work.story.evidence}\n\n{images}\n\n"
+        f"Approving the action in healer merges this request; merging it here counts as "
+        f"approval.{link}"
+    )
+
+
+def _record(
+    plan: Plan,
+    request: JsonObject,
+    status: ActionStatus,
+    now: datetime,
+    *,
+    error: str | None = None,
+) -> ActionRecord:
+    return ActionRecord(plan.action, plan.workload, request, status, now, now, error=error)
