@@ -185,7 +185,7 @@ class GitOpsActuator:
             work = _Work(owner, image_changes(state, plan), self._story(plan))
         except ActionError as exc:
             return _record(plan, intent, ActionStatus.FAILED, now, error=f"through Git: {exc}")
-        request: JsonObject = {**intent, "git": _source(work.owner)}
+        request: JsonObject = {**intent, "git": _source(work.owner, self.git.redact)}
         try:
             match plan.mode:
                 case Mode.DRY_RUN:
@@ -299,10 +299,11 @@ def _tool(owner: Owner) -> str:
     return "Argo CD" if owner.tool == "argocd" else "Flux"
 
 
-def _source(owner: Owner) -> JsonObject:
+def _source(owner: Owner, redact: Callable[[str], str]) -> JsonObject:
+    """Where the rollback lands, for the record (the URL's user info masked)."""
     return {
         "owner": str(owner.ref),
-        "repository": owner.source.url,
+        "repository": redact(owner.source.url),
         "revision": owner.source.revision,
         "path": owner.source.path,
     }

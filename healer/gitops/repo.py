@@ -37,6 +37,9 @@ from healer.errors import PermanentActionError
 log = structlog.get_logger("healer.gitops")
 
 MASK = "***"
+MESSAGE_LINES = 6
+"""Lines of git's own message kept in an error: its fatal line and the hints before it,
+not a whole transcript."""
 _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.IGNORECASE)
 
 ASKPASS = """#!/bin/sh
@@ -211,8 +214,9 @@ class Git:
             raise GitCommandError(f"git cannot run: {exc}", kind="other") from exc
 
     def error(self, args: Sequence[str], done: subprocess.CompletedProcess[str]) -> GitCommandError:
-        said = (done.stderr.strip() or done.stdout.strip()).splitlines()
-        text = self.redact(" / ".join(said[-4:]) or f"exit status {done.returncode}")
+        said = [line.strip() for line in (done.stderr or done.stdout).splitlines()]
+        kept = [line for line in said if line and not line.startswith("hint:")]
+        text = self.redact(" / ".join(kept[-MESSAGE_LINES:]) or f"exit {done.returncode}")
         kind = _classify(done.stderr + done.stdout)
         self.log.warning("git_failed", command=" ".join(args[:2]), kind=kind, error=text)
         return GitCommandError(f"git {self.redact(args[0])}: {text}", kind=kind)
