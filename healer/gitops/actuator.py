@@ -22,6 +22,9 @@ Decisions:
 - The images to pin come from the workload's revisions, as the rollback action would
   restore them: the current revision's images against those of the revision the plan
   rolls back to, container by container.
+- A merge in the forge counts as approval: ``watch_merges`` (each cycle) approves the
+  pending action whose pull request was merged, and the cycle takes it as any approved
+  action: the merge is found already done, and the syncer is asked to sync.
 - Asking for a sync is best effort: the syncer polls on its own interval anyway, so a
   refused annotation is recorded on the action, not a failure of it.
 """
@@ -33,7 +36,10 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
+import structlog
+
 from healer.actions.rollback import RollbackParams
+from healer.audit.views import ActionView
 from healer.config import GitOpsSettings
 from healer.errors import ActionError, PermanentActionError
 from healer.gitops.forge import Forge, Review
@@ -63,6 +69,8 @@ from healer.types import (
     WorkloadState,
 )
 
+log = structlog.get_logger("healer.gitops")
+
 
 class Cluster(Protocol):
     """The wrapped actuator (the daemon's ``Actuator``)."""
@@ -90,6 +98,18 @@ class Objects(Protocol):
         name: str,
         annotations: Mapping[str, str],
     ) -> None: ...
+
+
+class Reviews(Protocol):
+    """The audit store's review queue, as the forge watch uses it."""
+
+    def actions(
+        self, *, status: ActionStatus | None = None, limit: int = 500
+    ) -> list[ActionView]: ...
+
+    def approve_action(
+        self, action_id: int, *, by: str, reason: str, at: datetime
+    ) -> ActionView: ...
 
 
 @runtime_checkable
@@ -124,6 +144,7 @@ class GitOpsActuator:
         link: Callable[[int], str | None] = lambda _: None,
         git: GitRollback | None = None,
         forges: Callable[[str], Forge | None] = lambda _: None,
+        reviews: Reviews | None = None,
     ) -> None:
         self._cluster = cluster
         self._objects = objects
@@ -133,6 +154,7 @@ class GitOpsActuator:
         self.git = git or GitRollback(settings)
         self._forges = forges
         """The forge serving a repository URL's pull requests; None: no forge."""
+        self._reviews = reviews
 
     def read_state(self, workload: WorkloadRef) -> WorkloadState:
         return self._cluster.read_state(workload)
@@ -200,6 +222,41 @@ class GitOpsActuator:
                 f"the cluster: {exc}"
             )
             return _record(plan, request, ActionStatus.FAILED, now, error=why)
+
+    def merged(self, workload: WorkloadRef) -> Review | None:
+        """The open incident's pull request on ``workload``, when it was merged in the
+        forge; None when there is none, or it is not merged."""
+        incident = self._incident_of(workload)
+        if incident is None:
+            return None
+        owner = self.owner(self._cluster.read_state(workload))
+        forge = self._forges(owner.source.url) if owner is not None else None
+        if forge is None:
+            return None
+        found = forge.find(f"{self._settings.branch_prefix}incident-{incident.id}")
+        return found if found is not None and found.state == "merged" else None
+
+    def watch_merges(self, now: datetime) -> int:
+        """Approve each pending rollback whose pull request people merged in the forge:
+        a merge there is an approval, taken by the cycle like one made in healer. The
+        number approved; a forge or cluster that cannot be read is logged and asked
+        again next cycle."""
+        if self._reviews is None or not self._settings.enabled:
+            return 0
+        approved = 0
+        for action in self._reviews.actions(status=ActionStatus.PENDING_APPROVAL):
+            if "pull_request" not in action.request:
+                continue
+            try:
+                review = self.merged(action.workload)
+            except ActionError as exc:
+                log.warning("forge_unread", workload=str(action.workload), error=str(exc))
+                continue
+            if review is not None:
+                why = f"pull request {review.url} merged in the forge"
+                self._reviews.approve_action(action.id, by="forge", reason=why, at=now)
+                approved += 1
+        return approved
 
     def _story(self, plan: Plan) -> Story:
         incident = self._incident_of(plan.workload)

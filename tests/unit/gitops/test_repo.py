@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 from structlog.testing import capture_logs
@@ -28,16 +28,16 @@ class _Refusing(BaseHTTPRequestHandler):
     """A Git smart-HTTP endpoint that asks for Basic credentials and refuses them all,
     noting what it was sent."""
 
-    seen: list[str] = []
+    seen: ClassVar[list[str]] = []
 
-    def do_GET(self) -> None:  # noqa: N802  # http.server's name
+    def do_GET(self) -> None:  # http.server's name
         self.seen.append(self.headers.get("Authorization", ""))
         self.send_response(401)
         self.send_header("WWW-Authenticate", 'Basic realm="git"')
         self.send_header("Content-Length", "0")
         self.end_headers()
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002  # quiet
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
         pass
 
 

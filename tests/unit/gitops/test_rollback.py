@@ -131,7 +131,7 @@ def test_a_push_meanwhile_that_changes_the_same_pin_is_escalated(tmp_path: Path)
     )
     person = Person(remote, tmp_path / "colleague")
     raced = _Raced(tmp_path, person, {"apps/cart/deployment.yaml": DEPLOYMENT.format(tag="1.4.1")})
-    with pytest.raises(GitCommandError, match="apps/cart/deployment.yaml") as caught:
+    with pytest.raises(GitCommandError, match=r"apps/cart/deployment\.yaml") as caught:
         raced.land(_source(remote), CHANGE, STORY, tool="Argo CD")
     assert caught.value.kind == "conflict"
     assert head(remote) == git(person.dir, "rev-parse", "HEAD").strip()  # theirs stands
@@ -155,9 +155,12 @@ BASE = DEPLOYMENT.format(tag="latest").replace("shop/cart:latest", "shop/cart")
 def test_a_kustomize_images_entry_gets_the_good_tag(tmp_path: Path) -> None:
     remote = _released(
         tmp_path,
-        {"base/deployment.yaml": BASE, "overlays/prod/kustomization.yaml": KUSTOMIZATION.format(tag="1.3.2")},
+        {
+            "base/deployment.yaml": BASE,
+            "overlays/prod/kustomization.yaml": KUSTOMIZATION.format(tag="1.3.2"),
+        },
         {"overlays/prod/kustomization.yaml": KUSTOMIZATION.format(tag="1.4.0"), "NOTES": "x\n"},
-    )  # fmt: skip
+    )
     landed = GitRollback(settings(tmp_path)).land(
         _source(remote, "overlays/prod"), CHANGE, STORY, tool="Flux"
     )
@@ -180,9 +183,12 @@ TEMPLATE = 'image: "{{ .Values.image.repository }}:{{ .Values.image.tag }}"\n'
 def test_helm_values_get_the_good_tag(tmp_path: Path) -> None:
     remote = _released(
         tmp_path,
-        {"charts/cart/values.yaml": VALUES.format(tag="1.3.2"), "charts/cart/templates/d.yaml": TEMPLATE},
+        {
+            "charts/cart/values.yaml": VALUES.format(tag="1.3.2"),
+            "charts/cart/templates/d.yaml": TEMPLATE,
+        },
         {"charts/cart/values.yaml": VALUES.format(tag="1.4.0"), "NOTES": "x\n"},
-    )  # fmt: skip
+    )
     change = (Change("shop/cart:1.4.0", "shop/cart:1.10"),)
     landed = GitRollback(settings(tmp_path)).land(
         _source(remote, "charts/cart"), change, STORY, tool="Argo CD"
@@ -215,7 +221,7 @@ def test_an_unreachable_repository_and_a_tag_are_refused_with_the_reason(tmp_pat
     assert caught.value.kind == "unreachable"
     remote = make_remote(tmp_path, {"apps/cart/deployment.yaml": DEPLOYMENT.format(tag="1.4.0")})
     tagged = GitSource(url=f"file://{remote}", revision="v1.4.0", path="apps/cart")
-    with pytest.raises(PermanentActionError, match="'v1.4.0' is not a branch"):
+    with pytest.raises(PermanentActionError, match=r"'v1\.4\.0' is not a branch"):
         GitRollback(settings(tmp_path)).land(tagged, CHANGE, STORY, tool="Argo CD")
 
 
@@ -236,9 +242,13 @@ def test_a_pull_request_branch_starts_from_the_tracked_one(tmp_path: Path) -> No
     )
     main = head(remote)
     rollback = GitRollback(settings(tmp_path))
-    landed = rollback.land(_source(remote), CHANGE, STORY, tool="Argo CD", branch="healer/incident-12")
+    landed = rollback.land(
+        _source(remote), CHANGE, STORY, tool="Argo CD", branch="healer/incident-12"
+    )
     assert (landed.branch, landed.base) == ("healer/incident-12", "main")
     assert head(remote) == main  # the tracked branch waits for the merge
     assert git(remote, "rev-parse", f"{landed.commit}^").strip() == main
-    again = rollback.land(_source(remote), CHANGE, STORY, tool="Argo CD", branch="healer/incident-12")
+    again = rollback.land(
+        _source(remote), CHANGE, STORY, tool="Argo CD", branch="healer/incident-12"
+    )
     assert again.already and again.commit == landed.commit
