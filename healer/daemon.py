@@ -50,7 +50,7 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol, assert_never
+from typing import Protocol, assert_never, runtime_checkable
 
 import structlog
 
@@ -137,6 +137,13 @@ class Actuator(Protocol):
     def apply(self, plan: Plan, *, now: datetime) -> ActionRecord: ...
 
     def already_applied(self, intent: ActionRecord) -> bool: ...
+
+
+@runtime_checkable
+class MergeWatch(Protocol):
+    """An actuator that learns of approvals given in a forge (``GitOpsActuator``)."""
+
+    def watch_merges(self, now: datetime) -> int: ...
 
 
 class Notifier(Protocol):
@@ -296,6 +303,7 @@ class Healer:
         self.vitals.read(now, len(findings))
         self.brake.take(detection, self.tracked, self.settings)
         self._watch_nodes(now, frozenset(findings))  # first: what fails on a bad node is its
+        self._watch_merges(now)
         self.vitals.incident_errors += approvals.take_approved(
             store=self.store, playbooks=self.playbooks, cycle=_Acting(self, reading), now=now
         )
@@ -320,6 +328,15 @@ class Healer:
         for key, floor in self.floors.due(now, self.settings, busy=busy, store=self.store):
             self._guarded(floor.workload, self._hand_back, key, floor, frame, now)
         return detection
+
+    def _watch_merges(self, now: datetime) -> None:
+        """Pull requests merged in the forge count as approvals, taken this cycle."""
+        if not isinstance(self.actuator, MergeWatch):
+            return
+        try:
+            self.actuator.watch_merges(now)
+        except HealerError as exc:  # the store or the forge: asked again next cycle
+            log.error("merge_watch_failed", error=str(exc))
 
     def _outliers(
         self, findings: Mapping[WorkloadRef, Finding], now: datetime

@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 from healer.config import GitOpsSettings, Settings
 from healer.errors import PermanentActionError
-from healer.gitops.actuator import Cluster, GitOpsActuator, Objects
+from healer.gitops.actuator import Cluster, GitOpsActuator, Objects, Reviews
 from healer.gitops.forge import Forge, GitHub, GitLab, project_of
 from healer.gitops.repo import Redactor
 from healer.gitops.rollback import GitRollback
@@ -65,10 +65,12 @@ def gitops_actuator(
     objects: Objects,
     settings: Settings,
     unresolved: Callable[[], list[Incident]],
+    reviews: Reviews | None = None,
 ) -> GitOpsActuator:
     """``cluster`` wrapped so that rollbacks of GitOps-owned workloads land in Git;
     ``objects`` reads and annotates the syncers' objects
-    (``healer.act.customobjects.CustomObjects`` on the same API client)."""
+    (``healer.act.customobjects.CustomObjects`` on the same API client); ``reviews``
+    (the audit store) lets a merge in the forge approve the pending action."""
     redact = Redactor()
     return GitOpsActuator(
         cluster,
@@ -78,4 +80,5 @@ def gitops_actuator(
         link=settings.api.incident_link,
         git=GitRollback(settings.gitops, redact=redact),
         forges=forges(settings.gitops, redact),
+        reviews=reviews,
     )
