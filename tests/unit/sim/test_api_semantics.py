@@ -206,7 +206,15 @@ def test_ages_print_like_kubectl(seconds: int, shown: str) -> None:
 
 def test_discovery_names_every_group_in_both_forms() -> None:
     legacy = [g["name"] for g in discovery.api_group_list()["groups"]]
-    assert legacy == ["apps", "autoscaling", "policy", "coordination.k8s.io"]
+    assert legacy == [
+        "apps",
+        "autoscaling",
+        "policy",
+        "coordination.k8s.io",
+        "argoproj.io",
+        "kustomize.toolkit.fluxcd.io",
+        "source.toolkit.fluxcd.io",
+    ]
     aggregated = discovery.aggregated(core=False)
     assert [i["metadata"]["name"] for i in aggregated["items"]] == legacy
     core = discovery.aggregated(core=True)["items"][0]["versions"][0]["resources"]

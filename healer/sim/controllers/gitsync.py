@@ -1,0 +1,694 @@
+"""The Git syncer: Argo CD's application controller and Flux's source and kustomize
+controllers, reconciling the cluster from Git repositories on disk.
+
+**Argo CD** (``Application``): the repository is polled every ``argocd_poll_s`` (Argo
+CD's ``timeout.reconciliation``, 180 s by default), or at once when the Application is
+created, its spec changes, or it carries ``argocd.argoproj.io/refresh`` (``hard`` or
+``normal``; the annotation is removed once the refresh is done, as Argo CD does). The
+path is rendered (``healer.sim.gitrender``) and compared with the live objects: a live
+object is in sync when every field the manifest sets has the manifest's value (fields
+the server defaulted, or that others set and Git does not, are not drift). With
+``syncPolicy.automated`` a new revision is synced once; with ``selfHeal: true`` drift on
+the live objects (a ``kubectl rollout undo``) is reverted ``argocd_self_heal_delay_s``
+after it is seen (Argo CD's ``--self-heal-timeout-seconds``, 5 s by default), so at the
+tick after it. ``status.sync``, ``status.health`` (from the workloads' rollouts, by Argo
+CD's rules: Healthy, Progressing, Degraded, Missing), ``status.resources``,
+``status.operationState`` and ``status.history`` follow. A repository, path or manifest
+that cannot be read is a ``ComparisonError`` condition; an object the server refuses, a
+``SyncError`` with the server's message.
+
+**Flux** (``GitRepository`` and ``Kustomization``): each reconciles every
+``spec.interval``, or at once when ``reconcile.fluxcd.io/requestedAt`` differs from
+``status.lastHandledReconcileAt`` (which then records it). A Kustomization also follows
+its source's new revision at once, as Flux's watch does, and applies its path at every
+reconcile, so drift is corrected at its interval. Objects it applies carry
+``kustomize.toolkit.fluxcd.io/name`` and ``/namespace``; Argo CD's carry the label
+``app.kubernetes.io/instance`` and the annotation ``argocd.argoproj.io/tracking-id``.
+
+Decisions:
+
+* Writes to workloads go through the cluster's API verbs (a merge patch of the manifest,
+  or a create), as the real controllers' applies go through the API server: the
+  Deployment controller then rolls out what changed in the same tick.
+* The syncer draws nothing from the cluster's random stream except through the objects
+  it creates, so a cluster without GitOps objects runs exactly as before.
+* Lists in manifests are compared position by position (a container list of the same
+  length, each entry a subset), not merged by key as a server-side apply would.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Any, Protocol
+
+from healer.sim.gitrender import Rendered, RenderError, render, split_image
+from healer.sim.gitrepo import GitError, read_tree, resolve
+from healer.sim.kinds import KINDS, Kind
+from healer.sim.objects import ApiError, K8s, copy_json, rfc3339
+from healer.sim.state import ClusterState, Now
+
+ARGO_REFRESH = "argocd.argoproj.io/refresh"
+ARGO_TRACKING = "argocd.argoproj.io/tracking-id"
+ARGO_INSTANCE = "app.kubernetes.io/instance"
+FLUX_REQUESTED = "reconcile.fluxcd.io/requestedAt"
+FLUX_NAME = "kustomize.toolkit.fluxcd.io/name"
+FLUX_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
+MERGE = "application/merge-patch+json"
+_IN_CLUSTER = (None, "", "https://kubernetes.default.svc")
+_WORKLOADS = ("deployments", "statefulsets", "daemonsets")
+_APPLIED = {k.resource for k in KINDS} - {"pods", "replicasets", "controllerrevisions", "events"}
+_HEALTH_ORDER = ("Healthy", "Suspended", "Progressing", "Missing", "Degraded", "Unknown")
+_HISTORY_LIMIT = 10  # Argo CD's default revisionHistoryLimit
+
+
+@dataclass(frozen=True)
+class SyncTimings:
+    """How often the syncers look at Git, virtual seconds (their real defaults)."""
+
+    argocd_poll_s: float = 180.0
+    argocd_self_heal_delay_s: float = 5.0
+
+
+class SyncApi(Protocol):
+    """The cluster's API verbs the syncer writes through."""
+
+    def create_workload(
+        self, resource: str, namespace: str, body: K8s, *, dry_run: bool = False
+    ) -> K8s: ...
+
+    def patch_workload(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        patch: Any,
+        content_type: str,
+        *,
+        dry_run: bool = False,
+    ) -> K8s: ...
+
+    def create_object(self, resource: str, namespace: str, body: K8s, *, dry_run: bool) -> K8s: ...
+
+    def patch_object(
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        patch: Any,
+        content_type: str,
+        *,
+        dry_run: bool,
+    ) -> K8s: ...
+
+    def delete_object(
+        self, resource: str, namespace: str, name: str, *, dry_run: bool = False
+    ) -> K8s: ...
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What one owner last read from Git: the commit, and its render or the error."""
+
+    generation: int
+    polled_s: float
+    revision: str = ""
+    rendered: Rendered | None = None
+    error: str = ""
+    synced_revision: str | None = None
+    drift_s: float | None = None
+
+
+@dataclass(frozen=True)
+class Target:
+    """One object an owner manages: where it lives and what Git says it is."""
+
+    kind: Kind
+    namespace: str
+    name: str
+    manifest: K8s
+
+    def ref(self) -> K8s:
+        return {
+            "group": self.kind.group,
+            "version": self.kind.version,
+            "kind": self.kind.kind,
+            "namespace": self.namespace,
+            "name": self.name,
+        }
+
+
+@dataclass
+class GitSync:
+    """The syncer; one instance per cluster, in its tick and in its write reactions."""
+
+    api: SyncApi
+    timings: SyncTimings = SyncTimings()
+    fetched: dict[str, Fetched] = field(default_factory=dict)
+    """Per owner uid (Application, GitRepository, Kustomization)."""
+
+    def reconcile(self, state: ClusterState, now: Now) -> None:
+        for app in state.store.list("applications"):
+            self._application(state, app, now)
+        for repo in state.store.list("gitrepositories"):
+            self._git_repository(state, repo, now)
+        for ks in state.store.list("kustomizations"):
+            self._kustomization(state, ks, now)
+
+    # ---- Argo CD ---------------------------------------------------------------------
+
+    def _application(self, state: ClusterState, app: K8s, now: Now) -> None:
+        meta, spec = app["metadata"], app["spec"]
+        before = self.fetched.get(meta["uid"])
+        refresh = (meta.get("annotations") or {}).get(ARGO_REFRESH)
+        due = (
+            before is None
+            or before.generation != meta["generation"]
+            or refresh is not None
+            or now.unix_s >= before.polled_s + self.timings.argocd_poll_s
+        )
+        status = copy_json(app.get("status") or {})
+        if due or before is None:
+            source = spec.get("source") or {}
+            fetched = _fetch(
+                before,
+                meta["generation"],
+                now,
+                url=str(source.get("repoURL", "")),
+                ref=str(source.get("targetRevision") or "HEAD"),
+                path=str(source.get("path") or ""),
+                recurse=bool((source.get("directory") or {}).get("recurse")),
+                images=tuple((source.get("kustomize") or {}).get("images") or ()),
+                hard=refresh == "hard",
+            )
+            status["reconciledAt"] = rfc3339(now.at)
+        else:
+            fetched = before
+        if refresh is not None:
+            del meta["annotations"][ARGO_REFRESH]
+            app = state.store.update("applications", app, spec_changed=False)
+        fetched = self._compare_and_sync(state, app, fetched, status, now, forced=refresh)
+        self.fetched[meta["uid"]] = fetched
+        _write_status(state, "applications", app, status)
+
+    def _compare_and_sync(
+        self,
+        state: ClusterState,
+        app: K8s,
+        fetched: Fetched,
+        status: K8s,
+        now: Now,
+        *,
+        forced: str | None,
+    ) -> Fetched:
+        spec, name = app["spec"], app["metadata"]["name"]
+        source, destination = spec.get("source") or {}, spec.get("destination") or {}
+        compared = {"source": copy_json(source), "destination": copy_json(destination)}
+        error = fetched.error or _destination_error(destination)
+        rendered = fetched.rendered
+        if error or rendered is None:
+            kind = "InvalidSpecError" if not fetched.error and error else "ComparisonError"
+            status["sync"] = {"status": "Unknown", "revision": fetched.revision}
+            status["sync"]["comparedTo"] = compared
+            status["conditions"] = [_condition(kind, error, status, now)]
+            status.setdefault("health", {"status": "Unknown"})
+            return fetched
+        try:
+            targets = _targets(
+                rendered, str(destination.get("namespace") or "default"), _argo_stamp(name)
+            )
+        except RenderError as exc:
+            status["sync"] = {"status": "Unknown", "revision": fetched.revision}
+            status["conditions"] = [_condition("ComparisonError", str(exc), status, now)]
+            return fetched
+        in_sync = [_in_sync(state, t) for t in targets]
+        automated = (spec.get("syncPolicy") or {}).get("automated")
+        conditions: list[K8s] = []
+        if all(in_sync):
+            fetched = replace(fetched, drift_s=None, synced_revision=fetched.revision)
+        elif automated is not None:
+            new = fetched.revision != fetched.synced_revision or forced is not None
+            drift_s = fetched.drift_s if fetched.drift_s is not None else now.unix_s
+            heal = bool(automated.get("selfHeal")) and (
+                now.unix_s - drift_s >= self.timings.argocd_self_heal_delay_s
+            )
+            fetched = replace(fetched, drift_s=drift_s)
+            if new or heal:
+                operation = self._sync(targets, fetched, compared, now)
+                status["operationState"] = operation
+                if operation["phase"] == "Succeeded":
+                    _record_history(status, fetched.revision, source, now)
+                else:
+                    conditions.append(_condition("SyncError", operation["message"], status, now))
+                fetched = replace(fetched, drift_s=None, synced_revision=fetched.revision)
+                in_sync = [_in_sync(state, t) for t in targets]
+        healths = [_health(state, t) for t in targets]
+        status["sync"] = {
+            "status": "Synced" if all(in_sync) else "OutOfSync",
+            "revision": fetched.revision,
+            "comparedTo": compared,
+        }
+        status["health"] = {"status": _worst(healths)}
+        status["resources"] = [
+            {**t.ref(), "status": "Synced" if ok else "OutOfSync", "health": {"status": h}}
+            for t, ok, h in zip(targets, in_sync, healths, strict=True)
+        ]
+        status["sourceType"] = rendered.source_type
+        status["summary"] = {"images": _images(targets)}
+        status["conditions"] = conditions
+        if not conditions:
+            del status["conditions"]
+        return fetched
+
+    def _sync(self, targets: list[Target], fetched: Fetched, compared: K8s, now: Now) -> K8s:
+        """Apply every target; Argo CD's ``operationState`` of the automated sync."""
+        results, failed = [], ""
+        for target in targets:
+            try:
+                verb = self._apply(target)
+                results.append({**target.ref(), "status": "Synced", "message": verb})
+            except ApiError as exc:
+                failed = failed or exc.message
+                results.append({**target.ref(), "status": "SyncFailed", "message": exc.message})
+        at = rfc3339(now.at)
+        return {
+            "operation": {
+                "sync": {"revision": fetched.revision},
+                "initiatedBy": {"automated": True},
+                "retry": {},
+            },
+            "phase": "Failed" if failed else "Succeeded",
+            "message": (
+                f"one or more objects failed to apply, reason: {failed}"
+                if failed
+                else "successfully synced (all tasks run)"
+            ),
+            "syncResult": {
+                "resources": results,
+                "revision": fetched.revision,
+                "source": compared["source"],
+            },
+            "startedAt": at,
+            "finishedAt": at,
+        }
+
+    def _apply(self, target: Target) -> str:
+        """Create the object, or merge-patch Git's fields into it; kubectl's verb."""
+        kind, body = target.kind, target.manifest
+        label = f"{kind.kind.lower()}.{kind.group}/{target.name}".replace("./", "/")
+        resource = kind.resource
+        try:
+            if resource in _WORKLOADS:
+                self.api.patch_workload(resource, target.namespace, target.name, body, MERGE)
+            else:
+                self.api.patch_object(
+                    resource, target.namespace, target.name, body, MERGE, dry_run=False
+                )
+            return f"{label} configured"
+        except ApiError as exc:
+            if exc.code != 404:
+                raise
+        if resource in _WORKLOADS:
+            self.api.create_workload(resource, target.namespace, body)
+        else:
+            self.api.create_object(resource, target.namespace, body, dry_run=False)
+        return f"{label} created"
+
+    # ---- Flux ------------------------------------------------------------------------
+
+    def _git_repository(self, state: ClusterState, repo: K8s, now: Now) -> None:
+        meta, spec = repo["metadata"], repo["spec"]
+        before = self.fetched.get(meta["uid"])
+        status = copy_json(repo.get("status") or {})
+        requested = (meta.get("annotations") or {}).get(FLUX_REQUESTED)
+        if not _flux_due(before, repo, status, requested, now):
+            return
+        ref = spec.get("ref") or {}
+        wanted = ref.get("commit") or ref.get("tag") or ref.get("name") or ref.get("branch")
+        label = ref.get("tag") or ref.get("name") or ref.get("branch") or "HEAD"
+        try:
+            sha = resolve(str(spec["url"]), str(wanted or "HEAD"))
+            error = ""
+        except GitError as exc:
+            sha, error = "", str(exc)
+        self.fetched[meta["uid"]] = Fetched(meta["generation"], now.unix_s, sha, error=error)
+        if requested is not None:
+            status["lastHandledReconcileAt"] = requested
+        status["observedGeneration"] = meta["generation"]
+        if error:
+            status["conditions"] = [_ready(False, "GitOperationFailed", error, status, now)]
+        else:
+            revision = f"sha1:{sha}" if ref.get("commit") else f"{label}@sha1:{sha}"
+            ns, name = meta["namespace"], meta["name"]
+            path = f"gitrepository/{ns}/{name}/{sha}.tar.gz"
+            status["artifact"] = {
+                "revision": revision,
+                "path": path,
+                "url": f"http://source-controller.flux-system.svc.cluster.local./{path}",
+                "lastUpdateTime": (status.get("artifact") or {}).get("lastUpdateTime")
+                if (status.get("artifact") or {}).get("revision") == revision
+                else rfc3339(now.at),
+            }
+            message = f"stored artifact for revision '{revision}'"
+            status["conditions"] = [_ready(True, "Succeeded", message, status, now)]
+        _write_status(state, "gitrepositories", repo, status)
+
+    def _kustomization(self, state: ClusterState, ks: K8s, now: Now) -> None:
+        meta, spec = ks["metadata"], ks["spec"]
+        if spec.get("suspend"):
+            return
+        before = self.fetched.get(meta["uid"])
+        status = copy_json(ks.get("status") or {})
+        requested = (meta.get("annotations") or {}).get(FLUX_REQUESTED)
+        ref = spec["sourceRef"]
+        repo = state.store.find(
+            "gitrepositories", str(ref.get("namespace") or meta["namespace"]), str(ref["name"])
+        )
+        source = self.fetched.get(repo["metadata"]["uid"]) if repo is not None else None
+        moved = source is not None and before is not None and source.revision != before.revision
+        if not moved and not _flux_due(before, ks, status, requested, now):
+            return
+        if requested is not None:
+            status["lastHandledReconcileAt"] = requested
+        status["observedGeneration"] = meta["generation"]
+        if repo is None or source is None or source.error or not source.revision:
+            message = f'GitRepository.source.toolkit.fluxcd.io "{ref["name"]}" not found'
+            if source is not None and source.error:
+                message = f"Source artifact not found: {source.error}"
+            status["conditions"] = [_ready(False, "ArtifactFailed", message, status, now)]
+            self.fetched[meta["uid"]] = Fetched(meta["generation"], now.unix_s)
+            _write_status(state, "kustomizations", ks, status)
+            return
+        artifact = ((repo.get("status") or {}).get("artifact") or {}).get("revision", "")
+        fetched = _fetch(
+            None,
+            meta["generation"],
+            now,
+            url=str(repo["spec"]["url"]),
+            ref=source.revision,
+            path=str(spec.get("path") or ""),
+            recurse=True,
+            images=(),
+            hard=True,
+        )
+        self.fetched[meta["uid"]] = fetched
+        status["lastAttemptedRevision"] = artifact
+        namespace = str(spec.get("targetNamespace") or meta["namespace"])
+        try:
+            if fetched.error or fetched.rendered is None:
+                raise RenderError(fetched.error)
+            targets = _targets(
+                fetched.rendered,
+                namespace,
+                _flux_stamp(meta),
+                force=bool(spec.get("targetNamespace")),
+            )
+        except RenderError as exc:
+            status["conditions"] = [_ready(False, "BuildFailed", str(exc), status, now)]
+            _write_status(state, "kustomizations", ks, status)
+            return
+        try:
+            for target in targets:
+                if not _in_sync(state, target):
+                    self._apply(target)
+            if spec.get("prune"):
+                self._prune(state, status, targets)
+        except ApiError as exc:
+            status["conditions"] = [_ready(False, "ReconciliationFailed", exc.message, status, now)]
+            _write_status(state, "kustomizations", ks, status)
+            return
+        status["lastAppliedRevision"] = artifact
+        status["inventory"] = {"entries": [_inventory_id(t) for t in targets]}
+        message = f"Applied revision: {artifact}"
+        status["conditions"] = [_ready(True, "ReconciliationSucceeded", message, status, now)]
+        _write_status(state, "kustomizations", ks, status)
+
+    def _prune(self, state: ClusterState, status: K8s, targets: list[Target]) -> None:
+        """Delete what the last inventory held and Git no longer has."""
+        keep = {_inventory_id(t)["id"] for t in targets}
+        by_kind = {(k.group, k.kind): k for k in KINDS}
+        for entry in (status.get("inventory") or {}).get("entries") or []:
+            if entry["id"] in keep:
+                continue
+            ns, name, group, kind_name = entry["id"].split("_", 3)
+            kind = by_kind.get((group, kind_name))
+            if kind is not None and state.store.find(kind.resource, ns, name) is not None:
+                self.api.delete_object(kind.resource, ns, name)
+
+
+# ---- reading and rendering ---------------------------------------------------------------
+
+
+def _fetch(
+    before: Fetched | None,
+    generation: int,
+    now: Now,
+    *,
+    url: str,
+    ref: str,
+    path: str,
+    recurse: bool,
+    images: tuple[Any, ...],
+    hard: bool,
+) -> Fetched:
+    """Resolve ``ref`` and render ``path`` at it; the render is reused while the commit
+    and the spec are unchanged, unless ``hard`` (a hard refresh)."""
+    kept = before or Fetched(generation, now.unix_s)
+    try:
+        revision = resolve(url, ref)
+    except GitError as exc:
+        return replace(kept, generation=generation, polled_s=now.unix_s, error=str(exc))
+    same = (
+        before is not None
+        and before.revision == revision
+        and before.generation == generation
+        and not before.error
+    )
+    if same and not hard:
+        return replace(kept, polled_s=now.unix_s)
+    try:
+        rendered = render(
+            read_tree(url, revision, path),
+            recurse=recurse,
+            image_overrides=[str(i) for i in images],
+        )
+        error = ""
+    except (GitError, RenderError) as exc:
+        rendered, error = None, str(exc)
+    return replace(
+        kept,
+        generation=generation,
+        polled_s=now.unix_s,
+        revision=revision,
+        rendered=rendered,
+        error=error,
+    )
+
+
+def _kind_of(manifest: K8s) -> Kind:
+    for kind in KINDS:
+        served = (kind.group_version, kind.kind) == (manifest["apiVersion"], manifest["kind"])
+        if served and kind.resource in _APPLIED:
+            return kind
+    name = manifest["metadata"]["name"]
+    raise RenderError(
+        f"{manifest['kind']} {name}: the server could not find the requested resource "
+        f"({manifest['apiVersion']}, kind {manifest['kind']})"
+    )
+
+
+def _targets(
+    rendered: Rendered, namespace: str, stamp: Any, *, force: bool = False
+) -> list[Target]:
+    """The rendered objects with their namespace settled and the owner's marks stamped."""
+    targets = []
+    for manifest in rendered.objects:
+        kind = _kind_of(manifest)
+        body = copy_json(manifest)
+        body.pop("status", None)
+        meta = body["metadata"]
+        ns = namespace if force or not meta.get("namespace") else str(meta["namespace"])
+        if kind.namespaced:
+            meta["namespace"] = ns
+        else:
+            meta.pop("namespace", None)
+            ns = ""
+        target = Target(kind, ns, str(meta["name"]), body)
+        stamp(target)
+        targets.append(target)
+    return targets
+
+
+def _argo_stamp(app: str) -> Any:
+    def stamp(target: Target) -> None:
+        meta = target.manifest["metadata"]
+        meta.setdefault("labels", {})[ARGO_INSTANCE] = app
+        where = f"{target.namespace}/{target.name}" if target.namespace else target.name
+        tracking = f"{app}:{target.kind.group}/{target.kind.kind}:{where}"
+        meta.setdefault("annotations", {})[ARGO_TRACKING] = tracking
+
+    return stamp
+
+
+def _flux_stamp(owner: K8s) -> Any:
+    def stamp(target: Target) -> None:
+        labels = target.manifest["metadata"].setdefault("labels", {})
+        labels[FLUX_NAME] = owner["metadata"]["name"]
+        labels[FLUX_NAMESPACE] = owner["metadata"]["namespace"]
+
+    return stamp
+
+
+# ---- comparing and judging ---------------------------------------------------------------
+
+
+def subset(wanted: Any, live: Any) -> bool:
+    """Whether ``live`` has every field ``wanted`` sets, with its value (lists position
+    by position)."""
+    if isinstance(wanted, dict):
+        return isinstance(live, dict) and all(
+            key in live and subset(value, live[key]) for key, value in wanted.items()
+        )
+    if isinstance(wanted, list):
+        return (
+            isinstance(live, list)
+            and len(live) == len(wanted)
+            and all(subset(w, v) for w, v in zip(wanted, live, strict=True))
+        )
+    if isinstance(wanted, int | float) and isinstance(live, int | float):
+        return bool(wanted == live) and isinstance(wanted, bool) == isinstance(live, bool)
+    return bool(wanted == live)
+
+
+def _in_sync(state: ClusterState, target: Target) -> bool:
+    live = state.store.find(target.kind.resource, target.namespace, target.name)
+    return live is not None and subset(target.manifest, live)
+
+
+def _health(state: ClusterState, target: Target) -> str:
+    """Argo CD's health of one live object: Missing, Progressing, Degraded or Healthy."""
+    live = state.store.find(target.kind.resource, target.namespace, target.name)
+    if live is None:
+        return "Missing"
+    if target.kind.resource not in _WORKLOADS:
+        return "Healthy"
+    spec, status = live["spec"], live.get("status") or {}
+    if status.get("observedGeneration", 0) < live["metadata"].get("generation", 1):
+        return "Progressing"
+    conditions = status.get("conditions") or []
+    if any(c.get("reason") == "ProgressDeadlineExceeded" for c in conditions):
+        return "Degraded"
+    if target.kind.resource == "daemonsets":
+        wanted = status.get("desiredNumberScheduled", 0)
+        updated, ready = status.get("updatedNumberScheduled", 0), status.get("numberAvailable", 0)
+    else:
+        wanted = spec.get("replicas", 1)
+        updated, ready = status.get("updatedReplicas", 0), status.get("availableReplicas", 0)
+        if target.kind.resource == "statefulsets":
+            ready = status.get("readyReplicas", 0)
+        if status.get("replicas", 0) > updated:
+            return "Progressing"  # old replicas pending termination
+    return "Healthy" if updated >= wanted and ready >= updated else "Progressing"
+
+
+def _worst(healths: list[str]) -> str:
+    return max(healths, key=_HEALTH_ORDER.index, default="Healthy")
+
+
+def _images(targets: list[Target]) -> list[str]:
+    found = set()
+    for target in targets:
+        pod = ((target.manifest.get("spec") or {}).get("template") or {}).get("spec") or {}
+        for container in (pod.get("containers") or []) + (pod.get("initContainers") or []):
+            if isinstance(container, dict) and isinstance(container.get("image"), str):
+                found.add(container["image"])
+    return sorted(found, key=split_image)
+
+
+def _destination_error(destination: K8s) -> str:
+    if destination.get("server") not in _IN_CLUSTER or destination.get("name") not in (
+        None,
+        "",
+        "in-cluster",
+    ):
+        where = destination.get("server") or destination.get("name")
+        return f"cluster {where!r} has not been configured (only the in-cluster one is)"
+    return ""
+
+
+def _inventory_id(target: Target) -> K8s:
+    group = target.kind.group
+    return {"id": f"{target.namespace}_{target.name}_{group}_{target.kind.kind}", "v": "v1"}
+
+
+# ---- status ------------------------------------------------------------------------------
+
+
+def _condition(kind: str, message: str, status: K8s, now: Now) -> K8s:
+    """An Argo CD condition, keeping its transition time while it holds."""
+    for old in status.get("conditions") or []:
+        if old.get("type") == kind and old.get("message") == message:
+            return dict(old)
+    return {"type": kind, "message": message, "lastTransitionTime": rfc3339(now.at)}
+
+
+def _ready(ok: bool, reason: str, message: str, status: K8s, now: Now) -> K8s:
+    """Flux's Ready condition, keeping its transition time while its status holds."""
+    value = "True" if ok else "False"
+    old: K8s = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    since = old.get("lastTransitionTime") if old.get("status") == value else None
+    return {
+        "type": "Ready",
+        "status": value,
+        "reason": reason,
+        "message": message,
+        "observedGeneration": status.get("observedGeneration", 0),
+        "lastTransitionTime": since or rfc3339(now.at),
+    }
+
+
+def _record_history(status: K8s, revision: str, source: K8s, now: Now) -> None:
+    history = status.setdefault("history", [])
+    at = rfc3339(now.at)
+    entry_id = (history[-1]["id"] + 1) if history else 0
+    history.append(
+        {
+            "revision": revision,
+            "deployedAt": at,
+            "deployStartedAt": at,
+            "id": entry_id,
+            "source": copy_json(source),
+        }
+    )
+    del history[:-_HISTORY_LIMIT]
+
+
+def _flux_due(
+    before: Fetched | None, obj: K8s, status: K8s, requested: str | None, now: Now
+) -> bool:
+    meta = obj["metadata"]
+    if before is None or before.generation != meta["generation"]:
+        return True
+    if requested is not None and requested != status.get("lastHandledReconcileAt"):
+        return True
+    return now.unix_s >= before.polled_s + parse_duration(str(obj["spec"].get("interval")))
+
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
+_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
+
+
+def parse_duration(text: str) -> float:
+    """A Go duration (``1m``, ``5m0s``, ``1h30m``), seconds; 60 s when unreadable, so
+    that a bad interval slows the reconcile down rather than stopping it."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(a + b for a, b in parts) != text:
+        return 60.0
+    return max(1.0, sum(float(value) * _UNIT_S[unit] for value, unit in parts))
+
+
+def _write_status(state: ClusterState, resource: str, obj: K8s, status: K8s) -> None:
+    """Write ``status`` when it changed (an unchanged one makes no new resourceVersion)."""
+    if obj.get("status") != status:
+        obj["status"] = status
+        state.store.update(resource, obj, spec_changed=False)
