@@ -22,7 +22,14 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from healer.chaos import report
-from healer.chaos.contenders import STARTS, Trace, Warmed, run_contender, warm_for
+from healer.chaos.contenders import (
+    GITOPS_CONTENDERS,
+    STARTS,
+    Trace,
+    Warmed,
+    run_contender,
+    warm_for,
+)
 from healer.chaos.score import records as score_records
 from healer.config import Settings, load_settings
 from healer.decide import load_playbooks
@@ -153,6 +160,8 @@ def run_seed(
     """One scenario and seed under every contender; runs in a worker process."""
     scenario = load_scenario(name).model_copy(update={"seed": seed})
     settings = bench_settings(config)
+    if scenario.gitops is not None:  # with the Git path and without it
+        contenders = (*contenders, *(c for c in GITOPS_CONTENDERS if c not in contenders))
     traces = {
         c: run_contender(
             c, scenario, duration_s=duration_s(scenario), settings=settings, warmed=warmed

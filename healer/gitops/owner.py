@@ -3,7 +3,7 @@
 Argo CD marks what it applies with the annotation ``argocd.argoproj.io/tracking-id``
 (``<app>:<group>/<Kind>:<namespace>/<name>``; ``<app-namespace>_<app>`` when
 Applications live outside Argo CD's own namespace) or the label
-``app.kubernetes.io/instance: <app>``. Flux's kustomize controller marks it with the
+``argocd.argoproj.io/instance: <app>``. Flux's kustomize controller marks it with the
 labels ``kustomize.toolkit.fluxcd.io/name`` and ``kustomize.toolkit.fluxcd.io/namespace``.
 From the mark, the syncer's object names the source: an Application's
 ``spec.source.{repoURL,targetRevision,path}``; a Kustomization's ``spec.path`` and the
@@ -14,9 +14,10 @@ Decisions:
 - Pure functions over the objects' JSON (as ``kubectl get -o json`` prints them): the
   reading goes through ``healer.act.customobjects``, so this module is tested with
   literals and never imports the Kubernetes client.
-- ``app.kubernetes.io/instance`` counts only when the workload carries no tracking-id
-  annotation: Helm sets that label on everything it installs, so a lookup through it
-  that finds no Application is "not owned", not an error.
+- ``app.kubernetes.io/instance`` alone does not count (as in ``decide.guards``): Helm
+  sets that label on everything it installs. Argo CD's label tracking is read from
+  ``argocd.argoproj.io/instance``; its annotation tracking (the default since Argo CD
+  2.x when both are set) from the tracking id.
 - What to poke so the syncer syncs now is decided here too (``sync_requests``): Argo
   CD's ``argocd.argoproj.io/refresh: hard`` on the Application, Flux's
   ``reconcile.fluxcd.io/requestedAt`` on the GitRepository and the Kustomization.
@@ -33,7 +34,6 @@ from healer.errors import PermanentActionError
 from healer.types import JsonObject, JsonValue, WorkloadRef
 
 TRACKING_ID = "argocd.argoproj.io/tracking-id"
-INSTANCE_LABEL = "app.kubernetes.io/instance"
 ARGO_INSTANCE = "argocd.argoproj.io/instance"
 FLUX_NAME = "kustomize.toolkit.fluxcd.io/name"
 FLUX_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
@@ -118,10 +118,9 @@ def mark_of(
     if flux:
         namespace = labels.get(FLUX_NAMESPACE) or workload.namespace
         return Mark("flux", _ref(KUSTOMIZATION, namespace, flux), FLUX_NAME)
-    for key in (ARGO_INSTANCE, INSTANCE_LABEL):
-        instance = labels.get(key)
-        if instance:
-            return Mark("argocd", _ref(APPLICATION, ARGO_NAMESPACE, instance), key)
+    instance = labels.get(ARGO_INSTANCE)
+    if instance:
+        return Mark("argocd", _ref(APPLICATION, ARGO_NAMESPACE, instance), ARGO_INSTANCE)
     return None
 
 

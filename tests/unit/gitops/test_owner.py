@@ -22,8 +22,9 @@ def test_argo_cd_tracking_id_names_the_application_and_its_namespace() -> None:
         CART, {"argocd.argoproj.io/tracking-id": "team-a_cart:apps/Deployment:shop/cart"}, {}
     )
     assert spaced is not None and (spaced.ref.namespace, spaced.ref.name) == ("team-a", "cart")
-    label = mark_of(CART, {}, {"app.kubernetes.io/instance": "shop-cart"})
+    label = mark_of(CART, {}, {"argocd.argoproj.io/instance": "shop-cart"})
     assert label is not None and label.tool == "argocd" and label.ref.name == "shop-cart"
+    assert mark_of(CART, {}, {"app.kubernetes.io/instance": "cart"}) is None  # Helm's too
 
 
 def test_flux_labels_name_the_kustomization() -> None:
