@@ -30,9 +30,9 @@ Definitions, the same for every contender:
 * **Action**: the distinct kinds of the contender's actions on the workload from the
   fault's start on, in order, joined with ``+``; null when none. Any other action is
   a **benign action** of the run.
-* **Came back**: the fault's cause was gone from the cluster at some sample after the
-  fault began, and present again later: a fix that did not stick (an in-cluster
-  rollback that a GitOps syncer's self-heal reverted).
+* **Came back**: the contender acted on the fault, and its cause is in the cluster at
+  the end of the run: a fix that did not stick (an in-cluster rollback that a GitOps
+  syncer's self-heal reverted within seconds, before a pod even changed).
 * **Node faults** (``node_notready``, ``node_memory_pressure``) name a node, not a
   workload: they hurt every workload of the scenario (``Fault.hurt``), each judged as
   above, and heal when all of them have (the latest heal); the cause is present while
@@ -236,16 +236,12 @@ def time_to_heal(
 
 
 def cause_returned(trace: Trace, fault: Fault) -> bool:
-    """The fault's cause went away after it began and was present again later."""
+    """The contender acted on the fault and its cause is in the cluster again (or
+    still) at the end of the run: a fix that did not stick."""
     present = trace.cause_present.get(fault.index)
-    if present is None or present.size != trace.timestamps.size:
+    if present is None or present.size == 0 or _action(trace, fault) is None:
         return False
-    after = present[trace.timestamps >= fault.at_s]
-    seen = np.flatnonzero(after)
-    if seen.size == 0:
-        return False
-    gone = np.flatnonzero(~after[seen[0] :])
-    return bool(gone.size and after[seen[0] + gone[0] :].any())
+    return bool(present[-1])
 
 
 def slo_minutes_lost(trace: Trace, workload: str, slo: Slo, from_s: float) -> int:
