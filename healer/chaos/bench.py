@@ -264,8 +264,9 @@ def main(
     console.print(report.class_table(records))
     runs = [w for result in results for w in result.wall_s.values()]
     warming = [r.warm_s for r in results if not math.isnan(r.warm_s)]
+    ran = len({c for result in results for c in result.wall_s})  # GitOps scenarios add one
     console.print(
-        f"{len(plan.scenarios)} scenarios x {seeds} seeds x {len(plan.contenders)} contenders "
+        f"{len(plan.scenarios)} scenarios x {seeds} seeds x {ran} contenders "
         f"in {wall_s:.0f} s wall time with {jobs} processes "
         f"(median run {statistics.median(runs):.1f} s, median healer cycle "
         f"{1000 * statistics.median(r.healer_cycle_s for r in results):.1f} ms"
