@@ -160,9 +160,21 @@ class GitOpsActuator:
         return self._cluster.read_state(workload)
 
     def already_applied(self, intent: ActionRecord) -> bool:
-        """As the cluster says: a rollback landed in Git but not yet synced reads as not
-        applied, and taking it again finds its own commit (idempotent) and syncs."""
-        return self._cluster.already_applied(intent)
+        """Whether an intended action landed: for a rollback of a GitOps-owned workload,
+        its commit (found by its trailers) on the tracked branch or the incident's pull
+        request branch, which the syncer applies whether or not healer asked it to sync
+        before the crash; for anything else, as the cluster says."""
+        if not self._settings.enabled or intent.kind is not ActionKind.ROLLBACK:
+            return self._cluster.already_applied(intent)
+        owner = self.owner(self._cluster.read_state(intent.target))
+        incident = self._incident_of(intent.target)
+        if owner is None or incident is None:
+            return self._cluster.already_applied(intent)
+        git = self.git.checkout(owner.source.url)
+        branches = (self.git.branch_of(git, owner.source), self._branch_of(incident.id))
+        return self.git.find_own(git, incident.id, branches) is not None or (
+            self._cluster.already_applied(intent)
+        )
 
     def owner_of_pod(self, namespace: str, pod: str) -> WorkloadRef | None:
         """A read: passes through (None when the wrapped actuator cannot resolve pods)."""
@@ -233,7 +245,7 @@ class GitOpsActuator:
         forge = self._forges(owner.source.url) if owner is not None else None
         if forge is None:
             return None
-        found = forge.find(f"{self._settings.branch_prefix}incident-{incident.id}")
+        found = forge.find(self._branch_of(incident.id))
         return found if found is not None and found.state == "merged" else None
 
     def watch_merges(self, now: datetime) -> int:
@@ -277,7 +289,11 @@ class GitOpsActuator:
         )
 
     def _branch(self, story: Story) -> str:
-        return f"{self._settings.branch_prefix}incident-{story.incident_id}"
+        return self._branch_of(story.incident_id)
+
+    def _branch_of(self, incident_id: int) -> str:
+        """The branch of the incident's pull request."""
+        return f"{self._settings.branch_prefix}incident-{incident_id}"
 
     def _propose(self, plan: Plan, work: _Work, request: JsonObject, now: datetime) -> ActionRecord:
         """Approval mode: a pull request when a forge is set, else only the intent."""

@@ -355,3 +355,15 @@ def test_a_merge_in_the_forge_approves_the_pending_action(
     assert actuator.watch_merges(NOW) == 1
     (action_id, by, reason) = reviews.approved[0]
     assert (action_id, by) == (31, "forge") and reason.endswith("/1 merged in the forge")
+
+
+def test_after_a_crash_a_pushed_commit_counts_as_landed(tmp_path: Path, remote: Path) -> None:
+    cluster = FakeCluster(state(BAD, GOOD, annotations=TRACKED))
+    actuator, _ = _actuator(tmp_path, remote, cluster)
+    intent = ActionRecord(
+        ActionKind.ROLLBACK, CART, {"action": "rollback", "params": {"to_revision": 3}},
+        ActionStatus.INTENDED, NOW, NOW,
+    )  # fmt: skip
+    assert not actuator.already_applied(intent)  # nothing pushed yet: the cluster says no
+    actuator.apply(_plan(Mode.AUTO), now=NOW)
+    assert actuator.already_applied(intent)  # in Git; the syncer applies it anyway
