@@ -32,13 +32,11 @@ CART = WorkloadRef("shop", "Deployment", "cart")
 GOOD, BAD = "registry.local/shop/cart:2.4.1", "registry.local/shop/cart:2.5.0"
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimHarness]:
-    folder = tmp_path_factory.mktemp("gitops-loop")
+def _run(folder: Path, **gitops: object) -> tuple[SimHarness, AuditStore]:
     settings = load_settings(
         None,
         guards={"mode": "auto", "gitops_mode": "auto"},
-        gitops={"enabled": True, "cache_dir": str(folder / "git")},
+        gitops={"enabled": True, "cache_dir": str(folder / "git"), **gitops},
         playbooks_dir=str(REPO / "playbooks"),
     )
     store = AuditStore(f"sqlite:///{folder / 'audit.db'}")
@@ -46,6 +44,12 @@ def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimHarness]:
         load_scenario("gitops-bad-release"), settings=settings, store=store, workdir=folder
     )
     running.run_for(1.5 * 3600)
+    return running, store
+
+
+@pytest.fixture(scope="module")
+def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimHarness]:
+    running, store = _run(tmp_path_factory.mktemp("gitops-loop"))
     yield running
     running.close()
     store.close()
@@ -96,3 +100,22 @@ def test_custom_objects_read_and_annotate_the_application_over_http(
     assert again["metadata"]["annotations"]["healer.io/probe"] == "1"  # type: ignore[index,call-overload]
     with pytest.raises(PermanentActionError, match="argocd/gone: 404"):
         objects.get("argoproj.io", "v1alpha1", "applications", "argocd", "gone")
+
+
+def test_credentials_that_cannot_be_read_escalate_and_leave_the_cluster_alone(
+    tmp_path: Path,
+) -> None:
+    running, store = _run(tmp_path, token_file=str(tmp_path / "absent"), undo_first=True)
+    try:
+        [summary] = store.list_incidents(limit=50)
+        assert summary.action_status == ActionStatus.FAILED
+        assert summary.outcome == OutcomeKind.ESCALATED
+        outcome = store.incident(summary.id).outcome
+        assert outcome is not None
+        assert "gitops.token_file" in outcome.evidence
+        assert "nothing changed in the cluster" in outcome.evidence
+        pods = running.cluster.state.pods_of(running.cluster.state.workload("shop", "cart"))
+        assert {p["spec"]["containers"][0]["image"] for p in pods} == {BAD}  # no undo
+    finally:
+        running.close()
+        store.close()
