@@ -256,7 +256,12 @@ def test_a_rollback_through_git_shows_its_pull_request_and_commit(
     errors = SignalDeviation(Signal.ERROR_RATIO, 0.12, 0.002, 21.0, Direction.UP)
     iid = store.open_incident(Finding(CART, T0, 0.99, (errors,), T0, "streaming-baseline/1"))
     store.record_diagnosis(iid, Diagnosis(CART, Cause.BAD_RELEASE, 0.95, "Errors rose."))
-    git = {"owner": "applications.argoproj.io/argocd/cart", "repository": "https://git.example/shop/deploy.git", "revision": "main", "path": "apps/cart"}  # fmt: skip
+    git = {
+        "owner": "applications.argoproj.io/argocd/cart",
+        "repository": "https://git.example/shop/deploy.git",
+        "revision": "main",
+        "path": "apps/cart",
+    }
     url = "https://github.example/shop/deploy/pull/4"
     pending = {
         "action": "rollback",
