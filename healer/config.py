@@ -581,7 +581,10 @@ class GitOpsSettings(_Section):
     branch_prefix: str = "healer/"
     """Branches of pull requests are this followed by ``incident-N``."""
     committer_name: str = "healer"
+    """The author and committer name of healer's commits."""
     committer_email: str = "healer@localhost"
+    """The author and committer e-mail of healer's commits (a forge may require one it
+    knows, to credit the commit to healer's account)."""
     timeout_s: float = Field(default=60.0, gt=0)
     """Longest one git command or forge call may take: a hung remote fails the action
     instead of holding the cycle."""
