@@ -59,6 +59,9 @@ _IN_CLUSTER = (None, "", "https://kubernetes.default.svc")
 _WORKLOADS = ("deployments", "statefulsets", "daemonsets")
 _APPLIED = {k.resource for k in KINDS} - {"pods", "replicasets", "controllerrevisions", "events"}
 _HEALTH_ORDER = ("Healthy", "Suspended", "Progressing", "Missing", "Degraded", "Unknown")
+# A spec field of the wrong shape (a string where an object belongs) that the kinds'
+# checks let through: the owner shows it in its status, and the others go on.
+_SHAPE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)
 _HISTORY_LIMIT = 10  # Argo CD's default revisionHistoryLimit
 
 
@@ -148,12 +151,16 @@ class GitSync:
     """Per owner uid (Application, GitRepository, Kustomization)."""
 
     def reconcile(self, state: ClusterState, now: Now) -> None:
-        for app in state.store.list("applications"):
-            self._application(state, app, now)
-        for repo in state.store.list("gitrepositories"):
-            self._git_repository(state, repo, now)
-        for ks in state.store.list("kustomizations"):
-            self._kustomization(state, ks, now)
+        for resource, step in (
+            ("applications", self._application),
+            ("gitrepositories", self._git_repository),
+            ("kustomizations", self._kustomization),
+        ):
+            for obj in state.store.list(resource):
+                try:
+                    step(state, obj, now)
+                except _SHAPE_ERRORS as exc:
+                    _unreadable(state, resource, obj, exc, now)
 
     # ---- Argo CD ---------------------------------------------------------------------
 
@@ -400,7 +407,7 @@ class GitSync:
             targets = _targets(
                 fetched.rendered,
                 namespace,
-                _flux_stamp(meta),
+                _flux_stamp(ks),
                 force=bool(spec.get("targetNamespace")),
             )
         except RenderError as exc:
@@ -685,6 +692,16 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(a + b for a, b in parts) != text:
         return 60.0
     return max(1.0, sum(float(value) * _UNIT_S[unit] for value, unit in parts))
+
+
+def _unreadable(state: ClusterState, resource: str, obj: K8s, exc: Exception, now: Now) -> None:
+    status = copy_json(obj.get("status") or {})
+    message = f"the spec cannot be read: {exc!r}"
+    if resource == "applications":
+        status["conditions"] = [_condition("InvalidSpecError", message, status, now)]
+    else:
+        status["conditions"] = [_ready(False, "ReconciliationFailed", message, status, now)]
+    _write_status(state, resource, obj, status)
 
 
 def _write_status(state: ClusterState, resource: str, obj: K8s, status: K8s) -> None:
