@@ -300,6 +300,10 @@ def test_flux_applies_its_path_follows_new_commits_and_corrects_drift(cluster: C
     dep = cluster.get_object("deployments", "web", "web")
     assert dep["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/name"] == "web"
     assert dep["metadata"]["labels"]["kustomize.toolkit.fluxcd.io/namespace"] == "flux-system"
+    events = cluster.list_objects("events", "flux-system")
+    assert [(e["reason"], e["message"]) for e in events] == [
+        ("Progressing", "Deployment/web/web created")
+    ]
     commit(
         pipeline(cluster),
         {"apps/web/web.yaml": web_deployment("2")},
@@ -373,3 +377,43 @@ def test_go_durations() -> None:
     assert parse_duration("5m0s") == 300
     assert parse_duration("1h30m") == 5400
     assert parse_duration("soon") == 60  # unreadable: a minute, never a busy loop
+
+
+def test_a_sync_posts_argo_cd_events_on_the_application(cluster: Cluster) -> None:
+    cluster.advance(1800)
+    revision = app(cluster)["status"]["sync"]["revision"]
+    events = [
+        (e["reason"], e["message"])
+        for e in cluster.list_objects("events", "argocd")
+        if e["involvedObject"]["name"] == "cart" and revision in e["message"]
+    ]
+    assert events == [
+        ("OperationStarted", f"Initiated automated sync to '{revision}'"),
+        ("OperationCompleted", f"Sync operation to {revision} succeeded"),
+    ]
+
+
+@pytest.mark.parametrize("prune", [True, False])
+def test_what_leaves_git_is_pruned_only_with_prune(cluster: Cluster, prune: bool) -> None:
+    lease = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: web-lock}\n"
+    commit(pipeline(cluster), {"apps/other/lease.yaml": lease}, "Add", at=cluster.clock.now())
+    new_app(cluster, "other")
+    patch = {"spec": {"syncPolicy": {"automated": {"prune": prune}}}}
+    cluster.patch_object("applications", "argocd", "other", patch, MERGE, dry_run=False)
+    assert cluster.store.find("leases", "web", "web-lock") is not None
+    keep = "apiVersion: coordination.k8s.io/v1\nkind: Lease\nmetadata: {name: keep}\n"
+    files = {"apps/other/lease.yaml": None, "apps/other/keep.yaml": keep}
+    commit(pipeline(cluster), files, "Replace the lease", at=cluster.clock.now())
+    cluster.advance(POLL_S)
+    status = app(cluster, "other")["status"]
+    assert cluster.store.find("leases", "web", "keep") is not None
+    if prune:
+        assert cluster.store.find("leases", "web", "web-lock") is None
+        assert status["sync"]["status"] == "Synced"
+        pruned = status["operationState"]["syncResult"]["resources"][-1]
+        assert (pruned["name"], pruned["status"]) == ("web-lock", "Pruned")
+    else:
+        assert cluster.store.find("leases", "web", "web-lock") is not None
+        assert status["sync"]["status"] == "OutOfSync"
+        left = [r for r in status["resources"] if r.get("requiresPruning")]
+        assert [r["name"] for r in left] == ["web-lock"]
