@@ -30,7 +30,7 @@ from healer.errors import ConfigError
 from healer.sim import discovery, openapi
 from healer.sim.cluster import Cluster
 from healer.sim.exposition import render_metrics
-from healer.sim.kinds import PLAIN, Kind, lookup
+from healer.sim.kinds import GITOPS, PLAIN, Kind, lookup
 from healer.sim.objects import (
     STRATEGIC_MERGE_PATCH,
     ApiError,
@@ -220,10 +220,12 @@ async def _body(request: Request) -> K8s:
     return value
 
 
-async def _patch_body(request: Request) -> tuple[Any, str]:
+async def _patch_body(request: Request, kind: Kind | None = None) -> tuple[Any, str]:
     """A PATCH request's body and patch type: 415 for a content type that is no patch
     type (before the body is read), 400 for a body of the wrong shape for its type."""
     content_type = patch_type(request.headers.get("content-type", ""))
+    if kind in GITOPS and content_type == STRATEGIC_MERGE_PATCH:
+        raise _no_strategic_merge()
     try:
         body = json.loads(await request.body() or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -396,7 +398,7 @@ async def _item(
         return _warn(_json(request, replaced), warnings)
     if request.method == "PATCH":
         _allowed(kind, "patch")
-        patch, content_type = await _patch_body(request)
+        patch, content_type = await _patch_body(request, kind)
         fields = strip_directives(patch) if content_type == STRATEGIC_MERGE_PATCH else patch
         warnings = _field_warnings(request, kind, fields)
         if resource in _WORKLOADS:
@@ -462,7 +464,7 @@ async def _status(
         return _json(request, cluster.get_object(kind.resource, namespace, name))
     dry_run = _dry(request)
     if request.method == "PATCH":
-        patch, content_type = await _patch_body(request)
+        patch, content_type = await _patch_body(request, kind)
         written = cluster.write_status(
             kind.resource, namespace, name, patch, patch_type=content_type, dry_run=dry_run
         )
@@ -473,6 +475,17 @@ async def _status(
         written = cluster.write_status(kind.resource, namespace, name, body, dry_run=dry_run)
         return _json(request, written)
     raise ApiError(405, "MethodNotAllowed", f"{request.method} is not allowed on status")
+
+
+def _no_strategic_merge() -> ApiError:
+    """The API server's answer to a strategic merge patch of a custom resource (Argo CD's
+    and Flux's kinds are CRDs in a real cluster): 415, as kubectl users meet it."""
+    return ApiError(
+        415,
+        "UnsupportedMediaType",
+        "the body of the request was in an unknown format - accepted media types include: "
+        "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml",
+    )
 
 
 def serve_in_thread(cluster: Cluster, *, host: str = "127.0.0.1", port: int = 0) -> ServerThread:

@@ -199,6 +199,7 @@ class Cluster:
         )
         """The parts of one tick, in their order."""
         self.on_write: list[controllers.Controller] = [
+            self._gitsync,  # a refresh is served at once, and its rollout starts with it
             GarbageCollector(),
             CordonTaint(),
             DeploymentController(),
@@ -206,7 +207,6 @@ class Cluster:
             StatefulSetController(),
             DaemonSetController(),
             Scheduler(),
-            self._gitsync,  # a refresh request is served at once
         ]
         """The controllers that react to a write through the API at once, in this order;
         a new kind's controller joins them here (they keep no state of their own)."""

@@ -153,15 +153,18 @@ def init_remote(remote: Path, work: Path, files: Mapping[str, str], *, at: datet
     return commit(work, files, "Initial release", at=at)
 
 
-def commit(work: Path, files: Mapping[str, str], message: str, *, at: datetime) -> str:
-    """Write ``files`` (relative paths) in the clone ``work`` on top of the remote's
-    ``main``, commit them and push; the new commit id. What others pushed meanwhile (a
-    rollback by healer) is fetched first, so the push never needs force."""
+def commit(work: Path, files: Mapping[str, str | None], message: str, *, at: datetime) -> str:
+    """Write ``files`` (relative paths; None removes one) in the clone ``work`` on top of
+    the remote's ``main``, commit them and push; the new commit id. What others pushed
+    meanwhile (a rollback by healer) is fetched first, so the push never needs force."""
     if git("ls-remote", "origin", "refs/heads/main", cwd=work).strip():
         git("fetch", "--quiet", "origin", "main", cwd=work)
         git("reset", "--quiet", "--hard", "origin/main", cwd=work)
     for name, text in files.items():
         target = work / name
+        if text is None:
+            target.unlink(missing_ok=True)
+            continue
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(text)
     git("add", "--all", cwd=work)

@@ -59,6 +59,9 @@ _IN_CLUSTER = (None, "", "https://kubernetes.default.svc")
 _WORKLOADS = ("deployments", "statefulsets", "daemonsets")
 _APPLIED = {k.resource for k in KINDS} - {"pods", "replicasets", "controllerrevisions", "events"}
 _HEALTH_ORDER = ("Healthy", "Suspended", "Progressing", "Missing", "Degraded", "Unknown")
+# A spec field of the wrong shape (a string where an object belongs) that the kinds'
+# checks let through: the owner shows it in its status, and the others go on.
+_SHAPE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)
 _HISTORY_LIMIT = 10  # Argo CD's default revisionHistoryLimit
 
 
@@ -148,12 +151,16 @@ class GitSync:
     """Per owner uid (Application, GitRepository, Kustomization)."""
 
     def reconcile(self, state: ClusterState, now: Now) -> None:
-        for app in state.store.list("applications"):
-            self._application(state, app, now)
-        for repo in state.store.list("gitrepositories"):
-            self._git_repository(state, repo, now)
-        for ks in state.store.list("kustomizations"):
-            self._kustomization(state, ks, now)
+        for resource, step in (
+            ("applications", self._application),
+            ("gitrepositories", self._git_repository),
+            ("kustomizations", self._kustomization),
+        ):
+            for obj in state.store.list(resource):
+                try:
+                    step(state, obj, now)
+                except _SHAPE_ERRORS as exc:
+                    _unreadable(state, resource, obj, exc, now)
 
     # ---- Argo CD ---------------------------------------------------------------------
 
@@ -235,13 +242,19 @@ class GitSync:
             fetched = replace(fetched, drift_s=drift_s)
             if new or heal:
                 operation = self._sync(targets, fetched, compared, now)
+                if automated.get("prune"):
+                    self._prune_argo(state, status, targets, operation)
                 status["operationState"] = operation
                 if operation["phase"] == "Succeeded":
                     _record_history(status, fetched.revision, source, now)
                 else:
                     conditions.append(_condition("SyncError", operation["message"], status, now))
+                _announce(state, app, operation, now)
                 fetched = replace(fetched, drift_s=None, synced_revision=fetched.revision)
                 in_sync = [_in_sync(state, t) for t in targets]
+        extra = _left_over(state, status, targets)
+        in_sync += [False] * len(extra)
+        targets = targets + extra
         healths = [_health(state, t) for t in targets]
         status["sync"] = {
             "status": "Synced" if all(in_sync) else "OutOfSync",
@@ -253,6 +266,8 @@ class GitSync:
             {**t.ref(), "status": "Synced" if ok else "OutOfSync", "health": {"status": h}}
             for t, ok, h in zip(targets, in_sync, healths, strict=True)
         ]
+        for entry in status["resources"][len(targets) - len(extra) :]:
+            entry["requiresPruning"] = True
         status["sourceType"] = rendered.source_type
         status["summary"] = {"images": _images(targets)}
         status["conditions"] = conditions
@@ -291,6 +306,15 @@ class GitSync:
             "startedAt": at,
             "finishedAt": at,
         }
+
+    def _prune_argo(
+        self, state: ClusterState, status: K8s, targets: list[Target], operation: K8s
+    ) -> None:
+        """Delete what the Application managed and Git no longer has (``prune: true``)."""
+        for extra in _left_over(state, status, targets):
+            self.api.delete_object(extra.kind.resource, extra.namespace, extra.name)
+            result = {**extra.ref(), "status": "Pruned", "message": "pruned"}
+            operation["syncResult"]["resources"].append(result)
 
     def _apply(self, target: Target) -> str:
         """Create the object, or merge-patch Git's fields into it; kubectl's verb."""
@@ -400,23 +424,28 @@ class GitSync:
             targets = _targets(
                 fetched.rendered,
                 namespace,
-                _flux_stamp(meta),
+                _flux_stamp(ks),
                 force=bool(spec.get("targetNamespace")),
             )
         except RenderError as exc:
             status["conditions"] = [_ready(False, "BuildFailed", str(exc), status, now)]
             _write_status(state, "kustomizations", ks, status)
             return
+        changes = []
         try:
             for target in targets:
                 if not _in_sync(state, target):
-                    self._apply(target)
+                    verb = self._apply(target).rsplit(" ", 1)[1]
+                    where = f"{target.namespace}/{target.name}".lstrip("/")
+                    changes.append(f"{target.kind.kind}/{where} {verb}")
             if spec.get("prune"):
                 self._prune(state, status, targets)
         except ApiError as exc:
             status["conditions"] = [_ready(False, "ReconciliationFailed", exc.message, status, now)]
             _write_status(state, "kustomizations", ks, status)
             return
+        if changes:
+            _event(state, ks, "Progressing", "\n".join(changes), now)
         status["lastAppliedRevision"] = artifact
         status["inventory"] = {"entries": [_inventory_id(t) for t in targets]}
         message = f"Applied revision: {artifact}"
@@ -685,6 +714,83 @@ def parse_duration(text: str) -> float:
     if not parts or "".join(a + b for a, b in parts) != text:
         return 60.0
     return max(1.0, sum(float(value) * _UNIT_S[unit] for value, unit in parts))
+
+
+def _unreadable(state: ClusterState, resource: str, obj: K8s, exc: Exception, now: Now) -> None:
+    status = copy_json(obj.get("status") or {})
+    message = f"the spec cannot be read: {exc!r}"
+    if resource == "applications":
+        status["conditions"] = [_condition("InvalidSpecError", message, status, now)]
+    else:
+        status["conditions"] = [_ready(False, "ReconciliationFailed", message, status, now)]
+    _write_status(state, resource, obj, status)
+
+
+def _left_over(state: ClusterState, status: K8s, targets: list[Target]) -> list[Target]:
+    """Objects the last status listed that Git no longer has and the cluster still does."""
+    wanted = {(t.kind.resource, t.namespace, t.name) for t in targets}
+    left = []
+    for entry in status.get("resources") or []:
+        kind = next(
+            (k for k in KINDS if (k.group, k.kind) == (entry.get("group"), entry.get("kind"))),
+            None,
+        )
+        key = (kind.resource if kind else "", entry.get("namespace", ""), entry.get("name", ""))
+        if kind is None or key in wanted:
+            continue
+        live = state.store.find(*key)
+        if live is not None:
+            left.append(Target(kind, key[1], key[2], {"metadata": {}}))
+    return left
+
+
+def _announce(state: ClusterState, app: K8s, operation: K8s, now: Now) -> None:
+    """The Events Argo CD's controller posts on the Application after a sync."""
+    revision = operation["operation"]["sync"]["revision"]
+    _event(state, app, "OperationStarted", f"Initiated automated sync to '{revision}'", now)
+    ok = operation["phase"] == "Succeeded"
+    outcome = "succeeded" if ok else f"failed: {operation['message']}"
+    message = f"Sync operation to {revision} {outcome}"
+    _event(state, app, "OperationCompleted", message, now, warning=not ok)
+
+
+def _event(
+    state: ClusterState, owner: K8s, reason: str, message: str, now: Now, *, warning: bool = False
+) -> None:
+    """A core/v1 Event on ``owner``, named as the API server's clients name them (the
+    object's name, a dot, a hexadecimal time)."""
+    meta = owner["metadata"]
+    stamp = rfc3339(now.at)
+    stamp_ns = int(now.unix_s * 1e9)
+    name = f"{meta['name']}.{stamp_ns:x}"
+    while state.store.find("events", meta["namespace"], name) is not None:
+        stamp_ns += 1  # two events in one instant: the next nanosecond
+        name = f"{meta['name']}.{stamp_ns:x}"
+    source = "argocd-application-controller"
+    if owner["kind"] != "Application":
+        source = "kustomize-controller"
+    body = {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": name, "namespace": meta["namespace"]},
+        "involvedObject": {
+            "apiVersion": owner["apiVersion"],
+            "kind": owner["kind"],
+            "name": meta["name"],
+            "namespace": meta["namespace"],
+            "uid": meta["uid"],
+            "resourceVersion": meta.get("resourceVersion"),
+        },
+        "reason": reason,
+        "message": message,
+        "type": "Warning" if warning else "Normal",
+        "source": {"component": source},
+        "reportingComponent": source,
+        "firstTimestamp": stamp,
+        "lastTimestamp": stamp,
+        "count": 1,
+    }
+    state.store.create("events", body, now=now.at)
 
 
 def _write_status(state: ClusterState, resource: str, obj: K8s, status: K8s) -> None:
