@@ -32,7 +32,9 @@ CART = WorkloadRef("shop", "Deployment", "cart")
 GOOD, BAD = "registry.local/shop/cart:2.4.1", "registry.local/shop/cart:2.5.0"
 
 
-def _run(folder: Path, **gitops: object) -> tuple[SimHarness, AuditStore]:
+def _run(
+    folder: Path, scenario: str = "gitops-bad-release", **gitops: object
+) -> tuple[SimHarness, AuditStore]:
     settings = load_settings(
         None,
         guards={"mode": "auto", "gitops_mode": "auto"},
@@ -41,15 +43,17 @@ def _run(folder: Path, **gitops: object) -> tuple[SimHarness, AuditStore]:
     )
     store = AuditStore(f"sqlite:///{folder / 'audit.db'}")
     running = SimHarness.start(
-        load_scenario("gitops-bad-release"), settings=settings, store=store, workdir=folder
+        load_scenario(scenario), settings=settings, store=store, workdir=folder
     )
     running.run_for(1.5 * 3600)
     return running, store
 
 
-@pytest.fixture(scope="module")
-def harness(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SimHarness]:
-    running, store = _run(tmp_path_factory.mktemp("gitops-loop"))
+@pytest.fixture(scope="module", params=["gitops-bad-release", "flux-bad-release"])
+def harness(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[SimHarness]:
+    running, store = _run(tmp_path_factory.mktemp("gitops-loop"), request.param)
     yield running
     running.close()
     store.close()
@@ -77,29 +81,40 @@ def test_the_rollback_is_a_commit_with_its_trailers_and_the_release_stays_back(
         cwd=remote, capture_output=True, text=True, check=True,
     ).stdout  # fmt: skip
     assert f"Healer-Incident: {summary.id}" in body and "Healer-Action: rollback" in body
-    assert action.request["sync"] == [
-        {
-            "object": "applications.argoproj.io/argocd/cart",
-            "annotations": {"argocd.argoproj.io/refresh": "hard"},
-        }
-    ]
+    sync = action.request["sync"]
+    assert isinstance(sync, list) and all(isinstance(s, dict) and "error" not in s for s in sync)
+    if harness.cluster.scenario.name == "gitops-bad-release":
+        assert sync == [
+            {
+                "object": "applications.argoproj.io/argocd/cart",
+                "annotations": {"argocd.argoproj.io/refresh": "hard"},
+            }
+        ]
+    else:  # Flux: the source, then the Kustomization, with the same stamp
+        objects = [s["object"] for s in sync if isinstance(s, dict)]
+        assert objects == [
+            "gitrepositories.source.toolkit.fluxcd.io/flux-system/cart",
+            "kustomizations.kustomize.toolkit.fluxcd.io/flux-system/cart",
+        ]
     pods = harness.cluster.state.pods_of(harness.cluster.state.workload("shop", "cart"))
     assert pods and {p["spec"]["containers"][0]["image"] for p in pods} == {GOOD}
 
 
-def test_custom_objects_read_and_annotate_the_application_over_http(
-    harness: SimHarness,
-) -> None:
+def test_custom_objects_read_and_annotate_the_owner_over_http(harness: SimHarness) -> None:
     objects = CustomObjects(api_client(harness.kubeconfig))
-    app = objects.get("argoproj.io", "v1alpha1", "applications", "argocd", "cart")
-    assert app["spec"]["source"]["repoURL"] == harness.cluster.git_remotes["cart"]  # type: ignore[index,call-overload]
-    objects.annotate(
-        "argoproj.io", "v1alpha1", "applications", "argocd", "cart", {"healer.io/probe": "1"}
-    )
-    again = objects.get("argoproj.io", "v1alpha1", "applications", "argocd", "cart")
+    url = harness.cluster.git_remotes["cart"]
+    if harness.cluster.scenario.name == "gitops-bad-release":
+        kind = ("argoproj.io", "v1alpha1", "applications", "argocd")
+        found = objects.get(*kind, "cart")
+        assert found["spec"]["source"]["repoURL"] == url  # type: ignore[index,call-overload]
+    else:
+        kind = ("source.toolkit.fluxcd.io", "v1", "gitrepositories", "flux-system")
+        assert objects.get(*kind, "cart")["spec"]["url"] == url  # type: ignore[index,call-overload]
+    objects.annotate(*kind, "cart", {"healer.io/probe": "1"})
+    again = objects.get(*kind, "cart")
     assert again["metadata"]["annotations"]["healer.io/probe"] == "1"  # type: ignore[index,call-overload]
-    with pytest.raises(PermanentActionError, match="argocd/gone: 404"):
-        objects.get("argoproj.io", "v1alpha1", "applications", "argocd", "gone")
+    with pytest.raises(PermanentActionError, match="/gone: 404"):
+        objects.get(*kind, "gone")
 
 
 def test_credentials_that_cannot_be_read_escalate_and_leave_the_cluster_alone(
