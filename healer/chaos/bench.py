@@ -41,15 +41,13 @@ from healer.types import JsonObject
 EXCLUDED = (
     "large-cluster",
     "second-week",
-    "gitops-bad-release",
-    "flux-bad-release",
 )
 """Built-in scenarios left out of the default set: large-cluster measures scale;
 second-week spends three days in quiet before its faults, which a cold run at the scrape
 interval takes minutes of CPU per contender to reach (its test warms the detector on a
 coarse twin of the cluster instead: tests/integration/test_loop_second_week.py).
-gitops-bad-release and flux-bad-release are healed only through Git (an undo in the
-cluster is reverted by the syncer), which healer does not do yet; name them to run them."""
+gitops-bad-release and flux-bad-release are in: healer heals them through Git, and they
+run a fifth contender, healer-undo, without the Git path (``GITOPS_CONTENDERS``)."""
 AFTER_S = 5400.0
 """Each run lasts until this long after the scenario's last event: long enough for the
 slowest contender to heal, or to show that it does not."""

@@ -51,7 +51,7 @@ installed a minute before the first fault."""
 STARTS = {
     "warm": ("kubernetes", "static", "healer"),
     "cold": ("kubernetes", "static", "healer-cold"),
-    "both": CONTENDERS,
+    "both": ("kubernetes", "static", "healer-cold", "healer"),
 }
 """The contenders run for each choice of ``healer bench chaos --start``."""
 GITOPS_CONTENDERS = ("healer-undo",)
