@@ -24,7 +24,8 @@ Decisions:
   rolls back to, container by container.
 - A merge in the forge counts as approval: ``watch_merges`` (each cycle) approves the
   pending action whose pull request was merged, and the cycle takes it as any approved
-  action: the merge is found already done, and the syncer is asked to sync.
+  action: the merge is found already done, and the syncer is asked to sync. A request
+  closed without a merge rejects the action, as a rejection in healer would.
 - Asking for a sync is best effort: the syncer polls on its own interval anyway, so a
   refused annotation is recorded on the action, not a failure of it.
 """
@@ -108,6 +109,10 @@ class Reviews(Protocol):
     ) -> list[ActionView]: ...
 
     def approve_action(
+        self, action_id: int, *, by: str, reason: str, at: datetime
+    ) -> ActionView: ...
+
+    def reject_action(
         self, action_id: int, *, by: str, reason: str, at: datetime
     ) -> ActionView: ...
 
@@ -235,40 +240,39 @@ class GitOpsActuator:
             )
             return _record(plan, request, ActionStatus.FAILED, now, error=why)
 
-    def merged(self, workload: WorkloadRef) -> Review | None:
-        """The open incident's pull request on ``workload``, when it was merged in the
-        forge; None when there is none, or it is not merged."""
-        incident = self._incident_of(workload)
-        if incident is None:
-            return None
+    def review(self, workload: WorkloadRef, incident_id: int) -> Review | None:
+        """The incident's pull request on ``workload``, as the forge has it now; None
+        when no forge serves its repository or no request was opened."""
         owner = self.owner(self._cluster.read_state(workload))
         forge = self._forges(owner.source.url) if owner is not None else None
-        if forge is None:
-            return None
-        found = forge.find(self._branch_of(incident.id))
-        return found if found is not None and found.state == "merged" else None
+        return forge.find(self._branch_of(incident_id)) if forge is not None else None
 
     def watch_merges(self, now: datetime) -> int:
-        """Approve each pending rollback whose pull request people merged in the forge:
-        a merge there is an approval, taken by the cycle like one made in healer. The
-        number approved; a forge or cluster that cannot be read is logged and asked
-        again next cycle."""
+        """Settle each pending rollback whose pull request people settled in the forge:
+        a merge there approves it (the cycle then takes it like an approval made in
+        healer), a close without merging rejects it. The number settled; a forge or
+        cluster that cannot be read is logged and asked again next cycle."""
         if self._reviews is None or not self._settings.enabled:
             return 0
-        approved = 0
+        settled = 0
         for action in self._reviews.actions(status=ActionStatus.PENDING_APPROVAL):
             if "pull_request" not in action.request:
                 continue
             try:
-                review = self.merged(action.workload)
+                review = self.review(action.workload, action.incident_id)
             except ActionError as exc:
                 log.warning("forge_unread", workload=str(action.workload), error=str(exc))
                 continue
-            if review is not None:
+            if review is None or review.state == "open":
+                continue
+            if review.state == "merged":
                 why = f"pull request {review.url} merged in the forge"
                 self._reviews.approve_action(action.id, by="forge", reason=why, at=now)
-                approved += 1
-        return approved
+            else:
+                why = f"pull request {review.url} closed in the forge without merging"
+                self._reviews.reject_action(action.id, by="forge", reason=why, at=now)
+            settled += 1
+        return settled
 
     def _story(self, plan: Plan) -> Story:
         incident = self._incident_of(plan.workload)

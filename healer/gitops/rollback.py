@@ -167,6 +167,10 @@ class GitRollback:
             input_text=message(story, changes, tool=tool, reverted=reverted),
         )
         rebased = self._push(git, target, story.incident_id)
+        if rebased is None:  # another replica's push of this very rollback came first
+            theirs = self.find_own(git, story.incident_id, (target,))
+            assert theirs is not None  # _push returns None only when it found it
+            return Landed(theirs[0], target, base, (), None, already=True)
         commit = git.run("rev-parse", "HEAD").strip()
         git.log.info("gitops_committed", commit=commit, branch=target, url=source.url)
         return Landed(commit, target, base, files, reverted, already=False, rebased=rebased)
@@ -218,17 +222,15 @@ class GitRollback:
         same = git.attempt(["diff", "--quiet", parent, "--", *files])
         return commit if same.returncode == 0 else None
 
-    def _push(self, git: Git, branch: str, incident_id: int) -> bool:
+    def _push(self, git: Git, branch: str, incident_id: int) -> bool | None:
         """Push without force; once, after a rejection, fetch and rebase and push again.
-        True when it rebased."""
+        True when it rebased; None when the push that came first was this rollback's
+        own (another replica's), which is then not pushed a second time."""
         if self._pushed(git, branch):
             return False
         git.run("fetch", "--quiet", REMOTE)
         if self.find_own(git, incident_id, (branch,)) is not None:
-            raise PermanentActionError(
-                f"another healer pushed the rollback of incident {incident_id} to {branch} "
-                "meanwhile"
-            )
+            return None
         done = git.attempt(["rebase", f"{REMOTE}/{branch}"])
         if done.returncode != 0:
             conflicted = git.run("diff", "--name-only", "--diff-filter=U").split()

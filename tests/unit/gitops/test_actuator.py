@@ -298,7 +298,8 @@ def test_a_request_merged_in_the_forge_is_not_merged_again(
     actuator.apply(_plan(Mode.APPROVAL), now=NOW)
     served.merge_in_the_forge(1)
     merged_head = head(remote)
-    assert actuator.merged(CART) is not None
+    found = actuator.review(CART, 7)
+    assert found is not None and found.state == "merged"
     record = actuator.apply(_plan(Mode.AUTO), now=NOW)
     assert record.status is ActionStatus.SUCCEEDED
     assert isinstance(record.request["pull_request"], dict)
@@ -320,17 +321,21 @@ def test_a_forge_that_refuses_the_token_fails_the_action(
 
 
 class FakeReviews:
-    """The review queue: pending actions, and the approvals given."""
+    """The review queue: pending actions, and the approvals and rejections given."""
 
     def __init__(self, pending: list[ActionView]) -> None:
         self.pending = pending
-        self.approved: list[tuple[int, str, str]] = []
+        self.settled: list[tuple[str, int, str, str]] = []
 
     def actions(self, *, status: ActionStatus | None = None, limit: int = 500) -> list[ActionView]:
         return [a for a in self.pending if status is None or a.status is status]
 
     def approve_action(self, action_id: int, *, by: str, reason: str, at: object) -> ActionView:
-        self.approved.append((action_id, by, reason))
+        self.settled.append(("approved", action_id, by, reason))
+        return self.pending[0]
+
+    def reject_action(self, action_id: int, *, by: str, reason: str, at: object) -> ActionView:
+        self.settled.append(("rejected", action_id, by, reason))
         return self.pending[0]
 
 
@@ -353,8 +358,25 @@ def test_a_merge_in_the_forge_approves_the_pending_action(
     assert actuator.watch_merges(NOW) == 0  # still open: nothing approved
     served.merge_in_the_forge(1)
     assert actuator.watch_merges(NOW) == 1
-    (action_id, by, reason) = reviews.approved[0]
-    assert (action_id, by) == (31, "forge") and reason.endswith("/1 merged in the forge")
+    [(verdict, action_id, by, reason)] = reviews.settled
+    assert (verdict, action_id, by) == ("approved", 31, "forge")
+    assert reason.endswith("/1 merged in the forge")
+
+
+def test_a_request_closed_in_the_forge_rejects_the_pending_action(
+    tmp_path: Path, remote: Path, forge: tuple[Forge, str]
+) -> None:
+    served, url = forge
+    cluster = FakeCluster(state(BAD, GOOD, annotations=TRACKED))
+    actuator, _ = _actuator(tmp_path, remote, cluster, forge_url=url, kind=served.kind)
+    pending = actuator.apply(_plan(Mode.APPROVAL), now=NOW)
+    reviews = FakeReviews([_pending(pending, 32)])
+    actuator._reviews = reviews
+    served.requests[1]["state"] = "closed"  # a person closes it without merging
+    assert actuator.watch_merges(NOW) == 1
+    [(verdict, action_id, by, reason)] = reviews.settled
+    assert (verdict, action_id, by) == ("rejected", 32, "forge")
+    assert "closed in the forge without merging" in reason
 
 
 def test_after_a_crash_a_pushed_commit_counts_as_landed(tmp_path: Path, remote: Path) -> None:

@@ -252,3 +252,31 @@ def test_a_pull_request_branch_starts_from_the_tracked_one(tmp_path: Path) -> No
         _source(remote), CHANGE, STORY, tool="Argo CD", branch="healer/incident-12"
     )
     assert again.already and again.commit == landed.commit
+
+
+class _Twin(GitRollback):
+    """Another replica pushes the same incident's rollback between our fetch and push."""
+
+    def __init__(self, tmp_path: Path, source: GitSource) -> None:
+        super().__init__(settings(tmp_path / "me"))
+        twin = settings(tmp_path / "twin", committer_name="healer-b")  # not the same commit
+        self._other, self._source = GitRollback(twin), source
+
+    def _change(self, git_, path, changes):  # type: ignore[no-untyped-def]  # test seam
+        done = super()._change(git_, path, changes)
+        self._other.land(self._source, changes, STORY, tool="Argo CD")
+        return done
+
+
+def test_a_twin_replica_that_pushed_the_same_rollback_first_is_not_pushed_again(
+    tmp_path: Path,
+) -> None:
+    remote = _released(
+        tmp_path,
+        {"apps/cart/deployment.yaml": DEPLOYMENT.format(tag="1.3.2")},
+        {"apps/cart/deployment.yaml": DEPLOYMENT.format(tag="1.4.0"), "NOTES": "x\n"},
+    )
+    before = count(remote)
+    landed = _Twin(tmp_path, _source(remote)).land(_source(remote), CHANGE, STORY, tool="Argo CD")
+    assert landed.already and landed.commit == head(remote)
+    assert count(remote) == before + 1  # one rollback commit, the twin's
