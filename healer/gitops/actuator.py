@@ -51,6 +51,7 @@ from healer.gitops.owner import (
     from_application,
     from_kustomization,
     mark_of,
+    refuse_helm_release,
     repository_of,
     sync_annotations,
 )
@@ -202,6 +203,7 @@ class GitOpsActuator:
         return self._resolve(mark)
 
     def _resolve(self, mark: Mark) -> Owner:
+        refuse_helm_release(mark)
         found = self._get(mark.ref)
         if mark.tool == "argocd":
             return from_application(mark, found)

@@ -4,7 +4,9 @@ Argo CD marks what it applies with the annotation ``argocd.argoproj.io/tracking-
 (``<app>:<group>/<Kind>:<namespace>/<name>``; ``<app-namespace>_<app>`` when
 Applications live outside Argo CD's own namespace) or the label
 ``argocd.argoproj.io/instance: <app>``. Flux's kustomize controller marks it with the
-labels ``kustomize.toolkit.fluxcd.io/name`` and ``kustomize.toolkit.fluxcd.io/namespace``.
+labels ``kustomize.toolkit.fluxcd.io/name`` and ``kustomize.toolkit.fluxcd.io/namespace``
+(the helm controller's ``helm.toolkit.fluxcd.io/...``: a HelmRelease, refused with the
+reason, see ``refuse_helm_release``).
 From the mark, the syncer's object names the source: an Application's
 ``spec.source.{repoURL,targetRevision,path}``; a Kustomization's ``spec.path`` and the
 GitRepository its ``spec.sourceRef`` names, with ``spec.url`` and ``spec.ref.branch``.
@@ -37,6 +39,8 @@ TRACKING_ID = "argocd.argoproj.io/tracking-id"
 ARGO_INSTANCE = "argocd.argoproj.io/instance"
 FLUX_NAME = "kustomize.toolkit.fluxcd.io/name"
 FLUX_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
+FLUX_HELM_NAME = "helm.toolkit.fluxcd.io/name"
+FLUX_HELM_NAMESPACE = "helm.toolkit.fluxcd.io/namespace"
 REFRESH = "argocd.argoproj.io/refresh"
 REQUESTED_AT = "reconcile.fluxcd.io/requestedAt"
 ARGO_NAMESPACE = "argocd"
@@ -103,6 +107,7 @@ class Owner:
 APPLICATION = ("argoproj.io", "v1alpha1", "applications")
 KUSTOMIZATION = ("kustomize.toolkit.fluxcd.io", "v1", "kustomizations")
 GIT_REPOSITORY = ("source.toolkit.fluxcd.io", "v1", "gitrepositories")
+HELM_RELEASE = ("helm.toolkit.fluxcd.io", "v2", "helmreleases")
 
 
 def mark_of(
@@ -118,6 +123,10 @@ def mark_of(
     if flux:
         namespace = labels.get(FLUX_NAMESPACE) or workload.namespace
         return Mark("flux", _ref(KUSTOMIZATION, namespace, flux), FLUX_NAME)
+    helm = labels.get(FLUX_HELM_NAME)
+    if helm:
+        namespace = labels.get(FLUX_HELM_NAMESPACE) or workload.namespace
+        return Mark("flux", _ref(HELM_RELEASE, namespace, helm), FLUX_HELM_NAME)
     instance = labels.get(ARGO_INSTANCE)
     if instance:
         return Mark("argocd", _ref(APPLICATION, ARGO_NAMESPACE, instance), ARGO_INSTANCE)
@@ -170,6 +179,18 @@ def repository_of(mark: Mark, kustomization: JsonObject) -> ObjectRef:
     name = _text(kustomization, where, "spec", "sourceRef", "name")
     namespace = _get(kustomization, "spec", "sourceRef", "namespace")
     return _ref(GIT_REPOSITORY, str(namespace or mark.ref.namespace), name)
+
+
+def refuse_helm_release(mark: Mark) -> None:
+    """A Flux HelmRelease pins the image in its own ``spec.values`` (or a values file of
+    the chart), in whichever repository holds the HelmRelease: healer cannot tell where
+    to commit, so it escalates rather than undo in the cluster, which helm-controller
+    would revert."""
+    if mark.ref.plural == HELM_RELEASE[2]:
+        raise PermanentActionError(
+            f"Flux HelmRelease {mark.ref.namespace}/{mark.ref.name}: its image is set in "
+            "its values, not in a path healer can commit to; roll it back in its repository"
+        )
 
 
 def from_kustomization(mark: Mark, kustomization: JsonObject, repository: JsonObject) -> Owner:

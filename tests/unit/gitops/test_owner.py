@@ -9,6 +9,7 @@ from healer.gitops.owner import (
     from_application,
     from_kustomization,
     mark_of,
+    refuse_helm_release,
     repository_of,
     sync_annotations,
 )
@@ -88,3 +89,11 @@ def test_a_kustomization_gives_its_git_repository_branch_and_path() -> None:
     bucket = {"spec": {"sourceRef": {"kind": "Bucket", "name": "b"}}}
     with pytest.raises(PermanentActionError, match="not a GitRepository"):
         repository_of(mark, bucket)
+
+
+def test_a_flux_helm_release_is_refused_with_the_reason() -> None:
+    labels = {"helm.toolkit.fluxcd.io/name": "cart", "helm.toolkit.fluxcd.io/namespace": "apps"}
+    mark = mark_of(CART, {}, labels)
+    assert mark is not None and mark.ref.plural == "helmreleases"
+    with pytest.raises(PermanentActionError, match="HelmRelease apps/cart: its image is set"):
+        refuse_helm_release(mark)
