@@ -25,7 +25,8 @@ Decisions:
 - A merge in the forge counts as approval: ``watch_merges`` (each cycle) approves the
   pending action whose pull request was merged, and the cycle takes it as any approved
   action: the merge is found already done, and the syncer is asked to sync. A request
-  closed without a merge rejects the action, as a rejection in healer would.
+  closed without a merge rejects the action, as a rejection in healer would; a
+  rejection in healer (or an action that expired unreviewed) closes the request.
 - Asking for a sync is best effort: the syncer polls on its own interval anyway, so a
   refused annotation is recorded on the action, not a failure of it.
 """
@@ -72,6 +73,10 @@ from healer.types import (
 )
 
 log = structlog.get_logger("healer.gitops")
+
+DECLINED_LOOKBACK = 50
+"""Rejected (and expired) actions looked at each cycle, newest first: a rejection is
+acted on within a cycle or two, so older ones were seen already."""
 
 
 class Cluster(Protocol):
@@ -161,6 +166,8 @@ class GitOpsActuator:
         self._forges = forges
         """The forge serving a repository URL's pull requests; None: no forge."""
         self._reviews = reviews
+        self._declined: set[int] = set()
+        """Rejected or expired actions whose pull request was looked at (and closed)."""
 
     def read_state(self, workload: WorkloadRef) -> WorkloadState:
         return self._cluster.read_state(workload)
@@ -256,6 +263,7 @@ class GitOpsActuator:
         cluster that cannot be read is logged and asked again next cycle."""
         if self._reviews is None or not self._settings.enabled:
             return 0
+        self._close_declined()
         settled = 0
         for action in self._reviews.actions(status=ActionStatus.PENDING_APPROVAL):
             if "pull_request" not in action.request:
@@ -275,6 +283,30 @@ class GitOpsActuator:
                 self._reviews.reject_action(action.id, by="forge", reason=why, at=now)
             settled += 1
         return settled
+
+    def _close_declined(self) -> None:
+        """Close the pull request of each rollback people rejected in healer, or that
+        expired unreviewed, when it is still open: nobody should merge what healer no
+        longer proposes. Each is looked at once per process (``_declined``)."""
+        assert self._reviews is not None
+        for status in (ActionStatus.REJECTED, ActionStatus.EXPIRED):
+            for action in self._reviews.actions(status=status, limit=DECLINED_LOOKBACK):
+                if action.id in self._declined or "pull_request" not in action.request:
+                    continue
+                try:
+                    self._close(action)
+                except ActionError as exc:
+                    log.warning("forge_unread", workload=str(action.workload), error=str(exc))
+                    continue
+                self._declined.add(action.id)
+
+    def _close(self, action: ActionView) -> None:
+        owner = self.owner(self._cluster.read_state(action.workload))
+        forge = self._forges(owner.source.url) if owner is not None else None
+        review = forge.find(self._branch_of(action.incident_id)) if forge else None
+        if forge is not None and review is not None and review.state == "open":
+            forge.close(review.number)
+            log.info("pull_request_closed", url=review.url, status=str(action.status))
 
     def _story(self, plan: Plan) -> Story:
         incident = self._incident_of(plan.workload)

@@ -5,11 +5,14 @@ The calls used, and nothing else:
 - GitHub REST: ``POST /repos/{owner}/{repo}/pulls`` (open), ``GET
   /repos/{owner}/{repo}/pulls?head={owner}:{branch}&state=all`` (find the one of a
   branch), ``GET /repos/{owner}/{repo}/pulls/{number}`` (merged or not), ``PUT
-  /repos/{owner}/{repo}/pulls/{number}/merge`` (merge); a bearer token.
+  /repos/{owner}/{repo}/pulls/{number}/merge`` (merge), ``PATCH
+  /repos/{owner}/{repo}/pulls/{number}`` with ``{"state": "closed"}`` (close); a bearer
+  token.
 - GitLab REST v4: ``POST /projects/{id}/merge_requests``, ``GET
   /projects/{id}/merge_requests?source_branch={branch}``, ``GET
-  /projects/{id}/merge_requests/{iid}``, ``PUT /projects/{id}/merge_requests/{iid}/merge``;
-  the ``PRIVATE-TOKEN`` header; ``{id}`` is the project's path, URL-encoded.
+  /projects/{id}/merge_requests/{iid}``, ``PUT /projects/{id}/merge_requests/{iid}/merge``,
+  ``PUT /projects/{id}/merge_requests/{iid}`` with ``{"state_event": "close"}``; the
+  ``PRIVATE-TOKEN`` header; ``{id}`` is the project's path, URL-encoded.
 
 Decisions:
 
@@ -54,6 +57,8 @@ class Forge(Protocol):
 
     def merge(self, number: int) -> Review: ...
 
+    def close(self, number: int) -> Review: ...
+
 
 def project_of(url: str) -> str:
     """``owner/name`` from a repository URL (https, ssh or scp-like), ``.git`` dropped."""
@@ -69,6 +74,7 @@ class _Http:
     def call(
         self, verb: str, path: str, *, json: object = None, params: dict[str, str] | None = None
     ) -> httpx.Response:
+        """One request; TransientActionError when the forge cannot be reached or fails."""
         try:
             response = self._client.request(verb, path, json=json, params=params)
         except httpx.HTTPError as exc:
@@ -147,6 +153,13 @@ class GitHub:
             raise self._http.fail("PUT", path, answer)
         return self.get(number)
 
+    def close(self, number: int) -> Review:
+        path = f"{self._repo}/pulls/{number}"
+        answer = self._http.call("PATCH", path, json={"state": "closed"})
+        if answer.status_code != 200:
+            raise self._http.fail("PATCH", path, answer)
+        return self._review(answer.json())
+
 
 class GitLab:
     """GitLab's merge requests API (``/api/v4``)."""
@@ -204,6 +217,13 @@ class GitLab:
     def merge(self, number: int) -> Review:
         path = f"{self._project}/merge_requests/{number}/merge"
         answer = self._http.call("PUT", path)
+        if answer.status_code != 200:
+            raise self._http.fail("PUT", path, answer)
+        return self._review(answer.json())
+
+    def close(self, number: int) -> Review:
+        path = f"{self._project}/merge_requests/{number}"
+        answer = self._http.call("PUT", path, json={"state_event": "close"})
         if answer.status_code != 200:
             raise self._http.fail("PUT", path, answer)
         return self._review(answer.json())

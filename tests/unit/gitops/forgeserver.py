@@ -6,11 +6,13 @@ GitHub (REST v3, ``Authorization: Bearer``):
   GET  /repos/{owner}/{repo}/pulls?head=o:b&state=all   200 a list
   GET  /repos/{owner}/{repo}/pulls/{number}     200 the pull (``merged``, ``state``)
   PUT  /repos/{owner}/{repo}/pulls/{number}/merge       200 ``{"merged": true}``; 405 not open
+  PATCH /repos/{owner}/{repo}/pulls/{number}    ``{"state": "closed"}``: 200 the closed pull
 GitLab (REST v4, ``PRIVATE-TOKEN``; the project id is its URL-encoded path):
   POST /projects/{id}/merge_requests            201 the MR; 409 when one is open for the branch
   GET  /projects/{id}/merge_requests?source_branch=b    200 a list
   GET  /projects/{id}/merge_requests/{iid}      200 the MR (``state`` opened/merged/closed)
   PUT  /projects/{id}/merge_requests/{iid}/merge        200 the merged MR; 405 not open
+  PUT  /projects/{id}/merge_requests/{iid}      ``{"state_event": "close"}``: 200 the closed MR
 
 A merge really merges the branch into the base in the bare repository (``git merge
 --no-ff`` in a scratch clone, pushed), so that what healer's clone fetches afterwards is
@@ -103,6 +105,9 @@ def _handler(forge: Forge) -> type[BaseHTTPRequestHandler]:
         def do_PUT(self) -> None:
             self._route("PUT")
 
+        def do_PATCH(self) -> None:
+            self._route("PATCH")
+
         # ---- GitHub ----------------------------------------------------------------------
 
         def _pull(self, pr: dict[str, Any]) -> dict[str, Any]:
@@ -158,6 +163,11 @@ def _handler(forge: Forge) -> type[BaseHTTPRequestHandler]:
                 self._reply(200, found)
             elif verb == "GET" and number in forge.requests and not m.group(2):
                 self._reply(200, self._pull(forge.requests[number]))
+            elif verb == "PATCH" and number in forge.requests and not m.group(2):
+                pr = forge.requests[number]
+                if self._body().get("state") == "closed" and pr["state"] == "open":
+                    pr["state"] = "closed"
+                self._reply(200, self._pull(pr))
             elif verb == "PUT" and number in forge.requests and m.group(2):
                 pr = forge.requests[number]
                 if pr["state"] != "open":
@@ -232,6 +242,11 @@ def _handler(forge: Forge) -> type[BaseHTTPRequestHandler]:
                 self._reply(200, found)
             elif verb == "GET" and number in forge.requests and not m.group(2):
                 self._reply(200, self._mr(forge.requests[number]))
+            elif verb == "PUT" and number in forge.requests and not m.group(2):
+                pr = forge.requests[number]
+                if self._body().get("state_event") == "close" and pr["state"] == "open":
+                    pr["state"] = "closed"
+                self._reply(200, self._mr(pr))
             elif verb == "PUT" and number in forge.requests and m.group(2):
                 pr = forge.requests[number]
                 if pr["state"] != "open":

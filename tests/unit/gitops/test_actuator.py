@@ -7,7 +7,9 @@ contracts for exactly these calls: GitHub ``POST /repos/{o}/{r}/pulls``, ``GET
 /repos/{o}/{r}/pulls?head=o:branch&state=all``, ``GET /repos/{o}/{r}/pulls/{n}``, ``PUT
 /repos/{o}/{r}/pulls/{n}/merge``; GitLab ``POST /projects/:id/merge_requests``, ``GET
 /projects/:id/merge_requests?source_branch=``, ``GET /projects/:id/merge_requests/:iid``,
-``PUT /projects/:id/merge_requests/:iid/merge``.
+``PUT /projects/:id/merge_requests/:iid/merge``; and to close: GitHub ``PATCH
+/repos/{o}/{r}/pulls/{n}`` (``state: closed``), GitLab ``PUT
+/projects/:id/merge_requests/:iid`` (``state_event: close``).
 """
 
 from __future__ import annotations
@@ -389,3 +391,19 @@ def test_after_a_crash_a_pushed_commit_counts_as_landed(tmp_path: Path, remote: 
     assert not actuator.already_applied(intent)  # nothing pushed yet: the cluster says no
     actuator.apply(_plan(Mode.AUTO), now=NOW)
     assert actuator.already_applied(intent)  # in Git; the syncer applies it anyway
+
+
+def test_a_rejection_in_healer_closes_the_open_request(
+    tmp_path: Path, remote: Path, forge: tuple[Forge, str]
+) -> None:
+    served, url = forge
+    cluster = FakeCluster(state(BAD, GOOD, annotations=TRACKED))
+    actuator, _ = _actuator(tmp_path, remote, cluster, forge_url=url, kind=served.kind)
+    pending = actuator.apply(_plan(Mode.APPROVAL), now=NOW)
+    rejected = replace(_pending(pending, 33), status=ActionStatus.REJECTED)
+    actuator._reviews = FakeReviews([rejected])
+    assert actuator.watch_merges(NOW) == 0
+    assert served.requests[1]["state"] == "closed"
+    calls = len(served.calls)
+    actuator.watch_merges(NOW)  # looked at once: no second close
+    assert len(served.calls) == calls
