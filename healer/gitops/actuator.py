@@ -232,7 +232,8 @@ class GitOpsActuator:
                 return self._cluster.apply(plan, now=now)
             work = _Work(owner, image_changes(state, plan), self._story(plan))
         except ActionError as exc:
-            return _record(plan, intent, ActionStatus.FAILED, now, error=f"through Git: {exc}")
+            why = f"rollback through Git not possible, nothing changed in the cluster: {exc}"
+            return _record(plan, intent, ActionStatus.FAILED, now, error=why)
         request: JsonObject = {**intent, "git": _source(work.owner, self.git.redact)}
         try:
             match plan.mode:
