@@ -120,6 +120,8 @@ class Fetched:
     error: str = ""
     synced_revision: str | None = None
     drift_s: float | None = None
+    seen: str = ""
+    """The resourceVersions of the owner and of its live objects at its last pass."""
 
 
 @dataclass(frozen=True)
@@ -174,6 +176,9 @@ class GitSync:
             or refresh is not None
             or now.unix_s >= before.polled_s + self.timings.argocd_poll_s
         )
+        quiet = not due and before is not None and before.drift_s is None
+        if quiet and before is not None and before.seen == _signature(state, app):
+            return  # nothing it compares has changed since its last pass
         status = copy_json(app.get("status") or {})
         if due or before is None:
             source = spec.get("source") or {}
@@ -195,8 +200,8 @@ class GitSync:
             del meta["annotations"][ARGO_REFRESH]
             app = state.store.update("applications", app, spec_changed=False)
         fetched = self._compare_and_sync(state, app, fetched, status, now, forced=refresh)
-        self.fetched[meta["uid"]] = fetched
         _write_status(state, "applications", app, status)
+        self.fetched[meta["uid"]] = replace(fetched, seen=_signature(state, app))
 
     def _compare_and_sync(
         self,
@@ -230,7 +235,8 @@ class GitSync:
             return fetched
         in_sync = [_in_sync(state, t) for t in targets]
         automated = (spec.get("syncPolicy") or {}).get("automated")
-        conditions: list[K8s] = []
+        # A failed sync's error stays until a sync succeeds, as Argo CD keeps it.
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") == "SyncError"]
         if all(in_sync):
             fetched = replace(fetched, drift_s=None, synced_revision=fetched.revision)
         elif automated is not None:
@@ -247,8 +253,9 @@ class GitSync:
                 status["operationState"] = operation
                 if operation["phase"] == "Succeeded":
                     _record_history(status, fetched.revision, source, now)
+                    conditions = []
                 else:
-                    conditions.append(_condition("SyncError", operation["message"], status, now))
+                    conditions = [_condition("SyncError", operation["message"], status, now)]
                 _announce(state, app, operation, now)
                 fetched = replace(fetched, drift_s=None, synced_revision=fetched.revision)
                 in_sync = [_in_sync(state, t) for t in targets]
@@ -405,7 +412,7 @@ class GitSync:
             return
         artifact = ((repo.get("status") or {}).get("artifact") or {}).get("revision", "")
         fetched = _fetch(
-            None,
+            before if before is not None and before.rendered is not None else None,
             meta["generation"],
             now,
             url=str(repo["spec"]["url"]),
@@ -413,7 +420,7 @@ class GitSync:
             path=str(spec.get("path") or ""),
             recurse=True,
             images=(),
-            hard=True,
+            hard=False,
         )
         self.fetched[meta["uid"]] = fetched
         status["lastAttemptedRevision"] = artifact
@@ -484,7 +491,8 @@ def _fetch(
     and the spec are unchanged, unless ``hard`` (a hard refresh)."""
     kept = before or Fetched(generation, now.unix_s)
     try:
-        revision = resolve(url, ref)
+        # A commit id already read needs no git call: commits do not change.
+        revision = ref if before is not None and ref == before.revision else resolve(url, ref)
     except GitError as exc:
         return replace(kept, generation=generation, polled_s=now.unix_s, error=str(exc))
     same = (
@@ -724,6 +732,24 @@ def _unreadable(state: ClusterState, resource: str, obj: K8s, exc: Exception, no
     else:
         status["conditions"] = [_ready(False, "ReconciliationFailed", message, status, now)]
     _write_status(state, resource, obj, status)
+
+
+_BY_GROUP_KIND = {(k.group, k.kind): k for k in KINDS}
+
+
+def _signature(state: ClusterState, app: K8s) -> str:
+    """The resourceVersions of the Application and of the objects its status lists: a
+    pass that would see the same ones would write the same status."""
+    versions = [str(app["metadata"].get("resourceVersion"))]
+    for entry in (app.get("status") or {}).get("resources") or []:
+        kind = _BY_GROUP_KIND.get((entry.get("group"), entry.get("kind")))
+        live = (
+            state.store.find(kind.resource, entry.get("namespace", ""), entry.get("name", ""))
+            if kind is not None
+            else None
+        )
+        versions.append(str(live["metadata"].get("resourceVersion")) if live else "-")
+    return ",".join(versions)
 
 
 def _left_over(state: ClusterState, status: K8s, targets: list[Target]) -> list[Target]:
