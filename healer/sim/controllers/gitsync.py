@@ -199,7 +199,7 @@ class GitSync:
         if refresh is not None:
             del meta["annotations"][ARGO_REFRESH]
             app = state.store.update("applications", app, spec_changed=False)
-        fetched = self._compare_and_sync(state, app, fetched, status, now, forced=refresh)
+        fetched = self._compare_and_sync(state, app, fetched, status, now)
         _write_status(state, "applications", app, status)
         self.fetched[meta["uid"]] = replace(fetched, seen=_signature(state, app))
 
@@ -210,8 +210,6 @@ class GitSync:
         fetched: Fetched,
         status: K8s,
         now: Now,
-        *,
-        forced: str | None,
     ) -> Fetched:
         spec, name = app["spec"], app["metadata"]["name"]
         source, destination = spec.get("source") or {}, spec.get("destination") or {}
@@ -240,7 +238,9 @@ class GitSync:
         if all(in_sync):
             fetched = replace(fetched, drift_s=None, synced_revision=fetched.revision)
         elif automated is not None:
-            new = fetched.revision != fetched.synced_revision or forced is not None
+            # A refresh finds new commits sooner; like Argo CD, it syncs only a revision
+            # not tried yet, or drift under self-heal.
+            new = fetched.revision != fetched.synced_revision
             drift_s = fetched.drift_s if fetched.drift_s is not None else now.unix_s
             heal = bool(automated.get("selfHeal")) and (
                 now.unix_s - drift_s >= self.timings.argocd_self_heal_delay_s

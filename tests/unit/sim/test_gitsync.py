@@ -463,3 +463,16 @@ def test_the_pipeline_commits_on_top_of_a_push_that_came_in_between(
         "Someone else's change",
         "Initial release",
     ]
+
+
+def test_a_refresh_does_not_sync_drift_without_self_heal(cluster: Cluster) -> None:
+    patch = {"spec": {"syncPolicy": {"automated": {"selfHeal": False}}}}
+    cluster.patch_object("applications", "argocd", "cart", patch, MERGE, dry_run=False)
+    cluster.advance(1800)
+    undo = {"spec": {"template": {"spec": {"containers": [{"name": "cart", "image": GOOD}]}}}}
+    cluster.patch_workload("deployments", "shop", "cart", undo, STRATEGIC)
+    refresh = {"metadata": {"annotations": {"argocd.argoproj.io/refresh": "hard"}}}
+    cluster.patch_object("applications", "argocd", "cart", refresh, MERGE, dry_run=False)
+    cluster.advance(15)
+    assert image(cluster) == GOOD
+    assert app(cluster)["status"]["sync"]["status"] == "OutOfSync"
