@@ -38,12 +38,25 @@ Decisions:
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
-from healer.sim.gitrender import Rendered, RenderError, render, split_image
+from healer.sim.gitrender import Rendered, RenderError, render
 from healer.sim.gitrepo import GitError, read_tree, resolve
+from healer.sim.gitstatus import (
+    WORKLOADS,
+    announce,
+    condition,
+    event,
+    health,
+    images,
+    parse_duration,
+    ready,
+    record_history,
+    subset,
+    worst,
+    write_status,
+)
 from healer.sim.kinds import KINDS, Kind
 from healer.sim.objects import ApiError, K8s, copy_json, rfc3339
 from healer.sim.state import ClusterState, Now
@@ -56,13 +69,10 @@ FLUX_NAME = "kustomize.toolkit.fluxcd.io/name"
 FLUX_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
 MERGE = "application/merge-patch+json"
 _IN_CLUSTER = (None, "", "https://kubernetes.default.svc")
-_WORKLOADS = ("deployments", "statefulsets", "daemonsets")
 _APPLIED = {k.resource for k in KINDS} - {"pods", "replicasets", "controllerrevisions", "events"}
-_HEALTH_ORDER = ("Healthy", "Suspended", "Progressing", "Missing", "Degraded", "Unknown")
 # A spec field of the wrong shape (a string where an object belongs) that the kinds'
 # checks let through: the owner shows it in its status, and the others go on.
 _SHAPE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)
-_HISTORY_LIMIT = 10  # Argo CD's default revisionHistoryLimit
 
 
 @dataclass(frozen=True)
@@ -200,7 +210,7 @@ class GitSync:
             del meta["annotations"][ARGO_REFRESH]
             app = state.store.update("applications", app, spec_changed=False)
         fetched = self._compare_and_sync(state, app, fetched, status, now)
-        _write_status(state, "applications", app, status)
+        write_status(state, "applications", app, status)
         self.fetched[meta["uid"]] = replace(fetched, seen=_signature(state, app))
 
     def _compare_and_sync(
@@ -220,7 +230,7 @@ class GitSync:
             kind = "InvalidSpecError" if not fetched.error and error else "ComparisonError"
             status["sync"] = {"status": "Unknown", "revision": fetched.revision}
             status["sync"]["comparedTo"] = compared
-            status["conditions"] = [_condition(kind, error, status, now)]
+            status["conditions"] = [condition(kind, error, status, now)]
             status.setdefault("health", {"status": "Unknown"})
             return fetched
         try:
@@ -229,7 +239,7 @@ class GitSync:
             )
         except RenderError as exc:
             status["sync"] = {"status": "Unknown", "revision": fetched.revision}
-            status["conditions"] = [_condition("ComparisonError", str(exc), status, now)]
+            status["conditions"] = [condition("ComparisonError", str(exc), status, now)]
             return fetched
         in_sync = [_in_sync(state, t) for t in targets]
         automated = (spec.get("syncPolicy") or {}).get("automated")
@@ -252,23 +262,23 @@ class GitSync:
                     self._prune_argo(state, status, targets, operation)
                 status["operationState"] = operation
                 if operation["phase"] == "Succeeded":
-                    _record_history(status, fetched.revision, source, now)
+                    record_history(status, fetched.revision, source, now)
                     conditions = []
                 else:
-                    conditions = [_condition("SyncError", operation["message"], status, now)]
-                _announce(state, app, operation, now)
+                    conditions = [condition("SyncError", operation["message"], status, now)]
+                announce(state, app, operation, now)
                 fetched = replace(fetched, drift_s=None, synced_revision=fetched.revision)
                 in_sync = [_in_sync(state, t) for t in targets]
         extra = _left_over(state, status, targets)
         in_sync += [False] * len(extra)
         targets = targets + extra
-        healths = [_health(state, t) for t in targets]
+        healths = [health(t.kind.resource, _live(state, t)) for t in targets]
         status["sync"] = {
             "status": "Synced" if all(in_sync) else "OutOfSync",
             "revision": fetched.revision,
             "comparedTo": compared,
         }
-        status["health"] = {"status": _worst(healths)}
+        status["health"] = {"status": worst(healths)}
         status["resources"] = [
             {**t.ref(), "status": "Synced" if ok else "OutOfSync", "health": {"status": h}}
             for t, ok, h in zip(targets, in_sync, healths, strict=True)
@@ -276,7 +286,7 @@ class GitSync:
         for entry in status["resources"][len(targets) - len(extra) :]:
             entry["requiresPruning"] = True
         status["sourceType"] = rendered.source_type
-        status["summary"] = {"images": _images(targets)}
+        status["summary"] = {"images": images([t.manifest for t in targets])}
         status["conditions"] = conditions
         if not conditions:
             del status["conditions"]
@@ -329,7 +339,7 @@ class GitSync:
         label = f"{kind.kind.lower()}.{kind.group}/{target.name}".replace("./", "/")
         resource = kind.resource
         try:
-            if resource in _WORKLOADS:
+            if resource in WORKLOADS:
                 self.api.patch_workload(resource, target.namespace, target.name, body, MERGE)
             else:
                 self.api.patch_object(
@@ -339,7 +349,7 @@ class GitSync:
         except ApiError as exc:
             if exc.code != 404:
                 raise
-        if resource in _WORKLOADS:
+        if resource in WORKLOADS:
             self.api.create_workload(resource, target.namespace, body)
         else:
             self.api.create_object(resource, target.namespace, body, dry_run=False)
@@ -367,7 +377,7 @@ class GitSync:
             status["lastHandledReconcileAt"] = requested
         status["observedGeneration"] = meta["generation"]
         if error:
-            status["conditions"] = [_ready(False, "GitOperationFailed", error, status, now)]
+            status["conditions"] = [ready(False, "GitOperationFailed", error, status, now)]
         else:
             revision = f"sha1:{sha}" if ref.get("commit") else f"{label}@sha1:{sha}"
             ns, name = meta["namespace"], meta["name"]
@@ -381,8 +391,8 @@ class GitSync:
                 else rfc3339(now.at),
             }
             message = f"stored artifact for revision '{revision}'"
-            status["conditions"] = [_ready(True, "Succeeded", message, status, now)]
-        _write_status(state, "gitrepositories", repo, status)
+            status["conditions"] = [ready(True, "Succeeded", message, status, now)]
+        write_status(state, "gitrepositories", repo, status)
 
     def _kustomization(self, state: ClusterState, ks: K8s, now: Now) -> None:
         meta, spec = ks["metadata"], ks["spec"]
@@ -406,9 +416,9 @@ class GitSync:
             message = f'GitRepository.source.toolkit.fluxcd.io "{ref["name"]}" not found'
             if source is not None and source.error:
                 message = f"Source artifact not found: {source.error}"
-            status["conditions"] = [_ready(False, "ArtifactFailed", message, status, now)]
+            status["conditions"] = [ready(False, "ArtifactFailed", message, status, now)]
             self.fetched[meta["uid"]] = Fetched(meta["generation"], now.unix_s)
-            _write_status(state, "kustomizations", ks, status)
+            write_status(state, "kustomizations", ks, status)
             return
         artifact = ((repo.get("status") or {}).get("artifact") or {}).get("revision", "")
         fetched = _fetch(
@@ -435,8 +445,8 @@ class GitSync:
                 force=bool(spec.get("targetNamespace")),
             )
         except RenderError as exc:
-            status["conditions"] = [_ready(False, "BuildFailed", str(exc), status, now)]
-            _write_status(state, "kustomizations", ks, status)
+            status["conditions"] = [ready(False, "BuildFailed", str(exc), status, now)]
+            write_status(state, "kustomizations", ks, status)
             return
         changes = []
         try:
@@ -448,16 +458,16 @@ class GitSync:
             if spec.get("prune"):
                 self._prune(state, status, targets)
         except ApiError as exc:
-            status["conditions"] = [_ready(False, "ReconciliationFailed", exc.message, status, now)]
-            _write_status(state, "kustomizations", ks, status)
+            status["conditions"] = [ready(False, "ReconciliationFailed", exc.message, status, now)]
+            write_status(state, "kustomizations", ks, status)
             return
         if changes:
-            _event(state, ks, "Progressing", "\n".join(changes), now)
+            event(state, ks, "Progressing", "\n".join(changes), now)
         status["lastAppliedRevision"] = artifact
         status["inventory"] = {"entries": [_inventory_id(t) for t in targets]}
         message = f"Applied revision: {artifact}"
-        status["conditions"] = [_ready(True, "ReconciliationSucceeded", message, status, now)]
-        _write_status(state, "kustomizations", ks, status)
+        status["conditions"] = [ready(True, "ReconciliationSucceeded", message, status, now)]
+        write_status(state, "kustomizations", ks, status)
 
     def _prune(self, state: ClusterState, status: K8s, targets: list[Target]) -> None:
         """Delete what the last inventory held and Git no longer has."""
@@ -579,67 +589,13 @@ def _flux_stamp(owner: K8s) -> Any:
 # ---- comparing and judging ---------------------------------------------------------------
 
 
-def subset(wanted: Any, live: Any) -> bool:
-    """Whether ``live`` has every field ``wanted`` sets, with its value (lists position
-    by position)."""
-    if isinstance(wanted, dict):
-        return isinstance(live, dict) and all(
-            key in live and subset(value, live[key]) for key, value in wanted.items()
-        )
-    if isinstance(wanted, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(wanted)
-            and all(subset(w, v) for w, v in zip(wanted, live, strict=True))
-        )
-    if isinstance(wanted, int | float) and isinstance(live, int | float):
-        return bool(wanted == live) and isinstance(wanted, bool) == isinstance(live, bool)
-    return bool(wanted == live)
+def _live(state: ClusterState, target: Target) -> K8s | None:
+    return state.store.find(target.kind.resource, target.namespace, target.name)
 
 
 def _in_sync(state: ClusterState, target: Target) -> bool:
-    live = state.store.find(target.kind.resource, target.namespace, target.name)
+    live = _live(state, target)
     return live is not None and subset(target.manifest, live)
-
-
-def _health(state: ClusterState, target: Target) -> str:
-    """Argo CD's health of one live object: Missing, Progressing, Degraded or Healthy."""
-    live = state.store.find(target.kind.resource, target.namespace, target.name)
-    if live is None:
-        return "Missing"
-    if target.kind.resource not in _WORKLOADS:
-        return "Healthy"
-    spec, status = live["spec"], live.get("status") or {}
-    if status.get("observedGeneration", 0) < live["metadata"].get("generation", 1):
-        return "Progressing"
-    conditions = status.get("conditions") or []
-    if any(c.get("reason") == "ProgressDeadlineExceeded" for c in conditions):
-        return "Degraded"
-    if target.kind.resource == "daemonsets":
-        wanted = status.get("desiredNumberScheduled", 0)
-        updated, ready = status.get("updatedNumberScheduled", 0), status.get("numberAvailable", 0)
-    else:
-        wanted = spec.get("replicas", 1)
-        updated, ready = status.get("updatedReplicas", 0), status.get("availableReplicas", 0)
-        if target.kind.resource == "statefulsets":
-            ready = status.get("readyReplicas", 0)
-        if status.get("replicas", 0) > updated:
-            return "Progressing"  # old replicas pending termination
-    return "Healthy" if updated >= wanted and ready >= updated else "Progressing"
-
-
-def _worst(healths: list[str]) -> str:
-    return max(healths, key=_HEALTH_ORDER.index, default="Healthy")
-
-
-def _images(targets: list[Target]) -> list[str]:
-    found = set()
-    for target in targets:
-        pod = ((target.manifest.get("spec") or {}).get("template") or {}).get("spec") or {}
-        for container in (pod.get("containers") or []) + (pod.get("initContainers") or []):
-            if isinstance(container, dict) and isinstance(container.get("image"), str):
-                found.add(container["image"])
-    return sorted(found, key=split_image)
 
 
 def _destination_error(destination: K8s) -> str:
@@ -661,45 +617,6 @@ def _inventory_id(target: Target) -> K8s:
 # ---- status ------------------------------------------------------------------------------
 
 
-def _condition(kind: str, message: str, status: K8s, now: Now) -> K8s:
-    """An Argo CD condition, keeping its transition time while it holds."""
-    for old in status.get("conditions") or []:
-        if old.get("type") == kind and old.get("message") == message:
-            return dict(old)
-    return {"type": kind, "message": message, "lastTransitionTime": rfc3339(now.at)}
-
-
-def _ready(ok: bool, reason: str, message: str, status: K8s, now: Now) -> K8s:
-    """Flux's Ready condition, keeping its transition time while its status holds."""
-    value = "True" if ok else "False"
-    old: K8s = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    since = old.get("lastTransitionTime") if old.get("status") == value else None
-    return {
-        "type": "Ready",
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "observedGeneration": status.get("observedGeneration", 0),
-        "lastTransitionTime": since or rfc3339(now.at),
-    }
-
-
-def _record_history(status: K8s, revision: str, source: K8s, now: Now) -> None:
-    history = status.setdefault("history", [])
-    at = rfc3339(now.at)
-    entry_id = (history[-1]["id"] + 1) if history else 0
-    history.append(
-        {
-            "revision": revision,
-            "deployedAt": at,
-            "deployStartedAt": at,
-            "id": entry_id,
-            "source": copy_json(source),
-        }
-    )
-    del history[:-_HISTORY_LIMIT]
-
-
 def _flux_due(
     before: Fetched | None, obj: K8s, status: K8s, requested: str | None, now: Now
 ) -> bool:
@@ -711,27 +628,14 @@ def _flux_due(
     return now.unix_s >= before.polled_s + parse_duration(str(obj["spec"].get("interval")))
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """A Go duration (``1m``, ``5m0s``, ``1h30m``), seconds; 60 s when unreadable, so
-    that a bad interval slows the reconcile down rather than stopping it."""
-    parts = _DURATION.findall(text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        return 60.0
-    return max(1.0, sum(float(value) * _UNIT_S[unit] for value, unit in parts))
-
-
 def _unreadable(state: ClusterState, resource: str, obj: K8s, exc: Exception, now: Now) -> None:
     status = copy_json(obj.get("status") or {})
     message = f"the spec cannot be read: {exc!r}"
     if resource == "applications":
-        status["conditions"] = [_condition("InvalidSpecError", message, status, now)]
+        status["conditions"] = [condition("InvalidSpecError", message, status, now)]
     else:
-        status["conditions"] = [_ready(False, "ReconciliationFailed", message, status, now)]
-    _write_status(state, resource, obj, status)
+        status["conditions"] = [ready(False, "ReconciliationFailed", message, status, now)]
+    write_status(state, resource, obj, status)
 
 
 _BY_GROUP_KIND = {(k.group, k.kind): k for k in KINDS}
@@ -768,59 +672,3 @@ def _left_over(state: ClusterState, status: K8s, targets: list[Target]) -> list[
         if live is not None:
             left.append(Target(kind, key[1], key[2], {"metadata": {}}))
     return left
-
-
-def _announce(state: ClusterState, app: K8s, operation: K8s, now: Now) -> None:
-    """The Events Argo CD's controller posts on the Application after a sync."""
-    revision = operation["operation"]["sync"]["revision"]
-    _event(state, app, "OperationStarted", f"Initiated automated sync to '{revision}'", now)
-    ok = operation["phase"] == "Succeeded"
-    outcome = "succeeded" if ok else f"failed: {operation['message']}"
-    message = f"Sync operation to {revision} {outcome}"
-    _event(state, app, "OperationCompleted", message, now, warning=not ok)
-
-
-def _event(
-    state: ClusterState, owner: K8s, reason: str, message: str, now: Now, *, warning: bool = False
-) -> None:
-    """A core/v1 Event on ``owner``, named as the API server's clients name them (the
-    object's name, a dot, a hexadecimal time)."""
-    meta = owner["metadata"]
-    stamp = rfc3339(now.at)
-    stamp_ns = int(now.unix_s * 1e9)
-    name = f"{meta['name']}.{stamp_ns:x}"
-    while state.store.find("events", meta["namespace"], name) is not None:
-        stamp_ns += 1  # two events in one instant: the next nanosecond
-        name = f"{meta['name']}.{stamp_ns:x}"
-    source = "argocd-application-controller"
-    if owner["kind"] != "Application":
-        source = "kustomize-controller"
-    body = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": name, "namespace": meta["namespace"]},
-        "involvedObject": {
-            "apiVersion": owner["apiVersion"],
-            "kind": owner["kind"],
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "uid": meta["uid"],
-            "resourceVersion": meta.get("resourceVersion"),
-        },
-        "reason": reason,
-        "message": message,
-        "type": "Warning" if warning else "Normal",
-        "source": {"component": source},
-        "reportingComponent": source,
-        "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
-        "count": 1,
-    }
-    state.store.create("events", body, now=now.at)
-
-
-def _write_status(state: ClusterState, resource: str, obj: K8s, status: K8s) -> None:
-    """Write ``status`` when it changed (an unchanged one makes no new resourceVersion)."""
-    if obj.get("status") != status:
-        obj["status"] = status
-        state.store.update(resource, obj, spec_changed=False)

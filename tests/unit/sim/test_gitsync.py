@@ -13,8 +13,8 @@ import yaml
 
 from healer.errors import ConfigError
 from healer.sim.cluster import Cluster
-from healer.sim.controllers.gitsync import parse_duration
 from healer.sim.gitrepo import commit, git, read_file
+from healer.sim.gitstatus import parse_duration
 from healer.sim.objects import K8s
 from healer.sim.scenario import Event, load_scenario
 
