@@ -13,17 +13,26 @@ the live objects (a ``kubectl rollout undo``) is reverted ``argocd_self_heal_del
 after it is seen (Argo CD's ``--self-heal-timeout-seconds``, 5 s by default), so at the
 tick after it. ``status.sync``, ``status.health`` (from the workloads' rollouts, by Argo
 CD's rules: Healthy, Progressing, Degraded, Missing), ``status.resources``,
-``status.operationState`` and ``status.history`` follow. A repository, path or manifest
-that cannot be read is a ``ComparisonError`` condition; an object the server refuses, a
-``SyncError`` with the server's message.
+``status.operationState`` and ``status.history`` follow, and each sync posts the Events
+``OperationStarted`` and ``OperationCompleted`` on the Application. A refresh finds a new
+commit at once but, as in Argo CD, syncs only a revision not tried yet (or drift under
+self-heal). With ``prune: true`` what left Git is deleted; without, it is listed with
+``requiresPruning``. A repository, path or manifest that cannot be read is a
+``ComparisonError`` condition; an object the server refuses, a ``SyncError`` with the
+server's message, kept until a sync succeeds.
 
 **Flux** (``GitRepository`` and ``Kustomization``): each reconciles every
 ``spec.interval``, or at once when ``reconcile.fluxcd.io/requestedAt`` differs from
 ``status.lastHandledReconcileAt`` (which then records it). A Kustomization also follows
 its source's new revision at once, as Flux's watch does, and applies its path at every
 reconcile, so drift is corrected at its interval. Objects it applies carry
-``kustomize.toolkit.fluxcd.io/name`` and ``/namespace``; Argo CD's carry the label
-``app.kubernetes.io/instance`` and the annotation ``argocd.argoproj.io/tracking-id``.
+``kustomize.toolkit.fluxcd.io/name`` and ``/namespace`` (a ``Progressing`` Event lists
+what changed); Argo CD's carry the label ``app.kubernetes.io/instance`` and the
+annotation ``argocd.argoproj.io/tracking-id``.
+
+The syncer runs in every tick and in the reaction to every API write (so a refresh
+request is served before the write returns); reading, rendering and applying are
+``healer.sim.gitsource``'s, the status fields ``healer.sim.gitstatus``'s.
 
 Decisions:
 
@@ -32,6 +41,9 @@ Decisions:
   Deployment controller then rolls out what changed in the same tick.
 * The syncer draws nothing from the cluster's random stream except through the objects
   it creates, so a cluster without GitOps objects runs exactly as before.
+* A pass over an Application whose object and live objects kept their resourceVersions
+  since its last pass, with no poll due and no drift waiting, is skipped: a day of
+  ticks costs almost nothing.
 * Lists in manifests are compared position by position (a container list of the same
   length, each entry a subset), not merged by key as a server-side apply would.
 """
@@ -39,12 +51,18 @@ Decisions:
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
 
-from healer.sim.gitrender import Rendered, RenderError, render
-from healer.sim.gitrepo import GitError, read_tree, resolve
+from healer.sim import gitsource
+from healer.sim.gitrender import RenderError
+from healer.sim.gitrepo import GitError, resolve
+from healer.sim.gitsource import (
+    ARGO_REFRESH,
+    FLUX_REQUESTED,
+    Fetched,
+    SyncApi,
+    Target,
+)
 from healer.sim.gitstatus import (
-    WORKLOADS,
     announce,
     condition,
     event,
@@ -53,23 +71,14 @@ from healer.sim.gitstatus import (
     parse_duration,
     ready,
     record_history,
-    subset,
     worst,
     write_status,
 )
-from healer.sim.kinds import KINDS, Kind
+from healer.sim.kinds import KINDS
 from healer.sim.objects import ApiError, K8s, copy_json, rfc3339
 from healer.sim.state import ClusterState, Now
 
-ARGO_REFRESH = "argocd.argoproj.io/refresh"
-ARGO_TRACKING = "argocd.argoproj.io/tracking-id"
-ARGO_INSTANCE = "app.kubernetes.io/instance"
-FLUX_REQUESTED = "reconcile.fluxcd.io/requestedAt"
-FLUX_NAME = "kustomize.toolkit.fluxcd.io/name"
-FLUX_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
-MERGE = "application/merge-patch+json"
 _IN_CLUSTER = (None, "", "https://kubernetes.default.svc")
-_APPLIED = {k.resource for k in KINDS} - {"pods", "replicasets", "controllerrevisions", "events"}
 # A spec field of the wrong shape (a string where an object belongs) that the kinds'
 # checks let through: the owner shows it in its status, and the others go on.
 _SHAPE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)
@@ -81,76 +90,6 @@ class SyncTimings:
 
     argocd_poll_s: float = 180.0
     argocd_self_heal_delay_s: float = 5.0
-
-
-class SyncApi(Protocol):
-    """The cluster's API verbs the syncer writes through."""
-
-    def create_workload(
-        self, resource: str, namespace: str, body: K8s, *, dry_run: bool = False
-    ) -> K8s: ...
-
-    def patch_workload(
-        self,
-        resource: str,
-        namespace: str,
-        name: str,
-        patch: Any,
-        content_type: str,
-        *,
-        dry_run: bool = False,
-    ) -> K8s: ...
-
-    def create_object(self, resource: str, namespace: str, body: K8s, *, dry_run: bool) -> K8s: ...
-
-    def patch_object(
-        self,
-        resource: str,
-        namespace: str,
-        name: str,
-        patch: Any,
-        content_type: str,
-        *,
-        dry_run: bool,
-    ) -> K8s: ...
-
-    def delete_object(
-        self, resource: str, namespace: str, name: str, *, dry_run: bool = False
-    ) -> K8s: ...
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """What one owner last read from Git: the commit, and its render or the error."""
-
-    generation: int
-    polled_s: float
-    revision: str = ""
-    rendered: Rendered | None = None
-    error: str = ""
-    synced_revision: str | None = None
-    drift_s: float | None = None
-    seen: str = ""
-    """The resourceVersions of the owner and of its live objects at its last pass."""
-
-
-@dataclass(frozen=True)
-class Target:
-    """One object an owner manages: where it lives and what Git says it is."""
-
-    kind: Kind
-    namespace: str
-    name: str
-    manifest: K8s
-
-    def ref(self) -> K8s:
-        return {
-            "group": self.kind.group,
-            "version": self.kind.version,
-            "kind": self.kind.kind,
-            "namespace": self.namespace,
-            "name": self.name,
-        }
 
 
 @dataclass
@@ -192,7 +131,7 @@ class GitSync:
         status = copy_json(app.get("status") or {})
         if due or before is None:
             source = spec.get("source") or {}
-            fetched = _fetch(
+            fetched = gitsource.fetch(
                 before,
                 meta["generation"],
                 now,
@@ -234,14 +173,14 @@ class GitSync:
             status.setdefault("health", {"status": "Unknown"})
             return fetched
         try:
-            targets = _targets(
-                rendered, str(destination.get("namespace") or "default"), _argo_stamp(name)
+            targets = gitsource.targets_of(
+                rendered, str(destination.get("namespace") or "default"), gitsource.argo_stamp(name)
             )
         except RenderError as exc:
             status["sync"] = {"status": "Unknown", "revision": fetched.revision}
             status["conditions"] = [condition("ComparisonError", str(exc), status, now)]
             return fetched
-        in_sync = [_in_sync(state, t) for t in targets]
+        in_sync = [gitsource.in_sync(state, t) for t in targets]
         automated = (spec.get("syncPolicy") or {}).get("automated")
         # A failed sync's error stays until a sync succeeds, as Argo CD keeps it.
         conditions = [c for c in status.get("conditions") or [] if c.get("type") == "SyncError"]
@@ -268,11 +207,11 @@ class GitSync:
                     conditions = [condition("SyncError", operation["message"], status, now)]
                 announce(state, app, operation, now)
                 fetched = replace(fetched, drift_s=None, synced_revision=fetched.revision)
-                in_sync = [_in_sync(state, t) for t in targets]
+                in_sync = [gitsource.in_sync(state, t) for t in targets]
         extra = _left_over(state, status, targets)
         in_sync += [False] * len(extra)
         targets = targets + extra
-        healths = [health(t.kind.resource, _live(state, t)) for t in targets]
+        healths = [health(t.kind.resource, gitsource.live(state, t)) for t in targets]
         status["sync"] = {
             "status": "Synced" if all(in_sync) else "OutOfSync",
             "revision": fetched.revision,
@@ -297,7 +236,7 @@ class GitSync:
         results, failed = [], ""
         for target in targets:
             try:
-                verb = self._apply(target)
+                verb = gitsource.apply(self.api, target)
                 results.append({**target.ref(), "status": "Synced", "message": verb})
             except ApiError as exc:
                 failed = failed or exc.message
@@ -332,28 +271,6 @@ class GitSync:
             self.api.delete_object(extra.kind.resource, extra.namespace, extra.name)
             result = {**extra.ref(), "status": "Pruned", "message": "pruned"}
             operation["syncResult"]["resources"].append(result)
-
-    def _apply(self, target: Target) -> str:
-        """Create the object, or merge-patch Git's fields into it; kubectl's verb."""
-        kind, body = target.kind, target.manifest
-        label = f"{kind.kind.lower()}.{kind.group}/{target.name}".replace("./", "/")
-        resource = kind.resource
-        try:
-            if resource in WORKLOADS:
-                self.api.patch_workload(resource, target.namespace, target.name, body, MERGE)
-            else:
-                self.api.patch_object(
-                    resource, target.namespace, target.name, body, MERGE, dry_run=False
-                )
-            return f"{label} configured"
-        except ApiError as exc:
-            if exc.code != 404:
-                raise
-        if resource in WORKLOADS:
-            self.api.create_workload(resource, target.namespace, body)
-        else:
-            self.api.create_object(resource, target.namespace, body, dry_run=False)
-        return f"{label} created"
 
     # ---- Flux ------------------------------------------------------------------------
 
@@ -421,7 +338,7 @@ class GitSync:
             write_status(state, "kustomizations", ks, status)
             return
         artifact = ((repo.get("status") or {}).get("artifact") or {}).get("revision", "")
-        fetched = _fetch(
+        fetched = gitsource.fetch(
             before if before is not None and before.rendered is not None else None,
             meta["generation"],
             now,
@@ -438,10 +355,10 @@ class GitSync:
         try:
             if fetched.error or fetched.rendered is None:
                 raise RenderError(fetched.error)
-            targets = _targets(
+            targets = gitsource.targets_of(
                 fetched.rendered,
                 namespace,
-                _flux_stamp(ks),
+                gitsource.flux_stamp(ks),
                 force=bool(spec.get("targetNamespace")),
             )
         except RenderError as exc:
@@ -451,8 +368,8 @@ class GitSync:
         changes = []
         try:
             for target in targets:
-                if not _in_sync(state, target):
-                    verb = self._apply(target).rsplit(" ", 1)[1]
+                if not gitsource.in_sync(state, target):
+                    verb = gitsource.apply(self.api, target).rsplit(" ", 1)[1]
                     where = f"{target.namespace}/{target.name}".lstrip("/")
                     changes.append(f"{target.kind.kind}/{where} {verb}")
             if spec.get("prune"):
@@ -464,14 +381,14 @@ class GitSync:
         if changes:
             event(state, ks, "Progressing", "\n".join(changes), now)
         status["lastAppliedRevision"] = artifact
-        status["inventory"] = {"entries": [_inventory_id(t) for t in targets]}
+        status["inventory"] = {"entries": [gitsource.inventory_id(t) for t in targets]}
         message = f"Applied revision: {artifact}"
         status["conditions"] = [ready(True, "ReconciliationSucceeded", message, status, now)]
         write_status(state, "kustomizations", ks, status)
 
     def _prune(self, state: ClusterState, status: K8s, targets: list[Target]) -> None:
         """Delete what the last inventory held and Git no longer has."""
-        keep = {_inventory_id(t)["id"] for t in targets}
+        keep = {gitsource.inventory_id(t)["id"] for t in targets}
         by_kind = {(k.group, k.kind): k for k in KINDS}
         for entry in (status.get("inventory") or {}).get("entries") or []:
             if entry["id"] in keep:
@@ -485,117 +402,7 @@ class GitSync:
 # ---- reading and rendering ---------------------------------------------------------------
 
 
-def _fetch(
-    before: Fetched | None,
-    generation: int,
-    now: Now,
-    *,
-    url: str,
-    ref: str,
-    path: str,
-    recurse: bool,
-    images: tuple[Any, ...],
-    hard: bool,
-) -> Fetched:
-    """Resolve ``ref`` and render ``path`` at it; the render is reused while the commit
-    and the spec are unchanged, unless ``hard`` (a hard refresh)."""
-    kept = before or Fetched(generation, now.unix_s)
-    try:
-        # A commit id already read needs no git call: commits do not change.
-        revision = ref if before is not None and ref == before.revision else resolve(url, ref)
-    except GitError as exc:
-        return replace(kept, generation=generation, polled_s=now.unix_s, error=str(exc))
-    same = (
-        before is not None
-        and before.revision == revision
-        and before.generation == generation
-        and not before.error
-    )
-    if same and not hard:
-        return replace(kept, polled_s=now.unix_s)
-    try:
-        rendered = render(
-            read_tree(url, revision, path),
-            recurse=recurse,
-            image_overrides=[str(i) for i in images],
-        )
-        error = ""
-    except (GitError, RenderError) as exc:
-        rendered, error = None, str(exc)
-    return replace(
-        kept,
-        generation=generation,
-        polled_s=now.unix_s,
-        revision=revision,
-        rendered=rendered,
-        error=error,
-    )
-
-
-def _kind_of(manifest: K8s) -> Kind:
-    for kind in KINDS:
-        served = (kind.group_version, kind.kind) == (manifest["apiVersion"], manifest["kind"])
-        if served and kind.resource in _APPLIED:
-            return kind
-    name = manifest["metadata"]["name"]
-    raise RenderError(
-        f"{manifest['kind']} {name}: the server could not find the requested resource "
-        f"({manifest['apiVersion']}, kind {manifest['kind']})"
-    )
-
-
-def _targets(
-    rendered: Rendered, namespace: str, stamp: Any, *, force: bool = False
-) -> list[Target]:
-    """The rendered objects with their namespace settled and the owner's marks stamped."""
-    targets = []
-    for manifest in rendered.objects:
-        kind = _kind_of(manifest)
-        body = copy_json(manifest)
-        body.pop("status", None)
-        meta = body["metadata"]
-        ns = namespace if force or not meta.get("namespace") else str(meta["namespace"])
-        if kind.namespaced:
-            meta["namespace"] = ns
-        else:
-            meta.pop("namespace", None)
-            ns = ""
-        target = Target(kind, ns, str(meta["name"]), body)
-        stamp(target)
-        targets.append(target)
-    return targets
-
-
-def _argo_stamp(app: str) -> Any:
-    def stamp(target: Target) -> None:
-        meta = target.manifest["metadata"]
-        meta.setdefault("labels", {})[ARGO_INSTANCE] = app
-        where = f"{target.namespace}/{target.name}" if target.namespace else target.name
-        tracking = f"{app}:{target.kind.group}/{target.kind.kind}:{where}"
-        meta.setdefault("annotations", {})[ARGO_TRACKING] = tracking
-
-    return stamp
-
-
-def _flux_stamp(owner: K8s) -> Any:
-    def stamp(target: Target) -> None:
-        labels = target.manifest["metadata"].setdefault("labels", {})
-        labels[FLUX_NAME] = owner["metadata"]["name"]
-        labels[FLUX_NAMESPACE] = owner["metadata"]["namespace"]
-
-    return stamp
-
-
 # ---- comparing and judging ---------------------------------------------------------------
-
-
-def _live(state: ClusterState, target: Target) -> K8s | None:
-    return state.store.find(target.kind.resource, target.namespace, target.name)
-
-
-def _in_sync(state: ClusterState, target: Target) -> bool:
-    live = _live(state, target)
-    return live is not None and subset(target.manifest, live)
 
 
 def _destination_error(destination: K8s) -> str:
@@ -607,11 +414,6 @@ def _destination_error(destination: K8s) -> str:
         where = destination.get("server") or destination.get("name")
         return f"cluster {where!r} has not been configured (only the in-cluster one is)"
     return ""
-
-
-def _inventory_id(target: Target) -> K8s:
-    group = target.kind.group
-    return {"id": f"{target.namespace}_{target.name}_{group}_{target.kind.kind}", "v": "v1"}
 
 
 # ---- status ------------------------------------------------------------------------------
