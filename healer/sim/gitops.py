@@ -25,9 +25,10 @@ from typing import Any, Protocol
 
 import yaml
 
+from healer.errors import ConfigError
 from healer.sim import daemonsets, deployments, statefulsets
 from healer.sim.gitrender import split_image
-from healer.sim.gitrepo import commit, init_remote, read_file
+from healer.sim.gitrepo import GitError, commit, git, init_remote, read_file
 from healer.sim.objects import K8s
 from healer.sim.scenario import Event, GitApp, GitOps, WorkloadSpec
 
@@ -70,11 +71,23 @@ class GitOpsSetup:
         self._owner: dict[str, Repository] = {}
 
     def start(self, api: ObjectApi, *, at: Any) -> None:
-        """Make every repository with its first commit, and the owner objects."""
+        """Make every repository with its first commit, and the owner objects.
+
+        A repository already under the root (a cluster started again on the same root)
+        is kept with its history, commits pushed by others included: the syncer then
+        applies what Git says, as a real one would after a restart. Raises ConfigError
+        naming the repository when git fails.
+        """
         for app in self.gitops.applications:
             remote = self.root / f"{app.name}.git"
             repo = Repository(app, remote.as_uri(), remote, self.root / f"{app.name}-pipeline")
-            init_remote(remote, repo.pipeline, self._files(repo), at=at)
+            try:
+                if not (remote / "HEAD").exists():
+                    init_remote(remote, repo.pipeline, self._files(repo), at=at)
+                elif not repo.pipeline.exists():
+                    git("clone", "--quiet", str(remote), str(repo.pipeline), cwd=self.root)
+            except (GitError, OSError) as exc:
+                raise ConfigError(f"gitops repository {remote}: {exc}") from exc
             self.repositories[app.name] = repo
             for workload in app.workloads:
                 self._owner[workload] = repo

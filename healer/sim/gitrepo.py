@@ -155,27 +155,45 @@ def init_remote(remote: Path, work: Path, files: Mapping[str, str], *, at: datet
 
 def commit(work: Path, files: Mapping[str, str | None], message: str, *, at: datetime) -> str:
     """Write ``files`` (relative paths; None removes one) in the clone ``work`` on top of
-    the remote's ``main``, commit them and push; the new commit id. What others pushed
-    meanwhile (a rollback by healer) is fetched first, so the push never needs force."""
+    the remote's ``main``, commit them and push; the new commit id.
+
+    What others pushed meanwhile (a rollback by healer) is fetched first, and a push
+    refused because someone pushed in between is tried again on top of theirs (three
+    times in all): never a force-push.
+    """
+    refused: GitError | None = None
+    for _ in range(_PUSH_TRIES):
+        _catch_up(work)
+        for name, text in files.items():
+            target = work / name
+            if text is None:
+                target.unlink(missing_ok=True)
+                continue
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_text(text)
+        git("add", "--all", cwd=work)
+        git("commit", "--quiet", "--allow-empty", "-m", message, cwd=work, at=at)
+        try:
+            git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
+        except GitError as exc:
+            refused = exc
+            continue
+        return git("rev-parse", "HEAD", cwd=work).decode().strip()
+    assert refused is not None
+    raise refused
+
+
+_PUSH_TRIES = 3
+
+
+def _catch_up(work: Path) -> None:
+    """Reset the clone to the remote's ``main``, when it has one."""
     if git("ls-remote", "origin", "refs/heads/main", cwd=work).strip():
         git("fetch", "--quiet", "origin", "main", cwd=work)
         git("reset", "--quiet", "--hard", "origin/main", cwd=work)
-    for name, text in files.items():
-        target = work / name
-        if text is None:
-            target.unlink(missing_ok=True)
-            continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_text(text)
-    git("add", "--all", cwd=work)
-    git("commit", "--quiet", "--allow-empty", "-m", message, cwd=work, at=at)
-    git("push", "--quiet", "origin", "HEAD:refs/heads/main", cwd=work)
-    return git("rev-parse", "HEAD", cwd=work).decode().strip()
 
 
 def read_file(work: Path, name: str) -> str:
     """A file of the pipeline's clone as the remote's ``main`` has it now."""
-    if git("ls-remote", "origin", "refs/heads/main", cwd=work).strip():
-        git("fetch", "--quiet", "origin", "main", cwd=work)
-        git("reset", "--quiet", "--hard", "origin/main", cwd=work)
+    _catch_up(work)
     return (work / name).read_text()

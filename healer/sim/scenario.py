@@ -51,6 +51,10 @@ pod_slow        the ``pod``-th pod answers ``factor`` times      evict (that pod
 Node events name no workload (``workload`` is ``*``): what their pods suffer is
 their consequence, and the remedy is the node's (``cordon`` or ``drain``).
 
+A ``gitops`` section puts workloads under Argo CD or Flux, synced from Git repositories
+the simulator makes (``GitOps``); a ``release`` or ``crash_loop`` with ``via: git`` then
+arrives as the deploy pipeline's commit, rolled out by the syncer.
+
 Files are untrusted input: validated with pydantic, errors name the file, line and field.
 """
 

@@ -13,17 +13,26 @@ the live objects (a ``kubectl rollout undo``) is reverted ``argocd_self_heal_del
 after it is seen (Argo CD's ``--self-heal-timeout-seconds``, 5 s by default), so at the
 tick after it. ``status.sync``, ``status.health`` (from the workloads' rollouts, by Argo
 CD's rules: Healthy, Progressing, Degraded, Missing), ``status.resources``,
-``status.operationState`` and ``status.history`` follow. A repository, path or manifest
-that cannot be read is a ``ComparisonError`` condition; an object the server refuses, a
-``SyncError`` with the server's message.
+``status.operationState`` and ``status.history`` follow, and each sync posts the Events
+``OperationStarted`` and ``OperationCompleted`` on the Application. A refresh finds a new
+commit at once but, as in Argo CD, syncs only a revision not tried yet (or drift under
+self-heal). With ``prune: true`` what left Git is deleted; without, it is listed with
+``requiresPruning``. A repository, path or manifest that cannot be read is a
+``ComparisonError`` condition; an object the server refuses, a ``SyncError`` with the
+server's message, kept until a sync succeeds.
 
 **Flux** (``GitRepository`` and ``Kustomization``): each reconciles every
 ``spec.interval``, or at once when ``reconcile.fluxcd.io/requestedAt`` differs from
 ``status.lastHandledReconcileAt`` (which then records it). A Kustomization also follows
 its source's new revision at once, as Flux's watch does, and applies its path at every
 reconcile, so drift is corrected at its interval. Objects it applies carry
-``kustomize.toolkit.fluxcd.io/name`` and ``/namespace``; Argo CD's carry the label
-``app.kubernetes.io/instance`` and the annotation ``argocd.argoproj.io/tracking-id``.
+``kustomize.toolkit.fluxcd.io/name`` and ``/namespace`` (a ``Progressing`` Event lists
+what changed); Argo CD's carry the label ``app.kubernetes.io/instance`` and the
+annotation ``argocd.argoproj.io/tracking-id``.
+
+The syncer runs in every tick and in the reaction to every API write (so a refresh
+request is served before the write returns); reading, rendering and applying are
+``healer.sim.gitsource``'s, the status fields ``healer.sim.gitstatus``'s.
 
 Decisions:
 
@@ -32,37 +41,47 @@ Decisions:
   Deployment controller then rolls out what changed in the same tick.
 * The syncer draws nothing from the cluster's random stream except through the objects
   it creates, so a cluster without GitOps objects runs exactly as before.
+* A pass over an Application whose object and live objects kept their resourceVersions
+  since its last pass, with no poll due and no drift waiting, is skipped: a day of
+  ticks costs almost nothing.
 * Lists in manifests are compared position by position (a container list of the same
   length, each entry a subset), not merged by key as a server-side apply would.
 """
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
-from typing import Any, Protocol
 
-from healer.sim.gitrender import Rendered, RenderError, render, split_image
-from healer.sim.gitrepo import GitError, read_tree, resolve
-from healer.sim.kinds import KINDS, Kind
+from healer.sim import gitsource
+from healer.sim.gitrender import RenderError
+from healer.sim.gitrepo import GitError, resolve
+from healer.sim.gitsource import (
+    ARGO_REFRESH,
+    FLUX_REQUESTED,
+    Fetched,
+    SyncApi,
+    Target,
+)
+from healer.sim.gitstatus import (
+    announce,
+    condition,
+    event,
+    health,
+    images,
+    parse_duration,
+    ready,
+    record_history,
+    worst,
+    write_status,
+)
+from healer.sim.kinds import KINDS
 from healer.sim.objects import ApiError, K8s, copy_json, rfc3339
 from healer.sim.state import ClusterState, Now
 
-ARGO_REFRESH = "argocd.argoproj.io/refresh"
-ARGO_TRACKING = "argocd.argoproj.io/tracking-id"
-ARGO_INSTANCE = "app.kubernetes.io/instance"
-FLUX_REQUESTED = "reconcile.fluxcd.io/requestedAt"
-FLUX_NAME = "kustomize.toolkit.fluxcd.io/name"
-FLUX_NAMESPACE = "kustomize.toolkit.fluxcd.io/namespace"
-MERGE = "application/merge-patch+json"
 _IN_CLUSTER = (None, "", "https://kubernetes.default.svc")
-_WORKLOADS = ("deployments", "statefulsets", "daemonsets")
-_APPLIED = {k.resource for k in KINDS} - {"pods", "replicasets", "controllerrevisions", "events"}
-_HEALTH_ORDER = ("Healthy", "Suspended", "Progressing", "Missing", "Degraded", "Unknown")
 # A spec field of the wrong shape (a string where an object belongs) that the kinds'
 # checks let through: the owner shows it in its status, and the others go on.
 _SHAPE_ERRORS = (AttributeError, KeyError, TypeError, ValueError)
-_HISTORY_LIMIT = 10  # Argo CD's default revisionHistoryLimit
 
 
 @dataclass(frozen=True)
@@ -71,74 +90,6 @@ class SyncTimings:
 
     argocd_poll_s: float = 180.0
     argocd_self_heal_delay_s: float = 5.0
-
-
-class SyncApi(Protocol):
-    """The cluster's API verbs the syncer writes through."""
-
-    def create_workload(
-        self, resource: str, namespace: str, body: K8s, *, dry_run: bool = False
-    ) -> K8s: ...
-
-    def patch_workload(
-        self,
-        resource: str,
-        namespace: str,
-        name: str,
-        patch: Any,
-        content_type: str,
-        *,
-        dry_run: bool = False,
-    ) -> K8s: ...
-
-    def create_object(self, resource: str, namespace: str, body: K8s, *, dry_run: bool) -> K8s: ...
-
-    def patch_object(
-        self,
-        resource: str,
-        namespace: str,
-        name: str,
-        patch: Any,
-        content_type: str,
-        *,
-        dry_run: bool,
-    ) -> K8s: ...
-
-    def delete_object(
-        self, resource: str, namespace: str, name: str, *, dry_run: bool = False
-    ) -> K8s: ...
-
-
-@dataclass(frozen=True)
-class Fetched:
-    """What one owner last read from Git: the commit, and its render or the error."""
-
-    generation: int
-    polled_s: float
-    revision: str = ""
-    rendered: Rendered | None = None
-    error: str = ""
-    synced_revision: str | None = None
-    drift_s: float | None = None
-
-
-@dataclass(frozen=True)
-class Target:
-    """One object an owner manages: where it lives and what Git says it is."""
-
-    kind: Kind
-    namespace: str
-    name: str
-    manifest: K8s
-
-    def ref(self) -> K8s:
-        return {
-            "group": self.kind.group,
-            "version": self.kind.version,
-            "kind": self.kind.kind,
-            "namespace": self.namespace,
-            "name": self.name,
-        }
 
 
 @dataclass
@@ -174,10 +125,13 @@ class GitSync:
             or refresh is not None
             or now.unix_s >= before.polled_s + self.timings.argocd_poll_s
         )
+        quiet = not due and before is not None and before.drift_s is None
+        if quiet and before is not None and before.seen == _signature(state, app):
+            return  # nothing it compares has changed since its last pass
         status = copy_json(app.get("status") or {})
         if due or before is None:
             source = spec.get("source") or {}
-            fetched = _fetch(
+            fetched = gitsource.fetch(
                 before,
                 meta["generation"],
                 now,
@@ -194,9 +148,9 @@ class GitSync:
         if refresh is not None:
             del meta["annotations"][ARGO_REFRESH]
             app = state.store.update("applications", app, spec_changed=False)
-        fetched = self._compare_and_sync(state, app, fetched, status, now, forced=refresh)
-        self.fetched[meta["uid"]] = fetched
-        _write_status(state, "applications", app, status)
+        fetched = self._compare_and_sync(state, app, fetched, status, now)
+        write_status(state, "applications", app, status)
+        self.fetched[meta["uid"]] = replace(fetched, seen=_signature(state, app))
 
     def _compare_and_sync(
         self,
@@ -205,8 +159,6 @@ class GitSync:
         fetched: Fetched,
         status: K8s,
         now: Now,
-        *,
-        forced: str | None,
     ) -> Fetched:
         spec, name = app["spec"], app["metadata"]["name"]
         source, destination = spec.get("source") or {}, spec.get("destination") or {}
@@ -217,24 +169,27 @@ class GitSync:
             kind = "InvalidSpecError" if not fetched.error and error else "ComparisonError"
             status["sync"] = {"status": "Unknown", "revision": fetched.revision}
             status["sync"]["comparedTo"] = compared
-            status["conditions"] = [_condition(kind, error, status, now)]
+            status["conditions"] = [condition(kind, error, status, now)]
             status.setdefault("health", {"status": "Unknown"})
             return fetched
         try:
-            targets = _targets(
-                rendered, str(destination.get("namespace") or "default"), _argo_stamp(name)
+            targets = gitsource.targets_of(
+                rendered, str(destination.get("namespace") or "default"), gitsource.argo_stamp(name)
             )
         except RenderError as exc:
             status["sync"] = {"status": "Unknown", "revision": fetched.revision}
-            status["conditions"] = [_condition("ComparisonError", str(exc), status, now)]
+            status["conditions"] = [condition("ComparisonError", str(exc), status, now)]
             return fetched
-        in_sync = [_in_sync(state, t) for t in targets]
+        in_sync = [gitsource.in_sync(state, t) for t in targets]
         automated = (spec.get("syncPolicy") or {}).get("automated")
-        conditions: list[K8s] = []
+        # A failed sync's error stays until a sync succeeds, as Argo CD keeps it.
+        conditions = [c for c in status.get("conditions") or [] if c.get("type") == "SyncError"]
         if all(in_sync):
             fetched = replace(fetched, drift_s=None, synced_revision=fetched.revision)
         elif automated is not None:
-            new = fetched.revision != fetched.synced_revision or forced is not None
+            # A refresh finds new commits sooner; like Argo CD, it syncs only a revision
+            # not tried yet, or drift under self-heal.
+            new = fetched.revision != fetched.synced_revision
             drift_s = fetched.drift_s if fetched.drift_s is not None else now.unix_s
             heal = bool(automated.get("selfHeal")) and (
                 now.unix_s - drift_s >= self.timings.argocd_self_heal_delay_s
@@ -246,22 +201,23 @@ class GitSync:
                     self._prune_argo(state, status, targets, operation)
                 status["operationState"] = operation
                 if operation["phase"] == "Succeeded":
-                    _record_history(status, fetched.revision, source, now)
+                    record_history(status, fetched.revision, source, now)
+                    conditions = []
                 else:
-                    conditions.append(_condition("SyncError", operation["message"], status, now))
-                _announce(state, app, operation, now)
+                    conditions = [condition("SyncError", operation["message"], status, now)]
+                announce(state, app, operation, now)
                 fetched = replace(fetched, drift_s=None, synced_revision=fetched.revision)
-                in_sync = [_in_sync(state, t) for t in targets]
+                in_sync = [gitsource.in_sync(state, t) for t in targets]
         extra = _left_over(state, status, targets)
         in_sync += [False] * len(extra)
         targets = targets + extra
-        healths = [_health(state, t) for t in targets]
+        healths = [health(t.kind.resource, gitsource.live(state, t)) for t in targets]
         status["sync"] = {
             "status": "Synced" if all(in_sync) else "OutOfSync",
             "revision": fetched.revision,
             "comparedTo": compared,
         }
-        status["health"] = {"status": _worst(healths)}
+        status["health"] = {"status": worst(healths)}
         status["resources"] = [
             {**t.ref(), "status": "Synced" if ok else "OutOfSync", "health": {"status": h}}
             for t, ok, h in zip(targets, in_sync, healths, strict=True)
@@ -269,7 +225,7 @@ class GitSync:
         for entry in status["resources"][len(targets) - len(extra) :]:
             entry["requiresPruning"] = True
         status["sourceType"] = rendered.source_type
-        status["summary"] = {"images": _images(targets)}
+        status["summary"] = {"images": images([t.manifest for t in targets])}
         status["conditions"] = conditions
         if not conditions:
             del status["conditions"]
@@ -280,7 +236,7 @@ class GitSync:
         results, failed = [], ""
         for target in targets:
             try:
-                verb = self._apply(target)
+                verb = gitsource.apply(self.api, target)
                 results.append({**target.ref(), "status": "Synced", "message": verb})
             except ApiError as exc:
                 failed = failed or exc.message
@@ -316,28 +272,6 @@ class GitSync:
             result = {**extra.ref(), "status": "Pruned", "message": "pruned"}
             operation["syncResult"]["resources"].append(result)
 
-    def _apply(self, target: Target) -> str:
-        """Create the object, or merge-patch Git's fields into it; kubectl's verb."""
-        kind, body = target.kind, target.manifest
-        label = f"{kind.kind.lower()}.{kind.group}/{target.name}".replace("./", "/")
-        resource = kind.resource
-        try:
-            if resource in _WORKLOADS:
-                self.api.patch_workload(resource, target.namespace, target.name, body, MERGE)
-            else:
-                self.api.patch_object(
-                    resource, target.namespace, target.name, body, MERGE, dry_run=False
-                )
-            return f"{label} configured"
-        except ApiError as exc:
-            if exc.code != 404:
-                raise
-        if resource in _WORKLOADS:
-            self.api.create_workload(resource, target.namespace, body)
-        else:
-            self.api.create_object(resource, target.namespace, body, dry_run=False)
-        return f"{label} created"
-
     # ---- Flux ------------------------------------------------------------------------
 
     def _git_repository(self, state: ClusterState, repo: K8s, now: Now) -> None:
@@ -360,7 +294,7 @@ class GitSync:
             status["lastHandledReconcileAt"] = requested
         status["observedGeneration"] = meta["generation"]
         if error:
-            status["conditions"] = [_ready(False, "GitOperationFailed", error, status, now)]
+            status["conditions"] = [ready(False, "GitOperationFailed", error, status, now)]
         else:
             revision = f"sha1:{sha}" if ref.get("commit") else f"{label}@sha1:{sha}"
             ns, name = meta["namespace"], meta["name"]
@@ -374,8 +308,8 @@ class GitSync:
                 else rfc3339(now.at),
             }
             message = f"stored artifact for revision '{revision}'"
-            status["conditions"] = [_ready(True, "Succeeded", message, status, now)]
-        _write_status(state, "gitrepositories", repo, status)
+            status["conditions"] = [ready(True, "Succeeded", message, status, now)]
+        write_status(state, "gitrepositories", repo, status)
 
     def _kustomization(self, state: ClusterState, ks: K8s, now: Now) -> None:
         meta, spec = ks["metadata"], ks["spec"]
@@ -399,13 +333,13 @@ class GitSync:
             message = f'GitRepository.source.toolkit.fluxcd.io "{ref["name"]}" not found'
             if source is not None and source.error:
                 message = f"Source artifact not found: {source.error}"
-            status["conditions"] = [_ready(False, "ArtifactFailed", message, status, now)]
+            status["conditions"] = [ready(False, "ArtifactFailed", message, status, now)]
             self.fetched[meta["uid"]] = Fetched(meta["generation"], now.unix_s)
-            _write_status(state, "kustomizations", ks, status)
+            write_status(state, "kustomizations", ks, status)
             return
         artifact = ((repo.get("status") or {}).get("artifact") or {}).get("revision", "")
-        fetched = _fetch(
-            None,
+        fetched = gitsource.fetch(
+            before if before is not None and before.rendered is not None else None,
             meta["generation"],
             now,
             url=str(repo["spec"]["url"]),
@@ -413,7 +347,7 @@ class GitSync:
             path=str(spec.get("path") or ""),
             recurse=True,
             images=(),
-            hard=True,
+            hard=False,
         )
         self.fetched[meta["uid"]] = fetched
         status["lastAttemptedRevision"] = artifact
@@ -421,40 +355,40 @@ class GitSync:
         try:
             if fetched.error or fetched.rendered is None:
                 raise RenderError(fetched.error)
-            targets = _targets(
+            targets = gitsource.targets_of(
                 fetched.rendered,
                 namespace,
-                _flux_stamp(ks),
+                gitsource.flux_stamp(ks),
                 force=bool(spec.get("targetNamespace")),
             )
         except RenderError as exc:
-            status["conditions"] = [_ready(False, "BuildFailed", str(exc), status, now)]
-            _write_status(state, "kustomizations", ks, status)
+            status["conditions"] = [ready(False, "BuildFailed", str(exc), status, now)]
+            write_status(state, "kustomizations", ks, status)
             return
         changes = []
         try:
             for target in targets:
-                if not _in_sync(state, target):
-                    verb = self._apply(target).rsplit(" ", 1)[1]
+                if not gitsource.in_sync(state, target):
+                    verb = gitsource.apply(self.api, target).rsplit(" ", 1)[1]
                     where = f"{target.namespace}/{target.name}".lstrip("/")
                     changes.append(f"{target.kind.kind}/{where} {verb}")
             if spec.get("prune"):
                 self._prune(state, status, targets)
         except ApiError as exc:
-            status["conditions"] = [_ready(False, "ReconciliationFailed", exc.message, status, now)]
-            _write_status(state, "kustomizations", ks, status)
+            status["conditions"] = [ready(False, "ReconciliationFailed", exc.message, status, now)]
+            write_status(state, "kustomizations", ks, status)
             return
         if changes:
-            _event(state, ks, "Progressing", "\n".join(changes), now)
+            event(state, ks, "Progressing", "\n".join(changes), now)
         status["lastAppliedRevision"] = artifact
-        status["inventory"] = {"entries": [_inventory_id(t) for t in targets]}
+        status["inventory"] = {"entries": [gitsource.inventory_id(t) for t in targets]}
         message = f"Applied revision: {artifact}"
-        status["conditions"] = [_ready(True, "ReconciliationSucceeded", message, status, now)]
-        _write_status(state, "kustomizations", ks, status)
+        status["conditions"] = [ready(True, "ReconciliationSucceeded", message, status, now)]
+        write_status(state, "kustomizations", ks, status)
 
     def _prune(self, state: ClusterState, status: K8s, targets: list[Target]) -> None:
         """Delete what the last inventory held and Git no longer has."""
-        keep = {_inventory_id(t)["id"] for t in targets}
+        keep = {gitsource.inventory_id(t)["id"] for t in targets}
         by_kind = {(k.group, k.kind): k for k in KINDS}
         for entry in (status.get("inventory") or {}).get("entries") or []:
             if entry["id"] in keep:
@@ -468,170 +402,7 @@ class GitSync:
 # ---- reading and rendering ---------------------------------------------------------------
 
 
-def _fetch(
-    before: Fetched | None,
-    generation: int,
-    now: Now,
-    *,
-    url: str,
-    ref: str,
-    path: str,
-    recurse: bool,
-    images: tuple[Any, ...],
-    hard: bool,
-) -> Fetched:
-    """Resolve ``ref`` and render ``path`` at it; the render is reused while the commit
-    and the spec are unchanged, unless ``hard`` (a hard refresh)."""
-    kept = before or Fetched(generation, now.unix_s)
-    try:
-        revision = resolve(url, ref)
-    except GitError as exc:
-        return replace(kept, generation=generation, polled_s=now.unix_s, error=str(exc))
-    same = (
-        before is not None
-        and before.revision == revision
-        and before.generation == generation
-        and not before.error
-    )
-    if same and not hard:
-        return replace(kept, polled_s=now.unix_s)
-    try:
-        rendered = render(
-            read_tree(url, revision, path),
-            recurse=recurse,
-            image_overrides=[str(i) for i in images],
-        )
-        error = ""
-    except (GitError, RenderError) as exc:
-        rendered, error = None, str(exc)
-    return replace(
-        kept,
-        generation=generation,
-        polled_s=now.unix_s,
-        revision=revision,
-        rendered=rendered,
-        error=error,
-    )
-
-
-def _kind_of(manifest: K8s) -> Kind:
-    for kind in KINDS:
-        served = (kind.group_version, kind.kind) == (manifest["apiVersion"], manifest["kind"])
-        if served and kind.resource in _APPLIED:
-            return kind
-    name = manifest["metadata"]["name"]
-    raise RenderError(
-        f"{manifest['kind']} {name}: the server could not find the requested resource "
-        f"({manifest['apiVersion']}, kind {manifest['kind']})"
-    )
-
-
-def _targets(
-    rendered: Rendered, namespace: str, stamp: Any, *, force: bool = False
-) -> list[Target]:
-    """The rendered objects with their namespace settled and the owner's marks stamped."""
-    targets = []
-    for manifest in rendered.objects:
-        kind = _kind_of(manifest)
-        body = copy_json(manifest)
-        body.pop("status", None)
-        meta = body["metadata"]
-        ns = namespace if force or not meta.get("namespace") else str(meta["namespace"])
-        if kind.namespaced:
-            meta["namespace"] = ns
-        else:
-            meta.pop("namespace", None)
-            ns = ""
-        target = Target(kind, ns, str(meta["name"]), body)
-        stamp(target)
-        targets.append(target)
-    return targets
-
-
-def _argo_stamp(app: str) -> Any:
-    def stamp(target: Target) -> None:
-        meta = target.manifest["metadata"]
-        meta.setdefault("labels", {})[ARGO_INSTANCE] = app
-        where = f"{target.namespace}/{target.name}" if target.namespace else target.name
-        tracking = f"{app}:{target.kind.group}/{target.kind.kind}:{where}"
-        meta.setdefault("annotations", {})[ARGO_TRACKING] = tracking
-
-    return stamp
-
-
-def _flux_stamp(owner: K8s) -> Any:
-    def stamp(target: Target) -> None:
-        labels = target.manifest["metadata"].setdefault("labels", {})
-        labels[FLUX_NAME] = owner["metadata"]["name"]
-        labels[FLUX_NAMESPACE] = owner["metadata"]["namespace"]
-
-    return stamp
-
-
 # ---- comparing and judging ---------------------------------------------------------------
-
-
-def subset(wanted: Any, live: Any) -> bool:
-    """Whether ``live`` has every field ``wanted`` sets, with its value (lists position
-    by position)."""
-    if isinstance(wanted, dict):
-        return isinstance(live, dict) and all(
-            key in live and subset(value, live[key]) for key, value in wanted.items()
-        )
-    if isinstance(wanted, list):
-        return (
-            isinstance(live, list)
-            and len(live) == len(wanted)
-            and all(subset(w, v) for w, v in zip(wanted, live, strict=True))
-        )
-    if isinstance(wanted, int | float) and isinstance(live, int | float):
-        return bool(wanted == live) and isinstance(wanted, bool) == isinstance(live, bool)
-    return bool(wanted == live)
-
-
-def _in_sync(state: ClusterState, target: Target) -> bool:
-    live = state.store.find(target.kind.resource, target.namespace, target.name)
-    return live is not None and subset(target.manifest, live)
-
-
-def _health(state: ClusterState, target: Target) -> str:
-    """Argo CD's health of one live object: Missing, Progressing, Degraded or Healthy."""
-    live = state.store.find(target.kind.resource, target.namespace, target.name)
-    if live is None:
-        return "Missing"
-    if target.kind.resource not in _WORKLOADS:
-        return "Healthy"
-    spec, status = live["spec"], live.get("status") or {}
-    if status.get("observedGeneration", 0) < live["metadata"].get("generation", 1):
-        return "Progressing"
-    conditions = status.get("conditions") or []
-    if any(c.get("reason") == "ProgressDeadlineExceeded" for c in conditions):
-        return "Degraded"
-    if target.kind.resource == "daemonsets":
-        wanted = status.get("desiredNumberScheduled", 0)
-        updated, ready = status.get("updatedNumberScheduled", 0), status.get("numberAvailable", 0)
-    else:
-        wanted = spec.get("replicas", 1)
-        updated, ready = status.get("updatedReplicas", 0), status.get("availableReplicas", 0)
-        if target.kind.resource == "statefulsets":
-            ready = status.get("readyReplicas", 0)
-        if status.get("replicas", 0) > updated:
-            return "Progressing"  # old replicas pending termination
-    return "Healthy" if updated >= wanted and ready >= updated else "Progressing"
-
-
-def _worst(healths: list[str]) -> str:
-    return max(healths, key=_HEALTH_ORDER.index, default="Healthy")
-
-
-def _images(targets: list[Target]) -> list[str]:
-    found = set()
-    for target in targets:
-        pod = ((target.manifest.get("spec") or {}).get("template") or {}).get("spec") or {}
-        for container in (pod.get("containers") or []) + (pod.get("initContainers") or []):
-            if isinstance(container, dict) and isinstance(container.get("image"), str):
-                found.add(container["image"])
-    return sorted(found, key=split_image)
 
 
 def _destination_error(destination: K8s) -> str:
@@ -645,51 +416,7 @@ def _destination_error(destination: K8s) -> str:
     return ""
 
 
-def _inventory_id(target: Target) -> K8s:
-    group = target.kind.group
-    return {"id": f"{target.namespace}_{target.name}_{group}_{target.kind.kind}", "v": "v1"}
-
-
 # ---- status ------------------------------------------------------------------------------
-
-
-def _condition(kind: str, message: str, status: K8s, now: Now) -> K8s:
-    """An Argo CD condition, keeping its transition time while it holds."""
-    for old in status.get("conditions") or []:
-        if old.get("type") == kind and old.get("message") == message:
-            return dict(old)
-    return {"type": kind, "message": message, "lastTransitionTime": rfc3339(now.at)}
-
-
-def _ready(ok: bool, reason: str, message: str, status: K8s, now: Now) -> K8s:
-    """Flux's Ready condition, keeping its transition time while its status holds."""
-    value = "True" if ok else "False"
-    old: K8s = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-    since = old.get("lastTransitionTime") if old.get("status") == value else None
-    return {
-        "type": "Ready",
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "observedGeneration": status.get("observedGeneration", 0),
-        "lastTransitionTime": since or rfc3339(now.at),
-    }
-
-
-def _record_history(status: K8s, revision: str, source: K8s, now: Now) -> None:
-    history = status.setdefault("history", [])
-    at = rfc3339(now.at)
-    entry_id = (history[-1]["id"] + 1) if history else 0
-    history.append(
-        {
-            "revision": revision,
-            "deployedAt": at,
-            "deployStartedAt": at,
-            "id": entry_id,
-            "source": copy_json(source),
-        }
-    )
-    del history[:-_HISTORY_LIMIT]
 
 
 def _flux_due(
@@ -703,27 +430,32 @@ def _flux_due(
     return now.unix_s >= before.polled_s + parse_duration(str(obj["spec"].get("interval")))
 
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|h|m|s)")
-_UNIT_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0}
-
-
-def parse_duration(text: str) -> float:
-    """A Go duration (``1m``, ``5m0s``, ``1h30m``), seconds; 60 s when unreadable, so
-    that a bad interval slows the reconcile down rather than stopping it."""
-    parts = _DURATION.findall(text)
-    if not parts or "".join(a + b for a, b in parts) != text:
-        return 60.0
-    return max(1.0, sum(float(value) * _UNIT_S[unit] for value, unit in parts))
-
-
 def _unreadable(state: ClusterState, resource: str, obj: K8s, exc: Exception, now: Now) -> None:
     status = copy_json(obj.get("status") or {})
     message = f"the spec cannot be read: {exc!r}"
     if resource == "applications":
-        status["conditions"] = [_condition("InvalidSpecError", message, status, now)]
+        status["conditions"] = [condition("InvalidSpecError", message, status, now)]
     else:
-        status["conditions"] = [_ready(False, "ReconciliationFailed", message, status, now)]
-    _write_status(state, resource, obj, status)
+        status["conditions"] = [ready(False, "ReconciliationFailed", message, status, now)]
+    write_status(state, resource, obj, status)
+
+
+_BY_GROUP_KIND = {(k.group, k.kind): k for k in KINDS}
+
+
+def _signature(state: ClusterState, app: K8s) -> str:
+    """The resourceVersions of the Application and of the objects its status lists: a
+    pass that would see the same ones would write the same status."""
+    versions = [str(app["metadata"].get("resourceVersion"))]
+    for entry in (app.get("status") or {}).get("resources") or []:
+        kind = _BY_GROUP_KIND.get((entry.get("group"), entry.get("kind")))
+        live = (
+            state.store.find(kind.resource, entry.get("namespace", ""), entry.get("name", ""))
+            if kind is not None
+            else None
+        )
+        versions.append(str(live["metadata"].get("resourceVersion")) if live else "-")
+    return ",".join(versions)
 
 
 def _left_over(state: ClusterState, status: K8s, targets: list[Target]) -> list[Target]:
@@ -742,59 +474,3 @@ def _left_over(state: ClusterState, status: K8s, targets: list[Target]) -> list[
         if live is not None:
             left.append(Target(kind, key[1], key[2], {"metadata": {}}))
     return left
-
-
-def _announce(state: ClusterState, app: K8s, operation: K8s, now: Now) -> None:
-    """The Events Argo CD's controller posts on the Application after a sync."""
-    revision = operation["operation"]["sync"]["revision"]
-    _event(state, app, "OperationStarted", f"Initiated automated sync to '{revision}'", now)
-    ok = operation["phase"] == "Succeeded"
-    outcome = "succeeded" if ok else f"failed: {operation['message']}"
-    message = f"Sync operation to {revision} {outcome}"
-    _event(state, app, "OperationCompleted", message, now, warning=not ok)
-
-
-def _event(
-    state: ClusterState, owner: K8s, reason: str, message: str, now: Now, *, warning: bool = False
-) -> None:
-    """A core/v1 Event on ``owner``, named as the API server's clients name them (the
-    object's name, a dot, a hexadecimal time)."""
-    meta = owner["metadata"]
-    stamp = rfc3339(now.at)
-    stamp_ns = int(now.unix_s * 1e9)
-    name = f"{meta['name']}.{stamp_ns:x}"
-    while state.store.find("events", meta["namespace"], name) is not None:
-        stamp_ns += 1  # two events in one instant: the next nanosecond
-        name = f"{meta['name']}.{stamp_ns:x}"
-    source = "argocd-application-controller"
-    if owner["kind"] != "Application":
-        source = "kustomize-controller"
-    body = {
-        "apiVersion": "v1",
-        "kind": "Event",
-        "metadata": {"name": name, "namespace": meta["namespace"]},
-        "involvedObject": {
-            "apiVersion": owner["apiVersion"],
-            "kind": owner["kind"],
-            "name": meta["name"],
-            "namespace": meta["namespace"],
-            "uid": meta["uid"],
-            "resourceVersion": meta.get("resourceVersion"),
-        },
-        "reason": reason,
-        "message": message,
-        "type": "Warning" if warning else "Normal",
-        "source": {"component": source},
-        "reportingComponent": source,
-        "firstTimestamp": stamp,
-        "lastTimestamp": stamp,
-        "count": 1,
-    }
-    state.store.create("events", body, now=now.at)
-
-
-def _write_status(state: ClusterState, resource: str, obj: K8s, status: K8s) -> None:
-    """Write ``status`` when it changed (an unchanged one makes no new resourceVersion)."""
-    if obj.get("status") != status:
-        obj["status"] = status
-        state.store.update(resource, obj, spec_changed=False)

@@ -11,9 +11,10 @@ from typing import Any
 import pytest
 import yaml
 
+from healer.errors import ConfigError
 from healer.sim.cluster import Cluster
-from healer.sim.controllers.gitsync import parse_duration
 from healer.sim.gitrepo import commit, git, read_file
+from healer.sim.gitstatus import parse_duration
 from healer.sim.objects import K8s
 from healer.sim.scenario import Event, load_scenario
 
@@ -417,3 +418,61 @@ def test_what_leaves_git_is_pruned_only_with_prune(cluster: Cluster, prune: bool
         assert status["sync"]["status"] == "OutOfSync"
         left = [r for r in status["resources"] if r.get("requiresPruning")]
         assert [r["name"] for r in left] == ["web-lock"]
+
+
+def test_a_cluster_started_again_on_the_same_root_keeps_git_history(tmp_path: Path) -> None:
+    first = Cluster(load_scenario("gitops-bad-release"), git_root=tmp_path / "git")
+    revision = release(first, BAD)
+    again = Cluster(load_scenario("gitops-bad-release"), git_root=tmp_path / "git")
+    assert app(again)["status"]["sync"]["revision"] == revision
+    assert image(again) == BAD  # what Git says, applied at start
+
+
+def test_a_root_git_cannot_use_is_a_config_error(tmp_path: Path) -> None:
+    root = tmp_path / "git"
+    (root / "cart.git").mkdir(parents=True)
+    (root / "cart.git" / "HEAD").write_text("not a repository\n")
+    with pytest.raises(ConfigError, match=r"gitops repository .*cart\.git"):
+        Cluster(load_scenario("gitops-bad-release"), git_root=root)
+
+
+def test_the_pipeline_commits_on_top_of_a_push_that_came_in_between(
+    cluster: Cluster, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from healer.sim import gitrepo
+
+    other = tmp_path / "other"
+    git("clone", "--quiet", cluster.git_remotes["cart"], str(other), cwd=tmp_path)
+    real = gitrepo.git
+    raced: list[str] = []
+
+    def racing(*args: str, **kwargs: Any) -> bytes:
+        if args[0] == "push" and not raced:  # someone pushes just before the pipeline
+            (other / "NOTES").write_text("hotfix\n")
+            real("add", "NOTES", cwd=other)
+            real("commit", "--quiet", "-m", "Someone else's change", cwd=other)
+            real("push", "--quiet", "origin", "HEAD:main", cwd=other)
+            raced.append("pushed")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(gitrepo, "git", racing)
+    release(cluster, BAD)
+    log = real("log", "--format=%s", "main", cwd=cluster.gitops.repositories["cart"].remote)  # type: ignore[union-attr]
+    assert log.decode().splitlines() == [
+        f"Release cart {BAD}",
+        "Someone else's change",
+        "Initial release",
+    ]
+
+
+def test_a_refresh_does_not_sync_drift_without_self_heal(cluster: Cluster) -> None:
+    patch = {"spec": {"syncPolicy": {"automated": {"selfHeal": False}}}}
+    cluster.patch_object("applications", "argocd", "cart", patch, MERGE, dry_run=False)
+    cluster.advance(1800)
+    undo = {"spec": {"template": {"spec": {"containers": [{"name": "cart", "image": GOOD}]}}}}
+    cluster.patch_workload("deployments", "shop", "cart", undo, STRATEGIC)
+    refresh = {"metadata": {"annotations": {"argocd.argoproj.io/refresh": "hard"}}}
+    cluster.patch_object("applications", "argocd", "cart", refresh, MERGE, dry_run=False)
+    cluster.advance(15)
+    assert image(cluster) == GOOD
+    assert app(cluster)["status"]["sync"]["status"] == "OutOfSync"
