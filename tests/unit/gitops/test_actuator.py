@@ -407,3 +407,24 @@ def test_a_rejection_in_healer_closes_the_open_request(
     calls = len(served.calls)
     actuator.watch_merges(NOW)  # looked at once: no second close
     assert len(served.calls) == calls
+
+
+def test_without_a_forge_approval_and_dry_run_push_nothing(tmp_path: Path, remote: Path) -> None:
+    cluster = FakeCluster(state(BAD, GOOD, annotations=TRACKED))
+    actuator, objects = _actuator(tmp_path, remote, cluster)
+    main = head(remote)
+    held = ((Mode.APPROVAL, ActionStatus.PENDING_APPROVAL), (Mode.DRY_RUN, ActionStatus.DRY_RUN))
+    for mode, status in held:
+        record = actuator.apply(_plan(mode), now=NOW)
+        assert record.status is status
+        assert record.request["git"] == {
+            "owner": "applications.argoproj.io/argocd/cart",
+            "repository": f"file://{remote}",
+            "revision": "main",
+            "path": "apps/cart",
+        }
+        assert "commit" not in record.request and "pull_request" not in record.request
+    assert head(remote) == main and git(remote, "branch", "--list").split() == ["*", "main"]
+    assert objects.annotated == [] and cluster.applied == []
+    approved = actuator.apply(_plan(Mode.AUTO), now=NOW)  # approved: pushed to main
+    assert approved.status is ActionStatus.SUCCEEDED and head(remote) != main
