@@ -131,12 +131,13 @@ class GitRollback:
         if source.revision in ("HEAD", ""):
             head = git.run("symbolic-ref", "--quiet", f"refs/remotes/{REMOTE}/HEAD").strip()
             return head.removeprefix(f"refs/remotes/{REMOTE}/")
-        if not _exists(git, f"refs/remotes/{REMOTE}/{source.revision}"):
+        branch = source.revision.removeprefix("refs/heads/")
+        if not _exists(git, f"refs/remotes/{REMOTE}/{branch}"):
             raise PermanentActionError(
                 f"{self.redact(source.url)}: revision {source.revision!r} is not a branch "
                 "(a tag or a commit): a commit cannot move it"
             )
-        return source.revision
+        return branch
 
     def land(
         self,

@@ -220,6 +220,10 @@ def test_an_unreachable_repository_and_a_tag_are_refused_with_the_reason(tmp_pat
         GitRollback(settings(tmp_path)).land(missing, CHANGE, STORY, tool="Argo CD")
     assert caught.value.kind == "unreachable"
     remote = make_remote(tmp_path, {"apps/cart/deployment.yaml": DEPLOYMENT.format(tag="1.4.0")})
+    spelled = GitSource(url=f"file://{remote}", revision="refs/heads/main", path="apps/cart")
+    assert GitRollback(settings(tmp_path)).land(spelled, CHANGE, STORY, tool="Argo CD").branch == (
+        "main"
+    )
     tagged = GitSource(url=f"file://{remote}", revision="v1.4.0", path="apps/cart")
     with pytest.raises(PermanentActionError, match=r"'v1\.4\.0' is not a branch"):
         GitRollback(settings(tmp_path)).land(tagged, CHANGE, STORY, tool="Argo CD")
