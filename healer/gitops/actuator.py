@@ -40,7 +40,6 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
-from healer.actions.rollback import RollbackParams
 from healer.audit.views import ActionView
 from healer.config import GitOpsSettings
 from healer.errors import ActionError, PermanentActionError
@@ -57,7 +56,17 @@ from healer.gitops.owner import (
     sync_annotations,
 )
 from healer.gitops.pins import Change
-from healer.gitops.rollback import GitRollback, Landed, Story
+from healer.gitops.rollback import GitRollback, Story
+from healer.gitops.story import (
+    image_changes,
+    landed_json,
+    record,
+    request_body,
+    review_json,
+    source_json,
+    story_of,
+    tool_name,
+)
 from healer.types import (
     ActionKind,
     ActionRecord,
@@ -233,12 +242,12 @@ class GitOpsActuator:
             work = _Work(owner, image_changes(state, plan), self._story(plan))
         except ActionError as exc:
             why = f"rollback through Git not possible, nothing changed in the cluster: {exc}"
-            return _record(plan, intent, ActionStatus.FAILED, now, error=why)
-        request: JsonObject = {**intent, "git": _source(work.owner, self.git.redact)}
+            return record(plan, intent, ActionStatus.FAILED, now, error=why)
+        request: JsonObject = {**intent, "git": source_json(work.owner, self.git.redact)}
         try:
             match plan.mode:
                 case Mode.DRY_RUN:
-                    return _record(plan, request, ActionStatus.DRY_RUN, now)
+                    return record(plan, request, ActionStatus.DRY_RUN, now)
                 case Mode.APPROVAL:
                     return self._propose(plan, work, request, now)
                 case Mode.AUTO:
@@ -248,7 +257,7 @@ class GitOpsActuator:
                 f"rollback through Git ({work.owner.label}) failed, nothing changed in "
                 f"the cluster: {exc}"
             )
-            return _record(plan, request, ActionStatus.FAILED, now, error=why)
+            return record(plan, request, ActionStatus.FAILED, now, error=why)
 
     def review(self, workload: WorkloadRef, incident_id: int) -> Review | None:
         """The incident's pull request on ``workload``, as the forge has it now; None
@@ -313,19 +322,7 @@ class GitOpsActuator:
         incident = self._incident_of(plan.workload)
         if incident is None or incident.diagnosis is None:
             raise PermanentActionError(f"{plan.workload}: no open incident to tell in the commit")
-        evidence = ", ".join(
-            f"{d.signal} {d.direction} {abs(d.deviation):.0f}σ ({d.value:.3g} against "
-            f"{d.baseline:.3g})"
-            for d in incident.finding.signals
-        )
-        return Story(
-            incident_id=incident.id,
-            workload=f"{plan.workload.kind} {plan.workload.namespace}/{plan.workload.name}",
-            cause=str(incident.diagnosis.cause),
-            explanation=incident.diagnosis.explanation,
-            evidence=f"anomaly score {incident.finding.score:.2f}; {evidence or 'none'}",
-            link=self._link(incident.id),
-        )
+        return story_of(incident, incident.diagnosis, self._link(incident.id))
 
     def _branch(self, story: Story) -> str:
         return self._branch_of(story.incident_id)
@@ -338,17 +335,20 @@ class GitOpsActuator:
         """Approval mode: a pull request when a forge is set, else only the intent."""
         forge = self._forges(work.owner.source.url)
         if forge is None:
-            return _record(plan, request, ActionStatus.PENDING_APPROVAL, now)
+            return record(plan, request, ActionStatus.PENDING_APPROVAL, now)
         landed = self.git.land(
-            work.owner.source, work.changes, work.story, tool=_tool(work.owner),
+            work.owner.source, work.changes, work.story, tool=tool_name(work.owner),
             branch=self._branch(work.story),
         )  # fmt: skip
         subject = f"Roll back {work.story.workload} (incident {work.story.incident_id})"
         review = forge.open(
-            head=landed.branch, base=landed.base, title=subject, body=_body(work, landed)
+            head=landed.branch,
+            base=landed.base,
+            title=subject,
+            body=request_body(work.story, work.changes, landed),
         )
-        request = {**request, "commit": _landed(landed), "pull_request": _review(review)}
-        return _record(plan, request, ActionStatus.PENDING_APPROVAL, now)
+        request = {**request, "commit": landed_json(landed), "pull_request": review_json(review)}
+        return record(plan, request, ActionStatus.PENDING_APPROVAL, now)
 
     def _push(self, plan: Plan, work: _Work, request: JsonObject, now: datetime) -> ActionRecord:
         """Auto mode (or approved): merge the incident's pull request if there is one,
@@ -357,17 +357,17 @@ class GitOpsActuator:
         review = forge.find(self._branch(work.story)) if forge is not None else None
         if forge is not None and review is not None and review.state != "closed":
             merged = review if review.state == "merged" else forge.merge(review.number)
-            request = {**request, "pull_request": _review(merged)}
+            request = {**request, "pull_request": review_json(merged)}
         else:
             landed = self.git.land(
-                work.owner.source, work.changes, work.story, tool=_tool(work.owner)
+                work.owner.source, work.changes, work.story, tool=tool_name(work.owner)
             )
-            request = {**request, "commit": _landed(landed)}
+            request = {**request, "commit": landed_json(landed)}
         if self._settings.undo_first:
             undone = self._cluster.apply(replace(plan, mode=Mode.AUTO), now=now)
             request = {**request, "undo": {"status": str(undone.status), "error": undone.error}}
         request = {**request, "sync": self._sync(work.owner, now)}
-        return _record(plan, request, ActionStatus.SUCCEEDED, now)
+        return record(plan, request, ActionStatus.SUCCEEDED, now)
 
     def _sync(self, owner: Owner, now: datetime) -> list[JsonValue]:
         """Annotate each of the syncer's objects; what was asked and how it went."""
@@ -383,76 +383,3 @@ class GitOpsActuator:
                 done["error"] = str(exc)
             asked.append(done)
         return asked
-
-
-def image_changes(state: WorkloadState, plan: Plan) -> tuple[Change, ...]:
-    """Each container's image now against the one of the revision rolled back to;
-    PermanentActionError when that revision is unknown or changes no image (a rollback
-    of configuration only, which Git cannot express as an image pin)."""
-    params = RollbackParams.model_validate(dict(plan.params))
-    current = state.current_revision
-    target = next((r for r in state.revisions if r.number == params.to_revision), None)
-    if current is None or target is None:
-        raise PermanentActionError(f"{state.workload} has no revision {params.to_revision}")
-    changes = tuple(
-        Change(bad, good)
-        for bad, good in zip(current.images, target.images, strict=False)
-        if bad != good
-    )
-    if not changes:
-        raise PermanentActionError(
-            f"{state.workload}: revision {target.number} runs the same images as "
-            f"{current.number}; no image to pin in Git"
-        )
-    return changes
-
-
-def _tool(owner: Owner) -> str:
-    return "Argo CD" if owner.tool == "argocd" else "Flux"
-
-
-def _source(owner: Owner, redact: Callable[[str], str]) -> JsonObject:
-    """Where the rollback lands, for the record (the URL's user info masked)."""
-    return {
-        "owner": str(owner.ref),
-        "repository": redact(owner.source.url),
-        "revision": owner.source.revision,
-        "path": owner.source.path,
-    }
-
-
-def _landed(landed: Landed) -> JsonObject:
-    return {
-        "sha": landed.commit,
-        "branch": landed.branch,
-        "files": list(landed.files),
-        "reverted": landed.reverted,
-        "already": landed.already,
-        "rebased": landed.rebased,
-    }
-
-
-def _review(review: Review) -> JsonObject:
-    return {"number": review.number, "url": review.url, "state": review.state}
-
-
-def _body(work: _Work, landed: Landed) -> str:
-    images = "\n".join(f"- `{c.bad}` -> `{c.good}`" for c in work.changes)
-    link = f"\n\nIncident: {work.story.link}" if work.story.link else ""
-    return (
-        f"healer diagnosed {work.story.cause} on {work.story.workload}: "
-        f"{work.story.explanation}\n\nEvidence: {work.story.evidence}\n\n{images}\n\n"
-        f"Approving the action in healer merges this request; merging it here counts as "
-        f"approval.{link}"
-    )
-
-
-def _record(
-    plan: Plan,
-    request: JsonObject,
-    status: ActionStatus,
-    now: datetime,
-    *,
-    error: str | None = None,
-) -> ActionRecord:
-    return ActionRecord(plan.action, plan.workload, request, status, now, now, error=error)
