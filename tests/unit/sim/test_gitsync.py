@@ -476,3 +476,17 @@ def test_a_refresh_does_not_sync_drift_without_self_heal(cluster: Cluster) -> No
     cluster.advance(15)
     assert image(cluster) == GOOD
     assert app(cluster)["status"]["sync"]["status"] == "OutOfSync"
+
+
+@pytest.mark.parametrize("in_git", [False, True])
+def test_scaling_is_fought_only_when_git_sets_the_replicas(tmp_path: Path, in_git: bool) -> None:
+    scenario = load_scenario("gitops-bad-release")
+    assert scenario.gitops is not None
+    apps = [a.model_copy(update={"replicas_in_git": in_git}) for a in scenario.gitops.applications]
+    gitops = scenario.gitops.model_copy(update={"applications": apps})
+    cluster = Cluster(scenario.model_copy(update={"gitops": gitops}), git_root=tmp_path / "git")
+    cluster.patch_scale("shop", "cart", {"spec": {"replicas": 6}}, MERGE)
+    cluster.advance(15)
+    replicas = cluster.store.get("deployments", "shop", "cart")["spec"]["replicas"]
+    assert replicas == (4 if in_git else 6)
+    assert app(cluster)["status"]["sync"]["status"] == "Synced"
