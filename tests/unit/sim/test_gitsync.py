@@ -490,3 +490,26 @@ def test_scaling_is_fought_only_when_git_sets_the_replicas(tmp_path: Path, in_gi
     replicas = cluster.store.get("deployments", "shop", "cart")["spec"]["replicas"]
     assert replicas == (4 if in_git else 6)
     assert app(cluster)["status"]["sync"]["status"] == "Synced"
+
+
+@pytest.mark.parametrize("respect", [False, True])
+def test_ignore_differences_hides_drift_and_with_respect_keeps_it_on_sync(
+    tmp_path: Path, respect: bool
+) -> None:
+    scenario = load_scenario("gitops-bad-release")
+    assert scenario.gitops is not None
+    apps = [a.model_copy(update={"replicas_in_git": True}) for a in scenario.gitops.applications]
+    gitops = scenario.gitops.model_copy(update={"applications": apps})
+    cluster = Cluster(scenario.model_copy(update={"gitops": gitops}), git_root=tmp_path / "git")
+    ignore = [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}]
+    options = ["RespectIgnoreDifferences=true"] if respect else []
+    patch = {"spec": {"ignoreDifferences": ignore, "syncPolicy": {"syncOptions": options}}}
+    cluster.patch_object("applications", "argocd", "cart", patch, MERGE, dry_run=False)
+    cluster.patch_scale("shop", "cart", {"spec": {"replicas": 6}}, MERGE)
+    cluster.advance(15)
+    assert cluster.store.get("deployments", "shop", "cart")["spec"]["replicas"] == 6
+    assert app(cluster)["status"]["sync"]["status"] == "Synced"
+    cluster.advance(1800)  # the release's sync applies the manifest
+    dep = cluster.store.get("deployments", "shop", "cart")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == BAD
+    assert dep["spec"]["replicas"] == (6 if respect else 4)
