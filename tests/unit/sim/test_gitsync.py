@@ -13,6 +13,7 @@ import yaml
 
 from healer.errors import ConfigError
 from healer.sim.cluster import Cluster
+from healer.sim.controllers.gitsync import GitSync
 from healer.sim.gitrepo import commit, git, read_file
 from healer.sim.gitstatus import parse_duration
 from healer.sim.objects import K8s
@@ -513,3 +514,19 @@ def test_ignore_differences_hides_drift_and_with_respect_keeps_it_on_sync(
     dep = cluster.store.get("deployments", "shop", "cart")
     assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == BAD
     assert dep["spec"]["replicas"] == (6 if respect else 4)
+
+
+def test_a_cluster_without_gitops_objects_runs_as_if_the_syncer_were_absent() -> None:
+    """The syncer draws nothing and writes nothing where there is nothing to sync, so
+    the scenarios without a gitops section keep their samples to the bit."""
+    import numpy as np
+
+    with_syncer = Cluster(load_scenario("bad-release"))
+    without = Cluster(load_scenario("bad-release"))
+    without.tick = tuple(p for p in without.tick if not isinstance(p, GitSync))
+    without.on_write = [c for c in without.on_write if not isinstance(c, GitSync)]
+    for cluster in (with_syncer, without):
+        cluster.advance(2400)  # past the release at 1800 s
+    assert np.array_equal(np.stack(with_syncer.samples), np.stack(without.samples))
+    assert with_syncer.store.resource_version == without.store.resource_version
+    assert with_syncer.state.rng.bit_generator.state == without.state.rng.bit_generator.state
