@@ -100,6 +100,8 @@ class GitOpsSetup:
         for workload in repo.app.workloads:
             spec = self._specs[workload]
             manifest = _MANIFESTS[spec.kind](spec)
+            if not repo.app.replicas_in_git:
+                manifest["spec"].pop("replicas", None)
             files[f"{repo.path}/{spec.name}.yaml"] = yaml.safe_dump(manifest, sort_keys=False)
             name, tag, _ = split_image(spec.image)
             images.append({"name": name, "newTag": tag or "latest"})

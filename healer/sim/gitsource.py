@@ -234,3 +234,54 @@ def apply(api: SyncApi, target: Target) -> str:
     else:
         api.create_object(resource, target.namespace, body, dry_run=False)
     return f"{label} created"
+
+
+def ignoring(targets: list[Target], rules: list[Any]) -> list[Target]:
+    """``targets`` without the fields Argo CD's ``ignoreDifferences`` names for them.
+
+    A rule matches on ``group`` and ``kind`` (and ``name`` and ``namespace`` when given)
+    and names fields by ``jsonPointers``; ``jqPathExpressions`` and
+    ``managedFieldsManagers`` are not read by this simulator.
+    """
+    out = []
+    for target in targets:
+        pointers = [
+            str(pointer)
+            for rule in rules
+            if isinstance(rule, dict) and _rule_matches(rule, target)
+            for pointer in rule.get("jsonPointers") or []
+        ]
+        if not pointers:
+            out.append(target)
+            continue
+        manifest = copy_json(target.manifest)
+        for pointer in pointers:
+            _remove(manifest, pointer)
+        out.append(replace(target, manifest=manifest))
+    return out
+
+
+def _rule_matches(rule: K8s, target: Target) -> bool:
+    return (
+        (rule.get("group") or "") == target.kind.group
+        and rule.get("kind") == target.kind.kind
+        and rule.get("name") in (None, "", target.name)
+        and rule.get("namespace") in (None, "", target.namespace)
+    )
+
+
+def _remove(document: Any, pointer: str) -> None:
+    """Remove the field at the JSON pointer (RFC 6901), when it is there."""
+    tokens = [t.replace("~1", "/").replace("~0", "~") for t in pointer.split("/")[1:]]
+    for token in tokens[:-1]:
+        if isinstance(document, dict):
+            document = document.get(token)
+        elif isinstance(document, list) and token.isdigit() and int(token) < len(document):
+            document = document[int(token)]
+        else:
+            return
+    last = tokens[-1] if tokens else ""
+    if tokens and isinstance(document, dict):
+        document.pop(last, None)
+    elif isinstance(document, list) and last.isdigit() and int(last) < len(document):
+        del document[int(last)]

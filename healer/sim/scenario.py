@@ -307,6 +307,10 @@ class GitApp(_Model):
     manifests under a kustomization.yaml whose ``images`` pins each image's tag."""
     self_heal: bool = True
     """Argo CD's ``syncPolicy.automated.selfHeal`` (Flux always corrects drift)."""
+    replicas_in_git: bool = False
+    """Whether the manifests in Git set ``spec.replicas``. Off by default, as where an
+    autoscaler (or healer) sets the replica count: with it on, the syncer puts Git's
+    count back over any scaling, as Argo CD's self-heal and Flux do."""
     prune: bool = False
     interval: str = "10m"
     """Flux's Kustomization ``spec.interval``: 10m, as in Flux's guides."""

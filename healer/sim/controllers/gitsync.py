@@ -17,7 +17,9 @@ CD's rules: Healthy, Progressing, Degraded, Missing), ``status.resources``,
 ``OperationStarted`` and ``OperationCompleted`` on the Application. A refresh finds a new
 commit at once but, as in Argo CD, syncs only a revision not tried yet (or drift under
 self-heal). With ``prune: true`` what left Git is deleted; without, it is listed with
-``requiresPruning``. A repository, path or manifest that cannot be read is a
+``requiresPruning``. ``ignoreDifferences`` (``jsonPointers``) hides fields from the
+comparison, and from the sync too with the sync option
+``RespectIgnoreDifferences=true``. A repository, path or manifest that cannot be read is a
 ``ComparisonError`` condition; an object the server refuses, a ``SyncError`` with the
 server's message, kept until a sync succeeds.
 
@@ -180,7 +182,10 @@ class GitSync:
             status["sync"] = {"status": "Unknown", "revision": fetched.revision}
             status["conditions"] = [condition("ComparisonError", str(exc), status, now)]
             return fetched
-        in_sync = [gitsource.in_sync(state, t) for t in targets]
+        compared_targets = gitsource.ignoring(targets, spec.get("ignoreDifferences") or [])
+        options = (spec.get("syncPolicy") or {}).get("syncOptions") or []
+        applied = compared_targets if "RespectIgnoreDifferences=true" in options else targets
+        in_sync = [gitsource.in_sync(state, t) for t in compared_targets]
         automated = (spec.get("syncPolicy") or {}).get("automated")
         # A failed sync's error stays until a sync succeeds, as Argo CD keeps it.
         conditions = [c for c in status.get("conditions") or [] if c.get("type") == "SyncError"]
@@ -196,7 +201,7 @@ class GitSync:
             )
             fetched = replace(fetched, drift_s=drift_s)
             if new or heal:
-                operation = self._sync(targets, fetched, compared, now)
+                operation = self._sync(applied, fetched, compared, now)
                 if automated.get("prune"):
                     self._prune_argo(state, status, targets, operation)
                 status["operationState"] = operation
@@ -207,7 +212,7 @@ class GitSync:
                     conditions = [condition("SyncError", operation["message"], status, now)]
                 announce(state, app, operation, now)
                 fetched = replace(fetched, drift_s=None, synced_revision=fetched.revision)
-                in_sync = [gitsource.in_sync(state, t) for t in targets]
+                in_sync = [gitsource.in_sync(state, t) for t in compared_targets]
         extra = _left_over(state, status, targets)
         in_sync += [False] * len(extra)
         targets = targets + extra

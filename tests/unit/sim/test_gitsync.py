@@ -13,6 +13,7 @@ import yaml
 
 from healer.errors import ConfigError
 from healer.sim.cluster import Cluster
+from healer.sim.controllers.gitsync import GitSync
 from healer.sim.gitrepo import commit, git, read_file
 from healer.sim.gitstatus import parse_duration
 from healer.sim.objects import K8s
@@ -476,3 +477,56 @@ def test_a_refresh_does_not_sync_drift_without_self_heal(cluster: Cluster) -> No
     cluster.advance(15)
     assert image(cluster) == GOOD
     assert app(cluster)["status"]["sync"]["status"] == "OutOfSync"
+
+
+@pytest.mark.parametrize("in_git", [False, True])
+def test_scaling_is_fought_only_when_git_sets_the_replicas(tmp_path: Path, in_git: bool) -> None:
+    scenario = load_scenario("gitops-bad-release")
+    assert scenario.gitops is not None
+    apps = [a.model_copy(update={"replicas_in_git": in_git}) for a in scenario.gitops.applications]
+    gitops = scenario.gitops.model_copy(update={"applications": apps})
+    cluster = Cluster(scenario.model_copy(update={"gitops": gitops}), git_root=tmp_path / "git")
+    cluster.patch_scale("shop", "cart", {"spec": {"replicas": 6}}, MERGE)
+    cluster.advance(15)
+    replicas = cluster.store.get("deployments", "shop", "cart")["spec"]["replicas"]
+    assert replicas == (4 if in_git else 6)
+    assert app(cluster)["status"]["sync"]["status"] == "Synced"
+
+
+@pytest.mark.parametrize("respect", [False, True])
+def test_ignore_differences_hides_drift_and_with_respect_keeps_it_on_sync(
+    tmp_path: Path, respect: bool
+) -> None:
+    scenario = load_scenario("gitops-bad-release")
+    assert scenario.gitops is not None
+    apps = [a.model_copy(update={"replicas_in_git": True}) for a in scenario.gitops.applications]
+    gitops = scenario.gitops.model_copy(update={"applications": apps})
+    cluster = Cluster(scenario.model_copy(update={"gitops": gitops}), git_root=tmp_path / "git")
+    ignore = [{"group": "apps", "kind": "Deployment", "jsonPointers": ["/spec/replicas"]}]
+    options = ["RespectIgnoreDifferences=true"] if respect else []
+    patch = {"spec": {"ignoreDifferences": ignore, "syncPolicy": {"syncOptions": options}}}
+    cluster.patch_object("applications", "argocd", "cart", patch, MERGE, dry_run=False)
+    cluster.patch_scale("shop", "cart", {"spec": {"replicas": 6}}, MERGE)
+    cluster.advance(15)
+    assert cluster.store.get("deployments", "shop", "cart")["spec"]["replicas"] == 6
+    assert app(cluster)["status"]["sync"]["status"] == "Synced"
+    cluster.advance(1800)  # the release's sync applies the manifest
+    dep = cluster.store.get("deployments", "shop", "cart")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == BAD
+    assert dep["spec"]["replicas"] == (6 if respect else 4)
+
+
+def test_a_cluster_without_gitops_objects_runs_as_if_the_syncer_were_absent() -> None:
+    """The syncer draws nothing and writes nothing where there is nothing to sync, so
+    the scenarios without a gitops section keep their samples to the bit."""
+    import numpy as np
+
+    with_syncer = Cluster(load_scenario("bad-release"))
+    without = Cluster(load_scenario("bad-release"))
+    without.tick = tuple(p for p in without.tick if not isinstance(p, GitSync))
+    without.on_write = [c for c in without.on_write if not isinstance(c, GitSync)]
+    for cluster in (with_syncer, without):
+        cluster.advance(2400)  # past the release at 1800 s
+    assert np.array_equal(np.stack(with_syncer.samples), np.stack(without.samples))
+    assert with_syncer.store.resource_version == without.store.resource_version
+    assert with_syncer.state.rng.bit_generator.state == without.state.rng.bit_generator.state
