@@ -21,6 +21,10 @@ FROM python:3.11-slim AS runtime
 ENV PATH=/opt/healer/bin:$PATH \
     PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1
+# git: healing through Git (gitops.enabled) clones, commits and pushes with the CLI.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git \
+    && rm -rf /var/lib/apt/lists/*
 RUN groupadd --gid 10001 healer \
     && useradd --uid 10001 --gid healer --no-create-home --shell /usr/sbin/nologin healer
 COPY --from=build /opt/healer /opt/healer

@@ -252,6 +252,8 @@ def sim_serve(
         f"simulated cluster {chosen.name!r}: API {server.url}, metrics "
         f"{server.url}/metrics, kubeconfig {kubeconfig_out}"
     )
+    for app, url in cluster.git_remotes.items():
+        typer.echo(f"git repository of GitOps application {app!r}: {url}")
     stop = threading.Event()
     _stop_on_signals(stop)
     step_wall_s = chosen.step_s / speed

@@ -635,6 +635,49 @@ class PolicySettings(_Section):
     """With the CRDs not installed, look for them again this often."""
 
 
+# ---- GitOps: healing through Git (issue 18) ---------------------------------------------
+
+
+class GitOpsSettings(_Section):
+    """Where a rollback of a workload that Argo CD or Flux owns lands: a commit in the
+    repository the syncer reads (pushed to its branch in auto mode, a pull or merge
+    request in approval mode), so that the next sync keeps it instead of reverting it."""
+
+    enabled: bool = False
+    """Roll back GitOps-owned workloads through their repository. False: such workloads
+    are only switched to ``guards.gitops_mode``, as before."""
+    undo_first: bool = False
+    """Also undo in the cluster at once, after the commit is pushed (never before, and
+    never when the commit failed): the fix is fast, and Git keeps it."""
+    cache_dir: Path = Path(".healer-git")
+    """Where repositories are cloned and fetched, one directory per repository URL."""
+    token_file: Path | None = None
+    """A file holding the token (or password) for the repository and the forge API, as
+    a mounted Secret is: handed to git through ``GIT_ASKPASS``, never on a command line
+    or in a log. None: the repository needs no credentials (or git's own config has them)."""
+    username: str = "healer"
+    """The user name git offers with the token over HTTPS."""
+    forge: Literal["github", "gitlab", "none"] = "none"
+    """The forge that serves pull/merge requests in approval mode. ``none``: approval
+    mode pushes nothing and waits for approval, then pushes to the tracked branch."""
+    forge_url: str = "https://api.github.com"
+    """The forge's REST API root: ``https://api.github.com``, a GitHub Enterprise
+    ``https://host/api/v3``, or a GitLab ``https://host/api/v4``."""
+    forge_project: str | None = None
+    """``owner/name`` (GitHub) or the project path or id (GitLab) of the repository;
+    None: taken from the repository URL's path."""
+    branch_prefix: str = "healer/"
+    """Branches of pull requests are this followed by ``incident-N``."""
+    committer_name: str = "healer"
+    """The author and committer name of healer's commits."""
+    committer_email: str = "healer@localhost"
+    """The author and committer e-mail of healer's commits (a forge may require one it
+    knows, to credit the commit to healer's account)."""
+    timeout_s: float = Field(default=60.0, gt=0)
+    """Longest one git command or forge call may take: a hung remote fails the action
+    instead of holding the cycle."""
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="HEALER_", env_nested_delimiter="__", extra="forbid", frozen=True
@@ -655,6 +698,7 @@ class Settings(BaseSettings):
     nodes: NodeSettings = NodeSettings()
     releases: ReleaseSettings = ReleaseSettings()
     policies: PolicySettings = PolicySettings()
+    gitops: GitOpsSettings = GitOpsSettings()
     playbooks_dir: Path = Path("playbooks")
     """Directory of playbook YAML files, validated at start-up."""
     diagnosis_model: Path | None = None

@@ -51,7 +51,7 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Protocol, assert_never
+from typing import Protocol, assert_never, runtime_checkable
 
 import structlog
 
@@ -151,6 +151,13 @@ class Policies(Protocol):
     """The policy objects as last watched (``lifecycle.policy_watch.PolicyBook``)."""
 
     def current(self) -> Sequence[Policy]: ...
+
+
+@runtime_checkable
+class MergeWatch(Protocol):
+    """An actuator that learns of approvals given in a forge (``GitOpsActuator``)."""
+
+    def watch_merges(self, now: datetime) -> int: ...
 
 
 class Notifier(Protocol):
@@ -363,6 +370,7 @@ class Healer:
         self.brake.take(detection, self.tracked, self.settings)
         self._share_brake(len(detection.workloads), now)
         self._watch_nodes(now, frozenset(findings))  # first: what fails on a bad node is its
+        self._watch_merges(now)
         self.vitals.incident_errors += approvals.take_approved(
             store=self.store,
             playbooks=self.playbooks,
@@ -393,6 +401,15 @@ class Healer:
         for key, floor in self.floors.due(now, self.settings, busy=busy, store=self.store):
             self._guarded(floor.workload, self._hand_back, key, floor, frame, now)
         return detection
+
+    def _watch_merges(self, now: datetime) -> None:
+        """Pull requests merged in the forge count as approvals, taken this cycle."""
+        if not isinstance(self.actuator, MergeWatch):
+            return
+        try:
+            self.actuator.watch_merges(now)
+        except HealerError as exc:  # the store or the forge: asked again next cycle
+            log.error("merge_watch_failed", error=str(exc))
 
     def _outliers(
         self, findings: Mapping[WorkloadRef, Finding], now: datetime

@@ -20,15 +20,17 @@ from pathlib import Path
 import numpy as np
 import structlog
 
+from healer.act.customobjects import CustomObjects
 from healer.act.kube import KubeActuator, api_client
 from healer.api.server import ServerThread
 from healer.audit.store import AuditStore
 from healer.compose import build_loop
 from healer.config import DetectorSettings, Settings
-from healer.daemon import Detector, Healer, Reporter, cycle_once
+from healer.daemon import Actuator, Detector, Healer, Reporter, cycle_once
 from healer.decide import load_playbooks
 from healer.detect.combined import build_detector
 from healer.detect.warm import WarmReport, WarmSpan, wanted, warm
+from healer.gitops.build import gitops_actuator
 from healer.sim.apiserver import serve_in_thread, write_kubeconfig
 from healer.sim.cluster import SIGNALS, Cluster
 from healer.sim.scenario import Scenario
@@ -97,7 +99,16 @@ class SimHarness:
         server = serve_in_thread(cluster, port=api_port)
         folder = workdir or Path(tempfile.mkdtemp(prefix="healer-sim-"))
         kubeconfig = write_kubeconfig(folder / "kubeconfig", server.url)
-        actuator = KubeActuator(api_client(kubeconfig))
+        api = api_client(kubeconfig)
+        actuator: Actuator = KubeActuator(api)
+        if settings.gitops.enabled:
+            actuator = gitops_actuator(
+                actuator,
+                objects=CustomObjects(api),
+                settings=settings,
+                unresolved=store.unresolved,
+                reviews=store,
+            )
         healer = build_loop(
             settings,
             source=SimSource(cluster),

@@ -32,6 +32,7 @@ from urllib.parse import urlparse
 
 import structlog
 
+from healer.act.customobjects import CustomObjects
 from healer.act.kube import KubeActuator, api_client
 from healer.act.lease import KubeLeases, server_version
 from healer.act.policy_api import KubePolicyApi
@@ -55,6 +56,7 @@ from healer.decide.escalation import EscalationQueue
 from healer.detect.combined import build_detector
 from healer.detect.warm import WarmReport
 from healer.errors import ActionError, ConfigError, StoreError
+from healer.gitops.build import gitops_actuator
 from healer.leader import LeaderElector, LeaderOnlyActuator, default_identity, run_elector
 from healer.lifecycle import policy_watch
 from healer.lifecycle.brake_share import BrakeShare
@@ -305,6 +307,11 @@ def start(
         leases = KubeLeases(api, namespace=settings.leader.namespace, name=settings.leader.name)
         elector = LeaderElector(leases, identity=identity, settings=settings.leader)
         actuator = LeaderOnlyActuator(actuator, elector, clock=clock)
+    if settings.gitops.enabled:  # outermost: only the leader cycles, and so pushes
+        objects = CustomObjects(api)
+        actuator = gitops_actuator(
+            actuator, objects=objects, settings=settings, unresolved=store.unresolved, reviews=store
+        )
     healer = build_loop(
         settings,
         source=source,

@@ -22,7 +22,14 @@ from rich.console import Console
 from rich.progress import MofNCompleteColumn, Progress, TimeElapsedColumn
 
 from healer.chaos import report
-from healer.chaos.contenders import STARTS, Trace, Warmed, run_contender, warm_for
+from healer.chaos.contenders import (
+    GITOPS_CONTENDERS,
+    STARTS,
+    Trace,
+    Warmed,
+    run_contender,
+    warm_for,
+)
 from healer.chaos.score import records as score_records
 from healer.config import Settings, load_settings
 from healer.decide import load_playbooks
@@ -38,7 +45,9 @@ EXCLUDED = (
 """Built-in scenarios left out of the default set: large-cluster measures scale;
 second-week spends three days in quiet before its faults, which a cold run at the scrape
 interval takes minutes of CPU per contender to reach (its test warms the detector on a
-coarse twin of the cluster instead: tests/integration/test_loop_second_week.py)."""
+coarse twin of the cluster instead: tests/integration/test_loop_second_week.py).
+gitops-bad-release and flux-bad-release are in: healer heals them through Git, and they
+run a fifth contender, healer-undo, without the Git path (``GITOPS_CONTENDERS``)."""
 AFTER_S = 5400.0
 """Each run lasts until this long after the scenario's last event: long enough for the
 slowest contender to heal, or to show that it does not."""
@@ -153,6 +162,8 @@ def run_seed(
     """One scenario and seed under every contender; runs in a worker process."""
     scenario = load_scenario(name).model_copy(update={"seed": seed})
     settings = bench_settings(config)
+    if scenario.gitops is not None:  # with the Git path and without it
+        contenders = (*contenders, *(c for c in GITOPS_CONTENDERS if c not in contenders))
     traces = {
         c: run_contender(
             c, scenario, duration_s=duration_s(scenario), settings=settings, warmed=warmed
@@ -255,8 +266,9 @@ def main(
     console.print(report.class_table(records))
     runs = [w for result in results for w in result.wall_s.values()]
     warming = [r.warm_s for r in results if not math.isnan(r.warm_s)]
+    ran = len({c for result in results for c in result.wall_s})  # GitOps scenarios add one
     console.print(
-        f"{len(plan.scenarios)} scenarios x {seeds} seeds x {len(plan.contenders)} contenders "
+        f"{len(plan.scenarios)} scenarios x {seeds} seeds x {ran} contenders "
         f"in {wall_s:.0f} s wall time with {jobs} processes "
         f"(median run {statistics.median(runs):.1f} s, median healer cycle "
         f"{1000 * statistics.median(r.healer_cycle_s for r in results):.1f} ms"

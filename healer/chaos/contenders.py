@@ -43,7 +43,7 @@ from healer.sim.source import SimSource
 from healer.sim.state import ClusterState, Now, deployment_of
 from healer.types import ActionRecord, ActionStatus, NodePod, Plan, WorkloadRef, WorkloadState
 
-CONTENDERS = ("kubernetes", "static", "healer-cold", "healer")
+CONTENDERS = ("kubernetes", "static", "healer-cold", "healer-undo", "healer")
 """Every contender, in the order of the tables. ``healer`` starts warm: its detector has
 learned the scenario's quiet days before the start (``SimHarness.warm``), as a daemon in
 its second week would have; ``healer-cold`` starts with an empty detector, as a daemon
@@ -51,9 +51,14 @@ installed a minute before the first fault."""
 STARTS = {
     "warm": ("kubernetes", "static", "healer"),
     "cold": ("kubernetes", "static", "healer-cold"),
-    "both": CONTENDERS,
+    "both": ("kubernetes", "static", "healer-cold", "healer"),
 }
 """The contenders run for each choice of ``healer bench chaos --start``."""
+GITOPS_CONTENDERS = ("healer-undo",)
+"""Added for a scenario whose workloads a GitOps syncer owns: ``healer-undo`` is the warm
+healer without the Git path (``gitops.enabled`` false), whose rollback is an in-cluster
+undo that the syncer's self-heal reverts; ``healer`` and ``healer-cold`` take the Git
+path there (``gitops_settings``)."""
 HPA_TARGET_CPU_PCT = 80
 """The autoscaler's target: the usual 80% of requests, the static CPU rule's threshold."""
 HPA_MAX_FACTOR = 3
@@ -262,13 +267,13 @@ def run_contender(
             noticed: list[tuple[float, str]] = []
         elif contender == "static":
             actions, noticed, cycle_s = _run_static(cluster, duration_s, settings, Path(folder))
-        elif contender in ("healer", "healer-cold"):
+        elif contender in ("healer", "healer-cold", "healer-undo"):
             actions, noticed, cycle_s = _run_healer(
                 cluster,
                 duration_s,
-                settings,
+                gitops_settings(settings, scenario, Path(folder), git=contender != "healer-undo"),
                 Path(folder),
-                start=started_warm if contender == "healer" else None,
+                start=started_warm if contender != "healer-cold" else None,
             )
         else:
             raise ValueError(f"unknown contender {contender!r}")
@@ -287,6 +292,19 @@ def run_contender(
     )
     trace.wall_s = time.perf_counter() - started
     return trace
+
+
+def gitops_settings(settings: Settings, scenario: Scenario, folder: Path, *, git: bool) -> Settings:
+    """``settings`` for a run of ``scenario``: on a GitOps scenario, the Git path on
+    (its clones under ``folder``) or off, and auto mode for GitOps-owned workloads,
+    since nobody approves in a benchmark; any other scenario's as they are."""
+    if scenario.gitops is None:
+        return settings
+    gitops = settings.gitops.model_copy(
+        update={"enabled": git, "cache_dir": folder / "git", "forge": "none"}
+    )
+    guards = settings.guards.model_copy(update={"gitops_mode": settings.guards.mode})
+    return settings.model_copy(update={"gitops": gitops, "guards": guards})
 
 
 def _replicas(cluster: Cluster) -> dict[str, int]:

@@ -30,9 +30,10 @@ COLOURS = {
     "kubernetes": "tab:gray",
     "static": "tab:orange",
     "healer-cold": "tab:cyan",
+    "healer-undo": "tab:red",
     "healer": "tab:blue",
 }
-WIDTHS = {"kubernetes": 3.0, "static": 1.6, "healer-cold": 1.3, "healer": 1.0}
+WIDTHS = {"kubernetes": 3.0, "static": 1.6, "healer-cold": 1.3, "healer-undo": 1.15, "healer": 1.0}
 """Wide to narrow, so that a contender that changed nothing shows under the others."""
 MARKS = {"restart": "o", "scale": "^", "rollback": "s"}
 
@@ -71,6 +72,7 @@ def _stats(rows: list[JsonObject]) -> list[str]:
     heal = _median([_float_or_none(r["time_to_heal_s"]) for r in rows])
     slo = statistics.median(float(str(r["slo_minutes_lost"])) for r in rows)
     ooms = sum(int(str(r["oom_kills"])) for r in rows)
+    returned = sum(1 for r in rows if r.get("cause_returned"))
     return [
         f"{right}/{len(rows)}",
         "" if rows[0]["contender"] == "kubernetes" else _seconds(detect),
@@ -78,10 +80,19 @@ def _stats(rows: list[JsonObject]) -> list[str]:
         _seconds(heal),
         f"{slo:.0f}",
         str(ooms),
+        f"{returned}/{len(rows)}",
     ]
 
 
-_HEADERS = ("right action", "detect s", "healed", "heal s", "SLO min lost", "OOM kills")
+_HEADERS = (
+    "right action",
+    "detect s",
+    "healed",
+    "heal s",
+    "SLO min lost",
+    "OOM kills",
+    "came back",
+)
 
 
 def fault_table(records: list[JsonObject]) -> Table:

@@ -30,6 +30,9 @@ Definitions, the same for every contender:
 * **Action**: the distinct kinds of the contender's actions on the workload from the
   fault's start on, in order, joined with ``+``; null when none. Any other action is
   a **benign action** of the run.
+* **Came back**: the contender acted on the fault, and its cause is in the cluster at
+  the end of the run: a fix that did not stick (an in-cluster rollback that a GitOps
+  syncer's self-heal reverted within seconds, before a pod even changed).
 * **Node faults** (``node_notready``, ``node_memory_pressure``) name a node, not a
   workload: they hurt every workload of the scenario (``Fault.hurt``), each judged as
   above, and heal when all of them have (the latest heal); the cause is present while
@@ -106,6 +109,7 @@ RECORD_FIELDS = (
     "slo_minutes_lost",
     "oom_kills",
     "benign_actions",
+    "cause_returned",
 )
 
 
@@ -231,6 +235,15 @@ def time_to_heal(
     return None
 
 
+def cause_returned(trace: Trace, fault: Fault) -> bool:
+    """The contender acted on the fault and its cause is in the cluster again (or
+    still) at the end of the run: a fix that did not stick."""
+    present = trace.cause_present.get(fault.index)
+    if present is None or present.size == 0 or _action(trace, fault) is None:
+        return False
+    return bool(present[-1])
+
+
 def slo_minutes_lost(trace: Trace, workload: str, slo: Slo, from_s: float) -> int:
     after = trace.timestamps >= from_s
     minute = ((trace.timestamps[after] - from_s) // 60).astype(int)
@@ -300,7 +313,8 @@ def records(scenario: Scenario, seed: int, traces: dict[str, Trace]) -> list[Jso
                     1 for t, w in trace.oom_kills if w in fault.judged and t >= fault.at_s
                 ),
             }
-            out.append({**common, **rows, "benign_actions": benign})
+            returned = cause_returned(trace, fault)
+            out.append({**common, **rows, "benign_actions": benign, "cause_returned": returned})
         if not faults:
             start = float(trace.timestamps[0]) if trace.timestamps.size else 0.0
             lost = sum(slo_minutes_lost(trace, w, slos[w], start) for w in trace.workloads)
@@ -315,6 +329,7 @@ def records(scenario: Scenario, seed: int, traces: dict[str, Trace]) -> list[Jso
                     "slo_minutes_lost": lost,
                     "oom_kills": len(trace.oom_kills),
                     "benign_actions": benign,
+                    "cause_returned": False,
                 }
             )
     return out

@@ -163,9 +163,41 @@ def gitops(check: Check) -> GuardResult:
         return GuardResult("gitops", True, f"{check.state.workload} is not managed by GitOps")
     detail = (
         f"{check.state.workload} is managed by {manager}: {check.settings.gitops_mode} "
-        "mode at least, since the next sync would revert an in-cluster change"
+        "mode at least, since the next sync would revert an in-cluster change; "
+        f"{syncer_verdict(check.action, check.state)}"
     )
     return GuardResult("gitops", True, detail)
+
+
+def syncer_verdict(action: ActionKind, state: WorkloadState) -> str:
+    """Whether the syncer would fight ``action`` on a GitOps-owned workload, and what
+    keeps it from doing so (docs/gitops.md has the ``ignoreDifferences`` snippets)."""
+    match action:
+        case ActionKind.ROLLBACK:
+            return (
+                "a rollback lands as a commit in its repository when gitops.enabled; an "
+                "in-cluster undo alone is reverted by the next sync"
+            )
+        case ActionKind.RESTART:
+            return (
+                "the restart stamp (kubectl.kubernetes.io/restartedAt in the pod template) "
+                "is drift that Argo CD self-heal reverts unless the Application's "
+                "ignoreDifferences covers it; Flux's server-side apply leaves it alone"
+            )
+        case ActionKind.SCALE if state.hpa is not None:
+            return (
+                f"the scale raises HPA {state.hpa.name} minReplicas: if Git owns that "
+                "HPA, the sync lowers it again unless ignoreDifferences covers /spec/minReplicas"
+            )
+        case ActionKind.SCALE:
+            return (
+                "the scale sets spec.replicas: if the manifest in Git sets replicas, the "
+                "sync sets them back unless ignoreDifferences covers /spec/replicas"
+            )
+        case ActionKind.EVICT | ActionKind.CORDON | ActionKind.DRAIN | ActionKind.UNCORDON:
+            return f"a {action} acts on pods or nodes, which Git does not own"
+        case _:
+            assert_never(action)
 
 
 def gitops_manager(state: WorkloadState) -> str | None:

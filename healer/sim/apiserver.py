@@ -30,7 +30,7 @@ from healer.errors import ConfigError
 from healer.sim import crds, discovery, openapi
 from healer.sim.cluster import Cluster
 from healer.sim.exposition import render_metrics
-from healer.sim.kinds import PLAIN, Kind, lookup
+from healer.sim.kinds import GITOPS, PLAIN, Kind, lookup
 from healer.sim.objects import (
     STRATEGIC_MERGE_PATCH,
     ApiError,
@@ -226,10 +226,13 @@ async def _body(request: Request) -> K8s:
     return value
 
 
-async def _patch_body(request: Request) -> tuple[Any, str]:
+async def _patch_body(request: Request, kind: Kind | None = None) -> tuple[Any, str]:
     """A PATCH request's body and patch type: 415 for a content type that is no patch
     type (before the body is read), 400 for a body of the wrong shape for its type."""
     content_type = patch_type(request.headers.get("content-type", ""))
+    custom = kind in GITOPS or isinstance(kind, crds.CustomKind)
+    if custom and content_type == STRATEGIC_MERGE_PATCH:
+        raise crds.no_strategic_merge()
     try:
         body = json.loads(await request.body() or b"null")
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
@@ -406,9 +409,7 @@ async def _item(
         return _warn(_json(request, replaced), warnings)
     if request.method == "PATCH":
         _allowed(kind, "patch")
-        patch, content_type = await _patch_body(request)
-        if content_type == STRATEGIC_MERGE_PATCH and isinstance(kind, crds.CustomKind):
-            raise crds.no_strategic_merge()
+        patch, content_type = await _patch_body(request, kind)
         fields = strip_directives(patch) if content_type == STRATEGIC_MERGE_PATCH else patch
         warnings = _field_warnings(request, kind, fields)
         if resource in _WORKLOADS:
@@ -474,7 +475,7 @@ async def _status(
         return _json(request, cluster.get_object(kind.resource, namespace, name))
     dry_run = _dry(request)
     if request.method == "PATCH":
-        patch, content_type = await _patch_body(request)
+        patch, content_type = await _patch_body(request, kind)
         written = cluster.write_status(
             kind.resource, namespace, name, patch, patch_type=content_type, dry_run=dry_run
         )

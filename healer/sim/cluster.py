@@ -48,9 +48,13 @@ state is numpy columns stepped for every pod at once (``healer.sim.workloads``),
 from __future__ import annotations
 
 import functools
+import shutil
+import tempfile
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
@@ -65,6 +69,7 @@ from healer.sim.controllers.daemonset import DaemonSetController
 from healer.sim.controllers.deployment import DeploymentController, DeploymentStatus
 from healer.sim.controllers.faults import ApiFaults, FaultInjector, active
 from healer.sim.controllers.garbage import GarbageCollector
+from healer.sim.controllers.gitsync import GitSync, SyncTimings
 from healer.sim.controllers.nodelifecycle import CordonTaint, NodeLifecycle
 from healer.sim.controllers.replicaset import ReplicaSetController
 from healer.sim.controllers.runtime import ContainerRuntime
@@ -72,6 +77,7 @@ from healer.sim.controllers.sampler import SIGNALS, PodStep, Sampler
 from healer.sim.controllers.scheduler import Scheduler
 from healer.sim.controllers.statefulset import StatefulSetController
 from healer.sim.disruption import check_eviction
+from healer.sim.gitops import GitOpsSetup
 from healer.sim.kinds import BY_RESOURCE, INITIAL_STATUS, Kind, default_and_validate
 from healer.sim.objects import (
     ApiError,
@@ -85,7 +91,14 @@ from healer.sim.objects import (
     selector_matches,
 )
 from healer.sim.scenario import ApiFault, Event, Scenario
-from healer.sim.state import LATENCY_BUCKETS_S, REVISION, ClusterState, WorkQueues, pod_ready
+from healer.sim.state import (
+    LATENCY_BUCKETS_S,
+    REVISION,
+    ClusterState,
+    Now,
+    WorkQueues,
+    pod_ready,
+)
 from healer.types import WorkloadRef
 
 __all__ = ["LATENCY_BUCKETS_S", "REVISION", "SIGNALS", "Cluster"]
@@ -119,10 +132,27 @@ def _reacts(
     return reacting
 
 
+def _gitops_setup(cluster: Cluster, scenario: Scenario, root: Path | None) -> GitOpsSetup | None:
+    """The scenario's GitOps repositories, under ``root`` or a fresh temporary directory
+    removed with the cluster."""
+    if scenario.gitops is None:
+        return None
+    if root is None:
+        root = Path(tempfile.mkdtemp(prefix="healer-sim-gitops-"))
+        weakref.finalize(cluster, shutil.rmtree, root, ignore_errors=True)
+    return GitOpsSetup(scenario.gitops, cluster.state.specs, root)
+
+
 class Cluster:
     """A simulated Kubernetes cluster running a scenario."""
 
-    def __init__(self, scenario: Scenario, clock: VirtualClock | None = None) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        clock: VirtualClock | None = None,
+        *,
+        git_root: Path | None = None,
+    ) -> None:
         self.scenario = scenario
         self.clock = clock or VirtualClock(scenario.start)
         self.lock = threading.RLock()
@@ -130,7 +160,16 @@ class Cluster:
         self.store = self.state.store
         self.workloads = tuple(WorkloadRef(w.namespace, w.kind, w.name) for w in self.state.specs)
         self._api_faults = ApiFaults(list(scenario.api_faults), scenario.seed + 1)
-        self._faults = FaultInjector(scenario, api=self)
+        self.gitops = _gitops_setup(self, scenario, git_root)
+        self._faults = FaultInjector(
+            scenario, api=self, git=self._git_release if self.gitops else None
+        )
+        timings = SyncTimings()
+        if scenario.gitops is not None:
+            timings = SyncTimings(
+                scenario.gitops.argocd_poll_s, scenario.gitops.argocd_self_heal_delay_s
+            )
+        self._gitsync = GitSync(self, timings)
         self._sampler = Sampler(scenario.step_s)
         status, stateful = DeploymentStatus(), StatefulSetController()
         daemon = DaemonSetController()
@@ -147,6 +186,7 @@ class Cluster:
         )
         self.tick: tuple[controllers.Controller, ...] = (
             self._faults,
+            self._gitsync,  # a no-op without GitOps objects
             NodeLifecycle(),
             *self._control_plane,
             ContainerRuntime(scenario.step_s),
@@ -159,6 +199,7 @@ class Cluster:
         )
         """The parts of one tick, in their order."""
         self.on_write: list[controllers.Controller] = [
+            self._gitsync,  # a refresh is served at once, and its rollout starts with it
             GarbageCollector(),
             CordonTaint(),
             DeploymentController(),
@@ -188,7 +229,21 @@ class Cluster:
                 controllers.run(self._control_plane, self.state, now)
                 kubelet.age_pods(self.state, _WARM_AGE_S, now)
             self._warm_statefulsets(stateful)
+            if self.gitops is not None:
+                self.gitops.start(self, at=self.clock.now())
+                self._gitsync.reconcile(self.state, self.state.now())
         self._quiet = 0
+
+    def _git_release(self, event: Event, now: Now) -> None:
+        assert self.gitops is not None
+        self.gitops.release(event, at=now.at)
+
+    @property
+    def git_remotes(self) -> dict[str, str]:
+        """Each GitOps application's repository URL (``file://``), by application name."""
+        if self.gitops is None:
+            return {}
+        return {name: repo.url for name, repo in self.gitops.repositories.items()}
 
     def _warm_statefulsets(self, stateful: StatefulSetController) -> None:
         """Further start-up passes for the StatefulSets, which start one ordinal per pass

@@ -60,7 +60,7 @@ class Kind:
 
 _RW = ("create", "delete", "get", "list", "patch", "update", "watch")
 
-KINDS = (
+KINDS: tuple[Kind, ...] = (
     Kind(
         "",
         "v1",
@@ -185,6 +185,49 @@ KINDS = (
     ),
 )
 
+# ---- GitOps: Argo CD and Flux, as a cluster with them installed serves them ----------
+GITOPS = (
+    Kind(
+        "argoproj.io",
+        "v1alpha1",
+        "applications",
+        "Application",
+        _RW,
+        ("app", "apps"),
+        (Subresource("status", "argoproj.io/v1alpha1", "Application", ("get", "patch", "update")),),
+    ),
+    Kind(
+        "kustomize.toolkit.fluxcd.io",
+        "v1",
+        "kustomizations",
+        "Kustomization",
+        _RW,
+        ("ks",),
+        (
+            Subresource(
+                "status",
+                "kustomize.toolkit.fluxcd.io/v1",
+                "Kustomization",
+                ("get", "patch", "update"),
+            ),
+        ),
+    ),
+    Kind(
+        "source.toolkit.fluxcd.io",
+        "v1",
+        "gitrepositories",
+        "GitRepository",
+        _RW,
+        ("gitrepo",),
+        (
+            Subresource(
+                "status", "source.toolkit.fluxcd.io/v1", "GitRepository", ("get", "patch", "update")
+            ),
+        ),
+    ),
+)
+KINDS = KINDS + GITOPS
+
 BY_RESOURCE = {k.resource: k for k in KINDS}
 GROUP_VERSIONS = tuple(dict.fromkeys(k.group_version for k in KINDS))
 PLAIN = (
@@ -193,6 +236,7 @@ PLAIN = (
     "leases",
     "nodes",
     "customresourcedefinitions",
+    *(k.resource for k in GITOPS),
 )
 """Kinds stored as written (after defaults and validation), with no controller of their own
 beyond status: the cluster's generic create, replace, patch and delete serve them."""
@@ -257,6 +301,9 @@ def default_and_validate(kind: Kind, obj: K8s) -> None:
         "poddisruptionbudgets": _pdb,
         "leases": _lease,
         "nodes": _node,
+        "applications": _application,
+        "kustomizations": _kustomization,
+        "gitrepositories": _git_repository,
     }[kind.resource](kind, name, spec)
 
 
@@ -366,3 +413,41 @@ def _node(kind: Kind, name: str, spec: K8s) -> None:
                 f"Unsupported value: {taint.get('effect')!r}: supported values: "
                 + ", ".join(f'"{e}"' for e in _TAINT_EFFECTS),
             )
+
+
+# ---- GitOps kinds: the checks of their CRDs' schemas ------------------------------------
+
+
+def _required(kind: Kind, name: str, spec: K8s, path: str, expected: type) -> Any:
+    """The value at ``path`` (dotted, under spec) when it has the ``expected`` type; a
+    422 naming the field otherwise, as a CRD's structural schema answers."""
+    value: Any = spec
+    for part in path.split("."):
+        value = value.get(part) if isinstance(value, dict) else None
+    if value is None:
+        raise invalid(kind, name, f"spec.{path}", "Required value")
+    if not isinstance(value, expected) or isinstance(value, bool) != (expected is bool):
+        raise invalid(kind, name, f"spec.{path}", f"Invalid value: must be a {expected.__name__}")
+    return value
+
+
+def _application(kind: Kind, name: str, spec: K8s) -> None:
+    """Argo CD requires a project and a destination; this cluster reads ``source``."""
+    _required(kind, name, spec, "project", str)
+    _required(kind, name, spec, "destination", dict)
+    _required(kind, name, spec, "source.repoURL", str)
+    automated = (spec.get("syncPolicy") or {}).get("automated")
+    if automated is not None and not isinstance(automated, dict):
+        raise invalid(kind, name, "spec.syncPolicy.automated", "Invalid value: must be an object")
+
+
+def _kustomization(kind: Kind, name: str, spec: K8s) -> None:
+    _required(kind, name, spec, "interval", str)
+    _required(kind, name, spec, "prune", bool)
+    _required(kind, name, spec, "sourceRef.kind", str)
+    _required(kind, name, spec, "sourceRef.name", str)
+
+
+def _git_repository(kind: Kind, name: str, spec: K8s) -> None:
+    _required(kind, name, spec, "interval", str)
+    _required(kind, name, spec, "url", str)

@@ -27,7 +27,7 @@ from typing import Any
 
 from kubernetes.client import models
 
-from healer.sim.kinds import KINDS, Kind
+from healer.sim.kinds import GITOPS, KINDS, Kind
 from healer.sim.objects import K8s
 
 _PRIMITIVES: dict[str, K8s] = {
@@ -134,7 +134,11 @@ def _document_text(group_version: str) -> str | None:
     paths: dict[str, K8s] = {}
     for kind in served:
         name = _schema_name(kind)
-        _model(_model_name(kind), name, schemas)
+        if kind in GITOPS:
+            name = ".".join([*reversed(kind.group.split(".")), kind.version, kind.kind])
+            _custom_schema(kind, name, schemas)
+        else:
+            _model(_model_name(kind), name, schemas)
         schemas[name]["x-kubernetes-group-version-kind"] = [_gvk(kind)]
         paths.update(_paths(kind))
     doc = {
@@ -175,6 +179,8 @@ def unknown_fields(kind: Kind, body: Any) -> list[str]:
     """Paths of the fields in ``body`` that ``kind``'s schema does not declare, in the
     API server's spelling (``spec.template.spec.containers[0].imagePullPolice``)."""
     found: list[str] = []
+    if kind in GITOPS:
+        return _custom_unknown(body)
     _walk(_model_name(kind), body, "", found)
     return found
 
@@ -206,3 +212,44 @@ def _walk(spec: str, value: Any, path: str, found: list[str]) -> None:
 def paths_of(kind: Kind) -> dict[str, K8s]:
     """The paths of ``kind`` (a custom one too), as its group-version's document has them."""
     return _paths(kind)
+
+
+# ---- GitOps kinds: their CRDs' schemas, top level only ----------------------------------
+
+_CUSTOM_TOP = ("apiVersion", "kind", "metadata", "spec", "status")
+
+
+def _custom_schema(kind: Kind, name: str, schemas: dict[str, K8s]) -> None:
+    """A custom resource's schema as the API server publishes it from a CRD: the top
+    level declared, ``metadata`` an ObjectMeta, ``spec`` and ``status`` kept as written.
+
+    Argo CD's and Flux's CRDs declare every field of spec; this simulator declares them
+    open (``x-kubernetes-preserve-unknown-fields``), so ``kubectl explain`` shows the top
+    level only and a misspelt spec field is not reported.
+    """
+    _model("V1ObjectMeta", "io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta", schemas)
+    open_object: K8s = {"type": "object", "x-kubernetes-preserve-unknown-fields": True}
+    schemas[name] = {
+        "type": "object",
+        "properties": {
+            "apiVersion": {"type": "string"},
+            "kind": {"type": "string"},
+            "metadata": {
+                "allOf": [
+                    {"$ref": "#/components/schemas/io.k8s.apimachinery.pkg.apis.meta.v1.ObjectMeta"}
+                ]
+            },
+            "spec": dict(open_object),
+            "status": dict(open_object),
+        },
+    }
+
+
+def _custom_unknown(body: Any) -> list[str]:
+    if not isinstance(body, dict):
+        return []
+    found = [key for key in body if key not in _CUSTOM_TOP]
+    meta = body.get("metadata")
+    if isinstance(meta, dict):
+        _walk("V1ObjectMeta", meta, "metadata", found)
+    return found

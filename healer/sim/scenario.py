@@ -51,6 +51,10 @@ pod_slow        the ``pod``-th pod answers ``factor`` times      evict (that pod
 Node events name no workload (``workload`` is ``*``): what their pods suffer is
 their consequence, and the remedy is the node's (``cordon`` or ``drain``).
 
+A ``gitops`` section puts workloads under Argo CD or Flux, synced from Git repositories
+the simulator makes (``GitOps``); a ``release`` or ``crash_loop`` with ``via: git`` then
+arrives as the deploy pipeline's commit, rolled out by the syncer.
+
 Files are untrusted input: validated with pydantic, errors name the file, line and field.
 """
 
@@ -188,6 +192,10 @@ class Event(_Model):
     sorted by name (a StatefulSet's ordinal)."""
     replicas: int | None = Field(default=None, ge=0)
     """The replica count a ``manual_scale`` sets."""
+    via: Literal["api", "git"] = "api"
+    """How a release or crash loop arrives: ``api`` patches the workload, as ``kubectl set
+    image`` does; ``git`` commits the image to the repository of the GitOps application
+    that owns the workload, and its syncer rolls it out (see ``GitOps``)."""
 
     @model_validator(mode="after")
     def _parameters(self) -> Event:
@@ -202,6 +210,8 @@ class Event(_Model):
             return self
         if self.node is not None or self.node_selector:
             raise ValueError(f"a {self.kind} event names a workload, not a node")
+        if self.via == "git" and self.kind not in ("release", "crash_loop"):
+            raise ValueError(f"a {self.kind} event cannot arrive through git")
         if self.workload == "*" and self.kind not in ("scrape_gap", "slowdown"):
             raise ValueError(f"a {self.kind} event needs one workload, not *")
         return self
@@ -283,6 +293,51 @@ class NodePool(_Model):
         return [f"{self.name_prefix}-{i:0{width}d}" for i in range(count)]
 
 
+class GitApp(_Model):
+    """One GitOps application: Argo CD's ``Application`` (in namespace ``argocd``) or
+    Flux's ``GitRepository`` and ``Kustomization`` (in ``flux-system``), both named
+    ``name``, owning the listed workloads from a repository the simulator makes."""
+
+    name: str = Field(pattern=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", max_length=50)
+    owner: Literal["argocd", "flux"] = "argocd"
+    workloads: list[str] = Field(min_length=1)
+    """namespace/name of each workload the application's path holds a manifest of."""
+    render: Literal["plain", "kustomize"] = "plain"
+    """``plain``: one manifest per workload, the image in it; ``kustomize``: the same
+    manifests under a kustomization.yaml whose ``images`` pins each image's tag."""
+    self_heal: bool = True
+    """Argo CD's ``syncPolicy.automated.selfHeal`` (Flux always corrects drift)."""
+    replicas_in_git: bool = False
+    """Whether the manifests in Git set ``spec.replicas``. Off by default, as where an
+    autoscaler (or healer) sets the replica count: with it on, the syncer puts Git's
+    count back over any scaling, as Argo CD's self-heal and Flux do."""
+    prune: bool = False
+    interval: str = "10m"
+    """Flux's Kustomization ``spec.interval``: 10m, as in Flux's guides."""
+    source_interval: str = "1m"
+    """Flux's GitRepository ``spec.interval``: 1m, as in Flux's guides."""
+
+
+class GitOps(_Model):
+    """Workloads owned by GitOps applications, synced from Git repositories on disk.
+
+    At start the simulator makes, for each application, a bare repository
+    ``<root>/<name>.git`` (the remote; ``root`` is a fresh temporary directory unless the
+    cluster is given one) with one commit of the workloads' manifests under
+    ``apps/<name>/`` on ``main``, and a clone ``<root>/<name>-pipeline`` its deploy
+    pipeline commits from. The Application's ``spec.source.repoURL`` (Flux: the
+    GitRepository's ``spec.url``) is ``file://<root>/<name>.git``: ``git clone`` and
+    ``git push`` work on it, and the syncer reads it.
+    """
+
+    applications: list[GitApp] = Field(min_length=1)
+    argocd_poll_s: float = Field(default=180.0, gt=0)
+    """How often Argo CD looks at Git: its ``timeout.reconciliation``, 180 s by default."""
+    argocd_self_heal_delay_s: float = Field(default=5.0, ge=0)
+    """How long drift stays before self-heal reverts it: Argo CD's
+    ``--self-heal-timeout-seconds``, 5 s by default."""
+
+
 class Scenario(_Model):
     name: str
     description: str
@@ -298,6 +353,28 @@ class Scenario(_Model):
     """Failures of the Kubernetes API itself; can also be set at run time."""
     nodes: NodePool = NodePool()
     """The nodes pods are scheduled onto; by default enough for the workloads."""
+    gitops: GitOps | None = None
+    """Workloads whose manifests live in Git, with Argo CD or Flux syncing them."""
+
+    @model_validator(mode="after")
+    def _gitops_owns_workloads(self) -> Scenario:
+        known = {f"{w.namespace}/{n}" for w in self.workloads for n in _names(w)}
+        owner: dict[str, str] = {}
+        for i, app in enumerate(self.gitops.applications if self.gitops else []):
+            for workload in app.workloads:
+                if workload not in known:
+                    raise ValueError(
+                        f"gitops.applications[{i}]: no workload {workload!r} in this scenario"
+                    )
+                if workload in owner:
+                    raise ValueError(
+                        f"gitops: {workload} owned by {owner[workload]} and {app.name}"
+                    )
+                owner[workload] = app.name
+        for i, event in enumerate(self.events):
+            if event.via == "git" and event.workload not in owner:
+                raise ValueError(f"events[{i}]: {event.workload} is owned by no gitops application")
+        return self
 
     @model_validator(mode="after")
     def _events_name_workloads(self) -> Scenario:

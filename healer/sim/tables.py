@@ -222,6 +222,43 @@ def _node(obj: K8s, now: datetime) -> list[object]:
     ]
 
 
+# ---- GitOps kinds: the additionalPrinterColumns of Argo CD's and Flux's CRDs -----------
+
+
+def _application(obj: K8s, now: datetime) -> list[object]:
+    """Argo CD's columns: Sync Status, Health Status; Revision and Project with -o wide.
+    Its CRD declares no Age column, so none is shown (as with the real one)."""
+    status = obj.get("status") or {}
+    return [
+        obj["metadata"]["name"],
+        (status.get("sync") or {}).get("status"),
+        (status.get("health") or {}).get("status"),
+        (status.get("sync") or {}).get("revision"),
+        obj["spec"].get("project"),
+    ]
+
+
+def _ready(obj: K8s) -> K8s:
+    conditions = (obj.get("status") or {}).get("conditions") or []
+    return next((c for c in conditions if c.get("type") == "Ready"), {})
+
+
+def _kustomization_row(obj: K8s, now: datetime) -> list[object]:
+    ready = _ready(obj)
+    return [obj["metadata"]["name"], _created(obj, now), ready.get("status"), ready.get("message")]
+
+
+def _git_repository_row(obj: K8s, now: datetime) -> list[object]:
+    ready = _ready(obj)
+    return [
+        obj["metadata"]["name"],
+        obj["spec"].get("url"),
+        _created(obj, now),
+        ready.get("status"),
+        ready.get("message"),
+    ]
+
+
 def _default(obj: K8s, now: datetime) -> list[object]:
     return [obj["metadata"]["name"], obj["metadata"].get("creationTimestamp")]
 
@@ -329,8 +366,26 @@ PRINTERS: dict[str, tuple[list[Column], Cells]] = {
         ],
         _node,
     ),
+    "applications": (
+        [
+            _NAME,
+            ("Sync Status", "string", ""),
+            ("Health Status", "string", ""),
+            ("Revision", "string", ""),
+            ("Project", "string", ""),
+        ],
+        _application,
+    ),
+    "kustomizations": (
+        [_NAME, _AGE, ("Ready", "string", ""), ("Status", "string", "")],
+        _kustomization_row,
+    ),
+    "gitrepositories": (
+        [_NAME, ("URL", "string", ""), _AGE, ("Ready", "string", ""), ("Status", "string", "")],
+        _git_repository_row,
+    ),
 }
-WIDE = {"pods": 4, "nodes": 5}
+WIDE = {"pods": 4, "nodes": 5, "applications": 2}
 """How many of a printer's last columns are for ``-o wide`` only (priority 1)."""
 
 

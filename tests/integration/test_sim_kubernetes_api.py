@@ -219,6 +219,9 @@ def test_discovery_and_metrics_endpoints(sim_server: Any, kube_api: Any) -> None
         "policy",
         "coordination.k8s.io",
         "apiextensions.k8s.io",
+        "argoproj.io",
+        "kustomize.toolkit.fluxcd.io",
+        "source.toolkit.fluxcd.io",
     ]
     assert client.AutoscalingV2Api(kube_api).get_api_resources().group_version == "autoscaling/v2"
     policy = client.PolicyV1Api(kube_api).get_api_resources()

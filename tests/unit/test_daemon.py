@@ -800,3 +800,35 @@ def test_a_workload_people_silenced_healer_on_is_skipped_with_the_reason(loop: L
     loop.detector.anomalous = {SEARCH: OVERLOAD}
     loop.run()
     assert [p.action for p in loop.actuator.applied] == [ActionKind.SCALE]
+
+
+@dataclass
+class ForgeActuator(FakeActuator):
+    """An actuator whose forge says, on a given cycle, that the pull request was merged:
+    it approves the pending action in the store, as ``GitOpsActuator.watch_merges``."""
+
+    store: AuditStore | None = None
+    merged_at_call: int = 2
+    calls: int = 0
+
+    def watch_merges(self, now: datetime) -> int:
+        self.calls += 1
+        if self.store is None or self.calls != self.merged_at_call:
+            return 0
+        [action] = self.store.actions(status=ActionStatus.PENDING_APPROVAL)
+        self.store.approve_action(action.id, by="forge", reason="merged", at=now)
+        return 1
+
+
+def test_an_approval_given_in_the_forge_is_taken_in_the_same_cycle(tmp_path: Path) -> None:
+    for loop in approval_loop(tmp_path):
+        forge = ForgeActuator(store=loop.store)
+        loop.healer.actuator = forge
+        loop.actuator = forge
+        action_id = pending(loop)
+        loop.run()  # the forge reports the merge: approved, then taken at once
+        assert forge.calls == 2
+        assert [p.mode for p in forge.applied] == [Mode.APPROVAL, Mode.AUTO]
+        done = loop.store.get_action(action_id)
+        assert done is not None and done.status == ActionStatus.SUCCEEDED
+        assert done.reviewed_by == "forge"

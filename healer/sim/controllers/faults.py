@@ -16,6 +16,7 @@ Decisions:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
@@ -56,8 +57,15 @@ class FaultInjector:
     """Starts each scenario event when the clock reaches it, and keeps the list of those
     started (the ground truth the benchmarks score against)."""
 
-    def __init__(self, scenario: Scenario, api: WorkloadPatcher) -> None:
+    def __init__(
+        self,
+        scenario: Scenario,
+        api: WorkloadPatcher,
+        git: Callable[[Event, Now], object] | None = None,
+    ) -> None:
         self._api = api
+        self._git = git
+        """The deploy pipeline's commit, for a release that arrives through Git."""
         self._pending = sorted(scenario.events, key=lambda e: e.at_s)
         self.applied: list[tuple[float, Event]] = []
 
@@ -103,6 +111,9 @@ class FaultInjector:
             state.faults.overloads[event.workload] = Overload(
                 now.unix_s, event.factor or 2.0, event.ramp_s
             )
+        elif event.kind in ("release", "crash_loop") and event.via == "git":
+            assert self._git is not None, "a release through git needs the scenario's gitops"
+            self._git(event, now)
         elif event.kind in ("release", "crash_loop"):
             # A deploy pipeline changing the image, as `kubectl set image` would.
             container = {"name": name, "image": event.image}

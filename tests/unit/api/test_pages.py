@@ -248,3 +248,31 @@ def test_the_alerts_joined_to_an_incident_are_on_its_page(
     assert 'class="alert-firing"' in text
     assert "2026-03-02 12:16:00 UTC" in text
     assert '<section id="alerts">' not in client.get(f"/incidents/{rolled_back(store)}").text
+
+
+def test_a_rollback_through_git_shows_its_pull_request_and_commit(
+    client: TestClient, store: AuditStore
+) -> None:
+    errors = SignalDeviation(Signal.ERROR_RATIO, 0.12, 0.002, 21.0, Direction.UP)
+    iid = store.open_incident(Finding(CART, T0, 0.99, (errors,), T0, "streaming-baseline/1"))
+    store.record_diagnosis(iid, Diagnosis(CART, Cause.BAD_RELEASE, 0.95, "Errors rose."))
+    git = {
+        "owner": "applications.argoproj.io/argocd/cart",
+        "repository": "https://git.example/shop/deploy.git",
+        "revision": "main",
+        "path": "apps/cart",
+    }
+    url = "https://github.example/shop/deploy/pull/4"
+    pending = {
+        "action": "rollback",
+        "params": {"to_revision": 1},
+        "git": git,
+        "commit": {"sha": "0123456789abcdef", "branch": "healer/incident-1", "already": False},
+        "pull_request": {"number": 4, "url": url, "state": "open"},
+    }
+    record = ActionRecord(ActionKind.ROLLBACK, CART, pending, ActionStatus.PENDING_APPROVAL, T0, T0)
+    store.record_action(iid, record)
+    page = client.get(f"/incidents/{iid}").text
+    assert f'Pull request: <a href="{url}">' in page
+    assert "a commit to <code>https://git.example/shop/deploy.git</code> (apps/cart)" in page
+    assert "commit <code>0123456789ab</code> on healer/incident-1" in page

@@ -71,6 +71,8 @@ def test_the_default_set_leaves_out_the_scale_and_the_days_long_scenarios() -> N
     assert {"default", "storm", "benign-day", "crash-loop", "cpu-hog"} <= set(default_scenarios())
     nodes = {"node-notready", "node-memory-pressure", "node-maintenance"}
     assert nodes <= set(default_scenarios())  # healer heals them (the README's table)
+    gitops = {"gitops-bad-release", "flux-bad-release"}
+    assert gitops <= set(default_scenarios())  # healed through Git (the README's table)
 
 
 def test_unknown_start() -> None:

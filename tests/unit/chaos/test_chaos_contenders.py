@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from healer.chaos.contenders import HPA_MAX_FACTOR, build_cluster, run_contender
-from healer.config import load_settings
+from pathlib import Path
+
+from healer.chaos.contenders import HPA_MAX_FACTOR, build_cluster, gitops_settings, run_contender
+from healer.config import Settings, load_settings
 from healer.sim.scenario import load_scenario
+from healer.types import Mode
 
 
 def test_every_deployment_gets_an_autoscaler() -> None:
@@ -54,3 +57,17 @@ def test_a_person_scaling_a_statefulset_under_an_autoscaler_is_overruled_at_once
     [(_, event)] = cluster.applied_events
     assert (event.kind, event.replicas) == ("manual_scale", 5)
     assert cluster.get_object("statefulsets", "shop", "ledger")["spec"]["replicas"] == 3
+
+
+def test_a_gitops_scenario_runs_with_the_git_path_and_without_it(tmp_path: Path) -> None:
+    settings = Settings().model_copy(
+        update={"guards": Settings().guards.model_copy(update={"mode": Mode.AUTO})}
+    )
+    gitops = load_scenario("gitops-bad-release")
+    with_git = gitops_settings(settings, gitops, tmp_path, git=True)
+    undo_only = gitops_settings(settings, gitops, tmp_path, git=False)
+    assert with_git.gitops.enabled and not undo_only.gitops.enabled
+    assert with_git.gitops.cache_dir == tmp_path / "git"
+    assert with_git.guards.gitops_mode is Mode.AUTO is undo_only.guards.gitops_mode
+    plain = load_scenario("bad-release")
+    assert gitops_settings(settings, plain, tmp_path, git=True) is settings

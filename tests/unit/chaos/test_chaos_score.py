@@ -164,6 +164,7 @@ def test_a_run_without_faults_still_reports_its_benign_actions() -> None:
         ("kubernetes", None, 0),
         ("static", None, 1),
         ("healer-cold", None, 0),
+        ("healer-undo", None, 0),
         ("healer", None, 0),
     ]
     assert all(tuple(r) == RECORD_FIELDS for r in got)
@@ -220,3 +221,32 @@ def test_a_node_fault_heals_when_its_last_workload_does_and_a_drain_is_one_actio
     assert by["static"]["action"] == "restart"  # on a workload the node hurt: not benign
     assert by["static"]["benign_actions"] == 0
     assert by["static"]["time_to_heal_s"] == 10 * 60.0
+
+
+def test_a_fix_that_did_not_stick_came_back() -> None:
+    t = np.asarray(trace("kubernetes").timestamps)
+    bad_from = t >= START + FAULT_AT_S
+
+    def with_cause(contender: str, gone: tuple[float, float] | None, acted: bool) -> Trace:
+        made = trace(contender)
+        present = bad_from.copy()
+        if gone is not None:
+            present &= ~((t >= START + gone[0] * 60) & (t < START + gone[1] * 60))
+        made.cause_present = {0: present}
+        made.actions = [Act(START + 33 * 60, "shop/cart", "rollback")] if acted else []
+        return made
+
+    runs = traces(
+        kubernetes=with_cause("kubernetes", None, acted=False),  # never fixed: not "back"
+        static=with_cause("static", (33, 34), acted=True),  # undone, reverted a minute on
+        healer=with_cause("healer", (33, 60), acted=True),  # gone for good
+    )
+    runs["healer-undo"] = with_cause("healer-undo", None, acted=True)  # reverted at once
+    got = {r["contender"]: r["cause_returned"] for r in records(scenario(BAD_RELEASE), 1, runs)}
+    assert got == {
+        "kubernetes": False,
+        "static": True,
+        "healer-cold": False,
+        "healer-undo": True,
+        "healer": False,
+    }

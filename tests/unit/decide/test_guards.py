@@ -406,6 +406,24 @@ def test_a_gitops_managed_workload_gets_approval_mode(
     assert guards.resolve_mode(Mode.DRY_RUN, Mode.AUTO, managed) is Mode.DRY_RUN
 
 
+def test_the_gitops_verdict_says_whether_the_syncer_would_fight_the_action() -> None:
+    tracked = {"argocd.argoproj.io/tracking-id": "shop:apps/Deployment:shop/cart"}
+    managed = state(annotations=tracked)
+    with_hpa = state(annotations=tracked, hpa=HpaState("cart", 2, 10))
+
+    def detail(action: ActionKind, workload: WorkloadState) -> str:
+        return guards.gitops(check(action, workload_state=workload)).detail
+
+    assert "restartedAt" in detail(ActionKind.RESTART, managed)
+    assert "ignoreDifferences" in detail(ActionKind.RESTART, managed)
+    assert "/spec/replicas" in detail(ActionKind.SCALE, managed)
+    assert "HPA cart minReplicas" in detail(ActionKind.SCALE, with_hpa)
+    assert "/spec/minReplicas" in detail(ActionKind.SCALE, with_hpa)
+    assert "commit in its repository" in detail(ActionKind.ROLLBACK, managed)
+    assert "Git does not own" in detail(ActionKind.EVICT, managed)
+    assert "restartedAt" not in guards.gitops(check(ActionKind.RESTART)).detail
+
+
 def test_helms_instance_label_alone_is_not_gitops() -> None:
     helm = state(labels={"app.kubernetes.io/instance": "cart"})
 

@@ -212,6 +212,9 @@ def test_discovery_names_every_group_in_both_forms() -> None:
         "policy",
         "coordination.k8s.io",
         "apiextensions.k8s.io",
+        "argoproj.io",
+        "kustomize.toolkit.fluxcd.io",
+        "source.toolkit.fluxcd.io",
     ]
     aggregated = discovery.aggregated(core=False)
     assert [i["metadata"]["name"] for i in aggregated["items"]] == legacy

@@ -18,6 +18,7 @@ from healer.sim.controllers.daemonset import DaemonSetController
 from healer.sim.controllers.deployment import DeploymentController, DeploymentStatus
 from healer.sim.controllers.faults import FaultInjector
 from healer.sim.controllers.garbage import GarbageCollector
+from healer.sim.controllers.gitsync import GitSync
 from healer.sim.controllers.nodelifecycle import CordonTaint, NodeLifecycle
 from healer.sim.controllers.replicaset import ReplicaSetController
 from healer.sim.controllers.runtime import ContainerRuntime
@@ -93,6 +94,7 @@ def test_a_tick_runs_the_parts_in_their_fixed_order() -> None:
     kinds = [type(part) for part in cluster.tick]
     assert kinds == [
         FaultInjector,
+        GitSync,
         NodeLifecycle,
         GarbageCollector,
         CordonTaint,
@@ -112,9 +114,9 @@ def test_a_tick_runs_the_parts_in_their_fixed_order() -> None:
         Sampler,
     ]
     # The status controller is one part run twice, so its queue is drained by both passes.
-    assert cluster.tick[10] is cluster.tick[13]
-    assert cluster.tick[6] is cluster.tick[14]
+    assert cluster.tick[11] is cluster.tick[14]
     assert cluster.tick[7] is cluster.tick[15]
+    assert cluster.tick[8] is cluster.tick[16]
 
 
 def test_a_controller_added_to_the_tick_runs_once_per_step_at_the_clock_reading() -> None:

@@ -1,0 +1,229 @@
+"""Pull requests (GitHub) and merge requests (GitLab): open, read, merge.
+
+The calls used, and nothing else:
+
+- GitHub REST: ``POST /repos/{owner}/{repo}/pulls`` (open), ``GET
+  /repos/{owner}/{repo}/pulls?head={owner}:{branch}&state=all`` (find the one of a
+  branch), ``GET /repos/{owner}/{repo}/pulls/{number}`` (merged or not), ``PUT
+  /repos/{owner}/{repo}/pulls/{number}/merge`` (merge), ``PATCH
+  /repos/{owner}/{repo}/pulls/{number}`` with ``{"state": "closed"}`` (close); a bearer
+  token.
+- GitLab REST v4: ``POST /projects/{id}/merge_requests``, ``GET
+  /projects/{id}/merge_requests?source_branch={branch}``, ``GET
+  /projects/{id}/merge_requests/{iid}``, ``PUT /projects/{id}/merge_requests/{iid}/merge``,
+  ``PUT /projects/{id}/merge_requests/{iid}`` with ``{"state_event": "close"}``; the
+  ``PRIVATE-TOKEN`` header; ``{id}`` is the project's path, URL-encoded.
+
+Decisions:
+
+- Plain httpx: four calls per forge do not need a client library, and the same
+  transport serves the tests' local server.
+- Opening is idempotent: a request already open for the branch (GitHub answers 422,
+  GitLab 409) is looked up and returned, not an error.
+- Errors are ``PermanentActionError`` naming the call and the forge's message, with the
+  token masked; 5xx and timeouts are ``TransientActionError``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal, Protocol
+from urllib.parse import quote, urlsplit
+
+import httpx
+
+from healer.errors import PermanentActionError, TransientActionError
+from healer.gitops.repo import Redactor
+
+State = Literal["open", "merged", "closed"]
+
+
+@dataclass(frozen=True)
+class Review:
+    """A pull or merge request: its number (GitLab's iid), its page and its state."""
+
+    number: int
+    url: str
+    state: State
+    branch: str
+
+
+class Forge(Protocol):
+    def open(self, *, head: str, base: str, title: str, body: str) -> Review: ...
+
+    def find(self, head: str) -> Review | None: ...
+
+    def get(self, number: int) -> Review: ...
+
+    def merge(self, number: int) -> Review: ...
+
+    def close(self, number: int) -> Review: ...
+
+
+def project_of(url: str) -> str:
+    """``owner/name`` from a repository URL (https, ssh or scp-like), ``.git`` dropped."""
+    path = urlsplit(url).path if "://" in url else url.partition(":")[2]
+    return path.strip("/").removesuffix(".git")
+
+
+class _Http:
+    def __init__(self, client: httpx.Client, redact: Redactor) -> None:
+        self._client = client
+        self._redact = redact
+
+    def call(
+        self, verb: str, path: str, *, json: object = None, params: dict[str, str] | None = None
+    ) -> httpx.Response:
+        """One request; TransientActionError when the forge cannot be reached or fails."""
+        try:
+            response = self._client.request(verb, path, json=json, params=params)
+        except httpx.HTTPError as exc:
+            raise TransientActionError(
+                self._redact(f"{verb} {path}: forge unreachable: {exc}")
+            ) from exc
+        if response.status_code >= 500:
+            raise TransientActionError(f"{verb} {path}: forge answered {response.status_code}")
+        return response
+
+    def fail(self, verb: str, path: str, response: httpx.Response) -> PermanentActionError:
+        said = response.text[:300]
+        return PermanentActionError(
+            self._redact(f"{verb} {path}: forge answered {response.status_code}: {said}")
+        )
+
+
+def _client(base_url: str, headers: dict[str, str], timeout_s: float) -> httpx.Client:
+    return httpx.Client(base_url=base_url.rstrip("/"), headers=headers, timeout=timeout_s)
+
+
+class GitHub:
+    """GitHub's pulls API (github.com or Enterprise's ``/api/v3``)."""
+
+    def __init__(
+        self, base_url: str, project: str, token: str | None, *, timeout_s: float,
+        redact: Redactor,
+    ) -> None:  # fmt: skip
+        headers = {"Accept": "application/vnd.github+json", "X-GitHub-Api-Version": "2022-11-28"}
+        if token:
+            headers["Authorization"] = f"Bearer {token}"
+        self._http = _Http(_client(base_url, headers, timeout_s), redact)
+        self._repo = f"/repos/{project}"
+        self._owner = project.split("/", 1)[0]
+
+    def _review(self, body: dict[str, object]) -> Review:
+        merged = bool(body.get("merged") or body.get("merged_at"))
+        state: State = "merged" if merged else "open" if body.get("state") == "open" else "closed"
+        head = body.get("head")
+        branch = str(head.get("ref", "")) if isinstance(head, dict) else ""
+        return Review(int(str(body["number"])), str(body.get("html_url", "")), state, branch)
+
+    def open(self, *, head: str, base: str, title: str, body: str) -> Review:
+        path = f"{self._repo}/pulls"
+        answer = self._http.call(
+            "POST", path, json={"title": title, "head": head, "base": base, "body": body}
+        )
+        if answer.status_code == 422:
+            found = self.find(head)
+            if found is not None:
+                return found
+        if answer.status_code != 201:
+            raise self._http.fail("POST", path, answer)
+        return self._review(answer.json())
+
+    def find(self, head: str) -> Review | None:
+        path = f"{self._repo}/pulls"
+        params = {"head": f"{self._owner}:{head}", "state": "all"}
+        answer = self._http.call("GET", path, params=params)
+        if answer.status_code != 200:
+            raise self._http.fail("GET", path, answer)
+        items = answer.json()
+        return self.get(int(items[0]["number"])) if items else None
+
+    def get(self, number: int) -> Review:
+        path = f"{self._repo}/pulls/{number}"
+        answer = self._http.call("GET", path)
+        if answer.status_code != 200:
+            raise self._http.fail("GET", path, answer)
+        return self._review(answer.json())
+
+    def merge(self, number: int) -> Review:
+        path = f"{self._repo}/pulls/{number}/merge"
+        answer = self._http.call("PUT", path, json={"merge_method": "merge"})
+        if answer.status_code != 200:
+            raise self._http.fail("PUT", path, answer)
+        return self.get(number)
+
+    def close(self, number: int) -> Review:
+        path = f"{self._repo}/pulls/{number}"
+        answer = self._http.call("PATCH", path, json={"state": "closed"})
+        if answer.status_code != 200:
+            raise self._http.fail("PATCH", path, answer)
+        return self._review(answer.json())
+
+
+class GitLab:
+    """GitLab's merge requests API (``/api/v4``)."""
+
+    def __init__(
+        self, base_url: str, project: str, token: str | None, *, timeout_s: float,
+        redact: Redactor,
+    ) -> None:  # fmt: skip
+        headers = {"PRIVATE-TOKEN": token} if token else {}
+        self._http = _Http(_client(base_url, headers, timeout_s), redact)
+        self._project = f"/projects/{quote(project, safe='')}"
+
+    def _review(self, body: dict[str, object]) -> Review:
+        raw = body.get("state")
+        state: State = "merged" if raw == "merged" else "open" if raw == "opened" else "closed"
+        return Review(
+            int(str(body["iid"])),
+            str(body.get("web_url", "")),
+            state,
+            str(body.get("source_branch", "")),
+        )
+
+    def open(self, *, head: str, base: str, title: str, body: str) -> Review:
+        path = f"{self._project}/merge_requests"
+        payload = {
+            "source_branch": head,
+            "target_branch": base,
+            "title": title,
+            "description": body,
+        }
+        answer = self._http.call("POST", path, json=payload)
+        if answer.status_code == 409:
+            found = self.find(head)
+            if found is not None:
+                return found
+        if answer.status_code != 201:
+            raise self._http.fail("POST", path, answer)
+        return self._review(answer.json())
+
+    def find(self, head: str) -> Review | None:
+        path = f"{self._project}/merge_requests"
+        answer = self._http.call("GET", path, params={"source_branch": head})
+        if answer.status_code != 200:
+            raise self._http.fail("GET", path, answer)
+        items = answer.json()
+        return self._review(items[0]) if items else None
+
+    def get(self, number: int) -> Review:
+        path = f"{self._project}/merge_requests/{number}"
+        answer = self._http.call("GET", path)
+        if answer.status_code != 200:
+            raise self._http.fail("GET", path, answer)
+        return self._review(answer.json())
+
+    def merge(self, number: int) -> Review:
+        path = f"{self._project}/merge_requests/{number}/merge"
+        answer = self._http.call("PUT", path)
+        if answer.status_code != 200:
+            raise self._http.fail("PUT", path, answer)
+        return self._review(answer.json())
+
+    def close(self, number: int) -> Review:
+        path = f"{self._project}/merge_requests/{number}"
+        answer = self._http.call("PUT", path, json={"state_event": "close"})
+        if answer.status_code != 200:
+            raise self._http.fail("PUT", path, answer)
+        return self._review(answer.json())
