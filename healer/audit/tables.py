@@ -117,8 +117,13 @@ class Base(DeclarativeBase):
 
 class IncidentRow(Base):
     __tablename__ = "incidents"
-    # The list filtered by workload (namespace and name), read newest first.
-    __table_args__ = (Index("ix_incidents_namespace_name", "namespace", "name"),)
+    # The list filtered by workload (namespace and name), or by namespace with a status
+    # or a cause, read newest first (migrations 0003 and 0011).
+    __table_args__ = (
+        Index("ix_incidents_namespace_name", "namespace", "name"),
+        Index("ix_incidents_namespace_status", "namespace", "status"),
+        Index("ix_incidents_namespace_cause", "namespace", "cause"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     # Kubernetes limits: namespace 63, kind 63, object name 253 characters.
