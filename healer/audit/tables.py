@@ -73,6 +73,9 @@ class StepKind(enum.StrEnum):
     """A silence of the workload's alerts made, expired, or not made (and why)."""
     ACKNOWLEDGED = "acknowledged"
     """A person saw the escalated incident."""
+    ROLLOUT = "rollout"
+    """The rollout the incident's action started was seen complete (the verifier's
+    reading: ready and updated replicas), once per action."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):

@@ -338,3 +338,24 @@ def test_a_store_that_fails_names_the_read(tmp_path: Path) -> None:
                 read()
     finally:
         store.close()
+
+
+def test_a_rollout_is_recorded_once_per_action(store: AuditStore) -> None:
+    """A daemon restarted while verifying reads the rollout complete again: the step is
+    not repeated; the rollout of a next action is a step of its own."""
+    iid = store.open_incident(finding())
+    restart = ActionRecord(ActionKind.RESTART, CART, {}, ActionStatus.SUCCEEDED, at(10), at(11))
+    store.record_action(iid, restart)
+    store.record_rollout(iid, at=at(40), detail="rollout complete (3/3 ready)")
+    store.record_rollout(iid, at=at(70), detail="rollout complete (3/3 ready)")
+    store.record_action(iid, replace(restart, started=at(100), finished=at(101)))
+    store.record_rollout(iid, at=at(130), detail="rollout complete (4/4 ready)")
+    detail = store.get_incident(iid)
+    assert detail is not None
+    rollouts = [s for s in detail.timeline if s.kind == StepKind.ROLLOUT]
+    assert [(s.at, s.data["detail"]) for s in rollouts] == [
+        (at(40), "rollout complete (3/3 ready)"),
+        (at(130), "rollout complete (4/4 ready)"),
+    ]
+    with pytest.raises(UnknownRecord):
+        store.record_rollout(iid + 1, at=at(40), detail="rollout complete")
