@@ -19,7 +19,9 @@ same types and limits, and its cursor verifies. That is a person's every filter,
 the framework's work would cost as much again as reading and encoding the page. Anything
 else (no or bad token, a cookie, an unknown or repeated parameter, a value out of
 bounds, a forged cursor, a store that fails, another path) goes to the route, which
-answers, or refuses, naming what is wrong, as before. Both answer through ``load_page``.
+answers, or refuses, naming what is wrong, as before. Both answer through ``load_page``,
+which reads a page of a local SQLite file on the event loop itself when it is short
+(``MAX_STEPS_NOW``: nearly every filter) and any other on a reader thread.
 
 Writes by another process on the same database (a second replica, a PostgreSQL shared
 by an HA pair) do not change this process's count; a page is kept at most ``TTL_S``,
@@ -116,11 +118,13 @@ def parse_query(query_string: bytes) -> ListQuery | None:
 
 
 READ_THREADS = 4
-"""Threads that read pages not kept (the store is synchronous). Fewer than the five
-connections SQLAlchemy's pool keeps: with more threads than that (the framework's pool
-has 40), reads beyond five open and close a connection each, and under 100 clients
-they spent more time waiting for the pool's lock than reading. On a few cores more
-threads only contend for the interpreter, while SQLite reads with it released."""
+"""Threads that read pages not kept and too long to read at once (``MAX_STEPS_NOW``),
+and every such page of a store across the network (the store is synchronous). Fewer
+than the five connections SQLAlchemy's pool keeps: with more threads than that (the
+framework's pool has 40), reads beyond five open and close a connection each, and
+under 100 clients they spent more time waiting for the pool's lock than reading. On a
+few cores more threads only contend for the interpreter, while SQLite reads with it
+released."""
 
 
 def read_threads() -> Executor:
