@@ -228,7 +228,8 @@ def measure(
     server: int, port: int, paths: Sequence[str], clients: int, seconds: float
 ) -> tuple[list[tuple[int, float]], str]:
     """Run the load; also the CPU the server and this load generator used, in seconds
-    per second of run (1.0 is one core busy), and the load generator's share of both."""
+    per second of run (1.0 is one core busy), the load generator's share of both, and
+    the server's CPU per request (what a loaded machine distorts least)."""
     server_before, client_before = cpu_seconds(server), time.process_time()
     latencies = asyncio.run(load(port, paths, clients, seconds))
     server_after, client_used = cpu_seconds(server), time.process_time() - client_before
@@ -236,9 +237,10 @@ def measure(
         return latencies, f"client cpu {client_used / seconds:.2f}"
     server_used = server_after - server_before
     share = client_used / (client_used + server_used) if client_used + server_used else 0.0
+    per_request_ms = server_used / max(len(latencies), 1) * 1000
     return latencies, (
         f"cpu server {server_used / seconds:.2f} client {client_used / seconds:.2f} "
-        f"(client {share:.0%})"
+        f"(client {share:.0%}), server {per_request_ms:.2f} ms/request"
     )
 
 

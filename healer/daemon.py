@@ -99,6 +99,7 @@ from healer.lifecycle.transition import (
     Reconcile,
     RecordAction,
     RecordOutcome,
+    RecordRollout,
     Resolve,
     Say,
     Settled,
@@ -562,6 +563,8 @@ class Healer:
                         self._say("outcome", track, at, f"{expired.kind}: {expired.evidence}")
                 case NoteFloor(plan=plan, at=at, baseline_rps=rps):
                     self.floors.note(plan, at, rps, store=self.store)
+                case RecordRollout(at=at, detail=detail):
+                    self.store.record_rollout(track.incident_id, at=at, detail=detail)
                 case Verify(track=verifying, overdue=overdue):
                     assert reading is not None, "verifying needs the cycle's reading"
                     self._verify(verifying, overdue, reading)
@@ -978,6 +981,8 @@ class Healer:
             playbooks=self.playbooks,
             cluster=self.actuator,
         )
+        if verdict.rolled_out is not None:
+            self._move(track, verdict.rolled_out, reading)
         event = verdict.event
         if event is None:
             return

@@ -4,9 +4,9 @@ An incident's page has one chart per signal its finding names, over the whole st
 the series its finding kept (the hour before it) joined to the series its outcome kept
 (the hour before the outcome), the learned baseline dashed, the anomalous stretch
 shaded, and a marker for each step that happened: onset, finding, action, review,
-alert, release, outcome, acknowledgement. The overview has small horizontal bars. Plain SVG
-text in the page: no JavaScript, no chart library, nothing to build; colours come from
-CSS classes, so dark mode restyles them.
+rollout complete, alert, release, outcome, acknowledgement. The overview has small
+horizontal bars. Plain SVG text in the page: no JavaScript, no chart library, nothing to
+build; colours come from CSS classes, so dark mode restyles them.
 
 Decisions: while an incident is open the chart's time axis runs to its latest step,
 past the series kept with the finding, so a marker for an action taken since shows
@@ -165,6 +165,8 @@ def _step_marker(step: TimelineStep) -> Marker | None:
             return Marker(at, kind, "m-healed" if kind == "healed" else "m-escalated")
         case StepKind.ACKNOWLEDGED:
             return Marker(at, f"acknowledged by {step.actor}", "m-review")
+        case StepKind.ROLLOUT:
+            return Marker(at, str(d.get("detail") or "rollout complete"), "m-rollout")
         case _:
             return None
 

@@ -19,7 +19,9 @@ same types and limits, and its cursor verifies. That is a person's every filter,
 the framework's work would cost as much again as reading and encoding the page. Anything
 else (no or bad token, a cookie, an unknown or repeated parameter, a value out of
 bounds, a forged cursor, a store that fails, another path) goes to the route, which
-answers, or refuses, naming what is wrong, as before. Both answer through ``load_page``.
+answers, or refuses, naming what is wrong, as before. Both answer through ``load_page``,
+which reads a page of a local SQLite file on the event loop itself when it is short
+(``MAX_STEPS_NOW``: nearly every filter) and any other on a reader thread.
 
 Writes by another process on the same database (a second replica, a PostgreSQL shared
 by an HA pair) do not change this process's count; a page is kept at most ``TTL_S``,
@@ -46,6 +48,7 @@ from healer.api.auth import TokenTable
 from healer.api.cursor import BadCursor, CursorSigner
 from healer.api.schemas import IncidentPage
 from healer.audit.roles import ReviewQueue
+from healer.audit.views import SummaryRow
 from healer.errors import StoreError
 from healer.types import Cause, IncidentStatus
 
@@ -120,15 +123,25 @@ def parse_query(query_string: bytes) -> ListQuery | None:
 
 
 READ_THREADS = 4
-"""Threads that read pages not kept (the store is synchronous). Fewer than the five
-connections SQLAlchemy's pool keeps: with more threads than that (the framework's pool
-has 40), reads beyond five open and close a connection each, and under 100 clients
-they spent more time waiting for the pool's lock than reading. On a few cores more
-threads only contend for the interpreter, while SQLite reads with it released."""
+"""Threads that read pages not kept and too long to read at once (``MAX_STEPS_NOW``),
+and every such page of a store across the network (the store is synchronous). Fewer
+than the five connections SQLAlchemy's pool keeps: with more threads than that (the
+framework's pool has 40), reads beyond five open and close a connection each, and
+under 100 clients they spent more time waiting for the pool's lock than reading. On a
+few cores more threads only contend for the interpreter, while SQLite reads with it
+released."""
 
 
 def read_threads() -> Executor:
     return ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="incident-list")
+
+
+MAX_STEPS_NOW = 20_000
+"""SQLite instructions a page may take to be read on the event loop itself: a page of
+any filter takes ~1,500, a one-day window ~16,000 (its ids sorted), at 100,000
+incidents. A read that runs longer (a week's window, filters that together match
+nothing and scan an index to its end) is stopped there, ~0.5 ms in, and read again on
+a reader thread, so the loop is never held up for long."""
 
 
 async def load_page(
@@ -141,34 +154,68 @@ async def load_page(
     readers: Executor,
 ) -> bytes:
     """The page ``query`` asks for, as JSON bytes (an ``IncidentPage``): kept, or read
-    on one of ``readers`` once for all who ask meanwhile.
+    once for all who ask meanwhile: at once when the store can answer it quickly
+    (``MAX_STEPS_NOW``), else on one of ``readers``.
+
+    Read at once, a page costs a third less CPU than handed to a thread: the thread's
+    wake-up, and the interpreter's lock passed to and fro, cost more than a local
+    SQLite read of fifty rows (bench/api_incidents.py).
 
     Raises BadCursor for a cursor this server did not sign, before reading anything.
     """
     before = cursors.load(query.cursor) if query.cursor is not None else None
 
     async def load() -> bytes:
-        read = functools.partial(_read_page, store, cursors, query, before)
-        return await asyncio.get_running_loop().run_in_executor(readers, read)
+        body = _read_page(store, cursors, query, before, max_steps=MAX_STEPS_NOW)
+        if body is not None:
+            return body
+        read = functools.partial(_read_page, store, cursors, query, before, max_steps=None)
+        loaded = await asyncio.get_running_loop().run_in_executor(readers, read)
+        assert loaded is not None  # no budget on a reader thread
+        return loaded
 
     # The count is read before the query: see PageCache.put.
     return await pages.get_or_load(key, write_count=store.write_count, load=load)
 
 
 def _read_page(
-    store: ReviewQueue, cursors: CursorSigner, query: ListQuery, before: int | None
-) -> bytes:
-    rows = store.list_incident_rows(
-        status=query.status,
-        namespace=query.namespace,
-        workload=query.workload,
-        cause=query.cause,
-        since=query.since,
-        until=query.until,
-        limit=query.limit + 1,  # one more than asked tells whether a next page exists
-        before_id=before,
-        cluster=query.cluster,
-    )
+    store: ReviewQueue,
+    cursors: CursorSigner,
+    query: ListQuery,
+    before: int | None,
+    *,
+    max_steps: int | None,
+) -> bytes | None:
+    """The page's bytes; None when ``max_steps`` is given and the store cannot read
+    the page within them on this thread."""
+    limit = query.limit + 1  # one more than asked tells whether a next page exists
+    if max_steps is None:
+        rows: list[SummaryRow] | None = store.list_incident_rows(
+            status=query.status,
+            namespace=query.namespace,
+            workload=query.workload,
+            cause=query.cause,
+            since=query.since,
+            until=query.until,
+            limit=limit,
+            before_id=before,
+            cluster=query.cluster,
+        )
+    else:
+        rows = store.list_incident_rows_now(
+            max_steps=max_steps,
+            status=query.status,
+            namespace=query.namespace,
+            workload=query.workload,
+            cause=query.cause,
+            since=query.since,
+            until=query.until,
+            limit=limit,
+            before_id=before,
+            cluster=query.cluster,
+        )
+    if rows is None:
+        return None
     page = rows[: query.limit]
     next_cursor = cursors.dump(page[-1].id) if len(rows) > query.limit else None
     return IncidentPage.encode(page, next_cursor)

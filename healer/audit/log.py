@@ -207,6 +207,27 @@ class SqlDaemonLog(Database):
                 data["series"] = _outcome_series(session, row, frame)
             self._append(session, incident_id, StepKind.OUTCOME, outcome.at, data)
 
+    def record_rollout(self, incident_id: int, *, at: datetime, detail: str) -> None:
+        """Note that the rollout the incident's latest action started completed at
+        ``at``: a ``rollout`` step, what the review page marks on its charts.
+
+        Once per action: a rollout step already recorded since the latest action step
+        leaves this a no-op, so a daemon restarted while verifying does not note the
+        same rollout twice."""
+        with self._write(f"record rollout of incident {incident_id}") as session:
+            views.locked_incident(session, incident_id)
+            kinds = (StepKind.ACTION, StepKind.ROLLOUT)
+            latest = session.scalar(
+                select(StepRow.kind)
+                .where(StepRow.incident_id == incident_id, StepRow.kind.in_(kinds))
+                .order_by(StepRow.seq.desc())
+                .limit(1)
+            )
+            if latest is StepKind.ROLLOUT:
+                return
+            data: JsonObject = {"at": at.isoformat(), "detail": detail}
+            self._append(session, incident_id, StepKind.ROLLOUT, at, data)
+
     def expire_pending(self, incident_id: int, outcome: Outcome) -> ActionView | None:
         """Withdraw the incident's action still awaiting approval and close the incident.
 

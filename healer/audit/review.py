@@ -71,6 +71,32 @@ def _listing(filters: frozenset[str]) -> Select[*tuple[Any, ...]]:
     return select(*views.SUMMARY_COLUMNS).where(IncidentRow.id.in_(ids)).order_by(newest)
 
 
+def _listing_values(
+    status: IncidentStatus | None,
+    namespace: str | None,
+    workload: str | None,
+    cause: Cause | None,
+    since: datetime | None,
+    until: datetime | None,
+    limit: int,
+    before_id: int | None,
+    cluster: str | None,
+) -> tuple[Select[*tuple[Any, ...]], dict[str, object]]:
+    """The incident list's query for the filters given, and the values to bind."""
+    given = {
+        "status": status,
+        "namespace": namespace,
+        "workload": workload,
+        "cause": cause,
+        "since": since,
+        "until": until,
+        "before_id": before_id,
+        "cluster": cluster,
+    }
+    values = {name: value for name, value in given.items() if value is not None}
+    return _listing(frozenset(values)), {**values, "limit": limit}
+
+
 class SqlReviewQueue(Database):
     """The review queue on the shared database (``AuditStore`` is one)."""
 
@@ -117,21 +143,33 @@ class SqlReviewQueue(Database):
     ) -> list[SummaryRow]:
         """``list_incidents`` as flat rows: what a page of the API's list is encoded
         from, at a fraction of the cost of building each ``IncidentSummary``."""
-        given = {
-            "status": status,
-            "namespace": namespace,
-            "workload": workload,
-            "cause": cause,
-            "since": since,
-            "until": until,
-            "before_id": before_id,
-            "cluster": cluster,
-        }
-        values = {name: value for name, value in given.items() if value is not None}
-        query = _listing(frozenset(values))
-        with self._read_rows("list incidents") as connection:
-            rows = connection.execute(query, {**values, "limit": limit}).all()
-        return views.summary_rows(rows)
+        query, values = _listing_values(
+            status, namespace, workload, cause, since, until, limit, before_id, cluster
+        )
+        return views.summary_rows(self._fetch_all("list incidents", query, values))
+
+    def list_incident_rows_now(
+        self,
+        *,
+        max_steps: int,
+        status: IncidentStatus | None = None,
+        namespace: str | None = None,
+        workload: str | None = None,
+        cause: Cause | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+        cluster: str | None = None,
+    ) -> list[SummaryRow] | None:
+        """``list_incident_rows`` on the calling thread, or None when that could hold
+        it up: the database is not a local SQLite file, or the read needs more than
+        ``max_steps`` of SQLite's instructions (``Database._fetch_now``)."""
+        query, values = _listing_values(
+            status, namespace, workload, cause, since, until, limit, before_id, cluster
+        )
+        rows = self._fetch_now("list incidents", query, values, max_steps=max_steps)
+        return None if rows is None else views.summary_rows(rows)
 
     def get_incident(self, incident_id: int) -> IncidentDetail | None:
         with self._read(f"read incident {incident_id}") as session:

@@ -122,6 +122,8 @@ class DaemonLog(Protocol):
         self, incident_id: int, outcome: Outcome, *, frame: Frame | None = None
     ) -> None: ...
 
+    def record_rollout(self, incident_id: int, *, at: datetime, detail: str) -> None: ...
+
     def expire_pending(self, incident_id: int, outcome: Outcome) -> ActionView | None: ...
 
     def incident(self, incident_id: int) -> Incident: ...
@@ -208,6 +210,25 @@ class ReviewQueue(Protocol):
         cluster: str | None = None,
     ) -> list[SummaryRow]:
         """``list_incidents`` as flat rows, cheaper to make: the API's list pages."""
+        ...
+
+    def list_incident_rows_now(
+        self,
+        *,
+        max_steps: int,
+        status: IncidentStatus | None = None,
+        namespace: str | None = None,
+        workload: str | None = None,
+        cause: Cause | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        before_id: int | None = None,
+        cluster: str | None = None,
+    ) -> list[SummaryRow] | None:
+        """``list_incident_rows`` on the calling thread (an event loop's) when that
+        cannot hold it up: within ``max_steps`` of a local database's work; None
+        otherwise, and the caller reads on a thread."""
         ...
 
     def get_incident(self, incident_id: int) -> IncidentDetail | None: ...

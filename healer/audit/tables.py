@@ -77,6 +77,9 @@ class StepKind(enum.StrEnum):
     RELEASE = "release"
     """A release of the workload (``releases``), shown among the steps by its time; the
     releases table holds it, never ``incident_steps``."""
+    ROLLOUT = "rollout"
+    """The rollout the incident's action started was seen complete (the verifier's
+    reading: ready and updated replicas), once per action."""
 
 
 class UtcDateTime(TypeDecorator[datetime]):
@@ -121,10 +124,13 @@ class Base(DeclarativeBase):
 
 class IncidentRow(Base):
     __tablename__ = "incidents"
-    # The list filtered by workload (namespace and name), read newest first.
+    # The list filtered by workload (namespace and name), by cluster, or by namespace
+    # with a status or a cause, read newest first (migrations 0003, 0009 and 0010).
     __table_args__ = (
         Index("ix_incidents_namespace_name", "namespace", "name"),
         Index("ix_incidents_cluster_id", "cluster", "id"),
+        Index("ix_incidents_namespace_status", "namespace", "status"),
+        Index("ix_incidents_namespace_cause", "namespace", "cause"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -74,6 +74,8 @@ class Verifying:
     quiet_since: datetime | None = None
     signals_quiet_since: datetime | None = None
     """Since when the playbook's verify signals have been at baseline."""
+    rollout_complete_at: datetime | None = None
+    """When the rollout the action started was first read complete; None until then."""
 
 
 @dataclass(frozen=True)

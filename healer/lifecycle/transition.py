@@ -116,7 +116,18 @@ class Reconciled:
     now: datetime
 
 
-Event = Tick | NotDiagnosed | Diagnosed | Reviewed | Acted | Settled | Chained | Reconciled
+@dataclass(frozen=True)
+class RolledOut:
+    """The verifier read the rollout the action started complete, for the first time."""
+
+    now: datetime
+    detail: str
+    """What it read: ready and updated replicas."""
+
+
+Event = (
+    Tick | NotDiagnosed | Diagnosed | Reviewed | Acted | Settled | Chained | Reconciled | RolledOut
+)
 
 
 # ---- effects -------------------------------------------------------------------------------
@@ -194,6 +205,14 @@ class Reconcile:
 
 
 @dataclass(frozen=True)
+class RecordRollout:
+    """Note in the store when the action's rollout completed (a chart marker)."""
+
+    at: datetime
+    detail: str
+
+
+@dataclass(frozen=True)
 class NoteFloor:
     """An HPA floor was raised by ``plan``: keep it to hand back once the load settles."""
 
@@ -214,6 +233,7 @@ Effect = (
     | Verify
     | Reconcile
     | NoteFloor
+    | RecordRollout
 )
 
 
@@ -257,6 +277,11 @@ def transition(track: Track, event: Event) -> Move:
             say = Say("verify", now, f"{failed.kind}: {failed.evidence}; next: {name}")
             to = Watching(track.incident_id, track.workload, track.story, track.quiet_since)
             return Move(to, before=(say,))
+        case RolledOut(now=now, detail=detail):
+            if not isinstance(track, Verifying):
+                raise _unexpected(track, event)
+            rolled = replace(track, rollout_complete_at=now)
+            return Move(rolled, before=(RecordRollout(now, detail), Say("rollout", now, detail)))
         case Reconciled(landed=landed, now=now):
             if not isinstance(track, Reconciling):
                 raise _unexpected(track, event)

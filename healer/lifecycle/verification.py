@@ -26,7 +26,7 @@ from healer.detect.signals import POLARITY
 from healer.detect.streaming import Detection
 from healer.errors import PermanentActionError, TransientActionError
 from healer.lifecycle.stages import Reconciling, Verifying
-from healer.lifecycle.transition import Chained, Reconciled, Settled
+from healer.lifecycle.transition import Chained, Reconciled, RolledOut, Settled
 from healer.types import (
     ActionRecord,
     Outcome,
@@ -54,6 +54,9 @@ class Verdict:
 
     event: Settled | Chained | None
     state: WorkloadState | None = None
+    rolled_out: RolledOut | None = None
+    """The rollout the action started, read complete for the first time: moved before
+    ``event``, so that its step comes before the outcome's."""
 
 
 def at_baseline(
@@ -112,11 +115,20 @@ def judge(
         within_s=track.plan.verify_within_s,
         now=now,
     )
+    rolled_out = _rolled_out(track, state, now)
     if outcome is None:
-        return Verdict(None, state)
+        return Verdict(None, state, rolled_out)
     if outcome.kind is not OutcomeKind.NOT_HEALED:
-        return Verdict(Settled(outcome), state)
-    return Verdict(_next_in_chain(track, outcome, now, playbooks), state)
+        return Verdict(Settled(outcome), state, rolled_out)
+    return Verdict(_next_in_chain(track, outcome, now, playbooks), state, rolled_out)
+
+
+def _rolled_out(track: Verifying, state: WorkloadState, now: datetime) -> RolledOut | None:
+    """The rollout read complete now and not before: ``kubectl rollout status`` would
+    return (the outcome's text said so only in words)."""
+    if track.rollout_complete_at is not None or not state.rollout_complete:
+        return None
+    return RolledOut(now, f"rollout complete ({state.ready_replicas}/{state.replicas} ready)")
 
 
 def _next_in_chain(

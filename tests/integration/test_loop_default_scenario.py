@@ -132,6 +132,11 @@ def test_every_incident_has_the_whole_story(run: tuple[SimHarness, list[Step]]) 
             < kinds.index("action")
             < kinds.index("outcome")
         )
+        if summary.outcome == "healed":  # the verifier read each rollout complete, once
+            taken = sum(a.status == "succeeded" for a in detail.actions)
+            assert kinds.count("rollout") == taken, f"incident {summary.id}: {kinds}"
+            last = len(kinds) - 1 - kinds[::-1].index("rollout")
+            assert len(kinds) - 1 - kinds[::-1].index("action") < last < kinds.index("outcome")
     assert [s.kind for s in steps].count("outcome") == 3
 
 

@@ -261,6 +261,7 @@ def test_approve_from_the_overview_and_the_incident_heals_live(
         "kubectl -n shop patch deployments orders"
     )
     expect(story.locator("svg.chart title", has_text="healed").first).to_be_attached()
+    expect(story.locator("svg.chart line.m-rollout").first).to_be_attached()  # before healed
     assert _restarted_at(kubeconfig, "orders") is not None, "the restart reached the cluster"
     story.reload()
     shoot(story, "incident", readme=True)

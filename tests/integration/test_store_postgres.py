@@ -137,6 +137,20 @@ def test_filters_and_pages(pg: AuditStore) -> None:
         ids[-1]
     ]
     assert pg.list_incidents(status=IncidentStatus.RESOLVED) == []
+    # Across the network the event loop never reads itself: "read it on a thread".
+    assert pg.list_incident_rows_now(max_steps=1_000_000) is None
+
+
+def test_a_rollout_is_one_step_per_action_on_postgresql(pg: AuditStore) -> None:
+    iid = pg.open_incident(finding(0))
+    taken = ActionRecord(ActionKind.RESTART, CART, {}, ActionStatus.SUCCEEDED, at(10), at(11))
+    pg.record_action(iid, taken)
+    for seconds in (40, 70):
+        pg.record_rollout(iid, at=at(seconds), detail="rollout complete (3/3 ready)")
+    detail = pg.get_incident(iid)
+    assert detail is not None
+    rollouts = [s for s in detail.timeline if s.kind == StepKind.ROLLOUT]
+    assert [s.at for s in rollouts] == [at(40)]
 
 
 def test_concurrent_writers_keep_every_step(pg: AuditStore) -> None:

@@ -424,8 +424,15 @@ def test_every_step_is_reported_in_order(loop: Loop) -> None:
     loop.run()
     loop.detector.anomalous = {}
     loop.run(cycles=6)
-    assert [s.kind for s in loop.steps] == ["finding", "diagnosis", "plan", "action", "outcome"]
+    kinds = ["finding", "diagnosis", "plan", "action", "rollout", "outcome"]
+    assert [s.kind for s in loop.steps] == kinds
     assert {s.workload for s in loop.steps} == {SEARCH}
+    [incident] = loop.store.list_incidents()
+    detail = loop.store.get_incident(incident.id)
+    assert detail is not None  # the action's intent and its result are two steps
+    assert [s.kind for s in detail.timeline] == [*kinds[:4], "action", *kinds[4:]]
+    rollout = detail.timeline[-2]
+    assert rollout.data == {"at": rollout.at.isoformat(), "detail": "rollout complete (3/3 ready)"}
 
 
 def test_a_restarted_daemon_verifies_instead_of_acting_again(tmp_path: Path) -> None:

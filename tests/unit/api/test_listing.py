@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sqlite3
+import threading
 import typing
 from collections.abc import Iterator
 from pathlib import Path
@@ -12,9 +13,10 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from healer.api import create_app, routes
+from healer.api import create_app, listing, routes
 from healer.api.listing import ListQuery, PageCache, parse_query
 from healer.audit import AuditStore
+from healer.audit.views import SummaryRow
 from healer.errors import StoreError
 from healer.types import ActionKind, ActionRecord, ActionStatus, Cause, Diagnosis
 from tests.unit.api.test_app import AUTH, CART, LEDGER, SETTINGS, app_for, at, finding
@@ -264,3 +266,29 @@ def test_a_plainly_valid_query_never_reaches_the_framework(store: AuditStore) ->
     with TestClient(app, headers=AUTH, raise_server_exceptions=False) as client:
         assert client.get("/api/v1/incidents?namespace=shop&limit=3").status_code == 200
         assert client.get("/api/v1/incidents?namespace=shop&page=2").status_code == 500
+
+
+def test_a_page_read_on_a_reader_thread_is_the_page_read_at_once(
+    client: TestClient, store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A page whose read runs past ``MAX_STEPS_NOW`` is read again on a reader thread:
+    the same bytes either way, for every filter and through a cursor."""
+    for i in range(6):
+        iid = store.open_incident(finding(CART if i % 2 else LEDGER, t=i))
+        store.record_diagnosis(iid, Diagnosis(CART, Cause.MEMORY_LEAK, 0.8, "Memory climbs."))
+    cursor = client.get("/api/v1/incidents?limit=2").json()["next_cursor"]
+    queries = ["", "limit=2", f"limit=2&cursor={cursor}", "namespace=shop&cause=memory_leak"]
+    at_once = {q: client.get(f"/api/v1/incidents?{q}&n=1").content for q in queries}
+    monkeypatch.setattr(listing, "MAX_STEPS_NOW", 1)
+    threads: list[str] = []
+    read = store.list_incident_rows
+
+    def watched(**filters: typing.Any) -> list[SummaryRow]:
+        threads.append(threading.current_thread().name)
+        return read(**filters)
+
+    monkeypatch.setattr(store, "list_incident_rows", watched)
+    for q in queries:
+        assert client.get(f"/api/v1/incidents?{q}&n=2").content == at_once[q], q
+    assert len(threads) == len(queries)
+    assert all(name.startswith("incident-list") for name in threads), threads

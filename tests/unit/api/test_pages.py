@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
@@ -276,3 +277,33 @@ def test_a_rollback_through_git_shows_its_pull_request_and_commit(
     assert f'Pull request: <a href="{url}">' in page
     assert "a commit to <code>https://git.example/shop/deploy.git</code> (apps/cart)" in page
     assert "commit <code>0123456789ab</code> on healer/incident-1" in page
+
+
+def test_the_rollout_completed_is_marked_on_the_charts_and_the_timeline(
+    client: TestClient, store: AuditStore
+) -> None:
+    """Between the action and the outcome, a marker where the verifier read the rollout
+    complete, titled with what it read."""
+    import numpy as np
+
+    from healer.types import Frame
+
+    times = np.arange(0, 3600, 15, dtype=np.float64) + T0.timestamp() - 3585
+    frame = Frame(times, (CART,), (Signal.ERROR_RATIO,), np.full((1, 1, len(times)), 0.01))
+    errors = SignalDeviation(Signal.ERROR_RATIO, 0.12, 0.002, 21.0, Direction.UP)
+    iid = store.open_incident(Finding(CART, T0, 0.99, (errors,), T0, "m/1"), frame=frame)
+    restart = ActionRecord(ActionKind.RESTART, CART, {}, ActionStatus.SUCCEEDED, T0, T0)
+    store.record_action(iid, restart)
+    page = client.get(f"/incidents/{iid}").text
+    assert 'class="marker m-rollout"' not in page
+    store.record_rollout(iid, at=T0 + timedelta(minutes=2), detail="rollout complete (3/3 ready)")
+    store.record_outcome(iid, Outcome(OutcomeKind.HEALED, "ok", T0 + timedelta(minutes=4)))
+    page = client.get(f"/incidents/{iid}").text
+    markers = re.findall(r'<line class="marker (m-[a-z]+)"[^>]*><title>([^<]*)</title>', page)
+    assert markers == [
+        ("m-finding", "finding"),
+        ("m-action", "restart succeeded"),
+        ("m-rollout", "rollout complete (3/3 ready)"),
+        ("m-healed", "healed"),
+    ]
+    assert "<p>rollout complete (3/3 ready)</p>" in page  # its step on the timeline

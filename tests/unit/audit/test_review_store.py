@@ -15,7 +15,7 @@ from sqlalchemy import create_engine
 
 from healer.audit import AuditStore, FeedbackInput, IncidentSummary, StepKind, migrate, views
 from healer.audit.tables import Base
-from healer.errors import ReviewConflict, UnknownRecord
+from healer.errors import ReviewConflict, StoreError, UnknownRecord
 from healer.types import (
     ActionKind,
     ActionRecord,
@@ -282,6 +282,8 @@ def test_every_filter_combination_lists_what_it_should(store: AuditStore) -> Non
             chosen = {name: filters[name] for name in names}
             expected = [s for s in everything if _matches(s, chosen)]
             assert store.list_incidents(**chosen, limit=100) == expected, chosen  # type: ignore[arg-type] # keys match
+            now = store.list_incident_rows_now(max_steps=100_000, **chosen, limit=100)  # type: ignore[arg-type] # keys match
+            assert now == store.list_incident_rows(**chosen, limit=100), chosen  # type: ignore[arg-type] # keys match
 
 
 def _matches(s: IncidentSummary, chosen: dict[str, object]) -> bool:
@@ -295,3 +297,65 @@ def _matches(s: IncidentSummary, chosen: dict[str, object]) -> bool:
         "before_id": lambda v: s.id < v,
     }
     return all(checks[name](value) for name, value in chosen.items())
+
+
+def test_a_read_beyond_its_budget_is_given_up_and_the_connection_stays_usable(
+    store: AuditStore,
+) -> None:
+    """``list_incident_rows_now`` stops a read that runs past ``max_steps`` (the caller
+    then reads on a thread); the pooled connection it used reads in full afterwards."""
+    ids = [store.open_incident(finding(t=600 * i)) for i in range(30)]
+    assert store.list_incident_rows_now(max_steps=1, limit=50) is None
+    rows = store.list_incident_rows_now(max_steps=1_000_000, limit=50)
+    assert rows is not None and [r.id for r in rows] == ids[::-1]
+    for _ in range(10):  # every connection of the pool, none left with a budget
+        assert [r.id for r in store.list_incident_rows(limit=50)] == ids[::-1]
+
+
+def test_an_in_memory_store_is_never_read_on_the_callers_thread() -> None:
+    """Its one connection is shared by every thread: a budget set on it for one read
+    would stop another thread's. Such a store always says "read it on a thread"."""
+    store = AuditStore("sqlite://")
+    try:
+        store.open_incident(finding())
+        assert store.list_incident_rows_now(max_steps=1_000_000) is None
+        assert len(store.list_incident_rows()) == 1
+    finally:
+        store.close()
+
+
+def test_a_store_that_fails_names_the_read(tmp_path: Path) -> None:
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    with sqlite3.connect(tmp_path / "audit.db") as raw:
+        raw.execute("DROP TABLE incidents")
+    raw.close()
+    try:
+        for read in (
+            lambda: store.list_incident_rows(namespace="shop"),
+            lambda: store.list_incident_rows_now(max_steps=1_000_000, namespace="shop"),
+        ):
+            with pytest.raises(StoreError, match="cannot list incidents: no such table"):
+                read()
+    finally:
+        store.close()
+
+
+def test_a_rollout_is_recorded_once_per_action(store: AuditStore) -> None:
+    """A daemon restarted while verifying reads the rollout complete again: the step is
+    not repeated; the rollout of a next action is a step of its own."""
+    iid = store.open_incident(finding())
+    restart = ActionRecord(ActionKind.RESTART, CART, {}, ActionStatus.SUCCEEDED, at(10), at(11))
+    store.record_action(iid, restart)
+    store.record_rollout(iid, at=at(40), detail="rollout complete (3/3 ready)")
+    store.record_rollout(iid, at=at(70), detail="rollout complete (3/3 ready)")
+    store.record_action(iid, replace(restart, started=at(100), finished=at(101)))
+    store.record_rollout(iid, at=at(130), detail="rollout complete (4/4 ready)")
+    detail = store.get_incident(iid)
+    assert detail is not None
+    rollouts = [s for s in detail.timeline if s.kind == StepKind.ROLLOUT]
+    assert [(s.at, s.data["detail"]) for s in rollouts] == [
+        (at(40), "rollout complete (3/3 ready)"),
+        (at(130), "rollout complete (4/4 ready)"),
+    ]
+    with pytest.raises(UnknownRecord):
+        store.record_rollout(iid + 1, at=at(40), detail="rollout complete")

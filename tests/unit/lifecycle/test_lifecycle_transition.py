@@ -32,8 +32,10 @@ from healer.lifecycle.transition import (
     Reconciled,
     RecordAction,
     RecordOutcome,
+    RecordRollout,
     Resolve,
     Reviewed,
+    RolledOut,
     Say,
     Settled,
     SilenceAlerts,
@@ -291,6 +293,21 @@ def test_not_healed_with_a_next_playbook_chains_back_to_watching() -> None:
     assert move.before == (Say("verify", at(9), "not_healed: still leaking; next: rollback"),)
 
 
+def test_a_rollout_read_complete_is_recorded_and_kept_on_the_stage() -> None:
+    """Recorded as its own step (a chart marker), before any outcome; the stage keeps
+    when, so the next cycles do not record it again (``verification._rolled_out``)."""
+    verifying = replace(VERIFYING, signals_quiet_since=at(20))
+    move = transition(verifying, RolledOut(at(40), "rollout complete (3/3 ready)"))
+    assert move.to == replace(verifying, rollout_complete_at=at(40))
+    assert move.before == (
+        RecordRollout(at(40), "rollout complete (3/3 ready)"),
+        Say("rollout", at(40), "rollout complete (3/3 ready)"),
+    )
+    assert move.after == ()
+    ticked = transition(move.to, Tick(at(60), quiet=True, stable_s=STABLE_S, at_baseline=True))
+    assert isinstance(ticked.to, Verifying) and ticked.to.rollout_complete_at == at(40)
+
+
 # ---- an earlier run's intent ----------------------------------------------------------------
 
 
@@ -321,6 +338,7 @@ LEGAL: dict[type, set[type]] = {
     Acted: {Watching},
     Chained: {Verifying},
     Reconciled: {Reconciling},
+    RolledOut: {Verifying},
 }
 EVENTS: list[Event] = [
     NotDiagnosed("timeout"),
@@ -328,6 +346,7 @@ EVENTS: list[Event] = [
     Acted(RESTART, record(ActionStatus.SUCCEEDED), T0),
     Chained(Outcome(OutcomeKind.NOT_HEALED, "x", T0), "rollback", T0),
     Reconciled(True, T0),
+    RolledOut(T0, "rollout complete (1/1 ready)"),
 ]
 
 
