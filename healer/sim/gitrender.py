@@ -7,7 +7,8 @@ when the path holds a ``kustomization.yaml``: its ``resources`` (files, or direc
 with a kustomization of their own), ``namespace`` and ``images`` overrides (``name``,
 ``newName``, ``newTag``, ``digest``), the fields a release pipeline changes. Argo CD's
 own image overrides (``spec.source.kustomize.images``, ``name:tag`` or
-``name=newName:tag``) apply on top.
+``name=newName:tag``) and Flux's (a Kustomization's ``spec.images``, in kustomize's
+form) apply on top.
 
 Decisions:
 
@@ -49,7 +50,10 @@ class Rendered:
 
 
 def render(
-    files: Mapping[str, bytes], *, recurse: bool = False, image_overrides: Iterable[str] = ()
+    files: Mapping[str, bytes],
+    *,
+    recurse: bool = False,
+    image_overrides: Iterable[str | Mapping[str, Any]] = (),
 ) -> Rendered:
     """The objects ``files`` (paths relative to the app path) stand for.
 
@@ -64,7 +68,7 @@ def render(
     else:
         objects = _directory(files, recurse=recurse)
         source_type = "Directory"
-    overrides = [_parse_override(text) for text in image_overrides]
+    overrides = [_override(entry) for entry in image_overrides]
     if overrides:
         for obj in objects:
             _set_images(obj, overrides)
@@ -166,6 +170,16 @@ def split_image(image: str) -> tuple[str, str, str]:
     if colon > slash:
         return name[:colon], name[colon + 1 :], digest
     return name, "", digest
+
+
+def _override(entry: str | Mapping[str, Any]) -> K8s:
+    """An image override: Argo CD's string form, or a kustomize-style entry (Flux's
+    Kustomization ``spec.images``) with a ``name``."""
+    if isinstance(entry, str):
+        return _parse_override(entry)
+    if not isinstance(entry.get("name"), str) or not entry["name"]:
+        raise RenderError(f"images: {dict(entry)!r}: an entry needs a name")
+    return dict(entry)
 
 
 def _parse_override(text: str) -> K8s:

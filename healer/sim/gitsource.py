@@ -130,7 +130,7 @@ def fetch(
         rendered = render(
             read_tree(url, revision, path),
             recurse=recurse,
-            image_overrides=[str(i) for i in images],
+            image_overrides=[i if isinstance(i, dict) else str(i) for i in images],
         )
         error = ""
     except (GitError, RenderError) as exc:

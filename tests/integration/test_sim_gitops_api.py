@@ -210,6 +210,13 @@ def test_kubectl_gets_describes_and_refreshes_an_application(
     after = json.loads(run("get", "application", "cart", "-n", "argocd", "-o", "json").stdout)
     assert "argocd.argoproj.io/refresh" not in (after["metadata"].get("annotations") or {})
     assert after["status"]["sync"]["revision"] == revision
+    patch = '{"metadata":{"annotations":{"argocd.argoproj.io/refresh":"normal"}}}'
+    patched = run("patch", "app", "cart", "-n", "argocd", "--type", "merge", "-p", patch)
+    assert "patched" in patched.stdout
+    annotations = run(
+        "get", "app", "cart", "-n", "argocd", "-o", "jsonpath={.metadata.annotations}"
+    ).stdout
+    assert "argocd.argoproj.io/refresh" not in annotations  # served and removed at once
     image = run(
         "get",
         "deploy",

@@ -351,7 +351,7 @@ class GitSync:
             ref=source.revision,
             path=str(spec.get("path") or ""),
             recurse=True,
-            images=(),
+            images=tuple(spec.get("images") or ()),
             hard=False,
         )
         self.fetched[meta["uid"]] = fetched

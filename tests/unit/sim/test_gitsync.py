@@ -530,3 +530,20 @@ def test_a_cluster_without_gitops_objects_runs_as_if_the_syncer_were_absent() ->
     assert np.array_equal(np.stack(with_syncer.samples), np.stack(without.samples))
     assert with_syncer.store.resource_version == without.store.resource_version
     assert with_syncer.state.rng.bit_generator.state == without.state.rng.bit_generator.state
+
+
+def test_flux_image_overrides_apply_on_top_of_git(cluster: Cluster) -> None:
+    files = {"apps/web/web.yaml": web_deployment("1")}
+    commit(pipeline(cluster), files, "web", at=cluster.clock.now())
+    flux(cluster)
+    images = {"spec": {"images": [{"name": "web", "newName": "mirror/web", "newTag": "9"}]}}
+    cluster.patch_object("kustomizations", "flux-system", "web", images, MERGE, dry_run=False)
+    dep = cluster.get_object("deployments", "web", "web")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["image"] == "mirror/web:9"
+    nameless = {"spec": {"images": [{"newTag": "9"}]}}
+    cluster.patch_object("kustomizations", "flux-system", "web", nameless, MERGE, dry_run=False)
+    broken = ready(cluster.get_object("kustomizations", "flux-system", "web"))
+    assert (broken["reason"], broken["message"]) == (
+        "BuildFailed",
+        "images: {'newTag': '9'}: an entry needs a name",
+    )
