@@ -45,11 +45,13 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from healer.audit.views import (
+    EVERY_INCIDENT,
     Acknowledgement,
     ActionView,
     AlertsRecorded,
     FeedbackInput,
     IncidentDetail,
+    IncidentFilter,
     IncidentSummary,
     OptOut,
     StoredAlert,
@@ -65,13 +67,11 @@ from healer.types import (
     ActionStatus,
     Alert,
     AlertDisposition,
-    Cause,
     Diagnosis,
     Feedback,
     Finding,
     Frame,
     Incident,
-    IncidentStatus,
     JsonObject,
     Outcome,
     OutcomeKind,
@@ -183,48 +183,17 @@ class ReviewQueue(Protocol):
         ...
 
     def list_incidents(
-        self,
-        *,
-        status: IncidentStatus | None = None,
-        namespace: str | None = None,
-        workload: str | None = None,
-        cause: Cause | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 50,
-        before_id: int | None = None,
-        cluster: str | None = None,
+        self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50
     ) -> list[IncidentSummary]: ...
 
     def list_incident_rows(
-        self,
-        *,
-        status: IncidentStatus | None = None,
-        namespace: str | None = None,
-        workload: str | None = None,
-        cause: Cause | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 50,
-        before_id: int | None = None,
-        cluster: str | None = None,
+        self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50
     ) -> list[SummaryRow]:
         """``list_incidents`` as flat rows, cheaper to make: the API's list pages."""
         ...
 
     def list_incident_rows_now(
-        self,
-        *,
-        max_steps: int,
-        status: IncidentStatus | None = None,
-        namespace: str | None = None,
-        workload: str | None = None,
-        cause: Cause | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 50,
-        before_id: int | None = None,
-        cluster: str | None = None,
+        self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50, max_steps: int
     ) -> list[SummaryRow] | None:
         """``list_incident_rows`` on the calling thread (an event loop's) when that
         cannot hold it up: within ``max_steps`` of a local database's work; None

@@ -32,7 +32,7 @@ from test_high_availability import ORDERS, PAYMENTS, SCENARIO
 from healer.act.kube import KubeActuator
 from healer.api import create_app
 from healer.api.auth import hash_token
-from healer.audit import AuditStore
+from healer.audit import AuditStore, IncidentFilter
 from healer.config import Settings, load_settings
 from healer.daemon import Healer
 from healer.decide import load_playbooks
@@ -80,7 +80,7 @@ class Site:
                     return
 
     def outcomes(self) -> dict[str, tuple[ActionStatus | None, OutcomeKind | None]]:
-        mine = self.store.list_incidents(cluster=self.store.cluster)
+        mine = self.store.list_incidents(IncidentFilter(cluster=self.store.cluster))
         return {str(i.workload): (i.action_status, i.outcome) for i in mine}
 
 
@@ -179,7 +179,7 @@ def test_two_clusters_heal_side_by_side_in_one_store_and_the_api_filters_by_clus
 
 
 def _ids(site: Site) -> set[int]:
-    return {i.id for i in site.store.list_incidents(cluster=site.store.cluster)}
+    return {i.id for i in site.store.list_incidents(IncidentFilter(cluster=site.store.cluster))}
 
 
 def _cluster_of(store: AuditStore, incident_id: int) -> str:
