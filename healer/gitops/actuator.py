@@ -46,7 +46,6 @@ from healer.errors import ActionError, PermanentActionError
 from healer.gitops.forge import Forge, Review
 from healer.gitops.owner import (
     Mark,
-    ObjectRef,
     Owner,
     from_application,
     from_kustomization,
@@ -76,6 +75,7 @@ from healer.types import (
     JsonValue,
     Mode,
     NodePod,
+    ObjectRef,
     Plan,
     WorkloadRef,
     WorkloadState,
@@ -101,19 +101,9 @@ class Cluster(Protocol):
 class Objects(Protocol):
     """Custom objects as JSON (``healer.act.customobjects.CustomObjects``)."""
 
-    def get(
-        self, group: str, version: str, plural: str, namespace: str, name: str
-    ) -> JsonObject: ...
+    def get(self, ref: ObjectRef) -> JsonObject: ...
 
-    def annotate(
-        self,
-        group: str,
-        version: str,
-        plural: str,
-        namespace: str,
-        name: str,
-        annotations: Mapping[str, str],
-    ) -> None: ...
+    def annotate(self, ref: ObjectRef, annotations: Mapping[str, str]) -> None: ...
 
 
 class Reviews(Protocol):
@@ -226,7 +216,7 @@ class GitOpsActuator:
         return from_kustomization(mark, found, self._get(repository_of(mark, found)))
 
     def _get(self, ref: ObjectRef) -> JsonObject:
-        return self._objects.get(ref.group, ref.version, ref.plural, ref.namespace, ref.name)
+        return self._objects.get(ref)
 
     def apply(self, plan: Plan, *, now: datetime) -> ActionRecord:
         """A rollback through Git for a GitOps-owned workload (see the module
@@ -376,9 +366,7 @@ class GitOpsActuator:
         for ref in owner.sync:
             done: dict[str, JsonValue] = {"object": str(ref), "annotations": dict(annotations)}
             try:
-                self._objects.annotate(
-                    ref.group, ref.version, ref.plural, ref.namespace, ref.name, annotations
-                )
+                self._objects.annotate(ref, annotations)
             except ActionError as exc:
                 done["error"] = str(exc)
             asked.append(done)

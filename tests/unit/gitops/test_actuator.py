@@ -38,6 +38,7 @@ from healer.types import (
     IncidentStatus,
     JsonObject,
     Mode,
+    ObjectRef,
     Plan,
     Revision,
     Signal,
@@ -80,17 +81,14 @@ class FakeObjects:
         self.objects = objects
         self.annotated: list[tuple[str, str, dict[str, str]]] = []
 
-    def get(self, group: str, version: str, plural: str, namespace: str, name: str) -> JsonObject:
-        found = self.objects.get((plural, namespace, name))
+    def get(self, ref: ObjectRef) -> JsonObject:
+        found = self.objects.get((ref.plural, ref.namespace, ref.name))
         if found is None:
-            raise PermanentActionError(f"{plural} {namespace}/{name}: 404 Not Found")
+            raise PermanentActionError(f"{ref}: 404 Not Found")
         return found
 
-    def annotate(
-        self, group: str, version: str, plural: str, namespace: str, name: str,
-        annotations: Mapping[str, str],
-    ) -> None:  # fmt: skip
-        self.annotated.append((plural, name, dict(annotations)))
+    def annotate(self, ref: ObjectRef, annotations: Mapping[str, str]) -> None:
+        self.annotated.append((ref.plural, ref.name, dict(annotations)))
 
 
 def _application(url: str, path: str = "apps/cart") -> JsonObject:
