@@ -42,6 +42,7 @@ from healer.sim.cluster import Cluster
 from healer.sim.scenario import load_scenario
 from healer.sim.source import SimSource
 from healer.types import ActionStatus, OutcomeKind
+from tests.acting import held_against
 
 pytestmark = pytest.mark.integration
 
@@ -220,21 +221,9 @@ def test_the_acting_lock_lets_one_replica_of_a_cluster_act_at_a_time(server: Loc
     first, second, other = (
         AuditStore(server.url, cluster=name) for name in ("east", "east", "west")
     )
-    entered = threading.Event()
-
-    def take() -> None:
-        with second.acting():
-            entered.set()
-
     try:
-        waiting = threading.Thread(target=take)
-        with first.acting():
-            waiting.start()
-            assert not entered.wait(1.0), "two replicas of east acted at once"
-            with other.acting():  # west's lock is another key
-                pass
-        assert entered.wait(30)
-        waiting.join()
+        with held_against(first, second, wait_s=1.0), other.acting():
+            pass  # west's lock is another key: taken while east's is held
     finally:
         for store in (first, second, other):
             store.close()
