@@ -84,6 +84,7 @@ from healer.types import (
 
 __all__ = [
     "ActingLock",
+    "ActionReviews",
     "AlertInbox",
     "Attention",
     "DaemonLog",
@@ -169,7 +170,24 @@ class DaemonStore(DaemonLog, DaemonState, Protocol):
     """Everything the daemon uses: its log and its kept state."""
 
 
-class ReviewQueue(Protocol):
+class ActionReviews(Protocol):
+    """Actions and the people's verdict on those pending: what a forge's merge or close
+    settles (``healer.gitops``) as a person on the review page does."""
+
+    def actions(
+        self, *, status: ActionStatus | None = None, limit: int = 500
+    ) -> list[ActionView]: ...
+
+    def approve_action(
+        self, action_id: int, *, by: str, reason: str, at: datetime
+    ) -> ActionView: ...
+
+    def reject_action(
+        self, action_id: int, *, by: str, reason: str, at: datetime
+    ) -> ActionView: ...
+
+
+class ReviewQueue(ActionReviews, Protocol):
     """What the API reads, approves, rejects and labels, and the counts it shows."""
 
     @property
@@ -202,21 +220,9 @@ class ReviewQueue(Protocol):
 
     def get_incident(self, incident_id: int) -> IncidentDetail | None: ...
 
-    def actions(
-        self, *, status: ActionStatus | None = None, limit: int = 500
-    ) -> list[ActionView]: ...
-
     def get_action(self, action_id: int) -> ActionView | None: ...
 
     def approved_actions(self) -> list[ActionView]: ...
-
-    def approve_action(
-        self, action_id: int, *, by: str, reason: str, at: datetime
-    ) -> ActionView: ...
-
-    def reject_action(
-        self, action_id: int, *, by: str, reason: str, at: datetime
-    ) -> ActionView: ...
 
     def record_feedback(self, incident_id: int, label: FeedbackInput) -> Feedback: ...
 

@@ -40,6 +40,7 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
+from healer.audit.roles import ActionReviews
 from healer.audit.views import ActionView
 from healer.config import GitOpsSettings
 from healer.errors import ActionError, PermanentActionError
@@ -106,20 +107,8 @@ class Objects(Protocol):
     def annotate(self, ref: ObjectRef, annotations: Mapping[str, str]) -> None: ...
 
 
-class Reviews(Protocol):
-    """The audit store's review queue, as the forge watch uses it."""
-
-    def actions(
-        self, *, status: ActionStatus | None = None, limit: int = 500
-    ) -> list[ActionView]: ...
-
-    def approve_action(
-        self, action_id: int, *, by: str, reason: str, at: datetime
-    ) -> ActionView: ...
-
-    def reject_action(
-        self, action_id: int, *, by: str, reason: str, at: datetime
-    ) -> ActionView: ...
+Reviews = ActionReviews
+"""The audit store's review queue, as the forge watch uses it."""
 
 
 @runtime_checkable
