@@ -8,6 +8,8 @@
                      incidents, where it left off          (healer.daemon, resume)
     ReviewQueue      what people read, approve, reject and label, and the counts
                      the API shows                                     (healer.api)
+    ActionReviews    the review queue's approve and reject alone, which a forge's
+                     merge or close settles too                    (healer.gitops)
     TrainingLabels   operators' labels and the rows they label
                                          (healer train, train-diagnoser, notebooks)
     AlertInbox       Alertmanager's alerts: stored as delivered, read and settled
