@@ -29,24 +29,22 @@ nothing.
 from __future__ import annotations
 
 import argparse
-import os
 import re
 import signal
 import subprocess
-import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 import httpx
 import numpy as np
 import orjson
 import yaml
+from processes import healer, wait_for
 
 from healer.api.auth import hash_token
 from healer.collect.signals import RECORDS
@@ -56,7 +54,6 @@ from healer.types import Signal
 REPO = Path(__file__).resolve().parents[1]
 TOKEN = "bench-viewer-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-T = TypeVar("T")
 _SIGNAL_OF = {record: signal for signal, record in RECORDS.items()}
 _LEVEL = {
     Signal.CPU: 0.5,
@@ -168,27 +165,6 @@ class FrameServer:
                 pass
 
         return Handler
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, every_s: float) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every_s)
-    raise SystemExit(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def healer(args: list[str], workdir: Path, name: str, **env: str) -> subprocess.Popen[bytes]:
-    with (workdir / f"{name}.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "healer.cli", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
-            cwd=workdir,
-        )
 
 
 def api_url(workdir: Path, name: str) -> str:

@@ -15,46 +15,21 @@ tests/integration/test_healer_run.py checks that another daemon takes over.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
 import yaml
 from kubernetes import client
 from kubernetes import config as kube_config
+from processes import healer, wait_for
 
 from healer.config import LeaderSettings
 
 REPO = Path(__file__).resolve().parents[1]
-T = TypeVar("T")
-
-
-def wait_for(what: str, check: Callable[[], T | None], timeout_s: float, every_s: float) -> T:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(every_s)
-    raise SystemExit(f"timed out after {timeout_s} s waiting for {what}")
-
-
-def healer(args: list[str], workdir: Path, name: str, **env: str) -> subprocess.Popen[bytes]:
-    with (workdir / f"{name}.log").open("wb") as log:
-        return subprocess.Popen(
-            [sys.executable, "-m", "healer.cli", *args],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-            cwd=workdir,
-        )
 
 
 def lease_holder(kubeconfig: Path) -> str:

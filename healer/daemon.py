@@ -717,44 +717,43 @@ class Healer:
         chain_to: Playbook | None = None,
     ) -> None:
         with self._acting():
-            self._plan_and_act_now(track, diagnosis, finding, state, reading, chain_to)
+            now = reading.now
+            size, onset = self.brake.event(finding, self.settings, live=chain_to is not None)
+            silenced = self._silenced(finding.workload, now)
+            plan = self._plan(diagnosis, finding, state, reading, size, chain_to, silenced)
+            if plan is None:
+                settled = self._unplanned(diagnosis, finding, reading, size, onset)
+                self._move(track, replace(settled, notify=False) if silenced else settled)
+                return
+            self.store.record_plan(track.incident_id, plan, at=now)
+            if not plan.allowed:
+                self._blocked(track, plan, onset, paged=silenced is None, now=now)
+                return
+            self._say(
+                "plan",
+                track,
+                now,
+                f"{plan.playbook}: {plan.action} {dict(plan.params)} ({plan.mode})",
+            )
+            self._act(track, plan, now)
+
+    def _blocked(
+        self, track: Track, plan: Plan, onset: datetime, *, paged: bool, now: datetime
+    ) -> None:
+        """A guard blocked ``plan``: escalated, paging people unless they silenced the
+        workload's alerts (``paged`` False), and once only for a mass event."""
+        details = "; ".join(g.detail for g in plan.guard_results if not g.passed)
+        self._say("plan", track, now, f"{plan.playbook}: {plan.action} blocked: {details}")
+        notify = paged
+        if "anomaly_brake" in plan.blocked_by:  # one notification says it all
+            notify = self.brake.hold(plan.workload, onset, self.settings) and notify
+        why = f"{plan.action} blocked by {', '.join(plan.blocked_by)}: {details}"
+        self._move(track, Settled(Outcome(OutcomeKind.ESCALATED, why, now), notify=notify))
 
     def _acting(self) -> AbstractContextManager[object]:
         """The cluster's acting lock when the store has one (``audit.acting``): shards
         plan on the shared budget and act one at a time."""
         return self.store.acting() if isinstance(self.store, ActingLock) else nullcontext()
-
-    def _plan_and_act_now(
-        self,
-        track: Track,
-        diagnosis: Diagnosis,
-        finding: Finding,
-        state: WorkloadState,
-        reading: Reading,
-        chain_to: Playbook | None,
-    ) -> None:
-        now = reading.now
-        size, onset = self.brake.event(finding, self.settings, live=chain_to is not None)
-        silenced = self._silenced(finding.workload, now)
-        plan = self._plan(diagnosis, finding, state, reading, size, chain_to, silenced)
-        if plan is None:
-            settled = self._unplanned(diagnosis, finding, reading, size, onset)
-            self._move(track, replace(settled, notify=False) if silenced else settled)
-            return
-        self.store.record_plan(track.incident_id, plan, at=now)
-        if not plan.allowed:
-            details = "; ".join(g.detail for g in plan.guard_results if not g.passed)
-            self._say("plan", track, now, f"{plan.playbook}: {plan.action} blocked: {details}")
-            notify = silenced is None  # people silenced it: they know, page nobody
-            if "anomaly_brake" in plan.blocked_by:  # one notification says it all
-                notify = self.brake.hold(finding.workload, onset, self.settings) and notify
-            why = f"{plan.action} blocked by {', '.join(plan.blocked_by)}: {details}"
-            self._move(track, Settled(Outcome(OutcomeKind.ESCALATED, why, now), notify=notify))
-            return
-        self._say(
-            "plan", track, now, f"{plan.playbook}: {plan.action} {dict(plan.params)} ({plan.mode})"
-        )
-        self._act(track, plan, now)
 
     def _unplanned(
         self, diagnosis: Diagnosis, finding: Finding, reading: Reading, size: int, onset: datetime

@@ -77,6 +77,21 @@ class WorkloadRef:
 
 
 @dataclass(frozen=True)
+class ObjectRef:
+    """A namespaced custom object, as ``CustomObjectsApi`` addresses it: a GitOps
+    syncer's object that ``gitops`` reads and ``act`` fetches and annotates."""
+
+    group: str
+    version: str
+    plural: str
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.plural}.{self.group}/{self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
 class Frame:
     """One aligned window of metrics for many workloads.
 

@@ -19,14 +19,12 @@ from collections.abc import Mapping
 from typing import Any, cast
 
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
 
-from healer.errors import PermanentActionError, TransientActionError
-from healer.types import JsonObject
+from healer.act.apicall import call
+from healer.errors import PermanentActionError
+from healer.types import JsonObject, ObjectRef
 
 MERGE_PATCH = "application/merge-patch+json"
-_TRANSIENT = frozenset({409, 429, 500, 502, 503, 504})
 
 
 class CustomObjects:
@@ -36,47 +34,19 @@ class CustomObjects:
         self._api = client.CustomObjectsApi(api)
         self._timeout_s = timeout_s
 
-    def get(self, group: str, version: str, plural: str, namespace: str, name: str) -> JsonObject:
+    def get(self, ref: ObjectRef) -> JsonObject:
         """The object; PermanentActionError when it does not exist or may not be read."""
-        where = f"{plural}.{group}/{version} {namespace}/{name}"
-        found = self._call(
-            where, self._api.get_namespaced_custom_object, group, version, namespace, plural, name
-        )
+        found = self._call(ref, self._api.get_namespaced_custom_object)
         if not isinstance(found, dict):
-            raise PermanentActionError(f"{where}: the API server answered no object")
+            raise PermanentActionError(f"{ref}: the API server answered no object")
         return cast(JsonObject, found)  # JSON from the API server, as kubectl prints it
 
-    def annotate(
-        self,
-        group: str,
-        version: str,
-        plural: str,
-        namespace: str,
-        name: str,
-        annotations: Mapping[str, str],
-    ) -> None:
+    def annotate(self, ref: ObjectRef, annotations: Mapping[str, str]) -> None:
         """Set ``annotations`` on the object (merge patch; others are left alone)."""
-        where = f"{plural}.{group}/{version} {namespace}/{name}"
         body = {"metadata": {"annotations": dict(annotations)}}
-        self._call(
-            where,
-            self._api.patch_namespaced_custom_object,
-            group,
-            version,
-            namespace,
-            plural,
-            name,
-            body,
-            _content_type=MERGE_PATCH,
-        )
+        patch = self._api.patch_namespaced_custom_object
+        self._call(ref, patch, body, _content_type=MERGE_PATCH)
 
-    def _call(self, where: str, method: Any, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return method(*args, _request_timeout=self._timeout_s, **kwargs)
-        except ApiException as exc:
-            message = f"{where}: {exc.status} {exc.reason}: {(exc.body or '')[:300]}"
-            if exc.status in _TRANSIENT:
-                raise TransientActionError(message) from exc
-            raise PermanentActionError(message) from exc
-        except (HTTPError, OSError) as exc:
-            raise TransientActionError(f"{where}: Kubernetes API unreachable: {exc}") from exc
+    def _call(self, ref: ObjectRef, method: Any, *args: Any, **kwargs: Any) -> Any:
+        where = (ref.group, ref.version, ref.namespace, ref.plural, ref.name)
+        return call(str(ref), method, *where, *args, timeout_s=self._timeout_s, **kwargs)

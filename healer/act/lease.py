@@ -14,15 +14,14 @@ from typing import Any
 
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
-from urllib3.exceptions import HTTPError
 
-from healer.errors import PermanentActionError, TransientActionError
+from healer.act.apicall import call
+from healer.errors import PermanentActionError
 from healer.types import LeaseRecord
 
 # Seconds to connect and to read one answer. Lease calls run every retry period
 # (2 s): a hung API server must fail the attempt long before the 10 s renew deadline.
 _REQUEST_TIMEOUT_S = (2.0, 4.0)
-_TRANSIENT_STATUSES = frozenset({409, 429, 500, 502, 503, 504})
 SHARDS_ANNOTATION = "healer.io/shards"
 """The shard count a shard Lease's holder runs with: a replica configured with another
 count reads it and refuses to start (``healer.sharding``)."""
@@ -79,15 +78,7 @@ class KubeLeases:
 
     @staticmethod
     def _call(method: Any, *args: Any) -> Any:
-        try:
-            return method(*args, _request_timeout=_REQUEST_TIMEOUT_S)
-        except ApiException as exc:
-            message = f"lease: {exc.status} {exc.reason}: {(exc.body or '')[:300]}"
-            if exc.status in _TRANSIENT_STATUSES:
-                raise TransientActionError(message) from exc
-            raise PermanentActionError(message) from exc
-        except (HTTPError, OSError) as exc:
-            raise TransientActionError(f"Kubernetes API unreachable: {exc}") from exc
+        return call("lease", method, *args, timeout_s=_REQUEST_TIMEOUT_S)
 
 
 def server_version(api: Any) -> str:

@@ -48,7 +48,7 @@ from healer.api.auth import TokenTable
 from healer.api.cursor import BadCursor, CursorSigner
 from healer.api.schemas import IncidentPage
 from healer.audit.roles import ReviewQueue
-from healer.audit.views import SummaryRow
+from healer.audit.views import IncidentFilter, SummaryRow
 from healer.errors import StoreError
 from healer.types import Cause, IncidentStatus
 
@@ -108,6 +108,20 @@ class ListQuery(BaseModel):
     cursor: Cursor = None
     cluster: Cluster = None
 
+    def where(self, before_id: int | None) -> IncidentFilter:
+        """The store's filter for this query, paging on from ``before_id`` (the id the
+        verified cursor names)."""
+        return IncidentFilter(
+            status=self.status,
+            namespace=self.namespace,
+            workload=self.workload,
+            cause=self.cause,
+            since=self.since,
+            until=self.until,
+            before_id=before_id,
+            cluster=self.cluster,
+        )
+
 
 def parse_query(query_string: bytes) -> ListQuery | None:
     """The query string as a ``ListQuery``, or None when the route should judge it: a
@@ -163,13 +177,13 @@ async def load_page(
 
     Raises BadCursor for a cursor this server did not sign, before reading anything.
     """
-    before = cursors.load(query.cursor) if query.cursor is not None else None
+    where = query.where(cursors.load(query.cursor) if query.cursor is not None else None)
 
     async def load() -> bytes:
-        body = _read_page(store, cursors, query, before, max_steps=MAX_STEPS_NOW)
+        body = _read_page(store, cursors, where, query.limit, max_steps=MAX_STEPS_NOW)
         if body is not None:
             return body
-        read = functools.partial(_read_page, store, cursors, query, before, max_steps=None)
+        read = functools.partial(_read_page, store, cursors, where, query.limit, max_steps=None)
         loaded = await asyncio.get_running_loop().run_in_executor(readers, read)
         assert loaded is not None  # no budget on a reader thread
         return loaded
@@ -181,43 +195,23 @@ async def load_page(
 def _read_page(
     store: ReviewQueue,
     cursors: CursorSigner,
-    query: ListQuery,
-    before: int | None,
+    where: IncidentFilter,
+    limit: int,
     *,
     max_steps: int | None,
 ) -> bytes | None:
     """The page's bytes; None when ``max_steps`` is given and the store cannot read
     the page within them on this thread."""
-    limit = query.limit + 1  # one more than asked tells whether a next page exists
+    more = limit + 1  # one more than asked tells whether a next page exists
+    rows: list[SummaryRow] | None
     if max_steps is None:
-        rows: list[SummaryRow] | None = store.list_incident_rows(
-            status=query.status,
-            namespace=query.namespace,
-            workload=query.workload,
-            cause=query.cause,
-            since=query.since,
-            until=query.until,
-            limit=limit,
-            before_id=before,
-            cluster=query.cluster,
-        )
+        rows = store.list_incident_rows(where, limit=more)
     else:
-        rows = store.list_incident_rows_now(
-            max_steps=max_steps,
-            status=query.status,
-            namespace=query.namespace,
-            workload=query.workload,
-            cause=query.cause,
-            since=query.since,
-            until=query.until,
-            limit=limit,
-            before_id=before,
-            cluster=query.cluster,
-        )
+        rows = store.list_incident_rows_now(where, limit=more, max_steps=max_steps)
     if rows is None:
         return None
-    page = rows[: query.limit]
-    next_cursor = cursors.dump(page[-1].id) if len(rows) > query.limit else None
+    page = rows[:limit]
+    next_cursor = cursors.dump(page[-1].id) if len(rows) > limit else None
     return IncidentPage.encode(page, next_cursor)
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from healer.audit.roles import Attention, ReviewQueue
-from healer.audit.views import ActionView, IncidentSummary, OptOut, Tally
+from healer.audit.views import ActionView, IncidentFilter, IncidentSummary, OptOut, Tally
 from healer.types import ActionStatus, IncidentStatus, JsonObject
 
 WINDOWS: tuple[tuple[str, timedelta], ...] = (
@@ -98,7 +98,9 @@ def read_overview(
     acknowledgements or opt-outs) only the pending approvals and open incidents show."""
     writes = store.write_count  # read before the reads: a write during them counts again
     pending = store.actions(status=ActionStatus.PENDING_APPROVAL)
-    opened = [i for s in _OPEN for i in store.list_incidents(status=s, limit=OPEN_ROWS)]
+    opened = [
+        i for s in _OPEN for i in store.list_incidents(IncidentFilter(status=s), limit=OPEN_ROWS)
+    ]
     opened.sort(key=lambda i: i.id, reverse=True)
     escalations: list[IncidentSummary] = []
     total, opt_outs, windows = 0, [], []

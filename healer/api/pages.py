@@ -16,6 +16,7 @@ read; the buttons need an operator, like the API routes they mirror.
 from __future__ import annotations
 
 import re
+from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, TypeVar
@@ -34,7 +35,7 @@ from healer.api.kubectl import command as kubectl_command
 from healer.api.overview import last_cycle, read_overview
 from healer.api.routes import MAX_ID
 from healer.audit.tables import StepKind
-from healer.audit.views import FeedbackInput, IncidentDetail, Tally, TimelineStep
+from healer.audit.views import FeedbackInput, IncidentDetail, IncidentFilter, Tally, TimelineStep
 from healer.errors import IllegalTransition, ReviewConflict, UnknownRecord
 from healer.types import (
     ActionKind,
@@ -254,16 +255,16 @@ def incident_list(
     cluster: Annotated[str | None, Query(max_length=30)] = None,
 ) -> Response:
     who = _who(request)
-    filters = {
-        "cluster": cluster or None,
-        "status": status,
-        "namespace": namespace or None,
-        "workload": workload or None,
-        "cause": cause,
-        "since": _parse_time(since),
-        "until": _parse_time(until),
-    }
-    incidents = store.list_incidents(**filters, limit=PAGE_ROWS)  # type: ignore[arg-type] # keys match
+    where = IncidentFilter(
+        cluster=cluster or None,
+        status=status,
+        namespace=namespace or None,
+        workload=workload or None,
+        cause=cause,
+        since=_parse_time(since),
+        until=_parse_time(until),
+    )
+    incidents = store.list_incidents(where, limit=PAGE_ROWS)
     pending = store.actions(status=ActionStatus.PENDING_APPROVAL)
     return templates.TemplateResponse(
         request,
@@ -271,7 +272,7 @@ def incident_list(
         {
             "incidents": incidents,
             "pending": pending,
-            "filters": {k: ("" if v is None else v) for k, v in filters.items()},
+            "filters": {k: ("" if v is None else v) for k, v in asdict(where).items()},
             "raw": {"since": since or "", "until": until or ""},
             "statuses": list(IncidentStatus),
             "causes": list(Cause),

@@ -22,6 +22,7 @@ from healer.audit.store import (
     TimelineStep,
 )
 from healer.audit.tables import StepKind
+from healer.audit.views import IncidentFilter
 
 __all__ = [
     "ActionView",
@@ -33,6 +34,7 @@ __all__ = [
     "DaemonStore",
     "FeedbackInput",
     "IncidentDetail",
+    "IncidentFilter",
     "IncidentSummary",
     "ReviewQueue",
     "StepKind",

@@ -27,9 +27,11 @@ from healer.audit.database import Database
 from healer.audit.status import Move
 from healer.audit.tables import ActionRow, FeedbackRow, GuardVerdictRow, IncidentRow, StepKind
 from healer.audit.views import (
+    EVERY_INCIDENT,
     ActionView,
     FeedbackInput,
     IncidentDetail,
+    IncidentFilter,
     IncidentSummary,
     SummaryRow,
 )
@@ -37,9 +39,7 @@ from healer.errors import ReviewConflict, UnknownRecord
 from healer.types import (
     ActionKind,
     ActionStatus,
-    Cause,
     Feedback,
-    IncidentStatus,
     JsonObject,
     Outcome,
     OutcomeKind,
@@ -55,7 +55,7 @@ _CONDITIONS: dict[str, ColumnElement[bool]] = {
     "before_id": IncidentRow.id < bindparam("before_id"),
     "cluster": IncidentRow.cluster == bindparam("cluster"),
 }
-"""The incident list's filters, by the name of the value each compares with."""
+"""The incident list's filters, by the ``IncidentFilter`` field each compares with."""
 
 
 @functools.cache
@@ -72,28 +72,10 @@ def _listing(filters: frozenset[str]) -> Select[*tuple[Any, ...]]:
 
 
 def _listing_values(
-    status: IncidentStatus | None,
-    namespace: str | None,
-    workload: str | None,
-    cause: Cause | None,
-    since: datetime | None,
-    until: datetime | None,
-    limit: int,
-    before_id: int | None,
-    cluster: str | None,
+    where: IncidentFilter, limit: int
 ) -> tuple[Select[*tuple[Any, ...]], dict[str, object]]:
-    """The incident list's query for the filters given, and the values to bind."""
-    given = {
-        "status": status,
-        "namespace": namespace,
-        "workload": workload,
-        "cause": cause,
-        "since": since,
-        "until": until,
-        "before_id": before_id,
-        "cluster": cluster,
-    }
-    values = {name: value for name, value in given.items() if value is not None}
+    """The incident list's query for the filters ``where`` sets, and the values to bind."""
+    values = where.given()
     return _listing(frozenset(values)), {**values, "limit": limit}
 
 
@@ -101,73 +83,26 @@ class SqlReviewQueue(Database):
     """The review queue on the shared database (``AuditStore`` is one)."""
 
     def list_incidents(
-        self,
-        *,
-        status: IncidentStatus | None = None,
-        namespace: str | None = None,
-        workload: str | None = None,
-        cause: Cause | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 50,
-        before_id: int | None = None,
-        cluster: str | None = None,
+        self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50
     ) -> list[IncidentSummary]:
-        """Newest first. ``before_id`` is a keyset cursor: pass the last id of a page.
-        ``since``/``until`` bound the time the incident opened (inclusive, exclusive)."""
-        rows = self.list_incident_rows(
-            status=status,
-            namespace=namespace,
-            workload=workload,
-            cause=cause,
-            since=since,
-            until=until,
-            limit=limit,
-            before_id=before_id,
-            cluster=cluster,
-        )
-        return views.summaries(rows)
+        """Newest first, at most ``limit``; page on with ``where.before_id``."""
+        return views.summaries(self.list_incident_rows(where, limit=limit))
 
     def list_incident_rows(
-        self,
-        *,
-        status: IncidentStatus | None = None,
-        namespace: str | None = None,
-        workload: str | None = None,
-        cause: Cause | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 50,
-        before_id: int | None = None,
-        cluster: str | None = None,
+        self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50
     ) -> list[SummaryRow]:
         """``list_incidents`` as flat rows: what a page of the API's list is encoded
         from, at a fraction of the cost of building each ``IncidentSummary``."""
-        query, values = _listing_values(
-            status, namespace, workload, cause, since, until, limit, before_id, cluster
-        )
+        query, values = _listing_values(where, limit)
         return views.summary_rows(self._fetch_all("list incidents", query, values))
 
     def list_incident_rows_now(
-        self,
-        *,
-        max_steps: int,
-        status: IncidentStatus | None = None,
-        namespace: str | None = None,
-        workload: str | None = None,
-        cause: Cause | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 50,
-        before_id: int | None = None,
-        cluster: str | None = None,
+        self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50, max_steps: int
     ) -> list[SummaryRow] | None:
         """``list_incident_rows`` on the calling thread, or None when that could hold
         it up: the database is not a local SQLite file, or the read needs more than
         ``max_steps`` of SQLite's instructions (``Database._fetch_now``)."""
-        query, values = _listing_values(
-            status, namespace, workload, cause, since, until, limit, before_id, cluster
-        )
+        query, values = _listing_values(where, limit)
         rows = self._fetch_now("list incidents", query, values, max_steps=max_steps)
         return None if rows is None else views.summary_rows(rows)
 

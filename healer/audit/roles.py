@@ -8,6 +8,8 @@
                      incidents, where it left off          (healer.daemon, resume)
     ReviewQueue      what people read, approve, reject and label, and the counts
                      the API shows                                     (healer.api)
+    ActionReviews    the review queue's approve and reject alone, which a forge's
+                     merge or close settles too                    (healer.gitops)
     TrainingLabels   operators' labels and the rows they label
                                          (healer train, train-diagnoser, notebooks)
     AlertInbox       Alertmanager's alerts: stored as delivered, read and settled
@@ -45,11 +47,13 @@ from datetime import datetime
 from typing import Protocol, runtime_checkable
 
 from healer.audit.views import (
+    EVERY_INCIDENT,
     Acknowledgement,
     ActionView,
     AlertsRecorded,
     FeedbackInput,
     IncidentDetail,
+    IncidentFilter,
     IncidentSummary,
     OptOut,
     StoredAlert,
@@ -65,13 +69,11 @@ from healer.types import (
     ActionStatus,
     Alert,
     AlertDisposition,
-    Cause,
     Diagnosis,
     Feedback,
     Finding,
     Frame,
     Incident,
-    IncidentStatus,
     JsonObject,
     Outcome,
     OutcomeKind,
@@ -84,6 +86,7 @@ from healer.types import (
 
 __all__ = [
     "ActingLock",
+    "ActionReviews",
     "AlertInbox",
     "Attention",
     "DaemonLog",
@@ -169,7 +172,24 @@ class DaemonStore(DaemonLog, DaemonState, Protocol):
     """Everything the daemon uses: its log and its kept state."""
 
 
-class ReviewQueue(Protocol):
+class ActionReviews(Protocol):
+    """Actions and the people's verdict on those pending: what a forge's merge or close
+    settles (``healer.gitops``) as a person on the review page does."""
+
+    def actions(
+        self, *, status: ActionStatus | None = None, limit: int = 500
+    ) -> list[ActionView]: ...
+
+    def approve_action(
+        self, action_id: int, *, by: str, reason: str, at: datetime
+    ) -> ActionView: ...
+
+    def reject_action(
+        self, action_id: int, *, by: str, reason: str, at: datetime
+    ) -> ActionView: ...
+
+
+class ReviewQueue(ActionReviews, Protocol):
     """What the API reads, approves, rejects and labels, and the counts it shows."""
 
     @property
@@ -183,48 +203,17 @@ class ReviewQueue(Protocol):
         ...
 
     def list_incidents(
-        self,
-        *,
-        status: IncidentStatus | None = None,
-        namespace: str | None = None,
-        workload: str | None = None,
-        cause: Cause | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 50,
-        before_id: int | None = None,
-        cluster: str | None = None,
+        self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50
     ) -> list[IncidentSummary]: ...
 
     def list_incident_rows(
-        self,
-        *,
-        status: IncidentStatus | None = None,
-        namespace: str | None = None,
-        workload: str | None = None,
-        cause: Cause | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 50,
-        before_id: int | None = None,
-        cluster: str | None = None,
+        self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50
     ) -> list[SummaryRow]:
         """``list_incidents`` as flat rows, cheaper to make: the API's list pages."""
         ...
 
     def list_incident_rows_now(
-        self,
-        *,
-        max_steps: int,
-        status: IncidentStatus | None = None,
-        namespace: str | None = None,
-        workload: str | None = None,
-        cause: Cause | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
-        limit: int = 50,
-        before_id: int | None = None,
-        cluster: str | None = None,
+        self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50, max_steps: int
     ) -> list[SummaryRow] | None:
         """``list_incident_rows`` on the calling thread (an event loop's) when that
         cannot hold it up: within ``max_steps`` of a local database's work; None
@@ -233,21 +222,9 @@ class ReviewQueue(Protocol):
 
     def get_incident(self, incident_id: int) -> IncidentDetail | None: ...
 
-    def actions(
-        self, *, status: ActionStatus | None = None, limit: int = 500
-    ) -> list[ActionView]: ...
-
     def get_action(self, action_id: int) -> ActionView | None: ...
 
     def approved_actions(self) -> list[ActionView]: ...
-
-    def approve_action(
-        self, action_id: int, *, by: str, reason: str, at: datetime
-    ) -> ActionView: ...
-
-    def reject_action(
-        self, action_id: int, *, by: str, reason: str, at: datetime
-    ) -> ActionView: ...
 
     def record_feedback(self, incident_id: int, label: FeedbackInput) -> Feedback: ...
 

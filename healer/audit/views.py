@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple, TypeVar
 
@@ -190,6 +190,39 @@ class FeedbackInput:
     by: str
     at: datetime
     note: str = ""
+
+
+@dataclass(frozen=True, kw_only=True)
+class IncidentFilter:
+    """Which incidents a list shows: each field given narrows it, None leaves it open.
+
+    One value for every reader of the list (the API's pages, the review page, the
+    overview, tests), so a new filter is one field here and one condition in
+    ``review._CONDITIONS``, not a parameter added to each method that passes it on.
+    ``since``/``until`` bound the time the incident opened (inclusive, exclusive);
+    ``before_id`` is a keyset cursor: the last id of the previous page.
+    """
+
+    status: IncidentStatus | None = None
+    namespace: str | None = None
+    workload: str | None = None
+    cause: Cause | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    before_id: int | None = None
+    cluster: str | None = None
+
+    def given(self) -> dict[str, object]:
+        """The filters set, by field name: the values the list's query binds."""
+        values = {name: getattr(self, name) for name in _FILTER_NAMES}
+        return {name: value for name, value in values.items() if value is not None}
+
+
+_FILTER_NAMES = tuple(f.name for f in fields(IncidentFilter))
+
+
+EVERY_INCIDENT = IncidentFilter()
+"""No filter: the whole list, newest first."""
 
 
 SUMMARY_COLUMNS = tuple(

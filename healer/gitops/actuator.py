@@ -40,13 +40,13 @@ from typing import Protocol, runtime_checkable
 
 import structlog
 
+from healer.audit.roles import ActionReviews
 from healer.audit.views import ActionView
 from healer.config import GitOpsSettings
 from healer.errors import ActionError, PermanentActionError
 from healer.gitops.forge import Forge, Review
 from healer.gitops.owner import (
     Mark,
-    ObjectRef,
     Owner,
     from_application,
     from_kustomization,
@@ -76,6 +76,7 @@ from healer.types import (
     JsonValue,
     Mode,
     NodePod,
+    ObjectRef,
     Plan,
     WorkloadRef,
     WorkloadState,
@@ -101,35 +102,13 @@ class Cluster(Protocol):
 class Objects(Protocol):
     """Custom objects as JSON (``healer.act.customobjects.CustomObjects``)."""
 
-    def get(
-        self, group: str, version: str, plural: str, namespace: str, name: str
-    ) -> JsonObject: ...
+    def get(self, ref: ObjectRef) -> JsonObject: ...
 
-    def annotate(
-        self,
-        group: str,
-        version: str,
-        plural: str,
-        namespace: str,
-        name: str,
-        annotations: Mapping[str, str],
-    ) -> None: ...
+    def annotate(self, ref: ObjectRef, annotations: Mapping[str, str]) -> None: ...
 
 
-class Reviews(Protocol):
-    """The audit store's review queue, as the forge watch uses it."""
-
-    def actions(
-        self, *, status: ActionStatus | None = None, limit: int = 500
-    ) -> list[ActionView]: ...
-
-    def approve_action(
-        self, action_id: int, *, by: str, reason: str, at: datetime
-    ) -> ActionView: ...
-
-    def reject_action(
-        self, action_id: int, *, by: str, reason: str, at: datetime
-    ) -> ActionView: ...
+Reviews = ActionReviews
+"""The audit store's review queue, as the forge watch uses it."""
 
 
 @runtime_checkable
@@ -226,7 +205,7 @@ class GitOpsActuator:
         return from_kustomization(mark, found, self._get(repository_of(mark, found)))
 
     def _get(self, ref: ObjectRef) -> JsonObject:
-        return self._objects.get(ref.group, ref.version, ref.plural, ref.namespace, ref.name)
+        return self._objects.get(ref)
 
     def apply(self, plan: Plan, *, now: datetime) -> ActionRecord:
         """A rollback through Git for a GitOps-owned workload (see the module
@@ -376,9 +355,7 @@ class GitOpsActuator:
         for ref in owner.sync:
             done: dict[str, JsonValue] = {"object": str(ref), "annotations": dict(annotations)}
             try:
-                self._objects.annotate(
-                    ref.group, ref.version, ref.plural, ref.namespace, ref.name, annotations
-                )
+                self._objects.annotate(ref, annotations)
             except ActionError as exc:
                 done["error"] = str(exc)
             asked.append(done)

@@ -26,8 +26,9 @@ Decisions:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -85,6 +86,40 @@ class _Http:
             raise TransientActionError(f"{verb} {path}: forge answered {response.status_code}")
         return response
 
+    def expect(
+        self,
+        verb: str,
+        path: str,
+        *,
+        ok: int = 200,
+        json: object = None,
+        params: dict[str, str] | None = None,
+    ) -> httpx.Response:
+        """One request the forge must answer with ``ok``; PermanentActionError naming the
+        call and the forge's message when it answers anything else below 500."""
+        response = self.call(verb, path, json=json, params=params)
+        if response.status_code != ok:
+            raise self.fail(verb, path, response)
+        return response
+
+    def create(
+        self,
+        path: str,
+        payload: dict[str, object],
+        *,
+        conflict: int,
+        existing: Callable[[], Review | None],
+        review: Callable[[Any], Review],
+    ) -> Review:
+        """POST a new request, or the one already open for its branch: the forge answers
+        ``conflict`` (GitHub 422, GitLab 409) and ``existing`` finds it. Idempotent."""
+        response = self.call("POST", path, json=payload)
+        if response.status_code == conflict and (found := existing()) is not None:
+            return found
+        if response.status_code != 201:
+            raise self.fail("POST", path, response)
+        return review(response.json())
+
     def fail(self, verb: str, path: str, response: httpx.Response) -> PermanentActionError:
         said = response.text[:300]
         return PermanentActionError(
@@ -118,47 +153,31 @@ class GitHub:
         return Review(int(str(body["number"])), str(body.get("html_url", "")), state, branch)
 
     def open(self, *, head: str, base: str, title: str, body: str) -> Review:
-        path = f"{self._repo}/pulls"
-        answer = self._http.call(
-            "POST", path, json={"title": title, "head": head, "base": base, "body": body}
+        payload: dict[str, object] = {"title": title, "head": head, "base": base, "body": body}
+        return self._http.create(
+            f"{self._repo}/pulls",
+            payload,
+            conflict=422,
+            existing=lambda: self.find(head),
+            review=self._review,
         )
-        if answer.status_code == 422:
-            found = self.find(head)
-            if found is not None:
-                return found
-        if answer.status_code != 201:
-            raise self._http.fail("POST", path, answer)
-        return self._review(answer.json())
 
     def find(self, head: str) -> Review | None:
-        path = f"{self._repo}/pulls"
         params = {"head": f"{self._owner}:{head}", "state": "all"}
-        answer = self._http.call("GET", path, params=params)
-        if answer.status_code != 200:
-            raise self._http.fail("GET", path, answer)
-        items = answer.json()
+        items = self._http.expect("GET", f"{self._repo}/pulls", params=params).json()
         return self.get(int(items[0]["number"])) if items else None
 
     def get(self, number: int) -> Review:
-        path = f"{self._repo}/pulls/{number}"
-        answer = self._http.call("GET", path)
-        if answer.status_code != 200:
-            raise self._http.fail("GET", path, answer)
-        return self._review(answer.json())
+        return self._review(self._http.expect("GET", f"{self._repo}/pulls/{number}").json())
 
     def merge(self, number: int) -> Review:
-        path = f"{self._repo}/pulls/{number}/merge"
-        answer = self._http.call("PUT", path, json={"merge_method": "merge"})
-        if answer.status_code != 200:
-            raise self._http.fail("PUT", path, answer)
+        merge = f"{self._repo}/pulls/{number}/merge"
+        self._http.expect("PUT", merge, json={"merge_method": "merge"})
         return self.get(number)
 
     def close(self, number: int) -> Review:
         path = f"{self._repo}/pulls/{number}"
-        answer = self._http.call("PATCH", path, json={"state": "closed"})
-        if answer.status_code != 200:
-            raise self._http.fail("PATCH", path, answer)
-        return self._review(answer.json())
+        return self._review(self._http.expect("PATCH", path, json={"state": "closed"}).json())
 
 
 class GitLab:
@@ -183,47 +202,33 @@ class GitLab:
         )
 
     def open(self, *, head: str, base: str, title: str, body: str) -> Review:
-        path = f"{self._project}/merge_requests"
-        payload = {
+        payload: dict[str, object] = {
             "source_branch": head,
             "target_branch": base,
             "title": title,
             "description": body,
         }
-        answer = self._http.call("POST", path, json=payload)
-        if answer.status_code == 409:
-            found = self.find(head)
-            if found is not None:
-                return found
-        if answer.status_code != 201:
-            raise self._http.fail("POST", path, answer)
-        return self._review(answer.json())
+        return self._http.create(
+            f"{self._project}/merge_requests",
+            payload,
+            conflict=409,
+            existing=lambda: self.find(head),
+            review=self._review,
+        )
 
     def find(self, head: str) -> Review | None:
         path = f"{self._project}/merge_requests"
-        answer = self._http.call("GET", path, params={"source_branch": head})
-        if answer.status_code != 200:
-            raise self._http.fail("GET", path, answer)
-        items = answer.json()
+        items = self._http.expect("GET", path, params={"source_branch": head}).json()
         return self._review(items[0]) if items else None
 
     def get(self, number: int) -> Review:
         path = f"{self._project}/merge_requests/{number}"
-        answer = self._http.call("GET", path)
-        if answer.status_code != 200:
-            raise self._http.fail("GET", path, answer)
-        return self._review(answer.json())
+        return self._review(self._http.expect("GET", path).json())
 
     def merge(self, number: int) -> Review:
         path = f"{self._project}/merge_requests/{number}/merge"
-        answer = self._http.call("PUT", path)
-        if answer.status_code != 200:
-            raise self._http.fail("PUT", path, answer)
-        return self._review(answer.json())
+        return self._review(self._http.expect("PUT", path).json())
 
     def close(self, number: int) -> Review:
         path = f"{self._project}/merge_requests/{number}"
-        answer = self._http.call("PUT", path, json={"state_event": "close"})
-        if answer.status_code != 200:
-            raise self._http.fail("PUT", path, answer)
-        return self._review(answer.json())
+        return self._review(self._http.expect("PUT", path, json={"state_event": "close"}).json())

@@ -33,7 +33,7 @@ from datetime import datetime
 from typing import Literal
 
 from healer.errors import PermanentActionError
-from healer.types import JsonObject, JsonValue, WorkloadRef
+from healer.types import JsonObject, JsonValue, ObjectRef, WorkloadRef
 
 TRACKING_ID = "argocd.argoproj.io/tracking-id"
 ARGO_INSTANCE = "argocd.argoproj.io/instance"
@@ -49,20 +49,6 @@ FLUX_DEFAULT_BRANCH = "master"
 """The branch Flux's source controller checks out when a GitRepository names no ref."""
 
 Tool = Literal["argocd", "flux"]
-
-
-@dataclass(frozen=True)
-class ObjectRef:
-    """A custom object, as ``CustomObjectsApi`` addresses it."""
-
-    group: str
-    version: str
-    plural: str
-    namespace: str
-    name: str
-
-    def __str__(self) -> str:
-        return f"{self.plural}.{self.group}/{self.namespace}/{self.name}"
 
 
 @dataclass(frozen=True)

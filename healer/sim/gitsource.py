@@ -17,6 +17,7 @@ from healer.sim.gitstatus import WORKLOADS, subset
 from healer.sim.kinds import KINDS, Kind
 from healer.sim.objects import ApiError, K8s, copy_json
 from healer.sim.state import ClusterState, Now
+from healer.sim.verbs import PatchesObjects, PatchesWorkloads
 
 ARGO_REFRESH = "argocd.argoproj.io/refresh"
 ARGO_TRACKING = "argocd.argoproj.io/tracking-id"
@@ -28,36 +29,14 @@ MERGE = "application/merge-patch+json"
 _APPLIED = {k.resource for k in KINDS} - {"pods", "replicasets", "controllerrevisions", "events"}
 
 
-class SyncApi(Protocol):
+class SyncApi(PatchesWorkloads, PatchesObjects, Protocol):
     """The cluster's API verbs the syncer writes through."""
 
     def create_workload(
         self, resource: str, namespace: str, body: K8s, *, dry_run: bool = False
     ) -> K8s: ...
 
-    def patch_workload(
-        self,
-        resource: str,
-        namespace: str,
-        name: str,
-        patch: Any,
-        content_type: str,
-        *,
-        dry_run: bool = False,
-    ) -> K8s: ...
-
     def create_object(self, resource: str, namespace: str, body: K8s, *, dry_run: bool) -> K8s: ...
-
-    def patch_object(
-        self,
-        resource: str,
-        namespace: str,
-        name: str,
-        patch: Any,
-        content_type: str,
-        *,
-        dry_run: bool,
-    ) -> K8s: ...
 
     def delete_object(
         self, resource: str, namespace: str, name: str, *, dry_run: bool = False

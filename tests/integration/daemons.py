@@ -161,3 +161,36 @@ def daemon_settings(workdir: Path, prometheus_url: str, **sections: Any) -> dict
     for key, value in sections.items():
         base[key] = {**base.get(key, {}), **value}
     return base
+
+
+def fast_settings(workdir: Path, prometheus_url: str, *, verify_stable_s: float) -> dict[str, Any]:
+    """``daemon_settings`` for a daemon that heals in wall-clock seconds: a 2 s cycle on
+    1 s scrapes; the detector learns for 30 s (instead of 15 min) and needs 4 s of
+    persistence, so a fault shows within seconds; healed after ``verify_stable_s`` of
+    quiet."""
+    return daemon_settings(
+        workdir,
+        prometheus_url,
+        prometheus={"step_s": 1, "rate_window_s": 4},
+        daemon={"interval_s": 2, "window_s": 600, "verify_stable_s": verify_stable_s},
+        detector={
+            "warmup_s": 30,
+            "persistence_s": 4,
+            "baseline_half_life_s": 120,
+            "spread_half_life_s": 300,
+        },
+    )
+
+
+def healers(count: int) -> list[str]:
+    """Names for ``count`` daemons: healer-0, healer-1, ..."""
+    return [f"healer-{i}" for i in range(count)]
+
+
+def start_daemons(
+    names: list[str], workdir: Path, kubeconfig: Path, settings: dict[str, Any], *args: str
+) -> list[Process]:
+    """`healer run ARGS` once per name (its leader identity), all on ``settings``."""
+    config = write_settings(workdir / "healer.yaml", settings)
+    run = ["run", "--config", str(config), "--kubeconfig", str(kubeconfig), *args]
+    return [Process.start(name, run, workdir, {"HEALER_LEADER__IDENTITY": name}) for name in names]

@@ -91,13 +91,6 @@ class FlakyInbox:
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[AuditStore]:
-    audit = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
-    yield audit
-    audit.close()
-
-
-@pytest.fixture
 def inbox(store: AuditStore) -> FlakyInbox:
     return FlakyInbox(store, failures=1)
 

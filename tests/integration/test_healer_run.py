@@ -25,7 +25,16 @@ from typing import Any
 
 import httpx
 import pytest
-from daemons import VIEWER, Process, daemon_settings, serve_sim, wait_for, write_settings
+from daemons import (
+    VIEWER,
+    Process,
+    daemon_settings,
+    fast_settings,
+    healers,
+    serve_sim,
+    start_daemons,
+    wait_for,
+)
 from kubernetes import client
 from kubernetes import config as kube_config
 from test_prometheus import PrometheusServer, _binary, _free_port
@@ -74,19 +83,6 @@ def scenario(start: datetime, *, release_at_s: int) -> dict[str, Any]:
     }
 
 
-# Wall-clock settings: the loop cycles every 2 s on 1 s scrapes; the detector learns for
-# 30 s (instead of 15 min) and needs 4 s of persistence, so a fault shows within seconds.
-FAST = {
-    "daemon": {"interval_s": 2, "window_s": 600, "verify_stable_s": 10},
-    "detector": {
-        "warmup_s": 30,
-        "persistence_s": 4,
-        "baseline_half_life_s": 120,
-        "spread_half_life_s": 300,
-    },
-}
-
-
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[tuple[Process, Path, str]]:
     start = datetime.now(UTC).replace(microsecond=0)
@@ -117,21 +113,6 @@ def healer_events(kubeconfig: Path) -> list[str]:
         api.close()
 
 
-def start_daemons(
-    count: int, tmp_path: Path, kubeconfig: Path, settings: dict[str, Any]
-) -> list[Process]:
-    config = write_settings(tmp_path / "healer.yaml", settings)
-    return [
-        Process.start(
-            f"healer-{i}",
-            ["run", "--config", str(config), "--kubeconfig", str(kubeconfig)],
-            tmp_path,
-            {"HEALER_LEADER__IDENTITY": f"healer-{i}"},
-        )
-        for i in range(count)
-    ]
-
-
 def takeover_after_kill(daemons: list[Process], kubeconfig: Path) -> Process:
     """SIGKILL the Lease holder; returns the daemon that took over."""
     holder = wait_for("a leader", lambda: lease_holder(kubeconfig), 60)
@@ -155,10 +136,8 @@ def test_two_daemons_heal_through_prometheus_and_hand_over_on_sigkill(
     )
     daemons: list[Process] = []
     try:
-        settings = daemon_settings(
-            tmp_path, prometheus.url, prometheus={"step_s": 1, "rate_window_s": 4}, **FAST
-        )
-        daemons = start_daemons(2, tmp_path, kubeconfig, settings)
+        settings = fast_settings(tmp_path, prometheus.url, verify_stable_s=10)
+        daemons = start_daemons(healers(2), tmp_path, kubeconfig, settings)
         urls = {d.name: d.api_url() for d in daemons}
 
         def healed() -> dict[str, Any] | None:
@@ -207,7 +186,7 @@ def test_three_daemons_with_prometheus_down_start_one_leads_and_hands_over(
     _, kubeconfig, _ = sim
     unreachable = f"http://127.0.0.1:{_free_port()}"
     settings = daemon_settings(tmp_path, unreachable, daemon={"interval_s": 2})
-    daemons = start_daemons(3, tmp_path, kubeconfig, settings)
+    daemons = start_daemons(healers(3), tmp_path, kubeconfig, settings)
     try:
         urls = {d.name: d.api_url() for d in daemons}
         holder = wait_for("a leader", lambda: lease_holder(kubeconfig), 60)
@@ -252,7 +231,7 @@ def test_a_daemon_runs_on_settings_until_the_policy_crds_come_then_writes_their_
     settings = daemon_settings(
         tmp_path, unreachable, daemon={"interval_s": 2}, policies={"missing_retry_s": 1}
     )
-    [daemon] = start_daemons(1, tmp_path, kubeconfig, settings)
+    [daemon] = start_daemons(healers(1), tmp_path, kubeconfig, settings)
     api = kube_config.new_client_from_config(config_file=str(kubeconfig))
     try:
 

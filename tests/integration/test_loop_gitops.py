@@ -23,7 +23,7 @@ from healer.config import load_settings
 from healer.errors import PermanentActionError
 from healer.harness import SimHarness
 from healer.sim.scenario import load_scenario
-from healer.types import ActionKind, ActionStatus, OutcomeKind, WorkloadRef
+from healer.types import ActionKind, ActionStatus, ObjectRef, OutcomeKind, WorkloadRef
 
 pytestmark = pytest.mark.integration
 
@@ -105,16 +105,16 @@ def test_custom_objects_read_and_annotate_the_owner_over_http(harness: SimHarnes
     url = harness.cluster.git_remotes["cart"]
     if harness.cluster.scenario.name == "gitops-bad-release":
         kind = ("argoproj.io", "v1alpha1", "applications", "argocd")
-        found = objects.get(*kind, "cart")
+        found = objects.get(ObjectRef(*kind, "cart"))
         assert found["spec"]["source"]["repoURL"] == url  # type: ignore[index,call-overload]
     else:
         kind = ("source.toolkit.fluxcd.io", "v1", "gitrepositories", "flux-system")
-        assert objects.get(*kind, "cart")["spec"]["url"] == url  # type: ignore[index,call-overload]
-    objects.annotate(*kind, "cart", {"healer.io/probe": "1"})
-    again = objects.get(*kind, "cart")
+        assert objects.get(ObjectRef(*kind, "cart"))["spec"]["url"] == url  # type: ignore[index,call-overload]
+    objects.annotate(ObjectRef(*kind, "cart"), {"healer.io/probe": "1"})
+    again = objects.get(ObjectRef(*kind, "cart"))
     assert again["metadata"]["annotations"]["healer.io/probe"] == "1"  # type: ignore[index,call-overload]
     with pytest.raises(PermanentActionError, match="/gone: 404"):
-        objects.get(*kind, "gone")
+        objects.get(ObjectRef(*kind, "gone"))
 
 
 def test_credentials_that_cannot_be_read_escalate_and_leave_the_cluster_alone(

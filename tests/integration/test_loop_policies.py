@@ -24,7 +24,7 @@ import yaml
 
 from healer.act.kube import api_client
 from healer.act.policy_api import KubePolicyApi
-from healer.audit.store import AuditStore
+from healer.audit import AuditStore, IncidentFilter
 from healer.config import load_settings
 from healer.decide.escalation import Escalation
 from healer.harness import SimHarness
@@ -109,7 +109,9 @@ def wait_for(check: Callable[[], bool], what: str, timeout_s: float = 15.0) -> N
 
 
 def plan_of(harness: SimHarness, workload: WorkloadRef) -> tuple[Any, Any]:
-    [summary] = harness.store.list_incidents(workload=workload.name, namespace=workload.namespace)
+    [summary] = harness.store.list_incidents(
+        IncidentFilter(workload=workload.name, namespace=workload.namespace)
+    )
     detail = harness.store.get_incident(summary.id)
     assert detail is not None
     [plan] = [s.data for s in detail.timeline if s.kind == "plan"][-1:]

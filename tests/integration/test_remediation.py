@@ -17,7 +17,7 @@ import pytest
 from kubernetes import client
 
 from healer.act.kube import KubeActuator
-from healer.audit.store import AuditStore
+from healer.audit import AuditStore, IncidentFilter
 from healer.config import EscalationSettings, GuardSettings, Settings
 from healer.daemon import Healer, Reading
 from healer.decide import load_playbooks, plan
@@ -513,7 +513,7 @@ def test_a_forbidden_action_is_escalated_and_the_loop_goes_on(store: AuditStore)
         assert harness.healer.vitals.cycles > cycles  # still cycling
     finally:
         harness.close()
-    [incident] = store.list_incidents(workload="recommend")
+    [incident] = store.list_incidents(IncidentFilter(workload="recommend"))
     assert incident.action_status == ActionStatus.FAILED
     assert incident.outcome is not None and incident.outcome.value == "escalated"
     detail = store.get_incident(incident.id)

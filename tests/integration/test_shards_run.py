@@ -26,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from daemons import VIEWER, Process, daemon_settings, serve_sim, wait_for, write_settings
+from daemons import VIEWER, Process, fast_settings, healers, serve_sim, start_daemons, wait_for
 from kubernetes import client
 from kubernetes import config as kube_config
 from test_prometheus import PrometheusServer, _binary, _free_port
@@ -86,19 +86,6 @@ def scenario(start: datetime) -> dict[str, Any]:
     }
 
 
-# As test_healer_run's: a 2 s cycle on 1 s scrapes, 30 s of learning; a healed outcome
-# needs 30 s of quiet, which leaves time to kill a daemon between action and outcome.
-FAST = {
-    "daemon": {"interval_s": 2, "window_s": 600, "verify_stable_s": 30},
-    "detector": {
-        "warmup_s": 30,
-        "persistence_s": 4,
-        "baseline_half_life_s": 120,
-        "spread_half_life_s": 300,
-    },
-}
-
-
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[tuple[Process, Path, str]]:
     start = datetime.now(UTC).replace(microsecond=0)
@@ -117,29 +104,6 @@ def rollback_events(kubeconfig: Path) -> dict[str, int]:
         return counts
     finally:
         api.close()
-
-
-def start_daemons(
-    names: list[str], tmp_path: Path, kubeconfig: Path, settings: dict[str, Any], shards: int
-) -> list[Process]:
-    config = write_settings(tmp_path / "healer.yaml", settings)
-    return [
-        Process.start(
-            name,
-            [
-                "run",
-                "--config",
-                str(config),
-                "--kubeconfig",
-                str(kubeconfig),
-                "--shards",
-                str(shards),
-            ],
-            tmp_path,
-            {"HEALER_LEADER__IDENTITY": name},
-        )
-        for name in names
-    ]
 
 
 def shards_held(daemons: list[Process]) -> dict[int, str]:
@@ -172,19 +136,21 @@ def test_three_shard_processes_split_the_work_and_take_over_a_killed_ones_shard(
     prometheus = PrometheusServer.start(
         tmp_path, targets=[target], data_dir=tmp_path / "prometheus", interval_s=1.0
     )
-    names = [f"healer-{i}" for i in range(3)]
+    names = healers(SHARDS)
     daemons: list[Process] = []
     try:
-        settings = daemon_settings(
-            tmp_path, prometheus.url, prometheus={"step_s": 1, "rate_window_s": 4}, **FAST
-        )
-        daemons = start_daemons(names, tmp_path, kubeconfig, settings, SHARDS)
+        # A healed outcome needs 30 s of quiet: time to kill a daemon between the
+        # action and its outcome.
+        settings = fast_settings(tmp_path, prometheus.url, verify_stable_s=30)
+        daemons = start_daemons(names, tmp_path, kubeconfig, settings, "--shards", str(SHARDS))
         urls = {d.name: d.api_url() for d in daemons}
         held = wait_for("one shard per process", lambda: _spread(daemons), 90, every_s=1)
         owner = {ns: held[shard_of(ns, SHARDS)] for ns in NAMESPACES}
 
         # A fourth replica with another count is refused, naming the setting.
-        odd = start_daemons(["healer-odd"], tmp_path, kubeconfig, settings, SHARDS + 1)[0]
+        odd = start_daemons(
+            ["healer-odd"], tmp_path, kubeconfig, settings, "--shards", str(SHARDS + 1)
+        )[0]
         assert odd.popen.wait(timeout=120) != 0
         assert "sharding.shards: 4" in odd.stderr() + odd.stdout()
         assert "3 shards" in odd.stderr() + odd.stdout()

@@ -19,7 +19,7 @@ from alembic.runtime.migration import MigrationContext
 from local_postgres import postgres_url
 from sqlalchemy import create_engine, text
 
-from healer.audit import AuditStore, FeedbackInput, StepKind
+from healer.audit import AuditStore, FeedbackInput, IncidentFilter, StepKind
 from healer.audit.tables import Base
 from healer.errors import IllegalTransition, ReviewConflict, UnknownRecord
 from healer.types import (
@@ -131,12 +131,14 @@ def test_lifecycle_reviews_feedback_and_counters(pg: AuditStore) -> None:
 
 def test_filters_and_pages(pg: AuditStore) -> None:
     ids = [pg.open_incident(finding(600 * i)) for i in range(5)]
-    assert [s.id for s in pg.list_incidents(limit=2, before_id=ids[3])] == [ids[2], ids[1]]
-    assert [s.id for s in pg.list_incidents(since=at(1200 - 120))] == ids[:1:-1]
-    assert [s.id for s in pg.list_incidents(namespace="shop", workload="cart", limit=1)] == [
-        ids[-1]
-    ]
-    assert pg.list_incidents(status=IncidentStatus.RESOLVED) == []
+
+    def listed(where: IncidentFilter, limit: int = 50) -> list[int]:
+        return [s.id for s in pg.list_incidents(where, limit=limit)]
+
+    assert listed(IncidentFilter(before_id=ids[3]), limit=2) == [ids[2], ids[1]]
+    assert listed(IncidentFilter(since=at(1200 - 120))) == ids[:1:-1]
+    assert listed(IncidentFilter(namespace="shop", workload="cart"), limit=1) == [ids[-1]]
+    assert pg.list_incidents(IncidentFilter(status=IncidentStatus.RESOLVED)) == []
     # Across the network the event loop never reads itself: "read it on a thread".
     assert pg.list_incident_rows_now(max_steps=1_000_000) is None
 

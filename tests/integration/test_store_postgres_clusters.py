@@ -32,7 +32,7 @@ from test_high_availability import ORDERS, PAYMENTS, SCENARIO
 from healer.act.kube import KubeActuator
 from healer.api import create_app
 from healer.api.auth import hash_token
-from healer.audit import AuditStore
+from healer.audit import AuditStore, IncidentFilter
 from healer.config import Settings, load_settings
 from healer.daemon import Healer
 from healer.decide import load_playbooks
@@ -42,6 +42,7 @@ from healer.sim.cluster import Cluster
 from healer.sim.scenario import load_scenario
 from healer.sim.source import SimSource
 from healer.types import ActionStatus, OutcomeKind
+from tests.acting import held_against
 
 pytestmark = pytest.mark.integration
 
@@ -80,7 +81,7 @@ class Site:
                     return
 
     def outcomes(self) -> dict[str, tuple[ActionStatus | None, OutcomeKind | None]]:
-        mine = self.store.list_incidents(cluster=self.store.cluster)
+        mine = self.store.list_incidents(IncidentFilter(cluster=self.store.cluster))
         return {str(i.workload): (i.action_status, i.outcome) for i in mine}
 
 
@@ -179,7 +180,7 @@ def test_two_clusters_heal_side_by_side_in_one_store_and_the_api_filters_by_clus
 
 
 def _ids(site: Site) -> set[int]:
-    return {i.id for i in site.store.list_incidents(cluster=site.store.cluster)}
+    return {i.id for i in site.store.list_incidents(IncidentFilter(cluster=site.store.cluster))}
 
 
 def _cluster_of(store: AuditStore, incident_id: int) -> str:
@@ -220,21 +221,9 @@ def test_the_acting_lock_lets_one_replica_of_a_cluster_act_at_a_time(server: Loc
     first, second, other = (
         AuditStore(server.url, cluster=name) for name in ("east", "east", "west")
     )
-    entered = threading.Event()
-
-    def take() -> None:
-        with second.acting():
-            entered.set()
-
     try:
-        waiting = threading.Thread(target=take)
-        with first.acting():
-            waiting.start()
-            assert not entered.wait(1.0), "two replicas of east acted at once"
-            with other.acting():  # west's lock is another key
-                pass
-        assert entered.wait(30)
-        waiting.join()
+        with held_against(first, second, wait_s=1.0), other.acting():
+            pass  # west's lock is another key: taken while east's is held
     finally:
         for store in (first, second, other):
             store.close()

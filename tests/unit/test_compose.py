@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-
-import pytest
 
 from healer.audit.store import AuditStore
 from healer.compose import build_loop
@@ -34,13 +31,6 @@ class NoCluster:
 
     def already_applied(self, intent: ActionRecord) -> bool:
         raise AssertionError("not called")
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AuditStore]:
-    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
-    yield store
-    store.close()
 
 
 def test_the_loop_gets_a_fresh_detector_of_the_settings_unless_given_one(

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from test_daemon import OTHERS, OVERLOAD, SEARCH, T0, make_loop
 
-from healer.audit.store import AuditStore
+from healer.audit import AuditStore, IncidentFilter
 from healer.config import load_settings
 from healer.lifecycle.brake_share import BrakeShare
 from healer.lifecycle.brake_watch import BrakeWatch
@@ -72,7 +72,7 @@ def test_each_cluster_resumes_and_budgets_its_own_incidents(tmp_path: Path) -> N
         assert (theirs.recent_action_times, theirs.in_flight, theirs.last_action_at) == ((), 0, {})
         assert (len(ours.recent_action_times), ours.in_flight) == (1, 1)
         assert [i.cluster for i in west.list_incidents()] == ["default"]  # people see all
-        assert west.list_incidents(cluster="west") == []
+        assert west.list_incidents(IncidentFilter(cluster="west")) == []
     finally:
         west.close()
         default.close()

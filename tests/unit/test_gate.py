@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
+from builders import HEALTHY
 
 from healer.config import DetectorSettings
 from healer.detect.sequential import Decision, Running, SequentialTest
@@ -31,15 +32,7 @@ SIGNALS = tuple(Signal)
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 RELEASED = T0 + timedelta(hours=1)
 """The new revision's ReplicaSet was created here; the hour before it is history."""
-NORMAL = {
-    Signal.CPU: 0.5,
-    Signal.MEMORY: 0.4,
-    Signal.RESTARTS: 0.0,
-    Signal.REQUEST_RATE: 100.0,
-    Signal.ERROR_RATIO: 0.002,
-    Signal.LATENCY_P99: 0.08,
-    Signal.READY_RATIO: 1.0,
-}
+NORMAL = HEALTHY
 NOISE = {Signal.CPU: 0.02, Signal.MEMORY: 0.005, Signal.REQUEST_RATE: 4.0}
 NOISE |= {Signal.ERROR_RATIO: 0.0005, Signal.LATENCY_P99: 0.004}
 SETTINGS = GateSettings(

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import collections
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
 import pytest
-from test_leader import FakeLeases
+from test_leader import SETTINGS, T0, FakeLeases
 
-from healer.config import LeaderSettings, load_settings
+from healer.config import load_settings
 from healer.errors import ConfigError
 from healer.leader import LeaderElector
 from healer.sharding import ShardClaims, ShardOnlyActuator, check_shard_count, shard_of
@@ -22,9 +22,6 @@ from healer.types import (
     WorkloadRef,
     WorkloadState,
 )
-
-T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
-SETTINGS = LeaderSettings()
 
 
 class Clock:

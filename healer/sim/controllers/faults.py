@@ -24,22 +24,12 @@ import numpy as np
 from healer.sim.controllers.maintenance import NodeApi, continue_drains, start_drain
 from healer.sim.scenario import NODE_EVENTS, ApiFault, Event, Scenario
 from healer.sim.state import ClusterState, NodeTrouble, Now, Overload
+from healer.sim.verbs import PatchesWorkloads
 
 
-class WorkloadPatcher(NodeApi, Protocol):
+class WorkloadPatcher(NodeApi, PatchesWorkloads, Protocol):
     """The API verbs a release, a person's scale and a maintenance drain go through (the
     cluster's own)."""
-
-    def patch_workload(
-        self,
-        resource: str,
-        namespace: str,
-        name: str,
-        patch: Any,
-        content_type: str,
-        *,
-        dry_run: bool = False,
-    ) -> Any: ...
 
     def patch_scale(
         self,

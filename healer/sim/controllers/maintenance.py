@@ -12,27 +12,17 @@ A benign event: nothing is wrong with the cluster, and nothing should be healed.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Protocol
 
 from healer.sim.objects import ApiError, K8s
 from healer.sim.state import ClusterState, Drain, Now, owner_kind
+from healer.sim.verbs import PatchesObjects
 
 STRATEGIC = "application/strategic-merge-patch+json"
 
 
-class NodeApi(Protocol):
+class NodeApi(PatchesObjects, Protocol):
     """The API verbs a person's kubectl uses to drain a node (the cluster's own)."""
-
-    def patch_object(
-        self,
-        resource: str,
-        namespace: str,
-        name: str,
-        patch: Any,
-        content_type: str,
-        *,
-        dry_run: bool,
-    ) -> K8s: ...
 
     def evict_pod(self, namespace: str, name: str, body: K8s, *, dry_run: bool) -> K8s: ...
 

@@ -12,7 +12,6 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import httpx
 import pytest
@@ -76,13 +75,6 @@ class FakeAlertmanager:
         status = self.silences[silence_id]["status"]
         assert isinstance(status, dict)
         return str(status["state"])
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[AuditStore]:
-    audit = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
-    yield audit
-    audit.close()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from healer.api import create_app, listing, routes
 from healer.api.listing import ListQuery, PageCache, parse_query
 from healer.audit import AuditStore
-from healer.audit.views import SummaryRow
+from healer.audit.views import IncidentFilter, SummaryRow
 from healer.errors import StoreError
 from healer.types import ActionKind, ActionRecord, ActionStatus, Cause, Diagnosis
 from tests.unit.api.test_app import AUTH, CART, LEDGER, SETTINGS, app_for, at, finding
@@ -283,9 +283,9 @@ def test_a_page_read_on_a_reader_thread_is_the_page_read_at_once(
     threads: list[str] = []
     read = store.list_incident_rows
 
-    def watched(**filters: typing.Any) -> list[SummaryRow]:
+    def watched(where: IncidentFilter, *, limit: int) -> list[SummaryRow]:
         threads.append(threading.current_thread().name)
-        return read(**filters)
+        return read(where, limit=limit)
 
     monkeypatch.setattr(store, "list_incident_rows", watched)
     for q in queries:

@@ -2,28 +2,18 @@
 
 from __future__ import annotations
 
-import threading
 from pathlib import Path
 
 from healer.audit import AuditStore
+from tests.acting import held_against
 
 
 def test_two_stores_on_one_file_act_one_at_a_time(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'audit.db'}"
     first, second = AuditStore(url), AuditStore(url)
-    entered = threading.Event()
-
-    def take() -> None:
-        with second.acting():
-            entered.set()
-
     try:
-        waiting = threading.Thread(target=take)
-        with first.acting():
-            waiting.start()
-            assert not entered.wait(0.5), "both held the lock at once"
-        assert entered.wait(30)
-        waiting.join()
+        with held_against(first, second, wait_s=0.5):
+            pass
         assert (tmp_path / "audit.db.acting").exists()
     finally:
         first.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import itertools
 import sqlite3
-from dataclasses import replace
+from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,7 +13,15 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import create_engine
 
-from healer.audit import AuditStore, FeedbackInput, IncidentSummary, StepKind, migrate, views
+from healer.audit import (
+    AuditStore,
+    FeedbackInput,
+    IncidentFilter,
+    IncidentSummary,
+    StepKind,
+    migrate,
+    views,
+)
 from healer.audit.tables import Base
 from healer.errors import ReviewConflict, StoreError, UnknownRecord
 from healer.types import (
@@ -229,8 +237,8 @@ def test_state_is_kept_by_key(store: AuditStore) -> None:
 def test_since_and_until_bound_the_opening_time(store: AuditStore) -> None:
     ids = [store.open_incident(finding(t=600 * i)) for i in range(3)]
     opened = [at(600 * i - 120) for i in range(3)]
-    assert [s.id for s in store.list_incidents(since=opened[1])] == ids[:0:-1]
-    assert [s.id for s in store.list_incidents(until=opened[1])] == ids[:1]
+    assert [s.id for s in store.list_incidents(IncidentFilter(since=opened[1]))] == ids[:0:-1]
+    assert [s.id for s in store.list_incidents(IncidentFilter(until=opened[1]))] == ids[:1]
 
 
 def test_a_listed_incident_reads_back_as_it_was_recorded(store: AuditStore) -> None:
@@ -276,14 +284,17 @@ def test_every_filter_combination_lists_what_it_should(store: AuditStore) -> Non
         "since": at(600),
         "until": at(600 * 4),
         "before_id": everything[0].id,
+        "cluster": "default",
     }
+    assert set(filters) == {f.name for f in fields(IncidentFilter)}, "a filter untested"
     for size in range(len(filters) + 1):
         for names in itertools.combinations(filters, size):
             chosen = {name: filters[name] for name in names}
             expected = [s for s in everything if _matches(s, chosen)]
-            assert store.list_incidents(**chosen, limit=100) == expected, chosen  # type: ignore[arg-type] # keys match
-            now = store.list_incident_rows_now(max_steps=100_000, **chosen, limit=100)  # type: ignore[arg-type] # keys match
-            assert now == store.list_incident_rows(**chosen, limit=100), chosen  # type: ignore[arg-type] # keys match
+            where = IncidentFilter(**chosen)  # type: ignore[arg-type] # keys match
+            assert store.list_incidents(where, limit=100) == expected, chosen
+            now = store.list_incident_rows_now(where, limit=100, max_steps=100_000)
+            assert now == store.list_incident_rows(where, limit=100), chosen
 
 
 def _matches(s: IncidentSummary, chosen: dict[str, object]) -> bool:
@@ -295,6 +306,7 @@ def _matches(s: IncidentSummary, chosen: dict[str, object]) -> bool:
         "since": lambda v: s.opened >= v,
         "until": lambda v: s.opened < v,
         "before_id": lambda v: s.id < v,
+        "cluster": lambda v: s.cluster == v,
     }
     return all(checks[name](value) for name, value in chosen.items())
 
@@ -330,9 +342,10 @@ def test_a_store_that_fails_names_the_read(tmp_path: Path) -> None:
         raw.execute("DROP TABLE incidents")
     raw.close()
     try:
+        shop = IncidentFilter(namespace="shop")
         for read in (
-            lambda: store.list_incident_rows(namespace="shop"),
-            lambda: store.list_incident_rows_now(max_steps=1_000_000, namespace="shop"),
+            lambda: store.list_incident_rows(shop),
+            lambda: store.list_incident_rows_now(shop, max_steps=1_000_000),
         ):
             with pytest.raises(StoreError, match="cannot list incidents: no such table"):
                 read()

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from healer.audit import AuditStore, IncidentSummary, StepKind
+from healer.audit import AuditStore, IncidentFilter, IncidentSummary, StepKind
 from healer.audit.serialize import to_json_object
 from healer.errors import StoreError
 from healer.types import (
@@ -187,7 +187,7 @@ def test_list_filters(store: AuditStore) -> None:
     ids = _populate(store)
 
     def listed(**filters: object) -> set[int]:
-        return {s.id for s in store.list_incidents(**filters)}  # type: ignore[arg-type]
+        return {s.id for s in store.list_incidents(IncidentFilter(**filters))}  # type: ignore[arg-type]
 
     assert listed(status=IncidentStatus.RESOLVED) == {ids["cart"]}
     assert listed(status=IncidentStatus.OPEN) == {ids["search"], ids["ledger"], ids["cart2"]}
@@ -202,7 +202,7 @@ def test_cursor_pagination_walks_every_incident_once(store: AuditStore) -> None:
     ids = [store.open_incident(finding(t=i)) for i in range(7)]
     seen: list[int] = []
     cursor: int | None = None
-    while page := store.list_incidents(limit=3, before_id=cursor):
+    while page := store.list_incidents(IncidentFilter(before_id=cursor), limit=3):
         seen += [s.id for s in page]
         cursor = page[-1].id
     assert seen == ids[::-1]

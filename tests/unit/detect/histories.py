@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from builders import HEALTHY
 from numpy.typing import NDArray
 
 from healer.types import Frame, Signal, WorkloadRef
@@ -15,15 +16,7 @@ T0 = 1_772_449_200.0  # 2026-03-02T11:00:00Z
 PER_HOUR = int(3600 / STEP_S)
 WORKLOADS = tuple(WorkloadRef("shop", "Deployment", n) for n in ("cart", "orders", "search", "web"))
 
-LEVEL = {
-    Signal.CPU: 0.5,
-    Signal.MEMORY: 0.4,
-    Signal.RESTARTS: 0.0,
-    Signal.REQUEST_RATE: 100.0,
-    Signal.ERROR_RATIO: 0.002,
-    Signal.LATENCY_P99: 0.08,
-    Signal.READY_RATIO: 1.0,
-}
+LEVEL = HEALTHY
 NOISE = {
     Signal.CPU: 0.04,
     Signal.MEMORY: 0.005,

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
-from builders import state
+from builders import HEALTHY, state
 
 from healer.diagnose.rules import explain
 from healer.types import (
@@ -31,15 +31,7 @@ ONSET = NOW - timedelta(minutes=5)
 def flat_frame(**series: np.ndarray | float) -> Frame:
     """Ten minutes of one workload, every signal flat unless given."""
     timestamps = NOW.timestamp() - STEP_S * np.arange(SAMPLES)[::-1]
-    base = {
-        Signal.CPU: 0.5,
-        Signal.MEMORY: 0.4,
-        Signal.RESTARTS: 0.0,
-        Signal.REQUEST_RATE: 100.0,
-        Signal.ERROR_RATIO: 0.002,
-        Signal.LATENCY_P99: 0.08,
-        Signal.READY_RATIO: 1.0,
-    }
+    base = HEALTHY
     values = np.empty((1, len(SIGNALS), SAMPLES))
     for s, sig in enumerate(SIGNALS):
         values[0, s] = series.get(sig.value, base[sig])

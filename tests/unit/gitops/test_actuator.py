@@ -38,6 +38,7 @@ from healer.types import (
     IncidentStatus,
     JsonObject,
     Mode,
+    ObjectRef,
     Plan,
     Revision,
     Signal,
@@ -80,17 +81,14 @@ class FakeObjects:
         self.objects = objects
         self.annotated: list[tuple[str, str, dict[str, str]]] = []
 
-    def get(self, group: str, version: str, plural: str, namespace: str, name: str) -> JsonObject:
-        found = self.objects.get((plural, namespace, name))
+    def get(self, ref: ObjectRef) -> JsonObject:
+        found = self.objects.get((ref.plural, ref.namespace, ref.name))
         if found is None:
-            raise PermanentActionError(f"{plural} {namespace}/{name}: 404 Not Found")
+            raise PermanentActionError(f"{ref}: 404 Not Found")
         return found
 
-    def annotate(
-        self, group: str, version: str, plural: str, namespace: str, name: str,
-        annotations: Mapping[str, str],
-    ) -> None:  # fmt: skip
-        self.annotated.append((plural, name, dict(annotations)))
+    def annotate(self, ref: ObjectRef, annotations: Mapping[str, str]) -> None:
+        self.annotated.append((ref.plural, ref.name, dict(annotations)))
 
 
 def _application(url: str, path: str = "apps/cart") -> JsonObject:
@@ -264,6 +262,15 @@ def forge(
         yield made, url
 
 
+def _forged(tmp_path: Path, remote: Path, forge: tuple[Forge, str]) -> tuple[Forge, GitOpsActuator]:
+    """The actuator on a bad release of the tracked workload, opening its requests in
+    ``forge`` (GitHub's or GitLab's API, served locally)."""
+    served, url = forge
+    cluster = FakeCluster(state(BAD, GOOD, annotations=TRACKED))
+    actuator, _ = _actuator(tmp_path, remote, cluster, forge_url=url, kind=served.kind)
+    return served, actuator
+
+
 def test_approval_opens_a_request_and_approving_merges_it(
     tmp_path: Path, remote: Path, forge: tuple[Forge, str]
 ) -> None:
@@ -294,9 +301,7 @@ def test_approval_opens_a_request_and_approving_merges_it(
 def test_a_request_merged_in_the_forge_is_not_merged_again(
     tmp_path: Path, remote: Path, forge: tuple[Forge, str]
 ) -> None:
-    served, url = forge
-    cluster = FakeCluster(state(BAD, GOOD, annotations=TRACKED))
-    actuator, _ = _actuator(tmp_path, remote, cluster, forge_url=url, kind=served.kind)
+    served, actuator = _forged(tmp_path, remote, forge)
     actuator.apply(_plan(Mode.APPROVAL), now=NOW)
     served.merge_in_the_forge(1)
     merged_head = head(remote)
@@ -313,9 +318,7 @@ def test_a_request_merged_in_the_forge_is_not_merged_again(
 def test_a_forge_that_refuses_the_token_fails_the_action(
     tmp_path: Path, remote: Path, forge: tuple[Forge, str]
 ) -> None:
-    served, url = forge
-    cluster = FakeCluster(state(BAD, GOOD, annotations=TRACKED))
-    actuator, _ = _actuator(tmp_path, remote, cluster, forge_url=url, kind=served.kind)
+    _, actuator = _forged(tmp_path, remote, forge)
     (tmp_path / "forge-token").write_text("wrong-token", encoding="utf-8")
     record = actuator.apply(_plan(Mode.APPROVAL), now=NOW)
     assert record.status is ActionStatus.FAILED and "401" in str(record.error)
@@ -348,15 +351,19 @@ def _pending(record: ActionRecord, action_id: int) -> ActionView:
     )  # fmt: skip
 
 
+def _awaiting_review(actuator: GitOpsActuator, action_id: int) -> FakeReviews:
+    """A request opened for approval, its action pending as ``action_id`` in a fake queue."""
+    pending = actuator.apply(_plan(Mode.APPROVAL), now=NOW)
+    reviews = FakeReviews([_pending(pending, action_id)])
+    actuator._reviews = reviews
+    return reviews
+
+
 def test_a_merge_in_the_forge_approves_the_pending_action(
     tmp_path: Path, remote: Path, forge: tuple[Forge, str]
 ) -> None:
-    served, url = forge
-    cluster = FakeCluster(state(BAD, GOOD, annotations=TRACKED))
-    actuator, _ = _actuator(tmp_path, remote, cluster, forge_url=url, kind=served.kind)
-    pending = actuator.apply(_plan(Mode.APPROVAL), now=NOW)
-    reviews = FakeReviews([_pending(pending, 31)])
-    actuator._reviews = reviews
+    served, actuator = _forged(tmp_path, remote, forge)
+    reviews = _awaiting_review(actuator, 31)
     assert actuator.watch_merges(NOW) == 0  # still open: nothing approved
     served.merge_in_the_forge(1)
     assert actuator.watch_merges(NOW) == 1
@@ -368,12 +375,8 @@ def test_a_merge_in_the_forge_approves_the_pending_action(
 def test_a_request_closed_in_the_forge_rejects_the_pending_action(
     tmp_path: Path, remote: Path, forge: tuple[Forge, str]
 ) -> None:
-    served, url = forge
-    cluster = FakeCluster(state(BAD, GOOD, annotations=TRACKED))
-    actuator, _ = _actuator(tmp_path, remote, cluster, forge_url=url, kind=served.kind)
-    pending = actuator.apply(_plan(Mode.APPROVAL), now=NOW)
-    reviews = FakeReviews([_pending(pending, 32)])
-    actuator._reviews = reviews
+    served, actuator = _forged(tmp_path, remote, forge)
+    reviews = _awaiting_review(actuator, 32)
     served.requests[1]["state"] = "closed"  # a person closes it without merging
     assert actuator.watch_merges(NOW) == 1
     [(verdict, action_id, by, reason)] = reviews.settled
@@ -396,9 +399,7 @@ def test_after_a_crash_a_pushed_commit_counts_as_landed(tmp_path: Path, remote: 
 def test_a_rejection_in_healer_closes_the_open_request(
     tmp_path: Path, remote: Path, forge: tuple[Forge, str]
 ) -> None:
-    served, url = forge
-    cluster = FakeCluster(state(BAD, GOOD, annotations=TRACKED))
-    actuator, _ = _actuator(tmp_path, remote, cluster, forge_url=url, kind=served.kind)
+    served, actuator = _forged(tmp_path, remote, forge)
     pending = actuator.apply(_plan(Mode.APPROVAL), now=NOW)
     rejected = replace(_pending(pending, 33), status=ActionStatus.REJECTED)
     actuator._reviews = FakeReviews([rejected])
