@@ -16,7 +16,7 @@ alert, not the metrics, is what healer acts on; the detector still learns the ba
 the verification compares with. It takes about 75 s, set by the simulated cluster's
 pods rather than by Alertmanager or Prometheus: a new pod serves 10 s after it starts,
 for the release and again for the rollback, and healer wants the error ratio at its
-baseline for 10 s (FAST) before it calls the workload healed.
+baseline for 10 s (``fast_settings``) before it calls the workload healed.
 
 Skipped when a binary is missing, failed under HEALER_REQUIRE_PROMETHEUS=1.
 """
@@ -33,11 +33,20 @@ from typing import Any
 import httpx
 import pytest
 import yaml
-from daemons import REPO, VIEWER, Process, daemon_settings, serve_sim, wait_for
+from daemons import (
+    REPO,
+    VIEWER,
+    Process,
+    fast_settings,
+    healers,
+    serve_sim,
+    start_daemons,
+    wait_for,
+)
 from kubernetes import client
 from kubernetes import config as kube_config
 from test_alertmanager import running_alertmanager
-from test_healer_run import FAST, healer_events, scenario, start_daemons
+from test_healer_run import healer_events, scenario
 from test_prometheus import PrometheusServer, _binary, _free_port
 
 from healer.api.auth import hash_token
@@ -56,8 +65,8 @@ and keeps firing for about this long after the rollback, past the moment healer'
 silence is in place."""
 
 RELEASE_AT_S = 25
-"""Before the detector's 30 s warm-up (FAST) is over, which it needs only once the rollback
-is verified, some 20 s later: the alert, not the detector, starts the incident."""
+"""Before the detector's 30 s warm-up (``fast_settings``) is over, which it needs only once the
+rollback is verified, some 20 s later: the alert, not the detector, starts the incident."""
 
 ROLLBACK_ON_ALERT = f"""\
 name: rollback-on-error-alert
@@ -174,22 +183,17 @@ def test_a_firing_rule_is_routed_to_healer_which_rolls_back_under_its_silence(
             alertmanager=f"127.0.0.1:{alertmanager_port}",
         )
         try:
-            settings = daemon_settings(
-                tmp_path,
-                prometheus.url,
-                prometheus={"step_s": 1, "rate_window_s": 4},
-                api={"port": healer_port},
-                alertmanager={
-                    "url": am,
-                    "receiver_tokens": [{"name": "alertmanager", "sha256": hash_token(TOKEN)}],
-                    "silence_backoff_s": 0.2,
-                },
-                daemon=FAST["daemon"],
-                # No finding of its own before the alert's incident is healed.
-                detector={**FAST["detector"], "persistence_s": 3600},
-            )
+            settings = fast_settings(tmp_path, prometheus.url, verify_stable_s=10)
+            settings["api"]["port"] = healer_port
+            settings["alertmanager"] = {
+                "url": am,
+                "receiver_tokens": [{"name": "alertmanager", "sha256": hash_token(TOKEN)}],
+                "silence_backoff_s": 0.2,
+            }
+            # No finding of its own before the alert's incident is healed.
+            settings["detector"]["persistence_s"] = 3600
             settings["playbooks_dir"] = str(playbooks)
-            daemons = start_daemons(1, tmp_path, kubeconfig, settings)
+            daemons = start_daemons(healers(1), tmp_path, kubeconfig, settings)
             [healer] = daemons
             assert healer.api_url() == healer_url
 
