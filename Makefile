@@ -49,7 +49,7 @@ test: $(DEV_STAMP)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 		$(MAKE) --no-print-directory postgresql || \
 		echo "make: postgresql not installed; its store tests will skip (fail under CI)" >&2
-	$(BIN)/python -m pytest -n $(WORKERS) --cov=healer --cov-report=term:skip-covered $(ARGS)
+	$(BIN)/python -m pytest -n $(WORKERS) --durations=20 --cov=healer --cov-report=term:skip-covered $(ARGS)
 
 prometheus prometheus-alertmanager kubectl chromium postgresql:
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo="sudo -n"; fi; \

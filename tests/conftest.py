@@ -33,7 +33,9 @@ REPO = Path(__file__).resolve().parent.parent
 # the chaos benchmark and Prometheus in real time, one to four minutes each, then those
 # of half a minute or more. The other files keep pytest's order.
 SLOWEST_FIRST = (
+    "tests/integration/test_gate_release.py",
     "tests/integration/test_healer_run.py",
+    "tests/integration/test_shards_run.py",
     "tests/integration/test_chaos_bench.py",
     "tests/integration/test_prometheus.py",
     "tests/integration/test_high_availability.py",
@@ -45,6 +47,9 @@ SLOWEST_FIRST = (
     "tests/integration/test_loop_generated.py",
     "tests/integration/test_train_prometheus.py",
     "tests/integration/test_review_browser.py",
+    "tests/integration/test_loop_gitops.py",
+    "tests/integration/test_loop_policies.py",
+    "tests/integration/test_kubectl_policies.py",
     "tests/unit/detect/test_univariate_cli.py",
     "tests/unit/chaos/test_chaos_cli.py",
     "tests/unit/detect/test_model.py",
