@@ -28,7 +28,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import quote, urlsplit
 
 import httpx
@@ -37,6 +37,7 @@ from healer.errors import PermanentActionError, TransientActionError
 from healer.gitops.repo import Redactor
 
 State = Literal["open", "merged", "closed"]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,33 @@ class _Http:
             raise self.fail(verb, path, response)
         return response
 
+    def read(
+        self,
+        verb: str,
+        path: str,
+        parse: Callable[[Any], T],
+        *,
+        json: object = None,
+        params: dict[str, str] | None = None,
+    ) -> T:
+        """``expect`` a 200 and ``parse`` its JSON body."""
+        return self.parse(verb, path, self.expect(verb, path, json=json, params=params), parse)
+
+    def parse(self, verb: str, path: str, response: httpx.Response, parse: Callable[[Any], T]) -> T:
+        """``parse`` the body of a successful answer; a body that is not JSON, or JSON
+        without the fields used (a proxy's login page, another API behind the URL), is a
+        PermanentActionError naming the call, not a crash of the action."""
+        try:
+            return parse(response.json())
+        except (ValueError, KeyError, IndexError, TypeError, AttributeError) as exc:
+            said = response.text[:200]
+            raise PermanentActionError(
+                self._redact(
+                    f"{verb} {path}: forge answered {response.status_code} with a body that is "
+                    f"not the expected JSON ({type(exc).__name__}: {exc}): {said!r}"
+                )
+            ) from exc
+
     def create(
         self,
         path: str,
@@ -118,7 +146,7 @@ class _Http:
             return found
         if response.status_code != 201:
             raise self.fail("POST", path, response)
-        return review(response.json())
+        return self.parse("POST", path, response, review)
 
     def fail(self, verb: str, path: str, response: httpx.Response) -> PermanentActionError:
         said = response.text[:300]
@@ -164,11 +192,16 @@ class GitHub:
 
     def find(self, head: str) -> Review | None:
         params = {"head": f"{self._owner}:{head}", "state": "all"}
-        items = self._http.expect("GET", f"{self._repo}/pulls", params=params).json()
-        return self.get(int(items[0]["number"])) if items else None
+        numbers = self._http.read(
+            "GET",
+            f"{self._repo}/pulls",
+            lambda items: [int(i["number"]) for i in items],
+            params=params,
+        )
+        return self.get(numbers[0]) if numbers else None
 
     def get(self, number: int) -> Review:
-        return self._review(self._http.expect("GET", f"{self._repo}/pulls/{number}").json())
+        return self._http.read("GET", f"{self._repo}/pulls/{number}", self._review)
 
     def merge(self, number: int) -> Review:
         merge = f"{self._repo}/pulls/{number}/merge"
@@ -177,7 +210,7 @@ class GitHub:
 
     def close(self, number: int) -> Review:
         path = f"{self._repo}/pulls/{number}"
-        return self._review(self._http.expect("PATCH", path, json={"state": "closed"}).json())
+        return self._http.read("PATCH", path, self._review, json={"state": "closed"})
 
 
 class GitLab:
@@ -218,17 +251,20 @@ class GitLab:
 
     def find(self, head: str) -> Review | None:
         path = f"{self._project}/merge_requests"
-        items = self._http.expect("GET", path, params={"source_branch": head}).json()
-        return self._review(items[0]) if items else None
+        reviews = self._http.read(
+            "GET", path, lambda items: [self._review(i) for i in items[:1]],
+            params={"source_branch": head},
+        )  # fmt: skip
+        return reviews[0] if reviews else None
 
     def get(self, number: int) -> Review:
         path = f"{self._project}/merge_requests/{number}"
-        return self._review(self._http.expect("GET", path).json())
+        return self._http.read("GET", path, self._review)
 
     def merge(self, number: int) -> Review:
         path = f"{self._project}/merge_requests/{number}/merge"
-        return self._review(self._http.expect("PUT", path).json())
+        return self._http.read("PUT", path, self._review)
 
     def close(self, number: int) -> Review:
         path = f"{self._project}/merge_requests/{number}"
-        return self._review(self._http.expect("PUT", path, json={"state_event": "close"}).json())
+        return self._http.read("PUT", path, self._review, json={"state_event": "close"})
