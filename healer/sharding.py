@@ -20,10 +20,19 @@ Decisions:
 
 - Spreading without a coordinator: for its first ``lease_duration_s`` a replica claims
   one free shard at most, starting its search at a place its identity picks, so that
-  replicas started together take one shard each; after that it claims any shard that
-  lies free (its holder died), so a dead replica's shard is taken within about
-  ``lease_duration_s + retry_period_s``. Shards are not moved from a live replica to
-  one that started later: that replica waits, as a standby, for a shard to fall free.
+  replicas started together take one shard each; after that it claims shards that lie
+  free (their holder died or handed them over) up to its fair share, so a dead
+  replica's shard is taken within about ``lease_duration_s + retry_period_s``.
+- Balance through membership Leases (``healer.membership``): every replica sees the
+  same members, so each computes every member's share (``fair_share``: the shares add
+  up to the shard count) and only ever changes its own holdings, keeping or claiming up
+  to its share and handing over what is beyond it; nobody takes a shard from another.
+  A replica that starts later thus gets shards from those holding more than their share
+  once it has been seen for ``sharding.settle_s``. Handing over is two-phase, so that
+  no shard is acted on by two replicas: the giver stops acting on it between two
+  cycles (the daemon's next ``leading_term``), releases the Lease at its next attempt
+  once no write for it is in flight, and only then may another replica claim it; the
+  taker resumes its incidents from the store, as after a takeover.
 - The shard count is written on each shard Lease (annotation ``healer.io/shards``). A
   replica starting with another count than a live shard Lease records refuses to start
   (``check_shard_count``), since two counts would give one namespace two owners.
