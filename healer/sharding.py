@@ -138,6 +138,8 @@ class ShardClaims:
             for index in self._order():
                 elector = self.electors[index]
                 if index in self._handed:
+                    if self._writing[index]:  # renewed until its last write is done
+                        elector.tick(now)
                     continue
                 if elector.is_leader(now) or self._may_claim(now, share):
                     elector.tick(now)

@@ -223,10 +223,11 @@ def test_a_shard_is_released_only_after_the_daemons_cycle_and_its_writes() -> No
         refused_record = actuator.apply(plan_for(workload), now=clock.now)
         assert refused_record.status is ActionStatus.FAILED
         assert refused_record.error is not None and "handed over" in refused_record.error
-        clock.now += timedelta(seconds=SETTINGS.retry_period_s)
-        r0.tick(clock.now)  # the write is in flight: the Lease stays r0's
-        r1.tick(clock.now)
-        assert not r1.held(clock.now)
+        for _ in range(10):  # a slow write, longer than the renew deadline
+            clock.now += timedelta(seconds=SETTINGS.retry_period_s)
+            r0.tick(clock.now)  # the write is in flight: the Lease stays r0's, renewed
+            r1.tick(clock.now)
+            assert not r1.held(clock.now)
     clock.now += timedelta(seconds=SETTINGS.retry_period_s)
     r0.tick(clock.now)  # released
     r1.tick(clock.now)
