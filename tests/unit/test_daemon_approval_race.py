@@ -109,7 +109,8 @@ def test_two_approvals_racing_on_a_budget_of_one_take_one_action(
     assert isinstance(shop.store, PausingStore)
     shop.store.pause = let_the_other_shard_try
     shop.cycle(later)
-    second.join()
+    second.join(timeout=60)
+    assert not second.is_alive(), "the second shard never got the acting lock"
 
     applied = shop.actuator.applied + web.actuator.applied
     taken = [p.workload for p in applied if p.mode is Mode.AUTO]
