@@ -222,6 +222,11 @@ class ShardingSettings(_Section):
     belongs to shard ``sha1(namespace) mod shards``. 0: no sharding, one leader acts on
     everything. Every replica of a cluster must use the same count: a replica that finds
     a live shard Lease recording another count refuses to start."""
+    settle_s: float = Field(default=30.0, ge=0)
+    """How long a replica that joins must have been seen (through its membership Lease
+    ``<leader.name>-member-<identity>``) before the others hand it shards: each replica
+    keeps its fair share of the shards among the live members and hands the rest over,
+    and this wait keeps a replica in a crash loop from moving shards back and forth."""
 
 
 DENIED_NETWORKS: tuple[IPv4Network | IPv6Network, ...] = tuple(

@@ -1068,6 +1068,9 @@ class _Acting:
     def act(self, track: Track, plan: Plan) -> None:
         self.healer._act(track, plan, self.reading.now)
 
+    def exclusive(self) -> AbstractContextManager[object]:
+        return self.healer._acting()
+
 
 class Leadership(Protocol):
     def leading_term(self, now: datetime) -> int | None:

@@ -118,6 +118,27 @@ class LeaderElector:
             )
         return leads
 
+    def observe(self, now: datetime) -> None:
+        """Read the Lease and note its version, never writing it: a shard replica at its
+        share watches the shards it may claim later, so that when it may, a holder that
+        stopped renewing is judged from when it stopped, not from then. Errors are kept
+        in ``last_error``, as ``tick`` does."""
+        with self._lock:
+            try:
+                current = self.leases.get()
+                self.last_error = None
+            except ActionError as exc:
+                self.last_error = str(exc)
+                return
+            if current is None:
+                return
+            if (
+                self._observed is None
+                or current.resource_version != self._observed.resource_version
+            ):
+                self._observed, self._observed_at = current, now
+            self.holder = current.holder
+
     def _try_acquire_or_renew(self, now: datetime) -> None:
         current = self.leases.get()
         if current is None:
@@ -296,13 +317,19 @@ class LeaderOnlyActuator:
         refused = self.elector.confirm(self.clock())
         if refused is None:
             return self.inner.apply(plan, now=now)
-        log.warning("action_abandoned", workload=str(plan.workload), reason=refused)
-        return ActionRecord(
-            kind=plan.action,
-            target=plan.workload,
-            request={"action": plan.action.value, "params": dict(plan.params)},
-            status=ActionStatus.FAILED,
-            started=now,
-            finished=now,
-            error=f"not applied: {refused}",
-        )
+        return abandoned(plan, now, refused)
+
+
+def abandoned(plan: Plan, now: datetime, refused: str) -> ActionRecord:
+    """The record of a write not sent because this daemon may not write (``refused``
+    says why): failed, so the step shows as abandoned and is never repeated."""
+    log.warning("action_abandoned", workload=str(plan.workload), reason=refused)
+    return ActionRecord(
+        kind=plan.action,
+        target=plan.workload,
+        request={"action": plan.action.value, "params": dict(plan.params)},
+        status=ActionStatus.FAILED,
+        started=now,
+        finished=now,
+        error=f"not applied: {refused}",
+    )

@@ -34,7 +34,7 @@ import structlog
 
 from healer.act.customobjects import CustomObjects
 from healer.act.kube import KubeActuator, api_client
-from healer.act.lease import KubeLeases, server_version
+from healer.act.lease import KubeLeases, KubeMembers, server_version
 from healer.act.policy_api import KubePolicyApi
 from healer.act.silences import SilenceKeeper
 from healer.api.app import create_app
@@ -60,6 +60,7 @@ from healer.gitops.build import gitops_actuator
 from healer.leader import LeaderElector, LeaderOnlyActuator, default_identity, run_elector
 from healer.lifecycle import policy_watch
 from healer.lifecycle.brake_share import BrakeShare
+from healer.membership import Membership
 from healer.sharding import (
     ShardClaims,
     ShardOnlyActuator,
@@ -397,7 +398,16 @@ def _shard_claims(settings: Settings, api: Any, *, identity: str, clock: Clock) 
         LeaderElector(leases(i), identity=identity, settings=leader, shards=shards)
         for i in range(shards)
     ]
-    return ShardClaims(electors, identity=identity, settings=leader, clock=clock)
+    membership = Membership(
+        KubeMembers(api, namespace=leader.namespace, group=leader.name),
+        identity=identity,
+        base=leader.name,
+        settings=leader,
+        settle_s=settings.sharding.settle_s,
+    )
+    return ShardClaims(
+        electors, identity=identity, settings=leader, clock=clock, membership=membership
+    )
 
 
 def _kube_client(settings: Settings) -> Any:

@@ -16,7 +16,7 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from healer.act.apicall import call
-from healer.errors import PermanentActionError
+from healer.errors import ActionError, PermanentActionError
 from healer.types import LeaseRecord
 
 # Seconds to connect and to read one answer. Lease calls run every retry period
@@ -25,6 +25,8 @@ _REQUEST_TIMEOUT_S = (2.0, 4.0)
 SHARDS_ANNOTATION = "healer.io/shards"
 """The shard count a shard Lease's holder runs with: a replica configured with another
 count reads it and refuses to start (``healer.sharding``)."""
+MEMBER_LABEL = "healer.io/member-of"
+"""Label of a membership Lease: the group (``leader.name``) whose shards it shares."""
 
 
 class KubeLeases:
@@ -58,27 +60,78 @@ class KubeLeases:
         )
 
     def _body(self, record: LeaseRecord) -> dict[str, Any]:
-        metadata: dict[str, Any] = {"name": self.name, "namespace": self.namespace}
-        if record.resource_version is not None:
-            metadata["resourceVersion"] = record.resource_version
-        if record.shards is not None:
-            metadata["annotations"] = {SHARDS_ANNOTATION: str(record.shards)}
-        return {
-            "apiVersion": "coordination.k8s.io/v1",
-            "kind": "Lease",
-            "metadata": metadata,
-            "spec": {
-                "holderIdentity": record.holder,
-                "leaseDurationSeconds": record.lease_duration_s,
-                "acquireTime": _micro_time(record.acquired),
-                "renewTime": _micro_time(record.renewed),
-                "leaseTransitions": record.transitions,
-            },
-        }
+        return _body(self.namespace, self.name, record)
 
     @staticmethod
-    def _call(method: Any, *args: Any) -> Any:
-        return call("lease", method, *args, timeout_s=_REQUEST_TIMEOUT_S)
+    def _call(method: Any, *args: Any, **kwargs: Any) -> Any:
+        return call("lease", method, *args, timeout_s=_REQUEST_TIMEOUT_S, **kwargs)
+
+
+class KubeMembers:
+    """The membership Leases of one group (``healer.membership``): listed by their
+    label, each replica creating and renewing its own, and deleting lapsed ones."""
+
+    def __init__(self, api: Any, *, namespace: str, group: str) -> None:
+        self._coordination = client.CoordinationV1Api(api)
+        self.namespace = namespace
+        self.labels = {MEMBER_LABEL: group}
+
+    def members(self) -> dict[str, LeaseRecord]:
+        """Every membership Lease of the group, by name (one list request)."""
+        selector = ",".join(f"{k}={v}" for k, v in self.labels.items())
+        listed = KubeLeases._call(
+            self._coordination.list_namespaced_lease, self.namespace, label_selector=selector
+        )
+        return {lease.metadata.name: _record(lease) for lease in listed.items or ()}
+
+    def create(self, name: str, record: LeaseRecord) -> LeaseRecord:
+        body = _body(self.namespace, name, record, self.labels)
+        create = self._coordination.create_namespaced_lease
+        return _record(KubeLeases._call(create, self.namespace, body))
+
+    def replace(self, name: str, record: LeaseRecord) -> LeaseRecord:
+        body = _body(self.namespace, name, record, self.labels)
+        replace = self._coordination.replace_namespaced_lease
+        return _record(KubeLeases._call(replace, name, self.namespace, body))
+
+    def delete(self, name: str, *, resource_version: str) -> None:
+        """Delete the Lease if still at ``resource_version``: a 409 (renewed since) or a
+        404 (someone deleted it first) is not an error."""
+        options = client.V1DeleteOptions(
+            preconditions=client.V1Preconditions(resource_version=resource_version)
+        )
+        try:
+            KubeLeases._call(
+                self._coordination.delete_namespaced_lease, name, self.namespace, body=options
+            )
+        except ActionError as exc:
+            cause = exc.__cause__
+            if not (isinstance(cause, ApiException) and cause.status in (404, 409)):
+                raise
+
+
+def _body(
+    namespace: str, name: str, record: LeaseRecord, labels: dict[str, str] | None = None
+) -> dict[str, Any]:
+    metadata: dict[str, Any] = {"name": name, "namespace": namespace}
+    if labels:
+        metadata["labels"] = dict(labels)
+    if record.resource_version is not None:
+        metadata["resourceVersion"] = record.resource_version
+    if record.shards is not None:
+        metadata["annotations"] = {SHARDS_ANNOTATION: str(record.shards)}
+    return {
+        "apiVersion": "coordination.k8s.io/v1",
+        "kind": "Lease",
+        "metadata": metadata,
+        "spec": {
+            "holderIdentity": record.holder,
+            "leaseDurationSeconds": record.lease_duration_s,
+            "acquireTime": _micro_time(record.acquired),
+            "renewTime": _micro_time(record.renewed),
+            "leaseTransitions": record.transitions,
+        },
+    }
 
 
 def server_version(api: Any) -> str:

@@ -16,6 +16,12 @@ Decisions:
   ``on``, ``ignoring``, ``group_left`` and ``group_right``; any other name not followed
   by ``(`` is a metric name. PromQL has no other place where a bare name may stand, so
   the queries of ``collect.signals`` and any override written in PromQL come out right.
+- The matcher names the label that holds the namespace of the *workload* a series is
+  about, which depends on who exports it (``NAMESPACE_LABELS``): Istio's sidecars put
+  the serving workload's namespace in ``destination_workload_namespace`` (their own
+  ``namespace`` label, when a scrape adds one, is the reporting pod's), so a shard
+  restricting ``istio_requests_total`` on ``namespace`` would read the wrong workloads
+  or none. Chosen per metric name, since one query may join several exporters.
 - Which namespaces exist is asked of Prometheus every cycle (``NAMESPACES``, one
   instant query of kube-state-metrics' series): a namespace created since the last
   cycle reaches its shard at the next one, and no Kubernetes list is needed.
@@ -48,6 +54,8 @@ _KEYWORDS = frozenset(
 )
 _LABEL_LISTS = frozenset({"by", "without", "on", "ignoring", "group_left", "group_right"})
 _CLOSING = {"{": "}", "[": "]"}
+_NAMED = re.compile(r'__name__\s*=\s*"([^"]*)"')
+"""An exact ``__name__`` matcher, which names the metric of a selector without a name."""
 
 NAMESPACES = (
     "group by (namespace) (kube_deployment_spec_replicas or kube_statefulset_replicas"
@@ -58,16 +66,33 @@ NAMESPACES = (
 NAMESPACES_RECORDED = "group by (namespace) (namespace_deployment:healer_replicas_ready:ratio)"
 """The same from the recording rules' ready-ratio series, when they are used."""
 
+NAMESPACE_LABELS: tuple[tuple[str, str], ...] = (("istio_", "destination_workload_namespace"),)
+"""(metric name prefix, label): the label naming the workload's namespace on the series
+of those metrics; ``namespace`` (kube-state-metrics, cAdvisor, instrumented services,
+the recording rules) for any other."""
+
+
+def namespace_label(metric: str) -> str:
+    """The label a selector of ``metric`` restricts to a shard's namespaces."""
+    return next(
+        (label for prefix, label in NAMESPACE_LABELS if metric.startswith(prefix)), "namespace"
+    )
+
 
 def restrict(promql: str, namespaces: Collection[str]) -> str:
-    """``promql`` with ``namespace=~"<namespaces>"`` on every vector selector.
+    """``promql`` with ``namespace=~"<namespaces>"`` on every vector selector, or the
+    metric's own namespace label (``namespace_label``) in place of ``namespace``.
 
     Pure. ``namespaces`` must not be empty: an empty alternative would match the series
     that have no namespace at all, never what a caller wants.
     """
     if not namespaces:
         raise ValueError("restrict needs at least one namespace")
-    matcher = f'namespace=~"{namespaces_regex(namespaces)}"'
+    regex = namespaces_regex(namespaces)
+
+    def matcher(metric: str) -> str:
+        return f'{namespace_label(metric)}=~"{regex}"'
+
     out: list[str] = []
     i, n = 0, len(promql)
     label_list_next = False
@@ -79,7 +104,8 @@ def restrict(promql: str, namespaces: Collection[str]) -> str:
             i = end
         elif char == "{":  # a selector without a metric name: {__name__=~"..."}
             end = _closing(promql, i)
-            out.append(_with_matcher(promql[i:end], matcher))
+            named = _NAMED.search(promql, i, end)
+            out.append(_with_matcher(promql[i:end], matcher(named.group(1) if named else "")))
             i = end
         elif char == "[":
             end = _closing(promql, i)
@@ -99,10 +125,10 @@ def restrict(promql: str, namespaces: Collection[str]) -> str:
             elif following == "{":
                 gap = promql[i : promql.index("{", i)]
                 end = _closing(promql, i + len(gap))
-                out.append(name + gap + _with_matcher(promql[i + len(gap) : end], matcher))
+                out.append(name + gap + _with_matcher(promql[i + len(gap) : end], matcher(name)))
                 i = end
             else:
-                out.append(f"{name}{{{matcher}}}")
+                out.append(f"{name}{{{matcher(name)}}}")
         else:
             if not char.isspace():
                 label_list_next = False

@@ -5,15 +5,21 @@ now, through the same guards (the person's approval stands for the approval mode
 and takes it if they pass; otherwise it is recorded as blocked (so it is never taken
 later) and its incident settles escalated. One that crashes (a bug) is blocked too.
 
-Decisions: planning and acting are the cycle's, the same for an approved action as for
-any other, so this module asks them of the cycle through ``Acting`` rather than owning a
-second copy; what it decides itself is store-side (which actions wait, whether one
-continues an ``on_failure`` chain, blocking one) and which stage the incident moves to.
+Decisions:
+
+- Planning and acting are the cycle's, the same for an approved action as for any
+  other, so this module asks them of the cycle through ``Acting`` rather than owning a
+  second copy; what it decides itself is store-side (which actions wait, whether one
+  continues an ``on_failure`` chain, blocking one) and which stage the incident moves to.
+- The guards' decision and the action are one critical section (``Acting.exclusive``,
+  the cluster's acting lock), as on the automatic path: two shards taking approvals at
+  once would otherwise both read a budget with one action left and both spend it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import datetime
 from typing import Protocol
@@ -66,6 +72,11 @@ class Acting(Protocol):
 
     def act(self, track: Track, plan: Plan) -> None:
         """Take ``plan`` for the incident, recorded before and after."""
+        ...
+
+    def exclusive(self) -> AbstractContextManager[object]:
+        """The cluster's acting lock (not reentrant): planning on the shared action
+        history and taking the action happen inside it, one replica at a time."""
         ...
 
 
@@ -125,17 +136,18 @@ def take_one(
     diagnosis, finding = incident.diagnosis, incident.finding
     track = cycle.move(track, Reviewed(Story(finding, diagnosis)))
     chain_to = chain_step(incident, store=store, playbooks=playbooks)
-    plan = cycle.replan(diagnosis, finding, chain_to)
-    if plan is not None and plan.mode == Mode.APPROVAL:
-        plan = replace(plan, mode=Mode.AUTO)
-    if plan is not None:
-        store.record_plan(incident_id, plan, at=now)
-    if plan is None or not plan.allowed:
-        why = "no playbook matches any more" if plan is None else ", ".join(plan.blocked_by)
-        outcome = block(incident_id, f"blocked by {why}", now, incident.action, store=store)
-        cycle.move(track, Settled(outcome))
-        return
-    cycle.act(track, plan)
+    with cycle.exclusive():  # the budget read and the action spending it, as one step
+        plan = cycle.replan(diagnosis, finding, chain_to)
+        if plan is not None and plan.mode == Mode.APPROVAL:
+            plan = replace(plan, mode=Mode.AUTO)
+        if plan is not None:
+            store.record_plan(incident_id, plan, at=now)
+        if plan is None or not plan.allowed:
+            why = "no playbook matches any more" if plan is None else ", ".join(plan.blocked_by)
+            outcome = block(incident_id, f"blocked by {why}", now, incident.action, store=store)
+            cycle.move(track, Settled(outcome))
+            return
+        cycle.act(track, plan)
 
 
 def _settle_crashed(

@@ -380,7 +380,12 @@ async def _item(
         )
     if request.method == "DELETE":
         _allowed(kind, "delete")
-        gone = cluster.delete_object(resource, namespace, name, dry_run=_dry(request))
+        options = json.loads(await request.body() or b"{}")
+        preconditions = options.get("preconditions") if isinstance(options, dict) else None
+        version = (preconditions or {}).get("resourceVersion")
+        gone = cluster.delete_object(
+            resource, namespace, name, dry_run=_dry(request), resource_version=version
+        )
         if resource == "pods":
             return _json(request, gone)  # pods are deleted gracefully: the object comes back
         details = {"name": name, "group": kind.group, "kind": resource}

@@ -447,10 +447,27 @@ class Cluster:
 
     @_reacts
     def delete_object(
-        self, resource: str, namespace: str, name: str, *, dry_run: bool = False
+        self,
+        resource: str,
+        namespace: str,
+        name: str,
+        *,
+        dry_run: bool = False,
+        resource_version: str | None = None,
     ) -> K8s:
-        """Delete at once (no graceful termination); owned objects go on the next pass."""
+        """Delete at once (no graceful termination); owned objects go on the next pass.
+        With ``resource_version`` (the request's precondition), 409 unless the object
+        is still at that version, as the API server answers."""
         with self.lock:
+            if resource_version is not None:
+                current = self.store.get(resource, namespace, name)["metadata"]["resourceVersion"]
+                if current != resource_version:
+                    raise ApiError(
+                        409,
+                        "Conflict",
+                        f"Precondition failed: ResourceVersion in precondition: {resource_version},"
+                        f" ResourceVersion in object meta: {current}",
+                    )
             if dry_run:
                 return copy_json(self.store.get(resource, namespace, name))
             return copy_json(self.state.delete(resource, namespace, name))

@@ -30,13 +30,14 @@ from kubernetes import client
 from kubernetes import config as kube_config
 
 from healer.act.kube import KubeActuator
-from healer.act.lease import KubeLeases, server_version
+from healer.act.lease import KubeLeases, KubeMembers, server_version
 from healer.act.policy_api import KubePolicyApi
 from healer.actions import rbac_rules
 from healer.api.server import ServerThread, bind
 from healer.config import LeaderSettings
 from healer.leader import LeaderElector
 from healer.lifecycle import policy_watch
+from healer.membership import Membership
 from healer.sim.apiserver import create_api, write_kubeconfig
 from healer.sim.cluster import Cluster
 from healer.sim.scenario import load_scenario
@@ -407,7 +408,21 @@ def exercise_everything(api: Any, cluster: Cluster) -> None:
     assert elector.tick(NOW + timedelta(seconds=2))
     assert elector.confirm(NOW + timedelta(seconds=3)) is None
     assert elector.release(NOW + timedelta(seconds=4))
+    exercise_membership(api)
     exercise_policies(api, cluster)
+
+
+def exercise_membership(api: Any) -> None:
+    """Sharded replicas list the group's membership Leases, renew their own and delete
+    one whose replica stopped."""
+    settings = LeaderSettings()
+    members = KubeMembers(api, namespace="healer", group="healer")
+    gone = Membership(members, identity="gone", base="healer", settings=settings, settle_s=0)
+    gone.tick(NOW)
+    mine = Membership(members, identity="mine", base="healer", settings=settings, settle_s=0)
+    mine.tick(NOW)
+    mine.tick(NOW + timedelta(seconds=settings.lease_duration_s + 1))
+    assert set(members.members()) == {"healer-member-mine"}
 
 
 def exercise_policies(api: Any, cluster: Cluster) -> None:

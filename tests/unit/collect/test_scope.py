@@ -125,3 +125,30 @@ def test_warming_reads_history_through_a_client_restricted_to_the_owned_namespac
     assert client.calls[-1] == 'mem_ratio{namespace=~"web"}'  # namespaces asked once
     nothing = scoped(Client(["shop"]), set()).client
     assert nothing.query_range("cpu_ratio", start_s=0, end_s=60, step_s=60).series == []
+
+
+ISTIO_NS = 'destination_workload_namespace=~"shop|web"'
+
+
+def test_istio_series_are_restricted_on_the_serving_workloads_namespace() -> None:
+    promql = (
+        'sum by (namespace) (rate(istio_requests_total{reporter="destination"}[1m]))'
+        ' / on (namespace) kube_deployment_spec_replicas + {__name__="istio_up"}'
+    )
+    assert restrict(promql, {"web", "shop"}) == (
+        f'sum by (namespace) (rate(istio_requests_total{{{ISTIO_NS}, reporter="destination"}}'
+        f"[1m])) / on (namespace) kube_deployment_spec_replicas{{{NS}}}"
+        f' + {{{ISTIO_NS}, __name__="istio_up"}}'
+    )
+
+
+def test_every_istio_signal_query_restricts_each_metric_on_its_own_namespace_label() -> None:
+    istio_read = 0
+    for query in build_queries(signal_set="istio"):
+        out = restrict(query.promql, {"shop", "web"})
+        for metric, body in re.findall(r"([a-zA-Z_:][\w:]*)\{([^}]*)\}", out):
+            expected = ISTIO_NS if metric.startswith("istio_") else NS
+            assert body.startswith(expected), (query.signal, metric, body)
+            assert "namespace=~" not in body.removeprefix(expected), (query.signal, body)
+            istio_read += metric.startswith("istio_")
+    assert istio_read >= 4  # request rate, errors and requests, the latency histogram

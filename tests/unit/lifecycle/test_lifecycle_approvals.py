@@ -7,6 +7,7 @@ blocked as well when taking it crashes, without stopping the others.
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 
@@ -127,6 +128,9 @@ class FakeCycle:
 
     def act(self, track: Track, plan: Plan) -> None:
         self.taken.append((track, plan))
+
+    def exclusive(self) -> AbstractContextManager[object]:
+        return nullcontext()
 
 
 def take(store: FakeStore, cycle: FakeCycle) -> int:
