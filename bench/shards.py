@@ -180,11 +180,17 @@ def status(url: str) -> dict[str, Any]:
     return body
 
 
-def rss_mb(pid: int) -> float:
+def rss_mb(pid: int, field: str = "VmRSS") -> float:
+    """Resident memory now (``VmRSS``) or at its peak so far (``VmHWM``), in MB."""
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) / 1024
     return float("nan")
+
+
+def leases_lost(workdir: Path, name: str) -> int:
+    """Times the process lost a Lease it held (renewed too late; another took it)."""
+    return (workdir / f"{name}.log").read_text().count('"leadership_lost"')
 
 
 def main() -> None:
@@ -274,16 +280,23 @@ def main() -> None:
         urls = {name: api_url(workdir, name) for name in processes}
 
         def cycled() -> bool:
-            return all(status(u).get("cycles", 0) >= args.cycles for u in urls.values())
+            """Every shard held, each holder past ``args.cycles`` cycles. A process that
+            lost its Lease while busy may hold none: it waits as a spare, as it would in
+            a cluster, and is shown as such."""
+            bodies = [status(u) for u in urls.values()]
+            held = {i for b in bodies for i in b.get("shards_held") or []}
+            return len(held) == args.shards and all(
+                b.get("cycles", 0) >= args.cycles for b in bodies if b.get("shards_held")
+            )
 
-        wait_for(f"{args.cycles} cycles in every process", cycled, 1800, 2.0)
+        wait_for(f"{args.cycles} cycles of every shard's holder", cycled, 1800, 2.0)
         print(
             f"{args.workloads} workloads, {args.namespaces} namespaces, {args.shards} shard "
             f"processes (machine shared with other work: figures are indicative)"
         )
         print(
             f"{'process':<9} {'shards':<7} {'workloads':>9} {'cycles':>6} {'mean s':>7} "
-            f"{'last s':>7} {'RSS MB':>7}"
+            f"{'last s':>7} {'RSS MB':>7} {'peak MB':>7} {'lost':>4}"
         )
         for name, url in urls.items():
             body = status(url)
@@ -297,7 +310,8 @@ def main() -> None:
             print(
                 f"{name:<9} {','.join(map(str, held)):<7} {owned:>9} {body['cycles']:>6} "
                 f"{mean:>7.2f} {body['last_cycle_seconds'] or 0:>7.2f} "
-                f"{rss_mb(processes[name].pid):>7.0f}"
+                f"{rss_mb(processes[name].pid):>7.0f} "
+                f"{rss_mb(processes[name].pid, 'VmHWM'):>7.0f} {leases_lost(workdir, name):>4}"
             )
 
         victim = next(n for n, u in urls.items() if status(u).get("shards_held"))
@@ -322,10 +336,13 @@ def main() -> None:
             0.2,
         )
         cycled_s = time.monotonic() - killed
+        after = status(survivors[successor])
+        pid = processes[successor].pid
         print(
             f"SIGKILL of {victim}: shard {lost} held by {successor} after {held_s:.1f} s, "
-            f"cycled on after {cycled_s:.1f} s (frame server: {frames.requests} queries, "
-            f"{frames.abandoned} given up on)"
+            f"cycled on after {cycled_s:.1f} s (that cycle {after['last_cycle_seconds']:.1f} s; "
+            f"{successor} now {rss_mb(pid):.0f} MB, peak {rss_mb(pid, 'VmHWM'):.0f} MB; "
+            f"frame server: {frames.requests} queries, {frames.abandoned} given up on)"
         )
     finally:
         for process in [*processes.values(), sim]:
