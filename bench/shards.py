@@ -29,6 +29,7 @@ nothing.
 from __future__ import annotations
 
 import argparse
+import os
 import re
 import signal
 import subprocess
@@ -188,6 +189,13 @@ def rss_mb(pid: int, field: str = "VmRSS") -> float:
     return float("nan")
 
 
+def cpu_s(pid: int) -> float:
+    """CPU seconds the process has used (user and system): what the shared machine's
+    other work inflates far less than wall time."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def leases_lost(workdir: Path, name: str) -> int:
     """Times the process lost a Lease it held (renewed too late; another took it)."""
     return (workdir / f"{name}.log").read_text().count('"leadership_lost"')
@@ -296,7 +304,7 @@ def main() -> None:
         )
         print(
             f"{'process':<9} {'shards':<7} {'workloads':>9} {'cycles':>6} {'mean s':>7} "
-            f"{'last s':>7} {'RSS MB':>7} {'peak MB':>7} {'lost':>4}"
+            f"{'last s':>7} {'CPU s':>6} {'RSS MB':>7} {'peak MB':>7} {'lost':>4}"
         )
         for name, url in urls.items():
             body = status(url)
@@ -310,7 +318,7 @@ def main() -> None:
             print(
                 f"{name:<9} {','.join(map(str, held)):<7} {owned:>9} {body['cycles']:>6} "
                 f"{mean:>7.2f} {body['last_cycle_seconds'] or 0:>7.2f} "
-                f"{rss_mb(processes[name].pid):>7.0f} "
+                f"{cpu_s(processes[name].pid):>6.0f} {rss_mb(processes[name].pid):>7.0f} "
                 f"{rss_mb(processes[name].pid, 'VmHWM'):>7.0f} {leases_lost(workdir, name):>4}"
             )
 
@@ -318,6 +326,7 @@ def main() -> None:
         (lost,) = status(urls[victim])["shards_held"][:1]
         survivors = {n: u for n, u in urls.items() if n != victim}
         cycles_before = {n: status(u)["cycles"] for n, u in survivors.items()}
+        cpu_before = {n: cpu_s(processes[n].pid) for n in survivors}
         processes[victim].send_signal(signal.SIGKILL)
         killed = time.monotonic()
 
@@ -341,7 +350,8 @@ def main() -> None:
         print(
             f"SIGKILL of {victim}: shard {lost} held by {successor} after {held_s:.1f} s, "
             f"cycled on after {cycled_s:.1f} s (that cycle {after['last_cycle_seconds']:.1f} s; "
-            f"{successor} now {rss_mb(pid):.0f} MB, peak {rss_mb(pid, 'VmHWM'):.0f} MB; "
+            f"{successor} used {cpu_s(pid) - cpu_before[successor]:.0f} CPU s meanwhile, "
+            f"now {rss_mb(pid):.0f} MB, peak {rss_mb(pid, 'VmHWM'):.0f} MB; "
             f"frame server: {frames.requests} queries, {frames.abandoned} given up on)"
         )
     finally:
