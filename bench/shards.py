@@ -56,6 +56,11 @@ REPO = Path(__file__).resolve().parents[1]
 TOKEN = "bench-viewer-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 _SIGNAL_OF = {record: signal for signal, record in RECORDS.items()}
+STATUS_TRIES = 30
+"""Status requests of 10 s each before a process counts as gone: its API thread shares
+the GIL with a cycle that may hold it for long stretches at 100,000 workloads."""
+SLOW_STATUS: dict[str, int] = {}
+"""Status requests that timed out, per process API: printed with the figures."""
 _LEVEL = {
     Signal.CPU: 0.5,
     Signal.MEMORY: 0.6,
@@ -177,6 +182,17 @@ def api_url(workdir: Path, name: str) -> str:
 
 
 def status(url: str) -> dict[str, Any]:
+    """The process's ``/api/v1/status``. A busy process may answer late: asked again,
+    up to ``STATUS_TRIES`` times, each slow answer counted in ``SLOW_STATUS``."""
+    for _ in range(STATUS_TRIES - 1):
+        try:
+            return _status(url)
+        except httpx.TimeoutException:
+            SLOW_STATUS[url] = SLOW_STATUS.get(url, 0) + 1
+    return _status(url)
+
+
+def _status(url: str) -> dict[str, Any]:
     body: dict[str, Any] = httpx.get(f"{url}/api/v1/status", headers=AUTH, timeout=10).json()
     return body
 
@@ -354,6 +370,8 @@ def main() -> None:
             f"now {rss_mb(pid):.0f} MB, peak {rss_mb(pid, 'VmHWM'):.0f} MB; "
             f"frame server: {frames.requests} queries, {frames.abandoned} given up on)"
         )
+        slow = {n: SLOW_STATUS.get(u, 0) for n, u in urls.items()}
+        print(f"status requests over 10 s (API thread starved by the cycle): {slow}")
     finally:
         for process in [*processes.values(), sim]:
             if process.poll() is None:

@@ -171,7 +171,12 @@ class PrometheusClient:
         }
         try:
             response = self._session.get(
-                f"{self.url}/api/v1/query_range", params=params, timeout=self._timeout_s
+                f"{self.url}/api/v1/query_range",
+                params=params,
+                timeout=self._timeout_s,
+                # Given on the call: requests lets REQUESTS_CA_BUNDLE override the
+                # session's own setting, and prometheus.ca_file must win.
+                verify=self._session.verify,
             )
         except requests.Timeout as exc:
             raise HttpFailure(None, f"no answer within {self._timeout_s:g} s") from exc
