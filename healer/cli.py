@@ -7,6 +7,7 @@ exit code 2, never a traceback; an unexpected exception is a bug and shows one.
 
 from __future__ import annotations
 
+import gc
 import signal
 import sys
 import tempfile
@@ -100,6 +101,11 @@ def run(
         typer.echo("healer run: no api.tokens configured: every /api/v1 request is refused")
     stop = threading.Event()
     _stop_on_signals(stop)
+    # What start-up built (modules, models, playbooks: some 300,000 objects) lives as
+    # long as the process: out of the collector's reach, a full collection (which the
+    # many lists of a large Prometheus answer set off) no longer walks it each time while
+    # holding the GIL, which the Lease thread needs to renew in time.
+    gc.freeze()
     daemon.serve(stop, once=once)
     missed = daemon.missed_cycle() if once and not stop.is_set() else None
     if missed is not None:  # --once checks a configuration: a cycle that did not run fails it

@@ -72,22 +72,25 @@ def _scan(
             if oldest < 0:
                 for x in range(-oldest):
                     means[x] = means[-oldest]
-        for c in range(n_candidates):
-            bracket[c] = 0.0
+        # Candidate c ends at row oldest + c + g*(points-1): none before the start, and
+        # those are neither summed nor searched (a young series has few candidates).
+        first_candidate = min(max(0, -oldest - g * (points - 1)), n_candidates)
+        live = bracket[first_candidate:n_candidates]
+        for c in range(live.shape[0]):
+            live[c] = 0.0
         norm = 0.0
         for t in range(points):
             q = means[newest + g * t]
             norm += q * q
             twice = -2.0 * q
-            shifted = means[g * t : g * t + n_candidates]
-            for c in range(n_candidates):
+            shifted = means[g * t + first_candidate : g * t + n_candidates]
+            for c in range(live.shape[0]):
                 v = shifted[c]
-                bracket[c] += v * v + v * twice
+                live[c] += v * v + v * twice
         least = np.inf
-        # Candidate c ends at row oldest + c + g*(points-1): none before the start.
-        for c in range(max(0, -oldest - g * (points - 1)), n_candidates):
-            if bracket[c] < least:
-                least = bracket[c]
+        for c in range(live.shape[0]):
+            if live[c] < least:
+                least = live[c]
         out[s] = least + norm
 
 

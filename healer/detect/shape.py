@@ -88,6 +88,9 @@ PHASES = 10
 # in the core's cache while every scale searches it, where a 256-series block's (5 MB)
 # would go out to memory.
 DISCORD_CHUNK = 32
+# Series copied at a time when workloads come and go (``ShapeStage.take``): about 40 MB
+# of the largest array (the ring), instead of a temporary the size of the whole state.
+TAKE_ROWS = 4096
 
 
 @dataclass
@@ -456,16 +459,24 @@ class ShapeStage:
             len(keep), detector=self.detector, bucket_s=self.bucket_s, offsets_s=offsets
         )
         for name in ("rows_", "sum_squares_", "u_", "last_alarm_", "calmed_", "score_"):
-            getattr(out, name)[new] = getattr(self, name)[old]
+            _copy_rows(getattr(out, name), new, getattr(self, name), old)
         for name in ("settle_", "last_row_t_", "spacing_s_"):
-            getattr(out, name)[new] = getattr(self, name)[old]
+            _copy_rows(getattr(out, name), new, getattr(self, name), old)
         for name in ("bucket_sum_", "bucket_count_", "bucket_end_", "closed_end_"):
-            getattr(out, name)[new] = getattr(self, name)[old]
+            _copy_rows(getattr(out, name), new, getattr(self, name), old)
         for name in ("recent_", "block_sum_", "block_squares_", "block_count_"):
             for dst, src in zip(getattr(out, name), getattr(self, name), strict=True):
-                dst[new] = src[old]
+                _copy_rows(dst, new, src, old)
         out.last_t_ = self.last_t_
         return out
+
+
+def _copy_rows(dst: NDArray[G], into: I64, src: NDArray[G], rows: I64) -> None:
+    """``dst[into] = src[rows]``, ``TAKE_ROWS`` rows at a time: a gather in one go first
+    copies every row taken into a temporary as large as the state kept (gigabytes when a
+    shard of a large cluster takes another over), on top of the old and the new state."""
+    for lo in range(0, len(into), TAKE_ROWS):
+        dst[into[lo : lo + TAKE_ROWS]] = src[rows[lo : lo + TAKE_ROWS]]
 
 
 def _rows(a: NDArray[G], series: I64) -> NDArray[G]:

@@ -69,3 +69,23 @@ def test_a_line_too_short_for_its_means_is_refused() -> None:
         nearest_squared(
             np.zeros((1, 40)), np.array([-1]), segment_rows=1, points=4, n_candidates=5, count=30
         )
+
+
+def test_a_young_series_is_searched_over_the_candidates_after_its_start() -> None:
+    """Candidates that end before a series' first row are none; the others are searched
+    as for an old series (the means before the start read as its first row)."""
+    points, n_candidates = 4, 30
+    count = n_candidates + 2 * points
+    line = np.random.default_rng(9).standard_normal((2, count + 4))
+    age = 10  # rows: the first mean is row -10, the series starts at mean 10
+    rows = np.array([count - 1 - age, points - 2])  # the second: younger than any candidate
+    line[:, 4 : 4 + age] = line[:, 4 + age, None]
+    got = nearest_squared(
+        line, rows, segment_rows=1, points=points, n_candidates=n_candidates, count=count
+    )
+    means = line[0, 4:]
+    query = means[count - points :]
+    first = age - (points - 1)  # candidate c ends at mean c + points - 1
+    expected = min(((means[c : c + points] - query) ** 2).sum() for c in range(first, n_candidates))
+    assert got[0] == pytest.approx(expected, rel=1e-12)
+    assert np.isinf(got[1])
