@@ -130,18 +130,23 @@ def query_shapes(count: int) -> dict[str, list[str]]:
     }
 
 
-def serve(url: str, port: int) -> None:
-    import uvicorn
+def serve(url: str, port: int, workers: int) -> None:
+    """Serve the store as ``healer api --workers N`` does (``healer.api.workers``)."""
+    import signal
+    import threading
 
-    from healer.api import create_app
     from healer.api.auth import hash_token
-    from healer.audit import AuditStore
+    from healer.api.workers import ApiWorkers
+    from healer.api.workers import serve as serve_workers
     from healer.config import Settings
 
     tokens = [{"name": "bench", "role": "viewer", "sha256": hash_token(TOKEN)}]
-    api = {"tokens": tokens, "cursor_secret": CURSOR_SECRET}
-    app = create_app(store=AuditStore(url), settings=Settings(api=api))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
+    api = {"tokens": tokens, "cursor_secret": CURSOR_SECRET, "host": "127.0.0.1", "port": port}
+    playbooks = Path(__file__).resolve().parents[1] / "playbooks"
+    settings = Settings(api=api, store={"url": url}, playbooks_dir=playbooks)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    serve_workers(ApiWorkers(settings, workers), stop=stop)
 
 
 class Client:
@@ -206,12 +211,28 @@ async def load(
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of process ``pid`` (Linux /proc), None elsewhere."""
+    """User + system CPU time of process ``pid`` and its descendants (the API's
+    workers), from Linux /proc; None elsewhere."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        stats = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                except OSError:
+                    continue  # ended meanwhile
+                stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    if pid not in stats:
+        return None
+    tree: set[int] = set()
+    grown = {pid}
+    while grown:  # the processes whose parent is in the tree, until none is added
+        tree |= grown
+        grown = {p for p, (parent, _) in stats.items() if parent in grown}
+    ticks = sum(stats[p][1] for p in tree)
+    return ticks / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def report(label: str, latencies: Sequence[float], seconds: float, cpu: str) -> None:
@@ -252,10 +273,13 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--port", type=int, default=18771)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (healer api --workers)"
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.workers)
         return
     counts = [int(c) for c in args.clients.split(",")]
     url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='healer-bench-api-')) / 'audit.db'}"
@@ -263,7 +287,10 @@ def main() -> None:
     fill(url, args.incidents)
     print(f"stored {args.incidents} incidents in {time.perf_counter() - started:.1f} s")
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", url, "--port", str(args.port)],
+        [
+            *(sys.executable, __file__, "--serve", url),
+            *("--port", str(args.port), "--workers", str(args.workers)),
+        ],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     base = f"http://127.0.0.1:{args.port}"
@@ -283,7 +310,7 @@ def main() -> None:
         shape_of = [label for _ in range(len(varied) // len(shapes)) for label in shapes]
         asyncio.run(load(args.port, ["/api/v1/incidents"], max(counts), 2.0))  # warm-up
         print(
-            f"{args.seconds:g} s per run, {os.cpu_count()} CPUs, "
+            f"{args.seconds:g} s per run, {args.workers} server processes, {os.cpu_count()} CPUs, "
             f"load average {os.getloadavg()[0]:.1f} (the server and this load generator share them)"
         )
         for clients in counts:
