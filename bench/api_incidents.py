@@ -14,7 +14,13 @@ namespace, a cause, a status, a workload, each further on through a cursor), and
 shape's latencies in that run are printed below it. Target: p99 under 50 ms at 100
 clients, for every shape.
 
+The server is the API as ``healer api --workers N`` runs it (``healer.api.workers``):
+``--workers`` processes on one port, one by default; the CPU printed is theirs together.
+Figures, and the machine's load when they were taken, are in the README (the incident
+list, under "Configuration").
+
     python bench/api_incidents.py [--incidents 100000] [--clients 10,100] [--seconds 20]
+        [--workers 1]
 """
 
 from __future__ import annotations
