@@ -14,7 +14,7 @@ namespace, a cause, a status, a workload, each further on through a cursor), and
 shape's latencies in that run are printed below it. Target: p99 under 50 ms at 100
 clients, for every shape.
 
-The server is the API as ``healer api --workers N`` runs it (``healer.api.workers``):
+The server is the API as ``healer api --workers N`` runs it (``healer.apiworkers``):
 ``--workers`` processes on one port, one by default; the CPU printed is theirs together.
 Figures, and the machine's load when they were taken, are in the README (the incident
 list, under "Configuration").
@@ -137,13 +137,13 @@ def query_shapes(count: int) -> dict[str, list[str]]:
 
 
 def serve(url: str, port: int, workers: int) -> None:
-    """Serve the store as ``healer api --workers N`` does (``healer.api.workers``)."""
+    """Serve the store as ``healer api --workers N`` does (``healer.apiworkers``)."""
     import signal
     import threading
 
     from healer.api.auth import hash_token
-    from healer.api.workers import ApiWorkers
-    from healer.api.workers import serve as serve_workers
+    from healer.apiworkers import ApiWorkers
+    from healer.apiworkers import serve as serve_workers
     from healer.config import Settings
 
     tokens = [{"name": "bench", "role": "viewer", "sha256": hash_token(TOKEN)}]

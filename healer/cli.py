@@ -728,7 +728,7 @@ def api_serve(
     people and dashboards ask more than the daemon's own API answers; approvals reach
     the daemon through the store. SIGTERM or Ctrl-C stops it.
     """
-    from healer.api.workers import ApiWorkers, serve
+    from healer.apiworkers import ApiWorkers, serve
     from healer.config import load_settings
     from healer.logs import configure
 

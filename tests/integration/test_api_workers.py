@@ -21,7 +21,7 @@ from typer.testing import CliRunner
 
 from healer.api.auth import hash_token
 from healer.api.server import bind
-from healer.api.workers import ApiWorkers, serve
+from healer.apiworkers import ApiWorkers, serve
 from healer.audit import AuditStore
 from healer.cli import app as cli
 from healer.config import Settings
@@ -182,3 +182,17 @@ def test_the_command_names_a_missing_settings_file(tmp_path: Path) -> None:
     result = CliRunner().invoke(cli, ["api", "--config", str(tmp_path / "nope.yaml")])
     assert isinstance(result.exception, ConfigError)
     assert "nope.yaml" in str(result.exception)
+
+
+def test_the_command_takes_workers_from_the_option_over_the_settings(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "healer.yaml"
+    config.write_text(f"api:\n  workers: 2\nstore:\n  url: sqlite:///{tmp_path / 'a.db'}\n")
+    asked: list[ApiWorkers] = []
+    monkeypatch.setattr("healer.apiworkers.serve", lambda plan, **_: asked.append(plan))
+    monkeypatch.setattr("healer.cli._stop_on_signals", lambda stop: None)  # pytest's own stay
+    CliRunner().invoke(cli, ["api", "--config", str(config)], catch_exceptions=False)
+    CliRunner().invoke(cli, ["api", "--config", str(config), "--workers", "3"])
+    assert [plan.workers for plan in asked] == [2, 3]
+    assert asked[0].settings.store.url == f"sqlite:///{tmp_path / 'a.db'}"
