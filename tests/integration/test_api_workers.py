@@ -9,6 +9,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from typer.testing import CliRunner
 
 from healer.api.auth import hash_token
 from healer.api.server import bind
-from healer.apiworkers import ApiWorkers, serve
+from healer.apiworkers import ApiWorkers, reserve, serve
 from healer.audit import AuditStore
 from healer.cli import app as cli
 from healer.config import Settings
@@ -80,7 +81,7 @@ def wait_until(check: object, what: str) -> None:
 @pytest.fixture
 def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
     db = tmp_path / "audit.db"
-    sock = bind("127.0.0.1", 0)
+    sock = reserve("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     stop = threading.Event()
     runner = threading.Thread(
@@ -192,7 +193,43 @@ def test_the_command_takes_workers_from_the_option_over_the_settings(
     asked: list[ApiWorkers] = []
     monkeypatch.setattr("healer.apiworkers.serve", lambda plan, **_: asked.append(plan))
     monkeypatch.setattr("healer.cli._stop_on_signals", lambda stop: None)  # pytest's own stay
+    monkeypatch.setattr("healer.logs.configure", lambda **_: None)  # logs to pytest's capture
     CliRunner().invoke(cli, ["api", "--config", str(config)], catch_exceptions=False)
     CliRunner().invoke(cli, ["api", "--config", str(config), "--workers", "3"])
     assert [plan.workers for plan in asked] == [2, 3]
     assert asked[0].settings.store.url == f"sqlite:///{tmp_path / 'a.db'}"
+
+
+def connections_of(pid: int, port: int) -> int:
+    """Established TCP connections to ``port`` that process ``pid`` holds (Linux /proc)."""
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        target = os.readlink(fd) if fd.is_symlink() else ""
+        if target.startswith("socket:["):
+            inodes.add(target[8:-1])
+    count = 0
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local_port, state, inode = int(fields[1].split(":")[1], 16), fields[3], fields[9]
+        count += local_port == port and state == "01" and inode in inodes  # 01: established
+    return count
+
+
+def test_connections_arriving_at_once_are_spread_over_the_workers(
+    served: tuple[str, Path],
+) -> None:
+    url, _ = served
+    port = int(url.rsplit(":", 1)[1])
+    clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
+    try:
+        request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
+        for client in clients:
+            client.sendall(request)
+        for client in clients:
+            assert client.recv(4096).startswith(b"HTTP/1.1 200")
+        held = [connections_of(p.pid or 0, port) for p in multiprocessing.active_children()]
+        assert sum(held) == 40
+        assert min(held) >= 8, held  # evenly, by the kernel's hash: 20 each, give or take
+    finally:
+        for client in clients:
+            client.close()
