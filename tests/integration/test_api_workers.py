@@ -200,8 +200,9 @@ def test_the_command_takes_workers_from_the_option_over_the_settings(
     assert asked[0].settings.store.url == f"sqlite:///{tmp_path / 'a.db'}"
 
 
-def connections_of(pid: int, port: int) -> int:
-    """Established TCP connections to ``port`` that process ``pid`` holds (Linux /proc)."""
+def sockets_of(pid: int, port: int, state: str) -> int:
+    """TCP sockets on ``port`` in ``state`` (01 established, 0A listening) that process
+    ``pid`` holds (Linux /proc)."""
     inodes = set()
     for fd in Path(f"/proc/{pid}/fd").iterdir():
         target = os.readlink(fd) if fd.is_symlink() else ""
@@ -210,8 +211,8 @@ def connections_of(pid: int, port: int) -> int:
     count = 0
     for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
         fields = line.split()
-        local_port, state, inode = int(fields[1].split(":")[1], 16), fields[3], fields[9]
-        count += local_port == port and state == "01" and inode in inodes  # 01: established
+        local_port = int(fields[1].split(":")[1], 16)
+        count += local_port == port and fields[3] == state and fields[9] in inodes
     return count
 
 
@@ -220,6 +221,11 @@ def test_connections_arriving_at_once_are_spread_over_the_workers(
 ) -> None:
     url, _ = served
     port = int(url.rsplit(":", 1)[1])
+    workers = multiprocessing.active_children()
+    wait_until(
+        lambda: all(sockets_of(p.pid or 0, port, "0A") == 1 for p in workers),
+        "both workers listening",
+    )
     clients = [socket.create_connection(("127.0.0.1", port)) for _ in range(40)]
     try:
         request = b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n"
@@ -227,7 +233,7 @@ def test_connections_arriving_at_once_are_spread_over_the_workers(
             client.sendall(request)
         for client in clients:
             assert client.recv(4096).startswith(b"HTTP/1.1 200")
-        held = [connections_of(p.pid or 0, port) for p in multiprocessing.active_children()]
+        held = [sockets_of(p.pid or 0, port, "01") for p in workers]
         assert sum(held) == 40
         assert min(held) >= 8, held  # evenly, by the kernel's hash: 20 each, give or take
     finally:
