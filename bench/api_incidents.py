@@ -14,7 +14,13 @@ namespace, a cause, a status, a workload, each further on through a cursor), and
 shape's latencies in that run are printed below it. Target: p99 under 50 ms at 100
 clients, for every shape.
 
+The server is the API as ``healer api --workers N`` runs it (``healer.apiworkers``):
+``--workers`` processes on one port, one by default; the CPU printed is theirs together.
+Figures, and the machine's load when they were taken, are in the README (the incident
+list, under "Configuration").
+
     python bench/api_incidents.py [--incidents 100000] [--clients 10,100] [--seconds 20]
+        [--workers 1]
 """
 
 from __future__ import annotations
@@ -130,18 +136,23 @@ def query_shapes(count: int) -> dict[str, list[str]]:
     }
 
 
-def serve(url: str, port: int) -> None:
-    import uvicorn
+def serve(url: str, port: int, workers: int) -> None:
+    """Serve the store as ``healer api --workers N`` does (``healer.apiworkers``)."""
+    import signal
+    import threading
 
-    from healer.api import create_app
     from healer.api.auth import hash_token
-    from healer.audit import AuditStore
+    from healer.apiworkers import ApiWorkers
+    from healer.apiworkers import serve as serve_workers
     from healer.config import Settings
 
     tokens = [{"name": "bench", "role": "viewer", "sha256": hash_token(TOKEN)}]
-    api = {"tokens": tokens, "cursor_secret": CURSOR_SECRET}
-    app = create_app(store=AuditStore(url), settings=Settings(api=api))
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="error", access_log=False)
+    api = {"tokens": tokens, "cursor_secret": CURSOR_SECRET, "host": "127.0.0.1", "port": port}
+    playbooks = Path(__file__).resolve().parents[1] / "playbooks"
+    settings = Settings(api=api, store={"url": url}, playbooks_dir=playbooks)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    serve_workers(ApiWorkers(settings, workers), stop=stop)
 
 
 class Client:
@@ -206,12 +217,28 @@ async def load(
 
 
 def cpu_seconds(pid: int) -> float | None:
-    """User + system CPU time of process ``pid`` (Linux /proc), None elsewhere."""
+    """User + system CPU time of process ``pid`` and its descendants (the API's
+    workers), from Linux /proc; None elsewhere."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+        stats = {}
+        for entry in Path("/proc").iterdir():
+            if entry.name.isdigit():
+                try:
+                    fields = (entry / "stat").read_text().rpartition(")")[2].split()
+                except OSError:
+                    continue  # ended meanwhile
+                stats[int(entry.name)] = (int(fields[1]), int(fields[11]) + int(fields[12]))
     except OSError:
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    if pid not in stats:
+        return None
+    tree: set[int] = set()
+    grown = {pid}
+    while grown:  # the processes whose parent is in the tree, until none is added
+        tree |= grown
+        grown = {p for p, (parent, _) in stats.items() if parent in grown}
+    ticks = sum(stats[p][1] for p in tree)
+    return ticks / os.sysconf("SC_CLK_TCK")  # utime + stime
 
 
 def report(label: str, latencies: Sequence[float], seconds: float, cpu: str) -> None:
@@ -252,10 +279,13 @@ def main() -> None:
     )
     parser.add_argument("--seconds", type=float, default=20.0)
     parser.add_argument("--port", type=int, default=18771)
+    parser.add_argument(
+        "--workers", type=int, default=1, help="server processes (healer api --workers)"
+    )
     parser.add_argument("--serve", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
-        serve(args.serve, args.port)
+        serve(args.serve, args.port, args.workers)
         return
     counts = [int(c) for c in args.clients.split(",")]
     url = f"sqlite:///{Path(tempfile.mkdtemp(prefix='healer-bench-api-')) / 'audit.db'}"
@@ -263,7 +293,10 @@ def main() -> None:
     fill(url, args.incidents)
     print(f"stored {args.incidents} incidents in {time.perf_counter() - started:.1f} s")
     server = subprocess.Popen(
-        [sys.executable, __file__, "--serve", url, "--port", str(args.port)],
+        [
+            *(sys.executable, __file__, "--serve", url),
+            *("--port", str(args.port), "--workers", str(args.workers)),
+        ],
         env={**os.environ, "PYTHONUNBUFFERED": "1"},
     )
     base = f"http://127.0.0.1:{args.port}"
@@ -283,7 +316,7 @@ def main() -> None:
         shape_of = [label for _ in range(len(varied) // len(shapes)) for label in shapes]
         asyncio.run(load(args.port, ["/api/v1/incidents"], max(counts), 2.0))  # warm-up
         print(
-            f"{args.seconds:g} s per run, {os.cpu_count()} CPUs, "
+            f"{args.seconds:g} s per run, {args.workers} server processes, {os.cpu_count()} CPUs, "
             f"load average {os.getloadavg()[0]:.1f} (the server and this load generator share them)"
         )
         for clients in counts:

@@ -721,6 +721,37 @@ def _needs_sim_extra(exc: ModuleNotFoundError) -> bool:
     return any(name == m or name.startswith(f"{m}.") for m in SIM_EXTRA_MODULES)
 
 
+@app.command("api")
+def api_serve(
+    config: ConfigOpt = None,
+    workers: Annotated[
+        int | None, typer.Option(min=1, max=64, help="Processes; default api.workers.")
+    ] = None,
+) -> None:
+    """Serve the API and review page alone, over the store the daemon writes.
+
+    Listens on api.host:api.port in api.workers processes (``--workers``), for when
+    people and dashboards ask more than the daemon's own API answers; approvals reach
+    the daemon through the store. SIGTERM or Ctrl-C stops it.
+    """
+    from healer.apiworkers import ApiWorkers, serve
+    from healer.config import load_settings
+    from healer.logs import configure
+
+    if config is not None and not config.is_file():
+        raise ConfigError(f"--config {config}: no such settings file")
+    settings = load_settings(config, api={"workers": workers} if workers else {})
+    configure(level="info")
+    stop = threading.Event()
+    _stop_on_signals(stop)
+    typer.echo(
+        f"healer api: {settings.api.workers} processes on "
+        f"http://{settings.api.host}:{settings.api.port}, store {settings.store.url}"
+    )
+    serve(ApiWorkers(settings, settings.api.workers), stop=stop)
+    typer.echo("healer api: stopped")
+
+
 def main() -> None:
     try:
         app()

@@ -457,6 +457,10 @@ class ApiSettings(_Section):
     """Base URL people reach healer's review page at (``https://healer.example.com``):
     silences and pages link to an incident as ``{public_url}/incidents/{id}``. None:
     they name the incident by its number only."""
+    workers: int = Field(default=1, ge=1, le=64)
+    """Processes that serve the API on one port when it runs alone (``healer api``):
+    one process reads and encodes about 1,400 incident-list pages not kept a second,
+    so a busy review API wants about one per core. The daemon's own API is one process."""
 
     @field_validator("public_url")
     @classmethod

@@ -178,18 +178,24 @@ async def load_page(
     Raises BadCursor for a cursor this server did not sign, before reading anything.
     """
     where = query.where(cursors.load(query.cursor) if query.cursor is not None else None)
-
-    async def load() -> bytes:
+    count = store.write_count  # read before the query: see PageCache.put
+    body = pages.get(key, write_count=count)
+    if body is None and not pages.loading(key, write_count=count):
+        # Read here, without a task: nothing else runs on the loop meanwhile, so no
+        # other request can be waiting for this page.
         body = _read_page(store, cursors, where, query.limit, max_steps=MAX_STEPS_NOW)
         if body is not None:
-            return body
+            pages.put(key, body, write_count=count)
+    if body is not None:
+        return body
+
+    async def load() -> bytes:
         read = functools.partial(_read_page, store, cursors, where, query.limit, max_steps=None)
         loaded = await asyncio.get_running_loop().run_in_executor(readers, read)
         assert loaded is not None  # no budget on a reader thread
         return loaded
 
-    # The count is read before the query: see PageCache.put.
-    return await pages.get_or_load(key, write_count=store.write_count, load=load)
+    return await pages.get_or_load(key, write_count=count, load=load)
 
 
 def _read_page(
@@ -252,6 +258,10 @@ class PageCache:
             if len(self._pages) >= self._max_pages:
                 self._pages.clear()
             self._pages[key] = (write_count, self._clock() + self._ttl_s, body)
+
+    def loading(self, key: Hashable, *, write_count: int) -> bool:
+        """Whether ``get_or_load`` is loading this page now."""
+        return (key, write_count) in self._loading
 
     async def get_or_load(
         self, key: Hashable, *, write_count: int, load: Callable[[], Awaitable[bytes]]
