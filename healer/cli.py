@@ -87,6 +87,7 @@ def run(
     # The daemon's modules (seconds of imports) only once the settings hold: a bad
     # setting is answered at once.
     from healer.runner import start
+
     configure(level="info")
     # On a terminal, one line per incident step; in a cluster the JSON log has them.
     daemon = start(
