@@ -36,6 +36,10 @@ demo: $(STAMP)
 # on daemons and servers in real time (WORKERS=0: in one process); see "Tests" in
 # tests/conftest.py for what keeps them apart.
 WORKERS ?= $(shell echo $$(( $$(nproc) + 1 )))
+# Bytecode is written even where the environment says not to (PYTHONDONTWRITEBYTECODE,
+# common in CI images): otherwise each worker rewrites every test module's asserts
+# again (8 of its 17 s of CPU collecting), and each `healer` process the tests start
+# compiles the package again.
 test: $(DEV_STAMP)
 	@command -v prometheus >/dev/null 2>&1 || $(MAKE) --no-print-directory prometheus || \
 		echo "make: prometheus not installed; its integration tests will skip" >&2
@@ -49,7 +53,7 @@ test: $(DEV_STAMP)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || \
 		$(MAKE) --no-print-directory postgresql || \
 		echo "make: postgresql not installed; its store tests will skip (fail under CI)" >&2
-	$(BIN)/python -m pytest -n $(WORKERS) --durations=20 --cov=healer --cov-report=term:skip-covered $(ARGS)
+	env -u PYTHONDONTWRITEBYTECODE $(BIN)/python -m pytest -n $(WORKERS) --durations=20 --cov=healer --cov-report=term:skip-covered $(ARGS)
 
 prometheus prometheus-alertmanager kubectl chromium postgresql:
 	@if [ "$$(id -u)" = 0 ]; then sudo=; else sudo="sudo -n"; fi; \

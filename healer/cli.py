@@ -77,7 +77,6 @@ def run(
     """
     from healer.config import load_settings
     from healer.logs import configure
-    from healer.runner import start
 
     cluster = {k: v for k, v in (("kubeconfig", kubeconfig), ("context", context)) if v}
     given: dict[str, Any] = {"prometheus": {"url": prometheus}} if prometheus else {}
@@ -86,6 +85,10 @@ def run(
     if config is not None and not config.is_file():
         raise ConfigError(f"--config {config}: no such settings file")
     settings = load_settings(config, cluster=cluster, **given)
+    # The daemon's modules (seconds of imports) only once the settings hold: a bad
+    # setting is answered at once.
+    from healer.runner import start
+
     configure(level="info")
     # On a terminal, one line per incident step; in a cluster the JSON log has them.
     daemon = start(

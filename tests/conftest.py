@@ -29,32 +29,38 @@ from healer.sim.scenario import load_scenario
 
 REPO = Path(__file__).resolve().parent.parent
 
-# The files taking the most wall time, longest first, from `pytest --durations=0`: daemons,
-# the chaos benchmark and Prometheus in real time, one to four minutes each, then those
-# of half a minute or more. The other files keep pytest's order.
+# The files taking the most wall time, longest first, from `pytest -n 3 --durations=80`
+# (make test's setting): Prometheus, the chaos benchmark and daemons in real time, and
+# the CLI tests' processes, two to four minutes each on a loaded machine, then those of
+# half a minute or more. The other files keep pytest's order.
 SLOWEST_FIRST = (
-    "tests/integration/test_gate_release.py",
-    "tests/integration/test_healer_run.py",
-    "tests/integration/test_shards_run.py",
-    "tests/integration/test_chaos_bench.py",
     "tests/integration/test_prometheus.py",
-    "tests/integration/test_high_availability.py",
-    "tests/integration/test_alertmanager_flow.py",
+    "tests/integration/test_healer_run.py",
+    "tests/integration/test_chaos_bench.py",
+    "tests/integration/test_shards_run.py",
+    "tests/integration/test_gate_release.py",
     "tests/unit/test_cli.py",
     "tests/unit/test_cli_run.py",
+    "tests/integration/test_loop_generated.py",
+    "tests/integration/test_high_availability.py",
+    "tests/integration/test_alertmanager_flow.py",
+    "tests/integration/test_train_prometheus.py",
+    "tests/unit/chaos/test_chaos_cli.py",
+    "tests/integration/test_warm_prometheus.py",
+    "tests/integration/test_review_browser.py",
     "tests/integration/test_api_http.py",
     "tests/integration/test_api_schema.py",
-    "tests/integration/test_loop_generated.py",
-    "tests/integration/test_train_prometheus.py",
-    "tests/integration/test_review_browser.py",
+    "tests/unit/test_train_cli.py",
+    "tests/integration/test_loop_second_week.py",
+    "tests/unit/detect/test_shape_bulk.py",
+    "tests/unit/test_daemon_errors.py",
+    "tests/integration/test_store_postgres_clusters.py",
     "tests/integration/test_loop_gitops.py",
     "tests/integration/test_loop_policies.py",
     "tests/integration/test_kubectl_policies.py",
     "tests/unit/detect/test_univariate_cli.py",
-    "tests/unit/chaos/test_chaos_cli.py",
     "tests/unit/detect/test_model.py",
     "tests/unit/sim/test_faults.py",
-    "tests/unit/test_train_cli.py",
     "tests/integration/test_notebooks.py",
 )
 

@@ -145,9 +145,19 @@ def write_settings(path: Path, settings: dict[str, Any]) -> Path:
     return path
 
 
+QUICK_LEASE = {"lease_duration_s": 6, "renew_deadline_s": 4, "retry_period_s": 1}
+"""Lease timings of the test daemons: a follower takes over 6 s after the last renewal it
+saw instead of Kubernetes' 15 s, so a takeover test waits a few seconds, not a quarter of
+a minute. The proportions are the defaults' (15/10/2): the leader retries a failed
+renewal three times before it gives up acting, and gives up 2 s before anyone may take
+over. Wider than a loaded test machine's pauses (a second or two)."""
+
+
 def daemon_settings(workdir: Path, prometheus_url: str, **sections: Any) -> dict[str, Any]:
-    """Settings for a test daemon: one shared store, API on a free port, auto mode."""
+    """Settings for a test daemon: one shared store, API on a free port, auto mode,
+    ``QUICK_LEASE``."""
     base: dict[str, Any] = {
+        "leader": dict(QUICK_LEASE),
         "guards": {"mode": "auto"},
         "store": {"url": f"sqlite:///{workdir / 'audit.db'}"},
         "api": {
@@ -194,3 +204,44 @@ def start_daemons(
     config = write_settings(workdir / "healer.yaml", settings)
     run = ["run", "--config", str(config), "--kubeconfig", str(kubeconfig), *args]
     return [Process.start(name, run, workdir, {"HEALER_LEADER__IDENTITY": name}) for name in names]
+
+
+WARM_HISTORY_S = 45.0
+"""Seconds the acting daemons cycle before a test ships a bad release: one and a half
+times the 30 s warm-up of ``fast_settings``, so every series is scored, against a
+baseline of a few rate windows past its warm-up, whether the daemon warmed from
+Prometheus' history at start or learns from its own cycles (it starts cold when the
+history holds nothing for it)."""
+
+
+def wait_until_warm(daemons: list[Process]) -> None:
+    """Return ``WARM_HISTORY_S`` after the daemons that act (the leader, or each holder
+    of a shard) have all cycled once.
+
+    A release shipped then, rather than at a fixed second of the scenario, is judged
+    against the same warm detector however long the daemons took to start.
+    """
+
+    def acting_have_cycled() -> bool:
+        statuses = [d.status() for d in daemons]
+        acting = [s for s in statuses if s.get("is_leader") or s.get("shards_held")]
+        return bool(acting) and all(s["cycles"] >= 1 for s in acting)
+
+    wait_for("the acting daemons' first cycle", acting_have_cycled, 120)
+    time.sleep(WARM_HISTORY_S)
+
+
+def ship(kubeconfig: Path, workload: str, image: str) -> None:
+    """Release ``image`` to the Deployment ``namespace/name`` as a pipeline's `kubectl set
+    image` does: a strategic merge patch of its container (the simulator's are named
+    after the workload)."""
+    from kubernetes import client
+    from kubernetes import config as kube_config
+
+    namespace, name = workload.split("/")
+    patch = {"spec": {"template": {"spec": {"containers": [{"name": name, "image": image}]}}}}
+    api = kube_config.new_client_from_config(config_file=str(kubeconfig))
+    try:
+        client.AppsV1Api(api).patch_namespaced_deployment(name, namespace, patch)
+    finally:
+        api.close()

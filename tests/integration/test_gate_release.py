@@ -6,7 +6,9 @@ Three workloads of one scenario run the same image for the first minute (the his
 the gate learns the previous revision from); then each gets one release: an image that
 behaves the same (passes), one that fails 3% of requests (fails) and one whose only
 symptom is 4x the p99 latency (fails). Each verdict must come within the --for window;
-the time to verdict is printed (run with -s to see it).
+the time to verdict is printed (run with -s to see it). The three releases ship at once
+and their gates run side by side, as three pipelines would: each gate reads its own
+workload's series, so one judgement does not wait for another's window.
 
 The detector runs on the wall-clock settings of test_healer_run (30 s of warm-up
 instead of 15 min, 1 s scrapes, 4 s rate windows), so one rate window is 4 s here
@@ -98,22 +100,65 @@ class Stack:
         assert done.returncode == 0, done.stderr
         return done.stdout
 
-    def gate(self, name: str, *extra: str) -> tuple[int, dict[str, Any], float]:
-        """Run `healer gate --json`; its exit code, its verdict and its wall time."""
+    def gate(self, name: str, *extra: str) -> Gate:
+        """Start `healer gate --json` on shop/``name``; ``Gate.verdict`` waits for it."""
         args = ["gate", "--workload", f"shop/{name}", "--for", WINDOW, "--json"]
         args += ["--config", str(self.settings), "--kubeconfig", str(self.kubeconfig), *extra]
-        started = time.monotonic()
-        done = subprocess.run(
-            [sys.executable, "-m", "healer.cli", *args],
-            capture_output=True,
-            text=True,
-            timeout=WINDOW_S + 60,
-            cwd=self.workdir,
-            check=False,
+        # Output to files, not pipes: a gate whose pipe nobody reads yet would block.
+        out, err = self.workdir / f"gate-{name}.out", self.workdir / f"gate-{name}.err"
+        with out.open("wb") as stdout, err.open("wb") as stderr:
+            process = subprocess.Popen(
+                [sys.executable, "-m", "healer.cli", *args],
+                stdout=stdout,
+                stderr=stderr,
+                cwd=self.workdir,
+            )
+        return Gate(name, process, time.monotonic(), out, err)
+
+
+@dataclass
+class Gate:
+    """A running `healer gate` process, started at ``started`` (monotonic seconds)."""
+
+    name: str
+    process: subprocess.Popen[bytes]
+    started: float
+    out: Path
+    err: Path
+
+    def verdict(self) -> Verdict:
+        """Its exit code, its JSON verdict and its wall time, once it has exited."""
+        try:
+            self.process.wait(timeout=self.started + WINDOW_S + 60 - time.monotonic())
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+            raise AssertionError(
+                f"healer gate shop/{self.name} ran past its window: {self.err.read_text()}"
+            ) from None
+        took = time.monotonic() - self.started
+        stdout = self.out.read_text()
+        assert stdout.strip(), self.err.read_text()[-3000:]
+        verdict = json.loads(stdout.strip().splitlines()[-1])
+        return Verdict(self.name, self.process.returncode, verdict, took)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    name: str
+    code: int
+    verdict: dict[str, Any]
+    took: float
+    """Wall seconds from starting the gate to its exit, rollout included."""
+
+    def report(self) -> None:
+        v = self.verdict
+        print(
+            f"\nhealer gate shop/{self.name}: exit {self.code} ({v['verdict']}), rollout "
+            f"{v['rollout_s']:.1f} s, time to verdict {v['time_to_verdict_s']:.1f} s "
+            f"after the rollout, {self.took:.1f} s in all, {v['samples']} samples; "
+            f"{v['reason']}; p-values {v['p_values']}; evidence {v['evidence']}"
         )
-        took = time.monotonic() - started
-        assert done.stdout.strip(), done.stderr[-3000:]
-        return done.returncode, json.loads(done.stdout.strip().splitlines()[-1]), took
 
 
 @pytest.fixture(scope="module")
@@ -140,50 +185,68 @@ def release(stack: Stack, name: str, image: str) -> None:
     stack.kubectl("set", "image", f"deployment/{name}", f"*={image}", "-n", "shop")
 
 
-def report(name: str, code: int, verdict: dict[str, Any], took: float) -> None:
-    print(
-        f"\nhealer gate shop/{name}: exit {code} ({verdict['verdict']}), rollout "
-        f"{verdict['rollout_s']:.1f} s, time to verdict {verdict['time_to_verdict_s']:.1f} s "
-        f"after the rollout, {took:.1f} s in all, {verdict['samples']} samples; "
-        f"{verdict['reason']}; p-values {verdict['p_values']}; evidence {verdict['evidence']}"
-    )
+RELEASES = {
+    "good": ("shop/cart:good",),
+    "errors": ("shop/cart:errors", "--rollback"),
+    "slow": ("shop/cart:slow",),
+}
+"""Each judged workload: its new image, then the gate's extra options."""
 
 
-def test_a_good_release_passes_within_the_window(stack: Stack) -> None:
-    release(stack, "good", "shop/cart:good")
-    code, verdict, took = stack.gate("good")
-    report("good", code, verdict, took)
-    assert (code, verdict["verdict"]) == (0, "healthy"), verdict
+@pytest.fixture(scope="module")
+def verdicts(stack: Stack) -> dict[str, Verdict]:
+    """The three releases shipped one after the other and judged by three gates at once."""
+    gates = []
+    for name, (image, *extra) in RELEASES.items():
+        release(stack, name, image)
+        gates.append(stack.gate(name, *extra))
+    try:
+        return {gate.name: gate.verdict() for gate in gates}
+    finally:
+        for gate in gates:
+            if gate.process.poll() is None:
+                gate.process.kill()
+                gate.process.wait()
+
+
+def test_a_good_release_passes_within_the_window(verdicts: dict[str, Verdict]) -> None:
+    judged = verdicts["good"]
+    judged.report()
+    verdict = judged.verdict
+    assert (judged.code, verdict["verdict"]) == (0, "healthy"), verdict
     assert verdict["revision"] == 2 and verdict["images"] == ["shop/cart:good"]
-    assert took < WINDOW_S
+    assert judged.took < WINDOW_S
 
 
-def test_a_release_failing_three_percent_fails_and_is_rolled_back(stack: Stack) -> None:
-    release(stack, "errors", "shop/cart:errors")
-    code, verdict, took = stack.gate("errors", "--rollback")
-    report("errors", code, verdict, took)
-    assert (code, verdict["verdict"]) == (1, "unhealthy"), verdict
+def test_a_release_failing_three_percent_fails_and_is_rolled_back(
+    stack: Stack, verdicts: dict[str, Verdict]
+) -> None:
+    judged = verdicts["errors"]
+    judged.report()
+    verdict = judged.verdict
+    assert (judged.code, verdict["verdict"]) == (1, "unhealthy"), verdict
     assert verdict["evidence"][0]["signal"] == "error_ratio", verdict
-    assert verdict["rolled_back_to"] == 1 and took < WINDOW_S
+    assert verdict["rolled_back_to"] == 1 and judged.took < WINDOW_S
     image = stack.kubectl(
         "get", "deploy", "errors", "-n", "shop", "-o", "jsonpath={..containers[0].image}"
     )
     assert image == "shop/cart:1"
 
 
-def test_a_release_whose_only_symptom_is_4x_p99_fails(stack: Stack) -> None:
-    release(stack, "slow", "shop/cart:slow")
-    code, verdict, took = stack.gate("slow")
-    report("slow", code, verdict, took)
-    assert (code, verdict["verdict"]) == (1, "unhealthy"), verdict
+def test_a_release_whose_only_symptom_is_4x_p99_fails(verdicts: dict[str, Verdict]) -> None:
+    judged = verdicts["slow"]
+    judged.report()
+    verdict = judged.verdict
+    assert (judged.code, verdict["verdict"]) == (1, "unhealthy"), verdict
     assert verdict["evidence"][0]["signal"] == "latency_p99", verdict
-    assert verdict["rolled_back_to"] is None and took < WINDOW_S
+    assert verdict["rolled_back_to"] is None and judged.took < WINDOW_S
 
 
 def test_a_workload_without_history_cannot_be_judged(stack: Stack) -> None:
     # shop/fresh has run one revision since the cluster started: nothing before it.
-    code, verdict, _ = stack.gate("fresh")
-    assert (code, verdict["verdict"]) == (2, "undecided"), verdict
+    judged = stack.gate("fresh").verdict()
+    verdict = judged.verdict
+    assert (judged.code, verdict["verdict"]) == (2, "undecided"), verdict
     assert verdict["reason"].startswith("not enough history to judge"), verdict
 
 

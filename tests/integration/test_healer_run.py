@@ -5,12 +5,16 @@
   second, and two `healer run` daemons share one audit store and one Lease. The leader
   heals a bad release by a rollback; then it is SIGKILLed, the other takes over and
   finds the incident already handled; a SIGTERM stops it cleanly and releases the Lease.
+  The release is shipped through the API, as a pipeline's `kubectl set image` does, once
+  the leader has cycled for ``WARM_HISTORY_S``.
 * Three daemons with Prometheus down: they start anyway, one leads, it reports not
   ready naming prometheus.url, the followers are ready; SIGKILL of the leader and
   another leads.
 
-How soon a follower takes over is checked in virtual time (tests/unit/test_leader.py)
-and measured on the wall clock by bench/takeover.py.
+The daemons' Lease lasts 6 s rather than 15 (``QUICK_LEASE``), so each takeover waits
+for the Lease to expire as in a cluster, only sooner. How soon a follower takes over is
+checked in virtual time (tests/unit/test_leader.py) and measured on the wall clock by
+bench/takeover.py.
 
 Without the prometheus binary the end-to-end test skips (fails when
 HEALER_REQUIRE_PROMETHEUS=1, as in CI).
@@ -32,8 +36,10 @@ from daemons import (
     fast_settings,
     healers,
     serve_sim,
+    ship,
     start_daemons,
     wait_for,
+    wait_until_warm,
 )
 from kubernetes import client
 from kubernetes import config as kube_config
@@ -42,8 +48,23 @@ from test_prometheus import PrometheusServer, _binary, _free_port
 pytestmark = pytest.mark.integration
 
 
-def scenario(start: datetime, *, release_at_s: int) -> dict[str, Any]:
-    """Two services scraped every second in real time; a bad release of cart."""
+BAD_RELEASE = ("shop/cart", "shop/cart:2")
+"""The release healer must roll back: cart's image failing 30% of requests."""
+
+
+def scenario(start: datetime, *, release_at_s: int | None = None) -> dict[str, Any]:
+    """Two services scraped every second in real time; a bad release of cart at
+    ``release_at_s``, or none in the scenario (the test ships it)."""
+    workload, image = BAD_RELEASE
+    events = [
+        {
+            "at_s": release_at_s,
+            "kind": "release",
+            "workload": workload,
+            "image": image,
+            "expect": "rollback",
+        }
+    ]
     return {
         "name": "run-e2e",
         "description": "a bad release of cart, in real time",
@@ -71,22 +92,14 @@ def scenario(start: datetime, *, release_at_s: int) -> dict[str, Any]:
                 "traffic": {"base_rps": 30, "noise": 0.03},
             },
         ],
-        "events": [
-            {
-                "at_s": release_at_s,
-                "kind": "release",
-                "workload": "shop/cart",
-                "image": "shop/cart:2",
-                "expect": "rollback",
-            }
-        ],
+        "events": events if release_at_s is not None else [],
     }
 
 
 @pytest.fixture
 def sim(tmp_path: Path) -> Iterator[tuple[Process, Path, str]]:
     start = datetime.now(UTC).replace(microsecond=0)
-    server, kubeconfig, target = serve_sim(tmp_path, scenario(start, release_at_s=75), _free_port())
+    server, kubeconfig, target = serve_sim(tmp_path, scenario(start), _free_port())
     yield server, kubeconfig, target
     server.terminate()
 
@@ -139,6 +152,8 @@ def test_two_daemons_heal_through_prometheus_and_hand_over_on_sigkill(
         settings = fast_settings(tmp_path, prometheus.url, verify_stable_s=10)
         daemons = start_daemons(healers(2), tmp_path, kubeconfig, settings)
         urls = {d.name: d.api_url() for d in daemons}
+        wait_until_warm(daemons)
+        ship(kubeconfig, *BAD_RELEASE)
 
         def healed() -> dict[str, Any] | None:
             for d in daemons:
