@@ -238,9 +238,11 @@ class ScopedSource:
 class ScopedClient:
     """A ``RangeClient`` whose every query is restricted to the owned namespaces.
 
-    Which namespaces exist is asked once, over the first query's range, and kept: a
-    client lives for one task (warming the detector from history). Owning none, every
-    answer is empty and nothing else is asked.
+    Which namespaces exist is asked over each query's own range (once per range: the
+    signals of one chunk of history share it), since warming reads the oldest chunk
+    first, and a namespace created since, or a Prometheus holding less history than
+    asked for, would otherwise leave the shard with nothing to learn from. Owning none
+    in a range, that range's answers are empty and nothing else is asked.
     """
 
     def __init__(self, inner: RangeClient, *, owns: Callable[[str], bool], recorded: bool) -> None:
@@ -248,14 +250,16 @@ class ScopedClient:
         self.url = inner.url
         self.owns = owns
         self.recorded = recorded
-        self._namespaces: frozenset[str] | None = None
+        self._range: tuple[int, int, int] | None = None
+        self._namespaces: frozenset[str] = frozenset()
 
     def query_range(self, promql: str, *, start_s: int, end_s: int, step_s: int) -> RangeResult:
-        if self._namespaces is None:
+        if self._range != (start_s, end_s, step_s):
             query = NAMESPACES_RECORDED if self.recorded else NAMESPACES
             found = self.inner.query_range(query, start_s=start_s, end_s=end_s, step_s=step_s)
             names = {series["metric"].get("namespace", "") for series in found.series}
             self._namespaces = frozenset(ns for ns in names if ns and self.owns(ns))
+            self._range = (start_s, end_s, step_s)
         if not self._namespaces:
             return RangeResult(series=[])
         scoped = restrict(promql, self._namespaces)

@@ -152,3 +152,49 @@ def test_every_istio_signal_query_restricts_each_metric_on_its_own_namespace_lab
             assert "namespace=~" not in body.removeprefix(expected), (query.signal, body)
             istio_read += metric.startswith("istio_")
     assert istio_read >= 4  # request rate, errors and requests, the latency histogram
+
+
+class _History:
+    """A range client whose namespaces appear at given times: ``web`` has existed since
+    t=0, ``shop`` only since t=5,000 (created later, or older history already gone)."""
+
+    url = "http://prometheus.test"
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[str, int, int]] = []
+
+    def query_range(self, promql: str, *, start_s: int, end_s: int, step_s: int) -> RangeResult:
+        self.asked.append((promql, start_s, end_s))
+        born = {"web": 0, "shop": 5_000}
+        present = [ns for ns, since in born.items() if since <= end_s]
+        return RangeResult(
+            series=[{"metric": {"namespace": ns}, "values": [[end_s, "1"]]} for ns in present]
+        )
+
+
+def test_warming_through_a_shard_asks_the_namespaces_of_each_range() -> None:
+    """The oldest chunk comes first; a namespace that only appears in later chunks is
+    still read, and a range shares one namespace question between its signals."""
+    history = _History()
+    source = ScopedSource(
+        PrometheusSource(history, queries=build_queries(recorded=False), retries=0),
+        owns={"shop", "web"}.__contains__,
+    )
+    client = source.client
+    client.query_range("up", start_s=0, end_s=1_000, step_s=60)
+    client.query_range("kube_pod_owner", start_s=0, end_s=1_000, step_s=60)
+    client.query_range("up", start_s=6_000, end_s=7_000, step_s=60)
+    questions = [(start, end) for promql, start, end in history.asked if promql == NAMESPACES]
+    assert questions == [(0, 1_000), (6_000, 7_000)]
+    scoped = [promql for promql, _, _ in history.asked if promql != NAMESPACES]
+    assert scoped == ['up{namespace=~"web"}', 'kube_pod_owner{namespace=~"web"}', f"up{{{NS}}}"]
+
+
+def test_a_range_without_an_owned_namespace_asks_nothing_more() -> None:
+    history = _History()
+    source = ScopedSource(
+        PrometheusSource(history, queries=build_queries(recorded=False), retries=0),
+        owns={"shop"}.__contains__,
+    )
+    assert source.client.query_range("up", start_s=0, end_s=1_000, step_s=60).series == []
+    assert [promql for promql, _, _ in history.asked] == [NAMESPACES]
