@@ -41,6 +41,7 @@ import structlog
 import uvicorn
 
 from healer.api.app import create_app
+from healer.api.server import bound
 from healer.audit import AuditStore
 from healer.config import Settings
 from healer.decide import load_playbooks
@@ -76,18 +77,7 @@ def reserve(host: str, port: int) -> socket.socket:
     the port for the workers' own sockets. A port in use is a ConfigError naming it."""
     if not hasattr(socket, "SO_REUSEPORT"):
         raise ConfigError("healer api needs SO_REUSEPORT (Linux) to share api.port")
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    if port != 0:  # as server.bind: a restart need not wait for TIME_WAIT to end
-        # Not for port 0: the kernel could then pick a port a connection uses, where
-        # the workers could bind but not listen.
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    return sock
+    return bound(host, port, reuse_port=True)
 
 
 def serve(plan: ApiWorkers, *, stop: threading.Event, sock: socket.socket | None = None) -> None:

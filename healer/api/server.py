@@ -19,17 +19,30 @@ from healer.errors import ConfigError
 
 def bind(host: str, port: int) -> socket.socket:
     """Bind a listening socket; a port in use is a ConfigError naming it."""
+    sock = bound(host, port)
+    sock.listen(128)
+    return sock
+
+
+def bound(host: str, port: int, *, reuse_port: bool = False) -> socket.socket:
+    """A TCP socket bound to ``host:port``, not listening yet; a port in use is a
+    ConfigError naming it. ``reuse_port``: several processes' sockets share the port
+    (``SO_REUSEPORT``), and the kernel spreads connections over them."""
     # Name the protocol: asyncio turns Nagle's algorithm off only on sockets that say
     # they are TCP, and with it on, every response waits ~40 ms for a delayed ACK.
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    # As uvicorn does: a restart right after a stop must not wait for TIME_WAIT to end.
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if port != 0 or not reuse_port:
+        # As uvicorn does: a restart right after a stop must not wait for TIME_WAIT to
+        # end. Not on port 0 with SO_REUSEPORT: the kernel could then pick a port a
+        # connection uses, where the workers could bind but not listen.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if reuse_port:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     try:
         sock.bind((host, port))
     except OSError as exc:
         sock.close()
         raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
-    sock.listen(128)
     return sock
 
 

@@ -8,21 +8,13 @@ Like the sidecars' own endpoint they carry ``destination_workload_namespace``, a
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
 import pytest
-import yaml
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
-from test_prometheus import _binary
+from scraping import scraping
 
-from healer.api.server import ServerThread, bind
 from healer.collect.scope import restrict
 from healer.collect.signals import build_queries
 from healer.types import Signal
@@ -50,55 +42,9 @@ def page_text(scrape: int) -> str:
 
 @pytest.fixture(scope="module")
 def prometheus_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    prometheus = _binary("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus-istio")
-    served = [0]
-
-    async def metrics(request: Request) -> PlainTextResponse:
-        served[0] += 1
-        return PlainTextResponse(page_text(served[0]))
-
-    exporter = ServerThread(
-        Starlette(routes=[Route("/metrics", metrics)]), bind("127.0.0.1", 0)
-    ).start()
-    config = workdir / "prometheus.yml"
-    scrape = {"job_name": "istio", "honor_labels": True}
-    scrape["static_configs"] = [{"targets": [exporter.url.removeprefix("http://")]}]
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-                "scrape_configs": [scrape],
-            }
-        )
-    )
-    sock = bind("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()
-    log = workdir / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address={url.removeprefix('http://')}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 60
-        while served[0] < SCRAPES + 1 and time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()[-2000:]
-            time.sleep(0.2)
-        assert served[0] >= SCRAPES + 1, "Prometheus did not scrape the exporter"
-        time.sleep(1.5)  # the last scrapes are ingested
+    with scraping(workdir, lambda n: page_text(n + 1), job="istio", scrapes=SCRAPES + 1) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        exporter.stop()
 
 
 def instant(url: str, promql: str) -> list[dict[str, Any]]:

@@ -9,8 +9,6 @@ configured overrides, so what is tested is the path from Prometheus to the Frame
 
 from __future__ import annotations
 
-import subprocess
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -19,15 +17,9 @@ from typing import Any
 import httpx
 import numpy as np
 import pytest
-import yaml
-from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import PlainTextResponse
-from starlette.routing import Route
+from scraping import scraping
 from structlog.testing import capture_logs
-from test_prometheus import _binary
 
-from healer.api.server import ServerThread, bind
 from healer.collect.prometheus import PrometheusClient, PrometheusSource
 from healer.collect.signals import SignalQuery
 from healer.types import Frame, Signal, WorkloadRef
@@ -87,65 +79,13 @@ class Scraped:
 
 @pytest.fixture(scope="module")
 def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Scraped]:
-    prometheus = _binary("prometheus")
     workdir = tmp_path_factory.mktemp("prometheus-series")
-    served = [0]
-
-    async def metrics(request: Request) -> PlainTextResponse:
-        page = min(served[0], PAGES - 1)
-        served[0] += 1
-        return PlainTextResponse(page_text(page))
-
-    exporter = ServerThread(
-        Starlette(routes=[Route("/metrics", metrics)]), bind("127.0.0.1", 0)
-    ).start()
-    config = workdir / "prometheus.yml"
-    target = exporter.url.removeprefix("http://")
-    config.write_text(
-        yaml.safe_dump(
-            {
-                "global": {"scrape_interval": "1s", "scrape_timeout": "1s"},
-                "scrape_configs": [
-                    # Keep the exporter's namespace and deployment labels as they are.
-                    {
-                        "job_name": "app",
-                        "honor_labels": True,
-                        "static_configs": [{"targets": [target]}],
-                    }
-                ],
-            }
-        )
-    )
-    sock = bind("127.0.0.1", 0)
-    url = f"http://127.0.0.1:{sock.getsockname()[1]}"
-    sock.close()
-    log = workdir / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                prometheus,
-                f"--config.file={config}",
-                f"--storage.tsdb.path={workdir / 'data'}",
-                f"--web.listen-address={url.removeprefix('http://')}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
-    try:
-        deadline = time.monotonic() + 90
-        while served[0] < PAGES + 2 and time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()[-2000:]
-            time.sleep(0.2)
-        assert served[0] >= PAGES + 2, "Prometheus did not scrape the exporter"
-        time.sleep(1.5)  # the last scrapes are ingested
+    page = lambda n: page_text(min(n, PAGES - 1))  # noqa: E731
+    with scraping(workdir, page, job="app", scrapes=PAGES + 2, timeout_s=90) as url:
         answer = httpx.get(f"{url}/api/v1/query", params={"query": "app_page[5m]"}, timeout=10)
         points = answer.json()["data"]["result"][0]["values"]
         last = next(float(t) for t, v in points if int(float(v)) == PAGES - 1)
         yield Scraped(url, last)
-    finally:
-        process.terminate()
-        process.wait(timeout=10)
-        exporter.stop()
 
 
 def _frame(scraped: Scraped) -> tuple[Frame, np.ndarray[Any, np.dtype[np.float64]]]:
