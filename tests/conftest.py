@@ -58,6 +58,8 @@ SLOWEST_FIRST = (
     "tests/integration/test_loop_gitops.py",
     "tests/integration/test_loop_policies.py",
     "tests/integration/test_kubectl_policies.py",
+    "tests/integration/test_api_workers.py",
+    "tests/integration/test_prometheus_istio_scope.py",
     "tests/unit/detect/test_univariate_cli.py",
     "tests/unit/detect/test_model.py",
     "tests/unit/sim/test_faults.py",
