@@ -27,7 +27,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import skops.io as sio
 from numpy.typing import NDArray
 from sklearn.ensemble import RandomForestClassifier
 
@@ -113,6 +112,8 @@ class LearnedDiagnoser:
         """Write ``path`` (skops) and ``path.with_suffix('.json')`` (the card)."""
         if not hasattr(self, "model_"):
             raise ModelNotFitted("the diagnoser has not been fitted")
+        import skops.io as sio  # here: a daemon without a model never pays its import
+
         sio.dump(self.model_, path)
         card = {
             "version": VERSION,
@@ -141,6 +142,8 @@ class LearnedDiagnoser:
             raise ModelMismatch(f"{path}: sha256 {digest} differs from the card's")
         if card.get("version") != VERSION or card.get("features") != list(FEATURES):
             raise ModelMismatch(f"{card_path}: version or features differ from {VERSION}")
+        import skops.io as sio  # here: a daemon without a model never pays its import
+
         untrusted = sio.get_untrusted_types(data=data)
         refused = [t for t in untrusted if not t.startswith(_TRUSTED_PREFIXES)]
         if refused:
