@@ -98,7 +98,8 @@ def serve(plan: ApiWorkers, *, stop: threading.Event, sock: socket.socket | None
         url = f"http://{address[0]}:{address[1]}"
         log.info("api_workers_started", workers=plan.workers, address=url)
         while not stop.wait(0.5):
-            running[:] = [_restarted(settings, address, p) for p in running]
+            for i, process in enumerate(running):  # in place: a failed restart loses none
+                running[i] = _restarted(settings, address, process)
     finally:
         _stop_all(running)
         sock.close()

@@ -108,6 +108,7 @@ def run(
     # long as the process: out of the collector's reach, a full collection (which the
     # many lists of a large Prometheus answer set off) no longer walks it each time while
     # holding the GIL, which the Lease thread needs to renew in time.
+    gc.collect()  # garbage left by start-up is freed, not kept for good
     gc.freeze()
     daemon.serve(stop, once=once)
     missed = daemon.missed_cycle() if once and not stop.is_set() else None

@@ -129,10 +129,9 @@ class ShardClaims:
             if self._started is None:
                 self._started = now
             errors: list[str] = []
-            if self.membership is not None:
-                self.membership.tick(now)
-                if self.membership.last_error is not None:
-                    errors.append(f"membership: {self.membership.last_error}")
+            # The share from the members seen at the last attempt (one retry period old):
+            # the shard Leases are renewed first, so that slow membership calls cannot
+            # hold their renewal past the renew deadline.
             share = self._share(now)
             self._release_handed(now)
             for index in self._order():
@@ -148,6 +147,10 @@ class ShardClaims:
                 if elector.last_error is not None:
                     errors.append(f"shard {index}: {elector.last_error}")
             self._pick_extras(now, share)
+            if self.membership is not None:
+                self.membership.tick(now)
+                if self.membership.last_error is not None:
+                    errors.append(f"membership: {self.membership.last_error}")
             self.last_error = "; ".join(errors) or None
             return bool(self._held(now))
 
