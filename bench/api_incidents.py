@@ -36,6 +36,7 @@ import time
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 from sqlalchemy import insert
@@ -50,36 +51,42 @@ STATUSES = ("resolved", "resolved", "resolved", "open", "verifying")
 
 def fill(url: str, count: int) -> None:
     from healer.audit import AuditStore
+    from healer.audit.listed import item_json
     from healer.audit.tables import IncidentRow, StepRow
+    from healer.types import ActionKind, ActionStatus, Cause, IncidentStatus, OutcomeKind
 
     store = AuditStore(url)
     engine = store._engine  # the bench writes rows in bulk, which the store's API does not
     finding = {"workload": {}, "score": 0.97, "signals": [], "model_version": "bench"}
+
+    def incident(i: int) -> dict[str, object]:
+        done = i % 5 < 3
+        cause = CAUSES[i % 5]
+        row = {
+            "id": i,
+            "namespace": f"ns{i % 20}",
+            "kind": "Deployment",
+            "name": f"svc{i % 500}",
+            "status": IncidentStatus(STATUSES[i % 5]),
+            "opened": T0 + timedelta(minutes=i),
+            "closed": T0 + timedelta(minutes=i + 5) if done else None,
+            "score": 0.9 + (i % 10) / 100,
+            "cause": Cause(cause) if cause else None,
+            "confidence": 0.8 if cause else None,
+            "action": ActionKind.RESTART if done else None,
+            "action_status": ActionStatus.SUCCEEDED if done else None,
+            "outcome": OutcomeKind.HEALED if done else None,
+            "last_seen": T0 + timedelta(minutes=i + 1),
+            "cluster": "default",
+        }
+        # What the store's own writes keep beside the columns (healer.audit.listed),
+        # which an insert in bulk does not make by itself.
+        return {**row, "listed": item_json(SimpleNamespace(**row))}
+
     with engine.begin() as db:
         for start in range(0, count, 10_000):
             ids = range(start + 1, min(count, start + 10_000) + 1)
-            db.execute(
-                insert(IncidentRow),
-                [
-                    {
-                        "id": i,
-                        "namespace": f"ns{i % 20}",
-                        "kind": "Deployment",
-                        "name": f"svc{i % 500}",
-                        "status": STATUSES[i % 5],
-                        "opened": T0 + timedelta(minutes=i),
-                        "closed": T0 + timedelta(minutes=i + 5) if i % 5 < 3 else None,
-                        "score": 0.9 + (i % 10) / 100,
-                        "cause": CAUSES[i % 5],
-                        "confidence": 0.8 if CAUSES[i % 5] else None,
-                        "action": "restart" if i % 5 < 3 else None,
-                        "action_status": "succeeded" if i % 5 < 3 else None,
-                        "outcome": "healed" if i % 5 < 3 else None,
-                        "last_seen": T0 + timedelta(minutes=i + 1),
-                    }
-                    for i in ids
-                ],
-            )
+            db.execute(insert(IncidentRow), [incident(i) for i in ids])
             db.execute(
                 insert(StepRow),
                 [

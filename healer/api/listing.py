@@ -46,9 +46,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from healer.api.auth import TokenTable
 from healer.api.cursor import BadCursor, CursorSigner
-from healer.api.schemas import IncidentPage
+from healer.audit import listed
 from healer.audit.roles import ReviewQueue
-from healer.audit.views import IncidentFilter, SummaryRow
+from healer.audit.views import IncidentFilter
 from healer.errors import StoreError
 from healer.types import Cause, IncidentStatus
 
@@ -209,16 +209,16 @@ def _read_page(
     """The page's bytes; None when ``max_steps`` is given and the store cannot read
     the page within them on this thread."""
     more = limit + 1  # one more than asked tells whether a next page exists
-    rows: list[SummaryRow] | None
+    entries: list[tuple[int, str]] | None
     if max_steps is None:
-        rows = store.list_incident_rows(where, limit=more)
+        entries = store.list_incident_entries(where, limit=more)
     else:
-        rows = store.list_incident_rows_now(where, limit=more, max_steps=max_steps)
-    if rows is None:
+        entries = store.list_incident_entries_now(where, limit=more, max_steps=max_steps)
+    if entries is None:
         return None
-    page = rows[:limit]
-    next_cursor = cursors.dump(page[-1].id) if len(rows) > limit else None
-    return IncidentPage.encode(page, next_cursor)
+    page = entries[:limit]
+    next_cursor = cursors.dump(page[-1][0]) if len(entries) > limit else None
+    return listed.page_json(page, next_cursor)
 
 
 class PageCache:

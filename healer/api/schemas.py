@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
-import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
+from healer.audit import listed
 from healer.audit.tables import StepKind
 from healer.audit.views import (
     ActionView,
@@ -85,33 +85,11 @@ class IncidentPage(_Out):
     def encode(rows: Sequence[SummaryRow], next_cursor: str | None) -> bytes:
         """The page as JSON: the bytes ``model_dump_json`` gives, several times faster.
 
-        Store rows are trusted, so they are not validated again, and orjson writes the
-        same JSON as pydantic for these types (compact, field order, ``Z`` for UTC,
-        enums as values, shortest float form): a test compares the two on every type
-        of value a page holds. A field added to ``IncidentItem`` must be added here too.
+        Made as the list's pages are (``healer.audit.listed``): store rows are trusted,
+        so they are not validated again, and orjson writes the same JSON as pydantic for
+        these types; a test compares the two on every type of value a page holds.
         """
-        page = {"items": [_item(row) for row in rows], "next_cursor": next_cursor}
-        return orjson.dumps(page, option=orjson.OPT_UTC_Z)
-
-
-def _item(row: SummaryRow) -> dict[str, object]:
-    (id_, namespace, kind, name, status, opened, closed, score) = row[:8]
-    (cause, confidence, action, action_status, outcome, last_seen, cluster) = row[8:]
-    return {
-        "id": id_,
-        "workload": {"namespace": namespace, "kind": kind, "name": name},
-        "status": status,
-        "opened": opened,
-        "closed": closed,
-        "score": score,
-        "cause": cause,
-        "confidence": confidence,
-        "action": action,
-        "action_status": action_status,
-        "outcome": outcome,
-        "last_seen": last_seen,
-        "cluster": cluster,
-    }
+        return listed.page_json([(row.id, listed.item_json(row)) for row in rows], next_cursor)
 
 
 class Step(_Out):

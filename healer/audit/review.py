@@ -17,12 +17,13 @@ Decisions:
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, bindparam, func, select
 
-from healer.audit import serialize, status, views
+from healer.audit import listed, serialize, status, views
 from healer.audit.database import Database
 from healer.audit.status import Move
 from healer.audit.tables import ActionRow, FeedbackRow, GuardVerdictRow, IncidentRow, StepKind
@@ -59,8 +60,9 @@ _CONDITIONS: dict[str, ColumnElement[bool]] = {
 
 
 @functools.cache
-def _listing(filters: frozenset[str]) -> Select[*tuple[Any, ...]]:
-    """The incident list's query with ``filters``, values bound when it runs.
+def _listing(filters: frozenset[str], *, entries: bool) -> Select[*tuple[Any, ...]]:
+    """The incident list's query with ``filters``, values bound when it runs: of the
+    summary columns, or of each incident's id and list entry (``entries``).
 
     Built once per set of filters (at most 2**8 of them): building a statement costs
     more than SQLite takes to answer it. Columns, not ORM entities: a page is read-only.
@@ -68,15 +70,27 @@ def _listing(filters: frozenset[str]) -> Select[*tuple[Any, ...]]:
     newest = IncidentRow.id.desc()
     conditions = [_CONDITIONS[name] for name in sorted(filters)]
     ids = select(IncidentRow.id).where(*conditions).order_by(newest).limit(bindparam("limit"))
-    return select(*views.SUMMARY_COLUMNS).where(IncidentRow.id.in_(ids)).order_by(newest)
+    columns = views.ENTRY_COLUMNS if entries else views.SUMMARY_COLUMNS
+    return select(*columns).where(IncidentRow.id.in_(ids)).order_by(newest)
 
 
 def _listing_values(
-    where: IncidentFilter, limit: int
+    where: IncidentFilter, limit: int, *, entries: bool = False
 ) -> tuple[Select[*tuple[Any, ...]], dict[str, object]]:
     """The incident list's query for the filters ``where`` sets, and the values to bind."""
     values = where.given()
-    return _listing(frozenset(values)), {**values, "limit": limit}
+    return _listing(frozenset(values), entries=entries), {**values, "limit": limit}
+
+
+def _complete(rows: Sequence[Sequence[Any]]) -> list[tuple[int, str]] | None:
+    """Rows of ``ENTRY_COLUMNS`` as (id, entry), or None if one has no entry."""
+    entries = [(id_, text) for id_, text in rows]
+    return None if any(text is None for _, text in entries) else entries
+
+
+def _entries_of(rows: Sequence[SummaryRow]) -> list[tuple[int, str]]:
+    """Entries made from the summary columns, for rows that do not keep theirs."""
+    return [(row.id, listed.item_json(row)) for row in rows]
 
 
 class SqlReviewQueue(Database):
@@ -105,6 +119,32 @@ class SqlReviewQueue(Database):
         query, values = _listing_values(where, limit)
         rows = self._fetch_now("list incidents", query, values, max_steps=max_steps)
         return None if rows is None else views.summary_rows(rows)
+
+    def list_incident_entries(
+        self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50
+    ) -> list[tuple[int, str]]:
+        """``list_incidents`` as each incident's id and list entry (``listed``): what a
+        page of the API's list is joined from, without a value made per column."""
+        query, values = _listing_values(where, limit, entries=True)
+        entries = _complete(self._fetch_all("list incidents", query, values))
+        if entries is None:
+            return _entries_of(self.list_incident_rows(where, limit=limit))
+        return entries
+
+    def list_incident_entries_now(
+        self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50, max_steps: int
+    ) -> list[tuple[int, str]] | None:
+        """``list_incident_entries`` on the calling thread, or None when that could hold
+        it up (as ``list_incident_rows_now``)."""
+        query, values = _listing_values(where, limit, entries=True)
+        rows = self._fetch_now("list incidents", query, values, max_steps=max_steps)
+        if rows is None:
+            return None
+        entries = _complete(rows)
+        if entries is None:
+            summary = self.list_incident_rows_now(where, limit=limit, max_steps=max_steps)
+            return None if summary is None else _entries_of(summary)
+        return entries
 
     def get_incident(self, incident_id: int) -> IncidentDetail | None:
         with self._read(f"read incident {incident_id}") as session:

@@ -59,7 +59,6 @@ from healer.audit.views import (
     StoredAlert,
     StoredRelease,
     StoredSilence,
-    SummaryRow,
     Tally,
 )
 from healer.types import (
@@ -206,16 +205,17 @@ class ReviewQueue(ActionReviews, Protocol):
         self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50
     ) -> list[IncidentSummary]: ...
 
-    def list_incident_rows(
+    def list_incident_entries(
         self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50
-    ) -> list[SummaryRow]:
-        """``list_incidents`` as flat rows, cheaper to make: the API's list pages."""
+    ) -> list[tuple[int, str]]:
+        """``list_incidents`` as each incident's id and its entry's JSON without the id
+        (``listed.item_json``): what the API's list pages are joined from."""
         ...
 
-    def list_incident_rows_now(
+    def list_incident_entries_now(
         self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50, max_steps: int
-    ) -> list[SummaryRow] | None:
-        """``list_incident_rows`` on the calling thread (an event loop's) when that
+    ) -> list[tuple[int, str]] | None:
+        """``list_incident_entries`` on the calling thread (an event loop's) when that
         cannot hold it up: within ``max_steps`` of a local database's work; None
         otherwise, and the caller reads on a thread."""
         ...

@@ -41,10 +41,13 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    event,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.engine import Connection
+from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
 from sqlalchemy.types import TypeDecorator
 
+from healer.audit import listed
 from healer.types import (
     ActionKind,
     ActionStatus,
@@ -122,6 +125,10 @@ class Base(DeclarativeBase):
     }
 
 
+DEFAULT_CLUSTER = "default"
+"""The cluster of rows recorded before there were several (0009)."""
+
+
 class IncidentRow(Base):
     __tablename__ = "incidents"
     # The list filtered by workload (namespace and name), by cluster, or by namespace
@@ -150,8 +157,21 @@ class IncidentRow(Base):
     last_seen: Mapped[datetime]
     detected: Mapped[datetime | None]
     """Time of the first finding (``opened`` is the anomaly's onset); None before 0007."""
-    cluster: Mapped[str] = mapped_column(String(63), server_default="default")
+    cluster: Mapped[str] = mapped_column(String(63), server_default=DEFAULT_CLUSTER)
     """``cluster.name`` of the healer that recorded it (0009): one store, many clusters."""
+    listed: Mapped[str | None] = mapped_column(Text)
+    """Its entry in the incident list as JSON, without the id (``listed.item_json``, 0011):
+    made from the columns above on every write through the ORM (``_list_entry``); None
+    on a row inserted past the ORM, which is listed from its columns."""
+
+
+@event.listens_for(IncidentRow, "before_insert")
+@event.listens_for(IncidentRow, "before_update")
+def _list_entry(mapper: Mapper[IncidentRow], connection: Connection, row: IncidentRow) -> None:
+    """Keep ``row.listed`` in step with the columns it is made of, in the same statement."""
+    if row.cluster is None:  # the server's default, which the INSERT would have given
+        row.cluster = DEFAULT_CLUSTER
+    row.listed = listed.item_json(row)
 
 
 class StepRow(Base):

@@ -251,6 +251,10 @@ converted by SQLAlchemy: its conversion of a row's times and enums costs more th
 SQLite takes to find the row, so ``summary_rows`` converts them itself."""
 
 
+ENTRY_COLUMNS = (type_coerce(IncidentRow.id, NullType), type_coerce(IncidentRow.listed, NullType))
+"""Each incident's id and list entry (``listed``): what a page of the API's list reads."""
+
+
 _E = TypeVar("_E", bound=enum.Enum)
 
 

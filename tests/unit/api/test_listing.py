@@ -16,7 +16,7 @@ from fastapi.testclient import TestClient
 from healer.api import create_app, listing, routes
 from healer.api.listing import ListQuery, PageCache, parse_query
 from healer.audit import AuditStore
-from healer.audit.views import IncidentFilter, SummaryRow
+from healer.audit.views import IncidentFilter
 from healer.errors import StoreError
 from healer.types import ActionKind, ActionRecord, ActionStatus, Cause, Diagnosis
 from tests.unit.api.test_app import AUTH, CART, LEDGER, SETTINGS, app_for, at, finding
@@ -281,13 +281,13 @@ def test_a_page_read_on_a_reader_thread_is_the_page_read_at_once(
     at_once = {q: client.get(f"/api/v1/incidents?{q}&n=1").content for q in queries}
     monkeypatch.setattr(listing, "MAX_STEPS_NOW", 1)
     threads: list[str] = []
-    read = store.list_incident_rows
+    read = store.list_incident_entries
 
-    def watched(where: IncidentFilter, *, limit: int) -> list[SummaryRow]:
+    def watched(where: IncidentFilter, *, limit: int) -> list[tuple[int, str]]:
         threads.append(threading.current_thread().name)
         return read(where, limit=limit)
 
-    monkeypatch.setattr(store, "list_incident_rows", watched)
+    monkeypatch.setattr(store, "list_incident_entries", watched)
     for q in queries:
         assert client.get(f"/api/v1/incidents?{q}&n=2").content == at_once[q], q
     assert len(threads) == len(queries)

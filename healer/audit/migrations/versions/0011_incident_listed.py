@@ -1,0 +1,74 @@
+"""Each incident keeps its entry in the incident list as JSON (``incidents.listed``).
+
+A page of the list is then read as two values a row, not fifteen made, converted and
+encoded again on every read (``healer.audit.listed``). The entry of every incident
+already stored is made here, in batches; a row whose stored values are not valid (an
+unknown status, a time that does not parse) is left without one and is listed from its
+columns, which refuses it as before.
+
+Revision ID: 0011
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+from healer.audit import listed, views
+
+revision = "0011"
+down_revision: str | None = "0010"
+branch_labels = None
+depends_on = None
+
+BATCH = 5_000
+"""Rows read and updated at a time: a bounded memory on a store of any size."""
+
+_SUMMARY = (
+    "id",
+    "namespace",
+    "kind",
+    "name",
+    "status",
+    "opened",
+    "closed",
+    "score",
+    "cause",
+    "confidence",
+    "action",
+    "action_status",
+    "outcome",
+    "last_seen",
+    "cluster",
+)
+
+
+def upgrade() -> None:
+    op.add_column("incidents", sa.Column("listed", sa.Text(), nullable=True))
+    incidents = sa.table("incidents", *(sa.column(name) for name in (*_SUMMARY, "listed")))
+    read = sa.select(*(incidents.c[name] for name in _SUMMARY)).order_by(incidents.c.id)
+    write = (
+        incidents.update()
+        .where(incidents.c.id == sa.bindparam("row_id"))
+        .values(listed=sa.bindparam("entry"))
+    )
+    bind = op.get_bind()
+    last = 0
+    while rows := bind.execute(read.where(incidents.c.id > last).limit(BATCH)).all():
+        last = rows[-1][0]
+        entries = [entry for entry in map(_entry, rows) if entry is not None]
+        if entries:
+            bind.execute(write, entries)
+
+
+def _entry(raw: sa.Row[tuple[object, ...]]) -> dict[str, object] | None:
+    try:
+        [row] = views.summary_rows([raw])
+    except (KeyError, ValueError, TypeError):
+        return None
+    return {"row_id": row.id, "entry": listed.item_json(row)}
+
+
+def downgrade() -> None:
+    with op.batch_alter_table("incidents") as batch:
+        batch.drop_column("listed")
