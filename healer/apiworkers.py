@@ -31,6 +31,7 @@ Decisions:
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import socket
 import threading
@@ -147,6 +148,8 @@ def run_worker(settings: Settings, address: tuple[str, int]) -> None:
         models_dir=settings.detector.models_dir,
     )
     config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off")
+    gc.collect()  # as healer run: start-up's garbage freed, the rest never scanned again
+    gc.freeze()
     try:
         uvicorn.Server(config).run(sockets=[sock])
     finally:

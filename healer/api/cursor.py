@@ -9,7 +9,6 @@ hand out.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 
 _SIG_BYTES = 16
@@ -25,7 +24,7 @@ class CursorSigner:
         self._key = key
 
     def _sign(self, last_id: int) -> str:
-        mac = hmac.new(self._key, f"incidents:{last_id}".encode(), hashlib.sha256).digest()
+        mac = hmac.digest(self._key, f"incidents:{last_id}".encode(), "sha256")  # one C call
         return base64.urlsafe_b64encode(mac[:_SIG_BYTES]).rstrip(b"=").decode()
 
     def dump(self, last_id: int) -> str:

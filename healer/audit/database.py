@@ -41,7 +41,7 @@ from sqlalchemy import Select, create_engine, event, func, select
 from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.exc import InterfaceError, OperationalError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import StaticPool
+from sqlalchemy.pool import PoolProxiedConnection, StaticPool
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_exponential
 
 from healer.audit import migrate
@@ -58,6 +58,15 @@ fails (StoreError) and the cycle is tried again at its next interval."""
 SQLITE_BUSY_TIMEOUT_MS = 5000
 """How long a SQLite writer waits for another writer's lock. Writes are single short
 transactions (milliseconds), so five seconds means something is stuck, not busy."""
+
+SQLITE_MMAP_BYTES = 1 << 30
+"""How much of a SQLite file each connection reads through a memory map rather than
+``read`` calls. A page of the incident list touches a page of the file per incident
+(a filter's matches lie far apart), and each connection keeps only ~2 MB of pages of
+its own: read through calls, those pages cost half the page's read time at 100,000
+incidents (bench/api_incidents.py). Mapped, every connection of every API process
+reads the one copy the kernel caches. Address space, not memory: only pages touched
+are resident, and the kernel can drop them."""
 
 log = structlog.get_logger("healer.audit")
 _T = TypeVar("_T")
@@ -105,6 +114,9 @@ class Database:
         self._writes = 0
         self._count_lock = threading.Lock()
         self._prepared: dict[Select[Any], Prepared] = {}
+        self._owned = threading.local()
+        """``connection``: the thread's own connection for reads at once (``_own_connection``)."""
+        self._owned_all: list[PoolProxiedConnection] = []
 
     @property
     def write_count(self) -> int:
@@ -115,6 +127,10 @@ class Database:
         return self._writes
 
     def close(self) -> None:
+        with self._count_lock:
+            owned, self._owned_all = self._owned_all, []
+        for connection in owned:
+            _close_quietly(connection)
         self._engine.dispose()
 
     def _append(
@@ -240,11 +256,34 @@ class Database:
 
         For an event loop: a page of the incident list costs ~1,500 instructions and
         less CPU read here than handed to a thread and back (bench/api_incidents.py).
+        Read on the thread's own connection (``_own_connection``).
         """
         in_memory = isinstance(self._engine.pool, StaticPool)  # one connection, shared
         if self._engine.dialect.name != "sqlite" or in_memory:
             return None
-        return self._fetch(what, statement, values, max_steps=max_steps)
+        return self._fetch(what, statement, values, max_steps=max_steps, own=True)
+
+    def _own_connection(self) -> PoolProxiedConnection:
+        """The calling thread's own connection, kept out of the pool until ``close``.
+
+        For the reads an event loop makes at once: taking a connection from the pool
+        and giving it back (its lock, its events, the rollback that resets it) cost a
+        third of what reading a page of the incident list does."""
+        connection: PoolProxiedConnection | None = getattr(self._owned, "connection", None)
+        if connection is None:
+            connection = self._engine.raw_connection()
+            connection.detach()  # closed by close() or after an error, never pooled
+            self._owned.connection = connection
+            with self._count_lock:
+                self._owned_all.append(connection)
+        return connection
+
+    def _drop_own_connection(self, connection: PoolProxiedConnection) -> None:
+        self._owned.connection = None
+        with self._count_lock:
+            if connection in self._owned_all:
+                self._owned_all.remove(connection)
+        _close_quietly(connection)
 
     def _fetch(
         self,
@@ -253,17 +292,21 @@ class Database:
         values: Mapping[str, object],
         *,
         max_steps: int | None,
+        own: bool = False,
     ) -> Sequence[Sequence[Any]] | None:
         prepared = self._prepared.get(statement)
         if prepared is None:
             prepared = Prepared.compile(statement, self._engine.dialect)
             self._prepared[statement] = prepared
         try:
-            connection = self._waiting(self._engine.raw_connection, what)
+            connection = (
+                self._own_connection() if own else self._waiting(self._engine.raw_connection, what)
+            )
         except SQLAlchemyError as exc:
             raise StoreError(f"cannot {what}: {_brief(exc)}") from exc
         dialect = self._engine.dialect
-        budget = _Budget(connection.driver_connection, max_steps)
+        # A detached connection has no driver_connection: for sqlite3 it is the DB-API one.
+        budget = _Budget(connection.driver_connection or connection.dbapi_connection, max_steps)
         try:
             cursor = connection.cursor()
             try:
@@ -275,11 +318,22 @@ class Database:
         except dialect.loaded_dbapi.Error as exc:
             if budget.spent:
                 return None
-            if dialect.is_disconnect(exc, connection.dbapi_connection, None):
+            if own:
+                self._drop_own_connection(connection)  # the next read opens another
+            elif dialect.is_disconnect(exc, connection.dbapi_connection, None):
                 connection.invalidate(exc)
             raise StoreError(f"cannot {what}: {_brief(exc)}") from exc
         finally:
-            connection.close()
+            if not own:
+                connection.close()
+
+
+def _close_quietly(connection: PoolProxiedConnection) -> None:
+    """Close a connection, from whichever thread, whatever state it is in."""
+    try:
+        connection.close()
+    except Exception as exc:  # a connection closing on its way out: nothing to keep
+        log.debug("own_connection_close_failed", error=str(exc))
 
 
 PROGRESS_EVERY = 1_000
@@ -348,6 +402,7 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+    cursor.execute(f"PRAGMA mmap_size={SQLITE_MMAP_BYTES}")
     cursor.close()
 
 

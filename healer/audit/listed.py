@@ -91,9 +91,13 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo is UTC else at.astimezone(UTC)
 
 
-def page_json(items: Sequence[tuple[int, str]], next_cursor: str | None) -> bytes:
-    """A page of the list (the API's ``IncidentPage``) from its entries: each incident's
-    id and its ``item_json``."""
-    entries = ",".join([f'{{"id":{id_},{text[1:]}' for id_, text in items])
+def entry(id_: int, text: str) -> str:
+    """The incident's whole list entry: ``text`` (its ``item_json``) with the id in front,
+    as ``ENTRY`` makes it in the database."""
+    return f'{{"id":{id_},{text[1:]}'
+
+
+def page_json(entries: Sequence[str], next_cursor: str | None) -> bytes:
+    """A page of the list (the API's ``IncidentPage``) from its incidents' ``entry``."""
     after = "null" if next_cursor is None else orjson.dumps(next_cursor).decode()
-    return f'{{"items":[{entries}],"next_cursor":{after}}}'.encode()
+    return f'{{"items":[{",".join(entries)}],"next_cursor":{after}}}'.encode()
