@@ -23,10 +23,12 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
+import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.types import Receive, Scope, Send
 
 from healer.api.alerts import ReceiverTokens
 from healer.api.alerts import router as alert_routes
@@ -34,8 +36,14 @@ from healer.api.attention import router as attention_routes
 from healer.api.auth import Sessions, TokenTable
 from healer.api.cursor import CursorSigner
 from healer.api.deps import AppContext, Clock, ReadinessDep, ReadinessFn, StatusFn, StoreDep
-from healer.api.hardening import BodyLimit, LoginThrottle, SecurityHeaders, validation_error
-from healer.api.listing import PageCacheMiddleware
+from healer.api.hardening import (
+    BodyLimit,
+    LoginThrottle,
+    SecurityHeaders,
+    security_headers,
+    validation_error,
+)
+from healer.api.listing import PATH, ListAnswers
 from healer.api.metrics import registry_for
 from healer.api.pages import router as pages
 from healer.api.releases import ReleaseGate, Watched
@@ -50,6 +58,30 @@ from healer.errors import IllegalTransition, ReviewConflict, StoreError, Unknown
 
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
+
+
+class HealerApi(FastAPI):
+    """The API's app: FastAPI, with the incident list's pages answered first
+    (``listing.ListAnswers``) when they can be, ahead of the middleware stack."""
+
+    lists: ListAnswers | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.lists is not None and scope["type"] == "http":
+            try:
+                page = await self.lists.page(scope)
+            except Exception:
+                # Nothing was sent: the route answers instead, through the error
+                # handling of the middleware stack, should it fail again.
+                log.exception("incident_list_answer_failed")
+                page = None
+            if page is not None:
+                await self.lists.send(page, send)
+                return
+        await super().__call__(scope, receive, send)
+
+
+log = structlog.get_logger(__name__)
 
 
 def create_app(
@@ -75,7 +107,7 @@ def create_app(
     release of another is answered ``known: false`` (``releases.py``).
     """
     settings = settings or Settings()
-    app = FastAPI(title="healer", version="0.1.0", description=__doc__)
+    app = HealerApi(title="healer", version="0.1.0", description=__doc__)
     app.state.store = store
     app.state.status = status
     app.state.readiness = readiness
@@ -99,13 +131,13 @@ def create_app(
         models_dir=models_dir,
         guards=settings.guards,
     )
-    app.add_middleware(
-        PageCacheMiddleware,
+    app.lists = ListAnswers(
         pages=app.state.context.pages,
         store=store,
         tokens=app.state.tokens,
         cursors=app.state.context.cursors,
         readers=app.state.context.readers,
+        headers=security_headers(PATH),
     )
     # Added last, so run first: the body limit before anything reads the body.
     app.add_middleware(SecurityHeaders)

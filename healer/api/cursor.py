@@ -1,7 +1,9 @@
 """Pagination cursors that a client cannot forge: the last id of a page, signed.
 
-A cursor is ``<id>.<signature>``, the signature an HMAC-SHA256 of the id under a server
-key, cut to 128 bits (enough against forgery; short in a URL). A cursor that does not
+A cursor is ``<id>.<signature>``, the signature a keyed BLAKE2b of the id under a server
+key, 128 bits (enough against forgery; short in a URL). BLAKE2b's keyed mode is a MAC
+of its own, and one call costs a fifth of an HMAC-SHA256; every page not kept checks
+one cursor and signs the next. A cursor that does not
 verify is a client error naming the cursor, never a query on an id the server did not
 hand out.
 """
@@ -9,10 +11,13 @@ hand out.
 from __future__ import annotations
 
 import base64
+import hashlib
 import hmac
 
 _SIG_BYTES = 16
-"""128 bits of HMAC: forging one takes ~2^128 tries."""
+"""128 bits of MAC: forging one takes ~2^128 tries."""
+_KEY_BYTES = 64
+"""The longest key BLAKE2b takes."""
 
 
 class BadCursor(ValueError):
@@ -21,11 +26,13 @@ class BadCursor(ValueError):
 
 class CursorSigner:
     def __init__(self, key: bytes) -> None:
-        self._key = key
+        # BLAKE2b takes a key of at most 64 bytes: a longer one is hashed to 64 first.
+        self._key = key if len(key) <= _KEY_BYTES else hashlib.blake2b(key).digest()
 
     def _sign(self, last_id: int) -> str:
-        mac = hmac.digest(self._key, f"incidents:{last_id}".encode(), "sha256")  # one C call
-        return base64.urlsafe_b64encode(mac[:_SIG_BYTES]).rstrip(b"=").decode()
+        message = f"incidents:{last_id}".encode()
+        mac = hashlib.blake2b(message, key=self._key, digest_size=_SIG_BYTES).digest()
+        return base64.urlsafe_b64encode(mac).rstrip(b"=").decode()
 
     def dump(self, last_id: int) -> str:
         return f"{last_id}.{self._sign(last_id)}"

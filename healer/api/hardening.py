@@ -78,8 +78,16 @@ _COMMON = [
 ]
 
 
+def security_headers(path: str) -> list[tuple[bytes, bytes]]:
+    """The security headers of an answer to ``path`` (the CSP on all but the docs)."""
+    extra = list(_COMMON)
+    if not path.startswith(_DOCS):
+        extra.append((b"content-security-policy", CSP.encode()))
+    return extra
+
+
 class SecurityHeaders:
-    """Adds the security headers to every answer (the CSP to all but the docs)."""
+    """Adds the security headers to every answer (``security_headers``)."""
 
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -88,9 +96,7 @@ class SecurityHeaders:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        extra = list(_COMMON)
-        if not str(scope.get("path", "")).startswith(_DOCS):
-            extra.append((b"content-security-policy", CSP.encode()))
+        extra = security_headers(str(scope.get("path", "")))
 
         async def with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

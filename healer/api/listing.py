@@ -6,7 +6,7 @@ encoded once and its bytes kept, keyed by the query (filters, limit, cursor) and
 store's write count (``ReviewQueue.write_count``). Any write this process commits changes
 the count, so the next request reads again: a new incident shows at once.
 
-Most requests repeat a query already answered: ``PageCacheMiddleware`` answers those
+Most requests repeat a query already answered: ``ListAnswers`` answers those
 before the framework, checking the bearer token itself, because FastAPI's per-request
 work (resolving dependencies, validating each query parameter) costs several times what
 sending kept bytes does (bench/api_incidents.py). The key is the raw query string: a
@@ -34,7 +34,7 @@ import asyncio
 import functools
 import threading
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Annotated
@@ -42,7 +42,7 @@ from urllib.parse import parse_qsl
 
 from fastapi import Query
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, ValidationError
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Scope, Send
 
 from healer.api.auth import TokenTable
 from healer.api.cursor import BadCursor, CursorSigner
@@ -218,7 +218,7 @@ def _read_page(
         return None
     page = entries[:limit]
     next_cursor = cursors.dump(page[-1][0]) if len(entries) > limit else None
-    return listed.page_json([entry for _, entry in page], next_cursor)
+    return listed.page_json(page, next_cursor)
 
 
 class PageCache:
@@ -294,31 +294,39 @@ class PageCache:
             del self._loading[key, write_count]
 
 
-class PageCacheMiddleware:
-    """Answers ``GET /api/v1/incidents`` before the framework when the request carries a
-    valid bearer token (any role may read) and its page is kept, or its query is plainly
-    valid (``parse_query``); any other request goes on to the route."""
+class ListAnswers:
+    """Answers ``GET /api/v1/incidents`` ahead of the framework when the request carries
+    a valid bearer token (any role may read) and its page is kept, or its query is
+    plainly valid (``parse_query``); ``page`` is None for any other request, which goes
+    on to the app and its route.
+
+    The app (``app.HealerApi``) asks it before its own middleware stack: the layers a
+    request passes there (error pages, telemetry, body limits, security headers) cost
+    as much as answering a kept page does, and none of them has work to do on such an
+    answer, which carries the security headers every answer does (``headers``).
+    """
 
     def __init__(
         self,
-        app: ASGIApp,
         *,
         pages: PageCache,
         store: ReviewQueue,
         tokens: TokenTable,
         cursors: CursorSigner,
         readers: Executor,
+        headers: Sequence[tuple[bytes, bytes]],
     ) -> None:
-        self.app, self.pages, self.store, self.tokens = app, pages, store, tokens
+        self.pages, self.store, self.tokens = pages, store, tokens
         self.cursors, self.readers = cursors, readers
+        self.headers = [(b"content-type", b"application/json"), *headers]
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        body = await self._answer(scope) if _is_list(scope) else None
-        if body is None:
-            await self.app(scope, receive, send)
-            return
-        length = str(len(body)).encode()
-        headers = [(b"content-length", length), (b"content-type", b"application/json")]
+    async def page(self, scope: Scope) -> bytes | None:
+        """The page the request asks for, or None when the app should answer it."""
+        return await self._answer(scope) if _is_list(scope) else None
+
+    async def send(self, body: bytes, send: Send) -> None:
+        """Answer with ``body``, a ``page``."""
+        headers = [(b"content-length", str(len(body)).encode()), *self.headers]
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 

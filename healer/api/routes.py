@@ -86,7 +86,7 @@ async def list_incidents(
     cluster: Cluster = None,
 ) -> Response:
     """Incidents newest first, filtered, one page at a time (keyset pagination on id)."""
-    # Most requests are answered by PageCacheMiddleware before this route runs: those
+    # Most requests are answered by listing.ListAnswers before this route runs: those
     # whose page is kept or whose query is plainly valid (listing.py). The same
     # parameters (ListQuery), the same page; async, so that only a page not kept goes
     # to the thread pool.

@@ -91,13 +91,9 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo is UTC else at.astimezone(UTC)
 
 
-def entry(id_: int, text: str) -> str:
-    """The incident's whole list entry: ``text`` (its ``item_json``) with the id in front,
-    as ``ENTRY`` makes it in the database."""
-    return f'{{"id":{id_},{text[1:]}'
-
-
-def page_json(entries: Sequence[str], next_cursor: str | None) -> bytes:
-    """A page of the list (the API's ``IncidentPage``) from its incidents' ``entry``."""
+def page_json(entries: Sequence[tuple[int, str]], next_cursor: str | None) -> bytes:
+    """A page of the list (the API's ``IncidentPage``) from its incidents' ids and
+    ``item_json`` texts, each id written in front of its text."""
+    items = ",".join([f'{{"id":{id_},{text[1:]}' for id_, text in entries])
     after = "null" if next_cursor is None else orjson.dumps(next_cursor).decode()
-    return f'{{"items":[{",".join(entries)}],"next_cursor":{after}}}'.encode()
+    return f'{{"items":[{items}],"next_cursor":{after}}}'.encode()

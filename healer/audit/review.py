@@ -83,16 +83,16 @@ def _listing_values(
 
 
 def _complete(rows: Sequence[Sequence[Any]]) -> list[tuple[int, str]] | None:
-    """Rows of ``ENTRY_COLUMNS`` as (id, whole entry), or None if one has no entry."""
-    entries = [(id_, text) for id_, text in rows]
-    if None in [text for _, text in entries]:
+    """Rows of ``ENTRY_COLUMNS`` (the driver's tuples, as they are), or None if one of
+    them has no entry."""
+    if None in [text for _, text in rows]:
         return None
-    return [(id_, listed.entry(id_, text)) for id_, text in entries]
+    return rows  # type: ignore[return-value]  # (int, str) tuples, as the check says
 
 
 def _entries_of(rows: Sequence[SummaryRow]) -> list[tuple[int, str]]:
     """Entries made from the summary columns, for rows that do not keep theirs."""
-    return [(row.id, listed.entry(row.id, listed.item_json(row))) for row in rows]
+    return [(row.id, listed.item_json(row)) for row in rows]
 
 
 class SqlReviewQueue(Database):
