@@ -18,10 +18,19 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import ColumnElement, Select, bindparam, func, select
+from sqlalchemy import (
+    ColumnElement,
+    CompoundSelect,
+    Select,
+    bindparam,
+    func,
+    literal_column,
+    select,
+    union_all,
+)
 
 from healer.audit import listed, serialize, status, views
 from healer.audit.database import Database
@@ -59,27 +68,70 @@ _CONDITIONS: dict[str, ColumnElement[bool]] = {
 """The incident list's filters, by the ``IncidentFilter`` field each compares with."""
 
 
+OPENED_DAY = func.substr(IncidentRow.opened, literal_column("1"), literal_column("10"))
+"""The UTC day an incident opened on SQLite, which stores times as ISO text: the
+expression of the index ``ix_incidents_opened_day`` (migration 0011), written alike so
+that SQLite uses it (constants, not bound values)."""
+
+DAY_ARMS_MAX = 8
+"""Most days a time window may span to be read day by day (``_listing``): a week's
+window, however it falls on the days. A longer one is read as any other filter."""
+
+
 @functools.cache
-def _listing(filters: frozenset[str], *, entries: bool) -> Select[*tuple[Any, ...]]:
+def _listing(filters: frozenset[str], *, entries: bool, days: int = 0) -> Select[*tuple[Any, ...]]:
     """The incident list's query with ``filters``, values bound when it runs: of the
     summary columns, or of each incident's id and list entry (``entries``).
 
-    Built once per set of filters (at most 2**8 of them): building a statement costs
-    more than SQLite takes to answer it. Columns, not ORM entities: a page is read-only.
+    With ``days``, a time window on SQLite is read one UTC day at a time (values
+    ``day0``, ``day1``, ...): from an index whose entries are in id order within each
+    day, the days' newest merged until the page is full. Read from the index on the
+    time the incident opened, a window's incidents came in time order and were all
+    sorted by id to find the page's fifty: a one-day window at 100,000 incidents
+    (1,440 of them) spent 0.35-0.6 ms sorting, against ~0.06-0.2 ms read by day.
+
+    Built once per set of filters (at most 2**8 of them, times ``DAY_ARMS_MAX``):
+    building a statement costs more than SQLite takes to answer it. Columns, not ORM
+    entities: a page is read-only.
     """
     newest = IncidentRow.id.desc()
     conditions = [_CONDITIONS[name] for name in sorted(filters)]
-    ids = select(IncidentRow.id).where(*conditions).order_by(newest).limit(bindparam("limit"))
+    ids: Select[Any] | CompoundSelect[Any]
+    if days:
+        arms = [
+            select(IncidentRow.id).where(bindparam(f"day{i}") == OPENED_DAY, *conditions)
+            for i in range(days)
+        ]
+        merged = union_all(*arms)
+        ids = merged.order_by(merged.selected_columns.id.desc()).limit(bindparam("limit"))
+    else:
+        ids = select(IncidentRow.id).where(*conditions).order_by(newest).limit(bindparam("limit"))
     columns = views.ENTRY_COLUMNS if entries else views.SUMMARY_COLUMNS
     return select(*columns).where(IncidentRow.id.in_(ids)).order_by(newest)
 
 
 def _listing_values(
-    where: IncidentFilter, limit: int, *, entries: bool = False
+    where: IncidentFilter, limit: int, *, entries: bool = False, by_day: bool = False
 ) -> tuple[Select[*tuple[Any, ...]], dict[str, object]]:
-    """The incident list's query for the filters ``where`` sets, and the values to bind."""
-    values = where.given()
-    return _listing(frozenset(values), entries=entries), {**values, "limit": limit}
+    """The incident list's query for the filters ``where`` sets, and the values to bind;
+    a time window read day by day when ``by_day`` (SQLite) and it spans few days."""
+    values: dict[str, object] = {**where.given(), "limit": limit}
+    days = _days(where) if by_day else []
+    if not 0 < len(days) <= DAY_ARMS_MAX:
+        return _listing(frozenset(where.given()), entries=entries), values
+    values.update({f"day{i}": day for i, day in enumerate(days)})
+    return _listing(frozenset(where.given()), entries=entries, days=len(days)), values
+
+
+def _days(where: IncidentFilter) -> list[str]:
+    """The UTC days (``YYYY-MM-DD``) the window ``where`` sets spans, up to one more than
+    ``DAY_ARMS_MAX``; none without a window (both ends), or an empty one."""
+    if where.since is None or where.until is None or where.since >= where.until:
+        return []
+    first = where.since.astimezone(UTC).date()
+    last = (where.until.astimezone(UTC) - timedelta(microseconds=1)).date()
+    count = min((last - first).days + 1, DAY_ARMS_MAX + 1)
+    return [(first + timedelta(days=i)).isoformat() for i in range(count)]
 
 
 def _complete(rows: Sequence[Sequence[Any]]) -> list[tuple[int, str]] | None:
@@ -98,6 +150,12 @@ def _entries_of(rows: Sequence[SummaryRow]) -> list[tuple[int, str]]:
 class SqlReviewQueue(Database):
     """The review queue on the shared database (``AuditStore`` is one)."""
 
+    @property
+    def _by_day(self) -> bool:
+        """Whether time windows are read day by day (``_listing``): on SQLite, whose
+        schema has the index for it."""
+        return self._engine.dialect.name == "sqlite"
+
     def list_incidents(
         self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50
     ) -> list[IncidentSummary]:
@@ -109,7 +167,7 @@ class SqlReviewQueue(Database):
     ) -> list[SummaryRow]:
         """``list_incidents`` as flat rows: what a page of the API's list is encoded
         from, at a fraction of the cost of building each ``IncidentSummary``."""
-        query, values = _listing_values(where, limit)
+        query, values = _listing_values(where, limit, by_day=self._by_day)
         return views.summary_rows(self._fetch_all("list incidents", query, values))
 
     def list_incident_rows_now(
@@ -118,7 +176,7 @@ class SqlReviewQueue(Database):
         """``list_incident_rows`` on the calling thread, or None when that could hold
         it up: the database is not a local SQLite file, or the read needs more than
         ``max_steps`` of SQLite's instructions (``Database._fetch_now``)."""
-        query, values = _listing_values(where, limit)
+        query, values = _listing_values(where, limit, by_day=self._by_day)
         rows = self._fetch_now("list incidents", query, values, max_steps=max_steps)
         return None if rows is None else views.summary_rows(rows)
 
@@ -127,7 +185,7 @@ class SqlReviewQueue(Database):
     ) -> list[tuple[int, str]]:
         """``list_incidents`` as each incident's id and list entry (``listed``): what a
         page of the API's list is joined from, without a value made per column."""
-        query, values = _listing_values(where, limit, entries=True)
+        query, values = _listing_values(where, limit, entries=True, by_day=self._by_day)
         entries = _complete(self._fetch_all("list incidents", query, values))
         if entries is None:
             return _entries_of(self.list_incident_rows(where, limit=limit))
@@ -138,7 +196,7 @@ class SqlReviewQueue(Database):
     ) -> list[tuple[int, str]] | None:
         """``list_incident_entries`` on the calling thread, or None when that could hold
         it up (as ``list_incident_rows_now``)."""
-        query, values = _listing_values(where, limit, entries=True)
+        query, values = _listing_values(where, limit, entries=True, by_day=self._by_day)
         rows = self._fetch_now("list incidents", query, values, max_steps=max_steps)
         if rows is None:
             return None

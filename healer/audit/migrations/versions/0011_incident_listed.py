@@ -1,10 +1,17 @@
-"""Each incident keeps its entry in the incident list as JSON (``incidents.listed``).
+"""Each incident keeps its entry in the incident list as JSON (``incidents.listed``);
+on SQLite, an index reads a time window's incidents a day at a time in id order.
 
 A page of the list is then read as two values a row, not fifteen made, converted and
 encoded again on every read (``healer.audit.listed``). The entry of every incident
 already stored is made here, in batches; a row whose stored values are not valid (an
 unknown status, a time that does not parse) is left without one and is listed from its
 columns, which refuses it as before.
+
+The index (``ix_incidents_opened_day``) is on the UTC day of ``opened`` as SQLite stores
+it (ISO text), then the id, then ``opened`` itself: a window's page is each day's newest
+merged, read from the index alone (``healer.audit.review._listing``), not every
+incident of the window sorted by id. SQLite only: it is an index on an expression over
+SQLite's text form of times, and PostgreSQL sorts a window's ids well enough itself.
 
 Revision ID: 0011
 """
@@ -43,8 +50,15 @@ _SUMMARY = (
 )
 
 
+OPENED_DAY_INDEX = (
+    "CREATE INDEX ix_incidents_opened_day ON incidents (substr(opened, 1, 10), id, opened)"
+)
+
+
 def upgrade() -> None:
     op.add_column("incidents", sa.Column("listed", sa.Text(), nullable=True))
+    if op.get_bind().dialect.name == "sqlite":
+        op.execute(OPENED_DAY_INDEX)
     incidents = sa.table("incidents", *(sa.column(name) for name in (*_SUMMARY, "listed")))
     read = sa.select(*(incidents.c[name] for name in _SUMMARY)).order_by(incidents.c.id)
     write = (
@@ -70,5 +84,6 @@ def _entry(raw: sa.Row[tuple[object, ...]]) -> dict[str, object] | None:
 
 
 def downgrade() -> None:
+    op.execute("DROP INDEX IF EXISTS ix_incidents_opened_day")
     with op.batch_alter_table("incidents") as batch:
         batch.drop_column("listed")
