@@ -51,7 +51,7 @@ STATUSES = ("resolved", "resolved", "resolved", "open", "verifying")
 
 def fill(url: str, count: int) -> None:
     from healer.audit import AuditStore
-    from healer.audit.listed import item_json
+    from healer.audit.listed import entry_json
     from healer.audit.tables import IncidentRow, StepRow
     from healer.types import ActionKind, ActionStatus, Cause, IncidentStatus, OutcomeKind
 
@@ -81,7 +81,7 @@ def fill(url: str, count: int) -> None:
         }
         # What the store's own writes keep beside the columns (healer.audit.listed),
         # which an insert in bulk does not make by itself.
-        return {**row, "listed": item_json(SimpleNamespace(**row))}
+        return {**row, "listed": entry_json(SimpleNamespace(**row))}
 
     with engine.begin() as db:
         for start in range(0, count, 10_000):

@@ -218,7 +218,7 @@ def _read_page(
         return None
     page = entries[:limit]
     next_cursor = cursors.dump(page[-1][0]) if len(entries) > limit else None
-    return listed.page_json(page, next_cursor)
+    return listed.page_json([entry for _, entry in page], next_cursor)
 
 
 class PageCache:

@@ -89,7 +89,7 @@ class IncidentPage(_Out):
         so they are not validated again, and orjson writes the same JSON as pydantic for
         these types; a test compares the two on every type of value a page holds.
         """
-        return listed.page_json([(row.id, listed.item_json(row)) for row in rows], next_cursor)
+        return listed.page_json([listed.entry_json(row) for row in rows], next_cursor)
 
 
 class Step(_Out):

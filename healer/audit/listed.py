@@ -5,22 +5,23 @@ clients at a time, while an incident changes a few times in its life. Building a
 from the summary columns cost most of a page's CPU: the driver making fifteen values a
 row, converting the times and enums, then encoding them (bench/api_incidents.py: about
 0.3 ms of a 0.75 ms page at 100,000 incidents). So the incident's row also keeps its
-list entry as JSON text (``incidents.listed``, migration 0011), written in the same
-flush as the columns it is made of; a page is then two values a row (its id and that
-text), joined into the page's bytes.
+list entry as JSON text (``incidents.listed``, migration 0011), written with the
+columns it is made of; a page is then two values a row (its id, for the cursor, and
+that text), joined into the page's bytes.
 
 Decisions:
 
-- The text is the entry without its ``id``, which the database assigns only when the
-  row is inserted; ``page_json`` writes the id in front. Otherwise it is exactly the
-  ``IncidentItem`` the API documents, as pydantic writes it (field order, ``Z`` for UTC,
-  enums as values, shortest float form): a test compares the two.
-- It is made from the row's attributes by a SQLAlchemy hook on every insert and update
+- The text is exactly the ``IncidentItem`` the API documents, as pydantic writes it
+  (field order, ``Z`` for UTC, enums as values, shortest float form): a test compares
+  the two.
+- It is made from the row's attributes by SQLAlchemy hooks on every insert and update
   of an incident through the ORM (``tables``), which is how the store writes incidents,
-  so it cannot fall behind a column. A row without it (written by an older version and
-  not migrated, or inserted in bulk past the ORM) is listed from its columns instead.
-- A field added to ``IncidentItem`` is added to ``item_json`` and the text of every row
-  made again by a migration, as 0011 does.
+  so it cannot fall behind a column. The id is the database's to assign, so a new
+  incident's entry is written just after its row, in the same transaction. A row
+  without it (written by an older version and not migrated, or inserted in bulk past
+  the ORM) is listed from its columns instead.
+- A field added to ``IncidentItem`` is added to ``entry_json`` and the text of every
+  row made again by a migration, as 0011 does.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import orjson
 class Listable(Protocol):
     """What a list entry is made of: an incident's row, or its summary columns as read."""
 
+    @property
+    def id(self) -> int: ...
     @property
     def namespace(self) -> str: ...
     @property
@@ -66,9 +69,10 @@ class Listable(Protocol):
     def cluster(self) -> str: ...
 
 
-def item_json(row: Listable) -> str:
-    """The list entry of the incident ``row`` describes, without its id."""
+def entry_json(row: Listable) -> str:
+    """The list entry of the incident ``row`` describes."""
     item = {
+        "id": row.id,
         "workload": {"namespace": row.namespace, "kind": row.kind, "name": row.name},
         "status": row.status,
         "opened": _utc(row.opened),
@@ -91,9 +95,7 @@ def _utc(at: datetime) -> datetime:
     return at if at.tzinfo is UTC else at.astimezone(UTC)
 
 
-def page_json(entries: Sequence[tuple[int, str]], next_cursor: str | None) -> bytes:
-    """A page of the list (the API's ``IncidentPage``) from its incidents' ids and
-    ``item_json`` texts, each id written in front of its text."""
-    items = ",".join([f'{{"id":{id_},{text[1:]}' for id_, text in entries])
+def page_json(entries: Sequence[str], next_cursor: str | None) -> bytes:
+    """A page of the list (the API's ``IncidentPage``) from its incidents' entries."""
     after = "null" if next_cursor is None else orjson.dumps(next_cursor).decode()
-    return f'{{"items":[{items}],"next_cursor":{after}}}'.encode()
+    return f'{{"items":[{",".join(entries)}],"next_cursor":{after}}}'.encode()

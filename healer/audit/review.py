@@ -107,7 +107,15 @@ def _listing(filters: frozenset[str], *, entries: bool, days: int = 0) -> Select
     else:
         ids = select(IncidentRow.id).where(*conditions).order_by(newest).limit(bindparam("limit"))
     columns = views.ENTRY_COLUMNS if entries else views.SUMMARY_COLUMNS
+    if filters.isdisjoint(_TIMES):
+        # Read in id order from an index (or the table): each row once, as it comes.
+        return select(*columns).where(*conditions).order_by(newest).limit(bindparam("limit"))
+    # The page's ids first, sorted if they must be, then their rows: sorting whole rows
+    # of a long window cost ten times more.
     return select(*columns).where(IncidentRow.id.in_(ids)).order_by(newest)
+
+
+_TIMES = frozenset({"since", "until"})
 
 
 def _listing_values(
@@ -137,14 +145,14 @@ def _days(where: IncidentFilter) -> list[str]:
 def _complete(rows: Sequence[Sequence[Any]]) -> list[tuple[int, str]] | None:
     """Rows of ``ENTRY_COLUMNS`` (the driver's tuples, as they are), or None if one of
     them has no entry."""
-    if None in [text for _, text in rows]:
+    if None in [entry for _, entry in rows]:
         return None
     return rows  # type: ignore[return-value]  # (int, str) tuples, as the check says
 
 
 def _entries_of(rows: Sequence[SummaryRow]) -> list[tuple[int, str]]:
     """Entries made from the summary columns, for rows that do not keep theirs."""
-    return [(row.id, listed.item_json(row)) for row in rows]
+    return [(row.id, listed.entry_json(row)) for row in rows]
 
 
 class SqlReviewQueue(Database):

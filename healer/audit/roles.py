@@ -208,8 +208,8 @@ class ReviewQueue(ActionReviews, Protocol):
     def list_incident_entries(
         self, where: IncidentFilter = EVERY_INCIDENT, *, limit: int = 50
     ) -> list[tuple[int, str]]:
-        """``list_incidents`` as each incident's id and its entry's JSON without the id
-        (``listed.item_json``): what the API's list pages are joined from."""
+        """``list_incidents`` as each incident's id and its entry's JSON
+        (``listed.entry_json``): what the API's list pages are joined from."""
         ...
 
     def list_incident_entries_now(

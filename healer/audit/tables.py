@@ -42,6 +42,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     event,
+    update,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.orm import DeclarativeBase, Mapped, Mapper, mapped_column
@@ -160,18 +161,28 @@ class IncidentRow(Base):
     cluster: Mapped[str] = mapped_column(String(63), server_default=DEFAULT_CLUSTER)
     """``cluster.name`` of the healer that recorded it (0009): one store, many clusters."""
     listed: Mapped[str | None] = mapped_column(Text)
-    """Its entry in the incident list as JSON, without the id (``listed.item_json``, 0011):
-    made from the columns above on every write through the ORM (``_list_entry``); None
-    on a row inserted past the ORM, which is listed from its columns."""
+    """Its entry in the incident list as JSON (``listed.entry_json``, 0011): made from the
+    columns above on every write through the ORM (``_list_new``, ``_list_changed``);
+    None on a row inserted past the ORM, which is listed from its columns."""
 
 
 @event.listens_for(IncidentRow, "before_insert")
-@event.listens_for(IncidentRow, "before_update")
-def _list_entry(mapper: Mapper[IncidentRow], connection: Connection, row: IncidentRow) -> None:
-    """Keep ``row.listed`` in step with the columns it is made of, in the same statement."""
+def _default_cluster(mapper: Mapper[IncidentRow], connection: Connection, row: IncidentRow) -> None:
     if row.cluster is None:  # the server's default, which the INSERT would have given
         row.cluster = DEFAULT_CLUSTER
-    row.listed = listed.item_json(row)
+
+
+@event.listens_for(IncidentRow, "after_insert")
+def _list_new(mapper: Mapper[IncidentRow], connection: Connection, row: IncidentRow) -> None:
+    """A new incident's entry, once the database gave it its id: same transaction."""
+    entry = listed.entry_json(row)
+    connection.execute(update(IncidentRow).where(IncidentRow.id == row.id).values(listed=entry))
+
+
+@event.listens_for(IncidentRow, "before_update")
+def _list_changed(mapper: Mapper[IncidentRow], connection: Connection, row: IncidentRow) -> None:
+    """Keep ``row.listed`` in step with the columns it is made of, in the same statement."""
+    row.listed = listed.entry_json(row)
 
 
 class StepRow(Base):

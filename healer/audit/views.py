@@ -252,8 +252,7 @@ SQLite takes to find the row, so ``summary_rows`` converts them itself."""
 
 
 ENTRY_COLUMNS = (type_coerce(IncidentRow.id, NullType), type_coerce(IncidentRow.listed, NullType))
-"""Each incident's id and list entry without the id (``listed``): what a page of the
-API's list reads. Joining the two in SQL cost more than in Python (``listed.page_json``)."""
+"""Each incident's id and list entry (``listed``): what a page of the API's list reads."""
 
 
 _E = TypeVar("_E", bound=enum.Enum)

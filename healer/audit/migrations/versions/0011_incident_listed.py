@@ -80,7 +80,7 @@ def _entry(raw: sa.Row[tuple[object, ...]]) -> dict[str, object] | None:
         [row] = views.summary_rows([raw])
     except (KeyError, ValueError, TypeError):
         return None
-    return {"row_id": row.id, "entry": listed.item_json(row)}
+    return {"row_id": row.id, "entry": listed.entry_json(row)}
 
 
 def downgrade() -> None:
