@@ -1,7 +1,7 @@
 """The review API alone, served by several processes on one port (``healer api``).
 
-One Python process reads and encodes about 1,400 incident-list pages not kept in memory
-a second (0.7 ms of CPU each, ``bench/api_incidents.py``): the interpreter runs one request at a
+One Python process answers about 3,000 incident-list pages not kept in memory a second
+(0.3 ms of CPU each, ``bench/api_incidents.py``): the interpreter runs one request at a
 time, whatever the cores. A team whose people and dashboards ask more than that runs
 the API beside the daemon, over the same store, in ``api.workers`` processes.
 

@@ -459,8 +459,8 @@ class ApiSettings(_Section):
     they name the incident by its number only."""
     workers: int = Field(default=1, ge=1, le=64)
     """Processes that serve the API on one port when it runs alone (``healer api``):
-    one process reads and encodes about 1,400 incident-list pages not kept a second,
-    so a busy review API wants about one per core. The daemon's own API is one process."""
+    one process answers about 3,000 incident-list pages not kept a second, so a busy
+    review API wants about one per core. The daemon's own API is one process."""
 
     @field_validator("public_url")
     @classmethod

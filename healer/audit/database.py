@@ -254,8 +254,9 @@ class Database:
         across the network, or a read that turned out long, stopped after
         ``max_steps``), and the caller reads on a thread of its own.
 
-        For an event loop: a page of the incident list costs ~1,500 instructions and
-        less CPU read here than handed to a thread and back (bench/api_incidents.py).
+        For an event loop: a page of the incident list costs a few hundred to a few
+        thousand instructions, and less CPU read here than handed to a thread and back
+        (bench/api_incidents.py).
         Read on the thread's own connection (``_own_connection``).
         """
         in_memory = isinstance(self._engine.pool, StaticPool)  # one connection, shared

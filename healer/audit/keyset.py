@@ -1,8 +1,8 @@
 """The incident list's query, compiled once per set of filters and run on the driver.
 
-A page of the incident list is a keyset query (``review._listing``): the ids of the
-newest incidents that match the filters, read from an index, then those incidents'
-summary columns. It is the one query people send in every shape they can type, and a
+A page of the incident list is a keyset query (``review._listing``): the newest
+incidents that match the filters, read from an index, their list entries or summary
+columns. It is the one query people send in every shape they can type, and a
 query of that shape not seen for a second is read from the database each time.
 
 Decisions:

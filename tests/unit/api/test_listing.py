@@ -293,3 +293,21 @@ def test_a_page_read_on_a_reader_thread_is_the_page_read_at_once(
         assert client.get(f"/api/v1/incidents?{q}&n=2").content == at_once[q], q
     assert len(threads) == len(queries)
     assert all(name.startswith("incident-list") for name in threads), threads
+
+
+def test_a_page_that_fails_ahead_of_the_framework_is_answered_by_the_route(
+    store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An unexpected failure of the list's own answer sends nothing: the route answers."""
+    store.open_incident(finding())
+    app = create_app(store=store, settings=SETTINGS)
+    assert app.lists is not None
+
+    async def broken(scope: object) -> bytes | None:
+        raise RuntimeError("a bug in the fast path")
+
+    with TestClient(app, headers=AUTH) as client:
+        expected = client.get("/api/v1/incidents?limit=3&by=route")
+        monkeypatch.setattr(app.lists, "_answer", broken)
+        answer = client.get("/api/v1/incidents?limit=3")
+    assert (answer.status_code, answer.content) == (200, expected.content)

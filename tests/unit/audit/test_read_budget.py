@@ -8,14 +8,19 @@ quarters of it (SQLite 3.40).
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
+import pytest
 from sqlalchemy import insert
 
 from healer.audit import AuditStore
 from healer.audit.database import PROGRESS_EVERY
 from healer.audit.tables import IncidentRow
 from healer.audit.views import IncidentFilter
+from healer.errors import StoreError
 
 T0 = datetime(2025, 2, 1, tzinfo=UTC)
 WINDOW = IncidentFilter(since=T0 + timedelta(minutes=500), until=T0 + timedelta(minutes=2500))
@@ -61,3 +66,42 @@ def test_a_read_over_its_budget_is_stopped_every_time(store: AuditStore) -> None
     assert all(
         store.list_incident_rows_now(WINDOW, limit=51, max_steps=too_few) is None for _ in range(20)
     )
+
+
+def test_reads_at_once_keep_a_connection_of_their_thread_until_the_store_closes(
+    tmp_path: Path,
+) -> None:
+    """The event loop's reads use one connection of its own, outside the pool (taking
+    one from the pool and back cost a third of a page's read): the same one each time,
+    another for another thread, a new one after a failure, all closed with the store."""
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    fill(store, 10)
+    assert store.list_incident_rows_now(limit=5, max_steps=100_000) is not None
+    mine = store._owned.connection
+    assert store.list_incident_entries_now(limit=5, max_steps=100_000) is not None
+    assert store._owned.connection is mine
+    theirs: list[object] = []
+
+    def read() -> None:
+        store.list_incident_rows_now(limit=5, max_steps=100_000)
+        theirs.append(store._owned.connection)
+
+    thread = threading.Thread(target=read)
+    thread.start()
+    thread.join()
+    assert theirs[0] is not mine and theirs[0] is not None
+    with sqlite3.connect(tmp_path / "audit.db") as raw:
+        raw.execute("ALTER TABLE incidents RENAME TO gone")
+    raw.close()
+    with pytest.raises(StoreError, match="list incidents"):
+        store.list_incident_rows_now(limit=5, max_steps=100_000)
+    assert store._owned.connection is None  # dropped: the next read opens another
+    with sqlite3.connect(tmp_path / "audit.db") as raw:
+        raw.execute("ALTER TABLE gone RENAME TO incidents")
+    raw.close()
+    assert len(store.list_incident_rows_now(limit=5, max_steps=100_000) or []) == 5
+    drivers = [store._owned.connection.dbapi_connection, theirs[0].dbapi_connection]  # type: ignore[attr-defined]
+    store.close()
+    for driver in drivers:
+        with pytest.raises(sqlite3.ProgrammingError):  # closed
+            driver.execute("SELECT 1")
