@@ -62,7 +62,10 @@ def _wall_clock() -> datetime:
 
 class HealerApi(FastAPI):
     """The API's app: FastAPI, with the incident list's pages answered first
-    (``listing.ListAnswers``) when they can be, ahead of the middleware stack."""
+    (``listing.ListAnswers``) when they can be, ahead of the middleware stack (error
+    pages, body limits, security headers): for a GET without a body and with a valid
+    token, those have nothing to do but add the security headers, which the answer
+    carries itself."""
 
     lists: ListAnswers | None = None
 

@@ -301,9 +301,10 @@ class ListAnswers:
     on to the app and its route.
 
     The app (``app.HealerApi``) asks it before its own middleware stack: the layers a
-    request passes there (error pages, telemetry, body limits, security headers) cost
-    as much as answering a kept page does, and none of them has work to do on such an
-    answer, which carries the security headers every answer does (``headers``).
+    request passes there (error pages, body limits, security headers) cost as much as
+    answering a kept page does, and none of them has work to do on a GET without a body
+    (one with a body goes to the route), whose answer carries the security headers
+    every answer does (``headers``).
     """
 
     def __init__(
@@ -365,9 +366,13 @@ def query_key(scope: Scope) -> Hashable:
 
 
 def _bearer(scope: Scope) -> str | None:
-    """The token of an ``Authorization: Bearer`` header, as FastAPI's HTTPBearer reads it."""
+    """The token of an ``Authorization: Bearer`` header, as FastAPI's HTTPBearer reads it;
+    None also when the request declares a body, which the app's body limit judges."""
+    token, seen = None, False
     for name, value in scope["headers"]:
-        if name == b"authorization":
-            scheme, _, token = value.decode("latin-1").partition(" ")
-            return token.strip() if scheme.lower() == "bearer" else None
-    return None
+        if name == b"authorization" and not seen:  # the first, as Starlette reads it
+            scheme, _, given = value.decode("latin-1").partition(" ")
+            token, seen = (given.strip() if scheme.lower() == "bearer" else None), True
+        elif name in (b"content-length", b"transfer-encoding"):
+            return None
+    return token

@@ -31,6 +31,7 @@ from __future__ import annotations
 import os
 import socket
 import threading
+import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import datetime
@@ -66,7 +67,9 @@ SQLITE_MMAP_BYTES = 1 << 30
 its own: read through calls, those pages cost half the page's read time at 100,000
 incidents (bench/api_incidents.py). Mapped, every connection of every API process
 reads the one copy the kernel caches. Address space, not memory: only pages touched
-are resident, and the kernel can drop them."""
+are resident, and the kernel can drop them. As SQLite warns, a file that cannot be read
+(a disk error, a file cut short under it) then stops the process (SIGBUS) rather than
+failing the read: the store is a local file, as a database's is."""
 
 log = structlog.get_logger("healer.audit")
 _T = TypeVar("_T")
@@ -271,20 +274,28 @@ class Database:
         and giving it back (its lock, its events, the rollback that resets it) cost a
         third of what reading a page of the incident list does."""
         connection: PoolProxiedConnection | None = getattr(self._owned, "connection", None)
+        if connection is not None and connection.dbapi_connection is None:
+            connection = None  # closed by close(): the store opens again, as its pool does
         if connection is None:
             connection = self._engine.raw_connection()
-            connection.detach()  # closed by close() or after an error, never pooled
+            connection.detach()  # closed by close(), after an error or with its thread
             self._owned.connection = connection
             with self._count_lock:
                 self._owned_all.append(connection)
+            # A thread that ends (a test client's, an executor's) takes its connection
+            # with it, rather than leaving it open until close().
+            weakref.finalize(threading.current_thread(), self._forget, connection)
         return connection
 
-    def _drop_own_connection(self, connection: PoolProxiedConnection) -> None:
-        self._owned.connection = None
+    def _forget(self, connection: PoolProxiedConnection) -> None:
         with self._count_lock:
             if connection in self._owned_all:
                 self._owned_all.remove(connection)
         _close_quietly(connection)
+
+    def _drop_own_connection(self, connection: PoolProxiedConnection) -> None:
+        self._owned.connection = None
+        self._forget(connection)
 
     def _fetch(
         self,

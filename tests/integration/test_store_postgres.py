@@ -233,3 +233,31 @@ def test_the_overview_reads_on_postgresql(pg: AuditStore) -> None:
         pg.acknowledge(escalated, by="ivan", at=at(901))
     made = pg.opt_out(CART, by="olga", reason="", at=at(0), until=at(3600))
     assert pg.opted_out(CART, now=at(10)) == made
+
+
+def test_list_entries_on_postgres_are_what_the_model_writes_and_cleared_by_foreign_writes(
+    pg: AuditStore, url: str
+) -> None:
+    """The entries the ORM keeps on PostgreSQL (its times come back as timestamptz),
+    and the trigger that clears an entry a writer left behind its columns."""
+    from healer.api.schemas import IncidentItem, IncidentPage
+    from healer.audit import listed
+
+    iid, _ = pending(pg)
+    other, _ = pending(pg, t=60)
+
+    def pages() -> tuple[bytes, bytes]:
+        items = [IncidentItem.from_summary(s) for s in pg.list_incidents(limit=10)]
+        model = IncidentPage(items=items, next_cursor=None).model_dump_json().encode()
+        return listed.page_json([e for _, e in pg.list_incident_entries(limit=10)], None), model
+
+    stored, model = pages()
+    assert stored == model
+    engine = create_engine(url)
+    with engine.begin() as db:
+        db.execute(text("UPDATE incidents SET status = 'resolved' WHERE id = :id"), {"id": iid})
+        kept = dict(db.execute(text("SELECT id, listed FROM incidents")).all())
+    engine.dispose()
+    assert kept[iid] is None and kept[other] is not None
+    stored, model = pages()
+    assert stored == model and b'"status":"resolved"' in stored

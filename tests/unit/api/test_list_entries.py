@@ -97,13 +97,35 @@ def test_rows_without_their_entry_are_listed_from_their_columns(
     assert now is not None and entries.page_json([e for _, e in now], None) == before
 
 
+def test_an_update_past_the_store_leaves_the_row_listed_from_its_columns(
+    store: AuditStore, tmp_path: Path
+) -> None:
+    """A writer that does not keep the entry (the version before, still running while
+    another process migrated the store, or SQL by hand) changes the columns only: the
+    database then clears the entry, and the list says what the row says."""
+    iid = store.open_incident(finding(CART, T0, T0 - timedelta(minutes=2)))
+    other = store.open_incident(finding(CART, T0, T0 - timedelta(minutes=1)))
+    with sqlite3.connect(tmp_path / "audit.db") as raw:
+        raw.execute("UPDATE incidents SET status = 'resolved' WHERE id = ?", (iid,))
+        kept = dict(raw.execute("SELECT id, listed FROM incidents").fetchall())
+    raw.close()
+    assert kept[iid] is None and kept[other] is not None
+    assert b'"status":"resolved"' in by_entries(store)
+    assert by_entries(store) == by_model(store)
+    store.record_diagnosis(iid, Diagnosis(CART, Cause.OVERLOAD, 0.7, "Busy."))  # ours again
+    with sqlite3.connect(tmp_path / "audit.db") as raw:
+        [[entry]] = raw.execute("SELECT listed FROM incidents WHERE id = ?", (iid,)).fetchall()
+    raw.close()
+    assert entry is not None and '"cause":"overload"' in entry
+
+
 def test_the_migration_makes_the_entry_of_every_incident_already_stored(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'old.db'}"
     engine = create_engine(url)
     migrate.upgrade(engine, "0010")
     columns = "namespace, kind, name, status, opened, closed, score, cause, confidence, last_seen"
     with engine.begin() as db:
-        for i, status in enumerate(["resolved", "open", "sleeping", "verifying"]):
+        for i, status in enumerate(["resolved", "open", "sleeping", "verifying", "verifying"]):
             db.execute(
                 text(
                     f"INSERT INTO incidents (id, {columns}) VALUES (:id, 'shop', 'Deployment',"
@@ -111,6 +133,7 @@ def test_the_migration_makes_the_entry_of_every_incident_already_stored(tmp_path
                 ),
                 {"id": i + 1, "status": status, "opened": f"2025-03-0{i + 1} 10:00:00.000000"},
             )
+        db.execute(text("UPDATE incidents SET opened = 0 WHERE id = 5"))  # not a time at all
     engine.dispose()
     store = AuditStore(url)  # migrates to the head
     try:
@@ -118,11 +141,12 @@ def test_the_migration_makes_the_entry_of_every_incident_already_stored(tmp_path
             kept = dict(raw.execute("SELECT id, listed FROM incidents").fetchall())
         raw.close()
         assert kept[3] is None  # an unknown status: listed (and refused) from its columns
+        assert kept[5] is None  # a number for a time: the same
         assert all(kept[i] is not None for i in (1, 2, 4))
         valid = IncidentFilter(status=IncidentStatus.OPEN)
         assert by_entries(store, valid) == by_model(store, valid)
         assert b'"opened":"2025-03-02T10:00:00Z"' in by_entries(store, valid)
-        with pytest.raises(KeyError):  # the damaged row, as before
+        with pytest.raises((KeyError, AttributeError)):  # the damaged rows, as before
             store.list_incident_entries()
     finally:
         store.close()

@@ -311,3 +311,14 @@ def test_a_page_that_fails_ahead_of_the_framework_is_answered_by_the_route(
         monkeypatch.setattr(app.lists, "_answer", broken)
         answer = client.get("/api/v1/incidents?limit=3")
     assert (answer.status_code, answer.content) == (200, expected.content)
+
+
+def test_a_list_request_with_a_body_is_judged_by_the_route(
+    client: TestClient, store: AuditStore
+) -> None:
+    """The body limit is the app's: a GET that declares a body too large is refused
+    (413) before any page, as by the route, not answered ahead of it."""
+    store.open_incident(finding())
+    too_large = {**AUTH, "Content-Length": str(10**9)}
+    for path in ("/api/v1/incidents?limit=3", "/api/v1/incidents?limit=3&by=route"):
+        assert client.get(path, headers=too_large).status_code == 413, path

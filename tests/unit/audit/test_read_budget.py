@@ -105,3 +105,16 @@ def test_reads_at_once_keep_a_connection_of_their_thread_until_the_store_closes(
     for driver in drivers:
         with pytest.raises(sqlite3.ProgrammingError):  # closed
             driver.execute("SELECT 1")
+
+
+def test_a_store_closed_and_read_again_opens_its_connection_again(tmp_path: Path) -> None:
+    """As the pool does after ``close``: the event loop's connection is opened again,
+    not used closed (which failed every later read)."""
+    store = AuditStore(f"sqlite:///{tmp_path / 'audit.db'}")
+    fill(store, 10)
+    assert len(store.list_incident_entries_now(limit=5, max_steps=100_000) or []) == 5
+    store.close()
+    try:
+        assert len(store.list_incident_entries_now(limit=5, max_steps=100_000) or []) == 5
+    finally:
+        store.close()
