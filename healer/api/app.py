@@ -55,6 +55,8 @@ from healer.config import Settings
 from healer.decide import Playbook
 from healer.errors import IllegalTransition, ReviewConflict, StoreError, UnknownRecord
 
+log = structlog.get_logger(__name__)
+
 
 def _wall_clock() -> datetime:
     return datetime.now(UTC)
@@ -82,9 +84,6 @@ class HealerApi(FastAPI):
                 await self.lists.send(page, send)
                 return
         await super().__call__(scope, receive, send)
-
-
-log = structlog.get_logger(__name__)
 
 
 def create_app(

@@ -131,7 +131,8 @@ class Database:
 
     def close(self) -> None:
         with self._count_lock:
-            owned, self._owned_all = self._owned_all, []
+            owned = list(self._owned_all)
+            self._owned_all.clear()  # in place: the threads' finalizers hold this list
         for connection in owned:
             _close_quietly(connection)
         self._engine.dispose()
@@ -283,19 +284,15 @@ class Database:
             with self._count_lock:
                 self._owned_all.append(connection)
             # A thread that ends (a test client's, an executor's) takes its connection
-            # with it, rather than leaving it open until close().
-            weakref.finalize(threading.current_thread(), self._forget, connection)
+            # with it, rather than leaving it open until close(); the store itself is
+            # not held by the thread for as long.
+            thread = threading.current_thread()
+            weakref.finalize(thread, _forget, self._owned_all, self._count_lock, connection)
         return connection
-
-    def _forget(self, connection: PoolProxiedConnection) -> None:
-        with self._count_lock:
-            if connection in self._owned_all:
-                self._owned_all.remove(connection)
-        _close_quietly(connection)
 
     def _drop_own_connection(self, connection: PoolProxiedConnection) -> None:
         self._owned.connection = None
-        self._forget(connection)
+        _forget(self._owned_all, self._count_lock, connection)
 
     def _fetch(
         self,
@@ -338,6 +335,16 @@ class Database:
         finally:
             if not own:
                 connection.close()
+
+
+def _forget(
+    owned: list[PoolProxiedConnection], lock: threading.Lock, connection: PoolProxiedConnection
+) -> None:
+    """Close one of the threads' own connections and strike it from ``owned``."""
+    with lock:
+        if connection in owned:
+            owned.remove(connection)
+    _close_quietly(connection)
 
 
 def _close_quietly(connection: PoolProxiedConnection) -> None:

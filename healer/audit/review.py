@@ -73,6 +73,8 @@ OPENED_DAY = func.substr(IncidentRow.opened, literal_column("1"), literal_column
 expression of the index ``ix_incidents_opened_day`` (migration 0011), written alike so
 that SQLite uses it (constants, not bound values)."""
 
+_TIMES = frozenset({"since", "until"})
+
 DAY_ARMS_MAX = 8
 """Most days a time window may span to be read day by day (``_listing``): a week's
 window, however it falls on the days. A longer one is read as any other filter."""
@@ -101,6 +103,12 @@ def _listing(filters: frozenset[str], *, entries: bool, days: int = 0) -> Select
     """
     newest = IncidentRow.id.desc()
     conditions = [_CONDITIONS[name] for name in sorted(filters)]
+    columns = views.ENTRY_COLUMNS if entries else views.SUMMARY_COLUMNS
+    if filters.isdisjoint(_TIMES):
+        # Read in id order from an index (or the table): each row once, as it comes.
+        return select(*columns).where(*conditions).order_by(newest).limit(bindparam("limit"))
+    # The page's ids first, sorted if they must be, then their rows: sorting whole rows
+    # of a long window cost ten times more.
     ids: Select[Any] | CompoundSelect[Any]
     if days:
         arms = [
@@ -111,16 +119,7 @@ def _listing(filters: frozenset[str], *, entries: bool, days: int = 0) -> Select
         ids = merged.order_by(merged.selected_columns.id.desc()).limit(bindparam("limit"))
     else:
         ids = select(IncidentRow.id).where(*conditions).order_by(newest).limit(bindparam("limit"))
-    columns = views.ENTRY_COLUMNS if entries else views.SUMMARY_COLUMNS
-    if filters.isdisjoint(_TIMES):
-        # Read in id order from an index (or the table): each row once, as it comes.
-        return select(*columns).where(*conditions).order_by(newest).limit(bindparam("limit"))
-    # The page's ids first, sorted if they must be, then their rows: sorting whole rows
-    # of a long window cost ten times more.
     return select(*columns).where(IncidentRow.id.in_(ids)).order_by(newest)
-
-
-_TIMES = frozenset({"since", "until"})
 
 
 def _listing_values(
@@ -128,12 +127,14 @@ def _listing_values(
 ) -> tuple[Select[*tuple[Any, ...]], dict[str, object]]:
     """The incident list's query for the filters ``where`` sets, and the values to bind;
     a time window read day by day when ``by_day`` (SQLite) and it spans few days."""
-    values: dict[str, object] = {**where.given(), "limit": limit}
+    given = where.given()
+    filters = frozenset(given)
+    values: dict[str, object] = {**given, "limit": limit}
     days = _days(where) if by_day else []
     if not 0 < len(days) <= DAY_ARMS_MAX:
-        return _listing(frozenset(where.given()), entries=entries), values
+        return _listing(filters, entries=entries), values
     values.update({f"day{i}": day for i, day in enumerate(days)})
-    return _listing(frozenset(where.given()), entries=entries, days=len(days)), values
+    return _listing(filters, entries=entries, days=len(days)), values
 
 
 def _days(where: IncidentFilter) -> list[str]:
