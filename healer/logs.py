@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import logging
 import sys
+import threading
+import time
+from collections.abc import Callable
 
 import structlog
 
@@ -35,3 +38,36 @@ def configure(*, level: str = "info", json: bool | None = None) -> None:
         logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
         cache_logger_on_first_use=False,
     )
+
+
+class Throttled:
+    """An error event that may repeat on every request while its cause lasts: logged
+    with its traceback the first time, then at most once every ``every_s`` seconds, each
+    time with how many were left out since (``suppressed``), so that a lasting fault
+    neither floods the log nor goes unseen. Thread-safe; ``clock`` is monotonic seconds
+    (injected for tests)."""
+
+    def __init__(
+        self,
+        logger: structlog.typing.FilteringBoundLogger,
+        event: str,
+        *,
+        every_s: float = 60.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._logger, self._event, self._every_s, self._clock = logger, event, every_s, clock
+        self._lock = threading.Lock()
+        self._next: float | None = None
+        self._suppressed = 0
+
+    def exception(self, **data: object) -> None:
+        """Log the exception being handled, unless one was logged less than ``every_s``
+        ago."""
+        now = self._clock()
+        with self._lock:
+            if self._next is not None and now < self._next:
+                self._suppressed += 1
+                return
+            suppressed, self._suppressed = self._suppressed, 0
+            self._next = now + self._every_s
+        self._logger.exception(self._event, suppressed=suppressed, **data)

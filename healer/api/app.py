@@ -22,6 +22,7 @@ import secrets
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import structlog
 from fastapi import FastAPI, Request
@@ -54,6 +55,7 @@ from healer.audit.roles import AlertInbox, Attention, ReleaseLog, ReviewQueue
 from healer.config import Settings
 from healer.decide import Playbook
 from healer.errors import IllegalTransition, ReviewConflict, StoreError, UnknownRecord
+from healer.logs import Throttled
 
 log = structlog.get_logger(__name__)
 
@@ -71,6 +73,11 @@ class HealerApi(FastAPI):
 
     lists: ListAnswers | None = None
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        # A fault in the list's own answer would otherwise log a traceback per request.
+        self.list_failures = Throttled(log, "incident_list_answer_failed")
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.lists is not None and scope["type"] == "http":
             try:
@@ -78,7 +85,7 @@ class HealerApi(FastAPI):
             except Exception:
                 # Nothing was sent: the route answers instead, through the error
                 # handling of the middleware stack, should it fail again.
-                log.exception("incident_list_answer_failed")
+                self.list_failures.exception(path=scope["path"])
                 page = None
             if page is not None:
                 await self.lists.send(page, send)

@@ -11,13 +11,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from fastapi.testclient import TestClient
+from structlog.testing import capture_logs
 
 from healer.api import create_app, listing, routes
 from healer.api.listing import ListQuery, PageCache, parse_query
 from healer.audit import AuditStore
 from healer.audit.views import IncidentFilter
 from healer.errors import StoreError
+from healer.logs import Throttled
 from healer.types import ActionKind, ActionRecord, ActionStatus, Cause, Diagnosis
 from tests.unit.api.test_app import AUTH, CART, LEDGER, SETTINGS, app_for, at, finding
 
@@ -311,6 +314,35 @@ def test_a_page_that_fails_ahead_of_the_framework_is_answered_by_the_route(
         monkeypatch.setattr(app.lists, "_answer", broken)
         answer = client.get("/api/v1/incidents?limit=3")
     assert (answer.status_code, answer.content) == (200, expected.content)
+
+
+def test_a_lasting_fault_of_the_list_answer_is_logged_once_a_minute(
+    store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fault on every request logs its traceback once, then once a minute with the
+    count of those left out, while the route answers each request."""
+    store.open_incident(finding())
+    app = create_app(store=store, settings=SETTINGS)
+    assert app.lists is not None
+    now = [0.0]
+    app.list_failures = Throttled(
+        structlog.get_logger("test"), "incident_list_answer_failed", clock=lambda: now[0]
+    )
+
+    async def broken(scope: object) -> bytes | None:
+        raise RuntimeError("a bug in the fast path")
+
+    monkeypatch.setattr(app.lists, "_answer", broken)
+    with TestClient(app, headers=AUTH) as client, capture_logs() as logs:
+        for second in (0.0, 1.0, 30.0, 59.0, 60.0, 61.0):
+            now[0] = second
+            assert client.get("/api/v1/incidents?limit=3").status_code == 200
+    failed = [e for e in logs if e["event"] == "incident_list_answer_failed"]
+    assert [(e["suppressed"], e["log_level"], e["exc_info"]) for e in failed] == [
+        (0, "error", True),
+        (3, "error", True),
+    ]
+    assert failed[0]["path"] == "/api/v1/incidents"
 
 
 def test_a_list_request_with_a_body_is_judged_by_the_route(
