@@ -15,7 +15,7 @@ from sqlalchemy import create_engine, text
 from healer.api.schemas import IncidentItem, IncidentPage
 from healer.audit import AuditStore, IncidentFilter, migrate
 from healer.audit import listed as entries
-from healer.audit.review import DAY_ARMS_MAX, EVERY_INCIDENT, _days
+from healer.audit.review import DAY_ARMS_MAX, EVERY_INCIDENT, _arms, _days, _listing_values
 from healer.types import (
     ActionKind,
     ActionRecord,
@@ -162,8 +162,21 @@ def test_a_window_spans_the_days_it_touches_in_utc() -> None:
     ]
     assert _days(IncidentFilter(since=day, until=day)) == []
     assert _days(IncidentFilter(since=day)) == []
-    many = _days(IncidentFilter(since=day, until=day + timedelta(days=30)))
+    month = _days(IncidentFilter(since=cet - timedelta(hours=1), until=day + timedelta(days=31)))
+    assert (len(month), month[0], month[-1]) == (32, "2025-02-28", "2025-03-31")
+    many = _days(IncidentFilter(since=day, until=day + timedelta(days=40)))
     assert len(many) == DAY_ARMS_MAX + 1  # read as any other filter
+
+
+def test_a_window_of_some_days_is_read_by_the_next_power_of_two_arms() -> None:
+    assert [_arms(n) for n in (1, 2, 3, 4, 5, 8, 9, 17, 31, 32)] == [
+        *(1, 2, 4, 4, 8, 8, 16, 32, 32, 32)
+    ]
+    statements = {
+        _listing_values(IncidentFilter(since=T0, until=T0 + timedelta(days=n)), 51, by_day=True)[0]
+        for n in range(1, DAY_ARMS_MAX + 1)
+    }
+    assert len(statements) == 6
 
 
 def test_windows_read_day_by_day_list_what_they_should(store: AuditStore) -> None:
@@ -184,8 +197,10 @@ def test_windows_read_day_by_day_list_what_they_should(store: AuditStore) -> Non
         (T0, T0 + timedelta(days=1)),
         (T0 + timedelta(days=2, minutes=7), T0 + timedelta(days=5)),
         (T0, T0 + timedelta(days=7)),
-        (T0 + timedelta(days=1), T0 + timedelta(days=10)),  # more days than read by day
-        (T0 - timedelta(days=3), T0 + timedelta(days=30)),
+        (T0 + timedelta(days=1), T0 + timedelta(days=10)),  # 9 days: 16 arms, 7 of no day
+        (T0 - timedelta(hours=5), T0 + timedelta(days=11, hours=3)),  # 13 days
+        (T0 - timedelta(days=20), T0 + timedelta(days=11)),  # 31 days: 32 arms
+        (T0 - timedelta(days=3), T0 + timedelta(days=30)),  # 33: more than read by day
     ]
     for since, until in windows:
         for namespace in (None, "web"):
