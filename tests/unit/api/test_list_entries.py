@@ -179,6 +179,16 @@ def test_a_window_of_some_days_is_read_by_the_next_power_of_two_arms() -> None:
     assert len(statements) == 6
 
 
+def test_a_window_of_one_workload_is_read_from_its_own_index() -> None:
+    """A workload's incidents are few: read by day, every workload's incidents of
+    each day were looked up to find them."""
+    week = {"since": T0, "until": T0 + timedelta(days=7)}
+    _, values = _listing_values(IncidentFilter(**week, namespace="web"), 51, by_day=True)
+    assert "day0" in values
+    _, values = _listing_values(IncidentFilter(**week, workload="api"), 51, by_day=True)
+    assert "day0" not in values
+
+
 def test_windows_read_day_by_day_list_what_they_should(store: AuditStore) -> None:
     """Incidents over twelve days whose onsets do not follow their ids (a slow leak
     found late opens before incidents found earlier), listed through windows of an
@@ -203,17 +213,24 @@ def test_windows_read_day_by_day_list_what_they_should(store: AuditStore) -> Non
         (T0 - timedelta(days=3), T0 + timedelta(days=30)),  # 33: more than read by day
     ]
     for since, until in windows:
-        for namespace in (None, "web"):
+        # A workload's window is read from its own index (review.BY_DAY_UNLESS).
+        for namespace, workload in ((None, None), ("web", None), ("web", "api"), (None, "api")):
             expected = [
                 s.id
                 for s in everything
-                if since <= s.opened < until and namespace in (None, s.workload.namespace)
+                if since <= s.opened < until
+                and namespace in (None, s.workload.namespace)
+                and workload in (None, s.workload.name)
             ]
             got: list[int] = []
             before: int | None = None
             while True:
                 where = IncidentFilter(
-                    since=since, until=until, namespace=namespace, before_id=before
+                    since=since,
+                    until=until,
+                    namespace=namespace,
+                    workload=workload,
+                    before_id=before,
                 )
                 page = store.list_incident_entries(where, limit=7)
                 now = store.list_incident_entries_now(where, limit=7, max_steps=1_000_000)
@@ -222,4 +239,4 @@ def test_windows_read_day_by_day_list_what_they_should(store: AuditStore) -> Non
                 if len(page) < 7:
                     break
                 before = page[-1][0]
-            assert got == expected, (since, until, namespace)
+            assert got == expected, (since, until, namespace, workload)
