@@ -9,9 +9,10 @@ the machine's cores with the server; each run prints the CPU both used and the l
 generator's share. Printed per run: requests, throughput, p50 / p90 / p99 / max latency,
 for the first page, for a page found through a cursor, and for queries that all differ
 (no page kept in memory: the cost of a store read and its encoding). The queries that
-differ mix the filters people type (``QUERY_SHAPES``: a start time, a time window, a
-namespace, a cause, a status, a workload, each further on through a cursor), and each
-shape's latencies in that run are printed below it. Target: p99 under 50 ms at 100
+differ mix the filters people type (``query_shapes``: a start time, a time window, a
+namespace, a cause, a status, a workload, each further on through a cursor, and a
+week's window of a status or of a workload), and each shape's latencies in that run
+are printed below it. Target: p99 under 50 ms at 100
 clients, for every shape.
 
 The server is the API as ``healer api --workers N`` runs it (``healer.apiworkers``):
@@ -118,6 +119,11 @@ def query_shapes(count: int) -> dict[str, list[str]]:
     signer = CursorSigner(CURSOR_SECRET.encode())
     n = range(QUERIES_PER_SHAPE)
     span_min = max(count - 24 * 60, 1)  # a one-day window starts at least a day back
+    week_min = max(count - 7 * 24 * 60, 1)
+
+    def week(k: int) -> str:  # a week's window, starting anywhere in the history
+        m = k * 7919 % week_min
+        return f"{at(m)}&until={at(m + 7 * 24 * 60)}"
 
     def at(minutes: int) -> str:
         return (T0 + timedelta(minutes=minutes)).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -139,6 +145,10 @@ def query_shapes(count: int) -> dict[str, list[str]]:
         ],
         "namespace and status": [
             f"{base}namespace=ns{k % 20}&status={STATUSES[k % 5]}&cursor={cursor(k)}" for k in n
+        ],
+        "status, one-week window": [f"{base}status={STATUSES[k % 5]}&since={week(k)}" for k in n],
+        "workload, one-week window": [
+            f"{base}namespace=ns{k % 20}&workload=svc{k % 500}&since={week(k)}" for k in n
         ],
     }
 
