@@ -155,21 +155,25 @@ def demo(
     Options given here win over the settings file and the environment; options left out
     take their value from those, then from the defaults.
     """
-    from healer.api.app import create_app
-    from healer.api.auth import hash_token, new_token
-    from healer.api.server import ServerThread, bind
-    from healer.audit.store import AuditStore
     from healer.config import ApiToken, StoreSettings, load_settings
-    from healer.harness import SimHarness
     from healer.logs import configure
     from healer.sim.scenario import load_scenario
 
     configure(level="warning")  # the demo prints its own line per step
+    # The input first: a bad scenario or setting is named at once, before the API, the
+    # simulator and the detector are imported (seconds).
     chosen = load_scenario(scenario)
-    workdir = Path(tempfile.mkdtemp(prefix="healer-demo-"))
     listen = {key: value for key, value in (("host", host), ("port", port)) if value is not None}
     given = {"playbooks_dir": str(playbooks)} if playbooks is not None else {}
     settings = load_settings(config, guards={"mode": mode}, api=listen, **given)
+
+    from healer.api.app import create_app
+    from healer.api.auth import hash_token, new_token
+    from healer.api.server import ServerThread, bind
+    from healer.audit.store import AuditStore
+    from healer.harness import SimHarness
+
+    workdir = Path(tempfile.mkdtemp(prefix="healer-demo-"))
     # --db wins; else store.url from the settings file or HEALER_STORE__URL; else a new file.
     if db is not None or "url" not in settings.store.model_fields_set:
         url = f"sqlite:///{db or workdir / 'audit.db'}"

@@ -37,6 +37,27 @@ def test_unknown_scenario() -> None:
     assert_one_line_error(result, "unknown scenario 'nope'", "default")
 
 
+def test_demo_names_bad_input_before_it_loads_the_rest(tmp_path: Path) -> None:
+    """A bad scenario or settings file is named before the simulator, the detector and
+    the API are imported (seconds of a person's wait)."""
+    bad = tmp_path / "settings.yaml"
+    bad.write_text("guards: [\n")
+    for args in (("--scenario", "nope"), ("--config", str(bad))):
+        probe = (
+            "import sys\n"
+            "from healer.cli import main\n"
+            f"sys.argv = ['healer', 'demo', *{args!r}, '--port', '0']\n"
+            "try:\n    main()\n"
+            "except SystemExit as exit:\n"
+            "    loaded = [m for m in ('healer.harness', 'healer.api.app') if m in sys.modules]\n"
+            "    print(exit.code, loaded)\n"
+        )
+        result = subprocess.run(
+            [sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=60
+        )
+        assert result.stdout.strip() == "2 []", (args, result.stdout, result.stderr)
+
+
 def test_malformed_playbook(tmp_path: Path) -> None:
     (tmp_path / "bad.yaml").write_text(
         "name: bad\nmatch:\n  causes: [memory_leak]\naction:\n  kind: reboot\n"
