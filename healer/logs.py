@@ -43,9 +43,10 @@ def configure(*, level: str = "info", json: bool | None = None) -> None:
 class Throttled:
     """An error event that may repeat on every request while its cause lasts: logged
     with its traceback the first time, then at most once every ``every_s`` seconds, each
-    time with how many were left out since (``suppressed``), so that a lasting fault
-    neither floods the log nor goes unseen. Thread-safe; ``clock`` is monotonic seconds
-    (injected for tests)."""
+    time with how many were left out (``suppressed``) in the seconds since the one
+    logged before (``since_s``), so that a lasting fault neither floods the log nor goes
+    unseen. Those left out after the last one logged are told with the next, if any.
+    Thread-safe; ``clock`` is monotonic seconds (injected for tests)."""
 
     def __init__(
         self,
@@ -57,7 +58,7 @@ class Throttled:
     ) -> None:
         self._logger, self._event, self._every_s, self._clock = logger, event, every_s, clock
         self._lock = threading.Lock()
-        self._next: float | None = None
+        self._last: float | None = None
         self._suppressed = 0
 
     def exception(self, **data: object) -> None:
@@ -65,9 +66,10 @@ class Throttled:
         ago."""
         now = self._clock()
         with self._lock:
-            if self._next is not None and now < self._next:
+            last = self._last
+            if last is not None and now < last + self._every_s:
                 self._suppressed += 1
                 return
-            suppressed, self._suppressed = self._suppressed, 0
-            self._next = now + self._every_s
-        self._logger.exception(self._event, suppressed=suppressed, **data)
+            suppressed, self._suppressed, self._last = self._suppressed, 0, now
+        since = None if last is None else round(now - last, 1)
+        self._logger.exception(self._event, suppressed=suppressed, since_s=since, **data)

@@ -153,7 +153,8 @@ def read_threads() -> Executor:
 MAX_STEPS_NOW = 20_000
 """SQLite instructions a page may take to be read on the event loop itself: a page of
 any filter takes ~430 to ~1,100, a window of a day to a month ~2,000 to ~12,000 (read a
-day at a time), at 100,000 incidents. A read that runs longer (a window of over a
+day at a time; a namespace's, whose incidents of each day are looked up one by one, up to
+~21,000), at 100,000 incidents. A read that runs longer (a window of over a
 month, filters that together match nothing and scan an index to its end) is stopped
 there, ~0.5 ms in, and read again on a reader thread, so the loop is never held up for
 long."""

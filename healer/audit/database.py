@@ -306,8 +306,6 @@ class Database:
         prepared = self._prepared.get(statement)
         if prepared is None:
             prepared = Prepared.compile(statement, self._engine.dialect)
-            if len(self._prepared) >= PREPARED_KEPT:
-                self._prepared.clear()  # statements built afresh (review.LISTINGS_KEPT)
             self._prepared[statement] = prepared
         try:
             connection = (
@@ -355,12 +353,6 @@ def _close_quietly(connection: PoolProxiedConnection) -> None:
         connection.close()
     except Exception as exc:  # a connection closing on its way out: nothing to keep
         log.debug("own_connection_close_failed", error=str(exc))
-
-
-PREPARED_KEPT = 1_024
-"""Statements kept compiled for the driver: more than the store's reads use, so the
-bound is only reached when statements are built again after their cache dropped them;
-emptied then, as simpler than LRU and as rare."""
 
 
 PROGRESS_EVERY = 1_000

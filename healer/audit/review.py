@@ -78,36 +78,41 @@ _TIMES = frozenset({"since", "until"})
 DAY_ARMS_MAX = 32
 """Most days a time window may span to be read day by day (``_listing``): a month's
 window, however it falls on the days. A longer one is read as any other filter, its
-ids sorted (a 31-day window at 100,000 incidents: 5 to 7 ms, against 0.3 to 0.45 ms
-read by day, within ``listing.MAX_STEPS_NOW``)."""
+ids sorted (a 31-day window alone at 100,000 incidents: 5 to 7 ms, against 0.3 to
+0.45 ms read by day, within ``listing.MAX_STEPS_NOW``)."""
 
 
-BY_DAY_UNLESS = frozenset({"workload"})
-"""Filters whose window is read in id order from the filter's own index, each row's
-time checked, rather than a day at a time: a workload's incidents are few, and read by
-day each day's incidents of every workload were looked up to find its own (a week's
-window at 100,000 incidents: 3.3 to 3.7 ms by day, 0.1 ms from the index). The other
-filters match a large share of the incidents (a status, a cause, a namespace), whose
-window by day costs 0.15 to 0.85 ms wherever it falls, against up to 5.4 ms when a
-window far back is reached through the newer incidents in id order."""
+def _read_by_day(filters: frozenset[str]) -> bool:
+    """Whether a window with ``filters`` is read a day at a time: unless a workload is
+    named, or a namespace with a status or a cause, whose own indexes (a workload's,
+    ``ix_incidents_namespace_status``, ``..._namespace_cause``) find their few incidents
+    at once. Read by day, each day's incidents were looked up one by one to find those
+    (a workload's week at 100,000 incidents: 3.3 to 3.7 ms, against 0.1 ms from its
+    index). One of a status, a cause or a namespace matches a large share of the
+    incidents, and its window by day costs 0.15 to 1 ms wherever it falls, against
+    up to 5.4 ms when a window far back is reached through the newer incidents in id
+    order."""
+    return not any(own <= filters for own in _OWN_INDEXES)
+
+
+_OWN_INDEXES = (
+    frozenset({"workload"}),
+    frozenset({"namespace", "status"}),
+    frozenset({"namespace", "cause"}),
+)
 
 
 def _arms(days: int) -> int:
     """The arms of a statement that reads ``days`` days (1 to ``DAY_ARMS_MAX``): the
     next power of two, the arms past the window's days bound to no day (NULL), which
-    costs one index seek each. So a set of filters has at most six such statements
+    SQLite skips before reading anything (their ``day IS NOT NULL``, a term of bound
+    values only, is tested once). So a set of filters has at most six such statements
     (1, 2, ..., 32 arms) rather than one per day count: a statement of 32 arms takes
     8 ms to build, compile and prepare, once per process, on the event loop."""
     return 1 << (days - 1).bit_length()
 
 
-LISTINGS_KEPT = 512
-"""Statements of the list kept built (``_listing``): far more than the sets of filters
-people use; the bound keeps a client that tries every combination from growing the
-process."""
-
-
-@functools.lru_cache(maxsize=LISTINGS_KEPT)
+@functools.cache
 def _listing(filters: frozenset[str], *, entries: bool, days: int = 0) -> Select[*tuple[Any, ...]]:
     """The incident list's query with ``filters``, values bound when it runs: of the
     summary columns, or of each incident's id and list entry (``entries``).
@@ -124,9 +129,11 @@ def _listing(filters: frozenset[str], *, entries: bool, days: int = 0) -> Select
       page's fifty: a one-day window at 100,000 incidents (1,440 of them) spent 0.35
       to 0.6 ms sorting, against 0.06 to 0.2 ms read by day.
 
-    Built once per set of filters (at most 2**8 of them, times the six sizes of
-    ``_arms``), and at most ``LISTINGS_KEPT`` kept: building a statement costs more
-    than SQLite takes to answer it. Columns, not ORM entities: a page is read-only.
+    Built once per set of filters and kept: building a statement costs more than
+    SQLite takes to answer it. There are 2**8 sets of filters, of which 20 are read by
+    day (``_read_by_day``) in six sizes of ``_arms``, each for entries and for
+    columns: 752 statements, about 11 MB, should a client ask for every combination.
+    Columns, not ORM entities: a page is read-only.
     """
     newest = IncidentRow.id.desc()
     conditions = [_CONDITIONS[name] for name in sorted(filters)]
@@ -139,7 +146,9 @@ def _listing(filters: frozenset[str], *, entries: bool, days: int = 0) -> Select
     ids: Select[Any] | CompoundSelect[Any]
     if days:
         arms = [
-            select(IncidentRow.id).where(bindparam(f"day{i}") == OPENED_DAY, *conditions)
+            select(IncidentRow.id).where(
+                bindparam(f"day{i}").is_not(None), bindparam(f"day{i}") == OPENED_DAY, *conditions
+            )
             for i in range(days)
         ]
         merged = union_all(*arms)
@@ -153,12 +162,12 @@ def _listing_values(
     where: IncidentFilter, limit: int, *, entries: bool = False, by_day: bool = False
 ) -> tuple[Select[*tuple[Any, ...]], dict[str, object]]:
     """The incident list's query for the filters ``where`` sets, and the values to bind;
-    a time window read day by day when ``by_day`` (SQLite) and it spans few days, unless
-    a workload is named (``BY_DAY_UNLESS``)."""
+    a time window read day by day when ``by_day`` (SQLite), it spans few days and the
+    other filters are not better served by their own index (``_read_by_day``)."""
     given = where.given()
     filters = frozenset(given)
     values: dict[str, object] = {**given, "limit": limit}
-    days = _days(where) if by_day and filters.isdisjoint(BY_DAY_UNLESS) else []
+    days = _days(where) if by_day and _read_by_day(filters) else []
     if not 0 < len(days) <= DAY_ARMS_MAX:
         return _listing(filters, entries=entries), values
     arms = _arms(len(days))

@@ -36,6 +36,7 @@ from healer.types import (
 )
 
 T0 = datetime(2025, 3, 1, 21, 30, tzinfo=UTC)
+MIDNIGHT = T0.replace(hour=0, minute=0)
 CART = WorkloadRef("shop", "Deployment", "cart")
 
 
@@ -172,21 +173,40 @@ def test_a_window_of_some_days_is_read_by_the_next_power_of_two_arms() -> None:
     assert [_arms(n) for n in (1, 2, 3, 4, 5, 8, 9, 17, 31, 32)] == [
         *(1, 2, 4, 4, 8, 8, 16, 32, 32, 32)
     ]
-    statements = {
-        _listing_values(IncidentFilter(since=T0, until=T0 + timedelta(days=n)), 51, by_day=True)[0]
-        for n in range(1, DAY_ARMS_MAX + 1)
-    }
+    statements = set()
+    for n in range(1, DAY_ARMS_MAX + 2):
+        window = IncidentFilter(since=MIDNIGHT, until=MIDNIGHT + timedelta(days=n))
+        statement, values = _listing_values(window, 51, by_day=True)
+        days = [values[k] for k in values if k.startswith("day")]
+        if n > DAY_ARMS_MAX:
+            assert days == []  # read as any other filter
+            continue
+        assert len(days) == _arms(n), n
+        assert days[:n] == _days(window) and days[n:] == [None] * (len(days) - n), n
+        statements.add(statement)
     assert len(statements) == 6
 
 
-def test_a_window_of_one_workload_is_read_from_its_own_index() -> None:
-    """A workload's incidents are few: read by day, every workload's incidents of
-    each day were looked up to find them."""
+def test_a_window_of_few_incidents_is_read_from_their_own_index() -> None:
+    """A workload's incidents are few, and so are a namespace's of one status or cause:
+    read by day, every incident of each day was looked up to find them."""
     week = {"since": T0, "until": T0 + timedelta(days=7)}
-    _, values = _listing_values(IncidentFilter(**week, namespace="web"), 51, by_day=True)
-    assert "day0" in values
-    _, values = _listing_values(IncidentFilter(**week, workload="api"), 51, by_day=True)
-    assert "day0" not in values
+    by_day = [
+        {"namespace": "web"},
+        {"status": IncidentStatus.OPEN},
+        {"cause": Cause.OVERLOAD, "status": IncidentStatus.OPEN},  # no index of the two
+    ]
+    own_index = [
+        {"workload": "api"},
+        {"namespace": "web", "status": IncidentStatus.OPEN},
+        {"namespace": "web", "cause": Cause.OVERLOAD},
+    ]
+    for given in by_day:
+        _, values = _listing_values(IncidentFilter(**week, **given), 51, by_day=True)
+        assert "day0" in values, given
+    for given in own_index:
+        _, values = _listing_values(IncidentFilter(**week, **given), 51, by_day=True)
+        assert "day0" not in values, given
 
 
 def test_windows_read_day_by_day_list_what_they_should(store: AuditStore) -> None:
@@ -201,26 +221,35 @@ def test_windows_read_day_by_day_list_what_they_should(store: AuditStore) -> Non
         onset = found - timedelta(hours=rng.choice([0.1, 0.5, 3, 30]))
         store.open_incident(finding(CART if i % 3 else other, found, onset))
     everything = store.list_incidents(limit=500)
-    windows = [
-        (T0, T0 + timedelta(hours=1)),
-        (T0 - timedelta(hours=2), T0 + timedelta(hours=3)),  # across midnight
-        (T0, T0 + timedelta(days=1)),
-        (T0 + timedelta(days=2, minutes=7), T0 + timedelta(days=5)),
-        (T0, T0 + timedelta(days=7)),
-        (T0 + timedelta(days=1), T0 + timedelta(days=10)),  # 9 days: 16 arms, 7 of no day
-        (T0 - timedelta(hours=5), T0 + timedelta(days=11, hours=3)),  # 13 days
-        (T0 - timedelta(days=20), T0 + timedelta(days=11)),  # 31 days: 32 arms
-        (T0 - timedelta(days=3), T0 + timedelta(days=30)),  # 33: more than read by day
+    windows = [  # and the UTC days each spans
+        (T0, T0 + timedelta(hours=1), 1),
+        (T0 - timedelta(hours=2), T0 + timedelta(hours=3), 2),  # across midnight
+        (T0, T0 + timedelta(days=1), 2),
+        (T0 + timedelta(days=2, minutes=7), T0 + timedelta(days=5), 4),
+        (T0, T0 + timedelta(days=7), 8),
+        (T0 + timedelta(days=1), T0 + timedelta(days=10), 10),  # 16 arms, 6 of no day
+        (T0 - timedelta(hours=5), T0 + timedelta(days=11, hours=3), 13),
+        (MIDNIGHT - timedelta(days=5), MIDNIGHT + timedelta(days=12), 17),  # 15 of no day
+        (MIDNIGHT - timedelta(days=18), MIDNIGHT + timedelta(days=13), 31),
+        (T0 - timedelta(days=20), T0 + timedelta(days=11), 32),  # 32 arms, all days
+        (MIDNIGHT - timedelta(days=19), MIDNIGHT + timedelta(days=14), 33),  # not by day
+        (T0 - timedelta(days=3), T0 + timedelta(days=30), 34),
     ]
-    for since, until in windows:
-        # A workload's window is read from its own index (review.BY_DAY_UNLESS).
-        for namespace, workload in ((None, None), ("web", None), ("web", "api"), (None, "api")):
+    open_ = IncidentStatus.OPEN
+    for since, until, days in windows:
+        assert len(_days(IncidentFilter(since=since, until=until))) == min(days, DAY_ARMS_MAX + 1)
+        # Read by day, or from the filters' own index (review._read_by_day).
+        for namespace, workload, status in (
+            *((None, None, None), ("web", None, None), (None, None, open_)),
+            *(("web", "api", None), (None, "api", None), ("web", None, open_)),
+        ):
             expected = [
                 s.id
                 for s in everything
                 if since <= s.opened < until
                 and namespace in (None, s.workload.namespace)
                 and workload in (None, s.workload.name)
+                and status in (None, s.status)
             ]
             got: list[int] = []
             before: int | None = None
@@ -230,6 +259,7 @@ def test_windows_read_day_by_day_list_what_they_should(store: AuditStore) -> Non
                     until=until,
                     namespace=namespace,
                     workload=workload,
+                    status=status,
                     before_id=before,
                 )
                 page = store.list_incident_entries(where, limit=7)
@@ -239,4 +269,4 @@ def test_windows_read_day_by_day_list_what_they_should(store: AuditStore) -> Non
                 if len(page) < 7:
                     break
                 before = page[-1][0]
-            assert got == expected, (since, until, namespace, workload)
+            assert got == expected, (since, until, namespace, workload, status)

@@ -324,23 +324,27 @@ def test_a_lasting_fault_of_the_list_answer_is_logged_once_a_minute(
     store.open_incident(finding())
     app = create_app(store=store, settings=SETTINGS)
     assert app.lists is not None
-    now = [0.0]
-    app.list_failures = Throttled(
-        structlog.get_logger("test"), "incident_list_answer_failed", clock=lambda: now[0]
-    )
 
     async def broken(scope: object) -> bytes | None:
         raise RuntimeError("a bug in the fast path")
 
     monkeypatch.setattr(app.lists, "_answer", broken)
     with TestClient(app, headers=AUTH) as client, capture_logs() as logs:
-        for second in (0.0, 1.0, 30.0, 59.0, 60.0, 61.0):
+        for _ in range(3):  # the app's own throttle, within a second
+            assert client.get("/api/v1/incidents?limit=3").status_code == 200
+        now = [0.0]
+        app.list_failures = Throttled(
+            structlog.get_logger("test"), "incident_list_answer_failed", clock=lambda: now[0]
+        )
+        for second in (0.0, 1.0, 30.0, 59.0, 60.0, 61.0, 125.0):
             now[0] = second
             assert client.get("/api/v1/incidents?limit=3").status_code == 200
     failed = [e for e in logs if e["event"] == "incident_list_answer_failed"]
-    assert [(e["suppressed"], e["log_level"], e["exc_info"]) for e in failed] == [
-        (0, "error", True),
-        (3, "error", True),
+    assert [(e["suppressed"], e["since_s"], e["log_level"], e["exc_info"]) for e in failed] == [
+        (0, None, "error", True),  # the app's: the two after it within the minute left out
+        (0, None, "error", True),
+        (3, 60.0, "error", True),
+        (1, 65.0, "error", True),
     ]
     assert failed[0]["path"] == "/api/v1/incidents"
 
