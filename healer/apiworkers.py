@@ -24,6 +24,10 @@ Decisions:
   second behind another worker's writes (``listing.TTL_S``), as between replicas.
 - Workers are started with ``spawn``: a fork of a process that already holds database
   connections and threads would share them.
+- The workers sign cursors and review page sessions with one key: ``api.cursor_secret``,
+  or one drawn here when it is unset. A key per worker (as each app draws its own)
+  refused a cursor, or logged a person out, whenever a new connection landed on another
+  worker.
 - A worker that dies is started again after ``RESTART_WAIT_S``; stopping (SIGTERM, or
   Ctrl-C) asks every worker to finish what it is answering, then waits for them.
 - The daemon's own API (``healer run``) stays one server in the daemon's process.
@@ -33,6 +37,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import secrets
 import socket
 import threading
 from dataclasses import dataclass
@@ -40,6 +45,7 @@ from multiprocessing.process import BaseProcess
 
 import structlog
 import uvicorn
+from pydantic import SecretStr
 
 from healer.api.app import create_app
 from healer.api.server import bound
@@ -88,7 +94,7 @@ def serve(plan: ApiWorkers, *, stop: threading.Event, sock: socket.socket | None
     Raises ConfigError for a port in use and StoreError for a store that cannot be
     opened, before any worker starts.
     """
-    settings = plan.settings
+    settings = _with_one_key(plan.settings)
     sock = sock or reserve(settings.api.host, settings.api.port)
     address: tuple[str, int] = sock.getsockname()[:2]
     running: list[BaseProcess] = []
@@ -104,6 +110,16 @@ def serve(plan: ApiWorkers, *, stop: threading.Event, sock: socket.socket | None
     finally:
         _stop_all(running)
         sock.close()
+
+
+def _with_one_key(settings: Settings) -> Settings:
+    """``settings`` with an ``api.cursor_secret`` for every worker: its own, or a random
+    one for this run (cursors and sessions then end with it, as a single process's)."""
+    if settings.api.cursor_secret is not None:
+        return settings
+    key = SecretStr(secrets.token_urlsafe(32))
+    api = settings.api.model_copy(update={"cursor_secret": key})
+    return settings.model_copy(update={"api": api})
 
 
 def _start(settings: Settings, address: tuple[str, int]) -> BaseProcess:

@@ -443,7 +443,8 @@ class ApiSettings(_Section):
     (401); /healthz, /readyz and /metrics stay open."""
     cursor_secret: SecretStr | None = None
     """Key that signs pagination cursors and review page sessions. Unset: a random key
-    per process, so neither outlives a restart nor a hop to another replica."""
+    per process (one for all the workers of ``healer api --workers``), so neither
+    outlives a restart nor a hop to another replica."""
     max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
     """Largest request body accepted; a larger one is refused with 413 before it is read
     whole. The largest legitimate body (a review with a 2,000-character reason) is a few

@@ -44,7 +44,7 @@ from healer.api.hardening import (
     security_headers,
     validation_error,
 )
-from healer.api.listing import PATH, ListAnswers
+from healer.api.listing import PATH, STORE_UNAVAILABLE, ListAnswers
 from healer.api.metrics import registry_for
 from healer.api.pages import router as pages
 from healer.api.releases import ReleaseGate, Watched
@@ -82,6 +82,9 @@ class HealerApi(FastAPI):
         if self.lists is not None and scope["type"] == "http":
             try:
                 page = await self.lists.page(scope)
+            except StoreError:
+                await self.lists.send_unavailable(send)
+                return
             except Exception:
                 # Nothing was sent: the route answers instead, through the error
                 # handling of the middleware stack, should it fail again.
@@ -203,4 +206,4 @@ async def _conflict(request: Request, exc: Exception) -> JSONResponse:
 async def _store_unavailable(request: Request, exc: Exception) -> JSONResponse:
     # 503: the store is down or damaged, the request itself may well be fine. The
     # message stays generic: database errors can quote SQL and file paths.
-    return JSONResponse(status_code=503, content={"detail": "audit store unavailable"})
+    return JSONResponse(status_code=503, content=STORE_UNAVAILABLE)

@@ -41,6 +41,7 @@ from typing import Annotated
 from urllib.parse import parse_qsl
 
 from fastapi import Query
+from fastapi.responses import JSONResponse
 from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, ValidationError
 from starlette.types import Scope, Send
 
@@ -49,7 +50,6 @@ from healer.api.cursor import BadCursor, CursorSigner
 from healer.audit import listed
 from healer.audit.roles import ReviewQueue
 from healer.audit.views import IncidentFilter
-from healer.errors import StoreError
 from healer.types import Cause, IncidentStatus
 
 PATH = "/api/v1/incidents"
@@ -60,9 +60,13 @@ TTL_S = 1.0
 below what a person or a dashboard polling every few seconds notices."""
 
 MAX_PAGES = 512
-"""Pages kept at most (each is at most ~1 MB at MAX_PAGE items, typically ~20 kB); when
-full, the cache is emptied: simpler than LRU and rare, since the common keys are few
-(the first page of each filter)."""
+"""Pages kept at most (typically ~20 kB each); when full, or holding ``MAX_BYTES``, the
+cache is emptied: simpler than LRU and rare, since the common keys are few (the first
+page of each filter)."""
+
+MAX_BYTES = 32 * 1024 * 1024
+"""Bytes of pages kept at most: pages of ``MAX_PAGE`` items are ~170 kB each, and a
+client asking for hundreds of them must not grow every API process by ~90 MB."""
 
 
 MAX_PAGE = 500
@@ -134,6 +138,14 @@ def parse_query(query_string: bytes) -> ListQuery | None:
         return ListQuery.model_validate(given)
     except ValidationError:
         return None
+
+
+STORE_UNAVAILABLE = {"detail": "audit store unavailable"}
+"""The body of the API's 503 when the store cannot answer: generic, as database errors
+can quote SQL and file paths."""
+
+_UNAVAILABLE = bytes(JSONResponse(STORE_UNAVAILABLE).body)
+"""``STORE_UNAVAILABLE`` as the app's 503 writes it."""
 
 
 READ_THREADS = 4
@@ -234,12 +246,14 @@ class PageCache:
         *,
         ttl_s: float = TTL_S,
         max_pages: int = MAX_PAGES,
+        max_bytes: int = MAX_BYTES,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._ttl_s = ttl_s
-        self._max_pages = max_pages
+        self._max_pages, self._max_bytes = max_pages, max_bytes
         self._clock = clock
         self._pages: dict[Hashable, tuple[int, float, bytes]] = {}
+        self._bytes = 0
         self._lock = threading.Lock()
         self._loading: dict[tuple[Hashable, int], asyncio.Task[bytes]] = {}
 
@@ -257,9 +271,14 @@ class PageCache:
         """Keep ``body``; ``write_count`` must be the count read *before* the query, so
         that a write committed during the query makes the page stale, never current."""
         with self._lock:
-            if len(self._pages) >= self._max_pages:
+            replaced = self._pages.pop(key, None)
+            if replaced is not None:
+                self._bytes -= len(replaced[2])
+            if len(self._pages) >= self._max_pages or self._bytes + len(body) > self._max_bytes:
                 self._pages.clear()
+                self._bytes = 0
             self._pages[key] = (write_count, self._clock() + self._ttl_s, body)
+            self._bytes += len(body)
 
     def loading(self, key: Hashable, *, write_count: int) -> bool:
         """Whether ``get_or_load`` is loading this page now."""
@@ -324,14 +343,22 @@ class ListAnswers:
         self.headers = [(b"content-type", b"application/json"), *headers]
 
     async def page(self, scope: Scope) -> bytes | None:
-        """The page the request asks for, or None when the app should answer it."""
+        """The page the request asks for, or None when the app should answer it.
+
+        Raises StoreError when the store cannot answer (``send_unavailable``)."""
         return await self._answer(scope) if _is_list(scope) else None
 
-    async def send(self, body: bytes, send: Send) -> None:
+    async def send(self, body: bytes, send: Send, *, status: int = 200) -> None:
         """Answer with ``body``, a ``page``."""
         headers = [(b"content-length", str(len(body)).encode()), *self.headers]
-        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
+
+    async def send_unavailable(self, send: Send) -> None:
+        """Answer as the app does a store that cannot answer (503, ``STORE_UNAVAILABLE``):
+        after ``page`` raised StoreError, the route would only wait for the store again
+        (up to ``store.unavailable_s``) to give the same answer."""
+        await self.send(_UNAVAILABLE, send, status=503)
 
     async def _answer(self, scope: Scope) -> bytes | None:
         key = query_key(scope)
@@ -352,8 +379,8 @@ class ListAnswers:
                 pages=self.pages,
                 readers=self.readers,
             )
-        except (BadCursor, StoreError):
-            return None  # the route refuses it with 400, or 503, saying why
+        except BadCursor:
+            return None  # the route refuses it with 400, saying why
 
 
 def _is_list(scope: Scope) -> bool:

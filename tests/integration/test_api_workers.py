@@ -13,6 +13,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -38,13 +39,13 @@ STARTED_S = 60.0
 """Longest wait for a spawned worker to import healer and answer, on a loaded machine."""
 
 
-def settings(db: Path, *, port: int = 0) -> Settings:
+def settings(db: Path, *, port: int = 0, secret: str | None = "shared-by-the-workers") -> Settings:
     tokens = [
         {"name": "viewer-1", "role": "viewer", "sha256": hash_token(VIEWER)},
         {"name": "operator-1", "role": "operator", "sha256": hash_token(OPERATOR)},
     ]
     return Settings(
-        api={"tokens": tokens, "cursor_secret": "shared-by-the-workers", "port": port},
+        api={"tokens": tokens, "cursor_secret": secret, "port": port},
         store={"url": f"sqlite:///{db}"},
         playbooks_dir=REPO / "playbooks",
     )
@@ -78,25 +79,46 @@ def wait_until(check: object, what: str) -> None:
     raise AssertionError(f"not within {STARTED_S} s: {what}")
 
 
-@pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
-    db = tmp_path / "audit.db"
+@contextmanager
+def serving(given: Settings) -> Iterator[str]:
+    """Two workers serving ``given``, stopped on the way out; the API's URL."""
     sock = reserve("127.0.0.1", 0)
     url = f"http://127.0.0.1:{sock.getsockname()[1]}"
     stop = threading.Event()
     runner = threading.Thread(
-        target=serve, args=(ApiWorkers(settings(db), 2),), kwargs={"stop": stop, "sock": sock}
+        target=serve, args=(ApiWorkers(given, 2),), kwargs={"stop": stop, "sock": sock}
     )
     runner.start()
     try:
         wait_until(lambda: len(multiprocessing.active_children()) == 2, "two workers")
         wait_until(lambda: get(f"{url}/healthz").status_code == 200, "the API answers")
-        yield url, db
+        yield url
     finally:
         stop.set()
         runner.join(30)
     assert not runner.is_alive()
     assert multiprocessing.active_children() == []  # every worker stopped with it
+
+
+@pytest.fixture
+def served(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    db = tmp_path / "audit.db"
+    with serving(settings(db)) as url:
+        yield url, db
+
+
+def test_workers_without_a_cursor_secret_take_each_others_cursors(tmp_path: Path) -> None:
+    """Unset, the key is drawn once for all the workers: a cursor one signed pages on
+    with any other (before, each worker drew its own and refused the others')."""
+    db = tmp_path / "audit.db"
+    for name in ("cart", "ledger", "search"):
+        open_incident(db, name)
+    with serving(settings(db, secret=None)) as url:
+        first = get(f"{url}/api/v1/incidents?limit=1").json()
+        pages = [  # fresh connections: the kernel hands them to either worker
+            get(f"{url}/api/v1/incidents?limit=1&cursor={first['next_cursor']}") for _ in range(12)
+        ]
+    assert [page.status_code for page in pages] == [200] * 12, pages[0].text
 
 
 def test_the_workers_serve_one_store_and_see_each_others_writes(

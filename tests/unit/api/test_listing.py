@@ -103,6 +103,17 @@ def test_a_full_cache_starts_over() -> None:
     assert [cache.get(k, write_count=0) for k in ("a", "b", "c")] == [None, None, b"c"]
 
 
+def test_a_cache_holding_its_bytes_starts_over() -> None:
+    """Pages kept are bounded by their bytes too; a page put again counts once."""
+    cache = PageCache(max_bytes=10)
+    for _ in range(3):
+        cache.put("a", b"aaaa", write_count=0)
+    cache.put("b", b"bbbb", write_count=0)
+    assert [cache.get(k, write_count=0) for k in ("a", "b")] == [b"aaaa", b"bbbb"]
+    cache.put("c", b"ccc", write_count=0)  # 11 bytes: over
+    assert [cache.get(k, write_count=0) for k in ("a", "b", "c")] == [None, None, b"ccc"]
+
+
 def test_the_store_counts_its_writes(store: AuditStore) -> None:
     before = store.write_count
     store.list_incidents()
@@ -259,6 +270,28 @@ def test_a_store_that_fails_is_a_503_on_the_list_too(tmp_path: Path) -> None:
         assert response.json() == {"detail": "audit store unavailable"}
     finally:
         store.close()
+
+
+def test_a_store_that_fails_is_read_once_and_answered_as_the_route_does(
+    store: AuditStore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A store that cannot answer is asked once: the route, asked again, would wait for
+    it as long again (store.unavailable_s) to give the same 503."""
+    reads: list[str] = []
+
+    def failing(*args: object, **kwargs: object) -> None:
+        reads.append("read")
+        raise StoreError("cannot list incidents: connection refused")
+
+    monkeypatch.setattr(store, "list_incident_entries", failing)
+    monkeypatch.setattr(store, "list_incident_entries_now", failing)
+    with app_for(store) as client:
+        fast = client.get("/api/v1/incidents?namespace=shop")
+        assert len(reads) == 1
+        route = client.get("/api/v1/incidents?namespace=shop&by=route")
+    assert (fast.status_code, fast.content) == (503, route.content)
+    assert route.json() == {"detail": "audit store unavailable"}
+    assert sorted(fast.headers.items()) == sorted(route.headers.items())
 
 
 def test_a_plainly_valid_query_never_reaches_the_framework(store: AuditStore) -> None:
