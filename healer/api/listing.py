@@ -18,8 +18,10 @@ given once, validate as ``ListQuery``, whose fields are the route's parameters w
 same types and limits, and its cursor verifies. That is a person's every filter, and
 the framework's work would cost as much again as reading and encoding the page. Anything
 else (no or bad token, a cookie, an unknown or repeated parameter, a value out of
-bounds, a forged cursor, a store that fails, another path) goes to the route, which
-answers, or refuses, naming what is wrong, as before. Both answer through ``load_page``,
+bounds, a forged cursor, another path) goes to the route, which answers, or refuses,
+naming what is wrong, as before. A store that fails the read is answered 503 here, as
+the app answers it, rather than asked again by the route. Both answer through
+``load_page``,
 which reads a page of a local SQLite file on the event loop itself when it is short
 (``MAX_STEPS_NOW``: nearly every filter) and any other on a reader thread.
 
