@@ -7,13 +7,11 @@ string values. Each model is built from the store's result by a ``from_*`` class
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, JsonValue
 
-from healer.audit import listed
 from healer.audit.tables import StepKind
 from healer.audit.views import (
     ActionView,
@@ -21,7 +19,6 @@ from healer.audit.views import (
     IncidentSummary,
     StoredAlert,
     StoredSilence,
-    SummaryRow,
     TimelineStep,
 )
 from healer.types import (
@@ -80,16 +77,6 @@ class IncidentPage(_Out):
     items: list[IncidentItem]
     next_cursor: str | None
     """Pass as ``cursor`` to get the next page; null on the last page."""
-
-    @staticmethod
-    def encode(rows: Sequence[SummaryRow], next_cursor: str | None) -> bytes:
-        """The page as JSON: the bytes ``model_dump_json`` gives, several times faster.
-
-        Made as the list's pages are (``healer.audit.listed``): store rows are trusted,
-        so they are not validated again, and orjson writes the same JSON as pydantic for
-        these types; a test compares the two on every type of value a page holds.
-        """
-        return listed.page_json([listed.entry_json(row) for row in rows], next_cursor)
 
 
 class Step(_Out):

@@ -82,6 +82,13 @@ ids sorted (a 31-day window alone at 100,000 incidents: 5 to 7 ms, against 0.3 t
 0.45 ms read by day, within ``listing.MAX_STEPS_NOW``)."""
 
 
+_OWN_INDEXES = (  # filters whose own index serves a window better (``_read_by_day``)
+    frozenset({"workload"}),
+    frozenset({"namespace", "status"}),
+    frozenset({"namespace", "cause"}),
+)
+
+
 def _read_by_day(filters: frozenset[str]) -> bool:
     """Whether a window with ``filters`` is read a day at a time: unless a workload is
     named, or a namespace with a status or a cause, whose own indexes (a workload's,
@@ -93,13 +100,6 @@ def _read_by_day(filters: frozenset[str]) -> bool:
     up to 5.4 ms when a window far back is reached through the newer incidents in id
     order."""
     return not any(own <= filters for own in _OWN_INDEXES)
-
-
-_OWN_INDEXES = (
-    frozenset({"workload"}),
-    frozenset({"namespace", "status"}),
-    frozenset({"namespace", "cause"}),
-)
 
 
 def _arms(days: int) -> int:
